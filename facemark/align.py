@@ -1,0 +1,115 @@
+"""Similarity alignment between image and the model's square crop.
+
+Conventions (used everywhere in facemark): coordinates are 0-based and a pixel's centre sits at
+an integer coordinate, so pixel (0, 0) covers [-0.5, 0.5]^2. OpenCV's ``warpAffine`` uses the same
+convention, which is why crops are made with it and points map back through the exact inverse.
+
+The canonical frame is the unit square [0, 1]^2 of the crop (edge to edge, not centre to
+centre). A crop of ``size`` pixels maps canonical ``u`` to pixel ``u * size - 0.5``.
+"""
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import cv2
+import numpy as np
+
+
+
+def _load_templates() -> dict[str, np.ndarray]:
+    try:
+        text = resources.files("facemark").joinpath("calibration.json").read_text()
+    except FileNotFoundError:
+        return {}
+    return {k: np.asarray(v, np.float64) for k, v in json.loads(text)["templates"].items()}
+
+
+# Where each kind of 5-point set sits in the canonical frame on average (detector order: subject's
+# right eye, left eye, nose tip, right mouth corner, left mouth corner), and RetinaFace's box as
+# (centre x, centre y, side). Fitted on the 300-W training faces by ``facemark calibrate``.
+TEMPLATES: dict[str, np.ndarray] = _load_templates()
+
+
+def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (rotation, uniform scale, translation) mapping src onto dst.
+
+    Returns the 2x3 matrix M with dst ~= M[:, :2] @ src + M[:, 2].
+    """
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s, d = src - mu_s, dst - mu_d
+    # Closed form for 2-D similarity: [a -b; b a].
+    var = (s**2).sum()
+    if var <= 1e-12:
+        raise ValueError("degenerate point set")
+    a = (s * d).sum() / var
+    b = (s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum() / var
+    m = np.array([[a, -b, 0.0], [b, a, 0.0]])
+    m[:, 2] = mu_d - m[:, :2] @ mu_s
+    return m
+
+
+def invert(m: np.ndarray) -> np.ndarray:
+    """Exact inverse of a 2x3 affine matrix."""
+    a = np.vstack([np.asarray(m, np.float64), [0.0, 0.0, 1.0]])
+    return np.linalg.inv(a)[:2]
+
+
+def compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """The affine ``outer(inner(x))``."""
+    a = np.vstack([outer, [0.0, 0.0, 1.0]]) @ np.vstack([inner, [0.0, 0.0, 1.0]])
+    return a[:2]
+
+
+def apply(m: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a 2x3 affine (or a stack of them, (..., 2, 3)) to points (..., N, 2)."""
+    m = np.asarray(m)
+    return points @ np.swapaxes(m[..., :, :2], -1, -2) + m[..., None, :, 2]
+
+
+def canonical_to_pixels(size: int) -> np.ndarray:
+    """Affine from the canonical unit square to pixel coordinates of a ``size`` crop."""
+    return np.array([[size, 0.0, -0.5], [0.0, size, -0.5]])
+
+
+def from_points(points: np.ndarray, template: np.ndarray, size: int) -> np.ndarray:
+    """Image->crop matrix that puts ``points`` where ``template`` (canonical) says they belong."""
+    return compose(canonical_to_pixels(size), umeyama(points, template))
+
+
+def from_box(box: np.ndarray, size: int, template: np.ndarray | None = None) -> np.ndarray:
+    """Image->crop matrix from a face box alone: no roll correction, scale from the box side.
+
+    ``template`` is (centre_x, centre_y, side) of a detector-style box in the canonical frame.
+    """
+    if template is None:
+        template = TEMPLATES["box"]
+    cx_t, cy_t, side_t = np.asarray(template, np.float64).reshape(3)
+    x1, y1, x2, y2 = np.asarray(box, np.float64)[:4]
+    side = max(x2 - x1, y2 - y1)
+    if side <= 0:
+        raise ValueError("empty box")
+    s = side_t / side
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    m = np.array([[s, 0.0, cx_t - s * cx], [0.0, s, cy_t - s * cy]])
+    return compose(canonical_to_pixels(size), m)
+
+
+def warp(image: np.ndarray, m: np.ndarray, size: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Crop ``size`` x ``size`` pixels through image->crop matrix ``m`` (bilinear, black border)."""
+    return cv2.warpAffine(
+        image,
+        np.asarray(m, np.float64),
+        (size, size),
+        dst=out,
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
+
+
+def scale_of(m: np.ndarray) -> float:
+    """Uniform scale factor of a similarity matrix (crop pixels per image pixel)."""
+    return float(np.sqrt(abs(np.linalg.det(np.asarray(m)[:, :2]))))

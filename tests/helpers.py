@@ -1,0 +1,83 @@
+"""Small builders for test inputs."""
+from __future__ import annotations
+
+import struct
+
+import cv2
+import numpy as np
+
+
+def jpeg_with_orientation(image: np.ndarray, orientation: int) -> bytes:
+    """A JPEG whose APP1 segment carries an EXIF Orientation tag (IFD0 entry 0x0112)."""
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    jpg = buf.tobytes()
+    tiff = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1)
+    tiff += struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack("<I", 0)
+    data = b"Exif\x00\x00" + tiff
+    return jpg[:2] + b"\xff\xe1" + struct.pack(">H", len(data) + 2) + data + jpg[2:]
+
+
+def synthetic_faces(image: np.ndarray, n: int, seed: int = 0):
+    """``n`` moved copies of a face photo with 98-point labels placed by the calibrated mean shape
+    on the detector's keypoints (plausible, exactly known labels; no dataset needed)."""
+    import json
+    from pathlib import Path
+
+    from facemark import align
+    from facemark.detector import RetinaFace
+
+    mean98 = np.asarray(json.loads((Path(align.__file__).parent / "calibration.json").read_text())["mean98"])
+    det = RetinaFace().detect(image)[0]
+    to_canon = align.umeyama(det.kps, align.TEMPLATES["retinaface"])
+    labels = align.apply(align.invert(to_canon), mean98)
+    rng = np.random.default_rng(seed)
+    out = []
+    h, w = image.shape[:2]
+    for _ in range(n):
+        a = np.deg2rad(rng.uniform(-15, 15))
+        s = rng.uniform(0.5, 0.8)
+        m = np.array([[s * np.cos(a), -s * np.sin(a), 0], [s * np.sin(a), s * np.cos(a), 0]])
+        m[:, 2] = np.array([w, h]) * 0.4 - m[:, :2] @ np.array([w / 2, h / 2]) + rng.uniform(-10, 10, 2)
+        size = (int(w * 0.8), int(h * 0.8))
+        img = cv2.warpAffine(image, m, size, borderMode=cv2.BORDER_REFLECT)
+        if rng.uniform() < 0.5:
+            img = img[:, ::-1].copy()
+            pts = align.apply(m, labels)
+            pts[:, 0] = size[0] - 1 - pts[:, 0]
+            from facemark.layouts import FLIP98
+
+            pts = pts[FLIP98]
+        else:
+            pts = align.apply(m, labels)
+        out.append((img, pts))
+    return out
+
+
+def write_wflw(root, faces_train, faces_test, tags=(1, 0, 0, 0, 0, 0)):
+    ann = root / "WFLW_annotations" / "list_98pt_rect_attr_train_test"
+    ann.mkdir(parents=True, exist_ok=True)
+    for split, faces in (("train", faces_train), ("test", faces_test)):
+        lines = []
+        for i, (img, pts) in enumerate(faces):
+            rel = f"0--Synthetic/{split}_{i}.jpg"
+            p = root / "WFLW_images" / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(p), img)
+            x1, y1 = pts.min(0)
+            x2, y2 = pts.max(0)
+            flags = tags if i % 2 == 0 else (0, 0, 0, 0, 0, 0)
+            lines.append(" ".join(f"{v:.3f}" for v in pts.reshape(-1)) + f" {x1:.0f} {y1:.0f} {x2:.0f} {y2:.0f} "
+                         + " ".join(map(str, flags)) + " " + rel)
+        (ann / f"list_98pt_rect_attr_{split}.txt").write_text("\n".join(lines) + "\n")
+
+
+def write_300w(root, faces, split_dir):
+    from facemark import labelmap
+    from facemark.datasets import write_pts
+
+    d = root / split_dir
+    d.mkdir(parents=True, exist_ok=True)
+    for i, (img, pts) in enumerate(faces):
+        cv2.imwrite(str(d / f"face_{i}.jpg"), img)
+        write_pts(d / f"face_{i}.pts", labelmap.to68(pts))
