@@ -1,0 +1,141 @@
+"""Landmark model runners. Both take uint8 BGR crops (N, S, S, 3) and return canonical points
+(N, P, 2) in [0, 1]; the decode is inside the model, so they agree to float precision.
+
+* ``OnnxModel``: onnxruntime (CPU by default; no torch needed).
+* ``TorchModel``: torch, for CUDA (bf16 autocast, channels-last, optional CUDA graphs) or CPU.
+"""
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from .runtime import ort_session
+
+SHIPPED = ("hourglass", "direct", "hybrid")
+DEFAULT_MODEL = "hourglass"
+
+
+class ModelError(ValueError):
+    """A model name or file that cannot be used."""
+
+
+def weights_dir() -> Path:
+    """Installed: the ``facemark.weights`` package data. From a source checkout (tests run there):
+    the repository's top-level ``weights/``."""
+    try:
+        return Path(str(resources.files("facemark.weights")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "weights"
+
+
+def resolve(model: str, suffix: str) -> Path:
+    """A shipped model name (``hourglass``) or a path to an .onnx / .pt file."""
+    p = Path(model)
+    if p.suffix in (".onnx", ".pt"):
+        if not p.is_file():
+            raise ModelError(f"model file not found: {model}")
+        return p
+    if model not in SHIPPED:
+        raise ModelError(f"unknown model {model!r}: use one of {', '.join(SHIPPED)} or a path to an .onnx/.pt file")
+    p = weights_dir() / f"{model}{suffix}"
+    if not p.is_file():
+        raise ModelError(f"shipped weights for {model!r} are missing ({p.name}); reinstall facemark")
+    return p
+
+
+class OnnxModel:
+    def __init__(self, model: str | Path = DEFAULT_MODEL, threads: int | None = None, providers=None):
+        path = resolve(str(model), ".onnx")
+        self.path = path
+        self.session = ort_session(str(path), providers, threads)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "facemark.size" not in meta:
+            raise ModelError(f"{path} is not a facemark model (no facemark metadata)")
+        self.family = meta["facemark.family"]
+        self.size = int(meta["facemark.size"])
+        self.config = json.loads(meta["facemark.config"])
+        self.meta = json.loads(meta.get("facemark.meta", "{}"))
+        self.name = self.meta.get("name", path.stem)
+        self.input = self.session.get_inputs()[0].name
+
+    def __call__(self, crops: np.ndarray) -> np.ndarray:
+        if len(crops) == 0:
+            return np.zeros((0, self.config["num_points"], 2))
+        return self.session.run(None, {self.input: crops})[0].astype(np.float64)
+
+
+class TorchModel:
+    def __init__(self, model: str | Path = DEFAULT_MODEL, device: str = "cuda", precision: str = "bf16",
+                 cuda_graphs: bool = False):
+        try:
+            import torch
+        except ImportError:
+            raise ModelError("the torch backend needs PyTorch: pip install 'facemark[torch]'") from None
+        from .export import load_state
+        from .models import Predictor
+
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ModelError("CUDA is not available here (no GPU, or a CPU-only PyTorch build)")
+        path = resolve(str(model), ".pt")
+        net, meta = load_state(path)
+        self.path, self.meta, self.family, self.size, self.config = path, meta, net.family, net.size, net.config
+        self.name = meta.get("name", path.stem)
+        self.device = torch.device(device)
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+        if self.device.type == "cpu" and self.dtype == torch.float16:
+            self.dtype = torch.float32
+        self.predictor = Predictor(net).to(self.device).eval()
+        if self.device.type == "cuda":
+            self.predictor = self.predictor.to(memory_format=torch.channels_last)
+        self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
+        self._graphs: dict[int, tuple] = {}
+        self._torch = torch
+
+    def _forward(self, x):
+        torch = self._torch
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+            return self.predictor(x).float()
+
+    def _graphed(self, x):
+        """Replay a captured CUDA graph for this batch size (launch overhead dominates small batches)."""
+        torch = self._torch
+        n = x.shape[0]
+        if n not in self._graphs:
+            static_in = x.clone()
+            s = torch.cuda.Stream()
+            s.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(s):
+                for _ in range(3):
+                    self._forward(static_in)
+            torch.cuda.current_stream().wait_stream(s)
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g):
+                static_out = self._forward(static_in)
+            self._graphs[n] = (g, static_in, static_out)
+        g, static_in, static_out = self._graphs[n]
+        static_in.copy_(x)
+        g.replay()
+        return static_out
+
+    def run_tensor(self, x):
+        """Device tensor in, device tensor out (no host copies): for benchmarks and batching."""
+        return self._graphed(x) if self.cuda_graphs else self._forward(x)
+
+    def __call__(self, crops: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        if len(crops) == 0:
+            return np.zeros((0, self.config["num_points"], 2))
+        x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device, non_blocking=True)
+        return self.run_tensor(x).cpu().numpy().astype(np.float64)
+
+
+def load_model(model: str | Path = DEFAULT_MODEL, device: str = "cpu", threads: int | None = None, **kw):
+    """ONNX on CPU (the shipped default), torch on CUDA or when a .pt file is named."""
+    if device == "cpu" and not str(model).endswith(".pt"):
+        return OnnxModel(model, threads=threads)
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ModelError(f"unknown device {device!r}: use cpu or cuda")
+    return TorchModel(model, device=device, **kw)

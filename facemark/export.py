@@ -1,0 +1,80 @@
+"""Export a trained model to what ships in ``weights/``: an ONNX graph (CPU inference, decode
+included, fp16-stored weights cast to fp32 once at load) and a torch state (CUDA, fine-tuning)."""
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .models import Predictor, create
+
+
+def save_state(model: torch.nn.Module, path: str | Path, meta: dict | None = None, half: bool = True) -> None:
+    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    blob = {"family": model.family, "config": model.config, "state_dict": state, "meta": meta or {}}
+    _atomic_torch_save(blob, Path(path))
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_state(path: str | Path, map_location="cpu") -> tuple[torch.nn.Module, dict]:
+    blob = torch.load(path, map_location=map_location, weights_only=True)
+    model = create(blob["family"], **blob["config"])
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+    return model.eval(), blob.get("meta", {})
+
+
+def _fp16_initializers(model_proto) -> None:
+    """Store large float initializers as fp16 behind a Cast node: half the file size; onnxruntime
+    folds the Cast at session start, so inference still runs in fp32."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    graph = model_proto.graph
+    new_nodes = []
+    for init in graph.initializer:
+        if init.data_type != onnx.TensorProto.FLOAT:
+            continue
+        arr = numpy_helper.to_array(init)
+        if arr.size < 256:
+            continue
+        name = init.name
+        half = numpy_helper.from_array(arr.astype(np.float16), name + "_fp16")
+        init.CopyFrom(half)
+        new_nodes.append(helper.make_node("Cast", [name + "_fp16"], [name], to=onnx.TensorProto.FLOAT))
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(new_nodes + nodes)
+
+
+def export_onnx(model: torch.nn.Module, path: str | Path, meta: dict | None = None, fp16: bool = True) -> None:
+    import onnx
+
+    model = model.float().eval().cpu()
+    pred = Predictor(model).eval()
+    x = torch.zeros(2, model.size, model.size, 3, dtype=torch.uint8)
+    buf = io.BytesIO()
+    torch.onnx.export(pred, (x,), buf, dynamo=False, opset_version=17, input_names=["crops"], output_names=["points"],
+                      dynamic_axes={"crops": {0: "faces"}, "points": {0: "faces"}})
+    proto = onnx.load_from_string(buf.getvalue())
+    if fp16:
+        _fp16_initializers(proto)
+    props = {"facemark.family": model.family, "facemark.config": json.dumps(model.config),
+             "facemark.size": str(model.size), "facemark.meta": json.dumps(meta or {})}
+    for k, v in props.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    onnx.save(proto, tmp)
+    os.replace(tmp, path)

@@ -1,0 +1,46 @@
+"""Landmark model families. Each file holds one architecture; ``create`` builds one by name."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .direct import DirectRegression
+from .hourglass import StackedHourglass
+from .hybrid import HybridPIP
+
+FAMILIES = ("hourglass", "direct", "hybrid")
+
+
+def create(family: str, **config) -> nn.Module:
+    if family == "hourglass":
+        return StackedHourglass(**config)
+    if family == "direct":
+        return DirectRegression(**config)
+    if family == "hybrid":
+        return HybridPIP(**config)
+    raise ValueError(f"unknown model family {family!r}; choose from {', '.join(FAMILIES)}")
+
+
+def normalize(crops: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, S, S, 3) BGR crops -> float (N, 3, S, S) model input."""
+    return scale_pixels(crops.permute(0, 3, 1, 2).float())
+
+
+def scale_pixels(x: torch.Tensor) -> torch.Tensor:
+    """0..255 pixel values -> about zero mean, unit spread (training feeds NCHW floats here)."""
+    return (x - 127.5) / 64.0
+
+
+class Predictor(nn.Module):
+    """Normalise + model + decode: uint8 BGR crops (N, S, S, 3) -> canonical points (N, P, 2).
+
+    This is what gets exported to ONNX and what the CUDA path runs, so both agree exactly; the
+    pipeline hands it ``warpAffine`` output as is, with no copies or transposes of its own.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        return self.model.decode(self.model(normalize(crops)))

@@ -1,0 +1,67 @@
+"""Model shapes, decode and the ONNX export agreeing with torch."""
+import numpy as np
+import pytest
+import torch
+
+from facemark.backends import OnnxModel, TorchModel
+from facemark.models import Predictor, create
+
+
+@pytest.mark.parametrize("family", ["hourglass", "direct", "hybrid"])
+def test_forward_and_decode_shapes(family, tiny_models):
+    onnx = OnnxModel(tiny_models[family])
+    assert onnx.family == family and onnx.size == 32
+    for n in (1, 3):
+        crops = np.random.default_rng(n).integers(0, 255, (n, 32, 32, 3), dtype=np.uint8)
+        pts = onnx(crops)
+        assert pts.shape == (n, 98, 2)
+        assert np.isfinite(pts).all()
+    assert onnx(np.zeros((0, 32, 32, 3), np.uint8)).shape == (0, 98, 2)
+
+
+@pytest.mark.parametrize("family", ["hourglass", "direct", "hybrid"])
+def test_onnx_matches_torch(family, tiny_models):
+    onnx = OnnxModel(tiny_models[family])
+    tm = TorchModel(tiny_models[family + ".pt"], device="cpu", precision="fp32")
+    crops = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
+    a, b = onnx(crops), tm(crops)
+    # Same fp16-stored weights in both files. An untrained heatmap can hold near-ties, where a
+    # rounding difference moves the argmax: so most points, not all, must agree to 1e-3.
+    d = np.abs(a - b).max(-1)
+    assert np.median(d) < 1e-4 and (d < 1e-3).mean() > 0.95
+
+
+def test_batch_rows_are_independent(tiny_models):
+    onnx = OnnxModel(tiny_models["hourglass"])
+    crops = np.random.default_rng(0).integers(0, 255, (5, 32, 32, 3), dtype=np.uint8)
+    together = onnx(crops)
+    alone = np.concatenate([onnx(crops[i : i + 1]) for i in range(5)])
+    assert np.abs(together - alone).max() < 1e-5
+
+
+def test_hourglass_intermediate_supervision_outputs():
+    m = create("hourglass", size=32, stacks=3, width=16, depth=2)
+    outs = m(torch.zeros(2, 3, 32, 32))
+    assert len(outs) == 3 and all(o.shape == (2, 98, 8, 8) for o in outs)
+
+
+def test_unknown_family():
+    with pytest.raises(ValueError):
+        create("resnet")
+
+
+def test_predictor_takes_uint8_nhwc():
+    m = create("direct", size=32, width_mult=0.25).eval()
+    out = Predictor(m)(torch.zeros(2, 32, 32, 3, dtype=torch.uint8))
+    assert out.shape == (2, 98, 2)
+    # Fresh direct models start at the crop centre (bias 0.5), a sane untrained default.
+    assert torch.allclose(out, torch.full_like(out, 0.5))
+
+
+def test_cuda_request_without_cuda_is_a_clear_error(tiny_models):
+    from facemark.backends import ModelError, load_model
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ModelError, match="CUDA is not available"):
+        load_model(tiny_models["hourglass.pt"], device="cuda")

@@ -1,0 +1,1 @@
+"""Shipped model weights (package data: ``facemark.weights``). See MODEL_CARD.md."""
