@@ -1,0 +1,106 @@
+"""Calibration shipped in ``facemark/calibration.json``, fitted by ``facemark calibrate``:
+
+* the sparse 98->68 map (``labelmap.fit``);
+* the canonical frame: the mean 98-point shape (generalised Procrustes over the fused training
+  targets) placed in the unit crop so that the training faces' points, aligned the way inference
+  aligns them, fill the central 90 %;
+* alignment templates: where each kind of 5-point set (RetinaFace's, YuNet's, the eye centres /
+  nose / mouth corners of predicted landmarks) and RetinaFace's box sit in that frame on average.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import align, labelmap
+from .layouts import five_points
+
+
+def procrustes_mean(shapes: np.ndarray, iters: int = 10) -> np.ndarray:
+    """Generalised Procrustes mean of (F, P, 2) shapes: zero centroid, unit RMS radius."""
+    mean = shapes[0] - shapes[0].mean(0)
+    mean /= np.sqrt((mean**2).sum(1).mean())
+    for _ in range(iters):
+        aligned = np.stack([align.apply(align.umeyama(s, mean), s) for s in shapes])
+        new = aligned.mean(0)
+        new -= new.mean(0)
+        new /= np.sqrt((new**2).sum(1).mean())
+        if np.abs(new - mean).max() < 1e-7:
+            break
+        mean = new
+    return mean
+
+
+def calibrate(human68: np.ndarray, teacher98: np.ndarray, det_kps: np.ndarray, det_box: np.ndarray,
+              yunet_kps: np.ndarray | None = None, fill: float = 0.9) -> dict:
+    """All arrays are per training face; det/yunet entries may be NaN where a detector missed."""
+    w = labelmap.fit(teacher98, human68)
+    fused = labelmap.fuse(teacher98, human68, w)
+    mean = procrustes_mean(fused)
+    to_mean = [align.umeyama(f, mean) for f in fused]
+    found = ~np.isnan(det_kps[:, 0, 0])
+    t_ret = np.mean([align.apply(to_mean[i], det_kps[i]) for i in np.flatnonzero(found)], axis=0)
+    # Points of every face as the detector alignment will place them: sets the crop's extent.
+    pts = np.concatenate([align.apply(align.umeyama(det_kps[i], t_ret), fused[i]) for i in np.flatnonzero(found)])
+    lo, hi = np.percentile(pts, 0.5, axis=0), np.percentile(pts, 99.5, axis=0)
+    side = float((hi - lo).max() / fill)
+    centre = (lo + hi) / 2
+    place = np.array([[1 / side, 0, 0.5 - centre[0] / side], [0, 1 / side, 0.5 - centre[1] / side]])
+
+    def placed(p):
+        return align.apply(place, p)
+
+    templates = {
+        "retinaface": placed(t_ret),
+        "landmarks98": placed(np.mean([align.apply(to_mean[i], five_points(f)) for i, f in enumerate(fused)], axis=0)),
+    }
+    box_rows = []
+    for i in np.flatnonzero(found):
+        m = align.compose(place, align.umeyama(det_kps[i], t_ret))
+        c = align.apply(m, ((det_box[i, :2] + det_box[i, 2:]) / 2)[None])[0]
+        box_rows.append([c[0], c[1], align.scale_of(m) * max(det_box[i, 2] - det_box[i, 0], det_box[i, 3] - det_box[i, 1])])
+    templates["box"] = np.mean(box_rows, axis=0)
+    if yunet_kps is not None and (~np.isnan(yunet_kps[:, 0, 0])).any():
+        ok = np.flatnonzero(~np.isnan(yunet_kps[:, 0, 0]))
+        templates["yunet"] = placed(np.mean([align.apply(to_mean[i], yunet_kps[i]) for i in ok], axis=0))
+    return {
+        "templates": {k: np.round(v, 6).tolist() for k, v in templates.items()},
+        "mean98": np.round(placed(mean), 6).tolist(),
+        "labelmap": json.loads(labelmap.dump(w, ""))["rows"],
+        "faces": int(len(fused)),
+        "detector_found": int(found.sum()),
+    }
+
+
+def write(cal: dict, path: str | Path, provenance: str) -> None:
+    from .imageio import atomic_write_bytes
+
+    cal = {"provenance": provenance, **cal}
+    atomic_write_bytes(path, (json.dumps(cal, indent=1) + "\n").encode())
+
+
+def from_data(specs: list[str], teacher_dir: str, yunet: str | None, cache_dir: Path, log=print) -> dict:
+    """The ``facemark calibrate`` work: detect + teach every 68-point training face, then fit."""
+    from . import datasets
+    from .detector import RetinaFace, YuNet
+    from .prepare import match, prepare
+    from .teacher import Teacher
+
+    samples = [s for spec in specs for s in datasets.load(spec) if s.split == "train" and s.landmarks.shape[0] == 68]
+    samples = [s for s in samples if s.subset != "training_frames_keypoints"] or samples
+    log(f"{len(samples)} training faces with human 68-point labels")
+    prep = prepare(samples, RetinaFace(threshold=0.3), Teacher.from_dir(teacher_dir), cache_dir)
+    yk = None
+    if yunet:
+        import cv2
+
+        det = YuNet(yunet, threshold=0.3)
+        yk = np.full((len(samples), 5, 2), np.nan)
+        for i, s in enumerate(samples):
+            d = match(det.detect(cv2.imread(str(s.image))), s.landmarks)
+            if d is not None:
+                yk[i] = d.kps
+    human = np.stack([s.landmarks for s in samples])
+    return calibrate(human, prep.teacher, prep.det_kps, prep.det_box, yk)

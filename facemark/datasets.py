@@ -1,0 +1,138 @@
+"""Readers for landmark datasets. All return ``Sample`` records with 0-based pixel coordinates.
+
+* ``300w``: a directory tree of images with ``.pts`` files beside them (1-based coordinates).
+* ``wflw``: the official WFLW release (``WFLW_annotations/.../list_98pt_rect_attr_*.txt`` and
+  ``WFLW_images/``): 196 coordinates, a box, six attribute flags, the image path.
+* ``csv68``: a CSV ``name,x0,y0,...,x67,y67`` with a header row (e.g. the YouTube frames).
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+WFLW_ATTRIBUTES = ("pose", "expression", "illumination", "makeup", "occlusion", "blur")
+
+
+@dataclass
+class Sample:
+    image: Path
+    landmarks: np.ndarray  # (68, 2) or (98, 2), 0-based pixel centres
+    subset: str = ""  # e.g. "helen/testset" or a WFLW attribute name
+    split: str = "train"  # "train" or "test"
+    box: np.ndarray | None = None  # dataset-provided box, if any
+    tags: tuple[str, ...] = field(default_factory=tuple)  # WFLW attribute subsets
+
+    @property
+    def key(self) -> str:
+        return f"{self.subset}/{self.image.name}"
+
+
+def read_pts(path: str | Path) -> np.ndarray:
+    """Read an iBUG ``.pts`` file and return 0-based coordinates."""
+    lines = Path(path).read_text().split("{", 1)[1].split("}", 1)[0].split()
+    pts = np.asarray(lines, dtype=np.float64).reshape(-1, 2)
+    return pts - 1.0
+
+
+def write_pts(path: str | Path, points: np.ndarray) -> None:
+    """Write 0-based points as a 1-based ``.pts`` file."""
+    body = "\n".join(f"{x + 1:.6f} {y + 1:.6f}" for x, y in np.asarray(points))
+    Path(path).write_text(f"version: 1\nn_points:  {len(points)}\n{{\n{body}\n}}\n")
+
+
+def _image_beside(pts: Path) -> Path | None:
+    for ext in IMAGE_EXTS + tuple(e.upper() for e in IMAGE_EXTS):
+        p = pts.with_suffix(ext)
+        if p.is_file():
+            return p
+    return None
+
+
+def load_pts_dir(root: str | Path) -> list[Sample]:
+    """All ``.pts`` files under ``root`` with their images. A path containing a ``testset`` or
+    ``test`` folder is the test split; the subset is the folder relative to ``root``."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"not a directory: {root}")
+    out = []
+    for pts in sorted(root.rglob("*.pts")):
+        img = _image_beside(pts)
+        if img is None:
+            continue
+        rel = pts.parent.relative_to(root).as_posix()
+        split = "test" if {"testset", "test"} & set(pts.parent.relative_to(root).parts) else "train"
+        out.append(Sample(img, read_pts(pts), subset=rel or root.name, split=split))
+    if not out:
+        raise ValueError(f"no .pts files with images under {root}")
+    return out
+
+
+def load_wflw(root: str | Path) -> list[Sample]:
+    """The WFLW release: both list files if present; attribute flags become tags."""
+    root = Path(root)
+    ann = root / "WFLW_annotations" / "list_98pt_rect_attr_train_test"
+    images = root / "WFLW_images"
+    out = []
+    for split in ("train", "test"):
+        lst = ann / f"list_98pt_rect_attr_{split}.txt"
+        if not lst.is_file():
+            continue
+        for line in lst.read_text().splitlines():
+            parts = line.split()
+            if len(parts) < 207:
+                continue
+            pts = np.asarray(parts[:196], np.float64).reshape(98, 2)
+            box = np.asarray(parts[196:200], np.float64)
+            flags = [int(v) for v in parts[200:206]]
+            tags = tuple(a for a, f in zip(WFLW_ATTRIBUTES, flags) if f)
+            out.append(Sample(images / parts[206], pts, subset="wflw", split=split, box=box, tags=tags))
+    if not out:
+        raise ValueError(f"no WFLW list files under {ann}")
+    return out
+
+
+def load_csv68(path: str | Path, images: str | Path | None = None) -> list[Sample]:
+    """A CSV of ``name,x0,y0,...``. Images are looked up in ``images``, beside the CSV, or in a
+    folder beside it (the YouTube frames keep theirs in ``training/``)."""
+    path = Path(path)
+    dirs = [Path(images)] if images else [path.parent] + sorted(p for p in path.parent.iterdir() if p.is_dir())
+    out = []
+    with path.open(newline="") as f:
+        rows = csv.reader(f)
+        next(rows, None)
+        for row in rows:
+            if len(row) < 137:
+                continue
+            name = row[0]
+            img = next((d / name for d in dirs if (d / name).is_file()), None)
+            if img is None:
+                continue
+            pts = np.asarray(row[1:137], np.float64).reshape(68, 2)
+            out.append(Sample(img, pts, subset=path.stem, split="train"))
+    if not out:
+        raise ValueError(f"no usable rows in {path}")
+    return out
+
+
+def person_of(sample: Sample) -> str:
+    """YouTube frames are named ``<Person_Name>_<nn>.jpg``; split by person, never by frame."""
+    return sample.image.stem.rsplit("_", 1)[0]
+
+
+def load(spec: str) -> list[Sample]:
+    """Parse ``KIND=PATH`` (kinds: 300w, wflw, csv68)."""
+    if "=" not in spec:
+        raise ValueError(f"--data wants KIND=PATH (300w, wflw, csv68), got {spec!r}")
+    kind, path = spec.split("=", 1)
+    kind = kind.strip().lower()
+    if kind in ("300w", "pts"):
+        return load_pts_dir(path)
+    if kind == "wflw":
+        return load_wflw(path)
+    if kind == "csv68":
+        return load_csv68(path)
+    raise ValueError(f"unknown data kind {kind!r} (use 300w, wflw or csv68)")

@@ -1,0 +1,96 @@
+"""``facemark eval``: the full pipeline (or ground-truth alignment) against labelled test faces."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from . import align, labelmap, metrics
+from .datasets import Sample
+from .landmarker import FaceLandmarker
+from .layouts import five_points
+from .prepare import match
+
+
+@dataclass
+class EvalResult:
+    model: str
+    mode: str
+    errors: np.ndarray  # (F,) NME fractions, inf where the detector missed the face
+    subsets: list[str]
+    tags: list[tuple[str, ...]] = field(default_factory=list)
+
+    def table(self) -> dict[str, dict]:
+        """Summary per subset, per WFLW attribute tag, and over all faces."""
+        rows = {}
+        subs = np.array(self.subsets)
+        for s in sorted(set(self.subsets)):
+            rows[s] = metrics.summary(self.errors[subs == s])
+        for tag in sorted({t for ts in self.tags for t in ts}):
+            sel = np.array([tag in ts for ts in self.tags])
+            rows[f"wflw:{tag}"] = metrics.summary(self.errors[sel])
+        rows["all"] = metrics.summary(self.errors)
+        return rows
+
+
+def evaluate(fl: FaceLandmarker, samples: list[Sample], mode: str = "detector", progress=None) -> EvalResult:
+    """``mode``: ``detector`` (the whole pipeline; the labelled face must be found) or ``gt``
+    (crop from the labels' eye centres, nose tip and mouth corners: the landmark model alone)."""
+    errors = np.full(len(samples), np.inf)
+    size = fl.model.size
+    for i, s in enumerate(samples):
+        image = cv2.imread(str(s.image), cv2.IMREAD_COLOR)
+        if image is None:
+            raise FileNotFoundError(f"cannot read {s.image}")
+        if mode == "gt":
+            m = align.from_points(five_points(s.landmarks), align.TEMPLATES["landmarks98"], size)
+            pred98 = fl.predict_crops([image], [m])[0]
+        else:
+            det = match(fl.detector.detect(image), s.landmarks)
+            if det is None:
+                if progress:
+                    progress(i + 1, len(samples))
+                continue
+            pred98 = fl.landmarks_for([image], [[det]])[0][0].landmarks
+        if s.landmarks.shape[0] == 98:
+            errors[i] = metrics.nme(pred98[None], s.landmarks[None])[0]
+        else:
+            errors[i] = metrics.nme(labelmap.to68(pred98, fl.map68)[None], s.landmarks[None])[0]
+        if progress:
+            progress(i + 1, len(samples))
+    return EvalResult(fl.model_name, mode, errors, [s.subset for s in samples], [s.tags for s in samples])
+
+
+def plot_ced(results: list[EvalResult], path: str, limit: float = 0.10) -> np.ndarray:
+    """CED curves of several models in one PNG (drawn with OpenCV: no plotting dependency)."""
+    w, h, pad = 720, 480, 60
+    img = np.full((h, w, 3), 255, np.uint8)
+    x0, y0, x1, y1 = pad, h - pad, w - 20, 20
+
+    def to_px(x, y):
+        return int(x0 + (x1 - x0) * x / limit), int(y0 - (y0 - y1) * y)
+
+    for k in range(11):
+        gx = limit * k / 10
+        cv2.line(img, to_px(gx, 0), to_px(gx, 1), (230, 230, 230), 1)
+        cv2.putText(img, f"{gx * 100:.0f}", (to_px(gx, 0)[0] - 8, y0 + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        gy = k / 10
+        cv2.line(img, to_px(0, gy), to_px(limit, gy), (230, 230, 230), 1)
+        cv2.putText(img, f"{gy:.1f}", (x0 - 32, to_px(0, gy)[1] + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.rectangle(img, (x0, y1), (x1, y0), (0, 0, 0), 1)
+    cv2.putText(img, "NME (%)", ((x0 + x1) // 2 - 30, h - 15), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, "fraction of faces", (5, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    colours = [(200, 80, 0), (0, 140, 255), (40, 160, 40), (0, 0, 200), (160, 0, 160), (100, 100, 100)]
+    for n, r in enumerate(results):
+        xs, ys = metrics.ced(r.errors, limit, 200)
+        pts = np.array([to_px(x, y) for x, y in zip(xs, ys)], np.int32)
+        c = colours[n % len(colours)]
+        cv2.polylines(img, [pts], False, c, 2, cv2.LINE_AA)
+        s = metrics.summary(r.errors)
+        label = f"{r.model} ({r.mode}): NME {s['nme']:.2f}%, AUC10 {s['auc10']:.3f}"
+        cv2.putText(img, label, (x0 + 200, y0 - 20 - 20 * (len(results) - 1 - n)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, c, 1, cv2.LINE_AA)
+    from .imageio import write_image
+
+    write_image(path, img)
+    return img

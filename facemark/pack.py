@@ -1,0 +1,118 @@
+"""The training pack: every training face pre-aligned the way inference aligns it, stored as JPEG
+bytes with its 98-point target, so training (on CPU or on a GPU with the whole set resident)
+needs no detector, teacher or image decoding of originals. One ``.npz``, no pickles.
+
+A pack crop of ``res`` pixels shows the canonical unit square enlarged ``margin`` times about its
+centre, so augmentation can rotate, scale and shift without running out of pixels.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import align, labelmap
+from .datasets import Sample
+from .layouts import five_points
+from .prepare import Prepared
+
+
+@dataclass
+class Pack:
+    jpeg: np.ndarray  # uint8 blob of all JPEGs
+    offsets: np.ndarray  # (N + 1,) int64 byte offsets into ``jpeg``
+    target98: np.ndarray  # (N, 98, 2) float32, pack-canonical [0, 1] coordinates
+    human68: np.ndarray  # (N, 68, 2) float32, same frame (the human labels; NaN if none)
+    weight: np.ndarray  # (N,) float32 per-face loss weight
+    val: np.ndarray  # (N,) bool: held out for validation
+    source: np.ndarray  # (N,) str
+    res: int
+    margin: float
+
+    def __len__(self) -> int:
+        return len(self.target98)
+
+    def image(self, i: int) -> np.ndarray:
+        buf = self.jpeg[self.offsets[i]:self.offsets[i + 1]]
+        return cv2.imdecode(buf, cv2.IMREAD_COLOR)
+
+    def images(self) -> np.ndarray:
+        """All crops decoded: (N, res, res, 3) uint8."""
+        out = np.empty((len(self), self.res, self.res, 3), np.uint8)
+        for i in range(len(self)):
+            out[i] = self.image(i)
+        return out
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp.npz")
+        np.savez(tmp, jpeg=self.jpeg, offsets=self.offsets, target98=self.target98, human68=self.human68,
+                 weight=self.weight, val=self.val, source=self.source, res=self.res, margin=self.margin)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Pack":
+        z = np.load(path, allow_pickle=False)
+        return cls(z["jpeg"], z["offsets"], z["target98"], z["human68"], z["weight"], z["val"], z["source"],
+                   int(z["res"]), float(z["margin"]))
+
+
+def is_val(key: str, fraction: float) -> bool:
+    """Deterministic hold-out by name, so resumed and repeated runs agree."""
+    return int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction
+
+
+def pack_matrix(res: int, margin: float) -> np.ndarray:
+    """Canonical unit square -> pack pixels."""
+    return np.array([[res / margin, 0, res * (0.5 - 0.5 / margin) - 0.5], [0, res / margin, res * (0.5 - 0.5 / margin) - 0.5]])
+
+
+def build(samples: list[Sample], prep: Prepared, weights: list[float], res: int = 192, margin: float = 1.5,
+          quality: int = 92, val_fraction: float = 0.05, progress=None) -> Pack:
+    """Crop every face as inference would (detector keypoints -> template), or, where the detector
+    missed it, through the template's average detector keypoints placed by the labels."""
+    m98 = labelmap.load()
+    fusion = labelmap.fusion_matrix(m98)
+    t_ret = align.TEMPLATES["retinaface"]
+    t_lm = align.TEMPLATES["landmarks98"]
+    to_pack = pack_matrix(res, margin)
+    blobs, t98, h68, wts, val, src = [], [], [], [], [], []
+    for i, s in enumerate(samples):
+        image = cv2.imread(str(s.image), cv2.IMREAD_COLOR)
+        if image is None:
+            continue
+        if s.landmarks.shape[0] == 98:
+            target, human = s.landmarks, labelmap.to68(s.landmarks, m98)
+        else:
+            teacher = prep.teacher[i]
+            if np.isnan(teacher).any():
+                continue
+            target, human = labelmap.fuse(teacher, s.landmarks, m98, fusion), s.landmarks
+        if prep.found[i]:
+            kps = prep.det_kps[i]
+        else:  # where the detector would have put its keypoints, on average
+            to_canon = align.umeyama(five_points(target), t_lm)
+            kps = align.apply(align.invert(to_canon), t_ret)
+        m = align.compose(to_pack, align.umeyama(kps, t_ret))
+        crop = align.warp(image, m, res)
+        ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        blobs.append(buf.reshape(-1))
+        inv = align.invert(to_pack)
+        t98.append(align.apply(inv, align.apply(m, target)))
+        h68.append(align.apply(inv, align.apply(m, human)))
+        wts.append(weights[i])
+        val.append(weights[i] >= 1.0 and is_val(s.key, val_fraction))  # hold out clean labels only
+        src.append(s.subset)
+        if progress:
+            progress(i + 1, len(samples))
+    offsets = np.zeros(len(blobs) + 1, np.int64)
+    offsets[1:] = np.cumsum([len(b) for b in blobs])
+    # Pack coordinates are canonical coordinates of the enlarged square: u_pack = (u - .5)/margin + .5
+    t98a = (np.asarray(t98) - 0.5) / margin + 0.5
+    h68a = (np.asarray(h68) - 0.5) / margin + 0.5
+    return Pack(np.concatenate(blobs), offsets, t98a.astype(np.float32), h68a.astype(np.float32),
+                np.asarray(wts, np.float32), np.asarray(val, bool), np.asarray(src), res, margin)

@@ -1,0 +1,73 @@
+"""PFLD-GhostOne (WFLW-trained, Apache-2.0) as a 98-point teacher for pseudo-labels.
+
+Never shipped: users point ``--teacher`` at a directory holding the ONNX files. Their crop is the
+face box made square (side = max(w, h), same centre, no margin), resized to 112, RGB scaled to
+[-1, 1]; the output is 98 (x, y) pairs in [0, 1] of the crop.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import align
+from .layouts import FLIP98
+from .runtime import ort_session
+
+SIZE = 112
+
+
+@dataclass
+class Teacher:
+    paths: list[Path]
+    scales: tuple[float, ...] = (0.95, 1.0, 1.05)
+    flip: bool = True
+    _sessions: list = field(default_factory=list, init=False, repr=False)
+
+    @classmethod
+    def from_dir(cls, directory: str | Path, **kw) -> "Teacher":
+        paths = sorted(Path(directory).glob("PFLD_*.onnx"))
+        if not paths:
+            raise FileNotFoundError(f"no PFLD_*.onnx teacher models in {directory}")
+        return cls(paths, **kw)
+
+    @property
+    def sessions(self):
+        if not self._sessions:
+            self._sessions = [ort_session(str(p)) for p in self.paths]
+        return self._sessions
+
+    def _crops(self, image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        x1, y1, x2, y2 = box
+        cx, cy, side = (x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, y2 - y1)
+        batch, mats = [], []
+        for s in self.scales:
+            half = side * s / 2
+            # Map the square [cx-half, cx+half] edge-to-edge onto the 112-px crop.
+            k = SIZE / (2 * half)
+            m = np.array([[k, 0, -0.5 - k * (cx - half - 0.5)], [0, k, -0.5 - k * (cy - half - 0.5)]])
+            crop = cv2.warpAffine(image, m, (SIZE, SIZE), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT)
+            for flipped in (False, True) if self.flip else (False,):
+                c = crop[:, ::-1] if flipped else crop
+                batch.append(c)
+                mats.append((m, flipped))
+        x = np.stack(batch)[..., ::-1].astype(np.float32) / 127.5 - 1.0
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2)), mats
+
+    def predict(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """Average of all models, scales and flips: (98, 2) image coordinates."""
+        x, mats = self._crops(image, np.asarray(box, np.float64))
+        preds = []
+        for sess in self.sessions:
+            name = sess.get_inputs()[0].name
+            for i in range(len(x)):  # the teacher graphs have a fixed batch of 1
+                out = sess.run(None, {name: x[i : i + 1]})[0].reshape(98, 2).astype(np.float64)
+                m, flipped = mats[i]
+                pts = out * SIZE - 0.5  # [0,1] of the crop -> crop pixels
+                if flipped:
+                    pts = pts[FLIP98]
+                    pts[:, 0] = SIZE - 1 - pts[:, 0]
+                preds.append(align.apply(align.invert(m), pts))
+        return np.mean(preds, axis=0)

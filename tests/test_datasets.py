@@ -1,0 +1,66 @@
+"""Loaders for the three layouts, on tiny fixtures written at test time."""
+import numpy as np
+import pytest
+
+from facemark import datasets as D
+
+
+def write_image(path, w=40, h=30):
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.zeros((h, w, 3), np.uint8))
+
+
+def test_pts_dir_is_one_based_and_splits_by_folder(tmp_path):
+    pts = np.arange(136, dtype=float).reshape(68, 2) + 1.0  # 1-based on disk
+    for sub in ("afw", "helen/trainset", "helen/testset"):
+        write_image(tmp_path / sub / "img_1.jpg")
+        D.write_pts(tmp_path / sub / "img_1.pts", pts - 1.0)
+    (tmp_path / "afw" / "orphan.pts").write_text((tmp_path / "afw" / "img_1.pts").read_text())  # no image
+    samples = D.load(f"300w={tmp_path}")
+    assert len(samples) == 3
+    by = {s.subset: s for s in samples}
+    assert by["helen/testset"].split == "test" and by["afw"].split == "train"
+    assert np.allclose(by["afw"].landmarks, pts - 1.0)
+    assert np.allclose(D.read_pts(tmp_path / "afw" / "img_1.pts"), pts - 1.0)
+
+
+def test_wflw_release_layout(tmp_path):
+    ann = tmp_path / "WFLW_annotations" / "list_98pt_rect_attr_train_test"
+    ann.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    lines = {}
+    for split, flags in (("train", [0, 0, 0, 0, 0, 0]), ("test", [1, 0, 0, 0, 1, 0])):
+        pts = rng.uniform(0, 100, 196)
+        rel = f"0--Parade/{split}.jpg"
+        write_image(tmp_path / "WFLW_images" / rel)
+        line = " ".join(f"{v:.3f}" for v in pts) + " 1 2 90 95 " + " ".join(map(str, flags)) + " " + rel
+        (ann / f"list_98pt_rect_attr_{split}.txt").write_text(line + "\n")
+        lines[split] = pts
+    samples = D.load(f"wflw={tmp_path}")
+    assert [s.split for s in samples] == ["train", "test"]
+    test = samples[1]
+    assert test.landmarks.shape == (98, 2) and np.allclose(test.landmarks.reshape(-1), np.round(lines["test"], 3))
+    assert test.tags == ("pose", "occlusion")
+    assert np.allclose(test.box, [1, 2, 90, 95])
+    assert test.image.is_file()
+
+
+def test_csv68_finds_images_beside_it(tmp_path):
+    write_image(tmp_path / "training" / "Some_Person_01.jpg")
+    row = ["Some_Person_01.jpg"] + [f"{v:.1f}" for v in np.arange(136)]
+    (tmp_path / "kp.csv").write_text(",".join([""] + [str(i) for i in range(136)]) + "\n" + ",".join(row) + "\nmissing.jpg," + ",".join(["1"] * 136) + "\n")
+    samples = D.load(f"csv68={tmp_path / 'kp.csv'}")
+    assert len(samples) == 1
+    assert samples[0].landmarks[1].tolist() == [2.0, 3.0]
+    assert D.person_of(samples[0]) == "Some_Person"
+
+
+def test_bad_specs_are_clear():
+    with pytest.raises(ValueError, match="KIND=PATH"):
+        D.load("nothing")
+    with pytest.raises(ValueError, match="unknown data kind"):
+        D.load("coco=/x")
+    with pytest.raises(FileNotFoundError):
+        D.load("300w=/definitely/not/here")
