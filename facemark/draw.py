@@ -1,0 +1,42 @@
+"""Drawing faces: boxes, contours by part, and the 98 points."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .layouts import WFLW98_PARTS
+from .results import Face
+
+_CLOSED = {"right_brow", "left_brow", "right_eye", "left_eye", "outer_lips", "inner_lips"}
+_COLOURS = {"contour": (255, 200, 0), "right_brow": (0, 200, 255), "left_brow": (0, 200, 255),
+            "nose_bridge": (0, 255, 128), "nose_base": (0, 255, 128), "right_eye": (255, 0, 255),
+            "left_eye": (255, 0, 255), "outer_lips": (80, 80, 255), "inner_lips": (80, 80, 255), "pupils": (255, 255, 255)}
+
+
+def draw(image: np.ndarray, faces: list[Face], points: bool = True, box: bool = True, ids: list[int] | None = None) -> np.ndarray:
+    """An annotated copy of ``image`` (line widths scale with the face)."""
+    out = image.copy()
+    shift = 4  # sub-pixel drawing: coordinates in 1/16 px
+    k = 1 << shift
+
+    def px(p):
+        # 0-based pixel centres -> OpenCV's fixed-point integer coordinates.
+        return np.round(np.asarray(p, np.float64) * k).astype(np.int32)
+
+    for n, face in enumerate(faces):
+        lm = np.asarray(face.landmarks)
+        side = max(face.box[2] - face.box[0], face.box[3] - face.box[1], 1.0)
+        t = max(1, int(round(side / 150)))
+        if box:
+            cv2.rectangle(out, tuple(px(face.box[:2])), tuple(px(face.box[2:])), (0, 255, 0), t, cv2.LINE_AA, shift)
+            label = f"{face.score:.2f}" if ids is None else f"#{ids[n]}"
+            cv2.putText(out, label, (int(face.box[0]), max(0, int(face.box[1]) - 4)), cv2.FONT_HERSHEY_SIMPLEX,
+                        max(0.4, side / 400), (0, 255, 0), t, cv2.LINE_AA)
+        for part, idx in WFLW98_PARTS.items():
+            colour = _COLOURS[part]
+            if part != "pupils":
+                cv2.polylines(out, [px(lm[idx])], part in _CLOSED, colour, t, cv2.LINE_AA, shift)
+            if points:
+                for p in px(lm[idx]):
+                    cv2.circle(out, tuple(p), max(1, t) * k, colour, -1, cv2.LINE_AA, shift)
+    return out

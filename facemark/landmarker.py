@@ -1,0 +1,144 @@
+"""The pipeline, in one direction: image -> detector -> align -> model -> decode -> image coords."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from . import align, labelmap
+from .backends import DEFAULT_MODEL, load_model
+from .detector import Detection, GivenBoxes, RetinaFace, YuNet
+from .imageio import as_bgr, read_image
+from .layouts import five_points
+from .results import Face
+
+
+def make_detector(spec: str | object = "retinaface", threshold: float = 0.6, min_face: float | None = None):
+    """``retinaface`` (default), ``yunet:PATH.onnx``, or any object with ``detect(image)``."""
+    if not isinstance(spec, str):
+        return spec
+    if spec == "retinaface":
+        return RetinaFace(threshold=threshold, min_face=min_face)
+    if spec.startswith("yunet:"):
+        path = spec.split(":", 1)[1]
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"YuNet model not found: {path}")
+        return YuNet(path, threshold=threshold)
+    raise ValueError(f"unknown detector {spec!r}: use retinaface or yunet:PATH.onnx")
+
+
+def crop_matrix(det: Detection, size: int, detector_name: str = "retinaface") -> np.ndarray:
+    """Image->crop matrix for a detection: from its 5 keypoints when it has them (roll and scale
+    normalised), otherwise from its box."""
+    if det.kps is not None and np.all(np.isfinite(det.kps)):
+        template = align.TEMPLATES.get(detector_name, align.TEMPLATES["retinaface"])
+        return align.from_points(det.kps, template, size)
+    return align.from_box(det.box, size)
+
+
+def track_matrix(landmarks98: np.ndarray, size: int) -> np.ndarray:
+    """Image->crop matrix from a previous frame's (or pass's) 98 landmarks."""
+    return align.from_points(five_points(landmarks98), align.TEMPLATES["landmarks98"], size)
+
+
+class FaceLandmarker:
+    """Faces and their 98 landmarks.
+
+    >>> fl = FaceLandmarker(model="hourglass", device="cpu")
+    >>> faces = fl.detect("photo.jpg")   # or a BGR numpy array
+    """
+
+    def __init__(self, model: str = DEFAULT_MODEL, device: str = "cpu", detector: str | object = "retinaface",
+                 threshold: float = 0.6, min_face: float | None = None, batch_size: int = 32,
+                 threads: int | None = None, refine: int = 0):
+        self.detector = make_detector(detector, threshold, min_face)
+        self.model = load_model(model, device=device, threads=threads)
+        self.batch_size = batch_size
+        self.refine = refine
+        self.map68 = labelmap.load()
+
+    @property
+    def model_name(self) -> str:
+        return self.model.name
+
+    # --- public API ------------------------------------------------------------------------
+    def detect(self, image: str | Path | np.ndarray) -> list[Face]:
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: Sequence[str | Path | np.ndarray]) -> list[list[Face]]:
+        imgs = [self._load(i) for i in images]
+        dets = [self.detector.detect(im) for im in imgs]
+        return self.landmarks_for(imgs, dets)
+
+    def landmarks(self, image: str | Path | np.ndarray, boxes: Iterable) -> list[Face]:
+        """Landmarks for faces the caller already found: boxes (K, 4|5) or ``Detection``s."""
+        return self.landmarks_for([self._load(image)], [_as_detections(boxes)])[0]
+
+    def landmarks_batch(self, images: Sequence, boxes: Sequence[Iterable]) -> list[list[Face]]:
+        return self.landmarks_for([self._load(i) for i in images], [_as_detections(b) for b in boxes])
+
+    # --- the work --------------------------------------------------------------------------
+    def landmarks_for(self, images: list[np.ndarray], detections: list[list[Detection]]) -> list[list[Face]]:
+        """Run the model on every face of every image in batches; map points back exactly."""
+        size = self.model.size
+        name = getattr(self.detector, "name", "retinaface")
+        mats = [crop_matrix(d, size, name) for dets in detections for d in dets]
+        owners = [i for i, dets in enumerate(detections) for _ in dets]
+        pts = self._predict([images[i] for i in owners], mats)
+        for _ in range(self.refine):
+            mats = [_realign(p, m, size) for p, m in zip(pts, mats)]
+            pts = self._predict([images[i] for i in owners], mats)
+        out: list[list[Face]] = [[] for _ in images]
+        k = 0
+        for i, dets in enumerate(detections):
+            for d in dets:
+                out[i].append(Face(np.asarray(d.box, np.float64), float(d.score), pts[k], labelmap.to68(pts[k], self.map68)))
+                k += 1
+        return out
+
+    def predict_crops(self, images: list[np.ndarray], mats: list[np.ndarray]) -> np.ndarray:
+        """98 landmarks in image coordinates for crops of ``images`` through ``mats``."""
+        return self._predict(images, mats)
+
+    def _predict(self, images: list[np.ndarray], mats: list[np.ndarray]) -> np.ndarray:
+        size = self.model.size
+        n = len(mats)
+        canon = np.zeros((n, self.model.config["num_points"], 2))
+        for start in range(0, n, self.batch_size):
+            stop = min(n, start + self.batch_size)
+            crops = np.empty((stop - start, size, size, 3), np.uint8)
+            for j in range(start, stop):
+                align.warp(images[j], mats[j], size, out=crops[j - start])  # straight into the batch
+            canon[start:stop] = self.model(crops)
+        if n == 0:
+            return canon
+        inv = np.stack([align.invert(m) for m in mats])
+        return align.apply(inv, canon * size - 0.5)
+
+    @staticmethod
+    def _load(image) -> np.ndarray:
+        if isinstance(image, (str, Path)):
+            return read_image(image)
+        return as_bgr(image)
+
+
+def _realign(landmarks98: np.ndarray, previous: np.ndarray, size: int) -> np.ndarray:
+    """Crop from predicted landmarks; keep the previous crop if they collapsed to a point."""
+    try:
+        return track_matrix(landmarks98, size)
+    except ValueError:
+        return previous
+
+
+def _as_detections(boxes) -> list[Detection]:
+    if isinstance(boxes, GivenBoxes):
+        raise TypeError("pass the boxes of one image")
+    out = []
+    for b in boxes:
+        if isinstance(b, Detection):
+            out.append(b)
+        else:
+            b = np.asarray(b, np.float64).reshape(-1)
+            out.append(Detection(b[:4], float(b[4]) if b.size > 4 else 1.0))
+    return out

@@ -1,0 +1,76 @@
+"""Result objects and the ``facemark/v1`` JSON document."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+SCHEMA = "facemark/v1"
+
+
+@dataclass
+class Face:
+    """One face: coordinates in the original image, 0-based pixels (pixel centres at integers)."""
+
+    box: np.ndarray  # (4,) x1, y1, x2, y2
+    score: float
+    landmarks: np.ndarray  # (98, 2) WFLW-98 order
+    landmarks68: np.ndarray  # (68, 2) iBUG-68 order
+
+    def to_dict(self, decimals: int = 2) -> dict:
+        r = lambda a: np.round(np.asarray(a, np.float64), decimals).tolist()  # noqa: E731
+        return {"box": r(self.box), "score": round(float(self.score), 4),
+                "landmarks": r(self.landmarks), "landmarks68": r(self.landmarks68)}
+
+
+def document(image: str, width: int, height: int, model: str, faces: list[Face]) -> dict:
+    return {"schema": SCHEMA, "image": image, "width": int(width), "height": int(height), "model": model,
+            "faces": [f.to_dict() for f in faces]}
+
+
+def _points_errors(value, n: int, where: str) -> list[str]:
+    if not isinstance(value, list) or len(value) != n:
+        return [f"{where} must be a list of {n} [x, y] pairs"]
+    for p in value:
+        if not (isinstance(p, list) and len(p) == 2 and all(_is_number(v) for v in p)):
+            return [f"{where} holds a bad point {p!r}"]
+    return []
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def validate(doc) -> list[str]:
+    """Problems with a ``facemark/v1`` document (empty list: valid)."""
+    if not isinstance(doc, dict):
+        return ["document must be an object"]
+    errors = []
+    expected = {"schema": str, "image": str, "width": int, "height": int, "model": str, "faces": list}
+    for key, typ in expected.items():
+        if key not in doc:
+            errors.append(f"missing {key!r}")
+        elif not isinstance(doc[key], typ) or isinstance(doc[key], bool):
+            errors.append(f"{key!r} must be {typ.__name__}")
+    if errors:
+        return errors
+    if doc["schema"] != SCHEMA:
+        errors.append(f"schema must be {SCHEMA!r}")
+    if doc["width"] <= 0 or doc["height"] <= 0:
+        errors.append("width and height must be positive")
+    for i, f in enumerate(doc["faces"]):
+        where = f"faces[{i}]"
+        if not isinstance(f, dict) or set(f) != {"box", "score", "landmarks", "landmarks68"}:
+            errors.append(f"{where} must have exactly box, score, landmarks, landmarks68")
+            continue
+        b = f["box"]
+        if not (isinstance(b, list) and len(b) == 4 and all(_is_number(v) for v in b)):
+            errors.append(f"{where}.box must be [x1, y1, x2, y2]")
+        elif b[2] < b[0] or b[3] < b[1]:
+            errors.append(f"{where}.box has x2 < x1 or y2 < y1")
+        if not _is_number(f["score"]):
+            errors.append(f"{where}.score must be a number")
+        errors += _points_errors(f["landmarks"], 98, f"{where}.landmarks")
+        errors += _points_errors(f["landmarks68"], 68, f"{where}.landmarks68")
+    return errors

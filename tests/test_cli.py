@@ -1,0 +1,159 @@
+"""CLI behaviour: stdout JSON, --out layout, exit codes, bad and empty inputs."""
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from facemark.cli import app
+from facemark.results import validate
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def small_face(face_image):
+    return cv2.resize(face_image, (256, 256), interpolation=cv2.INTER_AREA)
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_version():
+    r = run("--version")
+    assert r.exit_code == 0 and r.stdout.startswith("facemark ")
+
+
+def test_one_input_prints_one_valid_document(tiny_models, tmp_path, small_face):
+    img = tmp_path / "face.jpg"
+    cv2.imwrite(str(img), small_face)
+    r = run("detect", img, "--model", tiny_models["hourglass"])
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert validate(doc) == []
+    assert doc["width"] == 256 and doc["height"] == 256 and doc["model"] == "tiny-hourglass"
+    assert len(doc["faces"]) == 1
+
+
+def test_several_inputs_without_out_print_json_lines(tiny_models, tmp_path, small_face):
+    for n in ("a.jpg", "b.png"):
+        cv2.imwrite(str(tmp_path / n), small_face)
+    r = run("detect", tmp_path / "a.jpg", tmp_path / "b.png", "--model", tiny_models["direct"])
+    assert r.exit_code == 0
+    docs = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [d["image"].rsplit("/", 1)[-1] for d in docs] == ["a.jpg", "b.png"]
+
+
+def test_out_mirrors_the_input_layout(tiny_models, tmp_path, small_face):
+    src = tmp_path / "photos"
+    for rel in ("x.jpg", "sub/x.jpg", "sub/deeper/y.png", "sub/y.jpg"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(src / rel), small_face)
+    (src / "notes.txt").write_text("not an image")  # ignored inside directories
+    out = tmp_path / "out"
+    r = run("detect", src, "--out", out, "--model", tiny_models["direct"], "--annotate")
+    assert r.exit_code == 0, r.stderr
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == sorted(["x.json", "x.annotated.jpg", "sub/x.json", "sub/x.annotated.jpg",
+                              "sub/deeper/y.json", "sub/deeper/y.annotated.png",
+                              "sub/y.json", "sub/y.annotated.jpg"])
+    for j in out.rglob("*.json"):
+        assert validate(json.loads(j.read_text())) == []
+
+
+def test_equal_stems_in_one_folder_do_not_collide(tiny_models, tmp_path, small_face):
+    cv2.imwrite(str(tmp_path / "a.jpg"), small_face)
+    cv2.imwrite(str(tmp_path / "a.png"), small_face)
+    out = tmp_path / "o"
+    r = run("detect", tmp_path / "a.jpg", tmp_path / "a.png", "--out", out, "--model", tiny_models["direct"])
+    assert r.exit_code == 0
+    names = sorted(p.name for p in out.rglob("*.json"))
+    assert names == ["a.jpg.json", "a.png.json"]
+
+
+def test_inputs_are_never_overwritten(tiny_models, tmp_path, small_face):
+    img = tmp_path / "p.jpg"
+    cv2.imwrite(str(img), small_face)
+    before = img.read_bytes()
+    r = run("detect", img, "--out", tmp_path, "--annotate", "--model", tiny_models["direct"])
+    assert r.exit_code == 0
+    assert img.read_bytes() == before
+    assert (tmp_path / "p.annotated.jpg").is_file()
+
+
+def test_hundred_photos_one_unreadable(tiny_models, tmp_path, small_face):
+    """The issue's acceptance case: 99 JSON (and annotated images), the bad file named, exit 1."""
+    src = tmp_path / "batch"
+    src.mkdir()
+    tiny = cv2.resize(small_face, (128, 128))
+    for i in range(99):
+        cv2.imwrite(str(src / f"img_{i:03d}.jpg"), tiny)
+    (src / "img_050_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    out = tmp_path / "out"
+    r = run("detect", src, "--out", out, "--annotate", "--model", tiny_models["direct"])
+    assert r.exit_code == 1
+    assert "img_050_broken.jpg" in r.stderr and "Traceback" not in r.stderr
+    assert len(list(out.glob("*.json"))) == 99
+    assert len(list(out.glob("*.annotated.jpg"))) == 99
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*"))
+
+
+def test_empty_blank_and_faceless_images(tiny_models, tmp_path):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    cv2.imwrite(str(tmp_path / "blank.png"), np.zeros((120, 160, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / "noise.png"), np.random.default_rng(0).integers(0, 255, (200, 300, 3), dtype=np.uint8))
+    out = tmp_path / "o"
+    r = run("detect", tmp_path / "empty.jpg", tmp_path / "blank.png", tmp_path / "noise.png", "--out", out,
+            "--model", tiny_models["direct"])
+    assert r.exit_code == 1
+    assert "empty.jpg" in r.stderr and "is empty" in r.stderr
+    for name in ("blank.json", "noise.json"):
+        doc = json.loads((out / name).read_text())
+        assert validate(doc) == [] and doc["faces"] == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["detect", "nope.jpg"], "no images"),
+    (["detect", "examples/astronaut.jpg", "--annotate"], "--annotate"),
+    (["detect", "examples/astronaut.jpg", "--device", "tpu"], "--device"),
+    (["detect", "examples/astronaut.jpg", "--model", "resnet"], "unknown model"),
+    (["detect", "examples/astronaut.jpg", "--model", "missing.onnx"], "not found"),
+    (["detect", "examples/astronaut.jpg", "--threshold", "2"], "threshold"),
+    (["detect", "examples/astronaut.jpg", "--boxes", "nope.json"], "boxes file not found"),
+    (["detect", "examples/astronaut.jpg", "--detector", "yunet:missing.onnx"], "YuNet model not found"),
+])
+def test_usage_errors_exit_2_with_one_line(args, message, monkeypatch):
+    from tests.conftest import ROOT
+
+    monkeypatch.chdir(ROOT)
+    r = run(*args)
+    assert r.exit_code == 2, (r.stdout, r.stderr)
+    assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_given_boxes_skip_detection(tiny_models, tmp_path, small_face):
+    img = tmp_path / "f.jpg"
+    cv2.imwrite(str(img), small_face)
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"f.jpg": [[60, 40, 190, 200], [5, 5, 50, 60, 0.5]]}))
+    r = run("detect", img, "--boxes", boxes, "--model", tiny_models["hourglass"])
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert [f["box"] for f in doc["faces"]] == [[60, 40, 190, 200], [5, 5, 50, 60]]
+    assert doc["faces"][1]["score"] == 0.5
+    boxes.write_text(json.dumps({"other.jpg": [[1, 2, 3, 4]]}))
+    r = run("detect", img, "--boxes", boxes, "--model", tiny_models["hourglass"])
+    assert r.exit_code == 1 and "no entry" in r.stderr
+    boxes.write_text("[1, 2")
+    assert run("detect", img, "--boxes", boxes).exit_code == 2
+
+
+def test_real_process_has_no_traceback_for_bad_input(tmp_path):
+    bad = tmp_path / "x.jpg"
+    bad.write_text("garbage")
+    p = subprocess.run([sys.executable, "-m", "facemark", "detect", str(bad), "--model", "resnet"], capture_output=True, text=True)
+    assert p.returncode == 2 and "Traceback" not in p.stderr and p.stderr.count("\n") == 1

@@ -1,0 +1,149 @@
+"""FaceLandmarker mechanics: batching, mapping back through the exact inverse, input kinds."""
+import cv2
+import numpy as np
+import pytest
+
+from facemark import align
+from facemark.detector import Detection, RetinaFace
+from facemark.landmarker import FaceLandmarker
+from facemark.layouts import five_points
+
+
+class FixedModel:
+    """A stand-in model that always 'finds' the same canonical points: isolates the geometry."""
+
+    family, size, name = "fixed", 48, "fixed"
+    config = {"num_points": 98}
+
+    def __init__(self):
+        self.u = np.random.default_rng(0).uniform(0.2, 0.8, (98, 2))
+        self.calls = []
+
+    def __call__(self, crops):
+        self.calls.append(len(crops))
+        return np.repeat(self.u[None], len(crops), 0)
+
+
+def landmarker_with(model) -> FaceLandmarker:
+    fl = FaceLandmarker.__new__(FaceLandmarker)
+    fl.model, fl.detector, fl.batch_size, fl.refine = model, RetinaFace(), 4, 0
+    from facemark import labelmap
+
+    fl.map68 = labelmap.load()
+    return fl
+
+
+def test_points_follow_a_moved_face_exactly():
+    fl = landmarker_with(FixedModel())
+    kps = np.array([[100.0, 100], [140, 101], [121, 125], [104, 145], [137, 146]])
+    image = np.zeros((300, 300, 3), np.uint8)
+    rng = np.random.default_rng(3)
+    a = np.deg2rad(25)
+    move = np.array([[1.3 * np.cos(a), -1.3 * np.sin(a), 40.5], [1.3 * np.sin(a), 1.3 * np.cos(a), -12.25]])
+    f0 = fl.landmarks_for([image], [[Detection(np.array([90, 80, 150, 160.0]), 0.9, kps)]])[0][0]
+    f1 = fl.landmarks_for([image], [[Detection(np.array([0, 0, 1, 1.0]), 0.9, align.apply(move, kps))]])[0][0]
+    assert np.abs(align.apply(move, f0.landmarks) - f1.landmarks).max() < 0.05
+    assert f0.landmarks68.shape == (68, 2)
+    assert rng is not None
+
+
+def test_faces_are_batched_across_images():
+    model = FixedModel()
+    fl = landmarker_with(model)
+    image = np.zeros((200, 200, 3), np.uint8)
+    kps = np.array([[80.0, 80], [120, 80], [100, 100], [85, 120], [115, 120]])
+    dets = [[Detection(np.array([60, 50, 140, 150.0]), 0.9, kps)] * 3, [], [Detection(np.array([60, 50, 140, 150.0]), 0.8, kps)] * 2]
+    out = fl.landmarks_for([image] * 3, dets)
+    assert [len(o) for o in out] == [3, 0, 2]
+    assert model.calls == [4, 1]  # five faces in batches of four
+    assert out[2][1].score == pytest.approx(0.8)
+
+
+def test_box_only_detections_use_the_box_template():
+    fl = landmarker_with(FixedModel())
+    image = np.zeros((200, 200, 3), np.uint8)
+    f = fl.landmarks(image, [[50, 40, 150, 160]])[0]
+    assert f.landmarks.shape == (98, 2) and f.score == 1.0
+    # The points land inside the box's neighbourhood.
+    assert (f.landmarks[:, 0] > 20).all() and (f.landmarks[:, 0] < 180).all()
+
+
+def test_refine_realigns_from_landmarks(tiny_models, face_image):
+    for family in ("hourglass", "direct"):  # the untrained direct model puts all points at one spot
+        fl = FaceLandmarker(model=str(tiny_models[family]), refine=1)
+        faces = fl.detect(face_image)
+        assert len(faces) == 1 and faces[0].landmarks.shape == (98, 2)
+
+
+def test_detector_finds_a_40px_face_in_vga(face_image):
+    # Shrink the example face to ~40 px and place it in a 640x480 frame.
+    det = RetinaFace()
+    big = det.detect(face_image)[0]
+    x1, y1, x2, y2 = big.box.astype(int)
+    pad = (x2 - x1) // 3
+    face = face_image[max(0, y1 - pad) : y2 + pad, max(0, x1 - pad) : x2 + pad]
+    s = 40.0 / (x2 - x1)
+    small = cv2.resize(face, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    frame[300 : 300 + small.shape[0], 400 : 400 + small.shape[1]] = small
+    found = det.detect(frame)
+    assert len(found) >= 1
+    b = found[0].box
+    assert 390 < b[0] < 460 and 290 < b[1] < 360 and 25 < b[2] - b[0] < 60
+
+
+def test_detector_bounds_work_on_huge_photos():
+    det = RetinaFace()
+    assert det.scale_for(6000, 8000) * 8000 <= 640  # an 8000x6000 photo runs at 640 px
+    assert det.scale_for(480, 640) == 1.0  # a VGA frame runs at full resolution
+    det_small = RetinaFace(min_face=40)
+    assert det_small.scale_for(6000, 8000) * 40 >= RetinaFace.NET_MIN_FACE  # asked-for faces stay findable
+
+
+def test_detector_keypoints_match_labels(face_image):
+    d = RetinaFace().detect(face_image)[0]
+    assert d.kps.shape == (5, 2)
+    assert d.kps[0, 0] < d.kps[1, 0] and d.kps[2, 1] < d.kps[3, 1]
+    assert (d.kps[:, 0] > d.box[0]).all() and (d.kps[:, 0] < d.box[2]).all()
+
+
+def test_inputs_of_many_kinds_give_the_same_face(tiny_models, face_image, tmp_path):
+    fl = FaceLandmarker(model=str(tiny_models["direct"]))
+    ref = fl.detect(face_image)[0].box
+    grey = cv2.cvtColor(face_image, cv2.COLOR_BGR2GRAY)
+    bgra = cv2.cvtColor(face_image, cv2.COLOR_BGR2BGRA)
+    deep = face_image.astype(np.uint16) * 257
+    cv2.imwrite(str(tmp_path / "g.png"), grey)
+    cv2.imwrite(str(tmp_path / "a.png"), bgra)
+    cv2.imwrite(str(tmp_path / "d.png"), deep)
+    cv2.imwrite(str(tmp_path / "t.tiff"), face_image)
+    cv2.imwrite(str(tmp_path / "w.webp"), face_image, [cv2.IMWRITE_WEBP_QUALITY, 101])
+    for src in [grey, bgra, deep, *(tmp_path / n for n in ("g.png", "a.png", "d.png", "t.tiff", "w.webp"))]:
+        faces = fl.detect(src)
+        assert len(faces) == 1, src if not isinstance(src, np.ndarray) else src.shape
+        assert np.abs(faces[0].box - ref).max() < 8
+
+
+def test_exif_orientation_is_honoured(tiny_models, face_image, tmp_path):
+    """Coordinates refer to the image as displayed: a JPEG stored sideways with EXIF orientation 6
+    gives the same face as the upright image."""
+    from tests.helpers import jpeg_with_orientation
+
+    sideways = cv2.rotate(face_image, cv2.ROTATE_90_COUNTERCLOCKWISE)  # stored pixels
+    path = tmp_path / "rot.jpg"
+    path.write_bytes(jpeg_with_orientation(sideways, 6))  # display: rotate 90 CW -> upright
+    fl = FaceLandmarker(model=str(tiny_models["direct"]))
+    faces = fl.detect(path)
+    ref = fl.detect(face_image)[0]
+    assert len(faces) == 1
+    assert np.abs(faces[0].box - ref.box).max() < 8
+
+
+def test_five_points_drive_tracking_alignment():
+    from facemark.landmarker import track_matrix
+
+    mean = np.asarray(__import__("json").loads((__import__("pathlib").Path(align.__file__).parent / "calibration.json").read_text())["mean98"])
+    pts = mean * 200 + 30  # a face of 200 px at offset 30
+    m = track_matrix(pts, 128)
+    back = align.apply(m, five_points(pts))
+    assert np.abs(back / 128 - align.TEMPLATES["landmarks98"]).max() < 0.02

@@ -1,0 +1,109 @@
+"""facemark pack / train / export / eval end to end on tiny fixtures in the WFLW and 300-W layouts."""
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from facemark.backends import OnnxModel
+from facemark.cli import app
+from tests.conftest import shared_path
+from tests.helpers import synthetic_faces, write_300w, write_wflw
+
+runner = CliRunner()
+TINY = ["--arch", "size=32", "--arch", "width=16", "--arch", "depth=2", "--no-fuse-loss", "--batch", "4"]
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def wflw_root(tmp_path_factory, face_image):
+    root = tmp_path_factory.mktemp("wflw")
+    faces = synthetic_faces(face_image, 14, seed=1)
+    write_wflw(root, faces[:10], faces[10:])
+    return root
+
+
+def test_train_resume_export_eval_on_wflw_layout(wflw_root, tmp_path):
+    run_dir = tmp_path / "run"
+    cache = tmp_path / "cache"
+    r = run("train", "--model", "hourglass", "--data", f"wflw={wflw_root}", "--epochs", 1, "--out", run_dir, "--cache", cache, *TINY)
+    assert r.exit_code == 0, r.stderr
+    log = json.loads((run_dir / "log.json").read_text())
+    assert [row["epoch"] for row in log] == [1]
+    assert {"loss", "val_nme", "lr", "img_per_s"} <= set(log[0])
+    assert (run_dir / "last.pt").is_file() and (run_dir / "model.onnx").is_file()
+    # --resume continues from the checkpoint instead of starting over.
+    r = run("train", "--model", "hourglass", "--data", f"wflw={wflw_root}", "--epochs", 2, "--out", run_dir, "--cache", cache, "--resume", *TINY)
+    assert r.exit_code == 0, r.stderr
+    assert "resumed from" in r.stderr
+    assert [row["epoch"] for row in json.loads((run_dir / "log.json").read_text())] == [1, 2]
+    assert (run_dir / "log.csv").read_text().count("\n") == 3
+    # A different architecture in the same run directory is refused, not silently mixed.
+    r = run("train", "--model", "hourglass", "--data", f"wflw={wflw_root}", "--epochs", 3, "--out", run_dir, "--cache", cache,
+            "--resume", "--arch", "size=32", "--arch", "width=8", "--arch", "depth=2", "--no-fuse-loss")
+    assert r.exit_code == 2 and "different model" in r.stderr
+    # Export to a weights folder under a name, then evaluate with it.
+    r = run("export", run_dir, "--out", tmp_path / "w", "--name", "mini")
+    assert r.exit_code == 0, r.stderr
+    m = OnnxModel(tmp_path / "w" / "mini.onnx")
+    assert m.name == "mini" and m.family == "hourglass" and m.size == 32
+    out_json, plot = tmp_path / "eval.json", tmp_path / "ced.png"
+    r = run("eval", "--data", f"wflw={wflw_root}", "--model", tmp_path / "w" / "mini.onnx", "--model", tmp_path / "w" / "mini.onnx",
+            "--boxes", "gt", "--json", out_json, "--plot", plot)
+    assert r.exit_code == 0, r.stderr
+    rep = json.loads(out_json.read_text())["mini"]
+    assert rep["mode"] == "gt"
+    assert rep["subsets"]["all"]["faces"] == 4
+    assert "wflw:pose" in rep["subsets"] and rep["subsets"]["wflw:pose"]["faces"] == 2
+    for key in ("nme", "fr8", "fr10", "auc8", "auc10", "missed"):
+        assert key in rep["subsets"]["all"]
+    assert plot.stat().st_size > 1000
+
+
+@pytest.mark.parametrize("family", ["direct", "hybrid"])
+def test_other_families_train_one_epoch(family, wflw_root, tmp_path):
+    arch = ["--arch", "size=32"] + (["--arch", "width_mult=0.25"] if family == "direct" else ["--arch", "widths=[8,16,16]"])
+    r = run("train", "--model", family, "--data", f"wflw={wflw_root}", "--epochs", 1, "--batch", 4, "--out", tmp_path / family,
+            "--cache", tmp_path / "c", *arch)
+    assert r.exit_code == 0, r.stderr
+    assert OnnxModel(tmp_path / family / "model.onnx").family == family
+
+
+def test_full_pipeline_eval_on_300w_layout(tiny_models, face_image, tmp_path):
+    root = tmp_path / "300w"
+    faces = synthetic_faces(face_image, 6, seed=2)
+    write_300w(root, faces[:3], "lfpw/trainset")
+    write_300w(root, faces[3:], "lfpw/testset")
+    out_json = tmp_path / "e.json"
+    r = run("eval", "--data", f"300w={root}", "--model", tiny_models["direct"], "--json", out_json)
+    assert r.exit_code == 0, r.stderr
+    rep = json.loads(out_json.read_text())["tiny-direct"]
+    assert rep["mode"] == "detector"
+    s = rep["subsets"]["lfpw/testset"]
+    assert s["faces"] == 3 and s["missed"] == 0 and np.isfinite(s["nme"])
+
+
+def test_pack_needs_a_teacher_for_68_point_data(face_image, tmp_path):
+    root = tmp_path / "300w"
+    write_300w(root, synthetic_faces(face_image, 2), "afw")
+    r = run("pack", "--data", f"300w={root}", "--out", tmp_path / "p.npz", "--cache", tmp_path / "c")
+    assert r.exit_code == 2 and "--teacher" in r.stderr
+
+
+def test_pack_with_the_shared_teacher(face_image, tmp_path):
+    teacher = shared_path("models", "pfld_ghostone")
+    root = tmp_path / "300w"
+    write_300w(root, synthetic_faces(face_image, 3), "afw")
+    r = run("pack", "--data", f"300w={root}", "--teacher", teacher, "--out", tmp_path / "p.npz", "--cache", tmp_path / "c")
+    assert r.exit_code == 0, r.stderr
+    from facemark.pack import Pack
+
+    pk = Pack.load(tmp_path / "p.npz")
+    assert len(pk) == 3 and pk.target98.shape == (3, 98, 2) and np.isfinite(pk.target98).all()
+    from facemark import labelmap
+
+    # Human labels win: the fused targets reproduce them exactly through the 98->68 map.
+    assert np.abs(labelmap.to68(pk.target98.astype(np.float64)) - pk.human68).max() < 1e-4
