@@ -37,6 +37,11 @@ def resolve(model: str, suffix: str) -> Path:
     if p.suffix in (".onnx", ".pt"):
         if not p.is_file():
             raise ModelError(f"model file not found: {model}")
+        if p.suffix != suffix:  # the other backend's file sits beside it under the same name
+            other = p.with_suffix(suffix)
+            if not other.is_file():
+                raise ModelError(f"{p.name} has no {suffix} file beside it (needed for this backend)")
+            return other
         return p
     if model not in SHIPPED:
         raise ModelError(f"unknown model {model!r}: use one of {', '.join(SHIPPED)} or a path to an .onnx/.pt file")
@@ -80,7 +85,10 @@ class TorchModel:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ModelError("CUDA is not available here (no GPU, or a CPU-only PyTorch build)")
         path = resolve(str(model), ".pt")
-        net, meta = load_state(path)
+        try:
+            net, meta = load_state(path)
+        except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
+            raise ModelError(f"cannot load {path}: {str(e).splitlines()[0]}") from None
         self.path, self.meta, self.family, self.size, self.config = path, meta, net.family, net.size, net.config
         self.name = meta.get("name", path.stem)
         self.device = torch.device(device)

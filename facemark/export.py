@@ -13,9 +13,37 @@ import torch
 from .models import Predictor, create
 
 
+def count_flops(model: torch.nn.Module, size: int) -> int:
+    """Multiply-adds x 2 of convolutions and linear layers for one face (hooks on a real forward)."""
+    total = 0
+
+    def hook(mod, inp, out):
+        nonlocal total
+        if isinstance(mod, torch.nn.Conv2d):
+            k = mod.kernel_size[0] * mod.kernel_size[1] * (mod.in_channels // mod.groups)
+            total += 2 * out.numel() * k
+        elif isinstance(mod, torch.nn.Linear):
+            total += 2 * out.numel() * mod.in_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, 3, size, size))
+    model.train(was_training)
+    for h in handles:
+        h.remove()
+    return int(total)
+
+
+def describe(model: torch.nn.Module) -> dict:
+    """Size facts stored with every exported model (so the ONNX-only install can report them)."""
+    return {"params": int(sum(p.numel() for p in model.parameters())), "flops": count_flops(model, model.size)}
+
+
 def save_state(model: torch.nn.Module, path: str | Path, meta: dict | None = None, half: bool = True) -> None:
     state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
-    blob = {"family": model.family, "config": model.config, "state_dict": state, "meta": meta or {}}
+    blob = {"family": model.family, "config": model.config, "state_dict": state, "meta": {**describe(model), **(meta or {})}}
     _atomic_torch_save(blob, Path(path))
 
 
@@ -68,8 +96,9 @@ def export_onnx(model: torch.nn.Module, path: str | Path, meta: dict | None = No
     proto = onnx.load_from_string(buf.getvalue())
     if fp16:
         _fp16_initializers(proto)
+    meta = {**describe(model), **(meta or {})}
     props = {"facemark.family": model.family, "facemark.config": json.dumps(model.config),
-             "facemark.size": str(model.size), "facemark.meta": json.dumps(meta or {})}
+             "facemark.size": str(model.size), "facemark.meta": json.dumps(meta)}
     for k, v in props.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v

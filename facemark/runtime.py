@@ -16,6 +16,9 @@ def ort_session(model: bytes | str | os.PathLike, providers: tuple[str, ...] | l
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
+    # No spin-waiting between runs: facemark alternates two sessions (detector, landmarks), and
+    # one session's spinning workers starve the other's (measured: docs/PERFORMANCE.md).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         opts.intra_op_num_threads = threads
     if providers is None:

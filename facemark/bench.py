@@ -1,0 +1,198 @@
+"""``facemark bench``: detector and landmark-stage speed per model and backend, sizes, and
+(optionally) accuracy, so one table shows the accuracy/speed trade-off on the user's machine.
+
+Timings: warm-up first, then many runs; latency is the median and 90th percentile of single
+calls at batch 1; throughput is faces per second at larger batches. CUDA timings synchronise the
+device around each call and feed device tensors (no host copies), with CUDA graphs for small
+batches.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .backends import ModelError, OnnxModel, TorchModel
+from .runtime import available_providers
+
+
+@dataclass
+class Row:
+    stage: str  # "detector" or "landmarks"
+    model: str
+    backend: str
+    precision: str
+    latency_ms: float | None = None  # batch-1 median
+    p90_ms: float | None = None
+    throughput: dict[int, float] = field(default_factory=dict)  # batch -> faces/s
+    params: int | None = None
+    flops: int | None = None
+    memory_mb: float | None = None
+    nme: float | None = None
+    note: str = ""
+
+
+def rss_mb() -> float | None:
+    """Resident memory of this process (Linux), for a rough per-backend footprint."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def time_calls(fn: Callable[[], object], runs: int, warmup: int, sync: Callable[[], None] = lambda: None,
+               budget_s: float = 3.0) -> list[float]:
+    """Seconds per call; stops early once ``budget_s`` is spent (at least 5 runs)."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    out = []
+    start = time.perf_counter()
+    for i in range(runs):
+        t = time.perf_counter()
+        fn()
+        sync()
+        out.append(time.perf_counter() - t)
+        if i >= 4 and time.perf_counter() - start > budget_s:
+            break
+    return out
+
+
+def latency(times: list[float]) -> tuple[float, float]:
+    ms = sorted(t * 1000 for t in times)
+    return statistics.median(ms), ms[min(len(ms) - 1, int(round(0.9 * (len(ms) - 1))))]
+
+
+def bench_detector(frame: np.ndarray, detector, name: str, runs: int = 50) -> Row:
+    times = time_calls(lambda: detector.detect(frame), runs, 5)
+    med, p90 = latency(times)
+    h, w = frame.shape[:2]
+    return Row("detector", name, "onnxruntime-cpu" if name == "retinaface" else "opencv", "fp32", med, p90,
+               {1: 1000.0 / med}, note=f"{w}x{h} frame")
+
+
+def bench_onnx(name: str, batches: list[int], threads: int | None, providers: list[str], label: str) -> Row:
+    before = rss_mb()
+    m = OnnxModel(name, threads=threads, providers=providers)
+    rng = np.random.default_rng(0)
+    row = Row("landmarks", m.name, label, "fp32", params=m.meta.get("params"), flops=m.meta.get("flops"))
+    for b in batches:
+        x = rng.integers(0, 255, (b, m.size, m.size, 3), dtype=np.uint8)
+        times = time_calls(lambda: m(x), 60 if b == 1 else 10, 3 if b == 1 else 1)
+        if b == 1:
+            row.latency_ms, row.p90_ms = latency(times)
+        row.throughput[b] = b / statistics.median(times)
+    after = rss_mb()
+    row.memory_mb = None if before is None or after is None else max(0.0, after - before)
+    return row
+
+
+def bench_torch(name: str, batches: list[int], device: str, precision: str, graphs: bool) -> Row:
+    import torch
+
+    m = TorchModel(name, device=device, precision=precision, cuda_graphs=graphs)
+    rng = np.random.default_rng(0)
+    cuda = device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    label = f"torch-{'cuda' if cuda else 'cpu'}" + ("+graphs" if graphs else "")
+    row = Row("landmarks", m.name, label, precision, params=m.meta.get("params"), flops=m.meta.get("flops"))
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    before = rss_mb()
+    for b in batches:
+        x = torch.from_numpy(rng.integers(0, 255, (b, m.size, m.size, 3), dtype=np.uint8)).to(m.device)
+        times = time_calls(lambda: m.run_tensor(x), 100 if b == 1 else 20, 10 if cuda else 2, sync)
+        if b == 1:
+            row.latency_ms, row.p90_ms = latency(times)
+        row.throughput[b] = b / statistics.median(times)
+    if cuda:
+        row.memory_mb = torch.cuda.max_memory_allocated() / 1e6
+        row.note = torch.cuda.get_device_name()
+    else:
+        after = rss_mb()
+        row.memory_mb = None if before is None or after is None else max(0.0, after - before)
+    return row
+
+
+def backends_for(device: str) -> tuple[list[tuple], list[str]]:
+    """(kind, args...) of every backend to run, and why any requested one is skipped."""
+    plans, skipped = [], []
+    if device == "cpu":
+        try:
+            import torch  # noqa: F401
+
+            plans.append(("torch", "cpu", "fp32", False))
+        except ImportError:
+            skipped.append("torch-cpu: PyTorch is not installed (pip install 'facemark[torch]')")
+        # onnxruntime last: its idle workers can slow a torch run that follows in the same process.
+        plans.append(("onnx", ["CPUExecutionProvider"], "onnxruntime-cpu"))
+        return plans, skipped
+    try:
+        import torch
+    except ImportError:
+        return [], ["torch-cuda: PyTorch is not installed (pip install 'facemark[torch]')"]
+    if not torch.cuda.is_available():
+        return [], ["CUDA is not available here (no GPU visible, or a CPU-only PyTorch build): "
+                    "run 'facemark bench --device cpu' or use a machine with an NVIDIA GPU"]
+    plans += [("torch", "cuda", "fp32", False), ("torch", "cuda", "bf16", False), ("torch", "cuda", "bf16", True)]
+    if "CUDAExecutionProvider" in available_providers():
+        plans.append(("onnx", ["CUDAExecutionProvider", "CPUExecutionProvider"], "onnxruntime-cuda"))
+    else:
+        skipped.append("onnxruntime-cuda: onnxruntime-gpu is not installed")
+    return plans, skipped
+
+
+def run_landmarks(models: list[str], device: str, batches: list[int], threads: int | None, log=print) -> tuple[list[Row], list[str]]:
+    plans, skipped = backends_for(device)
+    rows = []
+    for name in models:
+        for plan in plans:
+            try:
+                if plan[0] == "onnx":
+                    rows.append(bench_onnx(name, batches, threads, plan[1], plan[2]))
+                else:
+                    _, dev, prec, graphs = plan
+                    small = [b for b in batches if b <= 32] if graphs else batches
+                    rows.append(bench_torch(name, small, dev, prec, graphs))
+            except ModelError as e:
+                skipped.append(f"{name}: {e}")
+                break
+            gc.collect()  # free the last backend's session and threads before timing the next
+            log(f"{name}: {rows[-1].backend} {rows[-1].precision} done")
+    return rows, skipped
+
+
+def as_json(rows: list[Row], skipped: list[str], machine: dict) -> dict:
+    return {"machine": machine, "rows": [asdict(r) for r in rows], "skipped": skipped}
+
+
+def machine_info(device: str) -> dict:
+    import platform
+
+    info = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "python": platform.python_version()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import onnxruntime
+
+    info["onnxruntime"] = onnxruntime.__version__
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        if device.startswith("cuda") and torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name()
+    except ImportError:
+        pass
+    return info
