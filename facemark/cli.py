@@ -14,8 +14,8 @@ from . import __version__
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Faces and their 98 landmarks (WFLW layout) in images and video.")
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # one message, one line (logs, grep)
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)  # tables stay readable in files
 
 DEFAULT_CACHE = Path(os.environ.get("FACEMARK_CACHE", Path.home() / ".cache" / "facemark"))
 
@@ -419,3 +419,220 @@ def eval_cmd(
         atomic_write_bytes(json_path, (json.dumps(report, indent=1) + "\n").encode())
     if plot:
         plot_ced(results, str(plot))
+
+
+@app.command()
+def bench(
+    device: str = typer.Option("cpu", "--device", help="cpu (onnxruntime, torch) | cuda (torch fp32/bf16, graphs)"),
+    models_arg: str = typer.Option("hourglass,direct,hybrid", "--models", help="Comma-separated model names or paths."),
+    batch: str = typer.Option("", "--batch", help="Batch sizes, e.g. 1,32,256 (default 1,32 on CPU; 1,32,256 on CUDA)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for onnxruntime and torch."),
+    data: Optional[str] = typer.Option(None, "--data", help="KIND=PATH: also measure NME on its test split."),
+    image: Optional[Path] = typer.Option(None, "--image", help="Frame for the detector timing (default: a 640x480 frame)."),
+    yunet: Optional[Path] = typer.Option(None, "--yunet", help="Also time YuNet from this ONNX file."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the full numbers here."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="With --data: only the first N faces."),
+):
+    """Speed (and with --data, accuracy) of the detector and every model/backend, as a table."""
+    import numpy as np
+    from rich.table import Table
+
+    from . import bench as B
+    from .detector import RetinaFace, YuNet
+    from .imageio import ImageError, atomic_write_bytes, read_image
+
+    if device not in ("cpu", "cuda"):
+        fail("--device must be cpu or cuda")
+    try:
+        batches = sorted({int(b) for b in batch.split(",") if b.strip()}) or ([1, 32] if device == "cpu" else [1, 32, 256])
+    except ValueError:
+        fail(f"--batch wants comma-separated integers, got {batch!r}")
+    if 1 not in batches or min(batches) < 1:
+        fail("--batch must include 1 (latency) and only positive sizes")
+    names = [m.strip() for m in models_arg.split(",") if m.strip()]
+    if threads:
+        try:
+            import torch
+
+            torch.set_num_threads(threads)
+        except ImportError:
+            pass
+    plans, skipped = B.backends_for(device)
+    if not plans:
+        fail(skipped[0])
+    if image is not None:
+        try:
+            frame = read_image(image)
+        except ImageError as e:
+            fail(str(e))
+    else:
+        yy, xx = np.mgrid[0:480, 0:640]
+        frame = np.dstack([(xx * 0.3 + yy * 0.2) % 256, (xx * 0.1) % 256, (yy * 0.4) % 256]).astype(np.uint8)
+    rows = [B.bench_detector(frame, RetinaFace(), "retinaface")]
+    if yunet is not None:
+        if not yunet.is_file():
+            fail(f"YuNet model not found: {yunet}")
+        rows.append(B.bench_detector(frame, YuNet(str(yunet)), "yunet"))
+    with err.status("timing landmark models..."):
+        lm_rows, more_skipped = B.run_landmarks(names, device, batches, threads, log=lambda *_: None)
+    rows += lm_rows
+    skipped += more_skipped
+    if data:
+        from .evaluate import evaluate
+        from .landmarker import FaceLandmarker
+        from .metrics import summary
+
+        samples = [s for s in _load_samples([data]) if s.split == "test"][: limit or None]
+        if not samples:
+            fail(f"no test faces in {data}")
+        for name in names:
+            try:
+                fl = FaceLandmarker(model=name, threshold=0.3)
+            except ValueError as e:  # ModelError is a ValueError
+                skipped.append(f"{name}: {e}")
+                continue
+            with err.status(f"NME of {name} on {len(samples)} faces..."):
+                nme = summary(evaluate(fl, samples).errors)["nme"]
+            for r in rows:
+                if r.stage == "landmarks" and r.model == fl.model_name:
+                    r.nme = nme
+    info = B.machine_info(device)
+    table = Table(title=f"facemark bench on {info.get('gpu', info['cpu'])} ({info['cores']} cores)")
+    cols = ["stage", "model", "backend", "prec", "b1 median ms", "b1 p90 ms"] + [f"faces/s b{b}" for b in batches if b > 1]
+    cols += ["params", "GFLOPs", "mem MB"] + (["NME %"] if data else [])
+    for c in cols:
+        table.add_column(c, justify="left" if c in ("stage", "model", "backend", "prec") else "right")
+    for r in rows:
+        f = lambda v, fmt: "-" if v is None else format(v, fmt)  # noqa: E731
+        cells = [r.stage, r.model, r.backend, r.precision, f(r.latency_ms, ".2f"), f(r.p90_ms, ".2f")]
+        cells += [f(r.throughput.get(b), ",.0f") for b in batches if b > 1]
+        cells += [f(r.params / 1e6 if r.params else None, ".2f") + ("M" if r.params else ""),
+                  f(r.flops / 1e9 if r.flops else None, ".3f"), f(r.memory_mb, ".0f")]
+        if data:
+            cells.append(f(r.nme, ".2f"))
+        table.add_row(*cells)
+    out.print(table)
+    if rows and rows[0].note:
+        out.print(f"detector timed on a {rows[0].note}; landmark timings exclude detection and cropping.")
+    for s in skipped:
+        err.print(f"[yellow]skipped:[/] {s}", soft_wrap=True)
+    if json_path:
+        atomic_write_bytes(json_path, (json.dumps(B.as_json(rows, skipped, info), indent=1) + "\n").encode())
+
+
+@app.command()
+def video(
+    source: str = typer.Argument(..., help="Video file, folder or glob of frames, or a camera index."),
+    out_path: Optional[Path] = typer.Option(None, "--out", help="Annotated video (.mp4 .avi .mov .mkv .webm)."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="One JSON line per frame (.jsonl)."),
+    model: str = typer.Option("hourglass", "--model", help="hourglass | direct | hybrid | PATH"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda"),
+    detect_every: int = typer.Option(10, "--detect-every", help="Run the detector every N frames (and when a face is lost)."),
+    smooth: str = typer.Option("one-euro", "--smooth", help="one-euro | none"),
+    max_faces: int = typer.Option(0, "--max-faces", help="Track at most K faces (largest first); 0: all."),
+    fps: Optional[float] = typer.Option(None, "--fps", help="Frame rate for frame folders (default 30) or to override."),
+    threshold: float = typer.Option(0.6, "--threshold", help="Detector score threshold."),
+    min_cutoff: float = typer.Option(1.0, "--min-cutoff", help="One Euro (head pose): cutoff in Hz when still."),
+    beta: float = typer.Option(3.0, "--beta", help="One Euro (head pose): how fast the cutoff opens with speed."),
+):
+    """Tracked, smoothed landmarks on video: an annotated video and/or per-frame JSON lines.
+
+    Exit codes: 0 done, 1 some frames did not decode (the rest is written), 2 usage or unreadable
+    input (nothing written), 130 interrupted (what was done is written and playable).
+    """
+    import signal
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .draw import draw
+    from .results import Face
+    from .track import Tracker
+    from .video import AtomicTextWriter, AtomicVideoWriter, VideoError, frame_record, mux_audio, open_source
+
+    if out_path is None and json_path is None:
+        fail("give --out VIDEO and/or --json FILE.jsonl")
+    if smooth not in ("one-euro", "none"):
+        fail("--smooth must be one-euro or none")
+    if detect_every < 1:
+        fail("--detect-every must be at least 1")
+    if max_faces < 0:
+        fail("--max-faces must be 0 (all) or more")
+    if fps is not None and fps <= 0:
+        fail("--fps must be positive")
+    for p in (out_path, json_path):
+        if p is not None and Path(source).exists() and p.resolve() == Path(source).resolve():
+            fail(f"refusing to overwrite the input {source}")
+    fl = _landmarker(model, device, "retinaface", None, threshold, None)
+    try:
+        src = open_source(source, fps)
+    except VideoError as e:
+        fail(str(e))
+    writer = text = None
+    try:
+        if out_path is not None:
+            writer = AtomicVideoWriter(out_path, src.fps, (src.width, src.height))
+        if json_path is not None:
+            text = AtomicTextWriter(json_path)
+    except (VideoError, OSError) as e:
+        if writer:
+            writer.abort()
+        src.close()
+        fail(str(e))
+    tracker = Tracker(fl, detect_every=detect_every, max_faces=max_faces, smooth=smooth == "one-euro",
+                      min_cutoff=min_cutoff, beta=beta)
+    stop = {"asked": False}
+
+    def on_sigint(signum, frame):  # finish the current frame, then stop
+        if stop["asked"]:
+            raise KeyboardInterrupt
+        stop["asked"] = True
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    done = 0
+    cols = [TextColumn("video"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]:.1f} fps"), TimeRemainingColumn()]
+    import time
+
+    start = time.perf_counter()
+    try:
+        with Progress(*cols, console=err, transient=True) as bar:
+            task = bar.add_task("video", total=src.frames, rate=0.0)
+            for i, t, frame in src:
+                tracks = tracker.step(frame, t)
+                if writer is not None:
+                    faces = [Face(tr.box, tr.score, tr.smoothed, tracker.landmarks68(tr)) for tr in tracks]
+                    writer.write(draw(frame, faces, ids=[tr.id for tr in tracks]))
+                if text is not None:
+                    text.write_line(frame_record(i, t, tracks, tracker))
+                done += 1
+                bar.update(task, advance=1, rate=done / max(1e-9, time.perf_counter() - start))
+                if stop["asked"]:
+                    break
+    except Exception:
+        for w in (writer, text):
+            if w is not None:
+                w.abort()
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        src.close()
+    elapsed = time.perf_counter() - start
+    if done == 0:
+        for w in (writer, text):
+            if w is not None:
+                w.abort()
+        fail(f"{source}: no frame could be decoded", 2)
+    for w in (writer, text):
+        if w is not None:
+            w.commit()
+    if out_path is not None and Path(source).is_file():
+        if not mux_audio(out_path, source):
+            err.print("note: audio, if any, was not kept (OpenCV writes video only; with ffmpeg on PATH it is copied)")
+    err.print(f"{done} frames in {elapsed:.1f} s ({done / elapsed:.1f} fps), {tracker.next_id} face track(s)")
+    if stop["asked"]:
+        err.print("interrupted: the output holds the frames processed so far")
+        raise typer.Exit(130)
+    missing = (src.frames - done) if src.frames else 0
+    if src.decode_errors or missing > 0:
+        err.print(f"[red]warning:[/] {src.decode_errors + max(0, missing)} frame(s) of {source} did not decode; "
+                  f"wrote the {done} that did")
+        raise typer.Exit(1)

@@ -74,3 +74,24 @@ def validate(doc) -> list[str]:
         errors += _points_errors(f["landmarks"], 98, f"{where}.landmarks")
         errors += _points_errors(f["landmarks68"], 68, f"{where}.landmarks68")
     return errors
+
+
+def validate_frame(rec) -> list[str]:
+    """Problems with one ``facemark video --json`` line (empty list: valid)."""
+    if not isinstance(rec, dict) or set(rec) != {"frame", "time", "faces"}:
+        return ["a frame record has exactly frame, time, faces"]
+    errors = []
+    if not isinstance(rec["frame"], int) or isinstance(rec["frame"], bool) or rec["frame"] < 0:
+        errors.append("frame must be a non-negative integer")
+    if not _is_number(rec["time"]) or rec["time"] < 0:
+        errors.append("time must be a non-negative number of seconds")
+    if not isinstance(rec["faces"], list):
+        return errors + ["faces must be a list"]
+    for i, f in enumerate(rec["faces"]):
+        if not isinstance(f, dict) or "id" not in f or not isinstance(f["id"], int):
+            errors.append(f"faces[{i}] needs an integer id")
+            continue
+        doc = {"schema": SCHEMA, "image": "", "width": 1, "height": 1, "model": "",
+               "faces": [{k: v for k, v in f.items() if k != "id"}]}
+        errors += [e.replace("faces[0]", f"faces[{i}]") for e in validate(doc)]
+    return errors

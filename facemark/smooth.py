@@ -1,0 +1,102 @@
+"""One Euro filter (Casiez, Roussel, Vogel, CHI 2012), vectorised over any number of coordinates.
+
+A low-pass filter whose cutoff rises with speed: a still face gets a low cutoff (no jitter), a
+moving one a high cutoff (little lag). Time-aware: it uses the frames' timestamps, so dropped
+frames or variable frame rates do not change its behaviour. The speed that opens the cutoff is
+measured in units of the face's size (``scale``), so one setting suits faces of any size; the
+positions themselves are filtered as given.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def smoothing_factor(dt: float, cutoff: np.ndarray | float) -> np.ndarray | float:
+    """Exponential smoothing weight of a first-order low-pass filter with ``cutoff`` Hz."""
+    tau = 1.0 / (2 * math.pi * np.asarray(cutoff))
+    return 1.0 / (1.0 + tau / dt)
+
+
+class OneEuro:
+    """Filter arrays of a fixed shape. ``min_cutoff`` (Hz) sets the smoothing of a still signal,
+    ``beta`` how fast the cutoff rises with speed (in units per second), ``d_cutoff`` (Hz) the
+    smoothing of the speed estimate. With ``shared_speed`` all coordinates share one cutoff, set by
+    their mean speed: a face's points move together, and one speed averaged over 196 numbers is
+    far less noisy than each coordinate's own (which made the cutoff, and so the lag, flicker)."""
+
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.5, d_cutoff: float = 1.0, shared_speed: bool = True,
+                 predict: bool = False):
+        self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
+        self.shared_speed = shared_speed
+        self.predict = predict  # blend towards x + velocity * dt: no lag on steady motion
+        self.predict_speed = 0.3  # (units/s) speed at which prediction is half on: off when still
+        self.x: np.ndarray | None = None
+        self.dx: np.ndarray | None = None
+        self.t: float | None = None
+
+    def reset(self) -> None:
+        self.x = self.dx = self.t = None
+
+    def __call__(self, x: np.ndarray, t: float, scale: float = 1.0) -> np.ndarray:
+        """Filter sample ``x`` taken at time ``t`` (seconds). ``scale`` is the size unit for the
+        speed term (e.g. the face's inter-ocular distance in pixels)."""
+        x = np.asarray(x, np.float64)
+        if self.x is None or self.t is None or t <= self.t:
+            self.x, self.dx, self.t = x.copy(), np.zeros_like(x), t
+            return x.copy()
+        dt = t - self.t
+        dx = (x - self.x) / dt
+        a_d = smoothing_factor(dt, self.d_cutoff)
+        self.dx = a_d * dx + (1 - a_d) * self.dx
+        speed = np.abs(self.dx).mean() if self.shared_speed else np.abs(self.dx)
+        cutoff = self.min_cutoff + self.beta * speed / scale
+        a = smoothing_factor(dt, cutoff)
+        if self.predict:
+            # Extrapolate only as far as the motion is real: a still face's velocity is noise.
+            v = float(np.abs(self.dx).mean()) / scale
+            prior = self.x + self.dx * dt * (v / (v + self.predict_speed))
+        else:
+            prior = self.x
+        self.x = a * x + (1 - a) * prior
+        self.t = t
+        return self.x.copy()
+
+
+# Three canonical control points: their image positions pin down a similarity exactly.
+_CONTROL = np.array([[0.3, 0.35], [0.7, 0.35], [0.5, 0.75]])
+
+
+class FaceSmoother:
+    """Smooth a face's landmarks as pose + shape, each with its own One Euro filter.
+
+    Each frame's points are split into a similarity (the head's position, roll and size, fitted to
+    all points, so it is precise) and the shape in the face's own frame. When the head moves the
+    pose changes fast but the shape hardly does, so the shape can be smoothed hard without any lag
+    on the motion, while the pose filter stays light and speed-adaptive. Expression changes move
+    the shape, whose filter opens with their speed.
+    """
+
+    def __init__(self, reference: np.ndarray, min_cutoff: float = 1.0, beta: float = 0.5,
+                 shape_min_cutoff: float = 0.5, shape_beta: float = 2.0, predict: bool = True):
+        self.reference = np.asarray(reference, np.float64)
+        self.pose = OneEuro(min_cutoff, beta, predict=predict)
+        # Per-coordinate speed here: an expression moves some points (a mouth opening), which must
+        # open their own cutoff without loosening the rest of the face.
+        self.shape = OneEuro(shape_min_cutoff, shape_beta, shared_speed=False)
+
+    def __call__(self, landmarks: np.ndarray, t: float, scale: float) -> np.ndarray:
+        from . import align
+
+        try:
+            to_canon = align.umeyama(landmarks, self.reference)
+        except ValueError:  # all points on one spot: nothing to smooth, start afresh next time
+            self.pose.reset()
+            self.shape.reset()
+            return np.asarray(landmarks, np.float64).copy()
+        to_image = align.invert(to_canon)
+        control = self.pose(align.apply(to_image, _CONTROL), t, scale)
+        shape = self.shape(align.apply(to_canon, landmarks), t, 1.0)
+        pose = align.umeyama(_CONTROL, control)
+        return align.apply(pose, shape)

@@ -1,0 +1,69 @@
+"""The One Euro filter and the pose + shape face smoother."""
+import numpy as np
+
+from facemark import align
+from facemark.smooth import FaceSmoother, OneEuro
+
+
+def run(f, xs, fps=30.0, scale=1.0):
+    return np.array([f(x, i / fps, scale) for i, x in enumerate(xs)])
+
+
+def test_constant_signal_passes_unchanged():
+    for predict in (False, True):
+        out = run(OneEuro(1.0, 0.5, predict=predict), [np.array([3.0, -2.0])] * 50)
+        assert np.allclose(out, [3.0, -2.0])
+
+
+def test_step_settles_without_overshoot():
+    xs = [np.array([0.0])] * 10 + [np.array([10.0])] * 60
+    out = run(OneEuro(1.0, 0.5), xs)[:, 0]
+    after = out[10:]
+    assert np.all(np.diff(after) >= -1e-12)  # monotone
+    assert after.max() <= 10.0 + 1e-9  # never overshoots
+    assert after[0] < 10.0  # it does smooth (so the test can fail)
+    assert abs(after[-1] - 10.0) < 0.05  # and gets there within two seconds
+
+
+def test_noise_on_a_still_signal_is_reduced():
+    rng = np.random.default_rng(0)
+    xs = [np.array([5.0, 5.0]) + rng.normal(0, 0.2, 2) for _ in range(300)]
+    out = run(OneEuro(1.0, 0.5), xs)
+    assert np.std(out[30:], axis=0).max() < 0.5 * np.std(np.array(xs)[30:], axis=0).min()
+
+
+def test_time_aware_with_dropped_frames():
+    # A ramp of one unit per second, seen at 30 fps and at 15 fps: the lag in seconds is a
+    # property of the filter, not of the frame rate (a frame-counting filter would lag twice as
+    # long at 15 fps).
+    f1, f2 = OneEuro(1.0, 0.0), OneEuro(1.0, 0.0)
+    for i in range(90):
+        t = i / 30.0
+        lag30 = t - f1(np.array([t]), t)[0]
+        if i % 2 == 0:
+            lag15 = t - f2(np.array([t]), t)[0]
+    assert lag30 > 0.05
+    assert abs(lag30 - lag15) < 0.25 * lag30
+
+
+def test_face_smoother_follows_motion_and_calms_a_still_face():
+    ref = np.random.default_rng(1).uniform(0.2, 0.8, (98, 2))
+    rng = np.random.default_rng(2)
+    sm = FaceSmoother(ref)
+    # Still, noisy face: jitter drops by more than half.
+    base = ref * 200 + 100
+    noisy = [base + rng.normal(0, 0.8, base.shape) for _ in range(90)]
+    out = np.array([sm(x, i / 30.0, 60.0) for i, x in enumerate(noisy)])
+    raw_j = np.linalg.norm(np.array(noisy)[30:] - base, axis=2).mean()
+    sm_j = np.linalg.norm(out[30:] - base, axis=2).mean()
+    assert sm_j < 0.5 * raw_j
+    # Then a steady rotation + translation: the output keeps up (lag well under one frame).
+    moved = []
+    for i in range(90, 180):
+        a = np.deg2rad(0.5 * (i - 90))
+        m = np.array([[np.cos(a), -np.sin(a), 2.0 * (i - 90)], [np.sin(a), np.cos(a), 0.0]])
+        moved.append(align.apply(m, base))
+    out = np.array([sm(x, (90 + k) / 30.0, 60.0) for k, x in enumerate(moved)])
+    step = np.linalg.norm(np.diff(np.array(moved), axis=0), axis=2).mean()
+    lag_px = np.linalg.norm(out[-20:] - np.array(moved)[-20:], axis=2).mean()
+    assert lag_px < 0.5 * step

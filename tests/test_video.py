@@ -1,0 +1,185 @@
+"""facemark video: tracking ids, frame counts, JSONL schema, bad and interrupted input."""
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from facemark import align, labelmap
+from facemark.cli import app
+from facemark.detector import RetinaFace
+from facemark.landmarker import FaceLandmarker
+from facemark.results import validate_frame
+from facemark.track import Tracker
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+class MeanShapeModel:
+    """Always 'sees' the mean face exactly where the tracking crop expects it (its five points
+    pre-aligned to the template), so tracking a still face is an exact fixed point and these tests
+    isolate the tracker's bookkeeping from any model's accuracy."""
+
+    family, size, name = "mean", 64, "mean"
+    config = {"num_points": 98}
+
+    def __init__(self):
+        from facemark.layouts import five_points
+
+        mean = align.TEMPLATES["mean98"]
+        self.u = align.apply(align.umeyama(five_points(mean), align.TEMPLATES["landmarks98"]), mean)
+
+    def __call__(self, crops):
+        return np.repeat(self.u[None], len(crops), 0)
+
+
+@pytest.fixture(scope="module")
+def small_face(face_image):
+    d = RetinaFace().detect(face_image)[0]
+    x1, y1, x2, y2 = d.box.astype(int)
+    pad = (x2 - x1) // 3
+    face = face_image[max(0, y1 - pad) : y2 + pad, max(0, x1 - pad) : x2 + pad]
+    return cv2.resize(face, (110, 130), interpolation=cv2.INTER_AREA)
+
+
+def frame_with(faces_at, face, size=(480, 360)):
+    frame = np.full((size[1], size[0], 3), 100, np.uint8)
+    for x, y in faces_at:
+        frame[y : y + face.shape[0], x : x + face.shape[1]] = face
+    return frame
+
+
+def write_clip(path, frames, fps=25.0):
+    h, w = frames[0].shape[:2]
+    wr = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for f in frames:
+        wr.write(f)
+    wr.release()
+
+
+def test_ids_are_stable_and_faces_come_and_go(small_face):
+    fl = FaceLandmarker.__new__(FaceLandmarker)
+    fl.model, fl.detector, fl.batch_size, fl.refine, fl.map68 = MeanShapeModel(), RetinaFace(), 8, 0, labelmap.load()
+    tr = Tracker(fl, detect_every=5)
+    frames = []
+    for i in range(60):
+        both = i < 20 or i >= 40
+        frame = frame_with([(30, 100)] + ([(300, 120)] if both else []), small_face)
+        tracks = tr.step(frame, i / 25.0)
+        frames.append({("left" if t.box[0] < 240 else "right"): t.id for t in tracks})
+    left, right = frames[0]["left"], frames[0]["right"]
+    assert {left, right} == {0, 1}
+    assert all(f == {"left": left, "right": right} for f in frames[:20])
+    assert all(f == {"left": left} for f in frames[32:40])  # the face that left is gone within two detection cycles
+    assert all(f == {"left": left, "right": 2} for f in frames[50:])  # back as a new face; the other kept its id
+    assert all(len(tr_.smoothed) == 98 for tr_ in tr.tracks)
+
+
+def test_video_keeps_size_fps_frame_count_and_writes_jsonl(tiny_models, tmp_path, small_face):
+    clip = tmp_path / "in.mp4"
+    write_clip(clip, [frame_with([(40 + 2 * i, 90)], small_face) for i in range(30)], fps=25)
+    out, js = tmp_path / "out.mp4", tmp_path / "out.jsonl"
+    r = run("video", clip, "--out", out, "--json", js, "--model", tiny_models["hourglass"], "--detect-every", 5)
+    assert r.exit_code == 0, r.stderr
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 30
+    assert (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (480, 360)
+    assert abs(cap.get(cv2.CAP_PROP_FPS) - 25) < 0.01
+    lines = [json.loads(x) for x in js.read_text().splitlines()]
+    assert [rec["frame"] for rec in lines] == list(range(30))
+    assert all(validate_frame(rec) == [] for rec in lines)
+    assert abs(lines[10]["time"] - 10 / 25) < 1e-3
+    assert all(len(rec["faces"]) == 1 for rec in lines)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_video_without_faces(tiny_models, tmp_path):
+    clip = tmp_path / "empty.avi"
+    wr = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
+    for i in range(12):
+        wr.write(np.full((120, 160, 3), 20 * i % 255, np.uint8))
+    wr.release()
+    js = tmp_path / "e.jsonl"
+    r = run("video", clip, "--json", js, "--model", tiny_models["hourglass"])
+    assert r.exit_code == 0, r.stderr
+    recs = [json.loads(x) for x in js.read_text().splitlines()]
+    assert len(recs) == 12 and all(rec["faces"] == [] for rec in recs)
+
+
+def test_truncated_video_keeps_what_decodes(tiny_models, tmp_path, small_face):
+    clip = tmp_path / "cut.avi"
+    wr = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (480, 360))
+    for i in range(40):
+        wr.write(frame_with([(50 + i, 100)], small_face))
+    wr.release()
+    data = clip.read_bytes()
+    clip.write_bytes(data[: len(data) // 2])  # cut mid-stream: the header still promises 40 frames
+    out = tmp_path / "o.avi"
+    r = run("video", clip, "--out", out, "--model", tiny_models["hourglass"])
+    assert r.exit_code == 1, r.stderr
+    assert "did not decode" in r.stderr and "Traceback" not in r.stderr
+    cap = cv2.VideoCapture(str(out))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert 5 < n < 40  # playable, holding the frames that decoded
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not a video at all" * 100])
+def test_unreadable_input_exits_2_and_leaves_nothing(tiny_models, tmp_path, content):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(content)
+    outdir = tmp_path / "outs"
+    outdir.mkdir()
+    r = run("video", bad, "--out", outdir / "o.mp4", "--json", outdir / "o.jsonl", "--model", tiny_models["hourglass"])
+    assert r.exit_code == 2 and "Traceback" not in r.stderr
+    assert list(outdir.iterdir()) == []
+
+
+def test_usage_errors(tiny_models, tmp_path):
+    assert run("video", "x.mp4").exit_code == 2  # neither output
+    assert run("video", "x.mp4", "--json", tmp_path / "a.jsonl", "--smooth", "kalman").exit_code == 2
+    r = run("video", tmp_path / "missing.mp4", "--json", tmp_path / "a.jsonl", "--model", tiny_models["hourglass"])
+    assert r.exit_code == 2 and "no such file" in r.stderr
+
+
+def test_frame_folder_with_a_bad_frame(tiny_models, tmp_path, small_face):
+    d = tmp_path / "frames"
+    d.mkdir()
+    for i in range(8):
+        cv2.imwrite(str(d / f"f{i:03d}.png"), frame_with([(60, 80)], small_face))
+    (d / "f004.png").write_bytes(b"broken")
+    js = tmp_path / "f.jsonl"
+    r = run("video", d, "--json", js, "--fps", 12, "--model", tiny_models["hourglass"])
+    assert r.exit_code == 1
+    recs = [json.loads(x) for x in js.read_text().splitlines()]
+    assert [rec["frame"] for rec in recs] == [0, 1, 2, 3, 5, 6, 7]
+    assert abs(recs[-1]["time"] - 7 / 12) < 1e-3
+
+
+def test_ctrl_c_finishes_the_frame_and_closes_the_output(tiny_models, tmp_path, small_face):
+    clip = tmp_path / "long.avi"
+    wr = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 25, (480, 360))
+    frame = frame_with([(60, 80)], small_face)
+    for _ in range(3000):
+        wr.write(frame)
+    wr.release()
+    out = tmp_path / "o.avi"
+    p = subprocess.Popen([sys.executable, "-m", "facemark", "video", str(clip), "--out", str(out),
+                          "--model", str(tiny_models["hourglass"])], stderr=subprocess.PIPE, text=True)
+    time.sleep(4.0)
+    p.send_signal(signal.SIGINT)
+    _, stderr = p.communicate(timeout=60)
+    assert p.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    cap = cv2.VideoCapture(str(out))
+    assert cap.isOpened() and cap.read()[0]
