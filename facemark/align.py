@@ -22,7 +22,10 @@ def _load_templates() -> dict[str, np.ndarray]:
         text = resources.files("facemark").joinpath("calibration.json").read_text()
     except FileNotFoundError:
         return {}
-    return {k: np.asarray(v, np.float64) for k, v in json.loads(text)["templates"].items()}
+    data = json.loads(text)
+    templates = {k: np.asarray(v, np.float64) for k, v in data["templates"].items()}
+    templates["mean98"] = np.asarray(data["mean98"], np.float64)  # the canonical mean shape
+    return templates
 
 
 # Where each kind of 5-point set sits in the canonical frame on average (detector order: subject's

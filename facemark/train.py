@@ -127,14 +127,14 @@ class Trainer:
                 "rng": self.gen.get_state()}
 
     def _load_checkpoint(self, path: Path) -> None:
-        ck = torch.load(path, map_location=self.dev, weights_only=False)
+        ck = torch.load(path, map_location=self.dev, weights_only=False)  # our own checkpoint
         if ck["family"] != self.model.family or ck["config"] != self.model.config:
             raise RuntimeError(f"{path} holds a different model ({ck['family']} {ck['config']}); use a new --out")
         self.model.load_state_dict(ck["model"])
         self.ema.load_state_dict(ck["ema"])
         self.optim.load_state_dict(ck["optim"])
         self.epoch, self.best, self.history = ck["epoch"], ck["best"], ck["history"]
-        self.gen.set_state(ck["rng"].cpu() if self.dev.type == "cpu" else ck["rng"])
+        self.gen.set_state(ck["rng"].cpu())  # generator states are CPU byte tensors on every device
         self.log(f"resumed from {path} at epoch {self.epoch} (best val NME {self.best * 100:.3f} %)")
 
     # --- steps ----------------------------------------------------------------------------

@@ -1,0 +1,41 @@
+"""facemark bench: a table and JSON with every stage and backend; a clear message for CUDA."""
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from facemark.cli import app
+
+runner = CliRunner()
+
+
+def test_bench_cpu_table_and_json(tiny_models, tmp_path):
+    out = tmp_path / "b.json"
+    r = runner.invoke(app, ["bench", "--models", f"{tiny_models['hourglass']},{tiny_models['direct']}", "--batch", "1,4",
+                            "--json", str(out)])
+    assert r.exit_code == 0, r.stderr
+    assert "retinaface" in r.stdout and "onnxruntime-cpu" in r.stdout and "torch-cpu" in r.stdout
+    data = json.loads(out.read_text())
+    rows = data["rows"]
+    assert rows[0]["stage"] == "detector" and rows[0]["latency_ms"] > 0
+    lm = [x for x in rows if x["stage"] == "landmarks"]
+    assert {(x["model"], x["backend"]) for x in lm} == {(m, b) for m in ("tiny-hourglass", "tiny-direct")
+                                                       for b in ("onnxruntime-cpu", "torch-cpu")}
+    for x in lm:
+        assert x["latency_ms"] > 0 and x["p90_ms"] >= x["latency_ms"]
+        assert set(x["throughput"]) == {"1", "4"} and x["throughput"]["4"] > 0
+        assert x["params"] > 0 and x["flops"] > 0
+    assert data["machine"]["cores"] >= 1
+
+
+def test_bench_cuda_explains_when_absent():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    r = runner.invoke(app, ["bench", "--device", "cuda"])
+    assert r.exit_code == 2 and "CUDA is not available" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args", [["--batch", "4,8"], ["--batch", "one"], ["--device", "tpu"]])
+def test_bench_usage_errors(args):
+    assert runner.invoke(app, ["bench", *args]).exit_code == 2

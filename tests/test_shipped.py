@@ -1,0 +1,73 @@
+"""The shipped weights on the example photo, and (with ../shared) their accuracy.
+
+Skipped on a checkout without weights/; the accuracy check skips without ../shared."""
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from facemark.backends import SHIPPED, weights_dir
+from facemark.cli import app
+from facemark.results import validate
+from tests.conftest import EXAMPLE, shared_path
+
+runner = CliRunner()
+present = [m for m in SHIPPED if (weights_dir() / f"{m}.onnx").is_file()]
+
+
+def need(model):
+    if model not in present:
+        pytest.skip(f"weights/{model}.onnx is not shipped in this checkout")
+
+
+@pytest.mark.parametrize("model", SHIPPED)
+def test_points_sit_in_the_face(model):
+    need(model)
+    from facemark import FaceLandmarker
+
+    faces = FaceLandmarker(model=model).detect(EXAMPLE)
+    assert len(faces) == 1
+    for f in faces:
+        x1, y1, x2, y2 = f.box
+        w, h = x2 - x1, y2 - y1
+        lm = f.landmarks
+        assert (lm[:, 0] > x1 - 0.2 * w).all() and (lm[:, 0] < x2 + 0.2 * w).all()
+        assert (lm[:, 1] > y1 - 0.2 * h).all() and (lm[:, 1] < y2 + 0.2 * h).all()
+        eyes = (lm[60:68].mean(0), lm[68:76].mean(0))
+        mouth = lm[76:88].mean(0)
+        assert eyes[0][1] < mouth[1] and eyes[1][1] < mouth[1]
+        assert eyes[0][0] < eyes[1][0]  # the subject's right eye is on the image's left
+        assert f.landmarks68[8, 1] > mouth[1]  # chin below the mouth
+
+
+@pytest.mark.parametrize("model", SHIPPED)
+def test_shipped_weights_are_complete(model):
+    need(model)
+    from facemark.backends import OnnxModel
+
+    m = OnnxModel(model)
+    assert m.name == model and m.meta["params"] > 0 and m.meta["flops"] > 0
+    assert (weights_dir() / f"{model}.pt").is_file()
+    assert m.path.stat().st_size < 8e6  # a few MB each keeps the package lean
+
+
+def test_cli_quickstart_and_models_listing(tmp_path):
+    need("hourglass")
+    r = runner.invoke(app, ["detect", str(EXAMPLE)])
+    assert r.exit_code == 0 and validate(json.loads(r.stdout)) == []
+    r = runner.invoke(app, ["models"])
+    assert r.exit_code == 0 and "hourglass" in r.stdout
+
+
+def test_default_model_accuracy_on_300w_sample():
+    need("hourglass")
+    data = shared_path("data", "300w")
+    from facemark import datasets
+    from facemark.evaluate import evaluate
+    from facemark.landmarker import FaceLandmarker
+
+    test = [s for s in datasets.load(f"300w={data}") if s.split == "test"][::10]  # 56 faces
+    errs = evaluate(FaceLandmarker(threshold=0.3), test).errors
+    assert np.isfinite(errs).mean() > 0.95
+    assert np.nanmean(np.where(np.isfinite(errs), errs, np.nan)) < 0.06  # a regression guard, not the benchmark
