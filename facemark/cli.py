@@ -157,7 +157,7 @@ def detect(
                 process(chunk)
     except KeyboardInterrupt:
         err.print("interrupted: outputs written so far are complete")
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     if failures:
         err.print(f"{failures} of {len(images) + len(missing)} inputs failed")
         raise typer.Exit(1)

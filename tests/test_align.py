@@ -1,5 +1,4 @@
 """Coordinate conventions: 0-based, pixel centres at integers, exact inverse mapping."""
-import cv2
 import numpy as np
 import pytest
 
