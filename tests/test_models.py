@@ -65,3 +65,20 @@ def test_cuda_request_without_cuda_is_a_clear_error(tiny_models):
         pytest.skip("a GPU is present")
     with pytest.raises(ModelError, match="CUDA is not available"):
         load_model(tiny_models["hourglass.pt"], device="cuda")
+
+
+@pytest.mark.parametrize("family", ["direct", "hybrid", "hourglass"])
+def test_bf16_autocast_keeps_heads_and_decode_in_float32(family, tiny_models):
+    """The CUDA path runs bf16 autocast; CPU autocast exercises the same code here."""
+    fp = TorchModel(tiny_models[family + ".pt"], device="cpu", precision="fp32")
+    bf = TorchModel(tiny_models[family + ".pt"], device="cpu", precision="bf16")
+    crops = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
+    out = bf(crops)
+    assert out.dtype == np.float64 and np.isfinite(out).all()
+    x = torch.from_numpy(crops)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        raw = bf.predictor.model(__import__("facemark.models", fromlist=["normalize"]).normalize(x))
+    heads = raw if isinstance(raw, torch.Tensor) else raw[-1]
+    assert heads.dtype == torch.float32  # the head ran in float32 under autocast
+    if family == "direct":  # a smooth regressor: bf16 in the trunk moves points only a little
+        assert np.abs(out - fp(crops)).max() < 0.02

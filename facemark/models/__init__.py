@@ -43,4 +43,6 @@ class Predictor(nn.Module):
         self.model = model
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
-        return self.model.decode(self.model(normalize(crops)))
+        out = self.model(normalize(crops))
+        with torch.autocast(crops.device.type, enabled=False):  # decode in float32 (heads are)
+            return self.model.decode(out)

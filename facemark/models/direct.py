@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import InvertedResidual, conv_bn
+from .blocks import InvertedResidual, conv_bn, fp32
 
 # (expand, channels, repeats, stride) as in MobileNetV2, trimmed for 112-px faces.
 STAGES = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2)]
@@ -52,7 +52,7 @@ class DirectRegression(nn.Module):
             if i in self.taps[:-1]:
                 pooled.append(x.mean((2, 3)))
         pooled.append(self.last(x).mean((2, 3)))
-        return self.fc(torch.cat(pooled, 1)).view(-1, self.num_points, 2)
+        return fp32(self.fc, torch.cat(pooled, 1)).view(-1, self.num_points, 2)
 
     def decode(self, outputs: torch.Tensor) -> torch.Tensor:
         return outputs

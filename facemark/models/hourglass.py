@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..decode import heatmap_points
-from .blocks import Bottleneck, conv_bn
+from .blocks import Bottleneck, conv_bn, fp32
 
 
 class Hourglass(nn.Module):
@@ -51,10 +51,10 @@ class StackedHourglass(nn.Module):
         outs = []
         for i, hg in enumerate(self.hourglasses):
             f = self.features[i](hg(x))
-            h = self.heads[i](f)
+            h = fp32(self.heads[i], f)
             outs.append(h)
             if i < len(self.hourglasses) - 1:
-                x = x + self.merge_features[i](f) + self.merge_heads[i](h)
+                x = x + self.merge_features[i](f) + self.merge_heads[i](h.to(f.dtype))
         return outs
 
     def decode(self, outputs: list[torch.Tensor]) -> torch.Tensor:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..decode import pip_points
-from .blocks import BasicBlock, conv_bn
+from .blocks import BasicBlock, conv_bn, fp32
 
 
 class HybridPIP(nn.Module):
@@ -41,7 +41,7 @@ class HybridPIP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, P*(3+2K), g, g): score logits, x/y offsets, neighbour x/y offsets (grid units)."""
-        return self.head(self.trunk(self.stem(x)))
+        return fp32(self.head, self.trunk(self.stem(x)))
 
     def split(self, out: torch.Tensor):
         p, k = self.num_points, self.k
