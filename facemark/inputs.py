@@ -42,7 +42,9 @@ def expand(args: list[str]) -> tuple[list[InputImage], list[str]]:
     for arg in args:
         p = Path(arg)
         if p.is_dir():
-            for f in sorted(x for x in p.rglob("*") if x.is_file() and x.suffix.lower() in IMAGE_EXTS):
+            # facemark's own annotated outputs are not inputs (a second run over the same folder).
+            for f in sorted(x for x in p.rglob("*") if x.is_file() and x.suffix.lower() in IMAGE_EXTS
+                            and not x.stem.endswith(".annotated")):
                 add(f, PurePosixPath(f.relative_to(p).as_posix()))
         elif p.is_file():
             add(p, PurePosixPath(p.name) if p.is_absolute() else _safe_rel(p))

@@ -83,6 +83,10 @@ def test_inputs_are_never_overwritten(tiny_models, tmp_path, small_face):
     assert r.exit_code == 0
     assert img.read_bytes() == before
     assert (tmp_path / "p.annotated.jpg").is_file()
+    # A second run over the folder does not take the annotated output for a new input.
+    r = run("detect", tmp_path, "--out", tmp_path / "again", "--model", tiny_models["direct"])
+    assert r.exit_code == 0
+    assert sorted(p.name for p in (tmp_path / "again").rglob("*.json")) == ["p.json"]
 
 
 def test_hundred_photos_one_unreadable(tiny_models, tmp_path, small_face):
