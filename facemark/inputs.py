@@ -27,7 +27,8 @@ def _has_magic(s: str) -> bool:
 
 
 def expand(args: list[str]) -> tuple[list[InputImage], list[str]]:
-    """Files as given; directories recursively (image extensions only); globs expanded.
+    """Files as given; directories recursively (image extensions only); globs expanded as a
+    shell would. Output paths mirror a file's path as given, or a path below a given directory.
     Returns the images (first occurrence wins) and the arguments that matched nothing."""
     found: list[InputImage] = []
     missing: list[str] = []
@@ -48,15 +49,12 @@ def expand(args: list[str]) -> tuple[list[InputImage], list[str]]:
                 add(f, PurePosixPath(f.relative_to(p).as_posix()))
         elif p.is_file():
             add(p, PurePosixPath(p.name) if p.is_absolute() else _safe_rel(p))
-        elif _has_magic(arg):
-            base = Path(arg.split("*")[0].split("?")[0].split("[")[0]).parent if not Path(arg).is_absolute() else None
-            hits = sorted(Path(h) for h in glob.glob(arg, recursive=True))
-            hits = [h for h in hits if h.is_file()]
+        elif _has_magic(arg):  # a quoted glob: the same as if the shell had expanded it
+            hits = [h for h in sorted(Path(x) for x in glob.glob(arg, recursive=True)) if h.is_file()]
             if not hits:
                 missing.append(arg)
             for h in hits:
-                rel = PurePosixPath(h.relative_to(base).as_posix()) if base is not None and h.is_relative_to(base) else PurePosixPath(h.name)
-                add(h, rel)
+                add(h, _safe_rel(h))
         else:
             missing.append(arg)
     return found, missing

@@ -161,3 +161,18 @@ def test_real_process_has_no_traceback_for_bad_input(tmp_path):
     bad.write_text("garbage")
     p = subprocess.run([sys.executable, "-m", "facemark", "detect", str(bad), "--model", "resnet"], capture_output=True, text=True)
     assert p.returncode == 2 and "Traceback" not in p.stderr and p.stderr.count("\n") == 1
+
+
+def test_quoted_glob_works_like_shell_expansion(tiny_models, tmp_path, small_face, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for rel in ("shots/a/1.jpg", "shots/b/1.jpg", "shots/b/skip.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        if rel.endswith(".jpg"):
+            cv2.imwrite(rel, small_face)
+        else:
+            (tmp_path / rel).write_text("x")
+    r = run("detect", "shots/*/*.jpg", "--out", "o", "--model", tiny_models["direct"])
+    assert r.exit_code == 0, r.stderr
+    assert sorted(p.relative_to(tmp_path / "o").as_posix() for p in (tmp_path / "o").rglob("*.json")) == ["shots/a/1.json", "shots/b/1.json"]
+    r = run("detect", "nothing/*.jpg", "--model", tiny_models["direct"])
+    assert r.exit_code == 2 and "nothing/*.jpg" in r.stderr
