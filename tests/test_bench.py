@@ -39,3 +39,17 @@ def test_bench_cuda_explains_when_absent():
 @pytest.mark.parametrize("args", [["--batch", "4,8"], ["--batch", "one"], ["--device", "tpu"]])
 def test_bench_usage_errors(args):
     assert runner.invoke(app, ["bench", *args]).exit_code == 2
+
+
+def test_bench_times_the_whole_pipeline_on_a_photo(tiny_models, tmp_path):
+    from tests.conftest import EXAMPLE
+
+    out = tmp_path / "b.json"
+    r = runner.invoke(app, ["bench", "--models", str(tiny_models["direct"]), "--batch", "1", "--image", str(EXAMPLE),
+                            "--json", str(out)])
+    assert r.exit_code == 0, r.stderr
+    rows = json.loads(out.read_text())["rows"]
+    pipe = [x for x in rows if x["stage"] == "pipeline"]
+    assert len(pipe) == 1 and pipe[0]["note"] == "640x480 frame, 1 face(s)"
+    det = rows[0]["latency_ms"]
+    assert pipe[0]["latency_ms"] > 0.5 * det  # it includes a detection
