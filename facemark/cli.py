@@ -74,6 +74,7 @@ def detect(
     min_face: Optional[float] = typer.Option(None, "--min-face", help="Smallest face to find, in pixels."),
     threshold: float = typer.Option(0.6, "--threshold", help="Detector score threshold."),
     batch_images: int = typer.Option(16, "--batch", help="Images whose faces share one model batch."),
+    flip: bool = typer.Option(False, "--flip", help="Also run mirrored crops and average (slower, steadier)."),
 ):
     """Find faces and their 98 landmarks; JSON (schema facemark/v1) to stdout or --out DIR.
 
@@ -98,6 +99,7 @@ def detect(
     if batch_images < 1:
         fail("--batch must be at least 1")
     fl = _landmarker(model, device, detector, boxes, threshold, min_face)
+    fl.flip = flip
     stems = output_stems(images)
     input_paths = {im.path.resolve() for im in images}
     failures = len(missing)
@@ -399,6 +401,7 @@ def eval_cmd(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the CED curves into this PNG."),
     split: str = typer.Option("test", "--split", help="test | train | all"),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N faces (quick checks)."),
+    flip: bool = typer.Option(False, "--flip", help="Flip test-time augmentation."),
 ):
     """NME, failure rate and AUC (at 8 % and 10 %) per subset, with detector misses."""
     from rich.progress import Progress
@@ -416,6 +419,7 @@ def eval_cmd(
     results = []
     for name in model:
         fl = _landmarker(name, device, detector, None, 0.3, None)
+        fl.flip = flip
         with Progress(console=err, transient=True) as bar:
             task = bar.add_task(f"eval {name}", total=len(samples))
             results.append(evaluate(fl, samples, boxes, lambda i, n: bar.update(task, completed=i)))

@@ -10,7 +10,7 @@ from . import align, labelmap
 from .backends import DEFAULT_MODEL, load_model
 from .detector import Detection, GivenBoxes, RetinaFace, YuNet
 from .imageio import as_bgr, read_image
-from .layouts import five_points
+from .layouts import FLIP98, five_points
 from .results import Face
 
 
@@ -51,11 +51,12 @@ class FaceLandmarker:
 
     def __init__(self, model: str = DEFAULT_MODEL, device: str = "cpu", detector: str | object = "retinaface",
                  threshold: float = 0.6, min_face: float | None = None, batch_size: int = 32,
-                 threads: int | None = None, refine: int = 0):
+                 threads: int | None = None, refine: int = 0, flip: bool = False):
         self.detector = make_detector(detector, threshold, min_face)
         self.model = load_model(model, device=device, threads=threads)
         self.batch_size = batch_size
         self.refine = refine
+        self.flip = flip  # also run each crop mirrored and average (twice the model time)
         self.map68 = labelmap.load()
 
     @property
@@ -111,6 +112,10 @@ class FaceLandmarker:
             for j in range(start, stop):
                 align.warp(images[j], mats[j], size, out=crops[j - start])  # straight into the batch
             canon[start:stop] = self.model(crops)
+            if getattr(self, "flip", False):
+                mirrored = self.model(np.ascontiguousarray(crops[:, :, ::-1]))[:, FLIP98]
+                mirrored[..., 0] = 1.0 - mirrored[..., 0]  # canonical mirror: u -> 1 - u
+                canon[start:stop] = (canon[start:stop] + mirrored) / 2
         if n == 0:
             return canon
         inv = np.stack([align.invert(m) for m in mats])

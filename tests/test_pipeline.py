@@ -147,3 +147,27 @@ def test_five_points_drive_tracking_alignment():
     m = track_matrix(pts, 128)
     back = align.apply(m, five_points(pts))
     assert np.abs(back / 128 - align.TEMPLATES["landmarks98"]).max() < 0.02
+
+
+def test_flip_averaging_is_exact_for_a_mirror_symmetric_model():
+    """A model that reports the mirror image of what it reported unflipped must give the same
+    points with and without --flip (so flipping and un-flipping are exact inverses)."""
+    from facemark.layouts import FLIP98
+
+    class Symmetric(FixedModel):
+        def __call__(self, crops):
+            u = np.repeat(self.u[None], len(crops), 0)
+            if getattr(self, "mirrored_next", False):
+                u = u[:, FLIP98]
+                u[..., 0] = 1 - u[..., 0]
+            self.mirrored_next = not getattr(self, "mirrored_next", False)
+            return u
+
+    image = np.zeros((200, 200, 3), np.uint8)
+    kps = np.array([[80.0, 80], [120, 80], [100, 100], [85, 120], [115, 120]])
+    det = [[Detection(np.array([60, 50, 140, 150.0]), 0.9, kps)]]
+    plain = landmarker_with(FixedModel()).landmarks_for([image], det)[0][0].landmarks
+    fl = landmarker_with(Symmetric())
+    fl.flip = True
+    flipped = fl.landmarks_for([image], det)[0][0].landmarks
+    assert np.abs(plain - flipped).max() < 1e-9
