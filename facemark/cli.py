@@ -178,7 +178,7 @@ def video(
     fps: Optional[float] = typer.Option(None, "--fps", help="Frame rate for frame folders (default 30) or to override."),
     threshold: float = typer.Option(0.6, "--threshold", help="Detector score threshold."),
     min_cutoff: float = typer.Option(1.0, "--min-cutoff", help="One Euro (head pose): cutoff in Hz when still."),
-    beta: float = typer.Option(3.0, "--beta", help="One Euro (head pose): how fast the cutoff opens with speed."),
+    beta: float = typer.Option(30.0, "--beta", help="One Euro (head pose): how fast the cutoff opens with speed."),
 ):
     """Tracked, smoothed landmarks on video: an annotated video and/or per-frame JSON lines.
 

@@ -53,9 +53,9 @@ class Tracker:
     max_faces: int = 0  # 0: no limit
     smooth: bool = True
     min_cutoff: float = 1.0  # pose filter (see smooth.FaceSmoother; tuned by scripts/video_bench.py)
-    beta: float = 3.0
-    shape_min_cutoff: float = 0.5
-    shape_beta: float = 5.0
+    beta: float = 30.0
+    shape_min_cutoff: float = 0.3
+    shape_beta: float = 3.0
     lost_motion: float = 0.6  # a jump beyond this many inter-ocular distances in one frame is a loss
     max_unconfirmed: int = 2  # drop a track the detector has not seen for this many cycles (ghosts)
     tracks: list[Track] = field(default_factory=list)

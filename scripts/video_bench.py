@@ -95,7 +95,7 @@ def measure(pts: np.ndarray, mats: list[np.ndarray], fps: float, still: float) -
     vel = np.diff(true, axis=0, prepend=true[:1])
     lag = float(((true - pts)[move_sel] * vel[move_sel]).sum() / (vel[move_sel] ** 2).sum())
     rms = lambda e: float(np.sqrt(np.mean(e**2)))  # noqa: E731
-    return {"still": rms(fast[still_sel]), "moving": rms(fast[move_sel]),
+    return {"still": rms(fast[still_sel]), "moving": rms(fast[move_sel]), "all": rms(fast[still_sel | move_sel]),
             "path": rms(np.linalg.norm(res[move_sel], axis=2)), "lag": lag, "found": int(ok.sum())}
 
 
@@ -123,17 +123,17 @@ def main() -> None:
         raw = measure(track(clip, a.model, False, mc, be, a.detect_every), mats, a.fps, a.still)
         settings = [(mc, be, None)]
         if a.sweep:
-            settings += [(m, b, None) for m in (0.5, 1.0, 2.0) for b in (1.0, 3.0, 10.0)]
-            settings += [(mc, be, (sm, sb)) for sm in (0.2, 0.5, 1.0) for sb in (2.0, 5.0, 10.0)]
-        head = f"{'filter':<40}{'jitter still %':>15}{'jitter moving %':>16}{'path RMS %':>11}{'lag frames':>11}"
+            settings += [(m, b, None) for m in (0.5, 1.0, 2.0, 4.0) for b in (3.0, 10.0, 30.0)]
+            settings += [(m, b, (sm, sb)) for m, b in ((1.0, 10.0), (1.0, 30.0)) for sm, sb in ((0.2, 2.0), (0.3, 3.0), (0.5, 5.0))]
+        head = f"{'filter':<40}{'jitter still %':>15}{'jitter moving %':>16}{'jitter all %':>13}{'path RMS %':>11}{'lag frames':>11}"
         print(head)
         print("one-euro settings: pose min_cutoff/beta, shape min_cutoff/beta (see facemark/smooth.py)")
-        print(f"{'none (raw)':<40}{raw['still']:>15.3f}{raw['moving']:>16.3f}{raw['path']:>11.3f}{raw['lag']:>11.2f}")
+        print(f"{'none (raw)':<40}{raw['still']:>15.3f}{raw['moving']:>16.3f}{raw['all']:>13.3f}{raw['path']:>11.3f}{raw['lag']:>11.2f}")
         for m, b, shape in settings:
             sm = measure(track(clip, a.model, True, m, b, a.detect_every, shape), mats, a.fps, a.still)
             tag = f"pose {m:g}/{b:g}" + (f" shape {shape[0]:g}/{shape[1]:g}" if shape else " shape default")
             tag += " (default)" if (m, b, shape) == (mc, be, None) else ""
-            print(f"{tag:<40}{sm['still']:>15.3f}{sm['moving']:>16.3f}{sm['path']:>11.3f}{sm['lag']:>11.2f}")
+            print(f"{tag:<40}{sm['still']:>15.3f}{sm['moving']:>16.3f}{sm['all']:>13.3f}{sm['path']:>11.3f}{sm['lag']:>11.2f}")
         cmd = [sys.executable, "-m", "facemark", "video", str(clip), "--out", str(Path(d) / "out.mp4"),
                "--json", str(Path(d) / "out.jsonl"), "--model", a.model, "--detect-every", str(a.detect_every)]
         p = subprocess.run(cmd, capture_output=True, text=True)
