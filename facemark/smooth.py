@@ -79,7 +79,7 @@ class FaceSmoother:
     """
 
     def __init__(self, reference: np.ndarray, min_cutoff: float = 1.0, beta: float = 30.0,
-                 shape_min_cutoff: float = 0.3, shape_beta: float = 3.0, predict: bool = True):
+                 shape_min_cutoff: float = 0.2, shape_beta: float = 2.0, predict: bool = True):
         self.reference = np.asarray(reference, np.float64)
         self.pose = OneEuro(min_cutoff, beta, predict=predict)
         # Per-coordinate speed here: an expression moves some points (a mouth opening), which must

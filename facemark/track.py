@@ -54,8 +54,8 @@ class Tracker:
     smooth: bool = True
     min_cutoff: float = 1.0  # pose filter (see smooth.FaceSmoother; tuned by scripts/video_bench.py)
     beta: float = 30.0
-    shape_min_cutoff: float = 0.3
-    shape_beta: float = 3.0
+    shape_min_cutoff: float = 0.2
+    shape_beta: float = 2.0
     lost_motion: float = 0.6  # a jump beyond this many inter-ocular distances in one frame is a loss
     max_unconfirmed: int = 2  # drop a track the detector has not seen for this many cycles (ghosts)
     tracks: list[Track] = field(default_factory=list)
