@@ -1,0 +1,63 @@
+"""Markdown tables for the README and weights/MODEL_CARD.md, printed from the JSON that
+``facemark eval --json`` and ``facemark bench --json`` wrote, so no number is copied by hand.
+
+    python scripts/tables.py [--eval weights/eval.json] [--bench weights/bench.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fmt(v, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def eval_table(evals: dict) -> None:
+    subsets = sorted({s for r in evals.values() for s in r["subsets"]}, key=lambda s: (s == "all", s))
+    print("| model | subset | faces | missed | NME % | FR@8 % | FR@10 % | AUC@8 | AUC@10 |")
+    print("|---|---|--:|--:|--:|--:|--:|--:|--:|")
+    for name, r in evals.items():
+        for s in subsets:
+            m = r["subsets"].get(s)
+            if m:
+                label = "**common (554)**" if s == "all" else s
+                print(f"| {name} | {label} | {m['faces']} | {m['missed']} | {m['nme']:.3f} | {m['fr8']:.2f} | "
+                      f"{m['fr10']:.2f} | {m['auc8']:.4f} | {m['auc10']:.4f} |")
+
+
+def bench_table(bench: dict, evals: dict) -> None:
+    rows = bench["rows"]
+    batches = sorted({int(b) for r in rows for b in r["throughput"]} - {1})
+    print("| stage | model | backend | precision | ms median (b1) | ms p90 | "
+          + " | ".join(f"faces/s b{b}" for b in batches) + " | params | GFLOPs | NME % |")
+    print("|---|---|---|---|--:|--:|" + "--:|" * len(batches) + "--:|--:|--:|")
+    for r in rows:
+        tp = [fmt(r["throughput"].get(str(b), r["throughput"].get(b)), ".0f") for b in batches]
+        nme = r.get("nme") or evals.get(r["model"], {}).get("subsets", {}).get("all", {}).get("nme")
+        print(f"| {r['stage']} | {r['model']} | {r['backend']} | {r['precision']} | {fmt(r['latency_ms'], '.2f')} | "
+              f"{fmt(r['p90_ms'], '.2f')} | " + " | ".join(tp)
+              + f" | {'-' if not r['params'] else format(r['params'] / 1e6, '.2f') + 'M'} | {fmt(r['flops'] and r['flops'] / 1e9, '.2f')} | "
+              f"{fmt(nme if r['stage'] == 'landmarks' else None, '.2f')} |")
+    m = bench.get("machine", {})
+    print(f"\nMachine: {', '.join(f'{k} {v}' for k, v in m.items())}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--eval", type=Path, default=ROOT / "weights" / "eval.json")
+    ap.add_argument("--bench", type=Path, default=ROOT / "weights" / "bench.json")
+    a = ap.parse_args()
+    evals = json.loads(a.eval.read_text()) if a.eval.is_file() else {}
+    if evals:
+        eval_table(evals)
+        print()
+    if a.bench.is_file():
+        bench_table(json.loads(a.bench.read_text()), evals)
+
+
+if __name__ == "__main__":
+    main()
