@@ -177,8 +177,8 @@ def video(
     max_faces: int = typer.Option(0, "--max-faces", help="Track at most K faces (largest first); 0: all."),
     fps: Optional[float] = typer.Option(None, "--fps", help="Frame rate for frame folders (default 30) or to override."),
     threshold: float = typer.Option(0.6, "--threshold", help="Detector score threshold."),
-    min_cutoff: float = typer.Option(1.0, "--min-cutoff", help="One Euro (head pose): cutoff in Hz when still."),
-    beta: float = typer.Option(30.0, "--beta", help="One Euro (head pose): how fast the cutoff opens with speed."),
+    min_cutoff: Optional[float] = typer.Option(None, "--min-cutoff", help="One Euro (head pose): cutoff in Hz when still (default 1)."),
+    beta: Optional[float] = typer.Option(None, "--beta", help="One Euro (head pose): how fast the cutoff opens with speed (default 30)."),
 ):
     """Tracked, smoothed landmarks on video: an annotated video and/or per-frame JSON lines.
 
@@ -223,8 +223,8 @@ def video(
             writer.abort()
         src.close()
         fail(str(e))
-    tracker = Tracker(fl, detect_every=detect_every, max_faces=max_faces, smooth=smooth == "one-euro",
-                      min_cutoff=min_cutoff, beta=beta)
+    tuned = {k: v for k, v in (("min_cutoff", min_cutoff), ("beta", beta)) if v is not None}  # else smooth.py's
+    tracker = Tracker(fl, detect_every=detect_every, max_faces=max_faces, smooth=smooth == "one-euro", **tuned)
     stop = {"asked": False}
 
     def on_sigint(signum, frame):  # finish the current frame, then stop

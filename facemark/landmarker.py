@@ -112,7 +112,7 @@ class FaceLandmarker:
             for j in range(start, stop):
                 align.warp(images[j], mats[j], size, out=crops[j - start])  # straight into the batch
             canon[start:stop] = self.model(crops)
-            if getattr(self, "flip", False):
+            if self.flip:
                 mirrored = self.model(np.ascontiguousarray(crops[:, :, ::-1]))[:, FLIP98]
                 mirrored[..., 0] = 1.0 - mirrored[..., 0]  # canonical mirror: u -> 1 - u
                 canon[start:stop] = (canon[start:stop] + mirrored) / 2

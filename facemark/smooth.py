@@ -64,6 +64,11 @@ class OneEuro:
         return self.x.copy()
 
 
+# Tuned defaults (scripts/video_bench.py --sweep): the pose filter light and speed-adaptive, the
+# shape filter hard. Tracker and the CLI take them from here.
+POSE_MIN_CUTOFF, POSE_BETA = 1.0, 30.0
+SHAPE_MIN_CUTOFF, SHAPE_BETA = 0.2, 2.0
+
 # Three canonical control points: their image positions pin down a similarity exactly.
 _CONTROL = np.array([[0.3, 0.35], [0.7, 0.35], [0.5, 0.75]])
 
@@ -78,8 +83,8 @@ class FaceSmoother:
     the shape, whose filter opens with their speed.
     """
 
-    def __init__(self, reference: np.ndarray, min_cutoff: float = 1.0, beta: float = 30.0,
-                 shape_min_cutoff: float = 0.2, shape_beta: float = 2.0, predict: bool = True):
+    def __init__(self, reference: np.ndarray, min_cutoff: float = POSE_MIN_CUTOFF, beta: float = POSE_BETA,
+                 shape_min_cutoff: float = SHAPE_MIN_CUTOFF, shape_beta: float = SHAPE_BETA, predict: bool = True):
         self.reference = np.asarray(reference, np.float64)
         self.pose = OneEuro(min_cutoff, beta, predict=predict)
         # Per-coordinate speed here: an expression moves some points (a mouth opening), which must

@@ -10,7 +10,7 @@ from . import align, labelmap
 from .detector import Detection
 from .landmarker import FaceLandmarker, track_matrix
 from .layouts import five_points
-from .smooth import FaceSmoother
+from .smooth import POSE_BETA, POSE_MIN_CUTOFF, SHAPE_BETA, SHAPE_MIN_CUTOFF, FaceSmoother
 
 
 @dataclass
@@ -52,10 +52,10 @@ class Tracker:
     detect_every: int = 10
     max_faces: int = 0  # 0: no limit
     smooth: bool = True
-    min_cutoff: float = 1.0  # pose filter (see smooth.FaceSmoother; tuned by scripts/video_bench.py)
-    beta: float = 30.0
-    shape_min_cutoff: float = 0.2
-    shape_beta: float = 2.0
+    min_cutoff: float = POSE_MIN_CUTOFF  # see smooth.FaceSmoother
+    beta: float = POSE_BETA
+    shape_min_cutoff: float = SHAPE_MIN_CUTOFF
+    shape_beta: float = SHAPE_BETA
     lost_motion: float = 0.6  # a jump beyond this many inter-ocular distances in one frame is a loss
     max_unconfirmed: int = 2  # drop a track the detector has not seen for this many cycles (ghosts)
     tracks: list[Track] = field(default_factory=list)

@@ -38,9 +38,10 @@ def bench_table(bench: dict, evals: dict) -> None:
     for r in rows:
         tp = [fmt(r["throughput"].get(str(b), r["throughput"].get(b)), ".0f") for b in batches]
         nme = r.get("nme") or evals.get(r["model"], {}).get("subsets", {}).get("all", {}).get("nme")
+        params = f"{r['params'] / 1e6:.2f}M" if r["params"] else "-"
         print(f"| {r['stage']} | {r['model']} | {r['backend']} | {r['precision']} | {fmt(r['latency_ms'], '.2f')} | "
               f"{fmt(r['p90_ms'], '.2f')} | " + " | ".join(tp)
-              + f" | {'-' if not r['params'] else format(r['params'] / 1e6, '.2f') + 'M'} | {fmt(r['flops'] and r['flops'] / 1e9, '.2f')} | "
+              + f" | {params} | {fmt(r['flops'] and r['flops'] / 1e9, '.2f')} | "
               f"{fmt(nme if r['stage'] == 'landmarks' else None, '.2f')} |")
     m = bench.get("machine", {})
     print(f"\nMachine: {', '.join(f'{k} {v}' for k, v in m.items())}")

@@ -81,3 +81,15 @@ def write_300w(root, faces, split_dir):
     for i, (img, pts) in enumerate(faces):
         cv2.imwrite(str(d / f"face_{i}.jpg"), img)
         write_pts(d / f"face_{i}.pts", labelmap.to68(pts))
+
+
+def landmarker_with(model, batch_size: int = 4):
+    """A FaceLandmarker around a stand-in model object (the constructor loads models by name)."""
+    from facemark import labelmap
+    from facemark.detector import RetinaFace
+    from facemark.landmarker import FaceLandmarker
+
+    fl = FaceLandmarker.__new__(FaceLandmarker)
+    fl.model, fl.detector, fl.batch_size, fl.refine, fl.flip = model, RetinaFace(), batch_size, 0, False
+    fl.map68 = labelmap.load()
+    return fl

@@ -6,6 +6,7 @@ import pytest
 from facemark import align
 from facemark.detector import Detection, RetinaFace
 from facemark.landmarker import FaceLandmarker
+from tests.helpers import landmarker_with
 from facemark.layouts import five_points
 
 
@@ -22,15 +23,6 @@ class FixedModel:
     def __call__(self, crops):
         self.calls.append(len(crops))
         return np.repeat(self.u[None], len(crops), 0)
-
-
-def landmarker_with(model) -> FaceLandmarker:
-    fl = FaceLandmarker.__new__(FaceLandmarker)
-    fl.model, fl.detector, fl.batch_size, fl.refine = model, RetinaFace(), 4, 0
-    from facemark import labelmap
-
-    fl.map68 = labelmap.load()
-    return fl
 
 
 def test_points_follow_a_moved_face_exactly():

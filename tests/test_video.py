@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from facemark import align, labelmap
+from facemark import align
 from facemark.cli import app
 from facemark.detector import RetinaFace
-from facemark.landmarker import FaceLandmarker
 from facemark.results import validate_frame
 from facemark.track import Tracker
+from tests.helpers import landmarker_with
 
 runner = CliRunner()
 
@@ -67,8 +67,7 @@ def write_clip(path, frames, fps=25.0):
 
 
 def test_ids_are_stable_and_faces_come_and_go(small_face):
-    fl = FaceLandmarker.__new__(FaceLandmarker)
-    fl.model, fl.detector, fl.batch_size, fl.refine, fl.map68 = MeanShapeModel(), RetinaFace(), 8, 0, labelmap.load()
+    fl = landmarker_with(MeanShapeModel(), batch_size=8)
     tr = Tracker(fl, detect_every=5)
     frames = []
     for i in range(60):
