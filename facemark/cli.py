@@ -583,6 +583,9 @@ def train(
     cache: Path = typer.Option(DEFAULT_CACHE, "--cache"),
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model (CUDA)."),
     fuse_loss: bool = typer.Option(True, "--fuse-loss/--no-fuse-loss", help="Compile the heatmap loss (~30 s once)."),
+    teacher_model: Optional[str] = typer.Option(None, "--teacher-model", help="Distil from this model (e.g. hourglass, or a .pt) on augmented crops."),
+    distill: float = typer.Option(1.0, "--distill", help="Weight of the teacher's loss (human labels keep weight 1)."),
+    init: Optional[str] = typer.Option(None, "--init", help="Start from these weights (a model name or .pt): fine-tune."),
 ):
     """Train a landmark model; exports the best checkpoint to OUT/model.onnx and OUT/model.pt."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -608,10 +611,12 @@ def train(
             fail("--device cuda: CUDA is not available here (no GPU, or a CPU-only PyTorch)")
     opts = TrainOptions(model, out_dir, epochs=epochs, batch=batch, lr=lr, device=device, model=_parse_arch(arch),
                         resume=resume, max_minutes=max_minutes, threads=threads, compile=compile_model,
-                        fuse_loss=fuse_loss)
+                        fuse_loss=fuse_loss, teacher_model=teacher_model, distill=distill, init=init)
+    if distill < 0:
+        fail("--distill must be 0 or more")
     try:
         trainer = Trainer(pk, opts, log=err.print)
-    except RuntimeError as e:
+    except (RuntimeError, ValueError) as e:
         fail(str(e))
     err.print(f"{model} {trainer.model.config if model != 'hybrid' else ''} on {device}: "
               f"{len(trainer.train_idx)} training faces, {len(trainer.val_idx)} held out")

@@ -51,6 +51,17 @@ class TrainOptions:
     compile: bool = False
     aux_fraction: float = 0.35  # share of the down-weighted (noisier) faces drawn each epoch
     fuse_loss: bool = True  # torch.compile the heatmap loss (one-off ~30 s; 2-5x faster steps)
+    teacher_model: str | None = None  # distil from this landmark model (a shipped name or a .pt path)
+    distill: float = 1.0  # weight of the teacher's loss beside the human labels' (which always count)
+    init: str | None = None  # start from these weights (a shipped name or .pt): fine-tune, same architecture
+
+
+def load_torch_model(model: str) -> tuple[torch.nn.Module, dict]:
+    """A shipped model name (``hourglass``) or a facemark ``.pt`` file, as a float32 torch module."""
+    from .backends import resolve
+    from .export import load_state
+
+    return load_state(resolve(model, ".pt"))
 
 
 def knn_neighbors(mean: np.ndarray, k: int = 10) -> list[list[int]]:
@@ -81,12 +92,24 @@ class Trainer:
         if self.dev.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("CUDA is not available here")
         self.pack = pack
-        cfg = {**DEFAULTS[opts.family], **opts.model}
-        if opts.family == "hybrid" and "neighbors" not in cfg:
-            from .align import _load_templates  # noqa: F401  (calibration must exist)
-            cal = json.loads((Path(__file__).parent / "calibration.json").read_text())
-            cfg["neighbors"] = knn_neighbors(np.asarray(cal["mean98"]))
-        self.model = create(opts.family, **cfg).to(self.dev)
+        if opts.init:
+            self.model, _ = load_torch_model(opts.init)
+            if self.model.family != opts.family:
+                raise RuntimeError(f"--init {opts.init} is a {self.model.family} model, not {opts.family}")
+            self.model = self.model.train().to(self.dev)
+        else:
+            cfg = {**DEFAULTS[opts.family], **opts.model}
+            if opts.family == "hybrid" and "neighbors" not in cfg:
+                from .align import _load_templates  # noqa: F401  (calibration must exist)
+                cal = json.loads((Path(__file__).parent / "calibration.json").read_text())
+                cfg["neighbors"] = knn_neighbors(np.asarray(cal["mean98"]))
+            self.model = create(opts.family, **cfg).to(self.dev)
+        self.teacher = None
+        if opts.teacher_model:
+            self.teacher, _ = load_torch_model(opts.teacher_model)
+            self.teacher = self.teacher.eval().to(self.dev)
+            for p in self.teacher.parameters():
+                p.requires_grad_(False)
         if self.dev.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.ema = copy.deepcopy(self.model).eval()
@@ -144,6 +167,22 @@ class Trainer:
             return self.base_lr * (it + 1) / warm
         return self.base_lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (it - warm) / max(1.0, total - warm))))
 
+    @torch.no_grad()
+    def teach(self, i: torch.Tensor, geo) -> torch.Tensor:
+        """The teacher's 98 points for the student's augmented view, averaged with its mirrored view.
+
+        The teacher sees the same geometry at its own input size but without the photometric
+        damage (blur, noise, occlusion), so it labels what the face is, not what survived. Run
+        online, batched: every step draws fresh geometry, so a per-epoch cache would be read once.
+        """
+        t = self.teacher
+        x = scale_pixels(warp(self.images[i], *geo, self.pack.margin, t.size))
+        with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.amp):
+            pts = t.decode(t(x)).float()
+            mirrored = t.decode(t(x.flip(-1))).float()[:, self.flip]
+        mirrored[..., 0] = 1 - mirrored[..., 0]
+        return (pts + mirrored) / 2
+
     def _batch(self, idx: np.ndarray, train: bool):
         i = torch.from_numpy(idx).to(self.dev)
         n = len(idx)
@@ -189,10 +228,14 @@ class Trainer:
                 it = self.epoch * steps_per_epoch + b
                 for g in self.optim.param_groups:
                     g["lr"] = self._lr(it, total)
-                x, pts, i, _ = self._batch(order[b * opts.batch:(b + 1) * opts.batch], train=True)
+                x, pts, i, geo = self._batch(order[b * opts.batch:(b + 1) * opts.batch], train=True)
                 with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.amp):
                     out = self.step_fn(x)
                 loss = loss_for(self.model, out, pts, self.point_w, self.sample_w[i], fuse=self.opts.fuse_loss)
+                if self.teacher is not None:  # human labels keep their loss; the teacher adds its own
+                    taught = self.teach(i, geo)
+                    loss = loss + opts.distill * loss_for(self.model, out, taught, torch.ones_like(self.point_w),
+                                                          torch.ones_like(self.sample_w[i]), fuse=self.opts.fuse_loss)
                 self.optim.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
