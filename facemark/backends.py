@@ -79,7 +79,7 @@ class TorchModel:
             import torch
         except ImportError:
             raise ModelError("the torch backend needs PyTorch: pip install 'facemark[torch]'") from None
-        from .export import load_state
+        from .models import load_state
         from .models import Predictor
 
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -147,3 +147,27 @@ def load_model(model: str | Path = DEFAULT_MODEL, device: str = "cpu", threads: 
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise ModelError(f"unknown device {device!r}: use cpu or cuda")
     return TorchModel(model, device=device, **kw)
+
+
+def shipped_models() -> list[dict]:
+    """One row per shipped model (``facemark models``): family, input size, parameters, GFLOPs,
+    file size, and the NME / CPU time recorded in ``weights/eval.json`` and ``bench.json``."""
+    import json
+
+    def read(name: str) -> dict:
+        p = weights_dir() / name
+        return json.loads(p.read_text()) if p.is_file() else {}
+
+    evals, bench_rows = read("eval.json"), read("bench.json").get("rows", [])
+    rows = []
+    for name in SHIPPED:
+        try:
+            m = OnnxModel(name)
+        except ModelError as e:
+            rows.append({"name": name, "error": str(e)})
+            continue
+        nme = evals.get(m.name, {}).get("subsets", {}).get("all", {}).get("nme")
+        cpu = next((r["latency_ms"] for r in bench_rows if r["model"] == m.name and r["backend"] == "onnxruntime-cpu"), None)
+        rows.append({"name": name, "family": m.family, "size": m.size, "params": m.meta.get("params", 0),
+                     "flops": m.meta.get("flops", 0), "onnx_mb": m.path.stat().st_size / 1e6, "nme": nme, "cpu_ms": cpu})
+    return rows

@@ -1,14 +1,22 @@
-"""The ``facemark`` command line (Typer + Rich). Bad input: one line on stderr, non-zero exit."""
+"""The ``facemark`` command line (Typer + Rich): argument parsing, validation and wiring only.
+
+Each command's work lives in the module it belongs to (``batch.detect_files``, ``video.process_video``,
+``evaluation.bench.run_bench``, ``evaluation.evaluate.run_eval``, ``training.*``), callable from Python
+with the same behaviour. Bad input: one line on stderr, non-zero exit.
+"""
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from pathlib import Path
+from contextlib import contextmanager
 from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from . import __version__
 
@@ -22,8 +30,26 @@ DEFAULT_CACHE = Path(os.environ.get("FACEMARK_CACHE", Path.home() / ".cache" / "
 
 def fail(message: str, code: int = 2) -> None:
     """One clear line on stderr and the exit code: never a traceback for bad input."""
-    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
+
+
+def say(line: str) -> None:
+    """A library ``log`` line on stderr: its first word coloured, the rest printed as is."""
+    head, _, rest = line.partition(" ")
+    colour = {"error:": "red", "failed:": "red", "warning:": "yellow", "skipped:": "yellow"}.get(head)
+    err.print(f"[{colour}]{escape(head)}[/] {escape(rest)}" if colour else escape(line), soft_wrap=True)
+
+
+@contextmanager
+def usage_errors():
+    """facemark's own usage errors (raised by the command bodies) become one line and exit 2."""
+    from .errors import UsageError
+
+    try:
+        yield
+    except UsageError as e:
+        fail(str(e))
 
 
 def _version(value: bool) -> None:
@@ -39,7 +65,7 @@ def main(version: bool = typer.Option(False, "--version", callback=_version, is_
 
 # --- inference side -----------------------------------------------------------------------------
 def _landmarker(model: str, device: str, detector: str, boxes: Optional[Path], threshold: float,
-                min_face: Optional[float], threads: Optional[int] = None):
+                min_face: Optional[float], threads: Optional[int] = None, flip: bool = False):
     from .backends import ModelError
     from .detector import GivenBoxes
     from .landmarker import FaceLandmarker
@@ -47,9 +73,9 @@ def _landmarker(model: str, device: str, detector: str, boxes: Optional[Path], t
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         fail(f"--device must be cpu or cuda, not {device!r}")
     if not 0.0 < threshold < 1.0:
-        fail("--threshold must be between 0 and 1")
-    if min_face is not None and min_face <= 0:
-        fail("--min-face must be positive")
+        fail(f"--threshold must be between 0 and 1, not {threshold}")
+    if min_face is not None and not (math.isfinite(min_face) and min_face > 0):
+        fail(f"--min-face must be a positive number of pixels, not {min_face}")
     try:
         det = GivenBoxes.from_file(boxes) if boxes else detector
     except FileNotFoundError:
@@ -57,7 +83,8 @@ def _landmarker(model: str, device: str, detector: str, boxes: Optional[Path], t
     except (ValueError, KeyError, TypeError, json.JSONDecodeError) as e:
         fail(f"bad boxes file {boxes}: {e}")
     try:
-        return FaceLandmarker(model=model, device=device, detector=det, threshold=threshold, min_face=min_face, threads=threads)
+        return FaceLandmarker(model=model, device=device, detector=det, threshold=threshold, min_face=min_face,
+                              threads=threads, flip=flip)
     except (ModelError, FileNotFoundError, ValueError) as e:
         fail(str(e))
 
@@ -82,86 +109,24 @@ def detect(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .draw import draw
-    from .imageio import ImageError, atomic_write_bytes, read_image, write_image
-    from .inputs import expand, output_stems
-    from .results import document
+    from .batch import detect_files, plan_inputs
 
-    images, missing = expand(inputs)
-    for m in missing:
-        err.print(f"[red]error:[/] {m}: no such file, directory or matching image", soft_wrap=True)
-    if not images:
-        fail("no images to process", 2)
-    if annotate and out_dir is None:
-        fail("--annotate writes images: give --out DIR")
-    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
-        fail(f"--out {out_dir} exists and is not a directory")
-    if batch_images < 1:
-        fail("--batch must be at least 1")
-    fl = _landmarker(model, device, detector, boxes, threshold, min_face)
-    fl.flip = flip
-    stems = output_stems(images)
-    input_paths = {im.path.resolve() for im in images}
-    failures = len(missing)
-
-    def process(chunk):
-        """Read + detect each image; one model batch for all their faces; write results."""
-        nonlocal failures
-        loaded, dets = [], []
-        for k, im in chunk:
-            try:
-                image = read_image(im.path)
-                if boxes:
-                    d = fl.detector.lookup(str(im.path))
-                    if not d and not (fl.detector.lookup(im.rel.as_posix())):
-                        raise ImageError(f"{im.path}: no entry in {boxes}")
-                    d = d or fl.detector.lookup(im.rel.as_posix())
-                else:
-                    d = fl.detector.detect(image)
-            except ImageError as e:
-                err.print(f"[red]failed:[/] {e}", soft_wrap=True)
-                failures += 1
-                continue
-            loaded.append((k, im, image))
-            dets.append(d)
-        faces = fl.landmarks_for([x[2] for x in loaded], dets)
-        for (k, im, image), fs in zip(loaded, faces):
-            doc = document(str(im.path), image.shape[1], image.shape[0], fl.model_name, fs)
-            text = json.dumps(doc)
-            if out_dir is None:
-                sys.stdout.write(text + "\n")
-                continue
-            base = out_dir / stems[k]
-            try:
-                atomic_write_bytes(base.with_name(base.name + ".json"), (text + "\n").encode())
-                if annotate:
-                    ext = im.path.suffix.lower() if im.path.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp", ".bmp") else ".png"
-                    target = base.with_name(base.name + ".annotated" + ext)
-                    if target.resolve() in input_paths:
-                        raise OSError(f"refusing to overwrite input {target}")
-                    write_image(target, draw(image, fs))
-            except (OSError, ImageError) as e:
-                err.print(f"[red]failed:[/] {im.path}: cannot write output: {e}", soft_wrap=True)
-                failures += 1
-
-    indexed = list(enumerate(images))
-    chunks = [indexed[i:i + batch_images] for i in range(0, len(indexed), batch_images)]
+    with usage_errors():
+        plan = plan_inputs(inputs, out_dir, annotate, batch_images, log=say)
+    fl = _landmarker(model, device, detector, boxes, threshold, min_face, flip=flip)
     try:
-        if len(images) > 1:
+        if len(plan.images) > 1:
             cols = [TextColumn("detect"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
             with Progress(*cols, console=err, transient=True) as bar:
-                task = bar.add_task("detect", total=len(images))
-                for chunk in chunks:
-                    process(chunk)
-                    bar.advance(task, len(chunk))
+                task = bar.add_task("detect", total=len(plan.images))
+                summary = detect_files(plan, fl, boxes=boxes, log=say, progress=lambda n: bar.advance(task, n))
         else:
-            for chunk in chunks:
-                process(chunk)
+            summary = detect_files(plan, fl, boxes=boxes, log=say)
     except KeyboardInterrupt:
         err.print("interrupted: outputs written so far are complete")
         raise typer.Exit(130) from None
-    if failures:
-        err.print(f"{failures} of {len(images) + len(missing)} inputs failed")
+    if summary.failures:
+        err.print(f"{summary.failures} of {summary.images + summary.missing} inputs failed")
         raise typer.Exit(1)
 
 
@@ -185,101 +150,32 @@ def video(
     Exit codes: 0 done, 1 some frames did not decode (the rest is written), 2 usage or unreadable
     input (nothing written), 130 interrupted (what was done is written and playable).
     """
-    import signal
-
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .draw import draw
-    from .results import Face
-    from .track import Tracker
-    from .video import AtomicTextWriter, AtomicVideoWriter, VideoError, frame_record, mux_audio, open_source
+    from .video import VideoError, process_video
 
     if out_path is None and json_path is None:
         fail("give --out VIDEO and/or --json FILE.jsonl")
-    if smooth not in ("one-euro", "none"):
-        fail("--smooth must be one-euro or none")
-    if detect_every < 1:
-        fail("--detect-every must be at least 1")
-    if max_faces < 0:
-        fail("--max-faces must be 0 (all) or more")
-    if fps is not None and fps <= 0:
-        fail("--fps must be positive")
-    for p in (out_path, json_path):
-        if p is not None and Path(source).exists() and p.resolve() == Path(source).resolve():
-            fail(f"refusing to overwrite the input {source}")
     fl = _landmarker(model, device, "retinaface", None, threshold, None)
-    try:
-        src = open_source(source, fps)
-    except VideoError as e:
-        fail(str(e))
-    writer = text = None
-    try:
-        if out_path is not None:
-            writer = AtomicVideoWriter(out_path, src.fps, (src.width, src.height))
-        if json_path is not None:
-            text = AtomicTextWriter(json_path)
-    except (VideoError, OSError) as e:
-        if writer:
-            writer.abort()
-        src.close()
-        fail(str(e))
-    tuned = {k: v for k, v in (("min_cutoff", min_cutoff), ("beta", beta)) if v is not None}  # else smooth.py's
-    tracker = Tracker(fl, detect_every=detect_every, max_faces=max_faces, smooth=smooth == "one-euro", **tuned)
-    stop = {"asked": False}
-
-    def on_sigint(signum, frame):  # finish the current frame, then stop
-        if stop["asked"]:
-            raise KeyboardInterrupt
-        stop["asked"] = True
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    done = 0
     cols = [TextColumn("video"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]:.1f} fps"), TimeRemainingColumn()]
-    import time
-
-    start = time.perf_counter()
-    try:
-        with Progress(*cols, console=err, transient=True) as bar:
-            task = bar.add_task("video", total=src.frames, rate=0.0)
-            for i, t, frame in src:
-                tracks = tracker.step(frame, t)
-                if writer is not None:
-                    faces = [Face(tr.box, tr.score, tr.smoothed, tracker.landmarks68(tr)) for tr in tracks]
-                    writer.write(draw(frame, faces, ids=[tr.id for tr in tracks]))
-                if text is not None:
-                    text.write_line(frame_record(i, t, tracks, tracker))
-                done += 1
-                bar.update(task, advance=1, rate=done / max(1e-9, time.perf_counter() - start))
-                if stop["asked"]:
-                    break
-    except Exception:
-        for w in (writer, text):
-            if w is not None:
-                w.abort()
-        raise
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        src.close()
-    elapsed = time.perf_counter() - start
-    if done == 0:
-        for w in (writer, text):
-            if w is not None:
-                w.abort()
-        fail(f"{source}: no frame could be decoded", 2)
-    for w in (writer, text):
-        if w is not None:
-            w.commit()
-    if out_path is not None and Path(source).is_file():
-        if not mux_audio(out_path, source):
-            err.print("note: audio, if any, was not kept (OpenCV writes video only; with ffmpeg on PATH it is copied)")
-    err.print(f"{done} frames in {elapsed:.1f} s ({done / elapsed:.1f} fps), {tracker.next_id} face track(s)")
-    if stop["asked"]:
+    with Progress(*cols, console=err, transient=True) as bar:
+        task = bar.add_task("video", total=None, rate=0.0)
+        try:
+            with usage_errors():
+                s = process_video(source, fl, out_path, json_path, detect_every=detect_every, smooth=smooth,
+                                  max_faces=max_faces, fps=fps, min_cutoff=min_cutoff, beta=beta, log=say,
+                                  progress=lambda done, total, rate: bar.update(task, completed=done, total=total, rate=rate))
+        except VideoError as e:
+            bar.stop()
+            fail(str(e))
+    if s.audio_kept is False:
+        err.print("note: audio, if any, was not kept (OpenCV writes video only; with ffmpeg on PATH it is copied)")
+    err.print(f"{s.frames} frames in {s.seconds:.1f} s ({s.frames / s.seconds:.1f} fps), {s.tracks} face track(s)")
+    if s.interrupted:
         err.print("interrupted: the output holds the frames processed so far")
         raise typer.Exit(130)
-    missing = (src.frames - done) if src.frames else 0
-    if src.decode_errors or missing > 0:
-        err.print(f"[red]warning:[/] {src.decode_errors + max(0, missing)} frame(s) of {source} did not decode; "
-                  f"wrote the {done} that did")
+    if s.decode_errors:
+        err.print(f"[red]warning:[/] {s.decode_errors} frame(s) of {escape(source)} did not decode; wrote the {s.frames} that did")
         raise typer.Exit(1)
 
 
@@ -296,76 +192,15 @@ def bench(
     limit: Optional[int] = typer.Option(None, "--limit", help="With --data: only the first N faces."),
 ):
     """Speed (and with --data, accuracy) of the detector and every model/backend, as a table."""
-    import numpy as np
     from rich.table import Table
 
-    from . import bench as B
-    from .detector import RetinaFace, YuNet
-    from .imageio import ImageError, atomic_write_bytes, read_image
+    from .evaluation import bench as B
+    from .imageio import atomic_write_bytes
 
-    if device not in ("cpu", "cuda"):
-        fail("--device must be cpu or cuda")
-    try:
-        batches = sorted({int(b) for b in batch.split(",") if b.strip()}) or ([1, 32] if device == "cpu" else [1, 32, 256])
-    except ValueError:
-        fail(f"--batch wants comma-separated integers, got {batch!r}")
-    if 1 not in batches or min(batches) < 1:
-        fail("--batch must include 1 (latency) and only positive sizes")
     names = [m.strip() for m in models_arg.split(",") if m.strip()]
-    if threads:
-        try:
-            import torch
-
-            torch.set_num_threads(threads)
-        except ImportError:
-            pass
-    plans, skipped = B.backends_for(device)
-    if not plans:
-        fail(skipped[0])
-    if image is not None:
-        try:
-            frame = B.fit_frame(read_image(image))
-        except ImageError as e:
-            fail(str(e))
-    else:
-        yy, xx = np.mgrid[0:480, 0:640]
-        frame = np.dstack([(xx * 0.3 + yy * 0.2) % 256, (xx * 0.1) % 256, (yy * 0.4) % 256]).astype(np.uint8)
-    rows = [B.bench_detector(frame, RetinaFace(), "retinaface")]
-    if yunet is not None:
-        if not yunet.is_file():
-            fail(f"YuNet model not found: {yunet}")
-        rows.append(B.bench_detector(frame, YuNet(str(yunet)), "yunet"))
-    with err.status("timing landmark models..."):
-        lm_rows, more_skipped = B.run_landmarks(names, device, batches, threads, log=lambda *_: None)
-    rows += lm_rows
-    skipped += more_skipped
-    if device == "cpu" and image is not None:
-        with err.status("timing the whole pipeline..."):
-            for name in names:
-                try:
-                    rows.append(B.bench_pipeline(frame, name, threads))
-                except ValueError as e:
-                    skipped.append(f"pipeline {name}: {e}")
-    if data:
-        from .evaluate import evaluate
-        from .landmarker import FaceLandmarker
-        from .metrics import summary
-
-        samples = [s for s in _load_samples([data]) if s.split == "test"][: limit or None]
-        if not samples:
-            fail(f"no test faces in {data}")
-        for name in names:
-            try:
-                fl = FaceLandmarker(model=name, threshold=0.3)
-            except ValueError as e:  # ModelError is a ValueError
-                skipped.append(f"{name}: {e}")
-                continue
-            with err.status(f"NME of {name} on {len(samples)} faces..."):
-                nme = summary(evaluate(fl, samples).errors)["nme"]
-            for r in rows:
-                if r.stage == "landmarks" and r.model == fl.model_name:
-                    r.nme = nme
-    info = B.machine_info(device)
+    with usage_errors():
+        batches = B.parse_batches(batch, device)
+        rows, skipped, info = B.run_bench(device, names, batches, threads, data, image, yunet, limit, status=err.status)
     table = Table(title=f"facemark bench on {info.get('gpu', info['cpu'])} ({info['cores']} cores)")
     cols = ["stage", "model", "backend", "prec", "b1 median ms", "b1 p90 ms"] + [f"faces/s b{b}" for b in batches if b > 1]
     cols += ["params", "GFLOPs", "mem MB"] + (["NME %"] if data else [])
@@ -385,7 +220,7 @@ def bench(
         out.print(f"detector timed on a {rows[0].note}; landmark rows time the model alone (batch of crops); "
                   f"pipeline rows time detect + crop + landmarks + mapping back per frame.")
     for s in skipped:
-        err.print(f"[yellow]skipped:[/] {s}", soft_wrap=True)
+        say(f"skipped: {s}")
     if json_path:
         atomic_write_bytes(json_path, (json.dumps(B.as_json(rows, skipped, info), indent=1) + "\n").encode())
 
@@ -407,31 +242,23 @@ def eval_cmd(
     from rich.progress import Progress
     from rich.table import Table
 
-    from .evaluate import evaluate, plot_ced
+    from .evaluation.evaluate import run_eval
 
-    if boxes not in ("detector", "gt"):
-        fail("--boxes must be detector or gt")
-    samples = [s for s in _load_samples(data) if split == "all" or s.split == split]
-    if limit:
-        samples = samples[:limit]
-    if not samples:
-        fail(f"no {split} faces in --data")
-    results = []
-    for name in model:
-        fl = _landmarker(name, device, detector, None, 0.3, None)
-        fl.flip = flip
-        with Progress(console=err, transient=True) as bar:
-            task = bar.add_task(f"eval {name}", total=len(samples))
-            results.append(evaluate(fl, samples, boxes, lambda i, n: bar.update(task, completed=i)))
-    report = {}
+    with Progress(console=err, transient=True) as bar:
+        tasks = {}
+
+        def progress(name, i, n):
+            if name not in tasks:
+                tasks[name] = bar.add_task(f"eval {name}", total=n)
+            bar.update(tasks[name], completed=i)
+
+        with usage_errors():
+            results, _ = run_eval(data, model, boxes, device, detector, split, limit, flip, json_path, plot, progress)
     for r in results:
-        rows = r.table()
-        key = r.model if r.model not in report else f"{r.model}#{len(report) + 1}"
-        report[key] = {"mode": r.mode, "subsets": rows}
         table = Table(title=f"{r.model}: {'full pipeline' if r.mode == 'detector' else 'ground-truth alignment'}")
         for col in ("subset", "faces", "missed", "NME %", "FR@8 %", "FR@10 %", "AUC@8", "AUC@10"):
             table.add_column(col, justify="right" if col != "subset" else "left")
-        for sub, v in rows.items():
+        for sub, v in r.table().items():
             table.add_row(sub, str(v["faces"]), str(v["missed"]), f"{v['nme']:.3f}", f"{v['fr8']:.2f}", f"{v['fr10']:.2f}",
                           f"{v['auc8']:.4f}", f"{v['auc10']:.4f}")
         out.print(table)
@@ -439,12 +266,6 @@ def eval_cmd(
     if any(d.split("=", 1)[0].lower() in ("300w", "pts") for d in data):
         out.print("300-W here: helen + lfpw test sets = the 554-face common subset. facemark's models were trained on "
                   "the 2,012 faces available here (the standard 300-W training set has 3,148).")
-    if json_path:
-        from .imageio import atomic_write_bytes
-
-        atomic_write_bytes(json_path, (json.dumps(report, indent=1) + "\n").encode())
-    if plot:
-        plot_ced(results, str(plot))
 
 
 @app.command()
@@ -452,81 +273,23 @@ def models():
     """List the shipped models: size, speed and accuracy (from weights/eval.json, bench.json)."""
     from rich.table import Table
 
-    from .backends import SHIPPED, ModelError, OnnxModel, weights_dir
+    from .backends import shipped_models
 
-    def read(name: str) -> dict:
-        p = weights_dir() / name
-        return json.loads(p.read_text()) if p.is_file() else {}
-
-    evals, bench_rows = read("eval.json"), read("bench.json").get("rows", [])
     table = Table(title="facemark models (weights/)")
     for col in ("name", "family", "input", "params", "GFLOPs", "ONNX MB", "NME % (300-W common)", "CPU ms/face"):
         table.add_column(col, justify="left" if col in ("name", "family") else "right")
-    for name in SHIPPED:
-        try:
-            m = OnnxModel(name)
-        except ModelError as e:
-            table.add_row(name, "missing", "", "", "", "", "", str(e))
+    for m in shipped_models():
+        if "error" in m:
+            table.add_row(m["name"], "missing", "", "", "", "", "", m["error"])
             continue
-        nme = evals.get(m.name, {}).get("subsets", {}).get("all", {}).get("nme")
-        cpu = next((r["latency_ms"] for r in bench_rows if r["model"] == m.name and r["backend"] == "onnxruntime-cpu"), None)
-        table.add_row(name, m.family, f"{m.size}px", f"{m.meta.get('params', 0) / 1e6:.2f}M", f"{m.meta.get('flops', 0) / 1e9:.2f}",
-                      f"{m.path.stat().st_size / 1e6:.1f}", "-" if nme is None else f"{nme:.2f}", "-" if cpu is None else f"{cpu:.1f}")
+        table.add_row(m["name"], m["family"], f"{m['size']}px", f"{m['params'] / 1e6:.2f}M", f"{m['flops'] / 1e9:.2f}",
+                      f"{m['onnx_mb']:.1f}", "-" if m["nme"] is None else f"{m['nme']:.2f}",
+                      "-" if m["cpu_ms"] is None else f"{m['cpu_ms']:.1f}")
     out.print(table)
     out.print("NME: full pipeline (detector + model) on the 554-face 300-W common subset; CPU: onnxruntime, batch 1.")
 
 
-# --- training side ------------------------------------------------------------------------------
-def _parse_arch(items: list[str]) -> dict:
-    arch = {}
-    for item in items:
-        if "=" not in item:
-            fail(f"--arch wants KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        try:
-            arch[k] = json.loads(v)
-        except json.JSONDecodeError:
-            arch[k] = v
-    return arch
-
-
-def _load_samples(specs: list[str]):
-    from . import datasets
-
-    samples = []
-    for spec in specs:
-        try:
-            samples += datasets.load(spec)
-        except (ValueError, FileNotFoundError) as e:
-            fail(str(e))
-    return samples
-
-
-def build_pack(data: list[str], teacher: Optional[Path], cache: Path, res: int, youtube_weight: float, quality: int = 92):
-    """Prepare (detector + teacher, cached) and crop every training face into a pack."""
-    from rich.progress import Progress
-
-    from . import pack as packmod
-    from .detector import RetinaFace
-    from .prepare import prepare
-    from .teacher import Teacher
-
-    samples = [s for s in _load_samples(data) if s.split == "train"]
-    if not samples:
-        fail("no training faces in --data")
-    needs_teacher = any(s.landmarks.shape[0] != 98 for s in samples)
-    if needs_teacher and teacher is None:
-        fail("68-point data needs --teacher DIR (the PFLD-GhostOne ONNX files) for the other 30 points")
-    tea = Teacher.from_dir(teacher) if needs_teacher else None
-    with Progress(console=err, transient=True) as bar:
-        task = bar.add_task("detect + teach", total=None)
-        prep = prepare(samples, RetinaFace(threshold=0.3), tea, cache, lambda i, n: bar.update(task, completed=i, total=n))
-        task2 = bar.add_task("crop", total=len(samples))
-        weights = [youtube_weight if s.subset == "training_frames_keypoints" else 1.0 for s in samples]
-        pk = packmod.build(samples, prep, weights, res=res, quality=quality, progress=lambda i, n: bar.update(task2, completed=i))
-    return pk
-
-
+# --- training side (needs torch: pip install "facemark[torch]") ----------------------------------
 @app.command()
 def calibrate(
     data: List[str] = typer.Option(..., "--data", help="KIND=PATH with 68-point human labels (300w, csv68)."),
@@ -536,13 +299,10 @@ def calibrate(
     cache: Path = typer.Option(DEFAULT_CACHE, "--cache", help="Cache for detector/teacher outputs."),
 ):
     """Fit the 98->68 map, the canonical crop and the alignment templates (calibration.json)."""
-    from . import calibrate as cal
+    from .training import calibrate as cal
 
-    if not teacher.is_dir():
-        fail(f"teacher directory not found: {teacher}")
-    result = cal.from_data(data, str(teacher), str(yunet) if yunet else None, cache, log=err.print)
-    prov = "facemark calibrate " + " ".join(f"--data {d}" for d in data) + f" --teacher {teacher}" + (f" --yunet {yunet}" if yunet else "")
-    cal.write(result, out_path, prov)
+    with usage_errors():
+        result = cal.run(data, teacher, yunet, out_path, cache, log=say)
     err.print(f"wrote {out_path} ({result['faces']} faces)")
 
 
@@ -557,9 +317,19 @@ def pack(
     cache: Path = typer.Option(DEFAULT_CACHE, "--cache"),
 ):
     """Build a compact training pack (pre-aligned JPEG crops + 98-point targets)."""
-    if not 50 <= quality <= 100:
-        fail("--quality must be between 50 and 100")
-    pk = build_pack(data, teacher, cache, res, youtube_weight, quality)
+    from rich.progress import Progress
+
+    from .training.pack import build_pack
+
+    with Progress(console=err, transient=True) as bar, usage_errors():
+        tasks = {}
+
+        def progress(stage, i, n):
+            if stage not in tasks:
+                tasks[stage] = bar.add_task({"prepare": "detect + teach", "crop": "crop"}[stage], total=n)
+            bar.update(tasks[stage], completed=i, total=n)
+
+        pk = build_pack(data, teacher, cache, res, youtube_weight, quality, progress)
     pk.save(out_path)
     err.print(f"wrote {out_path}: {len(pk)} faces ({int(pk.val.sum())} held out), {out_path.stat().st_size / 1e6:.1f} MB")
 
@@ -590,36 +360,17 @@ def train(
     """Train a landmark model; exports the best checkpoint to OUT/model.onnx and OUT/model.pt."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .models import FAMILIES
-    from .pack import Pack
-    from .train import Trainer, TrainOptions
+    from .training.train import TrainOptions, load_pack, make_trainer, parse_arch
 
-    if model not in FAMILIES:
-        fail(f"unknown model {model!r}: use one of {', '.join(FAMILIES)}")
-    if pack_path is not None:
-        if not pack_path.is_file():
-            fail(f"pack not found: {pack_path}")
-        pk = Pack.load(pack_path)
-    elif data:
-        pk = build_pack(data, teacher, cache, res, 0.5)
-    else:
-        fail("give --data KIND=PATH (and --teacher for 68-point data) or --pack FILE")
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            fail("--device cuda: CUDA is not available here (no GPU, or a CPU-only PyTorch)")
-    opts = TrainOptions(model, out_dir, epochs=epochs, batch=batch, lr=lr, device=device, model=_parse_arch(arch),
-                        resume=resume, max_minutes=max_minutes, threads=threads, compile=compile_model,
-                        fuse_loss=fuse_loss, teacher_model=teacher_model, distill=distill, init=init)
-    if distill < 0:
-        fail("--distill must be 0 or more")
-    try:
-        trainer = Trainer(pk, opts, log=err.print)
-    except (RuntimeError, ValueError) as e:
-        fail(str(e))
+    with usage_errors():
+        opts = TrainOptions(model, out_dir, epochs=epochs, batch=batch, lr=lr, device=device, model=parse_arch(arch),
+                            resume=resume, max_minutes=max_minutes, threads=threads, compile=compile_model,
+                            fuse_loss=fuse_loss, teacher_model=teacher_model, distill=distill, init=init)
+        pk = load_pack(pack_path, data, teacher, cache, res)
+        trainer = make_trainer(pk, opts, log=say)
     err.print(f"{model} {trainer.model.config if model != 'hybrid' else ''} on {device}: "
-              f"{len(trainer.train_idx)} training faces, {len(trainer.val_idx)} held out")
+              f"{len(trainer.train_idx)} training faces, {len(trainer.val_idx)} held out"
+              + (f", distilling {teacher_model}" if teacher_model else ""))
     cols = [TextColumn("epoch {task.fields[epoch]}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
             TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn()]
     interrupted = False
@@ -647,18 +398,8 @@ def export_cmd(
     name: Optional[str] = typer.Option(None, "--name", help="Model name (default: its family)."),
 ):
     """Export a checkpoint to ONNX (decode included, fp16 storage) and a half-precision torch state."""
-    from .export import export_onnx, load_state, save_state
+    from .training.export import export_checkpoint
 
-    if checkpoint.is_dir():
-        checkpoint = checkpoint / "best.pt"
-    if not checkpoint.is_file():
-        fail(f"checkpoint not found: {checkpoint}")
-    try:
-        model, meta = load_state(checkpoint)
-    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is a usage error
-        fail(f"cannot load {checkpoint}: {e}")
-    name = name or model.family
-    meta = {**meta, "name": name, "family": model.family}
-    export_onnx(model, out_dir / f"{name}.onnx", meta)
-    save_state(model, out_dir / f"{name}.pt", meta)
-    err.print(f"wrote {out_dir / (name + '.onnx')} and {out_dir / (name + '.pt')}")
+    with usage_errors():
+        onnx_path, pt_path = export_checkpoint(checkpoint, out_dir, name)
+    err.print(f"wrote {onnx_path} and {pt_path}")

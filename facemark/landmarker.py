@@ -1,6 +1,7 @@
 """The pipeline, in one direction: image -> detector -> align -> model -> decode -> image coords."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -52,6 +53,12 @@ class FaceLandmarker:
     def __init__(self, model: str = DEFAULT_MODEL, device: str = "cpu", detector: str | object = "retinaface",
                  threshold: float = 0.6, min_face: float | None = None, batch_size: int = 32,
                  threads: int | None = None, refine: int = 0, flip: bool = False):
+        if not isinstance(device, str) or (device not in ("cpu", "cuda") and not device.startswith("cuda:")):
+            raise ValueError(f"device must be cpu or cuda, not {device!r}")
+        if not isinstance(threshold, (int, float)) or not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must be between 0 and 1 (exclusive), not {threshold!r}")
+        if min_face is not None and not (isinstance(min_face, (int, float)) and math.isfinite(min_face) and min_face > 0):
+            raise ValueError(f"min_face must be a positive number of pixels, not {min_face!r}")
         self.detector = make_detector(detector, threshold, min_face)
         self.model = load_model(model, device=device, threads=threads)
         self.batch_size = batch_size

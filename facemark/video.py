@@ -186,3 +186,108 @@ def frame_record(index: int, t: float, tracks, tracker) -> dict:
     return {"frame": index, "time": round(float(t), 4),
             "faces": [{"id": tr.id, "box": r(tr.box), "score": round(float(tr.score), 4), "landmarks": r(tr.smoothed),
                        "landmarks68": r(tracker.landmarks68(tr))} for tr in tracks]}
+
+
+@dataclass
+class VideoSummary:
+    frames: int  # frames processed and written
+    seconds: float
+    tracks: int  # face tracks started
+    decode_errors: int  # frames that did not decode (counted once)
+    interrupted: bool
+    audio_kept: bool | None  # None: no audio to keep (or no --out)
+
+
+def process_video(source: str, fl, out_path: Path | None = None, json_path: Path | None = None, *,
+                  detect_every: int = 10, smooth: str = "one-euro", max_faces: int = 0, fps: float | None = None,
+                  min_cutoff: float | None = None, beta: float | None = None, log=print, progress=None) -> VideoSummary:
+    """Track, smooth and draw landmarks on every frame of ``source``; write the annotated video
+    and/or JSON lines atomically (renamed into place when done, temp files removed otherwise).
+
+    Ctrl-C finishes the current frame and keeps what was done (``interrupted=True``); a second one
+    stops at once, still closing the outputs. Raises ``UsageError``/``VideoError`` for requests that
+    cannot work, before any frame is decoded.
+    """
+    import signal
+    import threading
+    import time
+
+    from .draw import draw
+    from .errors import UsageError
+    from .results import Face
+    from .track import Tracker
+
+    if out_path is None and json_path is None:
+        raise UsageError("give --out VIDEO and/or --json FILE.jsonl")
+    if smooth not in ("one-euro", "none"):
+        raise UsageError("--smooth must be one-euro or none")
+    if detect_every < 1:
+        raise UsageError("--detect-every must be at least 1")
+    if max_faces < 0:
+        raise UsageError("--max-faces must be 0 (all) or more")
+    if fps is not None and fps <= 0:
+        raise UsageError("--fps must be positive")
+    for p in (out_path, json_path):
+        if p is not None and Path(source).exists() and p.resolve() == Path(source).resolve():
+            raise UsageError(f"refusing to overwrite the input {source}")
+    src = open_source(source, fps)
+    writer = text = None
+    try:
+        if out_path is not None:
+            writer = AtomicVideoWriter(out_path, src.fps, (src.width, src.height))
+        if json_path is not None:
+            text = AtomicTextWriter(json_path)
+    except (VideoError, OSError) as e:
+        if writer:
+            writer.abort()
+        src.close()
+        raise VideoError(str(e)) from None
+    tuned = {k: v for k, v in (("min_cutoff", min_cutoff), ("beta", beta)) if v is not None}  # else smooth.py's
+    tracker = Tracker(fl, detect_every=detect_every, max_faces=max_faces, smooth=smooth == "one-euro", **tuned)
+    stop = {"asked": False}
+
+    def on_sigint(signum, frame):  # finish the current frame, then stop
+        if stop["asked"]:
+            raise KeyboardInterrupt
+        stop["asked"] = True
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_sigint) if main_thread else None
+    done = 0
+    start = time.perf_counter()
+    try:
+        for i, t, frame in src:
+            tracks = tracker.step(frame, t)
+            if writer is not None:
+                faces = [Face(tr.box, tr.score, tr.smoothed, tracker.landmarks68(tr)) for tr in tracks]
+                writer.write(draw(frame, faces, ids=[tr.id for tr in tracks]))
+            if text is not None:
+                text.write_line(frame_record(i, t, tracks, tracker))
+            done += 1
+            if progress:
+                progress(done, src.frames, done / max(1e-9, time.perf_counter() - start))
+            if stop["asked"]:
+                break
+    except BaseException:
+        for w in (writer, text):
+            if w is not None:
+                w.abort()
+        raise
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
+        src.close()
+    elapsed = time.perf_counter() - start
+    if done == 0:
+        for w in (writer, text):
+            if w is not None:
+                w.abort()
+        raise VideoError(f"{source}: no frame could be decoded")
+    for w in (writer, text):
+        if w is not None:
+            w.commit()
+    audio = None
+    if out_path is not None and Path(source).is_file():
+        audio = mux_audio(out_path, source)
+    missing = (src.frames - done) if src.frames and not stop["asked"] else 0
+    return VideoSummary(done, elapsed, tracker.next_id, src.decode_errors + max(0, missing), stop["asked"], audio)

@@ -14,7 +14,7 @@ import time
 import cv2
 import numpy as np
 
-from facemark import datasets
+from facemark.training import datasets
 from facemark.detector import RetinaFace
 from facemark.layouts import five_points
 

@@ -117,7 +117,7 @@ def main() -> None:
         import torch
         import torch.nn.functional as F
 
-        from facemark.decode import gaussian_kernel, heatmap_points
+        from facemark.models.decode import gaussian_kernel, heatmap_points
     except ImportError:
         print("(torch not installed: decode comparison skipped)")
         return

@@ -26,7 +26,7 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """Each family at a tiny size, randomly initialised and exported (ONNX + torch state)."""
     import torch
 
-    from facemark.export import export_onnx, save_state
+    from facemark.training.export import export_onnx, save_state
     from facemark.models import create
 
     torch.manual_seed(0)

@@ -74,7 +74,7 @@ def write_wflw(root, faces_train, faces_test, tags=(1, 0, 0, 0, 0, 0)):
 
 def write_300w(root, faces, split_dir):
     from facemark import labelmap
-    from facemark.datasets import write_pts
+    from facemark.training.datasets import write_pts
 
     d = root / split_dir
     d.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from facemark import datasets as D
+from facemark.training import datasets as D
 
 
 def write_image(path, w=40, h=30):

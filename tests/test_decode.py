@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from facemark.decode import heatmap_points, neighbor_average_matrix, pip_points
+from facemark.models.decode import heatmap_points, neighbor_average_matrix, pip_points
 
 
 def gaussians(centres: torch.Tensor, h: int, w: int, sigma: float) -> torch.Tensor:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from facemark import metrics
+from facemark.evaluation import metrics
 
 
 def test_nme_uses_outer_eye_corners():

@@ -63,8 +63,8 @@ def test_cli_quickstart_and_models_listing(tmp_path):
 def test_default_model_accuracy_on_300w_sample():
     need("hourglass")
     data = shared_path("data", "300w")
-    from facemark import datasets
-    from facemark.evaluate import evaluate
+    from facemark.training import datasets
+    from facemark.evaluation.evaluate import evaluate
     from facemark.landmarker import FaceLandmarker
 
     test = [s for s in datasets.load(f"300w={data}") if s.split == "test"][::10]  # 56 faces

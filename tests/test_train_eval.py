@@ -99,7 +99,7 @@ def test_pack_with_the_shared_teacher(face_image, tmp_path):
     write_300w(root, synthetic_faces(face_image, 3), "afw")
     r = run("pack", "--data", f"300w={root}", "--teacher", teacher, "--out", tmp_path / "p.npz", "--cache", tmp_path / "c")
     assert r.exit_code == 0, r.stderr
-    from facemark.pack import Pack
+    from facemark.training.pack import Pack
 
     pk = Pack.load(tmp_path / "p.npz")
     assert len(pk) == 3 and pk.target98.shape == (3, 98, 2) and np.isfinite(pk.target98).all()
@@ -128,13 +128,13 @@ def test_teacher_targets_are_mirror_consistent(tiny_models, wflw_root, tmp_path)
     view's (a wrong landmark permutation or x mirror breaks this)."""
     import torch
 
-    from facemark.augment import identity_geometry
-    from facemark.datasets import load
+    from facemark.training.augment import identity_geometry
+    from facemark.training.datasets import load
     from facemark.detector import RetinaFace
     from facemark.layouts import FLIP98
-    from facemark.pack import build
-    from facemark.prepare import prepare
-    from facemark.train import Trainer, TrainOptions
+    from facemark.training.pack import build
+    from facemark.training.prepare import prepare
+    from facemark.training.train import Trainer, TrainOptions
 
     samples = [s for s in load(f"wflw={wflw_root}") if s.split == "train"][:4]
     pk = build(samples, prepare(samples, RetinaFace(threshold=0.3), None, tmp_path / "c"), [1.0] * len(samples), res=48)

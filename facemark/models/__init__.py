@@ -1,6 +1,8 @@
 """Landmark model families. Each file holds one architecture; ``create`` builds one by name."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -46,3 +48,10 @@ class Predictor(nn.Module):
         out = self.model(normalize(crops))
         with torch.autocast(crops.device.type, enabled=False):  # decode in float32 (heads are)
             return self.model.decode(out)
+
+
+def load_state(path: str | Path, map_location="cpu") -> tuple[torch.nn.Module, dict]:
+    blob = torch.load(path, map_location=map_location, weights_only=True)
+    model = create(blob["family"], **blob["config"])
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+    return model.eval(), blob.get("meta", {})

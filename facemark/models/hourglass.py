@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..decode import heatmap_points
+from .decode import heatmap_points
 from .blocks import Bottleneck, conv_bn, fp32
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..decode import pip_points
+from .decode import pip_points
 from .blocks import BasicBlock, conv_bn, fp32
 
 

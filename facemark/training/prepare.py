@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from .datasets import Sample
-from .layouts import five_points
+from ..layouts import five_points
 
 
 @dataclass

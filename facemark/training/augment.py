@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .decode import gaussian_kernel
+from ..models.decode import gaussian_kernel
 
 
 @dataclass

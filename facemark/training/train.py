@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import labelmap
+from .. import labelmap
 from .augment import AugmentConfig, identity_geometry, photometric, sample_geometry, transform_points, warp
 from .export import _atomic_torch_save, export_onnx, save_state
-from .layouts import FLIP98
+from ..layouts import FLIP98
 from .losses import loss_for
-from .models import create, scale_pixels
+from ..models import create, scale_pixels
 from .pack import Pack
 
 DEFAULTS = {
@@ -58,8 +58,8 @@ class TrainOptions:
 
 def load_torch_model(model: str) -> tuple[torch.nn.Module, dict]:
     """A shipped model name (``hourglass``) or a facemark ``.pt`` file, as a float32 torch module."""
-    from .backends import resolve
-    from .export import load_state
+    from ..backends import resolve
+    from ..models import load_state
 
     return load_state(resolve(model, ".pt"))
 
@@ -100,8 +100,8 @@ class Trainer:
         else:
             cfg = {**DEFAULTS[opts.family], **opts.model}
             if opts.family == "hybrid" and "neighbors" not in cfg:
-                from .align import _load_templates  # noqa: F401  (calibration must exist)
-                cal = json.loads((Path(__file__).parent / "calibration.json").read_text())
+                from ..align import _load_templates  # noqa: F401  (calibration must exist)
+                cal = json.loads((Path(__file__).parent.parent / "calibration.json").read_text())
                 cfg["neighbors"] = knn_neighbors(np.asarray(cal["mean98"]))
             self.model = create(opts.family, **cfg).to(self.dev)
         self.teacher = None
@@ -287,7 +287,7 @@ class Trainer:
 
     def export_best(self, name: str | None = None) -> tuple[Path, Path]:
         """best.pt -> model.onnx (decode inside, fp16-stored) and model.pt (fp16 state)."""
-        from .export import load_state
+        from ..models import load_state
 
         model, meta = load_state(self.out / "best.pt")
         meta = {**meta, "name": name or self.model.family, "family": self.model.family}
@@ -295,3 +295,50 @@ class Trainer:
         export_onnx(model, onnx_path, meta)
         save_state(model, pt_path, meta)
         return onnx_path, pt_path
+
+
+def parse_arch(items: list[str]) -> dict:
+    """``--arch KEY=VALUE`` options: JSON values where they parse (``width=128``, ``widths=[8,16]``)."""
+    from ..errors import UsageError
+
+    arch = {}
+    for item in items:
+        if "=" not in item:
+            raise UsageError(f"--arch wants KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            arch[k] = json.loads(v)
+        except json.JSONDecodeError:
+            arch[k] = v
+    return arch
+
+
+def load_pack(pack_path: Path | None, data: list[str], teacher: Path | None, cache: Path, res: int) -> Pack:
+    """A pack file, or one built from ``--data`` on the fly."""
+    from ..errors import UsageError
+    from .pack import build_pack
+
+    if pack_path is not None:
+        if not Path(pack_path).is_file():
+            raise UsageError(f"pack not found: {pack_path}")
+        return Pack.load(pack_path)
+    if data:
+        return build_pack(data, teacher, cache, res, 0.5)
+    raise UsageError("give --data KIND=PATH (and --teacher for 68-point data) or --pack FILE")
+
+
+def make_trainer(pack: Pack, opts: TrainOptions, log=print) -> Trainer:
+    """Check the options, then build the trainer (resuming if asked): ``UsageError`` if they cannot work."""
+    from ..errors import UsageError
+    from ..models import FAMILIES
+
+    if opts.family not in FAMILIES:
+        raise UsageError(f"unknown model {opts.family!r}: use one of {', '.join(FAMILIES)}")
+    if opts.distill < 0:
+        raise UsageError("--distill must be 0 or more")
+    if opts.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda: CUDA is not available here (no GPU, or a CPU-only PyTorch)")
+    try:
+        return Trainer(pack, opts, log=log)
+    except (RuntimeError, ValueError) as e:
+        raise UsageError(str(e)) from None

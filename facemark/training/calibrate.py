@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import align, labelmap
-from .layouts import five_points
+from .. import align, labelmap
+from ..layouts import five_points
 
 
 def procrustes_mean(shapes: np.ndarray, iters: int = 10) -> np.ndarray:
@@ -75,7 +75,7 @@ def calibrate(human68: np.ndarray, teacher98: np.ndarray, det_kps: np.ndarray, d
 
 
 def write(cal: dict, path: str | Path, provenance: str) -> None:
-    from .imageio import atomic_write_bytes
+    from ..imageio import atomic_write_bytes
 
     cal = {"provenance": provenance, **cal}
     atomic_write_bytes(path, (json.dumps(cal, indent=1) + "\n").encode())
@@ -84,11 +84,11 @@ def write(cal: dict, path: str | Path, provenance: str) -> None:
 def from_data(specs: list[str], teacher_dir: str, yunet: str | None, cache_dir: Path, log=print) -> dict:
     """The ``facemark calibrate`` work: detect + teach every 68-point training face, then fit."""
     from . import datasets
-    from .detector import RetinaFace, YuNet
+    from ..detector import RetinaFace, YuNet
     from .prepare import match, prepare
     from .teacher import Teacher
 
-    samples = [s for spec in specs for s in datasets.load(spec) if s.split == "train" and s.landmarks.shape[0] == 68]
+    samples = [s for s in datasets.load_all(specs) if s.split == "train" and s.landmarks.shape[0] == 68]
     samples = [s for s in samples if s.subset != "training_frames_keypoints"] or samples
     log(f"{len(samples)} training faces with human 68-point labels")
     prep = prepare(samples, RetinaFace(threshold=0.3), Teacher.from_dir(teacher_dir), cache_dir)
@@ -104,3 +104,15 @@ def from_data(specs: list[str], teacher_dir: str, yunet: str | None, cache_dir: 
                 yk[i] = d.kps
     human = np.stack([s.landmarks for s in samples])
     return calibrate(human, prep.teacher, prep.det_kps, prep.det_box, yk)
+
+
+def run(data: list[str], teacher: Path, yunet: Path | None, out_path: Path, cache_dir: Path, log=print) -> dict:
+    """``facemark calibrate``: fit from ``data`` and write ``out_path`` with the command as provenance."""
+    from ..errors import UsageError
+
+    if not Path(teacher).is_dir():
+        raise UsageError(f"teacher directory not found: {teacher}")
+    result = from_data(data, str(teacher), str(yunet) if yunet else None, cache_dir, log=log)
+    prov = "facemark calibrate " + " ".join(f"--data {d}" for d in data) + f" --teacher {teacher}" + (f" --yunet {yunet}" if yunet else "")
+    write(result, out_path, prov)
+    return result

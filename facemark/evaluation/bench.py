@@ -17,8 +17,8 @@ from typing import Callable
 
 import numpy as np
 
-from .backends import ModelError, OnnxModel, TorchModel
-from .runtime import available_providers
+from ..backends import ModelError, OnnxModel, TorchModel
+from ..runtime import available_providers
 
 
 @dataclass
@@ -79,7 +79,7 @@ def bench_detector(frame: np.ndarray, detector, name: str, runs: int = 50) -> Ro
 
 def bench_pipeline(frame: np.ndarray, model: str, threads: int | None) -> Row:
     """The whole CPU path on one frame: detect, crop, landmarks, map back (what ``detect`` runs)."""
-    from .landmarker import FaceLandmarker
+    from ..landmarker import FaceLandmarker
 
     fl = FaceLandmarker(model=model, threads=threads)
     n = len(fl.detect(frame))
@@ -222,3 +222,95 @@ def machine_info(device: str) -> dict:
     except ImportError:
         pass
     return info
+
+
+def synthetic_frame() -> np.ndarray:
+    """A 640x480 colour ramp: the timing frame when no photo is given (detector speed only)."""
+    yy, xx = np.mgrid[0:480, 0:640]
+    return np.dstack([(xx * 0.3 + yy * 0.2) % 256, (xx * 0.1) % 256, (yy * 0.4) % 256]).astype(np.uint8)
+
+
+def parse_batches(batch: str, device: str) -> list[int]:
+    from ..errors import UsageError
+
+    try:
+        batches = sorted({int(b) for b in batch.split(",") if b.strip()}) or ([1, 32] if device == "cpu" else [1, 32, 256])
+    except ValueError:
+        raise UsageError(f"--batch wants comma-separated integers, got {batch!r}") from None
+    if 1 not in batches or min(batches) < 1:
+        raise UsageError("--batch must include 1 (latency) and only positive sizes")
+    return batches
+
+
+def run_bench(device: str = "cpu", models: list[str] = ("hourglass", "direct", "hybrid"), batches: list[int] = (1, 32),
+              threads: int | None = None, data: str | None = None, image=None, yunet=None, limit: int | None = None,
+              status=None) -> tuple[list[Row], list[str], dict]:
+    """Everything ``facemark bench`` measures: (rows, skipped with reasons, machine info).
+
+    ``status(text)`` is a context manager shown while a long step runs (the CLI's spinner)."""
+    import contextlib
+    from pathlib import Path
+
+    from ..detector import RetinaFace, YuNet
+    from ..errors import UsageError
+    from ..imageio import ImageError, read_image
+
+    status = status or (lambda text: contextlib.nullcontext())
+    if device not in ("cpu", "cuda"):
+        raise UsageError("--device must be cpu or cuda")
+    names = list(models)
+    batches = list(batches)
+    if threads:
+        try:
+            import torch
+
+            torch.set_num_threads(threads)
+        except ImportError:
+            pass
+    plans, skipped = backends_for(device)
+    if not plans:
+        raise UsageError(skipped[0])
+    if image is not None:
+        try:
+            frame = fit_frame(read_image(image))
+        except ImageError as e:
+            raise UsageError(str(e)) from None
+    else:
+        frame = synthetic_frame()
+    rows = [bench_detector(frame, RetinaFace(), "retinaface")]
+    if yunet is not None:
+        if not Path(yunet).is_file():
+            raise UsageError(f"YuNet model not found: {yunet}")
+        rows.append(bench_detector(frame, YuNet(str(yunet)), "yunet"))
+    with status("timing landmark models..."):
+        lm_rows, more_skipped = run_landmarks(names, device, batches, threads, log=lambda *_: None)
+    rows += lm_rows
+    skipped += more_skipped
+    if device == "cpu" and image is not None:
+        with status("timing the whole pipeline..."):
+            for name in names:
+                try:
+                    rows.append(bench_pipeline(frame, name, threads))
+                except ValueError as e:
+                    skipped.append(f"pipeline {name}: {e}")
+    if data:
+        from ..landmarker import FaceLandmarker
+        from ..training.datasets import load_all
+        from .evaluate import evaluate
+        from .metrics import summary
+
+        samples = [s for s in load_all([data]) if s.split == "test"][: limit or None]
+        if not samples:
+            raise UsageError(f"no test faces in {data}")
+        for name in names:
+            try:
+                fl = FaceLandmarker(model=name, threshold=0.3)
+            except ValueError as e:  # ModelError is a ValueError
+                skipped.append(f"{name}: {e}")
+                continue
+            with status(f"NME of {name} on {len(samples)} faces..."):
+                nme = summary(evaluate(fl, samples).errors)["nme"]
+            for r in rows:
+                if r.stage == "landmarks" and r.model == fl.model_name:
+                    r.nme = nme
+    return rows, skipped, machine_info(device)

@@ -12,9 +12,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import align
-from .layouts import FLIP98
-from .runtime import ort_session
+from .. import align
+from ..layouts import FLIP98
+from ..runtime import ort_session
 
 SIZE = 112
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layouts import IOD68, IOD98
+from ..layouts import IOD68, IOD98
 
 
 def nme(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:

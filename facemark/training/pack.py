@@ -14,9 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import align, labelmap
+from .. import align, labelmap
 from .datasets import Sample
-from .layouts import five_points
+from ..layouts import five_points
 from .prepare import Prepared
 
 
@@ -116,3 +116,34 @@ def build(samples: list[Sample], prep: Prepared, weights: list[float], res: int 
     h68a = (np.asarray(h68) - 0.5) / margin + 0.5
     return Pack(np.concatenate(blobs), offsets, t98a.astype(np.float32), h68a.astype(np.float32),
                 np.asarray(wts, np.float32), np.asarray(val, bool), np.asarray(src), res, margin)
+
+
+def build_pack(data: list[str], teacher: Path | None, cache: Path, res: int = 192, youtube_weight: float = 0.5,
+               quality: int = 92, progress=None) -> Pack:
+    """``facemark pack``: detector (and teacher, both cached) over every training face, then crop.
+
+    ``progress(stage, done, total)`` with stage ``prepare`` or ``crop``."""
+    from ..detector import RetinaFace
+    from ..errors import UsageError
+    from .datasets import load_all
+    from .prepare import prepare
+    from .teacher import Teacher
+
+    if not 50 <= quality <= 100:
+        raise UsageError("--quality must be between 50 and 100")
+    samples = [s for s in load_all(data) if s.split == "train"]
+    if not samples:
+        raise UsageError("no training faces in --data")
+    needs_teacher = any(s.landmarks.shape[0] != 98 for s in samples)
+    if needs_teacher and teacher is None:
+        raise UsageError("68-point data needs --teacher DIR (the PFLD-GhostOne ONNX files) for the other 30 points")
+    try:
+        tea = Teacher.from_dir(teacher) if needs_teacher else None
+    except FileNotFoundError as e:
+        raise UsageError(str(e)) from None
+    tick = (lambda stage: (lambda i, n: progress(stage, i, n))) if progress else (lambda stage: None)
+    prep = prepare(samples, RetinaFace(threshold=0.3), tea, cache, tick("prepare"))
+    weights = [youtube_weight if s.subset == "training_frames_keypoints" else 1.0 for s in samples]
+    crop_tick = tick("crop")
+    return build(samples, prep, weights, res=res, quality=quality,
+                 progress=(lambda i, n: crop_tick(i, n)) if progress else None)

@@ -136,3 +136,16 @@ def load(spec: str) -> list[Sample]:
     if kind == "csv68":
         return load_csv68(path)
     raise ValueError(f"unknown data kind {kind!r} (use 300w, wflw or csv68)")
+
+
+def load_all(specs: list[str]) -> list[Sample]:
+    """Every ``KIND=PATH`` in turn; an unusable one raises ``UsageError`` naming it."""
+    from ..errors import UsageError
+
+    samples = []
+    for spec in specs:
+        try:
+            samples += load(spec)
+        except (ValueError, FileNotFoundError) as e:
+            raise UsageError(str(e)) from None
+    return samples

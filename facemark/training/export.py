@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .models import Predictor, create
+from ..models import Predictor, load_state  # noqa: F401  (load_state: the reader beside these writers)
 
 
 def count_flops(model: torch.nn.Module, size: int) -> int:
@@ -52,13 +52,6 @@ def _atomic_torch_save(obj, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
-
-
-def load_state(path: str | Path, map_location="cpu") -> tuple[torch.nn.Module, dict]:
-    blob = torch.load(path, map_location=map_location, weights_only=True)
-    model = create(blob["family"], **blob["config"])
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
-    return model.eval(), blob.get("meta", {})
 
 
 def _fp16_initializers(model_proto) -> None:
@@ -107,3 +100,23 @@ def export_onnx(model: torch.nn.Module, path: str | Path, meta: dict | None = No
     tmp = path.with_name(f".{path.name}.tmp")
     onnx.save(proto, tmp)
     os.replace(tmp, path)
+
+
+def export_checkpoint(checkpoint: str | Path, out_dir: str | Path = "weights", name: str | None = None) -> tuple[Path, Path]:
+    """``facemark export``: a run's ``best.pt`` (or a run directory) -> ``OUT/NAME.onnx`` + ``NAME.pt``."""
+    from ..errors import UsageError
+
+    checkpoint, out_dir = Path(checkpoint), Path(out_dir)
+    if checkpoint.is_dir():
+        checkpoint = checkpoint / "best.pt"
+    if not checkpoint.is_file():
+        raise UsageError(f"checkpoint not found: {checkpoint}")
+    try:
+        model, meta = load_state(checkpoint)
+    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is a usage error
+        raise UsageError(f"cannot load {checkpoint}: {e}") from None
+    name = name or model.family
+    meta = {**meta, "name": name, "family": model.family}
+    export_onnx(model, out_dir / f"{name}.onnx", meta)
+    save_state(model, out_dir / f"{name}.pt", meta)
+    return out_dir / f"{name}.onnx", out_dir / f"{name}.pt"

@@ -6,11 +6,13 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from . import align, labelmap, metrics
-from .datasets import Sample
-from .landmarker import FaceLandmarker
-from .layouts import five_points
-from .prepare import match
+from .. import align, labelmap
+
+from . import metrics
+from ..training.datasets import Sample
+from ..landmarker import FaceLandmarker
+from ..layouts import five_points
+from ..training.prepare import match
 
 
 @dataclass
@@ -90,7 +92,49 @@ def plot_ced(results: list[EvalResult], path: str, limit: float = 0.10) -> np.nd
         s = metrics.summary(r.errors)
         label = f"{r.model} ({r.mode}): NME {s['nme']:.2f}%, AUC10 {s['auc10']:.3f}"
         cv2.putText(img, label, (x0 + 200, y0 - 20 - 20 * (len(results) - 1 - n)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, c, 1, cv2.LINE_AA)
-    from .imageio import write_image
+    from ..imageio import write_image
 
     write_image(path, img)
     return img
+
+
+def run_eval(data: list[str], models: list[str], boxes: str = "detector", device: str = "cpu",
+             detector: str = "retinaface", split: str = "test", limit: int | None = None, flip: bool = False,
+             json_path=None, plot=None, progress=None) -> tuple[list[EvalResult], dict]:
+    """``facemark eval``: every model on the labelled faces of ``data``; the report (model ->
+    mode and per-subset numbers) is also written to ``json_path``, the CED curves to ``plot``.
+
+    ``progress(model_name, done, total)`` is called as faces are measured."""
+    import json
+
+    from ..errors import UsageError
+    from ..training.datasets import load_all
+
+    if boxes not in ("detector", "gt"):
+        raise UsageError("--boxes must be detector or gt")
+    if split not in ("test", "train", "all"):
+        raise UsageError("--split must be test, train or all")
+    samples = [s for s in load_all(data) if split == "all" or s.split == split]
+    if limit:
+        samples = samples[:limit]
+    if not samples:
+        raise UsageError(f"no {split} faces in --data")
+    results = []
+    for name in models:
+        try:
+            fl = FaceLandmarker(model=name, device=device, detector=detector, threshold=0.3, flip=flip)
+        except (ValueError, FileNotFoundError) as e:
+            raise UsageError(str(e)) from None
+        tick = (lambda i, n, name=name: progress(name, i, n)) if progress else None
+        results.append(evaluate(fl, samples, boxes, tick))
+    report = {}
+    for r in results:
+        key = r.model if r.model not in report else f"{r.model}#{len(report) + 1}"
+        report[key] = {"mode": r.mode, "subsets": r.table()}
+    if json_path:
+        from ..imageio import atomic_write_bytes
+
+        atomic_write_bytes(json_path, (json.dumps(report, indent=1) + "\n").encode())
+    if plot:
+        plot_ced(results, str(plot))
+    return results, report

@@ -1,0 +1,1 @@
+"""Measuring weights: NME/FR/AUC on labelled faces (``facemark eval``) and speed (``facemark bench``)."""

@@ -1,0 +1,61 @@
+"""The package layout's promises: the inference path runs without torch, and ``--version`` loads
+nothing heavy."""
+import subprocess
+import sys
+from pathlib import Path
+
+import facemark
+
+PKG = Path(facemark.__file__).parent
+INFERENCE = sorted(p.stem for p in PKG.glob("*.py") if p.stem not in ("__main__",))
+
+BLOCK_TORCH = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked for this test")
+sys.meta_path.insert(0, Block())
+"""
+
+
+def run_py(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_inference_modules_import_and_run_without_torch():
+    imports = "; ".join(f"import facemark.{m}" for m in INFERENCE)
+    code = BLOCK_TORCH + f"""
+{imports}
+import numpy as np
+from facemark import FaceLandmarker
+fl = FaceLandmarker(model="direct")
+faces = fl.detect(np.zeros((64, 64, 3), np.uint8))
+assert faces == [], faces
+assert "torch" not in sys.modules
+print("ok", len({INFERENCE!r}))
+"""
+    r = run_py(code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("ok")
+    # The guard itself works: importing a training module does need torch.
+    r = run_py(BLOCK_TORCH + "import facemark.training.train")
+    assert r.returncode != 0 and "torch is blocked" in r.stderr
+
+
+def test_inference_path_is_the_top_level():
+    assert {"detector", "align", "landmarker", "backends", "results", "batch", "cli"} <= set(INFERENCE)
+    for sub in ("training", "evaluation"):
+        assert (PKG / sub / "__init__.py").is_file()
+    assert not {"train", "losses", "augment", "pack", "evaluate", "bench"} & set(INFERENCE)
+
+
+def test_version_loads_no_model_runtime():
+    r = run_py("import sys; sys.argv = ['facemark', '--version']\n"
+               "from facemark.cli import app\n"
+               "try:\n    app()\nexcept SystemExit:\n    pass\n"
+               "heavy = [m for m in ('torch', 'onnxruntime', 'cv2') if m in sys.modules]\n"
+               "print('heavy:', heavy)")
+    assert r.returncode == 0, r.stderr
+    assert f"facemark {facemark.__version__}" in r.stdout
+    assert "heavy: []" in r.stdout
