@@ -17,7 +17,7 @@ def __getattr__(name):
 
         return Face
     if name == "draw":
-        from .draw import draw
+        from .annotate import draw
 
         return draw
     raise AttributeError(name)

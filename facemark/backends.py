@@ -55,14 +55,20 @@ class OnnxModel:
     def __init__(self, model: str | Path = DEFAULT_MODEL, threads: int | None = None, providers=None):
         path = resolve(str(model), ".onnx")
         self.path = path
-        self.session = ort_session(str(path), providers, threads)
+        try:
+            self.session = ort_session(str(path), providers, threads)
+        except Exception:  # noqa: BLE001 - onnxruntime raises its own types for any unreadable file
+            raise ModelError(f"{path} is not a valid ONNX model (onnxruntime cannot load it)") from None
         meta = self.session.get_modelmeta().custom_metadata_map
         if "facemark.size" not in meta:
             raise ModelError(f"{path} is not a facemark model (no facemark metadata)")
-        self.family = meta["facemark.family"]
-        self.size = int(meta["facemark.size"])
-        self.config = json.loads(meta["facemark.config"])
-        self.meta = json.loads(meta.get("facemark.meta", "{}"))
+        try:
+            self.family = meta["facemark.family"]
+            self.size = int(meta["facemark.size"])
+            self.config = json.loads(meta["facemark.config"])
+            self.meta = json.loads(meta.get("facemark.meta", "{}"))
+        except (KeyError, ValueError):
+            raise ModelError(f"{path} has damaged facemark metadata") from None
         self.name = self.meta.get("name", path.stem)
         self.input = self.session.get_inputs()[0].name
 
@@ -88,7 +94,7 @@ class TorchModel:
         try:
             net, meta = load_state(path)
         except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
-            raise ModelError(f"cannot load {path}: {str(e).splitlines()[0]}") from None
+            raise ModelError(f"{path} is not a valid facemark torch model ({type(e).__name__})") from None
         self.path, self.meta, self.family, self.size, self.config = path, meta, net.family, net.size, net.config
         self.name = meta.get("name", path.stem)
         self.device = torch.device(device)

@@ -102,31 +102,41 @@ def detect(
     threshold: float = typer.Option(0.6, "--threshold", help="Detector score threshold."),
     batch_images: int = typer.Option(16, "--batch", help="Images whose faces share one model batch."),
     flip: bool = typer.Option(False, "--flip", help="Also run mirrored crops and average (slower, steadier)."),
+    style: str = typer.Option("contours", "--draw", help="With --annotate: contours (lines and points) | points | lines."),
+    show_box: bool = typer.Option(True, "--box/--no-box", help="With --annotate: draw the face box."),
+    show_score: bool = typer.Option(True, "--score/--no-score", help="With --annotate: label the box with its score."),
 ):
     """Find faces and their 98 landmarks; JSON (schema facemark/v1) to stdout or --out DIR.
 
-    Exit codes: 0 all good, 1 some inputs failed (each named on stderr), 2 usage error.
+    Exit codes: 0 all good, 1 some inputs failed (each named on stderr; the rest are written) or
+    the disk filled up (what was written is complete), 2 usage error (nothing written), 130 Ctrl-C.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .batch import detect_files, plan_inputs
+    from .annotate import STYLES
+    from .batch import OutputError, detect_files, plan_inputs, summary_line
 
+    if style not in STYLES:
+        fail(f"--draw must be one of {', '.join(STYLES)}, not {style!r}")
     with usage_errors():
         plan = plan_inputs(inputs, out_dir, annotate, batch_images, log=say)
     fl = _landmarker(model, device, detector, boxes, threshold, min_face, flip=flip)
+    options = dict(boxes=boxes, log=say, style=style, show_box=show_box, show_score=show_score)
     try:
         if len(plan.images) > 1:
             cols = [TextColumn("detect"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
             with Progress(*cols, console=err, transient=True) as bar:
                 task = bar.add_task("detect", total=len(plan.images))
-                summary = detect_files(plan, fl, boxes=boxes, log=say, progress=lambda n: bar.advance(task, n))
+                summary = detect_files(plan, fl, progress=lambda n: bar.advance(task, n), **options)
         else:
-            summary = detect_files(plan, fl, boxes=boxes, log=say)
+            summary = detect_files(plan, fl, **options)
     except KeyboardInterrupt:
         err.print("interrupted: outputs written so far are complete")
         raise typer.Exit(130) from None
+    except OutputError as e:
+        fail(str(e), 1)
+    say(summary_line(summary))
     if summary.failures:
-        err.print(f"{summary.failures} of {summary.images + summary.missing} inputs failed")
         raise typer.Exit(1)
 
 
@@ -169,7 +179,8 @@ def video(
             bar.stop()
             fail(str(e))
     if s.audio_kept is False:
-        err.print("note: audio, if any, was not kept (OpenCV writes video only; with ffmpeg on PATH it is copied)")
+        what = "the audio track was" if s.had_audio else "audio, if any, was"
+        err.print(f"note: {what} not kept (OpenCV writes video only; with ffmpeg on PATH it is copied)")
     err.print(f"{s.frames} frames in {s.seconds:.1f} s ({s.frames / s.seconds:.1f} fps), {s.tracks} face track(s)")
     if s.interrupted:
         err.print("interrupted: the output holds the frames processed so far")
@@ -355,6 +366,8 @@ def train(
     fuse_loss: bool = typer.Option(True, "--fuse-loss/--no-fuse-loss", help="Compile the heatmap loss (~30 s once)."),
     teacher_model: Optional[str] = typer.Option(None, "--teacher-model", help="Distil from this model (e.g. hourglass, or a .pt) on augmented crops."),
     distill: float = typer.Option(1.0, "--distill", help="Weight of the teacher's loss (human labels keep weight 1)."),
+    teacher_views: int = typer.Option(8, "--teacher-views", help="Augmented views per face the teacher labels once (cached)."),
+    teacher_cache: Optional[Path] = typer.Option(None, "--teacher-cache", help="Teacher label cache (default OUT/teacher.npz; share it between students)."),
     init: Optional[str] = typer.Option(None, "--init", help="Start from these weights (a model name or .pt): fine-tune."),
 ):
     """Train a landmark model; exports the best checkpoint to OUT/model.onnx and OUT/model.pt."""
@@ -365,7 +378,8 @@ def train(
     with usage_errors():
         opts = TrainOptions(model, out_dir, epochs=epochs, batch=batch, lr=lr, device=device, model=parse_arch(arch),
                             resume=resume, max_minutes=max_minutes, threads=threads, compile=compile_model,
-                            fuse_loss=fuse_loss, teacher_model=teacher_model, distill=distill, init=init)
+                            fuse_loss=fuse_loss, teacher_model=teacher_model, distill=distill, init=init,
+                            teacher_views=teacher_views, teacher_cache=teacher_cache)
         pk = load_pack(pack_path, data, teacher, cache, res)
         trainer = make_trainer(pk, opts, log=say)
     err.print(f"{model} {trainer.model.config if model != 'hybrid' else ''} on {device}: "
@@ -403,3 +417,56 @@ def export_cmd(
     with usage_errors():
         onnx_path, pt_path = export_checkpoint(checkpoint, out_dir, name)
     err.print(f"wrote {onnx_path} and {pt_path}")
+
+
+try:  # Typer >= 0.2x vendors Click; older releases depend on it
+    import click
+except ImportError:  # pragma: no cover - depends on the installed Typer
+    from typer import _click as click
+
+
+def run(argv: Optional[List[str]] = None) -> None:
+    """The ``facemark`` entry point. Typer does the parsing; usage errors come out as one line
+    (not a box), and an argument that starts with ``-`` but names an existing file gets advice
+    instead of Click's "No such option"."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args:
+        args = ["--help"]
+    for a in args:
+        if a == "--":
+            break
+        if a.startswith("-") and len(a) > 1 and os.path.lexists(a) and not _is_option(args, a):
+            fail_now(f"{a} is a file name that looks like an option: write ./{a} or put -- before it")
+    try:
+        code = app(args=args, prog_name="facemark", standalone_mode=False)
+    except click.exceptions.NoSuchOption as e:
+        hint = f" (a file? write ./{e.option_name} or put -- before it)" if not e.possibilities else ""
+        fail_now(e.format_message() + hint)
+    except click.exceptions.UsageError as e:
+        sub = f" {e.ctx.info_name}" if e.ctx is not None and e.ctx.info_name != "facemark" else ""
+        fail_now(f"{e.format_message()} (see: facemark{sub} --help)")
+    except click.exceptions.ClickException as e:
+        fail_now(e.format_message())
+    except BrokenPipeError:  # output piped into head and the like: not an error of ours
+        sys.stderr = open(os.devnull, "w")
+        raise SystemExit(0) from None
+    except Exception as e:  # noqa: BLE001 - Abort (Ctrl-C at a prompt) and its kin, by name
+        if type(e).__name__ != "Abort":
+            raise
+        err.print("interrupted")
+        raise SystemExit(130) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def fail_now(message: str) -> None:
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    raise SystemExit(2)
+
+
+def _is_option(args: list[str], a: str) -> bool:
+    """Whether ``a`` is one of the chosen command's own options (then it is meant as one)."""
+    cmd = typer.main.get_command(app)
+    sub = cmd.commands.get(args[0]) if args and hasattr(cmd, "commands") else None
+    params = list(getattr(sub, "params", [])) + list(cmd.params)
+    names = {o for p in params for o in list(getattr(p, "opts", [])) + list(getattr(p, "secondary_opts", []))}
+    return a.split("=", 1)[0] in names or a in ("--help", "-h")

@@ -97,9 +97,41 @@ class RetinaFace:
             scale = min(2.0, self.NET_MIN_FACE / float(self.min_face))
         return scale
 
+    MAX_INPUT_PIXELS = 4096 * 4096  # the network input is tiled beyond this (memory stays ~1 GB)
+    TILE = 2048  # tile side at the network's scale
+    TILE_OVERLAP = 320  # > the largest face a tile is asked for (see detect)
+
     def detect(self, image: np.ndarray) -> list[Detection]:
         h, w = image.shape[:2]
         scale = self.scale_for(h, w)
+        if h * w * scale * scale <= self.MAX_INPUT_PIXELS:
+            return self._detect_at(image, scale)
+        return self._detect_tiled(image, scale)
+
+    def _detect_tiled(self, image: np.ndarray, scale: float) -> list[Detection]:
+        """Small faces on a huge image at bounded memory: tiles at the asked scale (overlapping
+        by more than a face of TILE_OVERLAP network pixels), plus one pass over the whole image
+        at the coarser scale that fits MAX_INPUT_PIXELS for the faces too big for a tile."""
+        h, w = image.shape[:2]
+        coarse = min(scale, math.sqrt(self.MAX_INPUT_PIXELS / (h * w)))
+        found = self._detect_at(image, coarse)
+        step = int((self.TILE - self.TILE_OVERLAP) / scale)
+        side = int(self.TILE / scale)
+        for y0 in range(0, max(1, h - int(self.TILE_OVERLAP / scale)), step):
+            for x0 in range(0, max(1, w - int(self.TILE_OVERLAP / scale)), step):
+                tile = image[y0:y0 + side, x0:x0 + side]
+                for d in self._detect_at(tile, scale):
+                    if max(d.box[2] - d.box[0], d.box[3] - d.box[1]) * scale > self.TILE_OVERLAP:
+                        continue  # may be cut by the tile edge: the coarse pass owns big faces
+                    off = np.array([x0, y0], np.float64)
+                    found.append(Detection(d.box + np.tile(off, 2), d.score, d.kps + off))
+        if not found:
+            return []
+        keep = nms(np.stack([d.box for d in found]), np.array([d.score for d in found]), self.nms_iou)
+        return [found[i] for i in keep]
+
+    def _detect_at(self, image: np.ndarray, scale: float) -> list[Detection]:
+        h, w = image.shape[:2]
         nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
         ph, pw = -(-nh // 32) * 32, -(-nw // 32) * 32  # FPN needs multiples of 32
         small = image if (nh, nw) == (h, w) else cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
@@ -149,12 +181,24 @@ class YuNet:
         h, w = dims[2].dim_value, dims[3].dim_value
         return (w, h) if h > 0 and w > 0 else (0, 0)
 
+    def check(self) -> "YuNet":
+        """Load the model now, so a missing or broken file is reported before any image is read."""
+        from .backends import ModelError
+        from .imageio import quiet_stderr
+
+        if not Path(self.path).is_file():
+            raise FileNotFoundError(f"YuNet model not found: {self.path}")
+        try:
+            with quiet_stderr():  # OpenCV's DNN importer prints its own complaint first
+                self._size = self._input_size()
+                self._det = cv2.FaceDetectorYN.create(self.path, "", (320, 320), self.threshold, self.nms_iou, 5000)
+        except Exception:  # noqa: BLE001 - onnx / cv2 raise their own types for a bad file
+            raise ModelError(f"{self.path} is not a valid YuNet ONNX model") from None
+        return self
+
     def detect(self, image: np.ndarray) -> list[Detection]:
         if self._det is None:
-            if not Path(self.path).is_file():
-                raise FileNotFoundError(f"YuNet model not found: {self.path}")
-            self._size = self._input_size()
-            self._det = cv2.FaceDetectorYN.create(self.path, "", (320, 320), self.threshold, self.nms_iou, 5000)
+            self.check()
         h, w = image.shape[:2]
         fw, fh = self._size
         if fw and fh:  # fixed input: letterbox
@@ -176,33 +220,68 @@ class YuNet:
         return out
 
 
+class BoxError(ValueError):
+    """A given box that cannot be used (not four finite numbers with x2 > x1 and y2 > y1)."""
+
+
+def check_box(b, where: str = "box") -> np.ndarray:
+    """``[x1, y1, x2, y2]`` or ``[x1, y1, x2, y2, score]`` as five floats, or ``BoxError`` saying why."""
+    if isinstance(b, Detection):
+        b = list(np.asarray(b.box).reshape(-1)) + [b.score]
+    if isinstance(b, (str, bytes, dict)) or not hasattr(b, "__len__"):
+        raise BoxError(f"{where} must be [x1, y1, x2, y2] (optionally a score), not {b!r}")
+    try:
+        arr = np.asarray(b, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise BoxError(f"{where} must hold numbers only, not {b!r}") from None
+    if arr.ndim != 1 or arr.size not in (4, 5):
+        raise BoxError(f"{where} must be [x1, y1, x2, y2] (optionally a score), not {b!r}")
+    if not np.all(np.isfinite(arr)) or np.abs(arr[:4]).max() > 1e7:
+        raise BoxError(f"{where} has a non-finite or absurdly large number: {b!r}")
+    if arr[2] <= arr[0] or arr[3] <= arr[1]:
+        raise BoxError(f"{where} is empty or inverted (needs x2 > x1 and y2 > y1): {b!r}")
+    return np.append(arr, 1.0) if arr.size == 4 else arr
+
+
 @dataclass
 class GivenBoxes:
-    """Boxes supplied by the user, keyed by image path (as given, or its file name)."""
+    """Boxes supplied by the user, keyed by image path (as given, or its file name). The file's
+    shape is checked on reading; each image's boxes when that image is processed, so one bad
+    entry fails that image alone."""
 
-    boxes: dict[str, list[list[float]]]
+    boxes: dict[str, object]
     name: str = "boxes"
 
     @classmethod
     def from_file(cls, path: str | Path) -> "GivenBoxes":
         """Read ``{"img.jpg": [[x1,y1,x2,y2(,score)], ...]}`` or facemark/v1 result documents."""
         data = json.loads(Path(path).read_text())
-        docs = data if isinstance(data, list) else [data] if "schema" in data else None
+        docs = data if isinstance(data, list) else [data] if isinstance(data, dict) and "schema" in data else None
         if docs is not None:
-            data = {d["image"]: [f["box"] + [f.get("score", 1.0)] for f in d["faces"]] for d in docs}
+            out = {}
+            for d in docs:
+                if not isinstance(d, dict) or not isinstance(d.get("image"), str) or not isinstance(d.get("faces"), list):
+                    raise ValueError("a result document needs an image name and a faces list")
+                out[d["image"]] = [f.get("box", []) + [f.get("score", 1.0)] if isinstance(f, dict) and isinstance(f.get("box"), list)
+                                   else f for f in d["faces"]]
+            data = out
         if not isinstance(data, dict):
             raise ValueError("boxes file must map image names to lists of [x1, y1, x2, y2]")
-        for key, value in data.items():
-            for b in value:
-                if not (isinstance(b, (list, tuple)) and len(b) in (4, 5)):
-                    raise ValueError(f"bad box for {key!r}: {b!r}")
         return cls({str(k): v for k, v in data.items()})
 
+    def has(self, key: str) -> bool:
+        return any(k in self.boxes for k in (key, Path(key).as_posix(), Path(key).name))
+
     def lookup(self, key: str) -> list[Detection]:
+        """The boxes of one image (none if it has no entry); ``BoxError`` names a bad one."""
         for k in (key, Path(key).as_posix(), Path(key).name):
             if k in self.boxes:
-                return [
-                    Detection(np.asarray(b[:4], np.float64), float(b[4]) if len(b) > 4 else 1.0)
-                    for b in self.boxes[k]
-                ]
+                value = self.boxes[k]
+                if not isinstance(value, list):
+                    raise BoxError(f"boxes for {k!r} must be a list of [x1, y1, x2, y2], not {value!r}")
+                out = []
+                for j, b in enumerate(value):
+                    arr = check_box(b, f"box {j} of {k!r}")
+                    out.append(Detection(arr[:4].copy(), float(arr[4])))
+                return out
         return []

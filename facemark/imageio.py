@@ -2,7 +2,12 @@
 from __future__ import annotations
 
 import os
+import stat
+import struct
+import sys
 import tempfile
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -11,25 +16,123 @@ import numpy as np
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".pbm", ".pgm", ".ppm"}
 
 
+MAX_PIXELS = int(os.environ.get("FACEMARK_MAX_PIXELS", 200_000_000))  # 200 MP: a 16000x12500 photo
+MAX_BYTES = 1 << 30  # 1 GiB of compressed input
+
+
 class ImageError(ValueError):
     """An input that is not a readable image."""
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
+# Codec libraries (libpng, libtiff, FFmpeg) write warnings straight to file descriptor 2; facemark
+# silences that descriptor while they run so stderr holds only its own lines. Whoever prints to
+# stderr in facemark takes this lock, so no line of ours is swallowed.
+STDERR_LOCK = threading.RLock()
+
+
+@contextmanager
+def quiet_stderr():
+    with STDERR_LOCK:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError):  # no real descriptor 2 (some embedders): nothing to silence
+            yield
+            return
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG, JPEG, BMP, GIF or WebP header without decoding; None if unknown."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return struct.unpack(">II", data[16:24])
+    if data[:2] == b"BM" and len(data) >= 26:
+        w, h = struct.unpack("<ii", data[18:26])
+        return abs(w), abs(h)
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        return struct.unpack("<HH", data[6:10])
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
+        kind = data[12:16]
+        if kind == b"VP8X":
+            return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
+        if kind == b"VP8L":
+            b = int.from_bytes(data[21:25], "little")
+            return 1 + (b & 0x3FFF), 1 + ((b >> 14) & 0x3FFF)
+        if kind == b"VP8 ":
+            w, h = struct.unpack("<HH", data[26:30])
+            return w & 0x3FFF, h & 0x3FFF
+    if data[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 < len(data):
+            if data[i] != 0xFF:
+                i += 1
+                continue
+            marker = data[i + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
+                i += 1 if marker == 0xFF else 2
+                continue
+            length = struct.unpack(">H", data[i + 2:i + 4])[0]
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                h, w = struct.unpack(">HH", data[i + 5:i + 9])
+                return w, h
+            i += 2 + length
+    return None
+
+
+def check_regular_file(path: Path) -> None:
+    """Refuse what is not a regular file before opening it: a FIFO would block forever, a device
+    read without end."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except OSError as e:
+        raise ImageError(f"cannot read {path}: {e.strerror or e}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageError(f"{path} is a directory, not an image")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageError(f"{path} is not a regular file (a FIFO, socket or device), not read")
+    if st.st_size > MAX_BYTES:
+        raise ImageError(f"{path} is {st.st_size / 2**30:.1f} GiB, over facemark's 1 GiB input limit")
+
+
+def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
     """BGR uint8 image as displayed: EXIF orientation applied; grey, alpha and 16-bit inputs
-    converted. ``imdecode`` on the raw bytes also copes with non-ASCII paths."""
+    converted. ``imdecode`` on the raw bytes also copes with non-ASCII paths. Images over
+    ``max_pixels`` (default ``MAX_PIXELS``) are refused from their header, before any decoding."""
     path = Path(path)
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
+    check_regular_file(path)
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as e:
         raise ImageError(f"cannot read {path}: {e.strerror or e}") from None
     if data.size == 0:
         raise ImageError(f"{path} is empty")
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    size = header_size(data[:65536].tobytes())
+    if size is not None and size[0] * size[1] > limit:
+        raise ImageError(f"{path} is {size[0]}x{size[1]} pixels, over the {limit:,}-pixel limit "
+                         f"(FACEMARK_MAX_PIXELS raises it)")
+    try:
+        with quiet_stderr():
+            image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error as e:
+        msg = "too many pixels for OpenCV" if "pixel" in str(e).lower() else "OpenCV cannot decode it"
+        raise ImageError(f"{path}: {msg}") from None
     if image is None:
-        raise ImageError(f"{path} is not an image OpenCV can decode")
+        raise ImageError(f"{path} is not an image OpenCV can decode (damaged or not an image)")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ImageError(f"{path} has no pixels")
+    if image.shape[0] * image.shape[1] > limit:
+        raise ImageError(f"{path} is {image.shape[1]}x{image.shape[0]} pixels, over the {limit:,}-pixel limit "
+                         f"(FACEMARK_MAX_PIXELS raises it)")
     return image
 
 

@@ -1,8 +1,15 @@
-"""Turning command-line inputs (files, directories, globs) into images and output paths."""
+"""Turning command-line inputs (files, directories, globs) into images and their output names.
+
+Outputs mirror the inputs' layout below their deepest common folder: one file -> its name; one
+directory -> the layout inside it; ``left/`` and ``right/`` -> ``left/...`` and ``right/...``;
+absolute and ``../`` paths alike. Distinct inputs therefore never share an output name, and the
+full file name is kept (``a.jpg`` -> ``a.jpg.json``), so ``a.jpg``, ``a.png`` and ``a.png.jpg``
+never collide either. The same command always gives the same names (a resumed run finds them).
+"""
 from __future__ import annotations
 
 import glob
-from collections import Counter
+import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -12,57 +19,95 @@ from .imageio import IMAGE_EXTS
 @dataclass(frozen=True)
 class InputImage:
     path: Path  # where to read it
-    rel: PurePosixPath  # its place in the output tree (the input's own layout, mirrored)
-
-
-def _safe_rel(p: Path) -> PurePosixPath:
-    """A relative path as given (without '..' or an anchor), else the bare file name."""
-    if not p.is_absolute() and ".." not in p.parts:
-        return PurePosixPath(p.as_posix())
-    return PurePosixPath(p.name)
+    root: Path  # the folder it was found under (a directory argument, or a file's own folder)
 
 
 def _has_magic(s: str) -> bool:
     return any(c in s for c in "*?[")
 
 
+def _is_image_name(name: str) -> bool:
+    # facemark's own annotated outputs are not inputs (a second run over the same folder).
+    return Path(name).suffix.lower() in IMAGE_EXTS and ".annotated." not in name
+
+
+def walk_images(root: Path, problems: list[str]) -> list[Path]:
+    """Image files below ``root``, sorted; symlinked folders are not followed (no loops), and a
+    folder that cannot be listed is one problem line, not the end of the run."""
+    found = []
+
+    def onerror(e: OSError) -> None:
+        problems.append(f"{e.filename}: cannot list this folder ({e.strerror}); skipped")
+
+    for folder, dirs, files in os.walk(root, onerror=onerror, followlinks=False):
+        dirs.sort()
+        found += [Path(folder) / f for f in sorted(files) if _is_image_name(f)]
+    return found
+
+
 def expand(args: list[str]) -> tuple[list[InputImage], list[str]]:
     """Files as given; directories recursively (image extensions only); globs expanded as a
-    shell would. Output paths mirror a file's path as given, or a path below a given directory.
-    Returns the images (first occurrence wins) and the arguments that matched nothing."""
+    shell would. Returns the images (first occurrence wins) and one message per argument or
+    folder that gave nothing usable."""
     found: list[InputImage] = []
-    missing: list[str] = []
-    seen: set[Path] = set()
+    problems: list[str] = []
+    seen: set[str] = set()
 
-    def add(path: Path, rel: PurePosixPath) -> None:
-        key = path.resolve()
+    def add(path: Path, root: Path) -> None:
+        key = os.path.realpath(path)
         if key not in seen:
             seen.add(key)
-            found.append(InputImage(path, rel))
+            found.append(InputImage(path, root))
 
     for arg in args:
         p = Path(arg)
         if p.is_dir():
-            # facemark's own annotated outputs are not inputs (a second run over the same folder).
-            for f in sorted(x for x in p.rglob("*") if x.is_file() and x.suffix.lower() in IMAGE_EXTS
-                            and not x.stem.endswith(".annotated")):
-                add(f, PurePosixPath(f.relative_to(p).as_posix()))
-        elif p.is_file():
-            add(p, PurePosixPath(p.name) if p.is_absolute() else _safe_rel(p))
+            for f in walk_images(p, problems):
+                add(f, p)
+        elif os.path.lexists(p):
+            if p.is_symlink() and not p.exists():
+                problems.append(f"{arg}: a broken symbolic link")
+            else:
+                add(p, p.parent)  # read_image says what is wrong if it is no regular image file
         elif _has_magic(arg):  # a quoted glob: the same as if the shell had expanded it
-            hits = [h for h in sorted(Path(x) for x in glob.glob(arg, recursive=True)) if h.is_file()]
+            hits = sorted(Path(x) for x in glob.glob(arg, recursive=True))
+            hits = [h for h in hits if not h.is_dir() and _is_image_name(h.name)]
             if not hits:
-                missing.append(arg)
+                problems.append(f"{arg}: no file matches this pattern")
             for h in hits:
-                add(h, _safe_rel(h))
+                add(h, h.parent)
         else:
-            missing.append(arg)
-    return found, missing
+            problems.append(f"{arg}: no such file or directory")
+    return found, problems
 
 
-def output_stems(images: list[InputImage]) -> list[PurePosixPath]:
-    """``<relative dir>/<stem>`` for each image; where two would collide (``a.jpg`` and ``a.png``
-    in one folder) both keep their extension (``a.jpg``, ``a.png``) instead."""
-    stems = [im.rel.with_suffix("") for im in images]
-    counts = Counter(stems)
-    return [im.rel if counts[s] > 1 else s for im, s in zip(images, stems)]
+def output_names(images: list[InputImage]) -> list[PurePosixPath]:
+    """Each image's path below the deepest folder common to all the inputs; ``.json`` or
+    ``.annotated.<ext>`` is appended to it."""
+    if not images:
+        return []
+    roots = sorted({os.path.abspath(im.root) for im in images})
+    try:
+        base = os.path.commonpath(roots)
+    except ValueError:  # different drives (Windows): keep each full path
+        base = ""
+    out = []
+    for im in images:
+        full = os.path.abspath(im.path)
+        rel = os.path.relpath(full, base) if base else full.replace(":", "").lstrip("\\/")
+        out.append(PurePosixPath(Path(rel).as_posix()))
+    return out
+
+
+def collisions(names: list[PurePosixPath]) -> list[tuple[int, int]]:
+    """Pairs of images whose outputs would be the same file (a safety net: output_names gives
+    distinct inputs distinct names)."""
+    first: dict[str, int] = {}
+    out = []
+    for i, n in enumerate(names):
+        key = n.as_posix()
+        if key in first:
+            out.append((first[key], i))
+        else:
+            first[key] = i
+    return out

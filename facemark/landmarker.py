@@ -9,8 +9,8 @@ import numpy as np
 
 from . import align, labelmap
 from .backends import DEFAULT_MODEL, load_model
-from .detector import Detection, GivenBoxes, RetinaFace, YuNet
-from .imageio import as_bgr, read_image
+from .detector import Detection, GivenBoxes, RetinaFace, YuNet, check_box
+from .imageio import MAX_PIXELS, as_bgr, read_image
 from .layouts import FLIP98, five_points
 from .results import Face
 
@@ -25,7 +25,7 @@ def make_detector(spec: str | object = "retinaface", threshold: float = 0.6, min
         path = spec.split(":", 1)[1]
         if not Path(path).is_file():
             raise FileNotFoundError(f"YuNet model not found: {path}")
-        return YuNet(path, threshold=threshold)
+        return YuNet(path, threshold=threshold).check()
     raise ValueError(f"unknown detector {spec!r}: use retinaface or yunet:PATH.onnx")
 
 
@@ -72,10 +72,11 @@ class FaceLandmarker:
 
     # --- public API ------------------------------------------------------------------------
     def detect(self, image: str | Path | np.ndarray) -> list[Face]:
+        """Faces in one image: a path, or a uint8 (or uint16) BGR, grey or BGRA array."""
         return self.detect_batch([image])[0]
 
     def detect_batch(self, images: Sequence[str | Path | np.ndarray]) -> list[list[Face]]:
-        imgs = [self._load(i) for i in images]
+        imgs = [self._load(i, f"images[{k}]") for k, i in enumerate(_sequence(images, "images"))]
         dets = [self.detector.detect(im) for im in imgs]
         return self.landmarks_for(imgs, dets)
 
@@ -84,7 +85,11 @@ class FaceLandmarker:
         return self.landmarks_for([self._load(image)], [_as_detections(boxes)])[0]
 
     def landmarks_batch(self, images: Sequence, boxes: Sequence[Iterable]) -> list[list[Face]]:
-        return self.landmarks_for([self._load(i) for i in images], [_as_detections(b) for b in boxes])
+        images, boxes = _sequence(images, "images"), _sequence(boxes, "boxes")
+        if len(images) != len(boxes):
+            raise ValueError(f"landmarks_batch needs one list of boxes per image: {len(images)} images, {len(boxes)} box lists")
+        return self.landmarks_for([self._load(i, f"images[{k}]") for k, i in enumerate(images)],
+                                  [_as_detections(b, f"boxes[{k}]") for k, b in enumerate(boxes)])
 
     # --- the work --------------------------------------------------------------------------
     def landmarks_for(self, images: list[np.ndarray], detections: list[list[Detection]]) -> list[list[Face]]:
@@ -118,21 +123,41 @@ class FaceLandmarker:
             crops = np.empty((stop - start, size, size, 3), np.uint8)
             for j in range(start, stop):
                 align.warp(images[j], mats[j], size, out=crops[j - start])  # straight into the batch
-            canon[start:stop] = self.model(crops)
-            if self.flip:
-                mirrored = self.model(np.ascontiguousarray(crops[:, :, ::-1]))[:, FLIP98]
-                mirrored[..., 0] = 1.0 - mirrored[..., 0]  # canonical mirror: u -> 1 - u
-                canon[start:stop] = (canon[start:stop] + mirrored) / 2
+            canon[start:stop] = flip_averaged(self.model, crops) if self.flip else self.model(crops)
         if n == 0:
             return canon
         inv = np.stack([align.invert(m) for m in mats])
         return align.apply(inv, canon * size - 0.5)
 
     @staticmethod
-    def _load(image) -> np.ndarray:
+    def _load(image, name: str = "image") -> np.ndarray:
+        """A path or an array, checked here at the public boundary so that a bad one is a clear
+        ``TypeError``/``ValueError``/``FileNotFoundError``, not an error from deep in OpenCV."""
         if isinstance(image, (str, Path)):
+            if not Path(image).exists():
+                raise FileNotFoundError(f"{name}: no such file: {image}")
             return read_image(image)
+        if not isinstance(image, np.ndarray):
+            raise TypeError(f"{name} must be a file path or a numpy array (H, W, 3) BGR uint8, not {type(image).__name__}")
+        if image.dtype not in (np.uint8, np.uint16):
+            raise TypeError(f"{name} must be uint8 (or uint16), not {image.dtype}: scale it to 0..255 and use "
+                            f".astype(np.uint8)")
+        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+            raise ValueError(f"{name} must be (H, W) grey, (H, W, 3) BGR or (H, W, 4) BGRA, not shape {image.shape}")
+        if image.shape[0] < 1 or image.shape[1] < 1:
+            raise ValueError(f"{name} has no pixels (shape {image.shape})")
+        if image.shape[0] * image.shape[1] > MAX_PIXELS:
+            raise ValueError(f"{name} has {image.shape[0] * image.shape[1]:,} pixels, over the {MAX_PIXELS:,}-pixel limit")
         return as_bgr(image)
+
+
+def flip_averaged(model, crops: np.ndarray) -> np.ndarray:
+    """Canonical points of uint8 crops averaged with those of the mirrored crops (mirrored back,
+    with the left/right landmark permutation): steadier, at twice the model time."""
+    pts = model(crops)
+    mirrored = model(np.ascontiguousarray(crops[:, :, ::-1]))[:, FLIP98]
+    mirrored[..., 0] = 1.0 - mirrored[..., 0]  # canonical mirror: u -> 1 - u
+    return (pts + mirrored) / 2
 
 
 def _realign(landmarks98: np.ndarray, previous: np.ndarray, size: int) -> np.ndarray:
@@ -143,14 +168,26 @@ def _realign(landmarks98: np.ndarray, previous: np.ndarray, size: int) -> np.nda
         return previous
 
 
-def _as_detections(boxes) -> list[Detection]:
+def _sequence(value, name: str) -> list:
+    if isinstance(value, (str, Path, np.ndarray)) or not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be a list (one entry per image), not {type(value).__name__}")
+    return list(value)
+
+
+def _as_detections(boxes, name: str = "boxes") -> list[Detection]:
+    """(K, 4|5) boxes or ``Detection``s, each checked (finite, x2 > x1, y2 > y1)."""
     if isinstance(boxes, GivenBoxes):
-        raise TypeError("pass the boxes of one image")
+        raise TypeError(f"{name}: pass the boxes of one image, not a GivenBoxes table")
+    if isinstance(boxes, np.ndarray) and boxes.ndim == 1 and boxes.size in (4, 5):
+        boxes = [boxes]  # one box given on its own
+    if isinstance(boxes, (str, bytes)) or not isinstance(boxes, Iterable):
+        raise TypeError(f"{name} must be a list of [x1, y1, x2, y2] boxes, not {type(boxes).__name__}")
     out = []
-    for b in boxes:
-        if isinstance(b, Detection):
+    for j, b in enumerate(boxes):
+        if isinstance(b, Detection) and b.kps is not None:
+            check_box(b, f"{name}[{j}]")
             out.append(b)
         else:
-            b = np.asarray(b, np.float64).reshape(-1)
-            out.append(Detection(b[:4], float(b[4]) if b.size > 4 else 1.0))
+            arr = check_box(b, f"{name}[{j}]")
+            out.append(Detection(arr[:4].copy(), float(arr[4])))
     return out

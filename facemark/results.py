@@ -1,6 +1,7 @@
 """Result objects and the ``facemark/v1`` JSON document."""
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
@@ -27,6 +28,11 @@ class Face:
 def document(image: str, width: int, height: int, model: str, faces: list[Face]) -> dict:
     return {"schema": SCHEMA, "image": image, "width": int(width), "height": int(height), "model": model,
             "faces": [f.to_dict() for f in faces]}
+
+
+def dumps(doc: dict) -> str:
+    """Strict JSON (no NaN/Infinity, which are not JSON): ``ValueError`` if a number is not finite."""
+    return json.dumps(doc, allow_nan=False)
 
 
 def _points_errors(value, n: int, where: str) -> list[str]:

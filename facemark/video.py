@@ -14,7 +14,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from .imageio import IMAGE_EXTS, ImageError, publish, read_image
+from .imageio import IMAGE_EXTS, ImageError, publish, quiet_stderr, read_image
 
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"}
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".webm": "VP80"}
@@ -51,7 +51,8 @@ class Source:
         cap = self._cap
         i = 0
         while True:
-            ok, frame = cap.read()
+            with quiet_stderr():  # FFmpeg's own complaints about damaged packets
+                ok, frame = cap.read()
             if not ok:
                 break
             msec = cap.get(cv2.CAP_PROP_POS_MSEC)
@@ -98,14 +99,15 @@ def open_source(spec: str, fps: float | None = None) -> Source:
         raise VideoError(f"{spec}: no such file")
     if not p.is_file() or p.stat().st_size == 0:
         raise VideoError(f"{spec}: not a video file (empty or not a file)")
-    cap = cv2.VideoCapture(str(p))
-    ok = cap.isOpened()
-    first_ok, first = cap.read() if ok else (False, None)
-    if not ok or not first_ok or first is None:
+    with quiet_stderr():  # "moov atom not found" and the like: facemark says it in its own words
+        cap = cv2.VideoCapture(str(p))
+        ok = cap.isOpened()
+        first_ok, first = cap.read() if ok else (False, None)
+        if not ok or not first_ok or first is None:
+            cap.release()
+            raise VideoError(f"{spec}: not a video OpenCV can decode (damaged, or not a video)")
         cap.release()
-        raise VideoError(f"{spec}: not a video OpenCV can decode")
-    cap.release()
-    cap = cv2.VideoCapture(str(p))  # reopen: seeking back is unreliable on damaged files
+        cap = cv2.VideoCapture(str(p))  # reopen: seeking back is unreliable on damaged files
     f = fps or cap.get(cv2.CAP_PROP_FPS)
     if not f or not np.isfinite(f) or f <= 0 or f > 1000:
         f = 30.0
@@ -195,7 +197,8 @@ class VideoSummary:
     tracks: int  # face tracks started
     decode_errors: int  # frames that did not decode (counted once)
     interrupted: bool
-    audio_kept: bool | None  # None: no audio to keep (or no --out)
+    audio_kept: bool | None  # None: nothing to keep (no --out, or no audio track)
+    had_audio: bool | None = None  # None: the container does not say (not MP4/MOV/AVI)
 
 
 def process_video(source: str, fl, out_path: Path | None = None, json_path: Path | None = None, *,
@@ -212,7 +215,7 @@ def process_video(source: str, fl, out_path: Path | None = None, json_path: Path
     import threading
     import time
 
-    from .draw import draw
+    from .annotate import draw
     from .errors import UsageError
     from .results import Face
     from .track import Tracker
@@ -227,67 +230,127 @@ def process_video(source: str, fl, out_path: Path | None = None, json_path: Path
         raise UsageError("--max-faces must be 0 (all) or more")
     if fps is not None and fps <= 0:
         raise UsageError("--fps must be positive")
-    for p in (out_path, json_path):
-        if p is not None and Path(source).exists() and p.resolve() == Path(source).resolve():
+    outputs = [p for p in (out_path, json_path) if p is not None]
+    for p in outputs:
+        if p.is_dir():
+            raise UsageError(f"{p} is a directory: give a file name (e.g. {p / 'out.mp4'})")
+        if Path(source).exists() and p.resolve() == Path(source).resolve():
             raise UsageError(f"refusing to overwrite the input {source}")
+        if p.parent.exists() and not p.parent.is_dir():
+            raise UsageError(f"{p}: {p.parent} is not a directory")
+    if out_path is not None and json_path is not None and out_path.resolve() == json_path.resolve():
+        raise UsageError("--out and --json name the same file")
+    if out_path is not None and out_path.suffix.lower() not in FOURCC:
+        raise UsageError(f"--out {out_path}: use one of {', '.join(sorted(FOURCC))}")
     src = open_source(source, fps)
-    writer = text = None
-    try:
-        if out_path is not None:
-            writer = AtomicVideoWriter(out_path, src.fps, (src.width, src.height))
-        if json_path is not None:
-            text = AtomicTextWriter(json_path)
-    except (VideoError, OSError) as e:
-        if writer:
-            writer.abort()
-        src.close()
-        raise VideoError(str(e)) from None
     tuned = {k: v for k, v in (("min_cutoff", min_cutoff), ("beta", beta)) if v is not None}  # else smooth.py's
     tracker = Tracker(fl, detect_every=detect_every, max_faces=max_faces, smooth=smooth == "one-euro", **tuned)
-    stop = {"asked": False}
+    stop = {"asked": 0}
 
-    def on_sigint(signum, frame):  # finish the current frame, then stop
-        if stop["asked"]:
-            raise KeyboardInterrupt
-        stop["asked"] = True
+    def on_signal(signum, frame):  # first: finish the current frame; second: stop now; both keep the output
+        stop["asked"] += 1
+        if stop["asked"] > 1:
+            raise _StopNow
 
     main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, on_sigint) if main_thread else None
+    signals = [signal.SIGINT, signal.SIGTERM] if main_thread else []
+    previous = {sig: signal.signal(sig, on_signal) for sig in signals}  # before any temp file exists
+    writers: list = []
     done = 0
     start = time.perf_counter()
     try:
-        for i, t, frame in src:
-            tracks = tracker.step(frame, t)
-            if writer is not None:
-                faces = [Face(tr.box, tr.score, tr.smoothed, tracker.landmarks68(tr)) for tr in tracks]
-                writer.write(draw(frame, faces, ids=[tr.id for tr in tracks]))
-            if text is not None:
-                text.write_line(frame_record(i, t, tracks, tracker))
-            done += 1
-            if progress:
-                progress(done, src.frames, done / max(1e-9, time.perf_counter() - start))
-            if stop["asked"]:
-                break
-    except BaseException:
-        for w in (writer, text):
-            if w is not None:
-                w.abort()
-        raise
+        try:
+            if out_path is not None:
+                writers.append(AtomicVideoWriter(out_path, src.fps, (src.width, src.height)))
+            if json_path is not None:
+                writers.append(AtomicTextWriter(json_path))
+        except OSError as e:
+            raise VideoError(f"cannot write {e.filename or ''}: {e.strerror or e}") from None
+        video_w = writers[0] if out_path is not None else None
+        text_w = writers[-1] if json_path is not None else None
+        try:
+            for i, t, frame in src:
+                tracks = tracker.step(frame, t)
+                if video_w is not None:
+                    faces = [Face(tr.box, tr.score, tr.smoothed, tracker.landmarks68(tr)) for tr in tracks]
+                    video_w.write(draw(frame, faces, ids=[tr.id for tr in tracks]))
+                if text_w is not None:
+                    text_w.write_line(frame_record(i, t, tracks, tracker))
+                done += 1
+                if progress:
+                    progress(done, src.frames, done / max(1e-9, time.perf_counter() - start))
+                if stop["asked"]:
+                    break
+        except _StopNow:
+            pass
+        for sig in signals:  # closing the outputs is not interrupted again
+            signal.signal(sig, signal.SIG_IGN)
+        if done == 0:
+            raise VideoError(f"{source}: no frame could be decoded")
+        for w in writers:
+            w.commit()
+        writers = []
     finally:
-        if main_thread:
-            signal.signal(signal.SIGINT, previous)
+        for w in writers:  # not committed: an error, or no frame at all
+            w.abort()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         src.close()
     elapsed = time.perf_counter() - start
-    if done == 0:
-        for w in (writer, text):
-            if w is not None:
-                w.abort()
-        raise VideoError(f"{source}: no frame could be decoded")
-    for w in (writer, text):
-        if w is not None:
-            w.commit()
-    audio = None
+    audio = had = None
     if out_path is not None and Path(source).is_file():
-        audio = mux_audio(out_path, source)
-    missing = (src.frames - done) if src.frames and not stop["asked"] else 0
-    return VideoSummary(done, elapsed, tracker.next_id, src.decode_errors + max(0, missing), stop["asked"], audio)
+        had = has_audio(Path(source))
+        if had is not False:
+            audio = mux_audio(out_path, source)
+    missing = (src.frames - done - src.decode_errors) if src.frames and not stop["asked"] else 0
+    return VideoSummary(done, elapsed, tracker.next_id, src.decode_errors + max(0, missing), bool(stop["asked"]), audio, had)
+
+
+class _StopNow(Exception):
+    """Raised by a second Ctrl-C / SIGTERM: stop at once, still closing the outputs."""
+
+
+def has_audio(path: Path) -> bool | None:
+    """Whether a video file has an audio track: read from MP4/MOV track headers and AVI stream
+    headers; None where the container is not one of those (then facemark cannot tell)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"):
+                return _mp4_has_audio(f)
+            if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+                f.seek(0)
+                return b"auds" in f.read(1 << 20)  # stream headers sit in the first list
+    except OSError:
+        return None
+    return None
+
+
+def _mp4_has_audio(f) -> bool | None:
+    """Walk the top-level boxes to ``moov`` (skipping ``mdat``) and look for a sound handler."""
+    import struct
+
+    f.seek(0)
+    while True:
+        header = f.read(8)
+        if len(header) < 8:
+            return None
+        size, kind = struct.unpack(">I4s", header)
+        if size == 1:
+            size = struct.unpack(">Q", f.read(8))[0]
+            body = size - 16
+        elif size == 0:
+            body = -1
+        else:
+            body = size - 8
+        if kind == b"moov":
+            data = f.read(body if 0 <= body < (64 << 20) else 64 << 20)
+            at = data.find(b"hdlr")
+            while at >= 0:  # hdlr: version/flags (4), pre_defined (4), then the handler type
+                if data[at + 12:at + 16] == b"soun":
+                    return True
+                at = data.find(b"hdlr", at + 4)
+            return False
+        if body < 0:
+            return None
+        f.seek(body, 1)

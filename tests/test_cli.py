@@ -58,9 +58,9 @@ def test_out_mirrors_the_input_layout(tiny_models, tmp_path, small_face):
     r = run("detect", src, "--out", out, "--model", tiny_models["direct"], "--annotate")
     assert r.exit_code == 0, r.stderr
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert written == sorted(["x.json", "x.annotated.jpg", "sub/x.json", "sub/x.annotated.jpg",
-                              "sub/deeper/y.json", "sub/deeper/y.annotated.png",
-                              "sub/y.json", "sub/y.annotated.jpg"])
+    assert written == sorted(["x.jpg.json", "x.jpg.annotated.jpg", "sub/x.jpg.json", "sub/x.jpg.annotated.jpg",
+                              "sub/deeper/y.png.json", "sub/deeper/y.png.annotated.png",
+                              "sub/y.jpg.json", "sub/y.jpg.annotated.jpg"])
     for j in out.rglob("*.json"):
         assert validate(json.loads(j.read_text())) == []
 
@@ -82,11 +82,11 @@ def test_inputs_are_never_overwritten(tiny_models, tmp_path, small_face):
     r = run("detect", img, "--out", tmp_path, "--annotate", "--model", tiny_models["direct"])
     assert r.exit_code == 0
     assert img.read_bytes() == before
-    assert (tmp_path / "p.annotated.jpg").is_file()
+    assert (tmp_path / "p.jpg.annotated.jpg").is_file()
     # A second run over the folder does not take the annotated output for a new input.
     r = run("detect", tmp_path, "--out", tmp_path / "again", "--model", tiny_models["direct"])
     assert r.exit_code == 0
-    assert sorted(p.name for p in (tmp_path / "again").rglob("*.json")) == ["p.json"]
+    assert sorted(p.name for p in (tmp_path / "again").rglob("*.json")) == ["p.jpg.json"]
 
 
 def test_hundred_photos_one_unreadable(tiny_models, tmp_path, small_face):
@@ -115,7 +115,7 @@ def test_empty_blank_and_faceless_images(tiny_models, tmp_path):
             "--model", tiny_models["direct"])
     assert r.exit_code == 1
     assert "empty.jpg" in r.stderr and "is empty" in r.stderr
-    for name in ("blank.json", "noise.json"):
+    for name in ("blank.png.json", "noise.png.json"):
         doc = json.loads((out / name).read_text())
         assert validate(doc) == [] and doc["faces"] == []
 
@@ -173,6 +173,6 @@ def test_quoted_glob_works_like_shell_expansion(tiny_models, tmp_path, small_fac
             (tmp_path / rel).write_text("x")
     r = run("detect", "shots/*/*.jpg", "--out", "o", "--model", tiny_models["direct"])
     assert r.exit_code == 0, r.stderr
-    assert sorted(p.relative_to(tmp_path / "o").as_posix() for p in (tmp_path / "o").rglob("*.json")) == ["shots/a/1.json", "shots/b/1.json"]
+    assert sorted(p.relative_to(tmp_path / "o").as_posix() for p in (tmp_path / "o").rglob("*.json")) == ["a/1.jpg.json", "b/1.jpg.json"]
     r = run("detect", "nothing/*.jpg", "--model", tiny_models["direct"])
     assert r.exit_code == 2 and "nothing/*.jpg" in r.stderr

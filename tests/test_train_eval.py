@@ -110,41 +110,41 @@ def test_pack_with_the_shared_teacher(face_image, tmp_path):
 
 
 def test_distillation_fine_tunes_a_student_from_a_teacher(tiny_models, wflw_root, tmp_path):
-    """--teacher-model adds the teacher's loss; --init starts from given weights (same architecture)."""
+    """--teacher-model adds the teacher's loss on cached views; --init starts from given weights."""
     run_dir = tmp_path / "distil"
-    r = run("train", "--model", "direct", "--data", f"wflw={wflw_root}", "--epochs", 1, "--batch", 4, "--out", run_dir,
-            "--cache", tmp_path / "c", "--teacher-model", tiny_models["hourglass.pt"], "--init", tiny_models["direct.pt"])
+    args = ["train", "--model", "direct", "--data", f"wflw={wflw_root}", "--batch", 4, "--out", run_dir, "--cache", tmp_path / "c",
+            "--teacher-model", tiny_models["hourglass"], "--teacher-views", 3, "--init", tiny_models["direct.pt"]]
+    r = run(*args, "--epochs", 1)
     assert r.exit_code == 0, r.stderr
+    assert "teacher labels:" in r.stderr and (run_dir / "teacher.npz").is_file()
+    z = np.load(run_dir / "teacher.npz")
+    n = z["points"].shape[0]
+    assert n % 3 == 0 and z["points"].shape[1:] == (98, 2) and np.isfinite(z["points"]).all()
+    assert not z["flip"][::3].any() and np.allclose(z["a"][::3], np.eye(2))  # view 0 of each face: as cropped
     m = OnnxModel(run_dir / "model.onnx")
     assert m.family == "direct" and m.size == 32  # the --init architecture, not the 112-px default
+    # Resuming reuses the cached teacher labels instead of recomputing them.
+    r = run(*args, "--epochs", 2, "--resume")
+    assert r.exit_code == 0, r.stderr
+    assert "teacher labels from" in r.stderr
     # A student of another family than --init is refused with one line.
     r = run("train", "--model", "hybrid", "--data", f"wflw={wflw_root}", "--epochs", 1, "--out", tmp_path / "x",
             "--cache", tmp_path / "c", "--init", tiny_models["direct.pt"])
     assert r.exit_code == 2 and "is a direct model" in r.stderr
 
 
-def test_teacher_targets_are_mirror_consistent(tiny_models, wflw_root, tmp_path):
-    """Flip-averaged teacher points for a mirrored view are exactly the mirror of the unmirrored
-    view's (a wrong landmark permutation or x mirror breaks this)."""
-    import torch
-
-    from facemark.training.augment import identity_geometry
-    from facemark.training.datasets import load
-    from facemark.detector import RetinaFace
+def test_flip_averaged_teacher_labels_are_mirror_consistent(tiny_models, face_image):
+    """Flip-averaged points of mirrored crops are exactly the mirror of the crops' points (a wrong
+    landmark permutation or x mirror breaks this)."""
+    from facemark.landmarker import flip_averaged
     from facemark.layouts import FLIP98
-    from facemark.training.pack import build
-    from facemark.training.prepare import prepare
-    from facemark.training.train import Trainer, TrainOptions
 
-    samples = [s for s in load(f"wflw={wflw_root}") if s.split == "train"][:4]
-    pk = build(samples, prepare(samples, RetinaFace(threshold=0.3), None, tmp_path / "c"), [1.0] * len(samples), res=48)
-    opts = TrainOptions("direct", tmp_path / "t", teacher_model=str(tiny_models["hourglass.pt"]), init=str(tiny_models["direct.pt"]))
-    tr = Trainer(pk, opts, log=lambda *_: None)
-    i = torch.arange(len(pk))
-    a, t, flip = identity_geometry(len(pk), "cpu")
-    plain = tr.teach(i, (a, t, flip))
-    mirrored = tr.teach(i, (a, t, torch.ones_like(flip)))
-    expect = plain[:, torch.from_numpy(FLIP98).long()].clone()
+    model = OnnxModel(tiny_models["hourglass"])
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 255, (3, model.size, model.size, 3), dtype=np.uint8)
+    plain = flip_averaged(model, crops)
+    mirrored = flip_averaged(model, np.ascontiguousarray(crops[:, :, ::-1]))
+    expect = plain[:, FLIP98].copy()
     expect[..., 0] = 1 - expect[..., 0]
-    assert torch.allclose(mirrored, expect, atol=1e-5)
-    assert not torch.allclose(plain, expect, atol=1e-3)  # the tiny teacher is not symmetric by chance
+    assert np.allclose(mirrored, expect, atol=1e-5)
+    assert not np.allclose(plain, expect, atol=1e-3)  # the tiny teacher is not symmetric by chance

@@ -51,7 +51,9 @@ class TrainOptions:
     compile: bool = False
     aux_fraction: float = 0.35  # share of the down-weighted (noisier) faces drawn each epoch
     fuse_loss: bool = True  # torch.compile the heatmap loss (one-off ~30 s; 2-5x faster steps)
-    teacher_model: str | None = None  # distil from this landmark model (a shipped name or a .pt path)
+    teacher_model: str | None = None  # distil from this landmark model (a shipped name or a .onnx/.pt path)
+    teacher_views: int = 8  # augmented views per face labelled by the teacher (cached; one drawn per epoch)
+    teacher_cache: Path | None = None  # where the teacher's labels are kept (default OUT/teacher.npz)
     distill: float = 1.0  # weight of the teacher's loss beside the human labels' (which always count)
     init: str | None = None  # start from these weights (a shipped name or .pt): fine-tune, same architecture
 
@@ -104,12 +106,7 @@ class Trainer:
                 cal = json.loads((Path(__file__).parent.parent / "calibration.json").read_text())
                 cfg["neighbors"] = knn_neighbors(np.asarray(cal["mean98"]))
             self.model = create(opts.family, **cfg).to(self.dev)
-        self.teacher = None
-        if opts.teacher_model:
-            self.teacher, _ = load_torch_model(opts.teacher_model)
-            self.teacher = self.teacher.eval().to(self.dev)
-            for p in self.teacher.parameters():
-                p.requires_grad_(False)
+        self.teacher = None  # dict of cached views: a, t, flip (geometry) and points (teacher labels)
         if self.dev.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.ema = copy.deepcopy(self.model).eval()
@@ -141,6 +138,54 @@ class Trainer:
         self.amp = self.dev.type == "cuda"
         if opts.resume and (self.out / "last.pt").is_file():
             self._load_checkpoint(self.out / "last.pt")
+        if opts.teacher_model:
+            self.teacher = self._teacher_cache()
+
+    # --- distillation -----------------------------------------------------------------------
+    def _teacher_cache(self) -> dict:
+        """The teacher's labels for ``teacher_views`` augmented views of every face, computed once
+        (batched, flip-averaged, on the teacher's clean view: no blur, noise or occlusion) and kept
+        in a file, so a resumed run or a second student reuses them. Each epoch draws one view per
+        face and adds fresh photometric damage: the teacher's cost is paid once, not every epoch."""
+        from ..backends import load_model
+        from ..landmarker import flip_averaged
+
+        o = self.opts
+        path = Path(o.teacher_cache or self.out / "teacher.npz")
+        teacher = load_model(o.teacher_model, device="cpu" if self.dev.type == "cpu" else o.device)
+        key = f"{teacher.name}|{teacher.path.stat().st_size}|{len(self.pack)}|{self.pack.res}|{o.teacher_views}|{o.seed}"
+        if path.is_file():
+            z = np.load(path, allow_pickle=False)
+            if str(z["key"]) == key:
+                self.log(f"teacher labels from {path} ({o.teacher_views} views per face)")
+                return {k: torch.from_numpy(z[k]).to(self.dev) for k in ("a", "t", "flip", "points")}
+        n, v = len(self.pack), o.teacher_views
+        gen = torch.Generator(device=self.dev).manual_seed(o.seed + 7)
+        a, t, flip = sample_geometry(n * v, self.aug, self.dev, gen)
+        a[::v], t[::v], flip[::v] = identity_geometry(n, self.dev)  # view 0 of each face: as cropped
+        points = np.empty((n * v, self.targets.shape[1], 2), np.float32)
+        start = time.time()
+        for s in range(0, n * v, 128):
+            j = torch.arange(s, min(s + 128, n * v), device=self.dev)
+            x = warp(self.images[j // v], a[j], t[j], flip[j], self.pack.margin, teacher.size)
+            crops = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+            points[s:s + len(j)] = flip_averaged(teacher, crops)
+            if s % (128 * 20) == 0:
+                self.log(f"teacher labels: {s + len(j)}/{n * v} views ({time.time() - start:.0f} s)")
+        cache = {"a": a.cpu().numpy(), "t": t.cpu().numpy(), "flip": flip.cpu().numpy(), "points": points}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp.npz")
+        np.savez(tmp, key=key, **cache)
+        os.replace(tmp, path)
+        self.log(f"teacher labels: {n * v} views in {time.time() - start:.0f} s -> {path}")
+        return {k: torch.from_numpy(c).to(self.dev) for k, c in cache.items()}
+
+    def _draw_views(self, idx: np.ndarray, rng: np.random.Generator):
+        """One cached teacher view per face: (geometry, teacher points)."""
+        v = self.opts.teacher_views
+        j = torch.from_numpy(idx * v + rng.integers(0, v, len(idx))).to(self.dev)
+        c = self.teacher
+        return (c["a"][j], c["t"][j], c["flip"][j]), c["points"][j]
 
     # --- checkpoints ------------------------------------------------------------------------
     def _checkpoint(self) -> dict:
@@ -167,26 +212,11 @@ class Trainer:
             return self.base_lr * (it + 1) / warm
         return self.base_lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (it - warm) / max(1.0, total - warm))))
 
-    @torch.no_grad()
-    def teach(self, i: torch.Tensor, geo) -> torch.Tensor:
-        """The teacher's 98 points for the student's augmented view, averaged with its mirrored view.
-
-        The teacher sees the same geometry at its own input size but without the photometric
-        damage (blur, noise, occlusion), so it labels what the face is, not what survived. Run
-        online, batched: every step draws fresh geometry, so a per-epoch cache would be read once.
-        """
-        t = self.teacher
-        x = scale_pixels(warp(self.images[i], *geo, self.pack.margin, t.size))
-        with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.amp):
-            pts = t.decode(t(x)).float()
-            mirrored = t.decode(t(x.flip(-1))).float()[:, self.flip]
-        mirrored[..., 0] = 1 - mirrored[..., 0]
-        return (pts + mirrored) / 2
-
-    def _batch(self, idx: np.ndarray, train: bool):
+    def _batch(self, idx: np.ndarray, train: bool, geo=None):
         i = torch.from_numpy(idx).to(self.dev)
         n = len(idx)
-        geo = sample_geometry(n, self.aug, self.dev, self.gen) if train else identity_geometry(n, self.dev)
+        if geo is None:
+            geo = sample_geometry(n, self.aug, self.dev, self.gen) if train else identity_geometry(n, self.dev)
         x = warp(self.images[i], *geo, self.pack.margin, self.model.size)
         if train:
             x = photometric(x, self.aug, self.gen)
@@ -228,12 +258,13 @@ class Trainer:
                 it = self.epoch * steps_per_epoch + b
                 for g in self.optim.param_groups:
                     g["lr"] = self._lr(it, total)
-                x, pts, i, geo = self._batch(order[b * opts.batch:(b + 1) * opts.batch], train=True)
+                idx = order[b * opts.batch:(b + 1) * opts.batch]
+                geo, taught = self._draw_views(idx, rng) if self.teacher is not None else (None, None)
+                x, pts, i, _ = self._batch(idx, train=True, geo=geo)
                 with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.amp):
                     out = self.step_fn(x)
                 loss = loss_for(self.model, out, pts, self.point_w, self.sample_w[i], fuse=self.opts.fuse_loss)
-                if self.teacher is not None:  # human labels keep their loss; the teacher adds its own
-                    taught = self.teach(i, geo)
+                if taught is not None:  # human labels keep their loss; the teacher adds its own
                     loss = loss + opts.distill * loss_for(self.model, out, taught, torch.ones_like(self.point_w),
                                                           torch.ones_like(self.sample_w[i]), fuse=self.opts.fuse_loss)
                 self.optim.zero_grad(set_to_none=True)
@@ -336,6 +367,8 @@ def make_trainer(pack: Pack, opts: TrainOptions, log=print) -> Trainer:
         raise UsageError(f"unknown model {opts.family!r}: use one of {', '.join(FAMILIES)}")
     if opts.distill < 0:
         raise UsageError("--distill must be 0 or more")
+    if opts.teacher_views < 1:
+        raise UsageError("--teacher-views must be at least 1")
     if opts.device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError("--device cuda: CUDA is not available here (no GPU, or a CPU-only PyTorch)")
     try:

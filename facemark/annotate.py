@@ -1,0 +1,59 @@
+"""Drawing faces on images: box and score, contours by part, and the 98 points, sized to the face.
+
+(The module is ``annotate``, not ``draw``, so that ``from facemark import draw`` is the function.)
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .layouts import WFLW98_PARTS
+from .results import Face
+
+STYLES = ("contours", "points", "lines")  # contours: lines and points; points only; lines only
+_CLOSED = {"right_brow", "left_brow", "right_eye", "left_eye", "outer_lips", "inner_lips"}
+_COLOURS = {"contour": (255, 200, 0), "right_brow": (0, 200, 255), "left_brow": (0, 200, 255),
+            "nose_bridge": (0, 255, 128), "nose_base": (0, 255, 128), "right_eye": (255, 0, 255),
+            "left_eye": (255, 0, 255), "outer_lips": (80, 80, 255), "inner_lips": (80, 80, 255), "pupils": (255, 255, 255)}
+
+
+def sizes_for(side: float) -> tuple[int, float]:
+    """Line width and point radius (px) for a face ``side`` pixels wide: visible on a 60-px face,
+    not blotting a 1000-px one (98 points are ~10 px apart on a 300-px face)."""
+    return max(1, int(round(side / 120))), max(1.0, side / 110)
+
+
+def draw(image: np.ndarray, faces: list[Face], style: str = "contours", box: bool = True, score: bool = True,
+         ids: list[int] | None = None, points: bool | None = None) -> np.ndarray:
+    """An annotated copy of ``image``. ``style``: contours (lines and points), points, or lines;
+    ``box``/``score`` toggle the face box and its score label (``ids`` label video tracks)."""
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {', '.join(STYLES)}, not {style!r}")
+    if points is False:  # the older spelling: lines only
+        style = "lines"
+    out = image.copy()
+    shift = 4  # sub-pixel drawing: coordinates in 1/16 px
+    k = 1 << shift
+
+    def px(p):
+        # 0-based pixel centres -> OpenCV's fixed-point integer coordinates.
+        return np.round(np.asarray(p, np.float64) * k).astype(np.int32)
+
+    for n, face in enumerate(faces):
+        lm = np.asarray(face.landmarks)
+        side = float(max(face.box[2] - face.box[0], face.box[3] - face.box[1], 1.0))
+        t, r = sizes_for(side)
+        if box:
+            cv2.rectangle(out, tuple(px(face.box[:2])), tuple(px(face.box[2:])), (0, 255, 0), t, cv2.LINE_AA, shift)
+        label = f"#{ids[n]}" if ids is not None else (f"{face.score:.2f}" if score else "")
+        if label and (box or ids is not None):
+            cv2.putText(out, label, (int(face.box[0]), max(0, int(face.box[1]) - 4)), cv2.FONT_HERSHEY_SIMPLEX,
+                        max(0.4, side / 400), (0, 255, 0), t, cv2.LINE_AA)
+        for part, idx in WFLW98_PARTS.items():
+            colour = _COLOURS[part]
+            if part != "pupils" and style in ("contours", "lines"):
+                cv2.polylines(out, [px(lm[idx])], part in _CLOSED, colour, t, cv2.LINE_AA, shift)
+            if style in ("contours", "points"):
+                for p in px(lm[idx]):
+                    cv2.circle(out, tuple(p), int(round(r * k)), colour, -1, cv2.LINE_AA, shift)
+    return out
