@@ -171,6 +171,33 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
     return s
 
 
+def rows_for_bytes(fl: FaceLandmarker, items: list[tuple[str, bytes]]) -> list[dict]:
+    """Result rows (``facemark.shards.row``) for encoded images held in memory, e.g. read from an
+    object store: each bad one is a row with its ``error``, never an exception; the faces of all
+    the good ones share model batches."""
+    from .imageio import decode_image
+    from .shards import row
+
+    rows: list[dict | None] = [None] * len(items)
+    loaded, dets, where = [], [], []
+    for k, (path, data) in enumerate(items):
+        try:
+            image = decode_image(data, path)
+            d = fl.detector.detect(image)
+        except (ImageError, BoxError) as e:
+            rows[k] = row(path, None, None, fl.model_name, error=str(e))
+            continue
+        except MemoryError:
+            rows[k] = row(path, None, None, fl.model_name, error=f"{path}: out of memory")
+            continue
+        loaded.append(image)
+        dets.append(d)
+        where.append(k)
+    for k, image, fs in zip(where, loaded, fl.landmarks_for(loaded, dets)):
+        rows[k] = row(items[k][0], image.shape[1], image.shape[0], fl.model_name, fs)
+    return rows
+
+
 def summary_line(s: BatchSummary) -> str:
     """One line for the end of a run: counts, and where the outputs went."""
     where = f"outputs in {s.out_dir}" if s.out_dir is not None else "JSON on stdout"

@@ -114,24 +114,32 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.nda
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as e:
         raise ImageError(f"cannot read {path}: {e.strerror or e}") from None
+    return decode_image(data, str(path), limit)
+
+
+def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: int | None = None) -> np.ndarray:
+    """Encoded image bytes -> BGR uint8 as displayed (EXIF applied); ``ImageError`` naming
+    ``name`` if they are empty, too many pixels (checked from the header first) or undecodable."""
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
+    data = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
     if data.size == 0:
-        raise ImageError(f"{path} is empty")
+        raise ImageError(f"{name} is empty")
     size = header_size(data[:65536].tobytes())
     if size is not None and size[0] * size[1] > limit:
-        raise ImageError(f"{path} is {size[0]}x{size[1]} pixels, over the {limit:,}-pixel limit "
+        raise ImageError(f"{name} is {size[0]}x{size[1]} pixels, over the {limit:,}-pixel limit "
                          f"(FACEMARK_MAX_PIXELS raises it)")
     try:
         with quiet_stderr():
             image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     except cv2.error as e:
         msg = "too many pixels for OpenCV" if "pixel" in str(e).lower() else "OpenCV cannot decode it"
-        raise ImageError(f"{path}: {msg}") from None
+        raise ImageError(f"{name}: {msg}") from None
     if image is None:
-        raise ImageError(f"{path} is not an image OpenCV can decode (damaged or not an image)")
+        raise ImageError(f"{name} is not an image OpenCV can decode (damaged or not an image)")
     if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ImageError(f"{path} has no pixels")
+        raise ImageError(f"{name} has no pixels")
     if image.shape[0] * image.shape[1] > limit:
-        raise ImageError(f"{path} is {image.shape[1]}x{image.shape[0]} pixels, over the {limit:,}-pixel limit "
+        raise ImageError(f"{name} is {image.shape[1]}x{image.shape[0]} pixels, over the {limit:,}-pixel limit "
                          f"(FACEMARK_MAX_PIXELS raises it)")
     return image
 

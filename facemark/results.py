@@ -101,3 +101,11 @@ def validate_frame(rec) -> list[str]:
                "faces": [{k: v for k, v in f.items() if k != "id"}]}
         errors += [e.replace("faces[0]", f"faces[{i}]") for e in validate(doc)]
     return errors
+
+
+def read(path) -> list[dict]:
+    """Every image's result from any facemark output: a JSON document, a folder of them, or
+    ``--format jsonl`` / ``parquet`` shards. One row per image (see ``facemark.shards.row``)."""
+    from .shards import read as read_rows
+
+    return read_rows(path)
