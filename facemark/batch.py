@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from .annotate import draw
 from .detector import BoxError, GivenBoxes
 from .errors import FacemarkError, UsageError
@@ -79,10 +81,18 @@ def plan_inputs(inputs: list[str], out_dir: Path | None = None, annotate: bool =
     return Plan(images, problems, out_dir, annotate, batch_images, names)
 
 
-def _boxes_for(boxes: GivenBoxes, im: InputImage, name, source: Path | str | None):
+def _boxes_for(boxes: GivenBoxes, im: InputImage, name, source: Path | str | None, image) -> list:
+    """The given boxes of one image, each checked against it (a box wholly outside the image is
+    an error of that image, not landmarks in empty space)."""
     for key in (str(im.path), name.as_posix()):
         if boxes.has(key):
-            return boxes.lookup(key)
+            dets = boxes.lookup(key)
+            h, w = image.shape[:2]
+            for j, d in enumerate(dets):
+                x1, y1, x2, y2 = d.box
+                if x2 <= -0.5 or y2 <= -0.5 or x1 >= w - 0.5 or y1 >= h - 0.5:
+                    raise BoxError(f"box {j} {np.round(d.box, 1).tolist()} lies outside the {w}x{h} image")
+            return dets
     raise ImageError(f"{im.path}: no entry in {source or 'the boxes'}")
 
 
@@ -133,7 +143,7 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
         for k, im in chunk:
             try:
                 image = read_image(im.path)
-                d = _boxes_for(given, im, names[k], boxes) if given is not None else fl.detector.detect(image)
+                d = _boxes_for(given, im, names[k], boxes, image) if given is not None else fl.detector.detect(image)
             except (ImageError, BoxError) as e:
                 failed(str(e) if str(im.path) in str(e) else f"{im.path}: {e}")
                 continue

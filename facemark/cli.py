@@ -131,6 +131,10 @@ def detect(
         else:
             summary = detect_files(plan, fl, **options)
     except KeyboardInterrupt:
+        import signal
+
+        for sig in (signal.SIGINT, signal.SIGTERM):  # exiting: a second signal must not cut it short
+            signal.signal(sig, signal.SIG_IGN)
         err.print("interrupted: outputs written so far are complete")
         raise typer.Exit(130) from None
     except OutputError as e:
@@ -168,20 +172,30 @@ def video(
         fail("give --out VIDEO and/or --json FILE.jsonl")
     fl = _landmarker(model, device, "retinaface", None, threshold, None)
     cols = [TextColumn("video"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]:.1f} fps"), TimeRemainingColumn()]
-    with Progress(*cols, console=err, transient=True) as bar:
-        task = bar.add_task("video", total=None, rate=0.0)
-        try:
-            with usage_errors():
-                s = process_video(source, fl, out_path, json_path, detect_every=detect_every, smooth=smooth,
-                                  max_faces=max_faces, fps=fps, min_cutoff=min_cutoff, beta=beta, log=say,
-                                  progress=lambda done, total, rate: bar.update(task, completed=done, total=total, rate=rate))
-        except VideoError as e:
-            bar.stop()
-            fail(str(e))
-    if s.audio_kept is False:
-        what = "the audio track was" if s.had_audio else "audio, if any, was"
-        err.print(f"note: {what} not kept (OpenCV writes video only; with ffmpeg on PATH it is copied)")
-    err.print(f"{s.frames} frames in {s.seconds:.1f} s ({s.frames / s.seconds:.1f} fps), {s.tracks} face track(s)")
+    s = None
+    try:
+        with Progress(*cols, console=err, transient=True) as bar:
+            task = bar.add_task("video", total=None, rate=0.0)
+            try:
+                with usage_errors():
+                    s = process_video(source, fl, out_path, json_path, detect_every=detect_every, smooth=smooth,
+                                      max_faces=max_faces, fps=fps, min_cutoff=min_cutoff, beta=beta, log=say,
+                                      keep_ignoring=True, progress=lambda done, total, rate: bar.update(task, completed=done, total=total, rate=rate))
+            except VideoError as e:
+                bar.stop()
+                fail(str(e))
+    except KeyboardInterrupt:  # before the first frame (nothing written), or a late second signal
+        if s is None:
+            err.print("interrupted before any frame was written")
+            raise typer.Exit(130) from None
+        s.interrupted = True
+    try:
+        if s.audio_kept is False:
+            what = "the audio track was" if s.had_audio else "audio, if any, was"
+            err.print(f"note: {what} not kept (OpenCV writes video only; with ffmpeg on PATH it is copied)")
+        err.print(f"{s.frames} frames in {s.seconds:.1f} s ({s.frames / s.seconds:.1f} fps), {s.tracks} face track(s)")
+    except KeyboardInterrupt:  # a late second signal: the outputs are already complete
+        s.interrupted = True
     if s.interrupted:
         err.print("interrupted: the output holds the frames processed so far")
         raise typer.Exit(130)
@@ -419,10 +433,10 @@ def export_cmd(
     err.print(f"wrote {onnx_path} and {pt_path}")
 
 
-try:  # Typer >= 0.2x vendors Click; older releases depend on it
-    import click
-except ImportError:  # pragma: no cover - depends on the installed Typer
+try:  # Typer >= 0.2x vendors its own Click (a separately installed click is another class tree)
     from typer import _click as click
+except ImportError:  # pragma: no cover - older Typer releases use the click package
+    import click
 
 
 def run(argv: Optional[List[str]] = None) -> None:
@@ -437,6 +451,12 @@ def run(argv: Optional[List[str]] = None) -> None:
             break
         if a.startswith("-") and len(a) > 1 and os.path.lexists(a) and not _is_option(args, a):
             fail_now(f"{a} is a file name that looks like an option: write ./{a} or put -- before it")
+    import signal
+
+    def on_sigterm(signum, frame):  # a polite kill is Ctrl-C: finish the file at hand, leave nothing half-done
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         code = app(args=args, prog_name="facemark", standalone_mode=False)
     except click.exceptions.NoSuchOption as e:
@@ -447,6 +467,9 @@ def run(argv: Optional[List[str]] = None) -> None:
         fail_now(f"{e.format_message()} (see: facemark{sub} --help)")
     except click.exceptions.ClickException as e:
         fail_now(e.format_message())
+    except KeyboardInterrupt:  # a second Ctrl-C / SIGTERM while a command was already winding down
+        err.print("interrupted")
+        raise SystemExit(130) from None
     except BrokenPipeError:  # output piped into head and the like: not an error of ours
         sys.stderr = open(os.devnull, "w")
         raise SystemExit(0) from None

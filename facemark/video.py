@@ -203,12 +203,14 @@ class VideoSummary:
 
 def process_video(source: str, fl, out_path: Path | None = None, json_path: Path | None = None, *,
                   detect_every: int = 10, smooth: str = "one-euro", max_faces: int = 0, fps: float | None = None,
-                  min_cutoff: float | None = None, beta: float | None = None, log=print, progress=None) -> VideoSummary:
+                  min_cutoff: float | None = None, beta: float | None = None, log=print, progress=None,
+                  keep_ignoring: bool = False) -> VideoSummary:
     """Track, smooth and draw landmarks on every frame of ``source``; write the annotated video
     and/or JSON lines atomically (renamed into place when done, temp files removed otherwise).
 
-    Ctrl-C finishes the current frame and keeps what was done (``interrupted=True``); a second one
-    stops at once, still closing the outputs. Raises ``UsageError``/``VideoError`` for requests that
+    Ctrl-C or SIGTERM finishes the current frame and keeps what was done (``interrupted=True``); a
+    second one stops at once, still closing the outputs. ``keep_ignoring`` (the CLI, which exits
+    next) leaves further signals ignored after an interrupt, so a late one cannot cut the exit short. Raises ``UsageError``/``VideoError`` for requests that
     cannot work, before any frame is decoded.
     """
     import signal
@@ -293,8 +295,9 @@ def process_video(source: str, fl, out_path: Path | None = None, json_path: Path
     finally:
         for w in writers:  # not committed: an error, or no frame at all
             w.abort()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        if not (keep_ignoring and stop["asked"]):
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         src.close()
     elapsed = time.perf_counter() - start
     audio = had = None

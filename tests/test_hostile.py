@@ -1,0 +1,375 @@
+"""facemark under hostile input: a corpus of bad files, bad boxes, bad options and bad API calls is
+built at test time, and every promise is checked: the exit code, one clear stderr line per bad
+input naming it, no traceback, no codec noise, no temporary file left, every good output present
+and valid (strict JSON). The CLI runs in real processes so that C-level stderr is seen too."""
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from facemark.cli import app
+from facemark.results import validate
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ["--model", "direct"]  # the shipped fast model: real weights, quick
+
+
+def fm(*args, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "facemark", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def strict_json(text: str):
+    def bad(c):
+        raise ValueError(f"not strict JSON: {c}")
+
+    return json.loads(text, parse_constant=bad)
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Hidden or temporary files facemark may have left behind."""
+    return [str(p) for p in folder.rglob("*") if p.name.startswith(".") or p.name.endswith(".tmp")]
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A tiny PNG that claims width x height pixels: a decompression bomb's header."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))  # noqa: E731
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def face(face_image):
+    return cv2.resize(face_image, (200, 200), interpolation=cv2.INTER_AREA)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, face):
+    """A folder of good and bad inputs; returns (folder, good names, bad names)."""
+    d = tmp_path_factory.mktemp("corpus")
+    src = d / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "good.jpg"), face)
+    cv2.imwrite(str(src / "grey.png"), cv2.cvtColor(face, cv2.COLOR_BGR2GRAY))
+    cv2.imwrite(str(src / "deep16.png"), face.astype(np.uint16) * 257)
+    cv2.imwrite(str(src / "rgba.png"), cv2.cvtColor(face, cv2.COLOR_BGR2BGRA))
+    cv2.imwrite(str(src / "blank.jpg"), np.zeros((60, 80, 3), np.uint8))
+    good = ["good.jpg", "grey.png", "deep16.png", "rgba.png", "blank.jpg"]
+    (src / "empty.jpg").write_bytes(b"")
+    (src / "text.jpg").write_text("this is not an image\n")
+    jpg = cv2.imencode(".jpg", face)[1].tobytes()
+    (src / "truncated.jpg").write_bytes(jpg[: len(jpg) // 3])
+    png = cv2.imencode(".png", face)[1].tobytes()
+    (src / "truncated.png").write_bytes(png[: len(png) // 2])  # libpng complains on fd 2
+    (src / "bomb.png").write_bytes(png_header_only(40000, 40000))
+    os.mkfifo(src / "fifo.jpg")  # reading it would block forever
+    os.symlink(src / "nowhere.jpg", src / "dangling.jpg")
+    (src / "loop").symlink_to(src, target_is_directory=True)  # a symlink loop in the tree
+    bad = ["empty.jpg", "text.jpg", "truncated.jpg", "truncated.png", "bomb.png", "fifo.jpg", "dangling.jpg"]
+    return src, good, bad
+
+
+def test_a_batch_of_bad_files_names_each_once_and_writes_the_rest(corpus):
+    src, good, bad = corpus
+    out = src.parent / "out"
+    r = fm("detect", "in", "--out", out, "--annotate", *MODEL, cwd=src.parent)
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr and "libpng" not in r.stderr.lower()
+    lines = r.stderr.strip().splitlines()
+    for name in bad:
+        mentions = [ln for ln in lines if name in ln]
+        assert len(mentions) == 1, (name, r.stderr)
+        assert mentions[0].startswith("failed:")
+    assert "40000x40000" in r.stderr and "pixel limit" in r.stderr
+    for name in good:
+        doc = strict_json((out / f"{name}.json").read_text())
+        assert validate(doc) == [] and doc["image"].endswith(name)
+        assert (out / f"{name}.annotated{Path(name).suffix}").is_file()
+    assert not any((out / f"{name}.json").exists() for name in bad)
+    assert leftovers(out) == []
+    assert lines[-1].startswith("facemark: 5 of 12 image(s) done") and "7 failed" in lines[-1]
+    assert "1 image(s) with no face" in lines[-1]  # the blank one
+
+
+def test_device_files_are_refused_not_read(tmp_path):
+    r = fm("detect", "/dev/zero", "/dev/null", *MODEL, cwd=tmp_path, timeout=60)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.count("not a regular file") == 2
+
+
+def test_equal_names_from_different_places_never_collide(tmp_path, face):
+    for rel in ("left/0001.jpg", "right/0001.jpg", "x/a.jpg", "x/a.png", "x/a.png.jpg", "deep/er/left/0001.jpg"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / rel), face)
+    work = tmp_path / "work"
+    work.mkdir()
+    # relative, absolute and ../ spellings in one run
+    r = fm("detect", "../left", str(tmp_path / "right"), "../x", str(tmp_path / "deep"), "--out", "o", *MODEL, cwd=work)
+    assert r.returncode == 0, r.stderr
+    written = sorted(p.relative_to(work / "o").as_posix() for p in (work / "o").rglob("*.json"))
+    assert written == ["deep/er/left/0001.jpg.json", "left/0001.jpg.json", "right/0001.jpg.json",
+                       "x/a.jpg.json", "x/a.png.jpg.json", "x/a.png.json"]
+    images = {strict_json((work / "o" / w).read_text())["image"] for w in written}
+    assert len(images) == 6
+
+
+BAD_BOXES = {
+    "zero.jpg": [[10, 10, 10, 50]],
+    "inverted.jpg": [[150, 150, 20, 20]],
+    "outside.jpg": [[-100, -100, -50, -50]],
+    "nan.jpg": [[float("nan"), 0, 50, 50]],
+    "inf.jpg": [[0, 0, float("inf"), 50]],
+    "huge.jpg": [[0, 0, 1e308, 1e308]],
+    "string.jpg": [["a", 0, 50, 50]],
+    "nested.jpg": [[[10, 10, 150, 150]]],
+    "notalist.jpg": "10,10,150,150",
+}
+
+
+def test_one_bad_box_fails_only_its_image(tmp_path, face):
+    names = ["fine.jpg", *BAD_BOXES]
+    for n in names:
+        cv2.imwrite(str(tmp_path / n), face)
+    boxes = {"fine.jpg": [[20, 20, 180, 190]], **BAD_BOXES}
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))  # NaN/Infinity as Python's json writes them
+    r = fm("detect", *names, "--boxes", "boxes.json", "--out", "o", *MODEL, cwd=tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    for n in BAD_BOXES:
+        mentions = [ln for ln in r.stderr.splitlines() if n in ln]
+        assert len(mentions) == 1, (n, r.stderr)
+    assert "outside the 200x200 image" in r.stderr and "empty or inverted" in r.stderr
+    doc = strict_json((tmp_path / "o" / "fine.jpg.json").read_text())
+    assert validate(doc) == [] and len(doc["faces"]) == 1
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["fine.jpg.json"]
+
+
+def test_validate_rejects_non_finite_numbers():
+    doc = {"schema": "facemark/v1", "image": "a", "width": 2, "height": 2, "model": "m",
+           "faces": [{"box": [0, 0, 1, 1], "score": 0.9, "landmarks": [[0.0, 0.0]] * 98, "landmarks68": [[0.0, 0.0]] * 68}]}
+    assert validate(doc) == []
+    for where in ("box", "score", "landmarks"):
+        d = json.loads(json.dumps(doc))
+        if where == "box":
+            d["faces"][0]["box"][2] = math.inf
+        elif where == "score":
+            d["faces"][0]["score"] = math.nan
+        else:
+            d["faces"][0]["landmarks"][5] = [math.nan, 1.0]
+        assert validate(d), where
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--min-face", "nan"], "--min-face must be a positive number"),
+    (["--min-face", "inf"], "--min-face must be a positive number"),
+    (["--min-face", "-5"], "--min-face must be a positive number"),
+    (["--threshold", "1.5"], "--threshold must be between 0 and 1"),
+    (["--model", "garbage.onnx"], "garbage.onnx is not a valid ONNX model"),
+    (["--model", "garbage.pt"], "garbage.pt is not a valid facemark torch model"),
+    (["--detector", "yunet:garbage.onnx"], "garbage.onnx is not a valid YuNet ONNX model"),
+    (["--out", "afile.txt"], "exists and is not a directory"),
+    (["--draw", "sparkles", "--annotate", "--out", "o"], "--draw must be one of"),
+    (["--boxes", "notjson.txt"], "bad boxes file"),
+])
+def test_bad_options_are_one_line_and_exit_2(tmp_path, face, args, message):
+    cv2.imwrite(str(tmp_path / "p.jpg"), face)
+    for name in ("garbage.onnx", "garbage.pt", "afile.txt", "notjson.txt"):
+        (tmp_path / name).write_text("not what it claims to be\n")
+    r = fm("detect", "p.jpg", *args, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and message in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_file_named_like_an_option_gets_advice(tmp_path, face):
+    cv2.imwrite(str(tmp_path / "-dash.jpg"), face)
+    r = fm("detect", "-dash.jpg", cwd=tmp_path)
+    assert r.returncode == 2 and "./-dash.jpg" in r.stderr and "--" in r.stderr
+    r = fm("detect", *MODEL, "--", "-dash.jpg", cwd=tmp_path)
+    assert r.returncode == 0 and json.loads(r.stdout)["image"] == "-dash.jpg"
+
+
+def test_usage_errors_are_one_line(tmp_path):
+    r = fm("detect", "--out", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "requires an argument" in r.stderr
+    r = fm("detect", "--frobnicate", "x.jpg", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "No such option" in r.stderr
+
+
+def test_disk_full_stops_the_run_and_keeps_what_was_written(tmp_path, face, monkeypatch):
+    from facemark import batch
+
+    for i in range(6):
+        cv2.imwrite(str(tmp_path / f"{i}.jpg"), face)
+    real = batch.atomic_write_bytes
+    calls = {"n": 0}
+
+    def filling_disk(path, data):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, data)
+
+    monkeypatch.setattr(batch, "atomic_write_bytes", filling_disk)
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(app, ["detect", ".", "--out", "o", "--batch", "2", *MODEL])
+    assert r.exit_code == 1
+    assert "No space left on device" in r.stderr and "stopped after 3 image(s)" in r.stderr
+    assert r.stderr.count("No space") == 1  # one message, not one per remaining image
+    written = sorted((tmp_path / "o").glob("*.json"))
+    assert len(written) == 3 and all(validate(strict_json(p.read_text())) == [] for p in written)
+
+
+def test_output_folder_deleted_mid_run(tmp_path, face):
+    from facemark import FaceLandmarker
+    from facemark.batch import detect_files
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(src / f"{i}.jpg"), face)
+    out = tmp_path / "o"
+    import shutil
+
+    ticks = []
+
+    def progress(n):
+        ticks.append(n)
+        if len(ticks) == 1:
+            shutil.rmtree(out)  # someone removes the output folder after the first batch
+
+    s = detect_files([str(src)], FaceLandmarker(model="direct"), out_dir=out, batch_images=2, log=lambda m: None,
+                     progress=progress)
+    assert s.failures == 0 and s.written == 4
+    assert sorted(p.name for p in out.glob("*.json")) == ["2.jpg.json", "3.jpg.json"]  # the later ones
+
+
+# --- the Python API -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fl():
+    from facemark import FaceLandmarker
+
+    return FaceLandmarker(model="direct")
+
+
+@pytest.mark.parametrize("call, exc, words", [
+    (lambda fl: fl.detect(None), TypeError, "file path or a numpy array"),
+    (lambda fl: fl.detect(np.zeros((0, 0, 3), np.uint8)), ValueError, "no pixels"),
+    (lambda fl: fl.detect(np.zeros((50, 50, 3), np.float64)), TypeError, "must be uint8"),
+    (lambda fl: fl.detect(np.zeros((50, 50, 5), np.uint8)), ValueError, "not shape (50, 50, 5)"),
+    (lambda fl: fl.detect("no/such/photo.jpg"), FileNotFoundError, "no/such/photo.jpg"),
+    (lambda fl: fl.landmarks(np.zeros((50, 50, 3), np.uint8), [[float("nan"), 0, 10, 10]]), ValueError, "boxes[0]"),
+    (lambda fl: fl.landmarks(np.zeros((50, 50, 3), np.uint8), [[30, 30, 10, 10]]), ValueError, "inverted"),
+    (lambda fl: fl.landmarks(np.zeros((50, 50, 3), np.uint8), "0,0,10,10"), TypeError, "list of"),
+    (lambda fl: fl.detect_batch("photo.jpg"), TypeError, "images must be a list"),
+    (lambda fl: fl.landmarks_batch([np.zeros((9, 9, 3), np.uint8)], []), ValueError, "one list of boxes per image"),
+])
+def test_api_errors_name_the_argument(fl, call, exc, words):
+    with pytest.raises(exc) as e:
+        call(fl)
+    assert words in str(e.value)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(threshold=1.5), "threshold"), (dict(threshold=0), "threshold"),
+    (dict(min_face=-5), "min_face"), (dict(min_face=float("nan")), "min_face"), (dict(device="tpu"), "device"),
+    (dict(model="nope"), "unknown model"),
+])
+def test_api_options_are_checked(kwargs, words):
+    from facemark import FaceLandmarker
+
+    with pytest.raises(ValueError) as e:
+        FaceLandmarker(**kwargs)
+    assert words in str(e.value)
+
+
+def test_readme_import_gives_the_draw_function():
+    from facemark import FaceLandmarker, draw  # noqa: F401
+    import facemark.batch  # noqa: F401  (importing the pipeline must not shadow it)
+    from facemark import draw as again
+
+    assert callable(draw) and callable(again)
+
+
+# --- video ----------------------------------------------------------------------------------
+def make_clip(path: Path, face, frames: int, size=(320, 240)) -> None:
+    wr = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, size)
+    canvas = np.full((size[1], size[0], 3), 90, np.uint8)
+    small = cv2.resize(face, (120, 120))
+    canvas[40:160, 60:180] = small
+    for _ in range(frames):
+        wr.write(canvas)
+    wr.release()
+
+
+@pytest.mark.parametrize("flag", ["--out", "--json"])
+def test_video_output_that_is_a_directory_fails_before_decoding(tmp_path, face, flag):
+    make_clip(tmp_path / "c.avi", face, 5)
+    (tmp_path / "adir").mkdir()
+    r = fm("video", "c.avi", flag, "adir", *MODEL, cwd=tmp_path)
+    assert r.returncode == 2 and "adir is a directory" in r.stderr and "Traceback" not in r.stderr
+    assert leftovers(tmp_path) == [] and list((tmp_path / "adir").iterdir()) == []
+
+
+def test_video_frame_folder_counts_a_bad_frame_once(tmp_path, face):
+    d = tmp_path / "frames"
+    d.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(d / f"{i:03d}.jpg"), face)
+    (d / "002.jpg").write_bytes(b"garbage")
+    r = fm("video", "frames", "--json", "f.jsonl", *MODEL, cwd=tmp_path)
+    assert r.returncode == 1 and "1 frame(s) of frames did not decode" in r.stderr
+    assert "audio" not in r.stderr  # a frame folder has no audio to lose
+
+
+def test_video_without_audio_says_nothing_about_audio(tmp_path, face):
+    make_clip(tmp_path / "c.avi", face, 3)
+    r = fm("video", "c.avi", "--out", "o.avi", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "audio" not in r.stderr
+
+
+def wait_for_temp(folder: Path, timeout: float = 60) -> None:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if any(p.name.startswith(".o.") for p in folder.iterdir()):
+            time.sleep(0.5)  # a few frames in
+            return
+        time.sleep(0.05)
+    raise AssertionError("facemark video never started writing")
+
+
+@pytest.mark.parametrize("signals", [[signal.SIGTERM], [signal.SIGINT, signal.SIGINT], [signal.SIGTERM, signal.SIGTERM]])
+def test_video_signals_close_the_outputs_and_leave_nothing_hidden(tmp_path, face, signals):
+    make_clip(tmp_path / "long.avi", face, 2000)
+    p = subprocess.Popen([sys.executable, "-m", "facemark", "video", "long.avi", "--out", "o.avi", "--json", "o.jsonl",
+                          *MODEL], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_temp(tmp_path)
+        for sig in signals:
+            p.send_signal(sig)
+            time.sleep(0.01)
+        _, stderr = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    assert leftovers(tmp_path) == []
+    cap = cv2.VideoCapture(str(tmp_path / "o.avi"))
+    assert cap.isOpened() and cap.read()[0]
+    lines = (tmp_path / "o.jsonl").read_text().splitlines()
+    assert 0 < len(lines) < 2000 and all(strict_json(x)["frame"] == i for i, x in enumerate(lines))
