@@ -39,6 +39,7 @@ class BatchSummary:
     faces: int = 0
     no_face: int = 0  # images processed with no face found
     written: int = 0  # images whose outputs were written (or printed)
+    skipped: int = 0  # images already done by an earlier run (resume)
     out_dir: Path | None = None
 
 
@@ -96,89 +97,240 @@ def _boxes_for(boxes: GivenBoxes, im: InputImage, name, source: Path | str | Non
     raise ImageError(f"{im.path}: no entry in {source or 'the boxes'}")
 
 
+@dataclass
+class Job:
+    """What every chunk of a run needs besides the landmarker; picklable for worker processes."""
+
+    out_dir: Path | None
+    annotate: bool
+    fmt: str  # json (one file per image) | jsonl | parquet (shards) | stdout
+    boxes_source: str | None
+    style: str = "contours"
+    show_box: bool = True
+    show_score: bool = True
+    input_paths: frozenset = frozenset()
+
+
+@dataclass
+class Outcome:
+    """One image's result, reported back to the main process in order."""
+
+    k: int
+    ok: bool
+    message: str = ""
+    faces: int = 0
+    payload: object = None  # the JSON text (stdout) or the row (shards); None when written as a file
+
+
+def _load(job: Job, fl: FaceLandmarker, chunk: list) -> list:
+    """Read and decode one chunk (in a thread, ahead of the model): (k, im, name, image or error)."""
+    out = []
+    for k, im, name in chunk:
+        try:
+            out.append((k, im, name, read_image(im.path)))
+        except ImageError as e:
+            out.append((k, im, name, e))
+        except MemoryError:
+            out.append((k, im, name, ImageError(f"{im.path}: out of memory reading it")))
+    return out
+
+
+def _annotated_path(job: Job, im: InputImage, name) -> Path:
+    ext = im.path.suffix if im.path.suffix.lower() in ANNOTATED_EXTS else ".png"
+    return job.out_dir / f"{name}.annotated{ext}"
+
+
+def _write(job: Job, im: InputImage, name, image, fs, text: str | None) -> None:
+    targets = ([job.out_dir / f"{name}.json"] if text is not None else [])
+    if job.annotate:
+        targets.append(_annotated_path(job, im, name))
+    for target in targets:
+        if str(target.resolve()) in job.input_paths:
+            raise ImageError(f"{im.path}: its output {target} is one of the inputs; not overwritten")
+    try:
+        if text is not None:
+            atomic_write_bytes(targets[0], (text + "\n").encode())
+        if job.annotate:
+            write_image(targets[-1], draw(image, fs, style=job.style, box=job.show_box, score=job.show_score))
+    except OSError as e:
+        if e.errno in FATAL_WRITE:
+            raise OutputError(f"cannot write {e.filename or targets[0]}: {e.strerror}") from None
+        raise ImageError(f"{im.path}: cannot write its output: {e.strerror or e}") from None
+
+
+def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
+    """Detect (or look up boxes), one model batch for all faces of the chunk, write or return."""
+    from .shards import row
+
+    given = fl.detector if isinstance(fl.detector, GivenBoxes) else None
+    outcomes, ready, dets = [], [], []
+    for k, im, name, image in loaded:
+        try:
+            if isinstance(image, Exception):
+                raise image
+            d = _boxes_for(given, im, name, job.boxes_source, image) if given is not None else fl.detector.detect(image)
+        except (ImageError, BoxError) as e:
+            msg = str(e) if str(im.path) in str(e) else f"{im.path}: {e}"
+            outcomes.append(Outcome(k, False, msg, payload=row(str(im.path), None, None, fl.model_name, error=msg)))
+            continue
+        except MemoryError:
+            msg = f"{im.path}: out of memory searching it"
+            outcomes.append(Outcome(k, False, msg, payload=row(str(im.path), None, None, fl.model_name, error=msg)))
+            continue
+        ready.append((k, im, name, image))
+        dets.append(d)
+    for (k, im, name, image), fs in zip(ready, fl.landmarks_for([r[3] for r in ready], dets)):
+        doc = document(str(im.path), image.shape[1], image.shape[0], fl.model_name, fs)
+        try:
+            text = dumps(doc)
+        except ValueError:
+            msg = f"{im.path}: the model gave non-finite coordinates; nothing written"
+            outcomes.append(Outcome(k, False, msg, payload=row(str(im.path), None, None, fl.model_name, error=msg)))
+            continue
+        try:
+            if job.fmt == "json":
+                _write(job, im, name, image, fs, text)
+                payload = None
+            elif job.fmt == "stdout":
+                payload = text
+            else:
+                if job.annotate:
+                    _write(job, im, name, image, fs, None)
+                payload = row(str(im.path), image.shape[1], image.shape[0], fl.model_name, fs)
+        except ImageError as e:
+            outcomes.append(Outcome(k, False, str(e), payload=row(str(im.path), None, None, fl.model_name, error=str(e))))
+            continue
+        except OutputError as e:  # k = -1: writing cannot go on; reported after the images written
+            outcomes.append(Outcome(-1, False, str(e)))
+            break
+        outcomes.append(Outcome(k, True, faces=len(fs), payload=payload))
+    return sorted(outcomes, key=lambda o: (o.k < 0, o.k))
+
+
+# --- worker processes ------------------------------------------------------------------------
+_WORKER: dict = {}
+
+
+def _worker_init(spec: dict, job: Job) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
+    _WORKER["fl"] = FaceLandmarker(**spec)
+    _WORKER["job"] = job
+
+
+def _worker_chunk(chunk: list) -> list[Outcome]:
+    job, fl = _WORKER["job"], _WORKER["fl"]
+    return _process(job, fl, _load(job, fl, chunk))
+
+
+def done_already(plan: Plan, fmt: str, out_dir: Path | None, annotate: bool) -> set[int]:
+    """Images whose outputs are complete from an earlier run of the same command (files renamed
+    into place, or rows in a finished shard); a half-written output never exists, so never counts."""
+    if out_dir is None or not out_dir.is_dir():
+        return set()
+    if fmt == "json":
+        done = set()
+        for k, (im, name) in enumerate(zip(plan.images, plan.names)):
+            if (out_dir / f"{name}.json").is_file() and (not annotate or _annotated_path(
+                    Job(out_dir, annotate, fmt, None), im, name).is_file()):
+                done.add(k)
+        return done
+    from .shards import ShardWriter
+
+    paths = ShardWriter(out_dir, fmt).done_paths()
+    return {k for k, im in enumerate(plan.images) if str(im.path) in paths}
+
+
 def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path | None = None, annotate: bool = False,
                  boxes: Path | str | None = None, batch_images: int = 16, log: Callable[[str], None] = print,
                  progress: Callable[[int], None] | None = None, stdout=None, style: str = "contours",
-                 show_box: bool = True, show_score: bool = True) -> BatchSummary:
+                 show_box: bool = True, show_score: bool = True, fmt: str = "json", resume: bool = True,
+                 workers: int = 1, rows_per_shard: int = 10_000) -> BatchSummary:
     """Landmarks for every image in ``inputs`` (files, directories, globs, or a ``Plan``).
 
-    Writes ``OUT/<path as given>.json`` (and ``.annotated.<ext>``) when ``out_dir`` is given, else
-    one JSON document per line to ``stdout``. With ``boxes`` (the file given as ``--boxes``, whose
-    boxes ``fl.detector`` holds) detection is skipped. Raises ``UsageError`` before anything runs
-    if the request cannot work, ``OutputError`` if writing stops being possible mid-run.
+    ``fmt``: ``json`` writes ``OUT/<path>.json`` per image (and ``.annotated.<ext>``); ``jsonl`` and
+    ``parquet`` write shards of rows (``facemark.shards``); without ``out_dir`` one JSON document
+    per line goes to ``stdout``. With ``resume`` (default) images whose outputs are already
+    complete in ``out_dir`` are skipped, so an interrupted run continues where it stopped.
+    ``workers`` > 1 runs that many processes, each with its own landmarker; reading and decoding
+    run in a thread ahead of the model either way. Raises ``UsageError`` before anything runs if
+    the request cannot work, ``OutputError`` if writing stops being possible mid-run.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .shards import ShardWriter
+
     stdout = stdout or sys.stdout
     plan = inputs if isinstance(inputs, Plan) else plan_inputs(inputs, out_dir, annotate, batch_images, log)
-    images, names, out_dir, annotate = plan.images, plan.names, plan.out_dir, plan.annotate
-    given = fl.detector if isinstance(fl.detector, GivenBoxes) else None
-    s = BatchSummary(images=len(images), missing=len(plan.missing), failures=len(plan.missing), out_dir=out_dir)
-    input_paths = {str(im.path.resolve()) for im in images}
+    out_dir = plan.out_dir
+    if fmt not in ("json", "jsonl", "parquet"):
+        raise UsageError(f"--format must be json, jsonl or parquet, not {fmt!r}")
+    if fmt != "json" and out_dir is None:
+        raise UsageError(f"--format {fmt} writes shards: give --out DIR")
+    if workers < 1:
+        raise UsageError("--workers must be at least 1")
+    shards = ShardWriter(out_dir, fmt, rows_per_shard) if fmt != "json" else None
+    s = BatchSummary(images=len(plan.images), missing=len(plan.missing), failures=len(plan.missing), out_dir=out_dir)
+    skip = done_already(plan, fmt, out_dir, plan.annotate) if resume else set()
+    s.skipped = len(skip)
+    job = Job(out_dir, plan.annotate, fmt if out_dir is not None else "stdout", str(boxes) if boxes else None, style,
+              show_box, show_score, frozenset(str(im.path.resolve()) for im in plan.images))
+    todo = [(k, im, plan.names[k]) for k, im in enumerate(plan.images) if k not in skip]
+    chunks = [todo[i:i + plan.batch_images] for i in range(0, len(todo), plan.batch_images)]
+    if progress and skip:
+        progress(len(skip))
 
-    def failed(message: str) -> None:
-        log(f"failed: {message}")
-        s.failures += 1
-
-    def write(im: InputImage, k: int, image, fs, text: str) -> None:
-        base = out_dir / names[k]
-        targets = [(base.with_name(base.name + ".json"), None)]
-        if annotate:
-            ext = im.path.suffix if im.path.suffix.lower() in ANNOTATED_EXTS else ".png"
-            targets.append((base.with_name(base.name + ".annotated" + ext), ext))
-        for target, _ in targets:
-            if str(target.resolve()) in input_paths:
-                raise ImageError(f"{im.path}: its output {target} is one of the inputs; not overwritten")
-        try:
-            atomic_write_bytes(targets[0][0], (text + "\n").encode())
-            if annotate:
-                write_image(targets[1][0], draw(image, fs, style=style, box=show_box, score=show_score))
-        except OSError as e:
-            if e.errno in FATAL_WRITE:
-                raise OutputError(f"cannot write {e.filename or targets[0][0]}: {e.strerror}; stopped after "
-                                  f"{s.written} image(s), whose outputs are complete. Free space and run the "
-                                  f"same command again") from None
-            raise ImageError(f"{im.path}: cannot write its output: {e.strerror or e}") from None
-
-    def process(chunk: list[tuple[int, InputImage]]) -> None:
-        loaded, dets = [], []
-        for k, im in chunk:
-            try:
-                image = read_image(im.path)
-                d = _boxes_for(given, im, names[k], boxes, image) if given is not None else fl.detector.detect(image)
-            except (ImageError, BoxError) as e:
-                failed(str(e) if str(im.path) in str(e) else f"{im.path}: {e}")
-                continue
-            except MemoryError:
-                failed(f"{im.path}: out of memory reading or searching it")
-                continue
-            loaded.append((k, im, image))
-            dets.append(d)
-        faces = fl.landmarks_for([x[2] for x in loaded], dets)
-        for (k, im, image), fs in zip(loaded, faces):
-            doc = document(str(im.path), image.shape[1], image.shape[0], fl.model_name, fs)
-            try:
-                text = dumps(doc)
-            except ValueError:
-                failed(f"{im.path}: the model gave non-finite coordinates; nothing written")
-                continue
-            if out_dir is None:
-                stdout.write(text + "\n")
+    def report(outcomes: list[Outcome], n: int) -> None:
+        for o in outcomes:
+            if o.k < 0:
+                raise OutputError(f"{o.message}; stopped after {s.written} image(s), whose outputs are complete. "
+                                  f"Free space and run the same command again (done images are skipped)")
+            if o.ok:
+                s.written += 1
+                s.faces += o.faces
+                s.no_face += o.faces == 0
             else:
-                try:
-                    write(im, k, image, fs, text)
-                except ImageError as e:
-                    failed(str(e))
-                    continue
-            s.written += 1
-            s.faces += len(fs)
-            s.no_face += not fs
-
-    indexed = list(enumerate(images))
-    for i in range(0, len(indexed), plan.batch_images):
-        chunk = indexed[i:i + plan.batch_images]
-        process(chunk)
+                log(f"failed: {o.message}")
+                s.failures += 1
+            if job.fmt == "stdout" and o.ok:
+                stdout.write(o.payload + "\n")
+            elif shards is not None and o.payload is not None:
+                shards.add(o.payload)
         if progress:
-            progress(len(chunk))
+            progress(n)
+
+    try:
+        if workers == 1 or len(chunks) < 2:
+            with ThreadPoolExecutor(1) as reader:  # decode the next chunk while the model runs this one
+                ahead = reader.submit(_load, job, fl, chunks[0]) if chunks else None
+                for i, chunk in enumerate(chunks):
+                    loaded = ahead.result()
+                    ahead = reader.submit(_load, job, fl, chunks[i + 1]) if i + 1 < len(chunks) else None
+                    report(_process(job, fl, loaded), len(chunk))
+        else:
+            _run_workers(fl, job, chunks, workers, report)
+    finally:
+        if shards is not None:
+            shards.flush()  # the rows done so far: a complete shard, found by the next run
     return s
+
+
+def _run_workers(fl: FaceLandmarker, job: Job, chunks: list, workers: int, report) -> None:
+    """Chunks over ``workers`` processes (each with 1/workers of the cores), results in order."""
+    import multiprocessing as mp
+    import os
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    spec = {**fl.spec, "threads": threads}
+    ctx = mp.get_context("spawn")  # no fork of onnxruntime's threads
+    with ctx.Pool(workers, initializer=_worker_init, initargs=(spec, job)) as pool:
+        try:
+            for chunk, outcomes in zip(chunks, pool.imap(_worker_chunk, chunks)):
+                report(outcomes, len(chunk))
+        except BaseException:
+            pool.terminate()
+            raise
 
 
 def rows_for_bytes(fl: FaceLandmarker, items: list[tuple[str, bytes]]) -> list[dict]:
@@ -212,6 +364,8 @@ def summary_line(s: BatchSummary) -> str:
     """One line for the end of a run: counts, and where the outputs went."""
     where = f"outputs in {s.out_dir}" if s.out_dir is not None else "JSON on stdout"
     parts = [f"{s.written} of {s.images} image(s) done", f"{s.faces} face(s)"]
+    if s.skipped:
+        parts.insert(1, f"{s.skipped} already done before (skipped; --redo recomputes)")
     if s.no_face:
         parts.append(f"{s.no_face} image(s) with no face")
     if s.failures:

@@ -105,6 +105,11 @@ def detect(
     style: str = typer.Option("contours", "--draw", help="With --annotate: contours (lines and points) | points | lines."),
     show_box: bool = typer.Option(True, "--box/--no-box", help="With --annotate: draw the face box."),
     show_score: bool = typer.Option(True, "--score/--no-score", help="With --annotate: label the box with its score."),
+    fmt: str = typer.Option("json", "--format", help="With --out: json (a file per image) | jsonl | parquet (shards of rows)."),
+    shard_size: int = typer.Option(10_000, "--shard-size", help="With --format jsonl/parquet: images per shard file."),
+    redo: bool = typer.Option(False, "--redo", help="With --out: recompute images whose outputs already exist (default: skip them)."),
+    workers: int = typer.Option(1, "--workers", help="Worker processes, each with its own models (cores are shared out)."),
+    ray: Optional[str] = typer.Option(None, "--ray", help="Run on Ray: 'local' or a cluster address HOST:PORT (Parquet shards to --out)."),
 ):
     """Find faces and their 98 landmarks; JSON (schema facemark/v1) to stdout or --out DIR.
 
@@ -118,10 +123,25 @@ def detect(
 
     if style not in STYLES:
         fail(f"--draw must be one of {', '.join(STYLES)}, not {style!r}")
+    if fmt not in ("json", "jsonl", "parquet"):
+        fail(f"--format must be json, jsonl or parquet, not {fmt!r}")
+    if fmt != "json" and out_dir is None:
+        fail(f"--format {fmt} writes shards: give --out DIR")
+    if workers < 1:
+        fail("--workers must be at least 1")
+    if shard_size < 1:
+        fail("--shard-size must be at least 1")
+    if ray is not None:
+        return _detect_on_ray(inputs, out_dir, ray, model, device, threshold, min_face, batch_images)
     with usage_errors():
         plan = plan_inputs(inputs, out_dir, annotate, batch_images, log=say)
+        if fmt == "parquet":
+            from .shards import ShardWriter
+
+            ShardWriter(out_dir, "parquet", 1)  # says how to install pyarrow if it is missing
     fl = _landmarker(model, device, detector, boxes, threshold, min_face, flip=flip)
-    options = dict(boxes=boxes, log=say, style=style, show_box=show_box, show_score=show_score)
+    options = dict(boxes=boxes, log=say, style=style, show_box=show_box, show_score=show_score, fmt=fmt,
+                   resume=not redo, workers=workers, rows_per_shard=shard_size)
     try:
         if len(plan.images) > 1:
             cols = [TextColumn("detect"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
@@ -141,6 +161,22 @@ def detect(
         fail(str(e), 1)
     say(summary_line(summary))
     if summary.failures:
+        raise typer.Exit(1)
+
+
+def _detect_on_ray(inputs, out_dir, address, model, device, threshold, min_face, batch_images) -> None:
+    """``detect --ray``: the same job as a Ray Data pipeline (facemark.cluster), Parquet out."""
+    if out_dir is None:
+        fail("--ray writes Parquet shards: give --out DIR")
+    try:
+        from .cluster import run_ray
+    except ImportError:
+        fail('--ray needs Ray: pip install "facemark[ray]"')
+    with usage_errors():
+        summary = run_ray(inputs, str(out_dir), None if address == "local" else address, model=model, device=device,
+                          threshold=threshold, min_face=min_face, batch_size=batch_images, log=say)
+    say(f"facemark: {summary}")
+    if summary.get("failed"):
         raise typer.Exit(1)
 
 

@@ -69,6 +69,7 @@ class RetinaFace:
     min_face: float | None = None  # pixels in the image; None: auto from the image size
     max_side: int = 640  # images are shrunk to this long side unless min_face asks for more
     providers: tuple[str, ...] | None = None
+    threads: int | None = None  # onnxruntime intra-op threads (None: all cores)
     name: str = "retinaface"
     _session: object = field(default=None, init=False, repr=False)
     _buf: np.ndarray | None = field(default=None, init=False, repr=False)
@@ -81,7 +82,7 @@ class RetinaFace:
         if self._session is None:
             from retinaface.weights import WEIGHTS
 
-            self._session = ort_session(WEIGHTS, self.providers)
+            self._session = ort_session(WEIGHTS, self.providers, self.threads)
         return self._session
 
     def _blob(self, h: int, w: int) -> np.ndarray:

@@ -15,12 +15,13 @@ from .layouts import FLIP98, five_points
 from .results import Face
 
 
-def make_detector(spec: str | object = "retinaface", threshold: float = 0.6, min_face: float | None = None):
+def make_detector(spec: str | object = "retinaface", threshold: float = 0.6, min_face: float | None = None,
+                  threads: int | None = None):
     """``retinaface`` (default), ``yunet:PATH.onnx``, or any object with ``detect(image)``."""
     if not isinstance(spec, str):
         return spec
     if spec == "retinaface":
-        return RetinaFace(threshold=threshold, min_face=min_face)
+        return RetinaFace(threshold=threshold, min_face=min_face, threads=threads)
     if spec.startswith("yunet:"):
         path = spec.split(":", 1)[1]
         if not Path(path).is_file():
@@ -59,11 +60,15 @@ class FaceLandmarker:
             raise ValueError(f"threshold must be between 0 and 1 (exclusive), not {threshold!r}")
         if min_face is not None and not (isinstance(min_face, (int, float)) and math.isfinite(min_face) and min_face > 0):
             raise ValueError(f"min_face must be a positive number of pixels, not {min_face!r}")
-        self.detector = make_detector(detector, threshold, min_face)
+        # How to build this landmarker again (worker processes do), when its parts are picklable.
+        self.spec = dict(model=str(model), device=device, detector=detector, threshold=threshold, min_face=min_face,
+                         batch_size=batch_size, threads=threads, refine=refine, flip=flip)
+        self.detector = make_detector(detector, threshold, min_face, threads)
         self.model = load_model(model, device=device, threads=threads)
         self.batch_size = batch_size
         self.refine = refine
         self.flip = flip  # also run each crop mirrored and average (twice the model time)
+        self.spec["flip"] = flip
         self.map68 = labelmap.load()
 
     @property

@@ -1,0 +1,111 @@
+"""Images per second of ``facemark detect DIR --out OUT`` on a folder of 640x480 one-face photos,
+start-up included (what a user waits for), for several ``--workers`` / ``--format`` settings,
+with a check that every setting gives the same landmarks as the first.
+
+    python scripts/batch_bench.py                       # 300 images, workers 1 and 2, json
+    python scripts/batch_bench.py --configs "1:json,2:json,2:jsonl,2:parquet" --images 300
+    python scripts/batch_bench.py --baseline-src /path/to/older/checkout   # the same run on older code
+
+The photos are the example astronaut scaled (110-220 px faces), placed at random on a textured
+640x480 background: one face each, deterministic (seeded). Prints a Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_folder(folder: Path, n: int, seed: int = 0) -> None:
+    face = cv2.imread(str(ROOT / "examples" / "astronaut.jpg"))
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0:480, 0:640]
+    for i in range(n):
+        base = np.dstack([(xx * 0.2 + yy * 0.1 + i * 7) % 256, (xx * 0.05 + 60) % 256, (yy * 0.3) % 256]).astype(np.uint8)
+        base = cv2.GaussianBlur(base, (0, 0), 3)
+        side = int(rng.integers(220, 440))  # the photo's face is about half its width
+        img = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
+        x, y = int(rng.integers(0, 640 - side)), int(rng.integers(0, 480 - min(side, 470)))
+        h = min(side, 480 - y)
+        base[y:y + h, x:x + side] = img[:h]
+        cv2.imwrite(str(folder / f"img_{i:05d}.jpg"), base, [cv2.IMWRITE_JPEG_QUALITY, 90])
+
+
+def run(src: Path, out: Path, model: str, workers: int, fmt: str, pythonpath: str | None) -> float:
+    env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    cmd = [sys.executable, "-m", "facemark", "detect", str(src), "--out", str(out), "--model", model]
+    if not pythonpath:  # older code knows none of these options
+        cmd += ["--workers", str(workers), "--format", fmt]
+    t = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t
+    if r.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{r.stderr}")
+    return wall
+
+
+def landmarks(out: Path) -> dict[str, np.ndarray]:
+    sys.path.insert(0, str(ROOT))
+    from facemark.results import read
+
+    return {Path(r["path"]).name: np.array([f["landmarks"] for f in r["faces"]], np.float64).reshape(-1, 98, 2)
+            for r in read(out)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=300)
+    ap.add_argument("--model", default="hourglass")
+    ap.add_argument("--configs", default="1:json,2:json", help="WORKERS:FORMAT, comma-separated")
+    ap.add_argument("--baseline-src", help="also time an older checkout (its facemark package dir's parent)")
+    ap.add_argument("--repeat", type=int, default=2, help="runs per setting; the best is reported")
+    ap.add_argument("--work", type=Path, default=None, help="folder for the images and outputs (default: temp)")
+    a = ap.parse_args()
+    work = a.work or Path(tempfile.mkdtemp(prefix="facemark-batch-"))
+    src = work / "images"
+    if not src.is_dir() or len(list(src.glob("*.jpg"))) != a.images:
+        shutil.rmtree(src, ignore_errors=True)
+        make_folder(src, a.images)
+    settings = [(None, int(w), f) for w, f in (c.split(":") for c in a.configs.split(","))]
+    if a.baseline_src:
+        settings.insert(0, (a.baseline_src, 1, "json"))
+    rows, ref = [], None
+    for pythonpath, workers, fmt in settings:
+        best = float("inf")
+        for _ in range(a.repeat):
+            out = work / f"out-{workers}-{fmt}-{'base' if pythonpath else 'new'}"
+            shutil.rmtree(out, ignore_errors=True)
+            best = min(best, run(src, out, a.model, workers, fmt, pythonpath))
+        got = landmarks(out)
+        if ref is None:
+            ref, diff = got, 0.0
+        else:
+            assert set(got) == set(ref), "different images done"
+            diff = max((float(np.abs(got[k] - ref[k]).max()) if got[k].shape == ref[k].shape and got[k].size else
+                        (0.0 if got[k].shape == ref[k].shape else float("inf"))) for k in ref)
+        label = "older checkout" if pythonpath else f"--workers {workers} --format {fmt}"
+        rows.append((label, best, a.images / best, diff, sum(len(v) for v in got.values())))
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    print(f"{a.images} images 640x480, one face each, model {a.model}; {os.cpu_count()} cores ({cpu}); "
+          f"wall time of the whole command, start-up included, best of {a.repeat}")
+    print("| setting | seconds | images/s | speed-up | faces | max landmark diff vs first row (px) |")
+    print("|---|--:|--:|--:|--:|--:|")
+    for label, wall, ips, diff, faces in rows:
+        print(f"| {label} | {wall:.2f} | {ips:.1f} | {ips / rows[0][2]:.2f}x | {faces} | {diff:.4f} |")
+
+
+if __name__ == "__main__":
+    main()

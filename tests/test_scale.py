@@ -1,0 +1,142 @@
+"""Big runs on one machine: resumable after a crash, sharded JSONL/Parquet outputs with one reader,
+and worker processes that give the same results as one process."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from facemark.results import read, validate
+
+MODEL = ["--model", "direct"]
+
+
+def fm(*args, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "facemark", *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory, face_image):
+    """60 small one-face photos and one broken file, in two sub-folders."""
+    root = tmp_path_factory.mktemp("scale")
+    rng = np.random.default_rng(0)
+    for i in range(60):
+        side = int(rng.integers(90, 150))
+        img = np.full((160, 200, 3), int(rng.integers(40, 200)), np.uint8)
+        x, y = int(rng.integers(0, 200 - side)), int(rng.integers(0, 160 - side))
+        img[y:y + side, x:x + side] = cv2.resize(face_image, (side, side), interpolation=cv2.INTER_AREA)
+        sub = root / "in" / ("a" if i % 2 else "b")
+        sub.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(sub / f"{i:03d}.jpg"), img)
+    (root / "in" / "a" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    return root
+
+
+def by_path(rows: list[dict]) -> dict[str, dict]:
+    return {r["path"]: r for r in rows}
+
+
+@pytest.fixture(scope="module")
+def reference(folder):
+    """An uninterrupted single-process run: the result every other run must match."""
+    r = fm("detect", "in", "--out", "ref", "--batch", 4, *MODEL, cwd=folder)
+    assert r.returncode == 1 and "broken.jpg" in r.stderr
+    return folder / "ref"
+
+
+def kill_when(p: subprocess.Popen, ready, timeout: float = 120) -> None:
+    t0 = time.time()
+    while not ready():
+        assert p.poll() is None, "the run ended before it could be killed"
+        assert time.time() - t0 < timeout
+        time.sleep(0.02)
+    p.send_signal(signal.SIGKILL)  # a crash or a power cut: no cleanup at all
+    p.wait()
+
+
+def test_a_killed_run_resumes_with_the_same_command(folder, reference):
+    cmd = [sys.executable, "-m", "facemark", "detect", "in", "--out", "res", "--batch", "4", *MODEL]
+    p = subprocess.Popen(cmd, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kill_when(p, lambda: len(list((folder / "res").rglob("*.json"))) >= 12)
+    before = {f: f.read_bytes() for f in (folder / "res").rglob("*.json")}
+    assert 12 <= len(before) < 60
+    r = fm("detect", "in", "--out", "res", "--batch", 4, *MODEL, cwd=folder)
+    assert r.returncode == 1 and "broken.jpg" in r.stderr  # the bad file is tried again, and named
+    done = int(r.stderr.split(" already done before")[0].rsplit(", ", 1)[1])
+    assert done == len(before)
+    assert f"{60 - done} of 61 image(s) done" in r.stderr
+    assert all(f.read_bytes() == data for f, data in before.items())  # nothing redone, nothing touched
+    ref = sorted(p.relative_to(reference).as_posix() for p in reference.rglob("*.json"))
+    got = sorted(p.relative_to(folder / "res").as_posix() for p in (folder / "res").rglob("*.json"))
+    assert got == ref and len(got) == 60
+    for rel in ref:
+        assert (folder / "res" / rel).read_bytes() == (reference / rel).read_bytes()
+    # --redo recomputes everything
+    r = fm("detect", "in", "--out", "res", "--batch", 4, "--redo", *MODEL, cwd=folder)
+    assert "already done" not in r.stderr and "60 of 61 image(s) done" in r.stderr
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_killed_sharded_run_resumes_and_yields_each_image_once(folder, reference, fmt):
+    if fmt == "parquet":
+        pytest.importorskip("pyarrow")
+    out = folder / f"shards-{fmt}"
+    cmd = [sys.executable, "-m", "facemark", "detect", "in", "--out", str(out), "--format", fmt, "--shard-size", "8",
+           "--batch", "4", *MODEL]
+    p = subprocess.Popen(cmd, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kill_when(p, lambda: len(list(out.glob(f"part-*.{fmt}"))) >= 2)
+    r = fm(*cmd[3:], cwd=folder)
+    assert r.returncode == 1, r.stderr
+    rows = read(out)
+    paths = [row["path"] for row in rows]
+    assert len(paths) == len(set(paths)) == 61  # every image exactly once, the broken one as an error row
+    errors = [row for row in rows if row["error"]]
+    assert len(errors) == 1 and errors[0]["path"].endswith("broken.jpg")
+    ref = by_path(read(reference))
+    for row in rows:
+        if row["error"]:
+            continue
+        want = ref[row["path"]]
+        assert (row["width"], row["height"], row["model"]) == (want["width"], want["height"], want["model"])
+        assert np.allclose([f["landmarks"] for f in row["faces"]], [f["landmarks"] for f in want["faces"]], atol=1e-6)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # only complete shards, no temporaries
+
+
+def test_workers_give_the_same_results_as_one_process(folder, reference):
+    r = fm("detect", "in", "--out", "w2", "--workers", 2, "--batch", 4, *MODEL, cwd=folder)
+    assert r.returncode == 1 and r.stderr.count("broken.jpg") == 1
+    ref, got = by_path(read(reference)), by_path(read(folder / "w2"))
+    assert set(got) == set(ref) and len(got) == 60
+    for path, want in ref.items():
+        assert len(got[path]["faces"]) == len(want["faces"])
+        assert np.allclose([f["landmarks"] for f in got[path]["faces"]], [f["landmarks"] for f in want["faces"]], atol=0.02)
+
+
+def test_stdout_keeps_input_order_with_workers(folder):
+    r = fm("detect", "in/b", "--workers", 2, "--batch", 3, *MODEL, cwd=folder)
+    assert r.returncode == 0, r.stderr
+    docs = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [Path(d["image"]).name for d in docs] == sorted(p.name for p in (folder / "in" / "b").glob("*.jpg"))
+    assert all(validate(d) == [] for d in docs)
+
+
+def test_read_loads_every_output_format(folder, reference):
+    rows = read(reference)
+    assert len(rows) == 60 and all(set(r) == {"path", "width", "height", "model", "error", "faces"} for r in rows)
+    one = next(reference.rglob("*.json"))
+    assert len(read(one)) == 1
+
+
+def test_shard_formats_need_an_output_folder(folder):
+    r = fm("detect", "in", "--format", "jsonl", *MODEL, cwd=folder)
+    assert r.returncode == 2 and "give --out DIR" in r.stderr
+    r = fm("detect", "in", "--out", "x", "--format", "csv", *MODEL, cwd=folder)
+    assert r.returncode == 2 and "--format must be" in r.stderr
