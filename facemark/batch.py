@@ -164,18 +164,20 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
 
     given = fl.detector if isinstance(fl.detector, GivenBoxes) else None
     outcomes, ready, dets = [], [], []
+
+    def failed(k: int, im: InputImage, msg: str) -> None:  # an error row too, for the shard formats
+        outcomes.append(Outcome(k, False, msg, payload=row(str(im.path), None, None, fl.model_name, error=msg)))
+
     for k, im, name, image in loaded:
         try:
             if isinstance(image, Exception):
                 raise image
             d = _boxes_for(given, im, name, job.boxes_source, image) if given is not None else fl.detector.detect(image)
         except (ImageError, BoxError) as e:
-            msg = str(e) if str(im.path) in str(e) else f"{im.path}: {e}"
-            outcomes.append(Outcome(k, False, msg, payload=row(str(im.path), None, None, fl.model_name, error=msg)))
+            failed(k, im, str(e) if str(im.path) in str(e) else f"{im.path}: {e}")
             continue
         except MemoryError:
-            msg = f"{im.path}: out of memory searching it"
-            outcomes.append(Outcome(k, False, msg, payload=row(str(im.path), None, None, fl.model_name, error=msg)))
+            failed(k, im, f"{im.path}: out of memory searching it")
             continue
         ready.append((k, im, name, image))
         dets.append(d)
@@ -184,8 +186,7 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
         try:
             text = dumps(doc)
         except ValueError:
-            msg = f"{im.path}: the model gave non-finite coordinates; nothing written"
-            outcomes.append(Outcome(k, False, msg, payload=row(str(im.path), None, None, fl.model_name, error=msg)))
+            failed(k, im, f"{im.path}: the model gave non-finite coordinates; nothing written")
             continue
         try:
             if job.fmt == "json":
@@ -198,7 +199,7 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
                     _write(job, im, name, image, fs, None)
                 payload = row(str(im.path), image.shape[1], image.shape[0], fl.model_name, fs)
         except ImageError as e:
-            outcomes.append(Outcome(k, False, str(e), payload=row(str(im.path), None, None, fl.model_name, error=str(e))))
+            failed(k, im, str(e))
             continue
         except OutputError as e:  # k = -1: writing cannot go on; reported after the images written
             outcomes.append(Outcome(-1, False, str(e)))

@@ -1,0 +1,154 @@
+"""Where the time of the fast models goes, per face at batch 1, and what the CPU options buy.
+
+Profiles the landmark stage of ``FaceLandmarker`` for the direct and hybrid models (crop warp,
+onnxruntime run, mapping back to the image) and times variants of the session: intra-op threads,
+fp16 weights computed in fp16, and static int8 (QDQ, calibrated on 300-W crops), with the accuracy
+each variant costs (NME on 300-W common-subset faces cropped from their labels, the landmark model
+alone). Prints a Markdown table for docs/PERFORMANCE.md.
+
+    python scripts/fast_path.py --data 300w=../shared/data/300w [--models direct,hybrid] [--faces 200]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from facemark import align, labelmap  # noqa: E402
+from facemark.backends import OnnxModel  # noqa: E402
+from facemark.evaluation import metrics  # noqa: E402
+from facemark.layouts import five_points  # noqa: E402
+from facemark.training.datasets import load_all  # noqa: E402
+
+
+def ms(fn, runs: int = 300, warmup: int = 20) -> float:
+    for _ in range(warmup):
+        fn()
+    t = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        t.append(time.perf_counter() - t0)
+    return statistics.median(t) * 1000
+
+
+def session(path: str, threads: int | None) -> ort.InferenceSession:
+    o = ort.SessionOptions()
+    o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    o.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    o.log_severity_level = 3
+    if threads:
+        o.intra_op_num_threads = threads
+    return ort.InferenceSession(path, o, providers=["CPUExecutionProvider"])
+
+
+def crops_for(samples, size: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Label-aligned crops (the model alone, no detector) and their image->crop matrices."""
+    crops, mats = [], []
+    for s in samples:
+        image = cv2.imread(str(s.image))
+        m = align.from_points(five_points(s.landmarks), align.TEMPLATES["landmarks98"], size)
+        crops.append(align.warp(image, m, size))
+        mats.append(m)
+    return np.stack(crops), mats
+
+
+def nme(run, crops, mats, samples, size: int) -> float:
+    m68 = labelmap.load()
+    errs = []
+    for c, m, s in zip(crops, mats, samples):
+        canon = run(c[None])[0].astype(np.float64)
+        pts = align.apply(align.invert(m), canon * size - 0.5)
+        errs.append(metrics.nme(labelmap.to68(pts, m68)[None], s.landmarks[None])[0])
+    return float(np.mean(errs)) * 100
+
+
+def int8_model(path: str, calib: np.ndarray, out: str) -> str:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter([{"crops": calib[i:i + 1]} for i in range(len(calib))])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    pre = out + ".pre.onnx"
+    quant_pre_process(path, pre, skip_symbolic_shape=True)
+    quantize_static(pre, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return out
+
+
+def fp16_model(path: str, out: str) -> str:
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(path)
+    # facemark stores big weights as fp16 behind a Cast to fp32; computing in fp16 means dropping
+    # those Casts and running every float op in fp16: onnxconverter-common does that properly.
+    try:
+        from onnxconverter_common import float16
+    except ImportError:
+        return ""
+    m16 = float16.convert_float_to_float16(m, keep_io_types=True)
+    onnx.save(m16, out)
+    _ = numpy_helper
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="300w=PATH: its test split (the common subset)")
+    ap.add_argument("--models", default="direct,hybrid")
+    ap.add_argument("--faces", type=int, default=200, help="test faces for the accuracy column")
+    a = ap.parse_args()
+    samples = [s for s in load_all([a.data]) if s.split == "test"][: a.faces]
+    calib_samples = [s for s in load_all([a.data]) if s.split == "train"][:64]
+    tmp = tempfile.mkdtemp(prefix="facemark-fast-")
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    print(f"{os.cpu_count()} cores ({cpu}), onnxruntime {ort.__version__}; medians of 300 single-face calls; "
+          f"NME on {len(samples)} 300-W common-subset faces cropped from their labels (model alone)\n")
+    print("| model | stage / variant | ms per face | NME % |")
+    print("|---|---|--:|--:|")
+    for name in a.models.split(","):
+        m = OnnxModel(name)
+        size = m.size
+        crops, mats = crops_for(samples, size)
+        image = cv2.imread(str(samples[0].image))
+        one = np.empty((1, size, size, 3), np.uint8)
+        t_warp = ms(lambda: align.warp(image, mats[0], size, out=one[0]))
+        inv = align.invert(mats[0])
+        canon = m(crops[:1])[0]
+        t_back = ms(lambda: align.apply(inv, canon * size - 0.5))
+        print(f"| {name} | crop warp (warpAffine into the batch) | {t_warp:.3f} | |")
+        print(f"| {name} | map back to the image | {t_back:.3f} | |")
+        variants = [("fp32, default threads (shipped)", str(m.path), None)]
+        variants.append(("fp32, 1 intra-op thread", str(m.path), 1))
+        calib, _ = crops_for(calib_samples, size)
+        q = int8_model(str(m.path), calib, os.path.join(tmp, f"{name}.int8.onnx"))
+        variants.append(("static int8 (QDQ, per-channel), default threads", q, None))
+        variants.append(("static int8, 1 thread", q, 1))
+        h = fp16_model(str(m.path), os.path.join(tmp, f"{name}.fp16.onnx"))
+        if h:
+            variants.append(("fp16 compute", h, None))
+        for label, path, threads in variants:
+            sess = session(path, threads)
+            inp = sess.get_inputs()[0].name
+            run = lambda x, sess=sess, inp=inp: sess.run(None, {inp: x})[0]  # noqa: E731
+            t = ms(lambda: run(crops[:1]))
+            print(f"| {name} | session run: {label} | {t:.3f} | {nme(run, crops, mats, samples, size):.3f} |")
+
+
+if __name__ == "__main__":
+    main()
