@@ -29,6 +29,12 @@ def draw(image: np.ndarray, faces: list[Face], style: str = "contours", box: boo
     ``box``/``score`` toggle the face box and its score label (``ids`` label video tracks)."""
     if style not in STYLES:
         raise ValueError(f"style must be one of {', '.join(STYLES)}, not {style!r}")
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise TypeError("image must be a BGR uint8 array (H, W, 3)")
+    if any(not isinstance(f, Face) for f in faces):
+        raise TypeError("faces must be Face objects (as FaceLandmarker returns them)")
+    if ids is not None and len(ids) != len(faces):
+        raise ValueError(f"ids must give one id per face: {len(ids)} ids for {len(faces)} faces")
     if points is False:  # the older spelling: lines only
         style = "lines"
     out = image.copy()

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -34,10 +35,14 @@ def weights_dir() -> Path:
 def resolve(model: str, suffix: str) -> Path:
     """A shipped model name (``hourglass``) or a path to an .onnx / .pt file."""
     p = Path(model)
-    if p.suffix in (".onnx", ".pt"):
+    if p.suffix.lower() in (".onnx", ".pt"):
+        if p.is_dir():
+            raise ModelError(f"{model} is a directory, not a model file")
         if not p.is_file():
             raise ModelError(f"model file not found: {model}")
-        if p.suffix != suffix:  # the other backend's file sits beside it under the same name
+        if not os.access(p, os.R_OK):
+            raise ModelError(f"{model} cannot be read (permission denied)")
+        if p.suffix.lower() != suffix:  # the other backend's file sits beside it under the same name
             other = p.with_suffix(suffix)
             if not other.is_file():
                 raise ModelError(f"{p.name} has no {suffix} file beside it (needed for this backend)")
@@ -67,10 +72,15 @@ class OnnxModel:
             self.size = int(meta["facemark.size"])
             self.config = json.loads(meta["facemark.config"])
             self.meta = json.loads(meta.get("facemark.meta", "{}"))
-        except (KeyError, ValueError):
-            raise ModelError(f"{path} has damaged facemark metadata") from None
+            points = int(self.config["num_points"])
+            self.input = self.session.get_inputs()[0].name
+            # One blank crop now, so a graph whose metadata lies fails here, not halfway through a run.
+            out = self.session.run(None, {self.input: np.zeros((1, self.size, self.size, 3), np.uint8)})[0]
+            if out.shape != (1, points, 2):
+                raise ValueError(out.shape)
+        except Exception:  # noqa: BLE001 - KeyError, ValueError, onnxruntime's own: all the same user error
+            raise ModelError(f"{path} has damaged facemark metadata (input size or point count)") from None
         self.name = self.meta.get("name", path.stem)
-        self.input = self.session.get_inputs()[0].name
 
     def __call__(self, crops: np.ndarray) -> np.ndarray:
         if len(crops) == 0:

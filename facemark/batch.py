@@ -8,6 +8,7 @@ once (everything written so far stays valid) instead of failing every remaining 
 from __future__ import annotations
 
 import errno
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +19,10 @@ import numpy as np
 from .annotate import draw
 from .detector import BoxError, GivenBoxes
 from .errors import FacemarkError, UsageError
-from .imageio import ImageError, atomic_write_bytes, read_image, write_image
+from .imageio import ImageError, atomic_write_bytes, encode_image, read_image
 from .inputs import InputImage, collisions, expand, output_names
 from .landmarker import FaceLandmarker
-from .results import document, dumps
+from .results import SCHEMA, document, dumps
 
 ANNOTATED_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 FATAL_WRITE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO}  # every later write would fail too
@@ -60,7 +61,13 @@ def plan_inputs(inputs: list[str], out_dir: Path | None = None, annotate: bool =
     """Expand ``inputs`` (files, directories, globs) and check the request; each argument that
     gives nothing is one ``log`` line. Raises ``UsageError`` if nothing can run, or if two inputs
     would write the same output (before anything is written)."""
-    images, problems = expand(inputs)
+    if isinstance(inputs, (str, Path)):
+        raise TypeError("inputs must be a list of files, folders or globs (wrap a single one in a list)")
+    if any(not str(a).strip() for a in inputs):
+        raise UsageError("an input is an empty string; name a file, folder or glob (use . for this folder)")
+    if out_dir is not None and not str(out_dir).strip():
+        raise UsageError("--out is an empty string; name a folder (use . for this folder)")
+    images, problems = expand([str(a) for a in inputs])
     for m in problems:
         log(f"error: {m}")
     if not images:
@@ -79,7 +86,32 @@ def plan_inputs(inputs: list[str], out_dir: Path | None = None, annotate: bool =
             a, b = clash[0]
             raise UsageError(f"{images[a].path} and {images[b].path} would both write {out_dir / names[a]}.json "
                              f"({len(clash)} such clash(es)); run them with different --out folders")
+        _output_dirs_clash(images, names, annotate)
+        _check_writable(out_dir)
     return Plan(images, problems, out_dir, annotate, batch_images, names)
+
+
+def _output_dirs_clash(images: list[InputImage], names: list, annotate: bool) -> None:
+    """An output file that would have to be a folder too (``x.jpg`` beside a folder ``x.jpg.json/``)."""
+    folders = {p.as_posix() for n in names for p in n.parents}
+    for im, n in zip(images, names):
+        mine = [f"{n}.json"] + ([f"{n}.annotated{im.path.suffix}", f"{n}.annotated.png"] if annotate else [])
+        hit = next((m for m in mine if m in folders), None)
+        if hit:
+            raise UsageError(f"{im.path}: its output {hit} is also a folder of other inputs' outputs; "
+                             f"rename one of them or run them separately")
+
+
+def _check_writable(out_dir: Path) -> None:
+    """Make ``--out`` and prove a file can be created there, before any image is read."""
+    import tempfile
+
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".fm-", suffix=".tmp"):
+            pass
+    except OSError as e:
+        raise UsageError(f"--out {out_dir} cannot be written: {e.strerror or e}") from None
 
 
 def _boxes_for(boxes: GivenBoxes, im: InputImage, name, source: Path | str | None, image) -> list:
@@ -147,15 +179,25 @@ def _write(job: Job, im: InputImage, name, image, fs, text: str | None) -> None:
     for target in targets:
         if str(target.resolve()) in job.input_paths:
             raise ImageError(f"{im.path}: its output {target} is one of the inputs; not overwritten")
+    drawn = None
+    if job.annotate:  # encoded before anything is written: an image that cannot be encoded leaves no half pair
+        try:
+            drawn = encode_image(targets[-1].suffix, draw(image, fs, style=job.style, box=job.show_box, score=job.show_score))
+        except ImageError as e:
+            raise ImageError(f"{im.path}: cannot draw its annotated image: {e}") from None
+    current = targets[0]
     try:
         if text is not None:
-            atomic_write_bytes(targets[0], (text + "\n").encode())
-        if job.annotate:
-            write_image(targets[-1], draw(image, fs, style=job.style, box=job.show_box, score=job.show_score))
+            atomic_write_bytes(current, (text + "\n").encode())
+        if drawn is not None:
+            current = targets[-1]
+            atomic_write_bytes(current, drawn)
     except OSError as e:
-        if e.errno in FATAL_WRITE:
-            raise OutputError(f"cannot write {e.filename or targets[0]}: {e.strerror}") from None
-        raise ImageError(f"{im.path}: cannot write its output: {e.strerror or e}") from None
+        why = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+               errno.EROFS: "the file system is read-only", errno.EIO: "an I/O error"}.get(e.errno)
+        if why:
+            raise OutputError(f"cannot write {current}: {why}") from None
+        raise ImageError(f"{im.path}: cannot write {current}: {e.strerror or e}") from None
 
 
 def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
@@ -225,21 +267,32 @@ def _worker_chunk(chunk: list) -> list[Outcome]:
     return _process(job, fl, _load(job, fl, chunk))
 
 
-def done_already(plan: Plan, fmt: str, out_dir: Path | None, annotate: bool) -> set[int]:
-    """Images whose outputs are complete from an earlier run of the same command (files renamed
-    into place, or rows in a finished shard); a half-written output never exists, so never counts."""
+def _finished_by(path: Path, model: str) -> bool:
+    """Whether ``path`` is a facemark result of ``model`` (not some other file of that name)."""
+    try:
+        with open(path, "rb") as f:
+            doc = json.loads(f.read(1 << 24))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(doc, dict) and doc.get("schema") == SCHEMA and doc.get("model") == model
+
+
+def done_already(plan: Plan, fmt: str, out_dir: Path | None, annotate: bool, model: str) -> set[int]:
+    """Images whose outputs are complete from an earlier run of the same command with the same
+    model: files renamed into place, or error-free rows in a finished shard. A half-written output
+    never exists, so never counts; a failed image is tried again."""
     if out_dir is None or not out_dir.is_dir():
         return set()
     if fmt == "json":
         done = set()
+        job = Job(out_dir, annotate, fmt, None)
         for k, (im, name) in enumerate(zip(plan.images, plan.names)):
-            if (out_dir / f"{name}.json").is_file() and (not annotate or _annotated_path(
-                    Job(out_dir, annotate, fmt, None), im, name).is_file()):
+            if _finished_by(out_dir / f"{name}.json", model) and (not annotate or _annotated_path(job, im, name).is_file()):
                 done.add(k)
         return done
     from .shards import ShardWriter
 
-    paths = ShardWriter(out_dir, fmt).done_paths()
+    paths = ShardWriter(out_dir, fmt).done_paths(model)
     return {k for k, im in enumerate(plan.images) if str(im.path) in paths}
 
 
@@ -273,10 +326,11 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
         raise UsageError("--workers must be at least 1")
     shards = ShardWriter(out_dir, fmt, rows_per_shard) if fmt != "json" else None
     s = BatchSummary(images=len(plan.images), missing=len(plan.missing), failures=len(plan.missing), out_dir=out_dir)
-    skip = done_already(plan, fmt, out_dir, plan.annotate) if resume else set()
+    skip = done_already(plan, fmt, out_dir, plan.annotate, fl.model_name) if resume else set()
     s.skipped = len(skip)
+    protected = [im.path for im in plan.images] + ([Path(boxes)] if boxes else [])  # never overwritten
     job = Job(out_dir, plan.annotate, fmt if out_dir is not None else "stdout", str(boxes) if boxes else None, style,
-              show_box, show_score, frozenset(str(im.path.resolve()) for im in plan.images))
+              show_box, show_score, frozenset(str(p.resolve()) for p in protected))
     todo = [(k, im, plan.names[k]) for k, im in enumerate(plan.images) if k not in skip]
     chunks = [todo[i:i + plan.batch_images] for i in range(0, len(todo), plan.batch_images)]
     if progress and skip:
@@ -286,7 +340,7 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
         for o in outcomes:
             if o.k < 0:
                 raise OutputError(f"{o.message}; stopped after {s.written} image(s), whose outputs are complete. "
-                                  f"Free space and run the same command again (done images are skipped)")
+                                  f"Fix that and run the same command again (done images are skipped)")
             if o.ok:
                 s.written += 1
                 s.faces += o.faces
@@ -295,7 +349,12 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                 log(f"failed: {o.message}")
                 s.failures += 1
             if job.fmt == "stdout" and o.ok:
-                stdout.write(o.payload + "\n")
+                try:
+                    stdout.write(o.payload + "\n")
+                except BrokenPipeError:
+                    raise  # the reader has gone (| head): the caller stops quietly
+                except OSError as e:
+                    raise OutputError(f"cannot write to standard output: {e.strerror or e}") from None
             elif shards is not None and o.payload is not None:
                 shards.add(o.payload)
         if progress:
@@ -313,7 +372,11 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
             _run_workers(fl, job, chunks, workers, report)
     finally:
         if shards is not None:
-            shards.flush()  # the rows done so far: a complete shard, found by the next run
+            try:
+                shards.flush()  # the rows done so far: a complete shard, found by the next run
+            except OSError as e:
+                raise OutputError(f"cannot write a shard in {out_dir}: {e.strerror or e}; stopped after "
+                                  f"{s.written} image(s); the complete shards stay valid") from None
     return s
 
 
@@ -322,6 +385,7 @@ def _run_workers(fl: FaceLandmarker, job: Job, chunks: list, workers: int, repor
     import multiprocessing as mp
     import os
 
+    workers = min(workers, len(chunks), 4 * (os.cpu_count() or 1))  # no idle processes loading models
     threads = max(1, (os.cpu_count() or 1) // workers)
     spec = {**fl.spec, "threads": threads}
     ctx = mp.get_context("spawn")  # no fork of onnxruntime's threads
@@ -369,6 +433,8 @@ def summary_line(s: BatchSummary) -> str:
         parts.insert(1, f"{s.skipped} already done before (skipped; --redo recomputes)")
     if s.no_face:
         parts.append(f"{s.no_face} image(s) with no face")
-    if s.failures:
-        parts.append(f"{s.failures} failed (named above)")
+    if s.failures - s.missing:
+        parts.append(f"{s.failures - s.missing} failed (named above)")
+    if s.missing:
+        parts.append(f"{s.missing} input(s) gave no image (named above)")
     return "facemark: " + ", ".join(parts) + f"; {where}"

@@ -19,18 +19,31 @@ from rich.console import Console
 from rich.markup import escape
 
 from . import __version__
+from .quiet import STDERR_LOCK
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Faces and their 98 landmarks (WFLW layout) in images and video.")
-err = Console(stderr=True, highlight=False, soft_wrap=True)  # one message, one line (logs, grep)
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)  # tables stay readable in files
+_NULL = open(os.devnull, "w")  # where output goes when the caller closed stdout or stderr (cron, daemons)
+# Consoles follow sys.stdout/sys.stderr as they are at each print (tests swap them) unless closed.
+err = Console(**({"stderr": True} if sys.stderr is not None else {"file": _NULL}), highlight=False, soft_wrap=True)
+out = Console(**({} if sys.stdout is not None else {"file": _NULL}), highlight=False,
+              width=None if sys.stdout is not None and sys.stdout.isatty() else 160)  # tables stay readable in files
 
 DEFAULT_CACHE = Path(os.environ.get("FACEMARK_CACHE", Path.home() / ".cache" / "facemark"))
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), 127]}  # a file name's escapes and newlines, made visible
+
+
+def plain(text: str) -> str:
+    """Text safe for one terminal line: control characters (ANSI escapes, newlines) shown as \\xNN."""
+    return escape(str(text).translate(_CONTROL))
+
+
 def fail(message: str, code: int = 2) -> None:
     """One clear line on stderr and the exit code: never a traceback for bad input."""
-    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    with STDERR_LOCK:
+        err.print(f"[bold red]error:[/] {plain(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -38,18 +51,47 @@ def say(line: str) -> None:
     """A library ``log`` line on stderr: its first word coloured, the rest printed as is."""
     head, _, rest = line.partition(" ")
     colour = {"error:": "red", "failed:": "red", "warning:": "yellow", "skipped:": "yellow"}.get(head)
-    err.print(f"[{colour}]{escape(head)}[/] {escape(rest)}" if colour else escape(line), soft_wrap=True)
+    with STDERR_LOCK:  # never while a codec's noise is being silenced (facemark.quiet)
+        err.print(f"[{colour}]{plain(head)}[/] {plain(rest)}" if colour else plain(line), soft_wrap=True)
 
 
 @contextmanager
 def usage_errors():
     """facemark's own usage errors (raised by the command bodies) become one line and exit 2."""
-    from .errors import UsageError
+    from .errors import FacemarkError, UsageError
 
     try:
         yield
     except UsageError as e:
         fail(str(e))
+    except FacemarkError as e:  # e.g. an output that could not be written after the work: exit 1
+        fail(str(e), 1)
+
+
+def check_output_file(path: Optional[Path], option: str, exts: tuple[str, ...] = ()) -> None:
+    """Before any work: an output file's folder can be made, it is no folder itself, and its
+    extension is one facemark can write (so an hour of measuring is never lost at the last step)."""
+    if path is None:
+        return
+    if path.is_dir():
+        fail(f"{option} {path} is a directory: give a file name")
+    if exts and path.suffix.lower() not in exts:
+        fail(f"{option} {path}: use one of {', '.join(exts)}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        fail(f"{option} {path}: cannot create {path.parent}: {e.strerror or e}")
+    if not os.access(path.parent, os.W_OK):
+        fail(f"{option} {path}: {path.parent} is not writable")
+
+
+def write_result(path: Path, text: str, option: str) -> None:
+    from .imageio import atomic_write_bytes
+
+    try:
+        atomic_write_bytes(path, text.encode())
+    except OSError as e:
+        fail(f"cannot write {option} {path}: {e.strerror or e}", 1)
 
 
 def _version(value: bool) -> None:
@@ -80,8 +122,8 @@ def _landmarker(model: str, device: str, detector: str, boxes: Optional[Path], t
         det = GivenBoxes.from_file(boxes) if boxes else detector
     except FileNotFoundError:
         fail(f"boxes file not found: {boxes}")
-    except (ValueError, KeyError, TypeError, json.JSONDecodeError) as e:
-        fail(f"bad boxes file {boxes}: {e}")
+    except (ValueError, KeyError, TypeError, RecursionError, OSError) as e:  # JSON errors are ValueErrors
+        fail(f"bad boxes file {boxes}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
     try:
         return FaceLandmarker(model=model, device=device, detector=det, threshold=threshold, min_face=min_face,
                               threads=threads, flip=flip)
@@ -133,6 +175,8 @@ def detect(
         fail("--shard-size must be at least 1")
     if ray is not None:
         return _detect_on_ray(inputs, out_dir, ray, model, device, threshold, min_face, batch_images)
+    if out_dir is None and sys.stdout is None:
+        fail("standard output is closed: give --out DIR")
     with usage_errors():
         plan = plan_inputs(inputs, out_dir, annotate, batch_images, log=say)
         if fmt == "parquet":
@@ -143,7 +187,7 @@ def detect(
     options = dict(boxes=boxes, log=say, style=style, show_box=show_box, show_score=show_score, fmt=fmt,
                    resume=not redo, workers=workers, rows_per_shard=shard_size)
     try:
-        if len(plan.images) > 1:
+        if len(plan.images) > 1 and err.is_terminal:  # a bar only where someone watches (no blank lines in logs)
             cols = [TextColumn("detect"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
             with Progress(*cols, console=err, transient=True) as bar:
                 task = bar.add_task("detect", total=len(plan.images))
@@ -159,6 +203,9 @@ def detect(
         raise typer.Exit(130) from None
     except OutputError as e:
         fail(str(e), 1)
+    except BrokenPipeError:  # JSON piped into head and the like: the reader had enough
+        sys.stdout = None
+        raise typer.Exit(0) from None
     say(summary_line(summary))
     if summary.failures:
         raise typer.Exit(1)
@@ -256,9 +303,15 @@ def bench(
     from rich.table import Table
 
     from .evaluation import bench as B
-    from .imageio import atomic_write_bytes
 
     names = [m.strip() for m in models_arg.split(",") if m.strip()]
+    if not names:
+        fail("--models names no model")
+    if threads is not None and threads < 1:
+        fail("--threads must be at least 1")
+    if limit is not None and limit < 1:
+        fail("--limit must be at least 1")
+    check_output_file(json_path, "--json")
     with usage_errors():
         batches = B.parse_batches(batch, device)
         rows, skipped, info = B.run_bench(device, names, batches, threads, data, image, yunet, limit, status=err.status)
@@ -282,8 +335,10 @@ def bench(
                   f"pipeline rows time detect + crop + landmarks + mapping back per frame.")
     for s in skipped:
         say(f"skipped: {s}")
+    if not any(r.stage == "landmarks" for r in rows):
+        fail("no landmark model could be timed (see the skipped lines above)")
     if json_path:
-        atomic_write_bytes(json_path, (json.dumps(B.as_json(rows, skipped, info), indent=1) + "\n").encode())
+        write_result(json_path, json.dumps(B.as_json(rows, skipped, info), indent=1) + "\n", "--json")
 
 
 @app.command("eval")
@@ -305,6 +360,10 @@ def eval_cmd(
 
     from .evaluation.evaluate import run_eval
 
+    if limit is not None and limit < 1:
+        fail("--limit must be at least 1")
+    check_output_file(json_path, "--json")
+    check_output_file(plot, "--plot", (".png", ".jpg", ".jpeg", ".bmp", ".webp"))
     with Progress(console=err, transient=True) as bar:
         tasks = {}
 
@@ -423,13 +482,14 @@ def train(
     """Train a landmark model; exports the best checkpoint to OUT/model.onnx and OUT/model.pt."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .training.train import TrainOptions, load_pack, make_trainer, parse_arch
+    from .training.train import TrainOptions, check_options, load_pack, make_trainer, parse_arch
 
     with usage_errors():
         opts = TrainOptions(model, out_dir, epochs=epochs, batch=batch, lr=lr, device=device, model=parse_arch(arch),
                             resume=resume, max_minutes=max_minutes, threads=threads, compile=compile_model,
                             fuse_loss=fuse_loss, teacher_model=teacher_model, distill=distill, init=init,
                             teacher_views=teacher_views, teacher_cache=teacher_cache)
+        check_options(opts)  # before a pack is loaded or built
         pk = load_pack(pack_path, data, teacher, cache, res)
         trainer = make_trainer(pk, opts, log=say)
     err.print(f"{model} {trainer.model.config if model != 'hybrid' else ''} on {device}: "
@@ -518,7 +578,7 @@ def run(argv: Optional[List[str]] = None) -> None:
 
 
 def fail_now(message: str) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    err.print(f"[bold red]error:[/] {plain(message)}", soft_wrap=True)
     raise SystemExit(2)
 
 

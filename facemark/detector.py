@@ -231,9 +231,11 @@ def check_box(b, where: str = "box") -> np.ndarray:
         b = list(np.asarray(b.box).reshape(-1)) + [b.score]
     if isinstance(b, (str, bytes, dict)) or not hasattr(b, "__len__"):
         raise BoxError(f"{where} must be [x1, y1, x2, y2] (optionally a score), not {b!r}")
+    if any(isinstance(v, bool) for v in (b if isinstance(b, (list, tuple)) else [])):
+        raise BoxError(f"{where} must hold numbers, not true/false: {b!r}")
     try:
         arr = np.asarray(b, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise BoxError(f"{where} must hold numbers only, not {b!r}") from None
     if arr.ndim != 1 or arr.size not in (4, 5):
         raise BoxError(f"{where} must be [x1, y1, x2, y2] (optionally a score), not {b!r}")
@@ -256,7 +258,20 @@ class GivenBoxes:
     @classmethod
     def from_file(cls, path: str | Path) -> "GivenBoxes":
         """Read ``{"img.jpg": [[x1,y1,x2,y2(,score)], ...]}`` or facemark/v1 result documents."""
-        data = json.loads(Path(path).read_text())
+        from .imageio import ImageError, check_regular_file
+
+        if not Path(path).exists():
+            raise FileNotFoundError(path)
+        try:
+            check_regular_file(Path(path))  # a FIFO would block, a directory is no file
+        except ImageError as e:
+            raise ValueError(str(e).replace(" image", " boxes file").replace("not an boxes file", "not a file")) from None
+        if Path(path).stat().st_size > 1 << 30:
+            raise ValueError("over 1 GiB")
+        try:
+            data = json.loads(Path(path).read_bytes())
+        except RecursionError:
+            raise ValueError("nested too deeply") from None
         docs = data if isinstance(data, list) else [data] if isinstance(data, dict) and "schema" in data else None
         if docs is not None:
             out = {}

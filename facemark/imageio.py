@@ -1,52 +1,40 @@
 """Reading images as displayed (EXIF orientation applied) and writing outputs atomically."""
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import struct
 import sys
 import tempfile
-import threading
-from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from .quiet import STDERR_LOCK, quiet_stderr  # noqa: F401  (STDERR_LOCK re-exported for readers)
+
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".pbm", ".pgm", ".ppm"}
 
 
-MAX_PIXELS = int(os.environ.get("FACEMARK_MAX_PIXELS", 200_000_000))  # 200 MP: a 16000x12500 photo
+def _max_pixels() -> int:
+    raw = os.environ.get("FACEMARK_MAX_PIXELS", "")
+    try:
+        value = int(float(raw)) if raw.strip() else 200_000_000
+    except ValueError:
+        value = 0
+    if value <= 0:
+        print(f"facemark: FACEMARK_MAX_PIXELS={raw!r} is not a positive number; using 200000000", file=sys.stderr)
+        value = 200_000_000
+    return value
+
+
+MAX_PIXELS = _max_pixels()  # 200 MP by default: a 16000x12500 photo
 MAX_BYTES = 1 << 30  # 1 GiB of compressed input
 
 
 class ImageError(ValueError):
     """An input that is not a readable image."""
-
-
-# Codec libraries (libpng, libtiff, FFmpeg) write warnings straight to file descriptor 2; facemark
-# silences that descriptor while they run so stderr holds only its own lines. Whoever prints to
-# stderr in facemark takes this lock, so no line of ours is swallowed.
-STDERR_LOCK = threading.RLock()
-
-
-@contextmanager
-def quiet_stderr():
-    with STDERR_LOCK:
-        try:
-            sys.stderr.flush()
-            saved = os.dup(2)
-        except (OSError, ValueError):  # no real descriptor 2 (some embedders): nothing to silence
-            yield
-            return
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 2)
-            os.close(devnull)
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 def header_size(data: bytes) -> tuple[int, int] | None:
@@ -68,6 +56,12 @@ def header_size(data: bytes) -> tuple[int, int] | None:
         if kind == b"VP8 ":
             w, h = struct.unpack("<HH", data[26:30])
             return w & 0x3FFF, h & 0x3FFF
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return _tiff_size(data)
+    if data[:1] == b"P" and data[1:2] in b"123456" and len(data) > 3:
+        fields = data[2:256].split(b"#")[0].split()  # "P6 <w> <h> ..." (comments before the size are rare)
+        if len(fields) >= 2 and fields[0].isdigit() and fields[1].isdigit():
+            return int(fields[0]), int(fields[1])
     if data[:2] == b"\xff\xd8":
         i = 2
         while i + 9 < len(data):
@@ -84,6 +78,23 @@ def header_size(data: bytes) -> tuple[int, int] | None:
                 return w, h
             i += 2 + length
     return None
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    """ImageWidth/ImageLength of a TIFF's first image (tags 256/257) from its first IFD."""
+    e = "<" if data[:2] == b"II" else ">"
+    try:
+        (ifd,) = struct.unpack(e + "I", data[4:8])
+        (n,) = struct.unpack(e + "H", data[ifd:ifd + 2])
+        size = {}
+        for k in range(n):
+            tag, typ, _count = struct.unpack(e + "HHI", data[ifd + 2 + 12 * k: ifd + 10 + 12 * k])
+            value = data[ifd + 10 + 12 * k: ifd + 14 + 12 * k]
+            if tag in (256, 257):
+                size[tag] = struct.unpack(e + ("H" if typ == 3 else "I"), value[:2] if typ == 3 else value)[0]
+        return (size[256], size[257]) if len(size) == 2 else None
+    except (struct.error, KeyError):
+        return None  # an IFD beyond the bytes read: OpenCV's own limit and the check after decoding still apply
 
 
 def check_regular_file(path: Path) -> None:
@@ -173,11 +184,22 @@ def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
+def output_target(path: str | os.PathLike) -> Path:
+    """Where an atomic write to ``path`` really goes: through a symbolic link to its file (the link
+    stays); a device, FIFO or folder is refused rather than replaced by a regular file."""
+    path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    if path.exists() and not path.is_file():
+        raise OSError(errno.EEXIST, f"{path} exists and is not a regular file (a folder or a device)", str(path))
+    return path
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write to a temporary file in the same folder, then rename: never a half-written file."""
-    path = Path(path)
+    path = output_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".fm-", suffix=".tmp", dir=path.parent)  # short: long names still fit
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -187,9 +209,19 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
-def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
-    ext = Path(path).suffix.lower() or ".png"
-    ok, buf = cv2.imencode(ext, image)
+def encode_image(ext: str, image: np.ndarray) -> bytes:
+    """``image`` encoded as ``ext`` (``.jpg``, ``.png``...); ``ImageError`` if the format cannot hold it
+    (e.g. a side over 65,500 px in JPEG or WebP)."""
+    ext = ext.lower() or ".png"
+    try:
+        with quiet_stderr():
+            ok, buf = cv2.imencode(ext, image)
+    except cv2.error:
+        ok = False
     if not ok:
-        raise ImageError(f"cannot encode an image as {ext}")
-    atomic_write_bytes(path, buf.tobytes())
+        raise ImageError(f"{ext} cannot hold a {image.shape[1]}x{image.shape[0]} image (or no encoder)")
+    return buf.tobytes()
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
+    atomic_write_bytes(path, encode_image(Path(path).suffix, image))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -54,12 +55,23 @@ class FaceLandmarker:
     def __init__(self, model: str = DEFAULT_MODEL, device: str = "cpu", detector: str | object = "retinaface",
                  threshold: float = 0.6, min_face: float | None = None, batch_size: int = 32,
                  threads: int | None = None, refine: int = 0, flip: bool = False):
+        def number(v) -> bool:
+            return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and math.isfinite(float(v))
+
         if not isinstance(device, str) or (device not in ("cpu", "cuda") and not device.startswith("cuda:")):
             raise ValueError(f"device must be cpu or cuda, not {device!r}")
-        if not isinstance(threshold, (int, float)) or not 0.0 < threshold < 1.0:
-            raise ValueError(f"threshold must be between 0 and 1 (exclusive), not {threshold!r}")
-        if min_face is not None and not (isinstance(min_face, (int, float)) and math.isfinite(min_face) and min_face > 0):
+        if not number(threshold) or not 0.0 < float(threshold) < 1.0:
+            raise ValueError(f"threshold must be a number between 0 and 1 (exclusive), not {threshold!r}")
+        if min_face is not None and not (number(min_face) and min_face > 0):
             raise ValueError(f"min_face must be a positive number of pixels, not {min_face!r}")
+        if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+        if not isinstance(refine, numbers.Integral) or isinstance(refine, bool) or not 0 <= refine <= 10:
+            raise ValueError(f"refine must be an integer from 0 to 10, not {refine!r}")
+        if not isinstance(detector, (str, GivenBoxes)) and not callable(getattr(detector, "detect", None)):
+            raise TypeError(f"detector must be 'retinaface', 'yunet:PATH.onnx' or an object with detect(image), "
+                            f"not {type(detector).__name__}")
+        threshold, min_face = float(threshold), None if min_face is None else float(min_face)
         # How to build this landmarker again (worker processes do), when its parts are picklable.
         self.spec = dict(model=str(model), device=device, detector=detector, threshold=threshold, min_face=min_face,
                          batch_size=batch_size, threads=threads, refine=refine, flip=flip)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -56,21 +57,19 @@ class ShardWriter:
         self.out, self.fmt, self.rows_per_shard, self.prefix = Path(out_dir), fmt, rows_per_shard, prefix
         self.out.mkdir(parents=True, exist_ok=True)
         self.rows: list[dict] = []
-        self.next_index = 1 + max((self._index(p) for p in self.shards()), default=-1)
+        # Each run names its shards after its start time and process id, so concurrent or repeated
+        # runs into one folder never overwrite each other; names sort in the order runs started.
+        self.run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{os.getpid()}"
+        self.next_index = 0
         self.written = 0
-
-    def _index(self, p: Path) -> int:
-        try:
-            return int(p.stem.rsplit("-", 1)[1])
-        except (IndexError, ValueError):
-            return -1
 
     def shards(self) -> list[Path]:
         return sorted(self.out.glob(f"{self.prefix}-*.{self.fmt}"))
 
-    def done_paths(self) -> set[str]:
-        """Paths of the images already in complete shards (resume skips them)."""
-        return {r["path"] for p in self.shards() for r in read_shard(p)}
+    def done_paths(self, model: str | None = None) -> set[str]:
+        """Images already done (resume skips them): rows without an error, by ``model`` if given."""
+        return {r["path"] for p in self.shards() for r in read_shard(p)
+                if not r.get("error") and (model is None or r.get("model") == model)}
 
     def add(self, r: dict) -> None:
         self.rows.append(r)
@@ -80,8 +79,8 @@ class ShardWriter:
     def flush(self) -> Path | None:
         if not self.rows:
             return None
-        path = self.out / f"{self.prefix}-{self.next_index:05d}.{self.fmt}"
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=self.out)
+        path = self.out / f"{self.prefix}-{self.run_id}-{self.next_index:05d}.{self.fmt}"
+        fd, tmp = tempfile.mkstemp(prefix=".fm-", suffix=".tmp", dir=self.out)
         try:
             if self.fmt == "jsonl":
                 with os.fdopen(fd, "w") as f:
@@ -120,27 +119,49 @@ def _from_document(doc: dict) -> dict:
     return row(doc["image"], doc["width"], doc["height"], doc["model"], doc["faces"])
 
 
-def iter_results(path: str | Path) -> Iterator[dict]:
+def _rows_of(path: Path) -> list[dict]:
+    """The rows of one output file; ``ValueError`` naming it if it is not one of facemark's."""
+    from .imageio import ImageError, check_regular_file
+
+    try:
+        check_regular_file(path)  # a FIFO would block
+        if path.suffix in (".jsonl", ".parquet"):
+            rows = read_shard(path)
+            return [_from_document(r) if "schema" in r else r for r in rows]
+        doc = json.loads(path.read_bytes())
+        if isinstance(doc, dict) and doc.get("schema") == "facemark/v1":
+            return [_from_document(doc)]
+        raise ValueError("not a facemark/v1 document")
+    except (ImageError, OSError, ValueError, KeyError, TypeError, RecursionError) as e:
+        raise ValueError(f"{path}: not a facemark output ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+
+
+def iter_results(path: str | Path, on_error=None) -> Iterator[dict]:
     """Rows from any facemark output: a ``facemark/v1`` JSON file, a JSON-lines or Parquet shard,
-    or a directory of any of them (searched recursively, sorted)."""
+    or a folder of them (recursively, sorted; where a later shard has the same image again, as
+    after ``--redo``, its row wins). In a folder, files that are not facemark outputs are passed
+    to ``on_error(message)`` and skipped (by default: skipped silently); a single bad file raises
+    ``ValueError`` naming it."""
     path = Path(path)
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
-                       and (p.suffix in (".jsonl", ".parquet") or p.name.endswith(".json")))
-        for p in files:
-            yield from iter_results(p)
+    if not path.is_dir():
+        yield from _rows_of(path)
         return
-    if path.suffix in (".jsonl", ".parquet"):
-        for r in read_shard(path):
-            yield _from_document(r) if "schema" in r else r
-        return
-    doc = json.loads(path.read_text())
-    yield _from_document(doc) if isinstance(doc, dict) and "schema" in doc else doc
+    files = sorted(p for p in path.rglob("*") if p.suffix in (".json", ".jsonl", ".parquet")
+                   and not p.name.endswith(".tmp") and p.is_file())
+    latest: dict[str, dict] = {}
+    for p in files:
+        try:
+            for r in _rows_of(p):
+                latest[r["path"]] = r
+        except ValueError as e:
+            if on_error:
+                on_error(str(e))
+    yield from latest.values()
 
 
-def read(path: str | Path) -> list[dict]:
+def read(path: str | Path, on_error=None) -> list[dict]:
     """All rows of a facemark output (see ``iter_results``), one per image."""
-    return list(iter_results(path))
+    return list(iter_results(path, on_error))
 
 
 def write_rows(rows: Iterable[dict], out_dir: str | Path, fmt: str = "jsonl", rows_per_shard: int = 10_000) -> list[Path]:

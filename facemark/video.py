@@ -14,7 +14,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from .imageio import IMAGE_EXTS, ImageError, publish, quiet_stderr, read_image
+from .imageio import IMAGE_EXTS, ImageError, output_target, publish, quiet_stderr, read_image
 
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"}
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".webm": "VP80"}
@@ -68,8 +68,13 @@ class Source:
 def open_source(spec: str, fps: float | None = None) -> Source:
     """A video file, a directory or glob of frames, or a camera index."""
     if spec.isdigit() and not Path(spec).exists():
-        cap = cv2.VideoCapture(int(spec))
-        if not cap.isOpened():
+        try:
+            with quiet_stderr():  # the capture backends list every camera they tried
+                cap = cv2.VideoCapture(int(spec))
+                opened = cap.isOpened()
+        except (cv2.error, OverflowError):
+            opened = False
+        if not opened:
             raise VideoError(f"camera {spec} cannot be opened")
         f = fps or cap.get(cv2.CAP_PROP_FPS) or 30.0
         w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
@@ -122,8 +127,9 @@ class AtomicVideoWriter:
         ext = path.suffix.lower()
         if ext not in FOURCC:
             raise VideoError(f"--out {path}: use one of {', '.join(sorted(FOURCC))}")
+        path = output_target(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=ext, dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=".fm-", suffix=ext, dir=path.parent)
         os.close(fd)
         self.path, self.tmp = path, Path(tmp)
         self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*FOURCC[ext]), fps, size)
@@ -147,20 +153,24 @@ class AtomicVideoWriter:
 
 class AtomicTextWriter:
     def __init__(self, path: Path):
+        path = output_target(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=".fm-", suffix=".tmp", dir=path.parent)
         self.path, self.tmp = path, Path(tmp)
         self.f = os.fdopen(fd, "w")
 
     def write_line(self, obj: dict) -> None:
-        self.f.write(json.dumps(obj, separators=(",", ":")) + "\n")
+        self.f.write(json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n")
 
     def commit(self) -> None:
         self.f.close()
         publish(self.tmp, self.path)
 
     def abort(self) -> None:
-        self.f.close()
+        try:
+            self.f.close()
+        except OSError:  # a full disk fails the final flush too; the file goes anyway
+            pass
         self.tmp.unlink(missing_ok=True)
 
 
@@ -230,8 +240,14 @@ def process_video(source: str, fl, out_path: Path | None = None, json_path: Path
         raise UsageError("--detect-every must be at least 1")
     if max_faces < 0:
         raise UsageError("--max-faces must be 0 (all) or more")
-    if fps is not None and fps <= 0:
-        raise UsageError("--fps must be positive")
+    import math
+
+    if fps is not None and not (math.isfinite(fps) and 0 < fps <= 1000):
+        raise UsageError(f"--fps must be a number of frames per second in (0, 1000], not {fps}")
+    if min_cutoff is not None and not (math.isfinite(min_cutoff) and min_cutoff > 0):
+        raise UsageError(f"--min-cutoff must be a positive number of Hz, not {min_cutoff}")
+    if beta is not None and not (math.isfinite(beta) and beta >= 0):
+        raise UsageError(f"--beta must be 0 or a positive number, not {beta}")
     outputs = [p for p in (out_path, json_path) if p is not None]
     for p in outputs:
         if p.is_dir():
@@ -245,6 +261,11 @@ def process_video(source: str, fl, out_path: Path | None = None, json_path: Path
     if out_path is not None and out_path.suffix.lower() not in FOURCC:
         raise UsageError(f"--out {out_path}: use one of {', '.join(sorted(FOURCC))}")
     src = open_source(source, fps)
+    frames = {str(Path(f).resolve()) for f in (src._files or [])}
+    for p in outputs:
+        if str(p.resolve()) in frames:
+            src.close()
+            raise UsageError(f"refusing to overwrite {p}: it is one of the input frames")
     tuned = {k: v for k, v in (("min_cutoff", min_cutoff), ("beta", beta)) if v is not None}  # else smooth.py's
     tracker = Tracker(fl, detect_every=detect_every, max_faces=max_faces, smooth=smooth == "one-euro", **tuned)
     stop = {"asked": 0}
@@ -285,13 +306,18 @@ def process_video(source: str, fl, out_path: Path | None = None, json_path: Path
                     break
         except _StopNow:
             pass
+        except OSError as e:  # disk full or gone while writing: the temporaries are removed below
+            raise VideoError(f"cannot write the output: {e.strerror or e}; nothing was kept") from None
         for sig in signals:  # closing the outputs is not interrupted again
             signal.signal(sig, signal.SIG_IGN)
         if done == 0:
             raise VideoError(f"{source}: no frame could be decoded")
-        for w in writers:
-            w.commit()
-        writers = []
+        try:
+            while writers:
+                writers[0].commit()
+                writers.pop(0)
+        except OSError as e:
+            raise VideoError(f"cannot finish writing the output: {e.strerror or e}") from None
     finally:
         for w in writers:  # not committed: an error, or no frame at all
             w.abort()

@@ -281,7 +281,10 @@ def run_bench(device: str = "cpu", models: list[str] = ("hourglass", "direct", "
     if yunet is not None:
         if not Path(yunet).is_file():
             raise UsageError(f"YuNet model not found: {yunet}")
-        rows.append(bench_detector(frame, YuNet(str(yunet)), "yunet"))
+        try:
+            rows.append(bench_detector(frame, YuNet(str(yunet)).check(), "yunet"))
+        except ModelError as e:
+            raise UsageError(str(e)) from None
     with status("timing landmark models..."):
         lm_rows, more_skipped = run_landmarks(names, device, batches, threads, log=lambda *_: None)
     rows += lm_rows

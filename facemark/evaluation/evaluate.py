@@ -131,10 +131,15 @@ def run_eval(data: list[str], models: list[str], boxes: str = "detector", device
     for r in results:
         key = r.model if r.model not in report else f"{r.model}#{len(report) + 1}"
         report[key] = {"mode": r.mode, "subsets": r.table()}
-    if json_path:
-        from ..imageio import atomic_write_bytes
+    try:
+        if json_path:
+            from ..imageio import atomic_write_bytes
 
-        atomic_write_bytes(json_path, (json.dumps(report, indent=1) + "\n").encode())
-    if plot:
-        plot_ced(results, str(plot))
+            atomic_write_bytes(json_path, (json.dumps(report, indent=1) + "\n").encode())
+        if plot:
+            plot_ced(results, str(plot))
+    except OSError as e:
+        from ..batch import OutputError
+
+        raise OutputError(f"cannot write {e.filename or json_path}: {e.strerror or e}") from None
     return results, report

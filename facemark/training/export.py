@@ -109,13 +109,22 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path = "weights", n
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     if checkpoint.is_dir():
         checkpoint = checkpoint / "best.pt"
-    if not checkpoint.is_file():
+    if not checkpoint.exists():
         raise UsageError(f"checkpoint not found: {checkpoint}")
+    if not checkpoint.is_file():
+        raise UsageError(f"{checkpoint} is not a regular file")
+    if name is not None and (not name.strip() or Path(name).name != name or name in (".", "..")):
+        raise UsageError(f"--name {name!r} must be a plain file name (no folders)")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} exists and is not a directory")
     try:
         model, meta = load_state(checkpoint)
     except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is a usage error
-        raise UsageError(f"cannot load {checkpoint}: {e}") from None
+        raise UsageError(f"{checkpoint} is not a facemark checkpoint ({type(e).__name__})") from None
     name = name or model.family
+    for target in (out_dir / f"{name}.onnx", out_dir / f"{name}.pt"):
+        if target.resolve() == checkpoint.resolve():
+            raise UsageError(f"refusing to overwrite the checkpoint {checkpoint}: give another --out or --name")
     meta = {**meta, "name": name, "family": model.family}
     export_onnx(model, out_dir / f"{name}.onnx", meta)
     save_state(model, out_dir / f"{name}.pt", meta)

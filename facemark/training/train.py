@@ -352,17 +352,24 @@ def load_pack(pack_path: Path | None, data: list[str], teacher: Path | None, cac
     if pack_path is not None:
         if not Path(pack_path).is_file():
             raise UsageError(f"pack not found: {pack_path}")
-        return Pack.load(pack_path)
+        try:
+            return Pack.load(pack_path)
+        except Exception as e:  # noqa: BLE001 - numpy raises many kinds for a file that is no pack
+            raise UsageError(f"{pack_path} is not a facemark pack ({type(e).__name__}); make one with facemark pack") from None
     if data:
         return build_pack(data, teacher, cache, res, 0.5)
     raise UsageError("give --data KIND=PATH (and --teacher for 68-point data) or --pack FILE")
 
 
-def make_trainer(pack: Pack, opts: TrainOptions, log=print) -> Trainer:
-    """Check the options, then build the trainer (resuming if asked): ``UsageError`` if they cannot work."""
+def check_options(opts: TrainOptions) -> None:
+    """``UsageError`` for options that cannot work, before any data is loaded."""
     from ..errors import UsageError
     from ..models import FAMILIES
 
+    if Path(opts.out).exists() and not Path(opts.out).is_dir():
+        raise UsageError(f"--out {opts.out} exists and is not a directory")
+    if opts.epochs < 1 or opts.batch < 1:
+        raise UsageError("--epochs and --batch must be at least 1")
     if opts.family not in FAMILIES:
         raise UsageError(f"unknown model {opts.family!r}: use one of {', '.join(FAMILIES)}")
     if opts.distill < 0:
@@ -371,6 +378,13 @@ def make_trainer(pack: Pack, opts: TrainOptions, log=print) -> Trainer:
         raise UsageError("--teacher-views must be at least 1")
     if opts.device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError("--device cuda: CUDA is not available here (no GPU, or a CPU-only PyTorch)")
+
+
+def make_trainer(pack: Pack, opts: TrainOptions, log=print) -> Trainer:
+    """Check the options, then build the trainer (resuming if asked): ``UsageError`` if they cannot work."""
+    from ..errors import UsageError
+
+    check_options(opts)
     try:
         return Trainer(pack, opts, log=log)
     except (RuntimeError, ValueError) as e:
