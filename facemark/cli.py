@@ -134,7 +134,7 @@ def _landmarker(model: str, device: str, detector: str, boxes: Optional[Path], t
 @app.command()
 def detect(
     inputs: List[str] = typer.Argument(..., help="Image files, directories (recursive) or globs."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Write DIR/<relative path>/<stem>.json per image."),
+    out_arg: Optional[str] = typer.Option(None, "--out", help="Write DIR/<path>.json per image (path below the inputs' common folder)."),
     annotate: bool = typer.Option(False, "--annotate", help="Also write an annotated image beside each JSON."),
     model: str = typer.Option("hourglass", "--model", help="hourglass | direct | hybrid | PATH.onnx/.pt"),
     device: str = typer.Option("cpu", "--device", help="cpu (onnxruntime) | cuda (torch)"),
@@ -163,6 +163,10 @@ def detect(
     from .annotate import STYLES
     from .batch import OutputError, detect_files, plan_inputs, summary_line
 
+    if out_arg is not None and not out_arg.strip():
+        fail("--out is an empty string; name a folder (use . for this folder)")
+    out_dir = Path(out_arg) if out_arg is not None else None
+
     if style not in STYLES:
         fail(f"--draw must be one of {', '.join(STYLES)}, not {style!r}")
     if fmt not in ("json", "jsonl", "parquet"):
@@ -189,7 +193,7 @@ def detect(
     try:
         if len(plan.images) > 1 and err.is_terminal:  # a bar only where someone watches (no blank lines in logs)
             cols = [TextColumn("detect"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-            with Progress(*cols, console=err, transient=True) as bar:
+            with Progress(*cols, console=err, transient=True, disable=not err.is_terminal) as bar:
                 task = bar.add_task("detect", total=len(plan.images))
                 summary = detect_files(plan, fl, progress=lambda n: bar.advance(task, n), **options)
         else:
@@ -257,7 +261,7 @@ def video(
     cols = [TextColumn("video"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]:.1f} fps"), TimeRemainingColumn()]
     s = None
     try:
-        with Progress(*cols, console=err, transient=True) as bar:
+        with Progress(*cols, console=err, transient=True, disable=not err.is_terminal) as bar:
             task = bar.add_task("video", total=None, rate=0.0)
             try:
                 with usage_errors():
@@ -364,7 +368,7 @@ def eval_cmd(
         fail("--limit must be at least 1")
     check_output_file(json_path, "--json")
     check_output_file(plot, "--plot", (".png", ".jpg", ".jpeg", ".bmp", ".webp"))
-    with Progress(console=err, transient=True) as bar:
+    with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:
         tasks = {}
 
         def progress(name, i, n):
@@ -441,7 +445,7 @@ def pack(
 
     from .training.pack import build_pack
 
-    with Progress(console=err, transient=True) as bar, usage_errors():
+    with Progress(console=err, transient=True, disable=not err.is_terminal) as bar, usage_errors():
         tasks = {}
 
         def progress(stage, i, n):
@@ -498,7 +502,7 @@ def train(
     cols = [TextColumn("epoch {task.fields[epoch]}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
             TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn()]
     interrupted = False
-    with Progress(*cols, console=err, transient=True) as bar:
+    with Progress(*cols, console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("train", total=1, epoch=0, loss=0.0)
 
         def progress(epoch, step, steps, loss):

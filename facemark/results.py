@@ -103,9 +103,10 @@ def validate_frame(rec) -> list[str]:
     return errors
 
 
-def read(path) -> list[dict]:
+def read(path, on_error=None) -> list[dict]:
     """Every image's result from any facemark output: a JSON document, a folder of them, or
-    ``--format jsonl`` / ``parquet`` shards. One row per image (see ``facemark.shards.row``)."""
+    ``--format jsonl`` / ``parquet`` shards. One row per image (see ``facemark.shards.row``); in a
+    folder, files that are not facemark outputs go to ``on_error(message)`` and are skipped."""
     from .shards import read as read_rows
 
-    return read_rows(path)
+    return read_rows(path, on_error)

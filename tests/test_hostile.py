@@ -374,3 +374,138 @@ def test_video_signals_close_the_outputs_and_leave_nothing_hidden(tmp_path, face
     assert cap.isOpened() and cap.read()[0]
     lines = (tmp_path / "o.jsonl").read_text().splitlines()
     assert 0 < len(lines) < 2000 and all(strict_json(x)["frame"] == i for i, x in enumerate(lines))
+
+
+# --- cases from a second, hostile review ----------------------------------------------------
+@pytest.mark.parametrize("make, words", [
+    (lambda p: p.write_text("[" * 100000 + "]" * 100000), "nested too deeply"),
+    (lambda p: os.mkfifo(p), "not a regular file"),
+    (lambda p: p.mkdir(), "is a directory"),
+])
+def test_unusable_boxes_files_are_one_line(tmp_path, face, make, words):
+    cv2.imwrite(str(tmp_path / "p.jpg"), face)
+    make(tmp_path / "b.json")
+    r = fm("detect", "p.jpg", "--boxes", "b.json", *MODEL, cwd=tmp_path, timeout=60)
+    assert r.returncode == 2 and words in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_closed_or_full_standard_streams(tmp_path, face):
+    cv2.imwrite(str(tmp_path / "p.jpg"), face)
+    cmd = [sys.executable, "-m", "facemark", "detect", "p.jpg", *MODEL]
+    r = subprocess.run(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                       preexec_fn=lambda: os.close(1))
+    assert r.returncode == 2 and "standard output is closed" in r.stderr
+    with open("/dev/full", "w") as full:
+        r = subprocess.run(cmd, cwd=tmp_path, stdout=full, stderr=subprocess.PIPE, text=True)
+    assert r.returncode == 1 and "cannot write to standard output" in r.stderr and "Traceback" not in r.stderr
+    (tmp_path / "bad.jpg").write_text("no")
+    r = subprocess.run(cmd[:-2] + ["p.jpg", "bad.jpg", "--out", "o", *MODEL], cwd=tmp_path, capture_output=True,
+                       preexec_fn=lambda: os.close(2))  # stderr closed (cron): the run still runs
+    assert r.returncode == 1 and (tmp_path / "o" / "p.jpg.json").is_file()
+
+
+def test_concurrent_shard_runs_into_one_folder_keep_every_row(tmp_path, face):
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        for i in range(3):
+            cv2.imwrite(str(tmp_path / sub / f"{i}.jpg"), face)
+    procs = [subprocess.Popen([sys.executable, "-m", "facemark", "detect", sub, "--out", "o", "--format", "jsonl", *MODEL],
+                              cwd=tmp_path, stderr=subprocess.DEVNULL) for sub in ("a", "b")]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    from facemark.results import read
+
+    assert len(read(tmp_path / "o")) == 6
+
+
+def test_resume_redoes_other_models_and_failures_and_never_takes_the_boxes_file(tmp_path, face):
+    cv2.imwrite(str(tmp_path / "a.jpg"), face)
+    assert fm("detect", "a.jpg", "--out", ".", *MODEL, cwd=tmp_path).returncode == 0
+    r = fm("detect", "a.jpg", "--out", ".", "--model", "hybrid", cwd=tmp_path)
+    assert "already done" not in r.stderr and json.loads((tmp_path / "a.jpg.json").read_text())["model"] == "hybrid"
+    # A boxes file that sits where the output goes is an input: read, never overwritten, never "done".
+    boxes = tmp_path / "b" / "a.jpg.json"
+    boxes.parent.mkdir()
+    cv2.imwrite(str(tmp_path / "b" / "a.jpg"), face)
+    boxes.write_text(json.dumps({"a.jpg": [[20, 20, 180, 190]]}))
+    before = boxes.read_bytes()
+    r = fm("detect", "b/a.jpg", "--boxes", "b/a.jpg.json", "--out", "b", *MODEL, cwd=tmp_path)
+    assert r.returncode == 1 and "one of the inputs; not overwritten" in r.stderr and "already done" not in r.stderr
+    assert boxes.read_bytes() == before
+    # A failed image is tried again on resume (shards too): fix it, rerun, it is done.
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "x.jpg").write_text("broken")
+    assert fm("detect", "c", "--out", "oc", "--format", "jsonl", *MODEL, cwd=tmp_path).returncode == 1
+    cv2.imwrite(str(tmp_path / "c" / "x.jpg"), face)
+    assert fm("detect", "c", "--out", "oc", "--format", "jsonl", *MODEL, cwd=tmp_path).returncode == 0
+    from facemark.results import read
+
+    rows = read(tmp_path / "oc")
+    assert len(rows) == 1 and rows[0]["error"] is None and len(rows[0]["faces"]) == 1
+
+
+def test_outputs_that_would_also_be_folders_are_refused_up_front(tmp_path, face):
+    (tmp_path / "col" / "x.jpg.json").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "col" / "x.jpg"), face)
+    cv2.imwrite(str(tmp_path / "col" / "x.jpg.json" / "inner.jpg"), face)
+    r = fm("detect", "col", "--out", "o", *MODEL, cwd=tmp_path)
+    assert r.returncode == 2 and "also a folder" in r.stderr and not (tmp_path / "o").exists() or not list((tmp_path / "o").rglob("*.json"))
+
+
+def test_long_names_and_odd_characters(tmp_path, face):
+    long = "x" * 240 + ".jpg"  # the output name (+5) fits in 255; a long temporary name would not
+    cv2.imwrite(str(tmp_path / long), face)
+    (tmp_path / "\x1b[31mred\nline.jpg").write_text("not an image")
+    r = fm("detect", ".", "--out", "o", *MODEL, cwd=tmp_path)
+    assert r.returncode == 1 and (tmp_path / "o" / f"{long}.json").is_file()
+    assert "\x1b" not in r.stderr and "\\x1b[31mred\\x0aline.jpg" in r.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (["detect", ""], "empty string"),
+    (["detect", "p.jpg", "--out", ""], "empty string"),
+    (["video", "frames", "--json", "frames/000.jpg"], "one of the input frames"),
+    (["video", "frames", "--json", "v.jsonl", "--fps", "nan"], "--fps must be"),
+    (["video", "frames", "--json", "v.jsonl", "--min-cutoff", "nan"], "--min-cutoff must be"),
+    (["video", "99999999999999999999", "--json", "v.jsonl"], "cannot be opened"),
+    (["bench", "--models", "nope", "--batch", "1"], "no landmark model could be timed"),
+    (["bench", "--models", "direct", "--batch", "1", "--threads", "-1"], "--threads must be"),
+    (["bench", "--models", "direct", "--batch", "1", "--json", "adir"], "is a directory"),
+    (["export", "w.pt", "--out", "p.jpg"], "is not a directory"),
+    (["export", "w.pt", "--name", "../escape"], "plain file name"),
+    (["export", "w.pt", "--out", ".", "--name", "w"], "refusing to overwrite the checkpoint"),
+    (["train", "--model", "direct", "--pack", "p.jpg", "--out", "t"], "is not a facemark pack"),
+])
+def test_more_bad_requests_are_one_line(tmp_path, face, args, words):
+    cv2.imwrite(str(tmp_path / "p.jpg"), face)
+    (tmp_path / "frames").mkdir()
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / "frames" / f"{i:03d}.jpg"), face)
+    (tmp_path / "adir").mkdir()
+    import shutil
+
+    from facemark.backends import resolve
+
+    shutil.copy(resolve("direct", ".pt"), tmp_path / "w.pt")
+    before = (tmp_path / "frames" / "000.jpg").read_bytes()
+    r = fm(*args, *([] if args[0] in ("export", "train", "bench") else MODEL), cwd=tmp_path)
+    assert r.returncode == 2 and words in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and r.stderr.count("\n") <= 2  # the line (and bench's skipped line)
+    assert (tmp_path / "frames" / "000.jpg").read_bytes() == before
+    assert not (tmp_path.parent / "escape.onnx").exists()
+
+
+def test_python_entry_points_reject_a_bare_string(fl):
+    from facemark.batch import detect_files
+
+    with pytest.raises(TypeError, match="list of files"):
+        detect_files("examples/astronaut.jpg", fl)
+
+
+def test_read_names_a_bad_file_and_skips_it_in_a_folder(tmp_path):
+    from facemark.results import read
+
+    (tmp_path / "junk.json").write_text('{"a": 1}')
+    with pytest.raises(ValueError, match="junk.json"):
+        read(tmp_path / "junk.json")
+    seen = []
+    assert read(tmp_path, on_error=seen.append) == [] and "junk.json" in seen[0]
