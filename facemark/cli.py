@@ -178,7 +178,8 @@ def detect(
     if shard_size < 1:
         fail("--shard-size must be at least 1")
     if ray is not None:
-        return _detect_on_ray(inputs, out_dir, ray, model, device, threshold, min_face, batch_images)
+        return _detect_on_ray(inputs, Path(out_arg) if out_arg else None, ray, model, device, threshold, min_face,
+                              batch_images)
     if out_dir is None and sys.stdout is None:
         fail("standard output is closed: give --out DIR")
     with usage_errors():
@@ -219,15 +220,14 @@ def _detect_on_ray(inputs, out_dir, address, model, device, threshold, min_face,
     """``detect --ray``: the same job as a Ray Data pipeline (facemark.cluster), Parquet out."""
     if out_dir is None:
         fail("--ray writes Parquet shards: give --out DIR")
-    try:
-        from .cluster import run_ray
-    except ImportError:
-        fail('--ray needs Ray: pip install "facemark[ray]"')
-    with usage_errors():
-        summary = run_ray(inputs, str(out_dir), None if address == "local" else address, model=model, device=device,
-                          threshold=threshold, min_face=min_face, batch_size=batch_images, log=say)
-    say(f"facemark: {summary}")
-    if summary.get("failed"):
+    from .cluster import run_ray
+
+    with usage_errors():  # a RayRunError (a FacemarkError) is one line and exit 1
+        s = run_ray(inputs, str(out_dir), None if address == "local" else address, model=model, device=device,
+                    threshold=threshold, min_face=min_face, batch_size=batch_images, log=say)
+    say(f"facemark: {s['images']} image(s) on Ray in {s['seconds']:.1f} s, {s['faces']} face(s), {s['failed']} failed "
+        f"(rows with an error), {s['skipped']} already done before; {len(s['shards'])} shard(s) in {out_dir}")
+    if s["failed"]:
         raise typer.Exit(1)
 
 

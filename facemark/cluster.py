@@ -1,0 +1,306 @@
+"""``facemark detect --ray``: landmarks for millions of images on a Ray cluster (Ray Data).
+
+Ray reads the files (local paths, or any URI a pyarrow file system reads: ``s3://``, ``gs://``...),
+a pool of actors each holding one ``FaceLandmarker`` turns the bytes into result rows
+(``batch.rows_for_bytes``: a bad image is a row with its ``error``, never a failed job), and the
+driver writes the rows as Parquet shards (``facemark.shards.arrow_schema``) in ``out_dir``.
+
+Resumable: a shard is written under a temporary name and renamed, so every ``*.parquet`` in
+``out_dir`` is complete; a second run skips the paths those shards hold and names its own shards
+with a fresh run id, so they never replace earlier ones.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import tempfile
+import time
+import uuid
+import warnings
+from pathlib import Path
+from typing import Callable
+
+from .errors import FacemarkError, UsageError
+from .imageio import IMAGE_EXTS
+
+CRASH_ENV = "FACEMARK_RAY_CRASH"  # tests only: "FLAGFILE:MARKER", see Landmarks._maybe_crash
+TASK_RETRIES = 3  # a batch whose actor dies is retried this often, then the run stops (never an endless loop)
+
+
+class RayRunError(FacemarkError):
+    """The Ray job stopped (a batch kept killing its actor, the cluster went away...); every shard
+    written before is complete, and the same command resumes."""
+
+
+def _require_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise UsageError('--ray needs Ray: pip install "facemark[ray]"') from None
+    return ray
+
+
+def _scheme(arg: str) -> str:
+    """``s3`` for ``s3://bucket/key``; ``""`` for a local path (``file://`` counts as local)."""
+    if "://" not in arg:
+        return ""
+    scheme = arg.split("://", 1)[0].lower()
+    return "" if scheme == "file" else scheme
+
+
+def _is_image_name(name: str) -> bool:
+    return Path(name).suffix.lower() in IMAGE_EXTS and ".annotated." not in name
+
+
+def list_inputs(inputs: list[str], log: Callable[[str], None] = print) -> tuple[list[str], str]:
+    """Every image the run covers, as the path its row will carry: local files as absolute paths
+    (what Ray reports, the same from any working folder), remote ones as full URIs. Also returns
+    the inputs' URI scheme (``""`` for local): one run reads from one file system."""
+    schemes = {_scheme(a) for a in inputs}
+    if len(schemes) > 1:
+        raise UsageError("--ray reads from one file system per run: give local and "
+                         f"{'/'.join(sorted(s for s in schemes if s))}:// inputs in separate runs")
+    scheme = schemes.pop() if schemes else ""
+    if not scheme:
+        from .inputs import expand
+
+        local = [a[len("file://"):] if a.lower().startswith("file://") else a for a in inputs]
+        images, problems = expand(local)
+        for m in problems:
+            log(f"error: {m}")
+        return [os.path.abspath(im.path) for im in images], ""
+    from pyarrow import fs as pafs
+
+    found: list[str] = []
+    for uri in inputs:
+        try:
+            filesystem, base = pafs.FileSystem.from_uri(uri)
+            info = filesystem.get_file_info(base)
+            if info.type == pafs.FileType.Directory:
+                infos = filesystem.get_file_info(pafs.FileSelector(base, recursive=True))
+                found += sorted(f"{scheme}://{i.path}" for i in infos
+                                if i.type == pafs.FileType.File and _is_image_name(i.base_name))
+            elif info.type == pafs.FileType.File:
+                found.append(f"{scheme}://{info.path}")
+            else:
+                log(f"error: {uri}: no such file or folder")
+        except (OSError, ValueError) as e:  # pyarrow: ArrowInvalid is a ValueError, ArrowIOError an OSError
+            log(f"error: {uri}: {e}")
+    return list(dict.fromkeys(found)), scheme
+
+
+def done_paths(out_dir: Path) -> set[str]:
+    """Paths done without error in ``out_dir``'s Parquet shards. Only complete shards have a ``.parquet``
+    name (temporaries start with a dot), so one that cannot be read is not facemark's: stop."""
+    import pyarrow.parquet as pq
+
+    done: set[str] = set()
+    for p in sorted(out_dir.glob("*.parquet")):
+        if p.name.startswith("."):
+            continue
+        try:
+            t = pq.read_table(p, columns=["path", "error"]).to_pydict()
+            done.update(path for path, error in zip(t["path"], t["error"]) if error is None)  # failures: tried again
+        except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a bad file
+            raise UsageError(f"{p} is not a readable facemark shard ({e}); move it out of {out_dir}") from None
+    return done
+
+
+def write_shard(table, path: Path) -> None:
+    """One Parquet shard, complete or absent: written to a dot-file, then renamed."""
+    import pyarrow.parquet as pq
+
+    from .imageio import publish
+
+    fd, tmp = tempfile.mkstemp(prefix=".fm-", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        publish(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Landmarks:
+    """The ``map_batches`` callable: one ``FaceLandmarker`` per actor, loaded once, then batches of
+    ``{"bytes", "path"}`` -> Arrow tables of result rows."""
+
+    def __init__(self, model: str, device: str, threshold: float, min_face: float | None,
+                 threads: int | None, scheme: str, crash: str | None = None):
+        from .landmarker import FaceLandmarker
+
+        self.fl = FaceLandmarker(model=model, device=device, threshold=threshold, min_face=min_face,
+                                 threads=threads)
+        # Ray drops the scheme (s3://bucket/key -> bucket/key); rows keep the full URI.
+        self.prefix = f"{scheme}://" if scheme else ""
+        self.crash = crash
+
+    def __call__(self, batch):
+        import pyarrow as pa
+
+        from .batch import rows_for_bytes
+        from .shards import arrow_schema
+
+        paths = [self.prefix + p for p in batch.column("path").to_pylist()]
+        if self.crash:
+            self._maybe_crash(paths)
+        rows = rows_for_bytes(self.fl, list(zip(paths, batch.column("bytes").to_pylist())))
+        return pa.Table.from_pylist(rows, schema=arrow_schema())
+
+    def _maybe_crash(self, paths: list[str]) -> None:
+        """Tests: end this actor's process, as a segfault or a lost node would, on a batch holding
+        MARKER: once (the first to create FLAGFILE) or, with no FLAGFILE, every time."""
+        flag, marker = self.crash.rsplit(":", 1)
+        if any(marker in p for p in paths):
+            if flag:
+                try:
+                    os.close(os.open(flag, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                except FileExistsError:
+                    return
+            os._exit(1)
+
+
+def check_options(model: str, device: str, threshold: float, min_face: float | None) -> None:
+    """What every actor would refuse, refused here first: one line, not a dead actor pool. A model
+    file must exist at the same path on this machine and on every node."""
+    from .backends import ModelError, resolve
+
+    if device != "cpu" and device != "cuda" and not device.startswith("cuda:"):
+        raise UsageError(f"--device must be cpu or cuda, not {device!r}")
+    if not 0.0 < threshold < 1.0:
+        raise UsageError(f"--threshold must be between 0 and 1 (exclusive), not {threshold}")
+    if min_face is not None and not min_face > 0:
+        raise UsageError(f"--min-face must be a positive number of pixels, not {min_face}")
+    try:
+        resolve(model, ".onnx" if device == "cpu" and not model.endswith(".pt") else ".pt")
+    except ModelError as e:
+        raise UsageError(str(e)) from None
+
+
+def _init(ray, address: str | None) -> bool:
+    """Use the Ray this process already runs, or connect to ``address`` (``auto``: the cluster
+    ``ray start`` runs on this machine), or start a private local one (``address="local"``, so a
+    stale or running ``ray start`` here is not picked up). True when this call connected (and the
+    run should disconnect)."""
+    if ray.is_initialized():
+        return False
+    if address:
+        ray.init(address=address)
+    else:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False)
+    return True
+
+
+def pool_size(ray, device: str, actors: int | None) -> tuple[int, float, float]:
+    """(actors, CPUs per actor, GPUs per actor). CPU: one actor per CPU, less an eighth of the
+    CPUs (at least one) kept for the read tasks: an actor pool holding every CPU deadlocks them.
+    More actors than that share those CPUs. CUDA: one actor per GPU."""
+    res = ray.cluster_resources()
+    cpus = float(res.get("CPU", 1))
+    budget = max(cpus - max(1.0, cpus // 8), cpus / 2)  # CPUs the actors may hold together
+    if device != "cpu":
+        gpus = int(res.get("GPU", 0))
+        if gpus < 1:
+            raise UsageError("--device cuda with --ray: the Ray cluster has no GPU")
+        n = actors or gpus
+        return n, min(1.0, budget / n), 1.0
+    n = actors or max(1, int(budget))
+    return n, min(1.0, budget / n), 0.0
+
+
+def dataset(ray, paths: list[str], scheme: str, options: dict, batch_size: int, n: int, cpus: float, gpus: float):
+    """read_binary_files -> a fixed pool of ``n`` ``Landmarks`` actors -> Arrow tables of rows."""
+    # Ray shows each GPU actor its own GPU as cuda:0.
+    options = {**options, "device": "cpu" if options["device"] == "cpu" else "cuda"}
+    ds = ray.data.read_binary_files(paths, include_paths=True)
+    with warnings.catch_warnings():
+        # Ray 2.60 has no named parameter for max_restarts / max_task_retries and warns that
+        # **ray_remote_args goes in 2.64 (tests/test_ray.py notices the day they stop working).
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
+        return ds.map_batches(
+            Landmarks, batch_size=batch_size, batch_format="pyarrow",
+            fn_constructor_kwargs=dict(**options, threads=1,  # parallel across actors, not threads
+                                       scheme=scheme, crash=os.environ.get(CRASH_ENV) or None),
+            compute=ray.data.ActorPoolStrategy(size=n), num_cpus=cpus, num_gpus=gpus,
+            # A dead actor is restarted and its batch retried, but not forever: Ray Data's default
+            # (max_task_retries=-1) loops on an image that kills the process every time.
+            max_restarts=-1, max_task_retries=TASK_RETRIES)
+
+
+def write_shards(ds, out: Path, rows_per_shard: int, summary: dict) -> None:
+    """The rows as ``ray-<run id>-NNNNN.parquet`` shards, each renamed into place when complete;
+    ``summary`` counts what is on disk so far (also when the run stops midway)."""
+    import pyarrow.compute as pc
+
+    from .shards import arrow_schema
+
+    schema = arrow_schema()
+    run = f"ray-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    for k, table in enumerate(ds.iter_batches(batch_size=rows_per_shard, batch_format="pyarrow")):
+        table = table.select(schema.names).cast(schema)
+        path = out / f"{run}-{k:05d}.parquet"
+        write_shard(table, path)
+        summary["images"] += len(table)
+        summary["failed"] += len(table) - table.column("error").null_count
+        summary["faces"] += pc.sum(pc.list_value_length(table.column("faces"))).as_py() or 0
+        summary["shards"].append(str(path))
+
+
+def run_ray(inputs: list[str], out_dir: str, address: str | None = None, model: str = "hourglass",
+            device: str = "cpu", threshold: float = 0.6, min_face: float | None = None, batch_size: int = 16,
+            actors: int | None = None, rows_per_shard: int = 1000, log: Callable[[str], None] = print) -> dict:
+    """Landmarks for every image in ``inputs`` with Ray Data; rows in Parquet shards in ``out_dir``
+    (``ray-<run id>-NNNNN.parquet``). Images already in ``out_dir``'s shards are skipped.
+
+    Returns ``{"images", "failed", "faces", "skipped", "shards", "seconds"}`` for this run.
+    ``address=None`` uses (or starts) a local Ray; ``"HOST:6379"`` joins that cluster, whose
+    nodes must all have facemark installed and see the inputs (shared or object storage)."""
+    ray = _require_ray()
+    check_options(model, device, threshold, min_face)
+    if batch_size < 1 or rows_per_shard < 1 or (actors is not None and actors < 1):
+        raise UsageError("--batch, --actors and rows per shard must be at least 1")
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    paths, scheme = list_inputs(inputs, log)
+    if not paths:
+        raise UsageError("no images to process")
+    done = done_paths(out)
+    todo = [p for p in paths if p not in done]
+    summary = {"images": 0, "failed": 0, "faces": 0, "skipped": len(paths) - len(todo), "shards": [],
+               "seconds": 0.0}
+    if summary["skipped"]:
+        log(f"facemark: {summary['skipped']} image(s) already in {out}; skipped")
+    if not todo:
+        summary["seconds"] = time.perf_counter() - t0
+        return summary
+
+    started, why = _init(ray, address), None
+    try:
+        n, cpus, gpus = pool_size(ray, device, actors)
+        log(f"facemark: {len(todo)} image(s), {n} actor(s) ({cpus:g} CPU, {gpus:g} GPU each), shards in {out}")
+        options = dict(model=model, device=device, threshold=threshold, min_face=min_face)
+        write_shards(dataset(ray, todo, scheme, options, batch_size, n, cpus, gpus), out, rows_per_shard, summary)
+    except ray.exceptions.RayError as e:  # Ray has already logged the details
+        lines = [x.strip() for x in str(e).splitlines() if x.strip()] or [type(e).__name__]
+        why = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
+    finally:
+        if started:
+            ray.shutdown()
+    if why is not None:
+        # Raised here, not in the except, then collected: the Ray error's frames hold the failed
+        # pool's actors, which Ray restarts after the executor killed them and keeps (with their
+        # CPUs) while a handle lives; in a Ray this process keeps, the next run would find them.
+        gc.collect()
+        raise RayRunError(f"the Ray run stopped after {summary['images']} image(s) ({why}); the "
+                          f"{len(summary['shards'])} shard(s) written are complete: run the same command "
+                          "again to go on")
+    summary["seconds"] = time.perf_counter() - t0
+    log(f"facemark: {summary['images']} image(s) done, {summary['faces']} face(s), {summary['failed']} failed, "
+        f"{len(summary['shards'])} shard(s) in {out} ({summary['seconds']:.1f} s)")
+    return summary

@@ -1,0 +1,190 @@
+"""``facemark.cluster.run_ray`` on a real local Ray (2 CPUs): the same rows as one process, bad
+files as error rows, resume without duplicates, and a killed actor costing no image.
+Skipped when Ray is not installed (pip install "facemark[ray]")."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from facemark import cluster  # noqa: E402
+from facemark.batch import rows_for_bytes  # noqa: E402
+from facemark.errors import UsageError  # noqa: E402
+from facemark.shards import read  # noqa: E402
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
+GOOD = 22  # + 2 bad files
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def own_ray(local_ray):
+    """No shared Ray: each run_ray starts its own and shuts it down, as the CLI does. After a failed
+    run in a shared Ray (the module's), Ray restarts the failed pool's actors while the error's
+    traceback lives, and on 2 CPUs they leave the next run's read tasks none."""
+    ray.shutdown()
+    yield
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """22 small face images (shifted, scaled and mirrored copies), a text file named .jpg and a
+    truncated JPEG."""
+    d = tmp_path_factory.mktemp("images")
+    image = cv2.resize(cv2.imread(str(EXAMPLE)), (160, 160))
+    for i in range(GOOD):
+        s = 0.8 + 0.02 * i
+        m = np.array([[s, 0, 80 - 80 * s + (i % 5) - 2], [0, s, 80 - 80 * s + (i % 3) - 1]])
+        im = cv2.warpAffine(image, m, (160, 160), borderMode=cv2.BORDER_REFLECT)
+        cv2.imwrite(str(d / f"img{i:02d}.jpg"), im[:, ::-1] if i % 2 else im)
+    (d / "notes.jpg").write_text("not an image\n")
+    data = (d / "img00.jpg").read_bytes()
+    (d / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    return d
+
+
+@pytest.fixture(scope="module")
+def expected(folder) -> dict[str, dict]:
+    """The single-process rows for the same files, keyed by absolute path."""
+    from facemark.landmarker import FaceLandmarker
+
+    fl = FaceLandmarker(model="direct", threads=1)
+    items = [(str(p.resolve()), p.read_bytes()) for p in sorted(folder.iterdir())]
+    return {r["path"]: r for r in rows_for_bytes(fl, items)}
+
+
+def check_rows(rows: list[dict], expected: dict[str, dict]) -> None:
+    counts = Counter(r["path"] for r in rows)
+    assert sorted(counts) == sorted(expected)
+    assert max(counts.values()) == 1, [p for p, n in counts.items() if n > 1]
+    for r in rows:
+        e = expected[r["path"]]
+        assert (r["error"] is None) == (e["error"] is None), (r["path"], r["error"], e["error"])
+        assert (r["width"], r["height"], r["model"]) == (e["width"], e["height"], e["model"])
+        assert len(r["faces"]) == len(e["faces"]), r["path"]
+        for f, g in zip(r["faces"], e["faces"]):
+            np.testing.assert_allclose(f["landmarks"], g["landmarks"], atol=1e-3)
+            np.testing.assert_allclose(f["landmarks68"], g["landmarks68"], atol=1e-3)
+            np.testing.assert_allclose(f["box"], g["box"], atol=1e-3)
+
+
+def run(folder, out, **kw) -> dict:
+    kw = {"model": "direct", "batch_size": 4, "rows_per_shard": 10, "log": lambda m: None, **kw}
+    return cluster.run_ray([str(folder)], str(out), **kw)
+
+
+def test_rows_match_single_process(local_ray, folder, expected, tmp_path):
+    s = run(folder, tmp_path / "out")
+    rows = read(tmp_path / "out")
+    check_rows(rows, expected)
+    assert sum(e["error"] is not None for e in expected.values()) == 2
+    assert sum(len(e["faces"]) > 0 for e in expected.values()) >= GOOD - 2  # the test exercises landmarks
+    assert (s["images"], s["failed"], s["skipped"]) == (GOOD + 2, 2, 0)
+    assert s["faces"] == sum(len(r["faces"]) for r in rows)
+    assert len(s["shards"]) == 3 and all(Path(p).is_file() for p in s["shards"])  # 24 rows, 10 a shard
+
+
+def test_resume_skips_done_images(local_ray, folder, expected, tmp_path):
+    out = tmp_path / "out"
+    first = sorted(folder.iterdir())[:9]
+    s1 = cluster.run_ray([str(p) for p in first], str(out), model="direct", batch_size=4, log=lambda m: None)
+    assert s1["images"] == 9
+    (out / ".ray-crashed-00000.parquet.tmp").write_bytes(b"PAR1 half a shard")  # a crash's leftover
+    s2 = run(folder, out)
+    assert (s2["images"], s2["skipped"]) == (GOOD + 2 - 9, 9)
+    assert not set(s1["shards"]) & set(s2["shards"])
+    s3 = run(folder, out)  # only the two bad files are tried again (as on one machine)
+    assert (s3["images"], s3["skipped"], len(s3["shards"])) == (2, GOOD, 1)
+    check_rows(read(out), expected)
+
+
+def test_killed_actor_loses_no_image(local_ray, folder, expected, tmp_path, monkeypatch):
+    flag = tmp_path / "crashed"
+    monkeypatch.setenv(cluster.CRASH_ENV, f"{flag}:img13.jpg")
+    s = run(folder, tmp_path / "out")
+    assert flag.exists(), "the actor was never killed: this test tested nothing"
+    assert s["images"] == GOOD + 2
+    check_rows(read(tmp_path / "out"), expected)
+
+
+def test_image_that_always_kills_its_actor_stops_the_run(own_ray, folder, expected, tmp_path, monkeypatch):
+    """Bounded retries: the run stops with a one-line error instead of looping, what it wrote is
+    complete, and the same command (the crash gone) finishes the job with no image twice."""
+    out = tmp_path / "out"
+    monkeypatch.setenv(cluster.CRASH_ENV, ":img05.jpg")  # no flag file: every time
+
+    def endless(signum, frame):
+        raise AssertionError("still retrying after 150 s: max_task_retries is not applied")
+
+    previous = signal.signal(signal.SIGALRM, endless)
+    signal.alarm(150)
+    try:
+        with pytest.raises(cluster.RayRunError, match="run the same command again"):
+            run(folder, out, rows_per_shard=4)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    before = read(out)
+    assert "img05.jpg" not in {Path(r["path"]).name for r in before}
+    monkeypatch.delenv(cluster.CRASH_ENV)
+    s = run(folder, out)
+    assert s["skipped"] == len(before) and s["images"] == GOOD + 2 - len(before)
+    check_rows(read(out), expected)
+
+
+def test_missing_ray_is_a_usage_error(monkeypatch, folder, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(UsageError, match=r"pip install \"facemark\[ray\]\""):
+        cluster.run_ray([str(folder)], str(tmp_path / "out"))
+
+
+def test_remote_and_local_inputs_do_not_mix(folder, tmp_path):
+    with pytest.raises(UsageError, match="one file system"):
+        cluster.list_inputs([str(folder), "s3://bucket/images"])
+
+
+def test_file_uris_read_as_local(folder):
+    paths, scheme = cluster.list_inputs([f"file://{folder.resolve()}"])
+    assert scheme == "" and len(paths) == GOOD + 2 and all(os.path.isabs(p) for p in paths)
+
+
+def test_bad_options_stop_before_ray_starts(folder, tmp_path):
+    for kw in ({"model": "nonexistent"}, {"device": "tpu"}, {"threshold": 1.5}, {"min_face": 0}):
+        with pytest.raises(UsageError):
+            cluster.run_ray([str(folder)], str(tmp_path / "out"), **kw)
+    assert not (tmp_path / "out").exists()  # refused before anything was touched
+
+
+def test_cli_ray_option_matches_the_single_process_run(folder, expected, tmp_path):
+    """``facemark detect DIR --out OUT --ray local``: its own Ray, the same rows, bad files named."""
+    import subprocess
+
+    was_up = ray.is_initialized()
+    if was_up:
+        ray.shutdown()
+    try:
+        r = subprocess.run([sys.executable, "-m", "facemark", "detect", str(folder), "--out", str(tmp_path / "o"),
+                            "--ray", "local", "--model", "direct", "--batch", "8"], capture_output=True, text=True,
+                           timeout=240)
+    finally:
+        if was_up:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    assert r.returncode == 1, r.stderr  # two bad files: rows with an error
+    assert "Traceback" not in r.stderr and f"{GOOD + 2} image(s) on Ray" in r.stderr and "2 failed" in r.stderr
+    check_rows(read(tmp_path / "o"), expected)
