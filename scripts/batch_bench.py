@@ -73,7 +73,20 @@ def main() -> None:
     ap.add_argument("--baseline-src", help="also time an older checkout (its facemark package dir's parent)")
     ap.add_argument("--repeat", type=int, default=2, help="runs per setting; the best is reported")
     ap.add_argument("--work", type=Path, default=None, help="folder for the images and outputs (default: temp)")
+    ap.add_argument("--detector-batches", default="", help="also time the RetinaFace graph alone at these batch sizes, e.g. 1,4,8")
     a = ap.parse_args()
+    if a.detector_batches:
+        sys.path.insert(0, str(ROOT))
+        from facemark.detector import RetinaFace
+
+        sess = RetinaFace().session
+        for n in (int(b) for b in a.detector_batches.split(",")):
+            x = np.random.default_rng(0).random((n, 3, 480, 640), dtype=np.float32)
+            sess.run(None, {"input": x})
+            t = time.perf_counter()
+            for _ in range(5):
+                sess.run(None, {"input": x})
+            print(f"detector graph, batch {n}: {(time.perf_counter() - t) / 5 / n * 1000:.1f} ms per 640x480 image")
     work = a.work or Path(tempfile.mkdtemp(prefix="facemark-batch-"))
     src = work / "images"
     if not src.is_dir() or len(list(src.glob("*.jpg"))) != a.images:
