@@ -101,8 +101,12 @@ def fp16_model(path: str, out: str) -> str:
         from onnxconverter_common import float16
     except ImportError:
         return ""
-    m16 = float16.convert_float_to_float16(m, keep_io_types=True)
-    onnx.save(m16, out)
+    try:  # facemark's graphs already hold fp16 weights behind Casts: convert all the compute anyway
+        m16 = float16.convert_float_to_float16(m, keep_io_types=True, check_fp16_ready=False)
+        onnx.save(m16, out)
+    except Exception as e:  # noqa: BLE001 - report, do not stop the other measurements
+        print(f"(fp16 conversion failed: {type(e).__name__}: {str(e).splitlines()[0]})")
+        return ""
     _ = numpy_helper
     return out
 
@@ -143,7 +147,11 @@ def main() -> None:
         if h:
             variants.append(("fp16 compute", h, None))
         for label, path, threads in variants:
-            sess = session(path, threads)
+            try:
+                sess = session(path, threads)
+            except Exception as e:  # noqa: BLE001 - e.g. a kernel missing for fp16 on this CPU
+                print(f"| {name} | session run: {label} | cannot run ({type(e).__name__}) | |")
+                continue
             inp = sess.get_inputs()[0].name
             run = lambda x, sess=sess, inp=inp: sess.run(None, {inp: x})[0]  # noqa: E731
             t = ms(lambda: run(crops[:1]))
