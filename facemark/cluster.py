@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import FacemarkError, UsageError
-from .imageio import IMAGE_EXTS
+from .inputs import is_image_name
 
 CRASH_ENV = "FACEMARK_RAY_CRASH"  # tests only: "FLAGFILE:MARKER", see Landmarks._maybe_crash
 TASK_RETRIES = 3  # a batch whose actor dies is retried this often, then the run stops (never an endless loop)
@@ -47,10 +47,6 @@ def _scheme(arg: str) -> str:
         return ""
     scheme = arg.split("://", 1)[0].lower()
     return "" if scheme == "file" else scheme
-
-
-def _is_image_name(name: str) -> bool:
-    return Path(name).suffix.lower() in IMAGE_EXTS and ".annotated." not in name
 
 
 def list_inputs(inputs: list[str], log: Callable[[str], None] = print) -> tuple[list[str], str]:
@@ -80,7 +76,7 @@ def list_inputs(inputs: list[str], log: Callable[[str], None] = print) -> tuple[
             if info.type == pafs.FileType.Directory:
                 infos = filesystem.get_file_info(pafs.FileSelector(base, recursive=True))
                 found += sorted(f"{scheme}://{i.path}" for i in infos
-                                if i.type == pafs.FileType.File and _is_image_name(i.base_name))
+                                if i.type == pafs.FileType.File and is_image_name(i.base_name))
             elif info.type == pafs.FileType.File:
                 found.append(f"{scheme}://{info.path}")
             else:

@@ -26,7 +26,7 @@ def _has_magic(s: str) -> bool:
     return any(c in s for c in "*?[")
 
 
-def _is_image_name(name: str) -> bool:
+def is_image_name(name: str) -> bool:
     # facemark's own annotated outputs are not inputs (a second run over the same folder).
     return Path(name).suffix.lower() in IMAGE_EXTS and ".annotated." not in name
 
@@ -41,7 +41,7 @@ def walk_images(root: Path, problems: list[str]) -> list[Path]:
 
     for folder, dirs, files in os.walk(root, onerror=onerror, followlinks=False):
         dirs.sort()
-        found += [Path(folder) / f for f in sorted(files) if _is_image_name(f)]
+        found += [Path(folder) / f for f in sorted(files) if is_image_name(f)]
     return found
 
 
@@ -71,7 +71,7 @@ def expand(args: list[str]) -> tuple[list[InputImage], list[str]]:
                 add(p, p.parent)  # read_image says what is wrong if it is no regular image file
         elif _has_magic(arg):  # a quoted glob: the same as if the shell had expanded it
             hits = sorted(Path(x) for x in glob.glob(arg, recursive=True))
-            hits = [h for h in hits if not h.is_dir() and _is_image_name(h.name)]
+            hits = [h for h in hits if not h.is_dir() and is_image_name(h.name)]
             if not hits:
                 problems.append(f"{arg}: no file matches this pattern")
             for h in hits:
