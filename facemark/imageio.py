@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .quiet import STDERR_LOCK, quiet_stderr  # noqa: F401  (STDERR_LOCK re-exported for readers)
+from .quiet import quiet_stderr
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".pbm", ".pgm", ".ppm"}
 

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import cv2
@@ -26,29 +24,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from facemark import align, labelmap  # noqa: E402
 from facemark.backends import OnnxModel  # noqa: E402
 from facemark.evaluation import metrics  # noqa: E402
+from facemark.evaluation.bench import latency, time_calls  # noqa: E402
+from facemark.runtime import ort_session  # noqa: E402
 from facemark.layouts import five_points  # noqa: E402
 from facemark.training.datasets import load_all  # noqa: E402
 
 
-def ms(fn, runs: int = 300, warmup: int = 20) -> float:
-    for _ in range(warmup):
-        fn()
-    t = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        t.append(time.perf_counter() - t0)
-    return statistics.median(t) * 1000
+def ms(fn) -> float:
+    """Median milliseconds of 300 calls after 20 warm-ups (bench's timer, the same as facemark bench)."""
+    return latency(time_calls(fn, 300, 20, budget_s=30.0))[0]
 
 
 def session(path: str, threads: int | None) -> ort.InferenceSession:
-    o = ort.SessionOptions()
-    o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    o.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    o.log_severity_level = 3
-    if threads:
-        o.intra_op_num_threads = threads
-    return ort.InferenceSession(path, o, providers=["CPUExecutionProvider"])
+    return ort_session(path, ["CPUExecutionProvider"], threads)  # facemark's own session settings
 
 
 def crops_for(samples, size: int) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -92,7 +80,6 @@ def int8_model(path: str, calib: np.ndarray, out: str) -> str:
 
 def fp16_model(path: str, out: str) -> str:
     import onnx
-    from onnx import numpy_helper
 
     m = onnx.load(path)
     # facemark stores big weights as fp16 behind a Cast to fp32; computing in fp16 means dropping
@@ -107,7 +94,6 @@ def fp16_model(path: str, out: str) -> str:
     except Exception as e:  # noqa: BLE001 - report, do not stop the other measurements
         print(f"(fp16 conversion failed: {type(e).__name__}: {str(e).splitlines()[0]})")
         return ""
-    _ = numpy_helper
     return out
 
 
