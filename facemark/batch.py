@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 from .annotate import draw
 from .detector import BoxError, GivenBoxes
 from .errors import FacemarkError, UsageError
-from .imageio import ImageError, atomic_write_bytes, encode_image, read_image
+from .imageio import ImageError, atomic_write_bytes, encode_image, read_image, remove_stale_temps
 from .inputs import InputImage, collisions, expand, output_names
 from .landmarker import FaceLandmarker
 from .results import SCHEMA, document, dumps
@@ -254,9 +255,28 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
 _WORKER: dict = {}
 
 
-def _worker_init(spec: dict, job: Job) -> None:
+def _die_with_parent(parent: int) -> None:
+    """A worker must not outlive a main process that was killed (SIGKILL, a crash): it would go
+    on writing outputs behind the back of the next run. Linux: the kernel kills it; elsewhere the
+    pool's closed pipe ends it after its current chunk."""
+    import os
     import signal
 
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+
+
+def _worker_init(spec: dict, job: Job, parent: int) -> None:
+    import signal
+
+    _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
     _WORKER["fl"] = FaceLandmarker(**spec)
     _WORKER["job"] = job
@@ -300,15 +320,16 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                  boxes: Path | str | None = None, batch_images: int = 16, log: Callable[[str], None] = print,
                  progress: Callable[[int], None] | None = None, stdout=None, style: str = "contours",
                  show_box: bool = True, show_score: bool = True, fmt: str = "json", resume: bool = True,
-                 workers: int = 1, rows_per_shard: int = 10_000) -> BatchSummary:
+                 workers: "int | str" = 1, rows_per_shard: int = 10_000) -> BatchSummary:
     """Landmarks for every image in ``inputs`` (files, directories, globs, or a ``Plan``).
 
     ``fmt``: ``json`` writes ``OUT/<path>.json`` per image (and ``.annotated.<ext>``); ``jsonl`` and
     ``parquet`` write shards of rows (``facemark.shards``); without ``out_dir`` one JSON document
     per line goes to ``stdout``. With ``resume`` (default) images whose outputs are already
     complete in ``out_dir`` are skipped, so an interrupted run continues where it stopped.
-    ``workers`` > 1 runs that many processes, each with its own landmarker; reading and decoding
-    run in a thread ahead of the model either way. Raises ``UsageError`` before anything runs if
+    ``workers`` > 1 runs that many processes, each with its own landmarker (``"auto"``: one per
+    core when there are enough images; call it under ``if __name__ == "__main__":``); reading and
+    decoding run in a thread ahead of the model either way. Raises ``UsageError`` before anything runs if
     the request cannot work, ``OutputError`` if writing stops being possible mid-run.
     """
     from concurrent.futures import ThreadPoolExecutor
@@ -322,17 +343,25 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
         raise UsageError(f"--format must be json, jsonl or parquet, not {fmt!r}")
     if fmt != "json" and out_dir is None:
         raise UsageError(f"--format {fmt} writes shards: give --out DIR")
-    if workers < 1:
-        raise UsageError("--workers must be at least 1")
+    if workers == "auto":
+        workers = None  # decided below, once the images left to do are known
+    elif isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UsageError(f"--workers must be a positive integer or 'auto', not {workers!r}")
     shards = ShardWriter(out_dir, fmt, rows_per_shard) if fmt != "json" else None
     s = BatchSummary(images=len(plan.images), missing=len(plan.missing), failures=len(plan.missing), out_dir=out_dir)
+    if out_dir is not None:  # what a killed run left half-written, before anything new is written
+        for folder in {out_dir, *((out_dir / n).parent for n in plan.names)}:
+            remove_stale_temps(folder)
     skip = done_already(plan, fmt, out_dir, plan.annotate, fl.model_name) if resume else set()
     s.skipped = len(skip)
     protected = [im.path for im in plan.images] + ([Path(boxes)] if boxes else [])  # never overwritten
     job = Job(out_dir, plan.annotate, fmt if out_dir is not None else "stdout", str(boxes) if boxes else None, style,
               show_box, show_score, frozenset(str(p.resolve()) for p in protected))
     todo = [(k, im, plan.names[k]) for k, im in enumerate(plan.images) if k not in skip]
-    chunks = [todo[i:i + plan.batch_images] for i in range(0, len(todo), plan.batch_images)]
+    if workers is None:
+        workers = auto_workers(len(todo), fl.spec.get("device", "cpu"))
+    size = chunk_size(len(todo), plan.batch_images, workers)
+    chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
     if progress and skip:
         progress(len(skip))
 
@@ -385,11 +414,14 @@ def _run_workers(fl: FaceLandmarker, job: Job, chunks: list, workers: int, repor
     import multiprocessing as mp
     import os
 
-    workers = min(workers, len(chunks), 4 * (os.cpu_count() or 1))  # no idle processes loading models
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    workers = min(workers, len(chunks), 4 * cpu_cores())  # no idle processes loading models
+    threads = max(1, cpu_cores() // workers)
     spec = {**fl.spec, "threads": threads}
     ctx = mp.get_context("spawn")  # no fork of onnxruntime's threads
-    with ctx.Pool(workers, initializer=_worker_init, initargs=(spec, job)) as pool:
+    quiet = "ignore::UserWarning:multiprocessing.resource_tracker"  # its leak notice after a SIGKILL of this process
+    if quiet not in sys.warnoptions:
+        sys.warnoptions.append(quiet)  # passed on as -W to the tracker process the pool starts
+    with ctx.Pool(workers, initializer=_worker_init, initargs=(spec, job, os.getpid())) as pool:
         try:
             for chunk, outcomes in zip(chunks, pool.imap(_worker_chunk, chunks)):
                 report(outcomes, len(chunk))
@@ -423,6 +455,39 @@ def rows_for_bytes(fl: FaceLandmarker, items: list[tuple[str, bytes]]) -> list[d
     for k, image, fs in zip(where, loaded, fl.landmarks_for(loaded, dets)):
         rows[k] = row(items[k][0], image.shape[1], image.shape[0], fl.model_name, fs)
     return rows
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on (a container's or taskset's share, not the host's count)."""
+    import os
+
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+AUTO_WORKERS_MAX = 8  # each worker holds its own models (~350 MiB); beyond this, threads share cores
+
+
+MIN_IMAGES_PER_WORKER = 16  # below this a worker's start-up (~0.5 s: imports, sessions) outweighs its help
+
+
+def auto_workers(images: int, device: str = "cpu") -> int:
+    """``--workers auto``: one single-threaded process per core on CPU, which keeps the cores
+    busier than one process whose onnxruntime threads wait for each other after every layer
+    (``scripts/batch_bench.py``), but no more processes than the images can keep busy; one
+    process on CUDA, where the GPU does the work."""
+    if device != "cpu":
+        return 1
+    return max(1, min(cpu_cores(), AUTO_WORKERS_MAX, images // MIN_IMAGES_PER_WORKER))
+
+
+def chunk_size(images: int, batch_images: int, workers: int) -> int:
+    """Images per chunk: ``--batch``, but small enough that every worker gets many chunks, so
+    none sits idle at the end while another finishes a long last chunk."""
+    if workers <= 1:
+        return batch_images
+    return max(1, min(batch_images, math.ceil(images / (workers * 16))))
 
 
 def summary_line(s: BatchSummary) -> str:

@@ -106,6 +106,18 @@ def main(version: bool = typer.Option(False, "--version", callback=_version, is_
 
 
 # --- inference side -----------------------------------------------------------------------------
+def _workers(text: str) -> "int | str":
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        n = int(text)
+    except ValueError:
+        fail(f"--workers must be a number or auto, not {text!r}")
+    if n < 1:
+        fail("--workers must be at least 1")
+    return n
+
+
 def _landmarker(model: str, device: str, detector: str, boxes: Optional[Path], threshold: float,
                 min_face: Optional[float], threads: Optional[int] = None, flip: bool = False):
     from .backends import ModelError
@@ -150,7 +162,7 @@ def detect(
     fmt: str = typer.Option("json", "--format", help="With --out: json (a file per image) | jsonl | parquet (shards of rows)."),
     shard_size: int = typer.Option(10_000, "--shard-size", help="With --format jsonl/parquet: images per shard file."),
     redo: bool = typer.Option(False, "--redo", help="With --out: recompute images whose outputs already exist (default: skip them)."),
-    workers: int = typer.Option(1, "--workers", help="Worker processes, each with its own models (cores are shared out)."),
+    workers: str = typer.Option("auto", "--workers", help="Worker processes, each with its own models (cores are shared out); auto: one per core (at most 8, 16+ images each) on CPU, 1 on CUDA."),
     ray: Optional[str] = typer.Option(None, "--ray", help="Run on Ray: 'local' or a cluster address HOST:PORT (Parquet shards to --out)."),
 ):
     """Find faces and their 98 landmarks; JSON (schema facemark/v1) to stdout or --out DIR.
@@ -173,8 +185,7 @@ def detect(
         fail(f"--format must be json, jsonl or parquet, not {fmt!r}")
     if fmt != "json" and out_dir is None:
         fail(f"--format {fmt} writes shards: give --out DIR")
-    if workers < 1:
-        fail("--workers must be at least 1")
+    n_workers = _workers(workers)
     if shard_size < 1:
         fail("--shard-size must be at least 1")
     if ray is not None:
@@ -190,7 +201,7 @@ def detect(
             ShardWriter(out_dir, "parquet", 1)  # says how to install pyarrow if it is missing
     fl = _landmarker(model, device, detector, boxes, threshold, min_face, flip=flip)
     options = dict(boxes=boxes, log=say, style=style, show_box=show_box, show_score=show_score, fmt=fmt,
-                   resume=not redo, workers=workers, rows_per_shard=shard_size)
+                   resume=not redo, workers=n_workers, rows_per_shard=shard_size)
     try:
         if len(plan.images) > 1 and err.is_terminal:  # a bar only where someone watches (no blank lines in logs)
             cols = [TextColumn("detect"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gc
 import os
-import tempfile
 import time
 import uuid
 import warnings
@@ -107,9 +106,9 @@ def write_shard(table, path: Path) -> None:
     """One Parquet shard, complete or absent: written to a dot-file, then renamed."""
     import pyarrow.parquet as pq
 
-    from .imageio import publish
+    from .imageio import make_temp, publish
 
-    fd, tmp = tempfile.mkstemp(prefix=".fm-", suffix=".tmp", dir=path.parent)
+    fd, tmp = make_temp(path.parent)
     os.close(fd)
     try:
         pq.write_table(table, tmp)

@@ -175,6 +175,60 @@ def as_bgr(image: np.ndarray) -> np.ndarray:
     raise ImageError(f"unsupported image shape {image.shape}")
 
 
+def _host_tag() -> str:
+    import hashlib
+    import socket
+
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:4]
+
+
+def temp_prefix() -> str:
+    """Temporary files name their machine and process (``.fm-<host>-<pid>-``), so a later run can
+    tell the leftovers of a killed run from the files of a run still writing."""
+    return f".fm-{_host_tag()}-{os.getpid()}-"
+
+
+def make_temp(folder: str | os.PathLike) -> tuple[int, str]:
+    return tempfile.mkstemp(prefix=temp_prefix(), suffix=".tmp", dir=folder)  # short: long names still fit
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> int:
+    """Delete the temporary files that runs on this machine left in ``folder`` when they were
+    killed (SIGKILL, a crash, a power cut: no chance to clean up). Files of live processes and of
+    other machines are left alone. Returns how many were removed."""
+    mine = f".fm-{_host_tag()}-"
+    removed = 0
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0
+    for name in names:
+        if not (name.startswith(mine) and name.endswith(".tmp")):
+            continue
+        try:
+            pid = int(name[len(mine):].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid == os.getpid() or _alive(pid):
+            continue
+        try:
+            os.unlink(os.path.join(folder, name))
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
 def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
     """Give a finished temporary file the usual permissions (mkstemp makes it 0600) and rename
     it into place in one step."""
@@ -199,7 +253,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write to a temporary file in the same folder, then rename: never a half-written file."""
     path = output_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".fm-", suffix=".tmp", dir=path.parent)  # short: long names still fit
+    fd, tmp = make_temp(path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

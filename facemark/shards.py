@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -80,7 +79,9 @@ class ShardWriter:
         if not self.rows:
             return None
         path = self.out / f"{self.prefix}-{self.run_id}-{self.next_index:05d}.{self.fmt}"
-        fd, tmp = tempfile.mkstemp(prefix=".fm-", suffix=".tmp", dir=self.out)
+        from .imageio import make_temp, publish
+
+        fd, tmp = make_temp(self.out)
         try:
             if self.fmt == "jsonl":
                 with os.fdopen(fd, "w") as f:
@@ -92,8 +93,6 @@ class ShardWriter:
                 import pyarrow.parquet as pq
 
                 pq.write_table(pa.Table.from_pylist(self.rows, schema=arrow_schema()), tmp)
-            from .imageio import publish
-
             publish(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

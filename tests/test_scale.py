@@ -3,6 +3,7 @@ and worker processes that give the same results as one process."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -47,7 +48,7 @@ def by_path(rows: list[dict]) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def reference(folder):
     """An uninterrupted single-process run: the result every other run must match."""
-    r = fm("detect", "in", "--out", "ref", "--batch", 4, *MODEL, cwd=folder)
+    r = fm("detect", "in", "--out", "ref", "--batch", 4, "--workers", 1, *MODEL, cwd=folder)
     assert r.returncode == 1 and "broken.jpg" in r.stderr
     return folder / "ref"
 
@@ -107,7 +108,7 @@ def test_killed_sharded_run_resumes_and_yields_each_image_once(folder, reference
         want = ref[row["path"]]
         assert (row["width"], row["height"], row["model"]) == (want["width"], want["height"], want["model"])
         assert np.allclose([f["landmarks"] for f in row["faces"]], [f["landmarks"] for f in want["faces"]], atol=1e-6)
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # only complete shards, no temporaries
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporaries: the rerun removed the killed run's
 
 
 def test_workers_give_the_same_results_as_one_process(folder, reference):
@@ -118,6 +119,103 @@ def test_workers_give_the_same_results_as_one_process(folder, reference):
     for path, want in ref.items():
         assert len(got[path]["faces"]) == len(want["faces"])
         assert np.allclose([f["landmarks"] for f in got[path]["faces"]], [f["landmarks"] for f in want["faces"]], atol=0.02)
+
+
+def test_auto_workers_one_per_core_when_there_is_enough_work(monkeypatch):
+    from facemark import batch
+
+    monkeypatch.setattr(batch, "cpu_cores", lambda: 4)
+    assert batch.auto_workers(1000) == 4
+    assert batch.auto_workers(40) == 2  # 16+ images per worker, or its start-up costs more than it gives
+    assert batch.auto_workers(15) == 1
+    assert batch.auto_workers(1000, device="cuda") == 1
+    monkeypatch.setattr(batch, "cpu_cores", lambda: 64)
+    assert batch.auto_workers(10**6) == batch.AUTO_WORKERS_MAX
+    # chunks: --batch, but many per worker so no worker idles at the end
+    assert batch.chunk_size(10**6, 16, 4) == 16
+    assert batch.chunk_size(300, 16, 2) == 10
+    assert batch.chunk_size(5, 16, 2) == 1
+    assert batch.chunk_size(300, 16, 1) == 16
+
+
+def test_default_run_uses_workers_and_matches_one_process(folder, reference):
+    r = fm("detect", "in", "--out", "auto", "--batch", 4, *MODEL, cwd=folder)  # --workers auto
+    assert r.returncode == 1 and r.stderr.count("broken.jpg") == 1
+    for rel in (p.relative_to(reference) for p in reference.rglob("*.json")):
+        assert (folder / "auto" / rel).read_bytes() == (reference / rel).read_bytes()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's parent-death signal is Linux-only")
+def test_workers_die_with_a_killed_main_process(tmp_path, face_image):
+    """Workers busy with slow images (large, small faces asked for) when the main process is
+    killed must stop at once, not finish their images and write behind the next run's back."""
+    (tmp_path / "big").mkdir()
+    for i in range(4):
+        img = cv2.resize(face_image, (3000, 2000))
+        cv2.imwrite(str(tmp_path / "big" / f"{i}.jpg"), img)
+    cmd = [sys.executable, "-m", "facemark", "detect", "big", "--out", "out", "--workers", "2", "--min-face", "20", *MODEL]
+    p = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def workers() -> list[int]:
+        kids = Path(f"/proc/{p.pid}/task/{p.pid}/children")
+        pids = [int(x) for x in kids.read_text().split()] if kids.exists() else []
+        return [k for k in pids if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes()]
+
+    seen: list[int] = []
+    since: list[float] = []
+
+    def ready() -> bool:  # both workers started, and well into their first images
+        seen[:] = workers()
+        if len(seen) == 2 and not since:
+            since.append(time.time())
+        return bool(since) and time.time() - since[0] > 1.5
+
+    kill_when(p, ready)
+    written = len(list((tmp_path / "out").rglob("*.json")))
+    time.sleep(1.0)
+
+    def alive(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    left = [pid for pid in seen if alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == []  # no worker outlived its main process
+    assert len(list((tmp_path / "out").rglob("*.json"))) == written  # nothing written after the kill
+    assert b"leaked semaphore" not in p.stderr.read()
+
+
+def test_a_rerun_removes_only_the_temporaries_of_dead_processes(tmp_path, face_image):
+    from facemark.imageio import make_temp, remove_stale_temps
+
+    dead = subprocess.Popen([sys.executable, "-c", "from facemark.imageio import make_temp; print(make_temp('.')[1])"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    left = Path(tmp_path / Path(dead.communicate()[0].strip()).name)  # a killed run's half-written file
+    assert left.exists()
+    live = Path(make_temp(tmp_path)[1])  # this (live) process's file, still being written
+    other = tmp_path / ".fm-zzzz-1-abc.tmp"  # another machine's, on a shared folder
+    other.write_bytes(b"x")
+    assert remove_stale_temps(tmp_path) == 1
+    assert not left.exists() and live.exists() and other.exists()
+    # and a run does it on its own, in the folders it writes to
+    (tmp_path / "in").mkdir()
+    cv2.imwrite(str(tmp_path / "in" / "a.jpg"), face_image)
+    (tmp_path / "out").mkdir()
+    stale = tmp_path / "out" / left.name
+    stale.write_bytes(b"half")
+    r = fm("detect", "in", "--out", "out", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert not stale.exists() and (tmp_path / "out" / "a.jpg.json").exists()
+
+
+def test_workers_option_is_checked(folder):
+    for bad in ("0", "many", "-2"):
+        r = fm("detect", "in", "--out", "never", "--workers", bad, *MODEL, cwd=folder)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--workers" in r.stderr
+    assert not (folder / "never").exists()
 
 
 def test_stdout_keeps_input_order_with_workers(folder):
