@@ -2,8 +2,8 @@
 start-up included (what a user waits for), for several ``--workers`` / ``--format`` settings,
 with a check that every setting gives the same landmarks as the first.
 
-    python scripts/batch_bench.py                       # 300 images, workers 1 and 2, json
-    python scripts/batch_bench.py --configs "1:json,2:json,2:jsonl,2:parquet" --images 300
+    python scripts/batch_bench.py                       # 300 images, workers 1, 2 and auto, json
+    python scripts/batch_bench.py --configs "1:json,auto:json,auto:jsonl,auto:parquet" --images 300
     python scripts/batch_bench.py --baseline-src /path/to/older/checkout   # the same run on older code
 
 The photos are the example astronaut scaled (110-220 px faces), placed at random on a textured
@@ -42,15 +42,21 @@ def make_folder(folder: Path, n: int, seed: int = 0) -> None:
         cv2.imwrite(str(folder / f"img_{i:05d}.jpg"), base, [cv2.IMWRITE_JPEG_QUALITY, 90])
 
 
-def run(src: Path, out: Path, model: str, workers: int, fmt: str, pythonpath: str | None) -> float:
+def run(src: Path, out: Path, model: str, workers: str, fmt: str, pythonpath: str | None) -> float:
     env = dict(os.environ)
-    if pythonpath:
-        env["PYTHONPATH"] = pythonpath
+    # Run from the images' folder, never from a checkout: ``python -m`` puts the working folder
+    # first on sys.path, so from the repo root an "older checkout" would silently run this code.
+    env["PYTHONPATH"] = pythonpath or str(ROOT)
+    check = subprocess.run([sys.executable, "-c", "import facemark; print(facemark.__file__)"], capture_output=True,
+                           text=True, env=env, cwd=src.parent).stdout.strip()
+    want = Path(pythonpath or ROOT).resolve()
+    if want not in Path(check).resolve().parents:
+        raise SystemExit(f"would run facemark from {check}, not from {want}")
     cmd = [sys.executable, "-m", "facemark", "detect", str(src), "--out", str(out), "--model", model]
     if not pythonpath:  # older code knows none of these options
         cmd += ["--workers", str(workers), "--format", fmt]
     t = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=src.parent)
     wall = time.perf_counter() - t
     if r.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{r.stderr}")
@@ -69,7 +75,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=300)
     ap.add_argument("--model", default="hourglass")
-    ap.add_argument("--configs", default="1:json,2:json", help="WORKERS:FORMAT, comma-separated")
+    ap.add_argument("--configs", default="1:json,2:json,auto:json", help="WORKERS:FORMAT (WORKERS a number or auto), comma-separated")
     ap.add_argument("--baseline-src", help="also time an older checkout (its facemark package dir's parent)")
     ap.add_argument("--repeat", type=int, default=2, help="runs per setting; the best is reported")
     ap.add_argument("--work", type=Path, default=None, help="folder for the images and outputs (default: temp)")
@@ -92,17 +98,18 @@ def main() -> None:
     if not src.is_dir() or len(list(src.glob("*.jpg"))) != a.images:
         shutil.rmtree(src, ignore_errors=True)
         make_folder(src, a.images)
-    settings = [(None, int(w), f) for w, f in (c.split(":") for c in a.configs.split(","))]
+    settings = [(None, w, f) for w, f in (c.split(":") for c in a.configs.split(","))]
     if a.baseline_src:
-        settings.insert(0, (a.baseline_src, 1, "json"))
-    rows, ref = [], None
-    for pythonpath, workers, fmt in settings:
-        best = float("inf")
-        for _ in range(a.repeat):
+        settings.insert(0, (a.baseline_src, "1", "json"))
+    best = [float("inf")] * len(settings)
+    for _ in range(a.repeat):  # settings interleaved, so a drift of the machine hits all of them alike
+        for i, (pythonpath, workers, fmt) in enumerate(settings):
             out = work / f"out-{workers}-{fmt}-{'base' if pythonpath else 'new'}"
             shutil.rmtree(out, ignore_errors=True)
-            best = min(best, run(src, out, a.model, workers, fmt, pythonpath))
-        got = landmarks(out)
+            best[i] = min(best[i], run(src, out, a.model, workers, fmt, pythonpath))
+    rows, ref = [], None
+    for (pythonpath, workers, fmt), wall in zip(settings, best):
+        got = landmarks(work / f"out-{workers}-{fmt}-{'base' if pythonpath else 'new'}")
         if ref is None:
             ref, diff = got, 0.0
         else:
@@ -110,10 +117,10 @@ def main() -> None:
             diff = max((float(np.abs(got[k] - ref[k]).max()) if got[k].shape == ref[k].shape and got[k].size else
                         (0.0 if got[k].shape == ref[k].shape else float("inf"))) for k in ref)
         label = "older checkout" if pythonpath else f"--workers {workers} --format {fmt}"
-        rows.append((label, best, a.images / best, diff, sum(len(v) for v in got.values())))
+        rows.append((label, wall, a.images / wall, diff, sum(len(v) for v in got.values())))
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
     print(f"{a.images} images 640x480, one face each, model {a.model}; {os.cpu_count()} cores ({cpu}); "
-          f"wall time of the whole command, start-up included, best of {a.repeat}")
+          f"wall time of the whole command, start-up included, best of {a.repeat} (settings interleaved)")
     print("| setting | seconds | images/s | speed-up | faces | max landmark diff vs first row (px) |")
     print("|---|--:|--:|--:|--:|--:|")
     for label, wall, ips, diff, faces in rows:
