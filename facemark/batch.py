@@ -389,16 +389,23 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
         if progress:
             progress(n)
 
+    def in_process(chunks: list) -> None:
+        with ThreadPoolExecutor(1) as reader:  # decode the next chunk while the model runs this one
+            ahead = reader.submit(_load, job, fl, chunks[0]) if chunks else None
+            for i, chunk in enumerate(chunks):
+                loaded = ahead.result()
+                ahead = reader.submit(_load, job, fl, chunks[i + 1]) if i + 1 < len(chunks) else None
+                report(_process(job, fl, loaded), len(chunk))
+
     try:
         if workers == 1 or len(chunks) < 2:
-            with ThreadPoolExecutor(1) as reader:  # decode the next chunk while the model runs this one
-                ahead = reader.submit(_load, job, fl, chunks[0]) if chunks else None
-                for i, chunk in enumerate(chunks):
-                    loaded = ahead.result()
-                    ahead = reader.submit(_load, job, fl, chunks[i + 1]) if i + 1 < len(chunks) else None
-                    report(_process(job, fl, loaded), len(chunk))
+            in_process(chunks)
         else:
-            _run_workers(fl, job, chunks, workers, report)
+            try:
+                _run_workers(fl, job, chunks, workers, report)
+            except WorkersUnavailable as e:  # e.g. no /dev/shm in a sandbox: slower, not broken
+                log(f"note: no worker processes here ({e}); running in this one")
+                in_process(chunks)
     finally:
         if shards is not None:
             try:
@@ -407,6 +414,10 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                 raise OutputError(f"cannot write a shard in {out_dir}: {e.strerror or e}; stopped after "
                                   f"{s.written} image(s); the complete shards stay valid") from None
     return s
+
+
+class WorkersUnavailable(Exception):
+    """This system cannot start worker processes (no semaphores, no /dev/shm, a frozen binary)."""
 
 
 def _run_workers(fl: FaceLandmarker, job: Job, chunks: list, workers: int, report) -> None:
@@ -421,7 +432,11 @@ def _run_workers(fl: FaceLandmarker, job: Job, chunks: list, workers: int, repor
     quiet = "ignore::UserWarning:multiprocessing.resource_tracker"  # its leak notice after a SIGKILL of this process
     if quiet not in sys.warnoptions:
         sys.warnoptions.append(quiet)  # passed on as -W to the tracker process the pool starts
-    with ctx.Pool(workers, initializer=_worker_init, initargs=(spec, job, os.getpid())) as pool:
+    try:
+        pool = ctx.Pool(workers, initializer=_worker_init, initargs=(spec, job, os.getpid()))
+    except (OSError, ImportError) as e:
+        raise WorkersUnavailable(str(e) or type(e).__name__) from None
+    with pool:
         try:
             for chunk, outcomes in zip(chunks, pool.imap(_worker_chunk, chunks)):
                 report(outcomes, len(chunk))

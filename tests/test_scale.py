@@ -238,3 +238,24 @@ def test_shard_formats_need_an_output_folder(folder):
     assert r.returncode == 2 and "give --out DIR" in r.stderr
     r = fm("detect", "in", "--out", "x", "--format", "csv", *MODEL, cwd=folder)
     assert r.returncode == 2 and "--format must be" in r.stderr
+
+
+def test_no_worker_processes_falls_back_to_one(folder, monkeypatch, reference, tmp_path):
+    """Where processes cannot be started (sandboxes without /dev/shm), a run still finishes."""
+    import multiprocessing.context
+
+    from facemark.batch import detect_files
+    from facemark.landmarker import FaceLandmarker
+
+    def no_pool(*a, **k):
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(multiprocessing.context.SpawnContext, "Pool", no_pool)
+    monkeypatch.chdir(folder)  # the reference ran here on "in": the same paths in the JSON
+    lines: list[str] = []
+    s = detect_files(["in"], FaceLandmarker(model="direct"), out_dir=tmp_path / "o", workers=2,
+                     log=lines.append)
+    assert s.written == 60 and s.failures == 1
+    assert any("running in this one" in ln for ln in lines)
+    for rel in (p.relative_to(reference) for p in reference.rglob("*.json")):
+        assert (tmp_path / "o" / rel).read_bytes() == (reference / rel).read_bytes()
