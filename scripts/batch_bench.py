@@ -71,6 +71,28 @@ def landmarks(out: Path) -> dict[str, np.ndarray]:
             for r in read(out)}
 
 
+def floor(src: Path, model: str, n: int, total: int) -> None:
+    """The least time the models alone can take per image on this machine: single-threaded
+    detector and landmark model time per image (one thread per core is the most efficient use of
+    the cores), divided by the cores; no setting of the pipeline can beat it without less model work."""
+    sys.path.insert(0, str(ROOT))
+    from facemark.landmarker import FaceLandmarker
+
+    fl = FaceLandmarker(model=model, threads=1)
+    images = [cv2.imread(str(p)) for p in sorted(src.glob("*.jpg"))[:n]]
+    fl.detect_batch(images[:2])
+    t = time.perf_counter()
+    dets = [fl.detector.detect(im) for im in images]
+    t1 = time.perf_counter()
+    fl.landmarks_for(images, dets)
+    t2 = time.perf_counter()
+    det, lm = (t1 - t) / n * 1000, (t2 - t1) / n * 1000
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    print(f"compute floor ({n} images, one thread): detector {det:.1f} ms + {model} {lm:.1f} ms per image = "
+          f"{det + lm:.1f} ms; over {cores} cores at least {(det + lm) / cores:.1f} ms per image, "
+          f"{(det + lm) / cores * total / 1000:.1f} s for {total} images plus start-up")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=300)
@@ -79,6 +101,7 @@ def main() -> None:
     ap.add_argument("--baseline-src", help="also time an older checkout (its facemark package dir's parent)")
     ap.add_argument("--repeat", type=int, default=2, help="runs per setting; the best is reported")
     ap.add_argument("--work", type=Path, default=None, help="folder for the images and outputs (default: temp)")
+    ap.add_argument("--floor", action="store_true", help="also print the models' single-threaded time per image (the compute floor)")
     ap.add_argument("--detector-batches", default="", help="also time the RetinaFace graph alone at these batch sizes, e.g. 1,4,8")
     a = ap.parse_args()
     if a.detector_batches:
@@ -94,11 +117,17 @@ def main() -> None:
                 sess.run(None, {"input": x})
             print(f"detector graph, batch {n}: {(time.perf_counter() - t) / 5 / n * 1000:.1f} ms per 640x480 image")
     work = a.work or Path(tempfile.mkdtemp(prefix="facemark-batch-"))
+    if a.floor:
+        src = work / "images"
+        if not src.is_dir() or len(list(src.glob("*.jpg"))) != a.images:
+            shutil.rmtree(src, ignore_errors=True)
+            make_folder(src, a.images)
+        floor(src, a.model, min(a.images, 64), a.images)
     src = work / "images"
     if not src.is_dir() or len(list(src.glob("*.jpg"))) != a.images:
         shutil.rmtree(src, ignore_errors=True)
         make_folder(src, a.images)
-    settings = [(None, w, f) for w, f in (c.split(":") for c in a.configs.split(","))]
+    settings = [(None, w, f) for w, f in (c.split(":") for c in a.configs.split(",") if c.strip())]
     if a.baseline_src:
         settings.insert(0, (a.baseline_src, "1", "json"))
     best = [float("inf")] * len(settings)
@@ -107,6 +136,8 @@ def main() -> None:
             out = work / f"out-{workers}-{fmt}-{'base' if pythonpath else 'new'}"
             shutil.rmtree(out, ignore_errors=True)
             best[i] = min(best[i], run(src, out, a.model, workers, fmt, pythonpath))
+    if not settings:
+        return
     rows, ref = [], None
     for (pythonpath, workers, fmt), wall in zip(settings, best):
         got = landmarks(work / f"out-{workers}-{fmt}-{'base' if pythonpath else 'new'}")
