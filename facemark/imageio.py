@@ -17,6 +17,20 @@ from .quiet import quiet_stderr
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".pbm", ".pgm", ".ppm"}
 
 
+def _opencv_reads_gif() -> bool:
+    """OpenCV reads GIF (the first frame) from 4.11 on; older builds do not, so folders only
+    offer ``.gif`` files where they can be read."""
+    try:
+        ok, buf = cv2.imencode(".gif", np.zeros((2, 2, 3), np.uint8))
+        return bool(ok) and cv2.imdecode(buf, cv2.IMREAD_COLOR) is not None
+    except cv2.error:
+        return False
+
+
+if _opencv_reads_gif():
+    IMAGE_EXTS.add(".gif")
+
+
 def _max_pixels() -> int:
     raw = os.environ.get("FACEMARK_MAX_PIXELS", "")
     try:

@@ -176,3 +176,19 @@ def test_quoted_glob_works_like_shell_expansion(tiny_models, tmp_path, small_fac
     assert sorted(p.relative_to(tmp_path / "o").as_posix() for p in (tmp_path / "o").rglob("*.json")) == ["a/1.jpg.json", "b/1.jpg.json"]
     r = run("detect", "nothing/*.jpg", "--model", tiny_models["direct"])
     assert r.exit_code == 2 and "nothing/*.jpg" in r.stderr
+
+
+def test_folders_offer_gifs_where_opencv_reads_them(tiny_models, tmp_path, small_face):
+    from facemark.imageio import IMAGE_EXTS
+
+    src = tmp_path / "gifs"
+    src.mkdir()
+    ok, buf = cv2.imencode(".gif", small_face) if hasattr(cv2, "imencode") else (False, None)
+    if not ok or cv2.imdecode(buf, cv2.IMREAD_COLOR) is None:
+        assert ".gif" not in IMAGE_EXTS  # never offered where it cannot be read
+        pytest.skip("this OpenCV reads no GIF")
+    (src / "a.gif").write_bytes(buf.tobytes())
+    cv2.imwrite(str(src / "b.jpg"), small_face)
+    r = run("detect", src, "--model", tiny_models["direct"])
+    assert r.exit_code == 0, r.stderr
+    assert sorted(json.loads(line)["image"].rsplit("/", 1)[-1] for line in r.stdout.splitlines()) == ["a.gif", "b.jpg"]
