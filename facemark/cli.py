@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 from contextlib import contextmanager
-from typing import List, Optional
+from typing import List, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -215,8 +215,7 @@ def detect(
 
         for sig in (signal.SIGINT, signal.SIGTERM):  # exiting: a second signal must not cut it short
             signal.signal(sig, signal.SIG_IGN)
-        err.print("interrupted: outputs written so far are complete")
-        raise typer.Exit(130) from None
+        interrupted("interrupted: outputs written so far are complete")
     except OutputError as e:
         fail(str(e), 1)
     except BrokenPipeError:  # JSON piped into head and the like: the reader had enough
@@ -284,8 +283,7 @@ def video(
                 fail(str(e))
     except KeyboardInterrupt:  # before the first frame (nothing written), or a late second signal
         if s is None:
-            err.print("interrupted before any frame was written")
-            raise typer.Exit(130) from None
+            interrupted("interrupted before any frame was written")
         s.interrupted = True
     try:
         if s.audio_kept is False:
@@ -295,8 +293,7 @@ def video(
     except KeyboardInterrupt:  # a late second signal: the outputs are already complete
         s.interrupted = True
     if s.interrupted:
-        err.print("interrupted: the output holds the frames processed so far")
-        raise typer.Exit(130)
+        interrupted("interrupted: the output holds the frames processed so far")
     if s.decode_errors:
         err.print(f"[red]warning:[/] {s.decode_errors} frame(s) of {escape(source)} did not decode; wrote the {s.frames} that did")
         raise typer.Exit(1)
@@ -524,8 +521,7 @@ def train(
         except KeyboardInterrupt:
             interrupted = True
     if interrupted:
-        err.print(f"interrupted: the last finished epoch is saved in {out_dir / 'last.pt'}; continue with --resume")
-        raise typer.Exit(130)
+        interrupted(f"interrupted: the last finished epoch is saved in {out_dir / 'last.pt'}; continue with --resume")
     onnx_path, pt_path = trainer.export_best()
     err.print(f"best val NME {summary['best_val_nme']:.3f} % after {summary['epochs']} epochs -> {onnx_path}, {pt_path}")
 
@@ -548,6 +544,27 @@ try:  # Typer >= 0.2x vendors its own Click (a separately installed click is ano
     from typer import _click as click
 except ImportError:  # pragma: no cover - older Typer releases use the click package
     import click
+
+
+def _from_ctrl_c(e: BaseException) -> bool:
+    """An error that a Ctrl-C caused, e.g. onnxruntime's ImportError when its import is interrupted."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
+
+
+_SAID_INTERRUPTED: list[bool] = []
+
+
+def interrupted(message: str) -> NoReturn:
+    """Exit 130 with a line saying what state the outputs are in."""
+    err.print(message)
+    _SAID_INTERRUPTED.append(True)
+    raise typer.Exit(130)
 
 
 def run(argv: Optional[List[str]] = None) -> None:
@@ -585,10 +602,14 @@ def run(argv: Optional[List[str]] = None) -> None:
         sys.stderr = open(os.devnull, "w")
         raise SystemExit(0) from None
     except Exception as e:  # noqa: BLE001 - Abort (Ctrl-C at a prompt) and its kin, by name
-        if type(e).__name__ != "Abort":
+        if type(e).__name__ != "Abort" and not _from_ctrl_c(e):
             raise
         err.print("interrupted")
         raise SystemExit(130) from None
+    for sig in (signal.SIGINT, signal.SIGTERM):  # the work is done and reported: a late Ctrl-C changes nothing
+        signal.signal(sig, signal.SIG_IGN)
+    if code == 130 and not _SAID_INTERRUPTED:  # Typer turns a Ctrl-C outside our handlers into a silent 130
+        err.print("interrupted")
     raise SystemExit(code if isinstance(code, int) else 0)
 
 

@@ -509,3 +509,20 @@ def test_read_names_a_bad_file_and_skips_it_in_a_folder(tmp_path):
         read(tmp_path / "junk.json")
     seen = []
     assert read(tmp_path, on_error=seen.append) == [] and "junk.json" in seen[0]
+
+
+@pytest.mark.parametrize("delay", [0.25, 0.4, 0.55, 0.7])
+def test_ctrl_c_while_starting_up_is_one_line(tmp_path, face, delay):
+    """Ctrl-C while the CLI imports its libraries or loads models: exit 130 and one line, never
+    an import traceback and never a silent exit."""
+    cv2.imwrite(str(tmp_path / "a.jpg"), face)
+    p = subprocess.Popen([sys.executable, "-m", "facemark", "detect", "a.jpg", "--model", "direct"], cwd=tmp_path,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    p.send_signal(signal.SIGINT)
+    _, stderr = p.communicate(timeout=60)
+    if p.returncode == 0:  # a fast machine finished first: nothing to check
+        return
+    assert p.returncode in (130, -signal.SIGINT), (p.returncode, stderr)  # a shell shows both as 130
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(("interrupted", "facemark: 1 of 1 image(s) done")), (p.returncode, stderr)
