@@ -174,6 +174,25 @@ def check_options(model: str, device: str, threshold: float, min_face: float | N
         raise UsageError(str(e)) from None
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A cluster address that nothing answers on is one line in seconds; Ray itself would retry
+    for minutes, logging as it goes."""
+    import socket
+
+    if address == "auto":
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise UsageError(f"--ray {address!r}: give local, auto or HOST:PORT (the head's GCS port, 6379 by default)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        why = e.strerror or str(e) or type(e).__name__
+        raise UsageError(f"no Ray head answers at {hostport} ({why}): run `ray start --head` there, "
+                         f"or check the address") from None
+
+
 def _init(ray, address: str | None) -> bool:
     """Use the Ray this process already runs, or connect to ``address`` (``auto``: the cluster
     ``ray start`` runs on this machine), or start a private local one (``address="local"``, so a
@@ -182,7 +201,16 @@ def _init(ray, address: str | None) -> bool:
     if ray.is_initialized():
         return False
     if address:
-        ray.init(address=address)
+        _check_reachable(address)
+        from .quiet import quiet_stderr
+
+        try:
+            with quiet_stderr():  # Ray logs every retry; the failure is one line below
+                ray.init(address=address)
+        except (ConnectionError, RuntimeError, TimeoutError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UsageError(f"cannot join the Ray cluster at {address}: {first} (is it a Ray head's GCS "
+                             f"address, and the same Ray version {ray.__version__}?)") from None
     else:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         ray.init(address="local", num_cpus=cpus, include_dashboard=False)
