@@ -14,7 +14,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from .imageio import IMAGE_EXTS, ImageError, output_target, publish, quiet_stderr, read_image
+from .imageio import IMAGE_EXTS, ImageError, output_target, publish, quiet_stderr, read_image, temp_prefix
 
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"}
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".webm": "VP80"}
@@ -127,9 +127,12 @@ class AtomicVideoWriter:
         ext = path.suffix.lower()
         if ext not in FOURCC:
             raise VideoError(f"--out {path}: use one of {', '.join(sorted(FOURCC))}")
+        if min(size) < 2:  # no encoder takes a frame one pixel wide or high
+            raise VideoError(f"--out {path}: the frames are {size[0]}x{size[1]} pixels; a video needs at least 2x2 "
+                             f"(the first frame sets the size)")
         path = output_target(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".fm-", suffix=ext, dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(), suffix=ext, dir=path.parent)
         os.close(fd)
         self.path, self.tmp = path, Path(tmp)
         self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*FOURCC[ext]), fps, size)

@@ -526,3 +526,13 @@ def test_ctrl_c_while_starting_up_is_one_line(tmp_path, face, delay):
     assert p.returncode in (130, -signal.SIGINT), (p.returncode, stderr)  # a shell shows both as 130
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(("interrupted", "facemark: 1 of 1 image(s) done")), (p.returncode, stderr)
+
+
+def test_video_of_one_pixel_frames_says_why(tmp_path, face):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "0000.png"), np.zeros((1, 1, 3), np.uint8))  # the first frame sets the size
+    cv2.imwrite(str(frames / "0001.png"), face)
+    r = fm("video", "frames", "--out", "o.mp4", "--model", "direct", cwd=tmp_path)
+    assert r.returncode == 2 and "1x1 pixels" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "o.mp4").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
