@@ -24,6 +24,7 @@ from .imageio import ImageError, atomic_write_bytes, encode_image, read_image, r
 from .inputs import InputImage, collisions, expand, output_names
 from .landmarker import FaceLandmarker
 from .results import SCHEMA, document, dumps
+from .workers import WorkersUnavailable, cpu_cores, run_workers
 
 ANNOTATED_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 FATAL_WRITE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO}  # every later write would fail too
@@ -251,42 +252,6 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
     return sorted(outcomes, key=lambda o: (o.k < 0, o.k))
 
 
-# --- worker processes ------------------------------------------------------------------------
-_WORKER: dict = {}
-
-
-def _die_with_parent(parent: int) -> None:
-    """A worker must not outlive a main process that was killed (SIGKILL, a crash): it would go
-    on writing outputs behind the back of the next run. Linux: the kernel kills it; elsewhere the
-    pool's closed pipe ends it after its current chunk."""
-    import os
-    import signal
-
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent:  # the parent died before the line above took effect
-        os._exit(1)
-
-
-def _worker_init(spec: dict, job: Job, parent: int) -> None:
-    import signal
-
-    _die_with_parent(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
-    _WORKER["fl"] = FaceLandmarker(**spec)
-    _WORKER["job"] = job
-
-
-def _worker_chunk(chunk: list) -> list[Outcome]:
-    job, fl = _WORKER["job"], _WORKER["fl"]
-    return _process(job, fl, _load(job, fl, chunk))
-
-
 def _finished_by(path: Path, model: str) -> bool:
     """Whether ``path`` is a facemark result of ``model`` (not some other file of that name)."""
     try:
@@ -330,7 +295,8 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
     ``workers`` > 1 runs that many processes, each with its own landmarker (``"auto"``: one per
     core when there are enough images; call it under ``if __name__ == "__main__":``); reading and
     decoding run in a thread ahead of the model either way. Raises ``UsageError`` before anything runs if
-    the request cannot work, ``OutputError`` if writing stops being possible mid-run.
+    the request cannot work, ``OutputError`` if writing stops being possible mid-run,
+    ``facemark.workers.WorkerDied`` if a worker process is killed.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -402,7 +368,7 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
             in_process(chunks)
         else:
             try:
-                _run_workers(fl, job, chunks, workers, report)
+                run_workers(fl.spec, job, chunks, workers, report)
             except WorkersUnavailable as e:  # e.g. no /dev/shm in a sandbox: slower, not broken
                 log(f"note: no worker processes here ({e}); running in this one")
                 in_process(chunks)
@@ -414,35 +380,6 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                 raise OutputError(f"cannot write a shard in {out_dir}: {e.strerror or e}; stopped after "
                                   f"{s.written} image(s); the complete shards stay valid") from None
     return s
-
-
-class WorkersUnavailable(Exception):
-    """This system cannot start worker processes (no semaphores, no /dev/shm, a frozen binary)."""
-
-
-def _run_workers(fl: FaceLandmarker, job: Job, chunks: list, workers: int, report) -> None:
-    """Chunks over ``workers`` processes (each with 1/workers of the cores), results in order."""
-    import multiprocessing as mp
-    import os
-
-    workers = min(workers, len(chunks), 4 * cpu_cores())  # no idle processes loading models
-    threads = max(1, cpu_cores() // workers)
-    spec = {**fl.spec, "threads": threads}
-    ctx = mp.get_context("spawn")  # no fork of onnxruntime's threads
-    quiet = "ignore::UserWarning:multiprocessing.resource_tracker"  # its leak notice after a SIGKILL of this process
-    if quiet not in sys.warnoptions:
-        sys.warnoptions.append(quiet)  # passed on as -W to the tracker process the pool starts
-    try:
-        pool = ctx.Pool(workers, initializer=_worker_init, initargs=(spec, job, os.getpid()))
-    except (OSError, ImportError) as e:
-        raise WorkersUnavailable(str(e) or type(e).__name__) from None
-    with pool:
-        try:
-            for chunk, outcomes in zip(chunks, pool.imap(_worker_chunk, chunks)):
-                report(outcomes, len(chunk))
-        except BaseException:
-            pool.terminate()
-            raise
 
 
 def rows_for_bytes(fl: FaceLandmarker, items: list[tuple[str, bytes]]) -> list[dict]:
@@ -472,19 +409,12 @@ def rows_for_bytes(fl: FaceLandmarker, items: list[tuple[str, bytes]]) -> list[d
     return rows
 
 
-def cpu_cores() -> int:
-    """Cores this process may run on (a container's or taskset's share, not the host's count)."""
-    import os
-
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
-
-
 AUTO_WORKERS_MAX = 8  # each worker holds its own models (~350 MiB); beyond this, threads share cores
 
 
-MIN_IMAGES_PER_WORKER = 16  # below this a worker's start-up (~0.5 s: imports, sessions) outweighs its help
+# A worker's start-up (~1 s on a busy 2-core machine: imports, sessions) pays off only over many
+# images: a 640x480 image costs ~40 ms in one process and gains ~7 ms per image with two workers.
+MIN_IMAGES_PER_WORKER = 64
 
 
 def auto_workers(images: int, device: str = "cpu") -> int:

@@ -162,7 +162,7 @@ def detect(
     fmt: str = typer.Option("json", "--format", help="With --out: json (a file per image) | jsonl | parquet (shards of rows)."),
     shard_size: int = typer.Option(10_000, "--shard-size", help="With --format jsonl/parquet: images per shard file."),
     redo: bool = typer.Option(False, "--redo", help="With --out: recompute images whose outputs already exist (default: skip them)."),
-    workers: str = typer.Option("auto", "--workers", help="Worker processes, each with its own models (cores are shared out); auto: one per core (at most 8, 16+ images each) on CPU, 1 on CUDA."),
+    workers: str = typer.Option("auto", "--workers", help="Worker processes, each with its own models (cores are shared out); auto: one per core (at most 8, 64+ images each) on CPU, 1 on CUDA."),
     ray: Optional[str] = typer.Option(None, "--ray", help="Run on Ray: 'local' or a cluster address HOST:PORT (Parquet shards to --out)."),
 ):
     """Find faces and their 98 landmarks; JSON (schema facemark/v1) to stdout or --out DIR.
@@ -174,6 +174,7 @@ def detect(
 
     from .annotate import STYLES
     from .batch import OutputError, detect_files, plan_inputs, summary_line
+    from .workers import WorkerDied
 
     if out_arg is not None and not out_arg.strip():
         fail("--out is an empty string; name a folder (use . for this folder)")
@@ -216,7 +217,7 @@ def detect(
         for sig in (signal.SIGINT, signal.SIGTERM):  # exiting: a second signal must not cut it short
             signal.signal(sig, signal.SIG_IGN)
         interrupted("interrupted: outputs written so far are complete")
-    except OutputError as e:
+    except (OutputError, WorkerDied) as e:
         fail(str(e), 1)
     except BrokenPipeError:  # JSON piped into head and the like: the reader had enough
         sys.stdout = None

@@ -126,8 +126,8 @@ def test_auto_workers_one_per_core_when_there_is_enough_work(monkeypatch):
 
     monkeypatch.setattr(batch, "cpu_cores", lambda: 4)
     assert batch.auto_workers(1000) == 4
-    assert batch.auto_workers(40) == 2  # 16+ images per worker, or its start-up costs more than it gives
-    assert batch.auto_workers(15) == 1
+    assert batch.auto_workers(150) == 2  # 64+ images per worker, or its start-up costs more than it gives
+    assert batch.auto_workers(63) == 1
     assert batch.auto_workers(1000, device="cuda") == 1
     monkeypatch.setattr(batch, "cpu_cores", lambda: 64)
     assert batch.auto_workers(10**6) == batch.AUTO_WORKERS_MAX
@@ -138,7 +138,7 @@ def test_auto_workers_one_per_core_when_there_is_enough_work(monkeypatch):
     assert batch.chunk_size(300, 16, 1) == 16
 
 
-def test_default_run_uses_workers_and_matches_one_process(folder, reference):
+def test_default_run_matches_one_process(folder, reference):
     r = fm("detect", "in", "--out", "auto", "--batch", 4, *MODEL, cwd=folder)  # --workers auto
     assert r.returncode == 1 and r.stderr.count("broken.jpg") == 1
     for rel in (p.relative_to(reference) for p in reference.rglob("*.json")):
@@ -211,6 +211,67 @@ def test_a_rerun_removes_only_the_temporaries_of_dead_processes(tmp_path, face_i
     assert not stale.exists() and (tmp_path / "out" / "a.jpg.json").exists()
 
 
+def spawned_workers(pid: int) -> list[int]:
+    kids = Path(f"/proc/{pid}/task/{pid}/children")
+    pids = [int(x) for x in kids.read_text().split()] if kids.exists() else []
+    return [k for k in pids if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes()]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers through /proc")
+def test_a_killed_worker_stops_the_run_with_one_line_and_a_rerun_finishes(folder, reference):
+    """The out-of-memory killer takes a worker: the run must not hang, and must say what to do."""
+    cmd = [sys.executable, "-m", "facemark", "detect", "in", "--out", "wk", "--workers", "2", "--batch", "1", *MODEL]
+    p = subprocess.Popen(cmd, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not (len(spawned_workers(p.pid)) == 2 and len(list((folder / "wk").rglob("*.json"))) >= 4):
+        assert p.poll() is None and time.time() - t0 < 120
+        time.sleep(0.02)
+    os.kill(spawned_workers(p.pid)[0], signal.SIGKILL)
+    _, stderr = p.communicate(timeout=60)  # no hang
+    assert p.returncode == 1, stderr
+    assert "worker process ended unexpectedly" in stderr and "Traceback" not in stderr
+    r = fm("detect", "in", "--out", "wk", "--workers", "2", "--batch", "1", *MODEL, cwd=folder)
+    assert r.returncode == 1 and "60 of 61" not in r.stderr  # some were done before
+    for rel in (q.relative_to(reference) for q in reference.rglob("*.json")):
+        assert (folder / "wk" / rel).read_bytes() == (reference / rel).read_bytes()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers through /proc")
+def test_ctrl_c_stops_even_a_frozen_worker(folder):
+    cmd = [sys.executable, "-m", "facemark", "detect", "in", "--out", "frozen", "--workers", "2", "--batch", "1", *MODEL]
+    p = subprocess.Popen(cmd, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not (len(spawned_workers(p.pid)) == 2 and any((folder / "frozen").rglob("*.json"))):
+        assert p.poll() is None and time.time() - t0 < 120
+        time.sleep(0.02)
+    frozen = spawned_workers(p.pid)
+    os.kill(frozen[0], signal.SIGSTOP)
+    p.send_signal(signal.SIGINT)
+    _, stderr = p.communicate(timeout=30)
+    assert p.returncode == 130 and stderr.strip().splitlines() == ["interrupted: outputs written so far are complete"]
+    time.sleep(0.5)
+    for pid in frozen:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers through /proc")
+def test_workers_still_starting_die_with_a_killed_main_process(folder):
+    """Killed while its workers are still importing and loading models: none may live on."""
+    cmd = [sys.executable, "-m", "facemark", "detect", "in", "--out", "early", "--workers", "2", *MODEL]
+    p = subprocess.Popen(cmd, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.time()
+    while len(spawned_workers(p.pid)) < 2:
+        assert p.poll() is None and time.time() - t0 < 60
+        time.sleep(0.005)
+    time.sleep(0.1)
+    seen = spawned_workers(p.pid)
+    p.kill()
+    p.wait()
+    time.sleep(1.0)
+    assert [pid for pid in seen if Path(f"/proc/{pid}").exists()
+            and Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"] == []
+
+
 def test_workers_option_is_checked(folder):
     for bad in ("0", "many", "-2"):
         r = fm("detect", "in", "--out", "never", "--workers", bad, *MODEL, cwd=folder)
@@ -242,15 +303,15 @@ def test_shard_formats_need_an_output_folder(folder):
 
 def test_no_worker_processes_falls_back_to_one(folder, monkeypatch, reference, tmp_path):
     """Where processes cannot be started (sandboxes without /dev/shm), a run still finishes."""
-    import multiprocessing.context
+    import concurrent.futures
 
     from facemark.batch import detect_files
     from facemark.landmarker import FaceLandmarker
 
-    def no_pool(*a, **k):
+    def no_pool(*a, **k):  # what the process pool's semaphores raise without /dev/shm
         raise OSError(38, "Function not implemented")
 
-    monkeypatch.setattr(multiprocessing.context.SpawnContext, "Pool", no_pool)
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", no_pool)
     monkeypatch.chdir(folder)  # the reference ran here on "in": the same paths in the JSON
     lines: list[str] = []
     s = detect_files(["in"], FaceLandmarker(model="direct"), out_dir=tmp_path / "o", workers=2,
