@@ -246,6 +246,19 @@ def check_box(b, where: str = "box") -> np.ndarray:
     return np.append(arr, 1.0) if arr.size == 4 else arr
 
 
+def _json_or_lines(data: bytes):
+    """One JSON value, or one per line (facemark's stdout or a --format jsonl shard) as a list."""
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as e:
+        if not e.msg.startswith("Extra data"):
+            raise
+        try:
+            return [json.loads(line) for line in data.splitlines() if line.strip()]
+        except json.JSONDecodeError as e2:
+            raise ValueError(f"neither one JSON value nor one per line ({e2.msg}, line {e.lineno})") from None
+
+
 @dataclass
 class GivenBoxes:
     """Boxes supplied by the user, keyed by image path (as given, or its file name). The file's
@@ -257,7 +270,8 @@ class GivenBoxes:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "GivenBoxes":
-        """Read ``{"img.jpg": [[x1,y1,x2,y2(,score)], ...]}`` or facemark/v1 result documents."""
+        """Read ``{"img.jpg": [[x1,y1,x2,y2(,score)], ...]}``, facemark/v1 result documents (a list,
+        or one per line as ``facemark detect`` prints them), or a ``--format jsonl``/``parquet`` shard."""
         from .imageio import ImageError, check_regular_file
 
         if not Path(path).exists():
@@ -269,17 +283,25 @@ class GivenBoxes:
         if Path(path).stat().st_size > 1 << 30:
             raise ValueError("over 1 GiB")
         try:
-            data = json.loads(Path(path).read_bytes())
+            if Path(path).suffix == ".parquet":  # a --format parquet shard
+                from .shards import read_shard
+
+                data = read_shard(path)
+            else:
+                data = _json_or_lines(Path(path).read_bytes())
         except RecursionError:
             raise ValueError("nested too deeply") from None
         docs = data if isinstance(data, list) else [data] if isinstance(data, dict) and "schema" in data else None
         if docs is not None:
             out = {}
-            for d in docs:
-                if not isinstance(d, dict) or not isinstance(d.get("image"), str) or not isinstance(d.get("faces"), list):
+            for d in docs:  # facemark/v1 documents, or result rows of --format jsonl/parquet
+                name = d.get("image", d.get("path")) if isinstance(d, dict) else None
+                if isinstance(d, dict) and d.get("error") and isinstance(name, str):
+                    continue  # a failed image has no boxes to give
+                if not isinstance(name, str) or not isinstance(d.get("faces"), list):
                     raise ValueError("a result document needs an image name and a faces list")
-                out[d["image"]] = [f.get("box", []) + [f.get("score", 1.0)] if isinstance(f, dict) and isinstance(f.get("box"), list)
-                                   else f for f in d["faces"]]
+                out[name] = [f.get("box", []) + [f.get("score", 1.0)] if isinstance(f, dict) and isinstance(f.get("box"), list)
+                             else f for f in d["faces"]]
             data = out
         if not isinstance(data, dict):
             raise ValueError("boxes file must map image names to lists of [x1, y1, x2, y2]")

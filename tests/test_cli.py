@@ -156,6 +156,35 @@ def test_given_boxes_skip_detection(tiny_models, tmp_path, small_face):
     assert run("detect", img, "--boxes", boxes).exit_code == 2
 
 
+@pytest.mark.parametrize("kind", ["stdout", "jsonl", "parquet"])
+def test_boxes_from_facemarks_own_outputs(tiny_models, tmp_path, small_face, kind):
+    """What one run printed or wrote can give the boxes of the next: JSON lines as printed, or a shard."""
+    if kind == "parquet":
+        pytest.importorskip("pyarrow")
+    src = tmp_path / "in"
+    src.mkdir()
+    for n in ("a.jpg", "b.jpg"):
+        cv2.imwrite(str(src / n), small_face)
+    model = ["--model", tiny_models["direct"]]
+    if kind == "stdout":
+        first = run("detect", src, *model)
+        boxes = tmp_path / "printed.jsonl"
+        boxes.write_text(first.stdout)
+        want = {json.loads(line)["image"]: json.loads(line)["faces"] for line in first.stdout.splitlines()}
+    else:
+        assert run("detect", src, "--out", tmp_path / "sh", "--format", kind, *model).exit_code == 0
+        (boxes,) = (tmp_path / "sh").glob(f"part-*.{kind}")
+        from facemark.results import read
+
+        want = {r["path"]: r["faces"] for r in read(boxes)}
+    r = run("detect", src, "--boxes", boxes, *model)
+    assert r.exit_code == 0, r.stderr
+    got = {json.loads(line)["image"]: json.loads(line)["faces"] for line in r.stdout.splitlines()}
+    assert set(got) == set(want) and len(got) == 2
+    for name, faces in got.items():
+        assert [f["box"] for f in faces] == [f["box"] for f in want[name]]
+
+
 def test_real_process_has_no_traceback_for_bad_input(tmp_path):
     bad = tmp_path / "x.jpg"
     bad.write_text("garbage")
