@@ -331,6 +331,10 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
     if progress and skip:
         progress(len(skip))
 
+    def shard_error(e: OSError) -> OutputError:
+        return OutputError(f"cannot write a shard in {out_dir}: {e.strerror or e}; stopped. This run's complete "
+                           f"shards hold {shards.written} image(s) and stay valid; the same command continues")
+
     def report(outcomes: list[Outcome], n: int) -> None:
         for o in outcomes:
             if o.k < 0:
@@ -351,7 +355,10 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                 except OSError as e:
                     raise OutputError(f"cannot write to standard output: {e.strerror or e}") from None
             elif shards is not None and o.payload is not None:
-                shards.add(o.payload)
+                try:
+                    shards.add(o.payload)
+                except OSError as e:
+                    raise shard_error(e) from None
         if progress:
             progress(n)
 
@@ -377,8 +384,7 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
             try:
                 shards.flush()  # the rows done so far: a complete shard, found by the next run
             except OSError as e:
-                raise OutputError(f"cannot write a shard in {out_dir}: {e.strerror or e}; stopped after "
-                                  f"{s.written} image(s); the complete shards stay valid") from None
+                raise shard_error(e) from None
     return s
 
 

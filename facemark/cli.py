@@ -167,9 +167,8 @@ def detect(
 ):
     """Find faces and their 98 landmarks; JSON (schema facemark/v1) to stdout or --out DIR.
 
-    Exit codes: 0 all good, 1 some inputs failed (each named on stderr; the rest are written) or
-    the disk filled up (what was written is complete), 2 usage error (nothing written), 130 Ctrl-C.
-    """
+    Exit codes: 0 all good, 1 some inputs failed (each named on stderr; the rest are written), or the disk filled up or a worker process was killed (what was written is complete), 2 usage error (nothing written), 130 Ctrl-C.
+    """  # noqa: E501 - one line: the help keeps line breaks
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .annotate import STYLES

@@ -235,6 +235,34 @@ def test_disk_full_stops_the_run_and_keeps_what_was_written(tmp_path, face, monk
     assert len(written) == 3 and all(validate(strict_json(p.read_text())) == [] for p in written)
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_disk_full_with_shards_counts_what_the_shards_hold(tmp_path, face, monkeypatch, fmt):
+    if fmt == "parquet":
+        pytest.importorskip("pyarrow")
+    from facemark import imageio
+    from facemark.results import read
+
+    for i in range(7):
+        cv2.imwrite(str(tmp_path / f"{i}.jpg"), face)
+    real = imageio.publish
+    calls = {"n": 0}
+
+    def filling_disk(tmp, path):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(tmp, path)
+
+    monkeypatch.setattr(imageio, "publish", filling_disk)
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(app, ["detect", ".", "--out", "o", "--format", fmt, "--shard-size", "2", "--workers", "1",
+                                 *MODEL])
+    assert r.exit_code == 1, r.stderr
+    assert "No space left" in r.stderr and "shards hold 4 image(s)" in r.stderr and r.stderr.count("\n") == 1
+    assert len(read(tmp_path / "o")) == 4
+    assert not [p for p in (tmp_path / "o").iterdir() if p.name.startswith(".")]
+
+
 def test_output_folder_deleted_mid_run(tmp_path, face):
     from facemark import FaceLandmarker
     from facemark.batch import detect_files
