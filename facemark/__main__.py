@@ -13,12 +13,18 @@ def main() -> None:
             pass
         os._exit(130)
 
-    before = signal.signal(signal.SIGINT, early), signal.signal(signal.SIGTERM, early)
+    # Only where Ctrl-C would interrupt: under nohup or `&` it is ignored, and stays so.
+    catch = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) not in (signal.SIG_IGN, None)]
+    before = {s: signal.signal(s, early) for s in catch}
     from .cli import run
 
-    signal.signal(signal.SIGINT, before[0])
-    signal.signal(signal.SIGTERM, before[1])
-    run()
+    for s, handler in before.items():
+        signal.signal(s, handler)
+    try:
+        run()
+    finally:  # the work is done and reported: a late Ctrl-C must not turn it into a traceback
+        for s in catch:
+            signal.signal(s, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

@@ -215,7 +215,7 @@ def detect(
 
         for sig in (signal.SIGINT, signal.SIGTERM):  # exiting: a second signal must not cut it short
             signal.signal(sig, signal.SIG_IGN)
-        interrupted("interrupted: outputs written so far are complete")
+        exit_interrupted("interrupted: outputs written so far are complete")
     except (OutputError, WorkerDied) as e:
         fail(str(e), 1)
     except BrokenPipeError:  # JSON piped into head and the like: the reader had enough
@@ -283,7 +283,7 @@ def video(
                 fail(str(e))
     except KeyboardInterrupt:  # before the first frame (nothing written), or a late second signal
         if s is None:
-            interrupted("interrupted before any frame was written")
+            exit_interrupted("interrupted before any frame was written")
         s.interrupted = True
     try:
         if s.audio_kept is False:
@@ -293,7 +293,7 @@ def video(
     except KeyboardInterrupt:  # a late second signal: the outputs are already complete
         s.interrupted = True
     if s.interrupted:
-        interrupted("interrupted: the output holds the frames processed so far")
+        exit_interrupted("interrupted: the output holds the frames processed so far")
     if s.decode_errors:
         err.print(f"[red]warning:[/] {s.decode_errors} frame(s) of {escape(source)} did not decode; wrote the {s.frames} that did")
         raise typer.Exit(1)
@@ -509,7 +509,7 @@ def train(
               + (f", distilling {teacher_model}" if teacher_model else ""))
     cols = [TextColumn("epoch {task.fields[epoch]}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
             TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn()]
-    interrupted = False
+    stopped = False
     with Progress(*cols, console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("train", total=1, epoch=0, loss=0.0)
 
@@ -519,9 +519,9 @@ def train(
         try:
             summary = trainer.fit(progress)
         except KeyboardInterrupt:
-            interrupted = True
-    if interrupted:
-        interrupted(f"interrupted: the last finished epoch is saved in {out_dir / 'last.pt'}; continue with --resume")
+            stopped = True
+    if stopped:
+        exit_interrupted(f"interrupted: the last finished epoch is saved in {out_dir / 'last.pt'}; continue with --resume")
     onnx_path, pt_path = trainer.export_best()
     err.print(f"best val NME {summary['best_val_nme']:.3f} % after {summary['epochs']} epochs -> {onnx_path}, {pt_path}")
 
@@ -560,7 +560,7 @@ def _from_ctrl_c(e: BaseException) -> bool:
 _SAID_INTERRUPTED: list[bool] = []
 
 
-def interrupted(message: str) -> NoReturn:
+def exit_interrupted(message: str) -> NoReturn:
     """Exit 130 with a line saying what state the outputs are in."""
     err.print(message)
     _SAID_INTERRUPTED.append(True)
@@ -584,7 +584,15 @@ def run(argv: Optional[List[str]] = None) -> None:
     def on_sigterm(signum, frame):  # a polite kill is Ctrl-C: finish the file at hand, leave nothing half-done
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_sigterm)
+    _SAID_INTERRUPTED.clear()
+    before = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        _run_app(args)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _run_app(args: list[str]) -> None:
     try:
         code = app(args=args, prog_name="facemark", standalone_mode=False)
     except click.exceptions.NoSuchOption as e:
@@ -606,8 +614,6 @@ def run(argv: Optional[List[str]] = None) -> None:
             raise
         err.print("interrupted")
         raise SystemExit(130) from None
-    for sig in (signal.SIGINT, signal.SIGTERM):  # the work is done and reported: a late Ctrl-C changes nothing
-        signal.signal(sig, signal.SIG_IGN)
     if code == 130 and not _SAID_INTERRUPTED:  # Typer turns a Ctrl-C outside our handlers into a silent 130
         err.print("interrupted")
     raise SystemExit(code if isinstance(code, int) else 0)

@@ -221,3 +221,25 @@ def test_folders_offer_gifs_where_opencv_reads_them(tiny_models, tmp_path, small
     r = run("detect", src, "--model", tiny_models["direct"])
     assert r.exit_code == 0, r.stderr
     assert sorted(json.loads(line)["image"].rsplit("/", 1)[-1] for line in r.stdout.splitlines()) == ["a.gif", "b.jpg"]
+
+
+def test_ctrl_c_in_training_says_where_to_resume(tmp_path, monkeypatch, capsys):
+    """Ctrl-C mid-training: exit 130 and the --resume line (the trainer itself is a stand-in)."""
+    from types import SimpleNamespace
+
+    from facemark import cli
+    from facemark.training import train
+
+    class Interrupted:
+        model = SimpleNamespace(config={})
+        train_idx, val_idx = [0], [0]
+
+        def fit(self, progress):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "load_pack", lambda *a, **k: None)
+    monkeypatch.setattr(train, "make_trainer", lambda *a, **k: Interrupted())
+    with pytest.raises(SystemExit) as e:
+        cli.run(["train", "--model", "direct", "--pack", str(tmp_path / "p.npz"), "--out", str(tmp_path / "run")])
+    assert e.value.code == 130
+    assert "continue with --resume" in capsys.readouterr().err
