@@ -292,9 +292,9 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
     ``parquet`` write shards of rows (``facemark.shards``); without ``out_dir`` one JSON document
     per line goes to ``stdout``. With ``resume`` (default) images whose outputs are already
     complete in ``out_dir`` are skipped, so an interrupted run continues where it stopped.
-    ``workers`` > 1 runs that many processes, each with its own landmarker (``"auto"``: one per
-    core when there are enough images; call it under ``if __name__ == "__main__":``); reading and
-    decoding run in a thread ahead of the model either way. Raises ``UsageError`` before anything runs if
+    ``workers`` > 1 runs that many processes, each with its own landmarker and reading its own
+    images (``"auto"``: one per core when there are enough images; call it under ``if __name__ ==
+    "__main__":``); in one process, reading and decoding run in a thread ahead of the model. Raises ``UsageError`` before anything runs if
     the request cannot work, ``OutputError`` if writing stops being possible mid-run,
     ``facemark.workers.WorkerDied`` if a worker process is killed.
     """
@@ -333,7 +333,7 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
 
     def shard_error(e: OSError) -> OutputError:
         return OutputError(f"cannot write a shard in {out_dir}: {e.strerror or e}; stopped. This run's complete "
-                           f"shards hold {shards.written} image(s) and stay valid; the same command continues")
+                           f"shards hold {shards.written} row(s) and stay valid; the same command continues")
 
     def report(outcomes: list[Outcome], n: int) -> None:
         for o in outcomes:
@@ -378,7 +378,7 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                 run_workers(fl.spec, job, chunks, workers, report)
             except WorkersUnavailable as e:  # e.g. no /dev/shm in a sandbox: slower, not broken
                 log(f"note: no worker processes here ({e}); running in this one")
-                in_process(chunks)
+                in_process([todo[i:i + plan.batch_images] for i in range(0, len(todo), plan.batch_images)])
     finally:
         if shards is not None:
             try:

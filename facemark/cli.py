@@ -189,6 +189,8 @@ def detect(
     if shard_size < 1:
         fail("--shard-size must be at least 1")
     if ray is not None:
+        if n_workers != "auto":
+            fail("--workers does not apply to --ray: Ray sizes its own pool of actors (one per CPU)")
         return _detect_on_ray(inputs, Path(out_arg) if out_arg else None, ray, model, device, threshold, min_face,
                               batch_images)
     if out_dir is None and sys.stdout is None:

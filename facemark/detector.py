@@ -291,7 +291,8 @@ class GivenBoxes:
                 data = _json_or_lines(Path(path).read_bytes())
         except RecursionError:
             raise ValueError("nested too deeply") from None
-        docs = data if isinstance(data, list) else [data] if isinstance(data, dict) and "schema" in data else None
+        one = isinstance(data, dict) and ("schema" in data or {"path", "faces"} <= data.keys())  # one document or row
+        docs = data if isinstance(data, list) else [data] if one else None
         if docs is not None:
             out = {}
             for d in docs:  # facemark/v1 documents, or result rows of --format jsonl/parquet

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import stat
 import struct
@@ -189,11 +190,20 @@ def as_bgr(image: np.ndarray) -> np.ndarray:
     raise ImageError(f"unsupported image shape {image.shape}")
 
 
+@functools.lru_cache(maxsize=1)
 def _host_tag() -> str:
+    """This machine and pid namespace: the host name, the boot (a reused name after a reinstall),
+    and the pid namespace (a container sharing the host's name sees other pids)."""
     import hashlib
     import socket
 
-    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:4]
+    parts = [socket.gethostname()]
+    for f in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
+        try:
+            parts.append(open(f).read().strip() if f.endswith("boot_id") else str(os.stat(f).st_ino))
+        except OSError:
+            pass
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:10]
 
 
 def temp_prefix() -> str:
@@ -202,14 +212,17 @@ def temp_prefix() -> str:
     return f".fm-{_host_tag()}-{os.getpid()}-"
 
 
-def make_temp(folder: str | os.PathLike) -> tuple[int, str]:
-    return tempfile.mkstemp(prefix=temp_prefix(), suffix=".tmp", dir=folder)  # short: long names still fit
+def make_temp(folder: str | os.PathLike, suffix: str = ".tmp") -> tuple[int, str]:
+    return tempfile.mkstemp(prefix=temp_prefix(), suffix=suffix, dir=folder)  # short: long names still fit
 
 
 def remove_stale_temps(folder: str | os.PathLike) -> int:
     """Delete the temporary files that runs on this machine left in ``folder`` when they were
     killed (SIGKILL, a crash, a power cut: no chance to clean up). Files of live processes and of
-    other machines are left alone. Returns how many were removed."""
+    other machines are left alone (and on Windows, where liveness is not checked here, all are).
+    Returns how many were removed."""
+    if os.name == "nt":
+        return 0
     mine = f".fm-{_host_tag()}-"
     removed = 0
     try:
@@ -217,12 +230,12 @@ def remove_stale_temps(folder: str | os.PathLike) -> int:
     except OSError:
         return 0
     for name in names:
-        if not (name.startswith(mine) and name.endswith(".tmp")):
+        if not name.startswith(mine):
             continue
-        try:
-            pid = int(name[len(mine):].split("-", 1)[0])
-        except ValueError:
+        head = name[len(mine):].split("-", 1)[0]
+        if not head.isdigit() or not 0 < int(head) < 1 << 22:  # Linux pids are below 2**22
             continue
+        pid = int(head)
         if pid == os.getpid() or _alive(pid):
             continue
         try:
@@ -238,7 +251,7 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError):
+    except OSError:  # PermissionError: alive, someone else's
         return True
     return True
 

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -14,7 +13,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from .imageio import IMAGE_EXTS, ImageError, output_target, publish, quiet_stderr, read_image, temp_prefix
+from .imageio import IMAGE_EXTS, ImageError, make_temp, output_target, publish, quiet_stderr, read_image, remove_stale_temps
 
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"}
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".webm": "VP80"}
@@ -132,7 +131,8 @@ class AtomicVideoWriter:
                              f"(the first frame sets the size)")
         path = output_target(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(), suffix=ext, dir=path.parent)
+        remove_stale_temps(path.parent)  # what a killed run left
+        fd, tmp = make_temp(path.parent, suffix=ext)
         os.close(fd)
         self.path, self.tmp = path, Path(tmp)
         self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*FOURCC[ext]), fps, size)
@@ -158,7 +158,7 @@ class AtomicTextWriter:
     def __init__(self, path: Path):
         path = output_target(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".fm-", suffix=".tmp", dir=path.parent)
+        fd, tmp = make_temp(path.parent)
         self.path, self.tmp = path, Path(tmp)
         self.f = os.fdopen(fd, "w")
 

@@ -27,16 +27,43 @@ class WorkerDied(FacemarkError):
 
 
 def cpu_cores() -> int:
-    """Cores this process may run on (a container's or taskset's share, not the host's count)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
+    """Cores this process may use: its CPU affinity (taskset, cpusets), and a container's CPU quota
+    (``docker --cpus``, Kubernetes limits), not the host's count."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = _cgroup_cpus()
+    return max(1, min(n, quota) if quota else n)
+
+
+def _cgroup_cpus() -> int | None:
+    """CPUs allowed by the cgroup quota (v2 ``cpu.max``, v1 ``cfs_quota_us``), rounded up; None if unlimited."""
+    import math
+
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            return max(1, math.ceil(int(quota) / int(period)))
+        return None
+    except (OSError, ValueError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") as f:
+            quota = int(f.read())
+        with open("/sys/fs/cgroup/cpu/cpu.cfs_period_us") as f:
+            period = int(f.read())
+        return max(1, math.ceil(quota / period)) if quota > 0 and period > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+class _StartFailed(FacemarkError):
+    """Raised in a worker whose models did not load, so the main process can say why."""
 
 
 def _die_with_parent(parent: int) -> None:
     """A worker must not outlive a main process that was killed (SIGKILL, a crash): it would go
-    on writing outputs behind the back of the next run. Linux: the kernel kills it; elsewhere the
-    pool's closed pipes end it after its current chunk."""
+    on writing outputs behind the back of the next run, holding its models in memory. Linux: the
+    kernel kills it at once; everywhere: a thread that waits on the parent's sentinel ends it."""
     if sys.platform.startswith("linux"):
         try:
             import ctypes
@@ -46,21 +73,40 @@ def _die_with_parent(parent: int) -> None:
             pass
     if os.getppid() != parent:  # the parent died before the line above took effect
         os._exit(1)
+    import multiprocessing
+    import threading
+    from multiprocessing.connection import wait
+
+    parent_process = multiprocessing.parent_process()
+    if parent_process is not None and parent_process.sentinel is not None:
+        def watch() -> None:
+            wait([parent_process.sentinel])
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True, name="facemark-parent-watch").start()
 
 
 def _init(payload: bytes, parent: int) -> None:
     _die_with_parent(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
-    import pickle
+    # The main process decides when to stop (and kills workers then): a Ctrl-C to the terminal's
+    # process group, or a SIGTERM to it, must not kill a worker first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        import pickle
 
-    spec, job = pickle.loads(payload)  # only now: unpickling them imports the heavy modules
-    from .landmarker import FaceLandmarker
+        spec, job = pickle.loads(payload)  # only now: unpickling them imports the heavy modules
+        from .landmarker import FaceLandmarker
 
-    _STATE["fl"] = FaceLandmarker(**spec)
-    _STATE["job"] = job
+        _STATE["fl"] = FaceLandmarker(**spec)
+        _STATE["job"] = job
+    except Exception as e:  # noqa: BLE001 - reported by the main process as one line, not a child's traceback
+        _STATE["failed"] = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
 
 
 def _chunk(chunk: list) -> list:
+    if "failed" in _STATE:
+        raise _StartFailed(_STATE["failed"])
     from .batch import _load, _process
 
     job, fl = _STATE["job"], _STATE["fl"]
@@ -79,39 +125,49 @@ def run_workers(spec: dict, job, chunks: list, workers: int, report: Callable[[l
 
     workers = min(workers, len(chunks), 4 * cpu_cores())  # no idle processes loading models
     spec = {**spec, "threads": max(1, cpu_cores() // workers)}
+    try:
+        payload = pickle.dumps((spec, job))
+    except (pickle.PicklingError, AttributeError, TypeError) as e:  # e.g. a detector object of the caller's
+        raise WorkersUnavailable(f"the landmarker cannot be sent to another process: {e}") from None
     quiet = "ignore::UserWarning:multiprocessing.resource_tracker"  # its leak notice after a SIGKILL of this process
     if quiet not in sys.warnoptions:
         sys.warnoptions.append(quiet)  # passed on as -W to the tracker process the pool starts
-    try:
-        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),  # no fork of onnxruntime's threads
-                                   initializer=_init, initargs=(pickle.dumps((spec, job)), os.getpid()))
-    except (OSError, ImportError) as e:
-        raise WorkersUnavailable(str(e) or type(e).__name__) from None
     pending: deque = deque()
     todo = iter(chunks)
+    pool = None
     try:
         try:
+            pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),  # no fork of onnxruntime's threads
+                                       initializer=_init, initargs=(payload, os.getpid()))
             for chunk in todo:
                 pending.append((chunk, pool.submit(_chunk, chunk)))
                 if len(pending) >= 3 * workers:
                     break
-        except (OSError, ImportError) as e:  # the first processes could not start
+        except (OSError, ImportError, NotImplementedError) as e:  # no semaphores, no /dev/shm, no processes
+            if pool is not None:
+                _stop(pool)
             raise WorkersUnavailable(str(e) or type(e).__name__) from None
         while pending:
-            chunk, future = pending.popleft()
+            chunk, future = pending[0]
             try:
                 outcomes = future.result()
-            except BrokenProcessPool:
-                first = chunk[0][1].path
-                raise WorkerDied(f"a worker process ended unexpectedly (killed, or out of memory?) with images "
-                                 f"from {first} on in hand; outputs written so far are complete: run the same "
-                                 f"command again to continue (--workers 1 uses less memory)") from None
+            except _StartFailed as e:
+                raise WorkerDied(f"a worker process could not load the models ({e}); nothing more was done. "
+                                 f"Outputs written so far are complete") from None
             report(outcomes, len(chunk))
+            pending.popleft()
             nxt = next(todo, None)
             if nxt is not None:
                 pending.append((nxt, pool.submit(_chunk, nxt)))
-    except BaseException:
+    except BrokenProcessPool:  # from result() or from submit(), whichever sees it first
+        first = pending[0][0][0][1].path if pending else "the next chunk"
         _stop(pool)
+        raise WorkerDied(f"a worker process ended unexpectedly (killed, or out of memory?) with images from "
+                         f"{first} on still to do; outputs written so far are complete: run the same command "
+                         f"again to continue (--workers 1 uses less memory)") from None
+    except BaseException:
+        if pool is not None:
+            _stop(pool)
         raise
     pool.shutdown(wait=True)
 

@@ -117,16 +117,12 @@ def main() -> None:
                 sess.run(None, {"input": x})
             print(f"detector graph, batch {n}: {(time.perf_counter() - t) / 5 / n * 1000:.1f} ms per 640x480 image")
     work = a.work or Path(tempfile.mkdtemp(prefix="facemark-batch-"))
-    if a.floor:
-        src = work / "images"
-        if not src.is_dir() or len(list(src.glob("*.jpg"))) != a.images:
-            shutil.rmtree(src, ignore_errors=True)
-            make_folder(src, a.images)
-        floor(src, a.model, min(a.images, 64), a.images)
     src = work / "images"
     if not src.is_dir() or len(list(src.glob("*.jpg"))) != a.images:
         shutil.rmtree(src, ignore_errors=True)
         make_folder(src, a.images)
+    if a.floor:
+        floor(src, a.model, min(a.images, 64), a.images)
     settings = [(None, w, f) for w, f in (c.split(":") for c in a.configs.split(",") if c.strip())]
     if a.baseline_src:
         settings.insert(0, (a.baseline_src, "1", "json"))
