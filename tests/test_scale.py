@@ -343,3 +343,14 @@ def test_no_worker_processes_falls_back_to_one(folder, monkeypatch, reference, t
     assert any("running in this one" in ln for ln in lines)
     for rel in (p.relative_to(reference) for p in reference.rglob("*.json")):
         assert (tmp_path / "o" / rel).read_bytes() == (reference / rel).read_bytes()
+
+
+def test_a_worker_that_cannot_load_its_models_says_why():
+    from facemark.batch import Job
+    from facemark.workers import WorkerDied, run_workers
+
+    chunks = [[(0, None, None)], [(1, None, None)]]  # never reached: the models fail first
+    with pytest.raises(WorkerDied) as e:
+        run_workers({"model": "/nonexistent/model.onnx"}, Job(None, False, "stdout", None), chunks, 2,
+                    lambda outcomes, n: None)
+    assert "could not load the models" in str(e.value) and "model file not found" in str(e.value)
