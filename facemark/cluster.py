@@ -207,8 +207,9 @@ def _init(ray, address: str | None) -> bool:
         try:
             with quiet_stderr():  # Ray logs every retry; the failure is one line below
                 ray.init(address=address)
-        except (ConnectionError, RuntimeError, TimeoutError) as e:
+        except Exception as e:  # noqa: BLE001 - Ray raises many kinds here (connection, auth token, version)
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = f"{type(e).__name__}: {first}" if type(e).__name__ not in first else first
             raise UsageError(f"cannot join the Ray cluster at {address}: {first} (is it a Ray head's GCS "
                              f"address, and the same Ray version {ray.__version__}?)") from None
     else:
