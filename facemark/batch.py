@@ -294,9 +294,9 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
     complete in ``out_dir`` are skipped, so an interrupted run continues where it stopped.
     ``workers`` > 1 runs that many processes, each with its own landmarker and reading its own
     images (``"auto"``: one per core when there are enough images; call it under ``if __name__ ==
-    "__main__":``); in one process, reading and decoding run in a thread ahead of the model. Raises ``UsageError`` before anything runs if
-    the request cannot work, ``OutputError`` if writing stops being possible mid-run,
-    ``facemark.workers.WorkerDied`` if a worker process is killed.
+    "__main__":``); in one process, reading and decoding run in a thread ahead of the model.
+    Raises ``UsageError`` before anything runs if the request cannot work, ``OutputError`` if
+    writing stops being possible mid-run, ``facemark.workers.WorkerDied`` if a worker is killed.
     """
     from concurrent.futures import ThreadPoolExecutor
 

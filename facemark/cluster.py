@@ -213,7 +213,9 @@ def _init(ray, address: str | None) -> bool:
             raise UsageError(f"cannot join the Ray cluster at {address}: {first} (is it a Ray head's GCS "
                              f"address, and the same Ray version {ray.__version__}?)") from None
     else:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        from .workers import cpu_cores
+
+        cpus = cpu_cores()
         ray.init(address="local", num_cpus=cpus, include_dashboard=False)
     return True
 

@@ -198,11 +198,11 @@ def _host_tag() -> str:
     import socket
 
     parts = [socket.gethostname()]
-    for f in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
-        try:
-            parts.append(open(f).read().strip() if f.endswith("boot_id") else str(os.stat(f).st_ino))
-        except OSError:
-            pass
+    try:
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip())
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    except OSError:  # not Linux: the host name alone
+        pass
     return hashlib.sha1("|".join(parts).encode()).hexdigest()[:10]
 
 

@@ -87,7 +87,9 @@ def floor(src: Path, model: str, n: int, total: int) -> None:
     fl.landmarks_for(images, dets)
     t2 = time.perf_counter()
     det, lm = (t1 - t) / n * 1000, (t2 - t1) / n * 1000
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    from facemark.workers import cpu_cores
+
+    cores = cpu_cores()
     print(f"compute floor ({n} images, one thread): detector {det:.1f} ms + {model} {lm:.1f} ms per image = "
           f"{det + lm:.1f} ms; over {cores} cores at least {(det + lm) / cores:.1f} ms per image, "
           f"{(det + lm) / cores * total / 1000:.1f} s for {total} images plus start-up")

@@ -211,21 +211,25 @@ def test_usage_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "No such option" in r.stderr
 
 
+def disk_full_after(n: int, write):
+    """``write`` that succeeds ``n`` times, then fails as a full disk does."""
+    calls = {"n": 0}
+
+    def filling_disk(*args):
+        calls["n"] += 1
+        if calls["n"] > n:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(*args)
+
+    return filling_disk
+
+
 def test_disk_full_stops_the_run_and_keeps_what_was_written(tmp_path, face, monkeypatch):
     from facemark import batch
 
     for i in range(6):
         cv2.imwrite(str(tmp_path / f"{i}.jpg"), face)
-    real = batch.atomic_write_bytes
-    calls = {"n": 0}
-
-    def filling_disk(path, data):
-        calls["n"] += 1
-        if calls["n"] > 3:
-            raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        real(path, data)
-
-    monkeypatch.setattr(batch, "atomic_write_bytes", filling_disk)
+    monkeypatch.setattr(batch, "atomic_write_bytes", disk_full_after(3, batch.atomic_write_bytes))
     monkeypatch.chdir(tmp_path)
     r = CliRunner().invoke(app, ["detect", ".", "--out", "o", "--batch", "2", *MODEL])
     assert r.exit_code == 1
@@ -244,16 +248,7 @@ def test_disk_full_with_shards_counts_what_the_shards_hold(tmp_path, face, monke
 
     for i in range(7):
         cv2.imwrite(str(tmp_path / f"{i}.jpg"), face)
-    real = imageio.publish
-    calls = {"n": 0}
-
-    def filling_disk(tmp, path):
-        calls["n"] += 1
-        if calls["n"] > 2:
-            raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        real(tmp, path)
-
-    monkeypatch.setattr(imageio, "publish", filling_disk)
+    monkeypatch.setattr(imageio, "publish", disk_full_after(2, imageio.publish))
     monkeypatch.chdir(tmp_path)
     r = CliRunner().invoke(app, ["detect", ".", "--out", "o", "--format", fmt, "--shard-size", "2", "--workers", "1",
                                  *MODEL])
