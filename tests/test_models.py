@@ -82,3 +82,28 @@ def test_bf16_autocast_keeps_heads_and_decode_in_float32(family, tiny_models):
     assert heads.dtype == torch.float32  # the head ran in float32 under autocast
     if family == "direct":  # a smooth regressor: bf16 in the trunk moves points only a little
         assert np.abs(out - fp(crops)).max() < 0.02
+
+
+def test_direct_spatial_pool_starts_as_the_mean_it_replaces(tmp_path):
+    """pool=spatial grows from mean-pooled weights without changing a single output, then learns."""
+    torch.manual_seed(0)
+    mean = create("direct", size=32, width_mult=0.25).eval()
+    torch.nn.init.normal_(mean.fc.weight, std=1.0)  # fresh heads are all-zero: make the pooling matter
+    grown = create("direct", size=32, width_mult=0.25, pool="spatial").eval()
+    missing, unexpected = grown.load_state_dict(mean.state_dict(), strict=False)
+    assert sorted(missing) == ["pools.0.weight", "pools.1.weight", "pools.2.weight"] and not unexpected
+    x = torch.randn(3, 3, 32, 32)
+    assert torch.allclose(mean(x), grown(x), atol=1e-6)
+    with torch.no_grad():
+        for pool in grown.pools:  # positions weighted unevenly: the output moves
+            pool.weight.normal_(std=1.0)
+    assert (mean(x) - grown(x)).abs().max() > 1e-3
+    # It exports like any other model and onnxruntime agrees with torch.
+    from facemark.training.export import export_onnx
+
+    export_onnx(grown, tmp_path / "d.onnx", {"name": "d"})
+    crops = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
+    ref = Predictor(grown)(torch.from_numpy(crops)).detach().numpy()
+    assert np.abs(OnnxModel(tmp_path / "d.onnx")(crops) - ref).max() < 1e-3
+    with pytest.raises(ValueError, match="pool"):
+        create("direct", size=32, pool="max")

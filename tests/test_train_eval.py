@@ -131,6 +131,17 @@ def test_distillation_fine_tunes_a_student_from_a_teacher(tiny_models, wflw_root
     r = run("train", "--model", "hybrid", "--data", f"wflw={wflw_root}", "--epochs", 1, "--out", tmp_path / "x",
             "--cache", tmp_path / "c", "--init", tiny_models["direct.pt"])
     assert r.exit_code == 2 and "is a direct model" in r.stderr
+    # --arch may grow the --init network where it only adds parameters (the direct model's learned
+    # pooling), and is refused in one line where the weights cannot fit (another width).
+    grown = tmp_path / "grown"
+    r = run(*[a if a != run_dir else grown for a in args], "--epochs", 1, "--arch", "pool=spatial")
+    assert r.exit_code == 0, r.stderr
+    assert "new parameters pools.0.weight" in r.stderr
+    from facemark.models import load_state
+
+    assert load_state(grown / "model.pt")[0].config["pool"] == "spatial"
+    r = run(*[a if a != run_dir else tmp_path / "w" for a in args], "--epochs", 1, "--arch", "width_mult=0.5")
+    assert r.exit_code == 2 and "does not fit --arch" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_flip_averaged_teacher_labels_are_mirror_consistent(tiny_models, face_image):

@@ -2,6 +2,11 @@
 
 Features of the last three stages are pooled and concatenated (as PFLD does), so the regressor
 sees both fine and coarse evidence. Outputs are canonical crop coordinates in [0, 1].
+
+Pooling: ``pool="mean"`` averages each map (v0.1). A plain average throws away *where* a feature
+fired, which is exactly what a landmark regressor needs, so ``pool="spatial"`` learns one weight per
+channel and position instead (MobileFaceNet's global depthwise convolution). It costs a few
+thousand multiply-adds, and starts as the plain average, so mean-pooled weights fine-tune into it.
 """
 from __future__ import annotations
 
@@ -18,28 +23,52 @@ def _scaled(c: int, mult: float) -> int:
     return max(8, int(round(c * mult / 8)) * 8)
 
 
+class SpatialPool(nn.Module):
+    """Per-channel weighted sum over positions; initialised to the plain average."""
+
+    def __init__(self, channels: int, side: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((channels, side, side), 1.0 / (side * side)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x * self.weight).sum((2, 3))
+
+
+def _mean_pool(x: torch.Tensor) -> torch.Tensor:
+    return x.mean((2, 3))
+
+
 class DirectRegression(nn.Module):
     family = "direct"
 
-    def __init__(self, num_points: int = 98, size: int = 112, width_mult: float = 1.0):
+    def __init__(self, num_points: int = 98, size: int = 112, width_mult: float = 1.0, pool: str = "mean"):
         super().__init__()
-        self.config = dict(num_points=num_points, size=size, width_mult=width_mult)
+        if pool not in ("mean", "spatial"):
+            raise ValueError(f"pool must be 'mean' or 'spatial', not {pool!r}")
+        self.config = dict(num_points=num_points, size=size, width_mult=width_mult, pool=pool)
         self.size = size
         self.num_points = num_points
         c = _scaled(32, width_mult)
         self.stem = conv_bn(3, c, 3, 2)
-        blocks = []
+        side = (size + 1) // 2  # every stride-2 layer (k3, p1) maps n to ceil(n / 2)
+        blocks, sides = [], []
         self.taps = []
         for t, ch, n, s in STAGES:
             out = _scaled(ch, width_mult)
             for i in range(n):
                 blocks.append(InvertedResidual(c, out, s if i == 0 else 1, t))
                 c = out
+            side = (side + 1) // 2 if s == 2 else side
             self.taps.append(len(blocks) - 1)
+            sides.append(side)
         self.blocks = nn.ModuleList(blocks)
         self.taps = self.taps[-3:]
         tap_ch = [_scaled(ch, width_mult) for _, ch, _, _ in STAGES[-3:]]
         self.last = conv_bn(c, 4 * c, 1)
+        if pool == "spatial":
+            self.pools = nn.ModuleList([SpatialPool(ch, sd) for ch, sd in zip(tap_ch[:-1] + [4 * c], sides[-3:])])
+        else:
+            self.pools = [_mean_pool] * 3
         self.fc = nn.Linear(sum(tap_ch[:-1]) + 4 * c, num_points * 2)
         nn.init.zeros_(self.fc.weight)
         nn.init.constant_(self.fc.bias, 0.5)
@@ -50,8 +79,8 @@ class DirectRegression(nn.Module):
         for i, b in enumerate(self.blocks):
             x = b(x)
             if i in self.taps[:-1]:
-                pooled.append(x.mean((2, 3)))
-        pooled.append(self.last(x).mean((2, 3)))
+                pooled.append(self.pools[len(pooled)](x))
+        pooled.append(self.pools[2](self.last(x)))
         return fp32(self.fc, torch.cat(pooled, 1)).view(-1, self.num_points, 2)
 
     def decode(self, outputs: torch.Tensor) -> torch.Tensor:

@@ -55,7 +55,7 @@ class TrainOptions:
     teacher_views: int = 8  # augmented views per face labelled by the teacher (cached; one drawn per epoch)
     teacher_cache: Path | None = None  # where the teacher's labels are kept (default OUT/teacher.npz)
     distill: float = 1.0  # weight of the teacher's loss beside the human labels' (which always count)
-    init: str | None = None  # start from these weights (a shipped name or .pt): fine-tune, same architecture
+    init: str | None = None  # start from these weights (a shipped name or .pt): fine-tune (--arch may add parameters)
 
 
 def load_torch_model(model: str) -> tuple[torch.nn.Module, dict]:
@@ -95,10 +95,7 @@ class Trainer:
             raise RuntimeError("CUDA is not available here")
         self.pack = pack
         if opts.init:
-            self.model, _ = load_torch_model(opts.init)
-            if self.model.family != opts.family:
-                raise RuntimeError(f"--init {opts.init} is a {self.model.family} model, not {opts.family}")
-            self.model = self.model.train().to(self.dev)
+            self.model = self._init_model(opts.init, opts.model).train().to(self.dev)
         else:
             cfg = {**DEFAULTS[opts.family], **opts.model}
             if opts.family == "hybrid" and "neighbors" not in cfg:
@@ -140,6 +137,25 @@ class Trainer:
             self._load_checkpoint(self.out / "last.pt")
         if opts.teacher_model:
             self.teacher = self._teacher_cache()
+
+    def _init_model(self, init: str, overrides: dict) -> torch.nn.Module:
+        """The ``--init`` weights, grown into the ``--arch`` overrides where those add parameters
+        (e.g. the direct model's ``pool=spatial``, which starts as the plain average it replaces)."""
+        model, _ = load_torch_model(init)
+        if model.family != self.opts.family:
+            raise RuntimeError(f"--init {init} is a {model.family} model, not {self.opts.family}")
+        if not overrides or all(model.config.get(k) == v for k, v in overrides.items()):
+            return model
+        grown = create(self.opts.family, **{**model.config, **overrides})
+        try:
+            missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+        except RuntimeError:
+            missing, unexpected = ["(shapes differ)"], []
+        if unexpected or any(k.endswith(("running_mean", "running_var")) for k in missing) or "(shapes differ)" in missing:
+            raise RuntimeError(f"--init {init} does not fit --arch {overrides}: only options that add "
+                               "parameters to the same network can start from it")
+        self.log(f"--init {init}: new parameters {', '.join(missing)} start from their initial values")
+        return grown
 
     # --- distillation -----------------------------------------------------------------------
     def _teacher_cache(self) -> dict:
