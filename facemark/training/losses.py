@@ -91,13 +91,6 @@ def direct_loss(out: torch.Tensor, points, point_w, sample_w, size: int) -> torc
 
 
 def hybrid_loss(model, out: torch.Tensor, points, point_w, sample_w) -> torch.Tensor:
-    """PIPNet's loss, with offsets also taught from the cells next to the right one.
-
-    At decode about one point in six sits near a cell border and the score map picks the cell
-    next to its own; PIPNet trains offsets only in the point's own cell, so those picks read an
-    untrained offset (twice the error, measured on held-out faces). Here the other three cells of
-    the 2x2 block nearest the point also learn their offsets to it, at half weight.
-    """
     scores, ox, oy, nbx, nby = model.split(out.float())
     n, p, g, _ = scores.shape
     k = model.k
@@ -105,30 +98,15 @@ def hybrid_loss(model, out: torch.Tensor, points, point_w, sample_w) -> torch.Te
     idx = (cell[..., 1] * g + cell[..., 0]).long()
     ce = F.cross_entropy(scores.reshape(n * p, g * g), idx.reshape(-1), reduction="none").reshape(n, p)
 
-    def take(t, m, at):
+    def take(t, m):
         t = t.reshape(n, p, m, g * g)
-        return t.gather(-1, at[:, :, None, None].expand(n, p, m, 1))[..., 0]
+        return t.gather(-1, idx[:, :, None, None].expand(n, p, m, 1))[..., 0]
 
+    rel = points * g - (cell + 0.5)  # own offset target, grid units
+    off = (take(ox, 1)[..., 0] - rel[..., 0]).abs() + (take(oy, 1)[..., 0] - rel[..., 1]).abs()
     nb_pts = points[:, model.neighbors]  # (n, p, k, 2)
-
-    def offset_errors(c: torch.Tensor):
-        """L1 of own and neighbour offsets read from cell ``c`` (n, p, 2), grid units."""
-        at = (c[..., 1] * g + c[..., 0]).long()
-        rel = points * g - (c + 0.5)
-        off = (take(ox, 1, at)[..., 0] - rel[..., 0]).abs() + (take(oy, 1, at)[..., 0] - rel[..., 1]).abs()
-        nb_rel = nb_pts * g - (c[:, :, None] + 0.5)
-        nb = (take(nbx, k, at) - nb_rel[..., 0]).abs().mean(-1) + (take(nby, k, at) - nb_rel[..., 1]).abs().mean(-1)
-        return off, nb
-
-    off, nb = offset_errors(cell)
-    # The 2x2 block of cells whose centres surround the point: step towards it on each axis.
-    step = torch.where(points * g - (cell + 0.5) >= 0, 1.0, -1.0)
-    for dx, dy in ((1, 0), (0, 1), (1, 1)):
-        c = cell + step * torch.tensor([dx, dy], dtype=cell.dtype, device=cell.device)
-        inside = ((c >= 0) & (c <= g - 1)).all(-1).float()
-        o, b = offset_errors(c.clamp(0, g - 1))
-        off = off + 0.5 * inside * o
-        nb = nb + 0.5 * inside * b
+    nb_rel = nb_pts * g - (cell[:, :, None] + 0.5)
+    nb = (take(nbx, k) - nb_rel[..., 0]).abs().mean(-1) + (take(nby, k) - nb_rel[..., 1]).abs().mean(-1)
     per_point = ce + 5.0 * off + 2.5 * nb
     return ((per_point * point_w).mean(1) * sample_w).sum() / sample_w.sum()
 
