@@ -159,3 +159,12 @@ def test_flip_averaged_teacher_labels_are_mirror_consistent(tiny_models, face_im
     expect[..., 0] = 1 - expect[..., 0]
     assert np.allclose(mirrored, expect, atol=1e-5)
     assert not np.allclose(plain, expect, atol=1e-3)  # the tiny teacher is not symmetric by chance
+
+
+@pytest.mark.parametrize("arch, says", [("foo=1", "not an option of the direct model"), ("width_mult=abc", "--arch"),
+                                        ("pool=max", "pool must be")])
+def test_bad_arch_options_are_one_line(arch, says, wflw_root, tmp_path):
+    r = run("train", "--model", "direct", "--data", f"wflw={wflw_root}", "--epochs", 1, "--out", tmp_path / "o",
+            "--cache", tmp_path / "c", "--arch", arch)
+    assert r.exit_code == 2 and says in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

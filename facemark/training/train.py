@@ -394,6 +394,15 @@ def check_options(opts: TrainOptions) -> None:
         raise UsageError("--teacher-views must be at least 1")
     if opts.device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError("--device cuda: CUDA is not available here (no GPU, or a CPU-only PyTorch)")
+    import inspect
+
+    from ..models import DirectRegression, HybridPIP, StackedHourglass
+
+    cls = {"hourglass": StackedHourglass, "direct": DirectRegression, "hybrid": HybridPIP}[opts.family]
+    known = [k for k in inspect.signature(cls.__init__).parameters if k != "self"]
+    for key in opts.model:
+        if key not in known:
+            raise UsageError(f"--arch {key}: not an option of the {opts.family} model (it has {', '.join(known)})")
 
 
 def make_trainer(pack: Pack, opts: TrainOptions, log=print) -> Trainer:
@@ -405,3 +414,5 @@ def make_trainer(pack: Pack, opts: TrainOptions, log=print) -> Trainer:
         return Trainer(pack, opts, log=log)
     except (RuntimeError, ValueError) as e:
         raise UsageError(str(e)) from None
+    except TypeError as e:  # an --arch value of the wrong kind (width_mult=abc)
+        raise UsageError(f"--arch {opts.model}: {e}") from None
