@@ -3,7 +3,7 @@
 `facemark bench` times models one after another; on a shared VM whose speed moves 10-20 % within
 minutes that cannot tell whether a retrained graph is slower. This alternates short bursts.
 
-    git show HEAD~1:weights/direct.onnx > /tmp/direct_old.onnx
+    git show 6bd2793:weights/direct.onnx > /tmp/direct_old.onnx
     python scripts/latency_ab.py /tmp/direct_old.onnx weights/direct.onnx
 """
 from __future__ import annotations
@@ -24,7 +24,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--burst", type=int, default=20, help="runs per model per round")
     args = ap.parse_args()
-    models = [OnnxModel(args.a), OnnxModel(args.b)]
+    try:
+        models = [OnnxModel(args.a), OnnxModel(args.b)]
+    except Exception as e:  # a missing or foreign file: one line
+        raise SystemExit(f"error: {e}") from None
     if models[0].size != models[1].size:
         raise SystemExit(f"the graphs take different crop sizes ({models[0].size} vs {models[1].size})")
     crop = np.random.default_rng(0).integers(0, 255, (1, models[0].size, models[0].size, 3), dtype=np.uint8)
@@ -32,8 +35,9 @@ def main() -> None:
         for _ in range(50):
             m(crop)
     times: list[list[float]] = [[], []]
-    for _ in range(args.rounds):
-        for m, t in zip(models, times):
+    for r in range(args.rounds):
+        order = (0, 1) if r % 2 == 0 else (1, 0)  # neither graph always runs second
+        for m, t in ((models[i], times[i]) for i in order):
             start = time.perf_counter()
             for _ in range(args.burst):
                 m(crop)

@@ -1,6 +1,8 @@
 """facemark pack / train / export / eval end to end on tiny fixtures in the WFLW and 300-W layouts."""
 import json
 
+import torch
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -162,9 +164,22 @@ def test_flip_averaged_teacher_labels_are_mirror_consistent(tiny_models, face_im
 
 
 @pytest.mark.parametrize("arch, says", [("foo=1", "not an option of the direct model"), ("width_mult=abc", "--arch"),
-                                        ("pool=max", "pool must be")])
+                                        ("pool=max", "pool must be"), ("size=0", "16 to 1024")])
 def test_bad_arch_options_are_one_line(arch, says, wflw_root, tmp_path):
     r = run("train", "--model", "direct", "--data", f"wflw={wflw_root}", "--epochs", 1, "--out", tmp_path / "o",
             "--cache", tmp_path / "c", "--arch", arch)
     assert r.exit_code == 2 and says in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_runs_saved_before_a_new_model_option_still_resume(wflw_root, tmp_path):
+    """A checkpoint whose config predates an option (the direct model's pool) resumes with its default."""
+    args = ["train", "--model", "direct", "--data", f"wflw={wflw_root}", "--batch", 4, "--out", tmp_path / "r",
+            "--cache", tmp_path / "c", "--arch", "size=32", "--arch", "width_mult=0.25"]
+    assert run(*args, "--epochs", 1).exit_code == 0
+    ck = torch.load(tmp_path / "r" / "last.pt", weights_only=False)
+    del ck["config"]["pool"]
+    torch.save(ck, tmp_path / "r" / "last.pt")
+    r = run(*args, "--epochs", 2, "--resume")
+    assert r.exit_code == 0, r.stderr
+    assert "resumed from" in r.stderr

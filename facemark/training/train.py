@@ -102,7 +102,7 @@ class Trainer:
                 from ..align import _load_templates  # noqa: F401  (calibration must exist)
                 cal = json.loads((Path(__file__).parent.parent / "calibration.json").read_text())
                 cfg["neighbors"] = knn_neighbors(np.asarray(cal["mean98"]))
-            self.model = create(opts.family, **cfg).to(self.dev)
+            self.model = build_model(opts.family, cfg).to(self.dev)
         self.teacher = None  # dict of cached views: a, t, flip (geometry) and points (teacher labels)
         if self.dev.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -146,15 +146,16 @@ class Trainer:
             raise RuntimeError(f"--init {init} is a {model.family} model, not {self.opts.family}")
         if not overrides or all(model.config.get(k) == v for k, v in overrides.items()):
             return model
-        grown = create(self.opts.family, **{**model.config, **overrides})
+        grown = build_model(self.opts.family, {**model.config, **overrides})
         try:
             missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
         except RuntimeError:
             missing, unexpected = ["(shapes differ)"], []
         if unexpected or any(k.endswith(("running_mean", "running_var")) for k in missing) or "(shapes differ)" in missing:
-            raise RuntimeError(f"--init {init} does not fit --arch {overrides}: only options that add "
-                               "parameters to the same network can start from it")
-        self.log(f"--init {init}: new parameters {', '.join(missing)} start from their initial values")
+            raise RuntimeError(f"--init {init} does not fit --arch {overrides}: only options that keep every "
+                               "weight of the network (and may add new ones) can start from it")
+        if missing:
+            self.log(f"--init {init}: new parameters {', '.join(missing)} start from their initial values")
         return grown
 
     # --- distillation -----------------------------------------------------------------------
@@ -212,7 +213,8 @@ class Trainer:
 
     def _load_checkpoint(self, path: Path) -> None:
         ck = torch.load(path, map_location=self.dev, weights_only=False)  # our own checkpoint
-        if ck["family"] != self.model.family or ck["config"] != self.model.config:
+        saved = create(ck["family"], **ck["config"]).config if ck["family"] == self.model.family else None
+        if saved != self.model.config:  # (defaults filled in: older runs lack newer keys such as pool)
             raise RuntimeError(f"{path} holds a different model ({ck['family']} {ck['config']}); use a new --out")
         self.model.load_state_dict(ck["model"])
         self.ema.load_state_dict(ck["ema"])
@@ -344,6 +346,15 @@ class Trainer:
         return onnx_path, pt_path
 
 
+def build_model(family: str, cfg: dict) -> torch.nn.Module:
+    """``create`` with ``--arch`` values of the wrong kind or size named as such (ValueError)."""
+    try:
+        return create(family, **cfg)
+    except (TypeError, ValueError, ZeroDivisionError, RuntimeError) as e:
+        shown = " ".join(f"{k}={v}" for k, v in cfg.items() if k != "neighbors")
+        raise ValueError(f"--arch: the {family} model cannot be built with {shown}: {e}") from None
+
+
 def parse_arch(items: list[str]) -> dict:
     """``--arch KEY=VALUE`` options: JSON values where they parse (``width=128``, ``widths=[8,16]``)."""
     from ..errors import UsageError
@@ -403,6 +414,14 @@ def check_options(opts: TrainOptions) -> None:
     for key in opts.model:
         if key not in known:
             raise UsageError(f"--arch {key}: not an option of the {opts.family} model (it has {', '.join(known)})")
+    size = opts.model.get("size")
+    if size is not None and not (isinstance(size, int) and 16 <= size <= 1024):
+        raise UsageError(f"--arch size={size}: give the crop side in pixels, 16 to 1024")
+    if opts.model and not opts.init:  # values of the wrong kind, before any data is loaded
+        try:
+            build_model(opts.family, {**DEFAULTS[opts.family], **opts.model})
+        except ValueError as e:
+            raise UsageError(str(e)) from None
 
 
 def make_trainer(pack: Pack, opts: TrainOptions, log=print) -> Trainer:
@@ -414,5 +433,3 @@ def make_trainer(pack: Pack, opts: TrainOptions, log=print) -> Trainer:
         return Trainer(pack, opts, log=log)
     except (RuntimeError, ValueError) as e:
         raise UsageError(str(e)) from None
-    except TypeError as e:  # an --arch value of the wrong kind (width_mult=abc)
-        raise UsageError(f"--arch {opts.model}: {e}") from None
