@@ -47,6 +47,19 @@ def bench_table(bench: dict, evals: dict) -> None:
     print(f"\nMachine: {', '.join(f'{k} {v}' for k, v in m.items())}")
 
 
+def per_ms_table(bench: dict, evals: dict) -> None:
+    """Accuracy per millisecond, the issue's rule for the default model: 1 / (NME x whole-frame ms)."""
+    rows = {r["model"]: r for r in bench["rows"] if r["stage"] == "pipeline" and r["latency_ms"]}
+    lm = {r["model"]: r for r in bench["rows"] if r["stage"] == "landmarks" and r["backend"] == "onnxruntime-cpu"}
+    print("| model | NME % | landmarks ms | pipeline ms | 1/(NME·pipeline ms) |")
+    print("|---|--:|--:|--:|--:|")
+    for name, r in evals.items():
+        nme = r["subsets"].get("all", {}).get("nme")
+        if nme and name in rows:
+            print(f"| {name} | {nme:.3f} | {fmt(lm.get(name, {}).get('latency_ms'), '.2f')} | "
+                  f"{rows[name]['latency_ms']:.2f} | {1 / (nme * rows[name]['latency_ms']):.4f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--eval", type=Path, default=ROOT / "weights" / "eval.json")
@@ -57,7 +70,11 @@ def main() -> None:
         eval_table(evals)
         print()
     if a.bench.is_file():
-        bench_table(json.loads(a.bench.read_text()), evals)
+        bench = json.loads(a.bench.read_text())
+        bench_table(bench, evals)
+        if evals:
+            print()
+            per_ms_table(bench, evals)
 
 
 if __name__ == "__main__":
