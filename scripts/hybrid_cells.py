@@ -10,6 +10,7 @@ card's hybrid notes come from this.
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 import torch
@@ -28,8 +29,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     pack = load_pack(args.pack, [], None, None, 192)
-    tr = Trainer(pack, TrainOptions(family="hybrid", out=Path("/tmp/facemark-hybrid-cells"), init=args.model),
-                 log=lambda *a: None)
+    with tempfile.TemporaryDirectory() as out:  # the trainer wants a run folder; nothing is written to it
+        tr = Trainer(pack, TrainOptions(family="hybrid", out=Path(out), init=args.model), log=lambda *a: None)
     m = tr.model.eval()
     gen = torch.Generator().manual_seed(1)
     i = torch.from_numpy(tr.val_idx)

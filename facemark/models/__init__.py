@@ -11,16 +11,20 @@ from .hourglass import StackedHourglass
 from .hybrid import HybridPIP
 
 FAMILIES = ("hourglass", "direct", "hybrid")
+_CLASSES = {"hourglass": StackedHourglass, "direct": DirectRegression, "hybrid": HybridPIP}
 
 
 def create(family: str, **config) -> nn.Module:
-    if family == "hourglass":
-        return StackedHourglass(**config)
-    if family == "direct":
-        return DirectRegression(**config)
-    if family == "hybrid":
-        return HybridPIP(**config)
-    raise ValueError(f"unknown model family {family!r}; choose from {', '.join(FAMILIES)}")
+    if family not in _CLASSES:
+        raise ValueError(f"unknown model family {family!r}; choose from {', '.join(FAMILIES)}")
+    return _CLASSES[family](**config)
+
+
+def options(family: str) -> list[str]:
+    """The keyword options ``create`` takes for this family (what ``--arch`` may set)."""
+    import inspect
+
+    return [k for k in inspect.signature(_CLASSES[family].__init__).parameters if k != "self"]
 
 
 def normalize(crops: torch.Tensor) -> torch.Tensor:

@@ -149,9 +149,10 @@ class Trainer:
         grown = build_model(self.opts.family, {**model.config, **overrides})
         try:
             missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
-        except RuntimeError:
-            missing, unexpected = ["(shapes differ)"], []
-        if unexpected or any(k.endswith(("running_mean", "running_var")) for k in missing) or "(shapes differ)" in missing:
+            fits = not unexpected and not any(k.endswith(("running_mean", "running_var")) for k in missing)
+        except RuntimeError:  # a weight of another shape
+            missing, fits = [], False
+        if not fits:
             raise RuntimeError(f"--init {init} does not fit --arch {overrides}: only options that keep every "
                                "weight of the network (and may add new ones) can start from it")
         if missing:
@@ -350,7 +351,7 @@ def build_model(family: str, cfg: dict) -> torch.nn.Module:
     """``create`` with ``--arch`` values of the wrong kind or size named as such (ValueError)."""
     try:
         return create(family, **cfg)
-    except (TypeError, ValueError, ZeroDivisionError, RuntimeError) as e:
+    except (TypeError, ValueError, RuntimeError) as e:
         shown = " ".join(f"{k}={v}" for k, v in cfg.items() if k != "neighbors")
         raise ValueError(f"--arch: the {family} model cannot be built with {shown}: {e}") from None
 
@@ -405,19 +406,16 @@ def check_options(opts: TrainOptions) -> None:
         raise UsageError("--teacher-views must be at least 1")
     if opts.device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError("--device cuda: CUDA is not available here (no GPU, or a CPU-only PyTorch)")
-    import inspect
+    from ..models import options
 
-    from ..models import DirectRegression, HybridPIP, StackedHourglass
-
-    cls = {"hourglass": StackedHourglass, "direct": DirectRegression, "hybrid": HybridPIP}[opts.family]
-    known = [k for k in inspect.signature(cls.__init__).parameters if k != "self"]
+    known = options(opts.family)
     for key in opts.model:
         if key not in known:
             raise UsageError(f"--arch {key}: not an option of the {opts.family} model (it has {', '.join(known)})")
     size = opts.model.get("size")
     if size is not None and not (isinstance(size, int) and 16 <= size <= 1024):
         raise UsageError(f"--arch size={size}: give the crop side in pixels, 16 to 1024")
-    if opts.model and not opts.init:  # values of the wrong kind, before any data is loaded
+    if opts.model:  # values of the wrong kind, before any data is loaded (with --init too: same kinds)
         try:
             build_model(opts.family, {**DEFAULTS[opts.family], **opts.model})
         except ValueError as e:
