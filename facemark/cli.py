@@ -478,7 +478,7 @@ def train(
     epochs: int = typer.Option(60, "--epochs"),
     batch: int = typer.Option(32, "--batch"),
     lr: Optional[float] = typer.Option(None, "--lr"),
-    arch: List[str] = typer.Option([], "--arch", help="Model option KEY=VALUE, e.g. width=128 or pool=spatial (direct); repeat. With --init, only options that keep its weights fitting."),
+    arch: List[str] = typer.Option([], "--arch", help="Model option KEY=VALUE, e.g. width=128, or pool=spatial and readout=8 (direct); repeat. With --init, only options that keep its weights fitting."),
     out_dir: Path = typer.Option(..., "--out", help="Run directory (log, checkpoints, exported model)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop cleanly after this long."),
@@ -491,7 +491,7 @@ def train(
     distill: float = typer.Option(1.0, "--distill", help="Weight of the teacher's loss (human labels keep weight 1)."),
     teacher_views: int = typer.Option(8, "--teacher-views", help="Augmented views per face the teacher labels once (cached)."),
     teacher_cache: Optional[Path] = typer.Option(None, "--teacher-cache", help="Teacher label cache (default OUT/teacher.npz; share it between students)."),
-    init: Optional[str] = typer.Option(None, "--init", help="Start from these weights (a model name or .pt): fine-tune, grown into --arch options that add parameters (pool=spatial)."),
+    init: Optional[str] = typer.Option(None, "--init", help="Start from these weights (a model name or .pt): fine-tune, grown into --arch options that add parameters (direct: pool=spatial, readout=8)."),
 ):
     """Train a landmark model; exports the best checkpoint to OUT/model.onnx and OUT/model.pt."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn

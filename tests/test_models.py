@@ -107,3 +107,29 @@ def test_direct_spatial_pool_starts_as_the_mean_it_replaces(tmp_path):
     assert np.abs(OnnxModel(tmp_path / "d.onnx")(crops) - ref).max() < 1e-3
     with pytest.raises(ValueError, match="pool"):
         create("direct", size=32, pool="max")
+
+
+def test_direct_readout_grows_with_unchanged_outputs_then_reads_positions(tmp_path):
+    """readout=K adds a per-position linear read beside the pooling: trained weights load with the
+    new layers missing, outputs stay exactly the same, and the new layers do move them once trained."""
+    torch.manual_seed(0)
+    base = create("direct", size=32, width_mult=0.25, pool="spatial").eval()
+    torch.nn.init.normal_(base.fc.weight, std=1.0)
+    grown = create("direct", size=32, width_mult=0.25, pool="spatial", readout=4).eval()
+    missing, unexpected = grown.load_state_dict(base.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("readouts.") for k in missing)
+    x = torch.randn(3, 3, 32, 32)
+    assert torch.allclose(base(x), grown(x), atol=1e-6)
+    with torch.no_grad():
+        for r in grown.readouts:
+            r.fc.weight.normal_(std=1.0)
+    assert (base(x) - grown(x)).abs().max() > 1e-3
+    from facemark.training.export import export_onnx
+
+    export_onnx(grown, tmp_path / "r.onnx", {"name": "r"})
+    crops = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
+    ref = Predictor(grown)(torch.from_numpy(crops)).detach().numpy()
+    assert np.abs(OnnxModel(tmp_path / "r.onnx")(crops) - ref).max() < 1e-3
+    for bad in (-1, 1.5, "8"):
+        with pytest.raises(ValueError, match="readout"):
+            create("direct", size=32, readout=bad)

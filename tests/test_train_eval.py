@@ -164,7 +164,8 @@ def test_flip_averaged_teacher_labels_are_mirror_consistent(tiny_models, face_im
 
 
 @pytest.mark.parametrize("arch, says", [("foo=1", "not an option of the direct model"), ("width_mult=abc", "--arch"),
-                                        ("pool=max", "pool must be"), ("size=0", "16 to 1024")])
+                                        ("pool=max", "pool must be"), ("size=0", "16 to 1024"),
+                                        ("readout=-2", "readout must be")])
 def test_bad_arch_options_are_one_line(arch, says, wflw_root, tmp_path):
     r = run("train", "--model", "direct", "--data", f"wflw={wflw_root}", "--epochs", 1, "--out", tmp_path / "o",
             "--cache", tmp_path / "c", "--arch", arch)
