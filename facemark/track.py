@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from . import align, labelmap
@@ -58,9 +59,11 @@ class Tracker:
     shape_beta: float = SHAPE_BETA
     lost_motion: float = 0.6  # a jump beyond this many inter-ocular distances in one frame is a loss
     max_unconfirmed: int = 2  # drop a track the detector has not seen for this many cycles (ghosts)
+    cut_level: float = 20.0  # mean change (0-255) of a small grey thumbnail that counts as a cut
     tracks: list[Track] = field(default_factory=list)
     next_id: int = 0
     frames_since_detect: int = 0
+    _thumb: np.ndarray | None = field(default=None, repr=False)
 
     def _new_filter(self) -> FaceSmoother | None:
         if not self.smooth:
@@ -75,12 +78,23 @@ class Tracker:
         there is none, and only adds faces that no track covers."""
         lost = self._follow(image) if self.tracks else False
         self.frames_since_detect += 1
-        if not self.tracks or lost or self.frames_since_detect >= self.detect_every:
+        doubt = any(tr.unconfirmed for tr in self.tracks)
+        if self._cut(image) or not self.tracks or lost or doubt or self.frames_since_detect >= self.detect_every:
             self._detect(image)
             self.frames_since_detect = 0
         for tr in self.tracks:
             tr.smoothed = tr.filter(tr.landmarks, t, inter_ocular(tr.landmarks)) if tr.filter else tr.landmarks
-        return self.tracks
+        # A track the last detection did not see is followed (it keeps its id if seen again on the
+        # next frame) but not reported: the model draws a face in any crop, even an empty one.
+        return [tr for tr in self.tracks if not tr.unconfirmed]
+
+    def _cut(self, image: np.ndarray) -> bool:
+        """A scene cut (or a cut to black): the whole frame changed at once, so faces may be gone
+        without moving; detect now instead of up to ``detect_every`` frames later."""
+        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+        thumb = cv2.resize(grey, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+        prev, self._thumb = self._thumb, thumb
+        return prev is not None and float(np.abs(thumb - prev).mean()) > self.cut_level
 
     def _follow(self, image: np.ndarray) -> bool:
         """Move every track to this frame from its last landmarks; True if any was lost."""
@@ -117,14 +131,18 @@ class Tracker:
         return -0.1 * w < c[0] < 1.1 * w and -0.1 * h < c[1] < 1.1 * h
 
     def _detect(self, image: np.ndarray) -> None:
-        """Confirm tracks the detector still sees (others are dropped after ``max_unconfirmed``
-        cycles: the model finds a "face" in any crop, so a face that left would linger), and start
+        """Confirm tracks the detector still sees (others are hidden at once, checked again on the
+        next frame and dropped after ``max_unconfirmed`` misses: the model finds a "face" in any
+        crop, so a face that left would linger), and start
         tracks for detected faces that no track covers (box overlap <= 0.3)."""
         fl = self.landmarker
         found: list[Detection] = fl.detector.detect(image)
         for tr in self.tracks:
-            seen = any(iou(d.box, tr.box) > 0.3 for d in found)
-            tr.unconfirmed = 0 if seen else tr.unconfirmed + 1
+            match = max(found, key=lambda d: iou(d.box, tr.box), default=None)
+            if match is not None and iou(match.box, tr.box) > 0.3:
+                tr.unconfirmed, tr.score = 0, match.score  # the score of the detection that last saw it
+            else:
+                tr.unconfirmed += 1
         self.tracks = [tr for tr in self.tracks if tr.unconfirmed < self.max_unconfirmed]
         dets = [d for d in found if all(iou(d.box, tr.box) <= 0.3 for tr in self.tracks)]
         room = self.max_faces - len(self.tracks) if self.max_faces else len(dets)

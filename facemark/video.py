@@ -10,12 +10,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import cv2
-import numpy as np
+# FFmpeg's decoder threads report damaged packets on stderr outside any window facemark can
+# silence (thousands of lines for one bad stretch); facemark counts such frames itself. Set
+# before the first capture opens; a user's own OPENCV_FFMPEG_LOGLEVEL still wins.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 
 from .imageio import IMAGE_EXTS, ImageError, make_temp, output_target, publish, quiet_stderr, read_image, remove_stale_temps
 
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"}
+MAX_BAD_RUN = 250  # consecutive undecodable frames after which a file is taken to end there
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".webm": "VP80"}
 
 
@@ -48,12 +54,20 @@ class Source:
                 yield i, i / self.fps, frame
             return
         cap = self._cap
-        i = 0
+        i = fails = 0
         while True:
             with quiet_stderr():  # FFmpeg's own complaints about damaged packets
                 ok, frame = cap.read()
             if not ok:
-                break
+                # A damaged stretch mid-file: the demuxer moves on, so keep reading while the
+                # container promises more frames (a run of failures longer than MAX_BAD_RUN ends it).
+                fails += 1
+                if self.frames is None or i + self.decode_errors + fails >= self.frames or fails > MAX_BAD_RUN:
+                    break
+                continue
+            self.decode_errors += fails
+            i += fails  # frame numbers stay those of the file
+            fails = 0
             msec = cap.get(cv2.CAP_PROP_POS_MSEC)
             t = msec / 1000.0 if msec and msec > 0 else i / self.fps
             yield i, t, frame
@@ -120,7 +134,7 @@ def open_source(spec: str, fps: float | None = None) -> Source:
 
 
 class AtomicVideoWriter:
-    """cv2.VideoWriter into a hidden temporary file beside the target; ``commit`` renames it."""
+    """cv2.VideoWriter into a hidden temporary file beside the target; ``finish`` checks it, ``publish`` renames it."""
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int]):
         ext = path.suffix.lower()
@@ -142,15 +156,28 @@ class AtomicVideoWriter:
         self.frames = 0
 
     def write(self, frame: np.ndarray) -> None:
-        self.writer.write(frame)
+        with quiet_stderr():  # a full disk is one warning per frame from OpenCV; finish() says it once
+            self.writer.write(frame)
         self.frames += 1
 
-    def commit(self) -> None:
-        self.writer.release()
+    def finish(self) -> None:
+        """Close the file and check that it holds the frames written: OpenCV's writer reports no
+        error (a full disk leaves a file without its index, or with a fraction of the frames)."""
+        with quiet_stderr():
+            self.writer.release()
+            cap = cv2.VideoCapture(str(self.tmp))
+            ok = cap.isOpened() and cap.read()[0]
+            n = cap.get(cv2.CAP_PROP_FRAME_COUNT) if ok else 0
+            cap.release()
+        if not ok or 0 < n < self.frames - max(1, self.frames // 50):  # some containers estimate the count
+            raise OSError(f"the video encoder wrote {int(n)} of {self.frames} frames (disk full?)")
+
+    def publish(self) -> None:
         publish(self.tmp, self.path)
 
     def abort(self) -> None:
-        self.writer.release()
+        with quiet_stderr():
+            self.writer.release()
         self.tmp.unlink(missing_ok=True)
 
 
@@ -165,8 +192,10 @@ class AtomicTextWriter:
     def write_line(self, obj: dict) -> None:
         self.f.write(json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n")
 
-    def commit(self) -> None:
-        self.f.close()
+    def finish(self) -> None:
+        self.f.close()  # the last flush: a full disk fails here
+
+    def publish(self) -> None:
         publish(self.tmp, self.path)
 
     def abort(self) -> None:
@@ -214,7 +243,8 @@ class VideoSummary:
     had_audio: bool | None = None  # None: the container does not say (not MP4/MOV/AVI)
 
 
-def process_video(source: str, fl, out_path: Path | None = None, json_path: Path | None = None, *,
+def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | None = None,
+                  json_path: str | os.PathLike | None = None, *,
                   detect_every: int = 10, smooth: str = "one-euro", max_faces: int = 0, fps: float | None = None,
                   min_cutoff: float | None = None, beta: float | None = None, log=print, progress=None,
                   keep_ignoring: bool = False) -> VideoSummary:
@@ -237,6 +267,11 @@ def process_video(source: str, fl, out_path: Path | None = None, json_path: Path
 
     if out_path is None and json_path is None:
         raise UsageError("give --out VIDEO and/or --json FILE.jsonl")
+    if not str(source).strip():
+        raise UsageError("the input is an empty string: give a video file, a folder or glob of frames, or a camera index")
+    source = str(source)
+    out_path = Path(out_path) if out_path is not None else None
+    json_path = Path(json_path) if json_path is not None else None
     if smooth not in ("one-euro", "none"):
         raise UsageError("--smooth must be one-euro or none")
     if detect_every < 1:
@@ -316,11 +351,12 @@ def process_video(source: str, fl, out_path: Path | None = None, json_path: Path
         if done == 0:
             raise VideoError(f"{source}: no frame could be decoded")
         try:
-            while writers:
-                writers[0].commit()
-                writers.pop(0)
+            for w in writers:  # every output complete before any is renamed into place
+                w.finish()
         except OSError as e:
-            raise VideoError(f"cannot finish writing the output: {e.strerror or e}") from None
+            raise VideoError(f"cannot finish writing the output: {e.strerror or e}; nothing was kept") from None
+        while writers:
+            writers.pop(0).publish()
     finally:
         for w in writers:  # not committed: an error, or no frame at all
             w.abort()
@@ -330,7 +366,7 @@ def process_video(source: str, fl, out_path: Path | None = None, json_path: Path
         src.close()
     elapsed = time.perf_counter() - start
     audio = had = None
-    if out_path is not None and Path(source).is_file():
+    if out_path is not None and Path(source).is_file() and Path(source).suffix.lower() not in IMAGE_EXTS:
         had = has_audio(Path(source))
         if had is not False:
             audio = mux_audio(out_path, source)
