@@ -36,7 +36,7 @@ def _max_pixels() -> int:
     raw = os.environ.get("FACEMARK_MAX_PIXELS", "")
     try:
         value = int(float(raw)) if raw.strip() else 200_000_000
-    except ValueError:
+    except (ValueError, OverflowError):  # not a number, or inf
         value = 0
     if value <= 0:
         print(f"facemark: FACEMARK_MAX_PIXELS={raw!r} is not a positive number; using 200000000", file=sys.stderr)

@@ -127,9 +127,13 @@ def _rows_of(path: Path) -> list[dict]:
         if path.suffix in (".jsonl", ".parquet"):
             rows = read_shard(path)
             return [_from_document(r) if "schema" in r else r for r in rows]
-        doc = json.loads(path.read_bytes())
-        if isinstance(doc, dict) and doc.get("schema") == "facemark/v1":
-            return [_from_document(doc)]
+        text = path.read_bytes()
+        try:
+            docs = [json.loads(text)]
+        except json.JSONDecodeError:  # one document per line: what `facemark detect A B > F` prints
+            docs = [json.loads(line) for line in text.splitlines() if line.strip()]
+        if docs and all(isinstance(d, dict) and d.get("schema") == "facemark/v1" for d in docs):
+            return [_from_document(d) for d in docs]
         raise ValueError("not a facemark/v1 document")
     except (ImageError, OSError, ValueError, KeyError, TypeError, RecursionError) as e:
         raise ValueError(f"{path}: not a facemark output ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
@@ -140,8 +144,10 @@ def iter_results(path: str | Path, on_error=None) -> Iterator[dict]:
     or a folder of them (recursively, sorted; where a later shard has the same image again, as
     after ``--redo``, its row wins). In a folder, files that are not facemark outputs are passed
     to ``on_error(message)`` and skipped (by default: skipped silently); a single bad file raises
-    ``ValueError`` naming it."""
+    ``ValueError`` naming it, a missing path ``FileNotFoundError``."""
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
     if not path.is_dir():
         yield from _rows_of(path)
         return

@@ -532,6 +532,8 @@ def test_read_names_a_bad_file_and_skips_it_in_a_folder(tmp_path):
         read(tmp_path / "junk.json")
     seen = []
     assert read(tmp_path, on_error=seen.append) == [] and "junk.json" in seen[0]
+    with pytest.raises(FileNotFoundError, match="nothing-here"):
+        read(tmp_path / "nothing-here")
 
 
 @pytest.mark.parametrize("delay", [0.4, 0.55, 0.7])
@@ -561,3 +563,11 @@ def test_video_of_one_pixel_frames_says_why(tmp_path, face):
     r = fm("video", "frames", "--out", "o.mp4", "--model", "direct", cwd=tmp_path)
     assert r.returncode == 2 and "1x1 pixels" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "o.mp4").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("value", ["abc", "nan", "inf", "-5"])
+def test_a_bad_max_pixels_setting_is_one_warning_not_a_traceback(value):
+    r = subprocess.run([sys.executable, "-c", "import facemark.imageio as m; print(m.MAX_PIXELS)"],
+                       env={**os.environ, "FACEMARK_MAX_PIXELS": value}, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "200000000", r.stderr
+    assert "FACEMARK_MAX_PIXELS" in r.stderr and "Traceback" not in r.stderr

@@ -302,12 +302,15 @@ def test_workers_option_is_checked(folder):
     assert not (folder / "never").exists()
 
 
-def test_stdout_keeps_input_order_with_workers(folder):
+def test_stdout_keeps_input_order_with_workers(folder, tmp_path):
     r = fm("detect", "in/b", "--workers", 2, "--batch", 3, *MODEL, cwd=folder)
     assert r.returncode == 0, r.stderr
     docs = [json.loads(line) for line in r.stdout.splitlines()]
-    assert [Path(d["image"]).name for d in docs] == sorted(p.name for p in (folder / "in" / "b").glob("*.jpg"))
+    names = sorted(p.name for p in (folder / "in" / "b").glob("*.jpg"))
+    assert [Path(d["image"]).name for d in docs] == names
     assert all(validate(d) == [] for d in docs)
+    (tmp_path / "stdout.json").write_text(r.stdout)  # `facemark detect A B > F`: read() takes it too
+    assert [Path(row["path"]).name for row in read(tmp_path / "stdout.json")] == names
 
 
 def test_read_loads_every_output_format(folder, reference):
