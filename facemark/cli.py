@@ -189,10 +189,18 @@ def detect(
     if shard_size < 1:
         fail("--shard-size must be at least 1")
     if ray is not None:
+        if not ray.strip():
+            fail("--ray is an empty string: give 'local' or a cluster address HOST:PORT")
         if n_workers != "auto":
             fail("--workers does not apply to --ray: Ray sizes its own pool of actors (one per CPU)")
+        unsupported = [name for name, given in (("--annotate", annotate), ("--boxes", boxes is not None),
+                                                ("--detector", detector != "retinaface"), ("--flip", flip),
+                                                ("--redo", redo), ("--format jsonl", fmt == "jsonl")) if given]
+        if unsupported:
+            fail(f"--ray does not take {', '.join(unsupported)} (it writes Parquet rows with the default detector; "
+                 f"run without --ray for those)")
         return _detect_on_ray(inputs, Path(out_arg) if out_arg else None, ray, model, device, threshold, min_face,
-                              batch_images)
+                              batch_images, shard_size)
     if out_dir is None and sys.stdout is None:
         fail("standard output is closed: give --out DIR")
     with usage_errors():
@@ -228,7 +236,7 @@ def detect(
         raise typer.Exit(1)
 
 
-def _detect_on_ray(inputs, out_dir, address, model, device, threshold, min_face, batch_images) -> None:
+def _detect_on_ray(inputs, out_dir, address, model, device, threshold, min_face, batch_images, shard_size) -> None:
     """``detect --ray``: the same job as a Ray Data pipeline (facemark.cluster), Parquet out."""
     if out_dir is None:
         fail("--ray writes Parquet shards: give --out DIR")
@@ -236,9 +244,8 @@ def _detect_on_ray(inputs, out_dir, address, model, device, threshold, min_face,
 
     with usage_errors():  # a RayRunError (a FacemarkError) is one line and exit 1
         s = run_ray(inputs, str(out_dir), None if address == "local" else address, model=model, device=device,
-                    threshold=threshold, min_face=min_face, batch_size=batch_images, log=say)
-    say(f"facemark: {s['images']} image(s) on Ray in {s['seconds']:.1f} s, {s['faces']} face(s), {s['failed']} failed "
-        f"(rows with an error), {s['skipped']} already done before; {len(s['shards'])} shard(s) in {out_dir}")
+                    threshold=threshold, min_face=min_face, batch_size=batch_images, rows_per_shard=shard_size,
+                    log=say)  # which says the summary
     if s["failed"]:
         raise typer.Exit(1)
 

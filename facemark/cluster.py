@@ -34,9 +34,16 @@ class RayRunError(FacemarkError):
 def _require_ray():
     try:
         import ray
-        import ray.data  # noqa: F401
+        import ray.data
     except ImportError:
         raise UsageError('--ray needs Ray: pip install "facemark[ray]"') from None
+    import logging
+
+    # Ray's own INFO/WARNING lines (start-up, execution plans, progress every 10 s) would bury
+    # facemark's; its errors still show.
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    ray.data.DataContext.get_current().enable_progress_bars = False
     return ray
 
 
@@ -206,7 +213,7 @@ def _init(ray, address: str | None) -> bool:
 
         try:
             with quiet_stderr():  # Ray logs every retry; the failure is one line below
-                ray.init(address=address)
+                ray.init(address=address, logging_level="ERROR")
         except Exception as e:  # noqa: BLE001 - Ray raises many kinds here (connection, auth token, version)
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             first = f"{type(e).__name__}: {first}" if type(e).__name__ not in first else first
@@ -216,7 +223,7 @@ def _init(ray, address: str | None) -> bool:
         from .workers import cpu_cores
 
         cpus = cpu_cores()
-        ray.init(address="local", num_cpus=cpus, include_dashboard=False)
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level="ERROR")
     return True
 
 

@@ -249,3 +249,15 @@ def test_ctrl_c_in_training_says_where_to_resume(tmp_path, monkeypatch, capsys):
         cli.run(["train", "--model", "direct", "--pack", str(tmp_path / "p.npz"), "--out", str(tmp_path / "run")])
     assert e.value.code == 130
     assert "continue with --resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, says", [(["--annotate"], "--annotate"), (["--boxes", "b.json"], "--boxes"),
+                                         (["--flip", "--redo"], "--flip, --redo"), (["--format", "jsonl"], "jsonl"),
+                                         (["--detector", "yunet:y.onnx"], "--detector")])
+def test_ray_refuses_options_it_would_ignore(tmp_path, extra, says):
+    """--ray runs its own pipeline (Parquet rows, default detector): options it cannot honour are
+    a usage error before Ray starts, not silently dropped."""
+    r = run("detect", "examples/astronaut.jpg", "--ray", "local", "--out", tmp_path / "o", *extra)
+    assert r.exit_code == 2 and says in r.stderr and "--ray does not take" in r.stderr
+    assert not (tmp_path / "o").exists()
+    assert run("detect", "examples/astronaut.jpg", "--ray", " ", "--out", tmp_path / "o").exit_code == 2
