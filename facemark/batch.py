@@ -105,12 +105,18 @@ def _output_dirs_clash(images: list[InputImage], names: list, annotate: bool) ->
 
 
 def _check_writable(out_dir: Path) -> None:
-    """Make ``--out`` and prove a file can be created there, before any image is read."""
+    """Prove a file can be created in ``--out`` (or, where it does not exist yet, in the folder
+    that would hold it) before any image is read; the folder itself is made only once every
+    option has been checked, so a usage error leaves nothing behind."""
     import tempfile
 
+    where = out_dir.absolute()
+    while not where.exists() and where != where.parent:
+        where = where.parent
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".fm-", suffix=".tmp"):
+        if not where.is_dir():
+            raise NotADirectoryError(f"{where} is not a directory")
+        with tempfile.NamedTemporaryFile(dir=where, prefix=".fm-", suffix=".tmp"):
             pass
     except OSError as e:
         raise UsageError(f"--out {out_dir} cannot be written: {e.strerror or e}") from None
@@ -313,6 +319,11 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
         workers = None  # decided below, once the images left to do are known
     elif isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise UsageError(f"--workers must be a positive integer or 'auto', not {workers!r}")
+    if out_dir is not None:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"--out {out_dir} cannot be made: {e.strerror or e}") from None
     shards = ShardWriter(out_dir, fmt, rows_per_shard) if fmt != "json" else None
     s = BatchSummary(images=len(plan.images), missing=len(plan.missing), failures=len(plan.missing), out_dir=out_dir)
     if out_dir is not None:  # what a killed run left half-written, before anything new is written

@@ -206,9 +206,9 @@ def detect(
     with usage_errors():
         plan = plan_inputs(inputs, out_dir, annotate, batch_images, log=say)
         if fmt == "parquet":
-            from .shards import ShardWriter
+            from .shards import require_pyarrow
 
-            ShardWriter(out_dir, "parquet", 1)  # says how to install pyarrow if it is missing
+            require_pyarrow()  # says how to install it if it is missing
     fl = _landmarker(model, device, detector, boxes, threshold, min_face, flip=flip)
     options = dict(boxes=boxes, log=say, style=style, show_box=show_box, show_score=show_score, fmt=fmt,
                    resume=not redo, workers=n_workers, rows_per_shard=shard_size)

@@ -34,7 +34,7 @@ def arrow_schema():
                       ("error", pa.string()), ("faces", pa.list_(face))])
 
 
-def _require_pyarrow():
+def require_pyarrow():
     try:
         import pyarrow  # noqa: F401
     except ImportError:
@@ -52,7 +52,7 @@ class ShardWriter:
         if fmt not in ("jsonl", "parquet"):
             raise ValueError(f"shard format must be jsonl or parquet, not {fmt!r}")
         if fmt == "parquet":
-            _require_pyarrow()
+            require_pyarrow()
         self.out, self.fmt, self.rows_per_shard, self.prefix = Path(out_dir), fmt, rows_per_shard, prefix
         self.out.mkdir(parents=True, exist_ok=True)
         self.rows: list[dict] = []
@@ -106,7 +106,7 @@ class ShardWriter:
 def read_shard(path: str | Path) -> list[dict]:
     path = Path(path)
     if path.suffix == ".parquet":
-        _require_pyarrow()
+        require_pyarrow()
         import pyarrow.parquet as pq
 
         return pq.read_table(path).to_pylist()

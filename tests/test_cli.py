@@ -261,3 +261,26 @@ def test_ray_refuses_options_it_would_ignore(tmp_path, extra, says):
     assert r.exit_code == 2 and says in r.stderr and "--ray does not take" in r.stderr
     assert not (tmp_path / "o").exists()
     assert run("detect", "examples/astronaut.jpg", "--ray", " ", "--out", tmp_path / "o").exit_code == 2
+
+
+@pytest.mark.parametrize("extra", [["--model", "nope"], ["--boxes", "missing.json"], ["--detector", "yunet:none.onnx"],
+                                   ["--format", "csv"]])
+def test_a_usage_error_leaves_no_out_folder(tmp_path, extra):
+    out = tmp_path / "new" / "deeper"
+    r = run("detect", "examples/astronaut.jpg", "--out", out, *extra)
+    assert r.exit_code == 2, r.stderr
+    assert not (tmp_path / "new").exists()
+
+
+def test_detect_files_makes_its_folder_only_once_the_options_hold(tmp_path, tiny_models):
+    from facemark import FaceLandmarker
+    from facemark.batch import detect_files
+    from facemark.errors import UsageError
+
+    fl = FaceLandmarker(model=str(tiny_models["direct"]))
+    for bad in (dict(fmt="csv"), dict(workers=0)):
+        with pytest.raises(UsageError):
+            detect_files(["examples/astronaut.jpg"], fl, out_dir=tmp_path / "o", **bad)
+        assert not (tmp_path / "o").exists()
+    detect_files(["examples/astronaut.jpg"], fl, out_dir=tmp_path / "o", log=lambda *a: None)
+    assert (tmp_path / "o" / "astronaut.jpg.json").is_file()
