@@ -270,21 +270,31 @@ def _finished_by(path: Path, model: str) -> bool:
 
 def done_already(plan: Plan, fmt: str, out_dir: Path | None, annotate: bool, model: str) -> set[int]:
     """Images whose outputs are complete from an earlier run of the same command with the same
-    model: files renamed into place, or error-free rows in a finished shard. A half-written output
-    never exists, so never counts; a failed image is tried again."""
+    model: files renamed into place, or error-free rows in a finished shard, written after the
+    input last changed. A half-written output never exists, so never counts; a failed image is
+    tried again."""
     if out_dir is None or not out_dir.is_dir():
         return set()
+
+    def changed_since(im: InputImage, written: float) -> bool:
+        try:
+            return im.path.stat().st_mtime > written
+        except OSError:  # gone or unreadable: the run says so for this image
+            return True
+
     if fmt == "json":
         done = set()
         job = Job(out_dir, annotate, fmt, None)
         for k, (im, name) in enumerate(zip(plan.images, plan.names)):
-            if _finished_by(out_dir / f"{name}.json", model) and (not annotate or _annotated_path(job, im, name).is_file()):
+            out = out_dir / f"{name}.json"
+            if _finished_by(out, model) and (not annotate or _annotated_path(job, im, name).is_file()) \
+                    and not changed_since(im, out.stat().st_mtime):
                 done.add(k)
         return done
     from .shards import ShardWriter
 
-    paths = ShardWriter(out_dir, fmt).done_paths(model)
-    return {k for k, im in enumerate(plan.images) if str(im.path) in paths}
+    written = ShardWriter(out_dir, fmt).done_paths(model)
+    return {k for k, im in enumerate(plan.images) if str(im.path) in written and not changed_since(im, written[str(im.path)])}
 
 
 def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path | None = None, annotate: bool = False,

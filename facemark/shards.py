@@ -65,10 +65,16 @@ class ShardWriter:
     def shards(self) -> list[Path]:
         return sorted(self.out.glob(f"{self.prefix}-*.{self.fmt}"))
 
-    def done_paths(self, model: str | None = None) -> set[str]:
-        """Images already done (resume skips them): rows without an error, by ``model`` if given."""
-        return {r["path"] for p in self.shards() for r in read_shard(p)
-                if not r.get("error") and (model is None or r.get("model") == model)}
+    def done_paths(self, model: str | None = None) -> dict[str, float]:
+        """Images already done (resume skips them): rows without an error, by ``model`` if given,
+        each with the time its newest shard was written (an input changed since is done again)."""
+        done: dict[str, float] = {}
+        for p in self.shards():
+            written = p.stat().st_mtime
+            for r in read_shard(p):
+                if not r.get("error") and (model is None or r.get("model") == model):
+                    done[r["path"]] = max(written, done.get(r["path"], written))
+        return done
 
     def add(self, r: dict) -> None:
         self.rows.append(r)

@@ -357,3 +357,22 @@ def test_a_worker_that_cannot_load_its_models_says_why():
         run_workers({"model": "/nonexistent/model.onnx"}, Job(None, False, "stdout", None), chunks, 2,
                     lambda outcomes, n: None)
     assert "could not load the models" in str(e.value) and "model file not found" in str(e.value)
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_an_input_changed_after_its_output_is_done_again(folder, tmp_path, fmt):
+    """Resume skips what is complete, but not an image replaced since its output was written."""
+    import os
+    import shutil
+
+    src = tmp_path / "in"
+    shutil.copytree(folder / "in" / "b", src)
+    r = fm("detect", src, "--out", tmp_path / "o", "--format", fmt, *MODEL, cwd=folder)
+    assert r.returncode == 0, r.stderr
+    n = len(list(src.glob("*.jpg")))
+    newer = time.time() + 60
+    changed = sorted(src.glob("*.jpg"))[0]
+    os.utime(changed, (newer, newer))
+    r = fm("detect", src, "--out", tmp_path / "o", "--format", fmt, *MODEL, cwd=folder)
+    assert r.returncode == 0, r.stderr
+    assert f"1 of {n} image(s) done" in r.stderr and f"{n - 1} already done before" in r.stderr, r.stderr
