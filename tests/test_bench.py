@@ -53,3 +53,16 @@ def test_bench_times_the_whole_pipeline_on_a_photo(tiny_models, tmp_path):
     assert len(pipe) == 1 and pipe[0]["note"] == "640x480 frame, 1 face(s)"
     det = rows[0]["latency_ms"]
     assert pipe[0]["latency_ms"] > 0.5 * det  # it includes a detection
+
+
+@pytest.mark.parametrize("data", ["foo", "300w=/no/such/folder"])
+def test_a_wrong_data_option_is_said_before_any_timing(data, monkeypatch):
+    from facemark.errors import UsageError
+    from facemark.evaluation import bench as B
+
+    def too_late(*a, **k):
+        raise AssertionError("timing started before --data was checked")
+
+    monkeypatch.setattr(B, "bench_detector", too_late)
+    with pytest.raises(UsageError):
+        B.run_bench("cpu", ["direct"], [1], data=data)

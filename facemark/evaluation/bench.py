@@ -270,6 +270,16 @@ def run_bench(device: str = "cpu", models: list[str] = ("hourglass", "direct", "
     plans, skipped = backends_for(device)
     if not plans:
         raise UsageError(skipped[0])
+    samples = []
+    if data:  # read before any timing: a wrong --data is said at once, not minutes later
+        from ..training.datasets import load_all
+
+        try:
+            samples = [s for s in load_all([data]) if s.split == "test"][: limit or None]
+        except (ValueError, OSError) as e:
+            raise UsageError(str(e)) from None
+        if not samples:
+            raise UsageError(f"no test faces in {data}")
     if image is not None:
         try:
             frame = fit_frame(read_image(image))
@@ -298,13 +308,9 @@ def run_bench(device: str = "cpu", models: list[str] = ("hourglass", "direct", "
                     skipped.append(f"pipeline {name}: {e}")
     if data:
         from ..landmarker import FaceLandmarker
-        from ..training.datasets import load_all
         from .evaluate import evaluate
         from .metrics import summary
 
-        samples = [s for s in load_all([data]) if s.split == "test"][: limit or None]
-        if not samples:
-            raise UsageError(f"no test faces in {data}")
         for name in names:
             try:
                 fl = FaceLandmarker(model=name, threshold=0.3)
