@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 from .annotate import draw
-from .detector import BoxError, GivenBoxes
+from .detector import BoxError, GivenBoxes, check_inside
 from .errors import FacemarkError, UsageError
 from .imageio import ImageError, atomic_write_bytes, encode_image, read_image, remove_stale_temps
 from .inputs import InputImage, collisions, expand, output_names
@@ -130,9 +129,7 @@ def _boxes_for(boxes: GivenBoxes, im: InputImage, name, source: Path | str | Non
             dets = boxes.lookup(key)
             h, w = image.shape[:2]
             for j, d in enumerate(dets):
-                x1, y1, x2, y2 = d.box
-                if x2 <= -0.5 or y2 <= -0.5 or x1 >= w - 0.5 or y1 >= h - 0.5:
-                    raise BoxError(f"box {j} {np.round(d.box, 1).tolist()} lies outside the {w}x{h} image")
+                check_inside(d.box, w, h, f"box {j}")
             return dets
     raise ImageError(f"{im.path}: no entry in {source or 'the boxes'}")
 

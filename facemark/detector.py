@@ -243,7 +243,17 @@ def check_box(b, where: str = "box") -> np.ndarray:
         raise BoxError(f"{where} has a non-finite or absurdly large number: {b!r}")
     if arr[2] <= arr[0] or arr[3] <= arr[1]:
         raise BoxError(f"{where} is empty or inverted (needs x2 > x1 and y2 > y1): {b!r}")
+    if min(arr[2] - arr[0], arr[3] - arr[1]) < 1.0:
+        raise BoxError(f"{where} is smaller than a pixel, no face: {b!r}")
     return np.append(arr, 1.0) if arr.size == 4 else arr
+
+
+def check_inside(box, width: int, height: int, where: str = "box") -> None:
+    """``BoxError`` for a box that does not overlap the image at all: landmarks there would be a
+    model's guess in empty space (pixel centres are 0 .. w-1; a box may reach past the border)."""
+    x1, y1, x2, y2 = np.asarray(box, np.float64)[:4]
+    if x2 <= -0.5 or y2 <= -0.5 or x1 >= width - 0.5 or y1 >= height - 0.5:
+        raise BoxError(f"{where} {np.round([x1, y1, x2, y2], 1).tolist()} lies outside the {width}x{height} image")
 
 
 def _json_or_lines(data: bytes):

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import align, labelmap
 from .backends import DEFAULT_MODEL, load_model
-from .detector import Detection, GivenBoxes, RetinaFace, YuNet, check_box
+from .detector import Detection, GivenBoxes, RetinaFace, YuNet, check_box, check_inside
 from .imageio import MAX_PIXELS, as_bgr, read_image
 from .layouts import FLIP98, five_points
 from .results import Face
@@ -99,14 +99,16 @@ class FaceLandmarker:
 
     def landmarks(self, image: str | Path | np.ndarray, boxes: Iterable) -> list[Face]:
         """Landmarks for faces the caller already found: boxes (K, 4|5) or ``Detection``s."""
-        return self.landmarks_for([self._load(image)], [_as_detections(boxes)])[0]
+        image = self._load(image)
+        return self.landmarks_for([image], [_inside(_as_detections(boxes), image, "boxes")])[0]
 
     def landmarks_batch(self, images: Sequence, boxes: Sequence[Iterable]) -> list[list[Face]]:
         images, boxes = _sequence(images, "images"), _sequence(boxes, "boxes")
         if len(images) != len(boxes):
             raise ValueError(f"landmarks_batch needs one list of boxes per image: {len(images)} images, {len(boxes)} box lists")
-        return self.landmarks_for([self._load(i, f"images[{k}]") for k, i in enumerate(images)],
-                                  [_as_detections(b, f"boxes[{k}]") for k, b in enumerate(boxes)])
+        images = [self._load(i, f"images[{k}]") for k, i in enumerate(images)]
+        return self.landmarks_for(images, [_inside(_as_detections(b, f"boxes[{k}]"), im, f"boxes[{k}]")
+                                           for k, (b, im) in enumerate(zip(boxes, images))])
 
     # --- the work --------------------------------------------------------------------------
     def landmarks_for(self, images: list[np.ndarray], detections: list[list[Detection]]) -> list[list[Face]]:
@@ -189,6 +191,13 @@ def _sequence(value, name: str) -> list:
     if isinstance(value, (str, Path, np.ndarray)) or not isinstance(value, Iterable):
         raise TypeError(f"{name} must be a list (one entry per image), not {type(value).__name__}")
     return list(value)
+
+
+def _inside(dets: list[Detection], image: np.ndarray, name: str) -> list[Detection]:
+    h, w = image.shape[:2]
+    for j, d in enumerate(dets):
+        check_inside(d.box, w, h, f"{name}[{j}]")
+    return dets
 
 
 def _as_detections(boxes, name: str = "boxes") -> list[Detection]:

@@ -571,3 +571,14 @@ def test_a_bad_max_pixels_setting_is_one_warning_not_a_traceback(value):
                        env={**os.environ, "FACEMARK_MAX_PIXELS": value}, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "200000000", r.stderr
     assert "FACEMARK_MAX_PIXELS" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_api_and_the_cli_agree_on_boxes_outside_the_image_or_under_a_pixel(fl, tmp_path):
+    img = np.full((100, 120, 3), 90, np.uint8)
+    for bad, says in (([[-1000, -1000, -900, -900]], "outside the 120x100 image"),
+                      ([[10, 10, 10.1, 10.1]], "smaller than a pixel")):
+        with pytest.raises(ValueError, match=says):
+            fl.landmarks(img, boxes=bad)
+        with pytest.raises(ValueError, match=says):
+            fl.landmarks_batch([img], [bad])
+    assert len(fl.landmarks(img, boxes=[[-20, -20, 30, 30]])) == 1  # reaching past the border is fine
