@@ -497,7 +497,6 @@ def train(
     teacher_model: Optional[str] = typer.Option(None, "--teacher-model", help="Distil from this model (e.g. hourglass, or a .pt) on augmented crops."),
     distill: float = typer.Option(1.0, "--distill", help="Weight of the teacher's loss (human labels keep weight 1)."),
     teacher_views: int = typer.Option(8, "--teacher-views", help="Augmented views per face the teacher labels once (cached)."),
-    cell_sigma: float = typer.Option(0.0, "--cell-sigma", help="Hybrid: soft cell targets, a Gaussian of this spread in cells (0: one hard cell)."),
     teacher_cache: Optional[Path] = typer.Option(None, "--teacher-cache", help="Teacher label cache (default OUT/teacher.npz; share it between students)."),
     init: Optional[str] = typer.Option(None, "--init", help="Start from these weights (a model name or .pt): fine-tune, grown into --arch options that add parameters (direct: pool=spatial, readout=8)."),
 ):
@@ -510,7 +509,7 @@ def train(
         opts = TrainOptions(model, out_dir, epochs=epochs, batch=batch, lr=lr, device=device, model=parse_arch(arch),
                             resume=resume, max_minutes=max_minutes, threads=threads, compile=compile_model,
                             fuse_loss=fuse_loss, teacher_model=teacher_model, distill=distill, init=init,
-                            teacher_views=teacher_views, teacher_cache=teacher_cache, cell_sigma=cell_sigma)
+                            teacher_views=teacher_views, teacher_cache=teacher_cache)
         check_options(opts)  # before a pack is loaded or built
         pk = load_pack(pack_path, data, teacher, cache, res)
         trainer = make_trainer(pk, opts, log=say)

@@ -57,27 +57,3 @@ def test_pip_decoding_reproduces_points():
             nby[0, j * k + q, cy, cx] = pts[0, t, 1] * g - (cy + 0.5)
     out = pip_points(scores, ox, oy, nbx, nby, nb)
     assert torch.allclose(out, pts, atol=1e-5)
-
-
-def test_soft_cell_targets_ask_for_both_cells_at_a_border():
-    """With --cell-sigma the score loss treats the two cells beside a border alike; the hard target
-    pushes one up and the other down. Far from borders, both agree on the point's own cell."""
-    from facemark.models import create
-    from facemark.training.losses import hybrid_loss
-
-    model = create("hybrid", num_points=2, size=32, widths=[8, 8, 8], neighbors=[[1], [0]])
-    g = 2  # 32 px at stride 16
-    pts = torch.tensor([[[0.5, 0.25], [0.25, 0.25]]])  # point 0 on the vertical border, point 1 mid-cell
-    scores = torch.zeros(1, model.num_points * (3 + 2 * model.k), g, g, requires_grad=True)
-    ones = torch.ones(2), torch.ones(1)
-
-    def score_grad(sigma):
-        scores.grad = None
-        hybrid_loss(model, scores, pts, *ones, cell_sigma=sigma).backward()
-        return scores.grad[0, :2].detach()
-
-    soft, hard = score_grad(0.5), score_grad(0.0)
-    assert torch.isclose(soft[0, 0, 0], soft[0, 0, 1])  # left and right of the border: same pull
-    assert soft[0, 0, 0] < 0 and soft[0, 1, 0] > 0  # the top row is asked for, the bottom one not
-    assert not torch.isclose(hard[0, 0, 0], hard[0, 0, 1])
-    assert torch.argmin(soft[1]) == torch.argmin(hard[1]) == 0  # mid-cell: its own cell (0, 0) first

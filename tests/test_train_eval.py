@@ -67,7 +67,7 @@ def test_train_resume_export_eval_on_wflw_layout(wflw_root, tmp_path):
 
 @pytest.mark.parametrize("family", ["direct", "hybrid"])
 def test_other_families_train_one_epoch(family, wflw_root, tmp_path):
-    arch = ["--arch", "size=32"] + (["--arch", "width_mult=0.25"] if family == "direct" else ["--arch", "widths=[8,16,16]", "--cell-sigma", "0.5"])
+    arch = ["--arch", "size=32"] + (["--arch", "width_mult=0.25"] if family == "direct" else ["--arch", "widths=[8,16,16]"])
     r = run("train", "--model", family, "--data", f"wflw={wflw_root}", "--epochs", 1, "--batch", 4, "--out", tmp_path / family,
             "--cache", tmp_path / "c", *arch)
     assert r.exit_code == 0, r.stderr
@@ -171,13 +171,6 @@ def test_bad_arch_options_are_one_line(arch, says, wflw_root, tmp_path):
             "--cache", tmp_path / "c", "--arch", arch)
     assert r.exit_code == 2 and says in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
-
-
-@pytest.mark.parametrize("model, sigma", [("direct", "0.5"), ("hybrid", "-1")])
-def test_cell_sigma_is_for_the_hybrid_and_not_negative(model, sigma, wflw_root, tmp_path):
-    r = run("train", "--model", model, "--data", f"wflw={wflw_root}", "--epochs", 1, "--out", tmp_path / "o",
-            "--cache", tmp_path / "c", "--cell-sigma", sigma)
-    assert r.exit_code == 2 and "--cell-sigma" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_runs_saved_before_a_new_model_option_still_resume(wflw_root, tmp_path):

@@ -90,23 +90,13 @@ def direct_loss(out: torch.Tensor, points, point_w, sample_w, size: int) -> torc
     return ((el * point_w).mean(1) * sample_w).sum() / sample_w.sum()
 
 
-def hybrid_loss(model, out: torch.Tensor, points, point_w, sample_w, cell_sigma: float = 0.0) -> torch.Tensor:
-    """Cell scores by cross-entropy, offsets (own and neighbours') by L1 at the point's cell.
-
-    ``cell_sigma`` > 0 softens the cell target into a Gaussian over cell centres (sigma in cells):
-    a point near a border then asks for both cells, not for one at full confidence and the
-    other at none, which is what a hard label says however close the point is to the line."""
+def hybrid_loss(model, out: torch.Tensor, points, point_w, sample_w) -> torch.Tensor:
     scores, ox, oy, nbx, nby = model.split(out.float())
     n, p, g, _ = scores.shape
     k = model.k
     cell = (points * g).floor().clamp(0, g - 1)  # (n, p, 2)
     idx = (cell[..., 1] * g + cell[..., 0]).long()
-    if cell_sigma > 0:
-        gy, gx = heatmap_axes(points, g, g, cell_sigma)
-        q = (gy / gy.sum(-1, keepdim=True))[..., :, None] * (gx / gx.sum(-1, keepdim=True))[..., None, :]
-        ce = -(q.reshape(n, p, g * g) * F.log_softmax(scores.reshape(n, p, g * g), -1)).sum(-1)
-    else:
-        ce = F.cross_entropy(scores.reshape(n * p, g * g), idx.reshape(-1), reduction="none").reshape(n, p)
+    ce = F.cross_entropy(scores.reshape(n * p, g * g), idx.reshape(-1), reduction="none").reshape(n, p)
 
     def take(t, m):
         t = t.reshape(n, p, m, g * g)
@@ -121,11 +111,11 @@ def hybrid_loss(model, out: torch.Tensor, points, point_w, sample_w, cell_sigma:
     return ((per_point * point_w).mean(1) * sample_w).sum() / sample_w.sum()
 
 
-def loss_for(model, outputs, points, point_w, sample_w, fuse: bool = False, cell_sigma: float = 0.0) -> torch.Tensor:
+def loss_for(model, outputs, points, point_w, sample_w, fuse: bool = False) -> torch.Tensor:
     if model.family == "hourglass":
         return hourglass_loss(outputs, points, point_w, sample_w, fuse=fuse)
     if model.family == "direct":
         return direct_loss(outputs, points, point_w, sample_w, model.size)
     if model.family == "hybrid":
-        return hybrid_loss(model, outputs, points, point_w, sample_w, cell_sigma)
+        return hybrid_loss(model, outputs, points, point_w, sample_w)
     raise ValueError(model.family)

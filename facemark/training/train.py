@@ -55,7 +55,6 @@ class TrainOptions:
     teacher_views: int = 8  # augmented views per face labelled by the teacher (cached; one drawn per epoch)
     teacher_cache: Path | None = None  # where the teacher's labels are kept (default OUT/teacher.npz)
     distill: float = 1.0  # weight of the teacher's loss beside the human labels' (which always count)
-    cell_sigma: float = 0.0  # hybrid: Gaussian cell targets of this spread (in cells); 0 = one hard cell
     init: str | None = None  # start from these weights (a shipped name or .pt): fine-tune (--arch may add parameters)
 
 
@@ -283,11 +282,10 @@ class Trainer:
                 x, pts, i, _ = self._batch(idx, train=True, geo=geo)
                 with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.amp):
                     out = self.step_fn(x)
-                kw = dict(fuse=opts.fuse_loss, cell_sigma=opts.cell_sigma)
-                loss = loss_for(self.model, out, pts, self.point_w, self.sample_w[i], **kw)
+                loss = loss_for(self.model, out, pts, self.point_w, self.sample_w[i], fuse=self.opts.fuse_loss)
                 if taught is not None:  # human labels keep their loss; the teacher adds its own
                     loss = loss + opts.distill * loss_for(self.model, out, taught, torch.ones_like(self.point_w),
-                                                          torch.ones_like(self.sample_w[i]), **kw)
+                                                          torch.ones_like(self.sample_w[i]), fuse=self.opts.fuse_loss)
                 self.optim.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
@@ -404,8 +402,6 @@ def check_options(opts: TrainOptions) -> None:
         raise UsageError(f"unknown model {opts.family!r}: use one of {', '.join(FAMILIES)}")
     if opts.distill < 0:
         raise UsageError("--distill must be 0 or more")
-    if opts.cell_sigma < 0 or (opts.cell_sigma and opts.family != "hybrid"):
-        raise UsageError("--cell-sigma is 0 or more, and only for the hybrid model (its cell scores)")
     if opts.teacher_views < 1:
         raise UsageError("--teacher-views must be at least 1")
     if opts.device.startswith("cuda") and not torch.cuda.is_available():
