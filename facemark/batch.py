@@ -68,9 +68,15 @@ def plan_inputs(inputs: list[str], out_dir: Path | None = None, annotate: bool =
         raise UsageError("an input is an empty string; name a file, folder or glob (use . for this folder)")
     if out_dir is not None and not str(out_dir).strip():
         raise UsageError("--out is an empty string; name a folder (use . for this folder)")
-    images, problems = expand([str(a) for a in inputs])
+    drawings: list[Path] = []
+    images, problems = expand([str(a) for a in inputs], drawings)
+    if not images and len(problems) == 1:
+        raise UsageError(problems[0])  # the one reason, in one line
     for m in problems:
         log(f"error: {m}")
+    if drawings:
+        log(f"note: left out {len(drawings)} file(s) named *.annotated.* (facemark's drawings, e.g. {drawings[0]}); "
+            f"name such a file to process it")
     if not images:
         raise UsageError("no images to process")
     if annotate and out_dir is None:

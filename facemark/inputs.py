@@ -31,9 +31,10 @@ def is_image_name(name: str) -> bool:
     return Path(name).suffix.lower() in IMAGE_EXTS and ".annotated." not in name
 
 
-def walk_images(root: Path, problems: list[str]) -> list[Path]:
+def walk_images(root: Path, problems: list[str], drawings: list[Path] | None = None) -> list[Path]:
     """Image files below ``root``, sorted; symlinked folders are not followed (no loops), and a
-    folder that cannot be listed is one problem line, not the end of the run."""
+    folder that cannot be listed is one problem line, not the end of the run. Files named like
+    facemark's annotated outputs go to ``drawings`` instead."""
     found = []
 
     def onerror(e: OSError) -> None:
@@ -42,13 +43,16 @@ def walk_images(root: Path, problems: list[str]) -> list[Path]:
     for folder, dirs, files in os.walk(root, onerror=onerror, followlinks=False):
         dirs.sort()
         found += [Path(folder) / f for f in sorted(files) if is_image_name(f)]
+        if drawings is not None:
+            drawings += [Path(folder) / f for f in sorted(files) if ".annotated." in f and is_image_name(f.replace(".annotated.", "."))]
     return found
 
 
-def expand(args: list[str]) -> tuple[list[InputImage], list[str]]:
+def expand(args: list[str], drawings: list[Path] | None = None) -> tuple[list[InputImage], list[str]]:
     """Files as given; directories recursively (image extensions only); globs expanded as a
     shell would. Returns the images (first occurrence wins) and one message per argument or
-    folder that gave nothing usable."""
+    folder that gave nothing usable; files left out as facemark's own drawings (``*.annotated.*``
+    in a folder or glob) go to ``drawings``."""
     found: list[InputImage] = []
     problems: list[str] = []
     seen: set[str] = set()
@@ -62,7 +66,7 @@ def expand(args: list[str]) -> tuple[list[InputImage], list[str]]:
     for arg in args:
         p = Path(arg)
         if p.is_dir():
-            for f in walk_images(p, problems):
+            for f in walk_images(p, problems, drawings):
                 add(f, p)
         elif os.path.lexists(p):
             if p.is_symlink() and not p.exists():
@@ -71,6 +75,8 @@ def expand(args: list[str]) -> tuple[list[InputImage], list[str]]:
                 add(p, p.parent)  # read_image says what is wrong if it is no regular image file
         elif _has_magic(arg):  # a quoted glob: the same as if the shell had expanded it
             hits = sorted(Path(x) for x in glob.glob(arg, recursive=True))
+            if drawings is not None:
+                drawings += [h for h in hits if ".annotated." in h.name and not h.is_dir()]
             hits = [h for h in hits if not h.is_dir() and is_image_name(h.name)]
             if not hits:
                 problems.append(f"{arg}: no file matches this pattern")

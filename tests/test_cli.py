@@ -284,3 +284,17 @@ def test_detect_files_makes_its_folder_only_once_the_options_hold(tmp_path, tiny
         assert not (tmp_path / "o").exists()
     detect_files(["examples/astronaut.jpg"], fl, out_dir=tmp_path / "o", log=lambda *a: None)
     assert (tmp_path / "o" / "astronaut.jpg.json").is_file()
+
+
+def test_left_out_drawings_are_said_and_a_lone_missing_file_is_one_line(tmp_path, tiny_models):
+    import shutil
+
+    (tmp_path / "in").mkdir()
+    shutil.copy("examples/astronaut.jpg", tmp_path / "in" / "normal.jpg")
+    shutil.copy("examples/astronaut.jpg", tmp_path / "in" / "party.annotated.jpg")  # a user's own name
+    r = run("detect", tmp_path / "in", "--model", tiny_models["direct"])
+    assert r.exit_code == 0 and "left out 1 file(s) named *.annotated.*" in r.stderr and "party.annotated.jpg" in r.stderr
+    r = run("detect", tmp_path / "in" / "party.annotated.jpg", "--model", tiny_models["direct"])
+    assert r.exit_code == 0 and "left out" not in r.stderr  # named: processed
+    r = run("detect", tmp_path / "nope.jpg")
+    assert r.exit_code == 2 and r.stderr.strip().splitlines() == [f"error: {tmp_path / 'nope.jpg'}: no such file or directory"]
