@@ -7,6 +7,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .imageio import as_bgr
 from .layouts import WFLW98_PARTS
 from .results import Face
 
@@ -29,15 +30,19 @@ def draw(image: np.ndarray, faces: list[Face], style: str = "contours", box: boo
     ``box``/``score`` toggle the face box and its score label (``ids`` label video tracks)."""
     if style not in STYLES:
         raise ValueError(f"style must be one of {', '.join(STYLES)}, not {style!r}")
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise TypeError("image must be a BGR uint8 array (H, W, 3)")
+    if not isinstance(image, np.ndarray) or image.dtype not in (np.uint8, np.uint16) or image.ndim not in (2, 3) \
+            or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+        raise TypeError("image must be a uint8 array: (H, W, 3) BGR, (H, W, 4) BGRA or (H, W) grey, as detect takes")
+    if faces is None or isinstance(faces, (str, bytes, Face)) or not hasattr(faces, "__iter__"):
+        raise TypeError(f"faces must be a list of Face objects (as FaceLandmarker returns them), not {type(faces).__name__}")
+    faces = list(faces)
     if any(not isinstance(f, Face) for f in faces):
         raise TypeError("faces must be Face objects (as FaceLandmarker returns them)")
     if ids is not None and len(ids) != len(faces):
         raise ValueError(f"ids must give one id per face: {len(ids)} ids for {len(faces)} faces")
     if points is False:  # the older spelling: lines only
         style = "lines"
-    out = image.copy()
+    out = as_bgr(image).copy()  # a colour copy: the drawing is in colour whatever came in
     shift = 4  # sub-pixel drawing: coordinates in 1/16 px
     k = 1 << shift
 

@@ -582,3 +582,23 @@ def test_the_api_and_the_cli_agree_on_boxes_outside_the_image_or_under_a_pixel(f
         with pytest.raises(ValueError, match=says):
             fl.landmarks_batch([img], [bad])
     assert len(fl.landmarks(img, boxes=[[-20, -20, 30, 30]])) == 1  # reaching past the border is fine
+
+
+def test_draw_takes_what_detect_takes(fl):
+    from facemark import draw
+
+    img = cv2.imread("examples/astronaut.jpg")
+    faces = fl.detect(img)
+    grey, bgra = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), cv2.cvtColor(img, cv2.COLOR_BGR2BGRA)
+    for image in (grey, bgra, img):
+        out = draw(image, faces)
+        assert out.shape == img.shape and out.dtype == np.uint8 and out is not image
+        assert (out != as_colour(image)).any()  # something was drawn
+    with pytest.raises(TypeError, match="list of Face"):
+        draw(img, None)
+    with pytest.raises(TypeError, match="uint8 array"):
+        draw(img.astype(np.float32), faces)
+
+
+def as_colour(image):
+    return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image[..., :3]
