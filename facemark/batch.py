@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,6 +189,9 @@ def _write(job: Job, im: InputImage, name, image, fs, text: str | None) -> None:
     if job.annotate:
         targets.append(_annotated_path(job, im, name))
     for target in targets:
+        if len(os.fsencode(target.name)) > 255:  # the usual limit of a file name; checked before either is written
+            raise ImageError(f"{im.path}: its output name {target.name[:40]}... would be too long for a file "
+                             f"system ({len(os.fsencode(target.name))} bytes, 255 at most); rename the input")
         if str(target.resolve()) in job.input_paths:
             raise ImageError(f"{im.path}: its output {target} is one of the inputs; not overwritten")
     drawn = None

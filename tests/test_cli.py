@@ -298,3 +298,15 @@ def test_left_out_drawings_are_said_and_a_lone_missing_file_is_one_line(tmp_path
     assert r.exit_code == 0 and "left out" not in r.stderr  # named: processed
     r = run("detect", tmp_path / "nope.jpg")
     assert r.exit_code == 2 and r.stderr.strip().splitlines() == [f"error: {tmp_path / 'nope.jpg'}: no such file or directory"]
+
+
+def test_an_output_name_too_long_is_that_image_s_error_and_nothing_half_written(tmp_path, tiny_models):
+    import shutil
+
+    (tmp_path / "in").mkdir()
+    long = tmp_path / "in" / ("x" * 240 + ".jpg")  # its .json fits in 255 bytes, its .annotated.jpg does not
+    shutil.copy("examples/astronaut.jpg", long)
+    shutil.copy("examples/astronaut.jpg", tmp_path / "in" / "short.jpg")
+    r = run("detect", tmp_path / "in", "--out", tmp_path / "o", "--annotate", "--model", tiny_models["direct"])
+    assert r.exit_code == 1 and "too long" in r.stderr
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["short.jpg.annotated.jpg", "short.jpg.json"]
