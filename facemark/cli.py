@@ -188,6 +188,13 @@ def detect(
     n_workers = _workers(workers)
     if shard_size < 1:
         fail("--shard-size must be at least 1")
+    idle = [("--redo needs --out", redo and out_dir is None),  # a user who typed it expects it to do something
+            ("--shard-size needs --format jsonl or parquet", shard_size != 10_000 and fmt == "json"),
+            ("--draw, --no-box and --no-score need --annotate",
+             (style != "contours" or not show_box or not show_score) and not annotate)]
+    for message, ignored in idle:
+        if ignored:
+            say(f"note: {message}; ignored here")
     if ray is not None:
         if not ray.strip():
             fail("--ray is an empty string: give 'local' or a cluster address HOST:PORT")
@@ -298,6 +305,9 @@ def video(
         if s.audio_kept is False:
             what = "the audio track was" if s.had_audio else "audio, if any, was"
             err.print(f"note: {what} not kept (OpenCV writes video only; with ffmpeg on PATH it is copied)")
+        if s.resized:
+            err.print(f"note: {s.resized} frame(s) of another size were scaled to the first frame's, "
+                      f"and their points are in that frame's pixels")
         err.print(f"{s.frames} frames in {s.seconds:.1f} s ({s.frames / s.seconds:.1f} fps), {s.tracks} face track(s)")
     except KeyboardInterrupt:  # a late second signal: the outputs are already complete
         s.interrupted = True

@@ -39,6 +39,7 @@ class Source:
     _cap: cv2.VideoCapture | None = None
     _files: list[Path] | None = None
     decode_errors: int = 0
+    resized: int = 0  # frames of a folder whose size differs from the first frame's (scaled to it)
 
     def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
         """(index, time in seconds, BGR frame) for every frame that decodes."""
@@ -50,6 +51,7 @@ class Source:
                     self.decode_errors += 1
                     continue
                 if frame.shape[:2] != (self.height, self.width):
+                    self.resized += 1
                     frame = cv2.resize(frame, (self.width, self.height), interpolation=cv2.INTER_AREA)
                 yield i, i / self.fps, frame
             return
@@ -241,6 +243,7 @@ class VideoSummary:
     interrupted: bool
     audio_kept: bool | None  # None: nothing to keep (no --out, or no audio track)
     had_audio: bool | None = None  # None: the container does not say (not MP4/MOV/AVI)
+    resized: int = 0  # frames of a folder scaled to the first frame's size
 
 
 def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | None = None,
@@ -289,7 +292,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     outputs = [p for p in (out_path, json_path) if p is not None]
     for p in outputs:
         if p.is_dir():
-            raise UsageError(f"{p} is a directory: give a file name (e.g. {p / 'out.mp4'})")
+            raise UsageError(f"{p} is a directory: give a file name (e.g. {p / ('out.mp4' if p is out_path else 'out.jsonl')})")
         if Path(source).exists() and p.resolve() == Path(source).resolve():
             raise UsageError(f"refusing to overwrite the input {source}")
         if p.parent.exists() and not p.parent.is_dir():
@@ -371,7 +374,8 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
         if had is not False:
             audio = mux_audio(out_path, source)
     missing = (src.frames - done - src.decode_errors) if src.frames and not stop["asked"] else 0
-    return VideoSummary(done, elapsed, tracker.next_id, src.decode_errors + max(0, missing), bool(stop["asked"]), audio, had)
+    return VideoSummary(done, elapsed, tracker.next_id, src.decode_errors + max(0, missing), bool(stop["asked"]), audio, had,
+                        src.resized)
 
 
 class _StopNow(Exception):

@@ -310,3 +310,12 @@ def test_an_output_name_too_long_is_that_image_s_error_and_nothing_half_written(
     r = run("detect", tmp_path / "in", "--out", tmp_path / "o", "--annotate", "--model", tiny_models["direct"])
     assert r.exit_code == 1 and "too long" in r.stderr
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["short.jpg.annotated.jpg", "short.jpg.json"]
+
+
+def test_options_that_do_nothing_here_are_said(tiny_models):
+    r = run("detect", "examples/astronaut.jpg", "--redo", "--no-box", "--shard-size", 5, "--model", tiny_models["direct"])
+    assert r.exit_code == 0
+    for says in ("--redo needs --out", "--shard-size needs --format", "need --annotate"):
+        assert says in r.stderr
+    r = run("detect", "examples/astronaut.jpg", "--model", tiny_models["direct"])
+    assert "note:" not in r.stderr

@@ -259,3 +259,13 @@ def test_video_api_takes_string_paths_and_refuses_an_empty_input(tiny_models, tm
     with pytest.raises(UsageError, match="empty"):
         process_video("", fl, json_path=str(tmp_path / "e.jsonl"))
     assert run("video", "", "--json", tmp_path / "e.jsonl").exit_code == 2
+
+
+def test_frames_of_another_size_are_scaled_and_said(tiny_models, tmp_path, small_face):
+    d = tmp_path / "frames"
+    d.mkdir()
+    for i in range(4):
+        size = (480, 360) if i != 2 else (240, 180)
+        cv2.imwrite(str(d / f"f{i:03d}.png"), frame_with([(10, 10)], small_face, size=size))
+    r = run("video", d, "--json", tmp_path / "f.jsonl", "--model", tiny_models["direct"])
+    assert r.exit_code == 0 and "1 frame(s) of another size were scaled" in r.stderr, r.stderr
