@@ -618,8 +618,11 @@ def _run_app(args: list[str]) -> None:
         hint = f" (a file? write ./{e.option_name} or put -- before it)" if not e.possibilities else ""
         fail_now(e.format_message() + hint)
     except click.exceptions.UsageError as e:
-        sub = f" {e.ctx.info_name}" if e.ctx is not None and e.ctx.info_name != "facemark" else ""
-        fail_now(f"{e.format_message()} (see: facemark{sub} --help)")
+        sub = e.ctx.info_name if e.ctx is not None and e.ctx.info_name != "facemark" else ""
+        if not sub and args:  # an option's missing value is raised from the group's context
+            group = typer.main.get_command(app)
+            sub = args[0] if args[0] in group.list_commands(click.Context(group)) else ""
+        fail_now(f"{e.format_message()} (see: facemark{' ' + sub if sub else ''} --help)")
     except click.exceptions.ClickException as e:
         fail_now(e.format_message())
     except KeyboardInterrupt:  # a second Ctrl-C / SIGTERM while a command was already winding down

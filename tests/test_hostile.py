@@ -602,3 +602,8 @@ def test_draw_takes_what_detect_takes(fl):
 
 def as_colour(image):
     return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image[..., :3]
+
+
+def test_an_option_without_its_value_points_at_its_command_s_help():
+    r = subprocess.run([sys.executable, "-m", "facemark", "detect", "--out"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.strip().endswith("(see: facemark detect --help)"), r.stderr
