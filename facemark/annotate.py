@@ -32,7 +32,8 @@ def draw(image: np.ndarray, faces: list[Face], style: str = "contours", box: boo
         raise ValueError(f"style must be one of {', '.join(STYLES)}, not {style!r}")
     if not isinstance(image, np.ndarray) or image.dtype not in (np.uint8, np.uint16) or image.ndim not in (2, 3) \
             or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
-        raise TypeError("image must be a uint8 array: (H, W, 3) BGR, (H, W, 4) BGRA or (H, W) grey, as detect takes")
+        raise TypeError("image must be a uint8 (or uint16) array: (H, W, 3) BGR, (H, W, 4) BGRA or (H, W) grey, "
+                        "as detect takes")
     if faces is None or isinstance(faces, (str, bytes, Face)) or not hasattr(faces, "__iter__"):
         raise TypeError(f"faces must be a list of Face objects (as FaceLandmarker returns them), not {type(faces).__name__}")
     faces = list(faces)

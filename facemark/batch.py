@@ -24,6 +24,7 @@ from .imageio import ImageError, atomic_write_bytes, encode_image, read_image, r
 from .inputs import InputImage, collisions, expand, output_names
 from .landmarker import FaceLandmarker
 from .results import SCHEMA, document, dumps
+from .shards import DEFAULT_SHARD_SIZE
 from .workers import WorkersUnavailable, cpu_cores, run_workers
 
 ANNOTATED_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -71,13 +72,13 @@ def plan_inputs(inputs: list[str], out_dir: Path | None = None, annotate: bool =
         raise UsageError("--out is an empty string; name a folder (use . for this folder)")
     drawings: list[Path] = []
     images, problems = expand([str(a) for a in inputs], drawings)
+    if drawings:
+        log(f"note: left out {len(drawings)} file(s) named *.annotated.* (facemark's drawings, e.g. {drawings[0]}); "
+            f"name such a file to process it")
     if not images and len(problems) == 1:
         raise UsageError(problems[0])  # the one reason, in one line
     for m in problems:
         log(f"error: {m}")
-    if drawings:
-        log(f"note: left out {len(drawings)} file(s) named *.annotated.* (facemark's drawings, e.g. {drawings[0]}); "
-            f"name such a file to process it")
     if not images:
         raise UsageError("no images to process")
     if annotate and out_dir is None:
@@ -87,8 +88,11 @@ def plan_inputs(inputs: list[str], out_dir: Path | None = None, annotate: bool =
     names = output_names(images)
     if out_dir is not None:
         out_dir = Path(out_dir)
-        if out_dir.exists() and not out_dir.is_dir():
-            raise UsageError(f"--out {out_dir} exists and is not a directory")
+        try:
+            if out_dir.exists() and not out_dir.is_dir():
+                raise UsageError(f"--out {out_dir} exists and is not a directory")
+        except OSError as e:  # a name too long, a folder that cannot be searched
+            raise UsageError(f"--out {out_dir}: {e.strerror or e}") from None
         clash = collisions(names)
         if clash:
             a, b = clash[0]
@@ -117,9 +121,9 @@ def _check_writable(out_dir: Path) -> None:
     import tempfile
 
     where = out_dir.absolute()
-    while not where.exists() and where != where.parent:
-        where = where.parent
     try:
+        while not where.exists() and where != where.parent:
+            where = where.parent
         if not where.is_dir():
             raise NotADirectoryError(f"{where} is not a directory")
         with tempfile.NamedTemporaryFile(dir=where, prefix=".fm-", suffix=".tmp"):
@@ -134,10 +138,7 @@ def _boxes_for(boxes: GivenBoxes, im: InputImage, name, source: Path | str | Non
     for key in (str(im.path), name.as_posix()):
         if boxes.has(key):
             dets = boxes.lookup(key)
-            h, w = image.shape[:2]
-            for j, d in enumerate(dets):
-                check_inside(d.box, w, h, f"box {j}")
-            return dets
+            return check_inside(dets, image.shape[1], image.shape[0], "box")
     raise ImageError(f"{im.path}: no entry in {source or 'the boxes'}")
 
 
@@ -284,8 +285,8 @@ def done_already(plan: Plan, fmt: str, out_dir: Path | None, annotate: bool, mod
         return set()
 
     def changed_since(im: InputImage, written: float) -> bool:
-        try:
-            return im.path.stat().st_mtime > written
+        try:  # 2 s of slack: FAT and some network file systems keep times that coarse
+            return im.path.stat().st_mtime > written + 2.0
         except OSError:  # gone or unreadable: the run says so for this image
             return True
 
@@ -308,7 +309,7 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                  boxes: Path | str | None = None, batch_images: int = 16, log: Callable[[str], None] = print,
                  progress: Callable[[int], None] | None = None, stdout=None, style: str = "contours",
                  show_box: bool = True, show_score: bool = True, fmt: str = "json", resume: bool = True,
-                 workers: "int | str" = 1, rows_per_shard: int = 10_000) -> BatchSummary:
+                 workers: "int | str" = 1, rows_per_shard: int = DEFAULT_SHARD_SIZE) -> BatchSummary:
     """Landmarks for every image in ``inputs`` (files, directories, globs, or a ``Plan``).
 
     ``fmt``: ``json`` writes ``OUT/<path>.json`` per image (and ``.annotated.<ext>``); ``jsonl`` and

@@ -20,6 +20,7 @@ from rich.markup import escape
 
 from . import __version__
 from .quiet import STDERR_LOCK
+from .shards import DEFAULT_SHARD_SIZE
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Faces and their 98 landmarks (WFLW layout) in images and video.")
@@ -160,7 +161,7 @@ def detect(
     show_box: bool = typer.Option(True, "--box/--no-box", help="With --annotate: draw the face box."),
     show_score: bool = typer.Option(True, "--score/--no-score", help="With --annotate: label the box with its score."),
     fmt: str = typer.Option("json", "--format", help="With --out: json (a file per image) | jsonl | parquet (shards of rows)."),
-    shard_size: int = typer.Option(10_000, "--shard-size", help="With --format jsonl/parquet: images per shard file."),
+    shard_size: int = typer.Option(DEFAULT_SHARD_SIZE, "--shard-size", help="With --format jsonl/parquet: images per shard file."),
     redo: bool = typer.Option(False, "--redo", help="With --out: recompute images whose outputs already exist (default: skip them)."),
     workers: str = typer.Option("auto", "--workers", help="Worker processes, each with its own models (cores are shared out); auto: one per core (at most 8, 64+ images each) on CPU, 1 on CUDA."),
     ray: Optional[str] = typer.Option(None, "--ray", help="Run on Ray: 'local' or a cluster address HOST:PORT (Parquet shards to --out)."),
@@ -188,13 +189,6 @@ def detect(
     n_workers = _workers(workers)
     if shard_size < 1:
         fail("--shard-size must be at least 1")
-    idle = [("--redo needs --out", redo and out_dir is None),  # a user who typed it expects it to do something
-            ("--shard-size needs --format jsonl or parquet", shard_size != 10_000 and fmt == "json"),
-            ("--draw, --no-box and --no-score need --annotate",
-             (style != "contours" or not show_box or not show_score) and not annotate)]
-    for message, ignored in idle:
-        if ignored:
-            say(f"note: {message}; ignored here")
     if ray is not None:
         if not ray.strip():
             fail("--ray is an empty string: give 'local' or a cluster address HOST:PORT")
@@ -208,6 +202,13 @@ def detect(
                  f"run without --ray for those)")
         return _detect_on_ray(inputs, Path(out_arg) if out_arg else None, ray, model, device, threshold, min_face,
                               batch_images, shard_size)
+    idle = [("--redo needs --out", redo and out_dir is None),  # a user who typed it expects it to do something
+            ("--shard-size needs --format jsonl or parquet", shard_size != DEFAULT_SHARD_SIZE and fmt == "json"),
+            ("--draw, --no-box and --no-score need --annotate",
+             (style != "contours" or not show_box or not show_score) and not annotate)]
+    for message, ignored in idle:
+        if ignored:
+            say(f"note: {message}; ignored here")
     if out_dir is None and sys.stdout is None:
         fail("standard output is closed: give --out DIR")
     with usage_errors():
@@ -274,12 +275,13 @@ def video(
 ):
     """Tracked, smoothed landmarks on video: an annotated video and/or per-frame JSON lines.
 
-    Exit codes: 0 done, 1 some frames did not decode (the rest is written), 2 usage or unreadable
-    input (nothing written), 130 interrupted (what was done is written and playable).
+    Exit codes: 0 done, 1 some frames did not decode (the rest is written) or the outputs could not
+    be completed (a full disk: nothing kept), 2 usage or unreadable input (nothing written), 130
+    interrupted (what was done is written and playable).
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .video import VideoError, process_video
+    from .video import VideoError, VideoWriteError, process_video
 
     if out_path is None and json_path is None:
         fail("give --out VIDEO and/or --json FILE.jsonl")
@@ -296,7 +298,7 @@ def video(
                                       keep_ignoring=True, progress=lambda done, total, rate: bar.update(task, completed=done, total=total, rate=rate))
             except VideoError as e:
                 bar.stop()
-                fail(str(e))
+                fail(str(e), 1 if isinstance(e, VideoWriteError) else 2)
     except KeyboardInterrupt:  # before the first frame (nothing written), or a late second signal
         if s is None:
             exit_interrupted("interrupted before any frame was written")

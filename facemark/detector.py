@@ -7,7 +7,6 @@
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -17,6 +16,7 @@ import cv2
 import numpy as np
 
 from .runtime import ort_session
+from .shards import json_or_lines
 
 
 @dataclass
@@ -248,25 +248,15 @@ def check_box(b, where: str = "box") -> np.ndarray:
     return np.append(arr, 1.0) if arr.size == 4 else arr
 
 
-def check_inside(box, width: int, height: int, where: str = "box") -> None:
-    """``BoxError`` for a box that does not overlap the image at all: landmarks there would be a
-    model's guess in empty space (pixel centres are 0 .. w-1; a box may reach past the border)."""
-    x1, y1, x2, y2 = np.asarray(box, np.float64)[:4]
-    if x2 <= -0.5 or y2 <= -0.5 or x1 >= width - 0.5 or y1 >= height - 0.5:
-        raise BoxError(f"{where} {np.round([x1, y1, x2, y2], 1).tolist()} lies outside the {width}x{height} image")
-
-
-def _json_or_lines(data: bytes):
-    """One JSON value, or one per line (facemark's stdout or a --format jsonl shard) as a list."""
-    try:
-        return json.loads(data)
-    except json.JSONDecodeError as e:
-        if not e.msg.startswith("Extra data"):
-            raise
-        try:
-            return [json.loads(line) for line in data.splitlines() if line.strip()]
-        except json.JSONDecodeError as e2:
-            raise ValueError(f"neither one JSON value nor one per line ({e2.msg}, line {e.lineno})") from None
+def check_inside(dets: list[Detection], width: int, height: int, name: str = "boxes") -> list[Detection]:
+    """``dets``, or ``BoxError`` for one that does not overlap the image at all: landmarks there
+    would be a model's guess in empty space (pixel centres are 0 .. w-1; a box may reach past
+    the border)."""
+    for j, d in enumerate(dets):
+        x1, y1, x2, y2 = np.asarray(d.box, np.float64)[:4]
+        if x2 <= -0.5 or y2 <= -0.5 or x1 >= width - 0.5 or y1 >= height - 0.5:
+            raise BoxError(f"{name}[{j}] {np.round([x1, y1, x2, y2], 1).tolist()} lies outside the {width}x{height} image")
+    return dets
 
 
 @dataclass
@@ -298,7 +288,7 @@ class GivenBoxes:
 
                 data = read_shard(path)
             else:
-                data = _json_or_lines(Path(path).read_bytes())
+                data = json_or_lines(Path(path).read_bytes())
         except RecursionError:
             raise ValueError("nested too deeply") from None
         one = isinstance(data, dict) and ("schema" in data or {"path", "faces"} <= data.keys())  # one document or row

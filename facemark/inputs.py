@@ -75,11 +75,13 @@ def expand(args: list[str], drawings: list[Path] | None = None) -> tuple[list[In
                 add(p, p.parent)  # read_image says what is wrong if it is no regular image file
         elif _has_magic(arg):  # a quoted glob: the same as if the shell had expanded it
             hits = sorted(Path(x) for x in glob.glob(arg, recursive=True))
+            drawn = [h for h in hits if ".annotated." in h.name and not h.is_dir()]
             if drawings is not None:
-                drawings += [h for h in hits if ".annotated." in h.name and not h.is_dir()]
+                drawings += drawn
             hits = [h for h in hits if not h.is_dir() and is_image_name(h.name)]
             if not hits:
-                problems.append(f"{arg}: no file matches this pattern")
+                problems.append(f"{arg}: matches only facemark's drawings (*.annotated.*); name one to process it"
+                                if drawn else f"{arg}: no file matches this pattern")
             for h in hits:
                 add(h, h.parent)
         else:

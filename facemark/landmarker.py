@@ -100,14 +100,14 @@ class FaceLandmarker:
     def landmarks(self, image: str | Path | np.ndarray, boxes: Iterable) -> list[Face]:
         """Landmarks for faces the caller already found: boxes (K, 4|5) or ``Detection``s."""
         image = self._load(image)
-        return self.landmarks_for([image], [_inside(_as_detections(boxes), image, "boxes")])[0]
+        return self.landmarks_for([image], [check_inside(_as_detections(boxes), image.shape[1], image.shape[0])])[0]
 
     def landmarks_batch(self, images: Sequence, boxes: Sequence[Iterable]) -> list[list[Face]]:
         images, boxes = _sequence(images, "images"), _sequence(boxes, "boxes")
         if len(images) != len(boxes):
             raise ValueError(f"landmarks_batch needs one list of boxes per image: {len(images)} images, {len(boxes)} box lists")
         images = [self._load(i, f"images[{k}]") for k, i in enumerate(images)]
-        return self.landmarks_for(images, [_inside(_as_detections(b, f"boxes[{k}]"), im, f"boxes[{k}]")
+        return self.landmarks_for(images, [check_inside(_as_detections(b, f"boxes[{k}]"), im.shape[1], im.shape[0], f"boxes[{k}]")
                                            for k, (b, im) in enumerate(zip(boxes, images))])
 
     # --- the work --------------------------------------------------------------------------
@@ -191,13 +191,6 @@ def _sequence(value, name: str) -> list:
     if isinstance(value, (str, Path, np.ndarray)) or not isinstance(value, Iterable):
         raise TypeError(f"{name} must be a list (one entry per image), not {type(value).__name__}")
     return list(value)
-
-
-def _inside(dets: list[Detection], image: np.ndarray, name: str) -> list[Detection]:
-    h, w = image.shape[:2]
-    for j, d in enumerate(dets):
-        check_inside(d.box, w, h, f"{name}[{j}]")
-    return dets
 
 
 def _as_detections(boxes, name: str = "boxes") -> list[Detection]:

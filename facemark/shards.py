@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
+DEFAULT_SHARD_SIZE = 10_000  # rows per shard file
+
 FORMATS = ("json", "jsonl", "parquet")
 SHARD_GLOB = "part-*.{ext}"
 
@@ -43,12 +45,25 @@ def require_pyarrow():
         raise UsageError('--format parquet needs pyarrow: pip install "facemark[parquet]"') from None
 
 
+def json_or_lines(data: bytes):
+    """One JSON value, or one per line (facemark's stdout or a --format jsonl shard) as a list."""
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as e:
+        if not e.msg.startswith("Extra data"):
+            raise
+        try:
+            return [json.loads(line) for line in data.splitlines() if line.strip()]
+        except json.JSONDecodeError as e2:
+            raise ValueError(f"neither one JSON value nor one per line ({e2.msg}, line {e.lineno})") from None
+
+
 class ShardWriter:
     """Rows -> ``OUT/part-NNNNN.jsonl`` (or ``.parquet``), ``rows_per_shard`` rows each. A shard
     exists only once complete (temporary name, then rename), so after a crash every shard on disk
     is whole and ``done_paths`` says which images need no second run."""
 
-    def __init__(self, out_dir: str | Path, fmt: str = "jsonl", rows_per_shard: int = 10_000, prefix: str = "part"):
+    def __init__(self, out_dir: str | Path, fmt: str = "jsonl", rows_per_shard: int = DEFAULT_SHARD_SIZE, prefix: str = "part"):
         if fmt not in ("jsonl", "parquet"):
             raise ValueError(f"shard format must be jsonl or parquet, not {fmt!r}")
         if fmt == "parquet":
@@ -133,11 +148,8 @@ def _rows_of(path: Path) -> list[dict]:
         if path.suffix in (".jsonl", ".parquet"):
             rows = read_shard(path)
             return [_from_document(r) if "schema" in r else r for r in rows]
-        text = path.read_bytes()
-        try:
-            docs = [json.loads(text)]
-        except json.JSONDecodeError:  # one document per line: what `facemark detect A B > F` prints
-            docs = [json.loads(line) for line in text.splitlines() if line.strip()]
+        docs = json_or_lines(path.read_bytes())  # one per line: what `facemark detect A B > F` prints
+        docs = docs if isinstance(docs, list) else [docs]
         if docs and all(isinstance(d, dict) and d.get("schema") == "facemark/v1" for d in docs):
             return [_from_document(d) for d in docs]
         raise ValueError("not a facemark/v1 document")
@@ -175,7 +187,7 @@ def read(path: str | Path, on_error=None) -> list[dict]:
     return list(iter_results(path, on_error))
 
 
-def write_rows(rows: Iterable[dict], out_dir: str | Path, fmt: str = "jsonl", rows_per_shard: int = 10_000) -> list[Path]:
+def write_rows(rows: Iterable[dict], out_dir: str | Path, fmt: str = "jsonl", rows_per_shard: int = DEFAULT_SHARD_SIZE) -> list[Path]:
     w = ShardWriter(out_dir, fmt, rows_per_shard)
     paths = []
     for r in rows:

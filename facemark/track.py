@@ -58,7 +58,7 @@ class Tracker:
     shape_min_cutoff: float = SHAPE_MIN_CUTOFF
     shape_beta: float = SHAPE_BETA
     lost_motion: float = 0.6  # a jump beyond this many inter-ocular distances in one frame is a loss
-    max_unconfirmed: int = 2  # drop a track the detector has not seen for this many cycles (ghosts)
+    max_unconfirmed: int = 5  # drop a hidden track after this many detections in a row missed it
     cut_level: float = 20.0  # mean change (0-255) of a small grey thumbnail that counts as a cut
     tracks: list[Track] = field(default_factory=list)
     next_id: int = 0
@@ -71,11 +71,13 @@ class Tracker:
         return FaceSmoother(align.TEMPLATES["mean98"], self.min_cutoff, self.beta, self.shape_min_cutoff, self.shape_beta)
 
     def step(self, image: np.ndarray, t: float) -> list[Track]:
-        """Landmarks for one frame at time ``t`` (seconds); returns the live tracks.
+        """Landmarks for one frame at time ``t`` (seconds); returns the tracks the latest detection
+        saw (hidden ones are still followed, and keep their id if a detection finds them again).
 
         Existing faces are always followed from their previous landmarks (no jump on detection
-        frames); the detector runs every ``detect_every`` frames, when a face was lost, or when
-        there is none, and only adds faces that no track covers."""
+        frames); the detector runs every ``detect_every`` frames, at a cut, when a face was lost,
+        when there is none, and on every frame while a track is hidden; it only adds faces that
+        no track covers."""
         lost = self._follow(image) if self.tracks else False
         self.frames_since_detect += 1
         doubt = any(tr.unconfirmed for tr in self.tracks)
@@ -131,9 +133,10 @@ class Tracker:
         return -0.1 * w < c[0] < 1.1 * w and -0.1 * h < c[1] < 1.1 * h
 
     def _detect(self, image: np.ndarray) -> None:
-        """Confirm tracks the detector still sees (others are hidden at once, checked again on the
-        next frame and dropped after ``max_unconfirmed`` misses: the model finds a "face" in any
-        crop, so a face that left would linger), and start
+        """Confirm tracks the detector still sees (others are hidden at once, checked again on each
+        next frame and dropped after ``max_unconfirmed`` misses in a row: the model finds a "face"
+        in any crop, so a face that left would linger; a face the detector misses for a few blurred
+        frames keeps its id), and start
         tracks for detected faces that no track covers (box overlap <= 0.3)."""
         fl = self.landmarker
         found: list[Detection] = fl.detector.detect(image)

@@ -10,13 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-# FFmpeg's decoder threads report damaged packets on stderr outside any window facemark can
-# silence (thousands of lines for one bad stretch); facemark counts such frames itself. Set
-# before the first capture opens; a user's own OPENCV_FFMPEG_LOGLEVEL still wins.
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import numpy as np
 
 from .imageio import IMAGE_EXTS, ImageError, make_temp, output_target, publish, quiet_stderr, read_image, remove_stale_temps
 
@@ -27,6 +22,10 @@ FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv"
 
 class VideoError(ValueError):
     """Input that is not a readable video (or frames), or an output that cannot be written."""
+
+
+class VideoWriteError(VideoError):
+    """The outputs could not be completed (a full disk, say): nothing was kept. Exit 1, not 2."""
 
 
 @dataclass
@@ -64,7 +63,7 @@ class Source:
                 # A damaged stretch mid-file: the demuxer moves on, so keep reading while the
                 # container promises more frames (a run of failures longer than MAX_BAD_RUN ends it).
                 fails += 1
-                if self.frames is None or i + self.decode_errors + fails >= self.frames or fails > MAX_BAD_RUN:
+                if self.frames is None or i + fails >= self.frames or fails > MAX_BAD_RUN:  # i counts earlier bad frames
                     break
                 continue
             self.decode_errors += fails
@@ -82,6 +81,10 @@ class Source:
 
 def open_source(spec: str, fps: float | None = None) -> Source:
     """A video file, a directory or glob of frames, or a camera index."""
+    # FFmpeg's decoder threads report damaged packets on stderr outside any window facemark can
+    # silence (thousands of lines for one bad stretch); facemark counts such frames itself. Read
+    # when the process opens its first capture; a user's own OPENCV_FFMPEG_LOGLEVEL wins.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     if spec.isdigit() and not Path(spec).exists():
         try:
             with quiet_stderr():  # the capture backends list every camera they tried
@@ -171,7 +174,9 @@ class AtomicVideoWriter:
             ok = cap.isOpened() and cap.read()[0]
             n = cap.get(cv2.CAP_PROP_FRAME_COUNT) if ok else 0
             cap.release()
-        if not ok or 0 < n < self.frames - max(1, self.frames // 50):  # some containers estimate the count
+        if not ok:
+            raise OSError(f"the written video cannot be read back ({self.frames} frames were encoded; disk full?)")
+        if 0 < n < self.frames - max(1, self.frames // 50):  # some containers estimate the count
             raise OSError(f"the video encoder wrote {int(n)} of {self.frames} frames (disk full?)")
 
     def publish(self) -> None:
@@ -348,7 +353,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
         except _StopNow:
             pass
         except OSError as e:  # disk full or gone while writing: the temporaries are removed below
-            raise VideoError(f"cannot write the output: {e.strerror or e}; nothing was kept") from None
+            raise VideoWriteError(f"cannot write the output: {e.strerror or e}; nothing was kept") from None
         for sig in signals:  # closing the outputs is not interrupted again
             signal.signal(sig, signal.SIG_IGN)
         if done == 0:
@@ -357,9 +362,13 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
             for w in writers:  # every output complete before any is renamed into place
                 w.finish()
         except OSError as e:
-            raise VideoError(f"cannot finish writing the output: {e.strerror or e}; nothing was kept") from None
-        while writers:
-            writers.pop(0).publish()
+            raise VideoWriteError(f"cannot finish writing the output: {e.strerror or e}; nothing was kept") from None
+        try:
+            while writers:
+                writers[0].publish()
+                writers.pop(0)
+        except OSError as e:
+            raise VideoWriteError(f"cannot rename {writers[0].path.name} into place: {e.strerror or e}") from None
     finally:
         for w in writers:  # not committed: an error, or no frame at all
             w.abort()

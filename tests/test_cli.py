@@ -121,7 +121,7 @@ def test_empty_blank_and_faceless_images(tiny_models, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["detect", "nope.jpg"], "no images"),
+    (["detect", "nope.jpg"], "nope.jpg: no such file"),
     (["detect", "examples/astronaut.jpg", "--annotate"], "--annotate"),
     (["detect", "examples/astronaut.jpg", "--device", "tpu"], "--device"),
     (["detect", "examples/astronaut.jpg", "--model", "resnet"], "unknown model"),
@@ -260,11 +260,15 @@ def test_ray_refuses_options_it_would_ignore(tmp_path, extra, says):
     r = run("detect", "examples/astronaut.jpg", "--ray", "local", "--out", tmp_path / "o", *extra)
     assert r.exit_code == 2 and says in r.stderr and "--ray does not take" in r.stderr
     assert not (tmp_path / "o").exists()
-    assert run("detect", "examples/astronaut.jpg", "--ray", " ", "--out", tmp_path / "o").exit_code == 2
+
+
+def test_ray_refuses_an_empty_address(tmp_path):
+    r = run("detect", "examples/astronaut.jpg", "--ray", " ", "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "--ray is an empty string" in r.stderr
 
 
 @pytest.mark.parametrize("extra", [["--model", "nope"], ["--boxes", "missing.json"], ["--detector", "yunet:none.onnx"],
-                                   ["--format", "csv"]])
+                                   ["--threshold", "7"]])
 def test_a_usage_error_leaves_no_out_folder(tmp_path, extra):
     out = tmp_path / "new" / "deeper"
     r = run("detect", "examples/astronaut.jpg", "--out", out, *extra)

@@ -582,6 +582,11 @@ def test_the_api_and_the_cli_agree_on_boxes_outside_the_image_or_under_a_pixel(f
         with pytest.raises(ValueError, match=says):
             fl.landmarks_batch([img], [bad])
     assert len(fl.landmarks(img, boxes=[[-20, -20, 30, 30]])) == 1  # reaching past the border is fine
+    cv2.imwrite(str(tmp_path / "grey.png"), img)
+    (tmp_path / "b.json").write_text(json.dumps({"grey.png": [[-1000, -1000, -900, -900]]}))
+    r = subprocess.run([sys.executable, "-m", "facemark", "detect", "grey.png", "--boxes", "b.json", "--model", "direct"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "lies outside the 120x100 image" in r.stderr, r.stderr
 
 
 def test_draw_takes_what_detect_takes(fl):
@@ -596,7 +601,7 @@ def test_draw_takes_what_detect_takes(fl):
         assert (out != as_colour(image)).any()  # something was drawn
     with pytest.raises(TypeError, match="list of Face"):
         draw(img, None)
-    with pytest.raises(TypeError, match="uint8 array"):
+    with pytest.raises(TypeError, match="must be a uint8"):
         draw(img.astype(np.float32), faces)
 
 

@@ -130,6 +130,6 @@ def test_direct_readout_grows_with_unchanged_outputs_then_reads_positions(tmp_pa
     crops = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
     ref = Predictor(grown)(torch.from_numpy(crops)).detach().numpy()
     assert np.abs(OnnxModel(tmp_path / "r.onnx")(crops) - ref).max() < 1e-3
-    for bad in (-1, 1.5, "8"):
+    for bad in (-1, 1.5, "8", True):
         with pytest.raises(ValueError, match="readout"):
             create("direct", size=32, readout=bad)

@@ -83,6 +83,30 @@ def test_ids_are_stable_and_faces_come_and_go(small_face):
     assert all(len(tr_.smoothed) == 98 for tr_ in tr.tracks)
 
 
+def test_a_face_the_detector_misses_for_a_few_frames_keeps_its_id(small_face):
+    """A detection that misses a face hides it and checks again on each next frame; found again
+    within ``max_unconfirmed`` frames it is the same face (same id), not a new one."""
+    fl = landmarker_with(MeanShapeModel(), batch_size=8)
+    real = fl.detector
+
+    class Blinking:  # misses every face on the detections of frames 10-12
+        name = real.name
+
+        def __init__(self):
+            self.frame = 0
+
+        def detect(self, image):
+            return [] if 10 <= self.frame <= 12 else real.detect(image)
+
+    det = fl.detector = Blinking()
+    tr = Tracker(fl, detect_every=5)
+    ids = []
+    for i in range(25):
+        det.frame = i
+        ids.append([t.id for t in tr.step(frame_with([(30, 100)], small_face), i / 25.0)])
+    assert ids[:10] == [[0]] * 10 and ids[10:13] == [[]] * 3 and ids[13:] == [[0]] * 12
+
+
 def test_a_cut_to_black_drops_the_face_at_once_and_scores_are_fresh(small_face):
     """Between detections the model would follow a face that is no longer there (it draws a face
     in any crop); a cut is noticed on its frame, and a detection that misses a face hides it."""
@@ -242,7 +266,7 @@ def test_an_encoder_that_loses_frames_leaves_no_output(tiny_models, tmp_path, sm
     monkeypatch.setattr(video_mod.AtomicVideoWriter, "write", lossy)
     out, js = tmp_path / "o.avi", tmp_path / "o.jsonl"
     r = run("video", clip, "--out", out, "--json", js, "--model", tiny_models["direct"])
-    assert r.exit_code == 2 and "5 of 30 frames" in r.stderr, r.stderr
+    assert r.exit_code == 1 and "5 of 30 frames" in r.stderr, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.avi"]  # neither output, no temporaries
 
 
@@ -269,3 +293,30 @@ def test_frames_of_another_size_are_scaled_and_said(tiny_models, tmp_path, small
         cv2.imwrite(str(d / f"f{i:03d}.png"), frame_with([(10, 10)], small_face, size=size))
     r = run("video", d, "--json", tmp_path / "f.jsonl", "--model", tiny_models["direct"])
     assert r.exit_code == 0 and "1 frame(s) of another size were scaled" in r.stderr, r.stderr
+
+
+def test_the_frame_loop_counts_two_damaged_stretches_once_each():
+    """Frames 10-14 and 90-94 of 100 do not decode: the other 90 come out, numbered as in the file."""
+    from facemark.video import Source
+
+    class FakeCapture:
+        def __init__(self):
+            self.pos = 0
+
+        def read(self):
+            self.pos += 1
+            k = self.pos - 1
+            if k >= 100 or 10 <= k < 15 or 90 <= k < 95:
+                return False, None
+            return True, np.full((4, 4, 3), k, np.uint8)
+
+        def get(self, prop):
+            return 0.0
+
+        def release(self):
+            pass
+
+    src = Source("fake", 25.0, 4, 4, 100, _cap=FakeCapture())
+    got = [(i, int(frame[0, 0, 0])) for i, t, frame in src]
+    assert [i for i, _ in got] == [k for k in range(100) if not (10 <= k < 15 or 90 <= k < 95)]
+    assert all(i == value for i, value in got) and src.decode_errors == 10

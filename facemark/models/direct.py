@@ -11,7 +11,7 @@ channel and position instead (MobileFaceNet's global depthwise convolution). It 
 Readout: pooling, even learned, still gives each channel one number, so the head can only weigh a
 channel the same way for every landmark's position. ``readout=K`` adds, beside it, a linear read of
 every position of each tapped map (through a 1x1 projection to K channels, so it stays small:
-0.37 M parameters and as many multiply-adds for K=16). Its last layer starts at zero, so trained
+0.19 M parameters and 0.32 M multiply-adds for K=8). Its last layer starts at zero, so trained
 weights grow into it with unchanged outputs.
 """
 from __future__ import annotations
@@ -65,7 +65,7 @@ class DirectRegression(nn.Module):
         super().__init__()
         if pool not in ("mean", "spatial"):
             raise ValueError(f"pool must be 'mean' or 'spatial', not {pool!r}")
-        if not isinstance(readout, int) or not 0 <= readout <= 256:
+        if isinstance(readout, bool) or not isinstance(readout, int) or not 0 <= readout <= 256:
             raise ValueError(f"readout must be a channel count 0-256 (0: none), not {readout!r}")
         self.config = dict(num_points=num_points, size=size, width_mult=width_mult, pool=pool, readout=readout)
         self.size = size
