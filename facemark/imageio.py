@@ -160,6 +160,11 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
     except cv2.error as e:
         msg = "too many pixels for OpenCV" if "pixel" in str(e).lower() else "OpenCV cannot decode it"
         raise ImageError(f"{name}: {msg}") from None
+    if image is None:  # floating-point TIFFs and the like: IMREAD_COLOR will not make them 8-bit
+        with quiet_stderr():
+            raw = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        if raw is not None and raw.dtype.kind == "f" and raw.size and np.isfinite(raw).all():
+            image = as_bgr(raw)  # [0, 1] scaled to 0..255, else clipped
     if image is None:
         raise ImageError(f"{name} is not an image OpenCV can decode (damaged or not an image)")
     if image.shape[0] == 0 or image.shape[1] == 0:

@@ -612,3 +612,11 @@ def as_colour(image):
 def test_an_option_without_its_value_points_at_its_command_s_help():
     r = subprocess.run([sys.executable, "-m", "facemark", "detect", "--out"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.strip().endswith("(see: facemark detect --help)"), r.stderr
+
+
+def test_a_floating_point_tiff_is_read_as_displayed(tmp_path):
+    from facemark.imageio import read_image
+
+    img = cv2.imread("examples/astronaut.jpg")
+    assert cv2.imwrite(str(tmp_path / "f.tiff"), img.astype(np.float32) / 255.0)
+    assert np.abs(read_image(tmp_path / "f.tiff").astype(int) - img).max() <= 1
