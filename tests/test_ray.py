@@ -186,7 +186,7 @@ def test_cli_ray_option_matches_the_single_process_run(folder, expected, tmp_pat
         if was_up:
             ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     assert r.returncode == 1, r.stderr  # two bad files: rows with an error
-    assert "Traceback" not in r.stderr and f"{GOOD + 2} image(s) on Ray" in r.stderr and "2 failed" in r.stderr
+    assert "Traceback" not in r.stderr and f"{GOOD + 2} image(s) done" in r.stderr and "2 failed" in r.stderr
     check_rows(read(tmp_path / "o"), expected)
 
 
