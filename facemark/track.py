@@ -93,8 +93,9 @@ class Tracker:
     def _cut(self, image: np.ndarray) -> bool:
         """A scene cut (or a cut to black): the whole frame changed at once, so faces may be gone
         without moving; detect now instead of up to ``detect_every`` frames later."""
-        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-        thumb = cv2.resize(grey, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+        green = image[..., 1] if image.ndim == 3 else image  # brightness enough to see a cut
+        sy, sx = max(1, green.shape[0] // 128), max(1, green.shape[1] // 128)  # ~128 px sampled: 0.04 ms
+        thumb = cv2.resize(np.ascontiguousarray(green[::sy, ::sx]), (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
         prev, self._thumb = self._thumb, thumb
         return prev is not None and float(np.abs(thumb - prev).mean()) > self.cut_level
 
