@@ -59,7 +59,7 @@ class Tracker:
     shape_beta: float = SHAPE_BETA
     lost_motion: float = 0.6  # a jump beyond this many inter-ocular distances in one frame is a loss
     max_unconfirmed: int = 5  # drop a hidden track after this many detections in a row missed it
-    cut_level: float = 20.0  # mean change (0-255) of a small grey thumbnail that counts as a cut
+    cut_level: float = 20.0  # mean change (0-255) of a small brightness thumbnail that counts as a cut
     tracks: list[Track] = field(default_factory=list)
     next_id: int = 0
     frames_since_detect: int = 0
