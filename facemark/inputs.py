@@ -31,6 +31,11 @@ def is_image_name(name: str) -> bool:
     return Path(name).suffix.lower() in IMAGE_EXTS and ".annotated." not in name
 
 
+def is_drawing_name(name: str) -> bool:
+    """An image named like facemark's annotated outputs (``x.jpg.annotated.jpg``)."""
+    return ".annotated." in name and Path(name).suffix.lower() in IMAGE_EXTS
+
+
 def walk_images(root: Path, problems: list[str], drawings: list[Path] | None = None) -> list[Path]:
     """Image files below ``root``, sorted; symlinked folders are not followed (no loops), and a
     folder that cannot be listed is one problem line, not the end of the run. Files named like
@@ -44,7 +49,7 @@ def walk_images(root: Path, problems: list[str], drawings: list[Path] | None = N
         dirs.sort()
         found += [Path(folder) / f for f in sorted(files) if is_image_name(f)]
         if drawings is not None:
-            drawings += [Path(folder) / f for f in sorted(files) if ".annotated." in f and is_image_name(f.replace(".annotated.", "."))]
+            drawings += [Path(folder) / f for f in sorted(files) if is_drawing_name(f)]
     return found
 
 
@@ -75,7 +80,7 @@ def expand(args: list[str], drawings: list[Path] | None = None) -> tuple[list[In
                 add(p, p.parent)  # read_image says what is wrong if it is no regular image file
         elif _has_magic(arg):  # a quoted glob: the same as if the shell had expanded it
             hits = sorted(Path(x) for x in glob.glob(arg, recursive=True))
-            drawn = [h for h in hits if ".annotated." in h.name and not h.is_dir()]
+            drawn = [h for h in hits if is_drawing_name(h.name) and not h.is_dir()]
             if drawings is not None:
                 drawings += drawn
             hits = [h for h in hits if not h.is_dir() and is_image_name(h.name)]

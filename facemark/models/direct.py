@@ -42,16 +42,14 @@ class SpatialPool(nn.Module):
 
 
 class FlatReadout(nn.Module):
-    """A 1x1 projection to ``k`` channels, then one linear layer over every position (zero-initialised)."""
+    """The weights of a readout: a 1x1 projection to ``k`` channels, then one linear layer over
+    every position (zero-initialised). The model applies them, with its head's in one product."""
 
     def __init__(self, channels: int, side: int, k: int, out: int):
         super().__init__()
         self.reduce = nn.Conv2d(channels, k, 1, bias=False)  # no BN: nothing to calibrate when grown
         self.fc = nn.Linear(k * side * side, out, bias=False)
         nn.init.zeros_(self.fc.weight)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (the model joins fc into its head's product)
-        return self.fc(self.reduce(x).flatten(1))
 
 
 def _mean_pool(x: torch.Tensor) -> torch.Tensor:
