@@ -140,7 +140,7 @@ def run_workers(spec: dict, job, chunks: list, workers: int, report: Callable[[l
             pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),  # no fork of onnxruntime's threads
                                        initializer=_init, initargs=(payload, os.getpid()))
             for chunk in todo:
-                pending.append((chunk, _submit(pool, chunk)))
+                pending.append((chunk, pool.submit(_chunk, chunk)))
                 if len(pending) >= 3 * workers:
                     break
         except (OSError, ImportError, NotImplementedError) as e:  # no semaphores, no /dev/shm, no processes
@@ -158,7 +158,7 @@ def run_workers(spec: dict, job, chunks: list, workers: int, report: Callable[[l
             pending.popleft()
             nxt = next(todo, None)
             if nxt is not None:
-                pending.append((nxt, _submit(pool, nxt)))
+                pending.append((nxt, pool.submit(_chunk, nxt)))
     except BrokenProcessPool:  # from result() or from submit(), whichever sees it first
         first = pending[0][0][0][1].path if pending else "the next chunk"
         _stop(pool)
@@ -170,24 +170,6 @@ def run_workers(spec: dict, job, chunks: list, workers: int, report: Callable[[l
             _stop(pool)
         raise
     pool.shutdown(wait=True)
-
-
-def _submit(pool, chunk):
-    """``pool.submit`` with Ctrl-C and SIGTERM held until it returns: raised inside it, they can
-    leave the pool's internal lock taken, and stopping the pool then waits for it forever."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return pool.submit(_chunk, chunk)
-    held: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: held.append(signum)) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        return pool.submit(_chunk, chunk)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if held:
-            raise KeyboardInterrupt
 
 
 def _stop(pool) -> None:
