@@ -262,8 +262,27 @@ def test_a_killed_worker_stops_the_run_with_one_line_and_a_rerun_finishes(folder
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers through /proc")
+def stacks_of(p: subprocess.Popen, workers: list[int]) -> str:
+    """Why a run did not stop: its threads' stacks (faulthandler, on SIGABRT), its signal state
+    and what its workers and other children were doing."""
+    status = _read(f"/proc/{p.pid}/status").decode()
+    kids = [int(x) for x in _read(f"/proc/{p.pid}/task/{p.pid}/children").split()]
+    children = [f"{k} {_read(f'/proc/{k}/stat').decode().split(') ')[-1][:1]} "
+                f"{_read(f'/proc/{k}/cmdline').decode().replace(chr(0), ' ')[:90]}" for k in kids + workers]
+    signals = [line for line in status.splitlines() if line.startswith(("State", "Sig", "Shd"))]
+    p.send_signal(signal.SIGABRT)
+    try:
+        _, stderr = p.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        _, stderr = p.communicate()
+    return "\n".join(["the run did not stop within 30 s of Ctrl-C", *signals, "children:", *children, stderr])
+
+
 def test_ctrl_c_stops_even_a_frozen_worker(folder):
-    cmd = [sys.executable, "-m", "facemark", "detect", "in", "--out", "frozen", "--workers", "2", "--batch", "1", *MODEL]
+    # -X faulthandler: if the run hangs, SIGABRT makes it print every thread's stack (see stacks_of)
+    cmd = [sys.executable, "-X", "faulthandler", "-m", "facemark", "detect", "in", "--out", "frozen", "--workers", "2",
+           "--batch", "1", *MODEL]
     p = subprocess.Popen(cmd, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     t0 = time.time()
     while not (len(spawned_workers(p.pid)) == 2 and any((folder / "frozen").rglob("*.json"))):
@@ -272,7 +291,10 @@ def test_ctrl_c_stops_even_a_frozen_worker(folder):
     frozen = spawned_workers(p.pid)
     os.kill(frozen[0], signal.SIGSTOP)
     p.send_signal(signal.SIGINT)
-    _, stderr = p.communicate(timeout=30)
+    try:
+        _, stderr = p.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(stacks_of(p, frozen))
     assert p.returncode == 130 and stderr.strip().splitlines() == ["interrupted: outputs written so far are complete"]
     time.sleep(0.5)
     assert [pid for pid in frozen if alive(pid)] == []
