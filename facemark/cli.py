@@ -613,9 +613,27 @@ def run(argv: Optional[List[str]] = None) -> None:
         signal.signal(signal.SIGTERM, before)
 
 
+def _plain_help(command: click.Command) -> click.Command:
+    """Help where a flag stands bare and an argument is named in capitals. Recent Typer prints
+    Python types beside them (``--annotate <bool>``, ``{inputs}... <list[str]>``), which reads as
+    if a flag took a value; value options keep their type (``--out <str>``)."""
+    for sub in getattr(command, "commands", {}).values():
+        _plain_help(sub)
+    for param in command.get_params(click.Context(command)):
+        if param.param_type_name == "argument":
+            param.metavar = param.metavar or param.name.upper()
+        elif not getattr(param, "is_flag", False):
+            continue
+        elif param.metavar is None:
+            param.metavar = ""
+        if hasattr(param, "display_type_rich"):  # Typer >= 0.2x: the type column
+            param.display_type_rich = lambda ctx: None
+    return command
+
+
 def _run_app(args: list[str]) -> None:
     try:
-        code = app(args=args, prog_name="facemark", standalone_mode=False)
+        code = _plain_help(typer.main.get_command(app))(args=args, prog_name="facemark", standalone_mode=False)
     except click.exceptions.NoSuchOption as e:
         hint = f" (a file? write ./{e.option_name} or put -- before it)" if not e.possibilities else ""
         fail_now(e.format_message() + hint)

@@ -1,5 +1,6 @@
 """CLI behaviour: stdout JSON, --out layout, exit codes, bad and empty inputs."""
 import json
+import os
 import subprocess
 import sys
 
@@ -323,3 +324,14 @@ def test_options_that_do_nothing_here_are_said(tiny_models):
         assert says in r.stderr
     r = run("detect", "examples/astronaut.jpg", "--model", tiny_models["direct"])
     assert "note:" not in r.stderr
+
+
+@pytest.mark.parametrize("command", ["detect", "video", "train", "eval", "bench"])
+def test_help_shows_flags_bare(command):
+    """A flag in --help must not look as if it took a value (Typer's ``--annotate <bool>``)."""
+    r = subprocess.run([sys.executable, "-m", "facemark", command, "--help"], capture_output=True, text=True,
+                       env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}, timeout=60)
+    assert r.returncode == 0 and "--help" in r.stdout
+    assert "<bool>" not in r.stdout and "list[str]" not in r.stdout.split("Options")[0]
+    flag = next(line for line in r.stdout.splitlines() if "--help" in line)
+    assert flag.split("--help", 1)[1].split()[0] == "Show"
