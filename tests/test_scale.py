@@ -261,7 +261,6 @@ def test_a_killed_worker_stops_the_run_with_one_line_and_a_rerun_finishes(folder
         assert np.allclose([f["landmarks"] for f in got[path]["faces"]], [f["landmarks"] for f in want["faces"]], atol=0.02)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers through /proc")
 def stacks_of(p: subprocess.Popen, workers: list[int]) -> str:
     """Why a run did not stop: its threads' stacks (faulthandler, on SIGABRT), its signal state
     and what its workers and other children were doing."""
@@ -279,6 +278,7 @@ def stacks_of(p: subprocess.Popen, workers: list[int]) -> str:
     return "\n".join(["the run did not stop within 30 s of Ctrl-C", *signals, "children:", *children, stderr])
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers through /proc")
 def test_ctrl_c_stops_even_a_frozen_worker(folder):
     # -X faulthandler: if the run hangs, SIGABRT makes it print every thread's stack (see stacks_of)
     cmd = [sys.executable, "-X", "faulthandler", "-m", "facemark", "detect", "in", "--out", "frozen", "--workers", "2",
@@ -292,12 +292,17 @@ def test_ctrl_c_stops_even_a_frozen_worker(folder):
     os.kill(frozen[0], signal.SIGSTOP)
     p.send_signal(signal.SIGINT)
     try:
-        _, stderr = p.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        pytest.fail(stacks_of(p, frozen))
-    assert p.returncode == 130 and stderr.strip().splitlines() == ["interrupted: outputs written so far are complete"]
-    time.sleep(0.5)
-    assert [pid for pid in frozen if alive(pid)] == []
+        try:
+            _, stderr = p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(stacks_of(p, frozen))
+        assert p.returncode == 130 and stderr.strip().splitlines() == ["interrupted: outputs written so far are complete"]
+        time.sleep(0.5)
+        assert [pid for pid in frozen if alive(pid)] == []
+    finally:  # a failed run must not leave a stopped worker behind
+        for pid in frozen:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers through /proc")
