@@ -149,8 +149,12 @@ class Tracker:
                 tr.unconfirmed += 1
         self.tracks = [tr for tr in self.tracks if tr.unconfirmed < self.max_unconfirmed]
         dets = [d for d in found if all(iou(d.box, tr.box) <= 0.3 for tr in self.tracks)]
-        room = self.max_faces - len(self.tracks) if self.max_faces else len(dets)
-        dets = sorted(dets, key=lambda d: -(d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))[: max(0, room)]
+        dets = sorted(dets, key=lambda d: -(d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
+        if self.max_faces:  # hidden tracks give up their places to faces in view, longest-missed first
+            dets = dets[: max(0, self.max_faces - sum(not tr.unconfirmed for tr in self.tracks))]
+            hidden = sorted((tr for tr in self.tracks if tr.unconfirmed), key=lambda tr: -tr.unconfirmed)
+            gone = {id(tr) for tr in hidden[: max(0, len(self.tracks) + len(dets) - self.max_faces)]}
+            self.tracks = [tr for tr in self.tracks if id(tr) not in gone]
         if not dets:
             return
         for face in fl.landmarks_for([image], [dets])[0]:

@@ -107,6 +107,19 @@ def test_a_face_the_detector_misses_for_a_few_frames_keeps_its_id(small_face):
     assert ids[:10] == [[0]] * 10 and ids[10:13] == [[]] * 3 and ids[13:] == [[0]] * 12
 
 
+def test_max_faces_gives_a_hidden_face_s_place_to_a_face_in_view(small_face):
+    """With --max-faces 1, one face gives way to another elsewhere: the new face is reported from
+    the first detection that sees it (as without the limit), not after the old one has been
+    missed five times."""
+    fl = landmarker_with(MeanShapeModel(), batch_size=8)
+    ids = {}
+    for max_faces in (0, 1):
+        tr = Tracker(fl, detect_every=10, max_faces=max_faces)
+        ids[max_faces] = [[t.id for t in tr.step(frame_with([(30 if i < 8 else 330, 100)], small_face), i / 25.0)]
+                          for i in range(20)]
+    assert ids[1] == ids[0] and ids[0][:8] == [[0]] * 8 and ids[0][10:] == [[1]] * 10, ids
+
+
 def test_a_cut_to_black_drops_the_face_at_once_and_scores_are_fresh(small_face):
     """Between detections the model would follow a face that is no longer there (it draws a face
     in any crop); a cut is noticed on its frame, and a detection that misses a face hides it."""
