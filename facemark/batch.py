@@ -12,6 +12,7 @@ import json
 import math
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -284,11 +285,16 @@ def done_already(plan: Plan, fmt: str, out_dir: Path | None, annotate: bool, mod
     if out_dir is None or not out_dir.is_dir():
         return set()
 
+    now = time.time()
+
     def changed_since(im: InputImage, written: float) -> bool:
         try:  # 2 s of slack: FAT and some network file systems keep times that coarse
-            return im.path.stat().st_mtime > written + 2.0
+            st = im.path.stat()
         except OSError:  # gone or unreadable: the run says so for this image
             return True
+        # A file time in the future (an archive unpacked in another time zone, a skewed clock)
+        # says nothing about when the file changed; when it last changed here does (ctime).
+        return (st.st_mtime if st.st_mtime <= now + 2.0 else st.st_ctime) > written + 2.0
 
     if fmt == "json":
         done = set()

@@ -397,9 +397,30 @@ def test_an_input_changed_after_its_output_is_done_again(folder, tmp_path, fmt):
     r = fm("detect", src, "--out", tmp_path / "o", "--format", fmt, *MODEL, cwd=folder)
     assert r.returncode == 0, r.stderr
     n = len(list(src.glob("*.jpg")))
-    newer = time.time() + 60
+    now = time.time()  # inputs from two minutes ago, outputs from one, then one input is rewritten
+    for f, age in [(f, 120) for f in src.glob("*.jpg")] + [(f, 60) for f in (tmp_path / "o").rglob("*.*")]:
+        os.utime(f, (now - age, now - age))
     changed = sorted(src.glob("*.jpg"))[0]
-    os.utime(changed, (newer, newer))
+    changed.write_bytes(changed.read_bytes())
     r = fm("detect", src, "--out", tmp_path / "o", "--format", fmt, *MODEL, cwd=folder)
     assert r.returncode == 0, r.stderr
     assert f"1 of {n} image(s) done" in r.stderr and f"{n - 1} already done before" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_an_input_dated_in_the_future_is_not_redone_on_every_resume(folder, tmp_path, fmt):
+    """Files unpacked from an archive made in another time zone can carry times hours ahead; once
+    done they are done, not redone on each rerun."""
+    import os
+    import shutil
+
+    src = tmp_path / "in"
+    shutil.copytree(folder / "in" / "b", src)
+    ahead = time.time() + 3 * 3600
+    for f in src.glob("*.jpg"):
+        os.utime(f, (ahead, ahead))
+    n = len(list(src.glob("*.jpg")))
+    r = fm("detect", src, "--out", tmp_path / "o", "--format", fmt, *MODEL, cwd=folder)
+    assert r.returncode == 0 and f"{n} of {n} image(s) done" in r.stderr, r.stderr
+    r = fm("detect", src, "--out", tmp_path / "o", "--format", fmt, *MODEL, cwd=folder)
+    assert r.returncode == 0 and f"0 of {n} image(s) done" in r.stderr and f"{n} already done before" in r.stderr, r.stderr
