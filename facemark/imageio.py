@@ -161,8 +161,11 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
         msg = "too many pixels for OpenCV" if "pixel" in str(e).lower() else "OpenCV cannot decode it"
         raise ImageError(f"{name}: {msg}") from None
     if image is None:  # floating-point TIFFs and the like: IMREAD_COLOR will not make them 8-bit
-        with quiet_stderr():
-            raw = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        try:
+            with quiet_stderr():
+                raw = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        except cv2.error:
+            raw = None
         if raw is not None and raw.dtype.kind == "f" and raw.size and np.isfinite(raw).all():
             image = as_bgr(raw)  # [0, 1] scaled to 0..255, else clipped
     if image is None:
@@ -175,13 +178,22 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
     return image
 
 
+def _unit_range(image: np.ndarray) -> bool:
+    """Whether float pixels are on a 0-1 scale rather than 0-255. Judged by the 99.9th percentile,
+    not the maximum: linear and HDR exports keep a few highlights above 1.0, and one of them must
+    not turn the whole image black."""
+    sample = image[:: max(1, image.shape[0] // 256), :: max(1, image.shape[1] // 256)]
+    finite = sample[np.isfinite(sample)]
+    return finite.size == 0 or float(np.quantile(finite, 0.999)) <= 1.0
+
+
 def as_bgr(image: np.ndarray) -> np.ndarray:
     """Accept grey (H, W), BGR (H, W, 3) or BGRA (H, W, 4) arrays, uint8 or uint16."""
     image = np.asarray(image)
     if image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)
     elif image.dtype != np.uint8:
-        if image.dtype.kind == "f" and image.size and float(np.nanmax(image)) <= 1.0:
+        if image.dtype.kind == "f" and image.size and _unit_range(image):
             image = image * 255.0
         image = np.clip(image, 0, 255).astype(np.uint8)
     if image.ndim == 2:

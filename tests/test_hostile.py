@@ -615,8 +615,15 @@ def test_an_option_without_its_value_points_at_its_command_s_help():
 
 
 def test_a_floating_point_tiff_is_read_as_displayed(tmp_path):
+    from facemark.imageio import as_bgr as read_image_as_given
     from facemark.imageio import read_image
 
     img = cv2.imread("examples/astronaut.jpg")
     assert cv2.imwrite(str(tmp_path / "f.tiff"), img.astype(np.float32) / 255.0)
     assert np.abs(read_image(tmp_path / "f.tiff").astype(int) - img).max() <= 1
+    hdr = img.astype(np.float32) / 255.0  # a linear/HDR export: a few highlights above 1.0
+    hdr[:3, :3] = 1.5
+    assert cv2.imwrite(str(tmp_path / "hdr.tiff"), hdr)
+    back = read_image(tmp_path / "hdr.tiff").astype(int)
+    assert np.abs(back - img)[3:, 3:].max() <= 1 and (back[:3, :3] == 255).all()
+    assert np.abs(read_image_as_given(img.astype(np.float64)).astype(int) - img).max() == 0  # 0-255 floats stay
