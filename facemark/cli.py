@@ -202,13 +202,6 @@ def detect(
                  f"run without --ray for those)")
         return _detect_on_ray(inputs, Path(out_arg) if out_arg else None, ray, model, device, threshold, min_face,
                               batch_images, shard_size)
-    idle = [("--redo needs --out", redo and out_dir is None),  # a user who typed it expects it to do something
-            ("--shard-size needs --format jsonl or parquet", shard_size != DEFAULT_SHARD_SIZE and fmt == "json"),
-            ("--draw, --no-box and --no-score need --annotate",
-             (style != "contours" or not show_box or not show_score) and not annotate)]
-    for message, ignored in idle:
-        if ignored:
-            say(f"note: {message}; ignored here")
     if out_dir is None and sys.stdout is None:
         fail("standard output is closed: give --out DIR")
     with usage_errors():
@@ -218,6 +211,13 @@ def detect(
 
             require_pyarrow()  # says how to install it if it is missing
     fl = _landmarker(model, device, detector, boxes, threshold, min_face, flip=flip)
+    idle = [("--redo needs --out", redo and out_dir is None),  # said after the checks above: a usage error stays one line
+            ("--shard-size needs --format jsonl or parquet", shard_size != DEFAULT_SHARD_SIZE and fmt == "json"),
+            ("--draw, --no-box and --no-score need --annotate",
+             (style != "contours" or not show_box or not show_score) and not annotate)]
+    for message, ignored in idle:
+        if ignored:
+            say(f"note: {message}; ignored here")
     options = dict(boxes=boxes, log=say, style=style, show_box=show_box, show_score=show_score, fmt=fmt,
                    resume=not redo, workers=n_workers, rows_per_shard=shard_size)
     try:

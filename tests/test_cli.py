@@ -324,6 +324,8 @@ def test_options_that_do_nothing_here_are_said(tiny_models):
         assert says in r.stderr
     r = run("detect", "examples/astronaut.jpg", "--model", tiny_models["direct"])
     assert "note:" not in r.stderr
+    r = run("detect", "nope.jpg", "--redo", "--no-box", "--model", tiny_models["direct"])  # the error alone
+    assert r.exit_code == 2 and r.stderr.strip().splitlines() == ["error: nope.jpg: no such file or directory"]
 
 
 @pytest.mark.parametrize("command", ["detect", "video", "train", "eval", "bench"])
