@@ -295,15 +295,21 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     if beta is not None and not (math.isfinite(beta) and beta >= 0):
         raise UsageError(f"--beta must be 0 or a positive number, not {beta}")
     outputs = [p for p in (out_path, json_path) if p is not None]
-    for p in outputs:
-        if p.is_dir():
-            raise UsageError(f"{p} is a directory: give a file name (e.g. {p / ('out.mp4' if p is out_path else 'out.jsonl')})")
-        if Path(source).exists() and p.resolve() == Path(source).resolve():
-            raise UsageError(f"refusing to overwrite the input {source}")
-        if p.parent.exists() and not p.parent.is_dir():
-            raise UsageError(f"{p}: {p.parent} is not a directory")
-    if out_path is not None and json_path is not None and out_path.resolve() == json_path.resolve():
-        raise UsageError("--out and --json name the same file")
+    try:  # a name too long for the file system, a folder we may not look into: one line, not a traceback
+        for p in outputs:
+            if len(os.fsencode(p.name)) > 255:
+                raise UsageError(f"{str(p)[:60]}...: the file name is too long ({len(os.fsencode(p.name))} bytes, "
+                                 f"255 at most)")
+            if p.is_dir():
+                raise UsageError(f"{p} is a directory: give a file name (e.g. {p / ('out.mp4' if p is out_path else 'out.jsonl')})")
+            if Path(source).exists() and p.resolve() == Path(source).resolve():
+                raise UsageError(f"refusing to overwrite the input {source}")
+            if p.parent.exists() and not p.parent.is_dir():
+                raise UsageError(f"{p}: {p.parent} is not a directory")
+        if out_path is not None and json_path is not None and out_path.resolve() == json_path.resolve():
+            raise UsageError("--out and --json name the same file")
+    except OSError as e:
+        raise UsageError(f"{e.filename or p}: {e.strerror or e}") from None
     if out_path is not None and out_path.suffix.lower() not in FOURCC:
         raise UsageError(f"--out {out_path}: use one of {', '.join(sorted(FOURCC))}")
     src = open_source(source, fps)

@@ -333,3 +333,12 @@ def test_the_frame_loop_counts_two_damaged_stretches_once_each():
     got = [(i, int(frame[0, 0, 0])) for i, t, frame in src]
     assert [i for i, _ in got] == [k for k in range(100) if not (10 <= k < 15 or 90 <= k < 95)]
     assert all(i == value for i, value in got) and src.decode_errors == 10
+
+
+def test_an_output_name_too_long_is_one_line(tiny_models, tmp_path, small_face):
+    clip = tmp_path / "in.mp4"
+    write_clip(clip, [frame_with([(40, 90)], small_face)] * 3)
+    for option in ("--json", "--out"):
+        r = run("video", clip, option, tmp_path / ("x" * 300 + ".mp4"), "--model", tiny_models["direct"])
+        assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1 and "too long" in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
