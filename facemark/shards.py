@@ -26,6 +26,9 @@ def row(path: str, width: int | None, height: int | None, model: str, faces=None
             "height": None if height is None else int(height), "model": model, "error": error, "faces": fs}
 
 
+ROW_KEYS = frozenset({"path", "width", "height", "model", "error", "faces"})
+
+
 def arrow_schema():
     import pyarrow as pa
 
@@ -146,8 +149,10 @@ def _rows_of(path: Path) -> list[dict]:
     try:
         check_regular_file(path)  # a FIFO would block
         if path.suffix in (".jsonl", ".parquet"):
-            rows = read_shard(path)
-            return [_from_document(r) if "schema" in r else r for r in rows]
+            rows = [_from_document(r) if isinstance(r, dict) and "schema" in r else r for r in read_shard(path)]
+            if not all(isinstance(r, dict) and ROW_KEYS <= set(r) for r in rows):  # someone else's JSON lines
+                raise ValueError("its lines are not facemark rows")
+            return rows
         docs = json_or_lines(path.read_bytes())  # one per line: what `facemark detect A B > F` prints
         docs = docs if isinstance(docs, list) else [docs]
         if docs and all(isinstance(d, dict) and d.get("schema") == "facemark/v1" for d in docs):
