@@ -424,3 +424,16 @@ def test_an_input_dated_in_the_future_is_not_redone_on_every_resume(folder, tmp_
     assert r.returncode == 0 and f"{n} of {n} image(s) done" in r.stderr, r.stderr
     r = fm("detect", src, "--out", tmp_path / "o", "--format", fmt, *MODEL, cwd=folder)
     assert r.returncode == 0 and f"0 of {n} image(s) done" in r.stderr and f"{n} already done before" in r.stderr, r.stderr
+
+
+def test_read_skips_json_lines_that_are_not_facemark_rows(reference, tmp_path):
+    import shutil
+
+    shutil.copytree(reference, tmp_path / "out")
+    (tmp_path / "out" / "other.jsonl").write_text('{"a": 1}\n')
+    (tmp_path / "out" / "arrays.jsonl").write_text("[1, 2]\n")
+    said = []
+    assert len(read(tmp_path / "out", on_error=said.append)) == 60
+    assert len(said) == 2 and all("not a facemark output" in s for s in said)
+    with pytest.raises(ValueError, match="other.jsonl"):
+        read(tmp_path / "out" / "other.jsonl")
