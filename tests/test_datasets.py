@@ -64,3 +64,22 @@ def test_bad_specs_are_clear():
         D.load("coco=/x")
     with pytest.raises(FileNotFoundError):
         D.load("300w=/definitely/not/here")
+
+
+def test_the_prepare_cache_key_follows_the_image_file_and_its_labels(tmp_path, face_image):
+    """A replaced image or corrected label file must be prepared again, never read from the cache."""
+    import cv2
+    import os
+
+    from facemark.training.prepare import _key
+
+    path = tmp_path / "a.jpg"
+    cv2.imwrite(str(path), face_image)
+    pts = np.zeros((68, 2))
+    k1 = _key(D.Sample(path, pts))
+    assert _key(D.Sample(path, pts)) == k1
+    assert _key(D.Sample(path, pts + 1)) != k1
+    st = path.stat()
+    cv2.imwrite(str(path), face_image[::-1])  # another photo under the same name
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert _key(D.Sample(path, pts)) != k1

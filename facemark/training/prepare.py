@@ -46,11 +46,20 @@ def cache_name(teacher_paths: list[Path] | None) -> str:
     h = hashlib.sha1(b"retinaface-0.3")
     for p in teacher_paths or []:
         h.update(p.name.encode())
-    return f"prepared-v2-{h.hexdigest()[:12]}.npz"
+    return f"prepared-v3-{h.hexdigest()[:12]}.npz"
 
 
 def _key(s: Sample) -> str:
-    return f"{Path(s.image).resolve()}|{s.landmarks.shape[0]}"
+    """The image file as it is now (path, size, time) and its labels: a replaced image or a
+    corrected label file is prepared again, never served from the cache."""
+    path = Path(s.image).resolve()
+    try:
+        st = path.stat()
+        stamp = f"{st.st_size}|{st.st_mtime_ns}"
+    except OSError:
+        stamp = "?"
+    labels = hashlib.sha1(np.ascontiguousarray(s.landmarks, np.float64).tobytes()).hexdigest()[:12]
+    return f"{path}|{stamp}|{labels}"
 
 
 def prepare(samples: list[Sample], detector, teacher=None, cache_dir: Path | None = None, progress=None) -> Prepared:
