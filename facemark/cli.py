@@ -69,21 +69,41 @@ def usage_errors():
         fail(str(e), 1)
 
 
-def check_output_file(path: Optional[Path], option: str, exts: tuple[str, ...] = ()) -> None:
-    """Before any work: an output file's folder can be made, it is no folder itself, and its
-    extension is one facemark can write (so an hour of measuring is never lost at the last step)."""
+def check_output_file(path: Optional[Path], option: str, exts: tuple[str, ...] = (), inputs: List[str] = ()) -> None:
+    """Before any work: an output file can be written where it is asked for, it is no folder,
+    its extension is one facemark can write, and it is none of the inputs (``inputs``: paths,
+    or ``KIND=PATH`` data whose folder is not written into). So an hour of measuring is never
+    lost at the last step, and no photo or label file is ever replaced by a result. Nothing is
+    created here: a later usage error leaves no folder behind."""
+    import tempfile
+
     if path is None:
         return
-    if path.is_dir():
-        fail(f"{option} {path} is a directory: give a file name")
-    if exts and path.suffix.lower() not in exts:
-        fail(f"{option} {path}: use one of {', '.join(exts)}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            fail(f"{option} {path} is a directory: give a file name")
+        if exts and path.suffix.lower() not in exts:
+            fail(f"{option} {path}: use one of {', '.join(exts)}")
+        if path.exists():
+            target = path.resolve()
+            for given in inputs:
+                src = Path(given.split("=", 1)[1] if "=" in given else given).resolve()
+                if target == src or (src.is_dir() and src in target.parents):
+                    fail(f"{option} {path} is one of the inputs ({given}); not overwritten: write it elsewhere")
+            if path.suffix.lower() == ".json" or option == "--json":
+                with open(path, "rb") as f:
+                    head = f.read(4096).lstrip()
+                if head and head[:1] not in (b"{", b"["):
+                    fail(f"{option} {path} exists and is not JSON; not overwritten: write it elsewhere")
+        where = path.absolute().parent
+        while not where.exists() and where != where.parent:
+            where = where.parent
+        if not where.is_dir():
+            fail(f"{option} {path}: {where} is not a directory")
+        with tempfile.NamedTemporaryFile(dir=where, prefix=".fm-", suffix=".tmp"):
+            pass
     except OSError as e:
-        fail(f"{option} {path}: cannot create {path.parent}: {e.strerror or e}")
-    if not os.access(path.parent, os.W_OK):
-        fail(f"{option} {path}: {path.parent} is not writable")
+        fail(f"{option} {path} cannot be written: {e.strerror or e}")
 
 
 def write_result(path: Path, text: str, option: str) -> None:
@@ -344,7 +364,7 @@ def bench(
         fail("--threads must be at least 1")
     if limit is not None and limit < 1:
         fail("--limit must be at least 1")
-    check_output_file(json_path, "--json")
+    check_output_file(json_path, "--json", inputs=[str(p) for p in (image, yunet) if p is not None] + ([data] if data else []))
     with usage_errors():
         batches = B.parse_batches(batch, device)
         rows, skipped, info = B.run_bench(device, names, batches, threads, data, image, yunet, limit, status=err.status)
@@ -376,10 +396,10 @@ def bench(
 
 @app.command("eval")
 def eval_cmd(
-    data: List[str] = typer.Option(..., "--data", help="KIND=PATH (300w, wflw); its test split is used."),
+    data: List[str] = typer.Option(..., "--data", help="KIND=PATH (300w, wflw, csv68); repeat. --split picks the faces."),
     model: List[str] = typer.Option(["hourglass"], "--model", help="Model name or path; repeat to compare."),
     boxes: str = typer.Option("detector", "--boxes", help="detector (full pipeline) | gt (landmark model alone)"),
-    device: str = typer.Option("cpu", "--device"),
+    device: str = typer.Option("cpu", "--device", help="cpu (onnxruntime) | cuda (torch)"),
     detector: str = typer.Option("retinaface", "--detector", help="retinaface | yunet:PATH.onnx"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write all numbers here."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the CED curves into this PNG."),
@@ -395,8 +415,8 @@ def eval_cmd(
 
     if limit is not None and limit < 1:
         fail("--limit must be at least 1")
-    check_output_file(json_path, "--json")
-    check_output_file(plot, "--plot", (".png", ".jpg", ".jpeg", ".bmp", ".webp"))
+    check_output_file(json_path, "--json", inputs=data)
+    check_output_file(plot, "--plot", (".png", ".jpg", ".jpeg", ".bmp", ".webp"), inputs=data)
     with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:
         tasks = {}
 
@@ -406,7 +426,7 @@ def eval_cmd(
             bar.update(tasks[name], completed=i)
 
         with usage_errors():
-            results, _ = run_eval(data, model, boxes, device, detector, split, limit, flip, json_path, plot, progress)
+            results, _ = run_eval(data, model, boxes, device, detector, split, limit, flip, json_path, plot, progress, say)
     for r in results:
         table = Table(title=f"{r.model}: {'full pipeline' if r.mode == 'detector' else 'ground-truth alignment'}")
         for col in ("subset", "faces", "missed", "NME %", "FR@8 %", "FR@10 %", "AUC@8", "AUC@10"):
@@ -474,6 +494,11 @@ def pack(
 
     from .training.pack import build_pack
 
+    check_output_file(out_path, "--out", (".npz",), inputs=data)
+    if not 32 <= res <= 1024:
+        fail(f"--res must be between 32 and 1024 pixels, not {res}")
+    if not (math.isfinite(youtube_weight) and youtube_weight >= 0):
+        fail(f"--csv68-weight must be 0 or a positive number, not {youtube_weight}")
     with Progress(console=err, transient=True, disable=not err.is_terminal) as bar, usage_errors():
         tasks = {}
 
@@ -482,8 +507,11 @@ def pack(
                 tasks[stage] = bar.add_task({"prepare": "detect + teach", "crop": "crop"}[stage], total=n)
             bar.update(tasks[stage], completed=i, total=n)
 
-        pk = build_pack(data, teacher, cache, res, youtube_weight, quality, progress)
-    pk.save(out_path)
+        pk = build_pack(data, teacher, cache, res, youtube_weight, quality, progress, log=say)
+    try:
+        pk.save(out_path)
+    except OSError as e:
+        fail(f"cannot write --out {out_path}: {e.strerror or e}", 1)
     err.print(f"wrote {out_path}: {len(pk)} faces ({int(pk.val.sum())} held out), {out_path.stat().st_size / 1e6:.1f} MB")
 
 
@@ -515,7 +543,7 @@ def train(
     """Train a landmark model; exports the best checkpoint to OUT/model.onnx and OUT/model.pt."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .training.train import TrainOptions, check_options, load_pack, make_trainer, parse_arch
+    from .training.train import TrainingFailed, TrainOptions, check_options, load_pack, make_trainer, parse_arch
 
     with usage_errors():
         opts = TrainOptions(model, out_dir, epochs=epochs, batch=batch, lr=lr, device=device, model=parse_arch(arch),
@@ -523,6 +551,8 @@ def train(
                             fuse_loss=fuse_loss, teacher_model=teacher_model, distill=distill, init=init,
                             teacher_views=teacher_views, teacher_cache=teacher_cache)
         check_options(opts)  # before a pack is loaded or built
+        if resume and not (out_dir / "last.pt").is_file():
+            say(f"note: nothing to resume in {out_dir} (no last.pt): starting from the beginning")
         pk = load_pack(pack_path, data, teacher, cache, res)
         trainer = make_trainer(pk, opts, log=say)
     err.print(f"{model} {trainer.model.config if model != 'hybrid' else ''} on {device}: "
@@ -541,6 +571,11 @@ def train(
             summary = trainer.fit(progress)
         except KeyboardInterrupt:
             stopped = True
+        except TrainingFailed as e:
+            bar.stop()
+            fail(str(e), 1)
+    if stopped and not (out_dir / "last.pt").is_file():
+        exit_interrupted("interrupted before the first epoch finished: nothing was saved")
     if stopped:
         exit_interrupted(f"interrupted: the last finished epoch is saved in {out_dir / 'last.pt'}; continue with --resume")
     onnx_path, pt_path = trainer.export_best()
@@ -550,7 +585,7 @@ def train(
 @app.command("export")
 def export_cmd(
     checkpoint: Path = typer.Argument(..., help="A run's best.pt / model.pt (or a run directory)."),
-    out_dir: Path = typer.Option(Path("weights"), "--out", help="Directory for NAME.onnx and NAME.pt."),
+    out_dir: Path = typer.Option(..., "--out", help="Directory for NAME.onnx and NAME.pt (weights/ ships them)."),
     name: Optional[str] = typer.Option(None, "--name", help="Model name (default: its family)."),
 ):
     """Export a checkpoint to ONNX (decode included, fp16 storage) and a half-precision torch state."""

@@ -66,3 +66,17 @@ def test_a_wrong_data_option_is_said_before_any_timing(data, monkeypatch):
     monkeypatch.setattr(B, "bench_detector", too_late)
     with pytest.raises(UsageError):
         B.run_bench("cpu", ["direct"], [1], data=data)
+
+
+def test_a_lone_onnx_file_is_timed_on_onnxruntime(tiny_models, tmp_path):
+    """An .onnx without its .pt: the torch rows are skipped and said, the onnxruntime row is timed."""
+    import shutil
+
+    alone = tmp_path / "mine.onnx"
+    shutil.copy(tiny_models["direct"], alone)
+    out = tmp_path / "b.json"
+    r = runner.invoke(app, ["bench", "--models", str(alone), "--batch", "1", "--json", str(out)])
+    assert r.exit_code == 0, r.stderr
+    rows = [x for x in json.loads(out.read_text())["rows"] if x["stage"] == "landmarks"]
+    assert [x["backend"] for x in rows] == ["onnxruntime-cpu"]
+    assert "no .pt file beside it" in r.stderr

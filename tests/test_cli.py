@@ -246,8 +246,15 @@ def test_ctrl_c_in_training_says_where_to_resume(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(train, "load_pack", lambda *a, **k: None)
     monkeypatch.setattr(train, "make_trainer", lambda *a, **k: Interrupted())
+    args = ["train", "--model", "direct", "--pack", str(tmp_path / "p.npz"), "--out", str(tmp_path / "run")]
     with pytest.raises(SystemExit) as e:
-        cli.run(["train", "--model", "direct", "--pack", str(tmp_path / "p.npz"), "--out", str(tmp_path / "run")])
+        cli.run(args)
+    assert e.value.code == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "interrupted before the first epoch finished: nothing was saved"
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "last.pt").write_bytes(b"an epoch")
+    with pytest.raises(SystemExit) as e:
+        cli.run(args + ["--resume"])
     assert e.value.code == 130
     assert "continue with --resume" in capsys.readouterr().err
 

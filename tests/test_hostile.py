@@ -490,11 +490,11 @@ def test_long_names_and_odd_characters(tmp_path, face):
     (["video", "frames", "--json", "v.jsonl", "--fps", "nan"], "--fps must be"),
     (["video", "frames", "--json", "v.jsonl", "--min-cutoff", "nan"], "--min-cutoff must be"),
     (["video", "99999999999999999999", "--json", "v.jsonl"], "cannot be opened"),
-    (["bench", "--models", "nope", "--batch", "1"], "no landmark model could be timed"),
+    (["bench", "--models", "nope", "--batch", "1"], "unknown model 'nope'"),
     (["bench", "--models", "direct", "--batch", "1", "--threads", "-1"], "--threads must be"),
     (["bench", "--models", "direct", "--batch", "1", "--json", "adir"], "is a directory"),
     (["export", "w.pt", "--out", "p.jpg"], "is not a directory"),
-    (["export", "w.pt", "--name", "../escape"], "plain file name"),
+    (["export", "w.pt", "--out", "o", "--name", "../escape"], "plain file name"),
     (["export", "w.pt", "--out", ".", "--name", "w"], "refusing to overwrite the checkpoint"),
     (["train", "--model", "direct", "--pack", "p.jpg", "--out", "t"], "is not a facemark pack"),
 ])

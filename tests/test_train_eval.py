@@ -184,3 +184,74 @@ def test_runs_saved_before_a_new_model_option_still_resume(wflw_root, tmp_path):
     r = run(*args, "--epochs", 2, "--resume")
     assert r.exit_code == 0, r.stderr
     assert "resumed from" in r.stderr
+
+
+def test_a_bad_label_or_image_is_skipped_and_named(tiny_models, face_image, tmp_path):
+    """One broken file in a dataset is a 'skipped:' line naming it; the other faces are measured."""
+    root = tmp_path / "300w"
+    write_300w(root, synthetic_faces(face_image, 5, seed=3), "lfpw/testset")
+    files = sorted((root / "lfpw" / "testset").glob("*.pts"))
+    files[0].write_text("not a pts file")
+    files[1].write_text(files[1].read_text().replace("{\n", "{\nnan nan\n", 1).replace("\n}", "", 1).rsplit("\n", 1)[0] + "\n}\n")
+    next(p for p in files[2].parent.iterdir() if p.stem == files[2].stem and p.suffix != ".pts").write_bytes(b"\xff\xd8 damaged")
+    out_json = tmp_path / "e.json"
+    r = run("eval", "--data", f"300w={root}", "--model", tiny_models["direct"], "--boxes", "gt", "--json", out_json)
+    assert r.exit_code == 0, r.stderr
+    skipped = [line for line in r.stderr.splitlines() if line.startswith("skipped:")]
+    assert len(skipped) == 3 and all(any(f.stem in line for line in skipped) for f in files[:3]), r.stderr
+    assert json.loads(out_json.read_text())["tiny-direct"]["subsets"]["all"]["faces"] == 2
+    assert "Traceback" not in r.stderr
+
+
+def test_no_output_replaces_an_input(tiny_models, face_image, tmp_path):
+    root = tmp_path / "300w"
+    write_300w(root, synthetic_faces(face_image, 2, seed=4), "lfpw/testset")
+    pts = sorted(root.rglob("*.pts"))[0]
+    image = next(p for p in pts.parent.iterdir() if p.stem == pts.stem and p.suffix != ".pts")
+    before = {p: p.read_bytes() for p in (pts, image)}
+    r = run("eval", "--data", f"300w={root}", "--model", tiny_models["direct"], "--json", pts)
+    assert r.exit_code == 2 and "one of the inputs" in r.stderr
+    r = run("eval", "--data", f"300w={root}", "--model", tiny_models["direct"], "--plot", image)
+    assert r.exit_code == 2 and "one of the inputs" in r.stderr
+    r = run("bench", "--models", tiny_models["direct"], "--image", image, "--json", image)
+    assert r.exit_code == 2 and "one of the inputs" in r.stderr
+    r = run("pack", "--data", f"300w={root}", "--out", image)
+    assert r.exit_code == 2 and ".npz" in r.stderr
+    assert all(p.read_bytes() == data for p, data in before.items())
+    r = run("eval", "--data", f"300w={root}", "--model", "nope", "--json", tmp_path / "new" / "deeper" / "e.json")
+    assert r.exit_code == 2 and not (tmp_path / "new").exists()  # a usage error leaves no folder behind
+    assert run("export", tmp_path).exit_code == 2  # --out is never a default (it was weights/, the shipped models)
+
+
+def test_a_run_is_not_replaced_and_a_damaged_pack_is_refused(wflw_root, tmp_path):
+    args = ["--model", "direct", "--epochs", 1, "--batch", 4, "--arch", "size=32", "--arch", "width_mult=0.25"]
+    pack = tmp_path / "p.npz"
+    assert run("pack", "--data", f"wflw={wflw_root}", "--out", pack, "--cache", tmp_path / "c", "--res", 64).exit_code == 0
+    assert run("train", "--pack", pack, "--out", tmp_path / "r", *args).exit_code == 0
+    best = (tmp_path / "r" / "best.pt").read_bytes()
+    r = run("train", "--pack", pack, "--out", tmp_path / "r", *args)
+    assert r.exit_code == 2 and "--resume continues it" in r.stderr
+    assert (tmp_path / "r" / "best.pt").read_bytes() == best
+    z = dict(np.load(pack))
+    for name, change, says in [("nan", lambda z: z["target98"].__setitem__((0, 0, 0), np.nan), "not a finite number"),
+                               ("short", lambda z: z.__setitem__("weight", z["weight"][:-1]), "disagree in length"),
+                               ("held", lambda z: z.__setitem__("val", np.ones_like(z["val"])), "no training face")]:
+        bad = {k: v.copy() for k, v in z.items()}
+        change(bad)
+        np.savez(tmp_path / f"{name}.npz", **bad)
+        r = run("train", "--pack", tmp_path / f"{name}.npz", "--out", tmp_path / name, *args)
+        assert r.exit_code == 2 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert not (tmp_path / name).exists()
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    r = run("train", "--pack", pack, "--out", tmp_path / "j", "--init", tmp_path / "junk.pt", *args)
+    assert r.exit_code == 2 and "not a facemark model file" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_loss_that_is_no_longer_a_number_stops_training(wflw_root, tmp_path, monkeypatch):
+    from facemark.training import train
+
+    monkeypatch.setattr(train, "loss_for", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
+    r = run("train", "--model", "direct", "--data", f"wflw={wflw_root}", "--epochs", 2, "--batch", 4, "--out",
+            tmp_path / "r", "--cache", tmp_path / "c", "--arch", "size=32", "--arch", "width_mult=0.25")
+    assert r.exit_code == 1 and "the loss became nan" in r.stderr, r.stderr
+    assert not (tmp_path / "r" / "model.onnx").exists()

@@ -36,15 +36,23 @@ class EvalResult:
         return rows
 
 
-def evaluate(fl: FaceLandmarker, samples: list[Sample], mode: str = "detector", progress=None) -> EvalResult:
+def evaluate(fl: FaceLandmarker, samples: list[Sample], mode: str = "detector", progress=None, log=None) -> EvalResult:
     """``mode``: ``detector`` (the whole pipeline; the labelled face must be found) or ``gt``
-    (crop from the labels' eye centres, nose tip and mouth corners: the landmark model alone)."""
+    (crop from the labels' eye centres, nose tip and mouth corners: the landmark model alone).
+    An image that cannot be read is left out of the numbers and said through ``log``."""
+    from ..imageio import ImageError, read_image
+
     errors = np.full(len(samples), np.inf)
+    readable = np.ones(len(samples), bool)
     size = fl.model.size
     for i, s in enumerate(samples):
-        image = cv2.imread(str(s.image), cv2.IMREAD_COLOR)
-        if image is None:
-            raise FileNotFoundError(f"cannot read {s.image}")
+        try:
+            image = read_image(s.image)
+        except ImageError as e:
+            readable[i] = False
+            if log:
+                log(f"skipped: {e}")
+            continue
         if mode == "gt":
             m = align.from_points(five_points(s.landmarks), align.TEMPLATES["landmarks98"], size)
             pred98 = fl.predict_crops([image], [m])[0]
@@ -61,7 +69,8 @@ def evaluate(fl: FaceLandmarker, samples: list[Sample], mode: str = "detector", 
             errors[i] = metrics.nme(labelmap.to68(pred98, fl.map68)[None], s.landmarks[None])[0]
         if progress:
             progress(i + 1, len(samples))
-    return EvalResult(fl.model_name, mode, errors, [s.subset for s in samples], [s.tags for s in samples])
+    kept = [s for s, ok in zip(samples, readable) if ok]
+    return EvalResult(fl.model_name, mode, errors[readable], [s.subset for s in kept], [s.tags for s in kept])
 
 
 def plot_ced(results: list[EvalResult], path: str, limit: float = 0.10) -> np.ndarray:
@@ -100,7 +109,7 @@ def plot_ced(results: list[EvalResult], path: str, limit: float = 0.10) -> np.nd
 
 def run_eval(data: list[str], models: list[str], boxes: str = "detector", device: str = "cpu",
              detector: str = "retinaface", split: str = "test", limit: int | None = None, flip: bool = False,
-             json_path=None, plot=None, progress=None) -> tuple[list[EvalResult], dict]:
+             json_path=None, plot=None, progress=None, log=None) -> tuple[list[EvalResult], dict]:
     """``facemark eval``: every model on the labelled faces of ``data``; the report (model ->
     mode and per-subset numbers) is also written to ``json_path``, the CED curves to ``plot``.
 
@@ -114,19 +123,21 @@ def run_eval(data: list[str], models: list[str], boxes: str = "detector", device
         raise UsageError("--boxes must be detector or gt")
     if split not in ("test", "train", "all"):
         raise UsageError("--split must be test, train or all")
-    samples = [s for s in load_all(data) if split == "all" or s.split == split]
+    samples = [s for s in load_all(data, log) if split == "all" or s.split == split]
     if limit:
         samples = samples[:limit]
     if not samples:
         raise UsageError(f"no {split} faces in --data")
-    results = []
-    for name in models:
+    landmarkers = []
+    for name in models:  # every model loads before any is measured: a typo in the last is said at once
         try:
-            fl = FaceLandmarker(model=name, device=device, detector=detector, threshold=0.3, flip=flip)
+            landmarkers.append(FaceLandmarker(model=name, device=device, detector=detector, threshold=0.3, flip=flip))
         except (ValueError, FileNotFoundError) as e:
             raise UsageError(str(e)) from None
+    results = []
+    for name, fl in zip(models, landmarkers):
         tick = (lambda i, n, name=name: progress(name, i, n)) if progress else None
-        results.append(evaluate(fl, samples, boxes, tick))
+        results.append(evaluate(fl, samples, boxes, tick, log if not results else None))
     report = {}
     for r in results:
         key = r.model if r.model not in report else f"{r.model}#{len(report) + 1}"

@@ -88,7 +88,7 @@ def from_data(specs: list[str], teacher_dir: str, yunet: str | None, cache_dir: 
     from .prepare import match, prepare
     from .teacher import Teacher
 
-    samples = [s for s in datasets.load_all(specs) if s.split == "train" and s.landmarks.shape[0] == 68]
+    samples = [s for s in datasets.load_all(specs, log) if s.split == "train" and s.landmarks.shape[0] == 68]
     samples = [s for s in samples if s.subset != "training_frames_keypoints"] or samples
     log(f"{len(samples)} training faces with human 68-point labels")
     prep = prepare(samples, RetinaFace(threshold=0.3), Teacher.from_dir(teacher_dir), cache_dir)

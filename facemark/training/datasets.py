@@ -32,10 +32,21 @@ class Sample:
 
 
 def read_pts(path: str | Path) -> np.ndarray:
-    """Read an iBUG ``.pts`` file and return 0-based coordinates."""
-    lines = Path(path).read_text().split("{", 1)[1].split("}", 1)[0].split()
-    pts = np.asarray(lines, dtype=np.float64).reshape(-1, 2)
-    return pts - 1.0
+    """Read an iBUG ``.pts`` file and return 0-based coordinates; ``ValueError`` naming the file
+    if it is not 68 or 98 finite points."""
+    try:
+        text = Path(path).read_text(errors="strict")
+        if "{" not in text:
+            raise ValueError("no '{' before the points")
+        values = text.split("{", 1)[1].split("}", 1)[0].split()
+        pts = np.asarray(values, dtype=np.float64)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable .pts file ({e})") from None
+    if pts.size % 2 or pts.size // 2 not in (68, 98):
+        raise ValueError(f"{path}: {pts.size / 2:g} points, not 68 or 98")
+    if not np.isfinite(pts).all():
+        raise ValueError(f"{path}: a coordinate is not a finite number")
+    return pts.reshape(-1, 2) - 1.0
 
 
 def write_pts(path: str | Path, points: np.ndarray) -> None:
@@ -52,9 +63,10 @@ def _image_beside(pts: Path) -> Path | None:
     return None
 
 
-def load_pts_dir(root: str | Path) -> list[Sample]:
+def load_pts_dir(root: str | Path, skipped: list[str] | None = None) -> list[Sample]:
     """All ``.pts`` files under ``root`` with their images. A path containing a ``testset`` or
-    ``test`` folder is the test split; the subset is the folder relative to ``root``."""
+    ``test`` folder is the test split; the subset is the folder relative to ``root``. A label
+    file that cannot be read is added to ``skipped`` (with why), not the end of the run."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"not a directory: {root}")
@@ -65,13 +77,18 @@ def load_pts_dir(root: str | Path) -> list[Sample]:
             continue
         rel = pts.parent.relative_to(root).as_posix()
         split = "test" if {"testset", "test"} & set(pts.parent.relative_to(root).parts) else "train"
-        out.append(Sample(img, read_pts(pts), subset=rel or root.name, split=split))
+        try:
+            out.append(Sample(img, read_pts(pts), subset=rel or root.name, split=split))
+        except (OSError, ValueError) as e:
+            if skipped is None:
+                raise
+            skipped.append(str(e) if str(pts) in str(e) else f"{pts}: {e}")
     if not out:
         raise ValueError(f"no .pts files with images under {root}")
     return out
 
 
-def load_wflw(root: str | Path) -> list[Sample]:
+def load_wflw(root: str | Path, skipped: list[str] | None = None) -> list[Sample]:
     """The WFLW release: both list files if present; attribute flags become tags."""
     root = Path(root)
     ann = root / "WFLW_annotations" / "list_98pt_rect_attr_train_test"
@@ -81,13 +98,21 @@ def load_wflw(root: str | Path) -> list[Sample]:
         lst = ann / f"list_98pt_rect_attr_{split}.txt"
         if not lst.is_file():
             continue
-        for line in lst.read_text().splitlines():
+        for n, line in enumerate(lst.read_text(errors="replace").splitlines(), 1):
             parts = line.split()
             if len(parts) < 207:
                 continue
-            pts = np.asarray(parts[:196], np.float64).reshape(98, 2)
-            box = np.asarray(parts[196:200], np.float64)
-            flags = [int(v) for v in parts[200:206]]
+            try:
+                pts = np.asarray(parts[:196], np.float64).reshape(98, 2)
+                box = np.asarray(parts[196:200], np.float64)
+                flags = [int(v) for v in parts[200:206]]
+                if not np.isfinite(pts).all():
+                    raise ValueError("a coordinate is not a finite number")
+            except ValueError as e:
+                if skipped is None:
+                    raise
+                skipped.append(f"{lst} line {n}: {e}")
+                continue
             tags = tuple(a for a, f in zip(WFLW_ATTRIBUTES, flags) if f)
             out.append(Sample(images / parts[206], pts, subset="wflw", split=split, box=box, tags=tags))
     if not out:
@@ -95,23 +120,35 @@ def load_wflw(root: str | Path) -> list[Sample]:
     return out
 
 
-def load_csv68(path: str | Path, images: str | Path | None = None) -> list[Sample]:
+def load_csv68(path: str | Path, images: str | Path | None = None, skipped: list[str] | None = None) -> list[Sample]:
     """A CSV of ``name,x0,y0,...``. Images are looked up in ``images``, beside the CSV, or in a
     folder beside it (the YouTube frames keep theirs in ``training/``)."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder: csv68 wants the CSV file itself")
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
     dirs = [Path(images)] if images else [path.parent] + sorted(p for p in path.parent.iterdir() if p.is_dir())
     out = []
-    with path.open(newline="") as f:
+    with path.open(newline="", errors="replace") as f:
         rows = csv.reader(f)
         next(rows, None)
-        for row in rows:
+        for n, row in enumerate(rows, 2):
             if len(row) < 137:
                 continue
             name = row[0]
             img = next((d / name for d in dirs if (d / name).is_file()), None)
             if img is None:
                 continue
-            pts = np.asarray(row[1:137], np.float64).reshape(68, 2)
+            try:
+                pts = np.asarray(row[1:137], np.float64).reshape(68, 2)
+                if not np.isfinite(pts).all():
+                    raise ValueError("a coordinate is not a finite number")
+            except ValueError as e:
+                if skipped is None:
+                    raise
+                skipped.append(f"{path} line {n}: {e}")
+                continue
             out.append(Sample(img, pts, subset=path.stem, split="train"))
     if not out:
         raise ValueError(f"no usable rows in {path}")
@@ -123,29 +160,40 @@ def person_of(sample: Sample) -> str:
     return sample.image.stem.rsplit("_", 1)[0]
 
 
-def load(spec: str) -> list[Sample]:
+def load(spec: str, skipped: list[str] | None = None) -> list[Sample]:
     """Parse ``KIND=PATH`` (kinds: 300w, wflw, csv68)."""
     if "=" not in spec:
         raise ValueError(f"--data wants KIND=PATH (300w, wflw, csv68), got {spec!r}")
     kind, path = spec.split("=", 1)
     kind = kind.strip().lower()
+    if not path.strip():
+        raise ValueError(f"--data {spec}: no PATH after '='")
     if kind in ("300w", "pts"):
-        return load_pts_dir(path)
+        return load_pts_dir(path, skipped)
     if kind == "wflw":
-        return load_wflw(path)
+        return load_wflw(path, skipped)
     if kind == "csv68":
-        return load_csv68(path)
+        return load_csv68(path, skipped=skipped)
     raise ValueError(f"unknown data kind {kind!r} (use 300w, wflw or csv68)")
 
 
-def load_all(specs: list[str]) -> list[Sample]:
-    """Every ``KIND=PATH`` in turn; an unusable one raises ``UsageError`` naming it."""
+def _to_stderr(line: str) -> None:
+    import sys
+
+    print(line, file=sys.stderr)
+
+
+def load_all(specs: list[str], log=None) -> list[Sample]:
+    """Every ``KIND=PATH`` in turn; an unusable one raises ``UsageError`` naming it. A bad label
+    file or line inside one is skipped, each said through ``log`` as a ``skipped:`` line."""
     from ..errors import UsageError
 
-    samples = []
+    samples, skipped = [], []
     for spec in specs:
         try:
-            samples += load(spec)
-        except (ValueError, FileNotFoundError) as e:
+            samples += load(spec, skipped)
+        except (ValueError, OSError) as e:
             raise UsageError(str(e)) from None
+    for line in skipped:
+        (log or _to_stderr)(f"skipped: {line}")
     return samples

@@ -50,8 +50,12 @@ def save_state(model: torch.nn.Module, path: str | Path, meta: dict | None = Non
 def _atomic_torch_save(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, Ctrl-C: no half-written checkpoint left behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _fp16_initializers(model_proto) -> None:
@@ -98,8 +102,12 @@ def export_onnx(model: torch.nn.Module, path: str | Path, meta: dict | None = No
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    onnx.save(proto, tmp)
-    os.replace(tmp, path)
+    try:
+        onnx.save(proto, tmp)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, Ctrl-C: no half-written model left behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path = "weights", name: str | None = None) -> tuple[Path, Path]:
@@ -120,12 +128,17 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path = "weights", n
     try:
         model, meta = load_state(checkpoint)
     except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is a usage error
-        raise UsageError(f"{checkpoint} is not a facemark checkpoint ({type(e).__name__})") from None
+        hint = ("; last.pt is a training state: export best.pt, or the run folder" if checkpoint.name == "last.pt"
+                else "")
+        raise UsageError(f"{checkpoint} is not a facemark checkpoint ({type(e).__name__}){hint}") from None
     name = name or model.family
     for target in (out_dir / f"{name}.onnx", out_dir / f"{name}.pt"):
         if target.resolve() == checkpoint.resolve():
             raise UsageError(f"refusing to overwrite the checkpoint {checkpoint}: give another --out or --name")
     meta = {**meta, "name": name, "family": model.family}
-    export_onnx(model, out_dir / f"{name}.onnx", meta)
-    save_state(model, out_dir / f"{name}.pt", meta)
+    try:
+        export_onnx(model, out_dir / f"{name}.onnx", meta)
+        save_state(model, out_dir / f"{name}.pt", meta)
+    except OSError as e:
+        raise UsageError(f"--out {out_dir}: cannot write there ({e.strerror or e})") from None
     return out_dir / f"{name}.onnx", out_dir / f"{name}.pt"

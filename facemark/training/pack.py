@@ -40,19 +40,44 @@ class Pack:
         return cv2.imdecode(buf, cv2.IMREAD_COLOR)
 
     def images(self) -> np.ndarray:
-        """All crops decoded: (N, res, res, 3) uint8."""
+        """All crops decoded: (N, res, res, 3) uint8; ``ValueError`` naming a crop that is not one."""
         out = np.empty((len(self), self.res, self.res, 3), np.uint8)
         for i in range(len(self)):
-            out[i] = self.image(i)
+            crop = self.image(i)
+            if crop is None or crop.shape != out.shape[1:]:
+                raise ValueError(f"crop {i} of the pack is damaged (not a {self.res} px JPEG)")
+            out[i] = crop
         return out
+
+    def check(self) -> None:
+        """``ValueError`` unless the arrays agree with each other and every target is a number:
+        a damaged or hand-made pack is refused before training, not NaN losses later."""
+        n = len(self)
+        sizes = {"offsets": len(self.offsets) - 1, "human68": len(self.human68), "weight": len(self.weight),
+                 "val": len(self.val), "source": len(self.source)}
+        wrong = [k for k, v in sizes.items() if v != n]
+        if wrong:
+            raise ValueError(f"its arrays disagree in length ({', '.join(wrong)} vs {n} faces)")
+        if self.target98.shape[1:] != (98, 2) or not 32 <= self.res <= 4096 or not self.margin > 0:
+            raise ValueError("its targets, crop size or margin are not a pack's")
+        if not (np.all(np.diff(self.offsets) >= 0) and self.offsets[0] == 0 and self.offsets[-1] <= len(self.jpeg)):
+            raise ValueError("its crop offsets are damaged")
+        if not (np.isfinite(self.target98).all() and np.isfinite(self.weight).all() and (self.weight >= 0).all()):
+            raise ValueError("a target or weight is not a finite number")
+        if not (self.weight[~self.val] > 0).any():
+            raise ValueError("it has no training face with a weight above 0")
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez(tmp, jpeg=self.jpeg, offsets=self.offsets, target98=self.target98, human68=self.human68,
-                 weight=self.weight, val=self.val, source=self.source, res=self.res, margin=self.margin)
-        tmp.replace(path)
+        try:
+            np.savez(tmp, jpeg=self.jpeg, offsets=self.offsets, target98=self.target98, human68=self.human68,
+                     weight=self.weight, val=self.val, source=self.source, res=self.res, margin=self.margin)
+            tmp.replace(path)
+        except BaseException:  # a full disk, Ctrl-C: no half-written pack left beside the real one
+            tmp.unlink(missing_ok=True)
+            raise
 
     @classmethod
     def load(cls, path: str | Path) -> "Pack":
@@ -72,7 +97,7 @@ def pack_matrix(res: int, margin: float) -> np.ndarray:
 
 
 def build(samples: list[Sample], prep: Prepared, weights: list[float], res: int = 192, margin: float = 1.5,
-          quality: int = 92, val_fraction: float = 0.05, progress=None) -> Pack:
+          quality: int = 92, val_fraction: float = 0.05, progress=None, log=None) -> Pack:
     """Crop every face as inference would (detector keypoints -> template), or, where the detector
     missed it, through the template's average detector keypoints placed by the labels."""
     m98 = labelmap.load()
@@ -84,6 +109,8 @@ def build(samples: list[Sample], prep: Prepared, weights: list[float], res: int 
     for i, s in enumerate(samples):
         image = cv2.imread(str(s.image), cv2.IMREAD_COLOR)
         if image is None:
+            if log:
+                log(f"skipped: {s.image}: not an image OpenCV can decode")
             continue
         if s.landmarks.shape[0] == 98:
             target, human = s.landmarks, labelmap.to68(s.landmarks, m98)
@@ -109,6 +136,10 @@ def build(samples: list[Sample], prep: Prepared, weights: list[float], res: int 
         src.append(s.subset)
         if progress:
             progress(i + 1, len(samples))
+    if not blobs:
+        from ..errors import UsageError
+
+        raise UsageError("no face in --data could be read and cropped")
     offsets = np.zeros(len(blobs) + 1, np.int64)
     offsets[1:] = np.cumsum([len(b) for b in blobs])
     # Pack coordinates are canonical coordinates of the enlarged square: u_pack = (u - .5)/margin + .5
@@ -119,7 +150,7 @@ def build(samples: list[Sample], prep: Prepared, weights: list[float], res: int 
 
 
 def build_pack(data: list[str], teacher: Path | None, cache: Path, res: int = 192, youtube_weight: float = 0.5,
-               quality: int = 92, progress=None) -> Pack:
+               quality: int = 92, progress=None, log=None) -> Pack:
     """``facemark pack``: detector (and teacher, both cached) over every training face, then crop.
 
     ``progress(stage, done, total)`` with stage ``prepare`` or ``crop``."""
@@ -131,7 +162,7 @@ def build_pack(data: list[str], teacher: Path | None, cache: Path, res: int = 19
 
     if not 50 <= quality <= 100:
         raise UsageError("--quality must be between 50 and 100")
-    samples = [s for s in load_all(data) if s.split == "train"]
+    samples = [s for s in load_all(data, log) if s.split == "train"]
     if not samples:
         raise UsageError("no training faces in --data")
     needs_teacher = any(s.landmarks.shape[0] != 98 for s in samples)
@@ -146,4 +177,4 @@ def build_pack(data: list[str], teacher: Path | None, cache: Path, res: int = 19
     weights = [youtube_weight if s.subset == "training_frames_keypoints" else 1.0 for s in samples]
     crop_tick = tick("crop")
     return build(samples, prep, weights, res=res, quality=quality,
-                 progress=(lambda i, n: crop_tick(i, n)) if progress else None)
+                 progress=(lambda i, n: crop_tick(i, n)) if progress else None, log=log)

@@ -9,6 +9,7 @@ import csv
 import json
 import math
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from .. import labelmap
+from ..errors import FacemarkError
 from .augment import AugmentConfig, identity_geometry, photometric, sample_geometry, transform_points, warp
 from .export import _atomic_torch_save, export_onnx, save_state
 from ..layouts import FLIP98
@@ -30,6 +32,10 @@ DEFAULTS = {
     "hybrid": dict(size=128, widths=[48, 96, 192]),
 }
 DEFAULT_LR = {"hourglass": 2e-3, "direct": 2e-3, "hybrid": 2e-3}
+
+
+class TrainingFailed(FacemarkError):
+    """Training cannot go on (the loss is no longer a number): one line, exit 1."""
 
 
 @dataclass
@@ -127,6 +133,8 @@ class Trainer:
         self.flip = torch.from_numpy(FLIP98).long().to(self.dev)
         self.train_idx = np.flatnonzero(~pack.val)
         self.val_idx = np.flatnonzero(pack.val)
+        if not len(self.train_idx):
+            raise ValueError("the pack has no training faces (all are held out, or it is empty)")
         self.aug = AugmentConfig()
         self.gen = torch.Generator(device=self.dev).manual_seed(opts.seed)
         self.epoch, self.best, self.history = 0, math.inf, []
@@ -141,7 +149,12 @@ class Trainer:
     def _init_model(self, init: str, overrides: dict) -> torch.nn.Module:
         """The ``--init`` weights, grown into the ``--arch`` overrides where those add parameters
         (e.g. the direct model's ``pool=spatial``, which starts as the plain average it replaces)."""
-        model, _ = load_torch_model(init)
+        try:
+            model, _ = load_torch_model(init)
+        except Exception as e:  # noqa: BLE001 - torch and pickle raise many kinds for a file that is no model
+            if isinstance(e, FacemarkError):
+                raise
+            raise RuntimeError(f"--init {init}: not a facemark model file ({type(e).__name__})") from None
         if model.family != self.opts.family:
             raise RuntimeError(f"--init {init} is a {model.family} model, not {self.opts.family}")
         if not overrides or all(model.config.get(k) == v for k, v in overrides.items()):
@@ -213,7 +226,12 @@ class Trainer:
                 "rng": self.gen.get_state()}
 
     def _load_checkpoint(self, path: Path) -> None:
-        ck = torch.load(path, map_location=self.dev, weights_only=False)  # our own checkpoint
+        try:
+            ck = torch.load(path, map_location=self.dev, weights_only=False)  # our own checkpoint
+            ck = {k: ck[k] for k in ("model", "ema", "optim", "epoch", "best", "history", "family", "config", "rng")}
+        except Exception as e:  # noqa: BLE001 - torch and pickle raise many kinds for a damaged file
+            raise RuntimeError(f"{path} is not a training state facemark can resume ({type(e).__name__}); "
+                               f"give a new --out, or delete that run to start again") from None
         saved = create(ck["family"], **ck["config"]).config if ck["family"] == self.model.family else None
         if saved != self.model.config:  # (defaults filled in: older runs lack newer keys such as pool)
             raise RuntimeError(f"{path} holds a different model ({ck['family']} {ck['config']}); use a new --out")
@@ -286,13 +304,18 @@ class Trainer:
                 if taught is not None:  # human labels keep their loss; the teacher adds its own
                     loss = loss + opts.distill * loss_for(self.model, out, taught, torch.ones_like(self.point_w),
                                                           torch.ones_like(self.sample_w[i]), fuse=self.opts.fuse_loss)
+                value = loss.detach().item()
+                if not math.isfinite(value):  # before the step: the saved weights stay those of a sane model
+                    raise TrainingFailed(f"the loss became {value} in epoch {self.epoch + 1} (step {b + 1}); stopped. "
+                                         f"{'last.pt holds the last finished epoch; ' if self.epoch else ''}"
+                                         f"try a lower --lr, or check the data")
                 self.optim.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
                 self.optim.step()
                 self._update_ema(it)
                 seen += len(i)
-                loss_sum += loss.detach().item() * len(i)
+                loss_sum += value * len(i)
                 if progress:
                     progress(self.epoch, b + 1, steps_per_epoch, loss_sum / seen)
             self.epoch += 1
@@ -381,9 +404,14 @@ def load_pack(pack_path: Path | None, data: list[str], teacher: Path | None, cac
         if not Path(pack_path).is_file():
             raise UsageError(f"pack not found: {pack_path}")
         try:
-            return Pack.load(pack_path)
+            pk = Pack.load(pack_path)
         except Exception as e:  # noqa: BLE001 - numpy raises many kinds for a file that is no pack
             raise UsageError(f"{pack_path} is not a facemark pack ({type(e).__name__}); make one with facemark pack") from None
+        try:
+            pk.check()
+        except ValueError as e:
+            raise UsageError(f"{pack_path} is not a usable pack: {e}") from None
+        return pk
     if data:
         return build_pack(data, teacher, cache, res, 0.5)
     raise UsageError("give --data KIND=PATH (and --teacher for 68-point data) or --pack FILE")
@@ -394,10 +422,21 @@ def check_options(opts: TrainOptions) -> None:
     from ..errors import UsageError
     from ..models import FAMILIES
 
-    if Path(opts.out).exists() and not Path(opts.out).is_dir():
+    out = Path(opts.out)
+    if out.exists() and not out.is_dir():
         raise UsageError(f"--out {opts.out} exists and is not a directory")
+    if not opts.resume and any((out / f).exists() for f in ("last.pt", "best.pt")):
+        raise UsageError(f"--out {opts.out} holds a training run: --resume continues it; to start again, "
+                         f"give another --out (or delete that one)")
     if opts.epochs < 1 or opts.batch < 1:
         raise UsageError("--epochs and --batch must be at least 1")
+    for name, value, low in (("--lr", opts.lr, 0.0), ("--max-minutes", opts.max_minutes, 0.0)):
+        if value is not None and not (math.isfinite(value) and value > low):
+            raise UsageError(f"{name} must be a positive number, not {value}")
+    if opts.threads is not None and opts.threads < 1:
+        raise UsageError(f"--threads must be at least 1, not {opts.threads}")
+    if opts.device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", opts.device):
+        raise UsageError(f"--device must be cpu or cuda (or cuda:N), not {opts.device!r}")
     if opts.family not in FAMILIES:
         raise UsageError(f"unknown model {opts.family!r}: use one of {', '.join(FAMILIES)}")
     if opts.distill < 0:
@@ -420,6 +459,11 @@ def check_options(opts: TrainOptions) -> None:
             build_model(opts.family, {**DEFAULTS[opts.family], **opts.model})
         except ValueError as e:
             raise UsageError(str(e)) from None
+    for key, value in opts.model.items():  # widths, multipliers, counts: none may be 0 or below (readout=0 is off)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, (int, float)) and not isinstance(v, bool) and not (math.isfinite(v) and v > 0)
+               for v in values) and not (key == "readout" and value == 0):
+            raise UsageError(f"--arch {key}={value}: must be a positive number")
 
 
 def make_trainer(pack: Pack, opts: TrainOptions, log=print) -> Trainer:
