@@ -84,6 +84,8 @@ def check_output_file(path: Optional[Path], option: str, exts: tuple[str, ...] =
             fail(f"{option} {path} is a directory: give a file name")
         if exts and path.suffix.lower() not in exts:
             fail(f"{option} {path}: use one of {', '.join(exts)}")
+        if path.exists() and not path.resolve().is_file():
+            fail(f"{option} {path} exists and is not a regular file (a device or a pipe); give a file name")
         if path.exists():
             target = path.resolve()
             for given in inputs:

@@ -221,6 +221,8 @@ def test_no_output_replaces_an_input(tiny_models, face_image, tmp_path):
     r = run("eval", "--data", f"300w={root}", "--model", "nope", "--json", tmp_path / "new" / "deeper" / "e.json")
     assert r.exit_code == 2 and not (tmp_path / "new").exists()  # a usage error leaves no folder behind
     assert run("export", tmp_path).exit_code == 2  # --out is never a default (it was weights/, the shipped models)
+    r = run("eval", "--data", f"300w={root}", "--model", tiny_models["direct"], "--json", "/dev/null")
+    assert r.exit_code == 2 and "not a regular file" in r.stderr  # refused before the work, not after it
 
 
 def test_a_run_is_not_replaced_and_a_damaged_pack_is_refused(wflw_root, tmp_path):
