@@ -68,6 +68,10 @@ class FaceLandmarker:
             raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
         if not isinstance(refine, numbers.Integral) or isinstance(refine, bool) or not 0 <= refine <= 10:
             raise ValueError(f"refine must be an integer from 0 to 10, not {refine!r}")
+        if threads is not None and (not isinstance(threads, numbers.Integral) or isinstance(threads, bool) or threads < 1):
+            raise ValueError(f"threads must be a positive integer or None (onnxruntime's choice), not {threads!r}")
+        if not isinstance(flip, (bool, np.bool_)):
+            raise TypeError(f"flip must be True or False, not {flip!r}")
         if not isinstance(detector, (str, GivenBoxes)) and not callable(getattr(detector, "detect", None)):
             raise TypeError(f"detector must be 'retinaface', 'yunet:PATH.onnx' or an object with detect(image), "
                             f"not {type(detector).__name__}")
@@ -199,6 +203,9 @@ def _as_detections(boxes, name: str = "boxes") -> list[Detection]:
         raise TypeError(f"{name}: pass the boxes of one image, not a GivenBoxes table")
     if isinstance(boxes, np.ndarray) and boxes.ndim == 1 and boxes.size in (4, 5):
         boxes = [boxes]  # one box given on its own
+    elif isinstance(boxes, (list, tuple)) and len(boxes) in (4, 5) and all(
+            isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) for v in boxes):
+        boxes = [boxes]  # [x1, y1, x2, y2] on its own, as with a 1-D array
     if isinstance(boxes, (str, bytes)) or not isinstance(boxes, Iterable):
         raise TypeError(f"{name} must be a list of [x1, y1, x2, y2] boxes, not {type(boxes).__name__}")
     out = []

@@ -627,3 +627,14 @@ def test_a_floating_point_tiff_is_read_as_displayed(tmp_path):
     back = read_image(tmp_path / "hdr.tiff").astype(int)
     assert np.abs(back - img)[3:, 3:].max() <= 1 and (back[:3, :3] == 255).all()
     assert np.abs(read_image_as_given(img.astype(np.float64)).astype(int) - img).max() == 0  # 0-255 floats stay
+
+
+def test_one_flat_box_and_constructor_options_are_checked(fl):
+    from facemark import FaceLandmarker
+
+    img = cv2.imread("examples/astronaut.jpg")
+    box = [float(v) for v in fl.detect(img)[0].box]
+    assert len(fl.landmarks(img, boxes=box)) == 1 == len(fl.landmarks(img, boxes=[box]))  # like a 1-D array
+    for bad, error in ((dict(threads=0), ValueError), (dict(threads=-2), ValueError), (dict(flip="yes"), TypeError)):
+        with pytest.raises(error, match=next(iter(bad))):
+            FaceLandmarker(model="direct", **bad)
