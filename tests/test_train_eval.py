@@ -257,3 +257,35 @@ def test_a_loss_that_is_no_longer_a_number_stops_training(wflw_root, tmp_path, m
             tmp_path / "r", "--cache", tmp_path / "c", "--arch", "size=32", "--arch", "width_mult=0.25")
     assert r.exit_code == 1 and "the loss became nan" in r.stderr, r.stderr
     assert not (tmp_path / "r" / "model.onnx").exists()
+
+
+def test_an_interrupted_prepare_keeps_what_it_computed(wflw_root, tmp_path):
+    """Ctrl-C in 'facemark pack' keeps the detector work done so far: the next run does the rest."""
+    from facemark.detector import RetinaFace
+    from facemark.training import datasets
+    from facemark.training.prepare import prepare
+
+    samples = [s for s in datasets.load_wflw(wflw_root) if s.split == "train"]
+    real = RetinaFace(threshold=0.3)
+
+    class Interrupted:
+        calls = 0
+
+        def detect(self, image):
+            Interrupted.calls += 1
+            if Interrupted.calls == 4:
+                raise KeyboardInterrupt
+            return real.detect(image)
+
+    with pytest.raises(KeyboardInterrupt):
+        prepare(samples, Interrupted(), None, tmp_path)
+
+    class Counting:
+        calls = 0
+
+        def detect(self, image):
+            Counting.calls += 1
+            return real.detect(image)
+
+    again = prepare(samples, Counting(), None, tmp_path)
+    assert Counting.calls == len(samples) - 3 and again.found.sum() == len(samples)

@@ -55,7 +55,11 @@ class Predictor(nn.Module):
 
 
 def load_state(path: str | Path, map_location="cpu") -> tuple[torch.nn.Module, dict]:
-    blob = torch.load(path, map_location=map_location, weights_only=True)
+    import warnings
+
+    with warnings.catch_warnings():  # torch's notes on old pickle protocols: our own error says what is wrong
+        warnings.simplefilter("ignore", UserWarning)
+        blob = torch.load(path, map_location=map_location, weights_only=True)
     model = create(blob["family"], **blob["config"])
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
     return model.eval(), blob.get("meta", {})

@@ -5,6 +5,7 @@ inference makes them) and the teacher's 98-point pseudo-labels.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,36 +84,52 @@ def prepare(samples: list[Sample], detector, teacher=None, cache_dir: Path | Non
                 det_box[i], det_kps[i], det_score[i], tea[i] = z["det_box"][j], z["det_kps"][j], z["det_score"][j], z["teacher"][j]
                 done[i] = True
     todo = np.flatnonzero(~done)
-    for c, i in enumerate(todo):
-        s = samples[i]
-        image = cv2.imread(str(s.image), cv2.IMREAD_COLOR)
-        if image is None:
-            continue
-        d = match(detector.detect(image), s.landmarks)
-        if d is not None:
-            det_box[i], det_kps[i], det_score[i] = d.box, d.kps, d.score
-        if s.landmarks.shape[0] == 98:
-            tea[i] = s.landmarks
-        elif teacher is not None:
-            tea[i] = teacher.predict(image, d.box if d is not None else emulated_box(s.landmarks))
-        if progress:
-            progress(c + 1, len(todo))
-    out = Prepared(keys, det_box, det_kps, det_score, tea)
-    if path is not None and len(todo):
+
+    def save() -> None:  # what is done so far joins the cache (the rest is computed next time)
         old = None
         if path.is_file():
             with np.load(path, allow_pickle=False) as f:
                 old = {k: f[k] for k in f.files}
-        merged = {"keys": np.array(keys), "det_box": det_box, "det_kps": det_kps, "det_score": det_score, "teacher": tea}
+        ok = np.flatnonzero(done)
+        merged = {"keys": np.array(keys)[ok], "det_box": det_box[ok], "det_kps": det_kps[ok],
+                  "det_score": det_score[ok], "teacher": tea[ok]}
         if old is not None:
-            new_keys = set(keys)
+            new_keys = {keys[i] for i in ok}
             keep = [j for j, k in enumerate(old["keys"].tolist()) if k not in new_keys]
             merged = {k: np.concatenate([old[k][keep], v]) for k, v in merged.items()}
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez_compressed(tmp, **merged)
-        tmp.replace(path)
-    return out
+        try:
+            np.savez_compressed(tmp, **merged)
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    last_save, computed = time.monotonic(), 0
+    try:
+        for c, i in enumerate(todo):
+            s = samples[i]
+            image = cv2.imread(str(s.image), cv2.IMREAD_COLOR)
+            if image is None:
+                continue
+            d = match(detector.detect(image), s.landmarks)
+            if d is not None:
+                det_box[i], det_kps[i], det_score[i] = d.box, d.kps, d.score
+            if s.landmarks.shape[0] == 98:
+                tea[i] = s.landmarks
+            elif teacher is not None:
+                tea[i] = teacher.predict(image, d.box if d is not None else emulated_box(s.landmarks))
+            done[i], computed = True, computed + 1
+            if path is not None and time.monotonic() - last_save > 120:  # an interrupted pack keeps its work
+                save()
+                last_save = time.monotonic()
+            if progress:
+                progress(c + 1, len(todo))
+    finally:  # also on Ctrl-C: the next run starts where this one stopped
+        if path is not None and computed:
+            save()
+    return Prepared(keys, det_box, det_kps, det_score, tea)
 
 
 def emulated_box(landmarks: np.ndarray) -> np.ndarray:
