@@ -133,6 +133,8 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.nda
     """BGR uint8 image as displayed: EXIF orientation applied; grey, alpha and 16-bit inputs
     converted. ``imdecode`` on the raw bytes also copes with non-ASCII paths. Images over
     ``max_pixels`` (default ``MAX_PIXELS``) are refused from their header, before any decoding."""
+    if not os.fspath(path):  # Path("") would be ".", the current folder
+        raise ImageError("an empty path names no image")
     path = Path(path)
     limit = MAX_PIXELS if max_pixels is None else max_pixels
     check_regular_file(path)
