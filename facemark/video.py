@@ -320,11 +320,12 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
             raise UsageError(f"refusing to overwrite {p}: it is one of the input frames")
     tuned = {k: v for k, v in (("min_cutoff", min_cutoff), ("beta", beta)) if v is not None}  # else smooth.py's
     tracker = Tracker(fl, detect_every=detect_every, max_faces=max_faces, smooth=smooth == "one-euro", **tuned)
-    stop = {"asked": 0}
+    stop = {"asked": 0, "armed": False}
 
     def on_signal(signum, frame):  # first: finish the current frame; second: stop now; both keep the output
         stop["asked"] += 1
-        if stop["asked"] > 1:
+        if stop["asked"] > 1 and stop["armed"]:  # raised once at most, and only where it is caught
+            stop["armed"] = False
             raise _StopNow
 
     main_thread = threading.current_thread() is threading.main_thread()
@@ -344,24 +345,28 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
         video_w = writers[0] if out_path is not None else None
         text_w = writers[-1] if json_path is not None else None
         try:
-            for i, t, frame in src:
-                tracks = tracker.step(frame, t)
-                if video_w is not None:
-                    faces = [Face(tr.box, tr.score, tr.smoothed, tracker.landmarks68(tr)) for tr in tracks]
-                    video_w.write(draw(frame, faces, ids=[tr.id for tr in tracks]))
-                if text_w is not None:
-                    text_w.write_line(frame_record(i, t, tracks, tracker))
-                done += 1
-                if progress:
-                    progress(done, src.frames, done / max(1e-9, time.perf_counter() - start))
-                if stop["asked"]:
-                    break
+            try:
+                stop["armed"] = True
+                for i, t, frame in src:
+                    tracks = tracker.step(frame, t)
+                    if video_w is not None:
+                        faces = [Face(tr.box, tr.score, tr.smoothed, tracker.landmarks68(tr)) for tr in tracks]
+                        video_w.write(draw(frame, faces, ids=[tr.id for tr in tracks]))
+                    if text_w is not None:
+                        text_w.write_line(frame_record(i, t, tracks, tracker))
+                    done += 1
+                    if progress:
+                        progress(done, src.frames, done / max(1e-9, time.perf_counter() - start))
+                    if stop["asked"]:
+                        break
+            finally:  # closing the outputs is not interrupted again (a signal that lands in here is caught below)
+                stop["armed"] = False
+                for sig in signals:
+                    signal.signal(sig, signal.SIG_IGN)
         except _StopNow:
             pass
         except OSError as e:  # disk full or gone while writing: the temporaries are removed below
             raise VideoWriteError(f"cannot write the output: {e.strerror or e}; nothing was kept") from None
-        for sig in signals:  # closing the outputs is not interrupted again
-            signal.signal(sig, signal.SIG_IGN)
         if done == 0:
             raise VideoError(f"{source}: no frame could be decoded")
         try:

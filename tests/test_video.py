@@ -342,3 +342,30 @@ def test_an_output_name_too_long_is_one_line(tiny_models, tmp_path, small_face):
         r = run("video", clip, option, tmp_path / ("x" * 300 + ".mp4"), "--model", tiny_models["direct"])
         assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1 and "too long" in r.stderr, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_signals_that_land_while_the_outputs_close_are_not_a_traceback(tiny_models, tmp_path, small_face, monkeypatch):
+    """Two Ctrl-Cs arriving just as the outputs start closing (a race a CI run hit): the run ends
+    as interrupted with both outputs complete, not with the internal stop exception escaping."""
+    import signal as S
+
+    from facemark import FaceLandmarker
+    from facemark.video import process_video
+
+    clip = tmp_path / "in.mp4"
+    write_clip(clip, [frame_with([(40, 90)], small_face)] * 6)
+    real, fired = S.signal, []
+
+    def signal_with_a_race(sig, handler):
+        if handler is S.SIG_IGN and not fired:
+            fired.append(sig)
+            for _ in range(2):
+                S.getsignal(sig)(sig, None)
+        return real(sig, handler)
+
+    monkeypatch.setattr(S, "signal", signal_with_a_race)
+    fl = FaceLandmarker(model=str(tiny_models["direct"]))
+    s = process_video(str(clip), fl, str(tmp_path / "o.mp4"), str(tmp_path / "o.jsonl"), log=lambda *a: None)
+    monkeypatch.undo()
+    assert fired and s.interrupted and s.frames == 6
+    assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 6 and (tmp_path / "o.mp4").is_file()
