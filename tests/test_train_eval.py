@@ -289,3 +289,40 @@ def test_an_interrupted_prepare_keeps_what_it_computed(wflw_root, tmp_path):
 
     again = prepare(samples, Counting(), None, tmp_path)
     assert Counting.calls == len(samples) - 3 and again.found.sum() == len(samples)
+
+
+def test_second_round_of_bad_input(tiny_models, face_image, wflw_root, tmp_path):
+    """Found by a second hostile pass: calibrate's --out over an input, a pack written into its own
+    cache, a FIFO label file (a hang), the same faces given twice, resuming on another pack, and a
+    teacher cache that is really a pack."""
+    import os
+
+    root = tmp_path / "300w"
+    write_300w(root, synthetic_faces(face_image, 3, seed=5), "lfpw/testset")
+    pts = sorted(root.rglob("*.pts"))[0]
+    before = pts.read_bytes()
+    r = run("calibrate", "--data", f"300w={root}", "--teacher", tmp_path / "t", "--out", pts)
+    assert r.exit_code == 2 and pts.read_bytes() == before
+    r = run("pack", "--data", f"wflw={wflw_root}", "--cache", tmp_path / "c", "--out", tmp_path / "c" / "p.npz")
+    assert r.exit_code == 2 and "inside --cache" in r.stderr
+    os.mkfifo(root / "lfpw" / "testset" / "fifo.pts")
+    (root / "lfpw" / "testset" / "fifo.jpg").write_bytes(pts.with_suffix(".jpg").read_bytes())
+    out_json = tmp_path / "e.json"
+    r = run("eval", "--data", f"300w={root}", "--data", f"300w={root / 'lfpw'}", "--model", tiny_models["direct"],
+            "--boxes", "gt", "--json", out_json)
+    assert r.exit_code == 0, r.stderr
+    assert "fifo.pts is not a regular file" in r.stderr and "counted once" in r.stderr
+    assert json.loads(out_json.read_text())["tiny-direct"]["subsets"]["all"]["faces"] == 3
+    args = ["--model", "direct", "--epochs", 1, "--batch", 4, "--arch", "size=32", "--arch", "width_mult=0.25"]
+    pack = tmp_path / "p.npz"
+    assert run("pack", "--data", f"wflw={wflw_root}", "--out", pack, "--cache", tmp_path / "c", "--res", 64).exit_code == 0
+    assert run("train", "--pack", pack, "--out", tmp_path / "r", *args).exit_code == 0
+    other = {k: v.copy() for k, v in np.load(pack).items()}
+    other["target98"] += 0.001
+    np.savez(tmp_path / "other.npz", **other)
+    r = run("train", "--pack", tmp_path / "other.npz", "--out", tmp_path / "r", "--resume", *args)
+    assert r.exit_code == 2 and "another pack" in r.stderr, r.stderr
+    kept = pack.read_bytes()
+    r = run("train", "--pack", pack, "--out", tmp_path / "r2", "--teacher-model", tiny_models["hourglass"],
+            "--teacher-cache", pack, *args)
+    assert r.exit_code == 2 and "not a teacher-label cache" in r.stderr and pack.read_bytes() == kept

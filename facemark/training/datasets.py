@@ -34,6 +34,12 @@ class Sample:
 def read_pts(path: str | Path) -> np.ndarray:
     """Read an iBUG ``.pts`` file and return 0-based coordinates; ``ValueError`` naming the file
     if it is not 68 or 98 finite points."""
+    from ..imageio import ImageError, check_regular_file
+
+    try:
+        check_regular_file(Path(path))  # a FIFO would block for ever
+    except ImageError as e:
+        raise ValueError(str(e).replace("not an image", "not a label file")) from None
     try:
         text = Path(path).read_text(errors="strict")
         if "{" not in text:
@@ -46,7 +52,10 @@ def read_pts(path: str | Path) -> np.ndarray:
         raise ValueError(f"{path}: {pts.size / 2:g} points, not 68 or 98")
     if not np.isfinite(pts).all():
         raise ValueError(f"{path}: a coordinate is not a finite number")
-    return pts.reshape(-1, 2) - 1.0
+    pts = pts.reshape(-1, 2)
+    if np.abs(pts).max() > 1e6 or np.ptp(pts, axis=0).min() < 1.0:
+        raise ValueError(f"{path}: the points are not a face (out of range, or all in one place)")
+    return pts - 1.0
 
 
 def write_pts(path: str | Path, points: np.ndarray) -> None:
@@ -74,6 +83,8 @@ def load_pts_dir(root: str | Path, skipped: list[str] | None = None) -> list[Sam
     for pts in sorted(root.rglob("*.pts")):
         img = _image_beside(pts)
         if img is None:
+            if skipped is not None:
+                skipped.append(f"{pts}: no image file beside it")
             continue
         rel = pts.parent.relative_to(root).as_posix()
         split = "test" if {"testset", "test"} & set(pts.parent.relative_to(root).parts) else "train"
@@ -82,7 +93,8 @@ def load_pts_dir(root: str | Path, skipped: list[str] | None = None) -> list[Sam
         except (OSError, ValueError) as e:
             if skipped is None:
                 raise
-            skipped.append(str(e) if str(pts) in str(e) else f"{pts}: {e}")
+            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            skipped.append(why if str(pts) in why else f"{pts}: {why}")
     if not out:
         raise ValueError(f"no .pts files with images under {root}")
     return out
@@ -196,4 +208,12 @@ def load_all(specs: list[str], log=None) -> list[Sample]:
             raise UsageError(str(e)) from None
     for line in skipped:
         (log or _to_stderr)(f"skipped: {line}")
-    return samples
+    seen, unique = set(), []
+    for s in samples:  # --data d --data d/helen: each face once
+        key = (str(Path(s.image).resolve()), s.landmarks.tobytes())
+        if key not in seen:
+            seen.add(key)
+            unique.append(s)
+    if len(unique) < len(samples):
+        (log or _to_stderr)(f"note: {len(samples) - len(unique)} face(s) given twice by --data are counted once")
+    return unique

@@ -132,9 +132,13 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path = "weights", n
                 else "")
         raise UsageError(f"{checkpoint} is not a facemark checkpoint ({type(e).__name__}){hint}") from None
     name = name or model.family
+    if name.endswith((".onnx", ".pt")):  # --name x.onnx means x, not x.onnx.onnx
+        name = name.rsplit(".", 1)[0]
     for target in (out_dir / f"{name}.onnx", out_dir / f"{name}.pt"):
         if target.resolve() == checkpoint.resolve():
             raise UsageError(f"refusing to overwrite the checkpoint {checkpoint}: give another --out or --name")
+        if target.exists() and not target.resolve().is_file() or target.is_symlink() and not target.exists():
+            raise UsageError(f"{target} is in the way (not a regular file): nothing was written")
     meta = {**meta, "name": name, "family": model.family}
     try:
         export_onnx(model, out_dir / f"{name}.onnx", meta)

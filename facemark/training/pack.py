@@ -119,6 +119,10 @@ def build(samples: list[Sample], prep: Prepared, weights: list[float], res: int 
             if np.isnan(teacher).any():
                 continue
             target, human = labelmap.fuse(teacher, s.landmarks, m98, fusion), s.landmarks
+        if not np.isfinite(target).all():
+            if log:
+                log(f"skipped: {s.image}: its targets are not finite numbers")
+            continue
         if prep.found[i]:
             kps = prep.det_kps[i]
         else:  # where the detector would have put its keypoints, on average

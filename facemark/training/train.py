@@ -186,7 +186,12 @@ class Trainer:
         teacher = load_model(o.teacher_model, device="cpu" if self.dev.type == "cpu" else o.device)
         key = f"{teacher.name}|{teacher.path.stat().st_size}|{len(self.pack)}|{self.pack.res}|{o.teacher_views}|{o.seed}"
         if path.is_file():
-            z = np.load(path, allow_pickle=False)
+            try:
+                z = np.load(path, allow_pickle=False)
+                z["key"]
+            except Exception as e:  # noqa: BLE001 - a pack, a photo, a damaged file: not ours to replace
+                raise RuntimeError(f"--teacher-cache {path} is not a teacher-label cache ({type(e).__name__}); "
+                                   f"not overwritten: give another file name") from None
             if str(z["key"]) == key:
                 self.log(f"teacher labels from {path} ({o.teacher_views} views per face)")
                 return {k: torch.from_numpy(z[k]).to(self.dev) for k in ("a", "t", "flip", "points")}
@@ -223,18 +228,29 @@ class Trainer:
         return {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "optim": self.optim.state_dict(),
                 "epoch": self.epoch, "best": self.best, "history": self.history, "family": self.model.family,
                 "config": self.model.config, "options": {k: str(v) for k, v in asdict(self.opts).items()},
-                "rng": self.gen.get_state()}
+                "rng": self.gen.get_state(), "pack": self._pack_id()}
+
+    def _pack_id(self) -> dict:
+        """What the run trains on, so that --resume with another pack is refused, not mixed in."""
+        import hashlib
+
+        digest = hashlib.sha1(np.ascontiguousarray(self.pack.target98).tobytes()).hexdigest()[:16]
+        return {"faces": len(self.pack), "held_out": int(self.pack.val.sum()), "res": int(self.pack.res), "targets": digest}
 
     def _load_checkpoint(self, path: Path) -> None:
         try:
             ck = torch.load(path, map_location=self.dev, weights_only=False)  # our own checkpoint
-            ck = {k: ck[k] for k in ("model", "ema", "optim", "epoch", "best", "history", "family", "config", "rng")}
+            ck = {k: ck[k] for k in ("model", "ema", "optim", "epoch", "best", "history", "family", "config", "rng")} | \
+                {"pack": ck.get("pack")}
         except Exception as e:  # noqa: BLE001 - torch and pickle raise many kinds for a damaged file
             raise RuntimeError(f"{path} is not a training state facemark can resume ({type(e).__name__}); "
                                f"give a new --out, or delete that run to start again") from None
         saved = create(ck["family"], **ck["config"]).config if ck["family"] == self.model.family else None
         if saved != self.model.config:  # (defaults filled in: older runs lack newer keys such as pool)
             raise RuntimeError(f"{path} holds a different model ({ck['family']} {ck['config']}); use a new --out")
+        if ck["pack"] is not None and ck["pack"] != self._pack_id():  # (runs saved before this check have none)
+            raise RuntimeError(f"{path} was trained on another pack ({ck['pack']['faces']} faces, "
+                               f"{ck['pack']['held_out']} held out); resume with the same --pack or --data, or use a new --out")
         self.model.load_state_dict(ck["model"])
         self.ema.load_state_dict(ck["ema"])
         self.optim.load_state_dict(ck["optim"])
@@ -355,7 +371,8 @@ class Trainer:
             w.writeheader()
             w.writerows(self.history)
         os.replace(tmp, path)
-        (self.out / "log.json.tmp").write_text(json.dumps(self.history, indent=1))
+        rows = [{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.items()} for r in self.history]
+        (self.out / "log.json.tmp").write_text(json.dumps(rows, indent=1))  # NaN is not JSON: null
         os.replace(self.out / "log.json.tmp", self.out / "log.json")
 
     def export_best(self, name: str | None = None) -> tuple[Path, Path]:
@@ -433,6 +450,13 @@ def check_options(opts: TrainOptions) -> None:
     for name, value, low in (("--lr", opts.lr, 0.0), ("--max-minutes", opts.max_minutes, 0.0)):
         if value is not None and not (math.isfinite(value) and value > low):
             raise UsageError(f"{name} must be a positive number, not {value}")
+    if out.is_symlink() and not out.exists():
+        raise UsageError(f"--out {opts.out} is a link to nothing")
+    if not (math.isfinite(opts.distill) and opts.distill >= 0):
+        raise UsageError(f"--distill must be 0 or a positive number, not {opts.distill}")
+    tc = opts.teacher_cache
+    if tc is not None and ((Path(tc).exists() and not Path(tc).is_file()) or Path(tc).suffix != ".npz"):
+        raise UsageError(f"--teacher-cache {tc}: give an .npz file name (it is made if missing)")
     if opts.threads is not None and opts.threads < 1:
         raise UsageError(f"--threads must be at least 1, not {opts.threads}")
     if opts.device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", opts.device):
