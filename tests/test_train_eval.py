@@ -326,3 +326,4 @@ def test_second_round_of_bad_input(tiny_models, face_image, wflw_root, tmp_path)
     r = run("train", "--pack", pack, "--out", tmp_path / "r2", "--teacher-model", tiny_models["hourglass"],
             "--teacher-cache", pack, *args)
     assert r.exit_code == 2 and "not a teacher-label cache" in r.stderr and pack.read_bytes() == kept
+    assert not (tmp_path / "r2").exists()  # a refused run leaves no empty folder

@@ -139,12 +139,14 @@ class Trainer:
         self.gen = torch.Generator(device=self.dev).manual_seed(opts.seed)
         self.epoch, self.best, self.history = 0, math.inf, []
         self.out = Path(opts.out)
-        self.out.mkdir(parents=True, exist_ok=True)
         self.amp = self.dev.type == "cuda"
         if opts.resume and (self.out / "last.pt").is_file():
             self._load_checkpoint(self.out / "last.pt")
         if opts.teacher_model:
             self.teacher = self._teacher_cache()
+        self.out.mkdir(parents=True, exist_ok=True)  # only now: a refused run leaves no empty folder
+        if not len(self.val_idx):
+            self.log("note: the pack holds no held-out faces, so best.pt is simply the latest epoch")
 
     def _init_model(self, init: str, overrides: dict) -> torch.nn.Module:
         """The ``--init`` weights, grown into the ``--arch`` overrides where those add parameters
@@ -211,8 +213,12 @@ class Trainer:
         cache = {"a": a.cpu().numpy(), "t": t.cpu().numpy(), "flip": flip.cpu().numpy(), "points": points}
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez(tmp, key=key, **cache)
-        os.replace(tmp, path)
+        try:
+            np.savez(tmp, key=key, **cache)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         self.log(f"teacher labels: {n * v} views in {time.time() - start:.0f} s -> {path}")
         return {k: torch.from_numpy(c).to(self.dev) for k, c in cache.items()}
 
