@@ -293,7 +293,10 @@ def done_already(plan: Plan, fmt: str, out_dir: Path | None, annotate: bool, mod
         except OSError:  # gone or unreadable: the run says so for this image
             return True
         # A file time in the future (an archive unpacked in another time zone, a skewed clock)
-        # says nothing about when the file changed; when it last changed here does (ctime).
+        # says nothing about when the file changed; when it last changed here does (POSIX ctime:
+        # set by this machine, never carried over). Windows' st_ctime is the creation time.
+        if os.name == "posix":
+            return min(st.st_mtime, st.st_ctime) > written + 2.0
         return (st.st_mtime if st.st_mtime <= now + 2.0 else st.st_ctime) > written + 2.0
 
     if fmt == "json":

@@ -69,6 +69,10 @@ def usage_errors():
         fail(str(e), 1)
 
 
+DATA_KINDS = ("300w", "pts", "wflw", "csv68")
+DATA_FILE_EXTS = (".pts", ".txt", ".csv", ".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # what --data reads
+
+
 def check_output_file(path: Optional[Path], option: str, exts: tuple[str, ...] = (), inputs: List[str] = ()) -> None:
     """Before any work: an output file can be written where it is asked for, it is no folder,
     its extension is one facemark can write, and it is none of the inputs (``inputs``: paths,
@@ -84,13 +88,15 @@ def check_output_file(path: Optional[Path], option: str, exts: tuple[str, ...] =
             fail(f"{option} {path} is a directory: give a file name")
         if exts and path.suffix.lower() not in exts:
             fail(f"{option} {path}: use one of {', '.join(exts)}")
-        if path.exists() and not path.resolve().is_file():
+        if path.exists() and not Path(os.path.realpath(path)).is_file():
             fail(f"{option} {path} exists and is not a regular file (a device or a pipe); give a file name")
         if path.exists():
-            target = path.resolve()
+            target = Path(os.path.realpath(path))
             for given in inputs:
-                src = Path(given.split("=", 1)[1] if "=" in given else given).resolve()
-                if target == src or (src.is_dir() and src in target.parents):
+                kind, _, rest = given.partition("=")
+                src = Path(os.path.realpath(rest if rest and kind.lower() in DATA_KINDS else given))
+                inside = src.is_dir() and src in target.parents and target.suffix.lower() in DATA_FILE_EXTS
+                if target == src or inside:  # (an earlier result kept in the data folder is not an input)
                     fail(f"{option} {path} is one of the inputs ({given}); not overwritten: write it elsewhere")
             if path.suffix.lower() == ".json" or option == "--json":
                 with open(path, "rb") as f:
@@ -104,7 +110,7 @@ def check_output_file(path: Optional[Path], option: str, exts: tuple[str, ...] =
             fail(f"{option} {path}: {where} is not a directory")
         with tempfile.NamedTemporaryFile(dir=where, prefix=".fm-", suffix=".tmp"):
             pass
-    except OSError as e:
+    except OSError as e:  # (paths go through os.path.realpath: a link loop is no RuntimeError here)
         fail(f"{option} {path} cannot be written: {e.strerror or e}")
 
 
@@ -436,7 +442,7 @@ def eval_cmd(
     if limit is not None and limit < 1:
         fail("--limit must be at least 1")
     check_output_file(json_path, "--json", inputs=data)
-    if json_path and plot and json_path.resolve() == plot.resolve():
+    if json_path and plot and os.path.realpath(json_path) == os.path.realpath(plot):
         fail("--json and --plot name the same file")
     check_output_file(plot, "--plot", (".png", ".jpg", ".jpeg", ".bmp", ".webp"), inputs=data)
     with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:
@@ -521,7 +527,7 @@ def pack(
 
     check_output_file(out_path, "--out", (".npz",), inputs=data + ([str(teacher)] if teacher else []))
     check_cache_folder(cache)
-    if cache.resolve() in out_path.resolve().parents:
+    if Path(os.path.realpath(cache)) in Path(os.path.realpath(out_path)).parents:
         fail(f"--out {out_path} is inside --cache {cache}: write the pack elsewhere")
     if not 32 <= res <= 1024:
         fail(f"--res must be between 32 and 1024 pixels, not {res}")

@@ -150,10 +150,12 @@ class Tracker:
         self.tracks = [tr for tr in self.tracks if tr.unconfirmed < self.max_unconfirmed]
         dets = [d for d in found if all(iou(d.box, tr.box) <= 0.3 for tr in self.tracks)]
         dets = sorted(dets, key=lambda d: -(d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
-        if self.max_faces:  # hidden tracks give up their places to faces in view, longest-missed first
-            dets = dets[: max(0, self.max_faces - sum(not tr.unconfirmed for tr in self.tracks))]
-            hidden = sorted((tr for tr in self.tracks if tr.unconfirmed), key=lambda tr: -tr.unconfirmed)
-            gone = {id(tr) for tr in hidden[: max(0, len(self.tracks) + len(dets) - self.max_faces)]}
+        if self.max_faces:  # a face missed twice in a row gives its place to a face in view (one miss
+            # is a blurred frame: the face keeps its place and id); longest-missed first
+            keep = [tr for tr in self.tracks if tr.unconfirmed < 2]
+            dets = dets[: max(0, self.max_faces - len(keep))]
+            gone = sorted((tr for tr in self.tracks if tr.unconfirmed >= 2), key=lambda tr: -tr.unconfirmed)
+            gone = {id(tr) for tr in gone[: max(0, len(self.tracks) + len(dets) - self.max_faces)]}
             self.tracks = [tr for tr in self.tracks if id(tr) not in gone]
         if not dets:
             return

@@ -211,6 +211,9 @@ def test_no_output_replaces_an_input(tiny_models, face_image, tmp_path):
     before = {p: p.read_bytes() for p in (pts, image)}
     r = run("eval", "--data", f"300w={root}", "--model", tiny_models["direct"], "--json", pts)
     assert r.exit_code == 2 and "one of the inputs" in r.stderr
+    for _ in range(2):  # an earlier result kept in the data folder is not an input: the rerun replaces it
+        r = run("eval", "--data", f"300w={root}", "--model", tiny_models["direct"], "--json", root / "eval.json")
+        assert r.exit_code == 0, r.stderr
     r = run("eval", "--data", f"300w={root}", "--model", tiny_models["direct"], "--plot", image)
     assert r.exit_code == 2 and "one of the inputs" in r.stderr
     r = run("bench", "--models", tiny_models["direct"], "--image", image, "--json", image)
@@ -301,8 +304,11 @@ def test_second_round_of_bad_input(tiny_models, face_image, wflw_root, tmp_path)
     write_300w(root, synthetic_faces(face_image, 3, seed=5), "lfpw/testset")
     pts = sorted(root.rglob("*.pts"))[0]
     before = pts.read_bytes()
+    r = run("calibrate", "--data", f"300w={root}", "--teacher", tmp_path / "t", "--out", pts.with_suffix(".json"))
+    assert r.exit_code == 2 and "teacher" in r.stderr  # a .json of ours in the data folder is no input
+    pts.with_suffix(".json").write_text("{}")
     r = run("calibrate", "--data", f"300w={root}", "--teacher", tmp_path / "t", "--out", pts)
-    assert r.exit_code == 2 and pts.read_bytes() == before
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1 and pts.read_bytes() == before
     r = run("pack", "--data", f"wflw={wflw_root}", "--cache", tmp_path / "c", "--out", tmp_path / "c" / "p.npz")
     assert r.exit_code == 2 and "inside --cache" in r.stderr
     os.mkfifo(root / "lfpw" / "testset" / "fifo.pts")

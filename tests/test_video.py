@@ -108,16 +108,36 @@ def test_a_face_the_detector_misses_for_a_few_frames_keeps_its_id(small_face):
 
 
 def test_max_faces_gives_a_hidden_face_s_place_to_a_face_in_view(small_face):
-    """With --max-faces 1, one face gives way to another elsewhere: the new face is reported from
-    the first detection that sees it (as without the limit), not after the old one has been
-    missed five times."""
+    """With --max-faces 1, one face gives way to another elsewhere: the new face is reported once
+    the old one has been missed twice in a row (the next frame), not after five misses; a face
+    missed once while another is in view keeps its place and its id."""
     fl = landmarker_with(MeanShapeModel(), batch_size=8)
     ids = {}
     for max_faces in (0, 1):
         tr = Tracker(fl, detect_every=10, max_faces=max_faces)
         ids[max_faces] = [[t.id for t in tr.step(frame_with([(30 if i < 8 else 330, 100)], small_face), i / 25.0)]
                           for i in range(20)]
-    assert ids[1] == ids[0] and ids[0][:8] == [[0]] * 8 and ids[0][10:] == [[1]] * 10, ids
+    assert ids[0][:8] == [[0]] * 8 and ids[0][10:] == [[1]] * 10, ids
+    assert ids[1][:10] == ids[0][:10] and ids[1][10] == [] and ids[1][11:] == [[1]] * 9, ids
+    real = fl.detector
+
+    class MissesTheLeftFaceOnce:
+        name = real.name
+
+        def __init__(self):
+            self.frame = 0
+
+        def detect(self, image):
+            found = real.detect(image)
+            return [d for d in found if d.box[0] > 200] if self.frame == 10 else found
+
+    det = fl.detector = MissesTheLeftFaceOnce()
+    tr = Tracker(fl, detect_every=10, max_faces=1)
+    seen = []
+    for i in range(25):
+        det.frame = i
+        seen.append([(t.id, t.box[0] < 200) for t in tr.step(frame_with([(30, 100), (330, 100)], small_face), i / 25.0)])
+    assert seen[10] == [] and all(s == seen[0] for s in seen[:10] + seen[11:]) and len(seen[0]) == 1, seen
 
 
 def test_a_cut_to_black_drops_the_face_at_once_and_scores_are_fresh(small_face):

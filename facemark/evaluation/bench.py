@@ -283,7 +283,7 @@ def run_bench(device: str = "cpu", models: list[str] = ("hourglass", "direct", "
         from ..training.datasets import load_all
 
         try:
-            samples = [s for s in load_all([data], log=lambda m: skipped.append(m.split(' ', 1)[1]))
+            samples = [s for s in load_all([data], log=lambda m: skipped.append(m.removeprefix('skipped: ')))
                        if s.split == "test"][: limit or None]
         except (ValueError, OSError) as e:
             raise UsageError(str(e)) from None

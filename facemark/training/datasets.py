@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -210,7 +211,7 @@ def load_all(specs: list[str], log=None) -> list[Sample]:
         (log or _to_stderr)(f"skipped: {line}")
     seen, unique = set(), []
     for s in samples:  # --data d --data d/helen: each face once
-        key = (str(Path(s.image).resolve()), s.landmarks.tobytes())
+        key = (os.path.realpath(s.image), s.landmarks.tobytes())
         if key not in seen:
             seen.add(key)
             unique.append(s)
