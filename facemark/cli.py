@@ -79,8 +79,6 @@ def check_output_file(path: Optional[Path], option: str, exts: tuple[str, ...] =
     or ``KIND=PATH`` data whose folder is not written into). So an hour of measuring is never
     lost at the last step, and no photo or label file is ever replaced by a result. Nothing is
     created here: a later usage error leaves no folder behind."""
-    import tempfile
-
     if path is None:
         return
     try:
@@ -103,31 +101,31 @@ def check_output_file(path: Optional[Path], option: str, exts: tuple[str, ...] =
                     head = f.read(4096).lstrip()
                 if head and head[:1] not in (b"{", b"["):
                     fail(f"{option} {path} exists and is not JSON; not overwritten: write it elsewhere")
-        where = path.absolute().parent
-        while not where.exists() and where != where.parent:
-            where = where.parent
-        if not where.is_dir():
-            fail(f"{option} {path}: {where} is not a directory")
-        with tempfile.NamedTemporaryFile(dir=where, prefix=".fm-", suffix=".tmp"):
-            pass
+        _check_can_create(path.absolute().parent, option, path)
     except OSError as e:  # (paths go through os.path.realpath: a link loop is no RuntimeError here)
         fail(f"{option} {path} cannot be written: {e.strerror or e}")
 
 
-def check_cache_folder(cache: Path, option: str = "--cache") -> None:
-    """Before any work: the cache is a folder (or can be made one) that facemark may write into."""
+def _check_can_create(folder: Path, option: str, given: Path) -> None:
+    """A file can be created in ``folder``, or, where it does not exist yet, in the nearest folder
+    above it (which facemark would make it in): proved with a temporary file, nothing left."""
     import tempfile
 
+    where = folder
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    if not where.is_dir():
+        fail(f"{option} {given}: {where} is not a folder")
+    with tempfile.NamedTemporaryFile(dir=where, prefix=".fm-", suffix=".tmp"):
+        pass
+
+
+def check_cache_folder(cache: Path, option: str = "--cache") -> None:
+    """Before any work: the cache is a folder (or can be made one) that facemark may write into."""
     try:
         if cache.exists() and not cache.is_dir():
             fail(f"{option} {cache} is not a folder")
-        where = cache.absolute()
-        while not where.exists() and where != where.parent:
-            where = where.parent
-        if not where.is_dir():
-            fail(f"{option} {cache}: {where} is not a folder")
-        with tempfile.NamedTemporaryFile(dir=where, prefix=".fm-", suffix=".tmp"):
-            pass
+        _check_can_create(cache.absolute(), option, cache)
     except OSError as e:
         fail(f"{option} {cache} cannot be written: {e.strerror or e}")
 

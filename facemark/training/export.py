@@ -47,15 +47,22 @@ def save_state(model: torch.nn.Module, path: str | Path, meta: dict | None = Non
     _atomic_torch_save(blob, Path(path))
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
+def _atomic(path: Path, write) -> None:
+    """``write(temporary path)``, then rename into place: a full disk or Ctrl-C leaves no
+    half-written checkpoint or model behind."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        torch.save(obj, tmp)
+        write(tmp)
         os.replace(tmp, path)
-    except BaseException:  # a full disk, Ctrl-C: no half-written checkpoint left behind
+    except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    _atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _fp16_initializers(model_proto) -> None:
@@ -99,15 +106,7 @@ def export_onnx(model: torch.nn.Module, path: str | Path, meta: dict | None = No
     for k, v in props.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        onnx.save(proto, tmp)
-        os.replace(tmp, path)
-    except BaseException:  # a full disk, Ctrl-C: no half-written model left behind
-        tmp.unlink(missing_ok=True)
-        raise
+    _atomic(path, lambda tmp: onnx.save(proto, tmp))
 
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path = "weights", name: str | None = None) -> tuple[Path, Path]:
