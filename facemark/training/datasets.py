@@ -45,18 +45,34 @@ def read_pts(path: str | Path) -> np.ndarray:
         text = Path(path).read_text(errors="strict")
         if "{" not in text:
             raise ValueError("no '{' before the points")
-        values = text.split("{", 1)[1].split("}", 1)[0].split()
-        pts = np.asarray(values, dtype=np.float64)
+        values = np.asarray(text.split("{", 1)[1].split("}", 1)[0].split(), dtype=np.float64)
     except (UnicodeDecodeError, ValueError) as e:
         raise ValueError(f"{path}: not a readable .pts file ({e})") from None
-    if pts.size % 2 or pts.size // 2 not in (68, 98):
-        raise ValueError(f"{path}: {pts.size / 2:g} points, not 68 or 98")
+    try:
+        return face_points(values, (68, 98)) - 1.0
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def face_points(values, counts: tuple[int, ...]) -> np.ndarray:
+    """Label coordinates as (N, 2); ``ValueError`` unless there are ``counts`` points, every one a
+    finite number, spread out like a face (not all in one place, not beyond a million pixels)."""
+    pts = np.asarray(values, dtype=np.float64)
+    if pts.size % 2 or pts.size // 2 not in counts:
+        raise ValueError(f"{pts.size / 2:g} points, not {' or '.join(map(str, counts))}")
     if not np.isfinite(pts).all():
-        raise ValueError(f"{path}: a coordinate is not a finite number")
+        raise ValueError("a coordinate is not a finite number")
     pts = pts.reshape(-1, 2)
     if np.abs(pts).max() > 1e6 or np.ptp(pts, axis=0).min() < 1.0:
-        raise ValueError(f"{path}: the points are not a face (out of range, or all in one place)")
-    return pts - 1.0
+        raise ValueError("the points are not a face (out of range, or all in one place)")
+    return pts
+
+
+def _skip(skipped: list[str] | None, where: str, e: Exception) -> None:
+    """A bad label is said and left out where the caller collects them; otherwise it is an error."""
+    if skipped is None:
+        raise e
+    skipped.append(f"{where}: {e}")
 
 
 def write_pts(path: str | Path, points: np.ndarray) -> None:
@@ -116,15 +132,11 @@ def load_wflw(root: str | Path, skipped: list[str] | None = None) -> list[Sample
             if len(parts) < 207:
                 continue
             try:
-                pts = np.asarray(parts[:196], np.float64).reshape(98, 2)
+                pts = face_points(parts[:196], (98,))
                 box = np.asarray(parts[196:200], np.float64)
                 flags = [int(v) for v in parts[200:206]]
-                if not np.isfinite(pts).all():
-                    raise ValueError("a coordinate is not a finite number")
             except ValueError as e:
-                if skipped is None:
-                    raise
-                skipped.append(f"{lst} line {n}: {e}")
+                _skip(skipped, f"{lst} line {n}", e)
                 continue
             tags = tuple(a for a, f in zip(WFLW_ATTRIBUTES, flags) if f)
             out.append(Sample(images / parts[206], pts, subset="wflw", split=split, box=box, tags=tags))
@@ -154,13 +166,9 @@ def load_csv68(path: str | Path, images: str | Path | None = None, skipped: list
             if img is None:
                 continue
             try:
-                pts = np.asarray(row[1:137], np.float64).reshape(68, 2)
-                if not np.isfinite(pts).all():
-                    raise ValueError("a coordinate is not a finite number")
+                pts = face_points(row[1:137], (68,))
             except ValueError as e:
-                if skipped is None:
-                    raise
-                skipped.append(f"{path} line {n}: {e}")
+                _skip(skipped, f"{path} line {n}", e)
                 continue
             out.append(Sample(img, pts, subset=path.stem, split="train"))
     if not out:
