@@ -689,6 +689,9 @@ def _plain_help(command: click.Command) -> click.Command:
     for param in command.get_params(click.Context(command)):
         if param.param_type_name == "argument":
             param.metavar = param.metavar or param.name.upper()
+            if hasattr(param, "_usage_display_name"):  # Typer >= 0.2x writes a required one as {INPUTS}
+                bare = param.metavar + ("..." if param.nargs != 1 else "")
+                param._usage_display_name = (lambda b=bare: b) if param.required else (lambda b=bare: f"[{b}]")
         elif not getattr(param, "is_flag", False):
             continue
         elif param.metavar is None:

@@ -344,3 +344,5 @@ def test_help_shows_flags_bare(command):
     assert "<bool>" not in r.stdout and "list[str]" not in r.stdout.split("Options")[0]
     flag = next(line for line in r.stdout.splitlines() if "--help" in line)
     assert flag.split("--help", 1)[1].split()[0] == "Show"
+    usage = next(line for line in r.stdout.splitlines() if "Usage:" in line)
+    assert "{" not in usage and "}" not in usage  # Typer's own mark for a required argument
