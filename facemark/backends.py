@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .runtime import ort_session
+from .runtime import is_device, ort_session
 
 SHIPPED = ("hourglass", "direct", "hybrid")
 DEFAULT_MODEL = "hourglass"
@@ -100,6 +100,9 @@ class TorchModel:
 
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ModelError("CUDA is not available here (no GPU, or a CPU-only PyTorch build)")
+        if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+            n = torch.cuda.device_count()
+            raise ModelError(f"--device {device}: this machine has {n} GPU{'s' if n != 1 else ''} (cuda:0 to cuda:{n - 1})")
         path = resolve(str(model), ".pt")
         try:
             net, meta = load_state(path)
@@ -127,22 +130,27 @@ class TorchModel:
         """Replay a captured CUDA graph for this batch size (launch overhead dominates small batches)."""
         torch = self._torch
         n = x.shape[0]
-        if n not in self._graphs:
-            static_in = x.clone()
-            s = torch.cuda.Stream()
-            s.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(s):
-                for _ in range(3):
-                    self._forward(static_in)
-            torch.cuda.current_stream().wait_stream(s)
-            g = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(g):
-                static_out = self._forward(static_in)
-            self._graphs[n] = (g, static_in, static_out)
+        if n not in self._graphs:  # captured on the model's GPU, whichever is current
+            with torch.cuda.device(self.device):
+                self._graphs[n] = self._capture(x)
         g, static_in, static_out = self._graphs[n]
         static_in.copy_(x)
         g.replay()
         return static_out
+
+    def _capture(self, x) -> tuple:
+        torch = self._torch
+        static_in = x.clone()
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):  # warm-up off the default stream, as graph capture requires
+            for _ in range(3):
+                self._forward(static_in)
+        torch.cuda.current_stream().wait_stream(s)
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            static_out = self._forward(static_in)
+        return g, static_in, static_out
 
     def run_tensor(self, x):
         """Device tensor in, device tensor out (no host copies): for benchmarks and batching."""
@@ -160,8 +168,8 @@ def load_model(model: str | Path = DEFAULT_MODEL, device: str = "cpu", threads: 
     """ONNX on CPU (the shipped default), torch on CUDA or when a .pt file is named."""
     if device == "cpu" and not str(model).endswith(".pt"):
         return OnnxModel(model, threads=threads)
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ModelError(f"unknown device {device!r}: use cpu or cuda")
+    if not is_device(device):
+        raise ModelError(f"unknown device {device!r}: use cpu, cuda or cuda:N")
     return TorchModel(model, device=device, **kw)
 
 

@@ -168,9 +168,10 @@ def _landmarker(model: str, device: str, detector: str, boxes: Optional[Path], t
     from .backends import ModelError
     from .detector import GivenBoxes
     from .landmarker import FaceLandmarker
+    from .runtime import is_device
 
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        fail(f"--device must be cpu or cuda, not {device!r}")
+    if not is_device(device):
+        fail(f"--device must be cpu, cuda or cuda:N, not {device!r}")
     if not 0.0 < threshold < 1.0:
         fail(f"--threshold must be between 0 and 1, not {threshold}")
     if min_face is not None and not (math.isfinite(min_face) and min_face > 0):
@@ -366,7 +367,7 @@ def video(
 
 @app.command()
 def bench(
-    device: str = typer.Option("cpu", "--device", help="cpu (onnxruntime, torch) | cuda (torch fp32/bf16, graphs)"),
+    device: str = typer.Option("cpu", "--device", help="cpu (onnxruntime, torch) | cuda or cuda:N (torch fp32/bf16, graphs)"),
     models_arg: str = typer.Option("hourglass,direct,hybrid", "--models", help="Comma-separated model names or paths."),
     batch: str = typer.Option("", "--batch", help="Batch sizes, e.g. 1,32,256 (default 1,32 on CPU; 1,32,256 on CUDA)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for onnxruntime and torch."),

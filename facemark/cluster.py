@@ -168,9 +168,10 @@ def check_options(model: str, device: str, threshold: float, min_face: float | N
     """What every actor would refuse, refused here first: one line, not a dead actor pool. A model
     file must exist at the same path on this machine and on every node."""
     from .backends import ModelError, resolve
+    from .runtime import is_device
 
-    if device != "cpu" and device != "cuda" and not device.startswith("cuda:"):
-        raise UsageError(f"--device must be cpu or cuda, not {device!r}")
+    if not is_device(device):
+        raise UsageError(f"--device must be cpu, cuda or cuda:N, not {device!r}")
     if not 0.0 < threshold < 1.0:
         raise UsageError(f"--threshold must be between 0 and 1 (exclusive), not {threshold}")
     if min_face is not None and not min_face > 0:

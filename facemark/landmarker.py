@@ -14,6 +14,7 @@ from .detector import Detection, GivenBoxes, RetinaFace, YuNet, check_box, check
 from .imageio import MAX_PIXELS, as_bgr, read_image
 from .layouts import FLIP98, five_points
 from .results import Face
+from .runtime import is_device
 
 
 def make_detector(spec: str | object = "retinaface", threshold: float = 0.6, min_face: float | None = None,
@@ -58,8 +59,8 @@ class FaceLandmarker:
         def number(v) -> bool:
             return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and math.isfinite(float(v))
 
-        if not isinstance(device, str) or (device not in ("cpu", "cuda") and not device.startswith("cuda:")):
-            raise ValueError(f"device must be cpu or cuda, not {device!r}")
+        if not is_device(device):
+            raise ValueError(f"device must be cpu, cuda or cuda:N, not {device!r}")
         if not number(threshold) or not 0.0 < float(threshold) < 1.0:
             raise ValueError(f"threshold must be a number between 0 and 1 (exclusive), not {threshold!r}")
         if min_face is not None and not (number(min_face) and min_face > 0):

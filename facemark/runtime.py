@@ -2,8 +2,14 @@
 from __future__ import annotations
 
 import os
+import re
 
 import onnxruntime as ort
+
+
+def is_device(device: object) -> bool:
+    """cpu, cuda or cuda:N: the devices every command and the API take."""
+    return isinstance(device, str) and (device == "cpu" or re.fullmatch(r"cuda(:\d+)?", device) is not None)
 
 
 def available_providers() -> list[str]:

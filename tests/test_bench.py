@@ -29,14 +29,29 @@ def test_bench_cpu_table_and_json(tiny_models, tmp_path):
     assert data["machine"]["cores"] >= 1
 
 
-def test_bench_cuda_explains_when_absent():
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_bench_cuda_explains_when_absent(device):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    r = runner.invoke(app, ["bench", "--device", "cuda"])
+    r = runner.invoke(app, ["bench", "--device", device])
     assert r.exit_code == 2 and "CUDA is not available" in r.stderr and "Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize("args", [["--batch", "4,8"], ["--batch", "one"], ["--device", "tpu"]])
+def test_bench_picks_the_gpu_it_is_asked_for(monkeypatch):
+    """cuda:N runs every CUDA backend on GPU N; a GPU the machine lacks is said, not a traceback."""
+    from facemark.evaluation import bench as B
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(B, "available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    plans, skipped = B.backends_for("cuda:1")
+    assert not skipped and [p[1] for p in plans if p[0] == "torch"] == ["cuda:1"] * 3
+    assert [p[1][0] for p in plans if p[0] == "onnx"] == [("CUDAExecutionProvider", {"device_id": 1})]
+    plans, skipped = B.backends_for("cuda:2")
+    assert not plans and skipped == ["--device cuda:2: this machine has 2 GPUs (cuda:0 to cuda:1)"]
+
+
+@pytest.mark.parametrize("args", [["--batch", "4,8"], ["--batch", "one"], ["--device", "tpu"], ["--device", "cuda:x"]])
 def test_bench_usage_errors(args):
     assert runner.invoke(app, ["bench", *args]).exit_code == 2
 

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from ..backends import ModelError, OnnxModel, TorchModel
-from ..runtime import available_providers
+from ..runtime import available_providers, is_device
 
 
 @dataclass
@@ -125,11 +125,11 @@ def bench_torch(name: str, batches: list[int], device: str, precision: str, grap
     m = TorchModel(name, device=device, precision=precision, cuda_graphs=graphs)
     rng = np.random.default_rng(0)
     cuda = device.startswith("cuda")
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
     label = f"torch-{'cuda' if cuda else 'cpu'}" + ("+graphs" if graphs else "")
     row = Row("landmarks", m.name, label, precision, params=m.meta.get("params"), flops=m.meta.get("flops"))
     if cuda:
-        torch.cuda.reset_peak_memory_stats()
+        torch.cuda.reset_peak_memory_stats(device)
     before = rss_mb()
     for b in batches:
         x = torch.from_numpy(rng.integers(0, 255, (b, m.size, m.size, 3), dtype=np.uint8)).to(m.device)
@@ -138,8 +138,8 @@ def bench_torch(name: str, batches: list[int], device: str, precision: str, grap
             row.latency_ms, row.p90_ms = latency(times)
         row.throughput[b] = b / statistics.median(times)
     if cuda:
-        row.memory_mb = torch.cuda.max_memory_allocated() / 1e6
-        row.note = torch.cuda.get_device_name()
+        row.memory_mb = torch.cuda.max_memory_allocated(device) / 1e6
+        row.note = torch.cuda.get_device_name(device)
     else:
         after = rss_mb()
         row.memory_mb = None if before is None or after is None else max(0.0, after - before)
@@ -166,9 +166,13 @@ def backends_for(device: str) -> tuple[list[tuple], list[str]]:
     if not torch.cuda.is_available():
         return [], ["CUDA is not available here (no GPU visible, or a CPU-only PyTorch build): "
                     "run 'facemark bench --device cpu' or use a machine with an NVIDIA GPU"]
-    plans += [("torch", "cuda", "fp32", False), ("torch", "cuda", "bf16", False), ("torch", "cuda", "bf16", True)]
+    index = int(device.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        return [], [f"--device {device}: this machine has {n} GPU{'s' if n != 1 else ''} (cuda:0 to cuda:{n - 1})"]
+    plans += [("torch", device, "fp32", False), ("torch", device, "bf16", False), ("torch", device, "bf16", True)]
     if "CUDAExecutionProvider" in available_providers():
-        plans.append(("onnx", ["CUDAExecutionProvider", "CPUExecutionProvider"], "onnxruntime-cuda"))
+        plans.append(("onnx", [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"], "onnxruntime-cuda"))
     else:
         skipped.append("onnxruntime-cuda: onnxruntime-gpu is not installed")
     return plans, skipped
@@ -221,7 +225,7 @@ def machine_info(device: str) -> dict:
 
         info["torch"] = torch.__version__
         if device.startswith("cuda") and torch.cuda.is_available():
-            info["gpu"] = torch.cuda.get_device_name()
+            info["gpu"] = torch.cuda.get_device_name(device)
     except ImportError:
         pass
     return info
@@ -259,8 +263,8 @@ def run_bench(device: str = "cpu", models: list[str] = ("hourglass", "direct", "
     from ..imageio import ImageError, read_image
 
     status = status or (lambda text: contextlib.nullcontext())
-    if device not in ("cpu", "cuda"):
-        raise UsageError("--device must be cpu or cuda")
+    if not is_device(device):
+        raise UsageError(f"--device must be cpu, cuda or cuda:N, not {device!r}")
     names = list(models)
     from ..backends import SHIPPED
 

@@ -9,7 +9,6 @@ import csv
 import json
 import math
 import os
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from .export import _atomic_torch_save, export_onnx, save_state
 from ..layouts import FLIP98
 from .losses import loss_for
 from ..models import create, scale_pixels
+from ..runtime import is_device
 from .pack import Pack
 
 DEFAULTS = {
@@ -466,8 +466,8 @@ def check_options(opts: TrainOptions) -> None:
         raise UsageError(f"--teacher-cache {tc}: give an .npz file name (it is made if missing)")
     if opts.threads is not None and opts.threads < 1:
         raise UsageError(f"--threads must be at least 1, not {opts.threads}")
-    if opts.device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", opts.device):
-        raise UsageError(f"--device must be cpu or cuda (or cuda:N), not {opts.device!r}")
+    if not is_device(opts.device):
+        raise UsageError(f"--device must be cpu, cuda or cuda:N, not {opts.device!r}")
     if opts.family not in FAMILIES:
         raise UsageError(f"unknown model {opts.family!r}: use one of {', '.join(FAMILIES)}")
     if opts.distill < 0:
