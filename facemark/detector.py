@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -231,8 +232,13 @@ def check_box(b, where: str = "box") -> np.ndarray:
         b = list(np.asarray(b.box).reshape(-1)) + [b.score]
     if isinstance(b, (str, bytes, dict)) or not hasattr(b, "__len__"):
         raise BoxError(f"{where} must be [x1, y1, x2, y2] (optionally a score), not {b!r}")
-    if any(isinstance(v, bool) for v in (b if isinstance(b, (list, tuple)) else [])):
+    items = list(b) if isinstance(b, (list, tuple)) else []
+    if any(isinstance(v, (bool, np.bool_)) for v in items) or getattr(b, "dtype", None) == np.bool_:
         raise BoxError(f"{where} must hold numbers, not true/false: {b!r}")
+    if any(isinstance(v, (list, tuple, np.ndarray)) for v in items):
+        raise BoxError(f"{where} must be [x1, y1, x2, y2] (optionally a score), not {b!r}")
+    if any(not isinstance(v, numbers.Real) for v in items) or getattr(getattr(b, "dtype", None), "kind", "f") not in "iuf":
+        raise BoxError(f"{where} must hold numbers only, not {b!r}")  # "12" is a typo or a wrong file, not 12
     try:
         arr = np.asarray(b, dtype=np.float64)
     except (TypeError, ValueError, OverflowError):

@@ -638,3 +638,17 @@ def test_one_flat_box_and_constructor_options_are_checked(fl):
     for bad, error in ((dict(threads=0), ValueError), (dict(threads=-2), ValueError), (dict(flip="yes"), TypeError)):
         with pytest.raises(error, match=next(iter(bad))):
             FaceLandmarker(model="direct", **bad)
+
+
+@pytest.mark.parametrize("bad", [["10", "20", "200", "220"], [10, 20, "200", 220], np.array(["10", "20", "200", "220"]),
+                                 [None, 20, 200, 220], [[10, 20], [200, 220]]])
+def test_text_or_nested_boxes_are_refused_not_read_as_numbers(fl, tmp_path, bad):
+    """A box of strings is a wrong file or a typo, as the CLI's --boxes says; the API agrees."""
+    img = np.full((240, 240, 3), 90, np.uint8)
+    with pytest.raises(ValueError, match="box"):
+        fl.landmarks(img, boxes=[bad])
+    cv2.imwrite(str(tmp_path / "grey.png"), img)
+    (tmp_path / "b.json").write_text(json.dumps({"grey.png": [np.asarray(bad, object).tolist()]}))
+    r = subprocess.run([sys.executable, "-m", "facemark", "detect", "grey.png", "--boxes", "b.json", "--model", "direct"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "failed: box 0 of 'grey.png' must" in r.stderr, r.stderr
