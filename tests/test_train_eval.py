@@ -333,3 +333,19 @@ def test_second_round_of_bad_input(tiny_models, face_image, wflw_root, tmp_path)
             "--teacher-cache", pack, *args)
     assert r.exit_code == 2 and "not a teacher-label cache" in r.stderr and pack.read_bytes() == kept
     assert not (tmp_path / "r2").exists()  # a refused run leaves no empty folder
+
+
+def test_pack_skips_a_truncated_jpeg_and_names_it(face_image, tmp_path):
+    """cv2.imread hands back a truncated JPEG with its lost half grey; pack reads images as
+    inference does, so such a face is a 'skipped:' line, not a training crop of grey."""
+    from facemark.training.pack import Pack
+
+    root = tmp_path / "wflw"
+    write_wflw(root, synthetic_faces(face_image, 4, seed=5), [])
+    victim = root / "WFLW_images" / "0--Synthetic" / "train_1.jpg"
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    r = run("pack", "--data", f"wflw={root}", "--out", tmp_path / "p.npz", "--cache", tmp_path / "c")
+    assert r.exit_code == 0, r.stderr
+    skipped = [line for line in r.stderr.splitlines() if line.startswith("skipped:")]
+    assert len(skipped) == 1 and "train_1.jpg" in skipped[0], r.stderr
+    assert len(Pack.load(tmp_path / "p.npz")) == 3

@@ -85,7 +85,7 @@ def from_data(specs: list[str], teacher_dir: str, yunet: str | None, cache_dir: 
     """The ``facemark calibrate`` work: detect + teach every 68-point training face, then fit."""
     from . import datasets
     from ..detector import RetinaFace, YuNet
-    from .prepare import match, prepare
+    from .prepare import match, prepare, read_sample_image
     from .teacher import Teacher
 
     samples = [s for s in datasets.load_all(specs, log) if s.split == "train" and s.landmarks.shape[0] == 68]
@@ -94,12 +94,11 @@ def from_data(specs: list[str], teacher_dir: str, yunet: str | None, cache_dir: 
     prep = prepare(samples, RetinaFace(threshold=0.3), Teacher.from_dir(teacher_dir), cache_dir)
     yk = None
     if yunet:
-        import cv2
-
         det = YuNet(yunet, threshold=0.3)
         yk = np.full((len(samples), 5, 2), np.nan)
         for i, s in enumerate(samples):
-            d = match(det.detect(cv2.imread(str(s.image))), s.landmarks)
+            image = read_sample_image(s.image)
+            d = None if image is None else match(det.detect(image), s.landmarks)
             if d is not None:
                 yk[i] = d.kps
     human = np.stack([s.landmarks for s in samples])

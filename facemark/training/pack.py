@@ -17,7 +17,7 @@ import numpy as np
 from .. import align, labelmap
 from .datasets import Sample
 from ..layouts import five_points
-from .prepare import Prepared
+from .prepare import Prepared, read_sample_image
 
 
 @dataclass
@@ -107,10 +107,10 @@ def build(samples: list[Sample], prep: Prepared, weights: list[float], res: int 
     to_pack = pack_matrix(res, margin)
     blobs, t98, h68, wts, val, src = [], [], [], [], [], []
     for i, s in enumerate(samples):
-        image = cv2.imread(str(s.image), cv2.IMREAD_COLOR)
+        image = read_sample_image(s.image)
         if image is None:
             if log:
-                log(f"skipped: {s.image}: not an image OpenCV can decode")
+                log(f"skipped: {s.image}: not an image OpenCV can decode (damaged, truncated or not an image)")
             continue
         if s.landmarks.shape[0] == 98:
             target, human = s.landmarks, labelmap.to68(s.landmarks, m98)

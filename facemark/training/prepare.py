@@ -9,12 +9,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from ..imageio import ImageError, read_image
 from .datasets import Sample
 from ..layouts import five_points
 
+
+
+def read_sample_image(path: Path) -> np.ndarray | None:
+    """The image as inference reads it, or None where it does not decode. ``cv2.imread`` would
+    hand back a truncated JPEG with its missing part grey, and the faces there would train on it."""
+    try:
+        return read_image(path)
+    except ImageError:
+        return None
 
 @dataclass
 class Prepared:
@@ -110,7 +119,7 @@ def prepare(samples: list[Sample], detector, teacher=None, cache_dir: Path | Non
     try:
         for c, i in enumerate(todo):
             s = samples[i]
-            image = cv2.imread(str(s.image), cv2.IMREAD_COLOR)
+            image = read_sample_image(s.image)
             if image is None:
                 continue
             d = match(detector.detect(image), s.landmarks)
