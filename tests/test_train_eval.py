@@ -349,3 +349,19 @@ def test_pack_skips_a_truncated_jpeg_and_names_it(face_image, tmp_path):
     skipped = [line for line in r.stderr.splitlines() if line.startswith("skipped:")]
     assert len(skipped) == 1 and "train_1.jpg" in skipped[0], r.stderr
     assert len(Pack.load(tmp_path / "p.npz")) == 3
+
+
+def test_an_older_prepare_cache_is_removed_when_the_new_one_is_written(face_image, tmp_path):
+    from facemark.training.prepare import CACHE_VERSION
+
+    root, cache = tmp_path / "wflw", tmp_path / "c"
+    write_wflw(root, synthetic_faces(face_image, 2, seed=6), [])
+    cache.mkdir()
+    old = cache / f"prepared-v{CACHE_VERSION - 1}-0123456789ab.npz"
+    old.write_bytes(b"an older facemark's cache")
+    other = cache / "notes.txt"
+    other.write_text("not ours")
+    r = run("pack", "--data", f"wflw={root}", "--out", tmp_path / "p.npz", "--cache", cache)
+    assert r.exit_code == 0, r.stderr
+    assert not old.exists() and other.exists()
+    assert [p.name.startswith(f"prepared-v{CACHE_VERSION}-") for p in cache.glob("prepared-*")] == [True]

@@ -51,12 +51,15 @@ def match(detections, landmarks: np.ndarray):
     return best
 
 
+CACHE_VERSION = 3  # raised when the entries' meaning changes; older files are then removed
+
+
 def cache_name(teacher_paths: list[Path] | None) -> str:
     """One cache per teacher set; entries are keyed by image path, so any subset reuses it."""
     h = hashlib.sha1(b"retinaface-0.3")
     for p in teacher_paths or []:
         h.update(p.name.encode())
-    return f"prepared-v3-{h.hexdigest()[:12]}.npz"
+    return f"prepared-v{CACHE_VERSION}-{h.hexdigest()[:12]}.npz"
 
 
 def _key(s: Sample) -> str:
@@ -114,6 +117,9 @@ def prepare(samples: list[Sample], detector, teacher=None, cache_dir: Path | Non
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        for stale in path.parent.glob("prepared-v*-*.npz"):  # an older version's file is never read again
+            if not stale.name.startswith(f"prepared-v{CACHE_VERSION}-"):
+                stale.unlink(missing_ok=True)
 
     last_save, computed = time.monotonic(), 0
     try:
