@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from importlib import resources
@@ -54,6 +55,18 @@ def resolve(model: str, suffix: str) -> Path:
     if not p.is_file():
         raise ModelError(f"shipped weights for {model!r} are missing ({p.name}); reinstall facemark")
     return p
+
+
+def weights_label(given: str, name: str, path: Path) -> str:
+    """``name``, or ``name@`` the first 8 hex digits of the file's SHA-256 when ``given`` was a
+    path to weights other than the shipped file of that name (see ``FaceLandmarker.model_name``)."""
+    if given in SHIPPED:
+        return name
+    shipped = weights_dir() / f"{name}{path.suffix}"
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if name in SHIPPED and shipped.is_file() and hashlib.sha256(shipped.read_bytes()).hexdigest() == digest:
+        return name
+    return f"{name}@{digest[:8]}"
 
 
 class OnnxModel:

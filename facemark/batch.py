@@ -288,16 +288,18 @@ def done_already(plan: Plan, fmt: str, out_dir: Path | None, annotate: bool, mod
     now = time.time()
 
     def changed_since(im: InputImage, written: float) -> bool:
-        try:  # 2 s of slack: FAT and some network file systems keep times that coarse
+        """Whether the input may have changed after its output was written; in doubt, yes."""
+        try:
             st = im.path.stat()
         except OSError:  # gone or unreadable: the run says so for this image
             return True
-        # A file time in the future (an archive unpacked in another time zone, a skewed clock)
-        # says nothing about when the file changed; when it last changed here does (POSIX ctime:
-        # set by this machine, never carried over). Windows' st_ctime is the creation time.
+        # POSIX ctime is when the file last changed on this machine: a replacement (`cp -p`
+        # included) moves it on, an archive's or another clock's file times do not. Windows'
+        # st_ctime is the creation time, so there the modification time counts unless it lies in
+        # the future. No slack: an input a moment newer than its output is done again.
         if os.name == "posix":
-            return min(st.st_mtime, st.st_ctime) > written + 2.0
-        return (st.st_mtime if st.st_mtime <= now + 2.0 else st.st_ctime) > written + 2.0
+            return st.st_ctime > written
+        return (st.st_mtime if st.st_mtime <= now else st.st_ctime) > written
 
     if fmt == "json":
         done = set()

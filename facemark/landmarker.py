@@ -9,7 +9,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from . import align, labelmap
-from .backends import DEFAULT_MODEL, load_model
+from .backends import DEFAULT_MODEL, load_model, weights_label
 from .detector import Detection, GivenBoxes, RetinaFace, YuNet, check_box, check_inside
 from .imageio import MAX_PIXELS, as_bgr, read_image
 from .layouts import FLIP98, five_points
@@ -90,7 +90,13 @@ class FaceLandmarker:
 
     @property
     def model_name(self) -> str:
-        return self.model.name
+        """The name results carry. Shipped weights go by their name; a model file given by path
+        adds the start of its SHA-256 (``hourglass@1a2b3c4d``) unless it is the shipped file of that
+        name, so outputs of different weights exported under one name never pass for each other
+        (a resumed run skips only images done by the same weights)."""
+        if getattr(self, "_model_name", None) is None:
+            self._model_name = weights_label(self.spec["model"], self.model.name, self.model.path)
+        return self._model_name
 
     # --- public API ------------------------------------------------------------------------
     def detect(self, image: str | Path | np.ndarray) -> list[Face]:

@@ -8,6 +8,7 @@ import errno
 import json
 import math
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -652,3 +653,25 @@ def test_text_or_nested_boxes_are_refused_not_read_as_numbers(fl, tmp_path, bad)
     r = subprocess.run([sys.executable, "-m", "facemark", "detect", "grey.png", "--boxes", "b.json", "--model", "direct"],
                        cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "Traceback" not in r.stderr and "failed: box 0 of 'grey.png' must" in r.stderr, r.stderr
+
+
+def test_other_weights_under_a_shipped_name_are_not_taken_for_them(tmp_path, face):
+    """Retrained weights exported as 'direct' carry their digest, so a resumed run redoes what the
+    shipped 'direct' wrote; the shipped file given by path is the shipped model."""
+    import torch
+
+    from facemark.backends import TorchModel
+    from facemark.training.export import export_onnx
+
+    cv2.imwrite(str(tmp_path / "a.jpg"), face)
+    shipped = TorchModel("direct", device="cpu", precision="fp32")
+    net = shipped.predictor.model
+    with torch.no_grad():
+        next(net.parameters()).mul_(0.5)  # other weights, same graph, same name
+    export_onnx(net.eval(), tmp_path / "mine.onnx", {**shipped.meta, "name": "direct"})
+    assert fm("detect", "a.jpg", "--out", "o", "--model", "direct", cwd=tmp_path).returncode == 0
+    r = fm("detect", "a.jpg", "--out", "o", "--model", str(shipped.path.with_suffix(".onnx")), cwd=tmp_path)
+    assert "1 already done" in r.stderr, r.stderr
+    r = fm("detect", "a.jpg", "--out", "o", "--model", "mine.onnx", cwd=tmp_path)
+    assert "already done" not in r.stderr and r.returncode == 0, r.stderr
+    assert re.fullmatch(r"direct@[0-9a-f]{8}", json.loads((tmp_path / "o" / "a.jpg.json").read_text())["model"])
