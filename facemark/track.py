@@ -1,5 +1,6 @@
 """Face tracks across video frames: detect every N frames (and when a track is lost), in between
-align each face from its previous landmarks; keep stable ids; smooth each track's points."""
+align each face from its previous landmarks and confirm it with the detector on a small window
+around it; keep stable ids; smooth each track's points."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -23,14 +24,10 @@ class Track:
     score: float
     filter: FaceSmoother | None = field(default=None, repr=False)
     unconfirmed: int = 0  # detection cycles in a row in which no detection covered this track
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    # Where the detector puts this face's box relative to the box its landmarks place (centre
+    # shift in face widths): a face's own pose and shape offset them, so a check compares with it.
+    bias: np.ndarray = field(default_factory=lambda: np.zeros(2), repr=False)
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2), repr=False)  # px per frame, last move
 
 
 def box_from_landmarks(landmarks98: np.ndarray) -> np.ndarray:
@@ -47,6 +44,28 @@ def inter_ocular(landmarks98: np.ndarray) -> float:
     return float(np.linalg.norm(landmarks98[60] - landmarks98[72])) + 1e-6
 
 
+def _shift(det: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Centre of ``det`` minus centre of ``box``, in widths of ``box``."""
+    side = max(box[2] - box[0], box[3] - box[1], 1e-6)
+    return np.array([det[0] + det[2] - box[0] - box[2], det[1] + det[3] - box[1] - box[3]]) / (2 * side)
+
+
+def _offset(a: np.ndarray, b: np.ndarray) -> float:
+    """How far apart two boxes are, in face widths (centre distance, or a size change)."""
+    side = max(b[2] - b[0], b[3] - b[1], 1e-6)
+    centre = np.hypot((a[0] + a[2] - b[0] - b[2]) / 2, (a[1] + a[3] - b[1] - b[3]) / 2) / side
+    size = abs(np.log(max(a[2] - a[0], a[3] - a[1], 1e-6) / side))
+    return float(max(centre, size))
+
+
+def _bias(face) -> np.ndarray:
+    """A detected face's detector box against the box its own landmarks place (see ``Track.bias``)."""
+    try:
+        return _shift(face.box, box_from_landmarks(face.landmarks))
+    except ValueError:
+        return np.zeros(2)
+
+
 @dataclass
 class Tracker:
     landmarker: FaceLandmarker
@@ -58,6 +77,10 @@ class Tracker:
     shape_min_cutoff: float = SHAPE_MIN_CUTOFF
     shape_beta: float = SHAPE_BETA
     lost_motion: float = 0.6  # a jump beyond this many inter-ocular distances in one frame is a loss
+    check_window: float = 3.0  # tracked frames: the detector looks at this many face widths around each face
+    check_px: float = 64.0  # ... with the face shrunk to about this many pixels (RetinaFace finds 40 px)
+    off_track: float = 0.1  # a check that puts the face this many face widths away re-seeds the track
+    same_face: float = 0.5  # a detection within this many face widths of a track is that face
     max_unconfirmed: int = 5  # drop a hidden track after this many detections in a row missed it
     cut_level: float = 20.0  # mean change (0-255) of a small brightness thumbnail that counts as a cut
     tracks: list[Track] = field(default_factory=list)
@@ -78,10 +101,12 @@ class Tracker:
         frames); the detector runs every ``detect_every`` frames, at a cut, when a face was lost,
         when there is none, and on every frame while a track is hidden; it only adds faces that
         no track covers."""
-        lost = self._follow(image) if self.tracks else False
         self.frames_since_detect += 1
-        doubt = any(tr.unconfirmed for tr in self.tracks)
-        if self._cut(image) or not self.tracks or lost or doubt or self.frames_since_detect >= self.detect_every:
+        cut = self._cut(image)
+        full = cut or not self.tracks or any(tr.unconfirmed for tr in self.tracks) \
+            or self.frames_since_detect >= self.detect_every
+        lost = self._follow(image, check=not full) if self.tracks else False
+        if full or lost:
             self._detect(image)
             self.frames_since_detect = 0
         for tr in self.tracks:
@@ -99,33 +124,101 @@ class Tracker:
         prev, self._thumb = self._thumb, thumb
         return prev is not None and float(np.abs(thumb - prev).mean()) > self.cut_level
 
-    def _follow(self, image: np.ndarray) -> bool:
-        """Move every track to this frame from its last landmarks; True if any was lost."""
+    def _follow(self, image: np.ndarray, check: bool = True) -> bool:
+        """Move every track to this frame from its last landmarks; True if any was lost.
+
+        The model draws a face in any crop, so a face that moved out of its crop, or went, would
+        be followed onto empty background. With ``check`` (frames without a full detection) the
+        detector looks at a small window around each face: a face it finds where the track says
+        is confirmed; one it finds elsewhere in the window (a fast move) re-seeds the track from
+        that detection; none there makes this a loss (a full detection runs now)."""
         size = self.landmarker.model.size
         mats = []
         for tr in self.tracks:
             try:
-                # From the smoothed points: a steadier crop gives the model steadier input.
-                mats.append(track_matrix(tr.smoothed, size))
+                # From the smoothed points (a steadier crop gives the model steadier input), moved on
+                # as far as the face moved last frame: a face in steady motion stays centred.
+                mats.append(track_matrix(tr.smoothed + tr.velocity, size))
             except ValueError:
                 mats.append(None)
         keep = [i for i, m in enumerate(mats) if m is not None]
         pts = self.landmarker.predict_crops([image] * len(keep), [mats[i] for i in keep]) if keep else []
-        alive = []
+        alive, reseed, unsure = [], [], False
         for k, i in enumerate(keep):
             tr = self.tracks[i]
-            jump = np.linalg.norm(pts[k] - tr.landmarks, axis=1).mean() / inter_ocular(tr.landmarks)
-            if jump > self.lost_motion or not self._inside(pts[k], image):
-                continue  # lost: dropped now, found again by the detector
             try:
-                tr.box = box_from_landmarks(pts[k])
+                box = box_from_landmarks(pts[k]) if self._inside(pts[k], image) else None
             except ValueError:  # the points collapsed: no face there any more
+                box = None
+            if check:
+                seen = self._look(image, tr.box)
+                near = min(seen, key=lambda d: _offset(d.box, tr.box), default=None)
+                if near is None:  # nothing in the window: gone, or too far for it; a full detection decides
+                    unsure = True
+                elif box is None or self._off_track(tr, near.box, box):
+                    reseed.append((tr, near))  # moved faster than the crop could follow
+                    alive.append(tr)
+                    continue
+                else:
+                    tr.score = near.score  # (the bias stays as seeded: a slow drift adds up past off_track)
+            if box is None:
                 continue
-            tr.landmarks = pts[k]
+            jump = np.linalg.norm(pts[k] - tr.landmarks, axis=1).mean() / inter_ocular(tr.landmarks)
+            if not check and jump > self.lost_motion:
+                alive.append(tr)  # the crop lost it: kept where it was, for the detection now to re-seed
+                continue
+            tr.velocity = pts[k].mean(0) - tr.landmarks.mean(0)
+            tr.box, tr.landmarks = box, pts[k]
             alive.append(tr)
-        lost = len(alive) < len(self.tracks)
+        self._reseed(image, reseed)
+        lost = len(alive) < len(self.tracks) or unsure
         self.tracks = alive
         return lost
+
+    def _reseed(self, image: np.ndarray, pairs: list[tuple[Track, Detection]]) -> None:
+        """Put each track where its detection is, as a new face would be; the smoother restarts
+        there, so the reported points do not lag behind a fast move."""
+        if not pairs:
+            return
+        faces = self.landmarker.landmarks_for([image], [[d for _, d in pairs]])[0]
+        for (tr, _), face in zip(pairs, faces):
+            tr.velocity = face.landmarks.mean(0) - tr.landmarks.mean(0)
+            tr.landmarks, tr.smoothed, tr.box, tr.score, tr.filter = \
+                face.landmarks, face.landmarks, face.box, face.score, self._new_filter()
+            tr.bias = _bias(face)
+
+    def _off_track(self, tr: Track, det: np.ndarray, box: np.ndarray) -> bool:
+        """Whether the detector's box ``det`` says the face is elsewhere than the tracked ``box``
+        (beyond the face's usual offset between the two, or at another size)."""
+        return float(np.linalg.norm(_shift(det, box) - tr.bias)) > self.off_track or \
+            abs(np.log(max(det[2] - det[0], det[3] - det[1], 1e-6) / max(box[2] - box[0], box[3] - box[1], 1e-6))) > 0.2
+
+    def _look(self, image: np.ndarray, box: np.ndarray) -> list[Detection]:
+        """The detector's faces in a window of ``check_window`` face widths around ``box``, the
+        face shrunk to about ``check_px`` pixels: a few per cent of a full detection's time."""
+        h, w = image.shape[:2]
+        side = max(box[2] - box[0], box[3] - box[1], 1.0)
+        half = side * self.check_window / 2
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        x0, y0 = int(max(0, np.floor(cx - half))), int(max(0, np.floor(cy - half)))
+        x1, y1 = int(min(w, np.ceil(cx + half))), int(min(h, np.ceil(cy + half)))
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return []
+        s = min(1.0, self.check_px / side)
+        window = image[y0:y1, x0:x1]
+        ww, wh = max(1, round((x1 - x0) * s)), max(1, round((y1 - y0) * s))
+        small = cv2.resize(window, (ww, wh), interpolation=cv2.INTER_AREA) if s < 1.0 else window
+        sx, sy = (x1 - x0) / ww, (y1 - y0) / wh
+        out = []
+        for d in self.landmarker.detector.detect(np.ascontiguousarray(small)):
+            b = ((np.asarray(d.box, np.float64).reshape(2, 2) + 0.5) * (sx, sy) - 0.5 + (x0, y0)).reshape(4)
+            k = (np.asarray(d.kps, np.float64) + 0.5) * (sx, sy) - 0.5 + (x0, y0)
+            # A face cut by the window's edge (not the image's) is half a face: its box is no guide.
+            if (x0 > 0 and b[0] <= x0 + 1) or (y0 > 0 and b[1] <= y0 + 1) or (x1 < w and b[2] >= x1 - 2) \
+                    or (y1 < h and b[3] >= y1 - 2):
+                continue
+            out.append(Detection(b, d.score, k))
+        return out
 
     @staticmethod
     def _inside(pts: np.ndarray, image: np.ndarray) -> bool:
@@ -137,18 +230,22 @@ class Tracker:
         """Confirm tracks the detector still sees (others are hidden at once, checked again on each
         next frame and dropped after ``max_unconfirmed`` misses in a row: the model finds a "face"
         in any crop, so a face that left would linger; a face the detector misses for a few blurred
-        frames keeps its id), and start
-        tracks for detected faces that no track covers (box overlap <= 0.3)."""
+        frames keeps its id), re-seed those it finds off their track, and start tracks for
+        detected faces that no track is near (``same_face``)."""
         fl = self.landmarker
         found: list[Detection] = fl.detector.detect(image)
+        reseed = []
         for tr in self.tracks:
-            match = max(found, key=lambda d: iou(d.box, tr.box), default=None)
-            if match is not None and iou(match.box, tr.box) > 0.3:
+            match = min(found, key=lambda d: _offset(d.box, tr.box), default=None)
+            if match is not None and _offset(match.box, tr.box) < self.same_face:
                 tr.unconfirmed, tr.score = 0, match.score  # the score of the detection that last saw it
+                if self._off_track(tr, match.box, tr.box):
+                    reseed.append((tr, match))
             else:
                 tr.unconfirmed += 1
+        self._reseed(image, reseed)
         self.tracks = [tr for tr in self.tracks if tr.unconfirmed < self.max_unconfirmed]
-        dets = [d for d in found if all(iou(d.box, tr.box) <= 0.3 for tr in self.tracks)]
+        dets = [d for d in found if all(_offset(d.box, tr.box) >= self.same_face for tr in self.tracks)]
         dets = sorted(dets, key=lambda d: -(d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
         if self.max_faces:  # a face missed twice in a row gives its place to a face in view (one miss
             # is a blurred frame: the face keeps its place and id); longest-missed first
@@ -160,7 +257,8 @@ class Tracker:
         if not dets:
             return
         for face in fl.landmarks_for([image], [dets])[0]:
-            self.tracks.append(Track(self.next_id, face.landmarks, face.landmarks, face.box, face.score, self._new_filter()))
+            self.tracks.append(Track(self.next_id, face.landmarks, face.landmarks, face.box, face.score, self._new_filter(),
+                                     bias=_bias(face)))
             self.next_id += 1
 
     def landmarks68(self, tr: Track) -> np.ndarray:

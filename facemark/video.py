@@ -79,6 +79,9 @@ class Source:
             self._cap.release()
 
 
+FIRST_FRAME_TRIES = 50  # frames read to find one that decodes (and sets the size) before giving up
+
+
 def open_source(spec: str, fps: float | None = None) -> Source:
     """A video file, a directory or glob of frames, or a camera index."""
     # FFmpeg's decoder threads report damaged packets on stderr outside any window facemark can
@@ -125,11 +128,18 @@ def open_source(spec: str, fps: float | None = None) -> Source:
     with quiet_stderr():  # "moov atom not found" and the like: facemark says it in its own words
         cap = cv2.VideoCapture(str(p))
         ok = cap.isOpened()
-        first_ok, first = cap.read() if ok else (False, None)
-        if not ok or not first_ok or first is None:
-            cap.release()
-            raise VideoError(f"{spec}: not a video OpenCV can decode (damaged, or not a video)")
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if ok else -1
+        first = None
+        for _ in range(FIRST_FRAME_TRIES if ok else 0):  # a damaged first frame or few: the frames after them count
+            good, frame = cap.read()
+            if good and frame is not None:
+                first = frame
+                break
         cap.release()
+        if first is None and ok and count == 0:
+            raise VideoError(f"{spec}: the video has no frames")
+        if first is None:
+            raise VideoError(f"{spec}: not a video OpenCV can decode (damaged, or not a video)")
         cap = cv2.VideoCapture(str(p))  # reopen: seeking back is unreliable on damaged files
     f = fps or cap.get(cv2.CAP_PROP_FPS)
     if not f or not np.isfinite(f) or f <= 0 or f > 1000:
@@ -249,6 +259,7 @@ class VideoSummary:
     audio_kept: bool | None  # None: nothing to keep (no --out, or no audio track)
     had_audio: bool | None = None  # None: the container does not say (not MP4/MOV/AVI)
     resized: int = 0  # frames of a folder scaled to the first frame's size
+    set_aside: tuple[str, ...] = ()  # interrupted: partial outputs written beside earlier complete ones
 
 
 def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | None = None,
@@ -332,16 +343,19 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     signals = [signal.SIGINT, signal.SIGTERM] if main_thread else []
     previous = {sig: signal.signal(sig, on_signal) for sig in signals}  # before any temp file exists
     writers: list = []
+    set_aside: list[str] = []
+    video_written: Path | None = None
     done = 0
     start = time.perf_counter()
     try:
-        try:
-            if out_path is not None:
-                writers.append(AtomicVideoWriter(out_path, src.fps, (src.width, src.height)))
-            if json_path is not None:
-                writers.append(AtomicTextWriter(json_path))
-        except OSError as e:
-            raise VideoError(f"cannot write {e.filename or ''}: {e.strerror or e}") from None
+        for path, make in ((out_path, lambda p: AtomicVideoWriter(p, src.fps, (src.width, src.height))),
+                           (json_path, AtomicTextWriter)):
+            if path is None:
+                continue
+            try:
+                writers.append(make(path))
+            except OSError as e:  # named as the user gave it, not as the hidden temporary file
+                raise VideoError(f"cannot write {path}: {e.strerror or e}") from None
         video_w = writers[0] if out_path is not None else None
         text_w = writers[-1] if json_path is not None else None
         try:
@@ -376,7 +390,13 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
             raise VideoWriteError(f"cannot finish writing the output: {e.strerror or e}; nothing was kept") from None
         try:
             while writers:
-                writers[0].publish()
+                w = writers[0]
+                if stop["asked"] and w.path.exists():  # an earlier complete output is not replaced by a part
+                    w.path = w.path.with_name(f"{w.path.stem}.partial{w.path.suffix}")
+                    set_aside.append(str(w.path))
+                w.publish()
+                if isinstance(w, AtomicVideoWriter):
+                    video_written = w.path
                 writers.pop(0)
         except OSError as e:
             raise VideoWriteError(f"cannot rename {writers[0].path.name} into place: {e.strerror or e}") from None
@@ -389,13 +409,13 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
         src.close()
     elapsed = time.perf_counter() - start
     audio = had = None
-    if out_path is not None and Path(source).is_file() and Path(source).suffix.lower() not in IMAGE_EXTS:
+    if video_written is not None and Path(source).is_file() and Path(source).suffix.lower() not in IMAGE_EXTS:
         had = has_audio(Path(source))
         if had is not False:
-            audio = mux_audio(out_path, source)
+            audio = mux_audio(video_written, source)
     missing = (src.frames - done - src.decode_errors) if src.frames and not stop["asked"] else 0
     return VideoSummary(done, elapsed, tracker.next_id, src.decode_errors + max(0, missing), bool(stop["asked"]), audio, had,
-                        src.resized)
+                        src.resized, tuple(set_aside))
 
 
 class _StopNow(Exception):
