@@ -142,14 +142,33 @@ def _from_document(doc: dict) -> dict:
     return row(doc["image"], doc["width"], doc["height"], doc["model"], doc["faces"])
 
 
-def _rows_of(path: Path) -> list[dict]:
+def _jsonl_rows(path: Path, damaged) -> list:
+    """The lines of a JSON-lines shard; a line that is not JSON (a file cut short or overwritten
+    outside facemark) goes to ``damaged`` and the others are kept, unless none is JSON."""
+    out, bad = [], 0
+    with open(path, "rb") as f:
+        for line in f:
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    bad += 1
+    if bad and not out:
+        raise ValueError("no line of it is JSON")
+    if bad:
+        damaged(f"{path}: {bad} damaged line(s) skipped, {len(out)} kept")
+    return out
+
+
+def _rows_of(path: Path, damaged=None) -> list[dict]:
     """The rows of one output file; ``ValueError`` naming it if it is not one of facemark's."""
     from .imageio import ImageError, check_regular_file
 
     try:
         check_regular_file(path)  # a FIFO would block
         if path.suffix in (".jsonl", ".parquet"):
-            rows = [_from_document(r) if isinstance(r, dict) and "schema" in r else r for r in read_shard(path)]
+            lines = _jsonl_rows(path, damaged or _warn) if path.suffix == ".jsonl" else read_shard(path)
+            rows = [_from_document(r) if isinstance(r, dict) and "schema" in r else r for r in lines]
             if not all(isinstance(r, dict) and ROW_KEYS <= set(r) for r in rows):  # someone else's JSON lines
                 raise ValueError("its lines are not facemark rows")
             return rows
@@ -164,27 +183,44 @@ def _rows_of(path: Path) -> list[dict]:
 
 def iter_results(path: str | Path, on_error=None) -> Iterator[dict]:
     """Rows from any facemark output: a ``facemark/v1`` JSON file, a JSON-lines or Parquet shard,
-    or a folder of them (recursively, sorted; where a later shard has the same image again, as
-    after ``--redo``, its row wins). In a folder, files that are not facemark outputs are passed
-    to ``on_error(message)`` and skipped (by default: skipped silently); a single bad file raises
-    ``ValueError`` naming it, a missing path ``FileNotFoundError``."""
+    or a folder of them (recursively; where a newer file has the same image again, as after
+    ``--redo``, its row wins). In a folder, files that are not facemark outputs are passed to
+    ``on_error(message)`` and skipped (by default: skipped silently, except facemark's own
+    ``part-*`` shards, which warn); damaged lines of a JSON-lines shard are skipped and said the
+    same way, its other lines kept. A single bad file raises ``ValueError`` naming it, a missing
+    path ``FileNotFoundError``."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
     if not path.is_dir():
         yield from _rows_of(path)
         return
-    files = sorted(p for p in path.rglob("*") if p.suffix in (".json", ".jsonl", ".parquet")
-                   and not p.name.endswith(".tmp") and p.is_file())
+    files = [p for p in path.rglob("*") if p.suffix in (".json", ".jsonl", ".parquet")
+             and not p.name.endswith(".tmp") and p.is_file()]
     latest: dict[str, dict] = {}
-    for p in files:
+    for p in sorted(files, key=_written):  # the newest file's row of an image wins
         try:
-            for r in _rows_of(p):
+            for r in _rows_of(p, on_error):
                 latest[r["path"]] = r
         except ValueError as e:
             if on_error:
                 on_error(str(e))
+            elif p.name.startswith("part-") and p.suffix in (".jsonl", ".parquet"):
+                _warn(str(e))  # one of facemark's own shards, damaged: never dropped without a word
     yield from latest.values()
+
+
+def _written(p: Path) -> tuple:
+    try:
+        return (p.stat().st_mtime_ns, str(p))
+    except OSError:
+        return (0, str(p))
+
+
+def _warn(message: str) -> None:
+    import warnings
+
+    warnings.warn(message, RuntimeWarning, stacklevel=4)
 
 
 def read(path: str | Path, on_error=None) -> list[dict]:

@@ -537,6 +537,30 @@ def test_read_names_a_bad_file_and_skips_it_in_a_folder(tmp_path):
         read(tmp_path / "nothing-here")
 
 
+def test_read_keeps_what_a_damaged_shard_still_holds_says_so_and_lets_the_newest_file_win(tmp_path):
+    from facemark.results import document
+    from facemark.shards import row
+
+    def line(name, width):
+        return json.dumps(row(name, width, 100, "m", [])) + "\n"
+
+    old = tmp_path / "z.jpg.json"  # an earlier run's file: sorts after the shards by name, older in time
+    old.write_text(json.dumps(document("z.jpg", 512, 100, "m", [])))
+    os.utime(old, (time.time() - 60, time.time() - 60))
+    (tmp_path / "part-00000.jsonl").write_text(line("z.jpg", 812) + line("a.jpg", 300))
+    (tmp_path / "part-00001.jsonl").write_text(line("b.jpg", 300) + line("c.jpg", 300)[:25])  # cut short
+    (tmp_path / "part-00002.parquet").write_bytes(b"PAR1 not really")
+    from facemark.results import read
+
+    with pytest.warns(RuntimeWarning) as said:
+        rows = {r["path"]: r for r in read(tmp_path)}
+    assert sorted(rows) == ["a.jpg", "b.jpg", "z.jpg"] and rows["z.jpg"]["width"] == 812
+    text = " ".join(str(w.message) for w in said)
+    assert "part-00001.jsonl: 1 damaged line(s) skipped, 1 kept" in text and "part-00002.parquet" in text
+    seen = []
+    assert len(read(tmp_path, on_error=seen.append)) == 3 and len(seen) == 2  # a caller's handler instead
+
+
 @pytest.mark.parametrize("delay", [0.4, 0.55, 0.7])
 def test_ctrl_c_while_starting_up_is_one_line(tmp_path, face, delay):
     """Ctrl-C while the CLI imports its libraries or loads models: exit 130 and one line, never
