@@ -1,9 +1,25 @@
-"""facemark: faces and their 98 facial landmarks (WFLW layout) in images and video."""
+"""facemark: faces and their 98 facial landmarks (WFLW layout) in images and video.
+
+    >>> from facemark import FaceLandmarker, draw
+    >>> fl = FaceLandmarker()                      # model="hourglass" | "direct" | "hybrid" | PATH
+    >>> faces = fl.detect("photo.jpg")             # or a BGR/grey/BGRA numpy array
+    >>> faces[0].box, faces[0].score               # x1, y1, x2, y2 in image pixels; detector score
+    >>> faces[0].landmarks                         # (98, 2) WFLW order; .landmarks68: iBUG-68 order
+    >>> fl.landmarks(image, boxes=[[x1, y1, x2, y2]])   # your own boxes instead of the detector
+    >>> annotated = draw(image, faces)
+
+Names: ``FaceLandmarker`` (``detect``, ``detect_batch``, ``landmarks``, ``landmarks_batch``),
+``Face`` (one face's result), ``draw``; ``facemark.results.read`` loads what the CLI wrote.
+"""
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
 __all__ = ["FaceLandmarker", "Face", "draw", "__version__"]
+
+
+def __dir__():
+    return sorted(__all__)
 
 
 def __getattr__(name):

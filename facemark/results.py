@@ -19,6 +19,10 @@ class Face:
     landmarks: np.ndarray  # (98, 2) WFLW-98 order
     landmarks68: np.ndarray  # (68, 2) iBUG-68 order
 
+    def __repr__(self) -> str:  # print(faces) shows what each face is, not 166 points
+        box = ", ".join(f"{v:.1f}" for v in np.asarray(self.box, np.float64).reshape(-1))
+        return f"Face(box=[{box}], score={float(self.score):.3f}, landmarks={len(self.landmarks)} points)"
+
     def to_dict(self, decimals: int = 2) -> dict:
         r = lambda a: np.round(np.asarray(a, np.float64), decimals).tolist()  # noqa: E731
         return {"box": r(self.box), "score": round(float(self.score), 4),

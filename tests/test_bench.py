@@ -12,16 +12,17 @@ runner = CliRunner()
 
 def test_bench_cpu_table_and_json(tiny_models, tmp_path):
     out = tmp_path / "b.json"
-    r = runner.invoke(app, ["bench", "--models", f"{tiny_models['hourglass']},{tiny_models['direct']}", "--batch", "1,4",
-                            "--json", str(out)])
+    r = runner.invoke(app, ["bench", "--models", f"{tiny_models['hourglass']},{tiny_models['direct']},{tiny_models['direct']}",
+                            "--batch", "1,4", "--json", str(out)])  # a model named twice is timed once
     assert r.exit_code == 0, r.stderr
     assert "retinaface" in r.stdout and "onnxruntime-cpu" in r.stdout and "torch-cpu" in r.stdout
     data = json.loads(out.read_text())
     rows = data["rows"]
     assert rows[0]["stage"] == "detector" and rows[0]["latency_ms"] > 0
     lm = [x for x in rows if x["stage"] == "landmarks"]
-    assert {(x["model"], x["backend"]) for x in lm} == {(m, b) for m in ("tiny-hourglass", "tiny-direct")
-                                                       for b in ("onnxruntime-cpu", "torch-cpu")}
+    assert len(lm) == 4 and {(x["model"].split("@")[0], x["backend"]) for x in lm} == {
+        (m, b) for m in ("tiny-hourglass", "tiny-direct") for b in ("onnxruntime-cpu", "torch-cpu")}
+    assert all(x["model"].count("@") == 1 for x in lm)  # files given by path: which weights, by digest
     for x in lm:
         assert x["latency_ms"] > 0 and x["p90_ms"] >= x["latency_ms"]
         assert set(x["throughput"]) == {"1", "4"} and x["throughput"]["4"] > 0

@@ -699,3 +699,17 @@ def test_other_weights_under_a_shipped_name_are_not_taken_for_them(tmp_path, fac
     r = fm("detect", "a.jpg", "--out", "o", "--model", "mine.onnx", cwd=tmp_path)
     assert "already done" not in r.stderr and r.returncode == 0, r.stderr
     assert re.fullmatch(r"direct@[0-9a-f]{8}", json.loads((tmp_path / "o" / "a.jpg.json").read_text())["model"])
+
+
+def test_export_of_an_onnx_file_says_what_export_takes_and_a_face_prints_short(fl, tmp_path):
+    import facemark
+
+    r = fm("export", Path("weights/direct.onnx").resolve(), "--out", tmp_path / "o", cwd=tmp_path)
+    assert r.returncode == 2 and "is an ONNX model" in r.stderr and "--model" in r.stderr, r.stderr
+    assert not (tmp_path / "o").exists()
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    r = fm("export", tmp_path / "junk.pt", "--out", tmp_path / "o", cwd=tmp_path)
+    assert r.returncode == 2 and "KeyError" not in r.stderr and "best.pt" in r.stderr, r.stderr
+    face = fl.detect(cv2.imread("examples/astronaut.jpg"))[0]
+    assert re.fullmatch(r"Face\(box=\[[-\d., ]+\], score=\d\.\d{3}, landmarks=98 points\)", repr(face))
+    assert {"FaceLandmarker", "Face", "draw"} <= set(dir(facemark)) and "FaceLandmarker" in facemark.__doc__

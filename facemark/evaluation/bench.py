@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..backends import ModelError, OnnxModel, TorchModel
+from ..backends import ModelError, OnnxModel, TorchModel, weights_label
 from ..runtime import available_providers, is_device
 
 
@@ -107,7 +107,8 @@ def bench_onnx(name: str, batches: list[int], threads: int | None, providers: li
     before = rss_mb()
     m = OnnxModel(name, threads=threads, providers=providers)
     rng = np.random.default_rng(0)
-    row = Row("landmarks", m.name, label, "fp32", params=m.meta.get("params"), flops=m.meta.get("flops"))
+    row = Row("landmarks", weights_label(str(name), m.name, m.path), label, "fp32", params=m.meta.get("params"),
+              flops=m.meta.get("flops"))
     for b in batches:
         x = rng.integers(0, 255, (b, m.size, m.size, 3), dtype=np.uint8)
         times = time_calls(lambda: m(x), 60 if b == 1 else 10, 3 if b == 1 else 1)
@@ -127,7 +128,8 @@ def bench_torch(name: str, batches: list[int], device: str, precision: str, grap
     cuda = device.startswith("cuda")
     sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
     label = f"torch-{'cuda' if cuda else 'cpu'}" + ("+graphs" if graphs else "")
-    row = Row("landmarks", m.name, label, precision, params=m.meta.get("params"), flops=m.meta.get("flops"))
+    row = Row("landmarks", weights_label(str(name), m.name, m.path), label, precision, params=m.meta.get("params"),
+              flops=m.meta.get("flops"))
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     before = rss_mb()
@@ -265,12 +267,17 @@ def run_bench(device: str = "cpu", models: list[str] = ("hourglass", "direct", "
     status = status or (lambda text: contextlib.nullcontext())
     if not is_device(device):
         raise UsageError(f"--device must be cpu, cuda or cuda:N, not {device!r}")
-    names = list(models)
-    from ..backends import SHIPPED
+    from ..backends import SHIPPED, resolve
 
-    for name in names:  # a typo is said before minutes of timing, not as one 'skipped' line after them
-        if name not in SHIPPED and not Path(name).exists():
-            raise UsageError(f"unknown model {name!r}: use one of {', '.join(SHIPPED)} or a path to an .onnx/.pt file")
+    names = []
+    for name in models:  # a typo is said before minutes of timing, not as one 'skipped' line after them
+        if name not in SHIPPED:
+            try:
+                resolve(name, Path(name).suffix.lower() or ".onnx")
+            except ModelError as e:
+                raise UsageError(str(e)) from None
+        if name not in names:  # the same model twice is timed once
+            names.append(name)
     batches = list(batches)
     if threads:
         try:

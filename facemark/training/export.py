@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -95,8 +96,10 @@ def export_onnx(model: torch.nn.Module, path: str | Path, meta: dict | None = No
     pred = Predictor(model).eval()
     x = torch.zeros(2, model.size, model.size, 3, dtype=torch.uint8)
     buf = io.BytesIO()
-    torch.onnx.export(pred, (x,), buf, dynamo=False, opset_version=17, input_names=["crops"], output_names=["points"],
-                      dynamic_axes={"crops": {0: "faces"}, "points": {0: "faces"}})
+    with warnings.catch_warnings():  # the exporter's notes on what it could not fold: not the user's concern
+        warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
+        torch.onnx.export(pred, (x,), buf, dynamo=False, opset_version=17, input_names=["crops"], output_names=["points"],
+                          dynamic_axes={"crops": {0: "faces"}, "points": {0: "faces"}})
     proto = onnx.load_from_string(buf.getvalue())
     if fp16:
         _fp16_initializers(proto)
@@ -124,12 +127,15 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path = "weights", n
         raise UsageError(f"--name {name!r} must be a plain file name (no folders)")
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} exists and is not a directory")
+    if checkpoint.suffix.lower() == ".onnx":
+        raise UsageError(f"{checkpoint} is an ONNX model, already exported: export takes a training run's best.pt "
+                         f"(or the run folder); to use this file, pass it as --model")
     try:
         model, meta = load_state(checkpoint)
-    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is a usage error
+    except Exception:  # noqa: BLE001 - any unreadable checkpoint is a usage error
         hint = ("; last.pt is a training state: export best.pt, or the run folder" if checkpoint.name == "last.pt"
-                else "")
-        raise UsageError(f"{checkpoint} is not a facemark checkpoint ({type(e).__name__}){hint}") from None
+                else " (export takes a training run's best.pt, or the run folder)")
+        raise UsageError(f"{checkpoint} is not a facemark checkpoint{hint}") from None
     name = name or model.family
     if name.endswith((".onnx", ".pt")):  # --name x.onnx means x, not x.onnx.onnx
         name = name.rsplit(".", 1)[0]
