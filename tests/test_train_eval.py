@@ -129,6 +129,11 @@ def test_distillation_fine_tunes_a_student_from_a_teacher(tiny_models, wflw_root
     r = run(*args, "--epochs", 2, "--resume")
     assert r.exit_code == 0, r.stderr
     assert "teacher labels from" in r.stderr
+    # Resumed without --teacher-model, the run keeps distilling, and says so.
+    plain = [a for a in args if a not in ("--teacher-model", tiny_models["hourglass"], "--teacher-views", 3)]
+    r = run(*plain, "--epochs", 3, "--resume")
+    assert r.exit_code == 0, r.stderr
+    assert "goes on doing so" in r.stderr and "teacher labels from" in r.stderr, r.stderr
     # A student of another family than --init is refused with one line.
     r = run("train", "--model", "hybrid", "--data", f"wflw={wflw_root}", "--epochs", 1, "--out", tmp_path / "x",
             "--cache", tmp_path / "c", "--init", tiny_models["direct.pt"])

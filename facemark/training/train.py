@@ -10,7 +10,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -142,7 +142,7 @@ class Trainer:
         self.amp = self.dev.type == "cuda"
         if opts.resume and (self.out / "last.pt").is_file():
             self._load_checkpoint(self.out / "last.pt")
-        if opts.teacher_model:
+        if self.opts.teacher_model:
             self.teacher = self._teacher_cache()
         self.out.mkdir(parents=True, exist_ok=True)  # only now: a refused run leaves no empty folder
         if not len(self.val_idx):
@@ -248,7 +248,7 @@ class Trainer:
         try:
             ck = torch.load(path, map_location=self.dev, weights_only=False)  # our own checkpoint
             ck = {k: ck[k] for k in ("model", "ema", "optim", "epoch", "best", "history", "family", "config", "rng")} | \
-                {"pack": ck.get("pack")}
+                {"pack": ck.get("pack"), "options": dict(ck.get("options") or {})}
         except Exception as e:  # noqa: BLE001 - torch and pickle raise many kinds for a damaged file
             raise RuntimeError(f"{path} is not a training state facemark can resume ({type(e).__name__}); "
                                f"give a new --out, or delete that run to start again") from None
@@ -264,6 +264,22 @@ class Trainer:
         self.epoch, self.best, self.history = ck["epoch"], ck["best"], ck["history"]
         self.gen.set_state(ck["rng"].cpu())  # generator states are CPU byte tensors on every device
         self.log(f"resumed from {path} at epoch {self.epoch} (best val NME {self.best * 100:.3f} %)")
+        self._keep_distilling(ck["options"])
+
+    def _keep_distilling(self, saved: dict) -> None:
+        """A resumed run goes on as it was started: a distilling run left without --teacher-model
+        keeps its teacher (said, not silently dropped); another teacher given is said too."""
+        teacher = saved.get("teacher_model")
+        if teacher in (None, "None"):
+            return
+        if self.opts.teacher_model is None:
+            cache = saved.get("teacher_cache")
+            self.opts = replace(self.opts, teacher_model=teacher, teacher_views=int(saved.get("teacher_views", 8)),
+                                teacher_cache=None if cache in (None, "None") else Path(cache),
+                                distill=float(saved.get("distill", 1.0)))
+            self.log(f"note: the run was distilling from {teacher}, and goes on doing so (as it was started)")
+        elif str(self.opts.teacher_model) != teacher:
+            self.log(f"note: the run was distilling from {teacher}; it now distils from {self.opts.teacher_model}")
 
     # --- steps ----------------------------------------------------------------------------
     def _lr(self, it: float, total: float) -> float:
@@ -354,7 +370,7 @@ class Trainer:
             _atomic_torch_save(self._checkpoint(), self.out / "last.pt")
             self._write_log()
             self.log(f"epoch {self.epoch}/{opts.epochs} loss {row['loss']:.4f} val NME {val * 100:.3f} %"
-                     f"{' (best)' if improved else ''}  {row['img_per_s']:.0f} img/s")
+                     f"{' (best)' if improved else ''}  {row['img_per_s']:.{1 if row['img_per_s'] < 100 else 0}f} img/s")
             if opts.max_minutes and (time.time() - start) / 60 > opts.max_minutes and self.epoch < opts.epochs:
                 self.log(f"stopping after {opts.max_minutes} min (resume with --resume)")
                 stopped_early = True
