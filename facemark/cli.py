@@ -307,7 +307,7 @@ def _detect_on_ray(inputs, out_dir, address, model, device, threshold, min_face,
 def video(
     source: str = typer.Argument(..., help="Video file, folder or glob of frames, or a camera index."),
     out_path: Optional[Path] = typer.Option(None, "--out", help="Annotated video (.mp4 .avi .mov .mkv .webm)."),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="One JSON line per frame (.jsonl)."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="One JSON line per frame (.jsonl); - for stdout."),
     model: str = typer.Option("hourglass", "--model", help="hourglass | direct | hybrid | PATH"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda"),
     detect_every: int = typer.Option(10, "--detect-every", help="Run the detector every N frames (and when a face is lost)."),

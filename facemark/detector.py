@@ -262,6 +262,9 @@ def check_inside(dets: list[Detection], width: int, height: int, name: str = "bo
         x1, y1, x2, y2 = np.asarray(d.box, np.float64)[:4]
         if x2 <= -0.5 or y2 <= -0.5 or x1 >= width - 0.5 or y1 >= height - 0.5:
             raise BoxError(f"{name}[{j}] {np.round([x1, y1, x2, y2], 1).tolist()} lies outside the {width}x{height} image")
+        if max(x2 - x1, y2 - y1) > 10 * max(width, height):  # the face would be a speck in its own crop
+            raise BoxError(f"{name}[{j}] {np.round([x1, y1, x2, y2], 1).tolist()} is over ten times the size of the "
+                           f"{width}x{height} image: not a face's box")
     return dets
 
 

@@ -101,9 +101,11 @@ class FaceLandmarker:
     # --- public API ------------------------------------------------------------------------
     def detect(self, image: str | Path | np.ndarray) -> list[Face]:
         """Faces in one image: a path, or a uint8 (or uint16) BGR, grey or BGRA array."""
-        return self.detect_batch([image])[0]
+        image = self._load(image)  # errors name "image", as the caller wrote it
+        return self.landmarks_for([image], [self.detector.detect(image)])[0]
 
     def detect_batch(self, images: Sequence[str | Path | np.ndarray]) -> list[list[Face]]:
+        """``detect`` for many images; all their faces go through the model in batches."""
         imgs = [self._load(i, f"images[{k}]") for k, i in enumerate(_sequence(images, "images"))]
         dets = [self.detector.detect(im) for im in imgs]
         return self.landmarks_for(imgs, dets)
@@ -114,6 +116,7 @@ class FaceLandmarker:
         return self.landmarks_for([image], [check_inside(_as_detections(boxes), image.shape[1], image.shape[0])])[0]
 
     def landmarks_batch(self, images: Sequence, boxes: Sequence[Iterable]) -> list[list[Face]]:
+        """``landmarks`` for many images, one list of boxes per image."""
         images, boxes = _sequence(images, "images"), _sequence(boxes, "boxes")
         if len(images) != len(boxes):
             raise ValueError(f"landmarks_batch needs one list of boxes per image: {len(images)} images, {len(boxes)} box lists")

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -164,7 +165,8 @@ class AtomicVideoWriter:
         fd, tmp = make_temp(path.parent, suffix=ext)
         os.close(fd)
         self.path, self.tmp = path, Path(tmp)
-        self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*FOURCC[ext]), fps, size)
+        with quiet_stderr():  # FFmpeg's notes on codec tags ("tag ... is not supported"): not the user's
+            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*FOURCC[ext]), fps, size)
         if not self.writer.isOpened():
             self.tmp.unlink(missing_ok=True)
             raise VideoError(f"cannot write {ext} video here (no encoder for {FOURCC[ext]})")
@@ -196,6 +198,33 @@ class AtomicVideoWriter:
         with quiet_stderr():
             self.writer.release()
         self.tmp.unlink(missing_ok=True)
+
+
+class StdoutLines:
+    """``--json -``: each frame's line goes to stdout as it is made (a pipe sees it at once)."""
+
+    path = None
+    closed = False  # the reader went away (`| head`): not an error; the other outputs still finish
+
+    def write_line(self, obj: dict) -> None:
+        if self.closed:
+            return
+        try:
+            sys.stdout.write(json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            self.closed = True
+            sys.stdout = open(os.devnull, "w")  # Python's own flush at exit must not fail either
+
+    def finish(self) -> None:
+        if not self.closed:
+            sys.stdout.flush()
+
+    def publish(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
 
 
 class AtomicTextWriter:
@@ -285,12 +314,13 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     from .track import Tracker
 
     if out_path is None and json_path is None:
-        raise UsageError("give --out VIDEO and/or --json FILE.jsonl")
+        raise UsageError("give --out VIDEO and/or --json FILE.jsonl (or --json - for stdout)")
     if not str(source).strip():
         raise UsageError("the input is an empty string: give a video file, a folder or glob of frames, or a camera index")
     source = str(source)
     out_path = Path(out_path) if out_path is not None else None
-    json_path = Path(json_path) if json_path is not None else None
+    to_stdout = json_path is not None and str(json_path) in ("-", "/dev/stdout")  # JSON lines into a pipe
+    json_path = Path(json_path) if json_path is not None and not to_stdout else None
     if smooth not in ("one-euro", "none"):
         raise UsageError("--smooth must be one-euro or none")
     if detect_every < 1:
@@ -345,11 +375,12 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     writers: list = []
     set_aside: list[str] = []
     video_written: Path | None = None
+    reader_gone = False
     done = 0
     start = time.perf_counter()
     try:
         for path, make in ((out_path, lambda p: AtomicVideoWriter(p, src.fps, (src.width, src.height))),
-                           (json_path, AtomicTextWriter)):
+                           (json_path, AtomicTextWriter), ("-" if to_stdout else None, lambda p: StdoutLines())):
             if path is None:
                 continue
             try:
@@ -357,7 +388,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
             except OSError as e:  # named as the user gave it, not as the hidden temporary file
                 raise VideoError(f"cannot write {path}: {e.strerror or e}") from None
         video_w = writers[0] if out_path is not None else None
-        text_w = writers[-1] if json_path is not None else None
+        text_w = writers[-1] if json_path is not None or to_stdout else None
         try:
             try:
                 stop["armed"] = True
@@ -368,6 +399,9 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                         video_w.write(draw(frame, faces, ids=[tr.id for tr in tracks]))
                     if text_w is not None:
                         text_w.write_line(frame_record(i, t, tracks, tracker))
+                        if getattr(text_w, "closed", False) and len(writers) == 1:
+                            reader_gone = True
+                            break  # nobody reads the only output: stop
                     done += 1
                     if progress:
                         progress(done, src.frames, done / max(1e-9, time.perf_counter() - start))
@@ -391,7 +425,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
         try:
             while writers:
                 w = writers[0]
-                if stop["asked"] and w.path.exists():  # an earlier complete output is not replaced by a part
+                if stop["asked"] and w.path is not None and w.path.exists():  # an earlier complete output stays
                     w.path = w.path.with_name(f"{w.path.stem}.partial{w.path.suffix}")
                     set_aside.append(str(w.path))
                 w.publish()
@@ -413,7 +447,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
         had = has_audio(Path(source))
         if had is not False:
             audio = mux_audio(video_written, source)
-    missing = (src.frames - done - src.decode_errors) if src.frames and not stop["asked"] else 0
+    missing = (src.frames - done - src.decode_errors) if src.frames and not stop["asked"] and not reader_gone else 0
     return VideoSummary(done, elapsed, tracker.next_id, src.decode_errors + max(0, missing), bool(stop["asked"]), audio, had,
                         src.resized, tuple(set_aside))
 

@@ -601,7 +601,8 @@ def test_a_bad_max_pixels_setting_is_one_warning_not_a_traceback(value):
 def test_the_api_and_the_cli_agree_on_boxes_outside_the_image_or_under_a_pixel(fl, tmp_path):
     img = np.full((100, 120, 3), 90, np.uint8)
     for bad, says in (([[-1000, -1000, -900, -900]], "outside the 120x100 image"),
-                      ([[10, 10, 10.1, 10.1]], "smaller than a pixel")):
+                      ([[10, 10, 10.1, 10.1]], "smaller than a pixel"),
+                      ([[-1e6, -1e6, 1e6, 1e6]], "over ten times the size of the 120x100 image")):
         with pytest.raises(ValueError, match=says):
             fl.landmarks(img, boxes=bad)
         with pytest.raises(ValueError, match=says):
@@ -713,3 +714,9 @@ def test_export_of_an_onnx_file_says_what_export_takes_and_a_face_prints_short(f
     face = fl.detect(cv2.imread("examples/astronaut.jpg"))[0]
     assert re.fullmatch(r"Face\(box=\[[-\d., ]+\], score=\d\.\d{3}, landmarks=98 points\)", repr(face))
     assert {"FaceLandmarker", "Face", "draw"} <= set(dir(facemark)) and "FaceLandmarker" in facemark.__doc__
+
+
+def test_a_bad_single_image_is_named_as_the_caller_named_it(fl):
+    with pytest.raises((TypeError, ValueError)) as e:
+        fl.detect(np.zeros(5, np.uint8))
+    assert str(e.value).startswith("image") and "images[0]" not in str(e.value)

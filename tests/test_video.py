@@ -471,3 +471,20 @@ def test_signals_that_land_while_the_outputs_close_are_not_a_traceback(tiny_mode
     monkeypatch.undo()
     assert fired and s.interrupted and s.frames == 6
     assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 6 and (tmp_path / "o.mp4").is_file()
+
+
+def test_json_lines_to_stdout_and_a_reader_that_goes_away(tiny_models, tmp_path, small_face):
+    """--json - streams the frame lines into a pipe (no file named '-'); `| head` is not an error."""
+    clip = tmp_path / "c.avi"
+    write_clip_avi(clip, [frame_with([(60, 80)], small_face)] * 30)
+    cmd = [sys.executable, "-m", "facemark", "video", str(clip), "--json", "-", "--model", str(tiny_models["direct"])]
+    r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [d["frame"] for d in lines] == list(range(30)) and all(validate_frame(d) == [] for d in lines)
+    assert not (tmp_path / "-").exists()
+    p = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout.readline().startswith('{"frame":0')
+    p.stdout.close()  # the reader leaves after one line
+    assert p.wait(timeout=120) == 0
+    assert "Traceback" not in p.stderr.read()
