@@ -110,6 +110,11 @@ class RetinaFace:
             return self._detect_at(image, scale)
         return self._detect_tiled(image, scale)
 
+    def detect_as_is(self, image: np.ndarray) -> list[Detection]:
+        """Faces in a small image at its own size (no max_side or min_face rescaling): the video
+        tracker's check windows, already sized so the face is easy to find."""
+        return self._detect_at(image, 1.0)
+
     def _detect_tiled(self, image: np.ndarray, scale: float) -> list[Detection]:
         """Small faces on a huge image at bounded memory: tiles at the asked scale (overlapping
         by more than a face of TILE_OVERLAP network pixels), plus one pass over the whole image

@@ -27,7 +27,7 @@ class Track:
     # Where the detector puts this face's box relative to the box its landmarks place (centre
     # shift in face widths): a face's own pose and shape offset them, so a check compares with it.
     bias: np.ndarray = field(default_factory=lambda: np.zeros(2), repr=False)
-    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2), repr=False)  # px per frame, last move
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2), repr=False)  # how far it moved last frame (px)
 
 
 def box_from_landmarks(landmarks98: np.ndarray) -> np.ndarray:
@@ -66,6 +66,11 @@ def _bias(face) -> np.ndarray:
         return np.zeros(2)
 
 
+def _moved(box: np.ndarray, velocity: np.ndarray) -> np.ndarray:
+    """``box`` shifted by ``velocity``: where a face in steady motion is expected next."""
+    return np.asarray(box, np.float64) + np.tile(velocity, 2)
+
+
 @dataclass
 class Tracker:
     landmarker: FaceLandmarker
@@ -78,7 +83,7 @@ class Tracker:
     shape_beta: float = SHAPE_BETA
     lost_motion: float = 0.6  # a jump beyond this many inter-ocular distances in one frame is a loss
     check_window: float = 3.0  # tracked frames: the detector looks at this many face widths around each face
-    check_px: float = 64.0  # ... with the face shrunk to about this many pixels (RetinaFace finds 40 px)
+    check_px: float = 48.0  # ... with the face shrunk to about this many pixels (RetinaFace finds 40 px)
     off_track: float = 0.1  # a check that puts the face this many face widths away re-seeds the track
     same_face: float = 0.5  # a detection within this many face widths of a track is that face
     max_unconfirmed: int = 5  # drop a hidden track after this many detections in a row missed it
@@ -98,22 +103,35 @@ class Tracker:
         saw (hidden ones are still followed, and keep their id if a detection finds them again).
 
         Existing faces are always followed from their previous landmarks (no jump on detection
-        frames); the detector runs every ``detect_every`` frames, at a cut, when a face was lost,
-        when there is none, and on every frame while a track is hidden; it only adds faces that
-        no track covers."""
+        frames) and checked in a window around them; the detector runs on the whole frame every
+        ``detect_every`` frames, at a cut, when a check lost a face, when there is none, on every
+        frame while a track is hidden, and instead of the checks when they would cost more; it
+        only adds faces that no track covers."""
         self.frames_since_detect += 1
+        before = {id(tr): tr.landmarks.mean(0) for tr in self.tracks}
         cut = self._cut(image)
         full = cut or not self.tracks or any(tr.unconfirmed for tr in self.tracks) \
-            or self.frames_since_detect >= self.detect_every
+            or self.frames_since_detect >= self.detect_every or not self._checks_pay(image)
         lost = self._follow(image, check=not full) if self.tracks else False
         if full or lost:
             self._detect(image)
             self.frames_since_detect = 0
-        for tr in self.tracks:
+        self._merge()
+        for tr in self.tracks:  # how far each face moved this frame: the next crop leads by it
+            tr.velocity = tr.landmarks.mean(0) - before[id(tr)] if id(tr) in before else np.zeros(2)
             tr.smoothed = tr.filter(tr.landmarks, t, inter_ocular(tr.landmarks)) if tr.filter else tr.landmarks
         # A track the last detection did not see is followed (it keeps its id if seen again on the
         # next frame) but not reported: the model draws a face in any crop, even an empty one.
         return [tr for tr in self.tracks if not tr.unconfirmed]
+
+    def _checks_pay(self, image: np.ndarray) -> bool:
+        """Whether the window checks cost less than one whole-frame detection (many faces: no)."""
+        h, w = image.shape[:2]
+        det = self.landmarker.detector
+        scale = det.scale_for(h, w) if hasattr(det, "scale_for") else min(1.0, 640 / max(h, w))
+        windows = sum((self.check_window * min(self.check_px, max(tr.box[2] - tr.box[0], tr.box[3] - tr.box[1]))) ** 2
+                      for tr in self.tracks)
+        return windows < 0.5 * h * w * scale * scale
 
     def _cut(self, image: np.ndarray) -> bool:
         """A scene cut (or a cut to black): the whole frame changed at once, so faces may be gone
@@ -129,9 +147,10 @@ class Tracker:
 
         The model draws a face in any crop, so a face that moved out of its crop, or went, would
         be followed onto empty background. With ``check`` (frames without a full detection) the
-        detector looks at a small window around each face: a face it finds where the track says
-        is confirmed; one it finds elsewhere in the window (a fast move) re-seeds the track from
-        that detection; none there makes this a loss (a full detection runs now)."""
+        detector looks at a small window around each face, and each face it finds goes to at most
+        one track (the nearest, within a face width of where the track expected it): one found
+        where the track says is confirmed; one found elsewhere (a fast move) re-seeds the track
+        from that detection; a track left without one makes this a loss (a full detection runs now)."""
         size = self.landmarker.model.size
         mats = []
         for tr in self.tracks:
@@ -143,37 +162,52 @@ class Tracker:
                 mats.append(None)
         keep = [i for i, m in enumerate(mats) if m is not None]
         pts = self.landmarker.predict_crops([image] * len(keep), [mats[i] for i in keep]) if keep else []
+        followed = [self.tracks[i] for i in keep]
+        seen = self._assign([(tr.box, _moved(tr.box, tr.velocity)) for tr in followed], self._look_all(image, followed)) \
+            if check else [None] * len(followed)
         alive, reseed, unsure = [], [], False
-        for k, i in enumerate(keep):
-            tr = self.tracks[i]
+        for k, tr in enumerate(followed):
             try:
                 box = box_from_landmarks(pts[k]) if self._inside(pts[k], image) else None
             except ValueError:  # the points collapsed: no face there any more
                 box = None
             if check:
-                seen = self._look(image, tr.box)
-                near = min(seen, key=lambda d: _offset(d.box, tr.box), default=None)
-                if near is None:  # nothing in the window: gone, or too far for it; a full detection decides
-                    unsure = True
-                elif box is None or self._off_track(tr, near.box, box):
-                    reseed.append((tr, near))  # moved faster than the crop could follow
+                if seen[k] is None:  # nothing for it in the window: gone, or too far; a full detection decides,
+                    unsure = True  # from where the face was last seen (the crop's points may be anywhere)
+                    alive.append(tr)
+                    continue
+                if box is None or self._off_track(tr, seen[k].box, box):
+                    reseed.append((tr, seen[k]))  # moved faster than the crop could follow
                     alive.append(tr)
                     continue
                 else:
-                    tr.score = near.score  # (the bias stays as seeded: a slow drift adds up past off_track)
+                    tr.score = seen[k].score  # (the bias stays as seeded: a slow drift adds up past off_track)
             if box is None:
                 continue
             jump = np.linalg.norm(pts[k] - tr.landmarks, axis=1).mean() / inter_ocular(tr.landmarks)
             if not check and jump > self.lost_motion:
                 alive.append(tr)  # the crop lost it: kept where it was, for the detection now to re-seed
                 continue
-            tr.velocity = pts[k].mean(0) - tr.landmarks.mean(0)
             tr.box, tr.landmarks = box, pts[k]
             alive.append(tr)
         self._reseed(image, reseed)
         lost = len(alive) < len(self.tracks) or unsure
         self.tracks = alive
         return lost
+
+    def _assign(self, expected: list[tuple[np.ndarray, ...]], found: list[Detection], reach: float = 1.0) -> list[Detection | None]:
+        """Each track's detection, one to one, nearest pairs first, within ``reach`` face widths of
+        any of the track's expected boxes: two tracks never take the same face, and a far face is
+        no track's."""
+        pairs = sorted((min(_offset(d.box, b) for b in boxes), i, j) for i, boxes in enumerate(expected)
+                       for j, d in enumerate(found))
+        out: list[Detection | None] = [None] * len(expected)
+        taken = set()
+        for dist, i, j in pairs:
+            if dist < reach and out[i] is None and j not in taken:
+                out[i] = found[j]
+                taken.add(j)
+        return out
 
     def _reseed(self, image: np.ndarray, pairs: list[tuple[Track, Detection]]) -> None:
         """Put each track where its detection is, as a new face would be; the smoother restarts
@@ -182,10 +216,18 @@ class Tracker:
             return
         faces = self.landmarker.landmarks_for([image], [[d for _, d in pairs]])[0]
         for (tr, _), face in zip(pairs, faces):
-            tr.velocity = face.landmarks.mean(0) - tr.landmarks.mean(0)
             tr.landmarks, tr.smoothed, tr.box, tr.score, tr.filter = \
                 face.landmarks, face.landmarks, face.box, face.score, self._new_filter()
             tr.bias = _bias(face)
+
+    def _merge(self) -> None:
+        """Two tracks on one face (a re-seed onto a neighbour's face, a detection counted twice):
+        the older id stays."""
+        kept: list[Track] = []
+        for tr in sorted(self.tracks, key=lambda tr: tr.id):
+            if not any(_offset(tr.box, other.box) < 0.25 for other in kept if not other.unconfirmed and not tr.unconfirmed):
+                kept.append(tr)
+        self.tracks = [tr for tr in self.tracks if tr in kept]
 
     def _off_track(self, tr: Track, det: np.ndarray, box: np.ndarray) -> bool:
         """Whether the detector's box ``det`` says the face is elsewhere than the tracked ``box``
@@ -193,13 +235,23 @@ class Tracker:
         return float(np.linalg.norm(_shift(det, box) - tr.bias)) > self.off_track or \
             abs(np.log(max(det[2] - det[0], det[3] - det[1], 1e-6) / max(box[2] - box[0], box[3] - box[1], 1e-6))) > 0.2
 
-    def _look(self, image: np.ndarray, box: np.ndarray) -> list[Detection]:
-        """The detector's faces in a window of ``check_window`` face widths around ``box``, the
-        face shrunk to about ``check_px`` pixels: a few per cent of a full detection's time."""
+    def _look_all(self, image: np.ndarray, tracks: list[Track]) -> list[Detection]:
+        """Every face the window checks find; one seen from two windows counts once."""
+        found: list[Detection] = []
+        for tr in tracks:
+            for d in self._look(image, tr.box, tr.velocity):
+                if all(_offset(d.box, f.box) > 0.25 for f in found):
+                    found.append(d)
+        return found
+
+    def _look(self, image: np.ndarray, box: np.ndarray, velocity: np.ndarray = np.zeros(2)) -> list[Detection]:
+        """The detector's faces in a window of ``check_window`` face widths around ``box`` and
+        where ``velocity`` would take it (both: the motion may have stopped or turned), the face
+        shrunk to about ``check_px`` pixels: a few per cent of a full detection's time."""
         h, w = image.shape[:2]
         side = max(box[2] - box[0], box[3] - box[1], 1.0)
-        half = side * self.check_window / 2
-        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        half = side * self.check_window / 2 + float(np.abs(velocity).max()) / 2
+        cx, cy = (box[0] + box[2] + velocity[0]) / 2, (box[1] + box[3] + velocity[1]) / 2
         x0, y0 = int(max(0, np.floor(cx - half))), int(max(0, np.floor(cy - half)))
         x1, y1 = int(min(w, np.ceil(cx + half))), int(min(h, np.ceil(cy + half)))
         if x1 - x0 < 2 or y1 - y0 < 2:
@@ -207,15 +259,18 @@ class Tracker:
         s = min(1.0, self.check_px / side)
         window = image[y0:y1, x0:x1]
         ww, wh = max(1, round((x1 - x0) * s)), max(1, round((y1 - y0) * s))
-        small = cv2.resize(window, (ww, wh), interpolation=cv2.INTER_AREA) if s < 1.0 else window
+        small = np.ascontiguousarray(cv2.resize(window, (ww, wh), interpolation=cv2.INTER_AREA) if s < 1.0 else window)
         sx, sy = (x1 - x0) / ww, (y1 - y0) / wh
+        det = self.landmarker.detector
+        edge = 2 * max(sx, sy)  # two window pixels
         out = []
-        for d in self.landmarker.detector.detect(np.ascontiguousarray(small)):
+        # At the window's own size: a --min-face setting would shrink the window below the face.
+        for d in (det.detect_as_is(small) if hasattr(det, "detect_as_is") else det.detect(small)):
             b = ((np.asarray(d.box, np.float64).reshape(2, 2) + 0.5) * (sx, sy) - 0.5 + (x0, y0)).reshape(4)
-            k = (np.asarray(d.kps, np.float64) + 0.5) * (sx, sy) - 0.5 + (x0, y0)
+            k = None if d.kps is None else (np.asarray(d.kps, np.float64).reshape(-1, 2) + 0.5) * (sx, sy) - 0.5 + (x0, y0)
             # A face cut by the window's edge (not the image's) is half a face: its box is no guide.
-            if (x0 > 0 and b[0] <= x0 + 1) or (y0 > 0 and b[1] <= y0 + 1) or (x1 < w and b[2] >= x1 - 2) \
-                    or (y1 < h and b[3] >= y1 - 2):
+            if (x0 > 0 and b[0] <= x0 + edge) or (y0 > 0 and b[1] <= y0 + edge) or (x1 < w and b[2] >= x1 - edge) \
+                    or (y1 < h and b[3] >= y1 - edge):
                 continue
             out.append(Detection(b, d.score, k))
         return out
@@ -235,17 +290,22 @@ class Tracker:
         fl = self.landmarker
         found: list[Detection] = fl.detector.detect(image)
         reseed = []
-        for tr in self.tracks:
-            match = min(found, key=lambda d: _offset(d.box, tr.box), default=None)
-            if match is not None and _offset(match.box, tr.box) < self.same_face:
+        matches = self._assign([(tr.box,) for tr in self.tracks], found)  # (boxes already followed to this frame)
+        for tr, match in zip(self.tracks, matches):
+            if match is not None:
                 tr.unconfirmed, tr.score = 0, match.score  # the score of the detection that last saw it
-                if self._off_track(tr, match.box, tr.box):
+                try:
+                    off = self._off_track(tr, match.box, box_from_landmarks(tr.landmarks))
+                except ValueError:
+                    off = True
+                if off:
                     reseed.append((tr, match))
             else:
                 tr.unconfirmed += 1
         self._reseed(image, reseed)
         self.tracks = [tr for tr in self.tracks if tr.unconfirmed < self.max_unconfirmed]
-        dets = [d for d in found if all(_offset(d.box, tr.box) >= self.same_face for tr in self.tracks)]
+        taken = {id(m) for m in matches if m is not None}
+        dets = [d for d in found if id(d) not in taken and all(_offset(d.box, tr.box) >= self.same_face for tr in self.tracks)]
         dets = sorted(dets, key=lambda d: -(d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
         if self.max_faces:  # a face missed twice in a row gives its place to a face in view (one miss
             # is a blurred frame: the face keeps its place and id); longest-missed first

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from facemark import align
 from facemark.cli import app
-from facemark.detector import RetinaFace
+from facemark.detector import Detection, RetinaFace
 from facemark.results import validate_frame
 from facemark.track import Tracker
 from tests.helpers import landmarker_with
@@ -163,13 +163,14 @@ def test_a_cut_to_black_drops_the_face_at_once_and_scores_are_fresh(small_face):
 
 @pytest.mark.parametrize("moves, same_id", [([0.6] * 10, True), ([0] * 4 + [0.9] + [0] * 5, True),
                                              ([-0.7, 0.7] * 5, True), ([0] * 4 + [4.0] + [0] * 5, False)])
-def test_a_fast_moving_face_is_followed_on_its_frame(small_face, moves, same_id):
+@pytest.mark.parametrize("detect_every", [100, 3])
+def test_a_fast_moving_face_is_followed_on_its_frame(small_face, moves, same_id, detect_every):
     """The model draws a face in any crop (this one never moves its points at all), so between
     detections only the window check can see that the face moved (moves in face widths per
     frame): the reported face is where the face is on every frame, not left behind until the
     next scheduled detection; within a face width a frame it keeps its id."""
     fl = landmarker_with(MeanShapeModel(), batch_size=8)
-    tr = Tracker(fl, detect_every=100)
+    tr = Tracker(fl, detect_every=detect_every)  # (whole-frame detections among the moves keep the id too)
     x, first, side, ids = 60.0, None, None, set()
     for i, dx in enumerate([0] + moves):
         x += dx * (side or 0)
@@ -488,3 +489,61 @@ def test_json_lines_to_stdout_and_a_reader_that_goes_away(tiny_models, tmp_path,
     p.stdout.close()  # the reader leaves after one line
     assert p.wait(timeout=120) == 0
     assert "Traceback" not in p.stderr.read()
+
+
+def test_a_face_never_gets_two_tracks(small_face):
+    """Two faces 1.25 widths apart; the detector misses the right one for two frames. Its track
+    must not move onto the left face (each detection goes to one track), and a detector's false
+    positive beside a face, seen on whole-frame detections only, must not multiply tracks."""
+    fl = landmarker_with(MeanShapeModel(), batch_size=8)
+    real = fl.detector
+
+    class MissesTheRightFace:
+        name, frame = real.name, 0
+
+        def detect(self, image):
+            found = real.detect(image)
+            if 5 <= self.frame <= 6:
+                found = sorted(found, key=lambda d: d.box[0])[:1] if len(found) > 1 or image.shape[1] >= 400 else found
+            return found
+
+    det = fl.detector = MissesTheRightFace()
+    tr = Tracker(fl, detect_every=10)
+    for i in range(30):
+        det.frame = i
+        tracks = tr.step(frame_with([(100, 100), (180, 100)], small_face, size=(640, 360)), i / 25.0)
+        xs = sorted(round(float(t.smoothed.mean(0)[0])) for t in tracks)
+        assert len(xs) == len(set(xs)) and len(tr.tracks) <= 2, (i, [(t.id, t.box) for t in tr.tracks])
+    assert sorted(t.id for t in tracks) == [0, 1], [t.id for t in tracks]
+
+    class OneFalsePositive:
+        name = real.name
+
+        def detect(self, image):
+            found = real.detect(image)
+            if image.shape[1] == 640:  # whole frames only, a face width right of the face
+                b = found[0].box + [80, 0, 80, 0]
+                found.append(Detection(b, 0.7, None))
+            return found
+
+    fl.detector = OneFalsePositive()
+    tr = Tracker(fl, detect_every=5)
+    ids = set()
+    for i in range(40):
+        ids |= {t.id for t in tr.step(frame_with([(100, 100)], small_face, size=(640, 360)), i / 25.0)}
+    assert len(ids) <= 2 and len(tr.tracks) <= 2, (ids, len(tr.tracks))
+
+
+def test_a_detector_without_keypoints_tracks(small_face):
+    fl = landmarker_with(MeanShapeModel(), batch_size=8)
+    real = fl.detector
+
+    class BoxesOnly:
+        name = real.name
+
+        def detect(self, image):
+            return [Detection(d.box, d.score) for d in real.detect(image)]
+
+    fl.detector = BoxesOnly()
+    tr = Tracker(fl, detect_every=10)
+    assert [[t.id for t in tr.step(frame_with([(100, 100)], small_face), i / 25.0)] for i in range(5)] == [[0]] * 5
