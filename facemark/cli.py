@@ -359,8 +359,8 @@ def video(
     except KeyboardInterrupt:  # a late second signal: the outputs are already complete
         s.interrupted = True
     if s.interrupted and s.set_aside:
-        exit_interrupted(f"interrupted: the earlier complete output was kept; the frames processed so far are in "
-                         f"{', '.join(escape(p) for p in s.set_aside)}")
+        exit_interrupted(f"interrupted: the output files that were there before are kept; the frames processed so far "
+                         f"are in {', '.join(escape(p) for p in s.set_aside)}")
     if s.interrupted:
         exit_interrupted("interrupted: the output holds the frames processed so far")
     if s.decode_errors:

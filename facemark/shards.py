@@ -7,8 +7,10 @@ A row: ``{"path", "width", "height", "model", "error", "faces": [{"box", "score"
 """
 from __future__ import annotations
 
+import calendar
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -89,7 +91,11 @@ class ShardWriter:
         done: dict[str, float] = {}
         for p in self.shards():
             written = p.stat().st_mtime
-            for r in read_shard(p):
+            try:
+                rows = _rows_of(p, damaged=lambda message: None)
+            except ValueError:  # a shard damaged outside facemark: its images are simply done again
+                continue
+            for r in rows:
                 if not r.get("error") and (model is None or r.get("model") == model):
                     done[r["path"]] = max(written, done.get(r["path"], written))
         return done
@@ -211,10 +217,15 @@ def iter_results(path: str | Path, on_error=None) -> Iterator[dict]:
 
 
 def _written(p: Path) -> tuple:
+    """When a file's rows were made: a shard's name carries its run's start (UTC, to the second;
+    a copied folder keeps it, unlike file times), other files their modification time."""
+    m = re.match(r"part-(\d{8}T\d{6})-", p.name)
+    if m:
+        return (calendar.timegm(time.strptime(m.group(1), "%Y%m%dT%H%M%S")), str(p))
     try:
-        return (p.stat().st_mtime_ns, str(p))
+        return (p.stat().st_mtime, str(p))
     except OSError:
-        return (0, str(p))
+        return (0.0, str(p))
 
 
 def _warn(message: str) -> None:

@@ -720,3 +720,23 @@ def test_a_bad_single_image_is_named_as_the_caller_named_it(fl):
     with pytest.raises((TypeError, ValueError)) as e:
         fl.detect(np.zeros(5, np.uint8))
     assert str(e.value).startswith("image") and "images[0]" not in str(e.value)
+
+
+def test_a_copied_results_folder_keeps_the_runs_order_and_resume_survives_a_cut_shard(tmp_path, face):
+    from facemark.results import read
+    from facemark.shards import row
+
+    out = tmp_path / "copy"
+    out.mkdir()
+    old, new = out / "part-20260101T000000-11-00000.jsonl", out / "part-20260202T000000-22-00000.jsonl"
+    old.write_text(json.dumps(row("a.jpg", 512, 100, "m", [])) + "\n")
+    new.write_text(json.dumps(row("a.jpg", 812, 100, "m", [])) + "\n")
+    os.utime(new, (time.time() - 3600, time.time() - 3600))  # copied in the other order: file times lie
+    assert read(out)[0]["width"] == 812
+    cv2.imwrite(str(tmp_path / "a.jpg"), face)
+    assert fm("detect", "a.jpg", "--out", "o", "--format", "jsonl", "--model", "direct", "--workers", "1",
+              cwd=tmp_path).returncode == 0
+    shard = next((tmp_path / "o").glob("part-*.jsonl"))
+    shard.write_text(shard.read_text()[:-30])  # cut short outside facemark
+    r = fm("detect", "a.jpg", "--out", "o", "--format", "jsonl", "--model", "direct", "--workers", "1", cwd=tmp_path)
+    assert r.returncode == 0 and "Traceback" not in r.stderr and "1 of 1 image(s) done" in r.stderr, r.stderr
