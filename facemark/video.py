@@ -311,10 +311,13 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     from .annotate import draw
     from .errors import UsageError
     from .results import Face
+    from .detector import GivenBoxes
     from .track import Tracker
 
     if out_path is None and json_path is None:
         raise UsageError("give --out VIDEO and/or --json FILE.jsonl (or --json - for stdout)")
+    if isinstance(getattr(fl, "detector", None), GivenBoxes):
+        raise UsageError("video needs a face detector: boxes given per image file cannot follow a video's frames")
     if not str(source).strip():
         raise UsageError("the input is an empty string: give a video file, a folder or glob of frames, or a camera index")
     source = str(source)

@@ -16,7 +16,6 @@ from .datasets import Sample
 from ..layouts import five_points
 
 
-
 def read_sample_image(path: Path) -> np.ndarray | None:
     """The image as inference reads it, or None where it does not decode. ``cv2.imread`` would
     hand back a truncated JPEG with its missing part grey, and the faces there would train on it."""
@@ -24,6 +23,7 @@ def read_sample_image(path: Path) -> np.ndarray | None:
         return read_image(path)
     except ImageError:
         return None
+
 
 @dataclass
 class Prepared:

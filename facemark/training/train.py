@@ -272,11 +272,14 @@ class Trainer:
         teacher = saved.get("teacher_model")
         if teacher in (None, "None"):
             return
-        if self.opts.teacher_model is None:
+        if self.opts.teacher_model is None and self.opts.distill != 0:  # (--distill 0: the user stops it)
+            o, default = self.opts, TrainOptions(family=self.opts.family, out=self.opts.out)
             cache = saved.get("teacher_cache")
-            self.opts = replace(self.opts, teacher_model=teacher, teacher_views=int(saved.get("teacher_views", 8)),
-                                teacher_cache=None if cache in (None, "None") else Path(cache),
-                                distill=float(saved.get("distill", 1.0)))
+            self.opts = replace(  # what the user set on this command stays; the rest is the run's
+                o, teacher_model=teacher,
+                teacher_views=int(saved.get("teacher_views", 8)) if o.teacher_views == default.teacher_views else o.teacher_views,
+                teacher_cache=(None if cache in (None, "None") else Path(cache)) if o.teacher_cache is None else o.teacher_cache,
+                distill=float(saved.get("distill", 1.0)) if o.distill == default.distill else o.distill)
             self.log(f"note: the run was distilling from {teacher}, and goes on doing so (as it was started)")
         elif str(self.opts.teacher_model) != teacher:
             self.log(f"note: the run was distilling from {teacher}; it now distils from {self.opts.teacher_model}")
