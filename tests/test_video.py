@@ -58,9 +58,9 @@ def frame_with(faces_at, face, size=(480, 360)):
     return frame
 
 
-def write_clip(path, frames, fps=25.0):
+def write_clip(path, frames, fps=25.0, fourcc="mp4v"):
     h, w = frames[0].shape[:2]
-    wr = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    wr = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
     for f in frames:
         wr.write(f)
     wr.release()
@@ -324,7 +324,7 @@ def test_a_damaged_first_frame_is_skipped_like_any_other(tiny_models, tmp_path, 
     """The first frame used to be read once to learn the size: a video whose frame 0 is damaged
     was refused whole. It is skipped and counted, as a damaged frame 4 is."""
     clip = tmp_path / "badfirst.avi"
-    write_clip_avi(clip, [frame_with([(60, 80)], small_face)] * 10)
+    write_clip(clip, [frame_with([(60, 80)], small_face)] * 10, fourcc="MJPG")
     data = bytearray(clip.read_bytes())
     sof = data.index(b"\xff\xc0", data.index(b"00dc"))  # the first frame's JPEG loses its frame header
     data[sof:sof + 2] = b"\xff\x01"
@@ -333,14 +333,6 @@ def test_a_damaged_first_frame_is_skipped_like_any_other(tiny_models, tmp_path, 
     assert r.exit_code == 1 and "1 frame(s)" in r.stderr and "did not decode" in r.stderr, r.stderr
     frames = [json.loads(line)["frame"] for line in (tmp_path / "o.jsonl").read_text().splitlines()]
     assert frames == list(range(1, 10)), frames
-
-
-def write_clip_avi(path, frames, fps=25.0):
-    h, w = frames[0].shape[:2]
-    wr = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
-    for f in frames:
-        wr.write(f)
-    wr.release()
 
 
 def test_a_damaged_stretch_mid_file_is_skipped_quietly(tiny_models, tmp_path, small_face):
@@ -477,7 +469,7 @@ def test_signals_that_land_while_the_outputs_close_are_not_a_traceback(tiny_mode
 def test_json_lines_to_stdout_and_a_reader_that_goes_away(tiny_models, tmp_path, small_face):
     """--json - streams the frame lines into a pipe (no file named '-'); `| head` is not an error."""
     clip = tmp_path / "c.avi"
-    write_clip_avi(clip, [frame_with([(60, 80)], small_face)] * 30)
+    write_clip(clip, [frame_with([(60, 80)], small_face)] * 30, fourcc="MJPG")
     cmd = [sys.executable, "-m", "facemark", "video", str(clip), "--json", "-", "--model", str(tiny_models["direct"])]
     r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
