@@ -227,7 +227,8 @@ class Tracker:
         for tr in sorted(self.tracks, key=lambda tr: tr.id):
             if not any(_offset(tr.box, other.box) < 0.25 for other in kept if not other.unconfirmed and not tr.unconfirmed):
                 kept.append(tr)
-        self.tracks = [tr for tr in self.tracks if tr in kept]
+        kept_ids = {id(tr) for tr in kept}  # (by identity: a Track holds arrays)
+        self.tracks = [tr for tr in self.tracks if id(tr) in kept_ids]
 
     def _off_track(self, tr: Track, det: np.ndarray, box: np.ndarray) -> bool:
         """Whether the detector's box ``det`` says the face is elsewhere than the tracked ``box``
