@@ -73,7 +73,7 @@ class RetinaFace:
     threads: int | None = None  # onnxruntime intra-op threads (None: all cores)
     name: str = "retinaface"
     _session: object = field(default=None, init=False, repr=False)
-    _buf: np.ndarray | None = field(default=None, init=False, repr=False)
+    _bufs: dict = field(default_factory=dict, init=False, repr=False)  # input buffers by size
 
     NET_MIN_FACE = 40.0  # face size (px at the network input) found 99 % of the time (scripts/detector_scale.py)
     MEAN_BGR = np.array([104.0, 117.0, 123.0], np.float32)
@@ -87,10 +87,14 @@ class RetinaFace:
         return self._session
 
     def _blob(self, h: int, w: int) -> np.ndarray:
-        """Reused input buffer: video frames keep one size, so no allocation per frame."""
-        if getattr(self, "_buf", None) is None or self._buf.shape[2:] != (h, w):
-            self._buf = np.zeros((1, 3, h, w), np.float32)
-        return self._buf
+        """Reused input buffers, one per size: video frames keep one size, and the tracker's check
+        windows a few, so no allocation per frame."""
+        bufs = self._bufs
+        if (h, w) not in bufs:
+            if len(bufs) >= 4:  # sizes that came and went (a folder of photos): keep the newest few
+                bufs.pop(next(iter(bufs)))
+            bufs[(h, w)] = np.zeros((1, 3, h, w), np.float32)
+        return bufs[(h, w)]
 
     def scale_for(self, height: int, width: int) -> float:
         long_side = max(height, width)
