@@ -1,10 +1,18 @@
 """Small builders for test inputs."""
 from __future__ import annotations
 
+import signal
 import struct
 
 import cv2
 import numpy as np
+
+
+def sigint_default() -> None:
+    """``preexec_fn`` for a subprocess a test interrupts with SIGINT. A shell starts background
+    jobs (``pytest ... &``) with SIGINT ignored, and Python keeps an ignored SIGINT, so without
+    this the Ctrl-C tests fail whenever the suite itself runs in the background."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def jpeg_with_orientation(image: np.ndarray, orientation: int) -> bytes:

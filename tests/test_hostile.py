@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 from facemark.cli import app
 from facemark.results import validate
+from tests.helpers import sigint_default
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ["--model", "direct"]  # the shipped fast model: real weights, quick
@@ -382,7 +383,7 @@ def wait_for_temp(folder: Path, timeout: float = 60) -> None:
 def test_video_signals_close_the_outputs_and_leave_nothing_hidden(tmp_path, face, signals):
     make_clip(tmp_path / "long.avi", face, 2000)
     p = subprocess.Popen([sys.executable, "-m", "facemark", "video", "long.avi", "--out", "o.avi", "--json", "o.jsonl",
-                          *MODEL], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+                          *MODEL], cwd=tmp_path, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_default)
     try:
         wait_for_temp(tmp_path)
         for sig in signals:
@@ -567,7 +568,7 @@ def test_ctrl_c_while_starting_up_is_one_line(tmp_path, face, delay):
     an import traceback and never a silent exit."""
     cv2.imwrite(str(tmp_path / "a.jpg"), face)
     p = subprocess.Popen([sys.executable, "-m", "facemark", "detect", "a.jpg", "--model", "direct"], cwd=tmp_path,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_default)
     time.sleep(delay)
     p.send_signal(signal.SIGINT)
     _, stderr = p.communicate(timeout=60)

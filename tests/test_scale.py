@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from facemark.results import read, validate
+from tests.helpers import sigint_default
 
 MODEL = ["--model", "direct"]
 
@@ -242,7 +243,8 @@ def test_a_rerun_removes_only_the_temporaries_of_dead_processes(tmp_path, face_i
 def test_a_killed_worker_stops_the_run_with_one_line_and_a_rerun_finishes(folder, reference):
     """The out-of-memory killer takes a worker: the run must not hang, and must say what to do."""
     cmd = [sys.executable, "-m", "facemark", "detect", "in", "--out", "wk", "--workers", "2", "--batch", "1", *MODEL]
-    p = subprocess.Popen(cmd, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(cmd, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=sigint_default)
     t0 = time.time()
     while not (len(spawned_workers(p.pid)) == 2 and len(list((folder / "wk").rglob("*.json"))) >= 4):
         assert p.poll() is None and time.time() - t0 < 120
@@ -283,7 +285,8 @@ def test_ctrl_c_stops_even_a_frozen_worker(folder):
     # -X faulthandler: if the run hangs, SIGABRT makes it print every thread's stack (see stacks_of)
     cmd = [sys.executable, "-X", "faulthandler", "-m", "facemark", "detect", "in", "--out", "frozen", "--workers", "2",
            "--batch", "1", *MODEL]
-    p = subprocess.Popen(cmd, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(cmd, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=sigint_default)
     t0 = time.time()
     while not (len(spawned_workers(p.pid)) == 2 and any((folder / "frozen").rglob("*.json"))):
         assert p.poll() is None and time.time() - t0 < 120

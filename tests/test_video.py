@@ -15,7 +15,7 @@ from facemark.cli import app
 from facemark.detector import Detection, RetinaFace
 from facemark.results import validate_frame
 from facemark.track import Tracker
-from tests.helpers import landmarker_with
+from tests.helpers import landmarker_with, sigint_default
 
 runner = CliRunner()
 
@@ -284,7 +284,8 @@ def test_ctrl_c_finishes_the_frame_and_closes_the_output(tiny_models, tmp_path, 
     wr.release()
     out = tmp_path / "o.avi"
     p = subprocess.Popen([sys.executable, "-m", "facemark", "video", str(clip), "--out", str(out),
-                          "--model", str(tiny_models["hourglass"])], stderr=subprocess.PIPE, text=True)
+                          "--model", str(tiny_models["hourglass"])], stderr=subprocess.PIPE, text=True,
+                         preexec_fn=sigint_default)
     time.sleep(4.0)
     p.send_signal(signal.SIGINT)
     _, stderr = p.communicate(timeout=60)
@@ -306,7 +307,8 @@ def test_an_interrupted_rerun_keeps_the_earlier_complete_output(tiny_models, tmp
     out.write_bytes(b"an earlier complete video")
     lines.write_text("an earlier complete result\n")
     p = subprocess.Popen([sys.executable, "-m", "facemark", "video", str(clip), "--out", str(out), "--json", str(lines),
-                          "--model", str(tiny_models["direct"])], stderr=subprocess.PIPE, text=True)
+                          "--model", str(tiny_models["direct"])], stderr=subprocess.PIPE, text=True,
+                         preexec_fn=sigint_default)
     time.sleep(4.0)
     p.send_signal(signal.SIGINT)
     _, stderr = p.communicate(timeout=60)
