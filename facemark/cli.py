@@ -284,6 +284,10 @@ def detect(
     except BrokenPipeError:  # JSON piped into head and the like: the reader had enough
         sys.stdout = None
         raise typer.Exit(0) from None
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):  # all done: a late Ctrl-C must not add "interrupted" to the summary
+        signal.signal(sig, signal.SIG_IGN)
     say(summary_line(summary))
     if summary.failures:
         raise typer.Exit(1)
