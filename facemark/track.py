@@ -50,12 +50,14 @@ def _shift(det: np.ndarray, box: np.ndarray) -> np.ndarray:
     return np.array([det[0] + det[2] - box[0] - box[2], det[1] + det[3] - box[1] - box[3]]) / (2 * side)
 
 
+def _resized(a: np.ndarray, b: np.ndarray) -> float:
+    """How much larger or smaller box ``a`` is than ``b`` (|log| of the side ratio)."""
+    return float(abs(np.log(max(a[2] - a[0], a[3] - a[1], 1e-6) / max(b[2] - b[0], b[3] - b[1], 1e-6))))
+
+
 def _offset(a: np.ndarray, b: np.ndarray) -> float:
     """How far apart two boxes are, in face widths (centre distance, or a size change)."""
-    side = max(b[2] - b[0], b[3] - b[1], 1e-6)
-    centre = np.hypot((a[0] + a[2] - b[0] - b[2]) / 2, (a[1] + a[3] - b[1] - b[3]) / 2) / side
-    size = abs(np.log(max(a[2] - a[0], a[3] - a[1], 1e-6) / side))
-    return float(max(centre, size))
+    return max(float(np.linalg.norm(_shift(a, b))), _resized(a, b))
 
 
 def _bias(face) -> np.ndarray:
@@ -233,8 +235,7 @@ class Tracker:
     def _off_track(self, tr: Track, det: np.ndarray, box: np.ndarray) -> bool:
         """Whether the detector's box ``det`` says the face is elsewhere than the tracked ``box``
         (beyond the face's usual offset between the two, or at another size)."""
-        return float(np.linalg.norm(_shift(det, box) - tr.bias)) > self.off_track or \
-            abs(np.log(max(det[2] - det[0], det[3] - det[1], 1e-6) / max(box[2] - box[0], box[3] - box[1], 1e-6))) > 0.2
+        return float(np.linalg.norm(_shift(det, box) - tr.bias)) > self.off_track or _resized(det, box) > 0.2
 
     def _look_all(self, image: np.ndarray, tracks: list[Track]) -> list[Detection]:
         """Every face the window checks find; one seen from two windows counts once."""
@@ -245,7 +246,7 @@ class Tracker:
                     found.append(d)
         return found
 
-    def _look(self, image: np.ndarray, box: np.ndarray, velocity: np.ndarray = np.zeros(2)) -> list[Detection]:
+    def _look(self, image: np.ndarray, box: np.ndarray, velocity: np.ndarray) -> list[Detection]:
         """The detector's faces in a window of ``check_window`` face widths around ``box`` and
         where ``velocity`` would take it (both: the motion may have stopped or turned), the face
         shrunk to about ``check_px`` pixels: a few per cent of a full detection's time."""

@@ -200,6 +200,11 @@ class AtomicVideoWriter:
         self.tmp.unlink(missing_ok=True)
 
 
+def json_line(obj: dict) -> str:
+    """One frame's record as a compact, strict JSON line (no NaN)."""
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n"
+
+
 class StdoutLines:
     """``--json -``: each frame's line goes to stdout as it is made (a pipe sees it at once)."""
 
@@ -210,7 +215,7 @@ class StdoutLines:
         if self.closed:
             return
         try:
-            sys.stdout.write(json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n")
+            sys.stdout.write(json_line(obj))
             sys.stdout.flush()
         except BrokenPipeError:
             self.closed = True
@@ -236,7 +241,7 @@ class AtomicTextWriter:
         self.f = os.fdopen(fd, "w")
 
     def write_line(self, obj: dict) -> None:
-        self.f.write(json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n")
+        self.f.write(json_line(obj))
 
     def finish(self) -> None:
         self.f.close()  # the last flush: a full disk fails here
