@@ -57,6 +57,14 @@ def resolve(model: str, suffix: str) -> Path:
     return p
 
 
+def missing_gpu(device: str) -> str | None:
+    """Why ``cuda:N`` cannot run on this machine (it has fewer GPUs), or None."""
+    import torch
+
+    index, n = int(device.partition(":")[2] or 0), torch.cuda.device_count()
+    return None if index < n else f"--device {device}: this machine has {n} GPU{'s' if n != 1 else ''} (cuda:0 to cuda:{n - 1})"
+
+
 def weights_label(given: str, name: str, path: Path) -> str:
     """``name``, or ``name@`` the first 8 hex digits of the file's SHA-256 when ``given`` was a
     path to weights other than the shipped file of that name (see ``FaceLandmarker.model_name``)."""
@@ -113,9 +121,8 @@ class TorchModel:
 
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ModelError("CUDA is not available here (no GPU, or a CPU-only PyTorch build)")
-        if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
-            n = torch.cuda.device_count()
-            raise ModelError(f"--device {device}: this machine has {n} GPU{'s' if n != 1 else ''} (cuda:0 to cuda:{n - 1})")
+        if device.startswith("cuda") and missing_gpu(device):
+            raise ModelError(missing_gpu(device))
         path = resolve(str(model), ".pt")
         try:
             net, meta = load_state(path)

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..backends import ModelError, OnnxModel, TorchModel, weights_label
+from ..backends import ModelError, OnnxModel, TorchModel, missing_gpu, weights_label
 from ..runtime import available_providers, is_device
 
 
@@ -168,10 +168,9 @@ def backends_for(device: str) -> tuple[list[tuple], list[str]]:
     if not torch.cuda.is_available():
         return [], ["CUDA is not available here (no GPU visible, or a CPU-only PyTorch build): "
                     "run 'facemark bench --device cpu' or use a machine with an NVIDIA GPU"]
+    if missing_gpu(device):
+        return [], [missing_gpu(device)]
     index = int(device.partition(":")[2] or 0)
-    if index >= torch.cuda.device_count():
-        n = torch.cuda.device_count()
-        return [], [f"--device {device}: this machine has {n} GPU{'s' if n != 1 else ''} (cuda:0 to cuda:{n - 1})"]
     plans += [("torch", device, "fp32", False), ("torch", device, "bf16", False), ("torch", device, "bf16", True)]
     if "CUDAExecutionProvider" in available_providers():
         plans.append(("onnx", [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"], "onnxruntime-cuda"))
