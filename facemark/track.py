@@ -29,6 +29,16 @@ class Track:
     bias: np.ndarray = field(default_factory=lambda: np.zeros(2), repr=False)
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2), repr=False)  # how far it moved last frame (px)
 
+    @property
+    def shown_box(self) -> np.ndarray:
+        """The box reported and drawn: placed by the reported (smoothed) points on every frame, so
+        it neither jumps between the detector's box (detection frames) and the landmarks' box
+        (tracked frames) nor jitters more than the points do."""
+        try:
+            return box_from_landmarks(self.smoothed)
+        except ValueError:
+            return self.box
+
 
 def box_from_landmarks(landmarks98: np.ndarray) -> np.ndarray:
     """A detector-style box for tracked frames: the calibrated RetinaFace box placed by the face."""

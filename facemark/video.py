@@ -279,7 +279,7 @@ def mux_audio(video: Path, source: str) -> bool:
 def frame_record(index: int, t: float, tracks, tracker) -> dict:
     r = lambda a: np.round(np.asarray(a, np.float64), 2).tolist()  # noqa: E731
     return {"frame": index, "time": round(float(t), 4),
-            "faces": [{"id": tr.id, "box": r(tr.box), "score": round(float(tr.score), 4), "landmarks": r(tr.smoothed),
+            "faces": [{"id": tr.id, "box": r(tr.shown_box), "score": round(float(tr.score), 4), "landmarks": r(tr.smoothed),
                        "landmarks68": r(tracker.landmarks68(tr))} for tr in tracks]}
 
 
@@ -403,7 +403,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                 for i, t, frame in src:
                     tracks = tracker.step(frame, t)
                     if video_w is not None:
-                        faces = [Face(tr.box, tr.score, tr.smoothed, tracker.landmarks68(tr)) for tr in tracks]
+                        faces = [Face(tr.shown_box, tr.score, tr.smoothed, tracker.landmarks68(tr)) for tr in tracks]
                         video_w.write(draw(frame, faces, ids=[tr.id for tr in tracks]))
                     if text_w is not None:
                         text_w.write_line(frame_record(i, t, tracks, tracker))

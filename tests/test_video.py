@@ -177,7 +177,7 @@ def test_a_fast_moving_face_is_followed_on_its_frame(small_face, moves, same_id,
         tracks = tr.step(frame_with([(round(x), 100)], small_face, size=(640, 360)), i / 25.0)
         assert len(tracks) == 1, (i, tracks)
         ids.add(tracks[0].id)
-        centre = tracks[0].smoothed.mean(0)  # the reported points, not the box (whose kind varies)
+        centre = tracks[0].smoothed.mean(0)  # the reported points
         first = first if first is not None else centre - (x, 100)
         side = side or tracks[0].box[2] - tracks[0].box[0]
         assert np.abs(centre - (x, 100) - first).max() < 0.2 * side, (i, centre, x)  # this model never corrects
@@ -541,3 +541,20 @@ def test_a_detector_without_keypoints_tracks(small_face):
     fl.detector = BoxesOnly()
     tr = Tracker(fl, detect_every=10)
     assert [[t.id for t in tr.step(frame_with([(100, 100)], small_face), i / 25.0)] for i in range(5)] == [[0]] * 5
+
+
+def test_the_reported_box_is_one_kind_on_every_frame(small_face):
+    """The box in the frame lines is placed by the reported points on detection frames too, so a
+    still face's box does not jump between the detector's box and the landmarks' box."""
+    from facemark.track import box_from_landmarks
+    from facemark.video import frame_record
+
+    fl = landmarker_with(MeanShapeModel(), batch_size=8)
+    tr = Tracker(fl, detect_every=4)
+    boxes = []
+    for i in range(10):
+        rec = frame_record(i, i / 25.0, tr.step(frame_with([(60, 100)], small_face), i / 25.0), tr)
+        (face,) = rec["faces"]
+        assert np.abs(np.array(face["box"]) - box_from_landmarks(np.array(face["landmarks"]))).max() < 0.05
+        boxes.append(face["box"])
+    assert np.ptp(np.array(boxes), axis=0).max() < 0.5, boxes
