@@ -357,8 +357,8 @@ def video(
             what = "the audio track was" if s.had_audio else "audio, if any, was"
             err.print(f"note: {what} not kept (OpenCV writes video only; with ffmpeg on PATH it is copied)")
         if s.resized:
-            err.print(f"note: {s.resized} frame(s) of another size were scaled to the first frame's, "
-                      f"and their points are in that frame's pixels")
+            err.print(f"note: {s.resized} frame(s) of another size were scaled to the first frame's size for tracking "
+                      f"and drawing; their JSON points are in their own pixels")
         err.print(f"{s.frames} frames in {s.seconds:.1f} s ({s.frames / s.seconds:.1f} fps), {s.tracks} face track(s)")
     except KeyboardInterrupt:  # a late second signal: the outputs are already complete
         s.interrupted = True

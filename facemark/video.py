@@ -40,6 +40,7 @@ class Source:
     _files: list[Path] | None = None
     decode_errors: int = 0
     resized: int = 0  # frames of a folder whose size differs from the first frame's (scaled to it)
+    scale: tuple[float, float] = (1.0, 1.0)  # the last frame's own size over the size it was scaled to
 
     def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
         """(index, time in seconds, BGR frame) for every frame that decodes."""
@@ -50,6 +51,7 @@ class Source:
                 except ImageError:
                     self.decode_errors += 1
                     continue
+                self.scale = (frame.shape[1] / self.width, frame.shape[0] / self.height)
                 if frame.shape[:2] != (self.height, self.width):
                     self.resized += 1
                     frame = cv2.resize(frame, (self.width, self.height), interpolation=cv2.INTER_AREA)
@@ -276,8 +278,10 @@ def mux_audio(video: Path, source: str) -> bool:
     return ok
 
 
-def frame_record(index: int, t: float, tracks, tracker) -> dict:
-    r = lambda a: np.round(np.asarray(a, np.float64), 2).tolist()  # noqa: E731
+def frame_record(index: int, t: float, tracks, tracker, scale: tuple[float, float] = (1.0, 1.0)) -> dict:
+    """One JSON line; ``scale`` maps points from the size the frame was tracked at to its own."""
+    sx, sy = scale
+    r = lambda a: np.round(np.asarray(a, np.float64).reshape(-1, 2) * (sx, sy), 2).reshape(np.shape(a)).tolist()  # noqa: E731
     return {"frame": index, "time": round(float(t), 4),
             "faces": [{"id": tr.id, "box": r(tr.shown_box), "score": round(float(tr.score), 4), "landmarks": r(tr.smoothed),
                        "landmarks68": r(tracker.landmarks68(tr))} for tr in tracks]}
@@ -406,7 +410,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                         faces = [Face(tr.shown_box, tr.score, tr.smoothed, tracker.landmarks68(tr)) for tr in tracks]
                         video_w.write(draw(frame, faces, ids=[tr.id for tr in tracks]))
                     if text_w is not None:
-                        text_w.write_line(frame_record(i, t, tracks, tracker))
+                        text_w.write_line(frame_record(i, t, tracks, tracker, src.scale))
                         if getattr(text_w, "closed", False) and len(writers) == 1:
                             reader_gone = True
                             break  # nobody reads the only output: stop

@@ -398,11 +398,16 @@ def test_video_api_takes_string_paths_and_refuses_an_empty_input(tiny_models, tm
 def test_frames_of_another_size_are_scaled_and_said(tiny_models, tmp_path, small_face):
     d = tmp_path / "frames"
     d.mkdir()
-    for i in range(4):
-        size = (480, 360) if i != 2 else (240, 180)
-        cv2.imwrite(str(d / f"f{i:03d}.png"), frame_with([(10, 10)], small_face, size=size))
-    r = run("video", d, "--json", tmp_path / "f.jsonl", "--model", tiny_models["direct"])
+    frame = frame_with([(100, 80)], small_face)
+    for i in range(4):  # frame 2 is the same picture at twice the size
+        cv2.imwrite(str(d / f"f{i:03d}.png"), frame if i != 2 else cv2.resize(frame, None, fx=2, fy=2))
+    r = run("video", d, "--json", tmp_path / "f.jsonl", "--model", tiny_models["direct"], "--smooth", "none")
     assert r.exit_code == 0 and "1 frame(s) of another size were scaled" in r.stderr, r.stderr
+    lines = [json.loads(x) for x in (tmp_path / "f.jsonl").read_text().splitlines()]
+    pts = [np.array(x["faces"][0]["landmarks"]) for x in lines]
+    box = [np.array(x["faces"][0]["box"]) for x in lines]
+    assert np.abs(pts[2] - 2 * pts[1]).max() < 2.0 and np.abs(box[2] - 2 * box[1]).max() < 2.0  # in its own pixels
+    assert np.abs(pts[3] - pts[1]).max() < 1.0
 
 
 def test_the_frame_loop_counts_two_damaged_stretches_once_each():
