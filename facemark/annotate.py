@@ -26,8 +26,9 @@ def sizes_for(side: float) -> tuple[int, float]:
 
 def draw(image: np.ndarray, faces: list[Face], style: str = "contours", box: bool = True, score: bool = True,
          ids: list[int] | None = None, points: bool | None = None) -> np.ndarray:
-    """An annotated copy of ``image``. ``style``: contours (lines and points), points, or lines;
-    ``box``/``score`` toggle the face box and its score label (``ids`` label video tracks)."""
+    """An annotated uint8 copy of ``image`` (BGR, or BGRA for BGRA). ``style``: contours (lines and
+    points), points, or lines; ``box``/``score`` toggle the face box and its score label (``ids``
+    label video tracks)."""
     if style not in STYLES:
         raise ValueError(f"style must be one of {', '.join(STYLES)}, not {style!r}")
     if not isinstance(image, np.ndarray) or image.dtype not in (np.uint8, np.uint16) or image.ndim not in (2, 3) \
@@ -43,7 +44,8 @@ def draw(image: np.ndarray, faces: list[Face], style: str = "contours", box: boo
         raise ValueError(f"ids must give one id per face: {len(ids)} ids for {len(faces)} faces")
     if points is False:  # the older spelling: lines only
         style = "lines"
-    out = as_bgr(image).copy()  # a colour copy: the drawing is in colour whatever came in
+    base = as_bgr(image)
+    out = base.copy()  # a colour copy: the drawing is in colour whatever came in
     shift = 4  # sub-pixel drawing: coordinates in 1/16 px
     k = 1 << shift
 
@@ -68,4 +70,8 @@ def draw(image: np.ndarray, faces: list[Face], style: str = "contours", box: boo
             if style in ("contours", "points"):
                 for p in px(lm[idx]):
                     cv2.circle(out, tuple(p), int(round(r * k)), colour, -1, cv2.LINE_AA, shift)
+    if image.ndim == 3 and image.shape[2] == 4:  # BGRA stays BGRA (a PNG keeps its transparency); drawn pixels are opaque
+        alpha = image[:, :, 3] if image.dtype == np.uint8 else (image[:, :, 3] >> 8).astype(np.uint8)
+        alpha = np.where((out != base).any(2), np.uint8(255), alpha)
+        out = np.dstack([out, alpha])
     return out

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -181,6 +182,9 @@ class FaceLandmarker:
             raise ValueError(f"{name} has no pixels (shape {image.shape})")
         if image.shape[0] * image.shape[1] > MAX_PIXELS:
             raise ValueError(f"{name} has {image.shape[0] * image.shape[1]:,} pixels, over the {MAX_PIXELS:,}-pixel limit")
+        if image.dtype == np.uint16 and 0 < image.max() <= 255:
+            warnings.warn(f"{name} is uint16 but no value is over 255, so it reads as nearly black (uint16 "
+                          f"spans 0..65535); if it holds 8-bit values, pass {name}.astype(np.uint8)", stacklevel=3)
         return as_bgr(image)
 
 

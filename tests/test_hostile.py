@@ -624,8 +624,13 @@ def test_draw_takes_what_detect_takes(fl):
     grey, bgra = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), cv2.cvtColor(img, cv2.COLOR_BGR2BGRA)
     for image in (grey, bgra, img):
         out = draw(image, faces)
-        assert out.shape == img.shape and out.dtype == np.uint8 and out is not image
-        assert (out != as_colour(image)).any()  # something was drawn
+        assert out.shape == (image.shape if image is bgra else img.shape) and out.dtype == np.uint8 and out is not image
+        assert (out[..., :3] != as_colour(image)).any()  # something was drawn
+    clear = bgra.copy()
+    clear[..., 3] = 0  # a transparent PNG: the drawing shows, the rest stays see-through
+    out = draw(clear, faces)
+    drawn = (out[..., :3] != img).any(2)
+    assert out.shape[2] == 4 and (out[..., 3][drawn] == 255).all() and (out[..., 3][~drawn] == 0).all() and drawn.any()
     with pytest.raises(TypeError, match="list of Face"):
         draw(img, None)
     with pytest.raises(TypeError, match="must be a uint8"):

@@ -1,4 +1,6 @@
 """FaceLandmarker mechanics: batching, mapping back through the exact inverse, input kinds."""
+import warnings
+
 import cv2
 import numpy as np
 import pytest
@@ -114,6 +116,17 @@ def test_inputs_of_many_kinds_give_the_same_face(tiny_models, face_image, tmp_pa
         faces = fl.detect(src)
         assert len(faces) == 1, src if not isinstance(src, np.ndarray) else src.shape
         assert np.abs(faces[0].box - ref).max() < 8
+
+
+def test_a_uint16_image_holding_8_bit_values_is_warned_about(tiny_models, face_image):
+    """uint16 spans 0..65535, so 8-bit values cast up read as nearly black and no face is found:
+    the caller is told why instead of getting an empty list and no hint."""
+    fl = FaceLandmarker(model=str(tiny_models["direct"]))
+    with pytest.warns(UserWarning, match=r"astype\(np.uint8\)"):
+        fl.detect(face_image.astype(np.uint16))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(fl.detect(face_image.astype(np.uint16) * 257)) == 1  # real 16-bit values: no warning
 
 
 def test_exif_orientation_is_honoured(tiny_models, face_image, tmp_path):
