@@ -139,7 +139,7 @@ def open_source(spec: str, fps: float | None = None) -> Source:
                 first = frame
                 break
         cap.release()
-        if first is None and ok and count == 0:
+        if first is None and (ok and count == 0 or not ok and _mp4_has_no_samples(p)):
             raise VideoError(f"{spec}: the video has no frames")
         if first is None:
             raise VideoError(f"{spec}: not a video OpenCV can decode (damaged, or not a video)")
@@ -485,7 +485,42 @@ def has_audio(path: Path) -> bool | None:
 
 
 def _mp4_has_audio(f) -> bool | None:
-    """Walk the top-level boxes to ``moov`` (skipping ``mdat``) and look for a sound handler."""
+    """Look for a sound handler in the ``moov`` box."""
+    data = _mp4_moov(f)
+    if data is None:
+        return None
+    at = data.find(b"hdlr")
+    while at >= 0:  # hdlr: version/flags (4), pre_defined (4), then the handler type
+        if data[at + 12:at + 16] == b"soun":
+            return True
+        at = data.find(b"hdlr", at + 4)
+    return False
+
+
+def _mp4_has_no_samples(path: Path) -> bool:
+    """An MP4/MOV whose tracks hold no samples at all (a recording stopped before its first frame),
+    which OpenCV will not open: worth saying so rather than calling it undecodable."""
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            if f.read(12)[4:8] not in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"):
+                return False
+            data = _mp4_moov(f)
+    except OSError:
+        return False
+    if data is None or b"mvex" in data:  # (a fragmented file keeps its samples outside moov)
+        return False
+    counts, at = [], data.find(b"stsz")
+    while at >= 0:  # stsz: version/flags (4), sample size (4), sample count (4)
+        if len(data) >= at + 16:
+            counts.append(struct.unpack(">I", data[at + 12:at + 16])[0])
+        at = data.find(b"stsz", at + 4)
+    return not any(counts)  # (no track at all, or only empty ones)
+
+
+def _mp4_moov(f) -> bytes | None:
+    """Walk the top-level boxes to ``moov`` (skipping ``mdat``) and return its body (64 MiB at most)."""
     import struct
 
     f.seek(0)
@@ -502,13 +537,7 @@ def _mp4_has_audio(f) -> bool | None:
         else:
             body = size - 8
         if kind == b"moov":
-            data = f.read(body if 0 <= body < (64 << 20) else 64 << 20)
-            at = data.find(b"hdlr")
-            while at >= 0:  # hdlr: version/flags (4), pre_defined (4), then the handler type
-                if data[at + 12:at + 16] == b"soun":
-                    return True
-                at = data.find(b"hdlr", at + 4)
-            return False
+            return f.read(body if 0 <= body < (64 << 20) else 64 << 20)
         if body < 0:
             return None
         f.seek(body, 1)

@@ -58,8 +58,8 @@ def frame_with(faces_at, face, size=(480, 360)):
     return frame
 
 
-def write_clip(path, frames, fps=25.0, fourcc="mp4v"):
-    h, w = frames[0].shape[:2]
+def write_clip(path, frames, fps=25.0, fourcc="mp4v", size=None):
+    h, w = frames[0].shape[:2] if frames else size[::-1]
     wr = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
     for f in frames:
         wr.write(f)
@@ -252,6 +252,17 @@ def test_unreadable_input_exits_2_and_leaves_nothing(tiny_models, tmp_path, cont
     r = run("video", bad, "--out", outdir / "o.mp4", "--json", outdir / "o.jsonl", "--model", tiny_models["hourglass"])
     assert r.exit_code == 2 and "Traceback" not in r.stderr
     assert list(outdir.iterdir()) == []
+
+
+def test_a_recording_without_frames_is_said_to_have_none(tiny_models, tmp_path, small_face):
+    from facemark.video import _mp4_has_no_samples
+
+    empty, real = tmp_path / "empty.mp4", tmp_path / "real.mp4"
+    write_clip(empty, [], size=(64, 48))
+    write_clip(real, [frame_with([(10, 10)], small_face)] * 3)
+    r = run("video", empty, "--json", tmp_path / "o.jsonl", "--model", tiny_models["direct"])
+    assert r.exit_code == 2 and "the video has no frames" in r.stderr, r.stderr
+    assert not _mp4_has_no_samples(real) and not (tmp_path / "o.jsonl").exists()
 
 
 def test_usage_errors(tiny_models, tmp_path):
