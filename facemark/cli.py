@@ -356,6 +356,9 @@ def video(
         if s.audio_kept is False:
             what = "the audio track was" if s.had_audio else "audio, if any, was"
             err.print(f"note: {what} not kept (OpenCV writes video only; with ffmpeg on PATH it is copied)")
+        if s.padded_to:
+            err.print(f"note: the video is {s.padded_to[0]}x{s.padded_to[1]}: encoders take even sizes, so the frame's "
+                      f"last column or row is repeated (the JSON points are in the frame's own pixels)")
         if s.resized:
             err.print(f"note: {s.resized} frame(s) of another size were scaled to the first frame's size for tracking "
                       f"and drawing; their JSON points are in their own pixels")

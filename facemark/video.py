@@ -167,14 +167,19 @@ class AtomicVideoWriter:
         fd, tmp = make_temp(path.parent, suffix=ext)
         os.close(fd)
         self.path, self.tmp = path, Path(tmp)
+        # The encoders drop an odd size's last column or row; repeating it instead keeps the whole picture.
+        self.pad = (size[0] % 2, size[1] % 2)
+        self.size = (size[0] + self.pad[0], size[1] + self.pad[1])
         with quiet_stderr():  # FFmpeg's notes on codec tags ("tag ... is not supported"): not the user's
-            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*FOURCC[ext]), fps, size)
+            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*FOURCC[ext]), fps, self.size)
         if not self.writer.isOpened():
             self.tmp.unlink(missing_ok=True)
             raise VideoError(f"cannot write {ext} video here (no encoder for {FOURCC[ext]})")
         self.frames = 0
 
     def write(self, frame: np.ndarray) -> None:
+        if any(self.pad):
+            frame = cv2.copyMakeBorder(frame, 0, self.pad[1], 0, self.pad[0], cv2.BORDER_REPLICATE)
         with quiet_stderr():  # a full disk is one warning per frame from OpenCV; finish() says it once
             self.writer.write(frame)
         self.frames += 1
@@ -298,6 +303,7 @@ class VideoSummary:
     had_audio: bool | None = None  # None: the container does not say (not MP4/MOV/AVI)
     resized: int = 0  # frames of a folder scaled to the first frame's size
     set_aside: tuple[str, ...] = ()  # interrupted: partial outputs written beside earlier complete ones
+    padded_to: tuple[int, int] | None = None  # the video's size, where an odd frame size was made even
 
 
 def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | None = None,
@@ -387,6 +393,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     writers: list = []
     set_aside: list[str] = []
     video_written: Path | None = None
+    padded_to = None
     reader_gone = False
     done = 0
     start = time.perf_counter()
@@ -442,7 +449,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                     set_aside.append(str(w.path))
                 w.publish()
                 if isinstance(w, AtomicVideoWriter):
-                    video_written = w.path
+                    video_written, padded_to = w.path, (w.size if any(w.pad) else None)
                 writers.pop(0)
         except OSError as e:
             raise VideoWriteError(f"cannot rename {writers[0].path.name} into place: {e.strerror or e}") from None
@@ -461,7 +468,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
             audio = mux_audio(video_written, source)
     missing = (src.frames - done - src.decode_errors) if src.frames and not stop["asked"] and not reader_gone else 0
     return VideoSummary(done, elapsed, tracker.next_id, src.decode_errors + max(0, missing), bool(stop["asked"]), audio, had,
-                        src.resized, tuple(set_aside))
+                        src.resized, tuple(set_aside), padded_to)
 
 
 class _StopNow(Exception):

@@ -211,6 +211,21 @@ def test_video_keeps_size_fps_frame_count_and_writes_jsonl(tiny_models, tmp_path
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
+def test_an_odd_frame_size_keeps_its_last_column_and_row(tiny_models, tmp_path):
+    """Encoders take even sizes and OpenCV's writer crops an odd one; the edge is repeated instead."""
+    d = tmp_path / "frames"
+    d.mkdir()
+    frame = np.full((151, 201, 3), 100, np.uint8)
+    frame[:, -1] = frame[-1, :] = 255  # what a crop would lose
+    for i in range(3):
+        cv2.imwrite(str(d / f"f{i}.png"), frame)
+    r = run("video", d, "--out", tmp_path / "o.avi", "--model", tiny_models["direct"])
+    assert r.exit_code == 0 and "the video is 202x152" in r.stderr, r.stderr
+    ok, got = cv2.VideoCapture(str(tmp_path / "o.avi")).read()
+    assert ok and got.shape == (152, 202, 3)
+    assert (got[:140, 200:] > 240).all() and got[:140, 196].max() < 160 and (got[150:, :190] > 240).all()
+
+
 def test_video_without_faces(tiny_models, tmp_path):
     clip = tmp_path / "empty.avi"
     wr = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
