@@ -96,3 +96,18 @@ def test_a_lone_onnx_file_is_timed_on_onnxruntime(tiny_models, tmp_path):
     rows = [x for x in json.loads(out.read_text())["rows"] if x["stage"] == "landmarks"]
     assert [x["backend"] for x in rows] == ["onnxruntime-cpu"]
     assert "no .pt file beside it" in r.stderr
+
+
+@pytest.mark.parametrize("content", [b"not a model at all", b""])
+def test_a_damaged_model_file_is_said_before_any_timing(content, tmp_path, monkeypatch):
+    from facemark.errors import UsageError
+    from facemark.evaluation import bench as B
+
+    def too_late(*a, **k):
+        raise AssertionError("timing started before the model file was checked")
+
+    monkeypatch.setattr(B, "bench_detector", too_late)
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(content)
+    with pytest.raises(UsageError, match="not a valid ONNX model"):
+        B.run_bench("cpu", ["direct", str(junk)], [1])
