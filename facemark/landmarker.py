@@ -15,16 +15,16 @@ from .detector import Detection, GivenBoxes, RetinaFace, YuNet, check_box, check
 from .imageio import MAX_PIXELS, as_bgr, read_image
 from .layouts import FLIP98, five_points
 from .results import Face
-from .runtime import is_device
+from .runtime import is_device, providers_for
 
 
 def make_detector(spec: str | object = "retinaface", threshold: float = 0.6, min_face: float | None = None,
-                  threads: int | None = None):
+                  threads: int | None = None, device: str = "cpu"):
     """``retinaface`` (default), ``yunet:PATH.onnx``, or any object with ``detect(image)``."""
     if not isinstance(spec, str):
         return spec
-    if spec == "retinaface":
-        return RetinaFace(threshold=threshold, min_face=min_face, threads=threads)
+    if spec == "retinaface":  # (on the landmarker's GPU where onnxruntime has CUDA)
+        return RetinaFace(threshold=threshold, min_face=min_face, threads=threads, providers=tuple(providers_for(device)))
     if spec.startswith("yunet:"):
         path = spec.split(":", 1)[1]
         if not Path(path).is_file():
@@ -81,7 +81,7 @@ class FaceLandmarker:
         # How to build this landmarker again (worker processes do), when its parts are picklable.
         self.spec = dict(model=str(model), device=device, detector=detector, threshold=threshold, min_face=min_face,
                          batch_size=batch_size, threads=threads, refine=refine, flip=flip)
-        self.detector = make_detector(detector, threshold, min_face, threads)
+        self.detector = make_detector(detector, threshold, min_face, threads, device)
         self.model = load_model(model, device=device, threads=threads)
         self.batch_size = batch_size
         self.refine = refine

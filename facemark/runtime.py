@@ -16,9 +16,18 @@ def available_providers() -> list[str]:
     return ort.get_available_providers()
 
 
-def ort_session(model: bytes | str | os.PathLike, providers: tuple[str, ...] | list[str] | None = None,
+def providers_for(device: str) -> list:
+    """onnxruntime providers for a facemark device: ``cpu`` is the CPU even where onnxruntime-gpu
+    is installed; ``cuda:N`` is GPU N where it has CUDA, else the CPU."""
+    if device == "cpu" or "CUDAExecutionProvider" not in available_providers():
+        return ["CPUExecutionProvider"]
+    index = int(device.partition(":")[2] or 0)
+    return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+
+
+def ort_session(model: bytes | str | os.PathLike, providers: tuple | list | None = None,
                 threads: int | None = None) -> ort.InferenceSession:
-    """An inference session: full graph optimisation; CUDA first when onnxruntime-gpu has it."""
+    """An inference session: full graph optimisation; on the CPU unless ``providers`` say otherwise."""
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
@@ -29,8 +38,6 @@ def ort_session(model: bytes | str | os.PathLike, providers: tuple[str, ...] | l
         opts.intra_op_num_threads = threads
     if providers is None:
         providers = ["CPUExecutionProvider"]
-        if "CUDAExecutionProvider" in available_providers():
-            providers = ["CUDAExecutionProvider", *providers]
     if isinstance(model, os.PathLike):
         model = os.fspath(model)
     return ort.InferenceSession(model, sess_options=opts, providers=list(providers))

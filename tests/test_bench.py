@@ -111,3 +111,17 @@ def test_a_damaged_model_file_is_said_before_any_timing(content, tmp_path, monke
     junk.write_bytes(content)
     with pytest.raises(UsageError, match="not a valid ONNX model"):
         B.run_bench("cpu", ["direct", str(junk)], [1])
+
+
+def test_the_detector_runs_on_the_device_asked_for(monkeypatch):
+    """With onnxruntime-gpu, --device cpu keeps the detector on the CPU, and cuda:N puts it on GPU N
+    (it used to take CUDA device 0 whatever the device)."""
+    from facemark import runtime
+    from facemark.landmarker import make_detector
+
+    monkeypatch.setattr(runtime, "available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert make_detector("retinaface", device="cpu").providers == ("CPUExecutionProvider",)
+    assert make_detector("retinaface", device="cuda:1").providers[0] == ("CUDAExecutionProvider", {"device_id": 1})
+    assert make_detector("retinaface", device="cuda").providers[0] == ("CUDAExecutionProvider", {"device_id": 0})
+    monkeypatch.setattr(runtime, "available_providers", lambda: ["CPUExecutionProvider"])
+    assert make_detector("retinaface", device="cuda").providers == ("CPUExecutionProvider",)
