@@ -166,9 +166,32 @@ def _jsonl_rows(path: Path, damaged) -> list:
     return out
 
 
+def _row_problem(r: dict) -> str | None:
+    """What is wrong with a row's shape (field types, face fields, point counts), or None. Cheap
+    enough for millions of rows: each point pair is not looked at (``results.validate`` does that)."""
+    def whole(v):
+        return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+    if not isinstance(r["path"], str) or not isinstance(r["model"], str):
+        return "path and model must be text"
+    if r["error"] is not None:
+        return None if isinstance(r["error"], str) and isinstance(r["faces"], list) else "error must be text or null"
+    if not (whole(r["width"]) and whole(r["height"])):
+        return "width and height must be positive integers"
+    if not isinstance(r["faces"], list):
+        return "faces must be a list"
+    for f in r["faces"]:
+        if not (isinstance(f, dict) and isinstance(f.get("box"), list) and len(f["box"]) == 4
+                and isinstance(f.get("score"), (int, float)) and isinstance(f.get("landmarks"), list)
+                and len(f["landmarks"]) == 98 and isinstance(f.get("landmarks68"), list) and len(f["landmarks68"]) == 68):
+            return "a face needs box (4 numbers), score, landmarks (98 points) and landmarks68 (68)"
+    return None
+
+
 def _rows_of(path: Path, damaged=None) -> list[dict]:
     """The rows of one output file; ``ValueError`` naming it if it is not one of facemark's."""
     from .imageio import ImageError, check_regular_file
+    from .results import validate
 
     try:
         check_regular_file(path)  # a FIFO would block
@@ -177,10 +200,20 @@ def _rows_of(path: Path, damaged=None) -> list[dict]:
             rows = [_from_document(r) if isinstance(r, dict) and "schema" in r else r for r in lines]
             if not all(isinstance(r, dict) and ROW_KEYS <= set(r) for r in rows):  # someone else's JSON lines
                 raise ValueError("its lines are not facemark rows")
+            bad = [(i, p) for i, p in enumerate(map(_row_problem, rows)) if p]
+            if bad and len(bad) == len(rows):
+                raise ValueError(f"no row of it is a facemark row ({bad[0][1]})")
+            if bad:  # edited or damaged outside facemark: said, and the other rows kept
+                (damaged or _warn)(f"{path}: {len(bad)} malformed row(s) skipped, {len(rows) - len(bad)} kept "
+                                   f"(row {bad[0][0] + 1}: {bad[0][1]})")
+                rows = [r for r, p in zip(rows, map(_row_problem, rows)) if not p]
             return rows
         docs = json_or_lines(path.read_bytes())  # one per line: what `facemark detect A B > F` prints
         docs = docs if isinstance(docs, list) else [docs]
         if docs and all(isinstance(d, dict) and d.get("schema") == "facemark/v1" for d in docs):
+            problems = [e for d in docs for e in validate(d)]
+            if problems:
+                raise ValueError(f"a facemark/v1 document with {problems[0]}")
             return [_from_document(d) for d in docs]
         raise ValueError("not a facemark/v1 document")
     except (ImageError, OSError, ValueError, KeyError, TypeError, RecursionError) as e:

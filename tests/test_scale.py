@@ -439,3 +439,28 @@ def test_read_skips_json_lines_that_are_not_facemark_rows(reference, tmp_path):
     assert len(said) == 2 and all("not a facemark output" in s for s in said)
     with pytest.raises(ValueError, match="other.jsonl"):
         read(tmp_path / "out" / "other.jsonl")
+
+
+def test_read_checks_the_fields_of_rows_and_documents(tmp_path):
+    """Rows edited or damaged outside facemark are said and skipped, not handed to the caller to
+    fail on later (a 'faces' that is text, a face with 5 points, a width that is a string)."""
+    from facemark.results import Face, document
+    from facemark.shards import row
+
+    face = Face(np.array([1.0, 2, 30, 40]), 0.9, np.zeros((98, 2)), np.zeros((68, 2)))
+    good = row("a.jpg", 100, 80, "direct", [face])
+    bad = [dict(good, path="b.jpg", faces="none"), dict(good, path="c.jpg", width="100"),
+           dict(good, path="d.jpg", faces=[dict(face.to_dict(), landmarks=[[0, 0]] * 5)])]
+    shard = tmp_path / "part-x.jsonl"
+    shard.write_text("".join(json.dumps(r) + "\n" for r in [good, *bad, row("e.png", None, None, "direct", error="cannot read")]))
+    with pytest.warns(RuntimeWarning, match="3 malformed row"):
+        rows = read(shard)
+    assert [r["path"] for r in rows] == ["a.jpg", "e.png"]
+    doc = document("f.jpg", 100, 80, "direct", [face])
+    doc["faces"][0]["box"] = [1, 2, 3]
+    (tmp_path / "f.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="f.json.*box must be"):
+        read(tmp_path / "f.json")
+    (tmp_path / "all_bad.jsonl").write_text(json.dumps(bad[0]) + "\n")
+    with pytest.raises(ValueError, match="no row of it is a facemark row"):
+        read(tmp_path / "all_bad.jsonl")
