@@ -72,10 +72,14 @@ def plan_inputs(inputs: list[str], out_dir: Path | None = None, annotate: bool =
     if out_dir is not None and not str(out_dir).strip():
         raise UsageError("--out is an empty string; name a folder (use . for this folder)")
     drawings: list[Path] = []
-    images, problems = expand([str(a) for a in inputs], drawings)
+    duplicates: list[tuple[Path, Path]] = []
+    images, problems = expand([str(a) for a in inputs], drawings, duplicates)
     if drawings:
         log(f"note: left out {len(drawings)} file(s) named *.annotated.* (facemark's drawings, e.g. {drawings[0]}); "
             f"name such a file to process it")
+    if duplicates:
+        log(f"note: left out {len(duplicates)} name(s) of files already listed under another name (e.g. "
+            f"{duplicates[0][0]}, the same file as {duplicates[0][1]}); each file is done once")
     if not images and len(problems) == 1:
         raise UsageError(problems[0])  # the one reason, in one line
     for m in problems:
@@ -194,7 +198,7 @@ def _write(job: Job, im: InputImage, name, image, fs, text: str | None) -> None:
         if len(os.fsencode(target.name)) > 255:  # the usual limit of a file name; checked before either is written
             raise ImageError(f"{im.path}: its output name {target.name[:40]}... would be too long for a file "
                              f"system ({len(os.fsencode(target.name))} bytes, 255 at most); rename the input")
-        if str(target.resolve()) in job.input_paths:
+        if os.path.realpath(target) in job.input_paths:
             raise ImageError(f"{im.path}: its output {target} is one of the inputs; not overwritten")
     drawn = None
     if job.annotate:  # encoded before anything is written: an image that cannot be encoded leaves no half pair
@@ -362,7 +366,7 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
     s.skipped = len(skip)
     protected = [im.path for im in plan.images] + ([Path(boxes)] if boxes else [])  # never overwritten
     job = Job(out_dir, plan.annotate, fmt if out_dir is not None else "stdout", str(boxes) if boxes else None, style,
-              show_box, show_score, frozenset(str(p.resolve()) for p in protected))
+              show_box, show_score, frozenset(os.path.realpath(p) for p in protected))
     todo = [(k, im, plan.names[k]) for k, im in enumerate(plan.images) if k not in skip]
     if workers is None:
         workers = auto_workers(len(todo), fl.spec.get("device", "cpu"))

@@ -53,20 +53,25 @@ def walk_images(root: Path, problems: list[str], drawings: list[Path] | None = N
     return found
 
 
-def expand(args: list[str], drawings: list[Path] | None = None) -> tuple[list[InputImage], list[str]]:
+def expand(args: list[str], drawings: list[Path] | None = None,
+           duplicates: list[tuple[Path, Path]] | None = None) -> tuple[list[InputImage], list[str]]:
     """Files as given; directories recursively (image extensions only); globs expanded as a
     shell would. Returns the images (first occurrence wins) and one message per argument or
-    folder that gave nothing usable; files left out as facemark's own drawings (``*.annotated.*``
-    in a folder or glob) go to ``drawings``."""
+    folder that gave nothing usable; files left out as facemark's own drawings
+    (``*.annotated.*`` in a folder or glob) go to ``drawings``, and names left out as another
+    name of a file already listed (a symbolic link to it, say) go to ``duplicates`` as
+    (left out, kept)."""
     found: list[InputImage] = []
     problems: list[str] = []
-    seen: set[str] = set()
+    seen: dict[str, Path] = {}
 
     def add(path: Path, root: Path) -> None:
         key = os.path.realpath(path)
         if key not in seen:
-            seen.add(key)
+            seen[key] = path
             found.append(InputImage(path, root))
+        elif duplicates is not None and os.path.normpath(path) != os.path.normpath(seen[key]):
+            duplicates.append((path, seen[key]))
 
     for arg in args:
         p = Path(arg)

@@ -109,6 +109,23 @@ def test_a_batch_of_bad_files_names_each_once_and_writes_the_rest(corpus):
     assert "1 image(s) with no face" in lines[-1]  # the blank one
 
 
+def test_link_loops_and_second_names_in_a_folder(tmp_path, face):
+    """A link loop in a scanned folder is one failed file, not a traceback that stops the run; a
+    second name of a file already listed (a link to it) is left out with a note, not silently."""
+    src = tmp_path / "in"
+    (src / "best").mkdir(parents=True)
+    cv2.imwrite(str(src / "good.jpg"), face)
+    os.symlink("b.jpg", src / "a.jpg")
+    os.symlink("a.jpg", src / "b.jpg")
+    os.symlink("self.jpg", src / "self.jpg")
+    os.symlink("../good.jpg", src / "best" / "g.jpg")
+    r = fm("detect", "in", "--out", "o", *MODEL, cwd=tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert sum(ln.startswith("failed:") for ln in r.stderr.splitlines()) == 3, r.stderr
+    assert "left out 1 name(s) of files already listed" in r.stderr and "best/g.jpg" in r.stderr
+    assert [p.name for p in (tmp_path / "o").rglob("*.json")] == ["good.jpg.json"]
+
+
 def test_device_files_are_refused_not_read(tmp_path):
     r = fm("detect", "/dev/zero", "/dev/null", *MODEL, cwd=tmp_path, timeout=60)
     assert r.returncode == 1 and "Traceback" not in r.stderr
