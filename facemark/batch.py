@@ -317,7 +317,14 @@ def done_already(plan: Plan, fmt: str, out_dir: Path | None, annotate: bool, mod
     from .shards import ShardWriter
 
     written = ShardWriter(out_dir, fmt).done_paths(model)
-    return {k for k, im in enumerate(plan.images) if str(im.path) in written and not changed_since(im, written[str(im.path)])}
+    when = {k: written.get(str(im.path)) for k, im in enumerate(plan.images)}
+    if written and None in when.values():  # an image spelled another way than in the rows (absolute,
+        real: dict[str, float] = {}  # relative, through a link): the same file is the same image
+        for p, t in written.items():
+            r = os.path.realpath(p)
+            real[r] = max(t, real.get(r, t))
+        when = {k: t if t is not None else real.get(os.path.realpath(plan.images[k].path)) for k, t in when.items()}
+    return {k for k, t in when.items() if t is not None and not changed_since(plan.images[k], t)}
 
 
 def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path | None = None, annotate: bool = False,

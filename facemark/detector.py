@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -285,6 +286,7 @@ class GivenBoxes:
 
     boxes: dict[str, object]
     name: str = "boxes"
+    _real: dict | None = field(default=None, init=False, repr=False)  # real path -> entry, built when needed
 
     @classmethod
     def from_file(cls, path: str | Path) -> "GivenBoxes":
@@ -326,19 +328,31 @@ class GivenBoxes:
             raise ValueError("boxes file must map image names to lists of [x1, y1, x2, y2]")
         return cls({str(k): v for k, v in data.items()})
 
+    def _entry(self, key: str) -> str | None:
+        """The entry for an image: its path as given, its file name, or the same file spelled
+        another way (absolute or relative, through a link: a run's own output fed back in)."""
+        for k in (key, Path(key).as_posix(), Path(key).name):
+            if k in self.boxes:
+                return k
+        if self._real is None:  # built once, at the first image not found as spelled
+            self._real = {}
+            for k in self.boxes:
+                self._real.setdefault(os.path.realpath(k), k)
+        return self._real.get(os.path.realpath(key))
+
     def has(self, key: str) -> bool:
-        return any(k in self.boxes for k in (key, Path(key).as_posix(), Path(key).name))
+        return self._entry(key) is not None
 
     def lookup(self, key: str) -> list[Detection]:
         """The boxes of one image (none if it has no entry); ``BoxError`` names a bad one."""
-        for k in (key, Path(key).as_posix(), Path(key).name):
-            if k in self.boxes:
-                value = self.boxes[k]
-                if not isinstance(value, list):
-                    raise BoxError(f"boxes for {k!r} must be a list of [x1, y1, x2, y2], not {value!r}")
-                out = []
-                for j, b in enumerate(value):
-                    arr = check_box(b, f"box {j} of {k!r}")
-                    out.append(Detection(arr[:4].copy(), float(arr[4])))
-                return out
-        return []
+        k = self._entry(key)
+        if k is None:
+            return []
+        value = self.boxes[k]
+        if not isinstance(value, list):
+            raise BoxError(f"boxes for {k!r} must be a list of [x1, y1, x2, y2], not {value!r}")
+        out = []
+        for j, b in enumerate(value):
+            arr = check_box(b, f"box {j} of {k!r}")
+            out.append(Detection(arr[:4].copy(), float(arr[4])))
+        return out

@@ -464,3 +464,23 @@ def test_read_checks_the_fields_of_rows_and_documents(tmp_path):
     (tmp_path / "all_bad.jsonl").write_text(json.dumps(bad[0]) + "\n")
     with pytest.raises(ValueError, match="no row of it is a facemark row"):
         read(tmp_path / "all_bad.jsonl")
+
+
+def test_the_same_files_spelled_another_way_are_the_same_images(folder, tmp_path):
+    """An absolute path, a relative one or a link to the folder: resume skips what a shard already
+    holds, and a shard fed back as --boxes finds each image's entry."""
+    import shutil
+
+    src = tmp_path / "in"
+    shutil.copytree(folder / "in" / "b", src)
+    (tmp_path / "link").symlink_to(src, target_is_directory=True)
+    n = len(list(src.glob("*.jpg")))
+    r = fm("detect", "in", "--out", "o", "--format", "jsonl", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0 and f"{n} of {n} image(s) done" in r.stderr, r.stderr
+    for spelling in (src, "link"):
+        r = fm("detect", spelling, "--out", "o", "--format", "jsonl", *MODEL, cwd=tmp_path)
+        assert r.returncode == 0 and f"facemark: 0 of {n} image(s) done" in r.stderr, (spelling, r.stderr)
+    assert len(read(tmp_path / "o")) == n
+    shard = next((tmp_path / "o").glob("part-*.jsonl"))
+    r = fm("detect", src, "--boxes", shard, *MODEL, cwd=tmp_path)
+    assert r.returncode == 0 and f"{n} of {n} image(s) done" in r.stderr, r.stderr
