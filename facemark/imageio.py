@@ -52,8 +52,19 @@ class ImageError(ValueError):
     """An input that is not a readable image."""
 
 
-def header_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG, JPEG, BMP, GIF or WebP header without decoding; None if unknown."""
+JPEG_SCAN = 16 << 20  # bytes searched for a JPEG's frame header (EXIF, MPF and ICC segments come first)
+
+
+def header_size(data: "bytes | memoryview | np.ndarray") -> tuple[int, int] | None:
+    """(width, height) from a PNG, JPEG, BMP, GIF, WebP, TIFF or PNM header without decoding; None
+    if unknown. Given the whole file, a TIFF's directory (often at the end) and a JPEG's frame
+    header behind large metadata are found too."""
+    whole = memoryview(data).cast("B") if not isinstance(data, bytes) else data
+    data = bytes(whole[:65536])
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return _tiff_size(whole)
+    if data[:2] == b"\xff\xd8":
+        data = bytes(whole[:JPEG_SCAN])
     if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
         return struct.unpack(">II", data[16:24])
     if data[:2] == b"BM" and len(data) >= 26:
@@ -71,8 +82,6 @@ def header_size(data: bytes) -> tuple[int, int] | None:
         if kind == b"VP8 ":
             w, h = struct.unpack("<HH", data[26:30])
             return w & 0x3FFF, h & 0x3FFF
-    if data[:4] in (b"II*\x00", b"MM\x00*"):
-        return _tiff_size(data)
     if data[:1] == b"P" and data[1:2] in b"123456" and len(data) > 3:
         fields = data[2:256].split(b"#")[0].split()  # "P6 <w> <h> ..." (comments before the size are rare)
         if len(fields) >= 2 and fields[0].isdigit() and fields[1].isdigit():
@@ -95,21 +104,20 @@ def header_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _tiff_size(data: bytes) -> tuple[int, int] | None:
+def _tiff_size(data: "bytes | memoryview") -> tuple[int, int] | None:
     """ImageWidth/ImageLength of a TIFF's first image (tags 256/257) from its first IFD."""
-    e = "<" if data[:2] == b"II" else ">"
+    e = "<" if bytes(data[:2]) == b"II" else ">"
     try:
-        (ifd,) = struct.unpack(e + "I", data[4:8])
-        (n,) = struct.unpack(e + "H", data[ifd:ifd + 2])
+        (ifd,) = struct.unpack_from(e + "I", data, 4)
+        (n,) = struct.unpack_from(e + "H", data, ifd)
         size = {}
-        for k in range(n):
-            tag, typ, _count = struct.unpack(e + "HHI", data[ifd + 2 + 12 * k: ifd + 10 + 12 * k])
-            value = data[ifd + 10 + 12 * k: ifd + 14 + 12 * k]
+        for k in range(min(n, 4096)):
+            tag, typ = struct.unpack_from(e + "HH", data, ifd + 2 + 12 * k)
             if tag in (256, 257):
-                size[tag] = struct.unpack(e + ("H" if typ == 3 else "I"), value[:2] if typ == 3 else value)[0]
+                size[tag] = struct.unpack_from(e + ("H" if typ == 3 else "I"), data, ifd + 10 + 12 * k)[0]
         return (size[256], size[257]) if len(size) == 2 else None
     except (struct.error, KeyError):
-        return None  # an IFD beyond the bytes read: OpenCV's own limit and the check after decoding still apply
+        return None  # an IFD beyond the file's end: OpenCV's own limit and the check after decoding still apply
 
 
 def check_regular_file(path: Path) -> None:
@@ -152,7 +160,7 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
     data = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
     if data.size == 0:
         raise ImageError(f"{name} is empty")
-    size = header_size(data[:65536].tobytes())
+    size = header_size(data)
     if size is not None and size[0] * size[1] > limit:
         raise ImageError(f"{name} is {size[0]}x{size[1]} pixels, over the {limit:,}-pixel limit "
                          f"(FACEMARK_MAX_PIXELS raises it)")

@@ -109,6 +109,32 @@ def test_a_batch_of_bad_files_names_each_once_and_writes_the_rest(corpus):
     assert "1 image(s) with no face" in lines[-1]  # the blank one
 
 
+def tiff_with_directory_at_the_end(width: int, height: int, filler: int = 100_000) -> bytes:
+    """A TIFF whose directory (with the size) follows the pixel data, as libtiff writes it."""
+    ifd = 8 + filler
+    entries = struct.pack("<HHII", 256, 4, 1, width) + struct.pack("<HHII", 257, 4, 1, height)
+    return b"II*\x00" + struct.pack("<I", ifd) + b"\x00" * filler + struct.pack("<H", 2) + entries + b"\x00" * 4
+
+
+def jpeg_with_big_metadata(width: int, height: int, segments: int = 2) -> bytes:
+    """A JPEG whose frame header sits behind two full 64 KB APP2 (ICC) segments, as camera files do."""
+    app = (b"\xff\xe2" + struct.pack(">H", 65535) + b"\x00" * 65533) * segments
+    return b"\xff\xd8" + app + b"\xff\xc0" + struct.pack(">HBHHB", 17, 8, height, width, 3) + b"\x00" * 9 + b"\xff\xd9"
+
+
+@pytest.mark.parametrize("make", [tiff_with_directory_at_the_end, jpeg_with_big_metadata])
+def test_the_pixel_limit_is_read_from_headers_beyond_the_first_64_kb(make, monkeypatch):
+    """A 30000x30000 TIFF or JPEG is refused from its header, not after decoding gigabytes."""
+    from facemark import imageio
+
+    def decoded(*a, **k):
+        raise AssertionError("decoded before the header was checked")
+
+    monkeypatch.setattr(imageio.cv2, "imdecode", decoded)
+    with pytest.raises(imageio.ImageError, match="30000x30000 pixels, over the"):
+        imageio.decode_image(make(30000, 30000), "big")
+
+
 def test_link_loops_and_second_names_in_a_folder(tmp_path, face):
     """A link loop in a scanned folder is one failed file, not a traceback that stops the run; a
     second name of a file already listed (a link to it) is left out with a note, not silently."""
