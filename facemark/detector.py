@@ -104,7 +104,7 @@ class RetinaFace:
             scale = min(2.0, self.NET_MIN_FACE / float(self.min_face))
         return scale
 
-    MAX_INPUT_PIXELS = 4096 * 4096  # the network input is tiled beyond this (memory stays ~1 GB)
+    MAX_INPUT_PIXELS = 4096 * 4096  # the network input is tiled beyond this (the detector stays near 1 GB)
     TILE = 2048  # tile side at the network's scale
     TILE_OVERLAP = 320  # > the largest face a tile is asked for (see detect)
 
