@@ -75,10 +75,22 @@ def calibrate(human68: np.ndarray, teacher98: np.ndarray, det_kps: np.ndarray, d
 
 
 def write(cal: dict, path: str | Path, provenance: str) -> None:
+    """Written only when every number is finite: a NaN here would break every later detect."""
     from ..imageio import atomic_write_bytes
 
+    if not np.isfinite(np.asarray([v for k in ("templates", "mean98", "labelmap") for v in _numbers(cal[k])])).all():
+        raise ValueError("the fit gave numbers that are not finite; nothing was written")
     cal = {"provenance": provenance, **cal}
     atomic_write_bytes(path, (json.dumps(cal, indent=1) + "\n").encode())
+
+
+def _numbers(value) -> list[float]:
+    """Every number in nested lists and dicts."""
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _numbers(v)]
+    if isinstance(value, (list, tuple)):
+        return [x for v in value for x in _numbers(v)]
+    return [float(value)] if isinstance(value, (int, float)) else []
 
 
 def from_data(specs: list[str], teacher_dir: str, yunet: str | None, cache_dir: Path, log=print) -> dict:
@@ -88,13 +100,29 @@ def from_data(specs: list[str], teacher_dir: str, yunet: str | None, cache_dir: 
     from .prepare import match, prepare, read_sample_image
     from .teacher import Teacher
 
+    from ..backends import ModelError
+    from ..errors import UsageError
+
     samples = [s for s in datasets.load_all(specs, log) if s.split == "train" and s.landmarks.shape[0] == 68]
-    samples = [s for s in samples if s.subset != "training_frames_keypoints"] or samples
+    samples = [s for s in samples if s.kind != "csv68"] or samples  # the cleaner labels, where there are any
+    if not samples:
+        raise UsageError("no training faces with 68-point labels in --data (test folders are not used)")
+    try:  # both checked before the long detector and teacher pass
+        tea = Teacher.from_dir(teacher_dir)
+        det = YuNet(yunet, threshold=0.3).check() if yunet else None
+    except (FileNotFoundError, ValueError, ModelError) as e:
+        raise UsageError(str(e)) from None
     log(f"{len(samples)} training faces with human 68-point labels")
-    prep = prepare(samples, RetinaFace(threshold=0.3), Teacher.from_dir(teacher_dir), cache_dir)
+    prep = prepare(samples, RetinaFace(threshold=0.3), tea, cache_dir)
+    usable = np.isfinite(prep.teacher).all(axis=(1, 2))
+    for i in np.flatnonzero(~usable):  # an image that does not decode: left out of the fit, and said
+        log(f"skipped: {samples[i].image}: not an image OpenCV can decode, or the teacher gave no points")
+    if not usable.any():
+        raise UsageError("no training face could be read")
+    keep = np.flatnonzero(usable)
+    samples = [samples[i] for i in keep]
     yk = None
-    if yunet:
-        det = YuNet(yunet, threshold=0.3)
+    if det is not None:
         yk = np.full((len(samples), 5, 2), np.nan)
         for i, s in enumerate(samples):
             image = read_sample_image(s.image)
@@ -102,16 +130,21 @@ def from_data(specs: list[str], teacher_dir: str, yunet: str | None, cache_dir: 
             if d is not None:
                 yk[i] = d.kps
     human = np.stack([s.landmarks for s in samples])
-    return calibrate(human, prep.teacher, prep.det_kps, prep.det_box, yk)
+    return calibrate(human, prep.teacher[keep], prep.det_kps[keep], prep.det_box[keep], yk)
 
 
 def run(data: list[str], teacher: Path, yunet: Path | None, out_path: Path, cache_dir: Path, log=print) -> dict:
     """``facemark calibrate``: fit from ``data`` and write ``out_path`` with the command as provenance."""
-    from ..errors import UsageError
+    from ..errors import FacemarkError, UsageError
 
     if not Path(teacher).is_dir():
         raise UsageError(f"teacher directory not found: {teacher}")
     result = from_data(data, str(teacher), str(yunet) if yunet else None, cache_dir, log=log)
     prov = "facemark calibrate " + " ".join(f"--data {d}" for d in data) + f" --teacher {teacher}" + (f" --yunet {yunet}" if yunet else "")
-    write(result, out_path, prov)
+    try:
+        write(result, out_path, prov)
+    except ValueError as e:
+        raise FacemarkError(f"{e} (to {out_path})") from None
+    except OSError as e:
+        raise FacemarkError(f"cannot write {out_path}: {e.strerror or e}") from None
     return result

@@ -26,6 +26,7 @@ class Sample:
     split: str = "train"  # "train" or "test"
     box: np.ndarray | None = None  # dataset-provided box, if any
     tags: tuple[str, ...] = field(default_factory=tuple)  # WFLW attribute subsets
+    kind: str = "300w"  # the --data kind it came from (csv68 faces are the noisier labels)
 
     @property
     def key(self) -> str:
@@ -90,13 +91,15 @@ def _image_beside(pts: Path) -> Path | None:
 
 
 def load_pts_dir(root: str | Path, skipped: list[str] | None = None) -> list[Sample]:
-    """All ``.pts`` files under ``root`` with their images. A path containing a ``testset`` or
-    ``test`` folder is the test split; the subset is the folder relative to ``root``. A label
-    file that cannot be read is added to ``skipped`` (with why), not the end of the run."""
+    """All ``.pts`` files under ``root`` with their images. A ``testset`` or ``test`` folder at or
+    below ``root`` (``root`` itself included) makes the test split; the subset is the folder
+    relative to ``root``. A label file that cannot be read is added to ``skipped`` (with why),
+    not the end of the run."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"not a directory: {root}")
-    out = []
+    root_is_test = Path(os.path.realpath(root)).name in ("testset", "test")  # --data 300w=.../helen/testset
+    out, before = [], len(skipped) if skipped is not None else 0
     for pts in sorted(root.rglob("*.pts")):
         img = _image_beside(pts)
         if img is None:
@@ -104,7 +107,7 @@ def load_pts_dir(root: str | Path, skipped: list[str] | None = None) -> list[Sam
                 skipped.append(f"{pts}: no image file beside it")
             continue
         rel = pts.parent.relative_to(root).as_posix()
-        split = "test" if {"testset", "test"} & set(pts.parent.relative_to(root).parts) else "train"
+        split = "test" if root_is_test or {"testset", "test"} & set(pts.parent.relative_to(root).parts) else "train"
         try:
             out.append(Sample(img, read_pts(pts), subset=rel or root.name, split=split))
         except (OSError, ValueError) as e:
@@ -113,7 +116,9 @@ def load_pts_dir(root: str | Path, skipped: list[str] | None = None) -> list[Sam
             why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
             skipped.append(why if str(pts) in why else f"{pts}: {why}")
     if not out:
-        raise ValueError(f"no .pts files with images under {root}")
+        bad = skipped[before:] if skipped is not None else []
+        raise ValueError(f"no usable .pts file under {root}: {len(bad)} skipped, e.g. {bad[0]}" if bad
+                         else f"no .pts files with images under {root}")
     return out
 
 
@@ -129,7 +134,10 @@ def load_wflw(root: str | Path, skipped: list[str] | None = None) -> list[Sample
             continue
         for n, line in enumerate(lst.read_text(errors="replace").splitlines(), 1):
             parts = line.split()
+            if not parts:
+                continue
             if len(parts) < 207:
+                _skip(skipped, f"{lst} line {n}", ValueError(f"{len(parts)} fields, not 207 (cut short?)"))
                 continue
             try:
                 pts = face_points(parts[:196], (98,))
@@ -139,7 +147,7 @@ def load_wflw(root: str | Path, skipped: list[str] | None = None) -> list[Sample
                 _skip(skipped, f"{lst} line {n}", e)
                 continue
             tags = tuple(a for a, f in zip(WFLW_ATTRIBUTES, flags) if f)
-            out.append(Sample(images / parts[206], pts, subset="wflw", split=split, box=box, tags=tags))
+            out.append(Sample(images / parts[206], pts, subset="wflw", split=split, box=box, tags=tags, kind="wflw"))
     if not out:
         raise ValueError(f"no WFLW list files under {ann}")
     return out
@@ -159,18 +167,22 @@ def load_csv68(path: str | Path, images: str | Path | None = None, skipped: list
         rows = csv.reader(f)
         next(rows, None)
         for n, row in enumerate(rows, 2):
+            if not any(v.strip() for v in row):
+                continue
             if len(row) < 137:
+                _skip(skipped, f"{path} line {n}", ValueError(f"{len(row)} fields, not 137 (a name and 68 x, y pairs)"))
                 continue
             name = row[0]
             img = next((d / name for d in dirs if (d / name).is_file()), None)
             if img is None:
+                _skip(skipped, f"{path} line {n}", ValueError(f"no image {name!r} beside the CSV or in a folder beside it"))
                 continue
             try:
                 pts = face_points(row[1:137], (68,))
             except ValueError as e:
                 _skip(skipped, f"{path} line {n}", e)
                 continue
-            out.append(Sample(img, pts, subset=path.stem, split="train"))
+            out.append(Sample(img, pts, subset=path.stem, split="train", kind="csv68"))
     if not out:
         raise ValueError(f"no usable rows in {path}")
     return out

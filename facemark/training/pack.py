@@ -117,6 +117,8 @@ def build(samples: list[Sample], prep: Prepared, weights: list[float], res: int 
         else:
             teacher = prep.teacher[i]
             if np.isnan(teacher).any():
+                if log:
+                    log(f"skipped: {s.image}: the teacher gave no points for this face")
                 continue
             target, human = labelmap.fuse(teacher, s.landmarks, m98, fusion), s.landmarks
         if not np.isfinite(target).all():
@@ -174,11 +176,11 @@ def build_pack(data: list[str], teacher: Path | None, cache: Path, res: int = 19
         raise UsageError("68-point data needs --teacher DIR (the PFLD-GhostOne ONNX files) for the other 30 points")
     try:
         tea = Teacher.from_dir(teacher) if needs_teacher else None
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:
         raise UsageError(str(e)) from None
     tick = (lambda stage: (lambda i, n: progress(stage, i, n))) if progress else (lambda stage: None)
     prep = prepare(samples, RetinaFace(threshold=0.3), tea, cache, tick("prepare"))
-    weights = [youtube_weight if s.subset == "training_frames_keypoints" else 1.0 for s in samples]
+    weights = [youtube_weight if s.kind == "csv68" else 1.0 for s in samples]
     crop_tick = tick("crop")
     return build(samples, prep, weights, res=res, quality=quality,
                  progress=(lambda i, n: crop_tick(i, n)) if progress else None, log=log)

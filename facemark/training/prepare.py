@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,15 +52,30 @@ def match(detections, landmarks: np.ndarray):
     return best
 
 
-CACHE_VERSION = 3  # raised when the entries' meaning changes; older files are then removed
+CACHE_VERSION = 4  # raised when the entries' meaning or the file's name changes; older files are then removed
 
 
-def cache_name(teacher_paths: list[Path] | None) -> str:
-    """One cache per teacher set; entries are keyed by image path, so any subset reuses it."""
+def cache_name(teacher=None) -> str:
+    """One cache per teacher (by its weights, not its file names); entries are keyed by image
+    path, so any subset reuses it."""
     h = hashlib.sha1(b"retinaface-0.3")
-    for p in teacher_paths or []:
-        h.update(p.name.encode())
+    if teacher is not None:
+        h.update(teacher.fingerprint().encode())
     return f"prepared-v{CACHE_VERSION}-{h.hexdigest()[:12]}.npz"
+
+
+def _load_cache(path: Path) -> dict | None:
+    """The cache's arrays, or None where the file is damaged (cut short, overwritten): a cache is
+    rebuilt, never the end of the run."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            z = {k: f[k] for k in f.files}  # NpzFile decompresses on every access: read once
+        n = len(z["keys"])
+        if any(len(z[k]) != n for k in ("det_box", "det_kps", "det_score", "teacher")):
+            return None
+        return z
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
 
 
 def _key(s: Sample) -> str:
@@ -84,11 +100,10 @@ def prepare(samples: list[Sample], detector, teacher=None, cache_dir: Path | Non
     det_score = np.zeros(n)
     tea = np.full((n, 98, 2), np.nan)
     done = np.zeros(n, bool)
-    path = Path(cache_dir) / cache_name(teacher.paths if teacher else None) if cache_dir is not None else None
+    path = Path(cache_dir) / cache_name(teacher) if cache_dir is not None else None
     cached = {}
-    if path is not None and path.is_file():
-        with np.load(path, allow_pickle=False) as f:
-            z = {k: f[k] for k in f.files}  # NpzFile decompresses on every access: read once
+    z = _load_cache(path) if path is not None and path.is_file() else None
+    if z is not None:
         cached = {k: j for j, k in enumerate(z["keys"].tolist())}
         for i, k in enumerate(keys):
             j = cached.get(k)
@@ -98,10 +113,7 @@ def prepare(samples: list[Sample], detector, teacher=None, cache_dir: Path | Non
     todo = np.flatnonzero(~done)
 
     def save() -> None:  # what is done so far joins the cache (the rest is computed next time)
-        old = None
-        if path.is_file():
-            with np.load(path, allow_pickle=False) as f:
-                old = {k: f[k] for k in f.files}
+        old = _load_cache(path) if path.is_file() else None
         ok = np.flatnonzero(done)
         merged = {"keys": np.array(keys)[ok], "det_box": det_box[ok], "det_kps": det_kps[ok],
                   "det_score": det_score[ok], "teacher": tea[ok]}

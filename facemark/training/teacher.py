@@ -28,10 +28,30 @@ class Teacher:
 
     @classmethod
     def from_dir(cls, directory: str | Path, **kw) -> "Teacher":
+        """The teacher models in ``directory``, loaded now: a missing or damaged one is a
+        ``FileNotFoundError``/``ValueError`` before the long detector pass, not after it."""
+        if not Path(directory).is_dir():
+            raise FileNotFoundError(f"teacher directory not found: {directory}")
         paths = sorted(Path(directory).glob("PFLD_*.onnx"))
         if not paths:
             raise FileNotFoundError(f"no PFLD_*.onnx teacher models in {directory}")
-        return cls(paths, **kw)
+        teacher = cls(paths, **kw)
+        for p in paths:
+            try:
+                teacher._sessions.append(ort_session(str(p)))
+            except Exception:  # noqa: BLE001 - onnxruntime raises its own types for any unreadable file
+                raise ValueError(f"{p} is not a valid ONNX model (onnxruntime cannot load it)") from None
+        return teacher
+
+    def fingerprint(self) -> str:
+        """What the teacher is, by its files' contents: cached targets of other weights never pass
+        for these (a file of the same name with other weights gets another cache)."""
+        import hashlib
+
+        h = hashlib.sha1()
+        for p in self.paths:
+            h.update(p.name.encode() + b"\0" + hashlib.sha1(p.read_bytes()).digest())
+        return h.hexdigest()
 
     @property
     def sessions(self):
