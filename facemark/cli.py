@@ -588,6 +588,9 @@ def train(
 
     from .training.train import TrainingFailed, TrainOptions, check_options, load_pack, make_trainer, parse_arch
 
+    check_cache_folder(out_dir, "--out")  # a run folder that cannot be written is said before any work
+    if data and pack_path is None:
+        check_cache_folder(cache)
     with usage_errors():
         opts = TrainOptions(model, out_dir, epochs=epochs, batch=batch, lr=lr, device=device, model=parse_arch(arch),
                             resume=resume, max_minutes=max_minutes, threads=threads, compile=compile_model,
@@ -617,11 +620,20 @@ def train(
         except TrainingFailed as e:
             bar.stop()
             fail(str(e), 1)
+        except OSError as e:  # a full disk while saving: what was saved before is complete
+            bar.stop()
+            kept = f"the last saved epoch is in {out_dir / 'last.pt'}; free space and continue with --resume" \
+                if (out_dir / "last.pt").is_file() else "nothing was saved"
+            fail(f"cannot write in {out_dir}: {e.strerror or e}; {kept}", 1)
     if stopped and not (out_dir / "last.pt").is_file():
         exit_interrupted("interrupted before the first epoch finished: nothing was saved")
     if stopped:
         exit_interrupted(f"interrupted: the last finished epoch is saved in {out_dir / 'last.pt'}; continue with --resume")
-    onnx_path, pt_path = trainer.export_best()
+    try:
+        onnx_path, pt_path = trainer.export_best()
+    except OSError as e:
+        fail(f"cannot export the best checkpoint in {out_dir}: {e.strerror or e}; the run is complete, so "
+             f"'facemark export {out_dir} --out DIR' can export it elsewhere", 1)
     err.print(f"best val NME {summary['best_val_nme']:.3f} % after {summary['epochs']} epochs -> {onnx_path}, {pt_path}")
 
 

@@ -1,6 +1,8 @@
 """facemark pack / train / export / eval end to end on tiny fixtures in the WFLW and 300-W layouts."""
 import json
 
+import cv2
+
 import torch
 
 import numpy as np
@@ -376,3 +378,139 @@ def test_an_older_prepare_cache_is_removed_when_the_new_one_is_written(face_imag
     assert r.exit_code == 0, r.stderr
     assert not old.exists() and other.exists()
     assert [p.name.startswith(f"prepared-v{CACHE_VERSION}-") for p in cache.glob("prepared-*")] == [True]
+
+
+def test_calibrate_leaves_out_an_unreadable_image_and_never_writes_nan(face_image, tmp_path):
+    """One training image that does not decode used to give NaN everywhere in the calibration,
+    and that file then broke every later detect."""
+    from facemark.training import calibrate
+
+    teacher = shared_path("models", "pfld_ghostone")
+    root = tmp_path / "300w"
+    write_300w(root, synthetic_faces(face_image, 4, seed=7), "afw")
+    (root / "afw" / "face_0.jpg").write_text("not an image")
+    out = tmp_path / "cal.json"
+    r = run("calibrate", "--data", f"300w={root}", "--teacher", teacher, "--out", out, "--cache", tmp_path / "c")
+    assert r.exit_code == 0, r.stderr
+    assert "skipped:" in r.stderr and "face_0.jpg" in r.stderr
+    cal = json.loads(out.read_text())
+    assert cal["faces"] == 3 and np.isfinite(calibrate._numbers(cal["templates"]) + calibrate._numbers(cal["mean98"])).all()
+    with pytest.raises(ValueError, match="not finite"):
+        calibrate.write({**cal, "mean98": [[float("nan"), 0.0]]}, tmp_path / "bad.json", "test")
+    assert not (tmp_path / "bad.json").exists()
+
+
+def test_calibrate_says_what_is_wrong_before_the_long_pass(face_image, tmp_path):
+    teacher = shared_path("models", "pfld_ghostone")
+    root = tmp_path / "300w"
+    faces = synthetic_faces(face_image, 2, seed=8)
+    write_300w(root, faces[:1], "lfpw/testset")
+    write_300w(root, faces[1:], "afw")
+    bad_teacher = tmp_path / "bad"
+    bad_teacher.mkdir()
+    (bad_teacher / "PFLD_x.onnx").write_bytes(b"junk")
+    cases = [([f"300w={root / 'lfpw'}", teacher], "no training faces"), ([f"300w={root}", tmp_path], "no PFLD_"),
+             ([f"300w={root}", bad_teacher], "not a valid ONNX model")]
+    for (data, t), says in cases:
+        r = run("calibrate", "--data", data, "--teacher", t, "--out", tmp_path / "c.json", "--cache", tmp_path / "c")
+        assert r.exit_code == 2 and says in r.stderr and "Traceback" not in r.stderr, (data, r.stderr)
+
+
+def test_a_test_folder_given_as_the_data_root_is_still_the_test_split(face_image, tmp_path):
+    from facemark.training.datasets import load_pts_dir
+
+    root = tmp_path / "300w"
+    write_300w(root, synthetic_faces(face_image, 2, seed=9), "helen/testset")
+    assert {s.split for s in load_pts_dir(root / "helen" / "testset")} == {"test"}
+    assert {s.split for s in load_pts_dir(root)} == {"test"}
+
+
+def test_bad_label_rows_are_named_not_dropped(face_image, tmp_path):
+    """A CSV row cut short, or naming an image that is not there, is a 'skipped:' line; a folder
+    whose every label file is bad says why, not 'no .pts files'."""
+    from facemark import labelmap
+    from facemark.training.datasets import load_csv68, load_pts_dir
+
+    faces = synthetic_faces(face_image, 2, seed=10)
+    rows = []
+    for i, (img, pts) in enumerate(faces):
+        cv2.imwrite(str(tmp_path / f"f{i}.jpg"), img)
+        rows.append(",".join([f"f{i}.jpg", *(f"{v:.2f}" for v in labelmap.to68(pts).reshape(-1))]))
+    cut, missing = rows[0].split(",")[:100], "gone.jpg," + rows[1].split(",", 1)[1]
+    csv_path = tmp_path / "k.csv"
+    csv_path.write_text("\n".join(["header", *rows, ",".join(cut), missing]) + "\n")
+    skipped = []
+    samples = load_csv68(csv_path, skipped=skipped)
+    assert len(samples) == 2 and all(s.kind == "csv68" for s in samples)
+    assert len(skipped) == 2 and "line 4" in skipped[0] and "gone.jpg" in skipped[1], skipped
+    (tmp_path / "pts").mkdir()
+    cv2.imwrite(str(tmp_path / "pts" / "a.jpg"), faces[0][0])
+    (tmp_path / "pts" / "a.pts").write_text("version: 1\n")
+    with pytest.raises(ValueError, match="1 skipped, e.g. .*a.pts"):
+        load_pts_dir(tmp_path / "pts", skipped=[])
+
+
+def test_csv68_faces_get_their_weight_whatever_the_file_is_called(face_image, tmp_path):
+    from facemark import labelmap
+    from facemark.training.pack import Pack
+
+    teacher = shared_path("models", "pfld_ghostone")
+    rows = []
+    for i, (img, pts) in enumerate(synthetic_faces(face_image, 2, seed=11)):
+        cv2.imwrite(str(tmp_path / f"f{i}.jpg"), img)
+        rows.append(",".join([f"f{i}.jpg", *(f"{v:.2f}" for v in labelmap.to68(pts).reshape(-1))]))
+    (tmp_path / "mine.csv").write_text("\n".join(["header", *rows]) + "\n")
+    r = run("pack", "--data", f"csv68={tmp_path / 'mine.csv'}", "--teacher", teacher, "--out", tmp_path / "p.npz",
+            "--cache", tmp_path / "c", "--csv68-weight", 0.25)
+    assert r.exit_code == 0, r.stderr
+    pk = Pack.load(tmp_path / "p.npz")
+    assert pk.weight.tolist() == [0.25, 0.25] and not pk.val.any()
+
+
+def test_the_prepare_cache_knows_its_teacher_s_weights_and_survives_damage(face_image, tmp_path):
+    """Two teachers whose files have the same names but other weights get separate caches; a cache
+    file cut short is rebuilt, not the end of the run."""
+    from facemark.training.prepare import cache_name
+    from facemark.training.teacher import Teacher
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d, content in ((a, b"weights one"), (b, b"weights two")):
+        d.mkdir()
+        (d / "PFLD_x.onnx").write_bytes(content)
+    assert cache_name(Teacher([a / "PFLD_x.onnx"])) != cache_name(Teacher([b / "PFLD_x.onnx"]))
+    root, cache = tmp_path / "wflw", tmp_path / "c"
+    write_wflw(root, synthetic_faces(face_image, 2, seed=12), [])
+    cache.mkdir()
+    (cache / cache_name(None)).write_bytes(b"PK\x03\x04 cut short")
+    r = run("pack", "--data", f"wflw={root}", "--out", tmp_path / "p.npz", "--cache", cache)
+    assert r.exit_code == 0 and "Traceback" not in r.stderr, r.stderr
+    assert np.load(cache / cache_name(None))["keys"].size == 2  # rebuilt
+
+
+def test_export_writes_both_files_or_neither(tiny_models, tmp_path, monkeypatch):
+    """A full disk while torch writes its file: one line and exit 1, and no new .onnx beside an
+    older .pt (it was a traceback and half a pair)."""
+    import shutil
+
+    import facemark.training.export as E
+
+    out = tmp_path / "w"
+    out.mkdir()
+    shutil.copy(tiny_models["direct"].with_suffix(".pt"), out / "direct.pt")
+    before = (out / "direct.pt").read_bytes()
+
+    def full(*a, **k):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1024 vs 512")
+
+    monkeypatch.setattr(E.torch, "save", full)
+    r = run("export", tiny_models["direct"].with_suffix(".pt"), "--out", out, "--name", "direct")
+    assert r.exit_code == 1 and "disk full?" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["direct.pt"] and (out / "direct.pt").read_bytes() == before
+
+
+def test_train_checks_res_and_the_run_folder_before_building_a_pack(wflw_root, tmp_path):
+    r = run("train", "--model", "direct", "--data", f"wflw={wflw_root}", "--res", 5, "--out", tmp_path / "r",
+            "--cache", tmp_path / "c")
+    assert r.exit_code == 2 and "--res must be between" in r.stderr
+    r = run("train", "--model", "direct", "--pack", tmp_path, "--out", tmp_path / "r")
+    assert r.exit_code == 2 and "is a folder" in r.stderr

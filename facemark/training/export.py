@@ -63,7 +63,27 @@ def _atomic(path: Path, write) -> None:
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    _atomic(path, lambda tmp: torch.save(obj, tmp))
+    def save(tmp: Path) -> None:
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as e:  # torch's zip writer reports a failed write (a full disk) this way
+            raise OSError(f"{str(e).splitlines()[0][:120]} (disk full?)") from None
+
+    _atomic(path, save)
+
+
+def export_pair(model: torch.nn.Module, onnx_path: Path, pt_path: Path, meta: dict) -> None:
+    """``NAME.onnx`` and ``NAME.pt`` together: both are written under hidden names first, so a
+    failure (a full disk) leaves neither, and never a new file beside an older other half."""
+    tmps = [p.with_name(f".{p.name}.pair") for p in (onnx_path, pt_path)]
+    try:
+        export_onnx(model, tmps[0], meta)
+        save_state(model, tmps[1], meta)
+        os.replace(tmps[0], onnx_path)
+        os.replace(tmps[1], pt_path)
+    finally:
+        for t in tmps:
+            t.unlink(missing_ok=True)
 
 
 def _fp16_initializers(model_proto) -> None:
@@ -114,7 +134,7 @@ def export_onnx(model: torch.nn.Module, path: str | Path, meta: dict | None = No
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path = "weights", name: str | None = None) -> tuple[Path, Path]:
     """``facemark export``: a run's ``best.pt`` (or a run directory) -> ``OUT/NAME.onnx`` + ``NAME.pt``."""
-    from ..errors import UsageError
+    from ..errors import FacemarkError, UsageError
 
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     if checkpoint.is_dir():
@@ -146,8 +166,12 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path = "weights", n
             raise UsageError(f"{target} is in the way (not a regular file): nothing was written")
     meta = {**meta, "name": name, "family": model.family}
     try:
-        export_onnx(model, out_dir / f"{name}.onnx", meta)
-        save_state(model, out_dir / f"{name}.pt", meta)
+        out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise UsageError(f"--out {out_dir}: cannot write there ({e.strerror or e})") from None
+        raise UsageError(f"--out {out_dir} cannot be made: {e.strerror or e}") from None
+    try:
+        export_pair(model, out_dir / f"{name}.onnx", out_dir / f"{name}.pt", meta)
+    except OSError as e:  # after the work, not a usage error: exit 1
+        raise FacemarkError(f"cannot write {name}.onnx and {name}.pt in {out_dir}: {e.strerror or e}; "
+                            f"nothing was written") from None
     return out_dir / f"{name}.onnx", out_dir / f"{name}.pt"

@@ -19,7 +19,7 @@ import torch
 from .. import labelmap
 from ..errors import FacemarkError
 from .augment import AugmentConfig, identity_geometry, photometric, sample_geometry, transform_points, warp
-from .export import _atomic_torch_save, export_onnx, save_state
+from .export import _atomic_torch_save, export_pair, save_state
 from ..layouts import FLIP98
 from .losses import loss_for
 from ..models import create, scale_pixels
@@ -408,8 +408,7 @@ class Trainer:
         model, meta = load_state(self.out / "best.pt")
         meta = {**meta, "name": name or self.model.family, "family": self.model.family}
         onnx_path, pt_path = self.out / "model.onnx", self.out / "model.pt"
-        export_onnx(model, onnx_path, meta)
-        save_state(model, pt_path, meta)
+        export_pair(model, onnx_path, pt_path, meta)
         return onnx_path, pt_path
 
 
@@ -444,6 +443,8 @@ def load_pack(pack_path: Path | None, data: list[str], teacher: Path | None, cac
     from .pack import build_pack
 
     if pack_path is not None:
+        if Path(pack_path).is_dir():
+            raise UsageError(f"--pack {pack_path} is a folder: give the pack file (.npz) that facemark pack wrote")
         if not Path(pack_path).is_file():
             raise UsageError(f"pack not found: {pack_path}")
         try:
@@ -456,7 +457,14 @@ def load_pack(pack_path: Path | None, data: list[str], teacher: Path | None, cac
             raise UsageError(f"{pack_path} is not a usable pack: {e}") from None
         return pk
     if data:
-        return build_pack(data, teacher, cache, res, 0.5)
+        if not 32 <= res <= 1024:
+            raise UsageError(f"--res must be between 32 and 1024 pixels, not {res}")
+        pk = build_pack(data, teacher, cache, res, 0.5)
+        try:
+            pk.check()
+        except ValueError as e:
+            raise UsageError(f"the faces in --data make no usable pack: {e}") from None
+        return pk
     raise UsageError("give --data KIND=PATH (and --teacher for 68-point data) or --pack FILE")
 
 
