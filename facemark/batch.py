@@ -22,7 +22,7 @@ from .annotate import draw
 from .detector import BoxError, GivenBoxes, check_inside
 from .errors import FacemarkError, UsageError
 from .imageio import ImageError, atomic_write_bytes, encode_image, read_image, remove_stale_temps
-from .inputs import InputImage, collisions, expand, output_names
+from .inputs import InputImage, collisions, duplicates_note, expand, output_names
 from .landmarker import FaceLandmarker
 from .results import SCHEMA, document, dumps
 from .shards import DEFAULT_SHARD_SIZE
@@ -78,8 +78,7 @@ def plan_inputs(inputs: list[str], out_dir: Path | None = None, annotate: bool =
         log(f"note: left out {len(drawings)} file(s) named *.annotated.* (facemark's drawings, e.g. {drawings[0]}); "
             f"name such a file to process it")
     if duplicates:
-        log(f"note: left out {len(duplicates)} name(s) of files already listed under another name (e.g. "
-            f"{duplicates[0][0]}, the same file as {duplicates[0][1]}); each file is done once")
+        log(duplicates_note(duplicates))
     if not images and len(problems) == 1:
         raise UsageError(problems[0])  # the one reason, in one line
     for m in problems:
@@ -140,9 +139,9 @@ def _check_writable(out_dir: Path) -> None:
 def _boxes_for(boxes: GivenBoxes, im: InputImage, name, source: Path | str | None, image) -> list:
     """The given boxes of one image, each checked against it (a box wholly outside the image is
     an error of that image, not landmarks in empty space)."""
-    for key in (str(im.path), name.as_posix()):
-        if boxes.has(key):
-            dets = boxes.lookup(key)
+    for key, real in ((str(im.path), True), (name.as_posix(), False)):  # (the output name is no path from here)
+        if boxes.has(key, real):
+            dets = boxes.lookup(key, real)
             return check_inside(dets, image.shape[1], image.shape[0], "box")
     raise ImageError(f"{im.path}: no entry in {source or 'the boxes'}")
 

@@ -55,23 +55,34 @@ def _scheme(arg: str) -> str:
     return "" if scheme == "file" else scheme
 
 
-def list_inputs(inputs: list[str], log: Callable[[str], None] = print) -> tuple[list[str], str]:
+def list_inputs(inputs: list[str], log: Callable[[str], None] = print,
+                unreadable: list[str] | None = None) -> tuple[list[str], str]:
     """Every image the run covers, as the path its row will carry: local files as absolute paths
     (what Ray reports, the same from any working folder), remote ones as full URIs. Also returns
-    the inputs' URI scheme (``""`` for local): one run reads from one file system."""
+    the inputs' URI scheme (``""`` for local): one run reads from one file system. Local links
+    that lead nowhere are left out, said, and added to ``unreadable``."""
+    unreadable = [] if unreadable is None else unreadable
     schemes = {_scheme(a) for a in inputs}
     if len(schemes) > 1:
         raise UsageError("--ray reads from one file system per run: give local and "
                          f"{'/'.join(sorted(s for s in schemes if s))}:// inputs in separate runs")
     scheme = schemes.pop() if schemes else ""
     if not scheme:
-        from .inputs import expand
+        from .inputs import duplicates_note, expand
 
         local = [a[len("file://"):] if a.lower().startswith("file://") else a for a in inputs]
-        images, problems = expand(local)
+        duplicates: list = []
+        images, problems = expand(local, duplicates=duplicates)
+        if duplicates:
+            log(duplicates_note(duplicates))
         for m in problems:
             log(f"error: {m}")
-        return [os.path.abspath(im.path) for im in images], ""
+        for im in images:  # a link loop or a dangling link: Ray's listing would fail on it and end the job
+            if not os.path.exists(im.path):
+                log(f"failed: {im.path}: a broken symbolic link (its target is missing, or it links to itself)")
+                unreadable.append(str(im.path))
+        gone = set(unreadable)
+        return [os.path.abspath(im.path) for im in images if str(im.path) not in gone], ""
     from pyarrow import fs as pafs
 
     found: list[str] = []
@@ -301,12 +312,13 @@ def run_ray(inputs: list[str], out_dir: str, address: str | None = None, model: 
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    paths, scheme = list_inputs(inputs, log)
-    if not paths:
+    unreadable: list[str] = []
+    paths, scheme = list_inputs(inputs, log, unreadable)
+    if not paths and not unreadable:
         raise UsageError("no images to process")
     done = done_paths(out)
     todo = [p for p in paths if p not in done]
-    summary = {"images": 0, "failed": 0, "faces": 0, "skipped": len(paths) - len(todo), "shards": [],
+    summary = {"images": 0, "failed": len(unreadable), "faces": 0, "skipped": len(paths) - len(todo), "shards": [],
                "seconds": 0.0}
     if summary["skipped"]:
         log(f"facemark: {summary['skipped']} image(s) already in {out}; skipped")

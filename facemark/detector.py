@@ -328,24 +328,27 @@ class GivenBoxes:
             raise ValueError("boxes file must map image names to lists of [x1, y1, x2, y2]")
         return cls({str(k): v for k, v in data.items()})
 
-    def _entry(self, key: str) -> str | None:
-        """The entry for an image: its path as given, its file name, or the same file spelled
-        another way (absolute or relative, through a link: a run's own output fed back in)."""
+    def _entry(self, key: str, real: bool = True) -> str | None:
+        """The entry for an image: its path as given, its file name, or (with ``real``, for a path
+        that names the file from here) the same file spelled another way (absolute or relative,
+        through a link: a run's own output fed back in)."""
         for k in (key, Path(key).as_posix(), Path(key).name):
             if k in self.boxes:
                 return k
+        if not real:
+            return None
         if self._real is None:  # built once, at the first image not found as spelled
             self._real = {}
             for k in self.boxes:
                 self._real.setdefault(os.path.realpath(k), k)
         return self._real.get(os.path.realpath(key))
 
-    def has(self, key: str) -> bool:
-        return self._entry(key) is not None
+    def has(self, key: str, real: bool = True) -> bool:
+        return self._entry(key, real) is not None
 
-    def lookup(self, key: str) -> list[Detection]:
+    def lookup(self, key: str, real: bool = True) -> list[Detection]:
         """The boxes of one image (none if it has no entry); ``BoxError`` names a bad one."""
-        k = self._entry(key)
+        k = self._entry(key, real)
         if k is None:
             return []
         value = self.boxes[k]

@@ -99,6 +99,12 @@ def expand(args: list[str], drawings: list[Path] | None = None,
     return found, problems
 
 
+def duplicates_note(duplicates: list[tuple[Path, Path]]) -> str:
+    left, kept = duplicates[0]
+    return (f"note: left out {len(duplicates)} name(s) of files already listed under another name (e.g. {left}, "
+            f"the same file as {kept}); each file is done once")
+
+
 def output_names(images: list[InputImage]) -> list[PurePosixPath]:
     """Each image's path below the deepest folder common to all the inputs; ``.json`` or
     ``.annotated.<ext>`` is appended to it."""

@@ -284,9 +284,13 @@ def mux_audio(video: Path, source: str) -> bool:
 
 
 def frame_record(index: int, t: float, tracks, tracker, scale: tuple[float, float] = (1.0, 1.0)) -> dict:
-    """One JSON line; ``scale`` maps points from the size the frame was tracked at to its own."""
-    sx, sy = scale
-    r = lambda a: np.round(np.asarray(a, np.float64).reshape(-1, 2) * (sx, sy), 2).reshape(np.shape(a)).tolist()  # noqa: E731
+    """One JSON line; ``scale`` maps points from the size the frame was tracked at to its own
+    (pixel centres at integers, as ``cv2.resize`` maps them)."""
+    s = np.asarray(scale, np.float64)
+
+    def r(a):
+        return np.round((np.asarray(a, np.float64).reshape(-1, 2) + 0.5) * s - 0.5, 2).reshape(np.shape(a)).tolist()
+
     return {"frame": index, "time": round(float(t), 4),
             "faces": [{"id": tr.id, "box": r(tr.shown_box), "score": round(float(tr.score), 4), "landmarks": r(tr.smoothed),
                        "landmarks68": r(tracker.landmarks68(tr))} for tr in tracks]}
@@ -361,20 +365,20 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                                  f"255 at most)")
             if p.is_dir():
                 raise UsageError(f"{p} is a directory: give a file name (e.g. {p / ('out.mp4' if p is out_path else 'out.jsonl')})")
-            if Path(source).exists() and p.resolve() == Path(source).resolve():
+            if Path(source).exists() and os.path.realpath(p) == os.path.realpath(source):
                 raise UsageError(f"refusing to overwrite the input {source}")
             if p.parent.exists() and not p.parent.is_dir():
                 raise UsageError(f"{p}: {p.parent} is not a directory")
-        if out_path is not None and json_path is not None and out_path.resolve() == json_path.resolve():
+        if out_path is not None and json_path is not None and os.path.realpath(out_path) == os.path.realpath(json_path):
             raise UsageError("--out and --json name the same file")
     except OSError as e:
         raise UsageError(f"{e.filename or p}: {e.strerror or e}") from None
     if out_path is not None and out_path.suffix.lower() not in FOURCC:
         raise UsageError(f"--out {out_path}: use one of {', '.join(sorted(FOURCC))}")
     src = open_source(source, fps)
-    frames = {str(Path(f).resolve()) for f in (src._files or [])}
+    frames = {os.path.realpath(f) for f in (src._files or [])}  # (realpath: a link loop among them is no crash)
     for p in outputs:
-        if str(p.resolve()) in frames:
+        if os.path.realpath(p) in frames:
             src.close()
             raise UsageError(f"refusing to overwrite {p}: it is one of the input frames")
     tuned = {k: v for k, v in (("min_cutoff", min_cutoff), ("beta", beta)) if v is not None}  # else smooth.py's

@@ -206,3 +206,17 @@ def test_an_address_nobody_answers_on_is_one_line_in_seconds(tmp_path, face_imag
                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert r.returncode == 2 and want in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert time.time() - t < 30
+
+
+def test_links_that_lead_nowhere_are_left_out_of_the_ray_listing(tmp_path, face_image):
+    """Ray's file listing fails on a link loop and ends the job; it is said and counted instead,
+    and a second name of a listed file is left out with a note, as in a single-process run."""
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "good.jpg"), face_image)
+    os.symlink("self.jpg", tmp_path / "self.jpg")
+    os.symlink("good.jpg", tmp_path / "again.jpg")
+    said, unreadable = [], []
+    paths, _ = cluster.list_inputs([str(tmp_path)], said.append, unreadable)
+    assert [os.path.basename(p) for p in paths] == ["again.jpg"]  # (found first: the name sorts first)
+    assert unreadable == [str(tmp_path / "self.jpg")] and any("left out 1 name(s)" in s for s in said), said

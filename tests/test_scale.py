@@ -484,3 +484,16 @@ def test_the_same_files_spelled_another_way_are_the_same_images(folder, tmp_path
     shard = next((tmp_path / "o").glob("part-*.jsonl"))
     r = fm("detect", src, "--boxes", shard, *MODEL, cwd=tmp_path)
     assert r.returncode == 0 and f"{n} of {n} image(s) done" in r.stderr, r.stderr
+
+
+def test_boxes_of_another_file_with_the_same_relative_name_are_not_taken(tmp_path, face_image):
+    """The real-file match is for the image's own path, never for its output name resolved
+    against whatever folder the command runs in."""
+    for d in ("cwd", "other"):
+        (tmp_path / d).mkdir()
+        cv2.imwrite(str(tmp_path / d / "x.jpg"), face_image)
+    (tmp_path / "cwd" / "boxes.json").write_text(json.dumps({str(tmp_path / "cwd" / "x.jpg"): [[10, 10, 100, 100]]}))
+    r = fm("detect", tmp_path / "other" / "x.jpg", "--boxes", "boxes.json", *MODEL, cwd=tmp_path / "cwd")
+    assert r.returncode == 1 and "no entry in boxes.json" in r.stderr, r.stderr
+    r = fm("detect", "x.jpg", "--boxes", "boxes.json", *MODEL, cwd=tmp_path / "cwd")
+    assert r.returncode == 0, r.stderr
