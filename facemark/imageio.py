@@ -87,15 +87,20 @@ def header_size(data: "bytes | memoryview | np.ndarray") -> tuple[int, int] | No
         if len(fields) >= 2 and fields[0].isdigit() and fields[1].isdigit():
             return int(fields[0]), int(fields[1])
     if data[:2] == b"\xff\xd8":
-        i = 2
-        while i + 9 < len(data):
+        i, steps = 2, 0
+        while i + 9 < len(data) and steps < 10_000:  # real files reach the frame header in tens of segments
+            steps += 1
             if data[i] != 0xFF:
-                i += 1
+                i = data.find(b"\xff", i)  # (junk between segments: skipped at C speed)
+                if i < 0:
+                    break
                 continue
             marker = data[i + 1]
             if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
                 i += 1 if marker == 0xFF else 2
                 continue
+            if marker in (0xDA, 0xD9):  # the scan or the end before any frame header: no size to read
+                break
             length = struct.unpack(">H", data[i + 2:i + 4])[0]
             if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
                 h, w = struct.unpack(">HH", data[i + 5:i + 9])

@@ -485,7 +485,7 @@ def has_audio(path: Path) -> bool | None:
     try:
         with open(path, "rb") as f:
             head = f.read(12)
-            if head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"):
+            if head[4:8] in MP4_BOXES:
                 return _mp4_has_audio(f)
             if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
                 f.seek(0)
@@ -515,23 +515,31 @@ def _mp4_has_no_samples(path: Path) -> bool:
 
     try:
         with open(path, "rb") as f:
-            if f.read(12)[4:8] not in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"):
+            if f.read(12)[4:8] not in MP4_BOXES:
                 return False
-            data = _mp4_moov(f)
+            data = _mp4_moov(f, whole=True)
     except OSError:
         return False
-    if data is None or b"mvex" in data:  # (a fragmented file keeps its samples outside moov)
+    if data is None or b"mvex" in data:  # (cut short, or fragmented: samples outside moov)
         return False
-    counts, at = [], data.find(b"stsz")
-    while at >= 0:  # stsz: version/flags (4), sample size (4), sample count (4)
-        if len(data) >= at + 16:
-            counts.append(struct.unpack(">I", data[at + 12:at + 16])[0])
-        at = data.find(b"stsz", at + 4)
-    return not any(counts)  # (no track at all, or only empty ones)
+    if b"trak" not in data:  # a complete index without a single track
+        return True
+    counts = []
+    for table in (b"stsz", b"stz2"):  # version/flags (4), sample size or field size (4), sample count (4)
+        at = data.find(table)
+        while at >= 0:
+            if len(data) >= at + 16:
+                counts.append(struct.unpack(">I", data[at + 12:at + 16])[0])
+            at = data.find(table, at + 4)
+    return bool(counts) and not any(counts)  # tracks, every one empty
 
 
-def _mp4_moov(f) -> bytes | None:
-    """Walk the top-level boxes to ``moov`` (skipping ``mdat``) and return its body (64 MiB at most)."""
+MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip")  # what an MP4/MOV file starts with
+
+
+def _mp4_moov(f, whole: bool = False) -> bytes | None:
+    """Walk the top-level boxes to ``moov`` (skipping ``mdat``) and return its body (64 MiB at
+    most; with ``whole``, None unless all of it was read)."""
     import struct
 
     f.seek(0)
@@ -548,7 +556,8 @@ def _mp4_moov(f) -> bytes | None:
         else:
             body = size - 8
         if kind == b"moov":
-            return f.read(body if 0 <= body < (64 << 20) else 64 << 20)
+            data = f.read(body if 0 <= body < (64 << 20) else 64 << 20)
+            return None if whole and len(data) != body else data
         if body < 0:
             return None
         f.seek(body, 1)

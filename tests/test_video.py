@@ -278,6 +278,11 @@ def test_a_recording_without_frames_is_said_to_have_none(tiny_models, tmp_path, 
     r = run("video", empty, "--json", tmp_path / "o.jsonl", "--model", tiny_models["direct"])
     assert r.exit_code == 2 and "the video has no frames" in r.stderr, r.stderr
     assert not _mp4_has_no_samples(real) and not (tmp_path / "o.jsonl").exists()
+    head = empty.read_bytes()
+    at = head.find(b"moov") - 4  # the same index, cut short: damaged, not empty
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(head[:at] + (500000).to_bytes(4, "big") + head[at + 4:])
+    assert not _mp4_has_no_samples(cut)
 
 
 def test_usage_errors(tiny_models, tmp_path):
