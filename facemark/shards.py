@@ -29,6 +29,7 @@ def row(path: str, width: int | None, height: int | None, model: str, faces=None
 
 
 ROW_KEYS = frozenset({"path", "width", "height", "model", "error", "faces"})
+DOC_KEYS = frozenset({"image", "width", "height", "model", "faces"})  # a facemark/v1 document's, besides schema
 
 
 def arrow_schema():
@@ -145,7 +146,9 @@ def read_shard(path: str | Path) -> list[dict]:
 
 
 def _from_document(doc: dict) -> dict:
-    return row(doc["image"], doc["width"], doc["height"], doc["model"], doc["faces"])
+    """A document's fields as a row, as they are (``_row_problem`` judges them)."""
+    return {"path": doc["image"], "width": doc["width"], "height": doc["height"], "model": doc["model"],
+            "error": None, "faces": doc["faces"]}
 
 
 def _jsonl_rows(path: Path, damaged) -> list:
@@ -188,10 +191,27 @@ def _row_problem(r: dict) -> str | None:
     return None
 
 
+class DamagedOutput(ValueError):
+    """A file that is facemark's (a ``facemark/v1`` document or a row shard) but has no usable row."""
+
+
+def _checked(rows: list[dict], path: Path, damaged) -> list[dict]:
+    """The rows whose fields are sound; the others are said through ``damaged`` (or, if none is
+    sound, ``DamagedOutput``). One rule for shards and documents alike."""
+    problems = [_row_problem(r) for r in rows]
+    bad = [(i, p) for i, p in enumerate(problems) if p]
+    if bad and len(bad) == len(rows):
+        raise DamagedOutput(f"{path}: a damaged facemark output (no usable row; row 1: {bad[0][1]})")
+    if bad:  # edited or damaged outside facemark: said, and the other rows kept
+        (damaged or _warn)(f"{path}: {len(bad)} malformed row(s) skipped, {len(rows) - len(bad)} kept "
+                           f"(row {bad[0][0] + 1}: {bad[0][1]})")
+    return [r for r, p in zip(rows, problems) if not p]
+
+
 def _rows_of(path: Path, damaged=None) -> list[dict]:
-    """The rows of one output file; ``ValueError`` naming it if it is not one of facemark's."""
+    """The rows of one output file; ``ValueError`` naming it if it is not one of facemark's
+    (``DamagedOutput`` if it is, but no row of it can be used)."""
     from .imageio import ImageError, check_regular_file
-    from .results import validate
 
     try:
         check_regular_file(path)  # a FIFO would block
@@ -200,24 +220,20 @@ def _rows_of(path: Path, damaged=None) -> list[dict]:
             rows = [_from_document(r) if isinstance(r, dict) and "schema" in r else r for r in lines]
             if not all(isinstance(r, dict) and ROW_KEYS <= set(r) for r in rows):  # someone else's JSON lines
                 raise ValueError("its lines are not facemark rows")
-            bad = [(i, p) for i, p in enumerate(map(_row_problem, rows)) if p]
-            if bad and len(bad) == len(rows):
-                raise ValueError(f"no row of it is a facemark row ({bad[0][1]})")
-            if bad:  # edited or damaged outside facemark: said, and the other rows kept
-                (damaged or _warn)(f"{path}: {len(bad)} malformed row(s) skipped, {len(rows) - len(bad)} kept "
-                                   f"(row {bad[0][0] + 1}: {bad[0][1]})")
-                rows = [r for r, p in zip(rows, map(_row_problem, rows)) if not p]
-            return rows
-        docs = json_or_lines(path.read_bytes())  # one per line: what `facemark detect A B > F` prints
-        docs = docs if isinstance(docs, list) else [docs]
-        if docs and all(isinstance(d, dict) and d.get("schema") == "facemark/v1" for d in docs):
-            problems = [e for d in docs for e in validate(d)]
-            if problems:
-                raise ValueError(f"a facemark/v1 document with {problems[0]}")
-            return [_from_document(d) for d in docs]
-        raise ValueError("not a facemark/v1 document")
+        else:
+            docs = json_or_lines(path.read_bytes())  # one per line: what `facemark detect A B > F` prints
+            docs = docs if isinstance(docs, list) else [docs]
+            if not (docs and all(isinstance(d, dict) and d.get("schema") == "facemark/v1" for d in docs)):
+                raise ValueError("not a facemark/v1 document")
+            if not all(DOC_KEYS <= set(d) for d in docs):
+                raise DamagedOutput(f"{path}: a damaged facemark output (a document lacks "
+                                    f"{', '.join(sorted(DOC_KEYS - set(next(d for d in docs if not DOC_KEYS <= set(d)))))})")
+            rows = [_from_document(d) for d in docs]
+    except DamagedOutput:
+        raise
     except (ImageError, OSError, ValueError, KeyError, TypeError, RecursionError) as e:
         raise ValueError(f"{path}: not a facemark output ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    return _checked(rows, path, damaged)
 
 
 def iter_results(path: str | Path, on_error=None) -> Iterator[dict]:
@@ -244,8 +260,8 @@ def iter_results(path: str | Path, on_error=None) -> Iterator[dict]:
         except ValueError as e:
             if on_error:
                 on_error(str(e))
-            elif p.name.startswith("part-") and p.suffix in (".jsonl", ".parquet"):
-                _warn(str(e))  # one of facemark's own shards, damaged: never dropped without a word
+            elif isinstance(e, DamagedOutput) or p.name.startswith("part-") and p.suffix in (".jsonl", ".parquet"):
+                _warn(str(e))  # one of facemark's own outputs, damaged: never dropped without a word
     yield from latest.values()
 
 

@@ -459,10 +459,18 @@ def test_read_checks_the_fields_of_rows_and_documents(tmp_path):
     doc = document("f.jpg", 100, 80, "direct", [face])
     doc["faces"][0]["box"] = [1, 2, 3]
     (tmp_path / "f.json").write_text(json.dumps(doc))
-    with pytest.raises(ValueError, match="f.json.*box must be"):
+    with pytest.raises(ValueError, match="f.json: a damaged facemark output.*box"):
         read(tmp_path / "f.json")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "f.jpg.json").write_text(json.dumps(doc))
+    (folder / "g.jpg.json").write_text(json.dumps(document("g.jpg", 100, 80, "direct", [face])))
+    (folder / "h.jpg.json").write_text(json.dumps(dict(document("h.jpg", 100, 80, "direct", [face]), faces="none")))
+    with pytest.warns(RuntimeWarning, match="damaged facemark output") as said:  # documents are not dropped silently
+        assert [r["path"] for r in read(folder)] == ["g.jpg"]
+    assert len(said) == 2
     (tmp_path / "all_bad.jsonl").write_text(json.dumps(bad[0]) + "\n")
-    with pytest.raises(ValueError, match="no row of it is a facemark row"):
+    with pytest.raises(ValueError, match="damaged facemark output .no usable row"):
         read(tmp_path / "all_bad.jsonl")
 
 
