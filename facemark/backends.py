@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .runtime import is_device, ort_session
+from .runtime import device_index, is_device, ort_session
 
 SHIPPED = ("hourglass", "direct", "hybrid")
 DEFAULT_MODEL = "hourglass"
@@ -61,7 +61,7 @@ def missing_gpu(device: str) -> str | None:
     """Why ``cuda:N`` cannot run on this machine (it has fewer GPUs), or None."""
     import torch
 
-    index, n = int(device.partition(":")[2] or 0), torch.cuda.device_count()
+    index, n = device_index(device), torch.cuda.device_count()
     return None if index < n else f"--device {device}: this machine has {n} GPU{'s' if n != 1 else ''} (cuda:0 to cuda:{n - 1})"
 
 

@@ -317,11 +317,15 @@ def done_already(plan: Plan, fmt: str, out_dir: Path | None, annotate: bool, mod
 
     written = ShardWriter(out_dir, fmt).done_paths(model)
     when = {k: written.get(str(im.path)) for k, im in enumerate(plan.images)}
-    if written and None in when.values():  # an image spelled another way than in the rows (absolute,
-        real: dict[str, float] = {}  # relative, through a link): the same file is the same image
-        for p, t in written.items():
+    # Rows of images spelled another way than now (absolute, relative, through a link) are matched
+    # by the real file; only those rows pay for a realpath (a resume spelled as before pays none).
+    spelled = {str(im.path) for im in plan.images}
+    others = [p for p in written if p not in spelled]
+    if others and None in when.values():
+        real: dict[str, float] = {}
+        for p in others:
             r = os.path.realpath(p)
-            real[r] = max(t, real.get(r, t))
+            real[r] = max(written[p], real.get(r, written[p]))
         when = {k: t if t is not None else real.get(os.path.realpath(plan.images[k].path)) for k, t in when.items()}
     return {k for k, t in when.items() if t is not None and not changed_since(plan.images[k], t)}
 

@@ -16,13 +16,17 @@ def available_providers() -> list[str]:
     return ort.get_available_providers()
 
 
+def device_index(device: str) -> int:
+    """N of ``cuda:N`` (0 for ``cuda``)."""
+    return int(device.partition(":")[2] or 0)
+
+
 def providers_for(device: str) -> list:
     """onnxruntime providers for a facemark device: ``cpu`` is the CPU even where onnxruntime-gpu
     is installed; ``cuda:N`` is GPU N where it has CUDA, else the CPU."""
     if device == "cpu" or "CUDAExecutionProvider" not in available_providers():
         return ["CPUExecutionProvider"]
-    index = int(device.partition(":")[2] or 0)
-    return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+    return [("CUDAExecutionProvider", {"device_id": device_index(device)}), "CPUExecutionProvider"]
 
 
 def ort_session(model: bytes | str | os.PathLike, providers: tuple | list | None = None,

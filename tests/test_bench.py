@@ -125,3 +125,17 @@ def test_the_detector_runs_on_the_device_asked_for(monkeypatch):
     assert make_detector("retinaface", device="cuda").providers[0] == ("CUDAExecutionProvider", {"device_id": 0})
     monkeypatch.setattr(runtime, "available_providers", lambda: ["CPUExecutionProvider"])
     assert make_detector("retinaface", device="cuda").providers == ("CPUExecutionProvider",)
+
+
+def test_a_pt_file_is_timed_on_onnxruntime_where_torch_is_missing(tiny_models, monkeypatch):
+    """The up-front check loads each file with the backend that will time it: without PyTorch a
+    .pt named in --models still has its .onnx beside it timed (it was refused)."""
+    import sys
+
+    from facemark.evaluation import bench as B
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ImportError
+    monkeypatch.setattr(B, "bench_detector", lambda *a, **k: B.Row("detector", "retinaface", "x", "fp32", 1.0, 1.0))
+    rows, skipped, _ = B.run_bench("cpu", [str(tiny_models["direct"].with_suffix(".pt"))], [1])
+    assert [r.backend for r in rows if r.stage == "landmarks"] == ["onnxruntime-cpu"]
+    assert any("PyTorch is not installed" in s for s in skipped)

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from ..backends import ModelError, OnnxModel, TorchModel, missing_gpu, weights_label
-from ..runtime import available_providers, is_device
+from ..runtime import available_providers, device_index, is_device
 
 
 @dataclass
@@ -148,15 +148,21 @@ def bench_torch(name: str, batches: list[int], device: str, precision: str, grap
     return row
 
 
+def _has_torch() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def backends_for(device: str) -> tuple[list[tuple], list[str]]:
     """(kind, args...) of every backend to run, and why any requested one is skipped."""
     plans, skipped = [], []
     if device == "cpu":
-        try:
-            import torch  # noqa: F401
-
+        if _has_torch():
             plans.append(("torch", "cpu", "fp32", False))
-        except ImportError:
+        else:
             skipped.append("torch-cpu: PyTorch is not installed (pip install 'facemark[torch]')")
         # onnxruntime last: its idle workers can slow a torch run that follows in the same process.
         plans.append(("onnx", ["CPUExecutionProvider"], "onnxruntime-cpu"))
@@ -170,10 +176,10 @@ def backends_for(device: str) -> tuple[list[tuple], list[str]]:
                     "run 'facemark bench --device cpu' or use a machine with an NVIDIA GPU"]
     if missing_gpu(device):
         return [], [missing_gpu(device)]
-    index = int(device.partition(":")[2] or 0)
     plans += [("torch", device, "fp32", False), ("torch", device, "bf16", False), ("torch", device, "bf16", True)]
     if "CUDAExecutionProvider" in available_providers():
-        plans.append(("onnx", [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"], "onnxruntime-cuda"))
+        plans.append(("onnx", [("CUDAExecutionProvider", {"device_id": device_index(device)}), "CPUExecutionProvider"],
+                      "onnxruntime-cuda"))
     else:
         skipped.append("onnxruntime-cuda: onnxruntime-gpu is not installed")
     return plans, skipped
@@ -266,15 +272,27 @@ def run_bench(device: str = "cpu", models: list[str] = ("hourglass", "direct", "
     status = status or (lambda text: contextlib.nullcontext())
     if not is_device(device):
         raise UsageError(f"--device must be cpu, cuda or cuda:N, not {device!r}")
-    from ..backends import SHIPPED, load_model
+    from ..backends import SHIPPED, load_model, resolve
 
     names = []
     for name in models:  # a typo or a damaged file is said before minutes of timing, not as one 'skipped' line after them
         if name not in SHIPPED and name not in names:
+            own = Path(name).suffix.lower() or ".onnx"
             try:
-                load_model(name)  # (its own kind of file, on the CPU: a second or so)
+                resolve(name, own)
             except ModelError as e:
                 raise UsageError(str(e)) from None
+            for suffix in (".onnx", ".pt"):  # each file a backend will time, loaded once on the CPU (a second or so)
+                try:
+                    path = resolve(name, suffix)
+                except ModelError:  # no such file beside it: those backends are skipped and said later
+                    continue
+                if suffix == ".pt" and not _has_torch():
+                    continue
+                try:
+                    load_model(path)
+                except ModelError as e:
+                    raise UsageError(str(e)) from None
         if name not in names:  # the same model twice is timed once
             names.append(name)
     batches = list(batches)
