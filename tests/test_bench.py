@@ -125,6 +125,17 @@ def test_the_detector_runs_on_the_device_asked_for(monkeypatch):
     assert make_detector("retinaface", device="cuda").providers[0] == ("CUDAExecutionProvider", {"device_id": 0})
     monkeypatch.setattr(runtime, "available_providers", lambda: ["CPUExecutionProvider"])
     assert make_detector("retinaface", device="cuda").providers == ("CPUExecutionProvider",)
+    from facemark.evaluation import bench as B
+
+    class Fake:  # bench labels the detector row by where the session runs
+        providers = (("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider")
+
+        def detect(self, image):
+            return []
+
+    assert B.bench_detector(B.synthetic_frame(), Fake(), "retinaface", runs=2).backend == "onnxruntime-cuda"
+    Fake.providers = ("CPUExecutionProvider",)
+    assert B.bench_detector(B.synthetic_frame(), Fake(), "retinaface", runs=2).backend == "onnxruntime-cpu"
 
 
 def test_a_pt_file_is_timed_on_onnxruntime_where_torch_is_missing(tiny_models, monkeypatch):

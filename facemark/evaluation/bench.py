@@ -73,8 +73,10 @@ def bench_detector(frame: np.ndarray, detector, name: str, runs: int = 50) -> Ro
     times = time_calls(lambda: detector.detect(frame), runs, 5)
     med, p90 = latency(times)
     h, w = frame.shape[:2]
-    return Row("detector", name, "onnxruntime-cpu" if name == "retinaface" else "opencv", "fp32", med, p90,
-               {1: 1000.0 / med}, note=f"{w}x{h} frame")
+    on_gpu = any(p == "CUDAExecutionProvider" or isinstance(p, tuple) and p[0] == "CUDAExecutionProvider"
+                 for p in getattr(detector, "providers", None) or ())
+    backend = ("onnxruntime-cuda" if on_gpu else "onnxruntime-cpu") if name == "retinaface" else "opencv"
+    return Row("detector", name, backend, "fp32", med, p90, {1: 1000.0 / med}, note=f"{w}x{h} frame")
 
 
 def bench_pipeline(frame: np.ndarray, model: str, threads: int | None) -> Row:
@@ -265,7 +267,8 @@ def run_bench(device: str = "cpu", models: list[str] = ("hourglass", "direct", "
     import contextlib
     from pathlib import Path
 
-    from ..detector import RetinaFace, YuNet
+    from ..detector import YuNet
+    from ..landmarker import make_detector
     from ..errors import UsageError
     from ..imageio import ImageError, read_image
 
@@ -324,7 +327,7 @@ def run_bench(device: str = "cpu", models: list[str] = ("hourglass", "direct", "
             raise UsageError(str(e)) from None
     else:
         frame = synthetic_frame()
-    rows = [bench_detector(frame, RetinaFace(), "retinaface")]
+    rows = [bench_detector(frame, make_detector("retinaface", device=device), "retinaface")]  # where detect runs it
     if yunet is not None:
         if not Path(yunet).is_file():
             raise UsageError(f"YuNet model not found: {yunet}")

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import align
 from ..layouts import FLIP98
-from ..runtime import ort_session
+from ..runtime import ort_session, providers_for
 
 SIZE = 112
 
@@ -38,7 +38,7 @@ class Teacher:
         teacher = cls(paths, **kw)
         for p in paths:
             try:
-                teacher._sessions.append(ort_session(str(p)))
+                teacher._sessions.append(ort_session(str(p), providers_for("cuda")))  # (the CPU without onnxruntime-gpu)
             except Exception:  # noqa: BLE001 - onnxruntime raises its own types for any unreadable file
                 raise ValueError(f"{p} is not a valid ONNX model (onnxruntime cannot load it)") from None
         return teacher
@@ -56,7 +56,7 @@ class Teacher:
     @property
     def sessions(self):
         if not self._sessions:
-            self._sessions = [ort_session(str(p)) for p in self.paths]
+            self._sessions = [ort_session(str(p), providers_for("cuda")) for p in self.paths]
         return self._sessions
 
     def _crops(self, image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
