@@ -182,10 +182,23 @@ class FaceLandmarker:
             raise ValueError(f"{name} has no pixels (shape {image.shape})")
         if image.shape[0] * image.shape[1] > MAX_PIXELS:
             raise ValueError(f"{name} has {image.shape[0] * image.shape[1]:,} pixels, over the {MAX_PIXELS:,}-pixel limit")
-        if image.dtype == np.uint16 and 0 < image.max() <= 255:
+        colour = image[..., :3] if image.ndim == 3 and image.shape[2] == 4 else image  # (alpha may be 65535)
+        if image.dtype == np.uint16 and 0 < colour.max() <= 255:
             warnings.warn(f"{name} is uint16 but no value is over 255, so it reads as nearly black (uint16 "
-                          f"spans 0..65535); if it holds 8-bit values, pass {name}.astype(np.uint8)", stacklevel=3)
+                          f"spans 0..65535); if it holds 8-bit values, pass {name}.astype(np.uint8)",
+                          stacklevel=_callers_level())
         return as_bgr(image)
+
+
+def _callers_level() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside facemark (the caller's
+    line, however many facemark frames, comprehensions included, lie between)."""
+    import sys
+
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "facemark":
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def flip_averaged(model, crops: np.ndarray) -> np.ndarray:

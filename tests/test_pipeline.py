@@ -122,8 +122,14 @@ def test_a_uint16_image_holding_8_bit_values_is_warned_about(tiny_models, face_i
     """uint16 spans 0..65535, so 8-bit values cast up read as nearly black and no face is found:
     the caller is told why instead of getting an empty list and no hint."""
     fl = FaceLandmarker(model=str(tiny_models["direct"]))
-    with pytest.warns(UserWarning, match=r"astype\(np.uint8\)"):
+    with pytest.warns(UserWarning, match=r"astype\(np.uint8\)") as said:
         fl.detect(face_image.astype(np.uint16))
+    assert said[0].filename == __file__  # pointed at the caller's line, not facemark's
+    bgra = cv2.cvtColor(face_image, cv2.COLOR_BGR2BGRA).astype(np.uint16)
+    bgra[..., 3] = 65535  # an opaque alpha does not hide 8-bit colour values
+    with pytest.warns(UserWarning, match="no value is over 255") as said:
+        fl.detect_batch([bgra])
+    assert said[0].filename == __file__
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(fl.detect(face_image.astype(np.uint16) * 257)) == 1  # real 16-bit values: no warning
