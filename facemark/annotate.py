@@ -46,6 +46,32 @@ def draw(image: np.ndarray, faces: list[Face], style: str = "contours", box: boo
         style = "lines"
     base = as_bgr(image)
     out = base.copy()  # a colour copy: the drawing is in colour whatever came in
+    _paint(out, faces, style, box, score, ids)
+    if image.ndim == 3 and image.shape[2] == 4:  # BGRA stays BGRA: a PNG keeps its transparency
+        coverage = np.zeros(image.shape[:2], np.uint8)  # how much of each pixel the drawing covers
+        _paint(coverage, faces, style, box, score, ids, ink=255)
+        alpha = image[:, :, 3] if image.dtype == np.uint8 else (image[:, :, 3] >> 8).astype(np.uint8)
+        out = _over(out, base, coverage, alpha)
+    return out
+
+
+def _over(drawn: np.ndarray, base: np.ndarray, coverage: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The drawing laid over a BGRA image, as BGRA. OpenCV blended each edge with the colour
+    hidden under a transparent pixel (often black, so dark fringes); ``drawn = c·ink + (1-c)·base``
+    gives back the ink, which is then laid over the image's own coverage ``a``:
+    alpha ``c + a(1-c)``, colour ``(drawn - (1-c)(1-a)·base) / that alpha``."""
+    c = coverage.astype(np.float32)[..., None] / 255
+    a = alpha.astype(np.float32)[..., None] / 255
+    a_out = c + a * (1 - c)
+    colour = (drawn - (1 - c) * (1 - a) * base) / np.maximum(a_out, 1e-6)
+    colour = np.where(a_out > 0, colour, base)
+    return np.dstack([np.clip(np.round(colour), 0, 255).astype(np.uint8),
+                      np.clip(np.round(a_out[..., 0] * 255), 0, 255).astype(np.uint8)])
+
+
+def _paint(canvas: np.ndarray, faces: list[Face], style: str, box: bool, score: bool, ids: list[int] | None,
+           ink: int | None = None) -> None:
+    """Boxes, labels, contours and points onto ``canvas``, in their colours or all in ``ink``."""
     shift = 4  # sub-pixel drawing: coordinates in 1/16 px
     k = 1 << shift
 
@@ -53,25 +79,23 @@ def draw(image: np.ndarray, faces: list[Face], style: str = "contours", box: boo
         # 0-based pixel centres -> OpenCV's fixed-point integer coordinates.
         return np.round(np.asarray(p, np.float64) * k).astype(np.int32)
 
+    def col(c):
+        return c if ink is None else ink
+
     for n, face in enumerate(faces):
         lm = np.asarray(face.landmarks)
         side = float(max(face.box[2] - face.box[0], face.box[3] - face.box[1], 1.0))
         t, r = sizes_for(side)
         if box:
-            cv2.rectangle(out, tuple(px(face.box[:2])), tuple(px(face.box[2:])), (0, 255, 0), t, cv2.LINE_AA, shift)
+            cv2.rectangle(canvas, tuple(px(face.box[:2])), tuple(px(face.box[2:])), col((0, 255, 0)), t, cv2.LINE_AA, shift)
         label = f"#{ids[n]}" if ids is not None else (f"{face.score:.2f}" if score else "")
         if label and (box or ids is not None):
-            cv2.putText(out, label, (int(face.box[0]), max(0, int(face.box[1]) - 4)), cv2.FONT_HERSHEY_SIMPLEX,
-                        max(0.4, side / 400), (0, 255, 0), t, cv2.LINE_AA)
+            cv2.putText(canvas, label, (int(face.box[0]), max(0, int(face.box[1]) - 4)), cv2.FONT_HERSHEY_SIMPLEX,
+                        max(0.4, side / 400), col((0, 255, 0)), t, cv2.LINE_AA)
         for part, idx in WFLW98_PARTS.items():
-            colour = _COLOURS[part]
+            colour = col(_COLOURS[part])
             if part != "pupils" and style in ("contours", "lines"):
-                cv2.polylines(out, [px(lm[idx])], part in _CLOSED, colour, t, cv2.LINE_AA, shift)
+                cv2.polylines(canvas, [px(lm[idx])], part in _CLOSED, colour, t, cv2.LINE_AA, shift)
             if style in ("contours", "points"):
                 for p in px(lm[idx]):
-                    cv2.circle(out, tuple(p), int(round(r * k)), colour, -1, cv2.LINE_AA, shift)
-    if image.ndim == 3 and image.shape[2] == 4:  # BGRA stays BGRA (a PNG keeps its transparency); drawn pixels are opaque
-        alpha = image[:, :, 3] if image.dtype == np.uint8 else (image[:, :, 3] >> 8).astype(np.uint8)
-        alpha = np.where((out != base).any(2), np.uint8(255), alpha)
-        out = np.dstack([out, alpha])
-    return out
+                    cv2.circle(canvas, tuple(p), int(round(r * k)), colour, -1, cv2.LINE_AA, shift)
