@@ -391,12 +391,14 @@ def bench(
     from rich.table import Table
 
     from .evaluation import bench as B
+    from .results import json_numbers
+    from .runtime import max_threads
 
     names = [m.strip() for m in models_arg.split(",") if m.strip()]
     if not names:
         fail("--models names no model")
-    if threads is not None and threads < 1:
-        fail("--threads must be at least 1")
+    if threads is not None and not 1 <= threads <= max_threads():
+        fail(f"--threads must be from 1 to {max_threads()} (four per core here), not {threads}")
     if limit is not None and limit < 1:
         fail("--limit must be at least 1")
     check_output_file(json_path, "--json", inputs=[str(p) for p in (image, yunet) if p is not None] + ([data] if data else []))
@@ -421,12 +423,15 @@ def bench(
     if rows and rows[0].note:
         out.print(f"detector timed on a {rows[0].note}; landmark rows time the model alone (batch of crops); "
                   f"pipeline rows time detect + crop + landmarks + mapping back per frame.")
+    if data:
+        out.print("NME %: the full pipeline, measured with the backend facemark runs on this device "
+                  f"({'onnxruntime fp32' if device == 'cpu' else 'torch bf16'}), shown on its rows only.")
     for s in skipped:
         say(f"skipped: {s}")
     if not any(r.stage == "landmarks" for r in rows):
         fail("no landmark model could be timed (see the skipped lines above)")
     if json_path:
-        write_result(json_path, json.dumps(B.as_json(rows, skipped, info), indent=1) + "\n", "--json")
+        write_result(json_path, json.dumps(json_numbers(B.as_json(rows, skipped, info)), indent=1) + "\n", "--json")
 
 
 @app.command("eval")
@@ -634,7 +639,9 @@ def train(
     except OSError as e:
         fail(f"cannot export the best checkpoint in {out_dir}: {e.strerror or e}; the run is complete, so "
              f"'facemark export {out_dir} --out DIR' can export it elsewhere", 1)
-    err.print(f"best val NME {summary['best_val_nme']:.3f} % after {summary['epochs']} epochs -> {onnx_path}, {pt_path}")
+    best = summary["best_val_nme"]
+    what = f"best val NME {best:.3f} %" if math.isfinite(best) else "no face held out, so the last epoch's weights"
+    err.print(f"{what} after {summary['epochs']} epochs -> {onnx_path}, {pt_path}")
 
 
 @app.command("export")

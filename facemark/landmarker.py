@@ -15,7 +15,7 @@ from .detector import Detection, GivenBoxes, RetinaFace, YuNet, check_box, check
 from .imageio import MAX_PIXELS, as_bgr, read_image
 from .layouts import FLIP98, five_points
 from .results import Face
-from .runtime import is_device, providers_for
+from .runtime import is_device, max_threads, providers_for
 
 
 def make_detector(spec: str | object = "retinaface", threshold: float = 0.6, min_face: float | None = None,
@@ -70,8 +70,10 @@ class FaceLandmarker:
             raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
         if not isinstance(refine, numbers.Integral) or isinstance(refine, bool) or not 0 <= refine <= 10:
             raise ValueError(f"refine must be an integer from 0 to 10, not {refine!r}")
-        if threads is not None and (not isinstance(threads, numbers.Integral) or isinstance(threads, bool) or threads < 1):
-            raise ValueError(f"threads must be a positive integer or None (onnxruntime's choice), not {threads!r}")
+        if threads is not None and (not isinstance(threads, numbers.Integral) or isinstance(threads, bool)
+                                    or not 1 <= threads <= max_threads()):
+            raise ValueError(f"threads must be an integer from 1 to {max_threads()} (four per core here) or None "
+                             f"(onnxruntime's choice), not {threads!r}")
         if not isinstance(flip, (bool, np.bool_)):
             raise TypeError(f"flip must be True or False, not {flip!r}")
         if not isinstance(detector, (str, GivenBoxes)) and not callable(getattr(detector, "detect", None)):

@@ -39,6 +39,18 @@ def dumps(doc: dict) -> str:
     return json.dumps(doc, allow_nan=False)
 
 
+def json_numbers(obj):
+    """``obj`` with every NaN or infinite float as None: JSON has no NaN, and a strict reader
+    (``json.loads(..., parse_constant=...)``, most other languages) refuses Python's bare ``NaN``."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_numbers(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_numbers(v) for v in obj]
+    return obj
+
+
 def _points_errors(value, n: int, where: str) -> list[str]:
     if not isinstance(value, list) or len(value) != n:
         return [f"{where} must be a list of {n} [x, y] pairs"]

@@ -16,6 +16,12 @@ def available_providers() -> list[str]:
     return ort.get_available_providers()
 
 
+def max_threads() -> int:
+    """The most CPU threads an option may ask for: four per core. Far beyond that, thread creation
+    fails inside onnxruntime, and it then crashes the process."""
+    return 4 * (os.cpu_count() or 1)
+
+
 def device_index(device: str) -> int:
     """N of ``cuda:N`` (0 for ``cuda``)."""
     return int(device.partition(":")[2] or 0)

@@ -514,3 +514,34 @@ def test_train_checks_res_and_the_run_folder_before_building_a_pack(wflw_root, t
     assert r.exit_code == 2 and "--res must be between" in r.stderr
     r = run("train", "--model", "direct", "--pack", tmp_path, "--out", tmp_path / "r")
     assert r.exit_code == 2 and "is a folder" in r.stderr
+
+
+def test_eval_and_bench_write_strict_json_and_say_when_nothing_was_measured(tiny_models, face_image, tmp_path):
+    """NaN is not JSON: a subset with no face found gets null. Images that all fail to read are an
+    error, not a table of nan and exit 0. bench's NME sits on the rows it was measured with."""
+    root = tmp_path / "300w"
+    write_300w(root, synthetic_faces(face_image, 2, seed=13), "lfpw/testset")
+    for jpg in sorted(root.rglob("*.jpg")):
+        cv2.imwrite(str(jpg), np.full((300, 300, 3), 128, np.uint8))  # no face to find
+    strict = {"parse_constant": lambda c: pytest.fail(f"{c} in the JSON")}
+    r = run("eval", "--data", f"300w={root}", "--model", tiny_models["direct"], "--json", tmp_path / "e.json")
+    assert r.exit_code == 0, r.stderr
+    rep = by_name(json.loads((tmp_path / "e.json").read_text(), **strict), "tiny-direct")
+    assert rep["subsets"]["all"]["nme"] is None and rep["subsets"]["all"]["missed"] == 2
+    r = run("bench", "--models", tiny_models["direct"], "--batch", 1, "--data", f"300w={root}", "--json", tmp_path / "b.json")
+    assert r.exit_code == 0, r.stderr
+    rows = [x for x in json.loads((tmp_path / "b.json").read_text(), **strict)["rows"] if x["stage"] == "landmarks"]
+    assert {x["backend"] for x in rows} == {"onnxruntime-cpu", "torch-cpu"} and all(x["nme"] is None for x in rows)
+    for jpg in sorted(root.rglob("*.jpg")):
+        jpg.write_text("not an image")
+    r = run("eval", "--data", f"300w={root}", "--model", tiny_models["direct"])
+    assert r.exit_code == 2 and "no face in --data could be measured" in r.stderr, r.stderr
+
+
+def test_bench_nme_is_shown_on_the_backend_that_measured_it(tiny_models, face_image, tmp_path):
+    root = tmp_path / "300w"
+    write_300w(root, synthetic_faces(face_image, 2, seed=14), "lfpw/testset")
+    r = run("bench", "--models", "direct", "--batch", 1, "--data", f"300w={root}", "--json", tmp_path / "b.json")
+    assert r.exit_code == 0, r.stderr  # (a shipped name: both backends' rows carry the same model name)
+    rows = {x["backend"]: x for x in json.loads((tmp_path / "b.json").read_text())["rows"] if x["stage"] == "landmarks"}
+    assert rows["onnxruntime-cpu"]["nme"] is not None and rows["torch-cpu"]["nme"] is None

@@ -246,6 +246,9 @@ def synthetic_frame() -> np.ndarray:
     return np.dstack([(xx * 0.3 + yy * 0.2) % 256, (xx * 0.1) % 256, (yy * 0.4) % 256]).astype(np.uint8)
 
 
+MAX_BATCH = 2048
+
+
 def parse_batches(batch: str, device: str) -> list[int]:
     from ..errors import UsageError
 
@@ -255,6 +258,8 @@ def parse_batches(batch: str, device: str) -> list[int]:
         raise UsageError(f"--batch wants comma-separated integers, got {batch!r}") from None
     if 1 not in batches or min(batches) < 1:
         raise UsageError("--batch must include 1 (latency) and only positive sizes")
+    if max(batches) > MAX_BATCH:
+        raise UsageError(f"--batch sizes go up to {MAX_BATCH} (a batch of crops and its activations must fit in memory)")
     return batches
 
 
@@ -351,15 +356,19 @@ def run_bench(device: str = "cpu", models: list[str] = ("hourglass", "direct", "
         from .evaluate import evaluate
         from .metrics import summary
 
+        # Measured once per model, with the backend facemark uses on this device (onnxruntime fp32 on
+        # the CPU, torch bf16 on a GPU), and shown on those rows only: other rows' numerics differ.
+        measured = ("onnxruntime-cpu", "fp32") if device == "cpu" else ("torch-cuda", "bf16")
         for name in names:
             try:
-                fl = FaceLandmarker(model=name, threshold=0.3)
+                fl = FaceLandmarker(model=name, device=device, threshold=0.3)
             except ValueError as e:  # ModelError is a ValueError
                 skipped.append(f"{name}: {e}")
                 continue
             with status(f"NME of {name} on {len(samples)} faces..."):
                 nme = summary(evaluate(fl, samples).errors)["nme"]
             for r in rows:
-                if r.stage == "landmarks" and r.model == fl.model_name:
+                if r.stage == "landmarks" and r.model == fl.model_name and \
+                        r.backend.split("+")[0] == measured[0] and r.precision == measured[1]:
                     r.nme = nme
     return rows, skipped, machine_info(device)

@@ -138,19 +138,22 @@ def run_eval(data: list[str], models: list[str], boxes: str = "detector", device
     for name, fl in zip(models, landmarkers):
         tick = (lambda i, n, name=name: progress(name, i, n)) if progress else None
         results.append(evaluate(fl, samples, boxes, tick, log if not results else None))
+    if not any(r.table()["all"]["faces"] for r in results):
+        raise UsageError(f"no face in --data could be measured: none of its {len(samples)} image(s) could be read")
     report = {}
     for r in results:
         key = r.model if r.model not in report else f"{r.model}#{len(report) + 1}"
         report[key] = {"mode": r.mode, "subsets": r.table()}
-    try:
-        if json_path:
-            from ..imageio import atomic_write_bytes
+    from ..batch import OutputError
+    from ..imageio import atomic_write_bytes
+    from ..results import json_numbers
 
-            atomic_write_bytes(json_path, (json.dumps(report, indent=1) + "\n").encode())
-        if plot:
-            plot_ced(results, str(plot))
-    except OSError as e:
-        from ..batch import OutputError
-
-        raise OutputError(f"cannot write {e.filename or json_path}: {e.strerror or e}") from None
+    for path, write in ((json_path, lambda: atomic_write_bytes(json_path, (json.dumps(json_numbers(report), indent=1)
+                                                                           + "\n").encode())),
+                        (plot, lambda: plot_ced(results, str(plot)))):
+        try:
+            if path:
+                write()
+        except OSError as e:  # named as the user gave it
+            raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
     return results, report

@@ -17,13 +17,15 @@ import numpy as np
 import torch
 
 from .. import labelmap
+from ..backends import ModelError
 from ..errors import FacemarkError
+from ..results import json_numbers
 from .augment import AugmentConfig, identity_geometry, photometric, sample_geometry, transform_points, warp
 from .export import _atomic_torch_save, export_pair, save_state
 from ..layouts import FLIP98
 from .losses import loss_for
 from ..models import create, scale_pixels
-from ..runtime import is_device
+from ..runtime import is_device, max_threads
 from .pack import Pack
 
 DEFAULTS = {
@@ -156,6 +158,8 @@ class Trainer:
         except Exception as e:  # noqa: BLE001 - torch and pickle raise many kinds for a file that is no model
             if isinstance(e, FacemarkError):
                 raise
+            if isinstance(e, ModelError):  # an unknown name, a missing file: its own words
+                raise RuntimeError(f"--init {init}: {e}") from None
             raise RuntimeError(f"--init {init}: not a facemark model file ({type(e).__name__})") from None
         if model.family != self.opts.family:
             raise RuntimeError(f"--init {init} is a {model.family} model, not {self.opts.family}")
@@ -372,7 +376,8 @@ class Trainer:
                 save_state(self.ema, self.out / "best.pt", meta={"epoch": self.epoch, "val_nme": val * 100}, half=False)
             _atomic_torch_save(self._checkpoint(), self.out / "last.pt")
             self._write_log()
-            self.log(f"epoch {self.epoch}/{opts.epochs} loss {row['loss']:.4f} val NME {val * 100:.3f} %"
+            shown = f"val NME {val * 100:.3f} %" if math.isfinite(val) else "no val NME (no face held out)"
+            self.log(f"epoch {self.epoch}/{opts.epochs} loss {row['loss']:.4f} {shown}"
                      f"{' (best)' if improved else ''}  {row['img_per_s']:.{1 if row['img_per_s'] < 100 else 0}f} img/s")
             if opts.max_minutes and (time.time() - start) / 60 > opts.max_minutes and self.epoch < opts.epochs:
                 self.log(f"stopping after {opts.max_minutes} min (resume with --resume)")
@@ -397,8 +402,7 @@ class Trainer:
             w.writeheader()
             w.writerows(self.history)
         os.replace(tmp, path)
-        rows = [{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.items()} for r in self.history]
-        (self.out / "log.json.tmp").write_text(json.dumps(rows, indent=1))  # NaN is not JSON: null
+        (self.out / "log.json.tmp").write_text(json.dumps(json_numbers(self.history), indent=1))  # NaN is not JSON: null
         os.replace(self.out / "log.json.tmp", self.out / "log.json")
 
     def export_best(self, name: str | None = None) -> tuple[Path, Path]:
@@ -414,6 +418,15 @@ class Trainer:
 
 def build_model(family: str, cfg: dict) -> torch.nn.Module:
     """``create`` with ``--arch`` values of the wrong kind or size named as such (ValueError)."""
+    import inspect
+
+    from ..models import _CLASSES
+
+    defaults = {k: p.default for k, p in inspect.signature(_CLASSES[family].__init__).parameters.items()}
+    for k, v in cfg.items():  # text where the option is a number: said as such, not as Python's TypeError
+        d = defaults.get(k)
+        if isinstance(d, (int, float)) and not isinstance(d, bool) and isinstance(v, str):
+            raise ValueError(f"--arch {k}={v}: {k} is a number (default {d})")
     try:
         return create(family, **cfg)
     except (TypeError, ValueError, RuntimeError) as e:
@@ -491,8 +504,8 @@ def check_options(opts: TrainOptions) -> None:
     tc = opts.teacher_cache
     if tc is not None and ((Path(tc).exists() and not Path(tc).is_file()) or Path(tc).suffix != ".npz"):
         raise UsageError(f"--teacher-cache {tc}: give an .npz file name (it is made if missing)")
-    if opts.threads is not None and opts.threads < 1:
-        raise UsageError(f"--threads must be at least 1, not {opts.threads}")
+    if opts.threads is not None and not 1 <= opts.threads <= max_threads():
+        raise UsageError(f"--threads must be from 1 to {max_threads()} (four per core here), not {opts.threads}")
     if not is_device(opts.device):
         raise UsageError(f"--device must be cpu, cuda or cuda:N, not {opts.device!r}")
     if opts.family not in FAMILIES:
