@@ -51,8 +51,9 @@ def test_csv68_finds_images_beside_it(tmp_path):
     write_image(tmp_path / "training" / "Some_Person_01.jpg")
     row = ["Some_Person_01.jpg"] + [f"{v:.1f}" for v in np.arange(136)]
     (tmp_path / "kp.csv").write_text(",".join([""] + [str(i) for i in range(136)]) + "\n" + ",".join(row) + "\nmissing.jpg," + ",".join(["1"] * 136) + "\n")
-    samples = D.load(f"csv68={tmp_path / 'kp.csv'}")
-    assert len(samples) == 1
+    skipped = []
+    samples = D.load(f"csv68={tmp_path / 'kp.csv'}", skipped)
+    assert len(samples) == 1 and len(skipped) == 1 and "missing.jpg" in skipped[0]  # named, not dropped silently
     assert samples[0].landmarks[1].tolist() == [2.0, 3.0]
     assert D.person_of(samples[0]) == "Some_Person"
 
