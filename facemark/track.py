@@ -28,6 +28,10 @@ class Track:
     # shift in face widths): a face's own pose and shape offset them, so a check compares with it.
     bias: np.ndarray = field(default_factory=lambda: np.zeros(2), repr=False)
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2), repr=False)  # how far it moved last frame (px)
+    # This frame's crop result, held back until a whole-frame detection says whether it is right
+    # (a window check that missed the face, or a crop that jumped): (box, points, from a missed check).
+    pending: tuple | None = field(default=None, repr=False)
+    check_px: float = 0.0  # this face's window-check scale (0: the tracker's); raised when a check misses it
 
     @property
     def shown_box(self) -> np.ndarray:
@@ -121,6 +125,8 @@ class Tracker:
         only adds faces that no track covers."""
         self.frames_since_detect += 1
         before = {id(tr): tr.landmarks.mean(0) for tr in self.tracks}
+        for tr in self.tracks:
+            tr.pending = None
         cut = self._cut(image)
         full = cut or not self.tracks or any(tr.unconfirmed for tr in self.tracks) \
             or self.frames_since_detect >= self.detect_every or not self._checks_pay(image)
@@ -141,8 +147,8 @@ class Tracker:
         h, w = image.shape[:2]
         det = self.landmarker.detector
         scale = det.scale_for(h, w) if hasattr(det, "scale_for") else min(1.0, 640 / max(h, w))
-        windows = sum((self.check_window * min(self.check_px, max(tr.box[2] - tr.box[0], tr.box[3] - tr.box[1]))) ** 2
-                      for tr in self.tracks)
+        windows = sum((self.check_window * min(tr.check_px or self.check_px, max(tr.box[2] - tr.box[0], tr.box[3] - tr.box[1])))
+                      ** 2 for tr in self.tracks)
         return windows < 0.5 * h * w * scale * scale
 
     def _cut(self, image: np.ndarray) -> bool:
@@ -184,9 +190,10 @@ class Tracker:
             except ValueError:  # the points collapsed: no face there any more
                 box = None
             if check:
-                if seen[k] is None:  # nothing for it in the window: gone, or too far; a full detection decides,
-                    unsure = True  # from where the face was last seen (the crop's points may be anywhere)
-                    alive.append(tr)
+                if seen[k] is None:  # nothing for it in the window: gone, too far, or a face the small
+                    unsure = True  # window cannot show (a tilted head): a full detection decides, from where
+                    tr.pending = None if box is None else (box, pts[k], True)  # it was last seen, whether
+                    alive.append(tr)  # the crop's points stand
                     continue
                 if box is None or self._off_track(tr, seen[k].box, box):
                     reseed.append((tr, seen[k]))  # moved faster than the crop could follow
@@ -198,7 +205,8 @@ class Tracker:
                 continue
             jump = np.linalg.norm(pts[k] - tr.landmarks, axis=1).mean() / inter_ocular(tr.landmarks)
             if not check and jump > self.lost_motion:
-                alive.append(tr)  # the crop lost it: kept where it was, for the detection now to re-seed
+                tr.pending = (box, pts[k], False)  # the crop may have lost it: the detection now decides
+                alive.append(tr)
                 continue
             tr.box, tr.landmarks = box, pts[k]
             alive.append(tr)
@@ -251,12 +259,12 @@ class Tracker:
         """Every face the window checks find; one seen from two windows counts once."""
         found: list[Detection] = []
         for tr in tracks:
-            for d in self._look(image, tr.box, tr.velocity):
+            for d in self._look(image, tr.box, tr.velocity, tr.check_px or self.check_px):
                 if all(_offset(d.box, f.box) > 0.25 for f in found):
                     found.append(d)
         return found
 
-    def _look(self, image: np.ndarray, box: np.ndarray, velocity: np.ndarray) -> list[Detection]:
+    def _look(self, image: np.ndarray, box: np.ndarray, velocity: np.ndarray, check_px: float) -> list[Detection]:
         """The detector's faces in a window of ``check_window`` face widths around ``box`` and
         where ``velocity`` would take it (both: the motion may have stopped or turned), the face
         shrunk to about ``check_px`` pixels: a few per cent of a full detection's time."""
@@ -268,7 +276,7 @@ class Tracker:
         x1, y1 = int(min(w, np.ceil(cx + half))), int(min(h, np.ceil(cy + half)))
         if x1 - x0 < 2 or y1 - y0 < 2:
             return []
-        s = min(1.0, self.check_px / side)
+        s = min(1.0, check_px / side)
         window = image[y0:y1, x0:x1]
         ww, wh = max(1, round((x1 - x0) * s)), max(1, round((y1 - y0) * s))
         small = np.ascontiguousarray(cv2.resize(window, (ww, wh), interpolation=cv2.INTER_AREA) if s < 1.0 else window)
@@ -306,6 +314,11 @@ class Tracker:
         for tr, match in zip(self.tracks, matches):
             if match is not None:
                 tr.unconfirmed, tr.score = 0, match.score  # the score of the detection that last saw it
+                if tr.pending is not None and not self._off_track(tr, match.box, tr.pending[0]):
+                    tr.box, tr.landmarks = tr.pending[0], tr.pending[1]  # the crop was right
+                    if tr.pending[2]:  # but the window check could not see the face: look closer next time
+                        tr.check_px = min(4 * self.check_px, 2 * (tr.check_px or self.check_px))
+                    continue
                 try:
                     off = self._off_track(tr, match.box, box_from_landmarks(tr.landmarks))
                 except ValueError:

@@ -608,3 +608,32 @@ def test_the_reported_box_is_one_kind_on_every_frame(small_face):
         assert np.abs(np.array(face["box"]) - box_from_landmarks(np.array(face["landmarks"]))).max() < 0.05
         boxes.append(face["box"])
     assert np.ptp(np.array(boxes), axis=0).max() < 0.5, boxes
+
+
+def test_a_face_the_window_check_cannot_see_is_still_followed(small_face):
+    """A window check can miss a face that the whole-frame detection finds (a head tilted past
+    ~35° at the check's 48 px): the crop's points are then kept if the detection agrees with them,
+    not left where they were (frozen) until the face drifts off, and the check looks closer next time."""
+    from facemark import FaceLandmarker
+
+    fl = FaceLandmarker(model="direct")  # a model that sees where the face is (MeanShapeModel never moves)
+    real = fl.detector
+
+    class BlindWindows:  # finds faces in whole frames only
+        name = real.name
+
+        def detect(self, image):
+            return real.detect(image)
+
+        def detect_as_is(self, image):
+            return [] if max(image.shape[:2]) < 400 else real.detect_as_is(image)
+
+    fl.detector = BlindWindows()
+    tr = Tracker(fl, detect_every=100, smooth=False)
+    centres = []
+    for i in range(20):
+        (face,) = tr.step(frame_with([(60 + 3 * i, 100)], small_face, size=(640, 360)), i / 25.0)
+        centres.append(face.smoothed.mean(0)[0])
+    steps = np.diff(centres)[2:]  # (the first frames set the velocity)
+    assert np.abs(steps - 3).max() < 1.0, np.round(np.diff(centres), 2)  # moving every frame, never frozen
+    assert tr.tracks[0].check_px > tr.check_px
