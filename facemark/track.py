@@ -128,6 +128,9 @@ class Tracker:
         for tr in self.tracks:
             tr.pending = None
         cut = self._cut(image)
+        if cut:  # another shot: what the smoothers and the motion lead know belongs to the last one
+            for tr in self.tracks:
+                tr.filter, tr.velocity = self._new_filter(), np.zeros(2)
         full = cut or not self.tracks or any(tr.unconfirmed for tr in self.tracks) \
             or self.frames_since_detect >= self.detect_every or not self._checks_pay(image)
         lost = self._follow(image, check=not full) if self.tracks else False

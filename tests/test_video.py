@@ -637,3 +637,18 @@ def test_a_face_the_window_check_cannot_see_is_still_followed(small_face):
     steps = np.diff(centres)[2:]  # (the first frames set the velocity)
     assert np.abs(steps - 3).max() < 1.0, np.round(np.diff(centres), 2)  # moving every frame, never frozen
     assert tr.tracks[0].check_px > tr.check_px
+
+
+def test_a_cut_restarts_the_smoothing(small_face):
+    """Another shot is no continuation of the last: the points after a cut are the new face's, not
+    blended over several frames with the old one's shape."""
+    from facemark import FaceLandmarker
+
+    tr = Tracker(FaceLandmarker(model="direct"), detect_every=100)
+    other = cv2.flip(small_face, 1)
+    for i in range(12):
+        tr.step(frame_with([(100, 100)], small_face), i / 25.0)
+    frame = frame_with([(104, 100)], other)
+    frame[frame == 100] = 200  # a new background: the whole picture changes at once
+    (face,) = tr.step(frame, 12 / 25.0)
+    assert np.abs(face.smoothed - face.landmarks).max() < 1e-6
