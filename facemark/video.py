@@ -39,6 +39,7 @@ class Source:
     _cap: cv2.VideoCapture | None = None
     _files: list[Path] | None = None
     decode_errors: int = 0
+    fixed_rate: bool = False  # --fps given: frame times are i / fps, whatever the file's timestamps say
     resized: int = 0  # frames of a folder whose size differs from the first frame's (scaled to it)
     scale: tuple[float, float] = (1.0, 1.0)  # the last frame's own size over the size it was scaled to
 
@@ -73,7 +74,7 @@ class Source:
             i += fails  # frame numbers stay those of the file
             fails = 0
             msec = cap.get(cv2.CAP_PROP_POS_MSEC)
-            t = msec / 1000.0 if msec and msec > 0 else i / self.fps
+            t = msec / 1000.0 if msec and msec > 0 and not self.fixed_rate else i / self.fps
             yield i, t, frame
             i += 1
 
@@ -148,7 +149,7 @@ def open_source(spec: str, fps: float | None = None) -> Source:
     if not f or not np.isfinite(f) or f <= 0 or f > 1000:
         f = 30.0
     n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    return Source(spec, f, first.shape[1], first.shape[0], n if n > 0 else None, _cap=cap)
+    return Source(spec, f, first.shape[1], first.shape[0], n if n > 0 else None, _cap=cap, fixed_rate=fps is not None)
 
 
 class AtomicVideoWriter:
@@ -243,6 +244,7 @@ class AtomicTextWriter:
     def __init__(self, path: Path):
         path = output_target(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(path.parent)  # what a killed run left
         fd, tmp = make_temp(path.parent)
         self.path, self.tmp = path, Path(tmp)
         self.f = os.fdopen(fd, "w")
@@ -337,6 +339,10 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
         raise UsageError("give --out VIDEO and/or --json FILE.jsonl (or --json - for stdout)")
     if isinstance(getattr(fl, "detector", None), GivenBoxes):
         raise UsageError("video needs a face detector: boxes given per image file cannot follow a video's frames")
+    if isinstance(source, bytes):
+        source = os.fsdecode(source)
+    if not isinstance(source, (str, os.PathLike, int)) or isinstance(source, bool):
+        raise UsageError(f"source must be a path, a folder or glob of frames, or a camera index, not {type(source).__name__}")
     if not str(source).strip():
         raise UsageError("the input is an empty string: give a video file, a folder or glob of frames, or a camera index")
     source = str(source)
@@ -345,12 +351,19 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     json_path = Path(json_path) if json_path is not None and not to_stdout else None
     if smooth not in ("one-euro", "none"):
         raise UsageError("--smooth must be one-euro or none")
-    if detect_every < 1:
-        raise UsageError("--detect-every must be at least 1")
-    if max_faces < 0:
-        raise UsageError("--max-faces must be 0 (all) or more")
     import math
+    import numbers
 
+    def whole(v) -> bool:
+        return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+    if not whole(detect_every) or detect_every < 1:
+        raise UsageError(f"--detect-every must be a whole number, at least 1, not {detect_every!r}")
+    if not whole(max_faces) or max_faces < 0:
+        raise UsageError(f"--max-faces must be a whole number, 0 (all) or more, not {max_faces!r}")
+    for name, v in (("--fps", fps), ("--min-cutoff", min_cutoff), ("--beta", beta)):
+        if v is not None and (not isinstance(v, numbers.Real) or isinstance(v, bool)):
+            raise UsageError(f"{name} must be a number, not {v!r}")
     if fps is not None and not (math.isfinite(fps) and 0 < fps <= 1000):
         raise UsageError(f"--fps must be a number of frames per second in (0, 1000], not {fps}")
     if min_cutoff is not None and not (math.isfinite(min_cutoff) and min_cutoff > 0):
@@ -417,7 +430,8 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                 stop["armed"] = True
                 for i, t, frame in src:
                     tracks = tracker.step(frame, t)
-                    if video_w is not None:
+                    stop["armed"] = False  # one frame's outputs are written together: a second signal
+                    if video_w is not None:  # that lands here stops the run after them, not between them
                         faces = [Face(tr.shown_box, tr.score, tr.smoothed, tracker.landmarks68(tr)) for tr in tracks]
                         video_w.write(draw(frame, faces, ids=[tr.id for tr in tracks]))
                     if text_w is not None:
@@ -430,6 +444,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                         progress(done, src.frames, done / max(1e-9, time.perf_counter() - start))
                     if stop["asked"]:
                         break
+                    stop["armed"] = True
             finally:  # closing the outputs is not interrupted again (a signal that lands in here is caught below)
                 stop["armed"] = False
                 for sig in signals:

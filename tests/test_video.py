@@ -652,3 +652,68 @@ def test_a_cut_restarts_the_smoothing(small_face):
     frame[frame == 100] = 200  # a new background: the whole picture changes at once
     (face,) = tr.step(frame, 12 / 25.0)
     assert np.abs(face.smoothed - face.landmarks).max() < 1e-6
+
+
+def test_fps_overrides_the_file_s_timestamps(tiny_models, tmp_path, small_face):
+    clip = tmp_path / "fast.mp4"
+    write_clip(clip, [frame_with([(40 + i, 90)], small_face) for i in range(6)], fps=240)
+    r = run("video", clip, "--json", tmp_path / "o.jsonl", "--fps", 30, "--model", tiny_models["direct"])
+    assert r.exit_code == 0, r.stderr
+    times = [json.loads(x)["time"] for x in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert np.allclose(np.diff(times), 1 / 30, atol=1e-3), times
+
+
+def test_a_second_signal_while_a_frame_is_written_keeps_both_outputs_in_step(tiny_models, tmp_path, small_face,
+                                                                              monkeypatch):
+    import os
+
+    from facemark import video
+
+    clip = tmp_path / "in.mp4"
+    write_clip(clip, [frame_with([(40, 90)], small_face)] * 20)
+    real, calls = video.AtomicVideoWriter.write, []
+
+    def write(self, frame):  # two signals land while frame 5 is being written
+        real(self, frame)
+        calls.append(1)
+        if len(calls) == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(video.AtomicVideoWriter, "write", write)
+    r = run("video", clip, "--out", tmp_path / "o.mp4", "--json", tmp_path / "o.jsonl", "--model", tiny_models["direct"])
+    assert r.exit_code == 130, r.stderr
+    cap = cv2.VideoCapture(str(tmp_path / "o.mp4"))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == len((tmp_path / "o.jsonl").read_text().splitlines()) == 5
+
+
+def test_a_json_only_run_removes_what_a_killed_run_left(tiny_models, tmp_path, small_face):
+    """A run killed with SIGKILL leaves its hidden temporary; the next run into that folder removes
+    it, whether or not it writes a video."""
+    dead = subprocess.run([sys.executable, "-c", "from facemark.imageio import make_temp; print(make_temp('.')[1])"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    left = tmp_path / dead.stdout.strip().split("/")[-1]
+    assert left.exists()
+    clip = tmp_path / "in.mp4"
+    write_clip(clip, [frame_with([(40, 90)], small_face)] * 3)
+    assert run("video", clip, "--json", tmp_path / "o.jsonl", "--model", tiny_models["direct"]).exit_code == 0
+    assert not left.exists()
+
+
+def test_the_video_api_names_a_bad_argument(tiny_models, tmp_path, small_face):
+    from facemark import FaceLandmarker
+    from facemark.errors import UsageError
+    from facemark.video import process_video
+
+    clip = tmp_path / "in.mp4"
+    write_clip(clip, [frame_with([(40, 90)], small_face)] * 3)
+    fl = FaceLandmarker(model=str(tiny_models["direct"]))
+    for kw, says in (({"max_faces": "2"}, "--max-faces"), ({"detect_every": 2.5}, "--detect-every"),
+                     ({"detect_every": True}, "--detect-every"), ({"fps": "30"}, "--fps")):
+        with pytest.raises(UsageError, match=says):
+            process_video(clip, fl, json_path=tmp_path / "o.jsonl", **kw)
+    s = process_video(str(clip).encode(), fl, json_path=tmp_path / "o.jsonl", log=lambda m: None)  # a bytes path works
+    assert s.frames == 3
