@@ -313,7 +313,16 @@ class Tracker:
         fl = self.landmarker
         found: list[Detection] = fl.detector.detect(image)
         reseed = []
-        matches = self._assign([(tr.box,) for tr in self.tracks], found)  # (boxes already followed to this frame)
+        # Tracks in view take their faces first; hidden ones only what is left. A hidden face's crop
+        # may have slid onto the face in front of it (the model draws a face in any crop), and must
+        # not take that face's detection, and its id, from the track that is following it.
+        matches: list[Detection | None] = [None] * len(self.tracks)
+        for hidden in (False, True):
+            idx = [k for k, tr in enumerate(self.tracks) if bool(tr.unconfirmed) == hidden]
+            taken = {id(m) for m in matches if m is not None}
+            left = [d for d in found if id(d) not in taken]
+            for k, m in zip(idx, self._assign([(self.tracks[k].box,) for k in idx], left)):  # (boxes followed to this frame)
+                matches[k] = m
         for tr, match in zip(self.tracks, matches):
             if match is not None:
                 tr.unconfirmed, tr.score = 0, match.score  # the score of the detection that last saw it

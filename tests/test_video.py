@@ -717,3 +717,31 @@ def test_the_video_api_names_a_bad_argument(tiny_models, tmp_path, small_face):
             process_video(clip, fl, json_path=tmp_path / "o.jsonl", **kw)
     s = process_video(str(clip).encode(), fl, json_path=tmp_path / "o.jsonl", log=lambda m: None)  # a bytes path works
     assert s.frames == 3
+
+
+def test_a_face_passing_behind_another_does_not_take_its_id(small_face):
+    """While one face covers another, the hidden face's crop slides onto the visible one (the
+    model draws a face in any crop) and may sit even closer to the detection than the visible
+    face's own track: the visible face keeps the detection, and its id (they flickered)."""
+    from facemark.track import Track, box_from_landmarks
+
+    fl = landmarker_with(MeanShapeModel(), batch_size=8)
+    frame = frame_with([(200, 100)], small_face)
+    (det,) = fl.detector.detect(frame)
+
+    class One:  # the detector sees the front face only
+        name = fl.detector.name
+
+        def detect(self, image):
+            return [det]
+
+    fl.detector = One()
+    (face,) = fl.landmarks_for([frame], [[det]])[0]
+    tr = Tracker(fl, detect_every=10)
+    shift = np.array([3.0, 0.0])  # the visible face's own track, a few px off; the hidden one right on it
+    front = Track(1, face.landmarks + shift, face.landmarks + shift, box_from_landmarks(face.landmarks + shift),
+                  0.99, bias=np.zeros(2))
+    behind = Track(0, face.landmarks, face.landmarks, det.box.copy(), 0.99, unconfirmed=1, bias=np.zeros(2))
+    tr.tracks, tr.next_id = [behind, front], 2
+    tr._detect(frame)
+    assert front.unconfirmed == 0 and behind.unconfirmed == 2
