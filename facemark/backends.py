@@ -115,7 +115,7 @@ class TorchModel:
         try:
             import torch
         except ImportError:
-            raise ModelError("the torch backend needs PyTorch: pip install 'facemark[torch]'") from None
+            raise ModelError("the torch backend needs PyTorch: pip install '.[torch]' in facemark's folder") from None
         from .models import load_state
         from .models import Predictor
 

@@ -505,7 +505,7 @@ def models():
     out.print("NME: full pipeline (detector + model) on the 554-face 300-W common subset; CPU: onnxruntime, batch 1.")
 
 
-# --- training side (needs torch: pip install "facemark[torch]") ----------------------------------
+# --- training side (needs torch: pip install ".[torch]") ----------------------------------------
 @app.command()
 def calibrate(
     data: List[str] = typer.Option(..., "--data", metavar="KIND=PATH", help="KIND=PATH with 68-point human labels (300w, csv68)."),

@@ -36,7 +36,7 @@ def _require_ray():
         import ray
         import ray.data
     except ImportError:
-        raise UsageError('--ray needs Ray: pip install "facemark[ray]"') from None
+        raise UsageError('--ray needs Ray: pip install ".[ray]" in facemark\'s folder (or "ray[data]>=2.60,<2.64")') from None
     import logging
 
     # Ray's own INFO/WARNING lines (start-up, execution plans, progress every 10 s) would bury

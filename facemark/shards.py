@@ -48,7 +48,7 @@ def require_pyarrow():
     except ImportError:
         from .errors import UsageError
 
-        raise UsageError('--format parquet needs pyarrow: pip install "facemark[parquet]"') from None
+        raise UsageError('--format parquet needs pyarrow: pip install pyarrow (or ".[parquet]" in facemark\'s folder)') from None
 
 
 def json_or_lines(data: bytes):

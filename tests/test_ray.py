@@ -1,6 +1,6 @@
 """``facemark.cluster.run_ray`` on a real local Ray (2 CPUs): the same rows as one process, bad
 files as error rows, resume without duplicates, and a killed actor costing no image.
-Skipped when Ray is not installed (pip install "facemark[ray]")."""
+Skipped when Ray is not installed (pip install ".[ray]")."""
 from __future__ import annotations
 
 import os
@@ -150,7 +150,7 @@ def test_image_that_always_kills_its_actor_stops_the_run(own_ray, folder, expect
 
 def test_missing_ray_is_a_usage_error(monkeypatch, folder, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)
-    with pytest.raises(UsageError, match=r"pip install \"facemark\[ray\]\""):
+    with pytest.raises(UsageError, match=r"pip install \"\.\[ray\]\""):
         cluster.run_ray([str(folder)], str(tmp_path / "out"))
 
 

@@ -165,14 +165,14 @@ def backends_for(device: str) -> tuple[list[tuple], list[str]]:
         if _has_torch():
             plans.append(("torch", "cpu", "fp32", False))
         else:
-            skipped.append("torch-cpu: PyTorch is not installed (pip install 'facemark[torch]')")
+            skipped.append("torch-cpu: PyTorch is not installed (pip install '.[torch]' in facemark's folder)")
         # onnxruntime last: its idle workers can slow a torch run that follows in the same process.
         plans.append(("onnx", ["CPUExecutionProvider"], "onnxruntime-cpu"))
         return plans, skipped
     try:
         import torch
     except ImportError:
-        return [], ["torch-cuda: PyTorch is not installed (pip install 'facemark[torch]')"]
+        return [], ["torch-cuda: PyTorch is not installed (pip install '.[torch]' in facemark's folder)"]
     if not torch.cuda.is_available():
         return [], ["CUDA is not available here (no GPU visible, or a CPU-only PyTorch build): "
                     "run 'facemark bench --device cpu' or use a machine with an NVIDIA GPU"]
