@@ -32,6 +32,7 @@ class Track:
     # (a window check that missed the face, or a crop that jumped): (box, points, from a missed check).
     pending: tuple | None = field(default=None, repr=False)
     check_px: float = 0.0  # this face's window-check scale (0: the tracker's); raised when a check misses it
+    check_age: int = 0  # frames in view since check_px was last raised (it falls back after CHECK_HOLD)
 
     @property
     def shown_box(self) -> np.ndarray:
@@ -42,6 +43,10 @@ class Track:
             return box_from_landmarks(self.smoothed)
         except ValueError:
             return self.box
+
+
+HIDDEN_HANDICAP = 0.3  # face widths; see Tracker._detect
+CHECK_HOLD = 10  # frames a raised window-check scale is kept before it is halved again
 
 
 def box_from_landmarks(landmarks98: np.ndarray) -> np.ndarray:
@@ -138,8 +143,12 @@ class Tracker:
             self._detect(image)
             self.frames_since_detect = 0
         self._merge()
-        for tr in self.tracks:  # how far each face moved this frame: the next crop leads by it
-            tr.velocity = tr.landmarks.mean(0) - before[id(tr)] if id(tr) in before else np.zeros(2)
+        for tr in self.tracks:  # how far each face moved this frame: the next crop leads by it (not across a cut)
+            tr.velocity = tr.landmarks.mean(0) - before[id(tr)] if id(tr) in before and not cut else np.zeros(2)
+            if tr.check_px and not tr.unconfirmed:  # a closer look is for a while: blur or a hand also
+                tr.check_age += 1  # make a check miss, and a lasting one would cost a full detection a frame
+                if tr.check_age >= CHECK_HOLD:
+                    tr.check_px, tr.check_age = (tr.check_px / 2 if tr.check_px / 2 > self.check_px else 0.0), 0
             tr.smoothed = tr.filter(tr.landmarks, t, inter_ocular(tr.landmarks)) if tr.filter else tr.landmarks
         # A track the last detection did not see is followed (it keeps its id if seen again on the
         # next frame) but not reported: the model draws a face in any crop, even an empty one.
@@ -218,12 +227,15 @@ class Tracker:
         self.tracks = alive
         return lost
 
-    def _assign(self, expected: list[tuple[np.ndarray, ...]], found: list[Detection], reach: float = 1.0) -> list[Detection | None]:
+    def _assign(self, expected: list[tuple[np.ndarray, ...]], found: list[Detection], reach: float = 1.0,
+                handicap: list[float] | None = None) -> list[Detection | None]:
         """Each track's detection, one to one, nearest pairs first, within ``reach`` face widths of
         any of the track's expected boxes: two tracks never take the same face, and a far face is
-        no track's."""
+        no track's. ``handicap`` (face widths, per track) is added to a track's distances when pairs are ranked."""
+        extra = handicap or [0.0] * len(expected)
         pairs = sorted((min(_offset(d.box, b) for b in boxes), i, j) for i, boxes in enumerate(expected)
                        for j, d in enumerate(found))
+        pairs = sorted(pairs, key=lambda p: p[0] + extra[p[1]])
         out: list[Detection | None] = [None] * len(expected)
         taken = set()
         for dist, i, j in pairs:
@@ -313,23 +325,19 @@ class Tracker:
         fl = self.landmarker
         found: list[Detection] = fl.detector.detect(image)
         reseed = []
-        # Tracks in view take their faces first; hidden ones only what is left. A hidden face's crop
-        # may have slid onto the face in front of it (the model draws a face in any crop), and must
-        # not take that face's detection, and its id, from the track that is following it.
-        matches: list[Detection | None] = [None] * len(self.tracks)
-        for hidden in (False, True):
-            idx = [k for k, tr in enumerate(self.tracks) if bool(tr.unconfirmed) == hidden]
-            taken = {id(m) for m in matches if m is not None}
-            left = [d for d in found if id(d) not in taken]
-            for k, m in zip(idx, self._assign([(self.tracks[k].box,) for k in idx], left)):  # (boxes followed to this frame)
-                matches[k] = m
+        # A hidden face's crop may have slid onto the face in front of it (the model draws a face in
+        # any crop) and must not take that face's detection, and its id, from the track following
+        # it; so a hidden track counts as HIDDEN_HANDICAP face widths farther than it is, and wins a
+        # face only where it is clearly nearer (its own face, with a neighbour's detection missed).
+        matches = self._assign([(tr.box,) for tr in self.tracks], found,  # (boxes followed to this frame)
+                               handicap=[HIDDEN_HANDICAP if tr.unconfirmed else 0.0 for tr in self.tracks])
         for tr, match in zip(self.tracks, matches):
             if match is not None:
                 tr.unconfirmed, tr.score = 0, match.score  # the score of the detection that last saw it
                 if tr.pending is not None and not self._off_track(tr, match.box, tr.pending[0]):
                     tr.box, tr.landmarks = tr.pending[0], tr.pending[1]  # the crop was right
                     if tr.pending[2]:  # but the window check could not see the face: look closer next time
-                        tr.check_px = min(4 * self.check_px, 2 * (tr.check_px or self.check_px))
+                        tr.check_px, tr.check_age = min(4 * self.check_px, 2 * (tr.check_px or self.check_px)), 0
                     continue
                 try:
                     off = self._off_track(tr, match.box, box_from_landmarks(tr.landmarks))

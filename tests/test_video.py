@@ -652,6 +652,7 @@ def test_a_cut_restarts_the_smoothing(small_face):
     frame[frame == 100] = 200  # a new background: the whole picture changes at once
     (face,) = tr.step(frame, 12 / 25.0)
     assert np.abs(face.smoothed - face.landmarks).max() < 1e-6
+    assert not face.velocity.any()  # the next crop does not lead by the jump across the cut
 
 
 def test_fps_overrides_the_file_s_timestamps(tiny_models, tmp_path, small_face):
@@ -745,3 +746,58 @@ def test_a_face_passing_behind_another_does_not_take_its_id(small_face):
     tr.tracks, tr.next_id = [behind, front], 2
     tr._detect(frame)
     assert front.unconfirmed == 0 and behind.unconfirmed == 2
+
+
+def test_a_hidden_face_still_takes_its_own_detection_from_a_neighbour(small_face):
+    """The handicap of hidden tracks is for near-ties: a hidden face whose detection comes back,
+    while its neighbour's is missed, gets it back (the neighbour does not take it and its id over)."""
+    from facemark.track import Track, box_from_landmarks
+
+    fl = landmarker_with(MeanShapeModel(), batch_size=8)
+    frame = frame_with([(200, 100)], small_face)
+    (det,) = fl.detector.detect(frame)
+
+    class One:
+        name = fl.detector.name
+
+        def detect(self, image):
+            return [det]
+
+    fl.detector = One()
+    (face,) = fl.landmarks_for([frame], [[det]])[0]
+    side = det.box[2] - det.box[0]
+    tr = Tracker(fl, detect_every=10)
+    beside = face.landmarks + [0.6 * side, 0]  # a neighbour 0.6 face widths away, its own face not detected
+    neighbour = Track(1, beside, beside, box_from_landmarks(beside), 0.99, bias=np.zeros(2))
+    hidden = Track(0, face.landmarks, face.landmarks, det.box.copy(), 0.99, unconfirmed=1, bias=np.zeros(2))
+    tr.tracks, tr.next_id = [hidden, neighbour], 2
+    tr._detect(frame)
+    assert hidden.unconfirmed == 0 and neighbour.unconfirmed == 1
+
+
+def test_a_closer_look_is_given_up_again(small_face):
+    """A raised window-check scale (after a check missed a face) falls back after a while: checks
+    that blur made miss would otherwise cost a whole-frame detection on every frame for good."""
+    from facemark import FaceLandmarker
+    from facemark.track import CHECK_HOLD
+
+    fl = FaceLandmarker(model="direct")
+    real, blind = fl.detector, {"on": True}
+
+    class Blurred:  # the window checks of the first frames cannot see the face
+        name = real.name
+
+        def detect(self, image):
+            return real.detect(image)
+
+        def detect_as_is(self, image):
+            return [] if blind["on"] and max(image.shape[:2]) < 400 else real.detect_as_is(image)
+
+    fl.detector = Blurred()
+    tr = Tracker(fl, detect_every=100)
+    for i in range(4 * CHECK_HOLD):
+        blind["on"] = i < 4
+        tr.step(frame_with([(200, 100)], small_face, size=(640, 360)), i / 25.0)
+        if i == 4:
+            assert tr.tracks[0].check_px > tr.check_px
+    assert tr.tracks[0].check_px == 0.0
