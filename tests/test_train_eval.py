@@ -545,3 +545,25 @@ def test_bench_nme_is_shown_on_the_backend_that_measured_it(tiny_models, face_im
     assert r.exit_code == 0, r.stderr  # (a shipped name: both backends' rows carry the same model name)
     rows = {x["backend"]: x for x in json.loads((tmp_path / "b.json").read_text())["rows"] if x["stage"] == "landmarks"}
     assert rows["onnxruntime-cpu"]["nme"] is not None and rows["torch-cpu"]["nme"] is None
+    r = run("bench", "--models", tiny_models["direct"].with_suffix(".pt"), "--batch", 1, "--data", f"300w={root}",
+            "--json", tmp_path / "b.json")  # a .pt runs on torch (fp32 on a CPU): its NME is that row's
+    assert r.exit_code == 0, r.stderr
+    rows = {x["backend"]: x for x in json.loads((tmp_path / "b.json").read_text())["rows"] if x["stage"] == "landmarks"}
+    assert rows["torch-cpu"]["nme"] is not None and rows["onnxruntime-cpu"]["nme"] is None
+
+
+def test_a_cache_that_fails_to_decompress_is_rebuilt(tmp_path, monkeypatch):
+    import zlib
+
+    from facemark.training import prepare
+
+    path = tmp_path / "prepared.npz"
+    np.savez_compressed(path, keys=np.array(["a"]), det_box=np.zeros((1, 4)), det_kps=np.zeros((1, 5, 2)),
+                        det_score=np.zeros(1), teacher=np.zeros((1, 98, 2)))
+    assert prepare._load_cache(path) is not None
+
+    def damaged(*a, **k):
+        raise zlib.error("Error -3 while decompressing data: invalid distance too far back")
+
+    monkeypatch.setattr(prepare.np, "load", damaged)
+    assert prepare._load_cache(path) is None

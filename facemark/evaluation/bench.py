@@ -150,6 +150,15 @@ def bench_torch(name: str, batches: list[int], device: str, precision: str, grap
     return row
 
 
+def ran_on(model) -> tuple[str, str]:
+    """(backend, precision) of a loaded model, as bench rows name them."""
+    if isinstance(model, OnnxModel):
+        providers = model.session.get_providers()
+        return ("onnxruntime-cuda" if "CUDAExecutionProvider" in providers else "onnxruntime-cpu"), "fp32"
+    precision = {"torch.bfloat16": "bf16", "torch.float16": "fp16"}.get(str(model.dtype), "fp32")
+    return f"torch-{'cuda' if model.device.type == 'cuda' else 'cpu'}", precision
+
+
 def _has_torch() -> bool:
     try:
         import torch  # noqa: F401
@@ -169,10 +178,10 @@ def backends_for(device: str) -> tuple[list[tuple], list[str]]:
         # onnxruntime last: its idle workers can slow a torch run that follows in the same process.
         plans.append(("onnx", ["CPUExecutionProvider"], "onnxruntime-cpu"))
         return plans, skipped
-    try:
-        import torch
-    except ImportError:
+    if not _has_torch():
         return [], ["torch-cuda: PyTorch is not installed (pip install '.[torch]' in facemark's folder)"]
+    import torch
+
     if not torch.cuda.is_available():
         return [], ["CUDA is not available here (no GPU visible, or a CPU-only PyTorch build): "
                     "run 'facemark bench --device cpu' or use a machine with an NVIDIA GPU"]
@@ -356,9 +365,9 @@ def run_bench(device: str = "cpu", models: list[str] = ("hourglass", "direct", "
         from .evaluate import evaluate
         from .metrics import summary
 
-        # Measured once per model, with the backend facemark uses on this device (onnxruntime fp32 on
-        # the CPU, torch bf16 on a GPU), and shown on those rows only: other rows' numerics differ.
-        measured = ("onnxruntime-cpu", "fp32") if device == "cpu" else ("torch-cuda", "bf16")
+        # Measured once per model, with the backend facemark runs it on for this device (onnxruntime
+        # fp32 on the CPU, or torch for a .pt; torch bf16 on a GPU), and shown on that backend's rows
+        # only: the others' numerics differ.
         for name in names:
             try:
                 fl = FaceLandmarker(model=name, device=device, threshold=0.3)
@@ -368,7 +377,6 @@ def run_bench(device: str = "cpu", models: list[str] = ("hourglass", "direct", "
             with status(f"NME of {name} on {len(samples)} faces..."):
                 nme = summary(evaluate(fl, samples).errors)["nme"]
             for r in rows:
-                if r.stage == "landmarks" and r.model == fl.model_name and \
-                        r.backend.split("+")[0] == measured[0] and r.precision == measured[1]:
+                if r.stage == "landmarks" and r.model == fl.model_name and (r.backend.split("+")[0], r.precision) == ran_on(fl.model):
                     r.nme = nme
     return rows, skipped, machine_info(device)

@@ -67,6 +67,8 @@ def _atomic_torch_save(obj, path: Path) -> None:
         try:
             torch.save(obj, tmp)
         except RuntimeError as e:  # torch's zip writer reports a failed write (a full disk) this way
+            if "inline_container" not in str(e):
+                raise
             raise OSError(f"{str(e).splitlines()[0][:120]} (disk full?)") from None
 
     _atomic(path, save)
@@ -75,7 +77,14 @@ def _atomic_torch_save(obj, path: Path) -> None:
 def export_pair(model: torch.nn.Module, onnx_path: Path, pt_path: Path, meta: dict) -> None:
     """``NAME.onnx`` and ``NAME.pt`` together: both are written under hidden names first, so a
     failure (a full disk) leaves neither, and never a new file beside an older other half."""
-    tmps = [p.with_name(f".{p.name}.pair") for p in (onnx_path, pt_path)]
+    from ..imageio import make_temp, remove_stale_temps
+
+    remove_stale_temps(onnx_path.parent)  # what a killed export left
+    tmps = []
+    for p in (onnx_path, pt_path):  # named as facemark's temporaries are, so a later run removes them if killed
+        fd, tmp = make_temp(p.parent, suffix=p.suffix)
+        os.close(fd)
+        tmps.append(Path(tmp))
     try:
         export_onnx(model, tmps[0], meta)
         save_state(model, tmps[1], meta)

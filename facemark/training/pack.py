@@ -138,7 +138,7 @@ def build(samples: list[Sample], prep: Prepared, weights: list[float], res: int 
         t98.append(align.apply(inv, align.apply(m, target)))
         h68.append(align.apply(inv, align.apply(m, human)))
         wts.append(weights[i])
-        val.append(weights[i] >= 1.0 and is_val(s.key, val_fraction))  # hold out clean labels only
+        val.append(s.kind != "csv68" and is_val(s.key, val_fraction))  # hold out clean labels only
         src.append(s.subset)
         if progress:
             progress(i + 1, len(samples))

@@ -19,6 +19,10 @@ from ..runtime import ort_session, providers_for
 SIZE = 112
 
 
+def _session(path: Path):
+    return ort_session(str(path), providers_for("cuda"))  # (the CPU where onnxruntime has no CUDA)
+
+
 @dataclass
 class Teacher:
     paths: list[Path]
@@ -38,9 +42,10 @@ class Teacher:
         teacher = cls(paths, **kw)
         for p in paths:
             try:
-                teacher._sessions.append(ort_session(str(p), providers_for("cuda")))  # (the CPU without onnxruntime-gpu)
-            except Exception:  # noqa: BLE001 - onnxruntime raises its own types for any unreadable file
-                raise ValueError(f"{p} is not a valid ONNX model (onnxruntime cannot load it)") from None
+                teacher._sessions.append(_session(p))
+            except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types for any unreadable file
+                raise ValueError(f"{p} is not a valid ONNX model: onnxruntime cannot load it "
+                                 f"({str(e).splitlines()[0][:100] if str(e) else type(e).__name__})") from None
         return teacher
 
     def fingerprint(self) -> str:
@@ -56,7 +61,7 @@ class Teacher:
     @property
     def sessions(self):
         if not self._sessions:
-            self._sessions = [ort_session(str(p), providers_for("cuda")) for p in self.paths]
+            self._sessions = [_session(p) for p in self.paths]
         return self._sessions
 
     def _crops(self, image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
