@@ -154,12 +154,15 @@ class Tracker:
         # next frame) but not reported: the model draws a face in any crop, even an empty one.
         return [tr for tr in self.tracks if not tr.unconfirmed]
 
+    def _check_px(self, tr: Track) -> float:
+        return tr.check_px or self.check_px
+
     def _checks_pay(self, image: np.ndarray) -> bool:
         """Whether the window checks cost less than one whole-frame detection (many faces: no)."""
         h, w = image.shape[:2]
         det = self.landmarker.detector
         scale = det.scale_for(h, w) if hasattr(det, "scale_for") else min(1.0, 640 / max(h, w))
-        windows = sum((self.check_window * min(tr.check_px or self.check_px, max(tr.box[2] - tr.box[0], tr.box[3] - tr.box[1])))
+        windows = sum((self.check_window * min(self._check_px(tr), max(tr.box[2] - tr.box[0], tr.box[3] - tr.box[1])))
                       ** 2 for tr in self.tracks)
         return windows < 0.5 * h * w * scale * scale
 
@@ -233,9 +236,8 @@ class Tracker:
         any of the track's expected boxes: two tracks never take the same face, and a far face is
         no track's. ``handicap`` (face widths, per track) is added to a track's distances when pairs are ranked."""
         extra = handicap or [0.0] * len(expected)
-        pairs = sorted((min(_offset(d.box, b) for b in boxes), i, j) for i, boxes in enumerate(expected)
-                       for j, d in enumerate(found))
-        pairs = sorted(pairs, key=lambda p: p[0] + extra[p[1]])
+        pairs = [(min(_offset(d.box, b) for b in boxes), i, j) for i, boxes in enumerate(expected) for j, d in enumerate(found)]
+        pairs.sort(key=lambda p: (p[0] + extra[p[1]], p[1], p[2]))
         out: list[Detection | None] = [None] * len(expected)
         taken = set()
         for dist, i, j in pairs:
@@ -274,7 +276,7 @@ class Tracker:
         """Every face the window checks find; one seen from two windows counts once."""
         found: list[Detection] = []
         for tr in tracks:
-            for d in self._look(image, tr.box, tr.velocity, tr.check_px or self.check_px):
+            for d in self._look(image, tr.box, tr.velocity, self._check_px(tr)):
                 if all(_offset(d.box, f.box) > 0.25 for f in found):
                     found.append(d)
         return found
@@ -337,7 +339,7 @@ class Tracker:
                 if tr.pending is not None and not self._off_track(tr, match.box, tr.pending[0]):
                     tr.box, tr.landmarks = tr.pending[0], tr.pending[1]  # the crop was right
                     if tr.pending[2]:  # but the window check could not see the face: look closer next time
-                        tr.check_px, tr.check_age = min(4 * self.check_px, 2 * (tr.check_px or self.check_px)), 0
+                        tr.check_px, tr.check_age = min(4 * self.check_px, 2 * self._check_px(tr)), 0
                     continue
                 try:
                     off = self._off_track(tr, match.box, box_from_landmarks(tr.landmarks))
