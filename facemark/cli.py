@@ -238,13 +238,13 @@ def detect(
         if not ray.strip():
             fail("--ray is an empty string: give 'local' or a cluster address HOST:PORT")
         if n_workers != "auto":
-            fail("--workers does not apply to --ray: Ray sizes its own pool of actors (one per CPU)")
+            fail("--workers does not apply to --ray: Ray sizes its own pool of actors from the cluster's CPUs")
         unsupported = [name for name, given in (("--annotate", annotate), ("--boxes", boxes is not None),
                                                 ("--detector", detector != "retinaface"), ("--flip", flip),
                                                 ("--redo", redo), ("--format jsonl", fmt == "jsonl")) if given]
         if unsupported:
-            fail(f"--ray does not take {', '.join(unsupported)} (it writes Parquet rows with the default detector; "
-                 f"run without --ray for those)")
+            fail(f"--ray does not take {', '.join(unsupported)} (it writes Parquet rows with the default detector and "
+                 f"skips what OUT holds; run without --ray for those, or give a new --out to start over)")
         return _detect_on_ray(inputs, Path(out_arg) if out_arg else None, ray, model, device, threshold, min_face,
                               batch_images, shard_size)
     if out_dir is None and sys.stdout is None:

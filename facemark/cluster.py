@@ -77,9 +77,13 @@ def list_inputs(inputs: list[str], log: Callable[[str], None] = print,
             log(duplicates_note(duplicates))
         for m in problems:
             log(f"error: {m}")
+        unreadable += problems  # (an input that gave no image fails the run, as without --ray)
         for im in images:  # a link loop or a dangling link: Ray's listing would fail on it and end the job
             if not os.path.exists(im.path):
                 log(f"failed: {im.path}: a broken symbolic link (its target is missing, or it links to itself)")
+                unreadable.append(str(im.path))
+            elif "\n" in str(im.path):
+                log(f"failed: {str(im.path)!r}: a line break in the name, which Ray's file listing cannot read")
                 unreadable.append(str(im.path))
         gone = set(unreadable)
         return [os.path.abspath(im.path) for im in images if str(im.path) not in gone], ""
@@ -103,9 +107,23 @@ def list_inputs(inputs: list[str], log: Callable[[str], None] = print,
     return list(dict.fromkeys(found)), scheme
 
 
-def done_paths(out_dir: Path) -> set[str]:
-    """Paths done without error in ``out_dir``'s Parquet shards. Only complete shards have a ``.parquet``
-    name (temporaries start with a dot), so one that cannot be read is not facemark's: stop."""
+def model_label(model: str) -> str:
+    """The ``model`` value this run's rows will carry (a file given by path: ``NAME@digest``)."""
+    from .backends import SHIPPED, load_model, weights_label
+
+    if model in SHIPPED:
+        return model
+    try:
+        m = load_model(model)
+    except ValueError as e:  # (ModelError)
+        raise UsageError(str(e)) from None
+    return weights_label(model, m.name, m.path)
+
+
+def done_paths(out_dir: Path, model: str | None = None) -> set[str]:
+    """Paths done without error in ``out_dir``'s Parquet shards (by ``model``'s weights, if given:
+    rows of other weights are done again). Only complete shards have a ``.parquet`` name
+    (temporaries start with a dot), so one that cannot be read is not facemark's: stop."""
     import pyarrow.parquet as pq
 
     done: set[str] = set()
@@ -113,8 +131,9 @@ def done_paths(out_dir: Path) -> set[str]:
         if p.name.startswith("."):
             continue
         try:
-            t = pq.read_table(p, columns=["path", "error"]).to_pydict()
-            done.update(path for path, error in zip(t["path"], t["error"]) if error is None)  # failures: tried again
+            t = pq.read_table(p, columns=["path", "error", "model"]).to_pydict()
+            done.update(path for path, error, m in zip(t["path"], t["error"], t["model"])  # failures: tried again
+                        if error is None and (model is None or m == model))
         except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a bad file
             raise UsageError(f"{p} is not a readable facemark shard ({e}); move it out of {out_dir}") from None
     return done
@@ -275,9 +294,10 @@ def dataset(ray, paths: list[str], scheme: str, options: dict, batch_size: int, 
             max_restarts=-1, max_task_retries=TASK_RETRIES)
 
 
-def write_shards(ds, out: Path, rows_per_shard: int, summary: dict) -> None:
+def write_shards(ds, out: Path, rows_per_shard: int, summary: dict, log: Callable[[str], None] = print) -> None:
     """The rows as ``ray-<run id>-NNNNN.parquet`` shards, each renamed into place when complete;
-    ``summary`` counts what is on disk so far (also when the run stops midway)."""
+    ``summary`` counts what is on disk so far (also when the run stops midway); each failed image
+    is named through ``log``."""
     import pyarrow.compute as pc
 
     from .shards import arrow_schema
@@ -290,6 +310,9 @@ def write_shards(ds, out: Path, rows_per_shard: int, summary: dict) -> None:
         write_shard(table, path)
         summary["images"] += len(table)
         summary["failed"] += len(table) - table.column("error").null_count
+        for path_, error in zip(table.column("path").to_pylist(), table.column("error").to_pylist()):
+            if error is not None:
+                log(f"failed: {error if path_ in error else f'{path_}: {error}'}")
         summary["faces"] += pc.sum(pc.list_value_length(table.column("faces"))).as_py() or 0
         summary["shards"].append(str(path))
 
@@ -305,8 +328,9 @@ def run_ray(inputs: list[str], out_dir: str, address: str | None = None, model: 
     nodes must all have facemark installed and see the inputs (shared or object storage)."""
     ray = _require_ray()
     check_options(model, device, threshold, min_face)
-    if batch_size < 1 or rows_per_shard < 1 or (actors is not None and actors < 1):
-        raise UsageError("--batch, --actors and rows per shard must be at least 1")
+    for what, v in (("--batch", batch_size), ("--shard-size (rows_per_shard)", rows_per_shard), ("actors", actors)):
+        if v is not None and v < 1:
+            raise UsageError(f"{what} must be at least 1, not {v}")
     t0 = time.perf_counter()
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -316,7 +340,7 @@ def run_ray(inputs: list[str], out_dir: str, address: str | None = None, model: 
     paths, scheme = list_inputs(inputs, log, unreadable)
     if not paths and not unreadable:
         raise UsageError("no images to process")
-    done = done_paths(out)
+    done = done_paths(out, model_label(model))
     todo = [p for p in paths if p not in done]
     summary = {"images": 0, "failed": len(unreadable), "faces": 0, "skipped": len(paths) - len(todo), "shards": [],
                "seconds": 0.0}
@@ -331,9 +355,9 @@ def run_ray(inputs: list[str], out_dir: str, address: str | None = None, model: 
         n, cpus, gpus = pool_size(ray, device, actors)
         log(f"facemark: {len(todo)} image(s), {n} actor(s) ({cpus:g} CPU, {gpus:g} GPU each), shards in {out}")
         options = dict(model=model, device=device, threshold=threshold, min_face=min_face)
-        write_shards(dataset(ray, todo, scheme, options, batch_size, n, cpus, gpus), out, rows_per_shard, summary)
-    except ray.exceptions.RayError as e:  # Ray has already logged the details
-        lines = [x.strip() for x in str(e).splitlines() if x.strip()] or [type(e).__name__]
+        write_shards(dataset(ray, todo, scheme, options, batch_size, n, cpus, gpus), out, rows_per_shard, summary, log)
+    except (ray.exceptions.RayError, OSError) as e:  # Ray has already logged its details; an OSError is an input
+        lines = [x.strip() for x in str(e).splitlines() if x.strip()] or [type(e).__name__]  # gone while Ray listed them
         why = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
     finally:
         if started:

@@ -256,13 +256,34 @@ def iter_results(path: str | Path, on_error=None) -> Iterator[dict]:
     for p in sorted(files, key=_written):  # the newest file's row of an image wins
         try:
             for r in _rows_of(p, on_error):
+                latest.pop(r["path"], None)  # (re-inserted: the dict's order is the rows' age)
                 latest[r["path"]] = r
         except ValueError as e:
             if on_error:
                 on_error(str(e))
             elif isinstance(e, DamagedOutput) or p.name.startswith("part-") and p.suffix in (".jsonl", ".parquet"):
                 _warn(str(e))  # one of facemark's own outputs, damaged: never dropped without a word
-    yield from latest.values()
+    yield from _one_per_file(latest).values()
+
+
+def _one_per_file(latest: dict[str, dict]) -> dict[str, dict]:
+    """``latest`` (path -> row, oldest first) with one row per local file: runs that spelled a path
+    differently (relative and absolute, through a link) keep the newest row. Only paths that share
+    a file name with another pay for a ``realpath``."""
+    by_name: dict[str, list[str]] = {}
+    for path in latest:
+        if "://" not in path:
+            by_name.setdefault(os.path.basename(path), []).append(path)
+    age = {path: k for k, path in enumerate(latest)}
+    for paths in by_name.values():
+        if len(paths) > 1:
+            newest: dict[str, str] = {}
+            for path in sorted(paths, key=age.__getitem__):
+                real = os.path.realpath(path)
+                if real in newest:
+                    del latest[newest[real]]
+                newest[real] = path
+    return latest
 
 
 def _written(p: Path) -> tuple:

@@ -100,6 +100,20 @@ def test_rows_match_single_process(local_ray, folder, expected, tmp_path):
     assert len(s["shards"]) == 3 and all(Path(p).is_file() for p in s["shards"])  # 24 rows, 10 a shard
 
 
+def test_failures_are_named_and_other_weights_are_done_again(local_ray, folder, tmp_path):
+    """Each failed image is named (as without --ray), a missing input fails the run, and a rerun
+    with another --model does its images again (resume skipped them whatever the weights)."""
+    said: list[str] = []
+    out = tmp_path / "out"
+    two = [str(folder / "img00.jpg"), str(folder / "notes.jpg")]
+    s = cluster.run_ray([*two, str(folder / "nope.jpg")], str(out), model="direct", batch_size=4, log=said.append)
+    assert s["failed"] == 2 and any(m.startswith("failed:") and "notes.jpg" in m for m in said), said
+    s = cluster.run_ray(two[:1], str(out), model="hybrid", batch_size=4, log=said.append)
+    assert (s["images"], s["skipped"]) == (1, 0)
+    s = cluster.run_ray(two[:1], str(out), model="hybrid", batch_size=4, log=said.append)
+    assert (s["images"], s["skipped"]) == (0, 1)
+
+
 def test_resume_skips_done_images(local_ray, folder, expected, tmp_path):
     out = tmp_path / "out"
     first = sorted(folder.iterdir())[:9]

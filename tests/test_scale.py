@@ -505,3 +505,23 @@ def test_boxes_of_another_file_with_the_same_relative_name_are_not_taken(tmp_pat
     assert r.returncode == 1 and "no entry in boxes.json" in r.stderr, r.stderr
     r = fm("detect", "x.jpg", "--boxes", "boxes.json", *MODEL, cwd=tmp_path / "cwd")
     assert r.returncode == 0, r.stderr
+
+
+def test_read_gives_one_row_per_file_however_runs_spelled_it(folder, tmp_path):
+    """Two runs into one folder, one with a relative and one with an absolute path: one row per
+    image, the newest (a retried image's old error row does not survive its good one)."""
+    import shutil
+
+    src = tmp_path / "in"
+    shutil.copytree(folder / "in" / "b", src)
+    assert fm("detect", "in", "--out", "o", "--format", "jsonl", *MODEL, cwd=tmp_path).returncode == 0
+    time.sleep(1.1)  # (shards are dated to the second)
+    assert fm("detect", src, "--out", "o", "--format", "parquet", "--redo", *MODEL, cwd=tmp_path).returncode == 0
+    old = os.getcwd()
+    os.chdir(tmp_path)  # relative rows are read from the folder the runs ran in
+    try:
+        rows = read("o")
+    finally:
+        os.chdir(old)
+    n = len(list(src.glob("*.jpg")))
+    assert len(rows) == n and all(os.path.isabs(r["path"]) for r in rows), sorted(r["path"] for r in rows)[:4]
