@@ -234,3 +234,12 @@ def test_links_that_lead_nowhere_are_left_out_of_the_ray_listing(tmp_path, face_
     paths, _ = cluster.list_inputs([str(tmp_path)], said.append, unreadable)
     assert [os.path.basename(p) for p in paths] == ["again.jpg"]  # (found first: the name sorts first)
     assert unreadable == [str(tmp_path / "self.jpg")] and any("left out 1 name(s)" in s for s in said), said
+
+
+def test_an_input_that_vanishes_while_ray_lists_it_is_one_line(local_ray, folder, tmp_path, monkeypatch):
+    def vanished(*a, **k):
+        raise FileNotFoundError(f"{folder / 'img00.jpg'}")  # what read_binary_files raises
+
+    monkeypatch.setattr(cluster, "dataset", vanished)
+    with pytest.raises(cluster.RayRunError, match="img00.jpg.*run the same command again"):
+        run(folder, tmp_path / "out")
