@@ -338,7 +338,7 @@ def run_ray(inputs: list[str], out_dir: str, address: str | None = None, model: 
     out.mkdir(parents=True, exist_ok=True)
     unreadable: list[str] = []
     paths, scheme = list_inputs(inputs, log, unreadable)
-    if not paths and not unreadable:
+    if not paths:  # (as without --ray: nothing to do is a usage error, each reason said above)
         raise UsageError("no images to process")
     done = done_paths(out, model_label(model))
     todo = [p for p in paths if p not in done]
