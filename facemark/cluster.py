@@ -102,22 +102,31 @@ def list_inputs(inputs: list[str], log: Callable[[str], None] = print,
                 found.append(f"{scheme}://{info.path}")
             else:
                 log(f"error: {uri}: no such file or folder")
+                unreadable.append(uri)
         except (OSError, ValueError) as e:  # pyarrow: ArrowInvalid is a ValueError, ArrowIOError an OSError
             log(f"error: {uri}: {e}")
+            unreadable.append(uri)
     return list(dict.fromkeys(found)), scheme
 
 
-def model_label(model: str) -> str:
-    """The ``model`` value this run's rows will carry (a file given by path: ``NAME@digest``)."""
-    from .backends import SHIPPED, load_model, weights_label
+def model_label(model: str, device: str = "cpu") -> str | None:
+    """The ``model`` value the actors' rows will carry (a file given by path: ``NAME@digest`` of
+    the file they load on ``device``: the .onnx on a CPU, the .pt on a GPU); None where this
+    machine cannot tell (a .pt without PyTorch here), and then resume goes by path only."""
+    from .backends import SHIPPED, OnnxModel, resolve, weights_label
 
     if model in SHIPPED:
         return model
+    path = resolve(model, ".onnx" if device == "cpu" and not model.endswith(".pt") else ".pt")
+    if path.suffix == ".onnx":
+        return weights_label(model, OnnxModel(path).name, path)
     try:
-        m = load_model(model)
-    except ValueError as e:  # (ModelError)
-        raise UsageError(str(e)) from None
-    return weights_label(model, m.name, m.path)
+        from .models import load_state
+
+        _, meta = load_state(path)
+    except ImportError:
+        return None
+    return weights_label(model, meta.get("name", path.stem), path)
 
 
 def done_paths(out_dir: Path, model: str | None = None) -> set[str]:
@@ -303,7 +312,7 @@ def write_shards(ds, out: Path, rows_per_shard: int, summary: dict, log: Callabl
     from .shards import arrow_schema
 
     schema = arrow_schema()
-    run = f"ray-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    run = f"ray-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"  # (UTC, as part- shards)
     for k, table in enumerate(ds.iter_batches(batch_size=rows_per_shard, batch_format="pyarrow")):
         table = table.select(schema.names).cast(schema)
         path = out / f"{run}-{k:05d}.parquet"
@@ -340,7 +349,7 @@ def run_ray(inputs: list[str], out_dir: str, address: str | None = None, model: 
     paths, scheme = list_inputs(inputs, log, unreadable)
     if not paths:  # (as without --ray: nothing to do is a usage error, each reason said above)
         raise UsageError("no images to process")
-    done = done_paths(out, model_label(model))
+    done = done_paths(out, model_label(model, device))
     todo = [p for p in paths if p not in done]
     summary = {"images": 0, "failed": len(unreadable), "faces": 0, "skipped": len(paths) - len(todo), "shards": [],
                "seconds": 0.0}

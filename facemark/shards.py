@@ -274,22 +274,30 @@ def _one_per_file(latest: dict[str, dict]) -> dict[str, dict]:
     for path in latest:
         if "://" not in path:
             by_name.setdefault(os.path.basename(path), []).append(path)
-    age = {path: k for k, path in enumerate(latest)}
+    folders: dict[str, str] = {}  # realpath of each folder once: a million rows share far fewer folders
+
+    def real(path: str) -> str:
+        head, name = os.path.split(path)
+        if head not in folders:
+            folders[head] = os.path.realpath(head or ".")
+        joined = os.path.join(folders[head], name)
+        return os.path.realpath(joined) if os.path.islink(joined) else joined
+
     for paths in by_name.values():
         if len(paths) > 1:
             newest: dict[str, str] = {}
-            for path in sorted(paths, key=age.__getitem__):
-                real = os.path.realpath(path)
-                if real in newest:
-                    del latest[newest[real]]
-                newest[real] = path
+            for path in paths:  # (oldest first, as ``latest`` lists them)
+                r = real(path)
+                if r in newest:
+                    del latest[newest[r]]
+                newest[r] = path
     return latest
 
 
 def _written(p: Path) -> tuple:
     """When a file's rows were made: a shard's name carries its run's start (UTC, to the second;
     a copied folder keeps it, unlike file times), other files their modification time."""
-    m = re.match(r"part-(\d{8}T\d{6})-", p.name)
+    m = re.match(r"(?:part|ray)-(\d{8}T\d{6})-", p.name)
     if m:
         return (calendar.timegm(time.strptime(m.group(1), "%Y%m%dT%H%M%S")), str(p))
     try:

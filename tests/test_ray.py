@@ -243,3 +243,16 @@ def test_an_input_that_vanishes_while_ray_lists_it_is_one_line(local_ray, folder
     monkeypatch.setattr(cluster, "dataset", vanished)
     with pytest.raises(cluster.RayRunError, match="img00.jpg.*run the same command again"):
         run(folder, tmp_path / "out")
+
+
+def test_the_resume_label_is_that_of_the_file_the_actors_load(tiny_models):
+    """GPU actors load the .pt beside an .onnx given by path: resume compares with that file's
+    digest (it compared with the .onnx's, so a GPU run never skipped anything)."""
+    from facemark.backends import OnnxModel, weights_label
+    from facemark.models import load_state
+
+    onnx = str(tiny_models["direct"])
+    pt = Path(onnx).with_suffix(".pt")
+    assert cluster.model_label(onnx, "cpu") == weights_label(onnx, OnnxModel(onnx).name, Path(onnx))
+    assert cluster.model_label(onnx, "cuda") == weights_label(onnx, load_state(pt)[1]["name"], pt)
+    assert cluster.model_label("direct", "cuda") == "direct"

@@ -525,3 +525,14 @@ def test_read_gives_one_row_per_file_however_runs_spelled_it(folder, tmp_path):
         os.chdir(old)
     n = len(list(src.glob("*.jpg")))
     assert len(rows) == n and all(os.path.isabs(r["path"]) for r in rows), sorted(r["path"] for r in rows)[:4]
+
+
+def test_ray_shards_are_dated_by_their_names_too(tmp_path):
+    """A copy rewrites file times; shards of a later run still win by the run start in their name."""
+    from facemark.shards import row
+
+    old, new = tmp_path / "ray-20260101T000000-aaaa-00000.jsonl", tmp_path / "ray-20260102T000000-bbbb-00000.jsonl"
+    old.write_text(json.dumps(row("/data/a.jpg", 10, 10, "hourglass", [])) + "\n")
+    new.write_text(json.dumps(row("/data/a.jpg", 10, 10, "direct", [])) + "\n")
+    os.utime(new, (1e9, 1e9))  # the newer run's file copied first: the older file time
+    assert [r["model"] for r in read(tmp_path)] == ["direct"]
