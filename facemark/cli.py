@@ -424,8 +424,8 @@ def bench(
         out.print(f"detector timed on a {rows[0].note}; landmark rows time the model alone (batch of crops); "
                   f"pipeline rows time detect + crop + landmarks + mapping back per frame.")
     if data:
-        out.print("NME %: the full pipeline, measured with the backend facemark runs on this device "
-                  f"({'onnxruntime fp32' if device == 'cpu' else 'torch bf16'}), shown on its rows only.")
+        out.print("NME %: the full pipeline, measured with the backend facemark runs each model on for this device "
+                  "(onnxruntime fp32 on a CPU, torch for a .pt; torch bf16 on a GPU), shown on that backend's row only.")
     for s in skipped:
         say(f"skipped: {s}")
     if not any(r.stage == "landmarks" for r in rows):
