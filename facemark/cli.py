@@ -147,7 +147,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version.")):
-    pass
+    from .quiet import one_line_warnings
+
+    one_line_warnings(say)
 
 
 # --- inference side -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import stat
 import struct
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import cv2
@@ -187,10 +188,29 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
         raise ImageError(f"{name} is not an image OpenCV can decode (damaged or not an image)")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ImageError(f"{name} has no pixels")
+    if bytes(data[:4]) in (b"\x89PNG", b"II*\x00", b"MM\x00*") and image.max() <= 1:
+        image = _eight_bit_in_sixteen(data, name, image)
     if image.shape[0] * image.shape[1] > limit:
         raise ImageError(f"{name} is {image.shape[1]}x{image.shape[0]} pixels, over the {limit:,}-pixel limit "
                          f"(FACEMARK_MAX_PIXELS raises it)")
     return image
+
+
+def _eight_bit_in_sixteen(data: np.ndarray, name: str, image: np.ndarray) -> np.ndarray:
+    """A 16-bit PNG or TIFF whose every value is 8-bit (saved from a uint8 array cast up) reads
+    black, since 16-bit spans 0..65535, and no face is found in it. Nothing else could be seen in
+    such a file, so its values are read as the 8-bit values they are, with a warning. Looked at
+    only when the usual 8-bit reading is black (every value 0 or 1)."""
+    try:
+        with quiet_stderr():
+            deep = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)  # EXIF still applied
+    except cv2.error:
+        return image
+    if deep is None or deep.dtype != np.uint16 or deep.shape[:2] != image.shape[:2] or not 0 < deep.max() <= 255:
+        return image
+    warnings.warn(f"{name} is 16-bit but no value is over 255 (it would show black): read as 8-bit values",
+                  stacklevel=2)
+    return deep.astype(np.uint8)
 
 
 def _unit_range(image: np.ndarray) -> bool:

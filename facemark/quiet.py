@@ -7,7 +7,9 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import warnings
 from contextlib import contextmanager
+from typing import Callable
 
 STDERR_LOCK = threading.RLock()
 
@@ -30,3 +32,20 @@ def quiet_stderr():
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+
+
+def one_line_warnings(show: "Callable[[str], None] | None" = None) -> None:
+    """Python warnings as one ``warning: ...`` line (through ``show``, else on stderr under
+    ``STDERR_LOCK``), for command-line use: not two lines naming facemark's file and source line,
+    which say nothing to someone who ran a command."""
+    def showwarning(message, category, filename, lineno, file=None, line=None) -> None:
+        text = f"warning: {message}"
+        if show is not None:
+            show(text)
+            return
+        with STDERR_LOCK:
+            stream = file if file is not None else sys.stderr
+            if stream is not None:
+                print(text, file=stream, flush=True)
+
+    warnings.showwarning = showwarning

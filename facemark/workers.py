@@ -92,6 +92,9 @@ def _init(payload: bytes, parent: int) -> None:
     # process group, or a SIGTERM to it, must not kill a worker first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from .quiet import one_line_warnings
+
+    one_line_warnings()  # e.g. about an image, as the main process says it
     try:
         import pickle
 

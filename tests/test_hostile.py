@@ -109,6 +109,33 @@ def test_a_batch_of_bad_files_names_each_once_and_writes_the_rest(corpus):
     assert "1 image(s) with no face" in lines[-1]  # the blank one
 
 
+def test_a_16_bit_file_holding_8_bit_values_is_read_as_such_with_one_warning_line(face, tmp_path):
+    """Saved from a uint8 array cast up, a 16-bit PNG or TIFF shows black (16-bit spans 0..65535)
+    and no face would be found. Its values are read as 8-bit, and the command says so in one line;
+    real 16-bit files and 8-bit black images are read as before, without a word."""
+    from facemark.imageio import read_image
+
+    cv2.imwrite(str(tmp_path / "cast.png"), face.astype(np.uint16))
+    cv2.imwrite(str(tmp_path / "cast.tif"), face.astype(np.uint16))
+    cv2.imwrite(str(tmp_path / "real16.png"), face.astype(np.uint16) * 257)
+    cv2.imwrite(str(tmp_path / "black16.png"), np.zeros((40, 50, 3), np.uint16))
+    cv2.imwrite(str(tmp_path / "dark.png"), np.ones((40, 50, 3), np.uint8))
+    for workers in ("1", "2"):
+        out = tmp_path / f"out{workers}"
+        r = fm("detect", "cast.png", "cast.tif", "real16.png", "black16.png", "dark.png", "--out", out,
+               "--workers", workers, *MODEL, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        warned = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
+        assert sorted(warned) == sorted(f"warning: {n} is 16-bit but no value is over 255 (it would show black): "
+                                        f"read as 8-bit values" for n in ("cast.png", "cast.tif")), r.stderr
+        assert "Traceback" not in r.stderr and "imageio.py" not in r.stderr
+        for n in ("cast.png", "cast.tif", "real16.png"):
+            assert len(json.loads((out / f"{n}.json").read_text())["faces"]) == 1, n
+    with pytest.warns(UserWarning, match="no value is over 255"):
+        assert np.array_equal(read_image(tmp_path / "cast.png"), face)
+    assert read_image(tmp_path / "black16.png").max() == 0 and read_image(tmp_path / "dark.png").max() == 1
+
+
 def tiff_with_directory_at_the_end(width: int, height: int, filler: int = 100_000) -> bytes:
     """A TIFF whose directory (with the size) follows the pixel data, as libtiff writes it."""
     ifd = 8 + filler
