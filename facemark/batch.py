@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 
 from .annotate import draw
 from .detector import BoxError, GivenBoxes, check_inside
 from .errors import FacemarkError, UsageError
-from .imageio import ImageError, atomic_write_bytes, encode_image, read_image, remove_stale_temps
+from .imageio import ImageError, alpha_as_shown, atomic_write_bytes, encode_image, read_image, remove_stale_temps
 from .inputs import InputImage, collisions, duplicates_note, expand, output_names
 from .landmarker import FaceLandmarker
 from .results import SCHEMA, document, dumps
@@ -201,6 +202,9 @@ def _write(job: Job, im: InputImage, name, image, fs, text: str | None) -> None:
             raise ImageError(f"{im.path}: its output {target} is one of the inputs; not overwritten")
     drawn = None
     if job.annotate:  # encoded before anything is written: an image that cannot be encoded leaves no half pair
+        if targets[-1].suffix.lower() in (".png", ".webp") and im.path.suffix.lower() in (".png", ".webp", ".tif", ".tiff"):
+            alpha = alpha_as_shown(im.path, image)  # a transparent PNG stays transparent where nothing is drawn
+            image = image if alpha is None else np.dstack([image, alpha])
         try:
             drawn = encode_image(targets[-1].suffix, draw(image, fs, style=job.style, box=job.show_box, score=job.show_score))
         except ImageError as e:

@@ -188,7 +188,7 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
         raise ImageError(f"{name} is not an image OpenCV can decode (damaged or not an image)")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ImageError(f"{name} has no pixels")
-    if bytes(data[:4]) in (b"\x89PNG", b"II*\x00", b"MM\x00*") and image.max() <= 1:
+    if bytes(data[:4]) in (b"\x89PNG", b"II*\x00", b"MM\x00*") and image[::16, ::16].max() <= 1 and image.max() <= 1:
         image = _eight_bit_in_sixteen(data, name, image)
     if image.shape[0] * image.shape[1] > limit:
         raise ImageError(f"{name} is {image.shape[1]}x{image.shape[0]} pixels, over the {limit:,}-pixel limit "
@@ -211,6 +211,39 @@ def _eight_bit_in_sixteen(data: np.ndarray, name: str, image: np.ndarray) -> np.
     warnings.warn(f"{name} is 16-bit but no value is over 255 (it would show black): read as 8-bit values",
                   stacklevel=2)
     return deep.astype(np.uint8)
+
+
+def alpha_as_shown(path: str | os.PathLike, shown: np.ndarray) -> np.ndarray | None:
+    """The alpha plane (uint8) of an image file, turned as ``shown`` (what ``read_image`` gave), or
+    None if it has none. OpenCV keeps alpha only with ``IMREAD_UNCHANGED``, which skips EXIF
+    orientation, so the stored plane is turned whichever of the 8 ways makes its colours match."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+        if bytes(data[:4]) == b"\x89PNG" and len(data) > 25 and data[25] not in (4, 6) \
+                and b"tRNS" not in bytes(data[:65536]):  # no alpha channel, no transparent colour: no decoding
+            return None
+        with quiet_stderr():
+            raw = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except (OSError, cv2.error, MemoryError):
+        return None
+    if raw is None or raw.ndim != 3 or raw.shape[2] != 4 or raw.dtype not in (np.uint8, np.uint16):
+        return None
+    colour, alpha = raw[..., :3], raw[..., 3]
+    if raw.dtype == np.uint16 and colour.max() > 255:  # as decode_image reads it: 8-bit values stay
+        colour, alpha = colour >> 8, alpha >> 8
+    elif raw.dtype == np.uint16 and alpha.max() > 255:
+        alpha = alpha >> 8
+    step = max(1, min(shown.shape[:2]) // 64)  # compared on a sample: colours decode alike, to a rounding
+    for k in range(4):
+        for flip in (False, True):
+            turned = np.rot90(colour, k)[:, ::-1] if flip else np.rot90(colour, k)
+            if turned.shape[:2] != shown.shape[:2]:
+                continue
+            gap = np.abs(turned[::step, ::step].astype(np.int32) - shown[::step, ::step].astype(np.int32))
+            if gap.max() <= 1:
+                plane = np.rot90(alpha, k)[:, ::-1] if flip else np.rot90(alpha, k)
+                return np.ascontiguousarray(plane, dtype=np.uint8)
+    return None
 
 
 def _unit_range(image: np.ndarray) -> bool:

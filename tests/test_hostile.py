@@ -136,6 +136,49 @@ def test_a_16_bit_file_holding_8_bit_values_is_read_as_such_with_one_warning_lin
     assert read_image(tmp_path / "black16.png").max() == 0 and read_image(tmp_path / "dark.png").max() == 1
 
 
+def test_annotating_a_transparent_image_keeps_its_transparency(face, tmp_path):
+    """The drawing of a PNG/WebP/TIFF with alpha keeps the alpha (it was dropped: the image was read
+    as BGR); pixels the drawing does not touch keep theirs exactly."""
+    bgra = cv2.cvtColor(face, cv2.COLOR_BGR2BGRA)
+    bgra[:, :60, 3] = 0
+    bgra[:, 60:120, 3] = 128
+    cv2.imwrite(str(tmp_path / "t.png"), bgra)
+    cv2.imwrite(str(tmp_path / "t.tif"), bgra)
+    cv2.imwrite(str(tmp_path / "t16.png"), bgra.astype(np.uint16) * 257)
+    cv2.imwrite(str(tmp_path / "opaque.png"), face)
+    r = fm("detect", "t.png", "t.tif", "t16.png", "opaque.png", "--out", "out", "--annotate", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    opaque = cv2.imread(str(tmp_path / "out" / "opaque.png.annotated.png"), cv2.IMREAD_UNCHANGED)
+    assert opaque.shape == face.shape
+    untouched = (opaque == face).all(axis=2)  # where the same drawing left the opaque photo as it was
+    assert 0.8 < untouched.mean() < 1
+    for name in ("t.png", "t.tif", "t16.png"):
+        drawn = cv2.imread(str(tmp_path / "out" / f"{name}.annotated.png"), cv2.IMREAD_UNCHANGED)
+        assert drawn.shape == bgra.shape, name
+        gap = np.abs(drawn[..., 3].astype(int) - bgra[..., 3])[untouched]
+        assert gap.max() <= 1, name  # (a sliver of coverage rounds the colour back, not the alpha)
+        assert (drawn[..., 3][~untouched] >= bgra[..., 3][~untouched]).all()  # a drawing only adds cover
+
+
+def test_the_alpha_plane_is_turned_as_the_image_was_shown(face, tmp_path):
+    """OpenCV reads alpha without applying EXIF orientation; the plane is turned to match the
+    colours that were shown, whichever of the 8 orientations they took."""
+    from facemark.imageio import alpha_as_shown
+
+    bgra = cv2.cvtColor(face, cv2.COLOR_BGR2BGRA)
+    bgra[..., 3] = np.arange(face.shape[1], dtype=np.uint8)[None, :]  # a ramp: any turn changes it
+    bgra = bgra[:, :150]  # not square
+    cv2.imwrite(str(tmp_path / "a.png"), bgra)
+    for k in range(4):
+        for flip in (False, True):
+            turn = (lambda a: np.rot90(a, k)[:, ::-1]) if flip else (lambda a: np.rot90(a, k))
+            got = alpha_as_shown(tmp_path / "a.png", np.ascontiguousarray(turn(bgra[..., :3])))
+            assert np.array_equal(got, turn(bgra[..., 3])), (k, flip)
+    assert alpha_as_shown(tmp_path / "a.png", np.zeros_like(bgra[..., :3])) is None  # other colours: no guess
+    cv2.imwrite(str(tmp_path / "b.png"), face)
+    assert alpha_as_shown(tmp_path / "b.png", face) is None
+
+
 def tiff_with_directory_at_the_end(width: int, height: int, filler: int = 100_000) -> bytes:
     """A TIFF whose directory (with the size) follows the pixel data, as libtiff writes it."""
     ifd = 8 + filler
