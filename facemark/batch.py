@@ -30,7 +30,6 @@ from .shards import DEFAULT_SHARD_SIZE
 from .workers import WorkersUnavailable, cpu_cores, run_workers
 
 ANNOTATED_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
-FATAL_WRITE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO}  # every later write would fail too
 
 
 class OutputError(FacemarkError):
@@ -172,7 +171,7 @@ class Outcome:
     payload: object = None  # the JSON text (stdout) or the row (shards); None when written as a file
 
 
-def _load(job: Job, fl: FaceLandmarker, chunk: list) -> list:
+def _load(chunk: list) -> list:
     """Read and decode one chunk (in a thread, ahead of the model): (k, im, name, image or error)."""
     out = []
     for k, im, name in chunk:
@@ -183,6 +182,11 @@ def _load(job: Job, fl: FaceLandmarker, chunk: list) -> list:
         except MemoryError:
             out.append((k, im, name, ImageError(f"{im.path}: out of memory reading it")))
     return out
+
+
+def work_on_chunk(job: Job, fl: FaceLandmarker, chunk: list) -> list["Outcome"]:
+    """A chunk read, detected and written (or returned): what each worker process does."""
+    return _process(job, fl, _load(chunk))
 
 
 def _annotated_path(job: Job, im: InputImage, name) -> Path:
@@ -422,10 +426,10 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
 
     def in_process(chunks: list) -> None:
         with ThreadPoolExecutor(1) as reader:  # decode the next chunk while the model runs this one
-            ahead = reader.submit(_load, job, fl, chunks[0]) if chunks else None
+            ahead = reader.submit(_load, chunks[0]) if chunks else None
             for i, chunk in enumerate(chunks):
                 loaded = ahead.result()
-                ahead = reader.submit(_load, job, fl, chunks[i + 1]) if i + 1 < len(chunks) else None
+                ahead = reader.submit(_load, chunks[i + 1]) if i + 1 < len(chunks) else None
                 report(_process(job, fl, loaded), len(chunk))
 
     try:
@@ -433,7 +437,7 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
             in_process(chunks)
         else:
             try:
-                run_workers(fl.spec, job, chunks, workers, report)
+                run_workers(fl.spec, job, work_on_chunk, chunks, workers, report)
             except WorkersUnavailable as e:  # e.g. no /dev/shm in a sandbox: slower, not broken
                 log(f"note: no worker processes here ({e}); running in this one")
                 in_process([todo[i:i + plan.batch_images] for i in range(0, len(todo), plan.batch_images)])

@@ -88,7 +88,6 @@ class FaceLandmarker:
         self.batch_size = batch_size
         self.refine = refine
         self.flip = flip  # also run each crop mirrored and average (twice the model time)
-        self.spec["flip"] = flip
         self.map68 = labelmap.load()
 
     @property
@@ -134,10 +133,10 @@ class FaceLandmarker:
         name = getattr(self.detector, "name", "retinaface")
         mats = [crop_matrix(d, size, name) for dets in detections for d in dets]
         owners = [i for i, dets in enumerate(detections) for _ in dets]
-        pts = self._predict([images[i] for i in owners], mats)
+        pts = self.predict_crops([images[i] for i in owners], mats)
         for _ in range(self.refine):
             mats = [_realign(p, m, size) for p, m in zip(pts, mats)]
-            pts = self._predict([images[i] for i in owners], mats)
+            pts = self.predict_crops([images[i] for i in owners], mats)
         out: list[list[Face]] = [[] for _ in images]
         k = 0
         for i, dets in enumerate(detections):
@@ -148,9 +147,6 @@ class FaceLandmarker:
 
     def predict_crops(self, images: list[np.ndarray], mats: list[np.ndarray]) -> np.ndarray:
         """98 landmarks in image coordinates for crops of ``images`` through ``mats``."""
-        return self._predict(images, mats)
-
-    def _predict(self, images: list[np.ndarray], mats: list[np.ndarray]) -> np.ndarray:
         size = self.model.size
         n = len(mats)
         canon = np.zeros((n, self.model.config["num_points"], 2))

@@ -13,12 +13,10 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
 DEFAULT_SHARD_SIZE = 10_000  # rows per shard file
 
-FORMATS = ("json", "jsonl", "parquet")
-SHARD_GLOB = "part-*.{ext}"
 
 
 def row(path: str, width: int | None, height: int | None, model: str, faces=None, error: str | None = None) -> dict:
@@ -316,13 +314,3 @@ def read(path: str | Path, on_error=None) -> list[dict]:
     """All rows of a facemark output (see ``iter_results``), one per image."""
     return list(iter_results(path, on_error))
 
-
-def write_rows(rows: Iterable[dict], out_dir: str | Path, fmt: str = "jsonl", rows_per_shard: int = DEFAULT_SHARD_SIZE) -> list[Path]:
-    w = ShardWriter(out_dir, fmt, rows_per_shard)
-    paths = []
-    for r in rows:
-        w.add(r)
-        if not w.rows:
-            paths.append(w.shards()[-1])
-    last = w.flush()
-    return paths + ([last] if last else [])

@@ -98,11 +98,12 @@ def _init(payload: bytes, parent: int) -> None:
     try:
         import pickle
 
-        spec, job = pickle.loads(payload)  # only now: unpickling them imports the heavy modules
+        spec, job, work = pickle.loads(payload)  # only now: unpickling them imports the heavy modules
         from .landmarker import FaceLandmarker
 
         _STATE["fl"] = FaceLandmarker(**spec)
         _STATE["job"] = job
+        _STATE["work"] = work
     except Exception as e:  # noqa: BLE001 - reported by the main process as one line, not a child's traceback
         _STATE["failed"] = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
 
@@ -110,15 +111,13 @@ def _init(payload: bytes, parent: int) -> None:
 def _chunk(chunk: list) -> list:
     if "failed" in _STATE:
         raise _StartFailed(_STATE["failed"])
-    from .batch import _load, _process
-
-    job, fl = _STATE["job"], _STATE["fl"]
-    return _process(job, fl, _load(job, fl, chunk))
+    return _STATE["work"](_STATE["job"], _STATE["fl"], chunk)
 
 
-def run_workers(spec: dict, job, chunks: list, workers: int, report: Callable[[list, int], None]) -> None:
-    """``chunks`` over ``workers`` processes (each with 1/workers of the cores); ``report(outcomes,
-    n)`` in input order. A few chunks per worker are in flight at a time, so a run of millions
+def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, report: Callable[[list, int], None]) -> None:
+    """``work(job, landmarker, chunk)`` for each of ``chunks`` over ``workers`` processes (each with
+    its landmarker built from ``spec`` and 1/workers of the cores); ``report(outcomes, n)`` in
+    input order. A few chunks per worker are in flight at a time, so a run of millions
     of images holds no more than that in memory. Raises ``WorkersUnavailable`` if no process can
     be started, ``WorkerDied`` if one ends mid-run (what was reported is complete)."""
     import multiprocessing as mp
@@ -129,7 +128,7 @@ def run_workers(spec: dict, job, chunks: list, workers: int, report: Callable[[l
     workers = min(workers, len(chunks), 4 * cpu_cores())  # no idle processes loading models
     spec = {**spec, "threads": max(1, cpu_cores() // workers)}
     try:
-        payload = pickle.dumps((spec, job))
+        payload = pickle.dumps((spec, job, work))
     except (pickle.PicklingError, AttributeError, TypeError) as e:  # e.g. a detector object of the caller's
         raise WorkersUnavailable(f"the landmarker cannot be sent to another process: {e}") from None
     quiet = "ignore::UserWarning:multiprocessing.resource_tracker"  # its leak notice after a SIGKILL of this process

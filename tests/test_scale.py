@@ -168,8 +168,8 @@ def test_auto_workers_are_used_and_match_one_process(folder, reference, monkeypa
 
     used = []
     real = batch.run_workers
-    monkeypatch.setattr(batch, "run_workers", lambda spec, job, chunks, n, report: (used.append(n),
-                                                                                  real(spec, job, chunks, n, report)))
+    monkeypatch.setattr(batch, "run_workers", lambda spec, job, work, chunks, n, report: (
+        used.append(n), real(spec, job, work, chunks, n, report)))
     monkeypatch.setattr(batch, "cpu_cores", lambda: 2)
     monkeypatch.setattr(batch, "MIN_IMAGES_PER_WORKER", 16)  # 61 images: two workers
     monkeypatch.chdir(folder)  # the reference ran here on "in": the same paths in the JSON
@@ -379,12 +379,12 @@ def test_no_worker_processes_falls_back_to_one(folder, monkeypatch, reference, t
 
 
 def test_a_worker_that_cannot_load_its_models_says_why():
-    from facemark.batch import Job
+    from facemark.batch import Job, work_on_chunk
     from facemark.workers import WorkerDied, run_workers
 
     chunks = [[(0, None, None)], [(1, None, None)]]  # never reached: the models fail first
     with pytest.raises(WorkerDied) as e:
-        run_workers({"model": "/nonexistent/model.onnx"}, Job(None, False, "stdout", None), chunks, 2,
+        run_workers({"model": "/nonexistent/model.onnx"}, Job(None, False, "stdout", None), work_on_chunk, chunks, 2,
                     lambda outcomes, n: None)
     assert "could not load the models" in str(e.value) and "model file not found" in str(e.value)
 

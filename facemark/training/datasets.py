@@ -188,11 +188,6 @@ def load_csv68(path: str | Path, images: str | Path | None = None, skipped: list
     return out
 
 
-def person_of(sample: Sample) -> str:
-    """YouTube frames are named ``<Person_Name>_<nn>.jpg``; split by person, never by frame."""
-    return sample.image.stem.rsplit("_", 1)[0]
-
-
 def load(spec: str, skipped: list[str] | None = None) -> list[Sample]:
     """Parse ``KIND=PATH`` (kinds: 300w, wflw, csv68)."""
     if "=" not in spec:

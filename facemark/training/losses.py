@@ -21,11 +21,6 @@ def heatmap_axes(points: torch.Tensor, h: int, w: int, sigma: float = HEATMAP_SI
     return gy, gx
 
 
-def heatmap_targets(points: torch.Tensor, h: int, w: int, sigma: float = HEATMAP_SIGMA) -> torch.Tensor:
-    gy, gx = heatmap_axes(points, h, w, sigma)
-    return gy[..., :, None] * gx[..., None, :]
-
-
 def adaptive_wing(pred: torch.Tensor, target: torch.Tensor, alpha=2.1, omega=14.0, eps=1.0, theta=0.5) -> torch.Tensor:
     """Adaptive Wing loss (Wang et al. 2019), element-wise: steep near the foreground so peaks are
     placed precisely, tolerant on the background."""
