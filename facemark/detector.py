@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -74,7 +75,8 @@ class RetinaFace:
     threads: int | None = None  # onnxruntime intra-op threads (None: all cores)
     name: str = "retinaface"
     _session: object = field(default=None, init=False, repr=False)
-    _bufs: dict = field(default_factory=dict, init=False, repr=False)  # input buffers by size
+    _local: threading.local = field(default_factory=threading.local, init=False, repr=False)  # input buffers
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     NET_MIN_FACE = 40.0  # face size (px at the network input) found 99 % of the time (scripts/detector_scale.py)
     MEAN_BGR = np.array([104.0, 117.0, 123.0], np.float32)
@@ -82,15 +84,18 @@ class RetinaFace:
     @property
     def session(self):
         if self._session is None:
-            from retinaface.weights import WEIGHTS
+            with self._lock:  # threads sharing a landmarker: one session, made once
+                if self._session is None:
+                    from retinaface.weights import WEIGHTS
 
-            self._session = ort_session(WEIGHTS, self.providers, self.threads)
+                    self._session = ort_session(WEIGHTS, self.providers, self.threads)
         return self._session
 
     def _blob(self, h: int, w: int) -> np.ndarray:
         """Reused input buffers, one per size: video frames keep one size, and the tracker's check
-        windows a few, so no allocation per frame."""
-        bufs = self._bufs
+        windows a few, so no allocation per frame. Each thread has its own (threads sharing one
+        buffer would overwrite each other's image before the network reads it)."""
+        bufs = self._local.__dict__.setdefault("bufs", {})
         if (h, w) not in bufs:
             if len(bufs) >= 4:  # sizes that came and went (a folder of photos): keep the newest few
                 bufs.pop(next(iter(bufs)))
@@ -185,6 +190,7 @@ class YuNet:
     name: str = "yunet"
     _det: object = field(default=None, init=False, repr=False)
     _size: tuple[int, int] = field(default=(0, 0), init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def _input_size(self) -> tuple[int, int]:
         import onnx
@@ -221,8 +227,9 @@ class YuNet:
             inp, inv = canvas, np.array([w / nw, h / nh])
         else:
             inp, inv = image, np.array([1.0, 1.0])
-        self._det.setInputSize((inp.shape[1], inp.shape[0]))
-        _, faces = self._det.detect(inp)
+        with self._lock:  # OpenCV's detector keeps the input size between calls: one thread at a time
+            self._det.setInputSize((inp.shape[1], inp.shape[0]))
+            _, faces = self._det.detect(inp)
         out = []
         for f in faces if faces is not None else []:
             x, y, bw, bh = f[:4]

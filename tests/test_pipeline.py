@@ -182,3 +182,27 @@ def test_flip_averaging_is_exact_for_a_mirror_symmetric_model():
     fl.flip = True
     flipped = fl.landmarks_for([image], det)[0][0].landmarks
     assert np.abs(plain - flipped).max() < 1e-9
+
+
+def test_one_landmarker_shared_by_threads_gives_what_it_gives_alone(face_image):
+    """Threads may share a FaceLandmarker: the detector's input buffer was one per image size,
+    so threads detecting same-sized images overwrote each other's input and got wrong faces."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    fl = FaceLandmarker(model="direct", threads=1)
+    h, w = face_image.shape[:2]
+    images = []
+    for k in range(8):  # one size, different faces: shifted, mirrored, shrunk onto a grey canvas
+        canvas = np.full((h, w, 3), 40 + 20 * k, np.uint8)
+        side = w - 40 * k
+        small = cv2.resize(face_image[:, ::-1] if k % 2 else face_image, (side, side))
+        canvas[20 * k:20 * k + side, 30 * k // 2:30 * k // 2 + side] = small
+        images.append(canvas)
+    alone = [fl.detect(im) for im in images]
+    for _ in range(2):
+        with ThreadPoolExecutor(4) as pool:
+            together = list(pool.map(fl.detect, images * 3))
+        for want, got in zip(alone * 3, together):
+            assert len(got) == len(want)
+            for a, b in zip(want, got):
+                assert np.allclose(a.box, b.box) and np.allclose(a.landmarks, b.landmarks)
