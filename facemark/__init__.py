@@ -9,13 +9,14 @@
     >>> annotated = draw(image, faces)
 
 Names: ``FaceLandmarker`` (``detect``, ``detect_batch``, ``landmarks``, ``landmarks_batch``),
-``Face`` (one face's result), ``draw``; ``facemark.results.read`` loads what the CLI wrote.
+``Face`` (one face's result), ``Detection`` (what a detector of your own returns: box, score and
+optionally 5 keypoints), ``draw``; ``facemark.results.read`` loads what the CLI wrote.
 """
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["FaceLandmarker", "Face", "draw", "__version__"]
+__all__ = ["FaceLandmarker", "Face", "Detection", "draw", "__version__"]
 
 
 def __dir__():
@@ -36,4 +37,8 @@ def __getattr__(name):
         from .annotate import draw
 
         return draw
+    if name == "Detection":
+        from .detector import Detection
+
+        return Detection
     raise AttributeError(name)

@@ -25,6 +25,7 @@ from .errors import FacemarkError, UsageError
 from .imageio import ImageError, alpha_as_shown, atomic_write_bytes, encode_image, read_image, remove_stale_temps
 from .inputs import InputImage, collisions, duplicates_note, expand, output_names
 from .landmarker import FaceLandmarker
+from .quiet import to_stderr
 from .results import SCHEMA, document, dumps
 from .shards import DEFAULT_SHARD_SIZE
 from .workers import WorkersUnavailable, cpu_cores, run_workers
@@ -61,12 +62,19 @@ class Plan:
 
 
 def plan_inputs(inputs: list[str], out_dir: Path | None = None, annotate: bool = False, batch_images: int = 16,
-                log: Callable[[str], None] = print) -> Plan:
+                log: Callable[[str], None] = to_stderr) -> Plan:
     """Expand ``inputs`` (files, directories, globs) and check the request; each argument that
     gives nothing is one ``log`` line. Raises ``UsageError`` if nothing can run, or if two inputs
     would write the same output (before anything is written)."""
-    if isinstance(inputs, (str, Path)):
-        raise TypeError("inputs must be a list of files, folders or globs (wrap a single one in a list)")
+    if isinstance(inputs, (str, bytes, os.PathLike)) or not hasattr(inputs, "__iter__"):
+        raise TypeError(f"inputs must be a list of files, folders or globs (wrap a single one in a list), "
+                        f"not {type(inputs).__name__}")
+    inputs = list(inputs)  # (a generator is read once)
+    for a in inputs:
+        if not isinstance(a, (str, os.PathLike)):
+            raise TypeError(f"inputs must be paths (str or Path) of files, folders or globs, not {type(a).__name__}")
+    if isinstance(batch_images, bool) or not isinstance(batch_images, int):
+        raise TypeError(f"batch_images must be an integer, not {type(batch_images).__name__}")
     if any(not str(a).strip() for a in inputs):
         raise UsageError("an input is an empty string; name a file, folder or glob (use . for this folder)")
     if out_dir is not None and not str(out_dir).strip():
@@ -242,7 +250,7 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
         try:
             if isinstance(image, Exception):
                 raise image
-            d = _boxes_for(given, im, name, job.boxes_source, image) if given is not None else fl.detector.detect(image)
+            d = _boxes_for(given, im, name, job.boxes_source, image) if given is not None else fl.find_faces(image)
         except (ImageError, BoxError) as e:
             failed(k, im, str(e) if str(im.path) in str(e) else f"{im.path}: {e}")
             continue
@@ -339,7 +347,7 @@ def done_already(plan: Plan, fmt: str, out_dir: Path | None, annotate: bool, mod
 
 
 def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path | None = None, annotate: bool = False,
-                 boxes: Path | str | None = None, batch_images: int = 16, log: Callable[[str], None] = print,
+                 boxes: Path | str | None = None, batch_images: int = 16, log: Callable[[str], None] = to_stderr,
                  progress: Callable[[int], None] | None = None, stdout=None, style: str = "contours",
                  show_box: bool = True, show_score: bool = True, fmt: str = "json", resume: bool = True,
                  workers: "int | str" = 1, rows_per_shard: int = DEFAULT_SHARD_SIZE) -> BatchSummary:
@@ -359,17 +367,25 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
 
     from .shards import ShardWriter
 
+    from .annotate import STYLES
+
     stdout = stdout or sys.stdout
-    plan = inputs if isinstance(inputs, Plan) else plan_inputs(inputs, out_dir, annotate, batch_images, log)
-    out_dir = plan.out_dir
+    if not isinstance(fl, FaceLandmarker):
+        raise TypeError(f"fl must be a FaceLandmarker (FaceLandmarker(model=...)), not {type(fl).__name__}")
     if fmt not in ("json", "jsonl", "parquet"):
         raise UsageError(f"--format must be json, jsonl or parquet, not {fmt!r}")
-    if fmt != "json" and out_dir is None:
-        raise UsageError(f"--format {fmt} writes shards: give --out DIR")
+    if style not in STYLES:
+        raise UsageError(f"--draw must be one of {', '.join(STYLES)}, not {style!r}")
+    if isinstance(rows_per_shard, bool) or not isinstance(rows_per_shard, int) or rows_per_shard < 1:
+        raise UsageError(f"--shard-size must be a positive integer, not {rows_per_shard!r}")
     if workers == "auto":
         workers = None  # decided below, once the images left to do are known
     elif isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise UsageError(f"--workers must be a positive integer or 'auto', not {workers!r}")
+    plan = inputs if isinstance(inputs, Plan) else plan_inputs(inputs, out_dir, annotate, batch_images, log)
+    out_dir = plan.out_dir
+    if fmt != "json" and out_dir is None:
+        raise UsageError(f"--format {fmt} writes shards: give --out DIR")
     if out_dir is not None:
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -462,7 +478,7 @@ def rows_for_bytes(fl: FaceLandmarker, items: list[tuple[str, bytes]]) -> list[d
     for k, (path, data) in enumerate(items):
         try:
             image = decode_image(data, path)
-            d = fl.detector.detect(image)
+            d = fl.find_faces(image)
         except (ImageError, BoxError) as e:
             rows[k] = row(path, None, None, fl.model_name, error=str(e))
             continue

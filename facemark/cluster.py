@@ -21,6 +21,7 @@ from typing import Callable
 
 from .errors import FacemarkError, UsageError
 from .inputs import is_image_name
+from .quiet import to_stderr
 
 CRASH_ENV = "FACEMARK_RAY_CRASH"  # tests only: "FLAGFILE:MARKER", see Landmarks._maybe_crash
 TASK_RETRIES = 3  # a batch whose actor dies is retried this often, then the run stops (never an endless loop)
@@ -55,7 +56,7 @@ def _scheme(arg: str) -> str:
     return "" if scheme == "file" else scheme
 
 
-def list_inputs(inputs: list[str], log: Callable[[str], None] = print,
+def list_inputs(inputs: list[str], log: Callable[[str], None] = to_stderr,
                 unreadable: list[str] | None = None) -> tuple[list[str], str]:
     """Every image the run covers, as the path its row will carry: local files as absolute paths
     (what Ray reports, the same from any working folder), remote ones as full URIs. Also returns
@@ -152,16 +153,9 @@ def write_shard(table, path: Path) -> None:
     """One Parquet shard, complete or absent: written to a dot-file, then renamed."""
     import pyarrow.parquet as pq
 
-    from .imageio import make_temp, publish
+    from .imageio import atomic_write
 
-    fd, tmp = make_temp(path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 class Landmarks:
@@ -303,7 +297,7 @@ def dataset(ray, paths: list[str], scheme: str, options: dict, batch_size: int, 
             max_restarts=-1, max_task_retries=TASK_RETRIES)
 
 
-def write_shards(ds, out: Path, rows_per_shard: int, summary: dict, log: Callable[[str], None] = print) -> None:
+def write_shards(ds, out: Path, rows_per_shard: int, summary: dict, log: Callable[[str], None] = to_stderr) -> None:
     """The rows as ``ray-<run id>-NNNNN.parquet`` shards, each renamed into place when complete;
     ``summary`` counts what is on disk so far (also when the run stops midway); each failed image
     is named through ``log``."""
@@ -328,7 +322,7 @@ def write_shards(ds, out: Path, rows_per_shard: int, summary: dict, log: Callabl
 
 def run_ray(inputs: list[str], out_dir: str, address: str | None = None, model: str = "hourglass",
             device: str = "cpu", threshold: float = 0.6, min_face: float | None = None, batch_size: int = 16,
-            actors: int | None = None, rows_per_shard: int = 1000, log: Callable[[str], None] = print) -> dict:
+            actors: int | None = None, rows_per_shard: int = 1000, log: Callable[[str], None] = to_stderr) -> dict:
     """Landmarks for every image in ``inputs`` with Ray Data; rows in Parquet shards in ``out_dir``
     (``ray-<run id>-NNNNN.parquet``). Images already in ``out_dir``'s shards are skipped.
 

@@ -27,6 +27,7 @@ class Detection:
     box: np.ndarray  # (4,) x1, y1, x2, y2 in image pixels
     score: float
     kps: np.ndarray | None = None  # (5, 2) eyes, nose, mouth corners (detector order) or None
+    template: str | None = None  # the align template its kps follow (None: the detector's own)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:

@@ -361,18 +361,26 @@ def output_target(path: str | os.PathLike) -> Path:
     return path
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: never a half-written file."""
+def atomic_write(path: str | os.PathLike, write, suffix: str = ".tmp") -> None:
+    """``write(temporary path)`` in the same folder, then rename into place: a full disk, Ctrl-C
+    or a crash never leaves a half-written file under the real name, and a killed run's leftover
+    (named for its machine and process) is removed by the next run (``remove_stale_temps``).
+    ``suffix``: what the writer needs the name to end in (``np.savez`` adds ``.npz`` otherwise)."""
     path = output_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = make_temp(path.parent)
+    fd, tmp = make_temp(path.parent, suffix)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        write(tmp)
         publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temporary file in the same folder, then rename: never a half-written file."""
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def encode_image(ext: str, image: np.ndarray) -> bytes:

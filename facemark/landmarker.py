@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -37,7 +38,7 @@ def crop_matrix(det: Detection, size: int, detector_name: str = "retinaface") ->
     """Image->crop matrix for a detection: from its 5 keypoints when it has them (roll and scale
     normalised), otherwise from its box."""
     if det.kps is not None and np.all(np.isfinite(det.kps)):
-        template = align.TEMPLATES.get(detector_name, align.TEMPLATES["retinaface"])
+        template = align.TEMPLATES.get(det.template or detector_name, align.TEMPLATES["retinaface"])
         return align.from_points(det.kps, template, size)
     return align.from_box(det.box, size)
 
@@ -60,6 +61,9 @@ class FaceLandmarker:
         def number(v) -> bool:
             return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and math.isfinite(float(v))
 
+        if not isinstance(model, (str, os.PathLike)):
+            raise TypeError(f"model must be a name (hourglass, direct, hybrid) or a path to an .onnx/.pt file, "
+                            f"not {type(model).__name__}")
         if not is_device(device):
             raise ValueError(f"device must be cpu, cuda or cuda:N, not {device!r}")
         if not number(threshold) or not 0.0 < float(threshold) < 1.0:
@@ -100,17 +104,34 @@ class FaceLandmarker:
             self._model_name = weights_label(self.spec["model"], self.model.name, self.model.path)
         return self._model_name
 
+    def __reduce__(self):
+        """Pickled as the arguments it was made with (for multiprocessing, copy.deepcopy): the
+        receiver loads its own models; onnxruntime sessions cannot be pickled."""
+        return _rebuild, (self.spec,)
+
     # --- public API ------------------------------------------------------------------------
     def detect(self, image: str | Path | np.ndarray) -> list[Face]:
         """Faces in one image: a path, or a uint8 (or uint16) BGR, grey or BGRA array."""
         image = self._load(image)  # errors name "image", as the caller wrote it
-        return self.landmarks_for([image], [self.detector.detect(image)])[0]
+        return self.landmarks_for([image], [self.find_faces(image)])[0]
 
     def detect_batch(self, images: Sequence[str | Path | np.ndarray]) -> list[list[Face]]:
         """``detect`` for many images; all their faces go through the model in batches."""
         imgs = [self._load(i, f"images[{k}]") for k, i in enumerate(_sequence(images, "images"))]
-        dets = [self.detector.detect(im) for im in imgs]
+        dets = [self.find_faces(im) for im in imgs]
         return self.landmarks_for(imgs, dets)
+
+    def find_faces(self, image: np.ndarray) -> list[Detection]:
+        """The detector's faces in a BGR image. A detector of the caller's is held to the contract
+        (boxes or ``Detection``s that overlap the image), so a wrong return is a clear error, not
+        points in empty space or an ``AttributeError`` deep inside."""
+        found = self.detector.detect(image)
+        if isinstance(self.detector, (RetinaFace, YuNet)):
+            return found
+        if found is None:
+            found = []
+        name = f"{type(self.detector).__name__}.detect(image)"
+        return check_inside(_as_detections(found, name), image.shape[1], image.shape[0], name)
 
     def landmarks(self, image: str | Path | np.ndarray, boxes: Iterable) -> list[Face]:
         """Landmarks for faces the caller already found: boxes (K, 4|5) or ``Detection``s."""
@@ -171,6 +192,8 @@ class FaceLandmarker:
             return read_image(image)
         if not isinstance(image, np.ndarray):
             raise TypeError(f"{name} must be a file path or a numpy array (H, W, 3) BGR uint8, not {type(image).__name__}")
+        if image.dtype.kind == "u" and image.dtype.itemsize == 2 and not image.dtype.isnative:
+            image = image.astype(np.uint16)  # big-endian 16-bit (from a FITS or PNM reader): the same values
         if image.dtype not in (np.uint8, np.uint16):
             raise TypeError(f"{name} must be uint8 (or uint16), not {image.dtype}: scale it to 0..255 and use "
                             f".astype(np.uint8)")
@@ -222,8 +245,14 @@ def _sequence(value, name: str) -> list:
     return list(value)
 
 
+def _rebuild(spec: dict) -> "FaceLandmarker":
+    return FaceLandmarker(**spec)
+
+
 def _as_detections(boxes, name: str = "boxes") -> list[Detection]:
-    """(K, 4|5) boxes or ``Detection``s, each checked (finite, x2 > x1, y2 > y1)."""
+    """(K, 4|5) boxes, ``Detection``s or ``Face``s, each checked (finite, x2 > x1, y2 > y1). A
+    ``Face`` is cropped from its 98 points as the video tracker does; a bare box gives a rougher
+    crop (no roll, no eye line)."""
     if isinstance(boxes, GivenBoxes):
         raise TypeError(f"{name}: pass the boxes of one image, not a GivenBoxes table")
     if isinstance(boxes, np.ndarray) and boxes.ndim == 1 and boxes.size in (4, 5):
@@ -238,6 +267,12 @@ def _as_detections(boxes, name: str = "boxes") -> list[Detection]:
         if isinstance(b, Detection) and b.kps is not None:
             check_box(b, f"{name}[{j}]")
             out.append(b)
+        elif isinstance(b, Face):
+            arr = check_box(b.box, f"{name}[{j}]")
+            pts = np.asarray(b.landmarks, np.float64)
+            if pts.shape != (98, 2) or not np.isfinite(pts).all():
+                raise ValueError(f"{name}[{j}] is a Face without 98 finite landmarks")
+            out.append(Detection(arr[:4].copy(), float(b.score), five_points(pts), template="landmarks98"))
         else:
             arr = check_box(b, f"{name}[{j}]")
             out.append(Detection(arr[:4].copy(), float(arr[4])))

@@ -49,3 +49,11 @@ def one_line_warnings(show: "Callable[[str], None] | None" = None) -> None:
                 print(text, file=stream, flush=True)
 
     warnings.showwarning = showwarning
+
+
+def to_stderr(line: str) -> None:
+    """The library's default ``log``: notes and failures on stderr, as the CLI prints them, so a
+    caller's stdout (perhaps a JSON stream) holds only results."""
+    with STDERR_LOCK:
+        if sys.stderr is not None:
+            print(line, file=sys.stderr, flush=True)

@@ -23,6 +23,15 @@ class Face:
         box = ", ".join(f"{v:.1f}" for v in np.asarray(self.box, np.float64).reshape(-1))
         return f"Face(box=[{box}], score={float(self.score):.3f}, landmarks={len(self.landmarks)} points)"
 
+    def __eq__(self, other) -> bool:  # the dataclass's own == would compare arrays element-wise and fail
+        if not isinstance(other, Face):
+            return NotImplemented
+        return float(self.score) == float(other.score) and all(
+            np.array_equal(a, b) for a, b in ((self.box, other.box), (self.landmarks, other.landmarks),
+                                               (self.landmarks68, other.landmarks68)))
+
+    __hash__ = None  # mutable arrays: not a dict key
+
     def to_dict(self, decimals: int = 2) -> dict:
         r = lambda a: np.round(np.asarray(a, np.float64), decimals).tolist()  # noqa: E731
         return {"box": r(self.box), "score": round(float(self.score), 4),

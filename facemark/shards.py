@@ -108,24 +108,20 @@ class ShardWriter:
         if not self.rows:
             return None
         path = self.out / f"{self.prefix}-{self.run_id}-{self.next_index:05d}.{self.fmt}"
-        from .imageio import make_temp, publish
+        from .imageio import atomic_write
 
-        fd, tmp = make_temp(self.out)
-        try:
+        def write(tmp: str) -> None:
             if self.fmt == "jsonl":
-                with os.fdopen(fd, "w") as f:
+                with open(tmp, "w") as f:
                     for r in self.rows:
                         f.write(json.dumps(r, allow_nan=False) + "\n")
             else:
-                os.close(fd)
                 import pyarrow as pa
                 import pyarrow.parquet as pq
 
                 pq.write_table(pa.Table.from_pylist(self.rows, schema=arrow_schema()), tmp)
-            publish(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+
+        atomic_write(path, write)
         self.written += len(self.rows)
         self.rows = []
         self.next_index += 1
@@ -206,6 +202,14 @@ def _checked(rows: list[dict], path: Path, damaged) -> list[dict]:
     return [r for r, p in zip(rows, problems) if not p]
 
 
+def _video_hint(items: list) -> str | None:
+    """What to say of ``facemark video --json`` lines: frames of one video, not rows of images."""
+    if items and all(isinstance(r, dict) and {"frame", "faces"} <= set(r) for r in items[:100]):
+        return ("a facemark video --json file, one line per frame: read it with json.loads per line "
+                "(facemark.results.validate_frame checks a line)")
+    return None
+
+
 def _rows_of(path: Path, damaged=None) -> list[dict]:
     """The rows of one output file; ``ValueError`` naming it if it is not one of facemark's
     (``DamagedOutput`` if it is, but no row of it can be used)."""
@@ -217,10 +221,12 @@ def _rows_of(path: Path, damaged=None) -> list[dict]:
             lines = _jsonl_rows(path, damaged or _warn) if path.suffix == ".jsonl" else read_shard(path)
             rows = [_from_document(r) if isinstance(r, dict) and "schema" in r else r for r in lines]
             if not all(isinstance(r, dict) and ROW_KEYS <= set(r) for r in rows):  # someone else's JSON lines
-                raise ValueError("its lines are not facemark rows")
+                raise ValueError(_video_hint(rows) or "its lines are not facemark rows")
         else:
             docs = json_or_lines(path.read_bytes())  # one per line: what `facemark detect A B > F` prints
             docs = docs if isinstance(docs, list) else [docs]
+            if _video_hint(docs):
+                raise ValueError(_video_hint(docs))
             if not (docs and all(isinstance(d, dict) and d.get("schema") == "facemark/v1" for d in docs)):
                 raise ValueError("not a facemark/v1 document")
             if not all(DOC_KEYS <= set(d) for d in docs):

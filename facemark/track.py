@@ -325,7 +325,7 @@ class Tracker:
         frames keeps its id), re-seed those it finds off their track, and start tracks for
         detected faces that no track is near (``same_face``)."""
         fl = self.landmarker
-        found: list[Detection] = fl.detector.detect(image)
+        found: list[Detection] = fl.find_faces(image)
         reseed = []
         # A hidden face's crop may have slid onto the face in front of it (the model draws a face in
         # any crop) and must not take that face's detection, and its id, from the track following

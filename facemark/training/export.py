@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..imageio import atomic_write
 from ..models import Predictor, load_state  # noqa: F401  (load_state: the reader beside these writers)
 
 
@@ -48,20 +49,6 @@ def save_state(model: torch.nn.Module, path: str | Path, meta: dict | None = Non
     _atomic_torch_save(blob, Path(path))
 
 
-def _atomic(path: Path, write) -> None:
-    """``write(temporary path)``, then rename into place: a full disk or Ctrl-C leaves no
-    half-written checkpoint or model behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _atomic_torch_save(obj, path: Path) -> None:
     def save(tmp: Path) -> None:
         try:
@@ -71,7 +58,7 @@ def _atomic_torch_save(obj, path: Path) -> None:
                 raise
             raise OSError(f"{str(e).splitlines()[0][:120]} (disk full?)") from None
 
-    _atomic(path, save)
+    atomic_write(path, save)
 
 
 def export_pair(model: torch.nn.Module, onnx_path: Path, pt_path: Path, meta: dict) -> None:
@@ -138,7 +125,7 @@ def export_onnx(model: torch.nn.Module, path: str | Path, meta: dict | None = No
     for k, v in props.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v
-    _atomic(path, lambda tmp: onnx.save(proto, tmp))
+    atomic_write(path, lambda tmp: onnx.save(proto, tmp))
 
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path = "weights", name: str | None = None) -> tuple[Path, Path]:

@@ -68,16 +68,11 @@ class Pack:
             raise ValueError("it has no training face with a weight above 0")
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp.npz")
-        try:
-            np.savez(tmp, jpeg=self.jpeg, offsets=self.offsets, target98=self.target98, human68=self.human68,
-                     weight=self.weight, val=self.val, source=self.source, res=self.res, margin=self.margin)
-            tmp.replace(path)
-        except BaseException:  # a full disk, Ctrl-C: no half-written pack left beside the real one
-            tmp.unlink(missing_ok=True)
-            raise
+        from ..imageio import atomic_write
+
+        atomic_write(path, lambda tmp: np.savez(tmp, jpeg=self.jpeg, offsets=self.offsets, target98=self.target98,
+                                                human68=self.human68, weight=self.weight, val=self.val,
+                                                source=self.source, res=self.res, margin=self.margin), ".npz")
 
     @classmethod
     def load(cls, path: str | Path) -> "Pack":

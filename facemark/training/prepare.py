@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..imageio import ImageError, read_image
+from ..imageio import ImageError, atomic_write, read_image
 from .datasets import Sample
 from ..layouts import five_points
 
@@ -120,14 +120,7 @@ def prepare(samples: list[Sample], detector, teacher=None, cache_dir: Path | Non
             new_keys = {keys[i] for i in ok}
             keep = [j for j, k in enumerate(old["keys"].tolist()) if k not in new_keys]
             merged = {k: np.concatenate([old[k][keep], v]) for k, v in merged.items()}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp.npz")
-        try:
-            np.savez_compressed(tmp, **merged)
-            tmp.replace(path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda tmp: np.savez_compressed(tmp, **merged), ".npz")
         for stale in path.parent.glob("prepared-v*-*.npz"):  # an older version's file is never read again
             if not stale.name.startswith(f"prepared-v{CACHE_VERSION}-"):
                 stale.unlink(missing_ok=True)

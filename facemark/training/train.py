@@ -8,7 +8,6 @@ import copy
 import csv
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from .. import labelmap
 from ..backends import ModelError
 from ..errors import FacemarkError
+from ..imageio import atomic_write, atomic_write_bytes, remove_stale_temps
 from ..results import json_numbers
 from .augment import AugmentConfig, identity_geometry, photometric, sample_geometry, transform_points, warp
 from .export import _atomic_torch_save, export_pair, save_state
@@ -147,6 +147,7 @@ class Trainer:
         if self.opts.teacher_model:
             self.teacher = self._teacher_cache()
         self.out.mkdir(parents=True, exist_ok=True)  # only now: a refused run leaves no empty folder
+        remove_stale_temps(self.out)  # a killed run's half-written checkpoint or log
         if not len(self.val_idx):
             self.log("note: the pack holds no held-out faces, so best.pt is simply the latest epoch")
 
@@ -215,14 +216,7 @@ class Trainer:
             if s % (128 * 20) == 0:
                 self.log(f"teacher labels: {s + len(j)}/{n * v} views ({time.time() - start:.0f} s)")
         cache = {"a": a.cpu().numpy(), "t": t.cpu().numpy(), "flip": flip.cpu().numpy(), "points": points}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp.npz")
-        try:
-            np.savez(tmp, key=key, **cache)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda tmp: np.savez(tmp, key=key, **cache), ".npz")
         self.log(f"teacher labels: {n * v} views in {time.time() - start:.0f} s -> {path}")
         return {k: torch.from_numpy(c).to(self.dev) for k, c in cache.items()}
 
@@ -395,15 +389,15 @@ class Trainer:
                     e.copy_(p)
 
     def _write_log(self) -> None:
-        path = self.out / "log.csv"
-        tmp = path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(self.history[0]))
-            w.writeheader()
-            w.writerows(self.history)
-        os.replace(tmp, path)
-        (self.out / "log.json.tmp").write_text(json.dumps(json_numbers(self.history), indent=1))  # NaN is not JSON: null
-        os.replace(self.out / "log.json.tmp", self.out / "log.json")
+        def write_csv(tmp: str) -> None:
+            with open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(self.history[0]))
+                w.writeheader()
+                w.writerows(self.history)
+
+        atomic_write(self.out / "log.csv", write_csv)
+        text = json.dumps(json_numbers(self.history), indent=1)  # NaN is not JSON: null
+        atomic_write_bytes(self.out / "log.json", text.encode())
 
     def export_best(self, name: str | None = None) -> tuple[Path, Path]:
         """best.pt -> model.onnx (decode inside, fp16-stored) and model.pt (fp16 state)."""
