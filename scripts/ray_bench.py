@@ -1,10 +1,15 @@
 """Ray throughput and actor memory: python scripts/ray_bench.py MODEL ACTORS N (images in /tmp/raybench)."""
 
-import glob, os, sys, threading, time, shutil
+import argparse, glob, os, sys, threading, time, shutil
 import cv2, ray
 from facemark.cluster import run_ray
 
-model, actors, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ap = argparse.ArgumentParser(description=__doc__)
+ap.add_argument("model", help="hourglass, direct, hybrid or a model file")
+ap.add_argument("actors", type=int, help="Ray actors")
+ap.add_argument("n", type=int, help="images (made once in /tmp/raybench/imagesN from examples/astronaut.jpg)")
+args = ap.parse_args()
+model, actors, n = args.model, args.actors, args.n
 src = f"/tmp/raybench/images{n}"
 if not os.path.isdir(src):
     os.makedirs(src)
