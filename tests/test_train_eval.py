@@ -45,10 +45,20 @@ def test_train_resume_export_eval_on_wflw_layout(wflw_root, tmp_path):
     assert [row["epoch"] for row in log] == [1]
     assert {"loss", "val_nme", "lr", "img_per_s"} <= set(log[0])
     assert (run_dir / "last.pt").is_file() and (run_dir / "model.onnx").is_file()
-    # --resume continues from the checkpoint instead of starting over.
+    # --resume continues from the checkpoint instead of starting over, and removes what a killed
+    # run left half-written (a checkpoint's temporary file, named for its dead process).
+    import subprocess
+    import sys
+
+    from facemark.imageio import _host_tag
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = run_dir / f".fm-{_host_tag()}-{int(dead.stdout)}-abcd.pt"
+    stale.write_bytes(b"half a checkpoint")
     r = run("train", "--model", "hourglass", "--data", f"wflw={wflw_root}", "--epochs", 2, "--out", run_dir, "--cache", cache, "--resume", *TINY)
     assert r.exit_code == 0, r.stderr
     assert "resumed from" in r.stderr
+    assert not stale.exists() and not [p.name for p in run_dir.iterdir() if p.name.startswith(".")]
     assert [row["epoch"] for row in json.loads((run_dir / "log.json").read_text())] == [1, 2]
     assert (run_dir / "log.csv").read_text().count("\n") == 3
     # A different architecture in the same run directory is refused, not silently mixed.
