@@ -184,9 +184,14 @@ class TorchModel:
         return self.run_tensor(x).cpu().numpy().astype(np.float64)
 
 
+def runs_on_onnxruntime(model: str | Path, device: str = "cpu") -> bool:
+    """Which file of a model is run: the .onnx on a CPU, the .pt on a GPU or when a .pt is named."""
+    return device == "cpu" and not str(model).endswith(".pt")
+
+
 def load_model(model: str | Path = DEFAULT_MODEL, device: str = "cpu", threads: int | None = None, **kw):
     """ONNX on CPU (the shipped default), torch on CUDA or when a .pt file is named."""
-    if device == "cpu" and not str(model).endswith(".pt"):
+    if runs_on_onnxruntime(model, device):
         return OnnxModel(model, threads=threads)
     if not is_device(device):
         raise ModelError(f"unknown device {device!r}: use cpu, cuda or cuda:N")

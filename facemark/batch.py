@@ -21,7 +21,7 @@ import numpy as np
 
 from .annotate import draw
 from .detector import BoxError, GivenBoxes, check_inside
-from .errors import FacemarkError, UsageError
+from .errors import OutputError, UsageError
 from .imageio import ImageError, alpha_as_shown, atomic_write_bytes, encode_image, read_image, remove_stale_temps
 from .inputs import InputImage, collisions, duplicates_note, expand, output_names
 from .landmarker import FaceLandmarker
@@ -31,10 +31,6 @@ from .shards import DEFAULT_SHARD_SIZE
 from .workers import WorkersUnavailable, cpu_cores, run_workers
 
 ANNOTATED_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
-
-
-class OutputError(FacemarkError):
-    """Writing outputs cannot go on (disk full, read-only, I/O error): the run stops."""
 
 
 @dataclass

@@ -41,11 +41,24 @@ def plain(text: str) -> str:
     return escape(str(text).translate(_CONTROL))
 
 
-def fail(message: str, code: int = 2) -> None:
-    """One clear line on stderr and the exit code: never a traceback for bad input."""
+def _error_line(message: str) -> None:
     with STDERR_LOCK:
         err.print(f"[bold red]error:[/] {plain(message)}", soft_wrap=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """One clear line on stderr and the exit code: never a traceback for bad input."""
+    _error_line(message)
     raise typer.Exit(code)
+
+
+def _ignore_signals() -> None:
+    """Ctrl-C and SIGTERM ignored from here on: the command is finishing, and a second signal
+    must not cut short what it is saying or writing."""
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def say(line: str) -> None:
@@ -276,20 +289,14 @@ def detect(
         else:
             summary = detect_files(plan, fl, **options)
     except KeyboardInterrupt:
-        import signal
-
-        for sig in (signal.SIGINT, signal.SIGTERM):  # exiting: a second signal must not cut it short
-            signal.signal(sig, signal.SIG_IGN)
+        _ignore_signals()
         exit_interrupted("interrupted: outputs written so far are complete")
     except (OutputError, WorkerDied) as e:
         fail(str(e), 1)
     except BrokenPipeError:  # JSON piped into head and the like: the reader had enough
         sys.stdout = None
         raise typer.Exit(0) from None
-    import signal
-
-    for sig in (signal.SIGINT, signal.SIGTERM):  # all done: a late Ctrl-C must not add "interrupted" to the summary
-        signal.signal(sig, signal.SIG_IGN)
+    _ignore_signals()  # all done: a late Ctrl-C must not add "interrupted" to the summary
     say(summary_line(summary))
     if summary.failures:
         raise typer.Exit(1)
@@ -764,7 +771,8 @@ def _run_app(args: list[str]) -> None:
 
 
 def fail_now(message: str) -> None:
-    err.print(f"[bold red]error:[/] {plain(message)}", soft_wrap=True)
+    """``fail`` outside a command (while the arguments are parsed): Typer's Exit would not end it."""
+    _error_line(message)
     raise SystemExit(2)
 
 

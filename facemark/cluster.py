@@ -114,11 +114,11 @@ def model_label(model: str, device: str = "cpu") -> str | None:
     """The ``model`` value the actors' rows will carry (a file given by path: ``NAME@digest`` of
     the file they load on ``device``: the .onnx on a CPU, the .pt on a GPU); None where this
     machine cannot tell (a .pt without PyTorch here), and then resume goes by path only."""
-    from .backends import SHIPPED, OnnxModel, resolve, weights_label
+    from .backends import SHIPPED, OnnxModel, resolve, runs_on_onnxruntime, weights_label
 
     if model in SHIPPED:
         return model
-    path = resolve(model, ".onnx" if device == "cpu" and not model.endswith(".pt") else ".pt")
+    path = resolve(model, ".onnx" if runs_on_onnxruntime(model, device) else ".pt")
     if path.suffix == ".onnx":
         return weights_label(model, OnnxModel(path).name, path)
     try:
@@ -200,7 +200,7 @@ class Landmarks:
 def check_options(model: str, device: str, threshold: float, min_face: float | None) -> None:
     """What every actor would refuse, refused here first: one line, not a dead actor pool. A model
     file must exist at the same path on this machine and on every node."""
-    from .backends import ModelError, resolve
+    from .backends import ModelError, resolve, runs_on_onnxruntime
     from .runtime import is_device
 
     if not is_device(device):
@@ -210,7 +210,7 @@ def check_options(model: str, device: str, threshold: float, min_face: float | N
     if min_face is not None and not min_face > 0:
         raise UsageError(f"--min-face must be a positive number of pixels, not {min_face}")
     try:
-        resolve(model, ".onnx" if device == "cpu" and not model.endswith(".pt") else ".pt")
+        resolve(model, ".onnx" if runs_on_onnxruntime(model, device) else ".pt")
     except ModelError as e:
         raise UsageError(str(e)) from None
 

@@ -305,11 +305,9 @@ class GivenBoxes:
         if not Path(path).exists():
             raise FileNotFoundError(path)
         try:
-            check_regular_file(Path(path))  # a FIFO would block, a directory is no file
+            check_regular_file(Path(path), "a boxes file")  # a FIFO would block; also the 1 GiB limit
         except ImageError as e:
-            raise ValueError(str(e).replace(" image", " boxes file").replace("not an boxes file", "not a file")) from None
-        if Path(path).stat().st_size > 1 << 30:
-            raise ValueError("over 1 GiB")
+            raise ValueError(str(e)) from None
         try:
             if Path(path).suffix == ".parquet":  # a --format parquet shard
                 from .shards import read_shard

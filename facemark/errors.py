@@ -8,3 +8,7 @@ class FacemarkError(Exception):
 
 class UsageError(FacemarkError, ValueError):
     """An argument or option that cannot work (the CLI exits 2 with its message)."""
+
+
+class OutputError(FacemarkError):
+    """Writing outputs cannot go on (disk full, read-only, I/O error): the run stops."""

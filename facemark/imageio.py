@@ -126,9 +126,9 @@ def _tiff_size(data: "bytes | memoryview") -> tuple[int, int] | None:
         return None  # an IFD beyond the file's end: OpenCV's own limit and the check after decoding still apply
 
 
-def check_regular_file(path: Path) -> None:
+def check_regular_file(path: Path, what: str = "an image") -> None:
     """Refuse what is not a regular file before opening it: a FIFO would block forever, a device
-    read without end."""
+    read without end. ``what`` the file should have been, for the message."""
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -136,7 +136,7 @@ def check_regular_file(path: Path) -> None:
     except OSError as e:
         raise ImageError(f"cannot read {path}: {e.strerror or e}") from None
     if stat.S_ISDIR(st.st_mode):
-        raise ImageError(f"{path} is a directory, not an image")
+        raise ImageError(f"{path} is a directory, not {what}")
     if not stat.S_ISREG(st.st_mode):
         raise ImageError(f"{path} is not a regular file (a FIFO, socket or device), not read")
     if st.st_size > MAX_BYTES:

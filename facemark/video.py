@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from .imageio import IMAGE_EXTS, ImageError, make_temp, output_target, publish, quiet_stderr, read_image, remove_stale_temps
+from .results import Face
 
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"}
 MAX_BAD_RUN = 250  # consecutive undecodable frames after which a file is taken to end there
@@ -285,17 +286,23 @@ def mux_audio(video: Path, source: str) -> bool:
     return ok
 
 
-def frame_record(index: int, t: float, tracks, tracker, scale: tuple[float, float] = (1.0, 1.0)) -> dict:
-    """One JSON line; ``scale`` maps points from the size the frame was tracked at to its own
-    (pixel centres at integers, as ``cv2.resize`` maps them)."""
+def tracked_faces(tracks, tracker) -> list[Face]:
+    """The reported faces of one frame, made once for both the drawing and the JSON line (the
+    box fit and the 68-point map are per track and frame)."""
+    return [Face(tr.shown_box, tr.score, tr.smoothed, tracker.landmarks68(tr)) for tr in tracks]
+
+
+def frame_record(index: int, t: float, tracks, faces: list[Face], scale: tuple[float, float] = (1.0, 1.0)) -> dict:
+    """One JSON line for ``tracks`` and their ``faces``; ``scale`` maps points from the size the
+    frame was tracked at to its own (pixel centres at integers, as ``cv2.resize`` maps them)."""
     s = np.asarray(scale, np.float64)
 
     def r(a):
         return np.round((np.asarray(a, np.float64).reshape(-1, 2) + 0.5) * s - 0.5, 2).reshape(np.shape(a)).tolist()
 
     return {"frame": index, "time": round(float(t), 4),
-            "faces": [{"id": tr.id, "box": r(tr.shown_box), "score": round(float(tr.score), 4), "landmarks": r(tr.smoothed),
-                       "landmarks68": r(tracker.landmarks68(tr))} for tr in tracks]}
+            "faces": [{"id": tr.id, "box": r(f.box), "score": round(float(f.score), 4), "landmarks": r(f.landmarks),
+                       "landmarks68": r(f.landmarks68)} for tr, f in zip(tracks, faces)]}
 
 
 @dataclass
@@ -331,7 +338,6 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
 
     from .annotate import draw
     from .errors import UsageError
-    from .results import Face
     from .detector import GivenBoxes
     from .track import Tracker
 
@@ -431,11 +437,11 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                 for i, t, frame in src:
                     tracks = tracker.step(frame, t)
                     stop["armed"] = False  # one frame's outputs are written together: a second signal
-                    if video_w is not None:  # that lands here stops the run after them, not between them
-                        faces = [Face(tr.shown_box, tr.score, tr.smoothed, tracker.landmarks68(tr)) for tr in tracks]
+                    faces = tracked_faces(tracks, tracker)  # (a second signal that lands here stops
+                    if video_w is not None:  # the run after both outputs of this frame, not between them)
                         video_w.write(draw(frame, faces, ids=[tr.id for tr in tracks]))
                     if text_w is not None:
-                        text_w.write_line(frame_record(i, t, tracks, tracker, src.scale))
+                        text_w.write_line(frame_record(i, t, tracks, faces, src.scale))
                         if getattr(text_w, "closed", False) and len(writers) == 1:
                             reader_gone = True
                             break  # nobody reads the only output: stop

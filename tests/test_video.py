@@ -597,13 +597,14 @@ def test_the_reported_box_is_one_kind_on_every_frame(small_face):
     """The box in the frame lines is placed by the reported points on detection frames too, so a
     still face's box does not jump between the detector's box and the landmarks' box."""
     from facemark.track import box_from_landmarks
-    from facemark.video import frame_record
+    from facemark.video import frame_record, tracked_faces
 
     fl = landmarker_with(MeanShapeModel(), batch_size=8)
     tr = Tracker(fl, detect_every=4)
     boxes = []
     for i in range(10):
-        rec = frame_record(i, i / 25.0, tr.step(frame_with([(60, 100)], small_face), i / 25.0), tr)
+        tracks = tr.step(frame_with([(60, 100)], small_face), i / 25.0)
+        rec = frame_record(i, i / 25.0, tracks, tracked_faces(tracks, tr))
         (face,) = rec["faces"]
         assert np.abs(np.array(face["box"]) - box_from_landmarks(np.array(face["landmarks"]))).max() < 0.05
         boxes.append(face["box"])

@@ -144,7 +144,7 @@ def run_eval(data: list[str], models: list[str], boxes: str = "detector", device
     for r in results:
         key = r.model if r.model not in report else f"{r.model}#{len(report) + 1}"
         report[key] = {"mode": r.mode, "subsets": r.table()}
-    from ..batch import OutputError
+    from ..errors import OutputError
     from ..imageio import atomic_write_bytes
     from ..results import json_numbers
 

@@ -39,9 +39,9 @@ def read_pts(path: str | Path) -> np.ndarray:
     from ..imageio import ImageError, check_regular_file
 
     try:
-        check_regular_file(Path(path))  # a FIFO would block for ever
+        check_regular_file(Path(path), "a label file")  # a FIFO would block for ever
     except ImageError as e:
-        raise ValueError(str(e).replace("not an image", "not a label file")) from None
+        raise ValueError(str(e)) from None
     try:
         text = Path(path).read_text(errors="strict")
         if "{" not in text:
