@@ -356,7 +356,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     to_stdout = json_path is not None and str(json_path) in ("-", "/dev/stdout")  # JSON lines into a pipe
     json_path = Path(json_path) if json_path is not None and not to_stdout else None
     if smooth not in ("one-euro", "none"):
-        raise UsageError("--smooth must be one-euro or none")
+        raise UsageError(f"--smooth must be one-euro or none, not {smooth!r}")
     import math
     import numbers
 

@@ -12,6 +12,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FACEMARK_SHARED", ROOT.parent / "shared"))
 EXAMPLE = ROOT / "examples" / "astronaut.jpg"
+# Subprocesses (``python -m facemark`` from a temporary folder) import this checkout, not a copy
+# installed earlier with ``pip install .``: tests of edited code must run the edited code.
+os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 def shared_path(*parts: str) -> Path:

@@ -65,6 +65,12 @@ def test_out_mirrors_the_input_layout(tiny_models, tmp_path, small_face):
                               "sub/y.jpg.json", "sub/y.jpg.annotated.jpg"])
     for j in out.rglob("*.json"):
         assert validate(json.loads(j.read_text())) == []
+    # Resume: an image whose drawing is gone is done again, the others are skipped.
+    (out / "sub" / "y.jpg.annotated.jpg").unlink()
+    kept = (out / "x.jpg.json").stat().st_mtime_ns
+    r = run("detect", src, "--out", out, "--model", tiny_models["direct"], "--annotate")
+    assert r.exit_code == 0 and "1 of 4 image(s) done" in r.stderr and "3 already done" in r.stderr, r.stderr
+    assert (out / "sub" / "y.jpg.annotated.jpg").is_file() and (out / "x.jpg.json").stat().st_mtime_ns == kept
 
 
 def test_equal_stems_in_one_folder_do_not_collide(tiny_models, tmp_path, small_face):

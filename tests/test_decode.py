@@ -57,3 +57,7 @@ def test_pip_decoding_reproduces_points():
             nby[0, j * k + q, cy, cx] = pts[0, t, 1] * g - (cy + 0.5)
     out = pip_points(scores, ox, oy, nbx, nby, nb)
     assert torch.allclose(out, pts, atol=1e-5)
+    # Neighbours that disagree: every vote 0.3 cells right and 0.6 down of the point's own estimate.
+    # Each point here gets two votes, so it is the mean of three: two thirds of the shift.
+    out = pip_points(scores, ox, oy, nbx + 0.3 * (nbx != 0), nby + 0.6 * (nby != 0), nb)
+    assert torch.allclose(out - pts, torch.tensor([0.2, 0.4]) / g, atol=1e-5)

@@ -860,3 +860,35 @@ def test_a_copied_results_folder_keeps_the_runs_order_and_resume_survives_a_cut_
     shard.write_text(shard.read_text()[:-30])  # cut short outside facemark
     r = fm("detect", "a.jpg", "--out", "o", "--format", "jsonl", "--model", "direct", "--workers", "1", cwd=tmp_path)
     assert r.returncode == 0 and "Traceback" not in r.stderr and "1 of 1 image(s) done" in r.stderr, r.stderr
+
+
+def test_a_write_that_fails_half_way_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    """Every output goes through one atomic write: a disk that fills half way through leaves the
+    file that was there (or none), never half of the new one, and no temporary file."""
+    from pathlib import Path as P
+
+    from facemark import imageio
+
+    target = tmp_path / "out.json"
+    target.write_text("the old result")
+    real = P.write_bytes
+
+    def half_then_full(self, data):
+        real(self, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(P, "write_bytes", half_then_full)
+    with pytest.raises(OSError):
+        imageio.atomic_write_bytes(target, b"x" * 1000)
+    monkeypatch.undo()
+    assert target.read_text() == "the old result" and sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+
+    def cut(tmp):
+        P(tmp).write_bytes(b"half a model")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        imageio.atomic_write(tmp_path / "new.onnx", cut)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+    imageio.atomic_write(tmp_path / "new.onnx", lambda tmp: P(tmp).write_bytes(b"whole"))
+    assert (tmp_path / "new.onnx").read_bytes() == b"whole"

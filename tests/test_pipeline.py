@@ -31,14 +31,48 @@ def test_points_follow_a_moved_face_exactly():
     fl = landmarker_with(FixedModel())
     kps = np.array([[100.0, 100], [140, 101], [121, 125], [104, 145], [137, 146]])
     image = np.zeros((300, 300, 3), np.uint8)
-    rng = np.random.default_rng(3)
     a = np.deg2rad(25)
     move = np.array([[1.3 * np.cos(a), -1.3 * np.sin(a), 40.5], [1.3 * np.sin(a), 1.3 * np.cos(a), -12.25]])
     f0 = fl.landmarks_for([image], [[Detection(np.array([90, 80, 150, 160.0]), 0.9, kps)]])[0][0]
     f1 = fl.landmarks_for([image], [[Detection(np.array([0, 0, 1, 1.0]), 0.9, align.apply(move, kps))]])[0][0]
     assert np.abs(align.apply(move, f0.landmarks) - f1.landmarks).max() < 0.05
     assert f0.landmarks68.shape == (68, 2)
-    assert rng is not None
+
+
+class DotModel:
+    """Reads one bright dot: every point at the dot's centre in the crop (intensity-weighted, pixel
+    centres at integers, so canonical u = (x + 0.5) / size): isolates the pixel conventions."""
+
+    family, size, name = "dot", 64, "dot"
+    config = {"num_points": 98}
+
+    def __call__(self, crops):
+        out = []
+        for c in crops:
+            w = c[..., 0].astype(np.float64)
+            w = np.where(w > 20, w, 0)
+            ys, xs = np.mgrid[: c.shape[0], : c.shape[1]]
+            centre = np.array([(w * xs).sum(), (w * ys).sum()]) / w.sum()
+            out.append(np.repeat(((centre + 0.5) / self.size)[None], 98, 0))
+        return np.array(out)
+
+
+@pytest.mark.parametrize("scale, angle", [(1.0, 0.0), (0.6, 20.0), (2.5, -35.0)])
+def test_a_point_comes_back_where_it_is_in_the_image(scale, angle):
+    """Absolute coordinates, not only relative ones: a dot at a known sub-pixel spot of the image is
+    reported there, through any crop (half a crop pixel off would be 0.2-0.8 px here)."""
+    fl = landmarker_with(DotModel())
+    image = np.zeros((400, 400, 3), np.uint8)
+    spot = np.array([181.3, 167.6])
+    ys, xs = np.mgrid[:400, :400]
+    image[..., 0] = np.round(255 * np.exp(-((xs - spot[0]) ** 2 + (ys - spot[1]) ** 2) / (2 * (3.0 * scale) ** 2)))
+    a = np.deg2rad(angle)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    kps = (np.array([[-16.0, -14], [16, -14], [0, 2], [-13, 16], [13, 16]]) * scale) @ rot.T + spot
+    side = 60 * scale
+    det = Detection(np.array([*(spot - side / 2), *(spot + side / 2)]), 0.9, kps)
+    (face,) = fl.landmarks_for([image], [[det]])[0]
+    assert np.abs(face.landmarks - spot).max() < 0.08, face.landmarks[0]
 
 
 def test_faces_are_batched_across_images():
@@ -67,6 +101,22 @@ def test_refine_realigns_from_landmarks(tiny_models, face_image):
         fl = FaceLandmarker(model=str(tiny_models[family]), refine=1)
         faces = fl.detect(face_image)
         assert len(faces) == 1 and faces[0].landmarks.shape == (98, 2)
+
+
+def test_refine_runs_the_model_again_on_the_crop_its_points_give():
+    from facemark.landmarker import track_matrix
+
+    model = FixedModel()
+    fl = landmarker_with(model)
+    fl.refine = 1
+    kps = np.array([[100.0, 100], [140, 101], [121, 125], [104, 145], [137, 146]])
+    image = np.zeros((300, 300, 3), np.uint8)
+    (face,) = fl.landmarks_for([image], [[Detection(np.array([90, 80, 150, 160.0]), 0.9, kps)]])[0]
+    assert model.calls == [1, 1]  # the detector's crop, then the points' own
+    first = landmarker_with(FixedModel()).landmarks_for([image], [[Detection(np.array([90, 80, 150, 160.0]), 0.9, kps)]])[0][0]
+    again = align.apply(align.invert(track_matrix(first.landmarks, model.size)), model.u * model.size - 0.5)
+    assert np.abs(face.landmarks - again).max() < 1e-9
+    assert np.abs(face.landmarks - first.landmarks).max() > 0.5  # a different crop, so other points
 
 
 def test_detector_finds_a_40px_face_in_vga(face_image):

@@ -257,6 +257,20 @@ def test_a_run_is_not_replaced_and_a_damaged_pack_is_refused(wflw_root, tmp_path
     assert run("pack", "--data", f"wflw={wflw_root}", "--out", pack, "--cache", tmp_path / "c", "--res", 64).exit_code == 0
     assert run("train", "--pack", pack, "--out", tmp_path / "r", *args).exit_code == 0
     best = (tmp_path / "r" / "best.pt").read_bytes()
+    # --resume picks up the saved weights, their average and the optimiser, not only the epoch count.
+    import torch
+
+    from facemark.training.pack import Pack
+    from facemark.training.train import TrainOptions, make_trainer
+
+    saved = torch.load(tmp_path / "r" / "last.pt", weights_only=False)
+    opts = TrainOptions("direct", tmp_path / "r", epochs=2, batch=4, model={"size": 32, "width_mult": 0.25}, resume=True)
+    trainer = make_trainer(Pack.load(pack), opts, log=lambda m: None)
+    assert trainer.epoch == 1
+    for have, want in ((trainer.model, saved["model"]), (trainer.ema, saved["ema"])):
+        for k, v in want.items():
+            assert torch.equal(have.state_dict()[k].cpu(), v.cpu()), k
+    assert trainer.optim.state_dict()["state"].keys() == saved["optim"]["state"].keys() != set()
     r = run("train", "--pack", pack, "--out", tmp_path / "r", *args)
     assert r.exit_code == 2 and "--resume continues it" in r.stderr
     assert (tmp_path / "r" / "best.pt").read_bytes() == best

@@ -285,9 +285,14 @@ def test_a_recording_without_frames_is_said_to_have_none(tiny_models, tmp_path, 
     assert not _mp4_has_no_samples(cut)
 
 
-def test_usage_errors(tiny_models, tmp_path):
-    assert run("video", "x.mp4").exit_code == 2  # neither output
-    assert run("video", "x.mp4", "--json", tmp_path / "a.jsonl", "--smooth", "kalman").exit_code == 2
+def test_usage_errors(tiny_models, tmp_path, small_face):
+    clip = tmp_path / "c.mp4"
+    write_clip(clip, [frame_with([(40, 90)], small_face)] * 2)
+    r = run("video", clip)
+    assert r.exit_code == 2 and "--out" in r.stderr and "--json" in r.stderr  # neither output
+    r = run("video", clip, "--json", tmp_path / "a.jsonl", "--smooth", "kalman")
+    assert r.exit_code == 2 and "--smooth" in r.stderr and "kalman" in r.stderr
+    assert not (tmp_path / "a.jsonl").exists()
     r = run("video", tmp_path / "missing.mp4", "--json", tmp_path / "a.jsonl", "--model", tiny_models["hourglass"])
     assert r.exit_code == 2 and "no such file" in r.stderr
 
@@ -651,6 +656,8 @@ def test_a_cut_restarts_the_smoothing(small_face):
         tr.step(frame_with([(100, 100)], small_face), i / 25.0)
     frame = frame_with([(104, 100)], other)
     frame[frame == 100] = 200  # a new background: the whole picture changes at once
+    (before,) = tr.tracks
+    assert np.abs(before.smoothed - before.landmarks).max() > 1e-3  # smoothing was at work before the cut
     (face,) = tr.step(frame, 12 / 25.0)
     assert np.abs(face.smoothed - face.landmarks).max() < 1e-6
     assert not face.velocity.any()  # the next crop does not lead by the jump across the cut
@@ -802,3 +809,35 @@ def test_a_closer_look_is_given_up_again(small_face):
         if i == 4:
             assert tr.tracks[0].check_px > tr.check_px
     assert tr.tracks[0].check_px == 0.0
+
+
+class NoisyMeanShapeModel(MeanShapeModel):
+    """The mean face with fresh noise on every point each frame (about 1 % of the crop), as a real
+    model's frame-to-frame wobble on a still face."""
+
+    def __init__(self):
+        super().__init__()
+        self.rng = np.random.default_rng(0)
+
+    def __call__(self, crops):
+        return np.repeat(self.u[None], len(crops), 0) + self.rng.normal(0, 0.01, (len(crops), 98, 2))
+
+
+def test_smoothing_steadies_a_still_face_and_stops_at_a_cut(small_face):
+    """The reported points of a still face wobble less than the model's own (the One Euro filter is
+    on by default); the raw points are what the model said."""
+    wobble = {}
+    for smooth in (True, False):
+        tr = Tracker(landmarker_with(NoisyMeanShapeModel(), batch_size=8), detect_every=5, smooth=smooth)
+        shown, raw = [], []
+        for i in range(40):
+            (face,) = tr.step(frame_with([(150, 100)], small_face), i / 25.0)
+            shown.append(face.smoothed.copy())
+            raw.append(face.landmarks.copy())
+        shown, raw = np.array(shown[10:]), np.array(raw[10:])
+        wobble[smooth] = float(np.abs(np.diff(shown, axis=0)).mean())
+        if smooth:
+            assert np.abs(shown - raw).max() > 0.1  # not the raw points passed through
+        else:
+            assert np.array_equal(shown, raw)
+    assert wobble[True] < 0.5 * wobble[False], wobble
