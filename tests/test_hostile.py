@@ -892,3 +892,28 @@ def test_a_write_that_fails_half_way_leaves_the_old_file_and_no_temporary(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
     imageio.atomic_write(tmp_path / "new.onnx", lambda tmp: P(tmp).write_bytes(b"whole"))
     assert (tmp_path / "new.onnx").read_bytes() == b"whole"
+
+
+def test_an_input_over_a_gibibyte_is_refused_before_it_is_read(tmp_path):
+    """A sparse file: 1.1 GiB long, nothing on disk; refused from its size, never read."""
+    big = tmp_path / "huge.jpg"
+    with open(big, "wb") as f:
+        f.truncate(int(1.1 * 2**30))
+    cv2.imwrite(str(tmp_path / "ok.jpg"), np.zeros((40, 40, 3), np.uint8))
+    r = fm("detect", "huge.jpg", "ok.jpg", "--out", "o", *MODEL, cwd=tmp_path)
+    assert r.returncode == 1 and "over facemark's 1 GiB input limit" in r.stderr, r.stderr
+    assert (tmp_path / "o" / "ok.jpg.json").is_file() and not (tmp_path / "o" / "huge.jpg.json").exists()
+
+
+def test_draw_options_change_the_drawing(face, tmp_path):
+    cv2.imwrite(str(tmp_path / "f.png"), face)
+    drawn = {}
+    for name, opts in (("all", []), ("points", ["--draw", "points"]), ("noscore", ["--no-score"]), ("nobox", ["--no-box"])):
+        r = fm("detect", "f.png", "--out", name, "--annotate", *opts, *MODEL, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        drawn[name] = cv2.imread(str(tmp_path / name / "f.png.annotated.png")).astype(int)
+    changed = {k: np.abs(v - face).sum(axis=2) > 0 for k, v in drawn.items()}
+    for k in ("points", "noscore", "nobox"):
+        assert changed[k].sum() < changed["all"].sum(), k  # each leaves something out
+        assert (changed[k] & ~changed["all"]).sum() < 0.01 * changed[k].sum(), k  # and adds nothing
+    assert changed["nobox"].sum() < changed["noscore"].sum()  # no box: no score label either

@@ -162,7 +162,11 @@ def test_inputs_of_many_kinds_give_the_same_face(tiny_models, face_image, tmp_pa
     cv2.imwrite(str(tmp_path / "d.png"), deep)
     cv2.imwrite(str(tmp_path / "t.tiff"), face_image)
     cv2.imwrite(str(tmp_path / "w.webp"), face_image, [cv2.IMWRITE_WEBP_QUALITY, 101])
-    for src in [grey, bgra, deep, *(tmp_path / n for n in ("g.png", "a.png", "d.png", "t.tiff", "w.webp"))]:
+    cv2.imwrite(str(tmp_path / "b.bmp"), face_image)
+    cv2.imwrite(str(tmp_path / "p.ppm"), face_image)
+    cv2.imwrite(str(tmp_path / "q.pgm"), grey)
+    files = ("g.png", "a.png", "d.png", "t.tiff", "w.webp", "b.bmp", "p.ppm", "q.pgm")
+    for src in [grey, bgra, deep, *(tmp_path / n for n in files)]:
         faces = fl.detect(src)
         assert len(faces) == 1, src if not isinstance(src, np.ndarray) else src.shape
         assert np.abs(faces[0].box - ref).max() < 8
