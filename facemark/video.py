@@ -272,7 +272,9 @@ def mux_audio(video: Path, source: str) -> bool:
     ffmpeg = shutil.which("ffmpeg")
     if not ffmpeg or not Path(source).is_file():
         return False
-    tmp = video.with_name(f".{video.stem}.audio{video.suffix}")
+    fd, tmp = make_temp(video.parent, video.suffix)  # (a killed run's is removed by the next, like any other)
+    os.close(fd)
+    tmp = Path(tmp)
     cmd = [ffmpeg, "-v", "error", "-y", "-i", str(video), "-i", source, "-map", "0:v:0", "-map", "1:a:0?",
            "-c:v", "copy", "-c:a", "aac", "-shortest", str(tmp)]
     try:
@@ -506,6 +508,8 @@ def has_audio(path: Path) -> bool | None:
     try:
         with open(path, "rb") as f:
             head = f.read(12)
+            if head.startswith(STILL_MAGIC) or head[8:12] == b"WEBP":  # a photo named .mp4: no audio
+                return False
             if head[4:8] in MP4_BOXES:
                 return _mp4_has_audio(f)
             if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
@@ -555,6 +559,7 @@ def _mp4_has_no_samples(path: Path) -> bool:
     return bool(counts) and not any(counts)  # tracks, every one empty
 
 
+STILL_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")  # JPEG, PNG, GIF, BMP, TIFF
 MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip")  # what an MP4/MOV file starts with
 
 

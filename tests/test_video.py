@@ -841,3 +841,13 @@ def test_smoothing_steadies_a_still_face_and_stops_at_a_cut(small_face):
         else:
             assert np.array_equal(shown, raw)
     assert wobble[True] < 0.5 * wobble[False], wobble
+
+
+def test_a_photo_named_like_a_video_is_not_said_to_lose_its_audio(tiny_models, tmp_path, small_face):
+    """A still image has no audio track to lose: no note about audio for it (OpenCV reads it as a
+    one-frame video)."""
+    still = tmp_path / "still.mp4"
+    still.write_bytes(cv2.imencode(".jpg", frame_with([(40, 90)], small_face))[1].tobytes())
+    r = run("video", still, "--out", tmp_path / "o.mp4", "--model", tiny_models["direct"])
+    assert r.exit_code == 0 and "audio" not in r.stderr, r.stderr
+    assert (tmp_path / "o.mp4").is_file()
