@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from .annotate import draw
+from .annotate import STYLES, draw
 from .detector import BoxError, GivenBoxes, check_inside
 from .errors import OutputError, UsageError
 from .imageio import ImageError, alpha_as_shown, atomic_write_bytes, encode_image, read_image, remove_stale_temps
@@ -362,8 +362,6 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
     from concurrent.futures import ThreadPoolExecutor
 
     from .shards import ShardWriter
-
-    from .annotate import STYLES
 
     stdout = stdout or sys.stdout
     if not isinstance(fl, FaceLandmarker):

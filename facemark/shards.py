@@ -18,7 +18,6 @@ from typing import Iterator
 DEFAULT_SHARD_SIZE = 10_000  # rows per shard file
 
 
-
 def row(path: str, width: int | None, height: int | None, model: str, faces=None, error: str | None = None) -> dict:
     """One image's result (``faces`` as ``Face`` objects or their dicts)."""
     fs = [f if isinstance(f, dict) else f.to_dict() for f in (faces or [])]
