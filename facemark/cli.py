@@ -24,7 +24,8 @@ from .shards import DEFAULT_SHARD_SIZE
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Faces and their 98 landmarks (WFLW layout) in images and video.")
-_NULL = open(os.devnull, "w")  # where output goes when the caller closed stdout or stderr (cron, daemons)
+# Where output goes when the caller closed stdout or stderr (cron, daemons); opened only then.
+_NULL = open(os.devnull, "w") if sys.stdout is None or sys.stderr is None else None
 # Consoles follow sys.stdout/sys.stderr as they are at each print (tests swap them) unless closed.
 err = Console(**({"stderr": True} if sys.stderr is not None else {"file": _NULL}), highlight=False, soft_wrap=True)
 out = Console(**({} if sys.stdout is not None else {"file": _NULL}), highlight=False,
