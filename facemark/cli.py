@@ -745,7 +745,9 @@ def _run_app(args: list[str]) -> None:
     try:
         code = _plain_help(typer.main.get_command(app))(args=args, prog_name="facemark", standalone_mode=False)
     except click.exceptions.NoSuchOption as e:
-        hint = f" (a file? write ./{e.option_name} or put -- before it)" if not e.possibilities else ""
+        # Click reads -photo.jpg as the flags -p -h -o...: the hint names the whole argument
+        whole = next((a for a in args if a.startswith(e.option_name) and "=" not in a), e.option_name)
+        hint = f" (a file? write ./{whole} or put -- before it)" if not e.possibilities else ""
         fail_now(e.format_message() + hint)
     except click.exceptions.UsageError as e:
         sub = e.ctx.info_name if e.ctx is not None and e.ctx.info_name != "facemark" else ""

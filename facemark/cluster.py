@@ -297,6 +297,18 @@ def dataset(ray, paths: list[str], scheme: str, options: dict, batch_size: int, 
             max_restarts=-1, max_task_retries=TASK_RETRIES)
 
 
+def summary_line(summary: dict, unreadable: int, out: Path) -> str:
+    """The run's last line, in the words of a run without Ray: done of all, faces, no face, failed."""
+    total = summary["images"] + unreadable
+    parts = [f"{total - summary['failed']} of {total} image(s) done", f"{summary['faces']} face(s)"]
+    if summary["no_face"]:
+        parts.append(f"{summary['no_face']} image(s) with no face")
+    if summary["failed"]:
+        parts.append(f"{summary['failed']} failed (named above)")
+    return (f"facemark: {', '.join(parts)}; {len(summary['shards'])} shard(s) in {out} "
+            f"({summary['seconds']:.1f} s)")
+
+
 def write_shards(ds, out: Path, rows_per_shard: int, summary: dict, log: Callable[[str], None] = to_stderr) -> None:
     """The rows as ``ray-<run id>-NNNNN.parquet`` shards, each renamed into place when complete;
     ``summary`` counts what is on disk so far (also when the run stops midway); each failed image
@@ -316,7 +328,9 @@ def write_shards(ds, out: Path, rows_per_shard: int, summary: dict, log: Callabl
         for path_, error in zip(table.column("path").to_pylist(), table.column("error").to_pylist()):
             if error is not None:
                 log(f"failed: {error if path_ in error else f'{path_}: {error}'}")
-        summary["faces"] += pc.sum(pc.list_value_length(table.column("faces"))).as_py() or 0
+        counts = pc.list_value_length(table.column("faces"))
+        summary["faces"] += pc.sum(counts).as_py() or 0
+        summary["no_face"] += pc.sum(pc.and_(pc.is_null(table.column("error")), pc.equal(counts, 0))).as_py() or 0
         summary["shards"].append(str(path))
 
 
@@ -326,7 +340,8 @@ def run_ray(inputs: list[str], out_dir: str, address: str | None = None, model: 
     """Landmarks for every image in ``inputs`` with Ray Data; rows in Parquet shards in ``out_dir``
     (``ray-<run id>-NNNNN.parquet``). Images already in ``out_dir``'s shards are skipped.
 
-    Returns ``{"images", "failed", "faces", "skipped", "shards", "seconds"}`` for this run.
+    Returns ``{"images", "failed", "faces", "no_face", "skipped", "shards", "seconds"}`` for this run
+    (``images``: rows written, failed ones included).
     ``address=None`` uses (or starts) a local Ray; ``"HOST:6379"`` joins that cluster, whose
     nodes must all have facemark installed and see the inputs (shared or object storage)."""
     ray = _require_ray()
@@ -345,8 +360,8 @@ def run_ray(inputs: list[str], out_dir: str, address: str | None = None, model: 
         raise UsageError("no images to process")
     done = done_paths(out, model_label(model, device))
     todo = [p for p in paths if p not in done]
-    summary = {"images": 0, "failed": len(unreadable), "faces": 0, "skipped": len(paths) - len(todo), "shards": [],
-               "seconds": 0.0}
+    summary = {"images": 0, "failed": len(unreadable), "faces": 0, "no_face": 0, "skipped": len(paths) - len(todo),
+               "shards": [], "seconds": 0.0}
     if summary["skipped"]:
         log(f"facemark: {summary['skipped']} image(s) already in {out}; skipped")
     if not todo:
@@ -374,6 +389,5 @@ def run_ray(inputs: list[str], out_dir: str, address: str | None = None, model: 
                           f"{len(summary['shards'])} shard(s) written are complete: run the same command "
                           "again to go on")
     summary["seconds"] = time.perf_counter() - t0
-    log(f"facemark: {summary['images']} image(s) done, {summary['faces']} face(s), {summary['failed']} failed, "
-        f"{len(summary['shards'])} shard(s) in {out} ({summary['seconds']:.1f} s)")
+    log(summary_line(summary, len(unreadable), out))
     return summary

@@ -79,6 +79,12 @@ class RetinaFace:
     _local: threading.local = field(default_factory=threading.local, init=False, repr=False)  # input buffers
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
+    def __getstate__(self) -> dict:  # (a landmarker pickles with its detector: sessions, buffers and locks do not)
+        return {k: v for k, v in self.__dict__.items() if k not in ("_session", "_local", "_lock")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _session=None, _local=threading.local(), _lock=threading.Lock())
+
     NET_MIN_FACE = 40.0  # face size (px at the network input) found 99 % of the time (scripts/detector_scale.py)
     MEAN_BGR = np.array([104.0, 117.0, 123.0], np.float32)
 
@@ -192,6 +198,12 @@ class YuNet:
     _det: object = field(default=None, init=False, repr=False)
     _size: tuple[int, int] = field(default=(0, 0), init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __getstate__(self) -> dict:  # OpenCV's detector and the lock do not pickle: loaded again on use
+        return {k: v for k, v in self.__dict__.items() if k not in ("_det", "_lock")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _det=None, _lock=threading.Lock())
 
     def _input_size(self) -> tuple[int, int]:
         import onnx

@@ -110,20 +110,71 @@ def header_size(data: "bytes | memoryview | np.ndarray") -> tuple[int, int] | No
     return None
 
 
-def _tiff_size(data: "bytes | memoryview") -> tuple[int, int] | None:
-    """ImageWidth/ImageLength of a TIFF's first image (tags 256/257) from its first IFD."""
+def _tiff_tags(data: "bytes | memoryview | np.ndarray", wanted: tuple[int, ...]) -> dict[int, int]:
+    """The first value of each ``wanted`` tag in a TIFF's first IFD (SHORT or LONG; a tag with
+    several values, such as BitsPerSample of RGB, gives its first); tags it cannot read are left out."""
     e = "<" if bytes(data[:2]) == b"II" else ">"
+    out: dict[int, int] = {}
     try:
         (ifd,) = struct.unpack_from(e + "I", data, 4)
         (n,) = struct.unpack_from(e + "H", data, ifd)
-        size = {}
         for k in range(min(n, 4096)):
-            tag, typ = struct.unpack_from(e + "HH", data, ifd + 2 + 12 * k)
-            if tag in (256, 257):
-                size[tag] = struct.unpack_from(e + ("H" if typ == 3 else "I"), data, ifd + 10 + 12 * k)[0]
-        return (size[256], size[257]) if len(size) == 2 else None
-    except (struct.error, KeyError):
-        return None  # an IFD beyond the file's end: OpenCV's own limit and the check after decoding still apply
+            tag, typ, count = struct.unpack_from(e + "HHI", data, ifd + 2 + 12 * k)
+            if tag in wanted and typ in (3, 4):
+                size = 2 if typ == 3 else 4
+                at = ifd + 10 + 12 * k
+                if count * size > 4:  # the values live elsewhere; the field holds their offset
+                    (at,) = struct.unpack_from(e + "I", data, at)
+                out[tag] = struct.unpack_from(e + ("H" if typ == 3 else "I"), data, at)[0]
+    except struct.error:
+        pass  # an IFD beyond the file's end: OpenCV's own limit and the check after decoding still apply
+    return out
+
+
+def _tiff_size(data: "bytes | memoryview") -> tuple[int, int] | None:
+    """ImageWidth/ImageLength of a TIFF's first image (tags 256/257) from its first IFD."""
+    tags = _tiff_tags(data, (256, 257))
+    return (tags[256], tags[257]) if len(tags) == 2 else None
+
+
+def _png_chunks(data: "bytes | np.ndarray") -> set[bytes]:
+    """The kinds of a PNG's chunks before its image data (IHDR, PLTE, tRNS, eXIf...)."""
+    kinds, at = set(), 8
+    while at + 8 <= len(data) and len(kinds) < 1000:
+        kind = bytes(data[at + 4:at + 8])
+        if kind == b"IDAT":
+            break
+        kinds.add(kind)
+        at += 12 + int.from_bytes(bytes(data[at:at + 4]), "big")
+    return kinds
+
+
+def may_have_alpha(data: "bytes | np.ndarray") -> bool:
+    """Whether encoded image bytes can hold transparency, from the header (no decoding): PNG
+    colour type or tRNS, WebP's alpha flags, TIFF's samples per pixel; unknown formats: True."""
+    head = bytes(data[:32])
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) > 25:
+        return head[25] in (4, 6) or b"tRNS" in _png_chunks(data)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        if head[12:16] == b"VP8X":
+            return bool(head[20] & 0x10)
+        if head[12:16] == b"VP8L":
+            return bool(int.from_bytes(head[21:25], "little") >> 28 & 1)
+        return False  # simple lossy: colour only
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        samples = _tiff_tags(data, (277,)).get(277, 3)  # grey + alpha, or colour + alpha
+        return samples == 2 or samples >= 4
+    return True
+
+
+def sixteen_bit(data: "bytes | np.ndarray") -> bool:
+    """Whether a PNG or TIFF stores 16 bits per sample (from its header)."""
+    head = bytes(data[:32])
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) > 24:
+        return head[24] == 16
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return _tiff_tags(data, (258,)).get(258) == 16
+    return False
 
 
 def check_regular_file(path: Path, what: str = "an image") -> None:
@@ -188,7 +239,7 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
         raise ImageError(f"{name} is not an image OpenCV can decode (damaged or not an image)")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ImageError(f"{name} has no pixels")
-    if bytes(data[:4]) in (b"\x89PNG", b"II*\x00", b"MM\x00*") and image[::16, ::16].max() <= 1 and image.max() <= 1:
+    if image[::16, ::16].max() <= 1 and sixteen_bit(data) and image.max() <= 1:
         image = _eight_bit_in_sixteen(data, name, image)
     if image.shape[0] * image.shape[1] > limit:
         raise ImageError(f"{name} is {image.shape[1]}x{image.shape[0]} pixels, over the {limit:,}-pixel limit "
@@ -219,8 +270,7 @@ def alpha_as_shown(path: str | os.PathLike, shown: np.ndarray) -> np.ndarray | N
     orientation, so the stored plane is turned whichever of the 8 ways makes its colours match."""
     try:
         data = np.fromfile(path, dtype=np.uint8)
-        if bytes(data[:4]) == b"\x89PNG" and len(data) > 25 and data[25] not in (4, 6) \
-                and b"tRNS" not in bytes(data[:65536]):  # no alpha channel, no transparent colour: no decoding
+        if not may_have_alpha(data):  # most files: told by the header, with no second decoding
             return None
         with quiet_stderr():
             raw = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
@@ -234,6 +284,7 @@ def alpha_as_shown(path: str | os.PathLike, shown: np.ndarray) -> np.ndarray | N
     elif raw.dtype == np.uint16 and alpha.max() > 255:
         alpha = alpha >> 8
     step = max(1, min(shown.shape[:2]) // 64)  # compared on a sample: colours decode alike, to a rounding
+    planes = []
     for k in range(4):
         for flip in (False, True):
             turned = np.rot90(colour, k)[:, ::-1] if flip else np.rot90(colour, k)
@@ -241,9 +292,10 @@ def alpha_as_shown(path: str | os.PathLike, shown: np.ndarray) -> np.ndarray | N
                 continue
             gap = np.abs(turned[::step, ::step].astype(np.int32) - shown[::step, ::step].astype(np.int32))
             if gap.max() <= 1:
-                plane = np.rot90(alpha, k)[:, ::-1] if flip else np.rot90(alpha, k)
-                return np.ascontiguousarray(plane, dtype=np.uint8)
-    return None
+                planes.append(np.ascontiguousarray(np.rot90(alpha, k)[:, ::-1] if flip else np.rot90(alpha, k)))
+    if not planes or any(not np.array_equal(p, planes[0]) for p in planes[1:]):
+        return None  # no turn fits, or several do and disagree (a flat image): no guess
+    return planes[0].astype(np.uint8)
 
 
 def _unit_range(image: np.ndarray) -> bool:
@@ -361,13 +413,18 @@ def output_target(path: str | os.PathLike) -> Path:
     return path
 
 
-def atomic_write(path: str | os.PathLike, write, suffix: str = ".tmp") -> None:
+def atomic_write(path: str | os.PathLike, write, suffix: str = ".tmp", tidy: bool = False) -> None:
     """``write(temporary path)`` in the same folder, then rename into place: a full disk, Ctrl-C
-    or a crash never leaves a half-written file under the real name, and a killed run's leftover
-    (named for its machine and process) is removed by the next run (``remove_stale_temps``).
-    ``suffix``: what the writer needs the name to end in (``np.savez`` adds ``.npz`` otherwise)."""
+    or a crash never leaves a half-written file under the real name. The temporary file is named
+    for its machine and process, so a killed run's leftover can be told apart and removed
+    (``remove_stale_temps``): by the runs that write into a folder, or here with ``tidy`` (for a
+    one-off file such as a pack or a cache; a listing of the folder per write would be too slow
+    for the outputs of a million images). ``suffix``: what the writer needs the name to end in
+    (``np.savez`` adds ``.npz`` otherwise)."""
     path = output_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if tidy:
+        remove_stale_temps(path.parent)
     fd, tmp = make_temp(path.parent, suffix)
     os.close(fd)
     try:

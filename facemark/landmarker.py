@@ -121,16 +121,18 @@ class FaceLandmarker:
         dets = [self.find_faces(im) for im in imgs]
         return self.landmarks_for(imgs, dets)
 
-    def find_faces(self, image: np.ndarray) -> list[Detection]:
-        """The detector's faces in a BGR image. A detector of the caller's is held to the contract
-        (boxes or ``Detection``s that overlap the image), so a wrong return is a clear error, not
-        points in empty space or an ``AttributeError`` deep inside."""
-        found = self.detector.detect(image)
-        if isinstance(self.detector, (RetinaFace, YuNet)):
+    def find_faces(self, image: np.ndarray, as_is: bool = False) -> list[Detection]:
+        """The detector's faces in a BGR image (``as_is``: at the image's own size, where the
+        detector can; the video tracker's check windows). A detector of the caller's is held to the
+        contract (boxes or ``Detection``s that overlap the image), so a wrong return is a clear
+        error, not points in empty space or an ``AttributeError`` deep inside."""
+        det = self.detector
+        found = det.detect_as_is(image) if as_is and hasattr(det, "detect_as_is") else det.detect(image)
+        if isinstance(det, (RetinaFace, YuNet)):
             return found
         if found is None:
             found = []
-        name = f"{type(self.detector).__name__}.detect(image)"
+        name = f"{type(det).__name__}.detect(image)"
         return check_inside(_as_detections(found, name), image.shape[1], image.shape[0], name)
 
     def landmarks(self, image: str | Path | np.ndarray, boxes: Iterable) -> list[Face]:
@@ -266,6 +268,9 @@ def _as_detections(boxes, name: str = "boxes") -> list[Detection]:
     for j, b in enumerate(boxes):
         if isinstance(b, Detection) and b.kps is not None:
             check_box(b, f"{name}[{j}]")
+            kps = np.asarray(b.kps, np.float64)
+            if kps.shape != (5, 2):
+                raise ValueError(f"{name}[{j}].kps must be 5 (x, y) points (eyes, nose, mouth corners), not shape {kps.shape}")
             out.append(b)
         elif isinstance(b, Face):
             arr = check_box(b.box, f"{name}[{j}]")

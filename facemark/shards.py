@@ -224,8 +224,9 @@ def _rows_of(path: Path, damaged=None) -> list[dict]:
         else:
             docs = json_or_lines(path.read_bytes())  # one per line: what `facemark detect A B > F` prints
             docs = docs if isinstance(docs, list) else [docs]
-            if _video_hint(docs):
-                raise ValueError(_video_hint(docs))
+            hint = _video_hint(docs)
+            if hint:
+                raise ValueError(hint)
             if not (docs and all(isinstance(d, dict) and d.get("schema") == "facemark/v1" for d in docs)):
                 raise ValueError("not a facemark/v1 document")
             if not all(DOC_KEYS <= set(d) for d in docs):

@@ -298,18 +298,17 @@ class Tracker:
         ww, wh = max(1, round((x1 - x0) * s)), max(1, round((y1 - y0) * s))
         small = np.ascontiguousarray(cv2.resize(window, (ww, wh), interpolation=cv2.INTER_AREA) if s < 1.0 else window)
         sx, sy = (x1 - x0) / ww, (y1 - y0) / wh
-        det = self.landmarker.detector
         edge = 2 * max(sx, sy)  # two window pixels
         out = []
         # At the window's own size: a --min-face setting would shrink the window below the face.
-        for d in (det.detect_as_is(small) if hasattr(det, "detect_as_is") else det.detect(small)):
+        for d in self.landmarker.find_faces(small, as_is=True):
             b = ((np.asarray(d.box, np.float64).reshape(2, 2) + 0.5) * (sx, sy) - 0.5 + (x0, y0)).reshape(4)
             k = None if d.kps is None else (np.asarray(d.kps, np.float64).reshape(-1, 2) + 0.5) * (sx, sy) - 0.5 + (x0, y0)
             # A face cut by the window's edge (not the image's) is half a face: its box is no guide.
             if (x0 > 0 and b[0] <= x0 + edge) or (y0 > 0 and b[1] <= y0 + edge) or (x1 < w and b[2] >= x1 - edge) \
                     or (y1 < h and b[3] >= y1 - edge):
                 continue
-            out.append(Detection(b, d.score, k))
+            out.append(Detection(b, d.score, k, d.template))
         return out
 
     @staticmethod

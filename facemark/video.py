@@ -282,7 +282,7 @@ def mux_audio(video: Path, source: str) -> bool:
     except (OSError, subprocess.TimeoutExpired):
         ok = False
     if ok:
-        os.replace(tmp, video)
+        publish(tmp, video)  # (the usual permissions: the temporary file was made private)
     else:
         tmp.unlink(missing_ok=True)
     return ok

@@ -36,12 +36,20 @@ def test_faces_compare_by_value_and_a_landmarker_pickles(fl, photo):
     again = pickle.loads(pickle.dumps(fl))  # e.g. sent to a multiprocessing pool
     assert again is not fl and again.spec == fl.spec
     assert again.detect(photo) == [twin]
+    from facemark.detector import RetinaFace
+
+    own = FaceLandmarker(model="direct", detector=RetinaFace(min_face=30))  # a detector object of one's own
+    assert own.detect(photo) == pickle.loads(pickle.dumps(own)).detect(photo) == copy.deepcopy(own).detect(photo)
 
 
 def test_a_detected_face_can_be_landmarked_again_from_its_points(fl, photo):
     """``landmarks(image, boxes=faces)`` crops from each face's 98 points (roll and eye line), as
     the video tracker does; a bare box crops from the box alone."""
+    from facemark.landmarker import _as_detections, crop_matrix, track_matrix
+
     face = fl.detect(photo)[0]
+    (det,) = _as_detections([face])
+    assert np.allclose(crop_matrix(det, 112), track_matrix(face.landmarks, 112))  # the tracker's crop
     again = fl.landmarks(photo, boxes=[face])[0]
     boxed = fl.landmarks(photo, boxes=[face.box])[0]
     iod = np.linalg.norm(face.landmarks[60] - face.landmarks[72])
@@ -122,7 +130,9 @@ def test_draw_refuses_points_it_cannot_draw_and_big_endian_images_are_read(fl, p
     from facemark import draw
 
     face = fl.detect(photo)[0]
-    assert np.array_equal(fl.detect(photo.astype(">u2") * 257)[0].box, fl.detect(photo.astype(np.uint16) * 257)[0].box)
+    big_endian = (photo.astype(np.uint16) * 257).astype(">u2")
+    assert not big_endian.dtype.isnative
+    assert np.array_equal(fl.detect(big_endian)[0].box, fl.detect(photo.astype(np.uint16) * 257)[0].box)
     for change in (dict(landmarks=face.landmarks68), dict(landmarks=np.full((98, 2), np.nan)),
                    dict(box=face.box * 1e6)):
         broken = copy.deepcopy(face)
@@ -132,3 +142,69 @@ def test_draw_refuses_points_it_cannot_draw_and_big_endian_images_are_read(fl, p
             draw(photo, [broken])
     with pytest.raises(TypeError, match="model must be a name"):
         FaceLandmarker(model=None)
+
+
+def test_the_video_tracker_holds_a_callers_detector_to_the_same_contract(photo):
+    """A detector returning (N, 5) arrays works in detect and in the tracker's window checks."""
+    from facemark.detector import RetinaFace
+    from facemark.track import Tracker
+
+    class Arrays:
+        def __init__(self):
+            self.inner = RetinaFace()
+
+        def detect(self, image):
+            return np.array([[*d.box, d.score] for d in self.inner.detect(image)]).reshape(-1, 5)
+
+    tr = Tracker(FaceLandmarker(model="direct", detector=Arrays()), detect_every=3)
+    canvas = np.full((700, 900, 3), 90, np.uint8)
+    for i in range(7):  # detection frames and window checks between them
+        frame = canvas.copy()
+        frame[100:100 + photo.shape[0], 150 + 4 * i:150 + 4 * i + photo.shape[1]] = photo
+        assert len(tr.step(frame, i / 25.0)) == 1
+
+
+def test_the_header_tells_transparency_and_depth_without_decoding(tmp_path):
+    import struct
+    import zlib
+
+    import cv2
+
+    from facemark.imageio import alpha_as_shown, may_have_alpha, sixteen_bit
+
+    rng = np.random.default_rng(0)
+    im = rng.integers(0, 255, (40, 50, 3), np.uint8)
+    see = cv2.cvtColor(im, cv2.COLOR_BGR2BGRA)
+    see[..., 3] = 100
+
+    def enc(ext, x, *p):
+        return cv2.imencode(ext, x, list(p))[1]
+
+    cases = [(enc(".png", im), False, False), (enc(".png", see), True, False), (enc(".png", im[..., 0]), False, False),
+             (enc(".png", im.astype(np.uint16)), False, True), (enc(".png", see.astype(np.uint16)), True, True),
+             (enc(".webp", im, cv2.IMWRITE_WEBP_QUALITY, 80), False, False),
+             (enc(".webp", see, cv2.IMWRITE_WEBP_QUALITY, 80), True, False),
+             (enc(".webp", im, cv2.IMWRITE_WEBP_QUALITY, 101), False, False),
+             (enc(".webp", see, cv2.IMWRITE_WEBP_QUALITY, 101), True, False),
+             (enc(".tif", im), False, False), (enc(".tif", see), True, False),
+             (enc(".tif", im.astype(np.uint16)), False, True), (enc(".tif", im[..., 0].astype(np.uint16)), False, True)]
+    for k, (data, alpha, deep) in enumerate(cases):
+        assert (may_have_alpha(data), sixteen_bit(data)) == (alpha, deep), k
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    # A palette PNG whose transparency comes after 70 KB of text: still seen.
+    rows = b"".join(b"\x00" + bytes([x % 2 for x in range(8)]) for _ in range(8))
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 8, 8, 3, 0, 0, 0))
+           + chunk(b"PLTE", bytes([255, 0, 0, 0, 0, 255])) + chunk(b"tEXt", b"Comment\x00" + b"x" * 70_000)
+           + chunk(b"tRNS", bytes([0, 255])) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    (tmp_path / "pal.png").write_bytes(png)
+    assert may_have_alpha(np.frombuffer(png, np.uint8))
+    shown = cv2.imread(str(tmp_path / "pal.png"))
+    assert np.array_equal(alpha_as_shown(tmp_path / "pal.png", shown)[0], [0, 255] * 4)
+    # A flat square that every turn fits, with an alpha that turning changes: no guess.
+    flat = np.zeros((30, 30, 4), np.uint8)
+    flat[..., 3] = np.arange(30, dtype=np.uint8)[None, :] * 8
+    cv2.imwrite(str(tmp_path / "flat.png"), flat)
+    assert alpha_as_shown(tmp_path / "flat.png", np.zeros((30, 30, 3), np.uint8)) is None

@@ -69,7 +69,7 @@ def test_out_mirrors_the_input_layout(tiny_models, tmp_path, small_face):
     (out / "sub" / "y.jpg.annotated.jpg").unlink()
     kept = (out / "x.jpg.json").stat().st_mtime_ns
     r = run("detect", src, "--out", out, "--model", tiny_models["direct"], "--annotate")
-    assert r.exit_code == 0 and "1 of 4 image(s) done" in r.stderr and "3 already done" in r.stderr, r.stderr
+    assert r.exit_code == 0 and "3 of 4 image(s) already done" in r.stderr and "1 more done" in r.stderr, r.stderr
     assert (out / "sub" / "y.jpg.annotated.jpg").is_file() and (out / "x.jpg.json").stat().st_mtime_ns == kept
 
 

@@ -816,7 +816,7 @@ def test_other_weights_under_a_shipped_name_are_not_taken_for_them(tmp_path, fac
     export_onnx(net.eval(), tmp_path / "mine.onnx", {**shipped.meta, "name": "direct"})
     assert fm("detect", "a.jpg", "--out", "o", "--model", "direct", cwd=tmp_path).returncode == 0
     r = fm("detect", "a.jpg", "--out", "o", "--model", str(shipped.path.with_suffix(".onnx")), cwd=tmp_path)
-    assert "1 already done" in r.stderr, r.stderr
+    assert "1 of 1 image(s) already done" in r.stderr, r.stderr
     r = fm("detect", "a.jpg", "--out", "o", "--model", "mine.onnx", cwd=tmp_path)
     assert "already done" not in r.stderr and r.returncode == 0, r.stderr
     assert re.fullmatch(r"direct@[0-9a-f]{8}", json.loads((tmp_path / "o" / "a.jpg.json").read_text())["model"])

@@ -97,6 +97,7 @@ def test_rows_match_single_process(local_ray, folder, expected, tmp_path):
     assert sum(len(e["faces"]) > 0 for e in expected.values()) >= GOOD - 2  # the test exercises landmarks
     assert (s["images"], s["failed"], s["skipped"]) == (GOOD + 2, 2, 0)
     assert s["faces"] == sum(len(r["faces"]) for r in rows)
+    assert s["no_face"] == sum(r["error"] is None and not r["faces"] for r in rows)
     assert len(s["shards"]) == 3 and all(Path(p).is_file() for p in s["shards"])  # 24 rows, 10 a shard
 
 
@@ -200,7 +201,7 @@ def test_cli_ray_option_matches_the_single_process_run(folder, expected, tmp_pat
         if was_up:
             ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     assert r.returncode == 1, r.stderr  # two bad files: rows with an error
-    assert "Traceback" not in r.stderr and f"{GOOD + 2} image(s) done" in r.stderr and "2 failed" in r.stderr
+    assert "Traceback" not in r.stderr and f"{GOOD} of {GOOD + 2} image(s) done" in r.stderr and "2 failed" in r.stderr
     check_rows(read(tmp_path / "o"), expected)
 
 

@@ -264,6 +264,17 @@ def test_a_run_is_not_replaced_and_a_damaged_pack_is_refused(wflw_root, tmp_path
     from facemark.training.pack import Pack
     from facemark.training.train import TrainOptions, make_trainer
 
+    # A pack written again clears what a killed writer left beside it (its own temporary names).
+    import subprocess
+    import sys
+
+    from facemark.imageio import _host_tag
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".fm-{_host_tag()}-{int(dead.stdout)}-x.npz"
+    stale.write_bytes(b"half a pack")
+    Pack.load(pack).save(pack)
+    assert not stale.exists()
     saved = torch.load(tmp_path / "r" / "last.pt", weights_only=False)
     opts = TrainOptions("direct", tmp_path / "r", epochs=2, batch=4, model={"size": 32, "width_mult": 0.25}, resume=True)
     trainer = make_trainer(Pack.load(pack), opts, log=lambda m: None)

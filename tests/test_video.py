@@ -851,3 +851,29 @@ def test_a_photo_named_like_a_video_is_not_said_to_lose_its_audio(tiny_models, t
     r = run("video", still, "--out", tmp_path / "o.mp4", "--model", tiny_models["direct"])
     assert r.exit_code == 0 and "audio" not in r.stderr, r.stderr
     assert (tmp_path / "o.mp4").is_file()
+
+
+def test_a_video_with_its_audio_copied_keeps_the_usual_permissions(tmp_path, monkeypatch):
+    """ffmpeg writes into facemark's private temporary file; the result is published with the
+    permissions every output gets (it came out readable by its owner only)."""
+    import os
+    import stat
+
+    from facemark.video import mux_audio
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "ffmpeg"  # stands in for ffmpeg: copies the video input to the output, as -c:v copy does
+    fake.write_text('#!/bin/sh\nfor a; do last="$a"; done\ncat "$5" > "$last"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    video, source = tmp_path / "out.mp4", tmp_path / "in.mp4"
+    video.write_bytes(b"video")
+    source.write_bytes(b"source")
+    umask = os.umask(0o022)
+    try:
+        assert mux_audio(video, str(source))
+    finally:
+        os.umask(umask)
+    assert video.read_bytes() == b"video" and stat.S_IMODE(video.stat().st_mode) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "in.mp4", "out.mp4"]

@@ -72,7 +72,8 @@ class Pack:
 
         atomic_write(path, lambda tmp: np.savez(tmp, jpeg=self.jpeg, offsets=self.offsets, target98=self.target98,
                                                 human68=self.human68, weight=self.weight, val=self.val,
-                                                source=self.source, res=self.res, margin=self.margin), ".npz")
+                                                source=self.source, res=self.res, margin=self.margin), ".npz",
+                     tidy=True)
 
     @classmethod
     def load(cls, path: str | Path) -> "Pack":

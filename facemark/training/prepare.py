@@ -120,7 +120,7 @@ def prepare(samples: list[Sample], detector, teacher=None, cache_dir: Path | Non
             new_keys = {keys[i] for i in ok}
             keep = [j for j, k in enumerate(old["keys"].tolist()) if k not in new_keys]
             merged = {k: np.concatenate([old[k][keep], v]) for k, v in merged.items()}
-        atomic_write(path, lambda tmp: np.savez_compressed(tmp, **merged), ".npz")
+        atomic_write(path, lambda tmp: np.savez_compressed(tmp, **merged), ".npz", tidy=True)
         for stale in path.parent.glob("prepared-v*-*.npz"):  # an older version's file is never read again
             if not stale.name.startswith(f"prepared-v{CACHE_VERSION}-"):
                 stale.unlink(missing_ok=True)

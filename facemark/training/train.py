@@ -216,7 +216,7 @@ class Trainer:
             if s % (128 * 20) == 0:
                 self.log(f"teacher labels: {s + len(j)}/{n * v} views ({time.time() - start:.0f} s)")
         cache = {"a": a.cpu().numpy(), "t": t.cpu().numpy(), "flip": flip.cpu().numpy(), "points": points}
-        atomic_write(path, lambda tmp: np.savez(tmp, key=key, **cache), ".npz")
+        atomic_write(path, lambda tmp: np.savez(tmp, key=key, **cache), ".npz", tidy=True)
         self.log(f"teacher labels: {n * v} views in {time.time() - start:.0f} s -> {path}")
         return {k: torch.from_numpy(c).to(self.dev) for k, c in cache.items()}
 
