@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from .annotate import STYLES, draw
-from .detector import BoxError, GivenBoxes, check_inside
+from .detector import BoxError, GivenBoxes, RetinaFace, check_inside
 from .errors import OutputError, UsageError
 from .imageio import ImageError, alpha_as_shown, atomic_write_bytes, encode_image, read_image, remove_stale_temps
 from .inputs import InputImage, collisions, duplicates_note, expand, output_names
@@ -40,6 +40,7 @@ class BatchSummary:
     failures: int = 0  # inputs that failed (missing ones included)
     faces: int = 0
     no_face: int = 0  # images processed with no face found
+    no_face_shrunk: int = 0  # of those, images shrunk for detection (small faces there go unseen)
     written: int = 0  # images whose outputs were written (or printed)
     skipped: int = 0  # images already done by an earlier run (resume)
     out_dir: Path | None = None
@@ -173,6 +174,7 @@ class Outcome:
     message: str = ""
     faces: int = 0
     payload: object = None  # the JSON text (stdout) or the row (shards); None when written as a file
+    shrunk: bool = False  # the detector searched a shrunk copy of the image (see BatchSummary.no_face_shrunk)
 
 
 def _load(chunk: list) -> list:
@@ -278,7 +280,8 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
         except OutputError as e:  # k = -1: writing cannot go on; reported after the images written
             outcomes.append(Outcome(-1, False, str(e)))
             break
-        outcomes.append(Outcome(k, True, faces=len(fs), payload=payload))
+        shrunk = isinstance(fl.detector, RetinaFace) and fl.detector.scale_for(*image.shape[:2]) <= 0.5
+        outcomes.append(Outcome(k, True, faces=len(fs), payload=payload, shrunk=shrunk))
     return sorted(outcomes, key=lambda o: (o.k < 0, o.k))
 
 
@@ -416,6 +419,7 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                 s.written += 1
                 s.faces += o.faces
                 s.no_face += o.faces == 0
+                s.no_face_shrunk += o.faces == 0 and o.shrunk
             else:
                 log(f"failed: {o.message}")
                 s.failures += 1
@@ -457,6 +461,9 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                 shards.flush()  # the rows done so far: a complete shard, found by the next run
             except OSError as e:
                 raise shard_error(e) from None
+    if s.no_face_shrunk:
+        log(f"note: {s.no_face_shrunk} image(s) with no face were searched shrunk to {fl.detector.max_side} px on the "
+            f"long side, where faces under 1/16 of it go unseen; --min-face 40 (pixels) finds smaller ones, more slowly")
     return s
 
 

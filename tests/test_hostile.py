@@ -917,3 +917,17 @@ def test_draw_options_change_the_drawing(face, tmp_path):
         assert changed[k].sum() < changed["all"].sum(), k  # each leaves something out
         assert (changed[k] & ~changed["all"]).sum() < 0.01 * changed[k].sum(), k  # and adds nothing
     assert changed["nobox"].sum() < changed["noscore"].sum()  # no box: no score label either
+
+
+def test_a_big_photo_without_faces_gets_a_hint_about_min_face(tmp_path):
+    """Searched shrunk to 640 px, a big photo's small faces go unseen: the run says so, once, and
+    names --min-face; a photo searched near its own size does not get the note."""
+    cv2.imwrite(str(tmp_path / "big.jpg"), np.full((1500, 2000, 3), 120, np.uint8))
+    cv2.imwrite(str(tmp_path / "big2.jpg"), np.full((1500, 2000, 3), 90, np.uint8))
+    cv2.imwrite(str(tmp_path / "small.jpg"), np.full((600, 800, 3), 120, np.uint8))
+    r = fm("detect", "big.jpg", "big2.jpg", "small.jpg", "--out", "o", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    notes = [ln for ln in r.stderr.splitlines() if "--min-face" in ln]
+    assert len(notes) == 1 and notes[0].startswith("note: 2 image(s) with no face"), r.stderr
+    r = fm("detect", "small.jpg", *MODEL, cwd=tmp_path)
+    assert "--min-face" not in r.stderr
