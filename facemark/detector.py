@@ -311,17 +311,25 @@ class GivenBoxes:
     @classmethod
     def from_file(cls, path: str | Path) -> "GivenBoxes":
         """Read ``{"img.jpg": [[x1,y1,x2,y2(,score)], ...]}``, facemark/v1 result documents (a list,
-        or one per line as ``facemark detect`` prints them), or a ``--format jsonl``/``parquet`` shard."""
+        or one per line as ``facemark detect`` prints them), a ``--format jsonl``/``parquet`` shard,
+        or a folder of facemark outputs (what ``facemark.results.read`` reads)."""
         from .imageio import ImageError, check_regular_file
 
         if not Path(path).exists():
             raise FileNotFoundError(path)
         try:
-            check_regular_file(Path(path), "a boxes file")  # a FIFO would block; also the 1 GiB limit
+            if not Path(path).is_dir():
+                check_regular_file(Path(path), "a boxes file")  # a FIFO would block; also the 1 GiB limit
         except ImageError as e:
             raise ValueError(str(e)) from None
         try:
-            if Path(path).suffix == ".parquet":  # a --format parquet shard
+            if Path(path).is_dir():  # an --out folder: its rows, newest first where an image is twice
+                from .shards import iter_results
+
+                data = list(iter_results(path))
+                if not data:
+                    raise ValueError(f"{path} holds no facemark output")
+            elif Path(path).suffix == ".parquet":  # a --format parquet shard
                 from .shards import read_shard
 
                 data = read_shard(path)

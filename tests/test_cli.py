@@ -165,10 +165,10 @@ def test_given_boxes_skip_detection(tiny_models, tmp_path, small_face):
 
 
 @pytest.mark.parametrize("images", [2, 1])
-@pytest.mark.parametrize("kind", ["stdout", "jsonl", "parquet"])
+@pytest.mark.parametrize("kind", ["stdout", "jsonl", "parquet", "folder"])
 def test_boxes_from_facemarks_own_outputs(tiny_models, tmp_path, small_face, kind, images):
-    """What one run printed or wrote can give the boxes of the next: JSON lines as printed, or a
-    shard (one line of them included)."""
+    """What one run printed or wrote can give the boxes of the next: JSON lines as printed, a
+    shard (one line of them included), or a whole --out folder of per-image JSON files."""
     if kind == "parquet":
         pytest.importorskip("pyarrow")
     src = tmp_path / "in"
@@ -181,6 +181,10 @@ def test_boxes_from_facemarks_own_outputs(tiny_models, tmp_path, small_face, kin
         boxes = tmp_path / "printed.jsonl"
         boxes.write_text(first.stdout)
         want = {json.loads(line)["image"]: json.loads(line)["faces"] for line in first.stdout.splitlines()}
+    elif kind == "folder":
+        assert run("detect", src, "--out", tmp_path / "o", *model).exit_code == 0
+        boxes = tmp_path / "o"
+        want = {json.loads(p.read_text())["image"]: json.loads(p.read_text())["faces"] for p in boxes.glob("*.json")}
     else:
         assert run("detect", src, "--out", tmp_path / "sh", "--format", kind, *model).exit_code == 0
         (boxes,) = (tmp_path / "sh").glob(f"part-*.{kind}")
