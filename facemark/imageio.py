@@ -259,9 +259,14 @@ def _eight_bit_in_sixteen(data: np.ndarray, name: str, image: np.ndarray) -> np.
         return image
     if deep is None or deep.dtype != np.uint16 or deep.shape[:2] != image.shape[:2] or not 0 < deep.max() <= 255:
         return image
-    warnings.warn(f"{name} is 16-bit but no value is over 255 (it would show black): read as 8-bit values",
-                  stacklevel=2)
+    if not _SAID["eight_in_sixteen"]:  # once per process: a folder of such frames is one line, not thousands
+        _SAID["eight_in_sixteen"] = True
+        warnings.warn(f"{name} is 16-bit but no value is over 255 (it would show black): read as 8-bit values, "
+                      f"as any other such file will be", stacklevel=2)
     return deep.astype(np.uint8)
+
+
+_SAID = {"eight_in_sixteen": False}
 
 
 def alpha_as_shown(path: str | os.PathLike, shown: np.ndarray) -> np.ndarray | None:

@@ -14,6 +14,7 @@ import struct
 import subprocess
 import sys
 import time
+import warnings
 import zlib
 from pathlib import Path
 
@@ -109,10 +110,12 @@ def test_a_batch_of_bad_files_names_each_once_and_writes_the_rest(corpus):
     assert "1 image(s) with no face" in lines[-1]  # the blank one
 
 
-def test_a_16_bit_file_holding_8_bit_values_is_read_as_such_with_one_warning_line(face, tmp_path):
+def test_a_16_bit_file_holding_8_bit_values_is_read_as_such_with_one_warning_line(face, tmp_path, monkeypatch):
     """Saved from a uint8 array cast up, a 16-bit PNG or TIFF shows black (16-bit spans 0..65535)
-    and no face would be found. Its values are read as 8-bit, and the command says so in one line;
-    real 16-bit files and 8-bit black images are read as before, without a word."""
+    and no face would be found. Its values are read as 8-bit, and the command says so in one line
+    (once per process: a folder of such frames is not thousands of lines); real 16-bit files and
+    8-bit black images are read as before, without a word."""
+    from facemark import imageio
     from facemark.imageio import read_image
 
     cv2.imwrite(str(tmp_path / "cast.png"), face.astype(np.uint16))
@@ -126,13 +129,18 @@ def test_a_16_bit_file_holding_8_bit_values_is_read_as_such_with_one_warning_lin
                "--workers", workers, *MODEL, cwd=tmp_path)
         assert r.returncode == 0, r.stderr
         warned = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
-        assert sorted(warned) == sorted(f"warning: {n} is 16-bit but no value is over 255 (it would show black): "
-                                        f"read as 8-bit values" for n in ("cast.png", "cast.tif")), r.stderr
+        said = [f"warning: {n} is 16-bit but no value is over 255 (it would show black): read as 8-bit values, "
+                f"as any other such file will be" for n in ("cast.png", "cast.tif")]
+        assert 1 <= len(warned) <= int(workers) and set(warned) <= set(said), r.stderr
         assert "Traceback" not in r.stderr and "imageio.py" not in r.stderr
         for n in ("cast.png", "cast.tif", "real16.png"):
             assert len(json.loads((out / f"{n}.json").read_text())["faces"]) == 1, n
+    monkeypatch.setitem(imageio._SAID, "eight_in_sixteen", False)
     with pytest.warns(UserWarning, match="no value is over 255"):
         assert np.array_equal(read_image(tmp_path / "cast.png"), face)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.array_equal(read_image(tmp_path / "cast.tif"), face)  # said once already
     assert read_image(tmp_path / "black16.png").max() == 0 and read_image(tmp_path / "dark.png").max() == 1
 
 
