@@ -280,7 +280,8 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
         except OutputError as e:  # k = -1: writing cannot go on; reported after the images written
             outcomes.append(Outcome(-1, False, str(e)))
             break
-        shrunk = isinstance(fl.detector, RetinaFace) and fl.detector.scale_for(*image.shape[:2]) <= 0.5
+        shrunk = isinstance(fl.detector, RetinaFace) and fl.detector.min_face is None \
+            and fl.detector.scale_for(*image.shape[:2]) <= 0.5  # (a --min-face of the user's sets the scale)
         outcomes.append(Outcome(k, True, faces=len(fs), payload=payload, shrunk=shrunk))
     return sorted(outcomes, key=lambda o: (o.k < 0, o.k))
 

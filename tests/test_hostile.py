@@ -939,3 +939,5 @@ def test_a_big_photo_without_faces_gets_a_hint_about_min_face(tmp_path):
     assert len(notes) == 1 and notes[0].startswith("note: 2 image(s) with no face"), r.stderr
     r = fm("detect", "small.jpg", *MODEL, cwd=tmp_path)
     assert "--min-face" not in r.stderr
+    r = fm("detect", "big.jpg", "--min-face", 300, *MODEL, cwd=tmp_path)  # the user chose the scale
+    assert r.returncode == 0 and "--min-face 40" not in r.stderr, r.stderr
