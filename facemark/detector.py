@@ -298,6 +298,25 @@ def check_inside(dets: list[Detection], width: int, height: int, name: str = "bo
     return dets
 
 
+def _given_face(f):
+    """One face of a facemark output as a given box: ``[x1, y1, x2, y2, score]``, and where it has
+    its 98 finite points, their five (eyes, nose, mouth corners), so the crop follows the face's
+    roll and eye line as the video tracker's does (a box alone crops rougher, so a run's own output
+    fed back gave other points). Anything else is kept for ``check_box`` to judge."""
+    if not (isinstance(f, dict) and isinstance(f.get("box"), list)):
+        return f
+    box = f["box"] + [f.get("score", 1.0)]
+    try:
+        pts = np.asarray(f.get("landmarks"), np.float64)
+    except (TypeError, ValueError):
+        return box
+    if pts.shape != (98, 2) or not np.isfinite(pts).all():
+        return box
+    from .layouts import five_points
+
+    return {"box": box, "points": five_points(pts).tolist()}
+
+
 @dataclass
 class GivenBoxes:
     """Boxes supplied by the user, keyed by image path (as given, or its file name). The file's
@@ -347,12 +366,19 @@ class GivenBoxes:
                     continue  # a failed image has no boxes to give
                 if not isinstance(name, str) or not isinstance(d.get("faces"), list):
                     raise ValueError("a result document needs an image name and a faces list")
-                out[name] = [f.get("box", []) + [f.get("score", 1.0)] if isinstance(f, dict) and isinstance(f.get("box"), list)
-                             else f for f in d["faces"]]
+                out[name] = [_given_face(f) for f in d["faces"]]
             data = out
         if not isinstance(data, dict):
             raise ValueError("boxes file must map image names to lists of [x1, y1, x2, y2]")
         return cls({str(k): v for k, v in data.items()})
+
+    @staticmethod
+    def _detection(b, where: str) -> Detection:
+        if isinstance(b, dict) and "points" in b:  # a face of facemark's own output: its eyes, nose, mouth
+            arr = check_box(b["box"], where)
+            return Detection(arr[:4].copy(), float(arr[4]), np.asarray(b["points"], np.float64), "landmarks98")
+        arr = check_box(b, where)
+        return Detection(arr[:4].copy(), float(arr[4]))
 
     def _entry(self, key: str, real: bool = True) -> str | None:
         """The entry for an image: its path as given, its file name, or (with ``real``, for a path
@@ -380,8 +406,4 @@ class GivenBoxes:
         value = self.boxes[k]
         if not isinstance(value, list):
             raise BoxError(f"boxes for {k!r} must be a list of [x1, y1, x2, y2], not {value!r}")
-        out = []
-        for j, b in enumerate(value):
-            arr = check_box(b, f"box {j} of {k!r}")
-            out.append(Detection(arr[:4].copy(), float(arr[4])))
-        return out
+        return [self._detection(b, f"box {j} of {k!r}") for j, b in enumerate(value)]

@@ -39,7 +39,10 @@ def crop_matrix(det: Detection, size: int, detector_name: str = "retinaface") ->
     normalised), otherwise from its box."""
     if det.kps is not None and np.all(np.isfinite(det.kps)):
         template = align.TEMPLATES.get(det.template or detector_name, align.TEMPLATES["retinaface"])
-        return align.from_points(det.kps, template, size)
+        try:
+            return align.from_points(det.kps, template, size)
+        except ValueError:  # the points collapsed to one spot (a given face from a broken model): the box
+            pass
     return align.from_box(det.box, size)
 
 

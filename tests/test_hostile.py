@@ -941,3 +941,23 @@ def test_a_big_photo_without_faces_gets_a_hint_about_min_face(tmp_path):
     assert "--min-face" not in r.stderr
     r = fm("detect", "big.jpg", "--min-face", 300, *MODEL, cwd=tmp_path)  # the user chose the scale
     assert r.returncode == 0 and "--min-face 40" not in r.stderr, r.stderr
+
+
+def test_boxes_from_facemarks_own_output_crop_from_its_points(tmp_path, face_image):
+    """Fed back as --boxes, a face of facemark's output is cropped from its own eyes, nose and mouth
+    (the tracker's crop), so the same model gives about the same points; a plain box (no points)
+    crops from the box alone, which the model reads less steadily."""
+    cv2.imwrite(str(tmp_path / "a.jpg"), face_image)
+    assert fm("detect", "a.jpg", "--out", "first", *MODEL, cwd=tmp_path).returncode == 0
+    first = json.loads((tmp_path / "first" / "a.jpg.json").read_text())["faces"][0]
+    plain = {"a.jpg": [first["box"] + [first["score"]]]}
+    (tmp_path / "plain.json").write_text(json.dumps(plain))
+    runs = {}
+    for name, boxes in (("points", "first"), ("box", "plain.json")):
+        r = fm("detect", "a.jpg", "--boxes", boxes, *MODEL, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        runs[name] = np.array(json.loads(r.stdout)["faces"][0]["landmarks"])
+    want = np.array(first["landmarks"])
+    iod = np.linalg.norm(want[60] - want[72])
+    gap = {k: np.abs(v - want).mean() / iod for k, v in runs.items()}
+    assert gap["points"] < 0.02 and gap["points"] < gap["box"], gap
