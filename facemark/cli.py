@@ -31,7 +31,20 @@ err = Console(**({"stderr": True} if sys.stderr is not None else {"file": _NULL}
 out = Console(**({} if sys.stdout is not None else {"file": _NULL}), highlight=False,
               width=None if sys.stdout is not None and sys.stdout.isatty() else 160)  # tables stay readable in files
 
-DEFAULT_CACHE = Path(os.environ.get("FACEMARK_CACHE", Path.home() / ".cache" / "facemark"))
+CACHE_HELP = "(default: $FACEMARK_CACHE, else $XDG_CACHE_HOME/facemark, else ~/.cache/facemark)"
+
+
+def default_cache() -> Path:
+    """Where pack/calibrate/train keep detector and teacher outputs. Worked out only by those
+    commands: a container user without a home folder can still run every other one."""
+    if os.environ.get("FACEMARK_CACHE", "").strip():
+        return Path(os.environ["FACEMARK_CACHE"])
+    if os.environ.get("XDG_CACHE_HOME", "").strip():
+        return Path(os.environ["XDG_CACHE_HOME"]) / "facemark"
+    try:
+        return Path.home() / ".cache" / "facemark"
+    except (RuntimeError, KeyError):  # no HOME and no passwd entry (an arbitrary container user)
+        fail("no home folder to keep the cache in: give --cache DIR or set FACEMARK_CACHE")
 
 
 _CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), 127]}  # a file name's escapes and newlines, made visible
@@ -522,12 +535,13 @@ def calibrate(
     teacher: Path = typer.Option(..., "--teacher", help="Directory with the PFLD-GhostOne ONNX files."),
     yunet: Optional[Path] = typer.Option(None, "--yunet", help="YuNet ONNX, to fit its keypoint template too."),
     out_path: Path = typer.Option(Path(__file__).parent / "calibration.json", "--out", help="Where to write."),
-    cache: Path = typer.Option(DEFAULT_CACHE, "--cache", help="Cache for detector/teacher outputs."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help=f"Cache for detector/teacher outputs {CACHE_HELP}."),
 ):
     """Fit the 98->68 map, the canonical crop and the alignment templates (calibration.json)."""
     from .training import calibrate as cal
 
     check_output_file(out_path, "--out", (".json",), inputs=[*data, str(teacher)] + ([str(yunet)] if yunet else []))
+    cache = cache or default_cache()
     check_cache_folder(cache)
     with usage_errors():
         result = cal.run(data, teacher, yunet, out_path, cache, log=say)
@@ -542,7 +556,7 @@ def pack(
     res: int = typer.Option(192, "--res", help="Crop side in pixels (canonical square = res / 1.5)."),
     youtube_weight: float = typer.Option(0.5, "--csv68-weight", help="Loss weight of csv68 (noisier) faces."),
     quality: int = typer.Option(92, "--quality", help="JPEG quality of the stored crops."),
-    cache: Path = typer.Option(DEFAULT_CACHE, "--cache", help="Cache of detector/teacher outputs (reused by later packs)."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help=f"Cache of detector/teacher outputs, reused by later packs {CACHE_HELP}."),
 ):
     """Build a compact training pack (pre-aligned JPEG crops + 98-point targets)."""
     from rich.progress import Progress
@@ -550,6 +564,7 @@ def pack(
     from .training.pack import build_pack
 
     check_output_file(out_path, "--out", (".npz",), inputs=data + ([str(teacher)] if teacher else []))
+    cache = cache or default_cache()
     check_cache_folder(cache)
     if Path(os.path.realpath(cache)) in Path(os.path.realpath(out_path)).parents:
         fail(f"--out {out_path} is inside --cache {cache}: write the pack elsewhere")
@@ -589,7 +604,7 @@ def train(
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop cleanly after this long."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: all cores)."),
     res: int = typer.Option(192, "--res", help="Pack crop side when building from --data."),
-    cache: Path = typer.Option(DEFAULT_CACHE, "--cache", help="Cache of detector/teacher outputs when building from --data."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help=f"Cache of detector/teacher outputs when building from --data {CACHE_HELP}."),
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model (CUDA)."),
     fuse_loss: bool = typer.Option(True, "--fuse-loss/--no-fuse-loss", help="Compile the heatmap loss (~30 s once)."),
     teacher_model: Optional[str] = typer.Option(None, "--teacher-model", help="Distil from this model (e.g. hourglass, or a .pt) on augmented crops."),
@@ -605,6 +620,7 @@ def train(
 
     check_cache_folder(out_dir, "--out")  # a run folder that cannot be written is said before any work
     if data and pack_path is None:
+        cache = cache or default_cache()
         check_cache_folder(cache)
     with usage_errors():
         opts = TrainOptions(model, out_dir, epochs=epochs, batch=batch, lr=lr, device=device, model=parse_arch(arch),

@@ -961,3 +961,30 @@ def test_boxes_from_facemarks_own_output_crop_from_its_points(tmp_path, face_ima
     iod = np.linalg.norm(want[60] - want[72])
     gap = {k: np.abs(v - want).mean() / iod for k, v in runs.items()}
     assert gap["points"] < 0.02 and gap["points"] < gap["box"], gap
+
+
+def test_a_user_without_a_home_folder_can_run_every_command_but_the_cache_ones(tmp_path):
+    """An arbitrary container user has no home folder: Path.home() raises. Only pack, calibrate
+    and train keep a cache, and they say what to do; the cache's place was worked out at import
+    and every command crashed."""
+    prelude = ("import pathlib, sys\n"
+               "def nohome(*a): raise RuntimeError('Could not determine home directory')\n"
+               "pathlib.Path.home = classmethod(nohome)\n"
+               "from facemark.cli import run\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("HOME", "FACEMARK_CACHE", "XDG_CACHE_HOME")}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-c", prelude + f"run({list(map(str, args))!r})"], cwd=tmp_path,
+                              capture_output=True, text=True, env=env, timeout=120)
+
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((40, 40, 3), np.uint8))
+    assert cli("--version").returncode == 0
+    r = cli("detect", "a.jpg", *MODEL)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    r = cli("pack", "--data", f"300w={tmp_path}", "--teacher", tmp_path, "--out", tmp_path / "p.npz")
+    assert r.returncode == 2 and "no home folder" in r.stderr and "--cache" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
+    assert subprocess.run([sys.executable, "-c", prelude + "from facemark.cli import default_cache; "
+                           "print(default_cache())"], capture_output=True, text=True, env=env,
+                          timeout=60).stdout.strip() == str(tmp_path / "xdg" / "facemark")
