@@ -129,8 +129,8 @@ def _check_writable(out_dir: Path) -> None:
     option has been checked, so a usage error leaves nothing behind."""
     import tempfile
 
-    where = out_dir.absolute()
     try:
+        where = out_dir.absolute()  # (the working folder may have been deleted under us)
         while not where.exists() and where != where.parent:
             where = where.parent
         if not where.is_dir():

@@ -248,6 +248,7 @@ def detect(
 
     from .annotate import STYLES
     from .batch import OutputError, detect_files, plan_inputs, summary_line
+    from .errors import UsageError
     from .workers import WorkerDied
 
     if out_arg is not None and not out_arg.strip():
@@ -307,6 +308,8 @@ def detect(
         exit_interrupted("interrupted: outputs written so far are complete")
     except (OutputError, WorkerDied) as e:
         fail(str(e), 1)
+    except UsageError as e:  # found while the run starts (an --out that cannot be made after all): nothing done
+        fail(str(e))
     except BrokenPipeError:  # JSON piped into head and the like: the reader had enough
         sys.stdout = None
         raise typer.Exit(0) from None

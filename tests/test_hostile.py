@@ -988,3 +988,16 @@ def test_a_user_without_a_home_folder_can_run_every_command_but_the_cache_ones(t
     assert subprocess.run([sys.executable, "-c", prelude + "from facemark.cli import default_cache; "
                            "print(default_cache())"], capture_output=True, text=True, env=env,
                           timeout=60).stdout.strip() == str(tmp_path / "xdg" / "facemark")
+
+
+def test_an_out_folder_through_a_link_loop_is_one_line(tmp_path):
+    """A link loop does not 'exist', so the early check passed and making the folder failed later,
+    outside the command's error handling: a traceback."""
+    os.mkdir(tmp_path / "loop")
+    os.symlink("b", tmp_path / "loop" / "a")
+    os.symlink("a", tmp_path / "loop" / "b")
+    cv2.imwrite(str(tmp_path / "p.jpg"), np.zeros((40, 40, 3), np.uint8))
+    for fmt in ("json", "jsonl"):
+        r = fm("detect", "p.jpg", "--out", "loop/a", "--format", fmt, *MODEL, cwd=tmp_path)
+        assert r.returncode == 2 and "Traceback" not in r.stderr and "loop/a" in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
