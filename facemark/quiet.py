@@ -49,6 +49,9 @@ def one_line_warnings(show: "Callable[[str], None] | None" = None) -> None:
                 print(text, file=stream, flush=True)
 
     warnings.showwarning = showwarning
+    # facemark's own warnings are notes about an input: said, never raised, even under -W error
+    # (one odd image must not end a run of a million).
+    warnings.filterwarnings("default", category=UserWarning, module=r"facemark(\.|$)")
 
 
 def to_stderr(line: str) -> None:

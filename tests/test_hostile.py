@@ -1001,3 +1001,15 @@ def test_an_out_folder_through_a_link_loop_is_one_line(tmp_path):
         r = fm("detect", "p.jpg", "--out", "loop/a", "--format", fmt, *MODEL, cwd=tmp_path)
         assert r.returncode == 2 and "Traceback" not in r.stderr and "loop/a" in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_python_warnings_as_errors_do_not_end_a_run(face, tmp_path):
+    """Under PYTHONWARNINGS=error, facemark's own note about one image (a 16-bit file holding 8-bit
+    values) raised and ended the whole run with a traceback; it is still said, as a note."""
+    cv2.imwrite(str(tmp_path / "cast.png"), face.astype(np.uint16))
+    cv2.imwrite(str(tmp_path / "good.jpg"), face)
+    r = subprocess.run([sys.executable, "-m", "facemark", "detect", "cast.png", "good.jpg", "--out", "o", *MODEL],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONWARNINGS": "error"})
+    assert r.returncode == 0 and "Traceback" not in r.stderr and "warning: cast.png is 16-bit" in r.stderr, r.stderr
+    assert (tmp_path / "o" / "good.jpg.json").is_file() and (tmp_path / "o" / "cast.png.json").is_file()
