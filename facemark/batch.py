@@ -27,7 +27,7 @@ from .inputs import InputImage, collisions, duplicates_note, expand, output_name
 from .landmarker import FaceLandmarker
 from .quiet import to_stderr
 from .results import SCHEMA, document, dumps
-from .shards import DEFAULT_SHARD_SIZE
+from .shards import DEFAULT_SHARD_SIZE, shown_name, utf8_name
 from .workers import WorkersUnavailable, cpu_cores, run_workers
 
 ANNOTATED_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -245,6 +245,10 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
         outcomes.append(Outcome(k, False, msg, payload=row(str(im.path), None, None, fl.model_name, error=msg)))
 
     for k, im, name, image in loaded:
+        if job.fmt == "parquet" and utf8_name(str(im.path)) is None:
+            failed(k, im, f"{shown_name(str(im.path))}: its name is not valid UTF-8, which Parquet cannot hold; "
+                          f"rename it, or use --format jsonl")
+            continue
         try:
             if isinstance(image, Exception):
                 raise image

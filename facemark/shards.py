@@ -25,6 +25,21 @@ def row(path: str, width: int | None, height: int | None, model: str, faces=None
             "height": None if height is None else int(height), "model": model, "error": error, "faces": fs}
 
 
+def utf8_name(path: str) -> str | None:
+    """``path`` where it is valid UTF-8 (what Parquet's strings must be); None for a name with
+    bytes that are not (Python keeps them as lone surrogates)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return path
+
+
+def shown_name(path: str) -> str:
+    """A name Parquet can hold: bytes that are not UTF-8 written as ``\\xNN`` (for error rows)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 ROW_KEYS = frozenset({"path", "width", "height", "model", "error", "faces"})
 DOC_KEYS = frozenset({"image", "width", "height", "model", "faces"})  # a facemark/v1 document's, besides schema
 
@@ -118,7 +133,8 @@ class ShardWriter:
                 import pyarrow as pa
                 import pyarrow.parquet as pq
 
-                pq.write_table(pa.Table.from_pylist(self.rows, schema=arrow_schema()), tmp)
+                rows = [r if utf8_name(r["path"]) is not None else {**r, "path": shown_name(r["path"])} for r in self.rows]
+                pq.write_table(pa.Table.from_pylist(rows, schema=arrow_schema()), tmp)
 
         atomic_write(path, write)
         self.written += len(self.rows)

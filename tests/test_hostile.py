@@ -1013,3 +1013,23 @@ def test_python_warnings_as_errors_do_not_end_a_run(face, tmp_path):
                        env={**os.environ, "PYTHONWARNINGS": "error"})
     assert r.returncode == 0 and "Traceback" not in r.stderr and "warning: cast.png is 16-bit" in r.stderr, r.stderr
     assert (tmp_path / "o" / "good.jpg.json").is_file() and (tmp_path / "o" / "cast.png.json").is_file()
+
+
+def test_a_name_that_is_not_utf8_fails_alone_in_parquet(face, tmp_path):
+    """Parquet strings are UTF-8: one file name with other bytes crashed the shard write and lost
+    every row, run after run. It is now that image's failure, named; the others are written."""
+    pytest.importorskip("pyarrow")
+    from facemark.results import read
+
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "ok.jpg"), face)
+    with open(os.fsencode(src) + b"/bad\xff.jpg", "wb") as f:  # (cv2.imwrite crashes on such a name)
+        f.write(cv2.imencode(".jpg", face)[1].tobytes())
+    r = fm("detect", "in", "--out", "o", "--format", "parquet", *MODEL, cwd=tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "not valid UTF-8" in r.stderr, r.stderr
+    rows = {row["path"]: row for row in read(tmp_path / "o")}
+    assert rows["in/ok.jpg"]["error"] is None and len(rows["in/ok.jpg"]["faces"]) == 1
+    assert rows["in/bad\\xff.jpg"]["error"] is not None
+    r = fm("detect", "in", "--out", "o", "--format", "jsonl", *MODEL, cwd=tmp_path)  # JSON lines hold it
+    assert r.returncode == 0, r.stderr
