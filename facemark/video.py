@@ -130,6 +130,11 @@ def open_source(spec: str, fps: float | None = None) -> Source:
         raise VideoError(f"{spec}: no such file")
     if not p.is_file() or p.stat().st_size == 0:
         raise VideoError(f"{spec}: not a video file (empty or not a file)")
+    try:
+        str(p).encode("utf-8")
+    except UnicodeEncodeError:  # OpenCV's video reader crashes the process (a segfault) on such a name
+        raise VideoError(f"{os.fsencode(p).decode('utf-8', 'backslashreplace')}: its name is not valid UTF-8, "
+                         f"which OpenCV's video reader cannot open; rename it") from None
     with quiet_stderr():  # "moov atom not found" and the like: facemark says it in its own words
         cap = cv2.VideoCapture(str(p))
         ok = cap.isOpened()

@@ -877,3 +877,15 @@ def test_a_video_with_its_audio_copied_keeps_the_usual_permissions(tmp_path, mon
         os.umask(umask)
     assert video.read_bytes() == b"video" and stat.S_IMODE(video.stat().st_mode) == 0o644
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "in.mp4", "out.mp4"]
+
+
+def test_a_video_whose_name_is_not_utf8_is_refused_in_one_line(tiny_models, tmp_path, small_face):
+    """OpenCV's video reader crashes the whole process (a segfault, no message) on such a name."""
+    import os
+
+    write_clip(tmp_path / "c.avi", [frame_with([(40, 90)], small_face)] * 2, fourcc="MJPG")
+    os.rename(tmp_path / "c.avi", os.fsdecode(os.fsencode(tmp_path) + b"/w\xff.avi"))
+    r = subprocess.run([sys.executable, "-m", "facemark", "video", os.fsdecode(b"w\xff.avi"), "--json", "o.jsonl",
+                        "--model", str(tiny_models["direct"])], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2 and "not valid UTF-8" in r.stderr and "Traceback" not in r.stderr, r.stderr
