@@ -31,6 +31,13 @@ err = Console(**({"stderr": True} if sys.stderr is not None else {"file": _NULL}
 out = Console(**({} if sys.stdout is not None else {"file": _NULL}), highlight=False,
               width=None if sys.stdout is not None and sys.stdout.isatty() else 160)  # tables stay readable in files
 
+
+def _reader_gone() -> None:
+    raise BrokenPipeError  # (rich would exit 1 here; run() ends with 0, as detect does for `| head`)
+
+
+out.on_broken_pipe = _reader_gone
+
 CACHE_HELP = "(default: $FACEMARK_CACHE, else $XDG_CACHE_HOME/facemark, else ~/.cache/facemark)"
 
 
@@ -735,8 +742,25 @@ def run(argv: Optional[List[str]] = None) -> None:
     before = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         _run_app(args)
+    except BrokenPipeError:  # `facemark models | head -1`: the reader had enough; no more to say
+        _stdout_gone()
+        raise SystemExit(0) from None
+    except OSError as e:  # standard output on a full disk (/dev/full) or the like, from a table or --help
+        _stdout_gone()
+        fail_now_code(f"cannot write to standard output: {e.strerror or e}", 1)
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def _stdout_gone() -> None:
+    """Standard output cannot take more: what is buffered for it is dropped, so Python's flush at
+    exit does not fail again (with a message of its own)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    except OSError:
+        pass
 
 
 def _plain_help(command: click.Command) -> click.Command:
@@ -794,8 +818,12 @@ def _run_app(args: list[str]) -> None:
 
 def fail_now(message: str) -> None:
     """``fail`` outside a command (while the arguments are parsed): Typer's Exit would not end it."""
+    fail_now_code(message, 2)
+
+
+def fail_now_code(message: str, code: int) -> None:
     _error_line(message)
-    raise SystemExit(2)
+    raise SystemExit(code)
 
 
 def _is_option(args: list[str], a: str) -> bool:

@@ -1033,3 +1033,13 @@ def test_a_name_that_is_not_utf8_fails_alone_in_parquet(face, tmp_path):
     assert rows["in/bad\\xff.jpg"]["error"] is not None
     r = fm("detect", "in", "--out", "o", "--format", "jsonl", *MODEL, cwd=tmp_path)  # JSON lines hold it
     assert r.returncode == 0, r.stderr
+
+
+def test_a_full_standard_output_is_one_line_for_every_command(tmp_path):
+    """models, --help and --version printed a traceback on a full disk."""
+    for args in (["models"], ["--help"], ["--version"]):
+        with open("/dev/full", "w") as full:
+            r = subprocess.run([sys.executable, "-m", "facemark", *args], stdout=full, stderr=subprocess.PIPE,
+                               text=True, timeout=60)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, (args, r.stderr)
+        assert r.stderr.strip() == "error: cannot write to standard output: No space left on device", r.stderr
