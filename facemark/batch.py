@@ -451,7 +451,6 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                 ahead = reader.submit(_load, chunks[i + 1]) if i + 1 < len(chunks) else None
                 report(_process(job, fl, loaded), len(chunk))
 
-    lock = _lock_folder(out_dir) if out_dir is not None else None
     try:
         if workers == 1 or len(chunks) < 2:
             in_process(chunks)
@@ -462,43 +461,15 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                 log(f"note: no worker processes here ({e}); running in this one")
                 in_process([todo[i:i + plan.batch_images] for i in range(0, len(todo), plan.batch_images)])
     finally:
-        try:
-            if shards is not None:
-                try:
-                    shards.flush()  # the rows done so far: a complete shard, found by the next run
-                except OSError as e:
-                    raise shard_error(e) from None
-        finally:
-            if lock is not None:
-                os.close(lock)  # (the lock goes with it)
+        if shards is not None:
+            try:
+                shards.flush()  # the rows done so far: a complete shard, found by the next run
+            except OSError as e:
+                raise shard_error(e) from None
     if s.no_face_shrunk:
         log(f"note: {s.no_face_shrunk} image(s) with no face were searched shrunk to {fl.detector.max_side} px on the "
             f"long side, where faces under 1/16 of it go unseen; --min-face 40 (pixels) finds smaller ones, more slowly")
     return s
-
-
-def _lock_folder(out_dir: Path) -> int | None:
-    """Hold ``out_dir`` for this run (an advisory lock on the folder itself, dropped by the kernel
-    when the process ends, however it ends): two runs into one folder would each do every image
-    and write every row twice. Returns the descriptor to close, None where locks are not had."""
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        return None
-    try:
-        fd = os.open(out_dir, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise UsageError(f"another facemark run is writing to {out_dir}: wait for it to finish, or give another "
-                         f"--out") from None
-    except OSError:  # a file system without locks (some network mounts): run unlocked
-        os.close(fd)
-        return None
-    return fd
 
 
 def rows_for_bytes(fl: FaceLandmarker, items: list[tuple[str, bytes]]) -> list[dict]:

@@ -1043,23 +1043,3 @@ def test_a_full_standard_output_is_one_line_for_every_command(tmp_path):
                                text=True, timeout=60)
         assert r.returncode == 1 and "Traceback" not in r.stderr, (args, r.stderr)
         assert r.stderr.strip() == "error: cannot write to standard output: No space left on device", r.stderr
-
-
-def test_a_second_run_into_a_folder_another_run_is_writing_is_refused(face, tmp_path):
-    """Two runs into one --out each did every image and wrote every row twice, both saying 'done'."""
-    from facemark.batch import _lock_folder
-
-    cv2.imwrite(str(tmp_path / "p.jpg"), face)
-    (tmp_path / "o").mkdir()
-    held = _lock_folder(tmp_path / "o")  # as a run in progress holds it
-    assert held is not None
-    try:
-        r = fm("detect", "p.jpg", "--out", "o", "--format", "jsonl", *MODEL, cwd=tmp_path)
-        assert r.returncode == 2 and "another facemark run is writing to o" in r.stderr, r.stderr
-        assert list((tmp_path / "o").iterdir()) == []
-    finally:
-        os.close(held)
-    r = fm("detect", "p.jpg", "--out", "o", "--format", "jsonl", *MODEL, cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    r = fm("detect", "p.jpg", "--out", "o", "--format", "jsonl", *MODEL, cwd=tmp_path)  # the lock went with the run
-    assert r.returncode == 0 and "already done" in r.stderr, r.stderr
