@@ -746,6 +746,8 @@ def run(argv: Optional[List[str]] = None) -> None:
         _stdout_gone()
         raise SystemExit(0) from None
     except OSError as e:  # standard output on a full disk (/dev/full) or the like, from a table or --help
+        if e.filename is not None:  # (a file's error names the file: not standard output's)
+            fail_now_code(f"{e.filename}: {e.strerror or e}", 1)
         _stdout_gone()
         fail_now_code(f"cannot write to standard output: {e.strerror or e}", 1)
     finally:

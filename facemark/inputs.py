@@ -16,6 +16,21 @@ from pathlib import Path, PurePosixPath
 from .imageio import IMAGE_EXTS
 
 
+def utf8_name(path: str) -> str | None:
+    """``path`` where it is valid UTF-8 (what Parquet's strings must be, and what OpenCV's video
+    reader needs); None for a name with bytes that are not (Python keeps them as lone surrogates)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return path
+
+
+def shown_name(path: str) -> str:
+    """A name Parquet and a message can hold: bytes that are not UTF-8 written as ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 @dataclass(frozen=True)
 class InputImage:
     path: Path  # where to read it

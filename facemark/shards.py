@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from .inputs import shown_name, utf8_name
+
 DEFAULT_SHARD_SIZE = 10_000  # rows per shard file
 
 
@@ -23,21 +25,6 @@ def row(path: str, width: int | None, height: int | None, model: str, faces=None
     fs = [f if isinstance(f, dict) else f.to_dict() for f in (faces or [])]
     return {"path": str(path), "width": None if width is None else int(width),
             "height": None if height is None else int(height), "model": model, "error": error, "faces": fs}
-
-
-def utf8_name(path: str) -> str | None:
-    """``path`` where it is valid UTF-8 (what Parquet's strings must be); None for a name with
-    bytes that are not (Python keeps them as lone surrogates)."""
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return None
-    return path
-
-
-def shown_name(path: str) -> str:
-    """A name Parquet can hold: bytes that are not UTF-8 written as ``\\xNN`` (for error rows)."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 ROW_KEYS = frozenset({"path", "width", "height", "model", "error", "faces"})

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from .imageio import IMAGE_EXTS, ImageError, make_temp, output_target, publish, quiet_stderr, read_image, remove_stale_temps
+from .inputs import shown_name, utf8_name
 from .results import Face
 
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"}
@@ -130,11 +131,9 @@ def open_source(spec: str, fps: float | None = None) -> Source:
         raise VideoError(f"{spec}: no such file")
     if not p.is_file() or p.stat().st_size == 0:
         raise VideoError(f"{spec}: not a video file (empty or not a file)")
-    try:
-        str(p).encode("utf-8")
-    except UnicodeEncodeError:  # OpenCV's video reader crashes the process (a segfault) on such a name
-        raise VideoError(f"{os.fsencode(p).decode('utf-8', 'backslashreplace')}: its name is not valid UTF-8, "
-                         f"which OpenCV's video reader cannot open; rename it") from None
+    if utf8_name(str(p)) is None:  # OpenCV's video reader crashes the process (a segfault) on such a name
+        raise VideoError(f"{shown_name(str(p))}: its name is not valid UTF-8, which OpenCV's video reader cannot "
+                         f"open; rename it")
     with quiet_stderr():  # "moov atom not found" and the like: facemark says it in its own words
         cap = cv2.VideoCapture(str(p))
         ok = cap.isOpened()
