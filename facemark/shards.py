@@ -15,8 +15,6 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from .inputs import shown_name, utf8_name
-
 DEFAULT_SHARD_SIZE = 10_000  # rows per shard file
 
 
@@ -119,6 +117,8 @@ class ShardWriter:
             else:
                 import pyarrow as pa
                 import pyarrow.parquet as pq
+
+                from .inputs import shown_name, utf8_name  # (not at the top: the CLI imports this module to start)
 
                 rows = [r if utf8_name(r["path"]) is not None else {**r, "path": shown_name(r["path"])} for r in self.rows]
                 pq.write_table(pa.Table.from_pylist(rows, schema=arrow_schema()), tmp)
