@@ -742,14 +742,6 @@ def run(argv: Optional[List[str]] = None) -> None:
     before = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         _run_app(args)
-    except BrokenPipeError:  # `facemark models | head -1`: the reader had enough; no more to say
-        _stdout_gone()
-        raise SystemExit(0) from None
-    except OSError as e:  # standard output on a full disk (/dev/full) or the like, from a table or --help
-        if e.filename is not None:  # (a file's error names the file: not standard output's)
-            fail_now_code(f"{e.filename}: {e.strerror or e}", 1)
-        _stdout_gone()
-        fail_now_code(f"cannot write to standard output: {e.strerror or e}", 1)
     finally:
         signal.signal(signal.SIGTERM, before)
 
@@ -808,6 +800,11 @@ def _run_app(args: list[str]) -> None:
     except BrokenPipeError:  # output piped into head and the like: not an error of ours
         sys.stderr = open(os.devnull, "w")
         raise SystemExit(0) from None
+    except OSError as e:  # standard output on a full disk (/dev/full) or the like, from a table or --help
+        if e.filename is not None:  # (a file's error names the file: not standard output's)
+            fail_now_code(f"{e.filename}: {e.strerror or e}", 1)
+        _stdout_gone()
+        fail_now_code(f"cannot write to standard output: {e.strerror or e}", 1)
     except Exception as e:  # noqa: BLE001 - Abort (Ctrl-C at a prompt) and its kin, by name
         if type(e).__name__ != "Abort" and not _from_ctrl_c(e):
             raise
