@@ -619,9 +619,10 @@ def train(
     fuse_loss: bool = typer.Option(True, "--fuse-loss/--no-fuse-loss", help="Compile the heatmap loss (~30 s once)."),
     teacher_model: Optional[str] = typer.Option(None, "--teacher-model", help="Distil from this model (e.g. hourglass, or a .pt) on augmented crops."),
     distill: float = typer.Option(1.0, "--distill", help="Weight of the teacher's loss (human labels keep weight 1)."),
-    teacher_views: int = typer.Option(8, "--teacher-views", help="Augmented views per face the teacher labels once (cached)."),
+    teacher_views: int = typer.Option(8, "--teacher-views", help="Augmented views per face the teacher labels once (cached). 1: the crop as it is, its labels moved with each batch's augmentation."),
     teacher_cache: Optional[Path] = typer.Option(None, "--teacher-cache", help="Teacher label cache (default OUT/teacher.npz; share it between students)."),
     init: Optional[str] = typer.Option(None, "--init", help="Start from these weights (a model name or .pt): fine-tune, grown into --arch options that add parameters (direct: pool=spatial, readout=8)."),
+    aug: List[str] = typer.Option([], "--aug", metavar="KEY=VALUE", help="Augmentation setting, e.g. p_wide_rotate=0.1 or scale=0.08 (see facemark/training/augment.py); repeat."),
 ):
     """Train a landmark model; exports the best checkpoint to OUT/model.onnx and OUT/model.pt."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -636,7 +637,7 @@ def train(
         opts = TrainOptions(model, out_dir, epochs=epochs, batch=batch, lr=lr, device=device, model=parse_arch(arch),
                             resume=resume, max_minutes=max_minutes, threads=threads, compile=compile_model,
                             fuse_loss=fuse_loss, teacher_model=teacher_model, distill=distill, init=init,
-                            teacher_views=teacher_views, teacher_cache=teacher_cache)
+                            teacher_views=teacher_views, teacher_cache=teacher_cache, augment=parse_arch(aug, "--aug"))
         check_options(opts)  # before a pack is loaded or built
         if resume and not (out_dir / "last.pt").is_file():
             say(f"note: nothing to resume in {out_dir} (no last.pt): starting from the beginning")

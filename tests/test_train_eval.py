@@ -170,6 +170,63 @@ def test_distillation_fine_tunes_a_student_from_a_teacher(tiny_models, wflw_root
     assert r.exit_code == 2 and "does not fit --arch" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_views_map_back_to_the_pack_frame():
+    """``to_pack_frame`` undoes ``transform_points`` for rotated, scaled, shifted and flipped views."""
+    from facemark.layouts import FLIP98
+    from facemark.training.augment import AugmentConfig, sample_geometry, to_pack_frame, transform_points
+
+    gen = torch.Generator().manual_seed(3)
+    geo = sample_geometry(64, AugmentConfig(p_wide_rotate=1.0), "cpu", gen)
+    assert geo[2].any() and not geo[2].all()
+    pts = torch.rand(64, 98, 2, generator=gen)
+    perm = torch.from_numpy(FLIP98).long()
+    view = transform_points(pts, *geo, 1.5, perm)
+    assert not torch.allclose(view, pts, atol=1e-2)
+    assert torch.allclose(to_pack_frame(view, *geo, 1.5, perm), pts, atol=1e-5)
+
+
+def test_one_teacher_view_follows_each_batch_s_augmentation(tiny_models, wflw_root, tmp_path):
+    """--teacher-views 1 labels each face once, as cropped; its labels then move with freshly drawn
+    geometry exactly as the human labels do (not the as-cropped view every epoch)."""
+    from facemark.training.augment import identity_geometry, transform_points
+    from facemark.training.train import TrainOptions, load_pack, make_trainer
+
+    run_dir, cache = tmp_path / "one", tmp_path / "c"
+    r = run("train", "--model", "direct", "--data", f"wflw={wflw_root}", "--batch", 4, "--out", run_dir, "--cache", cache,
+            "--teacher-model", tiny_models["hourglass"], "--teacher-views", 1, "--init", tiny_models["direct.pt"], "--epochs", 1)
+    assert r.exit_code == 0, r.stderr
+    pack = load_pack(None, [f"wflw={wflw_root}"], None, cache, 192)
+    tr = make_trainer(pack, TrainOptions("direct", tmp_path / "again", init=str(tiny_models["direct.pt"]),
+                                         teacher_model=str(tiny_models["hourglass"]), teacher_views=1,
+                                         teacher_cache=run_dir / "teacher.npz"), log=lambda *a: None)
+    assert len(tr.teacher["points"]) == len(pack)  # one view per face, from the cache
+    # Teacher labels that are the pack's own targets must come out as the human targets do.
+    tr.teacher["points"] = transform_points(tr.targets, *identity_geometry(len(pack), "cpu"), pack.margin, None)
+    idx = tr.train_idx[:4]
+    geo, taught = tr._draw_views(idx, np.random.default_rng(0))
+    assert not torch.allclose(geo[0], torch.eye(2).expand(4, 2, 2))  # augmented, not as cropped
+    _, pts, _, _ = tr._batch(idx, train=True, geo=geo)
+    assert torch.allclose(taught, pts, atol=1e-5)
+
+
+@pytest.mark.parametrize("aug, says", [("foo=1", "not an augmentation setting"), ("flip=2", "a probability"),
+                                       ("scale=abc", "give a number"), ("rotate=-5", "give a number"), ("scale", "KEY=VALUE")])
+def test_bad_augmentation_settings_are_one_line(tmp_path, aug, says):
+    r = run("train", "--model", "direct", "--pack", tmp_path / "none.npz", "--out", tmp_path / "r", "--aug", aug)
+    assert r.exit_code == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_augmentation_settings_reach_the_geometry():
+    from facemark.training.augment import augment_config, sample_geometry
+
+    cfg = augment_config({"p_wide_rotate": 0, "rotate_narrow": 0, "scale": 0, "shift": 0, "flip": 0})
+    a, t, flip = sample_geometry(16, cfg, "cpu", torch.Generator().manual_seed(0))
+    assert torch.allclose(a, torch.eye(2).expand(16, 2, 2)) and not t.any() and not flip.any()
+    a, _, flip = sample_geometry(16, augment_config({}), "cpu", torch.Generator().manual_seed(0))
+    assert not torch.allclose(a, torch.eye(2).expand(16, 2, 2)) and flip.any()
+
+
 def test_flip_averaged_teacher_labels_are_mirror_consistent(tiny_models, face_image):
     """Flip-averaged points of mirrored crops are exactly the mirror of the crops' points (a wrong
     landmark permutation or x mirror breaks this)."""

@@ -30,6 +30,22 @@ class AugmentConfig:
     occlude: float = 0.3
 
 
+PROBABILITIES = ("p_wide_rotate", "flip", "colour", "grey", "blur", "noise", "occlude")
+
+
+def augment_config(overrides: dict) -> AugmentConfig:
+    """``--aug KEY=VALUE`` over the defaults: ValueError naming a key or value that cannot be."""
+    known = AugmentConfig.__dataclass_fields__
+    for k, v in overrides.items():
+        if k not in known:
+            raise ValueError(f"--aug {k}: not an augmentation setting (they are {', '.join(known)})")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v >= 0):
+            raise ValueError(f"--aug {k}={v}: give a number, 0 or more")
+        if k in PROBABILITIES and v > 1:
+            raise ValueError(f"--aug {k}={v}: a probability, 0 to 1")
+    return AugmentConfig(**{k: float(v) for k, v in overrides.items()})
+
+
 def sample_geometry(n: int, cfg: AugmentConfig, device, gen: torch.Generator | None = None):
     """Random similarity + flip. Returns (A (n,2,2), t (n,2), flip (n,) bool): b = F(A c + t)."""
     u = lambda *s: torch.rand(*s, device=device, generator=gen)  # noqa: E731
@@ -70,6 +86,16 @@ def transform_points(points_pack: torch.Tensor, a, t, flip, margin: float, flip_
         b = torch.where(flip[:, None, None], b * torch.tensor([-1.0, 1.0], device=b.device), b)
         b = torch.where(flip[:, None, None], b[:, flip_perm], b)
     return (b + 1) / 2
+
+
+def to_pack_frame(points: torch.Tensor, a, t, flip, margin: float, flip_perm: torch.Tensor | None) -> torch.Tensor:
+    """``transform_points`` undone: output-crop [0, 1] points of a view -> pack-frame [0, 1]."""
+    b = points * 2 - 1
+    if flip.any():
+        mirrored = (b * torch.tensor([-1.0, 1.0], device=b.device))[:, flip_perm]
+        b = torch.where(flip[:, None, None], mirrored, b)
+    c = (b - t[:, None, :]) @ torch.linalg.inv(a).transpose(1, 2)
+    return (c / margin + 1) / 2
 
 
 def photometric(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator | None = None) -> torch.Tensor:
