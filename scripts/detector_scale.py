@@ -1,9 +1,13 @@
 """How small a face RetinaFace still finds at each input scale (and how long it takes).
 
 Pastes each 300-W test face, shrunk to a given size, into a 640x480 frame and runs the detector
-at several input scales. Usage:
+at several input scales. With ``--big``, the other end: each test photo scaled so its face is F px,
+run at that size in one pass (as a ``--min-face`` search did) and through ``RetinaFace.detect``,
+counting the annotated face found and the other boxes (some are real faces nobody annotated).
+Usage:
 
     python scripts/detector_scale.py --data 300w=../shared/data/300w [--limit 200]
+    python scripts/detector_scale.py --data 300w=../shared/data/300w --big 160,320,480,640 --limit 40
 """
 from __future__ import annotations
 
@@ -25,8 +29,11 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=200)
     ap.add_argument("--sizes", default="24,32,40,56,80")
     ap.add_argument("--scales", default="1.0,0.75,0.5")
+    ap.add_argument("--big", default=None, help="face sizes F (px) for the big-face count")
     a = ap.parse_args()
     samples = [s for s in datasets.load(a.data) if s.split == "test"][: a.limit]
+    if a.big:
+        return big_faces(samples, [int(v) for v in a.big.split(",")])
     sizes = [int(v) for v in a.sizes.split(",")]
     scales = [float(v) for v in a.scales.split(",")]
     rng = np.random.default_rng(0)
@@ -57,6 +64,33 @@ def main() -> None:
                     hits[size] += 1
         row = "  ".join(f"{100 * hits[s] / len(samples):6.1f}%" for s in sizes)
         print(f"{scale:5.2f}  {row}   {statistics.median(times) * 1000:7.1f}")
+
+
+
+def big_faces(samples, sizes: list[int]) -> None:
+    det = RetinaFace(min_face=RetinaFace.NET_MIN_FACE)  # input scale 1: the photo as it is
+    print("face px  photos  one pass: found  other boxes   detect(): found  other boxes   ms one pass  ms detect()")
+    for size in sizes:
+        n, found, other, times = 0, [0, 0], [0, 0], [[], []]
+        for smp in samples:
+            image = cv2.imread(str(smp.image))
+            lm = smp.landmarks
+            k = size / float((lm.max(0) - lm.min(0)).max())
+            if image.shape[0] * image.shape[1] * k * k > RetinaFace.MAX_INPUT_PIXELS:
+                continue  # (tiled: not one pass)
+            image = cv2.resize(image, None, fx=k, fy=k, interpolation=cv2.INTER_CUBIC if k > 1 else cv2.INTER_AREA)
+            g5 = five_points(lm * k)
+            iod = np.linalg.norm(g5[0] - g5[1])
+            n += 1
+            for j, search in enumerate((lambda im: det._detect_at(im, 1.0), det.detect)):
+                t = time.perf_counter()
+                dets = search(image)
+                times[j].append(time.perf_counter() - t)
+                hit = [np.linalg.norm(d.kps - g5, axis=1).mean() < iod / 2 for d in dets]
+                found[j] += any(hit)
+                other[j] += len(hit) - sum(hit)
+        print(f"{size:7d}  {n:6d}  {found[0]:15d}  {other[0]:11d}   {found[1]:15d}  {other[1]:11d}   "
+              f"{statistics.median(times[0]) * 1000:11.0f}  {statistics.median(times[1]) * 1000:11.0f}")
 
 
 if __name__ == "__main__":

@@ -144,6 +144,68 @@ def test_detector_bounds_work_on_huge_photos():
     assert det_small.scale_for(6000, 8000) * 40 >= RetinaFace.NET_MIN_FACE  # asked-for faces stay findable
 
 
+def _box_iou(a, b) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    return w * h / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h)
+
+
+def test_big_faces_come_from_a_coarser_pass_than_small_ones():
+    """A pass keeps faces of up to OWN_MAX network px; when it saw a bigger box, a pass STEP times
+    coarser owns the big ones (the network fires on big smooth regions at fine scales)."""
+    det = RetinaFace(min_face=40)
+    image = np.zeros((2000, 2000, 3), np.uint8)
+    small = Detection(np.array([100.0, 100, 200, 200]), 0.9, np.zeros((5, 2)))
+    false_big = Detection(np.array([900.0, 900, 1400, 1400]), 0.8, np.zeros((5, 2)))
+    true_big = Detection(np.array([300.0, 1200, 800, 1700]), 0.95, np.zeros((5, 2)))
+    calls = []
+
+    def fake(im, scale):
+        calls.append(scale)
+        if scale == 1.0:
+            return [small, false_big]
+        return [Detection(d.box / 1, d.score, d.kps) for d in (small, true_big)]  # coarse: the small one again too
+
+    det._detect_at = fake
+    found = det.detect(image)
+    assert calls == [1.0, 0.25]
+    assert sorted(d.score for d in found) == [0.9, 0.95]  # the false big box is gone; the small face once
+    calls.clear()
+    det._detect_at = lambda im, scale: (calls.append(scale), [small])[1]
+    assert det.detect(image) == [small] and calls == [1.0]  # no big box: one pass
+
+
+def test_an_upscaled_photo_searched_for_small_faces_finds_its_one_face(face_image):
+    """A 6x upscaled photo searched at full size (--min-face 40) found its face and four big false
+    ones before the coarse pass owned big faces."""
+    ref = RetinaFace().detect(face_image)
+    big = cv2.resize(face_image, None, fx=6, fy=6, interpolation=cv2.INTER_CUBIC)
+    found = RetinaFace(min_face=40).detect(big)
+    assert len(ref) == 1 and len(found) == 1
+    assert _box_iou(found[0].box, ref[0].box * 6) > 0.8
+
+
+def test_tiles_of_a_huge_input_find_small_and_big_faces_once(face_image):
+    """Past MAX_INPUT_PIXELS the search is tiled: small faces from overlapping tiles (one of them
+    across a tile edge), big ones from the coarser pass; each face once."""
+    det = RetinaFace(min_face=40)
+    det.MAX_INPUT_PIXELS, det.TILE = 700 * 700, 512  # (the same code path as a 10,000 px photo, smaller)
+    canvas = np.full((1400, 1400, 3), 110, np.uint8)
+    face = face_image[40:200, 150:300]  # about 100 px face
+    spots = [(60, 60), (440, 430), (900, 1100)]  # (x, y): the second straddles the first tile edge
+    for x, y in spots:
+        canvas[y:y + face.shape[0], x:x + face.shape[1]] = face
+    huge = cv2.resize(face_image, None, fx=3.5, fy=3.5)  # a face of ~400 px: more than a tile owns
+    canvas[800:1350, 0:500] = huge[150:700, 550:1050]
+    found = det.detect(canvas)
+    centres = np.array([[(d.box[0] + d.box[2]) / 2, (d.box[1] + d.box[3]) / 2] for d in found])
+    for x, y in spots:
+        near = np.linalg.norm(centres - [x + 75, y + 80], axis=1) < 60
+        assert near.sum() == 1, (x, y, centres)
+    assert sum(1 for d in found if d.box[3] - d.box[1] > 320) == 1  # (the big face, whole)
+    assert len(found) == 4
+
+
 def test_detector_keypoints_match_labels(face_image):
     d = RetinaFace().detect(face_image)[0]
     assert d.kps.shape == (5, 2)
