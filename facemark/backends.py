@@ -83,6 +83,8 @@ class OnnxModel:
         self.path = path
         try:
             self.session = ort_session(str(path), providers, threads)
+        except MemoryError:  # (not the file's fault)
+            raise
         except Exception:  # noqa: BLE001 - onnxruntime raises its own types for any unreadable file
             raise ModelError(f"{path} is not a valid ONNX model (onnxruntime cannot load it)") from None
         meta = self.session.get_modelmeta().custom_metadata_map

@@ -21,7 +21,7 @@ import numpy as np
 
 from .annotate import STYLES, draw
 from .detector import BoxError, GivenBoxes, RetinaFace, check_inside
-from .errors import OutputError, UsageError
+from .errors import OutputError, StopRun, UsageError
 from .imageio import ImageError, alpha_as_shown, atomic_write_bytes, encode_image, read_image, remove_stale_temps
 from .inputs import InputImage, collisions, duplicates_note, expand, output_names, shown_name, utf8_name
 from .landmarker import FaceLandmarker
@@ -183,7 +183,7 @@ def _load(chunk: list) -> list:
     for k, im, name in chunk:
         try:
             out.append((k, im, name, read_image(im.path)))
-        except ImageError as e:
+        except (ImageError, StopRun) as e:
             out.append((k, im, name, e))
         except MemoryError:
             out.append((k, im, name, ImageError(f"{im.path}: out of memory reading it")))
@@ -259,6 +259,9 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
         except MemoryError:
             failed(k, im, f"{im.path}: out of memory searching it")
             continue
+        except StopRun as e:  # k = -1: the images read before it are still done, then the run stops
+            outcomes.append(Outcome(-1, False, str(e)))
+            break
         ready.append((k, im, name, image))
         dets.append(d)
     for (k, im, name, image), fs in zip(ready, fl.landmarks_for([r[3] for r in ready], dets)):
@@ -281,7 +284,7 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
         except ImageError as e:
             failed(k, im, str(e))
             continue
-        except OutputError as e:  # k = -1: writing cannot go on; reported after the images written
+        except StopRun as e:  # k = -1: writing cannot go on; reported after the images written
             outcomes.append(Outcome(-1, False, str(e)))
             break
         shrunk = isinstance(fl.detector, RetinaFace) and fl.detector.min_face is None \

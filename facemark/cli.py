@@ -27,8 +27,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 # Where output goes when the caller closed stdout or stderr (cron, daemons); opened only then.
 _NULL = open(os.devnull, "w") if sys.stdout is None or sys.stderr is None else None
 # Consoles follow sys.stdout/sys.stderr as they are at each print (tests swap them) unless closed.
-err = Console(**({"stderr": True} if sys.stderr is not None else {"file": _NULL}), highlight=False, soft_wrap=True)
-out = Console(**({} if sys.stdout is not None else {"file": _NULL}), highlight=False,
+# No emoji codes: a file named a:thumbs_up:.jpg is named as it is.
+err = Console(**({"stderr": True} if sys.stderr is not None else {"file": _NULL}), highlight=False, soft_wrap=True,
+              emoji=False)
+out = Console(**({} if sys.stdout is not None else {"file": _NULL}), highlight=False, emoji=False,
               width=None if sys.stdout is not None and sys.stdout.isatty() else 160)  # tables stay readable in files
 
 
@@ -801,6 +803,15 @@ def _run_app(args: list[str]) -> None:
     except BrokenPipeError:  # output piped into head and the like: not an error of ours
         sys.stderr = open(os.devnull, "w")
         raise SystemExit(0) from None
+    except (MemoryError, ImportError) as e:  # (written plainly: there may be no memory left to format it richly)
+        if isinstance(e, ImportError) and "failed to map segment" not in str(e):  # (a library's, under ulimit -v)
+            raise
+        try:
+            os.write(2, f"error: out of memory{': ' + str(e) if isinstance(e, MemoryError) and str(e) else ''}\n"
+                        .encode(errors="replace"))
+        except OSError:
+            pass
+        raise SystemExit(1) from None
     except OSError as e:  # standard output on a full disk (/dev/full) or the like, from a table or --help
         if e.filename is not None:  # (a file's error names the file: not standard output's)
             fail_now_code(f"{e.filename}: {e.strerror or e}", 1)

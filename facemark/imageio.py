@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .errors import no_files_left
 from .quiet import quiet_stderr
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".pbm", ".pgm", ".ppm"}
@@ -185,7 +186,7 @@ def check_regular_file(path: Path, what: str = "an image") -> None:
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except OSError as e:
-        raise ImageError(f"cannot read {path}: {e.strerror or e}") from None
+        raise no_files_left(path, e) or ImageError(f"cannot read {path}: {e.strerror or e}") from None
     if stat.S_ISDIR(st.st_mode):
         raise ImageError(f"{path} is a directory, not {what}")
     if not stat.S_ISREG(st.st_mode):
@@ -206,7 +207,7 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.nda
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as e:
-        raise ImageError(f"cannot read {path}: {e.strerror or e}") from None
+        raise no_files_left(path, e) or ImageError(f"cannot read {path}: {e.strerror or e}") from None
     return decode_image(data, str(path), limit)
 
 

@@ -40,7 +40,7 @@ def ort_session(model: bytes | str | os.PathLike, providers: tuple | list | None
     """An inference session: full graph optimisation; on the CPU unless ``providers`` say otherwise."""
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4  # (fatal only: every error of its own reaches the user as facemark's one line)
     # No spin-waiting between runs: facemark alternates two sessions (detector, landmarks), and
     # one session's spinning workers starve the other's (measured: docs/PERFORMANCE.md).
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -50,4 +50,10 @@ def ort_session(model: bytes | str | os.PathLike, providers: tuple | list | None
         providers = ["CPUExecutionProvider"]
     if isinstance(model, os.PathLike):
         model = os.fspath(model)
-    return ort.InferenceSession(model, sess_options=opts, providers=list(providers))
+    try:
+        return ort.InferenceSession(model, sess_options=opts, providers=list(providers))
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types
+        if isinstance(e, MemoryError) or "bad_alloc" in str(e) or "Failed to allocate" in str(e):
+            shown = model if isinstance(model, str) else "the model"
+            raise MemoryError(f"not enough memory to load {shown}") from None
+        raise

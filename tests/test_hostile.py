@@ -362,6 +362,30 @@ def test_disk_full_stops_the_run_and_keeps_what_was_written(tmp_path, face, monk
     assert len(written) == 3 and all(validate(strict_json(p.read_text())) == [] for p in written)
 
 
+def test_no_file_descriptors_left_stops_the_run_once_not_every_image_failing(tmp_path, face, monkeypatch):
+    """Under a low ``ulimit -n`` every read fails the same way: one line that says so, and the
+    images read before it are done (each image was its own failure before)."""
+    from facemark import imageio
+
+    for i in range(6):
+        cv2.imwrite(str(tmp_path / f"{i}.jpg"), face)
+    real, calls = imageio.np.fromfile, {"n": 0}
+
+    def out_of_files(path, *a, **k):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(imageio.np, "fromfile", out_of_files)
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(app, ["detect", ".", "--out", "o", "--batch", "2", *MODEL])
+    assert r.exit_code == 1, r.stderr
+    assert r.stderr.count("too many open files") == 1 and "ulimit -n" in r.stderr and "failed:" not in r.stderr
+    assert "stopped after 3 image(s)" in r.stderr
+    assert len(list((tmp_path / "o").glob("*.json"))) == 3
+
+
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
 def test_disk_full_with_shards_counts_what_the_shards_hold(tmp_path, face, monkeypatch, fmt):
     if fmt == "parquet":
@@ -1043,3 +1067,27 @@ def test_a_full_standard_output_is_one_line_for_every_command(tmp_path):
                                text=True, timeout=60)
         assert r.returncode == 1 and "Traceback" not in r.stderr, (args, r.stderr)
         assert r.stderr.strip() == "error: cannot write to standard output: No space left on device", r.stderr
+
+
+def test_running_out_of_memory_loading_a_model_is_one_line_not_a_bad_model(tmp_path, face):
+    """Under a low ``ulimit -v`` onnxruntime's allocation fails while loading: that was reported as
+    "not a valid ONNX model" (the user's file blamed), or as a traceback."""
+    cv2.imwrite(str(tmp_path / "p.jpg"), face)
+    code = ("import sys, onnxruntime as ort\n"
+            "def no_memory(*a, **k):\n"
+            "    raise RuntimeError('Exception during initialization: std::bad_alloc')\n"
+            "ort.InferenceSession = no_memory\n"
+            "from facemark.__main__ import main\n"
+            "sys.argv = ['facemark', 'detect', 'p.jpg', '--model', 'direct']\n"
+            "main()\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 1, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "out of memory" in lines[0] and "not a valid" not in lines[0], r.stderr
+
+
+def test_a_file_name_with_an_emoji_code_is_named_as_it_is(tmp_path):
+    """rich turned ':thumbs_up:' in a file name into an emoji in every message naming it."""
+    (tmp_path / "a:thumbs_up:.jpg").write_bytes(b"not an image")
+    r = CliRunner().invoke(app, ["detect", str(tmp_path / "a:thumbs_up:.jpg"), *MODEL])
+    assert r.exit_code == 1 and "a:thumbs_up:.jpg" in r.stderr, r.stderr

@@ -43,6 +43,8 @@ class Teacher:
         for p in paths:
             try:
                 teacher._sessions.append(_session(p))
+            except MemoryError:  # (not the file's fault)
+                raise
             except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types for any unreadable file
                 raise ValueError(f"{p} is not a valid ONNX model: onnxruntime cannot load it "
                                  f"({str(e).splitlines()[0][:100] if str(e) else type(e).__name__})") from None
