@@ -131,6 +131,7 @@ class RetinaFace:
     TILE = 2048  # tile side at the network's scale
     OWN_MAX = 320  # px at the network input: the largest face a pass keeps when a coarser one can follow
     STEP = 4  # each coarser pass shrinks by this: a face of OWN_MAX px is 80 there, easily found
+    HANDOVER = 0.75  # a coarser pass's faces count from this share of the finer pass's limit
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         h, w = image.shape[:2]
@@ -151,17 +152,19 @@ class RetinaFace:
         h, w = image.shape[:2]
         limit = self.OWN_MAX / scale  # image px: bigger faces are a coarser pass's
         if h * w * scale * scale > self.MAX_INPUT_PIXELS:  # small faces on a huge image, at bounded memory
-            found = self._tiles(image, scale, limit)
-            coarse = min(scale / self.STEP, math.sqrt(self.MAX_INPUT_PIXELS / (h * w)))
+            found = self._tiles(image, scale, limit)  # (the coarser pass is tiled too if it must be)
         else:
             found = self._detect_at(image, scale)
             if max(h, w) * scale <= self.OWN_MAX or all(_side(d) <= limit for d in found):
                 return found  # (no coarser pass can hold a bigger face than the image)
             found = [d for d in found if _side(d) <= limit]
-            coarse = scale / self.STEP
-        big = [d for d in self._search(image, coarse) if _side(d) > limit]
-        # A big face seen at too fine a scale can also come out as smaller boxes on its parts.
-        found = big + [d for d in found if not any(_inside(d.box, b.box) > 0.5 for b in big)]
+        # The two passes measure one face a few % apart: the coarser one's count from HANDOVER of
+        # the limit, so a face at the limit is kept by one of them (both: NMS picks one).
+        big = [d for d in self._search(image, scale / self.STEP) if _side(d) > self.HANDOVER * limit]
+        # A big face seen at too fine a scale can also give boxes on its parts (each a good share
+        # of it, lying in it); a small face beside a big one stays.
+        found = big + [d for d in found if not any(_inside(d.box, b.box) > 0.8 and _side(d) > _side(b) / 3
+                                                   for b in big)]
         if len(found) < 2:
             return found
         keep = nms(np.stack([d.box for d in found]), np.array([d.score for d in found]), self.nms_iou)

@@ -175,6 +175,23 @@ def test_big_faces_come_from_a_coarser_pass_than_small_ones():
     assert det.detect(image) == [small] and calls == [1.0]  # no big box: one pass
 
 
+def test_a_face_at_the_handover_size_and_a_small_face_beside_a_big_one_stay():
+    """Found by a regression hunt: the fine pass measured a face at 322 px (a coarse pass's), the
+    coarse pass at 310 (a fine pass's), and neither kept it; a small face 70 % inside a big
+    face's box was taken for a part of it."""
+    det = RetinaFace()
+    image = np.zeros((480, 640, 3), np.uint8)
+    kps = np.zeros((5, 2))
+    fine = Detection(np.array([200.0, 40, 441, 362.6]), 0.99, kps)
+    coarse = Detection(np.array([205.0, 45, 436, 355.4]), 0.98, kps)
+    det._detect_at = lambda im, scale: [fine] if scale == 1.0 else [coarse]
+    assert len(det.detect(image)) == 1
+    small = Detection(np.array([456.2, 281.2, 510.5, 346.1]), 0.999, kps)
+    big = Detection(np.array([164.6, -11.7, 494.9, 411.7]), 0.99, kps)
+    det._detect_at = lambda im, scale: [small, big] if scale == 1.0 else [big]
+    assert len(det.detect(image)) == 2
+
+
 def test_an_upscaled_photo_searched_for_small_faces_finds_its_one_face(face_image):
     """A 6x upscaled photo searched at full size (--min-face 40) found its face and four big false
     ones before the coarse pass owned big faces."""
