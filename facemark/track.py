@@ -108,7 +108,8 @@ class Tracker:
     off_track: float = 0.1  # a check that puts the face this many face widths away re-seeds the track
     same_face: float = 0.5  # a detection within this many face widths of a track is that face
     max_unconfirmed: int = 5  # drop a hidden track after this many detections in a row missed it
-    cut_level: float = 20.0  # mean change (0-255) of a small brightness thumbnail that counts as a cut
+    cut_level: float = 20.0  # mean change (0-255) of a small brightness thumbnail: a cut, where a side is flat
+    cut_shape: float = 0.5  # mean change of the thumbnails scaled to unit spread: a cut (unrelated pictures ~1.1)
     tracks: list[Track] = field(default_factory=list)
     next_id: int = 0
     frames_since_detect: int = 0
@@ -173,7 +174,15 @@ class Tracker:
         sy, sx = max(1, green.shape[0] // 128), max(1, green.shape[1] // 128)  # ~128 px sampled: 0.04 ms
         thumb = cv2.resize(np.ascontiguousarray(green[::sy, ::sx]), (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
         prev, self._thumb = self._thumb, thumb
-        return prev is not None and float(np.abs(thumb - prev).mean()) > self.cut_level
+        if prev is None:
+            return False
+        spread, before = float(thumb.std()), float(prev.std())
+        if min(spread, before) < 4.0:  # a flat picture on a side (a cut to black, a fade's end): by level
+            return float(np.abs(thumb - prev).mean()) > self.cut_level
+        # Otherwise by what the picture shows, not how bright it is: a flickering lamp or an
+        # exposure step changes every pixel at once without being another shot.
+        change = np.abs((thumb - thumb.mean()) / spread - (prev - prev.mean()) / before).mean()
+        return float(change) > self.cut_shape
 
     def _follow(self, image: np.ndarray, check: bool = True) -> bool:
         """Move every track to this frame from its last landmarks; True if any was lost.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -88,6 +89,11 @@ class Source:
 FIRST_FRAME_TRIES = 50  # frames read to find one that decodes (and sets the size) before giving up
 
 
+def frame_order(path: Path) -> tuple:
+    """Frames in number order: frame2.png before frame10.png (text order puts 10, 11, 12 first)."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))], str(path)
+
+
 def open_source(spec: str, fps: float | None = None) -> Source:
     """A video file, a directory or glob of frames, or a camera index."""
     # FFmpeg's decoder threads report damaged packets on stderr outside any window facemark can
@@ -109,11 +115,11 @@ def open_source(spec: str, fps: float | None = None) -> Source:
     p = Path(spec)
     files = None
     if p.is_dir():
-        files = sorted(x for x in p.iterdir() if x.is_file() and x.suffix.lower() in IMAGE_EXTS)
+        files = sorted((x for x in p.iterdir() if x.is_file() and x.suffix.lower() in IMAGE_EXTS), key=frame_order)
     elif any(c in spec for c in "*?[") and not p.exists():
         import glob
 
-        files = sorted(Path(x) for x in glob.glob(spec) if Path(x).suffix.lower() in IMAGE_EXTS)
+        files = sorted((Path(x) for x in glob.glob(spec) if Path(x).suffix.lower() in IMAGE_EXTS), key=frame_order)
     if files is not None:
         if not files:
             raise VideoError(f"{spec}: no image frames found")
@@ -198,6 +204,13 @@ class AtomicVideoWriter:
             cap = cv2.VideoCapture(str(self.tmp))
             ok = cap.isOpened() and cap.read()[0]
             n = cap.get(cv2.CAP_PROP_FRAME_COUNT) if ok else 0
+            if ok and (self.tmp.suffix.lower() in (".avi", ".mkv", ".webm") or not 0 < n <= 2 * self.frames + 10):
+                # An AVI, Matroska or WebM file cut short keeps a count in its header (or none, or a
+                # garbage one) whatever is left after it: the frames that are there, counted. (An
+                # MP4's count is its index, written last: a cut file has none and does not open.)
+                n = 1
+                while cap.grab():
+                    n += 1
             cap.release()
         if not ok:
             raise OSError(f"the written video cannot be read back ({self.frames} frames were encoded; disk full?)")
@@ -211,6 +224,26 @@ class AtomicVideoWriter:
         with quiet_stderr():
             self.writer.release()
         self.tmp.unlink(missing_ok=True)
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """The folders that writing into ``folder`` will make, deepest first."""
+    out = []
+    while not folder.exists() and folder != folder.parent:
+        out.append(folder)
+        folder = folder.parent
+    return out
+
+
+def set_aside_name(path: Path) -> Path:
+    """Where an interrupted run's output goes when a complete one is at ``path``: NAME.partial.EXT,
+    or NAME.partial-2.EXT and on where that is taken. Never a file that is there: it may be the
+    input (a clip named x.partial.mp4) or an earlier partial output."""
+    p, n = path.with_name(f"{path.stem}.partial{path.suffix}"), 1
+    while os.path.lexists(p):
+        n += 1
+        p = path.with_name(f"{path.stem}.partial-{n}{path.suffix}")
+    return p
 
 
 def json_line(obj: dict) -> str:
@@ -394,6 +427,8 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                 raise UsageError(f"refusing to overwrite the input {source}")
             if p.parent.exists() and not p.parent.is_dir():
                 raise UsageError(f"{p}: {p.parent} is not a directory")
+            if os.path.exists(p) and not os.path.isfile(p):  # /dev/null and the like: never replaced
+                raise UsageError(f"{p} is not a regular file (a device or the like): give a file name")
         if out_path is not None and json_path is not None and os.path.realpath(out_path) == os.path.realpath(json_path):
             raise UsageError("--out and --json name the same file")
     except OSError as e:
@@ -420,6 +455,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     signals = [signal.SIGINT, signal.SIGTERM] if main_thread else []
     previous = {sig: signal.signal(sig, on_signal) for sig in signals}  # before any temp file exists
     writers: list = []
+    made = [q for p in outputs for q in _missing_folders(p.parent)]  # removed again if nothing is written
     set_aside: list[str] = []
     video_written: Path | None = None
     padded_to = None
@@ -475,8 +511,8 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
         try:
             while writers:
                 w = writers[0]
-                if stop["asked"] and w.path is not None and w.path.exists():  # an earlier complete output stays
-                    w.path = w.path.with_name(f"{w.path.stem}.partial{w.path.suffix}")
+                if stop["asked"] and w.path is not None and os.path.lexists(w.path):  # an earlier complete output stays
+                    w.path = set_aside_name(w.path)
                     set_aside.append(str(w.path))
                 w.publish()
                 if isinstance(w, AtomicVideoWriter):
@@ -487,6 +523,11 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     finally:
         for w in writers:  # not committed: an error, or no frame at all
             w.abort()
+        for q in made if writers else ():  # a folder made for outputs that never came (if still empty)
+            try:
+                q.rmdir()
+            except OSError:
+                pass
         if not (keep_ignoring and stop["asked"]):
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

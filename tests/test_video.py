@@ -311,6 +311,20 @@ def test_frame_folder_with_a_bad_frame(tiny_models, tmp_path, small_face):
     assert abs(recs[-1]["time"] - 7 / 12) < 1e-3
 
 
+def test_frames_named_with_numbers_play_in_number_order(tiny_models, tmp_path, small_face):
+    """frame1 ... frame12 without leading zeros: text order played 1, 10, 11, 12, 2, ... (the face
+    jumped back and forth)."""
+    d = tmp_path / "frames"
+    d.mkdir()
+    for i in range(1, 13):
+        cv2.imwrite(str(d / f"frame{i}.png"), frame_with([(20 + 25 * i, 100)], small_face))
+    js = tmp_path / "f.jsonl"
+    r = run("video", d, "--json", js, "--model", tiny_models["direct"], "--detect-every", 1)
+    assert r.exit_code == 0, r.stderr
+    xs = [json.loads(x)["faces"][0]["box"][0] for x in js.read_text().splitlines()]
+    assert len(xs) == 12 and all(b > a for a, b in zip(xs, xs[1:])), xs
+
+
 def test_ctrl_c_finishes_the_frame_and_closes_the_output(tiny_models, tmp_path, small_face):
     clip = tmp_path / "long.avi"
     wr = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 25, (480, 360))
@@ -333,15 +347,18 @@ def test_ctrl_c_finishes_the_frame_and_closes_the_output(tiny_models, tmp_path, 
 
 def test_an_interrupted_rerun_keeps_the_earlier_complete_output(tiny_models, tmp_path, small_face):
     """Ctrl-C on a second run must not replace a finished result with a part of one: the part
-    goes beside it (NAME.partial.EXT) and the message says where."""
-    clip = tmp_path / "long.avi"
+    goes beside it (NAME.partial.EXT, or NAME.partial-2.EXT where that is taken: here by the
+    input itself and by an earlier part, both of which were overwritten) and the message says where."""
+    clip = tmp_path / "o.partial.avi"
     wr = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 25, (480, 360))
     for _ in range(3000):
         wr.write(frame_with([(60, 80)], small_face))
     wr.release()
+    clip_bytes = clip.read_bytes()
     out, lines = tmp_path / "o.avi", tmp_path / "o.jsonl"
     out.write_bytes(b"an earlier complete video")
     lines.write_text("an earlier complete result\n")
+    (tmp_path / "o.partial.jsonl").write_text("an earlier part\n")
     p = subprocess.Popen([sys.executable, "-m", "facemark", "video", str(clip), "--out", str(out), "--json", str(lines),
                           "--model", str(tiny_models["direct"])], stderr=subprocess.PIPE, text=True,
                          preexec_fn=sigint_default)
@@ -350,8 +367,9 @@ def test_an_interrupted_rerun_keeps_the_earlier_complete_output(tiny_models, tmp
     _, stderr = p.communicate(timeout=60)
     assert p.returncode == 130 and "Traceback" not in stderr, stderr
     assert out.read_bytes() == b"an earlier complete video" and lines.read_text() == "an earlier complete result\n"
-    part, part_lines = tmp_path / "o.partial.avi", tmp_path / "o.partial.jsonl"
-    assert "o.partial.avi" in stderr and "o.partial.jsonl" in stderr, stderr
+    assert clip.read_bytes() == clip_bytes and (tmp_path / "o.partial.jsonl").read_text() == "an earlier part\n"
+    part, part_lines = tmp_path / "o.partial-2.avi", tmp_path / "o.partial-2.jsonl"
+    assert "o.partial-2.avi" in stderr and "o.partial-2.jsonl" in stderr, stderr
     cap = cv2.VideoCapture(str(part))
     assert cap.isOpened() and cap.read()[0]
     assert len(part_lines.read_text().splitlines()) >= 1
@@ -414,6 +432,52 @@ def test_an_encoder_that_loses_frames_leaves_no_output(tiny_models, tmp_path, sm
     r = run("video", clip, "--out", out, "--json", js, "--model", tiny_models["direct"])
     assert r.exit_code == 1 and "5 of 30 frames" in r.stderr, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.avi"]  # neither output, no temporaries
+
+
+@pytest.mark.parametrize("ext", ["avi", "mkv"])
+def test_a_video_cut_short_by_a_full_disk_is_not_kept(tiny_models, tmp_path, small_face, monkeypatch, ext):
+    """A disk that fills mid-run leaves an AVI without its index (frame count 0) or a Matroska file
+    with a garbage count: both were taken as "count unknown" and published, exit 0."""
+    from facemark import video as video_mod
+
+    clip = tmp_path / "in.avi"
+    wr = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (480, 360))
+    for i in range(30):
+        wr.write(frame_with([(40 + i, 90)], small_face))
+    wr.release()
+    real_finish = video_mod.AtomicVideoWriter.finish
+
+    def cut_short(self):
+        self.writer.release()
+        data = self.tmp.read_bytes()
+        self.tmp.write_bytes(data[: len(data) // 3])  # where the disk filled: the rest never landed
+        real_finish(self)
+
+    monkeypatch.setattr(video_mod.AtomicVideoWriter, "finish", cut_short)
+    r = run("video", clip, "--out", tmp_path / f"o.{ext}", "--model", tiny_models["direct"])
+    assert r.exit_code == 1 and "of 30 frames" in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.avi"]
+
+
+def test_outputs_that_cannot_be_written_leave_no_folder_behind(tiny_models, tmp_path, small_face, monkeypatch):
+    """"Nothing written" holds for the folders --out would have made: a device as --json is refused
+    before any is made, and a JSON file that cannot be opened after the video's folder was made
+    takes that folder away again."""
+    from facemark import video as video_mod
+
+    clip = tmp_path / "in.avi"
+    write_clip(clip, [frame_with([(40, 90)], small_face)] * 3, fourcc="MJPG")
+    r = run("video", clip, "--out", tmp_path / "new" / "sub" / "o.mp4", "--json", "/dev/null", "--model", tiny_models["direct"])
+    assert r.exit_code == 2 and "not a regular file" in r.stderr and not (tmp_path / "new").exists(), r.stderr
+
+    def no_permission(self, path):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(video_mod.AtomicTextWriter, "__init__", no_permission)
+    r = run("video", clip, "--out", tmp_path / "new" / "sub" / "o.mp4", "--json", tmp_path / "o.jsonl",
+            "--model", tiny_models["direct"])
+    assert r.exit_code == 2 and "Permission denied" in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.avi"]
 
 
 def test_video_api_takes_string_paths_and_refuses_an_empty_input(tiny_models, tmp_path, small_face):
@@ -661,6 +725,24 @@ def test_a_cut_restarts_the_smoothing(small_face):
     (face,) = tr.step(frame, 12 / 25.0)
     assert np.abs(face.smoothed - face.landmarks).max() < 1e-6
     assert not face.velocity.any()  # the next crop does not lead by the jump across the cut
+
+
+def test_a_flickering_light_is_no_cut_but_another_shot_and_black_are(small_face):
+    """A 30 % lamp or exposure flicker changed every pixel by more than the cut level: every frame
+    was a cut, so smoothing restarted each frame and the whole frame was searched each frame."""
+    from facemark import FaceLandmarker
+
+    tr = Tracker(FaceLandmarker(model="direct"), detect_every=100)
+    frame = frame_with([(100, 100)], small_face)
+    frame[:, :40] = 30  # a dark edge and a bright one: a picture with some spread
+    frame[:, -40:] = 220
+    dim = (frame * 0.7).astype(np.uint8)
+    assert tr._cut(frame) is False  # (the first frame: nothing to compare)
+    assert not any(tr._cut(f) for f in (dim, frame, dim, frame, dim))
+    other = frame_with([(300, 150)], cv2.flip(small_face, 0))
+    other[:, :200] = 230
+    assert tr._cut(other)
+    assert tr._cut(np.zeros_like(frame))
 
 
 def test_fps_overrides_the_file_s_timestamps(tiny_models, tmp_path, small_face):
