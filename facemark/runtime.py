@@ -4,7 +4,14 @@ from __future__ import annotations
 import os
 import re
 
-import onnxruntime as ort
+# onnxruntime (1.29 on) reports usage to Microsoft from Linux too, and warns on stderr when it
+# cannot keep its device id (HOME not writable). A landmark tool has no business calling out:
+# off unless the user has set ORT_DISABLE_TELEMETRY themselves.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+import onnxruntime as ort  # noqa: E402
+
+ort.set_default_logger_severity(3)  # (its warnings are not the user's: stderr carries facemark's lines)
 
 
 def is_device(device: object) -> bool:

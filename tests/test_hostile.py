@@ -1091,3 +1091,15 @@ def test_a_file_name_with_an_emoji_code_is_named_as_it_is(tmp_path):
     (tmp_path / "a:thumbs_up:.jpg").write_bytes(b"not an image")
     r = CliRunner().invoke(app, ["detect", str(tmp_path / "a:thumbs_up:.jpg"), *MODEL])
     assert r.exit_code == 1 and "a:thumbs_up:.jpg" in r.stderr, r.stderr
+
+
+def test_onnxruntime_telemetry_is_off_unless_the_user_chose(tmp_path):
+    """onnxruntime 1.29+ reports usage from Linux and warns on stderr when HOME is not writable;
+    facemark turns it off, and a user's own setting wins."""
+    code = "import os, facemark.runtime; print(os.environ['ORT_DISABLE_TELEMETRY'])"
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r.stdout.strip() == "1", r.stderr
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**env, "ORT_DISABLE_TELEMETRY": "0"}, cwd=tmp_path)
+    assert r.stdout.strip() == "0", r.stderr
