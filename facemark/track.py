@@ -150,7 +150,10 @@ class Tracker:
                 tr.check_age += 1  # make a check miss, and a lasting one would cost a full detection a frame
                 if tr.check_age >= CHECK_HOLD:
                     tr.check_px, tr.check_age = (tr.check_px / 2 if tr.check_px / 2 > self.check_px else 0.0), 0
-            tr.smoothed = tr.filter(tr.landmarks, t, inter_ocular(tr.landmarks)) if tr.filter else tr.landmarks
+            if tr.unconfirmed:  # hidden: its points may be drawn on whatever hides it, and must not
+                tr.filter, tr.smoothed = self._new_filter(), tr.landmarks  # drag the face's once it is back
+            else:
+                tr.smoothed = tr.filter(tr.landmarks, t, inter_ocular(tr.landmarks)) if tr.filter else tr.landmarks
         # A track the last detection did not see is followed (it keeps its id if seen again on the
         # next frame) but not reported: the model draws a face in any crop, even an empty one.
         return [tr for tr in self.tracks if not tr.unconfirmed]
@@ -343,7 +346,11 @@ class Tracker:
                                handicap=[HIDDEN_HANDICAP if tr.unconfirmed else 0.0 for tr in self.tracks])
         for tr, match in zip(self.tracks, matches):
             if match is not None:
+                was_hidden = tr.unconfirmed > 0
                 tr.unconfirmed, tr.score = 0, match.score  # the score of the detection that last saw it
+                if was_hidden:  # followed meanwhile from guesses on whatever hid it: start from the detection
+                    reseed.append((tr, match))
+                    continue
                 if tr.pending is not None and not self._off_track(tr, match.box, tr.pending[0]):
                     tr.box, tr.landmarks = tr.pending[0], tr.pending[1]  # the crop was right
                     if tr.pending[2]:  # but the window check could not see the face: look closer next time
