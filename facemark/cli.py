@@ -369,6 +369,8 @@ def video(
 
     if out_path is None and json_path is None:
         fail("give --out VIDEO and/or --json FILE.jsonl")
+    if smooth == "none" and (min_cutoff is not None or beta is not None):
+        say("note: --min-cutoff and --beta tune the smoothing, which --smooth none turns off: they do nothing here")
     fl = _landmarker(model, device, "retinaface", None, threshold, None)
     cols = [TextColumn("video"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]:.1f} fps"), TimeRemainingColumn()]
     s = None

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -115,7 +116,10 @@ def open_source(spec: str, fps: float | None = None) -> Source:
     p = Path(spec)
     files = None
     if p.is_dir():
-        files = sorted((x for x in p.iterdir() if x.is_file() and x.suffix.lower() in IMAGE_EXTS), key=frame_order)
+        try:
+            files = sorted((x for x in p.iterdir() if x.is_file() and x.suffix.lower() in IMAGE_EXTS), key=frame_order)
+        except OSError as e:  # (a folder we may not list: the input's fault, said as such)
+            raise VideoError(f"{spec}: cannot list its frames: {e.strerror or e}") from None
     elif any(c in spec for c in "*?[") and not p.exists():
         import glob
 
@@ -137,6 +141,10 @@ def open_source(spec: str, fps: float | None = None) -> Source:
         raise VideoError(f"{spec}: no such file")
     if not p.is_file() or p.stat().st_size == 0:
         raise VideoError(f"{spec}: not a video file (empty or not a file)")
+    try:  # a file we may not read is said so, not called "not a video"
+        open(p, "rb").close()
+    except OSError as e:
+        raise VideoError(f"{spec}: cannot read it: {e.strerror or e}") from None
     if utf8_name(str(p)) is None:  # OpenCV's video reader crashes the process (a segfault) on such a name
         raise VideoError(f"{shown_name(str(p))}: its name is not valid UTF-8, which OpenCV's video reader cannot "
                          f"open; rename it")
@@ -226,6 +234,16 @@ class AtomicVideoWriter:
         self.tmp.unlink(missing_ok=True)
 
 
+def _is_stream(path: str) -> bool:
+    """A pipe or a character device (process substitution, /dev/fd/N, /dev/null): written as a
+    stream, never replaced by a renamed file."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+
+
 def _missing_folders(folder: Path) -> list[Path]:
     """The folders that writing into ``folder`` will make, deepest first."""
     out = []
@@ -251,31 +269,43 @@ def json_line(obj: dict) -> str:
     return json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n"
 
 
-class StdoutLines:
-    """``--json -``: each frame's line goes to stdout as it is made (a pipe sees it at once)."""
+class StreamLines:
+    """``--json -`` (stdout), or a pipe or device given by name (``>(wc -l)``, ``/dev/fd/3``,
+    ``/dev/null``): each frame's line goes out as it is made (a pipe sees it at once), with no
+    file to rename into place."""
 
     path = None
     closed = False  # the reader went away (`| head`): not an error; the other outputs still finish
 
+    def __init__(self, target: str | None = None):
+        self.f = open(target, "w") if target is not None else None
+
     def write_line(self, obj: dict) -> None:
         if self.closed:
             return
+        out = self.f if self.f is not None else sys.stdout
         try:
-            sys.stdout.write(json_line(obj))
-            sys.stdout.flush()
+            out.write(json_line(obj))
+            out.flush()
         except BrokenPipeError:
             self.closed = True
-            sys.stdout = open(os.devnull, "w")  # Python's own flush at exit must not fail either
+            if self.f is None:
+                sys.stdout = open(os.devnull, "w")  # Python's own flush at exit must not fail either
 
     def finish(self) -> None:
         if not self.closed:
-            sys.stdout.flush()
+            (self.f if self.f is not None else sys.stdout).flush()
+        self.abort()
 
     def publish(self) -> None:
         pass
 
     def abort(self) -> None:
-        pass
+        if self.f is not None:
+            try:
+                self.f.close()
+            except OSError:  # (a reader gone: its last flush fails)
+                pass
 
 
 class AtomicTextWriter:
@@ -393,7 +423,8 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     source = str(source)
     out_path = Path(out_path) if out_path is not None else None
     to_stdout = json_path is not None and str(json_path) in ("-", "/dev/stdout")  # JSON lines into a pipe
-    json_path = Path(json_path) if json_path is not None and not to_stdout else None
+    stream = str(json_path) if json_path is not None and not to_stdout and _is_stream(str(json_path)) else None
+    json_path = Path(json_path) if json_path is not None and not to_stdout and stream is None else None
     if smooth not in ("one-euro", "none"):
         raise UsageError(f"--smooth must be one-euro or none, not {smooth!r}")
     import math
@@ -464,7 +495,8 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     start = time.perf_counter()
     try:
         for path, make in ((out_path, lambda p: AtomicVideoWriter(p, src.fps, (src.width, src.height))),
-                           (json_path, AtomicTextWriter), ("-" if to_stdout else None, lambda p: StdoutLines())):
+                           (json_path, AtomicTextWriter), ("-" if to_stdout else None, lambda p: StreamLines()),
+                           (stream, StreamLines)):
             if path is None:
                 continue
             try:
@@ -472,7 +504,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
             except OSError as e:  # named as the user gave it, not as the hidden temporary file
                 raise VideoError(f"cannot write {path}: {e.strerror or e}") from None
         video_w = writers[0] if out_path is not None else None
-        text_w = writers[-1] if json_path is not None or to_stdout else None
+        text_w = writers[-1] if json_path is not None or to_stdout or stream is not None else None
         try:
             try:
                 stop["armed"] = True

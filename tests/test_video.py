@@ -1,5 +1,7 @@
 """facemark video: tracking ids, frame counts, JSONL schema, bad and interrupted input."""
 import json
+import os
+import stat
 import signal
 import subprocess
 import sys
@@ -460,15 +462,17 @@ def test_a_video_cut_short_by_a_full_disk_is_not_kept(tiny_models, tmp_path, sma
 
 
 def test_outputs_that_cannot_be_written_leave_no_folder_behind(tiny_models, tmp_path, small_face, monkeypatch):
-    """"Nothing written" holds for the folders --out would have made: a device as --json is refused
+    """"Nothing written" holds for the folders --out would have made: a folder as --json is refused
     before any is made, and a JSON file that cannot be opened after the video's folder was made
     takes that folder away again."""
     from facemark import video as video_mod
 
     clip = tmp_path / "in.avi"
     write_clip(clip, [frame_with([(40, 90)], small_face)] * 3, fourcc="MJPG")
-    r = run("video", clip, "--out", tmp_path / "new" / "sub" / "o.mp4", "--json", "/dev/null", "--model", tiny_models["direct"])
-    assert r.exit_code == 2 and "not a regular file" in r.stderr and not (tmp_path / "new").exists(), r.stderr
+    r = run("video", clip, "--out", tmp_path / "new" / "sub" / "o.mp4", "--json", tmp_path, "--model", tiny_models["direct"])
+    assert r.exit_code == 2 and "is a directory" in r.stderr and not (tmp_path / "new").exists(), r.stderr
+    r = run("video", clip, "--out", "/dev/null", "--model", tiny_models["direct"])
+    assert r.exit_code == 2 and "not a regular file" in r.stderr, r.stderr
 
     def no_permission(self, path):
         raise PermissionError(13, "Permission denied")
@@ -478,6 +482,59 @@ def test_outputs_that_cannot_be_written_leave_no_folder_behind(tiny_models, tmp_
             "--model", tiny_models["direct"])
     assert r.exit_code == 2 and "Permission denied" in r.stderr, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.avi"]
+
+
+def test_inputs_we_may_not_read_are_said_so_as_input_errors(tiny_models, tmp_path, small_face, monkeypatch):
+    """A folder of frames we may not list gave exit 1 (an output error's code); a video we may not
+    read was called "not a video OpenCV can decode". (Run as root here, so the refusals are made.)"""
+    from pathlib import Path
+
+    from facemark import video as video_mod
+
+    clip = tmp_path / "in.avi"
+    write_clip(clip, [frame_with([(40, 90)], small_face)] * 3, fourcc="MJPG")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+
+    def denied(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(video_mod, "open", denied, raising=False)
+    r = run("video", clip, "--json", tmp_path / "o.jsonl", "--model", tiny_models["direct"])
+    assert r.exit_code == 2 and "cannot read it: Permission denied" in r.stderr, r.stderr
+    monkeypatch.setattr(Path, "iterdir", denied)
+    r = run("video", frames, "--json", tmp_path / "o.jsonl", "--model", tiny_models["direct"])
+    assert r.exit_code == 2 and "Permission denied" in r.stderr, r.stderr
+
+
+def test_smoothing_settings_with_smoothing_off_are_said_to_do_nothing(tiny_models, tmp_path, small_face):
+    clip = tmp_path / "in.avi"
+    write_clip(clip, [frame_with([(40, 90)], small_face)] * 2, fourcc="MJPG")
+    r = run("video", clip, "--json", tmp_path / "o.jsonl", "--smooth", "none", "--beta", 3, "--model", tiny_models["direct"])
+    assert r.exit_code == 0 and "do nothing here" in r.stderr, r.stderr
+    r = run("video", clip, "--json", tmp_path / "o.jsonl", "--beta", 3, "--model", tiny_models["direct"])
+    assert r.exit_code == 0 and "do nothing" not in r.stderr, r.stderr
+
+
+def test_json_lines_into_a_pipe_or_device_given_by_name(tiny_models, tmp_path, small_face):
+    """--json >(wc -l), /dev/fd/N or /dev/null: lines are streamed into it (the temporary file and
+    rename, made for regular files, failed with "No such file or directory")."""
+    import threading
+
+    clip = tmp_path / "in.avi"
+    write_clip(clip, [frame_with([(40, 90)], small_face)] * 3, fourcc="MJPG")
+    fifo = tmp_path / "lines"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo).read()))
+    reader.start()
+    r = run("video", clip, "--json", fifo, "--model", tiny_models["direct"])
+    reader.join(60)
+    assert r.exit_code == 0, r.stderr
+    assert [json.loads(x)["frame"] for x in got[0].splitlines()] == [0, 1, 2]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)  # still the pipe, not replaced by a file
+    r = run("video", clip, "--json", "/dev/null", "--out", tmp_path / "o.mp4", "--model", tiny_models["direct"])
+    assert r.exit_code == 0 and (tmp_path / "o.mp4").is_file(), r.stderr
 
 
 def test_video_api_takes_string_paths_and_refuses_an_empty_input(tiny_models, tmp_path, small_face):
