@@ -21,7 +21,7 @@ import numpy as np
 
 from .annotate import STYLES, draw
 from .detector import BoxError, GivenBoxes, RetinaFace, check_inside
-from .errors import OutputError, StopRun, UsageError
+from .errors import OutputError, StopRun, UsageError, no_files_left
 from .imageio import ImageError, alpha_as_shown, atomic_write_bytes, encode_image, read_image, remove_stale_temps
 from .inputs import InputImage, collisions, duplicates_note, expand, output_names, shown_name, utf8_name
 from .landmarker import FaceLandmarker
@@ -231,7 +231,7 @@ def _write(job: Job, im: InputImage, name, image, fs, text: str | None) -> None:
                errno.EROFS: "the file system is read-only", errno.EIO: "an I/O error"}.get(e.errno)
         if why:
             raise OutputError(f"cannot write {current}: {why}") from None
-        raise ImageError(f"{im.path}: cannot write {current}: {e.strerror or e}") from None
+        raise no_files_left(current, e) or ImageError(f"{im.path}: cannot write {current}: {e.strerror or e}") from None
 
 
 def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:

@@ -221,10 +221,12 @@ def _landmarker(model: str, device: str, detector: str, boxes: Optional[Path], t
     except (ValueError, KeyError, TypeError, RecursionError, OSError) as e:  # JSON errors are ValueErrors
         fail(f"bad boxes file {boxes}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
     try:
-        return FaceLandmarker(model=model, device=device, detector=det, threshold=threshold, min_face=min_face,
-                              threads=threads, flip=flip)
+        fl = FaceLandmarker(model=model, device=device, detector=det, threshold=threshold, min_face=min_face,
+                            threads=threads, flip=flip)
     except (ModelError, FileNotFoundError, ValueError) as e:
         fail(str(e))
+    getattr(fl.detector, "session", None)  # loaded now: no memory for it is the run's end, not each image's
+    return fl
 
 
 @app.command()
@@ -626,7 +628,7 @@ def train(
     teacher_views: int = typer.Option(8, "--teacher-views", help="Augmented views per face the teacher labels once (cached). 1: the crop as it is, its labels moved with each batch's augmentation."),
     teacher_cache: Optional[Path] = typer.Option(None, "--teacher-cache", help="Teacher label cache (default OUT/teacher.npz; share it between students)."),
     init: Optional[str] = typer.Option(None, "--init", help="Start from these weights (a model name or .pt): fine-tune, grown into --arch options that add parameters (direct: pool=spatial, readout=8)."),
-    aug: List[str] = typer.Option([], "--aug", metavar="KEY=VALUE", help="Augmentation setting, e.g. p_wide_rotate=0.1 or scale=0.08 (see facemark/training/augment.py); repeat."),
+    aug: List[str] = typer.Option([], "--aug", metavar="KEY=VALUE", help="Augmentation setting KEY=VALUE; repeat. Keys: rotate, p_wide_rotate, rotate_narrow, scale, shift, flip, colour, grey, blur, noise, occlude (defaults in facemark/training/augment.py)."),
 ):
     """Train a landmark model; exports the best checkpoint to OUT/model.onnx and OUT/model.pt."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn

@@ -186,7 +186,7 @@ def check_regular_file(path: Path, what: str = "an image") -> None:
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except OSError as e:
-        raise no_files_left(path, e) or ImageError(f"cannot read {path}: {e.strerror or e}") from None
+        raise ImageError(f"cannot read {path}: {e.strerror or e}") from None
     if stat.S_ISDIR(st.st_mode):
         raise ImageError(f"{path} is a directory, not {what}")
     if not stat.S_ISREG(st.st_mode):

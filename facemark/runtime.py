@@ -58,9 +58,15 @@ def ort_session(model: bytes | str | os.PathLike, providers: tuple | list | None
     if isinstance(model, os.PathLike):
         model = os.fspath(model)
     try:
-        return ort.InferenceSession(model, sess_options=opts, providers=list(providers))
+        session = ort.InferenceSession(model, sess_options=opts, providers=list(providers))
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types
         if isinstance(e, MemoryError) or "bad_alloc" in str(e) or "Failed to allocate" in str(e):
             shown = model if isinstance(model, str) else "the model"
             raise MemoryError(f"not enough memory to load {shown}") from None
         raise
+    asked = [p[0] if isinstance(p, tuple) else p for p in providers]
+    if "CUDAExecutionProvider" in asked and "CUDAExecutionProvider" not in session.get_providers():
+        import warnings  # (its own warning about it is silenced above: said here, once per session)
+
+        warnings.warn("onnxruntime could not start CUDA here (its CUDA and cuDNN libraries?); running on the CPU")
+    return session

@@ -110,6 +110,7 @@ class Tracker:
     max_unconfirmed: int = 5  # drop a hidden track after this many detections in a row missed it
     cut_level: float = 20.0  # mean change (0-255) of a small brightness thumbnail: a cut, where a side is flat
     cut_shape: float = 0.5  # mean change of the thumbnails scaled to unit spread: a cut (unrelated pictures ~1.1)
+    flat_spread: float = 4.0  # a thumbnail's spread (0-255) below which the picture is flat (black, a fade's end)
     tracks: list[Track] = field(default_factory=list)
     next_id: int = 0
     frames_since_detect: int = 0
@@ -150,8 +151,8 @@ class Tracker:
                 tr.check_age += 1  # make a check miss, and a lasting one would cost a full detection a frame
                 if tr.check_age >= CHECK_HOLD:
                     tr.check_px, tr.check_age = (tr.check_px / 2 if tr.check_px / 2 > self.check_px else 0.0), 0
-            if tr.unconfirmed:  # hidden: its points may be drawn on whatever hides it, and must not
-                tr.filter, tr.smoothed = self._new_filter(), tr.landmarks  # drag the face's once it is back
+            if tr.unconfirmed >= 2:  # hidden (not one blurred frame): its points may be drawn on whatever
+                tr.filter, tr.smoothed = self._new_filter(), tr.landmarks  # hides it, and must not drag the face's
             else:
                 tr.smoothed = tr.filter(tr.landmarks, t, inter_ocular(tr.landmarks)) if tr.filter else tr.landmarks
         # A track the last detection did not see is followed (it keeps its id if seen again on the
@@ -179,9 +180,12 @@ class Tracker:
         prev, self._thumb = self._thumb, thumb
         if prev is None:
             return False
+        level = float(np.abs(thumb - prev).mean())
         spread, before = float(thumb.std()), float(prev.std())
-        if min(spread, before) < 4.0:  # a flat picture on a side (a cut to black, a fade's end): by level
-            return float(np.abs(thumb - prev).mean()) > self.cut_level
+        if min(spread, before) < self.flat_spread:  # a flat picture on a side (a cut to black): by level
+            return level > self.cut_level
+        if level <= self.cut_level / 3:  # (grain on a dim picture, scaled up to unit spread, is no cut)
+            return False
         # Otherwise by what the picture shows, not how bright it is: a flickering lamp or an
         # exposure step changes every pixel at once without being another shot.
         change = np.abs((thumb - thumb.mean()) / spread - (prev - prev.mean()) / before).mean()
@@ -346,7 +350,7 @@ class Tracker:
                                handicap=[HIDDEN_HANDICAP if tr.unconfirmed else 0.0 for tr in self.tracks])
         for tr, match in zip(self.tracks, matches):
             if match is not None:
-                was_hidden = tr.unconfirmed > 0
+                was_hidden = tr.unconfirmed >= 2  # (one miss is a blurred frame: the crop was still on the face)
                 tr.unconfirmed, tr.score = 0, match.score  # the score of the detection that last saw it
                 if was_hidden:  # followed meanwhile from guesses on whatever hid it: start from the detection
                     reseed.append((tr, match))

@@ -2,6 +2,7 @@
 cameras), an output writer that renames into place only when complete, and the per-frame loop."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -92,7 +93,8 @@ FIRST_FRAME_TRIES = 50  # frames read to find one that decodes (and sets the siz
 
 def frame_order(path: Path) -> tuple:
     """Frames in number order: frame2.png before frame10.png (text order puts 10, 11, 12 first)."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))], str(path)
+    parts = re.split(r"(\d+)", str(path), flags=re.ASCII)  # (ASCII digits: int() of '²' fails)
+    return [int(t) if i % 2 else t for i, t in enumerate(parts)], str(path)
 
 
 def open_source(spec: str, fps: float | None = None) -> Source:
@@ -216,13 +218,19 @@ class AtomicVideoWriter:
                 # An AVI, Matroska or WebM file cut short keeps a count in its header (or none, or a
                 # garbage one) whatever is left after it: the frames that are there, counted. (An
                 # MP4's count is its index, written last: a cut file has none and does not open.)
-                n = 1
-                while cap.grab():
+                counted = cv2.VideoCapture(str(self.tmp))
+                counted.set(cv2.CAP_PROP_FORMAT, -1)  # packets, not decoded: an hour of 1080p in seconds
+                n = 0
+                while counted.grab():
                     n += 1
+                counted.release()
+                short = n < self.frames
+            else:
+                short = 0 < n < self.frames - max(1, self.frames // 50)  # (an MP4's count may be estimated)
             cap.release()
         if not ok:
             raise OSError(f"the written video cannot be read back ({self.frames} frames were encoded; disk full?)")
-        if 0 < n < self.frames - max(1, self.frames // 50):  # some containers estimate the count
+        if short:
             raise OSError(f"the video encoder wrote {int(n)} of {self.frames} frames (disk full?)")
 
     def publish(self) -> None:
@@ -278,7 +286,16 @@ class StreamLines:
     closed = False  # the reader went away (`| head`): not an error; the other outputs still finish
 
     def __init__(self, target: str | None = None):
-        self.f = open(target, "w") if target is not None else None
+        self.f = None
+        if target is not None:  # a FIFO nobody reads would block the open for ever (Ctrl-C included)
+            try:
+                fd = os.open(target, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as e:
+                if e.errno == errno.ENXIO:
+                    raise OSError(errno.ENXIO, "it is a pipe that no process is reading") from None
+                raise
+            os.set_blocking(fd, True)
+            self.f = os.fdopen(fd, "w")
 
     def write_line(self, obj: dict) -> None:
         if self.closed:
@@ -555,7 +572,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     finally:
         for w in writers:  # not committed: an error, or no frame at all
             w.abort()
-        for q in made if writers else ():  # a folder made for outputs that never came (if still empty)
+        for q in made:  # a folder made for outputs that never came (rmdir: only where it is still empty)
             try:
                 q.rmdir()
             except OSError:

@@ -334,14 +334,14 @@ def test_usage_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "No such option" in r.stderr
 
 
-def disk_full_after(n: int, write):
-    """``write`` that succeeds ``n`` times, then fails as a full disk does."""
+def disk_full_after(n: int, write, code: int = errno.ENOSPC):
+    """``write`` that succeeds ``n`` times, then fails as a full disk does (or with ``code``)."""
     calls = {"n": 0}
 
     def filling_disk(*args):
         calls["n"] += 1
         if calls["n"] > n:
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise OSError(code, os.strerror(code))
         write(*args)
 
     return filling_disk
@@ -384,6 +384,13 @@ def test_no_file_descriptors_left_stops_the_run_once_not_every_image_failing(tmp
     assert r.stderr.count("too many open files") == 1 and "ulimit -n" in r.stderr and "failed:" not in r.stderr
     assert "stopped after 3 image(s)" in r.stderr
     assert len(list((tmp_path / "o").glob("*.json"))) == 3
+    monkeypatch.undo()  # and when the outputs cannot be opened:
+    from facemark import batch
+
+    monkeypatch.setattr(batch, "atomic_write_bytes", disk_full_after(2, batch.atomic_write_bytes, errno.EMFILE))
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(app, ["detect", ".", "--out", "o2", "--batch", "2", *MODEL])
+    assert r.exit_code == 1 and r.stderr.count("too many open files") == 1 and "failed:" not in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
@@ -1091,6 +1098,26 @@ def test_a_file_name_with_an_emoji_code_is_named_as_it_is(tmp_path):
     (tmp_path / "a:thumbs_up:.jpg").write_bytes(b"not an image")
     r = CliRunner().invoke(app, ["detect", str(tmp_path / "a:thumbs_up:.jpg"), *MODEL])
     assert r.exit_code == 1 and "a:thumbs_up:.jpg" in r.stderr, r.stderr
+
+
+def test_cuda_asked_for_and_not_started_is_said(monkeypatch):
+    """Its own warning about a CUDA provider that fails to start is silenced with its other logs;
+    facemark says it instead of running on the CPU without a word."""
+    from facemark import runtime
+
+    class CpuOnly:
+        def __init__(self, *a, **k):
+            pass
+
+        def get_providers(self):
+            return ["CPUExecutionProvider"]
+
+    monkeypatch.setattr(runtime.ort, "InferenceSession", CpuOnly)
+    with pytest.warns(UserWarning, match="could not start CUDA"):
+        runtime.ort_session(b"model", [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        runtime.ort_session(b"model", ["CPUExecutionProvider"])
 
 
 def test_onnxruntime_telemetry_is_off_unless_the_user_chose(tmp_path):

@@ -164,7 +164,7 @@ def test_big_faces_come_from_a_coarser_pass_than_small_ones():
         calls.append(scale)
         if scale == 1.0:
             return [small, false_big]
-        return [Detection(d.box / 1, d.score, d.kps) for d in (small, true_big)]  # coarse: the small one again too
+        return [small, true_big]  # coarse: the small one again too
 
     det._detect_at = fake
     found = det.detect(image)

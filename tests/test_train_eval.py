@@ -217,6 +217,15 @@ def test_bad_augmentation_settings_are_one_line(tmp_path, aug, says):
     assert not (tmp_path / "r").exists()
 
 
+def test_a_resumed_run_keeps_its_augmentation_settings(wflw_root, tmp_path):
+    run_dir, cache = tmp_path / "run", tmp_path / "cache"
+    base = ["train", "--model", "hourglass", "--data", f"wflw={wflw_root}", "--out", run_dir, "--cache", cache, *TINY]
+    r = run(*base, "--epochs", 1, "--aug", "scale=0.05")
+    assert r.exit_code == 0, r.stderr
+    r = run(*base, "--epochs", 2, "--resume")
+    assert r.exit_code == 0 and "started with --aug scale=0.05, and goes on with it" in r.stderr, r.stderr
+
+
 def test_augmentation_settings_reach_the_geometry():
     from facemark.training.augment import augment_config, sample_geometry
 

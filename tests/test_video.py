@@ -417,10 +417,7 @@ def test_an_encoder_that_loses_frames_leaves_no_output(tiny_models, tmp_path, sm
     from facemark import video as video_mod
 
     clip = tmp_path / "in.avi"
-    wr = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (480, 360))
-    for i in range(30):
-        wr.write(frame_with([(40 + i, 90)], small_face))
-    wr.release()
+    write_clip(clip, [frame_with([(40 + i, 90)], small_face) for i in range(30)], fps=10, fourcc="MJPG")
     real_write = video_mod.AtomicVideoWriter.write
 
     def lossy(self, frame):  # what a full disk does: the frame is counted, the bytes never land
@@ -443,10 +440,7 @@ def test_a_video_cut_short_by_a_full_disk_is_not_kept(tiny_models, tmp_path, sma
     from facemark import video as video_mod
 
     clip = tmp_path / "in.avi"
-    wr = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (480, 360))
-    for i in range(30):
-        wr.write(frame_with([(40 + i, 90)], small_face))
-    wr.release()
+    write_clip(clip, [frame_with([(40 + i, 90)], small_face) for i in range(30)], fps=10, fourcc="MJPG")
     real_finish = video_mod.AtomicVideoWriter.finish
 
     def cut_short(self):
@@ -514,6 +508,24 @@ def test_smoothing_settings_with_smoothing_off_are_said_to_do_nothing(tiny_model
     assert r.exit_code == 0 and "do nothing here" in r.stderr, r.stderr
     r = run("video", clip, "--json", tmp_path / "o.jsonl", "--beta", 3, "--model", tiny_models["direct"])
     assert r.exit_code == 0 and "do nothing" not in r.stderr, r.stderr
+
+
+def test_a_pipe_nobody_reads_is_one_line_not_a_hang(tiny_models, tmp_path, small_face):
+    clip = tmp_path / "in.avi"
+    write_clip(clip, [frame_with([(40, 90)], small_face)] * 2, fourcc="MJPG")
+    os.mkfifo(tmp_path / "lines")
+    p = subprocess.run([sys.executable, "-m", "facemark", "video", str(clip), "--json", str(tmp_path / "lines"),
+                        "--model", str(tiny_models["direct"])], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "no process is reading" in p.stderr, p.stderr
+
+
+def test_frame_names_with_other_digits_sort_without_a_crash():
+    from pathlib import Path
+
+    from facemark.video import frame_order
+
+    names = ["f10.png", "f2.png", "x1\u00b22.png", "f1.png"]
+    assert [p.name for p in sorted(map(Path, names), key=frame_order)] == ["f1.png", "f2.png", "f10.png", "x1\u00b22.png"]
 
 
 def test_json_lines_into_a_pipe_or_device_given_by_name(tiny_models, tmp_path, small_face):
@@ -823,6 +835,12 @@ def test_a_flickering_light_is_no_cut_but_another_shot_and_black_are(small_face)
     other[:, :200] = 230
     assert tr._cut(other)
     assert tr._cut(np.zeros_like(frame))
+    rng = np.random.default_rng(0)  # a dim, grainy shot: the grain is no cut
+    dark = np.full((360, 480, 3), 20, np.uint8)
+    dark[:, 240:] = 32
+    grain = [np.clip(dark + rng.normal(0, 12, dark.shape), 0, 255).astype(np.uint8) for _ in range(8)]
+    tr._cut(grain[0])
+    assert not any(tr._cut(g) for g in grain[1:])
 
 
 def test_fps_overrides_the_file_s_timestamps(tiny_models, tmp_path, small_face):

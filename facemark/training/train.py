@@ -227,7 +227,7 @@ class Trainer:
     def _draw_views(self, idx: np.ndarray, rng: np.random.Generator):
         """One cached teacher view per face: (geometry, teacher points). With one view (as cropped)
         the geometry is drawn fresh and the labels move with it, as the human labels do: the
-        student still sees every augmentation, at a fifth of the teacher's labelling time."""
+        student still sees every augmentation, for one view's labelling time."""
         v = self.opts.teacher_views
         c = self.teacher
         if v == 1:
@@ -275,6 +275,26 @@ class Trainer:
         self.gen.set_state(ck["rng"].cpu())  # generator states are CPU byte tensors on every device
         self.log(f"resumed from {path} at epoch {self.epoch} (best val NME {self.best * 100:.3f} %)")
         self._keep_distilling(ck["options"])
+        self._keep_augmentation(ck["options"])
+
+    def _keep_augmentation(self, saved: dict) -> None:
+        """A resumed run keeps the ``--aug`` settings it was started with unless new ones are given
+        (said either way): the teacher cache's views and the schedule were made for them."""
+        import ast
+
+        try:
+            started = ast.literal_eval(saved.get("augment") or "{}")
+        except (ValueError, SyntaxError):
+            started = {}
+        if not isinstance(started, dict) or started == self.opts.augment:
+            return
+        shown = " ".join(f"--aug {k}={v}" for k, v in sorted(started.items())) or "the default augmentation"
+        if not self.opts.augment:
+            self.opts = replace(self.opts, augment=started)
+            self.aug = augment_config(started)
+            self.log(f"note: the run was started with {shown}, and goes on with it")
+        else:
+            self.log(f"note: the run was started with {shown}; it goes on with this command's --aug")
 
     def _keep_distilling(self, saved: dict) -> None:
         """A resumed run goes on as it was started: a distilling run left without --teacher-model
