@@ -807,21 +807,16 @@ def _run_app(args: list[str]) -> None:
     except BrokenPipeError:  # output piped into head and the like: not an error of ours
         sys.stderr = open(os.devnull, "w")
         raise SystemExit(0) from None
-    except (MemoryError, ImportError) as e:  # (written plainly: there may be no memory left to format it richly)
-        if isinstance(e, ImportError) and "failed to map segment" not in str(e):  # (a library's, under ulimit -v)
-            raise
-        try:
-            os.write(2, f"error: out of memory{': ' + str(e) if isinstance(e, MemoryError) and str(e) else ''}\n"
-                        .encode(errors="replace"))
-        except OSError:
-            pass
-        raise SystemExit(1) from None
+    except MemoryError as e:
+        _out_of_memory(str(e))
     except OSError as e:  # standard output on a full disk (/dev/full) or the like, from a table or --help
         if e.filename is not None:  # (a file's error names the file: not standard output's)
             fail_now_code(f"{e.filename}: {e.strerror or e}", 1)
         _stdout_gone()
         fail_now_code(f"cannot write to standard output: {e.strerror or e}", 1)
     except Exception as e:  # noqa: BLE001 - Abort (Ctrl-C at a prompt) and its kin, by name
+        if isinstance(e, ImportError) and "failed to map segment" in str(e):  # a library's, under ulimit -v
+            _out_of_memory("")
         if type(e).__name__ != "Abort" and not _from_ctrl_c(e):
             raise
         err.print("interrupted")
@@ -829,6 +824,15 @@ def _run_app(args: list[str]) -> None:
     if code == 130 and not _SAID_INTERRUPTED:  # Typer turns a Ctrl-C outside our handlers into a silent 130
         err.print("interrupted")
     raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def _out_of_memory(detail: str) -> None:
+    """Written plainly: there may be no memory left to format it richly."""
+    try:
+        os.write(2, f"error: out of memory{': ' + detail if detail else ''}\n".encode(errors="replace"))
+    except OSError:
+        pass
+    raise SystemExit(1) from None
 
 
 def fail_now(message: str) -> None:
