@@ -1131,3 +1131,18 @@ def test_onnxruntime_telemetry_is_off_unless_the_user_chose(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env={**env, "ORT_DISABLE_TELEMETRY": "0"}, cwd=tmp_path)
     assert r.stdout.strip() == "0", r.stderr
+
+
+def test_a_library_that_cannot_map_its_code_under_a_memory_limit_is_out_of_memory(tmp_path, face):
+    """Under ``ulimit -v`` a shared library fails to load with "failed to map segment": that is
+    memory, said in one line, not an import traceback."""
+    cv2.imwrite(str(tmp_path / "p.jpg"), face)
+    code = ("import sys, facemark.backends as b\n"
+            "def no_room(*a, **k):\n"
+            "    raise ImportError('x.so: failed to map segment from shared object')\n"
+            "b.load_model = no_room\n"
+            "from facemark.__main__ import main\n"
+            "sys.argv = ['facemark', 'detect', 'p.jpg', '--model', 'direct']\n"
+            "main()\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr.strip() == "error: out of memory", r.stderr

@@ -510,6 +510,16 @@ def test_smoothing_settings_with_smoothing_off_are_said_to_do_nothing(tiny_model
     assert r.exit_code == 0 and "do nothing" not in r.stderr, r.stderr
 
 
+def test_an_interrupted_run_s_part_takes_the_first_free_name(tmp_path):
+    from facemark.video import set_aside_name
+
+    out = tmp_path / "o.mp4"
+    (tmp_path / "o.partial.mp4").write_bytes(b"x")
+    (tmp_path / "o.partial-2.mp4").write_bytes(b"x")
+    (tmp_path / "o.partial-3.mp4").symlink_to(tmp_path / "gone")  # a link to nothing is taken too
+    assert set_aside_name(out) == tmp_path / "o.partial-4.mp4"
+
+
 def test_a_pipe_nobody_reads_is_one_line_not_a_hang(tiny_models, tmp_path, small_face):
     clip = tmp_path / "in.avi"
     write_clip(clip, [frame_with([(40, 90)], small_face)] * 2, fourcc="MJPG")
