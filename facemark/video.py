@@ -214,6 +214,7 @@ class AtomicVideoWriter:
             cap = cv2.VideoCapture(str(self.tmp))
             ok = cap.isOpened() and cap.read()[0]
             n = cap.get(cv2.CAP_PROP_FRAME_COUNT) if ok else 0
+            cap.release()
             if ok and (self.tmp.suffix.lower() in (".avi", ".mkv", ".webm") or not 0 < n <= 2 * self.frames + 10):
                 # An AVI, Matroska or WebM file cut short keeps a count in its header (or none, or a
                 # garbage one) whatever is left after it: the frames that are there, counted. (An
@@ -227,7 +228,6 @@ class AtomicVideoWriter:
                 short = n < self.frames
             else:
                 short = 0 < n < self.frames - max(1, self.frames // 50)  # (an MP4's count may be estimated)
-            cap.release()
         if not ok:
             raise OSError(f"the written video cannot be read back ({self.frames} frames were encoded; disk full?)")
         if short:
@@ -439,9 +439,10 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
         raise UsageError("the input is an empty string: give a video file, a folder or glob of frames, or a camera index")
     source = str(source)
     out_path = Path(out_path) if out_path is not None else None
-    to_stdout = json_path is not None and str(json_path) in ("-", "/dev/stdout")  # JSON lines into a pipe
-    stream = str(json_path) if json_path is not None and not to_stdout and _is_stream(str(json_path)) else None
-    json_path = Path(json_path) if json_path is not None and not to_stdout and stream is None else None
+    # JSON lines streamed, not renamed into place: to stdout ("-"), or into a pipe or device named
+    stream = None if json_path is None else "-" if str(json_path) in ("-", "/dev/stdout") \
+        else str(json_path) if _is_stream(str(json_path)) else None
+    json_path = Path(json_path) if json_path is not None and stream is None else None
     if smooth not in ("one-euro", "none"):
         raise UsageError(f"--smooth must be one-euro or none, not {smooth!r}")
     import math
@@ -512,8 +513,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     start = time.perf_counter()
     try:
         for path, make in ((out_path, lambda p: AtomicVideoWriter(p, src.fps, (src.width, src.height))),
-                           (json_path, AtomicTextWriter), ("-" if to_stdout else None, lambda p: StreamLines()),
-                           (stream, StreamLines)):
+                           (json_path, AtomicTextWriter), (stream, lambda p: StreamLines(None if p == "-" else p))):
             if path is None:
                 continue
             try:
@@ -521,7 +521,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
             except OSError as e:  # named as the user gave it, not as the hidden temporary file
                 raise VideoError(f"cannot write {path}: {e.strerror or e}") from None
         video_w = writers[0] if out_path is not None else None
-        text_w = writers[-1] if json_path is not None or to_stdout or stream is not None else None
+        text_w = writers[-1] if json_path is not None or stream is not None else None
         try:
             try:
                 stop["armed"] = True
