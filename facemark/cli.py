@@ -618,6 +618,7 @@ def train(
     out_dir: Path = typer.Option(..., "--out", help="Run directory (log, checkpoints, exported model)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop cleanly after this long."),
+    time_budget: Optional[float] = typer.Option(None, "--time-budget", metavar="MINUTES", help="End the learning-rate schedule when this much training time is spent (--epochs is then a cap): for a lent GPU's fixed time."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: all cores)."),
     res: int = typer.Option(192, "--res", help="Pack crop side when building from --data."),
     cache: Optional[Path] = typer.Option(None, "--cache", help=f"Cache of detector/teacher outputs when building from --data {CACHE_HELP}."),
@@ -641,7 +642,7 @@ def train(
         check_cache_folder(cache)
     with usage_errors():
         opts = TrainOptions(model, out_dir, epochs=epochs, batch=batch, lr=lr, device=device, model=parse_arch(arch),
-                            resume=resume, max_minutes=max_minutes, threads=threads, compile=compile_model,
+                            resume=resume, max_minutes=max_minutes, time_budget=time_budget, threads=threads, compile=compile_model,
                             fuse_loss=fuse_loss, teacher_model=teacher_model, distill=distill, init=init,
                             teacher_views=teacher_views, teacher_cache=teacher_cache, augment=parse_arch(aug, "--aug"))
         check_options(opts)  # before a pack is loaded or built

@@ -226,6 +226,23 @@ def test_a_resumed_run_keeps_its_augmentation_settings(wflw_root, tmp_path):
     assert r.exit_code == 0 and "started with --aug scale=0.05, and goes on with it" in r.stderr, r.stderr
 
 
+def test_a_time_budget_ends_the_schedule_and_holds_across_resume(wflw_root, tmp_path):
+    run_dir, cache = tmp_path / "run", tmp_path / "cache"
+    base = ["train", "--model", "hourglass", "--data", f"wflw={wflw_root}", "--out", run_dir, "--cache", cache,
+            "--epochs", 100000, "--lr", 1e-3, "--time-budget", 0.04, *TINY]
+    r = run(*base)
+    assert r.exit_code == 0, r.stderr
+    assert "time budget of 0.04 min spent after" in r.stderr
+    log = json.loads((run_dir / "log.json").read_text())
+    assert 1 <= len(log) < 100000
+    # The cosine ran over the budget's time, not over the 100000 epochs: the last steps' rate is
+    # near zero (over the epochs it would still be the peak).
+    assert log[-1]["lr"] < 0.2e-3, log[-1]
+    r = run(*base, "--resume")
+    assert r.exit_code == 0 and "was spent by the run being resumed" in r.stderr, r.stderr
+    assert len(json.loads((run_dir / "log.json").read_text())) == len(log)
+
+
 def test_augmentation_settings_reach_the_geometry():
     from facemark.training.augment import augment_config, sample_geometry
 

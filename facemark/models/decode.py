@@ -65,9 +65,10 @@ def heatmap_points(heatmaps: torch.Tensor, blur_sigma: float = 1.0) -> torch.Ten
 def neighbor_average_matrix(neighbors: torch.Tensor) -> torch.Tensor:
     """(P, P + P*K) matrix averaging each point's own estimate with its neighbours' estimates."""
     p, k = neighbors.shape
-    target = torch.cat([torch.arange(p), neighbors.reshape(-1)])
-    a = torch.zeros(p, p + p * k)
-    a[target, torch.arange(p + p * k)] = 1.0
+    dev = neighbors.device  # (a model's buffer: on the GPU when the model is)
+    target = torch.cat([torch.arange(p, device=dev), neighbors.reshape(-1)])
+    a = torch.zeros(p, p + p * k, device=dev)
+    a[target, torch.arange(p + p * k, device=dev)] = 1.0
     return a / a.sum(1, keepdim=True)
 
 

@@ -31,7 +31,7 @@ def count_flops(model: torch.nn.Module, size: int) -> int:
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        model(torch.zeros(1, 3, size, size))
+        model(torch.zeros(1, 3, size, size, device=next(model.parameters()).device))  # (a model training on a GPU)
     model.train(was_training)
     for h in handles:
         h.remove()

@@ -54,6 +54,7 @@ class TrainOptions:
     seed: int = 0
     threads: int | None = None
     max_minutes: float | None = None  # stop cleanly (checkpoint saved) after this long
+    time_budget: float | None = None  # minutes: the schedule ends (lr ~0) when they are spent; epochs is then a cap
     ema: float = 0.998
     warmup_epochs: float = 1.0
     compile: bool = False
@@ -142,6 +143,7 @@ class Trainer:
         self.aug = augment_config(opts.augment)
         self.gen = torch.Generator(device=self.dev).manual_seed(opts.seed)
         self.epoch, self.best, self.history = 0, math.inf, []
+        self.seconds = 0.0  # training time spent so far (kept across --resume, for --time-budget)
         self.out = Path(opts.out)
         self.amp = self.dev.type == "cuda"
         if opts.resume and (self.out / "last.pt").is_file():
@@ -244,7 +246,7 @@ class Trainer:
         return {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "optim": self.optim.state_dict(),
                 "epoch": self.epoch, "best": self.best, "history": self.history, "family": self.model.family,
                 "config": self.model.config, "options": {k: str(v) for k, v in asdict(self.opts).items()},
-                "rng": self.gen.get_state(), "pack": self._pack_id()}
+                "rng": self.gen.get_state(), "pack": self._pack_id(), "seconds": self.seconds}
 
     def _pack_id(self) -> dict:
         """What the run trains on, so that --resume with another pack is refused, not mixed in."""
@@ -258,7 +260,7 @@ class Trainer:
         try:
             ck = torch.load(path, map_location=self.dev, weights_only=False)  # our own checkpoint
             ck = {k: ck[k] for k in ("model", "ema", "optim", "epoch", "best", "history", "family", "config", "rng")} | \
-                {"pack": ck.get("pack"), "options": dict(ck.get("options") or {})}
+                {"pack": ck.get("pack"), "options": dict(ck.get("options") or {}), "seconds": ck.get("seconds")}
         except Exception as e:  # noqa: BLE001 - torch and pickle raise many kinds for a damaged file
             raise RuntimeError(f"{path} is not a training state facemark can resume ({type(e).__name__}); "
                                f"give a new --out, or delete that run to start again") from None
@@ -272,6 +274,7 @@ class Trainer:
         self.ema.load_state_dict(ck["ema"])
         self.optim.load_state_dict(ck["optim"])
         self.epoch, self.best, self.history = ck["epoch"], ck["best"], ck["history"]
+        self.seconds = float(ck.get("seconds") or 0.0)  # (runs saved before --time-budget have none)
         self.gen.set_state(ck["rng"].cpu())  # generator states are CPU byte tensors on every device
         self.log(f"resumed from {path} at epoch {self.epoch} (best val NME {self.best * 100:.3f} %)")
         self._keep_distilling(ck["options"])
@@ -315,11 +318,14 @@ class Trainer:
             self.log(f"note: the run was distilling from {teacher}; it now distils from {self.opts.teacher_model}")
 
     # --- steps ----------------------------------------------------------------------------
-    def _lr(self, it: float, total: float) -> float:
-        warm = self.opts.warmup_epochs * len(self.train_idx) / self.opts.batch
+    def _lr(self, it: float, total: float, spent: float = 0.0) -> float:
+        """Linear warm-up, then a cosine to zero over the steps or, under --time-budget, over the
+        budget's time if that runs out first (``spent``: its share used, 0..1)."""
+        warm = max(1.0, self.opts.warmup_epochs * len(self.train_idx) / self.opts.batch)  # (a step at least: lr <= peak)
         if it < warm:
             return self.base_lr * (it + 1) / warm
-        return self.base_lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (it - warm) / max(1.0, total - warm))))
+        done = max((it - warm) / max(1.0, total - warm), spent)
+        return self.base_lr * 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
 
     def _batch(self, idx: np.ndarray, train: bool, geo=None):
         i = torch.from_numpy(idx).to(self.dev)
@@ -358,15 +364,21 @@ class Trainer:
         total = opts.epochs * steps_per_epoch
         start = time.time()
         stopped_early = False
-        while self.epoch < opts.epochs:
+        budget = opts.time_budget * 60 if opts.time_budget else math.inf
+        if self.seconds >= budget:
+            self.log(f"the time budget of {opts.time_budget:g} min was spent by the run being resumed")
+        while self.epoch < opts.epochs and self.seconds < budget:
             rng = np.random.default_rng(opts.seed * 1000 + self.epoch)  # same draw after --resume
             self.model.train()
             order = rng.permutation(np.concatenate([clean, rng.choice(aux, n_aux, replace=False)]))
             t0, seen, loss_sum = time.time(), 0, 0.0
             for b in range(steps_per_epoch):
                 it = self.epoch * steps_per_epoch + b
+                spent = self.seconds + time.time() - t0
+                if spent >= budget and seen:  # the schedule is over: this epoch ends here, validated and saved
+                    break
                 for g in self.optim.param_groups:
-                    g["lr"] = self._lr(it, total)
+                    g["lr"] = self._lr(it, total, spent / budget)
                 idx = order[b * opts.batch:(b + 1) * opts.batch]
                 geo, taught = self._draw_views(idx, rng) if self.teacher is not None else (None, None)
                 x, pts, i, _ = self._batch(idx, train=True, geo=geo)
@@ -390,6 +402,7 @@ class Trainer:
                 loss_sum += value * len(i)
                 if progress:
                     progress(self.epoch, b + 1, steps_per_epoch, loss_sum / seen)
+            self.seconds += time.time() - t0
             self.epoch += 1
             val = self.validate()
             row = {"epoch": self.epoch, "loss": loss_sum / max(seen, 1), "val_nme": val * 100,
@@ -405,7 +418,9 @@ class Trainer:
             shown = f"val NME {val * 100:.3f} %" if math.isfinite(val) else "no val NME (no face held out)"
             self.log(f"epoch {self.epoch}/{opts.epochs} loss {row['loss']:.4f} {shown}"
                      f"{' (best)' if improved else ''}  {row['img_per_s']:.{1 if row['img_per_s'] < 100 else 0}f} img/s")
-            if opts.max_minutes and (time.time() - start) / 60 > opts.max_minutes and self.epoch < opts.epochs:
+            if self.seconds >= budget:
+                self.log(f"time budget of {opts.time_budget:g} min spent after {self.epoch} epochs")
+            elif opts.max_minutes and (time.time() - start) / 60 > opts.max_minutes and self.epoch < opts.epochs:
                 self.log(f"stopping after {opts.max_minutes} min (resume with --resume)")
                 stopped_early = True
                 break
@@ -521,7 +536,8 @@ def check_options(opts: TrainOptions) -> None:
                          f"give another --out (or delete that one)")
     if opts.epochs < 1 or opts.batch < 1:
         raise UsageError("--epochs and --batch must be at least 1")
-    for name, value, low in (("--lr", opts.lr, 0.0), ("--max-minutes", opts.max_minutes, 0.0)):
+    for name, value, low in (("--lr", opts.lr, 0.0), ("--max-minutes", opts.max_minutes, 0.0),
+                             ("--time-budget", opts.time_budget, 0.0)):
         if value is not None and not (math.isfinite(value) and value > low):
             raise UsageError(f"{name} must be a positive number, not {value}")
     if out.is_symlink() and not out.exists():
