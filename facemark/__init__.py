@@ -1,7 +1,7 @@
 """facemark: faces and their 98 facial landmarks (WFLW layout) in images and video.
 
     >>> from facemark import FaceLandmarker, draw
-    >>> fl = FaceLandmarker()                      # model="hourglass" | "direct" | "hybrid" | PATH
+    >>> fl = FaceLandmarker()                      # model="direct" | "hybrid" | "hourglass" | PATH
     >>> faces = fl.detect("photo.jpg")             # or a BGR/grey/BGRA numpy array
     >>> faces[0].box, faces[0].score               # x1, y1, x2, y2 in image pixels; detector score
     >>> faces[0].landmarks                         # (98, 2) WFLW order; .landmarks68: iBUG-68 order
@@ -15,6 +15,7 @@ optionally 5 keypoints), ``draw``; ``facemark.results.read`` loads what the CLI 
 from __future__ import annotations
 
 __version__ = "0.1.0"
+DEFAULT_MODEL = "direct"  # the best accuracy per millisecond of a whole frame (README, Models)
 
 __all__ = ["FaceLandmarker", "Face", "Detection", "draw", "__version__"]
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from . import DEFAULT_MODEL
 from .runtime import device_index, is_device, ort_session
 
 SHIPPED = ("hourglass", "direct", "hybrid")
-DEFAULT_MODEL = "hourglass"
 
 
 class ModelError(ValueError):

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from . import __version__
+from . import DEFAULT_MODEL, __version__
 from .quiet import STDERR_LOCK
 from .shards import DEFAULT_SHARD_SIZE
 
@@ -234,7 +234,7 @@ def detect(
     inputs: List[str] = typer.Argument(..., help="Image files, directories (recursive) or globs."),
     out_arg: Optional[str] = typer.Option(None, "--out", help="Write DIR/<path>.json per image (path below the inputs' common folder)."),
     annotate: bool = typer.Option(False, "--annotate", help="Also write an annotated image beside each JSON."),
-    model: str = typer.Option("hourglass", "--model", help="hourglass | direct | hybrid | PATH.onnx/.pt"),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", help="direct | hybrid | hourglass | PATH.onnx/.pt"),
     device: str = typer.Option("cpu", "--device", help="cpu (onnxruntime) | cuda (torch)"),
     detector: str = typer.Option("retinaface", "--detector", help="retinaface | yunet:PATH.onnx"),
     boxes: Optional[Path] = typer.Option(None, "--boxes", help="Boxes per image (JSON, or facemark's outputs: a file or an --out folder): skip detection."),
@@ -349,7 +349,7 @@ def video(
     source: str = typer.Argument(..., help="Video file, folder or glob of frames, or a camera index."),
     out_path: Optional[Path] = typer.Option(None, "--out", help="Annotated video (.mp4 .avi .mov .mkv .webm)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="One JSON line per frame (.jsonl); - for stdout."),
-    model: str = typer.Option("hourglass", "--model", help="hourglass | direct | hybrid | PATH"),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", help="direct | hybrid | hourglass | PATH"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda"),
     detect_every: int = typer.Option(10, "--detect-every", help="Run the detector every N frames (and when a face is lost)."),
     smooth: str = typer.Option("one-euro", "--smooth", help="one-euro | none"),
@@ -476,7 +476,7 @@ def bench(
 @app.command("eval")
 def eval_cmd(
     data: List[str] = typer.Option(..., "--data", metavar="KIND=PATH", help="KIND=PATH (300w, wflw, csv68); repeat. --split picks the faces."),
-    model: List[str] = typer.Option(["hourglass"], "--model", metavar="NAME|PATH", help="Model name or path; repeat to compare."),
+    model: List[str] = typer.Option([DEFAULT_MODEL], "--model", metavar="NAME|PATH", help="Model name or path; repeat to compare."),
     boxes: str = typer.Option("detector", "--boxes", help="detector (full pipeline) | gt (landmark model alone)"),
     device: str = typer.Option("cpu", "--device", help="cpu (onnxruntime) | cuda (torch)"),
     detector: str = typer.Option("retinaface", "--detector", help="retinaface | yunet:PATH.onnx"),
@@ -537,7 +537,8 @@ def models():
         if "error" in m:
             table.add_row(m["name"], "missing", "", "", "", "", "", m["error"])
             continue
-        table.add_row(m["name"], m["family"], f"{m['size']}px", f"{m['params'] / 1e6:.2f}M", f"{m['flops'] / 1e9:.2f}",
+        name = f"{m['name']} (default)" if m["name"] == DEFAULT_MODEL else m["name"]
+        table.add_row(name, m["family"], f"{m['size']}px", f"{m['params'] / 1e6:.2f}M", f"{m['flops'] / 1e9:.2f}",
                       f"{m['onnx_mb']:.1f}", "-" if m["nme"] is None else f"{m['nme']:.2f}",
                       "-" if m["cpu_ms"] is None else f"{m['cpu_ms']:.1f}")
     out.print(table)

@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
+from . import DEFAULT_MODEL
 from .errors import FacemarkError, UsageError
 from .inputs import is_image_name
 from .quiet import to_stderr
@@ -334,7 +335,7 @@ def write_shards(ds, out: Path, rows_per_shard: int, summary: dict, log: Callabl
         summary["shards"].append(str(path))
 
 
-def run_ray(inputs: list[str], out_dir: str, address: str | None = None, model: str = "hourglass",
+def run_ray(inputs: list[str], out_dir: str, address: str | None = None, model: str = DEFAULT_MODEL,
             device: str = "cpu", threshold: float = 0.6, min_face: float | None = None, batch_size: int = 16,
             actors: int | None = None, rows_per_shard: int = 1000, log: Callable[[str], None] = to_stderr) -> dict:
     """Landmarks for every image in ``inputs`` with Ray Data; rows in Parquet shards in ``out_dir``

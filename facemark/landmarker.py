@@ -54,7 +54,7 @@ def track_matrix(landmarks98: np.ndarray, size: int) -> np.ndarray:
 class FaceLandmarker:
     """Faces and their 98 landmarks.
 
-    >>> fl = FaceLandmarker(model="hourglass", device="cpu")
+    >>> fl = FaceLandmarker(model="direct", device="cpu")
     >>> faces = fl.detect("photo.jpg")   # or a BGR numpy array
     """
 

@@ -53,15 +53,34 @@ def test_shipped_weights_are_complete(model):
 
 
 def test_cli_quickstart_and_models_listing(tmp_path):
-    need("hourglass")
+    from facemark import DEFAULT_MODEL
+
+    need(DEFAULT_MODEL)
     r = runner.invoke(app, ["detect", str(EXAMPLE)])
     assert r.exit_code == 0 and validate(json.loads(r.stdout)) == []
+    assert json.loads(r.stdout)["model"] == DEFAULT_MODEL
     r = runner.invoke(app, ["models"])
-    assert r.exit_code == 0 and "hourglass" in r.stdout
+    assert r.exit_code == 0 and "hourglass" in r.stdout and f"{DEFAULT_MODEL} (default)" in r.stdout
+
+
+def test_the_default_is_the_best_accuracy_per_millisecond():
+    """The README's rule, from the shipped eval and bench JSON: 1 / (NME x whole-frame ms). New
+    weights or timings that change the leader must change the default too."""
+    from facemark import DEFAULT_MODEL
+    from facemark.landmarker import FaceLandmarker
+
+    evals = json.loads((weights_dir() / "eval.json").read_text())
+    bench = json.loads((weights_dir() / "bench.json").read_text())
+    frame_ms = {r["model"]: r["latency_ms"] for r in bench["rows"] if r["stage"] == "pipeline"}
+    score = {m: 1 / (evals[m]["subsets"]["all"]["nme"] * frame_ms[m]) for m in SHIPPED}
+    assert max(score, key=score.get) == DEFAULT_MODEL, score
+    assert FaceLandmarker.__init__.__defaults__[0] == DEFAULT_MODEL
 
 
 def test_default_model_accuracy_on_300w_sample():
-    need("hourglass")
+    from facemark import DEFAULT_MODEL
+
+    need(DEFAULT_MODEL)
     data = shared_path("data", "300w")
     from facemark.training import datasets
     from facemark.evaluation.evaluate import evaluate
