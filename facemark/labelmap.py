@@ -101,7 +101,7 @@ def dump(m: np.ndarray, provenance: str) -> str:
 
 
 def to68(points98: np.ndarray, m: np.ndarray | None = None) -> np.ndarray:
-    return np.einsum("ij,...jd->...id", load() if m is None else m, points98)
+    return (load() if m is None else m) @ np.asarray(points98)  # (68, 98) @ (..., 98, 2): batched too
 
 
 def fusion_matrix(m: np.ndarray, eps: float = 1e-3) -> np.ndarray:
