@@ -17,7 +17,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 DEFAULT_MODEL = "direct"  # the best accuracy per millisecond of a whole frame (README, Models)
 
-__all__ = ["FaceLandmarker", "Face", "Detection", "draw", "__version__"]
+__all__ = ["FaceLandmarker", "Face", "Detection", "draw", "DEFAULT_MODEL", "__version__"]
 
 
 def __dir__():

@@ -17,7 +17,7 @@ import numpy as np
 from . import DEFAULT_MODEL
 from .runtime import device_index, is_device, ort_session
 
-SHIPPED = ("hourglass", "direct", "hybrid")
+SHIPPED = ("direct", "hybrid", "hourglass")  # (the default first)
 
 
 class ModelError(ValueError):

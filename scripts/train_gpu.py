@@ -34,9 +34,9 @@ import numpy as np
 
 # name -> training options of its own; every run also gets COMMON.
 RUNS = {
-    "direct_ft": ["--model", "direct", "--init", "weights/direct.pt", "--lr", "1e-3"],
+    "direct_ft": ["--model", "direct", "--init", "direct", "--lr", "1e-3"],
     "direct_new": ["--model", "direct", "--arch", "pool=spatial", "--arch", "readout=8", "--lr", "3e-3"],
-    "hybrid_ft": ["--model", "hybrid", "--init", "weights/hybrid.pt", "--lr", "1e-3"],
+    "hybrid_ft": ["--model", "hybrid", "--init", "hybrid", "--lr", "1e-3"],
     "hybrid_new": ["--model", "hybrid", "--lr", "3e-3"],
 }
 COMMON = ["--teacher-model", "hourglass", "--teacher-views", "16", "--batch", "256", "--epochs", "100000",
@@ -92,7 +92,9 @@ def main() -> None:
         device, minutes = "cpu", 0.05
     else:
         device, minutes = "cuda", a.minutes
-    procs, start = {}, time.time()
+    if only - set(RUNS):
+        raise SystemExit(f"error: no run named {', '.join(sorted(only - set(RUNS)))}: use {', '.join(RUNS)}")
+    procs, start, failed = {}, time.time(), []
     for name, extra in RUNS.items():
         if only and name not in only:
             continue
@@ -104,6 +106,8 @@ def main() -> None:
     for name, (proc, log) in procs.items():
         rc = proc.wait()
         log.close()
+        if rc:
+            failed.append(name)
         hist = json.loads((a.out / name / "log.json").read_text()) if (a.out / name / "log.json").is_file() else []
         best = min((r["val_nme"] for r in hist if r["val_nme"] is not None), default=float("nan"))
         print(f"{name}: exit {rc}, {len(hist)} epochs, best held-out NME {best:.3f} %, "
@@ -111,6 +115,8 @@ def main() -> None:
               flush=True)
     if a.collect:
         collect(a.out, a.collect)
+    if failed:  # (a lent machine's output is read later: say it in the exit status too)
+        raise SystemExit(f"error: {', '.join(failed)} failed (see {a.out}/NAME.log)")
 
 
 if __name__ == "__main__":

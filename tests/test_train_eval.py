@@ -241,6 +241,21 @@ def test_a_time_budget_ends_the_schedule_and_holds_across_resume(wflw_root, tmp_
     r = run(*base, "--resume")
     assert r.exit_code == 0 and "was spent by the run being resumed" in r.stderr, r.stderr
     assert len(json.loads((run_dir / "log.json").read_text())) == len(log)
+    # Resumed without the option, the run keeps its budget (else the rate would climb back up).
+    r = run(*[a for a in base if a not in ("--time-budget", 0.04)], "--resume")
+    assert r.exit_code == 0 and "started with --time-budget 0.04, and goes on with it" in r.stderr, r.stderr
+    assert len(json.loads((run_dir / "log.json").read_text())) == len(log)
+
+
+def test_the_schedule_ramps_up_then_follows_the_budget_or_the_steps():
+    from facemark.training.train import Trainer, TrainOptions
+
+    t = Trainer.__new__(Trainer)  # the schedule alone: no pack, no model
+    t.opts, t.base_lr, t.train_idx = TrainOptions("direct", Path("x"), batch=10), 1.0, np.arange(100)  # 10 warm-up steps
+    assert t._lr(0, 1000) == pytest.approx(0.1) and t._lr(9, 1000) == pytest.approx(1.0)
+    assert t._lr(505, 1000) == pytest.approx(0.5, abs=0.01)  # half-way down the cosine
+    assert t._lr(2, 1000, spent=0.99) < 1e-3  # a budget spent during warm-up ends the schedule there too
+    assert t._lr(100, 1000, spent=0.5) == pytest.approx(0.5)  # the budget ahead of the steps leads
 
 
 def test_augmentation_settings_reach_the_geometry():

@@ -279,6 +279,18 @@ class Trainer:
         self.log(f"resumed from {path} at epoch {self.epoch} (best val NME {self.best * 100:.3f} %)")
         self._keep_distilling(ck["options"])
         self._keep_augmentation(ck["options"])
+        self._keep_time_budget(ck["options"])
+
+    def _keep_time_budget(self, saved: dict) -> None:
+        """A run started with --time-budget keeps it when resumed without one (said): its schedule
+        was drawn over that time, and without it the rate would jump back up the epochs' cosine."""
+        try:
+            started = float(saved.get("time_budget") or "nan")
+        except ValueError:
+            return
+        if self.opts.time_budget is None and math.isfinite(started):
+            self.opts = replace(self.opts, time_budget=started)
+            self.log(f"note: the run was started with --time-budget {started:g}, and goes on with it")
 
     def _keep_augmentation(self, saved: dict) -> None:
         """A resumed run keeps the ``--aug`` settings it was started with unless new ones are given
@@ -322,10 +334,9 @@ class Trainer:
         """Linear warm-up, then a cosine to zero over the steps or, under --time-budget, over the
         budget's time if that runs out first (``spent``: its share used, 0..1)."""
         warm = max(1.0, self.opts.warmup_epochs * len(self.train_idx) / self.opts.batch)  # (a step at least: lr <= peak)
-        if it < warm:
-            return self.base_lr * (it + 1) / warm
-        done = max((it - warm) / max(1.0, total - warm), spent)
-        return self.base_lr * 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
+        ramp = min(1.0, (it + 1) / warm)
+        done = max(max(0.0, it - warm) / max(1.0, total - warm), spent)  # (a budget spent in warm-up ends it too)
+        return self.base_lr * ramp * 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
 
     def _batch(self, idx: np.ndarray, train: bool, geo=None):
         i = torch.from_numpy(idx).to(self.dev)
@@ -402,9 +413,9 @@ class Trainer:
                 loss_sum += value * len(i)
                 if progress:
                     progress(self.epoch, b + 1, steps_per_epoch, loss_sum / seen)
-            self.seconds += time.time() - t0
             self.epoch += 1
             val = self.validate()
+            self.seconds += time.time() - t0  # steps and the held-out check: what a budget of minutes buys
             row = {"epoch": self.epoch, "loss": loss_sum / max(seen, 1), "val_nme": val * 100,
                    "lr": self.optim.param_groups[0]["lr"], "img_per_s": seen / (time.time() - t0),
                    "minutes": (time.time() - start) / 60}
