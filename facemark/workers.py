@@ -99,6 +99,11 @@ def _init(payload: bytes, parent: int) -> None:
         import pickle
 
         spec, job, work = pickle.loads(payload)  # only now: unpickling them imports the heavy modules
+        import cv2
+
+        # OpenCV's own threads (resizes, warps) get this worker's share of the cores, as
+        # onnxruntime's do: N workers each with a pool as big as the machine oversubscribe it.
+        cv2.setNumThreads(spec.get("threads") or 1)
         from .landmarker import FaceLandmarker
 
         _STATE["fl"] = FaceLandmarker(**spec)

@@ -382,6 +382,25 @@ def test_a_worker_that_cannot_load_its_models_says_why():
     assert "could not load the models" in str(e.value) and "model file not found" in str(e.value)
 
 
+def _opencv_threads(job, fl, chunk) -> list:
+    import cv2
+
+    return [cv2.getNumThreads()] * len(chunk)
+
+
+def test_each_worker_gives_opencv_only_its_share_of_the_cores(monkeypatch):
+    """A worker's OpenCV (resizes, warps) runs as many threads as its onnxruntime sessions, not one
+    per core of the machine: N workers would otherwise each start a pool as big as the machine."""
+    from facemark import workers
+    from facemark.batch import Job
+
+    monkeypatch.setattr(workers, "cpu_cores", lambda: 14)  # (read in this process only): 7 threads each
+    seen = []
+    workers.run_workers({"model": "direct"}, Job(None, False, "stdout", None), _opencv_threads,
+                        [[(0, None, None)], [(1, None, None)]], 2, lambda outcomes, n: seen.extend(outcomes))
+    assert seen == [7, 7]  # (OpenCV's own default is the machine's cores)
+
+
 @pytest.mark.parametrize("fmt", ["json", "jsonl"])
 def test_an_input_changed_after_its_output_is_done_again(folder, tmp_path, fmt):
     """Resume skips what is complete, but not an image replaced since its output was written."""
