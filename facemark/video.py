@@ -525,12 +525,20 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
         try:
             try:
                 stop["armed"] = True
+                drawn, last = None, -1
                 for i, t, frame in src:
                     tracks = tracker.step(frame, t)
                     stop["armed"] = False  # one frame's outputs are written together: a second signal
                     faces = tracked_faces(tracks, tracker)  # (a second signal that lands here stops
                     if video_w is not None:  # the run after both outputs of this frame, not between them)
-                        video_w.write(draw(frame, faces, ids=[tr.id for tr in tracks]))
+                        now = draw(frame, faces, ids=[tr.id for tr in tracks])
+                        # A frame that did not decode keeps its place: the one before it is shown
+                        # again (the first good one, for frames lost at the start), so the video
+                        # keeps the source's length and its sound stays in step.
+                        for _ in range(i - last - 1):
+                            video_w.write(now if drawn is None else drawn)
+                        video_w.write(now)
+                        drawn, last = now, i
                     if text_w is not None:
                         text_w.write_line(frame_record(i, t, tracks, faces, src.scale))
                         if getattr(text_w, "closed", False) and len(writers) == 1:

@@ -393,6 +393,34 @@ def test_a_damaged_first_frame_is_skipped_like_any_other(tiny_models, tmp_path, 
     assert frames == list(range(1, 10)), frames
 
 
+def test_frames_that_do_not_decode_keep_their_place_in_the_video(tiny_models, tmp_path, small_face):
+    """Frames 0 and 4 of 10 are damaged. The annotated video used to hold the 8 that decoded, so it
+    ran short and its sound (when copied) drifted ahead of the picture: it keeps 10 frames, each lost
+    one shown as the frame before it (the first good one for frame 0); the JSON has the 8 real ones."""
+    clip = tmp_path / "holes.avi"
+    write_clip(clip, [frame_with([(20 + 12 * i, 80)], small_face) for i in range(10)], fourcc="MJPG")
+    data = bytearray(clip.read_bytes())
+    at, heads = 0, []
+    for _ in range(10):  # each frame's JPEG header, in file order
+        at = data.index(b"\xff\xc0", data.index(b"00dc", at))
+        heads.append(at)
+    for k in (0, 4):
+        data[heads[k]:heads[k] + 2] = b"\xff\x01"
+    clip.write_bytes(bytes(data))
+    r = run("video", clip, "--out", tmp_path / "o.avi", "--json", tmp_path / "o.jsonl", "--model", tiny_models["direct"])
+    assert r.exit_code == 1 and "2 frame(s)" in r.stderr and "keeps its length" in r.stderr, r.stderr
+    assert [json.loads(x)["frame"] for x in (tmp_path / "o.jsonl").read_text().splitlines()] == [1, 2, 3, 5, 6, 7, 8, 9]
+    cap, got = cv2.VideoCapture(str(tmp_path / "o.avi")), []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        got.append(frame.astype(np.float64))
+    assert len(got) == 10
+    same = lambda a, b: np.abs(got[a] - got[b]).mean()  # noqa: E731
+    assert same(0, 1) < 1 and same(3, 4) < 1 and same(4, 5) > 1 and same(2, 3) > 1  # held frames; moving ones differ
+
+
 def test_a_damaged_stretch_mid_file_is_skipped_quietly(tiny_models, tmp_path, small_face):
     """Bytes overwritten in the middle of an MPEG-4 file: the frames after the damage still come
     out, and FFmpeg's per-packet complaints stay off stderr (only facemark's own lines)."""
