@@ -107,8 +107,9 @@ def from_box(box: np.ndarray, size: int, template: np.ndarray | None = None) -> 
     return compose(canonical_to_pixels(size), m)
 
 
-def warp(image: np.ndarray, m: np.ndarray, size: int, out: np.ndarray | None = None) -> np.ndarray:
-    """Crop ``size`` x ``size`` pixels through image->crop matrix ``m`` (bilinear, black border).
+def warp(image: np.ndarray, m: np.ndarray, size: int, out: np.ndarray | None = None, border=0) -> np.ndarray:
+    """Crop ``size`` x ``size`` pixels through image->crop matrix ``m`` (bilinear; ``border``
+    outside the image, black by default).
 
     A crop that shrinks the image more than ``ANTIALIAS_BELOW`` times first has its region
     area-averaged down to half the crop's scale (bilinear sampling alone would alias a big face
@@ -118,7 +119,7 @@ def warp(image: np.ndarray, m: np.ndarray, size: int, out: np.ndarray | None = N
     if s < ANTIALIAS_BELOW:
         image, m = _prefilter(image, m, size, s)
     return cv2.warpAffine(image, m, (size, size), dst=out, flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=border)
 
 
 ANTIALIAS_BELOW = 0.35  # faces of ~300-W size (what the models trained on) stay untouched

@@ -237,7 +237,7 @@ def detect(
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="direct | hybrid | hourglass | PATH.onnx/.pt"),
     device: str = typer.Option("cpu", "--device", help="cpu (onnxruntime) | cuda (torch)"),
     detector: str = typer.Option("retinaface", "--detector", help="retinaface | yunet:PATH.onnx"),
-    boxes: Optional[Path] = typer.Option(None, "--boxes", help="Boxes per image (JSON, or facemark's outputs: a file or an --out folder): skip detection."),
+    boxes: Optional[Path] = typer.Option(None, "--boxes", help="Boxes per image (JSON, or facemark's outputs: a file or an --out folder): no face search; a bare box's eyes, nose and mouth are found around it."),
     min_face: Optional[float] = typer.Option(None, "--min-face", help="Smallest face to find, in pixels."),
     threshold: float = typer.Option(0.6, "--threshold", help="Detector score threshold."),
     batch_images: int = typer.Option(16, "--batch", help="Images whose faces share one model batch."),

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .align import apply, invert, warp
 from .runtime import ort_session
 from .shards import json_or_lines
 
@@ -60,6 +61,24 @@ def _priors(height: int, width: int) -> np.ndarray:
         wh = np.tile(np.array([[s, s] for s in sizes], np.float64), (len(centres), 1))
         rows.append(np.hstack([c, wh]))
     return np.vstack(rows).astype(np.float32)
+
+
+def best_match(boxes: list[np.ndarray], box: np.ndarray) -> int | None:
+    """Index of the box that is the same face as ``box`` in another convention, or None: most of
+    the smaller of the two lies in the other, their sides within 3x, and among those the highest
+    IoU."""
+    best, best_iou = None, 0.0
+    side = max(box[2] - box[0], box[3] - box[1])
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    for k, b in enumerate(boxes):
+        w = max(0.0, min(b[2], box[2]) - max(b[0], box[0]))
+        h = max(0.0, min(b[3], box[3]) - max(b[1], box[1]))
+        inter, own = w * h, (b[2] - b[0]) * (b[3] - b[1])
+        ratio = max(b[2] - b[0], b[3] - b[1]) / side
+        iou = inter / max(own + area - inter, 1e-9)
+        if inter >= 0.5 * min(own, area) and 1 / 3 <= ratio <= 3 and iou > best_iou:
+            best, best_iou = k, iou
+    return best
 
 
 def _side(d: Detection) -> float:
@@ -137,6 +156,29 @@ class RetinaFace:
         h, w = image.shape[:2]
         return self._search(image, self.scale_for(h, w))
 
+    BOX_NET = 128  # px at the network for a given box's side: a face from a third to three times it stays findable
+    BOX_WINDOW = 2.0  # window side over the box side: a box off its face by up to half its side still holds it
+
+    def keypoints_in(self, image: np.ndarray, box, threshold: float = 0.3) -> np.ndarray | None:
+        """The five keypoints (eyes, nose, mouth corners) of the face a given box holds, or None.
+
+        Boxes from other detectors follow other conventions (tight on the landmarks, loose to the
+        hair, shifted down to the chin); a crop from the box alone then misses the face, while the
+        keypoints crop as the detector's own faces do (``scripts/given_boxes.py`` measures both).
+        So the network looks at a window around the box, scaled so the box is BOX_NET px, and the
+        detection that best matches the box gives the points. The threshold is low: the caller
+        says a face is there."""
+        x1, y1, x2, y2 = np.asarray(box, np.float64)[:4]
+        side = max(x2 - x1, y2 - y1)
+        s = self.BOX_NET / side
+        n = int(round(self.BOX_WINDOW * self.BOX_NET))
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        m = np.array([[s, 0.0, n / 2 - s * cx], [0.0, s, n / 2 - s * cy]])  # box centre -> window centre
+        window = warp(image, m, n, border=tuple(float(v) for v in self.MEAN_BGR))  # (the mean: zero at the network)
+        found = self._detect_at(window, 1.0, threshold)
+        k = best_match([apply(invert(m), d.box.reshape(2, 2)).reshape(4) for d in found], np.array([x1, y1, x2, y2]))
+        return None if k is None else apply(invert(m), found[k].kps)
+
     def detect_as_is(self, image: np.ndarray) -> list[Detection]:
         """Faces in a small image at its own size (no max_side or min_face rescaling): the video
         tracker's check windows, already sized so the face is easy to find."""
@@ -198,7 +240,7 @@ class RetinaFace:
                         found.append(Detection(d.box + np.tile(off, 2), d.score, d.kps + off))
         return found
 
-    def _detect_at(self, image: np.ndarray, scale: float) -> list[Detection]:
+    def _detect_at(self, image: np.ndarray, scale: float, threshold: float | None = None) -> list[Detection]:
         h, w = image.shape[:2]
         nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
         ph, pw = -(-nh // 32) * 32, -(-nw // 32) * 32  # FPN needs multiples of 32
@@ -211,7 +253,7 @@ class RetinaFace:
             blob[0, :, :, nw:] = 0
         loc, conf, landm = self.session.run(None, {"input": blob})
         scores = conf[0, :, 1]
-        keep = scores > self.threshold
+        keep = scores > (self.threshold if threshold is None else threshold)
         if not keep.any():
             return []
         pri = _priors(ph, pw)[keep]

@@ -37,7 +37,7 @@ def make_detector(spec: str | object = "retinaface", threshold: float = 0.6, min
 def crop_matrix(det: Detection, size: int, detector_name: str = "retinaface") -> np.ndarray:
     """Image->crop matrix for a detection: from its 5 keypoints when it has them (roll and scale
     normalised), otherwise from its box."""
-    if det.kps is not None and np.all(np.isfinite(det.kps)):
+    if _has_points(det):
         template = align.TEMPLATES.get(det.template or detector_name, align.TEMPLATES["retinaface"])
         try:
             return align.from_points(det.kps, template, size)
@@ -96,6 +96,7 @@ class FaceLandmarker:
         self.refine = refine
         self.flip = flip  # also run each crop mirrored and average (twice the model time)
         self.map68 = labelmap.load()
+        self._box_finder: RetinaFace | None = None  # keypoints for bare boxes when the detector is not RetinaFace
 
     @property
     def model_name(self) -> str:
@@ -157,12 +158,21 @@ class FaceLandmarker:
         """Run the model on every face of every image in batches; map points back exactly."""
         size = self.model.size
         name = getattr(self.detector, "name", "retinaface")
-        mats = [crop_matrix(d, size, name) for dets in detections for d in dets]
         owners = [i for i, dets in enumerate(detections) for _ in dets]
+        flat = [self._with_keypoints(images[i], d) for i, d in zip(owners, (d for dets in detections for d in dets))]
+        mats = [crop_matrix(d, size, name) for d in flat]
         pts = self.predict_crops([images[i] for i in owners], mats)
-        for _ in range(self.refine):
-            mats = [_realign(p, m, size) for p, m in zip(pts, mats)]
-            pts = self.predict_crops([images[i] for i in owners], mats)
+        # A box with no face the detector could match crops from the box alone: roughly, so it
+        # is cropped again from its own points (twice), as ``refine`` does for every face; but
+        # never off the box (points read on no face can lie anywhere).
+        rough = [not _has_points(d) for d in flat]
+        first = list(mats)
+        for r in range(max(self.refine, BOX_PASSES if any(rough) else 0)):
+            redo = [k for k in range(len(flat)) if r < self.refine or rough[k]]
+            for k in redo:
+                m = _realign(pts[k], mats[k], size)
+                mats[k] = m if not rough[k] or _near(m, first[k], size) else mats[k]
+            pts[redo] = self.predict_crops([images[owners[k]] for k in redo], [mats[k] for k in redo])
         out: list[list[Face]] = [[] for _ in images]
         k = 0
         for i, dets in enumerate(detections):
@@ -170,6 +180,18 @@ class FaceLandmarker:
                 out[i].append(Face(np.asarray(d.box, np.float64), float(d.score), pts[k], labelmap.to68(pts[k], self.map68)))
                 k += 1
         return out
+
+    def _with_keypoints(self, image: np.ndarray, d: Detection) -> Detection:
+        """``d``, or for a bare box (a user's, another detector's) the same box with the five
+        keypoints RetinaFace finds for its face, so it crops as the detector's faces do."""
+        if _has_points(d):
+            return d
+        finder = self.detector if isinstance(self.detector, RetinaFace) else self._box_finder
+        if finder is None:  # one RetinaFace session, on the landmarker's device, made when first needed
+            finder = self._box_finder = RetinaFace(threads=self.spec["threads"],
+                                                   providers=tuple(providers_for(self.spec["device"])))
+        kps = finder.keypoints_in(image, d.box)
+        return d if kps is None else Detection(np.asarray(d.box, np.float64), d.score, kps, template="retinaface")
 
     def predict_crops(self, images: list[np.ndarray], mats: list[np.ndarray]) -> np.ndarray:
         """98 landmarks in image coordinates for crops of ``images`` through ``mats``."""
@@ -236,6 +258,21 @@ def flip_averaged(model, crops: np.ndarray) -> np.ndarray:
     return (pts + mirrored) / 2
 
 
+BOX_PASSES = 2  # crops again from its own points for a bare box no face matched (scripts/given_boxes.py)
+
+
+def _near(m: np.ndarray, box_crop: np.ndarray, size: int) -> bool:
+    """Whether crop ``m`` is centred within half a side of ``box_crop`` and within 2x its scale."""
+    centre = np.array([[size / 2 - 0.5, size / 2 - 0.5]])
+    a, b = align.apply(align.invert(m), centre)[0], align.apply(align.invert(box_crop), centre)[0]
+    ratio = align.scale_of(m) / align.scale_of(box_crop)
+    return bool(np.linalg.norm(a - b) <= 0.5 * size / align.scale_of(box_crop) and 0.5 <= ratio <= 2)
+
+
+def _has_points(d: Detection) -> bool:
+    return d.kps is not None and bool(np.all(np.isfinite(d.kps)))
+
+
 def _realign(landmarks98: np.ndarray, previous: np.ndarray, size: int) -> np.ndarray:
     """Crop from predicted landmarks; keep the previous crop if they collapsed to a point."""
     try:
@@ -256,8 +293,8 @@ def _rebuild(spec: dict) -> "FaceLandmarker":
 
 def _as_detections(boxes, name: str = "boxes") -> list[Detection]:
     """(K, 4|5) boxes, ``Detection``s or ``Face``s, each checked (finite, x2 > x1, y2 > y1). A
-    ``Face`` is cropped from its 98 points as the video tracker does; a bare box gives a rougher
-    crop (no roll, no eye line)."""
+    ``Face`` is cropped from its 98 points as the video tracker does; a bare box from the
+    keypoints found around it (``FaceLandmarker._with_keypoints``)."""
     if isinstance(boxes, GivenBoxes):
         raise TypeError(f"{name}: pass the boxes of one image, not a GivenBoxes table")
     if isinstance(boxes, np.ndarray) and boxes.ndim == 1 and boxes.size in (4, 5):

@@ -6,6 +6,7 @@ import copy
 import json
 import pickle
 
+import cv2
 import numpy as np
 import pytest
 
@@ -44,19 +45,44 @@ def test_faces_compare_by_value_and_a_landmarker_pickles(fl, photo):
 
 def test_a_detected_face_can_be_landmarked_again_from_its_points(fl, photo):
     """``landmarks(image, boxes=faces)`` crops from each face's 98 points (roll and eye line), as
-    the video tracker does; a bare box crops from the box alone."""
+    the video tracker does."""
     from facemark.landmarker import _as_detections, crop_matrix, track_matrix
 
     face = fl.detect(photo)[0]
     (det,) = _as_detections([face])
     assert np.allclose(crop_matrix(det, 112), track_matrix(face.landmarks, 112))  # the tracker's crop
     again = fl.landmarks(photo, boxes=[face])[0]
-    boxed = fl.landmarks(photo, boxes=[face.box])[0]
     iod = np.linalg.norm(face.landmarks[60] - face.landmarks[72])
     assert np.abs(again.landmarks - face.landmarks).max() < 0.05 * iod
-    assert np.abs(again.landmarks - face.landmarks).mean() < np.abs(boxed.landmarks - face.landmarks).mean()
     with pytest.raises(TypeError):
         fl.landmarks(photo, boxes=face)  # one Face on its own is not a list of boxes
+
+
+@pytest.mark.parametrize("convention", ["detector", "tight", "loose", "shifted", "small"])
+def test_a_bare_box_of_any_detectors_convention_gets_the_detectors_points(fl, photo, convention):
+    """Other detectors draw other boxes (tight on the landmarks like dlib, loose, shifted towards
+    the chin, small). A crop from such a box alone missed the face: the points of a tight box were
+    several eye distances off. The face's keypoints, found around the box, crop it as detection does."""
+    face = fl.detect(photo)[0]
+    pts, b = face.landmarks, np.asarray(face.box, np.float64)
+    side = max(b[2] - b[0], b[3] - b[1])
+    box = {"detector": b, "tight": np.r_[pts.min(0), pts.max(0)], "loose": b + np.array([-0.2, -0.2, 0.2, 0.2]) * side,
+           "shifted": b + np.array([0.1, 0.05, 0.1, 0.05]) * side, "small": b + np.array([0.15, 0.15, -0.15, -0.15]) * side}[convention]
+    got = fl.landmarks(photo, boxes=[box])[0]
+    iod = np.linalg.norm(pts[60] - pts[72])
+    assert np.abs(got.landmarks - pts).mean() < 0.03 * iod
+    assert np.allclose(got.box, box) and got.score == 1.0  # the caller's box stays the face's box
+
+
+def test_a_bare_box_on_no_face_still_gives_points_on_the_box(fl):
+    """No face to match (a wall, a drawing the detector does not see): the crop from the box,
+    cropped again from its own points, but never led off the box by points read on no face."""
+    rng = np.random.default_rng(0)
+    wall = cv2.GaussianBlur(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8), (0, 0), 4)
+    (got,) = fl.landmarks(wall, boxes=[[120, 80, 240, 220]])
+    centre = got.landmarks.mean(0)
+    assert got.landmarks.shape == (98, 2) and np.isfinite(got.landmarks).all()
+    assert 120 - 60 < centre[0] < 240 + 60 and 80 - 70 < centre[1] < 220 + 70
 
 
 class _Boxes:

@@ -978,7 +978,7 @@ def test_a_big_photo_without_faces_gets_a_hint_about_min_face(tmp_path):
 def test_boxes_from_facemarks_own_output_crop_from_its_points(tmp_path, face_image):
     """Fed back as --boxes, a face of facemark's output is cropped from its own eyes, nose and mouth
     (the tracker's crop), so the same model gives about the same points; a plain box (no points)
-    crops from the box alone, which the model reads less steadily."""
+    gets the keypoints of the face found around it, so it gives about the same points too."""
     cv2.imwrite(str(tmp_path / "a.jpg"), face_image)
     assert fm("detect", "a.jpg", "--out", "first", *MODEL, cwd=tmp_path).returncode == 0
     first = json.loads((tmp_path / "first" / "a.jpg.json").read_text())["faces"][0]
@@ -992,7 +992,7 @@ def test_boxes_from_facemarks_own_output_crop_from_its_points(tmp_path, face_ima
     want = np.array(first["landmarks"])
     iod = np.linalg.norm(want[60] - want[72])
     gap = {k: np.abs(v - want).mean() / iod for k, v in runs.items()}
-    assert gap["points"] < 0.02 and gap["points"] < gap["box"], gap
+    assert gap["points"] < 0.02 and gap["box"] < 0.02, gap
 
 
 def test_a_user_without_a_home_folder_can_run_every_command_but_the_cache_ones(tmp_path):

@@ -96,6 +96,19 @@ def test_box_only_detections_use_the_box_template():
     assert (f.landmarks[:, 0] > 20).all() and (f.landmarks[:, 0] < 180).all()
 
 
+def test_a_given_box_matches_the_same_face_in_another_convention_only():
+    from facemark.detector import best_match
+
+    given = np.array([100, 100, 200, 200.0])
+    assert best_match([], given) is None
+    assert best_match([np.array([300, 100, 400, 200.0])], given) is None  # a face beside it
+    assert best_match([np.array([140, 140, 160, 160.0])], given) is None  # a speck inside it: another face
+    assert best_match([np.array([0, 0, 600, 600.0])], given) is None  # a box far bigger than the face
+    tight, loose = np.array([115, 125, 185, 200.0]), np.array([80, 70, 220, 215.0])
+    assert best_match([tight], given) == 0 and best_match([loose], given) == 0
+    assert best_match([np.array([300, 100, 400, 200.0]), tight, np.array([98, 102, 199, 203.0])], given) == 2  # the closest
+
+
 def test_refine_realigns_from_landmarks(tiny_models, face_image):
     for family in ("hourglass", "direct"):  # the untrained direct model puts all points at one spot
         fl = FaceLandmarker(model=str(tiny_models[family]), refine=1)

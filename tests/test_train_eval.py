@@ -226,7 +226,22 @@ def test_a_resumed_run_keeps_its_augmentation_settings(wflw_root, tmp_path):
     assert r.exit_code == 0 and "started with --aug scale=0.05, and goes on with it" in r.stderr, r.stderr
 
 
-def test_a_time_budget_ends_the_schedule_and_holds_across_resume(wflw_root, tmp_path):
+class _Clock:
+    """A clock for the trainer that moves 50 ms at each reading, so how many steps a budget
+    buys does not depend on how busy the machine is."""
+
+    def __init__(self):
+        self.now = 1e9
+
+    def time(self) -> float:
+        self.now += 0.05
+        return self.now
+
+
+def test_a_time_budget_ends_the_schedule_and_holds_across_resume(wflw_root, tmp_path, monkeypatch):
+    from facemark.training import train
+
+    monkeypatch.setattr(train, "time", _Clock())
     run_dir, cache = tmp_path / "run", tmp_path / "cache"
     base = ["train", "--model", "hourglass", "--data", f"wflw={wflw_root}", "--out", run_dir, "--cache", cache,
             "--epochs", 100000, "--lr", 1e-3, "--time-budget", 0.04, *TINY]
