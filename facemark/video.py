@@ -122,6 +122,8 @@ def open_source(spec: str, fps: float | None = None) -> Source:
             files = sorted((x for x in p.iterdir() if x.is_file() and x.suffix.lower() in IMAGE_EXTS), key=frame_order)
         except OSError as e:  # (a folder we may not list: the input's fault, said as such)
             raise VideoError(f"{spec}: cannot list its frames: {e.strerror or e}") from None
+    elif p.is_file() and p.suffix.lower() in IMAGE_EXTS:  # one picture: a one-frame folder (30 fps, EXIF turned)
+        files = [p]
     elif any(c in spec for c in "*?[") and not p.exists():
         import glob
 

@@ -421,6 +421,20 @@ def test_frames_that_do_not_decode_keep_their_place_in_the_video(tiny_models, tm
     assert same(0, 1) < 1 and same(3, 4) < 1 and same(4, 5) > 1 and same(2, 3) > 1  # held frames; moving ones differ
 
 
+def test_one_picture_is_a_one_frame_video_like_a_folder_of_one(tiny_models, tmp_path, small_face):
+    """A single photo went to OpenCV's video reader, which gave it 25 fps and no EXIF turn, where
+    a folder holding the same photo gives 30 fps."""
+    d = tmp_path / "frames"
+    d.mkdir()
+    cv2.imwrite(str(d / "shot.png"), frame_with([(60, 80)], small_face))
+    fps = []
+    for source, out in ((d / "shot.png", "one.avi"), (d, "folder.avi")):
+        r = run("video", source, "--out", tmp_path / out, "--model", tiny_models["direct"])
+        assert r.exit_code == 0, r.stderr
+        fps.append(cv2.VideoCapture(str(tmp_path / out)).get(cv2.CAP_PROP_FPS))
+    assert fps == [30.0, 30.0], fps
+
+
 def test_a_damaged_stretch_mid_file_is_skipped_quietly(tiny_models, tmp_path, small_face):
     """Bytes overwritten in the middle of an MPEG-4 file: the frames after the damage still come
     out, and FFmpeg's per-packet complaints stay off stderr (only facemark's own lines)."""
