@@ -58,11 +58,12 @@ def _scheme(arg: str) -> str:
 
 
 def list_inputs(inputs: list[str], log: Callable[[str], None] = to_stderr,
-                unreadable: list[str] | None = None) -> tuple[list[str], str]:
+                unreadable: list[str] | None = None, failed: list | None = None) -> tuple[list[str], str]:
     """Every image the run covers, as the path its row will carry: local files as absolute paths
     (what Ray reports, the same from any working folder), remote ones as full URIs. Also returns
     the inputs' URI scheme (``""`` for local): one run reads from one file system. Local links
-    that lead nowhere are left out, said, and added to ``unreadable``."""
+    that lead nowhere and files that are not regular files are left out, said, and added to
+    ``unreadable``, and as (path, why) to ``failed``: they become rows with their error."""
     unreadable = [] if unreadable is None else unreadable
     schemes = {_scheme(a) for a in inputs}
     if len(schemes) > 1:
@@ -80,13 +81,24 @@ def list_inputs(inputs: list[str], log: Callable[[str], None] = to_stderr,
         for m in problems:
             log(f"error: {m}")
         unreadable += problems  # (an input that gave no image fails the run, as without --ray)
-        for im in images:  # a link loop or a dangling link: Ray's listing would fail on it and end the job
+        from .imageio import ImageError, check_regular_file
+
+        for im in images:  # what Ray's listing or reading would fail on, ending the job: said and counted
+            why = None
             if not os.path.exists(im.path):
-                log(f"failed: {im.path}: a broken symbolic link (its target is missing, or it links to itself)")
-                unreadable.append(str(im.path))
+                why = f"{im.path}: a broken symbolic link (its target is missing, or it links to itself)"
             elif "\n" in str(im.path):
-                log(f"failed: {str(im.path)!r}: a line break in the name, which Ray's file listing cannot read")
+                why = f"{str(im.path)!r}: a line break in the name, which Ray's file listing cannot read"
+            else:
+                try:
+                    check_regular_file(im.path)  # a FIFO would block a read task forever
+                except ImageError as e:
+                    why = str(e)
+            if why is not None:
+                log(f"failed: {why}")
                 unreadable.append(str(im.path))
+                if failed is not None:
+                    failed.append((os.path.abspath(im.path), why))
         gone = set(unreadable)
         return [os.path.abspath(im.path) for im in images if str(im.path) not in gone], ""
     from pyarrow import fs as pafs
@@ -310,6 +322,20 @@ def summary_line(summary: dict, unreadable: int, out: Path) -> str:
             f"({summary['seconds']:.1f} s)")
 
 
+def _run_name() -> str:
+    return f"ray-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"  # (UTC, as part- shards)
+
+
+def write_error_rows(failed: list[tuple[str, str]], out: Path, model: str) -> None:
+    """One shard of rows for images that never reached the actors (``(path, why)``)."""
+    import pyarrow as pa
+
+    from .shards import arrow_schema, row
+
+    rows = [row(path, None, None, model, error=why) for path, why in failed]
+    write_shard(pa.Table.from_pylist(rows, schema=arrow_schema()), out / f"{_run_name()}-listing.parquet")
+
+
 def write_shards(ds, out: Path, rows_per_shard: int, summary: dict, log: Callable[[str], None] = to_stderr) -> None:
     """The rows as ``ray-<run id>-NNNNN.parquet`` shards, each renamed into place when complete;
     ``summary`` counts what is on disk so far (also when the run stops midway); each failed image
@@ -319,7 +345,7 @@ def write_shards(ds, out: Path, rows_per_shard: int, summary: dict, log: Callabl
     from .shards import arrow_schema
 
     schema = arrow_schema()
-    run = f"ray-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"  # (UTC, as part- shards)
+    run = _run_name()
     for k, table in enumerate(ds.iter_batches(batch_size=rows_per_shard, batch_format="pyarrow")):
         table = table.select(schema.names).cast(schema)
         path = out / f"{run}-{k:05d}.parquet"
@@ -356,7 +382,10 @@ def run_ray(inputs: list[str], out_dir: str, address: str | None = None, model: 
         raise UsageError(f"--out {out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     unreadable: list[str] = []
-    paths, scheme = list_inputs(inputs, log, unreadable)
+    failed: list[tuple[str, str]] = []
+    paths, scheme = list_inputs(inputs, log, unreadable, failed)
+    if failed:  # images Ray cannot be given are rows with their error too, as every bad file is
+        write_error_rows(failed, out, model_label(model, device) or model)
     if not paths:  # (as without --ray: nothing to do is a usage error, each reason said above)
         raise UsageError("no images to process")
     done = done_paths(out, model_label(model, device))

@@ -234,6 +234,27 @@ def test_links_that_lead_nowhere_are_left_out_of_the_ray_listing(tmp_path, face_
     assert unreadable == [str(tmp_path / "self.jpg")] and any("left out 1 name(s)" in s for s in said), said
 
 
+def test_files_ray_cannot_read_are_rows_with_their_error_not_a_failed_job(local_ray, tmp_path, face_image):
+    """A FIFO named like an image blocked or ended the whole job, and a link that leads nowhere was
+    said but left no row: every bad file is a row with its error, as without --ray."""
+    import cv2
+
+    from facemark.results import read
+
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "good.jpg"), face_image)
+    os.mkfifo(src / "pipe.jpg")
+    os.symlink("gone.jpg", src / "dangling.jpg")
+    said = []
+    s = cluster.run_ray([str(src)], str(tmp_path / "o"), model="direct", log=said.append)
+    rows = {os.path.basename(r["path"]): r for r in read(tmp_path / "o")}
+    assert sorted(rows) == ["dangling.jpg", "good.jpg", "pipe.jpg"], rows.keys()
+    assert rows["good.jpg"]["error"] is None and len(rows["good.jpg"]["faces"]) == 1
+    assert "not a regular file" in rows["pipe.jpg"]["error"] and "broken symbolic link" in rows["dangling.jpg"]["error"]
+    assert s["failed"] == 2 and sum(line.startswith("failed:") for line in said) == 2, said
+
+
 def test_an_input_that_vanishes_while_ray_lists_it_is_one_line(local_ray, folder, tmp_path, monkeypatch):
     def vanished(*a, **k):
         raise FileNotFoundError(f"{folder / 'img00.jpg'}")  # what read_binary_files raises
