@@ -22,12 +22,12 @@ import numpy as np
 from .annotate import STYLES, draw
 from .detector import BoxError, GivenBoxes, RetinaFace, check_inside
 from .errors import OutputError, StopRun, UsageError, no_files_left
-from .imageio import ImageError, alpha_as_shown, atomic_write_bytes, encode_image, read_image, remove_stale_temps
+from .imageio import ImageError, alpha_as_shown, atomic_write, encode_image, read_image, remove_stale_temps
 from .inputs import InputImage, collisions, duplicates_note, expand, output_names, shown_name, utf8_name
 from .landmarker import FaceLandmarker
 from .quiet import to_stderr
 from .results import SCHEMA, document, dumps
-from .shards import DEFAULT_SHARD_SIZE
+from .shards import CLOCK_SLACK, DEFAULT_SHARD_SIZE
 from .workers import WorkersUnavailable, cpu_cores, run_workers
 
 ANNOTATED_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -178,15 +178,17 @@ class Outcome:
 
 
 def _load(chunk: list) -> list:
-    """Read and decode one chunk (in a thread, ahead of the model): (k, im, name, image or error)."""
+    """Read and decode one chunk (in a thread, ahead of the model): (k, im, name, image or error,
+    the time it was read: its output is dated by it, so an input replaced after it is done again)."""
     out = []
     for k, im, name in chunk:
+        read_at = time.time() - CLOCK_SLACK
         try:
-            out.append((k, im, name, read_image(im.path)))
+            out.append((k, im, name, read_image(im.path), read_at))
         except (ImageError, StopRun) as e:
-            out.append((k, im, name, e))
+            out.append((k, im, name, e, read_at))
         except MemoryError:
-            out.append((k, im, name, ImageError(f"{im.path}: out of memory reading it")))
+            out.append((k, im, name, ImageError(f"{im.path}: out of memory reading it"), read_at))
     return out
 
 
@@ -200,7 +202,7 @@ def _annotated_path(job: Job, im: InputImage, name) -> Path:
     return job.out_dir / f"{name}.annotated{ext}"
 
 
-def _write(job: Job, im: InputImage, name, image, fs, text: str | None) -> None:
+def _write(job: Job, im: InputImage, name, image, fs, text: str | None, read_at: float) -> None:
     targets = ([job.out_dir / f"{name}.json"] if text is not None else [])
     if job.annotate:
         targets.append(_annotated_path(job, im, name))
@@ -210,6 +212,10 @@ def _write(job: Job, im: InputImage, name, image, fs, text: str | None) -> None:
                              f"system ({len(os.fsencode(target.name))} bytes, 255 at most); rename the input")
         if os.path.realpath(target) in job.input_paths:
             raise ImageError(f"{im.path}: its output {target} is one of the inputs; not overwritten")
+    other = _owner(targets[0], im) if text is not None and targets[0].exists() else None
+    if other is not None:  # e.g. two folders' IMG_0001.jpg run into one --out, one command after the other
+        raise ImageError(f"{im.path}: its output {targets[0]} holds the result of another image, {other}; not "
+                         f"overwritten: give this folder its own --out")
     drawn = None
     if job.annotate:  # encoded before anything is written: an image that cannot be encoded leaves no half pair
         if targets[-1].suffix.lower() in (".png", ".webp") and im.path.suffix.lower() in (".png", ".webp", ".tif", ".tiff"):
@@ -219,13 +225,16 @@ def _write(job: Job, im: InputImage, name, image, fs, text: str | None) -> None:
             drawn = encode_image(targets[-1].suffix, draw(image, fs, style=job.style, box=job.show_box, score=job.show_score))
         except ImageError as e:
             raise ImageError(f"{im.path}: cannot draw its annotated image: {e}") from None
+    def dated(data: bytes):  # dated when the image was read: an input replaced after that is done again
+        return lambda tmp: (Path(tmp).write_bytes(data), os.utime(tmp, (read_at, read_at)))
+
     current = targets[0]
     try:
         if text is not None:
-            atomic_write_bytes(current, (text + "\n").encode())
+            atomic_write(current, dated((text + "\n").encode()))
         if drawn is not None:
             current = targets[-1]
-            atomic_write_bytes(current, drawn)
+            atomic_write(current, dated(drawn))
     except OSError as e:
         why = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
                errno.EROFS: "the file system is read-only", errno.EIO: "an I/O error"}.get(e.errno)
@@ -241,10 +250,11 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
     given = fl.detector if isinstance(fl.detector, GivenBoxes) else None
     outcomes, ready, dets = [], [], []
 
-    def failed(k: int, im: InputImage, msg: str) -> None:  # an error row too, for the shard formats
-        outcomes.append(Outcome(k, False, msg, payload=row(str(im.path), None, None, fl.model_name, error=msg)))
+    def failed(k: int, im: InputImage, msg: str, name=None) -> None:  # an error row too, for the shard formats
+        outcomes.append(Outcome(k, False, msg + (_drop_stale(job, im, name) if name is not None else ""),
+                                payload=row(str(im.path), None, None, fl.model_name, error=msg)))
 
-    for k, im, name, image in loaded:
+    for k, im, name, image, read_at in loaded:
         if job.fmt == "parquet" and utf8_name(str(im.path)) is None:
             failed(k, im, f"{shown_name(str(im.path))}: its name is not valid UTF-8, which Parquet cannot hold; "
                           f"rename it, or use --format jsonl")
@@ -254,32 +264,32 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
                 raise image
             d = _boxes_for(given, im, name, job.boxes_source, image) if given is not None else fl.find_faces(image)
         except (ImageError, BoxError) as e:
-            failed(k, im, str(e) if str(im.path) in str(e) else f"{im.path}: {e}")
+            failed(k, im, str(e) if str(im.path) in str(e) else f"{im.path}: {e}", name)
             continue
         except MemoryError:
-            failed(k, im, f"{im.path}: out of memory searching it")
+            failed(k, im, f"{im.path}: out of memory searching it", name)
             continue
         except StopRun as e:  # k = -1: the images read before it are still done, then the run stops
             outcomes.append(Outcome(-1, False, str(e)))
             break
-        ready.append((k, im, name, image))
+        ready.append((k, im, name, image, read_at))
         dets.append(d)
-    for (k, im, name, image), fs in zip(ready, fl.landmarks_for([r[3] for r in ready], dets)):
+    for (k, im, name, image, read_at), fs in zip(ready, fl.landmarks_for([r[3] for r in ready], dets)):
         doc = document(str(im.path), image.shape[1], image.shape[0], fl.model_name, fs)
         try:
             text = dumps(doc)
         except ValueError:
-            failed(k, im, f"{im.path}: the model gave non-finite coordinates; nothing written")
+            failed(k, im, f"{im.path}: the model gave non-finite coordinates; nothing written", name)
             continue
         try:
             if job.fmt == "json":
-                _write(job, im, name, image, fs, text)
+                _write(job, im, name, image, fs, text, read_at)
                 payload = None
             elif job.fmt == "stdout":
                 payload = text
             else:
                 if job.annotate:
-                    _write(job, im, name, image, fs, None)
+                    _write(job, im, name, image, fs, None, read_at)
                 payload = row(str(im.path), image.shape[1], image.shape[0], fl.model_name, fs)
         except ImageError as e:
             failed(k, im, str(e))
@@ -293,14 +303,77 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
     return sorted(outcomes, key=lambda o: (o.k < 0, o.k))
 
 
-def _finished_by(path: Path, model: str) -> bool:
-    """Whether ``path`` is a facemark result of ``model`` (not some other file of that name)."""
+def _document(path: Path) -> dict | None:
+    """The facemark document at ``path``, or None (not there, or some other file of that name)."""
     try:
         with open(path, "rb") as f:
             doc = json.loads(f.read(1 << 24))
     except (OSError, ValueError, RecursionError):
-        return False
-    return isinstance(doc, dict) and doc.get("schema") == SCHEMA and doc.get("model") == model
+        return None
+    return doc if isinstance(doc, dict) and doc.get("schema") == SCHEMA else None
+
+
+def _another_image(recorded, im: InputImage) -> str | None:
+    """``recorded`` (an output's image) if it names another file that exists now; None for this
+    image however spelled, and for a path that leads nowhere from here (a folder moved since, a
+    relative path of a run in another folder): the output is then taken as this image's, by name."""
+    if not isinstance(recorded, str) or recorded == str(im.path):
+        return None
+    try:
+        return recorded if os.path.exists(recorded) and not os.path.samefile(recorded, im.path) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _owner(out: Path, im: InputImage) -> str | None:
+    """The other image an existing output belongs to (see ``_another_image``), or None."""
+    doc = _document(out)
+    return None if doc is None else _another_image(doc.get("image"), im)
+
+
+def _finished_by(path: Path, model: str, im: InputImage) -> bool:
+    """Whether ``path`` is a facemark result of ``model`` for this image (not some other file of
+    that name, nor the output of another image that maps to the same name: two folders run into
+    one --out, one command after the other)."""
+    doc = _document(path)
+    return doc is not None and doc.get("model") == model and _another_image(doc.get("image"), im) is None
+
+
+def _changed_after(path: Path, written: float, now: float) -> bool:
+    """Whether an input may have changed after its output was made; in doubt, yes."""
+    try:
+        st = path.stat()
+    except OSError:  # gone or unreadable: the run says so for this image
+        return True
+    # POSIX ctime is when the file last changed on this machine: a replacement (`cp -p`
+    # included) moves it on, an archive's or another clock's file times do not. Windows'
+    # st_ctime is the creation time, so there the modification time counts unless it lies in
+    # the future. No slack: an input a moment newer than its output is done again.
+    if os.name == "posix":
+        return st.st_ctime > written
+    return (st.st_mtime if st.st_mtime <= now else st.st_ctime) > written
+
+
+def _drop_stale(job: Job, im: InputImage, name) -> str:
+    """A per-image run's image that fails now, after its file changed: the output it had from
+    before the change (and its drawing) no longer describes it, so it goes, as a shard's error row
+    supersedes an older row. Returns what to add to the failure's line."""
+    if job.fmt != "json" or job.out_dir is None:
+        return ""
+    out = job.out_dir / f"{name}.json"
+    doc = _document(out)
+    if doc is None or _another_image(doc.get("image"), im) is not None or not im.path.exists():
+        return ""
+    try:
+        if not _changed_after(im.path, out.stat().st_mtime, time.time()):
+            return ""  # (the same file failing again, e.g. short of memory: its output stays)
+        drawn = _annotated_path(job, im, name)
+        for p in (out, drawn):
+            if p.is_file() and os.path.realpath(p) not in job.input_paths:
+                p.unlink()
+    except OSError:
+        return ""
+    return f" (its output from before the file changed, {out}, was removed)"
 
 
 def done_already(plan: Plan, fmt: str, out_dir: Path | None, annotate: bool, model: str) -> set[int]:
@@ -314,25 +387,14 @@ def done_already(plan: Plan, fmt: str, out_dir: Path | None, annotate: bool, mod
     now = time.time()
 
     def changed_since(im: InputImage, written: float) -> bool:
-        """Whether the input may have changed after its output was written; in doubt, yes."""
-        try:
-            st = im.path.stat()
-        except OSError:  # gone or unreadable: the run says so for this image
-            return True
-        # POSIX ctime is when the file last changed on this machine: a replacement (`cp -p`
-        # included) moves it on, an archive's or another clock's file times do not. Windows'
-        # st_ctime is the creation time, so there the modification time counts unless it lies in
-        # the future. No slack: an input a moment newer than its output is done again.
-        if os.name == "posix":
-            return st.st_ctime > written
-        return (st.st_mtime if st.st_mtime <= now else st.st_ctime) > written
+        return _changed_after(im.path, written, now)
 
     if fmt == "json":
         done = set()
         job = Job(out_dir, annotate, fmt, None)
         for k, (im, name) in enumerate(zip(plan.images, plan.names)):
             out = out_dir / f"{name}.json"
-            if _finished_by(out, model) and (not annotate or _annotated_path(job, im, name).is_file()) \
+            if _finished_by(out, model, im) and (not annotate or _annotated_path(job, im, name).is_file()) \
                     and not changed_since(im, out.stat().st_mtime):
                 done.add(k)
         return done
@@ -350,7 +412,9 @@ def done_already(plan: Plan, fmt: str, out_dir: Path | None, annotate: bool, mod
             r = os.path.realpath(p)
             real[r] = max(written[p], real.get(r, written[p]))
         when = {k: t if t is not None else real.get(os.path.realpath(plan.images[k].path)) for k, t in when.items()}
-    return {k for k, t in when.items() if t is not None and not changed_since(plan.images[k], t)}
+    job = Job(out_dir, annotate, fmt, None)
+    return {k for k, t in when.items() if t is not None and not changed_since(plan.images[k], t)
+            and (not annotate or _annotated_path(job, plan.images[k], plan.names[k]).is_file())}
 
 
 def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path | None = None, annotate: bool = False,

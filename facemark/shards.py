@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Iterator
 
 DEFAULT_SHARD_SIZE = 10_000  # rows per shard file
+CLOCK_SLACK = 0.02  # s: the kernel stamps files from a coarse clock, which lags time.time() by up to a tick (1-10 ms)
+SHARD_SECONDS = 300.0  # a shard is also closed once its first row is this old: a crash loses minutes, not hours
 
 
 def row(path: str, width: int | None, height: int | None, model: str, faces=None, error: str | None = None) -> dict:
@@ -62,21 +64,26 @@ def json_or_lines(data: bytes):
 
 
 class ShardWriter:
-    """Rows -> ``OUT/part-NNNNN.jsonl`` (or ``.parquet``), ``rows_per_shard`` rows each. A shard
-    exists only once complete (temporary name, then rename), so after a crash every shard on disk
-    is whole and ``done_paths`` says which images need no second run."""
+    """Rows -> ``OUT/part-NNNNN.jsonl`` (or ``.parquet``), ``rows_per_shard`` rows each, or fewer
+    when the first row of a shard is ``max_seconds`` old (what a SIGKILL or power cut can lose). A
+    shard exists only once complete (temporary name, then rename), so after a crash every shard on
+    disk is whole and ``done_paths`` says which images need no second run."""
 
-    def __init__(self, out_dir: str | Path, fmt: str = "jsonl", rows_per_shard: int = DEFAULT_SHARD_SIZE, prefix: str = "part"):
+    def __init__(self, out_dir: str | Path, fmt: str = "jsonl", rows_per_shard: int = DEFAULT_SHARD_SIZE, prefix: str = "part",
+                 max_seconds: float = SHARD_SECONDS):
         if fmt not in ("jsonl", "parquet"):
             raise ValueError(f"shard format must be jsonl or parquet, not {fmt!r}")
         if fmt == "parquet":
             require_pyarrow()
         self.out, self.fmt, self.rows_per_shard, self.prefix = Path(out_dir), fmt, rows_per_shard, prefix
+        self.max_seconds, self.opened = max_seconds, 0.0  # (when the shard being filled got its first row)
         self.out.mkdir(parents=True, exist_ok=True)
         self.rows: list[dict] = []
-        # Each run names its shards after its start time and process id, so concurrent or repeated
-        # runs into one folder never overwrite each other; names sort in the order runs started.
-        self.run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{os.getpid()}"
+        # Each run names its shards after its start time (to the microsecond) and process id, so
+        # concurrent or repeated runs into one folder never overwrite each other (two runs of one
+        # process in one second did); names sort in the order runs started.
+        now = time.time() - CLOCK_SLACK  # (before any image is read, as the file system's clock sees it)
+        self.run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}-{os.getpid()}"
         self.next_index = 0
         self.written = 0
 
@@ -85,10 +92,11 @@ class ShardWriter:
 
     def done_paths(self, model: str | None = None) -> dict[str, float]:
         """Images already done (resume skips them): rows without an error, by ``model`` if given,
-        each with the time its newest shard was written (an input changed since is done again)."""
+        each with the time the run that wrote its newest shard started, before any of its images
+        was read (an input changed since is done again, even one replaced while that run went on)."""
         done: dict[str, float] = {}
         for p in self.shards():
-            written = p.stat().st_mtime
+            written = _written(p)[0]
             try:
                 rows = _rows_of(p, damaged=lambda message: None)
             except ValueError:  # a shard damaged outside facemark: its images are simply done again
@@ -99,8 +107,10 @@ class ShardWriter:
         return done
 
     def add(self, r: dict) -> None:
+        if not self.rows:
+            self.opened = time.monotonic()
         self.rows.append(r)
-        if len(self.rows) >= self.rows_per_shard:
+        if len(self.rows) >= self.rows_per_shard or time.monotonic() - self.opened >= self.max_seconds:
             self.flush()
 
     def flush(self) -> Path | None:
@@ -268,9 +278,20 @@ def iter_results(path: str | Path, on_error=None) -> Iterator[dict]:
         except ValueError as e:
             if on_error:
                 on_error(str(e))
-            elif isinstance(e, DamagedOutput) or p.name.startswith("part-") and p.suffix in (".jsonl", ".parquet"):
+            elif isinstance(e, DamagedOutput) or p.name.startswith("part-") and p.suffix in (".jsonl", ".parquet") \
+                    or p.suffix == ".json" and _begins_as_ours(p):
                 _warn(str(e))  # one of facemark's own outputs, damaged: never dropped without a word
     yield from _one_per_file(latest).values()
+
+
+def _begins_as_ours(p: Path) -> bool:
+    """Whether a file starts as a facemark/v1 document does (one cut short still does)."""
+    try:
+        with open(p, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return False
+    return head.replace(b" ", b"").startswith(b'{"schema":"facemark/v1"')
 
 
 def _one_per_file(latest: dict[str, dict]) -> dict[str, dict]:
@@ -302,11 +323,12 @@ def _one_per_file(latest: dict[str, dict]) -> dict[str, dict]:
 
 
 def _written(p: Path) -> tuple:
-    """When a file's rows were made: a shard's name carries its run's start (UTC, to the second;
-    a copied folder keeps it, unlike file times), other files their modification time."""
-    m = re.match(r"(?:part|ray)-(\d{8}T\d{6})-", p.name)
+    """When a file's rows were made: a shard's name carries its run's start (UTC, to the
+    microsecond, or the second in older names; a copied folder keeps it, unlike file times), other
+    files their modification time."""
+    m = re.match(r"(?:part|ray)-(\d{8}T\d{6})(?:\.(\d{6}))?-", p.name)
     if m:
-        return (calendar.timegm(time.strptime(m.group(1), "%Y%m%dT%H%M%S")), str(p))
+        return (calendar.timegm(time.strptime(m.group(1), "%Y%m%dT%H%M%S")) + int(m.group(2) or 0) / 1e6, str(p))
     try:
         return (p.stat().st_mtime, str(p))
     except OSError:

@@ -352,7 +352,7 @@ def test_disk_full_stops_the_run_and_keeps_what_was_written(tmp_path, face, monk
 
     for i in range(6):
         cv2.imwrite(str(tmp_path / f"{i}.jpg"), face)
-    monkeypatch.setattr(batch, "atomic_write_bytes", disk_full_after(3, batch.atomic_write_bytes))
+    monkeypatch.setattr(batch, "atomic_write", disk_full_after(3, batch.atomic_write))
     monkeypatch.chdir(tmp_path)
     r = CliRunner().invoke(app, ["detect", ".", "--out", "o", "--batch", "2", *MODEL])
     assert r.exit_code == 1
@@ -387,7 +387,7 @@ def test_no_file_descriptors_left_stops_the_run_once_not_every_image_failing(tmp
     monkeypatch.undo()  # and when the outputs cannot be opened:
     from facemark import batch
 
-    monkeypatch.setattr(batch, "atomic_write_bytes", disk_full_after(2, batch.atomic_write_bytes, errno.EMFILE))
+    monkeypatch.setattr(batch, "atomic_write", disk_full_after(2, batch.atomic_write, errno.EMFILE))
     monkeypatch.chdir(tmp_path)
     r = CliRunner().invoke(app, ["detect", ".", "--out", "o2", "--batch", "2", *MODEL])
     assert r.exit_code == 1 and r.stderr.count("too many open files") == 1 and "failed:" not in r.stderr, r.stderr

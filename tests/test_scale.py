@@ -548,3 +548,143 @@ def test_ray_shards_are_dated_by_their_names_too(tmp_path):
     new.write_text(json.dumps(row("/data/a.jpg", 10, 10, "direct", [])) + "\n")
     os.utime(new, (1e9, 1e9))  # the newer run's file copied first: the older file time
     assert [r["model"] for r in read(tmp_path)] == ["direct"]
+
+
+def _photos(folder: Path, face_image, n: int, seed: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng, out = np.random.default_rng(seed), []
+    for i in range(n):
+        img = np.full((160, 200, 3), int(rng.integers(40, 200)), np.uint8)
+        img[20:140, 40:160] = cv2.resize(face_image, (120, 120), interpolation=cv2.INTER_AREA)
+        out.append(folder / f"{i:02d}.jpg")
+        cv2.imwrite(str(out[-1]), img)
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_an_input_replaced_while_the_run_goes_on_is_done_again(tmp_path, face_image, monkeypatch, fmt):
+    """An image replaced after it was read but before its output was written (a folder still being
+    filled): the output was dated when written (a shard: when the last row went in, minutes later),
+    so the resumed run took it as newer than the input and kept the old image's points."""
+    from facemark import batch
+    from facemark.landmarker import FaceLandmarker
+
+    photos = _photos(tmp_path / "in", face_image, 3, 0)
+    time.sleep(0.1)  # (past the file system clock's tick: photos made just before the run count as newer)
+    real, fl = batch.read_image, FaceLandmarker(model="direct")
+
+    def read_then_replaced(path):
+        image = real(path)
+        if Path(path).name == "01.jpg":
+            time.sleep(0.3)  # (past the file system clock's tick)
+            Path(path).write_bytes(Path(path).read_bytes())  # replaced (here by the same bytes)
+        return image
+
+    monkeypatch.setattr(batch, "read_image", read_then_replaced)
+    s = batch.detect_files([str(tmp_path / "in")], fl, out_dir=tmp_path / "o", fmt=fmt)
+    assert s.written == 3
+    monkeypatch.setattr(batch, "read_image", real)
+    s = batch.detect_files([str(tmp_path / "in")], fl, out_dir=tmp_path / "o", fmt=fmt)
+    assert (s.skipped, s.written) == (2, 1), (s.skipped, s.written)
+    assert len(read(tmp_path / "o")) == 3 and photos
+
+
+def test_two_folders_run_into_one_out_never_take_each_others_outputs(tmp_path, face_image):
+    """A/x.jpg and B/x.jpg (different photos) map to the same OUT/x.jpg.json. The second command
+    took A's output as B's (skipped it: "already done") and replaced A's y.jpg with B's."""
+    a = _photos(tmp_path / "A", face_image, 2, 1)
+    _photos(tmp_path / "B", face_image, 2, 2)
+    assert fm("detect", "A", "--out", "AB", *MODEL, cwd=tmp_path).returncode == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "AB").iterdir()}
+    r = fm("detect", "B", "--out", "AB", *MODEL, cwd=tmp_path)
+    assert r.returncode == 1 and "already done" not in r.stderr, r.stderr
+    failed = [ln for ln in r.stderr.splitlines() if ln.startswith("failed:")]
+    assert len(failed) == 2 and all("holds the result of another image" in ln and "its own --out" in ln
+                                     for ln in failed), r.stderr
+    assert {p.name: p.read_bytes() for p in (tmp_path / "AB").iterdir()} == before  # A's outputs untouched
+    assert sorted(r["path"] for r in read(tmp_path / "AB")) == sorted(f"A/{p.name}" for p in a)
+    again = fm("detect", "A", "--out", "AB", *MODEL, cwd=tmp_path)  # A's own rerun: all done
+    assert again.returncode == 0 and "2 of 2 image(s) already done" in again.stderr, again.stderr
+
+
+def test_an_annotated_run_after_a_plain_one_into_shards_draws_the_images(tmp_path, face_image):
+    _photos(tmp_path / "in", face_image, 2, 3)
+    assert fm("detect", "in", "--out", "o", "--format", "jsonl", *MODEL, cwd=tmp_path).returncode == 0
+    r = fm("detect", "in", "--out", "o", "--format", "jsonl", "--annotate", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0 and "already done" not in r.stderr, r.stderr
+    assert len(list((tmp_path / "o").glob("*.annotated.jpg"))) == 2
+
+
+def test_a_shard_is_closed_when_its_first_row_is_old_not_only_when_full(tmp_path):
+    """A crash (SIGKILL, a power cut) loses the rows not yet in a closed shard: with 10,000 rows a
+    shard, hours of work. A shard is closed after max_seconds as well."""
+    from facemark.shards import SHARD_SECONDS, ShardWriter, row
+
+    assert 60 <= SHARD_SECONDS <= 900
+    quick = ShardWriter(tmp_path / "quick", "jsonl", rows_per_shard=100, max_seconds=0.0)
+    slow = ShardWriter(tmp_path / "slow", "jsonl", rows_per_shard=100)
+    for i in range(3):
+        quick.add(row(f"{i}.jpg", 10, 10, "direct"))
+        slow.add(row(f"{i}.jpg", 10, 10, "direct"))
+    assert len(quick.shards()) == 3 and len(slow.shards()) == 0
+    slow.flush()
+    assert len(slow.shards()) == 1 and len(read(tmp_path / "quick")) == 3
+
+
+def test_workers_start_with_ctrl_c_ignored(monkeypatch):
+    """A Ctrl-C to the process group while a worker was still starting (importing, before it set
+    Ctrl-C aside) printed that worker's traceback. Workers now start with it ignored; the main
+    process has its own handler back afterwards."""
+    import multiprocessing.context
+
+    from facemark import workers
+    from facemark.batch import Job
+
+    real, at_start = multiprocessing.context.SpawnProcess.start, []
+
+    def start(self):
+        at_start.append((signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)))
+        return real(self)
+
+    monkeypatch.setattr(multiprocessing.context.SpawnProcess, "start", start)
+    before = signal.getsignal(signal.SIGINT)
+    workers.run_workers({"model": "direct"}, Job(None, False, "stdout", None), _opencv_threads,
+                        [[(0, None, None)], [(1, None, None)]], 2, lambda outcomes, n: None)
+    assert len(at_start) >= 2 and all(h == (signal.SIG_IGN, signal.SIG_IGN) for h in at_start), at_start
+    assert signal.getsignal(signal.SIGINT) is before
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
+def test_a_cut_short_document_of_facemarks_own_is_said_when_read(tmp_path, face_image):
+    _photos(tmp_path / "in", face_image, 2, 4)
+    assert fm("detect", "in", "--out", "o", *MODEL, cwd=tmp_path).returncode == 0
+    doc = tmp_path / "o" / "00.jpg.json"
+    doc.write_bytes(doc.read_bytes()[:100])
+    with pytest.warns(RuntimeWarning, match="00.jpg.json"):
+        rows = read(tmp_path / "o")
+    assert [r["path"] for r in rows] == ["in/01.jpg"]
+
+
+def test_an_image_that_fails_after_it_changed_loses_its_old_output(tmp_path, face_image):
+    """Replaced by a broken file, an image kept its output from before, so the folder's results
+    still gave it a face (its shard row in the other formats says the error). The stale output goes."""
+    _photos(tmp_path / "in", face_image, 2, 5)
+    assert fm("detect", "in", "--out", "o", "--annotate", *MODEL, cwd=tmp_path).returncode == 0
+    time.sleep(0.05)
+    (tmp_path / "in" / "00.jpg").write_bytes(b"not a jpeg any more")
+    r = fm("detect", "in", "--out", "o", "--annotate", *MODEL, cwd=tmp_path)
+    assert r.returncode == 1 and "was removed" in r.stderr, r.stderr
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["01.jpg.annotated.jpg", "01.jpg.json"]
+    assert [row["path"] for row in read(tmp_path / "o")] == ["in/01.jpg"]
+
+
+def test_two_runs_of_one_process_within_a_second_keep_both_shards(tmp_path):
+    """Shards were named by the run's start second and process id: a second run from the same
+    Python process in the same second replaced the first run's shard."""
+    from facemark.shards import ShardWriter, row
+
+    for name in ("a.jpg", "b.jpg"):
+        w = ShardWriter(tmp_path, "jsonl")
+        w.add(row(name, 10, 10, "direct"))
+        w.flush()
+    assert sorted(r["path"] for r in read(tmp_path)) == ["a.jpg", "b.jpg"]
