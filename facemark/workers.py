@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
 from collections import deque
 from typing import Callable
 
@@ -143,14 +142,6 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
     pending: deque = deque()
     todo = iter(chunks)
     pool = None
-    # The workers start (in the first submits) with Ctrl-C and SIGTERM ignored, as _init then
-    # keeps them: a Ctrl-C to the terminal's process group while a worker was still importing
-    # Python's own modules printed that worker's traceback. Meanwhile they are blocked here, not
-    # lost: the main process gets them once its handlers are back.
-    stopping = (signal.SIGINT, signal.SIGTERM)
-    main = threading.current_thread() is threading.main_thread()  # (signal handlers: the main thread's)
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, stopping) if main and hasattr(signal, "pthread_sigmask") else None
-    handlers = {sig: signal.signal(sig, signal.SIG_IGN) for sig in stopping} if main else {}
     try:
         try:
             pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),  # no fork of onnxruntime's threads
@@ -163,12 +154,6 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
             if pool is not None:
                 _stop(pool)
             raise WorkersUnavailable(str(e) or type(e).__name__) from None
-        finally:
-            for sig, handler in handlers.items():
-                if handler is not None:  # (None: a handler not set from Python, which cannot be put back)
-                    signal.signal(sig, handler)
-            if mask is not None:
-                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         while pending:
             chunk, future = pending[0]
             try:

@@ -631,30 +631,6 @@ def test_a_shard_is_closed_when_its_first_row_is_old_not_only_when_full(tmp_path
     assert len(slow.shards()) == 1 and len(read(tmp_path / "quick")) == 3
 
 
-def test_workers_start_with_ctrl_c_ignored(monkeypatch):
-    """A Ctrl-C to the process group while a worker was still starting (importing, before it set
-    Ctrl-C aside) printed that worker's traceback. Workers now start with it ignored; the main
-    process has its own handler back afterwards."""
-    import multiprocessing.context
-
-    from facemark import workers
-    from facemark.batch import Job
-
-    real, at_start = multiprocessing.context.SpawnProcess.start, []
-
-    def start(self):
-        at_start.append((signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)))
-        return real(self)
-
-    monkeypatch.setattr(multiprocessing.context.SpawnProcess, "start", start)
-    before = signal.getsignal(signal.SIGINT)
-    workers.run_workers({"model": "direct"}, Job(None, False, "stdout", None), _opencv_threads,
-                        [[(0, None, None)], [(1, None, None)]], 2, lambda outcomes, n: None)
-    assert len(at_start) >= 2 and all(h == (signal.SIG_IGN, signal.SIG_IGN) for h in at_start), at_start
-    assert signal.getsignal(signal.SIGINT) is before
-    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
-
-
 def test_a_cut_short_document_of_facemarks_own_is_said_when_read(tmp_path, face_image):
     _photos(tmp_path / "in", face_image, 2, 4)
     assert fm("detect", "in", "--out", "o", *MODEL, cwd=tmp_path).returncode == 0
