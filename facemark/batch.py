@@ -27,7 +27,7 @@ from .inputs import InputImage, collisions, duplicates_note, expand, output_name
 from .landmarker import FaceLandmarker
 from .quiet import to_stderr
 from .results import SCHEMA, document, dumps
-from .shards import CLOCK_SLACK, DEFAULT_SHARD_SIZE
+from .shards import DEFAULT_SHARD_SIZE
 from .workers import WorkersUnavailable, cpu_cores, run_workers
 
 ANNOTATED_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -177,12 +177,29 @@ class Outcome:
     shrunk: bool = False  # the detector searched a shrunk copy of the image (see BatchSummary.no_face_shrunk)
 
 
+def _stamp(path: Path, now: float | None = None) -> int | None:
+    """When an input last changed, in ns (None: gone or unreadable). Taken before an image is read,
+    it dates the image's output, so an input replaced after the read (while the run went on) is
+    done again, and the file system's clock is compared with itself, never with this machine's."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    # POSIX ctime is when the file last changed on this machine: a replacement (`cp -p`
+    # included) moves it on, an archive's or another clock's file times do not. Windows'
+    # st_ctime is the creation time, so there the modification time counts unless it lies in
+    # the future.
+    if os.name == "posix":
+        return st.st_ctime_ns
+    return st.st_mtime_ns if st.st_mtime <= (now or time.time()) else st.st_ctime_ns
+
+
 def _load(chunk: list) -> list:
     """Read and decode one chunk (in a thread, ahead of the model): (k, im, name, image or error,
-    the time it was read: its output is dated by it, so an input replaced after it is done again)."""
+    its change time before the read, ``_stamp``)."""
     out = []
     for k, im, name in chunk:
-        read_at = time.time() - CLOCK_SLACK
+        read_at = _stamp(im.path)
         try:
             out.append((k, im, name, read_image(im.path), read_at))
         except (ImageError, StopRun) as e:
@@ -202,7 +219,7 @@ def _annotated_path(job: Job, im: InputImage, name) -> Path:
     return job.out_dir / f"{name}.annotated{ext}"
 
 
-def _write(job: Job, im: InputImage, name, image, fs, text: str | None, read_at: float) -> None:
+def _write(job: Job, im: InputImage, name, image, fs, text: str | None, read_at: int | None) -> None:
     targets = ([job.out_dir / f"{name}.json"] if text is not None else [])
     if job.annotate:
         targets.append(_annotated_path(job, im, name))
@@ -212,7 +229,8 @@ def _write(job: Job, im: InputImage, name, image, fs, text: str | None, read_at:
                              f"system ({len(os.fsencode(target.name))} bytes, 255 at most); rename the input")
         if os.path.realpath(target) in job.input_paths:
             raise ImageError(f"{im.path}: its output {target} is one of the inputs; not overwritten")
-    other = _owner(targets[0], im) if text is not None and targets[0].exists() else None
+    doc = _document(targets[0]) if text is not None and targets[0].exists() else None
+    other = _another_image(doc.get("image"), im) if doc is not None else None
     if other is not None:  # e.g. two folders' IMG_0001.jpg run into one --out, one command after the other
         raise ImageError(f"{im.path}: its output {targets[0]} holds the result of another image, {other}; not "
                          f"overwritten: give this folder its own --out")
@@ -225,8 +243,12 @@ def _write(job: Job, im: InputImage, name, image, fs, text: str | None, read_at:
             drawn = encode_image(targets[-1].suffix, draw(image, fs, style=job.style, box=job.show_box, score=job.show_score))
         except ImageError as e:
             raise ImageError(f"{im.path}: cannot draw its annotated image: {e}") from None
-    def dated(data: bytes):  # dated when the image was read: an input replaced after that is done again
-        return lambda tmp: (Path(tmp).write_bytes(data), os.utime(tmp, (read_at, read_at)))
+    def dated(data: bytes):  # dated as the image was when read (``_stamp``): one replaced since is done again
+        def write(tmp: str) -> None:
+            Path(tmp).write_bytes(data)
+            if read_at is not None:
+                os.utime(tmp, ns=(read_at, read_at))
+        return write
 
     current = targets[0]
     try:
@@ -250,9 +272,8 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
     given = fl.detector if isinstance(fl.detector, GivenBoxes) else None
     outcomes, ready, dets = [], [], []
 
-    def failed(k: int, im: InputImage, msg: str, name=None) -> None:  # an error row too, for the shard formats
-        outcomes.append(Outcome(k, False, msg + (_drop_stale(job, im, name) if name is not None else ""),
-                                payload=row(str(im.path), None, None, fl.model_name, error=msg)))
+    def failed(k: int, im: InputImage, msg: str) -> None:  # an error row too, for the shard formats
+        outcomes.append(Outcome(k, False, msg, payload=row(str(im.path), None, None, fl.model_name, error=msg)))
 
     for k, im, name, image, read_at in loaded:
         if job.fmt == "parquet" and utf8_name(str(im.path)) is None:
@@ -264,10 +285,10 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
                 raise image
             d = _boxes_for(given, im, name, job.boxes_source, image) if given is not None else fl.find_faces(image)
         except (ImageError, BoxError) as e:
-            failed(k, im, str(e) if str(im.path) in str(e) else f"{im.path}: {e}", name)
+            failed(k, im, str(e) if str(im.path) in str(e) else f"{im.path}: {e}")
             continue
         except MemoryError:
-            failed(k, im, f"{im.path}: out of memory searching it", name)
+            failed(k, im, f"{im.path}: out of memory searching it")
             continue
         except StopRun as e:  # k = -1: the images read before it are still done, then the run stops
             outcomes.append(Outcome(-1, False, str(e)))
@@ -279,7 +300,7 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
         try:
             text = dumps(doc)
         except ValueError:
-            failed(k, im, f"{im.path}: the model gave non-finite coordinates; nothing written", name)
+            failed(k, im, f"{im.path}: the model gave non-finite coordinates; nothing written")
             continue
         try:
             if job.fmt == "json":
@@ -315,8 +336,9 @@ def _document(path: Path) -> dict | None:
 
 def _another_image(recorded, im: InputImage) -> str | None:
     """``recorded`` (an output's image) if it names another file that exists now; None for this
-    image however spelled, and for a path that leads nowhere from here (a folder moved since, a
-    relative path of a run in another folder): the output is then taken as this image's, by name."""
+    image however spelled, and for a path that leads nowhere from here (a folder moved since):
+    the output is then taken as this image's, by name, as it always was. (A relative path names
+    no folder: typed the same in two folders, it reads as this image's too.)"""
     if not isinstance(recorded, str) or recorded == str(im.path):
         return None
     try:
@@ -325,55 +347,18 @@ def _another_image(recorded, im: InputImage) -> str | None:
         return None
 
 
-def _owner(out: Path, im: InputImage) -> str | None:
-    """The other image an existing output belongs to (see ``_another_image``), or None."""
-    doc = _document(out)
-    return None if doc is None else _another_image(doc.get("image"), im)
-
-
 def _finished_by(path: Path, model: str, im: InputImage) -> bool:
-    """Whether ``path`` is a facemark result of ``model`` for this image (not some other file of
-    that name, nor the output of another image that maps to the same name: two folders run into
+    """Whether ``path`` is a facemark result of ``model`` for this very image (not some other file
+    of that name, nor the output of another image that maps to the same name: two folders run into
     one --out, one command after the other)."""
     doc = _document(path)
     return doc is not None and doc.get("model") == model and _another_image(doc.get("image"), im) is None
 
 
-def _changed_after(path: Path, written: float, now: float) -> bool:
-    """Whether an input may have changed after its output was made; in doubt, yes."""
-    try:
-        st = path.stat()
-    except OSError:  # gone or unreadable: the run says so for this image
-        return True
-    # POSIX ctime is when the file last changed on this machine: a replacement (`cp -p`
-    # included) moves it on, an archive's or another clock's file times do not. Windows'
-    # st_ctime is the creation time, so there the modification time counts unless it lies in
-    # the future. No slack: an input a moment newer than its output is done again.
-    if os.name == "posix":
-        return st.st_ctime > written
-    return (st.st_mtime if st.st_mtime <= now else st.st_ctime) > written
-
-
-def _drop_stale(job: Job, im: InputImage, name) -> str:
-    """A per-image run's image that fails now, after its file changed: the output it had from
-    before the change (and its drawing) no longer describes it, so it goes, as a shard's error row
-    supersedes an older row. Returns what to add to the failure's line."""
-    if job.fmt != "json" or job.out_dir is None:
-        return ""
-    out = job.out_dir / f"{name}.json"
-    doc = _document(out)
-    if doc is None or _another_image(doc.get("image"), im) is not None or not im.path.exists():
-        return ""
-    try:
-        if not _changed_after(im.path, out.stat().st_mtime, time.time()):
-            return ""  # (the same file failing again, e.g. short of memory: its output stays)
-        drawn = _annotated_path(job, im, name)
-        for p in (out, drawn):
-            if p.is_file() and os.path.realpath(p) not in job.input_paths:
-                p.unlink()
-    except OSError:
-        return ""
-    return f" (its output from before the file changed, {out}, was removed)"
+def _changed_after(path: Path, written_ns: int, now: float) -> bool:
+    """Whether an input may have changed after its output was made (``written_ns``); in doubt, yes."""
+    stamp = _stamp(path, now)
+    return stamp is None or stamp > written_ns
 
 
 def done_already(plan: Plan, fmt: str, out_dir: Path | None, annotate: bool, model: str) -> set[int]:
@@ -386,8 +371,8 @@ def done_already(plan: Plan, fmt: str, out_dir: Path | None, annotate: bool, mod
 
     now = time.time()
 
-    def changed_since(im: InputImage, written: float) -> bool:
-        return _changed_after(im.path, written, now)
+    def changed_since(im: InputImage, written_ns: int) -> bool:
+        return _changed_after(im.path, written_ns, now)
 
     if fmt == "json":
         done = set()
@@ -395,7 +380,7 @@ def done_already(plan: Plan, fmt: str, out_dir: Path | None, annotate: bool, mod
         for k, (im, name) in enumerate(zip(plan.images, plan.names)):
             out = out_dir / f"{name}.json"
             if _finished_by(out, model, im) and (not annotate or _annotated_path(job, im, name).is_file()) \
-                    and not changed_since(im, out.stat().st_mtime):
+                    and not changed_since(im, out.stat().st_mtime_ns):
                 done.add(k)
         return done
     from .shards import ShardWriter
@@ -413,7 +398,7 @@ def done_already(plan: Plan, fmt: str, out_dir: Path | None, annotate: bool, mod
             real[r] = max(written[p], real.get(r, written[p]))
         when = {k: t if t is not None else real.get(os.path.realpath(plan.images[k].path)) for k, t in when.items()}
     job = Job(out_dir, annotate, fmt, None)
-    return {k for k, t in when.items() if t is not None and not changed_since(plan.images[k], t)
+    return {k for k, t in when.items() if t is not None and not changed_since(plan.images[k], int(t * 1e9))
             and (not annotate or _annotated_path(job, plan.images[k], plan.names[k]).is_file())}
 
 

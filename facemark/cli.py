@@ -410,7 +410,7 @@ def video(
     if s.interrupted:
         exit_interrupted("interrupted: the output holds the frames processed so far")
     if s.decode_errors:
-        held = " (the video shows the frame before each in its place, so it keeps its length)" if out_path is not None else ""
+        held = " (the video shows the frame before each in its place)" if out_path is not None else ""
         err.print(f"[red]warning:[/] {s.decode_errors} frame(s) of {escape(source)} did not decode; wrote the {s.frames} "
                   f"that did{held}")
         raise typer.Exit(1)

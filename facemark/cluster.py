@@ -14,7 +14,6 @@ from __future__ import annotations
 import gc
 import os
 import time
-import uuid
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -322,18 +321,14 @@ def summary_line(summary: dict, unreadable: int, out: Path) -> str:
             f"({summary['seconds']:.1f} s)")
 
 
-def _run_name() -> str:
-    return f"ray-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"  # (UTC, as part- shards)
-
-
 def write_error_rows(failed: list[tuple[str, str]], out: Path, model: str) -> None:
     """One shard of rows for images that never reached the actors (``(path, why)``)."""
     import pyarrow as pa
 
-    from .shards import arrow_schema, row
+    from .shards import arrow_schema, row, run_name
 
     rows = [row(path, None, None, model, error=why) for path, why in failed]
-    write_shard(pa.Table.from_pylist(rows, schema=arrow_schema()), out / f"{_run_name()}-listing.parquet")
+    write_shard(pa.Table.from_pylist(rows, schema=arrow_schema()), out / f"{run_name('ray')}-listing.parquet")
 
 
 def write_shards(ds, out: Path, rows_per_shard: int, summary: dict, log: Callable[[str], None] = to_stderr) -> None:
@@ -342,10 +337,10 @@ def write_shards(ds, out: Path, rows_per_shard: int, summary: dict, log: Callabl
     is named through ``log``."""
     import pyarrow.compute as pc
 
-    from .shards import arrow_schema
+    from .shards import arrow_schema, run_name
 
     schema = arrow_schema()
-    run = _run_name()
+    run = run_name("ray")
     for k, table in enumerate(ds.iter_batches(batch_size=rows_per_shard, batch_format="pyarrow")):
         table = table.select(schema.names).cast(schema)
         path = out / f"{run}-{k:05d}.parquet"

@@ -170,6 +170,8 @@ class RetinaFace:
         says a face is there."""
         x1, y1, x2, y2 = np.asarray(box, np.float64)[:4]
         side = max(x2 - x1, y2 - y1)
+        if not (np.isfinite([x1, y1, x2, y2]).all() and side > 0):
+            return None
         s = self.BOX_NET / side
         n = int(round(self.BOX_WINDOW * self.BOX_NET))
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2

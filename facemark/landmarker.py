@@ -187,9 +187,9 @@ class FaceLandmarker:
         if _has_points(d):
             return d
         finder = self.detector if isinstance(self.detector, RetinaFace) else self._box_finder
-        if finder is None:  # one RetinaFace session, on the landmarker's device, made when first needed
-            finder = self._box_finder = RetinaFace(threads=self.spec["threads"],
-                                                   providers=tuple(providers_for(self.spec["device"])))
+        if finder is None:  # one RetinaFace, on the landmarker's device, made when first needed
+            finder = self._box_finder = make_detector("retinaface", threads=self.spec["threads"],
+                                                      device=self.spec["device"])
         kps = finder.keypoints_in(image, d.box)
         return d if kps is None else Detection(np.asarray(d.box, np.float64), d.score, kps, template="retinaface")
 

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import time
+import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -63,6 +64,15 @@ def json_or_lines(data: bytes):
             raise ValueError(f"neither one JSON value nor one per line ({e2.msg}, line {e.lineno})") from None
 
 
+def run_name(prefix: str) -> str:
+    """``PREFIX-<UTC start to the microsecond>-<process>-<random>``: a run's shards never overwrite
+    another run's in one folder (concurrent, repeated, or two runs of one process within a clock
+    tick), names sort in the order runs started, and the start dates the rows (``_written``)."""
+    now = time.time() - CLOCK_SLACK  # (before any image is read, as the file system's clock sees it)
+    return (f"{prefix}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now))}.{int(now % 1 * 1e6):06d}"
+            f"-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+
+
 class ShardWriter:
     """Rows -> ``OUT/part-NNNNN.jsonl`` (or ``.parquet``), ``rows_per_shard`` rows each, or fewer
     when the first row of a shard is ``max_seconds`` old (what a SIGKILL or power cut can lose). A
@@ -79,11 +89,7 @@ class ShardWriter:
         self.max_seconds, self.opened = max_seconds, 0.0  # (when the shard being filled got its first row)
         self.out.mkdir(parents=True, exist_ok=True)
         self.rows: list[dict] = []
-        # Each run names its shards after its start time (to the microsecond) and process id, so
-        # concurrent or repeated runs into one folder never overwrite each other (two runs of one
-        # process in one second did); names sort in the order runs started.
-        now = time.time() - CLOCK_SLACK  # (before any image is read, as the file system's clock sees it)
-        self.run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}-{os.getpid()}"
+        self.run = run_name(prefix)
         self.next_index = 0
         self.written = 0
 
@@ -116,7 +122,7 @@ class ShardWriter:
     def flush(self) -> Path | None:
         if not self.rows:
             return None
-        path = self.out / f"{self.prefix}-{self.run_id}-{self.next_index:05d}.{self.fmt}"
+        path = self.out / f"{self.run}-{self.next_index:05d}.{self.fmt}"
         from .imageio import atomic_write
 
         def write(tmp: str) -> None:

@@ -641,19 +641,6 @@ def test_a_cut_short_document_of_facemarks_own_is_said_when_read(tmp_path, face_
     assert [r["path"] for r in rows] == ["in/01.jpg"]
 
 
-def test_an_image_that_fails_after_it_changed_loses_its_old_output(tmp_path, face_image):
-    """Replaced by a broken file, an image kept its output from before, so the folder's results
-    still gave it a face (its shard row in the other formats says the error). The stale output goes."""
-    _photos(tmp_path / "in", face_image, 2, 5)
-    assert fm("detect", "in", "--out", "o", "--annotate", *MODEL, cwd=tmp_path).returncode == 0
-    time.sleep(0.05)
-    (tmp_path / "in" / "00.jpg").write_bytes(b"not a jpeg any more")
-    r = fm("detect", "in", "--out", "o", "--annotate", *MODEL, cwd=tmp_path)
-    assert r.returncode == 1 and "was removed" in r.stderr, r.stderr
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["01.jpg.annotated.jpg", "01.jpg.json"]
-    assert [row["path"] for row in read(tmp_path / "o")] == ["in/01.jpg"]
-
-
 def test_two_runs_of_one_process_within_a_second_keep_both_shards(tmp_path):
     """Shards were named by the run's start second and process id: a second run from the same
     Python process in the same second replaced the first run's shard."""
