@@ -581,8 +581,9 @@ def summary_line(s: BatchSummary) -> str:
     """One line for the end of a run: counts, and where the outputs went."""
     where = f"outputs in {s.out_dir}" if s.out_dir is not None else "JSON on stdout"
     parts = [f"{s.written} of {s.images} image(s) done", f"{s.faces} face(s)"]
-    if s.skipped:  # a resumed run: what was there first, then what this run added
+    if s.skipped:  # a resumed run: what was there first, then what this run added (and found)
         parts[0] = f"{s.skipped} of {s.images} image(s) already done (skipped; --redo recomputes), {s.written} more done"
+        parts[1] = f"{s.faces} face(s) in those"
     if s.no_face:
         parts.append(f"{s.no_face} image(s) with no face")
     if s.failures - s.missing:

@@ -605,6 +605,7 @@ def test_two_folders_run_into_one_out_never_take_each_others_outputs(tmp_path, f
     assert sorted(r["path"] for r in read(tmp_path / "AB")) == sorted(f"A/{p.name}" for p in a)
     again = fm("detect", "A", "--out", "AB", *MODEL, cwd=tmp_path)  # A's own rerun: all done
     assert again.returncode == 0 and "2 of 2 image(s) already done" in again.stderr, again.stderr
+    assert "0 more done, 0 face(s) in those" in again.stderr  # (the faces of this run, not of the skipped)
 
 
 def test_an_annotated_run_after_a_plain_one_into_shards_draws_the_images(tmp_path, face_image):
