@@ -178,9 +178,8 @@ class Outcome:
 
 
 def _stamp(path: Path, now: float | None = None) -> int | None:
-    """When an input last changed, in ns (None: gone or unreadable). Taken before an image is read,
-    it dates the image's output, so an input replaced after the read (while the run went on) is
-    done again, and the file system's clock is compared with itself, never with this machine's."""
+    """When an input last changed, in ns (None: gone or unreadable): compared with its output's
+    time on resume, and before and after a read (``_write``)."""
     try:
         st = path.stat()
     except OSError:
@@ -196,7 +195,7 @@ def _stamp(path: Path, now: float | None = None) -> int | None:
 
 def _load(chunk: list) -> list:
     """Read and decode one chunk (in a thread, ahead of the model): (k, im, name, image or error,
-    its change time before the read, ``_stamp``)."""
+    its change time before the read, ``_stamp``: its output is written only if that still holds)."""
     out = []
     for k, im, name in chunk:
         read_at = _stamp(im.path)
@@ -243,20 +242,26 @@ def _write(job: Job, im: InputImage, name, image, fs, text: str | None, read_at:
             drawn = encode_image(targets[-1].suffix, draw(image, fs, style=job.style, box=job.show_box, score=job.show_score))
         except ImageError as e:
             raise ImageError(f"{im.path}: cannot draw its annotated image: {e}") from None
-    def dated(data: bytes):  # dated as the image was when read (``_stamp``): one replaced since is done again
+    def checked(data: bytes):
+        """Written, then renamed into place only if the image is still the one that was read: one
+        replaced meanwhile (a folder still being filled) would otherwise get the old image's points
+        under a newer date, which a resumed run takes as done. After the rename, a change dates the
+        image after its output, and the next run does it again."""
         def write(tmp: str) -> None:
             Path(tmp).write_bytes(data)
-            if read_at is not None:
-                os.utime(tmp, ns=(read_at, read_at))
+            if read_at is not None and _stamp(im.path) != read_at:
+                raise ImageError(f"{im.path}: the file changed while it was being processed; not written "
+                                 f"(the next run does it)")
         return write
+
 
     current = targets[0]
     try:
         if text is not None:
-            atomic_write(current, dated((text + "\n").encode()))
+            atomic_write(current, checked((text + "\n").encode()))
         if drawn is not None:
             current = targets[-1]
-            atomic_write(current, dated(drawn))
+            atomic_write(current, checked(drawn))
     except OSError as e:
         why = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
                errno.EROFS: "the file system is read-only", errno.EIO: "an I/O error"}.get(e.errno)
