@@ -71,9 +71,7 @@ def best_match(boxes: list[np.ndarray], box: np.ndarray) -> int | None:
     side = max(box[2] - box[0], box[3] - box[1])
     area = (box[2] - box[0]) * (box[3] - box[1])
     for k, b in enumerate(boxes):
-        w = max(0.0, min(b[2], box[2]) - max(b[0], box[0]))
-        h = max(0.0, min(b[3], box[3]) - max(b[1], box[1]))
-        inter, own = w * h, (b[2] - b[0]) * (b[3] - b[1])
+        inter, own = _intersection(b, box), (b[2] - b[0]) * (b[3] - b[1])
         ratio = max(b[2] - b[0], b[3] - b[1]) / side
         iou = inter / max(own + area - inter, 1e-9)
         if inter >= 0.5 * min(own, area) and 1 / 3 <= ratio <= 3 and iou > best_iou:
@@ -85,11 +83,16 @@ def _side(d: Detection) -> float:
     return float(max(d.box[2] - d.box[0], d.box[3] - d.box[1]))
 
 
-def _inside(a: np.ndarray, b: np.ndarray) -> float:
-    """The share of box ``a``'s area that lies in box ``b``."""
+def _intersection(a: np.ndarray, b: np.ndarray) -> float:
+    """The area two boxes share."""
     w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    return w * h / max((a[2] - a[0]) * (a[3] - a[1]), 1e-9)
+    return w * h
+
+
+def _inside(a: np.ndarray, b: np.ndarray) -> float:
+    """The share of box ``a``'s area that lies in box ``b``."""
+    return _intersection(a, b) / max((a[2] - a[0]) * (a[3] - a[1]), 1e-9)
 
 
 @dataclass
