@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from collections import deque
+from contextlib import contextmanager
 from typing import Callable
 
 from .errors import FacemarkError
@@ -86,12 +87,39 @@ def _die_with_parent(parent: int) -> None:
         threading.Thread(target=watch, daemon=True, name="facemark-parent-watch").start()
 
 
+_HELD = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def _held_while_starting():
+    """Ctrl-C and SIGTERM held back (not lost) in this thread while it may start a worker: the
+    new process inherits the mask, so a Ctrl-C to the terminal's process group cannot interrupt
+    its interpreter half-started (a traceback of Python's own start-up on the user's screen); the
+    worker then ignores them (``_init``). Held here they reach this process once the start is done,
+    or at once through any other thread. (multiprocessing's resource tracker starts its process
+    the same way.)"""
+    if not hasattr(signal, "pthread_sigmask"):  # (Windows: no signal masks)
+        yield
+        return
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()  # first: starting it unblocks these signals (its own hold) when done
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
 def _init(payload: bytes, parent: int) -> None:
     _die_with_parent(parent)
     # The main process decides when to stop (and kills workers then): a Ctrl-C to the terminal's
-    # process group, or a SIGTERM to it, must not kill a worker first.
+    # process group, or a SIGTERM to it, must not kill a worker first. (Held since the process
+    # started, ``_held_while_starting``; ignoring them drops any that came meanwhile.)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)
     from .quiet import one_line_warnings
 
     one_line_warnings()  # e.g. about an image, as the main process says it
@@ -144,12 +172,13 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
     pool = None
     try:
         try:
-            pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),  # no fork of onnxruntime's threads
-                                       initializer=_init, initargs=(payload, os.getpid()))
-            for chunk in todo:
-                pending.append((chunk, pool.submit(_chunk, chunk)))
-                if len(pending) >= 3 * workers:
-                    break
+            with _held_while_starting():  # (the pool starts its processes in submit, until it has all)
+                pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),  # no fork of onnxruntime's threads
+                                           initializer=_init, initargs=(payload, os.getpid()))
+                for chunk in todo:
+                    pending.append((chunk, pool.submit(_chunk, chunk)))
+                    if len(pending) >= 3 * workers:
+                        break
         except (OSError, ImportError, NotImplementedError) as e:  # no semaphores, no /dev/shm, no processes
             if pool is not None:
                 _stop(pool)
@@ -165,7 +194,8 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
             pending.popleft()
             nxt = next(todo, None)
             if nxt is not None:
-                pending.append((nxt, pool.submit(_chunk, nxt)))
+                with _held_while_starting():  # (in case the pool had not started all its processes yet)
+                    pending.append((nxt, pool.submit(_chunk, nxt)))
     except BrokenProcessPool:  # from result() or from submit(), whichever sees it first
         first = pending[0][0][0][1].path if pending else "the next chunk"
         _stop(pool)

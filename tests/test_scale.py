@@ -318,6 +318,37 @@ def test_workers_still_starting_die_with_a_killed_main_process(folder):
     assert [pid for pid in seen if alive(pid)] == []
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers through /proc")
+def test_a_ctrl_c_reaching_workers_while_they_start_is_ignored(folder, tmp_path):
+    """A Ctrl-C to the terminal reaches the workers too. One that comes while a worker's Python is
+    still starting (here: held in its start-up by a sitecustomize) must not kill it with a
+    traceback of its half-started interpreter: the main process decides (it stops the run, or,
+    as here, where only the workers got the signal, goes on)."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys, time\n"
+        "if '--multiprocessing-fork' in sys.argv:\n"
+        "    time.sleep(3)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path(__file__).resolve().parents[1])])}
+    cmd = [sys.executable, "-m", "facemark", "detect", "in/b", "--out", str(tmp_path / "o"), "--workers", "2",
+           "--batch", "3", *MODEL]
+    p = subprocess.Popen(cmd, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.time()
+        while len(spawned_workers(p.pid)) < 2:
+            assert p.poll() is None and time.time() - t0 < 60
+            time.sleep(0.01)
+        time.sleep(0.5)  # (well inside their three seconds of start-up)
+        for pid in spawned_workers(p.pid):
+            os.kill(pid, signal.SIGINT)
+        err = p.communicate(timeout=120)[1]
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert p.returncode == 0, err
+    assert len(list((tmp_path / "o").glob("*.json"))) == 30
+
+
 def test_workers_option_is_checked(folder):
     for bad in ("0", "many", "-2"):
         r = fm("detect", "in", "--out", "never", "--workers", bad, *MODEL, cwd=folder)
