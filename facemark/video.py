@@ -47,6 +47,7 @@ class Source:
     fixed_rate: bool = False  # --fps given: frame times are i / fps, whatever the file's timestamps say
     resized: int = 0  # frames of a folder whose size differs from the first frame's (scaled to it)
     scale: tuple[float, float] = (1.0, 1.0)  # the last frame's own size over the size it was scaled to
+    count_exact: bool = True  # False: ``frames`` is the container's estimate (duration x rate), which may be high
 
     def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
         """(index, time in seconds, BGR frame) for every frame that decodes."""
@@ -172,7 +173,8 @@ def open_source(spec: str, fps: float | None = None) -> Source:
     if not f or not np.isfinite(f) or f <= 0 or f > 1000:
         f = 30.0
     n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    return Source(spec, f, first.shape[1], first.shape[0], n if n > 0 else None, _cap=cap, fixed_rate=fps is not None)
+    return Source(spec, f, first.shape[1], first.shape[0], n if n > 0 else None, _cap=cap, fixed_rate=fps is not None,
+                  count_exact=_count_is_exact(p))
 
 
 class AtomicVideoWriter:
@@ -527,20 +529,17 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
         try:
             try:
                 stop["armed"] = True
-                drawn, last = None, -1
+                drawn, timeline = None, Timeline(src.fps)
                 for i, t, frame in src:
                     tracks = tracker.step(frame, t)
                     stop["armed"] = False  # one frame's outputs are written together: a second signal
                     faces = tracked_faces(tracks, tracker)  # (a second signal that lands here stops
                     if video_w is not None:  # the run after both outputs of this frame, not between them)
                         now = draw(frame, faces, ids=[tr.id for tr in tracks])
-                        # A frame that did not decode keeps its place: the one before it is shown
-                        # again (the first good one, for frames lost at the start), so the video
-                        # keeps the source's length and its sound stays in step.
-                        for _ in range(i - last - 1):
+                        for _ in range(timeline.gap_before(t)):  # (lost frames, a variable rate's pauses)
                             video_w.write(now if drawn is None else drawn)
                         video_w.write(now)
-                        drawn, last = now, i
+                        drawn = now
                     if text_w is not None:
                         text_w.write_line(frame_record(i, t, tracks, faces, src.scale))
                         if getattr(text_w, "closed", False) and len(writers) == 1:
@@ -597,9 +596,38 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
         had = has_audio(Path(source))
         if had is not False:
             audio = mux_audio(video_written, source)
-    missing = (src.frames - done - src.decode_errors) if src.frames and not stop["asked"] and not reader_gone else 0
+    missing = (src.frames - done - src.decode_errors) if src.frames and src.count_exact and not stop["asked"] \
+        and not reader_gone else 0
     return VideoSummary(done, elapsed, tracker.next_id, src.decode_errors + max(0, missing), bool(stop["asked"]), audio, had,
                         src.resized, tuple(set_aside), padded_to)
+
+
+MAX_FILL_SECONDS = 60.0  # a longer gap between two frames is taken as a jump in the timestamps, not filled
+
+
+@dataclass
+class Timeline:
+    """Frames placed in a constant-rate annotated video by their times, so it keeps the source's
+    length and its sound stays in step: a frame that did not decode, or a pause of a variable-rate
+    source (a screen recording, a phone's), is filled by showing the frame before it again (the
+    first good one, for frames lost at the start). No frame is dropped: frames that come faster
+    than ``fps`` each get their own place, a little late, and the video catches up at the next
+    pause. A gap over MAX_FILL_SECONDS is a jump in the timestamps (a camera's clock, a damaged
+    file): the next frame follows at once and later times count from it."""
+
+    fps: float
+    last: int = -1  # place of the frame written last
+    offset: int = 0  # places skipped at jumps
+
+    def gap_before(self, t: float) -> int:
+        """How many times the frame before must be shown again before the frame of time ``t``."""
+        place = int(round(t * self.fps)) - self.offset
+        if place - self.last - 1 > MAX_FILL_SECONDS * self.fps:
+            self.offset += place - self.last - 1
+            place = self.last + 1
+        gap = max(0, place - self.last - 1)
+        self.last = max(place, self.last + 1)
+        return gap
 
 
 class _StopNow(Exception):
@@ -635,6 +663,24 @@ def _mp4_has_audio(f) -> bool | None:
             return True
         at = data.find(b"hdlr", at + 4)
     return False
+
+
+def _count_is_exact(path: Path) -> bool:
+    """Whether the container records its number of video frames: an MP4/MOV sample table (not a
+    fragmented file's) or an AVI header. For others (Matroska, WebM, MPEG-TS...) OpenCV's count is
+    the duration times the frame rate: an estimate, too high where the audio runs longer or the
+    rate varies, so frames it promises that never come are not "frames that did not decode"."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+                return True
+            if head[4:8] not in MP4_BOXES:
+                return False
+            data = _mp4_moov(f, whole=True)
+    except OSError:
+        return False
+    return data is not None and b"mvex" not in data
 
 
 def _mp4_has_no_samples(path: Path) -> bool:

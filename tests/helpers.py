@@ -102,3 +102,49 @@ def landmarker_with(model, batch_size: int = 4):
     fl.spec, fl._box_finder = {"threads": None, "device": "cpu"}, None
     fl.map68 = labelmap.load()
     return fl
+
+
+_MKV_MASTERS = {0x18538067, 0x1F43B675, 0x1549A966}  # Segment, Cluster, Info: elements that hold elements
+
+
+def _ebml_number(data: bytes, at: int, keep_marker: bool) -> tuple[int, int]:
+    """An EBML variable-length number at ``at``: (value, bytes). IDs keep their length marker."""
+    first, n = data[at], 1
+    while n <= 8 and not first & (0x80 >> (n - 1)):
+        n += 1
+    value = first if keep_marker else first & (0xFF >> n)
+    for b in data[at + 1:at + n]:
+        value = value << 8 | b
+    return value, n
+
+
+def patch_mkv(data: bytearray, duration_ms: float | None = None, block_time=None) -> int:
+    """Rewrite a Matroska file (as OpenCV writes it) in place: its Info Duration in ms, and each
+    SimpleBlock's time (``block_time(k, ms) -> ms``, the k-th frame, relative to its cluster).
+    What other writers make (a longer audio track, a variable frame rate) without their encoders.
+    Returns the number of frames seen."""
+    k = 0
+
+    def walk(start: int, end: int) -> None:
+        nonlocal k
+        at = start
+        while at < end:
+            eid, n = _ebml_number(data, at, True)
+            size, m = _ebml_number(data, at + n, False)
+            body = at + n + m
+            if size == (1 << (7 * m)) - 1:  # "unknown size": up to the end of the parent
+                size = end - body
+            if eid in _MKV_MASTERS:
+                walk(body, min(end, body + size))
+            elif eid == 0x4489 and duration_ms is not None:
+                data[body:body + size] = struct.pack(">f" if size == 4 else ">d", duration_ms)
+            elif eid == 0xA3:
+                if block_time is not None:
+                    t = body + _ebml_number(data, body, False)[1]  # (after the track number)
+                    data[t:t + 2] = struct.pack(">h", block_time(k, struct.unpack(">h", data[t:t + 2])[0]))
+                k += 1
+            at = body + size
+
+    walk(0, len(data))
+    return k
+

@@ -17,7 +17,8 @@ from facemark.cli import app
 from facemark.detector import Detection, RetinaFace
 from facemark.results import validate_frame
 from facemark.track import Tracker
-from tests.helpers import landmarker_with, sigint_default
+from facemark.video import MAX_FILL_SECONDS, Timeline
+from tests.helpers import landmarker_with, patch_mkv, sigint_default
 
 runner = CliRunner()
 
@@ -419,6 +420,63 @@ def test_frames_that_do_not_decode_keep_their_place_in_the_video(tiny_models, tm
     assert len(got) == 10
     same = lambda a, b: np.abs(got[a] - got[b]).mean()  # noqa: E731
     assert same(0, 1) < 1 and same(3, 4) < 1 and same(4, 5) > 1 and same(2, 3) > 1  # held frames; moving ones differ
+
+
+def frames_of(path) -> list:
+    cap, got = cv2.VideoCapture(str(path)), []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            return got
+        got.append(frame.astype(np.float64))
+
+
+def test_a_container_whose_frame_count_is_an_estimate_loses_no_frames(tiny_models, tmp_path, small_face):
+    """OpenCV's frame count of a Matroska file is its duration times the rate: with an audio track
+    twice as long as the picture (here: the duration says so) it promises twice the frames. All 20
+    decoded: no warning, exit 0, and the video holds the 20."""
+    clip = tmp_path / "c.mkv"
+    write_clip(clip, [frame_with([(20 + 8 * i, 80)], small_face) for i in range(20)], fps=10, fourcc="MJPG")
+    data = bytearray(clip.read_bytes())
+    assert patch_mkv(data, duration_ms=4000.0) == 20
+    clip.write_bytes(bytes(data))
+    assert cv2.VideoCapture(str(clip)).get(cv2.CAP_PROP_FRAME_COUNT) == 40  # what OpenCV promises
+    r = run("video", clip, "--out", tmp_path / "o.mp4", "--model", tiny_models["direct"])
+    assert r.exit_code == 0 and "did not decode" not in r.stderr, r.stderr
+    assert len(frames_of(tmp_path / "o.mp4")) == 20
+
+
+def test_a_variable_rate_video_keeps_its_timing(tiny_models, tmp_path, small_face):
+    """Frames 0-9 every 100 ms, then a one-second pause, then 10-19 every 100 ms (a screen
+    recording that idled): the 10 fps annotated video shows frame 9 through the pause (ten more
+    places) so it lasts as long as the source; the JSON keeps the 20 real frames at their times."""
+    clip = tmp_path / "vfr.mkv"
+    write_clip(clip, [frame_with([(20 + 8 * i, 80)], small_face) for i in range(20)], fps=10, fourcc="MJPG")
+    data = bytearray(clip.read_bytes())
+    patch_mkv(data, duration_ms=3000.0, block_time=lambda k, ms: ms + (1000 if k >= 10 else 0))
+    clip.write_bytes(bytes(data))
+    r = run("video", clip, "--out", tmp_path / "o.avi", "--json", tmp_path / "o.jsonl", "--model", tiny_models["direct"])
+    assert r.exit_code == 0, r.stderr
+    times = [json.loads(x)["time"] for x in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert times == pytest.approx([0.1 * i for i in range(10)] + [2.0 + 0.1 * i for i in range(10)], abs=1e-3)
+    got = frames_of(tmp_path / "o.avi")
+    assert len(got) == 30
+    same = lambda a, b: np.abs(got[a] - got[b]).mean()  # noqa: E731
+    assert all(same(9, k) < 1 for k in range(10, 20)) and same(19, 20) > 1 and same(8, 9) > 1
+
+
+def test_the_timeline_fills_gaps_and_never_drops_a_frame():
+    steady = Timeline(10.0)
+    assert [steady.gap_before(i / 10) for i in range(5)] == [0] * 5
+    lost = Timeline(10.0)
+    assert [lost.gap_before(t) for t in (0.2, 0.3, 0.6, 0.7)] == [2, 0, 2, 0]  # (frames 0-1 and 4-5 lost)
+    bursty = Timeline(10.0)
+    assert [bursty.gap_before(t) for t in (0.0, 0.02, 0.04, 0.06, 0.5)] == [0, 0, 0, 0, 1]  # each its own place
+    assert bursty.last == 5
+    jump = Timeline(10.0)
+    far = 2 * MAX_FILL_SECONDS
+    assert [jump.gap_before(t) for t in (0.0, 0.1, far, far + 0.1, far + 0.4)] == [0, 0, 0, 0, 2]
+    assert jump.gap_before(1e6) == 0 and jump.gap_before(1e6 + 0.2) == 1  # a camera's clock: counted from its first frame
 
 
 def test_one_picture_is_a_one_frame_video_like_a_folder_of_one(tiny_models, tmp_path, small_face):
