@@ -11,8 +11,11 @@ import errno
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -22,7 +25,7 @@ import numpy as np
 from .annotate import STYLES, draw
 from .detector import BoxError, GivenBoxes, RetinaFace, check_inside
 from .errors import OutputError, StopRun, UsageError, no_files_left
-from .imageio import ImageError, alpha_as_shown, atomic_write, encode_image, read_image, remove_stale_temps
+from .imageio import ImageError, alpha_as_shown, atomic_write, encode_image, read_image, remove_stale_temps, write_whole
 from .inputs import InputImage, collisions, duplicates_note, expand, output_names, shown_name, utf8_name
 from .landmarker import FaceLandmarker
 from .quiet import to_stderr
@@ -407,6 +410,34 @@ def done_already(plan: Plan, fmt: str, out_dir: Path | None, annotate: bool, mod
             and (not annotate or _annotated_path(job, plan.images[k], plan.names[k]).is_file())}
 
 
+@contextmanager
+def _one_signal_waits():
+    """A first Ctrl-C or SIGTERM waits for the end of the block, then acts as it would have (the
+    handler in place before it runs); a second one acts at once. For writes that must not be cut
+    in half, such as a JSON document into a pipe whose reader is slow."""
+    if threading.current_thread() is not threading.main_thread():  # (signal handlers are the main thread's)
+        yield
+        return
+    waiting: list[int] = []
+
+    def later(signum, frame):
+        if waiting:
+            raise KeyboardInterrupt  # the second: the user insists
+        waiting.append(signum)
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    held = [sig for sig, h in before.items() if h not in (signal.SIG_IGN, None)]
+    for sig in held:
+        signal.signal(sig, later)
+    try:
+        yield
+    finally:
+        for sig in held:
+            signal.signal(sig, before[sig])
+        for sig in waiting[:1]:
+            signal.raise_signal(sig)  # (now handled as it would have been)
+
+
 def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path | None = None, annotate: bool = False,
                  boxes: Path | str | None = None, batch_images: int = 16, log: Callable[[str], None] = to_stderr,
                  progress: Callable[[int], None] | None = None, stdout=None, style: str = "contours",
@@ -487,7 +518,8 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                 s.failures += 1
             if job.fmt == "stdout" and o.ok:
                 try:
-                    stdout.write(o.payload + "\n")
+                    with _one_signal_waits():  # a document is never cut off mid-line (a slow reader: a long wait)
+                        write_whole(stdout, o.payload + "\n")
                 except BrokenPipeError:
                     raise  # the reader has gone (| head): the caller stops quietly
                 except OSError as e:

@@ -1,4 +1,5 @@
-"""Reading images as displayed (EXIF orientation applied) and writing outputs atomically."""
+"""Reading images as displayed (EXIF orientation applied) and writing outputs atomically (files)
+or whole (lines into a stream)."""
 from __future__ import annotations
 
 import errno
@@ -439,6 +440,23 @@ def atomic_write(path: str | os.PathLike, write, suffix: str = ".tmp", tidy: boo
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_whole(stream, text: str) -> None:
+    """``text`` written and flushed, every byte of it. A stream with a file descriptor (stdout, a
+    pipe) is written with ``os.write`` until done: Python's buffered writer (3.11) drops the rest
+    of a write that a signal interrupted part-way when the handler returns (a 144 KB line into a
+    full pipe, one Ctrl-C that is to wait for the line's end: 64 KB came out)."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.StringIO and the like: no descriptor, no such loss
+        stream.write(text)
+        stream.flush()
+        return
+    stream.flush()  # (whatever the stream holds goes first)
+    view = memoryview(text.encode(getattr(stream, "encoding", None) or "utf-8", getattr(stream, "errors", None) or "strict"))
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

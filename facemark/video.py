@@ -17,7 +17,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from .imageio import IMAGE_EXTS, ImageError, make_temp, output_target, publish, quiet_stderr, read_image, remove_stale_temps
+from .imageio import IMAGE_EXTS, ImageError, make_temp, output_target, publish, quiet_stderr, read_image, remove_stale_temps, write_whole
 from .inputs import shown_name, utf8_name
 from .results import Face
 
@@ -306,8 +306,7 @@ class StreamLines:
             return
         out = self.f if self.f is not None else sys.stdout
         try:
-            out.write(json_line(obj))
-            out.flush()
+            write_whole(out, json_line(obj))  # (a Ctrl-C waits for the frame's end: its line is not cut either)
         except BrokenPipeError:
             self.closed = True
             if self.f is None:
@@ -447,6 +446,8 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     stream = None if json_path is None else "-" if str(json_path) in ("-", "/dev/stdout") \
         else str(json_path) if _is_stream(str(json_path)) else None
     json_path = Path(json_path) if json_path is not None and stream is None else None
+    if stream == "-" and sys.stdout is None:  # (started with stdout closed: `>&-`)
+        raise UsageError("standard output is closed: give --json FILE")
     if smooth not in ("one-euro", "none"):
         raise UsageError(f"--smooth must be one-euro or none, not {smooth!r}")
     import math

@@ -357,3 +357,33 @@ def test_help_shows_flags_bare(command):
     assert flag.split("--help", 1)[1].split()[0] == "Show"
     usage = next(line for line in r.stdout.splitlines() if "Usage:" in line)
     assert "{" not in usage and "}" not in usage  # Typer's own mark for a required argument
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_while_a_slow_reader_holds_stdout_leaves_whole_lines(tmp_path, face_image, sig):
+    """Each document of 48 faces is longer than a pipe holds, so the run blocks mid-line until the
+    reader (here: slow to start) reads on. A Ctrl-C or SIGTERM then must not cut the line: it is
+    finished, then the run stops (130), and every line on stdout parses."""
+    import signal
+    import time
+
+    from tests.helpers import sigint_default
+
+    mosaic = np.tile(cv2.resize(face_image, (128, 128), interpolation=cv2.INTER_AREA), (6, 8, 1))
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"m{i}.jpg"), mosaic)
+    cmd = [sys.executable, "-m", "facemark", "detect", *sorted(str(p) for p in tmp_path.glob("m*.jpg")), "--workers", "1"]
+    p = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=sigint_default)
+    try:
+        first = os.read(p.stdout.fileno(), 1)  # the first document is being written (and soon stuck: the pipe is full)
+        assert first == b"{"
+        time.sleep(1.0)
+        p.send_signal(getattr(signal, sig))
+        time.sleep(0.5)
+        out, err = p.communicate(timeout=120)  # the reader reads on
+    finally:
+        if p.poll() is None:
+            p.kill()
+    lines = (first + out).decode().splitlines()
+    assert p.returncode == 130, err
+    assert lines and all(len(json.loads(line)["faces"]) == 48 for line in lines), [line[-40:] for line in lines]

@@ -783,6 +783,18 @@ def test_json_lines_to_stdout_and_a_reader_that_goes_away(tiny_models, tmp_path,
     assert "Traceback" not in p.stderr.read()
 
 
+@pytest.mark.parametrize("target", ["-", "/dev/stdout"])
+def test_json_lines_to_a_closed_stdout_is_one_line(tiny_models, tmp_path, small_face, target):
+    clip = tmp_path / "c.avi"
+    write_clip(clip, [frame_with([(60, 80)], small_face)] * 3, fourcc="MJPG")
+    before = clip.read_bytes()
+    cmd = [sys.executable, "-m", "facemark", "video", str(clip), "--json", target, "--model", str(tiny_models["direct"])]
+    r = subprocess.run(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120,
+                       preexec_fn=lambda: os.close(1))
+    assert r.returncode == 2 and r.stderr.strip() == "error: standard output is closed: give --json FILE", r.stderr
+    assert clip.read_bytes() == before
+
+
 def test_a_face_never_gets_two_tracks(small_face):
     """Two faces 1.25 widths apart; the detector misses the right one for two frames. Its track
     must not move onto the left face (each detection goes to one track), and a detector's false
