@@ -432,6 +432,7 @@ def bench(
     from rich.table import Table
 
     from .evaluation import bench as B
+    from .evaluation.evaluate import check_limit
     from .results import json_numbers
     from .runtime import max_threads
 
@@ -440,8 +441,10 @@ def bench(
         fail("--models names no model")
     if threads is not None and not 1 <= threads <= max_threads():
         fail(f"--threads must be from 1 to {max_threads()} (four per core here), not {threads}")
-    if limit is not None and limit < 1:
-        fail("--limit must be at least 1")
+    with usage_errors():  # (said before any output file is checked)
+        check_limit(limit)
+    if limit is not None and not data:
+        say("note: --limit counts the faces of --data, which is not given: ignored here")
     check_output_file(json_path, "--json", inputs=[str(p) for p in (image, yunet) if p is not None] + ([data] if data else []))
     with usage_errors():
         batches = B.parse_batches(batch, device)
@@ -492,10 +495,10 @@ def eval_cmd(
     from rich.progress import Progress
     from rich.table import Table
 
-    from .evaluation.evaluate import run_eval
+    from .evaluation.evaluate import check_limit, run_eval
 
-    if limit is not None and limit < 1:
-        fail("--limit must be at least 1")
+    with usage_errors():
+        check_limit(limit)
     check_output_file(json_path, "--json", inputs=data)
     if json_path and plot and os.path.realpath(json_path) == os.path.realpath(plot):
         fail("--json and --plot name the same file")
@@ -649,11 +652,13 @@ def train(
                             fuse_loss=fuse_loss, teacher_model=teacher_model, distill=distill, init=init,
                             teacher_views=teacher_views, teacher_cache=teacher_cache, augment=parse_arch(aug, "--aug"))
         check_options(opts)  # before a pack is loaded or built
+        if pack_path is not None and res != 192:
+            say("note: --res sets the crops of a pack built from --data; --pack's are made already: ignored here")
         if resume and not (out_dir / "last.pt").is_file():
             say(f"note: nothing to resume in {out_dir} (no last.pt): starting from the beginning")
         pk = load_pack(pack_path, data, teacher, cache, res)
         trainer = make_trainer(pk, opts, log=say)
-    err.print(f"{model} {trainer.model.config if model != 'hybrid' else ''} on {device}: "
+    err.print(f"{model}{' ' + str(trainer.model.config) if model != 'hybrid' else ''} on {device}: "
               f"{len(trainer.train_idx)} training faces, {len(trainer.val_idx)} held out"
               + (f", distilling {teacher_model}" if teacher_model else ""))
     cols = [TextColumn("epoch {task.fields[epoch]}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),

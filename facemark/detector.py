@@ -314,6 +314,11 @@ class YuNet:
             with quiet_stderr():  # OpenCV's DNN importer prints its own complaint first
                 self._size = self._input_size()
                 self._det = cv2.FaceDetectorYN.create(self.path, "", (320, 320), self.threshold, self.nms_iou, 5000)
+                # OpenCV takes any ONNX file here; one blank frame shows it is a YuNet (another
+                # model fails on its inputs or outputs) before the first image, not on it.
+                w, h = self._size if all(self._size) else (320, 320)
+                self._det.setInputSize((w, h))
+                self._det.detect(np.zeros((h, w, 3), np.uint8))
         except Exception:  # noqa: BLE001 - onnx / cv2 raise their own types for a bad file
             raise ModelError(f"{self.path} is not a valid YuNet ONNX model") from None
         return self

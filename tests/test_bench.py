@@ -151,3 +151,18 @@ def test_a_pt_file_is_timed_on_onnxruntime_where_torch_is_missing(tiny_models, m
     rows, skipped, _ = B.run_bench("cpu", [str(tiny_models["direct"].with_suffix(".pt"))], [1])
     assert [r.backend for r in rows if r.stage == "landmarks"] == ["onnxruntime-cpu"]
     assert any("PyTorch is not installed" in s for s in skipped)
+
+
+@pytest.mark.parametrize("kwargs", [dict(batches=[0, -4]), dict(batches=[4]), dict(batches=[1, 2.5]),
+                                    dict(limit=0), dict(limit=-550), dict(limit=True)])
+def test_the_api_checks_batches_and_limit_as_the_cli_does(kwargs):
+    """run_bench(limit=-550) used to time all but 550 faces (a slice), batches=[0] a numpy error."""
+    from facemark.errors import UsageError
+    from facemark.evaluation.bench import run_bench
+    from facemark.evaluation.evaluate import run_eval
+
+    with pytest.raises(UsageError, match="--batch|--limit"):
+        run_bench("cpu", ["direct"], **kwargs)
+    if "limit" in kwargs:
+        with pytest.raises(UsageError, match="--limit"):
+            run_eval(["300w=/nowhere"], ["direct"], limit=kwargs["limit"])

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from facemark.errors import UsageError
 from facemark.training import datasets as D
 
 
@@ -83,3 +84,37 @@ def test_the_prepare_cache_key_follows_the_image_file_and_its_labels(tmp_path, f
     cv2.imwrite(str(path), face_image[::-1])  # another photo under the same name
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     assert _key(D.Sample(path, pts)) != k1
+
+
+def test_a_wflw_folder_without_its_images_is_one_error(tmp_path):
+    """Not one 'skipped' line per face of the list (2,500 in the test list) at measuring time."""
+    from facemark.training.datasets import load_all
+
+    lists = tmp_path / "WFLW_annotations" / "list_98pt_rect_attr_train_test"
+    lists.mkdir(parents=True)
+    (lists / "list_98pt_rect_attr_test.txt").write_text(" ".join(["1"] * 206 + ["1--x/image_0001.jpg"]) + "\n")
+    lines = []
+    with pytest.raises(UsageError, match="no folder .*WFLW_images"):
+        load_all([f"wflw={tmp_path}"], log=lines.append)
+    assert lines == []
+
+
+def test_a_csv_without_usable_rows_says_why(tmp_path):
+    from facemark.training.datasets import load_all
+
+    (tmp_path / "small.csv").write_text("name,a,b\nx.jpg,1,2\n")
+    with pytest.raises(UsageError, match="no usable rows .*3 fields, not 137"):
+        load_all([f"csv68={tmp_path / 'small.csv'}"], log=lambda line: None)
+
+
+def test_eval_of_training_faces_only_says_which_split_they_are_in(tmp_path, face_image):
+    """csv68 faces are all training faces: the default --split test finds none, and says where they are."""
+    import cv2
+
+    from facemark.evaluation.evaluate import run_eval
+
+    cv2.imwrite(str(tmp_path / "f.jpg"), face_image)
+    (tmp_path / "f.csv").write_text("name," + ",".join(f"c{i}" for i in range(136)) + "\n"
+                                    + "f.jpg," + ",".join(str(100 + i % 50) for i in range(136)) + "\n")
+    with pytest.raises(UsageError, match="all in the train split"):
+        run_eval([f"csv68={tmp_path / 'f.csv'}"], ["direct"])

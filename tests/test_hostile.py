@@ -9,6 +9,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import struct
 import subprocess
@@ -23,6 +24,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from facemark.backends import weights_dir
 from facemark.cli import app
 from facemark.results import validate
 from tests.helpers import sigint_default
@@ -305,6 +307,7 @@ def test_validate_rejects_non_finite_numbers():
     (["--model", "garbage.onnx"], "garbage.onnx is not a valid ONNX model"),
     (["--model", "garbage.pt"], "garbage.pt is not a valid facemark torch model"),
     (["--detector", "yunet:garbage.onnx"], "garbage.onnx is not a valid YuNet ONNX model"),
+    (["--detector", "yunet:landmarks.onnx"], "landmarks.onnx is not a valid YuNet ONNX model"),  # (an ONNX, not a YuNet)
     (["--out", "afile.txt"], "exists and is not a directory"),
     (["--draw", "sparkles", "--annotate", "--out", "o"], "--draw must be one of"),
     (["--boxes", "notjson.txt"], "bad boxes file"),
@@ -313,6 +316,7 @@ def test_bad_options_are_one_line_and_exit_2(tmp_path, face, args, message):
     cv2.imwrite(str(tmp_path / "p.jpg"), face)
     for name in ("garbage.onnx", "garbage.pt", "afile.txt", "notjson.txt"):
         (tmp_path / name).write_text("not what it claims to be\n")
+    shutil.copy(weights_dir() / "direct.onnx", tmp_path / "landmarks.onnx")
     r = fm("detect", "p.jpg", *args, cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("\n") == 1 and message in r.stderr and "Traceback" not in r.stderr

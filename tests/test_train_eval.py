@@ -677,6 +677,24 @@ def test_export_writes_both_files_or_neither(tiny_models, tmp_path, monkeypatch)
     assert sorted(p.name for p in out.iterdir()) == ["direct.pt"] and (out / "direct.pt").read_bytes() == before
 
 
+def test_export_onto_a_folder_named_like_one_half_replaces_neither(tiny_models, tmp_path):
+    """direct.pt is a folder: the .onnx used to be replaced before the .pt's rename failed."""
+    import shutil
+
+    from facemark.models import load_state
+    from facemark.training.export import export_pair
+
+    out = tmp_path / "w"
+    out.mkdir()
+    shutil.copy(tiny_models["direct"], out / "direct.onnx")
+    before = (out / "direct.onnx").read_bytes()
+    (out / "direct.pt").mkdir()
+    net, meta = load_state(tiny_models["direct"].with_suffix(".pt"))
+    with pytest.raises(IsADirectoryError):  # (what training's export at the end of a run meets; the CLI says it in a line)
+        export_pair(net, out / "direct.onnx", out / "direct.pt", meta)
+    assert (out / "direct.onnx").read_bytes() == before and sorted(p.name for p in out.iterdir()) == ["direct.onnx", "direct.pt"]
+
+
 def test_train_checks_res_and_the_run_folder_before_building_a_pack(wflw_root, tmp_path):
     r = run("train", "--model", "direct", "--data", f"wflw={wflw_root}", "--res", 5, "--out", tmp_path / "r",
             "--cache", tmp_path / "c")
@@ -736,3 +754,46 @@ def test_a_cache_that_fails_to_decompress_is_rebuilt(tmp_path, monkeypatch):
 
     monkeypatch.setattr(prepare.np, "load", damaged)
     assert prepare._load_cache(path) is None
+
+
+def test_a_model_given_three_times_is_reported_as_name_name2_name3(tiny_models, face_image, tmp_path):
+    """The JSON keys count per name (it was the position in --model: direct, direct#2, hybrid, hybrid#4)."""
+    from facemark.evaluation.evaluate import run_eval
+
+    root = tmp_path / "300w"
+    write_300w(root, synthetic_faces(face_image, 1, seed=3), "lfpw/testset")
+    m = str(tiny_models["direct"])
+    run_eval([f"300w={root}"], [m, str(tiny_models["hourglass"]), m, m], boxes="gt", json_path=tmp_path / "e.json")
+    keys = list(json.loads((tmp_path / "e.json").read_text()))
+    name = keys[0]
+    assert keys == [name, keys[1], f"{name}#2", f"{name}#3"] and "#" not in keys[1]
+
+
+def test_a_held_out_nme_that_is_not_a_number_never_becomes_the_best(wflw_root, tmp_path, monkeypatch):
+    """NaN used to count as better (meant for 'nothing held out'): best.pt was overwritten by the
+    model whose points were not numbers, and no later epoch could beat a NaN best."""
+    import math
+
+    import facemark.training.train as T
+    from facemark.training.pack import Pack
+
+    pack = tmp_path / "p.npz"
+    assert run("pack", "--data", f"wflw={wflw_root}", "--out", pack, "--cache", tmp_path / "c", "--res", 64).exit_code == 0
+    z = dict(np.load(pack))
+    z["val"][:3] = 1  # three faces held out
+    np.savez(pack, **z)
+    opts = T.TrainOptions("direct", tmp_path / "r", epochs=3, batch=4, model={"size": 32, "width_mult": 0.25})
+    trainer = T.make_trainer(Pack.load(pack), opts, log=lambda m: None)
+    assert len(trainer.val_idx) > 0
+    vals = iter([0.05, float("nan"), 0.04])
+    monkeypatch.setattr(trainer, "validate", lambda model=None: next(vals))
+    kept, real_save = [], T.save_state
+
+    def save(model, path, meta=None, **kw):
+        if Path(path).name == "best.pt":
+            kept.append(meta["val_nme"])
+        return real_save(model, path, meta=meta, **kw)
+
+    monkeypatch.setattr(T, "save_state", save)
+    trainer.fit()
+    assert kept == [5.0, 4.0] and math.isclose(trainer.best, 0.04)

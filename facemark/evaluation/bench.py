@@ -265,11 +265,23 @@ def parse_batches(batch: str, device: str) -> list[int]:
         batches = sorted({int(b) for b in batch.split(",") if b.strip()}) or ([1, 32] if device == "cpu" else [1, 32, 256])
     except ValueError:
         raise UsageError(f"--batch wants comma-separated integers, got {batch!r}") from None
+    return check_batches(batches)
+
+
+def check_batches(batches) -> list[int]:
+    """The batch sizes to time, sorted, or UsageError (the CLI's and the API's one check)."""
+    import numbers
+
+    from ..errors import UsageError
+
+    batches = list(batches)
+    if not all(isinstance(b, numbers.Integral) and not isinstance(b, bool) for b in batches):
+        raise UsageError(f"--batch sizes must be whole numbers, not {batches!r}")
     if 1 not in batches or min(batches) < 1:
         raise UsageError("--batch must include 1 (latency) and only positive sizes")
     if max(batches) > MAX_BATCH:
         raise UsageError(f"--batch sizes go up to {MAX_BATCH} (a batch of crops and its activations must fit in memory)")
-    return batches
+    return sorted(set(int(b) for b in batches))
 
 
 def run_bench(device: str = "cpu", models: list[str] = ("hourglass", "direct", "hybrid"), batches: list[int] = (1, 32),
@@ -286,9 +298,13 @@ def run_bench(device: str = "cpu", models: list[str] = ("hourglass", "direct", "
     from ..errors import UsageError
     from ..imageio import ImageError, read_image
 
+    from .evaluate import check_limit
+
     status = status or (lambda text: contextlib.nullcontext())
     if not is_device(device):
         raise UsageError(f"--device must be cpu, cuda or cuda:N, not {device!r}")
+    batches = check_batches(batches)
+    check_limit(limit)
     from ..backends import SHIPPED, load_model, resolve
 
     names = []
@@ -312,7 +328,6 @@ def run_bench(device: str = "cpu", models: list[str] = ("hourglass", "direct", "
                     raise UsageError(str(e)) from None
         if name not in names:  # the same model twice is timed once
             names.append(name)
-    batches = list(batches)
     if threads:
         try:
             import torch

@@ -107,6 +107,17 @@ def plot_ced(results: list[EvalResult], path: str, limit: float = 0.10) -> np.nd
     return img
 
 
+def check_limit(limit) -> None:
+    """``--limit``: None (every face) or a whole number of at least 1 (the CLI's and the API's check;
+    a slice would take 0 as everything and -5 as all but five)."""
+    import numbers
+
+    from ..errors import UsageError
+
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1):
+        raise UsageError(f"--limit must be at least 1, not {limit!r}")
+
+
 def run_eval(data: list[str], models: list[str], boxes: str = "detector", device: str = "cpu",
              detector: str = "retinaface", split: str = "test", limit: int | None = None, flip: bool = False,
              json_path=None, plot=None, progress=None, log=None) -> tuple[list[EvalResult], dict]:
@@ -123,11 +134,14 @@ def run_eval(data: list[str], models: list[str], boxes: str = "detector", device
         raise UsageError("--boxes must be detector or gt")
     if split not in ("test", "train", "all"):
         raise UsageError("--split must be test, train or all")
-    samples = [s for s in load_all(data, log) if split == "all" or s.split == split]
+    check_limit(limit)
+    every = load_all(data, log)
+    samples = [s for s in every if split == "all" or s.split == split]
     if limit:
         samples = samples[:limit]
-    if not samples:
-        raise UsageError(f"no {split} faces in --data")
+    if not samples:  # (csv68 faces, and 300-W folders outside testset/, are all training faces)
+        raise UsageError(f"no {split} faces in --data" + (f": its {len(every)} face(s) are all in the {every[0].split} "
+                                                          f"split (--split {every[0].split} or --split all)" if every else ""))
     landmarkers = []
     for name in models:  # every model loads before any is measured: a typo in the last is said at once
         try:
@@ -140,10 +154,10 @@ def run_eval(data: list[str], models: list[str], boxes: str = "detector", device
         results.append(evaluate(fl, samples, boxes, tick, log if not results else None))
     if not any(r.table()["all"]["faces"] for r in results):
         raise UsageError(f"no face in --data could be measured: none of its {len(samples)} image(s) could be read")
-    report = {}
-    for r in results:
-        key = r.model if r.model not in report else f"{r.model}#{len(report) + 1}"
-        report[key] = {"mode": r.mode, "subsets": r.table()}
+    report, times = {}, {}
+    for r in results:  # a name given twice (direct, and weights/direct.pt): direct, direct#2
+        times[r.model] = times.get(r.model, 0) + 1
+        report[r.model if times[r.model] == 1 else f"{r.model}#{times[r.model]}"] = {"mode": r.mode, "subsets": r.table()}
     from ..errors import OutputError
     from ..imageio import atomic_write_bytes
     from ..results import json_numbers

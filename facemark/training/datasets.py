@@ -132,6 +132,8 @@ def load_wflw(root: str | Path, skipped: list[str] | None = None) -> list[Sample
         lst = ann / f"list_98pt_rect_attr_{split}.txt"
         if not lst.is_file():
             continue
+        if not images.is_dir():  # one line, not one per face (thousands) when every image is missing
+            raise FileNotFoundError(f"no folder {images}: WFLW's images go in WFLW_images/ beside WFLW_annotations/")
         for n, line in enumerate(lst.read_text(errors="replace").splitlines(), 1):
             parts = line.split()
             if not parts:
@@ -162,7 +164,7 @@ def load_csv68(path: str | Path, images: str | Path | None = None, skipped: list
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     dirs = [Path(images)] if images else [path.parent] + sorted(p for p in path.parent.iterdir() if p.is_dir())
-    out = []
+    out, before = [], len(skipped) if skipped is not None else 0
     with path.open(newline="", errors="replace") as f:
         rows = csv.reader(f)
         next(rows, None)
@@ -184,7 +186,8 @@ def load_csv68(path: str | Path, images: str | Path | None = None, skipped: list
                 continue
             out.append(Sample(img, pts, subset=path.stem, split="train", kind="csv68"))
     if not out:
-        raise ValueError(f"no usable rows in {path}")
+        bad = skipped[before:] if skipped is not None else []
+        raise ValueError(f"no usable rows in {path}: {len(bad)} skipped, e.g. {bad[0]}" if bad else f"no usable rows in {path}")
     return out
 
 

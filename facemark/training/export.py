@@ -2,6 +2,7 @@
 included, fp16-stored weights cast to fp32 once at load) and a torch state (CUDA, fine-tuning)."""
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -63,7 +64,9 @@ def _atomic_torch_save(obj, path: Path) -> None:
 
 def export_pair(model: torch.nn.Module, onnx_path: Path, pt_path: Path, meta: dict) -> None:
     """``NAME.onnx`` and ``NAME.pt`` together: both are written under hidden names first, so a
-    failure (a full disk) leaves neither, and never a new file beside an older other half."""
+    failure (a full disk) leaves neither, and never a new file beside an older other half. The two
+    renames follow each other; the one way such a rename fails here, a folder of that name, is
+    refused before either."""
     from ..imageio import make_temp, remove_stale_temps
 
     remove_stale_temps(onnx_path.parent)  # what a killed export left
@@ -75,6 +78,9 @@ def export_pair(model: torch.nn.Module, onnx_path: Path, pt_path: Path, meta: di
     try:
         export_onnx(model, tmps[0], meta)
         save_state(model, tmps[1], meta)
+        for p in (onnx_path, pt_path):
+            if p.is_dir():
+                raise IsADirectoryError(errno.EISDIR, "Is a directory", str(p))
         os.replace(tmps[0], onnx_path)
         os.replace(tmps[1], pt_path)
     finally:

@@ -22,7 +22,7 @@ from ..imageio import atomic_write, atomic_write_bytes, remove_stale_temps
 from ..results import json_numbers
 from .augment import augment_config, identity_geometry, photometric, sample_geometry, to_pack_frame, transform_points, warp
 from .export import _atomic_torch_save, export_pair, save_state
-from ..layouts import FLIP98
+from ..layouts import FLIP98, IOD68
 from .losses import loss_for
 from ..models import create, scale_pixels
 from ..runtime import is_device, max_threads
@@ -91,7 +91,7 @@ def point_weights(m68: np.ndarray) -> np.ndarray:
 def nme68(pred98: torch.Tensor, human68: torch.Tensor, m68: torch.Tensor) -> torch.Tensor:
     """Per-face NME (inter-ocular, outer corners) of the 68-point view of 98-point predictions."""
     p68 = torch.einsum("ij,njd->nid", m68, pred98)
-    iod = (human68[:, 36] - human68[:, 45]).norm(dim=-1)
+    iod = (human68[:, IOD68[0]] - human68[:, IOD68[1]]).norm(dim=-1)
     return (p68 - human68).norm(dim=-1).mean(-1) / iod
 
 
@@ -110,7 +110,6 @@ class Trainer:
         else:
             cfg = {**DEFAULTS[opts.family], **opts.model}
             if opts.family == "hybrid" and "neighbors" not in cfg:
-                from ..align import _load_templates  # noqa: F401  (calibration must exist)
                 cal = json.loads((Path(__file__).parent.parent / "calibration.json").read_text())
                 cfg["neighbors"] = knn_neighbors(np.asarray(cal["mean98"]))
             self.model = build_model(opts.family, cfg).to(self.dev)
@@ -420,13 +419,15 @@ class Trainer:
                    "lr": self.optim.param_groups[0]["lr"], "img_per_s": seen / (time.time() - t0),
                    "minutes": (time.time() - start) / 60}
             self.history.append(row)
-            improved = val < self.best or math.isnan(val)  # nothing held out: keep the latest
+            nothing_held = len(self.val_idx) == 0
+            improved = nothing_held or val < self.best  # nothing held out: keep the latest (NaN points never win)
             if improved:
                 self.best = val
                 save_state(self.ema, self.out / "best.pt", meta={"epoch": self.epoch, "val_nme": val * 100}, half=False)
             _atomic_torch_save(self._checkpoint(), self.out / "last.pt")
             self._write_log()
-            shown = f"val NME {val * 100:.3f} %" if math.isfinite(val) else "no val NME (no face held out)"
+            shown = f"val NME {val * 100:.3f} %" if math.isfinite(val) else \
+                "no val NME (no face held out)" if nothing_held else f"val NME {val} (points that are not numbers: not kept)"
             self.log(f"epoch {self.epoch}/{opts.epochs} loss {row['loss']:.4f} {shown}"
                      f"{' (best)' if improved else ''}  {row['img_per_s']:.{1 if row['img_per_s'] < 100 else 0}f} img/s")
             if self.seconds >= budget:
@@ -564,8 +565,6 @@ def check_options(opts: TrainOptions) -> None:
         raise UsageError(f"--device must be cpu, cuda or cuda:N, not {opts.device!r}")
     if opts.family not in FAMILIES:
         raise UsageError(f"unknown model {opts.family!r}: use one of {', '.join(FAMILIES)}")
-    if opts.distill < 0:
-        raise UsageError("--distill must be 0 or more")
     if opts.teacher_views < 1:
         raise UsageError("--teacher-views must be at least 1")
     try:
