@@ -25,7 +25,7 @@ import numpy as np
 from .annotate import STYLES, draw
 from .detector import BoxError, GivenBoxes, RetinaFace, check_inside
 from .errors import OutputError, StopRun, UsageError, no_files_left
-from .imageio import ImageError, alpha_as_shown, atomic_write, encode_image, read_image, remove_stale_temps, write_whole
+from .imageio import IMAGE_EXTS, ImageError, alpha_as_shown, atomic_write, encode_image, read_image, remove_stale_temps, write_whole
 from .inputs import InputImage, collisions, duplicates_note, expand, output_names, shown_name, utf8_name
 from .landmarker import FaceLandmarker
 from .quiet import to_stderr
@@ -92,7 +92,9 @@ def plan_inputs(inputs: list[str], out_dir: Path | None = None, annotate: bool =
     for m in problems:
         log(f"error: {m}")
     if not images:
-        raise UsageError("no images to process")
+        shown = ", ".join(str(a) for a in inputs[:3]) + (f" and {len(inputs) - 3} more" if len(inputs) > 3 else "")
+        raise UsageError(f"no images to process in {shown} (images are found by their extension: "
+                         f"{', '.join(e for e in ('.jpg', '.png', '.webp', '.tif', '.bmp') if e in IMAGE_EXTS)} and others)")
     if annotate and out_dir is None:
         raise UsageError("--annotate writes images: give --out DIR")
     if batch_images < 1:

@@ -347,7 +347,7 @@ def _detect_on_ray(inputs, out_dir, address, model, device, threshold, min_face,
 @app.command()
 def video(
     source: str = typer.Argument(..., help="Video file, folder or glob of frames, or a camera index."),
-    out_path: Optional[Path] = typer.Option(None, "--out", help="Annotated video (.mp4 .avi .mov .mkv .webm)."),
+    out_path: Optional[Path] = typer.Option(None, "--out", help="Annotated video (.mp4 .m4v .avi .mov .mkv .webm)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="One JSON line per frame (.jsonl); - for stdout."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="direct | hybrid | hourglass | PATH"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda"),

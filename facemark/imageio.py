@@ -237,35 +237,47 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
             raw = None
         if raw is not None and raw.dtype.kind == "f" and raw.size and np.isfinite(raw).all():
             image = as_bgr(raw)  # [0, 1] scaled to 0..255, else clipped
+        elif raw is not None and raw.dtype.kind == "f" and raw.size:
+            raise ImageError(f"{name}: some of its floating-point pixels are not numbers (NaN or infinite); "
+                             f"facemark cannot tell what they would show")
+        elif raw is not None and raw.size and raw.dtype not in (np.uint8, np.uint16):  # (32-bit integer TIFFs)
+            raise ImageError(f"{name}: its pixels are {raw.dtype.itemsize * 8}-bit "
+                             f"{'integers' if raw.dtype.kind in 'iu' else raw.dtype.name}, which facemark does not "
+                             f"read; save it with 8 or 16 bits per channel")
     if image is None:
         raise ImageError(f"{name} is not an image OpenCV can decode (damaged or not an image)")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ImageError(f"{name} has no pixels")
-    if image[::16, ::16].max() <= 1 and sixteen_bit(data) and image.max() <= 1:
-        image = _eight_bit_in_sixteen(data, name, image)
+    if image[::16, ::16].max() <= 16 and sixteen_bit(data) and image.max() <= 16:
+        image = _fewer_bits_in_sixteen(data, name, image)
     if image.shape[0] * image.shape[1] > limit:
         raise ImageError(f"{name} is {image.shape[1]}x{image.shape[0]} pixels, over the {limit:,}-pixel limit "
                          f"(FACEMARK_MAX_PIXELS raises it)")
     return image
 
 
-def _eight_bit_in_sixteen(data: np.ndarray, name: str, image: np.ndarray) -> np.ndarray:
-    """A 16-bit PNG or TIFF whose every value is 8-bit (saved from a uint8 array cast up) reads
-    black, since 16-bit spans 0..65535, and no face is found in it. Nothing else could be seen in
-    such a file, so its values are read as the 8-bit values they are, with a warning. Looked at
-    only when the usual 8-bit reading is black (every value 0 or 1)."""
+def _fewer_bits_in_sixteen(data: np.ndarray, name: str, image: np.ndarray) -> np.ndarray:
+    """A 16-bit PNG or TIFF that holds 8-bit values (saved from a uint8 array cast up), or a 10- or
+    12-bit camera's, reads black or nearly (16-bit spans 0..65535) and no face is found in it.
+    Its values are read at the depth they use, with a warning. Looked at only when the usual 8-bit
+    reading is nearly black (no value over 16: 4095 rounds to it)."""
     try:
         with quiet_stderr():
             deep = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)  # EXIF still applied
     except cv2.error:
         return image
-    if deep is None or deep.dtype != np.uint16 or deep.shape[:2] != image.shape[:2] or not 0 < deep.max() <= 255:
+    if deep is None or deep.dtype != np.uint16 or deep.shape[:2] != image.shape[:2] or not deep.max():
         return image
-    if not _SAID["eight_in_sixteen"]:  # once per process: a folder of such frames is one line, not thousands
-        _SAID["eight_in_sixteen"] = True
-        warnings.warn(f"{name} is 16-bit but no value is over 255 (it would show black): read as 8-bit values, "
-                      f"as any other such file will be", stacklevel=2)
-    return deep.astype(np.uint8)
+    bits = next(b for b in (8, 10, 12, 16) if int(deep.max()) < 1 << b)
+    if bits == 16:  # (not from a nearly black 8-bit reading; kept as it was read)
+        return image
+    said = "eight_in_sixteen" if bits == 8 else f"bits{bits}_in_sixteen"
+    if not _SAID.get(said):  # once per process and depth: a folder of such frames is one line, not thousands
+        _SAID[said] = True
+        warnings.warn(f"{name} is 16-bit but no value is over {(1 << bits) - 1} (it would show "
+                      f"{'black' if bits == 8 else 'nearly black'}): read as {bits}-bit values, as any other such "
+                      f"file will be", stacklevel=2)
+    return (deep >> (bits - 8)).astype(np.uint8)
 
 
 _SAID = {"eight_in_sixteen": False}

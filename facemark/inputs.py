@@ -109,6 +109,8 @@ def expand(args: list[str], drawings: list[Path] | None = None,
                                 if drawn else f"{arg}: no file matches this pattern")
             for h in hits:
                 add(h, h.parent)
+        elif arg == "-":
+            problems.append("-: images are read from files, not from standard input; save it to a file and name that")
         else:
             problems.append(f"{arg}: no such file or directory")
     return found, problems

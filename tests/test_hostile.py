@@ -1150,3 +1150,38 @@ def test_a_library_that_cannot_map_its_code_under_a_memory_limit_is_out_of_memor
             "main()\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 1 and r.stderr.strip() == "error: out of memory", r.stderr
+
+
+def test_tiffs_opencv_reads_but_facemark_cannot_show_say_why(face, tmp_path):
+    """They were 'not an image OpenCV can decode', which OpenCV can."""
+    from facemark.imageio import ImageError, read_image
+
+    cv2.imwrite(str(tmp_path / "i32.tiff"), face.astype(np.int32) * 1000)
+    holes = face.astype(np.float32) / 255
+    holes[10:20] = np.nan
+    cv2.imwrite(str(tmp_path / "nan.tiff"), holes)
+    with pytest.raises(ImageError, match="32-bit integers"):
+        read_image(tmp_path / "i32.tiff")
+    with pytest.raises(ImageError, match="not numbers"):
+        read_image(tmp_path / "nan.tiff")
+
+
+@pytest.mark.parametrize("bits", [10, 12])
+def test_a_16_bit_file_of_a_10_or_12_bit_camera_is_read_at_its_depth(face, tmp_path, monkeypatch, bits):
+    """Its values read as 16-bit come out nearly black (1023 of 65535): no face was found."""
+    from facemark import imageio
+    from facemark.imageio import read_image
+
+    cv2.imwrite(str(tmp_path / "deep.png"), face.astype(np.uint16) << (bits - 8))
+    monkeypatch.setattr(imageio, "_SAID", {})
+    with pytest.warns(UserWarning, match=f"no value is over {(1 << bits) - 1} .* read as {bits}-bit values"):
+        assert np.array_equal(read_image(tmp_path / "deep.png"), face)
+
+
+def test_an_empty_folder_or_a_dash_says_what_was_given(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no image here\n")
+    r = fm("detect", "empty", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.startswith("error: no images to process in empty (") and ".jpg" in r.stderr
+    r = fm("detect", "-", cwd=tmp_path)
+    assert r.returncode == 2 and "not from standard input" in r.stderr and r.stderr.count("\n") == 1, r.stderr
