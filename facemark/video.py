@@ -202,6 +202,21 @@ class AtomicVideoWriter:
             self.tmp.unlink(missing_ok=True)
             raise VideoError(f"cannot write {ext} video here (no encoder for {FOURCC[ext]})")
         self.frames = 0
+        self.timeline = Timeline(fps)
+        self._held: tuple | None = None  # (frame, time): placed once the next frame's time is known
+        self._shown: np.ndarray | None = None
+
+    def put(self, frame: np.ndarray, t: float) -> None:
+        """A frame of time ``t``, placed by ``Timeline`` (written when the next one comes, or at ``finish``)."""
+        if self._held is not None:
+            self._place(*self._held, after=t)
+        self._held = (frame, t)
+
+    def _place(self, frame: np.ndarray, t: float, after: float | None) -> None:
+        for _ in range(self.timeline.gap_before(t, after)):
+            self.write(frame if self._shown is None else self._shown)
+        self.write(frame)
+        self._shown = frame
 
     def write(self, frame: np.ndarray) -> None:
         if any(self.pad):
@@ -213,6 +228,9 @@ class AtomicVideoWriter:
     def finish(self) -> None:
         """Close the file and check that it holds the frames written: OpenCV's writer reports no
         error (a full disk leaves a file without its index, or with a fraction of the frames)."""
+        if self._held is not None:
+            self._place(*self._held, after=None)
+            self._held = None
         with quiet_stderr():
             self.writer.release()
             cap = cv2.VideoCapture(str(self.tmp))
@@ -530,19 +548,18 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
         try:
             try:
                 stop["armed"] = True
-                drawn, timeline = None, Timeline(src.fps)
                 for i, t, frame in src:
                     tracks = tracker.step(frame, t)
                     stop["armed"] = False  # one frame's outputs are written together: a second signal
                     faces = tracked_faces(tracks, tracker)  # (a second signal that lands here stops
                     if video_w is not None:  # the run after both outputs of this frame, not between them)
-                        now = draw(frame, faces, ids=[tr.id for tr in tracks])
-                        for _ in range(timeline.gap_before(t)):  # (lost frames, a variable rate's pauses)
-                            video_w.write(now if drawn is None else drawn)
-                        video_w.write(now)
-                        drawn = now
+                        video_w.put(draw(frame, faces, ids=[tr.id for tr in tracks]), t)  # (placed by its time)
                     if text_w is not None:
+                        # Into a pipe whose reader stopped reading the write waits for ever: there a
+                        # second signal stops the run at once (that line is cut; no file holds it).
+                        stop["armed"] = isinstance(text_w, StreamLines)
                         text_w.write_line(frame_record(i, t, tracks, faces, src.scale))
+                        stop["armed"] = False
                         if getattr(text_w, "closed", False) and len(writers) == 1:
                             reader_gone = True
                             break  # nobody reads the only output: stop
@@ -613,19 +630,27 @@ class Timeline:
     source (a screen recording, a phone's), is filled by showing the frame before it again (the
     first good one, for frames lost at the start). No frame is dropped: frames that come faster
     than ``fps`` each get their own place, a little late, and the video catches up at the next
-    pause. A gap over MAX_FILL_SECONDS is a jump in the timestamps (a camera's clock, a damaged
-    file): the next frame follows at once and later times count from it."""
+    pause. Times that are wrong are not followed: one frame out of line with both neighbours (a
+    damaged timestamp) takes the next place; a jump of over MAX_FILL_SECONDS forward, or of over a
+    second back (a camera's clock, joined recordings), restarts the count from the next place."""
 
     fps: float
-    last: int = -1  # place of the frame written last
-    offset: int = 0  # places skipped at jumps
+    last: int = -1  # place of the frame placed last
+    offset: int = 0  # places the timestamps are off by, after jumps
+    prev: float | None = None  # time of the last frame placed by its time
 
-    def gap_before(self, t: float) -> int:
-        """How many times the frame before must be shown again before the frame of time ``t``."""
+    def gap_before(self, t: float, after: float | None = None) -> int:
+        """How many times the frame before must be shown again before the frame of time ``t``;
+        ``after``: the next frame's time (None for the last frame, or unknown)."""
         place = int(round(t * self.fps)) - self.offset
-        if place - self.last - 1 > MAX_FILL_SECONDS * self.fps:
-            self.offset += place - self.last - 1
+        alone = self.prev is not None and after is not None and (self.prev <= after < t or t < self.prev <= after)
+        if alone:  # (its neighbours agree with each other, not with it)
             place = self.last + 1
+        else:
+            if place - self.last - 1 > MAX_FILL_SECONDS * self.fps or place < self.last + 1 - self.fps:
+                self.offset += place - self.last - 1
+                place = self.last + 1
+            self.prev = t
         gap = max(0, place - self.last - 1)
         self.last = max(place, self.last + 1)
         return gap

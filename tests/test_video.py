@@ -479,6 +479,35 @@ def test_the_timeline_fills_gaps_and_never_drops_a_frame():
     assert jump.gap_before(1e6) == 0 and jump.gap_before(1e6 + 0.2) == 1  # a camera's clock: counted from its first frame
 
 
+def places(times, fps=10.0):
+    """Where each frame lands, each placed knowing the next one's time (as the writer does)."""
+    line, out = Timeline(fps), []
+    for k, t in enumerate(times):
+        line.gap_before(t, times[k + 1] if k + 1 < len(times) else None)
+        out.append(line.last)
+    return out
+
+
+def test_the_timeline_passes_over_one_damaged_timestamp_and_follows_a_restart():
+    assert places([0.0, 0.1, 0.2, 30.0, 0.4, 0.5]) == [0, 1, 2, 3, 4, 5]  # one time 30 s ahead: no 30 s of fill
+    assert places([0.0, 0.1, 0.2, 0.0, 0.4, 0.5]) == [0, 1, 2, 3, 4, 5]  # one time back: no restart
+    restart = [k / 10 for k in range(16)] + [0.0, 0.1, 0.3]  # joined recordings: times start again
+    assert places(restart) == list(range(16)) + [16, 17, 19]  # counted on from there, its gaps filled
+    assert places([0.0, 0.1, 2.0, 2.1]) == [0, 1, 20, 21]  # a real pause: its neighbours agree with it
+
+
+def test_one_damaged_timestamp_does_not_stretch_the_video(tiny_models, tmp_path, small_face):
+    """Frame 20 of 40 says it is 30 s later than it is: the video used to get 30 s of it (340 frames)."""
+    clip = tmp_path / "c.mkv"
+    write_clip(clip, [frame_with([(20 + 4 * i, 80)], small_face) for i in range(40)], fps=10, fourcc="MJPG")
+    data = bytearray(clip.read_bytes())
+    patch_mkv(data, block_time=lambda k, ms: ms + (30000 if k == 20 else 0))
+    clip.write_bytes(bytes(data))
+    r = run("video", clip, "--out", tmp_path / "o.avi", "--model", tiny_models["direct"])
+    assert r.exit_code == 0, r.stderr
+    assert len(frames_of(tmp_path / "o.avi")) == 40
+
+
 def test_one_picture_is_a_one_frame_video_like_a_folder_of_one(tiny_models, tmp_path, small_face):
     """A single photo went to OpenCV's video reader, which gave it 25 fps and no EXIF turn, where
     a folder holding the same photo gives 30 fps."""
@@ -795,6 +824,28 @@ def test_json_lines_to_a_closed_stdout_is_one_line(tiny_models, tmp_path, small_
     assert clip.read_bytes() == before
 
 
+def test_a_second_signal_stops_a_run_whose_pipe_is_not_read(tiny_models, tmp_path, small_face):
+    """The reader of --json - stopped reading: the write waits for ever. The first Ctrl-C would
+    finish the frame (it cannot); a second one must stop the run, not be swallowed."""
+    clip = tmp_path / "c.avi"
+    write_clip(clip, [frame_with([(60, 80)], small_face)] * 200, fourcc="MJPG")
+    cmd = [sys.executable, "-m", "facemark", "video", str(clip), "--json", "-", "--model", str(tiny_models["direct"])]
+    p = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=sigint_default)
+    try:
+        time.sleep(5)  # started, and stuck on a full pipe
+        assert p.poll() is None
+        p.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        assert p.poll() is None  # (the first waits for the frame)
+        p.send_signal(signal.SIGINT)
+        assert p.wait(timeout=30) == 130
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.stdout.close()
+        p.stderr.close()
+
+
 def test_a_face_never_gets_two_tracks(small_face):
     """Two faces 1.25 widths apart; the detector misses the right one for two frames. Its track
     must not move onto the left face (each detection goes to one track), and a detector's false
@@ -984,7 +1035,7 @@ def test_a_second_signal_while_a_frame_is_written_keeps_both_outputs_in_step(tin
     write_clip(clip, [frame_with([(40, 90)], small_face)] * 20)
     real, calls = video.AtomicVideoWriter.write, []
 
-    def write(self, frame):  # two signals land while frame 5 is being written
+    def write(self, frame):  # two signals land while the fifth frame is being written (as frame 5 comes)
         real(self, frame)
         calls.append(1)
         if len(calls) == 5:
@@ -998,7 +1049,7 @@ def test_a_second_signal_while_a_frame_is_written_keeps_both_outputs_in_step(tin
     n = 0
     while cap.read()[0]:
         n += 1
-    assert n == len((tmp_path / "o.jsonl").read_text().splitlines()) == 5
+    assert n == len((tmp_path / "o.jsonl").read_text().splitlines()) == 6  # frame 5 finished in both, then the stop
 
 
 def test_a_json_only_run_removes_what_a_killed_run_left(tiny_models, tmp_path, small_face):
