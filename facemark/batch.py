@@ -421,21 +421,27 @@ def _one_signal_waits():
         yield
         return
     waiting: list[int] = []
-
-    def later(signum, frame):
-        if waiting:
-            raise KeyboardInterrupt  # the second: the user insists
-        waiting.append(signum)
-
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     held = [sig for sig, h in before.items() if h not in (signal.SIG_IGN, None)]
+
+    def restore() -> None:
+        for sig in held:
+            signal.signal(sig, before[sig])
+
+    def later(signum, frame):
+        if waiting:  # the second: the user insists, and it acts now as it would have (cutting the line)
+            waiting.clear()
+            restore()
+            signal.raise_signal(signum)
+            return
+        waiting.append(signum)
+
     for sig in held:
         signal.signal(sig, later)
     try:
         yield
     finally:
-        for sig in held:
-            signal.signal(sig, before[sig])
+        restore()
         for sig in waiting[:1]:
             signal.raise_signal(sig)  # (now handled as it would have been)
 

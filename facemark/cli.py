@@ -688,6 +688,8 @@ def train(
         exit_interrupted(f"interrupted: the last finished epoch is saved in {out_dir / 'last.pt'}; continue with --resume")
     try:
         onnx_path, pt_path = trainer.export_best()
+    except TrainingFailed as e:
+        fail(str(e), 1)
     except OSError as e:
         fail(f"cannot export the best checkpoint in {out_dir}: {e.strerror or e}; the run is complete, so "
              f"'facemark export {out_dir} --out DIR' can export it elsewhere", 1)

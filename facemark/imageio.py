@@ -274,9 +274,10 @@ def _fewer_bits_in_sixteen(data: np.ndarray, name: str, image: np.ndarray) -> np
     said = "eight_in_sixteen" if bits == 8 else f"bits{bits}_in_sixteen"
     if not _SAID.get(said):  # once per process and depth: a folder of such frames is one line, not thousands
         _SAID[said] = True
+        guess = "" if bits == 8 else f", the least depth that holds its values, so brightened {1 << (bits - 8)}x"
         warnings.warn(f"{name} is 16-bit but no value is over {(1 << bits) - 1} (it would show "
-                      f"{'black' if bits == 8 else 'nearly black'}): read as {bits}-bit values, as any other such "
-                      f"file will be", stacklevel=2)
+                      f"{'black' if bits == 8 else 'nearly black'}): read as {bits}-bit values{guess}, as any other "
+                      f"such file will be", stacklevel=2)
     return (deep >> (bits - 8)).astype(np.uint8)
 
 
@@ -455,20 +456,43 @@ def atomic_write(path: str | os.PathLike, write, suffix: str = ".tmp", tidy: boo
 
 
 def write_whole(stream, text: str) -> None:
-    """``text`` written and flushed, every byte of it. A stream with a file descriptor (stdout, a
-    pipe) is written with ``os.write`` until done: Python's buffered writer (3.11) drops the rest
-    of a write that a signal interrupted part-way when the handler returns (a 144 KB line into a
-    full pipe, one Ctrl-C that is to wait for the line's end: 64 KB came out)."""
-    try:
-        fd = stream.fileno()
-    except (AttributeError, OSError, ValueError):  # io.StringIO and the like: no descriptor, no such loss
+    """``text`` written and flushed, every byte of it. Python's buffered writer (3.11) drops the
+    rest of a write that a signal interrupted part-way when the handler returns (a 144 KB line
+    into a full pipe, one Ctrl-C that is to wait for the line's end: 64 KB came out), so a plain
+    text stream over a file descriptor (stdout, a pipe) is written with ``os.write`` until done.
+    Any other stream (compressed, in memory, a notebook's, one that adds a byte-order mark or
+    turns line ends) goes through its own ``write``."""
+    fd = _plain_fd(stream)
+    if fd is None:
         stream.write(text)
         stream.flush()
         return
     stream.flush()  # (whatever the stream holds goes first)
-    view = memoryview(text.encode(getattr(stream, "encoding", None) or "utf-8", getattr(stream, "errors", None) or "strict"))
+    view = memoryview(text.encode(stream.encoding, stream.errors or "strict"))
     while view:
         view = view[os.write(fd, view):]
+
+
+def _plain_fd(stream) -> int | None:
+    """The descriptor of a text stream whose bytes are its text encoded as is, or None."""
+    import codecs
+    import io
+
+    buffer = getattr(stream, "buffer", None)
+    raw = buffer if type(buffer) is io.FileIO else getattr(buffer, "raw", None) if type(buffer) is io.BufferedWriter \
+        else None  # (python -u: the text layer writes to the file directly)
+    if type(stream) is not io.TextIOWrapper or type(raw) is not io.FileIO or os.linesep != "\n":
+        return None
+    try:
+        codec = codecs.lookup(stream.encoding).name
+    except LookupError:
+        return None
+    if codec.startswith(("utf-16", "utf-32")) or codec == "utf-8-sig":  # (a byte-order mark per write)
+        return None
+    try:
+        return raw.fileno()
+    except (OSError, ValueError):
+        return None
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

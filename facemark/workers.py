@@ -95,15 +95,13 @@ def _held_while_starting():
     """Ctrl-C and SIGTERM held back (not lost) in this thread while it may start a worker: the
     new process inherits the mask, so a Ctrl-C to the terminal's process group cannot interrupt
     its interpreter half-started (a traceback of Python's own start-up on the user's screen); the
-    worker then ignores them (``_init``). Held here they reach this process once the start is done,
-    or at once through any other thread. (multiprocessing's resource tracker starts its process
-    the same way.)"""
+    worker then ignores them (``_init``). This process still gets them: at once where it has other
+    threads (the kernel hands the signal to one of them), else when the hold ends. (multiprocessing's
+    resource tracker starts its process the same way; start it first, ``run_workers``: when its
+    start ends it unblocks these signals, this hold included.)"""
     if not hasattr(signal, "pthread_sigmask"):  # (Windows: no signal masks)
         yield
         return
-    from multiprocessing import resource_tracker
-
-    resource_tracker.ensure_running()  # first: starting it unblocks these signals (its own hold) when done
     before = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
     try:
         yield
@@ -172,6 +170,10 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
     pool = None
     try:
         try:
+            if hasattr(signal, "pthread_sigmask"):
+                from multiprocessing import resource_tracker
+
+                resource_tracker.ensure_running()  # (see _held_while_starting)
             with _held_while_starting():  # (the pool starts its processes in submit, until it has all)
                 pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),  # no fork of onnxruntime's threads
                                            initializer=_init, initargs=(payload, os.getpid()))

@@ -387,3 +387,53 @@ def test_a_signal_while_a_slow_reader_holds_stdout_leaves_whole_lines(tmp_path, 
     lines = (first + out).decode().splitlines()
     assert p.returncode == 130, err
     assert lines and all(len(json.loads(line)["faces"]) == 48 for line in lines), [line[-40:] for line in lines]
+
+
+def test_whole_lines_go_through_streams_that_transform_their_text(tmp_path):
+    """Only a plain text stream over a file is written past its own write() (os.write, for whole
+    lines under signals): a gzip stream, a UTF-16 file (a byte-order mark per write otherwise) and
+    an in-memory one get their text through write()."""
+    import gzip
+    import io
+
+    from facemark.imageio import write_whole
+
+    with gzip.open(tmp_path / "a.jsonl.gz", "wt") as f:
+        write_whole(f, '{"a": 1}\n')
+        write_whole(f, '{"b": 2}\n')
+    assert gzip.open(tmp_path / "a.jsonl.gz", "rt").read() == '{"a": 1}\n{"b": 2}\n'
+    with open(tmp_path / "u.txt", "w", encoding="utf-16") as f:
+        write_whole(f, "ab\n")
+        write_whole(f, "cd\n")
+    assert (tmp_path / "u.txt").read_text(encoding="utf-16") == "ab\ncd\n"
+    s = io.StringIO()
+    write_whole(s, "x\n")
+    assert s.getvalue() == "x\n"
+    with open(tmp_path / "plain.txt", "w") as f:
+        f.write("first ")  # (held in the stream's buffer: it must come out first)
+        write_whole(f, "second\n")
+    assert (tmp_path / "plain.txt").read_text() == "first second\n"
+
+
+def test_a_signal_during_a_whole_line_waits_and_a_second_acts_as_it_would_have():
+    import signal
+
+    from facemark.batch import _one_signal_waits
+
+    got = []
+    sigint = signal.getsignal(signal.SIGINT)
+    before = signal.signal(signal.SIGTERM, lambda s, f: got.append("handler"))
+    try:
+        with _one_signal_waits():
+            os.kill(os.getpid(), signal.SIGTERM)
+            got.append("line")  # the line is finished first
+        assert got == ["line", "handler"]
+        got.clear()
+        with _one_signal_waits():
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)  # the second: the caller's handler at once (it was a KeyboardInterrupt)
+            got.append("line")
+        assert got == ["handler", "line"]
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert signal.getsignal(signal.SIGINT) is sigint  # (put back as it was)

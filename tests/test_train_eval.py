@@ -1,5 +1,6 @@
 """facemark pack / train / export / eval end to end on tiny fixtures in the WFLW and 300-W layouts."""
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -677,22 +678,37 @@ def test_export_writes_both_files_or_neither(tiny_models, tmp_path, monkeypatch)
     assert sorted(p.name for p in out.iterdir()) == ["direct.pt"] and (out / "direct.pt").read_bytes() == before
 
 
-def test_export_onto_a_folder_named_like_one_half_replaces_neither(tiny_models, tmp_path):
-    """direct.pt is a folder: the .onnx used to be replaced before the .pt's rename failed."""
+@pytest.mark.parametrize("older", [True, False])
+def test_export_undoes_the_first_rename_when_the_second_fails(tiny_models, tmp_path, monkeypatch, older):
+    """direct.pt cannot be replaced (here: another user's file in a sticky folder): the .onnx was
+    replaced already, leaving a new .onnx beside the old .pt. The older .onnx comes back (or, with
+    none before, none stays)."""
     import shutil
 
+    import facemark.training.export as E
     from facemark.models import load_state
-    from facemark.training.export import export_pair
 
     out = tmp_path / "w"
     out.mkdir()
-    shutil.copy(tiny_models["direct"], out / "direct.onnx")
-    before = (out / "direct.onnx").read_bytes()
-    (out / "direct.pt").mkdir()
+    if older:
+        shutil.copy(tiny_models["direct"], out / "direct.onnx")
+    before = (out / "direct.onnx").read_bytes() if older else None
+    (out / "direct.pt").write_bytes(b"another user's file")
+    real = os.replace
+
+    def replace(src, dst):
+        if Path(dst).name == "direct.pt":
+            raise PermissionError(1, "Operation not permitted", str(dst))
+        return real(src, dst)
+
+    monkeypatch.setattr(E.os, "replace", replace)
     net, meta = load_state(tiny_models["direct"].with_suffix(".pt"))
-    with pytest.raises(IsADirectoryError):  # (what training's export at the end of a run meets; the CLI says it in a line)
-        export_pair(net, out / "direct.onnx", out / "direct.pt", meta)
-    assert (out / "direct.onnx").read_bytes() == before and sorted(p.name for p in out.iterdir()) == ["direct.onnx", "direct.pt"]
+    with pytest.raises(PermissionError):
+        E.export_pair(net, out / "direct.onnx", out / "direct.pt", meta)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == (["direct.onnx", "direct.pt"] if older else ["direct.pt"])
+    if older:
+        assert (out / "direct.onnx").read_bytes() == before
 
 
 def test_train_checks_res_and_the_run_folder_before_building_a_pack(wflw_root, tmp_path):
@@ -763,10 +779,12 @@ def test_a_model_given_three_times_is_reported_as_name_name2_name3(tiny_models, 
     root = tmp_path / "300w"
     write_300w(root, synthetic_faces(face_image, 1, seed=3), "lfpw/testset")
     m = str(tiny_models["direct"])
-    run_eval([f"300w={root}"], [m, str(tiny_models["hourglass"]), m, m], boxes="gt", json_path=tmp_path / "e.json")
+    results, _ = run_eval([f"300w={root}"], [m, str(tiny_models["hourglass"]), m, m], boxes="gt",
+                          json_path=tmp_path / "e.json")
     keys = list(json.loads((tmp_path / "e.json").read_text()))
     name = keys[0]
     assert keys == [name, keys[1], f"{name}#2", f"{name}#3"] and "#" not in keys[1]
+    assert [r.model for r in results] == keys  # (the printed tables and the plot's labels)
 
 
 def test_a_held_out_nme_that_is_not_a_number_never_becomes_the_best(wflw_root, tmp_path, monkeypatch):
@@ -797,3 +815,9 @@ def test_a_held_out_nme_that_is_not_a_number_never_becomes_the_best(wflw_root, t
     monkeypatch.setattr(T, "save_state", save)
     trainer.fit()
     assert kept == [5.0, 4.0] and math.isclose(trainer.best, 0.04)
+    nan = T.make_trainer(Pack.load(pack), T.TrainOptions("direct", tmp_path / "n", epochs=1, batch=4,
+                                                          model={"size": 32, "width_mult": 0.25}), log=lambda m: None)
+    monkeypatch.setattr(nan, "validate", lambda model=None: float("nan"))
+    nan.fit()
+    with pytest.raises(T.TrainingFailed, match="no epoch gave held-out points that are numbers"):
+        nan.export_best()  # (not a missing file's OSError, whose advice would be to export best.pt elsewhere)

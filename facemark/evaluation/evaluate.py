@@ -154,10 +154,14 @@ def run_eval(data: list[str], models: list[str], boxes: str = "detector", device
         results.append(evaluate(fl, samples, boxes, tick, log if not results else None))
     if not any(r.table()["all"]["faces"] for r in results):
         raise UsageError(f"no face in --data could be measured: none of its {len(samples)} image(s) could be read")
-    report, times = {}, {}
-    for r in results:  # a name given twice (direct, and weights/direct.pt): direct, direct#2
-        times[r.model] = times.get(r.model, 0) + 1
-        report[r.model if times[r.model] == 1 else f"{r.model}#{times[r.model]}"] = {"mode": r.mode, "subsets": r.table()}
+    report = {}
+    for r in results:  # a name given twice (direct, and weights/direct.pt): direct, direct#2, in the tables and plot too
+        k, key = 1, r.model
+        while key in report:
+            k += 1
+            key = f"{r.model}#{k}"
+        r.model = key
+        report[key] = {"mode": r.mode, "subsets": r.table()}
     from ..errors import OutputError
     from ..imageio import atomic_write_bytes
     from ..results import json_numbers

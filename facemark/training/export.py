@@ -2,10 +2,10 @@
 included, fp16-stored weights cast to fp32 once at load) and a torch state (CUDA, fine-tuning)."""
 from __future__ import annotations
 
-import errno
 import io
 import json
 import os
+import shutil
 import warnings
 from pathlib import Path
 
@@ -64,25 +64,38 @@ def _atomic_torch_save(obj, path: Path) -> None:
 
 def export_pair(model: torch.nn.Module, onnx_path: Path, pt_path: Path, meta: dict) -> None:
     """``NAME.onnx`` and ``NAME.pt`` together: both are written under hidden names first, so a
-    failure (a full disk) leaves neither, and never a new file beside an older other half. The two
-    renames follow each other; the one way such a rename fails here, a folder of that name, is
-    refused before either."""
+    failure (a full disk) leaves neither, and never a new file beside an older other half. If the
+    second rename fails (a folder of that name, a file another user owns in a sticky folder), the
+    first is undone: the older .onnx comes back (kept by a hard link meanwhile; on a file system
+    without them, a copy)."""
     from ..imageio import make_temp, remove_stale_temps
 
     remove_stale_temps(onnx_path.parent)  # what a killed export left
     tmps = []
-    for p in (onnx_path, pt_path):  # named as facemark's temporaries are, so a later run removes them if killed
+    for p in (onnx_path, pt_path, onnx_path):  # named as facemark's temporaries are, so a later run removes them if killed
         fd, tmp = make_temp(p.parent, suffix=p.suffix)
         os.close(fd)
         tmps.append(Path(tmp))
+    new_onnx, new_pt, old_onnx = tmps
     try:
-        export_onnx(model, tmps[0], meta)
-        save_state(model, tmps[1], meta)
-        for p in (onnx_path, pt_path):
-            if p.is_dir():
-                raise IsADirectoryError(errno.EISDIR, "Is a directory", str(p))
-        os.replace(tmps[0], onnx_path)
-        os.replace(tmps[1], pt_path)
+        export_onnx(model, new_onnx, meta)
+        save_state(model, new_pt, meta)
+        had = onnx_path.is_file()
+        if had:
+            old_onnx.unlink()
+            try:
+                os.link(onnx_path, old_onnx)
+            except OSError:
+                shutil.copy2(onnx_path, old_onnx)
+        os.replace(new_onnx, onnx_path)
+        try:
+            os.replace(new_pt, pt_path)
+        except OSError:
+            if had:
+                os.replace(old_onnx, onnx_path)
+            else:
+                onnx_path.unlink(missing_ok=True)
+            raise
     finally:
         for t in tmps:
             t.unlink(missing_ok=True)

@@ -462,6 +462,9 @@ class Trainer:
         """best.pt -> model.onnx (decode inside, fp16-stored) and model.pt (fp16 state)."""
         from ..models import load_state
 
+        if not (self.out / "best.pt").is_file():  # every epoch's held-out points were not numbers
+            raise TrainingFailed(f"no epoch gave held-out points that are numbers, so there is no best model to export "
+                                 f"({self.out / 'last.pt'} holds the last epoch); try a lower --lr, or check the data")
         model, meta = load_state(self.out / "best.pt")
         meta = {**meta, "name": name or self.model.family, "family": self.model.family}
         onnx_path, pt_path = self.out / "model.onnx", self.out / "model.pt"
