@@ -81,7 +81,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=5.0, help="training time of every run (they run at once)")
     ap.add_argument("--only", default="", help="comma-separated run names (default: all)")
     ap.add_argument("--collect", type=Path, help="gather best checkpoints and logs here")
-    ap.add_argument("--smoke", action="store_true", help="the plumbing on the CPU: 64 faces, a few seconds each")
+    ap.add_argument("--smoke", action="store_true", help="the plumbing on the CPU: 64 faces, about a minute and a half per run on 2 cores")
     a = ap.parse_args()
     only = {x for x in a.only.split(",") if x}
     a.out.mkdir(parents=True, exist_ok=True)
