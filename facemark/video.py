@@ -90,6 +90,29 @@ class Source:
 
 
 FIRST_FRAME_TRIES = 50  # frames read to find one that decodes (and sets the size) before giving up
+RATE_FRAMES = 48  # frames whose times check the rate the container states
+STANDARD_RATES = (23.976, 24.0, 25.0, 29.97, 30.0, 48.0, 50.0, 59.94, 60.0, 100.0, 119.88, 120.0)
+
+
+def frame_rate(stated: float, times_ms: list[float]) -> float:
+    """The annotated video's rate: the container's, unless the frames' own spacing (the median of
+    the first ones) says otherwise by over 1.5x. Containers state 1000 fps for a browser's WebM (its
+    clock's tick) and the average for a variable-rate MP4 (30 for a screen recording at 60 fps with
+    pauses); either way the frames would not sit on the video's grid, and filling a 1000 fps grid
+    repeats every frame 33 times. A rate within 1 % of a standard one is that one (an MP4 whose
+    last frame has no length averages 30.1: a repeated frame every 10 s)."""
+    steps = np.diff([t for t in times_ms if t and np.isfinite(t)])
+    steps = steps[(steps > 0) & (steps < 10_000)]
+    seen = None
+    if len(steps) >= 4:  # the mean step near the median: pauses and bursts left out, a clock's jitter averaged
+        mid = float(np.median(steps))
+        seen = 1000.0 / float(steps[(steps > mid / 2) & (steps < mid * 2)].mean())
+    rate = stated if stated and np.isfinite(stated) and 0 < stated <= 1000 else None
+    if seen is not None and (rate is None or not 1 / 1.5 < rate / seen < 1.5):
+        rate = seen
+    rate = rate or 30.0
+    near = min(STANDARD_RATES, key=lambda r: abs(r - rate))
+    return near if abs(near - rate) <= 0.01 * near else min(rate, 1000.0)
 
 
 def frame_order(path: Path) -> tuple:
@@ -157,21 +180,21 @@ def open_source(spec: str, fps: float | None = None) -> Source:
         cap = cv2.VideoCapture(str(p))
         ok = cap.isOpened()
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if ok else -1
-        first = None
+        first, times = None, []
         for _ in range(FIRST_FRAME_TRIES if ok else 0):  # a damaged first frame or few: the frames after them count
             good, frame = cap.read()
             if good and frame is not None:
                 first = frame
                 break
+        while first is not None and len(times) < RATE_FRAMES and cap.grab():  # (grab: no decoding)
+            times.append(cap.get(cv2.CAP_PROP_POS_MSEC))
         cap.release()
         if first is None and (ok and count == 0 or not ok and _mp4_has_no_samples(p)):
             raise VideoError(f"{spec}: the video has no frames")
         if first is None:
             raise VideoError(f"{spec}: not a video OpenCV can decode (damaged, or not a video)")
         cap = cv2.VideoCapture(str(p))  # reopen: seeking back is unreliable on damaged files
-    f = fps or cap.get(cv2.CAP_PROP_FPS)
-    if not f or not np.isfinite(f) or f <= 0 or f > 1000:
-        f = 30.0
+    f = fps or frame_rate(cap.get(cv2.CAP_PROP_FPS), times)
     n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     return Source(spec, f, first.shape[1], first.shape[0], n if n > 0 else None, _cap=cap, fixed_rate=fps is not None,
                   count_exact=_count_is_exact(p))
@@ -206,14 +229,15 @@ class AtomicVideoWriter:
         self._held: tuple | None = None  # (frame, time): placed once the next frame's time is known
         self._shown: np.ndarray | None = None
 
-    def put(self, frame: np.ndarray, t: float) -> None:
-        """A frame of time ``t``, placed by ``Timeline`` (written when the next one comes, or at ``finish``)."""
+    def put(self, frame: np.ndarray, t: float, index: int | None = None) -> None:
+        """Frame ``index`` of the file, of time ``t``, placed by ``Timeline`` (written when the next
+        one comes, or at ``finish``)."""
         if self._held is not None:
             self._place(*self._held, after=t)
-        self._held = (frame, t)
+        self._held = (frame, t, index)
 
-    def _place(self, frame: np.ndarray, t: float, after: float | None) -> None:
-        for _ in range(self.timeline.gap_before(t, after)):
+    def _place(self, frame: np.ndarray, t: float, index: int | None, after: float | None) -> None:
+        for _ in range(self.timeline.gap_before(t, after, index)):
             self.write(frame if self._shown is None else self._shown)
         self.write(frame)
         self._shown = frame
@@ -381,7 +405,7 @@ def mux_audio(video: Path, source: str) -> bool:
     os.close(fd)
     tmp = Path(tmp)
     cmd = [ffmpeg, "-v", "error", "-y", "-i", str(video), "-i", source, "-map", "0:v:0", "-map", "1:a:0?",
-           "-c:v", "copy", "-c:a", "aac", "-shortest", str(tmp)]
+           "-c:v", "copy", "-c:a", "aac", str(tmp)]  # (no -shortest: a shorter sound must not cut the picture)
     try:
         ok = subprocess.run(cmd, capture_output=True, timeout=600).returncode == 0 and tmp.is_file()
     except (OSError, subprocess.TimeoutExpired):
@@ -553,7 +577,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                     stop["armed"] = False  # one frame's outputs are written together: a second signal
                     faces = tracked_faces(tracks, tracker)  # (a second signal that lands here stops
                     if video_w is not None:  # the run after both outputs of this frame, not between them)
-                        video_w.put(draw(frame, faces, ids=[tr.id for tr in tracks]), t)  # (placed by its time)
+                        video_w.put(draw(frame, faces, ids=[tr.id for tr in tracks]), t, i)  # (placed by its time)
                     if text_w is not None:
                         # Into a pipe whose reader stopped reading the write waits for ever: there a
                         # second signal stops the run at once (that line is cut; no file holds it).
@@ -639,11 +663,17 @@ class Timeline:
     offset: int = 0  # places the timestamps are off by, after jumps
     prev: float | None = None  # time of the last frame placed by its time
 
-    def gap_before(self, t: float, after: float | None = None) -> int:
+    def gap_before(self, t: float, after: float | None = None, index: int | None = None) -> int:
         """How many times the frame before must be shown again before the frame of time ``t``;
-        ``after``: the next frame's time (None for the last frame, or unknown)."""
+        ``after``: the next frame's time (None for the last frame, or unknown); ``index``: its
+        number in the file, which places the first frame (frames lost before it are filled), so
+        a stream whose first time is a frame or two in (an AVI's B-frames) gains no repeats."""
+        if self.last < 0 and index is not None:
+            self.offset = int(round(t * self.fps)) - index
         place = int(round(t * self.fps)) - self.offset
         alone = self.prev is not None and after is not None and (self.prev <= after < t or t < self.prev <= after)
+        if after is None and self.prev is not None and place - self.last - 1 > self.fps:
+            alone = True  # the last frame over a second after the one before: likelier a damaged time than a pause
         if alone:  # (its neighbours agree with each other, not with it)
             place = self.last + 1
         else:
@@ -693,7 +723,7 @@ def _mp4_has_audio(f) -> bool | None:
 
 def _count_is_exact(path: Path) -> bool:
     """Whether the container records its number of video frames: an MP4/MOV sample table (not a
-    fragmented file's) or an AVI header. For others (Matroska, WebM, MPEG-TS...) OpenCV's count is
+    fragmented file's, nor one with an edit list, which hides samples: a trimmed copy) or an AVI header. For others (Matroska, WebM, MPEG-TS...) OpenCV's count is
     the duration times the frame rate: an estimate, too high where the audio runs longer or the
     rate varies, so frames it promises that never come are not "frames that did not decode"."""
     try:
@@ -706,7 +736,7 @@ def _count_is_exact(path: Path) -> bool:
             data = _mp4_moov(f, whole=True)
     except OSError:
         return False
-    return data is not None and b"mvex" not in data
+    return data is not None and b"mvex" not in data and b"elst" not in data  # (an edit list hides some samples)
 
 
 def _mp4_has_no_samples(path: Path) -> bool:

@@ -17,7 +17,7 @@ from facemark.cli import app
 from facemark.detector import Detection, RetinaFace
 from facemark.results import validate_frame
 from facemark.track import Tracker
-from facemark.video import MAX_FILL_SECONDS, Timeline
+from facemark.video import MAX_FILL_SECONDS, Timeline, frame_rate
 from tests.helpers import landmarker_with, patch_mkv, sigint_default
 
 runner = CliRunner()
@@ -473,10 +473,9 @@ def test_the_timeline_fills_gaps_and_never_drops_a_frame():
     bursty = Timeline(10.0)
     assert [bursty.gap_before(t) for t in (0.0, 0.02, 0.04, 0.06, 0.5)] == [0, 0, 0, 0, 1]  # each its own place
     assert bursty.last == 5
-    jump = Timeline(10.0)
     far = 2 * MAX_FILL_SECONDS
-    assert [jump.gap_before(t) for t in (0.0, 0.1, far, far + 0.1, far + 0.4)] == [0, 0, 0, 0, 2]
-    assert jump.gap_before(1e6) == 0 and jump.gap_before(1e6 + 0.2) == 1  # a camera's clock: counted from its first frame
+    assert places([0.0, 0.1, far, far + 0.1, far + 0.4]) == [0, 1, 2, 3, 6]  # a jump: counted on from there
+    assert places([1e6, 1e6 + 0.2]) == [0, 2]  # a camera's clock: counted from its first frame
 
 
 def places(times, fps=10.0):
@@ -494,6 +493,28 @@ def test_the_timeline_passes_over_one_damaged_timestamp_and_follows_a_restart():
     restart = [k / 10 for k in range(16)] + [0.0, 0.1, 0.3]  # joined recordings: times start again
     assert places(restart) == list(range(16)) + [16, 17, 19]  # counted on from there, its gaps filled
     assert places([0.0, 0.1, 2.0, 2.1]) == [0, 1, 20, 21]  # a real pause: its neighbours agree with it
+    assert places([0.0, 0.1, 0.2, 30.0]) == [0, 1, 2, 3]  # the last frame 30 s out: a damaged time, not filled
+    assert places([0.0, 0.1, 0.2, 0.8]) == [0, 1, 2, 8]  # (under a second: a pause, filled)
+
+
+def test_the_first_frame_is_placed_by_its_number_not_its_time():
+    """An AVI with B-frames dates its first frame two frames in: no two repeats at the start. A first
+    frame that did not decode (the first good one is number 1) is still filled."""
+    line = Timeline(10.0)
+    assert [line.gap_before(t, None, i) for i, t in enumerate([0.2, 0.3, 0.4])] == [0, 0, 0]
+    line = Timeline(10.0)
+    assert [line.gap_before(t, None, i) for i, t in [(1, 0.1), (2, 0.2)]] == [1, 0]
+
+
+def test_the_video_rate_follows_the_frames_where_the_container_states_another():
+    rng = np.random.default_rng(0)
+    browser = list(np.round(np.cumsum(rng.normal(33.33, 3, 48))))  # a WebM on a 1 ms clock: '1000 fps'
+    assert frame_rate(1000.0, browser) == 29.97
+    screen = [1000 / 60 * k for k in range(40)] + [5000 + 1000 / 60 * k for k in range(8)]  # 60 fps with a pause
+    assert frame_rate(30.17, screen) == 60.0  # (the container's average)
+    assert frame_rate(30.1003, [1000 / 30 * k for k in range(48)]) == 30.0  # a last frame without length
+    assert frame_rate(25.0, [40.0 * k for k in range(48)]) == 25.0
+    assert frame_rate(12.5, []) == 12.5 and frame_rate(0.0, []) == 30.0
 
 
 def test_one_damaged_timestamp_does_not_stretch_the_video(tiny_models, tmp_path, small_face):
