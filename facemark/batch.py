@@ -25,7 +25,8 @@ import numpy as np
 from .annotate import STYLES, draw
 from .detector import BoxError, GivenBoxes, RetinaFace, check_inside
 from .errors import OutputError, StopRun, UsageError, no_files_left
-from .imageio import IMAGE_EXTS, ImageError, alpha_as_shown, atomic_write, encode_image, read_image, remove_stale_temps, write_whole
+from .imageio import (IMAGE_EXTS, ImageError, alpha_as_shown, atomic_write, encode_image, read_image,
+                      remove_stale_temps, write_whole)
 from .inputs import InputImage, collisions, duplicates_note, expand, output_names, shown_name, utf8_name
 from .landmarker import FaceLandmarker
 from .quiet import to_stderr
@@ -258,7 +259,6 @@ def _write(job: Job, im: InputImage, name, image, fs, text: str | None, read_at:
                 raise ImageError(f"{im.path}: the file changed while it was being processed; not written "
                                  f"(the next run does it)")
         return write
-
 
     current = targets[0]
     try:

@@ -17,7 +17,8 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from .imageio import IMAGE_EXTS, ImageError, make_temp, output_target, publish, quiet_stderr, read_image, remove_stale_temps, write_whole
+from .imageio import (IMAGE_EXTS, ImageError, make_temp, output_target, publish, quiet_stderr, read_image,
+                      remove_stale_temps, write_whole)
 from .inputs import shown_name, utf8_name
 from .results import Face
 
@@ -723,9 +724,10 @@ def _mp4_has_audio(f) -> bool | None:
 
 def _count_is_exact(path: Path) -> bool:
     """Whether the container records its number of video frames: an MP4/MOV sample table (not a
-    fragmented file's, nor one with an edit list, which hides samples: a trimmed copy) or an AVI header. For others (Matroska, WebM, MPEG-TS...) OpenCV's count is
-    the duration times the frame rate: an estimate, too high where the audio runs longer or the
-    rate varies, so frames it promises that never come are not "frames that did not decode"."""
+    fragmented file's, nor one with an edit list, which hides samples: a trimmed copy) or an AVI
+    header. For others (Matroska, WebM, MPEG-TS...) OpenCV's count is the duration times the frame
+    rate: an estimate, too high where the audio runs longer or the rate varies, so frames it
+    promises that never come are not "frames that did not decode"."""
     try:
         with open(path, "rb") as f:
             head = f.read(12)

@@ -187,7 +187,8 @@ def load_csv68(path: str | Path, images: str | Path | None = None, skipped: list
             out.append(Sample(img, pts, subset=path.stem, split="train", kind="csv68"))
     if not out:
         bad = skipped[before:] if skipped is not None else []
-        raise ValueError(f"no usable rows in {path}: {len(bad)} skipped, e.g. {bad[0]}" if bad else f"no usable rows in {path}")
+        raise ValueError(f"no usable rows in {path}: {len(bad)} skipped, e.g. {bad[0]}" if bad
+                         else f"no usable rows in {path}")
     return out
 
 
