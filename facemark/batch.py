@@ -528,8 +528,9 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                 try:
                     with _one_signal_waits():  # a document is never cut off mid-line (a slow reader: a long wait)
                         write_whole(stdout, o.payload + "\n")
-                except BrokenPipeError:
-                    raise  # the reader has gone (| head): the caller stops quietly
+                except BrokenPipeError as e:
+                    e.failures = s.failures  # the reader has gone (| head): the caller stops quietly,
+                    raise  # with exit 1 if an image had failed by then (each was named)
                 except OSError as e:
                     raise OutputError(f"cannot write to standard output: {e.strerror or e}") from None
             elif shards is not None and o.payload is not None:

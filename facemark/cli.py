@@ -321,9 +321,9 @@ def detect(
         fail(str(e), 1)
     except UsageError as e:  # found while the run starts (an --out that cannot be made after all): nothing done
         fail(str(e))
-    except BrokenPipeError:  # JSON piped into head and the like: the reader had enough
+    except BrokenPipeError as e:  # JSON piped into head and the like: the reader had enough
         sys.stdout = None
-        raise typer.Exit(0) from None
+        raise typer.Exit(1 if getattr(e, "failures", 0) else 0) from None
     _ignore_signals()  # all done: a late Ctrl-C must not add "interrupted" to the summary
     say(summary_line(summary))
     if summary.failures:

@@ -437,3 +437,22 @@ def test_a_signal_during_a_whole_line_waits_and_a_second_acts_as_it_would_have()
     finally:
         signal.signal(signal.SIGTERM, before)
     assert signal.getsignal(signal.SIGINT) is sigint  # (put back as it was)
+
+
+def test_a_reader_that_leaves_early_still_sees_exit_1_if_an_image_had_failed(tmp_path, face_image):
+    """`facemark detect DIR | head`: the reader leaving is no error (exit 0), but an image that had
+    failed by then (named on stderr) still makes it 1, as the exit codes say."""
+    mosaic = np.tile(cv2.resize(face_image, (128, 128), interpolation=cv2.INTER_AREA), (4, 4, 1))
+    (tmp_path / "a_broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    for i in range(12):
+        cv2.imwrite(str(tmp_path / f"m{i:02d}.jpg"), mosaic)
+    for bad in (True, False):
+        if not bad:
+            (tmp_path / "a_broken.jpg").unlink()
+        p = subprocess.Popen([sys.executable, "-m", "facemark", "detect", str(tmp_path), "--workers", "1"],
+                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert p.stdout.read(10)
+        p.stdout.close()  # the reader leaves
+        err = p.stderr.read().decode()
+        assert p.wait(timeout=120) == (1 if bad else 0), err
+        assert ("a_broken.jpg" in err) == bad and "Traceback" not in err
