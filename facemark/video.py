@@ -96,8 +96,8 @@ STANDARD_RATES = (23.976, 24.0, 25.0, 29.97, 30.0, 48.0, 50.0, 59.94, 60.0, 100.
 
 
 def frame_rate(stated: float, times_ms: list[float]) -> float:
-    """The annotated video's rate: the container's, unless the frames' own spacing (the median of
-    the first ones) says otherwise by over 1.5x. Containers state 1000 fps for a browser's WebM (its
+    """The annotated video's rate: the container's, unless the frames' own spacing (the first
+    ones' mean step, of the steps near their median) says otherwise by over 1.5x. Containers state 1000 fps for a browser's WebM (its
     clock's tick) and the average for a variable-rate MP4 (30 for a screen recording at 60 fps with
     pauses); either way the frames would not sit on the video's grid, and filling a 1000 fps grid
     repeats every frame 33 times. A rate within 1 % of a standard one is that one (an MP4 whose
@@ -227,7 +227,7 @@ class AtomicVideoWriter:
             raise VideoError(f"cannot write {ext} video here (no encoder for {FOURCC[ext]})")
         self.frames = 0
         self.timeline = Timeline(fps)
-        self._held: tuple | None = None  # (frame, time): placed once the next frame's time is known
+        self._held: tuple | None = None  # (frame, time, index): placed once the next frame's time is known
         self._shown: np.ndarray | None = None
 
     def put(self, frame: np.ndarray, t: float, index: int | None = None) -> None:
