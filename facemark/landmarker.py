@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import threading
 import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -97,6 +98,7 @@ class FaceLandmarker:
         self.flip = flip  # also run each crop mirrored and average (twice the model time)
         self.map68 = labelmap.load()
         self._box_finder: RetinaFace | None = None  # keypoints for bare boxes when the detector is not RetinaFace
+        self._finder_lock = threading.Lock()  # (threads sharing a landmarker make that one finder once)
 
     @property
     def model_name(self) -> str:
@@ -188,8 +190,11 @@ class FaceLandmarker:
             return d
         finder = self.detector if isinstance(self.detector, RetinaFace) else self._box_finder
         if finder is None:  # one RetinaFace, on the landmarker's device, made when first needed
-            finder = self._box_finder = make_detector("retinaface", threads=self.spec["threads"],
-                                                      device=self.spec["device"])
+            with self._finder_lock:
+                if self._box_finder is None:
+                    self._box_finder = make_detector("retinaface", threads=self.spec["threads"],
+                                                     device=self.spec["device"])
+                finder = self._box_finder
         kps = finder.keypoints_in(image, d.box)
         return d if kps is None else Detection(np.asarray(d.box, np.float64), d.score, kps, template="retinaface")
 

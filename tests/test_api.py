@@ -110,6 +110,33 @@ def test_a_detector_of_the_callers_is_held_to_its_contract(photo):
         FaceLandmarker(model="direct", detector=_Boxes(5)).detect_batch([photo])
 
 
+def test_threads_sharing_a_landmarker_with_bare_boxes_make_one_keypoint_finder(photo, monkeypatch):
+    """A detector of the caller's gives bare boxes; the RetinaFace that finds their keypoints is
+    made on first use. Threads arriving together made one each (a second session, its memory)."""
+    import threading
+    import time
+
+    from facemark import landmarker
+
+    made = []
+    real = landmarker.make_detector
+
+    def slow(*a, **k):
+        made.append(1)
+        time.sleep(0.2)  # (a session takes this long to load: every thread arrives meanwhile)
+        return real(*a, **k)
+
+    fl = FaceLandmarker(model="direct", detector=_Boxes(np.array([[100, 100, 400, 400, 0.9]])))
+    monkeypatch.setattr(landmarker, "make_detector", slow)
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(fl.detect(photo))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(made) == 1 and len(got) == 4 and all(g == got[0] and len(g) == 1 for g in got)
+
+
 def test_detect_files_checks_its_arguments_before_making_anything(fl, photo, tmp_path):
     import cv2
 
