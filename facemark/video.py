@@ -49,6 +49,7 @@ class Source:
     resized: int = 0  # frames of a folder whose size differs from the first frame's (scaled to it)
     scale: tuple[float, float] = (1.0, 1.0)  # the last frame's own size over the size it was scaled to
     count_exact: bool = True  # False: ``frames`` is the container's estimate (duration x rate), which may be high
+    empty: int = 0  # an AVI's empty "dropped frame" chunks (a variable rate kept): counted frames that lose nothing
 
     def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
         """(index, time in seconds, BGR frame) for every frame that decodes."""
@@ -198,7 +199,7 @@ def open_source(spec: str, fps: float | None = None) -> Source:
     f = fps or frame_rate(cap.get(cv2.CAP_PROP_FPS), times)
     n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     return Source(spec, f, first.shape[1], first.shape[0], n if n > 0 else None, _cap=cap, fixed_rate=fps is not None,
-                  count_exact=_count_is_exact(p))
+                  count_exact=_count_is_exact(p), empty=_avi_empty_frames(p))
 
 
 class AtomicVideoWriter:
@@ -641,7 +642,8 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
             audio = mux_audio(video_written, source)
     missing = (src.frames - done - src.decode_errors) if src.frames and src.count_exact and not stop["asked"] \
         and not reader_gone else 0
-    return VideoSummary(done, elapsed, tracker.next_id, src.decode_errors + max(0, missing), bool(stop["asked"]), audio, had,
+    lost = max(0, src.decode_errors + max(0, missing) - src.empty)  # (whether OpenCV passes over empty chunks or fails on them)
+    return VideoSummary(done, elapsed, tracker.next_id, lost, bool(stop["asked"]), audio, had,
                         src.resized, tuple(set_aside), padded_to)
 
 
@@ -739,6 +741,54 @@ def _count_is_exact(path: Path) -> bool:
     except OSError:
         return False
     return data is not None and b"mvex" not in data and b"elst" not in data  # (an edit list hides some samples)
+
+
+def _avi_empty_frames(path: Path) -> int:
+    """How many of an AVI's video chunks are empty: FFmpeg's AVI writer keeps a variable-rate
+    video's timing with such "dropped frame" chunks in its gaps. They count as frames in the
+    header, but none comes out of them; the frames after them carry their times, so the annotated
+    video shows the frame before in their place and nothing is lost. Counted from the ``idx1``
+    index (0 without one, or not an AVI)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if head[:4] != b"RIFF" or head[8:12] != b"AVI ":
+                return 0
+            stream = None
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return 0
+                size = int.from_bytes(chunk[4:], "little")
+                if chunk[:4] == b"LIST" and stream is None:
+                    kind = f.read(4)
+                    if kind == b"hdrl":  # the stream headers: the first video stream's number names its chunks
+                        header = f.read(min(size - 4, 1 << 20))
+                        types = [header[k + 8:k + 12] for k in _find_all(header, b"strh")]
+                        stream = types.index(b"vids") if b"vids" in types else -1
+                        f.seek(size - 4 - len(header) + (size & 1), os.SEEK_CUR)
+                    else:
+                        f.seek(size - 4 + (size & 1), os.SEEK_CUR)
+                elif chunk[:4] == b"idx1":
+                    index = f.read(min(size, 1 << 28))
+                    break
+                else:
+                    f.seek(size + (size & 1), os.SEEK_CUR)
+    except OSError:
+        return 0
+    if stream is None or stream < 0:
+        return 0
+    ours = (f"{stream:02d}dc".encode(), f"{stream:02d}db".encode())
+    return sum(1 for k in range(0, len(index) - 15, 16)  # entries: chunk id, flags, offset, size
+               if index[k:k + 4] in ours and index[k + 12:k + 16] == b"\0\0\0\0")
+
+
+def _find_all(data: bytes, word: bytes) -> list[int]:
+    at, found = data.find(word), []
+    while at >= 0:
+        found.append(at)
+        at = data.find(word, at + 4)
+    return found
 
 
 def _mp4_has_no_samples(path: Path) -> bool:

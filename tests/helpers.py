@@ -150,3 +150,33 @@ def patch_mkv(data: bytearray, duration_ms: float | None = None, block_time=None
     walk(0, len(data))
     return k
 
+
+
+def write_avi(path, frames: list, fps: int) -> None:
+    """An MJPEG AVI as FFmpeg's AVI writer lays out a variable-rate video: one chunk per frame
+    time, empty (a "dropped frame") where ``frames`` holds None; an audio stream first when asked
+    by putting the video second is not needed here. Written by hand: OpenCV's writer has no gaps."""
+    first = next(f for f in frames if f is not None)
+    h, w = first.shape[:2]
+    chunks = [b"" if f is None else cv2.imencode(".jpg", f)[1].tobytes() for f in frames]
+
+    def chunk(fourcc: bytes, data: bytes) -> bytes:
+        return fourcc + struct.pack("<I", len(data)) + data + b"\0" * (len(data) & 1)
+
+    def lst(kind: bytes, body: bytes) -> bytes:
+        return chunk(b"LIST", kind + body)
+
+    big = max(len(c) for c in chunks)
+    avih = struct.pack("<10I16x", 1_000_000 // fps, 0, 0, 0x10, len(frames), 0, 1, big, w, h)
+    strh = b"vidsMJPG" + struct.pack("<IHHIIIIIIiI4h", 0, 0, 0, 0, 1, fps, 0, len(frames), big, -1, 0, 0, 0, w, h)
+    strf = struct.pack("<IiiHH4sIiiII", 40, w, h, 1, 24, b"MJPG", w * h * 3, 0, 0, 0, 0)
+    hdrl = lst(b"hdrl", chunk(b"avih", avih) + lst(b"strl", chunk(b"strh", strh) + chunk(b"strf", strf)))
+    movi, index, at = b"", b"", 4  # index offsets count from the "movi" word
+    for c in chunks:
+        index += b"00dc" + struct.pack("<III", 0x10 if c else 0, at, len(c))
+        piece = chunk(b"00dc", c)
+        movi += piece
+        at += len(piece)
+    body = b"AVI " + hdrl + lst(b"movi", movi) + chunk(b"idx1", index)
+    with open(path, "wb") as f:
+        f.write(b"RIFF" + struct.pack("<I", len(body)) + body)

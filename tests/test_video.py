@@ -18,7 +18,7 @@ from facemark.detector import Detection, RetinaFace
 from facemark.results import validate_frame
 from facemark.track import Tracker
 from facemark.video import MAX_FILL_SECONDS, Timeline, frame_rate
-from tests.helpers import landmarker_with, patch_mkv, sigint_default
+from tests.helpers import landmarker_with, patch_mkv, sigint_default, write_avi
 
 runner = CliRunner()
 
@@ -463,6 +463,32 @@ def test_a_variable_rate_video_keeps_its_timing(tiny_models, tmp_path, small_fac
     assert len(got) == 30
     same = lambda a, b: np.abs(got[a] - got[b]).mean()  # noqa: E731
     assert all(same(9, k) < 1 for k in range(10, 20)) and same(19, 20) > 1 and same(8, 9) > 1
+
+
+def test_an_avis_empty_dropped_frame_chunks_are_not_frames_that_did_not_decode(tiny_models, tmp_path, small_face):
+    """FFmpeg writes a variable-rate video into an AVI with an empty chunk for each frame time of a
+    pause; the header counts them as frames, none comes out of them. Those 5 were "did not decode",
+    exit 1, for a file that is whole. A truly damaged frame is still counted."""
+    frames = [frame_with([(20 + 8 * i, 80)], small_face) for i in range(20)]
+    clip = tmp_path / "vfr.avi"
+    write_avi(clip, frames[:5] + [None] * 3 + frames[5:12] + [None] * 2 + frames[12:], fps=10)
+    r = run("video", clip, "--out", tmp_path / "o.mp4", "--json", tmp_path / "o.jsonl", "--model", tiny_models["direct"])
+    assert r.exit_code == 0 and "did not decode" not in r.stderr, r.stderr
+    times = [json.loads(x)["time"] for x in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert times == pytest.approx([0.1 * i for i in range(5)] + [0.8 + 0.1 * i for i in range(7)]
+                                  + [1.7 + 0.1 * i for i in range(8)], abs=1e-3)
+    got = frames_of(tmp_path / "o.mp4")
+    assert len(got) == 25  # the pauses hold the frame before them
+    same = lambda a, b: np.abs(got[a] - got[b]).mean()  # noqa: E731
+    assert all(same(4, k) < 1 for k in (5, 6, 7)) and same(7, 8) > 1
+    data = bytearray(clip.read_bytes())
+    at = -1
+    for _ in range(7):  # the 7th picture's JPEG header: frame 6, after the first pause
+        at = data.index(b"\xff\xc0", at + 1)
+    data[at:at + 2] = b"\xff\x01"
+    clip.write_bytes(bytes(data))
+    r = run("video", clip, "--out", tmp_path / "o2.mp4", "--model", tiny_models["direct"])
+    assert r.exit_code == 1 and "1 frame(s)" in r.stderr, r.stderr
 
 
 def test_the_timeline_fills_gaps_and_never_drops_a_frame():
