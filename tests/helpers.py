@@ -154,8 +154,8 @@ def patch_mkv(data: bytearray, duration_ms: float | None = None, block_time=None
 
 def write_avi(path, frames: list, fps: int) -> None:
     """An MJPEG AVI as FFmpeg's AVI writer lays out a variable-rate video: one chunk per frame
-    time, empty (a "dropped frame") where ``frames`` holds None; an audio stream first when asked
-    by putting the video second is not needed here. Written by hand: OpenCV's writer has no gaps."""
+    time, empty (a "dropped frame") where ``frames`` holds None, and an ``idx1`` index. Written
+    by hand: OpenCV's writer makes no empty chunks."""
     first = next(f for f in frames if f is not None)
     h, w = first.shape[:2]
     chunks = [b"" if f is None else cv2.imencode(".jpg", f)[1].tobytes() for f in frames]
