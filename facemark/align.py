@@ -34,6 +34,10 @@ def _load_templates() -> dict[str, np.ndarray]:
 TEMPLATES: dict[str, np.ndarray] = _load_templates()
 
 
+class DegeneratePoints(ValueError):
+    """Points all in one spot: no rotation or scale can be read from them."""
+
+
 def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Least-squares similarity (rotation, uniform scale, translation) mapping src onto dst.
 
@@ -46,7 +50,7 @@ def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     # Closed form for 2-D similarity: [a -b; b a].
     var = (s**2).sum()
     if var <= 1e-12:
-        raise ValueError("degenerate point set")
+        raise DegeneratePoints("degenerate point set")
     a = (s * d).sum() / var
     b = (s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum() / var
     m = np.array([[a, -b, 0.0], [b, a, 0.0]])

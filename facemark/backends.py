@@ -70,7 +70,7 @@ def weights_label(given: str, name: str, path: Path) -> str:
     path to weights other than the shipped file of that name (see ``FaceLandmarker.model_name``)."""
     if given in SHIPPED:
         return name
-    shipped = weights_dir() / f"{name}{path.suffix}"
+    shipped = weights_dir() / f"{name}{path.suffix.lower()}"
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if name in SHIPPED and shipped.is_file() and hashlib.sha256(shipped.read_bytes()).hexdigest() == digest:
         return name
@@ -188,7 +188,7 @@ class TorchModel:
 
 def runs_on_onnxruntime(model: str | Path, device: str = "cpu") -> bool:
     """Which file of a model is run: the .onnx on a CPU, the .pt on a GPU or when a .pt is named."""
-    return device == "cpu" and not str(model).endswith(".pt")
+    return device == "cpu" and not str(model).lower().endswith(".pt")
 
 
 def load_model(model: str | Path = DEFAULT_MODEL, device: str = "cpu", threads: int | None = None, **kw):

@@ -355,7 +355,7 @@ class BoxError(ValueError):
 def check_box(b, where: str = "box") -> np.ndarray:
     """``[x1, y1, x2, y2]`` or ``[x1, y1, x2, y2, score]`` as five floats, or ``BoxError`` saying why."""
     if isinstance(b, Detection):
-        b = list(np.asarray(b.box).reshape(-1)) + [b.score]
+        b = [*np.asarray(b.box).reshape(-1).tolist(), b.score]
     if isinstance(b, (str, bytes, dict)) or not hasattr(b, "__len__"):
         raise BoxError(f"{where} must be [x1, y1, x2, y2] (optionally a score), not {b!r}")
     items = list(b) if isinstance(b, (list, tuple)) else []
@@ -363,6 +363,8 @@ def check_box(b, where: str = "box") -> np.ndarray:
         raise BoxError(f"{where} must hold numbers, not true/false: {b!r}")
     if any(isinstance(v, (list, tuple, np.ndarray)) for v in items):
         raise BoxError(f"{where} must be [x1, y1, x2, y2] (optionally a score), not {b!r}")
+    if len(items) == 5 and not isinstance(items[4], numbers.Real) and all(isinstance(v, numbers.Real) for v in items[:4]):
+        raise BoxError(f"{where}'s score must be a number, not {items[4]!r}")
     if any(not isinstance(v, numbers.Real) for v in items) or getattr(getattr(b, "dtype", None), "kind", "f") not in "iuf":
         raise BoxError(f"{where} must hold numbers only, not {b!r}")  # "12" is a typo or a wrong file, not 12
     try:
@@ -378,6 +380,28 @@ def check_box(b, where: str = "box") -> np.ndarray:
     if min(arr[2] - arr[0], arr[3] - arr[1]) < 1.0:
         raise BoxError(f"{where} is smaller than a pixel, no face: {b!r}")
     return np.append(arr, 1.0) if arr.size == 4 else arr
+
+
+def check_points(p, where: str = "points", box=None) -> np.ndarray:
+    """Five (x, y) keypoints (eyes, nose, mouth corners) as a (5, 2) array, or ``BoxError`` saying
+    why. Points that are not finite stand for none (the face is cropped from its box). With the
+    face's ``box``, each point must lie within a box side of it: points in other units (0-1, or
+    from the box's corner, as some detectors give them) would crop somewhere else entirely."""
+    try:
+        arr = np.asarray(p, np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise BoxError(f"{where} must be 5 (x, y) points (eyes, nose, mouth corners) of numbers, not {p!r}") from None
+    if arr.shape != (5, 2):
+        raise BoxError(f"{where} must be 5 (x, y) points (eyes, nose, mouth corners), not shape {arr.shape}")
+    if np.abs(arr[np.isfinite(arr)]).max(initial=0.0) > 1e7:
+        raise BoxError(f"{where} has an absurdly large number")
+    if box is not None and np.isfinite(arr).all():
+        x1, y1, x2, y2 = np.asarray(box, np.float64)[:4]
+        side = max(x2 - x1, y2 - y1)
+        if (arr < [x1 - side, y1 - side]).any() or (arr > [x2 + side, y2 + side]).any():
+            raise BoxError(f"{where} lie far outside their box {np.round([x1, y1, x2, y2], 1).tolist()} (points in "
+                           f"image pixels are needed, not 0-1 or from the box's corner)")
+    return arr
 
 
 def check_inside(dets: list[Detection], width: int, height: int, name: str = "boxes") -> list[Detection]:
@@ -472,7 +496,8 @@ class GivenBoxes:
     def _detection(b, where: str) -> Detection:
         if isinstance(b, dict) and "points" in b:  # a face of facemark's own output: its eyes, nose, mouth
             arr = check_box(b["box"], where)
-            return Detection(arr[:4].copy(), float(arr[4]), np.asarray(b["points"], np.float64), "landmarks98")
+            return Detection(arr[:4].copy(), float(arr[4]), check_points(b["points"], f"{where}: its points", arr),
+                             "landmarks98")
         arr = check_box(b, where)
         return Detection(arr[:4].copy(), float(arr[4]))
 

@@ -413,12 +413,25 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def current_umask() -> int:
+    """The process's umask, read without setting it where the system tells it (Linux): setting it
+    to read it, even for an instant, gave files other threads made then every permission."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o077)  # (elsewhere: the briefest window, and a strict one)
+    os.umask(umask)
+    return umask
+
+
 def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
     """Give a finished temporary file the usual permissions (mkstemp makes it 0600) and rename
     it into place in one step."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    os.chmod(tmp, 0o666 & ~current_umask())
     os.replace(tmp, path)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import align, labelmap
 from .backends import DEFAULT_MODEL, load_model, weights_label
-from .detector import Detection, GivenBoxes, RetinaFace, YuNet, check_box, check_inside
+from .detector import Detection, GivenBoxes, RetinaFace, YuNet, check_box, check_inside, check_points
 from .imageio import MAX_PIXELS, as_bgr, read_image
 from .layouts import FLIP98, five_points
 from .results import Face
@@ -42,7 +42,7 @@ def crop_matrix(det: Detection, size: int, detector_name: str = "retinaface") ->
         template = align.TEMPLATES.get(det.template or detector_name, align.TEMPLATES["retinaface"])
         try:
             return align.from_points(det.kps, template, size)
-        except ValueError:  # the points collapsed to one spot (a given face from a broken model): the box
+        except align.DegeneratePoints:  # collapsed to one spot (a given face from a broken model): the box
             pass
     return align.from_box(det.box, size)
 
@@ -282,7 +282,7 @@ def _realign(landmarks98: np.ndarray, previous: np.ndarray, size: int) -> np.nda
     """Crop from predicted landmarks; keep the previous crop if they collapsed to a point."""
     try:
         return track_matrix(landmarks98, size)
-    except ValueError:
+    except align.DegeneratePoints:
         return previous
 
 
@@ -312,17 +312,17 @@ def _as_detections(boxes, name: str = "boxes") -> list[Detection]:
     out = []
     for j, b in enumerate(boxes):
         if isinstance(b, Detection) and b.kps is not None:
-            check_box(b, f"{name}[{j}]")
-            kps = np.asarray(b.kps, np.float64)
-            if kps.shape != (5, 2):
-                raise ValueError(f"{name}[{j}].kps must be 5 (x, y) points (eyes, nose, mouth corners), not shape {kps.shape}")
-            out.append(b)
+            arr = check_box(b, f"{name}[{j}]")
+            kps = check_points(b.kps, f"{name}[{j}].kps", arr)
+            out.append(Detection(arr[:4].copy(), float(arr[4]), kps, b.template))  # (a (1, 4) box as (4,))
         elif isinstance(b, Face):
             arr = check_box(b.box, f"{name}[{j}]")
             pts = np.asarray(b.landmarks, np.float64)
             if pts.shape != (98, 2) or not np.isfinite(pts).all():
                 raise ValueError(f"{name}[{j}] is a Face without 98 finite landmarks")
-            out.append(Detection(arr[:4].copy(), float(b.score), five_points(pts), template="landmarks98"))
+            arr = check_box([*arr[:4].tolist(), b.score], f"{name}[{j}]")  # its score too
+            kps = check_points(five_points(pts), f"{name}[{j}]'s landmarks", arr)
+            out.append(Detection(arr[:4].copy(), float(arr[4]), kps, template="landmarks98"))
         else:
             arr = check_box(b, f"{name}[{j}]")
             out.append(Detection(arr[:4].copy(), float(arr[4])))

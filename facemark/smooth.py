@@ -19,6 +19,9 @@ def smoothing_factor(dt: float, cutoff: np.ndarray | float) -> np.ndarray | floa
     return 1.0 / (1.0 + tau / dt)
 
 
+REWIND_SECONDS = 1.0  # times that go back further are a restart of the clock: the filter starts again
+
+
 class OneEuro:
     """Filter arrays of a fixed shape. ``min_cutoff`` (Hz) sets the smoothing of a still signal,
     ``beta`` how fast the cutoff rises with speed (in units per second), ``d_cutoff`` (Hz) the
@@ -35,18 +38,24 @@ class OneEuro:
         self.x: np.ndarray | None = None
         self.dx: np.ndarray | None = None
         self.t: float | None = None
+        self.step: float | None = None  # the last time step: stands in for one that does not move on
+        self.seen: float | None = None  # the last time given (``t`` runs on by ``step`` past repeats)
 
     def reset(self) -> None:
-        self.x = self.dx = self.t = None
+        self.x = self.dx = self.t = self.step = self.seen = None
 
     def __call__(self, x: np.ndarray, t: float, scale: float = 1.0) -> np.ndarray:
         """Filter sample ``x`` taken at time ``t`` (seconds). ``scale`` is the size unit for the
         speed term (e.g. the face's inter-ocular distance in pixels)."""
         x = np.asarray(x, np.float64)
-        if self.x is None or self.t is None or t <= self.t:
-            self.x, self.dx, self.t = x.copy(), np.zeros_like(x), t
+        given, seen = t, self.seen
+        self.seen = given
+        if self.t is not None and self.step is not None and seen - REWIND_SECONDS < given and t <= self.t:
+            t = self.t + self.step  # a repeated or slightly earlier time (decoders repeat some): the usual step
+        if self.x is None or self.t is None or t <= self.t:  # the first sample, or the clock started again
+            self.x, self.dx, self.t, self.step = x.copy(), np.zeros_like(x), t, None
             return x.copy()
-        dt = t - self.t
+        dt = self.step = t - self.t
         dx = (x - self.x) / dt
         a_d = smoothing_factor(dt, self.d_cutoff)
         self.dx = a_d * dx + (1 - a_d) * self.dx

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -25,6 +26,7 @@ import pytest
 from typer.testing import CliRunner
 
 from facemark.backends import weights_dir
+from facemark.layouts import five_points
 from facemark.cli import app
 from facemark.results import validate
 from tests.helpers import sigint_default
@@ -843,6 +845,18 @@ def test_text_or_nested_boxes_are_refused_not_read_as_numbers(fl, tmp_path, bad)
     assert r.returncode == 1 and "Traceback" not in r.stderr and "failed: box 0 of 'grey.png' must" in r.stderr, r.stderr
 
 
+def test_a_model_files_suffix_may_be_upper_case(tmp_path):
+    """``M.PT`` is a PyTorch file as ``m.pt`` is (it was looked for as ``M.onnx``), and a copy of
+    the shipped weights as ``D.ONNX`` is the shipped model, as ``d.onnx`` is (it got a digest)."""
+    from facemark import FaceLandmarker
+    from facemark.backends import TorchModel
+
+    shutil.copy(weights_dir() / "direct.pt", tmp_path / "M.PT")
+    shutil.copy(weights_dir() / "direct.onnx", tmp_path / "D.ONNX")
+    assert isinstance(FaceLandmarker(model=str(tmp_path / "M.PT")).model, TorchModel)
+    assert FaceLandmarker(model=str(tmp_path / "D.ONNX")).model_name == "direct"
+
+
 def test_other_weights_under_a_shipped_name_are_not_taken_for_them(tmp_path, face):
     """Retrained weights exported as 'direct' carry their digest, so a resumed run redoes what the
     shipped 'direct' wrote; the shipped file given by path is the shipped model."""
@@ -997,6 +1011,59 @@ def test_boxes_from_facemarks_own_output_crop_from_its_points(tmp_path, face_ima
     iod = np.linalg.norm(want[60] - want[72])
     gap = {k: np.abs(v - want).mean() / iod for k, v in runs.items()}
     assert gap["points"] < 0.02 and gap["box"] < 0.02, gap
+
+
+def test_publishing_an_output_never_changes_the_process_umask(tmp_path, monkeypatch):
+    """Reading the umask by setting it (to 0 for an instant) gave a file another thread of the
+    process made in that instant every permission: it is read from the system instead."""
+    from facemark import imageio
+
+    old = os.umask(0o027)
+    try:
+        monkeypatch.setattr(os, "umask", lambda *a: pytest.fail("the umask was set"))
+        tmp = tmp_path / "t"
+        tmp.write_bytes(b"x")
+        os.chmod(tmp, 0o600)
+        imageio.publish(tmp, tmp_path / "out")
+        assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o640
+    finally:
+        monkeypatch.undo()
+        os.umask(old)
+
+
+def test_bad_keypoints_in_a_boxes_file_fail_that_image_alone(tmp_path, face_image):
+    """A face whose "points" are not 5 numbers (text, 3 points) raised out of the run: a traceback,
+    and nothing written for the other images. It is that image's error now, like a bad box."""
+    for n in ("a.jpg", "b.jpg", "c.jpg"):
+        cv2.imwrite(str(tmp_path / n), face_image)
+    box = [100, 100, 400, 400]
+    boxes = {"a.jpg": [{"box": box, "points": [["x", "y"]] * 5}], "b.jpg": [{"box": box, "points": [[200, 200]] * 3}],
+             "c.jpg": [box]}
+    (tmp_path / "b.json").write_text(json.dumps(boxes))
+    r = fm("detect", "a.jpg", "b.jpg", "c.jpg", "--boxes", "b.json", "--out", "o", *MODEL, cwd=tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "failed: box 0 of 'a.jpg': its points must be 5 (x, y) points" in r.stderr, r.stderr
+    assert "not shape (3, 2)" in r.stderr and sorted(p.name for p in (tmp_path / "o").iterdir()) == ["c.jpg.json"]
+
+
+def test_keypoints_in_other_units_are_refused_not_cropped_elsewhere(fl, face_image):
+    """Detectors give keypoints in 0-1 units or from the box's corner; taken as image pixels they
+    cropped some other place and the face came back with its points far from its box."""
+    from facemark import Detection, Face
+
+    face = fl.detect(face_image)[0]
+    box = np.asarray(face.box)
+    kps = five_points(face.landmarks)
+    assert len(fl.landmarks(face_image, [Detection(box, 0.9, kps)])) == 1
+    assert len(fl.landmarks(face_image, [Detection(box[None, :], 0.9, kps)])) == 1  # a (1, 4) box, as without points
+    h, w = face_image.shape[:2]
+    for wrong in (kps / [w, h], kps - box[:2], kps + 3 * (box[2] - box[0])):
+        with pytest.raises(ValueError, match=r"boxes\[0\]\.kps lie far outside their box"):
+            fl.landmarks(face_image, [Detection(box, 0.9, wrong)])
+    with pytest.raises(ValueError, match="landmarks lie far outside"):
+        fl.landmarks(face_image, [Face(face.box, 0.9, face.landmarks + 3 * (box[2] - box[0]), face.landmarks68)])
+    with pytest.raises(ValueError, match="score must be a number, not None"):
+        fl.landmarks(face_image, [Face(face.box, None, face.landmarks, face.landmarks68)])
 
 
 def test_a_user_without_a_home_folder_can_run_every_command_but_the_cache_ones(tmp_path):

@@ -46,6 +46,24 @@ def test_time_aware_with_dropped_frames():
     assert abs(lag30 - lag15) < 0.25 * lag30
 
 
+def test_a_time_that_does_not_move_on_takes_the_usual_step():
+    """Decoders repeat a timestamp now and then (the last frames of an AVI with B-frames): the
+    filter started again there and passed the raw sample through, a one-frame jitter spike. A
+    clock that goes back over a second is a restart, and the filter does start again."""
+    rng = np.random.default_rng(0)
+    samples = 10 + rng.normal(0, 1, (40, 1))
+    steady, repeated = OneEuro(min_cutoff=1.0, beta=0.0), OneEuro(min_cutoff=1.0, beta=0.0)
+    times = [i / 30 for i in range(40)]
+    stuck = times[:20] + [times[19]] * 3 + times[23:]  # three frames repeat frame 19's time
+    a = np.array([steady(x, t) for x, t in zip(samples, times)])
+    b = np.array([repeated(x, t) for x, t in zip(samples, stuck)])
+    assert np.allclose(a[:23], b[:23]) and np.abs(b[20:23] - 10).max() < 0.6 * np.abs(samples[20:23] - 10).max()
+    frozen = OneEuro(min_cutoff=1.0, beta=0.0)  # a camera whose clock never moves: still smoothed, still moving
+    c = np.array([frozen(x, 5.0 if i else 5.0 - 1 / 30) for i, x in enumerate(samples)])  # (40 frames: over 1 s)
+    assert np.allclose(c, a)
+    assert np.allclose(steady(np.array([3.0]), -5.0), 3.0)  # back by over a second: a new start
+
+
 def test_face_smoother_follows_motion_and_calms_a_still_face():
     ref = np.random.default_rng(1).uniform(0.2, 0.8, (98, 2))
     rng = np.random.default_rng(2)

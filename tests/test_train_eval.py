@@ -787,6 +787,35 @@ def test_a_model_given_three_times_is_reported_as_name_name2_name3(tiny_models, 
     assert [r.model for r in results] == keys  # (the printed tables and the plot's labels)
 
 
+def test_held_out_points_are_decoded_in_float32_as_shipped_models_do(wflw_root, tmp_path):
+    """With mixed precision (CUDA's bf16; here the CPU's, forced) the network runs in bf16 but the
+    points are read in float32, as ``Predictor`` and the ONNX export do: a bf16 decode moved them
+    by up to 0.4 px, noise in the number that picks best.pt."""
+    import math
+
+    import torch
+
+    import facemark.training.train as T
+    from facemark.training.pack import Pack
+
+    pack = tmp_path / "p.npz"
+    assert run("pack", "--data", f"wflw={wflw_root}", "--out", pack, "--cache", tmp_path / "c", "--res", 64).exit_code == 0
+    z = dict(np.load(pack))
+    z["val"][:3] = 1
+    np.savez(pack, **z)
+    trainer = T.make_trainer(Pack.load(pack), T.TrainOptions("hybrid", tmp_path / "r", epochs=1, batch=4),
+                             log=lambda m: None)
+    trainer.amp = True
+    seen, decode = [], trainer.ema.decode
+
+    def watched(out):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return decode(out)
+
+    trainer.ema.decode = watched
+    assert math.isfinite(trainer.validate()) and seen and not any(seen)
+
+
 def test_a_held_out_nme_that_is_not_a_number_never_becomes_the_best(wflw_root, tmp_path, monkeypatch):
     """NaN used to count as better (meant for 'nothing held out'): best.pt was overwritten by the
     model whose points were not numbers, and no later epoch could beat a NaN best."""

@@ -72,7 +72,9 @@ class Teacher:
         batch, mats = [], []
         for s in self.scales:
             half = side * s / 2
-            # Map the square [cx-half, cx+half] edge-to-edge onto the 112-px crop.
+            # Map the square [cx-half, cx+half] edge to edge onto the 112-px crop, the box read in edge
+            # coordinates (pixel i covers i to i+1) and the matrix in centre ones (pixel i at i):
+            # hence the half pixels. (The pseudo-labels were made so: the teacher's own crop.)
             k = SIZE / (2 * half)
             m = np.array([[k, 0, -0.5 - k * (cx - half - 0.5)], [0, k, -0.5 - k * (cy - half - 0.5)]])
             crop = cv2.warpAffine(image, m, (SIZE, SIZE), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT)
