@@ -446,6 +446,26 @@ def _one_signal_waits():
             signal.raise_signal(sig)  # (now handled as it would have been)
 
 
+def read_boxes(path: Path | str) -> GivenBoxes:
+    """A ``--boxes`` file, or ``UsageError`` in one line saying what is wrong with it."""
+    try:
+        return GivenBoxes.from_file(path)
+    except FileNotFoundError:
+        raise UsageError(f"boxes file not found: {path}") from None
+    except (ValueError, KeyError, TypeError, RecursionError, OSError) as e:  # (JSON errors are ValueErrors)
+        raise UsageError(f"bad boxes file {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+
+def _with_boxes(fl: FaceLandmarker, boxes: Path | str) -> FaceLandmarker:
+    """``fl`` with the boxes of a file in place of its detector: the same models, not loaded again."""
+    import copy
+
+    given = read_boxes(boxes)
+    fl = copy.copy(fl)
+    fl.detector, fl.spec = given, {**fl.spec, "detector": given}
+    return fl
+
+
 def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path | None = None, annotate: bool = False,
                  boxes: Path | str | None = None, batch_images: int = 16, log: Callable[[str], None] = to_stderr,
                  progress: Callable[[int], None] | None = None, stdout=None, style: str = "contours",
@@ -457,7 +477,8 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
     ``parquet`` write shards of rows (``facemark.shards``); without ``out_dir`` one JSON document
     per line goes to ``stdout``. With ``resume`` (default) images whose outputs are already
     complete in ``out_dir`` are skipped, so an interrupted run continues where it stopped.
-    ``workers`` > 1 runs that many processes, each with its own landmarker and reading its own
+    ``boxes``: a boxes file, as ``--boxes`` reads it, whose faces are used instead of the landmarker's
+    detector. ``workers`` > 1 runs that many processes, each with its own landmarker and reading its own
     images (``"auto"``: one per core when there are enough images; call it under ``if __name__ ==
     "__main__":``); in one process, reading and decoding run in a thread ahead of the model.
     Raises ``UsageError`` before anything runs if the request cannot work, ``OutputError`` if
@@ -480,6 +501,8 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
         workers = None  # decided below, once the images left to do are known
     elif isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise UsageError(f"--workers must be a positive integer or 'auto', not {workers!r}")
+    if boxes is not None and not isinstance(fl.detector, GivenBoxes):  # (the CLI's landmarker has them already)
+        fl = _with_boxes(fl, boxes)
     plan = inputs if isinstance(inputs, Plan) else plan_inputs(inputs, out_dir, annotate, batch_images, log)
     out_dir = plan.out_dir
     if fmt != "json" and out_dir is None:

@@ -204,7 +204,7 @@ def _workers(text: str) -> "int | str":
 def _landmarker(model: str, device: str, detector: str, boxes: Optional[Path], threshold: float,
                 min_face: Optional[float], threads: Optional[int] = None, flip: bool = False):
     from .backends import ModelError
-    from .detector import GivenBoxes
+    from .batch import read_boxes
     from .landmarker import FaceLandmarker
     from .runtime import is_device
 
@@ -214,12 +214,8 @@ def _landmarker(model: str, device: str, detector: str, boxes: Optional[Path], t
         fail(f"--threshold must be between 0 and 1, not {threshold}")
     if min_face is not None and not (math.isfinite(min_face) and min_face > 0):
         fail(f"--min-face must be a positive number of pixels, not {min_face}")
-    try:
-        det = GivenBoxes.from_file(boxes) if boxes else detector
-    except FileNotFoundError:
-        fail(f"boxes file not found: {boxes}")
-    except (ValueError, KeyError, TypeError, RecursionError, OSError) as e:  # JSON errors are ValueErrors
-        fail(f"bad boxes file {boxes}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+    with usage_errors():
+        det = read_boxes(boxes) if boxes else detector
     try:
         fl = FaceLandmarker(model=model, device=device, detector=det, threshold=threshold, min_face=min_face,
                             threads=threads, flip=flip)

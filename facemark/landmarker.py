@@ -117,15 +117,28 @@ class FaceLandmarker:
 
     # --- public API ------------------------------------------------------------------------
     def detect(self, image: str | Path | np.ndarray) -> list[Face]:
-        """Faces in one image: a path, or a uint8 (or uint16) BGR, grey or BGRA array."""
-        image = self._load(image)  # errors name "image", as the caller wrote it
-        return self.landmarks_for([image], [self.find_faces(image)])[0]
+        """Faces in one image: a path, or a uint8 (or uint16) BGR, grey or BGRA array. With given
+        boxes (``detector=GivenBoxes...``), the boxes of that path's entry."""
+        return self.detect_batch([image], ["image"])[0]
 
-    def detect_batch(self, images: Sequence[str | Path | np.ndarray]) -> list[list[Face]]:
+    def detect_batch(self, images: Sequence[str | Path | np.ndarray], _names: list[str] | None = None) -> list[list[Face]]:
         """``detect`` for many images; all their faces go through the model in batches."""
-        imgs = [self._load(i, f"images[{k}]") for k, i in enumerate(_sequence(images, "images"))]
-        dets = [self.find_faces(im) for im in imgs]
+        images = _sequence(images, "images")
+        names = _names or [f"images[{k}]" for k in range(len(images))]
+        imgs = [self._load(i, n) for i, n in zip(images, names)]  # errors name the argument as the caller wrote it
+        if isinstance(self.detector, GivenBoxes):
+            dets = [self._given(i, im, n) for i, im, n in zip(images, imgs, names)]
+        else:
+            dets = [self.find_faces(im) for im in imgs]
         return self.landmarks_for(imgs, dets)
+
+    def _given(self, source, image: np.ndarray, name: str) -> list[Detection]:
+        """The given boxes of an image named by its path (its entry as spelled, by file name, or
+        the same file spelled another way); an image without an entry has no faces."""
+        if not isinstance(source, (str, Path)):
+            raise TypeError(f"{name}: given boxes (GivenBoxes) are found by the image's path; pass its path, or "
+                            f"the array with its boxes to landmarks(image, boxes)")
+        return check_inside(self.detector.lookup(str(source)), image.shape[1], image.shape[0], f"{name}'s boxes")
 
     def find_faces(self, image: np.ndarray, as_is: bool = False) -> list[Detection]:
         """The detector's faces in a BGR image (``as_is``: at the image's own size, where the

@@ -110,6 +110,31 @@ def test_a_detector_of_the_callers_is_held_to_its_contract(photo):
         FaceLandmarker(model="direct", detector=_Boxes(5)).detect_batch([photo])
 
 
+def test_a_boxes_file_is_used_from_python_as_the_cli_uses_it(fl, photo, tmp_path):
+    """``detect_files(..., boxes=FILE)`` took the file only as a name for its messages: the
+    detector's faces came back. A landmarker made with ``GivenBoxes`` finds an image's boxes by its
+    path (``detect`` raised AttributeError); an array has no path, and is told so."""
+    from facemark.detector import GivenBoxes
+    from facemark.errors import UsageError
+
+    cv2.imwrite(str(tmp_path / "a.jpg"), photo)
+    box = [60.0, 70.0, 300.0, 330.0]
+    (tmp_path / "b.json").write_text(json.dumps({"a.jpg": [box]}))
+    s = detect_files([str(tmp_path / "a.jpg")], fl, out_dir=tmp_path / "o", boxes=tmp_path / "b.json")
+    assert s.written == 1 and s.failures == 0
+    assert json.loads((tmp_path / "o" / "a.jpg.json").read_text())["faces"][0]["box"] == box
+    assert fl.detector.__class__.__name__ == "RetinaFace"  # (the caller's landmarker is left as it was)
+    with pytest.raises(UsageError, match="boxes file not found"):
+        detect_files([str(tmp_path / "a.jpg")], fl, out_dir=tmp_path / "o2", boxes=tmp_path / "none.json")
+    given = FaceLandmarker(model="direct", detector=GivenBoxes.from_file(tmp_path / "b.json"))
+    (face,) = given.detect(str(tmp_path / "a.jpg"))
+    assert face.box.tolist() == box and given.detect_batch([tmp_path / "a.jpg"])[0] == [face]
+    cv2.imwrite(str(tmp_path / "other.jpg"), photo)
+    assert given.detect(tmp_path / "other.jpg") == []  # no entry: no faces
+    with pytest.raises(TypeError, match="found by the image's path"):
+        given.detect(photo)
+
+
 def test_threads_sharing_a_landmarker_with_bare_boxes_make_one_keypoint_finder(photo, monkeypatch):
     """A detector of the caller's gives bare boxes; the RetinaFace that finds their keypoints is
     made on first use. Threads arriving together made one each (a second session, its memory)."""
