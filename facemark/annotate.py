@@ -35,6 +35,8 @@ def draw(image: np.ndarray, faces: list[Face], style: str = "contours", box: boo
             or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
         raise TypeError("image must be a uint8 (or uint16) array: (H, W, 3) BGR, (H, W, 4) BGRA or (H, W) grey, "
                         "as detect takes")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"image has no pixels (shape {image.shape})")
     if faces is None or isinstance(faces, (str, bytes, Face)) or not hasattr(faces, "__iter__"):
         raise TypeError(f"faces must be a list of Face objects (as FaceLandmarker returns them), not {type(faces).__name__}")
     faces = list(faces)

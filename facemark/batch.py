@@ -80,6 +80,8 @@ def plan_inputs(inputs: list[str], out_dir: Path | None = None, annotate: bool =
         raise UsageError("an input is an empty string; name a file, folder or glob (use . for this folder)")
     if out_dir is not None and not str(out_dir).strip():
         raise UsageError("--out is an empty string; name a folder (use . for this folder)")
+    if not inputs:
+        raise UsageError("no inputs: name image files, folders or globs")
     drawings: list[Path] = []
     duplicates: list[tuple[Path, Path]] = []
     images, problems = expand([str(a) for a in inputs], drawings, duplicates)

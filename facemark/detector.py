@@ -437,6 +437,12 @@ def _given_face(f):
     return {"box": box, "points": five_points(pts).tolist()}
 
 
+def face_as_detection(f: dict, where: str = "face") -> Detection:
+    """A face of a facemark output (a dict of ``read``'s rows) as a detection: its box and score,
+    and its five points where it has its 98; ``BoxError`` saying what is wrong otherwise."""
+    return GivenBoxes._detection(_given_face(f), where)
+
+
 @dataclass
 class GivenBoxes:
     """Boxes supplied by the user, keyed by image path (as given, or its file name). The file's

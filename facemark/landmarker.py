@@ -13,7 +13,8 @@ import numpy as np
 
 from . import align, labelmap
 from .backends import DEFAULT_MODEL, load_model, weights_label
-from .detector import Detection, GivenBoxes, RetinaFace, YuNet, check_box, check_inside, check_points
+from .detector import (Detection, GivenBoxes, RetinaFace, YuNet, check_box, check_inside, check_points,
+                       face_as_detection)
 from .imageio import MAX_PIXELS, as_bgr, read_image
 from .layouts import FLIP98, five_points
 from .results import Face
@@ -249,9 +250,12 @@ class FaceLandmarker:
         if image.shape[0] * image.shape[1] > MAX_PIXELS:
             raise ValueError(f"{name} has {image.shape[0] * image.shape[1]:,} pixels, over the {MAX_PIXELS:,}-pixel limit")
         colour = image[..., :3] if image.ndim == 3 and image.shape[2] == 4 else image  # (alpha may be 65535)
-        if image.dtype == np.uint16 and 0 < colour.max() <= 255:
-            warnings.warn(f"{name} is uint16 but no value is over 255, so it reads as nearly black (uint16 "
-                          f"spans 0..65535); if it holds 8-bit values, pass {name}.astype(np.uint8)",
+        top = int(colour.max()) if image.dtype == np.uint16 else 0
+        if 0 < top < 4096:  # 8-bit values cast up, or a 10- or 12-bit camera's: told, not guessed as a file's are
+            bits = next(b for b in (8, 10, 12) if top < 1 << b)
+            scaled = f"{name}.astype(np.uint8)" if bits == 8 else f"({name} >> {bits - 8}).astype(np.uint8)"
+            warnings.warn(f"{name} is uint16 but no value is over {(1 << bits) - 1}, so it reads as nearly black "
+                          f"(uint16 spans 0..65535); if it holds {bits}-bit values, pass {scaled}",
                           stacklevel=_callers_level())
         return as_bgr(image)
 
@@ -320,7 +324,7 @@ def _as_detections(boxes, name: str = "boxes") -> list[Detection]:
     elif isinstance(boxes, (list, tuple)) and len(boxes) in (4, 5) and all(
             isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) for v in boxes):
         boxes = [boxes]  # [x1, y1, x2, y2] on its own, as with a 1-D array
-    if isinstance(boxes, (str, bytes)) or not isinstance(boxes, Iterable):
+    if isinstance(boxes, (str, bytes, dict)) or not isinstance(boxes, Iterable):
         raise TypeError(f"{name} must be a list of [x1, y1, x2, y2] boxes, not {type(boxes).__name__}")
     out = []
     for j, b in enumerate(boxes):
@@ -336,6 +340,8 @@ def _as_detections(boxes, name: str = "boxes") -> list[Detection]:
             arr = check_box([*arr[:4].tolist(), b.score], f"{name}[{j}]")  # its score too
             kps = check_points(five_points(pts), f"{name}[{j}]'s landmarks", arr)
             out.append(Detection(arr[:4].copy(), float(arr[4]), kps, template="landmarks98"))
+        elif isinstance(b, dict):  # a face of a facemark output (read()'s rows), as --boxes takes it
+            out.append(face_as_detection(b, f"{name}[{j}]"))
         else:
             arr = check_box(b, f"{name}[{j}]")
             out.append(Detection(arr[:4].copy(), float(arr[4])))

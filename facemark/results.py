@@ -32,6 +32,18 @@ class Face:
 
     __hash__ = None  # mutable arrays: not a dict key
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Face":
+        """A face of a facemark output (``to_dict``'s, a document's or a shard row's) as a ``Face``."""
+        try:
+            face = cls(np.asarray(d["box"], np.float64), float(d["score"]), np.asarray(d["landmarks"], np.float64),
+                       np.asarray(d["landmarks68"], np.float64))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"not a face of a facemark output (box, score, landmarks, landmarks68): {e}") from None
+        if face.box.shape != (4,) or face.landmarks.shape != (98, 2) or face.landmarks68.shape != (68, 2):
+            raise ValueError("not a face of a facemark output: box (4), landmarks (98, 2) and landmarks68 (68, 2)")
+        return face
+
     def to_dict(self, decimals: int = 2) -> dict:
         r = lambda a: np.round(np.asarray(a, np.float64), decimals).tolist()  # noqa: E731
         return {"box": r(self.box), "score": round(float(self.score), 4),
@@ -70,7 +82,14 @@ def _points_errors(value, n: int, where: str) -> list[str]:
 
 
 def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    """A JSON number facemark could have written: finite, and within a float's range (JSON
+    allows integers of any length; ``math.isfinite`` raises on those past 1e308)."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 def validate(doc) -> list[str]:

@@ -476,6 +476,8 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
 
     if out_path is None and json_path is None:
         raise UsageError("give --out VIDEO and/or --json FILE.jsonl (or --json - for stdout)")
+    if not callable(getattr(fl, "find_faces", None)):
+        raise TypeError(f"fl must be a FaceLandmarker (FaceLandmarker(model=...)), not {type(fl).__name__}")
     if isinstance(getattr(fl, "detector", None), GivenBoxes):
         raise UsageError("video needs a face detector: boxes given per image file cannot follow a video's frames")
     if isinstance(source, bytes):

@@ -135,6 +135,45 @@ def test_a_boxes_file_is_used_from_python_as_the_cli_uses_it(fl, photo, tmp_path
         given.detect(photo)
 
 
+def test_saved_faces_come_back_as_faces_and_as_boxes(fl, photo, tmp_path):
+    """A face read from an output (``read``'s rows) was a dict: ``Face(**d)`` held lists, and
+    ``landmarks(image, boxes=...)`` refused it although ``--boxes`` takes the same output."""
+    from facemark import Face
+
+    cv2.imwrite(str(tmp_path / "a.png"), photo)
+    detect_files([str(tmp_path / "a.png")], fl, out_dir=tmp_path / "o")
+    (row,) = read(tmp_path / "o")
+    face = Face.from_dict(row["faces"][0])
+    want = fl.detect(photo)[0]
+    assert face.landmarks.shape == (98, 2) and np.abs(face.landmarks - want.landmarks).max() <= 0.005
+    again = fl.landmarks(photo, boxes=row["faces"])[0]  # cropped from its own points, as --boxes does
+    assert np.abs(again.landmarks - want.landmarks).mean() < 0.02 * np.linalg.norm(want.landmarks[60] - want.landmarks[72])
+    with pytest.raises(ValueError, match="not a face of a facemark output"):
+        Face.from_dict({"box": [1, 2, 3, 4]})
+
+
+def test_wrong_arguments_get_errors_that_name_them(fl, photo, tmp_path):
+    """Each was an error from deep inside (OpenCV, OverflowError, AttributeError) or named nothing."""
+    from facemark import draw
+    from facemark.errors import UsageError
+    from facemark.results import validate
+    from facemark.video import process_video
+
+    face = fl.detect(photo)[0]
+    with pytest.raises(ValueError, match="image has no pixels"):
+        draw(np.zeros((0, 0, 3), np.uint8), [face])
+    doc = json.loads(json.dumps({"schema": "facemark/v1", "image": "a.jpg", "width": 10, "height": 10,
+                                 "model": "direct", "faces": [face.to_dict()]}))
+    doc["faces"][0]["score"] = 10 ** 400  # JSON's integers have no limit
+    assert validate(doc) == ["faces[0].score must be a number"]
+    with pytest.raises(TypeError, match="fl must be a FaceLandmarker"):
+        process_video(str(tmp_path / "clip.mp4"), "direct", json_path=tmp_path / "o.jsonl")
+    with pytest.raises(UsageError, match="no inputs"):
+        detect_files([], fl, out_dir=tmp_path / "o")
+    with pytest.raises(TypeError, match="list of"):
+        FaceLandmarker(model="direct", detector=_Boxes({"box": [1, 2, 3, 4]})).detect(photo)
+
+
 def test_threads_sharing_a_landmarker_with_bare_boxes_make_one_keypoint_finder(photo, monkeypatch):
     """A detector of the caller's gives bare boxes; the RetinaFace that finds their keypoints is
     made on first use. Threads arriving together made one each (a second session, its memory)."""

@@ -284,7 +284,7 @@ def test_inputs_of_many_kinds_give_the_same_face(tiny_models, face_image, tmp_pa
         assert np.abs(faces[0].box - ref).max() < 8
 
 
-def test_a_uint16_image_holding_8_bit_values_is_warned_about(tiny_models, face_image):
+def test_a_uint16_image_holding_8_to_12_bit_values_is_warned_about(tiny_models, face_image):
     """uint16 spans 0..65535, so 8-bit values cast up read as nearly black and no face is found:
     the caller is told why instead of getting an empty list and no hint."""
     fl = FaceLandmarker(model=str(tiny_models["direct"]))
@@ -296,6 +296,8 @@ def test_a_uint16_image_holding_8_bit_values_is_warned_about(tiny_models, face_i
     with pytest.warns(UserWarning, match="no value is over 255") as said:
         fl.detect_batch([bgra])
     assert said[0].filename == __file__
+    with pytest.warns(UserWarning, match=r"no value is over 1023.*10-bit values, pass \(image >> 2\)"):
+        fl.detect(face_image.astype(np.uint16) << 2)  # a 10-bit camera's frame: said too (a file of it is read as such)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(fl.detect(face_image.astype(np.uint16) * 257)) == 1  # real 16-bit values: no warning
