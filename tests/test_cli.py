@@ -32,12 +32,12 @@ def test_version():
 
 def test_one_input_prints_one_valid_document(tiny_models, tmp_path, small_face):
     img = tmp_path / "face.jpg"
-    cv2.imwrite(str(img), small_face)
+    cv2.imwrite(str(img), cv2.copyMakeBorder(small_face, 0, 44, 0, 0, cv2.BORDER_REPLICATE))  # 256 wide, 300 high
     r = run("detect", img, "--model", tiny_models["hourglass"])
     assert r.exit_code == 0, r.stderr
     doc = json.loads(r.stdout)
     assert validate(doc) == []
-    assert doc["width"] == 256 and doc["height"] == 256 and re.fullmatch(r"tiny-hourglass@[0-9a-f]{8}", doc["model"])
+    assert doc["width"] == 256 and doc["height"] == 300 and re.fullmatch(r"tiny-hourglass@[0-9a-f]{8}", doc["model"])
     assert len(doc["faces"]) == 1
 
 

@@ -1,6 +1,7 @@
 import numpy as np
 
 from facemark import labelmap as LM
+from facemark.layouts import INDEX_98_TO_68
 
 
 def random_faces(n, rng):
@@ -54,3 +55,22 @@ def test_shipped_map_rows_are_affine_and_sparse():
     assert m.shape == (68, 98)
     assert np.allclose(m.sum(1), 1.0, atol=1e-3)
     assert (np.count_nonzero(m, axis=1) <= 10).all()
+
+
+def test_the_shipped_map_gives_points_in_ibug_68_order():
+    """The 68 points of the mean face sit where iBUG's order puts them: the jaw from the image's
+    left to its right, the brows and eyes left before right, the nose bridge downwards, the mouth
+    corners at 48 and 54. (Reversing the jaw in the map passed every other test.)"""
+    from facemark import align
+
+    mean98 = align.TEMPLATES["mean98"]
+    p = LM.to68(mean98)
+    iod = np.linalg.norm(mean98[60] - mean98[72])
+    assert np.abs(p - mean98[INDEX_98_TO_68]).max() < 0.1 * iod  # each point near its namesake
+    x, y = p[:, 0], p[:, 1]
+    assert (np.diff(x[0:9]) > 0).all() and (np.diff(x[8:17]) > 0).all() and y[8] == y.max()  # jaw; chin lowest
+    assert (np.diff(x[17:22]) > 0).all() and (np.diff(x[22:27]) > 0).all() and x[21] < x[22]  # brows
+    assert (np.diff(y[27:31]) > 0).all() and (np.diff(x[31:36]) > 0).all()  # bridge down; nostrils left to right
+    assert x[36] < x[39] < x[42] < x[45] and y[37] < y[41] and y[43] < y[47]  # eye corners; upper lids above lower
+    assert x[48] < x[51] < x[54] and y[51] < y[57] and x[60] < x[64] and y[62] < y[66]  # mouth
+    assert y[27] < y[36] and y[30] < y[51] and y[17:27].max() < y[36:48].min()  # top to bottom

@@ -46,4 +46,7 @@ def test_five_points_order_and_consistency():
     f = L.five_points(pts98)
     assert f.shape == (5, 2)
     assert np.allclose(f[0], pts98[60:68].mean(0)) and np.allclose(f[2], pts98[54])
+    assert np.allclose(f[1], pts98[68:76].mean(0)) and np.allclose(f[3], pts98[76]) and np.allclose(f[4], pts98[82])
+    g = L.five_points(pts98[L.INDEX_98_TO_68])  # the 68-point layout names the same places
+    assert np.allclose(g[2:], f[2:]) and np.allclose(g[0], pts98[[60, 61, 63, 64, 65, 67]].mean(0))
     assert L.five_points(np.stack([pts98, pts98])).shape == (2, 5, 2)

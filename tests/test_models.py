@@ -43,6 +43,11 @@ def test_hourglass_intermediate_supervision_outputs():
     m = create("hourglass", size=32, stacks=3, width=16, depth=2)
     outs = m(torch.zeros(2, 3, 32, 32))
     assert len(outs) == 3 and all(o.shape == (2, 98, 8, 8) for o in outs)
+    early, late = torch.full((1, 98, 8, 8), -5.0), torch.full((1, 98, 8, 8), -5.0)
+    early[..., 1, 1], late[..., 6, 5] = 5.0, 5.0  # the stacks disagree: the points are the last stack's
+    pts = m.decode([early, early, late])
+    assert torch.allclose(pts, m.decode([late]))
+    assert (pts[..., 0] > 0.6).all() and (pts[..., 1] > 0.7).all()  # (cell 5, 6 of 8, not 1, 1)
 
 
 def test_unknown_family():
