@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .align import apply, invert, warp
+from .align import apply, invert, rescale, warp
 from .runtime import ort_session
 from .shards import json_or_lines
 
@@ -272,8 +272,7 @@ class RetinaFace:
         inv = np.array([w / nw, h / nh], np.float64)
         out = []
         for i in idx:
-            b = (boxes[i].reshape(2, 2) + 0.5) * inv - 0.5
-            k = (kps[i] + 0.5) * inv - 0.5
+            b, k = rescale(boxes[i].reshape(2, 2), inv), rescale(kps[i], inv)
             out.append(Detection(b.reshape(4), float(scores[i]), k))
         return out
 
@@ -342,8 +341,7 @@ class YuNet:
         out = []
         for f in faces if faces is not None else []:
             x, y, bw, bh = f[:4]
-            b = (np.array([[x, y], [x + bw, y + bh]]) + 0.5) * inv - 0.5
-            k = (f[4:14].reshape(5, 2) + 0.5) * inv - 0.5
+            b, k = rescale([[x, y], [x + bw, y + bh]], inv), rescale(f[4:14].reshape(5, 2), inv)
             out.append(Detection(b.reshape(4), float(f[14]), k))
         return out
 

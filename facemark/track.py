@@ -11,7 +11,7 @@ import numpy as np
 from . import align, labelmap
 from .detector import Detection
 from .landmarker import FaceLandmarker, track_matrix
-from .layouts import five_points
+from .layouts import IOD98, five_points
 from .smooth import POSE_BETA, POSE_MIN_CUTOFF, SHAPE_BETA, SHAPE_MIN_CUTOFF, FaceSmoother
 
 
@@ -60,7 +60,7 @@ def box_from_landmarks(landmarks98: np.ndarray) -> np.ndarray:
 
 
 def inter_ocular(landmarks98: np.ndarray) -> float:
-    return float(np.linalg.norm(landmarks98[60] - landmarks98[72])) + 1e-6
+    return float(np.linalg.norm(landmarks98[IOD98[0]] - landmarks98[IOD98[1]])) + 1e-6
 
 
 def _shift(det: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -318,8 +318,8 @@ class Tracker:
         out = []
         # At the window's own size: a --min-face setting would shrink the window below the face.
         for d in self.landmarker.find_faces(small, as_is=True):
-            b = ((np.asarray(d.box, np.float64).reshape(2, 2) + 0.5) * (sx, sy) - 0.5 + (x0, y0)).reshape(4)
-            k = None if d.kps is None else (np.asarray(d.kps, np.float64).reshape(-1, 2) + 0.5) * (sx, sy) - 0.5 + (x0, y0)
+            b = align.rescale(np.reshape(d.box, (2, 2)), (sx, sy), (x0, y0)).reshape(4)
+            k = None if d.kps is None else align.rescale(np.reshape(d.kps, (-1, 2)), (sx, sy), (x0, y0))
             # A face cut by the window's edge (not the image's) is half a face: its box is no guide.
             if (x0 > 0 and b[0] <= x0 + edge) or (y0 > 0 and b[1] <= y0 + edge) or (x1 < w and b[2] >= x1 - edge) \
                     or (y1 < h and b[3] >= y1 - edge):

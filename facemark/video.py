@@ -20,9 +20,9 @@ import numpy as np
 from .imageio import (IMAGE_EXTS, ImageError, make_temp, output_target, publish, quiet_stderr, read_image,
                       remove_stale_temps, write_whole)
 from .inputs import shown_name, utf8_name
+from .align import rescale
 from .results import Face
 
-VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"}
 MAX_BAD_RUN = 250  # consecutive undecodable frames after which a file is taken to end there
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".webm": "VP80"}
 
@@ -431,7 +431,7 @@ def frame_record(index: int, t: float, tracks, faces: list[Face], scale: tuple[f
     s = np.asarray(scale, np.float64)
 
     def r(a):
-        return np.round((np.asarray(a, np.float64).reshape(-1, 2) + 0.5) * s - 0.5, 2).reshape(np.shape(a)).tolist()
+        return np.round(rescale(np.reshape(a, (-1, 2)), s), 2).reshape(np.shape(a)).tolist()
 
     return {"frame": index, "time": round(float(t), 4),
             "faces": [{"id": tr.id, "box": r(f.box), "score": round(float(f.score), 4), "landmarks": r(f.landmarks),

@@ -1,4 +1,5 @@
 """Coordinate conventions: 0-based, pixel centres at integers, exact inverse mapping."""
+import cv2
 import numpy as np
 import pytest
 
@@ -113,3 +114,14 @@ def test_big_faces_are_antialiased_with_exact_geometry():
     cy, cx = np.mgrid[0:128, 0:128]
     found = np.array([[(crop * cx).sum(), (crop * cy).sum()]]) / crop.sum()
     assert np.abs(align.apply(align.invert(m), found) - pts).max() < 0.3  # 0.3 image px = 0.04 crop px
+
+
+def test_rescale_maps_pixel_centres_of_a_resized_image_back():
+    """cv2.resize by 1/2 puts small pixel 0's centre between image pixels 0 and 1 (at 0.5); a plain
+    multiply would put it at 0. The offset places a window's points in the whole image."""
+    img = np.zeros((40, 60), np.uint8)
+    img[20, 30] = img[21, 31] = img[20, 31] = img[21, 30] = 255  # a 2x2 dot whose centre is (30.5, 20.5)
+    small = cv2.resize(img, (30, 20), interpolation=cv2.INTER_AREA)
+    y, x = np.unravel_index(np.argmax(small), small.shape)
+    assert np.allclose(align.rescale([[x, y]], (2, 2)), [[30.5, 20.5]])
+    assert np.allclose(align.rescale([[0.0, 0.0], [1.0, 2.0]], (3.0, 0.5), (10, 20)), [[11.0, 19.75], [14.0, 20.75]])

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+from ..quiet import to_stderr
+
+PHOTO_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # tried in this order beside a .pts file
 WFLW_ATTRIBUTES = ("pose", "expression", "illumination", "makeup", "occlusion", "blur")
 
 
@@ -83,7 +85,7 @@ def write_pts(path: str | Path, points: np.ndarray) -> None:
 
 
 def _image_beside(pts: Path) -> Path | None:
-    for ext in IMAGE_EXTS + tuple(e.upper() for e in IMAGE_EXTS):
+    for ext in PHOTO_EXTS + tuple(e.upper() for e in PHOTO_EXTS):
         p = pts.with_suffix(ext)
         if p.is_file():
             return p
@@ -209,12 +211,6 @@ def load(spec: str, skipped: list[str] | None = None) -> list[Sample]:
     raise ValueError(f"unknown data kind {kind!r} (use 300w, wflw or csv68)")
 
 
-def _to_stderr(line: str) -> None:
-    import sys
-
-    print(line, file=sys.stderr)
-
-
 def load_all(specs: list[str], log=None) -> list[Sample]:
     """Every ``KIND=PATH`` in turn; an unusable one raises ``UsageError`` naming it. A bad label
     file or line inside one is skipped, each said through ``log`` as a ``skipped:`` line."""
@@ -227,7 +223,7 @@ def load_all(specs: list[str], log=None) -> list[Sample]:
         except (ValueError, OSError) as e:
             raise UsageError(str(e)) from None
     for line in skipped:
-        (log or _to_stderr)(f"skipped: {line}")
+        (log or to_stderr)(f"skipped: {line}")
     seen, unique = set(), []
     for s in samples:  # --data d --data d/helen: each face once
         key = (os.path.realpath(s.image), s.landmarks.tobytes())
@@ -235,5 +231,5 @@ def load_all(specs: list[str], log=None) -> list[Sample]:
             seen.add(key)
             unique.append(s)
     if len(unique) < len(samples):
-        (log or _to_stderr)(f"note: {len(samples) - len(unique)} face(s) given twice by --data are counted once")
+        (log or to_stderr)(f"note: {len(samples) - len(unique)} face(s) given twice by --data are counted once")
     return unique
