@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import labelmap
+from .. import align, labelmap
 from ..backends import ModelError
 from ..errors import FacemarkError
 from ..imageio import atomic_write, atomic_write_bytes, remove_stale_temps
@@ -110,8 +110,7 @@ class Trainer:
         else:
             cfg = {**DEFAULTS[opts.family], **opts.model}
             if opts.family == "hybrid" and "neighbors" not in cfg:
-                cal = json.loads((Path(__file__).parent.parent / "calibration.json").read_text())
-                cfg["neighbors"] = knn_neighbors(np.asarray(cal["mean98"]))
+                cfg["neighbors"] = knn_neighbors(align.TEMPLATES["mean98"])  # the shipped mean shape
             self.model = build_model(opts.family, cfg).to(self.dev)
         self.teacher = None  # dict of cached views: a, t, flip (geometry) and points (teacher labels)
         if self.dev.type == "cuda":
