@@ -20,11 +20,11 @@ def create(family: str, **config) -> nn.Module:
     return _CLASSES[family](**config)
 
 
-def options(family: str) -> list[str]:
-    """The keyword options ``create`` takes for this family (what ``--arch`` may set)."""
+def options(family: str) -> dict:
+    """The keyword options ``create`` takes for this family (what ``--arch`` may set), with their defaults."""
     import inspect
 
-    return [k for k in inspect.signature(_CLASSES[family].__init__).parameters if k != "self"]
+    return {k: p.default for k, p in inspect.signature(_CLASSES[family].__init__).parameters.items() if k != "self"}
 
 
 def normalize(crops: torch.Tensor) -> torch.Tensor:

@@ -474,11 +474,9 @@ class Trainer:
 
 def build_model(family: str, cfg: dict) -> torch.nn.Module:
     """``create`` with ``--arch`` values of the wrong kind or size named as such (ValueError)."""
-    import inspect
+    from ..models import options
 
-    from ..models import _CLASSES
-
-    defaults = {k: p.default for k, p in inspect.signature(_CLASSES[family].__init__).parameters.items()}
+    defaults = options(family)
     for k, v in cfg.items():  # text where the option is a number: said as such, not as Python's TypeError
         d = defaults.get(k)
         if isinstance(d, (int, float)) and not isinstance(d, bool) and isinstance(v, str):
