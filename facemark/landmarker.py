@@ -13,8 +13,8 @@ import numpy as np
 
 from . import align, labelmap
 from .backends import DEFAULT_MODEL, load_model, weights_label
-from .detector import (Detection, GivenBoxes, RetinaFace, YuNet, check_box, check_inside, check_points,
-                       face_as_detection)
+from .boxes import GivenBoxes, check_box, check_inside, check_points, face_as_detection
+from .detector import Detection, RetinaFace, YuNet
 from .imageio import MAX_PIXELS, as_bgr, read_image
 from .layouts import FLIP98, five_points
 from .results import Face

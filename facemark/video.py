@@ -471,7 +471,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
 
     from .annotate import draw
     from .errors import UsageError
-    from .detector import GivenBoxes
+    from .boxes import GivenBoxes
     from .track import Tracker
 
     if out_path is None and json_path is None:

@@ -114,7 +114,7 @@ def test_a_boxes_file_is_used_from_python_as_the_cli_uses_it(fl, photo, tmp_path
     """``detect_files(..., boxes=FILE)`` took the file only as a name for its messages: the
     detector's faces came back. A landmarker made with ``GivenBoxes`` finds an image's boxes by its
     path (``detect`` raised AttributeError); an array has no path, and is told so."""
-    from facemark.detector import GivenBoxes
+    from facemark.boxes import GivenBoxes
     from facemark.errors import UsageError
 
     cv2.imwrite(str(tmp_path / "a.jpg"), photo)
