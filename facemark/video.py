@@ -452,27 +452,14 @@ class VideoSummary:
     padded_to: tuple[int, int] | None = None  # the video's size, where an odd frame size was made even
 
 
-def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | None = None,
-                  json_path: str | os.PathLike | None = None, *,
-                  detect_every: int = 10, smooth: str = "one-euro", max_faces: int = 0, fps: float | None = None,
-                  min_cutoff: float | None = None, beta: float | None = None, log=print, progress=None,
-                  keep_ignoring: bool = False) -> VideoSummary:
-    """Track, smooth and draw landmarks on every frame of ``source``; write the annotated video
-    and/or JSON lines atomically (renamed into place when done, temp files removed otherwise).
+def _checked_request(source, fl, out_path, json_path, detect_every, smooth, max_faces, fps, min_cutoff, beta):
+    """``process_video``'s arguments checked, each wrong one a ``UsageError`` in one line before
+    anything is opened: (source, video path, JSON path, JSON stream: "-", a pipe's name or None)."""
+    import math
+    import numbers
 
-    Ctrl-C or SIGTERM finishes the current frame and keeps what was done (``interrupted=True``); a
-    second one stops at once, still closing the outputs. ``keep_ignoring`` (the CLI, which exits
-    next) leaves further signals ignored after an interrupt, so a late one cannot cut the exit short. Raises ``UsageError``/``VideoError`` for requests that
-    cannot work, before any frame is decoded.
-    """
-    import signal
-    import threading
-    import time
-
-    from .annotate import draw
-    from .errors import UsageError
     from .boxes import GivenBoxes
-    from .track import Tracker
+    from .errors import UsageError
 
     if out_path is None and json_path is None:
         raise UsageError("give --out VIDEO and/or --json FILE.jsonl (or --json - for stdout)")
@@ -496,8 +483,6 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
         raise UsageError("standard output is closed: give --json FILE")
     if smooth not in ("one-euro", "none"):
         raise UsageError(f"--smooth must be one-euro or none, not {smooth!r}")
-    import math
-    import numbers
 
     def whole(v) -> bool:
         return isinstance(v, numbers.Integral) and not isinstance(v, bool)
@@ -535,6 +520,33 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
         raise UsageError(f"{e.filename or p}: {e.strerror or e}") from None
     if out_path is not None and out_path.suffix.lower() not in FOURCC:
         raise UsageError(f"--out {out_path}: use one of {', '.join(sorted(FOURCC))}")
+    return source, out_path, json_path, stream
+
+
+def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | None = None,
+                  json_path: str | os.PathLike | None = None, *,
+                  detect_every: int = 10, smooth: str = "one-euro", max_faces: int = 0, fps: float | None = None,
+                  min_cutoff: float | None = None, beta: float | None = None, log=print, progress=None,
+                  keep_ignoring: bool = False) -> VideoSummary:
+    """Track, smooth and draw landmarks on every frame of ``source``; write the annotated video
+    and/or JSON lines atomically (renamed into place when done, temp files removed otherwise).
+
+    Ctrl-C or SIGTERM finishes the current frame and keeps what was done (``interrupted=True``); a
+    second one stops at once, still closing the outputs. ``keep_ignoring`` (the CLI, which exits
+    next) leaves further signals ignored after an interrupt, so a late one cannot cut the exit short. Raises ``UsageError``/``VideoError`` for requests that
+    cannot work, before any frame is decoded.
+    """
+    import signal
+    import threading
+    import time
+
+    from .annotate import draw
+    from .errors import UsageError
+    from .track import Tracker
+
+    source, out_path, json_path, stream = _checked_request(source, fl, out_path, json_path, detect_every, smooth,
+                                                          max_faces, fps, min_cutoff, beta)
+    outputs = [p for p in (out_path, json_path) if p is not None]
     src = open_source(source, fps)
     frames = {os.path.realpath(f) for f in (src._files or [])}  # (realpath: a link loop among them is no crash)
     for p in outputs:
@@ -558,7 +570,6 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     made = [q for p in outputs for q in _missing_folders(p.parent)]  # removed again if nothing is written
     set_aside: list[str] = []
     video_written: Path | None = None
-    padded_to = None
     reader_gone = False
     done = 0
     start = time.perf_counter()
@@ -612,18 +623,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                 w.finish()
         except OSError as e:
             raise VideoWriteError(f"cannot finish writing the output: {e.strerror or e}; nothing was kept") from None
-        try:
-            while writers:
-                w = writers[0]
-                if stop["asked"] and w.path is not None and os.path.lexists(w.path):  # an earlier complete output stays
-                    w.path = set_aside_name(w.path)
-                    set_aside.append(str(w.path))
-                w.publish()
-                if isinstance(w, AtomicVideoWriter):
-                    video_written, padded_to = w.path, (w.size if any(w.pad) else None)
-                writers.pop(0)
-        except OSError as e:
-            raise VideoWriteError(f"cannot rename {writers[0].path.name} into place: {e.strerror or e}") from None
+        video_written, padded_to = _publish(writers, set_aside if stop["asked"] else None)
     finally:
         for w in writers:  # not committed: an error, or no frame at all
             w.abort()
@@ -647,6 +647,27 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     lost = max(0, src.decode_errors + max(0, missing) - src.empty)  # (whether OpenCV passes over empty chunks or fails on them)
     return VideoSummary(done, elapsed, tracker.next_id, lost, bool(stop["asked"]), audio, had,
                         src.resized, tuple(set_aside), padded_to)
+
+
+def _publish(writers: list, set_aside: list[str] | None) -> tuple[Path | None, tuple | None]:
+    """Rename each finished output into place, taking it off ``writers`` (what is left there is
+    aborted by the caller). After an interrupt (``set_aside`` a list) an earlier complete output of
+    that name stays, and the new one goes beside it (its name added to ``set_aside``). Returns the
+    video's path and the size it was padded to (None where not padded)."""
+    video, padded = None, None
+    try:
+        while writers:
+            w = writers[0]
+            if set_aside is not None and w.path is not None and os.path.lexists(w.path):
+                w.path = set_aside_name(w.path)
+                set_aside.append(str(w.path))
+            w.publish()
+            if isinstance(w, AtomicVideoWriter):
+                video, padded = w.path, (w.size if any(w.pad) else None)
+            writers.pop(0)
+    except OSError as e:
+        raise VideoWriteError(f"cannot rename {writers[0].path.name} into place: {e.strerror or e}") from None
+    return video, padded
 
 
 MAX_FILL_SECONDS = 60.0  # a longer gap between two frames is taken as a jump in the timestamps, not filled
