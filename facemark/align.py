@@ -149,7 +149,8 @@ def rescale(points, scale, offset=(0.0, 0.0)) -> np.ndarray:
     """Points (..., 2) of an image resized by 1/``scale`` (x and y) back to the original's pixels,
     then moved by ``offset``: pixel centres at integers on both sides, as ``cv2.resize`` maps them
     (so a plain multiply would be off by half a pixel times the scale)."""
-    return (np.asarray(points, np.float64) + 0.5) * np.asarray(scale, np.float64) - 0.5 + np.asarray(offset, np.float64)
+    # (The points' own dtype until the multiply: a detector's float32 outputs round as they always did.)
+    return (np.asarray(points) + 0.5) * np.asarray(scale, np.float64) - 0.5 + np.asarray(offset, np.float64)
 
 
 def scale_of(m: np.ndarray) -> float:

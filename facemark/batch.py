@@ -289,9 +289,9 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
         outcomes.append(Outcome(k, False, msg, payload=row(str(im.path), None, None, fl.model_name, error=msg)))
 
     for k, im, name, image, read_at in loaded:
-        if job.fmt == "parquet" and utf8_name(str(im.path)) is None:
-            failed(k, im, f"{shown_name(str(im.path))}: its name is not valid UTF-8, which Parquet cannot hold; "
-                          f"rename it, or use --format jsonl")
+        if job.fmt in ("jsonl", "parquet") and utf8_name(str(im.path)) is None:  # (a shard's readers need UTF-8)
+            failed(k, im, f"{shown_name(str(im.path))}: its name is not valid UTF-8, which a shard row cannot hold "
+                          f"(pandas and pyarrow refuse the whole shard); rename it, or use --format json")
             continue
         try:
             if isinstance(image, Exception):

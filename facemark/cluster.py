@@ -20,6 +20,7 @@ from typing import Callable
 
 from . import DEFAULT_MODEL
 from .errors import FacemarkError, UsageError
+from .imageio import missing_folders
 from .inputs import is_image_name
 from .quiet import to_stderr
 
@@ -70,11 +71,13 @@ def list_inputs(inputs: list[str], log: Callable[[str], None] = to_stderr,
                          f"{'/'.join(sorted(s for s in schemes if s))}:// inputs in separate runs")
     scheme = schemes.pop() if schemes else ""
     if not scheme:
-        from .inputs import duplicates_note, expand
+        from .inputs import duplicates_note, expand, shown_name, utf8_name
 
         local = [a[len("file://"):] if a.lower().startswith("file://") else a for a in inputs]
         duplicates: list = []
         images, problems = expand(local, duplicates=duplicates)
+        if not images and len(problems) == 1:
+            raise UsageError(problems[0])  # the one reason, in one line (as without --ray)
         if duplicates:
             log(duplicates_note(duplicates))
         for m in problems:
@@ -88,6 +91,9 @@ def list_inputs(inputs: list[str], log: Callable[[str], None] = to_stderr,
                 why = f"{im.path}: a broken symbolic link (its target is missing, or it links to itself)"
             elif "\n" in str(im.path):
                 why = f"{str(im.path)!r}: a line break in the name, which Ray's file listing cannot read"
+            elif utf8_name(str(im.path)) is None:
+                why = (f"{shown_name(str(im.path))}: its name is not valid UTF-8, which a Parquet row cannot hold; "
+                       f"rename it, or run it without --ray (--format json)")
             else:
                 try:
                     check_regular_file(im.path)  # a FIFO would block a read task forever
@@ -97,7 +103,7 @@ def list_inputs(inputs: list[str], log: Callable[[str], None] = to_stderr,
                 log(f"failed: {why}")
                 unreadable.append(str(im.path))
                 if failed is not None:
-                    failed.append((os.path.abspath(im.path), why))
+                    failed.append((shown_name(os.path.abspath(im.path)), why))
         gone = set(unreadable)
         return [os.path.abspath(im.path) for im in images if str(im.path) not in gone], ""
     from pyarrow import fs as pafs
@@ -253,6 +259,23 @@ def _init(ray, address: str | None) -> bool:
     run should disconnect)."""
     if ray.is_initialized():
         return False
+    import signal
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()
+    polite = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        _connect(ray, address)
+    finally:
+        # Ray's core worker puts its crash handler on SIGTERM, which prints a native stack and
+        # kills the process: a scheduler's polite stop (SLURM, Kubernetes) read as a crash. The
+        # handler before it (the CLI's: stop as Ctrl-C does, exit 130) is put back.
+        if main and polite is not None:
+            signal.signal(signal.SIGTERM, polite)
+    return True
+
+
+def _connect(ray, address: str | None) -> None:
     if address:
         _check_reachable(address)
         from .quiet import quiet_stderr
@@ -270,7 +293,6 @@ def _init(ray, address: str | None) -> bool:
 
         cpus = cpu_cores()
         ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level="ERROR")
-    return True
 
 
 def pool_size(ray, device: str, actors: int | None) -> tuple[int, float, float]:
@@ -375,7 +397,22 @@ def run_ray(inputs: list[str], out_dir: str, address: str | None = None, model: 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a directory")
+    made = missing_folders(out)
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run(ray, inputs, out, address, model, device, threshold, min_face, batch_size, actors, rows_per_shard,
+                    log, t0)
+    except BaseException:  # a usage error, a head nobody answers on, Ctrl-C: no empty --out left behind
+        for q in made:
+            try:
+                q.rmdir()  # (only where still empty)
+            except OSError:
+                pass
+        raise
+
+
+def _run(ray, inputs, out: Path, address, model, device, threshold, min_face, batch_size, actors, rows_per_shard,
+         log, t0) -> dict:
     unreadable: list[str] = []
     failed: list[tuple[str, str]] = []
     paths, scheme = list_inputs(inputs, log, unreadable, failed)

@@ -413,6 +413,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def missing_folders(folder: Path) -> list[Path]:
+    """The folders that writing into ``folder`` will make, deepest first (removed again, where
+    still empty, by a run that ends before writing anything)."""
+    out = []
+    while not folder.exists() and folder != folder.parent:
+        out.append(folder)
+        folder = folder.parent
+    return out
+
+
 def current_umask() -> int:
     """The process's umask, read without setting it where the system tells it (Linux): setting it
     to read it, even for an instant, gave files other threads made then every permission."""

@@ -126,17 +126,19 @@ class ShardWriter:
         from .imageio import atomic_write
 
         def write(tmp: str) -> None:
+            from .inputs import shown_name, utf8_name  # (not at the top: the CLI imports this module to start)
+
+            # Every path as UTF-8 (a name that is not is an error row, written as \xNN): one lone
+            # surrogate made pandas and pyarrow refuse a whole JSON-lines shard.
+            rows = [r if utf8_name(r["path"]) is not None else {**r, "path": shown_name(r["path"])} for r in self.rows]
             if self.fmt == "jsonl":
-                with open(tmp, "w") as f:
-                    for r in self.rows:
+                with open(tmp, "w", encoding="utf-8") as f:
+                    for r in rows:
                         f.write(json.dumps(r, allow_nan=False) + "\n")
             else:
                 import pyarrow as pa
                 import pyarrow.parquet as pq
 
-                from .inputs import shown_name, utf8_name  # (not at the top: the CLI imports this module to start)
-
-                rows = [r if utf8_name(r["path"]) is not None else {**r, "path": shown_name(r["path"])} for r in self.rows]
                 pq.write_table(pa.Table.from_pylist(rows, schema=arrow_schema()), tmp)
 
         atomic_write(path, write)

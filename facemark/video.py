@@ -17,8 +17,8 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from .imageio import (IMAGE_EXTS, ImageError, make_temp, output_target, publish, quiet_stderr, read_image,
-                      remove_stale_temps, write_whole)
+from .imageio import (IMAGE_EXTS, ImageError, make_temp, missing_folders, output_target, publish, quiet_stderr,
+                      read_image, remove_stale_temps, write_whole)
 from .inputs import shown_name, utf8_name
 from .align import rescale
 from .results import Face
@@ -300,15 +300,6 @@ def _is_stream(path: str) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
 
 
-def _missing_folders(folder: Path) -> list[Path]:
-    """The folders that writing into ``folder`` will make, deepest first."""
-    out = []
-    while not folder.exists() and folder != folder.parent:
-        out.append(folder)
-        folder = folder.parent
-    return out
-
-
 def set_aside_name(path: Path) -> Path:
     """Where an interrupted run's output goes when a complete one is at ``path``: NAME.partial.EXT,
     or NAME.partial-2.EXT and on where that is taken. Never a file that is there: it may be the
@@ -567,7 +558,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     signals = [signal.SIGINT, signal.SIGTERM] if main_thread else []
     previous = {sig: signal.signal(sig, on_signal) for sig in signals}  # before any temp file exists
     writers: list = []
-    made = [q for p in outputs for q in _missing_folders(p.parent)]  # removed again if nothing is written
+    made = [q for p in outputs for q in missing_folders(p.parent)]  # removed again if nothing is written
     set_aside: list[str] = []
     video_written: Path | None = None
     reader_gone = False

@@ -1118,10 +1118,15 @@ def test_python_warnings_as_errors_do_not_end_a_run(face, tmp_path):
     assert (tmp_path / "o" / "good.jpg.json").is_file() and (tmp_path / "o" / "cast.png.json").is_file()
 
 
-def test_a_name_that_is_not_utf8_fails_alone_in_parquet(face, tmp_path):
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_a_name_that_is_not_utf8_fails_alone_in_a_shard(face, tmp_path, fmt):
     """Parquet strings are UTF-8: one file name with other bytes crashed the shard write and lost
-    every row, run after run. It is now that image's failure, named; the others are written."""
-    pytest.importorskip("pyarrow")
+    every row, run after run; in JSON lines it was a lone surrogate, for which pandas and pyarrow
+    refuse the whole shard. It is now that image's failure, named; the others are written and
+    standard readers read them. One JSON file per image holds such a name."""
+    pa_json = pytest.importorskip("pyarrow.json")
+    import pyarrow.parquet as pq
+
     from facemark.results import read
 
     src = tmp_path / "in"
@@ -1129,12 +1134,15 @@ def test_a_name_that_is_not_utf8_fails_alone_in_parquet(face, tmp_path):
     cv2.imwrite(str(src / "ok.jpg"), face)
     with open(os.fsencode(src) + b"/bad\xff.jpg", "wb") as f:  # (cv2.imwrite crashes on such a name)
         f.write(cv2.imencode(".jpg", face)[1].tobytes())
-    r = fm("detect", "in", "--out", "o", "--format", "parquet", *MODEL, cwd=tmp_path)
+    r = fm("detect", "in", "--out", "o", "--format", fmt, *MODEL, cwd=tmp_path)
     assert r.returncode == 1 and "Traceback" not in r.stderr and "not valid UTF-8" in r.stderr, r.stderr
     rows = {row["path"]: row for row in read(tmp_path / "o")}
     assert rows["in/ok.jpg"]["error"] is None and len(rows["in/ok.jpg"]["faces"]) == 1
     assert rows["in/bad\\xff.jpg"]["error"] is not None
-    r = fm("detect", "in", "--out", "o", "--format", "jsonl", *MODEL, cwd=tmp_path)  # JSON lines hold it
+    (shard,) = (tmp_path / "o").glob(f"*.{fmt}")
+    table = pq.read_table(shard) if fmt == "parquet" else pa_json.read_json(shard)
+    assert sorted(table.column("path").to_pylist()) == ["in/bad\\xff.jpg", "in/ok.jpg"]
+    r = fm("detect", "in", "--out", "j", *MODEL, cwd=tmp_path)  # one file per image holds it
     assert r.returncode == 0, r.stderr
 
 

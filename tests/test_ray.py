@@ -184,6 +184,10 @@ def test_bad_options_stop_before_ray_starts(folder, tmp_path):
         with pytest.raises(UsageError):
             cluster.run_ray([str(folder)], str(tmp_path / "out"), **kw)
     assert not (tmp_path / "out").exists()  # refused before anything was touched
+    said = []
+    with pytest.raises(UsageError, match="nonexistent: no such file"):  # one line, not that and "no images"
+        cluster.run_ray([str(tmp_path / "nonexistent")], str(tmp_path / "out" / "deeper"), log=said.append)
+    assert said == [] and not (tmp_path / "out").exists()
 
 
 def test_cli_ray_option_matches_the_single_process_run(folder, expected, tmp_path):
@@ -218,6 +222,30 @@ def test_an_address_nobody_answers_on_is_one_line(tmp_path, face_image):
         r = subprocess.run([sys.executable, "-m", "facemark", "detect", "a.jpg", "--out", "o", "--ray", address],
                            cwd=tmp_path, capture_output=True, text=True, timeout=120)  # (Ray would retry for minutes)
         assert r.returncode == 2 and want in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert not (tmp_path / "o").exists()  # (it was made, and left empty)
+
+
+def test_a_polite_sigterm_stops_a_ray_run_as_ctrl_c_does():
+    """Ray's core worker put its crash handler on SIGTERM: a scheduler's stop printed a native
+    stack and killed the driver (status -15 or 134) instead of facemark's exit 130. The handler in
+    place before Ray started is put back."""
+    import subprocess
+
+    script = ("import os, signal\n"
+              "from facemark import cluster\n"
+              "def polite(signum, frame): raise KeyboardInterrupt\n"
+              "signal.signal(signal.SIGTERM, polite)\n"
+              "import ray\n"
+              "assert cluster._init(ray, None)  # (a private local Ray)\n"
+              "try:\n"
+              "    os.kill(os.getpid(), signal.SIGTERM)\n"
+              "    signal.pthread_sigmask(signal.SIG_BLOCK, [])  # (a bytecode boundary: the handler runs)\n"
+              "except KeyboardInterrupt:\n"
+              "    print('stopped politely')\n"
+              "finally:\n"
+              "    ray.shutdown()\n")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0 and "stopped politely" in r.stdout and "SIGTERM received" not in r.stderr, r.stderr[-2000:]
 
 
 def test_links_that_lead_nowhere_are_left_out_of_the_ray_listing(tmp_path, face_image):
@@ -235,8 +263,9 @@ def test_links_that_lead_nowhere_are_left_out_of_the_ray_listing(tmp_path, face_
 
 
 def test_files_ray_cannot_read_are_rows_with_their_error_not_a_failed_job(local_ray, tmp_path, face_image):
-    """A FIFO named like an image blocked or ended the whole job, and a link that leads nowhere was
-    said but left no row: every bad file is a row with its error, as without --ray."""
+    """A FIFO named like an image blocked or ended the whole job, a name that is not UTF-8 ended it,
+    and a link that leads nowhere was said but left no row: every bad file is a row with its error,
+    as without --ray."""
     import cv2
 
     from facemark.results import read
@@ -246,13 +275,16 @@ def test_files_ray_cannot_read_are_rows_with_their_error_not_a_failed_job(local_
     cv2.imwrite(str(src / "good.jpg"), face_image)
     os.mkfifo(src / "pipe.jpg")
     os.symlink("gone.jpg", src / "dangling.jpg")
+    with open(os.fsencode(src) + b"/caf\xe9.jpg", "wb") as f:  # a Latin-1 name: it ended the job, run after run
+        f.write(cv2.imencode(".jpg", face_image)[1].tobytes())
     said = []
     s = cluster.run_ray([str(src)], str(tmp_path / "o"), model="direct", log=said.append)
     rows = {os.path.basename(r["path"]): r for r in read(tmp_path / "o")}
-    assert sorted(rows) == ["dangling.jpg", "good.jpg", "pipe.jpg"], rows.keys()
+    assert sorted(rows) == ["caf\\xe9.jpg", "dangling.jpg", "good.jpg", "pipe.jpg"], rows.keys()
     assert rows["good.jpg"]["error"] is None and len(rows["good.jpg"]["faces"]) == 1
     assert "not a regular file" in rows["pipe.jpg"]["error"] and "broken symbolic link" in rows["dangling.jpg"]["error"]
-    assert s["failed"] == 2 and sum(line.startswith("failed:") for line in said) == 2, said
+    assert "not valid UTF-8" in rows["caf\\xe9.jpg"]["error"]
+    assert s["failed"] == 3 and sum(line.startswith("failed:") for line in said) == 3, said
 
 
 def test_an_input_that_vanishes_while_ray_lists_it_is_one_line(local_ray, folder, tmp_path, monkeypatch):
