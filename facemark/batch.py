@@ -47,8 +47,9 @@ class BatchSummary:
     no_face: int = 0  # images processed with no face found
     no_face_shrunk: int = 0  # of those, images shrunk for detection (small faces there go unseen)
     written: int = 0  # images whose outputs were written (or printed)
-    skipped: int = 0  # images already done by an earlier run (resume)
+    skipped: int = 0  # images already done by an earlier run (resume), or by an interrupted --redo
     out_dir: Path | None = None
+    redo_continued: bool = False  # skipped ones were done by an interrupted --redo this run continued
 
 
 @dataclass
@@ -374,18 +375,19 @@ def _changed_after(path: Path, written_ns: int, now: float) -> bool:
     return stamp is None or stamp > written_ns
 
 
-def done_already(plan: Plan, fmt: str, out_dir: Path | None, annotate: bool, model: str) -> set[int]:
+def done_already(plan: Plan, fmt: str, out_dir: Path | None, annotate: bool, model: str,
+                 since_ns: int = 0) -> set[int]:
     """Images whose outputs are complete from an earlier run of the same command with the same
     model: files renamed into place, or error-free rows in a finished shard, written after the
-    input last changed. A half-written output never exists, so never counts; a failed image is
-    tried again."""
+    input last changed (and after ``since_ns``: an interrupted ``--redo``'s start). A half-written
+    output never exists, so never counts; a failed image is tried again."""
     if out_dir is None or not out_dir.is_dir():
         return set()
 
     now = time.time()
 
     def changed_since(im: InputImage, written_ns: int) -> bool:
-        return _changed_after(im.path, written_ns, now)
+        return written_ns <= since_ns or _changed_after(im.path, written_ns, now)
 
     if fmt == "json":
         done = set()
@@ -469,6 +471,37 @@ def _with_boxes(fl: FaceLandmarker, boxes: Path | str) -> FaceLandmarker:
     return fl
 
 
+REDO_MARK = ".facemark-redo"  # in --out while a --redo runs: what it has redone is not redone again
+
+
+def _redo_started(out_dir: Path, model: str, fmt: str, log: Callable[[str], None]) -> int | None:
+    """A ``--redo`` that an earlier one of the same weights and format began and did not finish
+    (Ctrl-C, a crash) is continued: outputs written since it started are kept, so the same
+    command goes on, as a resumed run does. Returns that start (ns; None when starting afresh,
+    which is recorded for a later run to continue)."""
+    mark = out_dir / REDO_MARK
+    try:
+        before = json.loads(mark.read_text())
+        if before.get("model") == model and before.get("format") == fmt and isinstance(before.get("started_ns"), int):
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(before["started_ns"] / 1e9))
+            log(f"note: continuing the --redo begun at {when} that did not finish: what it redid is kept")
+            # Redone: a file stamped after the mark (by the file system's own clock, as outputs
+            # are; one stamped in the same tick is redone again, which is harmless), or a shard
+            # row of a run that started after it (dated as the mark is).
+            return mark.stat().st_mtime_ns if fmt == "json" else before["started_ns"] - 1
+    except (OSError, ValueError, AttributeError):  # none, or not ours: start afresh
+        pass
+    from .imageio import atomic_write_bytes
+    from .shards import CLOCK_SLACK
+
+    started = time.time_ns() - int(CLOCK_SLACK * 1e9)  # (as shards' run names date their rows)
+    try:
+        atomic_write_bytes(mark, json.dumps({"model": model, "format": fmt, "started_ns": started}).encode())
+    except OSError as e:
+        raise UsageError(f"--out {out_dir} cannot be written: {e.strerror or e}") from None
+    return None
+
+
 def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path | None = None, annotate: bool = False,
                  boxes: Path | str | None = None, batch_images: int = 16, log: Callable[[str], None] = to_stderr,
                  progress: Callable[[int], None] | None = None, stdout=None, style: str = "contours",
@@ -515,13 +548,17 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise UsageError(f"--out {out_dir} cannot be made: {e.strerror or e}") from None
+    redo = _redo_started(out_dir, fl.model_name, fmt, log) if not resume and out_dir is not None else None
     shards = ShardWriter(out_dir, fmt, rows_per_shard) if fmt != "json" else None
     s = BatchSummary(images=len(plan.images), missing=len(plan.missing), failures=len(plan.missing), out_dir=out_dir)
     if out_dir is not None:  # what a killed run left half-written, before anything new is written
         for folder in {out_dir, *((out_dir / n).parent for n in plan.names)}:
             remove_stale_temps(folder)
-    skip = done_already(plan, fmt, out_dir, plan.annotate, fl.model_name) if resume else set()
-    s.skipped = len(skip)
+    if resume or redo:
+        skip = done_already(plan, fmt, out_dir, plan.annotate, fl.model_name, redo or 0)
+    else:
+        skip = set()
+    s.skipped, s.redo_continued = len(skip), bool(redo)
     protected = [im.path for im in plan.images] + ([Path(boxes)] if boxes else [])  # never overwritten
     job = Job(out_dir, plan.annotate, fmt if out_dir is not None else "stdout", str(boxes) if boxes else None, style,
               show_box, show_score, frozenset(os.path.realpath(p) for p in protected))
@@ -590,6 +627,11 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                 shards.flush()  # the rows done so far: a complete shard, found by the next run
             except OSError as e:
                 raise shard_error(e) from None
+    if not resume and out_dir is not None:  # the --redo is complete: the next one starts over
+        try:
+            (out_dir / REDO_MARK).unlink()
+        except OSError:
+            pass
     if s.no_face_shrunk:
         log(f"note: {s.no_face_shrunk} image(s) with no face were searched shrunk to {fl.detector.max_side} px on the "
             f"long side, where faces under 1/16 of it go unseen; --min-face 40 (pixels) finds smaller ones, more slowly")
@@ -654,7 +696,8 @@ def summary_line(s: BatchSummary) -> str:
     where = f"outputs in {s.out_dir}" if s.out_dir is not None else "JSON on stdout"
     parts = [f"{s.written} of {s.images} image(s) done", f"{s.faces} face(s)"]
     if s.skipped:  # a resumed run: what was there first, then what this run added (and found)
-        parts[0] = f"{s.skipped} of {s.images} image(s) already done (skipped; --redo recomputes), {s.written} more done"
+        again = "redone by the interrupted --redo" if s.redo_continued else "done (skipped; --redo recomputes)"
+        parts[0] = f"{s.skipped} of {s.images} image(s) already {again}, {s.written} more done"
         parts[1] = f"{s.faces} face(s) in those"
     if s.no_face:
         parts.append(f"{s.no_face} image(s) with no face")

@@ -312,7 +312,8 @@ def detect(
             summary = detect_files(plan, fl, **options)
     except KeyboardInterrupt:
         _ignore_signals()
-        exit_interrupted("interrupted: outputs written so far are complete")
+        goes_on = "" if out_dir is None else "; the same command continues" + (" the --redo" if redo else "")
+        exit_interrupted(f"interrupted: outputs written so far are complete{goes_on}")
     except (OutputError, WorkerDied) as e:
         fail(str(e), 1)
     except UsageError as e:  # found while the run starts (an --out that cannot be made after all): nothing done

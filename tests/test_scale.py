@@ -292,7 +292,8 @@ def test_ctrl_c_stops_even_a_frozen_worker(folder):
             _, stderr = p.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             pytest.fail(stacks_of(p, frozen))
-        assert p.returncode == 130 and stderr.strip().splitlines() == ["interrupted: outputs written so far are complete"]
+        assert p.returncode == 130 and stderr.strip().splitlines() == [
+            "interrupted: outputs written so far are complete; the same command continues"]
         time.sleep(0.5)
         assert [pid for pid in frozen if alive(pid)] == []
     finally:  # a failed run must not leave a stopped worker behind
@@ -688,3 +689,42 @@ def test_two_runs_of_one_process_within_a_second_keep_both_shards(tmp_path):
         w.add(row(name, 10, 10, "direct"))
         w.flush()
     assert sorted(r["path"] for r in read(tmp_path)) == ["a.jpg", "b.jpg"]
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_an_interrupted_redo_continues_with_the_same_command(folder, tmp_path, fmt):
+    """``--redo`` stopped part-way could only start over (with --redo) or keep the old outputs
+    (without): the same command now goes on, keeping what it had redone; once complete, the
+    next --redo starts over."""
+    import shutil
+
+    from facemark import FaceLandmarker
+    from facemark.batch import detect_files
+
+    src = tmp_path / "in"
+    shutil.copytree(folder / "in" / "b", src)  # 30 photos
+    out = tmp_path / "o"
+    fl = FaceLandmarker(model="direct")
+    said = []
+    assert detect_files([str(src)], fl, out_dir=out, fmt=fmt, log=said.append).written == 30  # the earlier outputs
+    done = []
+
+    def stop_after_two_chunks(n):
+        done.append(n)
+        if len(done) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # the --redo, stopped after 2 chunks of 4
+        detect_files([str(src)], fl, out_dir=out, fmt=fmt, resume=False, batch_images=4, log=said.append,
+                     progress=stop_after_two_chunks)
+    s = detect_files([str(src)], fl, out_dir=out, fmt=fmt, resume=False, batch_images=4, log=said.append)
+    assert (s.skipped, s.written) == (8, 22) and any("continuing the --redo" in x for x in said), said
+    s = detect_files([str(src)], fl, out_dir=out, fmt=fmt, resume=False, log=said.append)
+    assert (s.skipped, s.written) == (0, 30)  # the last one finished: a new --redo does them all
+    assert [r["path"] for r in read_rows(out)] == sorted(str(p) for p in src.glob("*.jpg"))
+
+
+def read_rows(out):
+    from facemark.results import read
+
+    return sorted(read(out), key=lambda r: r["path"])
