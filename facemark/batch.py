@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 from .annotate import STYLES, draw
-from .boxes import BoxError, GivenBoxes, check_inside
+from .boxes import BoxError, GivenBoxes, check_inside, read_boxes
 from .detector import RetinaFace
 from .errors import OutputError, StopRun, UsageError, no_files_left
 from .imageio import (IMAGE_EXTS, ImageError, alpha_as_shown, atomic_write, encode_image, read_image,
@@ -451,16 +451,6 @@ def _one_signal_waits():
             signal.raise_signal(sig)  # (now handled as it would have been)
 
 
-def read_boxes(path: Path | str) -> GivenBoxes:
-    """A ``--boxes`` file, or ``UsageError`` in one line saying what is wrong with it."""
-    try:
-        return GivenBoxes.from_file(path)
-    except FileNotFoundError:
-        raise UsageError(f"boxes file not found: {path}") from None
-    except (ValueError, KeyError, TypeError, RecursionError, OSError) as e:  # (JSON errors are ValueErrors)
-        raise UsageError(f"bad boxes file {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-
-
 def _with_boxes(fl: FaceLandmarker, boxes: Path | str) -> FaceLandmarker:
     """``fl`` with the boxes of a file in place of its detector: the same models, not loaded again."""
     import copy
@@ -537,7 +527,8 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
         workers = None  # decided below, once the images left to do are known
     elif isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise UsageError(f"--workers must be a positive integer or 'auto', not {workers!r}")
-    if boxes is not None and not isinstance(fl.detector, GivenBoxes):  # (the CLI's landmarker has them already)
+    has = fl.detector.source if isinstance(fl.detector, GivenBoxes) else None
+    if boxes is not None and has != os.path.realpath(boxes):  # (the CLI's landmarker has read them already)
         fl = _with_boxes(fl, boxes)
     plan = inputs if isinstance(inputs, Plan) else plan_inputs(inputs, out_dir, annotate, batch_images, log)
     out_dir = plan.out_dir

@@ -51,8 +51,10 @@ def check_box(b, where: str = "box") -> np.ndarray:
 def check_points(p, where: str = "points", box=None) -> np.ndarray:
     """Five (x, y) keypoints (eyes, nose, mouth corners) as a (5, 2) array, or ``BoxError`` saying
     why. Points that are not finite stand for none (the face is cropped from its box). With the
-    face's ``box``, each point must lie within a box side of it: points in other units (0-1, or
-    from the box's corner, as some detectors give them) would crop somewhere else entirely."""
+    face's ``box``, each point must lie within a box side of it, their centre inside it and their
+    spread a tenth of its side or more (a box that does not hold the face's middle is not its
+    box, whatever the detector's convention): points in other units
+    (0-1, or from the box's corner, as some detectors give them) would crop somewhere else entirely."""
     try:
         arr = np.asarray(p, np.float64)
     except (TypeError, ValueError, OverflowError):
@@ -63,9 +65,10 @@ def check_points(p, where: str = "points", box=None) -> np.ndarray:
         raise BoxError(f"{where} has an absurdly large number")
     if box is not None and np.isfinite(arr).all():
         x1, y1, x2, y2 = np.asarray(box, np.float64)[:4]
-        side = max(x2 - x1, y2 - y1)
-        if (arr < [x1 - side, y1 - side]).any() or (arr > [x2 + side, y2 + side]).any():
-            raise BoxError(f"{where} lie far outside their box {np.round([x1, y1, x2, y2], 1).tolist()} (points in "
+        side, centre = max(x2 - x1, y2 - y1), arr.mean(0)
+        if (arr < [x1 - side, y1 - side]).any() or (arr > [x2 + side, y2 + side]).any() or not spread_out(arr, box) \
+                or not (x1 <= centre[0] <= x2 and y1 <= centre[1] <= y2):
+            raise BoxError(f"{where} do not lie on their box {np.round([x1, y1, x2, y2], 1).tolist()} (points in "
                            f"image pixels are needed, not 0-1 or from the box's corner)")
     return arr
 
@@ -100,13 +103,37 @@ def _given_face(f):
         return box
     from .layouts import five_points
 
-    return {"box": box, "points": five_points(pts).tolist()}
+    five = five_points(pts)
+    if not spread_out(five, box):  # a model's points collapsed together (an untrained one's): the box alone
+        return box
+    return {"box": box, "points": five.tolist()}
+
+
+def spread_out(points: np.ndarray, box) -> bool:
+    """Whether five points span a tenth of their box's side or more: fewer are no face's eyes,
+    nose and mouth (0-1 units, or a model's points collapsed together)."""
+    try:
+        x1, y1, x2, y2 = np.asarray(box, np.float64)[:4]
+    except (TypeError, ValueError):
+        return True  # (a bad box: check_box says so)
+    return bool(np.ptp(np.asarray(points, np.float64), 0).max() >= 0.1 * max(x2 - x1, y2 - y1))
+
+
+def _detection(b, where: str) -> Detection:
+    """One entry of a boxes file: a box (``[x1, y1, x2, y2(, score)]``), or a face of facemark's own
+    output as ``_given_face`` made it (its box and its eyes, nose and mouth)."""
+    if isinstance(b, dict) and "points" in b:
+        arr = check_box(b["box"], where)
+        return Detection(arr[:4].copy(), float(arr[4]), check_points(b["points"], f"{where}: its points", arr),
+                         "landmarks98")
+    arr = check_box(b, where)
+    return Detection(arr[:4].copy(), float(arr[4]))
 
 
 def face_as_detection(f: dict, where: str = "face") -> Detection:
     """A face of a facemark output (a dict of ``read``'s rows) as a detection: its box and score,
     and its five points where it has its 98; ``BoxError`` saying what is wrong otherwise."""
-    return GivenBoxes._detection(_given_face(f), where)
+    return _detection(_given_face(f), where)
 
 
 @dataclass
@@ -117,6 +144,7 @@ class GivenBoxes:
 
     boxes: dict[str, object]
     name: str = "boxes"
+    source: str | None = None  # the file read (from_file): a run given the same file keeps these
     _real: dict | None = field(default=None, init=False, repr=False)  # real path -> entry, built when needed
 
     @classmethod
@@ -162,16 +190,7 @@ class GivenBoxes:
             data = out
         if not isinstance(data, dict):
             raise ValueError("boxes file must map image names to lists of [x1, y1, x2, y2]")
-        return cls({str(k): v for k, v in data.items()})
-
-    @staticmethod
-    def _detection(b, where: str) -> Detection:
-        if isinstance(b, dict) and "points" in b:  # a face of facemark's own output: its eyes, nose, mouth
-            arr = check_box(b["box"], where)
-            return Detection(arr[:4].copy(), float(arr[4]), check_points(b["points"], f"{where}: its points", arr),
-                             "landmarks98")
-        arr = check_box(b, where)
-        return Detection(arr[:4].copy(), float(arr[4]))
+        return cls({str(k): v for k, v in data.items()}, source=os.path.realpath(path))
 
     def _entry(self, key: str, real: bool = True) -> str | None:
         """The entry for an image: its path as given, its file name, or (with ``real``, for a path
@@ -199,4 +218,16 @@ class GivenBoxes:
         value = self.boxes[k]
         if not isinstance(value, list):
             raise BoxError(f"boxes for {k!r} must be a list of [x1, y1, x2, y2], not {value!r}")
-        return [self._detection(b, f"box {j} of {k!r}") for j, b in enumerate(value)]
+        return [_detection(b, f"box {j} of {k!r}") for j, b in enumerate(value)]
+
+
+def read_boxes(path: str | os.PathLike) -> GivenBoxes:
+    """A ``--boxes`` file, or ``UsageError`` in one line saying what is wrong with it."""
+    from .errors import UsageError
+
+    try:
+        return GivenBoxes.from_file(path)
+    except FileNotFoundError:
+        raise UsageError(f"boxes file not found: {path}") from None
+    except (ValueError, KeyError, TypeError, RecursionError, OSError) as e:  # (JSON errors are ValueErrors)
+        raise UsageError(f"bad boxes file {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None

@@ -204,7 +204,7 @@ def _workers(text: str) -> "int | str":
 def _landmarker(model: str, device: str, detector: str, boxes: Optional[Path], threshold: float,
                 min_face: Optional[float], threads: Optional[int] = None, flip: bool = False):
     from .backends import ModelError
-    from .batch import read_boxes
+    from .boxes import read_boxes
     from .landmarker import FaceLandmarker
     from .runtime import is_device
 

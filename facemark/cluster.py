@@ -411,8 +411,10 @@ def run_ray(inputs: list[str], out_dir: str, address: str | None = None, model: 
         raise
 
 
-def _run(ray, inputs, out: Path, address, model, device, threshold, min_face, batch_size, actors, rows_per_shard,
-         log, t0) -> dict:
+def _run(ray, inputs: list[str], out: Path, address: str | None, model: str, device: str, threshold: float,
+         min_face: float | None, batch_size: int, actors: int | None, rows_per_shard: int,
+         log: Callable[[str], None], t0: float) -> dict:
+    """``run_ray`` once its folder is made (it removes that again if this raises before writing)."""
     unreadable: list[str] = []
     failed: list[tuple[str, str]] = []
     paths, scheme = list_inputs(inputs, log, unreadable, failed)

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import align, labelmap
 from .backends import DEFAULT_MODEL, load_model, weights_label
-from .boxes import GivenBoxes, check_box, check_inside, check_points, face_as_detection
+from .boxes import BoxError, GivenBoxes, check_box, check_inside, check_points, face_as_detection, spread_out
 from .detector import Detection, RetinaFace, YuNet
 from .imageio import MAX_PIXELS, as_bgr, read_image
 from .layouts import FLIP98, five_points
@@ -120,12 +120,14 @@ class FaceLandmarker:
     def detect(self, image: str | Path | np.ndarray) -> list[Face]:
         """Faces in one image: a path, or a uint8 (or uint16) BGR, grey or BGRA array. With given
         boxes (``detector=GivenBoxes...``), the boxes of that path's entry."""
-        return self.detect_batch([image], ["image"])[0]
+        return self._detect([image], ["image"])[0]
 
-    def detect_batch(self, images: Sequence[str | Path | np.ndarray], _names: list[str] | None = None) -> list[list[Face]]:
+    def detect_batch(self, images: Sequence[str | Path | np.ndarray]) -> list[list[Face]]:
         """``detect`` for many images; all their faces go through the model in batches."""
         images = _sequence(images, "images")
-        names = _names or [f"images[{k}]" for k in range(len(images))]
+        return self._detect(images, [f"images[{k}]" for k in range(len(images))])
+
+    def _detect(self, images: list, names: list[str]) -> list[list[Face]]:
         imgs = [self._load(i, n) for i, n in zip(images, names)]  # errors name the argument as the caller wrote it
         if isinstance(self.detector, GivenBoxes):
             dets = [self._given(i, im, n) for i, im, n in zip(images, imgs, names)]
@@ -135,10 +137,12 @@ class FaceLandmarker:
 
     def _given(self, source, image: np.ndarray, name: str) -> list[Detection]:
         """The given boxes of an image named by its path (its entry as spelled, by file name, or
-        the same file spelled another way); an image without an entry has no faces."""
+        the same file spelled another way); ``BoxError`` for an image without an entry."""
         if not isinstance(source, (str, Path)):
             raise TypeError(f"{name}: given boxes (GivenBoxes) are found by the image's path; pass its path, or "
                             f"the array with its boxes to landmarks(image, boxes)")
+        if not self.detector.has(str(source)):  # (a typo in a name is an error, as with --boxes, not "no faces")
+            raise BoxError(f"{name}: {source} has no entry in {self.detector.source or 'the given boxes'}")
         return check_inside(self.detector.lookup(str(source)), image.shape[1], image.shape[0], f"{name}'s boxes")
 
     def find_faces(self, image: np.ndarray, as_is: bool = False) -> list[Detection]:
@@ -333,12 +337,16 @@ def _as_detections(boxes, name: str = "boxes") -> list[Detection]:
             kps = check_points(b.kps, f"{name}[{j}].kps", arr)
             out.append(Detection(arr[:4].copy(), float(arr[4]), kps, b.template))  # (a (1, 4) box as (4,))
         elif isinstance(b, Face):
-            arr = check_box(b.box, f"{name}[{j}]")
+            corners = b.box.tolist() if isinstance(b.box, np.ndarray) and b.box.ndim == 1 else b.box
+            arr = check_box([*corners, b.score] if isinstance(corners, (list, tuple)) else corners, f"{name}[{j}]")
             pts = np.asarray(b.landmarks, np.float64)
             if pts.shape != (98, 2) or not np.isfinite(pts).all():
                 raise ValueError(f"{name}[{j}] is a Face without 98 finite landmarks")
-            arr = check_box([*arr[:4].tolist(), b.score], f"{name}[{j}]")  # its score too
-            kps = check_points(five_points(pts), f"{name}[{j}]'s landmarks", arr)
+            five = five_points(pts)
+            if not spread_out(five, arr):  # a model's points collapsed together: the box alone (its keypoints found)
+                out.append(Detection(arr[:4].copy(), float(arr[4])))
+                continue
+            kps = check_points(five, f"{name}[{j}]'s landmarks", arr)
             out.append(Detection(arr[:4].copy(), float(arr[4]), kps, template="landmarks98"))
         elif isinstance(b, dict):  # a face of a facemark output (read()'s rows), as --boxes takes it
             out.append(face_as_detection(b, f"{name}[{j}]"))

@@ -50,8 +50,10 @@ class OneEuro:
         x = np.asarray(x, np.float64)
         given, seen = t, self.seen
         self.seen = given
-        if self.t is not None and self.step is not None and seen - REWIND_SECONDS < given and t <= self.t:
-            t = self.t + self.step  # a repeated or slightly earlier time (decoders repeat some): the usual step
+        if self.t is not None and self.step is not None and seen - REWIND_SECONDS < given:
+            # The filter's clock moves by the given times' steps, and by the usual step where a time
+            # repeats or goes a little back (decoders repeat some): once ahead, it stays ahead.
+            t = self.t + (given - seen if given > seen else self.step)
         if self.x is None or self.t is None or t <= self.t:  # the first sample, or the clock started again
             self.x, self.dx, self.t, self.step = x.copy(), np.zeros_like(x), t, None
             return x.copy()
@@ -105,7 +107,7 @@ class FaceSmoother:
 
         try:
             to_canon = align.umeyama(landmarks, self.reference)
-        except ValueError:  # all points on one spot: nothing to smooth, start afresh next time
+        except align.DegeneratePoints:  # all points on one spot: nothing to smooth, start afresh next time
             self.pose.reset()
             self.shape.reset()
             return np.asarray(landmarks, np.float64).copy()

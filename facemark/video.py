@@ -17,10 +17,10 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from .align import rescale
 from .imageio import (IMAGE_EXTS, ImageError, make_temp, missing_folders, output_target, publish, quiet_stderr,
                       read_image, remove_stale_temps, write_whole)
 from .inputs import shown_name, utf8_name
-from .align import rescale
 from .results import Face
 
 MAX_BAD_RUN = 250  # consecutive undecodable frames after which a file is taken to end there
@@ -443,7 +443,10 @@ class VideoSummary:
     padded_to: tuple[int, int] | None = None  # the video's size, where an odd frame size was made even
 
 
-def _checked_request(source, fl, out_path, json_path, detect_every, smooth, max_faces, fps, min_cutoff, beta):
+def _checked_request(source: str | os.PathLike | int, fl, out_path: str | os.PathLike | None,
+                     json_path: str | os.PathLike | None, detect_every: int, smooth: str, max_faces: int,
+                     fps: float | None, min_cutoff: float | None,
+                     beta: float | None) -> tuple[str, Path | None, Path | None, str | None]:
     """``process_video``'s arguments checked, each wrong one a ``UsageError`` in one line before
     anything is opened: (source, video path, JSON path, JSON stream: "-", a pipe's name or None)."""
     import math
@@ -595,7 +598,8 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                             break  # nobody reads the only output: stop
                     done += 1
                     if progress:
-                        progress(done, src.frames, done / max(1e-9, time.perf_counter() - start))
+                        total = src.frames - src.empty if src.frames else src.frames
+                        progress(done, total, done / max(1e-9, time.perf_counter() - start))
                     if stop["asked"]:
                         break
                     stop["armed"] = True
@@ -635,7 +639,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
             audio = mux_audio(video_written, source)
     missing = (src.frames - done - src.decode_errors) if src.frames and src.count_exact and not stop["asked"] \
         and not reader_gone else 0
-    lost = max(0, src.decode_errors + max(0, missing) - src.empty)  # (whether OpenCV passes over empty chunks or fails on them)
+    lost = src.decode_errors + max(0, missing - src.empty)  # (OpenCV passes over empty chunks: they are "missing")
     return VideoSummary(done, elapsed, tracker.next_id, lost, bool(stop["asked"]), audio, had,
                         src.resized, tuple(set_aside), padded_to)
 

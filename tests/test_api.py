@@ -130,9 +130,13 @@ def test_a_boxes_file_is_used_from_python_as_the_cli_uses_it(fl, photo, tmp_path
     (face,) = given.detect(str(tmp_path / "a.jpg"))
     assert face.box.tolist() == box and given.detect_batch([tmp_path / "a.jpg"])[0] == [face]
     cv2.imwrite(str(tmp_path / "other.jpg"), photo)
-    assert given.detect(tmp_path / "other.jpg") == []  # no entry: no faces
+    with pytest.raises(ValueError, match="other.jpg has no entry in"):  # (a typo is an error, as with --boxes)
+        given.detect(tmp_path / "other.jpg")
     with pytest.raises(TypeError, match="found by the image's path"):
         given.detect(photo)
+    (tmp_path / "b2.json").write_text(json.dumps({"a.jpg": [[100.0, 20.0, 200.0, 140.0]]}))
+    detect_files([str(tmp_path / "a.jpg")], given, out_dir=tmp_path / "o3", boxes=tmp_path / "b2.json")
+    assert json.loads((tmp_path / "o3" / "a.jpg.json").read_text())["faces"][0]["box"] == [100.0, 20.0, 200.0, 140.0]
 
 
 def test_saved_faces_come_back_as_faces_and_as_boxes(fl, photo, tmp_path):

@@ -1058,10 +1058,18 @@ def test_keypoints_in_other_units_are_refused_not_cropped_elsewhere(fl, face_ima
     assert len(fl.landmarks(face_image, [Detection(box[None, :], 0.9, kps)])) == 1  # a (1, 4) box, as without points
     h, w = face_image.shape[:2]
     for wrong in (kps / [w, h], kps - box[:2], kps + 3 * (box[2] - box[0])):
-        with pytest.raises(ValueError, match=r"boxes\[0\]\.kps lie far outside their box"):
+        with pytest.raises(ValueError, match=r"boxes\[0\]\.kps do not lie on their box"):
             fl.landmarks(face_image, [Detection(box, 0.9, wrong)])
-    with pytest.raises(ValueError, match="landmarks lie far outside"):
+    with pytest.raises(ValueError, match="landmarks do not lie on their box"):
         fl.landmarks(face_image, [Face(face.box, 0.9, face.landmarks + 3 * (box[2] - box[0]), face.landmarks68)])
+    dx, dy = 60 - round(box[0]), 60 - round(box[1])  # the face half a side from the corner: wrong points pass "a side away"
+    corner = cv2.warpAffine(face_image, np.float64([[1, 0, dx], [0, 1, dy]]), face_image.shape[1::-1])
+    near, kn = box + [dx, dy, dx, dy], kps + [dx, dy]
+    for wrong in (kn / corner.shape[1::-1], kn - near[:2]):  # (both within a box side of such a box)
+        with pytest.raises(ValueError, match="do not lie on their box"):
+            fl.landmarks(corner, [Detection(near, 0.9, wrong)])
+    tight = np.r_[kn.min(0), kn.max(0)]  # a box drawn tight around the points themselves: fine
+    assert len(fl.landmarks(corner, [Detection(tight, 0.9, kn)])) == 1
     with pytest.raises(ValueError, match="score must be a number, not None"):
         fl.landmarks(face_image, [Face(face.box, None, face.landmarks, face.landmarks68)])
 

@@ -1,5 +1,6 @@
 """The One Euro filter and the pose + shape face smoother."""
 import numpy as np
+import pytest
 
 from facemark import align
 from facemark.smooth import FaceSmoother, OneEuro
@@ -62,6 +63,14 @@ def test_a_time_that_does_not_move_on_takes_the_usual_step():
     c = np.array([frozen(x, 5.0 if i else 5.0 - 1 / 30) for i, x in enumerate(samples)])  # (40 frames: over 1 s)
     assert np.allclose(c, a)
     assert np.allclose(steady(np.array([3.0]), -5.0), 3.0)  # back by over a second: a new start
+    ahead, plain = OneEuro(min_cutoff=1.0, beta=30.0), OneEuro(min_cutoff=1.0, beta=30.0)
+    extra = [i / 30 for i in range(10)] + [9 / 30] * 3 + [9 / 30 + 0.1]  # three more frames at frame 9's time, a pause
+    for t in extra[:-1]:
+        ahead(np.zeros(1), t)
+    for t in [i / 30 for i in range(10)]:
+        plain(np.zeros(1), t)
+    jump = np.array([10.0])  # after the pause the face has moved: the step is the pause, not zero
+    assert np.allclose(ahead(jump, extra[-1]), plain(jump, extra[-1]), atol=0.5) and ahead.step == pytest.approx(0.1)
 
 
 def test_face_smoother_follows_motion_and_calms_a_still_face():

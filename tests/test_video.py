@@ -17,7 +17,7 @@ from facemark.cli import app
 from facemark.detector import Detection, RetinaFace
 from facemark.results import validate_frame
 from facemark.track import Tracker
-from facemark.video import MAX_FILL_SECONDS, Timeline, frame_rate
+from facemark.video import MAX_FILL_SECONDS, Timeline, frame_rate, process_video
 from tests.helpers import landmarker_with, patch_mkv, sigint_default, write_avi
 
 runner = CliRunner()
@@ -489,6 +489,31 @@ def test_an_avis_empty_dropped_frame_chunks_are_not_frames_that_did_not_decode(t
     clip.write_bytes(bytes(data))
     r = run("video", clip, "--out", tmp_path / "o2.mp4", "--model", tiny_models["direct"])
     assert r.exit_code == 1 and "1 frame(s)" in r.stderr, r.stderr
+
+
+def test_an_interrupted_run_still_counts_a_damaged_frame_beside_empty_chunks(tmp_path, small_face):
+    """The empty chunks' count was taken off the frames that failed; a run stopped after frame 15
+    (whose unread rest is not "missing") then hid the damaged frame 6. The progress total is the
+    frames that can come, not the header's count."""
+    frames = [frame_with([(20 + 8 * i, 80)], small_face) for i in range(20)]
+    clip = tmp_path / "vfr.avi"
+    write_avi(clip, frames[:5] + [None] * 3 + frames[5:12] + [None] * 2 + frames[12:], fps=10)
+    data = bytearray(clip.read_bytes())
+    at = -1
+    for _ in range(7):
+        at = data.index(b"\xff\xc0", at + 1)
+    data[at:at + 2] = b"\xff\x01"  # picture 7 of the file (frame 6): does not decode
+    clip.write_bytes(bytes(data))
+    totals = []
+
+    def stop_at_15(done, total, fps):
+        totals.append(total)
+        if done == 15:
+            os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C: this frame is finished, then the run stops
+
+    s = process_video(str(clip), landmarker_with(MeanShapeModel()), json_path=tmp_path / "o.jsonl",
+                      progress=stop_at_15, log=lambda m: None)
+    assert s.interrupted and s.frames == 15 and s.decode_errors == 1 and set(totals) == {20}
 
 
 def test_the_timeline_fills_gaps_and_never_drops_a_frame():
