@@ -353,14 +353,16 @@ def video(
     max_faces: int = typer.Option(0, "--max-faces", help="Track at most K faces (largest first); 0: all."),
     fps: Optional[float] = typer.Option(None, "--fps", help="Frame rate for frame folders (default 30) or to override."),
     threshold: float = typer.Option(0.6, "--threshold", help="Detector score threshold."),
+    min_face: Optional[float] = typer.Option(None, "--min-face", help="Smallest face to find, in pixels (frames are "
+                                             "searched shrunk to 640 px: smaller faces need it)."),
     min_cutoff: Optional[float] = typer.Option(None, "--min-cutoff", help="One Euro (head pose): cutoff in Hz when still (default 1)."),
     beta: Optional[float] = typer.Option(None, "--beta", help="One Euro (head pose): how fast the cutoff opens with speed (default 30)."),
 ):
     """Tracked, smoothed landmarks on video: an annotated video and/or per-frame JSON lines.
 
-    Exit codes: 0 done, 1 some frames did not decode (the rest is written) or the outputs could not
-    be completed (a full disk: nothing kept), 2 usage or unreadable input (nothing written), 130
-    interrupted (what was done is written and playable).
+    Exit codes: 0 done, 1 some frames did not decode or the file is cut short (the rest is
+    written) or the outputs could not be completed (a full disk: nothing kept), 2 usage or
+    unreadable input (nothing written), 130 interrupted (what was done is written and playable).
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -370,7 +372,7 @@ def video(
         fail("give --out VIDEO and/or --json FILE.jsonl")
     if smooth == "none" and (min_cutoff is not None or beta is not None):
         say("note: --min-cutoff and --beta tune the smoothing, which --smooth none turns off: they do nothing here")
-    fl = _landmarker(model, device, "retinaface", None, threshold, None)
+    fl = _landmarker(model, device, "retinaface", None, threshold, min_face)
     cols = [TextColumn("video"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]:.1f} fps"), TimeRemainingColumn()]
     s = None
     try:
@@ -393,8 +395,9 @@ def video(
             what = "the audio track was" if s.had_audio else "audio, if any, was"
             err.print(f"note: {what} not kept (OpenCV writes video only; with ffmpeg on PATH it is copied)")
         if s.padded_to:
-            err.print(f"note: the video is {s.padded_to[0]}x{s.padded_to[1]}: encoders take even sizes, so the frame's "
-                      f"last column or row is repeated (the JSON points are in the frame's own pixels)")
+            err.print(f"note: the video is {s.padded_to[0]}x{s.padded_to[1]}: encoders take even sizes (and AVI's at "
+                      f"least 8 px wide), so the frame's last column or row is repeated (the JSON points are in the "
+                      f"frame's own pixels)")
         if s.resized:
             err.print(f"note: {s.resized} frame(s) of another size were scaled to the first frame's size for tracking "
                       f"and drawing; their JSON points are in their own pixels")
@@ -406,6 +409,11 @@ def video(
                          f"are in {', '.join(escape(p) for p in s.set_aside)}")
     if s.interrupted:
         exit_interrupted("interrupted: the output holds the frames processed so far")
+    if s.cut_short and not s.interrupted:  # (said whatever the count: a cut Matroska file's is an estimate)
+        lost = f"about {s.decode_errors} frame(s) of it are not there; " if s.decode_errors else ""
+        err.print(f"[red]warning:[/] {escape(source)} ends before the data it announces (a download or copy that "
+                  f"stopped?): {lost}wrote the {s.frames} frame(s) it holds")
+        raise typer.Exit(1)
     if s.decode_errors:
         held = " (the video shows the frame before each in its place)" if out_path is not None else ""
         err.print(f"[red]warning:[/] {s.decode_errors} frame(s) of {escape(source)} did not decode; wrote the {s.frames} "

@@ -142,7 +142,7 @@ class Tracker:
             or self.frames_since_detect >= self.detect_every or not self._checks_pay(image)
         lost = self._follow(image, check=not full) if self.tracks else False
         if full or lost:
-            self._detect(image)
+            self._detect(image, cut)
             self.frames_since_detect = 0
         self._merge()
         for tr in self.tracks:  # how far each face moved this frame: the next crop leads by it (not across a cut)
@@ -333,12 +333,13 @@ class Tracker:
         c = pts.mean(0)
         return -0.1 * w < c[0] < 1.1 * w and -0.1 * h < c[1] < 1.1 * h
 
-    def _detect(self, image: np.ndarray) -> None:
+    def _detect(self, image: np.ndarray, cut: bool = False) -> None:
         """Confirm tracks the detector still sees (others are hidden at once, checked again on each
         next frame and dropped after ``max_unconfirmed`` misses in a row: the model finds a "face"
         in any crop, so a face that left would linger; a face the detector misses for a few blurred
-        frames keeps its id), re-seed those it finds off their track, and start tracks for
-        detected faces that no track is near (``same_face``)."""
+        frames keeps its id), re-seed those it finds off their track (after a ``cut``, every one:
+        the face there may be another person's, and a crop from the last shot's points fits it
+        badly), and start tracks for detected faces that no track is near (``same_face``)."""
         fl = self.landmarker
         found: list[Detection] = fl.find_faces(image)
         reseed = []
@@ -352,7 +353,7 @@ class Tracker:
             if match is not None:
                 was_hidden = tr.unconfirmed >= 2  # (one miss is a blurred frame: the crop was still on the face)
                 tr.unconfirmed, tr.score = 0, match.score  # the score of the detection that last saw it
-                if was_hidden:  # followed meanwhile from guesses on whatever hid it: start from the detection
+                if was_hidden or cut:  # followed from guesses on whatever hid it, or from another shot: from the detection
                     reseed.append((tr, match))
                     continue
                 if tr.pending is not None and not self._off_track(tr, match.box, tr.pending[0]):

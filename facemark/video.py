@@ -50,6 +50,7 @@ class Source:
     scale: tuple[float, float] = (1.0, 1.0)  # the last frame's own size over the size it was scaled to
     count_exact: bool = True  # False: ``frames`` is the container's estimate (duration x rate), which may be high
     empty: int = 0  # an AVI's empty "dropped frame" chunks (a variable rate kept): counted frames that lose nothing
+    cut_short: bool = False  # the file ends before the data it announces (see ``cut_short``)
 
     def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
         """(index, time in seconds, BGR frame) for every frame that decodes."""
@@ -94,6 +95,25 @@ class Source:
 FIRST_FRAME_TRIES = 50  # frames read to find one that decodes (and sets the size) before giving up
 RATE_FRAMES = 48  # frames whose times check the rate the container states
 STANDARD_RATES = (23.976, 24.0, 25.0, 29.97, 30.0, 48.0, 50.0, 59.94, 60.0, 100.0, 119.88, 120.0)
+
+
+def _animated(path: Path) -> bool:
+    """An animated GIF: a video (its frames and their delays), not one picture."""
+    if path.suffix.lower() != ".gif":
+        return False
+    with quiet_stderr():
+        cap = cv2.VideoCapture(str(path))
+        try:
+            return cap.isOpened() and cap.get(cv2.CAP_PROP_FRAME_COUNT) > 1
+        finally:
+            cap.release()
+
+
+def _codec_name(cap: cv2.VideoCapture) -> str:
+    """The video's codec tag as text (``av01``, ``h264``), or "" where OpenCV does not say."""
+    tag = int(cap.get(cv2.CAP_PROP_FOURCC) or 0)
+    name = "".join(chr((tag >> 8 * k) & 0xFF) for k in range(4)).strip("\0 ")
+    return name if name.isprintable() and name.isascii() and len(name) >= 3 else ""
 
 
 def frame_rate(stated: float, times_ms: list[float]) -> float:
@@ -148,8 +168,8 @@ def open_source(spec: str, fps: float | None = None) -> Source:
             files = sorted((x for x in p.iterdir() if x.is_file() and x.suffix.lower() in IMAGE_EXTS), key=frame_order)
         except OSError as e:  # (a folder we may not list: the input's fault, said as such)
             raise VideoError(f"{spec}: cannot list its frames: {e.strerror or e}") from None
-    elif p.is_file() and p.suffix.lower() in IMAGE_EXTS:  # one picture: a one-frame folder (30 fps, EXIF turned)
-        files = [p]
+    elif p.is_file() and p.suffix.lower() in IMAGE_EXTS and not _animated(p):
+        files = [p]  # one picture: a one-frame folder (30 fps, EXIF turned)
     elif any(c in spec for c in "*?[") and not p.exists():
         import glob
 
@@ -190,16 +210,20 @@ def open_source(spec: str, fps: float | None = None) -> Source:
                 break
         while first is not None and len(times) < RATE_FRAMES and cap.grab():  # (grab: no decoding)
             times.append(cap.get(cv2.CAP_PROP_POS_MSEC))
+        codec = _codec_name(cap) if ok and first is None else ""
         cap.release()
         if first is None and (ok and count == 0 or not ok and _mp4_has_no_samples(p)):
             raise VideoError(f"{spec}: the video has no frames")
+        if first is None and codec:  # opened, but no frame decodes: a codec this OpenCV lacks (AV1 here), or damage
+            raise VideoError(f"{spec}: none of its {codec} frames decodes: this OpenCV's FFmpeg may have no decoder for "
+                             f"{codec} (convert it to H.264, say), or the file is damaged")
         if first is None:
             raise VideoError(f"{spec}: not a video OpenCV can decode (damaged, or not a video)")
         cap = cv2.VideoCapture(str(p))  # reopen: seeking back is unreliable on damaged files
     f = fps or frame_rate(cap.get(cv2.CAP_PROP_FPS), times)
     n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     return Source(spec, f, first.shape[1], first.shape[0], n if n > 0 else None, _cap=cap, fixed_rate=fps is not None,
-                  count_exact=_count_is_exact(p), empty=_avi_empty_frames(p))
+                  count_exact=_count_is_exact(p), empty=_avi_empty_frames(p), cut_short=cut_short(p))
 
 
 class AtomicVideoWriter:
@@ -219,7 +243,9 @@ class AtomicVideoWriter:
         os.close(fd)
         self.path, self.tmp = path, Path(tmp)
         # The encoders drop an odd size's last column or row; repeating it instead keeps the whole picture.
-        self.pad = (size[0] % 2, size[1] % 2)
+        # OpenCV's MJPEG writer (.avi) corrupts its memory on frames under 8 px wide (the process
+        # aborts): those are widened to 16 the same way.
+        self.pad = (size[0] % 2 if ext != ".avi" or size[0] >= 8 else 16 - size[0], size[1] % 2)
         self.size = (size[0] + self.pad[0], size[1] + self.pad[1])
         with quiet_stderr():  # FFmpeg's notes on codec tags ("tag ... is not supported"): not the user's
             self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*FOURCC[ext]), fps, self.size)
@@ -441,6 +467,7 @@ class VideoSummary:
     resized: int = 0  # frames of a folder scaled to the first frame's size
     set_aside: tuple[str, ...] = ()  # interrupted: partial outputs written beside earlier complete ones
     padded_to: tuple[int, int] | None = None  # the video's size, where an odd frame size was made even
+    cut_short: bool = False  # the file ends before the data it announces (a stopped download)
 
 
 def _checked_request(source: str | os.PathLike | int, fl, out_path: str | os.PathLike | None,
@@ -488,8 +515,8 @@ def _checked_request(source: str | os.PathLike | int, fl, out_path: str | os.Pat
     for name, v in (("--fps", fps), ("--min-cutoff", min_cutoff), ("--beta", beta)):
         if v is not None and (not isinstance(v, numbers.Real) or isinstance(v, bool)):
             raise UsageError(f"{name} must be a number, not {v!r}")
-    if fps is not None and not (math.isfinite(fps) and 0 < fps <= 1000):
-        raise UsageError(f"--fps must be a number of frames per second in (0, 1000], not {fps}")
+    if fps is not None and not (math.isfinite(fps) and 0.01 <= fps <= 1000):  # (the video writers refuse under 0.002)
+        raise UsageError(f"--fps must be a number of frames per second from 0.01 to 1000, not {fps}")
     if min_cutoff is not None and not (math.isfinite(min_cutoff) and min_cutoff > 0):
         raise UsageError(f"--min-cutoff must be a positive number of Hz, not {min_cutoff}")
     if beta is not None and not (math.isfinite(beta) and beta >= 0):
@@ -637,11 +664,11 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
         had = has_audio(Path(source))
         if had is not False:
             audio = mux_audio(video_written, source)
-    missing = (src.frames - done - src.decode_errors) if src.frames and src.count_exact and not stop["asked"] \
-        and not reader_gone else 0
+    missing = (src.frames - done - src.decode_errors) if src.frames and (src.count_exact or src.cut_short) \
+        and not stop["asked"] and not reader_gone else 0
     lost = src.decode_errors + max(0, missing - src.empty)  # (OpenCV passes over empty chunks: they are "missing")
     return VideoSummary(done, elapsed, tracker.next_id, lost, bool(stop["asked"]), audio, had,
-                        src.resized, tuple(set_aside), padded_to)
+                        src.resized, tuple(set_aside), padded_to, src.cut_short)
 
 
 def _publish(writers: list, set_aside: list[str] | None) -> tuple[Path | None, tuple | None]:
@@ -837,6 +864,51 @@ def _mp4_has_no_samples(path: Path) -> bool:
 
 STILL_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")  # JPEG, PNG, GIF, BMP, TIFF
 MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip")  # what an MP4/MOV file starts with
+
+
+def cut_short(path: Path) -> bool:
+    """Whether an MP4/MOV or Matroska/WebM file ends before the data its own boxes or header
+    announce: a download or copy that stopped part-way. (An MP4 whose index comes first still
+    opens, and with an edit list its frame count is taken as an estimate: without this, most of a
+    cut clip could go missing with exit 0.)"""
+    import struct
+
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if head[4:8] in MP4_BOXES:  # top-level boxes: each must end within the file
+                at = 0
+                while at + 8 <= size:
+                    f.seek(at)
+                    n, _ = struct.unpack(">I4s", f.read(8))
+                    if n == 1:
+                        n = struct.unpack(">Q", f.read(8))[0]
+                    if n == 0:  # (to the end of the file, by definition)
+                        return False
+                    if n < 8:
+                        return False  # (not boxes after all: nothing to say)
+                    at += n
+                return at > size
+            if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: the Segment after the header must end within the file
+                f.seek(0)
+                data = f.read(64)
+                at = data.find(b"\x18\x53\x80\x67")
+                if at < 0:
+                    return False
+                first = data[at + 4]
+                width = next((k + 1 for k in range(8) if first & (0x80 >> k)), 0)
+                if not width or at + 4 + width > len(data):
+                    return False
+                value = first & (0xFF >> width)
+                for b in data[at + 5:at + 4 + width]:
+                    value = value << 8 | b
+                if value == (1 << (7 * width)) - 1:  # "unknown size": a live recording's
+                    return False
+                return at + 4 + width + value > size
+    except OSError:
+        return False
+    return False
 
 
 def _mp4_moov(f, whole: bool = False) -> bytes | None:

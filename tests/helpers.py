@@ -180,3 +180,26 @@ def write_avi(path, frames: list, fps: int) -> None:
     body = b"AVI " + hdrl + lst(b"movi", movi) + chunk(b"idx1", index)
     with open(path, "wb") as f:
         f.write(b"RIFF" + struct.pack("<I", len(body)) + body)
+
+
+def faststart(data: bytes) -> bytes:
+    """An MP4 rewritten with its index (``moov``) before the media (``mdat``), as web downloads
+    are laid out: the chunk offsets in ``stco``/``co64`` move by the index's size."""
+    boxes, at = {}, 0
+    while at < len(data):
+        size, kind = struct.unpack(">I4s", data[at:at + 8])
+        boxes[kind] = data[at:at + size]
+        at += size
+    moov = bytearray(boxes[b"moov"])
+    shift = len(moov)
+    for kind, width in ((b"stco", 4), (b"co64", 8)):
+        at = moov.find(kind)
+        while at >= 0:
+            count = struct.unpack(">I", moov[at + 8:at + 12])[0]
+            for k in range(count):
+                p = at + 12 + k * width
+                fmt = ">I" if width == 4 else ">Q"
+                moov[p:p + width] = struct.pack(fmt, struct.unpack(fmt, moov[p:p + width])[0] + shift)
+            at = moov.find(kind, at + 4)
+    rest = b"".join(v for k, v in boxes.items() if k not in (b"ftyp", b"moov"))
+    return boxes.get(b"ftyp", b"") + bytes(moov) + rest

@@ -648,6 +648,7 @@ def test_long_names_and_odd_characters(tmp_path, face):
     (["detect", "p.jpg", "--out", ""], "empty string"),
     (["video", "frames", "--json", "frames/000.jpg"], "one of the input frames"),
     (["video", "frames", "--json", "v.jsonl", "--fps", "nan"], "--fps must be"),
+    (["video", "frames", "--out", "v.mp4", "--fps", "0.001"], "--fps must be a number of frames per second from 0.01"),
     (["video", "frames", "--json", "v.jsonl", "--min-cutoff", "nan"], "--min-cutoff must be"),
     (["video", "99999999999999999999", "--json", "v.jsonl"], "cannot be opened"),
     (["bench", "--models", "nope", "--batch", "1"], "unknown model 'nope'"),
