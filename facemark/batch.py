@@ -28,7 +28,8 @@ from .detector import RetinaFace
 from .errors import OutputError, StopRun, UsageError, no_files_left
 from .imageio import (IMAGE_EXTS, ImageError, alpha_as_shown, atomic_write, encode_image, read_image,
                       remove_stale_temps, write_whole)
-from .inputs import InputImage, collisions, duplicates_note, expand, output_names, shown_name, utf8_name
+from .inputs import (InputImage, collisions, duplicates_note, expand, missing_roots, output_names, shown_name,
+                     utf8_name)
 from .landmarker import FaceLandmarker
 from .quiet import to_stderr
 from .results import SCHEMA, document, dumps
@@ -104,7 +105,7 @@ def plan_inputs(inputs: list[str], out_dir: Path | None = None, annotate: bool =
         raise UsageError("--annotate writes images: give --out DIR")
     if batch_images < 1:
         raise UsageError("--batch must be at least 1")
-    names = output_names(images)
+    names = output_names(images, missing_roots([str(a) for a in inputs]))  # (the same names once they appear)
     if out_dir is not None:
         out_dir = Path(out_dir)
         try:
@@ -389,12 +390,19 @@ def done_already(plan: Plan, fmt: str, out_dir: Path | None, annotate: bool, mod
     def changed_since(im: InputImage, written_ns: int) -> bool:
         return written_ns <= since_ns or _changed_after(im.path, written_ns, now)
 
+    job = Job(out_dir, annotate, fmt, None)
+
+    def drawn(im: InputImage, name: Path) -> bool:  # (an interrupted --redo's drawing is its own, too)
+        try:
+            return _annotated_path(job, im, name).stat().st_mtime_ns > since_ns
+        except OSError:
+            return False
+
     if fmt == "json":
         done = set()
-        job = Job(out_dir, annotate, fmt, None)
         for k, (im, name) in enumerate(zip(plan.images, plan.names)):
             out = out_dir / f"{name}.json"
-            if _finished_by(out, model, im) and (not annotate or _annotated_path(job, im, name).is_file()) \
+            if _finished_by(out, model, im) and (not annotate or drawn(im, name)) \
                     and not changed_since(im, out.stat().st_mtime_ns):
                 done.add(k)
         return done
@@ -412,9 +420,8 @@ def done_already(plan: Plan, fmt: str, out_dir: Path | None, annotate: bool, mod
             r = os.path.realpath(p)
             real[r] = max(written[p], real.get(r, written[p]))
         when = {k: t if t is not None else real.get(os.path.realpath(plan.images[k].path)) for k, t in when.items()}
-    job = Job(out_dir, annotate, fmt, None)
     return {k for k, t in when.items() if t is not None and not changed_since(plan.images[k], int(t * 1e9))
-            and (not annotate or _annotated_path(job, plan.images[k], plan.names[k]).is_file())}
+            and (not annotate or drawn(plan.images[k], plan.names[k]))}
 
 
 @contextmanager
@@ -464,15 +471,26 @@ def _with_boxes(fl: FaceLandmarker, boxes: Path | str) -> FaceLandmarker:
 REDO_MARK = ".facemark-redo"  # in --out while a --redo runs: what it has redone is not redone again
 
 
-def _redo_started(out_dir: Path, model: str, fmt: str, log: Callable[[str], None]) -> int | None:
-    """A ``--redo`` that an earlier one of the same weights and format began and did not finish
+def run_settings(fl: FaceLandmarker, fmt: str, annotate: bool, style: str, show_box: bool, show_score: bool) -> dict:
+    """What makes a run's outputs what they are: the weights, the detector and its settings, the
+    format and the drawing. A --redo is continued only by a run with the same."""
+    det = fl.spec.get("detector")
+    det = det.source if isinstance(det, GivenBoxes) else det if isinstance(det, str) else type(det).__name__
+    return {"model": fl.model_name, "format": fmt, "detector": det, "threshold": fl.spec.get("threshold"),
+            "min_face": fl.spec.get("min_face"), "flip": bool(fl.spec.get("flip")), "refine": fl.spec.get("refine"),
+            "annotate": bool(annotate), "draw": [style, bool(show_box), bool(show_score)] if annotate else None}
+
+
+def _redo_started(out_dir: Path, settings: dict, log: Callable[[str], None]) -> int | None:
+    """A ``--redo`` that an earlier one with the same ``settings`` began and did not finish
     (Ctrl-C, a crash) is continued: outputs written since it started are kept, so the same
     command goes on, as a resumed run does. Returns that start (ns; None when starting afresh,
     which is recorded for a later run to continue)."""
     mark = out_dir / REDO_MARK
+    fmt = settings["format"]
     try:
         before = json.loads(mark.read_text())
-        if before.get("model") == model and before.get("format") == fmt and isinstance(before.get("started_ns"), int):
+        if before.get("settings") == settings and isinstance(before.get("started_ns"), int):
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(before["started_ns"] / 1e9))
             log(f"note: continuing the --redo begun at {when} that did not finish: what it redid is kept")
             # Redone: a file stamped after the mark (by the file system's own clock, as outputs
@@ -486,7 +504,7 @@ def _redo_started(out_dir: Path, model: str, fmt: str, log: Callable[[str], None
 
     started = time.time_ns() - int(CLOCK_SLACK * 1e9)  # (as shards' run names date their rows)
     try:
-        atomic_write_bytes(mark, json.dumps({"model": model, "format": fmt, "started_ns": started}).encode())
+        atomic_write_bytes(mark, json.dumps({"settings": settings, "started_ns": started}).encode())
     except OSError as e:
         raise UsageError(f"--out {out_dir} cannot be written: {e.strerror or e}") from None
     return None
@@ -539,7 +557,9 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise UsageError(f"--out {out_dir} cannot be made: {e.strerror or e}") from None
-    redo = _redo_started(out_dir, fl.model_name, fmt, log) if not resume and out_dir is not None else None
+    redo = None
+    if not resume and out_dir is not None:
+        redo = _redo_started(out_dir, run_settings(fl, fmt, plan.annotate, style, show_box, show_score), log)
     shards = ShardWriter(out_dir, fmt, rows_per_shard) if fmt != "json" else None
     s = BatchSummary(images=len(plan.images), missing=len(plan.missing), failures=len(plan.missing), out_dir=out_dir)
     if out_dir is not None:  # what a killed run left half-written, before anything new is written

@@ -360,9 +360,10 @@ def video(
 ):
     """Tracked, smoothed landmarks on video: an annotated video and/or per-frame JSON lines.
 
-    Exit codes: 0 done, 1 some frames did not decode or the file is cut short (the rest is
-    written) or the outputs could not be completed (a full disk: nothing kept), 2 usage or
-    unreadable input (nothing written), 130 interrupted (what was done is written and playable).
+    Exit codes: 0 done, 1 some frames did not decode or the file is cut
+    short (the rest is written) or the outputs could not be completed (a
+    full disk: nothing kept), 2 usage or unreadable input (nothing
+    written), 130 interrupted (what was done is written and playable).
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -122,12 +123,28 @@ def duplicates_note(duplicates: list[tuple[Path, Path]]) -> str:
             f"the same file as {kept}); each file is done once")
 
 
-def output_names(images: list[InputImage]) -> list[PurePosixPath]:
-    """Each image's path below the deepest folder common to all the inputs; ``.json`` or
-    ``.annotated.<ext>`` is appended to it."""
+def missing_roots(args: list[str]) -> list[str]:
+    """The folders that arguments naming nothing (yet) would have given their images: a missing
+    file's folder, a missing folder itself, a glob's folder before its first wildcard. Counted
+    in the common folder, so the outputs' names do not change once they appear."""
+    out = []
+    for arg in args:
+        if os.path.lexists(arg) or arg == "-" or _has_magic(arg) and glob.glob(arg, recursive=True):
+            continue  # (a glob that matches has its matches' folders, as before)
+        if _has_magic(arg):
+            fixed = Path(re.split(r"[*?\[]", arg, maxsplit=1)[0] + "x").parent  # (the text before the wildcard)
+        else:
+            fixed = Path(arg).parent if is_image_name(Path(arg).name) else Path(arg)
+        out.append(str(fixed))
+    return out
+
+
+def output_names(images: list[InputImage], extra_roots: list[str] = ()) -> list[PurePosixPath]:
+    """Each image's path below the deepest folder common to all the inputs (``extra_roots``: the
+    folders of inputs that are missing now); ``.json`` or ``.annotated.<ext>`` is appended to it."""
     if not images:
         return []
-    roots = sorted({os.path.abspath(im.root) for im in images})
+    roots = sorted({os.path.abspath(im.root) for im in images} | {os.path.abspath(r) for r in extra_roots})
     try:
         base = os.path.commonpath(roots)
     except ValueError:  # different drives (Windows): keep each full path

@@ -375,10 +375,12 @@ class Tracker:
         dets = [d for d in found if id(d) not in taken and all(_offset(d.box, tr.box) >= self.same_face for tr in self.tracks)]
         dets = sorted(dets, key=lambda d: -(d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
         if self.max_faces:  # a face missed twice in a row gives its place to a face in view (one miss
-            # is a blurred frame: the face keeps its place and id); longest-missed first
-            keep = [tr for tr in self.tracks if tr.unconfirmed < 2]
+            # is a blurred frame: the face keeps its place and id; after a cut, one miss: another shot)
+            # longest-missed first
+            misses = 1 if cut else 2
+            keep = [tr for tr in self.tracks if tr.unconfirmed < misses]
             dets = dets[: max(0, self.max_faces - len(keep))]
-            gone = sorted((tr for tr in self.tracks if tr.unconfirmed >= 2), key=lambda tr: -tr.unconfirmed)
+            gone = sorted((tr for tr in self.tracks if tr.unconfirmed >= misses), key=lambda tr: -tr.unconfirmed)
             gone = {id(tr) for tr in gone[: max(0, len(self.tracks) + len(dets) - self.max_faces)]}
             self.tracks = [tr for tr in self.tracks if id(tr) not in gone]
         if not dets:

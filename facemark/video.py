@@ -214,9 +214,14 @@ def open_source(spec: str, fps: float | None = None) -> Source:
         cap.release()
         if first is None and (ok and count == 0 or not ok and _mp4_has_no_samples(p)):
             raise VideoError(f"{spec}: the video has no frames")
+        if first is None and cut_short(p):
+            raise VideoError(f"{spec}: the file ends before the data it announces (a download or copy that stopped?), "
+                             f"and no frame of what is there decodes")
         if first is None and codec:  # opened, but no frame decodes: a codec this OpenCV lacks (AV1 here), or damage
-            raise VideoError(f"{spec}: none of its {codec} frames decodes: this OpenCV's FFmpeg may have no decoder for "
-                             f"{codec} (convert it to H.264, say), or the file is damaged")
+            common = codec.lower() in ("h264", "avc1", "mp4v", "mjpg", "xvid", "divx")  # (decoders every build has)
+            raise VideoError(f"{spec}: none of its {codec} frames decodes: " + (
+                "the file is damaged" if common else f"this OpenCV's FFmpeg may have no decoder for {codec} "
+                                                     f"(convert it to H.264, say), or the file is damaged"))
         if first is None:
             raise VideoError(f"{spec}: not a video OpenCV can decode (damaged, or not a video)")
         cap = cv2.VideoCapture(str(p))  # reopen: seeking back is unreliable on damaged files
@@ -517,6 +522,8 @@ def _checked_request(source: str | os.PathLike | int, fl, out_path: str | os.Pat
             raise UsageError(f"{name} must be a number, not {v!r}")
     if fps is not None and not (math.isfinite(fps) and 0.01 <= fps <= 1000):  # (the video writers refuse under 0.002)
         raise UsageError(f"--fps must be a number of frames per second from 0.01 to 1000, not {fps}")
+    if fps is not None and fps < 0.1 and out_path is not None and Path(out_path).suffix.lower() == ".webm":
+        raise UsageError(f"--fps {fps:g} is too slow for a .webm video (its encoder needs 0.1 or more): use .mp4")
     if min_cutoff is not None and not (math.isfinite(min_cutoff) and min_cutoff > 0):
         raise UsageError(f"--min-cutoff must be a positive number of Hz, not {min_cutoff}")
     if beta is not None and not (math.isfinite(beta) and beta >= 0):
@@ -668,7 +675,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
         and not stop["asked"] and not reader_gone else 0
     lost = src.decode_errors + max(0, missing - src.empty)  # (OpenCV passes over empty chunks: they are "missing")
     return VideoSummary(done, elapsed, tracker.next_id, lost, bool(stop["asked"]), audio, had,
-                        src.resized, tuple(set_aside), padded_to, src.cut_short)
+                        src.resized, tuple(set_aside), padded_to, src.cut_short and not reader_gone)
 
 
 def _publish(writers: list, set_aside: list[str] | None) -> tuple[Path | None, tuple | None]:
@@ -864,6 +871,7 @@ def _mp4_has_no_samples(path: Path) -> bool:
 
 STILL_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")  # JPEG, PNG, GIF, BMP, TIFF
 MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip")  # what an MP4/MOV file starts with
+DATA_BOXES = (b"mdat", b"moov", b"moof", b"mfra")  # media and index: a file that ends inside one is cut short
 
 
 def cut_short(path: Path) -> bool:
@@ -877,19 +885,24 @@ def cut_short(path: Path) -> bool:
         size = path.stat().st_size
         with open(path, "rb") as f:
             head = f.read(12)
-            if head[4:8] in MP4_BOXES:  # top-level boxes: each must end within the file
+            if head[4:8] in MP4_BOXES:  # the media and index boxes must end within the file
                 at = 0
                 while at + 8 <= size:
                     f.seek(at)
-                    n, _ = struct.unpack(">I4s", f.read(8))
+                    n, kind = struct.unpack(">I4s", f.read(8))
                     if n == 1:
-                        n = struct.unpack(">Q", f.read(8))[0]
-                    if n == 0:  # (to the end of the file, by definition)
-                        return False
+                        large = f.read(8)
+                        if len(large) < 8:  # a 64-bit size cut off: cut short if it was the media's
+                            return kind in DATA_BOXES
+                        n = struct.unpack(">Q", large)[0]
+                    if n == 0 or kind not in MP4_BOXES + DATA_BOXES:  # (to the end by definition; or bytes
+                        return False  # after the last box, such as a camera's or tagger's trailer: not ours to judge)
                     if n < 8:
-                        return False  # (not boxes after all: nothing to say)
+                        return False
+                    if at + n > size:
+                        return kind in DATA_BOXES
                     at += n
-                return at > size
+                return False
             if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: the Segment after the header must end within the file
                 f.seek(0)
                 data = f.read(64)

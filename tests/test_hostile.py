@@ -649,6 +649,7 @@ def test_long_names_and_odd_characters(tmp_path, face):
     (["video", "frames", "--json", "frames/000.jpg"], "one of the input frames"),
     (["video", "frames", "--json", "v.jsonl", "--fps", "nan"], "--fps must be"),
     (["video", "frames", "--out", "v.mp4", "--fps", "0.001"], "--fps must be a number of frames per second from 0.01"),
+    (["video", "frames", "--out", "v.webm", "--fps", "0.05"], "too slow for a .webm video"),
     (["video", "frames", "--json", "v.jsonl", "--min-cutoff", "nan"], "--min-cutoff must be"),
     (["video", "99999999999999999999", "--json", "v.jsonl"], "cannot be opened"),
     (["bench", "--models", "nope", "--batch", "1"], "unknown model 'nope'"),

@@ -721,6 +721,13 @@ def test_an_interrupted_redo_continues_with_the_same_command(folder, tmp_path, f
     assert (s.skipped, s.written) == (8, 22) and any("continuing the --redo" in x for x in said), said
     s = detect_files([str(src)], fl, out_dir=out, fmt=fmt, resume=False, log=said.append)
     assert (s.skipped, s.written) == (0, 30)  # the last one finished: a new --redo does them all
+    done.clear()
+    with pytest.raises(KeyboardInterrupt):  # stopped again; then a --redo with another setting does not continue it
+        detect_files([str(src)], fl, out_dir=out, fmt=fmt, resume=False, batch_images=4, log=said.append,
+                     progress=stop_after_two_chunks)
+    s = detect_files([str(src)], FaceLandmarker(model="direct", threshold=0.8), out_dir=out, fmt=fmt, resume=False,
+                     log=said.append)
+    assert (s.skipped, s.written) == (0, 30)
     assert [r["path"] for r in read_rows(out)] == sorted(str(p) for p in src.glob("*.jpg"))
 
 
@@ -728,3 +735,55 @@ def read_rows(out):
     from facemark.results import read
 
     return sorted(read(out), key=lambda r: r["path"])
+
+
+def test_a_continued_redo_redoes_an_image_whose_drawing_it_had_not_made(folder, tmp_path):
+    """Stopped between an image's JSON and its drawing, a --redo left the old drawing beside the
+    new JSON; continuing took the image as redone. The drawing must be the redo's too."""
+    import os
+    import shutil
+
+    from facemark import FaceLandmarker
+    from facemark.batch import REDO_MARK, detect_files
+
+    src = tmp_path / "in"
+    shutil.copytree(folder / "in" / "b", src)
+    out = tmp_path / "o"
+    fl = FaceLandmarker(model="direct")
+    detect_files([str(src)], fl, out_dir=out, annotate=True, log=lambda m: None)
+    done = []
+
+    def stop_after_one_chunk(n):
+        done.append(n)
+        if len(done) == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        detect_files([str(src)], fl, out_dir=out, annotate=True, resume=False, batch_images=4, log=lambda m: None,
+                     progress=stop_after_one_chunk)
+    mark = (out / REDO_MARK).stat().st_mtime_ns
+    redone = sorted(p for p in out.glob("*.jpg.json") if p.stat().st_mtime_ns > mark)
+    assert len(redone) == 4
+    old = mark / 1e9 - 3600
+    drawing = redone[0].with_name(redone[0].name[:-len(".json")] + ".annotated.jpg")
+    os.utime(drawing, (old, old))  # as if the run had stopped before this image's drawing
+    s = detect_files([str(src)], fl, out_dir=out, annotate=True, resume=False, batch_images=4, log=lambda m: None)
+    assert (s.skipped, s.written) == (3, 27) and drawing.stat().st_mtime_ns > mark
+
+
+def test_an_input_missing_at_first_does_not_move_the_others_outputs(folder, tmp_path):
+    """The common folder of the outputs' names was worked out from the inputs that existed: with
+    one missing the names were shorter, and once it appeared the same command wrote every image
+    again under other names (two copies of each)."""
+    import shutil
+
+    shutil.copytree(folder / "in" / "b", tmp_path / "imgs" / "b")
+    r = fm("detect", "imgs/b", "later.jpg", "--out", "o", *MODEL, cwd=tmp_path)
+    assert r.returncode == 1 and "later.jpg" in r.stderr, r.stderr
+    first = sorted(p.relative_to(tmp_path / "o").as_posix() for p in (tmp_path / "o").rglob("*.json"))
+    assert len(first) == 30 and all(n.startswith("imgs/b/") for n in first), first[:3]
+    shutil.copy(folder / "in" / "b" / "000.jpg", tmp_path / "later.jpg")
+    r = fm("detect", "imgs/b", "later.jpg", "--out", "o", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0 and "30 of 31 image(s) already done" in r.stderr, r.stderr
+    now = sorted(p.relative_to(tmp_path / "o").as_posix() for p in (tmp_path / "o").rglob("*.json"))
+    assert now == sorted(first + ["later.jpg.json"])
