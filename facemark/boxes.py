@@ -51,10 +51,10 @@ def check_box(b, where: str = "box") -> np.ndarray:
 def check_points(p, where: str = "points", box=None) -> np.ndarray:
     """Five (x, y) keypoints (eyes, nose, mouth corners) as a (5, 2) array, or ``BoxError`` saying
     why. Points that are not finite stand for none (the face is cropped from its box). With the
-    face's ``box``, each point must lie within a box side of it, their centre inside it and their
-    spread a tenth of its side or more (a box that does not hold the face's middle is not its
-    box, whatever the detector's convention): points in other units
-    (0-1, or from the box's corner, as some detectors give them) would crop somewhere else entirely."""
+    face's ``box``, each point must lie within a box side of it, their centre inside it (a box
+    that does not hold the face's middle is not its box, whatever the detector's convention) and
+    their spread a tenth of its side or more: points in other units (0-1, or from the box's
+    corner, as some detectors give them) would crop somewhere else entirely."""
     try:
         arr = np.asarray(p, np.float64)
     except (TypeError, ValueError, OverflowError):
