@@ -402,7 +402,7 @@ def run_ray(inputs: list[str], out_dir: str, address: str | None = None, model: 
     try:
         return _run(ray, inputs, out, address, model, device, threshold, min_face, batch_size, actors, rows_per_shard,
                     log, t0)
-    except BaseException:  # a usage error, a head nobody answers on, Ctrl-C: no empty --out left behind
+    except UsageError:  # a request that cannot run (no images, a head nobody answers on): nothing made stays
         for q in made:
             try:
                 q.rmdir()  # (only where still empty)
@@ -414,7 +414,7 @@ def run_ray(inputs: list[str], out_dir: str, address: str | None = None, model: 
 def _run(ray, inputs: list[str], out: Path, address: str | None, model: str, device: str, threshold: float,
          min_face: float | None, batch_size: int, actors: int | None, rows_per_shard: int,
          log: Callable[[str], None], t0: float) -> dict:
-    """``run_ray`` once its folder is made (it removes that again if this raises before writing)."""
+    """``run_ray`` once its folder is made (removed again, where still empty, after a usage error)."""
     unreadable: list[str] = []
     failed: list[tuple[str, str]] = []
     paths, scheme = list_inputs(inputs, log, unreadable, failed)

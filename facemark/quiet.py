@@ -46,7 +46,7 @@ def one_line_warnings(show: "Callable[[str], None] | None" = None) -> None:
         with STDERR_LOCK:
             stream = file if file is not None else sys.stderr
             if stream is not None:
-                print(text, file=stream, flush=True)
+                _whole_line(stream, text)
 
     warnings.showwarning = showwarning
     # facemark's own warnings are notes about an input: said, never raised, even under -W error
@@ -59,4 +59,12 @@ def to_stderr(line: str) -> None:
     caller's stdout (perhaps a JSON stream) holds only results."""
     with STDERR_LOCK:
         if sys.stderr is not None:
-            print(line, file=sys.stderr, flush=True)
+            _whole_line(sys.stderr, line)
+
+
+def _whole_line(stream, text: str) -> None:
+    """``text`` and its newline in one write: worker processes share stderr, and print's two writes
+    (text, then newline; each goes straight out when unbuffered, as under PYTHONUNBUFFERED) let
+    another process's line land between them, gluing two lines into one."""
+    stream.write(text + "\n")
+    stream.flush()

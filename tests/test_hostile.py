@@ -114,6 +114,30 @@ def test_a_batch_of_bad_files_names_each_once_and_writes_the_rest(corpus):
     assert "1 image(s) with no face" in lines[-1]  # the blank one
 
 
+def test_each_line_on_stderr_is_one_write(monkeypatch):
+    """Worker processes share stderr; print wrote a line and its newline apart (each straight out
+    when unbuffered), and two workers' warnings came out glued on one line in CI."""
+    from facemark import quiet
+
+    class Unbuffered:
+        def __init__(self):
+            self.writes = []
+
+        def write(self, text):
+            self.writes.append(text)
+
+        def flush(self):
+            pass
+
+    err = Unbuffered()
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # (put back afterwards)
+    quiet.to_stderr("failed: a.jpg")
+    quiet.one_line_warnings()
+    warnings.showwarning(UserWarning("b.png is 16-bit"), UserWarning, "x.py", 1)
+    assert err.writes == ["failed: a.jpg\n", "warning: b.png is 16-bit\n"]
+
+
 def test_a_16_bit_file_holding_8_bit_values_is_read_as_such_with_one_warning_line(face, tmp_path, monkeypatch):
     """Saved from a uint8 array cast up, a 16-bit PNG or TIFF shows black (16-bit spans 0..65535)
     and no face would be found. Its values are read as 8-bit, and the command says so in one line
