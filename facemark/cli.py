@@ -350,7 +350,8 @@ def video(
     device: str = typer.Option("cpu", "--device", help="cpu | cuda"),
     detect_every: int = typer.Option(10, "--detect-every", help="Run the detector every N frames (and when a face is lost)."),
     smooth: str = typer.Option("one-euro", "--smooth", help="one-euro | none"),
-    max_faces: int = typer.Option(0, "--max-faces", help="Track at most K faces (the largest of new ones first; a tracked face keeps its place while in view); 0: all."),
+    max_faces: int = typer.Option(0, "--max-faces", help="Track at most K faces (the largest of new ones first; a "
+                                  "tracked face keeps its place while in view); 0: all."),
     fps: Optional[float] = typer.Option(None, "--fps", help="Frame rate for frame folders (default 30) or to override."),
     threshold: float = typer.Option(0.6, "--threshold", help="Detector score threshold."),
     min_face: Optional[float] = typer.Option(None, "--min-face", help="Smallest face to find, in pixels (frames are "

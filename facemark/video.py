@@ -907,7 +907,7 @@ def cut_short(path: Path) -> bool:
                 f.seek(0)
                 data = f.read(64)
                 at = data.find(b"\x18\x53\x80\x67")
-                if at < 0:
+                if at < 0 or at + 5 > len(data):
                     return False
                 first = data[at + 4]
                 width = next((k + 1 for k in range(8) if first & (0x80 >> k)), 0)
