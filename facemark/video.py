@@ -600,6 +600,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     video_written: Path | None = None
     reader_gone = False
     done = 0
+    total = src.frames - src.empty if src.frames else src.frames  # (an AVI's empty chunks never come)
     start = time.perf_counter()
     try:
         for path, make in ((out_path, lambda p: AtomicVideoWriter(p, src.fps, (src.width, src.height))),
@@ -632,7 +633,6 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                             break  # nobody reads the only output: stop
                     done += 1
                     if progress:
-                        total = src.frames - src.empty if src.frames else src.frames
                         progress(done, total, done / max(1e-9, time.perf_counter() - start))
                     if stop["asked"]:
                         break
@@ -879,29 +879,16 @@ def cut_short(path: Path) -> bool:
     announce: a download or copy that stopped part-way. (An MP4 whose index comes first still
     opens, and with an edit list its frame count is taken as an estimate: without this, most of a
     cut clip could go missing with exit 0.)"""
-    import struct
-
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:
             head = f.read(12)
             if head[4:8] in MP4_BOXES:  # the media and index boxes must end within the file
-                at = 0
-                while at + 8 <= size:
-                    f.seek(at)
-                    n, kind = struct.unpack(">I4s", f.read(8))
-                    if n == 1:
-                        large = f.read(8)
-                        if len(large) < 8:  # a 64-bit size cut off: cut short if it was the media's
-                            return kind in DATA_BOXES
-                        n = struct.unpack(">Q", large)[0]
-                    if n == 0 or kind not in MP4_BOXES + DATA_BOXES:  # (to the end by definition; or bytes
+                for at, kind, n, _ in _mp4_top_boxes(f):
+                    if n is None or kind not in MP4_BOXES + DATA_BOXES:  # (to the end by definition; or bytes
                         return False  # after the last box, such as a camera's or tagger's trailer: not ours to judge)
-                    if n < 8:
-                        return False
-                    if at + n > size:
+                    if n == -1 or at + n > size:  # (a 64-bit size cut off, or a box past the end)
                         return kind in DATA_BOXES
-                    at += n
                 return False
             if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: the Segment after the header must end within the file
                 f.seek(0)
@@ -924,27 +911,46 @@ def cut_short(path: Path) -> bool:
     return False
 
 
+def _mp4_top_boxes(f) -> Iterator[tuple[int, bytes, int | None, int]]:
+    """(offset, type, size, header length) of each top-level box of an MP4/MOV file: size None
+    for a box that runs to the end of the file, -1 where its 64-bit size is cut off; the walk
+    ends at the end of the file or at bytes that are no box."""
+    import struct
+
+    at = 0
+    while True:
+        f.seek(at)
+        header = f.read(8)
+        if len(header) < 8:
+            return
+        n, kind = struct.unpack(">I4s", header)
+        head = 8
+        if n == 1:
+            large = f.read(8)
+            if len(large) < 8:
+                yield at, kind, -1, 16
+                return
+            n, head = struct.unpack(">Q", large)[0], 16
+        if n == 0:
+            yield at, kind, None, head
+            return
+        if n < head:
+            return
+        yield at, kind, n, head
+        at += n
+
+
 def _mp4_moov(f, whole: bool = False) -> bytes | None:
     """Walk the top-level boxes to ``moov`` (skipping ``mdat``) and return its body (64 MiB at
     most; with ``whole``, None unless all of it was read)."""
-    import struct
-
-    f.seek(0)
-    while True:
-        header = f.read(8)
-        if len(header) < 8:
-            return None
-        size, kind = struct.unpack(">I4s", header)
-        if size == 1:
-            size = struct.unpack(">Q", f.read(8))[0]
-            body = size - 16
-        elif size == 0:
-            body = -1
-        else:
-            body = size - 8
+    for at, kind, n, head in _mp4_top_boxes(f):
         if kind == b"moov":
+            if n == -1:
+                return None
+            body = -1 if n is None else n - head
+            f.seek(at + head)
             data = f.read(body if 0 <= body < (64 << 20) else 64 << 20)
             return None if whole and len(data) != body else data
-        if body < 0:
+        if n is None or n < 0:
             return None
-        f.seek(body, 1)
+    return None
