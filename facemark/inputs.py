@@ -90,31 +90,39 @@ def expand(args: list[str], drawings: list[Path] | None = None,
             duplicates.append((path, seen[key]))
 
     for arg in args:
-        p = Path(arg)
-        if p.is_dir():
-            for f in walk_images(p, problems, drawings):
-                add(f, p)
-        elif os.path.lexists(p):
-            if p.is_symlink() and not p.exists():
-                problems.append(f"{arg}: a broken symbolic link")
-            else:
-                add(p, p.parent)  # read_image says what is wrong if it is no regular image file
-        elif _has_magic(arg):  # a quoted glob: the same as if the shell had expanded it
-            hits = sorted(Path(x) for x in glob.glob(arg, recursive=True))
-            drawn = [h for h in hits if is_drawing_name(h.name) and not h.is_dir()]
-            if drawings is not None:
-                drawings += drawn
-            hits = [h for h in hits if not h.is_dir() and is_image_name(h.name)]
-            if not hits:
-                problems.append(f"{arg}: matches only facemark's drawings (*.annotated.*); name one to process it"
-                                if drawn else f"{arg}: no file matches this pattern")
-            for h in hits:
-                add(h, h.parent)
-        elif arg == "-":
-            problems.append("-: images are read from files, not from standard input; save it to a file and name that")
-        else:
-            problems.append(f"{arg}: no such file or directory")
+        try:
+            _expand_one(arg, add, problems, drawings)
+        except OSError as e:  # (a folder on the way that cannot be searched, a name too long: that input's failure)
+            problems.append(f"{arg}: {e.strerror or e}")
     return found, problems
+
+
+def _expand_one(arg: str, add, problems: list[str], drawings: list[Path] | None) -> None:
+    """One command-line input into ``add`` (image, root) calls or a line in ``problems``."""
+    p = Path(arg)
+    if p.is_dir():
+        for f in walk_images(p, problems, drawings):
+            add(f, p)
+    elif os.path.lexists(p):
+        if p.is_symlink() and not p.exists():
+            problems.append(f"{arg}: a broken symbolic link")
+        else:
+            add(p, p.parent)  # read_image says what is wrong if it is no regular image file
+    elif _has_magic(arg):  # a quoted glob: the same as if the shell had expanded it
+        hits = sorted(Path(x) for x in glob.glob(arg, recursive=True))
+        drawn = [h for h in hits if is_drawing_name(h.name) and not h.is_dir()]
+        if drawings is not None:
+            drawings += drawn
+        hits = [h for h in hits if not h.is_dir() and is_image_name(h.name)]
+        if not hits:
+            problems.append(f"{arg}: matches only facemark's drawings (*.annotated.*); name one to process it"
+                            if drawn else f"{arg}: no file matches this pattern")
+        for h in hits:
+            add(h, h.parent)
+    elif arg == "-":
+        problems.append("-: images are read from files, not from standard input; save it to a file and name that")
+    else:
+        problems.append(f"{arg}: no such file or directory")
 
 
 def duplicates_note(duplicates: list[tuple[Path, Path]]) -> str:

@@ -323,6 +323,15 @@ def test_left_out_drawings_are_said_and_a_lone_missing_file_is_one_line(tmp_path
     assert r.exit_code == 2 and r.stderr.strip().splitlines() == [f"error: {tmp_path / 'nope.jpg'}: no such file or directory"]
 
 
+def test_an_input_that_cannot_be_looked_at_is_its_own_failure(tmp_path, tiny_models):
+    """A name too long (or a folder on its way that cannot be searched) fails that input only."""
+    long = "x" * 300 + ".jpg"  # over NAME_MAX: stat raises ENAMETOOLONG, not "no such file"
+    r = run("detect", "examples/astronaut.jpg", tmp_path / long, "--out", tmp_path / "o", "--model", tiny_models["direct"])
+    assert r.exit_code == 1 and "Traceback" not in r.stderr
+    assert any(line.endswith(f"{long}: File name too long") for line in r.stderr.splitlines())
+    assert [p.name for p in (tmp_path / "o").rglob("*.json")] == ["astronaut.jpg.json"]
+
+
 def test_an_output_name_too_long_is_that_image_s_error_and_nothing_half_written(tmp_path, tiny_models):
     import shutil
 
