@@ -53,7 +53,7 @@ def draw(image: np.ndarray, faces: list[Face], style: str = "contours", box: boo
         raise ValueError(f"ids must give one id per face: {len(ids)} ids for {len(faces)} faces")
     if points is False:  # the older spelling: lines only
         style = "lines"
-    base = as_bgr(image)
+    base = as_bgr(image[..., :3] if image.ndim == 3 and image.shape[2] == 4 else image)  # (BGRA: its own colours)
     out = base.copy()  # a colour copy: the drawing is in colour whatever came in
     _paint(out, faces, style, box, score, ids)
     if image.ndim == 3 and image.shape[2] == 4:  # BGRA stays BGRA: a PNG keeps its transparency

@@ -26,7 +26,7 @@ from .annotate import STYLES, draw
 from .boxes import BoxError, GivenBoxes, check_inside, read_boxes
 from .detector import RetinaFace
 from .errors import OutputError, StopRun, UsageError, no_files_left
-from .imageio import (IMAGE_EXTS, ImageError, alpha_as_shown, atomic_write, encode_image, read_image,
+from .imageio import (IMAGE_EXTS, ImageError, atomic_write, bgra_as_shown, encode_image, read_image,
                       remove_stale_temps, write_whole)
 from .inputs import (InputImage, collisions, duplicates_note, expand, missing_roots, output_names, shown_name,
                      utf8_name)
@@ -247,8 +247,8 @@ def _write(job: Job, im: InputImage, name, image, fs, text: str | None, read_at:
     drawn = None
     if job.annotate:  # encoded before anything is written: an image that cannot be encoded leaves no half pair
         if targets[-1].suffix.lower() in (".png", ".webp") and im.path.suffix.lower() in (".png", ".webp", ".tif", ".tiff"):
-            alpha = alpha_as_shown(im.path, image)  # a transparent PNG stays transparent where nothing is drawn
-            image = image if alpha is None else np.dstack([image, alpha])
+            bgra = bgra_as_shown(im.path, image)  # a transparent PNG stays transparent where nothing is drawn
+            image = image if bgra is None else bgra
         try:
             drawn = encode_image(targets[-1].suffix, draw(image, fs, style=job.style, box=job.show_box, score=job.show_score))
         except ImageError as e:

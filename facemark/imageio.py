@@ -166,6 +166,10 @@ def may_have_alpha(data: "bytes | np.ndarray") -> bool:
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         samples = _tiff_tags(data, (277,)).get(277, 3)  # grey + alpha, or colour + alpha
         return samples == 2 or samples >= 4
+    if head[:3] == b"\xff\xd8\xff" or head[:1] == b"P" and head[1:2] in b"123456":  # JPEG, PBM/PGM/PPM
+        return False
+    if head[:2] == b"BM" and len(head) >= 30:
+        return int.from_bytes(head[28:30], "little") == 32  # bits per pixel: only 32 has room for alpha
     return True
 
 
@@ -253,6 +257,9 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
     if image.shape[0] * image.shape[1] > limit:
         raise ImageError(f"{name} is {image.shape[1]}x{image.shape[0]} pixels, over the {limit:,}-pixel limit "
                          f"(FACEMARK_MAX_PIXELS raises it)")
+    planes = _turned_bgra(data, image, over=False)  # (IMREAD_COLOR gave the colours under the alpha)
+    if planes is not None and planes[1].min() < 255:
+        image = over_white(image, planes[1])
     return image
 
 
@@ -284,17 +291,37 @@ def _fewer_bits_in_sixteen(data: np.ndarray, name: str, image: np.ndarray) -> np
 _SAID = {"eight_in_sixteen": False}
 
 
-def alpha_as_shown(path: str | os.PathLike, shown: np.ndarray) -> np.ndarray | None:
-    """The alpha plane (uint8) of an image file, turned as ``shown`` (what ``read_image`` gave), or
-    None if it has none. OpenCV keeps alpha only with ``IMREAD_UNCHANGED``, which skips EXIF
-    orientation, so the stored plane is turned whichever of the 8 ways makes its colours match."""
+def over_white(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """uint8 colour laid over white by its uint8 alpha: what a page shows, and what the models see.
+    An eraser often only zeroes alpha, so a face can lie under fully transparent pixels; it is not
+    in the picture and must not be found."""
+    a = alpha.astype(np.float32)[..., None] / 255
+    return np.round(colour.astype(np.float32) * a + 255 * (1 - a)).astype(np.uint8)
+
+
+def bgra_as_shown(path: str | os.PathLike, shown: np.ndarray) -> np.ndarray | None:
+    """The image file's own colours and alpha (BGRA uint8), turned as ``shown`` (what ``read_image``
+    gave: laid over white), or None if it has no alpha. For drawing on: the colours under partly
+    transparent pixels must stay the file's, not white-tinted."""
     try:
         data = np.fromfile(path, dtype=np.uint8)
-        if not may_have_alpha(data):  # most files: told by the header, with no second decoding
-            return None
+    except OSError:
+        return None
+    found = _turned_bgra(data, shown, over=True)
+    return None if found is None else np.dstack(found)
+
+
+def _turned_bgra(data: np.ndarray, shown: np.ndarray, over: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """(colour, alpha) planes of encoded bytes, uint8, turned as ``shown``, or None if they have no
+    alpha. OpenCV keeps alpha only with ``IMREAD_UNCHANGED``, which skips EXIF orientation, so the
+    planes are turned whichever of the 8 ways makes them match ``shown`` (``over``: laid over white
+    first, as ``decode_image`` shows them)."""
+    if not may_have_alpha(data):  # most files: told by the header, with no second decoding
+        return None
+    try:
         with quiet_stderr():
             raw = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    except (OSError, cv2.error, MemoryError):
+    except (cv2.error, MemoryError):
         return None
     if raw is None or raw.ndim != 3 or raw.shape[2] != 4 or raw.dtype not in (np.uint8, np.uint16):
         return None
@@ -303,19 +330,23 @@ def alpha_as_shown(path: str | os.PathLike, shown: np.ndarray) -> np.ndarray | N
         colour, alpha = colour >> 8, alpha >> 8
     elif raw.dtype == np.uint16 and alpha.max() > 255:
         alpha = alpha >> 8
+    colour, alpha = colour.astype(np.uint8), alpha.astype(np.uint8)
     step = max(1, min(shown.shape[:2]) // 64)  # compared on a sample: colours decode alike, to a rounding
-    planes = []
+    found = []
     for k in range(4):
         for flip in (False, True):
-            turned = np.rot90(colour, k)[:, ::-1] if flip else np.rot90(colour, k)
-            if turned.shape[:2] != shown.shape[:2]:
+            def turn(a: np.ndarray) -> np.ndarray:
+                return np.rot90(a, k)[:, ::-1] if flip else np.rot90(a, k)
+            if turn(colour).shape[:2] != shown.shape[:2]:
                 continue
-            gap = np.abs(turned[::step, ::step].astype(np.int32) - shown[::step, ::step].astype(np.int32))
-            if gap.max() <= 1:
-                planes.append(np.ascontiguousarray(np.rot90(alpha, k)[:, ::-1] if flip else np.rot90(alpha, k)))
-    if not planes or any(not np.array_equal(p, planes[0]) for p in planes[1:]):
+            sample = turn(colour)[::step, ::step]
+            if over:
+                sample = over_white(sample, turn(alpha)[::step, ::step])
+            if np.abs(sample.astype(np.int32) - shown[::step, ::step].astype(np.int32)).max() <= 1:
+                found.append((turn(colour), turn(alpha)))
+    if not found or any(not np.array_equal(a, found[0][1]) for _, a in found[1:]):
         return None  # no turn fits, or several do and disagree (a flat image): no guess
-    return planes[0].astype(np.uint8)
+    return np.ascontiguousarray(found[0][0]), np.ascontiguousarray(found[0][1])
 
 
 def _unit_range(image: np.ndarray) -> bool:
@@ -328,7 +359,7 @@ def _unit_range(image: np.ndarray) -> bool:
 
 
 def as_bgr(image: np.ndarray) -> np.ndarray:
-    """Accept grey (H, W), BGR (H, W, 3) or BGRA (H, W, 4) arrays, uint8 or uint16."""
+    """Accept grey (H, W), BGR (H, W, 3) or BGRA (H, W, 4, laid over white) arrays, uint8 or uint16."""
     image = np.asarray(image)
     if image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)
@@ -341,7 +372,7 @@ def as_bgr(image: np.ndarray) -> np.ndarray:
     if image.ndim == 3 and image.shape[2] == 1:
         return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2BGR)
     if image.ndim == 3 and image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+        return over_white(image[..., :3], image[..., 3])  # as a file with alpha is read
     if image.ndim == 3 and image.shape[2] == 3:
         return np.ascontiguousarray(image)
     raise ImageError(f"unsupported image shape {image.shape}")

@@ -291,7 +291,7 @@ def test_the_header_tells_transparency_and_depth_without_decoding(tmp_path):
 
     import cv2
 
-    from facemark.imageio import alpha_as_shown, may_have_alpha, sixteen_bit
+    from facemark.imageio import bgra_as_shown, may_have_alpha, over_white, sixteen_bit
 
     rng = np.random.default_rng(0)
     im = rng.integers(0, 255, (40, 50, 3), np.uint8)
@@ -308,7 +308,9 @@ def test_the_header_tells_transparency_and_depth_without_decoding(tmp_path):
              (enc(".webp", im, cv2.IMWRITE_WEBP_QUALITY, 101), False, False),
              (enc(".webp", see, cv2.IMWRITE_WEBP_QUALITY, 101), True, False),
              (enc(".tif", im), False, False), (enc(".tif", see), True, False),
-             (enc(".tif", im.astype(np.uint16)), False, True), (enc(".tif", im[..., 0].astype(np.uint16)), False, True)]
+             (enc(".tif", im.astype(np.uint16)), False, True), (enc(".tif", im[..., 0].astype(np.uint16)), False, True),
+             (enc(".jpg", im), False, False), (enc(".ppm", im), False, False), (enc(".pgm", im[..., 0]), False, False),
+             (enc(".bmp", im), False, False), (enc(".bmp", see), True, False)]
     for k, (data, alpha, deep) in enumerate(cases):
         assert (may_have_alpha(data), sixteen_bit(data)) == (alpha, deep), k
 
@@ -322,10 +324,12 @@ def test_the_header_tells_transparency_and_depth_without_decoding(tmp_path):
            + chunk(b"tRNS", bytes([0, 255])) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
     (tmp_path / "pal.png").write_bytes(png)
     assert may_have_alpha(np.frombuffer(png, np.uint8))
-    shown = cv2.imread(str(tmp_path / "pal.png"))
-    assert np.array_equal(alpha_as_shown(tmp_path / "pal.png", shown)[0], [0, 255] * 4)
+    raw = cv2.imread(str(tmp_path / "pal.png"))
+    shown = over_white(raw, np.array([0, 255] * 4, np.uint8)[None, :].repeat(8, 0))
+    assert np.array_equal(bgra_as_shown(tmp_path / "pal.png", shown)[0, :, 3], [0, 255] * 4)
+    assert np.array_equal(bgra_as_shown(tmp_path / "pal.png", shown)[..., :3], raw)  # the file's own colours
     # A flat square that every turn fits, with an alpha that turning changes: no guess.
     flat = np.zeros((30, 30, 4), np.uint8)
     flat[..., 3] = np.arange(30, dtype=np.uint8)[None, :] * 8
     cv2.imwrite(str(tmp_path / "flat.png"), flat)
-    assert alpha_as_shown(tmp_path / "flat.png", np.zeros((30, 30, 3), np.uint8)) is None
+    assert bgra_as_shown(tmp_path / "flat.png", np.zeros((30, 30, 3), np.uint8)) is None

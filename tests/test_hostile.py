@@ -174,19 +174,22 @@ def test_a_16_bit_file_holding_8_bit_values_is_read_as_such_with_one_warning_lin
 
 def test_annotating_a_transparent_image_keeps_its_transparency(face, tmp_path):
     """The drawing of a PNG/WebP/TIFF with alpha keeps the alpha (it was dropped: the image was read
-    as BGR); pixels the drawing does not touch keep theirs exactly."""
+    as BGR); pixels the drawing does not touch keep theirs exactly, and their own colours."""
+    from facemark.imageio import over_white
+
     bgra = cv2.cvtColor(face, cv2.COLOR_BGR2BGRA)
     bgra[:, :60, 3] = 0
     bgra[:, 60:120, 3] = 128
     cv2.imwrite(str(tmp_path / "t.png"), bgra)
     cv2.imwrite(str(tmp_path / "t.tif"), bgra)
     cv2.imwrite(str(tmp_path / "t16.png"), bgra.astype(np.uint16) * 257)
-    cv2.imwrite(str(tmp_path / "opaque.png"), face)
+    seen = over_white(face, bgra[..., 3])  # what the models see of t.png: an opaque copy gets the same drawing
+    cv2.imwrite(str(tmp_path / "opaque.png"), seen)
     r = fm("detect", "t.png", "t.tif", "t16.png", "opaque.png", "--out", "out", "--annotate", *MODEL, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     opaque = cv2.imread(str(tmp_path / "out" / "opaque.png.annotated.png"), cv2.IMREAD_UNCHANGED)
     assert opaque.shape == face.shape
-    untouched = (opaque == face).all(axis=2)  # where the same drawing left the opaque photo as it was
+    untouched = (opaque == seen).all(axis=2)  # where the same drawing left the opaque photo as it was
     assert 0.8 < untouched.mean() < 1
     for name in ("t.png", "t.tif", "t16.png"):
         drawn = cv2.imread(str(tmp_path / "out" / f"{name}.annotated.png"), cv2.IMREAD_UNCHANGED)
@@ -194,25 +197,49 @@ def test_annotating_a_transparent_image_keeps_its_transparency(face, tmp_path):
         gap = np.abs(drawn[..., 3].astype(int) - bgra[..., 3])[untouched]
         assert gap.max() <= 1, name  # (a sliver of coverage rounds the colour back, not the alpha)
         assert (drawn[..., 3][~untouched] >= bgra[..., 3][~untouched]).all()  # a drawing only adds cover
+        keep = untouched & (bgra[..., 3] > 0)  # (under alpha 0 a colour is not kept: PNG encoders may drop it)
+        assert np.abs(drawn[..., :3].astype(int) - face)[keep].max() <= 1, name  # not tinted by the white
+
+
+def test_a_face_under_transparent_pixels_is_not_found(face, tmp_path):
+    """An eraser often zeroes only alpha: the colours stay. What is transparent is not in the
+    picture (laid over white, as a page shows it), from a file and from a BGRA array alike; an
+    opaque copy beside it is found, and a fully opaque alpha changes nothing."""
+    from facemark import FaceLandmarker
+    from facemark.imageio import read_image
+
+    pair = cv2.cvtColor(np.hstack([face, face]), cv2.COLOR_BGR2BGRA)
+    pair[:, face.shape[1]:, 3] = 0  # the right copy: fully transparent
+    cv2.imwrite(str(tmp_path / "hidden.png"), pair)
+    shown = read_image(tmp_path / "hidden.png")
+    assert (shown[:, face.shape[1]:] == 255).all() and np.array_equal(shown[:, :face.shape[1]], face)
+    fl = FaceLandmarker(model=MODEL[1])
+    for got in (fl.detect(tmp_path / "hidden.png"), fl.detect(pair)):
+        assert len(got) == 1 and got[0].box[2] <= face.shape[1]
+    pair[..., 3] = 255
+    cv2.imwrite(str(tmp_path / "opaque.png"), pair)
+    assert np.array_equal(read_image(tmp_path / "opaque.png"), pair[..., :3])
+    assert len(fl.detect(tmp_path / "opaque.png")) == 2
 
 
 def test_the_alpha_plane_is_turned_as_the_image_was_shown(face, tmp_path):
     """OpenCV reads alpha without applying EXIF orientation; the plane is turned to match the
     colours that were shown, whichever of the 8 orientations they took."""
-    from facemark.imageio import alpha_as_shown
+    from facemark.imageio import bgra_as_shown, over_white
 
     bgra = cv2.cvtColor(face, cv2.COLOR_BGR2BGRA)
-    bgra[..., 3] = np.arange(face.shape[1], dtype=np.uint8)[None, :]  # a ramp: any turn changes it
+    bgra[..., 3] = np.arange(face.shape[1], dtype=np.uint8)[None, :] | 1  # a ramp: any turn changes it
     bgra = bgra[:, :150]  # not square
     cv2.imwrite(str(tmp_path / "a.png"), bgra)
     for k in range(4):
         for flip in (False, True):
             turn = (lambda a: np.rot90(a, k)[:, ::-1]) if flip else (lambda a: np.rot90(a, k))
-            got = alpha_as_shown(tmp_path / "a.png", np.ascontiguousarray(turn(bgra[..., :3])))
-            assert np.array_equal(got, turn(bgra[..., 3])), (k, flip)
-    assert alpha_as_shown(tmp_path / "a.png", np.zeros_like(bgra[..., :3])) is None  # other colours: no guess
+            shown = over_white(np.ascontiguousarray(turn(bgra[..., :3])), np.ascontiguousarray(turn(bgra[..., 3])))
+            got = bgra_as_shown(tmp_path / "a.png", shown)
+            assert np.array_equal(got, turn(bgra)), (k, flip)
+    assert bgra_as_shown(tmp_path / "a.png", np.zeros_like(bgra[..., :3])) is None  # other colours: no guess
     cv2.imwrite(str(tmp_path / "b.png"), face)
-    assert alpha_as_shown(tmp_path / "b.png", face) is None
+    assert bgra_as_shown(tmp_path / "b.png", face) is None
 
 
 def tiff_with_directory_at_the_end(width: int, height: int, filler: int = 100_000) -> bytes:
