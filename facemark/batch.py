@@ -46,7 +46,7 @@ class BatchSummary:
     failures: int = 0  # inputs that failed (missing ones included)
     faces: int = 0
     no_face: int = 0  # images processed with no face found
-    no_face_shrunk: int = 0  # of those, images shrunk for detection (small faces there go unseen)
+    shrunk_small: int = 0  # images searched shrunk that found no face, or only faces near the least it finds
     written: int = 0  # images whose outputs were written (or printed)
     skipped: int = 0  # images already done by an earlier run (resume), or by an interrupted --redo
     out_dir: Path | None = None
@@ -185,7 +185,7 @@ class Outcome:
     message: str = ""
     faces: int = 0
     payload: object = None  # the JSON text (stdout) or the row (shards); None when written as a file
-    shrunk: bool = False  # the detector searched a shrunk copy of the image (see BatchSummary.no_face_shrunk)
+    shrunk_small: bool = False  # smaller faces may have gone unseen (see _shrunk_small)
 
 
 def _stamp(path: Path, now: float | None = None) -> int | None:
@@ -333,9 +333,7 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
         except StopRun as e:  # k = -1: writing cannot go on; reported after the images written
             outcomes.append(Outcome(-1, False, str(e)))
             break
-        shrunk = isinstance(fl.detector, RetinaFace) and fl.detector.min_face is None \
-            and fl.detector.scale_for(*image.shape[:2]) <= 0.5  # (a --min-face of the user's sets the scale)
-        outcomes.append(Outcome(k, True, faces=len(fs), payload=payload, shrunk=shrunk))
+        outcomes.append(Outcome(k, True, faces=len(fs), payload=payload, shrunk_small=_shrunk_small(fl, image, fs)))
     return sorted(outcomes, key=lambda o: (o.k < 0, o.k))
 
 
@@ -594,7 +592,7 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                 s.written += 1
                 s.faces += o.faces
                 s.no_face += o.faces == 0
-                s.no_face_shrunk += o.faces == 0 and o.shrunk
+                s.shrunk_small += o.shrunk_small
             else:
                 log(f"failed: {o.message}")
                 s.failures += 1
@@ -643,10 +641,25 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
             (out_dir / REDO_MARK).unlink()
         except OSError:
             pass
-    if s.no_face_shrunk:
-        log(f"note: {s.no_face_shrunk} image(s) with no face were searched shrunk to {fl.detector.max_side} px on the "
-            f"long side, where faces under 1/16 of it go unseen; --min-face 40 (pixels) finds smaller ones, more slowly")
+    if s.shrunk_small:
+        log(f"note: {s.shrunk_small} image(s) searched shrunk to {fl.detector.max_side} px on the long side found no "
+            f"face, or faces near the smallest it finds (1/16 of the long side): smaller ones there go unseen; "
+            f"--min-face 40 (pixels) finds them, more slowly")
     return s
+
+
+def _shrunk_small(fl: FaceLandmarker, image: np.ndarray, faces: list) -> bool:
+    """Whether a photo searched at under half its size may hold faces too small to be found there:
+    none was found, or the smallest found is under twice the least size the search finds (a group
+    photo's faces are of a size: some just over the limit, others just under it)."""
+    det = fl.detector
+    if not isinstance(det, RetinaFace) or det.min_face is not None:  # (a --min-face of the user's sets the scale)
+        return False
+    scale = det.scale_for(*image.shape[:2])
+    if scale > 0.5:
+        return False
+    sides = [max(f.box[2] - f.box[0], f.box[3] - f.box[1]) for f in faces]
+    return not sides or min(sides) < 2 * det.NET_MIN_FACE / scale
 
 
 def rows_for_bytes(fl: FaceLandmarker, items: list[tuple[str, bytes]]) -> list[dict]:

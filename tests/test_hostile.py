@@ -1031,17 +1031,29 @@ def test_draw_options_change_the_drawing(face, tmp_path):
 
 
 def test_a_big_photo_without_faces_gets_a_hint_about_min_face(tmp_path):
-    """Searched shrunk to 640 px, a big photo's small faces go unseen: the run says so, once, and
-    names --min-face; a photo searched near its own size does not get the note."""
+    """Searched shrunk to 640 px, a big photo's small faces go unseen: when it found none, or only
+    faces near that limit, the run says so, once, and names --min-face; a photo searched near its
+    own size, or with a big face, does not get the note."""
     cv2.imwrite(str(tmp_path / "big.jpg"), np.full((1500, 2000, 3), 120, np.uint8))
     cv2.imwrite(str(tmp_path / "big2.jpg"), np.full((1500, 2000, 3), 90, np.uint8))
     cv2.imwrite(str(tmp_path / "small.jpg"), np.full((600, 800, 3), 120, np.uint8))
     r = fm("detect", "big.jpg", "big2.jpg", "small.jpg", "--out", "o", *MODEL, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     notes = [ln for ln in r.stderr.splitlines() if "--min-face" in ln]
-    assert len(notes) == 1 and notes[0].startswith("note: 2 image(s) with no face"), r.stderr
+    assert len(notes) == 1 and notes[0].startswith("note: 2 image(s) searched shrunk"), r.stderr
     r = fm("detect", "small.jpg", *MODEL, cwd=tmp_path)
     assert "--min-face" not in r.stderr
+    # A group photo: one face found just over the limit says others of its size may be unseen;
+    # a big face in a big photo says nothing.
+    person = cv2.imread("examples/astronaut.jpg")  # its face is about 0.23 of its side
+    for name, side in (("group.jpg", 900), ("portrait.jpg", 1450)):
+        canvas = np.full((1500, 2000, 3), 120, np.uint8)
+        canvas[:side, :side] = cv2.resize(person, (side, side), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(tmp_path / name), canvas)
+    for name, noted in (("group.jpg", True), ("portrait.jpg", False)):
+        r = fm("detect", name, *MODEL, cwd=tmp_path)
+        assert r.returncode == 0 and len(json.loads(r.stdout)["faces"]) == 1, r.stderr
+        assert ("note: 1 image(s) searched shrunk" in r.stderr) == noted, (name, r.stderr)
     r = fm("detect", "big.jpg", "--min-face", 300, *MODEL, cwd=tmp_path)  # the user chose the scale
     assert r.returncode == 0 and "--min-face 40" not in r.stderr, r.stderr
 
