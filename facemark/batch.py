@@ -280,6 +280,13 @@ def _write(job: Job, im: InputImage, name, image, fs, text: str | None, read_at:
         raise no_files_left(current, e) or ImageError(f"{im.path}: cannot write {current}: {e.strerror or e}") from None
 
 
+def _recorded(job: Job, im: InputImage) -> str:
+    """The image path an output records: as typed on stdout; absolute in files and shard rows, so
+    an output says which image it is of from any folder (two folders' ``IMG_0001.jpg`` run into one
+    --out from different places are told apart, and a resume from elsewhere finds its rows)."""
+    return str(im.path) if job.fmt == "stdout" else os.path.abspath(im.path)
+
+
 def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
     """Detect (or look up boxes), one model batch for all faces of the chunk, write or return."""
     from .shards import row
@@ -288,11 +295,11 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
     outcomes, ready, dets = [], [], []
 
     def failed(k: int, im: InputImage, msg: str) -> None:  # an error row too, for the shard formats
-        outcomes.append(Outcome(k, False, msg, payload=row(str(im.path), None, None, fl.model_name, error=msg)))
+        outcomes.append(Outcome(k, False, msg, payload=row(_recorded(job, im), None, None, fl.model_name, error=msg)))
 
     for k, im, name, image, read_at in loaded:
-        if job.fmt in ("jsonl", "parquet") and utf8_name(str(im.path)) is None:  # (a shard's readers need UTF-8)
-            failed(k, im, f"{shown_name(str(im.path))}: its name is not valid UTF-8, which a shard row cannot hold "
+        if job.fmt in ("jsonl", "parquet") and utf8_name(_recorded(job, im)) is None:  # (a shard's readers need UTF-8)
+            failed(k, im, f"{shown_name(_recorded(job, im))}: its name is not valid UTF-8, which a shard row cannot hold "
                           f"(pandas and pyarrow refuse the whole shard); rename it, or use --format json")
             continue
         try:
@@ -311,7 +318,7 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
         ready.append((k, im, name, image, read_at))
         dets.append(d)
     for (k, im, name, image, read_at), fs in zip(ready, fl.landmarks_for([r[3] for r in ready], dets)):
-        doc = document(str(im.path), image.shape[1], image.shape[0], fl.model_name, fs)
+        doc = document(_recorded(job, im), image.shape[1], image.shape[0], fl.model_name, fs)
         try:
             text = dumps(doc)
         except ValueError:
@@ -326,7 +333,7 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
             else:
                 if job.annotate:
                     _write(job, im, name, image, fs, None, read_at)
-                payload = row(str(im.path), image.shape[1], image.shape[0], fl.model_name, fs)
+                payload = row(_recorded(job, im), image.shape[1], image.shape[0], fl.model_name, fs)
         except ImageError as e:
             failed(k, im, str(e))
             continue
@@ -350,8 +357,8 @@ def _document(path: Path) -> dict | None:
 def _another_image(recorded, im: InputImage) -> str | None:
     """``recorded`` (an output's image) if it names another file that exists now; None for this
     image however spelled, and for a path that leads nowhere from here (a folder moved since):
-    the output is then taken as this image's, by name, as it always was. (A relative path names
-    no folder: typed the same in two folders, it reads as this image's too.)"""
+    the output is then taken as this image's, by name, as it always was. (Outputs record absolute
+    paths; an older version's relative one, typed the same in two folders, reads as this image's.)"""
     if not isinstance(recorded, str) or recorded == str(im.path):
         return None
     try:
@@ -390,27 +397,31 @@ def done_already(plan: Plan, fmt: str, out_dir: Path | None, annotate: bool, mod
 
     job = Job(out_dir, annotate, fmt, None)
 
-    def drawn(im: InputImage, name: Path) -> bool:  # (an interrupted --redo's drawing is its own, too)
+    def drawn(im: InputImage, name: Path, json_ns: int | None = None) -> bool:
+        """A drawing of the image as it is now: made after it last changed (and after an
+        interrupted --redo began), and after its JSON output (written first in the same run; a
+        later run without --annotate may have redone the JSON, for a changed image or model)."""
         try:
-            return _annotated_path(job, im, name).stat().st_mtime_ns > since_ns
+            made = _annotated_path(job, im, name).stat().st_mtime_ns
         except OSError:
             return False
+        return made > since_ns and not _changed_after(im.path, made, now) and (json_ns is None or made >= json_ns)
 
     if fmt == "json":
         done = set()
         for k, (im, name) in enumerate(zip(plan.images, plan.names)):
             out = out_dir / f"{name}.json"
-            if _finished_by(out, model, im) and (not annotate or drawn(im, name)) \
+            if _finished_by(out, model, im) and (not annotate or drawn(im, name, out.stat().st_mtime_ns)) \
                     and not changed_since(im, out.stat().st_mtime_ns):
                 done.add(k)
         return done
     from .shards import ShardWriter
 
     written = ShardWriter(out_dir, fmt).done_paths(model)
-    when = {k: written.get(str(im.path)) for k, im in enumerate(plan.images)}
-    # Rows of images spelled another way than now (absolute, relative, through a link) are matched
-    # by the real file; only those rows pay for a realpath (a resume spelled as before pays none).
-    spelled = {str(im.path) for im in plan.images}
+    when = {k: written.get(os.path.abspath(im.path)) for k, im in enumerate(plan.images)}
+    # Rows of images spelled another way than now (through a link; as typed, by older versions)
+    # are matched by the real file; only those rows pay for a realpath (a usual resume pays none).
+    spelled = {os.path.abspath(im.path) for im in plan.images}
     others = [p for p in written if p not in spelled]
     if others and None in when.values():
         real: dict[str, float] = {}

@@ -323,6 +323,32 @@ def test_left_out_drawings_are_said_and_a_lone_missing_file_is_one_line(tmp_path
     assert r.exit_code == 2 and r.stderr.strip().splitlines() == [f"error: {tmp_path / 'nope.jpg'}: no such file or directory"]
 
 
+def test_a_drawing_older_than_its_json_or_its_image_is_drawn_again(tmp_path, tiny_models):
+    """A run without --annotate redoes the JSON of a changed image (or for another model) and
+    leaves the old drawing; the next --annotate run must not take that drawing as done."""
+    import shutil
+    import time
+
+    (tmp_path / "in").mkdir()
+    shutil.copy("examples/astronaut.jpg", tmp_path / "in" / "a.jpg")
+    out, drawing = tmp_path / "o", tmp_path / "o" / "a.jpg.annotated.jpg"
+    direct, hybrid = ("--model", tiny_models["direct"]), ("--model", tiny_models["hybrid"])
+    assert run("detect", tmp_path / "in", "--out", out, "--annotate", *direct).exit_code == 0
+    time.sleep(0.05)
+    big = cv2.resize(cv2.imread("examples/astronaut.jpg"), (700, 600))
+    cv2.imwrite(str(tmp_path / "in" / "a.jpg"), big)  # the image replaced
+    assert run("detect", tmp_path / "in", "--out", out, *direct).exit_code == 0  # JSON redone, drawing left
+    assert cv2.imread(str(drawing)).shape[:2] == (512, 512)
+    r = run("detect", tmp_path / "in", "--out", out, "--annotate", *direct)
+    assert r.exit_code == 0 and "already done" not in r.stderr, r.stderr
+    assert cv2.imread(str(drawing)).shape[:2] == (600, 700)
+    assert run("detect", tmp_path / "in", "--out", out, *hybrid).exit_code == 0  # another model's JSON
+    r = run("detect", tmp_path / "in", "--out", out, "--annotate", *hybrid)
+    assert r.exit_code == 0 and "already done" not in r.stderr, r.stderr
+    r = run("detect", tmp_path / "in", "--out", out, "--annotate", *hybrid)  # now both are this run's
+    assert r.exit_code == 0 and "1 of 1 image(s) already done" in r.stderr, r.stderr
+
+
 def test_an_input_that_cannot_be_looked_at_is_its_own_failure(tmp_path, tiny_models):
     """A name too long (or a folder on its way that cannot be searched) fails that input only."""
     long = "x" * 300 + ".jpg"  # over NAME_MAX: stat raises ENAMETOOLONG, not "no such file"

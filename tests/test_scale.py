@@ -639,10 +639,30 @@ def test_two_folders_run_into_one_out_never_take_each_others_outputs(tmp_path, f
     assert len(failed) == 2 and all("holds the result of another image" in ln and "its own --out" in ln
                                      for ln in failed), r.stderr
     assert {p.name: p.read_bytes() for p in (tmp_path / "AB").iterdir()} == before  # A's outputs untouched
-    assert sorted(r["path"] for r in read(tmp_path / "AB")) == sorted(f"A/{p.name}" for p in a)
+    assert sorted(r["path"] for r in read(tmp_path / "AB")) == sorted(str(tmp_path / "A" / p.name) for p in a)
+    # From another folder (B typed as ".", or absolute), too: an output records its image's absolute path.
+    for cwd, typed, out in ((tmp_path / "B", ".", "../AB"), (tmp_path / "B", str(tmp_path / "B"), str(tmp_path / "AB"))):
+        r = fm("detect", typed, "--out", out, *MODEL, cwd=cwd)
+        assert r.returncode == 1 and "already done" not in r.stderr and "another image" in r.stderr, r.stderr
+    assert {p.name: p.read_bytes() for p in (tmp_path / "AB").iterdir()} == before
     again = fm("detect", "A", "--out", "AB", *MODEL, cwd=tmp_path)  # A's own rerun: all done
     assert again.returncode == 0 and "2 of 2 image(s) already done" in again.stderr, again.stderr
     assert "0 more done, 0 face(s) in those" in again.stderr  # (the faces of this run, not of the skipped)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json"])
+def test_a_resume_from_another_folder_finds_what_was_done(tmp_path, face_image, fmt):
+    """Rows recorded the path as typed (relative), which from another folder named nothing: every
+    image was done again, and ``read`` there gave each image twice."""
+    _photos(tmp_path / "in", face_image, 3, 4)
+    (tmp_path / "elsewhere").mkdir()
+    assert fm("detect", "in", "--out", "o", "--format", fmt, *MODEL, cwd=tmp_path).returncode == 0
+    r = fm("detect", tmp_path / "in", "--out", tmp_path / "o", "--format", fmt, *MODEL, cwd=tmp_path / "elsewhere")
+    assert r.returncode == 0 and "3 of 3 image(s) already done" in r.stderr, r.stderr
+    r = fm("detect", "../in", "--out", "../o", "--format", fmt, *MODEL, cwd=tmp_path / "elsewhere")
+    assert r.returncode == 0 and "3 of 3 image(s) already done" in r.stderr, r.stderr
+    rows = read(tmp_path / "o")
+    assert len(rows) == 3 and all(os.path.isabs(row["path"]) for row in rows)
 
 
 def test_an_annotated_run_after_a_plain_one_into_shards_draws_the_images(tmp_path, face_image):
@@ -676,7 +696,7 @@ def test_a_cut_short_document_of_facemarks_own_is_said_when_read(tmp_path, face_
     doc.write_bytes(doc.read_bytes()[:100])
     with pytest.warns(RuntimeWarning, match="00.jpg.json"):
         rows = read(tmp_path / "o")
-    assert [r["path"] for r in rows] == ["in/01.jpg"]
+    assert [r["path"] for r in rows] == [str(tmp_path / "in" / "01.jpg")]
 
 
 def test_two_runs_of_one_process_within_a_second_keep_both_shards(tmp_path):
