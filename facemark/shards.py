@@ -101,7 +101,8 @@ class ShardWriter:
         each with the time the run that wrote its newest shard started, before any of its images
         was read (an input changed since is done again, even one replaced while that run went on)."""
         done: dict[str, float] = {}
-        for p in self.shards():
+        theirs = sorted(self.out.glob("ray-*.parquet")) if self.fmt == "parquet" else []  # (a --ray run's rows)
+        for p in self.shards() + theirs:
             written = _written(p)[0]
             try:
                 rows = _rows_of(p, damaged=lambda message: None)

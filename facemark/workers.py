@@ -156,6 +156,9 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
+    if getattr(mp.current_process(), "_inheriting", False):  # (a spawned worker importing the caller's script)
+        raise RuntimeError("detect_files(workers=N) ran while a worker process was starting: the script calls it "
+                           "when imported; put that call under `if __name__ == \"__main__\":`")
     workers = min(workers, len(chunks), 4 * cpu_cores())  # no idle processes loading models
     spec = {**spec, "threads": max(1, cpu_cores() // workers)}
     try:
@@ -166,6 +169,7 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
     if quiet not in sys.warnoptions:
         sys.warnoptions.append(quiet)  # passed on as -W to the tracker process the pool starts
     pending: deque = deque()
+    reported = False
     todo = iter(chunks)
     pool = None
     try:
@@ -193,6 +197,7 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
                 raise WorkerDied(f"a worker process could not load the models ({e}); nothing more was done. "
                                  f"Outputs written so far are complete") from None
             report(outcomes, len(chunk))
+            reported = True
             pending.popleft()
             nxt = next(todo, None)
             if nxt is not None:
@@ -201,7 +206,9 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
     except BrokenProcessPool:  # from result() or from submit(), whichever sees it first
         first = pending[0][0][0][1].path if pending else "the next chunk"
         _stop(pool)
-        raise WorkerDied(f"a worker process ended unexpectedly (killed, or out of memory?) with images from "
+        why = "killed, or out of memory?" if reported else \
+            "killed, out of memory, or, from Python, a script calling detect_files without `if __name__ == \"__main__\":`?"
+        raise WorkerDied(f"a worker process ended unexpectedly ({why}) with images from "
                          f"{first} on still to do; outputs written so far are complete: run the same command "
                          f"again to continue (--workers 1 uses less memory)") from None
     except BaseException:

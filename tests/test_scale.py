@@ -665,6 +665,17 @@ def test_a_resume_from_another_folder_finds_what_was_done(tmp_path, face_image, 
     assert len(rows) == 3 and all(os.path.isabs(row["path"]) for row in rows)
 
 
+def test_a_parquet_run_counts_a_ray_run_s_rows_as_done(tmp_path, face_image):
+    """Both write absolute paths in dated Parquet shards; ``ray-*`` rows were not read by a run
+    without --ray, which did every image again."""
+    _photos(tmp_path / "in", face_image, 2, 5)
+    assert fm("detect", "in", "--out", "o", "--format", "parquet", *MODEL, cwd=tmp_path).returncode == 0
+    for p in (tmp_path / "o").glob("part-*.parquet"):  # as a --ray run names its shards
+        p.rename(p.with_name("ray-" + p.name[len("part-"):]))
+    r = fm("detect", "in", "--out", "o", "--format", "parquet", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0 and "2 of 2 image(s) already done" in r.stderr, r.stderr
+
+
 def test_an_annotated_run_after_a_plain_one_into_shards_draws_the_images(tmp_path, face_image):
     _photos(tmp_path / "in", face_image, 2, 3)
     assert fm("detect", "in", "--out", "o", "--format", "jsonl", *MODEL, cwd=tmp_path).returncode == 0
@@ -807,3 +818,15 @@ def test_an_input_missing_at_first_does_not_move_the_others_outputs(folder, tmp_
     assert r.returncode == 0 and "30 of 31 image(s) already done" in r.stderr, r.stderr
     now = sorted(p.relative_to(tmp_path / "o").as_posix() for p in (tmp_path / "o").rglob("*.json"))
     assert now == sorted(first + ["later.jpg.json"])
+
+
+def test_workers_started_from_a_script_s_import_say_what_to_do(monkeypatch):
+    """A script calling detect_files(workers=2) at top level runs it again in each spawned worker
+    as it imports the script; multiprocessing's own error there did not say why."""
+    import multiprocessing as mp
+
+    from facemark.workers import run_workers
+
+    monkeypatch.setattr(mp.current_process(), "_inheriting", True, raising=False)
+    with pytest.raises(RuntimeError, match="__name__"):
+        run_workers({}, None, None, [[1]], 2, lambda *a: None)
