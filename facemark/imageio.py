@@ -248,6 +248,9 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
             raise ImageError(f"{name}: its pixels are {raw.dtype.itemsize * 8}-bit "
                              f"{'integers' if raw.dtype.kind in 'iu' else raw.dtype.name}, which facemark does not "
                              f"read; save it with 8 or 16 bits per channel")
+    if image is None and _cut_short(data):
+        raise ImageError(f"{name} is cut short: its data ends before the image does (a copy or download "
+                         f"that stopped?)")
     if image is None:
         raise ImageError(f"{name} is not an image OpenCV can decode (damaged or not an image)")
     if image.shape[0] == 0 or image.shape[1] == 0:
@@ -261,6 +264,16 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
     if planes is not None and planes[1].min() < 255:
         image = over_white(image, planes[1])
     return image
+
+
+def _cut_short(data: np.ndarray) -> bool:
+    """Whether a JPEG or PNG that did not decode lacks its end marker (EOI, IEND) near its end."""
+    head, tail = bytes(data[:8]), bytes(data[-64:])
+    if head[:3] == b"\xff\xd8\xff":
+        return b"\xff\xd9" not in tail
+    if head == b"\x89PNG\r\n\x1a\n":
+        return b"IEND" not in tail
+    return False
 
 
 def _fewer_bits_in_sixteen(data: np.ndarray, name: str, image: np.ndarray) -> np.ndarray:

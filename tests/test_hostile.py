@@ -103,6 +103,9 @@ def test_a_batch_of_bad_files_names_each_once_and_writes_the_rest(corpus):
         assert len(mentions) == 1, (name, r.stderr)
         assert mentions[0].startswith("failed:")
     assert "40000x40000" in r.stderr and "pixel limit" in r.stderr
+    for name in ("truncated.jpg", "truncated.png"):  # said as such, not as "damaged or not an image"
+        assert f"{name} is cut short" in r.stderr, r.stderr
+    assert "text.jpg is not an image OpenCV can decode" in r.stderr
     for name in good:
         doc = strict_json((out / f"{name}.json").read_text())
         assert validate(doc) == [] and doc["image"].endswith(name)
