@@ -105,6 +105,22 @@ def usage_errors():
         fail(str(e), 1)
 
 
+@contextmanager
+def no_empty_folder(path: Path):
+    """An output folder this command made is removed again if the command fails while it is
+    still empty (a full disk, NaN losses, Ctrl-C before anything was saved)."""
+    existed = os.path.lexists(path)
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            try:
+                path.rmdir()  # (only ever an empty one)
+            except OSError:
+                pass
+        raise
+
+
 DATA_KINDS = ("300w", "pts", "wflw", "csv68")
 DATA_FILE_EXTS = (".pts", ".txt", ".csv", ".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # what --data reads
 
@@ -572,9 +588,24 @@ def calibrate(
     check_output_file(out_path, "--out", (".json",), inputs=[*data, str(teacher)] + ([str(yunet)] if yunet else []))
     cache = cache or default_cache()
     check_cache_folder(cache)
+    shipped = Path(__file__).parent / "calibration.json"
+    replaces = out_path.exists() and os.path.realpath(out_path) == os.path.realpath(shipped)
+    try:
+        shipped_faces = f"{json.loads(shipped.read_text())['faces']:,} faces"
+    except (OSError, ValueError, KeyError, TypeError):
+        shipped_faces = "thousands"
     with usage_errors():
         result = cal.run(data, teacher, yunet, out_path, cache, log=say)
     err.print(f"wrote {out_path} ({result['faces']} faces)")
+    if result["faces"] < FEW_CALIBRATION_FACES:
+        say(f"warning: a fit to {result['faces']} faces is noisy (the calibration facemark reads: {shipped_faces}); "
+            f"landmarks cropped with it will be less accurate")
+    if replaces:
+        say(f"note: that replaced the calibration every facemark run here reads, which the shipped weights were "
+            f"trained with; reinstalling facemark (or git checkout {shipped.name}) restores it")
+
+
+FEW_CALIBRATION_FACES = 500  # under this a calibration is said to be noisy
 
 
 @app.command()
@@ -630,7 +661,7 @@ def train(
     arch: List[str] = typer.Option([], "--arch", metavar="KEY=VALUE", help="Model option KEY=VALUE, e.g. width=128, or pool=spatial and readout=8 (direct); repeat. With --init, only options that keep its weights fitting."),
     out_dir: Path = typer.Option(..., "--out", help="Run directory (log, checkpoints, exported model)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt."),
-    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop cleanly after this long."),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop cleanly at the end of the first epoch that ends after this long (minutes)."),
     time_budget: Optional[float] = typer.Option(None, "--time-budget", metavar="MINUTES", help="End the learning-rate schedule when this much training time (steps and held-out checks; not start-up or teacher labelling) is spent; --epochs is then a cap. For a lent GPU's fixed time; kept by --resume."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: all cores)."),
     res: int = typer.Option(192, "--res", help="Pack crop side when building from --data."),
@@ -649,60 +680,61 @@ def train(
 
     from .training.train import TrainingFailed, TrainOptions, check_options, load_pack, make_trainer, parse_arch
 
-    check_cache_folder(out_dir, "--out")  # a run folder that cannot be written is said before any work
-    if data and pack_path is None:
-        cache = cache or default_cache()
-        check_cache_folder(cache)
-    with usage_errors():
-        opts = TrainOptions(model, out_dir, epochs=epochs, batch=batch, lr=lr, device=device, model=parse_arch(arch),
-                            resume=resume, max_minutes=max_minutes, time_budget=time_budget, threads=threads, compile=compile_model,
-                            fuse_loss=fuse_loss, teacher_model=teacher_model, distill=distill, init=init,
-                            teacher_views=teacher_views, teacher_cache=teacher_cache, augment=parse_arch(aug, "--aug"))
-        check_options(opts)  # before a pack is loaded or built
-        if pack_path is not None and res != 192:
-            say("note: --res sets the crops of a pack built from --data; --pack's are made already: ignored here")
-        if resume and not (out_dir / "last.pt").is_file():
-            say(f"note: nothing to resume in {out_dir} (no last.pt): starting from the beginning")
-        pk = load_pack(pack_path, data, teacher, cache, res)
-        trainer = make_trainer(pk, opts, log=say)
-    err.print(f"{model}{' ' + str(trainer.model.config) if model != 'hybrid' else ''} on {device}: "
-              f"{len(trainer.train_idx)} training faces, {len(trainer.val_idx)} held out"
-              + (f", distilling {teacher_model}" if teacher_model else ""))
-    cols = [TextColumn("epoch {task.fields[epoch]}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-            TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn()]
-    stopped = False
-    with Progress(*cols, console=err, transient=True, disable=not err.is_terminal) as bar:
-        task = bar.add_task("train", total=1, epoch=0, loss=0.0)
+    with no_empty_folder(out_dir):  # (a run that fails before its first file leaves no folder)
+        check_cache_folder(out_dir, "--out")  # a run folder that cannot be written is said before any work
+        if data and pack_path is None:
+            cache = cache or default_cache()
+            check_cache_folder(cache)
+        with usage_errors():
+            opts = TrainOptions(model, out_dir, epochs=epochs, batch=batch, lr=lr, device=device, model=parse_arch(arch),
+                                resume=resume, max_minutes=max_minutes, time_budget=time_budget, threads=threads, compile=compile_model,
+                                fuse_loss=fuse_loss, teacher_model=teacher_model, distill=distill, init=init,
+                                teacher_views=teacher_views, teacher_cache=teacher_cache, augment=parse_arch(aug, "--aug"))
+            check_options(opts)  # before a pack is loaded or built
+            if pack_path is not None and res != 192:
+                say("note: --res sets the crops of a pack built from --data; --pack's are made already: ignored here")
+            if resume and not (out_dir / "last.pt").is_file():
+                say(f"note: nothing to resume in {out_dir} (no last.pt): starting from the beginning")
+            pk = load_pack(pack_path, data, teacher, cache, res)
+            trainer = make_trainer(pk, opts, log=say)
+        err.print(f"{model}{' ' + str(trainer.model.config) if model != 'hybrid' else ''} on {device}: "
+                  f"{len(trainer.train_idx)} training faces, {len(trainer.val_idx)} held out"
+                  + (f", distilling {teacher_model}" if teacher_model else ""))
+        cols = [TextColumn("epoch {task.fields[epoch]}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn()]
+        stopped = False
+        with Progress(*cols, console=err, transient=True, disable=not err.is_terminal) as bar:
+            task = bar.add_task("train", total=1, epoch=0, loss=0.0)
 
-        def progress(epoch, step, steps, loss):
-            bar.update(task, completed=step, total=steps, epoch=epoch + 1, loss=loss)
+            def progress(epoch, step, steps, loss):
+                bar.update(task, completed=step, total=steps, epoch=epoch + 1, loss=loss)
 
+            try:
+                summary = trainer.fit(progress)
+            except KeyboardInterrupt:
+                stopped = True
+            except TrainingFailed as e:
+                bar.stop()
+                fail(str(e), 1)
+            except OSError as e:  # a full disk while saving: what was saved before is complete
+                bar.stop()
+                kept = f"the last saved epoch is in {out_dir / 'last.pt'}; free space and continue with --resume" \
+                    if (out_dir / "last.pt").is_file() else "nothing was saved"
+                fail(f"cannot write in {out_dir}: {e.strerror or e}; {kept}", 1)
+        if stopped and not (out_dir / "last.pt").is_file():
+            exit_interrupted("interrupted before the first epoch finished: nothing was saved")
+        if stopped:
+            exit_interrupted(f"interrupted: the last finished epoch is saved in {out_dir / 'last.pt'}; continue with --resume")
         try:
-            summary = trainer.fit(progress)
-        except KeyboardInterrupt:
-            stopped = True
+            onnx_path, pt_path = trainer.export_best()
         except TrainingFailed as e:
-            bar.stop()
             fail(str(e), 1)
-        except OSError as e:  # a full disk while saving: what was saved before is complete
-            bar.stop()
-            kept = f"the last saved epoch is in {out_dir / 'last.pt'}; free space and continue with --resume" \
-                if (out_dir / "last.pt").is_file() else "nothing was saved"
-            fail(f"cannot write in {out_dir}: {e.strerror or e}; {kept}", 1)
-    if stopped and not (out_dir / "last.pt").is_file():
-        exit_interrupted("interrupted before the first epoch finished: nothing was saved")
-    if stopped:
-        exit_interrupted(f"interrupted: the last finished epoch is saved in {out_dir / 'last.pt'}; continue with --resume")
-    try:
-        onnx_path, pt_path = trainer.export_best()
-    except TrainingFailed as e:
-        fail(str(e), 1)
-    except OSError as e:
-        fail(f"cannot export the best checkpoint in {out_dir}: {e.strerror or e}; the run is complete, so "
-             f"'facemark export {out_dir} --out DIR' can export it elsewhere", 1)
-    best = summary["best_val_nme"]
-    what = f"best val NME {best:.3f} %" if math.isfinite(best) else "no face held out, so the last epoch's weights"
-    err.print(f"{what} after {summary['epochs']} epochs -> {onnx_path}, {pt_path}")
+        except OSError as e:
+            fail(f"cannot export the best checkpoint in {out_dir}: {e.strerror or e}; the run is complete, so "
+                 f"'facemark export {out_dir} --out DIR' can export it elsewhere", 1)
+        best = summary["best_val_nme"]
+        what = f"best val NME {best:.3f} %" if math.isfinite(best) else "no face held out, so the last epoch's weights"
+        err.print(f"{what} after {summary['epochs']} epochs -> {onnx_path}, {pt_path}")
 
 
 @app.command("export")
@@ -714,7 +746,7 @@ def export_cmd(
     """Export a checkpoint to ONNX (decode included, fp16 storage) and a half-precision torch state."""
     from .training.export import export_checkpoint
 
-    with usage_errors():
+    with usage_errors(), no_empty_folder(out_dir):
         onnx_path, pt_path = export_checkpoint(checkpoint, out_dir, name)
     err.print(f"wrote {onnx_path} and {pt_path}")
 

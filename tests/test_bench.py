@@ -70,6 +70,14 @@ def test_bench_times_the_whole_pipeline_on_a_photo(tiny_models, tmp_path):
     assert rows[0]["stage"] == "detector" and rows[0]["latency_ms"] > 0 and pipe[0]["latency_ms"] > 0
     # (that the pipeline row includes a detection is in its note: the face was found on the frame;
     # comparing the two timings failed on a busy machine)
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(tmp_path / "blank.jpg"), np.full((480, 640, 3), 128, np.uint8))  # no face: no pipeline figure
+    r = runner.invoke(app, ["bench", "--models", str(tiny_models["direct"]), "--batch", "1", "--image",
+                            str(tmp_path / "blank.jpg"), "--json", str(out)])
+    assert r.exit_code == 0 and "no face found in the --image frame" in r.stderr, r.stderr
+    assert not [x for x in json.loads(out.read_text())["rows"] if x["stage"] == "pipeline"]
 
 
 @pytest.mark.parametrize("data", ["foo", "300w=/no/such/folder"])

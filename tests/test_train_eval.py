@@ -422,7 +422,7 @@ def test_a_loss_that_is_no_longer_a_number_stops_training(wflw_root, tmp_path, m
     r = run("train", "--model", "direct", "--data", f"wflw={wflw_root}", "--epochs", 2, "--batch", 4, "--out",
             tmp_path / "r", "--cache", tmp_path / "c", "--arch", "size=32", "--arch", "width_mult=0.25")
     assert r.exit_code == 1 and "the loss became nan" in r.stderr, r.stderr
-    assert not (tmp_path / "r" / "model.onnx").exists()
+    assert not (tmp_path / "r").exists()  # nothing was saved: not even an empty run folder is left
 
 
 def test_an_interrupted_prepare_keeps_what_it_computed(wflw_root, tmp_path):
@@ -543,6 +543,7 @@ def test_calibrate_leaves_out_an_unreadable_image_and_never_writes_nan(face_imag
     r = run("calibrate", "--data", f"300w={root}", "--teacher", teacher, "--out", out, "--cache", tmp_path / "c")
     assert r.exit_code == 0, r.stderr
     assert "skipped:" in r.stderr and "face_0.jpg" in r.stderr
+    assert "warning: a fit to 3 faces is noisy" in r.stderr and "replaced the calibration" not in r.stderr
     cal = json.loads(out.read_text())
     assert cal["faces"] == 3 and np.isfinite(calibrate._numbers(cal["templates"]) + calibrate._numbers(cal["mean98"])).all()
 
@@ -717,6 +718,21 @@ def test_train_checks_res_and_the_run_folder_before_building_a_pack(wflw_root, t
     assert r.exit_code == 2 and "--res must be between" in r.stderr
     r = run("train", "--model", "direct", "--pack", tmp_path, "--out", tmp_path / "r")
     assert r.exit_code == 2 and "is a folder" in r.stderr
+    # A run whose last.pt is gone: --resume would have started over and replaced its files.
+    done = tmp_path / "done"
+    done.mkdir()
+    for f in ("best.pt", "model.onnx", "log.csv"):
+        (done / f).write_bytes(b"a finished run's " + f.encode())
+    for resume in ((), ("--resume",)):
+        r = run("train", "--model", "direct", "--pack", tmp_path / "p.npz", "--out", done, *resume)
+        assert r.exit_code == 2 and "Traceback" not in r.stderr, r.stderr
+        assert ("no last.pt to continue from" if resume else "--resume continues it") in r.stderr, r.stderr
+    assert sorted(p.name for p in done.iterdir()) == ["best.pt", "log.csv", "model.onnx"]
+    assert (done / "best.pt").read_bytes() == b"a finished run's best.pt"
+    # Points other than the packs' 98 cannot be trained: one line, before any data is loaded.
+    for family in ("direct", "hourglass", "hybrid"):
+        r = run("train", "--model", family, "--pack", tmp_path / "p.npz", "--out", tmp_path / "n", "--arch", "num_points=5")
+        assert r.exit_code == 2 and r.stderr.strip().splitlines()[-1].endswith("have 98 points"), r.stderr
 
 
 def test_eval_and_bench_write_strict_json_and_say_when_nothing_was_measured(tiny_models, face_image, tmp_path):
@@ -850,3 +866,22 @@ def test_a_held_out_nme_that_is_not_a_number_never_becomes_the_best(wflw_root, t
     nan.fit()
     with pytest.raises(T.TrainingFailed, match="no epoch gave held-out points that are numbers"):
         nan.export_best()  # (not a missing file's OSError, whose advice would be to export best.pt elsewhere)
+
+
+def test_a_wflw_list_with_no_usable_line_is_said_as_such(tmp_path):
+    """It was 'no WFLW list files', naming a folder that holds them."""
+    from facemark.training.datasets import load_wflw
+
+    ann = tmp_path / "WFLW_annotations" / "list_98pt_rect_attr_train_test"
+    ann.mkdir(parents=True)
+    (tmp_path / "WFLW_images").mkdir()
+    (ann / "list_98pt_rect_attr_test.txt").write_text("1 2 3\n")
+    skipped: list[str] = []
+    with pytest.raises(ValueError, match=r"no usable face in .*attr_test.txt: 1 line\(s\) skipped, e.g. .* line 1"):
+        load_wflw(tmp_path, skipped)
+    (ann / "list_98pt_rect_attr_test.txt").write_text("")
+    with pytest.raises(ValueError, match="no face lines"):
+        load_wflw(tmp_path, [])
+    (ann / "list_98pt_rect_attr_test.txt").unlink()
+    with pytest.raises(ValueError, match="no WFLW list files"):
+        load_wflw(tmp_path, [])

@@ -129,11 +129,13 @@ def load_wflw(root: str | Path, skipped: list[str] | None = None) -> list[Sample
     root = Path(root)
     ann = root / "WFLW_annotations" / "list_98pt_rect_attr_train_test"
     images = root / "WFLW_images"
-    out = []
+    out, lists = [], []
+    before = len(skipped) if skipped is not None else 0
     for split in ("train", "test"):
         lst = ann / f"list_98pt_rect_attr_{split}.txt"
         if not lst.is_file():
             continue
+        lists.append(lst)
         if not images.is_dir():  # one line, not one per face (thousands) when every image is missing
             raise FileNotFoundError(f"no folder {images}: WFLW's images go in WFLW_images/ beside WFLW_annotations/")
         for n, line in enumerate(lst.read_text(errors="replace").splitlines(), 1):
@@ -152,6 +154,10 @@ def load_wflw(root: str | Path, skipped: list[str] | None = None) -> list[Sample
                 continue
             tags = tuple(a for a, f in zip(WFLW_ATTRIBUTES, flags) if f)
             out.append(Sample(images / parts[206], pts, subset="wflw", split=split, box=box, tags=tags, kind="wflw"))
+    if not out and lists:  # (lists there, but empty or every line bad)
+        bad = skipped[before:] if skipped is not None else []
+        raise ValueError(f"no usable face in {', '.join(str(p) for p in lists)}: "
+                         + (f"{len(bad)} line(s) skipped, e.g. {bad[0]}" if bad else "no face lines"))
     if not out:
         raise ValueError(f"no WFLW list files under {ann}")
     return out

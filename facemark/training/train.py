@@ -536,6 +536,9 @@ def load_pack(pack_path: Path | None, data: list[str], teacher: Path | None, cac
     raise UsageError("give --data KIND=PATH (and --teacher for 68-point data) or --pack FILE")
 
 
+RUN_FILES = ("best.pt", "model.onnx", "model.pt", "log.csv")  # what a run folder holds besides last.pt
+
+
 def check_options(opts: TrainOptions) -> None:
     """``UsageError`` for options that cannot work, before any data is loaded."""
     from ..errors import UsageError
@@ -544,9 +547,12 @@ def check_options(opts: TrainOptions) -> None:
     out = Path(opts.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {opts.out} exists and is not a directory")
-    if not opts.resume and any((out / f).exists() for f in ("last.pt", "best.pt")):
+    if not opts.resume and any((out / f).exists() for f in ("last.pt",) + RUN_FILES):
         raise UsageError(f"--out {opts.out} holds a training run: --resume continues it; to start again, "
                          f"give another --out (or delete that one)")
+    if opts.resume and not (out / "last.pt").exists() and any((out / f).exists() for f in RUN_FILES):
+        raise UsageError(f"--out {opts.out} holds a training run but no last.pt to continue from (only the "
+                         f"last finished epoch is kept there): a new run would replace it; give another --out")
     if opts.epochs < 1 or opts.batch < 1:
         raise UsageError("--epochs and --batch must be at least 1")
     for name, value, low in (("--lr", opts.lr, 0.0), ("--max-minutes", opts.max_minutes, 0.0),
@@ -580,6 +586,8 @@ def check_options(opts: TrainOptions) -> None:
     for key in opts.model:
         if key not in known:
             raise UsageError(f"--arch {key}: not an option of the {opts.family} model (it has {', '.join(known)})")
+    if "num_points" in opts.model and opts.model["num_points"] != 98:
+        raise UsageError(f"--arch num_points={opts.model['num_points']}: facemark's models and packs have 98 points")
     size = opts.model.get("size")
     if size is not None and not (isinstance(size, int) and 16 <= size <= 1024):
         raise UsageError(f"--arch size={size}: give the crop side in pixels, 16 to 1024")
