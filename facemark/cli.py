@@ -545,6 +545,11 @@ def eval_cmd(
                           f"{v['auc8']:.4f}", f"{v['auc10']:.4f}")
         out.print(table)
     out.print("NME: inter-ocular (outer eye corners), over faces found; FR/AUC count detector misses as failures.")
+    for r in results:
+        whole = r.table()["all"]
+        if whole and whole["faces"] and whole["missed"] == whole["faces"]:
+            say(f"note: {r.model} found none of the {whole['faces']} labelled faces, so it has no NME (nan); "
+                f"--boxes gt measures the landmark model alone")
     if split == "test" and results and len(results[0].errors) == 554 and \
             any(d.split("=", 1)[0].lower() in ("300w", "pts") for d in data):  # the footnote fits that data only
         out.print("300-W here: helen + lfpw test sets = the 554-face common subset. facemark's models were trained on "

@@ -747,6 +747,7 @@ def test_eval_and_bench_write_strict_json_and_say_when_nothing_was_measured(tiny
     assert r.exit_code == 0, r.stderr
     rep = by_name(json.loads((tmp_path / "e.json").read_text(), **strict), "tiny-direct")
     assert rep["subsets"]["all"]["nme"] is None and rep["subsets"]["all"]["missed"] == 2
+    assert "found none of the 2 labelled faces" in r.stderr, r.stderr
     r = run("bench", "--models", tiny_models["direct"], "--batch", 1, "--data", f"300w={root}", "--json", tmp_path / "b.json")
     assert r.exit_code == 0, r.stderr
     rows = [x for x in json.loads((tmp_path / "b.json").read_text(), **strict)["rows"] if x["stage"] == "landmarks"]
