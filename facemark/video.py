@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from .align import rescale
+from .containers import avi_empty_frames, count_is_exact, cut_short, has_audio, mp4_has_no_samples
 from .imageio import (IMAGE_EXTS, ImageError, make_temp, missing_folders, output_target, publish, quiet_stderr,
                       read_image, remove_stale_temps, write_whole)
 from .inputs import shown_name, utf8_name
@@ -212,7 +213,7 @@ def open_source(spec: str, fps: float | None = None) -> Source:
             times.append(cap.get(cv2.CAP_PROP_POS_MSEC))
         codec = _codec_name(cap) if ok and first is None else ""
         cap.release()
-        if first is None and (ok and count == 0 or not ok and _mp4_has_no_samples(p)):
+        if first is None and (ok and count == 0 or not ok and mp4_has_no_samples(p)):
             raise VideoError(f"{spec}: the video has no frames")
         if first is None and cut_short(p):
             raise VideoError(f"{spec}: the file ends before the data it announces (a download or copy that stopped?), "
@@ -228,7 +229,7 @@ def open_source(spec: str, fps: float | None = None) -> Source:
     f = fps or frame_rate(cap.get(cv2.CAP_PROP_FPS), times)
     n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     return Source(spec, f, first.shape[1], first.shape[0], n if n > 0 else None, _cap=cap, fixed_rate=fps is not None,
-                  count_exact=_count_is_exact(p), empty=_avi_empty_frames(p), cut_short=cut_short(p))
+                  count_exact=count_is_exact(p), empty=avi_empty_frames(p), cut_short=cut_short(p))
 
 
 class AtomicVideoWriter:
@@ -743,214 +744,3 @@ class Timeline:
 
 class _StopNow(Exception):
     """Raised by a second Ctrl-C / SIGTERM: stop at once, still closing the outputs."""
-
-
-def has_audio(path: Path) -> bool | None:
-    """Whether a video file has an audio track: read from MP4/MOV track headers and AVI stream
-    headers; None where the container is not one of those (then facemark cannot tell)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(12)
-            if head.startswith(STILL_MAGIC) or head[8:12] == b"WEBP":  # a photo named .mp4: no audio
-                return False
-            if head[4:8] in MP4_BOXES:
-                return _mp4_has_audio(f)
-            if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
-                f.seek(0)
-                return b"auds" in f.read(1 << 20)  # stream headers sit in the first list
-    except OSError:
-        return None
-    return None
-
-
-def _mp4_has_audio(f) -> bool | None:
-    """Look for a sound handler in the ``moov`` box."""
-    data = _mp4_moov(f)
-    if data is None:
-        return None
-    at = data.find(b"hdlr")
-    while at >= 0:  # hdlr: version/flags (4), pre_defined (4), then the handler type
-        if data[at + 12:at + 16] == b"soun":
-            return True
-        at = data.find(b"hdlr", at + 4)
-    return False
-
-
-def _count_is_exact(path: Path) -> bool:
-    """Whether the container records its number of video frames: an MP4/MOV sample table (not a
-    fragmented file's, nor one with an edit list, which hides samples: a trimmed copy) or an AVI
-    header. For others (Matroska, WebM, MPEG-TS...) OpenCV's count is the duration times the frame
-    rate: an estimate, too high where the audio runs longer or the rate varies, so frames it
-    promises that never come are not "frames that did not decode"."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(12)
-            if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
-                return True
-            if head[4:8] not in MP4_BOXES:
-                return False
-            data = _mp4_moov(f, whole=True)
-    except OSError:
-        return False
-    return data is not None and b"mvex" not in data and b"elst" not in data  # (an edit list hides some samples)
-
-
-def _avi_empty_frames(path: Path) -> int:
-    """How many of an AVI's video chunks are empty: FFmpeg's AVI writer keeps a variable-rate
-    video's timing with such "dropped frame" chunks in its gaps. They count as frames in the
-    header, but none comes out of them; the frames after them carry their times, so the annotated
-    video shows the frame before in their place and nothing is lost. Counted from the ``idx1``
-    index (0 without one, or not an AVI)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(12)
-            if head[:4] != b"RIFF" or head[8:12] != b"AVI ":
-                return 0
-            stream = None
-            while True:
-                chunk = f.read(8)
-                if len(chunk) < 8:
-                    return 0
-                size = int.from_bytes(chunk[4:], "little")
-                if chunk[:4] == b"LIST" and stream is None:
-                    kind = f.read(4)
-                    if kind == b"hdrl":  # the stream headers: the first video stream's number names its chunks
-                        header = f.read(min(size - 4, 1 << 20))
-                        types = [header[k + 8:k + 12] for k in _find_all(header, b"strh")]
-                        stream = types.index(b"vids") if b"vids" in types else -1
-                        f.seek(size - 4 - len(header) + (size & 1), os.SEEK_CUR)
-                    else:
-                        f.seek(size - 4 + (size & 1), os.SEEK_CUR)
-                elif chunk[:4] == b"idx1":
-                    index = f.read(min(size, 1 << 28))
-                    break
-                else:
-                    f.seek(size + (size & 1), os.SEEK_CUR)
-    except OSError:
-        return 0
-    if stream is None or stream < 0:
-        return 0
-    ours = (f"{stream:02d}dc".encode(), f"{stream:02d}db".encode())
-    return sum(1 for k in range(0, len(index) - 15, 16)  # entries: chunk id, flags, offset, size
-               if index[k:k + 4] in ours and index[k + 12:k + 16] == b"\0\0\0\0")
-
-
-def _find_all(data: bytes, word: bytes) -> list[int]:
-    at, found = data.find(word), []
-    while at >= 0:
-        found.append(at)
-        at = data.find(word, at + 4)
-    return found
-
-
-def _mp4_has_no_samples(path: Path) -> bool:
-    """An MP4/MOV whose tracks hold no samples at all (a recording stopped before its first frame),
-    which OpenCV will not open: worth saying so rather than calling it undecodable."""
-    import struct
-
-    try:
-        with open(path, "rb") as f:
-            if f.read(12)[4:8] not in MP4_BOXES:
-                return False
-            data = _mp4_moov(f, whole=True)
-    except OSError:
-        return False
-    if data is None or b"mvex" in data:  # (cut short, or fragmented: samples outside moov)
-        return False
-    if b"trak" not in data:  # a complete index without a single track
-        return True
-    counts = []
-    for table in (b"stsz", b"stz2"):  # version/flags (4), sample size or field size (4), sample count (4)
-        at = data.find(table)
-        while at >= 0:
-            if len(data) >= at + 16:
-                counts.append(struct.unpack(">I", data[at + 12:at + 16])[0])
-            at = data.find(table, at + 4)
-    return bool(counts) and not any(counts)  # tracks, every one empty
-
-
-STILL_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")  # JPEG, PNG, GIF, BMP, TIFF
-MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip")  # what an MP4/MOV file starts with
-DATA_BOXES = (b"mdat", b"moov", b"moof", b"mfra")  # media and index: a file that ends inside one is cut short
-
-
-def cut_short(path: Path) -> bool:
-    """Whether an MP4/MOV or Matroska/WebM file ends before the data its own boxes or header
-    announce: a download or copy that stopped part-way. (An MP4 whose index comes first still
-    opens, and with an edit list its frame count is taken as an estimate: without this, most of a
-    cut clip could go missing with exit 0.)"""
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            head = f.read(12)
-            if head[4:8] in MP4_BOXES:  # the media and index boxes must end within the file
-                for at, kind, n, _ in _mp4_top_boxes(f):
-                    if n is None or kind not in MP4_BOXES + DATA_BOXES:  # (to the end by definition; or bytes
-                        return False  # after the last box, such as a camera's or tagger's trailer: not ours to judge)
-                    if n == -1 or at + n > size:  # (a 64-bit size cut off, or a box past the end)
-                        return kind in DATA_BOXES
-                return False
-            if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: the Segment after the header must end within the file
-                f.seek(0)
-                data = f.read(64)
-                at = data.find(b"\x18\x53\x80\x67")
-                if at < 0 or at + 5 > len(data):
-                    return False
-                first = data[at + 4]
-                width = next((k + 1 for k in range(8) if first & (0x80 >> k)), 0)
-                if not width or at + 4 + width > len(data):
-                    return False
-                value = first & (0xFF >> width)
-                for b in data[at + 5:at + 4 + width]:
-                    value = value << 8 | b
-                if value == (1 << (7 * width)) - 1:  # "unknown size": a live recording's
-                    return False
-                return at + 4 + width + value > size
-    except OSError:
-        return False
-    return False
-
-
-def _mp4_top_boxes(f) -> Iterator[tuple[int, bytes, int | None, int]]:
-    """(offset, type, size, header length) of each top-level box of an MP4/MOV file: size None
-    for a box that runs to the end of the file, -1 where its 64-bit size is cut off; the walk
-    ends at the end of the file or at bytes that are no box."""
-    import struct
-
-    at = 0
-    while True:
-        f.seek(at)
-        header = f.read(8)
-        if len(header) < 8:
-            return
-        n, kind = struct.unpack(">I4s", header)
-        head = 8
-        if n == 1:
-            large = f.read(8)
-            if len(large) < 8:
-                yield at, kind, -1, 16
-                return
-            n, head = struct.unpack(">Q", large)[0], 16
-        if n == 0:
-            yield at, kind, None, head
-            return
-        if n < head:
-            return
-        yield at, kind, n, head
-        at += n
-
-
-def _mp4_moov(f, whole: bool = False) -> bytes | None:
-    """Walk the top-level boxes to ``moov`` (skipping ``mdat``) and return its body (64 MiB at
-    most; with ``whole``, None unless all of it was read)."""
-    for at, kind, n, head in _mp4_top_boxes(f):
-        if kind == b"moov":
-            if n == -1:
-                return None
-            body = -1 if n is None else n - head
-            f.seek(at + head)
-            data = f.read(body if 0 <= body < (64 << 20) else 64 << 20)
-            return None if whole and len(data) != body else data
-        if n is None or n < 0:
-            return None
-    return None

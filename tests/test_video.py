@@ -274,19 +274,19 @@ def test_unreadable_input_exits_2_and_leaves_nothing(tiny_models, tmp_path, cont
 
 
 def test_a_recording_without_frames_is_said_to_have_none(tiny_models, tmp_path, small_face):
-    from facemark.video import _mp4_has_no_samples
+    from facemark.containers import mp4_has_no_samples
 
     empty, real = tmp_path / "empty.mp4", tmp_path / "real.mp4"
     write_clip(empty, [], size=(64, 48))
     write_clip(real, [frame_with([(10, 10)], small_face)] * 3)
     r = run("video", empty, "--json", tmp_path / "o.jsonl", "--model", tiny_models["direct"])
     assert r.exit_code == 2 and "the video has no frames" in r.stderr, r.stderr
-    assert not _mp4_has_no_samples(real) and not (tmp_path / "o.jsonl").exists()
+    assert not mp4_has_no_samples(real) and not (tmp_path / "o.jsonl").exists()
     head = empty.read_bytes()
     at = head.find(b"moov") - 4  # the same index, cut short: damaged, not empty
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(head[:at] + (500000).to_bytes(4, "big") + head[at + 4:])
-    assert not _mp4_has_no_samples(cut)
+    assert not mp4_has_no_samples(cut)
 
 
 def test_usage_errors(tiny_models, tmp_path, small_face):
