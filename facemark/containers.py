@@ -133,6 +133,19 @@ def mp4_has_no_samples(path: Path) -> bool:
     return bool(counts) and not any(counts)  # tracks, every one empty
 
 
+def matroska_has_no_frames(path: Path) -> bool:
+    """A Matroska/WebM file with no Cluster (where its frames would be): a recording stopped before
+    its first frame, which OpenCV will not open. Small files only (a frameless one is a header)."""
+    try:
+        if os.path.getsize(path) > 1 << 20:
+            return False
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    return data[:4] == b"\x1a\x45\xdf\xa3" and b"\x18\x53\x80\x67" in data and b"\x1f\x43\xb6\x75" not in data
+
+
 STILL_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")  # JPEG, PNG, GIF, BMP, TIFF
 MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip")  # what an MP4/MOV file starts with
 DATA_BOXES = (b"mdat", b"moov", b"moof", b"mfra")  # media and index: a file that ends inside one is cut short

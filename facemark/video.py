@@ -18,7 +18,8 @@ import cv2
 import numpy as np
 
 from .align import rescale
-from .containers import avi_empty_frames, count_is_exact, cut_short, has_audio, mp4_has_no_samples
+from .containers import (avi_empty_frames, count_is_exact, cut_short, has_audio, matroska_has_no_frames,
+                         mp4_has_no_samples)
 from .imageio import (IMAGE_EXTS, ImageError, make_temp, missing_folders, output_target, publish, quiet_stderr,
                       read_image, remove_stale_temps, write_whole)
 from .inputs import shown_name, utf8_name
@@ -213,7 +214,8 @@ def open_source(spec: str, fps: float | None = None) -> Source:
             times.append(cap.get(cv2.CAP_PROP_POS_MSEC))
         codec = _codec_name(cap) if ok and first is None else ""
         cap.release()
-        if first is None and (ok and count == 0 or not ok and mp4_has_no_samples(p)):
+        if first is None and (ok and count == 0 or not ok and (
+                mp4_has_no_samples(p) or matroska_has_no_frames(p) and not cut_short(p))):
             raise VideoError(f"{spec}: the video has no frames")
         if first is None and cut_short(p):
             raise VideoError(f"{spec}: the file ends before the data it announces (a download or copy that stopped?), "

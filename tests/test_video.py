@@ -287,6 +287,16 @@ def test_a_recording_without_frames_is_said_to_have_none(tiny_models, tmp_path, 
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(head[:at] + (500000).to_bytes(4, "big") + head[at + 4:])
     assert not mp4_has_no_samples(cut)
+    # Matroska too (it was "not a video OpenCV can decode"); cut inside its header, it is cut short.
+    for ext, fourcc in ((".mkv", "mp4v"), (".webm", "VP80")):
+        empty = tmp_path / f"empty{ext}"
+        write_clip(empty, [], fourcc=fourcc, size=(64, 48))
+        r = run("video", empty, "--json", tmp_path / "o.jsonl", "--model", tiny_models["direct"])
+        assert r.exit_code == 2 and "the video has no frames" in r.stderr, r.stderr
+        cut = tmp_path / f"cut{ext}"
+        cut.write_bytes(empty.read_bytes()[:200])
+        r = run("video", cut, "--json", tmp_path / "o.jsonl", "--model", tiny_models["direct"])
+        assert r.exit_code == 2 and "ends before the data it announces" in r.stderr, r.stderr
 
 
 def test_usage_errors(tiny_models, tmp_path, small_face):
