@@ -28,8 +28,8 @@ from .detector import RetinaFace
 from .errors import OutputError, StopRun, UsageError, no_files_left
 from .imageio import (IMAGE_EXTS, ImageError, atomic_write, bgra_as_shown, encode_image, read_image,
                       remove_stale_temps, write_whole)
-from .inputs import (InputImage, collisions, duplicates_note, expand, missing_roots, output_names, shown_name,
-                     utf8_name)
+from .inputs import (InputImage, collisions, duplicates_note, expand, missing_roots, output_names, recorded_path,
+                     shown_name, utf8_name)
 from .landmarker import FaceLandmarker
 from .quiet import to_stderr
 from .results import SCHEMA, document, dumps
@@ -284,7 +284,7 @@ def _recorded(job: Job, im: InputImage) -> str:
     """The image path an output records: as typed on stdout; absolute in files and shard rows, so
     an output says which image it is of from any folder (two folders' ``IMG_0001.jpg`` run into one
     --out from different places are told apart, and a resume from elsewhere finds its rows)."""
-    return str(im.path) if job.fmt == "stdout" else os.path.abspath(im.path)
+    return str(im.path) if job.fmt == "stdout" else recorded_path(im.path)
 
 
 def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
@@ -418,10 +418,10 @@ def done_already(plan: Plan, fmt: str, out_dir: Path | None, annotate: bool, mod
     from .shards import ShardWriter
 
     written = ShardWriter(out_dir, fmt).done_paths(model)
-    when = {k: written.get(os.path.abspath(im.path)) for k, im in enumerate(plan.images)}
+    when = {k: written.get(recorded_path(im.path)) for k, im in enumerate(plan.images)}
     # Rows of images spelled another way than now (through a link; as typed, by older versions)
     # are matched by the real file; only those rows pay for a realpath (a usual resume pays none).
-    spelled = {os.path.abspath(im.path) for im in plan.images}
+    spelled = {recorded_path(im.path) for im in plan.images}
     others = [p for p in written if p not in spelled]
     if others and None in when.values():
         real: dict[str, float] = {}

@@ -159,7 +159,8 @@ def done_paths(out_dir: Path, model: str | None = None) -> set[str]:
         if p.name.startswith("."):
             continue
         try:
-            t = pq.read_table(p, columns=["path", "error", "model"]).to_pydict()
+            with open(p, "rb") as f:  # (a file object: pyarrow cannot take a path that is not UTF-8)
+                t = pq.read_table(f, columns=["path", "error", "model"]).to_pydict()
             done.update(path for path, error, m in zip(t["path"], t["error"], t["model"])  # failures: tried again
                         if error is None and (model is None or m == model))
         except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a bad file

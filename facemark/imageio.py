@@ -154,6 +154,24 @@ def _png_chunks(data: "bytes | np.ndarray") -> set[bytes]:
 def may_have_alpha(data: "bytes | np.ndarray") -> bool:
     """Whether encoded image bytes can hold transparency, from the header (no decoding): PNG
     colour type or tRNS, WebP's alpha flags, TIFF's samples per pixel; unknown formats: True."""
+    return _alpha_kind(data) is not None
+
+
+def _alpha_kind(data: "bytes | np.ndarray") -> str | None:
+    """None (no alpha), "straight", or "premultiplied": a TIFF's ExtraSamples tag says its extra
+    channel is padding (0), associated alpha (1: colours stored multiplied by it) or unassociated
+    (2: libtiff multiplies them as OpenCV reads it); without the tag (OpenCV's own TIFFs), straight."""
+    head = bytes(data[:32])
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        tags = _tiff_tags(data, (277, 338))
+        samples = tags.get(277, 3)  # grey + alpha, or colour + alpha
+        if not (samples == 2 or samples >= 4) or tags.get(338) == 0:
+            return None
+        return "premultiplied" if tags.get(338) in (1, 2) else "straight"
+    return "straight" if _may_have_straight_alpha(data) else None
+
+
+def _may_have_straight_alpha(data: "bytes | np.ndarray") -> bool:
     head = bytes(data[:32])
     if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) > 25:
         return head[25] in (4, 6) or b"tRNS" in _png_chunks(data)
@@ -163,9 +181,6 @@ def may_have_alpha(data: "bytes | np.ndarray") -> bool:
         if head[12:16] == b"VP8L":
             return bool(int.from_bytes(head[21:25], "little") >> 28 & 1)
         return False  # simple lossy: colour only
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
-        samples = _tiff_tags(data, (277,)).get(277, 3)  # grey + alpha, or colour + alpha
-        return samples == 2 or samples >= 4
     if head[:3] == b"\xff\xd8\xff" or head[:1] == b"P" and head[1:2] in b"123456":  # JPEG, PBM/PGM/PPM
         return False
     if head[:2] == b"BM" and len(head) >= 30:
@@ -262,7 +277,7 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
                          f"(FACEMARK_MAX_PIXELS raises it)")
     planes = _turned_bgra(data, image, over=False)  # (IMREAD_COLOR gave the colours under the alpha)
     if planes is not None and planes[1].min() < 255:
-        image = over_white(image, planes[1])
+        image = over_white(*planes)
     return image
 
 
@@ -329,7 +344,8 @@ def _turned_bgra(data: np.ndarray, shown: np.ndarray, over: bool) -> tuple[np.nd
     alpha. OpenCV keeps alpha only with ``IMREAD_UNCHANGED``, which skips EXIF orientation, so the
     planes are turned whichever of the 8 ways makes them match ``shown`` (``over``: laid over white
     first, as ``decode_image`` shows them)."""
-    if not may_have_alpha(data):  # most files: told by the header, with no second decoding
+    kind = _alpha_kind(data)
+    if kind is None:  # most files: told by the header, with no second decoding
         return None
     try:
         with quiet_stderr():
@@ -338,12 +354,18 @@ def _turned_bgra(data: np.ndarray, shown: np.ndarray, over: bool) -> tuple[np.nd
         return None
     if raw is None or raw.ndim != 3 or raw.shape[2] != 4 or raw.dtype not in (np.uint8, np.uint16):
         return None
-    colour, alpha = raw[..., :3], raw[..., 3]
-    if raw.dtype == np.uint16 and colour.max() > 255:  # as decode_image reads it: 8-bit values stay
-        colour, alpha = colour >> 8, alpha >> 8
+    stored, alpha = raw[..., :3], raw[..., 3]
+    if raw.dtype == np.uint16 and stored.max() > 255:  # as decode_image reads it: 8-bit values stay
+        stored, alpha = stored >> 8, alpha >> 8
     elif raw.dtype == np.uint16 and alpha.max() > 255:
         alpha = alpha >> 8
-    colour, alpha = colour.astype(np.uint8), alpha.astype(np.uint8)
+    stored, alpha = stored.astype(np.uint8), alpha.astype(np.uint8)
+    if bytes(data[:2]) == b"BM" and not alpha.any():  # a 32-bit BMP's fourth byte left 0: shown opaque
+        return None
+    colour = stored
+    if kind == "premultiplied":  # the file's own colours, for drawing on and for laying over white
+        a = alpha.astype(np.float32)[..., None]
+        colour = np.where(a > 0, np.clip(np.round(stored * (255 / np.maximum(a, 1))), 0, 255), 0).astype(np.uint8)
     step = max(1, min(shown.shape[:2]) // 64)  # compared on a sample: colours decode alike, to a rounding
     found = []
     for k in range(4):
@@ -352,9 +374,9 @@ def _turned_bgra(data: np.ndarray, shown: np.ndarray, over: bool) -> tuple[np.nd
                 return np.rot90(a, k)[:, ::-1] if flip else np.rot90(a, k)
             if turn(colour).shape[:2] != shown.shape[:2]:
                 continue
-            sample = turn(colour)[::step, ::step]
-            if over:
-                sample = over_white(sample, turn(alpha)[::step, ::step])
+            # (IMREAD_COLOR shows the stored colours; decode_image, the colours laid over white)
+            sample = over_white(turn(colour)[::step, ::step], turn(alpha)[::step, ::step]) if over \
+                else turn(stored)[::step, ::step]
             if np.abs(sample.astype(np.int32) - shown[::step, ::step].astype(np.int32)).max() <= 1:
                 found.append((turn(colour), turn(alpha)))
     if not found or any(not np.array_equal(a, found[0][1]) for _, a in found[1:]):

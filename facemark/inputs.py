@@ -32,6 +32,17 @@ def shown_name(path: str) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+def recorded_path(path: str | os.PathLike) -> str:
+    """The image path an output file records: absolute, so it names the image from any folder.
+    A '..' is resolved through the file system (after a link it leads elsewhere than the text
+    says); where a folder above has a name that is not UTF-8 (which Parquet cannot hold), the
+    path as typed."""
+    typed = os.fspath(path)
+    full = os.path.join(os.getcwd(), typed)
+    full = os.path.realpath(full) if ".." in full.split(os.sep) else os.path.normpath(full)
+    return full if utf8_name(full) is not None or utf8_name(typed) is None else typed
+
+
 @dataclass(frozen=True)
 class InputImage:
     path: Path  # where to read it

@@ -140,7 +140,8 @@ class ShardWriter:
                 import pyarrow as pa
                 import pyarrow.parquet as pq
 
-                pq.write_table(pa.Table.from_pylist(rows, schema=arrow_schema()), tmp)
+                with open(tmp, "wb") as f:  # (a file object: pyarrow cannot take a path that is not UTF-8)
+                    pq.write_table(pa.Table.from_pylist(rows, schema=arrow_schema()), f)
 
         atomic_write(path, write)
         self.written += len(self.rows)
@@ -155,7 +156,8 @@ def read_shard(path: str | Path) -> list[dict]:
         require_pyarrow()
         import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pylist()
+        with open(path, "rb") as f:  # (a file object: pyarrow cannot take a path that is not UTF-8)
+            return pq.read_table(f).to_pylist()
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
 

@@ -225,6 +225,43 @@ def test_a_face_under_transparent_pixels_is_not_found(face, tmp_path):
     assert len(fl.detect(tmp_path / "opaque.png")) == 2
 
 
+def rgba_tiff(bgra: np.ndarray, extra: int | None) -> bytes:
+    """An 8-bit RGBA TIFF, uncompressed, with ExtraSamples ``extra`` (None: no such tag)."""
+    import struct
+
+    h, w = bgra.shape[:2]
+    pixels = np.ascontiguousarray(bgra[..., [2, 1, 0, 3]]).tobytes()
+    tags = [(256, 4, w), (257, 4, h), (258, 3, 8), (259, 3, 1), (262, 3, 2), (273, 4, 0), (277, 3, 4),
+            (278, 4, h), (279, 4, len(pixels)), (284, 3, 1)] + ([(338, 3, extra)] if extra is not None else [])
+    start = 8 + 2 + 12 * len(tags) + 4
+    entries = b"".join(struct.pack("<HHI", t, ty, 1) + (struct.pack("<HH", v, 0) if ty == 3 else struct.pack("<I", v))
+                       for t, ty, v in ((t, ty, start if t == 273 else v) for t, ty, v in tags))
+    return b"II*\x00" + struct.pack("<IH", 8, len(tags)) + entries + b"\x00" * 4 + pixels
+
+
+def test_a_fourth_channel_is_alpha_only_where_the_file_says_so(face, tmp_path):
+    """A TIFF's ExtraSamples 0 (padding: Pillow's RGBX) and a 32-bit BMP whose fourth bytes are
+    all 0 are opaque; unassociated alpha (2), which libtiff hands over multiplied into the
+    colours, is laid over white once, as the same pixels in a PNG are."""
+    from facemark.imageio import bgra_as_shown, read_image
+
+    bgra = cv2.cvtColor(face, cv2.COLOR_BGR2BGRA)
+    bgra[..., 3] = 0
+    (tmp_path / "pad.tif").write_bytes(rgba_tiff(bgra, 0))
+    cv2.imwrite(str(tmp_path / "zero.bmp"), bgra)
+    for name in ("pad.tif", "zero.bmp"):
+        assert np.array_equal(read_image(tmp_path / name), face), name
+    bgra[..., 3] = 128
+    cv2.imwrite(str(tmp_path / "half.png"), bgra)
+    want = read_image(tmp_path / "half.png")
+    for extra in (None, 2):  # (no tag: OpenCV's own TIFFs, straight colours)
+        (tmp_path / f"half{extra}.tif").write_bytes(rgba_tiff(bgra, extra))
+        got = read_image(tmp_path / f"half{extra}.tif")
+        assert np.abs(got.astype(int) - want).max() <= 2, extra
+        own = bgra_as_shown(tmp_path / f"half{extra}.tif", got)  # what a drawing is made on: the file's colours
+        assert np.abs(own.astype(int) - bgra).max() <= 2, extra
+
+
 def test_the_alpha_plane_is_turned_as_the_image_was_shown(face, tmp_path):
     """OpenCV reads alpha without applying EXIF orientation; the plane is turned to match the
     colours that were shown, whichever of the 8 orientations they took."""

@@ -665,6 +665,37 @@ def test_a_resume_from_another_folder_finds_what_was_done(tmp_path, face_image, 
     assert len(rows) == 3 and all(os.path.isabs(row["path"]) for row in rows)
 
 
+def test_the_recorded_path_is_the_file_a_dotdot_after_a_link_leads_to(tmp_path, face_image):
+    """abspath drops 'lnk/..' as text; through a link to real/sub it leads to real/, not here."""
+    from facemark.inputs import recorded_path
+
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    (tmp_path / "lnk").symlink_to(tmp_path / "real" / "sub")
+    cv2.imwrite(str(tmp_path / "real" / "y.jpg"), face_image)
+    cv2.imwrite(str(tmp_path / "y.jpg"), np.zeros((64, 64, 3), np.uint8))  # another image where the text points
+    assert fm("detect", "lnk/../y.jpg", "--out", "o", *MODEL, cwd=tmp_path).returncode == 0
+    doc = json.loads((tmp_path / "o" / "y.jpg.json").read_text())
+    assert doc["image"] == str(tmp_path / "real" / "y.jpg") and len(doc["faces"]) == 1
+    r = fm("detect", "lnk/../y.jpg", "--out", "o", *MODEL, cwd=tmp_path)  # the same command: done, not "another image"
+    assert r.returncode == 0 and "1 of 1 image(s) already done" in r.stderr, r.stderr
+    assert recorded_path("a/./b.jpg") == os.path.join(os.getcwd(), "a", "b.jpg")
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_a_run_inside_a_folder_whose_name_is_not_utf8_writes_its_rows(tmp_path, face_image, fmt):
+    """Every row failed as 'not valid UTF-8' (the folder above, not the file), and parquet into such
+    a folder ended in a traceback. Rows keep the path as typed there."""
+    odd = Path(os.fsdecode(os.fsencode(str(tmp_path)) + b"/odd\xff"))
+    odd.mkdir()
+    (odd / "a.jpg").write_bytes(cv2.imencode(".jpg", face_image)[1].tobytes())  # (cv2.imwrite: a segfault on such a name)
+    r = fm("detect", "a.jpg", "--out", "o", "--format", fmt, *MODEL, cwd=odd)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    rows = read(odd / "o")
+    assert [row["path"] for row in rows] == ["a.jpg"] and len(rows[0]["faces"]) == 1
+    r = fm("detect", "a.jpg", "--out", "o", "--format", fmt, *MODEL, cwd=odd)
+    assert r.returncode == 0 and "1 of 1 image(s) already done" in r.stderr, r.stderr
+
+
 def test_a_parquet_run_counts_a_ray_run_s_rows_as_done(tmp_path, face_image):
     """Both write absolute paths in dated Parquet shards; ``ray-*`` rows were not read by a run
     without --ray, which did every image again."""
