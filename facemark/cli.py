@@ -488,8 +488,9 @@ def bench(
         table.add_row(*cells)
     out.print(table)
     if rows and rows[0].note:
-        out.print(f"detector timed on a {rows[0].note}; landmark rows time the model alone (batch of crops); "
-                  f"pipeline rows time detect + crop + landmarks + mapping back per frame.")
+        piped = "; pipeline rows time detect + crop + landmarks + mapping back per frame" \
+            if any(r.stage == "pipeline" for r in rows) else ""
+        out.print(f"detector timed on a {rows[0].note}; landmark rows time the model alone (batch of crops){piped}.")
     if data:
         out.print("NME %: the full pipeline, measured with the backend facemark runs each model on for this device "
                   "(onnxruntime fp32 on a CPU, torch for a .pt; torch bf16 on a GPU), shown on that backend's row only.")
