@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import DEFAULT_MODEL
-from .runtime import device_index, is_device, ort_session
+from .runtime import device_index, is_device, ort_session, out_of_memory
 
 SHIPPED = ("direct", "hybrid", "hourglass")  # (the default first)
 
@@ -101,7 +101,9 @@ class OnnxModel:
             out = self.session.run(None, {self.input: np.zeros((1, self.size, self.size, 3), np.uint8)})[0]
             if out.shape != (1, points, 2):
                 raise ValueError(out.shape)
-        except Exception:  # noqa: BLE001 - KeyError, ValueError, onnxruntime's own: all the same user error
+        except Exception as e:  # noqa: BLE001 - KeyError, ValueError, onnxruntime's own: all the same user error
+            if out_of_memory(e):  # (the blank crop's run: not the file's fault)
+                raise MemoryError(f"not enough memory to run {path}") from None
             raise ModelError(f"{path} has damaged facemark metadata (input size or point count)") from None
         self.name = self.meta.get("name", path.stem)
 

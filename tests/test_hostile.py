@@ -1269,16 +1269,25 @@ def test_a_full_standard_output_is_one_line_for_every_command(tmp_path):
         assert r.stderr.strip() == "error: cannot write to standard output: No space left on device", r.stderr
 
 
-def test_running_out_of_memory_loading_a_model_is_one_line_not_a_bad_model(tmp_path, face):
-    """Under a low ``ulimit -v`` onnxruntime's allocation fails while loading: that was reported as
-    "not a valid ONNX model" (the user's file blamed), or as a traceback."""
+@pytest.mark.parametrize("where, words", [
+    ("load", "Exception during initialization: std::bad_alloc"),
+    ("load", "env.cc:327 PosixThread pthread_create failed, error code: 12 error msg: Cannot allocate memory"),
+    ("run", "[ONNXRuntimeError] : 1 : FAIL : bfc_arena.cc:360 Failed to allocate memory for requested buffer"),
+    ("thread", "can't start new thread")])
+def test_running_out_of_memory_is_one_line_not_a_bad_model(tmp_path, face, where, words):
+    """Under a low ``ulimit -v`` onnxruntime fails while loading (its allocation, or a thread it
+    cannot start), while running, or Python cannot start the reader thread: that was reported as
+    "not a valid ONNX model" (the user's file blamed, exit 2), or as a traceback."""
     cv2.imwrite(str(tmp_path / "p.jpg"), face)
-    code = ("import sys, onnxruntime as ort\n"
+    code = ("import sys, onnxruntime as ort, concurrent.futures as cf\n"
+            f"WORDS = {words!r}\n"
             "def no_memory(*a, **k):\n"
-            "    raise RuntimeError('Exception during initialization: std::bad_alloc')\n"
-            "ort.InferenceSession = no_memory\n"
+            "    raise RuntimeError(WORDS)\n"
+            + {"load": "ort.InferenceSession = no_memory\n",
+               "run": "ort.InferenceSession.run = no_memory\n",
+               "thread": "cf.ThreadPoolExecutor.submit = no_memory\n"}[where] +
             "from facemark.__main__ import main\n"
-            "sys.argv = ['facemark', 'detect', 'p.jpg', '--model', 'direct']\n"
+            "sys.argv = ['facemark', 'detect', 'p.jpg', 'p.jpg', '--model', 'direct', '--workers', '1']\n"
             "main()\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 1, r.stderr
