@@ -195,7 +195,8 @@ class GivenBoxes:
     def _entry(self, key: str, real: bool = True) -> str | None:
         """The entry for an image: its path as given, its file name, or (with ``real``, for a path
         that names the file from here) the same file spelled another way (absolute or relative,
-        through a link: a run's own output fed back in)."""
+        through a link: a run's own output fed back in; a relative one read from the working
+        folder, then from the boxes file's)."""
         for k in (key, Path(key).as_posix(), Path(key).name):
             if k in self.boxes:
                 return k
@@ -203,8 +204,11 @@ class GivenBoxes:
             return None
         if self._real is None:  # built once, at the first image not found as spelled
             self._real = {}
+            base = self.source if self.source and os.path.isdir(self.source) else os.path.dirname(self.source or "")
             for k in self.boxes:
                 self._real.setdefault(os.path.realpath(k), k)
+                if base and not os.path.isabs(k):  # (also as read from the boxes file's own folder)
+                    self._real.setdefault(os.path.realpath(os.path.join(base, k)), k)
         return self._real.get(os.path.realpath(key))
 
     def has(self, key: str, real: bool = True) -> bool:

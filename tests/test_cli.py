@@ -323,6 +323,24 @@ def test_left_out_drawings_are_said_and_a_lone_missing_file_is_one_line(tmp_path
     assert r.exit_code == 2 and r.stderr.strip().splitlines() == [f"error: {tmp_path / 'nope.jpg'}: no such file or directory"]
 
 
+def test_a_relative_boxes_key_is_also_read_from_the_boxes_file_s_folder(tmp_path, tiny_models):
+    """Saved beside its images (``imgs/a.jpg`` in ``sub/boxes.json``), an entry was found only
+    from the folder the boxes file was made in."""
+    import shutil
+
+    (tmp_path / "sub" / "imgs").mkdir(parents=True)
+    shutil.copy("examples/astronaut.jpg", tmp_path / "sub" / "imgs" / "a.jpg")
+    (tmp_path / "sub" / "boxes.json").write_text(json.dumps({"imgs/a.jpg": [[177, 56, 273, 177]]}))
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        r = run("detect", "sub/imgs/a.jpg", "--boxes", "sub/boxes.json", "--model", tiny_models["direct"])
+    finally:
+        os.chdir(cwd)
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["faces"][0]["box"] == [177, 56, 273, 177]
+
+
 def test_a_drawing_older_than_its_json_or_its_image_is_drawn_again(tmp_path, tiny_models):
     """A run without --annotate redoes the JSON of a changed image (or for another model) and
     leaves the old drawing; the next --annotate run must not take that drawing as done."""
