@@ -859,5 +859,5 @@ def test_workers_started_from_a_script_s_import_say_what_to_do(monkeypatch):
     from facemark.workers import run_workers
 
     monkeypatch.setattr(mp.current_process(), "_inheriting", True, raising=False)
-    with pytest.raises(RuntimeError, match="__name__"):
+    with pytest.raises(RuntimeError, match="detect_files.*__name__"):
         run_workers({}, None, None, [[1]], 2, lambda *a: None)
