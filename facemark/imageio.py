@@ -151,24 +151,31 @@ def _png_chunks(data: "bytes | np.ndarray") -> set[bytes]:
     return kinds
 
 
-def may_have_alpha(data: "bytes | np.ndarray") -> bool:
-    """Whether encoded image bytes can hold transparency, from the header (no decoding): PNG
-    colour type or tRNS, WebP's alpha flags, TIFF's samples per pixel; unknown formats: True."""
-    return _alpha_kind(data) is not None
-
-
 def _alpha_kind(data: "bytes | np.ndarray") -> str | None:
-    """None (no alpha), "straight", or "premultiplied": a TIFF's ExtraSamples tag says its extra
-    channel is padding (0), associated alpha (1: colours stored multiplied by it) or unassociated
-    (2: libtiff multiplies them as OpenCV reads it); without the tag (OpenCV's own TIFFs), straight."""
+    """From the header (no decoding): None (no alpha), "straight", "associated" (a TIFF's colours
+    stored multiplied by alpha: ExtraSamples 1) or "unassociated" (ExtraSamples 2: OpenCV's 8-bit
+    reading multiplies them, its 16-bit IMREAD_UNCHANGED does not). ExtraSamples 0 is padding
+    (Pillow's RGBX); no tag (OpenCV's own TIFFs), straight. A grey TIFF's alpha OpenCV drops."""
     head = bytes(data[:32])
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         tags = _tiff_tags(data, (277, 338))
-        samples = tags.get(277, 3)  # grey + alpha, or colour + alpha
-        if not (samples == 2 or samples >= 4) or tags.get(338) == 0:
+        if tags.get(277, 3) < 4 or tags.get(338) == 0:
             return None
-        return "premultiplied" if tags.get(338) in (1, 2) else "straight"
+        return {1: "associated", 2: "unassociated"}.get(tags.get(338), "straight")
     return "straight" if _may_have_straight_alpha(data) else None
+
+
+def _never_turned(data: "bytes | np.ndarray") -> bool:
+    """Whether the header rules out an EXIF orientation (so IMREAD_UNCHANGED shows the image as
+    displayed): a PNG without eXIf, a WebP without EXIF, a TIFF without Orientation, a BMP."""
+    head = bytes(data[:32])
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return b"eXIf" not in _png_chunks(data)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return head[12:16] != b"VP8X" or not head[20] & 0x08
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return _tiff_tags(data, (274,)).get(274, 1) == 1
+    return head[:2] == b"BM"
 
 
 def _may_have_straight_alpha(data: "bytes | np.ndarray") -> bool:
@@ -242,9 +249,17 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
     if size is not None and size[0] * size[1] > limit:
         raise ImageError(f"{name} is {size[0]}x{size[1]} pixels, over the {limit:,}-pixel limit "
                          f"(FACEMARK_MAX_PIXELS raises it)")
+    kind = _alpha_kind(data)
     try:
-        with quiet_stderr():
-            image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        with quiet_stderr():  # (an 8-bit image with alpha that cannot be turned: one decoding gives both)
+            raw = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if kind and _never_turned(data) else None
+            if raw is not None and raw.dtype == np.uint8 and raw.ndim == 3 and raw.shape[2] == 4:
+                planes = _planes(raw, kind, data)
+                image = cv2.cvtColor(raw, cv2.COLOR_BGRA2BGR) if planes is None or kind == "straight" and \
+                    planes[1].min() == 255 else _over_white(planes)
+                kind = None  # (done)
+            else:
+                image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     except cv2.error as e:
         msg = "too many pixels for OpenCV" if "pixel" in str(e).lower() else "OpenCV cannot decode it"
         raise ImageError(f"{name}: {msg}") from None
@@ -275,10 +290,17 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
     if image.shape[0] * image.shape[1] > limit:
         raise ImageError(f"{name} is {image.shape[1]}x{image.shape[0]} pixels, over the {limit:,}-pixel limit "
                          f"(FACEMARK_MAX_PIXELS raises it)")
-    planes = _turned_bgra(data, image, over=False)  # (IMREAD_COLOR gave the colours under the alpha)
-    if planes is not None and planes[1].min() < 255:
-        image = over_white(*planes)
+    if kind:  # (IMREAD_COLOR gave the colours under the alpha, turned as EXIF says)
+        image = _over_white(_turned_bgra(data, image, over=False), image)
     return image
+
+
+def _over_white(planes: "tuple[np.ndarray, np.ndarray, np.ndarray] | None", otherwise=None) -> np.ndarray:
+    """The image as shown: its colours laid over white where it has alpha below 255."""
+    if planes is None:
+        return otherwise
+    colour, alpha, as_read = planes
+    return over_white(colour, alpha) if alpha.min() < 255 else np.ascontiguousarray(as_read)
 
 
 def _cut_short(data: np.ndarray) -> bool:
@@ -322,9 +344,12 @@ _SAID = {"eight_in_sixteen": False}
 def over_white(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """uint8 colour laid over white by its uint8 alpha: what a page shows, and what the models see.
     An eraser often only zeroes alpha, so a face can lie under fully transparent pixels; it is not
-    in the picture and must not be found."""
-    a = alpha.astype(np.float32)[..., None] / 255
-    return np.round(colour.astype(np.float32) * a + 255 * (1 - a)).astype(np.uint8)
+    in the picture and must not be found. (Integers: c·a + 255·(255 - a) fits 16 bits.)"""
+    out = np.array(colour, dtype=np.uint8, order="C")
+    seen = alpha < 255  # (only those pixels change: most of a cut-out is opaque)
+    a = alpha[seen].astype(np.uint16)[:, None]
+    out[seen] = (colour[seen].astype(np.uint16) * a + 255 * (255 - a) + 127) // 255
+    return out
 
 
 def bgra_as_shown(path: str | os.PathLike, shown: np.ndarray) -> np.ndarray | None:
@@ -336,36 +361,52 @@ def bgra_as_shown(path: str | os.PathLike, shown: np.ndarray) -> np.ndarray | No
     except OSError:
         return None
     found = _turned_bgra(data, shown, over=True)
-    return None if found is None else np.dstack(found)
+    return None if found is None else np.dstack(found[:2])
 
 
-def _turned_bgra(data: np.ndarray, shown: np.ndarray, over: bool) -> tuple[np.ndarray, np.ndarray] | None:
-    """(colour, alpha) planes of encoded bytes, uint8, turned as ``shown``, or None if they have no
-    alpha. OpenCV keeps alpha only with ``IMREAD_UNCHANGED``, which skips EXIF orientation, so the
-    planes are turned whichever of the 8 ways makes them match ``shown`` (``over``: laid over white
-    first, as ``decode_image`` shows them)."""
+def _planes(raw: np.ndarray, kind: str, data) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(colour, alpha, as read) of an ``IMREAD_UNCHANGED`` BGRA decoding, uint8: the file's own
+    colours (for drawing on, and for laying over white), its alpha, and the colours OpenCV's
+    ``IMREAD_COLOR`` gives (multiplied by alpha where the file or libtiff does so). None: no alpha
+    after all (not BGRA; a 32-bit BMP whose fourth bytes are all 0, shown opaque)."""
+    if raw is None or raw.ndim != 3 or raw.shape[2] != 4 or raw.dtype not in (np.uint8, np.uint16):
+        return None
+    stored, alpha = raw[..., :3], raw[..., 3]
+    deep = raw.dtype == np.uint16
+    if deep and stored.max() > 255:  # as decode_image reads it: 8-bit values stay
+        stored, alpha = stored >> 8, alpha >> 8
+    elif deep and alpha.max() > 255:
+        alpha = alpha >> 8
+    stored, alpha = stored.astype(np.uint8), alpha.astype(np.uint8)
+    if bytes(data[:2]) == b"BM" and not alpha.any():
+        return None
+    if kind == "straight":
+        return stored, alpha, stored
+    a = alpha.astype(np.uint16)[..., None]
+    if kind == "unassociated" and deep:  # stored straight; IMREAD_COLOR multiplies
+        return stored, alpha, ((stored.astype(np.uint16) * a + 127) // 255).astype(np.uint8)
+    if kind in ("associated", "unassociated"):  # stored multiplied: the own colours divided back out
+        own = np.where(a > 0, np.minimum((stored.astype(np.uint32) * 255 + a // 2) // np.maximum(a, 1), 255), 0)
+        return own.astype(np.uint8), alpha, stored
+    return stored, alpha, stored
+
+
+def _turned_bgra(data: np.ndarray, shown: np.ndarray, over: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``_planes`` of encoded bytes turned as ``shown``, or None if they have no alpha. OpenCV keeps
+    alpha only with ``IMREAD_UNCHANGED``, which skips EXIF orientation, so the planes are turned
+    whichever of the 8 ways makes them match ``shown`` (``over``: laid over white, as
+    ``decode_image`` shows them; else as ``IMREAD_COLOR`` reads them)."""
     kind = _alpha_kind(data)
     if kind is None:  # most files: told by the header, with no second decoding
         return None
     try:
         with quiet_stderr():
-            raw = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+            planes = _planes(cv2.imdecode(data, cv2.IMREAD_UNCHANGED), kind, data)
     except (cv2.error, MemoryError):
         return None
-    if raw is None or raw.ndim != 3 or raw.shape[2] != 4 or raw.dtype not in (np.uint8, np.uint16):
+    if planes is None:
         return None
-    stored, alpha = raw[..., :3], raw[..., 3]
-    if raw.dtype == np.uint16 and stored.max() > 255:  # as decode_image reads it: 8-bit values stay
-        stored, alpha = stored >> 8, alpha >> 8
-    elif raw.dtype == np.uint16 and alpha.max() > 255:
-        alpha = alpha >> 8
-    stored, alpha = stored.astype(np.uint8), alpha.astype(np.uint8)
-    if bytes(data[:2]) == b"BM" and not alpha.any():  # a 32-bit BMP's fourth byte left 0: shown opaque
-        return None
-    colour = stored
-    if kind == "premultiplied":  # the file's own colours, for drawing on and for laying over white
-        a = alpha.astype(np.float32)[..., None]
-        colour = np.where(a > 0, np.clip(np.round(stored * (255 / np.maximum(a, 1))), 0, 255), 0).astype(np.uint8)
+    colour, alpha, as_read = planes
     step = max(1, min(shown.shape[:2]) // 64)  # compared on a sample: colours decode alike, to a rounding
     found = []
     for k in range(4):
@@ -374,14 +415,13 @@ def _turned_bgra(data: np.ndarray, shown: np.ndarray, over: bool) -> tuple[np.nd
                 return np.rot90(a, k)[:, ::-1] if flip else np.rot90(a, k)
             if turn(colour).shape[:2] != shown.shape[:2]:
                 continue
-            # (IMREAD_COLOR shows the stored colours; decode_image, the colours laid over white)
             sample = over_white(turn(colour)[::step, ::step], turn(alpha)[::step, ::step]) if over \
-                else turn(stored)[::step, ::step]
+                else turn(as_read)[::step, ::step]
             if np.abs(sample.astype(np.int32) - shown[::step, ::step].astype(np.int32)).max() <= 1:
-                found.append((turn(colour), turn(alpha)))
-    if not found or any(not np.array_equal(a, found[0][1]) for _, a in found[1:]):
+                found.append(tuple(np.ascontiguousarray(turn(x)) for x in (colour, alpha, as_read)))
+    if not found or any(not np.array_equal(f[1], found[0][1]) for f in found[1:]):
         return None  # no turn fits, or several do and disagree (a flat image): no guess
-    return np.ascontiguousarray(found[0][0]), np.ascontiguousarray(found[0][1])
+    return found[0]
 
 
 def _unit_range(image: np.ndarray) -> bool:
@@ -406,8 +446,10 @@ def as_bgr(image: np.ndarray) -> np.ndarray:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     if image.ndim == 3 and image.shape[2] == 1:
         return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2BGR)
-    if image.ndim == 3 and image.shape[2] == 4:
-        return over_white(image[..., :3], image[..., 3])  # as a file with alpha is read
+    if image.ndim == 3 and image.shape[2] == 4:  # as a file with alpha is read
+        if not image[..., 3].any():  # alpha all 0: a capture's unset byte, not an invisible picture
+            return np.ascontiguousarray(image[..., :3])
+        return over_white(image[..., :3], image[..., 3])
     if image.ndim == 3 and image.shape[2] == 3:
         return np.ascontiguousarray(image)
     raise ImageError(f"unsupported image shape {image.shape}")

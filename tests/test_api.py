@@ -291,7 +291,7 @@ def test_the_header_tells_transparency_and_depth_without_decoding(tmp_path):
 
     import cv2
 
-    from facemark.imageio import bgra_as_shown, may_have_alpha, over_white, sixteen_bit
+    from facemark.imageio import _alpha_kind, bgra_as_shown, over_white, sixteen_bit
 
     rng = np.random.default_rng(0)
     im = rng.integers(0, 255, (40, 50, 3), np.uint8)
@@ -312,7 +312,7 @@ def test_the_header_tells_transparency_and_depth_without_decoding(tmp_path):
              (enc(".jpg", im), False, False), (enc(".ppm", im), False, False), (enc(".pgm", im[..., 0]), False, False),
              (enc(".bmp", im), False, False), (enc(".bmp", see), True, False)]
     for k, (data, alpha, deep) in enumerate(cases):
-        assert (may_have_alpha(data), sixteen_bit(data)) == (alpha, deep), k
+        assert (_alpha_kind(data) is not None, sixteen_bit(data)) == (alpha, deep), k
 
     def chunk(kind, body):
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
@@ -323,7 +323,7 @@ def test_the_header_tells_transparency_and_depth_without_decoding(tmp_path):
            + chunk(b"PLTE", bytes([255, 0, 0, 0, 0, 255])) + chunk(b"tEXt", b"Comment\x00" + b"x" * 70_000)
            + chunk(b"tRNS", bytes([0, 255])) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
     (tmp_path / "pal.png").write_bytes(png)
-    assert may_have_alpha(np.frombuffer(png, np.uint8))
+    assert _alpha_kind(np.frombuffer(png, np.uint8)) == "straight"
     raw = cv2.imread(str(tmp_path / "pal.png"))
     shown = over_white(raw, np.array([0, 255] * 4, np.uint8)[None, :].repeat(8, 0))
     assert np.array_equal(bgra_as_shown(tmp_path / "pal.png", shown)[0, :, 3], [0, 255] * 4)

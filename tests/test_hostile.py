@@ -219,6 +219,8 @@ def test_a_face_under_transparent_pixels_is_not_found(face, tmp_path):
     fl = FaceLandmarker(model=MODEL[1])
     for got in (fl.detect(tmp_path / "hidden.png"), fl.detect(pair)):
         assert len(got) == 1 and got[0].box[2] <= face.shape[1]
+    pair[..., 3] = 0  # an array whose alpha is all 0 (a capture's unset byte) is opaque, not invisible
+    assert len(fl.detect(pair)) == 2
     pair[..., 3] = 255
     cv2.imwrite(str(tmp_path / "opaque.png"), pair)
     assert np.array_equal(read_image(tmp_path / "opaque.png"), pair[..., :3])
@@ -226,12 +228,14 @@ def test_a_face_under_transparent_pixels_is_not_found(face, tmp_path):
 
 
 def rgba_tiff(bgra: np.ndarray, extra: int | None) -> bytes:
-    """An 8-bit RGBA TIFF, uncompressed, with ExtraSamples ``extra`` (None: no such tag)."""
+    """An RGBA TIFF (8- or 16-bit, as ``bgra``'s dtype), uncompressed, little-endian, with
+    ExtraSamples ``extra`` (None: no such tag)."""
     import struct
 
     h, w = bgra.shape[:2]
-    pixels = np.ascontiguousarray(bgra[..., [2, 1, 0, 3]]).tobytes()
-    tags = [(256, 4, w), (257, 4, h), (258, 3, 8), (259, 3, 1), (262, 3, 2), (273, 4, 0), (277, 3, 4),
+    pixels = np.ascontiguousarray(bgra[..., [2, 1, 0, 3]]).astype(bgra.dtype.newbyteorder("<")).tobytes()
+    bits = bgra.dtype.itemsize * 8
+    tags = [(256, 4, w), (257, 4, h), (258, 3, bits), (259, 3, 1), (262, 3, 2), (273, 4, 0), (277, 3, 4),
             (278, 4, h), (279, 4, len(pixels)), (284, 3, 1)] + ([(338, 3, extra)] if extra is not None else [])
     start = 8 + 2 + 12 * len(tags) + 4
     entries = b"".join(struct.pack("<HHI", t, ty, 1) + (struct.pack("<HH", v, 0) if ty == 3 else struct.pack("<I", v))
@@ -254,12 +258,14 @@ def test_a_fourth_channel_is_alpha_only_where_the_file_says_so(face, tmp_path):
     bgra[..., 3] = 128
     cv2.imwrite(str(tmp_path / "half.png"), bgra)
     want = read_image(tmp_path / "half.png")
-    for extra in (None, 2):  # (no tag: OpenCV's own TIFFs, straight colours)
-        (tmp_path / f"half{extra}.tif").write_bytes(rgba_tiff(bgra, extra))
-        got = read_image(tmp_path / f"half{extra}.tif")
-        assert np.abs(got.astype(int) - want).max() <= 2, extra
-        own = bgra_as_shown(tmp_path / f"half{extra}.tif", got)  # what a drawing is made on: the file's colours
-        assert np.abs(own.astype(int) - bgra).max() <= 2, extra
+    # (no tag: OpenCV's own TIFFs, straight colours; 2 at 16 bits: OpenCV multiplies only IMREAD_COLOR's)
+    for extra, pixels in ((None, bgra), (2, bgra), (2, bgra.astype(np.uint16) * 257)):
+        name = f"half{extra}-{pixels.dtype}.tif"
+        (tmp_path / name).write_bytes(rgba_tiff(pixels, extra))
+        got = read_image(tmp_path / name)
+        assert np.abs(got.astype(int) - want).max() <= 2, name
+        own = bgra_as_shown(tmp_path / name, got)  # what a drawing is made on: the file's colours
+        assert np.abs(own.astype(int) - bgra).max() <= 2, name
 
 
 def test_the_alpha_plane_is_turned_as_the_image_was_shown(face, tmp_path):
