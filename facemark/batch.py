@@ -359,8 +359,8 @@ def _another_image(recorded, im: InputImage) -> str | None:
     image however spelled, and for a path that leads nowhere from here (a folder moved since):
     the output is then taken as this image's, by name, as it always was. (Outputs record absolute
     paths; an older version's relative one, typed the same in two folders, reads as this image's.)"""
-    if not isinstance(recorded, str) or recorded == str(im.path):
-        return None
+    if not isinstance(recorded, str) or recorded == str(im.path) or recorded == recorded_path(im.path):
+        return None  # (no file system call: what a resume meets for every image)
     try:
         return recorded if os.path.exists(recorded) and not os.path.samefile(recorded, im.path) else None
     except (OSError, ValueError):
@@ -405,7 +405,9 @@ def done_already(plan: Plan, fmt: str, out_dir: Path | None, annotate: bool, mod
             made = _annotated_path(job, im, name).stat().st_mtime_ns
         except OSError:
             return False
-        return made > since_ns and not _changed_after(im.path, made, now) and (json_ns is None or made >= json_ns)
+        if json_ns is not None:  # (the JSON counts only if the image has not changed since: nor then since this)
+            return made > since_ns and made >= json_ns
+        return made > since_ns and not _changed_after(im.path, made, now)
 
     if fmt == "json":
         done = set()
@@ -661,8 +663,8 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
 
 def _shrunk_small(fl: FaceLandmarker, image: np.ndarray, faces: list) -> bool:
     """Whether a photo searched at under half its size may hold faces too small to be found there:
-    none was found, or the smallest found is under twice the least size the search finds (a group
-    photo's faces are of a size: some just over the limit, others just under it)."""
+    none was found, or the smallest found is under 1.5 times the least size the search finds (a
+    group photo's faces are of a size: some just over the limit, others just under it)."""
     det = fl.detector
     if not isinstance(det, RetinaFace) or det.min_face is not None:  # (a --min-face of the user's sets the scale)
         return False
@@ -670,7 +672,7 @@ def _shrunk_small(fl: FaceLandmarker, image: np.ndarray, faces: list) -> bool:
     if scale > 0.5:
         return False
     sides = [max(f.box[2] - f.box[0], f.box[3] - f.box[1]) for f in faces]
-    return not sides or min(sides) < 2 * det.NET_MIN_FACE / scale
+    return not sides or min(sides) < 1.5 * det.NET_MIN_FACE / scale
 
 
 def rows_for_bytes(fl: FaceLandmarker, items: list[tuple[str, bytes]]) -> list[dict]:

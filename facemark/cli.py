@@ -876,7 +876,8 @@ def _run_app(args: list[str]) -> None:
         from .runtime import out_of_memory
 
         if out_of_memory(e):  # onnxruntime's arena or a thread that could not start, mid-run
-            _out_of_memory("")
+            _out_of_memory("a thread could not start (memory, or a limit on threads or processes)"
+                           if "thread" in str(e) else "")
         if type(e).__name__ != "Abort" and not _from_ctrl_c(e):
             raise
         err.print("interrupted")

@@ -71,7 +71,7 @@ def list_inputs(inputs: list[str], log: Callable[[str], None] = to_stderr,
                          f"{'/'.join(sorted(s for s in schemes if s))}:// inputs in separate runs")
     scheme = schemes.pop() if schemes else ""
     if not scheme:
-        from .inputs import duplicates_note, expand, shown_name, utf8_name
+        from .inputs import duplicates_note, expand, recorded_path, shown_name, utf8_name
 
         local = [a[len("file://"):] if a.lower().startswith("file://") else a for a in inputs]
         duplicates: list = []
@@ -91,9 +91,9 @@ def list_inputs(inputs: list[str], log: Callable[[str], None] = to_stderr,
                 why = f"{im.path}: a broken symbolic link (its target is missing, or it links to itself)"
             elif "\n" in str(im.path):
                 why = f"{str(im.path)!r}: a line break in the name, which Ray's file listing cannot read"
-            elif utf8_name(str(im.path)) is None:
-                why = (f"{shown_name(str(im.path))}: its name is not valid UTF-8, which a Parquet row cannot hold; "
-                       f"rename it, or run it without --ray (--format json)")
+            elif utf8_name(str(im.path)) is None or not os.path.isabs(recorded_path(im.path)):
+                why = (f"{shown_name(os.path.abspath(im.path))}: its path is not valid UTF-8, which a Parquet row "
+                       f"cannot hold; rename it, or run it without --ray (--format json)")
             else:
                 try:
                     check_regular_file(im.path)  # a FIFO would block a read task forever
@@ -104,8 +104,8 @@ def list_inputs(inputs: list[str], log: Callable[[str], None] = to_stderr,
                 unreadable.append(str(im.path))
                 if failed is not None:
                     failed.append((shown_name(os.path.abspath(im.path)), why))
-        gone = set(unreadable)
-        return [os.path.abspath(im.path) for im in images if str(im.path) not in gone], ""
+        gone = set(unreadable)  # (recorded as runs without --ray record them: a rerun of either finds them)
+        return [recorded_path(im.path) for im in images if str(im.path) not in gone], ""
     from pyarrow import fs as pafs
 
     found: list[str] = []
@@ -170,11 +170,10 @@ def done_paths(out_dir: Path, model: str | None = None) -> set[str]:
 
 def write_shard(table, path: Path) -> None:
     """One Parquet shard, complete or absent: written to a dot-file, then renamed."""
-    import pyarrow.parquet as pq
-
     from .imageio import atomic_write
+    from .shards import write_parquet
 
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    atomic_write(path, lambda tmp: write_parquet(table, tmp))
 
 
 class Landmarks:

@@ -39,7 +39,11 @@ def recorded_path(path: str | os.PathLike) -> str:
     path as typed."""
     typed = os.fspath(path)
     full = os.path.join(os.getcwd(), typed)
-    full = os.path.realpath(full) if ".." in full.split(os.sep) else os.path.normpath(full)
+    if ".." in full.split(os.sep):  # (the folder's real path; the file's own name kept, a link or not)
+        head, name = os.path.split(full)
+        full = os.path.join(os.path.realpath(head), name) if name not in ("", "..") else os.path.realpath(full)
+    else:
+        full = os.path.normpath(full)
     return full if utf8_name(full) is not None or utf8_name(typed) is None else typed
 
 

@@ -138,16 +138,22 @@ class ShardWriter:
                         f.write(json.dumps(r, allow_nan=False) + "\n")
             else:
                 import pyarrow as pa
-                import pyarrow.parquet as pq
 
-                with open(tmp, "wb") as f:  # (a file object: pyarrow cannot take a path that is not UTF-8)
-                    pq.write_table(pa.Table.from_pylist(rows, schema=arrow_schema()), f)
+                write_parquet(pa.Table.from_pylist(rows, schema=arrow_schema()), tmp)
 
         atomic_write(path, write)
         self.written += len(self.rows)
         self.rows = []
         self.next_index += 1
         return path
+
+
+def write_parquet(table, path: str | Path) -> None:
+    """A Parquet file through a file object: pyarrow cannot take a path that is not UTF-8."""
+    import pyarrow.parquet as pq
+
+    with open(path, "wb") as f:
+        pq.write_table(table, f)
 
 
 def read_shard(path: str | Path) -> list[dict]:

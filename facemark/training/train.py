@@ -547,9 +547,12 @@ def check_options(opts: TrainOptions) -> None:
     out = Path(opts.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {opts.out} exists and is not a directory")
-    if not opts.resume and any((out / f).exists() for f in ("last.pt",) + RUN_FILES):
+    if not opts.resume and (out / "last.pt").exists():
         raise UsageError(f"--out {opts.out} holds a training run: --resume continues it; to start again, "
                          f"give another --out (or delete that one)")
+    if not opts.resume and any((out / f).exists() for f in RUN_FILES):
+        raise UsageError(f"--out {opts.out} holds a training run with no last.pt to continue from: give another "
+                         f"--out (or delete that one)")
     if opts.resume and not (out / "last.pt").exists() and any((out / f).exists() for f in RUN_FILES):
         raise UsageError(f"--out {opts.out} holds a training run but no last.pt to continue from (only the "
                          f"last finished epoch is kept there): a new run would replace it; give another --out")
