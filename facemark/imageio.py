@@ -255,8 +255,8 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
             raw = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if kind and _never_turned(data) else None
             if raw is not None and raw.dtype == np.uint8 and raw.ndim == 3 and raw.shape[2] == 4:
                 planes = _planes(raw, kind, data)
-                image = cv2.cvtColor(raw, cv2.COLOR_BGRA2BGR) if planes is None or kind == "straight" and \
-                    planes[1].min() == 255 else _over_white(planes)
+                image = over_white(*planes[:2]) if planes is not None and planes[1].min() < 255 \
+                    else cv2.cvtColor(raw, cv2.COLOR_BGRA2BGR)
                 kind = None  # (done)
             else:
                 image = cv2.imdecode(data, cv2.IMREAD_COLOR)
@@ -385,10 +385,9 @@ def _planes(raw: np.ndarray, kind: str, data) -> tuple[np.ndarray, np.ndarray, n
     a = alpha.astype(np.uint16)[..., None]
     if kind == "unassociated" and deep:  # stored straight; IMREAD_COLOR multiplies
         return stored, alpha, ((stored.astype(np.uint16) * a + 127) // 255).astype(np.uint8)
-    if kind in ("associated", "unassociated"):  # stored multiplied: the own colours divided back out
-        own = np.where(a > 0, np.minimum((stored.astype(np.uint32) * 255 + a // 2) // np.maximum(a, 1), 255), 0)
-        return own.astype(np.uint8), alpha, stored
-    return stored, alpha, stored
+    # stored multiplied (by the file, or by libtiff at 8 bits): the file's own colours divided back out
+    own = np.where(a > 0, np.minimum((stored.astype(np.uint32) * 255 + a // 2) // np.maximum(a, 1), 255), 0)
+    return own.astype(np.uint8), alpha, stored
 
 
 def _turned_bgra(data: np.ndarray, shown: np.ndarray, over: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
