@@ -1087,6 +1087,7 @@ def test_a_big_photo_without_faces_gets_a_hint_about_min_face(tmp_path):
     assert r.returncode == 0, r.stderr
     notes = [ln for ln in r.stderr.splitlines() if "--min-face" in ln]
     assert len(notes) == 1 and notes[0].startswith("note: 2 image(s) searched shrunk"), r.stderr
+    assert "e.g. big.jpg:" in notes[0], notes[0]  # (which image: the first of them)
     r = fm("detect", "small.jpg", *MODEL, cwd=tmp_path)
     assert "--min-face" not in r.stderr
     # A group photo: one face found just over the limit says others of its size may be unseen;
