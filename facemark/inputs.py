@@ -86,8 +86,8 @@ def walk_images(root: Path, problems: list[str], drawings: list[Path] | None = N
 
 def expand(args: list[str], drawings: list[Path] | None = None,
            duplicates: list[tuple[Path, Path]] | None = None) -> tuple[list[InputImage], list[str]]:
-    """Files as given; directories recursively (image extensions only); globs expanded as a
-    shell would. Returns the images (first occurrence wins) and one message per argument or
+    """Files as given; directories recursively (image extensions only); globs to the image files
+    they match (a folder a glob matches is not searched). Returns the images (first occurrence wins) and one message per argument or
     folder that gave nothing usable; files left out as facemark's own drawings
     (``*.annotated.*`` in a folder or glob) go to ``drawings``, and names left out as another
     name of a file already listed (a symbolic link to it, say) go to ``duplicates`` as

@@ -1,4 +1,4 @@
-"""Peak memory and time of small-face search on a big photo (the README's "Limits" figure).
+"""Peak memory and time of small-face search on a big photo (the "Limits" figures in docs/DETECT.md).
 
     python scripts/small_face_memory.py [--side 6000] [--min-face 20]
 
