@@ -420,6 +420,9 @@ def video(
             err.print(f"note: {s.resized} frame(s) of another size were scaled to the first frame's size for tracking "
                       f"and drawing; their JSON points are in their own pixels")
         err.print(f"{s.frames} frames in {s.seconds:.1f} s ({s.frames / s.seconds:.1f} fps), {s.tracks} face track(s)")
+        if s.searched_shrunk:
+            err.print("note: no face was found, and the frames were searched shrunk to 640 px on the long side, where "
+                      "faces under 1/16 of it go unseen; --min-face 40 (pixels) finds smaller ones, more slowly")
     except KeyboardInterrupt:  # a late second signal: the outputs are already complete
         s.interrupted = True
     if s.interrupted and s.set_aside:

@@ -120,10 +120,12 @@ def _codec_name(cap: cv2.VideoCapture) -> str:
 
 def frame_rate(stated: float, times_ms: list[float]) -> float:
     """The annotated video's rate: the container's, unless the frames' own spacing (the first
-    ones' mean step, of the steps near their median) says otherwise by over 1.5x. Containers state 1000 fps for a browser's WebM (its
-    clock's tick) and the average for a variable-rate MP4 (30 for a screen recording at 60 fps with
-    pauses); either way the frames would not sit on the video's grid, and filling a 1000 fps grid
-    repeats every frame 33 times. A rate within 1 % of a standard one is that one (an MP4 whose
+    ones' mean step, of the steps near their median) is faster by over 5 %, or slower by over 1.5x.
+    Containers state 1000 fps for a browser's WebM (its clock's tick) and the average for a
+    variable-rate MP4 (30 for a screen recording at 60 fps with pauses, 23 for a phone's 30 fps
+    that dropped to 15 in the dark): on a grid slower than the frames, each frame would wait for
+    its place and the picture fall ever further behind the sound; filling a 1000 fps grid repeats
+    every frame 33 times. A rate within 1 % of a standard one is that one (an MP4 whose
     last frame has no length averages 30.1: a repeated frame every 10 s)."""
     steps = np.diff([t for t in times_ms if t and np.isfinite(t)])
     steps = steps[(steps > 0) & (steps < 10_000)]
@@ -132,7 +134,7 @@ def frame_rate(stated: float, times_ms: list[float]) -> float:
         mid = float(np.median(steps))
         seen = 1000.0 / float(steps[(steps > mid / 2) & (steps < mid * 2)].mean())
     rate = stated if stated and np.isfinite(stated) and 0 < stated <= 1000 else None
-    if seen is not None and (rate is None or not 1 / 1.5 < rate / seen < 1.5):
+    if seen is not None and (rate is None or not 1 / 1.05 < rate / seen < 1.5):
         rate = seen
     rate = rate or 30.0
     near = min(STANDARD_RATES, key=lambda r: abs(r - rate))
@@ -423,6 +425,9 @@ class AtomicTextWriter:
         self.tmp.unlink(missing_ok=True)
 
 
+AUDIO_CODECS = {".webm": "libopus"}  # WebM holds Opus or Vorbis only; the others take AAC
+
+
 def mux_audio(video: Path, source: str) -> bool:
     """Copy the source's audio into ``video`` with ffmpeg, if ffmpeg exists; True if done."""
     ffmpeg = shutil.which("ffmpeg")
@@ -432,7 +437,8 @@ def mux_audio(video: Path, source: str) -> bool:
     os.close(fd)
     tmp = Path(tmp)
     cmd = [ffmpeg, "-v", "error", "-y", "-i", str(video), "-i", source, "-map", "0:v:0", "-map", "1:a:0?",
-           "-c:v", "copy", "-c:a", "aac", str(tmp)]  # (no -shortest: a shorter sound must not cut the picture)
+           "-c:v", "copy", "-c:a", AUDIO_CODECS.get(video.suffix.lower(), "aac"), str(tmp)]  # (no -shortest: a
+    # shorter sound must not cut the picture)
     try:
         ok = subprocess.run(cmd, capture_output=True, timeout=600).returncode == 0 and tmp.is_file()
     except (OSError, subprocess.TimeoutExpired):
@@ -476,6 +482,7 @@ class VideoSummary:
     set_aside: tuple[str, ...] = ()  # interrupted: partial outputs written beside earlier complete ones
     padded_to: tuple[int, int] | None = None  # the video's size, where an odd frame size was made even
     cut_short: bool = False  # the file ends before the data it announces (a stopped download)
+    searched_shrunk: bool = False  # no face was found in frames the detector searched at under half their size
 
 
 def _checked_request(source: str | os.PathLike | int, fl, out_path: str | os.PathLike | None,
@@ -650,10 +657,17 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
             raise VideoWriteError(f"cannot write the output: {e.strerror or e}; nothing was kept") from None
         if done == 0:
             raise VideoError(f"{source}: no frame could be decoded")
-        try:
-            for w in writers:  # every output complete before any is renamed into place
+        finished = []
+        try:  # every output complete before any is renamed into place: the JSON lines first
+            for w in sorted(writers, key=lambda w: w is video_w):
                 w.finish()
+                finished.append(w)
         except OSError as e:
+            if finished and video_w is not None and video_w not in finished:  # (the video's disk is full, say:
+                _publish(finished, set_aside if stop["asked"] else None)  # the JSON lines are whole and kept)
+                writers.remove(text_w)
+                raise VideoWriteError(f"cannot finish writing the video: {e.strerror or e}; it was not kept, and the "
+                                      f"JSON lines are complete in {text_w.path}") from None
             raise VideoWriteError(f"cannot finish writing the output: {e.strerror or e}; nothing was kept") from None
         video_written, padded_to = _publish(writers, set_aside if stop["asked"] else None)
     finally:
@@ -677,8 +691,11 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     missing = (src.frames - done - src.decode_errors) if src.frames and (src.count_exact or src.cut_short) \
         and not stop["asked"] and not reader_gone else 0
     lost = src.decode_errors + max(0, missing - src.empty)  # (OpenCV passes over empty chunks: they are "missing")
+    det = fl.detector
+    shrunk = tracker.next_id == 0 and done > 0 and getattr(det, "min_face", 0) is None and hasattr(det, "scale_for") \
+        and det.scale_for(src.height, src.width) <= 0.5  # (small faces there go unseen: --min-face)
     return VideoSummary(done, elapsed, tracker.next_id, lost, bool(stop["asked"]), audio, had,
-                        src.resized, tuple(set_aside), padded_to, src.cut_short and not reader_gone)
+                        src.resized, tuple(set_aside), padded_to, src.cut_short and not reader_gone, shrunk)
 
 
 def _publish(writers: list, set_aside: list[str] | None) -> tuple[Path | None, tuple | None]:

@@ -662,6 +662,10 @@ def test_the_video_rate_follows_the_frames_where_the_container_states_another():
     assert frame_rate(30.17, screen) == 60.0  # (the container's average)
     assert frame_rate(30.1003, [1000 / 30 * k for k in range(48)]) == 30.0  # a last frame without length
     assert frame_rate(25.0, [40.0 * k for k in range(48)]) == 25.0
+    # A phone's 30 fps that later drops to 15: the container's average (22.93) would make the picture
+    # fall ever further behind; the first frames' 30 keeps it in step (the slow part is filled).
+    assert frame_rate(22.93, [1000 / 30 * k for k in range(48)]) == 30.0
+    assert frame_rate(30.0, [1000 / 29.2 * k for k in range(48)]) == 30.0  # (a clock's drift: the container's)
     assert frame_rate(12.5, []) == 12.5 and frame_rate(0.0, []) == 30.0
 
 
@@ -751,6 +755,11 @@ def test_a_video_cut_short_by_a_full_disk_is_not_kept(tiny_models, tmp_path, sma
     r = run("video", clip, "--out", tmp_path / f"o.{ext}", "--model", tiny_models["direct"])
     assert r.exit_code == 1 and "of 30 frames" in r.stderr, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.avi"]
+    # The JSON lines, whole on another disk, were thrown away with the video: they are kept.
+    r = run("video", clip, "--out", tmp_path / f"o.{ext}", "--json", tmp_path / "o.jsonl", "--model", tiny_models["direct"])
+    assert r.exit_code == 1 and "JSON lines are complete in" in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.avi", "o.jsonl"]
+    assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 30
 
 
 def test_outputs_that_cannot_be_written_leave_no_folder_behind(tiny_models, tmp_path, small_face, monkeypatch):
@@ -1403,6 +1412,12 @@ def test_a_video_with_its_audio_copied_keeps_the_usual_permissions(tmp_path, mon
         os.umask(umask)
     assert video.read_bytes() == b"video" and stat.S_IMODE(video.stat().st_mode) == 0o644
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "in.mp4", "out.mp4"]
+    # The audio codec fits the container: WebM holds no AAC (ffmpeg would refuse, and the sound be lost).
+    fake.write_text('#!/bin/sh\necho "$@" > "$(dirname "$0")/args"\nfor a; do last="$a"; done\ncat "$5" > "$last"\n')
+    for name, codec in (("out.webm", "libopus"), ("out.mp4", "aac")):
+        (tmp_path / name).write_bytes(b"video")
+        assert mux_audio(tmp_path / name, str(source))
+        assert f"-c:a {codec} " in (bin_dir / "args").read_text()
 
 
 def test_a_video_whose_name_is_not_utf8_is_refused_in_one_line(tiny_models, tmp_path, small_face):
@@ -1415,3 +1430,15 @@ def test_a_video_whose_name_is_not_utf8_is_refused_in_one_line(tiny_models, tmp_
                         "--model", str(tiny_models["direct"])], cwd=tmp_path, capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 2 and "not valid UTF-8" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_a_big_video_without_faces_names_min_face(tiny_models, tmp_path):
+    """A 4K clip whose faces are under 1/16 of its width gave '0 face track(s)' and no word of why."""
+    for name, size, noted in (("big.avi", (1400, 1000), True), ("small.avi", (640, 480), False)):
+        write_clip(tmp_path / name, [np.full((size[1], size[0], 3), 120, np.uint8)] * 3, fourcc="MJPG")
+        r = run("video", tmp_path / name, "--json", tmp_path / "o.jsonl", "--model", tiny_models["direct"])
+        assert r.exit_code == 0, r.stderr
+        assert ("--min-face 40" in r.stderr) == noted, (name, r.stderr)
+    r = run("video", tmp_path / "big.avi", "--json", tmp_path / "o.jsonl", "--min-face", 300, "--model",
+            tiny_models["direct"])  # the user chose the scale
+    assert r.exit_code == 0 and "--min-face 40" not in r.stderr, r.stderr
