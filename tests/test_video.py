@@ -715,7 +715,7 @@ def test_a_damaged_stretch_mid_file_is_skipped_quietly(tiny_models, tmp_path, sm
 
 def test_an_encoder_that_loses_frames_leaves_no_output(tiny_models, tmp_path, small_face, monkeypatch):
     """OpenCV's writer reports nothing when the disk fills: the file is checked before it is renamed
-    into place, and the JSON beside it is not published either."""
+    into place, and not kept; the JSON lines beside it, whole, are (they were thrown away too)."""
     from facemark import video as video_mod
 
     clip = tmp_path / "in.avi"
@@ -731,8 +731,9 @@ def test_an_encoder_that_loses_frames_leaves_no_output(tiny_models, tmp_path, sm
     monkeypatch.setattr(video_mod.AtomicVideoWriter, "write", lossy)
     out, js = tmp_path / "o.avi", tmp_path / "o.jsonl"
     r = run("video", clip, "--out", out, "--json", js, "--model", tiny_models["direct"])
-    assert r.exit_code == 1 and "5 of 30 frames" in r.stderr, r.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.avi"]  # neither output, no temporaries
+    assert r.exit_code == 1 and "5 of 30 frames" in r.stderr and "JSON lines are complete" in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.avi", "o.jsonl"]  # no video, no temporaries
+    assert len(js.read_text().splitlines()) == 30
 
 
 @pytest.mark.parametrize("ext", ["avi", "mkv"])
