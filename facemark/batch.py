@@ -596,7 +596,7 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
         return OutputError(f"cannot write a shard in {out_dir}: {e.strerror or e}; stopped. This run's complete "
                            f"shards hold {shards.written} row(s) and stay valid; the same command continues")
 
-    small_example: list[Path] = []  # the first image the --min-face note is about
+    small_example: list[int] = []  # the first image the --min-face note is about
 
     def report(outcomes: list[Outcome], n: int) -> None:
         for o in outcomes:
@@ -608,8 +608,8 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                 s.faces += o.faces
                 s.no_face += o.faces == 0
                 s.shrunk_small += o.shrunk_small
-                if o.shrunk_small and not small_example:
-                    small_example.append(plan.images[o.k].path)
+                if o.shrunk_small:  # (the first in input order: workers report chunks as they finish)
+                    small_example[:] = sorted(small_example + [o.k])[:1]
             else:
                 log(f"failed: {o.message}")
                 s.failures += 1
@@ -660,7 +660,7 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
             pass
     if s.shrunk_small:
         log(f"note: {s.shrunk_small} image(s) searched shrunk to {fl.detector.max_side} px on the long side found no "
-            f"face, or faces near the smallest it finds (1/16 of the long side), e.g. {small_example[0]}: smaller "
+            f"face, or faces near the smallest it finds (1/16 of the long side), e.g. {plan.images[small_example[0]].path}: smaller "
             f"ones there go unseen; --min-face 40 (pixels) finds them, more slowly")
     return s
 

@@ -421,8 +421,8 @@ def video(
                       f"and drawing; their JSON points are in their own pixels")
         err.print(f"{s.frames} frames in {s.seconds:.1f} s ({s.frames / s.seconds:.1f} fps), {s.tracks} face track(s)")
         if s.searched_shrunk:
-            err.print("note: no face was found, and the frames were searched shrunk to 640 px on the long side, where "
-                      "faces under 1/16 of it go unseen; --min-face 40 (pixels) finds smaller ones, more slowly")
+            err.print(f"note: no face was found, and the frames were searched shrunk to {s.searched_shrunk} px on the long "
+                      f"side, where faces under 1/16 of it go unseen; --min-face 40 (pixels) finds smaller ones, more slowly")
     except KeyboardInterrupt:  # a late second signal: the outputs are already complete
         s.interrupted = True
     if s.interrupted and s.set_aside:

@@ -123,6 +123,8 @@ def _expand_one(arg: str, add, problems: list[str], drawings: list[Path] | None)
             problems.append(f"{arg}: a broken symbolic link")
         else:
             add(p, p.parent)  # read_image says what is wrong if it is no regular image file
+    elif arg.startswith("file://"):
+        problems.append(f"{arg}: a file URI; give its local path ({arg[len('file://'):] or '/'})")
     elif "://" in arg:  # (not a folder or file here)
         problems.append(f"{arg}: a URI; facemark reads those only with --ray (local paths otherwise)")
     elif _has_magic(arg):  # a quoted glob: the same as if the shell had expanded it

@@ -134,8 +134,10 @@ def frame_rate(stated: float, times_ms: list[float]) -> float:
         mid = float(np.median(steps))
         seen = 1000.0 / float(steps[(steps > mid / 2) & (steps < mid * 2)].mean())
     rate = stated if stated and np.isfinite(stated) and 0 < stated <= 1000 else None
-    if seen is not None and (rate is None or not 1 / 1.05 < rate / seen < 1.5):
-        rate = seen
+    near_seen = min(STANDARD_RATES, key=lambda r: abs(r - seen)) if seen is not None else None
+    faster = seen is not None and rate is not None and rate / seen <= 1 / 1.05 and abs(near_seen - seen) <= 0.01 * near_seen
+    if seen is not None and (rate is None or faster or rate / seen >= 1.5):  # (faster: only a standard rate, not
+        rate = seen  # a clock's noise or a burst)
     rate = rate or 30.0
     near = min(STANDARD_RATES, key=lambda r: abs(r - rate))
     return near if abs(near - rate) <= 0.01 * near else min(rate, 1000.0)
@@ -482,7 +484,7 @@ class VideoSummary:
     set_aside: tuple[str, ...] = ()  # interrupted: partial outputs written beside earlier complete ones
     padded_to: tuple[int, int] | None = None  # the video's size, where an odd frame size was made even
     cut_short: bool = False  # the file ends before the data it announces (a stopped download)
-    searched_shrunk: bool = False  # no face was found in frames the detector searched at under half their size
+    searched_shrunk: int = 0  # no face found in frames searched at half their size or less: the side searched
 
 
 def _checked_request(source: str | os.PathLike | int, fl, out_path: str | os.PathLike | None,
@@ -663,11 +665,13 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                 w.finish()
                 finished.append(w)
         except OSError as e:
-            if finished and video_w is not None and video_w not in finished:  # (the video's disk is full, say:
-                _publish(finished, set_aside if stop["asked"] else None)  # the JSON lines are whole and kept)
+            if isinstance(text_w, AtomicTextWriter) and text_w in finished and video_w not in finished:
+                earlier = os.path.lexists(video_w.path)  # (the video's disk is full, say: the JSON lines are whole)
+                _publish(finished, set_aside if stop["asked"] else None)
                 writers.remove(text_w)
-                raise VideoWriteError(f"cannot finish writing the video: {e.strerror or e}; it was not kept, and the "
-                                      f"JSON lines are complete in {text_w.path}") from None
+                raise VideoWriteError(f"cannot finish writing the video: {e.strerror or e}; it was not kept" + (
+                    f" (the {video_w.path} there is an earlier run's)" if earlier else "") +
+                    f", and the JSON lines are complete in {text_w.path}") from None
             raise VideoWriteError(f"cannot finish writing the output: {e.strerror or e}; nothing was kept") from None
         video_written, padded_to = _publish(writers, set_aside if stop["asked"] else None)
     finally:
@@ -692,8 +696,10 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
         and not stop["asked"] and not reader_gone else 0
     lost = src.decode_errors + max(0, missing - src.empty)  # (OpenCV passes over empty chunks: they are "missing")
     det = fl.detector
-    shrunk = tracker.next_id == 0 and done > 0 and getattr(det, "min_face", 0) is None and hasattr(det, "scale_for") \
+    shrunk = tracker.next_id == 0 and done > 0 and not stop["asked"] and not reader_gone \
+        and getattr(det, "min_face", 0) is None and hasattr(det, "scale_for") \
         and det.scale_for(src.height, src.width) <= 0.5  # (small faces there go unseen: --min-face)
+    shrunk = det.max_side if shrunk else 0
     return VideoSummary(done, elapsed, tracker.next_id, lost, bool(stop["asked"]), audio, had,
                         src.resized, tuple(set_aside), padded_to, src.cut_short and not reader_gone, shrunk)
 

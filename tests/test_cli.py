@@ -321,6 +321,8 @@ def test_left_out_drawings_are_said_and_a_lone_missing_file_is_one_line(tmp_path
     assert r.exit_code == 0 and "left out" not in r.stderr  # named: processed
     r = run("detect", tmp_path / "nope.jpg")
     assert r.exit_code == 2 and r.stderr.strip().splitlines() == [f"error: {tmp_path / 'nope.jpg'}: no such file or directory"]
+    r = run("detect", "file:///tmp/x.jpg")  # (a local file spelled as a URI)
+    assert r.exit_code == 2 and "give its local path (/tmp/x.jpg)" in r.stderr, r.stderr
     for uri in ("s3://bucket/photos", "gs://bucket/*.jpg"):  # (not "no such file": a URI needs --ray)
         r = run("detect", uri, "--out", tmp_path / "u")
         assert r.exit_code == 2 and r.stderr.strip().splitlines() == [f"error: {uri}: a URI; facemark reads those "

@@ -666,6 +666,7 @@ def test_the_video_rate_follows_the_frames_where_the_container_states_another():
     # fall ever further behind; the first frames' 30 keeps it in step (the slow part is filled).
     assert frame_rate(22.93, [1000 / 30 * k for k in range(48)]) == 30.0
     assert frame_rate(30.0, [1000 / 29.2 * k for k in range(48)]) == 30.0  # (a clock's drift: the container's)
+    assert frame_rate(30.0, [1000 / 33 * k for k in range(48)]) == 30.0  # (faster, but no standard rate: a burst)
     assert frame_rate(12.5, []) == 12.5 and frame_rate(0.0, []) == 30.0
 
 
@@ -713,7 +714,7 @@ def test_a_damaged_stretch_mid_file_is_skipped_quietly(tiny_models, tmp_path, sm
     assert len(p.stderr.strip().splitlines()) <= 3, p.stderr[-2000:]
 
 
-def test_an_encoder_that_loses_frames_leaves_no_output(tiny_models, tmp_path, small_face, monkeypatch):
+def test_an_encoder_that_loses_frames_leaves_no_video_and_keeps_the_json(tiny_models, tmp_path, small_face, monkeypatch):
     """OpenCV's writer reports nothing when the disk fills: the file is checked before it is renamed
     into place, and not kept; the JSON lines beside it, whole, are (they were thrown away too)."""
     from facemark import video as video_mod
@@ -734,6 +735,8 @@ def test_an_encoder_that_loses_frames_leaves_no_output(tiny_models, tmp_path, sm
     assert r.exit_code == 1 and "5 of 30 frames" in r.stderr and "JSON lines are complete" in r.stderr, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.avi", "o.jsonl"]  # no video, no temporaries
     assert len(js.read_text().splitlines()) == 30
+    r = run("video", clip, "--out", out, "--json", "-", "--model", tiny_models["direct"])  # (streamed: no file to name)
+    assert r.exit_code == 1 and "None" not in r.stderr and not out.exists(), r.stderr
 
 
 @pytest.mark.parametrize("ext", ["avi", "mkv"])
