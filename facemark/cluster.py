@@ -152,15 +152,14 @@ def done_paths(out_dir: Path, model: str | None = None) -> set[str]:
     """Paths done without error in ``out_dir``'s Parquet shards (by ``model``'s weights, if given:
     rows of other weights are done again). Only complete shards have a ``.parquet`` name
     (temporaries start with a dot), so one that cannot be read is not facemark's: stop."""
-    import pyarrow.parquet as pq
+    from .shards import read_parquet
 
     done: set[str] = set()
     for p in sorted(out_dir.glob("*.parquet")):
         if p.name.startswith("."):
             continue
         try:
-            with open(p, "rb") as f:  # (a file object: pyarrow cannot take a path that is not UTF-8)
-                t = pq.read_table(f, columns=["path", "error", "model"]).to_pydict()
+            t = read_parquet(p, columns=["path", "error", "model"]).to_pydict()
             done.update(path for path, error, m in zip(t["path"], t["error"], t["model"])  # failures: tried again
                         if error is None and (model is None or m == model))
         except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a bad file

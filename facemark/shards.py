@@ -149,21 +149,35 @@ class ShardWriter:
 
 
 def write_parquet(table, path: str | Path) -> None:
-    """A Parquet file through a file object: pyarrow cannot take a path that is not UTF-8."""
+    """A Parquet file, encoded in memory and written by Python: pyarrow cannot take a path that is
+    not UTF-8, and a Python file object handed to it could abort the process at exit ("terminate
+    called without an active exception", seen under load)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
     with open(path, "wb") as f:
-        pq.write_table(table, f)
+        f.write(sink.getvalue().to_pybytes())
+
+
+def read_parquet(path: str | Path, columns: list[str] | None = None):
+    """A Parquet file's table, its bytes read by Python (see ``write_parquet``)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with open(path, "rb") as f:
+        data = f.read()
+    # (one thread: pyarrow's pool, started here and never used again, aborted the process at exit
+    # now and then: "terminate called without an active exception", seen under load)
+    return pq.ParquetFile(pa.BufferReader(data)).read(columns=columns, use_threads=False)
 
 
 def read_shard(path: str | Path) -> list[dict]:
     path = Path(path)
     if path.suffix == ".parquet":
         require_pyarrow()
-        import pyarrow.parquet as pq
-
-        with open(path, "rb") as f:  # (a file object: pyarrow cannot take a path that is not UTF-8)
-            return pq.read_table(f).to_pylist()
+        return read_parquet(path).to_pylist()
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
 
