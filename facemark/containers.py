@@ -32,12 +32,8 @@ def _mp4_has_audio(f) -> bool | None:
     data = _mp4_moov(f)
     if data is None:
         return None
-    at = data.find(b"hdlr")
-    while at >= 0:  # hdlr: version/flags (4), pre_defined (4), then the handler type
-        if data[at + 12:at + 16] == b"soun":
-            return True
-        at = data.find(b"hdlr", at + 4)
-    return False
+    # hdlr: version/flags (4), pre_defined (4), then the handler type
+    return any(data[at + 12:at + 16] == b"soun" for at in _find_all(data, b"hdlr"))
 
 
 def count_is_exact(path: Path) -> bool:
@@ -123,13 +119,9 @@ def mp4_has_no_samples(path: Path) -> bool:
         return False
     if b"trak" not in data:  # a complete index without a single track
         return True
-    counts = []
-    for table in (b"stsz", b"stz2"):  # version/flags (4), sample size or field size (4), sample count (4)
-        at = data.find(table)
-        while at >= 0:
-            if len(data) >= at + 16:
-                counts.append(struct.unpack(">I", data[at + 12:at + 16])[0])
-            at = data.find(table, at + 4)
+    # stsz/stz2: version/flags (4), sample size or field size (4), sample count (4)
+    counts = [struct.unpack(">I", data[at + 12:at + 16])[0] for table in (b"stsz", b"stz2")
+              for at in _find_all(data, table) if len(data) >= at + 16]
     return bool(counts) and not any(counts)  # tracks, every one empty
 
 

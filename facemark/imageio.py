@@ -291,7 +291,7 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
         raise ImageError(f"{name} is {image.shape[1]}x{image.shape[0]} pixels, over the {limit:,}-pixel limit "
                          f"(FACEMARK_MAX_PIXELS raises it)")
     if kind:  # (IMREAD_COLOR gave the colours under the alpha, turned as EXIF says)
-        image = _over_white(_turned_bgra(data, image, over=False), image)
+        image = _over_white(_turned_bgra(data, image, over=False, kind=kind), image)
     return image
 
 
@@ -390,12 +390,13 @@ def _planes(raw: np.ndarray, kind: str, data) -> tuple[np.ndarray, np.ndarray, n
     return own.astype(np.uint8), alpha, stored
 
 
-def _turned_bgra(data: np.ndarray, shown: np.ndarray, over: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def _turned_bgra(data: np.ndarray, shown: np.ndarray, over: bool,
+                 kind: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """``_planes`` of encoded bytes turned as ``shown``, or None if they have no alpha. OpenCV keeps
     alpha only with ``IMREAD_UNCHANGED``, which skips EXIF orientation, so the planes are turned
     whichever of the 8 ways makes them match ``shown`` (``over``: laid over white, as
     ``decode_image`` shows them; else as ``IMREAD_COLOR`` reads them)."""
-    kind = _alpha_kind(data)
+    kind = kind or _alpha_kind(data)  # (decode_image has read it from the header already)
     if kind is None:  # most files: told by the header, with no second decoding
         return None
     try:
