@@ -125,6 +125,18 @@ DATA_KINDS = ("300w", "pts", "wflw", "csv68")
 DATA_FILE_EXTS = (".pts", ".txt", ".csv", ".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # what --data reads
 
 
+def output_file(value: Optional[str], option: str) -> Optional[Path]:
+    """An output file option as typed: ``Path("results/")`` drops the slash, so ``--json results/``
+    would quietly become a file named ``results``; a name ending in a separator is a folder."""
+    if value is None:
+        return None
+    if not value.strip():
+        fail(f"{option} is an empty string; name a file")
+    if value.endswith(("/", os.sep)):
+        fail(f"{option} {value} ends in '/', so it names a folder: give a file name")
+    return Path(value)
+
+
 def check_output_file(path: Optional[Path], option: str, exts: tuple[str, ...] = (), inputs: List[str] = ()) -> None:
     """Before any work: an output file can be written where it is asked for, it is no folder,
     its extension is one facemark can write, and it is none of the inputs (``inputs``: paths,
@@ -361,7 +373,7 @@ def _detect_on_ray(inputs, out_dir, address, model, device, threshold, min_face,
 def video(
     source: str = typer.Argument(..., help="Video file, folder or glob of frames, or a camera index."),
     out_path: Optional[Path] = typer.Option(None, "--out", help="Annotated video (.mp4 .m4v .avi .mov .mkv .webm)."),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="One JSON line per frame (.jsonl); - for stdout."),
+    json_arg: Optional[str] = typer.Option(None, "--json", help="One JSON line per frame (.jsonl); - for stdout."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="direct | hybrid | hourglass | PATH"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda"),
     detect_every: int = typer.Option(10, "--detect-every", help="Run the detector every N frames (and when a face is lost)."),
@@ -386,6 +398,7 @@ def video(
 
     from .video import VideoError, VideoWriteError, process_video
 
+    json_path = output_file(json_arg, "--json")
     if out_path is None and json_path is None:
         fail("give --out VIDEO and/or --json FILE.jsonl")
     if smooth == "none" and (min_cutoff is not None or beta is not None):
@@ -451,7 +464,7 @@ def bench(
     data: Optional[str] = typer.Option(None, "--data", metavar="KIND=PATH", help="KIND=PATH: also measure NME on its test split."),
     image: Optional[Path] = typer.Option(None, "--image", help="Photo fitted into the 640x480 timing frame (with a face: also times the whole pipeline)."),
     yunet: Optional[Path] = typer.Option(None, "--yunet", help="Also time YuNet from this ONNX file."),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the full numbers here."),
+    json_arg: Optional[str] = typer.Option(None, "--json", help="Write the full numbers here."),
     limit: Optional[int] = typer.Option(None, "--limit", help="With --data: only the first N faces."),
 ):
     """Speed (and with --data, accuracy) of the detector and every model/backend, as a table."""
@@ -471,6 +484,7 @@ def bench(
         check_limit(limit)
     if limit is not None and not data:
         say("note: --limit counts the faces of --data, which is not given: ignored here")
+    json_path = output_file(json_arg, "--json")
     check_output_file(json_path, "--json", inputs=[str(p) for p in (image, yunet) if p is not None] + ([data] if data else []))
     with usage_errors():
         batches = B.parse_batches(batch, device)
@@ -512,8 +526,8 @@ def eval_cmd(
     boxes: str = typer.Option("detector", "--boxes", help="detector (full pipeline) | gt (landmark model alone)"),
     device: str = typer.Option("cpu", "--device", help="cpu (onnxruntime) | cuda (torch)"),
     detector: str = typer.Option("retinaface", "--detector", help="retinaface | yunet:PATH.onnx"),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Write all numbers here."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the CED curves into this PNG."),
+    json_arg: Optional[str] = typer.Option(None, "--json", help="Write all numbers here."),
+    plot_arg: Optional[str] = typer.Option(None, "--plot", help="Draw the CED curves into this PNG."),
     split: str = typer.Option("test", "--split", help="test | train | all"),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N faces (quick checks)."),
     flip: bool = typer.Option(False, "--flip", help="Flip test-time augmentation."),
@@ -526,6 +540,7 @@ def eval_cmd(
 
     with usage_errors():
         check_limit(limit)
+    json_path, plot = output_file(json_arg, "--json"), output_file(plot_arg, "--plot")
     check_output_file(json_path, "--json", inputs=data)
     if json_path and plot and os.path.realpath(json_path) == os.path.realpath(plot):
         fail("--json and --plot name the same file")

@@ -515,3 +515,18 @@ def test_a_reader_that_leaves_early_still_sees_exit_1_if_an_image_had_failed(tmp
         err = p.stderr.read().decode()
         assert p.wait(timeout=120) == (1 if bad else 0), err
         assert ("a_broken.jpg" in err) == bad and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", [["video", "{frames}", "--json"], ["eval", "--data", "300w={frames}", "--json"],
+                                     ["eval", "--data", "300w={frames}", "--plot"], ["bench", "--models", "direct", "--json"]])
+def test_an_output_file_named_with_a_trailing_slash_is_refused(tmp_path, small_face, command):
+    """``--json results/`` means a folder: Path() would drop the slash and write a file 'results'."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "0001.jpg"), small_face)
+    args = [a.format(frames=frames) for a in command]
+    r = run(*args, f"{tmp_path / 'results'}/")
+    assert r.exit_code == 2 and "ends in '/', so it names a folder" in r.stderr, r.stderr
+    assert not (tmp_path / "results").exists()
+    r = run(*args, "")
+    assert r.exit_code == 2 and "is an empty string" in r.stderr, r.stderr
