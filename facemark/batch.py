@@ -26,8 +26,9 @@ from .annotate import STYLES, draw
 from .boxes import BoxError, GivenBoxes, check_inside, read_boxes
 from .detector import RetinaFace
 from .errors import OutputError, StopRun, UsageError, no_files_left
+from .icc import embedded, profile_of
 from .imageio import (IMAGE_EXTS, ImageError, atomic_write, bgra_as_shown, encode_image, read_image,
-                      remove_stale_temps, with_icc_of, write_whole)
+                      remove_stale_temps, write_whole)
 from .inputs import (InputImage, collisions, duplicates_note, expand, missing_roots, output_names, recorded_path,
                      shown_name, utf8_name)
 from .landmarker import FaceLandmarker
@@ -250,8 +251,8 @@ def _write(job: Job, im: InputImage, name, image, fs, text: str | None, read_at:
             bgra = bgra_as_shown(im.path, image)  # a transparent PNG stays transparent where nothing is drawn
             image = image if bgra is None else bgra
         try:
-            drawn = with_icc_of(encode_image(targets[-1].suffix, draw(image, fs, style=job.style, box=job.show_box,
-                                                                    score=job.show_score)), im.path)
+            drawn = embedded(encode_image(targets[-1].suffix, draw(image, fs, style=job.style, box=job.show_box,
+                                                                 score=job.show_score)), profile_of(im.path))
         except ImageError as e:
             raise ImageError(f"{im.path}: cannot draw its annotated image: {e}") from None
     def checked(data: bytes):

@@ -645,27 +645,5 @@ def encode_image(ext: str, image: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def with_icc_of(encoded: bytes, source: str | os.PathLike) -> bytes:
-    """A JPEG ``encoded`` with the ICC profile segments (APP2 ``ICC_PROFILE``) of the JPEG at
-    ``source``, so a drawing of a Display P3 or Adobe RGB photo shows its colours as the photo does
-    (OpenCV writes none). Anything else, or a source without a profile: ``encoded`` unchanged."""
-    if encoded[:2] != b"\xff\xd8":
-        return encoded
-    try:
-        with open(source, "rb") as f:
-            head = f.read(JPEG_SCAN)
-    except OSError:
-        return encoded
-    if head[:2] != b"\xff\xd8":
-        return encoded
-    segments, at = [], 2
-    while at + 4 <= len(head) and head[at] == 0xFF and head[at + 1] not in (0xDA, 0xD9):  # to the scan
-        n = int.from_bytes(head[at + 2:at + 4], "big")
-        if head[at + 1] == 0xE2 and head[at + 4:at + 16] == b"ICC_PROFILE\x00":
-            segments.append(head[at:at + 2 + n])
-        at += 2 + n
-    return encoded[:2] + b"".join(segments) + encoded[2:] if segments else encoded
-
-
 def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     atomic_write_bytes(path, encode_image(Path(path).suffix, image))

@@ -1,0 +1,177 @@
+"""Colour profiles carried from a photo to its annotated copy.
+
+OpenCV reads pixels as stored and writes no ICC profile, so the drawing of a Display P3 or Adobe
+RGB photo (a phone's, a Mac's screenshot) showed its colours shifted. ``profile_of`` takes the
+profile out of a JPEG, PNG, WebP or TIFF; ``embedded`` puts it into a JPEG, PNG or WebP that
+OpenCV encoded. Only RGB profiles travel: the drawing is always RGB, and a CMYK or grey profile
+would tell viewers to read its pixels as something they are not.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+
+from .imageio import JPEG_SCAN
+
+MAX_PROFILE = 8 << 20  # bytes; real profiles are 0.5-600 KB
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_ICC_MARK = b"ICC_PROFILE\x00"
+
+
+def _usable(profile: bytes | None) -> bytes | None:
+    """An RGB profile whose header agrees with its length, else None."""
+    if profile is None or not 132 <= len(profile) <= MAX_PROFILE or profile[36:40] != b"acsp":
+        return None
+    return profile if profile[16:20] == b"RGB " else None
+
+
+def profile_of(path: str | os.PathLike) -> bytes | None:
+    """The RGB ICC profile embedded in the image at ``path``, or None (none, another kind, unreadable)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+            f.seek(0)
+            if head[:2] == b"\xff\xd8":
+                return _usable(_from_jpeg(f.read(JPEG_SCAN)))
+            if head[:8] == PNG_SIGNATURE:
+                return _usable(_from_png(f))
+            if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+                return _usable(_from_webp(f))
+            if head[:4] in (b"II*\x00", b"MM\x00*"):
+                return _usable(_from_tiff(f, "<" if head[:2] == b"II" else ">"))
+    except (OSError, ValueError, struct.error, zlib.error):
+        pass
+    return None
+
+
+def _from_jpeg(data: bytes) -> bytes | None:
+    """APP2 ``ICC_PROFILE`` segments, joined in their sequence order (a profile over 64 KB is split)."""
+    parts, at = {}, 2
+    while at + 4 <= len(data) and data[at] == 0xFF and data[at + 1] not in (0xDA, 0xD9):  # up to the scan
+        n = int.from_bytes(data[at + 2:at + 4], "big")
+        if data[at + 1] == 0xE2 and data[at + 4:at + 16] == _ICC_MARK:
+            parts[data[at + 16]] = data[at + 18:at + 2 + n]
+        at += 2 + n
+    return b"".join(parts[k] for k in sorted(parts)) if parts else None
+
+
+def _from_png(f) -> bytes | None:
+    """The ``iCCP`` chunk (it must come before the image data)."""
+    f.seek(8)
+    for _ in range(1000):
+        head = f.read(8)
+        if len(head) < 8:
+            return None
+        n, kind = int.from_bytes(head[:4], "big"), head[4:]
+        if kind in (b"IDAT", b"IEND") or n > MAX_PROFILE:
+            return None
+        if kind == b"iCCP":
+            body = f.read(n)
+            name_end = body.index(b"\x00")
+            d = zlib.decompressobj()
+            profile = d.decompress(body[name_end + 2:], MAX_PROFILE + 1)  # (no zip bomb)
+            return profile
+        f.seek(n + 4, os.SEEK_CUR)
+    return None
+
+
+def _riff_chunks(f):
+    """(fourcc, offset of data, size) of a WebP's chunks."""
+    f.seek(12)
+    for _ in range(1000):
+        head = f.read(8)
+        if len(head) < 8:
+            return
+        kind, n = head[:4], int.from_bytes(head[4:], "little")
+        at = f.tell()
+        yield kind, at, n
+        f.seek(at + n + (n & 1))
+
+
+def _from_webp(f) -> bytes | None:
+    for kind, at, n in _riff_chunks(f):
+        if kind == b"ICCP" and n <= MAX_PROFILE:
+            f.seek(at)
+            return f.read(n)
+        if kind not in (b"VP8X", b"ICCP"):  # ICCP comes right after VP8X, before any image data
+            return None
+    return None
+
+
+def _from_tiff(f, e: str) -> bytes | None:
+    """Tag 34675 (InterColorProfile) of the first image; its bytes may sit anywhere in the file."""
+    f.seek(4)
+    (ifd,) = struct.unpack(e + "I", f.read(4))
+    f.seek(ifd)
+    (count,) = struct.unpack(e + "H", f.read(2))
+    entries = f.read(12 * min(count, 4096))
+    for k in range(len(entries) // 12):
+        tag, _typ, n, where = struct.unpack_from(e + "HHII", entries, 12 * k)
+        if tag == 34675 and 132 <= n <= MAX_PROFILE:
+            f.seek(where)
+            return f.read(n)
+    return None
+
+
+def embedded(encoded: bytes, profile: bytes | None) -> bytes:
+    """``encoded`` (JPEG, PNG or WebP from OpenCV) carrying ``profile``; anything else unchanged."""
+    if _usable(profile) is None:
+        return encoded
+    if encoded[:2] == b"\xff\xd8":
+        return _into_jpeg(encoded, profile)
+    if encoded[:8] == PNG_SIGNATURE:
+        return _into_png(encoded, profile)
+    if encoded[:4] == b"RIFF" and encoded[8:12] == b"WEBP":
+        return _into_webp(encoded, profile)
+    return encoded
+
+
+def _into_jpeg(encoded: bytes, profile: bytes) -> bytes:
+    """APP2 segments of at most 65,519 profile bytes each, after SOI and the JFIF APP0 that must lead."""
+    step = 65519
+    pieces = [profile[i:i + step] for i in range(0, len(profile), step)]
+    if len(pieces) > 255:
+        return encoded
+    segments = b"".join(b"\xff\xe2" + (len(p) + 16).to_bytes(2, "big") + _ICC_MARK + bytes([k + 1, len(pieces)]) + p
+                        for k, p in enumerate(pieces))
+    at = 2
+    if encoded[2:4] == b"\xff\xe0":
+        at += 2 + int.from_bytes(encoded[4:6], "big")
+    return encoded[:at] + segments + encoded[at:]
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+
+def _into_png(encoded: bytes, profile: bytes) -> bytes:
+    """An ``iCCP`` chunk right after IHDR (before any palette or image data, as PNG requires)."""
+    if encoded[12:16] != b"IHDR":
+        return encoded
+    at = 8 + 12 + int.from_bytes(encoded[8:12], "big")
+    return encoded[:at] + _png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(profile)) + encoded[at:]
+
+
+def _into_webp(encoded: bytes, profile: bytes) -> bytes:
+    """The extended layout: a VP8X chunk saying an ICC profile follows, then ICCP, then the image."""
+    kind, n = encoded[12:16], int.from_bytes(encoded[16:20], "little")
+    body = encoded[20:20 + n]
+    if kind == b"VP8X":
+        vp8x = encoded[12:20] + bytes([body[0] | 0x20]) + body[1:]
+        rest = encoded[20 + n + (n & 1):]
+    else:
+        if kind == b"VP8L" and len(body) >= 5 and body[0] == 0x2F:
+            bits = int.from_bytes(body[1:5], "little")
+            w, h, alpha = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, (bits >> 28) & 1
+        elif kind == b"VP8 " and len(body) >= 10 and body[3:6] == b"\x9d\x01\x2a":
+            w, h, alpha = (int.from_bytes(body[6:8], "little") & 0x3FFF), (int.from_bytes(body[8:10], "little") & 0x3FFF), 0
+        else:
+            return encoded
+        flags = 0x20 | (0x10 if alpha else 0)
+        vp8x = b"VP8X" + (10).to_bytes(4, "little") + bytes([flags, 0, 0, 0]) + (w - 1).to_bytes(3, "little") \
+            + (h - 1).to_bytes(3, "little")
+        rest = encoded[12:]
+    iccp = b"ICCP" + len(profile).to_bytes(4, "little") + profile + (b"\x00" if len(profile) & 1 else b"")
+    chunks = vp8x + iccp + rest
+    return b"RIFF" + (4 + len(chunks)).to_bytes(4, "little") + b"WEBP" + chunks
