@@ -1389,3 +1389,26 @@ def test_an_empty_folder_or_a_dash_says_what_was_given(tmp_path):
     assert r.returncode == 2 and r.stderr.startswith("error: no images to process in empty (") and ".jpg" in r.stderr
     r = fm("detect", "-", cwd=tmp_path)
     assert r.returncode == 2 and "not from standard input" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_cut_short_is_said_only_of_files_that_stop_before_their_end(face, tmp_path):
+    """A JPEG or PNG that does not decode is "cut short" only when its data stops before the end
+    marker: one damaged inside, with bytes appended after its end (a trailer, a second file), is
+    not; one cut among its headers is."""
+    jpg = cv2.imencode(".jpg", face)[1].tobytes()
+    sof = jpg.find(b"\xff\xc0")
+    broken = bytearray(jpg)
+    broken[sof + 9] = 0  # no colour components: libjpeg refuses it
+    (tmp_path / "damaged.jpg").write_bytes(bytes(broken) + b"trailing bytes of another program " * 4)
+    (tmp_path / "headers.jpg").write_bytes(jpg[:sof + 6])
+    (tmp_path / "scan.jpg").write_bytes(jpg[:len(jpg) // 2])
+    png = cv2.imencode(".png", face)[1].tobytes()
+    idat = png.find(b"IDAT")
+    (tmp_path / "damaged.png").write_bytes(png[:idat + 4] + b"\x00" * 40 + png[idat + 44:] + b"x" * 100)
+    (tmp_path / "short.png").write_bytes(png[:len(png) // 2])
+    r = fm("detect", *sorted(p.name for p in tmp_path.iterdir()), *MODEL, cwd=tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    for name in ("headers.jpg", "scan.jpg", "short.png"):
+        assert f"{name} is cut short" in r.stderr, r.stderr
+    for name in ("damaged.jpg", "damaged.png"):
+        assert f"{name} is not an image OpenCV can decode" in r.stderr, r.stderr
