@@ -70,7 +70,22 @@ def check_points(p, where: str = "points", box=None) -> np.ndarray:
                 or not (x1 <= centre[0] <= x2 and y1 <= centre[1] <= y2):
             raise BoxError(f"{where} do not lie on their box {np.round([x1, y1, x2, y2], 1).tolist()} (points in "
                            f"image pixels are needed, not 0-1 or from the box's corner)")
+        if _mirrored(arr, side):
+            raise BoxError(f"{where} are in mirrored order (left and right swapped): give the eye on the image's "
+                           f"left first, then the other eye, the nose, and the mouth corners left, right, as seen "
+                           f"in the image")
     return arr
+
+
+def _mirrored(p: np.ndarray, side: float) -> bool:
+    """Whether five points run the other way round: a detector that numbers eyes and mouth corners
+    from the subject's side. No turn of the image makes a face's left and right change places, and
+    a similarity fit of such points crops far from the face (points thousands of pixels off).
+    Clearly the other way round only: a profile's eyes nearly meet, and their order is noise."""
+    eyes, mouth = p[1] - p[0], p[4] - p[3]
+    down = (p[3] + p[4]) / 2 - (p[0] + p[1]) / 2
+    turn = min(eyes[0] * down[1] - eyes[1] * down[0], mouth[0] * down[1] - mouth[1] * down[0])
+    return bool(turn < -0.03 * side * side)
 
 
 def check_inside(dets: list[Detection], width: int, height: int, name: str = "boxes") -> list[Detection]:
@@ -151,11 +166,20 @@ class GivenBoxes:
     def from_file(cls, path: str | Path) -> "GivenBoxes":
         """Read ``{"img.jpg": [[x1,y1,x2,y2(,score)], ...]}``, facemark/v1 result documents (a list,
         or one per line as ``facemark detect`` prints them), a ``--format jsonl``/``parquet`` shard,
-        or a folder of facemark outputs (what ``facemark.results.read`` reads)."""
-        from .imageio import ImageError, check_regular_file
-
+        or a folder of facemark outputs (what ``facemark.results.read`` reads). ``ValueError``
+        ("bad boxes file PATH: why") for a file that is none of these."""
         if not Path(path).exists():
             raise FileNotFoundError(path)
+        try:
+            return cls._read(path)
+        except (ValueError, KeyError, TypeError, RecursionError) as e:  # (JSON errors are ValueErrors)
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ValueError(f"bad boxes file {path}: {why}") from None
+
+    @classmethod
+    def _read(cls, path: str | Path) -> "GivenBoxes":
+        from .imageio import ImageError, check_regular_file
+
         try:
             if not Path(path).is_dir():
                 check_regular_file(Path(path), "a boxes file")  # a FIFO would block; also the 1 GiB limit
@@ -202,13 +226,14 @@ class GivenBoxes:
                 return k
         if not real:
             return None
-        if self._real is None:  # built once, at the first image not found as spelled
-            self._real = {}
+        if self._real is None:  # built once, at the first image not found as spelled, and
+            real_paths: dict = {}  # published whole: threads sharing a landmarker never see it half-built
             base = self.source if self.source and os.path.isdir(self.source) else os.path.dirname(self.source or "")
             for k in self.boxes:
-                self._real.setdefault(os.path.realpath(k), k)
+                real_paths.setdefault(os.path.realpath(k), k)
                 if base and not os.path.isabs(k):  # (also as read from the boxes file's own folder)
-                    self._real.setdefault(os.path.realpath(os.path.join(base, k)), k)
+                    real_paths.setdefault(os.path.realpath(os.path.join(base, k)), k)
+            self._real = real_paths
         return self._real.get(os.path.realpath(key))
 
     def has(self, key: str, real: bool = True) -> bool:
@@ -233,5 +258,7 @@ def read_boxes(path: str | os.PathLike) -> GivenBoxes:
         return GivenBoxes.from_file(path)
     except FileNotFoundError:
         raise UsageError(f"boxes file not found: {path}") from None
-    except (ValueError, KeyError, TypeError, RecursionError, OSError) as e:  # (JSON errors are ValueErrors)
-        raise UsageError(f"bad boxes file {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    except ValueError as e:  # (says the file and why)
+        raise UsageError(str(e)) from None
+    except OSError as e:
+        raise UsageError(f"bad boxes file {path}: {e.strerror or e}") from None

@@ -333,3 +333,47 @@ def test_the_header_tells_transparency_and_depth_without_decoding(tmp_path):
     flat[..., 3] = np.arange(30, dtype=np.uint8)[None, :] * 8
     cv2.imwrite(str(tmp_path / "flat.png"), flat)
     assert bgra_as_shown(tmp_path / "flat.png", np.zeros((30, 30, 3), np.uint8)) is None
+
+
+def test_a_boxes_table_shared_by_threads_is_never_seen_half_built(tmp_path, monkeypatch):
+    """A landmarker may be shared by threads; the table of real paths behind a GivenBoxes was
+    published empty and filled afterwards, so another thread's lookup said "no entry"."""
+    import os
+    import threading
+
+    from facemark import boxes as boxes_mod
+    from facemark.boxes import GivenBoxes
+
+    for name in ("a.jpg", "b.jpg"):
+        (tmp_path / name).write_bytes(b"")
+    given = GivenBoxes({str(tmp_path / "a.jpg"): [[0, 0, 9, 9]], str(tmp_path / "b.jpg"): [[0, 0, 9, 9]]})
+    builder, other_done = threading.current_thread(), threading.Event()
+    real = os.path.realpath
+
+    def slow_in_the_builder(p):
+        if threading.current_thread() is builder and not other_done.is_set():
+            other_done.wait(2)  # the other thread looks while this one is in the middle of the table
+        return real(p)
+
+    monkeypatch.setattr(boxes_mod.os.path, "realpath", slow_in_the_builder)
+    seen = []
+    other = threading.Thread(target=lambda: (seen.append(given.has(os.path.relpath(tmp_path / "b.jpg"))),
+                                             other_done.set()))
+    timer = threading.Timer(0.2, other.start)
+    timer.start()
+    assert given.has(os.path.relpath(tmp_path / "a.jpg"))
+    other.join(5)
+    assert seen == [True]
+
+
+def test_a_boxes_file_that_is_not_one_names_itself_from_python(tmp_path):
+    """``GivenBoxes.from_file`` (the README's snippet) said only "Expecting value: line 1 column 1"."""
+    from facemark.boxes import GivenBoxes
+
+    (tmp_path / "text.jpg").write_text("not JSON\n")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    for name in ("text.jpg", "list.json"):
+        with pytest.raises(ValueError, match=rf"^bad boxes file .*{name}: "):
+            GivenBoxes.from_file(tmp_path / name)
+    with pytest.raises(FileNotFoundError):
+        GivenBoxes.from_file(tmp_path / "missing.json")

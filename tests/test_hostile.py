@@ -1186,6 +1186,29 @@ def test_keypoints_in_other_units_are_refused_not_cropped_elsewhere(fl, face_ima
         fl.landmarks(face_image, [Face(face.box, None, face.landmarks, face.landmarks68)])
 
 
+def test_keypoints_in_mirrored_order_are_refused_at_any_turn_of_the_image(fl, face_image):
+    """A detector that numbers eyes and mouth corners from the subject's side: taken as they came,
+    the crop's fit put the landmarks thousands of pixels off the image, with no error. A turn of
+    the image changes no order; a mirror does."""
+    from facemark import Detection, Face
+    from facemark.layouts import FLIP98
+
+    face = fl.detect(face_image)[0]
+    h, w = face_image.shape[:2]
+    for turn, where in ((None, lambda p: p), (cv2.ROTATE_90_CLOCKWISE, lambda p: np.c_[h - 1 - p[:, 1], p[:, 0]]),
+                        (cv2.ROTATE_180, lambda p: np.c_[w - 1 - p[:, 0], h - 1 - p[:, 1]])):
+        turned = face_image if turn is None else cv2.rotate(face_image, turn)
+        corners = where(np.asarray(face.box, np.float64).reshape(2, 2))
+        box, kps, pts = np.r_[corners.min(0), corners.max(0)], where(five_points(face.landmarks)), where(face.landmarks)
+        assert len(fl.landmarks(turned, [Detection(box, 0.9, kps)])) == 1
+        assert len(fl.landmarks(turned, [Face(box, 0.9, pts, face.landmarks68)])) == 1
+        for order in ([1, 0, 2, 4, 3], [1, 0, 2, 3, 4], [0, 1, 2, 4, 3]):  # both, the eyes alone, the mouth alone
+            with pytest.raises(ValueError, match=r"boxes\[0\]\.kps are in mirrored order"):
+                fl.landmarks(turned, [Detection(box, 0.9, kps[order])])
+        with pytest.raises(ValueError, match="landmarks are in mirrored order"):
+            fl.landmarks(turned, [Face(box, 0.9, pts[FLIP98], face.landmarks68)])
+
+
 def test_a_user_without_a_home_folder_can_run_every_command_but_the_cache_ones(tmp_path):
     """An arbitrary container user has no home folder: Path.home() raises. Only pack, calibrate
     and train keep a cache, and they say what to do; the cache's place was worked out at import
