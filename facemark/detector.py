@@ -294,11 +294,13 @@ class YuNet:
         self.__dict__.update(state, _det=None, _lock=threading.Lock())
 
     def _input_size(self) -> tuple[int, int]:
-        import onnx
+        """The fixed (w, h) the file was exported for, or (0, 0) where it takes any: read with
+        onnxruntime, which every install has (the ``onnx`` package comes only with the torch extra)."""
+        import onnxruntime as ort
 
-        dims = onnx.load(self.path).graph.input[0].type.tensor_type.shape.dim
-        h, w = dims[2].dim_value, dims[3].dim_value
-        return (w, h) if h > 0 and w > 0 else (0, 0)
+        dims = ort.InferenceSession(self.path, providers=["CPUExecutionProvider"]).get_inputs()[0].shape
+        h, w = (dims[2], dims[3]) if len(dims) == 4 else (0, 0)
+        return (w, h) if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0 else (0, 0)
 
     def check(self) -> "YuNet":
         """Load the model now, so a missing or broken file is reported before any image is read."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import pickle
+import sys
 
 import cv2
 import numpy as np
@@ -377,3 +378,14 @@ def test_a_boxes_file_that_is_not_one_names_itself_from_python(tmp_path):
             GivenBoxes.from_file(tmp_path / name)
     with pytest.raises(FileNotFoundError):
         GivenBoxes.from_file(tmp_path / "missing.json")
+
+
+def test_yunet_runs_on_a_plain_install_without_the_onnx_package(monkeypatch):
+    """``onnx`` comes only with the torch extra; reading YuNet's input size with it made a valid
+    file "not a valid YuNet ONNX model" on a plain ``pip install``."""
+    from tests.conftest import EXAMPLE, shared_path
+
+    yunet = shared_path("models", "yunet", "yunet_n_640_640.onnx")
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now fails, as without the extra
+    fl = FaceLandmarker(model="direct", detector=f"yunet:{yunet}")
+    assert fl.detector._size == (640, 640) and len(fl.detect(EXAMPLE)) == 1
