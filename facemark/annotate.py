@@ -97,7 +97,7 @@ def _paint(canvas: np.ndarray, faces: list[Face], style: str, box: bool, score: 
         t, r = sizes_for(side)
         if box:
             cv2.rectangle(canvas, tuple(px(face.box[:2])), tuple(px(face.box[2:])), col((0, 255, 0)), t, cv2.LINE_AA, shift)
-        label = f"#{ids[n]}" if ids is not None else (f"{face.score:.2f}" if score else "")
+        label = f"#{ids[n]}" if ids is not None else (f"{face.score:.2f}" if score and face.score is not None else "")
         if label and (box or ids is not None):
             cv2.putText(canvas, label, (int(face.box[0]), max(0, int(face.box[1]) - 4)), cv2.FONT_HERSHEY_SIMPLEX,
                         max(0.4, side / 400), col((0, 255, 0)), t, cv2.LINE_AA)

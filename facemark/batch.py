@@ -8,6 +8,7 @@ once (everything written so far stays valid) instead of failing every remaining 
 from __future__ import annotations
 
 import errno
+import io
 import json
 import math
 import os
@@ -546,8 +547,14 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
     from .shards import ShardWriter
 
     stdout = stdout or sys.stdout
+    log = log or (lambda line: None)  # log=None: quiet
     if not isinstance(fl, FaceLandmarker):
         raise TypeError(f"fl must be a FaceLandmarker (FaceLandmarker(model=...)), not {type(fl).__name__}")
+    if boxes is not None and not isinstance(boxes, (str, os.PathLike)):
+        raise TypeError(f"boxes must be the path of a boxes file, not {type(boxes).__name__} (for boxes in "
+                        f"memory: FaceLandmarker(detector=GivenBoxes({{path: [[x1, y1, x2, y2], ...]}})))")
+    if out_dir is None and isinstance(stdout, (io.BufferedIOBase, io.RawIOBase)):
+        raise TypeError("stdout must be a text stream (io.StringIO, a file opened with 'w'), not a binary one")
     if fmt not in ("json", "jsonl", "parquet"):
         raise UsageError(f"--format must be json, jsonl or parquet, not {fmt!r}")
     if style not in STYLES:

@@ -128,6 +128,7 @@ class FaceLandmarker:
         return self._detect(images, [f"images[{k}]" for k in range(len(images))])
 
     def _detect(self, images: list, names: list[str]) -> list[list[Face]]:
+        images = [_as_path(i) for i in images]  # (any os.PathLike, or bytes, as open() takes them)
         imgs = [self._load(i, n) for i, n in zip(images, names)]  # errors name the argument as the caller wrote it
         if isinstance(self.detector, GivenBoxes):
             dets = [self._given(i, im, n) for i, im, n in zip(images, imgs, names)]
@@ -236,6 +237,7 @@ class FaceLandmarker:
     def _load(image, name: str = "image") -> np.ndarray:
         """A path or an array, checked here at the public boundary so that a bad one is a clear
         ``TypeError``/``ValueError``/``FileNotFoundError``, not an error from deep in OpenCV."""
+        image = _as_path(image)
         if isinstance(image, (str, Path)):
             if not Path(image).exists():
                 raise FileNotFoundError(f"{name}: no such file: {image}")
@@ -305,6 +307,16 @@ def _realign(landmarks98: np.ndarray, previous: np.ndarray, size: int) -> np.nda
         return track_matrix(landmarks98, size)
     except align.DegeneratePoints:
         return previous
+
+
+def _as_path(image):
+    """A path of any spelling (``os.PathLike``, bytes) as a str; anything else unchanged."""
+    if isinstance(image, (bytes, os.PathLike)) and not isinstance(image, Path):
+        try:
+            return os.fsdecode(image)
+        except TypeError:  # (an os.PathLike whose __fspath__ gives something else)
+            return image
+    return image
 
 
 def _sequence(value, name: str) -> list:

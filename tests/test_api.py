@@ -264,6 +264,9 @@ def test_draw_refuses_points_it_cannot_draw_and_big_endian_images_are_read(fl, p
             draw(photo, [broken])
     with pytest.raises(TypeError, match="model must be a name"):
         FaceLandmarker(model=None)
+    unscored = copy.deepcopy(face)
+    unscored.score = None  # a Face of the caller's own, with no score: drawn without the label
+    assert draw(photo, [unscored]).shape == photo.shape
 
 
 def test_the_video_tracker_holds_a_callers_detector_to_the_same_contract(photo):
@@ -389,3 +392,39 @@ def test_yunet_runs_on_a_plain_install_without_the_onnx_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now fails, as without the extra
     fl = FaceLandmarker(model="direct", detector=f"yunet:{yunet}")
     assert fl.detector._size == (640, 640) and len(fl.detect(EXAMPLE)) == 1
+
+
+def test_any_spelling_of_a_path_is_a_path(tmp_path):
+    """``open()`` takes any ``os.PathLike`` and bytes; so do detect, detect_batch and landmarks
+    (they said "must be a file path or a numpy array" for a PurePath, a DirEntry or bytes)."""
+    import os
+    from pathlib import PurePosixPath
+
+    from tests.conftest import EXAMPLE
+
+    fl = FaceLandmarker(model="direct")
+    want = fl.detect(str(EXAMPLE))[0].landmarks
+    entry = next(e for e in os.scandir(EXAMPLE.parent) if e.name == EXAMPLE.name)
+    for spelled in (PurePosixPath(EXAMPLE), entry, os.fsencode(EXAMPLE)):
+        assert np.array_equal(fl.detect(spelled)[0].landmarks, want)
+        assert np.array_equal(fl.detect_batch([spelled])[0][0].landmarks, want)
+        assert len(fl.landmarks(spelled, [fl.detect(str(EXAMPLE))[0].box])) == 1
+    with pytest.raises(FileNotFoundError):
+        fl.detect(os.fsencode(tmp_path / "missing.jpg"))
+
+
+def test_detect_files_says_what_is_wrong_with_its_arguments(tmp_path):
+    """A dict of boxes, or a binary stdout, failed deep inside (posixpath, or after the work with
+    "a bytes-like object is required"); log=None, the usual way to silence a function, failed too."""
+    import io
+
+    from tests.conftest import EXAMPLE
+
+    fl = FaceLandmarker(model="direct")
+    with pytest.raises(TypeError, match="boxes must be the path of a boxes file, not dict"):
+        detect_files([str(EXAMPLE)], fl, out_dir=tmp_path / "o", boxes={"a.jpg": [[0, 0, 9, 9]]})
+    with pytest.raises(TypeError, match="stdout must be a text stream"):
+        detect_files([str(EXAMPLE)], fl, stdout=io.BytesIO())
+    text = io.StringIO()
+    s = detect_files([str(EXAMPLE), str(tmp_path / "missing.jpg")], fl, stdout=text, log=None)
+    assert s.written == 1 and s.failures == 1 and json.loads(text.getvalue())["faces"]
