@@ -550,6 +550,8 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
     log = log or (lambda line: None)  # log=None: quiet
     if not isinstance(fl, FaceLandmarker):
         raise TypeError(f"fl must be a FaceLandmarker (FaceLandmarker(model=...)), not {type(fl).__name__}")
+    if isinstance(boxes, bytes):
+        boxes = os.fsdecode(boxes)
     if boxes is not None and not isinstance(boxes, (str, os.PathLike)):
         raise TypeError(f"boxes must be the path of a boxes file, not {type(boxes).__name__} (for boxes in "
                         f"memory: FaceLandmarker(detector=GivenBoxes({{path: [[x1, y1, x2, y2], ...]}})))")

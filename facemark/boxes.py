@@ -70,18 +70,24 @@ def check_points(p, where: str = "points", box=None) -> np.ndarray:
                 or not (x1 <= centre[0] <= x2 and y1 <= centre[1] <= y2):
             raise BoxError(f"{where} do not lie on their box {np.round([x1, y1, x2, y2], 1).tolist()} (points in "
                            f"image pixels are needed, not 0-1 or from the box's corner)")
-        if _mirrored(arr, side):
+        if mirrored(arr, box):
             raise BoxError(f"{where} are in mirrored order (left and right swapped): give the eye on the image's "
                            f"left first, then the other eye, the nose, and the mouth corners left, right, as seen "
                            f"in the image")
     return arr
 
 
-def _mirrored(p: np.ndarray, side: float) -> bool:
+def mirrored(p: np.ndarray, box) -> bool:
     """Whether five points run the other way round: a detector that numbers eyes and mouth corners
     from the subject's side. No turn of the image makes a face's left and right change places, and
     a similarity fit of such points crops far from the face (points thousands of pixels off).
     Clearly the other way round only: a profile's eyes nearly meet, and their order is noise."""
+    try:
+        x1, y1, x2, y2 = np.asarray(box, np.float64)[:4]
+        p = np.asarray(p, np.float64)
+    except (TypeError, ValueError):
+        return False  # (a bad box: check_box says so)
+    side = max(x2 - x1, y2 - y1)
     eyes, mouth = p[1] - p[0], p[4] - p[3]
     down = (p[3] + p[4]) / 2 - (p[0] + p[1]) / 2
     turn = min(eyes[0] * down[1] - eyes[1] * down[0], mouth[0] * down[1] - mouth[1] * down[0])
@@ -119,8 +125,8 @@ def _given_face(f):
     from .layouts import five_points
 
     five = five_points(pts)
-    if not spread_out(five, box):  # a model's points collapsed together (an untrained one's): the box alone
-        return box
+    if not spread_out(five, box) or mirrored(five, box):  # a model's points collapsed together (an untrained
+        return box  # one's), or in mirrored order: the box alone
     return {"box": box, "points": five.tolist()}
 
 

@@ -372,7 +372,7 @@ def _detect_on_ray(inputs, out_dir, address, model, device, threshold, min_face,
 @app.command()
 def video(
     source: str = typer.Argument(..., help="Video file, folder or glob of frames, or a camera index."),
-    out_path: Optional[Path] = typer.Option(None, "--out", help="Annotated video (.mp4 .m4v .avi .mov .mkv .webm)."),
+    out_arg: Optional[str] = typer.Option(None, "--out", help="Annotated video (.mp4 .m4v .avi .mov .mkv .webm)."),
     json_arg: Optional[str] = typer.Option(None, "--json", help="One JSON line per frame (.jsonl); - for stdout."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="direct | hybrid | hourglass | PATH"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda"),
@@ -398,7 +398,7 @@ def video(
 
     from .video import VideoError, VideoWriteError, process_video
 
-    json_path = output_file(json_arg, "--json")
+    out_path, json_path = output_file(out_arg, "--out"), output_file(json_arg, "--json")
     if out_path is None and json_path is None:
         fail("give --out VIDEO and/or --json FILE.jsonl")
     if smooth == "none" and (min_cutoff is not None or beta is not None):
@@ -603,12 +603,13 @@ def calibrate(
     data: List[str] = typer.Option(..., "--data", metavar="KIND=PATH", help="KIND=PATH with 68-point human labels (300w, csv68)."),
     teacher: Path = typer.Option(..., "--teacher", help="Directory with the PFLD-GhostOne ONNX files."),
     yunet: Optional[Path] = typer.Option(None, "--yunet", help="YuNet ONNX, to fit its keypoint template too."),
-    out_path: Path = typer.Option(Path(__file__).parent / "calibration.json", "--out", help="Where to write."),
+    out_arg: str = typer.Option(str(Path(__file__).parent / "calibration.json"), "--out", help="Where to write."),
     cache: Optional[Path] = typer.Option(None, "--cache", help=f"Cache for detector/teacher outputs {CACHE_HELP}."),
 ):
     """Fit the 98->68 map, the canonical crop and the alignment templates (calibration.json)."""
     from .training import calibrate as cal
 
+    out_path = output_file(out_arg, "--out")
     check_output_file(out_path, "--out", (".json",), inputs=[*data, str(teacher)] + ([str(yunet)] if yunet else []))
     cache = cache or default_cache()
     check_cache_folder(cache)
@@ -636,7 +637,7 @@ FEW_CALIBRATION_FACES = 500  # under this a calibration is said to be noisy
 def pack(
     data: List[str] = typer.Option(..., "--data", metavar="KIND=PATH", help="KIND=PATH (300w, wflw, csv68); repeat."),
     teacher: Optional[Path] = typer.Option(None, "--teacher", help="PFLD-GhostOne directory (68-point data)."),
-    out_path: Path = typer.Option(..., "--out", help="The pack file (.npz) to write."),
+    out_arg: str = typer.Option(..., "--out", help="The pack file (.npz) to write."),
     res: int = typer.Option(192, "--res", help="Crop side in pixels (canonical square = res / 1.5)."),
     youtube_weight: float = typer.Option(0.5, "--csv68-weight", help="Loss weight of csv68 (noisier) faces."),
     quality: int = typer.Option(92, "--quality", help="JPEG quality of the stored crops."),
@@ -647,6 +648,7 @@ def pack(
 
     from .training.pack import build_pack
 
+    out_path = output_file(out_arg, "--out")
     check_output_file(out_path, "--out", (".npz",), inputs=data + ([str(teacher)] if teacher else []))
     cache = cache or default_cache()
     check_cache_folder(cache)

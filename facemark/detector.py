@@ -298,7 +298,9 @@ class YuNet:
         onnxruntime, which every install has (the ``onnx`` package comes only with the torch extra)."""
         import onnxruntime as ort
 
-        dims = ort.InferenceSession(self.path, providers=["CPUExecutionProvider"]).get_inputs()[0].shape
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1  # (only its input's shape is read)
+        dims = ort.InferenceSession(self.path, opts, providers=["CPUExecutionProvider"]).get_inputs()[0].shape
         h, w = (dims[2], dims[3]) if len(dims) == 4 else (0, 0)
         return (w, h) if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0 else (0, 0)
 

@@ -20,8 +20,11 @@ _ICC_MARK = b"ICC_PROFILE\x00"
 
 
 def _usable(profile: bytes | None) -> bytes | None:
-    """An RGB profile whose header agrees with its length, else None."""
+    """An RGB profile whose header agrees with its length (a part lost on the way would give
+    viewers a broken one), else None."""
     if profile is None or not 132 <= len(profile) <= MAX_PROFILE or profile[36:40] != b"acsp":
+        return None
+    if int.from_bytes(profile[:4], "big") != len(profile):
         return None
     return profile if profile[16:20] == b"RGB " else None
 
@@ -40,20 +43,23 @@ def profile_of(path: str | os.PathLike) -> bytes | None:
                 return _usable(_from_webp(f))
             if head[:4] in (b"II*\x00", b"MM\x00*"):
                 return _usable(_from_tiff(f, "<" if head[:2] == b"II" else ">"))
-    except (OSError, ValueError, struct.error, zlib.error):
+    except (OSError, ValueError, IndexError, struct.error, zlib.error):
         pass
     return None
 
 
 def _from_jpeg(data: bytes) -> bytes | None:
-    """APP2 ``ICC_PROFILE`` segments, joined in their sequence order (a profile over 64 KB is split)."""
-    parts, at = {}, 2
+    """APP2 ``ICC_PROFILE`` segments, joined in their sequence order (a profile over 64 KB is
+    split); None unless parts 1 to their count are all there."""
+    parts, count, at = {}, 0, 2
     while at + 4 <= len(data) and data[at] == 0xFF and data[at + 1] not in (0xDA, 0xD9):  # up to the scan
         n = int.from_bytes(data[at + 2:at + 4], "big")
-        if data[at + 1] == 0xE2 and data[at + 4:at + 16] == _ICC_MARK:
-            parts[data[at + 16]] = data[at + 18:at + 2 + n]
+        if data[at + 1] == 0xE2 and data[at + 4:at + 16] == _ICC_MARK and n >= 16:
+            parts[data[at + 16]], count = data[at + 18:at + 2 + n], data[at + 17]
         at += 2 + n
-    return b"".join(parts[k] for k in sorted(parts)) if parts else None
+    if not parts or sorted(parts) != list(range(1, count + 1)):
+        return None
+    return b"".join(parts[k] for k in sorted(parts))
 
 
 def _from_png(f) -> bytes | None:
@@ -90,6 +96,7 @@ def _riff_chunks(f):
 
 
 def _from_webp(f) -> bytes | None:
+    """The ``ICCP`` chunk, which comes right after ``VP8X`` (the extended layout), before any image."""
     for kind, at, n in _riff_chunks(f):
         if kind == b"ICCP" and n <= MAX_PROFILE:
             f.seek(at)
@@ -165,7 +172,8 @@ def _into_webp(encoded: bytes, profile: bytes) -> bytes:
             bits = int.from_bytes(body[1:5], "little")
             w, h, alpha = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, (bits >> 28) & 1
         elif kind == b"VP8 " and len(body) >= 10 and body[3:6] == b"\x9d\x01\x2a":
-            w, h, alpha = (int.from_bytes(body[6:8], "little") & 0x3FFF), (int.from_bytes(body[8:10], "little") & 0x3FFF), 0
+            w, h = int.from_bytes(body[6:8], "little") & 0x3FFF, int.from_bytes(body[8:10], "little") & 0x3FFF
+            alpha = 0
         else:
             return encoded
         flags = 0x20 | (0x10 if alpha else 0)

@@ -306,35 +306,42 @@ def _over_white(planes: "tuple[np.ndarray, np.ndarray, np.ndarray] | None", othe
 def _cut_short(data: np.ndarray) -> bool:
     """Whether a JPEG or PNG that did not decode ends before its end marker (EOI, IEND). Its
     segments or chunks are walked, so bytes appended after the end, or an EXIF thumbnail's own
-    EOI, say nothing either way: a damaged file that is whole is not called cut short."""
+    EOI, say nothing either way; a walk thrown off by a damaged length calls the file short only
+    if its last bytes hold no end marker: a damaged file that is whole is not called cut short."""
     d = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)  # (only for a file that failed)
     if d[:3] == b"\xff\xd8\xff":
-        at = 2
-        while at + 4 <= len(d):
-            if d[at] != 0xFF:
-                return False  # not a marker where one must be: damaged, not short
-            marker = d[at + 1]
-            if marker == 0xFF or 0xD0 <= marker <= 0xD7 or marker == 0x01:  # fill byte, markers without length
-                at += 1 if marker == 0xFF else 2
-                continue
-            if marker == 0xD9:
-                return False
-            end = at + 2 + int.from_bytes(d[at + 2:at + 4], "big")
-            if marker == 0xDA:  # the image data: no FF D9 inside it (FF bytes there are escaped)
-                return d.find(b"\xff\xd9", end) < 0
-            at = end
-        return True  # the file ends among the headers
+        return _jpeg_stops_short(d) and b"\xff\xd9" not in d[-64:]
     if d[:8] == b"\x89PNG\r\n\x1a\n":
-        at = 8
-        while at + 8 <= len(d):
-            n = int.from_bytes(d[at:at + 4], "big")
-            if d[at + 4:at + 8] == b"IEND":
-                return False
-            if n >= 1 << 31:  # (PNG's own limit: a damaged length, not a short file)
-                return False
-            at += 12 + n
-        return True
+        return _png_stops_short(d) and b"IEND" not in d[-64:]
     return False
+
+
+def _jpeg_stops_short(d: bytes) -> bool:
+    at = 2
+    while at + 4 <= len(d):
+        if d[at] != 0xFF:
+            return False  # not a marker where one must be: damaged, not short
+        marker = d[at + 1]
+        if marker == 0xFF or 0xD0 <= marker <= 0xD7 or marker == 0x01:  # fill byte, markers without length
+            at += 1 if marker == 0xFF else 2
+            continue
+        if marker == 0xD9:
+            return False
+        end = at + 2 + int.from_bytes(d[at + 2:at + 4], "big")
+        if marker == 0xDA:  # the image data: no FF D9 inside it (FF bytes there are escaped)
+            return d.find(b"\xff\xd9", end) < 0
+        at = end
+    return True  # the file ends among the headers
+
+
+def _png_stops_short(d: bytes) -> bool:
+    at = 8
+    while at + 8 <= len(d):
+        n = int.from_bytes(d[at:at + 4], "big")
+        if d[at + 4:at + 8] == b"IEND" or n >= 1 << 31:  # (over PNG's own limit: a damaged length)
+            return False
+        at += 12 + n
+    return True
 
 
 def _fewer_bits_in_sixteen(data: np.ndarray, name: str, image: np.ndarray) -> np.ndarray:

@@ -13,7 +13,8 @@ import numpy as np
 
 from . import align, labelmap
 from .backends import DEFAULT_MODEL, load_model, weights_label
-from .boxes import BoxError, GivenBoxes, check_box, check_inside, check_points, face_as_detection, spread_out
+from .boxes import (BoxError, GivenBoxes, check_box, check_inside, check_points, face_as_detection, mirrored,
+                    spread_out)
 from .detector import Detection, RetinaFace, YuNet
 from .imageio import MAX_PIXELS, as_bgr, read_image
 from .layouts import FLIP98, five_points
@@ -320,7 +321,7 @@ def _as_path(image):
 
 
 def _sequence(value, name: str) -> list:
-    if isinstance(value, (str, Path, np.ndarray)) or not isinstance(value, Iterable):
+    if isinstance(value, (str, bytes, os.PathLike, np.ndarray)) or not isinstance(value, Iterable):
         raise TypeError(f"{name} must be a list (one entry per image), not {type(value).__name__}")
     return list(value)
 
@@ -355,7 +356,8 @@ def _as_detections(boxes, name: str = "boxes") -> list[Detection]:
             if pts.shape != (98, 2) or not np.isfinite(pts).all():
                 raise ValueError(f"{name}[{j}] is a Face without 98 finite landmarks")
             five = five_points(pts)
-            if not spread_out(five, arr):  # a model's points collapsed together: the box alone (its keypoints found)
+            if not spread_out(five, arr) or mirrored(five, arr):  # collapsed, or in mirrored order: the box alone
+                # (its keypoints found around it)
                 out.append(Detection(arr[:4].copy(), float(arr[4])))
                 continue
             kps = check_points(five, f"{name}[{j}]'s landmarks", arr)

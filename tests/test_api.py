@@ -411,6 +411,8 @@ def test_any_spelling_of_a_path_is_a_path(tmp_path):
         assert len(fl.landmarks(spelled, [fl.detect(str(EXAMPLE))[0].box])) == 1
     with pytest.raises(FileNotFoundError):
         fl.detect(os.fsencode(tmp_path / "missing.jpg"))
+    with pytest.raises(TypeError, match="images must be a list"):
+        fl.detect_batch(os.fsencode(EXAMPLE))  # one path, not a list of them
 
 
 def test_detect_files_says_what_is_wrong_with_its_arguments(tmp_path):

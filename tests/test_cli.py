@@ -517,7 +517,8 @@ def test_a_reader_that_leaves_early_still_sees_exit_1_if_an_image_had_failed(tmp
         assert ("a_broken.jpg" in err) == bad and "Traceback" not in err
 
 
-@pytest.mark.parametrize("command", [["video", "{frames}", "--json"], ["eval", "--data", "300w={frames}", "--json"],
+@pytest.mark.parametrize("command", [["video", "{frames}", "--json"], ["video", "{frames}", "--out"],
+                                     ["eval", "--data", "300w={frames}", "--json"],
                                      ["eval", "--data", "300w={frames}", "--plot"], ["bench", "--models", "direct", "--json"]])
 def test_an_output_file_named_with_a_trailing_slash_is_refused(tmp_path, small_face, command):
     """``--json results/`` means a folder: Path() would drop the slash and write a file 'results'."""

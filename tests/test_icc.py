@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from facemark.icc import embedded, profile_of
+from facemark.icc import _into_png, embedded, profile_of
 
 
 def profile(size: int = 600, space: bytes = b"RGB ") -> bytes:
@@ -45,7 +45,6 @@ def test_a_profile_put_into_an_encoded_image_reads_back_and_leaves_its_pixels(tm
     icc = profile(size)
     (tmp_path / f"x{ext}").write_bytes(embedded(plain, icc))
     assert profile_of(tmp_path / f"x{ext}") == icc
-    assert profile_of(tmp_path / f"x{ext}") is not None
     before = cv2.imdecode(np.frombuffer(plain, np.uint8), cv2.IMREAD_UNCHANGED)
     after = cv2.imread(str(tmp_path / f"x{ext}"), cv2.IMREAD_UNCHANGED)
     assert after is not None and after.shape == before.shape and (after == before).all()
@@ -80,8 +79,20 @@ def test_broken_or_missing_files_have_no_profile(tmp_path):
     png = embedded(cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes(), profile())
     (tmp_path / "cut.png").write_bytes(png[:60])  # the compressed profile cut off
     (tmp_path / "empty.jpg").write_bytes(b"")
-    assert profile_of(tmp_path / "cut.png") is None and profile_of(tmp_path / "empty.jpg") is None
-    assert profile_of(tmp_path / "missing.png") is None
+    (tmp_path / "stub.jpg").write_bytes(b"\xff\xd8\xff\xe2\x00\x10ICC_PROFILE\x00")  # a segment with no numbers
+    jpg = embedded(cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes(), profile(70001))
+    first = jpg.find(b"\xff\xe2")
+    second = jpg.find(b"\xff\xe2", first + 2)
+    n = int.from_bytes(jpg[second + 2:second + 4], "big")
+    (tmp_path / "half.jpg").write_bytes(jpg[:second] + jpg[second + 2 + n:])  # part 2 of 2 lost
+    short = bytearray(profile())
+    short[:4] = (700).to_bytes(4, "big")  # its header says 700 bytes, it has 600
+    plain = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
+    assert embedded(plain, bytes(short)) == plain  # never written by facemark; another program may have
+    (tmp_path / "bad_size.png").write_bytes(_into_png(plain, bytes(short)))
+    for name in ("cut.png", "empty.jpg", "stub.jpg", "half.jpg", "bad_size.png", "missing.png"):
+        assert profile_of(tmp_path / name) is None, name
+    assert cv2.imread(str(tmp_path / "half.jpg")) is not None
 
 
 @pytest.fixture(scope="module")
