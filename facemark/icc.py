@@ -74,10 +74,8 @@ def _from_png(f) -> bytes | None:
             return None
         if kind == b"iCCP":
             body = f.read(n)
-            name_end = body.index(b"\x00")
-            d = zlib.decompressobj()
-            profile = d.decompress(body[name_end + 2:], MAX_PROFILE + 1)  # (no zip bomb)
-            return profile
+            name_end = body.index(b"\x00")  # (a name, then the compression method's byte)
+            return zlib.decompressobj().decompress(body[name_end + 2:], MAX_PROFILE + 1)  # (no zip bomb)
         f.seek(n + 4, os.SEEK_CUR)
     return None
 
