@@ -358,10 +358,9 @@ def _document(path: Path) -> dict | None:
 
 
 def _another_image(recorded, im: InputImage) -> str | None:
-    """``recorded`` (an output's image) if it names another file that exists now; None for this
-    image however spelled, and for a path that leads nowhere from here (a folder moved since):
-    the output is then taken as this image's, by name, as it always was. (Outputs record absolute
-    paths; an older version's relative one, typed the same in two folders, reads as this image's.)"""
+    """``recorded`` (an output's image) if it names another file that exists now, whose result
+    must not be replaced; None for this image however spelled, and for a path that leads nowhere
+    from here (its folder moved or deleted since: nothing is lost by replacing that result)."""
     if not isinstance(recorded, str) or recorded == str(im.path) or recorded == recorded_path(im.path):
         return None  # (no file system call: what a resume meets for every image)
     try:
@@ -370,12 +369,24 @@ def _another_image(recorded, im: InputImage) -> str | None:
         return None
 
 
+def _is_this_image(recorded, im: InputImage) -> bool:
+    """Whether ``recorded`` (an output's image) is this very file, however spelled. A path that
+    leads nowhere is not: a folder moved away and another with the same file names run into the
+    same --out would take the first's results as its own (a moved folder is done again)."""
+    if isinstance(recorded, str) and (recorded == str(im.path) or recorded == recorded_path(im.path)):
+        return True  # (no file system call: what a resume meets for every image)
+    try:
+        return isinstance(recorded, str) and os.path.samefile(recorded, im.path)
+    except (OSError, ValueError):
+        return False
+
+
 def _finished_by(path: Path, model: str, im: InputImage) -> bool:
     """Whether ``path`` is a facemark result of ``model`` for this very image (not some other file
     of that name, nor the output of another image that maps to the same name: two folders run into
-    one --out, one command after the other)."""
+    one --out, one command after the other, or the first moved away before the second)."""
     doc = _document(path)
-    return doc is not None and doc.get("model") == model and _another_image(doc.get("image"), im) is None
+    return doc is not None and doc.get("model") == model and _is_this_image(doc.get("image"), im)
 
 
 def _changed_after(path: Path, written_ns: int, now: float) -> bool:

@@ -650,6 +650,24 @@ def test_two_folders_run_into_one_out_never_take_each_others_outputs(tmp_path, f
     assert "0 more done, 0 face(s) in those" in again.stderr  # (the faces of this run, not of the skipped)
 
 
+def test_outputs_of_a_folder_moved_away_are_not_taken_by_another_with_the_same_names(tmp_path, face_image):
+    """A's outputs record A's paths. Once A was moved away (archived), B's files of the same names
+    were "already done" with A's landmarks. Those outputs describe no file here any more: B's
+    images are done, and their outputs replace A's."""
+    _photos(tmp_path / "A", face_image, 2, 1)
+    _photos(tmp_path / "B", face_image, 2, 2)
+    assert fm("detect", "A", "--out", "o", *MODEL, cwd=tmp_path).returncode == 0
+    (tmp_path / "archive").mkdir()
+    (tmp_path / "A").rename(tmp_path / "archive" / "A")
+    r = fm("detect", "B", "--out", "o", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0 and "2 of 2 image(s) done" in r.stderr, r.stderr
+    rows = read(tmp_path / "o")
+    assert sorted(row["path"] for row in rows) == sorted(str(p) for p in (tmp_path / "B").iterdir())
+    direct = fm("detect", "B", "--out", "o_b", *MODEL, cwd=tmp_path)
+    assert direct.returncode == 0
+    assert {row["path"]: row["faces"] for row in rows} == {row["path"]: row["faces"] for row in read(tmp_path / "o_b")}
+
+
 @pytest.mark.parametrize("fmt", ["jsonl", "json"])
 def test_a_resume_from_another_folder_finds_what_was_done(tmp_path, face_image, fmt):
     """Rows recorded the path as typed (relative), which from another folder named nothing: every
