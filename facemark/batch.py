@@ -242,6 +242,9 @@ def _write(job: Job, im: InputImage, name, image, fs, text: str | None, read_at:
         if os.path.realpath(target) in job.input_paths:
             raise ImageError(f"{im.path}: its output {target} is one of the inputs; not overwritten")
     doc = _document(targets[0]) if text is not None and targets[0].exists() else None
+    if text is not None and doc is None and not _ours_or_none(targets[0]):  # e.g. a photo service's sidecar
+        raise ImageError(f"{im.path}: its output {targets[0]} exists and is not a facemark result (another "
+                         f"program's file?); not overwritten: give --out a folder of its own")
     other = _another_image(doc.get("image"), im) if doc is not None else None
     if other is not None:  # e.g. two folders' IMG_0001.jpg run into one --out, one command after the other
         raise ImageError(f"{im.path}: its output {targets[0]} holds the result of another image, {other}; not "
@@ -355,6 +358,19 @@ def _document(path: Path) -> dict | None:
     except (OSError, ValueError, RecursionError):
         return None
     return doc if isinstance(doc, dict) and doc.get("schema") == SCHEMA else None
+
+
+def _ours_or_none(path: Path) -> bool:
+    """Whether nothing is at ``path``, or a file facemark wrote (its documents start with their
+    schema, so one damaged since still reads as facemark's, and is replaced)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return True  # (writing there will say what is wrong)
+    return head.lstrip().startswith(b'{"schema": "facemark/')
 
 
 def _another_image(recorded, im: InputImage) -> str | None:

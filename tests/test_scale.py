@@ -668,6 +668,23 @@ def test_outputs_of_a_folder_moved_away_are_not_taken_by_another_with_the_same_n
     assert {row["path"]: row["faces"] for row in rows} == {row["path"]: row["faces"] for row in read(tmp_path / "o_b")}
 
 
+def test_another_programs_file_at_an_output_name_is_never_replaced(tmp_path, face_image):
+    """A photo service's sidecar IMG.jpg.json beside IMG.jpg, run with --out on the same folder,
+    was replaced by a facemark document without a word. A facemark document, even one damaged
+    since, is still replaced."""
+    photos = _photos(tmp_path / "in", face_image, 3, 5)
+    sidecar = tmp_path / "in" / f"{photos[0].name}.json"
+    sidecar.write_text('{"title": "holiday", "geoData": {}}\n')
+    r = fm("detect", "in", "--out", "in", *MODEL, cwd=tmp_path)
+    assert r.returncode == 1 and "2 of 3 image(s) done" in r.stderr, r.stderr
+    assert f"{sidecar.relative_to(tmp_path)} exists and is not a facemark result" in r.stderr, r.stderr
+    assert sidecar.read_text() == '{"title": "holiday", "geoData": {}}\n'
+    ours = tmp_path / "in" / f"{photos[1].name}.json"
+    ours.write_bytes(ours.read_bytes()[:40])  # cut short outside facemark: done again, replaced
+    r = fm("detect", "in", "--out", "in", *MODEL, cwd=tmp_path)
+    assert r.returncode == 1 and "1 more done" in r.stderr and json.loads(ours.read_text())["faces"], r.stderr
+
+
 @pytest.mark.parametrize("fmt", ["jsonl", "json"])
 def test_a_resume_from_another_folder_finds_what_was_done(tmp_path, face_image, fmt):
     """Rows recorded the path as typed (relative), which from another folder named nothing: every
