@@ -22,9 +22,18 @@ def main() -> None:
         signal.signal(s, handler)
     try:
         run()
-    finally:  # the work is done and reported: a late Ctrl-C must not turn it into a traceback
-        for s in catch:
-            signal.signal(s, signal.SIG_IGN)
+    finally:  # the work is done and reported: a late Ctrl-C must not turn it into a traceback,
+        for s in catch:  # but a second one ends the process at once (an exit hook that waited
+            signal.signal(s, _second_ends_it)  # forever, on a worker pool, could not be stopped)
+
+
+_LATE: list = []
+
+
+def _second_ends_it(signum, frame) -> None:
+    _LATE.append(signum)
+    if len(_LATE) > 1:
+        os._exit(130)
 
 
 if __name__ == "__main__":

@@ -1444,3 +1444,30 @@ def test_cut_short_is_said_only_of_files_that_stop_before_their_end(face, tmp_pa
         assert f"{name} is cut short" in r.stderr, r.stderr
     for name in ("damaged.jpg", "damaged.png", "length.jpg", "sof.jpg", "length.png"):
         assert f"{name} is not an image OpenCV can decode" in r.stderr, r.stderr
+
+
+def test_a_second_signal_ends_an_exit_that_waits_forever(tmp_path):
+    """Once a command has finished, a late Ctrl-C was ignored, and so was every one after it: an
+    exit hook that waited forever (the worker pool's, seen once after a Ctrl-C) left a process
+    that only SIGKILL could end. The first late signal is still ignored; the second ends it."""
+    import time
+
+    script = ("import threading, facemark.cli as cli\n"
+              "def run():\n"
+              "    threading._register_atexit(lambda: threading.Event().wait())  # an exit hook that never returns\n"
+              "    print('ready', flush=True)\n"
+              "cli.run = run\n"
+              "from facemark.__main__ import main\n"
+              "main()\n")
+    p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        assert p.stdout.readline() == "ready\n"
+        time.sleep(0.3)
+        p.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert p.poll() is None  # the first: ignored
+        p.send_signal(signal.SIGINT)
+        assert p.wait(timeout=10) == 130
+    finally:
+        p.kill()
+        p.wait()
