@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from . import DEFAULT_MODEL
-from .runtime import device_index, is_device, ort_session, out_of_memory
+from .errors import out_of_memory
+from .runtime import device_index, is_device, ort_session
 
 SHIPPED = ("direct", "hybrid", "hourglass")  # (the default first)
 

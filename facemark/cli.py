@@ -893,7 +893,7 @@ def _run_app(args: list[str]) -> None:
     except Exception as e:  # noqa: BLE001 - Abort (Ctrl-C at a prompt) and its kin, by name
         if isinstance(e, ImportError) and "failed to map segment" in str(e):  # a library's, under ulimit -v
             _out_of_memory("")
-        from .runtime import out_of_memory
+        from .errors import out_of_memory
 
         if out_of_memory(e):  # onnxruntime's arena or a thread that could not start, mid-run
             _out_of_memory("a thread could not start (memory, or a limit on threads or processes)"

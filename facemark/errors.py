@@ -32,3 +32,14 @@ def no_files_left(path, e: OSError) -> StopRun | None:
         return None
     limit = f"this process may open {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}; " if resource else ""
     return StopRun(f"cannot open {path}: too many open files ({limit}raise the limit, e.g. ulimit -n)")
+
+
+OUT_OF_MEMORY = ("bad_alloc", "Failed to allocate", "Cannot allocate memory", "pthread_create failed",
+                 "can't start new thread")  # onnxruntime's and Python's words when memory or threads run out
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """Whether an error is the machine's (memory or threads ran out), not the model's or the input's.
+    (Here, not beside the sessions: the CLI asks it while an interrupted import of onnxruntime
+    leaves that library unimportable.)"""
+    return isinstance(e, MemoryError) or any(m in str(e) for m in OUT_OF_MEMORY)

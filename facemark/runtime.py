@@ -70,12 +70,3 @@ def ort_session(model: bytes | str | os.PathLike, providers: tuple | list | None
 
         warnings.warn("onnxruntime could not start CUDA here (its CUDA and cuDNN libraries?); running on the CPU")
     return session
-
-
-OUT_OF_MEMORY = ("bad_alloc", "Failed to allocate", "Cannot allocate memory", "pthread_create failed",
-                 "can't start new thread")  # onnxruntime's and Python's words when memory or threads run out
-
-
-def out_of_memory(e: BaseException) -> bool:
-    """Whether an error is the machine's (memory or threads ran out), not the model's or the input's."""
-    return isinstance(e, MemoryError) or any(m in str(e) for m in OUT_OF_MEMORY)

@@ -1471,3 +1471,23 @@ def test_a_second_signal_ends_an_exit_that_waits_forever(tmp_path):
     finally:
         p.kill()
         p.wait()
+
+
+def test_a_ctrl_c_inside_onnxruntimes_import_is_one_line(tmp_path):
+    """A Ctrl-C during onnxruntime's import comes out as its ImportError ("initialization failed",
+    caused by the KeyboardInterrupt), after which onnxruntime cannot be imported again. The CLI's
+    handler imported it to ask whether memory had run out: a 70-line traceback, exit 1."""
+    from tests.conftest import EXAMPLE
+
+    script = ("import sys\n"
+              "import facemark.cli as cli, facemark.batch\n"
+              "def interrupted_import(*args, **kwargs):\n"
+              "    try:\n"
+              "        raise KeyboardInterrupt\n"
+              "    except KeyboardInterrupt as e:\n"
+              "        raise ImportError('initialization failed') from e\n"
+              "cli._landmarker = interrupted_import\n"
+              "sys.modules['facemark.runtime'] = sys.modules['onnxruntime'] = None  # as after such an import\n"
+              f"cli.run(['detect', {str(EXAMPLE)!r}])\n")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 130 and r.stderr == "interrupted\n", r.stderr
