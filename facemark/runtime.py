@@ -11,6 +11,8 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 import onnxruntime as ort  # noqa: E402
 
+from .errors import out_of_memory  # noqa: E402
+
 ort.set_default_logger_severity(3)  # (its warnings are not the user's: stderr carries facemark's lines)
 
 
