@@ -97,17 +97,18 @@ class ShardWriter:
         return sorted(self.out.glob(f"{self.prefix}-*.{self.fmt}"))
 
     def done_paths(self, model: str | None = None) -> dict[str, float]:
-        """Images already done (resume skips them): rows without an error, by ``model`` if given,
-        each with the time the run that wrote its newest shard started, before any of its images
-        was read (an input changed since is done again, even one replaced while that run went on)."""
-        done: dict[str, float] = {}
+        """Images already done (resume skips them): those whose newest row (the one ``read`` gives)
+        has no error and, if given, is ``model``'s, each with the time the run that wrote it
+        started, before any of its images was read (an input changed since is done again, even
+        one replaced while that run went on). So models A, B, then A again do A's rows again."""
+        newest: dict[str, tuple[tuple, bool]] = {}
         theirs = sorted(self.out.glob("ray-*.parquet")) if self.fmt == "parquet" else []  # (a --ray run's rows)
         for p in self.shards() + theirs:
-            written = _written(p)[0]
+            written = _written(p)  # (time, name): the order read() picks the newest row by
             for path, row_model, error in _outcomes(p):
-                if not error and (model is None or row_model == model):
-                    done[path] = max(written, done.get(path, written))
-        return done
+                if path not in newest or written >= newest[path][0]:
+                    newest[path] = (written, not error and (model is None or row_model == model))
+        return {path: written[0] for path, (written, ok) in newest.items() if ok}
 
     def add(self, r: dict) -> None:
         if not self.rows:

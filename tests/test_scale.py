@@ -925,3 +925,16 @@ def test_a_resume_reads_each_rows_outcome_without_its_faces_and_only_whole_rows(
         assert [p for p, _, _ in shards._outcomes(shard)] == [rows[0]["path"], rows[5]["path"]]
         full = [r["path"] for r in shards._rows_of(shard, damaged=lambda message: None)]
         assert full == [rows[0]["path"], rows[5]["path"]]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_a_model_run_again_after_another_is_not_taken_as_done(tmp_path, face_image, fmt):
+    """Models A, B, then A again into one shard folder: the third run said "already done" (A's
+    old rows), while read() gives the newest rows, B's. The newest row decides, as for read."""
+    if fmt == "parquet":
+        pytest.importorskip("pyarrow")
+    _photos(tmp_path / "in", face_image, 2, 6)
+    for model, done in (("direct", 0), ("hybrid", 0), ("direct", 0), ("direct", 2)):
+        r = fm("detect", "in", "--out", "o", "--format", fmt, "--model", model, cwd=tmp_path)
+        assert r.returncode == 0 and (f"{done} of 2 image(s) already done" in r.stderr) == bool(done), r.stderr
+        assert {row["model"] for row in read(tmp_path / "o")} == {model}
