@@ -604,7 +604,13 @@ def atomic_write(path: str | os.PathLike, write, suffix: str = ".tmp", tidy: boo
     for the outputs of a million images). ``suffix``: what the writer needs the name to end in
     (``np.savez`` adds ``.npz`` otherwise)."""
     path = output_target(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # a file where a folder must go: say which ("File exists" did not)
+        blocker = next((p for p in (path.parent, *path.parent.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is None:
+            raise
+        raise NotADirectoryError(errno.ENOTDIR, f"{blocker} is a file, not a folder") from None
     if tidy:
         remove_stale_temps(path.parent)
     fd, tmp = make_temp(path.parent, suffix)

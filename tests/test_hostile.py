@@ -1466,7 +1466,7 @@ def test_a_second_signal_ends_an_exit_that_waits_forever(tmp_path):
         p.send_signal(signal.SIGTERM)
         time.sleep(0.5)
         assert p.poll() is None  # the first: ignored
-        p.send_signal(signal.SIGINT)
+        p.send_signal(signal.SIGTERM)  # (not SIGINT: a test run started with & has it ignored, and so has this child)
         assert p.wait(timeout=10) == 130
     finally:
         p.kill()

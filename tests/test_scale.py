@@ -938,3 +938,15 @@ def test_a_model_run_again_after_another_is_not_taken_as_done(tmp_path, face_ima
         r = fm("detect", "in", "--out", "o", "--format", fmt, "--model", model, cwd=tmp_path)
         assert r.returncode == 0 and (f"{done} of 2 image(s) already done" in r.stderr) == bool(done), r.stderr
         assert {row["model"] for row in read(tmp_path / "o")} == {model}
+
+
+def test_a_file_where_an_output_folder_must_go_is_named(tmp_path, face_image):
+    """It said "cannot write o/sub/00.jpg.json: File exists", not which file was in the way."""
+    _photos(tmp_path / "in" / "sub", face_image, 1, 7)
+    _photos(tmp_path / "in", face_image, 1, 8)
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "sub").write_text("a file of the user's\n")
+    r = fm("detect", "in", "--out", "o", *MODEL, cwd=tmp_path)
+    assert r.returncode == 1 and "1 of 2 image(s) done" in r.stderr, r.stderr
+    assert f"{Path('o', 'sub')} is a file, not a folder" in r.stderr, r.stderr
+    assert (tmp_path / "o" / "sub").read_text() == "a file of the user's\n"
