@@ -250,8 +250,9 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
         raise ImageError(f"{name} is {size[0]}x{size[1]} pixels, over the {limit:,}-pixel limit "
                          f"(FACEMARK_MAX_PIXELS raises it)")
     kind = _alpha_kind(data)
+    said: list[bytes] | None = [] if bytes(data[:2]) == b"\xff\xd8" else None  # (libjpeg's words on damage)
     try:
-        with quiet_stderr():  # (an 8-bit image with alpha that cannot be turned: one decoding gives both)
+        with quiet_stderr(said):  # (an 8-bit image with alpha that cannot be turned: one decoding gives both)
             raw = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if kind and _never_turned(data) else None
             if raw is not None and raw.dtype == np.uint8 and raw.ndim == 3 and raw.shape[2] == 4:
                 planes = _planes(raw, kind, data)
@@ -278,6 +279,9 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
             raise ImageError(f"{name}: its pixels are {raw.dtype.itemsize * 8}-bit "
                              f"{'integers' if raw.dtype.kind in 'iu' else raw.dtype.name}, which facemark does not "
                              f"read; save it with 8 or 16 bits per channel")
+    if image is not None and said and _damaged_jpeg(said[0]):
+        warnings.warn(f"{name}: its JPEG data is damaged ({_damaged_jpeg(said[0])}); the parts that did not "
+                      f"decode are grey, so its faces may be missed or their points off", stacklevel=2)
     if image is None and _cut_short(data):
         raise ImageError(f"{name} is cut short: its data ends before the image does (a copy or download "
                          f"that stopped?)")
@@ -301,6 +305,15 @@ def _over_white(planes: "tuple[np.ndarray, np.ndarray, np.ndarray] | None", othe
         return otherwise
     colour, alpha, as_read = planes
     return over_white(colour, alpha) if alpha.min() < 255 else np.ascontiguousarray(as_read)
+
+
+def _damaged_jpeg(said: bytes) -> str | None:
+    """libjpeg's line about data it could not decode (filled grey), or None. "Extraneous bytes
+    before marker" is left out: cameras write such files, and they decode whole."""
+    for line in said.decode("utf-8", "replace").splitlines():
+        if ("Corrupt JPEG data" in line and "extraneous bytes" not in line) or "Premature end of JPEG" in line:
+            return line.strip()
+    return None
 
 
 def _cut_short(data: np.ndarray) -> bool:

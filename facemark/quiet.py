@@ -15,7 +15,9 @@ STDERR_LOCK = threading.RLock()
 
 
 @contextmanager
-def quiet_stderr():
+def quiet_stderr(said: "list[bytes] | None" = None):
+    """Descriptor 2 silenced while the block runs; with ``said``, what was written there is
+    appended to it (a codec's words about the file it read), else it goes nowhere."""
     with STDERR_LOCK:
         try:
             if sys.stderr is not None:
@@ -24,14 +26,27 @@ def quiet_stderr():
         except (OSError, ValueError, AttributeError):  # no descriptor 2 (closed, or an embedder): nothing to silence
             yield
             return
+        sink = None
         try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 2)
-            os.close(devnull)
+            if said is not None:
+                import tempfile
+
+                try:
+                    sink = tempfile.TemporaryFile()
+                except OSError:  # (no room for it: silenced all the same)
+                    sink = None
+            target = sink.fileno() if sink is not None else os.open(os.devnull, os.O_WRONLY)
+            os.dup2(target, 2)
+            if sink is None:
+                os.close(target)
             yield
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+            if sink is not None:
+                sink.seek(0)
+                said.append(sink.read(1 << 16))
+                sink.close()
 
 
 def one_line_warnings(show: "Callable[[str], None] | None" = None) -> None:

@@ -1453,20 +1453,24 @@ def test_a_second_signal_ends_an_exit_that_waits_forever(tmp_path):
     import time
 
     script = ("import threading, facemark.cli as cli\n"
-              "def run():\n"
-              "    threading._register_atexit(lambda: threading.Event().wait())  # an exit hook that never returns\n"
-              "    print('ready', flush=True)\n"
+              "def run():  # an exit hook that never returns (it says when it has started)\n"
+              "    threading._register_atexit(lambda: (print('ready', flush=True), threading.Event().wait()))\n"
               "cli.run = run\n"
               "from facemark.__main__ import main\n"
               "main()\n")
-    p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+
+    def default_signals() -> None:  # (an in-process CLI test earlier may have left them ignored here)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=tmp_path,
+                         preexec_fn=default_signals)
     try:
         assert p.stdout.readline() == "ready\n"
-        time.sleep(0.3)
         p.send_signal(signal.SIGTERM)
         time.sleep(0.5)
         assert p.poll() is None  # the first: ignored
-        p.send_signal(signal.SIGTERM)  # (not SIGINT: a test run started with & has it ignored, and so has this child)
+        p.send_signal(signal.SIGINT)
         assert p.wait(timeout=10) == 130
     finally:
         p.kill()
@@ -1491,3 +1495,18 @@ def test_a_ctrl_c_inside_onnxruntimes_import_is_one_line(tmp_path):
               f"cli.run(['detect', {str(EXAMPLE)!r}])\n")
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert r.returncode == 130 and r.stderr == "interrupted\n", r.stderr
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_jpeg_damaged_inside_is_a_warning_not_a_silent_success(face, tmp_path, workers):
+    """4 KB zeroed in the middle of a JPEG: libjpeg fills the rest grey and says so on stderr,
+    which facemark silences; the image counted as done with nothing said."""
+    jpg = cv2.imencode(".jpg", cv2.resize(face, (400, 400)), [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+    mid = len(jpg) // 2
+    (tmp_path / "damaged.jpg").write_bytes(jpg[:mid] + bytes(4096) + jpg[mid + 4096:])
+    (tmp_path / "fine.jpg").write_bytes(jpg)
+    r = fm("detect", "damaged.jpg", "fine.jpg", "--out", "o", "--workers", workers, *MODEL, cwd=tmp_path)
+    assert r.returncode == 0 and "2 of 2 image(s) done" in r.stderr, r.stderr
+    warned = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
+    assert len(warned) == 1 and "damaged.jpg: its JPEG data is damaged" in warned[0], r.stderr
+    assert "Corrupt JPEG data" in warned[0] and "fine.jpg" not in r.stderr.replace("2 of 2", ""), r.stderr
