@@ -20,20 +20,42 @@ def main() -> None:
 
     for s, handler in before.items():
         signal.signal(s, handler)
+    code = 1
     try:
         run()
-    finally:  # the work is done and reported: a late Ctrl-C must not turn it into a traceback,
-        for s in catch:  # but a second one ends the process at once (an exit hook that waited
-            signal.signal(s, _second_ends_it)  # forever, on a worker pool, could not be stopped)
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+        raise
+    except KeyboardInterrupt:
+        code = 130
+        raise
+    finally:  # the work is done and reported: a late Ctrl-C must not turn it into a traceback
+        for s in catch:
+            signal.signal(s, signal.SIG_IGN)
+        _end_if_stuck(code)
 
 
-_LATE: list = []
+EXIT_GRACE_S = 60.0  # seconds an exit may take (Ray's shutdown takes a few) before it counts as stuck
 
 
-def _second_ends_it(signum, frame) -> None:
-    _LATE.append(signum)
-    if len(_LATE) > 1:
-        os._exit(130)
+def _end_if_stuck(code: int) -> None:
+    """End the process with ``code`` if its exit has not ended it within ``EXIT_GRACE_S``: an exit
+    hook that waits forever (a worker pool's, on a worker it can no longer see, seen once after a
+    Ctrl-C) left a process at 100 % CPU that ignored the signals above; only SIGKILL stopped it.
+    A daemon thread: it runs on while the exit waits for other threads, and goes with the process."""
+    import threading
+    import time
+
+    def guard() -> None:
+        time.sleep(EXIT_GRACE_S)
+        try:
+            os.write(2, b"facemark: the exit was stuck (in a library's clean-up); ended it\n")
+        except OSError:
+            pass
+        os._exit(code)
+
+    threading.Thread(target=guard, daemon=True, name="facemark-exit-guard").start()
 
 
 if __name__ == "__main__":
