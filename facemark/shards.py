@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar
 import json
+import math
 import os
 import re
 import time
@@ -238,6 +239,9 @@ def _row_problem(r: dict) -> str | None:
     def whole(v):
         return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
+    def number(v):  # (JSON lets NaN and Infinity through; validate() refuses them, and so does this)
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
     if not isinstance(r["path"], str) or not isinstance(r["model"], str):
         return "path and model must be text"
     if r["error"] is not None:
@@ -248,9 +252,9 @@ def _row_problem(r: dict) -> str | None:
         return "faces must be a list"
     for f in r["faces"]:
         if not (isinstance(f, dict) and isinstance(f.get("box"), list) and len(f["box"]) == 4
-                and isinstance(f.get("score"), (int, float)) and isinstance(f.get("landmarks"), list)
+                and all(number(v) for v in f["box"]) and number(f.get("score")) and isinstance(f.get("landmarks"), list)
                 and len(f["landmarks"]) == 98 and isinstance(f.get("landmarks68"), list) and len(f["landmarks68"]) == 68):
-            return "a face needs box (4 numbers), score, landmarks (98 points) and landmarks68 (68)"
+            return "a face needs box (4 finite numbers), score (one), landmarks (98 points) and landmarks68 (68)"
     return None
 
 

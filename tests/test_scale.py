@@ -494,10 +494,12 @@ def test_read_checks_the_fields_of_rows_and_documents(tmp_path):
     face = Face(np.array([1.0, 2, 30, 40]), 0.9, np.zeros((98, 2)), np.zeros((68, 2)))
     good = row("a.jpg", 100, 80, "direct", [face])
     bad = [dict(good, path="b.jpg", faces="none"), dict(good, path="c.jpg", width="100"),
-           dict(good, path="d.jpg", faces=[dict(face.to_dict(), landmarks=[[0, 0]] * 5)])]
+           dict(good, path="d.jpg", faces=[dict(face.to_dict(), landmarks=[[0, 0]] * 5)]),
+           dict(good, path="g.jpg", faces=[dict(face.to_dict(), score=float("nan"))]),  # (JSON lets NaN through;
+           dict(good, path="h.jpg", faces=[dict(face.to_dict(), box=[1, 2, float("inf"), 4])])]  # validate does not)
     shard = tmp_path / "part-x.jsonl"
     shard.write_text("".join(json.dumps(r) + "\n" for r in [good, *bad, row("e.png", None, None, "direct", error="cannot read")]))
-    with pytest.warns(RuntimeWarning, match="3 malformed row"):
+    with pytest.warns(RuntimeWarning, match="5 malformed row"):
         rows = read(shard)
     assert [r["path"] for r in rows] == ["a.jpg", "e.png"]
     doc = document("f.jpg", 100, 80, "direct", [face])
