@@ -241,8 +241,9 @@ def _write(job: Job, im: InputImage, name, image, fs, text: str | None, read_at:
                              f"system ({len(os.fsencode(target.name))} bytes, 255 at most); rename the input")
         if os.path.realpath(target) in job.input_paths:
             raise ImageError(f"{im.path}: its output {target} is one of the inputs; not overwritten")
-    doc = _document(targets[0]) if text is not None and targets[0].exists() else None
-    if text is not None and doc is None and not _ours_or_none(targets[0]):  # e.g. a photo service's sidecar
+    there = text is not None and targets[0].exists()
+    doc = _document(targets[0]) if there else None
+    if there and doc is None and not _written_by_facemark(targets[0]):  # e.g. a photo service's sidecar
         raise ImageError(f"{im.path}: its output {targets[0]} exists and is not a facemark result (another "
                          f"program's file?); not overwritten: give --out a folder of its own")
     other = _another_image(doc.get("image"), im) if doc is not None else None
@@ -360,16 +361,15 @@ def _document(path: Path) -> dict | None:
     return doc if isinstance(doc, dict) and doc.get("schema") == SCHEMA else None
 
 
-def _ours_or_none(path: Path) -> bool:
-    """Whether nothing is at ``path``, or a file facemark wrote (its documents start with their
-    schema, so one damaged since still reads as facemark's, and is replaced)."""
+def _written_by_facemark(path: Path) -> bool:
+    """Whether the file at ``path`` is one facemark wrote (its documents start with their schema,
+    so one damaged since still reads as facemark's, and is replaced); gone or unreadable: yes
+    (writing there will say what is wrong)."""
     try:
         with open(path, "rb") as f:
             head = f.read(64)
-    except FileNotFoundError:
-        return True
     except OSError:
-        return True  # (writing there will say what is wrong)
+        return True
     return head.lstrip().startswith(b'{"schema": "facemark/')
 
 
@@ -377,20 +377,26 @@ def _another_image(recorded, im: InputImage) -> str | None:
     """``recorded`` (an output's image) if it names another file that exists now, whose result
     must not be replaced; None for this image however spelled, and for a path that leads nowhere
     from here (its folder moved or deleted since: nothing is lost by replacing that result)."""
-    if not isinstance(recorded, str) or recorded == str(im.path) or recorded == recorded_path(im.path):
-        return None  # (no file system call: what a resume meets for every image)
+    if not isinstance(recorded, str) or _spelled_as(recorded, im):
+        return None
     try:
         return recorded if os.path.exists(recorded) and not os.path.samefile(recorded, im.path) else None
     except (OSError, ValueError):
         return None
 
 
+def _spelled_as(recorded: str, im: InputImage) -> bool:
+    """``recorded`` is this image's path as typed or as outputs record it: no file system call,
+    which is what a resume meets for every image."""
+    return recorded == str(im.path) or recorded == recorded_path(im.path)
+
+
 def _is_this_image(recorded, im: InputImage) -> bool:
     """Whether ``recorded`` (an output's image) is this very file, however spelled. A path that
     leads nowhere is not: a folder moved away and another with the same file names run into the
     same --out would take the first's results as its own (a moved folder is done again)."""
-    if isinstance(recorded, str) and (recorded == str(im.path) or recorded == recorded_path(im.path)):
-        return True  # (no file system call: what a resume meets for every image)
+    if isinstance(recorded, str) and _spelled_as(recorded, im):
+        return True
     try:
         return isinstance(recorded, str) and os.path.samefile(recorded, im.path)
     except (OSError, ValueError):

@@ -279,9 +279,10 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
             raise ImageError(f"{name}: its pixels are {raw.dtype.itemsize * 8}-bit "
                              f"{'integers' if raw.dtype.kind in 'iu' else raw.dtype.name}, which facemark does not "
                              f"read; save it with 8 or 16 bits per channel")
-    if image is not None and said and _damaged_jpeg(said[0]):
-        warnings.warn(f"{name}: its JPEG data is damaged ({_damaged_jpeg(said[0])}); the parts that did not "
-                      f"decode are grey, so its faces may be missed or their points off", stacklevel=2)
+    damage = _damaged_jpeg(said[0]) if image is not None and said else None
+    if damage:
+        warnings.warn(f"{name}: its JPEG data is damaged ({damage}); the parts that did not decode are grey, "
+                      f"so its faces may be missed or their points off", stacklevel=2)
     if image is None and _cut_short(data):
         raise ImageError(f"{name} is cut short: its data ends before the image does (a copy or download "
                          f"that stopped?)")
