@@ -36,7 +36,7 @@ from .landmarker import FaceLandmarker
 from .quiet import to_stderr
 from .results import SCHEMA, document, dumps
 from .shards import DEFAULT_SHARD_SIZE
-from .workers import WorkersUnavailable, cpu_cores, run_workers
+from .workers import Workers, WorkersUnavailable, cpu_cores, run_workers, threads_each
 
 ANNOTATED_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
@@ -561,7 +561,7 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                  boxes: Path | str | None = None, batch_images: int = 16, log: Callable[[str], None] = to_stderr,
                  progress: Callable[[int], None] | None = None, stdout=None, style: str = "contours",
                  show_box: bool = True, show_score: bool = True, fmt: str = "json", resume: bool = True,
-                 workers: "int | str" = 1, rows_per_shard: int = DEFAULT_SHARD_SIZE) -> BatchSummary:
+                 workers: "int | str | Workers" = 1, rows_per_shard: int = DEFAULT_SHARD_SIZE) -> BatchSummary:
     """Landmarks for every image in ``inputs`` (files, directories, globs, or a ``Plan``).
 
     ``fmt``: ``json`` writes ``OUT/<path>.json`` per image (and ``.annotated.<ext>``); ``jsonl`` and
@@ -569,9 +569,11 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
     per line goes to ``stdout``. With ``resume`` (default) images whose outputs are already
     complete in ``out_dir`` are skipped, so an interrupted run continues where it stopped.
     ``boxes``: a boxes file, as ``--boxes`` reads it, whose faces are used instead of the landmarker's
-    detector. ``workers`` > 1 runs that many processes, each with its own landmarker and reading its own
-    images (``"auto"``: one per core when there are enough images; call it under ``if __name__ ==
-    "__main__":``); in one process, reading and decoding run in a thread ahead of the model.
+    detector. ``workers`` > 1 runs that many workers: this process (a thread with ``fl``, or its copy
+    with a share of the cores) and ``workers`` - 1 more processes, each with its own landmarker and
+    reading its own images (``"auto"``: one per core when there are enough images; call it under
+    ``if __name__ == "__main__":``); or the processes of a ``facemark.workers.Workers`` started
+    earlier (closed at the end). In one process, reading and decoding run in a thread ahead of the model.
     Raises ``UsageError`` before anything runs if the request cannot work, ``OutputError`` if
     writing stops being possible mid-run, ``facemark.workers.WorkerDied`` if a worker is killed.
     """
@@ -596,7 +598,10 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
         raise UsageError(f"--draw must be one of {', '.join(STYLES)}, not {style!r}")
     if isinstance(rows_per_shard, bool) or not isinstance(rows_per_shard, int) or rows_per_shard < 1:
         raise UsageError(f"--shard-size must be a positive integer, not {rows_per_shard!r}")
-    if workers == "auto":
+    started = workers if isinstance(workers, Workers) else None
+    if started is not None:
+        workers = started.processes + 1  # (they and this process)
+    elif workers == "auto":
         workers = None  # decided below, once the images left to do are known
     elif isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise UsageError(f"--workers must be a positive integer or 'auto', not {workers!r}")
@@ -686,12 +691,19 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
         if workers == 1 or len(chunks) < 2:
             in_process(chunks)
         else:
+            workers = min(workers, len(chunks))
+            local = fl if fl.spec.get("threads") == threads_each(workers) else FaceLandmarker(
+                **{**fl.spec, "threads": threads_each(workers)})  # (the CLI makes its landmarker so)
             try:
-                run_workers(fl.spec, job, work_on_chunk, chunks, workers, report)
+                run_workers(fl.spec, job, work_on_chunk, chunks, workers, report, local=local, started=started)
             except WorkersUnavailable as e:  # e.g. no /dev/shm in a sandbox: slower, not broken
                 log(f"note: no worker processes here ({e}); running in this one")
+                if fl.spec.get("threads") is not None:  # (made for a share of the cores: all of them now)
+                    fl = FaceLandmarker(**{**fl.spec, "threads": None})
                 in_process([todo[i:i + plan.batch_images] for i in range(0, len(todo), plan.batch_images)])
     finally:
+        if started is not None:  # (unused: nothing left to do)
+            started.close()
         if shards is not None:
             try:
                 shards.flush()  # the rows done so far: a complete shard, found by the next run

@@ -279,12 +279,9 @@ def detect(
 
     Exit codes: 0 all good, 1 some inputs failed (each named on stderr; the rest are written), or the disk filled up or a worker process was killed (what was written is complete), 2 usage error (nothing written), 130 Ctrl-C.
     """  # noqa: E501 - one line: the help keeps line breaks
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from .annotate import STYLES
-    from .batch import OutputError, detect_files, plan_inputs, summary_line
-    from .errors import UsageError
-    from .workers import WorkerDied
+    from .batch import auto_workers, plan_inputs
+    from .workers import Workers
 
     if out_arg is not None and not out_arg.strip():
         fail("--out is an empty string; name a folder (use . for this folder)")
@@ -320,7 +317,34 @@ def detect(
             from .shards import require_pyarrow
 
             require_pyarrow()  # says how to install it if it is missing
-    fl = _landmarker(model, device, detector, boxes, threshold, min_face, flip=flip)
+    if n_workers == "auto":  # decided here, from the images listed: the landmarker is made for its share of the cores
+        n_workers = auto_workers(len(plan.images), device)
+    started = None
+    if n_workers > 1:
+        try:  # started now, so their start overlaps this process loading its models and checking what is done
+            started = Workers(n_workers - 1)
+        except (OSError, ImportError, NotImplementedError):
+            pass  # (detect_files tries again, and says why it runs in one process)
+    try:
+        return _detect_files(plan, started or n_workers, out_dir, annotate, model, device, detector, boxes, min_face,
+                             threshold, flip, style, show_box, show_score, fmt, shard_size, redo)
+    finally:
+        if started is not None:
+            started.close()
+
+
+def _detect_files(plan, workers, out_dir: Optional[Path], annotate: bool, model: str, device: str, detector: str,
+                  boxes: Optional[Path], min_face: Optional[float], threshold: float, flip: bool, style: str,
+                  show_box: bool, show_score: bool, fmt: str, shard_size: int, redo: bool) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .batch import OutputError, detect_files, summary_line
+    from .errors import UsageError
+    from .workers import WorkerDied, threads_each
+
+    n_workers = workers if isinstance(workers, int) else workers.processes + 1
+    fl = _landmarker(model, device, detector, boxes, threshold, min_face, flip=flip,
+                     threads=threads_each(n_workers) if n_workers > 1 else None)
     idle = [("--redo needs --out", redo and out_dir is None),  # said after the checks above: a usage error stays one line
             ("--shard-size needs --format jsonl or parquet", shard_size != DEFAULT_SHARD_SIZE and fmt == "json"),
             ("--draw, --no-box and --no-score need --annotate",
@@ -329,7 +353,7 @@ def detect(
         if ignored:
             say(f"note: {message}; ignored here")
     options = dict(boxes=boxes, log=say, style=style, show_box=show_box, show_score=show_score, fmt=fmt,
-                   resume=not redo, workers=n_workers, rows_per_shard=shard_size)
+                   resume=not redo, workers=workers, rows_per_shard=shard_size)
     try:
         if len(plan.images) > 1 and err.is_terminal:  # a bar only where someone watches (no blank lines in logs)
             cols = [TextColumn("detect"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]

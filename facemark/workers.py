@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections import deque
 from contextlib import contextmanager
 from typing import Callable
 
@@ -109,7 +108,9 @@ def _held_while_starting():
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
-def _init(payload: bytes, parent: int) -> None:
+def _init(payload, parent: int, warm: tuple[str, ...] = ()) -> None:
+    """``payload``: the pickled (spec, job, work), or the queue it will come through (``Workers``:
+    started before it was known), after importing the ``warm`` modules meanwhile."""
     _die_with_parent(parent)
     # The main process decides when to stop (and kills workers then): a Ctrl-C to the terminal's
     # process group, or a SIGTERM to it, must not kill a worker first. (Held since the process
@@ -122,9 +123,16 @@ def _init(payload: bytes, parent: int) -> None:
 
     one_line_warnings()  # e.g. about an image, as the main process says it
     try:
+        import importlib
         import pickle
 
-        spec, job, work = pickle.loads(payload)  # only now: unpickling them imports the heavy modules
+        for name in warm:
+            importlib.import_module(name)
+        if not isinstance(payload, bytes):
+            payload = payload.get()
+        cwd, spec, job, work = pickle.loads(payload)  # only now: unpickling them imports the heavy modules
+        if cwd is not None and cwd != _cwd():  # (started earlier: relative paths are the caller's now)
+            os.chdir(cwd)
         import cv2
 
         # OpenCV's own threads (resizes, warps) get this worker's share of the cores, as
@@ -139,83 +147,235 @@ def _init(payload: bytes, parent: int) -> None:
         _STATE["failed"] = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
 
 
+def _cwd() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:  # (removed under it: relative paths cannot work anyway)
+        return None
+
+
+def _nothing() -> None:
+    return None
+
+
+def _not_in_a_starting_worker() -> None:
+    import multiprocessing as mp
+
+    if getattr(mp.current_process(), "_inheriting", False):  # (a spawned worker importing the caller's script)
+        raise RuntimeError("detect_files(workers=N) ran while a worker process was starting: the script calls it "
+                           "when imported; put that call under `if __name__ == \"__main__\":`")
+
+
+def _quiet_tracker() -> None:
+    """multiprocessing's resource tracker started, and quiet about a SIGKILL of this process."""
+    quiet = "ignore::UserWarning:multiprocessing.resource_tracker"  # its leak notice after a SIGKILL of this process
+    if quiet not in sys.warnoptions:
+        sys.warnoptions.append(quiet)  # passed on as -W to the tracker process the pool starts
+    if hasattr(signal, "pthread_sigmask"):
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()  # (see _held_while_starting)
+
+
+class Workers:
+    """Worker processes started before their work is known. Each must start Python and import
+    OpenCV and onnxruntime before it can work; started as soon as the inputs are listed, that
+    overlaps this process's own start (its models, the check of what is done) instead of
+    following it. ``run_workers(..., started=...)`` hands them their landmarker and job;
+    ``close`` stops them, used or not (a rerun with nothing left to do). Raises ``OSError`` (or
+    ``ImportError``) where processes cannot be started."""
+
+    def __init__(self, processes: int, warm: tuple[str, ...] = ("facemark.batch",)):
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        _not_in_a_starting_worker()
+        ctx = mp.get_context("spawn")  # no fork of onnxruntime's threads
+        self.processes = processes
+        self.pool = None
+        _quiet_tracker()  # (before the queue's semaphores start it)
+        self.queue = ctx.Queue()  # (a feeder thread: a big job does not block this process until they read it)
+        try:
+            self.pool = ProcessPoolExecutor(processes, mp_context=ctx, initializer=_init,
+                                            initargs=(self.queue, os.getpid(), warm))
+            with _held_while_starting():
+                for _ in range(processes):  # (the pool starts a process in each submit, until it has all)
+                    self.pool.submit(_nothing)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.pool is not None:
+            _stop(self.pool)
+            self.pool = None
+        self.queue.cancel_join_thread()  # (what they never read is dropped at exit, not waited for)
+        self.queue.close()
+
+
 def _chunk(chunk: list) -> list:
     if "failed" in _STATE:
         raise _StartFailed(_STATE["failed"])
     return _STATE["work"](_STATE["job"], _STATE["fl"], chunk)
 
 
-def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, report: Callable[[list, int], None]) -> None:
+def threads_each(workers: int) -> int:
+    """onnxruntime (and OpenCV) threads for each of ``workers``: the cores shared out."""
+    return max(1, cpu_cores() // workers)
+
+
+def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, report: Callable[[list, int], None],
+                local=None, started: Workers | None = None) -> None:
     """``work(job, landmarker, chunk)`` for each of ``chunks`` over ``workers`` processes (each with
     its landmarker built from ``spec`` and 1/workers of the cores); ``report(outcomes, n)`` in
-    input order. A few chunks per worker are in flight at a time, so a run of millions
-    of images holds no more than that in memory. Raises ``WorkersUnavailable`` if no process can
-    be started, ``WorkerDied`` if one ends mid-run (what was reported is complete)."""
+    input order. With ``local`` (a landmarker of this process, with ``threads_each(workers)``
+    threads), this process is one of the workers: a thread here takes chunks beside
+    ``workers - 1`` processes, so the models it has loaded already work while those processes
+    start (a 2-core machine: one process to start, not two). A few chunks per worker are in
+    flight at a time, so a run of millions of images holds no more than that in memory. Raises
+    ``WorkersUnavailable`` if no process can be started, ``WorkerDied`` if one ends mid-run
+    (what was reported is complete). ``started``: its processes are the ones (``workers`` is
+    then theirs, with ``local``), and are stopped at the end."""
     import multiprocessing as mp
     import pickle
-    from concurrent.futures import ProcessPoolExecutor
+    import threading
+    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    if getattr(mp.current_process(), "_inheriting", False):  # (a spawned worker importing the caller's script)
-        raise RuntimeError("detect_files(workers=N) ran while a worker process was starting: the script calls it "
-                           "when imported; put that call under `if __name__ == \"__main__\":`")
-    workers = min(workers, len(chunks), 4 * cpu_cores())  # no idle processes loading models
-    spec = {**spec, "threads": max(1, cpu_cores() // workers)}
+    _not_in_a_starting_worker()
+    if started is not None:
+        processes = started.processes
+        workers = processes + (local is not None)
+    else:
+        workers = min(workers, len(chunks), 4 * cpu_cores())  # no idle processes loading models
+        processes = workers - 1 if local is not None else workers
+    spec = {**spec, "threads": threads_each(workers)}
     try:
-        payload = pickle.dumps((spec, job, work))
+        payload = pickle.dumps((_cwd(), spec, job, work))
     except (pickle.PicklingError, AttributeError, TypeError) as e:  # e.g. a detector object of the caller's
+        if started is not None:
+            started.close()
         raise WorkersUnavailable(f"the landmarker cannot be sent to another process: {e}") from None
-    quiet = "ignore::UserWarning:multiprocessing.resource_tracker"  # its leak notice after a SIGKILL of this process
-    if quiet not in sys.warnoptions:
-        sys.warnoptions.append(quiet)  # passed on as -W to the tracker process the pool starts
-    pending: deque = deque()
-    reported = False
-    todo = iter(chunks)
+    window = 3 * workers  # chunks taken but not yet reported
+    lock = threading.Condition()
+    slots: dict[int, Future] = {}  # chunk index -> its outcomes, whoever works on it
+    todo = enumerate(chunks)
+    state = {"taken": 0, "reported": 0, "stop": False}
+
+    def take():
+        """The next chunk (under ``lock``), or None: all taken, or the window is full."""
+        if state["taken"] >= len(chunks) or state["taken"] - state["reported"] >= window:
+            return None
+        state["taken"] += 1
+        return next(todo)
+
+    def here() -> None:
+        """This process's share: chunks taken as the thread gets free, so it and the processes
+        finish together. A failure is handed to the main thread through the chunk's future."""
+        while True:
+            with lock:
+                while not state["stop"] and (nxt := take()) is None and state["taken"] < len(chunks):
+                    lock.wait()
+                if state["stop"] or nxt is None:
+                    return
+                i, chunk = nxt
+                slots[i] = done = Future()
+            try:
+                done.set_result(work(job, local, chunk))
+            except BaseException as e:  # noqa: BLE001 - raised in the main thread, by result()
+                done.set_exception(e)
+                return
+
     pool = None
+    thread = None
+    running: set = set()  # the processes' futures not yet done
+
+    def feed() -> None:
+        """Each process kept two chunks ahead (under ``lock``), within the window."""
+        while len(running) < 2 * processes and (nxt := take()) is not None:
+            with _held_while_starting():  # (the pool starts its processes in submit, until it has all)
+                slots[nxt[0]] = f = pool.submit(_chunk, nxt[1])
+            running.add(f)
+
+    k = 0  # the next chunk to report
+    if local is not None:  # this process's OpenCV gets its share of the cores too (_init), until the run ends
+        import cv2
+
+        opencv_threads = cv2.getNumThreads()
+        cv2.setNumThreads(spec["threads"])
     try:
         try:
-            if hasattr(signal, "pthread_sigmask"):
-                from multiprocessing import resource_tracker
-
-                resource_tracker.ensure_running()  # (see _held_while_starting)
-            with _held_while_starting():  # (the pool starts its processes in submit, until it has all)
-                pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),  # no fork of onnxruntime's threads
+            if started is not None:
+                pool = started.pool
+                for _ in range(processes):
+                    started.queue.put(payload)
+            elif processes:
+                _quiet_tracker()
+                pool = ProcessPoolExecutor(processes, mp_context=mp.get_context("spawn"),  # no fork of onnxruntime's threads
                                            initializer=_init, initargs=(payload, os.getpid()))
-                for chunk in todo:
-                    pending.append((chunk, pool.submit(_chunk, chunk)))
-                    if len(pending) >= 3 * workers:
-                        break
-        except (OSError, ImportError, NotImplementedError) as e:  # no semaphores, no /dev/shm, no processes
+            if local is not None:  # (first: it takes the first chunk while the processes start)
+                thread = threading.Thread(target=here, daemon=True, name="facemark-local-worker")
+                thread.start()
             if pool is not None:
-                _stop(pool)
+                with lock:
+                    feed()
+        except (OSError, ImportError, NotImplementedError) as e:  # no semaphores, no /dev/shm, no processes
+            _end(pool, thread, lock, state, started)
             raise WorkersUnavailable(str(e) or type(e).__name__) from None
-        while pending:
-            chunk, future = pending[0]
-            try:
-                outcomes = future.result()
-            except _StartFailed as e:
-                raise WorkerDied(f"a worker process could not load the models ({e}); nothing more was done. "
-                                 f"Outputs written so far are complete") from None
-            report(outcomes, len(chunk))
-            reported = True
-            pending.popleft()
-            nxt = next(todo, None)
-            if nxt is not None:
-                with _held_while_starting():  # (in case the pool had not started all its processes yet)
-                    pending.append((nxt, pool.submit(_chunk, nxt)))
+        while k < len(chunks):
+            with lock:
+                oldest = slots.get(k)
+            if oldest is None and not running:  # (not taken yet: the thread is about to)
+                with lock:
+                    lock.wait(0.05)
+                continue
+            done, _ = wait(([oldest] if oldest is not None else []) + list(running), return_when=FIRST_COMPLETED)
+            running.difference_update(done)
+            while oldest is not None and oldest.done():
+                try:
+                    outcomes = oldest.result()
+                except _StartFailed as e:
+                    raise WorkerDied(f"a worker process could not load the models ({e}); nothing more was done. "
+                                     f"Outputs written so far are complete") from None
+                report(outcomes, len(chunks[k]))
+                with lock:
+                    del slots[k]
+                    k += 1
+                    state["reported"] = k
+                    lock.notify_all()
+                    oldest = slots.get(k)
+            if pool is not None:
+                with lock:
+                    feed()
     except BrokenProcessPool:  # from result() or from submit(), whichever sees it first
-        first = pending[0][0][0][1].path if pending else "the next chunk"
-        _stop(pool)
-        why = "killed, or out of memory?" if reported else \
+        _end(pool, thread, lock, state, started)
+        first = chunks[k][0][1].path if k < len(chunks) else "the next chunk"
+        why = "killed, or out of memory?" if k else \
             "killed, out of memory, or, from Python, a script calling detect_files without `if __name__ == \"__main__\":`?"
         raise WorkerDied(f"a worker process ended unexpectedly ({why}) with images from "
                          f"{first} on still to do; outputs written so far are complete: run the same command "
                          f"again to continue (--workers 1 uses less memory)") from None
     except BaseException:
-        if pool is not None:
-            _stop(pool)
+        _end(pool, thread, lock, state, started)
         raise
-    pool.shutdown(wait=True)
+    finally:
+        if local is not None:
+            cv2.setNumThreads(opencv_threads)
+    _end(pool, thread, lock, state, started)
+
+
+def _end(pool, thread, lock, state: dict, started: Workers | None) -> None:
+    """The processes stopped (their work is reported, or will be redone by the next run), and
+    this process's thread ended once it is through its chunk."""
+    with lock:
+        state["stop"] = True
+        lock.notify_all()
+    if started is not None:
+        started.close()
+    elif pool is not None:
+        _stop(pool)
+    if thread is not None:
+        thread.join()
 
 
 def _stop(pool) -> None:

@@ -158,8 +158,8 @@ def test_auto_workers_are_used_and_match_one_process(folder, reference, monkeypa
 
     used = []
     real = batch.run_workers
-    monkeypatch.setattr(batch, "run_workers", lambda spec, job, work, chunks, n, report: (
-        used.append(n), real(spec, job, work, chunks, n, report)))
+    monkeypatch.setattr(batch, "run_workers", lambda spec, job, work, chunks, n, report, **kw: (
+        used.append(n), real(spec, job, work, chunks, n, report, **kw)))
     monkeypatch.setattr(batch, "cpu_cores", lambda: 2)
     monkeypatch.setattr(batch, "MIN_IMAGES_PER_WORKER", 16)  # 61 images: two workers
     monkeypatch.chdir(folder)  # the reference ran here on "in": the same paths in the JSON
@@ -188,9 +188,9 @@ def test_workers_die_with_a_killed_main_process(tmp_path, face_image):
     seen: list[int] = []
     since: list[float] = []
 
-    def ready() -> bool:  # both workers have loaded their models, and are into their first images
+    def ready() -> bool:  # the worker process (--workers 2: it and this one) has loaded its models, and is into its images
         seen[:] = spawned_workers(p.pid)
-        if len(seen) == 2 and not since and all(b"onnxruntime" in maps(w) for w in seen):
+        if len(seen) == 1 and not since and all(b"onnxruntime" in maps(w) for w in seen):
             since.append(time.time())
         return bool(since) and time.time() - since[0] > 0.5
 
@@ -239,7 +239,7 @@ def test_a_killed_worker_stops_the_run_with_one_line_and_a_rerun_finishes(folder
     p = subprocess.Popen(cmd, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                          preexec_fn=sigint_default)
     t0 = time.time()
-    while not (len(spawned_workers(p.pid)) == 2 and len(list((folder / "wk").rglob("*.json"))) >= 4):
+    while not (len(spawned_workers(p.pid)) == 1 and len(list((folder / "wk").rglob("*.json"))) >= 4):
         assert p.poll() is None and time.time() - t0 < 120
         time.sleep(0.02)
     victims = spawned_workers(p.pid)
@@ -281,7 +281,7 @@ def test_ctrl_c_stops_even_a_frozen_worker(folder):
     p = subprocess.Popen(cmd, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                          preexec_fn=sigint_default)
     t0 = time.time()
-    while not (len(spawned_workers(p.pid)) == 2 and any((folder / "frozen").rglob("*.json"))):
+    while not (len(spawned_workers(p.pid)) == 1 and any((folder / "frozen").rglob("*.json"))):
         assert p.poll() is None and time.time() - t0 < 120
         time.sleep(0.02)
     frozen = spawned_workers(p.pid)
@@ -308,7 +308,7 @@ def test_workers_still_starting_die_with_a_killed_main_process(folder):
     cmd = [sys.executable, "-m", "facemark", "detect", "in", "--out", "early", "--workers", "2", *MODEL]
     p = subprocess.Popen(cmd, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     t0 = time.time()
-    while len(spawned_workers(p.pid)) < 2:
+    while len(spawned_workers(p.pid)) < 1:  # (--workers 2: this process and one more)
         assert p.poll() is None and time.time() - t0 < 60
         time.sleep(0.005)
     time.sleep(0.1)
@@ -335,7 +335,7 @@ def test_a_ctrl_c_reaching_workers_while_they_start_is_ignored(folder, tmp_path)
     p = subprocess.Popen(cmd, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         t0 = time.time()
-        while len(spawned_workers(p.pid)) < 2:
+        while len(spawned_workers(p.pid)) < 1:  # (--workers 2: this process and one more)
             assert p.poll() is None and time.time() - t0 < 60
             time.sleep(0.01)
         time.sleep(0.5)  # (well inside their three seconds of start-up)
@@ -431,6 +431,102 @@ def test_each_worker_gives_opencv_only_its_share_of_the_cores(monkeypatch):
     workers.run_workers({"model": "direct"}, Job(None, False, "stdout", None), _opencv_threads,
                         [[(0, None, None)], [(1, None, None)]], 2, lambda outcomes, n: seen.extend(outcomes))
     assert seen == [7, 7]  # (OpenCV's own default is the machine's cores)
+
+
+_WORKED_HERE: list[int] = []  # chunks this process has worked on (_who)
+
+
+def _who(job, fl, chunk) -> list:
+    """Which process took each image of the chunk; a worker process is slow (its start, then 0.3 s a chunk)."""
+    if os.getpid() != job:
+        time.sleep(0.3)
+    else:
+        _WORKED_HERE.append(chunk[0][0])
+    return [(os.getpid(), k) for k, _, _ in chunk]
+
+
+def _fails_here(job, fl, chunk) -> list:
+    if os.getpid() == job:
+        raise ValueError("a bug in the work")
+    return [(os.getpid(), k) for k, _, _ in chunk]
+
+
+def _landmarker_for(workers: int):
+    from facemark.landmarker import FaceLandmarker
+    from facemark.workers import threads_each
+
+    return FaceLandmarker(model="direct", threads=threads_each(workers))
+
+
+def test_this_process_works_beside_the_worker_processes():
+    """--workers 2 on 2 cores: one process more, and this one, which has its models loaded already,
+    takes chunks as it gets free; outcomes still come back in input order."""
+    from facemark.workers import run_workers
+
+    chunks = [[(k, None, None)] for k in range(12)]
+    got: list = []
+    run_workers({"model": "direct"}, os.getpid(), _who, chunks, 2, lambda outcomes, n: got.extend(outcomes),
+                local=_landmarker_for(2))
+    assert [k for _, k in got] == list(range(12))
+    pids = {pid for pid, _ in got}
+    assert os.getpid() in pids and len(pids) == 2  # this process and one worker process
+    assert spawned_workers(os.getpid()) == []  # stopped at the end
+
+
+def test_this_process_runs_only_a_few_chunks_ahead_of_a_slow_worker():
+    """Outcomes are reported in input order, so what this process does ahead of a worker's slow
+    chunk is held in memory: a worker stuck for a while (its start, a huge image) must not let
+    this process run through a million images' rows meanwhile."""
+    from facemark.workers import run_workers
+
+    chunks = [[(k, None, None)] for k in range(60)]
+    ahead: list[int] = []
+    reported: list = []
+
+    def report(outcomes, n):
+        ahead.append(len([k for k in _WORKED_HERE if k > outcomes[0][1]]))  # done here, beyond this chunk
+        reported.extend(outcomes)
+
+    _WORKED_HERE.clear()
+    run_workers({"model": "direct"}, os.getpid(), _who, chunks, 2, report, local=_landmarker_for(2))
+    assert [k for _, k in reported] == list(range(60))
+    assert max(ahead) <= 6  # the window: 3 chunks per worker taken and not yet reported
+    assert len(_WORKED_HERE) > 30  # (and this process did most of the work: the worker is slow)
+
+
+def test_a_failure_in_this_process_s_share_stops_the_run_and_the_workers():
+    from facemark.workers import run_workers
+
+    chunks = [[(k, None, None)] for k in range(8)]
+    with pytest.raises(ValueError, match="a bug in the work"):
+        run_workers({"model": "direct"}, os.getpid(), _fails_here, chunks, 2, lambda outcomes, n: None,
+                    local=_landmarker_for(2))
+    assert spawned_workers(os.getpid()) == []
+
+
+def test_workers_started_early_run_the_job_or_stop_unused(folder, reference, tmp_path):
+    """The CLI starts its worker processes as soon as it knows the images, before its own models
+    load; detect_files takes them over, and stops them, used or not."""
+    from facemark import batch
+    from facemark.landmarker import FaceLandmarker
+    from facemark.workers import Workers
+
+    started = Workers(1)
+    assert len(spawned_workers(os.getpid())) == 1
+    cwd = os.getcwd()
+    os.chdir(folder)  # the reference ran here on "in": the same paths in the JSON
+    try:
+        s = batch.detect_files(["in"], _landmarker_for(2), out_dir=tmp_path / "early", workers=started, log=None)
+        assert s.written == 60 and s.failures == 1
+        assert spawned_workers(os.getpid()) == []
+        for rel in (p.relative_to(reference) for p in reference.rglob("*.json")):
+            assert (tmp_path / "early" / rel).read_bytes() == (reference / rel).read_bytes()
+        again = Workers(1)  # a rerun with nothing left to do: they are not needed
+        s = batch.detect_files(["in"], FaceLandmarker(model="direct"), out_dir=tmp_path / "early", workers=again, log=None)
+        assert s.skipped == 60 and s.written == 0
+        assert spawned_workers(os.getpid()) == []
+    finally:
+        os.chdir(cwd)
 
 
 @pytest.mark.parametrize("fmt", ["json", "jsonl"])
