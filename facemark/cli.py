@@ -319,6 +319,7 @@ def detect(
             require_pyarrow()  # says how to install it if it is missing
     if n_workers == "auto":  # decided here, from the images listed: the landmarker is made for its share of the cores
         n_workers = auto_workers(len(plan.images), device)
+    n_workers = min(n_workers, len(plan.images))  # (one image: one worker, with every core)
     started = None
     if n_workers > 1:
         try:  # started now, so their start overlaps this process loading its models and checking what is done

@@ -1048,3 +1048,31 @@ def test_a_file_where_an_output_folder_must_go_is_named(tmp_path, face_image):
     assert r.returncode == 1 and "1 of 2 image(s) done" in r.stderr, r.stderr
     assert f"{Path('o', 'sub')} is a file, not a folder" in r.stderr, r.stderr
     assert (tmp_path / "o" / "sub").read_text() == "a file of the user's\n"
+
+
+def test_one_image_with_workers_starts_no_process_and_keeps_every_core(monkeypatch, tmp_path, face_image):
+    """--workers 3 on one image: nothing to share, so no worker process is started for nothing,
+    and the one landmarker keeps onnxruntime's own thread count (not a third of the cores)."""
+    from typer.testing import CliRunner
+
+    from facemark import landmarker, workers
+    from facemark.cli import app
+
+    class NoWorkers:
+        def __init__(self, *a, **k):
+            raise AssertionError("a worker process was started for one image")
+
+    made = []
+    real = landmarker.FaceLandmarker.__init__
+
+    def init(self, *a, **k):
+        made.append(k.get("threads"))
+        real(self, *a, **k)
+
+    monkeypatch.setattr(workers, "Workers", NoWorkers)
+    monkeypatch.setattr(landmarker.FaceLandmarker, "__init__", init)
+    cv2.imwrite(str(tmp_path / "one.jpg"), face_image)
+    r = CliRunner().invoke(app, ["detect", str(tmp_path / "one.jpg"), "--out", str(tmp_path / "o"), "--workers", "3",
+                                 *MODEL])
+    assert r.exit_code == 0, r.output
+    assert made == [None] and (tmp_path / "o" / "one.jpg.json").exists()
