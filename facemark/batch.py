@@ -36,7 +36,7 @@ from .landmarker import FaceLandmarker
 from .quiet import to_stderr
 from .results import SCHEMA, document, dumps
 from .shards import DEFAULT_SHARD_SIZE
-from .workers import Workers, WorkersUnavailable, cpu_cores, run_workers, threads_each
+from .workers import Workers, WorkersUnavailable, cpu_cores, run_workers, stop_asked, threads_each
 
 ANNOTATED_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
@@ -206,11 +206,17 @@ def _stamp(path: Path, now: float | None = None) -> int | None:
     return st.st_mtime_ns if st.st_mtime <= (now or time.time()) else st.st_ctime_ns
 
 
+class _Stopped(Exception):
+    """The run is ending (``stop_asked``): this chunk is left for the next run."""
+
+
 def _load(chunk: list) -> list:
     """Read and decode one chunk (in a thread, ahead of the model): (k, im, name, image or error,
     its change time before the read, ``_stamp``: its output is written only if that still holds)."""
     out = []
     for k, im, name in chunk:
+        if stop_asked():
+            raise _Stopped
         read_at = _stamp(im.path)
         try:
             out.append((k, im, name, read_image(im.path), read_at))
@@ -305,6 +311,8 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
         outcomes.append(Outcome(k, False, msg, payload=row(_recorded(job, im), None, None, fl.model_name, error=msg)))
 
     for k, im, name, image, read_at in loaded:
+        if stop_asked():
+            raise _Stopped
         if job.fmt in ("jsonl", "parquet") and utf8_name(_recorded(job, im)) is None:  # (a shard's readers need UTF-8)
             failed(k, im, f"{shown_name(_recorded(job, im))}: its name is not valid UTF-8, which a shard row cannot hold "
                           f"(pandas and pyarrow refuse the whole shard); rename it, or use --format json")
@@ -581,144 +589,148 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
 
     from .shards import ShardWriter
 
-    stdout = stdout or sys.stdout
-    log = log or (lambda line: None)  # log=None: quiet
-    if not isinstance(fl, FaceLandmarker):
-        raise TypeError(f"fl must be a FaceLandmarker (FaceLandmarker(model=...)), not {type(fl).__name__}")
-    if isinstance(boxes, bytes):
-        boxes = os.fsdecode(boxes)
-    if boxes is not None and not isinstance(boxes, (str, os.PathLike)):
-        raise TypeError(f"boxes must be the path of a boxes file, not {type(boxes).__name__} (for boxes in "
-                        f"memory: FaceLandmarker(detector=GivenBoxes({{path: [[x1, y1, x2, y2], ...]}})))")
-    if out_dir is None and isinstance(stdout, (io.BufferedIOBase, io.RawIOBase)):
-        raise TypeError("stdout must be a text stream (io.StringIO, a file opened with 'w'), not a binary one")
-    if fmt not in ("json", "jsonl", "parquet"):
-        raise UsageError(f"--format must be json, jsonl or parquet, not {fmt!r}")
-    if style not in STYLES:
-        raise UsageError(f"--draw must be one of {', '.join(STYLES)}, not {style!r}")
-    if isinstance(rows_per_shard, bool) or not isinstance(rows_per_shard, int) or rows_per_shard < 1:
-        raise UsageError(f"--shard-size must be a positive integer, not {rows_per_shard!r}")
     started = workers if isinstance(workers, Workers) else None
-    if started is not None:
-        workers = started.processes + 1  # (they and this process)
-    elif workers == "auto":
-        workers = None  # decided below, once the images left to do are known
-    elif isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise UsageError(f"--workers must be a positive integer or 'auto', not {workers!r}")
-    has = fl.detector.source if isinstance(fl.detector, GivenBoxes) else None
-    if boxes is not None and has != os.path.realpath(boxes):  # (the CLI's landmarker has read them already)
-        fl = _with_boxes(fl, boxes)
-    plan = inputs if isinstance(inputs, Plan) else plan_inputs(inputs, out_dir, annotate, batch_images, log)
-    out_dir = plan.out_dir
-    if fmt != "json" and out_dir is None:
-        raise UsageError(f"--format {fmt} writes shards: give --out DIR")
-    if out_dir is not None:
+    try:
+        stdout = stdout or sys.stdout
+        log = log or (lambda line: None)  # log=None: quiet
+        if not isinstance(fl, FaceLandmarker):
+            raise TypeError(f"fl must be a FaceLandmarker (FaceLandmarker(model=...)), not {type(fl).__name__}")
+        if isinstance(boxes, bytes):
+            boxes = os.fsdecode(boxes)
+        if boxes is not None and not isinstance(boxes, (str, os.PathLike)):
+            raise TypeError(f"boxes must be the path of a boxes file, not {type(boxes).__name__} (for boxes in "
+                            f"memory: FaceLandmarker(detector=GivenBoxes({{path: [[x1, y1, x2, y2], ...]}})))")
+        if out_dir is None and isinstance(stdout, (io.BufferedIOBase, io.RawIOBase)):
+            raise TypeError("stdout must be a text stream (io.StringIO, a file opened with 'w'), not a binary one")
+        if fmt not in ("json", "jsonl", "parquet"):
+            raise UsageError(f"--format must be json, jsonl or parquet, not {fmt!r}")
+        if style not in STYLES:
+            raise UsageError(f"--draw must be one of {', '.join(STYLES)}, not {style!r}")
+        if isinstance(rows_per_shard, bool) or not isinstance(rows_per_shard, int) or rows_per_shard < 1:
+            raise UsageError(f"--shard-size must be a positive integer, not {rows_per_shard!r}")
+        if started is not None:
+            workers = started.processes + 1  # (they and this process)
+        elif workers == "auto":
+            workers = None  # decided below, once the images left to do are known
+        elif isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise UsageError(f"--workers must be a positive integer or 'auto', not {workers!r}")
+        has = fl.detector.source if isinstance(fl.detector, GivenBoxes) else None
+        if boxes is not None and has != os.path.realpath(boxes):  # (the CLI's landmarker has read them already)
+            fl = _with_boxes(fl, boxes)
+        plan = inputs if isinstance(inputs, Plan) else plan_inputs(inputs, out_dir, annotate, batch_images, log)
+        out_dir = plan.out_dir
+        if fmt != "json" and out_dir is None:
+            raise UsageError(f"--format {fmt} writes shards: give --out DIR")
+        if out_dir is not None:
+            try:
+                out_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise UsageError(f"--out {out_dir} cannot be made: {e.strerror or e}") from None
+        redo = None
+        if not resume and out_dir is not None:
+            redo = _redo_started(out_dir, run_settings(fl, fmt, plan.annotate, style, show_box, show_score), log)
+        shards = ShardWriter(out_dir, fmt, rows_per_shard) if fmt != "json" else None
+        s = BatchSummary(images=len(plan.images), missing=len(plan.missing), failures=len(plan.missing),
+                         out_dir=out_dir)
+        if out_dir is not None:  # what a killed run left half-written, before anything new is written
+            for folder in {out_dir, *((out_dir / n).parent for n in plan.names)}:
+                remove_stale_temps(folder)
+        if resume or redo:
+            skip = done_already(plan, fmt, out_dir, plan.annotate, fl.model_name, redo or 0)
+        else:
+            skip = set()
+        s.skipped, s.redo_continued = len(skip), bool(redo)
+        protected = [im.path for im in plan.images] + ([Path(boxes)] if boxes else [])  # never overwritten
+        job = Job(out_dir, plan.annotate, fmt if out_dir is not None else "stdout", str(boxes) if boxes else None,
+                  style, show_box, show_score, frozenset(os.path.realpath(p) for p in protected))
+        todo = [(k, im, plan.names[k]) for k, im in enumerate(plan.images) if k not in skip]
+        if workers is None:
+            workers = auto_workers(len(todo), fl.spec.get("device", "cpu"))
+        size = chunk_size(len(todo), plan.batch_images, workers)
+        chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
+        if progress and skip:
+            progress(len(skip))
+
+        def shard_error(e: OSError) -> OutputError:
+            return OutputError(f"cannot write a shard in {out_dir}: {e.strerror or e}; stopped. This run's complete "
+                               f"shards hold {shards.written} row(s) and stay valid; the same command continues")
+
+        small_example: list[int] = []  # the first image the --min-face note is about
+
+        def report(outcomes: list[Outcome], n: int) -> None:
+            for o in outcomes:
+                if o.k < 0:
+                    raise OutputError(f"{o.message}; stopped after {s.written} image(s), whose outputs are complete. "
+                                      f"Fix that and run the same command again (done images are skipped)")
+                if o.ok:
+                    s.written += 1
+                    s.faces += o.faces
+                    s.no_face += o.faces == 0
+                    s.shrunk_small += o.shrunk_small
+                    if o.shrunk_small:  # (the first in input order: workers report chunks as they finish)
+                        small_example[:] = sorted(small_example + [o.k])[:1]
+                else:
+                    log(f"failed: {o.message}")
+                    s.failures += 1
+                if job.fmt == "stdout" and o.ok:
+                    try:
+                        with _one_signal_waits():  # a document is never cut off mid-line (a slow reader: a long wait)
+                            write_whole(stdout, o.payload + "\n")
+                    except BrokenPipeError as e:
+                        e.failures = s.failures  # the reader has gone (| head): the caller stops quietly,
+                        raise  # with exit 1 if an image had failed by then (each was named)
+                    except OSError as e:
+                        raise OutputError(f"cannot write to standard output: {e.strerror or e}") from None
+                elif shards is not None and o.payload is not None:
+                    try:
+                        shards.add(o.payload)
+                    except OSError as e:
+                        raise shard_error(e) from None
+            if progress:
+                progress(n)
+
+        def in_process(chunks: list) -> None:
+            with ThreadPoolExecutor(1) as reader:  # decode the next chunk while the model runs this one
+                ahead = reader.submit(_load, chunks[0]) if chunks else None
+                for i, chunk in enumerate(chunks):
+                    loaded = ahead.result()
+                    ahead = reader.submit(_load, chunks[i + 1]) if i + 1 < len(chunks) else None
+                    report(_process(job, fl, loaded), len(chunk))
+
         try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise UsageError(f"--out {out_dir} cannot be made: {e.strerror or e}") from None
-    redo = None
-    if not resume and out_dir is not None:
-        redo = _redo_started(out_dir, run_settings(fl, fmt, plan.annotate, style, show_box, show_score), log)
-    shards = ShardWriter(out_dir, fmt, rows_per_shard) if fmt != "json" else None
-    s = BatchSummary(images=len(plan.images), missing=len(plan.missing), failures=len(plan.missing), out_dir=out_dir)
-    if out_dir is not None:  # what a killed run left half-written, before anything new is written
-        for folder in {out_dir, *((out_dir / n).parent for n in plan.names)}:
-            remove_stale_temps(folder)
-    if resume or redo:
-        skip = done_already(plan, fmt, out_dir, plan.annotate, fl.model_name, redo or 0)
-    else:
-        skip = set()
-    s.skipped, s.redo_continued = len(skip), bool(redo)
-    protected = [im.path for im in plan.images] + ([Path(boxes)] if boxes else [])  # never overwritten
-    job = Job(out_dir, plan.annotate, fmt if out_dir is not None else "stdout", str(boxes) if boxes else None, style,
-              show_box, show_score, frozenset(os.path.realpath(p) for p in protected))
-    todo = [(k, im, plan.names[k]) for k, im in enumerate(plan.images) if k not in skip]
-    if workers is None:
-        workers = auto_workers(len(todo), fl.spec.get("device", "cpu"))
-    size = chunk_size(len(todo), plan.batch_images, workers)
-    chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
-    if progress and skip:
-        progress(len(skip))
-
-    def shard_error(e: OSError) -> OutputError:
-        return OutputError(f"cannot write a shard in {out_dir}: {e.strerror or e}; stopped. This run's complete "
-                           f"shards hold {shards.written} row(s) and stay valid; the same command continues")
-
-    small_example: list[int] = []  # the first image the --min-face note is about
-
-    def report(outcomes: list[Outcome], n: int) -> None:
-        for o in outcomes:
-            if o.k < 0:
-                raise OutputError(f"{o.message}; stopped after {s.written} image(s), whose outputs are complete. "
-                                  f"Fix that and run the same command again (done images are skipped)")
-            if o.ok:
-                s.written += 1
-                s.faces += o.faces
-                s.no_face += o.faces == 0
-                s.shrunk_small += o.shrunk_small
-                if o.shrunk_small:  # (the first in input order: workers report chunks as they finish)
-                    small_example[:] = sorted(small_example + [o.k])[:1]
+            if workers == 1 or len(chunks) < 2:
+                in_process(chunks)
             else:
-                log(f"failed: {o.message}")
-                s.failures += 1
-            if job.fmt == "stdout" and o.ok:
+                workers = min(workers, len(chunks))
+                local = fl if fl.spec.get("threads") == threads_each(workers) else FaceLandmarker(
+                    **{**fl.spec, "threads": threads_each(workers)})  # (the CLI makes its landmarker so)
                 try:
-                    with _one_signal_waits():  # a document is never cut off mid-line (a slow reader: a long wait)
-                        write_whole(stdout, o.payload + "\n")
-                except BrokenPipeError as e:
-                    e.failures = s.failures  # the reader has gone (| head): the caller stops quietly,
-                    raise  # with exit 1 if an image had failed by then (each was named)
-                except OSError as e:
-                    raise OutputError(f"cannot write to standard output: {e.strerror or e}") from None
-            elif shards is not None and o.payload is not None:
+                    run_workers(fl.spec, job, work_on_chunk, chunks, workers, report, local=local, started=started)
+                except WorkersUnavailable as e:  # e.g. no /dev/shm in a sandbox: slower, not broken
+                    log(f"note: no worker processes here ({e}); running in this one")
+                    if fl.spec.get("threads") is not None:  # (made for a share of the cores: all of them now)
+                        fl = FaceLandmarker(**{**fl.spec, "threads": None})
+                    in_process([todo[i:i + plan.batch_images] for i in range(0, len(todo), plan.batch_images)])
+        finally:
+            if shards is not None:
                 try:
-                    shards.add(o.payload)
+                    shards.flush()  # the rows done so far: a complete shard, found by the next run
                 except OSError as e:
                     raise shard_error(e) from None
-        if progress:
-            progress(n)
-
-    def in_process(chunks: list) -> None:
-        with ThreadPoolExecutor(1) as reader:  # decode the next chunk while the model runs this one
-            ahead = reader.submit(_load, chunks[0]) if chunks else None
-            for i, chunk in enumerate(chunks):
-                loaded = ahead.result()
-                ahead = reader.submit(_load, chunks[i + 1]) if i + 1 < len(chunks) else None
-                report(_process(job, fl, loaded), len(chunk))
-
-    try:
-        if workers == 1 or len(chunks) < 2:
-            in_process(chunks)
-        else:
-            workers = min(workers, len(chunks))
-            local = fl if fl.spec.get("threads") == threads_each(workers) else FaceLandmarker(
-                **{**fl.spec, "threads": threads_each(workers)})  # (the CLI makes its landmarker so)
+        if not resume and out_dir is not None:  # the --redo is complete: the next one starts over
             try:
-                run_workers(fl.spec, job, work_on_chunk, chunks, workers, report, local=local, started=started)
-            except WorkersUnavailable as e:  # e.g. no /dev/shm in a sandbox: slower, not broken
-                log(f"note: no worker processes here ({e}); running in this one")
-                if fl.spec.get("threads") is not None:  # (made for a share of the cores: all of them now)
-                    fl = FaceLandmarker(**{**fl.spec, "threads": None})
-                in_process([todo[i:i + plan.batch_images] for i in range(0, len(todo), plan.batch_images)])
+                (out_dir / REDO_MARK).unlink()
+            except OSError:
+                pass
+        if s.shrunk_small:
+            log(f"note: {s.shrunk_small} image(s) searched shrunk to {fl.detector.max_side} px on the long side found "
+                f"no face, or faces near the smallest it finds (1/16 of the long side), e.g. "
+                f"{plan.images[small_example[0]].path}: smaller ones there go unseen; --min-face 40 (pixels) finds "
+                f"them, more slowly")
+        return s
     finally:
-        if started is not None:  # (unused: nothing left to do)
+        if started is not None:  # (used or not: nothing left to do, or an error before the run)
             started.close()
-        if shards is not None:
-            try:
-                shards.flush()  # the rows done so far: a complete shard, found by the next run
-            except OSError as e:
-                raise shard_error(e) from None
-    if not resume and out_dir is not None:  # the --redo is complete: the next one starts over
-        try:
-            (out_dir / REDO_MARK).unlink()
-        except OSError:
-            pass
-    if s.shrunk_small:
-        log(f"note: {s.shrunk_small} image(s) searched shrunk to {fl.detector.max_side} px on the long side found no "
-            f"face, or faces near the smallest it finds (1/16 of the long side), e.g. {plan.images[small_example[0]].path}: smaller "
-            f"ones there go unseen; --min-face 40 (pixels) finds them, more slowly")
-    return s
 
 
 def _shrunk_small(fl: FaceLandmarker, image: np.ndarray, faces: list) -> bool:

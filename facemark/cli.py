@@ -229,11 +229,7 @@ def _workers(text: str) -> "int | str":
     return n
 
 
-def _landmarker(model: str, device: str, detector: str, boxes: Optional[Path], threshold: float,
-                min_face: Optional[float], threads: Optional[int] = None, flip: bool = False):
-    from .backends import ModelError
-    from .boxes import read_boxes
-    from .landmarker import FaceLandmarker
+def _check_landmarker_args(device: str, threshold: float, min_face: Optional[float]) -> None:
     from .runtime import is_device
 
     if not is_device(device):
@@ -242,6 +238,15 @@ def _landmarker(model: str, device: str, detector: str, boxes: Optional[Path], t
         fail(f"--threshold must be between 0 and 1, not {threshold}")
     if min_face is not None and not (math.isfinite(min_face) and min_face > 0):
         fail(f"--min-face must be a positive number of pixels, not {min_face}")
+
+
+def _landmarker(model: str, device: str, detector: str, boxes: Optional[Path], threshold: float,
+                min_face: Optional[float], threads: Optional[int] = None, flip: bool = False):
+    from .backends import ModelError
+    from .boxes import read_boxes
+    from .landmarker import FaceLandmarker
+
+    _check_landmarker_args(device, threshold, min_face)
     with usage_errors():
         det = read_boxes(boxes) if boxes else detector
     try:
@@ -272,7 +277,7 @@ def detect(
     fmt: str = typer.Option("json", "--format", help="With --out: json (a file per image) | jsonl | parquet (shards of rows)."),
     shard_size: int = typer.Option(DEFAULT_SHARD_SIZE, "--shard-size", help="With --format jsonl/parquet: images per shard file."),
     redo: bool = typer.Option(False, "--redo", help="With --out: recompute images whose outputs already exist (default: skip them)."),
-    workers: str = typer.Option("auto", "--workers", help="Worker processes, each with its own models (cores are shared out); auto: one per core (at most 8, 64+ images each) on CPU, 1 on CUDA."),
+    workers: str = typer.Option("auto", "--workers", help="Workers, each with its own models and a share of the cores: facemark and N-1 more processes; auto: one per core (at most 8, 64+ images each) on CPU, 1 on CUDA."),
     ray: Optional[str] = typer.Option(None, "--ray", help="Run on Ray: 'local' or a cluster address HOST:PORT (Parquet shards to --out)."),
 ):
     """Find faces and their 98 landmarks; JSON (schema facemark/v1) to stdout or --out DIR.
@@ -281,7 +286,7 @@ def detect(
     """  # noqa: E501 - one line: the help keeps line breaks
     from .annotate import STYLES
     from .batch import auto_workers, plan_inputs
-    from .workers import Workers
+    from .workers import Workers, cpu_cores
 
     if out_arg is not None and not out_arg.strip():
         fail("--out is an empty string; name a folder (use . for this folder)")
@@ -319,9 +324,10 @@ def detect(
             require_pyarrow()  # says how to install it if it is missing
     if n_workers == "auto":  # decided here, from the images listed: the landmarker is made for its share of the cores
         n_workers = auto_workers(len(plan.images), device)
-    n_workers = min(n_workers, len(plan.images))  # (one image: one worker, with every core)
+    n_workers = min(n_workers, len(plan.images), 4 * cpu_cores())  # (one image: one worker, with every core)
     started = None
     if n_workers > 1:
+        _check_landmarker_args(device, threshold, min_face)  # (before processes start for nothing)
         try:  # started now, so their start overlaps this process loading its models and checking what is done
             started = Workers(n_workers - 1)
         except (OSError, ImportError, NotImplementedError):

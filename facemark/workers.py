@@ -1,5 +1,5 @@
-"""Worker processes for ``facemark detect --workers``: chunks of images over N processes, each
-with its own landmarker, results back in input order.
+"""Worker processes for ``facemark detect --workers``: chunks of images over this process and
+N-1 more, each with its own landmarker, results back in input order.
 
 This module imports nothing heavy at the top: a worker starts by unpickling a reference to
 ``_init`` here, so it can tie its life to the main process (Linux ``PR_SET_PDEATHSIG``) before it
@@ -10,12 +10,21 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from contextlib import contextmanager
 from typing import Callable
 
 from .errors import FacemarkError
 
 _STATE: dict = {}
+_HERE = threading.local()  # run_workers' thread in this process: how it learns the run is ending
+
+
+def stop_asked() -> bool:
+    """True in ``run_workers``' thread of this process once the run is ending (Ctrl-C, an error, a
+    dead worker): work there stops between images, so the end does not wait for a whole chunk."""
+    asked = getattr(_HERE, "asked", None)
+    return asked is not None and asked()
 
 
 class WorkersUnavailable(Exception):
@@ -74,7 +83,6 @@ def _die_with_parent(parent: int) -> None:
     if os.getppid() != parent:  # the parent died before the line above took effect
         os._exit(1)
     import multiprocessing
-    import threading
     from multiprocessing.connection import wait
 
     parent_process = multiprocessing.parent_process()
@@ -205,6 +213,12 @@ class Workers:
             self.close()
             raise
 
+    def __enter__(self) -> "Workers":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def close(self) -> None:
         if self.pool is not None:
             _stop(self.pool)
@@ -238,14 +252,13 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
     then theirs, with ``local``), and are stopped at the end."""
     import multiprocessing as mp
     import pickle
-    import threading
     from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
     _not_in_a_starting_worker()
     if started is not None:
-        processes = started.processes
-        workers = processes + (local is not None)
+        workers = started.processes + (local is not None)
+        processes = min(started.processes, len(chunks) - (local is not None))  # (the rest never get a job)
     else:
         workers = min(workers, len(chunks), 4 * cpu_cores())  # no idle processes loading models
         processes = workers - 1 if local is not None else workers
@@ -272,6 +285,13 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
     def here() -> None:
         """This process's share: chunks taken as the thread gets free, so it and the processes
         finish together. A failure is handed to the main thread through the chunk's future."""
+        _HERE.asked = lambda: state["stop"]
+        try:
+            take_chunks()
+        finally:
+            ended.set()
+
+    def take_chunks() -> None:
         while True:
             with lock:
                 while not state["stop"] and (nxt := take()) is None and state["taken"] < len(chunks):
@@ -288,6 +308,7 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
 
     pool = None
     thread = None
+    ended = threading.Event()  # (set by the thread as it ends: a join cut short by Ctrl-C can take it as ended)
     running: set = set()  # the processes' futures not yet done
 
     def feed() -> None:
@@ -305,7 +326,7 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
         cv2.setNumThreads(spec["threads"])
     try:
         try:
-            if started is not None:
+            if started is not None and processes > 0:
                 pool = started.pool
                 for _ in range(processes):
                     started.queue.put(payload)
@@ -320,7 +341,7 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
                 with lock:
                     feed()
         except (OSError, ImportError, NotImplementedError) as e:  # no semaphores, no /dev/shm, no processes
-            _end(pool, thread, lock, state, started)
+            _end(pool, thread, ended, lock, state, started)
             raise WorkersUnavailable(str(e) or type(e).__name__) from None
         while k < len(chunks):
             with lock:
@@ -348,7 +369,7 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
                 with lock:
                     feed()
     except BrokenProcessPool:  # from result() or from submit(), whichever sees it first
-        _end(pool, thread, lock, state, started)
+        _end(pool, thread, ended, lock, state, started)
         first = chunks[k][0][1].path if k < len(chunks) else "the next chunk"
         why = "killed, or out of memory?" if k else \
             "killed, out of memory, or, from Python, a script calling detect_files without `if __name__ == \"__main__\":`?"
@@ -356,26 +377,43 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
                          f"{first} on still to do; outputs written so far are complete: run the same command "
                          f"again to continue (--workers 1 uses less memory)") from None
     except BaseException:
-        _end(pool, thread, lock, state, started)
+        _end(pool, thread, ended, lock, state, started)
         raise
     finally:
         if local is not None:
             cv2.setNumThreads(opencv_threads)
-    _end(pool, thread, lock, state, started)
+    _end(pool, thread, ended, lock, state, started)
 
 
-def _end(pool, thread, lock, state: dict, started: Workers | None) -> None:
+def _end(pool, thread, ended, lock, state: dict, started: Workers | None) -> None:
     """The processes stopped (their work is reported, or will be redone by the next run), and
-    this process's thread ended once it is through its chunk."""
-    with lock:
-        state["stop"] = True
-        lock.notify_all()
+    this process's thread ended once it is through its image (``stop_asked``). A Ctrl-C meanwhile
+    (the second, from an impatient user) is held until all of that is done, then raised: leaving
+    that thread running into the exit tears its models down under it (an abort, not exit 130)."""
+    again = False
+
+    def shielded(step: Callable[[], None]) -> None:
+        nonlocal again
+        while True:
+            try:
+                return step()
+            except KeyboardInterrupt:  # (each step can be run again)
+                again = True
+
+    def ask() -> None:
+        with lock:
+            state["stop"] = True
+            lock.notify_all()
+
+    shielded(ask)
     if started is not None:
-        started.close()
+        shielded(started.close)
     elif pool is not None:
-        _stop(pool)
+        shielded(lambda: _stop(pool))
     if thread is not None:
-        thread.join()
+        shielded(ended.wait)  # (not join: one interrupted by Ctrl-C can leave is_alive() False, Python 3.11)
+    if again:
+        raise KeyboardInterrupt
 
 
 def _stop(pool) -> None:

@@ -1076,3 +1076,99 @@ def test_one_image_with_workers_starts_no_process_and_keeps_every_core(monkeypat
                                  *MODEL])
     assert r.exit_code == 0, r.output
     assert made == [None] and (tmp_path / "o" / "one.jpg.json").exists()
+
+
+def test_workers_handed_to_detect_files_are_stopped_even_when_it_refuses_the_run(tmp_path):
+    """detect_files takes over the Workers it is given: an error before the run (here: nothing to
+    process) must stop them too, or they wait for a job forever and Python hangs at exit."""
+    from facemark.batch import detect_files
+    from facemark.errors import UsageError
+    from facemark.landmarker import FaceLandmarker
+    from facemark.workers import Workers
+
+    started = Workers(1)
+    try:
+        with pytest.raises(UsageError):
+            detect_files([str(tmp_path / "nothing-here")], FaceLandmarker(model="direct"), workers=started, log=None)
+        assert started.pool is None and spawned_workers(os.getpid()) == []
+    finally:
+        started.close()
+
+
+def test_workers_are_no_more_than_the_images_and_the_cores(monkeypatch, tmp_path, face_image):
+    from typer.testing import CliRunner
+
+    from facemark import workers
+    from facemark.cli import app
+
+    asked = []
+
+    class Unstartable:  # (records what the CLI asks for, then runs in one process)
+        def __init__(self, processes, *a, **k):
+            asked.append(processes)
+            raise OSError("no processes in this test")
+
+    monkeypatch.setattr(workers, "Workers", Unstartable)
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.jpg"), face_image)
+    r = CliRunner().invoke(app, ["detect", str(tmp_path), "--out", str(tmp_path / "o"), "--workers", "40", *MODEL])
+    assert r.exit_code == 0, r.output
+    assert asked == [2]  # three images: facemark and two more processes, not 39
+
+
+def _stops_between_images(job, fl, chunk) -> list:
+    """1 s a chunk of 20 in this process, 1.3 s in a worker process: a worker's chunk, reported
+    (in input order) as soon as it is done, comes while this process is inside one of its own."""
+    from facemark.workers import stop_asked
+
+    for k, _, _ in chunk:
+        if stop_asked():
+            _STOPPED_AT.append(k)
+            raise RuntimeError("stopped")
+        time.sleep(0.05 if os.getpid() == job else 0.065)
+    return [(os.getpid(), k) for k, _, _ in chunk]
+
+
+_STOPPED_AT: list[int] = []
+
+
+def test_this_process_stops_between_images_when_the_run_ends():
+    """When the run ends early (here: writing the first outcomes fails), the chunk this process is
+    on stops at its next image, rather than the end waiting for the whole chunk."""
+    from facemark.workers import run_workers
+
+    def report(outcomes, n):
+        if any(pid != os.getpid() for pid, _ in outcomes):
+            raise OSError("the disk is full")
+
+    chunks = [[(k, None, None) for k in range(i, i + 20)] for i in range(0, 400, 20)]
+    _STOPPED_AT.clear()
+    with pytest.raises(OSError, match="disk is full"):
+        run_workers({"model": "direct"}, os.getpid(), _stops_between_images, chunks, 2, report,
+                    local=_landmarker_for(2))
+    assert len(_STOPPED_AT) == 1  # it stopped inside its chunk, at the next image
+    assert spawned_workers(os.getpid()) == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers through /proc")
+def test_a_second_ctrl_c_while_this_process_finishes_its_image_still_ends_cleanly(tmp_path, face_image):
+    """Ctrl-C, then Ctrl-C again while facemark waits for the image its own thread is on: exit 130
+    with the one line, not an abort from the models being torn down under that thread."""
+    (tmp_path / "big").mkdir()
+    img = cv2.resize(face_image, (3000, 2000))
+    for i in range(6):
+        cv2.imwrite(str(tmp_path / "big" / f"{i}.jpg"), img)
+    cmd = [sys.executable, "-m", "facemark", "detect", "big", "--out", "out", "--workers", "2", "--min-face", "16",
+           "--annotate", *MODEL]
+    p = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=sigint_default)
+    t0 = time.time()
+    while not (spawned_workers(p.pid) and time.time() - t0 > 2.5):  # both busy with their first images
+        assert p.poll() is None and time.time() - t0 < 120
+        time.sleep(0.02)
+    p.send_signal(signal.SIGINT)
+    time.sleep(0.1)
+    p.send_signal(signal.SIGINT)
+    _, stderr = p.communicate(timeout=60)
+    assert p.returncode == 130, stderr
+    assert stderr.strip().splitlines() == ["interrupted: outputs written so far are complete; the same command continues"]
