@@ -36,7 +36,7 @@ from .landmarker import FaceLandmarker
 from .quiet import to_stderr
 from .results import SCHEMA, document, dumps
 from .shards import DEFAULT_SHARD_SIZE
-from .workers import Workers, WorkersUnavailable, cpu_cores, run_workers, stop_asked, threads_each
+from .workers import WorkerDied, Workers, WorkersUnavailable, cpu_cores, run_workers, stop_asked, threads_each
 
 ANNOTATED_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
@@ -609,6 +609,8 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
         if isinstance(rows_per_shard, bool) or not isinstance(rows_per_shard, int) or rows_per_shard < 1:
             raise UsageError(f"--shard-size must be a positive integer, not {rows_per_shard!r}")
         if started is not None:
+            if started.pool is None:
+                raise ValueError("these Workers were closed (by the run they were given to): start new ones for each run")
             workers = started.processes + 1  # (they and this process)
         elif workers == "auto":
             workers = None  # decided below, once the images left to do are known
@@ -660,8 +662,9 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
         def report(outcomes: list[Outcome], n: int) -> None:
             for o in outcomes:
                 if o.k < 0:
-                    raise OutputError(f"{o.message}; stopped after {s.written} image(s), whose outputs are complete. "
-                                      f"Fix that and run the same command again (done images are skipped)")
+                    more = " (and a few more by other workers)" if workers > 1 else ""
+                    raise OutputError(f"{o.message}; stopped after {s.written} image(s){more}, whose outputs are "
+                                      f"complete. Fix that and run the same command again (done images are skipped)")
                 if o.ok:
                     s.written += 1
                     s.faces += o.faces
@@ -705,7 +708,12 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                 local = fl if fl.spec.get("threads") == threads_each(workers) else FaceLandmarker(
                     **{**fl.spec, "threads": threads_each(workers)})  # (the CLI makes its landmarker so)
                 try:
-                    run_workers(fl.spec, job, work_on_chunk, chunks, workers, report, local=local, started=started)
+                    run_workers(fl.spec, job, work_on_chunk, chunks, workers, report, local=local, started=started,
+                                label=fl.model_name)
+                except WorkerDied as e:
+                    then = ("what was printed is complete; the rest was not" if job.fmt == "stdout" else
+                            "outputs written so far are complete: run the same command again to continue")
+                    raise WorkerDied(f"{e}; {then} (--workers 1 uses less memory)") from None
                 except WorkersUnavailable as e:  # e.g. no /dev/shm in a sandbox: slower, not broken
                     log(f"note: no worker processes here ({e}); running in this one")
                     if fl.spec.get("threads") is not None:  # (made for a share of the cores: all of them now)

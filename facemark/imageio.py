@@ -247,6 +247,9 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
         raise ImageError(f"{name} is empty")
     size = header_size(data)
     if size is not None and size[0] * size[1] > limit:
+        if size[0] * size[1] > 10_000_000 * data.size:  # (no format packs that many pixels into a byte)
+            raise ImageError(f"{name} is damaged: its header says {size[0]}x{size[1]} pixels, far more than its "
+                             f"{data.size:,} bytes can hold")
         raise ImageError(f"{name} is {size[0]}x{size[1]} pixels, over the {limit:,}-pixel limit "
                          f"(FACEMARK_MAX_PIXELS raises it)")
     kind = _alpha_kind(data)

@@ -38,7 +38,7 @@ def recorded_path(path: str | os.PathLike) -> str:
     says); where a folder above has a name that is not UTF-8 (which Parquet cannot hold), the
     path as typed."""
     typed = os.fspath(path)
-    full = os.path.join(os.getcwd(), typed)
+    full = typed if os.path.isabs(typed) else os.path.join(os.getcwd(), typed)  # (absolute: no need of a cwd, which may be gone)
     if ".." in full.split(os.sep):  # (the folder's real path; the file's own name kept, a link or not)
         head, name = os.path.split(full)
         full = os.path.join(os.path.realpath(head), name) if name not in ("", "..") else os.path.realpath(full)

@@ -138,7 +138,7 @@ def _init(payload, parent: int, warm: tuple[str, ...] = ()) -> None:
             importlib.import_module(name)
         if not isinstance(payload, bytes):
             payload = payload.get()
-        cwd, spec, job, work = pickle.loads(payload)  # only now: unpickling them imports the heavy modules
+        cwd, spec, job, work, label = pickle.loads(payload)  # only now: unpickling them imports the heavy modules
         if cwd is not None and cwd != _cwd():  # (started earlier: relative paths are the caller's now)
             os.chdir(cwd)
         import cv2
@@ -148,11 +148,24 @@ def _init(payload, parent: int, warm: tuple[str, ...] = ()) -> None:
         cv2.setNumThreads(spec.get("threads") or 1)
         from .landmarker import FaceLandmarker
 
-        _STATE["fl"] = FaceLandmarker(**spec)
+        _STATE["fl"] = fl = FaceLandmarker(**spec)
         _STATE["job"] = job
         _STATE["work"] = work
+        if label is not None and fl.model_name != label:  # (outputs name their model: one run, one model)
+            _STATE["failed"] = (f"its model file {spec['model']} changed after the run started: it is {fl.model_name} "
+                                f"now, and the run's outputs are {label}'s")
     except Exception as e:  # noqa: BLE001 - reported by the main process as one line, not a child's traceback
         _STATE["failed"] = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+
+
+def _from_a_script() -> bool:
+    """Whether this process runs a Python script of the user's, not facemark's own command: only
+    a script can start workers that run it again on import (the usual cause of an early death)."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name == "facemark.__main__":
+        return False
+    return os.path.basename(getattr(main, "__file__", "") or "") not in ("facemark", "facemark.exe", "facemark-script.py")
 
 
 def _cwd() -> str | None:
@@ -198,6 +211,8 @@ class Workers:
         from concurrent.futures import ProcessPoolExecutor
 
         _not_in_a_starting_worker()
+        if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
+            raise ValueError(f"Workers(processes): a positive number of processes, not {processes!r}")
         ctx = mp.get_context("spawn")  # no fork of onnxruntime's threads
         self.processes = processes
         self.pool = None
@@ -239,7 +254,7 @@ def threads_each(workers: int) -> int:
 
 
 def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, report: Callable[[list, int], None],
-                local=None, started: Workers | None = None) -> None:
+                local=None, started: Workers | None = None, label: str | None = None) -> None:
     """``work(job, landmarker, chunk)`` for each of ``chunks`` over ``workers`` processes (each with
     its landmarker built from ``spec`` and 1/workers of the cores); ``report(outcomes, n)`` in
     input order. With ``local`` (a landmarker of this process, with ``threads_each(workers)``
@@ -249,7 +264,9 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
     flight at a time, so a run of millions of images holds no more than that in memory. Raises
     ``WorkersUnavailable`` if no process can be started, ``WorkerDied`` if one ends mid-run
     (what was reported is complete). ``started``: its processes are the ones (``workers`` is
-    then theirs, with ``local``), and are stopped at the end."""
+    then theirs, with ``local``), and are stopped at the end. ``label``: the model name this run's
+    outputs carry (``FaceLandmarker.model_name``); a process whose model file gives another (the
+    file replaced as the run started) does not work."""
     import multiprocessing as mp
     import pickle
     from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -264,7 +281,7 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
         processes = workers - 1 if local is not None else workers
     spec = {**spec, "threads": threads_each(workers)}
     try:
-        payload = pickle.dumps((_cwd(), spec, job, work))
+        payload = pickle.dumps((_cwd(), spec, job, work, label))
     except (pickle.PicklingError, AttributeError, TypeError) as e:  # e.g. a detector object of the caller's
         if started is not None:
             started.close()
@@ -342,6 +359,9 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
                     feed()
         except (OSError, ImportError, NotImplementedError) as e:  # no semaphores, no /dev/shm, no processes
             _end(pool, thread, ended, lock, state, started)
+            if _cwd() is None:
+                raise WorkersUnavailable("the current folder no longer exists, and worker processes start in it") \
+                    from None
             raise WorkersUnavailable(str(e) or type(e).__name__) from None
         while k < len(chunks):
             with lock:
@@ -356,8 +376,8 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
                 try:
                     outcomes = oldest.result()
                 except _StartFailed as e:
-                    raise WorkerDied(f"a worker process could not load the models ({e}); nothing more was done. "
-                                     f"Outputs written so far are complete") from None
+                    raise WorkerDied(f"a worker process could not load the models ({e}); nothing more was "
+                                     f"done") from None
                 report(outcomes, len(chunks[k]))
                 with lock:
                     del slots[k]
@@ -371,11 +391,10 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
     except BrokenProcessPool:  # from result() or from submit(), whichever sees it first
         _end(pool, thread, ended, lock, state, started)
         first = chunks[k][0][1].path if k < len(chunks) else "the next chunk"
-        why = "killed, or out of memory?" if k else \
-            "killed, out of memory, or, from Python, a script calling detect_files without `if __name__ == \"__main__\":`?"
-        raise WorkerDied(f"a worker process ended unexpectedly ({why}) with images from "
-                         f"{first} on still to do; outputs written so far are complete: run the same command "
-                         f"again to continue (--workers 1 uses less memory)") from None
+        why = "killed, out of memory, or a script calling detect_files without `if __name__ == \"__main__\":`?" \
+            if k == 0 and _from_a_script() else "killed, or out of memory?"
+        raise WorkerDied(f"a worker process ended unexpectedly ({why}) before the images from {first} on were "
+                         f"all done") from None
     except BaseException:
         _end(pool, thread, ended, lock, state, started)
         raise

@@ -53,11 +53,13 @@ def leftovers(folder: Path) -> list[str]:
     return [str(p) for p in folder.rglob("*") if p.name.startswith(".") or p.name.endswith(".tmp")]
 
 
-def png_header_only(width: int, height: int) -> bytes:
-    """A tiny PNG that claims width x height pixels: a decompression bomb's header."""
+def png_header_only(width: int, height: int, idat: int = 64) -> bytes:
+    """A PNG that claims width x height pixels, with ``idat`` bytes of zero rows behind its header
+    (compressed): a decompression bomb's start, or with little data, a damaged header."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))  # noqa: E731
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * idat))
+            + chunk(b"IEND", b""))
 
 
 @pytest.fixture(scope="module")
@@ -83,11 +85,12 @@ def corpus(tmp_path_factory, face):
     (src / "truncated.jpg").write_bytes(jpg[: len(jpg) // 3])
     png = cv2.imencode(".png", face)[1].tobytes()
     (src / "truncated.png").write_bytes(png[: len(png) // 2])  # libpng complains on fd 2
-    (src / "bomb.png").write_bytes(png_header_only(40000, 40000))
+    (src / "bomb.png").write_bytes(png_header_only(40000, 40000, idat=10**6))  # (a KB: a bomb's, not a broken header)
+    (src / "liar.png").write_bytes(png_header_only(1139341455, 349686402))  # random bytes where the size goes
     os.mkfifo(src / "fifo.jpg")  # reading it would block forever
     os.symlink(src / "nowhere.jpg", src / "dangling.jpg")
     (src / "loop").symlink_to(src, target_is_directory=True)  # a symlink loop in the tree
-    bad = ["empty.jpg", "text.jpg", "truncated.jpg", "truncated.png", "bomb.png", "fifo.jpg", "dangling.jpg"]
+    bad = ["empty.jpg", "text.jpg", "truncated.jpg", "truncated.png", "bomb.png", "liar.png", "fifo.jpg", "dangling.jpg"]
     return src, good, bad
 
 
@@ -103,6 +106,7 @@ def test_a_batch_of_bad_files_names_each_once_and_writes_the_rest(corpus):
         assert len(mentions) == 1, (name, r.stderr)
         assert mentions[0].startswith("failed:")
     assert "40000x40000" in r.stderr and "pixel limit" in r.stderr
+    assert "liar.png is damaged: its header says 1139341455x349686402 pixels" in r.stderr  # (not: raise the limit)
     for name in ("truncated.jpg", "truncated.png"):  # said as such, not as "damaged or not an image"
         assert f"{name} is cut short" in r.stderr, r.stderr
     assert "text.jpg is not an image OpenCV can decode" in r.stderr
@@ -112,7 +116,7 @@ def test_a_batch_of_bad_files_names_each_once_and_writes_the_rest(corpus):
         assert (out / f"{name}.annotated{Path(name).suffix}").is_file()
     assert not any((out / f"{name}.json").exists() for name in bad)
     assert leftovers(out) == []
-    assert lines[-1].startswith("facemark: 5 of 12 image(s) done") and "7 failed" in lines[-1]
+    assert lines[-1].startswith("facemark: 5 of 13 image(s) done") and "8 failed" in lines[-1]
     assert "" not in lines  # no blank lines from a progress bar when stderr is a log
     assert "1 image(s) with no face" in lines[-1]  # the blank one
 

@@ -1172,3 +1172,56 @@ def test_a_second_ctrl_c_while_this_process_finishes_its_image_still_ends_cleanl
     _, stderr = p.communicate(timeout=60)
     assert p.returncode == 130, stderr
     assert stderr.strip().splitlines() == ["interrupted: outputs written so far are complete; the same command continues"]
+
+
+def test_a_worker_whose_model_file_was_replaced_as_the_run_started_does_not_work(tmp_path):
+    """Outputs name their model (a file's by its hash): workers load the file after this process
+    did, and one that finds other weights there must not write results under this run's name."""
+    import shutil
+
+    from facemark.backends import resolve
+    from facemark.batch import Job, work_on_chunk
+    from facemark.landmarker import FaceLandmarker
+    from facemark.workers import WorkerDied, run_workers
+
+    path = tmp_path / "model.onnx"
+    shutil.copy(resolve("direct", ".onnx"), path)
+    label = FaceLandmarker(model=str(path)).model_name
+    shutil.copy(resolve("hybrid", ".onnx"), path)  # replaced before the workers load it
+    chunks = [[(0, None, None)], [(1, None, None)]]
+    with pytest.raises(WorkerDied, match="changed after the run started"):
+        run_workers({"model": str(path)}, Job(None, False, "stdout", None), work_on_chunk, chunks, 2,
+                    lambda outcomes, n: None, label=label)
+
+
+def test_workers_are_asked_for_plainly_and_once(tmp_path, face_image):
+    from facemark.batch import detect_files
+    from facemark.landmarker import FaceLandmarker
+    from facemark.workers import Workers
+
+    for bad in (0, -1, "2", True, 1.5):
+        with pytest.raises(ValueError, match="positive number of processes"):
+            Workers(bad)
+    cv2.imwrite(str(tmp_path / "a.jpg"), face_image)
+    started = Workers(1)
+    detect_files([str(tmp_path / "a.jpg")], FaceLandmarker(model="direct"), out_dir=tmp_path / "o", workers=started,
+                 log=None)
+    with pytest.raises(ValueError, match="closed"):  # (not multiprocessing's "Queue is closed")
+        detect_files([str(tmp_path / "a.jpg")], FaceLandmarker(model="direct"), out_dir=tmp_path / "o2",
+                     workers=started, log=None)
+
+
+def test_absolute_paths_run_from_a_folder_that_was_deleted(tmp_path, face_image):
+    """Nothing is relative to the current folder: a shell left in a deleted folder still runs it
+    (once said: 'cannot write to standard output')."""
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / "in" / f"{i}.jpg"), face_image)
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = (f"cd {gone} && rmdir {gone} && exec {sys.executable} -m facemark detect {tmp_path / 'in'} "
+              f"--out {tmp_path / 'o'} --workers 1 --model direct")
+    r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert r.returncode == 0, r.stderr
+    assert len(list((tmp_path / "o").glob("*.json"))) == 3
