@@ -247,7 +247,8 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
         raise ImageError(f"{name} is empty")
     size = header_size(data)
     if size is not None and size[0] * size[1] > limit:
-        if size[0] * size[1] > 10_000_000 * data.size:  # (no format packs that many pixels into a byte)
+        packed = bytes(data[:3]) not in (b"GIF",) and bytes(data[:2]) != b"BM"  # (GIF's screen, BMP's RLE: any size)
+        if packed and size[0] * size[1] > 10_000_000 * data.size:  # (PNG, JPEG, WebP, TIFF: never that many a byte)
             raise ImageError(f"{name} is damaged: its header says {size[0]}x{size[1]} pixels, far more than its "
                              f"{data.size:,} bytes can hold")
         raise ImageError(f"{name} is {size[0]}x{size[1]} pixels, over the {limit:,}-pixel limit "

@@ -408,30 +408,43 @@ def _end(pool, thread, ended, lock, state: dict, started: Workers | None) -> Non
     """The processes stopped (their work is reported, or will be redone by the next run), and
     this process's thread ended once it is through its image (``stop_asked``). A Ctrl-C meanwhile
     (the second, from an impatient user) is held until all of that is done, then raised: leaving
-    that thread running into the exit tears its models down under it (an abort, not exit 130)."""
-    again = False
+    that thread running into the exit tears its models down under it (an abort, not exit 130).
+    One more Ctrl-C ends the process at once (outputs are whole files, renamed into place)."""
+    interrupts = 0
 
     def shielded(step: Callable[[], None]) -> None:
-        nonlocal again
+        nonlocal interrupts
         while True:
             try:
                 return step()
             except KeyboardInterrupt:  # (each step can be run again)
-                again = True
+                interrupts += 1
+                if interrupts >= 2:
+                    try:
+                        os.write(2, b"interrupted: outputs written so far are complete\n")
+                    except OSError:
+                        pass
+                    os._exit(130)
 
     def ask() -> None:
         with lock:
             state["stop"] = True
             lock.notify_all()
 
-    shielded(ask)
-    if started is not None:
-        shielded(started.close)
-    elif pool is not None:
-        shielded(lambda: _stop(pool))
-    if thread is not None:
-        shielded(ended.wait)  # (not join: one interrupted by Ctrl-C can leave is_alive() False, Python 3.11)
-    if again:
+    def through() -> None:  # (not join: one interrupted by Ctrl-C can leave is_alive() False, Python 3.11)
+        while thread.is_alive() and not ended.wait(0.1):
+            pass
+
+    try:
+        shielded(ask)
+        if started is not None:
+            shielded(started.close)
+        elif pool is not None:
+            shielded(lambda: _stop(pool))
+    finally:
+        if thread is not None and thread.ident is not None:  # (started: it may have failed to)
+            shielded(through)
+    if interrupts:
         raise KeyboardInterrupt
 
 

@@ -121,6 +121,21 @@ def test_a_batch_of_bad_files_names_each_once_and_writes_the_rest(corpus):
     assert "1 image(s) with no face" in lines[-1]  # the blank one
 
 
+def test_only_formats_that_cannot_hold_so_many_pixels_call_a_huge_header_damaged():
+    """A BMP's run-length data or a GIF's logical screen can claim any size in a few bytes, and
+    OpenCV decodes such files: over the limit they are refused as big, with the way to allow them."""
+    from facemark.imageio import ImageError, decode_image
+
+    bmp = b"BM" + bytes(16) + struct.pack("<ii", 30000, 30000) + bytes(34)
+    gif = b"GIF89a" + struct.pack("<HH", 30000, 30000) + bytes(25)
+    for data in (bmp, gif):
+        with pytest.raises(ImageError, match="over the 200,000,000-pixel limit"):
+            decode_image(data, "big", max_pixels=200_000_000)
+    png = png_header_only(30000, 30000)
+    with pytest.raises(ImageError, match="damaged"):
+        decode_image(png, "big", max_pixels=200_000_000)
+
+
 def test_each_line_on_stderr_is_one_write(monkeypatch):
     """Worker processes share stderr; print wrote a line and its newline apart (each straight out
     when unbuffered), and two workers' warnings came out glued on one line in CI."""

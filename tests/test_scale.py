@@ -1225,3 +1225,34 @@ def test_absolute_paths_run_from_a_folder_that_was_deleted(tmp_path, face_image)
                        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert r.returncode == 0, r.stderr
     assert len(list((tmp_path / "o").glob("*.json"))) == 3
+
+
+def test_a_thread_that_cannot_start_here_is_an_error_not_a_hang(monkeypatch):
+    """Under a limit on threads (a container's pids limit) this process's thread may not start:
+    the run must say so, not wait forever for a thread that never ran."""
+    import threading
+
+    from facemark.workers import run_workers
+
+    real = threading.Thread.start
+
+    def start(self):
+        if self.name == "facemark-local-worker":
+            raise RuntimeError("can't start new thread")
+        return real(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    raised: list = []
+
+    def go():
+        try:
+            run_workers({"model": "direct"}, os.getpid(), _who, [[(k, None, None)] for k in range(4)], 2,
+                        lambda outcomes, n: None, local=_landmarker_for(2))
+        except RuntimeError as e:
+            raised.append(str(e))
+
+    t = threading.Thread(target=go, daemon=True)
+    real(t)
+    t.join(timeout=120)
+    assert not t.is_alive() and raised == ["can't start new thread"]
+    assert spawned_workers(os.getpid()) == []
