@@ -358,8 +358,7 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
                 with lock:
                     feed()
         except (OSError, ImportError, NotImplementedError) as e:  # no semaphores, no /dev/shm, no processes
-            _end(pool, thread, ended, lock, state, started)
-            if _cwd() is None:
+            if _cwd() is None:  # (the end below stops what did start)
                 raise WorkersUnavailable("the current folder no longer exists, and worker processes start in it") \
                     from None
             raise WorkersUnavailable(str(e) or type(e).__name__) from None
@@ -390,7 +389,7 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
                     feed()
     except BrokenProcessPool:  # from result() or from submit(), whichever sees it first
         _end(pool, thread, ended, lock, state, started)
-        first = chunks[k][0][1].path if k < len(chunks) else "the next chunk"
+        first = getattr(chunks[k][0][1], "path", f"chunk {k}") if k < len(chunks) else "the next chunk"
         why = "killed, out of memory, or a script calling detect_files without `if __name__ == \"__main__\":`?" \
             if k == 0 and _from_a_script() else "killed, or out of memory?"
         raise WorkerDied(f"a worker process ended unexpectedly ({why}) before the images from {first} on were "
