@@ -229,6 +229,14 @@ def _workers(text: str) -> "int | str":
     return n
 
 
+def _holds_anything(folder: Optional[Path]) -> bool:
+    try:
+        with os.scandir(folder) as entries:
+            return next(entries, None) is not None
+    except (OSError, TypeError):  # (not there yet, or no --out)
+        return False
+
+
 def _check_landmarker_args(device: str, threshold: float, min_face: Optional[float]) -> None:
     from .runtime import is_device
 
@@ -326,7 +334,7 @@ def detect(
         n_workers = auto_workers(len(plan.images), device)
     n_workers = min(n_workers, len(plan.images), 4 * cpu_cores())  # (one image: one worker, with every core)
     started = None
-    if n_workers > 1:
+    if n_workers > 1 and (redo or not _holds_anything(out_dir)):  # (a resume may find nothing left to do)
         _check_landmarker_args(device, threshold, min_face)  # (before processes start for nothing)
         try:  # started now, so their start overlaps this process loading its models and checking what is done
             started = Workers(n_workers - 1)

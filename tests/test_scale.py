@@ -1055,7 +1055,7 @@ def test_one_image_with_workers_starts_no_process_and_keeps_every_core(monkeypat
     and the one landmarker keeps onnxruntime's own thread count (not a third of the cores)."""
     from typer.testing import CliRunner
 
-    from facemark import landmarker, workers
+    from facemark import batch, landmarker, workers  # noqa: F401 - batch first: it keeps the real Workers class
     from facemark.cli import app
 
     class NoWorkers:
@@ -1098,7 +1098,7 @@ def test_workers_handed_to_detect_files_are_stopped_even_when_it_refuses_the_run
 def test_workers_are_no_more_than_the_images_and_the_cores(monkeypatch, tmp_path, face_image):
     from typer.testing import CliRunner
 
-    from facemark import workers
+    from facemark import batch, workers  # noqa: F401 - batch first: it keeps the real Workers class
     from facemark.cli import app
 
     asked = []
@@ -1256,3 +1256,27 @@ def test_a_thread_that_cannot_start_here_is_an_error_not_a_hang(monkeypatch):
     t.join(timeout=120)
     assert not t.is_alive() and raised == ["can't start new thread"]
     assert spawned_workers(os.getpid()) == []
+
+
+def test_a_rerun_over_an_output_folder_starts_no_process_before_it_knows_what_is_left(monkeypatch, tmp_path,
+                                                                                        face_image):
+    """Worker processes are started early only for a new --out (or --redo): a rerun over a finished
+    folder started one, and killed it unused."""
+    from typer.testing import CliRunner
+
+    from facemark import batch, workers  # noqa: F401 - batch first: it keeps the real Workers class
+    from facemark.cli import app
+
+    class NoWorkers:
+        def __init__(self, *a, **k):
+            raise AssertionError("a worker process was started for a folder with nothing left to do")
+
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.jpg"), face_image)
+    args = ["detect", str(tmp_path), "--out", str(tmp_path / "o"), "--workers", "2", *MODEL]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    monkeypatch.setattr(workers, "Workers", NoWorkers)
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert len(list((tmp_path / "o").glob("*.json"))) == 3
