@@ -117,8 +117,8 @@ def _held_while_starting():
 
 
 def _init(payload, parent: int, warm: tuple[str, ...] = ()) -> None:
-    """``payload``: the pickled (spec, job, work), or the queue it will come through (``Workers``:
-    started before it was known), after importing the ``warm`` modules meanwhile."""
+    """``payload``: the pickled (spec, job, work), or the ``_Handover`` it will come through
+    (``Workers``: started before it was known), after importing the ``warm`` modules meanwhile."""
     _die_with_parent(parent)
     # The main process decides when to stop (and kills workers then): a Ctrl-C to the terminal's
     # process group, or a SIGTERM to it, must not kill a worker first. (Held since the process
@@ -198,6 +198,49 @@ def _quiet_tracker() -> None:
         resource_tracker.ensure_running()  # (see _held_while_starting)
 
 
+class _Handover:
+    """The job, for processes started before it was known: a pipe written by a thread of this
+    process (a big job must not block it until they read), each process reading one copy. Not a
+    ``multiprocessing.Queue``: a job never read (the processes killed first) left its feeder
+    thread waiting on the pipe for good, with the job and two file descriptors."""
+
+    def __init__(self, ctx):
+        self.lock = ctx.Lock()  # (one reader at a time: messages never interleave; first, as it fails without /dev/shm)
+        self.reader, self.writer = ctx.Pipe(duplex=False)
+        self.thread: threading.Thread | None = None
+
+    def __getstate__(self) -> tuple:  # (a worker gets the reading end only)
+        return self.reader, self.lock
+
+    def __setstate__(self, state: tuple) -> None:
+        self.reader, self.lock = state
+        self.writer = self.thread = None
+
+    def get(self) -> bytes:
+        with self.lock:
+            return self.reader.recv_bytes()
+
+    def put(self, payload: bytes, copies: int) -> None:
+        def write() -> None:
+            try:
+                for _ in range(copies):
+                    self.writer.send_bytes(payload)
+            except OSError:  # (the processes are gone: ``close``)
+                pass
+
+        self.thread = threading.Thread(target=write, daemon=True, name="facemark-handover")
+        self.thread.start()
+
+    def close(self) -> None:
+        """After the processes are stopped: this end was the last one reading, so a write still
+        waiting for them fails (EPIPE) and its thread ends; then the writing end closes."""
+        self.reader.close()
+        if self.thread is not None:
+            self.thread.join(5)
+        if self.thread is None or not self.thread.is_alive():  # (never closed under a write)
+            self.writer.close()
+
+
 class Workers:
     """Worker processes started before their work is known. Each must start Python and import
     OpenCV and onnxruntime before it can work; started as soon as the inputs are listed, that
@@ -216,11 +259,11 @@ class Workers:
         ctx = mp.get_context("spawn")  # no fork of onnxruntime's threads
         self.processes = processes
         self.pool = None
-        _quiet_tracker()  # (before the queue's semaphores start it)
-        self.queue = ctx.Queue()  # (a feeder thread: a big job does not block this process until they read it)
+        _quiet_tracker()  # (before the handover's lock starts it)
+        self.handover = _Handover(ctx)
         try:
             self.pool = ProcessPoolExecutor(processes, mp_context=ctx, initializer=_init,
-                                            initargs=(self.queue, os.getpid(), warm))
+                                            initargs=(self.handover, os.getpid(), warm))
             with _held_while_starting():
                 for _ in range(processes):  # (the pool starts a process in each submit, until it has all)
                     self.pool.submit(_nothing)
@@ -238,8 +281,7 @@ class Workers:
         if self.pool is not None:
             _stop(self.pool)
             self.pool = None
-        self.queue.cancel_join_thread()  # (what they never read is dropped at exit, not waited for)
-        self.queue.close()
+        self.handover.close()
 
 
 def _chunk(chunk: list) -> list:
@@ -345,8 +387,7 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
         try:
             if started is not None and processes > 0:
                 pool = started.pool
-                for _ in range(processes):
-                    started.queue.put(payload)
+                started.handover.put(payload, processes)
             elif processes:
                 _quiet_tracker()
                 pool = ProcessPoolExecutor(processes, mp_context=mp.get_context("spawn"),  # no fork of onnxruntime's threads

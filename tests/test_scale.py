@@ -1078,6 +1078,33 @@ def test_one_image_with_workers_starts_no_process_and_keeps_every_core(monkeypat
     assert made == [None] and (tmp_path / "o" / "one.jpg.json").exists()
 
 
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_job_the_workers_never_read_leaves_no_thread_or_pipe_behind():
+    """Workers killed (the out-of-memory killer) before they read a big job (over a pipe's 64 KiB):
+    the run stops with WorkerDied, and a long-lived Python process keeps no thread waiting on the
+    pipe for good, holding the job and two file descriptors (a multiprocessing.Queue's feeder did)."""
+    import threading
+
+    from facemark.workers import WorkerDied, Workers, run_workers
+
+    Workers(1).close()  # (once first: what stays for the process's life, such as the resource tracker)
+    fds, threads = _open_fds(), set(threading.enumerate())
+    started = Workers(1)
+    for k in spawned_workers(os.getpid()):
+        os.kill(k, signal.SIGKILL)
+    big = b"x" * 1_000_000  # (in the job: more than the pipe holds)
+    with pytest.raises(WorkerDied):
+        run_workers({"model": "direct"}, big, _fails_here, [[(0, None, None)]] * 4, 2, lambda outcomes, n: None,
+                    started=started)
+    time.sleep(0.2)
+    assert [t.name for t in set(threading.enumerate()) - threads if t.is_alive()] == []
+    assert _open_fds() == fds
+    assert spawned_workers(os.getpid()) == []
+
+
 def test_workers_handed_to_detect_files_are_stopped_even_when_it_refuses_the_run(tmp_path):
     """detect_files takes over the Workers it is given: an error before the run (here: nothing to
     process) must stop them too, or they wait for a job forever and Python hangs at exit."""
