@@ -26,12 +26,19 @@ class ModelError(ValueError):
 
 
 def weights_dir() -> Path:
-    """Installed: the ``facemark.weights`` package data. From a source checkout (tests run there):
-    the repository's top-level ``weights/``."""
+    """The weights that came with this copy of the code: installed, the ``facemark/weights``
+    package data; in a source checkout (tests run there), the repository's top-level ``weights/``.
+    Looked for beside the code first: an editable install maps ``facemark.weights`` to its own
+    checkout even when another checkout's code is imported (``PYTHONPATH``, to time older code),
+    which then ran with the wrong weights."""
+    code = Path(__file__).resolve().parent
+    for d in (code / "weights", code.parent / "weights"):
+        if (d / "MODEL_CARD.md").is_file() and (d / "__init__.py").is_file():
+            return d
     try:
         return Path(str(resources.files("facemark.weights")))
     except ModuleNotFoundError:
-        return Path(__file__).resolve().parent.parent / "weights"
+        return code.parent / "weights"
 
 
 def resolve(model: str, suffix: str) -> Path:

@@ -52,7 +52,7 @@ def run(src: Path, out: Path, model: str, workers: str, fmt: str, pythonpath: st
     want = Path(pythonpath or ROOT).resolve()
     if want not in Path(check).resolve().parents:
         raise SystemExit(f"would run facemark from {check}, not from {want}")
-    cmd = [sys.executable, "-m", "facemark", "detect", str(src), "--out", str(out), "--model", model]
+    cmd = [sys.executable, "-m", "facemark", "detect", str(src), "--out", str(out), "--model", own_weights(model, pythonpath)]
     if not pythonpath:  # older code knows none of these options
         cmd += ["--workers", str(workers), "--format", fmt]
     t = time.perf_counter()
@@ -61,6 +61,14 @@ def run(src: Path, out: Path, model: str, workers: str, fmt: str, pythonpath: st
     if r.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{r.stderr}")
     return wall
+
+
+def own_weights(model: str, checkout: str | None) -> str:
+    """A shipped model name run from another checkout, as a path to that checkout's own file:
+    older code finds its weights through ``importlib.resources``, which an editable install of
+    this checkout maps to this checkout's ``weights/`` (the older code then ran today's weights)."""
+    own = Path(checkout) / "weights" / f"{model}.onnx" if checkout else None
+    return str(own) if own is not None and own.is_file() else model
 
 
 def landmarks(out: Path) -> dict[str, np.ndarray]:

@@ -2,8 +2,8 @@
 
 ``scripts/latency_ab.py`` compares two graphs under this checkout's code; a user's time per face
 is also the code around the graph (crop warp, session call, decode, map back). This runs
-``FaceLandmarker(model=M).landmarks(photo, boxes=[box])`` (one face, batch 1, the box from the
-detector) in two processes, one importing each checkout with its own weights, and alternates
+``FaceLandmarker(model=M).landmarks(photo, boxes=[detection])`` (one face, batch 1, the detector's
+``Detection`` with its five points, as ``detect`` hands it on) in two processes, one importing each checkout with its own weights, and alternates
 short bursts between them so the VM's drift hits both alike.
 
     git worktree add /tmp/facemark_old 0405583
@@ -26,7 +26,7 @@ import cv2
 from facemark import FaceLandmarker
 fl = FaceLandmarker(model=sys.argv[1])
 img = cv2.imread(sys.argv[2])
-box = fl.detect(img)[0].box
+box = fl.detector.detect(img)[0]  # (a Detection with its 5 points: a bare box now costs a detector pass around it)
 for _ in range(20):
     fl.landmarks(img, boxes=[box])  # warm-up
 print("ready", flush=True)
@@ -53,7 +53,11 @@ def main() -> None:
     procs = {}
     for name, tree in trees.items():
         env = {**os.environ, "PYTHONPATH": str(tree)}
-        procs[name] = subprocess.Popen([sys.executable, "-c", CHILD, a.model, a.image], cwd="/", env=env,
+        # Each checkout's own file, by path: older code finds shipped weights through
+        # importlib.resources, which an editable install of one checkout maps to its own weights/.
+        own = tree / "weights" / f"{a.model}.onnx"
+        model = str(own) if own.is_file() else a.model
+        procs[name] = subprocess.Popen([sys.executable, "-c", CHILD, model, a.image], cwd="/", env=env,
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         if procs[name].stdout.readline().strip() != "ready":
             raise SystemExit(f"error: {name} did not start (see its message above)")

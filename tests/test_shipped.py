@@ -92,3 +92,28 @@ def test_default_model_accuracy_on_300w_sample():
     errs = evaluate(FaceLandmarker(threshold=0.3), test).errors
     assert np.isfinite(errs).mean() > 0.95
     assert np.nanmean(np.where(np.isfinite(errs), errs, np.nan)) < 0.06  # a regression guard, not the benchmark
+
+
+def test_a_checkout_on_pythonpath_loads_its_own_weights(tmp_path):
+    """Timing older code means importing another checkout (PYTHONPATH) from an environment where
+    this one is installed; its weights must be its own (an editable install's mapping once gave
+    it these, so an 'older code' run used today's weights)."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import facemark
+
+    other = tmp_path / "other"
+    shutil.copytree(Path(facemark.__file__).parent, other / "facemark", ignore=shutil.ignore_patterns("__pycache__"))
+    (other / "weights").mkdir()
+    for name in ("__init__.py", "MODEL_CARD.md"):
+        (other / "weights" / name).write_text("")
+    code = "import facemark, facemark.backends as b; print(facemark.__file__); print(b.weights_dir())"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/",
+                       env={**__import__("os").environ, "PYTHONPATH": str(other)}, timeout=120)
+    assert r.returncode == 0, r.stderr
+    imported, weights = r.stdout.split("\n")[:2]
+    assert Path(imported).parent == other / "facemark"
+    assert Path(weights) == other / "weights"
