@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from . import DEFAULT_MODEL
-from .errors import out_of_memory
+from .errors import FacemarkError, out_of_memory
 from .runtime import device_index, is_device, ort_session
 
 SHIPPED = ("direct", "hybrid", "hourglass")  # (the default first)
 
 
-class ModelError(ValueError):
+class ModelError(FacemarkError, ValueError):
     """A model name or file that cannot be used."""
 
 

@@ -627,6 +627,8 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
             try:
                 out_dir.mkdir(parents=True, exist_ok=True)
             except OSError as e:
+                if out_dir.is_symlink() and not out_dir.exists():  # ("File exists", said of a link to nowhere)
+                    raise UsageError(f"--out {out_dir} is a link to {os.readlink(out_dir)}, which does not exist") from None
                 raise UsageError(f"--out {out_dir} cannot be made: {e.strerror or e}") from None
         redo = None
         if not resume and out_dir is not None:

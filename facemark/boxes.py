@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from .detector import Detection
+from .errors import FacemarkError
 from .shards import json_or_lines
 
 
-class BoxError(ValueError):
+class BoxError(FacemarkError, ValueError):
     """A given box that cannot be used (not four finite numbers with x2 > x1 and y2 > y1)."""
 
 

@@ -102,6 +102,8 @@ def usage_errors():
     except UsageError as e:
         fail(str(e))
     except FacemarkError as e:  # e.g. an output that could not be written after the work: exit 1
+        if isinstance(e, ValueError):  # a bad image, box, model or video: the command sets its exit code
+            raise
         fail(str(e), 1)
 
 
@@ -238,14 +240,10 @@ def _holds_anything(folder: Optional[Path]) -> bool:
 
 
 def _check_landmarker_args(device: str, threshold: float, min_face: Optional[float]) -> None:
-    from .runtime import is_device
+    from .landmarker import bad_option
 
-    if not is_device(device):
-        fail(f"--device must be cpu, cuda or cuda:N, not {device!r}")
-    if not 0.0 < threshold < 1.0:
-        fail(f"--threshold must be between 0 and 1, not {threshold}")
-    if min_face is not None and not (math.isfinite(min_face) and min_face > 0):
-        fail(f"--min-face must be a positive number of pixels, not {min_face}")
+    if bad := bad_option(device, threshold, min_face):
+        fail(f"--{bad[0].replace('_', '-')} must be {bad[1]}")
 
 
 def _landmarker(model: str, device: str, detector: str, boxes: Optional[Path], threshold: float,
@@ -713,6 +711,17 @@ def pack(
     err.print(f"wrote {out_path}: {len(pk)} faces ({int(pk.val.sum())} held out), {out_path.stat().st_size / 1e6:.1f} MB")
 
 
+def _need_torch(command: str) -> None:
+    """Training and export run on PyTorch, which the inference install leaves out: one line, not
+    an ImportError's traceback."""
+    try:
+        import torch  # noqa: F401
+    except (ImportError, OSError) as e:  # (OSError: an install whose own libraries do not load)
+        why = "" if isinstance(e, ModuleNotFoundError) else f" (it did not load: {e})"
+        fail(f"facemark {command} needs PyTorch{why}: pip install '.[torch]' in facemark's folder "
+             f"(the README's Quickstart says which build)")
+
+
 @app.command()
 def train(
     model: str = typer.Option("hourglass", "--model", help="hourglass | direct | hybrid"),
@@ -741,6 +750,7 @@ def train(
     aug: List[str] = typer.Option([], "--aug", metavar="KEY=VALUE", help="Augmentation setting KEY=VALUE; repeat. Keys: rotate, p_wide_rotate, rotate_narrow, scale, shift, flip, colour, grey, blur, noise, occlude (defaults in facemark/training/augment.py)."),
 ):
     """Train a landmark model; exports the best checkpoint to OUT/model.onnx and OUT/model.pt."""
+    _need_torch("train")
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .training.train import TrainingFailed, TrainOptions, check_options, load_pack, make_trainer, parse_arch
@@ -809,6 +819,7 @@ def export_cmd(
     name: Optional[str] = typer.Option(None, "--name", help="Model name (default: its family)."),
 ):
     """Export a checkpoint to ONNX (decode included, fp16 storage) and a half-precision torch state."""
+    _need_torch("export")
     from .training.export import export_checkpoint
 
     with usage_errors(), no_empty_folder(out_dir):

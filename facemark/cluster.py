@@ -218,14 +218,10 @@ def check_options(model: str, device: str, threshold: float, min_face: float | N
     """What every actor would refuse, refused here first: one line, not a dead actor pool. A model
     file must exist at the same path on this machine and on every node."""
     from .backends import ModelError, resolve, runs_on_onnxruntime
-    from .runtime import is_device
+    from .landmarker import bad_option
 
-    if not is_device(device):
-        raise UsageError(f"--device must be cpu, cuda or cuda:N, not {device!r}")
-    if not 0.0 < threshold < 1.0:
-        raise UsageError(f"--threshold must be between 0 and 1 (exclusive), not {threshold}")
-    if min_face is not None and not min_face > 0:
-        raise UsageError(f"--min-face must be a positive number of pixels, not {min_face}")
+    if bad := bad_option(device, threshold, min_face):
+        raise UsageError(f"--{bad[0].replace('_', '-')} must be {bad[1]}")
     try:
         resolve(model, ".onnx" if runs_on_onnxruntime(model, device) else ".pt")
     except ModelError as e:

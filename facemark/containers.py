@@ -144,7 +144,7 @@ DATA_BOXES = (b"mdat", b"moov", b"moof", b"mfra")  # media and index: a file tha
 
 
 def cut_short(path: Path) -> bool:
-    """Whether an MP4/MOV or Matroska/WebM file ends before the data its own boxes or header
+    """Whether an MP4/MOV, Matroska/WebM or AVI file ends before the data its own boxes or header
     announce: a download or copy that stopped part-way. (An MP4 whose index comes first still
     opens, and with an edit list its frame count is taken as an estimate: without this, most of a
     cut clip could go missing with exit 0.)"""
@@ -159,6 +159,9 @@ def cut_short(path: Path) -> bool:
                     if n == -1 or at + n > size:  # (a 64-bit size cut off, or a box past the end)
                         return kind in DATA_BOXES
                 return False
+            if head[:4] == b"RIFF" and head[8:12] == b"AVI ":  # the RIFF chunk holds the (first part of the) file
+                riff = int.from_bytes(head[4:8], "little")
+                return 0 < riff < 0xFFFFFFFF and 8 + riff > size  # (0 or all ones: a writer that never finished it)
             if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: the Segment after the header must end within the file
                 f.seek(0)
                 data = f.read(64)

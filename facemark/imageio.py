@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import no_files_left
+from .errors import FacemarkError, no_files_left
 from .quiet import quiet_stderr
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".pbm", ".pgm", ".ppm"}
@@ -51,7 +51,7 @@ MAX_PIXELS = _max_pixels()  # 200 MP by default: a 16000x12500 photo
 MAX_BYTES = 1 << 30  # 1 GiB of compressed input
 
 
-class ImageError(ValueError):
+class ImageError(FacemarkError, ValueError):
     """An input that is not a readable image."""
 
 
@@ -607,7 +607,10 @@ def output_target(path: str | os.PathLike) -> Path:
     stays); a device, FIFO or folder is refused rather than replaced by a regular file."""
     path = Path(path)
     if path.is_symlink():
-        path = Path(os.path.realpath(path))
+        target = Path(os.path.realpath(path))
+        if not target.parent.is_dir():  # (a dangling link: its folders are not made wherever it points)
+            raise OSError(errno.ENOENT, f"{path} is a link to {target}, whose folder does not exist", str(path))
+        path = target
     if path.exists() and not path.is_file():
         raise OSError(errno.EEXIST, f"{path} exists and is not a regular file (a folder or a device)", str(path))
     return path

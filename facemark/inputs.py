@@ -8,6 +8,7 @@ never collide either. The same command always gives the same names (a resumed ru
 """
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import re
@@ -120,7 +121,12 @@ def _expand_one(arg: str, add, problems: list[str], drawings: list[Path] | None)
             add(f, p)
     elif os.path.lexists(p):
         if p.is_symlink() and not p.exists():
-            problems.append(f"{arg}: a broken symbolic link")
+            try:
+                os.stat(p)
+                looped = False
+            except OSError as e:  # (a loop is not a missing target: say which)
+                looped = e.errno == errno.ELOOP
+            problems.append(f"{arg}: {'a loop of symbolic links' if looped else 'a broken symbolic link (its target is missing)'}")
         else:
             add(p, p.parent)  # read_image says what is wrong if it is no regular image file
     elif arg.startswith("file://"):

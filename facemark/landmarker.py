@@ -54,6 +54,23 @@ def track_matrix(landmarks98: np.ndarray, size: int) -> np.ndarray:
     return align.from_points(five_points(landmarks98), align.TEMPLATES["landmarks98"], size)
 
 
+def _number(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and math.isfinite(float(v))
+
+
+def bad_option(device, threshold, min_face) -> tuple[str, str] | None:
+    """The first of these settings a landmarker refuses, as (its name, what it must be), or None:
+    one check for the API, the CLI (before worker processes start for nothing) and a Ray run
+    (before its actors do)."""
+    if not is_device(device):
+        return "device", f"cpu, cuda or cuda:N, not {device!r}"
+    if not _number(threshold) or not 0.0 < float(threshold) < 1.0:
+        return "threshold", f"a number between 0 and 1 (exclusive), not {threshold!r}"
+    if min_face is not None and not (_number(min_face) and min_face > 0):
+        return "min_face", f"a positive number of pixels, not {min_face!r}"
+    return None
+
+
 class FaceLandmarker:
     """Faces and their 98 landmarks.
 
@@ -64,18 +81,11 @@ class FaceLandmarker:
     def __init__(self, model: str = DEFAULT_MODEL, device: str = "cpu", detector: str | object = "retinaface",
                  threshold: float = 0.6, min_face: float | None = None, batch_size: int = 32,
                  threads: int | None = None, refine: int = 0, flip: bool = False):
-        def number(v) -> bool:
-            return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and math.isfinite(float(v))
-
         if not isinstance(model, (str, os.PathLike)):
             raise TypeError(f"model must be a name (hourglass, direct, hybrid) or a path to an .onnx/.pt file, "
                             f"not {type(model).__name__}")
-        if not is_device(device):
-            raise ValueError(f"device must be cpu, cuda or cuda:N, not {device!r}")
-        if not number(threshold) or not 0.0 < float(threshold) < 1.0:
-            raise ValueError(f"threshold must be a number between 0 and 1 (exclusive), not {threshold!r}")
-        if min_face is not None and not (number(min_face) and min_face > 0):
-            raise ValueError(f"min_face must be a positive number of pixels, not {min_face!r}")
+        if bad := bad_option(device, threshold, min_face):
+            raise ValueError(f"{bad[0]} must be {bad[1]}")
         if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
         if not isinstance(refine, numbers.Integral) or isinstance(refine, bool) or not 0 <= refine <= 10:
@@ -240,7 +250,16 @@ class FaceLandmarker:
         ``TypeError``/``ValueError``/``FileNotFoundError``, not an error from deep in OpenCV."""
         image = _as_path(image)
         if isinstance(image, (str, Path)):
-            if not Path(image).exists():
+            try:
+                there = Path(image).exists()
+            except (ValueError, OSError):  # (a NUL character, a name too long: no file has that name)
+                there = False
+            if not there:
+                text = str(image)
+                if "\0" in text or len(text) > 4096:  # a file's contents (bytes read from it), not its name
+                    raise FileNotFoundError(f"{name}: {len(text):,} characters with no file of that name: bytes are "
+                                            f"read as a path; to pass an encoded image, decode it first: "
+                                            f"cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)")
                 raise FileNotFoundError(f"{name}: no such file: {image}")
             return read_image(image)
         if not isinstance(image, np.ndarray):

@@ -20,6 +20,7 @@ import numpy as np
 from .align import rescale
 from .containers import (avi_empty_frames, count_is_exact, cut_short, has_audio, matroska_has_no_frames,
                          mp4_has_no_samples)
+from .errors import FacemarkError
 from .imageio import (IMAGE_EXTS, ImageError, make_temp, missing_folders, output_target, publish, quiet_stderr,
                       read_image, remove_stale_temps, write_whole)
 from .inputs import shown_name, utf8_name
@@ -29,7 +30,7 @@ MAX_BAD_RUN = 250  # consecutive undecodable frames after which a file is taken 
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".webm": "VP80"}
 
 
-class VideoError(ValueError):
+class VideoError(FacemarkError, ValueError):
     """Input that is not a readable video (or frames), or an output that cannot be written."""
 
 
@@ -194,6 +195,9 @@ def open_source(spec: str, fps: float | None = None) -> Source:
             raise VideoError(f"{spec}: none of the frames can be read")
         return Source(spec, fps or 30.0, first.shape[1], first.shape[0], len(files), _files=files)
     if not p.exists():
+        if spec == "-":
+            raise VideoError("-: a video is read from a file (or a camera's number), not from standard input; save "
+                             "it to a file and name that")
         raise VideoError(f"{spec}: no such file")
     if not p.is_file() or p.stat().st_size == 0:
         raise VideoError(f"{spec}: not a video file (empty or not a file)")
@@ -593,6 +597,9 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
         if os.path.realpath(p) in frames:
             src.close()
             raise UsageError(f"refusing to overwrite {p}: it is one of the input frames")
+    if json_path is not None and json_path.suffix.lower() in IMAGE_EXTS | set(FOURCC) | {".gif"}:
+        src.close()  # (JSON lines under a picture's name: a frames folder's next run reads them as a broken frame)
+        raise UsageError(f"--json {json_path}: that names an image or video; JSON lines go in a .jsonl file")
     tuned = {k: v for k, v in (("min_cutoff", min_cutoff), ("beta", beta)) if v is not None}  # else smooth.py's
     tracker = Tracker(fl, detect_every=detect_every, max_faces=max_faces, smooth=smooth == "one-euro", **tuned)
     stop = {"asked": 0, "armed": False}
@@ -604,7 +611,9 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
             raise _StopNow
 
     main_thread = threading.current_thread() is threading.main_thread()
-    signals = [signal.SIGINT, signal.SIGTERM] if main_thread else []
+    # A signal ignored when facemark started (``nohup``, ``cmd &`` in a script) stays ignored.
+    signals = [sig for sig in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(sig) is not signal.SIG_IGN] \
+        if main_thread else []
     previous = {sig: signal.signal(sig, on_signal) for sig in signals}  # before any temp file exists
     writers: list = []
     made = [q for p in outputs for q in missing_folders(p.parent)]  # removed again if nothing is written

@@ -17,6 +17,21 @@ EXAMPLE = ROOT / "examples" / "astronaut.jpg"
 os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
+@pytest.fixture(autouse=True)
+def _ctrl_c_as_a_terminal_has_it():
+    """A suite started in the background (``pytest ... &``, nohup, some CI runners) inherits SIGINT
+    ignored, and facemark keeps an ignored SIGINT ignored (as ``nohup`` asks): the tests that send
+    one in-process get the handler a terminal's Python has, as ``sigint_default`` does for children."""
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    if before is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    if before is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, before)
+
+
 def shared_path(*parts: str) -> Path:
     p = SHARED.joinpath(*parts)
     if not p.exists():

@@ -430,3 +430,35 @@ def test_detect_files_says_what_is_wrong_with_its_arguments(tmp_path):
     text = io.StringIO()
     s = detect_files([str(EXAMPLE), str(tmp_path / "missing.jpg")], fl, stdout=text, log=None)
     assert s.written == 1 and s.failures == 1 and json.loads(text.getvalue())["faces"]
+
+
+def test_every_message_error_is_one_facemark_error(fl, tmp_path):
+    """A caller catches what facemark reports as a message with one ``except FacemarkError``: an
+    undecodable image, a bad box, a bad model file, an unreadable video (each still the
+    ValueError it always was)."""
+    from facemark.errors import FacemarkError
+    from facemark.video import process_video
+
+    (tmp_path / "not.jpg").write_text("not an image")
+    (tmp_path / "not.onnx").write_text("not a model")
+    (tmp_path / "not.mp4").write_text("not a video")
+    attempts = [lambda: fl.detect(tmp_path / "not.jpg"),
+                lambda: fl.landmarks(np.zeros((64, 64, 3), np.uint8), boxes=[[10, 10, 5, 5]]),
+                lambda: FaceLandmarker(model=str(tmp_path / "not.onnx")),
+                lambda: process_video(str(tmp_path / "not.mp4"), fl)]
+    for attempt in attempts:
+        with pytest.raises(FacemarkError) as e:
+            attempt()
+        assert isinstance(e.value, ValueError) and str(e.value)
+
+
+def test_an_encoded_image_passed_as_bytes_says_how_to_decode_it(fl):
+    """Bytes are a path (as ``open`` takes them); a JPEG's contents given by mistake get a short
+    message with the fix, not a 95 KB one made of the file's bytes."""
+    data = cv2.imencode(".jpg", np.full((300, 300, 3), 128, np.uint8))[1].tobytes()
+    for given in (data, "x" * 5000):
+        with pytest.raises(FileNotFoundError, match="cv2.imdecode") as e:
+            fl.detect(given)
+        assert len(str(e.value)) < 300
+    with pytest.raises(FileNotFoundError, match="no such file: nofile.jpg"):
+        fl.detect(b"nofile.jpg")

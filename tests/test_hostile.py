@@ -421,7 +421,7 @@ def test_validate_rejects_non_finite_numbers():
     (["--min-face", "nan"], "--min-face must be a positive number"),
     (["--min-face", "inf"], "--min-face must be a positive number"),
     (["--min-face", "-5"], "--min-face must be a positive number"),
-    (["--threshold", "1.5"], "--threshold must be between 0 and 1"),
+    (["--threshold", "1.5"], "--threshold must be a number between 0 and 1"),
     (["--model", "garbage.onnx"], "garbage.onnx is not a valid ONNX model"),
     (["--model", "garbage.pt"], "garbage.pt is not a valid facemark torch model"),
     (["--detector", "yunet:garbage.onnx"], "garbage.onnx is not a valid YuNet ONNX model"),
@@ -768,6 +768,8 @@ def test_long_names_and_odd_characters(tmp_path, face):
     (["video", "frames", "--out", "v.webm", "--fps", "0.05"], "too slow for a .webm video"),
     (["video", "frames", "--json", "v.jsonl", "--min-cutoff", "nan"], "--min-cutoff must be"),
     (["video", "99999999999999999999", "--json", "v.jsonl"], "cannot be opened"),
+    (["video", "frames", "--json", "frames/lines.png"], "JSON lines go in a .jsonl file"),  # (next run: a bad frame)
+    (["video", "-", "--json", "-"], "not from standard input"),
     (["bench", "--models", "nope", "--batch", "1"], "unknown model 'nope'"),
     (["bench", "--models", "direct", "--batch", "1", "--threads", "-1"], "--threads must be"),
     (["bench", "--models", "direct", "--batch", "1", "--json", "adir"], "is a directory"),
@@ -1528,3 +1530,36 @@ def test_a_jpeg_damaged_inside_is_a_warning_not_a_silent_success(face, tmp_path,
     warned = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
     assert len(warned) == 1 and "damaged.jpg: its JPEG data is damaged" in warned[0], r.stderr
     assert "Corrupt JPEG data" in warned[0] and "fine.jpg" not in r.stderr.replace("2 of 2", ""), r.stderr
+
+
+def test_an_output_that_is_a_link_to_nowhere_makes_no_folders_where_it_points(tmp_path, face):
+    """``--out``/``--json`` naming a dangling link: refused in one line. Writing through it had made
+    the folders it points into (as root: at the top of the file system), and a dangling --out
+    folder link was 'cannot be made: File exists'."""
+    cv2.imwrite(str(tmp_path / "p.jpg"), face)
+    wr = cv2.VideoWriter(str(tmp_path / "v.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for _ in range(3):
+        wr.write(np.full((48, 64, 3), 90, np.uint8))
+    wr.release()
+    nowhere = tmp_path / "nowhere" / "deeper"
+    for name, target in (("v.mp4", nowhere / "v.mp4"), ("v.jsonl", nowhere / "v.jsonl"), ("o", nowhere / "o")):
+        os.symlink(target, tmp_path / name)
+    for args, words in ((["video", "v.avi", "--out", "v.mp4"], "v.mp4 is a link to"),
+                        (["video", "v.avi", "--json", "v.jsonl"], "v.jsonl is a link to"),
+                        (["detect", "p.jpg", "--out", "o"], "--out o is a link to")):
+        r = fm(*args, cwd=tmp_path)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.count("\n") == 1 and words in r.stderr and "does not exist" in r.stderr, r.stderr
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_link_loop_given_by_name_is_called_a_loop_not_broken(tmp_path, face):
+    cv2.imwrite(str(tmp_path / "a.jpg"), face)
+    os.symlink("loop2.jpg", tmp_path / "loop1.jpg")
+    os.symlink("loop1.jpg", tmp_path / "loop2.jpg")
+    os.symlink("nothere.jpg", tmp_path / "gone.jpg")
+    r = fm("detect", "loop1.jpg", "gone.jpg", "a.jpg", cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    assert "loop1.jpg: a loop of symbolic links" in r.stderr
+    assert "gone.jpg: a broken symbolic link (its target is missing)" in r.stderr
+    assert len(r.stdout.splitlines()) == 1  # (a.jpg's document)

@@ -59,3 +59,16 @@ def test_version_loads_no_model_runtime():
     assert r.returncode == 0, r.stderr
     assert f"facemark {facemark.__version__}" in r.stdout
     assert "heavy: []" in r.stdout
+
+
+def test_training_commands_without_torch_say_so_in_one_line(tmp_path):
+    """The inference install has no PyTorch: ``train`` and ``export`` say how to add it (exit 2)
+    instead of an ImportError's traceback, and make no folder."""
+    absent = BLOCK_TORCH.replace('raise ImportError("torch is blocked for this test")',
+                                 'raise ModuleNotFoundError("No module named torch", name=name)')
+    for args in (["export", "run/best.pt", "--out", str(tmp_path / "exp")],
+                 ["train", "--model", "direct", "--pack", "p.npz", "--out", str(tmp_path / "run")]):
+        r = run_py(absent + f"sys.argv = ['facemark'] + {args!r}\nimport runpy\nrunpy.run_module('facemark', run_name='__main__')")
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.count("\n") == 1 and f"facemark {args[0]} needs PyTorch: pip install" in r.stderr, r.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -180,7 +180,8 @@ def test_file_uris_read_as_local(folder):
 
 
 def test_bad_options_stop_before_ray_starts(folder, tmp_path):
-    for kw in ({"model": "nonexistent"}, {"device": "tpu"}, {"threshold": 1.5}, {"min_face": 0}):
+    for kw in ({"model": "nonexistent"}, {"device": "tpu"}, {"threshold": 1.5}, {"min_face": 0},
+               {"min_face": float("inf")}, {"threshold": float("nan")}):  # (each actor would refuse them)
         with pytest.raises(UsageError):
             cluster.run_ray([str(folder)], str(tmp_path / "out"), **kw)
     assert not (tmp_path / "out").exists()  # refused before anything was touched
