@@ -26,9 +26,9 @@ def sizes_for(side: float) -> tuple[int, float]:
 
 def draw(image: np.ndarray, faces: list[Face], style: str = "contours", box: bool = True, score: bool = True,
          ids: list[int] | None = None, points: bool | None = None) -> np.ndarray:
-    """An annotated uint8 copy of ``image`` (BGR, or BGRA for BGRA). ``style``: contours (lines and
-    points), points, or lines; ``box``/``score`` toggle the face box and its score label (``ids``
-    label video tracks)."""
+    """An annotated uint8 copy of ``image`` (BGR, or BGRA for BGRA). ``faces``: ``Face`` objects, or
+    saved ones (the dicts of ``read``'s rows). ``style``: contours (lines and points), points, or
+    lines; ``box``/``score`` toggle the face box and its score label (``ids`` label video tracks)."""
     if style not in STYLES:
         raise ValueError(f"style must be one of {', '.join(STYLES)}, not {style!r}")
     if not isinstance(image, np.ndarray) or image.dtype not in (np.uint8, np.uint16) or image.ndim not in (2, 3) \
@@ -39,9 +39,9 @@ def draw(image: np.ndarray, faces: list[Face], style: str = "contours", box: boo
         raise ValueError(f"image has no pixels (shape {image.shape})")
     if faces is None or isinstance(faces, (str, bytes, Face)) or not hasattr(faces, "__iter__"):
         raise TypeError(f"faces must be a list of Face objects (as FaceLandmarker returns them), not {type(faces).__name__}")
-    faces = list(faces)
+    faces = [Face.from_dict(f) if isinstance(f, dict) else f for f in faces]  # (saved faces: a row of read()'s)
     if any(not isinstance(f, Face) for f in faces):
-        raise TypeError("faces must be Face objects (as FaceLandmarker returns them)")
+        raise TypeError("faces must be Face objects (as FaceLandmarker returns them) or saved faces (dicts of read()'s rows)")
     limit = 1e7  # pixels: OpenCV's fixed-point coordinates (1/16 px in int32) overflow near 1.3e8
     for j, f in enumerate(faces):
         pts, corners = np.asarray(f.landmarks, np.float64), np.asarray(f.box, np.float64)

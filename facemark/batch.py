@@ -158,10 +158,11 @@ def _boxes_for(boxes: GivenBoxes, im: InputImage, name, source: Path | str | Non
     """The given boxes of one image, each checked against it (a box wholly outside the image is
     an error of that image, not landmarks in empty space)."""
     for key, real in ((str(im.path), True), (name.as_posix(), False)):  # (the output name is no path from here)
-        if boxes.has(key, real):
-            dets = boxes.lookup(key, real)
+        if boxes.has(key, real, str(im.path)):
+            dets = boxes.lookup(key, real, str(im.path))
             return check_inside(dets, image.shape[1], image.shape[0], "box")
-    raise ImageError(f"{im.path}: no entry in {source or 'the boxes'}")
+    other = f" (its entry {im.path.name!r} is another file of that name)" if im.path.name in boxes.boxes else ""
+    raise ImageError(f"{im.path}: no entry in {source or 'the boxes'}{other}")
 
 
 @dataclass
@@ -603,11 +604,11 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
         if out_dir is None and isinstance(stdout, (io.BufferedIOBase, io.RawIOBase)):
             raise TypeError("stdout must be a text stream (io.StringIO, a file opened with 'w'), not a binary one")
         if fmt not in ("json", "jsonl", "parquet"):
-            raise UsageError(f"--format must be json, jsonl or parquet, not {fmt!r}")
+            raise UsageError(f"fmt must be json, jsonl or parquet, not {fmt!r}")  # (the CLI says --format itself)
         if style not in STYLES:
-            raise UsageError(f"--draw must be one of {', '.join(STYLES)}, not {style!r}")
+            raise UsageError(f"style must be one of {', '.join(STYLES)}, not {style!r}")
         if isinstance(rows_per_shard, bool) or not isinstance(rows_per_shard, int) or rows_per_shard < 1:
-            raise UsageError(f"--shard-size must be a positive integer, not {rows_per_shard!r}")
+            raise UsageError(f"rows_per_shard must be a positive integer, not {rows_per_shard!r}")
         if started is not None:
             if started.pool is None:
                 raise ValueError("these Workers were closed (by the run they were given to): start new ones for each run")
@@ -615,14 +616,14 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
         elif workers == "auto":
             workers = None  # decided below, once the images left to do are known
         elif isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise UsageError(f"--workers must be a positive integer or 'auto', not {workers!r}")
+            raise UsageError(f"workers must be a positive integer, 'auto' or Workers, not {workers!r}")
         has = fl.detector.source if isinstance(fl.detector, GivenBoxes) else None
         if boxes is not None and has != os.path.realpath(boxes):  # (the CLI's landmarker has read them already)
             fl = _with_boxes(fl, boxes)
         plan = inputs if isinstance(inputs, Plan) else plan_inputs(inputs, out_dir, annotate, batch_images, log)
         out_dir = plan.out_dir
         if fmt != "json" and out_dir is None:
-            raise UsageError(f"--format {fmt} writes shards: give --out DIR")
+            raise UsageError(f"fmt={fmt!r} writes shards: give out_dir")
         if out_dir is not None:
             try:
                 out_dir.mkdir(parents=True, exist_ok=True)

@@ -215,6 +215,9 @@ class GivenBoxes:
                 name = d.get("image", d.get("path")) if isinstance(d, dict) else None
                 if isinstance(d, dict) and d.get("error") and isinstance(name, str):
                     continue  # a failed image has no boxes to give
+                if not isinstance(d, dict):  # (a bare list of boxes: for which image?)
+                    raise ValueError('a boxes file maps image names to their boxes: {"photo.jpg": [[x1, y1, x2, y2], '
+                                     '...]} (or is facemark output); this one is a list of ' + type(d).__name__ + 's')
                 if not isinstance(name, str) or not isinstance(d.get("faces"), list):
                     raise ValueError("a result document needs an image name and a faces list")
                 out[name] = [_given_face(f) for f in d["faces"]]
@@ -223,32 +226,51 @@ class GivenBoxes:
             raise ValueError("boxes file must map image names to lists of [x1, y1, x2, y2]")
         return cls({str(k): v for k, v in data.items()}, source=os.path.realpath(path))
 
-    def _entry(self, key: str, real: bool = True) -> str | None:
-        """The entry for an image: its path as given, its file name, or (with ``real``, for a path
-        that names the file from here) the same file spelled another way (absolute or relative,
-        through a link: a run's own output fed back in; a relative one read from the working
-        folder, then from the boxes file's)."""
-        for k in (key, Path(key).as_posix(), Path(key).name):
-            if k in self.boxes:
-                return k
-        if not real:
+    def _base(self) -> str:
+        """The folder a relative entry is also read from: the boxes file's (or --out folder's)."""
+        return self.source if self.source and os.path.isdir(self.source) else os.path.dirname(self.source or "")
+
+    def _entry(self, key: str, real: bool = True, image: str | None = None) -> str | None:
+        """The entry for an image: its path as given; or (with ``real``, for a path that names the
+        file from here) the same file spelled another way (absolute or relative, through a link: a
+        run's own output fed back in; a relative one read from the working folder, then from the
+        boxes file's); else its file name (or, for a ``key`` that is no path from here, such as a
+        run's output name, ``key`` itself), unless that entry names another file that is there:
+        ``a.jpg``'s boxes are not ``other/a.jpg``'s. ``image``: the image's own path, for that check
+        where ``key`` is not it."""
+        exact = next((k for k in (key, Path(key).as_posix()) if k in self.boxes), None)
+        if exact is not None and real:
+            return exact
+        if real:
+            if self._real is None:  # built once, at the first image not found as spelled, and
+                real_paths: dict = {}  # published whole: threads sharing a landmarker never see it half-built
+                base = self._base()
+                for k in self.boxes:
+                    real_paths.setdefault(os.path.realpath(k), k)
+                    if base and not os.path.isabs(k):  # (also as read from the boxes file's own folder)
+                        real_paths.setdefault(os.path.realpath(os.path.join(base, k)), k)
+                self._real = real_paths
+            found = self._real.get(os.path.realpath(key))
+            if found is not None:
+                return found
+        name = Path(key).name
+        k = exact if exact is not None else name if name in self.boxes else None
+        mine = image if image is not None else key if real else None
+        if k is not None and mine is not None and self._names_another_file(k, os.path.realpath(mine)):
             return None
-        if self._real is None:  # built once, at the first image not found as spelled, and
-            real_paths: dict = {}  # published whole: threads sharing a landmarker never see it half-built
-            base = self.source if self.source and os.path.isdir(self.source) else os.path.dirname(self.source or "")
-            for k in self.boxes:
-                real_paths.setdefault(os.path.realpath(k), k)
-                if base and not os.path.isabs(k):  # (also as read from the boxes file's own folder)
-                    real_paths.setdefault(os.path.realpath(os.path.join(base, k)), k)
-            self._real = real_paths
-        return self._real.get(os.path.realpath(key))
+        return k
 
-    def has(self, key: str, real: bool = True) -> bool:
-        return self._entry(key, real) is not None
+    def _names_another_file(self, entry: str, here: str) -> bool:
+        base = self._base()
+        named = {os.path.realpath(entry)} | ({os.path.realpath(os.path.join(base, entry))} if base else set())
+        return any(p != here and os.path.isfile(p) for p in named)
 
-    def lookup(self, key: str, real: bool = True) -> list[Detection]:
+    def has(self, key: str, real: bool = True, image: str | None = None) -> bool:
+        return self._entry(key, real, image) is not None
+
+    def lookup(self, key: str, real: bool = True, image: str | None = None) -> list[Detection]:
         """The boxes of one image (none if it has no entry); ``BoxError`` names a bad one."""
-        k = self._entry(key, real)
+        k = self._entry(key, real, image)
         if k is None:
             return []
         value = self.boxes[k]

@@ -135,7 +135,10 @@ class RetinaFace:
         buffer would overwrite each other's image before the network reads it)."""
         bufs = self._local.__dict__.setdefault("bufs", {})
         if (h, w) not in bufs:
-            if len(bufs) >= 4:  # sizes that came and went (a folder of photos): keep the newest few
+            need = 3 * h * w * 4
+            # Sizes that came and went (a folder of photos): the newest few, within KEPT_BYTES
+            # (four of the largest input, 201 MB each, were 0.8 GB a thread).
+            while bufs and (len(bufs) >= 4 or sum(b.nbytes for b in bufs.values()) + need > self.KEPT_BYTES):
                 bufs.pop(next(iter(bufs)))
             bufs[(h, w)] = np.zeros((1, 3, h, w), np.float32)
         return bufs[(h, w)]
@@ -147,6 +150,7 @@ class RetinaFace:
             scale = min(2.0, self.NET_MIN_FACE / float(self.min_face))
         return scale
 
+    KEPT_BYTES = 256 << 20  # input buffers kept per thread (the largest input alone: 201 MB)
     MAX_INPUT_PIXELS = 4096 * 4096  # the network input is tiled beyond this (the detector stays near 1 GB)
     TILE = 2048  # tile side at the network's scale
     OWN_MAX = 320  # px at the network input: the largest face a pass keeps when a coarser one can follow

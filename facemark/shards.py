@@ -403,6 +403,10 @@ def _warn(message: str) -> None:
 
 
 def read(path: str | Path, on_error=None) -> list[dict]:
-    """All rows of a facemark output (see ``iter_results``), one per image."""
-    return list(iter_results(path, on_error))
+    """All rows of a facemark output (see ``iter_results``), one per image. A folder with none
+    warns: a mistyped folder would otherwise pass for a run that found nothing."""
+    rows = list(iter_results(path, on_error))
+    if not rows and Path(path).is_dir():
+        _warn(f"{path} holds no facemark output (no JSON, JSON-lines or Parquet results in it or below)")
+    return rows
 

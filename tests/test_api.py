@@ -215,13 +215,16 @@ def test_detect_files_checks_its_arguments_before_making_anything(fl, photo, tmp
         (dict(inputs=None), TypeError, "inputs must be a list"),
         (dict(inputs=[photo]), TypeError, "not ndarray"),
         (dict(fl="direct"), TypeError, "fl must be a FaceLandmarker"),
-        (dict(style="dots", annotate=True), ValueError, "--draw must be one of"),
+        (dict(style="dots", annotate=True), ValueError, "style must be one of"),
         (dict(batch_images=2.5), TypeError, "batch_images must be an integer"),
-        (dict(rows_per_shard=0, fmt="jsonl"), ValueError, "--shard-size must be a positive integer"),
+        (dict(rows_per_shard=0, fmt="jsonl"), ValueError, "rows_per_shard must be a positive integer"),
+        (dict(fmt="csv"), ValueError, "fmt must be json, jsonl or parquet"),  # (keywords, not the CLI's options)
+        (dict(fmt="jsonl", out_dir=None), ValueError, "fmt='jsonl' writes shards: give out_dir"),
+        (dict(workers=0), ValueError, "workers must be a positive integer"),
     ]
     for change, kind, words in bad:
-        args = dict(inputs=[str(tmp_path / "a.jpg")], fl=fl, out_dir=out, **{k: v for k, v in change.items()
-                                                                              if k not in ("inputs", "fl")})
+        args = dict(inputs=[str(tmp_path / "a.jpg")], fl=fl, out_dir=out)
+        args.update({k: v for k, v in change.items() if k not in ("inputs", "fl")})
         args.update({k: v for k, v in change.items() if k in ("inputs", "fl")})
         with pytest.raises(kind, match=words):
             detect_files(args.pop("inputs"), args.pop("fl"), **args)
@@ -462,3 +465,19 @@ def test_an_encoded_image_passed_as_bytes_says_how_to_decode_it(fl):
         assert len(str(e.value)) < 300
     with pytest.raises(FileNotFoundError, match="no such file: nofile.jpg"):
         fl.detect(b"nofile.jpg")
+
+
+def test_draw_takes_saved_faces_as_read_gives_them(fl, photo, tmp_path):
+    """``draw(image, read(out)[0]["faces"])``: the saved faces draw as the Face objects they came
+    from (to 0.01 px), instead of 'faces must be Face objects'."""
+    from facemark import draw
+
+    cv2.imwrite(str(tmp_path / "a.png"), photo)
+    detect_files([str(tmp_path / "a.png")], fl, out_dir=tmp_path / "o", log=None)
+    saved = read(tmp_path / "o")[0]["faces"]
+    assert saved and isinstance(saved[0], dict)
+    faces = fl.detect(photo)
+    a, b = draw(photo, saved), draw(photo, faces)
+    assert a.shape == b.shape and np.abs(a.astype(int) - b).mean() < 0.5 and not np.array_equal(a, photo)
+    with pytest.raises(ValueError, match="not a face of a facemark output"):
+        draw(photo, [{"box": [1, 2, 3, 4]}])

@@ -376,3 +376,16 @@ def test_one_landmarker_shared_by_threads_gives_what_it_gives_alone(face_image):
             assert len(got) == len(want)
             for a, b in zip(want, got):
                 assert np.allclose(a.box, b.box) and np.allclose(a.landmarks, b.landmarks)
+
+
+def test_the_detector_keeps_a_bounded_few_input_buffers_per_thread():
+    """Photos of many sizes: the per-thread input buffers kept for reuse stay within
+    ``KEPT_BYTES`` (four sizes near the 4096² limit were 0.8 GB a thread), the newest kept."""
+    from facemark.detector import RetinaFace
+
+    d = RetinaFace()
+    for side in (4096, 4000, 3900, 3800, 640):
+        assert d._blob(side, side).shape == (1, 3, side, side)
+    kept = d._local.bufs
+    assert sum(b.nbytes for b in kept.values()) <= RetinaFace.KEPT_BYTES and (640, 640) in kept
+    assert len(kept) >= 2  # (not one at a time: small ones beside a big one are still reused)

@@ -135,6 +135,12 @@ def run_eval(data: list[str], models: list[str], boxes: str = "detector", device
     if split not in ("test", "train", "all"):
         raise UsageError("--split must be test, train or all")
     check_limit(limit)
+    landmarkers = []
+    for name in models:  # every model loads first: a typo in the last is said at once, not after reading the data
+        try:
+            landmarkers.append(FaceLandmarker(model=name, device=device, detector=detector, threshold=0.3, flip=flip))
+        except (ValueError, FileNotFoundError) as e:
+            raise UsageError(str(e)) from None
     every = load_all(data, log)
     samples = [s for s in every if split == "all" or s.split == split]
     if limit:
@@ -142,12 +148,6 @@ def run_eval(data: list[str], models: list[str], boxes: str = "detector", device
     if not samples:  # (csv68 faces, and 300-W folders outside testset/, are all training faces)
         raise UsageError(f"no {split} faces in --data" + (f": its {len(every)} face(s) are all in the {every[0].split} "
                                                           f"split (--split {every[0].split} or --split all)" if every else ""))
-    landmarkers = []
-    for name in models:  # every model loads before any is measured: a typo in the last is said at once
-        try:
-            landmarkers.append(FaceLandmarker(model=name, device=device, detector=detector, threshold=0.3, flip=flip))
-        except (ValueError, FileNotFoundError) as e:
-            raise UsageError(str(e)) from None
     results = []
     for name, fl in zip(models, landmarkers):
         tick = (lambda i, n, name=name: progress(name, i, n)) if progress else None
