@@ -18,18 +18,21 @@ os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ
 
 
 @pytest.fixture(autouse=True)
-def _ctrl_c_as_a_terminal_has_it():
-    """A suite started in the background (``pytest ... &``, nohup, some CI runners) inherits SIGINT
-    ignored, and facemark keeps an ignored SIGINT ignored (as ``nohup`` asks): the tests that send
-    one in-process get the handler a terminal's Python has, as ``sigint_default`` does for children."""
+def _signals_as_a_terminal_gives_them():
+    """Each test starts with SIGINT and SIGTERM handled as in a terminal's Python, and the state
+    before it comes back after it. A suite started in the background (``pytest ... &``, nohup,
+    some CI runners) inherits SIGINT ignored, and an in-process CLI test that was interrupted
+    leaves both ignored (the CLI does, to exit in peace); facemark keeps a signal ignored when it
+    finds it so (as ``nohup`` asks), so the tests that send one in-process need this, as
+    ``sigint_default`` does for children."""
     import signal
 
-    before = signal.getsignal(signal.SIGINT)
-    if before is signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     yield
-    if before is signal.SIG_IGN:
-        signal.signal(signal.SIGINT, before)
+    for sig, handler in before.items():
+        signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 def shared_path(*parts: str) -> Path:
