@@ -13,7 +13,7 @@ def main() -> None:
             pass
         os._exit(130)
 
-    # Only where Ctrl-C would interrupt: under nohup or `&` it is ignored, and stays so.
+    # Only where Ctrl-C would interrupt: in a script's background job (`cmd &`) it is ignored, and stays so.
     catch = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) not in (signal.SIG_IGN, None)]
     before = {s: signal.signal(s, early) for s in catch}
     from .cli import run

@@ -158,11 +158,10 @@ def _boxes_for(boxes: GivenBoxes, im: InputImage, name, source: Path | str | Non
     """The given boxes of one image, each checked against it (a box wholly outside the image is
     an error of that image, not landmarks in empty space)."""
     for key, real in ((str(im.path), True), (name.as_posix(), False)):  # (the output name is no path from here)
-        if boxes.has(key, real, str(im.path)):
-            dets = boxes.lookup(key, real, str(im.path))
-            return check_inside(dets, image.shape[1], image.shape[0], "box")
-    other = f" (its entry {im.path.name!r} is another file of that name)" if im.path.name in boxes.boxes else ""
-    raise ImageError(f"{im.path}: no entry in {source or 'the boxes'}{other}")
+        k = boxes.entry(key, real, str(im.path))
+        if k is not None:
+            return check_inside(boxes.boxes_of(k), image.shape[1], image.shape[0], "box")
+    raise ImageError(f"{im.path}: no entry in {source or 'the boxes'}{boxes.missing(str(im.path))}")
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,6 +169,7 @@ class GivenBoxes:
     name: str = "boxes"
     source: str | None = None  # the file read (from_file): a run given the same file keeps these
     _real: dict | None = field(default=None, init=False, repr=False)  # real path -> entry, built when needed
+    _files: dict = field(default_factory=dict, init=False, repr=False)  # entry -> the files it names here
 
     @classmethod
     def from_file(cls, path: str | Path) -> "GivenBoxes":
@@ -230,49 +232,74 @@ class GivenBoxes:
         """The folder a relative entry is also read from: the boxes file's (or --out folder's)."""
         return self.source if self.source and os.path.isdir(self.source) else os.path.dirname(self.source or "")
 
-    def _entry(self, key: str, real: bool = True, image: str | None = None) -> str | None:
-        """The entry for an image: its path as given; or (with ``real``, for a path that names the
-        file from here) the same file spelled another way (absolute or relative, through a link: a
-        run's own output fed back in; a relative one read from the working folder, then from the
-        boxes file's); else its file name (or, for a ``key`` that is no path from here, such as a
-        run's output name, ``key`` itself), unless that entry names another file that is there:
-        ``a.jpg``'s boxes are not ``other/a.jpg``'s. ``image``: the image's own path, for that check
-        where ``key`` is not it."""
+    def entry(self, key: str, real: bool = True, image: str | None = None) -> str | None:
+        """The entry for an image: its path as given; else its file name (or, for a ``key`` that is
+        no path from here, such as a run's output name, ``key`` itself), unless that entry names
+        another file that is there (``a.jpg``'s boxes are not ``other/a.jpg``'s); else, with
+        ``real`` (a path that names the file from here), the same file spelled another way
+        (absolute or relative, through a link: a run's own output fed back in; a relative one read
+        from the working folder, then from the boxes file's). ``image``: the image's own path,
+        for that check where ``key`` is not it."""
         exact = next((k for k in (key, Path(key).as_posix()) if k in self.boxes), None)
         if exact is not None and real:
             return exact
-        if real:
-            if self._real is None:  # built once, at the first image not found as spelled, and
-                real_paths: dict = {}  # published whole: threads sharing a landmarker never see it half-built
-                base = self._base()
-                for k in self.boxes:
-                    real_paths.setdefault(os.path.realpath(k), k)
-                    if base and not os.path.isabs(k):  # (also as read from the boxes file's own folder)
-                        real_paths.setdefault(os.path.realpath(os.path.join(base, k)), k)
-                self._real = real_paths
-            found = self._real.get(os.path.realpath(key))
-            if found is not None:
-                return found
-        name = Path(key).name
-        k = exact if exact is not None else name if name in self.boxes else None
+        name = exact if exact is not None else Path(key).name
         mine = image if image is not None else key if real else None
-        if k is not None and mine is not None and self._names_another_file(k, os.path.realpath(mine)):
+        if name in self.boxes and not (mine is not None and self._another_file(name, mine)):
+            return name
+        if not real:
             return None
-        return k
+        if self._real is None:  # built once, at the first image not found as spelled, and
+            real_paths: dict = {}  # published whole: threads sharing a landmarker never see it half-built
+            base = self._base()
+            for k in self.boxes:
+                real_paths.setdefault(os.path.realpath(k), k)
+                if base and not os.path.isabs(k):  # (also as read from the boxes file's own folder)
+                    real_paths.setdefault(os.path.realpath(os.path.join(base, k)), k)
+            self._real = real_paths
+        return self._real.get(os.path.realpath(key))
 
-    def _names_another_file(self, entry: str, here: str) -> bool:
-        base = self._base()
-        named = {os.path.realpath(entry)} | ({os.path.realpath(os.path.join(base, entry))} if base else set())
-        return any(p != here and os.path.isfile(p) for p in named)
+    def _another_file(self, entry: str, image: str) -> bool:
+        """Whether ``entry``, read as a path (from the working folder, then from the boxes file's),
+        names a file here that is not ``image``. By file identity, so a hard link or another
+        spelling of the image (a case-blind file system) is the image; what an entry names is
+        looked up once, so a run pays a stat per image only for entries that name files."""
+        named = self._files.get(entry)
+        if named is None:
+            base = self._base()
+            ids = set()
+            for p in (entry, os.path.join(base, entry)) if base and not os.path.isabs(entry) else (entry,):
+                try:
+                    st = os.stat(p)
+                except (OSError, ValueError):
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    ids.add((st.st_dev, st.st_ino))
+            self._files[entry] = named = frozenset(ids)
+        if not named:
+            return False
+        try:
+            st = os.stat(image)
+        except (OSError, ValueError):
+            return True
+        return (st.st_dev, st.st_ino) not in named
+
+    def missing(self, image: str) -> str:
+        """Why ``image`` has no entry, for its message: an entry of its file name that names
+        another file, or nothing to add."""
+        name = Path(image).name
+        return f" (its entry {name!r} is another file of that name)" if name in self.boxes else ""
 
     def has(self, key: str, real: bool = True, image: str | None = None) -> bool:
-        return self._entry(key, real, image) is not None
+        return self.entry(key, real, image) is not None
 
     def lookup(self, key: str, real: bool = True, image: str | None = None) -> list[Detection]:
         """The boxes of one image (none if it has no entry); ``BoxError`` names a bad one."""
-        k = self._entry(key, real, image)
-        if k is None:
-            return []
+        k = self.entry(key, real, image)
+        return [] if k is None else self.boxes_of(k)
+
+    def boxes_of(self, k: str) -> list[Detection]:
+        """The boxes of entry ``k``; ``BoxError`` names a bad one."""
         value = self.boxes[k]
         if not isinstance(value, list):
             raise BoxError(f"boxes for {k!r} must be a list of [x1, y1, x2, y2], not {value!r}")

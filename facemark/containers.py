@@ -159,9 +159,8 @@ def cut_short(path: Path) -> bool:
                     if n == -1 or at + n > size:  # (a 64-bit size cut off, or a box past the end)
                         return kind in DATA_BOXES
                 return False
-            if head[:4] == b"RIFF" and head[8:12] == b"AVI ":  # the RIFF chunk holds the (first part of the) file
-                riff = int.from_bytes(head[4:8], "little")
-                return 0 < riff < 0xFFFFFFFF and 8 + riff > size  # (0 or all ones: a writer that never finished it)
+            if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+                return _avi_movi_cut(f, size)
             if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: the Segment after the header must end within the file
                 f.seek(0)
                 data = f.read(64)
@@ -180,6 +179,30 @@ def cut_short(path: Path) -> bool:
                 return at + 4 + width + value > size
     except OSError:
         return False
+    return False
+
+
+def _avi_movi_cut(f, size: int) -> bool:
+    """Whether a ``movi`` list (the frames) of an AVI's RIFF parts runs past the end of the file.
+    The frames, not the RIFF size: some writers' sizes are a pad byte or two over a whole file,
+    and a copy cut in its index alone still has every frame."""
+    at = 0
+    while at + 12 <= size:  # the RIFF parts: AVI, then AVIX for files over 1 GB (OpenDML)
+        f.seek(at)
+        head = f.read(12)
+        if head[:4] != b"RIFF":
+            return False
+        end = at + 8 + int.from_bytes(head[4:8], "little")
+        inner = at + 12
+        while inner + 12 <= min(end, size):
+            f.seek(inner)
+            chunk = f.read(12)
+            n = int.from_bytes(chunk[4:8], "little")
+            if chunk[:4] == b"LIST" and chunk[8:12] == b"movi":
+                if inner + 8 + n > size:
+                    return True
+            inner += 8 + n + (n & 1)
+        at = end + (end - at) % 2
     return False
 
 

@@ -153,9 +153,11 @@ class FaceLandmarker:
         if not isinstance(source, (str, Path)):
             raise TypeError(f"{name}: given boxes (GivenBoxes) are found by the image's path; pass its path, or "
                             f"the array with its boxes to landmarks(image, boxes)")
-        if not self.detector.has(str(source)):  # (a typo in a name is an error, as with --boxes, not "no faces")
-            raise BoxError(f"{name}: {source} has no entry in {self.detector.source or 'the given boxes'}")
-        return check_inside(self.detector.lookup(str(source)), image.shape[1], image.shape[0], f"{name}'s boxes")
+        k = self.detector.entry(str(source))
+        if k is None:  # (a typo in a name is an error, as with --boxes, not "no faces")
+            raise BoxError(f"{name}: {source} has no entry in {self.detector.source or 'the given boxes'}"
+                           f"{self.detector.missing(str(source))}")
+        return check_inside(self.detector.boxes_of(k), image.shape[1], image.shape[0], f"{name}'s boxes")
 
     def find_faces(self, image: np.ndarray, as_is: bool = False) -> list[Detection]:
         """The detector's faces in a BGR image (``as_is``: at the image's own size, where the

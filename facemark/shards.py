@@ -17,6 +17,8 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
+from .errors import FacemarkError
+
 DEFAULT_SHARD_SIZE = 10_000  # rows per shard file
 CLOCK_SLACK = 0.02  # s: the kernel stamps files from a coarse clock, which lags time.time() by up to a tick (1-10 ms)
 SHARD_SECONDS = 300.0  # a shard is also closed once its first row is this old: a crash loses minutes, not hours
@@ -258,7 +260,11 @@ def _row_problem(r: dict) -> str | None:
     return None
 
 
-class DamagedOutput(ValueError):
+class NotAnOutput(FacemarkError, ValueError):
+    """A file given to ``read`` that is no facemark output."""
+
+
+class DamagedOutput(NotAnOutput):
     """A file that is facemark's (a ``facemark/v1`` document or a row shard) but has no usable row."""
 
 
@@ -310,7 +316,7 @@ def _rows_of(path: Path, damaged=None) -> list[dict]:
     except DamagedOutput:
         raise
     except (ImageError, OSError, ValueError, KeyError, TypeError, RecursionError) as e:
-        raise ValueError(f"{path}: not a facemark output ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise NotAnOutput(f"{path}: not a facemark output ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     return _checked(rows, path, damaged)
 
 

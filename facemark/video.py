@@ -611,7 +611,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
             raise _StopNow
 
     main_thread = threading.current_thread() is threading.main_thread()
-    # A signal ignored when facemark started (``nohup``, ``cmd &`` in a script) stays ignored.
+    # A signal ignored when this began (a script's background job, ``cmd &``, ignores SIGINT) stays ignored.
     signals = [sig for sig in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(sig) is not signal.SIG_IGN] \
         if main_thread else []
     previous = {sig: signal.signal(sig, on_signal) for sig in signals}  # before any temp file exists

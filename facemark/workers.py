@@ -237,7 +237,9 @@ class _Handover:
         self.reader.close()
         if self.thread is not None:
             self.thread.join(5)
-        if self.thread is None or not self.thread.is_alive():  # (never closed under a write)
+        # (Never closed under a write. A process that outlived its kill, ``_stop``'s 5 s, still
+        # holds a reading end: then the thread and this end stay until it goes. Rare; not worse.)
+        if self.thread is None or not self.thread.is_alive():
             self.writer.close()
 
 

@@ -20,10 +20,10 @@ os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ
 @pytest.fixture(autouse=True)
 def _signals_as_a_terminal_gives_them():
     """Each test starts with SIGINT and SIGTERM handled as in a terminal's Python, and the state
-    before it comes back after it. A suite started in the background (``pytest ... &``, nohup,
-    some CI runners) inherits SIGINT ignored, and an in-process CLI test that was interrupted
+    before it comes back after it. A suite started in the background (``pytest ... &`` in a
+    script, some CI runners) inherits SIGINT ignored, and an in-process CLI test that was interrupted
     leaves both ignored (the CLI does, to exit in peace); facemark keeps a signal ignored when it
-    finds it so (as ``nohup`` asks), so the tests that send one in-process need this, as
+    finds it so (as a background job asks), so the tests that send one in-process need this, as
     ``sigint_default`` does for children."""
     import signal
 

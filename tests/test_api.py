@@ -437,8 +437,8 @@ def test_detect_files_says_what_is_wrong_with_its_arguments(tmp_path):
 
 def test_every_message_error_is_one_facemark_error(fl, tmp_path):
     """A caller catches what facemark reports as a message with one ``except FacemarkError``: an
-    undecodable image, a bad box, a bad model file, an unreadable video (each still the
-    ValueError it always was)."""
+    undecodable image, a bad box, a bad model file, an unreadable video, a file that is no
+    facemark output (each still the ValueError it always was)."""
     from facemark.errors import FacemarkError
     from facemark.video import process_video
 
@@ -448,7 +448,8 @@ def test_every_message_error_is_one_facemark_error(fl, tmp_path):
     attempts = [lambda: fl.detect(tmp_path / "not.jpg"),
                 lambda: fl.landmarks(np.zeros((64, 64, 3), np.uint8), boxes=[[10, 10, 5, 5]]),
                 lambda: FaceLandmarker(model=str(tmp_path / "not.onnx")),
-                lambda: process_video(str(tmp_path / "not.mp4"), fl)]
+                lambda: process_video(str(tmp_path / "not.mp4"), fl),
+                lambda: read(tmp_path / "not.onnx")]
     for attempt in attempts:
         with pytest.raises(FacemarkError) as e:
             attempt()

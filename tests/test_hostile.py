@@ -1591,6 +1591,15 @@ def test_a_boxes_entry_for_one_file_is_not_taken_for_another_of_that_name(tmp_pa
     assert r.returncode == 1 and "no entry in doc.jsonl (its entry 'a.jpg' is another file" in r.stderr, r.stderr
     r = fm("detect", "a.jpg", "--boxes", "doc.jsonl", cwd=tmp_path)  # (its own entry)
     assert r.returncode == 0 and len(json.loads(r.stdout)["faces"]) == 1, r.stderr
+    os.link(tmp_path / "a.jpg", tmp_path / "sm" / "c.jpg")  # (a hard link: the same file under another name,
+    (tmp_path / "c.json").write_text(json.dumps({"sm/../c.jpg": [], "c.jpg": [[177, 56, 273, 177]]}))
+    shutil.copy(tmp_path / "a.jpg", tmp_path / "c.jpg")  # and a copy at the entry's name: another file)
+    r = fm("detect", "sm/c.jpg", "--boxes", "c.json", cwd=tmp_path)
+    assert r.returncode == 1 and "another file of that name" in r.stderr, r.stderr
+    (tmp_path / "c.jpg").unlink()
+    os.link(tmp_path / "sm" / "c.jpg", tmp_path / "c.jpg")  # now the entry names this very file
+    r = fm("detect", "sm/c.jpg", "--boxes", "c.json", cwd=tmp_path)
+    assert r.returncode == 0 and len(json.loads(r.stdout)["faces"]) == 1, r.stderr
     (tmp_path / "named.json").write_text(json.dumps({"b.jpg": [[10, 10, 90, 90]]}))
     cv2.imwrite(str(tmp_path / "sm" / "b.jpg"), face[:100, :100])
     r = fm("detect", "sm/b.jpg", "--boxes", "named.json", cwd=tmp_path)  # (no b.jpg here: by name)

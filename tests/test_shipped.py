@@ -110,7 +110,17 @@ def test_a_checkout_on_pythonpath_loads_its_own_weights(tmp_path):
     (other / "weights").mkdir()
     for name in ("__init__.py", "MODEL_CARD.md"):
         (other / "weights" / name).write_text("")
-    code = "import facemark, facemark.backends as b; print(facemark.__file__); print(b.weights_dir())"
+    here = weights_dir()
+    # As an editable install's finder does (a plain install has none, so this is made here): it
+    # maps facemark.weights to this checkout's weights whichever facemark package is imported.
+    code = (f"import importlib.abc, importlib.util, sys\n"
+            f"class Editable(importlib.abc.MetaPathFinder):\n"
+            f"    def find_spec(self, name, path=None, target=None):\n"
+            f"        if name == 'facemark.weights':\n"
+            f"            return importlib.util.spec_from_file_location(name, {str(here / '__init__.py')!r},\n"
+            f"                                                          submodule_search_locations=[{str(here)!r}])\n"
+            f"sys.meta_path.insert(0, Editable())\n"
+            f"import facemark, facemark.backends as b; print(facemark.__file__); print(b.weights_dir())")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/",
                        env={**__import__("os").environ, "PYTHONPATH": str(other)}, timeout=120)
     assert r.returncode == 0, r.stderr

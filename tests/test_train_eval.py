@@ -413,6 +413,8 @@ def test_a_run_is_not_replaced_and_a_damaged_pack_is_refused(wflw_root, tmp_path
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     r = run("train", "--pack", pack, "--out", tmp_path / "j", "--init", tmp_path / "junk.pt", *args)
     assert r.exit_code == 2 and "not a facemark model file" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = run("train", "--pack", pack, "--out", tmp_path / "j", "--init", tmp_path / "nope.pt", *args)
+    assert r.exit_code == 2 and f"--init {tmp_path / 'nope.pt'}: model file not found" in r.stderr, r.stderr
 
 
 def test_a_loss_that_is_no_longer_a_number_stops_training(wflw_root, tmp_path, monkeypatch):

@@ -622,7 +622,13 @@ def test_a_file_cut_short_is_said_and_exits_1(tiny_models, tmp_path, small_face,
     (tmp_path / f"whole{ext}").write_bytes(data)
     (tmp_path / f"cut{ext}").write_bytes(cut)
     (tmp_path / f"tagged{ext}").write_bytes(data + b"TAG" + b"title of the clip".ljust(125, b"\0"))  # a trailer
-    for whole in (f"whole{ext}", f"tagged{ext}"):  # (bytes after the last box are no media cut off)
+    wholes = [f"whole{ext}", f"tagged{ext}"]
+    if ext == ".avi":  # (a RIFF size a pad byte or two over the file, as some writers leave it: every frame is there)
+        padded = bytearray(data)
+        padded[4:8] = (int.from_bytes(data[4:8], "little") + 2).to_bytes(4, "little")
+        (tmp_path / "padded.avi").write_bytes(bytes(padded))
+        wholes.append("padded.avi")
+    for whole in wholes:  # (bytes after the last box are no media cut off)
         r = run("video", tmp_path / whole, "--json", tmp_path / "w.jsonl", "--model", tiny_models["direct"])
         assert r.exit_code == 0 and "warning" not in r.stderr, (whole, r.stderr)
     r = run("video", tmp_path / f"cut{ext}", "--json", tmp_path / "c.jsonl", "--model", tiny_models["direct"])

@@ -159,10 +159,10 @@ class Trainer:
         try:
             model, _ = load_torch_model(init)
         except Exception as e:  # noqa: BLE001 - torch and pickle raise many kinds for a file that is no model
+            if isinstance(e, ModelError):  # an unknown name, a missing file: its own words, named as --init's
+                raise RuntimeError(f"--init {init}: {e}") from None
             if isinstance(e, FacemarkError):
                 raise
-            if isinstance(e, ModelError):  # an unknown name, a missing file: its own words
-                raise RuntimeError(f"--init {init}: {e}") from None
             raise RuntimeError(f"--init {init}: not a facemark model file ({type(e).__name__})") from None
         if model.family != self.opts.family:
             raise RuntimeError(f"--init {init} is a {model.family} model, not {self.opts.family}")
