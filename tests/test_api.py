@@ -78,12 +78,21 @@ def test_a_bare_box_of_any_detectors_convention_gets_the_detectors_points(fl, ph
 def test_a_bare_box_on_no_face_still_gives_points_on_the_box(fl):
     """No face to match (a wall, a drawing the detector does not see): the crop from the box,
     cropped again from its own points, but never led off the box by points read on no face."""
+    import warnings
+
+    from facemark import landmarker
+
     rng = np.random.default_rng(0)
     wall = cv2.GaussianBlur(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8), (0, 0), 4)
-    (got,) = fl.landmarks(wall, boxes=[[120, 80, 240, 220]])
+    landmarker._BOX_ALONE.clear()  # (said once per process: maybe already, by an earlier test)
+    with pytest.warns(UserWarning, match=r"a given box \(\[120, 80, 240, 220\]\) had no face .* far off"):
+        (got,) = fl.landmarks(wall, boxes=[[120, 80, 240, 220]])  # (it looked like any other result)
     centre = got.landmarks.mean(0)
     assert got.landmarks.shape == (98, 2) and np.isfinite(got.landmarks).all()
     assert 120 - 60 < centre[0] < 240 + 60 and 80 - 70 < centre[1] < 220 + 70
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fl.landmarks(wall, boxes=[[100, 60, 220, 200]])  # (once: not a line per box of a big boxes file)
 
 
 class _Boxes:
