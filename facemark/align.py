@@ -22,9 +22,14 @@ def _load_templates() -> dict[str, np.ndarray]:
         text = resources.files("facemark").joinpath("calibration.json").read_text()
     except FileNotFoundError:
         return {}
-    data = json.loads(text)
-    templates = {k: np.asarray(v, np.float64) for k, v in data["templates"].items()}
-    templates["mean98"] = np.asarray(data["mean98"], np.float64)  # the canonical mean shape
+    try:
+        data = json.loads(text)
+        templates = {k: np.asarray(v, np.float64) for k, v in data["templates"].items()}
+        templates["mean98"] = np.asarray(data["mean98"], np.float64).reshape(98, 2)  # the canonical mean shape
+    except (ValueError, KeyError, TypeError, AttributeError) as e:  # (one line, not an import's traceback)
+        from .errors import DamagedInstall
+
+        raise DamagedInstall("facemark/calibration.json", f"{type(e).__name__}: {e}"[:120]) from None
     return templates
 
 

@@ -218,10 +218,21 @@ def shipped_models() -> list[dict]:
     import json
 
     def read(name: str) -> dict:
+        """A shipped measurement file, or {} (its figures shown as missing) where it is damaged."""
         p = weights_dir() / name
-        return json.loads(p.read_text()) if p.is_file() else {}
+        try:
+            data = json.loads(p.read_text()) if p.is_file() else {}
+        except (OSError, ValueError):
+            data = None
+        if not isinstance(data, dict):
+            import warnings
 
-    evals, bench_rows = read("eval.json"), read("bench.json").get("rows", [])
+            warnings.warn(f"weights/{name} is damaged: its figures are left out (reinstall facemark to restore it)")
+            return {}
+        return data
+
+    evals, bench = read("eval.json"), read("bench.json")
+    bench_rows = [r for r in bench.get("rows", []) if isinstance(r, dict)] if isinstance(bench.get("rows"), list) else []
     rows = []
     for name in SHIPPED:
         try:
@@ -229,8 +240,16 @@ def shipped_models() -> list[dict]:
         except ModelError as e:
             rows.append({"name": name, "error": str(e)})
             continue
-        nme = evals.get(m.name, {}).get("subsets", {}).get("all", {}).get("nme")
-        cpu = next((r["latency_ms"] for r in bench_rows if r["model"] == m.name and r["backend"] == "onnxruntime-cpu"), None)
+        def at(d, *keys):  # (a value where each level is a dict, else None)
+            for k in keys:
+                d = d.get(k) if isinstance(d, dict) else None
+            return d
+
+        nme = at(evals, m.name, "subsets", "all", "nme")
+        cpu = next((r.get("latency_ms") for r in bench_rows if r.get("model") == m.name
+                    and r.get("backend") == "onnxruntime-cpu"), None)
+        nme = nme if isinstance(nme, (int, float)) else None
+        cpu = cpu if isinstance(cpu, (int, float)) else None
         rows.append({"name": name, "family": m.family, "size": m.size, "params": m.meta.get("params", 0),
                      "flops": m.meta.get("flops", 0), "onnx_mb": m.path.stat().st_size / 1e6, "nme": nme, "cpu_ms": cpu})
     return rows

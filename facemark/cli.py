@@ -139,15 +139,45 @@ def output_file(value: Optional[str], option: str) -> Optional[Path]:
     return Path(value)
 
 
-def check_output_file(path: Optional[Path], option: str, exts: tuple[str, ...] = (), inputs: List[str] = ()) -> None:
+def _eval_report(doc) -> bool:
+    return isinstance(doc, dict) and bool(doc) and all(isinstance(v, dict) and {"mode", "subsets"} <= v.keys()
+                                                        for v in doc.values())
+
+
+def _bench_report(doc) -> bool:
+    return isinstance(doc, dict) and {"machine", "rows"} <= doc.keys()
+
+
+def _calibration(doc) -> bool:
+    return isinstance(doc, dict) and {"templates", "mean98"} <= doc.keys()
+
+
+def _pack(path: Path) -> bool:
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {"target98", "val"} <= set(z.files)
+    except Exception:  # noqa: BLE001 - whatever numpy says of a file that is no .npz archive
+        return False
+
+
+def check_output_file(path: Optional[Path], option: str, exts: tuple[str, ...] = (), inputs: List[str] = (),
+                      own: "tuple[str, object] | None" = None) -> None:
     """Before any work: an output file can be written where it is asked for, it is no folder,
     its extension is one facemark can write, and it is none of the inputs (``inputs``: paths,
     or ``KIND=PATH`` data whose folder is not written into). So an hour of measuring is never
-    lost at the last step, and no photo or label file is ever replaced by a result. Nothing is
-    created here: a later usage error leaves no folder behind."""
+    lost at the last step, and no photo or label file is ever replaced by a result. ``own``:
+    (what, test) of the output: an existing file the test refuses (a JSON file of another kind,
+    facemark's own calibration under an eval report) is not replaced. Nothing is created here: a
+    later usage error leaves no folder behind."""
     if path is None:
         return
+    if str(path) == "-":
+        fail(f"{option} -: give a file name (this option writes a file, not standard output)")
     try:
+        if path.is_symlink() and not path.exists():  # (found now, not after the measuring)
+            fail(f"{option} {path} is a link to {os.readlink(path)}, which does not exist")
         if path.is_dir():
             fail(f"{option} {path} is a directory: give a file name")
         if exts and path.suffix.lower() not in exts:
@@ -167,6 +197,17 @@ def check_output_file(path: Optional[Path], option: str, exts: tuple[str, ...] =
                     head = f.read(4096).lstrip()
                 if head and head[:1] not in (b"{", b"["):
                     fail(f"{option} {path} exists and is not JSON; not overwritten: write it elsewhere")
+            if own is not None and path.stat().st_size:
+                what, test = own
+                if path.suffix.lower() == ".json":
+                    try:
+                        ours = test(json.loads(path.read_bytes()))
+                    except ValueError:
+                        ours = False
+                else:
+                    ours = test(path)
+                if not ours:
+                    fail(f"{option} {path} exists and is not {what}; not overwritten: write it elsewhere")
         _check_can_create(path.absolute().parent, option, path)
     except OSError as e:  # (paths go through os.path.realpath: a link loop is no RuntimeError here)
         fail(f"{option} {path} cannot be written: {e.strerror or e}")
@@ -522,7 +563,8 @@ def bench(
     if limit is not None and not data:
         say("note: --limit counts the faces of --data, which is not given: ignored here")
     json_path = output_file(json_arg, "--json")
-    check_output_file(json_path, "--json", inputs=[str(p) for p in (image, yunet) if p is not None] + ([data] if data else []))
+    check_output_file(json_path, "--json", inputs=[str(p) for p in (image, yunet) if p is not None] + ([data] if data else []),
+                      own=("a facemark bench report", _bench_report))
     with usage_errors():
         batches = B.parse_batches(batch, device)
         rows, skipped, info = B.run_bench(device, names, batches, threads, data, image, yunet, limit, status=err.status)
@@ -578,7 +620,7 @@ def eval_cmd(
     with usage_errors():
         check_limit(limit)
     json_path, plot = output_file(json_arg, "--json"), output_file(plot_arg, "--plot")
-    check_output_file(json_path, "--json", inputs=data)
+    check_output_file(json_path, "--json", inputs=data, own=("a facemark eval report", _eval_report))
     if json_path and plot and os.path.realpath(json_path) == os.path.realpath(plot):
         fail("--json and --plot name the same file")
     check_output_file(plot, "--plot", (".png", ".jpg", ".jpeg", ".bmp", ".webp"), inputs=data)
@@ -647,7 +689,8 @@ def calibrate(
     from .training import calibrate as cal
 
     out_path = output_file(out_arg, "--out")
-    check_output_file(out_path, "--out", (".json",), inputs=[*data, str(teacher)] + ([str(yunet)] if yunet else []))
+    check_output_file(out_path, "--out", (".json",), inputs=[*data, str(teacher)] + ([str(yunet)] if yunet else []),
+                      own=("a facemark calibration", _calibration))
     cache = cache or default_cache()
     check_cache_folder(cache)
     shipped = Path(__file__).parent / "calibration.json"
@@ -686,7 +729,8 @@ def pack(
     from .training.pack import build_pack
 
     out_path = output_file(out_arg, "--out")
-    check_output_file(out_path, "--out", (".npz",), inputs=data + ([str(teacher)] if teacher else []))
+    check_output_file(out_path, "--out", (".npz",), inputs=data + ([str(teacher)] if teacher else []),
+                      own=("a facemark pack", _pack))
     cache = cache or default_cache()
     check_cache_folder(cache)
     if Path(os.path.realpath(cache)) in Path(os.path.realpath(out_path)).parents:
@@ -711,6 +755,14 @@ def pack(
     err.print(f"wrote {out_path}: {len(pk)} faces ({int(pk.val.sum())} held out), {out_path.stat().st_size / 1e6:.1f} MB")
 
 
+def _folder_option(value: str, option: str = "--out") -> Path:
+    """A folder option as typed: an empty one is refused (``Path("")`` is the current folder, where
+    a run's files would have gone unasked)."""
+    if not value.strip():
+        fail(f"{option} is an empty string; name a folder (use . for this folder)")
+    return Path(value)
+
+
 def _need_torch(command: str) -> None:
     """Training and export run on PyTorch, which the inference install leaves out: one line, not
     an ImportError's traceback."""
@@ -733,7 +785,7 @@ def train(
     batch: int = typer.Option(32, "--batch", help="Faces per optimiser step."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default 2e-3)."),
     arch: List[str] = typer.Option([], "--arch", metavar="KEY=VALUE", help="Model option KEY=VALUE, e.g. width=128, or pool=spatial and readout=8 (direct); repeat. With --init, only options that keep its weights fitting."),
-    out_dir: Path = typer.Option(..., "--out", help="Run directory (log, checkpoints, exported model)."),
+    out_arg: str = typer.Option(..., "--out", help="Run directory (log, checkpoints, exported model)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop cleanly at the end of the first epoch that ends after this long (minutes)."),
     time_budget: Optional[float] = typer.Option(None, "--time-budget", metavar="MINUTES", help="End the learning-rate schedule when this much training time (steps and held-out checks; not start-up or teacher labelling) is spent; --epochs is then a cap. For a lent GPU's fixed time; kept by --resume."),
@@ -750,6 +802,7 @@ def train(
     aug: List[str] = typer.Option([], "--aug", metavar="KEY=VALUE", help="Augmentation setting KEY=VALUE; repeat. Keys: rotate, p_wide_rotate, rotate_narrow, scale, shift, flip, colour, grey, blur, noise, occlude (defaults in facemark/training/augment.py)."),
 ):
     """Train a landmark model; exports the best checkpoint to OUT/model.onnx and OUT/model.pt."""
+    out_dir = _folder_option(out_arg)
     _need_torch("train")
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -815,10 +868,11 @@ def train(
 @app.command("export")
 def export_cmd(
     checkpoint: Path = typer.Argument(..., help="A run's best.pt / model.pt (or a run directory)."),
-    out_dir: Path = typer.Option(..., "--out", help="Directory for NAME.onnx and NAME.pt (weights/ ships them)."),
+    out_arg: str = typer.Option(..., "--out", help="Directory for NAME.onnx and NAME.pt (weights/ ships them)."),
     name: Optional[str] = typer.Option(None, "--name", help="Model name (default: its family)."),
 ):
     """Export a checkpoint to ONNX (decode included, fp16 storage) and a half-precision torch state."""
+    out_dir = _folder_option(out_arg)
     _need_torch("export")
     from .training.export import export_checkpoint
 
@@ -912,6 +966,8 @@ def _plain_help(command: click.Command) -> click.Command:
 
 
 def _run_app(args: list[str]) -> None:
+    from .errors import DamagedInstall
+
     try:
         code = _plain_help(typer.main.get_command(app))(args=args, prog_name="facemark", standalone_mode=False)
     except click.exceptions.NoSuchOption as e:
@@ -935,6 +991,8 @@ def _run_app(args: list[str]) -> None:
         raise SystemExit(0) from None
     except MemoryError as e:
         _out_of_memory(str(e))
+    except DamagedInstall as e:  # (raised wherever facemark's own files are first read)
+        fail_now_code(str(e), 1)
     except OSError as e:  # standard output on a full disk (/dev/full) or the like, from a table or --help
         if e.filename is not None:  # (a file's error names the file: not standard output's)
             fail_now_code(f"{e.filename}: {e.strerror or e}", 1)

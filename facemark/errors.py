@@ -17,6 +17,14 @@ class UsageError(FacemarkError, ValueError):
     """An argument or option that cannot work (the CLI exits 2 with its message)."""
 
 
+class DamagedInstall(FacemarkError):
+    """A file that comes with facemark (its calibration, the shipped measurements) cannot be read."""
+
+    def __init__(self, path: str, why: str):
+        super().__init__(f"{path}, which comes with facemark, is damaged ({why}): reinstall facemark (in a "
+                         f"checkout: git checkout {path})")
+
+
 class StopRun(FacemarkError):
     """The run cannot go on, whatever the next input: it stops, and what it wrote is complete."""
 

@@ -639,6 +639,11 @@ def atomic_write(path: str | os.PathLike, write, suffix: str = ".tmp", tidy: boo
     try:
         write(tmp)
         publish(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        if e.filename is None:  # (a writer's own, e.g. a zip's on a full disk: the file is named, not "standard output")
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

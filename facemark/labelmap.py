@@ -87,10 +87,19 @@ def load() -> np.ndarray:
         data = json.loads(resources.files("facemark").joinpath("calibration.json").read_text())
     except FileNotFoundError:
         return index_map()
+    except ValueError as e:
+        from .errors import DamagedInstall
+
+        raise DamagedInstall("facemark/calibration.json", f"{type(e).__name__}: {e}"[:120]) from None
     m = np.zeros((68, 98))
-    for i, row in enumerate(data["labelmap"]):
-        for j, w in row:
-            m[i, j] = w
+    try:
+        for i, row in enumerate(data["labelmap"]):
+            for j, w in row:
+                m[i, j] = w
+    except (ValueError, KeyError, TypeError, IndexError) as e:
+        from .errors import DamagedInstall
+
+        raise DamagedInstall("facemark/calibration.json", f"its 98->68 map: {type(e).__name__}: {e}"[:120]) from None
     m.setflags(write=False)
     return m
 

@@ -779,6 +779,17 @@ def test_long_names_and_odd_characters(tmp_path, face):
     (["export", "w.pt", "--out", "o", "--name", "../escape"], "plain file name"),
     (["export", "w.pt", "--out", ".", "--name", "w"], "refusing to overwrite the checkpoint"),
     (["train", "--model", "direct", "--pack", "p.jpg", "--out", "t"], "is not a facemark pack"),
+    # Outputs that would replace a file of another kind (facemark's own calibration, a user's JSON or
+    # archive, a run's resumable state) are refused before any work:
+    (["bench", "--models", "direct", "--batch", "1", "--json", "mine.json"], "is not a facemark bench report"),
+    (["bench", "--models", "direct", "--batch", "1", "--json", "-"], "give a file name"),  # (no file named "-")
+    (["pack", "--data", "300w=nowhere", "--out", "mine.npz"], "is not a facemark pack"),
+    (["calibrate", "--data", "300w=nowhere", "--teacher", "nowhere", "--out", "mine.json"],
+     "is not a facemark calibration"),
+    (["export", "w.pt", "--out", "run", "--name", "last"], "is a training run"),
+    (["export", "w.pt", "--out", ".", "--name", "notes"], "notes.pt exists and is not a facemark model"),
+    (["export", "w.pt", "--out", ""], "--out is an empty string"),
+    (["train", "--model", "direct", "--pack", "p.jpg", "--out", ""], "--out is an empty string"),
 ])
 def test_more_bad_requests_are_one_line(tmp_path, face, args, words):
     cv2.imwrite(str(tmp_path / "p.jpg"), face)
@@ -791,11 +802,18 @@ def test_more_bad_requests_are_one_line(tmp_path, face, args, words):
     from facemark.backends import resolve
 
     shutil.copy(resolve("direct", ".pt"), tmp_path / "w.pt")
+    (tmp_path / "mine.json").write_text('{"keep": 1}')
+    np.savez(tmp_path / "mine.npz", a=np.arange(3))
+    (tmp_path / "notes.pt").write_bytes(b"my notes, not a model")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "last.pt").write_bytes(b"a run's state")
+    kept = {n: (tmp_path / n).read_bytes() for n in ("mine.json", "mine.npz", "notes.pt", "run/last.pt")}
     before = (tmp_path / "frames" / "000.jpg").read_bytes()
-    r = fm(*args, *([] if args[0] in ("export", "train", "bench") else MODEL), cwd=tmp_path)
+    r = fm(*args, *([] if args[0] in ("export", "train", "bench", "pack", "calibrate") else MODEL), cwd=tmp_path)
     assert r.returncode == 2 and words in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and r.stderr.count("\n") <= 2  # the line (and bench's skipped line)
     assert (tmp_path / "frames" / "000.jpg").read_bytes() == before
+    assert {n: (tmp_path / n).read_bytes() for n in kept} == kept and not (tmp_path / "-").exists()
     assert not (tmp_path.parent / "escape.onnx").exists()
 
 
@@ -1604,3 +1622,60 @@ def test_a_boxes_entry_for_one_file_is_not_taken_for_another_of_that_name(tmp_pa
     cv2.imwrite(str(tmp_path / "sm" / "b.jpg"), face[:100, :100])
     r = fm("detect", "sm/b.jpg", "--boxes", "named.json", cwd=tmp_path)  # (no b.jpg here: by name)
     assert r.returncode == 0 and json.loads(r.stdout)["faces"][0]["box"] == [10, 10, 90, 90], r.stderr
+
+
+def test_a_damaged_file_that_comes_with_facemark_is_one_line(tmp_path):
+    """A calibration.json edited by hand (or by an earlier --json, before that was refused): every
+    command died with a KeyError traceback; `facemark models` with a damaged bench.json too."""
+    import facemark
+    from tests.conftest import EXAMPLE
+
+    pkg = Path(facemark.__file__).parent
+    shutil.copytree(pkg, tmp_path / "facemark", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "weights").mkdir()
+    for f in weights_dir().iterdir():
+        (tmp_path / "weights" / f.name).symlink_to(f)
+    (tmp_path / "weights" / "bench.json").unlink()
+    (tmp_path / "weights" / "bench.json").write_text("garbage{")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-m", "facemark", "models"], capture_output=True, text=True, env=env,
+                       cwd=tmp_path, timeout=120)
+    assert r.returncode == 0 and "weights/bench.json is damaged" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert "direct" in r.stdout
+    (tmp_path / "facemark" / "calibration.json").write_text("[1, 2]")
+    r = subprocess.run([sys.executable, "-m", "facemark", "detect", str(EXAMPLE)], capture_output=True, text=True,
+                       env=env, cwd=tmp_path, timeout=120)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert "calibration.json, which comes with facemark, is damaged" in r.stderr and "reinstall" in r.stderr
+
+
+def test_a_writer_s_own_error_names_the_file_it_was_writing(tmp_path):
+    """np.savez on a full disk raises an OSError with no file name; the CLI then said 'cannot write
+    to standard output' (a pack's cache). atomic_write names its file; torch's zip writer's
+    end-of-stream error on a full disk is an OSError too, not a traceback."""
+    import errno
+
+    from facemark.imageio import atomic_write
+
+    def full(tmp):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError) as e:
+        atomic_write(tmp_path / "cache.npz", full, ".npz")
+    assert e.value.filename == str(tmp_path / "cache.npz") and e.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []
+    torch = pytest.importorskip("torch")
+    from facemark.training import export
+
+    real = torch.save
+
+    def stream_full(obj, f):
+        raise RuntimeError("basic_ios::clear: iostream error")
+
+    torch.save = stream_full
+    try:
+        with pytest.raises(OSError, match="disk full"):
+            export._atomic_torch_save({"a": 1}, tmp_path / "last.pt")
+    finally:
+        torch.save = real
+    assert list(tmp_path.iterdir()) == []

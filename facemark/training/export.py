@@ -54,10 +54,13 @@ def _atomic_torch_save(obj, path: Path) -> None:
     def save(tmp: Path) -> None:
         try:
             torch.save(obj, tmp)
-        except RuntimeError as e:  # torch's zip writer reports a failed write (a full disk) this way
-            if "inline_container" not in str(e):
+        except RuntimeError as e:  # torch's zip writer reports a failed write (a full disk) this way,
+            if "inline_container" not in str(e) and "iostream error" not in str(e):  # (or its stream's, at the end)
                 raise
-            raise OSError(f"{str(e).splitlines()[0][:120]} (disk full?)") from None
+            import errno
+
+            raise OSError(errno.ENOSPC if "iostream" in str(e) else errno.EIO,
+                          f"{str(e).splitlines()[0][:120]} (disk full?)") from None
 
     atomic_write(path, save)
 
@@ -179,6 +182,16 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path = "weights", n
             raise UsageError(f"refusing to overwrite the checkpoint {checkpoint}: give another --out or --name")
         if target.exists() and not target.resolve().is_file() or target.is_symlink() and not target.exists():
             raise UsageError(f"{target} is in the way (not a regular file): nothing was written")
+    pt = out_dir / f"{name}.pt"
+    if name in ("best", "last") and (out_dir / "last.pt").is_file():  # a run folder: its resumable state
+        raise UsageError(f"refusing to overwrite {pt}: {out_dir} is a training run, and its {name}.pt is what "
+                         f"--resume (and export) read; give another --name or --out")
+    if pt.is_file():  # a model exported before is replaced; a file of anything else is not
+        try:
+            load_state(pt)
+        except Exception:  # noqa: BLE001 - any file that is no facemark model
+            raise UsageError(f"{pt} exists and is not a facemark model; not overwritten: give another --name or "
+                             f"--out") from None
     meta = {**meta, "name": name, "family": model.family}
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
