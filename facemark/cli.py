@@ -808,7 +808,9 @@ def train(
 
     from .training.train import TrainingFailed, TrainOptions, check_options, load_pack, make_trainer, parse_arch
 
-    with no_empty_folder(out_dir):  # (a run that fails before its first file leaves no folder)
+    from contextlib import ExitStack
+
+    with no_empty_folder(out_dir), ExitStack() as held:  # (a run that fails before its first file leaves no folder)
         check_cache_folder(out_dir, "--out")  # a run folder that cannot be written is said before any work
         if data and pack_path is None:
             cache = cache or default_cache()
@@ -825,6 +827,7 @@ def train(
                 say(f"note: nothing to resume in {out_dir} (no last.pt): starting from the beginning")
             pk = load_pack(pack_path, data, teacher, cache, res)
             trainer = make_trainer(pk, opts, log=say)
+            held.callback(trainer.release)  # (the run folder's lock: in-process callers train into it again)
         err.print(f"{model}{' ' + str(trainer.model.config) if model != 'hybrid' else ''} on {device}: "
                   f"{len(trainer.train_idx)} training faces, {len(trainer.val_idx)} held out"
                   + (f", distilling {teacher_model}" if teacher_model else ""))

@@ -888,3 +888,30 @@ def test_a_wflw_list_with_no_usable_line_is_said_as_such(tmp_path):
     (ann / "list_98pt_rect_attr_test.txt").unlink()
     with pytest.raises(ValueError, match="no WFLW list files"):
         load_wflw(tmp_path, [])
+
+
+def test_two_trains_into_one_run_folder_do_not_mix(wflw_root, tmp_path):
+    """Two `facemark train` into one --out at once both ran to the end, writing one folder's
+    last.pt, best.pt and logs in turn. The second is refused once the first holds the folder, and
+    leaves it as it was (the folder is never empty, so never removed under the first)."""
+    import os
+
+    from facemark.errors import UsageError
+    from facemark.training.train import TrainOptions, load_pack, make_trainer
+
+    pack = load_pack(None, [f"wflw={wflw_root}"], None, tmp_path / "c", 192)
+    opts = TrainOptions("direct", tmp_path / "run", epochs=1, batch=4, model={"size": 32, "width_mult": 0.25})
+    first = make_trainer(pack, opts, log=lambda *a: None)
+    try:
+        with pytest.raises(UsageError, match="another facemark train is running in"):
+            make_trainer(pack, replace_opts(opts, resume=True), log=lambda *a: None)
+        assert (tmp_path / "run").is_dir()
+    finally:
+        first.release()
+    make_trainer(pack, replace_opts(opts, resume=True), log=lambda *a: None)  # (free once the first has ended)
+
+
+def replace_opts(opts, **changes):
+    from dataclasses import replace
+
+    return replace(opts, **changes)

@@ -8,6 +8,7 @@ import copy
 import csv
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -149,9 +150,21 @@ class Trainer:
         if self.opts.teacher_model:
             self.teacher = self._teacher_cache()
         self.out.mkdir(parents=True, exist_ok=True)  # only now: a refused run leaves no empty folder
+        self._lock = _hold_run_folder(self.out)
         remove_stale_temps(self.out)  # a killed run's half-written checkpoint or log
         if not len(self.val_idx):
             self.log("note: the pack holds no held-out faces, so best.pt is simply the latest epoch")
+
+    def release(self) -> None:
+        """Lets another run into this folder (otherwise when this process ends). The lock file goes
+        first, while still held, so a run that ends with nothing saved leaves no folder behind."""
+        if getattr(self, "_lock", None) is not None:
+            try:
+                os.unlink(self.out / ".facemark-train.lock")
+            except OSError:
+                pass
+            os.close(self._lock)
+            self._lock = None
 
     def _init_model(self, init: str, overrides: dict) -> torch.nn.Module:
         """The ``--init`` weights, grown into the ``--arch`` overrides where those add parameters
@@ -537,6 +550,27 @@ def load_pack(pack_path: Path | None, data: list[str], teacher: Path | None, cac
 
 
 RUN_FILES = ("best.pt", "model.onnx", "model.pt", "log.csv")  # what a run folder holds besides last.pt
+
+
+def _hold_run_folder(folder: Path):
+    """This process's hold on a run folder for its life: a second ``train`` into it (two at once,
+    or a ``--resume`` beside the running one) would mix both runs' checkpoints and logs. The lock
+    file also keeps the folder from being empty, so the refused run never removes it. None where
+    the system has no ``flock`` (Windows). ``Trainer.release`` lets go."""
+    from ..errors import UsageError
+
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    fd = os.open(folder / ".facemark-train.lock", os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise UsageError(f"another facemark train is running in {folder}: wait for it to end, or give another "
+                         f"--out") from None
+    return fd
 
 
 def check_options(opts: TrainOptions) -> None:
