@@ -255,6 +255,9 @@ def test_ctrl_c_in_training_says_where_to_resume(tmp_path, monkeypatch, capsys):
         def fit(self, progress):
             raise KeyboardInterrupt
 
+        def release(self):  # (the run folder's lock)
+            pass
+
     monkeypatch.setattr(train, "load_pack", lambda *a, **k: None)
     monkeypatch.setattr(train, "make_trainer", lambda *a, **k: Interrupted())
     args = ["train", "--model", "direct", "--pack", str(tmp_path / "p.npz"), "--out", str(tmp_path / "run")]
