@@ -118,3 +118,19 @@ def test_eval_of_training_faces_only_says_which_split_they_are_in(tmp_path, face
                                     + "f.jpg," + ",".join(str(100 + i % 50) for i in range(136)) + "\n")
     with pytest.raises(UsageError, match="all in the train split"):
         run_eval([f"csv68={tmp_path / 'f.csv'}"], ["direct"])
+
+
+def test_csv68_without_a_header_keeps_its_first_face(tmp_path):
+    """A headerless CSV lost its first face (the first line was always taken for a header), and a
+    one-face one said 'no usable rows'. A header of column numbers (the YouTube set's) is a header."""
+    write_image(tmp_path / "a.jpg")
+    write_image(tmp_path / "b.jpg")
+    rows = [["a.jpg"] + [f"{v:.1f}" for v in np.arange(136) + 5], ["b.jpg"] + [f"{v:.1f}" for v in np.arange(136) + 7]]
+    (tmp_path / "bare.csv").write_text("".join(",".join(r) + "\n" for r in rows))
+    samples = D.load(f"csv68={tmp_path / 'bare.csv'}", [])
+    assert [s.image.name for s in samples] == ["a.jpg", "b.jpg"]
+    (tmp_path / "one.csv").write_text(",".join(rows[0]) + "\n")
+    assert len(D.load(f"csv68={tmp_path / 'one.csv'}", [])) == 1
+    (tmp_path / "headed.csv").write_text(",".join([""] + [str(i) for i in range(136)]) + "\n" + ",".join(rows[1]) + "\n")
+    skipped = []
+    assert [s.image.name for s in D.load(f"csv68={tmp_path / 'headed.csv'}", skipped)] == ["b.jpg"] and skipped == []

@@ -3,11 +3,12 @@
 * ``300w``: a directory tree of images with ``.pts`` files beside them (1-based coordinates).
 * ``wflw``: the official WFLW release (``WFLW_annotations/.../list_98pt_rect_attr_*.txt`` and
   ``WFLW_images/``): 196 coordinates, a box, six attribute flags, the image path.
-* ``csv68``: a CSV ``name,x0,y0,...,x67,y67`` with a header row (e.g. the YouTube frames).
+* ``csv68``: a CSV ``name,x0,y0,...,x67,y67``, with or without a header row (e.g. the YouTube frames).
 """
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,6 +164,18 @@ def load_wflw(root: str | Path, skipped: list[str] | None = None) -> list[Sample
     return out
 
 
+def _a_face(row: list[str]) -> bool:
+    """Whether a CSV's first line is a face rather than a header: a name, then 136 numbers that are
+    not the column numbers 0..135 (the YouTube set's header is ``,0,1,...,135``)."""
+    if len(row) < 137 or not row[0].strip():
+        return False
+    try:
+        values = [float(v) for v in row[1:137]]
+    except ValueError:
+        return False
+    return values != list(range(136))
+
+
 def load_csv68(path: str | Path, images: str | Path | None = None, skipped: list[str] | None = None) -> list[Sample]:
     """A CSV of ``name,x0,y0,...``. Images are looked up in ``images``, beside the CSV, or in a
     folder beside it (the YouTube frames keep theirs in ``training/``)."""
@@ -175,8 +188,13 @@ def load_csv68(path: str | Path, images: str | Path | None = None, skipped: list
     out, before = [], len(skipped) if skipped is not None else 0
     with path.open(newline="", errors="replace") as f:
         rows = csv.reader(f)
-        next(rows, None)
-        for n, row in enumerate(rows, 2):
+        first = next(rows, None)
+        if first is not None and _a_face(first):  # no header row: the first line is a face
+            rows = itertools.chain([first], rows)
+            start = 1
+        else:
+            start = 2
+        for n, row in enumerate(rows, start):
             if not any(v.strip() for v in row):
                 continue
             if len(row) < 137:
