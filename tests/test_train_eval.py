@@ -915,3 +915,25 @@ def replace_opts(opts, **changes):
     from dataclasses import replace
 
     return replace(opts, **changes)
+
+
+def test_a_cache_with_keypoints_no_detector_gives_is_no_crash(face_image, tmp_path):
+    """Detector keypoints in the cache that no detector gives (five at one spot, 1e30): pack died with
+    a DegeneratePoints traceback. Points at one spot are placed as a missed face; huge values mean a
+    damaged cache, rebuilt."""
+    from facemark.training.pack import Pack
+
+    root, cache = tmp_path / "wflw", tmp_path / "c"
+    write_wflw(root, synthetic_faces(face_image, 2, seed=6), [])
+    r = run("pack", "--data", f"wflw={root}", "--out", tmp_path / "p.npz", "--cache", cache)
+    assert r.exit_code == 0, r.stderr
+    (made,) = cache.glob("prepared-*.npz")
+    for value in (100.0, 1e30):
+        with np.load(made, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        assert not np.isnan(arrays["det_kps"][0]).any()  # (the face was found: its keypoints are used)
+        arrays["det_kps"][0] = value
+        np.savez_compressed(made, **arrays)
+        r = run("pack", "--data", f"wflw={root}", "--out", tmp_path / f"p{value:g}.npz", "--cache", cache)
+        assert r.exit_code == 0 and "Traceback" not in r.stderr, r.stderr
+        assert len(Pack.load(tmp_path / f"p{value:g}.npz")) == 2

@@ -121,12 +121,15 @@ def build(samples: list[Sample], prep: Prepared, weights: list[float], res: int 
             if log:
                 log(f"skipped: {s.image}: its targets are not finite numbers")
             continue
+        m = None
         if prep.found[i]:
-            kps = prep.det_kps[i]
-        else:  # where the detector would have put its keypoints, on average
+            try:
+                m = align.compose(to_pack, align.umeyama(prep.det_kps[i], t_ret))
+            except align.DegeneratePoints:  # (keypoints no detector gives: a damaged cache's; placed as a miss)
+                m = None
+        if m is None:  # where the detector would have put its keypoints, on average
             to_canon = align.umeyama(five_points(target), t_lm)
-            kps = align.apply(align.invert(to_canon), t_ret)
-        m = align.compose(to_pack, align.umeyama(kps, t_ret))
+            m = align.compose(to_pack, align.umeyama(align.apply(align.invert(to_canon), t_ret), t_ret))
         crop = align.warp(image, m, res)
         ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, quality])
         blobs.append(buf.reshape(-1))

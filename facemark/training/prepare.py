@@ -72,6 +72,9 @@ def _load_cache(path: Path) -> dict | None:
         n = len(z["keys"])
         if any(len(z[k]) != n for k in ("det_box", "det_kps", "det_score", "teacher")):
             return None
+        kps = z["det_kps"][~np.isnan(z["det_kps"][:, 0, 0])]
+        if not np.isfinite(kps).all() or (np.abs(kps) > 1e6).any():  # values no detector gives
+            return None
         return z
     except Exception:  # noqa: BLE001 - zipfile, zlib and numpy raise many kinds for a damaged file; it is only a cache
         return None
