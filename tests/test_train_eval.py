@@ -937,3 +937,27 @@ def test_a_cache_with_keypoints_no_detector_gives_is_no_crash(face_image, tmp_pa
         r = run("pack", "--data", f"wflw={root}", "--out", tmp_path / f"p{value:g}.npz", "--cache", cache)
         assert r.exit_code == 0 and "Traceback" not in r.stderr, r.stderr
         assert len(Pack.load(tmp_path / f"p{value:g}.npz")) == 2
+
+
+def test_a_cache_that_cannot_be_written_does_not_lose_the_pack(face_image, tmp_path, monkeypatch):
+    """The detector/teacher cache on a full disk: pack stopped with 'cannot write to standard
+    output' and wrote no pack, though every face was done and the cache is optional."""
+    import errno
+
+    from facemark.training import prepare
+    from facemark.training.pack import Pack
+
+    root = tmp_path / "wflw"
+    write_wflw(root, synthetic_faces(face_image, 2, seed=6), [])
+    real = prepare.atomic_write
+
+    def full(path, *a, **k):
+        if "prepared-" in str(path):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(prepare, "atomic_write", full)
+    r = run("pack", "--data", f"wflw={root}", "--out", tmp_path / "p.npz", "--cache", tmp_path / "c")
+    assert r.exit_code == 0, r.stderr
+    assert "cannot be written (No space left on device): this run goes on without it" in r.stderr
+    assert len(Pack.load(tmp_path / "p.npz")) == 2

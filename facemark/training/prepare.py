@@ -128,6 +128,21 @@ def prepare(samples: list[Sample], detector, teacher=None, cache_dir: Path | Non
             if not stale.name.startswith(f"prepared-v{CACHE_VERSION}-"):
                 stale.unlink(missing_ok=True)
 
+    def keep() -> None:
+        """``save``, but a cache that cannot be written (a full disk) is only a cache: said once, the
+        run goes on without it."""
+        if path is None or not writable[0]:
+            return
+        try:
+            save()
+        except OSError as e:
+            import warnings
+
+            writable[0] = False
+            warnings.warn(f"the cache {path} cannot be written ({e.strerror or e}): this run goes on without it, "
+                          f"and the next computes these faces again")
+
+    writable = [True]
     last_save, computed = time.monotonic(), 0
     try:
         for c, i in enumerate(todo):
@@ -144,13 +159,13 @@ def prepare(samples: list[Sample], detector, teacher=None, cache_dir: Path | Non
                 tea[i] = teacher.predict(image, d.box if d is not None else emulated_box(s.landmarks))
             done[i], computed = True, computed + 1
             if path is not None and time.monotonic() - last_save > 120:  # an interrupted pack keeps its work
-                save()
+                keep()
                 last_save = time.monotonic()
             if progress:
                 progress(c + 1, len(todo))
     finally:  # also on Ctrl-C: the next run starts where this one stopped
-        if path is not None and computed:
-            save()
+        if computed:
+            keep()
     return Prepared(keys, det_box, det_kps, det_score, tea)
 
 
