@@ -961,3 +961,16 @@ def test_a_cache_that_cannot_be_written_does_not_lose_the_pack(face_image, tmp_p
     assert r.exit_code == 0, r.stderr
     assert "cannot be written (No space left on device): this run goes on without it" in r.stderr
     assert len(Pack.load(tmp_path / "p.npz")) == 2
+
+
+def test_a_resume_with_other_settings_says_so(wflw_root, tmp_path):
+    """--resume took a changed --lr or --batch, or --epochs already done, without a word."""
+    run_dir, cache = tmp_path / "run", tmp_path / "cache"
+    args = ["--model", "hourglass", "--data", f"wflw={wflw_root}", "--out", run_dir, "--cache", cache, *TINY]
+    r = run("train", *args, "--epochs", 2, "--max-minutes", 0.0001)
+    assert r.exit_code == 0 and (run_dir / "last.pt").is_file(), r.stderr
+    r = run("train", *args, "--epochs", 2, "--resume", "--lr", 0.01)
+    assert r.exit_code == 0, r.stderr
+    assert "note: the run was started with --lr the default; it goes on with --lr 0.01" in r.stderr
+    r = run("train", *args, "--epochs", 1, "--resume", "--lr", 0.01)
+    assert "note: --epochs 1: the run has done 2 already, so none is trained" in r.stderr, r.stderr

@@ -291,6 +291,20 @@ class Trainer:
         self._keep_distilling(ck["options"])
         self._keep_augmentation(ck["options"])
         self._keep_time_budget(ck["options"])
+        self._say_changes(ck["options"])
+
+    def _say_changes(self, saved: dict) -> None:
+        """--lr and --batch may change on --resume (a run continued differently on purpose), and
+        --epochs may already be done: said, so that a slip of the keyboard is not silent."""
+        def shown(v) -> str:
+            return "the default" if v in (None, "None") else str(v)
+
+        for key in ("lr", "batch"):
+            was, now = saved.get(key), str(getattr(self.opts, key))
+            if was is not None and was != now:
+                self.log(f"note: the run was started with --{key} {shown(was)}; it goes on with --{key} {shown(now)}")
+        if self.opts.epochs <= self.epoch:
+            self.log(f"note: --epochs {self.opts.epochs}: the run has done {self.epoch} already, so none is trained")
 
     def _keep_time_budget(self, saved: dict) -> None:
         """A run started with --time-budget keeps it when resumed without one (said): its schedule
