@@ -212,6 +212,13 @@ def load_model(model: str | Path = DEFAULT_MODEL, device: str = "cpu", threads: 
     return TorchModel(model, device=device, **kw)
 
 
+def _at(d, *keys):
+    """The value under ``keys`` where each level is a dict, else None (a hand-edited JSON file)."""
+    for k in keys:
+        d = d.get(k) if isinstance(d, dict) else None
+    return d
+
+
 def shipped_models() -> list[dict]:
     """One row per shipped model (``facemark models``): family, input size, parameters, GFLOPs,
     file size, and the NME / CPU time recorded in ``weights/eval.json`` and ``bench.json``."""
@@ -240,12 +247,7 @@ def shipped_models() -> list[dict]:
         except ModelError as e:
             rows.append({"name": name, "error": str(e)})
             continue
-        def at(d, *keys):  # (a value where each level is a dict, else None)
-            for k in keys:
-                d = d.get(k) if isinstance(d, dict) else None
-            return d
-
-        nme = at(evals, m.name, "subsets", "all", "nme")
+        nme = _at(evals, m.name, "subsets", "all", "nme")
         cpu = next((r.get("latency_ms") for r in bench_rows if r.get("model") == m.name
                     and r.get("backend") == "onnxruntime-cpu"), None)
         nme = nme if isinstance(nme, (int, float)) else None

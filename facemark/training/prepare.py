@@ -128,21 +128,23 @@ def prepare(samples: list[Sample], detector, teacher=None, cache_dir: Path | Non
             if not stale.name.startswith(f"prepared-v{CACHE_VERSION}-"):
                 stale.unlink(missing_ok=True)
 
+    writable = path is not None
+
     def keep() -> None:
         """``save``, but a cache that cannot be written (a full disk) is only a cache: said once, the
         run goes on without it."""
-        if path is None or not writable[0]:
+        nonlocal writable
+        if not writable:
             return
         try:
             save()
         except OSError as e:
             import warnings
 
-            writable[0] = False
+            writable = False
             warnings.warn(f"the cache {path} cannot be written ({e.strerror or e}): this run goes on without it, "
                           f"and the next computes these faces again")
 
-    writable = [True]
     last_save, computed = time.monotonic(), 0
     try:
         for c, i in enumerate(todo):
