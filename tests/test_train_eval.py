@@ -311,6 +311,15 @@ def test_bad_arch_options_are_one_line(arch, says, wflw_root, tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("family, arch", [("hourglass", "width=0"), ("direct", "width_mult=0")])
+def test_a_zero_width_is_refused_before_torch_warns(family, arch, wflw_root, tmp_path):
+    """torch's own warning about an empty layer would be the first line the user reads."""
+    r = run("train", "--model", family, "--data", f"wflw={wflw_root}", "--epochs", 1, "--out", tmp_path / "o",
+            "--cache", tmp_path / "c", "--arch", arch)
+    assert r.exit_code == 2 and f"--arch {arch}: must be a positive number" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
 def test_runs_saved_before_a_new_model_option_still_resume(wflw_root, tmp_path):
     """A checkpoint whose config predates an option (the direct model's pool) resumes with its default."""
     args = ["train", "--model", "direct", "--data", f"wflw={wflw_root}", "--batch", 4, "--out", tmp_path / "r",

@@ -642,16 +642,18 @@ def check_options(opts: TrainOptions) -> None:
     size = opts.model.get("size")
     if size is not None and not (isinstance(size, int) and 16 <= size <= 1024):
         raise UsageError(f"--arch size={size}: give the crop side in pixels, 16 to 1024")
+    # Widths, multipliers, counts: none may be 0 or below (readout, where 0 is off, has its own check
+    # in the model). Checked before the trial build below, where torch would first warn of an empty layer.
+    for key, value in opts.model.items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if key != "readout" and any(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                    and not (math.isfinite(v) and v > 0) for v in values):
+            raise UsageError(f"--arch {key}={value}: must be a positive number")
     if opts.model:  # values of the wrong kind, before any data is loaded (with --init too: same kinds)
         try:
             build_model(opts.family, {**DEFAULTS[opts.family], **opts.model})
         except ValueError as e:
             raise UsageError(str(e)) from None
-    for key, value in opts.model.items():  # widths, multipliers, counts: none may be 0 or below (readout=0 is off)
-        values = value if isinstance(value, (list, tuple)) else [value]
-        if any(isinstance(v, (int, float)) and not isinstance(v, bool) and not (math.isfinite(v) and v > 0)
-               for v in values) and not (key == "readout" and value == 0):
-            raise UsageError(f"--arch {key}={value}: must be a positive number")
 
 
 def make_trainer(pack: Pack, opts: TrainOptions, log=print) -> Trainer:
