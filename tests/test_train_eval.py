@@ -983,3 +983,34 @@ def test_a_resume_with_other_settings_says_so(wflw_root, tmp_path):
     assert "note: the run was started with --lr the default; it goes on with --lr 0.01" in r.stderr
     r = run("train", *args, "--epochs", 1, "--resume", "--lr", 0.01)
     assert "note: --epochs 1: the run has done 2 already, so none is trained" in r.stderr, r.stderr
+
+
+def test_with_no_face_held_out_a_model_whose_points_are_not_numbers_is_not_kept(wflw_root, tmp_path):
+    """With nothing held out, best.pt is the latest epoch: it was kept (and exported) even when the
+    model's points had become NaN while the loss of the weights it averages stayed finite."""
+    import torch
+
+    import facemark.training.train as T
+    from facemark.training.pack import Pack
+
+    pack = tmp_path / "p.npz"
+    assert run("pack", "--data", f"wflw={wflw_root}", "--out", pack, "--cache", tmp_path / "c", "--res", 64).exit_code == 0
+    z = dict(np.load(pack))
+    z["val"][:] = 0
+    np.savez(pack, **z)
+    said = []
+    opts = T.TrainOptions("direct", tmp_path / "r", epochs=1, batch=4, model={"size": 32, "width_mult": 0.25})
+    trainer = T.make_trainer(Pack.load(pack), opts, log=said.append)
+    assert len(trainer.val_idx) == 0
+    with torch.no_grad():
+        for p in trainer.ema.parameters():
+            p.fill_(float("nan"))
+    trainer.fit()
+    assert not (tmp_path / "r" / "best.pt").exists() and (tmp_path / "r" / "last.pt").exists()
+    assert any("not numbers: not kept" in m for m in said)
+    with pytest.raises(T.TrainingFailed, match="no epoch gave points that are numbers"):
+        trainer.export_best()
+    sane = T.make_trainer(Pack.load(pack), T.TrainOptions("direct", tmp_path / "s", epochs=1, batch=4,
+                                                           model={"size": 32, "width_mult": 0.25}), log=said.append)
+    sane.fit()
+    assert (tmp_path / "s" / "best.pt").exists()

@@ -392,6 +392,16 @@ class Trainer:
             errs.append(nme68(pred, h68, self.m68))
         return float(torch.cat(errs).mean()) if errs else float("nan")
 
+    def gives_numbers(self, model=None) -> bool:
+        """Whether the model's points on a few training faces are numbers: with no face held out,
+        the only check that keeps a diverged epoch from becoming best.pt."""
+        model = model or self.ema
+        model.eval()
+        x, _, _, _ = self._batch(self.train_idx[:16], train=False)
+        with torch.no_grad(), torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.amp):
+            out = model(x)
+        return bool(torch.isfinite(model.decode(out).float()).all())
+
     def fit(self, progress=None) -> dict:
         opts = self.opts
         clean = self.train_idx[self.pack.weight[self.train_idx] >= 1.0]
@@ -447,14 +457,17 @@ class Trainer:
                    "minutes": (time.time() - start) / 60}
             self.history.append(row)
             nothing_held = len(self.val_idx) == 0
-            improved = nothing_held or val < self.best  # nothing held out: keep the latest (NaN points never win)
+            # Nothing held out: keep the latest, if its points are numbers. NaN points never win.
+            improved = self.gives_numbers() if nothing_held else val < self.best
             if improved:
                 self.best = val
                 save_state(self.ema, self.out / "best.pt", meta={"epoch": self.epoch, "val_nme": val * 100}, half=False)
             _atomic_torch_save(self._checkpoint(), self.out / "last.pt")
             self._write_log()
             shown = f"val NME {val * 100:.3f} %" if math.isfinite(val) else \
-                "no val NME (no face held out)" if nothing_held else f"val NME {val} (points that are not numbers: not kept)"
+                "no val NME (no face held out)" if nothing_held and improved else \
+                "no val NME (no face held out; points on training faces are not numbers: not kept)" if nothing_held else \
+                f"val NME {val} (points that are not numbers: not kept)"
             self.log(f"epoch {self.epoch}/{opts.epochs} loss {row['loss']:.4f} {shown}"
                      f"{' (best)' if improved else ''}  {row['img_per_s']:.{1 if row['img_per_s'] < 100 else 0}f} img/s")
             if self.seconds >= budget:
@@ -489,8 +502,9 @@ class Trainer:
         """best.pt -> model.onnx (decode inside, fp16-stored) and model.pt (fp16 state)."""
         from ..models import load_state
 
-        if not (self.out / "best.pt").is_file():  # every epoch's held-out points were not numbers
-            raise TrainingFailed(f"no epoch gave held-out points that are numbers, so there is no best model to export "
+        if not (self.out / "best.pt").is_file():  # every epoch's points were not numbers
+            held = "held-out " if len(self.val_idx) else ""
+            raise TrainingFailed(f"no epoch gave {held}points that are numbers, so there is no best model to export "
                                  f"({self.out / 'last.pt'} holds the last epoch); try a lower --lr, or check the data")
         model, meta = load_state(self.out / "best.pt")
         meta = {**meta, "name": name or self.model.family, "family": self.model.family}
