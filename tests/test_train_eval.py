@@ -1014,3 +1014,29 @@ def test_with_no_face_held_out_a_model_whose_points_are_not_numbers_is_not_kept(
                                                            model={"size": 32, "width_mult": 0.25}), log=said.append)
     sane.fit()
     assert (tmp_path / "s" / "best.pt").exists()
+
+
+def test_a_teacher_cache_made_by_another_teacher_of_the_same_size_is_not_reused(tiny_models, wflw_root, tmp_path):
+    """The cache was keyed by the teacher's name and file size: a retrained teacher of the same
+    architecture (same name, same size) silently reused the old teacher's labels."""
+    import onnx
+
+    other = tmp_path / "other" / Path(tiny_models["hourglass"]).name
+    other.parent.mkdir()
+    m = onnx.load(str(tiny_models["hourglass"]))
+    init = max(m.graph.initializer, key=lambda t: len(t.raw_data))
+    raw = bytearray(init.raw_data)
+    raw[0] ^= 0x55  # other weights, same name and size
+    init.raw_data = bytes(raw)
+    onnx.save(m, str(other))
+    assert other.stat().st_size == Path(tiny_models["hourglass"]).stat().st_size
+    cache = tmp_path / "labels.npz"
+    base = ["train", "--model", "direct", "--data", f"wflw={wflw_root}", "--batch", 4, "--cache", tmp_path / "c",
+            "--teacher-views", 1, "--init", tiny_models["direct.pt"], "--epochs", 1, "--teacher-cache", cache]
+    r = run(*base, "--out", tmp_path / "a", "--teacher-model", tiny_models["hourglass"])
+    assert r.exit_code == 0, r.stderr
+    r = run(*base, "--out", tmp_path / "b", "--teacher-model", tiny_models["hourglass"])
+    assert r.exit_code == 0 and "teacher labels from" in r.stderr and "labelling again" not in r.stderr
+    r = run(*base, "--out", tmp_path / "c2", "--teacher-model", other)
+    assert r.exit_code == 0, r.stderr
+    assert "made by another teacher: labelling again" in r.stderr and "teacher labels from" not in r.stderr

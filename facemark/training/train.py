@@ -206,9 +206,14 @@ class Trainer:
         o = self.opts
         path = Path(o.teacher_cache or self.out / "teacher.npz")
         teacher = load_model(o.teacher_model, device="cpu" if self.dev.type == "cpu" else o.device)
-        key = f"{teacher.name}|{teacher.path.stat().st_size}|{len(self.pack)}|{self.pack.res}|{o.teacher_views}|{o.seed}"
-        if o.augment and o.teacher_views > 1:  # the views' geometry came from these settings
-            key += "|" + ",".join(f"{k}={v}" for k, v in sorted(o.augment.items()))
+        # What the labels were made from, by content: two exports of one architecture share name
+        # and size, and two packs may share a face count.
+        made_from = {"teacher": _digest(teacher.path.read_bytes()),
+                     "pack": _digest(self.pack.jpeg, self.pack.offsets, self.pack.target98, np.int64(self.pack.res)),
+                     "views": o.teacher_views, "seed": o.seed,
+                     # (the views' geometry came from these settings)
+                     "aug": sorted(o.augment.items()) if o.augment and o.teacher_views > 1 else []}
+        key = json.dumps(made_from, default=str)
         if path.is_file():
             try:
                 z = np.load(path, allow_pickle=False)
@@ -219,6 +224,8 @@ class Trainer:
             if str(z["key"]) == key:
                 self.log(f"teacher labels from {path} ({o.teacher_views} view{'s' if o.teacher_views > 1 else ''} per face)")
                 return {k: torch.from_numpy(z[k]).to(self.dev) for k in ("a", "t", "flip", "points")}
+            self.log(f"note: {path} holds labels made {_made_otherwise(str(z['key']), made_from)}: labelling again "
+                     f"(it is replaced)")
         n, v = len(self.pack), o.teacher_views
         gen = torch.Generator(device=self.dev).manual_seed(o.seed + 7)
         a, t, flip = sample_geometry(n * v, self.aug, self.dev, gen)
@@ -527,6 +534,28 @@ def build_model(family: str, cfg: dict) -> torch.nn.Module:
     except (TypeError, ValueError, RuntimeError) as e:
         shown = " ".join(f"{k}={v}" for k, v in cfg.items() if k != "neighbors")
         raise ValueError(f"--arch: the {family} model cannot be built with {shown}: {e}") from None
+
+
+def _digest(*arrays) -> str:
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=12)
+    for x in arrays:
+        h.update(memoryview(np.ascontiguousarray(x)).cast("B"))
+    return h.hexdigest()
+
+
+def _made_otherwise(saved: str, made_from: dict) -> str:
+    """What differs between a teacher cache's key and this run's: 'by another teacher', ..."""
+    try:
+        old = json.loads(saved)
+    except json.JSONDecodeError:  # (caches of facemark before content keys)
+        return "by an older facemark"
+    words = {"teacher": "by another teacher", "pack": "for another pack", "views": "with another --teacher-views",
+             "seed": "with another seed", "aug": "with other --aug settings"}
+    now = json.loads(json.dumps(made_from, default=str))
+    differ = [w for k, w in words.items() if not isinstance(old, dict) or old.get(k) != now[k]]
+    return ", ".join(differ) if differ else "otherwise"
 
 
 def parse_arch(items: list[str], option: str = "--arch") -> dict:
