@@ -615,7 +615,7 @@ def eval_cmd(
     from rich.progress import Progress
     from rich.table import Table
 
-    from .evaluation.evaluate import check_limit, run_eval
+    from .evaluation.evaluate import check_limit, is_ced_plot, run_eval
 
     with usage_errors():
         check_limit(limit)
@@ -623,7 +623,8 @@ def eval_cmd(
     check_output_file(json_path, "--json", inputs=data, own=("a facemark eval report", _eval_report))
     if json_path and plot and os.path.realpath(json_path) == os.path.realpath(plot):
         fail("--json and --plot name the same file")
-    check_output_file(plot, "--plot", (".png", ".jpg", ".jpeg", ".bmp", ".webp"), inputs=data)
+    check_output_file(plot, "--plot", (".png", ".jpg", ".jpeg", ".bmp", ".webp"), inputs=data,
+                      own=("a CED plot of facemark's", is_ced_plot))
     with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:
         tasks = {}
 

@@ -1040,3 +1040,23 @@ def test_a_teacher_cache_made_by_another_teacher_of_the_same_size_is_not_reused(
     r = run(*base, "--out", tmp_path / "c2", "--teacher-model", other)
     assert r.exit_code == 0, r.stderr
     assert "made by another teacher: labelling again" in r.stderr and "teacher labels from" not in r.stderr
+
+
+def test_plot_replaces_an_earlier_plot_but_not_another_image(tiny_models, face_image, tmp_path):
+    """--plot replaced whatever image had its name, a photo included."""
+    root = tmp_path / "300w"
+    write_300w(root, synthetic_faces(face_image, 2, seed=4), "lfpw/testset")
+    args = ["eval", "--data", f"300w={root}", "--model", tiny_models["direct"], "--boxes", "gt", "--plot"]
+    for name in ("ced.png", "ced.jpg"):
+        for _ in range(2):  # written, then replaced by the rerun
+            r = run(*args, tmp_path / name)
+            assert r.exit_code == 0, r.stderr
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), face_image)
+    wide = tmp_path / "wide.png"  # the plot's size, not its drawing
+    cv2.imwrite(str(wide), cv2.resize(face_image, (720, 480)))
+    for image in (photo, wide):
+        before = image.read_bytes()
+        r = run(*args, image)
+        assert r.exit_code == 2 and "is not a CED plot of facemark's; not overwritten" in r.stderr, r.stderr
+        assert image.read_bytes() == before

@@ -73,9 +73,12 @@ def evaluate(fl: FaceLandmarker, samples: list[Sample], mode: str = "detector", 
     return EvalResult(fl.model_name, mode, errors[readable], [s.subset for s in kept], [s.tags for s in kept])
 
 
+PLOT_W, PLOT_H, PLOT_PAD = 720, 480, 60  # the CED plot's size and its frame's left and bottom margin
+
+
 def plot_ced(results: list[EvalResult], path: str, limit: float = 0.10) -> np.ndarray:
     """CED curves of several models in one PNG (drawn with OpenCV: no plotting dependency)."""
-    w, h, pad = 720, 480, 60
+    w, h, pad = PLOT_W, PLOT_H, PLOT_PAD
     img = np.full((h, w, 3), 255, np.uint8)
     x0, y0, x1, y1 = pad, h - pad, w - 20, 20
 
@@ -105,6 +108,24 @@ def plot_ced(results: list[EvalResult], path: str, limit: float = 0.10) -> np.nd
 
     write_image(path, img)
     return img
+
+
+def is_ced_plot(path) -> bool:
+    """Whether an image is one ``plot_ced`` drew (its size, white margins and black frame), so
+    ``--plot`` replaces an earlier plot but never someone's photo."""
+    from ..imageio import read_image
+
+    try:
+        img = read_image(path)
+    except Exception:  # noqa: BLE001 - not an image at all: not ours either
+        return False
+    if img.shape[:2] != (PLOT_H, PLOT_W):
+        return False
+    grey = img.mean(axis=2) if img.ndim == 3 else img
+    x0, y0, x1, y1 = PLOT_PAD, PLOT_H - PLOT_PAD, PLOT_W - 20, 20
+    frame = np.concatenate([grey[y1, x0 + 2:x1 - 2], grey[y0, x0 + 2:x1 - 2], grey[y1 + 2:y0 - 2, x1]])
+    margins = np.concatenate([grey[-3:].ravel(), grey[:, -3:].ravel()])
+    return bool(np.median(frame) < 80 and margins.min() > 200)
 
 
 def check_limit(limit) -> None:
