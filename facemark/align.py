@@ -158,6 +158,20 @@ def rescale(points, scale, offset=(0.0, 0.0)) -> np.ndarray:
     return (np.asarray(points) + 0.5) * np.asarray(scale, np.float64) - 0.5 + np.asarray(offset, np.float64)
 
 
+def letterbox(image: np.ndarray, width: int, height: int) -> tuple[np.ndarray, tuple[float, float], tuple[int, int]]:
+    """``image`` scaled to fit ``width`` x ``height`` keeping its shape, centred on black. Returns
+    the canvas, the ``rescale`` factors from the scaled picture back to the image, and where the
+    picture starts on the canvas: a face is never stretched (a stretched face gets wrong points)."""
+    h, w = image.shape[:2]
+    s = min(width / w, height / h)
+    sw, sh = max(1, min(width, round(w * s))), max(1, min(height, round(h * s)))
+    x0, y0 = (width - sw) // 2, (height - sh) // 2
+    canvas = np.zeros((height, width) + image.shape[2:], image.dtype)
+    inter = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+    canvas[y0:y0 + sh, x0:x0 + sw] = cv2.resize(image, (sw, sh), interpolation=inter).reshape((sh, sw) + image.shape[2:])
+    return canvas, (w / sw, h / sh), (x0, y0)
+
+
 def scale_of(m: np.ndarray) -> float:
     """Uniform scale factor of a similarity matrix (crop pixels per image pixel)."""
     (a, b), (c, d) = np.asarray(m, np.float64)[:, :2]

@@ -508,8 +508,8 @@ def video(
                       f"least 8 px wide), so the frame's last column or row is repeated (the JSON points are in the "
                       f"frame's own pixels)")
         if s.resized:
-            err.print(f"note: {s.resized} frame(s) of another size were scaled to the first frame's size for tracking "
-                      f"and drawing; their JSON points are in their own pixels")
+            err.print(f"note: {s.resized} frame(s) of another size were fitted into the first frame's size (scaled, "
+                      f"shape kept, black around) for tracking and drawing; their JSON points are in their own pixels")
         err.print(f"{s.frames} frames in {s.seconds:.1f} s ({s.frames / s.seconds:.1f} fps), {s.tracks} face track(s)")
         if s.searched_shrunk:
             err.print(f"note: no face was found, and the frames were searched shrunk to {s.searched_shrunk} px on the long "

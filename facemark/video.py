@@ -17,7 +17,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from .align import rescale
+from .align import letterbox, rescale
 from .containers import (avi_empty_frames, count_is_exact, cut_short, has_audio, matroska_has_no_frames,
                          mp4_has_no_samples)
 from .errors import FacemarkError
@@ -49,8 +49,9 @@ class Source:
     _files: list[Path] | None = None
     decode_errors: int = 0
     fixed_rate: bool = False  # --fps given: frame times are i / fps, whatever the file's timestamps say
-    resized: int = 0  # frames of a folder whose size differs from the first frame's (scaled to it)
+    resized: int = 0  # frames of a folder whose size differs from the first frame's (fitted into it)
     scale: tuple[float, float] = (1.0, 1.0)  # the last frame's own size over the size it was scaled to
+    shift: tuple[int, int] = (0, 0)  # where that scaled picture starts in the first frame's size
     count_exact: bool = True  # False: ``frames`` is the container's estimate (duration x rate), which may be high
     empty: int = 0  # an AVI's empty "dropped frame" chunks (a variable rate kept): counted frames that lose nothing
     cut_short: bool = False  # the file ends before the data it announces (see ``cut_short``)
@@ -64,10 +65,10 @@ class Source:
                 except ImageError:
                     self.decode_errors += 1
                     continue
-                self.scale = (frame.shape[1] / self.width, frame.shape[0] / self.height)
+                self.scale, self.shift = (1.0, 1.0), (0, 0)
                 if frame.shape[:2] != (self.height, self.width):
                     self.resized += 1
-                    frame = cv2.resize(frame, (self.width, self.height), interpolation=cv2.INTER_AREA)
+                    frame, self.scale, self.shift = letterbox(frame, self.width, self.height)
                 yield i, i / self.fps, frame
             return
         cap = self._cap
@@ -462,13 +463,14 @@ def tracked_faces(tracks, tracker) -> list[Face]:
     return [Face(tr.shown_box, tr.score, tr.smoothed, tracker.landmarks68(tr)) for tr in tracks]
 
 
-def frame_record(index: int, t: float, tracks, faces: list[Face], scale: tuple[float, float] = (1.0, 1.0)) -> dict:
-    """One JSON line for ``tracks`` and their ``faces``; ``scale`` maps points from the size the
-    frame was tracked at to its own (pixel centres at integers, as ``cv2.resize`` maps them)."""
-    s = np.asarray(scale, np.float64)
+def frame_record(index: int, t: float, tracks, faces: list[Face], scale: tuple[float, float] = (1.0, 1.0),
+                 shift: tuple[int, int] = (0, 0)) -> dict:
+    """One JSON line for ``tracks`` and their ``faces``; ``shift`` and ``scale`` map points from
+    where the frame was fitted into the tracked size back to its own pixels (``letterbox``)."""
+    s, o = np.asarray(scale, np.float64), np.asarray(shift, np.float64)
 
     def r(a):
-        return np.round(rescale(np.reshape(a, (-1, 2)), s), 2).reshape(np.shape(a)).tolist()
+        return np.round(rescale(np.reshape(a, (-1, 2)) - o, s), 2).reshape(np.shape(a)).tolist()
 
     return {"frame": index, "time": round(float(t), 4),
             "faces": [{"id": tr.id, "box": r(f.box), "score": round(float(f.score), 4), "landmarks": r(f.landmarks),
@@ -484,7 +486,7 @@ class VideoSummary:
     interrupted: bool
     audio_kept: bool | None  # None: nothing to keep (no --out, or no audio track)
     had_audio: bool | None = None  # None: the container does not say (not MP4/MOV/AVI)
-    resized: int = 0  # frames of a folder scaled to the first frame's size
+    resized: int = 0  # frames of a folder fitted into the first frame's size
     set_aside: tuple[str, ...] = ()  # interrupted: partial outputs written beside earlier complete ones
     padded_to: tuple[int, int] | None = None  # the video's size, where an odd frame size was made even
     cut_short: bool = False  # the file ends before the data it announces (a stopped download)
@@ -647,7 +649,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                         # Into a pipe whose reader stopped reading the write waits for ever: there a
                         # second signal stops the run at once (that line is cut; no file holds it).
                         stop["armed"] = isinstance(text_w, StreamLines)
-                        text_w.write_line(frame_record(i, t, tracks, faces, src.scale))
+                        text_w.write_line(frame_record(i, t, tracks, faces, src.scale, src.shift))
                         stop["armed"] = False
                         if getattr(text_w, "closed", False) and len(writers) == 1:
                             reader_gone = True
