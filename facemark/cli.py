@@ -510,17 +510,18 @@ def video(
         if s.resized:
             err.print(f"note: {s.resized} frame(s) of another size were fitted into the first frame's size (scaled, "
                       f"shape kept, black around) for tracking and drawing; their JSON points are in their own pixels")
-        err.print(f"{s.frames} frames in {s.seconds:.1f} s ({s.frames / s.seconds:.1f} fps), {s.tracks} face track(s)")
+        if not s.interrupted:  # (an interrupted run's count is in its one line below)
+            err.print(f"{s.frames} frames in {s.seconds:.1f} s ({s.frames / s.seconds:.1f} fps), {s.tracks} face track(s)")
         if s.searched_shrunk:
             err.print(f"note: no face was found, and the frames were searched shrunk to {s.searched_shrunk} px on the long "
                       f"side, where faces under 1/16 of it go unseen; --min-face 40 (pixels) finds smaller ones, more slowly")
     except KeyboardInterrupt:  # a late second signal: the outputs are already complete
         s.interrupted = True
     if s.interrupted and s.set_aside:
-        exit_interrupted(f"interrupted: the output files that were there before are kept; the frames processed so far "
-                         f"are in {', '.join(escape(p) for p in s.set_aside)}")
+        exit_interrupted(f"interrupted after {s.frames} frame(s): the output files that were there before are kept; "
+                         f"the frames processed so far are in {', '.join(escape(p) for p in s.set_aside)}")
     if s.interrupted:
-        exit_interrupted("interrupted: the output holds the frames processed so far")
+        exit_interrupted(f"interrupted after {s.frames} frame(s): the output holds them")
     if s.cut_short and not s.interrupted:  # (said whatever the count: a cut Matroska file's is an estimate)
         lost = f"about {s.decode_errors} frame(s) of it are not there; " if s.decode_errors else ""
         err.print(f"[red]warning:[/] {escape(source)} ends before the data it announces (a download or copy that "
