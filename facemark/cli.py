@@ -757,12 +757,15 @@ def pack(
     err.print(f"wrote {out_path}: {len(pk)} faces ({int(pk.val.sum())} held out), {out_path.stat().st_size / 1e6:.1f} MB")
 
 
-def _folder_option(value: str, option: str = "--out") -> Path:
+def _folder_option(value: str, holds: str, option: str = "--out") -> Path:
     """A folder option as typed: an empty one is refused (``Path("")`` is the current folder, where
     a run's files would have gone unasked)."""
     if not value.strip():
         fail(f"{option} is an empty string; name a folder (use . for this folder)")
-    return Path(value)
+    path = Path(value)
+    if path.suffix.lower() in (".onnx", ".pt", ".pth", ".npz", ".json") and not path.is_dir():
+        fail(f"{option} {value} names a file, but it is a folder: {holds}")
+    return path
 
 
 def _need_torch(command: str) -> None:
@@ -804,7 +807,7 @@ def train(
     aug: List[str] = typer.Option([], "--aug", metavar="KEY=VALUE", help="Augmentation setting KEY=VALUE; repeat. Keys: rotate, p_wide_rotate, rotate_narrow, scale, shift, flip, colour, grey, blur, noise, occlude (defaults in facemark/training/augment.py)."),
 ):
     """Train a landmark model; exports the best checkpoint to OUT/model.onnx and OUT/model.pt."""
-    out_dir = _folder_option(out_arg)
+    out_dir = _folder_option(out_arg, "the run's files go in it (last.pt, best.pt, model.onnx, log.csv)")
     _need_torch("train")
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -867,7 +870,8 @@ def train(
                  f"'facemark export {out_dir} --out DIR' can export it elsewhere", 1)
         best = summary["best_val_nme"]
         what = f"best val NME {best:.3f} %" if math.isfinite(best) else "no face held out, so the last epoch's weights"
-        err.print(f"{what} after {summary['epochs']} epochs -> {onnx_path}, {pt_path}")
+        n = summary["epochs"]
+        err.print(f"{what} after {n} epoch{'' if n == 1 else 's'} -> {onnx_path}, {pt_path}")
 
 
 @app.command("export")
@@ -877,7 +881,7 @@ def export_cmd(
     name: Optional[str] = typer.Option(None, "--name", help="Model name (default: its family)."),
 ):
     """Export a checkpoint to ONNX (decode included, fp16 storage) and a half-precision torch state."""
-    out_dir = _folder_option(out_arg)
+    out_dir = _folder_option(out_arg, "it receives NAME.onnx and NAME.pt (--name sets NAME)")
     _need_torch("export")
     from .training.export import export_checkpoint
 

@@ -790,6 +790,10 @@ def test_long_names_and_odd_characters(tmp_path, face):
     (["export", "w.pt", "--out", ".", "--name", "notes"], "notes.pt exists and is not a facemark model"),
     (["export", "w.pt", "--out", ""], "--out is an empty string"),
     (["train", "--model", "direct", "--pack", "p.jpg", "--out", ""], "--out is an empty string"),
+    # A file's name as --out: it had made a folder of that name and written the files into it.
+    (["export", "w.pt", "--out", "new/model.onnx"], "--out new/model.onnx names a file, but it is a folder"),
+    (["train", "--model", "direct", "--pack", "p.jpg", "--out", "run.pt"], "--out run.pt names a file"),
+    (["export", "w.pt", "--out", "o", "--name", ""], "--name is empty"),
 ])
 def test_more_bad_requests_are_one_line(tmp_path, face, args, words):
     cv2.imwrite(str(tmp_path / "p.jpg"), face)
@@ -814,7 +818,7 @@ def test_more_bad_requests_are_one_line(tmp_path, face, args, words):
     assert "Traceback" not in r.stderr and r.stderr.count("\n") <= 2  # the line (and bench's skipped line)
     assert (tmp_path / "frames" / "000.jpg").read_bytes() == before
     assert {n: (tmp_path / n).read_bytes() for n in kept} == kept and not (tmp_path / "-").exists()
-    assert not (tmp_path.parent / "escape.onnx").exists()
+    assert not (tmp_path.parent / "escape.onnx").exists() and not (tmp_path / "new").exists()
 
 
 def test_python_entry_points_reject_a_bare_string(fl):

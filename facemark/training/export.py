@@ -161,7 +161,9 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path = "weights", n
         raise UsageError(f"checkpoint not found: {checkpoint}")
     if not checkpoint.is_file():
         raise UsageError(f"{checkpoint} is not a regular file")
-    if name is not None and (not name.strip() or Path(name).name != name or name in (".", "..")):
+    if name is not None and not name.strip():
+        raise UsageError("--name is empty: give the model a name (its files are NAME.onnx and NAME.pt)")
+    if name is not None and (Path(name).name != name or name in (".", "..")):
         raise UsageError(f"--name {name!r} must be a plain file name (no folders)")
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} exists and is not a directory")
