@@ -605,6 +605,10 @@ def test_a_test_folder_given_as_the_data_root_is_still_the_test_split(face_image
     write_300w(root, synthetic_faces(face_image, 2, seed=9), "helen/testset")
     assert {s.split for s in load_pts_dir(root / "helen" / "testset")} == {"test"}
     assert {s.split for s in load_pts_dir(root)} == {"test"}
+    # The subset says which set it is, whichever folder is the root (it was 'testset' from helen/).
+    assert {s.subset for s in load_pts_dir(root)} == {"helen/testset"}
+    assert {s.subset for s in load_pts_dir(root / "helen")} == {"helen/testset"}
+    assert {s.subset for s in load_pts_dir(root / "helen" / "testset")} == {"testset"}
 
 
 def test_bad_label_rows_are_named_not_dropped(face_image, tmp_path):

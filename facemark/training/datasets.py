@@ -110,6 +110,9 @@ def load_pts_dir(root: str | Path, skipped: list[str] | None = None) -> list[Sam
                 skipped.append(f"{pts}: no image file beside it")
             continue
         rel = pts.parent.relative_to(root).as_posix()
+        rel = "" if rel == "." else rel  # (the root itself: its own name below)
+        if rel.split("/")[0] in ("testset", "trainset", "test", "train"):  # --data 300w=.../lfpw: lfpw/testset
+            rel = f"{Path(os.path.realpath(root)).name}/{rel}"
         split = "test" if root_is_test or {"testset", "test"} & set(pts.parent.relative_to(root).parts) else "train"
         try:
             out.append(Sample(img, read_pts(pts), subset=rel or root.name, split=split))
