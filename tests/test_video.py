@@ -1504,3 +1504,16 @@ def test_a_frame_of_another_shape_keeps_its_shape_and_its_points(tmp_path, face_
     pts = np.array(line["faces"][0]["landmarks"])
     iod = np.linalg.norm(own.landmarks[60] - own.landmarks[72])
     assert np.linalg.norm(pts - own.landmarks, axis=1).mean() / iod < 0.02
+
+
+def test_a_folder_of_videos_says_to_give_one_video(tmp_path, small_face):
+    d = tmp_path / "clips"
+    d.mkdir()
+    write_clip(d / "a.mp4", [frame_with([(40, 90)], small_face)] * 3)
+    write_clip(d / "b.mp4", [frame_with([(40, 90)], small_face)] * 3)
+    r = run("video", d, "--json", tmp_path / "o.jsonl")
+    assert r.exit_code == 2 and "no image frames found, but 2 video(s) (a.mp4, ...): give one video file" in r.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = run("video", empty, "--json", tmp_path / "o.jsonl")
+    assert r.exit_code == 2 and r.stderr.strip().endswith("no image frames found")
