@@ -50,13 +50,18 @@ def check_box(b, where: str = "box") -> np.ndarray:
     return np.append(arr, 1.0) if arr.size == 4 else arr
 
 
-def check_points(p, where: str = "points", box=None) -> np.ndarray:
+OWN_POINTS_REACH = 0.5  # box sides the centre of facemark's own five points may lie outside their box
+
+
+def check_points(p, where: str = "points", box=None, reach: float = 0.0) -> np.ndarray:
     """Five (x, y) keypoints (eyes, nose, mouth corners) as a (5, 2) array, or ``BoxError`` saying
     why. Points that are not finite stand for none (the face is cropped from its box). With the
     face's ``box``, each point must lie within a box side of it, their centre inside it (a box
     that does not hold the face's middle is not its box, whatever the detector's convention) and
     their spread a tenth of its side or more: points in other units (0-1, or from the box's
-    corner, as some detectors give them) would crop somewhere else entirely."""
+    corner, as some detectors give them) would crop somewhere else entirely. ``reach``: how many
+    box sides the centre may lie outside it. Points of facemark's own 98 take half a side: a face
+    cut by the image's edge keeps the box of what is seen, while its points go on past the edge."""
     try:
         arr = np.asarray(p, np.float64)
     except (TypeError, ValueError, OverflowError):
@@ -69,7 +74,8 @@ def check_points(p, where: str = "points", box=None) -> np.ndarray:
         x1, y1, x2, y2 = np.asarray(box, np.float64)[:4]
         side, centre = max(x2 - x1, y2 - y1), arr.mean(0)
         if (arr < [x1 - side, y1 - side]).any() or (arr > [x2 + side, y2 + side]).any() or not spread_out(arr, box) \
-                or not (x1 <= centre[0] <= x2 and y1 <= centre[1] <= y2):
+                or not (x1 - reach * side <= centre[0] <= x2 + reach * side
+                        and y1 - reach * side <= centre[1] <= y2 + reach * side):
             raise BoxError(f"{where} do not lie on their box {np.round([x1, y1, x2, y2], 1).tolist()} (points in "
                            f"image pixels are needed, not 0-1 or from the box's corner)")
         if mirrored(arr, box):
@@ -147,8 +153,8 @@ def _detection(b, where: str) -> Detection:
     output as ``_given_face`` made it (its box and its eyes, nose and mouth)."""
     if isinstance(b, dict) and "points" in b:
         arr = check_box(b["box"], where)
-        return Detection(arr[:4].copy(), float(arr[4]), check_points(b["points"], f"{where}: its points", arr),
-                         "landmarks98")
+        return Detection(arr[:4].copy(), float(arr[4]), check_points(b["points"], f"{where}: its points", arr,
+                                                                     OWN_POINTS_REACH), "landmarks98")
     arr = check_box(b, where)
     return Detection(arr[:4].copy(), float(arr[4]))
 

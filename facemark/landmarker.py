@@ -13,8 +13,8 @@ import numpy as np
 
 from . import align, labelmap
 from .backends import DEFAULT_MODEL, load_model, weights_label
-from .boxes import (BoxError, GivenBoxes, check_box, check_inside, check_points, face_as_detection, mirrored,
-                    spread_out)
+from .boxes import (OWN_POINTS_REACH, BoxError, GivenBoxes, check_box, check_inside, check_points, face_as_detection,
+                    mirrored, spread_out)
 from .detector import Detection, RetinaFace, YuNet
 from .imageio import MAX_PIXELS, as_bgr, read_image
 from .layouts import FLIP98, five_points
@@ -398,7 +398,7 @@ def _as_detections(boxes, name: str = "boxes") -> list[Detection]:
                 # (its keypoints found around it)
                 out.append(Detection(arr[:4].copy(), float(arr[4])))
                 continue
-            kps = check_points(five, f"{name}[{j}]'s landmarks", arr)
+            kps = check_points(five, f"{name}[{j}]'s landmarks", arr, OWN_POINTS_REACH)
             out.append(Detection(arr[:4].copy(), float(arr[4]), kps, template="landmarks98"))
         elif isinstance(b, dict):  # a face of a facemark output (read()'s rows), as --boxes takes it
             out.append(face_as_detection(b, f"{name}[{j}]"))

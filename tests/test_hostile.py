@@ -1204,6 +1204,39 @@ def test_bad_keypoints_in_a_boxes_file_fail_that_image_alone(tmp_path, face_imag
     assert "not shape (3, 2)" in r.stderr and sorted(p.name for p in (tmp_path / "o").iterdir()) == ["c.jpg.json"]
 
 
+def test_a_face_cut_by_the_image_edge_goes_back_in_as_facemark_gave_it(fl, face_image, tmp_path):
+    """A face cut by the image's bottom edge has a detector box of what is seen, ending below the
+    eyes, while its points go on past the edge: the centre of its five points lay below its box,
+    and facemark refused its own output fed back (``boxes=faces``, ``--boxes OUT``), failing the
+    whole image."""
+    import json
+
+    from facemark import Face
+
+    face = fl.detect(face_image)[0]
+    pts = np.asarray(face.landmarks)
+    five = five_points(pts)
+    x1, _, x2, _ = face.box
+    w, eyes = x2 - x1, five[:2, 1].mean()
+    cut = Face(np.array([x1, eyes - 0.5 * w, x2, eyes + 0.05 * w]), face.score, pts, face.landmarks68)
+    assert five.mean(0)[1] > cut.box[3]  # (as such a face's: the points' middle below the box)
+    again = fl.landmarks(face_image, [cut])
+    assert len(again) == 1 and np.abs(again[0].landmarks - pts).max() < 0.05 * w
+    cv2.imwrite(str(tmp_path / "p.jpg"), face_image)
+    assert fm("detect", tmp_path / "p.jpg", "--out", tmp_path / "o", *MODEL, cwd=tmp_path).returncode == 0
+    out = tmp_path / "o" / "p.jpg.json"
+    doc = json.loads(out.read_text())
+    doc["faces"][0]["box"] = np.round(cut.box, 2).tolist()  # (the output as such a face's would be)
+    out.write_text(json.dumps(doc))
+    r = fm("detect", tmp_path / "p.jpg", "--boxes", tmp_path / "o", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0 and len(json.loads(r.stdout)["faces"]) == 1, r.stderr
+    # Five points given with a box (a detector's): their middle must still lie inside it.
+    from facemark import Detection
+
+    with pytest.raises(ValueError, match="do not lie on their box"):
+        fl.landmarks(face_image, [Detection(cut.box, 0.9, five)])
+
+
 def test_keypoints_in_other_units_are_refused_not_cropped_elsewhere(fl, face_image):
     """Detectors give keypoints in 0-1 units or from the box's corner; taken as image pixels they
     cropped some other place and the face came back with its points far from its box."""
