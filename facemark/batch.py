@@ -194,16 +194,16 @@ def _stamp(path: Path, now: float | None = None) -> int | None:
     """When an input last changed, in ns (None: gone or unreadable): compared with its output's
     time on resume, and before and after a read (``_write``)."""
     try:
-        st = path.stat()
+        st, link = path.stat(), os.lstat(path)
     except OSError:
         return None
     # POSIX ctime is when the file last changed on this machine: a replacement (`cp -p`
     # included) moves it on, an archive's or another clock's file times do not. Windows'
     # st_ctime is the creation time, so there the modification time counts unless it lies in
-    # the future.
+    # the future. A link pointed elsewhere is a changed input too, whatever its new target's times.
     if os.name == "posix":
-        return st.st_ctime_ns
-    return st.st_mtime_ns if st.st_mtime <= (now or time.time()) else st.st_ctime_ns
+        return max(st.st_ctime_ns, link.st_ctime_ns)
+    return max(st.st_mtime_ns if st.st_mtime <= (now or time.time()) else st.st_ctime_ns, link.st_mtime_ns)
 
 
 class _Stopped(Exception):
@@ -372,13 +372,14 @@ def _document(path: Path) -> dict | None:
 def _written_by_facemark(path: Path) -> bool:
     """Whether the file at ``path`` is one facemark wrote (its documents start with their schema,
     so one damaged since still reads as facemark's, and is replaced); gone or unreadable: yes
-    (writing there will say what is wrong)."""
+    (writing there will say what is wrong). An empty file holds nothing to lose: a power cut
+    can leave one where a rename had not reached the disk."""
     try:
         with open(path, "rb") as f:
             head = f.read(64)
     except OSError:
         return True
-    return head.lstrip().startswith(b'{"schema": "facemark/')
+    return not head.strip() or head.lstrip().startswith(b'{"schema": "facemark/')
 
 
 def _another_image(recorded, im: InputImage) -> str | None:

@@ -550,6 +550,30 @@ def test_an_input_changed_after_its_output_is_done_again(folder, tmp_path, fmt):
 
 
 @pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_a_link_pointed_at_another_image_is_done_again(tmp_path, face_image, fmt):
+    """The check followed the link to its target's times: pointed at an older photo, the link's
+    output (of the first photo) was kept as done."""
+    (tmp_path / "src").mkdir()
+    first, older = tmp_path / "src" / "first.jpg", tmp_path / "src" / "older.jpg"
+    for path, x in ((first, 20), (older, 70)):  # the face at another place
+        img = np.full((160, 240, 3), 120, np.uint8)
+        img[20:140, x:x + 120] = cv2.resize(face_image, (120, 120), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(path), img)
+    os.utime(older, (time.time() - 3600,) * 2)
+    (tmp_path / "in").mkdir()
+    link = tmp_path / "in" / "photo.jpg"
+    link.symlink_to(first)
+    assert fm("detect", "in", "--out", "o", "--format", fmt, *MODEL, cwd=tmp_path).returncode == 0
+    before = read(tmp_path / "o")[0]
+    link.unlink()
+    link.symlink_to(older)
+    r = fm("detect", "in", "--out", "o", "--format", fmt, *MODEL, cwd=tmp_path)
+    assert r.returncode == 0 and "1 of 1 image(s) done" in r.stderr and "already done" not in r.stderr, r.stderr
+    after = read(tmp_path / "o")
+    assert len(after) == 1 and after[0]["faces"][0]["box"] != before["faces"][0]["box"]
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
 def test_an_input_dated_in_the_future_is_not_redone_on_every_resume(folder, tmp_path, fmt):
     """Files unpacked from an archive made in another time zone can carry times hours ahead; once
     done they are done, not redone on each rerun."""
@@ -779,6 +803,9 @@ def test_another_programs_file_at_an_output_name_is_never_replaced(tmp_path, fac
     assert sidecar.read_text() == '{"title": "holiday", "geoData": {}}\n'
     ours = tmp_path / "in" / f"{photos[1].name}.json"
     ours.write_bytes(ours.read_bytes()[:40])  # cut short outside facemark: done again, replaced
+    r = fm("detect", "in", "--out", "in", *MODEL, cwd=tmp_path)
+    assert r.returncode == 1 and "1 more done" in r.stderr and json.loads(ours.read_text())["faces"], r.stderr
+    ours.write_bytes(b"")  # empty (a power cut's leftover): nothing to lose, done again rather than refused forever
     r = fm("detect", "in", "--out", "in", *MODEL, cwd=tmp_path)
     assert r.returncode == 1 and "1 more done" in r.stderr and json.loads(ours.read_text())["faces"], r.stderr
 
