@@ -312,11 +312,19 @@ def _over_white(planes: "tuple[np.ndarray, np.ndarray, np.ndarray] | None", othe
     return over_white(colour, alpha) if alpha.min() < 255 else np.ascontiguousarray(as_read)
 
 
+EXTRANEOUS_OK = 32  # "extraneous bytes before marker" up to this many: a camera's quirk, not damage
+
+
 def _damaged_jpeg(said: bytes) -> str | None:
-    """libjpeg's line about data it could not decode (filled grey), or None. "Extraneous bytes
-    before marker" is left out: cameras write such files, and they decode whole."""
+    """libjpeg's line about data it could not decode (filled grey), or None. A few "extraneous
+    bytes before marker" are left out: cameras write such files, and they decode whole; thousands
+    are a damaged stretch that libjpeg skipped, leaving rows of garbage."""
+    import re
+
     for line in said.decode("utf-8", "replace").splitlines():
-        if ("Corrupt JPEG data" in line and "extraneous bytes" not in line) or "Premature end of JPEG" in line:
+        extra = re.search(r"(\d+) extraneous bytes", line)
+        if "Corrupt JPEG data" in line and (extra is None or int(extra.group(1)) > EXTRANEOUS_OK) \
+                or "Premature end of JPEG" in line:
             return line.strip()
     return None
 

@@ -1590,6 +1590,21 @@ def test_a_jpeg_damaged_inside_is_a_warning_not_a_silent_success(face, tmp_path,
     assert "Corrupt JPEG data" in warned[0] and "fine.jpg" not in r.stderr.replace("2 of 2", ""), r.stderr
 
 
+def test_a_jpeg_with_random_bytes_inside_is_a_warning_but_a_camera_s_stray_bytes_are_not(face, tmp_path):
+    """Random bytes in the middle make libjpeg skip thousands of "extraneous bytes" (half the rows
+    garbage), which was taken for the few stray bytes some cameras write before the end marker."""
+    jpg = cv2.imencode(".jpg", cv2.resize(face, (400, 400)), [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+    mid = len(jpg) // 2
+    noise = np.random.default_rng(0).integers(0, 255, 2000, dtype=np.uint8).tobytes()
+    (tmp_path / "noisy.jpg").write_bytes(jpg[:mid] + noise + jpg[mid + 2000:])
+    (tmp_path / "camera.jpg").write_bytes(jpg[:-2] + b"\x00\x00" + jpg[-2:])  # two stray bytes before EOI
+    r = fm("detect", "noisy.jpg", "camera.jpg", "--out", "o", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0 and "2 of 2 image(s) done" in r.stderr, r.stderr
+    warned = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
+    assert len(warned) == 1 and "noisy.jpg: its JPEG data is damaged" in warned[0], r.stderr
+    assert "extraneous bytes" in warned[0] and "camera.jpg" not in r.stderr, r.stderr
+
+
 def test_an_output_that_is_a_link_to_nowhere_makes_no_folders_where_it_points(tmp_path, face):
     """``--out``/``--json`` naming a dangling link: refused in one line. Writing through it had made
     the folders it points into (as root: at the top of the file system), and a dangling --out
