@@ -1597,7 +1597,7 @@ def test_a_jpeg_with_random_bytes_inside_is_a_warning_but_a_camera_s_stray_bytes
     mid = len(jpg) // 2
     noise = np.random.default_rng(0).integers(0, 255, 2000, dtype=np.uint8).tobytes()
     (tmp_path / "noisy.jpg").write_bytes(jpg[:mid] + noise + jpg[mid + 2000:])
-    (tmp_path / "camera.jpg").write_bytes(jpg[:-2] + b"\x00\x00" + jpg[-2:])  # two stray bytes before EOI
+    (tmp_path / "camera.jpg").write_bytes(jpg[:-2] + b"\xab\xcd\xef\x01\x02\x03" + jpg[-2:])  # stray bytes before EOI
     r = fm("detect", "noisy.jpg", "camera.jpg", "--out", "o", *MODEL, cwd=tmp_path)
     assert r.returncode == 0 and "2 of 2 image(s) done" in r.stderr, r.stderr
     warned = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
