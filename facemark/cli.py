@@ -337,6 +337,8 @@ def detect(
 
     if out_arg is not None and not out_arg.strip():
         fail("--out is an empty string; name a folder (use . for this folder)")
+    if out_arg == "-":  # (elsewhere '-' is standard output: here it would have been a folder named '-')
+        fail("--out -: without --out the JSON goes to standard output; --out names a folder (./- for one named '-')")
     out_dir = Path(out_arg) if out_arg is not None else None
 
     if style not in STYLES:
@@ -762,6 +764,8 @@ def _folder_option(value: str, holds: str, option: str = "--out") -> Path:
     a run's files would have gone unasked)."""
     if not value.strip():
         fail(f"{option} is an empty string; name a folder (use . for this folder)")
+    if value == "-":
+        fail(f"{option} -: name a folder (./- for one named '-')")
     path = Path(value)
     if path.suffix.lower() in (".onnx", ".pt", ".pth", ".npz", ".json") and not path.is_dir():
         fail(f"{option} {value} names a file, but it is a folder: {holds}")

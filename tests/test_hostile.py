@@ -794,6 +794,8 @@ def test_long_names_and_odd_characters(tmp_path, face):
     (["export", "w.pt", "--out", "new/model.onnx"], "--out new/model.onnx names a file, but it is a folder"),
     (["train", "--model", "direct", "--pack", "p.jpg", "--out", "run.pt"], "--out run.pt names a file"),
     (["export", "w.pt", "--out", "o", "--name", ""], "--name is empty"),
+    (["detect", "p.jpg", "--out", "-"], "without --out the JSON goes to standard output"),  # (it made a folder '-')
+    (["export", "w.pt", "--out", "-"], "--out -: name a folder"),
 ])
 def test_more_bad_requests_are_one_line(tmp_path, face, args, words):
     cv2.imwrite(str(tmp_path / "p.jpg"), face)
