@@ -21,7 +21,7 @@ from typing import Callable
 from . import DEFAULT_MODEL
 from .errors import FacemarkError, UsageError
 from .imageio import missing_folders
-from .inputs import is_image_name
+from .inputs import in_hidden_folder, is_image_name
 from .quiet import to_stderr
 
 CRASH_ENV = "FACEMARK_RAY_CRASH"  # tests only: "FLAGFILE:MARKER", see Landmarks._maybe_crash
@@ -116,7 +116,8 @@ def list_inputs(inputs: list[str], log: Callable[[str], None] = to_stderr,
             if info.type == pafs.FileType.Directory:
                 infos = filesystem.get_file_info(pafs.FileSelector(base, recursive=True))
                 found += sorted(f"{scheme}://{i.path}" for i in infos
-                                if i.type == pafs.FileType.File and is_image_name(i.base_name))
+                                if i.type == pafs.FileType.File and is_image_name(i.base_name)
+                                and not in_hidden_folder(i.path[len(base):]))
             elif info.type == pafs.FileType.File:
                 found.append(f"{scheme}://{info.path}")
             else:

@@ -18,7 +18,8 @@ import numpy as np
 from .errors import FacemarkError, no_files_left
 from .quiet import quiet_stderr
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".pbm", ".pgm", ".ppm"}
+IMAGE_EXTS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".j2k", ".pbm",
+              ".pgm", ".ppm"}
 
 
 def _opencv_reads_gif() -> bool:

@@ -59,8 +59,16 @@ def _has_magic(s: str) -> bool:
 
 
 def is_image_name(name: str) -> bool:
-    # facemark's own annotated outputs are not inputs (a second run over the same folder).
-    return Path(name).suffix.lower() in IMAGE_EXTS and ".annotated." not in name
+    # facemark's own annotated outputs are not inputs (a second run over the same folder), nor
+    # macOS's ``._IMG.JPG`` files (AppleDouble: the metadata of IMG.JPG, left on every copy to
+    # another file system).
+    return Path(name).suffix.lower() in IMAGE_EXTS and ".annotated." not in name and not name.startswith("._")
+
+
+def in_hidden_folder(relative: str) -> bool:
+    """Whether a file's path below the searched folder passes through a hidden folder, which
+    searches leave out as ``walk_images`` does."""
+    return any(part.startswith(".") and part not in (".", "..") for part in relative.split("/")[:-1])
 
 
 def is_drawing_name(name: str) -> bool:
@@ -69,16 +77,17 @@ def is_drawing_name(name: str) -> bool:
 
 
 def walk_images(root: Path, problems: list[str], drawings: list[Path] | None = None) -> list[Path]:
-    """Image files below ``root``, sorted; symlinked folders are not followed (no loops), and a
-    folder that cannot be listed is one problem line, not the end of the run. Files named like
-    facemark's annotated outputs go to ``drawings`` instead."""
+    """Image files below ``root``, sorted; symlinked folders are not followed (no loops), hidden
+    folders below it (``.thumbnails``, ``.Trash``, ``.git``) are not searched, and a folder that
+    cannot be listed is one problem line, not the end of the run. Files named like facemark's
+    annotated outputs go to ``drawings`` instead."""
     found = []
 
     def onerror(e: OSError) -> None:
         problems.append(f"{e.filename}: cannot list this folder ({e.strerror}); skipped")
 
     for folder, dirs, files in os.walk(root, onerror=onerror, followlinks=False):
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found += [Path(folder) / f for f in sorted(files) if is_image_name(f)]
         if drawings is not None:
             drawings += [Path(folder) / f for f in sorted(files) if is_drawing_name(f)]

@@ -1733,3 +1733,28 @@ def test_a_writer_s_own_error_names_the_file_it_was_writing(tmp_path):
     finally:
         torch.save = real
     assert list(tmp_path.iterdir()) == []
+
+
+def test_folders_find_every_jpeg_name_and_leave_out_hidden_folders_and_mac_metadata(tmp_path, face):
+    """.jfif, .jpe and .j2k files were left out of a folder without a word, while a copied Mac
+    folder's ``._IMG.jpg`` metadata files (and thumbnails in hidden folders) were taken as images
+    and failed the run."""
+    from facemark.inputs import in_hidden_folder
+
+    d = tmp_path / "in"
+    (d / ".thumbnails").mkdir(parents=True)
+    (d / "sub").mkdir()
+    jpg = cv2.imencode(".jpg", face)[1].tobytes()
+    for name in ("a.jfif", "b.jpg", "sub/c.jpe", ".thumbnails/t.jpg"):
+        (d / name).write_bytes(jpg)
+    j2k = cv2.imencode(".jp2", face)[1].tobytes()
+    (d / "e.j2k").write_bytes(j2k[j2k.find(b"\xff\x4f\xff\x51"):])  # the bare JPEG 2000 codestream
+    (d / "._b.jpg").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
+    r = fm("detect", "in", "--out", "o", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0 and "4 of 4 image(s) done" in r.stderr, r.stderr
+    assert sorted(p.relative_to(tmp_path / "o").as_posix() for p in (tmp_path / "o").rglob("*.json")) == \
+        ["a.jfif.json", "b.jpg.json", "e.j2k.json", "sub/c.jpe.json"]
+    r = fm("detect", "in/.thumbnails", *MODEL, cwd=tmp_path)  # named, a hidden folder is searched
+    assert r.returncode == 0 and "1 of 1 image(s) done" in r.stderr, r.stderr
+    assert in_hidden_folder("/.cache/x.jpg") and in_hidden_folder("a/.b/c/x.jpg")
+    assert not in_hidden_folder("/a/b/.x.jpg") and not in_hidden_folder("./a/x.jpg") and not in_hidden_folder("x.jpg")
