@@ -284,6 +284,8 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
             raise ImageError(f"{name}: its pixels are {raw.dtype.itemsize * 8}-bit "
                              f"{'integers' if raw.dtype.kind in 'iu' else raw.dtype.name}, which facemark does not "
                              f"read; save it with 8 or 16 bits per channel")
+    if image is None and said is not None and b"\xff\xd9" not in bytes(data[-64:]):
+        image = _without_end_marker(data)
     damage = _damaged_jpeg(said[0]) if image is not None and said else None
     if damage:
         warnings.warn(f"{name}: its JPEG data is damaged ({damage}); the parts that did not decode are grey, "
@@ -303,6 +305,21 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
     if kind:  # (IMREAD_COLOR gave the colours under the alpha, turned as EXIF says)
         image = _over_white(_turned_bgra(data, image, over=False, kind=kind), image)
     return image
+
+
+def _without_end_marker(data: np.ndarray) -> np.ndarray | None:
+    """A JPEG whose only fault is its missing end marker (EOI), decoded with one put back: viewers
+    show such files whole, OpenCV 5 refuses them. One cut short inside its data stays refused
+    (libjpeg says the data ended early, and the rest would be grey)."""
+    said: list[bytes] = []
+    try:
+        with quiet_stderr(said):
+            image = cv2.imdecode(np.concatenate([data.ravel(), np.frombuffer(b"\xff\xd9", np.uint8)]),
+                                 cv2.IMREAD_COLOR)
+    except cv2.error:
+        return None
+    words = said[0].decode("utf-8", "replace") if said else ""
+    return None if "Corrupt JPEG" in words or "Premature end" in words else image
 
 
 def _over_white(planes: "tuple[np.ndarray, np.ndarray, np.ndarray] | None", otherwise=None) -> np.ndarray:

@@ -1527,6 +1527,22 @@ def test_cut_short_is_said_only_of_files_that_stop_before_their_end(face, tmp_pa
         assert f"{name} is not an image OpenCV can decode" in r.stderr, r.stderr
 
 
+def test_a_jpeg_missing_only_its_end_marker_is_read_whole(face, tmp_path):
+    """All its data there, only the 2-byte end marker gone: viewers show it, OpenCV 5 refuses it,
+    and facemark called it "cut short". One cut inside its data still is."""
+    from facemark.imageio import read_image
+
+    jpg = cv2.imencode(".jpg", face)[1].tobytes()
+    (tmp_path / "whole.jpg").write_bytes(jpg)
+    (tmp_path / "no_eoi.jpg").write_bytes(jpg[:-2])
+    (tmp_path / "scan.jpg").write_bytes(jpg[:len(jpg) * 3 // 4])
+    assert np.array_equal(read_image(tmp_path / "no_eoi.jpg"), read_image(tmp_path / "whole.jpg"))
+    r = fm("detect", "whole.jpg", "no_eoi.jpg", "scan.jpg", *MODEL, cwd=tmp_path)
+    assert r.returncode == 1 and "scan.jpg is cut short" in r.stderr and "no_eoi" not in r.stderr, r.stderr
+    docs = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(docs) == 2 and docs[0]["faces"] == docs[1]["faces"]
+
+
 def test_an_exit_that_waits_forever_ends_itself(tmp_path):
     """Once a command had finished, Ctrl-C and SIGTERM were ignored: an exit hook that waited
     forever (the worker pool's, seen once after a Ctrl-C) left a process at 100 % CPU that only
