@@ -179,12 +179,38 @@ def _nothing() -> None:
     return None
 
 
+def _said_by_a_worker(parent: int) -> str:
+    """Where a worker that cannot start leaves its reason for ``parent``, whose pool sees only that
+    the process died."""
+    import tempfile
+
+    return os.path.join(tempfile.gettempdir(), f"facemark-worker-said-{parent}.txt")
+
+
 def _not_in_a_starting_worker() -> None:
     import multiprocessing as mp
 
     if getattr(mp.current_process(), "_inheriting", False):  # (a spawned worker importing the caller's script)
-        raise RuntimeError("detect_files(workers=N) ran while a worker process was starting: the script calls it "
-                           "when imported; put that call under `if __name__ == \"__main__\":`")
+        why = ("detect_files(workers=N) ran while a worker process was starting: the script calls it when "
+               "imported; put that call under `if __name__ == \"__main__\":`")
+        try:
+            with open(_said_by_a_worker(os.getppid()), "w") as f:
+                f.write(why)
+        except OSError:
+            pass  # (the parent then says what it can tell)
+        raise RuntimeError(why)
+    _what_a_worker_said()  # (the parent, starting workers: a stale note of an earlier process of this pid goes)
+
+
+def _what_a_worker_said() -> str | None:
+    path = _said_by_a_worker(os.getpid())
+    try:
+        with open(path) as f:
+            said = f.read()
+        os.unlink(path)
+    except OSError:
+        return None
+    return said or None
 
 
 def _quiet_tracker() -> None:
@@ -432,6 +458,9 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
                     feed()
     except BrokenProcessPool:  # from result() or from submit(), whichever sees it first
         _end(pool, thread, ended, lock, state, started)
+        said = _what_a_worker_said()
+        if said is not None:  # (the caller's mistake, not a lost run: no 'run it again')
+            raise RuntimeError(said) from None
         first = getattr(chunks[k][0][1], "path", f"chunk {k}") if k < len(chunks) else "the next chunk"
         why = "killed, out of memory, or a script calling detect_files without `if __name__ == \"__main__\":`?" \
             if k == 0 and _from_a_script() else "killed, or out of memory?"

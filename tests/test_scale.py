@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -1021,6 +1022,23 @@ def test_workers_started_from_a_script_s_import_say_what_to_do(monkeypatch):
     monkeypatch.setattr(mp.current_process(), "_inheriting", True, raising=False)
     with pytest.raises(RuntimeError, match="detect_files.*__name__"):
         run_workers({}, None, None, [[1]], 2, lambda *a: None)
+
+
+def test_a_real_script_without_the_main_guard_is_told_so_not_blamed_on_memory(folder, tmp_path):
+    """Its workers die importing it; the caller was told 'killed, or out of memory?' (the hint about
+    the guard only came when no image had been reported yet, and this process reports its own)."""
+    script = tmp_path / "unguarded.py"
+    script.write_text("from facemark import FaceLandmarker\nfrom facemark.batch import detect_files\n"
+                      f"detect_files([{str(folder / 'in' / 'b')!r}], FaceLandmarker(model='direct'), "
+                      f"out_dir={str(tmp_path / 'o')!r}, workers=2, log=None)\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    p = subprocess.Popen([sys.executable, str(script)], stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
+    _, stderr = p.communicate(timeout=180)
+    assert p.returncode == 1, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("RuntimeError: detect_files(workers=N) ran while a worker process was starting"), stderr
+    assert "__name__" in last and "out of memory" not in last
+    assert not (Path(tempfile.gettempdir()) / f"facemark-worker-said-{p.pid}.txt").exists()  # (read, then removed)
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
