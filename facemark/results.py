@@ -44,10 +44,15 @@ class Face:
             raise ValueError("not a face of a facemark output: box (4), landmarks (98, 2) and landmarks68 (68, 2)")
         return face
 
-    def to_dict(self, decimals: int = 2) -> dict:
-        r = lambda a: np.round(np.asarray(a, np.float64), decimals).tolist()  # noqa: E731
-        return {"box": r(self.box), "score": round(float(self.score), 4),
-                "landmarks": r(self.landmarks), "landmarks68": r(self.landmarks68)}
+    def to_dict(self, decimals: int | None = 2) -> dict:
+        """JSON-ready: coordinates to ``decimals`` places (a hundredth of a pixel by default; None:
+        as they are), the score to 4 places or more where ``decimals`` asks for more."""
+        def r(a):
+            a = np.asarray(a, np.float64)
+            return (a if decimals is None else np.round(a, decimals)).tolist()
+
+        score = float(self.score) if decimals is None else round(float(self.score), max(4, decimals))
+        return {"box": r(self.box), "score": score, "landmarks": r(self.landmarks), "landmarks68": r(self.landmarks68)}
 
 
 def document(image: str, width: int, height: int, model: str, faces: list[Face]) -> dict:

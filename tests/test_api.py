@@ -491,3 +491,15 @@ def test_draw_takes_saved_faces_as_read_gives_them(fl, photo, tmp_path):
     assert a.shape == b.shape and np.abs(a.astype(int) - b).mean() < 0.5 and not np.array_equal(a, photo)
     with pytest.raises(ValueError, match="not a face of a facemark output"):
         draw(photo, [{"box": [1, 2, 3, 4]}])
+
+
+def test_a_face_goes_to_a_dict_and_back_unchanged_when_asked_for_every_digit(fl, photo):
+    """``to_dict(decimals=None)`` raised TypeError, and any ``decimals`` still cut the score to 4
+    places, so no dict gave the face back."""
+    from facemark import Face
+
+    face = fl.detect(photo)[0]
+    assert Face.from_dict(face.to_dict(decimals=None)) == face
+    assert face.to_dict(decimals=6)["score"] == round(float(face.score), 6)  # (not cut to 4 places)
+    d = face.to_dict()  # the default: hundredths of a pixel, the score to 4 places
+    assert d["score"] == round(float(face.score), 4) and d["box"] == np.round(face.box, 2).tolist()
