@@ -147,10 +147,17 @@ def _expand_one(arg: str, add, problems: list[str], drawings: list[Path] | None)
         drawn = [h for h in hits if is_drawing_name(h.name) and not h.is_dir()]
         if drawings is not None:
             drawings += drawn
+        folders = sum(h.is_dir() for h in hits)
+        others = len(hits) - folders - len(drawn)
         hits = [h for h in hits if not h.is_dir() and is_image_name(h.name)]
         if not hits:
             problems.append(f"{arg}: matches only facemark's drawings (*.annotated.*); name one to process it"
-                            if drawn else f"{arg}: no file matches this pattern")
+                            if drawn else
+                            f"{arg}: matches {folders} folder(s) and no image file (a pattern's folders are not "
+                            f"searched: give the folders themselves, or a pattern such as {arg.rstrip('/')}/*.jpg)"
+                            if folders and not others else
+                            f"{arg}: matches no image file ({others} other file(s))" if others else
+                            f"{arg}: no file matches this pattern")
         for h in hits:
             add(h, h.parent)
     elif arg == "-":

@@ -1774,3 +1774,18 @@ def test_folders_find_every_jpeg_name_and_leave_out_hidden_folders_and_mac_metad
     assert r.returncode == 0 and "1 of 1 image(s) done" in r.stderr, r.stderr
     assert in_hidden_folder("/.cache/x.jpg") and in_hidden_folder("a/.b/c/x.jpg")
     assert not in_hidden_folder("/a/b/.x.jpg") and not in_hidden_folder("./a/x.jpg") and not in_hidden_folder("x.jpg")
+
+
+def test_a_pattern_that_matches_no_image_says_what_it_matched(tmp_path):
+    """'no file matches this pattern' was said of a pattern that matched folders (not searched)."""
+    from facemark.inputs import expand
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "notes.txt").write_text("x")
+    for pattern, says in ((f"{tmp_path}/*/", "matches 2 folder(s) and no image file"),
+                          (f"{tmp_path}/*.txt", "matches no image file (1 other file(s))"),
+                          (f"{tmp_path}/*.png", "no file matches this pattern")):
+        images, problems = expand([pattern])
+        assert images == [] and problems == [f"{pattern}: {says}" + problems[0][len(pattern) + 2 + len(says):]]
+        assert says in problems[0]
