@@ -1787,5 +1787,4 @@ def test_a_pattern_that_matches_no_image_says_what_it_matched(tmp_path):
                           (f"{tmp_path}/*.txt", "matches no image file (1 other file(s))"),
                           (f"{tmp_path}/*.png", "no file matches this pattern")):
         images, problems = expand([pattern])
-        assert images == [] and problems == [f"{pattern}: {says}" + problems[0][len(pattern) + 2 + len(says):]]
-        assert says in problems[0]
+        assert images == [] and len(problems) == 1 and problems[0].startswith(f"{pattern}: {says}"), problems
