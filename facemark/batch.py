@@ -36,7 +36,8 @@ from .landmarker import FaceLandmarker
 from .quiet import to_stderr
 from .results import SCHEMA, document, dumps
 from .shards import DEFAULT_SHARD_SIZE
-from .workers import WorkerDied, Workers, WorkersUnavailable, cpu_cores, run_workers, stop_asked, threads_each
+from .workers import (WorkerDied, WorkerNeverStarted, Workers, WorkersUnavailable, cpu_cores, run_workers, stop_asked,
+                      threads_each)
 
 ANNOTATED_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
@@ -713,6 +714,8 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                 try:
                     run_workers(fl.spec, job, work_on_chunk, chunks, workers, report, local=local, started=started,
                                 label=fl.model_name)
+                except WorkerNeverStarted:
+                    raise  # (the caller's script, not a lost run: nothing to run again)
                 except WorkerDied as e:
                     then = ("what was printed is complete; the rest was not" if job.fmt == "stdout" else
                             "outputs written so far are complete: run the same command again to continue")

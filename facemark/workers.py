@@ -35,6 +35,10 @@ class WorkerDied(FacemarkError):
     """A worker process ended in the middle of the run (killed, out of memory): the run stops."""
 
 
+class WorkerNeverStarted(WorkerDied):
+    """No worker process got past its start: a script that starts them again as each imports it."""
+
+
 def cpu_cores() -> int:
     """Cores this process may use: its CPU affinity (taskset, cpusets), and a container's CPU quota
     (``docker --cpus``, Kubernetes limits), not the host's count."""
@@ -116,9 +120,14 @@ def _held_while_starting():
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
-def _init(payload, parent: int, warm: tuple[str, ...] = ()) -> None:
+def _init(payload, parent: int, warm: tuple[str, ...] = (), reached=None) -> None:
     """``payload``: the pickled (spec, job, work), or the ``_Handover`` it will come through
-    (``Workers``: started before it was known), after importing the ``warm`` modules meanwhile."""
+    (``Workers``: started before it was known), after importing the ``warm`` modules meanwhile.
+    ``reached``: a shared counter, up by one as each worker gets here (past importing the
+    caller's script, where one that calls ``detect_files`` unguarded kills every worker)."""
+    if reached is not None:
+        with reached.get_lock():
+            reached.value += 1
     _die_with_parent(parent)
     # The main process decides when to stop (and kills workers then): a Ctrl-C to the terminal's
     # process group, or a SIGTERM to it, must not kill a worker first. (Held since the process
@@ -179,38 +188,12 @@ def _nothing() -> None:
     return None
 
 
-def _said_by_a_worker(parent: int) -> str:
-    """Where a worker that cannot start leaves its reason for ``parent``, whose pool sees only that
-    the process died."""
-    import tempfile
-
-    return os.path.join(tempfile.gettempdir(), f"facemark-worker-said-{parent}.txt")
-
-
 def _not_in_a_starting_worker() -> None:
     import multiprocessing as mp
 
     if getattr(mp.current_process(), "_inheriting", False):  # (a spawned worker importing the caller's script)
-        why = ("detect_files(workers=N) ran while a worker process was starting: the script calls it when "
-               "imported; put that call under `if __name__ == \"__main__\":`")
-        try:
-            with open(_said_by_a_worker(os.getppid()), "w") as f:
-                f.write(why)
-        except OSError:
-            pass  # (the parent then says what it can tell)
-        raise RuntimeError(why)
-    _what_a_worker_said()  # (the parent, starting workers: a stale note of an earlier process of this pid goes)
-
-
-def _what_a_worker_said() -> str | None:
-    path = _said_by_a_worker(os.getpid())
-    try:
-        with open(path) as f:
-            said = f.read()
-        os.unlink(path)
-    except OSError:
-        return None
-    return said or None
+        raise RuntimeError("detect_files(workers=N) ran while a worker process was starting: the script calls it "
+                           "when imported; put that call under `if __name__ == \"__main__\":`")
 
 
 def _quiet_tracker() -> None:
@@ -393,7 +376,7 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
                 done.set_exception(e)
                 return
 
-    pool = None
+    pool = reached = None
     thread = None
     ended = threading.Event()  # (set by the thread as it ends: a join cut short by Ctrl-C can take it as ended)
     running: set = set()  # the processes' futures not yet done
@@ -418,8 +401,10 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
                 started.handover.put(payload, processes)
             elif processes:
                 _quiet_tracker()
-                pool = ProcessPoolExecutor(processes, mp_context=mp.get_context("spawn"),  # no fork of onnxruntime's threads
-                                           initializer=_init, initargs=(payload, os.getpid()))
+                ctx = mp.get_context("spawn")  # no fork of onnxruntime's threads
+                reached = ctx.Value("i", 0)
+                pool = ProcessPoolExecutor(processes, mp_context=ctx, initializer=_init,
+                                           initargs=(payload, os.getpid(), (), reached))
             if local is not None:  # (first: it takes the first chunk while the processes start)
                 thread = threading.Thread(target=here, daemon=True, name="facemark-local-worker")
                 thread.start()
@@ -458,14 +443,12 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
                     feed()
     except BrokenProcessPool:  # from result() or from submit(), whichever sees it first
         _end(pool, thread, ended, lock, state, started)
-        said = _what_a_worker_said()
-        if said is not None:  # (the caller's mistake, not a lost run: no 'run it again')
-            raise RuntimeError(said) from None
+        if reached is not None and reached.value == 0 and _from_a_script():  # (none got past importing the script)
+            raise WorkerNeverStarted("every worker process died while it started, importing the script: does it "
+                                     "call detect_files(workers=N) without `if __name__ == \"__main__\":`?") from None
         first = getattr(chunks[k][0][1], "path", f"chunk {k}") if k < len(chunks) else "the next chunk"
-        why = "killed, out of memory, or a script calling detect_files without `if __name__ == \"__main__\":`?" \
-            if k == 0 and _from_a_script() else "killed, or out of memory?"
-        raise WorkerDied(f"a worker process ended unexpectedly ({why}) before the images from {first} on were "
-                         f"all done") from None
+        raise WorkerDied(f"a worker process ended unexpectedly (killed, or out of memory?) before the images from "
+                         f"{first} on were all done") from None
     except BaseException:
         _end(pool, thread, ended, lock, state, started)
         raise
