@@ -13,6 +13,7 @@ import json
 import math
 import os
 import signal
+import stat
 import sys
 import threading
 import time
@@ -195,16 +196,21 @@ def _stamp(path: Path, now: float | None = None) -> int | None:
     """When an input last changed, in ns (None: gone or unreadable): compared with its output's
     time on resume, and before and after a read (``_write``)."""
     try:
-        st, link = path.stat(), os.lstat(path)
+        link = os.lstat(path)
+        st = os.stat(path) if stat.S_ISLNK(link.st_mode) else link  # (one call for a plain file)
     except OSError:
         return None
     # POSIX ctime is when the file last changed on this machine: a replacement (`cp -p`
     # included) moves it on, an archive's or another clock's file times do not. Windows'
     # st_ctime is the creation time, so there the modification time counts unless it lies in
-    # the future. A link pointed elsewhere is a changed input too, whatever its new target's times.
-    if os.name == "posix":
-        return max(st.st_ctime_ns, link.st_ctime_ns)
-    return max(st.st_mtime_ns if st.st_mtime <= (now or time.time()) else st.st_ctime_ns, link.st_mtime_ns)
+    # the future. A link pointed elsewhere is a changed input too, whatever its new target's
+    # times (a checkout rewrites only the links it changes).
+    def changed(s: os.stat_result) -> int:
+        if os.name == "posix":
+            return s.st_ctime_ns
+        return s.st_mtime_ns if s.st_mtime <= (now or time.time()) else s.st_ctime_ns
+
+    return changed(st) if st is link else max(changed(st), changed(link))
 
 
 class _Stopped(Exception):
