@@ -286,10 +286,10 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
                              f"read; save it with 8 or 16 bits per channel")
     if image is None and said is not None and b"\xff\xd9" not in bytes(data[-64:]):
         image = _without_end_marker(data)
-    damage = _damaged_jpeg(said[0]) if image is not None and said else None
+    damage = _damaged_jpeg(said[0], data) if image is not None and said else None
     if damage:
-        warnings.warn(f"{name}: its JPEG data is damaged ({damage}); the parts that did not decode are grey, "
-                      f"so its faces may be missed or their points off", stacklevel=2)
+        warnings.warn(f"{name}: its JPEG data is damaged ({damage}); the parts that did not decode are grey or "
+                      f"garbled, so its faces may be missed or their points off", stacklevel=2)
     if image is None and _cut_short(data):
         raise ImageError(f"{name} is cut short: its data ends before the image does (a copy or download "
                          f"that stopped?)")
@@ -330,21 +330,39 @@ def _over_white(planes: "tuple[np.ndarray, np.ndarray, np.ndarray] | None", othe
     return over_white(colour, alpha) if alpha.min() < 255 else np.ascontiguousarray(as_read)
 
 
-EXTRANEOUS_OK = 32  # "extraneous bytes before marker" up to this many: a camera's quirk, not damage
-
-
-def _damaged_jpeg(said: bytes) -> str | None:
-    """libjpeg's line about data it could not decode (filled grey), or None. A few "extraneous
-    bytes before marker" are left out: cameras write such files, and they decode whole; thousands
-    are a damaged stretch that libjpeg skipped, leaving rows of garbage."""
+def _damaged_jpeg(said: bytes, data: np.ndarray) -> str | None:
+    """libjpeg's line about data it could not decode, or None. "Extraneous bytes before marker"
+    is damage only where those bytes are scan data that libjpeg lost its place in (the rows after
+    the damage come out garbled): a camera's or scanner's padding and trailers before the end
+    marker decode whole, and libjpeg says the same of them."""
     import re
 
     for line in said.decode("utf-8", "replace").splitlines():
-        extra = re.search(r"(\d+) extraneous bytes", line)
-        if "Corrupt JPEG data" in line and (extra is None or int(extra.group(1)) > EXTRANEOUS_OK) \
-                or "Premature end of JPEG" in line:
+        if "Premature end of JPEG" in line:
+            return line.strip()
+        if "Corrupt JPEG data" not in line:
+            continue
+        extra = re.search(r"(\d+) extraneous bytes before marker 0x(\w+)", line)
+        if extra is None or (extra.group(2).lower() == "d9" and _scan_data_before_end(data, int(extra.group(1)))):
             return line.strip()
     return None
+
+
+def _scan_data_before_end(data: np.ndarray, n: int) -> bool:
+    """Whether the ``n`` bytes before a JPEG's last end marker look like entropy-coded scan data:
+    nearly random bytes (over 7 bits of entropy each) whose FF bytes are each followed by 00 (the
+    stuffing of scan data) or a restart marker. Padding (zeros, one byte repeated) and vendor
+    trailers (text, or binary whose FF bytes are followed by anything) are not."""
+    d = bytes(data[-(65536 + n):])  # (the end marker may have a trailer after it)
+    end = d.rfind(b"\xff\xd9")
+    stretch = np.frombuffer(d[max(0, end - n):end] if end >= 0 else b"", np.uint8)
+    if n < 64 or len(stretch) < n:
+        return False
+    p = np.bincount(stretch, minlength=256) / len(stretch)
+    p = p[p > 0]
+    after_ff = stretch[1:][stretch[:-1] == 0xFF]
+    stuffed = np.count_nonzero((after_ff == 0) | ((after_ff >= 0xD0) & (after_ff <= 0xD7)))
+    return float(-(p * np.log2(p)).sum()) > 7.0 and len(after_ff) >= 2 and stuffed >= 0.9 * len(after_ff)
 
 
 def _cut_short(data: np.ndarray) -> bool:

@@ -1608,19 +1608,25 @@ def test_a_jpeg_damaged_inside_is_a_warning_not_a_silent_success(face, tmp_path,
     assert "Corrupt JPEG data" in warned[0] and "fine.jpg" not in r.stderr.replace("2 of 2", ""), r.stderr
 
 
-def test_a_jpeg_with_random_bytes_inside_is_a_warning_but_a_camera_s_stray_bytes_are_not(face, tmp_path):
+def test_a_jpeg_with_random_bytes_inside_is_a_warning_but_padding_before_its_end_is_not(face, tmp_path):
     """Random bytes in the middle make libjpeg skip thousands of "extraneous bytes" (half the rows
     garbage), which was taken for the few stray bytes some cameras write before the end marker."""
     jpg = cv2.imencode(".jpg", cv2.resize(face, (400, 400)), [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
     mid = len(jpg) // 2
     noise = np.random.default_rng(0).integers(0, 255, 2000, dtype=np.uint8).tobytes()
     (tmp_path / "noisy.jpg").write_bytes(jpg[:mid] + noise + jpg[mid + 2000:])
-    (tmp_path / "camera.jpg").write_bytes(jpg[:-2] + b"\xab\xcd\xef\x01\x02\x03" + jpg[-2:])  # stray bytes before EOI
-    r = fm("detect", "noisy.jpg", "camera.jpg", "--out", "o", *MODEL, cwd=tmp_path)
-    assert r.returncode == 0 and "2 of 2 image(s) done" in r.stderr, r.stderr
+    # Whole images libjpeg says the same of: stray bytes, padding and a vendor's trailer before the end marker.
+    (tmp_path / "camera.jpg").write_bytes(jpg[:-2] + b"\xab\xcd\xef\x01\x02\x03" + jpg[-2:])
+    (tmp_path / "padded.jpg").write_bytes(jpg[:-2] + bytes(4096) + jpg[-2:])
+    (tmp_path / "filled.jpg").write_bytes(jpg[:-2] + b"\xab" * 40 + jpg[-2:])
+    blob = np.random.default_rng(1).integers(0, 256, 3000, dtype=np.uint8).tobytes()  # (compressed or encrypted)
+    (tmp_path / "trailer.jpg").write_bytes(jpg[:-2] + b"VENDOR-DATA:" + blob + jpg[-2:])
+    names = ["noisy.jpg", "camera.jpg", "padded.jpg", "filled.jpg", "trailer.jpg"]
+    r = fm("detect", *names, "--out", "o", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0 and "5 of 5 image(s) done" in r.stderr, r.stderr
     warned = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
     assert len(warned) == 1 and "noisy.jpg: its JPEG data is damaged" in warned[0], r.stderr
-    assert "extraneous bytes" in warned[0] and "camera.jpg" not in r.stderr, r.stderr
+    assert "extraneous bytes" in warned[0] and not any(n in r.stderr for n in names[1:]), r.stderr
 
 
 def test_an_output_that_is_a_link_to_nowhere_makes_no_folders_where_it_points(tmp_path, face):
