@@ -105,7 +105,8 @@ def mirrored(p: np.ndarray, box) -> bool:
 def check_inside(dets: list[Detection], width: int, height: int, name: str = "boxes") -> list[Detection]:
     """``dets``, or ``BoxError`` for one that does not overlap the image at all: landmarks there
     would be a model's guess in empty space (pixel centres are 0 .. w-1; a box may reach past
-    the border)."""
+    the border). Facemark's own points whose middle lies outside their box (``OWN_POINTS_REACH``)
+    must lie so toward an image edge the box nearly touches: a face cut by that edge."""
     for j, d in enumerate(dets):
         x1, y1, x2, y2 = np.asarray(d.box, np.float64)[:4]
         if x2 <= -0.5 or y2 <= -0.5 or x1 >= width - 0.5 or y1 >= height - 0.5:
@@ -113,7 +114,22 @@ def check_inside(dets: list[Detection], width: int, height: int, name: str = "bo
         if max(x2 - x1, y2 - y1) > 10 * max(width, height):  # the face would be a speck in its own crop
             raise BoxError(f"{name}[{j}] {np.round([x1, y1, x2, y2], 1).tolist()} is over ten times the size of the "
                            f"{width}x{height} image: not a face's box")
+        if d.template == "landmarks98" and d.kps is not None and np.isfinite(d.kps).all() \
+                and not _cut_by_an_edge(np.asarray(d.kps, np.float64).mean(0), (x1, y1, x2, y2), width, height):
+            raise BoxError(f"{name}[{j}]'s points do not lie on their box {np.round([x1, y1, x2, y2], 1).tolist()} "
+                           f"(points in image pixels are needed, not 0-1 or from the box's corner)")
     return dets
+
+
+def _cut_by_an_edge(centre: np.ndarray, box, width: int, height: int) -> bool:
+    """Whether the middle of a face's points lies inside its box, or outside it only on a side where
+    the box nearly touches the image's edge (within a quarter of its side)."""
+    x1, y1, x2, y2 = box
+    near = 0.25 * max(x2 - x1, y2 - y1)
+    for c, lo, hi, size in ((centre[0], x1, x2, width), (centre[1], y1, y2, height)):
+        if (c < lo and lo - -0.5 > near) or (c > hi and size - 0.5 - hi > near):
+            return False
+    return True
 
 
 def _given_face(f):
