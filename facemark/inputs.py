@@ -147,10 +147,11 @@ def _expand_one(arg: str, add, problems: list[str], drawings: list[Path] | None)
         drawn = [h for h in hits if is_drawing_name(h.name) and not h.is_dir()]
         if drawings is not None:
             drawings += drawn
-        folders = sum(h.is_dir() for h in hits)
-        others = len(hits) - folders - len(drawn)
+        matched = hits
         hits = [h for h in hits if not h.is_dir() and is_image_name(h.name)]
         if not hits:
+            folders = sum(h.is_dir() for h in matched)  # (counted only here: a big pattern's hits are not statted twice)
+            others = len(matched) - folders - len(drawn)
             problems.append(f"{arg}: matches only facemark's drawings (*.annotated.*); name one to process it"
                             if drawn else
                             f"{arg}: matches {folders} folder(s) and no image file (a pattern's folders are not "
