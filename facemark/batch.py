@@ -41,6 +41,7 @@ from .workers import (WorkerDied, WorkerNeverStarted, Workers, WorkersUnavailabl
                       threads_each)
 
 ANNOTATED_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+JPEG_EXTS = (".jpe", ".jfif")  # JPEG under names OpenCV's encoder does not take: drawn as .jpg
 
 
 @dataclass
@@ -240,7 +241,8 @@ def work_on_chunk(job: Job, fl: FaceLandmarker, chunk: list) -> list["Outcome"]:
 
 
 def _annotated_path(job: Job, im: InputImage, name) -> Path:
-    ext = im.path.suffix if im.path.suffix.lower() in ANNOTATED_EXTS else ".png"
+    suffix = im.path.suffix.lower()
+    ext = im.path.suffix if suffix in ANNOTATED_EXTS else ".jpg" if suffix in JPEG_EXTS else ".png"
     return job.out_dir / f"{name}.annotated{ext}"
 
 
@@ -379,14 +381,17 @@ def _document(path: Path) -> dict | None:
 def _written_by_facemark(path: Path) -> bool:
     """Whether the file at ``path`` is one facemark wrote (its documents start with their schema,
     so one damaged since still reads as facemark's, and is replaced); gone or unreadable: yes
-    (writing there will say what is wrong). An empty file holds nothing to lose: a power cut
-    can leave one where a rename had not reached the disk."""
+    (writing there will say what is wrong). An empty file (or one of NULs and blanks up to 1 MB)
+    holds nothing to lose: a power cut can leave one where a rename had reached the disk before
+    the data."""
     try:
         with open(path, "rb") as f:
             head = f.read(64)
+            if not head.strip(b" \t\r\n\x00"):  # nothing but blanks or NULs (a power cut's leftover, on XFS)?
+                return not f.read(1 << 20).strip(b" \t\r\n\x00") and not f.read(1)
     except OSError:
         return True
-    return not head.strip() or head.lstrip().startswith(b'{"schema": "facemark/')
+    return head.lstrip().startswith(b'{"schema": "facemark/')
 
 
 def _another_image(recorded, im: InputImage) -> str | None:

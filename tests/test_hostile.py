@@ -1784,6 +1784,9 @@ def test_folders_find_every_jpeg_name_and_leave_out_hidden_folders_and_mac_metad
     assert r.returncode == 0 and "4 of 4 image(s) done" in r.stderr, r.stderr
     assert sorted(p.relative_to(tmp_path / "o").as_posix() for p in (tmp_path / "o").rglob("*.json")) == \
         ["a.jfif.json", "b.jpg.json", "e.j2k.json", "sub/c.jpe.json"]
+    r = fm("detect", "in", "--out", "o", "--annotate", "--redo", *MODEL, cwd=tmp_path)
+    for drawing in ("a.jfif.annotated.jpg", "sub/c.jpe.annotated.jpg"):  # (JPEGs, as other JPEGs' drawings)
+        assert (tmp_path / "o" / drawing).read_bytes()[:2] == b"\xff\xd8", r.stderr
     r = fm("detect", "in/.thumbnails", *MODEL, cwd=tmp_path)  # named, a hidden folder is searched
     assert r.returncode == 0 and "1 of 1 image(s) done" in r.stderr, r.stderr
     assert in_hidden_folder("/.cache/x.jpg") and in_hidden_folder("a/.b/c/x.jpg")

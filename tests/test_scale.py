@@ -820,9 +820,13 @@ def test_another_programs_file_at_an_output_name_is_never_replaced(tmp_path, fac
     ours.write_bytes(ours.read_bytes()[:40])  # cut short outside facemark: done again, replaced
     r = fm("detect", "in", "--out", "in", *MODEL, cwd=tmp_path)
     assert r.returncode == 1 and "1 more done" in r.stderr and json.loads(ours.read_text())["faces"], r.stderr
-    ours.write_bytes(b"")  # empty (a power cut's leftover): nothing to lose, done again rather than refused forever
+    for leftover in (b"", bytes(4096)):  # empty, or NULs (a power cut's leftovers): done again, not refused forever
+        ours.write_bytes(leftover)
+        r = fm("detect", "in", "--out", "in", *MODEL, cwd=tmp_path)
+        assert r.returncode == 1 and "1 more done" in r.stderr and json.loads(ours.read_text())["faces"], r.stderr
+    ours.write_bytes(b" " * 100 + b'{"title": "mine"}')  # blanks first, then someone's content: kept
     r = fm("detect", "in", "--out", "in", *MODEL, cwd=tmp_path)
-    assert r.returncode == 1 and "1 more done" in r.stderr and json.loads(ours.read_text())["faces"], r.stderr
+    assert r.returncode == 1 and "is not a facemark result" in r.stderr and b"mine" in ours.read_bytes(), r.stderr
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "json"])

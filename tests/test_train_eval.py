@@ -598,7 +598,7 @@ def test_calibrate_says_what_is_wrong_before_the_long_pass(face_image, tmp_path,
         assert r.exit_code == 2 and says in r.stderr and "Traceback" not in r.stderr, (data, r.stderr)
 
 
-def test_a_test_folder_given_as_the_data_root_is_still_the_test_split(face_image, tmp_path):
+def test_a_test_folder_given_as_the_data_root_is_still_the_test_split(face_image, tmp_path, monkeypatch):
     from facemark.training.datasets import load_pts_dir
 
     root = tmp_path / "300w"
@@ -609,6 +609,8 @@ def test_a_test_folder_given_as_the_data_root_is_still_the_test_split(face_image
     assert {s.subset for s in load_pts_dir(root)} == {"helen/testset"}
     assert {s.subset for s in load_pts_dir(root / "helen")} == {"helen/testset"}
     assert {s.subset for s in load_pts_dir(root / "helen" / "testset")} == {"testset"}
+    monkeypatch.chdir(root / "helen" / "testset")
+    assert {s.subset for s in load_pts_dir(".")} == {"testset"}  # (not '', nor '.')
 
 
 def test_bad_label_rows_are_named_not_dropped(face_image, tmp_path):

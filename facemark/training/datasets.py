@@ -101,7 +101,8 @@ def load_pts_dir(root: str | Path, skipped: list[str] | None = None) -> list[Sam
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"not a directory: {root}")
-    root_is_test = Path(os.path.realpath(root)).name in ("testset", "test")  # --data 300w=.../helen/testset
+    real_name = Path(os.path.realpath(root)).name  # (of '300w=.' too: Path('.').name is '')
+    root_is_test = real_name in ("testset", "test")  # --data 300w=.../helen/testset
     out, before = [], len(skipped) if skipped is not None else 0
     for pts in sorted(root.rglob("*.pts")):
         img = _image_beside(pts)
@@ -112,10 +113,10 @@ def load_pts_dir(root: str | Path, skipped: list[str] | None = None) -> list[Sam
         rel = pts.parent.relative_to(root).as_posix()
         rel = "" if rel == "." else rel  # (the root itself: its own name below)
         if rel.split("/")[0] in ("testset", "trainset", "test", "train"):  # --data 300w=.../lfpw: lfpw/testset
-            rel = f"{Path(os.path.realpath(root)).name}/{rel}"
+            rel = f"{real_name}/{rel}"
         split = "test" if root_is_test or {"testset", "test"} & set(pts.parent.relative_to(root).parts) else "train"
         try:
-            out.append(Sample(img, read_pts(pts), subset=rel or root.name, split=split))
+            out.append(Sample(img, read_pts(pts), subset=rel or real_name, split=split))
         except (OSError, ValueError) as e:
             if skipped is None:
                 raise

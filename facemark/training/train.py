@@ -386,7 +386,7 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, model=None) -> float:
-        model = model or self.ema
+        model = self.ema if model is None else model
         model.eval()
         errs = []
         for s in range(0, len(self.val_idx), 256):
@@ -402,7 +402,7 @@ class Trainer:
     def gives_numbers(self, model=None) -> bool:
         """Whether the model's points on a few training faces are numbers: with no face held out,
         the only check that keeps a diverged epoch from becoming best.pt."""
-        model = model or self.ema
+        model = self.ema if model is None else model
         model.eval()
         x, _, _, _ = self._batch(self.train_idx[:16], train=False)
         with torch.no_grad(), torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.amp):
