@@ -768,7 +768,7 @@ def _folder_option(value: str, holds: str, option: str = "--out") -> Path:
         fail(f"{option} -: name a folder (./- for one named '-')")
     path = Path(value)
     if path.suffix.lower() in (".onnx", ".pt", ".pth", ".npz", ".json") and not path.is_dir():
-        fail(f"{option} {value} names a file, but it is a folder: {holds}")
+        fail(f"{option} {value} looks like a file name, but {option} is a folder: {holds}")
     return path
 
 

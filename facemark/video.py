@@ -23,7 +23,7 @@ from .containers import (avi_empty_frames, count_is_exact, cut_short, has_audio,
 from .errors import FacemarkError
 from .imageio import (IMAGE_EXTS, ImageError, make_temp, missing_folders, output_target, publish, quiet_stderr,
                       read_image, remove_stale_temps, write_whole)
-from .inputs import shown_name, utf8_name
+from .inputs import is_image_name, shown_name, utf8_name
 from .results import Face
 
 MAX_BAD_RUN = 250  # consecutive undecodable frames after which a file is taken to end there
@@ -173,7 +173,7 @@ def open_source(spec: str, fps: float | None = None) -> Source:
     files = None
     if p.is_dir():
         try:
-            files = sorted((x for x in p.iterdir() if x.is_file() and x.suffix.lower() in IMAGE_EXTS), key=frame_order)
+            files = sorted((x for x in p.iterdir() if x.is_file() and is_image_name(x.name)), key=frame_order)
         except OSError as e:  # (a folder we may not list: the input's fault, said as such)
             raise VideoError(f"{spec}: cannot list its frames: {e.strerror or e}") from None
     elif p.is_file() and p.suffix.lower() in IMAGE_EXTS and not _animated(p):
@@ -181,7 +181,7 @@ def open_source(spec: str, fps: float | None = None) -> Source:
     elif any(c in spec for c in "*?[") and not p.exists():
         import glob
 
-        files = sorted((Path(x) for x in glob.glob(spec) if Path(x).suffix.lower() in IMAGE_EXTS), key=frame_order)
+        files = sorted((Path(x) for x in glob.glob(spec) if is_image_name(Path(x).name)), key=frame_order)
     if files is not None:
         if not files:
             clips = sorted(x.name for x in p.iterdir() if x.suffix.lower() in (".mp4", ".mov", ".avi", ".mkv", ".webm",

@@ -791,8 +791,8 @@ def test_long_names_and_odd_characters(tmp_path, face):
     (["export", "w.pt", "--out", ""], "--out is an empty string"),
     (["train", "--model", "direct", "--pack", "p.jpg", "--out", ""], "--out is an empty string"),
     # A file's name as --out: it had made a folder of that name and written the files into it.
-    (["export", "w.pt", "--out", "new/model.onnx"], "--out new/model.onnx names a file, but it is a folder"),
-    (["train", "--model", "direct", "--pack", "p.jpg", "--out", "run.pt"], "--out run.pt names a file"),
+    (["export", "w.pt", "--out", "new/model.onnx"], "--out new/model.onnx looks like a file name, but --out is a folder"),
+    (["train", "--model", "direct", "--pack", "p.jpg", "--out", "run.pt"], "--out run.pt looks like a file name"),
     (["export", "w.pt", "--out", "o", "--name", ""], "--name is empty"),
     (["detect", "p.jpg", "--out", "-"], "without --out the JSON goes to standard output"),  # (it made a folder '-')
     (["export", "w.pt", "--out", "-"], "--out -: name a folder"),

@@ -1517,3 +1517,17 @@ def test_a_folder_of_videos_says_to_give_one_video(tmp_path, small_face):
     empty.mkdir()
     r = run("video", empty, "--json", tmp_path / "o.jsonl")
     assert r.exit_code == 2 and r.stderr.strip().endswith("no image frames found")
+
+
+def test_a_frame_folder_leaves_out_mac_metadata_and_facemark_drawings(tiny_models, tmp_path, small_face):
+    """A copied Mac folder's ``._f000.png`` counted as an undecodable frame (exit 1), and detect's
+    drawings beside the frames were frames too."""
+    d = tmp_path / "frames"
+    d.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(d / f"f{i:03d}.png"), frame_with([(40, 90)], small_face))
+    (d / "._f000.png").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
+    cv2.imwrite(str(d / "f000.png.annotated.png"), frame_with([(40, 90)], small_face))
+    r = run("video", d, "--json", tmp_path / "f.jsonl", "--model", tiny_models["direct"])
+    assert r.exit_code == 0 and "3 frames in" in r.stderr, r.stderr
+    assert len((tmp_path / "f.jsonl").read_text().splitlines()) == 3
