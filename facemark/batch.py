@@ -92,7 +92,11 @@ def plan_inputs(inputs: list[str], out_dir: Path | None = None, annotate: bool =
         raise UsageError("no inputs: name image files, folders or globs")
     drawings: list[Path] = []
     duplicates: list[tuple[Path, Path]] = []
-    images, problems = expand([str(a) for a in inputs], drawings, duplicates)
+    hidden: list[Path] = []
+    images, problems = expand([str(a) for a in inputs], drawings, duplicates, hidden)
+    if hidden:
+        log(f"note: {len(hidden)} hidden folder(s) not searched ({', '.join(shown_name(str(h)) for h in hidden[:3])}"
+            f"{', ...' if len(hidden) > 3 else ''}); name one to search it")
     if drawings:
         log(f"note: left out {len(drawings)} file(s) named *.annotated.* (facemark's drawings, e.g. {drawings[0]}); "
             f"name such a file to process it")

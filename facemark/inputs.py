@@ -76,17 +76,20 @@ def is_drawing_name(name: str) -> bool:
     return ".annotated." in name and Path(name).suffix.lower() in IMAGE_EXTS
 
 
-def walk_images(root: Path, problems: list[str], drawings: list[Path] | None = None) -> list[Path]:
+def walk_images(root: Path, problems: list[str], drawings: list[Path] | None = None,
+                hidden: list[Path] | None = None) -> list[Path]:
     """Image files below ``root``, sorted; symlinked folders are not followed (no loops), hidden
     folders below it (``.thumbnails``, ``.Trash``, ``.git``) are not searched, and a folder that
     cannot be listed is one problem line, not the end of the run. Files named like facemark's
-    annotated outputs go to ``drawings`` instead."""
+    annotated outputs go to ``drawings`` instead, and hidden folders left out to ``hidden``."""
     found = []
 
     def onerror(e: OSError) -> None:
         problems.append(f"{e.filename}: cannot list this folder ({e.strerror}); skipped")
 
     for folder, dirs, files in os.walk(root, onerror=onerror, followlinks=False):
+        if hidden is not None:
+            hidden += [Path(folder) / d for d in sorted(dirs) if d.startswith(".")]
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found += [Path(folder) / f for f in sorted(files) if is_image_name(f)]
         if drawings is not None:
@@ -95,13 +98,14 @@ def walk_images(root: Path, problems: list[str], drawings: list[Path] | None = N
 
 
 def expand(args: list[str], drawings: list[Path] | None = None,
-           duplicates: list[tuple[Path, Path]] | None = None) -> tuple[list[InputImage], list[str]]:
+           duplicates: list[tuple[Path, Path]] | None = None,
+           hidden: list[Path] | None = None) -> tuple[list[InputImage], list[str]]:
     """Files as given; directories recursively (image extensions only); globs to the image files
     they match (a folder a glob matches is not searched). Returns the images (first occurrence wins) and one message per argument or
     folder that gave nothing usable; files left out as facemark's own drawings
     (``*.annotated.*`` in a folder or glob) go to ``drawings``, and names left out as another
     name of a file already listed (a symbolic link to it, say) go to ``duplicates`` as
-    (left out, kept)."""
+    (left out, kept), and hidden folders not searched to ``hidden``."""
     found: list[InputImage] = []
     problems: list[str] = []
     seen: dict[str, Path] = {}
@@ -116,17 +120,18 @@ def expand(args: list[str], drawings: list[Path] | None = None,
 
     for arg in args:
         try:
-            _expand_one(arg, add, problems, drawings)
+            _expand_one(arg, add, problems, drawings, hidden)
         except OSError as e:  # (a folder on the way that cannot be searched, a name too long: that input's failure)
             problems.append(f"{arg}: {e.strerror or e}")
     return found, problems
 
 
-def _expand_one(arg: str, add, problems: list[str], drawings: list[Path] | None) -> None:
+def _expand_one(arg: str, add, problems: list[str], drawings: list[Path] | None,
+                hidden: list[Path] | None = None) -> None:
     """One command-line input into ``add`` (image, root) calls or a line in ``problems``."""
     p = Path(arg)
     if p.is_dir():
-        for f in walk_images(p, problems, drawings):
+        for f in walk_images(p, problems, drawings, hidden):
             add(f, p)
     elif os.path.lexists(p):
         if p.is_symlink() and not p.exists():

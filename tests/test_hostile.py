@@ -1782,6 +1782,7 @@ def test_folders_find_every_jpeg_name_and_leave_out_hidden_folders_and_mac_metad
     (d / "._b.jpg").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
     r = fm("detect", "in", "--out", "o", *MODEL, cwd=tmp_path)
     assert r.returncode == 0 and "4 of 4 image(s) done" in r.stderr, r.stderr
+    assert "note: 1 hidden folder(s) not searched (in/.thumbnails); name one to search it" in r.stderr, r.stderr
     assert sorted(p.relative_to(tmp_path / "o").as_posix() for p in (tmp_path / "o").rglob("*.json")) == \
         ["a.jfif.json", "b.jpg.json", "e.j2k.json", "sub/c.jpe.json"]
     r = fm("detect", "in", "--out", "o", "--annotate", "--redo", *MODEL, cwd=tmp_path)
