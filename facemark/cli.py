@@ -339,6 +339,10 @@ def detect(
         fail("--out is an empty string; name a folder (use . for this folder)")
     if out_arg == "-":  # (elsewhere '-' is standard output: here it would have been a folder named '-')
         fail("--out -: without --out the JSON goes to standard output; --out names a folder (./- for one named '-')")
+    if out_arg is not None and Path(out_arg).suffix.lower() in (".json", ".jsonl", ".parquet", ".csv", ".txt") \
+            and not Path(out_arg).is_dir():  # (video's --out is a file: an easy slip, which made a folder of that name)
+        fail(f"--out {out_arg} looks like a file name, but --out is a folder: one output per image goes in it "
+             f"(--format jsonl or parquet writes shards there); without --out the JSON goes to standard output")
     out_dir = Path(out_arg) if out_arg is not None else None
 
     if style not in STYLES:

@@ -795,6 +795,7 @@ def test_long_names_and_odd_characters(tmp_path, face):
     (["train", "--model", "direct", "--pack", "p.jpg", "--out", "run.pt"], "--out run.pt looks like a file name"),
     (["export", "w.pt", "--out", "o", "--name", ""], "--name is empty"),
     (["detect", "p.jpg", "--out", "-"], "without --out the JSON goes to standard output"),  # (it made a folder '-')
+    (["detect", "p.jpg", "--out", "new/res.json"], "--out new/res.json looks like a file name, but --out is a folder"),
     (["export", "w.pt", "--out", "-"], "--out -: name a folder"),
 ])
 def test_more_bad_requests_are_one_line(tmp_path, face, args, words):
