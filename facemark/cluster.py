@@ -57,6 +57,15 @@ def _scheme(arg: str) -> str:
     return "" if scheme == "file" else scheme
 
 
+def _input_list(inputs) -> list[str]:
+    """The inputs as strings; ``TypeError`` for one string or path on its own, whose letters would
+    each have been an input ('/' among them: the whole disk)."""
+    if isinstance(inputs, (str, bytes, os.PathLike)) or not hasattr(inputs, "__iter__"):
+        raise TypeError(f"inputs must be a list of files, folders or globs (wrap a single one in a list), "
+                        f"not {type(inputs).__name__}")
+    return [os.fsdecode(a) if isinstance(a, (bytes, os.PathLike)) else a for a in inputs]
+
+
 def list_inputs(inputs: list[str], log: Callable[[str], None] = to_stderr,
                 unreadable: list[str] | None = None, failed: list | None = None) -> tuple[list[str], str]:
     """Every image the run covers, as the path its row will carry: local files as absolute paths
@@ -64,6 +73,7 @@ def list_inputs(inputs: list[str], log: Callable[[str], None] = to_stderr,
     the inputs' URI scheme (``""`` for local): one run reads from one file system. Local links
     that lead nowhere and files that are not regular files are left out, said, and added to
     ``unreadable``, and as (path, why) to ``failed``: they become rows with their error."""
+    inputs = _input_list(inputs)
     unreadable = [] if unreadable is None else unreadable
     schemes = {_scheme(a) for a in inputs}
     if len(schemes) > 1:
@@ -384,6 +394,7 @@ def run_ray(inputs: list[str], out_dir: str, address: str | None = None, model: 
     (``images``: rows written, failed ones included).
     ``address=None`` uses (or starts) a local Ray; ``"HOST:6379"`` joins that cluster, whose
     nodes must all have facemark installed and see the inputs (shared or object storage)."""
+    inputs = _input_list(inputs)
     ray = _require_ray()
     check_options(model, device, threshold, min_face)
     for what, v in (("--batch", batch_size), ("--shard-size (rows_per_shard)", rows_per_shard), ("actors", actors)):

@@ -174,6 +174,17 @@ def test_remote_and_local_inputs_do_not_mix(folder, tmp_path):
         cluster.list_inputs([str(folder), "s3://bucket/images"])
 
 
+def test_one_path_on_its_own_is_refused_and_path_objects_are_taken(folder, tmp_path):
+    """A string was read letter by letter ('/' among them: the whole disk was listed), and a
+    Path in the list raised an internal TypeError."""
+    for one in (str(folder), folder):
+        with pytest.raises(TypeError, match="wrap a single one in a list"):
+            cluster.run_ray(one, str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+    paths, scheme = cluster.list_inputs([folder])
+    assert scheme == "" and len(paths) == GOOD + 2
+
+
 def test_file_uris_read_as_local(folder):
     paths, scheme = cluster.list_inputs([f"file://{folder.resolve()}"])
     assert scheme == "" and len(paths) == GOOD + 2 and all(os.path.isabs(p) for p in paths)
