@@ -321,7 +321,7 @@ def detect(
     style: str = typer.Option("contours", "--draw", help="With --annotate: contours (lines and points) | points | lines."),
     show_box: bool = typer.Option(True, "--box/--no-box", help="With --annotate: draw the face box."),
     show_score: bool = typer.Option(True, "--score/--no-score", help="With --annotate: label the box with its score."),
-    fmt: str = typer.Option("json", "--format", help="With --out: json (a file per image) | jsonl | parquet (shards of rows)."),
+    fmt_arg: Optional[str] = typer.Option(None, "--format", help="With --out: json (a file per image; the default) | jsonl | parquet (shards of rows)."),
     shard_size: int = typer.Option(DEFAULT_SHARD_SIZE, "--shard-size", help="With --format jsonl/parquet: images per shard file."),
     redo: bool = typer.Option(False, "--redo", help="With --out: recompute images whose outputs already exist (default: skip them)."),
     workers: str = typer.Option("auto", "--workers", help="Workers, each with its own models and a share of the cores: facemark and N-1 more processes; auto: one per core (at most 8, 64+ images each) on CPU, 1 on CUDA."),
@@ -347,6 +347,7 @@ def detect(
 
     if style not in STYLES:
         fail(f"--draw must be one of {', '.join(STYLES)}, not {style!r}")
+    fmt = fmt_arg or "json"
     if fmt not in ("json", "jsonl", "parquet"):
         fail(f"--format must be json, jsonl or parquet, not {fmt!r}")
     if fmt != "json" and out_dir is None:
@@ -361,7 +362,8 @@ def detect(
             fail("--workers does not apply to --ray: Ray sizes its own pool of actors from the cluster's CPUs")
         unsupported = [name for name, given in (("--annotate", annotate), ("--boxes", boxes is not None),
                                                 ("--detector", detector != "retinaface"), ("--flip", flip),
-                                                ("--redo", redo), ("--format jsonl", fmt == "jsonl")) if given]
+                                                ("--redo", redo), (f"--format {fmt}", fmt_arg in ("json", "jsonl")))
+                       if given]
         if unsupported:
             fail(f"--ray does not take {', '.join(unsupported)} (it writes Parquet rows with the default detector and "
                  f"skips what OUT holds; run without --ray for those, or give a new --out to start over)")

@@ -400,6 +400,8 @@ def run_ray(inputs: list[str], out_dir: str, address: str | None = None, model: 
     for what, v in (("--batch", batch_size), ("--shard-size (rows_per_shard)", rows_per_shard), ("actors", actors)):
         if v is not None and v < 1:
             raise UsageError(f"{what} must be at least 1, not {v}")
+    if address:  # (a typo or a head that is down: said before minutes of listing a big input)
+        _check_reachable(address)
     t0 = time.perf_counter()
     out = Path(out_dir)
     if out.exists() and not out.is_dir():

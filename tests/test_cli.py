@@ -275,6 +275,7 @@ def test_ctrl_c_in_training_says_where_to_resume(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize("extra, says", [(["--annotate"], "--annotate"), (["--boxes", "b.json"], "--boxes"),
                                          (["--flip", "--redo"], "--flip, --redo"), (["--format", "jsonl"], "jsonl"),
+                                         (["--format", "json"], "--format json"),  # (it wrote Parquet all the same)
                                          (["--detector", "yunet:y.onnx"], "--detector")])
 def test_ray_refuses_options_it_would_ignore(tmp_path, extra, says):
     """--ray runs its own pipeline (Parquet rows, default detector): options it cannot honour are

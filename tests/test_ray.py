@@ -237,6 +237,14 @@ def test_an_address_nobody_answers_on_is_one_line(tmp_path, face_image):
         assert not (tmp_path / "o").exists()  # (it was made, and left empty)
 
 
+def test_a_bad_address_is_said_before_the_inputs_are_listed(tmp_path):
+    """The address was checked only after listing the inputs and reading OUT's shards: minutes
+    on a big folder before a typo was said."""
+    with pytest.raises(UsageError, match="give local, auto or HOST:PORT"):
+        cluster.run_ray([str(tmp_path / "not-there")], str(tmp_path / "o"), address="6379")
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_polite_sigterm_stops_a_ray_run_as_ctrl_c_does():
     """Ray's core worker put its crash handler on SIGTERM: a scheduler's stop printed a native
     stack and killed the driver (status -15 or 134) instead of facemark's exit 130. The handler in
