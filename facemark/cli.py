@@ -545,7 +545,7 @@ def video(
 @app.command()
 def bench(
     device: str = typer.Option("cpu", "--device", help="cpu (onnxruntime, torch) | cuda or cuda:N (torch fp32/bf16, graphs)"),
-    models_arg: str = typer.Option("hourglass,direct,hybrid", "--models", help="Comma-separated model names or paths."),
+    models_arg: str = typer.Option("hourglass,direct,hybrid", "--models", "--model", help="Comma-separated model names or paths."),
     batch: str = typer.Option("", "--batch", help="Batch sizes, e.g. 1,32,256 (default 1,32 on CPU; 1,32,256 on CUDA)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for onnxruntime and torch."),
     data: Optional[str] = typer.Option(None, "--data", metavar="KIND=PATH", help="KIND=PATH: also measure NME on its test split."),
@@ -610,7 +610,7 @@ def bench(
 @app.command("eval")
 def eval_cmd(
     data: List[str] = typer.Option(..., "--data", metavar="KIND=PATH", help="KIND=PATH (300w, wflw, csv68); repeat. --split picks the faces."),
-    model: List[str] = typer.Option([DEFAULT_MODEL], "--model", metavar="NAME|PATH", help="Model name or path; repeat to compare."),
+    model: List[str] = typer.Option([DEFAULT_MODEL], "--model", "--models", metavar="NAME|PATH", help="Model name or path; repeat (or comma-separate) to compare."),
     boxes: str = typer.Option("detector", "--boxes", help="detector (full pipeline) | gt (landmark model alone)"),
     device: str = typer.Option("cpu", "--device", help="cpu (onnxruntime) | cuda (torch)"),
     detector: str = typer.Option("retinaface", "--detector", help="retinaface | yunet:PATH.onnx"),
@@ -643,7 +643,9 @@ def eval_cmd(
             bar.update(tasks[name], completed=i)
 
         with usage_errors():
-            results, _ = run_eval(data, model, boxes, device, detector, split, limit, flip, json_path, plot, progress, say)
+            models = [m.strip() for item in model for m in ([item] if os.path.exists(item) else item.split(","))]
+            results, _ = run_eval(data, models, boxes, device, detector, split, limit, flip, json_path, plot, progress,
+                                  say)
     for r in results:
         table = Table(title=f"{r.model}: {'full pipeline' if r.mode == 'detector' else 'ground-truth alignment'}")
         for col in ("subset", "faces", "missed", "NME %", "FR@8 %", "FR@10 %", "AUC@8", "AUC@10"):

@@ -106,6 +106,12 @@ def test_full_pipeline_eval_on_300w_layout(tiny_models, face_image, tmp_path):
     assert rep["mode"] == "detector"
     s = rep["subsets"]["lfpw/testset"]
     assert s["faces"] == 3 and s["missed"] == 0 and np.isfinite(s["nme"])
+    # bench's spelling works too: --models, comma-separated (each was 'No such option')
+    both = f"{tiny_models['direct']},{tiny_models['hourglass']}"
+    r = run("eval", "--data", f"300w={root}", "--models", both, "--boxes", "gt", "--json", out_json)
+    assert r.exit_code == 0 and len(json.loads(out_json.read_text())) == 2, r.stderr
+    r = run("bench", "--model", tiny_models["direct"], "--batch", 1, "--json", tmp_path / "b.json")
+    assert r.exit_code == 0, r.stderr
 
 
 def test_pack_needs_a_teacher_for_68_point_data(face_image, tmp_path):
