@@ -221,7 +221,8 @@ def _at(d, *keys):
 
 def shipped_models() -> list[dict]:
     """One row per shipped model (``facemark models``): family, input size, parameters, GFLOPs,
-    file size, and the NME / CPU time recorded in ``weights/eval.json`` and ``bench.json``."""
+    file size, and the NME / CPU time recorded in ``weights/eval.json`` and ``bench.json`` (with the
+    machine that time was measured on)."""
     import json
 
     def read(name: str) -> dict:
@@ -240,6 +241,8 @@ def shipped_models() -> list[dict]:
 
     evals, bench = read("eval.json"), read("bench.json")
     bench_rows = [r for r in bench.get("rows", []) if isinstance(r, dict)] if isinstance(bench.get("rows"), list) else []
+    said = bench.get("machine") if isinstance(bench.get("machine"), dict) else {}
+    machine = f"{said.get('cpu')}, {said.get('cores')} cores" if said.get("cpu") and said.get("cores") else None
     rows = []
     for name in SHIPPED:
         try:
@@ -253,5 +256,6 @@ def shipped_models() -> list[dict]:
         nme = nme if isinstance(nme, (int, float)) else None
         cpu = cpu if isinstance(cpu, (int, float)) else None
         rows.append({"name": name, "family": m.family, "size": m.size, "params": m.meta.get("params", 0),
-                     "flops": m.meta.get("flops", 0), "onnx_mb": m.path.stat().st_size / 1e6, "nme": nme, "cpu_ms": cpu})
+                     "flops": m.meta.get("flops", 0), "onnx_mb": m.path.stat().st_size / 1e6, "nme": nme, "cpu_ms": cpu,
+                     "cpu_machine": machine})
     return rows

@@ -676,7 +676,8 @@ def models():
     table = Table(title="facemark models (weights/)")
     for col in ("name", "family", "input", "params", "GFLOPs", "ONNX MB", "NME % (300-W common)", "CPU ms/face"):
         table.add_column(col, justify="left" if col in ("name", "family") else "right")
-    for m in shipped_models():
+    rows = shipped_models()
+    for m in rows:
         if "error" in m:
             table.add_row(m["name"], "missing", "", "", "", "", "", m["error"])
             continue
@@ -685,7 +686,10 @@ def models():
                       f"{m['onnx_mb']:.1f}", "-" if m["nme"] is None else f"{m['nme']:.2f}",
                       "-" if m["cpu_ms"] is None else f"{m['cpu_ms']:.1f}")
     out.print(table)
-    out.print("NME: full pipeline (detector + model) on the 554-face 300-W common subset; CPU: onnxruntime, batch 1.")
+    machine = next((m["cpu_machine"] for m in rows if m.get("cpu_machine")), None)
+    where = f", measured on {machine} (facemark bench times yours)" if machine else ""
+    out.print(f"NME: full pipeline (detector + model) on the 554-face 300-W common subset; CPU: onnxruntime, "
+              f"batch 1{where}.")
 
 
 # --- training side (needs torch: pip install ".[torch]") ----------------------------------------

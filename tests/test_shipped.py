@@ -61,6 +61,8 @@ def test_cli_quickstart_and_models_listing(tmp_path):
     assert json.loads(r.stdout)["model"] == DEFAULT_MODEL
     r = runner.invoke(app, ["models"])
     assert r.exit_code == 0 and "hourglass" in r.stdout and f"{DEFAULT_MODEL} (default)" in r.stdout
+    machine = json.loads((weights_dir() / "bench.json").read_text())["machine"]  # (whose times they are, not yours)
+    assert f"measured on {machine['cpu']}, {machine['cores']} cores" in " ".join(r.stdout.split())
 
 
 def test_the_default_is_the_best_accuracy_per_millisecond():
