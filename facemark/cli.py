@@ -519,7 +519,10 @@ def video(
             err.print(f"note: {s.resized} frame(s) of another size were fitted into the first frame's size (scaled, "
                       f"shape kept, black around) for tracking and drawing; their JSON points are in their own pixels")
         if not s.interrupted:  # (an interrupted run's count is in its one line below)
-            err.print(f"{s.frames} frames in {s.seconds:.1f} s ({s.frames / s.seconds:.1f} fps), {s.tracks} face track(s)")
+            went = [f"video in {escape(str(out_path))}"] if out_path is not None else []
+            went += [f"JSON lines in {escape(str(json_path))}"] if json_path is not None and str(json_path) != "-" else []
+            err.print(f"facemark: {s.frames} frames in {s.seconds:.1f} s ({s.frames / s.seconds:.1f} fps), {s.tracks} face "
+                      f"track(s){'; ' + ', '.join(went) if went else ''}")
         if s.searched_shrunk:
             err.print(f"note: no face was found, and the frames were searched shrunk to {s.searched_shrunk} px on the long "
                       f"side, where faces under 1/16 of it go unseen; --min-face 40 (pixels) finds smaller ones, more slowly")

@@ -1529,5 +1529,6 @@ def test_a_frame_folder_leaves_out_mac_metadata_and_facemark_drawings(tiny_model
     (d / "._f000.png").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
     cv2.imwrite(str(d / "f000.png.annotated.png"), frame_with([(40, 90)], small_face))
     r = run("video", d, "--json", tmp_path / "f.jsonl", "--model", tiny_models["direct"])
-    assert r.exit_code == 0 and "3 frames in" in r.stderr, r.stderr
+    assert r.exit_code == 0 and "facemark: 3 frames in" in r.stderr, r.stderr
+    assert r.stderr.strip().endswith(f"JSON lines in {tmp_path / 'f.jsonl'}")  # (the summary says where it went)
     assert len((tmp_path / "f.jsonl").read_text().splitlines()) == 3
