@@ -1002,6 +1002,10 @@ def _run_app(args: list[str]) -> None:
         # Click reads -photo.jpg as the flags -p -h -o...: the hint names the whole argument
         whole = next((a for a in args if a.startswith(e.option_name) and "=" not in a), e.option_name)
         hint = f" (a file? write ./{whole} or put -- before it)" if not e.possibilities else ""
+        if whole == e.option_name and len(whole) == 2 and e.ctx is not None:  # -o alone: facemark has no short options
+            longs = sorted(o for p in e.ctx.command.params for o in getattr(p, "opts", ())
+                           if o.startswith(f"-{e.option_name}") and o != "--help")
+            hint = f" (facemark's options are long: {' or '.join(longs[:3])}?)" if longs else hint
         fail_now(e.format_message() + hint)
     except click.exceptions.UsageError as e:
         sub = e.ctx.info_name if e.ctx is not None and e.ctx.info_name != "facemark" else ""

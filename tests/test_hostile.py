@@ -456,6 +456,8 @@ def test_usage_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "requires an argument" in r.stderr
     r = fm("detect", "--frobnicate", "x.jpg", cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "No such option" in r.stderr
+    r = fm("detect", "x.jpg", "-o", "res", cwd=tmp_path)  # (a short option, as other tools have: the long one is named)
+    assert r.returncode == 2 and r.stderr.strip().endswith("(facemark's options are long: --out?)"), r.stderr
 
 
 def disk_full_after(n: int, write, code: int = errno.ENOSPC):
