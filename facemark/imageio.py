@@ -286,6 +286,9 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
                              f"read; save it with 8 or 16 bits per channel")
     if image is None and said is not None and b"\xff\xd9" not in bytes(data[-64:]):
         image = _without_end_marker(data)
+        if image is not None and _progressive(data):  # (one cut between its scans decodes whole, with less detail)
+            warnings.warn(f"{name}: a progressive JPEG without its end marker: it may have been cut short between "
+                          f"scans and show less detail than the whole file", stacklevel=2)
     damage = _damaged_jpeg(said[0], data) if image is not None and said else None
     if damage:
         warnings.warn(f"{name}: its JPEG data is damaged ({damage}); the parts that did not decode are grey or "
@@ -305,6 +308,20 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
     if kind:  # (IMREAD_COLOR gave the colours under the alpha, turned as EXIF says)
         image = _over_white(_turned_bgra(data, image, over=False, kind=kind), image)
     return image
+
+
+def _progressive(data: np.ndarray) -> bool:
+    """Whether a JPEG's frame header (SOF2) says progressive: its segments walked up to the first
+    scan, so an EXIF thumbnail's bytes are not read as its own."""
+    d, at = bytes(data[:1 << 20]), 2
+    while at + 4 <= len(d) and d[at] == 0xFF:
+        marker = d[at + 1]
+        if marker in (0xC2, 0xC6, 0xCA, 0xCE):  # progressive frame headers (Huffman or arithmetic)
+            return True
+        if marker == 0xDA:  # the first scan: no frame header said so
+            return False
+        at += 2 + int.from_bytes(d[at + 2:at + 4], "big")
+    return False
 
 
 def _without_end_marker(data: np.ndarray) -> np.ndarray | None:

@@ -1552,6 +1552,12 @@ def test_a_jpeg_missing_only_its_end_marker_is_read_whole(face, tmp_path):
     assert r.returncode == 1 and "scan.jpg is cut short" in r.stderr and "no_eoi" not in r.stderr, r.stderr
     docs = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(docs) == 2 and docs[0]["faces"] == docs[1]["faces"]
+    # A progressive JPEG cut between its scans decodes whole too, with less detail: said.
+    prog = cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    scans = [i for i in range(len(prog) - 1) if prog[i:i + 2] == b"\xff\xda"]
+    (tmp_path / "between_scans.jpg").write_bytes(prog[:scans[len(scans) // 2]])
+    with pytest.warns(UserWarning, match="progressive JPEG without its end marker"):
+        read_image(tmp_path / "between_scans.jpg")
 
 
 def test_an_exit_that_waits_forever_ends_itself(tmp_path):
