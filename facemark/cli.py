@@ -340,14 +340,15 @@ def detect(
     if out_arg == "-":  # (elsewhere '-' is standard output: here it would have been a folder named '-')
         fail("--out -: without --out the JSON goes to standard output; --out names a folder (./- for one named '-')")
     if out_arg is not None and Path(out_arg).suffix.lower() in (".json", ".jsonl", ".parquet", ".csv", ".txt") \
-            and not Path(out_arg).is_dir():  # (video's --out is a file: an easy slip, which made a folder of that name)
+            and not os.path.lexists(out_arg) and not out_arg.endswith(("/", os.sep)):
+        # (video's --out is a file: an easy slip, which made a folder of that name; x.json/ asks for one)
         fail(f"--out {out_arg} looks like a file name, but --out is a folder: one output per image goes in it "
              f"(--format jsonl or parquet writes shards there); without --out the JSON goes to standard output")
     out_dir = Path(out_arg) if out_arg is not None else None
 
     if style not in STYLES:
         fail(f"--draw must be one of {', '.join(STYLES)}, not {style!r}")
-    fmt = fmt_arg or "json"
+    fmt = "json" if fmt_arg is None else fmt_arg
     if fmt not in ("json", "jsonl", "parquet"):
         fail(f"--format must be json, jsonl or parquet, not {fmt!r}")
     if fmt != "json" and out_dir is None:
@@ -782,7 +783,8 @@ def _folder_option(value: str, holds: str, option: str = "--out") -> Path:
     if value == "-":
         fail(f"{option} -: name a folder (./- for one named '-')")
     path = Path(value)
-    if path.suffix.lower() in (".onnx", ".pt", ".pth", ".npz", ".json") and not path.is_dir():
+    if path.suffix.lower() in (".onnx", ".pt", ".pth", ".npz", ".json") and not path.is_dir() \
+            and not value.endswith(("/", os.sep)):
         fail(f"{option} {value} looks like a file name, but {option} is a folder: {holds}")
     return path
 

@@ -36,7 +36,8 @@ class WorkerDied(FacemarkError):
 
 
 class WorkerNeverStarted(WorkerDied):
-    """No worker process got past its start: a script that starts them again as each imports it."""
+    """A worker process ended as it started: the caller's script, imported there, starts workers
+    again (no ``if __name__ == "__main__":``)."""
 
 
 def cpu_cores() -> int:
@@ -120,14 +121,9 @@ def _held_while_starting():
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
-def _init(payload, parent: int, warm: tuple[str, ...] = (), reached=None) -> None:
+def _init(payload, parent: int, warm: tuple[str, ...] = ()) -> None:
     """``payload``: the pickled (spec, job, work), or the ``_Handover`` it will come through
-    (``Workers``: started before it was known), after importing the ``warm`` modules meanwhile.
-    ``reached``: a shared counter, up by one as each worker gets here (past importing the
-    caller's script, where one that calls ``detect_files`` unguarded kills every worker)."""
-    if reached is not None:
-        with reached.get_lock():
-            reached.value += 1
+    (``Workers``: started before it was known), after importing the ``warm`` modules meanwhile."""
     _die_with_parent(parent)
     # The main process decides when to stop (and kills workers then): a Ctrl-C to the terminal's
     # process group, or a SIGTERM to it, must not kill a worker first. (Held since the process
@@ -167,16 +163,6 @@ def _init(payload, parent: int, warm: tuple[str, ...] = (), reached=None) -> Non
         _STATE["failed"] = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
 
 
-def _from_a_script() -> bool:
-    """Whether this process runs a Python script of the user's, not facemark's own command: only
-    a script can start workers that run it again on import (the usual cause of an early death)."""
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    if spec is not None and spec.name == "facemark.__main__":
-        return False
-    return os.path.basename(getattr(main, "__file__", "") or "") not in ("facemark", "facemark.exe", "facemark-script.py")
-
-
 def _cwd() -> str | None:
     try:
         return os.getcwd()
@@ -188,12 +174,28 @@ def _nothing() -> None:
     return None
 
 
+UNGUARDED_EXIT = 87  # a worker's exit status: the script it imported starts workers itself (no main guard)
+
+
 def _not_in_a_starting_worker() -> None:
+    """In a spawned worker importing the caller's script, a call that would start workers again:
+    the worker ends with ``UNGUARDED_EXIT``, which the parent reads among its workers' statuses."""
     import multiprocessing as mp
 
-    if getattr(mp.current_process(), "_inheriting", False):  # (a spawned worker importing the caller's script)
-        raise RuntimeError("detect_files(workers=N) ran while a worker process was starting: the script calls it "
-                           "when imported; put that call under `if __name__ == \"__main__\":`")
+    if getattr(mp.current_process(), "_inheriting", False):
+        sys.exit(UNGUARDED_EXIT)
+
+
+def _unguarded(pool) -> bool:
+    """Whether a worker of ``pool`` ended with ``UNGUARDED_EXIT`` (the pool keeps its processes,
+    ended ones included, until it is shut down)."""
+    import time
+
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    deadline = time.monotonic() + 2.0  # (one that broke the pool may still be exiting; the pool ends the rest)
+    for p in processes:
+        p.join(max(0.0, deadline - time.monotonic()))
+    return any(p.exitcode == UNGUARDED_EXIT for p in processes)
 
 
 def _quiet_tracker() -> None:
@@ -376,7 +378,7 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
                 done.set_exception(e)
                 return
 
-    pool = reached = None
+    pool = None
     thread = None
     ended = threading.Event()  # (set by the thread as it ends: a join cut short by Ctrl-C can take it as ended)
     running: set = set()  # the processes' futures not yet done
@@ -401,10 +403,8 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
                 started.handover.put(payload, processes)
             elif processes:
                 _quiet_tracker()
-                ctx = mp.get_context("spawn")  # no fork of onnxruntime's threads
-                reached = ctx.Value("i", 0)
-                pool = ProcessPoolExecutor(processes, mp_context=ctx, initializer=_init,
-                                           initargs=(payload, os.getpid(), (), reached))
+                pool = ProcessPoolExecutor(processes, mp_context=mp.get_context("spawn"),  # no fork of onnxruntime's threads
+                                           initializer=_init, initargs=(payload, os.getpid()))
             if local is not None:  # (first: it takes the first chunk while the processes start)
                 thread = threading.Thread(target=here, daemon=True, name="facemark-local-worker")
                 thread.start()
@@ -442,10 +442,11 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
                 with lock:
                     feed()
     except BrokenProcessPool:  # from result() or from submit(), whichever sees it first
+        unguarded = _unguarded(pool)
         _end(pool, thread, ended, lock, state, started)
-        if reached is not None and reached.value == 0 and _from_a_script():  # (none got past importing the script)
-            raise WorkerNeverStarted("every worker process died while it started, importing the script: does it "
-                                     "call detect_files(workers=N) without `if __name__ == \"__main__\":`?") from None
+        if unguarded:  # (the caller's script, not a lost run)
+            raise WorkerNeverStarted("detect_files(workers=N) ran again in a worker process as it imported the "
+                                     "script: put that call under `if __name__ == \"__main__\":`") from None
         first = getattr(chunks[k][0][1], "path", f"chunk {k}") if k < len(chunks) else "the next chunk"
         raise WorkerDied(f"a worker process ended unexpectedly (killed, or out of memory?) before the images from "
                          f"{first} on were all done") from None

@@ -1035,11 +1035,12 @@ def test_workers_started_from_a_script_s_import_say_what_to_do(monkeypatch):
     as it imports the script; multiprocessing's own error there did not say why."""
     import multiprocessing as mp
 
-    from facemark.workers import run_workers
+    from facemark.workers import UNGUARDED_EXIT, run_workers
 
     monkeypatch.setattr(mp.current_process(), "_inheriting", True, raising=False)
-    with pytest.raises(RuntimeError, match="detect_files.*__name__"):
+    with pytest.raises(SystemExit) as e:  # (the status the parent reads: see the test below)
         run_workers({}, None, None, [[1]], 2, lambda *a: None)
+    assert e.value.code == UNGUARDED_EXIT
 
 
 def test_a_real_script_without_the_main_guard_is_told_so_not_blamed_on_memory(folder, tmp_path):
@@ -1053,8 +1054,26 @@ def test_a_real_script_without_the_main_guard_is_told_so_not_blamed_on_memory(fo
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180, cwd=tmp_path, env=env)
     assert r.returncode == 1, r.stderr
     last = r.stderr.strip().splitlines()[-1]
-    assert last.startswith("facemark.workers.WorkerNeverStarted: every worker process died while it started"), r.stderr
+    assert last.startswith("facemark.workers.WorkerNeverStarted: detect_files(workers=N) ran again in a worker"), r.stderr
     assert "__name__" in last and "out of memory" not in last and "run the same command" not in last
+    assert r.stderr.count("Traceback") == 1  # (the caller's own; the workers end quietly)
+
+
+def test_a_guarded_script_whose_worker_is_killed_as_it_starts_is_not_told_of_the_guard(folder, tmp_path):
+    """A worker killed while importing (out of memory, say) is not the missing guard: the run says
+    it was killed, and that the same command continues."""
+    script = tmp_path / "guarded.py"
+    script.write_text("import os, signal\n"
+                      "if __name__ == '__mp_main__':\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+                      "from facemark import FaceLandmarker\nfrom facemark.batch import detect_files\n"
+                      "if __name__ == '__main__':\n"
+                      f"    detect_files([{str(folder / 'in' / 'b')!r}], FaceLandmarker(model='direct'), "
+                      f"out_dir={str(tmp_path / 'o')!r}, workers=2, log=None)\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180, cwd=tmp_path, env=env)
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("facemark.workers.WorkerDied: a worker process ended unexpectedly (killed"), r.stderr
+    assert "__name__" not in last and "run the same command again" in last
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
