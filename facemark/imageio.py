@@ -310,12 +310,31 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
     return image
 
 
+def _end_marker(d: bytes) -> int | None:
+    """Where the image's own end marker (EOI) is: the first FF D9 after its first scan starts
+    (scan data stuffs every FF with 00 or a restart number), not a later image's (an MPF preview,
+    a motion photo's video) or an EXIF thumbnail's before it."""
+    at = 2
+    while at + 4 <= len(d) and d[at] == 0xFF:
+        if d[at + 1] == 0xFF:  # (fill byte)
+            at += 1
+            continue
+        if d[at + 1] == 0xDA:
+            found = d.find(b"\xff\xd9", at)
+            return None if found < 0 else found
+        at += 2 + int.from_bytes(d[at + 2:at + 4], "big")
+    return None
+
+
 def _progressive(data: np.ndarray) -> bool:
     """Whether a JPEG's frame header (SOF2) says progressive: its segments walked up to the first
     scan, so an EXIF thumbnail's bytes are not read as its own."""
-    d, at = bytes(data[:1 << 20]), 2
+    d, at = bytes(data), 2
     while at + 4 <= len(d) and d[at] == 0xFF:
         marker = d[at + 1]
+        if marker == 0xFF:  # (fill byte)
+            at += 1
+            continue
         if marker in (0xC2, 0xC6, 0xCA, 0xCE):  # progressive frame headers (Huffman or arithmetic)
             return True
         if marker == 0xDA:  # the first scan: no frame header said so
@@ -360,8 +379,11 @@ def _damaged_jpeg(said: bytes, data: np.ndarray) -> str | None:
         if "Corrupt JPEG data" not in line:
             continue
         extra = re.search(r"(\d+) extraneous bytes before marker 0x(\w+)", line)
-        if extra is None or (extra.group(2).lower() == "d9" and _scan_data_before_end(data, int(extra.group(1)))):
+        if extra is None:
             return line.strip()
+        n, marker = int(extra.group(1)), extra.group(2).lower()
+        if (marker == "d9" and _scan_data_before_end(data, n)) or (marker != "d9" and n > 32):
+            return line.strip()  # (before a restart marker: the rest of a damaged interval was skipped)
     return None
 
 
@@ -370,9 +392,9 @@ def _scan_data_before_end(data: np.ndarray, n: int) -> bool:
     nearly random bytes (over 7 bits of entropy each) whose FF bytes are each followed by 00 (the
     stuffing of scan data) or a restart marker. Padding (zeros, one byte repeated) and vendor
     trailers (text, or binary whose FF bytes are followed by anything) are not."""
-    d = bytes(data[-(65536 + n):])  # (the end marker may have a trailer after it)
-    end = d.rfind(b"\xff\xd9")
-    stretch = np.frombuffer(d[max(0, end - n):end] if end >= 0 else b"", np.uint8)
+    d = bytes(data)
+    end = _end_marker(d)
+    stretch = np.frombuffer(d[max(0, end - n):end] if end is not None else b"", np.uint8)
     if n < 64 or len(stretch) < n:
         return False
     p = np.bincount(stretch, minlength=256) / len(stretch)

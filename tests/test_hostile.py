@@ -1638,12 +1638,19 @@ def test_a_jpeg_with_random_bytes_inside_is_a_warning_but_padding_before_its_end
     (tmp_path / "filled.jpg").write_bytes(jpg[:-2] + b"\xab" * 40 + jpg[-2:])
     blob = np.random.default_rng(1).integers(0, 256, 3000, dtype=np.uint8).tobytes()  # (compressed or encrypted)
     (tmp_path / "trailer.jpg").write_bytes(jpg[:-2] + b"VENDOR-DATA:" + blob + jpg[-2:])
-    names = ["noisy.jpg", "camera.jpg", "padded.jpg", "filled.jpg", "trailer.jpg"]
+    (tmp_path / "mpf.jpg").write_bytes(jpg[:-2] + bytes(4096) + jpg[-2:] + jpg)  # padded, then a second image
+    # Damaged ones: with a motion photo's video after the image; with restart intervals (skipped to the next one)
+    (tmp_path / "motion.jpg").write_bytes(jpg[:mid] + noise + jpg[mid + 2000:] + blob * 1000)
+    rst = cv2.imencode(".jpg", cv2.resize(face, (400, 400)), [cv2.IMWRITE_JPEG_QUALITY, 95,
+                                                              cv2.IMWRITE_JPEG_RST_INTERVAL, 4])[1].tobytes()
+    (tmp_path / "restarts.jpg").write_bytes(rst[:len(rst) // 2] + noise + rst[len(rst) // 2 + 2000:])
+    names = ["noisy.jpg", "motion.jpg", "restarts.jpg", "camera.jpg", "padded.jpg", "filled.jpg", "trailer.jpg",
+             "mpf.jpg"]
     r = fm("detect", *names, "--out", "o", *MODEL, cwd=tmp_path)
-    assert r.returncode == 0 and "5 of 5 image(s) done" in r.stderr, r.stderr
+    assert r.returncode == 0 and "8 of 8 image(s) done" in r.stderr, r.stderr
     warned = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
-    assert len(warned) == 1 and "noisy.jpg: its JPEG data is damaged" in warned[0], r.stderr
-    assert "extraneous bytes" in warned[0] and not any(n in r.stderr for n in names[1:]), r.stderr
+    assert sorted(w.split(":")[1].strip() for w in warned) == sorted(names[:3]), r.stderr
+    assert all("its JPEG data is damaged" in w and "extraneous bytes" in w for w in warned), r.stderr
 
 
 def test_an_output_that_is_a_link_to_nowhere_makes_no_folders_where_it_points(tmp_path, face):
