@@ -44,3 +44,16 @@ def test_every_link_between_the_docs_leads_somewhere():
                 if anchor not in {_anchor(h) for h in headings}:
                     broken.append(f"{doc.name}: {target} (no such heading)")
     assert broken == []
+
+
+def test_a_table_ends_before_the_text_after_it():
+    """Lines right after a table are read as more of its rows (GitHub's Markdown): a paragraph
+    vanished into the 98-point table."""
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "weights" / "MODEL_CARD.md"]
+    run_on = []
+    for doc in docs:
+        lines = doc.read_text().splitlines()
+        for i, (line, after) in enumerate(zip(lines, lines[1:])):
+            if line.startswith("|") and after.strip() and not after.startswith("|"):
+                run_on.append(f"{doc.name}:{i + 2}: {after[:40]}")
+    assert run_on == []
