@@ -213,7 +213,8 @@ def _stamp(path: Path, now: float | None = None) -> int | None:
     def changed(s: os.stat_result) -> int:
         if os.name == "posix":
             return s.st_ctime_ns
-        return s.st_mtime_ns if s.st_mtime <= (now or time.time()) else s.st_ctime_ns
+        born = getattr(s, "st_birthtime_ns", s.st_ctime_ns)  # (Python 3.12 on; st_ctime's meaning changes there)
+        return s.st_mtime_ns if s.st_mtime <= (now or time.time()) else born
 
     return changed(st) if st is link else max(changed(st), changed(link))
 

@@ -566,7 +566,7 @@ def bench(
     from .results import json_numbers
     from .runtime import max_threads
 
-    names = [m.strip() for m in models_arg.split(",") if m.strip()]
+    names = model_names([models_arg])
     if not names:
         fail("--models names no model")
     if threads is not None and not 1 <= threads <= max_threads():
@@ -647,7 +647,7 @@ def eval_cmd(
             bar.update(tasks[name], completed=i)
 
         with usage_errors():
-            models = [m.strip() for item in model for m in ([item] if os.path.exists(item) else item.split(","))]
+            models = model_names(model)
             results, _ = run_eval(data, models, boxes, device, detector, split, limit, flip, json_path, plot, progress,
                                   say)
     for r in results:
@@ -773,6 +773,12 @@ def pack(
     except OSError as e:
         fail(f"cannot write --out {out_path}: {e.strerror or e}", 1)
     err.print(f"wrote {out_path}: {len(pk)} faces ({int(pk.val.sum())} held out), {out_path.stat().st_size / 1e6:.1f} MB")
+
+
+def model_names(given: List[str]) -> List[str]:
+    """``--model``/``--models`` as given, each a name, a path, or names separated by commas (a path
+    that exists is taken whole, commas and all); empty names dropped."""
+    return [m.strip() for item in given for m in ([item] if os.path.exists(item) else item.split(",")) if m.strip()]
 
 
 def _folder_option(value: str, holds: str, option: str = "--out") -> Path:
@@ -1005,8 +1011,9 @@ def _run_app(args: list[str]) -> None:
         whole = next((a for a in args if a.startswith(e.option_name) and "=" not in a), e.option_name)
         hint = f" (a file? write ./{whole} or put -- before it)" if not e.possibilities else ""
         if whole == e.option_name and len(whole) == 2 and e.ctx is not None:  # -o alone: facemark has no short options
-            longs = sorted(o for p in e.ctx.command.params for o in getattr(p, "opts", ())
-                           if o.startswith(f"-{e.option_name}") and o != "--help")
+            longs = sorted(next(o for o in p.opts if o.startswith(f"-{e.option_name}"))  # (one spelling each)
+                           for p in e.ctx.command.params
+                           if any(o.startswith(f"-{e.option_name}") for o in getattr(p, "opts", ())) and "--help" not in p.opts)
             hint = f" (facemark's options are long: {' or '.join(longs[:3])}?)" if longs else hint
         fail_now(e.format_message() + hint)
     except click.exceptions.UsageError as e:

@@ -153,7 +153,7 @@ def _expand_one(arg: str, add, problems: list[str], drawings: list[Path] | None,
         if drawings is not None:
             drawings += drawn
         matched = hits
-        hits = [h for h in hits if not h.is_dir() and is_image_name(h.name)]
+        hits = [h for h in hits if is_image_name(h.name) and not h.is_dir()]  # (the name first: no stat of other files)
         if not hits:
             folders = sum(h.is_dir() for h in matched)  # (counted only here: a big pattern's hits are not statted twice)
             others = len(matched) - folders - len(drawn)
