@@ -392,9 +392,10 @@ def run_ray(inputs: list[str], out_dir: str, address: str | None = None, model: 
 
     Returns ``{"images", "failed", "faces", "no_face", "skipped", "shards", "seconds"}`` for this run
     (``images``: rows written, failed ones included).
-    ``address=None`` uses (or starts) a local Ray; ``"HOST:6379"`` joins that cluster, whose
+    ``address=None`` (or ``"local"``) uses (or starts) a local Ray; ``"HOST:6379"`` joins that cluster, whose
     nodes must all have facemark installed and see the inputs (shared or object storage)."""
     inputs = _input_list(inputs)
+    address = None if address == "local" else address  # (the CLI's word for a private local Ray, here too)
     ray = _require_ray()
     check_options(model, device, threshold, min_face)
     for what, v in (("--batch", batch_size), ("--shard-size (rows_per_shard)", rows_per_shard), ("actors", actors)):

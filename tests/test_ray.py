@@ -243,6 +243,9 @@ def test_a_bad_address_is_said_before_the_inputs_are_listed(tmp_path):
     with pytest.raises(UsageError, match="give local, auto or HOST:PORT"):
         cluster.run_ray([str(tmp_path / "not-there")], str(tmp_path / "o"), address="6379")
     assert not (tmp_path / "o").exists()
+    with pytest.raises(UsageError) as e:  # "local", the CLI's word, is an address here too (it was refused)
+        cluster.run_ray([str(tmp_path / "not-there")], str(tmp_path / "o"), address="local")
+    assert "not-there" in str(e.value) and "HOST:PORT" not in str(e.value)
 
 
 def test_a_polite_sigterm_stops_a_ray_run_as_ctrl_c_does():
