@@ -192,10 +192,12 @@ def _unguarded(pool) -> bool:
     import time
 
     processes = list((getattr(pool, "_processes", None) or {}).values())
-    deadline = time.monotonic() + 2.0  # (one that broke the pool may still be exiting; the pool ends the rest)
-    for p in processes:
-        p.join(max(0.0, deadline - time.monotonic()))
-    return any(p.exitcode == UNGUARDED_EXIT for p in processes)
+    deadline = time.monotonic() + 5.0  # (one that broke the pool may still be exiting; the pool ends the rest)
+    while True:  # (polled: the pool's own thread may reap a process first, and then its status is set there)
+        codes = [p.exitcode for p in processes]
+        if UNGUARDED_EXIT in codes or None not in codes or time.monotonic() > deadline:
+            return UNGUARDED_EXIT in codes
+        time.sleep(0.02)
 
 
 def _quiet_tracker() -> None:
