@@ -93,7 +93,12 @@ def plan_inputs(inputs: list[str], out_dir: Path | None = None, annotate: bool =
     drawings: list[Path] = []
     duplicates: list[tuple[Path, Path]] = []
     hidden: list[Path] = []
-    images, problems = expand([str(a) for a in inputs], drawings, duplicates, hidden)
+    unread: list[Path] = []
+    images, problems = expand([str(a) for a in inputs], drawings, duplicates, hidden, unread)
+    if unread:
+        kinds = sorted({p.suffix.lower() for p in unread})
+        log(f"note: left out {len(unread)} photo(s) in formats OpenCV does not read ({', '.join(kinds)}; e.g. "
+            f"{shown_name(str(unread[0]))}): convert them to JPEG or PNG")
     if hidden:
         log(f"note: {len(hidden)} hidden folder(s) not searched ({', '.join(shown_name(str(h)) for h in hidden[:3])}"
             f"{', ...' if len(hidden) > 3 else ''}); name one to search it")

@@ -19,21 +19,27 @@ from .errors import FacemarkError, no_files_left
 from .quiet import quiet_stderr
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".j2k", ".pbm",
-              ".pgm", ".ppm"}
+              ".pgm", ".ppm", ".pnm"}
 
 
-def _opencv_reads_gif() -> bool:
-    """OpenCV reads GIF (the first frame) from 4.11 on; older builds do not, so folders only
-    offer ``.gif`` files where they can be read."""
+HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"}
+
+
+def _opencv_reads(ext: str) -> bool:
+    """Whether the installed OpenCV writes and reads ``ext`` back: GIF (its first frame) from 4.11
+    on, AVIF where it was built with libavif. Folders only offer files that can be read."""
     try:
-        ok, buf = cv2.imencode(".gif", np.zeros((2, 2, 3), np.uint8))
+        ok, buf = cv2.imencode(ext, np.zeros((8, 8, 3), np.uint8))
         return bool(ok) and cv2.imdecode(buf, cv2.IMREAD_COLOR) is not None
     except cv2.error:
         return False
 
 
-if _opencv_reads_gif():
-    IMAGE_EXTS.add(".gif")
+IMAGE_EXTS |= {ext for ext in (".gif", ".avif") if _opencv_reads(ext)}
+# Photos a folder may hold that OpenCV does not read (HEIF from phones, camera raw, layered
+# formats): left out of a folder's search with a note naming them, never silently.
+UNREAD_PHOTO_EXTS = {".heic", ".heif", ".avif", ".jxl", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf",
+                     ".rw2", ".psd"} - IMAGE_EXTS
 
 
 def _max_pixels() -> int:
@@ -296,6 +302,9 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
     if image is None and _cut_short(data):
         raise ImageError(f"{name} is cut short: its data ends before the image does (a copy or download "
                          f"that stopped?)")
+    if image is None and bytes(data[4:8]) == b"ftyp" and bytes(data[8:12]) in HEIF_BRANDS:
+        raise ImageError(f"{name} is a HEIF image ({bytes(data[8:12]).decode()}: a phone's HEIC, or AVIF), which "
+                         f"the installed OpenCV does not read; convert it to JPEG or PNG")
     if image is None:
         raise ImageError(f"{name} is not an image OpenCV can decode (damaged or not an image)")
     if image.shape[0] == 0 or image.shape[1] == 0:

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .imageio import IMAGE_EXTS
+from .imageio import IMAGE_EXTS, UNREAD_PHOTO_EXTS
 
 
 def utf8_name(path: str) -> str | None:
@@ -77,11 +77,12 @@ def is_drawing_name(name: str) -> bool:
 
 
 def walk_images(root: Path, problems: list[str], drawings: list[Path] | None = None,
-                hidden: list[Path] | None = None) -> list[Path]:
+                hidden: list[Path] | None = None, unread: list[Path] | None = None) -> list[Path]:
     """Image files below ``root``, sorted; symlinked folders are not followed (no loops), hidden
     folders below it (``.thumbnails``, ``.Trash``, ``.git``) are not searched, and a folder that
     cannot be listed is one problem line, not the end of the run. Files named like facemark's
-    annotated outputs go to ``drawings`` instead, and hidden folders left out to ``hidden``."""
+    annotated outputs go to ``drawings`` instead, hidden folders left out to ``hidden``, and
+    photos in formats OpenCV does not read (HEIC, camera raw) to ``unread``."""
     found = []
 
     def onerror(e: OSError) -> None:
@@ -94,18 +95,22 @@ def walk_images(root: Path, problems: list[str], drawings: list[Path] | None = N
         found += [Path(folder) / f for f in sorted(files) if is_image_name(f)]
         if drawings is not None:
             drawings += [Path(folder) / f for f in sorted(files) if is_drawing_name(f)]
+        if unread is not None:
+            unread += [Path(folder) / f for f in sorted(files) if Path(f).suffix.lower() in UNREAD_PHOTO_EXTS
+                       and not f.startswith("._")]
     return found
 
 
 def expand(args: list[str], drawings: list[Path] | None = None,
-           duplicates: list[tuple[Path, Path]] | None = None,
-           hidden: list[Path] | None = None) -> tuple[list[InputImage], list[str]]:
+           duplicates: list[tuple[Path, Path]] | None = None, hidden: list[Path] | None = None,
+           unread: list[Path] | None = None) -> tuple[list[InputImage], list[str]]:
     """Files as given; directories recursively (image extensions only); globs to the image files
     they match (a folder a glob matches is not searched). Returns the images (first occurrence wins) and one message per argument or
     folder that gave nothing usable; files left out as facemark's own drawings
     (``*.annotated.*`` in a folder or glob) go to ``drawings``, and names left out as another
     name of a file already listed (a symbolic link to it, say) go to ``duplicates`` as
-    (left out, kept), and hidden folders not searched to ``hidden``."""
+    (left out, kept), hidden folders not searched to ``hidden``, and a folder's photos that
+    OpenCV does not read to ``unread``."""
     found: list[InputImage] = []
     problems: list[str] = []
     seen: dict[str, Path] = {}
@@ -120,18 +125,18 @@ def expand(args: list[str], drawings: list[Path] | None = None,
 
     for arg in args:
         try:
-            _expand_one(arg, add, problems, drawings, hidden)
+            _expand_one(arg, add, problems, drawings, hidden, unread)
         except OSError as e:  # (a folder on the way that cannot be searched, a name too long: that input's failure)
             problems.append(f"{arg}: {e.strerror or e}")
     return found, problems
 
 
 def _expand_one(arg: str, add, problems: list[str], drawings: list[Path] | None,
-                hidden: list[Path] | None = None) -> None:
+                hidden: list[Path] | None = None, unread: list[Path] | None = None) -> None:
     """One command-line input into ``add`` (image, root) calls or a line in ``problems``."""
     p = Path(arg)
     if p.is_dir():
-        for f in walk_images(p, problems, drawings, hidden):
+        for f in walk_images(p, problems, drawings, hidden, unread):
             add(f, p)
     elif os.path.lexists(p):
         if p.is_symlink() and not p.exists():

@@ -1822,3 +1822,23 @@ def test_a_pattern_that_matches_no_image_says_what_it_matched(tmp_path):
                           (f"{tmp_path}/*.png", "no file matches this pattern")):
         images, problems = expand([pattern])
         assert images == [] and len(problems) == 1 and problems[0].startswith(f"{pattern}: {says}"), problems
+
+
+def test_phone_and_camera_formats_opencv_cannot_read_are_named_not_skipped_silently(tmp_path, face):
+    """A folder of iPhone photos (HEIC) gave 'no images to process'; mixed with JPEGs, its HEIC
+    files were left out without a word, and one named was 'not an image'."""
+    from facemark.imageio import IMAGE_EXTS
+
+    d = tmp_path / "phone"
+    d.mkdir()
+    cv2.imwrite(str(d / "a.jpg"), face)
+    (d / "b.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
+    (d / "c.dng").write_bytes(b"II*\x00" + bytes(64))
+    readable_avif = ".avif" in IMAGE_EXTS  # (OpenCV built with libavif reads it: then it is searched)
+    if readable_avif:
+        cv2.imwrite(str(d / "e.avif"), face)
+    r = fm("detect", "phone", "--out", "o", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0 and f"{2 if readable_avif else 1} of {2 if readable_avif else 1} image(s) done" in r.stderr
+    assert "note: left out 2 photo(s) in formats OpenCV does not read (.dng, .heic; e.g." in r.stderr, r.stderr
+    r = fm("detect", "phone/b.HEIC", *MODEL, cwd=tmp_path)
+    assert r.returncode == 1 and "phone/b.HEIC is a HEIF image (heic" in r.stderr and "convert it to JPEG" in r.stderr
