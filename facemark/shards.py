@@ -202,19 +202,35 @@ def _outcomes(path: Path) -> list[tuple[str, object, object]]:
             with open(path, "rb") as f:
                 for line in f:
                     head, mark, faces = line.rstrip().partition(b', "faces": ')
-                    # (a face list holds numbers and fixed keys only: balanced brackets mean it is whole)
-                    if not (mark and faces.endswith(b"]}") and faces.count(b"[") == faces.count(b"]")
-                            and faces.count(b"}") == faces.count(b"{") + 1):
+                    if not (mark and faces.endswith(b"]}")):
+                        continue
+                    # (a face list holds numbers and fixed keys only: balanced brackets mean it is
+                    # whole, and each face, one {...}, holds FACE_LISTS lists: its shape, counted)
+                    opens, n = faces.count(b"["), faces.count(b"{")
+                    if not (opens == faces.count(b"]") and faces.count(b"}") == n + 1):
                         continue
                     try:
                         r = json.loads(head + b"}")
                     except ValueError:
                         continue
-                    if isinstance(r, dict):
+                    if isinstance(r, dict) and (r.get("error") is not None or _whole_shape(r, opens, n)):
                         rows.append((r.get("path"), r.get("model"), r.get("error")))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):  # (pyarrow's errors are these kinds)
         return []
     return [r for r in rows if isinstance(r[0], str) and isinstance(r[1], str) and isinstance(r[2], (str, type(None)))]
+
+
+FACE_LISTS = 1 + 1 + 98 + 1 + 68  # the lists one face holds: box, landmarks and its 98 points, landmarks68 and its 68
+
+
+def _whole_shape(head: dict, lists: int, faces: int) -> bool:
+    """A done row's sizes, and its ``faces`` holding ``lists`` lists in all (counted in their text,
+    not decoded: a resume reads millions of rows), as ``read`` would find them: a row edited into
+    another shape outside facemark is done again rather than counted done and skipped by ``read``."""
+    sizes = (head.get("width"), head.get("height"))
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes):
+        return False
+    return lists == 1 + FACE_LISTS * faces
 
 
 def _jsonl_rows(path: Path, damaged) -> list:

@@ -1103,6 +1103,16 @@ def test_a_resume_reads_each_rows_outcome_without_its_faces_and_only_whole_rows(
         assert [p for p, _, _ in shards._outcomes(shard)] == [rows[0]["path"], rows[5]["path"]]
         full = [r["path"] for r in shards._rows_of(shard, damaged=lambda message: None)]
         assert full == [rows[0]["path"], rows[5]["path"]]
+        # Edited into another shape (a face of 10 points, a width that is text): read() skips such a
+        # row, and a resume now does it again instead of counting it done.
+        edited = json.loads(lines[2])
+        edited["faces"][0]["landmarks"] = edited["faces"][0]["landmarks"][:10]
+        wide = dict(json.loads(lines[3]), width="wide")
+        shard.write_bytes(b"".join([lines[0], (json.dumps(edited) + "\n").encode(), (json.dumps(wide) + "\n").encode(),
+                                    lines[5]]))
+        assert [p for p, _, _ in shards._outcomes(shard)] == [rows[0]["path"], rows[5]["path"]]
+        full = [r["path"] for r in shards._rows_of(shard, damaged=lambda message: None)]
+        assert full == [rows[0]["path"], rows[5]["path"]]
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
