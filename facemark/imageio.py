@@ -391,26 +391,29 @@ def _damaged_jpeg(said: bytes, data: np.ndarray) -> str | None:
         if extra is None:
             return line.strip()
         n, marker = int(extra.group(1)), extra.group(2).lower()
-        if (marker == "d9" and _scan_data_before_end(data, n)) or (marker != "d9" and n > 32):
-            return line.strip()  # (before a restart marker: the rest of a damaged interval was skipped)
-    return None
+        restart = marker in ("d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7")
+        if (marker == "d9" and _scan_data_before_end(data, n)) or (restart and n > 32):
+            return line.strip()  # (before a restart marker: the rest of a damaged interval was skipped;
+    return None  # before a header's marker, padding between segments: no scan data is lost there)
 
 
 def _scan_data_before_end(data: np.ndarray, n: int) -> bool:
-    """Whether the ``n`` bytes before a JPEG's last end marker look like entropy-coded scan data:
-    nearly random bytes (over 7 bits of entropy each) whose FF bytes are each followed by 00 (the
-    stuffing of scan data) or a restart marker. Padding (zeros, one byte repeated) and vendor
-    trailers (text, or binary whose FF bytes are followed by anything) are not."""
+    """Whether the ``n`` bytes before a JPEG's own end marker look like entropy-coded scan data:
+    about as many distinct values as random bytes have, not text, and every FF followed by 00 (the
+    stuffing of scan data) or a restart marker. A camera's few stray bytes, padding (zeros, one
+    byte repeated, FF fill) and vendor trailers (text, or binary whose FF bytes are followed by
+    anything) are not."""
     d = bytes(data)
     end = _end_marker(d)
     stretch = np.frombuffer(d[max(0, end - n):end] if end is not None else b"", np.uint8)
-    if n < 64 or len(stretch) < n:
+    if n < 8 or len(stretch) < n:
         return False
-    p = np.bincount(stretch, minlength=256) / len(stretch)
-    p = p[p > 0]
+    distinct = np.count_nonzero(np.bincount(stretch, minlength=256))
+    random_like = 256 * (1 - (255 / 256) ** n)  # the distinct values n random bytes hold, on average
+    text = np.isin(stretch, (9, 10, 13)) | ((stretch >= 32) & (stretch < 127))
     after_ff = stretch[1:][stretch[:-1] == 0xFF]
-    stuffed = np.count_nonzero((after_ff == 0) | ((after_ff >= 0xD0) & (after_ff <= 0xD7)))
-    return float(-(p * np.log2(p)).sum()) > 7.0 and len(after_ff) >= 2 and stuffed >= 0.9 * len(after_ff)
+    stuffed = bool(np.all((after_ff == 0) | ((after_ff >= 0xD0) & (after_ff <= 0xD7)))) and stretch[-1] != 0xFF
+    return distinct >= 0.6 * random_like and text.mean() < 0.9 and stuffed
 
 
 def _cut_short(data: np.ndarray) -> bool:
