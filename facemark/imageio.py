@@ -38,8 +38,8 @@ def _opencv_reads(ext: str) -> bool:
 IMAGE_EXTS |= {ext for ext in (".gif", ".avif") if _opencv_reads(ext)}
 # Photos a folder may hold that OpenCV does not read (HEIF from phones, camera raw, layered
 # formats): left out of a folder's search with a note naming them, never silently.
-UNREAD_PHOTO_EXTS = {".heic", ".heif", ".avif", ".jxl", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf",
-                     ".rw2", ".psd"} - IMAGE_EXTS
+RAW_EXTS = {".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2"}  # camera raw
+UNREAD_PHOTO_EXTS = ({".heic", ".heif", ".avif", ".jxl", ".psd"} | RAW_EXTS) - IMAGE_EXTS
 
 
 def _max_pixels() -> int:
@@ -238,6 +238,9 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.nda
     path = Path(path)
     limit = MAX_PIXELS if max_pixels is None else max_pixels
     check_regular_file(path)
+    if path.suffix.lower() in RAW_EXTS:  # (TIFF containers: OpenCV would read their small preview as the photo)
+        raise ImageError(f"{path} is a camera raw file ({path.suffix}), of which OpenCV reads only a small preview; "
+                         f"convert it to JPEG or TIFF first")
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as e:
@@ -303,8 +306,11 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
         raise ImageError(f"{name} is cut short: its data ends before the image does (a copy or download "
                          f"that stopped?)")
     if image is None and bytes(data[4:8]) == b"ftyp" and bytes(data[8:12]) in HEIF_BRANDS:
-        raise ImageError(f"{name} is a HEIF image ({bytes(data[8:12]).decode()}: a phone's HEIC, or AVIF), which "
-                         f"the installed OpenCV does not read; convert it to JPEG or PNG")
+        brand = bytes(data[8:12]).decode()
+        if brand in ("avif", "avis") and ".avif" in IMAGE_EXTS:  # (this OpenCV reads AVIF: this one is damaged)
+            raise ImageError(f"{name} is an AVIF image that did not decode (damaged or cut short)")
+        raise ImageError(f"{name} is a HEIF image ({brand}: a phone's HEIC, or AVIF), which the installed OpenCV "
+                         f"does not read; convert it to JPEG or PNG")
     if image is None:
         raise ImageError(f"{name} is not an image OpenCV can decode (damaged or not an image)")
     if image.shape[0] == 0 or image.shape[1] == 0:

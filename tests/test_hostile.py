@@ -1852,3 +1852,11 @@ def test_phone_and_camera_formats_opencv_cannot_read_are_named_not_skipped_silen
     assert "note: left out 2 photo(s) in formats OpenCV does not read (.dng, .heic; e.g." in r.stderr, r.stderr
     r = fm("detect", "phone/b.HEIC", *MODEL, cwd=tmp_path)
     assert r.returncode == 1 and "phone/b.HEIC is a HEIF image (heic" in r.stderr and "convert it to JPEG" in r.stderr
+    tiff = cv2.imencode(".tif", cv2.resize(face, (64, 64)))[1].tobytes()  # (a raw file's small preview: a TIFF)
+    (d / "IMG_1.DNG").write_bytes(tiff)
+    r = fm("detect", "phone/IMG_1.DNG", *MODEL, cwd=tmp_path)  # named: not its preview taken for the photo
+    assert r.returncode == 1 and "is a camera raw file (.DNG)" in r.stderr, r.stderr
+    if readable_avif:  # a damaged AVIF, where this OpenCV reads AVIF, is damaged: not "OpenCV does not read"
+        (d / "cut.avif").write_bytes((d / "e.avif").read_bytes()[:200])
+        r = fm("detect", "phone/cut.avif", *MODEL, cwd=tmp_path)
+        assert r.returncode == 1 and "an AVIF image that did not decode (damaged or cut short)" in r.stderr, r.stderr
