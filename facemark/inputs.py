@@ -76,12 +76,37 @@ def is_drawing_name(name: str) -> bool:
     return ".annotated." in name and Path(name).suffix.lower() in IMAGE_EXTS
 
 
+def _holds_images(folder: Path, look_at: int = 500) -> bool:
+    """Whether a hidden folder holds image files in its first ``look_at`` entries, two levels deep
+    (thumbnails: ``.thumbnails/normal/x.png``): only such folders are worth a note, not every
+    ``.git`` or ``.venv`` of a project tree, which is not walked through."""
+    seen = 0
+    level = [folder]
+    for _ in range(2):
+        below = []
+        for f in level:
+            try:
+                with os.scandir(f) as entries:
+                    for e in entries:
+                        seen += 1
+                        if seen > look_at:
+                            return False
+                        if is_image_name(e.name) and e.is_file():
+                            return True
+                        if e.is_dir(follow_symlinks=False):
+                            below.append(Path(e.path))
+            except OSError:
+                continue
+        level = below
+    return False
+
+
 def walk_images(root: Path, problems: list[str], drawings: list[Path] | None = None,
                 hidden: list[Path] | None = None, unread: list[Path] | None = None) -> list[Path]:
     """Image files below ``root``, sorted; symlinked folders are not followed (no loops), hidden
     folders below it (``.thumbnails``, ``.Trash``, ``.git``) are not searched, and a folder that
     cannot be listed is one problem line, not the end of the run. Files named like facemark's
-    annotated outputs go to ``drawings`` instead, hidden folders left out to ``hidden``, and
+    annotated outputs go to ``drawings`` instead, hidden folders with images left out to ``hidden``, and
     photos in formats OpenCV does not read (HEIC, camera raw) to ``unread``."""
     found = []
 
@@ -90,7 +115,7 @@ def walk_images(root: Path, problems: list[str], drawings: list[Path] | None = N
 
     for folder, dirs, files in os.walk(root, onerror=onerror, followlinks=False):
         if hidden is not None:
-            hidden += [Path(folder) / d for d in sorted(dirs) if d.startswith(".")]
+            hidden += [Path(folder) / d for d in sorted(dirs) if d.startswith(".") and _holds_images(Path(folder) / d)]
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found += [Path(folder) / f for f in sorted(files) if is_image_name(f)]
         if drawings is not None:

@@ -1799,6 +1799,8 @@ def test_folders_find_every_jpeg_name_and_leave_out_hidden_folders_and_mac_metad
 
     d = tmp_path / "in"
     (d / ".thumbnails").mkdir(parents=True)
+    (d / ".git" / "objects").mkdir(parents=True)  # (no images: no note about it)
+    (d / ".git" / "objects" / "ab12").write_bytes(b"blob")
     (d / "sub").mkdir()
     jpg = cv2.imencode(".jpg", face)[1].tobytes()
     for name in ("a.jfif", "b.jpg", "sub/c.jpe", ".thumbnails/t.jpg"):
