@@ -333,17 +333,20 @@ def detect(
     """  # noqa: E501 - one line: the help keeps line breaks
     from .annotate import STYLES
     from .batch import auto_workers, plan_inputs
+    from .imageio import IMAGE_EXTS
     from .workers import Workers, cpu_cores
 
     if out_arg is not None and not out_arg.strip():
         fail("--out is an empty string; name a folder (use . for this folder)")
     if out_arg == "-":  # (elsewhere '-' is standard output: here it would have been a folder named '-')
         fail("--out -: without --out the JSON goes to standard output; --out names a folder (./- for one named '-')")
-    if out_arg is not None and Path(out_arg).suffix.lower() in (".json", ".jsonl", ".parquet", ".csv", ".txt") \
+    file_like = {".json", ".jsonl", ".parquet", ".csv", ".txt", ".npz", ".gif"} | IMAGE_EXTS
+    if out_arg is not None and Path(out_arg).suffix.lower() in file_like \
             and not os.path.lexists(out_arg) and not out_arg.endswith(("/", os.sep)):
         # (video's --out is a file: an easy slip, which made a folder of that name; x.json/ asks for one)
         fail(f"--out {out_arg} looks like a file name, but --out is a folder: one output per image goes in it "
-             f"(--format jsonl or parquet writes shards there); without --out the JSON goes to standard output")
+             f"(--format jsonl or parquet writes shards there; --annotate's drawings too); without --out the JSON "
+             f"goes to standard output")
     out_dir = Path(out_arg) if out_arg is not None else None
 
     if style not in STYLES:
@@ -693,7 +696,7 @@ def models():
     machine = next((m["cpu_machine"] for m in rows if m.get("cpu_machine")), None)
     where = f", measured on {machine} (facemark bench times yours)" if machine else ""
     out.print(f"NME: full pipeline (detector + model) on the 554-face 300-W common subset; CPU: onnxruntime, "
-              f"batch 1{where}.")
+              f"batch 1{where}.", soft_wrap=True)  # (one line, the terminal wraps it: no break inside words when piped)
 
 
 # --- training side (needs torch: pip install ".[torch]") ----------------------------------------
@@ -1010,11 +1013,15 @@ def _run_app(args: list[str]) -> None:
         # Click reads -photo.jpg as the flags -p -h -o...: the hint names the whole argument
         whole = next((a for a in args if a.startswith(e.option_name) and "=" not in a), e.option_name)
         hint = f" (a file? write ./{whole} or put -- before it)" if not e.possibilities else ""
-        if whole == e.option_name and len(whole) == 2 and e.ctx is not None:  # -o alone: facemark has no short options
+        if e.option_name == "-h":
+            hint = " (use --help)"
+        elif len(e.option_name) == 2 and e.ctx is not None:  # -o: facemark has no short options
             longs = sorted(next(o for o in p.opts if o.startswith(f"-{e.option_name}"))  # (one spelling each)
                            for p in e.ctx.command.params
                            if any(o.startswith(f"-{e.option_name}") for o in getattr(p, "opts", ())) and "--help" not in p.opts)
-            hint = f" (facemark's options are long: {' or '.join(longs[:3])}?)" if longs else hint
+            said = f"facemark's options are long: {' or '.join(longs[:3])}?" if longs else ""
+            hint = f" ({said})" if said and whole == e.option_name else \
+                f" ({said} or a file? write ./{whole} or put -- before it)" if said and not e.possibilities else hint
         fail_now(e.format_message() + hint)
     except click.exceptions.UsageError as e:
         sub = e.ctx.info_name if e.ctx is not None and e.ctx.info_name != "facemark" else ""

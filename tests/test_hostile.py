@@ -458,6 +458,13 @@ def test_usage_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "No such option" in r.stderr
     r = fm("detect", "x.jpg", "-o", "res", cwd=tmp_path)  # (a short option, as other tools have: the long one is named)
     assert r.returncode == 2 and r.stderr.strip().endswith("(facemark's options are long: --out?)"), r.stderr
+    for args in (["-h"], ["detect", "-h"]):  # (it was "a file? write ./-h")
+        r = fm(*args, cwd=tmp_path)
+        assert r.returncode == 2 and r.stderr.strip().endswith("No such option: -h (use --help)"), r.stderr
+    r = fm("detect", "x.jpg", "-ores", cwd=tmp_path)
+    assert r.returncode == 2 and "--out? or a file? write ./-ores" in r.stderr, r.stderr
+    r = fm("detect", "x.jpg", "--out", "drawn.png", cwd=tmp_path)  # (an image's name: it made a folder of it)
+    assert r.returncode == 2 and "--out drawn.png looks like a file name" in r.stderr and not (tmp_path / "drawn.png").exists()
 
 
 def disk_full_after(n: int, write, code: int = errno.ENOSPC):
