@@ -275,6 +275,9 @@ def _write(job: Job, im: InputImage, name, image, fs, text: str | None, read_at:
     if other is not None:  # e.g. two folders' IMG_0001.jpg run into one --out, one command after the other
         raise ImageError(f"{im.path}: its output {targets[0]} holds the result of another image, {other}; not "
                          f"overwritten: give this folder its own --out")
+    if job.annotate and _an_earlier_input(targets[-1]):  # (named as an input once: its own output says so)
+        raise ImageError(f"{im.path}: its drawing's name {targets[-1]} is a photo an earlier run took as an input "
+                         f"({targets[-1].name}.json records it); not overwritten: give --out a folder of its own")
     drawn = None
     if job.annotate:  # encoded before anything is written: an image that cannot be encoded leaves no half pair
         if targets[-1].suffix.lower() in (".png", ".webp") and im.path.suffix.lower() in (".png", ".webp", ".tif", ".tiff"):
@@ -402,6 +405,20 @@ def _written_by_facemark(path: Path) -> bool:
     except OSError:
         return True
     return head.lstrip().startswith(b'{"schema": "facemark/')
+
+
+def _an_earlier_input(drawing: Path) -> bool:
+    """Whether a file at a drawing's name was an input of an earlier run into this folder (named
+    on the command line: a folder's search leaves such names out), which its own output beside it
+    records: a photo, not a drawing to redraw."""
+    if not drawing.exists():
+        return False
+    doc = _document(drawing.with_name(drawing.name + ".json"))
+    recorded = doc.get("image") if doc is not None else None
+    try:
+        return isinstance(recorded, str) and os.path.samefile(recorded, drawing)
+    except (OSError, ValueError):
+        return False
 
 
 def _another_image(recorded, im: InputImage) -> str | None:

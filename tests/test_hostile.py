@@ -1869,3 +1869,16 @@ def test_phone_and_camera_formats_opencv_cannot_read_are_named_not_skipped_silen
         (d / "cut.avif").write_bytes((d / "e.avif").read_bytes()[:200])
         r = fm("detect", "phone/cut.avif", *MODEL, cwd=tmp_path)
         assert r.returncode == 1 and "an AVIF image that did not decode (damaged or cut short)" in r.stderr, r.stderr
+
+
+def test_a_photo_named_like_a_drawing_and_done_as_an_input_is_never_redrawn_over(tmp_path, face):
+    """p.jpg.annotated.jpg named as an input was done (its output records it); a later run over the
+    folder took it for p.jpg's drawing and replaced the photo with one."""
+    cv2.imwrite(str(tmp_path / "p.jpg"), face)
+    cv2.imwrite(str(tmp_path / "p.jpg.annotated.jpg"), cv2.flip(face, 1))
+    photo = (tmp_path / "p.jpg.annotated.jpg").read_bytes()
+    r = fm("detect", "p.jpg.annotated.jpg", "--out", ".", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0 and (tmp_path / "p.jpg.annotated.jpg.json").is_file(), r.stderr
+    r = fm("detect", ".", "--annotate", "--out", ".", *MODEL, cwd=tmp_path)
+    assert r.returncode == 1 and "is a photo an earlier run took as an input" in r.stderr, r.stderr
+    assert (tmp_path / "p.jpg.annotated.jpg").read_bytes() == photo  # (p.jpg fails whole: no JSON without its drawing)
