@@ -1063,6 +1063,14 @@ def test_plot_replaces_an_earlier_plot_but_not_another_image(tiny_models, face_i
         for _ in range(2):  # written, then replaced by the rerun
             r = run(*args, tmp_path / name)
             assert r.exit_code == 0, r.stderr
+    # Curves lying on the frame (a model at 0 % along its bottom, one reaching 1.0 along its top)
+    # left it unrecognised: the same command run twice was refused.
+    from facemark.evaluation.evaluate import EvalResult, is_ced_plot, plot_ced
+
+    ends = [EvalResult(name, "gt", np.full(20, nme), ["a"] * 20, [()] * 20) for name, nme in (("good", 0.001), ("bad", 0.5))]
+    for name in ("ends.png", "ends.jpg"):
+        plot_ced(ends, str(tmp_path / name))
+        assert is_ced_plot(tmp_path / name)
     photo = tmp_path / "photo.png"
     cv2.imwrite(str(photo), face_image)
     wide = tmp_path / "wide.png"  # the plot's size, not its drawing
@@ -1072,3 +1080,12 @@ def test_plot_replaces_an_earlier_plot_but_not_another_image(tiny_models, face_i
         r = run(*args, image)
         assert r.exit_code == 2 and "is not a CED plot of facemark's; not overwritten" in r.stderr, r.stderr
         assert image.read_bytes() == before
+
+
+def test_a_file_name_that_is_not_utf8_is_held_out_or_not_like_any_other():
+    """pack and train --data died with a traceback (UnicodeEncodeError) on such a name."""
+    from facemark.training.pack import is_val
+
+    name = "lfpw/trainset/caf\udce9.jpg"  # (os.fsdecode of b"caf\xe9.jpg")
+    assert is_val(name, 0.5) in (True, False)
+    assert [is_val(f"x/{i}.jpg", 0.05) for i in range(200)].count(True) in range(2, 25)  # (about 5 %)

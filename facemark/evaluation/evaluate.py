@@ -123,9 +123,12 @@ def is_ced_plot(path) -> bool:
         return False
     grey = img.mean(axis=2) if img.ndim == 3 else img
     x0, y0, x1, y1 = PLOT_PAD, PLOT_H - PLOT_PAD, PLOT_W - 20, 20
-    frame = np.concatenate([grey[y1, x0 + 2:x1 - 2], grey[y0, x0 + 2:x1 - 2], grey[y1 + 2:y0 - 2, x1]])
+    frame = np.concatenate([grey[y1, x0 + 2:x1 - 2], grey[y0, x0 + 2:x1 - 2], grey[y1 + 2:y0 - 2, x0],
+                            grey[y1 + 2:y0 - 2, x1]])
     margins = np.concatenate([grey[-3:].ravel(), grey[:, -3:].ravel()])
-    return bool(np.median(frame) < 80 and margins.min() > 200)
+    # (the frame is black where no curve lies on it, and a curve's colour where one does: a model
+    # at 0 % along its bottom, one that reaches 1.0 along its top; never white)
+    return bool(np.mean(frame < 200) > 0.95 and margins.min() > 200)
 
 
 def check_limit(limit) -> None:

@@ -84,7 +84,8 @@ class Pack:
 
 def is_val(key: str, fraction: float) -> bool:
     """Deterministic hold-out by name, so resumed and repeated runs agree."""
-    return int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction
+    named = key.encode("utf-8", "surrogateescape")  # (a file name that is not UTF-8 too)
+    return int(hashlib.sha1(named).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction
 
 
 def pack_matrix(res: int, margin: float) -> np.ndarray:
