@@ -19,7 +19,7 @@ import torch
 from .. import align, labelmap
 from ..backends import ModelError
 from ..errors import FacemarkError
-from ..imageio import atomic_write, atomic_write_bytes, remove_stale_temps
+from ..imageio import atomic_write, atomic_write_bytes, missing_folders, remove_stale_temps
 from ..results import json_numbers
 from .augment import augment_config, identity_geometry, photometric, sample_geometry, to_pack_frame, transform_points, warp
 from .export import _atomic_torch_save, export_pair, save_state
@@ -145,12 +145,24 @@ class Trainer:
         self.seconds = 0.0  # training time spent so far (kept across --resume, for --time-budget)
         self.out = Path(opts.out)
         self.amp = self.dev.type == "cuda"
-        if opts.resume and (self.out / "last.pt").is_file():
-            self._load_checkpoint(self.out / "last.pt")
-        if self.opts.teacher_model:
-            self.teacher = self._teacher_cache()
-        self.out.mkdir(parents=True, exist_ok=True)  # only now: a refused run leaves no empty folder
-        self._lock = _hold_run_folder(self.out)
+        # The folder is held before anything of it is read (a run refused by the lock says nothing
+        # of resuming, nor labels with a teacher for minutes first); a refused run leaves no folder.
+        made = missing_folders(self.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock = _hold_run_folder(self.out)
+            if opts.resume and (self.out / "last.pt").is_file():
+                self._load_checkpoint(self.out / "last.pt")
+            if self.opts.teacher_model:
+                self.teacher = self._teacher_cache()
+        except BaseException:
+            self.release()
+            for q in made:
+                try:
+                    q.rmdir()  # (only where still empty)
+                except OSError:
+                    pass
+            raise
         remove_stale_temps(self.out)  # a killed run's half-written checkpoint or log
         if not len(self.val_idx):
             self.log("note: the pack holds no held-out faces, so best.pt is simply the latest epoch")
@@ -421,6 +433,12 @@ class Trainer:
         budget = opts.time_budget * 60 if opts.time_budget else math.inf
         if self.seconds >= budget:
             self.log(f"the time budget of {opts.time_budget:g} min was spent by the run being resumed")
+        if opts.init and self.epoch == 0 and len(self.val_idx):  # the weights to beat: a fine-tune may only lose
+            start_val = self.validate()
+            if math.isfinite(start_val):
+                self.best = start_val
+                save_state(self.ema, self.out / "best.pt", meta={"epoch": 0, "val_nme": start_val * 100}, half=False)
+                self.log(f"epoch 0 (the --init weights): val NME {start_val * 100:.3f} %, the best to beat")
         while self.epoch < opts.epochs and self.seconds < budget:
             rng = np.random.default_rng(opts.seed * 1000 + self.epoch)  # same draw after --resume
             self.model.train()
@@ -461,7 +479,7 @@ class Trainer:
             self.seconds += time.time() - t0  # steps and the held-out check: what a budget of minutes buys
             row = {"epoch": self.epoch, "loss": loss_sum / max(seen, 1), "val_nme": val * 100,
                    "lr": self.optim.param_groups[0]["lr"], "img_per_s": seen / (time.time() - t0),
-                   "minutes": (time.time() - start) / 60}
+                   "minutes": self.seconds / 60}  # (training time so far, across --resume)
             self.history.append(row)
             nothing_held = len(self.val_idx) == 0
             # Nothing held out: keep the latest, if its points are numbers. NaN points never win.
@@ -483,6 +501,8 @@ class Trainer:
                 self.log(f"stopping after {opts.max_minutes} min (resume with --resume)")
                 stopped_early = True
                 break
+        if opts.init and self.history and self.best < min((r["val_nme"] for r in self.history), default=math.inf) / 100:
+            self.log("note: no epoch beat the --init weights on the held-out faces: best.pt holds them as they came")
         return {"epochs": self.epoch, "best_val_nme": self.best * 100, "finished": not stopped_early}
 
     def _update_ema(self, it: int) -> None:
