@@ -1140,3 +1140,16 @@ def test_a_run_refused_by_the_lock_says_nothing_of_resuming_and_minutes_add_up(w
     again.release()
     minutes = [row["minutes"] for row in json.loads((tmp_path / "r" / "log.json").read_text())]
     assert minutes[1] == pytest.approx(again.seconds / 60) and minutes[1] > minutes[0]
+
+
+def test_pack_names_faces_the_detector_did_not_find_at_their_labels(face_image, tmp_path):
+    """Labels off the face (shifted, or in the stored pixels of an EXIF-turned photo) were packed
+    from the labels alone without a word: wrong crops to train on."""
+    faces = synthetic_faces(face_image, 4, seed=5)
+    img, pts = faces[1]
+    faces[1] = (img, pts + [0.0, 0.45 * img.shape[0]])  # the labels well below the face
+    write_wflw(tmp_path / "w", faces, faces[:1])
+    r = run("pack", "--data", f"wflw={tmp_path / 'w'}", "--out", tmp_path / "p.npz", "--cache", tmp_path / "c")
+    assert r.exit_code == 0, r.stderr
+    assert "note: 1 of 4 face(s) were not found by the detector at their labels" in r.stderr, r.stderr
+    assert "train_1.jpg" in r.stderr

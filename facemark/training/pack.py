@@ -180,6 +180,12 @@ def build_pack(data: list[str], teacher: Path | None, cache: Path, res: int = 19
         raise UsageError(str(e)) from None
     tick = (lambda stage: (lambda i, n: progress(stage, i, n))) if progress else (lambda stage: None)
     prep = prepare(samples, RetinaFace(threshold=0.3), tea, cache, tick("prepare"))
+    missed = [s for s, found in zip(samples, prep.found) if not found]
+    if missed and log:  # (their labels may be wrong: shifted, or in the stored pixels of an EXIF-turned photo)
+        log(f"note: {len(missed)} of {len(samples)} face(s) were not found by the detector at their labels, so they "
+            f"are cropped from the labels alone (labels off the face, or not in the photo's displayed orientation, "
+            f"would train on wrong crops): {', '.join(str(s.image) for s in missed[:3])}"
+            f"{', ...' if len(missed) > 3 else ''}")
     weights = [youtube_weight if s.kind == "csv68" else 1.0 for s in samples]
     crop_tick = tick("crop")
     return build(samples, prep, weights, res=res, quality=quality,
