@@ -1153,3 +1153,26 @@ def test_pack_names_faces_the_detector_did_not_find_at_their_labels(face_image, 
     assert r.exit_code == 0, r.stderr
     assert "note: 1 of 4 face(s) were not found by the detector at their labels" in r.stderr, r.stderr
     assert "train_1.jpg" in r.stderr
+
+
+def test_wflw_lines_with_a_spaced_name_or_a_field_too_many(face_image, tmp_path):
+    """A name with a space was cut at it ('no such file: .../sub/with'), and a line with a field
+    too many was read shifted, its name a number: the skipped line named no line."""
+    from facemark.training.datasets import load_wflw
+
+    faces = synthetic_faces(face_image, 3, seed=7)
+    write_wflw(tmp_path, faces, faces[:1])
+    lst = tmp_path / "WFLW_annotations" / "list_98pt_rect_attr_train_test"
+    train = lst / "list_98pt_rect_attr_train.txt"
+    lines = train.read_text().splitlines()
+    spaced = tmp_path / "WFLW_images" / "0--Synthetic" / "with space.jpg"
+    (tmp_path / "WFLW_images" / "0--Synthetic" / "train_0.jpg").rename(spaced)
+    lines[0] = lines[0].replace("0--Synthetic/train_0.jpg", "0--Synthetic/with space.jpg")
+    fields = lines[1].split(" ")
+    lines[1] = " ".join(fields[:200] + ["7"] + fields[200:])  # one number too many before the name
+    train.write_text("\n".join(lines) + "\n")
+    skipped = []
+    got = load_wflw(tmp_path, skipped)
+    names = sorted(s.image.name for s in got if s.split == "train")
+    assert names == ["train_2.jpg", "with space.jpg"], names
+    assert len(skipped) == 1 and "line 2" in skipped[0] and "208 fields, not 207" in skipped[0], skipped

@@ -129,6 +129,14 @@ def load_pts_dir(root: str | Path, skipped: list[str] | None = None) -> list[Sam
     return out
 
 
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def load_wflw(root: str | Path, skipped: list[str] | None = None) -> list[Sample]:
     """The WFLW release: both list files if present; attribute flags become tags."""
     root = Path(root)
@@ -144,7 +152,7 @@ def load_wflw(root: str | Path, skipped: list[str] | None = None) -> list[Sample
         if not images.is_dir():  # one line, not one per face (thousands) when every image is missing
             raise FileNotFoundError(f"no folder {images}: WFLW's images go in WFLW_images/ beside WFLW_annotations/")
         for n, line in enumerate(lst.read_text(errors="replace").splitlines(), 1):
-            parts = line.split()
+            parts = line.split(None, 206)  # (the image's name is the rest of the line: it may hold spaces)
             if not parts:
                 continue
             if len(parts) < 207:
@@ -158,7 +166,12 @@ def load_wflw(root: str | Path, skipped: list[str] | None = None) -> list[Sample
                 _skip(skipped, f"{lst} line {n}", e)
                 continue
             tags = tuple(a for a, f in zip(WFLW_ATTRIBUTES, flags) if f)
-            out.append(Sample(images / parts[206], pts, subset="wflw", split=split, box=box, tags=tags, kind="wflw"))
+            name = parts[206].strip()
+            if len(name.split()) > 1 and _number(name.split()[0]) and not (images / name).is_file():
+                # (a field too many: the name took it, and names no file)
+                _skip(skipped, f"{lst} line {n}", ValueError(f"{206 + len(name.split())} fields, not 207"))
+                continue
+            out.append(Sample(images / name, pts, subset="wflw", split=split, box=box, tags=tags, kind="wflw"))
     if not out and lists:  # (lists there, but empty or every line bad)
         bad = skipped[before:] if skipped is not None else []
         raise ValueError(f"no usable face in {', '.join(str(p) for p in lists)}: "

@@ -107,7 +107,8 @@ def build(samples: list[Sample], prep: Prepared, weights: list[float], res: int 
         image = read_sample_image(s.image)
         if image is None:
             if log:
-                log(f"skipped: {s.image}: not an image OpenCV can decode (damaged, truncated or not an image)")
+                log(f"skipped: {s.image}: no such file" if not Path(s.image).exists() else
+                    f"skipped: {s.image}: not an image OpenCV can decode (damaged, truncated or not an image)")
             continue
         if s.landmarks.shape[0] == 98:
             target, human = s.landmarks, labelmap.to68(s.landmarks, m98)
