@@ -217,7 +217,8 @@ def test_one_teacher_view_follows_each_batch_s_augmentation(tiny_models, wflw_ro
 
 
 @pytest.mark.parametrize("aug, says", [("foo=1", "not an augmentation setting"), ("flip=2", "a probability"),
-                                       ("scale=abc", "give a number"), ("rotate=-5", "give a number"), ("scale", "KEY=VALUE")])
+                                       ("scale=abc", "give a number"), ("rotate=-5", "give a number"), ("scale", "KEY=VALUE"),
+                                       ("scale=50", "at most 1 (the default is 0.12)"), ("rotate=1000", "at most 180")])
 def test_bad_augmentation_settings_are_one_line(tmp_path, aug, says):
     r = run("train", "--model", "direct", "--pack", tmp_path / "none.npz", "--out", tmp_path / "r", "--aug", aug)
     assert r.exit_code == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr

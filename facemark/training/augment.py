@@ -31,6 +31,9 @@ class AugmentConfig:
 
 
 PROBABILITIES = ("p_wide_rotate", "flip", "colour", "grey", "blur", "noise", "occlude")
+# The most each geometric setting can mean: a half turn; a face scaled e^±1 (2.7x); a shift of a
+# whole crop. Beyond them the face leaves its crop (scale=50 is e^50).
+LIMITS = {"rotate": 180.0, "rotate_narrow": 90.0, "scale": 1.0, "shift": 1.0}
 
 
 def augment_config(overrides: dict) -> AugmentConfig:
@@ -43,6 +46,8 @@ def augment_config(overrides: dict) -> AugmentConfig:
             raise ValueError(f"--aug {k}={v}: give a number, 0 or more")
         if k in PROBABILITIES and v > 1:
             raise ValueError(f"--aug {k}={v}: a probability, 0 to 1")
+        if k in LIMITS and v > LIMITS[k]:
+            raise ValueError(f"--aug {k}={v}: at most {LIMITS[k]:g} (the default is {getattr(AugmentConfig, k):g})")
     return AugmentConfig(**{k: float(v) for k, v in overrides.items()})
 
 
