@@ -858,6 +858,12 @@ def train(
             check_options(opts)  # before a pack is loaded or built
             if pack_path is not None and res != 192:
                 say("note: --res sets the crops of a pack built from --data; --pack's are made already: ignored here")
+            if pack_path is not None and data:
+                say("note: --pack is trained on as it is; --data (for a pack built on the fly) is ignored here")
+            unused = [o for o, given in (("--teacher-views", teacher_views != 8), ("--distill", distill != 1.0),
+                                         ("--teacher-cache", teacher_cache is not None)) if given]
+            if unused and not teacher_model and not resume:  # (a resumed run keeps its own teacher, said below)
+                say(f"note: {', '.join(unused)} tune distillation, which --teacher-model turns on: ignored here")
             if resume and not (out_dir / "last.pt").is_file():
                 say(f"note: nothing to resume in {out_dir} (no last.pt): starting from the beginning")
             pk = load_pack(pack_path, data, teacher, cache, res)

@@ -1177,3 +1177,14 @@ def test_wflw_lines_with_a_spaced_name_or_a_field_too_many(face_image, tmp_path)
     names = sorted(s.image.name for s in got if s.split == "train")
     assert names == ["train_2.jpg", "with space.jpg"], names
     assert len(skipped) == 1 and "line 2" in skipped[0] and "208 fields, not 207" in skipped[0], skipped
+
+
+def test_options_a_run_does_not_use_are_said(wflw_root, tmp_path):
+    """--teacher-views without --teacher-model, and --data beside --pack, were ignored without a word."""
+    pack = tmp_path / "p.npz"
+    assert run("pack", "--data", f"wflw={wflw_root}", "--out", pack, "--cache", tmp_path / "c", "--res", 64).exit_code == 0
+    r = run("train", "--model", "direct", "--pack", pack, "--data", f"wflw={wflw_root}", "--epochs", 1, "--batch", 4,
+            "--arch", "size=32", "--arch", "width_mult=0.25", "--teacher-views", 3, "--out", tmp_path / "r")
+    assert r.exit_code == 0, r.stderr
+    assert "note: --pack is trained on as it is; --data" in r.stderr
+    assert "note: --teacher-views tune distillation, which --teacher-model turns on: ignored here" in r.stderr
