@@ -1154,6 +1154,7 @@ def test_pack_names_faces_the_detector_did_not_find_at_their_labels(face_image, 
     assert r.exit_code == 0, r.stderr
     assert "note: 1 of 4 face(s) were not found by the detector at their labels" in r.stderr, r.stderr
     assert "train_1.jpg" in r.stderr
+    assert "note: 1 face(s) of --data's test split are left out of the pack" in r.stderr  # (WFLW's test list)
 
 
 def test_wflw_lines_with_a_spaced_name_or_a_field_too_many(face_image, tmp_path):

@@ -169,9 +169,13 @@ def build_pack(data: list[str], teacher: Path | None, cache: Path, res: int = 19
 
     if not 50 <= quality <= 100:
         raise UsageError("--quality must be between 50 and 100")
-    samples = [s for s in load_all(data, log) if s.split == "train"]
+    every = load_all(data, log)
+    samples = [s for s in every if s.split == "train"]
     if not samples:
         raise UsageError("no training faces in --data")
+    if len(samples) < len(every) and log:  # (a testset/test folder, or WFLW's test list: kept for eval)
+        log(f"note: {len(every) - len(samples)} face(s) of --data's test split are left out of the pack "
+            f"(facemark eval measures them)")
     needs_teacher = any(s.landmarks.shape[0] != 98 for s in samples)
     if needs_teacher and teacher is None:
         raise UsageError("68-point data needs --teacher DIR (the PFLD-GhostOne ONNX files) for the other 30 points")
