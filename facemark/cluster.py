@@ -20,7 +20,7 @@ from typing import Callable
 
 from . import DEFAULT_MODEL
 from .errors import FacemarkError, UsageError
-from .imageio import missing_folders
+from .imageio import missing_folders, remove_empty
 from .inputs import in_hidden_folder, is_image_name
 from .quiet import to_stderr
 
@@ -413,11 +413,7 @@ def run_ray(inputs: list[str], out_dir: str, address: str | None = None, model: 
         return _run(ray, inputs, out, address, model, device, threshold, min_face, batch_size, actors, rows_per_shard,
                     log, t0)
     except UsageError:  # a request that cannot run (no images, a head nobody answers on): nothing made stays
-        for q in made:
-            try:
-                q.rmdir()  # (only where still empty)
-            except OSError:
-                pass
+        remove_empty(made)
         raise
 
 

@@ -681,6 +681,15 @@ def missing_folders(folder: Path) -> list[Path]:
     return out
 
 
+def remove_empty(folders: list[Path]) -> None:
+    """``missing_folders``' folders removed again where still empty (a run that wrote nothing)."""
+    for q in folders:
+        try:
+            q.rmdir()  # (only where still empty)
+        except OSError:
+            pass
+
+
 def current_umask() -> int:
     """The process's umask, read without setting it where the system tells it (Linux): setting it
     to read it, even for an instant, gave files other threads made then every permission."""

@@ -19,7 +19,7 @@ import torch
 from .. import align, labelmap
 from ..backends import ModelError
 from ..errors import FacemarkError
-from ..imageio import atomic_write, atomic_write_bytes, missing_folders, remove_stale_temps
+from ..imageio import atomic_write, atomic_write_bytes, missing_folders, remove_empty, remove_stale_temps
 from ..results import json_numbers
 from .augment import augment_config, identity_geometry, photometric, sample_geometry, to_pack_frame, transform_points, warp
 from .export import _atomic_torch_save, export_pair, save_state
@@ -157,11 +157,7 @@ class Trainer:
                 self.teacher = self._teacher_cache()
         except BaseException:
             self.release()
-            for q in made:
-                try:
-                    q.rmdir()  # (only where still empty)
-                except OSError:
-                    pass
+            remove_empty(made)
             raise
         remove_stale_temps(self.out)  # a killed run's half-written checkpoint or log
         if not len(self.val_idx):
