@@ -210,18 +210,19 @@ def _stamp(path: Path, now: float | None = None) -> int | None:
         st = os.stat(path) if stat.S_ISLNK(link.st_mode) else link  # (one call for a plain file)
     except OSError:
         return None
-    # POSIX ctime is when the file last changed on this machine: a replacement (`cp -p`
-    # included) moves it on, an archive's or another clock's file times do not. Windows'
-    # st_ctime is the creation time, so there the modification time counts unless it lies in
-    # the future. A link pointed elsewhere is a changed input too, whatever its new target's
-    # times (a checkout rewrites only the links it changes).
-    def changed(s: os.stat_result) -> int:
-        if os.name == "posix":
-            return s.st_ctime_ns
-        born = getattr(s, "st_birthtime_ns", s.st_ctime_ns)  # (Python 3.12 on; st_ctime's meaning changes there)
-        return s.st_mtime_ns if s.st_mtime <= (now or time.time()) else born
+    # A link pointed elsewhere is a changed input too, whatever its new target's times (a
+    # checkout rewrites only the links it changes).
+    return _changed_ns(st, now) if st is link else max(_changed_ns(st, now), _changed_ns(link, now))
 
-    return changed(st) if st is link else max(changed(st), changed(link))
+
+def _changed_ns(s: os.stat_result, now: float | None) -> int:
+    """POSIX ctime is when the file last changed on this machine: a replacement (`cp -p`
+    included) moves it on, an archive's or another clock's file times do not. Windows' creation
+    time is no such time, so there the modification time counts unless it lies in the future."""
+    if os.name == "posix":
+        return s.st_ctime_ns
+    born = getattr(s, "st_birthtime_ns", s.st_ctime_ns)  # (Python 3.12 on; st_ctime's meaning changes there)
+    return s.st_mtime_ns if s.st_mtime <= (now or time.time()) else born
 
 
 class _Stopped(Exception):

@@ -325,37 +325,33 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
     return image
 
 
-def _end_marker(d: bytes) -> int | None:
-    """Where the image's own end marker (EOI) is: the first FF D9 after its first scan starts
-    (scan data stuffs every FF with 00 or a restart number), not a later image's (an MPF preview,
-    a motion photo's video) or an EXIF thumbnail's before it."""
-    at = 2
-    while at + 4 <= len(d) and d[at] == 0xFF:
-        if d[at + 1] == 0xFF:  # (fill byte)
-            at += 1
-            continue
-        if d[at + 1] == 0xDA:
-            found = d.find(b"\xff\xd9", at)
-            return None if found < 0 else found
-        at += 2 + int.from_bytes(d[at + 2:at + 4], "big")
-    return None
-
-
-def _progressive(data: np.ndarray) -> bool:
-    """Whether a JPEG's frame header (SOF2) says progressive: its segments walked up to the first
-    scan, so an EXIF thumbnail's bytes are not read as its own."""
-    d, at = bytes(data), 2
+def _first_scan(d: bytes) -> tuple[int | None, bool]:
+    """Where a JPEG's first scan starts (None: none found) and whether a progressive frame header
+    came before it: its segments walked, so an EXIF thumbnail's bytes are never read as its own."""
+    at, progressive = 2, False
     while at + 4 <= len(d) and d[at] == 0xFF:
         marker = d[at + 1]
         if marker == 0xFF:  # (fill byte)
             at += 1
             continue
-        if marker in (0xC2, 0xC6, 0xCA, 0xCE):  # progressive frame headers (Huffman or arithmetic)
-            return True
-        if marker == 0xDA:  # the first scan: no frame header said so
-            return False
+        if marker == 0xDA:
+            return at, progressive
+        progressive = progressive or marker in (0xC2, 0xC6, 0xCA, 0xCE)  # (Huffman or arithmetic)
         at += 2 + int.from_bytes(d[at + 2:at + 4], "big")
-    return False
+    return None, progressive
+
+
+def _end_marker(d: bytes) -> int | None:
+    """Where the image's own end marker (EOI) is: the first FF D9 after its first scan starts
+    (scan data stuffs every FF with 00 or a restart number), not a later image's (an MPF preview,
+    a motion photo's video) or an EXIF thumbnail's before it."""
+    scan = _first_scan(d)[0]
+    found = -1 if scan is None else d.find(b"\xff\xd9", scan)
+    return None if found < 0 else found
+
+
+def _progressive(data: np.ndarray) -> bool:
+    return _first_scan(bytes(data))[1]
 
 
 def _without_end_marker(data: np.ndarray) -> np.ndarray | None:

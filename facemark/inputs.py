@@ -117,12 +117,17 @@ def walk_images(root: Path, problems: list[str], drawings: list[Path] | None = N
         if hidden is not None:
             hidden += [Path(folder) / d for d in sorted(dirs) if d.startswith(".") and _holds_images(Path(folder) / d)]
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [Path(folder) / f for f in sorted(files) if is_image_name(f)]
-        if drawings is not None:
-            drawings += [Path(folder) / f for f in sorted(files) if is_drawing_name(f)]
-        if unread is not None:
-            unread += [Path(folder) / f for f in sorted(files) if Path(f).suffix.lower() in UNREAD_PHOTO_EXTS
-                       and not f.startswith("._")]
+        for f in sorted(files):  # (one pass, each name's extension read once: folders of millions)
+            ext = os.path.splitext(f)[1].lower()
+            if f.startswith("._"):  # (AppleDouble metadata, whatever its extension)
+                continue
+            if ext in IMAGE_EXTS:
+                if ".annotated." not in f:
+                    found.append(Path(folder) / f)
+                elif drawings is not None:
+                    drawings.append(Path(folder) / f)
+            elif ext in UNREAD_PHOTO_EXTS and unread is not None:
+                unread.append(Path(folder) / f)
     return found
 
 

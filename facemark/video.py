@@ -184,8 +184,7 @@ def open_source(spec: str, fps: float | None = None) -> Source:
         files = sorted((Path(x) for x in glob.glob(spec) if is_image_name(Path(x).name)), key=frame_order)
     if files is not None:
         if not files:
-            clips = sorted(x.name for x in p.iterdir() if x.suffix.lower() in (".mp4", ".mov", ".avi", ".mkv", ".webm",
-                                                                            ".m4v", ".mpg", ".mpeg", ".wmv", ".gif")) \
+            clips = sorted(x.name for x in p.iterdir() if x.suffix.lower() in {*FOURCC, ".mpg", ".mpeg", ".wmv", ".gif"}) \
                 if p.is_dir() else []
             if clips:  # (a folder is read as a video's frames; it cannot hold videos to run one by one)
                 raise VideoError(f"{spec}: no image frames found, but {len(clips)} video(s) ({clips[0]}"
