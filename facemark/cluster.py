@@ -163,16 +163,14 @@ def done_paths(out_dir: Path, model: str | None = None) -> set[str]:
     """Paths done without error in ``out_dir``'s Parquet shards (by ``model``'s weights, if given:
     rows of other weights are done again). Only complete shards have a ``.parquet`` name
     (temporaries start with a dot), so one that cannot be read is not facemark's: stop."""
-    from .shards import read_parquet
+    from .shards import parquet_outcomes
 
     done: set[str] = set()
     for p in sorted(out_dir.glob("*.parquet")):
         if p.name.startswith("."):
             continue
-        try:
-            t = read_parquet(p, columns=["path", "error", "model"]).to_pydict()
-            done.update(path for path, error, m in zip(t["path"], t["error"], t["model"])  # failures: tried again
-                        if error is None and (model is None or m == model))
+        try:  # (failures, and rows that read() would skip, are tried again)
+            done.update(path for path, m, error in parquet_outcomes(p) if error is None and (model is None or m == model))
         except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a bad file
             raise UsageError(f"{p} is not a readable facemark shard ({e}); move it out of {out_dir}") from None
     return done

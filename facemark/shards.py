@@ -195,8 +195,7 @@ def _outcomes(path: Path) -> list[tuple[str, object, object]]:
     facemark gives nothing: its images are done again."""
     try:
         if path.suffix == ".parquet":
-            cols = read_parquet(path, columns=["path", "model", "error"]).to_pydict()
-            rows = list(zip(cols["path"], cols["model"], cols["error"]))
+            rows = parquet_outcomes(path)
         else:
             rows = []
             with open(path, "rb") as f:
@@ -218,6 +217,44 @@ def _outcomes(path: Path) -> list[tuple[str, object, object]]:
     except (OSError, ValueError, KeyError, TypeError, AttributeError):  # (pyarrow's errors are these kinds)
         return []
     return [r for r in rows if isinstance(r[0], str) and isinstance(r[1], str) and isinstance(r[2], (str, type(None)))]
+
+
+def parquet_outcomes(path: str | Path) -> list[tuple]:
+    """(path, model, error) of each row of a Parquet shard that ``read`` would keep, without
+    decoding its points: in a shard of facemark's schema the point lists have fixed sizes, and
+    the footer's null counts show any point left empty (each point list's leaf has as many nulls
+    as the box's: one per row without faces). A shard of another schema (rewritten outside
+    facemark) is judged in full, as ``read`` judges it. Raises pyarrow's errors for a bad file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with open(path, "rb") as f:
+        shard = pq.ParquetFile(pa.BufferReader(f.read()))
+    if shard.schema_arrow.equals(arrow_schema()) and _points_whole(shard.metadata):
+        table = shard.read(columns=["path", "model", "error", "width", "height", "faces.list.element.box",
+                                    "faces.list.element.score"], use_threads=False)
+        rows = [r for r in table.to_pylist() if not _row_problem(r, points=False)]
+    else:
+        rows = [r for r in shard.read(use_threads=False).to_pylist() if not _row_problem(r)]
+    return [(r["path"], r["model"], r["error"]) for r in rows]
+
+
+def _points_whole(metadata) -> bool:
+    """No null in any face's point lists, by the footer's statistics (absent: not known, False)."""
+    for g in range(metadata.num_row_groups):
+        group = metadata.row_group(g)
+        nulls = {}
+        for c in range(group.num_columns):
+            column = group.column(c)
+            parts = column.path_in_schema.split(".")  # (faces.list.element.box.list.element)
+            name = parts[3] if parts[:3] == ["faces", "list", "element"] else None
+            if name in ("box", "landmarks", "landmarks68"):
+                if column.statistics is None or not column.statistics.has_null_count:
+                    return False
+                nulls[name] = column.statistics.null_count
+        if len(nulls) != 3 or len(set(nulls.values())) != 1:
+            return False
+    return True
 
 
 FACE_LISTS = 1 + 1 + 98 + 1 + 68  # the lists one face holds: box, landmarks and its 98 points, landmarks68 and its 68
@@ -251,9 +288,10 @@ def _jsonl_rows(path: Path, damaged) -> list:
     return out
 
 
-def _row_problem(r: dict) -> str | None:
+def _row_problem(r: dict, points: bool = True) -> str | None:
     """What is wrong with a row's shape (field types, face fields, point counts), or None. Cheap
-    enough for millions of rows: each point pair is not looked at (``results.validate`` does that)."""
+    enough for millions of rows: each point pair is not looked at (``results.validate`` does that).
+    ``points=False``: faces read without their point lists (their shape known otherwise)."""
     def whole(v):
         return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
@@ -270,8 +308,9 @@ def _row_problem(r: dict) -> str | None:
         return "faces must be a list"
     for f in r["faces"]:
         if not (isinstance(f, dict) and isinstance(f.get("box"), list) and len(f["box"]) == 4
-                and all(number(v) for v in f["box"]) and number(f.get("score")) and isinstance(f.get("landmarks"), list)
-                and len(f["landmarks"]) == 98 and isinstance(f.get("landmarks68"), list) and len(f["landmarks68"]) == 68):
+                and all(number(v) for v in f["box"]) and number(f.get("score"))
+                and (not points or (isinstance(f.get("landmarks"), list) and len(f["landmarks"]) == 98
+                                    and isinstance(f.get("landmarks68"), list) and len(f["landmarks68"]) == 68))):
             return "a face needs box (4 finite numbers), score (one), landmarks (98 points) and landmarks68 (68)"
     return None
 
