@@ -27,6 +27,22 @@ def test_pts_dir_is_one_based_and_splits_by_folder(tmp_path):
     assert np.allclose(D.read_pts(tmp_path / "afw" / "img_1.pts"), pts - 1.0)
 
 
+def test_a_pts_file_whose_header_disagrees_with_its_points_is_refused(tmp_path):
+    """n_points: 98 above 68 points (a file cut short, or points pasted from another file) had
+    been read as a 68-point face."""
+    pts = np.arange(136, dtype=float).reshape(68, 2)
+    D.write_pts(tmp_path / "a.pts", pts)
+    text = (tmp_path / "a.pts").read_text()
+    for header, ok in (("n_points:  68", True), ("n_points:68", True), ("n_points: 68.0", True), ("n_points: 98", False),
+                       ("  n_points :  67 ", False)):
+        (tmp_path / "b.pts").write_text(text.replace("n_points:  68", header))
+        if ok:
+            assert np.allclose(D.read_pts(tmp_path / "b.pts"), pts), header
+        else:
+            with pytest.raises(ValueError, match=r"b\.pts: its header says n_points: (98|67), but it holds 68 points"):
+                D.read_pts(tmp_path / "b.pts")
+
+
 def test_wflw_release_layout(tmp_path):
     ann = tmp_path / "WFLW_annotations" / "list_98pt_rect_attr_train_test"
     ann.mkdir(parents=True)

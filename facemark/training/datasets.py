@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import itertools
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,9 +50,14 @@ def read_pts(path: str | Path) -> np.ndarray:
         text = Path(path).read_text(errors="strict")
         if "{" not in text:
             raise ValueError("no '{' before the points")
-        values = np.asarray(text.split("{", 1)[1].split("}", 1)[0].split(), dtype=np.float64)
+        header, body = text.split("{", 1)
+        values = np.asarray(body.split("}", 1)[0].split(), dtype=np.float64)
     except (UnicodeDecodeError, ValueError) as e:
         raise ValueError(f"{path}: not a readable .pts file ({e})") from None
+    # (a header that disagrees: a file cut short, or points pasted from another file)
+    said = re.search(r"^\s*n_points\s*:\s*([0-9.]+)\s*$", header, re.MULTILINE)
+    if said and float(said.group(1)) != values.size / 2:
+        raise ValueError(f"{path}: its header says n_points: {said.group(1)}, but it holds {values.size / 2:g} points")
     try:
         return face_points(values, (68, 98)) - 1.0
     except ValueError as e:
