@@ -1189,3 +1189,10 @@ def test_options_a_run_does_not_use_are_said(wflw_root, tmp_path):
     assert r.exit_code == 0, r.stderr
     assert "note: --pack is trained on as it is; --data" in r.stderr
     assert "note: --teacher-views tune distillation, which --teacher-model turns on: ignored here" in r.stderr
+    assert "enlarged" not in r.stderr  # (faces of 43 px for a 32 px input)
+    # A model input larger than the pack's faces: trained on enlarged, blurred faces, without a word.
+    r = run("train", "--model", "direct", "--pack", pack, "--epochs", 1, "--batch", 4, "--arch", "size=96",
+            "--arch", "width_mult=0.25", "--out", tmp_path / "r2")
+    assert r.exit_code == 0, r.stderr
+    assert ("note: the pack holds each face at 43 px and the model takes 96 px: it trains on enlarged, blurred faces; "
+            "a pack made with --res 144 or more keeps them sharp") in " ".join(r.stderr.split()), r.stderr

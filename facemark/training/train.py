@@ -715,6 +715,16 @@ def check_options(opts: TrainOptions) -> None:
             raise UsageError(str(e)) from None
 
 
+def upscale_note(pack: Pack, size: int) -> str | None:
+    """A pack whose faces have fewer pixels than the model's input trains on enlarged, blurred
+    faces, unlike the sharp crops the model will be given: said, with the ``--res`` that avoids it."""
+    face = pack.res / pack.margin
+    if face >= 0.9 * size:
+        return None
+    return (f"note: the pack holds each face at {face:.0f} px and the model takes {size} px: it trains on enlarged, "
+            f"blurred faces; a pack made with --res {math.ceil(size * pack.margin)} or more keeps them sharp")
+
+
 def make_trainer(pack: Pack, opts: TrainOptions, log=print) -> Trainer:
     """Check the options, then build the trainer (resuming if asked): ``UsageError`` if they cannot work."""
     from ..errors import UsageError
