@@ -413,6 +413,20 @@ def test_a_run_is_not_replaced_and_a_damaged_pack_is_refused(wflw_root, tmp_path
         for k, v in want.items():
             assert torch.equal(have.state_dict()[k].cpu(), v.cpu()), k
     assert trainer.optim.state_dict()["state"].keys() == saved["optim"]["state"].keys() != set()
+    trainer.release()
+    # The same faces in another order (--data options swapped): refused, saying that order matters.
+    pk = Pack.load(pack)
+    order = np.arange(len(pk))[::-1]
+    crops = [pk.jpeg[pk.offsets[i]:pk.offsets[i + 1]] for i in order]
+    swapped = Pack(np.concatenate(crops), np.concatenate([[0], np.cumsum([len(c) for c in crops])]), pk.target98[order],
+                   pk.human68[order], pk.weight[order], pk.val[order], pk.source[order], pk.res, pk.margin)
+    from facemark.errors import UsageError
+
+    with pytest.raises(UsageError, match="trained on the same faces in another order: give the --data options in the run's"):
+        make_trainer(swapped, opts, log=lambda m: None)
+    swapped.target98[0, 0, 0] += 0.1  # (and another pack is still another pack)
+    with pytest.raises(UsageError, match=r"was trained on another pack \(\d+ faces"):
+        make_trainer(swapped, opts, log=lambda m: None)
     r = run("train", "--pack", pack, "--out", tmp_path / "r", *args)
     assert r.exit_code == 2 and "--resume continues it" in r.stderr
     assert (tmp_path / "r" / "best.pt").read_bytes() == best

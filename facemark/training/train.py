@@ -280,7 +280,11 @@ class Trainer:
 
         targets = np.round(self.pack.target98.astype(np.float64), 3)  # a rebuilt pack's float noise is the same pack
         digest = hashlib.sha1(np.ascontiguousarray(targets).tobytes()).hexdigest()[:16]
-        return {"faces": len(self.pack), "held_out": int(self.pack.val.sum()), "res": int(self.pack.res), "targets": digest}
+        rows = targets.reshape(len(targets), -1)
+        faces = rows[np.lexsort(rows.T[::-1])] if len(rows) else rows  # (the same faces in any order)
+        as_set = hashlib.sha1(np.ascontiguousarray(faces).tobytes()).hexdigest()[:16]
+        return {"faces": len(self.pack), "held_out": int(self.pack.val.sum()), "res": int(self.pack.res), "targets": digest,
+                "set": as_set}
 
     def _load_checkpoint(self, path: Path) -> None:
         try:
@@ -293,9 +297,13 @@ class Trainer:
         saved = create(ck["family"], **ck["config"]).config if ck["family"] == self.model.family else None
         if saved != self.model.config:  # (defaults filled in: older runs lack newer keys such as pool)
             raise RuntimeError(f"{path} holds a different model ({ck['family']} {ck['config']}); use a new --out")
-        if ck["pack"] is not None and ck["pack"] != self._pack_id():  # (runs saved before this check have none)
-            raise RuntimeError(f"{path} was trained on another pack ({ck['pack']['faces']} faces, "
-                               f"{ck['pack']['held_out']} held out); resume with the same --pack or --data, or use a new --out")
+        now, then = self._pack_id(), ck["pack"]  # (runs saved before this check have none; before "set", no "set")
+        if then is not None and any(then[k] != now[k] for k in then):
+            if then.get("set") == now["set"]:  # (the epochs' batches and held-out faces are counted by position)
+                raise RuntimeError(f"{path} was trained on the same faces in another order: give the --data options in "
+                                   f"the run's order (or its --pack file), or use a new --out")
+            raise RuntimeError(f"{path} was trained on another pack ({then['faces']} faces, "
+                               f"{then['held_out']} held out); resume with the same --pack or --data, or use a new --out")
         self.model.load_state_dict(ck["model"])
         self.ema.load_state_dict(ck["ema"])
         self.optim.load_state_dict(ck["optim"])
