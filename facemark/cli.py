@@ -621,7 +621,7 @@ def eval_cmd(
     boxes: str = typer.Option("detector", "--boxes", help="detector (full pipeline) | gt (landmark model alone)"),
     device: str = typer.Option("cpu", "--device", help="cpu (onnxruntime) | cuda (torch)"),
     detector: str = typer.Option("retinaface", "--detector", help="retinaface | yunet:PATH.onnx"),
-    json_arg: Optional[str] = typer.Option(None, "--json", help="Write all numbers here."),
+    json_arg: Optional[str] = typer.Option(None, "--json", help="Write all numbers here, each face's NME too."),
     plot_arg: Optional[str] = typer.Option(None, "--plot", help="Draw the CED curves into this PNG."),
     split: str = typer.Option("test", "--split", help="test | train | all"),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N faces (quick checks)."),

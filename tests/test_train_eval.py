@@ -106,6 +106,10 @@ def test_full_pipeline_eval_on_300w_layout(tiny_models, face_image, tmp_path):
     assert rep["mode"] == "detector"
     s = rep["subsets"]["lfpw/testset"]
     assert s["faces"] == 3 and s["missed"] == 0 and np.isfinite(s["nme"])
+    # Each face's NME too (only the means had been kept): the outliers behind a mean can be found.
+    assert sorted(f["image"] for f in rep["faces"]) == sorted(str(p) for p in (root / "lfpw/testset").glob("*.jpg"))
+    assert {f["subset"] for f in rep["faces"]} == {"lfpw/testset"}
+    assert np.isclose(np.mean([f["nme"] for f in rep["faces"]]), s["nme"])
     # bench's spelling works too: --models, comma-separated (each was 'No such option')
     both = f"{tiny_models['direct']},{tiny_models['hourglass']}"
     r = run("eval", "--data", f"300w={root}", "--models", both, "--boxes", "gt", "--json", out_json)
@@ -785,6 +789,7 @@ def test_eval_and_bench_write_strict_json_and_say_when_nothing_was_measured(tiny
     assert r.exit_code == 0, r.stderr
     rep = by_name(json.loads((tmp_path / "e.json").read_text(), **strict), "tiny-direct")
     assert rep["subsets"]["all"]["nme"] is None and rep["subsets"]["all"]["missed"] == 2
+    assert [f["nme"] for f in rep["faces"]] == [None, None]  # (missed)
     assert "found none of the 2 labelled faces" in r.stderr, r.stderr
     r = run("bench", "--models", tiny_models["direct"], "--batch", 1, "--data", f"300w={root}", "--json", tmp_path / "b.json")
     assert r.exit_code == 0, r.stderr

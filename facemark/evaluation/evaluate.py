@@ -22,6 +22,12 @@ class EvalResult:
     errors: np.ndarray  # (F,) NME fractions, inf where the detector missed the face
     subsets: list[str]
     tags: list[tuple[str, ...]] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)  # each face's image, as --data named it
+
+    def faces(self) -> list[dict]:
+        """Each face's NME in % (None: the detector missed it), to find the outliers behind a mean."""
+        return [{"image": im, "subset": s, "nme": float(e * 100) if np.isfinite(e) else None}
+                for im, s, e in zip(self.images, self.subsets, self.errors)]
 
     def table(self) -> dict[str, dict]:
         """Summary per subset, per WFLW attribute tag, and over all faces."""
@@ -70,7 +76,8 @@ def evaluate(fl: FaceLandmarker, samples: list[Sample], mode: str = "detector", 
         if progress:
             progress(i + 1, len(samples))
     kept = [s for s, ok in zip(samples, readable) if ok]
-    return EvalResult(fl.model_name, mode, errors[readable], [s.subset for s in kept], [s.tags for s in kept])
+    return EvalResult(fl.model_name, mode, errors[readable], [s.subset for s in kept], [s.tags for s in kept],
+                      [str(s.image) for s in kept])
 
 
 PLOT_W, PLOT_H, PLOT_PAD = 720, 480, 60  # the CED plot's size and its frame's left and bottom margin
@@ -185,7 +192,7 @@ def run_eval(data: list[str], models: list[str], boxes: str = "detector", device
             k += 1
             key = f"{r.model}#{k}"
         r.model = key
-        report[key] = {"mode": r.mode, "subsets": r.table()}
+        report[key] = {"mode": r.mode, "subsets": r.table(), "faces": r.faces()}
     from ..errors import OutputError
     from ..imageio import atomic_write_bytes
     from ..results import json_numbers
