@@ -974,11 +974,14 @@ def run(argv: Optional[List[str]] = None) -> None:
         raise KeyboardInterrupt
 
     _SAID_INTERRUPTED.clear()
+    before_int = signal.getsignal(signal.SIGINT)  # (a command's end ignores both: the caller's come back after it)
     before = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         _run_app(args)
     finally:
         signal.signal(signal.SIGTERM, before)
+        if before_int is not None:
+            signal.signal(signal.SIGINT, before_int)
 
 
 def _stdout_gone() -> None:

@@ -535,3 +535,24 @@ def test_an_output_file_named_with_a_trailing_slash_is_refused(tmp_path, small_f
     assert not (tmp_path / "results").exists()
     r = run(*args, "")
     assert r.exit_code == 2 and "is an empty string" in r.stderr, r.stderr
+
+
+def test_a_command_run_in_process_gives_the_caller_its_signal_handlers_back(tmp_path):
+    """cli.run ignores Ctrl-C and SIGTERM while a command finishes; a script that had called it
+    was left with Ctrl-C ignored for good (SIGTERM was given back, SIGINT was not)."""
+    from tests.conftest import EXAMPLE
+
+    script = ("import signal, sys\n"
+              "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+              "mine = lambda s, f: None\n"
+              "signal.signal(signal.SIGTERM, mine)\n"
+              "from facemark import cli\n"
+              "try:\n"
+              f"    cli.run(['detect', {str(EXAMPLE)!r}, '--out', {str(tmp_path / 'o')!r}])\n"
+              "except SystemExit as e:\n"
+              "    print('exit', e.code)\n"
+              "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler, signal.getsignal(signal.SIGTERM) is mine)\n")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[-2:] == ["True", "True"], r.stdout + r.stderr
+    assert (tmp_path / "o").is_dir()
