@@ -331,7 +331,9 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
     outcomes, ready, dets = [], [], []
 
     def failed(k: int, im: InputImage, msg: str) -> None:  # an error row too, for the shard formats
-        outcomes.append(Outcome(k, False, msg, payload=row(_recorded(job, im), None, None, fl.model_name, error=msg)))
+        recorded, typed = _recorded(job, im), str(im.path)  # (the row's error names the image as its path field does)
+        error = recorded + msg[len(typed):] if msg.startswith(typed) else msg
+        outcomes.append(Outcome(k, False, msg, payload=row(recorded, None, None, fl.model_name, error=error)))
 
     for k, im, name, image, read_at in loaded:
         if stop_asked():

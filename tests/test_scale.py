@@ -125,6 +125,8 @@ def test_killed_sharded_run_resumes_and_yields_each_image_once(folder, reference
     assert len(paths) == len(set(paths)) == 61  # every image exactly once, the broken one as an error row
     errors = [row for row in rows if row["error"]]
     assert len(errors) == 1 and errors[0]["path"].endswith("broken.jpg")
+    # (its error names the image as its path does, absolute, as --ray's rows do; not as typed: in/broken.jpg)
+    assert errors[0]["error"].startswith(errors[0]["path"] + " "), errors[0]
     ref = by_path(read(reference))
     for row in rows:
         if row["error"]:
