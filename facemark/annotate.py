@@ -60,6 +60,8 @@ def draw(image: np.ndarray, faces: list[Face], style: str = "contours", box: boo
         coverage = np.zeros(image.shape[:2], np.uint8)  # how much of each pixel the drawing covers
         _paint(coverage, faces, style, box, score, ids, ink=255)
         alpha = image[:, :, 3] if image.dtype == np.uint8 else (image[:, :, 3] >> 8).astype(np.uint8)
+        if not alpha.any():  # (all 0: a capture's unset byte, shown opaque, as detect takes it)
+            alpha = np.full_like(alpha, 255)
         out = _over(out, base, coverage, alpha)
     return out
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import re
 import stat
 import struct
 import sys
@@ -146,14 +147,16 @@ def _tiff_size(data: "bytes | memoryview") -> tuple[int, int] | None:
     return (tags[256], tags[257]) if len(tags) == 2 else None
 
 
-def _png_chunks(data: "bytes | np.ndarray") -> set[bytes]:
-    """The kinds of a PNG's chunks before its image data (IHDR, PLTE, tRNS, eXIf...)."""
-    kinds, at = set(), 8
-    while at + 8 <= len(data) and len(kinds) < 1000:
+def _png_chunks(data: "bytes | np.ndarray", after_data: bool = False) -> set[bytes]:
+    """The kinds of a PNG's chunks before its image data (IHDR, PLTE, tRNS, eXIf...); with
+    ``after_data``, of all of them (an eXIf may also come after the image data, and still counts)."""
+    kinds, at, walked = set(), 8, 0
+    while at + 8 <= len(data) and walked < 1_000_000:
         kind = bytes(data[at + 4:at + 8])
-        if kind == b"IDAT":
+        if kind == b"IDAT" and not after_data:
             break
         kinds.add(kind)
+        walked += 1
         at += 12 + int.from_bytes(bytes(data[at:at + 4]), "big")
     return kinds
 
@@ -177,7 +180,7 @@ def _never_turned(data: "bytes | np.ndarray") -> bool:
     displayed): a PNG without eXIf, a WebP without EXIF, a TIFF without Orientation, a BMP."""
     head = bytes(data[:32])
     if head[:8] == b"\x89PNG\r\n\x1a\n":
-        return b"eXIf" not in _png_chunks(data)
+        return b"eXIf" not in _png_chunks(data, after_data=True)
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return head[12:16] != b"VP8X" or not head[20] & 0x08
     if head[:4] in (b"II*\x00", b"MM\x00*"):
@@ -203,13 +206,34 @@ def _may_have_straight_alpha(data: "bytes | np.ndarray") -> bool:
 
 
 def sixteen_bit(data: "bytes | np.ndarray") -> bool:
-    """Whether a PNG or TIFF stores 16 bits per sample (from its header)."""
-    head = bytes(data[:32])
+    """Whether a PNG, TIFF, JPEG 2000 or 16-bit PNM stores more than 8 bits per sample (from its
+    header), so that OpenCV's 8-bit reading keeps only the top 8 of 16."""
+    head = bytes(data[:48])
     if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) > 24:
         return head[24] == 16
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         return _tiff_tags(data, (258,)).get(258) == 16
-    return False
+    if head[:4] == b"\xff\x4f\xff\x51" and len(head) > 42:  # a JPEG 2000 codestream: its SIZ, first component
+        return (head[42] & 0x7F) + 1 > 8
+    if head[:12] == b"\x00\x00\x00\x0cjP  \r\n\x87\n":  # a JP2 file: its ihdr box (0xFF: depths differ)
+        at = bytes(data[:512]).find(b"ihdr")
+        return at > 0 and at + 15 <= len(data) and (data[at + 14] == 0xFF or (data[at + 14] & 0x7F) + 1 > 8)
+    return _pnm_maxval(data) == 65535
+
+
+def _pnm_maxval(data: "bytes | np.ndarray") -> int | None:
+    """A PGM/PPM/PAM's largest value, from its header (None: not one, or a bitmap). OpenCV reads the
+    values as they are stored, whatever this says: 1023 shows as 4 of 255."""
+    head = bytes(data[:512])
+    if head[:2] in (b"P2", b"P3", b"P5", b"P6"):
+        fields = re.sub(rb"#[^\n]*", b" ", head[2:]).split()  # (comments may come between the fields)
+        value = fields[2] if len(fields) > 3 else b""
+    elif head[:3] == b"P7\n":
+        found = re.search(rb"^MAXVAL\s+(\d+)", head, re.MULTILINE)
+        value = found.group(1) if found else b""
+    else:
+        return None
+    return int(value) if value.isdigit() and 0 < int(value) < 65536 else None
 
 
 def check_regular_file(path: Path, what: str = "an image") -> None:
@@ -263,6 +287,10 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
                              f"{data.size:,} bytes can hold")
         raise ImageError(f"{name} is {size[0]}x{size[1]} pixels, over the {limit:,}-pixel limit "
                          f"(FACEMARK_MAX_PIXELS raises it)")
+    if bytes(data[:4]) in (b"II*\x00", b"MM\x00*") and _tiff_tags(data, (339,)).get(339) == 2:
+        # (SampleFormat 2: OpenCV reads them as if unsigned, so a scan's values show black or garbled)
+        raise ImageError(f"{name}: its pixels are signed integers, which facemark does not read; save it with "
+                         f"unsigned 8 or 16 bits per channel")
     kind = _alpha_kind(data)
     said: list[bytes] | None = [] if bytes(data[:2]) == b"\xff\xd8" else None  # (libjpeg's words on damage)
     try:
@@ -315,7 +343,10 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
         raise ImageError(f"{name} is not an image OpenCV can decode (damaged or not an image)")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ImageError(f"{name} has no pixels")
-    if image[::16, ::16].max() <= 16 and sixteen_bit(data) and image.max() <= 16:
+    maxval = _pnm_maxval(data)
+    if maxval not in (None, 255, 65535):  # (a 10- or 12-bit PGM/PPM, or one of fewer levels than 255)
+        image = _pnm_scaled(data, maxval, image)
+    elif image[::16, ::16].max() <= 16 and sixteen_bit(data) and image.max() <= 16:
         image = _fewer_bits_in_sixteen(data, name, image)
     if image.shape[0] * image.shape[1] > limit:
         raise ImageError(f"{name} is {image.shape[1]}x{image.shape[0]} pixels, over the {limit:,}-pixel limit "
@@ -460,7 +491,7 @@ def _png_stops_short(d: bytes) -> bool:
 
 
 def _fewer_bits_in_sixteen(data: np.ndarray, name: str, image: np.ndarray) -> np.ndarray:
-    """A 16-bit PNG or TIFF that holds 8-bit values (saved from a uint8 array cast up), or a 10- or
+    """A 16-bit PNG, TIFF, JPEG 2000 or PNM that holds 8-bit values (a uint8 array cast up), or a 10- or
     12-bit camera's, reads black or nearly (16-bit spans 0..65535) and no face is found in it.
     Its values are read at the depth they use, with a warning. Looked at only when the usual 8-bit
     reading is nearly black (no value over 16: 4095 rounds to it)."""
@@ -471,20 +502,34 @@ def _fewer_bits_in_sixteen(data: np.ndarray, name: str, image: np.ndarray) -> np
         return image
     if deep is None or deep.dtype != np.uint16 or deep.shape[:2] != image.shape[:2] or not deep.max():
         return image
-    bits = next(b for b in (8, 10, 12, 16) if int(deep.max()) < 1 << b)
+    # (with a little room over the depth's top: lossy JPEG 2000 overshoots it by a few values)
+    bits = next(b for b in (8, 10, 12, 16) if int(deep.max()) < (1 << b) + (1 << b) // 64)
     if bits == 16:  # (not from a nearly black 8-bit reading; kept as it was read)
         return image
     said = "eight_in_sixteen" if bits == 8 else f"bits{bits}_in_sixteen"
     if not _SAID.get(said):  # once per process and depth: a folder of such frames is one line, not thousands
         _SAID[said] = True
         guess = "" if bits == 8 else f", the least depth that holds its values, so brightened {1 << (bits - 8)}x"
-        warnings.warn(f"{name} is 16-bit but no value is over {(1 << bits) - 1} (it would show "
+        top = (1 << bits) - 1
+        warnings.warn(f"{name} is 16-bit but no value is {'' if deep.max() <= top else 'much '}over {top} (it would show "
                       f"{'black' if bits == 8 else 'nearly black'}): read as {bits}-bit values{guess}, as any other "
                       f"such file will be", stacklevel=2)
-    return (deep >> (bits - 8)).astype(np.uint8)
+    return np.minimum(deep >> (bits - 8), 255).astype(np.uint8)
 
 
 _SAID = {"eight_in_sixteen": False}
+
+
+def _pnm_scaled(data: np.ndarray, maxval: int, image: np.ndarray) -> np.ndarray:
+    """A PGM/PPM's values brought from its own scale (0..maxval) to 0..255, as its header says."""
+    try:
+        with quiet_stderr():
+            stored = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+    except cv2.error:
+        return image
+    if stored is None or stored.shape[:2] != image.shape[:2]:
+        return image
+    return np.clip(np.round(stored.astype(np.float32) * (255.0 / maxval)), 0, 255).astype(np.uint8)
 
 
 def over_white(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:

@@ -1882,3 +1882,74 @@ def test_a_photo_named_like_a_drawing_and_done_as_an_input_is_never_redrawn_over
     r = fm("detect", ".", "--annotate", "--out", ".", *MODEL, cwd=tmp_path)
     assert r.returncode == 1 and "is a photo an earlier run took as an input" in r.stderr, r.stderr
     assert (tmp_path / "p.jpg.annotated.jpg").read_bytes() == photo  # (p.jpg fails whole: no JSON without its drawing)
+
+
+def _pnm(path, image: np.ndarray, maxval: int) -> None:
+    """A binary PPM (P6) of ``image`` (BGR, 0..255) on the 0..maxval scale its header gives."""
+    rgb = np.round(image[..., ::-1].astype(np.float64) * maxval / 255)
+    body = rgb.astype(">u2" if maxval > 255 else np.uint8).tobytes()
+    path.write_bytes(b"P6\n# made by a test\n%d %d\n%d\n" % (image.shape[1], image.shape[0], maxval) + body)
+
+
+def test_deep_or_short_scaled_pnm_and_jpeg_2000_files_are_read_at_their_depth(face, tmp_path, monkeypatch):
+    """A 10- or 12-bit PPM (maxval 1023, 4095) read nearly black, its header's scale ignored, and a
+    16-bit PPM or JPEG 2000 holding fewer bits black: no face, no word. A signed 16-bit TIFF read
+    black too: it is refused now, in one line."""
+    from facemark import imageio
+    from facemark.imageio import ImageError, read_image
+
+    monkeypatch.setattr(imageio, "_SAID", {})
+    for maxval in (100, 1023, 4095, 65535):
+        _pnm(tmp_path / f"p{maxval}.ppm", face, maxval)
+        got = read_image(tmp_path / f"p{maxval}.ppm")
+        assert np.abs(got.astype(int) - face).max() <= 1, maxval  # (exactly its header's scale: no warning)
+    cast = np.round(face[..., ::-1]).astype(">u2").tobytes()  # 8-bit values under maxval 65535
+    (tmp_path / "cast.ppm").write_bytes(b"P6 %d %d 65535\n" % (face.shape[1], face.shape[0]) + cast)
+    with pytest.warns(UserWarning, match="cast.ppm is 16-bit but no value is over 255"):
+        assert np.array_equal(read_image(tmp_path / "cast.ppm"), face)
+    if cv2.haveImageWriter(".jp2"):
+        assert cv2.imwrite(str(tmp_path / "twelve.jp2"), face.astype(np.uint16) << 4)  # (lossy: a few values over)
+        with pytest.warns(UserWarning, match=r"twelve.jp2 is 16-bit but no value is (much )?over 4095 .* 12-bit"):
+            assert np.abs(read_image(tmp_path / "twelve.jp2").astype(int) - face).max() <= 4
+    assert cv2.imwrite(str(tmp_path / "signed.tif"), face.astype(np.int16))
+    with pytest.raises(ImageError, match="signed.tif: its pixels are signed integers, which facemark does not read"):
+        read_image(tmp_path / "signed.tif")
+
+
+def _png_with_exif_after_the_data(image: np.ndarray, orientation: int) -> bytes:
+    """A PNG whose eXIf chunk (EXIF Orientation) comes after its image data, before IEND."""
+    import zlib
+
+    png = cv2.imencode(".png", image)[1].tobytes()
+    exif = b"MM\x00*" + struct.pack(">IH", 8, 1) + struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0) + b"\x00" * 4
+    chunk = struct.pack(">I", len(exif)) + b"eXIf" + exif + struct.pack(">I", zlib.crc32(b"eXIf" + exif))
+    end = png.rindex(b"IEND") - 4
+    return png[:end] + chunk + png[end:]
+
+
+def test_an_exif_orientation_after_a_png_s_image_data_turns_it_with_alpha_too(face, tmp_path):
+    """The same late eXIf turned an RGB PNG and left an RGBA one sideways: its faces were found in
+    the stored pixels, their points in the wrong frame."""
+    from facemark.imageio import read_image
+
+    tall = face[:, :150]
+    (tmp_path / "rgb.png").write_bytes(_png_with_exif_after_the_data(tall, 6))
+    bgra = cv2.cvtColor(tall, cv2.COLOR_BGR2BGRA)
+    (tmp_path / "rgba.png").write_bytes(_png_with_exif_after_the_data(bgra, 6))
+    rgb, rgba = read_image(tmp_path / "rgb.png"), read_image(tmp_path / "rgba.png")
+    assert rgb.shape[:2] == (150, 200)  # (OpenCV turns it: the 6 is read)
+    assert np.array_equal(rgba, rgb)
+
+
+def test_drawing_on_bgra_whose_alpha_is_all_zero_keeps_the_photo_visible(face):
+    """detect takes alpha all 0 as opaque (a capture's unset byte); draw kept that alpha, so a PNG
+    saved from it showed only the lines on a transparent page."""
+    from facemark import FaceLandmarker, draw
+
+    bgra = np.dstack([face, np.zeros(face.shape[:2], np.uint8)])
+    faces = FaceLandmarker(model="direct").detect(bgra)
+    assert len(faces) == 1
+    out = draw(bgra, faces)
+    assert out.shape == bgra.shape and (out[..., 3] == 255).all()
+    untouched = (out[..., :3] == face).all(axis=2)
+    assert untouched.mean() > 0.5  # (the photo itself, where no line is drawn)
