@@ -796,7 +796,7 @@ def _shrunk_small(fl: FaceLandmarker, image: np.ndarray, faces: list) -> bool:
     if not isinstance(det, RetinaFace) or det.min_face is not None:  # (a --min-face of the user's sets the scale)
         return False
     scale = det.scale_for(*image.shape[:2])
-    if scale > 0.5:
+    if scale > 0.5 or min(image.shape[:2]) < det.NET_MIN_FACE / 2:  # (too thin to hold a face --min-face finds)
         return False
     sides = [max(f.box[2] - f.box[0], f.box[3] - f.box[1]) for f in faces]
     return not sides or min(sides) < 1.5 * det.NET_MIN_FACE / scale

@@ -294,6 +294,9 @@ def _landmarker(model: str, device: str, detector: str, boxes: Optional[Path], t
     from .landmarker import FaceLandmarker
 
     _check_landmarker_args(device, threshold, min_face)
+    if min_face is not None and min_face < 20 and detector == "retinaface" and not boxes:
+        say(f"note: --min-face {min_face:g} finds what --min-face 20 does: the detector looks at up to twice the "
+            f"image's size, where faces of 20 px are the least it finds")
     with usage_errors():
         det = read_boxes(boxes) if boxes else detector
     try:

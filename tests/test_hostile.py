@@ -1161,6 +1161,13 @@ def test_a_big_photo_without_faces_gets_a_hint_about_min_face(tmp_path):
         assert ("note: 1 image(s) searched shrunk" in r.stderr) == noted, (name, r.stderr)
     r = fm("detect", "big.jpg", "--min-face", 300, *MODEL, cwd=tmp_path)  # the user chose the scale
     assert r.returncode == 0 and "--min-face 40" not in r.stderr, r.stderr
+    # A strip too thin to hold a face is not an example (the note had named a 1-pixel-tall image).
+    cv2.imwrite(str(tmp_path / "a_thin.png"), np.full((1, 4000, 3), 120, np.uint8))
+    r = fm("detect", "a_thin.png", "big.jpg", "--out", "o2", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0 and "note: 1 image(s) searched shrunk" in r.stderr and "e.g. big.jpg:" in r.stderr, r.stderr
+    # Under 20 px, --min-face finds what 20 does (the detector looks at up to twice the size): said.
+    r = fm("detect", "small.jpg", "--min-face", 5, *MODEL, cwd=tmp_path)
+    assert r.returncode == 0 and "note: --min-face 5 finds what --min-face 20 does" in r.stderr, r.stderr
 
 
 def test_boxes_from_facemarks_own_output_crop_from_its_points(tmp_path, face_image):
