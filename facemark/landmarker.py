@@ -16,7 +16,7 @@ from .backends import DEFAULT_MODEL, load_model, weights_label
 from .boxes import (OWN_POINTS_REACH, BoxError, GivenBoxes, check_box, check_inside, check_points, face_as_detection,
                     mirrored, spread_out)
 from .detector import Detection, RetinaFace, YuNet
-from .imageio import MAX_PIXELS, as_bgr, read_image
+from .imageio import MAX_PIXELS, ImageError, as_bgr, read_image
 from .layouts import FLIP98, five_points
 from .results import Face
 from .runtime import is_device, max_threads, providers_for
@@ -266,7 +266,12 @@ class FaceLandmarker:
                                             f"read as a path; to pass an encoded image, decode it first: "
                                             f"cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)")
                 raise FileNotFoundError(f"{name}: no such file: {image}")
-            return read_image(image)
+            try:
+                return read_image(image)
+            except ImageError as e:  # (which of a batch's images: as its missing files are named)
+                if name == "image":
+                    raise
+                raise ImageError(f"{name}: {e}") from None
         if not isinstance(image, np.ndarray):
             raise TypeError(f"{name} must be a file path or a numpy array (H, W, 3) BGR uint8, not {type(image).__name__}")
         if image.dtype.kind == "u" and image.dtype.itemsize == 2 and not image.dtype.isnative:
@@ -374,7 +379,9 @@ def _as_detections(boxes, name: str = "boxes") -> list[Detection]:
     keypoints found around it (``FaceLandmarker._with_keypoints``)."""
     if isinstance(boxes, GivenBoxes):
         raise TypeError(f"{name}: pass the boxes of one image, not a GivenBoxes table")
-    if isinstance(boxes, np.ndarray) and boxes.ndim == 1 and boxes.size in (4, 5):
+    if isinstance(boxes, (Face, Detection)):
+        boxes = [boxes]  # one face given on its own, as a bare box may be
+    elif isinstance(boxes, np.ndarray) and boxes.ndim == 1 and boxes.size in (4, 5):
         boxes = [boxes]  # one box given on its own
     elif isinstance(boxes, (list, tuple)) and len(boxes) in (4, 5) and all(
             isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) for v in boxes):

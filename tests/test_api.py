@@ -425,6 +425,19 @@ def test_any_spelling_of_a_path_is_a_path(tmp_path):
         fl.detect(os.fsencode(tmp_path / "missing.jpg"))
     with pytest.raises(TypeError, match="images must be a list"):
         fl.detect_batch(os.fsencode(EXAMPLE))  # one path, not a list of them
+    # Which of a batch's images is bad: named for a folder or a file that is no image, as for a
+    # missing one (only the latter had its images[k]: prefix).
+    from facemark.imageio import ImageError
+
+    (tmp_path / "notes.jpg").write_text("not an image")
+    for bad in (tmp_path, tmp_path / "notes.jpg"):
+        with pytest.raises(ImageError, match=r"^images\[1\]: "):
+            fl.detect_batch([EXAMPLE, bad])
+    with pytest.raises(FileNotFoundError, match=r"^images\[1\]: no such file"):
+        fl.detect_batch([EXAMPLE, tmp_path / "missing.jpg"])
+    # One Face given as boxes, as one bare box may be (it was "must be a list of ... boxes, not Face").
+    face = fl.detect(EXAMPLE)[0]
+    assert np.allclose(fl.landmarks(EXAMPLE, face)[0].landmarks, fl.landmarks(EXAMPLE, [face])[0].landmarks)
 
 
 def test_detect_files_says_what_is_wrong_with_its_arguments(tmp_path):
