@@ -22,9 +22,34 @@ def has_audio(path: Path) -> bool | None:
             if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
                 f.seek(0)
                 return b"auds" in f.read(1 << 20)  # stream headers sit in the first list
+            if head[:4] == MATROSKA_MAGIC:
+                f.seek(0)
+                return _matroska_has_audio(f.read(1 << 20))
     except OSError:
         return None
     return None
+
+
+MATROSKA_MAGIC = b"\x1a\x45\xdf\xa3"  # EBML: Matroska and WebM
+
+
+def _matroska_has_audio(data: bytes) -> bool | None:
+    """Whether the Tracks element (near the start, before the frames) has an audio track entry:
+    TrackType (ID 0x83) of one byte holding 2. None where no whole Tracks element was found."""
+    at = data.find(b"\x16\x54\xae\x6b")  # Tracks, not a SeekHead's pointer to it (SeekID 0x53AB, 4 bytes)
+    while at >= 3 and data[at - 3:at] == b"\x53\xab\x84":
+        at = data.find(b"\x16\x54\xae\x6b", at + 4)
+    if at < 0 or at + 5 > len(data):
+        return None
+    first = data[at + 4]
+    width = 8 - first.bit_length() + 1 if first else 9  # a size's length: its leading zero bits, plus one
+    if width > 8 or at + 4 + width > len(data):
+        return None
+    size = int.from_bytes(bytes([first & (0xFF >> width)]) + data[at + 5:at + 4 + width], "big")
+    body = data[at + 4 + width:at + 4 + width + size]
+    if size == (1 << (7 * width)) - 1 or len(body) < size:  # (size unknown, or beyond what was read)
+        return None
+    return b"\x83\x81\x02" in body
 
 
 def _mp4_has_audio(f) -> bool | None:
@@ -135,7 +160,7 @@ def matroska_has_no_frames(path: Path) -> bool:
             data = f.read()
     except OSError:
         return False
-    return data[:4] == b"\x1a\x45\xdf\xa3" and b"\x18\x53\x80\x67" in data and b"\x1f\x43\xb6\x75" not in data
+    return data[:4] == MATROSKA_MAGIC and b"\x18\x53\x80\x67" in data and b"\x1f\x43\xb6\x75" not in data
 
 
 STILL_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")  # JPEG, PNG, GIF, BMP, TIFF

@@ -33,6 +33,10 @@ class Track:
     pending: tuple | None = field(default=None, repr=False)
     check_px: float = 0.0  # this face's window-check scale (0: the tracker's); raised when a check misses it
     check_age: int = 0  # frames in view since check_px was last raised (it falls back after CHECK_HOLD)
+    # The box where a detection last saw this face: while it is hidden, its crop follows guesses on
+    # whatever hides it (a box that shrinks frame by frame), and the face coming back is sought
+    # near where it was seen too.
+    seen_box: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def shown_box(self) -> np.ndarray:
@@ -232,6 +236,7 @@ class Tracker:
                     continue
                 else:
                     tr.score = seen[k].score  # (the bias stays as seeded: a slow drift adds up past off_track)
+                    tr.seen_box = np.asarray(seen[k].box, np.float64)[:4]
             if box is None:
                 continue
             jump = np.linalg.norm(pts[k] - tr.landmarks, axis=1).mean() / inter_ocular(tr.landmarks)
@@ -347,12 +352,17 @@ class Tracker:
         # any crop) and must not take that face's detection, and its id, from the track following
         # it; so a hidden track counts as HIDDEN_HANDICAP face widths farther than it is, and wins a
         # face only where it is clearly nearer (its own face, with a neighbour's detection missed).
-        matches = self._assign([(tr.box,) for tr in self.tracks], found,  # (boxes followed to this frame)
+        # Each track is sought where it was followed to, where its last motion takes it (as the window
+        # checks do: a fast face's followed box lags), and, hidden, where a detection last saw it.
+        expected = [(tr.box, _moved(tr.box, tr.velocity))
+                    + ((tr.seen_box,) if tr.unconfirmed and tr.seen_box is not None else ()) for tr in self.tracks]
+        matches = self._assign(expected, found,
                                handicap=[HIDDEN_HANDICAP if tr.unconfirmed else 0.0 for tr in self.tracks])
         for tr, match in zip(self.tracks, matches):
             if match is not None:
                 was_hidden = tr.unconfirmed >= 2  # (one miss is a blurred frame: the crop was still on the face)
                 tr.unconfirmed, tr.score = 0, match.score  # the score of the detection that last saw it
+                tr.seen_box = np.asarray(match.box, np.float64)[:4]
                 if was_hidden or cut:  # followed from guesses on whatever hid it, or from another shot: from the detection
                     reseed.append((tr, match))
                     continue
@@ -387,7 +397,7 @@ class Tracker:
             return
         for face in fl.landmarks_for([image], [dets])[0]:
             self.tracks.append(Track(self.next_id, face.landmarks, face.landmarks, face.box, face.score, self._new_filter(),
-                                     bias=_bias(face)))
+                                     bias=_bias(face), seen_box=np.asarray(face.box, np.float64)[:4]))
             self.next_id += 1
 
     def landmarks68(self, tr: Track) -> np.ndarray:

@@ -73,6 +73,17 @@ class Source:
             return
         cap = self._cap
         i = fails = 0
+        # Times from the container where it gives them. OpenCV says 0 for a first few frames of some
+        # files (their times not known yet): those wait, up to UNTIMED_WAIT frames, for the next
+        # known time and are spread evenly up to it. Times never go back (i / fps for those frames
+        # had mixed two clocks: 0.033, 0.067, then 0.001 in a 5000 fps file).
+        last_i, last_t, waiting = 0, 0.0, []
+
+        def spread(until_i: int, until_t: float):
+            for j, fr in waiting:
+                yield j, last_t + (until_t - last_t) * (j - last_i) / max(until_i - last_i, 1), fr
+            waiting.clear()
+
         while True:
             with quiet_stderr():  # FFmpeg's own complaints about damaged packets
                 ok, frame = cap.read()
@@ -86,16 +97,34 @@ class Source:
             self.decode_errors += fails
             i += fails  # frame numbers stay those of the file
             fails = 0
+            if self.fixed_rate:
+                yield i, i / self.fps, frame
+                i += 1
+                continue
             msec = cap.get(cv2.CAP_PROP_POS_MSEC)
-            t = msec / 1000.0 if msec and msec > 0 and not self.fixed_rate else i / self.fps
+            if i > 0 and not (msec and msec > 0):  # (not known yet)
+                waiting.append((i, frame))
+                if len(waiting) >= UNTIMED_WAIT:  # (never known: at the stated rate)
+                    yield from spread(i, last_t + (i - last_i) / self.fps)
+                    last_i, last_t = i, last_t + (i - last_i) / self.fps
+                i += 1
+                continue
+            t = max(msec / 1000.0, last_t) if msec and msec > 0 else 0.0  # (frame 0: its own time, else 0)
+            yield from spread(i, t)
+            last_i, last_t = i, t
             yield i, t, frame
             i += 1
+        if waiting:
+            end = waiting[-1][0]
+            yield from spread(end, last_t + (end - last_i) / self.fps)
 
     def close(self) -> None:
         if self._cap is not None:
             self._cap.release()
 
 
+MIN_RATE = 0.01  # fps: a container stating less (0.001 in a damaged header) is not believed; VideoWriter refuses it
+UNTIMED_WAIT = 8  # frames without a known time held back for the next one (then timed at the stated rate)
 FIRST_FRAME_TRIES = 50  # frames read to find one that decodes (and sets the size) before giving up
 RATE_FRAMES = 48  # frames whose times check the rate the container states
 STANDARD_RATES = (23.976, 24.0, 25.0, 29.97, 30.0, 48.0, 50.0, 59.94, 60.0, 100.0, 119.88, 120.0)
@@ -135,7 +164,7 @@ def frame_rate(stated: float, times_ms: list[float]) -> float:
     if len(steps) >= 4:  # the mean step near the median: pauses and bursts left out, a clock's jitter averaged
         mid = float(np.median(steps))
         seen = 1000.0 / float(steps[(steps > mid / 2) & (steps < mid * 2)].mean())
-    rate = stated if stated and np.isfinite(stated) and 0 < stated <= 1000 else None
+    rate = stated if stated and np.isfinite(stated) and MIN_RATE <= stated <= 1000 else None  # (--fps's range)
     near_seen = min(STANDARD_RATES, key=lambda r: abs(r - seen)) if seen is not None else None
     faster = seen is not None and rate is not None and rate / seen <= 1 / 1.05 and abs(near_seen - seen) <= 0.01 * near_seen
     if seen is not None and (rate is None or faster or rate / seen >= 1.5):  # (faster: only a standard rate, not
@@ -543,7 +572,7 @@ def _checked_request(source: str | os.PathLike | int, fl, out_path: str | os.Pat
     for name, v in (("--fps", fps), ("--min-cutoff", min_cutoff), ("--beta", beta)):
         if v is not None and (not isinstance(v, numbers.Real) or isinstance(v, bool)):
             raise UsageError(f"{name} must be a number, not {v!r}")
-    if fps is not None and not (math.isfinite(fps) and 0.01 <= fps <= 1000):  # (the video writers refuse under 0.002)
+    if fps is not None and not (math.isfinite(fps) and MIN_RATE <= fps <= 1000):  # (the video writers refuse under 0.002)
         raise UsageError(f"--fps must be a number of frames per second from 0.01 to 1000, not {fps}")
     if fps is not None and fps < 0.1 and out_path is not None and Path(out_path).suffix.lower() == ".webm":
         raise UsageError(f"--fps {fps:g} is too slow for a .webm video (its encoder needs 0.1 or more): use .mp4")

@@ -1532,3 +1532,92 @@ def test_a_frame_folder_leaves_out_mac_metadata_and_facemark_drawings(tiny_model
     assert r.exit_code == 0 and "facemark: 3 frames in" in r.stderr, r.stderr
     assert r.stderr.strip().endswith(f"JSON lines in {tmp_path / 'f.jsonl'}")  # (the summary says where it went)
     assert len((tmp_path / "f.jsonl").read_text().splitlines()) == 3
+
+
+def _noise_background(h=480, w=640):
+    rng = np.random.default_rng(0)
+    return cv2.GaussianBlur(rng.integers(30, 90, (h, w, 3)).astype(np.uint8), (0, 0), 3)
+
+
+def test_a_face_hidden_for_a_few_frames_keeps_its_id_where_it_comes_back_nearby(face_image):
+    """While a face is covered, its crop follows the model's guesses on the cover, a box that
+    shrank frame by frame (47 -> 28 px); the face back 40 px (0.85 of its width) from where it
+    was seen was measured against that box, and got a new id. It is sought where it was seen too."""
+    from facemark import FaceLandmarker
+
+    face = cv2.resize(face_image, (200, 200), interpolation=cv2.INTER_AREA)
+    bg = _noise_background()
+    tr = Tracker(FaceLandmarker(model="direct"), detect_every=10)
+    ids = []
+    for i in range(45):
+        frame = bg.copy()
+        if 30 <= i < 33:
+            frame[140:340, 100:300] = 60  # covered
+        else:
+            x = 100 if i < 30 else 140
+            frame[140:340, x:x + 200] = face
+        ids.append([t.id for t in tr.step(frame, i / 30.0)])
+    assert ids[:30] == [[0]] * 30 and ids[30:33] == [[]] * 3 and ids[33:] == [[0]] * 12, ids
+
+
+def test_a_face_shaking_fast_keeps_its_id_on_whole_frame_detections_too(face_image):
+    """On frames with a whole-frame detection a fast face was sought where it was (a box that
+    lagged), not where its motion took it, as the window checks between them do: its id changed
+    on the 40th frame only."""
+    from facemark import FaceLandmarker
+
+    face = cv2.resize(face_image, (200, 200), interpolation=cv2.INTER_AREA)
+    bg = _noise_background()
+    tr = Tracker(FaceLandmarker(model="direct"), detect_every=10)
+    ids = set()
+    for i in range(60):  # (60 px either way in 10 frames, turning 10 degrees and growing 15 % either way)
+        m = cv2.getRotationMatrix2D((100, 100), 10 * np.sin(2 * np.pi * i / 8), 1 + 0.15 * np.sin(2 * np.pi * i / 13))
+        m[:, 2] += (220 + 60 * np.sin(2 * np.pi * i / 10), 140 + 15 * np.cos(2 * np.pi * i / 7))
+        inside = cv2.warpAffine(np.full((200, 200), 255, np.uint8), m, (640, 480)) > 0
+        frame = np.where(inside[..., None], cv2.warpAffine(face, m, (640, 480)), bg)
+        tracks = tr.step(frame, i / 30.0)
+        assert len(tracks) == 1, i
+        ids.add(tracks[0].id)
+    assert ids == {0}, ids
+
+
+def test_frame_times_never_go_back_when_the_first_ones_are_not_known(tmp_path):
+    """OpenCV gives 0 ms for the first frames of some files (here a 5000 fps MKV); those had been
+    timed i / fps at a guessed rate (0.033, 0.067) before the file's own times (0.001): the JSON's
+    times went back. They wait for the next known time and are spread up to it."""
+    from facemark.video import open_source
+
+    write_clip(tmp_path / "fast.mkv", [np.full((48, 64, 3), 10 * i, np.uint8) for i in range(20)], fps=5000)
+    src = open_source(str(tmp_path / "fast.mkv"))
+    got = [(i, t) for i, t, _ in src]
+    assert [i for i, _ in got] == list(range(20))
+    times = [t for _, t in got]
+    assert times[0] == 0.0 and all(b >= a for a, b in zip(times, times[1:])), times
+    assert times[-1] < 0.01, times  # (the file's own clock: 20 frames in 4 ms)
+
+
+def test_a_container_stating_a_rate_below_what_writers_take_is_not_believed(tmp_path):
+    """A damaged AVI header stating 0.001 fps failed as "no encoder for mp4v": the writer refuses
+    such a rate. It is not believed, as a rate over 1000 is not."""
+    from facemark.video import frame_rate
+
+    assert frame_rate(0.001, []) == 30.0 and frame_rate(0.005, [0.0, 40.0, 80.0, 120.0, 160.0, 200.0]) == 25.0
+    assert frame_rate(0.5, []) == 0.5
+
+
+def test_a_matroska_file_says_whether_it_has_audio(tiny_models, tmp_path, small_face):
+    """Only MP4/MOV and AVI headers were read, so every MKV or WebM got "audio, if any, was not
+    kept", sound or not. Its Tracks element says (a SeekHead's pointer to it is not it)."""
+    from pathlib import Path
+
+    from facemark.containers import has_audio
+
+    write_clip(tmp_path / "v.mkv", [frame_with([(40, 90)], small_face)] * 3)
+    assert has_audio(Path(tmp_path / "v.mkv")) is False
+    r = run("video", tmp_path / "v.mkv", "--out", tmp_path / "o.mp4", "--model", tiny_models["direct"])
+    assert r.exit_code == 0 and "audio" not in r.stderr, r.stderr
+    data = (tmp_path / "v.mkv").read_bytes()
+    tracks = [k for k in range(len(data)) if data.startswith(b"\x16\x54\xae\x6b", k) and data[k - 3:k] != b"\x53\xab\x84"]
+    video_type = data.index(b"\x83\x81\x01", tracks[0])  # (its one track's TrackType: video, 1)
+    (tmp_path / "a.mkv").write_bytes(data[:video_type] + b"\x83\x81\x02" + data[video_type + 3:])
+    assert has_audio(Path(tmp_path / "a.mkv")) is True
