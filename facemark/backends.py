@@ -219,6 +219,24 @@ def _at(d, *keys):
     return d
 
 
+COMMON_FACES = 554  # the 300-W common test subset: HELEN's 330 and LFPW's 224 test faces
+
+
+def _standard_eval(entry) -> bool:
+    """Whether an eval report's entry is the figure ``facemark models`` stands for: the full
+    pipeline (RetinaFace, no flip) on all 554 common-subset faces. A report written with --limit,
+    --boxes gt, --flip or other data (into weights/eval.json, say) is not shown as that."""
+    if not isinstance(entry, dict) or entry.get("mode") != "detector":
+        return False
+    options = entry.get("options", {})  # (reports before options were kept: judged by the rest)
+    if not isinstance(options, dict) or options.get("split", "test") != "test" or options.get("limit") is not None \
+            or options.get("flip", False) or options.get("detector", "retinaface") != "retinaface":
+        return False
+    subsets = entry.get("subsets") if isinstance(entry.get("subsets"), dict) else {}
+    faces = {k: _at(subsets, k, "faces") for k in ("helen/testset", "lfpw/testset", "all")}
+    return faces == {"helen/testset": 330, "lfpw/testset": 224, "all": COMMON_FACES}
+
+
 def shipped_models() -> list[dict]:
     """One row per shipped model (``facemark models``): family, input size, parameters, GFLOPs,
     file size, and the NME / CPU time recorded in ``weights/eval.json`` and ``bench.json`` (with the
@@ -250,7 +268,7 @@ def shipped_models() -> list[dict]:
         except ModelError as e:
             rows.append({"name": name, "error": str(e)})
             continue
-        nme = _at(evals, m.name, "subsets", "all", "nme")
+        nme = _at(evals, m.name, "subsets", "all", "nme") if _standard_eval(evals.get(m.name)) else None
         cpu = next((r.get("latency_ms") for r in bench_rows if r.get("model") == m.name
                     and r.get("backend") == "onnxruntime-cpu"), None)
         nme = nme if isinstance(nme, (int, float)) else None

@@ -528,7 +528,7 @@ def video(
         if not s.interrupted:  # (an interrupted run's count is in its one line below)
             went = [f"video in {escape(str(out_path))}"] if out_path is not None else []
             went += [f"JSON lines in {escape(str(json_path))}"] if json_path is not None and str(json_path) != "-" else []
-            err.print(f"facemark: {s.frames} frames in {s.seconds:.1f} s ({s.frames / s.seconds:.1f} fps), {s.tracks} face "
+            err.print(f"facemark: {s.frames} frame{'' if s.frames == 1 else 's'} in {s.seconds:.1f} s ({s.frames / s.seconds:.1f} fps), {s.tracks} face "
                       f"track(s){'; ' + ', '.join(went) if went else ''}")
         if s.searched_shrunk:
             err.print(f"note: no face was found, and the frames were searched shrunk to {s.searched_shrunk} px on the long "
@@ -654,6 +654,8 @@ def eval_cmd(
 
         with usage_errors():
             models = model_names(model)
+            if not models:
+                fail("--model names no model")
             results, _ = run_eval(data, models, boxes, device, detector, split, limit, flip, json_path, plot, progress,
                                   say)
     for r in results:
@@ -664,7 +666,8 @@ def eval_cmd(
             table.add_row(sub, str(v["faces"]), str(v["missed"]), f"{v['nme']:.3f}", f"{v['fr8']:.2f}", f"{v['fr10']:.2f}",
                           f"{v['auc8']:.4f}", f"{v['auc10']:.4f}")
         out.print(table)
-    out.print("NME: inter-ocular (outer eye corners), over faces found; FR/AUC count detector misses as failures.")
+    out.print("NME: inter-ocular (outer eye corners), over faces found; FR/AUC count detector misses as failures."
+              if boxes == "detector" else "NME: inter-ocular (outer eye corners); crops from the labels (no detector).")
     for r in results:
         whole = r.table()["all"]
         if whole and whole["faces"] and whole["missed"] == whole["faces"]:

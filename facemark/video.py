@@ -52,6 +52,7 @@ class Source:
     resized: int = 0  # frames of a folder whose size differs from the first frame's (fitted into it)
     scale: tuple[float, float] = (1.0, 1.0)  # the last frame's own size over the size it was scaled to
     shift: tuple[int, int] = (0, 0)  # where that scaled picture starts in the first frame's size
+    image: str | None = None  # a folder's frames: the last frame's file (its JSON line names it)
     count_exact: bool = True  # False: ``frames`` is the container's estimate (duration x rate), which may be high
     empty: int = 0  # an AVI's empty "dropped frame" chunks (a variable rate kept): counted frames that lose nothing
     cut_short: bool = False  # the file ends before the data it announces (see ``cut_short``)
@@ -65,7 +66,7 @@ class Source:
                 except ImageError:
                     self.decode_errors += 1
                     continue
-                self.scale, self.shift = (1.0, 1.0), (0, 0)
+                self.scale, self.shift, self.image = (1.0, 1.0), (0, 0), str(f)
                 if frame.shape[:2] != (self.height, self.width):
                     self.resized += 1
                     frame, self.scale, self.shift = letterbox(frame, self.width, self.height)
@@ -75,8 +76,8 @@ class Source:
         i = fails = 0
         # Times from the container where it gives them. OpenCV says 0 for a first few frames of some
         # files (their times not known yet): those wait, up to UNTIMED_WAIT frames, for the next
-        # known time and are spread evenly up to it. Times never go back (i / fps for those frames
-        # had mixed two clocks: 0.033, 0.067, then 0.001 in a 5000 fps file).
+        # known time and are spread evenly up to it (i / fps for those frames had mixed two clocks:
+        # 0.033, 0.067, then 0.001 in a 5000 fps file: times that went back).
         last_i, last_t, waiting = 0, 0.0, []
 
         def spread(until_i: int, until_t: float):
@@ -109,7 +110,8 @@ class Source:
                     last_i, last_t = i, last_t + (i - last_i) / self.fps
                 i += 1
                 continue
-            t = max(msec / 1000.0, last_t) if msec and msec > 0 else 0.0  # (frame 0: its own time, else 0)
+            t = msec / 1000.0 if msec and msec > 0 else 0.0  # (frame 0: its own time, else 0; a damaged time
+            # is the Timeline's to judge, and stays as the file says)
             yield from spread(i, t)
             last_i, last_t = i, t
             yield i, t, frame
@@ -128,6 +130,19 @@ UNTIMED_WAIT = 8  # frames without a known time held back for the next one (then
 FIRST_FRAME_TRIES = 50  # frames read to find one that decodes (and sets the size) before giving up
 RATE_FRAMES = 48  # frames whose times check the rate the container states
 STANDARD_RATES = (23.976, 24.0, 25.0, 29.97, 30.0, 48.0, 50.0, 59.94, 60.0, 100.0, 119.88, 120.0)
+
+
+def _video_bytes(path: Path) -> bool:
+    """Whether a file starts as an MP4/MOV, AVI, Matroska/WebM, MPEG or FLV video does."""
+    from .containers import MATROSKA_MAGIC, MP4_BOXES
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    return (head[4:8] in MP4_BOXES or head[:4] == b"RIFF" and head[8:12] == b"AVI " or head[:4] == MATROSKA_MAGIC
+            or head[:4] in (b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3") or head[:3] == b"FLV")
 
 
 def _animated(path: Path) -> bool:
@@ -177,7 +192,8 @@ def frame_rate(stated: float, times_ms: list[float]) -> float:
 def frame_order(path: Path) -> tuple:
     """Frames in number order: frame2.png before frame10.png (text order puts 10, 11, 12 first)."""
     parts = re.split(r"(\d+)", str(path), flags=re.ASCII)  # (ASCII digits: int() of '²' fails)
-    return [int(t) if i % 2 else t for i, t in enumerate(parts)], str(path)
+    # (letters in any case alike: IMG_4.JPG comes after img_1.png, as a file manager shows them)
+    return [int(t) if i % 2 else t.casefold() for i, t in enumerate(parts)], str(path)
 
 
 def open_source(spec: str, fps: float | None = None) -> Source:
@@ -202,7 +218,8 @@ def open_source(spec: str, fps: float | None = None) -> Source:
     files = None
     if p.is_dir():
         try:
-            files = sorted((x for x in p.iterdir() if x.is_file() and is_image_name(x.name)), key=frame_order)
+            files = sorted((x for x in p.iterdir() if x.is_file() and is_image_name(x.name) and not x.name.startswith(".")),
+                           key=frame_order)  # (a hidden file is no frame: an editor's or a viewer's)
         except OSError as e:  # (a folder we may not list: the input's fault, said as such)
             raise VideoError(f"{spec}: cannot list its frames: {e.strerror or e}") from None
     elif p.is_file() and p.suffix.lower() in IMAGE_EXTS and not _animated(p):
@@ -226,9 +243,11 @@ def open_source(spec: str, fps: float | None = None) -> Source:
                 break
             except ImageError:
                 continue
-        if first is None:
-            raise VideoError(f"{spec}: none of the frames can be read")
-        return Source(spec, fps or 30.0, first.shape[1], first.shape[0], len(files), _files=files)
+        if first is not None:
+            return Source(spec, fps or 30.0, first.shape[1], first.shape[0], len(files), _files=files)
+        if files != [p] or not _video_bytes(p):  # (one file named like a picture that is a video: read as one below)
+            raise VideoError(f"{spec}: none of the frames can be read" if files != [p] else
+                             f"{spec}: not an image OpenCV can decode, nor a video (damaged, or another kind of file)")
     if not p.exists():
         if spec == "-":
             raise VideoError("-: a video is read from a file (or a camera's number), not from standard input; save "
@@ -264,7 +283,7 @@ def open_source(spec: str, fps: float | None = None) -> Source:
             raise VideoError(f"{spec}: the file ends before the data it announces (a download or copy that stopped?), "
                              f"and no frame of what is there decodes")
         if first is None and codec:  # opened, but no frame decodes: a codec this OpenCV lacks (AV1 here), or damage
-            common = codec.lower() in ("h264", "avc1", "mp4v", "mjpg", "xvid", "divx")  # (decoders every build has)
+            common = codec.lower() in ("h264", "avc1", "mp4v", "fmp4", "mjpg", "xvid", "divx")  # (decoders every build has)
             raise VideoError(f"{spec}: none of its {codec} frames decodes: " + (
                 "the file is damaged" if common else f"this OpenCV's FFmpeg may have no decoder for {codec} "
                                                      f"(convert it to H.264, say), or the file is damaged"))
@@ -498,15 +517,16 @@ def tracked_faces(tracks, tracker) -> list[Face]:
 
 
 def frame_record(index: int, t: float, tracks, faces: list[Face], scale: tuple[float, float] = (1.0, 1.0),
-                 shift: tuple[int, int] = (0, 0)) -> dict:
+                 shift: tuple[int, int] = (0, 0), image: str | None = None) -> dict:
     """One JSON line for ``tracks`` and their ``faces``; ``shift`` and ``scale`` map points from
-    where the frame was fitted into the tracked size back to its own pixels (``letterbox``)."""
+    where the frame was fitted into the tracked size back to its own pixels (``letterbox``);
+    ``image``: a folder's frame file, named in the line (which file a line is of, without sorting again)."""
     s, o = np.asarray(scale, np.float64), np.asarray(shift, np.float64)
 
     def r(a):
         return np.round(rescale(np.reshape(a, (-1, 2)) - o, s), 2).reshape(np.shape(a)).tolist()
 
-    return {"frame": index, "time": round(float(t), 4),
+    return {"frame": index, "time": round(float(t), 4), **({"image": image} if image is not None else {}),
             "faces": [{"id": tr.id, "box": r(f.box), "score": round(float(f.score), 4), "landmarks": r(f.landmarks),
                        "landmarks68": r(f.landmarks68)} for tr, f in zip(tracks, faces)]}
 
@@ -683,7 +703,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                         # Into a pipe whose reader stopped reading the write waits for ever: there a
                         # second signal stops the run at once (that line is cut; no file holds it).
                         stop["armed"] = isinstance(text_w, StreamLines)
-                        text_w.write_line(frame_record(i, t, tracks, faces, src.scale, src.shift))
+                        text_w.write_line(frame_record(i, t, tracks, faces, src.scale, src.shift, src.image))
                         stop["armed"] = False
                         if getattr(text_w, "closed", False) and len(writers) == 1:
                             reader_gone = True

@@ -150,3 +150,32 @@ def test_csv68_without_a_header_keeps_its_first_face(tmp_path):
     (tmp_path / "headed.csv").write_text(",".join([""] + [str(i) for i in range(136)]) + "\n" + ",".join(rows[1]) + "\n")
     skipped = []
     assert [s.image.name for s in D.load(f"csv68={tmp_path / 'headed.csv'}", skipped)] == ["b.jpg"] and skipped == []
+
+
+def test_sets_given_one_by_one_stay_apart_and_linked_folders_and_upper_case_labels_count(tmp_path):
+    """--data 300w=.../helen/testset --data 300w=.../lfpw/testset made one "testset" row of both;
+    a linked folder and .PTS files were left out without a word."""
+    pts = np.arange(136, dtype=float).reshape(68, 2) * 0.5 + 10.0
+    for sub in ("helen/testset", "lfpw/testset", "own/testset"):
+        write_image(tmp_path / sub / "img_1.jpg")
+        D.write_pts(tmp_path / sub / "img_1.pts", pts)
+    (tmp_path / "own/testset/img_1.pts").rename(tmp_path / "own/testset/img_1.PTS")
+    got = D.load_all([f"300w={tmp_path / 'helen/testset'}", f"300w={tmp_path / 'lfpw/testset'}"])
+    assert sorted(s.subset for s in got) == ["helen/testset", "lfpw/testset"]
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "linked").symlink_to(tmp_path / "lfpw")
+    (tmp_path / "mine" / "loop").symlink_to(tmp_path / "mine")  # (a link back up: each folder once)
+    (tmp_path / "mine" / "own").symlink_to(tmp_path / "own")
+    got = D.load_pts_dir(tmp_path / "mine")
+    assert sorted(s.subset for s in got) == ["linked/testset", "own/testset"] and {s.split for s in got} == {"test"}
+
+
+def test_a_label_whose_eye_corners_meet_is_skipped_and_named(tmp_path):
+    """Outer eye corners in one place (NME's yardstick zero): counted as a detector miss, with
+    numpy's bare "divide by zero" warning."""
+    pts = np.arange(136, dtype=float).reshape(68, 2) * 0.5 + 10.0
+    pts[45] = pts[36]
+    write_image(tmp_path / "testset" / "a.jpg")
+    D.write_pts(tmp_path / "testset" / "a.pts", pts)
+    with pytest.raises(ValueError, match=r"a\.pts: its outer eye corners \(points 37 and 46\) are less than a pixel apart"):
+        D.read_pts(tmp_path / "testset" / "a.pts")

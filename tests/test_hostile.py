@@ -1773,6 +1773,26 @@ def test_a_damaged_file_that_comes_with_facemark_is_one_line(tmp_path):
     assert "calibration.json, which comes with facemark, is damaged" in r.stderr and "reinstall" in r.stderr
 
 
+def test_models_shows_the_accuracy_figure_only_of_the_full_standard_eval(tmp_path, monkeypatch):
+    """An eval written into weights/eval.json with --limit 3 --boxes gt was shown as the 554-face
+    full-pipeline NME. Only a report of that run (all 554 faces, detector, no flip) is."""
+    from facemark import backends
+
+    (tmp_path / "weights").mkdir()
+    for f in weights_dir().iterdir():
+        (tmp_path / "weights" / f.name).symlink_to(f)
+    shipped = json.loads((weights_dir() / "eval.json").read_text())
+    monkeypatch.setattr(backends, "weights_dir", lambda: tmp_path / "weights")
+    assert {r["name"]: r["nme"] for r in backends.shipped_models()}["direct"] == shipped["direct"]["subsets"]["all"]["nme"]
+    partial = json.loads(json.dumps(shipped))
+    partial["direct"]["options"] = {**partial["direct"].get("options", {}), "limit": 3}
+    partial["hybrid"]["mode"] = "gt"
+    partial["hourglass"]["subsets"]["all"]["faces"] = 3
+    (tmp_path / "weights" / "eval.json").unlink()
+    (tmp_path / "weights" / "eval.json").write_text(json.dumps(partial))
+    assert {r["name"]: r["nme"] for r in backends.shipped_models()} == {"direct": None, "hybrid": None, "hourglass": None}
+
+
 def test_a_writer_s_own_error_names_the_file_it_was_writing(tmp_path):
     """np.savez on a full disk raises an OSError with no file name; the CLI then said 'cannot write
     to standard output' (a pack's cache). atomic_write names its file; torch's zip writer's

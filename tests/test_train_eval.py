@@ -110,6 +110,19 @@ def test_full_pipeline_eval_on_300w_layout(tiny_models, face_image, tmp_path):
     assert sorted(f["image"] for f in rep["faces"]) == sorted(str(p) for p in (root / "lfpw/testset").glob("*.jpg"))
     assert {f["subset"] for f in rep["faces"]} == {"lfpw/testset"}
     assert np.isclose(np.mean([f["nme"] for f in rep["faces"]]), s["nme"])
+    assert rep["options"] == {"data": [f"300w={root}"], "split": "test", "limit": None, "flip": False,
+                              "detector": "retinaface"}  # (what the figures are of)
+    # Labels that place the face outside its image (shifted, or another image's): skipped, named,
+    # not counted as the detector's miss.
+    from facemark.training.datasets import read_pts, write_pts
+
+    moved = sorted((root / "lfpw/testset").glob("*.pts"))[0]
+    write_pts(moved, read_pts(moved) + 5000.0)
+    r = run("eval", "--data", f"300w={root}", "--model", tiny_models["direct"], "--json", out_json)
+    assert r.exit_code == 0 and f"skipped: {moved.with_suffix('.jpg')}: its labelled face lies outside the image" \
+        in " ".join(r.stderr.split()), r.stderr
+    rep = by_name(json.loads(out_json.read_text()), "tiny-direct")
+    assert rep["subsets"]["lfpw/testset"]["faces"] == 2 and rep["subsets"]["lfpw/testset"]["missed"] == 0
     # bench's spelling works too: --models, comma-separated (each was 'No such option')
     both = f"{tiny_models['direct']},{tiny_models['hourglass']}"
     r = run("eval", "--data", f"300w={root}", "--models", both, "--boxes", "gt", "--json", out_json)
@@ -799,6 +812,8 @@ def test_eval_and_bench_write_strict_json_and_say_when_nothing_was_measured(tiny
         jpg.write_text("not an image")
     r = run("eval", "--data", f"300w={root}", "--model", tiny_models["direct"])
     assert r.exit_code == 2 and "no face in --data could be measured" in r.stderr, r.stderr
+    r = run("eval", "--data", f"300w={root}", "--model", ",")  # (it blamed the images: "none could be read")
+    assert r.exit_code == 2 and "--model names no model" in r.stderr, r.stderr
 
 
 def test_bench_nme_is_shown_on_the_backend_that_measured_it(tiny_models, face_image, tmp_path):

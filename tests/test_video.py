@@ -7,6 +7,7 @@ import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -1428,6 +1429,11 @@ def test_a_photo_named_like_a_video_is_not_said_to_lose_its_audio(tiny_models, t
     r = run("video", still, "--out", tmp_path / "o.mp4", "--model", tiny_models["direct"])
     assert r.exit_code == 0 and "audio" not in r.stderr, r.stderr
     assert (tmp_path / "o.mp4").is_file()
+    assert "facemark: 1 frame in" in r.stderr, r.stderr  # (not "1 frames")
+    # And a video named like a photo is read as the video it is ("none of the frames can be read").
+    (tmp_path / "clip.jpg").write_bytes((tmp_path / "o.mp4").read_bytes())
+    r = run("video", tmp_path / "clip.jpg", "--json", tmp_path / "o.jsonl", "--model", tiny_models["direct"])
+    assert r.exit_code == 0 and len((tmp_path / "o.jsonl").read_text().splitlines()) == 1, r.stderr
 
 
 def test_a_video_with_its_audio_copied_keeps_the_usual_permissions(tmp_path, monkeypatch):
@@ -1608,8 +1614,6 @@ def test_a_container_stating_a_rate_below_what_writers_take_is_not_believed(tmp_
 def test_a_matroska_file_says_whether_it_has_audio(tiny_models, tmp_path, small_face):
     """Only MP4/MOV and AVI headers were read, so every MKV or WebM got "audio, if any, was not
     kept", sound or not. Its Tracks element says (a SeekHead's pointer to it is not it)."""
-    from pathlib import Path
-
     from facemark.containers import has_audio
 
     write_clip(tmp_path / "v.mkv", [frame_with([(40, 90)], small_face)] * 3)
@@ -1621,3 +1625,18 @@ def test_a_matroska_file_says_whether_it_has_audio(tiny_models, tmp_path, small_
     video_type = data.index(b"\x83\x81\x01", tracks[0])  # (its one track's TrackType: video, 1)
     (tmp_path / "a.mkv").write_bytes(data[:video_type] + b"\x83\x81\x02" + data[video_type + 3:])
     assert has_audio(Path(tmp_path / "a.mkv")) is True
+
+
+def test_a_folder_s_frames_play_in_number_order_whatever_their_case_and_lines_name_them(tiny_models, tmp_path, small_face):
+    """IMG_4.JPG played before img_1.png (upper case sorts first), a hidden .x_0.png was frame 0,
+    and a line said only its place in the list: which file it was of had to be worked out again."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for name in ("img_1.png", "img_2.png", "IMG_4.JPG", "img_10.png", ".hidden_0.png"):
+        cv2.imwrite(str(frames / name), frame_with([(40, 90)], small_face))
+    r = run("video", frames, "--json", tmp_path / "o.jsonl", "--model", tiny_models["direct"])
+    assert r.exit_code == 0, r.stderr
+    lines = [json.loads(ln) for ln in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert [Path(ln["image"]).name for ln in lines] == ["img_1.png", "img_2.png", "IMG_4.JPG", "img_10.png"]
+    assert [ln["frame"] for ln in lines] == [0, 1, 2, 3] and all(validate_frame(ln) == [] for ln in lines)
+    assert validate_frame({**lines[0], "image": 3}) == ["image must be the frame's file name"]

@@ -59,6 +59,12 @@ def evaluate(fl: FaceLandmarker, samples: list[Sample], mode: str = "detector", 
             if log:
                 log(f"skipped: {e}")
             continue
+        centre = s.landmarks.mean(0)
+        if not (0 <= centre[0] < image.shape[1] and 0 <= centre[1] < image.shape[0]):  # (labels of another image,
+            readable[i] = False  # or shifted: not a miss of the detector's, nor a crop of nothing to score)
+            if log:
+                log(f"skipped: {s.image}: its labelled face lies outside the image ({image.shape[1]}x{image.shape[0]})")
+            continue
         if mode == "gt":
             m = align.from_points(five_points(s.landmarks), align.TEMPLATES["landmarks98"], size)
             pred98 = fl.predict_crops([image], [m])[0]
@@ -192,7 +198,9 @@ def run_eval(data: list[str], models: list[str], boxes: str = "detector", device
             k += 1
             key = f"{r.model}#{k}"
         r.model = key
-        report[key] = {"mode": r.mode, "subsets": r.table(), "faces": r.faces()}
+        report[key] = {"mode": r.mode, "options": {"data": list(data), "split": split, "limit": limit, "flip": flip,
+                                                   "detector": detector},
+                       "subsets": r.table(), "faces": r.faces()}
     from ..errors import OutputError
     from ..imageio import atomic_write_bytes
     from ..results import json_numbers

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..layouts import IOD68, IOD98
 from ..quiet import to_stderr
 
 PHOTO_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # tried in this order beside a .pts file
@@ -75,6 +76,10 @@ def face_points(values, counts: tuple[int, ...]) -> np.ndarray:
     pts = pts.reshape(-1, 2)
     if np.abs(pts).max() > 1e6 or np.ptp(pts, axis=0).min() < 1.0:
         raise ValueError("the points are not a face (out of range, or all in one place)")
+    corners = IOD68 if len(pts) == 68 else IOD98  # the outer eye corners: NME's yardstick
+    if np.linalg.norm(pts[corners[0]] - pts[corners[1]]) < 1.0:
+        raise ValueError(f"its outer eye corners (points {corners[0] + 1} and {corners[1] + 1}) are less than a pixel "
+                         f"apart: no error can be measured against them")
     return pts
 
 
@@ -107,10 +112,14 @@ def load_pts_dir(root: str | Path, skipped: list[str] | None = None) -> list[Sam
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"not a directory: {root}")
-    real_name = Path(os.path.realpath(root)).name  # (of '300w=.' too: Path('.').name is '')
+    real = Path(os.path.realpath(root))
+    real_name = real.name  # (of '300w=.' too: Path('.').name is '')
     root_is_test = real_name in ("testset", "test")  # --data 300w=.../helen/testset
+    # A set's own folder named with its parent's (helen/testset): two such roots given side by
+    # side stay two subsets, not one "testset".
+    root_label = f"{real.parent.name}/{real_name}" if real_name in SPLIT_FOLDERS and real.parent.name else real_name
     out, before = [], len(skipped) if skipped is not None else 0
-    for pts in sorted(root.rglob("*.pts")):
+    for pts in _label_files(root):
         img = _image_beside(pts)
         if img is None:
             if skipped is not None:
@@ -118,11 +127,11 @@ def load_pts_dir(root: str | Path, skipped: list[str] | None = None) -> list[Sam
             continue
         rel = pts.parent.relative_to(root).as_posix()
         rel = "" if rel == "." else rel  # (the root itself: its own name below)
-        if rel.split("/")[0] in ("testset", "trainset", "test", "train"):  # --data 300w=.../lfpw: lfpw/testset
+        if rel.split("/")[0] in SPLIT_FOLDERS:  # --data 300w=.../lfpw: lfpw/testset
             rel = f"{real_name}/{rel}"
         split = "test" if root_is_test or {"testset", "test"} & set(pts.parent.relative_to(root).parts) else "train"
         try:
-            out.append(Sample(img, read_pts(pts), subset=rel or real_name, split=split))
+            out.append(Sample(img, read_pts(pts), subset=rel or root_label, split=split))
         except (OSError, ValueError) as e:
             if skipped is None:
                 raise
@@ -133,6 +142,23 @@ def load_pts_dir(root: str | Path, skipped: list[str] | None = None) -> list[Sam
         raise ValueError(f"no usable .pts file under {root}: {len(bad)} skipped, e.g. {bad[0]}" if bad
                          else f"no .pts files with images under {root}")
     return out
+
+
+SPLIT_FOLDERS = ("testset", "trainset", "test", "train")
+
+
+def _label_files(root: Path) -> list[Path]:
+    """The ``.pts`` files below ``root`` (any case: ``.PTS`` too), linked folders followed (each
+    real folder once: a link back up would loop), in name order."""
+    found, seen = [], set()
+    for folder, subs, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subs[:] = []
+            continue
+        seen.add(real)
+        found += [Path(folder) / n for n in names if n.lower().endswith(".pts")]
+    return sorted(found)
 
 
 def _number(text: str) -> bool:
