@@ -734,6 +734,18 @@ def test_export_writes_both_files_or_neither(tiny_models, tmp_path, monkeypatch)
     assert sorted(p.name for p in out.iterdir()) == ["direct.pt"] and (out / "direct.pt").read_bytes() == before
 
 
+def test_export_replaces_an_earlier_export_but_no_other_onnx_file(tiny_models, tmp_path):
+    """A file named NAME.onnx that is no facemark model was replaced (NAME.pt was refused)."""
+    pt = tiny_models["direct"].with_suffix(".pt")
+    out = tmp_path / "w"
+    assert run("export", pt, "--out", out, "--name", "m").exit_code == 0
+    assert run("export", pt, "--out", out, "--name", "m").exit_code == 0  # (its own earlier export: replaced)
+    (out / "notes.onnx").write_text("my notes")
+    r = run("export", pt, "--out", out, "--name", "notes")
+    assert r.exit_code == 2 and "notes.onnx exists and is not a facemark model; not overwritten" in r.stderr, r.stderr
+    assert (out / "notes.onnx").read_text() == "my notes" and not (out / "notes.pt").exists()
+
+
 @pytest.mark.parametrize("older", [True, False])
 def test_export_undoes_the_first_rename_when_the_second_fails(tiny_models, tmp_path, monkeypatch, older):
     """direct.pt cannot be replaced (here: another user's file in a sticky folder): the .onnx was

@@ -150,6 +150,18 @@ def export_onnx(model: torch.nn.Module, path: str | Path, meta: dict | None = No
     atomic_write(path, lambda tmp: onnx.save(proto, tmp))
 
 
+def _facemark_onnx(path: Path) -> bool:
+    """Whether an ONNX file carries facemark's metadata (one exported before, safe to replace)."""
+    from ..runtime import ort_session
+
+    try:
+        return "facemark.size" in ort_session(str(path), threads=1).get_modelmeta().custom_metadata_map
+    except MemoryError:
+        raise
+    except Exception:  # noqa: BLE001 - onnxruntime raises its own types for a file that is no model
+        return False
+
+
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path = "weights", name: str | None = None) -> tuple[Path, Path]:
     """``facemark export``: a run's ``best.pt`` (or a run directory) -> ``OUT/NAME.onnx`` + ``NAME.pt``."""
     from ..errors import FacemarkError, UsageError
@@ -194,6 +206,9 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path = "weights", n
         except Exception:  # noqa: BLE001 - any file that is no facemark model
             raise UsageError(f"{pt} exists and is not a facemark model; not overwritten: give another --name or "
                              f"--out") from None
+    onnx = out_dir / f"{name}.onnx"
+    if onnx.is_file() and not _facemark_onnx(onnx):  # (the same rule for the pair's other file)
+        raise UsageError(f"{onnx} exists and is not a facemark model; not overwritten: give another --name or --out")
     meta = {**meta, "name": name, "family": model.family}
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
