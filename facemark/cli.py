@@ -558,7 +558,7 @@ def bench(
     models_arg: str = typer.Option("hourglass,direct,hybrid", "--models", "--model", help="Comma-separated model names or paths."),
     batch: str = typer.Option("", "--batch", help="Batch sizes, e.g. 1,32,256 (default 1,32 on CPU; 1,32,256 on CUDA)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for onnxruntime and torch."),
-    data: Optional[str] = typer.Option(None, "--data", metavar="KIND=PATH", help="KIND=PATH: also measure NME on its test split."),
+    data: List[str] = typer.Option([], "--data", metavar="KIND=PATH", help="KIND=PATH: also measure NME on its test split; repeat."),
     image: Optional[Path] = typer.Option(None, "--image", help="Photo fitted into the 640x480 timing frame (with a face: also times the whole pipeline)."),
     yunet: Optional[Path] = typer.Option(None, "--yunet", help="Also time YuNet from this ONNX file."),
     json_arg: Optional[str] = typer.Option(None, "--json", help="Write the full numbers here."),
@@ -582,7 +582,7 @@ def bench(
     if limit is not None and not data:
         say("note: --limit counts the faces of --data, which is not given: ignored here")
     json_path = output_file(json_arg, "--json")
-    check_output_file(json_path, "--json", inputs=[str(p) for p in (image, yunet) if p is not None] + ([data] if data else []),
+    check_output_file(json_path, "--json", inputs=[str(p) for p in (image, yunet) if p is not None] + list(data),
                       own=("a facemark bench report", _bench_report))
     with usage_errors():
         batches = B.parse_batches(batch, device)

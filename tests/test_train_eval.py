@@ -842,6 +842,28 @@ def test_bench_nme_is_shown_on_the_backend_that_measured_it(tiny_models, face_im
     assert rows["torch-cpu"]["nme"] is not None and rows["onnxruntime-cpu"]["nme"] is None
 
 
+def test_bench_takes_every_data_and_says_what_its_nme_leaves_out(face_image, tmp_path):
+    """Only the last of two --data was measured, without a word; faces the detector missed were
+    left out of the NME silently (no count), and an unreadable image vanished."""
+    other = tmp_path / "other"
+    write_300w(tmp_path / "300w", synthetic_faces(face_image, 2, seed=14), "lfpw/testset")
+    write_300w(other, synthetic_faces(face_image, 3, seed=15), "helen/testset")
+    cv2.imwrite(str(other / "helen/testset/face_1.jpg"), np.full((300, 300, 3), 128, np.uint8))  # no face
+    (other / "helen/testset/face_2.jpg").write_text("not an image")
+    r = run("bench", "--models", "direct", "--batch", 1, "--data", f"300w={tmp_path / '300w'}", "--data", f"300w={other}",
+            "--json", tmp_path / "b.json")
+    assert r.exit_code == 0, r.stderr
+    said = " ".join(r.stderr.split())
+    assert "skipped: NME of direct: the detector missed 1 of 4 face(s), left out of it" in said, said
+    assert f"{other / 'helen/testset/face_2.jpg'}" in said, said
+    row = next(x for x in json.loads((tmp_path / "b.json").read_text())["rows"]
+               if x["stage"] == "landmarks" and x["backend"] == "onnxruntime-cpu")
+    assert row["missed"] == 1 and row["nme"] is not None
+    write_300w(tmp_path / "train", synthetic_faces(face_image, 1, seed=16), "afw")
+    r = run("bench", "--models", "direct", "--batch", 1, "--data", f"300w={tmp_path / 'train'}")
+    assert r.exit_code == 2 and "its 1 face(s) are all training faces" in r.stderr, r.stderr
+
+
 def test_a_cache_that_fails_to_decompress_is_rebuilt(tmp_path, monkeypatch):
     import zlib
 

@@ -34,6 +34,7 @@ class Row:
     flops: int | None = None
     memory_mb: float | None = None
     nme: float | None = None
+    missed: int | None = None  # of the --data faces the NME was measured on: the detector's misses (left out of it)
     note: str = ""
 
 
@@ -285,7 +286,8 @@ def check_batches(batches) -> list[int]:
 
 
 def run_bench(device: str = "cpu", models: list[str] = ("hourglass", "direct", "hybrid"), batches: list[int] = (1, 32),
-              threads: int | None = None, data: str | None = None, image=None, yunet=None, limit: int | None = None,
+              threads: int | None = None, data: str | list[str] | None = None, image=None, yunet=None,
+              limit: int | None = None,
               status=None) -> tuple[list[Row], list[str], dict]:
     """Everything ``facemark bench`` measures: (rows, skipped with reasons, machine info).
 
@@ -339,16 +341,19 @@ def run_bench(device: str = "cpu", models: list[str] = ("hourglass", "direct", "
     if not plans:
         raise UsageError(skipped[0])
     samples = []
+    data = [data] if isinstance(data, str) else list(data or [])  # (--data may be repeated, as eval's)
     if data:  # read before any timing: a wrong --data is said at once, not minutes later
         from ..training.datasets import load_all
 
         try:
-            samples = [s for s in load_all([data], log=lambda m: skipped.append(m.removeprefix('skipped: ')))
-                       if s.split == "test"][: limit or None]
+            every = load_all(data, log=lambda m: skipped.append(m.removeprefix('skipped: ')))
         except (ValueError, OSError) as e:
             raise UsageError(str(e)) from None
+        samples = [s for s in every if s.split == "test"][: limit or None]
         if not samples:
-            raise UsageError(f"no test faces in {data}")
+            raise UsageError(f"no test faces in --data {' '.join(data)}" + (
+                f": its {len(every)} face(s) are all training faces (bench measures the test split; eval "
+                f"--split all measures them)" if every else ""))
     if image is not None:
         try:
             frame = fit_frame(read_image(image))
@@ -391,9 +396,15 @@ def run_bench(device: str = "cpu", models: list[str] = ("hourglass", "direct", "
             except ValueError as e:  # ModelError is a ValueError
                 skipped.append(f"{name}: {e}")
                 continue
+            unread = []  # (said once, for the first model: each model reads the same images)
             with status(f"NME of {name} on {len(samples)} faces..."):
-                nme = summary(evaluate(fl, samples).errors)["nme"]
+                measured = summary(evaluate(fl, samples, log=unread.append).errors)
+            if name == names[0]:
+                skipped += [m.removeprefix("skipped: ") for m in unread]
+            if measured["missed"]:
+                skipped.append(f"NME of {fl.model_name}: the detector missed {measured['missed']} of {measured['faces']} "
+                               f"face(s), left out of it (facemark eval counts them as failures)")
             for r in rows:
                 if r.stage == "landmarks" and r.model == fl.model_name and (r.backend.split("+")[0], r.precision) == ran_on(fl.model):
-                    r.nme = nme
+                    r.nme, r.missed = measured["nme"], measured["missed"]
     return rows, skipped, machine_info(device)
