@@ -386,8 +386,12 @@ def iter_results(path: str | Path, on_error=None) -> Iterator[dict]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
-    if not path.is_dir():
-        yield from _rows_of(path)
+    if not path.is_dir():  # (one file may hold an image twice too: shards joined with cat after a --redo)
+        latest = {}
+        for r in _rows_of(path):
+            latest.pop(r["path"], None)  # the later line wins, as the newer file does in a folder
+            latest[r["path"]] = r
+        yield from _one_per_file(latest).values()
         return
     files = [p for p in path.rglob("*") if p.suffix in (".json", ".jsonl", ".parquet")
              and not p.name.endswith(".tmp") and p.is_file()]

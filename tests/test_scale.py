@@ -1425,3 +1425,18 @@ def test_a_rerun_over_an_output_folder_starts_no_process_before_it_knows_what_is
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
     assert len(list((tmp_path / "o").glob("*.json"))) == 3
+
+
+def test_one_file_holding_an_image_twice_reads_as_one_row_as_a_folder_does(tmp_path):
+    """Shards joined with cat after a --redo: read(file) gave both rows of an image, read(folder)
+    one. The later line wins in a file, as the newer file does in a folder."""
+    from facemark import shards
+
+    face = {"box": [1.0, 2.0, 30.0, 40.0], "score": 0.9, "landmarks": [[1.0, 2.0]] * 98, "landmarks68": [[1.0, 2.0]] * 68}
+    old = shards.row("/p/a.jpg", 64, 48, "direct", [])
+    new = shards.row("/p/a.jpg", 64, 48, "direct", [face])
+    other = shards.row("/p/b.jpg", 64, 48, "direct", [])
+    (tmp_path / "all.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (old, other, new)))
+    got = read(tmp_path / "all.jsonl")
+    assert [(r["path"], len(r["faces"])) for r in got] == [("/p/b.jpg", 0), ("/p/a.jpg", 1)]
+    assert [(r["path"], len(r["faces"])) for r in read(tmp_path)] == [("/p/b.jpg", 0), ("/p/a.jpg", 1)]
