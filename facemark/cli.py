@@ -519,8 +519,8 @@ def video(
             what = "the audio track was" if s.had_audio else "audio, if any, was"
             err.print(f"note: {what} not kept (OpenCV writes video only; with ffmpeg on PATH it is copied)")
         if s.padded_to:
-            err.print(f"note: the video is {s.padded_to[0]}x{s.padded_to[1]}: encoders take even sizes (and AVI's at "
-                      f"least 8 px wide), so the frame's last column or row is repeated (the JSON points are in the "
+            err.print(f"note: the video is {s.padded_to[0]}x{s.padded_to[1]}: encoders take even sizes (AVI's at "
+                      f"least 8 px wide, WebM's 16 pixels in all), so the frame's last column or row is repeated (the JSON points are in the "
                       f"frame's own pixels)")
         if s.resized:
             err.print(f"note: {s.resized} frame(s) of another size were fitted into the first frame's size (scaled, "

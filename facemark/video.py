@@ -315,7 +315,10 @@ class AtomicVideoWriter:
         # The encoders drop an odd size's last column or row; repeating it instead keeps the whole picture.
         # OpenCV's MJPEG writer (.avi) corrupts its memory on frames under 8 px wide (the process
         # aborts): those are widened to 16 the same way.
-        self.pad = (size[0] % 2 if ext != ".avi" or size[0] >= 8 else 16 - size[0], size[1] % 2)
+        pad = (size[0] % 2 if ext != ".avi" or size[0] >= 8 else 16 - size[0], size[1] % 2)
+        if ext == ".webm" and (size[0] + pad[0]) * (size[1] + pad[1]) < 16:  # (VP8 writes no frame under 16 pixels)
+            pad = (max(pad[0], 4 - size[0]), max(pad[1], 4 - size[1]))
+        self.pad = pad
         self.size = (size[0] + self.pad[0], size[1] + self.pad[1])
         with quiet_stderr():  # FFmpeg's notes on codec tags ("tag ... is not supported"): not the user's
             self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*FOURCC[ext]), fps, self.size)

@@ -572,6 +572,14 @@ def test_frames_too_narrow_for_the_avi_writer_are_widened_not_a_crash(tmp_path):
     assert r.returncode == 0 and "the video is 16x4" in r.stderr, (r.returncode, r.stderr)
     got = frames_of(tmp_path / "o.avi")
     assert len(got) == 4 and got[0].shape == (4, 16, 3) and not list(tmp_path.glob(".fm-*"))
+    # VP8 writes no frame under 16 pixels: 2x2 frames to .webm failed as "cannot be read back (disk full?)"
+    for i in range(4):
+        cv2.imwrite(str(frames / f"{i}.png"), np.full((2, 2, 3), 60 * i, np.uint8))
+    if cv2.VideoWriter(str(tmp_path / "probe.webm"), cv2.VideoWriter_fourcc(*"VP80"), 25, (4, 4)).isOpened():
+        r = subprocess.run([sys.executable, "-m", "facemark", "video", str(frames), "--out", str(tmp_path / "o.webm"),
+                            "--model", "direct"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and "the video is 4x4" in r.stderr, (r.returncode, r.stderr)
+        assert len(frames_of(tmp_path / "o.webm")) == 4
 
 
 def test_video_takes_min_face_as_detect_does(tiny_models, tmp_path, monkeypatch):
