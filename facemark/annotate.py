@@ -32,9 +32,9 @@ def draw(image: np.ndarray, faces: list[Face], style: str = "contours", box: boo
     if style not in STYLES:
         raise ValueError(f"style must be one of {', '.join(STYLES)}, not {style!r}")
     if not isinstance(image, np.ndarray) or image.dtype not in (np.uint8, np.uint16) or image.ndim not in (2, 3) \
-            or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
-        raise TypeError("image must be a uint8 (or uint16) array: (H, W, 3) BGR, (H, W, 4) BGRA or (H, W) grey, "
-                        "as detect takes")
+            or (image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4)):
+        raise TypeError("image must be a uint8 (or uint16) array: (H, W, 3) BGR, (H, W, 4) BGRA, (H, W) grey or "
+                        "(H, W, 2) grey and alpha, as detect takes")
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise ValueError(f"image has no pixels (shape {image.shape})")
     if faces is None or isinstance(faces, (str, bytes, Face)) or not hasattr(faces, "__iter__"):
@@ -53,6 +53,8 @@ def draw(image: np.ndarray, faces: list[Face], style: str = "contours", box: boo
         raise ValueError(f"ids must give one id per face: {len(ids)} ids for {len(faces)} faces")
     if points is False:  # the older spelling: lines only
         style = "lines"
+    if image.ndim == 3 and image.shape[2] == 2:  # grey and alpha: drawn as BGRA, its transparency kept
+        image = image[..., [0, 0, 0, 1]]
     base = as_bgr(image[..., :3] if image.ndim == 3 and image.shape[2] == 4 else image)  # (BGRA: its own colours)
     out = base.copy()  # a colour copy: the drawing is in colour whatever came in
     _paint(out, faces, style, box, score, ids)

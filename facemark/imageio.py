@@ -625,8 +625,11 @@ def _unit_range(image: np.ndarray) -> bool:
 
 
 def as_bgr(image: np.ndarray) -> np.ndarray:
-    """Accept grey (H, W), BGR (H, W, 3) or BGRA (H, W, 4, laid over white) arrays, uint8 or uint16."""
+    """Accept grey (H, W), grey and alpha (H, W, 2: PIL's "LA"), BGR (H, W, 3) or BGRA (H, W, 4)
+    arrays, uint8 or uint16; alpha laid over white."""
     image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 2:  # (as BGRA: one rule for alpha)
+        image = image[..., [0, 0, 0, 1]]
     if image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)
     elif image.dtype != np.uint8:

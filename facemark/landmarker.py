@@ -279,13 +279,14 @@ class FaceLandmarker:
         if image.dtype not in (np.uint8, np.uint16):
             raise TypeError(f"{name} must be uint8 (or uint16), not {image.dtype}: scale it to 0..255 and use "
                             f".astype(np.uint8)")
-        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
-            raise ValueError(f"{name} must be (H, W) grey, (H, W, 3) BGR or (H, W, 4) BGRA, not shape {image.shape}")
+        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4)):
+            raise ValueError(f"{name} must be (H, W) grey, (H, W, 2) grey and alpha, (H, W, 3) BGR or (H, W, 4) BGRA, "
+                             f"not shape {image.shape}")
         if image.shape[0] < 1 or image.shape[1] < 1:
             raise ValueError(f"{name} has no pixels (shape {image.shape})")
         if image.shape[0] * image.shape[1] > MAX_PIXELS:
             raise ValueError(f"{name} has {image.shape[0] * image.shape[1]:,} pixels, over the {MAX_PIXELS:,}-pixel limit")
-        colour = image[..., :3] if image.ndim == 3 and image.shape[2] == 4 else image  # (alpha may be 65535)
+        colour = image[..., :-1] if image.ndim == 3 and image.shape[2] in (2, 4) else image  # (alpha may be 65535)
         top = int(colour.max()) if image.dtype == np.uint16 else 0
         if 0 < top < 4096:  # 8-bit values cast up, or a 10- or 12-bit camera's: told, not guessed as a file's are
             bits = next(b for b in (8, 10, 12) if top < 1 << b)

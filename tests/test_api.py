@@ -516,3 +516,20 @@ def test_a_face_goes_to_a_dict_and_back_unchanged_when_asked_for_every_digit(fl,
     assert face.to_dict(decimals=6)["score"] == round(float(face.score), 6)  # (not cut to 4 places)
     d = face.to_dict()  # the default: hundredths of a pixel, the score to 4 places
     assert d["score"] == round(float(face.score), 4) and d["box"] == np.round(face.box, 2).tolist()
+
+
+def test_a_grey_and_alpha_array_is_taken_as_its_bgra_twin():
+    """PIL's "LA" mode gives (H, W, 2): it was refused, though grey and BGRA both work."""
+    import cv2
+
+    from facemark import draw
+    from tests.conftest import EXAMPLE
+
+    grey = cv2.cvtColor(cv2.imread(str(EXAMPLE)), cv2.COLOR_BGR2GRAY)
+    alpha = np.full_like(grey, 255)
+    alpha[:40] = 0  # (a transparent strip: laid over white, as a BGRA one)
+    la, bgra = np.dstack([grey, alpha]), np.dstack([grey, grey, grey, alpha])
+    fl = FaceLandmarker(model="direct")
+    got, want = fl.detect(la), fl.detect(bgra)
+    assert len(got) == 1 and np.array_equal(got[0].landmarks, want[0].landmarks)
+    assert np.array_equal(draw(la, got), draw(bgra, want))
