@@ -37,7 +37,9 @@ def bench_table(bench: dict, evals: dict) -> None:
     print("|---|---|---|---|--:|--:|" + "--:|" * len(batches) + "--:|--:|--:|")
     for r in rows:
         tp = [fmt(r["throughput"].get(str(b), r["throughput"].get(b)), ".0f") for b in batches]
-        nme = r.get("nme") or evals.get(r["model"], {}).get("subsets", {}).get("all", {}).get("nme")
+        # (eval.json's NME is onnxruntime's, as the bench CLI shows it: on that backend's rows only)
+        nme = r.get("nme") or (evals.get(r["model"], {}).get("subsets", {}).get("all", {}).get("nme")
+                               if r["backend"] == "onnxruntime-cpu" else None)
         params = f"{r['params'] / 1e6:.2f}M" if r["params"] else "-"
         print(f"| {r['stage']} | {r['model']} | {r['backend']} | {r['precision']} | {fmt(r['latency_ms'], '.2f')} | "
               f"{fmt(r['p90_ms'], '.2f')} | " + " | ".join(tp)
