@@ -62,8 +62,8 @@ def draw(image: np.ndarray, faces: list[Face], style: str = "contours", box: boo
         coverage = np.zeros(image.shape[:2], np.uint8)  # how much of each pixel the drawing covers
         _paint(coverage, faces, style, box, score, ids, ink=255)
         alpha = image[:, :, 3] if image.dtype == np.uint8 else (image[:, :, 3] >> 8).astype(np.uint8)
-        if not alpha.any():  # (all 0: a capture's unset byte, shown opaque, as detect takes it)
-            alpha = np.full_like(alpha, 255)
+        if not alpha.any() and image[..., :3].any():  # (all 0 over a picture: a capture's unset byte, shown
+            alpha = np.full_like(alpha, 255)  # opaque, as detect takes it; over nothing, an overlay's empty canvas)
         out = _over(out, base, coverage, alpha)
     return out
 

@@ -847,8 +847,7 @@ def train(
     _need_torch("train")
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .training.train import (TrainingFailed, TrainOptions, check_options, load_pack, make_trainer, parse_arch,
-                                  upscale_note)
+    from .training.train import TrainingFailed, TrainOptions, check_options, load_pack, make_trainer, parse_arch
 
     from contextlib import ExitStack
 
@@ -876,8 +875,6 @@ def train(
             pk = load_pack(pack_path, data, teacher, cache, res)
             trainer = make_trainer(pk, opts, log=say)
             held.callback(trainer.release)  # (the run folder's lock: in-process callers train into it again)
-            if note := upscale_note(pk, trainer.model.size):
-                say(note)
         err.print(f"{model}{' ' + str(trainer.model.config) if model != 'hybrid' else ''} on {device}: "
                   f"{len(trainer.train_idx)} training faces, {len(trainer.val_idx)} held out"
                   + (f", distilling {teacher_model}" if teacher_model else ""))

@@ -287,7 +287,8 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
                              f"{data.size:,} bytes can hold")
         raise ImageError(f"{name} is {size[0]}x{size[1]} pixels, over the {limit:,}-pixel limit "
                          f"(FACEMARK_MAX_PIXELS raises it)")
-    if bytes(data[:4]) in (b"II*\x00", b"MM\x00*") and _tiff_tags(data, (339,)).get(339) == 2:
+    if bytes(data[:4]) in (b"II*\x00", b"MM\x00*") and _tiff_tags(data, (339,)).get(339) == 2 \
+            and _tiff_tags(data, (258,)).get(258, 8) <= 16:  # (32-bit ones are refused below, as all 32-bit integers)
         # (SampleFormat 2: OpenCV reads them as if unsigned, so a scan's values show black or garbled)
         raise ImageError(f"{name}: its pixels are signed integers, which facemark does not read; save it with "
                          f"unsigned 8 or 16 bits per channel")

@@ -1303,7 +1303,7 @@ def test_a_second_ctrl_c_while_this_process_finishes_its_image_still_ends_cleanl
     img = cv2.resize(face_image, (3000, 2000))
     for i in range(6):
         cv2.imwrite(str(tmp_path / "big" / f"{i}.jpg"), img)
-    cmd = [sys.executable, "-m", "facemark", "detect", "big", "--out", "out", "--workers", "2", "--min-face", "16",
+    cmd = [sys.executable, "-m", "facemark", "detect", "big", "--out", "out", "--workers", "2", "--min-face", "20",
            "--annotate", *MODEL]
     p = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                          preexec_fn=sigint_default)

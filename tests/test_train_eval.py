@@ -646,9 +646,10 @@ def test_a_test_folder_given_as_the_data_root_is_still_the_test_split(face_image
     # The subset says which set it is, whichever folder is the root (it was 'testset' from helen/).
     assert {s.subset for s in load_pts_dir(root)} == {"helen/testset"}
     assert {s.subset for s in load_pts_dir(root / "helen")} == {"helen/testset"}
-    assert {s.subset for s in load_pts_dir(root / "helen" / "testset")} == {"testset"}
+    # (a set's own folder named with its parent's: two given side by side stay two subsets)
+    assert {s.subset for s in load_pts_dir(root / "helen" / "testset")} == {"helen/testset"}
     monkeypatch.chdir(root / "helen" / "testset")
-    assert {s.subset for s in load_pts_dir(".")} == {"testset"}  # (not '', nor '.')
+    assert {s.subset for s in load_pts_dir(".")} == {"helen/testset"}  # (not '', nor '.')
 
 
 def test_bad_label_rows_are_named_not_dropped(face_image, tmp_path):

@@ -113,6 +113,8 @@ class Trainer:
             if opts.family == "hybrid" and "neighbors" not in cfg:
                 cfg["neighbors"] = knn_neighbors(align.TEMPLATES["mean98"])  # the shipped mean shape
             self.model = build_model(opts.family, cfg).to(self.dev)
+        if note := upscale_note(pack, self.model.size):
+            self.log(note)
         self.teacher = None  # dict of cached views: a, t, flip (geometry) and points (teacher labels)
         if self.dev.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
