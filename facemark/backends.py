@@ -224,13 +224,14 @@ COMMON_FACES = 554  # the 300-W common test subset: HELEN's 330 and LFPW's 224 t
 
 def _standard_eval(entry) -> bool:
     """Whether an eval report's entry is the figure ``facemark models`` stands for: the full
-    pipeline (RetinaFace, no flip) on all 554 common-subset faces. A report written with --limit,
+    pipeline (RetinaFace, no flip, on the CPU) on all 554 common-subset faces. A report written with --limit,
     --boxes gt, --flip or other data (into weights/eval.json, say) is not shown as that."""
     if not isinstance(entry, dict) or entry.get("mode") != "detector":
         return False
     options = entry.get("options", {})  # (reports before options were kept: judged by the rest)
     if not isinstance(options, dict) or options.get("split", "test") != "test" or options.get("limit") is not None \
-            or options.get("flip", False) or options.get("detector", "retinaface") != "retinaface":
+            or options.get("flip", False) or options.get("detector", "retinaface") != "retinaface" \
+            or options.get("device", "cpu") != "cpu":  # (the shipped figure is onnxruntime's, on the CPU)
         return False
     subsets = entry.get("subsets") if isinstance(entry.get("subsets"), dict) else {}
     faces = {k: _at(subsets, k, "faces") for k in ("helen/testset", "lfpw/testset", "all")}

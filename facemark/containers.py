@@ -33,23 +33,41 @@ def has_audio(path: Path) -> bool | None:
 MATROSKA_MAGIC = b"\x1a\x45\xdf\xa3"  # EBML: Matroska and WebM
 
 
+def _ebml(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """(ID, body start, body end) of each EBML element from ``start`` to ``end``; stops at one
+    that does not parse. An ID keeps its length marker (Tracks is 0x1654AE6B); a size's is
+    dropped; an unknown size runs to ``end``."""
+    at = start
+    while at < end:
+        n = 9 - data[at].bit_length()  # (a number's length: its leading zero bits, plus one)
+        if not 1 <= n <= 4 or at + n >= end:
+            return
+        eid, at = int.from_bytes(data[at:at + n], "big"), at + n
+        m = 9 - data[at].bit_length()
+        if not 1 <= m <= 8 or at + m > end:
+            return
+        size = int.from_bytes(bytes([data[at] & (0xFF >> m)]) + data[at + 1:at + m], "big")
+        at += m
+        if size == (1 << (7 * m)) - 1:
+            size = end - at
+        yield eid, at, min(at + size, end)
+        at += size
+
+
 def _matroska_has_audio(data: bytes) -> bool | None:
-    """Whether the Tracks element (near the start, before the frames) has an audio track entry:
-    TrackType (ID 0x83) of one byte holding 2. None where no whole Tracks element was found."""
+    """Whether the Tracks element (near the start, before the frames) has a track entry (0xAE)
+    whose TrackType (0x83) is 2, audio: each entry's own fields, not bytes that happen to match in
+    a codec's private data. None where no whole Tracks element was read."""
     at = data.find(b"\x16\x54\xae\x6b")  # Tracks, not a SeekHead's pointer to it (SeekID 0x53AB, 4 bytes)
     while at >= 3 and data[at - 3:at] == b"\x53\xab\x84":
         at = data.find(b"\x16\x54\xae\x6b", at + 4)
-    if at < 0 or at + 5 > len(data):
+    tracks = next(_ebml(data, at, len(data)), None) if at >= 0 else None
+    if tracks is None or tracks[0] != 0x1654AE6B or tracks[2] > len(data) or tracks[1] == tracks[2]:
         return None
-    first = data[at + 4]
-    width = 8 - first.bit_length() + 1 if first else 9  # a size's length: its leading zero bits, plus one
-    if width > 8 or at + 4 + width > len(data):
-        return None
-    size = int.from_bytes(bytes([first & (0xFF >> width)]) + data[at + 5:at + 4 + width], "big")
-    body = data[at + 4 + width:at + 4 + width + size]
-    if size == (1 << (7 * width)) - 1 or len(body) < size:  # (size unknown, or beyond what was read)
-        return None
-    return b"\x83\x81\x02" in body
+    for eid, start, end in _ebml(data, tracks[1], tracks[2]):
+        if eid == 0xAE and any(f == 0x83 and int.from_bytes(data[s:e], "big") == 2 for f, s, e in _ebml(data, start, end)):
+            return True
+    return False
 
 
 def _mp4_has_audio(f) -> bool | None:

@@ -151,9 +151,9 @@ def _png_chunks(data: "bytes | np.ndarray", after_data: bool = False) -> set[byt
     """The kinds of a PNG's chunks before its image data (IHDR, PLTE, tRNS, eXIf...); with
     ``after_data``, of all of them (an eXIf may also come after the image data, and still counts)."""
     kinds, at, walked = set(), 8, 0
-    while at + 8 <= len(data) and walked < 1_000_000:
+    while at + 8 <= len(data) and walked < 100_000:  # (a PNG's chunks: a few hundred; a crafted one, bounded)
         kind = bytes(data[at + 4:at + 8])
-        if kind == b"IDAT" and not after_data:
+        if kind == b"IDAT" and not after_data or kind == b"IEND":
             break
         kinds.add(kind)
         walked += 1
@@ -223,7 +223,8 @@ def sixteen_bit(data: "bytes | np.ndarray") -> bool:
 
 def _pnm_maxval(data: "bytes | np.ndarray") -> int | None:
     """A PGM/PPM/PAM's largest value, from its header (None: not one, or a bitmap). OpenCV reads the
-    values as they are stored, whatever this says: 1023 shows as 4 of 255."""
+    values as they are stored, whatever this says (1023 shows as 4 of 255), except in a text PGM/PPM
+    of 255 or less, which it scales."""
     head = bytes(data[:512])
     if head[:2] in (b"P2", b"P3", b"P5", b"P6"):
         fields = re.sub(rb"#[^\n]*", b" ", head[2:]).split()  # (comments may come between the fields)
@@ -345,7 +346,8 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ImageError(f"{name} has no pixels")
     maxval = _pnm_maxval(data)
-    if maxval not in (None, 255, 65535):  # (a 10- or 12-bit PGM/PPM, or one of fewer levels than 255)
+    scaled_already = bytes(data[:2]) in (b"P2", b"P3") and maxval is not None and maxval < 256  # (OpenCV's text PNM)
+    if maxval not in (None, 255, 65535) and not scaled_already:  # (a 10- or 12-bit PGM/PPM, or fewer levels than 255)
         image = _pnm_scaled(data, maxval, image)
     elif image[::16, ::16].max() <= 16 and sixteen_bit(data) and image.max() <= 16:
         image = _fewer_bits_in_sixteen(data, name, image)

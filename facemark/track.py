@@ -273,10 +273,10 @@ class Tracker:
         if not pairs:
             return
         faces = self.landmarker.landmarks_for([image], [[d for _, d in pairs]])[0]
-        for (tr, _), face in zip(pairs, faces):
+        for (tr, d), face in zip(pairs, faces):
             tr.landmarks, tr.smoothed, tr.box, tr.score, tr.filter = \
                 face.landmarks, face.landmarks, face.box, face.score, self._new_filter()
-            tr.bias = _bias(face)
+            tr.bias, tr.seen_box = _bias(face), np.asarray(d.box, np.float64)[:4]
 
     def _merge(self) -> None:
         """Two tracks on one face (a re-seed onto a neighbour's face, a detection counted twice):

@@ -103,6 +103,10 @@ class Source:
                 i += 1
                 continue
             msec = cap.get(cv2.CAP_PROP_POS_MSEC)
+            if i > 0 and not (msec and msec > 0) and self.frames is None:  # (a camera: no time to wait for)
+                yield i, i / self.fps, frame
+                i += 1
+                continue
             if i > 0 and not (msec and msec > 0):  # (not known yet)
                 waiting.append((i, frame))
                 if len(waiting) >= UNTIMED_WAIT:  # (never known: at the stated rate)
@@ -595,7 +599,7 @@ def _checked_request(source: str | os.PathLike | int, fl, out_path: str | os.Pat
     for name, v in (("--fps", fps), ("--min-cutoff", min_cutoff), ("--beta", beta)):
         if v is not None and (not isinstance(v, numbers.Real) or isinstance(v, bool)):
             raise UsageError(f"{name} must be a number, not {v!r}")
-    if fps is not None and not (math.isfinite(fps) and MIN_RATE <= fps <= 1000):  # (the video writers refuse under 0.002)
+    if fps is not None and not (math.isfinite(fps) and MIN_RATE <= fps <= 1000):  # (VideoWriter refuses 0.001)
         raise UsageError(f"--fps must be a number of frames per second from 0.01 to 1000, not {fps}")
     if fps is not None and fps < 0.1 and out_path is not None and Path(out_path).suffix.lower() == ".webm":
         raise UsageError(f"--fps {fps:g} is too slow for a .webm video (its encoder needs 0.1 or more): use .mp4")

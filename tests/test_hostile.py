@@ -1791,6 +1791,10 @@ def test_models_shows_the_accuracy_figure_only_of_the_full_standard_eval(tmp_pat
     (tmp_path / "weights" / "eval.json").unlink()
     (tmp_path / "weights" / "eval.json").write_text(json.dumps(partial))
     assert {r["name"]: r["nme"] for r in backends.shipped_models()} == {"direct": None, "hybrid": None, "hourglass": None}
+    on_gpu = json.loads(json.dumps(shipped))
+    on_gpu["direct"]["options"] = {**on_gpu["direct"].get("options", {}), "device": "cuda"}  # (torch's numerics)
+    (tmp_path / "weights" / "eval.json").write_text(json.dumps(on_gpu))
+    assert {r["name"]: r["nme"] for r in backends.shipped_models()}["direct"] is None
 
 
 def test_a_writer_s_own_error_names_the_file_it_was_writing(tmp_path):
@@ -1930,6 +1934,12 @@ def test_deep_or_short_scaled_pnm_and_jpeg_2000_files_are_read_at_their_depth(fa
         _pnm(tmp_path / f"p{maxval}.ppm", face, maxval)
         got = read_image(tmp_path / f"p{maxval}.ppm")
         assert np.abs(got.astype(int) - face).max() <= 1, maxval  # (exactly its header's scale: no warning)
+    # A text PPM of 255 or less OpenCV scales itself (it must not be scaled twice: washed out to white).
+    for maxval in (100, 1023):
+        values = np.round(face[..., ::-1].astype(np.float64) * maxval / 255).astype(int)
+        (tmp_path / "text.ppm").write_text(f"P3\n{face.shape[1]} {face.shape[0]}\n{maxval}\n"
+                                           + " ".join(map(str, values.ravel())) + "\n")
+        assert np.abs(read_image(tmp_path / "text.ppm").astype(int) - face).max() <= 2, maxval
     cast = np.round(face[..., ::-1]).astype(">u2").tobytes()  # 8-bit values under maxval 65535
     (tmp_path / "cast.ppm").write_bytes(b"P6 %d %d 65535\n" % (face.shape[1], face.shape[0]) + cast)
     with pytest.warns(UserWarning, match="cast.ppm is 16-bit but no value is over 255"):

@@ -111,7 +111,7 @@ def test_full_pipeline_eval_on_300w_layout(tiny_models, face_image, tmp_path):
     assert {f["subset"] for f in rep["faces"]} == {"lfpw/testset"}
     assert np.isclose(np.mean([f["nme"] for f in rep["faces"]]), s["nme"])
     assert rep["options"] == {"data": [f"300w={root}"], "split": "test", "limit": None, "flip": False,
-                              "detector": "retinaface"}  # (what the figures are of)
+                              "detector": "retinaface", "device": "cpu"}  # (what the figures are of)
     # Labels that place the face outside its image (shifted, or another image's): skipped, named,
     # not counted as the detector's miss.
     from facemark.training.datasets import read_pts, write_pts

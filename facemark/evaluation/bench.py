@@ -387,6 +387,7 @@ def run_bench(device: str = "cpu", models: list[str] = ("hourglass", "direct", "
         from .evaluate import evaluate
         from .metrics import summary
 
+        said_unread = False  # (each model reads the same images: their skipped lines once)
         # Measured once per model, with the backend facemark runs it on for this device (onnxruntime
         # fp32 on the CPU, or torch for a .pt; torch bf16 on a GPU), and shown on that backend's rows
         # only: the others' numerics differ.
@@ -396,11 +397,12 @@ def run_bench(device: str = "cpu", models: list[str] = ("hourglass", "direct", "
             except ValueError as e:  # ModelError is a ValueError
                 skipped.append(f"{name}: {e}")
                 continue
-            unread = []  # (said once, for the first model: each model reads the same images)
+            unread = []
             with status(f"NME of {name} on {len(samples)} faces..."):
                 measured = summary(evaluate(fl, samples, log=unread.append).errors)
-            if name == names[0]:
+            if not said_unread:
                 skipped += [m.removeprefix("skipped: ") for m in unread]
+                said_unread = True
             if measured["missed"]:
                 skipped.append(f"NME of {fl.model_name}: the detector missed {measured['missed']} of {measured['faces']} "
                                f"face(s), left out of it (facemark eval counts them as failures)")

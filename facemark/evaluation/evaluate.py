@@ -190,7 +190,8 @@ def run_eval(data: list[str], models: list[str], boxes: str = "detector", device
         tick = (lambda i, n, name=name: progress(name, i, n)) if progress else None
         results.append(evaluate(fl, samples, boxes, tick, log if not results else None))
     if not any(r.table()["all"]["faces"] for r in results):
-        raise UsageError(f"no face in --data could be measured: none of its {len(samples)} image(s) could be read")
+        raise UsageError(f"no face in --data could be measured: none of its {len(samples)} image(s) could be read, "
+                         f"or their labels lie outside them (see the skipped lines)")
     report = {}
     for r in results:  # a name given twice (direct, and weights/direct.pt): direct, direct#2, in the tables and plot too
         k, key = 1, r.model
@@ -199,7 +200,7 @@ def run_eval(data: list[str], models: list[str], boxes: str = "detector", device
             key = f"{r.model}#{k}"
         r.model = key
         report[key] = {"mode": r.mode, "options": {"data": list(data), "split": split, "limit": limit, "flip": flip,
-                                                   "detector": detector},
+                                                   "detector": detector, "device": device},
                        "subsets": r.table(), "faces": r.faces()}
     from ..errors import OutputError
     from ..imageio import atomic_write_bytes

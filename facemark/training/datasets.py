@@ -56,7 +56,7 @@ def read_pts(path: str | Path) -> np.ndarray:
     except (UnicodeDecodeError, ValueError) as e:
         raise ValueError(f"{path}: not a readable .pts file ({e})") from None
     # (a header that disagrees: a file cut short, or points pasted from another file)
-    said = re.search(r"^\s*n_points\s*:\s*([0-9.]+)\s*$", header, re.MULTILINE)
+    said = re.search(r"^\s*n_points\s*:\s*(\d+(?:\.\d*)?)\s*$", header, re.MULTILINE)
     if said and float(said.group(1)) != values.size / 2:
         raise ValueError(f"{path}: its header says n_points: {said.group(1)}, but it holds {values.size / 2:g} points")
     try:
@@ -152,6 +152,7 @@ def _label_files(root: Path) -> list[Path]:
     real folder once: a link back up would loop), in name order."""
     found, seen = [], set()
     for folder, subs, names in os.walk(root, followlinks=True):
+        subs.sort()  # (the first name to reach a linked folder names its subset: the same on every system)
         real = os.path.realpath(folder)
         if real in seen:
             subs[:] = []

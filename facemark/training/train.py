@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import functools
 import json
 import math
 import os
@@ -274,10 +275,12 @@ class Trainer:
         return {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "optim": self.optim.state_dict(),
                 "epoch": self.epoch, "best": self.best, "history": self.history, "family": self.model.family,
                 "config": self.model.config, "options": {k: str(v) for k, v in asdict(self.opts).items()},
-                "rng": self.gen.get_state(), "pack": self._pack_id(), "seconds": self.seconds}
+                "rng": self.gen.get_state(), "pack": self.pack_id, "seconds": self.seconds}
 
-    def _pack_id(self) -> dict:
-        """What the run trains on, so that --resume with another pack is refused, not mixed in."""
+    @functools.cached_property
+    def pack_id(self) -> dict:
+        """What the run trains on, so that --resume with another pack is refused, not mixed in
+        (once: a sort of every target, saved with each epoch's checkpoint)."""
         import hashlib
 
         targets = np.round(self.pack.target98.astype(np.float64), 3)  # a rebuilt pack's float noise is the same pack
@@ -299,7 +302,7 @@ class Trainer:
         saved = create(ck["family"], **ck["config"]).config if ck["family"] == self.model.family else None
         if saved != self.model.config:  # (defaults filled in: older runs lack newer keys such as pool)
             raise RuntimeError(f"{path} holds a different model ({ck['family']} {ck['config']}); use a new --out")
-        now, then = self._pack_id(), ck["pack"]  # (runs saved before this check have none; before "set", no "set")
+        now, then = self.pack_id, ck["pack"]  # (runs saved before this check have none; before "set", no "set")
         if then is not None and any(then[k] != now[k] for k in then):
             if then.get("set") == now["set"]:  # (the epochs' batches and held-out faces are counted by position)
                 raise RuntimeError(f"{path} was trained on the same faces in another order: give the --data options in "
