@@ -407,20 +407,14 @@ def iter_results(path: str | Path, on_error=None) -> Iterator[dict]:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
     if not path.is_dir():  # (one file may hold an image twice too: shards joined with cat after a --redo)
-        latest = {}
-        for r in _rows_of(path):
-            latest.pop(r["path"], None)  # the later line wins, as the newer file does in a folder
-            latest[r["path"]] = r
-        yield from _one_per_file(latest).values()
+        yield from _one_per_file(_newest({}, _rows_of(path))).values()
         return
     files = [p for p in path.rglob("*") if p.suffix in (".json", ".jsonl", ".parquet")
              and not p.name.endswith(".tmp") and p.is_file()]
     latest: dict[str, dict] = {}
     for p in sorted(files, key=_written):  # the newest file's row of an image wins
         try:
-            for r in _rows_of(p, on_error):
-                latest.pop(r["path"], None)  # (re-inserted: the dict's order is the rows' age)
-                latest[r["path"]] = r
+            _newest(latest, _rows_of(p, on_error))
         except ValueError as e:
             if on_error:
                 on_error(str(e))
@@ -428,6 +422,15 @@ def iter_results(path: str | Path, on_error=None) -> Iterator[dict]:
                     or p.suffix == ".json" and _begins_as_ours(p):
                 _warn(str(e))  # one of facemark's own outputs, damaged: never dropped without a word
     yield from _one_per_file(latest).values()
+
+
+def _newest(latest: dict[str, dict], rows: list[dict]) -> dict[str, dict]:
+    """``latest`` (path -> row) with ``rows``, each replacing an older row of its image: later rows
+    win, and the dict's order stays the rows' age."""
+    for r in rows:
+        latest.pop(r["path"], None)
+        latest[r["path"]] = r
+    return latest
 
 
 def _begins_as_ours(p: Path) -> bool:
