@@ -91,6 +91,47 @@ def _bias(face) -> np.ndarray:
         return np.zeros(2)
 
 
+UNREACHED = 1e6  # the cost of a pair beyond reach: any number of reachable pairs costs less than one of these
+
+
+def least_cost_pairs(cost: np.ndarray) -> list[int | None]:
+    """Each row's column in the one-to-one assignment of least total cost (the Hungarian method,
+    on the matrix padded square), None for a row left without one."""
+    n, m = cost.shape
+    k = max(n, m)
+    c = np.full((k, k), UNREACHED * 10)  # (padding: pairs with nothing)
+    c[:n, :m] = cost
+    u, v = np.zeros(k + 1), np.zeros(k + 1)
+    owner, way = np.zeros(k + 1, int), np.zeros(k + 1, int)  # owner[j]: the row holding column j (1-based; 0: none)
+    for i in range(1, k + 1):
+        owner[0], j0 = i, 0
+        least, used = np.full(k + 1, np.inf), np.zeros(k + 1, bool)
+        while True:  # grow a path of tight edges from row i until it reaches a free column
+            used[j0] = True
+            i0 = owner[j0]
+            free = ~used[1:]
+            reduced = c[i0 - 1] - u[i0] - v[1:]
+            better = free & (reduced < least[1:])
+            least[1:][better], way[1:][better] = reduced[better], j0
+            j1 = 1 + int(np.argmin(np.where(free, least[1:], np.inf)))
+            delta = least[j1]
+            u[owner[used]] += delta
+            v[used] -= delta
+            least[~used] -= delta
+            j0 = j1
+            if owner[j0] == 0:
+                break
+        while j0:  # flip the path
+            j1 = way[j0]
+            owner[j0] = owner[j1]
+            j0 = j1
+    pairs: list[int | None] = [None] * n
+    for j in range(1, m + 1):
+        if 0 < owner[j] <= n:
+            pairs[owner[j] - 1] = j - 1
+    return pairs
+
+
 def _moved(box: np.ndarray, velocity: np.ndarray) -> np.ndarray:
     """``box`` shifted by ``velocity``: where a face in steady motion is expected next."""
     return np.asarray(box, np.float64) + np.tile(velocity, 2)
@@ -253,18 +294,22 @@ class Tracker:
 
     def _assign(self, expected: list[tuple[np.ndarray, ...]], found: list[Detection], reach: float = 1.0,
                 handicap: list[float] | None = None) -> list[Detection | None]:
-        """Each track's detection, one to one, nearest pairs first, within ``reach`` face widths of
-        any of the track's expected boxes: two tracks never take the same face, and a far face is
-        no track's. ``handicap`` (face widths, per track) is added to a track's distances when pairs are ranked."""
+        """Each track's detection, one to one, within ``reach`` face widths of any of the track's
+        expected boxes: two tracks never take the same face, and a far face is no track's. As many
+        tracks as can be are paired, then with the least distance in all (``handicap``, face widths
+        per track, added to a track's distances): nearest pairs first let a track whose expected
+        box had run ahead onto its neighbour take the neighbour's face (two faces side by side in a
+        shaking camera swapped ids every frame). Ties go to the older track."""
+        if not expected or not found:
+            return [None] * len(expected)
         extra = handicap or [0.0] * len(expected)
-        pairs = [(min(_offset(d.box, b) for b in boxes), i, j) for i, boxes in enumerate(expected) for j, d in enumerate(found)]
-        pairs.sort(key=lambda p: (p[0] + extra[p[1]], p[1], p[2]))
+        dist = np.array([[min(_offset(d.box, b) for b in boxes) for d in found] for boxes in expected])
+        cost = np.where(dist < reach, dist + np.asarray(extra)[:, None], UNREACHED)
+        cost += 1e-9 * np.arange(len(expected))[:, None]  # (a tie: the older track, as ids are given in order)
         out: list[Detection | None] = [None] * len(expected)
-        taken = set()
-        for dist, i, j in pairs:
-            if dist < reach and out[i] is None and j not in taken:
+        for i, j in enumerate(least_cost_pairs(cost)):
+            if j is not None and dist[i, j] < reach:
                 out[i] = found[j]
-                taken.add(j)
         return out
 
     def _reseed(self, image: np.ndarray, pairs: list[tuple[Track, Detection]]) -> None:
