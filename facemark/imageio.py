@@ -227,8 +227,10 @@ def _pnm_maxval(data: "bytes | np.ndarray") -> int | None:
     of 255 or less, which it scales."""
     head = bytes(data[:512])
     if head[:2] in (b"P2", b"P3", b"P5", b"P6"):
-        fields = re.sub(rb"#[^\n]*", b" ", head[2:]).split()  # (comments may come between the fields)
-        value = fields[2] if len(fields) > 3 else b""
+        # width, height, maxval: digits between blanks and comments; the maxval ends at one blank,
+        # and the pixel bytes after it may be anything (blanks too: a dark band's)
+        found = re.match(rb"P[2356]((?:\s|#[^\n]*\n)+\d+){3}\s", head)
+        value = re.search(rb"(\d+)\s$", found.group(0)).group(1) if found else b""
     elif head[:3] == b"P7\n":
         found = re.search(rb"^MAXVAL\s+(\d+)", head, re.MULTILINE)
         value = found.group(1) if found else b""

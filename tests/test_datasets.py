@@ -41,6 +41,10 @@ def test_a_pts_file_whose_header_disagrees_with_its_points_is_refused(tmp_path):
         else:
             with pytest.raises(ValueError, match=r"b\.pts: its header says n_points: (98|67), but it holds 68 points"):
                 D.read_pts(tmp_path / "b.pts")
+    for header in ("n_points: abc", "n_points: 6.8.", "n_points:"):  # (not a number: the file's error, named)
+        (tmp_path / "b.pts").write_text(text.replace("n_points:  68", header))
+        with pytest.raises(ValueError, match=r"b\.pts: its header's n_points is '.*', not a number of points"):
+            D.read_pts(tmp_path / "b.pts")
 
 
 def test_wflw_release_layout(tmp_path):

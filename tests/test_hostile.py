@@ -1940,6 +1940,9 @@ def test_deep_or_short_scaled_pnm_and_jpeg_2000_files_are_read_at_their_depth(fa
         (tmp_path / "text.ppm").write_text(f"P3\n{face.shape[1]} {face.shape[0]}\n{maxval}\n"
                                            + " ".join(map(str, values.ravel())) + "\n")
         assert np.abs(read_image(tmp_path / "text.ppm").astype(int) - face).max() <= 2, maxval
+    # Pixel bytes that are all blanks (32: a dark band of a maxval-100 PGM) are pixels, not header.
+    (tmp_path / "band.pgm").write_bytes(b"P5\n4 2\n100\n" + bytes([32] * 8))
+    assert (read_image(tmp_path / "band.pgm") == 82).all()
     cast = np.round(face[..., ::-1]).astype(">u2").tobytes()  # 8-bit values under maxval 65535
     (tmp_path / "cast.ppm").write_bytes(b"P6 %d %d 65535\n" % (face.shape[1], face.shape[0]) + cast)
     with pytest.warns(UserWarning, match="cast.ppm is 16-bit but no value is over 255"):

@@ -56,7 +56,9 @@ def read_pts(path: str | Path) -> np.ndarray:
     except (UnicodeDecodeError, ValueError) as e:
         raise ValueError(f"{path}: not a readable .pts file ({e})") from None
     # (a header that disagrees: a file cut short, or points pasted from another file)
-    said = re.search(r"^\s*n_points\s*:\s*(\d+(?:\.\d*)?)\s*$", header, re.MULTILINE)
+    said = re.search(r"^\s*n_points\s*:\s*(\S*)\s*$", header, re.MULTILINE)
+    if said and not re.fullmatch(r"\d+(\.0*)?", said.group(1)):
+        raise ValueError(f"{path}: its header's n_points is {said.group(1)!r}, not a number of points")
     if said and float(said.group(1)) != values.size / 2:
         raise ValueError(f"{path}: its header says n_points: {said.group(1)}, but it holds {values.size / 2:g} points")
     try:
