@@ -213,7 +213,7 @@ def _outcomes(path: Path) -> list[tuple[str, object, object]]:
                         r = json.loads(head + b"}")
                     except ValueError:
                         continue
-                    if isinstance(r, dict) and (r.get("error") is not None or _whole_shape(r, opens, n)):
+                    if isinstance(r, dict) and (r.get("error") is not None or _whole_shape(r, opens, n, faces)):
                         rows.append((r.get("path"), r.get("model"), r.get("error")))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):  # (pyarrow's errors are these kinds)
         return []
@@ -234,7 +234,7 @@ def parquet_outcomes(path: str | Path) -> list[tuple]:
     if shard.schema_arrow.equals(arrow_schema()) and _points_whole(shard.metadata):
         table = shard.read(columns=["path", "model", "error", "width", "height", "faces.list.element.box",
                                     "faces.list.element.score"], use_threads=False)
-        rows = [r for r in table.to_pylist() if not _row_problem(r, points=False)]
+        rows = [r for r in table.to_pylist() if not _row_problem(r, check_points=False)]
     else:
         rows = [r for r in shard.read(use_threads=False).to_pylist() if not _row_problem(r)]
     return [(r["path"], r["model"], r["error"]) for r in rows]
@@ -280,14 +280,26 @@ def _nulls_reach_the_leaves() -> bool:
 FACE_LISTS = 1 + 1 + 98 + 1 + 68  # the lists one face holds: box, landmarks and its 98 points, landmarks68 and its 68
 
 
-def _whole_shape(head: dict, lists: int, faces: int) -> bool:
-    """A done row's sizes, and its ``faces`` holding ``lists`` lists in all (counted in their text,
-    not decoded: a resume reads millions of rows), as ``read`` would find them: a row edited into
-    another shape outside facemark is done again rather than counted done and skipped by ``read``."""
+FACE_COMMAS = 3 + 3 + (97 + 98) + (67 + 68)  # one face's: between its 4 fields, in its box, landmarks, landmarks68
+FACE_QUOTES = 8  # its 4 keys' quotes: its values are numbers only
+BIG_EXPONENT = re.compile(rb"\d[eE][+-]?\d{3}")  # (1e999 reads as infinity; 1e-300 is redone too: harmless)
+
+
+def _whole_shape(head: dict, lists: int, faces: int, text: bytes = b"") -> bool:
+    """A done row's sizes, and its ``faces`` holding ``lists`` lists in all, and the commas and
+    quotes of that many faces of numbers only (counted in their ``text``, not decoded: a resume
+    reads millions of rows), as ``read`` would find them: a row edited into another shape outside
+    facemark is done again rather than counted done and skipped by ``read``."""
     sizes = (head.get("width"), head.get("height"))
     if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes):
         return False
-    return lists == 1 + FACE_LISTS * faces
+    if not (lists == 1 + FACE_LISTS * faces and text.count(b",") == FACE_COMMAS * faces + max(faces - 1, 0)
+            and text.count(b'"') == FACE_QUOTES * faces):
+        return False
+    if b"null" in text or b"N" in text or b"I" in text:  # (a point emptied, NaN, Infinity)
+        return False
+    # each face's "score" holds one e; any more, or an E, is a number's exponent, looked at closely
+    return (text.count(b"e") == faces and b"E" not in text) or not BIG_EXPONENT.search(text)
 
 
 def _jsonl_rows(path: Path, damaged) -> list:
@@ -308,15 +320,24 @@ def _jsonl_rows(path: Path, damaged) -> list:
     return out
 
 
-def _row_problem(r: dict, points: bool = True) -> str | None:
-    """What is wrong with a row's shape (field types, face fields, point counts), or None. Cheap
-    enough for millions of rows: each point pair is not looked at (``results.validate`` does that).
-    ``points=False``: faces read without their point lists (their shape known otherwise)."""
+def _row_problem(r: dict, check_points: bool = True) -> str | None:
+    """What is wrong with a row's shape (field types, face fields, points), or None: each point
+    list is looked at as one array (x and y finite numbers), not pair by pair.
+    ``check_points=False``: faces read without their point lists (their shape known otherwise)."""
     def whole(v):
         return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
     def number(v):  # (JSON lets NaN and Infinity through; validate() refuses them, and so does this)
         return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    def points(v, n):  # n [x, y] pairs of finite numbers, looked at as one array
+        import numpy as np  # (not at the top: the CLI imports this module to start)
+
+        try:
+            a = np.asarray(v, dtype=np.float64)
+        except (TypeError, ValueError):  # (text, or pairs of other lengths)
+            return False
+        return a.shape == (n, 2) and bool(np.isfinite(a).all())
 
     if not isinstance(r["path"], str) or not isinstance(r["model"], str):
         return "path and model must be text"
@@ -329,8 +350,8 @@ def _row_problem(r: dict, points: bool = True) -> str | None:
     for f in r["faces"]:
         if not (isinstance(f, dict) and isinstance(f.get("box"), list) and len(f["box"]) == 4
                 and all(number(v) for v in f["box"]) and number(f.get("score"))
-                and (not points or (isinstance(f.get("landmarks"), list) and len(f["landmarks"]) == 98
-                                    and isinstance(f.get("landmarks68"), list) and len(f["landmarks68"]) == 68))):
+                and (not check_points or (isinstance(f.get("landmarks"), list) and points(f["landmarks"], 98)
+                                          and isinstance(f.get("landmarks68"), list) and points(f["landmarks68"], 68)))):
             return "a face needs box (4 finite numbers), score (one), landmarks (98 points) and landmarks68 (68)"
     return None
 

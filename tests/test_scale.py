@@ -1115,6 +1115,16 @@ def test_a_resume_reads_each_rows_outcome_without_its_faces_and_only_whole_rows(
         assert [p for p, _, _ in shards._outcomes(shard)] == [rows[0]["path"], rows[5]["path"]]
         full = [r["path"] for r in shards._rows_of(shard, damaged=lambda message: None)]
         assert full == [rows[0]["path"], rows[5]["path"]]
+        # One point edited (text, three numbers, emptied, out of range): read() skips the row (it had
+        # kept it), and a resume does it again, as it does not count it done.
+        for point in (["a", "b"], [1, 2, 3], [None, 1], None, "1e999x", [1.0, float("nan")]):
+            edited = json.loads(lines[5])
+            edited["faces"][0]["landmarks"][7] = point
+            text = json.dumps(edited).replace('"1e999x"', "[1e999, 1]")
+            shard.write_bytes(b"".join([lines[0], (text + "\n").encode()]))
+            kept = [r["path"] for r in shards._rows_of(shard, damaged=lambda message: None)]
+            assert kept == [rows[0]["path"]], point
+            assert [p for p, _, _ in shards._outcomes(shard)] == kept, point
     else:  # Parquet rewritten outside facemark: its own schema, or facemark's with a field emptied
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -1130,9 +1140,8 @@ def test_a_resume_reads_each_rows_outcome_without_its_faces_and_only_whole_rows(
         edited = [dict(r, faces=[dict(f) for f in r["faces"]]) for r in rows]
         edited[2]["faces"][0]["landmarks"] = edited[2]["faces"][0]["landmarks"][:10]
         assert rewrite(pa.Table.from_pylist(edited)) == [r["path"] for i, r in enumerate(rows) if i != 2]
-        # (a point's coordinate left empty is not looked at by read() either: kept by both)
         for field, value, skipped in (("landmarks", None, 5), ("score", None, 5), ("box", [1.0, 2.0, float("nan"), 4.0], 5),
-                                      ("landmarks68", [[1.0, None]] * 68, None)):
+                                      ("landmarks68", [[1.0, None]] * 68, 5)):  # (a coordinate left empty too)
             edited = [dict(r, faces=[dict(f) for f in r["faces"]]) for r in rows]
             edited[5]["faces"][1][field] = value
             kept = rewrite(pa.Table.from_pylist(edited, schema=shards.arrow_schema()))
