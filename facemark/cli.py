@@ -610,7 +610,7 @@ def bench(
         out.print("NME %: the full pipeline, measured with the backend facemark runs each model on for this device "
                   "(onnxruntime fp32 on a CPU, torch for a .pt; torch bf16 on a GPU), shown on that backend's row only.")
     for s in skipped:
-        say(f"skipped: {s}")
+        say(s if s.startswith("note: ") else f"skipped: {s}")
     if not any(r.stage == "landmarks" for r in rows):
         fail("no landmark model could be timed (see the skipped lines above)")
     if json_path:

@@ -404,7 +404,7 @@ def run_bench(device: str = "cpu", models: list[str] = ("hourglass", "direct", "
                 skipped += [m.removeprefix("skipped: ") for m in unread]
                 said_unread = True
             if measured["missed"]:
-                skipped.append(f"NME of {fl.model_name}: the detector missed {measured['missed']} of {measured['faces']} "
+                skipped.append(f"note: NME of {fl.model_name}: the detector missed {measured['missed']} of {measured['faces']} "
                                f"face(s), left out of it (facemark eval counts them as failures)")
             for r in rows:
                 if r.stage == "landmarks" and r.model == fl.model_name and (r.backend.split("+")[0], r.precision) == ran_on(fl.model):
