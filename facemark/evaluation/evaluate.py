@@ -109,14 +109,26 @@ def plot_ced(results: list[EvalResult], path: str, limit: float = 0.10) -> np.nd
     cv2.putText(img, "NME (%)", ((x0 + x1) // 2 - 30, h - 15), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(img, "fraction of faces", (5, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     colours = [(200, 80, 0), (0, 140, 255), (40, 160, 40), (0, 0, 200), (160, 0, 160), (100, 100, 100)]
+    labels = []
     for n, r in enumerate(results):
         xs, ys = metrics.ced(r.errors, limit, 200)
         pts = np.array([to_px(x, y) for x, y in zip(xs, ys)], np.int32)
         c = colours[n % len(colours)]
         cv2.polylines(img, [pts], False, c, 2, cv2.LINE_AA)
         s = metrics.summary(r.errors)
-        label = f"{r.model} ({r.mode}): NME {s['nme']:.2f}%, AUC10 {s['auc10']:.3f}"
-        cv2.putText(img, label, (x0 + 200, y0 - 20 - 20 * (len(results) - 1 - n)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, c, 1, cv2.LINE_AA)
+        labels.append((f"{r.model} ({r.mode}): NME {s['nme']:.2f}%, AUC10 {s['auc10']:.3f}", c))
+    # The legend goes where it covers the least of the curves, on white: over them it was unreadable.
+    lw = 16 + max(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0][0] for t, _ in labels) if labels else 0
+    lh = 10 + 20 * len(labels)
+    spots = [(x1 - lw - 10, y0 - lh - 10), (x1 - lw - 10, (y0 + y1 - lh) // 2), (x0 + 10, y1 + 10),
+             (x0 + (x1 - x0 - lw) // 2, y0 - lh - 10), (x1 - lw - 10, y1 + 10)]
+    colourful = np.ptp(img.astype(np.int16), axis=2) > 40  # (curve pixels: the grid and frame are grey)
+    lx, ly = min(spots, key=lambda p: colourful[max(p[1], 0):p[1] + lh, max(p[0], 0):p[0] + lw].sum())
+    if labels:
+        cv2.rectangle(img, (lx, ly), (lx + lw, ly + lh), (255, 255, 255), -1)
+        cv2.rectangle(img, (lx, ly), (lx + lw, ly + lh), (200, 200, 200), 1)
+    for n, (text, c) in enumerate(labels):
+        cv2.putText(img, text, (lx + 8, ly + 20 + 20 * n), cv2.FONT_HERSHEY_SIMPLEX, 0.45, c, 1, cv2.LINE_AA)
     from ..imageio import write_image
 
     write_image(path, img)
