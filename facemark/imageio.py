@@ -141,6 +141,28 @@ def _tiff_tags(data: "bytes | memoryview | np.ndarray", wanted: tuple[int, ...])
     return out
 
 
+def _tiff_pages(data: "bytes | memoryview | np.ndarray", most: int = 64) -> int:
+    """How many full-size images a TIFF holds (its directories, less reduced-resolution ones:
+    NewSubfileType bit 0, a camera's thumbnail), counted up to ``most``."""
+    e = "<" if bytes(data[:2]) == b"II" else ">"
+    pages, seen = 0, set()
+    try:
+        (ifd,) = struct.unpack_from(e + "I", data, 4)
+        while ifd and ifd not in seen and len(seen) < most:
+            seen.add(ifd)
+            (n,) = struct.unpack_from(e + "H", data, ifd)
+            kind = 0
+            for k in range(min(n, 4096)):
+                tag, typ, _ = struct.unpack_from(e + "HHI", data, ifd + 2 + 12 * k)
+                if tag == 254 and typ in (3, 4):
+                    kind = struct.unpack_from(e + ("H" if typ == 3 else "I"), data, ifd + 10 + 12 * k)[0]
+            pages += not kind & 1
+            (ifd,) = struct.unpack_from(e + "I", data, ifd + 2 + 12 * n)
+    except struct.error:
+        pass  # (a directory beyond the end: the pages counted so far)
+    return pages
+
+
 def _tiff_size(data: "bytes | memoryview") -> tuple[int, int] | None:
     """ImageWidth/ImageLength of a TIFF's first image (tags 256/257) from its first IFD."""
     tags = _tiff_tags(data, (256, 257))
@@ -356,6 +378,10 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
     if image.shape[0] * image.shape[1] > limit:
         raise ImageError(f"{name} is {image.shape[1]}x{image.shape[0]} pixels, over the {limit:,}-pixel limit "
                          f"(FACEMARK_MAX_PIXELS raises it)")
+    if bytes(data[:4]) in (b"II*\x00", b"MM\x00*") and not _SAID.get("pages") and _tiff_pages(data) > 1:
+        _SAID["pages"] = True  # (once per process: a folder of scanned documents is one line)
+        warnings.warn(f"{name} holds several pages (a multi-page TIFF): only its first is searched, as on any "
+                      f"other such file", stacklevel=2)
     if kind:  # (IMREAD_COLOR gave the colours under the alpha, turned as EXIF says)
         image = _over_white(_turned_bgra(data, image, over=False, kind=kind), image)
     return image

@@ -1993,3 +1993,18 @@ def test_drawing_on_bgra_whose_alpha_is_all_zero_keeps_the_photo_visible(face):
     assert out.shape == bgra.shape and (out[..., 3] == 255).all()
     untouched = (out[..., :3] == face).all(axis=2)
     assert untouched.mean() > 0.5  # (the photo itself, where no line is drawn)
+
+
+def test_a_multi_page_tiff_says_only_its_first_page_is_searched(face, tmp_path, monkeypatch):
+    """A face on page 2 of a scanned document was "no face", without a word."""
+    from facemark import imageio
+    from facemark.imageio import read_image
+
+    monkeypatch.setattr(imageio, "_SAID", {})
+    assert cv2.imwritemulti(str(tmp_path / "pages.tif"), [np.zeros_like(face), face])
+    cv2.imwrite(str(tmp_path / "one.tif"), face)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_image(tmp_path / "one.tif")
+    with pytest.warns(UserWarning, match=r"pages\.tif holds several pages \(a multi-page TIFF\): only its first is searched"):
+        assert read_image(tmp_path / "pages.tif").max() == 0  # (page 1: black)
