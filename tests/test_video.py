@@ -1670,3 +1670,26 @@ def test_two_faces_side_by_side_in_a_shaking_camera_keep_their_own_ids(small_fac
             centre = (t.box[0] + t.box[2]) / 2
             seen.setdefault(t.id, set()).add(int(centre > 250 + apart / 2 + dx))  # (which of the two it is on)
     assert len(seen) == 2 and all(len(v) == 1 for v in seen.values()), seen
+
+
+def test_pairing_never_chains_far_pairs_through_a_face_that_went():
+    """Pairing as many tracks as could be paired chained far pairs: a newcomer took a face's id
+    and that face a departed one's; a hidden track took a visible face's. A track going without a
+    face costs more than a near pair, less than two far ones; equal distances go to the older track."""
+    from facemark import FaceLandmarker
+
+    def det(cx, s=100):
+        return Detection(np.array([cx - s / 2, 250.0, cx + s / 2, 350.0]), 0.9, None, None)
+
+    def box(cx, s=100):
+        return np.array([cx - s / 2, 250.0, cx + s / 2, 350.0])
+
+    tr = Tracker(FaceLandmarker(model="direct"))
+    centre = lambda got: [None if d is None else round((d.box[0] + d.box[2]) / 2) for d in got]  # noqa: E731
+    # A at 500 keeps its face at 502; B's face (590) went, and a newcomer is at 415: no one's.
+    assert centre(tr._assign([(box(500),), (box(590),)], [det(502), det(415)])) == [502, None]
+    # B hidden (its crop slid onto A's face), an untracked face beside: A keeps its own.
+    assert centre(tr._assign([(box(500),), (box(450),)], [det(500), det(585)], handicap=[0.0, 0.3])) == [500, None]
+    # A motion-led guess on the neighbour (a shaking camera turning back): each keeps its own face.
+    assert centre(tr._assign([(box(300),), (box(450),)], [det(310), det(460)], led=[box(420), box(570)])) == [310, 460]
+    assert centre(tr._assign([(box(500),), (box(500),)], [det(550)])) == [550, None]  # (a tie: the older)
