@@ -251,8 +251,8 @@ def _pnm_maxval(data: "bytes | np.ndarray") -> int | None:
     if head[:2] in (b"P2", b"P3", b"P5", b"P6"):
         # width, height, maxval: digits between blanks and comments; the maxval ends at one blank,
         # and the pixel bytes after it may be anything (blanks too: a dark band's)
-        found = re.match(rb"P[2356]((?:\s|#[^\n]*\n)+\d+){3}\s", head)
-        value = re.search(rb"(\d+)\s$", found.group(0)).group(1) if found else b""
+        found = re.match(rb"P[2356](?:(?:\s|#[^\n]*\n)+(\d+)){3}(?:\s|#[^\n]*\n)", head)  # (a comment may follow)
+        value = found.group(1) if found else b""
     elif head[:3] == b"P7\n":
         found = re.search(rb"^MAXVAL\s+(\d+)", head, re.MULTILINE)
         value = found.group(1) if found else b""

@@ -204,16 +204,13 @@ def _outcomes(path: Path) -> list[tuple[str, object, object]]:
                     head, mark, faces = line.rstrip().partition(b', "faces": ')
                     if not (mark and faces.endswith(b"]}")):
                         continue
-                    # (a face list holds numbers and fixed keys only: balanced brackets mean it is
-                    # whole, and each face, one {...}, holds FACE_LISTS lists: its shape, counted)
-                    opens, n = faces.count(b"["), faces.count(b"{")
-                    if not (opens == faces.count(b"]") and faces.count(b"}") == n + 1):
+                    if faces.count(b"[") != faces.count(b"]"):  # (cut mid-row: its brackets do not close)
                         continue
                     try:
                         r = json.loads(head + b"}")
                     except ValueError:
                         continue
-                    if isinstance(r, dict) and (r.get("error") is not None or _whole_shape(r, opens, n, faces)):
+                    if isinstance(r, dict) and (r.get("error") is not None or _whole_shape(r, faces)):
                         rows.append((r.get("path"), r.get("model"), r.get("error")))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):  # (pyarrow's errors are these kinds)
         return []
@@ -277,29 +274,33 @@ def _nulls_reach_the_leaves() -> bool:
     return nulls.get("landmarks") == 1 and nulls.get("box") == 0
 
 
-FACE_LISTS = 1 + 1 + 98 + 1 + 68  # the lists one face holds: box, landmarks and its 98 points, landmarks68 and its 68
+NUMBER_BYTES = b"0123456789.-+ "  # what a number is written with (and blanks): left out of a row's skeleton
+FACE_SKELETON = (b'{"box":[,,,],"score":,"landmarks":[' + b",".join([b"[,]"] * 98) + b'],"landmarks68":['
+                 + b",".join([b"[,]"] * 68) + b"]}").translate(None, NUMBER_BYTES)  # one face's text without its numbers
+EXPONENT = re.compile(rb"(?<=\d)[eE][+-]?(\d+)")  # (1e-05: json writes tiny and huge numbers so)
 
 
-FACE_COMMAS = 3 + 3 + (97 + 98) + (67 + 68)  # one face's: between its 4 fields, in its box, landmarks, landmarks68
-FACE_QUOTES = 8  # its 4 keys' quotes: its values are numbers only
-BIG_EXPONENT = re.compile(rb"\d[eE][+-]?\d{3}")  # (1e999 reads as infinity; 1e-300 is redone too: harmless)
+@functools.lru_cache(maxsize=64)
+def _skeleton(faces: int) -> bytes:
+    return b"[" + b",".join([FACE_SKELETON] * faces) + b"]}"
 
 
-def _whole_shape(head: dict, lists: int, faces: int, text: bytes = b"") -> bool:
-    """A done row's sizes, and its ``faces`` holding ``lists`` lists in all, and the commas and
-    quotes of that many faces of numbers only (counted in their ``text``, not decoded: a resume
-    reads millions of rows), as ``read`` would find them: a row edited into another shape outside
-    facemark is done again rather than counted done and skipped by ``read``."""
+def _whole_shape(head: dict, text: bytes) -> bool:
+    """A done row's sizes, and its ``faces`` ``text`` being that of faces of numbers only, keys,
+    lists and point counts as facemark writes them (its skeleton, the text without its numbers, is
+    compared: one pass, nothing decoded, for a resume reads millions of rows), as ``read`` would
+    find them: a row edited into another shape outside facemark is done again rather than counted
+    done and skipped by ``read``."""
     sizes = (head.get("width"), head.get("height"))
     if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes):
         return False
-    if not (lists == 1 + FACE_LISTS * faces and text.count(b",") == FACE_COMMAS * faces + max(faces - 1, 0)
-            and text.count(b'"') == FACE_QUOTES * faces):
-        return False
-    if b"null" in text or b"N" in text or b"I" in text:  # (a point emptied, NaN, Infinity)
-        return False
-    # each face's "score" holds one e; any more, or an E, is a number's exponent, looked at closely
-    return (text.count(b"e") == faces and b"E" not in text) or not BIG_EXPONENT.search(text)
+    faces = text.count(b"{")
+    if text.translate(None, NUMBER_BYTES) == _skeleton(faces):
+        return True
+    # Numbers with an exponent leave an e (looked at only then); 3 digits of it may read as infinity.
+    exponents = [m.group(1) for m in EXPONENT.finditer(text)]
+    return bool(exponents) and all(len(e) < 3 for e in exponents) and \
+        EXPONENT.sub(b"", text).translate(None, NUMBER_BYTES) == _skeleton(faces)
 
 
 def _jsonl_rows(path: Path, damaged) -> list:
@@ -328,14 +329,17 @@ def _row_problem(r: dict, check_points: bool = True) -> str | None:
         return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
     def number(v):  # (JSON lets NaN and Infinity through; validate() refuses them, and so does this)
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        try:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        except OverflowError:  # (an integer of hundreds of digits)
+            return False
 
     def points(v, n):  # n [x, y] pairs of finite numbers, looked at as one array
         import numpy as np  # (not at the top: the CLI imports this module to start)
 
         try:
             a = np.asarray(v, dtype=np.float64)
-        except (TypeError, ValueError):  # (text, or pairs of other lengths)
+        except (TypeError, ValueError, OverflowError):  # (text, pairs of other lengths, a 400-digit integer)
             return False
         return a.shape == (n, 2) and bool(np.isfinite(a).all())
 

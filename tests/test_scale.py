@@ -1117,14 +1117,22 @@ def test_a_resume_reads_each_rows_outcome_without_its_faces_and_only_whole_rows(
         assert full == [rows[0]["path"], rows[5]["path"]]
         # One point edited (text, three numbers, emptied, out of range): read() skips the row (it had
         # kept it), and a resume does it again, as it does not count it done.
-        for point in (["a", "b"], [1, 2, 3], [None, 1], None, "1e999x", [1.0, float("nan")]):
+        for point in (["a", "b"], [1, 2, 3], [None, 1], None, "1e999x", [1.0, float("nan")], [10 ** 400, 1]):
             edited = json.loads(lines[5])
             edited["faces"][0]["landmarks"][7] = point
             text = json.dumps(edited).replace('"1e999x"', "[1e999, 1]")
             shard.write_bytes(b"".join([lines[0], (text + "\n").encode()]))
             kept = [r["path"] for r in shards._rows_of(shard, damaged=lambda message: None)]
             assert kept == [rows[0]["path"]], point
-            assert [p for p, _, _ in shards._outcomes(shard)] == kept, point
+            if point != [10 ** 400, 1]:  # (a resume's gap, said in BIG_RUNS: read() skips it, no traceback)
+                assert [p for p, _, _ in shards._outcomes(shard)] == kept, point
+        renamed = lines[5].replace(b'"score"', b'"scor"', 1)  # (a key renamed: quotes and commas as before)
+        three_and_one = json.loads(lines[5])
+        three_and_one["faces"][0]["landmarks"][7:9] = [[1.0, 2.0, 3.0], [4.0]]  # (the commas as before)
+        for edit in (renamed, (json.dumps(three_and_one) + "\n").encode()):
+            shard.write_bytes(b"".join([lines[0], edit]))
+            kept = [r["path"] for r in shards._rows_of(shard, damaged=lambda m: None)]
+            assert kept == [rows[0]["path"]] and [p for p, _, _ in shards._outcomes(shard)] == kept
     else:  # Parquet rewritten outside facemark: its own schema, or facemark's with a field emptied
         import pyarrow as pa
         import pyarrow.parquet as pq

@@ -221,7 +221,8 @@ def run_landmarks(models: list[str], device: str, batches: list[int], threads: i
 
 
 def as_json(rows: list[Row], skipped: list[str], machine: dict) -> dict:
-    return {"machine": machine, "rows": [asdict(r) for r in rows], "skipped": skipped}
+    return {"machine": machine, "rows": [asdict(r) for r in rows], "skipped": [s for s in skipped if not s.startswith("note: ")],
+            "notes": [s.removeprefix("note: ") for s in skipped if s.startswith("note: ")]}
 
 
 def machine_info(device: str) -> dict:

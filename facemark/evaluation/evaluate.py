@@ -123,7 +123,8 @@ def plot_ced(results: list[EvalResult], path: str, limit: float = 0.10) -> np.nd
     spots = [(x1 - lw - 10, y0 - lh - 10), (x1 - lw - 10, (y0 + y1 - lh) // 2), (x0 + 10, y1 + 10),
              (x0 + (x1 - x0 - lw) // 2, y0 - lh - 10), (x1 - lw - 10, y1 + 10)]
     colourful = np.ptp(img.astype(np.int16), axis=2) > 40  # (curve pixels: the grid and frame are grey)
-    lx, ly = min(spots, key=lambda p: colourful[max(p[1], 0):p[1] + lh, max(p[0], 0):p[0] + lw].sum())
+    spots = [(max(x, 0), max(y, 0)) for x, y in spots]  # (a legend wider or taller than the frame starts at its corner)
+    lx, ly = min(spots, key=lambda p: colourful[p[1]:p[1] + lh, p[0]:p[0] + lw].sum())
     if labels:
         cv2.rectangle(img, (lx, ly), (lx + lw, ly + lh), (255, 255, 255), -1)
         cv2.rectangle(img, (lx, ly), (lx + lw, ly + lh), (200, 200, 200), 1)
