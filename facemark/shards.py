@@ -341,7 +341,9 @@ def _row_problem(r: dict, check_points: bool = True) -> str | None:
             a = np.asarray(v, dtype=np.float64)
         except (TypeError, ValueError, OverflowError):  # (text, pairs of other lengths, a 400-digit integer)
             return False
-        return a.shape == (n, 2) and bool(np.isfinite(a).all())
+        if a.shape != (n, 2) or not np.isfinite(a).all():
+            return False
+        return not any(isinstance(x, bool) for p in v for x in p)  # (true and false are no coordinates)
 
     if not isinstance(r["path"], str) or not isinstance(r["model"], str):
         return "path and model must be text"

@@ -1117,7 +1117,7 @@ def test_a_resume_reads_each_rows_outcome_without_its_faces_and_only_whole_rows(
         assert full == [rows[0]["path"], rows[5]["path"]]
         # One point edited (text, three numbers, emptied, out of range): read() skips the row (it had
         # kept it), and a resume does it again, as it does not count it done.
-        for point in (["a", "b"], [1, 2, 3], [None, 1], None, "1e999x", [1.0, float("nan")], [10 ** 400, 1]):
+        for point in (["a", "b"], [1, 2, 3], [None, 1], None, "1e999x", [1.0, float("nan")], [10 ** 400, 1], [True, False]):
             edited = json.loads(lines[5])
             edited["faces"][0]["landmarks"][7] = point
             text = json.dumps(edited).replace('"1e999x"', "[1e999, 1]")

@@ -114,8 +114,6 @@ class Trainer:
             if opts.family == "hybrid" and "neighbors" not in cfg:
                 cfg["neighbors"] = knn_neighbors(align.TEMPLATES["mean98"])  # the shipped mean shape
             self.model = build_model(opts.family, cfg).to(self.dev)
-        if note := upscale_note(pack, self.model.size):
-            self.log(note)
         self.teacher = None  # dict of cached views: a, t, flip (geometry) and points (teacher labels)
         if self.dev.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -163,6 +161,8 @@ class Trainer:
             remove_empty(made)
             raise
         remove_stale_temps(self.out)  # a killed run's half-written checkpoint or log
+        if note := upscale_note(pack, self.model.size):  # (once the run is sure to go ahead)
+            self.log(note)
         if not len(self.val_idx):
             self.log("note: the pack holds no held-out faces, so best.pt is simply the latest epoch")
 
