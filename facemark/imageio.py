@@ -120,13 +120,16 @@ def header_size(data: "bytes | memoryview | np.ndarray") -> tuple[int, int] | No
     return None
 
 
-def _tiff_tags(data: "bytes | memoryview | np.ndarray", wanted: tuple[int, ...]) -> dict[int, int]:
-    """The first value of each ``wanted`` tag in a TIFF's first IFD (SHORT or LONG; a tag with
-    several values, such as BitsPerSample of RGB, gives its first); tags it cannot read are left out."""
+def _tiff_tags(data: "bytes | memoryview | np.ndarray", wanted: tuple[int, ...], ifd: int | None = None
+               ) -> dict[int, int]:
+    """The first value of each ``wanted`` tag in a TIFF's IFD at ``ifd`` (None: the first) (SHORT
+    or LONG; a tag with several values, such as BitsPerSample of RGB, gives its first); tags it
+    cannot read are left out. Key 0 holds the offset of the next IFD (0: none)."""
     e = "<" if bytes(data[:2]) == b"II" else ">"
     out: dict[int, int] = {}
     try:
-        (ifd,) = struct.unpack_from(e + "I", data, 4)
+        if ifd is None:
+            (ifd,) = struct.unpack_from(e + "I", data, 4)
         (n,) = struct.unpack_from(e + "H", data, ifd)
         for k in range(min(n, 4096)):
             tag, typ, count = struct.unpack_from(e + "HHI", data, ifd + 2 + 12 * k)
@@ -136,6 +139,7 @@ def _tiff_tags(data: "bytes | memoryview | np.ndarray", wanted: tuple[int, ...])
                 if count * size > 4:  # the values live elsewhere; the field holds their offset
                     (at,) = struct.unpack_from(e + "I", data, at)
                 out[tag] = struct.unpack_from(e + ("H" if typ == 3 else "I"), data, at)[0]
+        (out[0],) = struct.unpack_from(e + "I", data, ifd + 2 + 12 * n)
     except struct.error:
         pass  # an IFD beyond the file's end: OpenCV's own limit and the check after decoding still apply
     return out
@@ -144,29 +148,23 @@ def _tiff_tags(data: "bytes | memoryview | np.ndarray", wanted: tuple[int, ...])
 def _tiff_pages(data: "bytes | memoryview | np.ndarray", most: int = 64) -> int:
     """How many full-size images a TIFF holds (its directories, less reduced-resolution ones:
     NewSubfileType bit 0, a camera's thumbnail), counted up to ``most``."""
-    e = "<" if bytes(data[:2]) == b"II" else ">"
-    pages, seen = 0, set()
-    try:
-        (ifd,) = struct.unpack_from(e + "I", data, 4)
-        while ifd and ifd not in seen and len(seen) < most:
-            seen.add(ifd)
-            (n,) = struct.unpack_from(e + "H", data, ifd)
-            kind = 0
-            for k in range(min(n, 4096)):
-                tag, typ, _ = struct.unpack_from(e + "HHI", data, ifd + 2 + 12 * k)
-                if tag == 254 and typ in (3, 4):
-                    kind = struct.unpack_from(e + ("H" if typ == 3 else "I"), data, ifd + 10 + 12 * k)[0]
-            pages += not kind & 1
-            (ifd,) = struct.unpack_from(e + "I", data, ifd + 2 + 12 * n)
-    except struct.error:
-        pass  # (a directory beyond the end: the pages counted so far)
+    pages, seen, ifd = 0, set(), None
+    while len(seen) < most:
+        tags = _tiff_tags(data, (254,), ifd)  # (NewSubfileType)
+        if not tags:  # (a directory beyond the end: the pages counted so far)
+            break
+        pages += not tags.get(254, 0) & 1
+        seen.add(ifd)
+        ifd = tags.get(0, 0)
+        if not ifd or ifd in seen:
+            break
     return pages
 
 
 def _tiff_size(data: "bytes | memoryview") -> tuple[int, int] | None:
     """ImageWidth/ImageLength of a TIFF's first image (tags 256/257) from its first IFD."""
     tags = _tiff_tags(data, (256, 257))
-    return (tags[256], tags[257]) if len(tags) == 2 else None
+    return (tags[256], tags[257]) if 256 in tags and 257 in tags else None
 
 
 def _png_chunks(data: "bytes | np.ndarray", after_data: bool = False) -> set[bytes]:
@@ -312,8 +310,8 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
                              f"{data.size:,} bytes can hold")
         raise ImageError(f"{name} is {size[0]}x{size[1]} pixels, over the {limit:,}-pixel limit "
                          f"(FACEMARK_MAX_PIXELS raises it)")
-    if bytes(data[:4]) in (b"II*\x00", b"MM\x00*") and _tiff_tags(data, (339,)).get(339) == 2 \
-            and _tiff_tags(data, (258,)).get(258, 8) <= 16:  # (32-bit ones are refused below, as all 32-bit integers)
+    tiff = _tiff_tags(data, (258, 339)) if bytes(data[:4]) in (b"II*\x00", b"MM\x00*") else {}
+    if tiff.get(339) == 2 and tiff.get(258, 8) <= 16:  # (32-bit ones are refused below, as all 32-bit integers)
         # (SampleFormat 2: OpenCV reads them as if unsigned, so a scan's values show black or garbled)
         raise ImageError(f"{name}: its pixels are signed integers, which facemark does not read; save it with "
                          f"unsigned 8 or 16 bits per channel")

@@ -162,16 +162,19 @@ def write_parquet(table, path: str | Path) -> None:
         f.write(sink.getvalue().to_pybytes())
 
 
-def read_parquet(path: str | Path, columns: list[str] | None = None):
-    """A Parquet file's table, its bytes read by Python (see ``write_parquet``)."""
+def _parquet_file(path: str | Path):
+    """A Parquet file opened from its bytes read by Python (see ``write_parquet``)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     with open(path, "rb") as f:
-        data = f.read()
-    # (one thread: pyarrow's pool, started here and never used again, aborted the process at exit
-    # now and then: "terminate called without an active exception", seen under load)
-    return pq.ParquetFile(pa.BufferReader(data)).read(columns=columns, use_threads=False)
+        return pq.ParquetFile(pa.BufferReader(f.read()))
+
+
+def read_parquet(path: str | Path, columns: list[str] | None = None):
+    """A Parquet file's table (one thread: pyarrow's pool, started here and never used again,
+    aborted the process at exit now and then: "terminate called without an active exception")."""
+    return _parquet_file(path).read(columns=columns, use_threads=False)
 
 
 def read_shard(path: str | Path) -> list[dict]:
@@ -223,11 +226,7 @@ def parquet_outcomes(path: str | Path) -> list[tuple]:
     the footer's null counts show any point left empty (each point list's leaf has as many nulls
     as the box's: one per row without faces). A shard of another schema (rewritten outside
     facemark) is judged in full, as ``read`` judges it. Raises pyarrow's errors for a bad file."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    with open(path, "rb") as f:
-        shard = pq.ParquetFile(pa.BufferReader(f.read()))
+    shard = _parquet_file(path)
     if shard.schema_arrow.equals(arrow_schema()) and _points_whole(shard.metadata):
         table = shard.read(columns=["path", "model", "error", "width", "height", "faces.list.element.box",
                                     "faces.list.element.score"], use_threads=False)
