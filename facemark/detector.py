@@ -27,6 +27,7 @@ class Detection:
     score: float
     kps: np.ndarray | None = None  # (5, 2) eyes, nose, mouth corners (detector order) or None
     template: str | None = None  # the align template its kps follow (None: the detector's own)
+    seen_at: float | None = None  # network input px per image px where the detector found it (None: unknown)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
@@ -244,7 +245,7 @@ class RetinaFace:
                            or (x0 + tw < w and x2 > tw - 1 - edge) or (y0 + th < h and y2 > th - 1 - edge))
                     if _side(d) <= limit and not cut:
                         off = np.array([x0, y0], np.float64)
-                        found.append(Detection(d.box + np.tile(off, 2), d.score, d.kps + off))
+                        found.append(Detection(d.box + np.tile(off, 2), d.score, d.kps + off, seen_at=d.seen_at))
         return found
 
     def _detect_at(self, image: np.ndarray, scale: float, threshold: float | None = None) -> list[Detection]:
@@ -275,7 +276,7 @@ class RetinaFace:
         out = []
         for i in idx:
             b, k = rescale(boxes[i].reshape(2, 2), inv), rescale(kps[i], inv)
-            out.append(Detection(b.reshape(4), float(scores[i]), k))
+            out.append(Detection(b.reshape(4), float(scores[i]), k, seen_at=nw / w))
         return out
 
 
@@ -348,5 +349,5 @@ class YuNet:
         for f in faces if faces is not None else []:
             x, y, bw, bh = f[:4]
             b, k = rescale([[x, y], [x + bw, y + bh]], inv), rescale(f[4:14].reshape(5, 2), inv)
-            out.append(Detection(b.reshape(4), float(f[14]), k))
+            out.append(Detection(b.reshape(4), float(f[14]), k, seen_at=1.0 / float(inv[0])))
         return out

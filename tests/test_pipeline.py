@@ -389,3 +389,62 @@ def test_the_detector_keeps_a_bounded_few_input_buffers_per_thread():
     kept = d._local.bufs
     assert sum(b.nbytes for b in kept.values()) <= RetinaFace.KEPT_BYTES and (640, 640) in kept
     assert len(kept) >= 2  # (not one at a time: small ones beside a big one are still reused)
+
+
+class Counting:
+    """A model that counts the crops it reads."""
+
+    def __init__(self, model):
+        self.model, self.calls = model, []
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def __call__(self, crops):
+        self.calls.append(len(crops))
+        return self.model(crops)
+
+
+@pytest.mark.parametrize("model", ["direct", "hybrid", "hourglass"])
+def test_a_face_seen_small_and_off_its_crop_is_read_again_through_the_crop_its_points_give(model, face_image):
+    """Rough detector keypoints (a face small at the detector's input) put the crop off the face;
+    the model's points then place it better, and the face is read again there: the points come
+    out as from a well-placed crop, where reading the first crop alone is several times further off.
+    A face the detector saw large is read once, as its keypoints are good."""
+    from dataclasses import replace
+
+    from facemark.landmarker import SMALL_AT_INPUT, crop_matrix
+
+    fl = FaceLandmarker(model=model)
+    (d,) = fl.detector.detect(face_image)
+    counted = Counting(fl.model)
+    fl.model = counted
+    good = fl.landmarks_for([face_image], [[d]])[0][0].landmarks
+    assert counted.calls == [1]  # a well-placed crop is read once
+    iod = np.linalg.norm(good[60] - good[72])
+    side = d.box[2] - d.box[0]
+    for shift in ([0.12, 0], [0, -0.12], [0.08, 0.08]):
+        step = np.array(shift) * side
+        off = Detection(d.box + np.tile(step, 2), d.score, d.kps + step, seen_at=d.seen_at)
+        counted.calls.clear()
+        assert np.array_equal(fl.landmarks_for([face_image], [[off]])[0][0].landmarks,
+                              fl.predict_crops([face_image], [crop_matrix(off, fl.model.size)])[0])
+        assert counted.calls == [1, 1]  # seen large: read once (the second call is the check's)
+        counted.calls.clear()
+        small = replace(off, seen_at=0.9 * SMALL_AT_INPUT / side)
+        settled = fl.landmarks_for([face_image], [[small]])[0][0].landmarks
+        assert len(counted.calls) >= 2
+        first = fl.predict_crops([face_image], [crop_matrix(off, fl.model.size)])[0]
+        error, before = (np.linalg.norm(p - good, axis=1).mean() / iod for p in (settled, first))
+        assert error < 0.015 and before > 2 * error, (shift, error, before)
+
+
+def test_a_detection_says_at_what_scale_the_detector_saw_it(face_image):
+    """``seen_at`` (network px per image px) decides whether a face's keypoints are rough."""
+    det = RetinaFace()
+    (d,) = det.detect(face_image)
+    assert d.seen_at == pytest.approx(1.0)  # a small photo runs at its own size
+    canvas = np.full((3000, 4000, 3), 120, np.uint8)
+    canvas[1000:1000 + face_image.shape[0], 1500:1500 + face_image.shape[1]] = face_image
+    (big,) = det.detect(canvas)
+    assert big.seen_at == pytest.approx(det.scale_for(3000, 4000), rel=0.01) and big.seen_at < 0.5
