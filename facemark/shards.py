@@ -400,8 +400,16 @@ def _rows_of(path: Path, damaged=None) -> list[dict]:
         if path.suffix in (".jsonl", ".parquet"):
             lines = _jsonl_rows(path, damaged or _warn) if path.suffix == ".jsonl" else read_shard(path)
             rows = [_from_document(r) if isinstance(r, dict) and "schema" in r else r for r in lines]
-            if not all(isinstance(r, dict) and ROW_KEYS <= set(r) for r in rows):  # someone else's JSON lines
+            if not rows:  # (facemark renames a shard into place with its rows: emptied since)
+                raise DamagedOutput(f"{path}: an empty facemark shard (no rows; a run redoes its images)")
+            kept = [r for r in rows if isinstance(r, dict) and ROW_KEYS <= set(r)]
+            if not kept:  # someone else's JSON lines
                 raise ValueError(_video_hint(rows) or "its lines are not facemark rows")
+            if len(kept) < len(rows):  # a line edited into something else: that line alone, as a resume redoes it
+                first = next(i for i, r in enumerate(rows) if not (isinstance(r, dict) and ROW_KEYS <= set(r)))
+                (damaged or _warn)(f"{path}: {len(rows) - len(kept)} line(s) that are not facemark rows skipped, "
+                                   f"{len(kept)} kept (row {first + 1}: not an object with {', '.join(sorted(ROW_KEYS))})")
+                rows = kept
         else:
             docs = json_or_lines(path.read_bytes())  # one per line: what `facemark detect A B > F` prints
             docs = docs if isinstance(docs, list) else [docs]
@@ -500,10 +508,13 @@ def _one_per_file(latest: dict[str, dict]) -> dict[str, dict]:
 def _written(p: Path) -> tuple:
     """When a file's rows were made: a shard's name carries its run's start (UTC, to the
     microsecond, or the second in older names; a copied folder keeps it, unlike file times), other
-    files their modification time."""
+    files (and a name whose date is no date, renamed by hand) their modification time."""
     m = re.match(r"(?:part|ray)-(\d{8}T\d{6})(?:\.(\d{6}))?-", p.name)
-    if m:
-        return (calendar.timegm(time.strptime(m.group(1), "%Y%m%dT%H%M%S")) + int(m.group(2) or 0) / 1e6, str(p))
+    try:
+        if m:
+            return (calendar.timegm(time.strptime(m.group(1), "%Y%m%dT%H%M%S")) + int(m.group(2) or 0) / 1e6, str(p))
+    except ValueError:
+        pass
     try:
         return (p.stat().st_mtime, str(p))
     except OSError:

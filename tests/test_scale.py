@@ -1457,3 +1457,33 @@ def test_one_file_holding_an_image_twice_reads_as_one_row_as_a_folder_does(tmp_p
     got = read(tmp_path / "all.jsonl")
     assert [(r["path"], len(r["faces"])) for r in got] == [("/p/b.jpg", 0), ("/p/a.jpg", 1)]
     assert [(r["path"], len(r["faces"])) for r in read(tmp_path)] == [("/p/b.jpg", 0), ("/p/a.jpg", 1)]
+
+
+def test_a_shard_named_with_a_date_that_is_no_date_is_read_by_its_file_time(tmp_path):
+    """A part file renamed by hand to a date that cannot be (month 13): read, dated by its file
+    time, where it had raised a bare ValueError from read() and from a resumed run."""
+    from facemark.shards import row
+
+    odd = tmp_path / "part-20261399T000000-1-abc-00000.jsonl"
+    odd.write_text(json.dumps(row("/data/a.jpg", 10, 10, "direct", [])) + "\n")
+    assert [r["path"] for r in read(tmp_path)] == ["/data/a.jpg"]
+
+
+@pytest.mark.parametrize("odd", ["{}", "null", "[1, 2]", '{"path": "x"}'])
+def test_one_line_that_is_no_row_is_skipped_alone(tmp_path, odd):
+    """A line edited into something else hid the whole shard from read() (\"not a facemark
+    output\"), while a resume counted its other rows as done: they were never seen again."""
+    from facemark.shards import row
+
+    shard = tmp_path / "part-20260101T000000-1-abc-00000.jsonl"
+    lines = [json.dumps(row(f"/data/{i}.jpg", 10, 10, "direct", [])) for i in range(3)]
+    shard.write_text("\n".join(lines[:2] + [odd] + lines[2:]) + "\n")
+    said = []
+    assert sorted(r["path"] for r in read(tmp_path, on_error=said.append)) == ["/data/0.jpg", "/data/1.jpg", "/data/2.jpg"]
+    assert len(said) == 1 and "1 line(s) that are not facemark rows skipped, 3 kept" in said[0]
+
+
+def test_an_emptied_shard_is_said_not_dropped_silently(tmp_path):
+    (tmp_path / "part-20260101T000000-1-abc-00000.jsonl").write_bytes(b"")
+    said = []
+    assert read(tmp_path, on_error=said.append) == [] and len(said) == 1 and "empty facemark shard" in said[0]

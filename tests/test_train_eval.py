@@ -1265,3 +1265,39 @@ def test_options_a_run_does_not_use_are_said(wflw_root, tmp_path):
     assert r.exit_code == 0, r.stderr
     assert ("note: the pack holds each face at 43 px and the model takes 96 px: it trains on enlarged, blurred faces; "
             "a pack made with --res 144 or more keeps them sharp") in " ".join(r.stderr.split()), r.stderr
+
+
+def _collapsed(points: np.ndarray) -> np.ndarray:
+    """Labels whose eye centres, nose tip and mouth corners meet at one spot, while the outer eye
+    corners stay apart (so the label reader takes them)."""
+    p, c = points.copy(), points.mean(0)
+    p[60:76], p[[54, 76, 82]] = c, c
+    p[[60, 68]], p[[64, 72]] = c - [20, 0], c + [20, 0]
+    return p
+
+
+def test_pack_skips_labels_outside_their_image_or_collapsed_and_names_them(face_image, tmp_path):
+    """eval skipped a face whose labels lie outside its image; pack cropped it (a black crop,
+    trained on beside its targets). Collapsed labels ended pack in a traceback."""
+    from facemark.training.pack import Pack
+
+    root = tmp_path / "wflw"
+    faces = synthetic_faces(face_image, 5, seed=6)
+    faces[1] = (faces[1][0], faces[1][1] + 5000.0)
+    faces[2] = (faces[2][0], _collapsed(faces[2][1]))
+    write_wflw(root, faces, [])
+    r = run("pack", "--data", f"wflw={root}", "--out", tmp_path / "p.npz", "--cache", tmp_path / "c")
+    assert r.exit_code == 0, r.stderr
+    said = " ".join(r.stderr.split())
+    assert "train_1.jpg: its labelled face lies outside the image" in said, r.stderr
+    assert len(Pack.load(tmp_path / "p.npz")) in (3, 4)  # (the collapsed one: skipped, or cropped by its detection)
+    assert "Traceback" not in r.stderr
+
+
+def test_eval_with_label_boxes_skips_collapsed_labels(face_image, tmp_path, tiny_models):
+    root = tmp_path / "wflw"
+    faces = synthetic_faces(face_image, 3, seed=7)
+    faces[0] = (faces[0][0], _collapsed(faces[0][1]))
+    write_wflw(root, faces[:1], faces)
+    r = run("eval", "--data", f"wflw={root}", "--model", tiny_models["direct"], "--boxes", "gt")
+    assert r.exit_code == 0 and "its eyes, nose and mouth labels meet at one spot" in " ".join(r.stderr.split()), r.stderr

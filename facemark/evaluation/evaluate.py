@@ -66,7 +66,13 @@ def evaluate(fl: FaceLandmarker, samples: list[Sample], mode: str = "detector", 
                 log(f"skipped: {s.image}: its labelled face lies outside the image ({image.shape[1]}x{image.shape[0]})")
             continue
         if mode == "gt":
-            m = align.from_points(five_points(s.landmarks), align.TEMPLATES["landmarks98"], size)
+            try:
+                m = align.from_points(five_points(s.landmarks), align.TEMPLATES["landmarks98"], size)
+            except align.DegeneratePoints:
+                readable[i] = False
+                if log:
+                    log(f"skipped: {s.image}: its eyes, nose and mouth labels meet at one spot")
+                continue
             pred98 = fl.predict_crops([image], [m])[0]
         else:
             det = match(fl.detector.detect(image), s.landmarks)

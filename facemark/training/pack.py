@@ -110,6 +110,11 @@ def build(samples: list[Sample], prep: Prepared, weights: list[float], res: int 
                 log(f"skipped: {s.image}: no such file" if not Path(s.image).exists() else
                     f"skipped: {s.image}: not an image OpenCV can decode (damaged, truncated or not an image)")
             continue
+        centre = s.landmarks.mean(0)
+        if not (0 <= centre[0] < image.shape[1] and 0 <= centre[1] < image.shape[0]):  # (eval's rule: a crop
+            if log:  # of nothing, black, with targets beside it, would be trained on)
+                log(f"skipped: {s.image}: its labelled face lies outside the image ({image.shape[1]}x{image.shape[0]})")
+            continue
         if s.landmarks.shape[0] == 98:
             target, human = s.landmarks, labelmap.to68(s.landmarks, m98)
         else:
@@ -130,7 +135,12 @@ def build(samples: list[Sample], prep: Prepared, weights: list[float], res: int 
             except align.DegeneratePoints:  # (keypoints no detector gives: a damaged cache's; placed as a miss)
                 m = None
         if m is None:  # where the detector would have put its keypoints, on average
-            to_canon = align.umeyama(five_points(target), t_lm)
+            try:
+                to_canon = align.umeyama(five_points(target), t_lm)
+            except align.DegeneratePoints:
+                if log:
+                    log(f"skipped: {s.image}: its eyes, nose and mouth labels meet at one spot")
+                continue
             m = align.compose(to_pack, align.umeyama(align.apply(align.invert(to_canon), t_ret), t_ret))
         crop = align.warp(image, m, res)
         ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, quality])
