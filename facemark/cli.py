@@ -822,8 +822,8 @@ def train(
     teacher: Optional[Path] = typer.Option(None, "--teacher", help="PFLD-GhostOne directory (68-point data)."),
     pack_path: Optional[Path] = typer.Option(None, "--pack", help="A pack from 'facemark pack' (skips --data)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda"),
-    epochs: int = typer.Option(60, "--epochs", help="Passes over the training faces (the cosine schedule's length; with --time-budget, a cap)."),
-    batch: int = typer.Option(32, "--batch", help="Faces per optimiser step."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Passes over the training faces (the cosine schedule's length; with --time-budget, a cap). Default 60; --resume keeps the run's."),
+    batch: Optional[int] = typer.Option(None, "--batch", help="Faces per optimiser step. Default 32; --resume keeps the run's."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default 2e-3)."),
     arch: List[str] = typer.Option([], "--arch", metavar="KEY=VALUE", help="Model option KEY=VALUE, e.g. width=128, or pool=spatial and readout=8 (direct); repeat. With --init, only options that keep its weights fitting."),
     out_arg: str = typer.Option(..., "--out", help="Run directory (log, checkpoints, exported model)."),
@@ -857,7 +857,9 @@ def train(
             cache = cache or default_cache()
             check_cache_folder(cache)
         with usage_errors():
-            opts = TrainOptions(model, out_dir, epochs=epochs, batch=batch, lr=lr, device=device, model=parse_arch(arch),
+            stated = tuple(k for k, v in (("epochs", epochs), ("batch", batch)) if v is not None)
+            opts = TrainOptions(model, out_dir, epochs=60 if epochs is None else epochs, batch=32 if batch is None else batch,
+                                stated=stated, lr=lr, device=device, model=parse_arch(arch),
                                 resume=resume, max_minutes=max_minutes, time_budget=time_budget, threads=threads, compile=compile_model,
                                 fuse_loss=fuse_loss, teacher_model=teacher_model, distill=distill, init=init,
                                 teacher_views=teacher_views, teacher_cache=teacher_cache, augment=parse_arch(aug, "--aug"))

@@ -174,3 +174,16 @@ def test_the_api_checks_batches_and_limit_as_the_cli_does(kwargs):
     if "limit" in kwargs:
         with pytest.raises(UsageError, match="--limit"):
             run_eval(["300w=/nowhere"], ["direct"], limit=kwargs["limit"])
+
+
+def test_the_pipeline_row_of_a_pt_model_names_torch(tiny_models, tmp_path):
+    """A .pt model's pipeline runs in torch, but its row said onnxruntime-cpu."""
+    from tests.conftest import EXAMPLE
+
+    pt = tiny_models["direct"].with_suffix(".pt")
+    assert pt.is_file()
+    out = tmp_path / "b.json"
+    r = runner.invoke(app, ["bench", "--models", str(pt), "--batch", "1", "--image", str(EXAMPLE), "--json", str(out)])
+    assert r.exit_code == 0, r.stderr
+    pipe = [x for x in json.loads(out.read_text())["rows"] if x["stage"] == "pipeline"]
+    assert len(pipe) == 1 and pipe[0]["backend"] == "torch-cpu", pipe

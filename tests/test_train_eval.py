@@ -1301,3 +1301,19 @@ def test_eval_with_label_boxes_skips_collapsed_labels(face_image, tmp_path, tiny
     write_wflw(root, faces[:1], faces)
     r = run("eval", "--data", f"wflw={root}", "--model", tiny_models["direct"], "--boxes", "gt")
     assert r.exit_code == 0 and "its eyes, nose and mouth labels meet at one spot" in " ".join(r.stderr.split()), r.stderr
+
+
+def test_a_resume_keeps_the_run_s_epochs_and_batch_unless_given_again(wflw_root, tmp_path):
+    """--resume without --epochs went on toward the default 60 (the cosine schedule redrawn, the
+    rate back up), and without --batch at 32: the run's own are kept now, and said."""
+    run_dir, cache = tmp_path / "run", tmp_path / "cache"
+    args = ["--model", "hourglass", "--data", f"wflw={wflw_root}", "--out", run_dir, "--cache", cache, *TINY[:-2]]
+    r = run("train", *args, "--epochs", 3, "--batch", 4, "--max-minutes", 0.0001)
+    assert r.exit_code == 0 and [row["epoch"] for row in json.loads((run_dir / "log.json").read_text())] == [1], r.stderr
+    r = run("train", *args, "--resume")
+    assert r.exit_code == 0, r.stderr
+    said = " ".join(r.stderr.split())
+    assert "the run was started with --epochs 3, and goes on with it" in said, r.stderr
+    assert "the run was started with --batch 4, and goes on with it" in said
+    assert [row["epoch"] for row in json.loads((run_dir / "log.json").read_text())] == [1, 2, 3]
+    assert json.loads((run_dir / "log.json").read_text())[-1]["lr"] < json.loads((run_dir / "log.json").read_text())[0]["lr"]

@@ -89,7 +89,8 @@ def bench_pipeline(frame: np.ndarray, model: str, threads: int | None) -> Row:
     times = time_calls(lambda: fl.detect(frame), 40, 3)
     med, p90 = latency(times)
     h, w = frame.shape[:2]
-    return Row("pipeline", fl.model_name, "onnxruntime-cpu", "fp32", med, p90, {1: 1000.0 / med},
+    backend, precision = ran_on(fl.model)  # (a .pt file runs in torch)
+    return Row("pipeline", fl.model_name, backend, precision, med, p90, {1: 1000.0 / med},
                note=f"{w}x{h} frame, {n} face(s)")
 
 

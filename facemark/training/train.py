@@ -69,6 +69,7 @@ class TrainOptions:
     distill: float = 1.0  # weight of the teacher's loss beside the human labels' (which always count)
     init: str | None = None  # start from these weights (a shipped name or .pt): fine-tune (--arch may add parameters)
     augment: dict = field(default_factory=dict)  # overrides of AugmentConfig (--aug KEY=VALUE)
+    stated: tuple[str, ...] = ("epochs", "batch")  # which of these this command set: a resume keeps the run's others
 
 
 def load_torch_model(model: str) -> tuple[torch.nn.Module, dict]:
@@ -319,7 +320,21 @@ class Trainer:
         self._keep_distilling(ck["options"])
         self._keep_augmentation(ck["options"])
         self._keep_time_budget(ck["options"])
+        self._keep_length(ck["options"])
         self._say_changes(ck["options"])
+
+    def _keep_length(self, saved: dict) -> None:
+        """--epochs and --batch not given again on --resume are the run's (said): the default
+        epochs would redraw its cosine schedule over another length (the rate jumping back up),
+        another batch its steps."""
+        for key in ("epochs", "batch"):
+            try:
+                was = int(saved.get(key))
+            except (TypeError, ValueError):  # (runs saved without it)
+                continue
+            if key not in self.opts.stated and was != getattr(self.opts, key):
+                self.opts = replace(self.opts, **{key: was})
+                self.log(f"note: the run was started with --{key} {was}, and goes on with it")
 
     def _say_changes(self, saved: dict) -> None:
         """--lr and --batch may change on --resume (a run continued differently on purpose), and
