@@ -332,7 +332,7 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
 
     def failed(k: int, im: InputImage, msg: str) -> None:  # an error row too, for the shard formats
         recorded, typed = _recorded(job, im), str(im.path)  # (the row's error names the image as its path field does)
-        error = recorded + msg[len(typed):] if msg.startswith(typed) else msg
+        error = msg.replace(typed, recorded, 1)  # ("x.jpg: damaged", "cannot read x.jpg: Permission denied")
         outcomes.append(Outcome(k, False, msg, payload=row(recorded, None, None, fl.model_name, error=error)))
 
     for k, im, name, image, read_at in loaded:

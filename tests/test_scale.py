@@ -1487,3 +1487,18 @@ def test_an_emptied_shard_is_said_not_dropped_silently(tmp_path):
     (tmp_path / "part-20260101T000000-1-abc-00000.jsonl").write_bytes(b"")
     said = []
     assert read(tmp_path, on_error=said.append) == [] and len(said) == 1 and "empty facemark shard" in said[0]
+
+
+def test_an_error_row_of_a_file_that_cannot_be_opened_names_it_as_its_path_does(tmp_path, face_image):
+    """'cannot read in/x.jpg: Too many levels of symbolic links' named the file as typed, while its
+    row's path (and a decode error's text) is absolute."""
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "a.jpg"), face_image)
+    os.symlink("y.jpg", src / "x.jpg")
+    os.symlink("x.jpg", src / "y.jpg")
+    r = fm("detect", "in", "--out", "o", "--format", "jsonl", *MODEL, cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    errors = [row for row in read(tmp_path / "o") if row["error"]]
+    assert len(errors) == 2 and all(os.path.isabs(row["path"]) for row in errors)
+    assert all(row["error"] == f"cannot read {row['path']}: Too many levels of symbolic links" for row in errors), errors
