@@ -457,9 +457,14 @@ def _is_this_image(recorded, im: InputImage) -> bool:
 def _finished_by(path: Path, model: str, im: InputImage) -> bool:
     """Whether ``path`` is a facemark result of ``model`` for this very image (not some other file
     of that name, nor the output of another image that maps to the same name: two folders run into
-    one --out, one command after the other, or the first moved away before the second)."""
+    one --out, one command after the other, or the first moved away before the second). One
+    edited outside facemark into a shape ``read`` skips (a face without its points) is done again."""
+    from .shards import DOC_KEYS, _from_document, _row_problem
+
     doc = _document(path)
-    return doc is not None and doc.get("model") == model and _is_this_image(doc.get("image"), im)
+    if doc is None or doc.get("model") != model or not _is_this_image(doc.get("image"), im) or not DOC_KEYS <= set(doc):
+        return False
+    return _row_problem(_from_document(doc)) is None
 
 
 def _changed_after(path: Path, written_ns: int, now: float) -> bool:
@@ -489,9 +494,12 @@ def done_already(plan: Plan, fmt: str, out_dir: Path | None, annotate: bool, mod
         interrupted --redo began), and after its JSON output (written first in the same run; a
         later run without --annotate may have redone the JSON, for a changed image or model)."""
         try:
-            made = _annotated_path(job, im, name).stat().st_mtime_ns
+            st = _annotated_path(job, im, name).stat()
         except OSError:
             return False
+        if st.st_size == 0:  # (a power cut after the rename, before the data reached the disk: drawn again)
+            return False
+        made = st.st_mtime_ns
         if json_ns is not None:  # (the JSON counts only if the image has not changed since: nor then since this)
             return made > since_ns and made >= json_ns
         return made > since_ns and not _changed_after(im.path, made, now)

@@ -1502,3 +1502,37 @@ def test_an_error_row_of_a_file_that_cannot_be_opened_names_it_as_its_path_does(
     errors = [row for row in read(tmp_path / "o") if row["error"]]
     assert len(errors) == 2 and all(os.path.isabs(row["path"]) for row in errors)
     assert all(row["error"] == f"cannot read {row['path']}: Too many levels of symbolic links" for row in errors), errors
+
+
+@pytest.mark.parametrize("edit", ["cut", "no_points"])
+def test_a_per_image_document_edited_into_a_shape_read_skips_is_done_again(tmp_path, face_image, edit):
+    """A document whose face lost its points (or a point) counted as done on resume, while read()
+    skipped it: only --redo of everything brought the image back."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        cv2.imwrite(str(src / name), face_image)
+    assert fm("detect", "in", "--out", "o", *MODEL, cwd=tmp_path).returncode == 0
+    doc_path = tmp_path / "o" / "a.jpg.json"
+    doc = json.loads(doc_path.read_text())
+    if edit == "cut":
+        doc["faces"][0]["landmarks"] = doc["faces"][0]["landmarks"][:97]
+    else:
+        del doc["faces"][0]["landmarks"]
+    doc_path.write_text(json.dumps(doc))
+    r = fm("detect", "in", "--out", "o", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0 and "1 of 2 image(s) already done" in " ".join(r.stderr.split()), r.stderr
+    assert len(read(tmp_path / "o")) == 2
+
+
+def test_an_emptied_drawing_is_drawn_again(tmp_path, face_image):
+    """A drawing left empty (a power cut between its rename and its data) counted as done."""
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "a.jpg"), face_image)
+    assert fm("detect", "in", "--out", "o", "--annotate", *MODEL, cwd=tmp_path).returncode == 0
+    (drawing,) = (tmp_path / "o").glob("a.jpg.annotated.*")
+    drawing.write_bytes(b"")
+    r = fm("detect", "in", "--out", "o", "--annotate", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0 and "already done" not in r.stderr, r.stderr
+    assert cv2.imread(str(drawing)) is not None
