@@ -407,7 +407,7 @@ def _detect_files(plan, workers, out_dir: Optional[Path], annotate: bool, model:
                   show_box: bool, show_score: bool, fmt: str, shard_size: int, redo: bool) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .batch import OutputError, detect_files, summary_line
+    from .batch import StopRun, detect_files, summary_line
     from .errors import UsageError
     from .workers import WorkerDied, threads_each
 
@@ -435,7 +435,7 @@ def _detect_files(plan, workers, out_dir: Optional[Path], annotate: bool, model:
         _ignore_signals()
         goes_on = "" if out_dir is None else "; the same command continues" + (" the --redo" if redo else "")
         exit_interrupted(f"interrupted: outputs written so far are complete{goes_on}")
-    except (OutputError, WorkerDied) as e:
+    except (StopRun, WorkerDied) as e:  # (OutputError is one: a full disk; or no more open files for workers)
         fail(str(e), 1)
     except UsageError as e:  # found while the run starts (an --out that cannot be made after all): nothing done
         fail(str(e))

@@ -14,7 +14,7 @@ import threading
 from contextlib import contextmanager
 from typing import Callable
 
-from .errors import FacemarkError
+from .errors import FacemarkError, no_files_left
 
 _STATE: dict = {}
 _HERE = threading.local()  # run_workers' thread in this process: how it learns the run is ending
@@ -414,6 +414,9 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
                 with lock:
                     feed()
         except (OSError, ImportError, NotImplementedError) as e:  # no semaphores, no /dev/shm, no processes
+            stop = no_files_left("files for worker processes", e) if isinstance(e, OSError) else None
+            if stop is not None:  # (ulimit -n: this process could not open its model file again either)
+                raise stop from None
             if _cwd() is None:  # (the end below stops what did start)
                 raise WorkersUnavailable("the current folder no longer exists, and worker processes start in it") \
                     from None

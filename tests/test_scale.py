@@ -1536,3 +1536,21 @@ def test_an_emptied_drawing_is_drawn_again(tmp_path, face_image):
     r = fm("detect", "in", "--out", "o", "--annotate", *MODEL, cwd=tmp_path)
     assert r.returncode == 0 and "already done" not in r.stderr, r.stderr
     assert cv2.imread(str(drawing)) is not None
+
+
+def test_too_few_open_files_for_worker_processes_is_one_line(tmp_path, face_image):
+    """Under a low ulimit -n, starting workers failed, the fallback then could not open its model
+    either, and the run ended in a traceback blaming the model file ('not a valid ONNX model')."""
+    import resource
+
+    src = tmp_path / "in"
+    src.mkdir()
+    small = cv2.resize(face_image, (96, 96), interpolation=cv2.INTER_AREA)
+    for i in range(140):
+        cv2.imwrite(str(src / f"{i:03d}.jpg"), small)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    r = subprocess.run([sys.executable, "-m", "facemark", "detect", "in", "--out", "o", "--workers", "2", *MODEL],
+                       cwd=tmp_path, capture_output=True, text=True,
+                       preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (10, hard)))
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("error: ") and "ulimit -n" in r.stderr, r.stderr
