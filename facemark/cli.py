@@ -874,7 +874,7 @@ def train(
                 say(f"note: {', '.join(unused)} tune distillation, which --teacher-model turns on: ignored here")
             if resume and not (out_dir / "last.pt").is_file():
                 say(f"note: nothing to resume in {out_dir} (no last.pt): starting from the beginning")
-            pk = load_pack(pack_path, data, teacher, cache, res)
+            pk = load_pack(pack_path, data, teacher, cache, res, log=say)
             trainer = make_trainer(pk, opts, log=say)
             held.callback(trainer.release)  # (the run folder's lock: in-process callers train into it again)
         err.print(f"{model}{' ' + str(trainer.model.config) if model != 'hybrid' else ''} on {device}: "

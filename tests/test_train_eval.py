@@ -1317,3 +1317,16 @@ def test_a_resume_keeps_the_run_s_epochs_and_batch_unless_given_again(wflw_root,
     assert "the run was started with --batch 4, and goes on with it" in said
     assert [row["epoch"] for row in json.loads((run_dir / "log.json").read_text())] == [1, 2, 3]
     assert json.loads((run_dir / "log.json").read_text())[-1]["lr"] < json.loads((run_dir / "log.json").read_text())[0]["lr"]
+
+
+def test_train_from_data_names_the_images_it_skips(face_image, tmp_path):
+    """train --data left out an image that does not decode without a word (pack said it)."""
+    root = tmp_path / "wflw"
+    write_wflw(root, synthetic_faces(face_image, 4, seed=8), [])
+    victim = root / "WFLW_images" / "0--Synthetic" / "train_2.jpg"
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    r = run("train", "--model", "hourglass", "--data", f"wflw={root}", "--out", tmp_path / "run", "--cache",
+            tmp_path / "c", "--epochs", 1, *TINY)
+    assert r.exit_code == 0, r.stderr
+    skipped = [line for line in r.stderr.splitlines() if line.startswith("skipped:")]
+    assert len(skipped) == 1 and "train_2.jpg" in skipped[0], r.stderr

@@ -619,8 +619,9 @@ def parse_arch(items: list[str], option: str = "--arch") -> dict:
     return arch
 
 
-def load_pack(pack_path: Path | None, data: list[str], teacher: Path | None, cache: Path, res: int) -> Pack:
-    """A pack file, or one built from ``--data`` on the fly."""
+def load_pack(pack_path: Path | None, data: list[str], teacher: Path | None, cache: Path, res: int, log=None) -> Pack:
+    """A pack file, or one built from ``--data`` on the fly (its ``skipped:`` lines and notes
+    through ``log``, as ``facemark pack`` says them)."""
     from ..errors import UsageError
     from .pack import build_pack
 
@@ -641,7 +642,7 @@ def load_pack(pack_path: Path | None, data: list[str], teacher: Path | None, cac
     if data:
         if not 32 <= res <= 1024:
             raise UsageError(f"--res must be between 32 and 1024 pixels, not {res}")
-        pk = build_pack(data, teacher, cache, res, 0.5)
+        pk = build_pack(data, teacher, cache, res, 0.5, log=log)
         try:
             pk.check()
         except ValueError as e:
