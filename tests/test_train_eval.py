@@ -441,6 +441,11 @@ def test_a_run_is_not_replaced_and_a_damaged_pack_is_refused(wflw_root, tmp_path
 
     with pytest.raises(UsageError, match="trained on the same faces in another order: give the --data options in the run's"):
         make_trainer(swapped, opts, log=lambda m: None)
+    # The same faces at another crop size: said so (it had been 'in another order').
+    bigger = tmp_path / "p96.npz"
+    assert run("pack", "--data", f"wflw={wflw_root}", "--out", bigger, "--cache", tmp_path / "c", "--res", 96).exit_code == 0
+    with pytest.raises(UsageError, match="was trained on 64 px crops; this pack's are 96 px"):
+        make_trainer(Pack.load(bigger), opts, log=lambda m: None)
     swapped.target98[0, 0, 0] += 0.1  # (and another pack is still another pack)
     with pytest.raises(UsageError, match=r"was trained on another pack \(\d+ faces"):
         make_trainer(swapped, opts, log=lambda m: None)

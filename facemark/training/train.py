@@ -305,6 +305,9 @@ class Trainer:
             raise RuntimeError(f"{path} holds a different model ({ck['family']} {ck['config']}); use a new --out")
         now, then = self.pack_id, ck["pack"]  # (runs saved before this check have none; before "set", no "set")
         if then is not None and any(then[k] != now[k] for k in then):
+            if "res" in then and then["res"] != now["res"]:  # (the same faces cropped at another size)
+                raise RuntimeError(f"{path} was trained on {then['res']} px crops; this pack's are {now['res']} px "
+                                   f"(--res): resume with a pack of the run's size, or use a new --out")
             if then.get("set") == now["set"]:  # (the epochs' batches and held-out faces are counted by position)
                 raise RuntimeError(f"{path} was trained on the same faces in another order: give the --data options in "
                                    f"the run's order (or its --pack file), or use a new --out")
