@@ -1335,3 +1335,19 @@ def test_train_from_data_names_the_images_it_skips(face_image, tmp_path):
     assert r.exit_code == 0, r.stderr
     skipped = [line for line in r.stderr.splitlines() if line.startswith("skipped:")]
     assert len(skipped) == 1 and "train_2.jpg" in skipped[0], r.stderr
+
+
+def test_a_resume_without_arch_goes_on_with_the_run_s_model(wflw_root, tmp_path):
+    """A run started with --arch (or --init) was refused on --resume without them ('holds a
+    different model ...; use a new --out'): the run's own model is rebuilt from last.pt now."""
+    run_dir, cache = tmp_path / "run", tmp_path / "cache"
+    args = ["--model", "hourglass", "--data", f"wflw={wflw_root}", "--out", run_dir, "--cache", cache, "--no-fuse-loss",
+            "--batch", 4]
+    r = run("train", *args, "--arch", "size=32", "--arch", "width=16", "--arch", "depth=2", "--epochs", 2,
+            "--max-minutes", 0.0001)
+    assert r.exit_code == 0, r.stderr
+    r = run("train", *args, "--resume")
+    assert r.exit_code == 0 and "resumed from" in r.stderr, r.stderr
+    assert [row["epoch"] for row in json.loads((run_dir / "log.json").read_text())] == [1, 2]
+    r = run("train", *args, "--resume", "--epochs", 3, "--arch", "width=8")  # (another --arch: still refused)
+    assert r.exit_code == 2 and "holds a different model" in r.stderr, r.stderr

@@ -108,7 +108,12 @@ class Trainer:
         if self.dev.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("CUDA is not available here")
         self.pack = pack
-        if opts.init:
+        saved = _saved_config(opts)
+        if saved is not None:  # a resume without --arch: the run's own model, whatever --arch or --init made it
+            if opts.init:
+                log("note: a resumed run goes on from its own weights (--init sets those of its start)")
+            self.model = build_model(opts.family, saved).to(self.dev)
+        elif opts.init:
             self.model = self._init_model(opts.init, opts.model).train().to(self.dev)
         else:
             cfg = {**DEFAULTS[opts.family], **opts.model}
@@ -565,6 +570,21 @@ class Trainer:
         onnx_path, pt_path = self.out / "model.onnx", self.out / "model.pt"
         export_pair(model, onnx_path, pt_path, meta)
         return onnx_path, pt_path
+
+
+def _saved_config(opts: TrainOptions) -> dict | None:
+    """The model config of the run a ``--resume`` without ``--arch`` continues (one of this family),
+    so that a run started with ``--arch`` or ``--init`` goes on without repeating them; None
+    otherwise (a damaged checkpoint is said when it is loaded)."""
+    path = Path(opts.out) / "last.pt"
+    if not opts.resume or opts.model or not path.is_file():
+        return None
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+        config = dict(ck["config"]) if ck.get("family") == opts.family else None
+    except Exception:  # noqa: BLE001 - torch and pickle raise many kinds for a damaged file
+        return None
+    return config
 
 
 def build_model(family: str, cfg: dict) -> torch.nn.Module:
