@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import sys
 from pathlib import Path
 from contextlib import contextmanager
@@ -73,6 +74,19 @@ def fail(message: str, code: int = 2) -> None:
     """One clear line on stderr and the exit code: never a traceback for bad input."""
     _error_line(message)
     raise typer.Exit(code)
+
+
+def _write_failure(e: OSError, folder: Path) -> str:
+    """Why writing failed, in words: torch's writer says "enforce fail at inline_container.cc" and
+    the like, with no errno, where the disk filled up."""
+    if e.strerror:
+        return e.strerror
+    try:
+        if shutil.disk_usage(folder).free < (64 << 20):
+            return "No space left on device"
+    except OSError:
+        pass
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
 def _ignore_signals() -> None:
@@ -847,7 +861,7 @@ def train(
     _need_torch("train")
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .training.train import TrainingFailed, TrainOptions, check_options, load_pack, make_trainer, parse_arch
+    from .training.train import RUN_FILES, TrainingFailed, TrainOptions, check_options, load_pack, make_trainer, parse_arch
 
     from contextlib import ExitStack
 
@@ -900,7 +914,10 @@ def train(
                 bar.stop()
                 kept = f"the last saved epoch is in {out_dir / 'last.pt'}; free space and continue with --resume" \
                     if (out_dir / "last.pt").is_file() else "nothing was saved"
-                fail(f"cannot write in {out_dir}: {e.strerror or e}; {kept}", 1)
+                if not (out_dir / "last.pt").is_file():  # (what this run wrote before its first last.pt: a folder
+                    for name in (*RUN_FILES, "log.json"):  # holding them would refuse both a new run and --resume)
+                        (out_dir / name).unlink(missing_ok=True)
+                fail(f"cannot write in {out_dir}: {_write_failure(e, out_dir)}; {kept}", 1)
         if stopped and not (out_dir / "last.pt").is_file():
             exit_interrupted("interrupted before the first epoch finished: nothing was saved")
         if stopped:

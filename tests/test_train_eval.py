@@ -1351,3 +1351,28 @@ def test_a_resume_without_arch_goes_on_with_the_run_s_model(wflw_root, tmp_path)
     assert [row["epoch"] for row in json.loads((run_dir / "log.json").read_text())] == [1, 2]
     r = run("train", *args, "--resume", "--epochs", 3, "--arch", "width=8")  # (another --arch: still refused)
     assert r.exit_code == 2 and "holds a different model" in r.stderr, r.stderr
+
+
+def test_a_disk_that_fills_before_the_first_last_pt_leaves_a_folder_a_new_run_can_use(wflw_root, tmp_path, monkeypatch):
+    """best.pt was written, then last.pt failed on a full disk: the run said 'nothing was saved'
+    in torch's words ('enforce fail at inline_container.cc'), and the best.pt it left made both a
+    new run and --resume refuse the folder."""
+    import shutil as sh
+    from collections import namedtuple
+
+    from facemark.training import train
+
+    def full(*a, **k):  # (torch's writer on a full disk: no errno)
+        raise OSError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(train, "_atomic_torch_save", full)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(sh, "disk_usage", lambda p: usage(10 << 30, 10 << 30, 1 << 20))
+    args = ["--model", "direct", "--data", f"wflw={wflw_root}", "--epochs", 1, "--batch", 4, "--out", tmp_path / "r",
+            "--cache", tmp_path / "c", "--arch", "size=32", "--arch", "width_mult=0.25"]
+    r = run("train", *args)
+    assert r.exit_code == 1 and "No space left on device; nothing was saved" in " ".join(r.stderr.split()), r.stderr
+    left = [p.name for p in (tmp_path / "r").iterdir()] if (tmp_path / "r").exists() else []
+    assert not [name for name in left if name in (*train.RUN_FILES, "log.json")], left
+    monkeypatch.undo()
+    assert run("train", *args).exit_code == 0
