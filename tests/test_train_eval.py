@@ -136,6 +136,10 @@ def test_pack_needs_a_teacher_for_68_point_data(face_image, tmp_path):
     write_300w(root, synthetic_faces(face_image, 2), "afw")
     r = run("pack", "--data", f"300w={root}", "--out", tmp_path / "p.npz", "--cache", tmp_path / "c")
     assert r.exit_code == 2 and "--teacher" in r.stderr
+    (tmp_path / "PFLD_x.onnx").write_bytes(b"")  # one of the teacher's files, given for its folder
+    r = run("pack", "--data", f"300w={root}", "--out", tmp_path / "p.npz", "--cache", tmp_path / "c", "--teacher",
+            tmp_path / "PFLD_x.onnx")
+    assert r.exit_code == 2 and "is a file: give the folder that holds the PFLD_*.onnx models" in r.stderr, r.stderr
 
 
 def test_pack_with_the_shared_teacher(face_image, tmp_path):

@@ -137,6 +137,8 @@ def run(data: list[str], teacher: Path, yunet: Path | None, out_path: Path, cach
     """``facemark calibrate``: fit from ``data`` and write ``out_path`` with the command as provenance."""
     from ..errors import FacemarkError, UsageError
 
+    if Path(teacher).is_file():
+        raise UsageError(f"--teacher {teacher} is a file: give the folder that holds the PFLD_*.onnx models")
     if not Path(teacher).is_dir():
         raise UsageError(f"teacher directory not found: {teacher}")
     result = from_data(data, str(teacher), str(yunet) if yunet else None, cache_dir, log=log)

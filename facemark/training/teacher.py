@@ -34,6 +34,8 @@ class Teacher:
     def from_dir(cls, directory: str | Path, **kw) -> "Teacher":
         """The teacher models in ``directory``, loaded now: a missing or damaged one is a
         ``FileNotFoundError``/``ValueError`` before the long detector pass, not after it."""
+        if Path(directory).is_file():
+            raise FileNotFoundError(f"--teacher {directory} is a file: give the folder that holds the PFLD_*.onnx models")
         if not Path(directory).is_dir():
             raise FileNotFoundError(f"teacher directory not found: {directory}")
         paths = sorted(Path(directory).glob("PFLD_*.onnx"))
