@@ -878,6 +878,8 @@ def train(
                                 fuse_loss=fuse_loss, teacher_model=teacher_model, distill=distill, init=init,
                                 teacher_views=teacher_views, teacher_cache=teacher_cache, augment=parse_arch(aug, "--aug"))
             check_options(opts)  # before a pack is loaded or built
+            if compile_model and not str(device).startswith("cuda"):
+                say("note: --compile is meant for CUDA; on the CPU compiling takes minutes and the steps may be slower")
             if pack_path is not None and res != 192:
                 say("note: --res sets the crops of a pack built from --data; --pack's are made already: ignored here")
             if pack_path is not None and data:

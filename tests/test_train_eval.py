@@ -1380,3 +1380,8 @@ def test_a_disk_that_fills_before_the_first_last_pt_leaves_a_folder_a_new_run_ca
     assert not [name for name in left if name in (*train.RUN_FILES, "log.json")], left
     monkeypatch.undo()
     assert run("train", *args).exit_code == 0
+
+
+def test_compile_on_the_cpu_is_said_to_be_meant_for_cuda(tmp_path):
+    r = run("train", "--model", "direct", "--pack", tmp_path / "p.npz", "--out", tmp_path / "r", "--compile")
+    assert r.exit_code == 2 and "--compile is meant for CUDA" in r.stderr, r.stderr  # (then: no such pack)
