@@ -492,7 +492,7 @@ def video(
     min_face: Optional[float] = typer.Option(None, "--min-face", help="Smallest face to find, in pixels (frames are "
                                              "searched shrunk to 640 px: smaller faces need it)."),
     min_cutoff: Optional[float] = typer.Option(None, "--min-cutoff", help="One Euro (head pose): cutoff in Hz when still (default 1)."),
-    beta: Optional[float] = typer.Option(None, "--beta", help="One Euro (head pose): how fast the cutoff opens with speed (default 30)."),
+    beta: Optional[float] = typer.Option(None, "--beta", help="One Euro (head pose): how fast the cutoff opens with speed (default 100)."),
 ):
     """Tracked, smoothed landmarks on video: an annotated video and/or per-frame JSON lines.
 

@@ -259,6 +259,8 @@ class Tracker:
                 mats.append(None)
         keep = [i for i, m in enumerate(mats) if m is not None]
         pts = self.landmarker.predict_crops([image] * len(keep), [mats[i] for i in keep]) if keep else []
+        if keep:  # (a face that moved otherwise than its last motion, as in a shaking hand, is off its crop)
+            pts = self.landmarker.settle([image] * len(keep), [mats[i] for i in keep], pts)
         followed = [self.tracks[i] for i in keep]
         seen = self._assign([(tr.box,) for tr in followed], self._look_all(image, followed),
                             led=[_moved(tr.box, tr.velocity) for tr in followed]) \

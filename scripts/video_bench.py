@@ -36,8 +36,9 @@ from facemark.video import open_source
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def path_at(t: float, still: float) -> np.ndarray:
-    """Similarity (2x3) from photo to frame at time t: still, then a smooth head-like motion."""
+def path_at(t: float, still: float, shake: float = 0.0) -> np.ndarray:
+    """Similarity (2x3) from photo to frame at time t: still, then a smooth head-like motion; with
+    ``shake`` (px), a hand-held camera's shake on top (about 4 Hz, as the hand's tremor), still part too."""
     u = max(0.0, t - still)
     angle = 12.0 * np.sin(2 * np.pi * 0.35 * u)  # degrees
     scale = 0.62 * (1 + 0.12 * np.sin(2 * np.pi * 0.22 * u))
@@ -45,16 +46,18 @@ def path_at(t: float, still: float) -> np.ndarray:
     ty = 240 + 25 * np.sin(2 * np.pi * 0.27 * u + 1.0)
     m = cv2.getRotationMatrix2D((256.0, 200.0), angle, scale)
     m[:, 2] += np.array([tx, ty]) - np.array([256.0, 200.0])
+    m[:, 2] += shake * np.array([np.sin(2 * np.pi * 4.3 * t), 0.5 * np.sin(2 * np.pi * 3.1 * t + 0.7)])
     return m
 
 
-def make_clip(path: Path, seconds: float, fps: float, still: float, noise: float, seed: int = 0) -> list[np.ndarray]:
+def make_clip(path: Path, seconds: float, fps: float, still: float, noise: float, seed: int = 0,
+              shake: float = 0.0) -> list[np.ndarray]:
     photo = cv2.imread(str(ROOT / "examples" / "astronaut.jpg"))
     rng = np.random.default_rng(seed)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (640, 480))
     mats = []
     for i in range(int(seconds * fps)):
-        m = path_at(i / fps, still)
+        m = path_at(i / fps, still, shake)
         frame = cv2.warpAffine(photo, m, (640, 480), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(90, 90, 90))
         frame = np.clip(frame + rng.normal(0, noise, frame.shape), 0, 255).astype(np.uint8)
         writer.write(frame)
@@ -109,6 +112,7 @@ def main() -> None:
     ap.add_argument("--detect-every", type=int, default=10)
     ap.add_argument("--min-cutoff", type=float, default=None)
     ap.add_argument("--beta", type=float, default=None)
+    ap.add_argument("--shake", type=float, default=0.0, help="hand-held camera shake on top of the motion (px, about 4 Hz)")
     ap.add_argument("--sweep", action="store_true", help="also try a grid of One Euro settings")
     a = ap.parse_args()
     from facemark.track import Tracker as T
@@ -117,13 +121,14 @@ def main() -> None:
     be = a.beta if a.beta is not None else T.beta
     with tempfile.TemporaryDirectory() as d:
         clip = Path(d) / "clip.mp4"
-        mats = make_clip(clip, a.seconds, a.fps, a.still, a.noise)
+        mats = make_clip(clip, a.seconds, a.fps, a.still, a.noise, shake=a.shake)
         print(f"clip: {len(mats)} frames 640x480 @ {a.fps:g} fps, {a.still:g} s still then moving; noise {a.noise:g}; "
+              f"shake {a.shake:g} px; "
               f"model {a.model}; detect every {a.detect_every}")
         raw = measure(track(clip, a.model, False, mc, be, a.detect_every), mats, a.fps, a.still)
         settings = [(mc, be, None)]
         if a.sweep:
-            settings += [(m, b, None) for m in (0.5, 1.0, 2.0, 4.0) for b in (3.0, 10.0, 30.0)]
+            settings += [(m, b, None) for m in (0.5, 1.0, 2.0, 4.0) for b in (3.0, 10.0, 30.0, 100.0, 300.0)]
             settings += [(m, b, (sm, sb)) for m, b in ((1.0, 10.0), (1.0, 30.0)) for sm, sb in ((0.2, 2.0), (0.3, 3.0), (0.5, 5.0))]
         head = f"{'filter':<40}{'jitter still %':>15}{'jitter moving %':>16}{'jitter all %':>13}{'path RMS %':>11}{'lag frames':>11}"
         print(head)
