@@ -347,7 +347,7 @@ def flip_averaged(model, crops: np.ndarray) -> np.ndarray:
 BOX_PASSES = 2  # crops again from its own points for a bare box no face matched (scripts/given_boxes.py)
 RECROP_SHIFT = 0.025  # share of the crop's side (scripts/recrop_check.py)
 RECROP_PASSES = 2
-SMALL_AT_INPUT = 48.0  # px at the detector's input: a smaller face's keypoints are rough (scripts/recrop_check.py)
+SMALL_AT_INPUT = 32.0  # px at the detector's input: a smaller face's keypoints are rough (scripts/recrop_check.py)
 
 
 def _seen_small(d: Detection) -> bool:
