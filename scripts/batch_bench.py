@@ -6,8 +6,9 @@ with a check that every setting gives the same landmarks as the first.
     python scripts/batch_bench.py --configs "1:json,auto:json,auto:jsonl,auto:parquet" --images 300
     python scripts/batch_bench.py --baseline-src /path/to/older/checkout   # the same run on older code
 
-The photos are the example astronaut scaled (110-220 px faces), placed at random on a textured
-640x480 background: one face each, deterministic (seeded). Prints a Markdown table.
+The photos are the example astronaut photo scaled to 220-440 px (its face 38-79 px wide as the
+detector boxes it), placed at random on a textured 640x480 background: one face each,
+deterministic (seeded). Prints a Markdown table.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def make_folder(folder: Path, n: int, seed: int = 0) -> None:
     for i in range(n):
         base = np.dstack([(xx * 0.2 + yy * 0.1 + i * 7) % 256, (xx * 0.05 + 60) % 256, (yy * 0.3) % 256]).astype(np.uint8)
         base = cv2.GaussianBlur(base, (0, 0), 3)
-        side = int(rng.integers(220, 440))  # the photo's face is about half its width
+        side = int(rng.integers(220, 440))  # (the photo's side; its face is about a sixth of it)
         img = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
         x, y = int(rng.integers(0, 640 - side)), int(rng.integers(0, 480 - min(side, 470)))
         h = min(side, 480 - y)
