@@ -78,15 +78,16 @@ def fail(message: str, code: int = 2) -> None:
 
 def _write_failure(e: OSError, folder: Path) -> str:
     """Why writing failed, in words: torch's writer says "enforce fail at inline_container.cc" and
-    the like, with no errno, where the disk filled up."""
-    if e.strerror:
-        return e.strerror
+    the like where the disk filled up (passed on as EIO or ENOSPC with its text)."""
+    import errno
+
     try:
-        if shutil.disk_usage(folder).free < (64 << 20):
-            return "No space left on device"
+        full = e.errno == errno.ENOSPC or shutil.disk_usage(folder).free < (64 << 20)
     except OSError:
-        pass
-    return str(e).splitlines()[0] if str(e) else type(e).__name__
+        full = False
+    if full:
+        return "No space left on device"
+    return e.strerror or (str(e).splitlines()[0] if str(e) else type(e).__name__)
 
 
 def _ignore_signals() -> None:
@@ -899,6 +900,16 @@ def train(
         cols = [TextColumn("epoch {task.fields[epoch]}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                 TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn()]
         stopped = False
+        there = {name for name in (*RUN_FILES, "log.json") if (out_dir / name).exists()}
+
+        def drop_unsaved() -> None:
+            """What this run wrote before its first last.pt (best.pt, logs): a folder holding them
+            would refuse both a new run and --resume. Files that were there before are kept."""
+            if not (out_dir / "last.pt").is_file():
+                for name in (*RUN_FILES, "log.json"):
+                    if name not in there:
+                        (out_dir / name).unlink(missing_ok=True)
+
         with Progress(*cols, console=err, transient=True, disable=not err.is_terminal) as bar:
             task = bar.add_task("train", total=1, epoch=0, loss=0.0)
 
@@ -911,16 +922,16 @@ def train(
                 stopped = True
             except TrainingFailed as e:
                 bar.stop()
+                drop_unsaved()
                 fail(str(e), 1)
             except OSError as e:  # a full disk while saving: what was saved before is complete
                 bar.stop()
                 kept = f"the last saved epoch is in {out_dir / 'last.pt'}; free space and continue with --resume" \
                     if (out_dir / "last.pt").is_file() else "nothing was saved"
-                if not (out_dir / "last.pt").is_file():  # (what this run wrote before its first last.pt: a folder
-                    for name in (*RUN_FILES, "log.json"):  # holding them would refuse both a new run and --resume)
-                        (out_dir / name).unlink(missing_ok=True)
+                drop_unsaved()
                 fail(f"cannot write in {out_dir}: {_write_failure(e, out_dir)}; {kept}", 1)
         if stopped and not (out_dir / "last.pt").is_file():
+            drop_unsaved()
             exit_interrupted("interrupted before the first epoch finished: nothing was saved")
         if stopped:
             exit_interrupted(f"interrupted: the last finished epoch is saved in {out_dir / 'last.pt'}; continue with --resume")

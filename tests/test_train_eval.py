@@ -483,6 +483,21 @@ def test_a_loss_that_is_no_longer_a_number_stops_training(wflw_root, tmp_path, m
     assert not (tmp_path / "r").exists()  # nothing was saved: not even an empty run folder is left
 
 
+
+def test_a_run_that_fails_before_its_first_last_pt_leaves_no_best_pt(face_image, tmp_path):
+    """From --init weights, with faces held out, best.pt holds them before the first epoch: a run
+    whose loss then became nan had left it, and the folder refused a new run ("holds a training
+    run with no last.pt") and --resume alike."""
+    root = tmp_path / "wflw"
+    write_wflw(root, synthetic_faces(face_image, 40, seed=1), [])
+    args = ["--model", "direct", "--data", f"wflw={root}", "--epochs", 2, "--batch", 4, "--out", tmp_path / "r",
+            "--cache", tmp_path / "c", "--init", "direct"]
+    r = run("train", *args, "--lr", 1e30)
+    assert r.exit_code == 1 and "the loss became nan" in r.stderr, r.stderr
+    assert not (tmp_path / "r" / "best.pt").exists()
+    assert run("train", *args, "--max-minutes", 0.0001).exit_code == 0
+
+
 def test_an_interrupted_prepare_keeps_what_it_computed(wflw_root, tmp_path):
     """Ctrl-C in 'facemark pack' keeps the detector work done so far: the next run does the rest."""
     from facemark.detector import RetinaFace
@@ -1366,10 +1381,13 @@ def test_a_disk_that_fills_before_the_first_last_pt_leaves_a_folder_a_new_run_ca
 
     from facemark.training import train
 
-    def full(*a, **k):  # (torch's writer on a full disk: no errno)
-        raise OSError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+    def full(obj, f, *a, **k):  # (torch's writer on a full disk, at last.pt: best.pt is written before it)
+        if isinstance(obj, dict) and "optim" in obj:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+        return real_save(obj, f, *a, **k)
 
-    monkeypatch.setattr(train, "_atomic_torch_save", full)
+    real_save = torch.save
+    monkeypatch.setattr(torch, "save", full)
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(sh, "disk_usage", lambda p: usage(10 << 30, 10 << 30, 1 << 20))
     args = ["--model", "direct", "--data", f"wflw={wflw_root}", "--epochs", 1, "--batch", 4, "--out", tmp_path / "r",
@@ -1378,6 +1396,11 @@ def test_a_disk_that_fills_before_the_first_last_pt_leaves_a_folder_a_new_run_ca
     assert r.exit_code == 1 and "No space left on device; nothing was saved" in " ".join(r.stderr.split()), r.stderr
     left = [p.name for p in (tmp_path / "r").iterdir()] if (tmp_path / "r").exists() else []
     assert not [name for name in left if name in (*train.RUN_FILES, "log.json")], left
+    # A file of the user's that the run's names cover, there before the run, is kept.
+    (tmp_path / "r").mkdir(exist_ok=True)
+    (tmp_path / "r" / "log.json").write_text("mine")
+    assert run("train", *args).exit_code == 1 and (tmp_path / "r" / "log.json").read_text() == "mine"
+    (tmp_path / "r" / "log.json").unlink()
     monkeypatch.undo()
     assert run("train", *args).exit_code == 0
 
