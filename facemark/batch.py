@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 from .annotate import STYLES, draw
+from .backends import ModelError
 from .boxes import BoxError, GivenBoxes, check_inside, read_boxes
 from .detector import RetinaFace
 from .errors import OutputError, StopRun, UsageError, no_files_left
@@ -771,9 +772,14 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                     raise WorkerDied(f"{e}; {then} (--workers 1 uses less memory)") from None
                 except WorkersUnavailable as e:  # e.g. no /dev/shm in a sandbox: slower, not broken
                     log(f"note: no worker processes here ({e}); running in this one")
-                    if fl.spec.get("threads") is not None:  # (made for a share of the cores: all of them now)
-                        fl = FaceLandmarker(**{**fl.spec, "threads": None})
-                    in_process([todo[i:i + plan.batch_images] for i in range(0, len(todo), plan.batch_images)])
+                    try:
+                        if fl.spec.get("threads") is not None:  # (made for a share of the cores: all of them now)
+                            fl = FaceLandmarker(**{**fl.spec, "threads": None})
+                        in_process([todo[i:i + plan.batch_images] for i in range(0, len(todo), plan.batch_images)])
+                    except (ModelError, OSError):
+                        if e.files is None:  # (ulimit -n: its models would not open here either, said as that)
+                            raise
+                        raise e.files from None
         finally:
             if shards is not None:
                 try:

@@ -28,7 +28,13 @@ def stop_asked() -> bool:
 
 
 class WorkersUnavailable(Exception):
-    """This system cannot start worker processes (no semaphores, no /dev/shm, a frozen binary)."""
+    """This system cannot start worker processes (no semaphores, no /dev/shm, a frozen binary).
+    ``files``: where the cause was too many open files (ulimit -n), the run's end to raise if
+    this process cannot go on alone either."""
+
+    def __init__(self, message: str, files=None):
+        super().__init__(message)
+        self.files = files
 
 
 class WorkerDied(FacemarkError):
@@ -414,13 +420,11 @@ def run_workers(spec: dict, job, work: Callable, chunks: list, workers: int, rep
                 with lock:
                     feed()
         except (OSError, ImportError, NotImplementedError) as e:  # no semaphores, no /dev/shm, no processes
-            stop = no_files_left("files for worker processes", e) if isinstance(e, OSError) else None
-            if stop is not None:  # (ulimit -n: this process could not open its model file again either)
-                raise stop from None
             if _cwd() is None:  # (the end below stops what did start)
                 raise WorkersUnavailable("the current folder no longer exists, and worker processes start in it") \
                     from None
-            raise WorkersUnavailable(str(e) or type(e).__name__) from None
+            raise WorkersUnavailable(str(e) or type(e).__name__,
+                                     no_files_left("files for worker processes", e) if isinstance(e, OSError) else None) from None
         while k < len(chunks):
             with lock:
                 oldest = slots.get(k)

@@ -1554,3 +1554,12 @@ def test_too_few_open_files_for_worker_processes_is_one_line(tmp_path, face_imag
                        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (10, hard)))
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("error: ") and "ulimit -n" in r.stderr, r.stderr
+    # A limit that leaves room for this process alone: the run goes on here, as it did before.
+    few = tmp_path / "few"
+    few.mkdir()
+    for i in range(20):
+        cv2.imwrite(str(few / f"{i:03d}.jpg"), small)
+    r = subprocess.run([sys.executable, "-m", "facemark", "detect", "few", "--out", "o2", "--workers", "4", *MODEL],
+                       cwd=tmp_path, capture_output=True, text=True,
+                       preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (20, hard)))
+    assert r.returncode == 0 and "20 of 20 image(s) done" in r.stderr, r.stderr
