@@ -399,11 +399,12 @@ def _rows_of(path: Path, damaged=None) -> list[dict]:
         check_regular_file(path)  # a FIFO would block
         if path.suffix in (".jsonl", ".parquet"):
             lines = _jsonl_rows(path, damaged or _warn) if path.suffix == ".jsonl" else read_shard(path)
-            rows = [_from_document(r) if isinstance(r, dict) and "schema" in r else r for r in lines]
-            if not rows:  # (facemark renames a shard into place with its rows: emptied since)
-                raise DamagedOutput(f"{path}: an empty facemark shard (no rows; a run redoes its images)")
+            rows = [_from_document(r) if isinstance(r, dict) and "schema" in r and DOC_KEYS <= set(r) else r
+                    for r in lines]
+            if not rows and path.name.startswith(("part-", "ray-")):  # (facemark renames a shard into place with
+                raise DamagedOutput(f"{path}: an empty facemark shard (no rows; a run redoes its images)")  # rows)
             kept = [r for r in rows if isinstance(r, dict) and ROW_KEYS <= set(r)]
-            if not kept:  # someone else's JSON lines
+            if rows and not kept:  # someone else's JSON lines
                 raise ValueError(_video_hint(rows) or "its lines are not facemark rows")
             if len(kept) < len(rows):  # a line edited into something else: that line alone, as a resume redoes it
                 first = next(i for i, r in enumerate(rows) if not (isinstance(r, dict) and ROW_KEYS <= set(r)))

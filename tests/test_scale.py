@@ -1469,7 +1469,7 @@ def test_a_shard_named_with_a_date_that_is_no_date_is_read_by_its_file_time(tmp_
     assert [r["path"] for r in read(tmp_path)] == ["/data/a.jpg"]
 
 
-@pytest.mark.parametrize("odd", ["{}", "null", "[1, 2]", '{"path": "x"}'])
+@pytest.mark.parametrize("odd", ["{}", "null", "[1, 2]", '{"path": "x"}', '{"schema": "facemark/v1"}'])
 def test_one_line_that_is_no_row_is_skipped_alone(tmp_path, odd):
     """A line edited into something else hid the whole shard from read() (\"not a facemark
     output\"), while a resume counted its other rows as done: they were never seen again."""
@@ -1485,8 +1485,10 @@ def test_one_line_that_is_no_row_is_skipped_alone(tmp_path, odd):
 
 def test_an_emptied_shard_is_said_not_dropped_silently(tmp_path):
     (tmp_path / "part-20260101T000000-1-abc-00000.jsonl").write_bytes(b"")
+    (tmp_path / "notes.jsonl").write_bytes(b"")  # (someone else's empty file: nothing to say of it)
     said = []
     assert read(tmp_path, on_error=said.append) == [] and len(said) == 1 and "empty facemark shard" in said[0]
+    assert read(tmp_path / "notes.jsonl") == []
 
 
 def test_an_error_row_of_a_file_that_cannot_be_opened_names_it_as_its_path_does(tmp_path, face_image):
