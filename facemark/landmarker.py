@@ -241,9 +241,9 @@ class FaceLandmarker:
         """``pts`` (read through crops ``mats``), where a face's own points place its crop more than
         RECROP_SHIFT of a side off, read again through the crop they give, until they agree (at
         most RECROP_PASSES times). A face small at the detector's input has rough keypoints
-        (faces pasted into 4000x3000 photos, direct model: 3.71 % NME against 3.35 % settled, the
-        worst face 28.8 % against 7.1 %: scripts/recrop_check.py); a face seen large gains
-        nothing, so ``landmarks_for`` settles faces seen under SMALL_AT_INPUT px. Never further
+        (faces pasted into 4000x3000 photos, direct model: 3.71 % NME against 3.35 % all settled, the
+        worst face 28.8 % against 7.1 %: scripts/recrop_check.py); a face seen larger gains
+        little, so ``landmarks_for`` settles faces seen under SMALL_AT_INPUT px. Never further
         than half a side from the first crop."""
         size = self.model.size
         pts, mats = np.array(pts), list(mats)
@@ -436,7 +436,7 @@ def _as_detections(boxes, name: str = "boxes") -> list[Detection]:
         if isinstance(b, Detection) and b.kps is not None:
             arr = check_box(b, f"{name}[{j}]")
             kps = check_points(b.kps, f"{name}[{j}].kps", arr)
-            out.append(Detection(arr[:4].copy(), float(arr[4]), kps, b.template))  # (a (1, 4) box as (4,))
+            out.append(Detection(arr[:4].copy(), float(arr[4]), kps, b.template, b.seen_at))  # (a (1, 4) box as (4,))
         elif isinstance(b, Face):
             corners = b.box.tolist() if isinstance(b.box, np.ndarray) and b.box.ndim == 1 else b.box
             arr = check_box([*corners, b.score] if isinstance(corners, (list, tuple)) else corners, f"{name}[{j}]")

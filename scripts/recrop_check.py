@@ -4,8 +4,8 @@ For each 300-W test face: the crop from the detector's keypoints, the model's po
 ``FaceLandmarker.settle`` (crop again from the points while they place the crop more than
 RECROP_SHIFT of its side off, at most RECROP_PASSES times). Twice: on the photos as they are, and
 with each face pasted at a random place and width (80-640 px, log-uniform) into a 4000x3000 grey
-canvas, where the detector sees it at a quarter of its size. Prints NME (% of the outer eye corner
-distance, 68 points) without and with settling, by the face's width at the detector's input, and
+canvas, which the detector searches at 0.16 of its size. Prints NME (% of the outer eye corner
+distance, 68 points; over the faces the detector found) without and with settling, by the face's width at the detector's input, and
 with the pipeline's rule (settled only when under SMALL_AT_INPUT px there). Usage:
 
     python scripts/recrop_check.py --data 300w=../shared/data/300w [--model direct] [--every 2]

@@ -448,3 +448,18 @@ def test_a_detection_says_at_what_scale_the_detector_saw_it(face_image):
     canvas[1000:1000 + face_image.shape[0], 1500:1500 + face_image.shape[1]] = face_image
     (big,) = det.detect(canvas)
     assert big.seen_at == pytest.approx(det.scale_for(3000, 4000), rel=0.01) and big.seen_at < 0.5
+
+
+def test_detections_given_back_as_boxes_read_as_detect_reads_them(face_image):
+    """fl.landmarks(image, fl.detector.detect(image)) dropped the scale the detector saw each face
+    at, so a face small at its input was not read again as detect() reads it."""
+    from dataclasses import replace
+
+    fl = FaceLandmarker(model="direct")
+    canvas = np.full((3000, 4000, 3), 120, np.uint8)
+    canvas[1200:1200 + face_image.shape[0], 1700:1700 + face_image.shape[1]] = face_image  # (seen at 14 px)
+    dets = fl.detector.detect(canvas)
+    assert dets and dets[0].seen_at is not None and float(dets[0].box[2] - dets[0].box[0]) * dets[0].seen_at < 32
+    found = fl.detect(canvas)[0].landmarks
+    assert np.array_equal(fl.landmarks(canvas, dets)[0].landmarks, found)
+    assert not np.array_equal(fl.landmarks(canvas, [replace(dets[0], seen_at=None)])[0].landmarks, found)
