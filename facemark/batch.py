@@ -333,7 +333,11 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
 
     def failed(k: int, im: InputImage, msg: str) -> None:  # an error row too, for the shard formats
         recorded, typed = _recorded(job, im), str(im.path)  # (the row's error names the image as its path field does)
-        error = msg.replace(typed, recorded, 1)  # ("x.jpg: damaged", "cannot read x.jpg: Permission denied")
+        error = msg  # ("x.jpg: damaged", "cannot read x.jpg: Permission denied": the name where it stands)
+        for lead in ("", "cannot read "):
+            if msg.startswith(lead + typed):
+                error = lead + recorded + msg[len(lead + typed):]
+                break
         outcomes.append(Outcome(k, False, msg, payload=row(recorded, None, None, fl.model_name, error=error)))
 
     for k, im, name, image, read_at in loaded:
