@@ -137,7 +137,7 @@ def main() -> None:
         for m, b, shape in settings:
             sm = measure(track(clip, a.model, True, m, b, a.detect_every, shape), mats, a.fps, a.still)
             tag = f"pose {m:g}/{b:g}" + (f" shape {shape[0]:g}/{shape[1]:g}" if shape else " shape default")
-            tag += " (default)" if (m, b, shape) == (mc, be, None) else ""
+            tag += " (default)" if (m, b, shape) == (T.min_cutoff, T.beta, None) else ""
             print(f"{tag:<40}{sm['still']:>15.3f}{sm['moving']:>16.3f}{sm['all']:>13.3f}{sm['path']:>11.3f}{sm['lag']:>11.2f}")
         cmd = [sys.executable, "-m", "facemark", "video", str(clip), "--out", str(Path(d) / "out.mp4"),
                "--json", str(Path(d) / "out.jsonl"), "--model", a.model, "--detect-every", str(a.detect_every)]

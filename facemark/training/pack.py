@@ -103,6 +103,7 @@ def build(samples: list[Sample], prep: Prepared, weights: list[float], res: int 
     t_lm = align.TEMPLATES["landmarks98"]
     to_pack = pack_matrix(res, margin)
     blobs, t98, h68, wts, val, src = [], [], [], [], [], []
+    missed: list[Sample] = []  # packed faces the detector did not find: cropped from their labels
     for i, s in enumerate(samples):
         image = read_sample_image(s.image)
         if image is None:
@@ -151,8 +152,15 @@ def build(samples: list[Sample], prep: Prepared, weights: list[float], res: int 
         wts.append(weights[i])
         val.append(s.kind != "csv68" and is_val(s.key, val_fraction))  # hold out clean labels only
         src.append(s.subset)
+        if not prep.found[i]:
+            missed.append(s)
         if progress:
             progress(i + 1, len(samples))
+    if missed and log:  # (their labels may be wrong: shifted, or in the stored pixels of an EXIF-turned photo)
+        log(f"note: {len(missed)} of {len(samples)} face(s) were not found by the detector at their labels, so they "
+            f"are cropped from the labels alone (labels off the face, or not in the photo's displayed orientation, "
+            f"would train on wrong crops): {', '.join(str(s.image) for s in missed[:3])}"
+            f"{', ...' if len(missed) > 3 else ''}")
     if not blobs:
         from ..errors import UsageError
 
@@ -195,12 +203,6 @@ def build_pack(data: list[str], teacher: Path | None, cache: Path, res: int = 19
         raise UsageError(str(e)) from None
     tick = (lambda stage: (lambda i, n: progress(stage, i, n))) if progress else (lambda stage: None)
     prep = prepare(samples, RetinaFace(threshold=0.3), tea, cache, tick("prepare"))
-    missed = [s for s, found in zip(samples, prep.found) if not found]
-    if missed and log:  # (their labels may be wrong: shifted, or in the stored pixels of an EXIF-turned photo)
-        log(f"note: {len(missed)} of {len(samples)} face(s) were not found by the detector at their labels, so they "
-            f"are cropped from the labels alone (labels off the face, or not in the photo's displayed orientation, "
-            f"would train on wrong crops): {', '.join(str(s.image) for s in missed[:3])}"
-            f"{', ...' if len(missed) > 3 else ''}")
     weights = [youtube_weight if s.kind == "csv68" else 1.0 for s in samples]
     crop_tick = tick("crop")
     return build(samples, prep, weights, res=res, quality=quality,
