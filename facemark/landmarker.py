@@ -364,10 +364,8 @@ def crop_shift(m: np.ndarray, crop: np.ndarray, size: int) -> float:
 
 def _near(m: np.ndarray, box_crop: np.ndarray, size: int) -> bool:
     """Whether crop ``m`` is centred within half a side of ``box_crop`` and within 2x its scale."""
-    centre = np.array([[size / 2 - 0.5, size / 2 - 0.5]])
-    a, b = align.apply(align.invert(m), centre)[0], align.apply(align.invert(box_crop), centre)[0]
     ratio = align.scale_of(m) / align.scale_of(box_crop)
-    return bool(np.linalg.norm(a - b) <= 0.5 * size / align.scale_of(box_crop) and 0.5 <= ratio <= 2)
+    return crop_shift(m, box_crop, size) <= 0.5 and 0.5 <= ratio <= 2
 
 
 def _has_points(d: Detection) -> bool:

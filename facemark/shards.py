@@ -403,11 +403,12 @@ def _rows_of(path: Path, damaged=None) -> list[dict]:
                     for r in lines]
             if not rows and path.name.startswith(("part-", "ray-")):  # (facemark renames a shard into place with
                 raise DamagedOutput(f"{path}: an empty facemark shard (no rows; a run redoes its images)")  # rows)
-            kept = [r for r in rows if isinstance(r, dict) and ROW_KEYS <= set(r)]
+            is_row = [isinstance(r, dict) and ROW_KEYS <= set(r) for r in rows]
+            kept = [r for r, ok in zip(rows, is_row) if ok]
             if rows and not kept:  # someone else's JSON lines
                 raise ValueError(_video_hint(rows) or "its lines are not facemark rows")
             if len(kept) < len(rows):  # a line edited into something else: that line alone, as a resume redoes it
-                first = next(i for i, r in enumerate(rows) if not (isinstance(r, dict) and ROW_KEYS <= set(r)))
+                first = is_row.index(False)
                 (damaged or _warn)(f"{path}: {len(rows) - len(kept)} line(s) that are not facemark rows skipped, "
                                    f"{len(kept)} kept (row {first + 1}: not an object with {', '.join(sorted(ROW_KEYS))})")
                 rows = kept
@@ -511,11 +512,11 @@ def _written(p: Path) -> tuple:
     microsecond, or the second in older names; a copied folder keeps it, unlike file times), other
     files (and a name whose date is no date, renamed by hand) their modification time."""
     m = re.match(r"(?:part|ray)-(\d{8}T\d{6})(?:\.(\d{6}))?-", p.name)
-    try:
-        if m:
+    if m:
+        try:
             return (calendar.timegm(time.strptime(m.group(1), "%Y%m%dT%H%M%S")) + int(m.group(2) or 0) / 1e6, str(p))
-    except ValueError:
-        pass
+        except ValueError:  # (month 13 and the like)
+            pass
     try:
         return (p.stat().st_mtime, str(p))
     except OSError:

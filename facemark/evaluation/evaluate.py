@@ -9,7 +9,7 @@ import numpy as np
 from .. import align, labelmap
 
 from . import metrics
-from ..training.datasets import Sample
+from ..training.datasets import Sample, outside_image
 from ..landmarker import FaceLandmarker
 from ..layouts import five_points
 from ..training.prepare import match
@@ -59,11 +59,11 @@ def evaluate(fl: FaceLandmarker, samples: list[Sample], mode: str = "detector", 
             if log:
                 log(f"skipped: {e}")
             continue
-        centre = s.landmarks.mean(0)
-        if not (0 <= centre[0] < image.shape[1] and 0 <= centre[1] < image.shape[0]):  # (labels of another image,
-            readable[i] = False  # or shifted: not a miss of the detector's, nor a crop of nothing to score)
+        outside = outside_image(s, image)
+        if outside:
+            readable[i] = False
             if log:
-                log(f"skipped: {s.image}: its labelled face lies outside the image ({image.shape[1]}x{image.shape[0]})")
+                log(outside)
             continue
         if mode == "gt":
             try:

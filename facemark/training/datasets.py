@@ -92,6 +92,15 @@ def _skip(skipped: list[str] | None, where: str, e: Exception) -> None:
     skipped.append(f"{where}: {e}")
 
 
+def outside_image(s: Sample, image: np.ndarray) -> str | None:
+    """The ``skipped:`` line for a face whose labels lie outside its image (another image's, or
+    shifted): no detector miss to count, no crop of nothing to score or train on. None if inside."""
+    cx, cy = s.landmarks.mean(0)
+    if 0 <= cx < image.shape[1] and 0 <= cy < image.shape[0]:
+        return None
+    return f"skipped: {s.image}: its labelled face lies outside the image ({image.shape[1]}x{image.shape[0]})"
+
+
 def write_pts(path: str | Path, points: np.ndarray) -> None:
     """Write 0-based points as a 1-based ``.pts`` file."""
     body = "\n".join(f"{x + 1:.6f} {y + 1:.6f}" for x, y in np.asarray(points))

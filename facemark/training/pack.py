@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from .. import align, labelmap
-from .datasets import Sample
+from .datasets import Sample, outside_image
 from ..layouts import five_points
 from .prepare import Prepared, read_sample_image
 
@@ -111,10 +111,10 @@ def build(samples: list[Sample], prep: Prepared, weights: list[float], res: int 
                 log(f"skipped: {s.image}: no such file" if not Path(s.image).exists() else
                     f"skipped: {s.image}: not an image OpenCV can decode (damaged, truncated or not an image)")
             continue
-        centre = s.landmarks.mean(0)
-        if not (0 <= centre[0] < image.shape[1] and 0 <= centre[1] < image.shape[0]):  # (eval's rule: a crop
-            if log:  # of nothing, black, with targets beside it, would be trained on)
-                log(f"skipped: {s.image}: its labelled face lies outside the image ({image.shape[1]}x{image.shape[0]})")
+        outside = outside_image(s, image)  # (eval's rule: a black crop beside its targets is no face to learn)
+        if outside:
+            if log:
+                log(outside)
             continue
         if s.landmarks.shape[0] == 98:
             target, human = s.landmarks, labelmap.to68(s.landmarks, m98)
