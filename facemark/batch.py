@@ -57,6 +57,7 @@ class BatchSummary:
     skipped: int = 0  # images already done by an earlier run (resume), or by an interrupted --redo
     out_dir: Path | None = None
     redo_continued: bool = False  # skipped ones were done by an interrupted --redo this run continued
+    redo_pending: bool = False  # an interrupted --redo's mark is in --out: --redo continues it
 
 
 @dataclass
@@ -587,7 +588,12 @@ def run_settings(fl: FaceLandmarker, fmt: str, annotate: bool, style: str, show_
     format and the drawing. A --redo is continued only by a run with the same."""
     det = fl.spec.get("detector")
     det = det.source if isinstance(det, GivenBoxes) else det if isinstance(det, str) else type(det).__name__
-    return {"model": fl.model_name, "format": fmt, "detector": det, "threshold": fl.spec.get("threshold"),
+    import hashlib
+
+    # (the weights by content: a shipped model keeps its name across upgrades of facemark, and a
+    # --redo begun before one must not be continued after it)
+    weights = hashlib.sha256(Path(fl.model.path).read_bytes()).hexdigest()[:16]
+    return {"model": fl.model_name, "weights": weights, "format": fmt, "detector": det, "threshold": fl.spec.get("threshold"),
             "min_face": fl.spec.get("min_face"), "flip": bool(fl.spec.get("flip")), "refine": fl.spec.get("refine"),
             "annotate": bool(annotate), "draw": [style, bool(show_box), bool(show_score)] if annotate else None}
 
@@ -700,6 +706,7 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
         else:
             skip = set()
         s.skipped, s.redo_continued = len(skip), bool(redo)
+        s.redo_pending = resume and out_dir is not None and (out_dir / REDO_MARK).exists()
         protected = [im.path for im in plan.images] + ([Path(boxes)] if boxes else [])  # never overwritten
         job = Job(out_dir, plan.annotate, fmt if out_dir is not None else "stdout", str(boxes) if boxes else None,
                   style, show_box, show_score, frozenset(os.path.realpath(p) for p in protected))
@@ -878,7 +885,9 @@ def summary_line(s: BatchSummary) -> str:
     where = f"outputs in {s.out_dir}" if s.out_dir is not None else "JSON on stdout"
     parts = [f"{s.written} of {s.images} image(s) done", f"{s.faces} face(s)"]
     if s.skipped:  # a resumed run: what was there first, then what this run added (and found)
-        again = "redone by the interrupted --redo" if s.redo_continued else "done (skipped; --redo recomputes)"
+        again = ("redone by the interrupted --redo" if s.redo_continued else
+                 f"done (skipped; --redo continues the interrupted one, or delete {REDO_MARK} in the output folder "
+                 f"to redo all)" if s.redo_pending else "done (skipped; --redo recomputes)")
         parts[0] = f"{s.skipped} of {s.images} image(s) already {again}, {s.written} more done"
         parts[1] = f"{s.faces} face(s) in those"
     if s.no_face:

@@ -960,6 +960,14 @@ def test_an_interrupted_redo_continues_with_the_same_command(folder, tmp_path, f
     with pytest.raises(KeyboardInterrupt):  # the --redo, stopped after 2 chunks of 4
         detect_files([str(src)], fl, out_dir=out, fmt=fmt, resume=False, batch_images=4, log=said.append,
                      progress=stop_after_two_chunks)
+    from facemark.batch import summary_line
+
+    # A plain run meanwhile takes the old outputs as done, and says that --redo would continue (it
+    # had said "--redo recomputes", while --redo went on with the interrupted one).
+    aside = tmp_path / "aside"  # (on a copy: this run's own outputs would change what the --redo has left)
+    shutil.copytree(out, aside)
+    plain = detect_files([str(src)], fl, out_dir=aside, fmt=fmt, log=said.append)
+    assert plain.skipped and "--redo continues the interrupted one" in summary_line(plain), summary_line(plain)
     s = detect_files([str(src)], fl, out_dir=out, fmt=fmt, resume=False, batch_images=4, log=said.append)
     assert (s.skipped, s.written) == (8, 22) and any("continuing the --redo" in x for x in said), said
     s = detect_files([str(src)], fl, out_dir=out, fmt=fmt, resume=False, log=said.append)
