@@ -1411,3 +1411,16 @@ def test_a_disk_that_fills_before_the_first_last_pt_leaves_a_folder_a_new_run_ca
 def test_compile_on_the_cpu_is_said_to_be_meant_for_cuda(tmp_path):
     r = run("train", "--model", "direct", "--pack", tmp_path / "p.npz", "--out", tmp_path / "r", "--compile")
     assert r.exit_code == 2 and "--compile is meant for CUDA" in r.stderr, r.stderr  # (then: no such pack)
+
+
+def test_a_teacher_given_no_weight_is_not_run(tiny_models, wflw_root, tmp_path):
+    """--teacher-model with --distill 0 labelled every view (minutes with a real teacher) for a
+    loss of no weight, and said it was distilling."""
+    run_dir = tmp_path / "r"
+    r = run("train", "--model", "direct", "--data", f"wflw={wflw_root}", "--batch", 4, "--out", run_dir, "--cache",
+            tmp_path / "c", "--teacher-model", tiny_models["hourglass"], "--distill", 0, "--init",
+            tiny_models["direct.pt"], "--epochs", 1)
+    assert r.exit_code == 0, r.stderr
+    said = " ".join(r.stderr.split())
+    assert "--distill 0 gives the teacher's loss no weight" in said and "distilling" not in said, r.stderr
+    assert "teacher labels" not in said and not (run_dir / "teacher.npz").exists()

@@ -160,8 +160,10 @@ class Trainer:
             self._lock = _hold_run_folder(self.out)
             if opts.resume and (self.out / "last.pt").is_file():
                 self._load_checkpoint(self.out / "last.pt")
-            if self.opts.teacher_model:
+            if self.opts.teacher_model and self.opts.distill > 0:
                 self.teacher = self._teacher_cache()
+            elif self.opts.teacher_model:  # (its labels would weigh nothing: minutes of labelling for no loss)
+                self.log(f"note: --distill 0 gives the teacher's loss no weight: {self.opts.teacher_model} is not used")
         except BaseException:
             self.release()
             remove_empty(made)
