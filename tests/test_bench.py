@@ -187,3 +187,16 @@ def test_the_pipeline_row_of_a_pt_model_names_torch(tiny_models, tmp_path):
     assert r.exit_code == 0, r.stderr
     pipe = [x for x in json.loads(out.read_text())["rows"] if x["stage"] == "pipeline"]
     assert len(pipe) == 1 and pipe[0]["backend"] == "torch-cpu", pipe
+
+
+def test_one_model_named_twice_is_timed_once(tmp_path):
+    """`--models direct,weights/direct.onnx` timed the shipped model twice, in two identical rows."""
+    from facemark.backends import resolve
+
+    out = tmp_path / "b.json"
+    r = runner.invoke(app, ["bench", "--models", f"direct,{resolve('direct', '.onnx')}", "--batch", "1",
+                            "--json", str(out)])
+    assert r.exit_code == 0, r.stderr
+    rows = [x for x in json.loads(out.read_text())["rows"] if x["stage"] == "landmarks"]
+    assert rows and all(x["model"] == "direct" for x in rows), rows
+    assert len(rows) == len({x["backend"] for x in rows}), rows  # (one row per backend, none twice)

@@ -311,7 +311,7 @@ def run_bench(device: str = "cpu", models: list[str] = ("hourglass", "direct", "
     check_limit(limit)
     from ..backends import SHIPPED, load_model, resolve
 
-    names = []
+    names, seen = [], set()
     for name in models:  # a typo or a damaged file is said before minutes of timing, not as one 'skipped' line after them
         if name not in SHIPPED and name not in names:
             own = Path(name).suffix.lower() or ".onnx"
@@ -330,8 +330,13 @@ def run_bench(device: str = "cpu", models: list[str] = ("hourglass", "direct", "
                     load_model(path)
                 except ModelError as e:
                     raise UsageError(str(e)) from None
-        if name not in names:  # the same model twice is timed once
+        try:  # the same model twice (by name, or its file by path) is timed once
+            same = os.path.splitext(os.path.realpath(resolve(name, Path(name).suffix.lower() or ".onnx")))[0]
+        except ModelError:
+            same = name
+        if name not in names and same not in seen:
             names.append(name)
+            seen.add(same)
     if threads:
         try:
             import torch
