@@ -598,6 +598,15 @@ def run_settings(fl: FaceLandmarker, fmt: str, annotate: bool, style: str, show_
             "annotate": bool(annotate), "draw": [style, bool(show_box), bool(show_score)] if annotate else None}
 
 
+def _redo_mark(out_dir: Path) -> dict:
+    """The interrupted ``--redo``'s mark in ``out_dir`` ({} where there is none, or not ours)."""
+    try:
+        mark = json.loads((out_dir / REDO_MARK).read_text())
+    except (OSError, ValueError):
+        return {}
+    return mark if isinstance(mark, dict) and isinstance(mark.get("started_ns"), int) else {}
+
+
 def _redo_started(out_dir: Path, settings: dict, log: Callable[[str], None]) -> int | None:
     """A ``--redo`` that an earlier one with the same ``settings`` began and did not finish
     (Ctrl-C, a crash) is continued: outputs written since it started are kept, so the same
@@ -605,17 +614,20 @@ def _redo_started(out_dir: Path, settings: dict, log: Callable[[str], None]) -> 
     which is recorded for a later run to continue)."""
     mark = out_dir / REDO_MARK
     fmt = settings["format"]
-    try:
-        before = json.loads(mark.read_text())
-        if before.get("settings") == settings and isinstance(before.get("started_ns"), int):
-            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(before["started_ns"] / 1e9))
-            log(f"note: continuing the --redo begun at {when} that did not finish: what it redid is kept")
-            # Redone: a file stamped after the mark (by the file system's own clock, as outputs
-            # are; one stamped in the same tick is redone again, which is harmless), or a shard
-            # row of a run that started after it (dated as the mark is).
+    before = _redo_mark(out_dir)
+    if before and before.get("settings") == settings:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(before["started_ns"] / 1e9))
+        log(f"note: continuing the --redo begun at {when} that did not finish: what it redid is kept")
+        # Redone: a file stamped after the mark (by the file system's own clock, as outputs
+        # are; one stamped in the same tick is redone again, which is harmless), or a shard
+        # row of a run that started after it (dated as the mark is).
+        try:
             return mark.stat().st_mtime_ns if fmt == "json" else before["started_ns"] - 1
-    except (OSError, ValueError, AttributeError):  # none, or not ours: start afresh
-        pass
+        except OSError:  # (gone since: start afresh)
+            pass
+    elif before:
+        log("note: an interrupted --redo with other settings (weights, detector, format or drawing) is not "
+            "continued: this one redoes every image")
     from .imageio import atomic_write_bytes
     from .shards import CLOCK_SLACK
 
@@ -706,7 +718,8 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
         else:
             skip = set()
         s.skipped, s.redo_continued = len(skip), bool(redo)
-        s.redo_pending = resume and out_dir is not None and (out_dir / REDO_MARK).exists()
+        s.redo_pending = resume and out_dir is not None and _redo_mark(out_dir).get("settings") == \
+            run_settings(fl, fmt, plan.annotate, style, show_box, show_score)
         protected = [im.path for im in plan.images] + ([Path(boxes)] if boxes else [])  # never overwritten
         job = Job(out_dir, plan.annotate, fmt if out_dir is not None else "stdout", str(boxes) if boxes else None,
                   style, show_box, show_score, frozenset(os.path.realpath(p) for p in protected))
@@ -787,8 +800,8 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                         if fl.spec.get("threads") is not None:  # (made for a share of the cores: all of them now)
                             fl = FaceLandmarker(**{**fl.spec, "threads": None})
                         in_process([todo[i:i + plan.batch_images] for i in range(0, len(todo), plan.batch_images)])
-                    except (ModelError, OSError):
-                        if e.files is None:  # (ulimit -n: its models would not open here either, said as that)
+                    except (ModelError, OSError) as again:  # (ulimit -n: its models would not open here either)
+                        if e.files is None or not (isinstance(again, ModelError) or no_files_left("", again)):
                             raise
                         raise e.files from None
         finally:
@@ -886,8 +899,8 @@ def summary_line(s: BatchSummary) -> str:
     parts = [f"{s.written} of {s.images} image(s) done", f"{s.faces} face(s)"]
     if s.skipped:  # a resumed run: what was there first, then what this run added (and found)
         again = ("redone by the interrupted --redo" if s.redo_continued else
-                 f"done (skipped; --redo continues the interrupted one, or delete {REDO_MARK} in the output folder "
-                 f"to redo all)" if s.redo_pending else "done (skipped; --redo recomputes)")
+                 f"done (skipped; --redo continues the interrupted one; to redo all, delete {REDO_MARK} in the "
+                 f"output folder, then --redo)" if s.redo_pending else "done (skipped; --redo recomputes)")
         parts[0] = f"{s.skipped} of {s.images} image(s) already {again}, {s.written} more done"
         parts[1] = f"{s.faces} face(s) in those"
     if s.no_face:

@@ -81,8 +81,8 @@ def _write_failure(e: OSError, folder: Path) -> str:
     the like where the disk filled up (passed on as EIO or ENOSPC with its text)."""
     import errno
 
-    try:
-        full = e.errno == errno.ENOSPC or shutil.disk_usage(folder).free < (64 << 20)
+    try:  # (free space decides only where the error names no cause of its own)
+        full = e.errno == errno.ENOSPC or (e.errno in (None, errno.EIO) and shutil.disk_usage(folder).free < (64 << 20))
     except OSError:
         full = False
     if full:
@@ -930,6 +930,9 @@ def train(
                     if (out_dir / "last.pt").is_file() else "nothing was saved"
                 drop_unsaved()
                 fail(f"cannot write in {out_dir}: {_write_failure(e, out_dir)}; {kept}", 1)
+            except BaseException:  # (out of memory, anything unforeseen: the same, then said as it is)
+                drop_unsaved()
+                raise
         if stopped and not (out_dir / "last.pt").is_file():
             drop_unsaved()
             exit_interrupted("interrupted before the first epoch finished: nothing was saved")

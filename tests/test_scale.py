@@ -976,9 +976,14 @@ def test_an_interrupted_redo_continues_with_the_same_command(folder, tmp_path, f
     with pytest.raises(KeyboardInterrupt):  # stopped again; then a --redo with another setting does not continue it
         detect_files([str(src)], fl, out_dir=out, fmt=fmt, resume=False, batch_images=4, log=said.append,
                      progress=stop_after_two_chunks)
-    s = detect_files([str(src)], FaceLandmarker(model="direct", threshold=0.8), out_dir=out, fmt=fmt, resume=False,
-                     log=said.append)
+    other = FaceLandmarker(model="direct", threshold=0.8)
+    shutil.copytree(out, tmp_path / "aside2")  # (a plain run of other settings: no word of continuing it)
+    plain = detect_files([str(src)], other, out_dir=tmp_path / "aside2", fmt=fmt, log=said.append)
+    assert "--redo continues" not in summary_line(plain), summary_line(plain)
+    said.clear()
+    s = detect_files([str(src)], other, out_dir=out, fmt=fmt, resume=False, log=said.append)
     assert (s.skipped, s.written) == (0, 30)
+    assert any("an interrupted --redo with other settings" in x for x in said), said
     assert [r["path"] for r in read_rows(out)] == sorted(str(p) for p in src.glob("*.jpg"))
 
 

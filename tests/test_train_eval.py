@@ -1424,3 +1424,34 @@ def test_a_teacher_given_no_weight_is_not_run(tiny_models, wflw_root, tmp_path):
     said = " ".join(r.stderr.split())
     assert "--distill 0 gives the teacher's loss no weight" in said and "distilling" not in said, r.stderr
     assert "teacher labels" not in said and not (run_dir / "teacher.npz").exists()
+
+
+def test_a_write_failure_is_named_by_its_own_cause_before_free_space(tmp_path, monkeypatch):
+    import errno
+    import shutil as sh
+    from collections import namedtuple
+
+    from facemark.cli import _write_failure
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(sh, "disk_usage", lambda p: usage(10 << 30, 10 << 30, 1 << 20))
+    assert _write_failure(PermissionError(errno.EACCES, "Permission denied"), tmp_path) == "Permission denied"
+    assert _write_failure(OSError(errno.EIO, "[enforce fail at inline_container.cc:672]"), tmp_path) == \
+        "No space left on device"
+
+
+def test_a_run_that_runs_out_of_memory_before_its_first_last_pt_leaves_no_best_pt(face_image, tmp_path, monkeypatch):
+    """Out of memory (or anything unforeseen) after --init's epoch-0 best.pt left it, and the
+    folder then refused the rerun with a smaller --batch."""
+    from facemark.training import train
+
+    root = tmp_path / "wflw"
+    write_wflw(root, synthetic_faces(face_image, 40, seed=1), [])
+
+    def out_of_memory(*a, **k):
+        raise MemoryError
+
+    monkeypatch.setattr(train, "loss_for", out_of_memory)
+    run("train", "--model", "direct", "--data", f"wflw={root}", "--epochs", 2, "--batch", 4, "--out", tmp_path / "r",
+        "--cache", tmp_path / "c", "--init", "direct")
+    assert not (tmp_path / "r" / "best.pt").exists()
