@@ -649,6 +649,7 @@ def eval_cmd(
     from rich.progress import Progress
     from rich.table import Table
 
+    from .errors import OutputError
     from .evaluation.evaluate import check_limit, is_ced_plot, run_eval
 
     with usage_errors():
@@ -667,12 +668,18 @@ def eval_cmd(
                 tasks[name] = bar.add_task(f"eval {name}", total=n)
             bar.update(tasks[name], completed=i)
 
+        unwritten = None
         with usage_errors():
             models = model_names(model)
             if not models:
                 fail("--model names no model")
-            results, _ = run_eval(data, models, boxes, device, detector, split, limit, flip, json_path, plot, progress,
-                                  say)
+            try:
+                results, _ = run_eval(data, models, boxes, device, detector, split, limit, flip, json_path, plot,
+                                      progress, say)
+            except OutputError as e:  # (a full disk after minutes of work: the figures are shown, then the error)
+                if not hasattr(e, "results"):
+                    raise
+                results, unwritten = e.results, e
     for r in results:
         table = Table(title=f"{r.model}: {'full pipeline' if r.mode == 'detector' else 'ground-truth alignment'}")
         for col in ("subset", "faces", "missed", "NME %", "FR@8 %", "FR@10 %", "AUC@8", "AUC@10"):
@@ -692,6 +699,8 @@ def eval_cmd(
             any(d.split("=", 1)[0].lower() in ("300w", "pts") for d in data):  # the footnote fits that data only
         out.print("300-W here: helen + lfpw test sets = the 554-face common subset. facemark's models were trained on "
                   "the 2,012 faces available here (the standard 300-W training set has 3,148).")
+    if unwritten is not None:
+        fail(str(unwritten), 1)
 
 
 @app.command()

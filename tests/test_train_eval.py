@@ -1455,3 +1455,23 @@ def test_a_run_that_runs_out_of_memory_before_its_first_last_pt_leaves_no_best_p
     run("train", "--model", "direct", "--data", f"wflw={root}", "--epochs", 2, "--batch", 4, "--out", tmp_path / "r",
         "--cache", tmp_path / "c", "--init", "direct")
     assert not (tmp_path / "r" / "best.pt").exists()
+
+
+def test_eval_shows_its_figures_when_its_report_cannot_be_written(face_image, tmp_path, tiny_models, monkeypatch):
+    """A full disk at --json or --plot came after minutes of work: the figures were lost with the
+    error. They are shown now, then the one error line, exit 1."""
+    import errno
+
+    from facemark.evaluation import evaluate
+
+    root = tmp_path / "wflw"
+    write_wflw(root, [], synthetic_faces(face_image, 2, seed=9))
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(evaluate, "plot_ced", full)
+    r = run("eval", "--data", f"wflw={root}", "--model", tiny_models["direct"], "--boxes", "gt", "--plot",
+            tmp_path / "ced.png")
+    assert r.exit_code == 1 and "cannot write" in r.stderr and "No space left on device" in r.stderr, r.stderr
+    assert "NME %" in r.stdout and "ground-truth alignment" in r.stdout, r.stdout

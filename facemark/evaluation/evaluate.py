@@ -232,5 +232,7 @@ def run_eval(data: list[str], models: list[str], boxes: str = "detector", device
             if path:
                 write()
         except OSError as e:  # named as the user gave it
-            raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+            stop = OutputError(f"cannot write {path}: {e.strerror or e}")
+            stop.results = results  # (measured all the same: the command still shows them)
+            raise stop from None
     return results, report
