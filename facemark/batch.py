@@ -718,8 +718,9 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
         else:
             skip = set()
         s.skipped, s.redo_continued = len(skip), bool(redo)
-        s.redo_pending = resume and out_dir is not None and _redo_mark(out_dir).get("settings") == \
-            run_settings(fl, fmt, plan.annotate, style, show_box, show_score)
+        pending = _redo_mark(out_dir) if resume and out_dir is not None else {}  # (the weights hashed only then)
+        s.redo_pending = bool(pending) and pending.get("settings") == run_settings(fl, fmt, plan.annotate, style,
+                                                                                    show_box, show_score)
         protected = [im.path for im in plan.images] + ([Path(boxes)] if boxes else [])  # never overwritten
         job = Job(out_dir, plan.annotate, fmt if out_dir is not None else "stdout", str(boxes) if boxes else None,
                   style, show_box, show_score, frozenset(os.path.realpath(p) for p in protected))
