@@ -1569,12 +1569,39 @@ def test_too_few_open_files_for_worker_processes_is_one_line(tmp_path, face_imag
                        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (10, hard)))
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("error: ") and "ulimit -n" in r.stderr, r.stderr
-    # A limit that leaves room for this process alone: the run goes on here, as it did before.
-    few = tmp_path / "few"
-    few.mkdir()
-    for i in range(20):
-        cv2.imwrite(str(few / f"{i:03d}.jpg"), small)
-    r = subprocess.run([sys.executable, "-m", "facemark", "detect", "few", "--out", "o2", "--workers", "4", *MODEL],
-                       cwd=tmp_path, capture_output=True, text=True,
-                       preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (20, hard)))
-    assert r.returncode == 0 and "20 of 20 image(s) done" in r.stderr, r.stderr
+
+
+
+def test_workers_that_cannot_start_for_open_files_leave_the_run_to_this_process(tmp_path, face_image, monkeypatch):
+    """Where only the worker processes found no file handles left, the run goes on here, as before
+    (the first fix had stopped it); where this process cannot open its models either, the open-files
+    line; any other error (a broken pipe) is not called one."""
+    import errno
+
+    import facemark.batch as B
+    from facemark import FaceLandmarker
+    from facemark.backends import ModelError
+    from facemark.errors import StopRun, no_files_left
+    from facemark.workers import WorkersUnavailable
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(src / f"{i}.jpg"), face_image)
+    files = no_files_left("files for worker processes", OSError(errno.EMFILE, "Too many open files"))
+
+    def no_workers(*a, **k):
+        raise WorkersUnavailable("Too many open files", files)
+
+    monkeypatch.setattr(B, "run_workers", no_workers)
+    fl = FaceLandmarker(model="direct")
+    s = B.detect_files([str(src)], fl, out_dir=tmp_path / "o", workers=2, batch_images=1, log=lambda m: None)
+    assert s.written == 4
+    for raised, expected in ((ModelError("x.onnx is not a valid ONNX model"), StopRun), (BrokenPipeError(), BrokenPipeError)):
+        def fails(*a, raised=raised, **k):
+            raise raised
+
+        monkeypatch.setattr(B, "_process", fails)  # (the fallback's work in this process)
+        with pytest.raises(expected):
+            B.detect_files([str(src)], fl, out_dir=tmp_path / "o2", workers=2, batch_images=1, log=lambda m: None,
+                           resume=False)
