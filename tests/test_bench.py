@@ -107,6 +107,25 @@ def test_a_lone_onnx_file_is_timed_on_onnxruntime(tiny_models, tmp_path):
     assert "no .pt file beside it" in r.stderr
 
 
+def test_a_backend_that_breaks_is_said_and_the_others_are_timed(tiny_models, tmp_path, monkeypatch):
+    """A backend failing on this machine (on the lent H200, CUDA graph capture of the hourglass)
+    ended bench in a traceback, with no row of the others: now one line in the skipped list."""
+    from facemark.evaluation import bench as B
+
+    def broken(*a, **k):
+        raise RuntimeError("Cannot copy between CPU and CUDA tensors during CUDA graph capture\nmore words")
+
+    monkeypatch.setattr(B, "bench_torch", broken)
+    out = tmp_path / "b.json"
+    r = runner.invoke(app, ["bench", "--models", tiny_models["direct"], "--batch", "1", "--json", str(out)])
+    assert r.exit_code == 0, r.stderr
+    data = json.loads(out.read_text())
+    assert [x["backend"] for x in data["rows"] if x["stage"] == "landmarks"] == ["onnxruntime-cpu"]
+    assert [s for s in data["skipped"] if "torch-cpu fp32 failed" in s] == [
+        f"{tiny_models['direct']}: torch-cpu fp32 failed: Cannot copy between CPU and CUDA tensors during CUDA graph capture"]
+    assert "Traceback" not in r.stderr and "torch-cpu fp32 failed" in r.stderr
+
+
 @pytest.mark.parametrize("content", [b"not a model at all", b""])
 def test_a_damaged_model_file_is_said_before_any_timing(content, tmp_path, monkeypatch):
     from facemark.errors import UsageError

@@ -63,6 +63,37 @@ def test_predictor_takes_uint8_nhwc():
     assert torch.allclose(out, torch.full_like(out, 0.5))
 
 
+@pytest.mark.parametrize("family", ["hourglass", "direct", "hybrid"])
+def test_forward_copies_nothing_from_the_cpu(family, monkeypatch):
+    """The CUDA path captures each model's forward in a CUDA graph (``facemark bench --device cuda``),
+    where a tensor made on the CPU and moved to the GPU is an error: the hourglass's decode made its
+    blur kernel that way (found on the lent H200). Checked here without a GPU: the model runs on
+    the "meta" device, and any copy between the CPU and it is recorded."""
+    import contextlib
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Copies(TorchDispatchMode):
+        seen: list = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            given = {a.device.type for a in [*args, *(kwargs or {}).values()] if isinstance(a, torch.Tensor)}
+            made = {o.device.type for o in (out if isinstance(out, (tuple, list)) else [out]) if isinstance(o, torch.Tensor)}
+            if given | made >= {"cpu", "meta"}:
+                self.seen.append(str(func))
+            return out
+
+    autocast = torch.autocast  # (no autocast for "meta"; the CUDA path's own is not what is checked)
+    monkeypatch.setattr(torch, "autocast", lambda dev, *a, **k: contextlib.nullcontext() if dev == "meta" else autocast(dev, *a, **k))
+    net = create(family, size=64)
+    predictor = Predictor(net).to("meta").eval()
+    with torch.inference_mode(), Copies() as copies:
+        out = predictor(torch.empty(2, 64, 64, 3, dtype=torch.uint8, device="meta"))
+    assert out.shape == (2, 98, 2) and out.device.type == "meta"
+    assert copies.seen == []
+
+
 def test_cuda_request_without_cuda_is_a_clear_error(tiny_models):
     from facemark.backends import ModelError, load_model
 

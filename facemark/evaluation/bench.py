@@ -215,6 +215,11 @@ def run_landmarks(models: list[str], device: str, batches: list[int], threads: i
                 if str(e) not in failed:
                     failed.append(str(e))
                 continue
+            except RuntimeError as e:  # (a backend this machine cannot run, or out of GPU memory: the rest still time)
+                label = plan[2] if plan[0] == "onnx" else f"torch-{plan[1]} {plan[2]}{' graphs' if plan[3] else ''}"
+                failed.append(f"{label} failed: {(str(e).strip().splitlines() or [type(e).__name__])[0]}")
+                gc.collect()
+                continue
             gc.collect()  # free the last backend's session and threads before timing the next
             log(f"{name}: {rows[-1].backend} {rows[-1].precision} done")
         skipped += [f"{name}: {e}" for e in failed]

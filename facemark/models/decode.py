@@ -11,9 +11,10 @@ import torch
 import torch.nn.functional as F
 
 
-def gaussian_kernel(sigma: float) -> torch.Tensor:
+def gaussian_kernel(sigma: float, device: torch.device | str | None = None) -> torch.Tensor:
+    """Made where it is used: a copy from the CPU is not allowed inside a CUDA graph's capture."""
     r = max(1, int(math.ceil(2 * sigma)))
-    t = torch.arange(-r, r + 1, dtype=torch.float32)
+    t = torch.arange(-r, r + 1, dtype=torch.float32, device=device)
     k = torch.exp(-(t**2) / (2 * sigma**2))
     k = k / k.sum()
     return k[:, None] * k[None, :]
@@ -30,7 +31,7 @@ def heatmap_points(heatmaps: torch.Tensor, blur_sigma: float = 1.0) -> torch.Ten
     idx = flat.argmax(-1)
     ix = idx % w
     iy = torch.div(idx, w, rounding_mode="floor")
-    k = gaussian_kernel(blur_sigma).to(hm) if blur_sigma > 0 else torch.ones(1, 1).to(hm)
+    k = gaussian_kernel(blur_sigma, hm.device) if blur_sigma > 0 else torch.ones(1, 1, device=hm.device)
     r = k.shape[-1] // 2
     e = r + 1  # patch half-width: blur radius + the stencil's one cell
     side = 2 * e + 1
