@@ -5,6 +5,7 @@ with a check that every setting gives the same landmarks as the first.
     python scripts/batch_bench.py                       # 300 images, workers 1, 2 and auto, json
     python scripts/batch_bench.py --configs "1:json,auto:json,auto:jsonl,auto:parquet" --images 300
     python scripts/batch_bench.py --baseline-src /path/to/older/checkout   # the same run on older code
+    python scripts/batch_bench.py --configs "1:json,1:json:cuda"             # a third field: --device
 
 The photos are the example astronaut photo scaled to 220-440 px (its face 38-79 px wide as the
 detector boxes it), placed at random on a textured 640x480 background: one face each,
@@ -43,7 +44,7 @@ def make_folder(folder: Path, n: int, seed: int = 0) -> None:
         cv2.imwrite(str(folder / f"img_{i:05d}.jpg"), base, [cv2.IMWRITE_JPEG_QUALITY, 90])
 
 
-def run(src: Path, out: Path, model: str, workers: str, fmt: str, pythonpath: str | None) -> float:
+def run(src: Path, out: Path, model: str, workers: str, fmt: str, pythonpath: str | None, device: str = "cpu") -> float:
     env = dict(os.environ)
     # Run from the images' folder, never from a checkout: ``python -m`` puts the working folder
     # first on sys.path, so from the repo root an "older checkout" would silently run this code.
@@ -55,7 +56,7 @@ def run(src: Path, out: Path, model: str, workers: str, fmt: str, pythonpath: st
         raise SystemExit(f"would run facemark from {check}, not from {want}")
     cmd = [sys.executable, "-m", "facemark", "detect", str(src), "--out", str(out), "--model", own_weights(model, pythonpath)]
     if not pythonpath:  # older code knows none of these options
-        cmd += ["--workers", str(workers), "--format", fmt]
+        cmd += ["--workers", str(workers), "--format", fmt] + (["--device", device] if device != "cpu" else [])
     t = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=src.parent)
     wall = time.perf_counter() - t
@@ -108,7 +109,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=300)
     ap.add_argument("--model", default="hourglass")
-    ap.add_argument("--configs", default="1:json,2:json,auto:json", help="WORKERS:FORMAT (WORKERS a number or auto), comma-separated")
+    ap.add_argument("--configs", default="1:json,2:json,auto:json", help="WORKERS:FORMAT[:DEVICE] (WORKERS a number or auto; DEVICE cpu by default), comma-separated")
     ap.add_argument("--baseline-src", help="also time an older checkout (its facemark package dir's parent)")
     ap.add_argument("--repeat", type=int, default=2, help="runs per setting; the best and the median are reported")
     ap.add_argument("--work", type=Path, default=None, help="folder for the images and outputs (default: temp)")
@@ -134,27 +135,27 @@ def main() -> None:
         make_folder(src, a.images)
     if a.floor:
         floor(src, a.model, min(a.images, 64), a.images)
-    settings = [(None, w, f) for w, f in (c.split(":") for c in a.configs.split(",") if c.strip())]
+    settings = [(None, *(c.split(":", 2) + ["cpu"])[:3]) for c in a.configs.split(",") if c.strip()]
     if a.baseline_src:
-        settings.insert(0, (a.baseline_src, "1", "json"))
+        settings.insert(0, (str(Path(a.baseline_src).resolve()), "1", "json", "cpu"))  # (runs run elsewhere)
     walls: list[list[float]] = [[] for _ in settings]
     for _ in range(a.repeat):  # settings interleaved, so a drift of the machine hits all of them alike
-        for i, (pythonpath, workers, fmt) in enumerate(settings):
-            out = work / f"out-{workers}-{fmt}-{'base' if pythonpath else 'new'}"
+        for i, (pythonpath, workers, fmt, device) in enumerate(settings):
+            out = work / f"out-{workers}-{fmt}-{device.replace(':', '')}-{'base' if pythonpath else 'new'}"
             shutil.rmtree(out, ignore_errors=True)
-            walls[i].append(run(src, out, a.model, workers, fmt, pythonpath))
+            walls[i].append(run(src, out, a.model, workers, fmt, pythonpath, device))
     if not settings:
         return
     rows, ref = [], None
-    for (pythonpath, workers, fmt), times in zip(settings, walls):
-        got = landmarks(work / f"out-{workers}-{fmt}-{'base' if pythonpath else 'new'}")
+    for (pythonpath, workers, fmt, device), times in zip(settings, walls):
+        got = landmarks(work / f"out-{workers}-{fmt}-{device.replace(':', '')}-{'base' if pythonpath else 'new'}")
         if ref is None:
             ref, diff = got, 0.0
         else:
             assert set(got) == set(ref), "different images done"
             diff = max((float(np.abs(got[k] - ref[k]).max()) if got[k].shape == ref[k].shape and got[k].size else
                         (0.0 if got[k].shape == ref[k].shape else float("inf"))) for k in ref)
-        label = "older checkout" if pythonpath else f"--workers {workers} --format {fmt}"
+        label = "older checkout" if pythonpath else f"--workers {workers} --format {fmt}" + (f" --device {device}" if device != "cpu" else "")
         rows.append((label, min(times), float(np.median(times)), diff, sum(len(v) for v in got.values())))
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
     print(f"{a.images} images 640x480, one face each, model {a.model}; {os.cpu_count()} cores ({cpu}); "
