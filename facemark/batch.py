@@ -38,8 +38,8 @@ from .landmarker import FaceLandmarker
 from .quiet import to_stderr
 from .results import SCHEMA, document, dumps
 from .shards import DEFAULT_SHARD_SIZE
-from .workers import (WorkerDied, WorkerNeverStarted, Workers, WorkersUnavailable, cpu_cores, run_workers, stop_asked,
-                      threads_each)
+from .workers import (WorkerDied, WorkerNeverStarted, Workers, WorkersUnavailable, available_memory, cpu_cores,
+                      run_workers, stop_asked, threads_each)
 
 ANNOTATED_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 JPEG_EXTS = (".jpe", ".jfif")  # JPEG under names OpenCV's encoder does not take: drawn as .jpg
@@ -868,22 +868,41 @@ def rows_for_bytes(fl: FaceLandmarker, items: list[tuple[str, bytes]]) -> list[d
     return rows
 
 
-AUTO_WORKERS_MAX = 8  # each worker holds its own models (~350 MiB); beyond this, threads share cores
-
+# Measured with scripts/batch_bench.py up to 16 cores (a lent 16-core Xeon: 16 workers gave 1.2x
+# the images/s of 8); beyond it, a count is a guess, so more is --workers N.
+AUTO_WORKERS_MAX = 16
+# A worker's models and buffers: 361-425 MiB peak RSS measured (scripts/ray_bench.py); the bound
+# keeps auto inside a container's memory limit. A CUDA worker also holds torch and its CUDA
+# libraries in host memory: 2 GiB is a guard, not a measurement.
+WORKER_MEMORY = {"cpu": 512 * 2**20, "cuda": 2 * 2**30}
 
 # A worker's start-up (~1 s on a busy 2-core machine: imports, sessions) pays off only over many
 # images: a 640x480 image costs ~40 ms in one process and gains ~7 ms per image with two workers.
 MIN_IMAGES_PER_WORKER = 64
+# A CUDA worker starts torch and a CUDA context: 5 s alone, 11 s for 8 at once on the lent H200,
+# where 8 workers beat one from 1536 images (192 each) up and 16 were slower than 8 at 3072.
+MIN_IMAGES_PER_CUDA_WORKER = 192
+AUTO_CUDA_WORKERS_MAX = 8
 
 
 def auto_workers(images: int, device: str = "cpu") -> int:
     """``--workers auto``: one single-threaded process per core on CPU, which keeps the cores
     busier than one process whose onnxruntime threads wait for each other after every layer
-    (``scripts/batch_bench.py``), but no more processes than the images can keep busy; one
-    process on CUDA, where the GPU does the work."""
-    if device != "cpu":
-        return 1
-    return max(1, min(cpu_cores(), AUTO_WORKERS_MAX, images // MIN_IMAGES_PER_WORKER))
+    (``scripts/batch_bench.py``), but no more processes than the images can keep busy or memory
+    can hold. On CUDA the detector still runs on the CPU unless onnxruntime has CUDA, and with one
+    process it was the bottleneck (a 16-core H200 machine: 99 images/s with one worker, 164 with
+    8), so the cores get workers there too; where onnxruntime has CUDA, one process."""
+    kind = "cpu" if device == "cpu" else "cuda"
+    if kind == "cuda":
+        from .runtime import available_providers
+
+        if "CUDAExecutionProvider" in available_providers():
+            return 1
+    cap, per = ((AUTO_WORKERS_MAX, MIN_IMAGES_PER_WORKER) if kind == "cpu"
+                else (AUTO_CUDA_WORKERS_MAX, MIN_IMAGES_PER_CUDA_WORKER))
+    memory = available_memory()
+    fits = memory // WORKER_MEMORY[kind] if memory is not None else cap
+    return max(1, min(cpu_cores(), cap, fits, images // per))
 
 
 def chunk_size(images: int, batch_images: int, workers: int) -> int:

@@ -54,6 +54,33 @@ def cpu_cores() -> int:
     return max(1, min(n, quota) if quota else n)
 
 
+def available_memory(root: str = "/") -> int | None:
+    """Bytes this process can still take: the kernel's MemAvailable, and a container's memory
+    limit (cgroup v2 ``memory.max``, v1 ``limit_in_bytes``) less what the container already uses;
+    None where neither can be read."""
+    found = []
+    try:
+        with open(os.path.join(root, "proc/meminfo")) as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    for limit, usage in (("sys/fs/cgroup/memory.max", "sys/fs/cgroup/memory.current"),
+                         ("sys/fs/cgroup/memory/memory.limit_in_bytes", "sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            with open(os.path.join(root, limit)) as f:
+                cap = f.read().strip()
+            if cap == "max" or int(cap) >= 2**60:  # (v1 says "no limit" with a huge number)
+                continue
+            with open(os.path.join(root, usage)) as f:
+                found.append(max(0, int(cap) - int(f.read().strip())))
+            break
+        except (OSError, ValueError):
+            continue
+    return min(found) if found else None
+
+
 def _cgroup_cpus() -> int | None:
     """CPUs allowed by the cgroup quota (v2 ``cpu.max``, v1 ``cfs_quota_us``), rounded up; None if unlimited."""
     import math

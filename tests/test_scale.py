@@ -141,17 +141,75 @@ def test_auto_workers_one_per_core_when_there_is_enough_work(monkeypatch):
     from facemark import batch
 
     monkeypatch.setattr(batch, "cpu_cores", lambda: 4)
+    monkeypatch.setattr(batch, "available_memory", lambda: 64 * 2**30)
     assert batch.auto_workers(1000) == 4
     assert batch.auto_workers(150) == 2  # 64+ images per worker, or its start-up costs more than it gives
     assert batch.auto_workers(63) == 1
-    assert batch.auto_workers(1000, device="cuda") == 1
     monkeypatch.setattr(batch, "cpu_cores", lambda: 64)
-    assert batch.auto_workers(10**6) == batch.AUTO_WORKERS_MAX
+    assert batch.auto_workers(10**6) == batch.AUTO_WORKERS_MAX == 16  # (measured up to 16 cores)
     # chunks: --batch, but many per worker so no worker idles at the end
     assert batch.chunk_size(10**6, 16, 4) == 16
     assert batch.chunk_size(300, 16, 2) == 10
     assert batch.chunk_size(5, 16, 2) == 1
     assert batch.chunk_size(300, 16, 1) == 16
+
+
+def test_auto_workers_fit_in_memory(monkeypatch):
+    """A container with 16 cores and 2 GiB free gets the workers that fit, not 16 that swap or get killed."""
+    from facemark import batch
+
+    monkeypatch.setattr(batch, "cpu_cores", lambda: 16)
+    monkeypatch.setattr(batch, "available_memory", lambda: 3 * batch.WORKER_MEMORY["cpu"] + 1)
+    assert batch.auto_workers(10**5) == 3
+    monkeypatch.setattr(batch, "available_memory", lambda: 100 * 2**20)
+    assert batch.auto_workers(10**5) == 1
+    monkeypatch.setattr(batch, "available_memory", lambda: None)  # (unknown: the cores decide)
+    assert batch.auto_workers(10**5) == 16
+
+
+def test_auto_workers_on_cuda_share_the_cpu_detector(monkeypatch):
+    """With the detector on the CPU (onnxruntime without CUDA), one CUDA process was held back by
+    it: auto gives CUDA workers the cores too, once each has enough images to pay for its start;
+    with onnxruntime's CUDA the GPU does both models, in one process."""
+    from facemark import batch, runtime
+
+    monkeypatch.setattr(batch, "cpu_cores", lambda: 16)
+    monkeypatch.setattr(batch, "available_memory", lambda: 128 * 2**30)
+    monkeypatch.setattr(runtime, "available_providers", lambda: ["CPUExecutionProvider"])
+    assert batch.auto_workers(3072, device="cuda") == 8
+    assert batch.auto_workers(3072, device="cuda:1") == 8
+    assert batch.auto_workers(400, device="cuda") == 2
+    assert batch.auto_workers(191, device="cuda") == 1
+    monkeypatch.setattr(batch, "available_memory", lambda: 5 * 2**30)
+    assert batch.auto_workers(3072, device="cuda") == 2
+    monkeypatch.setattr(runtime, "available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert batch.auto_workers(3072, device="cuda") == 1
+    assert batch.auto_workers(3072) == 10  # (5 GiB: the CPU is the CPU wherever onnxruntime has CUDA)  # (the CPU is the CPU wherever onnxruntime has CUDA)
+
+
+def test_available_memory_reads_the_kernel_and_the_container(tmp_path):
+    from facemark.workers import available_memory
+
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc" / "meminfo").write_text("MemTotal:  32000000 kB\nMemFree:  1000 kB\nMemAvailable:  8000000 kB\n")
+    assert available_memory(str(tmp_path)) == 8000000 * 1024
+    cg = tmp_path / "sys" / "fs" / "cgroup"
+    cg.mkdir(parents=True)
+    (cg / "memory.max").write_text("max\n")
+    assert available_memory(str(tmp_path)) == 8000000 * 1024  # no container limit
+    (cg / "memory.max").write_text(f"{4 * 2**30}\n")
+    (cg / "memory.current").write_text(f"{2**30}\n")
+    assert available_memory(str(tmp_path)) == 3 * 2**30  # the container's limit, less what it uses
+    (cg / "memory.max").unlink()
+    v1 = cg / "memory"
+    v1.mkdir()
+    (v1 / "memory.limit_in_bytes").write_text(str(2**63 - 4096))  # v1's "no limit"
+    (v1 / "memory.usage_in_bytes").write_text("0")
+    assert available_memory(str(tmp_path)) == 8000000 * 1024
+    (v1 / "memory.limit_in_bytes").write_text(str(2**30))
+    (v1 / "memory.usage_in_bytes").write_text(str(2**29))
+    assert available_memory(str(tmp_path)) == 2**29
+    assert available_memory(str(tmp_path / "nowhere")) is None
 
 
 def test_auto_workers_are_used_and_match_one_process(folder, reference, monkeypatch, tmp_path):
