@@ -191,6 +191,9 @@ def check_output_file(path: Optional[Path], option: str, exts: tuple[str, ...] =
     if str(path) == "-":
         fail(f"{option} -: give a file name (this option writes a file, not standard output)")
     try:
+        if _open_descriptor(path):  # (renamed over, a redirected stdout's file loses what was printed into it)
+            fail(f"{option} {path} is an open descriptor (standard output, say), not a "
+                 f"file name: give a file name")
         if path.is_symlink() and not path.exists():  # (found now, not after the measuring)
             fail(f"{option} {path} is a link to {os.readlink(path)}, which does not exist")
         if path.is_dir():
@@ -226,6 +229,22 @@ def check_output_file(path: Optional[Path], option: str, exts: tuple[str, ...] =
         _check_can_create(path.absolute().parent, option, path)
     except OSError as e:  # (paths go through os.path.realpath: a link loop is no RuntimeError here)
         fail(f"{option} {path} cannot be written: {e.strerror or e}")
+
+
+def _open_descriptor(path: Path) -> bool:
+    """``/dev/stdout``, ``/dev/fd/N``, ``/proc/self/fd/N``, or a link to one: a name for a file this
+    process (or another) has open, which an atomic write would replace rather than write into."""
+    import re
+
+    hop = os.path.abspath(path)
+    for _ in range(40):  # (the kernel's own limit on a chain of links)
+        if re.fullmatch(r"/dev/(std(in|out|err)|fd/\d+)|/proc/(self|thread-self|\d+)(/task/\d+)?/fd/\d+", hop):
+            return True
+        if not os.path.islink(hop):
+            return False
+        hop = os.path.join(os.path.dirname(hop), os.readlink(hop))
+        hop = os.path.abspath(hop)
+    return False
 
 
 def _check_can_create(folder: Path, option: str, given: Path) -> None:

@@ -219,3 +219,26 @@ def test_one_model_named_twice_is_timed_once(tmp_path):
     rows = [x for x in json.loads(out.read_text())["rows"] if x["stage"] == "landmarks"]
     assert rows and all(x["model"] == "direct" for x in rows), rows
     assert len(rows) == len({x["backend"] for x in rows}), rows  # (one row per backend, none twice)
+
+
+@pytest.mark.parametrize("how", ["/dev/stdout", "/proc/self/fd/1", "link"])
+def test_json_naming_a_redirected_stdout_is_refused_not_renamed_over(how, tmp_path):
+    """``eval --json /dev/stdout > report.txt`` renamed the report over report.txt: the table
+    printed into it was lost. A name for an open descriptor is refused before any work."""
+    import os
+    import subprocess
+    import sys
+
+    target = how
+    if how == "link":
+        target = str(tmp_path / "to-stdout.json")
+        os.symlink("/dev/stdout", target)
+    report = tmp_path / "report.txt"
+    report.write_text("printed before\n")
+    with open(report, "a") as f:
+        r = subprocess.run([sys.executable, "-m", "facemark", "bench", "--json", target], stdout=f,
+                           stderr=subprocess.PIPE, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == (f"error: --json {target} is an open descriptor (standard output, say), not a file "
+                                "name: give a file name")
+    assert report.read_text() == "printed before\n"
