@@ -1475,3 +1475,16 @@ def test_eval_shows_its_figures_when_its_report_cannot_be_written(face_image, tm
             tmp_path / "ced.png")
     assert r.exit_code == 1 and "cannot write" in r.stderr and "No space left on device" in r.stderr, r.stderr
     assert "NME %" in r.stdout and "ground-truth alignment" in r.stdout, r.stdout
+
+
+def test_eval_report_names_a_non_utf8_file_in_text_strict_readers_take():
+    """A photo named with bytes that are not UTF-8 (Latin-1 'café.jpg'): Python holds the name with
+    a lone surrogate, which json.dumps wrote as \\udce9, and strict JSON readers refused the report."""
+    from facemark.evaluation.evaluate import EvalResult
+
+    name = os.fsdecode(b"/data/caf\xe9.jpg")
+    r = EvalResult("m", "detector", np.array([0.05, np.inf]), ["common", "common"], images=[name, "/data/ok.jpg"])
+    faces = r.faces()
+    assert [f["image"] for f in faces] == ["/data/caf\\xe9.jpg", "/data/ok.jpg"]
+    json.dumps(faces).encode("utf-8", "strict")
+    assert "\\udc" not in json.dumps(faces) and faces[1]["nme"] is None and faces[0]["nme"] == pytest.approx(5.0)

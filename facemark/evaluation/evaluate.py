@@ -25,8 +25,12 @@ class EvalResult:
     images: list[str] = field(default_factory=list)  # each face's image, as --data named it
 
     def faces(self) -> list[dict]:
-        """Each face's NME in % (None: the detector missed it), to find the outliers behind a mean."""
-        return [{"image": im, "subset": s, "nme": float(e * 100) if np.isfinite(e) else None}
+        """Each face's NME in % (None: the detector missed it), to find the outliers behind a mean.
+        A file name that is not UTF-8 is written with ``\\xNN`` for its odd bytes: a lone surrogate
+        in the JSON made strict readers refuse the whole report."""
+        from ..inputs import shown_name
+
+        return [{"image": shown_name(im), "subset": s, "nme": float(e * 100) if np.isfinite(e) else None}
                 for im, s, e in zip(self.images, self.subsets, self.errors)]
 
     def table(self) -> dict[str, dict]:
