@@ -339,6 +339,12 @@ def _landmarker(model: str, device: str, detector: str, boxes: Optional[Path], t
     except (ModelError, FileNotFoundError, ValueError) as e:
         fail(str(e))
     getattr(fl.detector, "session", None)  # loaded now: no memory for it is the run's end, not each image's
+    if device != "cpu" and detector == "retinaface" and not boxes:
+        from .runtime import available_providers
+
+        if "CUDAExecutionProvider" not in available_providers():  # (it was often the slower half: README, Big runs)
+            say(f"note: the detector runs on the CPU, only the landmark model on {device}: this onnxruntime has no "
+                f"CUDA (pip install onnxruntime-gpu for both on the GPU)")
     return fl
 
 

@@ -2008,3 +2008,27 @@ def test_a_multi_page_tiff_says_only_its_first_page_is_searched(face, tmp_path, 
         read_image(tmp_path / "one.tif")
     with pytest.warns(UserWarning, match=r"pages\.tif holds several pages \(a multi-page TIFF\): only its first is searched"):
         assert read_image(tmp_path / "pages.tif").max() == 0  # (page 1: black)
+
+
+@pytest.mark.parametrize("providers, said", [(["CPUExecutionProvider"], True),
+                                             (["CUDAExecutionProvider", "CPUExecutionProvider"], False)])
+def test_cuda_with_the_detector_on_the_cpu_is_said(providers, said, monkeypatch, capsys):
+    """--device cuda with plain onnxruntime runs RetinaFace on the CPU, which held a lent H200
+    machine's runs to the CPU's pace: the user is told once, with how to change it."""
+    from facemark import cli, landmarker, runtime
+
+    class Stub:
+        detector = None
+
+        def __init__(self, **kw):
+            self.kw = kw
+
+    monkeypatch.setattr(landmarker, "FaceLandmarker", Stub)
+    monkeypatch.setattr(runtime, "available_providers", lambda: providers)
+    fl = cli._landmarker("direct", "cuda:1", "retinaface", None, 0.5, None)
+    assert fl.kw["device"] == "cuda:1"
+    note = ("note: the detector runs on the CPU, only the landmark model on cuda:1: this onnxruntime has no CUDA "
+            "(pip install onnxruntime-gpu for both on the GPU)")
+    assert (note in " ".join(capsys.readouterr().err.split())) == said
+    cli._landmarker("direct", "cpu", "retinaface", None, 0.5, None)
+    assert "note:" not in capsys.readouterr().err
