@@ -20,7 +20,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -726,7 +726,8 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                   style, show_box, show_score, frozenset(os.path.realpath(p) for p in protected))
         todo = [(k, im, plan.names[k]) for k, im in enumerate(plan.images) if k not in skip]
         if workers is None:
-            workers = auto_workers(len(todo), fl.spec.get("device", "cpu"))
+            workers = auto_workers(len(todo), fl.spec.get("device", "cpu"),
+                                   "retinaface" if isinstance(fl.detector, RetinaFace) else "other")
         size = chunk_size(len(todo), plan.batch_images, workers)
         chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
         if progress and skip:
@@ -868,41 +869,43 @@ def rows_for_bytes(fl: FaceLandmarker, items: list[tuple[str, bytes]]) -> list[d
     return rows
 
 
-# Measured with scripts/batch_bench.py up to 16 cores (a lent 16-core Xeon: 16 workers gave 1.2x
-# the images/s of 8); beyond it, a count is a guess, so more is --workers N.
-AUTO_WORKERS_MAX = 16
-# A worker's models and buffers: 361-425 MiB peak RSS measured (scripts/ray_bench.py); the bound
-# keeps auto inside a container's memory limit. A CUDA worker also holds torch and its CUDA
-# libraries in host memory: 2 GiB is a guard, not a measurement.
-WORKER_MEMORY = {"cpu": 512 * 2**20, "cuda": 2 * 2**30}
-
-# A worker's start-up (~1 s on a busy 2-core machine: imports, sessions) pays off only over many
-# images: a 640x480 image costs ~40 ms in one process and gains ~7 ms per image with two workers.
-MIN_IMAGES_PER_WORKER = 64
-# A CUDA worker starts torch and a CUDA context: 5 s alone, 11 s for 8 at once on the lent H200,
-# where 8 workers beat one from 1536 images (192 each) up and 16 were slower than 8 at 3072.
-MIN_IMAGES_PER_CUDA_WORKER = 192
-AUTO_CUDA_WORKERS_MAX = 8
+class WorkerRule(NamedTuple):
+    most: int  # workers at most
+    min_images: int  # images each, at least: a worker's start must pay off
+    memory: int  # bytes each: auto starts no more than free memory holds
 
 
-def auto_workers(images: int, device: str = "cpu") -> int:
+AUTO_WORKERS = {
+    # Measured with scripts/batch_bench.py up to 16 cores (a lent 16-core Xeon: 16 workers 1.25x the
+    # images/s of --workers 8); beyond it a count would be a guess, so more is --workers N. Start-up
+    # ~1 s on a busy 2-core machine (imports, sessions), where a 640x480 image costs ~40 ms in one
+    # process and gains ~7 ms with two workers. 361-425 MiB peak RSS measured (scripts/ray_bench.py).
+    "cpu": WorkerRule(16, 64, 512 * 2**20),
+    # CUDA workers start torch and CUDA: 32 images took 5.4 s with one, 11.2 s with 8 (1.1 s with one
+    # CPU worker) on the lent H200 machine, where 8 beat one at 1536 and 3072 images and 16 were
+    # slower than 8 at 3072; 192 images each is an estimate between those runs. Host memory for
+    # torch with CUDA: 2 GiB is a guard, not a measurement (GPU memory is not checked).
+    "cuda": WorkerRule(8, 192, 2 * 2**30),
+}
+
+
+def auto_workers(images: int, device: str = "cpu", detector: str = "retinaface") -> int:
     """``--workers auto``: one single-threaded process per core on CPU, which keeps the cores
     busier than one process whose onnxruntime threads wait for each other after every layer
     (``scripts/batch_bench.py``), but no more processes than the images can keep busy or memory
-    can hold. On CUDA the detector still runs on the CPU unless onnxruntime has CUDA, and with one
-    process it was the bottleneck (a 16-core H200 machine: 99 images/s with one worker, 164 with
-    8), so the cores get workers there too; where onnxruntime has CUDA, one process."""
+    can hold. On CUDA the detector still runs on the CPU (YuNet always; RetinaFace unless
+    onnxruntime has CUDA), and one process was held back by it, so the cores get workers there
+    too; with RetinaFace on the GPU, one process."""
     kind = "cpu" if device == "cpu" else "cuda"
-    if kind == "cuda":
+    if kind == "cuda" and detector == "retinaface":
         from .runtime import available_providers
 
         if "CUDAExecutionProvider" in available_providers():
             return 1
-    cap, per = ((AUTO_WORKERS_MAX, MIN_IMAGES_PER_WORKER) if kind == "cpu"
-                else (AUTO_CUDA_WORKERS_MAX, MIN_IMAGES_PER_CUDA_WORKER))
+    rule = AUTO_WORKERS[kind]
     memory = available_memory()
-    fits = memory // WORKER_MEMORY[kind] if memory is not None else cap
-    return max(1, min(cpu_cores(), cap, fits, images // per))
+    fits = memory // rule.memory if memory is not None else rule.most
+    return max(1, min(cpu_cores(), rule.most, fits, images // rule.min_images))
 
 
 def chunk_size(images: int, batch_images: int, workers: int) -> int:

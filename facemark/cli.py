@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
+import stat
 import sys
 from pathlib import Path
 from contextlib import contextmanager
@@ -191,9 +193,8 @@ def check_output_file(path: Optional[Path], option: str, exts: tuple[str, ...] =
     if str(path) == "-":
         fail(f"{option} -: give a file name (this option writes a file, not standard output)")
     try:
-        if _open_descriptor(path):  # (renamed over, a redirected stdout's file loses what was printed into it)
-            fail(f"{option} {path} is an open descriptor (standard output, say), not a "
-                 f"file name: give a file name")
+        if clash := _streams_file(path):  # (renamed over, a redirected stdout's file loses what was printed into it)
+            fail(f"{option} {path} {clash}")
         if path.is_symlink() and not path.exists():  # (found now, not after the measuring)
             fail(f"{option} {path} is a link to {os.readlink(path)}, which does not exist")
         if path.is_dir():
@@ -231,20 +232,35 @@ def check_output_file(path: Optional[Path], option: str, exts: tuple[str, ...] =
         fail(f"{option} {path} cannot be written: {e.strerror or e}")
 
 
-def _open_descriptor(path: Path) -> bool:
-    """``/dev/stdout``, ``/dev/fd/N``, ``/proc/self/fd/N``, or a link to one: a name for a file this
-    process (or another) has open, which an atomic write would replace rather than write into."""
-    import re
+_DESCRIPTOR = re.compile(r"/dev/(std(in|out|err)|fd/\d+)|/proc/(self|thread-self|\d+)(/task/\d+)?/fd/\d+")
 
-    hop = os.path.abspath(path)
+
+def _streams_file(path: Path) -> str | None:
+    """Why ``path`` cannot take a renamed file: it names an open descriptor (``/dev/stdout``,
+    ``/dev/fd/N``, ``/proc/self/fd/N``, or a link to one), or it is the very file standard output
+    or error goes to (``--json r.txt > r.txt``). An atomic write would replace that file rather
+    than write into it, and what was printed into it would be lost. None where it can."""
+    hop = os.path.normpath("/" + os.path.abspath(path).lstrip("/"))  # (// is / here)
     for _ in range(40):  # (the kernel's own limit on a chain of links)
-        if re.fullmatch(r"/dev/(std(in|out|err)|fd/\d+)|/proc/(self|thread-self|\d+)(/task/\d+)?/fd/\d+", hop):
-            return True
+        if _DESCRIPTOR.fullmatch(hop):
+            return "is an open descriptor (standard output, say), not a file name: give a file name"
         if not os.path.islink(hop):
-            return False
-        hop = os.path.join(os.path.dirname(hop), os.readlink(hop))
-        hop = os.path.abspath(hop)
-    return False
+            break
+        hop = os.path.normpath("/" + os.path.join(os.path.dirname(hop), os.readlink(hop)).lstrip("/"))
+    try:
+        st = os.stat(path)
+        if stat.S_ISREG(st.st_mode) and any(_same_file(st, fd) for fd in (1, 2)):
+            return "is the file standard output or error goes to: give another file name"
+    except OSError:
+        pass
+    return None
+
+
+def _same_file(st: os.stat_result, fd: int) -> bool:
+    try:
+        return os.path.samestat(st, os.fstat(fd))
+    except OSError:  # (closed)
+        return False
 
 
 def _check_can_create(folder: Path, option: str, given: Path) -> None:
@@ -424,11 +440,13 @@ def detect(
             from .shards import require_pyarrow
 
             require_pyarrow()  # says how to install it if it is missing
-    if n_workers == "auto":  # decided here, from the images listed: the landmarker is made for its share of the cores
-        n_workers = auto_workers(len(plan.images), device)
+    resuming = not redo and _holds_anything(out_dir)
+    auto = n_workers == "auto"
+    if auto:  # decided here, from the images listed: the landmarker is made for its share of the cores
+        n_workers = auto_workers(len(plan.images), device, detector if boxes is None else "boxes")
     n_workers = min(n_workers, len(plan.images), 4 * cpu_cores())  # (one image: one worker, with every core)
     started = None
-    if n_workers > 1 and (redo or not _holds_anything(out_dir)):  # (a resume may find nothing left to do)
+    if n_workers > 1 and not resuming:  # (a resume may find nothing left to do)
         _check_landmarker_args(device, threshold, min_face)  # (before processes start for nothing)
         try:  # started now, so their start overlaps this process loading its models and checking what is done
             started = Workers(n_workers - 1)
@@ -436,7 +454,8 @@ def detect(
             pass  # (detect_files tries again, and says why it runs in one process)
     try:
         return _detect_files(plan, started or n_workers, out_dir, annotate, model, device, detector, boxes, min_face,
-                             threshold, flip, style, show_box, show_score, fmt, shard_size, redo)
+                             threshold, flip, style, show_box, show_score, fmt, shard_size, redo,
+                             auto_left=auto and resuming)
     finally:
         if started is not None:
             started.close()
@@ -444,7 +463,10 @@ def detect(
 
 def _detect_files(plan, workers, out_dir: Optional[Path], annotate: bool, model: str, device: str, detector: str,
                   boxes: Optional[Path], min_face: Optional[float], threshold: float, flip: bool, style: str,
-                  show_box: bool, show_score: bool, fmt: str, shard_size: int, redo: bool) -> None:
+                  show_box: bool, show_score: bool, fmt: str, shard_size: int, redo: bool,
+                  auto_left: bool = False) -> None:
+    """``auto_left``: a resumed ``--workers auto`` run, whose workers are counted from the images
+    left to do, not those listed (100 left of 3072 would start 8 CUDA workers, each slow to start)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .batch import StopRun, detect_files, summary_line
@@ -462,7 +484,7 @@ def _detect_files(plan, workers, out_dir: Optional[Path], annotate: bool, model:
         if ignored:
             say(f"note: {message}; ignored here")
     options = dict(boxes=boxes, log=say, style=style, show_box=show_box, show_score=show_score, fmt=fmt,
-                   resume=not redo, workers=workers, rows_per_shard=shard_size)
+                   resume=not redo, workers="auto" if auto_left else workers, rows_per_shard=shard_size)
     try:
         if len(plan.images) > 1 and err.is_terminal:  # a bar only where someone watches (no blank lines in logs)
             cols = [TextColumn("detect"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]

@@ -56,8 +56,10 @@ def cpu_cores() -> int:
 
 def available_memory(root: str = "/") -> int | None:
     """Bytes this process can still take: the kernel's MemAvailable, and a container's memory
-    limit (cgroup v2 ``memory.max``, v1 ``limit_in_bytes``) less what the container already uses;
-    None where neither can be read."""
+    limit (cgroup v2 ``memory.max``, v1 ``limit_in_bytes``) less what the container already uses,
+    not counting the file cache the kernel gives back under pressure (``inactive_file``: a second
+    run over images already read would otherwise look out of memory); None where neither can be
+    read. Only this cgroup namespace's root is read: a limit set outside it is not seen."""
     found = []
     try:
         with open(os.path.join(root, "proc/meminfo")) as f:
@@ -66,19 +68,34 @@ def available_memory(root: str = "/") -> int | None:
                     found.append(int(line.split()[1]) * 1024)
     except (OSError, ValueError, IndexError):
         pass
-    for limit, usage in (("sys/fs/cgroup/memory.max", "sys/fs/cgroup/memory.current"),
-                         ("sys/fs/cgroup/memory/memory.limit_in_bytes", "sys/fs/cgroup/memory/memory.usage_in_bytes")):
+    for folder, limit, usage, cache in (("sys/fs/cgroup", "memory.max", "memory.current", "inactive_file"),
+                                        ("sys/fs/cgroup/memory", "memory.limit_in_bytes", "memory.usage_in_bytes",
+                                         "total_inactive_file")):
         try:
-            with open(os.path.join(root, limit)) as f:
+            with open(os.path.join(root, folder, limit)) as f:
                 cap = f.read().strip()
             if cap == "max" or int(cap) >= 2**60:  # (v1 says "no limit" with a huge number)
                 continue
-            with open(os.path.join(root, usage)) as f:
-                found.append(max(0, int(cap) - int(f.read().strip())))
+            with open(os.path.join(root, folder, usage)) as f:
+                used = int(f.read().strip())
+            found.append(max(0, int(cap) - used + _stat_value(os.path.join(root, folder, "memory.stat"), cache)))
             break
         except (OSError, ValueError):
             continue
     return min(found) if found else None
+
+
+def _stat_value(path: str, key: str) -> int:
+    """``key``'s number in a cgroup ``memory.stat`` file; 0 where it cannot be read."""
+    try:
+        with open(path) as f:
+            for line in f:
+                name, _, value = line.partition(" ")
+                if name == key:
+                    return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _cgroup_cpus() -> int | None:

@@ -135,9 +135,12 @@ def main() -> None:
         make_folder(src, a.images)
     if a.floor:
         floor(src, a.model, min(a.images, 64), a.images)
-    settings = [(None, *(c.split(":", 2) + ["cpu"])[:3]) for c in a.configs.split(",") if c.strip()]
-    if a.baseline_src:
-        settings.insert(0, (str(Path(a.baseline_src).resolve()), "1", "json", "cpu"))  # (runs run elsewhere)
+    settings = []
+    for c in (c.strip() for c in a.configs.split(",") if c.strip()):
+        workers, fmt, device = (c.split(":", 2) + [""])[:3]
+        settings.append((None, workers, fmt, device or "cpu"))
+    if a.baseline_src:  # (absolute: each run starts in the images' folder)
+        settings.insert(0, (str(Path(a.baseline_src).resolve()), "1", "json", "cpu"))
     walls: list[list[float]] = [[] for _ in settings]
     for _ in range(a.repeat):  # settings interleaved, so a drift of the machine hits all of them alike
         for i, (pythonpath, workers, fmt, device) in enumerate(settings):
@@ -155,7 +158,8 @@ def main() -> None:
             assert set(got) == set(ref), "different images done"
             diff = max((float(np.abs(got[k] - ref[k]).max()) if got[k].shape == ref[k].shape and got[k].size else
                         (0.0 if got[k].shape == ref[k].shape else float("inf"))) for k in ref)
-        label = "older checkout" if pythonpath else f"--workers {workers} --format {fmt}" + (f" --device {device}" if device != "cpu" else "")
+        label = ("older checkout" if pythonpath else
+                 f"--workers {workers} --format {fmt}" + (f" --device {device}" if device != "cpu" else ""))
         rows.append((label, min(times), float(np.median(times)), diff, sum(len(v) for v in got.values())))
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
     print(f"{a.images} images 640x480, one face each, model {a.model}; {os.cpu_count()} cores ({cpu}); "

@@ -6,7 +6,7 @@ For each shipped model, ``facemark detect examples/astronaut.jpg`` on the CPU an
 (the largest point difference in pixels), then ``facemark video`` with the hourglass on a
 3-second synthetic clip (the photo moving across a grey 640x480 frame), both ways: the per-frame
 largest difference, and each run's frames per second as the command reports it. Prints lines;
-the clip and outputs go to a temporary folder.
+the clip and outputs go to a temporary folder, removed at the end.
 """
 from __future__ import annotations
 
@@ -56,17 +56,20 @@ def main() -> None:
         same = got[0].shape == got[1].shape
         diff = f"{np.abs(got[0] - got[1]).max():.3f} px" if same and got[0].size else "faces differ"
         print(f"detect {model}: faces cpu {len(got[0])}, {dev} {len(got[1])}; largest difference {diff}")
-    work = Path(tempfile.mkdtemp(prefix="facemark-cuda-"))
-    make_clip(work / "clip.mp4")
-    runs = []
-    for k, d in enumerate(("cpu", dev)):
-        r = facemark("video", str(work / "clip.mp4"), "--out", str(work / f"v{k}.mp4"), "--json", str(work / f"v{k}.jsonl"),
-                     "--model", "hourglass", "--device", d)
-        if r.returncode:
-            raise SystemExit(f"video --device {d} failed: {r.stderr.strip()}")
-        print(f"video --device {d}: {r.stderr.strip().splitlines()[-1]}")
-        runs.append([json.loads(line) for line in open(work / f"v{k}.jsonl") if line.strip()])
+    with tempfile.TemporaryDirectory(prefix="facemark-cuda-") as tmp:
+        work = Path(tmp)
+        make_clip(work / "clip.mp4")
+        runs = []
+        for k, d in enumerate(("cpu", dev)):
+            r = facemark("video", str(work / "clip.mp4"), "--out", str(work / f"v{k}.mp4"), "--json",
+                         str(work / f"v{k}.jsonl"), "--model", "hourglass", "--device", d)
+            if r.returncode:
+                raise SystemExit(f"video --device {d} failed: {r.stderr.strip()}")
+            print(f"video --device {d}: {r.stderr.strip().splitlines()[-1]}")
+            runs.append([json.loads(line) for line in open(work / f"v{k}.jsonl") if line.strip()])
     diffs = [np.abs(points(a) - points(b)).max() for a, b in zip(*runs) if len(a["faces"]) == len(b["faces"]) == 1]
+    if not diffs:
+        raise SystemExit("video: no frame with one face in both runs")
     print(f"video hourglass: {len(runs[0])} and {len(runs[1])} frames, one face in both on {len(diffs)}; largest "
           f"difference per frame: median {np.median(diffs):.3f} px, max {max(diffs):.3f} px")
 

@@ -146,7 +146,7 @@ def test_auto_workers_one_per_core_when_there_is_enough_work(monkeypatch):
     assert batch.auto_workers(150) == 2  # 64+ images per worker, or its start-up costs more than it gives
     assert batch.auto_workers(63) == 1
     monkeypatch.setattr(batch, "cpu_cores", lambda: 64)
-    assert batch.auto_workers(10**6) == batch.AUTO_WORKERS_MAX == 16  # (measured up to 16 cores)
+    assert batch.auto_workers(10**6) == batch.AUTO_WORKERS["cpu"].most == 16  # (measured up to 16 cores)
     # chunks: --batch, but many per worker so no worker idles at the end
     assert batch.chunk_size(10**6, 16, 4) == 16
     assert batch.chunk_size(300, 16, 2) == 10
@@ -159,7 +159,7 @@ def test_auto_workers_fit_in_memory(monkeypatch):
     from facemark import batch
 
     monkeypatch.setattr(batch, "cpu_cores", lambda: 16)
-    monkeypatch.setattr(batch, "available_memory", lambda: 3 * batch.WORKER_MEMORY["cpu"] + 1)
+    monkeypatch.setattr(batch, "available_memory", lambda: 3 * batch.AUTO_WORKERS["cpu"].memory + 1)
     assert batch.auto_workers(10**5) == 3
     monkeypatch.setattr(batch, "available_memory", lambda: 100 * 2**20)
     assert batch.auto_workers(10**5) == 1
@@ -184,7 +184,8 @@ def test_auto_workers_on_cuda_share_the_cpu_detector(monkeypatch):
     assert batch.auto_workers(3072, device="cuda") == 2
     monkeypatch.setattr(runtime, "available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert batch.auto_workers(3072, device="cuda") == 1
-    assert batch.auto_workers(3072) == 10  # (5 GiB: the CPU is the CPU wherever onnxruntime has CUDA)  # (the CPU is the CPU wherever onnxruntime has CUDA)
+    assert batch.auto_workers(3072, device="cuda", detector="yunet:y.onnx") == 2  # (YuNet: OpenCV, on the CPU)
+    assert batch.auto_workers(3072) == 10  # (5 GiB: the CPU is the CPU wherever onnxruntime has CUDA)
 
 
 def test_available_memory_reads_the_kernel_and_the_container(tmp_path):
@@ -200,6 +201,12 @@ def test_available_memory_reads_the_kernel_and_the_container(tmp_path):
     (cg / "memory.max").write_text(f"{4 * 2**30}\n")
     (cg / "memory.current").write_text(f"{2**30}\n")
     assert available_memory(str(tmp_path)) == 3 * 2**30  # the container's limit, less what it uses
+    (cg / "memory.current").write_text(f"{int(3.75 * 2**30)}\n")  # mostly file cache: images read before
+    (cg / "memory.stat").write_text(f"anon 100\nfile {3 * 2**30}\nactive_file 5\ninactive_file {int(2.5 * 2**30)}\n")
+    assert available_memory(str(tmp_path)) == int(2.75 * 2**30)  # (the cache the kernel gives back is no use)
+    (cg / "memory.max").write_text(f"{64 * 2**30}\n")
+    assert available_memory(str(tmp_path)) == 8000000 * 1024  # (the smaller of the machine's and the container's)
+    (cg / "memory.stat").unlink()
     (cg / "memory.max").unlink()
     v1 = cg / "memory"
     v1.mkdir()
@@ -209,6 +216,8 @@ def test_available_memory_reads_the_kernel_and_the_container(tmp_path):
     (v1 / "memory.limit_in_bytes").write_text(str(2**30))
     (v1 / "memory.usage_in_bytes").write_text(str(2**29))
     assert available_memory(str(tmp_path)) == 2**29
+    (v1 / "memory.stat").write_text(f"cache 9\ninactive_file 1\ntotal_inactive_file {2**28}\n")
+    assert available_memory(str(tmp_path)) == 2**29 + 2**28
     assert available_memory(str(tmp_path / "nowhere")) is None
 
 
@@ -221,7 +230,8 @@ def test_auto_workers_are_used_and_match_one_process(folder, reference, monkeypa
     monkeypatch.setattr(batch, "run_workers", lambda spec, job, work, chunks, n, report, **kw: (
         used.append(n), real(spec, job, work, chunks, n, report, **kw)))
     monkeypatch.setattr(batch, "cpu_cores", lambda: 2)
-    monkeypatch.setattr(batch, "MIN_IMAGES_PER_WORKER", 16)  # 61 images: two workers
+    monkeypatch.setattr(batch, "available_memory", lambda: None)  # (this machine's free memory does not decide)
+    monkeypatch.setitem(batch.AUTO_WORKERS, "cpu", batch.AUTO_WORKERS["cpu"]._replace(min_images=16))  # 61 images: two
     monkeypatch.chdir(folder)  # the reference ran here on "in": the same paths in the JSON
     lines = []
     s = batch.detect_files(["in"], FaceLandmarker(model="direct"), out_dir=tmp_path / "auto", workers="auto",
@@ -1663,3 +1673,26 @@ def test_workers_that_cannot_start_for_open_files_leave_the_run_to_this_process(
         with pytest.raises(expected):
             B.detect_files([str(src)], fl, out_dir=tmp_path / "o2", workers=2, batch_images=1, log=lambda m: None,
                            resume=False)
+
+
+def test_a_resumed_auto_run_counts_its_workers_from_the_images_left(monkeypatch, tmp_path, face_image):
+    """--workers auto was counted from every image listed, also on a rerun with few left (100 of 3072
+    left on CUDA would start 8 workers, each slow to start): the images left to do decide."""
+    from typer.testing import CliRunner
+
+    from facemark import batch
+    from facemark.cli import app
+
+    for i in range(5):
+        cv2.imwrite(str(tmp_path / f"{i}.jpg"), face_image)
+    args = ["detect", str(tmp_path), "--out", str(tmp_path / "o"), *MODEL]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    for i in range(5, 7):
+        cv2.imwrite(str(tmp_path / f"{i}.jpg"), face_image)
+    counted = []
+    real = batch.auto_workers
+    monkeypatch.setattr(batch, "auto_workers", lambda images, *a, **k: (counted.append(images), real(images, *a, **k))[1])
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert counted[-1] == 2  # (the two new photos; the CLI's first count, of all 7 listed, sets the threads)
+    assert len(list((tmp_path / "o").glob("*.json"))) == 7

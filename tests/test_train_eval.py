@@ -1477,14 +1477,24 @@ def test_eval_shows_its_figures_when_its_report_cannot_be_written(face_image, tm
     assert "NME %" in r.stdout and "ground-truth alignment" in r.stdout, r.stdout
 
 
-def test_eval_report_names_a_non_utf8_file_in_text_strict_readers_take():
-    """A photo named with bytes that are not UTF-8 (Latin-1 'café.jpg'): Python holds the name with
-    a lone surrogate, which json.dumps wrote as \\udce9, and strict JSON readers refused the report."""
+def test_eval_report_names_a_non_utf8_file_in_text_strict_readers_take(wflw_root, tiny_models, tmp_path):
+    """Data in a folder named with bytes that are not UTF-8 (Latin-1 'café'): Python holds such a
+    name with a lone surrogate, which json.dumps wrote as \\udce9 in each face's image and in the
+    options, and strict JSON readers refused the report. Written as \\xe9 instead."""
+    import shutil
+
     from facemark.evaluation.evaluate import EvalResult
 
     name = os.fsdecode(b"/data/caf\xe9.jpg")
     r = EvalResult("m", "detector", np.array([0.05, np.inf]), ["common", "common"], images=[name, "/data/ok.jpg"])
-    faces = r.faces()
-    assert [f["image"] for f in faces] == ["/data/caf\\xe9.jpg", "/data/ok.jpg"]
-    json.dumps(faces).encode("utf-8", "strict")
-    assert "\\udc" not in json.dumps(faces) and faces[1]["nme"] is None and faces[0]["nme"] == pytest.approx(5.0)
+    assert [f["image"] for f in r.faces()] == ["/data/caf\\xe9.jpg", "/data/ok.jpg"]
+    odd = Path(os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9-wflw"))
+    shutil.copytree(wflw_root, odd)
+    out = tmp_path / "e.json"
+    r = run("eval", "--data", f"wflw={odd}", "--model", tiny_models["direct"], "--boxes", "gt", "--json", out)
+    assert r.exit_code == 0, r.stderr
+    text = out.read_text(encoding="utf-8")
+    assert "\\udc" not in text and "caf\\\\xe9-wflw" in text
+    report = by_name(json.loads(text), "tiny-direct")
+    assert report["options"]["data"] == [f"wflw={tmp_path}/caf\\xe9-wflw"]
+    assert all("caf\\xe9-wflw" in f["image"] for f in report["faces"]) and report["faces"]

@@ -124,6 +124,20 @@ def bench_onnx(name: str, batches: list[int], threads: int | None, providers: li
     return row
 
 
+def torch_label(device: str, graphs: bool) -> str:
+    return f"torch-{'cuda' if device.startswith('cuda') else 'cpu'}" + ("+graphs" if graphs else "")
+
+
+def _run_failures() -> tuple[type, ...]:
+    """What a backend can raise at run time on a machine it does not suit (torch's errors, CUDA
+    out of memory, onnxruntime's own exceptions, which are no RuntimeError): a skipped line, not
+    the end of the bench."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+
+    return (RuntimeError, MemoryError) + tuple(getattr(ort_errors, n) for n in ("Fail", "RuntimeException", "EPFail")
+                                               if hasattr(ort_errors, n))
+
+
 def bench_torch(name: str, batches: list[int], device: str, precision: str, graphs: bool) -> Row:
     import torch
 
@@ -131,8 +145,7 @@ def bench_torch(name: str, batches: list[int], device: str, precision: str, grap
     rng = np.random.default_rng(0)
     cuda = device.startswith("cuda")
     sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
-    label = f"torch-{'cuda' if cuda else 'cpu'}" + ("+graphs" if graphs else "")
-    row = Row("landmarks", weights_label(str(name), m.name, m.path), label, precision, params=m.meta.get("params"),
+    row = Row("landmarks", weights_label(str(name), m.name, m.path), torch_label(device, graphs), precision, params=m.meta.get("params"),
               flops=m.meta.get("flops"))
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
@@ -200,7 +213,7 @@ def backends_for(device: str) -> tuple[list[tuple], list[str]]:
 
 def run_landmarks(models: list[str], device: str, batches: list[int], threads: int | None, log=print) -> tuple[list[Row], list[str]]:
     plans, skipped = backends_for(device)
-    rows = []
+    rows, failures = [], _run_failures()
     for name in models:
         failed = []  # a lone .onnx has no .pt for the torch backends: the others still time it
         for plan in plans:
@@ -215,13 +228,12 @@ def run_landmarks(models: list[str], device: str, batches: list[int], threads: i
                 if str(e) not in failed:
                     failed.append(str(e))
                 continue
-            except RuntimeError as e:  # (a backend this machine cannot run, or out of GPU memory: the rest still time)
-                label = plan[2] if plan[0] == "onnx" else f"torch-{plan[1]} {plan[2]}{' graphs' if plan[3] else ''}"
+            except failures as e:  # (a backend this machine cannot run, or out of memory: the rest still time)
+                label = plan[2] if plan[0] == "onnx" else f"{torch_label(plan[1], plan[3])} {plan[2]}"
                 failed.append(f"{label} failed: {(str(e).strip().splitlines() or [type(e).__name__])[0]}")
-                gc.collect()
-                continue
-            gc.collect()  # free the last backend's session and threads before timing the next
-            log(f"{name}: {rows[-1].backend} {rows[-1].precision} done")
+            else:
+                log(f"{name}: {rows[-1].backend} {rows[-1].precision} done")
+            gc.collect()  # free the last backend's session and threads (a failed one's too) before timing the next
         skipped += [f"{name}: {e}" for e in failed]
     return rows, skipped
 

@@ -9,6 +9,7 @@ import numpy as np
 from .. import align, labelmap
 
 from . import metrics
+from ..inputs import shown_name
 from ..training.datasets import Sample, outside_image
 from ..landmarker import FaceLandmarker
 from ..layouts import five_points
@@ -28,8 +29,6 @@ class EvalResult:
         """Each face's NME in % (None: the detector missed it), to find the outliers behind a mean.
         A file name that is not UTF-8 is written with ``\\xNN`` for its odd bytes: a lone surrogate
         in the JSON made strict readers refuse the whole report."""
-        from ..inputs import shown_name
-
         return [{"image": shown_name(im), "subset": s, "nme": float(e * 100) if np.isfinite(e) else None}
                 for im, s, e in zip(self.images, self.subsets, self.errors)]
 
@@ -222,8 +221,8 @@ def run_eval(data: list[str], models: list[str], boxes: str = "detector", device
             k += 1
             key = f"{r.model}#{k}"
         r.model = key
-        report[key] = {"mode": r.mode, "options": {"data": list(data), "split": split, "limit": limit, "flip": flip,
-                                                   "detector": detector, "device": device},
+        report[key] = {"mode": r.mode, "options": {"data": [shown_name(d) for d in data], "split": split, "limit": limit,
+                                                   "flip": flip, "detector": shown_name(detector), "device": device},
                        "subsets": r.table(), "faces": r.faces()}
     from ..errors import OutputError
     from ..imageio import atomic_write_bytes
