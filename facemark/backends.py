@@ -75,7 +75,12 @@ def missing_gpu(device: str) -> str | None:
 
 def weights_label(given: str, name: str, path: Path) -> str:
     """``name``, or ``name@`` the first 8 hex digits of the file's SHA-256 when ``given`` was a
-    path to weights other than the shipped file of that name (see ``FaceLandmarker.model_name``)."""
+    path to weights other than the shipped file of that name (see ``FaceLandmarker.model_name``).
+    A name that is not UTF-8 text (an export's ``--name`` of odd bytes) has them as ``\\xNN``: it
+    goes into every output, and Parquet's strings must be UTF-8."""
+    from .inputs import shown_name
+
+    name = shown_name(name)
     if given in SHIPPED:
         return name
     shipped = weights_dir() / f"{name}{path.suffix.lower()}"

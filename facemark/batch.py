@@ -31,7 +31,7 @@ from .detector import RetinaFace
 from .errors import OutputError, StopRun, UsageError, no_files_left
 from .icc import embedded, profile_of
 from .imageio import (IMAGE_EXTS, ImageError, atomic_write, bgra_as_shown, encode_image, read_image,
-                      remove_stale_temps, write_whole)
+                      remove_stale_temps, too_long_name, write_whole)
 from .inputs import (InputImage, collisions, duplicates_note, expand, missing_roots, output_names, recorded_path,
                      shown_name, utf8_name)
 from .landmarker import FaceLandmarker
@@ -127,6 +127,8 @@ def plan_inputs(inputs: list[str], out_dir: Path | None = None, annotate: bool =
         try:
             if out_dir.exists() and not out_dir.is_dir():
                 raise UsageError(f"--out {out_dir} exists and is not a directory")
+            if long := too_long_name(out_dir):
+                raise UsageError(f"--out {str(out_dir)[:60]}...: {long}")
         except OSError as e:  # a name too long, a folder that cannot be searched
             raise UsageError(f"--out {out_dir}: {e.strerror or e}") from None
         clash = collisions(names)

@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
-import stat
 import sys
 from pathlib import Path
 from contextlib import contextmanager
@@ -195,6 +193,8 @@ def check_output_file(path: Optional[Path], option: str, exts: tuple[str, ...] =
     try:
         if clash := _streams_file(path):  # (renamed over, a redirected stdout's file loses what was printed into it)
             fail(f"{option} {path} {clash}")
+        if long := _too_long(path):
+            fail(f"{option} {long}")
         if path.is_symlink() and not path.exists():  # (found now, not after the measuring)
             fail(f"{option} {path} is a link to {os.readlink(path)}, which does not exist")
         if path.is_dir():
@@ -232,35 +232,24 @@ def check_output_file(path: Optional[Path], option: str, exts: tuple[str, ...] =
         fail(f"{option} {path} cannot be written: {e.strerror or e}")
 
 
-_DESCRIPTOR = re.compile(r"/dev/(std(in|out|err)|fd/\d+)|/proc/(self|thread-self|\d+)(/task/\d+)?/fd/\d+")
+def _too_long(path: Path) -> str | None:
+    """``too_long_name``'s message with the path cut short (it is long)."""
+    from .imageio import too_long_name
+
+    why = too_long_name(path)
+    return None if why is None else f"{str(path)[:60]}...: {why}"
 
 
 def _streams_file(path: Path) -> str | None:
-    """Why ``path`` cannot take a renamed file: it names an open descriptor (``/dev/stdout``,
-    ``/dev/fd/N``, ``/proc/self/fd/N``, or a link to one), or it is the very file standard output
-    or error goes to (``--json r.txt > r.txt``). An atomic write would replace that file rather
-    than write into it, and what was printed into it would be lost. None where it can."""
-    hop = os.path.normpath("/" + os.path.abspath(path).lstrip("/"))  # (// is / here)
-    for _ in range(40):  # (the kernel's own limit on a chain of links)
-        if _DESCRIPTOR.fullmatch(hop):
-            return "is an open descriptor (standard output, say), not a file name: give a file name"
-        if not os.path.islink(hop):
-            break
-        hop = os.path.normpath("/" + os.path.join(os.path.dirname(hop), os.readlink(hop)).lstrip("/"))
-    try:
-        st = os.stat(path)
-        if stat.S_ISREG(st.st_mode) and any(_same_file(st, fd) for fd in (1, 2)):
-            return "is the file standard output or error goes to: give another file name"
-    except OSError:
-        pass
+    """Why ``path`` cannot take a file written whole and renamed: it names an open descriptor, or
+    it is the file standard output or error goes to (what was printed there would be lost)."""
+    from .imageio import descriptor_named, standard_stream_file
+
+    if descriptor_named(path) is not None:
+        return "is an open descriptor (standard output, say), not a file name: give a file name"
+    if standard_stream_file(path) is not None:
+        return "is the file standard output or error goes to: give another file name"
     return None
-
-
-def _same_file(st: os.stat_result, fd: int) -> bool:
-    try:
-        return os.path.samestat(st, os.fstat(fd))
-    except OSError:  # (closed)
-        return False
 
 
 def _check_can_create(folder: Path, option: str, given: Path) -> None:
@@ -588,8 +577,8 @@ def video(
             err.print(f"note: {s.resized} frame(s) of another size were fitted into the first frame's size (scaled, "
                       f"shape kept, black around) for tracking and drawing; their JSON points are in their own pixels")
         if not s.interrupted:  # (an interrupted run's count is in its one line below)
-            went = [f"video in {escape(str(out_path))}"] if out_path is not None else []
-            went += [f"JSON lines in {escape(str(json_path))}"] if json_path is not None and str(json_path) != "-" else []
+            went = [f"video in {plain(out_path)}"] if out_path is not None else []
+            went += [f"JSON lines in {plain(json_path)}"] if json_path is not None and str(json_path) != "-" else []
             err.print(f"facemark: {s.frames} frame{'' if s.frames == 1 else 's'} in {s.seconds:.1f} s ({s.frames / s.seconds:.1f} fps), {s.tracks} face "
                       f"track(s){'; ' + ', '.join(went) if went else ''}")
         if s.searched_shrunk:
@@ -801,7 +790,7 @@ def calibrate(
         shipped_faces = "thousands"
     with usage_errors():
         result = cal.run(data, teacher, yunet, out_path, cache, log=say)
-    err.print(f"wrote {out_path} ({result['faces']} faces)")
+    err.print(f"wrote {plain(out_path)} ({result['faces']} faces)")
     if result["faces"] < FEW_CALIBRATION_FACES:
         say(f"warning: a fit to {result['faces']} faces is noisy (the calibration facemark reads: {shipped_faces}); "
             f"landmarks cropped with it will be less accurate")
@@ -852,7 +841,8 @@ def pack(
         pk.save(out_path)
     except OSError as e:
         fail(f"cannot write --out {out_path}: {e.strerror or e}", 1)
-    err.print(f"wrote {out_path}: {len(pk)} faces ({int(pk.val.sum())} held out), {out_path.stat().st_size / 1e6:.1f} MB")
+    err.print(f"wrote {plain(out_path)}: {len(pk)} faces ({int(pk.val.sum())} held out), "
+              f"{out_path.stat().st_size / 1e6:.1f} MB")
 
 
 def model_names(given: List[str]) -> List[str]:
@@ -872,6 +862,8 @@ def _folder_option(value: str, holds: str, option: str = "--out") -> Path:
     if path.suffix.lower() in (".onnx", ".pt", ".pth", ".npz", ".json") and not path.is_dir() \
             and not value.endswith(("/", os.sep)):
         fail(f"{option} {value} looks like a file name, but {option} is a folder: {holds}")
+    if long := _too_long(path):
+        fail(f"{option} {long}")
     return path
 
 
@@ -1004,7 +996,7 @@ def train(
         best = summary["best_val_nme"]
         what = f"best val NME {best:.3f} %" if math.isfinite(best) else "no face held out, so the last epoch's weights"
         n = summary["epochs"]
-        err.print(f"{what} after {n} epoch{'' if n == 1 else 's'} -> {onnx_path}, {pt_path}")
+        err.print(f"{what} after {n} epoch{'' if n == 1 else 's'} -> {plain(onnx_path)}, {plain(pt_path)}")
 
 
 @app.command("export")
@@ -1020,7 +1012,7 @@ def export_cmd(
 
     with usage_errors(), no_empty_folder(out_dir):
         onnx_path, pt_path = export_checkpoint(checkpoint, out_dir, name)
-    err.print(f"wrote {onnx_path} and {pt_path}")
+    err.print(f"wrote {plain(onnx_path)} and {plain(pt_path)}")
 
 
 try:  # Typer >= 0.2x vendors its own Click (a separately installed click is another class tree)

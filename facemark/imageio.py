@@ -785,6 +785,65 @@ def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
+_DESCRIPTOR = re.compile(r"/dev/(?:(stdin)|(stdout)|(stderr)|fd/(\d+))|/proc/(self|thread-self|\d+)(?:/task/\d+)?/fd/(\d+)")
+
+
+def descriptor_named(path: str | os.PathLike) -> int | None:
+    """The open file descriptor a name stands for: ``/dev/stdout`` 1, ``/dev/fd/N`` and
+    ``/proc/self/fd/N`` N, through any links to them; -1 for another process's (``/proc/PID/fd/N``);
+    None for a name of its own. Opening such a name gives a new handle, and renaming a file over
+    it replaces the file the descriptor writes into (a redirected stdout's), so outputs that are
+    written whole and renamed must not take them."""
+    hop = os.path.normpath("/" + os.path.abspath(path).lstrip("/"))  # (// is / here)
+    for _ in range(40):  # (the kernel's own limit on a chain of links)
+        m = _DESCRIPTOR.fullmatch(hop)
+        if m:
+            stdin, stdout, stderr, fd, pid, pfd = m.groups()
+            if pid is not None:
+                return int(pfd) if pid in ("self", "thread-self") or int(pid) == os.getpid() else -1
+            return 0 if stdin else 1 if stdout else 2 if stderr else int(fd)
+        if not os.path.islink(hop):
+            return None
+        hop = os.path.normpath("/" + os.path.join(os.path.dirname(hop), os.readlink(hop)).lstrip("/"))
+    return None
+
+
+def too_long_name(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be made: a part longer than its file system takes (255 bytes on most),
+    or None. Said before the work: under a folder not made yet it was found only when the output
+    was written, after the work (and the folder was left)."""
+    absolute = Path(os.path.abspath(path))
+    where = absolute
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    try:
+        most = os.pathconf(where if where.is_dir() else where.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        most = 255
+    for part in absolute.parts:
+        if len(os.fsencode(part)) > most:
+            return f"a name in it is too long ({len(os.fsencode(part))} bytes, {most} at most)"
+    return None
+
+
+def standard_stream_file(path: str | os.PathLike) -> int | None:
+    """1 or 2 where ``path`` is the regular file standard output or error goes to
+    (``--json r.txt > r.txt``), else None."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    for fd in (1, 2):
+        try:
+            if os.path.samestat(st, os.fstat(fd)):
+                return fd
+        except OSError:  # (closed)
+            pass
+    return None
+
+
 def output_target(path: str | os.PathLike) -> Path:
     """Where an atomic write to ``path`` really goes: through a symbolic link to its file (the link
     stays); a device, FIFO or folder is refused rather than replaced by a regular file."""

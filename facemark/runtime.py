@@ -44,6 +44,14 @@ def providers_for(device: str) -> list:
     return [("CUDAExecutionProvider", {"device_id": device_index(device)}), "CPUExecutionProvider"]
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def ort_session(model: bytes | str | os.PathLike, providers: tuple | list | None = None,
                 threads: int | None = None) -> ort.InferenceSession:
     """An inference session: full graph optimisation; on the CPU unless ``providers`` say otherwise."""
@@ -59,6 +67,9 @@ def ort_session(model: bytes | str | os.PathLike, providers: tuple | list | None
         providers = ["CPUExecutionProvider"]
     if isinstance(model, os.PathLike):
         model = os.fspath(model)
+    if isinstance(model, str) and not _utf8(model):  # (onnxruntime takes a path as UTF-8 text: the file is read here)
+        with open(model, "rb") as f:
+            model = f.read()
     try:
         session = ort.InferenceSession(model, sess_options=opts, providers=list(providers))
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types

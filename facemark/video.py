@@ -21,8 +21,8 @@ from .align import letterbox, rescale
 from .containers import (avi_empty_frames, count_is_exact, cut_short, has_audio, matroska_has_no_frames,
                          mp4_has_no_samples)
 from .errors import FacemarkError
-from .imageio import (IMAGE_EXTS, ImageError, make_temp, missing_folders, output_target, publish, quiet_stderr,
-                      read_image, remove_stale_temps, write_whole)
+from .imageio import (IMAGE_EXTS, ImageError, descriptor_named, make_temp, missing_folders, output_target, publish,
+                      quiet_stderr, read_image, remove_stale_temps, standard_stream_file, write_whole)
 from .inputs import is_image_name, shown_name, utf8_name
 from .results import Face
 
@@ -580,9 +580,23 @@ def _checked_request(source: str | os.PathLike | int, fl, out_path: str | os.Pat
         raise UsageError("the input is an empty string: give a video file, a folder or glob of frames, or a camera index")
     source = str(source)
     out_path = Path(out_path) if out_path is not None else None
-    # JSON lines streamed, not renamed into place: to stdout ("-"), or into a pipe or device named
-    stream = None if json_path is None else "-" if str(json_path) in ("-", "/dev/stdout") \
-        else str(json_path) if _is_stream(str(json_path)) else None
+    # JSON lines streamed, not renamed into place: to stdout ("-", /dev/stdout, /dev/fd/1, a link to
+    # them), or into a pipe or device named. Another descriptor's name, or the very file stdout or
+    # stderr goes to, is refused: renamed over, that file would lose what was written into it.
+    stream = None
+    for option, p in (("--json", json_path), ("--out", out_path)):
+        if p is None:
+            continue
+        fd = descriptor_named(p) if str(p) != "-" else 1
+        if option == "--json" and fd == 1:
+            stream = "-"
+        elif option == "--json" and _is_stream(str(p)):
+            stream = str(p)
+        elif fd is not None or standard_stream_file(p) is not None:
+            where = "an open descriptor (standard output, say)" if fd is not None else \
+                "the file standard output or error goes to"
+            raise UsageError(f"{option} {p} is {where}: give a file name"
+                             + (" (or --json - for standard output)" if option == "--json" else ""))
     json_path = Path(json_path) if json_path is not None and stream is None else None
     if stream == "-" and sys.stdout is None:  # (started with stdout closed: `>&-`)
         raise UsageError("standard output is closed: give --json FILE")

@@ -2032,3 +2032,51 @@ def test_cuda_with_the_detector_on_the_cpu_is_said(providers, said, monkeypatch,
     assert (note in " ".join(capsys.readouterr().err.split())) == said
     cli._landmarker("direct", "cpu", "retinaface", None, 0.5, None)
     assert "note:" not in capsys.readouterr().err
+
+
+def test_bracketed_output_names_are_printed_as_they_are(tiny_models, tmp_path):
+    """The "wrote ..." lines went through Rich's markup: 'exports[final]' came out as 'exports', and
+    '[/]w' ended export in a traceback after its files were written."""
+    for out in ("exports[final]", "[/]w"):
+        r = subprocess.run([sys.executable, "-m", "facemark", "export", str(tiny_models["direct.pt"]), "--out", out],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        assert f"wrote {out}/direct.onnx and {out}/direct.pt" in r.stderr and (tmp_path / out / "direct.onnx").is_file()
+
+
+@pytest.mark.parametrize("args", [["bench", "--json", "NEW/LONG/b.json"], ["detect", "PHOTO", "--out", "NEW/LONG"],
+                                  ["export", "CKPT", "--out", "NEW/LONG"], ["export", "CKPT", "--out", "NEW", "--name", "LONG"],
+                                  ["export", "CKPT", "--out", "NEW", "--name", "ODD"]])
+def test_an_output_name_too_long_or_not_text_is_refused_before_the_work(args, tiny_models, tmp_path, face_image):
+    """A name over 255 bytes under a folder not made yet passed the check: the work ran (a whole
+    bench or eval), then the write failed with exit 1 and left the folder. An export --name of
+    bytes that are not UTF-8 made models whose name broke Parquet outputs later."""
+    photo = tmp_path / "p.jpg"
+    cv2.imwrite(str(photo), face_image)
+    swap = {"NEW": str(tmp_path / "new"), "LONG": "L" * 300, "PHOTO": str(photo), "CKPT": str(tiny_models["direct.pt"]),
+            "ODD": os.fsdecode(b"bad\xff")}
+    argv = ["/".join(swap.get(part, part) for part in a.split("/")) for a in args]
+    r = subprocess.run([sys.executable, "-m", "facemark", *argv], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120, errors="backslashreplace")
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and ("too long" in r.stderr or "not UTF-8" in r.stderr), r.stderr
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_model_under_a_name_that_is_not_utf8_loads_and_is_named_as_text(tiny_models, tmp_path, face_image):
+    """onnxruntime takes a path as UTF-8 text: a model in a folder named with other bytes was called
+    'not a valid ONNX model'. And a model whose own name has such bytes is named with \\xNN in the
+    outputs (a lone surrogate broke the Parquet shard with a traceback)."""
+    from facemark.backends import weights_label
+
+    odd = Path(os.fsdecode(os.fsencode(str(tmp_path)) + b"/bad\xff"))
+    odd.mkdir()
+    shutil.copy(tiny_models["direct"], odd / "m.onnx")
+    photo = tmp_path / "p.jpg"
+    cv2.imwrite(str(photo), face_image)
+    r = subprocess.run([sys.executable, "-m", "facemark", "detect", str(photo), "--model", str(odd / "m.onnx")],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["model"].startswith("tiny-direct@")
+    label = weights_label(str(odd / "m.onnx"), os.fsdecode(b"odd\xfe"), odd / "m.onnx")
+    assert label.startswith("odd\\xfe@") and label.encode("utf-8")

@@ -1718,3 +1718,42 @@ def test_a_face_in_a_shaking_camera_is_followed_as_a_detection_on_each_frame_pla
         if i >= 5:  # (the filter's start)
             errors.append(np.linalg.norm(track.smoothed - truth, axis=1).mean() / np.linalg.norm(truth[60] - truth[72]))
     assert np.mean(errors) < 0.015 and np.max(errors) < 0.04, (np.mean(errors), np.max(errors))
+
+
+@pytest.mark.parametrize("option, target, stream, outcome", [
+    ("--json", "/dev/fd/1", "stdout", "streamed"),
+    ("--json", "/proc/self/fd/1", "stdout", "streamed"),
+    ("--json", "link", "stdout", "streamed"),
+    ("--json", "/dev/stderr", "stderr", "refused"),
+    ("--json", "the same file", "stdout", "refused"),
+    ("--out", "link", "stdout", "refused"),
+    ("--out", "the same file", "stdout", "refused"),
+])
+def test_descriptor_names_are_streamed_into_or_refused_never_renamed_over(option, target, stream, outcome, tiny_models,
+                                                                          tmp_path, small_face):
+    """`video --json /dev/fd/1 >> log.txt` renamed the lines over log.txt (its earlier contents gone,
+    exit 0), as did /proc/self/fd/1, /dev/stderr into a file, or a link to /dev/stdout, for --out too.
+    Standard output's names are streamed into, as /dev/stdout was; the others are refused."""
+    clip = tmp_path / "c.avi"
+    write_clip(clip, [frame_with([(60, 80)], small_face)] * 3, fourcc="MJPG")
+    log = tmp_path / ("log.jsonl" if option == "--json" else "log.mp4")
+    log.write_text("earlier\n")
+    name = {"link": str(tmp_path / ("to-std.jsonl" if option == "--json" else "to-std.mp4")), "the same file": str(log)}
+    given = name.get(target, target)
+    if target == "link":
+        os.symlink("/dev/stdout", given)
+    other = ["--json", str(tmp_path / "o.jsonl")] if option == "--out" else []
+    cmd = [sys.executable, "-m", "facemark", "video", str(clip), option, given, *other, "--model", str(tiny_models["direct"])]
+    with open(log, "a") as f:
+        r = subprocess.run(cmd, cwd=tmp_path, stdout=f if stream == "stdout" else subprocess.PIPE,
+                           stderr=f if stream == "stderr" else subprocess.PIPE, text=True, timeout=120)
+    lines = log.read_text().splitlines()
+    assert lines[0] == "earlier"  # (the file the stream goes to is written into, never replaced)
+    if outcome == "streamed":
+        assert r.returncode == 0, r.stderr
+        assert len(lines) == 4 and all(json.loads(ln)["frame"] == i for i, ln in enumerate(lines[1:]))
+    else:
+        said = r.stderr if stream == "stdout" else "\n".join(lines[1:])  # (the error line goes where stderr goes)
+        assert r.returncode == 2 and (lines == ["earlier"] or stream == "stderr")
+        assert said.strip().count("\n") == 0 and f"error: {option} {given} is " in said and "give a file name" in said
+        assert not (tmp_path / "o.jsonl").exists()

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..imageio import atomic_write
+from ..inputs import shown_name, utf8_name
 from ..models import Predictor, load_state  # noqa: F401  (load_state: the reader beside these writers)
 
 
@@ -177,6 +178,11 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path = "weights", n
         raise UsageError("--name is empty: give the model a name (its files are NAME.onnx and NAME.pt)")
     if name is not None and (Path(name).name != name or name in (".", "..")):
         raise UsageError(f"--name {name!r} must be a plain file name (no folders)")
+    if name is not None and utf8_name(name) is None:  # (it names the model in every output, Parquet's strings too)
+        raise UsageError(f"--name {shown_name(name)} is not UTF-8 text: give a name in plain characters")
+    if name is not None and len(os.fsencode(f"{name}.onnx")) > 255:
+        raise UsageError(f"--name {name[:40]}...: too long for a file name ({len(os.fsencode(name))} bytes; "
+                         f"NAME.onnx must fit in 255)")
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} exists and is not a directory")
     if checkpoint.suffix.lower() == ".onnx":
