@@ -27,7 +27,7 @@ import numpy as np
 from .annotate import STYLES, draw
 from .backends import ModelError
 from .boxes import BoxError, GivenBoxes, check_inside, read_boxes
-from .detector import RetinaFace
+from .detector import RetinaFace, YuNet
 from .errors import OutputError, StopRun, UsageError, no_files_left
 from .icc import embedded, profile_of
 from .imageio import (IMAGE_EXTS, ImageError, atomic_write, bgra_as_shown, encode_image, read_image,
@@ -728,8 +728,7 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                   style, show_box, show_score, frozenset(os.path.realpath(p) for p in protected))
         todo = [(k, im, plan.names[k]) for k, im in enumerate(plan.images) if k not in skip]
         if workers is None:
-            workers = auto_workers(len(todo), fl.spec.get("device", "cpu"),
-                                   "retinaface" if isinstance(fl.detector, RetinaFace) else "other")
+            workers = auto_workers(len(todo), fl.spec.get("device", "cpu"), detector_kind(fl.detector))
         size = chunk_size(len(todo), plan.batch_images, workers)
         chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
         if progress and skip:
@@ -871,6 +870,11 @@ def rows_for_bytes(fl: FaceLandmarker, items: list[tuple[str, bytes]]) -> list[d
     return rows
 
 
+def detector_kind(detector) -> str:
+    """What ``auto_workers`` needs to know of a landmarker's detector: where it runs."""
+    return "retinaface" if isinstance(detector, RetinaFace) else "yunet" if isinstance(detector, YuNet) else "none"
+
+
 class WorkerRule(NamedTuple):
     most: int  # workers at most
     min_images: int  # images each, at least: a worker's start must pay off
@@ -897,12 +901,14 @@ def auto_workers(images: int, device: str = "cpu", detector: str = "retinaface")
     (``scripts/batch_bench.py``), but no more processes than the images can keep busy or memory
     can hold. On CUDA the detector still runs on the CPU (YuNet always; RetinaFace unless
     onnxruntime has CUDA), and one process was held back by it, so the cores get workers there
-    too; with RetinaFace on the GPU, one process."""
+    too; with the detector on the GPU, or none (``detector="none"``: boxes given), one process."""
     kind = "cpu" if device == "cpu" else "cuda"
-    if kind == "cuda" and detector == "retinaface":
+    if kind == "cuda":
         from .runtime import available_providers
 
-        if "CUDAExecutionProvider" in available_providers():
+        on_cpu = detector.startswith("yunet") or (detector == "retinaface" and
+                                                  "CUDAExecutionProvider" not in available_providers())
+        if not on_cpu:
             return 1
     rule = AUTO_WORKERS[kind]
     memory = available_memory()

@@ -349,7 +349,7 @@ def _landmarker(model: str, device: str, detector: str, boxes: Optional[Path], t
 
         if "CUDAExecutionProvider" not in available_providers():  # (it was often the slower half: README, Big runs)
             say(f"note: the detector runs on the CPU, only the landmark model on {device}: this onnxruntime has no "
-                f"CUDA (pip install onnxruntime-gpu for both on the GPU)")
+                f"CUDA (pip uninstall onnxruntime, then pip install onnxruntime-gpu, for both on the GPU)")
     return fl
 
 
@@ -432,7 +432,7 @@ def detect(
     resuming = not redo and _holds_anything(out_dir)
     auto = n_workers == "auto"
     if auto:  # decided here, from the images listed: the landmarker is made for its share of the cores
-        n_workers = auto_workers(len(plan.images), device, detector if boxes is None else "boxes")
+        n_workers = auto_workers(len(plan.images), device, detector if boxes is None else "none")
     n_workers = min(n_workers, len(plan.images), 4 * cpu_cores())  # (one image: one worker, with every core)
     started = None
     if n_workers > 1 and not resuming:  # (a resume may find nothing left to do)
@@ -463,8 +463,10 @@ def _detect_files(plan, workers, out_dir: Optional[Path], annotate: bool, model:
     from .workers import WorkerDied, threads_each
 
     n_workers = workers if isinstance(workers, int) else workers.processes + 1
+    # (a resumed auto run counts its workers later, from what is left: every core until then; the
+    # workers' share, where there are several, is then a copy of this landmarker's)
     fl = _landmarker(model, device, detector, boxes, threshold, min_face, flip=flip,
-                     threads=threads_each(n_workers) if n_workers > 1 else None)
+                     threads=threads_each(n_workers) if n_workers > 1 and not auto_left else None)
     idle = [("--redo needs --out", redo and out_dir is None),  # said after the checks above: a usage error stays one line
             ("--shard-size needs --format jsonl or parquet", shard_size != DEFAULT_SHARD_SIZE and fmt == "json"),
             ("--draw, --no-box and --no-score need --annotate",
@@ -588,17 +590,17 @@ def video(
         s.interrupted = True
     if s.interrupted and s.set_aside:
         exit_interrupted(f"interrupted after {s.frames} frame(s): the output files that were there before are kept; "
-                         f"the frames processed so far are in {', '.join(escape(p) for p in s.set_aside)}")
+                         f"the frames processed so far are in {', '.join(plain(p) for p in s.set_aside)}")
     if s.interrupted:
         exit_interrupted(f"interrupted after {s.frames} frame(s): the output holds them")
     if s.cut_short and not s.interrupted:  # (said whatever the count: a cut Matroska file's is an estimate)
         lost = f"about {s.decode_errors} frame(s) of it are not there; " if s.decode_errors else ""
-        err.print(f"[red]warning:[/] {escape(source)} ends before the data it announces (a download or copy that "
+        err.print(f"[red]warning:[/] {plain(source)} ends before the data it announces (a download or copy that "
                   f"stopped?): {lost}wrote the {s.frames} frame(s) it holds")
         raise typer.Exit(1)
     if s.decode_errors:
         held = " (the video shows the frame before each in its place)" if out_path is not None else ""
-        err.print(f"[red]warning:[/] {s.decode_errors} frame(s) of {escape(source)} did not decode; wrote the {s.frames} "
+        err.print(f"[red]warning:[/] {s.decode_errors} frame(s) of {plain(source)} did not decode; wrote the {s.frames} "
                   f"that did{held}")
         raise typer.Exit(1)
 

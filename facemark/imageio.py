@@ -790,21 +790,25 @@ _DESCRIPTOR = re.compile(r"/dev/(?:(stdin)|(stdout)|(stderr)|fd/(\d+))|/proc/(se
 
 def descriptor_named(path: str | os.PathLike) -> int | None:
     """The open file descriptor a name stands for: ``/dev/stdout`` 1, ``/dev/fd/N`` and
-    ``/proc/self/fd/N`` N, through any links to them; -1 for another process's (``/proc/PID/fd/N``);
-    None for a name of its own. Opening such a name gives a new handle, and renaming a file over
-    it replaces the file the descriptor writes into (a redirected stdout's), so outputs that are
-    written whole and renamed must not take them."""
-    hop = os.path.normpath("/" + os.path.abspath(path).lstrip("/"))  # (// is / here)
-    for _ in range(40):  # (the kernel's own limit on a chain of links)
-        m = _DESCRIPTOR.fullmatch(hop)
-        if m:
-            stdin, stdout, stderr, fd, pid, pfd = m.groups()
-            if pid is not None:
-                return int(pfd) if pid in ("self", "thread-self") or int(pid) == os.getpid() else -1
-            return 0 if stdin else 1 if stdout else 2 if stderr else int(fd)
-        if not os.path.islink(hop):
-            return None
-        hop = os.path.normpath("/" + os.path.join(os.path.dirname(hop), os.readlink(hop)).lstrip("/"))
+    ``/proc/self/fd/N`` N, through links to them or to their folders; -1 for another process's
+    (``/proc/PID/fd/N``); None for a name of its own. Opening such a name gives a new handle, and
+    renaming a file over it replaces the file the descriptor writes into (a redirected stdout's),
+    so outputs that are written whole and renamed must not take them."""
+    try:
+        hop = os.path.abspath(path)
+        for _ in range(40):  # (the kernel's own limit on a chain of links)
+            hop = os.path.join(os.path.realpath(os.path.dirname(hop)), os.path.basename(hop))  # (its folder's links)
+            m = _DESCRIPTOR.fullmatch(hop)
+            if m:
+                stdin, stdout, stderr, fd, pid, pfd = m.groups()
+                if pid is not None:
+                    return int(pfd) if pid in ("self", "thread-self") or int(pid) == os.getpid() else -1
+                return 0 if stdin else 1 if stdout else 2 if stderr else int(fd)
+            if not os.path.islink(hop):
+                return None
+            hop = os.path.join(os.path.dirname(hop), os.readlink(hop))
+    except (OSError, ValueError):  # (no working folder any more, a name the system refuses: a name of its own)
+        return None
     return None
 
 
@@ -812,18 +816,29 @@ def too_long_name(path: str | os.PathLike) -> str | None:
     """Why ``path`` cannot be made: a part longer than its file system takes (255 bytes on most),
     or None. Said before the work: under a folder not made yet it was found only when the output
     was written, after the work (and the folder was left)."""
-    absolute = Path(os.path.abspath(path))
-    where = absolute
-    while not where.exists() and where != where.parent:
+    try:
+        absolute = Path(os.path.abspath(path))
+    except OSError:  # (no working folder any more: said where the output is made)
+        return None
+    where = absolute.parent
+    while where != where.parent and not _is_folder(where):
         where = where.parent
     try:
-        most = os.pathconf(where if where.is_dir() else where.parent, "PC_NAME_MAX")
+        most = os.pathconf(where, "PC_NAME_MAX")
     except (OSError, ValueError):
         most = 255
+    most = most if most > 0 else 255  # (-1: no limit said)
     for part in absolute.parts:
         if len(os.fsencode(part)) > most:
             return f"a name in it is too long ({len(os.fsencode(part))} bytes, {most} at most)"
     return None
+
+
+def _is_folder(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # (ENAMETOOLONG: Path.is_dir re-raises it)
+        return False
 
 
 def standard_stream_file(path: str | os.PathLike) -> int | None:

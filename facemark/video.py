@@ -584,6 +584,9 @@ def _checked_request(source: str | os.PathLike | int, fl, out_path: str | os.Pat
     # them), or into a pipe or device named. Another descriptor's name, or the very file stdout or
     # stderr goes to, is refused: renamed over, that file would lose what was written into it.
     stream = None
+    if out_path is not None and str(out_path) == "-":
+        raise UsageError("--out -: the video is written to a file, not standard output; give a file name "
+                         "(--json - streams the JSON lines)")
     for option, p in (("--json", json_path), ("--out", out_path)):
         if p is None:
             continue

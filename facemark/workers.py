@@ -78,7 +78,8 @@ def available_memory(root: str = "/") -> int | None:
                 continue
             with open(os.path.join(root, folder, usage)) as f:
                 used = int(f.read().strip())
-            found.append(max(0, int(cap) - used + _stat_value(os.path.join(root, folder, "memory.stat"), cache)))
+            cached = _stat_value(os.path.join(root, folder, "memory.stat"), cache)
+            found.append(max(0, min(int(cap), int(cap) - used + cached)))
             break
         except (OSError, ValueError):
             continue

@@ -2028,7 +2028,7 @@ def test_cuda_with_the_detector_on_the_cpu_is_said(providers, said, monkeypatch,
     fl = cli._landmarker("direct", "cuda:1", "retinaface", None, 0.5, None)
     assert fl.kw["device"] == "cuda:1"
     note = ("note: the detector runs on the CPU, only the landmark model on cuda:1: this onnxruntime has no CUDA "
-            "(pip install onnxruntime-gpu for both on the GPU)")
+            "(pip uninstall onnxruntime, then pip install onnxruntime-gpu, for both on the GPU)")
     assert (note in " ".join(capsys.readouterr().err.split())) == said
     cli._landmarker("direct", "cpu", "retinaface", None, 0.5, None)
     assert "note:" not in capsys.readouterr().err
@@ -2045,6 +2045,7 @@ def test_bracketed_output_names_are_printed_as_they_are(tiny_models, tmp_path):
 
 
 @pytest.mark.parametrize("args", [["bench", "--json", "NEW/LONG/b.json"], ["detect", "PHOTO", "--out", "NEW/LONG"],
+                                  ["bench", "--json", "LONG"], ["export", "CKPT", "--out", "LONG"],
                                   ["export", "CKPT", "--out", "NEW/LONG"], ["export", "CKPT", "--out", "NEW", "--name", "LONG"],
                                   ["export", "CKPT", "--out", "NEW", "--name", "ODD"]])
 def test_an_output_name_too_long_or_not_text_is_refused_before_the_work(args, tiny_models, tmp_path, face_image):

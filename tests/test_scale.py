@@ -185,6 +185,8 @@ def test_auto_workers_on_cuda_share_the_cpu_detector(monkeypatch):
     monkeypatch.setattr(runtime, "available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert batch.auto_workers(3072, device="cuda") == 1
     assert batch.auto_workers(3072, device="cuda", detector="yunet:y.onnx") == 2  # (YuNet: OpenCV, on the CPU)
+    monkeypatch.setattr(runtime, "available_providers", lambda: ["CPUExecutionProvider"])
+    assert batch.auto_workers(3072, device="cuda", detector="none") == 1  # (boxes given: no detector to share)
     assert batch.auto_workers(3072) == 10  # (5 GiB: the CPU is the CPU wherever onnxruntime has CUDA)
 
 
@@ -218,6 +220,8 @@ def test_available_memory_reads_the_kernel_and_the_container(tmp_path):
     assert available_memory(str(tmp_path)) == 2**29
     (v1 / "memory.stat").write_text(f"cache 9\ninactive_file 1\ntotal_inactive_file {2**28}\n")
     assert available_memory(str(tmp_path)) == 2**29 + 2**28
+    (v1 / "memory.stat").write_text(f"total_inactive_file {2**31}\n")  # (counted apart from usage: never over the limit)
+    assert available_memory(str(tmp_path)) == 2**30
     assert available_memory(str(tmp_path / "nowhere")) is None
 
 
@@ -1689,10 +1693,13 @@ def test_a_resumed_auto_run_counts_its_workers_from_the_images_left(monkeypatch,
     assert CliRunner().invoke(app, args).exit_code == 0
     for i in range(5, 7):
         cv2.imwrite(str(tmp_path / f"{i}.jpg"), face_image)
-    counted = []
-    real = batch.auto_workers
+    counted, threads = [], []
+    real, process = batch.auto_workers, batch._process
     monkeypatch.setattr(batch, "auto_workers", lambda images, *a, **k: (counted.append(images), real(images, *a, **k))[1])
+    monkeypatch.setattr(batch, "_process", lambda job, fl, *a: (threads.append(fl.spec["threads"]), process(job, fl, *a))[1])
+    monkeypatch.setitem(batch.AUTO_WORKERS, "cpu", batch.AUTO_WORKERS["cpu"]._replace(min_images=3))  # (7 listed: 2)
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
-    assert counted[-1] == 2  # (the two new photos; the CLI's first count, of all 7 listed, sets the threads)
+    assert counted == [7, 2]  # (all listed, then the two new photos: one worker)
+    assert set(threads) == {None}  # (that one worker has every core, not the share of one of two)
     assert len(list((tmp_path / "o").glob("*.json"))) == 7

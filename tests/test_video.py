@@ -1724,6 +1724,7 @@ def test_a_face_in_a_shaking_camera_is_followed_as_a_detection_on_each_frame_pla
     ("--json", "/dev/fd/1", "stdout", "streamed"),
     ("--json", "/proc/self/fd/1", "stdout", "streamed"),
     ("--json", "link", "stdout", "streamed"),
+    ("--json", "fds/1", "stdout", "streamed"),
     ("--json", "/dev/stderr", "stderr", "refused"),
     ("--json", "the same file", "stdout", "refused"),
     ("--out", "link", "stdout", "refused"),
@@ -1742,6 +1743,9 @@ def test_descriptor_names_are_streamed_into_or_refused_never_renamed_over(option
     given = name.get(target, target)
     if target == "link":
         os.symlink("/dev/stdout", given)
+    if target == "fds/1":  # (a link to the descriptors' folder)
+        os.symlink("/proc/self/fd", tmp_path / "fds")
+        given = str(tmp_path / "fds" / "1")
     other = ["--json", str(tmp_path / "o.jsonl")] if option == "--out" else []
     cmd = [sys.executable, "-m", "facemark", "video", str(clip), option, given, *other, "--model", str(tiny_models["direct"])]
     with open(log, "a") as f:
@@ -1757,3 +1761,20 @@ def test_descriptor_names_are_streamed_into_or_refused_never_renamed_over(option
         assert r.returncode == 2 and (lines == ["earlier"] or stream == "stderr")
         assert said.strip().count("\n") == 0 and f"error: {option} {given} is " in said and "give a file name" in said
         assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_video_out_dash_and_a_working_folder_gone_are_said_as_such(tiny_models, tmp_path, small_face):
+    """--out - was called "an open descriptor"; with the working folder deleted under it, a relative
+    --json was said as "cannot write to standard output"."""
+    clip = tmp_path / "c.avi"
+    write_clip(clip, [frame_with([(60, 80)], small_face)] * 3, fourcc="MJPG")
+    cmd = [sys.executable, "-m", "facemark", "video", str(clip), "--model", str(tiny_models["direct"])]
+    r = subprocess.run(cmd + ["--out", "-"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip() == ("error: --out -: the video is written to a file, not standard "
+                                                      "output; give a file name (--json - streams the JSON lines)")
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    r = subprocess.run(cmd + ["--json", "o.jsonl"], cwd=gone, capture_output=True, text=True, timeout=120,
+                       preexec_fn=lambda: os.rmdir(gone))
+    assert r.returncode != 0 and "o.jsonl" in r.stderr and "standard output" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr

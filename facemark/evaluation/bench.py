@@ -125,6 +125,7 @@ def bench_onnx(name: str, batches: list[int], threads: int | None, providers: li
 
 
 def torch_label(device: str, graphs: bool) -> str:
+    """A torch row's backend, and the name its failure is said by."""
     return f"torch-{'cuda' if device.startswith('cuda') else 'cpu'}" + ("+graphs" if graphs else "")
 
 
@@ -134,8 +135,8 @@ def _run_failures() -> tuple[type, ...]:
     the end of the bench."""
     from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-    return (RuntimeError, MemoryError) + tuple(getattr(ort_errors, n) for n in ("Fail", "RuntimeException", "EPFail")
-                                               if hasattr(ort_errors, n))
+    own = [v for v in vars(ort_errors).values() if isinstance(v, type) and issubclass(v, Exception)]
+    return (RuntimeError, MemoryError, *own)
 
 
 def bench_torch(name: str, batches: list[int], device: str, precision: str, graphs: bool) -> Row:
