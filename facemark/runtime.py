@@ -44,14 +44,6 @@ def providers_for(device: str) -> list:
     return [("CUDAExecutionProvider", {"device_id": device_index(device)}), "CPUExecutionProvider"]
 
 
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def ort_session(model: bytes | str | os.PathLike, providers: tuple | list | None = None,
                 threads: int | None = None) -> ort.InferenceSession:
     """An inference session: full graph optimisation; on the CPU unless ``providers`` say otherwise."""
@@ -67,7 +59,9 @@ def ort_session(model: bytes | str | os.PathLike, providers: tuple | list | None
         providers = ["CPUExecutionProvider"]
     if isinstance(model, os.PathLike):
         model = os.fspath(model)
-    if isinstance(model, str) and not _utf8(model):  # (onnxruntime takes a path as UTF-8 text: the file is read here)
+    from .inputs import utf8_name
+
+    if isinstance(model, str) and utf8_name(model) is None:  # (onnxruntime takes a path as UTF-8 text: read here)
         with open(model, "rb") as f:
             model = f.read()
     try:
