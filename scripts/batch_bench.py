@@ -65,6 +65,15 @@ def run(src: Path, out: Path, model: str, workers: str, fmt: str, pythonpath: st
     return wall
 
 
+def auto_count(images: int, device: str) -> int:
+    """How many workers ``--workers auto`` takes for this run (the rule in facemark.batch, asked in a
+    process of its own with this machine's cores, memory and onnxruntime), for the table's label."""
+    code = f"from facemark.batch import auto_workers; print(auto_workers({images}, {device!r}))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return int(r.stdout.strip()) if r.returncode == 0 and r.stdout.strip().isdigit() else -1
+
+
 def own_weights(model: str, checkout: str | None) -> str:
     """A shipped model name run from another checkout, as a path to that checkout's own file:
     older code finds its weights through ``importlib.resources``, which an editable install of
@@ -159,7 +168,8 @@ def main() -> None:
             diff = max((float(np.abs(got[k] - ref[k]).max()) if got[k].shape == ref[k].shape and got[k].size else
                         (0.0 if got[k].shape == ref[k].shape else float("inf"))) for k in ref)
         label = ("older checkout" if pythonpath else
-                 f"--workers {workers} --format {fmt}" + (f" --device {device}" if device != "cpu" else ""))
+                 f"--workers {workers}" + (f" ({auto_count(a.images, device)})" if workers == "auto" else "")
+                 + f" --format {fmt}" + (f" --device {device}" if device != "cpu" else ""))
         rows.append((label, min(times), float(np.median(times)), diff, sum(len(v) for v in got.values())))
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
     print(f"{a.images} images 640x480, one face each, model {a.model}; {os.cpu_count()} cores ({cpu}); "
