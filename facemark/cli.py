@@ -423,6 +423,10 @@ def detect(
                               batch_images, shard_size)
     if out_dir is None and sys.stdout is None:
         fail("standard output is closed: give --out DIR")
+    if redo and boxes is not None and out_dir is not None and boxes.is_dir() and \
+            os.path.realpath(boxes) == os.path.realpath(out_dir):  # (a boxes file itself is one of the inputs: refused)
+        fail(f"--boxes {boxes} is --out's folder: --redo would replace the files the boxes are read from; "
+             f"give another --out")
     with usage_errors():
         plan = plan_inputs(inputs, out_dir, annotate, batch_images, log=say)
         if fmt == "parquet":

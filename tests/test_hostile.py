@@ -2081,3 +2081,18 @@ def test_a_model_under_a_name_that_is_not_utf8_loads_and_is_named_as_text(tiny_m
     assert json.loads(r.stdout)["model"].startswith("tiny-direct@")
     label = weights_label(str(odd / "m.onnx"), os.fsdecode(b"odd\xfe"), odd / "m.onnx")
     assert label.startswith("odd\\xfe@") and label.encode("utf-8")
+
+
+def test_redo_with_boxes_from_the_out_folder_is_refused(tmp_path, face):
+    """`detect IMG --boxes o --out o --redo` replaced the very files its boxes were read from (a
+    boxes file named on its own was already refused as one of the inputs)."""
+    cv2.imwrite(str(tmp_path / "a.jpg"), face)
+    assert fm("detect", "a.jpg", "--out", "o", *MODEL, cwd=tmp_path).returncode == 0
+    before = (tmp_path / "o" / "a.jpg.json").read_bytes()
+    r = fm("detect", "a.jpg", "--boxes", "o", "--out", "o", "--redo", *MODEL, cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.strip() == ("error: --boxes o is --out's folder: --redo would replace the "
+                                                      "files the boxes are read from; give another --out")
+    assert (tmp_path / "o" / "a.jpg.json").read_bytes() == before
+    r = fm("detect", "a.jpg", "--boxes", "o", "--out", "o2", "--redo", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr  # (another --out: the boxes are read and used)
+    assert len(json.loads((tmp_path / "o2" / "a.jpg.json").read_text())["faces"]) == 1
