@@ -128,7 +128,7 @@ def plan_inputs(inputs: list[str], out_dir: Path | None = None, annotate: bool =
             if out_dir.exists() and not out_dir.is_dir():
                 raise UsageError(f"--out {out_dir} exists and is not a directory")
             if long := too_long_name(out_dir):
-                raise UsageError(f"--out {str(out_dir)[:60]}...: {long}")
+                raise UsageError(f"--out {long}")
         except OSError as e:  # a name too long, a folder that cannot be searched
             raise UsageError(f"--out {out_dir}: {e.strerror or e}") from None
         clash = collisions(names)

@@ -190,10 +190,12 @@ def check_output_file(path: Optional[Path], option: str, exts: tuple[str, ...] =
         return
     if str(path) == "-":
         fail(f"{option} -: give a file name (this option writes a file, not standard output)")
+    from .imageio import too_long_name
+
     try:
         if clash := _streams_file(path):  # (renamed over, a redirected stdout's file loses what was printed into it)
             fail(f"{option} {path} {clash}")
-        if long := _too_long(path):
+        if long := too_long_name(path):
             fail(f"{option} {long}")
         if path.is_symlink() and not path.exists():  # (found now, not after the measuring)
             fail(f"{option} {path} is a link to {os.readlink(path)}, which does not exist")
@@ -230,14 +232,6 @@ def check_output_file(path: Optional[Path], option: str, exts: tuple[str, ...] =
         _check_can_create(path.absolute().parent, option, path)
     except OSError as e:  # (paths go through os.path.realpath: a link loop is no RuntimeError here)
         fail(f"{option} {path} cannot be written: {e.strerror or e}")
-
-
-def _too_long(path: Path) -> str | None:
-    """``too_long_name``'s message with the path cut short (it is long)."""
-    from .imageio import too_long_name
-
-    why = too_long_name(path)
-    return None if why is None else f"{str(path)[:60]}...: {why}"
 
 
 def _streams_file(path: Path) -> str | None:
@@ -423,7 +417,7 @@ def detect(
                               batch_images, shard_size)
     if out_dir is None and sys.stdout is None:
         fail("standard output is closed: give --out DIR")
-    if redo and boxes is not None and out_dir is not None and boxes.is_dir() and \
+    if redo and boxes is not None and out_dir is not None and os.path.isdir(boxes) and \
             os.path.realpath(boxes) == os.path.realpath(out_dir):  # (a boxes file itself is one of the inputs: refused)
         fail(f"--boxes {boxes} is --out's folder: --redo would replace the files the boxes are read from; "
              f"give another --out")
@@ -868,7 +862,9 @@ def _folder_option(value: str, holds: str, option: str = "--out") -> Path:
     if path.suffix.lower() in (".onnx", ".pt", ".pth", ".npz", ".json") and not path.is_dir() \
             and not value.endswith(("/", os.sep)):
         fail(f"{option} {value} looks like a file name, but {option} is a folder: {holds}")
-    if long := _too_long(path):
+    from .imageio import too_long_name
+
+    if long := too_long_name(path):
         fail(f"{option} {long}")
     return path
 

@@ -813,9 +813,9 @@ def descriptor_named(path: str | os.PathLike) -> int | None:
 
 
 def too_long_name(path: str | os.PathLike) -> str | None:
-    """Why ``path`` cannot be made: a part longer than its file system takes (255 bytes on most),
-    or None. Said before the work: under a folder not made yet it was found only when the output
-    was written, after the work (and the folder was left)."""
+    """Why ``path`` cannot be made, in a line that shows the path cut short: a part longer than its
+    file system takes (255 bytes on most), or None. Said before the work: under a folder not made
+    yet it was found only when the output was written, after the work (and the folder was left)."""
     try:
         absolute = Path(os.path.abspath(path))
     except OSError:  # (no working folder any more: said where the output is made)
@@ -828,10 +828,10 @@ def too_long_name(path: str | os.PathLike) -> str | None:
     except (OSError, ValueError):
         most = 255
     most = most if most > 0 else 255  # (-1: no limit said)
-    for part in absolute.parts:
-        if len(os.fsencode(part)) > most:
-            return f"a name in it is too long ({len(os.fsencode(part))} bytes, {most} at most)"
-    return None
+    longest = max(len(os.fsencode(part)) for part in absolute.parts)
+    if longest <= most:
+        return None
+    return f"{str(path)[:60]}...: a name in it is too long ({longest} bytes, {most} at most)"
 
 
 def _is_folder(path: Path) -> bool:

@@ -22,7 +22,8 @@ from .containers import (avi_empty_frames, count_is_exact, cut_short, has_audio,
                          mp4_has_no_samples)
 from .errors import FacemarkError
 from .imageio import (IMAGE_EXTS, ImageError, descriptor_named, make_temp, missing_folders, output_target, publish,
-                      quiet_stderr, read_image, remove_stale_temps, standard_stream_file, write_whole)
+                      quiet_stderr, read_image, remove_stale_temps, standard_stream_file, too_long_name,
+                      write_whole)
 from .inputs import is_image_name, shown_name, utf8_name
 from .results import Face
 
@@ -627,9 +628,8 @@ def _checked_request(source: str | os.PathLike | int, fl, out_path: str | os.Pat
     outputs = [p for p in (out_path, json_path) if p is not None]
     try:  # a name too long for the file system, a folder we may not look into: one line, not a traceback
         for p in outputs:
-            if len(os.fsencode(p.name)) > 255:
-                raise UsageError(f"{str(p)[:60]}...: the file name is too long ({len(os.fsencode(p.name))} bytes, "
-                                 f"255 at most)")
+            if long := too_long_name(p):
+                raise UsageError(long)
             if p.is_dir():
                 raise UsageError(f"{p} is a directory: give a file name (e.g. {p / ('out.mp4' if p is out_path else 'out.jsonl')})")
             if Path(source).exists() and os.path.realpath(p) == os.path.realpath(source):
