@@ -88,6 +88,21 @@ def apply(m: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ np.swapaxes(m[..., :, :2], -1, -2) + m[..., None, :, 2]
 
 
+def quarter_turn_back(points: np.ndarray, turns: int, height: int, width: int) -> np.ndarray:
+    """Points (N, 2) of ``np.rot90(image, turns)`` (quarter-turns counter-clockwise) in the
+    coordinates of ``image`` itself (``height`` x ``width``; 0-based pixel centres)."""
+    p = np.asarray(points, np.float64)
+    x, y = p[:, 0], p[:, 1]
+    turns %= 4
+    if turns == 1:
+        return np.stack([width - 1 - y, x], 1)
+    if turns == 2:
+        return np.stack([width - 1 - x, height - 1 - y], 1)
+    if turns == 3:
+        return np.stack([y, height - 1 - x], 1)
+    return p.copy()
+
+
 def canonical_to_pixels(size: int) -> np.ndarray:
     """Affine from the canonical unit square to pixel coordinates of a ``size`` crop."""
     return np.array([[size, 0.0, -0.5], [0.0, size, -0.5]])

@@ -597,7 +597,8 @@ def run_settings(fl: FaceLandmarker, fmt: str, annotate: bool, style: str, show_
     weights = hashlib.sha256(Path(fl.model.path).read_bytes()).hexdigest()[:16]
     return {"model": fl.model_name, "weights": weights, "format": fmt, "detector": det, "threshold": fl.spec.get("threshold"),
             "min_face": fl.spec.get("min_face"), "flip": bool(fl.spec.get("flip")), "refine": fl.spec.get("refine"),
-            "annotate": bool(annotate), "draw": [style, bool(show_box), bool(show_score)] if annotate else None}
+            "annotate": bool(annotate), "draw": [style, bool(show_box), bool(show_score)] if annotate else None,
+            **({"turned": True} if fl.spec.get("turned") else {})}  # (only when set: marks from before it still match)
 
 
 def _redo_mark(out_dir: Path) -> dict:

@@ -321,7 +321,7 @@ def _check_landmarker_args(device: str, threshold: float, min_face: Optional[flo
 
 
 def _landmarker(model: str, device: str, detector: str, boxes: Optional[Path], threshold: float,
-                min_face: Optional[float], threads: Optional[int] = None, flip: bool = False):
+                min_face: Optional[float], threads: Optional[int] = None, flip: bool = False, turned: bool = False):
     from .backends import ModelError
     from .boxes import read_boxes
     from .landmarker import FaceLandmarker
@@ -334,7 +334,7 @@ def _landmarker(model: str, device: str, detector: str, boxes: Optional[Path], t
         det = read_boxes(boxes) if boxes else detector
     try:
         fl = FaceLandmarker(model=model, device=device, detector=det, threshold=threshold, min_face=min_face,
-                            threads=threads, flip=flip)
+                            threads=threads, flip=flip, turned=turned)
     except (ModelError, FileNotFoundError, ValueError) as e:
         fail(str(e))
     getattr(fl.detector, "session", None)  # loaded now: no memory for it is the run's end, not each image's
@@ -360,6 +360,7 @@ def detect(
     threshold: float = typer.Option(0.6, "--threshold", help="Detector score threshold."),
     batch_images: int = typer.Option(16, "--batch", help="Images whose faces share one model batch."),
     flip: bool = typer.Option(False, "--flip", help="Also run mirrored crops and average (slower, steadier)."),
+    turned: bool = typer.Option(False, "--turned", help="Also find faces turned sideways or upside down (photos without EXIF orientation): each image is searched four ways, a quarter-turn apart (four times the detector's time)."),
     style: str = typer.Option("contours", "--draw", help="With --annotate: contours (lines and points) | points | lines."),
     show_box: bool = typer.Option(True, "--box/--no-box", help="With --annotate: draw the face box."),
     show_score: bool = typer.Option(True, "--score/--no-score", help="With --annotate: label the box with its score."),
@@ -408,6 +409,7 @@ def detect(
             fail("--workers does not apply to --ray: Ray sizes its own pool of actors from the cluster's CPUs")
         unsupported = [name for name, given in (("--annotate", annotate), ("--boxes", boxes is not None),
                                                 ("--detector", detector != "retinaface"), ("--flip", flip),
+                                                ("--turned", turned),
                                                 ("--redo", redo), (f"--format {fmt}", fmt_arg in ("json", "jsonl")))
                        if given]
         if unsupported:
@@ -415,6 +417,9 @@ def detect(
                  f"skips what OUT holds; run without --ray for those, or give a new --out to start over)")
         return _detect_on_ray(inputs, Path(out_arg) if out_arg else None, ray, model, device, threshold, min_face,
                               batch_images, shard_size)
+    if turned and boxes is not None:
+        fail("--turned searches each image four ways for faces, and --boxes gives the faces instead (their eyes, "
+             "nose and mouth are looked for upright): use one of them")
     if out_dir is None and sys.stdout is None:
         fail("standard output is closed: give --out DIR")
     if redo and boxes is not None and out_dir is not None and os.path.isdir(boxes) and \
@@ -442,7 +447,7 @@ def detect(
     try:
         return _detect_files(plan, started or n_workers, out_dir, annotate, model, device, detector, boxes, min_face,
                              threshold, flip, style, show_box, show_score, fmt, shard_size, redo,
-                             auto_left=auto and resuming)
+                             auto_left=auto and resuming, turned=turned)
     finally:
         if started is not None:
             started.close()
@@ -451,7 +456,7 @@ def detect(
 def _detect_files(plan, workers, out_dir: Optional[Path], annotate: bool, model: str, device: str, detector: str,
                   boxes: Optional[Path], min_face: Optional[float], threshold: float, flip: bool, style: str,
                   show_box: bool, show_score: bool, fmt: str, shard_size: int, redo: bool,
-                  auto_left: bool = False) -> None:
+                  auto_left: bool = False, turned: bool = False) -> None:
     """``auto_left``: a resumed ``--workers auto`` run, whose workers are counted from the images
     left to do, not those listed (100 left of 3072 would start 8 CUDA workers, each slow to start)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -463,7 +468,7 @@ def _detect_files(plan, workers, out_dir: Optional[Path], annotate: bool, model:
     n_workers = workers if isinstance(workers, int) else workers.processes + 1
     # (a resumed auto run counts its workers later, from what is left: every core until then; the
     # workers' share, where there are several, is then a copy of this landmarker's)
-    fl = _landmarker(model, device, detector, boxes, threshold, min_face, flip=flip,
+    fl = _landmarker(model, device, detector, boxes, threshold, min_face, flip=flip, turned=turned,
                      threads=threads_each(n_workers) if n_workers > 1 and not auto_left else None)
     idle = [("--redo needs --out", redo and out_dir is None),  # said after the checks above: a usage error stays one line
             ("--shard-size needs --format jsonl or parquet", shard_size != DEFAULT_SHARD_SIZE and fmt == "json"),
@@ -530,6 +535,7 @@ def video(
                                              "searched shrunk to 640 px: smaller faces need it)."),
     min_cutoff: Optional[float] = typer.Option(None, "--min-cutoff", help="One Euro (head pose): cutoff in Hz when still (default 1)."),
     beta: Optional[float] = typer.Option(None, "--beta", help="One Euro (head pose): how fast the cutoff opens with speed (default 100)."),
+    turned: bool = typer.Option(False, "--turned", help="Also find faces turned sideways or upside down (a recording without its rotation): every search looks four ways, a quarter-turn apart (four times the detector's time)."),
 ):
     """Tracked, smoothed landmarks on video: an annotated video and/or per-frame JSON lines.
 
@@ -547,7 +553,7 @@ def video(
         fail("give --out VIDEO and/or --json FILE.jsonl")
     if smooth == "none" and (min_cutoff is not None or beta is not None):
         say("note: --min-cutoff and --beta tune the smoothing, which --smooth none turns off: they do nothing here")
-    fl = _landmarker(model, device, "retinaface", None, threshold, min_face)
+    fl = _landmarker(model, device, "retinaface", None, threshold, min_face, turned=turned)
     cols = [TextColumn("video"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]:.1f} fps"), TimeRemainingColumn()]
     s = None
     try:

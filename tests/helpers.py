@@ -100,6 +100,7 @@ def landmarker_with(model, batch_size: int = 4):
 
     fl = FaceLandmarker.__new__(FaceLandmarker)
     fl.model, fl.detector, fl.batch_size, fl.refine, fl.flip = model, RetinaFace(), batch_size, 0, False
+    fl.turned = False
     fl.spec, fl._box_finder = {"threads": None, "device": "cpu"}, None
     fl._finder_lock = threading.Lock()
     fl.map68 = labelmap.load()

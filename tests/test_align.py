@@ -125,3 +125,16 @@ def test_rescale_maps_pixel_centres_of_a_resized_image_back():
     y, x = np.unravel_index(np.argmax(small), small.shape)
     assert np.allclose(align.rescale([[x, y]], (2, 2)), [[30.5, 20.5]])
     assert np.allclose(align.rescale([[0.0, 0.0], [1.0, 2.0]], (3.0, 0.5), (10, 20)), [[11.0, 19.75], [14.0, 20.75]])
+
+
+@pytest.mark.parametrize("turns", [0, 1, 2, 3, 5])
+def test_a_pixel_of_a_quarter_turned_image_maps_back_to_where_it_was(turns):
+    """``np.rot90(image, turns)`` then ``quarter_turn_back``: each marked pixel lands on itself."""
+    h, w = 7, 11
+    image = np.zeros((h, w), np.uint8)
+    spots = np.array([[0, 0], [10, 0], [3, 5], [10, 6]])
+    for i, (x, y) in enumerate(spots):
+        image[y, x] = i + 1
+    turned = np.rot90(image, turns)
+    seen = np.array([np.argwhere(turned == i + 1)[0][::-1] for i in range(len(spots))], np.float64)  # (x, y)
+    assert np.array_equal(align.quarter_turn_back(seen, turns, h, w), spots)

@@ -556,3 +556,26 @@ def test_a_command_run_in_process_gives_the_caller_its_signal_handlers_back(tmp_
     assert r.returncode == 0, r.stderr
     assert r.stdout.split()[-2:] == ["True", "True"], r.stdout + r.stderr
     assert (tmp_path / "o").is_dir()
+
+
+def test_turned_reads_an_upside_down_photo_as_the_upright_one(tmp_path, face_image):
+    """--turned: an upside-down photo's points are the upright photo's, turned with it; it goes
+    with neither --boxes (no search) nor --ray (one clear line each, exit 2)."""
+    up, down = tmp_path / "up.png", tmp_path / "down.png"
+    cv2.imwrite(str(up), face_image)
+    cv2.imwrite(str(down), np.ascontiguousarray(face_image[::-1, ::-1]))
+    docs = {}
+    for name, img, extra in (("up", up, []), ("down", down, ["--turned"])):
+        r = run("detect", img, "--model", "direct", "--out", tmp_path / name, *extra)
+        assert r.exit_code == 0, r.stderr
+        docs[name] = json.loads((tmp_path / name / f"{img.name}.json").read_text())
+    h, w = face_image.shape[:2]
+    want = np.array([w - 1, h - 1]) - np.array(docs["up"]["faces"][0]["landmarks"])
+    got = np.array(docs["down"]["faces"][0]["landmarks"])
+    assert len(docs["down"]["faces"]) == 1 and np.linalg.norm(got - want, axis=1).mean() < 3.0
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"down.png": [[10, 10, 100, 100]]}))
+    for extra in (["--boxes", boxes], ["--ray", "local"]):
+        r = run("detect", down, "--out", tmp_path / "x", "--turned", *extra)
+        assert r.exit_code == 2 and "--turned" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert not (tmp_path / "x").exists()

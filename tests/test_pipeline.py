@@ -463,3 +463,90 @@ def test_detections_given_back_as_boxes_read_as_detect_reads_them(face_image):
     found = fl.detect(canvas)[0].landmarks
     assert np.array_equal(fl.landmarks(canvas, dets)[0].landmarks, found)
     assert not np.array_equal(fl.landmarks(canvas, [replace(dets[0], seen_at=None)])[0].landmarks, found)
+
+
+def _turned_view(image: np.ndarray, turns: int, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.rot90(image, turns)`` and ``points`` of ``image`` where they are in it."""
+    h, w = image.shape[:2]
+    p = points.astype(np.float64)
+    for _ in range(turns % 4):  # one counter-clockwise quarter: (x, y) -> (y, w - 1 - x)
+        p = np.stack([p[:, 1], w - 1 - p[:, 0]], 1)
+        h, w = w, h
+    return np.ascontiguousarray(np.rot90(image, turns)), p
+
+
+@pytest.mark.parametrize("turns", [1, 2, 3])
+def test_turned_finds_a_sideways_or_upside_down_face_as_if_it_were_upright(face_image, turns):
+    """A photo turned by quarter-turns (no EXIF to say so): ``turned=True`` gives the upright
+    photo's points where they went. Upside down, the plain search gives points far off (the face
+    is found, but cropped as if upright); sideways it is right for some faces, wrong for others
+    (the model card's Limitations)."""
+    upright = FaceLandmarker(model="direct").detect(face_image)[0]
+    view, want = _turned_view(face_image, turns, upright.landmarks)
+    side = float(np.ptp(upright.landmarks[:, 0]))  # (the face's width: errors as a share of it)
+    plain = FaceLandmarker(model="direct").detect(view)
+    turned = FaceLandmarker(model="direct", turned=True).detect(view)
+    assert len(turned) == 1
+    assert np.linalg.norm(turned[0].landmarks - want, axis=1).mean() < 0.03 * side
+    if turns == 2:
+        assert min(np.linalg.norm(f.landmarks - want, axis=1).mean() for f in plain) > 0.1 * side
+
+
+def test_turned_on_an_upright_photo_keeps_the_upright_face(face_image):
+    plain = FaceLandmarker(model="direct").detect(face_image)
+    turned = FaceLandmarker(model="direct", turned=True).detect(face_image)
+    assert len(turned) == len(plain) == 1
+    assert np.abs(turned[0].landmarks - plain[0].landmarks).max() < 1e-6
+
+
+def test_turned_travels_with_the_landmarker_and_is_checked():
+    import pickle
+
+    from facemark.boxes import GivenBoxes
+
+    fl = pickle.loads(pickle.dumps(FaceLandmarker(model="direct", turned=True)))
+    assert fl.turned and fl.spec["turned"] is True  # (worker processes rebuild it from its spec)
+    with pytest.raises(TypeError, match="turned"):
+        FaceLandmarker(model="direct", turned="yes")
+    with pytest.raises(ValueError, match="turned"):
+        FaceLandmarker(model="direct", detector=GivenBoxes({"a.jpg": [[0, 0, 10, 10]]}), turned=True)
+
+
+def test_turns_merge_to_one_detection_per_face_best_score_first():
+    from facemark.detector import merge_turns
+
+    def det(box, score):
+        return Detection(np.array(box, np.float64), score)
+
+    face = det([100, 100, 200, 220], 0.99)
+    again = det([104, 96, 204, 214], 0.93)  # the same face from another turn
+    part = det([130, 150, 180, 210], 0.95)  # a box on its nose and mouth, from another turn
+    own_part = det([120, 140, 170, 200], 0.7)  # one inside it from its own turn: the detector's call, kept
+    beside = det([190, 100, 290, 220], 0.8)  # another face, touching it
+    kept = merge_turns([(again, 1), (part, 3), (face, 0), (own_part, 0), (beside, 2)], iou=0.4)
+    assert kept == [face, beside, own_part]
+
+
+def test_a_turned_view_keeps_only_confident_faces_and_maps_them_back(face_image):
+    """Every face from a turned view is mapped back into the image, and one scored under
+    TURNED_MIN_SCORE there is dropped (upright, the usual threshold holds)."""
+    from facemark.landmarker import TURNED_MIN_SCORE
+
+    class Stub:  # one box in each view, at the same place of the view, scored by how the view lies
+        def __init__(self, sideways_score):
+            self.sideways_score = sideways_score
+
+        def detect(self, image):
+            upright = image.shape[0] == face_image.shape[0] // 2
+            return [Detection(np.array([10.0, 20, 50, 60]), 0.7 if upright else self.sideways_score,
+                              np.array([[20.0, 30], [40, 30], [30, 40], [22, 50], [38, 50]]))]
+
+    image = np.zeros((face_image.shape[0] // 2, face_image.shape[0], 3), np.uint8)  # wider than high
+    h, w = image.shape[:2]
+    for sideways, n in ((TURNED_MIN_SCORE - 0.05, 1), (TURNED_MIN_SCORE + 0.05, 3)):
+        found = FaceLandmarker(model="direct", detector=Stub(sideways), turned=True).find_faces(image)
+        # (upright: kept at 0.7; half-turned at 0.7: dropped; the two quarter turns: once confident)
+        assert len(found) == n and found[-1].score == 0.7 and np.array_equal(found[-1].box, [10, 20, 50, 60])
+        for d in found:
+            assert 0 <= d.box[0] < d.box[2] <= w and 0 <= d.box[1] < d.box[3] <= h
+            assert np.all((d.kps >= d.box[:2]) & (d.kps <= d.box[2:]))  # (points moved with their box)

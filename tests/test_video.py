@@ -1778,3 +1778,24 @@ def test_video_out_dash_and_a_working_folder_gone_are_said_as_such(tiny_models, 
                        preexec_fn=lambda: os.rmdir(gone))
     assert r.returncode != 0 and "o.jsonl" in r.stderr and "standard output" not in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_turned_tracks_an_upside_down_face_as_the_upright_one(tmp_path, small_face):
+    """A clip filmed upside down (no rotation saved): --turned gives each frame the upright clip's
+    points, turned with it; without it they are far off."""
+    frames = [frame_with([(150 + 3 * i, 110)], small_face) for i in range(12)]
+    clips = {"up": frames, "down": [np.ascontiguousarray(f[::-1, ::-1]) for f in frames]}
+    got = {}
+    for name, extra in (("up", []), ("down", ["--turned"]), ("down_plain", [])):
+        clip = tmp_path / f"{name}.avi"
+        write_clip(clip, clips[name.split("_")[0]], fourcc="MJPG")
+        r = run("video", clip, "--json", tmp_path / f"{name}.jsonl", "--model", "direct", "--detect-every", 4, *extra)
+        assert r.exit_code == 0, r.stderr
+        lines = [json.loads(x) for x in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+        assert len(lines) == 12 and all(len(rec["faces"]) <= 1 for rec in lines)
+        got[name] = [np.array(rec["faces"][0]["landmarks"]) if rec["faces"] else None for rec in lines]
+    h, w = frames[0].shape[:2]
+    want = [np.array([w - 1, h - 1]) - p for p in got["up"]]
+    assert all(p is not None and np.linalg.norm(p - q, axis=1).mean() < 2.0 for p, q in zip(got["down"], want))
+    plain = [np.linalg.norm(p - q, axis=1).mean() if p is not None else np.inf for p, q in zip(got["down_plain"], want)]
+    assert np.median(plain) > 8.0  # (points far off, or the face lost)
