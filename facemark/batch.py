@@ -693,6 +693,9 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
             workers = None  # decided below, once the images left to do are known
         elif isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise UsageError(f"workers must be a positive integer, 'auto' or Workers, not {workers!r}")
+        if boxes is not None and getattr(fl, "turned", False):
+            raise UsageError("boxes given, and a landmarker made with turned=True, which searches each image turned "
+                             "four ways: given boxes are not searched for; use one of them")
         has = fl.detector.source if isinstance(fl.detector, GivenBoxes) else None
         if boxes is not None and has != os.path.realpath(boxes):  # (the CLI's landmarker has read them already)
             fl = _with_boxes(fl, boxes)

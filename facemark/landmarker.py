@@ -192,12 +192,14 @@ class FaceLandmarker:
         upright, where they are right, and the crop follows them (``scripts/rotation_check.py
         --turned``: faces turned 30-45° lose a little, since two turns see them well there)."""
         h, w = image.shape[:2]
+        least = TURNED_MIN_SCORE if isinstance(self.detector, RetinaFace) else 0.0  # (others score on other scales)
         found = []
         for k in range(4):
             view = image if k == 0 else np.ascontiguousarray(np.rot90(image, k))
             for d in self._plain(view, as_is):
-                if k and d.score < TURNED_MIN_SCORE:
+                if k and d.score < least:
                     continue
+                d = self._with_keypoints(view, d) if k else d  # (a bare box: its keypoints found where it is upright)
                 corners = align.quarter_turn_back(d.box.reshape(2, 2), k, h, w)
                 found.append((replace(d, box=np.concatenate([corners.min(0), corners.max(0)]),
                                       kps=None if d.kps is None else align.quarter_turn_back(d.kps, k, h, w)), k))
@@ -410,7 +412,8 @@ def _realign(landmarks98: np.ndarray, previous: np.ndarray, size: int) -> np.nda
         return previous
 
 
-# A face's score in a turned view, at least. Turned views add boxes on face parts and patterns (an
+# A face's score in a turned view, at least (RetinaFace's: YuNet scores good faces 0.9-0.95, and
+# a caller's detector has its own scale). Turned views add boxes on face parts and patterns (an
 # ear, a cap badge, a chin), most scored under 0.9 on 300-W test photos, while the faces there,
 # turned a quarter or half way, scored over 0.99 in their upright turn (scripts/rotation_check.py
 # --turned: its faces-per-image and lowest-score columns).

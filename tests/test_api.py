@@ -533,3 +533,20 @@ def test_a_grey_and_alpha_array_is_taken_as_its_bgra_twin():
     got, want = fl.detect(la), fl.detect(bgra)
     assert len(got) == 1 and np.array_equal(got[0].landmarks, want[0].landmarks)
     assert np.array_equal(draw(la, got), draw(bgra, want))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_detect_files_refuses_boxes_with_a_turned_landmarker_before_writing(tmp_path, face_image, workers):
+    """Given boxes are not searched for, so turned=True cannot apply: said up front (it raised
+    from each worker's rebuilt landmarker, or was silently ignored), nothing written."""
+    from facemark.batch import detect_files
+    from facemark.errors import UsageError
+
+    for i in range(2):
+        cv2.imwrite(str(tmp_path / f"{i}.jpg"), face_image)
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({f"{i}.jpg": [[100, 100, 300, 300]] for i in range(2)}))
+    with pytest.raises(UsageError, match="turned"):
+        detect_files([str(tmp_path / "0.jpg"), str(tmp_path / "1.jpg")], FaceLandmarker(model="direct", turned=True),
+                     out_dir=tmp_path / "o", boxes=boxes, workers=workers, resume=False, log=None)
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())

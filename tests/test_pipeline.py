@@ -525,28 +525,63 @@ def test_turns_merge_to_one_detection_per_face_best_score_first():
     beside = det([190, 100, 290, 220], 0.8)  # another face, touching it
     kept = merge_turns([(again, 1), (part, 3), (face, 0), (own_part, 0), (beside, 2)], iou=0.4)
     assert kept == [face, beside, own_part]
+    tight, loose = det([120, 130, 180, 200], 0.999), det([100, 100, 200, 230], 0.98)  # one face, two turns
+    assert merge_turns([(loose, 1), (tight, 0)], iou=0.4) == [tight]
+    assert merge_turns([(loose, 0), (tight, 0)], iou=0.4) == [tight, loose]  # (one turn: the detector's call)
 
 
 def test_a_turned_view_keeps_only_confident_faces_and_maps_them_back(face_image):
-    """Every face from a turned view is mapped back into the image, and one scored under
-    TURNED_MIN_SCORE there is dropped (upright, the usual threshold holds)."""
+    """Every face from a turned view is mapped back into the image; with RetinaFace one scored
+    under TURNED_MIN_SCORE there is dropped (upright, the usual threshold holds), while another
+    detector's scores (another scale) are taken as they come."""
     from facemark.landmarker import TURNED_MIN_SCORE
 
-    class Stub:  # one box in each view, at the same place of the view, scored by how the view lies
+    def views(image, sideways_score):  # one box in each view, at the same place of the view
+        upright = image.shape[0] == face_image.shape[0] // 2
+        return [Detection(np.array([10.0, 20, 50, 60]), 0.7 if upright else sideways_score,
+                          np.array([[20.0, 30], [40, 30], [30, 40], [22, 50], [38, 50]]))]
+
+    class Stub:
         def __init__(self, sideways_score):
             self.sideways_score = sideways_score
 
         def detect(self, image):
-            upright = image.shape[0] == face_image.shape[0] // 2
-            return [Detection(np.array([10.0, 20, 50, 60]), 0.7 if upright else self.sideways_score,
-                              np.array([[20.0, 30], [40, 30], [30, 40], [22, 50], [38, 50]]))]
+            return views(image, self.sideways_score)
+
+    class StubRetinaFace(RetinaFace):
+        def __init__(self, sideways_score):
+            super().__init__()
+            self.sideways_score = sideways_score
+
+        def detect(self, image):
+            return views(image, self.sideways_score)
 
     image = np.zeros((face_image.shape[0] // 2, face_image.shape[0], 3), np.uint8)  # wider than high
     h, w = image.shape[:2]
-    for sideways, n in ((TURNED_MIN_SCORE - 0.05, 1), (TURNED_MIN_SCORE + 0.05, 3)):
-        found = FaceLandmarker(model="direct", detector=Stub(sideways), turned=True).find_faces(image)
-        # (upright: kept at 0.7; half-turned at 0.7: dropped; the two quarter turns: once confident)
-        assert len(found) == n and found[-1].score == 0.7 and np.array_equal(found[-1].box, [10, 20, 50, 60])
+    low, high = TURNED_MIN_SCORE - 0.05, TURNED_MIN_SCORE + 0.05
+    # (upright: kept at 0.7; half-turned at 0.7 and quarter turns under the bar: dropped with RetinaFace)
+    for detector, n in ((StubRetinaFace(low), 1), (StubRetinaFace(high), 3), (Stub(low), 4)):
+        found = FaceLandmarker(model="direct", detector=detector, turned=True).find_faces(image)
+        assert len(found) == n and np.array_equal(found[-1].box, [10, 20, 50, 60] if n < 4 else found[-1].box)
+        assert any(d.score == 0.7 and np.array_equal(d.box, [10, 20, 50, 60]) for d in found)
         for d in found:
             assert 0 <= d.box[0] < d.box[2] <= w and 0 <= d.box[1] < d.box[3] <= h
             assert np.all((d.kps >= d.box[:2]) & (d.kps <= d.box[2:]))  # (points moved with their box)
+
+
+@pytest.mark.parametrize("turns", [1, 2, 3])
+def test_turned_with_a_detector_of_bare_boxes_finds_their_keypoints_where_the_face_is_upright(face_image, turns):
+    """A caller's detector giving boxes only: the keypoints that set the crop are looked for in
+    the turn the box came from, where the face is upright, not in the upside-down image."""
+    class Boxes:
+        def __init__(self):
+            self.inner = RetinaFace()
+
+        def detect(self, image):
+            return [np.append(d.box, d.score) for d in self.inner.detect(image)]
+
+    upright = FaceLandmarker(model="direct").detect(face_image)[0]
+    view, want = _turned_view(face_image, turns, upright.landmarks)
+    faces = FaceLandmarker(model="direct", detector=Boxes(), turned=True).detect(view)
+    side = float(np.ptp(upright.landmarks[:, 0]))  # (keypoints found in the turned image: 2.4-4.3 px off here)
+    assert len(faces) == 1 and np.linalg.norm(faces[0].landmarks - want, axis=1).mean() < 0.01 * side
