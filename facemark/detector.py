@@ -54,9 +54,10 @@ def merge_turns(found: list[tuple[Detection, int]], iou: float) -> list[Detectio
     (IoU over ``iou``, or one turn's box holding another's: a tight box scored 0.999 in one turn
     and a loose one around it scored 0.98 in another, faces turned 60°), and a turned view also
     gives boxes on parts of a face (a nose and mouth inside it), which lie inside a better-scored
-    box of another turn. A face beside another, or another turn's box no part of one, stays. (Picking, of the turns about as sure of a face, the
-    one where its eye line is most level read faces turned 30° worse: a turn where the face lies
-    at 120° can be as sure, its keypoints placed level as if it were upright.)"""
+    box of another turn. A face beside another, or another turn's box no part of one, stays.
+    (Picking, of the turns about as sure of a face, the one where its eye line is most level
+    read faces turned 30° worse: a turn where the face lies at 120° can be as sure, its
+    keypoints placed level as if it were upright.)"""
     kept: list[tuple[Detection, int]] = []
     for d, turn in sorted(found, key=lambda f: -f[0].score):
         if not any(_same_face(d, turn, b, t, iou) for b, t in kept):

@@ -170,7 +170,8 @@ class FaceLandmarker:
         """The detector's faces in a BGR image (``as_is``: at the image's own size, where the
         detector can; the video tracker's check windows). A detector of the caller's is held to the
         contract (boxes or ``Detection``s that overlap the image), so a wrong return is a clear
-        error, not points in empty space or an ``AttributeError`` deep inside."""
+        error, not points in empty space or an ``AttributeError`` deep inside. With ``turned``,
+        the image is searched four ways (``_turned``)."""
         return self._turned(image, as_is) if self.turned else self._plain(image, as_is)
 
     def _plain(self, image: np.ndarray, as_is: bool) -> list[Detection]:
@@ -412,8 +413,8 @@ def _realign(landmarks98: np.ndarray, previous: np.ndarray, size: int) -> np.nda
         return previous
 
 
-# A face's score in a turned view, at least (RetinaFace's: YuNet scores good faces 0.9-0.95, and
-# a caller's detector has its own scale). Turned views add boxes on face parts and patterns (an
+# A face's score in a turned view, at least (RetinaFace's: YuNet's scores for good faces are lower,
+# often under 0.95, and a caller's detector has its own scale). Turned views add boxes on face parts and patterns (an
 # ear, a cap badge, a chin), most scored under 0.9 on 300-W test photos, while the faces there,
 # turned a quarter or half way, scored over 0.99 in their upright turn (scripts/rotation_check.py
 # --turned: its faces-per-image and lowest-score columns).
