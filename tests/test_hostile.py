@@ -41,6 +41,28 @@ def fm(*args, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout, env=env)
 
 
+@pytest.fixture
+def fm_here(capfd, monkeypatch):
+    """``fm`` in this process, for requests refused before any work: the same entry point
+    (``cli.run``), exit code and standard streams (captured at the descriptors), without a new
+    interpreter and imports for each. An exception that escapes is a traceback: the test fails."""
+    from facemark.cli import run
+
+    def call(*args, cwd: Path) -> subprocess.CompletedProcess:
+        monkeypatch.chdir(cwd)
+        monkeypatch.setenv("COLUMNS", "200")
+        capfd.readouterr()
+        try:
+            run([str(a) for a in args])
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+        said = capfd.readouterr()
+        return subprocess.CompletedProcess(args, code, said.out, said.err)
+
+    return call
+
+
 def strict_json(text: str):
     def bad(c):
         raise ValueError(f"not strict JSON: {c}")
@@ -431,13 +453,13 @@ def test_validate_rejects_non_finite_numbers():
     (["--boxes", "notjson.txt"], "bad boxes file"),
     (["--boxes", "barelist.json"], 'maps image names to their boxes: {"photo.jpg"'),  # (not "a result document")
 ])
-def test_bad_options_are_one_line_and_exit_2(tmp_path, face, args, message):
+def test_bad_options_are_one_line_and_exit_2(tmp_path, face, args, message, fm_here):
     cv2.imwrite(str(tmp_path / "p.jpg"), face)
     for name in ("garbage.onnx", "garbage.pt", "afile.txt", "notjson.txt"):
         (tmp_path / name).write_text("not what it claims to be\n")
     (tmp_path / "barelist.json").write_text("[[1, 2, 30, 40]]")
     shutil.copy(weights_dir() / "direct.onnx", tmp_path / "landmarks.onnx")
-    r = fm("detect", "p.jpg", *args, cwd=tmp_path)
+    r = fm_here("detect", "p.jpg", *args, cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("\n") == 1 and message in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o").exists()
@@ -807,7 +829,7 @@ def test_long_names_and_odd_characters(tmp_path, face):
     (["detect", "p.jpg", "--out", "new/res.json"], "--out new/res.json looks like a file name, but --out is a folder"),
     (["export", "w.pt", "--out", "-"], "--out -: name a folder"),
 ])
-def test_more_bad_requests_are_one_line(tmp_path, face, args, words):
+def test_more_bad_requests_are_one_line(tmp_path, face, args, words, fm_here):
     cv2.imwrite(str(tmp_path / "p.jpg"), face)
     (tmp_path / "frames").mkdir()
     for i in range(3):
@@ -825,7 +847,7 @@ def test_more_bad_requests_are_one_line(tmp_path, face, args, words):
     (tmp_path / "run" / "last.pt").write_bytes(b"a run's state")
     kept = {n: (tmp_path / n).read_bytes() for n in ("mine.json", "mine.npz", "notes.pt", "run/last.pt")}
     before = (tmp_path / "frames" / "000.jpg").read_bytes()
-    r = fm(*args, *([] if args[0] in ("export", "train", "bench", "pack", "calibrate") else MODEL), cwd=tmp_path)
+    r = fm_here(*args, *([] if args[0] in ("export", "train", "bench", "pack", "calibrate") else MODEL), cwd=tmp_path)
     assert r.returncode == 2 and words in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and r.stderr.count("\n") <= 2  # the line (and bench's skipped line)
     assert (tmp_path / "frames" / "000.jpg").read_bytes() == before
@@ -914,7 +936,7 @@ def test_a_bad_max_pixels_setting_is_one_warning_not_a_traceback(value):
     assert "FACEMARK_MAX_PIXELS" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_the_api_and_the_cli_agree_on_boxes_outside_the_image_or_under_a_pixel(fl, tmp_path):
+def test_the_api_and_the_cli_agree_on_boxes_outside_the_image_or_under_a_pixel(fl, tmp_path, fm_here):
     img = np.full((100, 120, 3), 90, np.uint8)
     for bad, says in (([[-1000, -1000, -900, -900]], "outside the 120x100 image"),
                       ([[10, 10, 10.1, 10.1]], "smaller than a pixel"),
@@ -926,8 +948,7 @@ def test_the_api_and_the_cli_agree_on_boxes_outside_the_image_or_under_a_pixel(f
     assert len(fl.landmarks(img, boxes=[[-20, -20, 30, 30]])) == 1  # reaching past the border is fine
     cv2.imwrite(str(tmp_path / "grey.png"), img)
     (tmp_path / "b.json").write_text(json.dumps({"grey.png": [[-1000, -1000, -900, -900]]}))
-    r = subprocess.run([sys.executable, "-m", "facemark", "detect", "grey.png", "--boxes", "b.json", "--model", "direct"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    r = fm_here("detect", "grey.png", "--boxes", "b.json", "--model", "direct", cwd=tmp_path)
     assert r.returncode == 1 and "lies outside the 120x100 image" in r.stderr, r.stderr
 
 
@@ -990,15 +1011,14 @@ def test_one_flat_box_and_constructor_options_are_checked(fl):
 
 @pytest.mark.parametrize("bad", [["10", "20", "200", "220"], [10, 20, "200", 220], np.array(["10", "20", "200", "220"]),
                                  [None, 20, 200, 220], [[10, 20], [200, 220]]])
-def test_text_or_nested_boxes_are_refused_not_read_as_numbers(fl, tmp_path, bad):
+def test_text_or_nested_boxes_are_refused_not_read_as_numbers(fl, tmp_path, bad, fm_here):
     """A box of strings is a wrong file or a typo, as the CLI's --boxes says; the API agrees."""
     img = np.full((240, 240, 3), 90, np.uint8)
     with pytest.raises(ValueError, match="box"):
         fl.landmarks(img, boxes=[bad])
     cv2.imwrite(str(tmp_path / "grey.png"), img)
     (tmp_path / "b.json").write_text(json.dumps({"grey.png": [np.asarray(bad, object).tolist()]}))
-    r = subprocess.run([sys.executable, "-m", "facemark", "detect", "grey.png", "--boxes", "b.json", "--model", "direct"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    r = fm_here("detect", "grey.png", "--boxes", "b.json", "--model", "direct", cwd=tmp_path)
     assert r.returncode == 1 and "Traceback" not in r.stderr and "failed: box 0 of 'grey.png' must" in r.stderr, r.stderr
 
 
@@ -2048,7 +2068,7 @@ def test_bracketed_output_names_are_printed_as_they_are(tiny_models, tmp_path):
                                   ["bench", "--json", "LONG"], ["export", "CKPT", "--out", "LONG"],
                                   ["export", "CKPT", "--out", "NEW/LONG"], ["export", "CKPT", "--out", "NEW", "--name", "LONG"],
                                   ["export", "CKPT", "--out", "NEW", "--name", "ODD"]])
-def test_an_output_name_too_long_or_not_text_is_refused_before_the_work(args, tiny_models, tmp_path, face_image):
+def test_an_output_name_too_long_or_not_text_is_refused_before_the_work(args, tiny_models, tmp_path, face_image, fm_here):
     """A name over 255 bytes under a folder not made yet passed the check: the work ran (a whole
     bench or eval), then the write failed with exit 1 and left the folder. An export --name of
     bytes that are not UTF-8 made models whose name broke Parquet outputs later."""
@@ -2057,8 +2077,7 @@ def test_an_output_name_too_long_or_not_text_is_refused_before_the_work(args, ti
     swap = {"NEW": str(tmp_path / "new"), "LONG": "L" * 300, "PHOTO": str(photo), "CKPT": str(tiny_models["direct.pt"]),
             "ODD": os.fsdecode(b"bad\xff")}
     argv = ["/".join(swap.get(part, part) for part in a.split("/")) for a in args]
-    r = subprocess.run([sys.executable, "-m", "facemark", *argv], cwd=tmp_path, capture_output=True, text=True,
-                       timeout=120, errors="backslashreplace")
+    r = fm_here(*argv, cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and ("too long" in r.stderr or "not UTF-8" in r.stderr), r.stderr
     assert not (tmp_path / "new").exists()

@@ -25,21 +25,27 @@ GOOD = 22  # + 2 bad files
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    yield ray
+def _ray_at_the_end():
+    yield
     ray.shutdown()
 
 
 @pytest.fixture
-def own_ray(local_ray):
+def local_ray(_ray_at_the_end):
+    """The module's shared Ray (2 CPUs), started by the first test that asks for it, and again
+    after a test that needed none (each start costs seconds: such tests come last)."""
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.data.DataContext.get_current().enable_progress_bars = False
+    return ray
+
+
+@pytest.fixture
+def own_ray(_ray_at_the_end):
     """No shared Ray: each run_ray starts its own and shuts it down, as the CLI does. After a failed
     run in a shared Ray (the module's), Ray restarts the failed pool's actors while the error's
     traceback lives, and on 2 CPUs they leave the next run's read tasks none."""
     ray.shutdown()
-    yield
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
 
 
 @pytest.fixture(scope="module")
@@ -138,11 +144,46 @@ def test_killed_actor_loses_no_image(local_ray, folder, expected, tmp_path, monk
     check_rows(read(tmp_path / "out"), expected)
 
 
+def test_files_ray_cannot_read_are_rows_with_their_error_not_a_failed_job(local_ray, tmp_path, face_image):
+    """A FIFO named like an image blocked or ended the whole job, a name that is not UTF-8 ended it,
+    and a link that leads nowhere was said but left no row: every bad file is a row with its error,
+    as without --ray."""
+    import cv2
+
+    from facemark.results import read
+
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "good.jpg"), face_image)
+    os.mkfifo(src / "pipe.jpg")
+    os.symlink("gone.jpg", src / "dangling.jpg")
+    with open(os.fsencode(src) + b"/caf\xe9.jpg", "wb") as f:  # a Latin-1 name: it ended the job, run after run
+        f.write(cv2.imencode(".jpg", face_image)[1].tobytes())
+    said = []
+    s = cluster.run_ray([str(src)], str(tmp_path / "o"), model="direct", log=said.append)
+    rows = {os.path.basename(r["path"]): r for r in read(tmp_path / "o")}
+    assert sorted(rows) == ["caf\\xe9.jpg", "dangling.jpg", "good.jpg", "pipe.jpg"], rows.keys()
+    assert rows["good.jpg"]["error"] is None and len(rows["good.jpg"]["faces"]) == 1
+    assert "not a regular file" in rows["pipe.jpg"]["error"] and "broken symbolic link" in rows["dangling.jpg"]["error"]
+    assert "not valid UTF-8" in rows["caf\\xe9.jpg"]["error"]
+    assert s["failed"] == 3 and sum(line.startswith("failed:") for line in said) == 3, said
+
+
+def test_an_input_that_vanishes_while_ray_lists_it_is_one_line(local_ray, folder, tmp_path, monkeypatch):
+    def vanished(*a, **k):
+        raise FileNotFoundError(f"{folder / 'img00.jpg'}")  # what read_binary_files raises
+
+    monkeypatch.setattr(cluster, "dataset", vanished)
+    with pytest.raises(cluster.RayRunError, match="img00.jpg.*run the same command again"):
+        run(folder, tmp_path / "out")
+
+
 def test_image_that_always_kills_its_actor_stops_the_run(own_ray, folder, expected, tmp_path, monkeypatch):
     """Bounded retries: the run stops with a one-line error instead of looping, what it wrote is
     complete, and the same command (the crash gone) finishes the job with no image twice."""
     out = tmp_path / "out"
     monkeypatch.setenv(cluster.CRASH_ENV, ":img05.jpg")  # no flag file: every time
+    monkeypatch.setattr(cluster, "TASK_RETRIES", 1)  # (each retry restarts an actor: seconds on 2 CPUs)
 
     def endless(signum, frame):
         raise AssertionError("still retrying after 150 s: max_task_retries is not applied")
@@ -206,16 +247,10 @@ def test_cli_ray_option_matches_the_single_process_run(folder, expected, tmp_pat
     """``facemark detect DIR --out OUT --ray local``: its own Ray, the same rows, bad files named."""
     import subprocess
 
-    was_up = ray.is_initialized()
-    if was_up:
-        ray.shutdown()
-    try:
-        r = subprocess.run([sys.executable, "-m", "facemark", "detect", str(folder), "--out", str(tmp_path / "o"),
-                            "--ray", "local", "--model", "direct", "--batch", "8"], capture_output=True, text=True,
-                           timeout=240)
-    finally:
-        if was_up:
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.shutdown()  # (the next test asking for the shared Ray starts it again)
+    r = subprocess.run([sys.executable, "-m", "facemark", "detect", str(folder), "--out", str(tmp_path / "o"),
+                        "--ray", "local", "--model", "direct", "--batch", "8"], capture_output=True, text=True,
+                       timeout=240)
     assert r.returncode == 1, r.stderr  # two bad files: rows with an error
     assert "Traceback" not in r.stderr and f"{GOOD} of {GOOD + 2} image(s) done" in r.stderr and "2 failed" in r.stderr
     check_rows(read(tmp_path / "o"), expected)
@@ -283,40 +318,6 @@ def test_links_that_lead_nowhere_are_left_out_of_the_ray_listing(tmp_path, face_
     paths, _ = cluster.list_inputs([str(tmp_path)], said.append, unreadable)
     assert [os.path.basename(p) for p in paths] == ["again.jpg"]  # (found first: the name sorts first)
     assert unreadable == [str(tmp_path / "self.jpg")] and any("left out 1 name(s)" in s for s in said), said
-
-
-def test_files_ray_cannot_read_are_rows_with_their_error_not_a_failed_job(local_ray, tmp_path, face_image):
-    """A FIFO named like an image blocked or ended the whole job, a name that is not UTF-8 ended it,
-    and a link that leads nowhere was said but left no row: every bad file is a row with its error,
-    as without --ray."""
-    import cv2
-
-    from facemark.results import read
-
-    src = tmp_path / "in"
-    src.mkdir()
-    cv2.imwrite(str(src / "good.jpg"), face_image)
-    os.mkfifo(src / "pipe.jpg")
-    os.symlink("gone.jpg", src / "dangling.jpg")
-    with open(os.fsencode(src) + b"/caf\xe9.jpg", "wb") as f:  # a Latin-1 name: it ended the job, run after run
-        f.write(cv2.imencode(".jpg", face_image)[1].tobytes())
-    said = []
-    s = cluster.run_ray([str(src)], str(tmp_path / "o"), model="direct", log=said.append)
-    rows = {os.path.basename(r["path"]): r for r in read(tmp_path / "o")}
-    assert sorted(rows) == ["caf\\xe9.jpg", "dangling.jpg", "good.jpg", "pipe.jpg"], rows.keys()
-    assert rows["good.jpg"]["error"] is None and len(rows["good.jpg"]["faces"]) == 1
-    assert "not a regular file" in rows["pipe.jpg"]["error"] and "broken symbolic link" in rows["dangling.jpg"]["error"]
-    assert "not valid UTF-8" in rows["caf\\xe9.jpg"]["error"]
-    assert s["failed"] == 3 and sum(line.startswith("failed:") for line in said) == 3, said
-
-
-def test_an_input_that_vanishes_while_ray_lists_it_is_one_line(local_ray, folder, tmp_path, monkeypatch):
-    def vanished(*a, **k):
-        raise FileNotFoundError(f"{folder / 'img00.jpg'}")  # what read_binary_files raises
-
-    monkeypatch.setattr(cluster, "dataset", vanished)
-    with pytest.raises(cluster.RayRunError, match="img00.jpg.*run the same command again"):
-        run(folder, tmp_path / "out")
 
 
 def test_the_resume_label_is_that_of_the_file_the_actors_load(tiny_models):

@@ -341,18 +341,28 @@ def test_frames_named_with_numbers_play_in_number_order(tiny_models, tmp_path, s
     assert len(xs) == 12 and all(b > a for a, b in zip(xs, xs[1:])), xs
 
 
+def frames_in(p: subprocess.Popen, folder: Path, inputs: tuple, size: int = 100_000) -> None:
+    """Wait until the run has written ``size`` bytes to a file in ``folder`` (a few frames of an
+    MJPG output, under its temporary name): a signal then lands mid-run, however fast the machine."""
+    deadline = time.time() + 120
+    while p.poll() is None and time.time() < deadline and not any(
+            q not in inputs and q.is_file() and q.stat().st_size >= size for q in folder.iterdir()):
+        time.sleep(0.05)
+    assert p.poll() is None, "the run ended before it could be interrupted"
+
+
 def test_ctrl_c_finishes_the_frame_and_closes_the_output(tiny_models, tmp_path, small_face):
     clip = tmp_path / "long.avi"
     wr = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 25, (480, 360))
     frame = frame_with([(60, 80)], small_face)
-    for _ in range(3000):
+    for _ in range(1000):
         wr.write(frame)
     wr.release()
     out = tmp_path / "o.avi"
     p = subprocess.Popen([sys.executable, "-m", "facemark", "video", str(clip), "--out", str(out),
                           "--model", str(tiny_models["hourglass"])], stderr=subprocess.PIPE, text=True,
                          preexec_fn=sigint_default)
-    time.sleep(4.0)
+    frames_in(p, tmp_path, (clip,))
     p.send_signal(signal.SIGINT)
     _, stderr = p.communicate(timeout=60)
     assert p.returncode == 130, stderr
@@ -397,8 +407,9 @@ def test_an_interrupted_rerun_keeps_the_earlier_complete_output(tiny_models, tmp
     input itself and by an earlier part, both of which were overwritten) and the message says where."""
     clip = tmp_path / "o.partial.avi"
     wr = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 25, (480, 360))
-    for _ in range(3000):
-        wr.write(frame_with([(60, 80)], small_face))
+    frame = frame_with([(60, 80)], small_face)
+    for _ in range(1000):
+        wr.write(frame)
     wr.release()
     clip_bytes = clip.read_bytes()
     out, lines = tmp_path / "o.avi", tmp_path / "o.jsonl"
@@ -408,7 +419,7 @@ def test_an_interrupted_rerun_keeps_the_earlier_complete_output(tiny_models, tmp
     p = subprocess.Popen([sys.executable, "-m", "facemark", "video", str(clip), "--out", str(out), "--json", str(lines),
                           "--model", str(tiny_models["direct"])], stderr=subprocess.PIPE, text=True,
                          preexec_fn=sigint_default)
-    time.sleep(4.0)
+    frames_in(p, tmp_path, (clip, out, lines, tmp_path / "o.partial.jsonl"))
     p.send_signal(signal.SIGINT)
     _, stderr = p.communicate(timeout=60)
     assert p.returncode == 130 and "Traceback" not in stderr, stderr
