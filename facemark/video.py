@@ -714,6 +714,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                 raise VideoError(f"cannot write {path}: {e.strerror or e}") from None
         video_w = writers[0] if out_path is not None else None
         text_w = writers[-1] if json_path is not None or stream is not None else None
+        writing = None  # the output being written, as the user named it: a full disk's line says which
         try:
             try:
                 stop["armed"] = True
@@ -722,12 +723,18 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                     stop["armed"] = False  # one frame's outputs are written together: a second signal
                     faces = tracked_faces(tracks, tracker)  # (a second signal that lands here stops
                     if video_w is not None:  # the run after both outputs of this frame, not between them)
-                        video_w.put(draw(frame, faces, ids=[tr.id for tr in tracks]), t, i)  # (placed by its time)
+                        drawn = draw(frame, faces, ids=[tr.id for tr in tracks])
+                        writing = out_path
+                        video_w.put(drawn, t, i)  # (placed by its time)
+                        writing = None
                     if text_w is not None:
                         # Into a pipe whose reader stopped reading the write waits for ever: there a
                         # second signal stops the run at once (that line is cut; no file holds it).
                         stop["armed"] = isinstance(text_w, StreamLines)
-                        text_w.write_line(frame_record(i, t, tracks, faces, src.scale, src.shift, src.image))
+                        record = frame_record(i, t, tracks, faces, src.scale, src.shift, src.image)
+                        writing = json_path if json_path is not None else stream
+                        text_w.write_line(record)
+                        writing = None
                         stop["armed"] = False
                         if getattr(text_w, "closed", False) and len(writers) == 1:
                             reader_gone = True
@@ -745,7 +752,8 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
         except _StopNow:
             pass
         except OSError as e:  # disk full or gone while writing: the temporaries are removed below
-            raise VideoWriteError(f"cannot write the output: {e.strerror or e}; nothing was kept") from None
+            what = "standard output" if writing == "-" else writing if writing is not None else "the output"
+            raise VideoWriteError(f"cannot write {what}: {e.strerror or e}; nothing was kept") from None
         if done == 0:
             raise VideoError(f"{source}: no frame could be decoded")
         finished = []

@@ -217,6 +217,34 @@ def test_video_keeps_size_fps_frame_count_and_writes_jsonl(tiny_models, tmp_path
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
+@pytest.mark.parametrize("failing", ["video", "lines"])
+def test_a_disk_that_fills_up_mid_run_names_the_output_and_keeps_nothing(tiny_models, tmp_path, small_face,
+                                                                           monkeypatch, failing):
+    """The line said "cannot write the output": with --out and --json both given, not which one."""
+    import errno
+
+    from facemark import video
+
+    clip = tmp_path / "in.avi"
+    write_clip(clip, [frame_with([(40 + 2 * i, 90)], small_face) for i in range(8)], fourcc="MJPG")
+    cls, method = (video.AtomicVideoWriter, "put") if failing == "video" else (video.AtomicTextWriter, "write_line")
+    real, calls = getattr(cls, method), {"n": 0}
+
+    def filling(self, *a):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(self, *a)
+
+    monkeypatch.setattr(cls, method, filling)
+    out, js = tmp_path / "out.avi", tmp_path / "out.jsonl"
+    r = run("video", clip, "--out", out, "--json", js, "--model", tiny_models["direct"])
+    assert r.exit_code == 1, r.stderr
+    named = out if failing == "video" else js
+    assert f"cannot write {named}: No space left on device; nothing was kept" in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.avi"]  # no output, no temporary file
+
+
 def test_an_odd_frame_size_keeps_its_last_column_and_row(tiny_models, tmp_path):
     """Encoders take even sizes and OpenCV's writer crops an odd one; the edge is repeated instead."""
     d = tmp_path / "frames"
