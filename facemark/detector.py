@@ -28,6 +28,7 @@ class Detection:
     kps: np.ndarray | None = None  # (5, 2) eyes, nose, mouth corners (detector order) or None
     template: str | None = None  # the align template its kps follow (None: the detector's own)
     seen_at: float | None = None  # network input px per image px where the detector found it (None: unknown)
+    quarter_turns: int = 0  # found in the image turned this often (find_faces with turned): odd, the box's height is the face's width
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:

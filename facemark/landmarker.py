@@ -202,7 +202,7 @@ class FaceLandmarker:
                     continue
                 d = self._with_keypoints(view, d) if k else d  # (a bare box: its keypoints found where it is upright)
                 corners = align.quarter_turn_back(d.box.reshape(2, 2), k, h, w)
-                found.append((replace(d, box=np.concatenate([corners.min(0), corners.max(0)]),
+                found.append((replace(d, box=np.concatenate([corners.min(0), corners.max(0)]), quarter_turns=k,
                                       kps=None if d.kps is None else align.quarter_turn_back(d.kps, k, h, w)), k))
         return merge_turns(found, getattr(self.detector, "nms_iou", 0.4))
 
@@ -384,8 +384,10 @@ SMALL_AT_INPUT = 32.0  # px at the detector's input: a smaller face's keypoints 
 
 
 def _seen_small(d: Detection) -> bool:
-    """Whether the detector saw this face under SMALL_AT_INPUT px wide (its keypoints rough)."""
-    return d.seen_at is not None and float(d.box[2] - d.box[0]) * d.seen_at < SMALL_AT_INPUT
+    """Whether the detector saw this face under SMALL_AT_INPUT px wide (its keypoints rough). A
+    face found a quarter-turn round lies across the image: its width is its box's height."""
+    across = d.box[3] - d.box[1] if d.quarter_turns % 2 else d.box[2] - d.box[0]
+    return d.seen_at is not None and float(across) * d.seen_at < SMALL_AT_INPUT
 
 
 def crop_shift(m: np.ndarray, crop: np.ndarray, size: int) -> float:
@@ -474,7 +476,7 @@ def _as_detections(boxes, name: str = "boxes") -> list[Detection]:
         if isinstance(b, Detection) and b.kps is not None:
             arr = check_box(b, f"{name}[{j}]")
             kps = check_points(b.kps, f"{name}[{j}].kps", arr)
-            out.append(Detection(arr[:4].copy(), float(arr[4]), kps, b.template, b.seen_at))  # (a (1, 4) box as (4,))
+            out.append(Detection(arr[:4].copy(), float(arr[4]), kps, b.template, b.seen_at, b.quarter_turns))  # (a (1, 4) box as (4,))
         elif isinstance(b, Face):
             corners = b.box.tolist() if isinstance(b.box, np.ndarray) and b.box.ndim == 1 else b.box
             arr = check_box([*corners, b.score] if isinstance(corners, (list, tuple)) else corners, f"{name}[{j}]")

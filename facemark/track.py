@@ -392,7 +392,8 @@ class Tracker:
             if (x0 > 0 and b[0] <= x0 + edge) or (y0 > 0 and b[1] <= y0 + edge) or (x1 < w and b[2] >= x1 - edge) \
                     or (y1 < h and b[3] >= y1 - edge):
                 continue
-            out.append(Detection(b, d.score, k, d.template, None if d.seen_at is None else d.seen_at / max(sx, sy)))
+            out.append(Detection(b, d.score, k, d.template, None if d.seen_at is None else d.seen_at / max(sx, sy),
+                                 d.quarter_turns))
         return out
 
     @staticmethod

@@ -7,7 +7,7 @@ import pytest
 
 from facemark import align
 from facemark.detector import Detection, RetinaFace
-from facemark.landmarker import FaceLandmarker
+from facemark.landmarker import FaceLandmarker, _seen_small
 from tests.helpers import landmarker_with
 from facemark.layouts import five_points
 
@@ -490,6 +490,23 @@ def test_turned_finds_a_sideways_or_upside_down_face_as_if_it_were_upright(face_
     assert np.linalg.norm(turned[0].landmarks - want, axis=1).mean() < 0.03 * side
     if turns == 2:
         assert min(np.linalg.norm(f.landmarks - want, axis=1).mean() for f in plain) > 0.1 * side
+
+
+@pytest.mark.parametrize("turns", [1, 3])
+def test_a_small_face_found_sideways_is_read_as_it_is_upright(face_image, turns):
+    """A face the detector sees 30 px wide and 34 px tall (at its input) gets the small-face pass
+    upright; found in a quarter-turned photo its box lies across, and the box's width (the face's
+    height) had judged it big enough: its points differed from the upright photo's."""
+    image = cv2.resize(face_image, (160, 160), interpolation=cv2.INTER_AREA)
+    canvas = np.full((480, 640, 3), 100, np.uint8)
+    canvas[100:260, 200:360] = image
+    fl = FaceLandmarker(model="direct", turned=True)
+    upright = fl.detect(canvas)
+    assert len(upright) == 1 and _seen_small(fl.find_faces(canvas)[0])  # (the case this test is about)
+    view, want = _turned_view(canvas, turns, upright[0].landmarks)
+    sideways = fl.detect(view)
+    assert len(sideways) == 1
+    assert np.abs(sideways[0].landmarks - want).max() < 0.05
 
 
 def test_turned_on_an_upright_photo_keeps_the_upright_face(face_image):
