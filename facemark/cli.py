@@ -58,10 +58,13 @@ def default_cache() -> Path:
 
 
 _CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), 127]}  # a file name's escapes and newlines, made visible
+# A name's bytes that are not UTF-8 (Python holds them as lone surrogates) as \xNN, as the outputs name them.
+_CONTROL.update({c: f"\\x{c - 0xDC00:02x}" for c in range(0xDC80, 0xDD00)})
 
 
 def plain(text: str) -> str:
-    """Text safe for one terminal line: control characters (ANSI escapes, newlines) shown as \\xNN."""
+    """Text safe for one terminal line: control characters (ANSI escapes, newlines) and bytes of a
+    name that are not UTF-8 shown as \\xNN."""
     return escape(str(text).translate(_CONTROL))
 
 

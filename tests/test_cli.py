@@ -114,6 +114,22 @@ def test_hundred_photos_one_unreadable(tiny_models, tmp_path, small_face):
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*"))
 
 
+def test_names_that_are_not_utf8_are_shown_as_the_outputs_record_them(tiny_models, tmp_path, small_face):
+    """The failed line and the summary printed such a name's bytes as \\udcNN (Python's way of
+    holding them); the outputs and the other lines say \\xNN."""
+    src = os.fsdecode(os.fsencode(str(tmp_path)) + b"/in\xe9")
+    os.mkdir(src)
+    with open(os.path.join(src, "ok.jpg"), "wb") as f:  # (cv2.imwrite crashes on such a name)
+        f.write(cv2.imencode(".jpg", small_face)[1].tobytes())
+    with open(os.fsencode(src) + b"/bad\xfe.jpg", "wb") as f:
+        f.write(b"not an image")
+    out = os.fsdecode(os.fsencode(str(tmp_path)) + b"/out\xff")
+    r = run("detect", src, "--out", out, "--model", tiny_models["direct"])
+    assert r.exit_code == 1, r.stderr
+    assert "\\udc" not in r.stderr and "in\\xe9/bad\\xfe.jpg is not an image" in r.stderr, r.stderr
+    assert r.stderr.rstrip().endswith("outputs in " + str(tmp_path) + "/out\\xff"), r.stderr
+
+
 def test_empty_blank_and_faceless_images(tiny_models, tmp_path):
     (tmp_path / "empty.jpg").write_bytes(b"")
     cv2.imwrite(str(tmp_path / "blank.png"), np.zeros((120, 160, 3), np.uint8))
