@@ -482,6 +482,9 @@ def _detect_files(plan, workers, out_dir: Optional[Path], annotate: bool, model:
             say(f"note: {message}; ignored here")
     options = dict(boxes=boxes, log=say, style=style, show_box=show_box, show_score=show_score, fmt=fmt,
                    resume=not redo, workers="auto" if auto_left else workers, rows_per_shard=shard_size)
+    from .imageio import missing_folders, remove_empty
+
+    made = missing_folders(out_dir) if out_dir is not None else []  # removed again if the run stops before writing
     try:
         if len(plan.images) > 1 and err.is_terminal:  # a bar only where someone watches (no blank lines in logs)
             cols = [TextColumn("detect"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
@@ -492,11 +495,14 @@ def _detect_files(plan, workers, out_dir: Optional[Path], annotate: bool, model:
             summary = detect_files(plan, fl, **options)
     except KeyboardInterrupt:
         _ignore_signals()
+        remove_empty(made)
         goes_on = "" if out_dir is None else "; the same command continues" + (" the --redo" if redo else "")
         exit_interrupted(f"interrupted: outputs written so far are complete{goes_on}")
     except (StopRun, WorkerDied) as e:  # (OutputError is one: a full disk; or no more open files for workers)
+        remove_empty(made)
         fail(str(e), 1)
     except UsageError as e:  # found while the run starts (an --out that cannot be made after all): nothing done
+        remove_empty(made)
         fail(str(e))
     except BrokenPipeError as e:  # JSON piped into head and the like: the reader had enough
         sys.stdout = None

@@ -517,6 +517,25 @@ def test_disk_full_stops_the_run_and_keeps_what_was_written(tmp_path, face, monk
     assert len(written) == 3 and all(validate(strict_json(p.read_text())) == [] for p in written)
 
 
+def test_a_run_stopped_before_its_first_output_leaves_no_folders_it_made(tmp_path, face, monkeypatch):
+    """A disk full from the first write left --out (and the folders above it that the run made)
+    empty behind; a folder that was there before stays."""
+    from facemark import batch
+
+    for sub in ("a", "b"):
+        (tmp_path / "in" / sub).mkdir(parents=True)
+        for i in range(2):
+            cv2.imwrite(str(tmp_path / "in" / sub / f"{i}.jpg"), face)
+    (tmp_path / "kept").mkdir()
+    monkeypatch.setattr(batch, "atomic_write", disk_full_after(0, batch.atomic_write))
+    monkeypatch.chdir(tmp_path)
+    for out in ("new/o", "kept"):
+        r = CliRunner().invoke(app, ["detect", "in", "--out", out, "--workers", "1", *MODEL])
+        assert r.exit_code == 1 and "the disk is full" in r.stderr, r.stderr
+    assert not (tmp_path / "new").exists() and (tmp_path / "kept").is_dir()
+    assert not list((tmp_path / "kept").iterdir())
+
+
 def test_no_file_descriptors_left_stops_the_run_once_not_every_image_failing(tmp_path, face, monkeypatch):
     """Under a low ``ulimit -n`` every read fails the same way: one line that says so, and the
     images read before it are done (each image was its own failure before)."""
