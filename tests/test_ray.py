@@ -40,14 +40,6 @@ def local_ray(_ray_at_the_end):
     return ray
 
 
-@pytest.fixture
-def own_ray(_ray_at_the_end):
-    """No shared Ray: each run_ray starts its own and shuts it down, as the CLI does. After a failed
-    run in a shared Ray (the module's), Ray restarts the failed pool's actors while the error's
-    traceback lives, and on 2 CPUs they leave the next run's read tasks none."""
-    ray.shutdown()
-
-
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
     """22 small face images (shifted, scaled and mirrored copies), a text file named .jpg and a
@@ -178,7 +170,7 @@ def test_an_input_that_vanishes_while_ray_lists_it_is_one_line(local_ray, folder
         run(folder, tmp_path / "out")
 
 
-def test_image_that_always_kills_its_actor_stops_the_run(own_ray, folder, expected, tmp_path, monkeypatch):
+def test_image_that_always_kills_its_actor_stops_the_run(local_ray, folder, expected, tmp_path, monkeypatch):
     """Bounded retries: the run stops with a one-line error instead of looping, what it wrote is
     complete, and the same command (the crash gone) finishes the job with no image twice."""
     out = tmp_path / "out"
@@ -199,6 +191,10 @@ def test_image_that_always_kills_its_actor_stops_the_run(own_ray, folder, expect
     before = read(out)
     assert "img05.jpg" not in {Path(r["path"]).name for r in before}
     monkeypatch.delenv(cluster.CRASH_ENV)
+    # The rerun in a Ray of its own, as the CLI's is: after a failed run in a shared Ray, Ray
+    # restarts the failed pool's actors while the error's traceback lives, and on 2 CPUs they
+    # leave the next run's read tasks none.
+    ray.shutdown()
     s = run(folder, out)
     assert s["skipped"] == len(before) and s["images"] == GOOD + 2 - len(before)
     check_rows(read(out), expected)
