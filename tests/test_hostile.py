@@ -49,14 +49,17 @@ def fm_here(capfd, monkeypatch):
     from facemark.cli import run
 
     def call(*args, cwd: Path) -> subprocess.CompletedProcess:
-        monkeypatch.chdir(cwd)
         monkeypatch.setenv("COLUMNS", "200")
         capfd.readouterr()
+        here = os.getcwd()
+        os.chdir(cwd)  # (for the call only, as a subprocess's cwd)
         try:
             run([str(a) for a in args])
             code = 0
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+        finally:
+            os.chdir(here)
         said = capfd.readouterr()
         return subprocess.CompletedProcess(args, code, said.out, said.err)
 
@@ -473,19 +476,19 @@ def test_a_file_named_like_an_option_gets_advice(tmp_path, face):
     assert r.returncode == 0 and json.loads(r.stdout)["image"] == "-dash.jpg"
 
 
-def test_usage_errors_are_one_line(tmp_path):
-    r = fm("detect", "--out", cwd=tmp_path)
+def test_usage_errors_are_one_line(tmp_path, fm_here):
+    r = fm_here("detect", "--out", cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "requires an argument" in r.stderr
-    r = fm("detect", "--frobnicate", "x.jpg", cwd=tmp_path)
+    r = fm_here("detect", "--frobnicate", "x.jpg", cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "No such option" in r.stderr
-    r = fm("detect", "x.jpg", "-o", "res", cwd=tmp_path)  # (a short option, as other tools have: the long one is named)
+    r = fm_here("detect", "x.jpg", "-o", "res", cwd=tmp_path)  # (a short option, as other tools have: the long one is named)
     assert r.returncode == 2 and r.stderr.strip().endswith("(facemark's options are long: --out?)"), r.stderr
     for args in (["-h"], ["detect", "-h"]):  # (it was "a file? write ./-h")
-        r = fm(*args, cwd=tmp_path)
+        r = fm_here(*args, cwd=tmp_path)
         assert r.returncode == 2 and r.stderr.strip().endswith("No such option: -h (use --help)"), r.stderr
-    r = fm("detect", "x.jpg", "-ores", cwd=tmp_path)
+    r = fm_here("detect", "x.jpg", "-ores", cwd=tmp_path)
     assert r.returncode == 2 and "--out? or a file? write ./-ores" in r.stderr, r.stderr
-    r = fm("detect", "x.jpg", "--out", "drawn.png", cwd=tmp_path)  # (an image's name: it made a folder of it)
+    r = fm_here("detect", "x.jpg", "--out", "drawn.png", cwd=tmp_path)  # (an image's name: it made a folder of it)
     assert r.returncode == 2 and "--out drawn.png looks like a file name" in r.stderr and not (tmp_path / "drawn.png").exists()
 
 
@@ -768,10 +771,10 @@ def test_concurrent_shard_runs_into_one_folder_keep_every_row(tmp_path, face):
     assert len(read(tmp_path / "o")) == 6
 
 
-def test_resume_redoes_other_models_and_failures_and_never_takes_the_boxes_file(tmp_path, face):
+def test_resume_redoes_other_models_and_failures_and_never_takes_the_boxes_file(tmp_path, face, fm_here):
     cv2.imwrite(str(tmp_path / "a.jpg"), face)
-    assert fm("detect", "a.jpg", "--out", ".", *MODEL, cwd=tmp_path).returncode == 0
-    r = fm("detect", "a.jpg", "--out", ".", "--model", "hybrid", cwd=tmp_path)
+    assert fm_here("detect", "a.jpg", "--out", ".", *MODEL, cwd=tmp_path).returncode == 0
+    r = fm_here("detect", "a.jpg", "--out", ".", "--model", "hybrid", cwd=tmp_path)
     assert "already done" not in r.stderr and json.loads((tmp_path / "a.jpg.json").read_text())["model"] == "hybrid"
     # A boxes file that sits where the output goes is an input: read, never overwritten, never "done".
     boxes = tmp_path / "b" / "a.jpg.json"
@@ -779,15 +782,15 @@ def test_resume_redoes_other_models_and_failures_and_never_takes_the_boxes_file(
     cv2.imwrite(str(tmp_path / "b" / "a.jpg"), face)
     boxes.write_text(json.dumps({"a.jpg": [[20, 20, 180, 190]]}))
     before = boxes.read_bytes()
-    r = fm("detect", "b/a.jpg", "--boxes", "b/a.jpg.json", "--out", "b", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", "b/a.jpg", "--boxes", "b/a.jpg.json", "--out", "b", *MODEL, cwd=tmp_path)
     assert r.returncode == 1 and "one of the inputs; not overwritten" in r.stderr and "already done" not in r.stderr
     assert boxes.read_bytes() == before
     # A failed image is tried again on resume (shards too): fix it, rerun, it is done.
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "x.jpg").write_text("broken")
-    assert fm("detect", "c", "--out", "oc", "--format", "jsonl", *MODEL, cwd=tmp_path).returncode == 1
+    assert fm_here("detect", "c", "--out", "oc", "--format", "jsonl", *MODEL, cwd=tmp_path).returncode == 1
     cv2.imwrite(str(tmp_path / "c" / "x.jpg"), face)
-    assert fm("detect", "c", "--out", "oc", "--format", "jsonl", *MODEL, cwd=tmp_path).returncode == 0
+    assert fm_here("detect", "c", "--out", "oc", "--format", "jsonl", *MODEL, cwd=tmp_path).returncode == 0
     from facemark.results import read
 
     rows = read(tmp_path / "oc")
@@ -1053,7 +1056,7 @@ def test_a_model_files_suffix_may_be_upper_case(tmp_path):
     assert FaceLandmarker(model=str(tmp_path / "D.ONNX")).model_name == "direct"
 
 
-def test_other_weights_under_a_shipped_name_are_not_taken_for_them(tmp_path, face):
+def test_other_weights_under_a_shipped_name_are_not_taken_for_them(tmp_path, face, fm_here):
     """Retrained weights exported as 'direct' carry their digest, so a resumed run redoes what the
     shipped 'direct' wrote; the shipped file given by path is the shipped model."""
     import torch
@@ -1067,10 +1070,10 @@ def test_other_weights_under_a_shipped_name_are_not_taken_for_them(tmp_path, fac
     with torch.no_grad():
         next(net.parameters()).mul_(0.5)  # other weights, same graph, same name
     export_onnx(net.eval(), tmp_path / "mine.onnx", {**shipped.meta, "name": "direct"})
-    assert fm("detect", "a.jpg", "--out", "o", "--model", "direct", cwd=tmp_path).returncode == 0
-    r = fm("detect", "a.jpg", "--out", "o", "--model", str(shipped.path.with_suffix(".onnx")), cwd=tmp_path)
+    assert fm_here("detect", "a.jpg", "--out", "o", "--model", "direct", cwd=tmp_path).returncode == 0
+    r = fm_here("detect", "a.jpg", "--out", "o", "--model", str(shipped.path.with_suffix(".onnx")), cwd=tmp_path)
     assert "1 of 1 image(s) already done" in r.stderr, r.stderr
-    r = fm("detect", "a.jpg", "--out", "o", "--model", "mine.onnx", cwd=tmp_path)
+    r = fm_here("detect", "a.jpg", "--out", "o", "--model", "mine.onnx", cwd=tmp_path)
     assert "already done" not in r.stderr and r.returncode == 0, r.stderr
     assert re.fullmatch(r"direct@[0-9a-f]{8}", json.loads((tmp_path / "o" / "a.jpg.json").read_text())["model"])
 
@@ -1173,19 +1176,19 @@ def test_draw_options_change_the_drawing(face, tmp_path):
     assert changed["nobox"].sum() < changed["noscore"].sum()  # no box: no score label either
 
 
-def test_a_big_photo_without_faces_gets_a_hint_about_min_face(tmp_path):
+def test_a_big_photo_without_faces_gets_a_hint_about_min_face(tmp_path, fm_here):
     """Searched shrunk to 640 px, a big photo's small faces go unseen: when it found none, or only
     faces near that limit, the run says so, once, and names --min-face; a photo searched near its
     own size, or with a big face, does not get the note."""
     cv2.imwrite(str(tmp_path / "big.jpg"), np.full((1500, 2000, 3), 120, np.uint8))
     cv2.imwrite(str(tmp_path / "big2.jpg"), np.full((1500, 2000, 3), 90, np.uint8))
     cv2.imwrite(str(tmp_path / "small.jpg"), np.full((600, 800, 3), 120, np.uint8))
-    r = fm("detect", "big.jpg", "big2.jpg", "small.jpg", "--out", "o", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", "big.jpg", "big2.jpg", "small.jpg", "--out", "o", *MODEL, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     notes = [ln for ln in r.stderr.splitlines() if "--min-face" in ln]
     assert len(notes) == 1 and notes[0].startswith("note: 2 image(s) searched shrunk"), r.stderr
     assert "e.g. big.jpg:" in notes[0], notes[0]  # (which image: the first of them)
-    r = fm("detect", "small.jpg", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", "small.jpg", *MODEL, cwd=tmp_path)
     assert "--min-face" not in r.stderr
     # A group photo: one face found just over the limit says others of its size may be unseen;
     # a big face in a big photo says nothing.
@@ -1195,17 +1198,17 @@ def test_a_big_photo_without_faces_gets_a_hint_about_min_face(tmp_path):
         canvas[:side, :side] = cv2.resize(person, (side, side), interpolation=cv2.INTER_AREA)
         cv2.imwrite(str(tmp_path / name), canvas)
     for name, noted in (("group.jpg", True), ("portrait.jpg", False)):
-        r = fm("detect", name, *MODEL, cwd=tmp_path)
+        r = fm_here("detect", name, *MODEL, cwd=tmp_path)
         assert r.returncode == 0 and len(json.loads(r.stdout)["faces"]) == 1, r.stderr
         assert ("note: 1 image(s) searched shrunk" in r.stderr) == noted, (name, r.stderr)
-    r = fm("detect", "big.jpg", "--min-face", 300, *MODEL, cwd=tmp_path)  # the user chose the scale
+    r = fm_here("detect", "big.jpg", "--min-face", 300, *MODEL, cwd=tmp_path)  # the user chose the scale
     assert r.returncode == 0 and "--min-face 40" not in r.stderr, r.stderr
     # A strip too thin to hold a face is not an example (the note had named a 1-pixel-tall image).
     cv2.imwrite(str(tmp_path / "a_thin.png"), np.full((1, 4000, 3), 120, np.uint8))
-    r = fm("detect", "a_thin.png", "big.jpg", "--out", "o2", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", "a_thin.png", "big.jpg", "--out", "o2", *MODEL, cwd=tmp_path)
     assert r.returncode == 0 and "note: 1 image(s) searched shrunk" in r.stderr and "e.g. big.jpg:" in r.stderr, r.stderr
     # Under 20 px, --min-face finds what 20 does (the detector looks at up to twice the size): said.
-    r = fm("detect", "small.jpg", "--min-face", 5, *MODEL, cwd=tmp_path)
+    r = fm_here("detect", "small.jpg", "--min-face", 5, *MODEL, cwd=tmp_path)
     assert r.returncode == 0 and "note: --min-face 5 finds what --min-face 20 does" in r.stderr, r.stderr
 
 
@@ -1759,31 +1762,31 @@ def test_eval_names_a_bad_model_before_reading_the_data(tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "unknown model 'nope'" in r.stderr, r.stderr
 
 
-def test_a_boxes_entry_for_one_file_is_not_taken_for_another_of_that_name(tmp_path, face):
+def test_a_boxes_entry_for_one_file_is_not_taken_for_another_of_that_name(tmp_path, face, fm_here):
     """``facemark detect a.jpg > doc.jsonl`` then ``detect sm/a.jpg --boxes doc.jsonl``: the entry
     'a.jpg' names ./a.jpg, so sm/a.jpg (another picture) has none; it was given a.jpg's box. A name
     that is no file here still matches by name, as documented."""
     cv2.imwrite(str(tmp_path / "a.jpg"), face)
     (tmp_path / "sm").mkdir()
     cv2.imwrite(str(tmp_path / "sm" / "a.jpg"), np.full((100, 100, 3), 120, np.uint8))
-    r = fm("detect", "a.jpg", cwd=tmp_path)
+    r = fm_here("detect", "a.jpg", cwd=tmp_path)
     (tmp_path / "doc.jsonl").write_text(r.stdout)
-    r = fm("detect", "sm/a.jpg", "--boxes", "doc.jsonl", cwd=tmp_path)
+    r = fm_here("detect", "sm/a.jpg", "--boxes", "doc.jsonl", cwd=tmp_path)
     assert r.returncode == 1 and "no entry in doc.jsonl (its entry 'a.jpg' is another file" in r.stderr, r.stderr
-    r = fm("detect", "a.jpg", "--boxes", "doc.jsonl", cwd=tmp_path)  # (its own entry)
+    r = fm_here("detect", "a.jpg", "--boxes", "doc.jsonl", cwd=tmp_path)  # (its own entry)
     assert r.returncode == 0 and len(json.loads(r.stdout)["faces"]) == 1, r.stderr
     os.link(tmp_path / "a.jpg", tmp_path / "sm" / "c.jpg")  # (a hard link: the same file under another name,
     (tmp_path / "c.json").write_text(json.dumps({"sm/../c.jpg": [], "c.jpg": [[177, 56, 273, 177]]}))
     shutil.copy(tmp_path / "a.jpg", tmp_path / "c.jpg")  # and a copy at the entry's name: another file)
-    r = fm("detect", "sm/c.jpg", "--boxes", "c.json", cwd=tmp_path)
+    r = fm_here("detect", "sm/c.jpg", "--boxes", "c.json", cwd=tmp_path)
     assert r.returncode == 1 and "another file of that name" in r.stderr, r.stderr
     (tmp_path / "c.jpg").unlink()
     os.link(tmp_path / "sm" / "c.jpg", tmp_path / "c.jpg")  # now the entry names this very file
-    r = fm("detect", "sm/c.jpg", "--boxes", "c.json", cwd=tmp_path)
+    r = fm_here("detect", "sm/c.jpg", "--boxes", "c.json", cwd=tmp_path)
     assert r.returncode == 0 and len(json.loads(r.stdout)["faces"]) == 1, r.stderr
     (tmp_path / "named.json").write_text(json.dumps({"b.jpg": [[10, 10, 90, 90]]}))
     cv2.imwrite(str(tmp_path / "sm" / "b.jpg"), face[:100, :100])
-    r = fm("detect", "sm/b.jpg", "--boxes", "named.json", cwd=tmp_path)  # (no b.jpg here: by name)
+    r = fm_here("detect", "sm/b.jpg", "--boxes", "named.json", cwd=tmp_path)  # (no b.jpg here: by name)
     assert r.returncode == 0 and json.loads(r.stdout)["faces"][0]["box"] == [10, 10, 90, 90], r.stderr
 
 
@@ -1868,7 +1871,7 @@ def test_a_writer_s_own_error_names_the_file_it_was_writing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_folders_find_every_jpeg_name_and_leave_out_hidden_folders_and_mac_metadata(tmp_path, face):
+def test_folders_find_every_jpeg_name_and_leave_out_hidden_folders_and_mac_metadata(tmp_path, face, fm_here):
     """.jfif, .jpe and .j2k files were left out of a folder without a word, while a copied Mac
     folder's ``._IMG.jpg`` metadata files (and thumbnails in hidden folders) were taken as images
     and failed the run."""
@@ -1885,15 +1888,15 @@ def test_folders_find_every_jpeg_name_and_leave_out_hidden_folders_and_mac_metad
     j2k = cv2.imencode(".jp2", face)[1].tobytes()
     (d / "e.j2k").write_bytes(j2k[j2k.find(b"\xff\x4f\xff\x51"):])  # the bare JPEG 2000 codestream
     (d / "._b.jpg").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
-    r = fm("detect", "in", "--out", "o", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", "in", "--out", "o", *MODEL, cwd=tmp_path)
     assert r.returncode == 0 and "4 of 4 image(s) done" in r.stderr, r.stderr
     assert "note: 1 hidden folder(s) not searched (in/.thumbnails); name one to search it" in r.stderr, r.stderr
     assert sorted(p.relative_to(tmp_path / "o").as_posix() for p in (tmp_path / "o").rglob("*.json")) == \
         ["a.jfif.json", "b.jpg.json", "e.j2k.json", "sub/c.jpe.json"]
-    r = fm("detect", "in", "--out", "o", "--annotate", "--redo", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", "in", "--out", "o", "--annotate", "--redo", *MODEL, cwd=tmp_path)
     for drawing in ("a.jfif.annotated.jpg", "sub/c.jpe.annotated.jpg"):  # (JPEGs, as other JPEGs' drawings)
         assert (tmp_path / "o" / drawing).read_bytes()[:2] == b"\xff\xd8", r.stderr
-    r = fm("detect", "in/.thumbnails", *MODEL, cwd=tmp_path)  # named, a hidden folder is searched
+    r = fm_here("detect", "in/.thumbnails", *MODEL, cwd=tmp_path)  # named, a hidden folder is searched
     assert r.returncode == 0 and "1 of 1 image(s) done" in r.stderr, r.stderr
     assert in_hidden_folder("/.cache/x.jpg") and in_hidden_folder("a/.b/c/x.jpg")
     assert not in_hidden_folder("/a/b/.x.jpg") and not in_hidden_folder("./a/x.jpg") and not in_hidden_folder("x.jpg")
@@ -1913,7 +1916,7 @@ def test_a_pattern_that_matches_no_image_says_what_it_matched(tmp_path):
         assert images == [] and len(problems) == 1 and problems[0].startswith(f"{pattern}: {says}"), problems
 
 
-def test_phone_and_camera_formats_opencv_cannot_read_are_named_not_skipped_silently(tmp_path, face):
+def test_phone_and_camera_formats_opencv_cannot_read_are_named_not_skipped_silently(tmp_path, face, fm_here):
     """A folder of iPhone photos (HEIC) gave 'no images to process'; mixed with JPEGs, its HEIC
     files were left out without a word, and one named was 'not an image'."""
     from facemark.imageio import IMAGE_EXTS
@@ -1926,18 +1929,18 @@ def test_phone_and_camera_formats_opencv_cannot_read_are_named_not_skipped_silen
     readable_avif = ".avif" in IMAGE_EXTS  # (OpenCV built with libavif reads it: then it is searched)
     if readable_avif:
         cv2.imwrite(str(d / "e.avif"), face)
-    r = fm("detect", "phone", "--out", "o", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", "phone", "--out", "o", *MODEL, cwd=tmp_path)
     assert r.returncode == 0 and f"{2 if readable_avif else 1} of {2 if readable_avif else 1} image(s) done" in r.stderr
     assert "note: left out 2 photo(s) in formats OpenCV does not read (.dng, .heic; e.g." in r.stderr, r.stderr
-    r = fm("detect", "phone/b.HEIC", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", "phone/b.HEIC", *MODEL, cwd=tmp_path)
     assert r.returncode == 1 and "phone/b.HEIC is a HEIF image (heic" in r.stderr and "convert it to JPEG" in r.stderr
     tiff = cv2.imencode(".tif", cv2.resize(face, (64, 64)))[1].tobytes()  # (a raw file's small preview: a TIFF)
     (d / "IMG_1.DNG").write_bytes(tiff)
-    r = fm("detect", "phone/IMG_1.DNG", *MODEL, cwd=tmp_path)  # named: not its preview taken for the photo
+    r = fm_here("detect", "phone/IMG_1.DNG", *MODEL, cwd=tmp_path)  # named: not its preview taken for the photo
     assert r.returncode == 1 and "is a camera raw file (.DNG)" in r.stderr, r.stderr
     if readable_avif:  # a damaged AVIF, where this OpenCV reads AVIF, is damaged: not "OpenCV does not read"
         (d / "cut.avif").write_bytes((d / "e.avif").read_bytes()[:200])
-        r = fm("detect", "phone/cut.avif", *MODEL, cwd=tmp_path)
+        r = fm_here("detect", "phone/cut.avif", *MODEL, cwd=tmp_path)
         assert r.returncode == 1 and "an AVIF image that did not decode (damaged or cut short)" in r.stderr, r.stderr
 
 
