@@ -3,6 +3,7 @@ tests that need ../shared data skip cleanly when it is absent."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import cv2
@@ -44,6 +45,33 @@ def _signals_as_a_terminal_gives_them():
     yield
     for sig, handler in before.items():
         signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+@pytest.fixture
+def fm_here(capfd, monkeypatch):
+    """``python -m facemark ...`` run in this process, for runs where no process of their own is
+    the point (no signal, kill or closed stream; no note said once per process): the same entry
+    point (``cli.run``), exit code and standard streams (captured at the descriptors), without a
+    new interpreter and its imports for each. An exception that escapes is a traceback: the test
+    fails."""
+    from facemark.cli import run
+
+    def call(*args, cwd: Path) -> subprocess.CompletedProcess:
+        monkeypatch.setenv("COLUMNS", "200")
+        capfd.readouterr()
+        here = os.getcwd()
+        os.chdir(cwd)  # (for the call only, as a subprocess's cwd)
+        try:
+            run([str(a) for a in args])
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+        finally:
+            os.chdir(here)
+        said = capfd.readouterr()
+        return subprocess.CompletedProcess(args, code, said.out, said.err)
+
+    return call
 
 
 def shared_path(*parts: str) -> Path:

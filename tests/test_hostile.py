@@ -41,31 +41,6 @@ def fm(*args, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout, env=env)
 
 
-@pytest.fixture
-def fm_here(capfd, monkeypatch):
-    """``fm`` in this process, for requests refused before any work: the same entry point
-    (``cli.run``), exit code and standard streams (captured at the descriptors), without a new
-    interpreter and imports for each. An exception that escapes is a traceback: the test fails."""
-    from facemark.cli import run
-
-    def call(*args, cwd: Path) -> subprocess.CompletedProcess:
-        monkeypatch.setenv("COLUMNS", "200")
-        capfd.readouterr()
-        here = os.getcwd()
-        os.chdir(cwd)  # (for the call only, as a subprocess's cwd)
-        try:
-            run([str(a) for a in args])
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
-        finally:
-            os.chdir(here)
-        said = capfd.readouterr()
-        return subprocess.CompletedProcess(args, code, said.out, said.err)
-
-    return call
-
-
 def strict_json(text: str):
     def bad(c):
         raise ValueError(f"not strict JSON: {c}")

@@ -449,10 +449,10 @@ def test_read_loads_every_output_format(folder, reference):
     assert len(read(one)) == 1
 
 
-def test_shard_formats_need_an_output_folder(folder):
-    r = fm("detect", "in", "--format", "jsonl", *MODEL, cwd=folder)
+def test_shard_formats_need_an_output_folder(folder, fm_here):
+    r = fm_here("detect", "in", "--format", "jsonl", *MODEL, cwd=folder)
     assert r.returncode == 2 and "give --out DIR" in r.stderr
-    r = fm("detect", "in", "--out", "x", "--format", "csv", *MODEL, cwd=folder)
+    r = fm_here("detect", "in", "--out", "x", "--format", "csv", *MODEL, cwd=folder)
     assert r.returncode == 2 and "--format must be" in r.stderr
 
 
@@ -604,21 +604,21 @@ def test_workers_started_early_run_the_job_or_stop_unused(folder, reference, tmp
 
 
 @pytest.mark.parametrize("fmt", ["json", "jsonl"])
-def test_an_input_changed_after_its_output_is_done_again(folder, tmp_path, fmt):
+def test_an_input_changed_after_its_output_is_done_again(folder, tmp_path, fmt, fm_here):
     """Resume skips what is complete, but not an image replaced since its output was written."""
     import os
     import shutil
 
     src = tmp_path / "in"
     shutil.copytree(folder / "in" / "b", src)
-    r = fm("detect", src, "--out", tmp_path / "o", "--format", fmt, *MODEL, cwd=folder)
+    r = fm_here("detect", src, "--out", tmp_path / "o", "--format", fmt, *MODEL, cwd=folder)
     assert r.returncode == 0, r.stderr
     n = len(list(src.glob("*.jpg")))
     changed = sorted(src.glob("*.jpg"))[0]  # replaced at once, well within a second of its output,
     stale = changed.stat().st_mtime  # and with its old modification time put back (as `cp -p` does)
     changed.write_bytes(changed.read_bytes())
     os.utime(changed, (stale, stale))
-    r = fm("detect", src, "--out", tmp_path / "o", "--format", fmt, *MODEL, cwd=folder)
+    r = fm_here("detect", src, "--out", tmp_path / "o", "--format", fmt, *MODEL, cwd=folder)
     assert r.returncode == 0, r.stderr
     assert f"{n - 1} of {n} image(s) already done" in r.stderr and "1 more done" in r.stderr, r.stderr
 
@@ -639,7 +639,7 @@ def test_a_future_modification_time_does_not_count_on_windows_either(tmp_path, m
 
 
 @pytest.mark.parametrize("fmt", ["json", "jsonl"])
-def test_a_link_pointed_at_another_image_is_done_again(tmp_path, face_image, fmt):
+def test_a_link_pointed_at_another_image_is_done_again(tmp_path, face_image, fmt, fm_here):
     """The check followed the link to its target's times: pointed at an older photo, the link's
     output (of the first photo) was kept as done."""
     (tmp_path / "src").mkdir()
@@ -652,18 +652,18 @@ def test_a_link_pointed_at_another_image_is_done_again(tmp_path, face_image, fmt
     (tmp_path / "in").mkdir()
     link = tmp_path / "in" / "photo.jpg"
     link.symlink_to(first)
-    assert fm("detect", "in", "--out", "o", "--format", fmt, *MODEL, cwd=tmp_path).returncode == 0
+    assert fm_here("detect", "in", "--out", "o", "--format", fmt, *MODEL, cwd=tmp_path).returncode == 0
     before = read(tmp_path / "o")[0]
     link.unlink()
     link.symlink_to(older)
-    r = fm("detect", "in", "--out", "o", "--format", fmt, *MODEL, cwd=tmp_path)
+    r = fm_here("detect", "in", "--out", "o", "--format", fmt, *MODEL, cwd=tmp_path)
     assert r.returncode == 0 and "1 of 1 image(s) done" in r.stderr and "already done" not in r.stderr, r.stderr
     after = read(tmp_path / "o")
     assert len(after) == 1 and after[0]["faces"][0]["box"] != before["faces"][0]["box"]
 
 
 @pytest.mark.parametrize("fmt", ["json", "jsonl"])
-def test_an_input_dated_in_the_future_is_not_redone_on_every_resume(folder, tmp_path, fmt):
+def test_an_input_dated_in_the_future_is_not_redone_on_every_resume(folder, tmp_path, fmt, fm_here):
     """Files unpacked from an archive made in another time zone can carry times hours ahead; once
     done they are done, not redone on each rerun."""
     import os
@@ -675,9 +675,9 @@ def test_an_input_dated_in_the_future_is_not_redone_on_every_resume(folder, tmp_
     for f in src.glob("*.jpg"):
         os.utime(f, (ahead, ahead))
     n = len(list(src.glob("*.jpg")))
-    r = fm("detect", src, "--out", tmp_path / "o", "--format", fmt, *MODEL, cwd=folder)
+    r = fm_here("detect", src, "--out", tmp_path / "o", "--format", fmt, *MODEL, cwd=folder)
     assert r.returncode == 0 and f"{n} of {n} image(s) done" in r.stderr, r.stderr
-    r = fm("detect", src, "--out", tmp_path / "o", "--format", fmt, *MODEL, cwd=folder)
+    r = fm_here("detect", src, "--out", tmp_path / "o", "--format", fmt, *MODEL, cwd=folder)
     assert r.returncode == 0 and f"{n} of {n} image(s) already done" in r.stderr and "0 more done" in r.stderr, r.stderr
 
 
@@ -729,7 +729,7 @@ def test_read_checks_the_fields_of_rows_and_documents(tmp_path):
         read(tmp_path / "all_bad.jsonl")
 
 
-def test_the_same_files_spelled_another_way_are_the_same_images(folder, tmp_path):
+def test_the_same_files_spelled_another_way_are_the_same_images(folder, tmp_path, fm_here):
     """An absolute path, a relative one or a link to the folder: resume skips what a shard already
     holds, and a shard fed back as --boxes finds each image's entry."""
     import shutil
@@ -738,40 +738,40 @@ def test_the_same_files_spelled_another_way_are_the_same_images(folder, tmp_path
     shutil.copytree(folder / "in" / "b", src)
     (tmp_path / "link").symlink_to(src, target_is_directory=True)
     n = len(list(src.glob("*.jpg")))
-    r = fm("detect", "in", "--out", "o", "--format", "jsonl", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", "in", "--out", "o", "--format", "jsonl", *MODEL, cwd=tmp_path)
     assert r.returncode == 0 and f"{n} of {n} image(s) done" in r.stderr, r.stderr
     for spelling in (src, "link"):
-        r = fm("detect", spelling, "--out", "o", "--format", "jsonl", *MODEL, cwd=tmp_path)
+        r = fm_here("detect", spelling, "--out", "o", "--format", "jsonl", *MODEL, cwd=tmp_path)
         assert r.returncode == 0 and f"facemark: {n} of {n} image(s) already done" in r.stderr, (spelling, r.stderr)
     assert len(read(tmp_path / "o")) == n
     shard = next((tmp_path / "o").glob("part-*.jsonl"))
-    r = fm("detect", src, "--boxes", shard, *MODEL, cwd=tmp_path)
+    r = fm_here("detect", src, "--boxes", shard, *MODEL, cwd=tmp_path)
     assert r.returncode == 0 and f"{n} of {n} image(s) done" in r.stderr, r.stderr
 
 
-def test_boxes_of_another_file_with_the_same_relative_name_are_not_taken(tmp_path, face_image):
+def test_boxes_of_another_file_with_the_same_relative_name_are_not_taken(tmp_path, face_image, fm_here):
     """The real-file match is for the image's own path, never for its output name resolved
     against whatever folder the command runs in."""
     for d in ("cwd", "other"):
         (tmp_path / d).mkdir()
         cv2.imwrite(str(tmp_path / d / "x.jpg"), face_image)
     (tmp_path / "cwd" / "boxes.json").write_text(json.dumps({str(tmp_path / "cwd" / "x.jpg"): [[10, 10, 100, 100]]}))
-    r = fm("detect", tmp_path / "other" / "x.jpg", "--boxes", "boxes.json", *MODEL, cwd=tmp_path / "cwd")
+    r = fm_here("detect", tmp_path / "other" / "x.jpg", "--boxes", "boxes.json", *MODEL, cwd=tmp_path / "cwd")
     assert r.returncode == 1 and "no entry in boxes.json" in r.stderr, r.stderr
-    r = fm("detect", "x.jpg", "--boxes", "boxes.json", *MODEL, cwd=tmp_path / "cwd")
+    r = fm_here("detect", "x.jpg", "--boxes", "boxes.json", *MODEL, cwd=tmp_path / "cwd")
     assert r.returncode == 0, r.stderr
 
 
-def test_read_gives_one_row_per_file_however_runs_spelled_it(folder, tmp_path):
+def test_read_gives_one_row_per_file_however_runs_spelled_it(folder, tmp_path, fm_here):
     """Two runs into one folder, one with a relative and one with an absolute path: one row per
     image, the newest (a retried image's old error row does not survive its good one)."""
     import shutil
 
     src = tmp_path / "in"
     shutil.copytree(folder / "in" / "b", src)
-    assert fm("detect", "in", "--out", "o", "--format", "jsonl", *MODEL, cwd=tmp_path).returncode == 0
+    assert fm_here("detect", "in", "--out", "o", "--format", "jsonl", *MODEL, cwd=tmp_path).returncode == 0
     time.sleep(1.1)  # (shards are dated to the second)
-    assert fm("detect", src, "--out", "o", "--format", "parquet", "--redo", *MODEL, cwd=tmp_path).returncode == 0
+    assert fm_here("detect", src, "--out", "o", "--format", "parquet", "--redo", *MODEL, cwd=tmp_path).returncode == 0
     old = os.getcwd()
     os.chdir(tmp_path)  # relative rows are read from the folder the runs ran in
     try:
@@ -837,14 +837,14 @@ def test_an_input_replaced_while_the_run_goes_on_is_done_again(tmp_path, face_im
     assert len(read(tmp_path / "o")) == 3 and photos
 
 
-def test_two_folders_run_into_one_out_never_take_each_others_outputs(tmp_path, face_image):
+def test_two_folders_run_into_one_out_never_take_each_others_outputs(tmp_path, face_image, fm_here):
     """A/x.jpg and B/x.jpg (different photos) map to the same OUT/x.jpg.json. The second command
     took A's output as B's (skipped it: "already done") and replaced A's y.jpg with B's."""
     a = _photos(tmp_path / "A", face_image, 2, 1)
     _photos(tmp_path / "B", face_image, 2, 2)
-    assert fm("detect", "A", "--out", "AB", *MODEL, cwd=tmp_path).returncode == 0
+    assert fm_here("detect", "A", "--out", "AB", *MODEL, cwd=tmp_path).returncode == 0
     before = {p.name: p.read_bytes() for p in (tmp_path / "AB").iterdir()}
-    r = fm("detect", "B", "--out", "AB", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", "B", "--out", "AB", *MODEL, cwd=tmp_path)
     assert r.returncode == 1 and "already done" not in r.stderr, r.stderr
     failed = [ln for ln in r.stderr.splitlines() if ln.startswith("failed:")]
     assert len(failed) == 2 and all("holds the result of another image" in ln and "its own --out" in ln
@@ -853,72 +853,72 @@ def test_two_folders_run_into_one_out_never_take_each_others_outputs(tmp_path, f
     assert sorted(r["path"] for r in read(tmp_path / "AB")) == sorted(str(tmp_path / "A" / p.name) for p in a)
     # From another folder (B typed as ".", or absolute), too: an output records its image's absolute path.
     for cwd, typed, out in ((tmp_path / "B", ".", "../AB"), (tmp_path / "B", str(tmp_path / "B"), str(tmp_path / "AB"))):
-        r = fm("detect", typed, "--out", out, *MODEL, cwd=cwd)
+        r = fm_here("detect", typed, "--out", out, *MODEL, cwd=cwd)
         assert r.returncode == 1 and "already done" not in r.stderr and "another image" in r.stderr, r.stderr
     assert {p.name: p.read_bytes() for p in (tmp_path / "AB").iterdir()} == before
-    again = fm("detect", "A", "--out", "AB", *MODEL, cwd=tmp_path)  # A's own rerun: all done
+    again = fm_here("detect", "A", "--out", "AB", *MODEL, cwd=tmp_path)  # A's own rerun: all done
     assert again.returncode == 0 and "2 of 2 image(s) already done" in again.stderr, again.stderr
     assert "0 more done, 0 face(s) in those" in again.stderr  # (the faces of this run, not of the skipped)
 
 
-def test_outputs_of_a_folder_moved_away_are_not_taken_by_another_with_the_same_names(tmp_path, face_image):
+def test_outputs_of_a_folder_moved_away_are_not_taken_by_another_with_the_same_names(tmp_path, face_image, fm_here):
     """A's outputs record A's paths. Once A was moved away (archived), B's files of the same names
     were "already done" with A's landmarks. Those outputs describe no file here any more: B's
     images are done, and their outputs replace A's."""
     _photos(tmp_path / "A", face_image, 2, 1)
     _photos(tmp_path / "B", face_image, 2, 2)
-    assert fm("detect", "A", "--out", "o", *MODEL, cwd=tmp_path).returncode == 0
+    assert fm_here("detect", "A", "--out", "o", *MODEL, cwd=tmp_path).returncode == 0
     (tmp_path / "archive").mkdir()
     (tmp_path / "A").rename(tmp_path / "archive" / "A")
-    r = fm("detect", "B", "--out", "o", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", "B", "--out", "o", *MODEL, cwd=tmp_path)
     assert r.returncode == 0 and "2 of 2 image(s) done" in r.stderr, r.stderr
     rows = read(tmp_path / "o")
     assert sorted(row["path"] for row in rows) == sorted(str(p) for p in (tmp_path / "B").iterdir())
-    direct = fm("detect", "B", "--out", "o_b", *MODEL, cwd=tmp_path)
+    direct = fm_here("detect", "B", "--out", "o_b", *MODEL, cwd=tmp_path)
     assert direct.returncode == 0
     assert {row["path"]: row["faces"] for row in rows} == {row["path"]: row["faces"] for row in read(tmp_path / "o_b")}
 
 
-def test_another_programs_file_at_an_output_name_is_never_replaced(tmp_path, face_image):
+def test_another_programs_file_at_an_output_name_is_never_replaced(tmp_path, face_image, fm_here):
     """A photo service's sidecar IMG.jpg.json beside IMG.jpg, run with --out on the same folder,
     was replaced by a facemark document without a word. A facemark document, even one damaged
     since, is still replaced."""
     photos = _photos(tmp_path / "in", face_image, 3, 5)
     sidecar = tmp_path / "in" / f"{photos[0].name}.json"
     sidecar.write_text('{"title": "holiday", "geoData": {}}\n')
-    r = fm("detect", "in", "--out", "in", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", "in", "--out", "in", *MODEL, cwd=tmp_path)
     assert r.returncode == 1 and "2 of 3 image(s) done" in r.stderr, r.stderr
     assert f"{sidecar.relative_to(tmp_path)} exists and is not a facemark result" in r.stderr, r.stderr
     assert sidecar.read_text() == '{"title": "holiday", "geoData": {}}\n'
     ours = tmp_path / "in" / f"{photos[1].name}.json"
     ours.write_bytes(ours.read_bytes()[:40])  # cut short outside facemark: done again, replaced
-    r = fm("detect", "in", "--out", "in", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", "in", "--out", "in", *MODEL, cwd=tmp_path)
     assert r.returncode == 1 and "1 more done" in r.stderr and json.loads(ours.read_text())["faces"], r.stderr
     for leftover in (b"", bytes(4096)):  # empty, or NULs (a power cut's leftovers): done again, not refused forever
         ours.write_bytes(leftover)
-        r = fm("detect", "in", "--out", "in", *MODEL, cwd=tmp_path)
+        r = fm_here("detect", "in", "--out", "in", *MODEL, cwd=tmp_path)
         assert r.returncode == 1 and "1 more done" in r.stderr and json.loads(ours.read_text())["faces"], r.stderr
     ours.write_bytes(b" " * 100 + b'{"title": "mine"}')  # blanks first, then someone's content: kept
-    r = fm("detect", "in", "--out", "in", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", "in", "--out", "in", *MODEL, cwd=tmp_path)
     assert r.returncode == 1 and "is not a facemark result" in r.stderr and b"mine" in ours.read_bytes(), r.stderr
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "json"])
-def test_a_resume_from_another_folder_finds_what_was_done(tmp_path, face_image, fmt):
+def test_a_resume_from_another_folder_finds_what_was_done(tmp_path, face_image, fmt, fm_here):
     """Rows recorded the path as typed (relative), which from another folder named nothing: every
     image was done again, and ``read`` there gave each image twice."""
     _photos(tmp_path / "in", face_image, 3, 4)
     (tmp_path / "elsewhere").mkdir()
-    assert fm("detect", "in", "--out", "o", "--format", fmt, *MODEL, cwd=tmp_path).returncode == 0
-    r = fm("detect", tmp_path / "in", "--out", tmp_path / "o", "--format", fmt, *MODEL, cwd=tmp_path / "elsewhere")
+    assert fm_here("detect", "in", "--out", "o", "--format", fmt, *MODEL, cwd=tmp_path).returncode == 0
+    r = fm_here("detect", tmp_path / "in", "--out", tmp_path / "o", "--format", fmt, *MODEL, cwd=tmp_path / "elsewhere")
     assert r.returncode == 0 and "3 of 3 image(s) already done" in r.stderr, r.stderr
-    r = fm("detect", "../in", "--out", "../o", "--format", fmt, *MODEL, cwd=tmp_path / "elsewhere")
+    r = fm_here("detect", "../in", "--out", "../o", "--format", fmt, *MODEL, cwd=tmp_path / "elsewhere")
     assert r.returncode == 0 and "3 of 3 image(s) already done" in r.stderr, r.stderr
     rows = read(tmp_path / "o")
     assert len(rows) == 3 and all(os.path.isabs(row["path"]) for row in rows)
 
 
-def test_the_recorded_path_is_the_file_a_dotdot_after_a_link_leads_to(tmp_path, face_image):
+def test_the_recorded_path_is_the_file_a_dotdot_after_a_link_leads_to(tmp_path, face_image, fm_here):
     """abspath drops 'lnk/..' as text; through a link to real/sub it leads to real/, not here."""
     from facemark.inputs import recorded_path
 
@@ -926,44 +926,44 @@ def test_the_recorded_path_is_the_file_a_dotdot_after_a_link_leads_to(tmp_path, 
     (tmp_path / "lnk").symlink_to(tmp_path / "real" / "sub")
     cv2.imwrite(str(tmp_path / "real" / "y.jpg"), face_image)
     cv2.imwrite(str(tmp_path / "y.jpg"), np.zeros((64, 64, 3), np.uint8))  # another image where the text points
-    assert fm("detect", "lnk/../y.jpg", "--out", "o", *MODEL, cwd=tmp_path).returncode == 0
+    assert fm_here("detect", "lnk/../y.jpg", "--out", "o", *MODEL, cwd=tmp_path).returncode == 0
     doc = json.loads((tmp_path / "o" / "y.jpg.json").read_text())
     assert doc["image"] == str(tmp_path / "real" / "y.jpg") and len(doc["faces"]) == 1
-    r = fm("detect", "lnk/../y.jpg", "--out", "o", *MODEL, cwd=tmp_path)  # the same command: done, not "another image"
+    r = fm_here("detect", "lnk/../y.jpg", "--out", "o", *MODEL, cwd=tmp_path)  # the same command: done, not "another image"
     assert r.returncode == 0 and "1 of 1 image(s) already done" in r.stderr, r.stderr
     assert recorded_path("a/./b.jpg") == os.path.join(os.getcwd(), "a", "b.jpg")
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
-def test_a_run_inside_a_folder_whose_name_is_not_utf8_writes_its_rows(tmp_path, face_image, fmt):
+def test_a_run_inside_a_folder_whose_name_is_not_utf8_writes_its_rows(tmp_path, face_image, fmt, fm_here):
     """Every row failed as 'not valid UTF-8' (the folder above, not the file), and parquet into such
     a folder ended in a traceback. Rows keep the path as typed there."""
     odd = Path(os.fsdecode(os.fsencode(str(tmp_path)) + b"/odd\xff"))
     odd.mkdir()
     (odd / "a.jpg").write_bytes(cv2.imencode(".jpg", face_image)[1].tobytes())  # (cv2.imwrite: a segfault on such a name)
-    r = fm("detect", "a.jpg", "--out", "o", "--format", fmt, *MODEL, cwd=odd)
+    r = fm_here("detect", "a.jpg", "--out", "o", "--format", fmt, *MODEL, cwd=odd)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     rows = read(odd / "o")
     assert [row["path"] for row in rows] == ["a.jpg"] and len(rows[0]["faces"]) == 1
-    r = fm("detect", "a.jpg", "--out", "o", "--format", fmt, *MODEL, cwd=odd)
+    r = fm_here("detect", "a.jpg", "--out", "o", "--format", fmt, *MODEL, cwd=odd)
     assert r.returncode == 0 and "1 of 1 image(s) already done" in r.stderr, r.stderr
 
 
-def test_a_parquet_run_counts_a_ray_run_s_rows_as_done(tmp_path, face_image):
+def test_a_parquet_run_counts_a_ray_run_s_rows_as_done(tmp_path, face_image, fm_here):
     """Both write absolute paths in dated Parquet shards; ``ray-*`` rows were not read by a run
     without --ray, which did every image again."""
     _photos(tmp_path / "in", face_image, 2, 5)
-    assert fm("detect", "in", "--out", "o", "--format", "parquet", *MODEL, cwd=tmp_path).returncode == 0
+    assert fm_here("detect", "in", "--out", "o", "--format", "parquet", *MODEL, cwd=tmp_path).returncode == 0
     for p in (tmp_path / "o").glob("part-*.parquet"):  # as a --ray run names its shards
         p.rename(p.with_name("ray-" + p.name[len("part-"):]))
-    r = fm("detect", "in", "--out", "o", "--format", "parquet", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", "in", "--out", "o", "--format", "parquet", *MODEL, cwd=tmp_path)
     assert r.returncode == 0 and "2 of 2 image(s) already done" in r.stderr, r.stderr
 
 
-def test_an_annotated_run_after_a_plain_one_into_shards_draws_the_images(tmp_path, face_image):
+def test_an_annotated_run_after_a_plain_one_into_shards_draws_the_images(tmp_path, face_image, fm_here):
     _photos(tmp_path / "in", face_image, 2, 3)
-    assert fm("detect", "in", "--out", "o", "--format", "jsonl", *MODEL, cwd=tmp_path).returncode == 0
-    r = fm("detect", "in", "--out", "o", "--format", "jsonl", "--annotate", *MODEL, cwd=tmp_path)
+    assert fm_here("detect", "in", "--out", "o", "--format", "jsonl", *MODEL, cwd=tmp_path).returncode == 0
+    r = fm_here("detect", "in", "--out", "o", "--format", "jsonl", "--annotate", *MODEL, cwd=tmp_path)
     assert r.returncode == 0 and "already done" not in r.stderr, r.stderr
     assert len(list((tmp_path / "o").glob("*.annotated.jpg"))) == 2
 
@@ -1099,19 +1099,19 @@ def test_a_continued_redo_redoes_an_image_whose_drawing_it_had_not_made(folder, 
     assert (s.skipped, s.written) == (3, 27) and drawing.stat().st_mtime_ns > mark
 
 
-def test_an_input_missing_at_first_does_not_move_the_others_outputs(folder, tmp_path):
+def test_an_input_missing_at_first_does_not_move_the_others_outputs(folder, tmp_path, fm_here):
     """The common folder of the outputs' names was worked out from the inputs that existed: with
     one missing the names were shorter, and once it appeared the same command wrote every image
     again under other names (two copies of each)."""
     import shutil
 
     shutil.copytree(folder / "in" / "b", tmp_path / "imgs" / "b")
-    r = fm("detect", "imgs/b", "later.jpg", "--out", "o", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", "imgs/b", "later.jpg", "--out", "o", *MODEL, cwd=tmp_path)
     assert r.returncode == 1 and "later.jpg" in r.stderr, r.stderr
     first = sorted(p.relative_to(tmp_path / "o").as_posix() for p in (tmp_path / "o").rglob("*.json"))
     assert len(first) == 30 and all(n.startswith("imgs/b/") for n in first), first[:3]
     shutil.copy(folder / "in" / "b" / "000.jpg", tmp_path / "later.jpg")
-    r = fm("detect", "imgs/b", "later.jpg", "--out", "o", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", "imgs/b", "later.jpg", "--out", "o", *MODEL, cwd=tmp_path)
     assert r.returncode == 0 and "30 of 31 image(s) already done" in r.stderr, r.stderr
     now = sorted(p.relative_to(tmp_path / "o").as_posix() for p in (tmp_path / "o").rglob("*.json"))
     assert now == sorted(first + ["later.jpg.json"])
@@ -1600,14 +1600,14 @@ def test_an_error_row_of_a_file_that_cannot_be_opened_names_it_as_its_path_does(
 
 
 @pytest.mark.parametrize("edit", ["cut", "no_points"])
-def test_a_per_image_document_edited_into_a_shape_read_skips_is_done_again(tmp_path, face_image, edit):
+def test_a_per_image_document_edited_into_a_shape_read_skips_is_done_again(tmp_path, face_image, edit, fm_here):
     """A document whose face lost its points (or a point) counted as done on resume, while read()
     skipped it: only --redo of everything brought the image back."""
     src = tmp_path / "in"
     src.mkdir()
     for name in ("a.jpg", "b.jpg"):
         cv2.imwrite(str(src / name), face_image)
-    assert fm("detect", "in", "--out", "o", *MODEL, cwd=tmp_path).returncode == 0
+    assert fm_here("detect", "in", "--out", "o", *MODEL, cwd=tmp_path).returncode == 0
     doc_path = tmp_path / "o" / "a.jpg.json"
     doc = json.loads(doc_path.read_text())
     if edit == "cut":
@@ -1615,20 +1615,20 @@ def test_a_per_image_document_edited_into_a_shape_read_skips_is_done_again(tmp_p
     else:
         del doc["faces"][0]["landmarks"]
     doc_path.write_text(json.dumps(doc))
-    r = fm("detect", "in", "--out", "o", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", "in", "--out", "o", *MODEL, cwd=tmp_path)
     assert r.returncode == 0 and "1 of 2 image(s) already done" in " ".join(r.stderr.split()), r.stderr
     assert len(read(tmp_path / "o")) == 2
 
 
-def test_an_emptied_drawing_is_drawn_again(tmp_path, face_image):
+def test_an_emptied_drawing_is_drawn_again(tmp_path, face_image, fm_here):
     """A drawing left empty (a power cut between its rename and its data) counted as done."""
     src = tmp_path / "in"
     src.mkdir()
     cv2.imwrite(str(src / "a.jpg"), face_image)
-    assert fm("detect", "in", "--out", "o", "--annotate", *MODEL, cwd=tmp_path).returncode == 0
+    assert fm_here("detect", "in", "--out", "o", "--annotate", *MODEL, cwd=tmp_path).returncode == 0
     (drawing,) = (tmp_path / "o").glob("a.jpg.annotated.*")
     drawing.write_bytes(b"")
-    r = fm("detect", "in", "--out", "o", "--annotate", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", "in", "--out", "o", "--annotate", *MODEL, cwd=tmp_path)
     assert r.returncode == 0 and "already done" not in r.stderr, r.stderr
     assert cv2.imread(str(drawing)) is not None
 
