@@ -425,10 +425,12 @@ def detect(
              "nose and mouth are looked for upright): use one of them")
     if out_dir is None and sys.stdout is None:
         fail("standard output is closed: give --out DIR")
-    if redo and boxes is not None and out_dir is not None and os.path.isdir(boxes) and \
-            os.path.realpath(boxes) == os.path.realpath(out_dir):  # (a boxes file itself is one of the inputs: refused)
-        fail(f"--boxes {boxes} is --out's folder: --redo would replace the files the boxes are read from; "
-             f"give another --out")
+    if boxes is not None and out_dir is not None and os.path.isdir(boxes):  # (a boxes file is one of the inputs: never written)
+        held, out_real = os.path.realpath(boxes), os.path.realpath(out_dir)
+        if held == out_real or os.path.commonpath([held, out_real]) == out_real:  # (--redo, or another model, rewrote them)
+            where = "--out's folder" if held == out_real else "inside --out's folder"
+            fail(f"--boxes {boxes} is {where}: the run would replace the files the boxes are read from; "
+                 f"give another --out")
     with usage_errors():
         plan = plan_inputs(inputs, out_dir, annotate, batch_images, log=say)
         if fmt == "parquet":

@@ -2106,9 +2106,22 @@ def test_redo_with_boxes_from_the_out_folder_is_refused(tmp_path, face):
     assert fm("detect", "a.jpg", "--out", "o", *MODEL, cwd=tmp_path).returncode == 0
     before = (tmp_path / "o" / "a.jpg.json").read_bytes()
     r = fm("detect", "a.jpg", "--boxes", "o", "--out", "o", "--redo", *MODEL, cwd=tmp_path)
-    assert r.returncode == 2 and r.stderr.strip() == ("error: --boxes o is --out's folder: --redo would replace the "
+    assert r.returncode == 2 and r.stderr.strip() == ("error: --boxes o is --out's folder: the run would replace the "
                                                       "files the boxes are read from; give another --out")
     assert (tmp_path / "o" / "a.jpg.json").read_bytes() == before
+    # Nor without --redo, where another model redoes the image, nor from a folder inside --out:
+    # each rewrote the boxes' own file (the folder's files were not counted among the inputs).
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "in" / "sub" / "b.jpg"), face)
+    assert fm("detect", "in", "--out", "p", *MODEL, cwd=tmp_path).returncode == 0
+    kept = (tmp_path / "p" / "sub" / "b.jpg.json").read_bytes()
+    for held, where in (("o", "--out's folder"), ("p/sub", "inside --out's folder")):
+        out = "o" if held == "o" else "p"
+        r = fm("detect", "a.jpg" if held == "o" else "in", "--boxes", held, "--out", out, "--model", "hybrid",
+               cwd=tmp_path)
+        assert r.returncode == 2 and f"--boxes {held} is {where}: the run would replace" in r.stderr, r.stderr
+    assert (tmp_path / "o" / "a.jpg.json").read_bytes() == before
+    assert (tmp_path / "p" / "sub" / "b.jpg.json").read_bytes() == kept
     r = fm("detect", "a.jpg", "--boxes", "o", "--out", "o2", "--redo", *MODEL, cwd=tmp_path)
     assert r.returncode == 0, r.stderr  # (another --out: the boxes are read and used)
     assert len(json.loads((tmp_path / "o2" / "a.jpg.json").read_text())["faces"]) == 1
