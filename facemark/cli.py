@@ -486,7 +486,10 @@ def _detect_files(plan, workers, out_dir: Optional[Path], annotate: bool, model:
                    resume=not redo, workers="auto" if auto_left else workers, rows_per_shard=shard_size)
     from .imageio import missing_folders, remove_empty
 
-    made = missing_folders(out_dir) if out_dir is not None else []  # removed again if the run stops before writing
+    made = []  # every folder the outputs would make (--out, above it, and for inputs in sub-folders), deepest first:
+    if out_dir is not None:  # removed again where still empty if the run stops early
+        parents = {out_dir, *((out_dir / n).parent for n in plan.names)}
+        made = sorted({q for p in parents for q in missing_folders(p)}, key=lambda q: len(q.parts), reverse=True)
     try:
         if len(plan.images) > 1 and err.is_terminal:  # a bar only where someone watches (no blank lines in logs)
             cols = [TextColumn("detect"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]

@@ -52,23 +52,32 @@ def fm_here(capfd, monkeypatch):
     """``python -m facemark ...`` run in this process, for runs where no process of their own is
     the point (no signal, kill or closed stream; no note said once per process): the same entry
     point (``cli.run``), exit code and standard streams (captured at the descriptors), without a
-    new interpreter and its imports for each. An exception that escapes is a traceback: the test
-    fails."""
+    new interpreter and its imports for each. An exception that escapes, from the run or one of
+    its threads, is a traceback: the test fails. (The streams are decoded with errors replaced:
+    bytes that are not UTF-8 read as "?", not as a subprocess would print them.)"""
+    import faulthandler
+    import threading
+
     from facemark.cli import run
 
     def call(*args, cwd: Path) -> subprocess.CompletedProcess:
         monkeypatch.setenv("COLUMNS", "200")
         capfd.readouterr()
-        here = os.getcwd()
+        here, hook, raised = os.getcwd(), threading.excepthook, []
         os.chdir(cwd)  # (for the call only, as a subprocess's cwd)
+        threading.excepthook = raised.append  # (a thread's traceback, which a subprocess would print)
+        faulthandler.dump_traceback_later(300, exit=True)  # (the subprocess's timeout: a stuck run ends the suite, with its stacks)
         try:
             run([str(a) for a in args])
             code = 0
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
         finally:
+            faulthandler.cancel_dump_traceback_later()
+            threading.excepthook = hook
             os.chdir(here)
         said = capfd.readouterr()
+        assert not raised, f"a thread of the run raised {raised[0].exc_type.__name__}: {raised[0].exc_value}"
         return subprocess.CompletedProcess(args, code, said.out, said.err)
 
     return call

@@ -496,16 +496,21 @@ def test_disk_full_stops_the_run_and_keeps_what_was_written(tmp_path, face, monk
 
 
 def test_a_run_stopped_before_its_first_output_leaves_no_folders_it_made(tmp_path, face, monkeypatch):
-    """A disk full from the first write left --out (and the folders above it that the run made)
-    empty behind; a folder that was there before stays."""
-    from facemark import batch
+    """A disk full from the first write left --out (and the folders above it that the run made, and
+    the one for the images of a sub-folder, made before its first file failed) empty behind; a
+    folder that was there before stays."""
+    from facemark import imageio
 
     for sub in ("a", "b"):
         (tmp_path / "in" / sub).mkdir(parents=True)
         for i in range(2):
             cv2.imwrite(str(tmp_path / "in" / sub / f"{i}.jpg"), face)
     (tmp_path / "kept").mkdir()
-    monkeypatch.setattr(batch, "atomic_write", disk_full_after(0, batch.atomic_write))
+
+    def full(*a, **k):  # (the writer has made the output's folder by then)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(imageio, "make_temp", full)
     monkeypatch.chdir(tmp_path)
     for out in ("new/o", "kept"):
         r = CliRunner().invoke(app, ["detect", "in", "--out", out, "--workers", "1", *MODEL])
