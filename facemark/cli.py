@@ -428,9 +428,9 @@ def detect(
     if boxes is not None and out_dir is not None and os.path.isdir(boxes):  # (a boxes file is one of the inputs: never written)
         held, out_real = os.path.realpath(boxes), os.path.realpath(out_dir)
         if held == out_real or os.path.commonpath([held, out_real]) == out_real:  # (--redo, or another model, rewrote them)
-            where = "--out's folder" if held == out_real else "inside --out's folder"
-            fail(f"--boxes {boxes} is {where}: the run would replace the files the boxes are read from; "
-                 f"give another --out")
+            said = "is --out's folder: the run would replace" if held == out_real else \
+                "is inside --out's folder: the run's outputs can replace"
+            fail(f"--boxes {boxes} {said} the files the boxes are read from; give another --out")
     with usage_errors():
         plan = plan_inputs(inputs, out_dir, annotate, batch_images, log=say)
         if fmt == "parquet":

@@ -2120,11 +2120,12 @@ def test_redo_with_boxes_from_the_out_folder_is_refused(tmp_path, face):
     cv2.imwrite(str(tmp_path / "in" / "sub" / "b.jpg"), face)
     assert fm("detect", "in", "--out", "p", *MODEL, cwd=tmp_path).returncode == 0
     kept = (tmp_path / "p" / "sub" / "b.jpg.json").read_bytes()
-    for held, where in (("o", "--out's folder"), ("p/sub", "inside --out's folder")):
+    for held, where in (("o", "--out's folder: the run would replace"),
+                        ("p/sub", "inside --out's folder: the run's outputs can replace")):
         out = "o" if held == "o" else "p"
         r = fm("detect", "a.jpg" if held == "o" else "in", "--boxes", held, "--out", out, "--model", "hybrid",
                cwd=tmp_path)
-        assert r.returncode == 2 and f"--boxes {held} is {where}: the run would replace" in r.stderr, r.stderr
+        assert r.returncode == 2 and f"--boxes {held} is {where} the files" in r.stderr, r.stderr
     assert (tmp_path / "o" / "a.jpg.json").read_bytes() == before
     assert (tmp_path / "p" / "sub" / "b.jpg.json").read_bytes() == kept
     r = fm("detect", "a.jpg", "--boxes", "o", "--out", "o2", "--redo", *MODEL, cwd=tmp_path)
