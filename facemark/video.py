@@ -757,19 +757,25 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
         if done == 0:
             raise VideoError(f"{source}: no frame could be decoded")
         finished = []
+        order = sorted(writers, key=lambda w: w is video_w)
         try:  # every output complete before any is renamed into place: the JSON lines first
-            for w in sorted(writers, key=lambda w: w is video_w):
+            for w in order:
                 w.finish()
                 finished.append(w)
         except OSError as e:
+            lines_to = json_path if json_path is not None else "standard output" if stream == "-" else stream
+            named = out_path if next(w for w in order if w not in finished) is video_w else lines_to
             if isinstance(text_w, AtomicTextWriter) and text_w in finished and video_w not in finished:
                 earlier = os.path.lexists(video_w.path)  # (the video's disk is full, say: the JSON lines are whole)
                 _publish(finished, set_aside if stop["asked"] else None)
                 writers.remove(text_w)
-                raise VideoWriteError(f"cannot finish writing the video: {e.strerror or e}; it was not kept" + (
+                raise VideoWriteError(f"cannot finish writing {named}: {e.strerror or e}; it was not kept" + (
                     f" (the {video_w.path} there is an earlier run's)" if earlier else "") +
                     f", and the JSON lines are complete in {text_w.path}") from None
-            raise VideoWriteError(f"cannot finish writing the output: {e.strerror or e}; nothing was kept") from None
+            if isinstance(text_w, StreamLines) and named == out_path:  # (its lines went out as they were made)
+                raise VideoWriteError(f"cannot finish writing {named}: {e.strerror or e}; it was not kept (the JSON "
+                                      f"lines went to {lines_to})") from None
+            raise VideoWriteError(f"cannot finish writing {named}: {e.strerror or e}; nothing was kept") from None
         video_written, padded_to = _publish(writers, set_aside if stop["asked"] else None)
     finally:
         for w in writers:  # not committed: an error, or no frame at all

@@ -245,6 +245,31 @@ def test_a_disk_that_fills_up_mid_run_names_the_output_and_keeps_nothing(tiny_mo
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.avi"]  # no output, no temporary file
 
 
+@pytest.mark.parametrize("lines", ["file", "stdout"])
+def test_a_video_that_cannot_be_finished_is_named(tiny_models, tmp_path, small_face, monkeypatch, lines):
+    """The disk filled as the video was closed: the line said "the video" or "the output", and
+    "nothing was kept" of JSON lines that had gone to standard output."""
+    import errno
+
+    from facemark import video
+
+    def full(self):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(video.AtomicVideoWriter, "finish", full)
+    clip = tmp_path / "in.avi"
+    write_clip(clip, [frame_with([(40 + 2 * i, 90)], small_face) for i in range(5)], fourcc="MJPG")
+    out, js = tmp_path / "out.avi", tmp_path / "out.jsonl"
+    r = run("video", clip, "--out", out, "--json", js if lines == "file" else "-", "--model", tiny_models["direct"])
+    assert r.exit_code == 1, r.stderr
+    assert f"cannot finish writing {out}: No space left on device; it was not kept" in r.stderr, r.stderr
+    if lines == "file":
+        assert f"the JSON lines are complete in {js}" in r.stderr and len(js.read_text().splitlines()) == 5
+    else:
+        assert "(the JSON lines went to standard output)" in r.stderr and len(r.stdout.splitlines()) == 5
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
 def test_an_odd_frame_size_keeps_its_last_column_and_row(tiny_models, tmp_path):
     """Encoders take even sizes and OpenCV's writer crops an odd one; the edge is repeated instead."""
     d = tmp_path / "frames"
