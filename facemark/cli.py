@@ -58,7 +58,7 @@ def default_cache() -> Path:
 
 
 _CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), 127]}  # a file name's escapes and newlines, made visible
-# A name's bytes that are not UTF-8 (Python holds them as lone surrogates) as \xNN, as the outputs name them.
+# A name's bytes that are not UTF-8 (Python holds them as lone surrogates) as \xNN, as shard rows name them.
 _CONTROL.update({c: f"\\x{c - 0xDC00:02x}" for c in range(0xDC80, 0xDD00)})
 
 
@@ -488,7 +488,7 @@ def _detect_files(plan, workers, out_dir: Optional[Path], annotate: bool, model:
 
     made = []  # every folder the outputs would make (--out, above it, and for inputs in sub-folders), deepest first:
     if out_dir is not None:  # removed again where still empty if the run stops early
-        parents = {out_dir, *((out_dir / n).parent for n in plan.names)}
+        parents = {out_dir, *(out_dir / d for d in {os.path.dirname(n) for n in plan.names})}  # (text: a million names)
         made = sorted({q for p in parents for q in missing_folders(p)}, key=lambda q: len(q.parts), reverse=True)
     try:
         if len(plan.images) > 1 and err.is_terminal:  # a bar only where someone watches (no blank lines in logs)

@@ -714,6 +714,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                 raise VideoError(f"cannot write {path}: {e.strerror or e}") from None
         video_w = writers[0] if out_path is not None else None
         text_w = writers[-1] if json_path is not None or stream is not None else None
+        lines_to = json_path if json_path is not None else "standard output" if stream == "-" else stream
         writing = None  # the output being written, as the user named it: a full disk's line says which
         try:
             try:
@@ -732,7 +733,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                         # second signal stops the run at once (that line is cut; no file holds it).
                         stop["armed"] = isinstance(text_w, StreamLines)
                         record = frame_record(i, t, tracks, faces, src.scale, src.shift, src.image)
-                        writing = json_path if json_path is not None else stream
+                        writing = lines_to
                         text_w.write_line(record)
                         writing = None
                         stop["armed"] = False
@@ -752,8 +753,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
         except _StopNow:
             pass
         except OSError as e:  # disk full or gone while writing: the temporaries are removed below
-            what = "standard output" if writing == "-" else writing if writing is not None else "the output"
-            raise VideoWriteError(f"cannot write {what}: {e.strerror or e}; nothing was kept") from None
+            raise VideoWriteError(f"cannot write {writing or 'the output'}: {e.strerror or e}; nothing was kept") from None
         if done == 0:
             raise VideoError(f"{source}: no frame could be decoded")
         finished = []
@@ -763,8 +763,8 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                 w.finish()
                 finished.append(w)
         except OSError as e:
-            lines_to = json_path if json_path is not None else "standard output" if stream == "-" else stream
-            named = out_path if next(w for w in order if w not in finished) is video_w else lines_to
+            failed_video = next(w for w in order if w not in finished) is video_w
+            named = out_path if failed_video else lines_to
             if isinstance(text_w, AtomicTextWriter) and text_w in finished and video_w not in finished:
                 earlier = os.path.lexists(video_w.path)  # (the video's disk is full, say: the JSON lines are whole)
                 _publish(finished, set_aside if stop["asked"] else None)
@@ -772,7 +772,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                 raise VideoWriteError(f"cannot finish writing {named}: {e.strerror or e}; it was not kept" + (
                     f" (the {video_w.path} there is an earlier run's)" if earlier else "") +
                     f", and the JSON lines are complete in {text_w.path}") from None
-            if isinstance(text_w, StreamLines) and named == out_path:  # (its lines went out as they were made)
+            if isinstance(text_w, StreamLines) and failed_video:  # (its lines went out as they were made)
                 raise VideoWriteError(f"cannot finish writing {named}: {e.strerror or e}; it was not kept (the JSON "
                                       f"lines went to {lines_to})") from None
             raise VideoWriteError(f"cannot finish writing {named}: {e.strerror or e}; nothing was kept") from None
