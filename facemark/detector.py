@@ -49,9 +49,9 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
     return np.asarray(keep, dtype=np.int64)
 
 
-def merge_turns(found: list[tuple[Detection, int]], iou: float) -> list[Detection]:
-    """One detection per face from searches of an image turned four ways (``(detection, turn)``,
-    in the image's coordinates), best score first: a face seen in several turns overlaps itself
+def merge_turns(found: list[Detection], iou: float) -> list[Detection]:
+    """One detection per face from searches of an image turned four ways (each in the image's
+    coordinates, with the ``quarter_turns`` it was found in), best score first: a face seen in several turns overlaps itself
     (IoU over ``iou``, or one turn's box holding another's: a tight box scored 0.999 in one turn
     and a loose one around it scored 0.98 in another, faces turned 60°), and a turned view also
     gives boxes on parts of a face (a nose and mouth inside it), which lie inside a better-scored
@@ -59,17 +59,17 @@ def merge_turns(found: list[tuple[Detection, int]], iou: float) -> list[Detectio
     (Picking, of the turns about as sure of a face, the one where its eye line is most level
     read faces turned 30° worse: a turn where the face lies at 120° can be as sure, its
     keypoints placed level as if it were upright.)"""
-    kept: list[tuple[Detection, int]] = []
-    for d, turn in sorted(found, key=lambda f: -f[0].score):
-        if not any(_same_face(d, turn, b, t, iou) for b, t in kept):
-            kept.append((d, turn))
-    return [d for d, _ in kept]
+    kept: list[Detection] = []
+    for d in sorted(found, key=lambda f: -f.score):
+        if not any(_same_face(d, b, iou) for b in kept):
+            kept.append(d)
+    return kept
 
 
-def _same_face(d: Detection, turn: int, b: Detection, b_turn: int, iou: float) -> bool:
+def _same_face(d: Detection, b: Detection, iou: float) -> bool:
     shared = _intersection(d.box, b.box)
     return shared / max(_area(d.box) + _area(b.box) - shared, 1e-9) > iou or \
-        (turn != b_turn and max(_inside(d.box, b.box), _inside(b.box, d.box)) > 0.8)
+        (d.quarter_turns != b.quarter_turns and max(_inside(d.box, b.box), _inside(b.box, d.box)) > 0.8)
 
 
 def _area(box: np.ndarray) -> float:

@@ -202,8 +202,8 @@ class FaceLandmarker:
                     continue
                 d = self._with_keypoints(view, d) if k else d  # (a bare box: its keypoints found where it is upright)
                 corners = align.quarter_turn_back(d.box.reshape(2, 2), k, h, w)
-                found.append((replace(d, box=np.concatenate([corners.min(0), corners.max(0)]), quarter_turns=k,
-                                      kps=None if d.kps is None else align.quarter_turn_back(d.kps, k, h, w)), k))
+                found.append(replace(d, box=np.concatenate([corners.min(0), corners.max(0)]), quarter_turns=k,
+                                     kps=None if d.kps is None else align.quarter_turn_back(d.kps, k, h, w)))
         return merge_turns(found, getattr(self.detector, "nms_iou", 0.4))
 
     def landmarks(self, image: str | Path | np.ndarray, boxes: Iterable) -> list[Face]:

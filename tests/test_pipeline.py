@@ -532,19 +532,20 @@ def test_turned_travels_with_the_landmarker_and_is_checked():
 def test_turns_merge_to_one_detection_per_face_best_score_first():
     from facemark.detector import merge_turns
 
-    def det(box, score):
-        return Detection(np.array(box, np.float64), score)
+    def det(box, score, turn):
+        return Detection(np.array(box, np.float64), score, quarter_turns=turn)
 
-    face = det([100, 100, 200, 220], 0.99)
-    again = det([104, 96, 204, 214], 0.93)  # the same face from another turn
-    part = det([130, 150, 180, 210], 0.95)  # a box on its nose and mouth, from another turn
-    own_part = det([120, 140, 170, 200], 0.7)  # one inside it from its own turn: the detector's call, kept
-    beside = det([190, 100, 290, 220], 0.8)  # another face, touching it
-    kept = merge_turns([(again, 1), (part, 3), (face, 0), (own_part, 0), (beside, 2)], iou=0.4)
+    face = det([100, 100, 200, 220], 0.99, 0)
+    again = det([104, 96, 204, 214], 0.93, 1)  # the same face from another turn
+    part = det([130, 150, 180, 210], 0.95, 3)  # a box on its nose and mouth, from another turn
+    own_part = det([120, 140, 170, 200], 0.7, 0)  # one inside it from its own turn: the detector's call, kept
+    beside = det([190, 100, 290, 220], 0.8, 2)  # another face, touching it
+    kept = merge_turns([again, part, face, own_part, beside], iou=0.4)
     assert kept == [face, beside, own_part]
-    tight, loose = det([120, 130, 180, 200], 0.999), det([100, 100, 200, 230], 0.98)  # one face, two turns
-    assert merge_turns([(loose, 1), (tight, 0)], iou=0.4) == [tight]
-    assert merge_turns([(loose, 0), (tight, 0)], iou=0.4) == [tight, loose]  # (one turn: the detector's call)
+    tight, loose = det([120, 130, 180, 200], 0.999, 0), det([100, 100, 200, 230], 0.98, 1)  # one face, two turns
+    assert merge_turns([loose, tight], iou=0.4) == [tight]
+    loose0 = det([100, 100, 200, 230], 0.98, 0)
+    assert merge_turns([loose0, tight], iou=0.4) == [tight, loose0]  # (one turn: the detector's call)
 
 
 def test_a_turned_view_keeps_only_confident_faces_and_maps_them_back(face_image):
