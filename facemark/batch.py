@@ -313,10 +313,8 @@ def _write(job: Job, im: InputImage, name, image, fs, text: str | None, read_at:
             current = targets[-1]
             atomic_write(current, checked(drawn))
     except OSError as e:
-        why = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
-               errno.EROFS: "the file system is read-only", errno.EIO: "an I/O error"}.get(e.errno)
-        if why:
-            raise OutputError(f"cannot write {current}: {why}") from None
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO):  # every later output fails the same
+            raise OutputError(f"cannot write {current}: {e.strerror or e}") from None  # (the system's words, as for shards)
         raise no_files_left(current, e) or ImageError(f"{im.path}: cannot write {current}: {e.strerror or e}") from None
 
 
@@ -747,9 +745,9 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
         def report(outcomes: list[Outcome], n: int) -> None:
             for o in outcomes:
                 if o.k < 0:
-                    more = " (and a few more by other workers)" if workers > 1 else ""
-                    raise OutputError(f"{o.message}; stopped after {s.written} image(s){more}, whose outputs are "
-                                      f"complete. Fix that and run the same command again (done images are skipped)")
+                    more = " (other workers may have finished a few more)" if workers > 1 else ""
+                    raise OutputError(f"{o.message}; stopped after {s.written} image(s){more}; every output written "
+                                      f"is complete. Fix that and run the same command again (done images are skipped)")
                 if o.ok:
                     s.written += 1
                     s.faces += o.faces
