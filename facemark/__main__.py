@@ -55,7 +55,10 @@ def _end_if_stuck(code: int) -> None:
             pass
         os._exit(code)
 
-    threading.Thread(target=guard, daemon=True, name="facemark-exit-guard").start()
+    try:
+        threading.Thread(target=guard, daemon=True, name="facemark-exit-guard").start()
+    except (RuntimeError, MemoryError):  # no memory left for a thread (the run said so): exit without the guard
+        pass
 
 
 if __name__ == "__main__":

@@ -1626,6 +1626,22 @@ def test_an_exit_that_waits_forever_ends_itself(tmp_path):
         p.wait()
 
 
+def test_out_of_memory_for_threads_at_the_exit_is_still_one_line(tmp_path):
+    """With memory so short (``ulimit -v``) that no thread can start, the run said "out of memory"
+    in one line, then the exit's guard thread failed to start and printed a traceback."""
+    script = ("import threading, facemark.cli as cli, facemark.__main__ as entry\n"
+              "def run():\n"
+              "    def no_threads(self):\n"
+              "        raise RuntimeError(\"can't start new thread\")\n"
+              "    threading.Thread.start = no_threads\n"
+              "    cli._error_line('out of memory: not enough memory to load the model')\n"
+              "    raise SystemExit(1)\n"
+              "cli.run = run\n"
+              "entry.main()\n")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 1 and r.stderr == "error: out of memory: not enough memory to load the model\n", r.stderr
+
+
 def test_a_ctrl_c_inside_onnxruntimes_import_is_one_line(tmp_path):
     """A Ctrl-C during onnxruntime's import comes out as its ImportError ("initialization failed",
     caused by the KeyboardInterrupt), after which onnxruntime cannot be imported again. The CLI's
