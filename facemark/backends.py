@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import DEFAULT_MODEL
-from .errors import FacemarkError, out_of_memory
+from .errors import INSTALL_TORCH, FacemarkError, out_of_memory
 from .runtime import device_index, is_device, ort_session
 
 SHIPPED = ("direct", "hybrid", "hourglass")  # (the default first)
@@ -132,7 +132,7 @@ class TorchModel:
         try:
             import torch
         except ImportError:
-            raise ModelError("the torch backend needs PyTorch: pip install '.[torch]' in facemark's folder") from None
+            raise ModelError(f"the torch backend needs PyTorch: {INSTALL_TORCH}") from None
         from .models import load_state
         from .models import Predictor
 

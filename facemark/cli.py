@@ -896,8 +896,9 @@ def _need_torch(command: str) -> None:
         import torch  # noqa: F401
     except (ImportError, OSError) as e:  # (OSError: an install whose own libraries do not load)
         why = "" if isinstance(e, ModuleNotFoundError) else f" (it did not load: {e})"
-        fail(f"facemark {command} needs PyTorch{why}: pip install '.[torch]' in facemark's folder "
-             f"(the README's Quickstart says which build)")
+        from .errors import INSTALL_TORCH
+
+        fail(f"facemark {command} needs PyTorch{why}: {INSTALL_TORCH}")
 
 
 @app.command()

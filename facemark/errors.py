@@ -9,6 +9,10 @@ except ImportError:  # (not on Windows)
     resource = None
 
 
+INSTALL_TORCH = ("pip install '.[torch]' in facemark's folder; without a GPU, the CPU build first "
+                 "(the README's Quickstart says how: PyPI's default is a multi-GB CUDA build)")
+
+
 class FacemarkError(Exception):
     """Anything facemark reports as a message rather than a bug."""
 

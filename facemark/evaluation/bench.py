@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from ..backends import ModelError, OnnxModel, TorchModel, missing_gpu, weights_label
+from ..errors import INSTALL_TORCH
 from ..runtime import available_providers, device_index, is_device
 
 
@@ -190,12 +191,12 @@ def backends_for(device: str) -> tuple[list[tuple], list[str]]:
         if _has_torch():
             plans.append(("torch", "cpu", "fp32", False))
         else:
-            skipped.append("torch-cpu: PyTorch is not installed (pip install '.[torch]' in facemark's folder)")
+            skipped.append(f"torch-cpu: PyTorch is not installed ({INSTALL_TORCH})")
         # onnxruntime last: its idle workers can slow a torch run that follows in the same process.
         plans.append(("onnx", ["CPUExecutionProvider"], "onnxruntime-cpu"))
         return plans, skipped
     if not _has_torch():
-        return [], ["torch-cuda: PyTorch is not installed (pip install '.[torch]' in facemark's folder)"]
+        return [], [f"torch-cuda: PyTorch is not installed ({INSTALL_TORCH})"]
     import torch
 
     if not torch.cuda.is_available():
@@ -397,7 +398,7 @@ def run_bench(device: str = "cpu", models: list[str] = ("hourglass", "direct", "
     with status("timing landmark models..."):
         lm_rows, more_skipped = run_landmarks(names, device, batches, threads, log=lambda *_: None)
     rows += lm_rows
-    skipped += more_skipped
+    skipped += [m for m in more_skipped if m not in skipped]  # (backends_for's own lines were said above)
     if device == "cpu" and image is not None and not make_detector("retinaface", threads=threads).detect(frame):
         skipped.append("pipeline: no face found in the --image frame, so the pipeline is not timed")
     elif device == "cpu" and image is not None:
