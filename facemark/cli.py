@@ -633,7 +633,7 @@ def bench(
     image: Optional[Path] = typer.Option(None, "--image", help="Photo fitted into the 640x480 timing frame (with a face: also times the whole pipeline)."),
     yunet: Optional[Path] = typer.Option(None, "--yunet", help="Also time YuNet from this ONNX file."),
     json_arg: Optional[str] = typer.Option(None, "--json", help="Write the full numbers here."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="With --data: only the first N faces."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="With --data: N faces taken evenly over the test faces (each subset in proportion)."),
 ):
     """Speed (and with --data, accuracy) of the detector and every model/backend, as a table."""
     from rich.table import Table
@@ -698,7 +698,7 @@ def eval_cmd(
     json_arg: Optional[str] = typer.Option(None, "--json", help="Write all numbers here, each face's NME too."),
     plot_arg: Optional[str] = typer.Option(None, "--plot", help="Draw the CED curves into this PNG."),
     split: str = typer.Option("test", "--split", help="test | train | all"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N faces (quick checks)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only N faces, taken evenly over the data (each subset in proportion: quick checks)."),
     flip: bool = typer.Option(False, "--flip", help="Flip test-time augmentation."),
 ):
     """NME, failure rate and AUC (at 8 % and 10 %) per subset, with detector misses."""
@@ -737,7 +737,7 @@ def eval_cmd(
                     raise
                 results, unwritten = e.results, e
     for r in results:
-        table = Table(title=f"{r.model}: {'full pipeline' if r.mode == 'detector' else 'ground-truth alignment'}")
+        table = Table(title=r.title)
         for col in ("subset", "faces", "missed", "NME %", "FR@8 %", "FR@10 %", "AUC@8", "AUC@10"):
             table.add_column(col, justify="right" if col != "subset" else "left")
         for sub, v in r.table().items():

@@ -1,6 +1,7 @@
 """facemark pack / train / export / eval end to end on tiny fixtures in the WFLW and 300-W layouts."""
 import json
 import os
+import shutil
 from pathlib import Path
 
 import cv2
@@ -112,6 +113,16 @@ def test_full_pipeline_eval_on_300w_layout(tiny_models, face_image, tmp_path):
     assert np.isclose(np.mean([f["nme"] for f in rep["faces"]]), s["nme"])
     assert rep["options"] == {"data": [f"300w={root}"], "split": "test", "limit": None, "flip": False,
                               "detector": "retinaface", "device": "cpu"}  # (what the figures are of)
+    # --limit takes faces evenly over the data: every subset shows (the first N were all one
+    # subset's), and --flip is said in the table's title, not only in the JSON's options.
+    write_300w(root, synthetic_faces(face_image, 2, seed=5), "helen/testset")
+    r = run("eval", "--data", f"300w={root}", "--model", tiny_models["direct"], "--json", out_json, "--limit", 2,
+            "--flip")
+    assert r.exit_code == 0, r.stderr
+    rep = by_name(json.loads(out_json.read_text()), "tiny-direct")
+    assert {f["subset"] for f in rep["faces"]} == {"helen/testset", "lfpw/testset"} and len(rep["faces"]) == 2
+    assert ": full pipeline, --flip" in " ".join(r.stdout.split()), r.stdout
+    shutil.rmtree(root / "helen")
     # Labels that place the face outside its image (shifted, or another image's): skipped, named,
     # not counted as the detector's miss.
     from facemark.training.datasets import read_pts, write_pts

@@ -321,7 +321,7 @@ def run_bench(device: str = "cpu", models: list[str] = ("hourglass", "direct", "
     from ..errors import UsageError
     from ..imageio import ImageError, read_image
 
-    from .evaluate import check_limit
+    from .evaluate import check_limit, evenly
 
     status = status or (lambda text: contextlib.nullcontext())
     if not is_device(device):
@@ -375,7 +375,7 @@ def run_bench(device: str = "cpu", models: list[str] = ("hourglass", "direct", "
             every = load_all(data, log=lambda m: skipped.append(m.removeprefix('skipped: ')))
         except (ValueError, OSError) as e:
             raise UsageError(str(e)) from None
-        samples = [s for s in every if s.split == "test"][: limit or None]
+        samples = evenly([s for s in every if s.split == "test"], limit)
         if not samples:
             raise UsageError(f"no test faces in --data {' '.join(data)}" + (
                 f": its {len(every)} face(s) are all training faces (bench measures the test split; eval "

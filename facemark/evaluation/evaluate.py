@@ -24,6 +24,12 @@ class EvalResult:
     subsets: list[str]
     tags: list[tuple[str, ...]] = field(default_factory=list)
     images: list[str] = field(default_factory=list)  # each face's image, as --data named it
+    flip: bool = False  # measured with --flip (mirrored crops averaged): its tables and plot say so
+
+    @property
+    def title(self) -> str:
+        what = "full pipeline" if self.mode == "detector" else "ground-truth alignment"
+        return f"{self.model}: {what}" + (", --flip" if self.flip else "")
 
     def faces(self) -> list[dict]:
         """Each face's NME in % (None: the detector missed it), to find the outliers behind a mean.
@@ -92,7 +98,7 @@ def evaluate(fl: FaceLandmarker, samples: list[Sample], mode: str = "detector", 
             progress(i + 1, len(samples))
     kept = [s for s, ok in zip(samples, readable) if ok]
     return EvalResult(fl.model_name, mode, errors[readable], [s.subset for s in kept], [s.tags for s in kept],
-                      [str(s.image) for s in kept])
+                      [str(s.image) for s in kept], bool(getattr(fl, "flip", False)))
 
 
 PLOT_W, PLOT_H, PLOT_PAD = 720, 480, 60  # the CED plot's size and its frame's left and bottom margin
@@ -125,7 +131,8 @@ def plot_ced(results: list[EvalResult], path: str, limit: float = 0.10) -> np.nd
         c = colours[n % len(colours)]
         cv2.polylines(img, [pts], False, c, 2, cv2.LINE_AA)
         s = metrics.summary(r.errors)
-        labels.append((f"{r.model} ({r.mode}): NME {s['nme']:.2f}%, AUC10 {s['auc10']:.3f}", c))
+        flip = ", flip" if r.flip else ""
+        labels.append((f"{r.model} ({r.mode}{flip}): NME {s['nme']:.2f}%, AUC10 {s['auc10']:.3f}", c))
     # The legend goes where it covers the least of the curves, on white: over them it was unreadable.
     lw = 16 + max(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0][0] for t, _ in labels) if labels else 0
     lh = 10 + 20 * len(labels)
@@ -166,6 +173,14 @@ def is_ced_plot(path) -> bool:
     return bool(np.mean(frame < 200) > 0.95 and margins.min() > 200)
 
 
+def evenly(samples: list, limit: int | None) -> list:
+    """``--limit N``: N faces spread over the whole list, so a quick check sees every subset in
+    proportion (the first N of the 554 test faces were all HELEN's, and the summary said "all")."""
+    if not limit or limit >= len(samples):
+        return list(samples)
+    return [samples[i * len(samples) // limit] for i in range(limit)]
+
+
 def check_limit(limit) -> None:
     """``--limit``: None (every face) or a whole number of at least 1 (the CLI's and the API's check;
     a slice would take 0 as everything and -5 as all but five)."""
@@ -202,8 +217,7 @@ def run_eval(data: list[str], models: list[str], boxes: str = "detector", device
             raise UsageError(str(e)) from None
     every = load_all(data, log)
     samples = [s for s in every if split == "all" or s.split == split]
-    if limit:
-        samples = samples[:limit]
+    samples = evenly(samples, limit)
     if not samples:  # (csv68 faces, and 300-W folders outside testset/, are all training faces)
         raise UsageError(f"no {split} faces in --data" + (f": its {len(every)} face(s) are all in the {every[0].split} "
                                                           f"split (--split {every[0].split} or --split all)" if every else ""))
