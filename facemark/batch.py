@@ -32,7 +32,7 @@ from .errors import OutputError, StopRun, UsageError, no_files_left
 from .icc import embedded, profile_of
 from .imageio import (IMAGE_EXTS, ImageError, atomic_write, bgra_as_shown, encode_image, read_image,
                       remove_stale_temps, too_long_name, write_whole)
-from .inputs import (InputImage, collisions, duplicates_note, expand, missing_roots, output_names, recorded_path,
+from .inputs import (InputImage, LeftOut, collisions, expand, missing_roots, output_names, recorded_path,
                      shown_name, utf8_name)
 from .landmarker import FaceLandmarker
 from .quiet import to_stderr
@@ -92,23 +92,10 @@ def plan_inputs(inputs: list[str], out_dir: Path | None = None, annotate: bool =
         raise UsageError("--out is an empty string; name a folder (use . for this folder)")
     if not inputs:
         raise UsageError("no inputs: name image files, folders or globs")
-    drawings: list[Path] = []
-    duplicates: list[tuple[Path, Path]] = []
-    hidden: list[Path] = []
-    unread: list[Path] = []
-    images, problems = expand([str(a) for a in inputs], drawings, duplicates, hidden, unread)
-    if unread:
-        kinds = sorted({p.suffix.lower() for p in unread})
-        log(f"note: left out {len(unread)} photo(s) in formats OpenCV does not read ({', '.join(kinds)}; e.g. "
-            f"{shown_name(str(unread[0]))}): convert them to JPEG or PNG")
-    if hidden:
-        log(f"note: {len(hidden)} hidden folder(s) not searched ({', '.join(shown_name(str(h)) for h in hidden[:3])}"
-            f"{', ...' if len(hidden) > 3 else ''}); name one to search it")
-    if drawings:
-        log(f"note: left out {len(drawings)} file(s) named *.annotated.* (facemark's drawings, e.g. {drawings[0]}); "
-            f"name such a file to process it")
-    if duplicates:
-        log(duplicates_note(duplicates))
+    left_out = LeftOut()
+    images, problems = expand([str(a) for a in inputs], left_out)
+    for line in left_out.notes():
+        log(line)
     if not images and len(problems) == 1:
         raise UsageError(problems[0])  # the one reason, in one line
     for m in problems:

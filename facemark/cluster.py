@@ -81,15 +81,15 @@ def list_inputs(inputs: list[str], log: Callable[[str], None] = to_stderr,
                          f"{'/'.join(sorted(s for s in schemes if s))}:// inputs in separate runs")
     scheme = schemes.pop() if schemes else ""
     if not scheme:
-        from .inputs import duplicates_note, expand, recorded_path, shown_name, utf8_name
+        from .inputs import LeftOut, expand, recorded_path, shown_name, utf8_name
 
         local = [a[len("file://"):] if a.lower().startswith("file://") else a for a in inputs]
-        duplicates: list = []
-        images, problems = expand(local, duplicates=duplicates)
+        left_out = LeftOut()
+        images, problems = expand(local, left_out)
         if not images and len(problems) == 1:
             raise UsageError(problems[0])  # the one reason, in one line (as without --ray)
-        if duplicates:
-            log(duplicates_note(duplicates))
+        for line in left_out.notes():  # (as without --ray)
+            log(line)
         for m in problems:
             log(f"error: {m}")
         unreadable += problems  # (an input that gave no image fails the run, as without --ray)

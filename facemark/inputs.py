@@ -12,7 +12,7 @@ import errno
 import glob
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from .imageio import IMAGE_EXTS, UNREAD_PHOTO_EXTS
@@ -101,21 +101,59 @@ def _holds_images(folder: Path, look_at: int = 500) -> bool:
     return False
 
 
-def walk_images(root: Path, problems: list[str], drawings: list[Path] | None = None,
-                hidden: list[Path] | None = None, unread: list[Path] | None = None) -> list[Path]:
+@dataclass
+class LeftOut:
+    """What a search of the inputs passed over on purpose; each kind is said in one note, so a
+    user who expected those files knows where they went and how to include them."""
+    drawings: list[Path] = field(default_factory=list)  # named like facemark's annotated outputs
+    duplicates: list[tuple[Path, Path]] = field(default_factory=list)  # (left out, kept): another name of a file
+    hidden: list[Path] = field(default_factory=list)  # hidden folders holding images, not searched
+    linked: list[Path] = field(default_factory=list)  # symbolic links to folders holding images, not followed
+    unread: list[Path] = field(default_factory=list)  # photos in formats OpenCV does not read (HEIC, raw)
+
+    def notes(self) -> list[str]:
+        def some(paths: list[Path]) -> str:
+            return ", ".join(shown_name(str(p)) for p in paths[:3]) + (", ..." if len(paths) > 3 else "")
+
+        said = []
+        if self.unread:
+            kinds = sorted({p.suffix.lower() for p in self.unread})
+            said.append(f"note: left out {len(self.unread)} photo(s) in formats OpenCV does not read ({', '.join(kinds)}; "
+                        f"e.g. {shown_name(str(self.unread[0]))}): convert them to JPEG or PNG")
+        if self.hidden:
+            said.append(f"note: {len(self.hidden)} hidden folder(s) not searched ({some(self.hidden)}); name one to search it")
+        if self.linked:
+            said.append(f"note: {len(self.linked)} linked folder(s) not followed (symbolic links: {some(self.linked)}); "
+                        f"name one to search it")
+        if self.drawings:
+            said.append(f"note: left out {len(self.drawings)} file(s) named *.annotated.* (facemark's drawings, e.g. "
+                        f"{shown_name(str(self.drawings[0]))}); name such a file to process it")
+        if self.duplicates:
+            left, kept = self.duplicates[0]
+            said.append(f"note: left out {len(self.duplicates)} name(s) of files already listed under another name "
+                        f"(e.g. {shown_name(str(left))}, the same file as {shown_name(str(kept))}); each file is done once")
+        return said
+
+
+def walk_images(root: Path, problems: list[str], left_out: LeftOut | None = None) -> list[Path]:
     """Image files below ``root``, sorted; symlinked folders are not followed (no loops), hidden
     folders below it (``.thumbnails``, ``.Trash``, ``.git``) are not searched, and a folder that
     cannot be listed is one problem line, not the end of the run. Files named like facemark's
-    annotated outputs go to ``drawings`` instead, hidden folders with images left out to ``hidden``, and
-    photos in formats OpenCV does not read (HEIC, camera raw) to ``unread``."""
+    annotated outputs, such folders where they hold images, and photos in formats OpenCV does
+    not read (HEIC, camera raw) go to ``left_out``."""
     found = []
+    left_out = left_out if left_out is not None else LeftOut()
 
     def onerror(e: OSError) -> None:
         problems.append(f"{e.filename}: cannot list this folder ({e.strerror}); skipped")
 
     for folder, dirs, files in os.walk(root, onerror=onerror, followlinks=False):
-        if hidden is not None:
-            hidden += [Path(folder) / d for d in sorted(dirs) if d.startswith(".") and _holds_images(Path(folder) / d)]
+        for d in sorted(dirs):
+            below = Path(folder) / d
+            if d.startswith(".") and _holds_images(below):
+                left_out.hidden.append(below)
+            elif not d.startswith(".") and os.path.islink(below) and _holds_images(below):
+                left_out.linked.append(below)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for f in sorted(files):  # (one pass, each name's extension read once: folders of millions)
             ext = os.path.splitext(f)[1].lower()
@@ -124,49 +162,45 @@ def walk_images(root: Path, problems: list[str], drawings: list[Path] | None = N
             if ext in IMAGE_EXTS:
                 if ".annotated." not in f:
                     found.append(Path(folder) / f)
-                elif drawings is not None:
-                    drawings.append(Path(folder) / f)
-            elif ext in UNREAD_PHOTO_EXTS and unread is not None:
-                unread.append(Path(folder) / f)
+                else:
+                    left_out.drawings.append(Path(folder) / f)
+            elif ext in UNREAD_PHOTO_EXTS:
+                left_out.unread.append(Path(folder) / f)
     return found
 
 
-def expand(args: list[str], drawings: list[Path] | None = None,
-           duplicates: list[tuple[Path, Path]] | None = None, hidden: list[Path] | None = None,
-           unread: list[Path] | None = None) -> tuple[list[InputImage], list[str]]:
+def expand(args: list[str], left_out: LeftOut | None = None) -> tuple[list[InputImage], list[str]]:
     """Files as given; directories recursively (image extensions only); globs to the image files
     they match (a folder a glob matches is not searched). Returns the images (first occurrence wins) and one message per argument or
-    folder that gave nothing usable; files left out as facemark's own drawings
-    (``*.annotated.*`` in a folder or glob) go to ``drawings``, and names left out as another
-    name of a file already listed (a symbolic link to it, say) go to ``duplicates`` as
-    (left out, kept), hidden folders not searched to ``hidden``, and a folder's photos that
-    OpenCV does not read to ``unread``."""
+    folder that gave nothing usable; what the search passed over on purpose (facemark's own
+    drawings ``*.annotated.*`` in a folder or glob, another name of a file already listed, hidden
+    and linked folders, photos OpenCV does not read) goes to ``left_out``."""
     found: list[InputImage] = []
     problems: list[str] = []
     seen: dict[str, Path] = {}
+    left_out = left_out if left_out is not None else LeftOut()
 
     def add(path: Path, root: Path) -> None:
         key = os.path.realpath(path)
         if key not in seen:
             seen[key] = path
             found.append(InputImage(path, root))
-        elif duplicates is not None and os.path.normpath(path) != os.path.normpath(seen[key]):
-            duplicates.append((path, seen[key]))
+        elif os.path.normpath(path) != os.path.normpath(seen[key]):
+            left_out.duplicates.append((path, seen[key]))
 
     for arg in args:
         try:
-            _expand_one(arg, add, problems, drawings, hidden, unread)
+            _expand_one(arg, add, problems, left_out)
         except OSError as e:  # (a folder on the way that cannot be searched, a name too long: that input's failure)
             problems.append(f"{arg}: {e.strerror or e}")
     return found, problems
 
 
-def _expand_one(arg: str, add, problems: list[str], drawings: list[Path] | None,
-                hidden: list[Path] | None = None, unread: list[Path] | None = None) -> None:
+def _expand_one(arg: str, add, problems: list[str], left_out: LeftOut) -> None:
     """One command-line input into ``add`` (image, root) calls or a line in ``problems``."""
     p = Path(arg)
     if p.is_dir():
-        for f in walk_images(p, problems, drawings, hidden, unread):
+        for f in walk_images(p, problems, left_out):
             add(f, p)
     elif os.path.lexists(p):
         if p.is_symlink() and not p.exists():
@@ -185,8 +219,7 @@ def _expand_one(arg: str, add, problems: list[str], drawings: list[Path] | None,
     elif _has_magic(arg):  # a quoted glob: the same as if the shell had expanded it
         hits = sorted(Path(x) for x in glob.glob(arg, recursive=True))
         drawn = [h for h in hits if is_drawing_name(h.name) and not h.is_dir()]
-        if drawings is not None:
-            drawings += drawn
+        left_out.drawings += drawn
         matched = hits
         hits = [h for h in hits if is_image_name(h.name) and not h.is_dir()]  # (the name first: no stat of other files)
         if not hits:
@@ -205,12 +238,6 @@ def _expand_one(arg: str, add, problems: list[str], drawings: list[Path] | None,
         problems.append("-: images are read from files, not from standard input; save it to a file and name that")
     else:
         problems.append(f"{arg}: no such file or directory")
-
-
-def duplicates_note(duplicates: list[tuple[Path, Path]]) -> str:
-    left, kept = duplicates[0]
-    return (f"note: left out {len(duplicates)} name(s) of files already listed under another name (e.g. {left}, "
-            f"the same file as {kept}); each file is done once")
 
 
 def missing_roots(args: list[str]) -> list[str]:

@@ -1867,6 +1867,25 @@ def test_a_writer_s_own_error_names_the_file_it_was_writing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_linked_folder_is_not_followed_and_said(tmp_path, face, fm_here):
+    """A symbolic link to a folder of photos inside the searched folder was passed over without a
+    word (links are not followed: loops). Now a note names it, and naming it searches it; a link
+    to a folder without images (a project's ``venv``) is not worth a note."""
+    jpg = cv2.imencode(".jpg", face)[1].tobytes()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "x.jpg").write_bytes(jpg)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jpg").write_bytes(jpg)
+    (tmp_path / "in" / "photos").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "in" / "nothing").symlink_to(tmp_path / "empty", target_is_directory=True)
+    r = fm_here("detect", "in", "--out", "o", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0 and "1 of 1 image(s) done" in r.stderr, r.stderr
+    assert "note: 1 linked folder(s) not followed (symbolic links: in/photos); name one to search it" in r.stderr, r.stderr
+    r = fm_here("detect", "in/photos", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0 and "1 of 1 image(s) done" in r.stderr and "linked" not in r.stderr, r.stderr
+
+
 def test_folders_find_every_jpeg_name_and_leave_out_hidden_folders_and_mac_metadata(tmp_path, face, fm_here):
     """.jfif, .jpe and .j2k files were left out of a folder without a word, while a copied Mac
     folder's ``._IMG.jpg`` metadata files (and thumbnails in hidden folders) were taken as images
