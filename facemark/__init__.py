@@ -14,6 +14,16 @@ optionally 5 keypoints), ``draw``; ``facemark.results.read`` loads what the CLI 
 """
 from __future__ import annotations
 
+import os as _os
+import sys as _sys
+
+if "torch" not in _sys.modules and not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & set(_os.environ):
+    # PyTorch's CPU threads (GNU OpenMP) otherwise spin for milliseconds at each op's end waiting
+    # for the others: with other programs busy on the cores, a 10 ms forward pass took 0.1-1.4 s.
+    # A short spin, then sleep, keeps idle speed (sleeping at once, PASSIVE, cost 20-40 % idle):
+    # scripts/torch_contention.py. Read once, as torch loads its OpenMP: later is too late.
+    _os.environ["GOMP_SPINCOUNT"] = "1000"
+
 __version__ = "0.1.0"
 DEFAULT_MODEL = "direct"  # the best accuracy per millisecond of a whole frame (README, Models)
 

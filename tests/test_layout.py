@@ -73,3 +73,24 @@ def test_training_commands_without_torch_say_so_in_one_line(tmp_path):
         assert r.stderr.count("\n") == 1 and f"facemark {args[0]} needs PyTorch: pip install" in r.stderr, r.stderr
         assert "without a GPU, the CPU build first" in r.stderr  # (PyPI's default torch is the CUDA build)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_torch_threads_spin_briefly_unless_the_user_chose():
+    """facemark shortens the time PyTorch's OpenMP threads spin before they sleep (GOMP_SPINCOUNT):
+    with torch's default, a forward pass on the CPU took up to 100 times longer while other
+    programs kept the cores busy (scripts/torch_contention.py). A choice of the user's stands
+    (either setting), and so does torch imported before facemark (its OpenMP has read the
+    environment by then: setting it would only mislead)."""
+    import os
+
+    def spin(code: str, **env) -> str:
+        clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} | env
+        r = subprocess.run([sys.executable, "-c", code + "\nimport os; print(os.environ.get('GOMP_SPINCOUNT'))"],
+                           capture_output=True, text=True, timeout=120, env=clean)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    assert spin("import facemark") == "1000"
+    assert spin("import facemark", GOMP_SPINCOUNT="300000") == "300000"
+    assert spin("import facemark", OMP_WAIT_POLICY="ACTIVE") == "None"
+    assert spin("import torch, facemark") == "None"
