@@ -248,3 +248,29 @@ def test_json_naming_a_redirected_stdout_is_refused_not_renamed_over(how, tmp_pa
            "is an open descriptor (standard output, say), not a file name: give a file name")
     assert r.stderr.strip() == f"error: --json {target} {why}"
     assert report.read_text() == "printed before\n"
+
+
+def test_a_batch_too_big_for_the_memory_keeps_the_smaller_batches_figures():
+    """--batch 1,32,2048 that ran out of memory at 2048 lost the whole row (its batch-1 latency
+    too) and said torch's allocator message with its C++ location; now the row keeps what was
+    timed and one line says which batches were not. Other errors, and the smallest batch's,
+    are the backend's failure as before."""
+    from facemark.evaluation import bench as B
+
+    def one(b):
+        if b >= 2048:
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] data. DefaultCPUAllocator: can't allocate memory")
+        return [0.001 * b] * 5
+
+    row, said = B.Row("landmarks", "m", "torch-cpu", "fp32"), []
+    B.time_batches(row, [1, 2048, 32], one, said)
+    assert row.latency_ms == pytest.approx(1.0) and set(row.throughput) == {1, 32}
+    assert said == ["torch-cpu fp32: batch 2048 and larger not timed: out of memory"]
+    with pytest.raises(RuntimeError):
+        B.time_batches(B.Row("landmarks", "m", "torch-cpu", "fp32"), [2048, 4096], one, [])
+
+    def broken(b):
+        raise RuntimeError("an error of another kind")
+
+    with pytest.raises(RuntimeError):
+        B.time_batches(B.Row("landmarks", "m", "torch-cpu", "fp32"), [1, 2], lambda b: broken(b) if b > 1 else [1.0], [])

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from ..backends import ModelError, OnnxModel, TorchModel, missing_gpu, weights_label
-from ..errors import INSTALL_TORCH
+from ..errors import INSTALL_TORCH, out_of_memory
 from ..runtime import available_providers, device_index, is_device
 
 
@@ -108,18 +108,35 @@ def fit_frame(image: np.ndarray, width: int = 640, height: int = 480) -> np.ndar
     return frame
 
 
-def bench_onnx(name: str, batches: list[int], threads: int | None, providers: list[str], label: str) -> Row:
+def time_batches(row: Row, batches: list[int], one, said: list[str]) -> None:
+    """Each batch size's timings into ``row`` (``one(b)``: the seconds of its calls). A batch too
+    big for the memory ends the row there, said in ``said``: the smaller batches' figures stay
+    (a --batch 1,2048 that ran out of memory lost its batch-1 latency too)."""
+    for b in sorted(batches):
+        try:
+            times = one(b)
+        except _run_failures() as e:
+            if b == min(batches) or not out_of_memory(e):
+                raise
+            said.append(f"{row.backend} {row.precision}: batch {b} and larger not timed: out of memory")
+            return
+        if b == 1:
+            row.latency_ms, row.p90_ms = latency(times)
+        row.throughput[b] = b / statistics.median(times)
+
+
+def bench_onnx(name: str, batches: list[int], threads: int | None, providers: list[str], label: str,
+               said: list[str] | None = None) -> Row:
     before = rss_mb()
     m = OnnxModel(name, threads=threads, providers=providers)
     rng = np.random.default_rng(0)
     row = Row("landmarks", weights_label(str(name), m.name, m.path), label, "fp32", params=m.meta.get("params"),
               flops=m.meta.get("flops"))
-    for b in batches:
+    def one(b: int) -> list[float]:
         x = rng.integers(0, 255, (b, m.size, m.size, 3), dtype=np.uint8)
-        times = time_calls(lambda: m(x), 60 if b == 1 else 10, 3 if b == 1 else 1)
-        if b == 1:
-            row.latency_ms, row.p90_ms = latency(times)
-        row.throughput[b] = b / statistics.median(times)
+        return time_calls(lambda: m(x), 60 if b == 1 else 10, 3 if b == 1 else 1)
+
+    time_batches(row, batches, one, said if said is not None else [])
     after = rss_mb()
     row.memory_mb = None if before is None or after is None else max(0.0, after - before)
     return row
@@ -140,7 +157,8 @@ def _run_failures() -> tuple[type, ...]:
     return (RuntimeError, MemoryError, *own)
 
 
-def bench_torch(name: str, batches: list[int], device: str, precision: str, graphs: bool) -> Row:
+def bench_torch(name: str, batches: list[int], device: str, precision: str, graphs: bool,
+                said: list[str] | None = None) -> Row:
     import torch
 
     m = TorchModel(name, device=device, precision=precision, cuda_graphs=graphs)
@@ -152,12 +170,11 @@ def bench_torch(name: str, batches: list[int], device: str, precision: str, grap
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     before = rss_mb()
-    for b in batches:
+    def one(b: int) -> list[float]:
         x = torch.from_numpy(rng.integers(0, 255, (b, m.size, m.size, 3), dtype=np.uint8)).to(m.device)
-        times = time_calls(lambda: m.run_tensor(x), 100 if b == 1 else 20, 10 if cuda else 2, sync)
-        if b == 1:
-            row.latency_ms, row.p90_ms = latency(times)
-        row.throughput[b] = b / statistics.median(times)
+        return time_calls(lambda: m.run_tensor(x), 100 if b == 1 else 20, 10 if cuda else 2, sync)
+
+    time_batches(row, batches, one, said if said is not None else [])
     if cuda:
         row.memory_mb = torch.cuda.max_memory_allocated(device) / 1e6
         row.note = torch.cuda.get_device_name(device)
@@ -221,18 +238,19 @@ def run_landmarks(models: list[str], device: str, batches: list[int], threads: i
         for plan in plans:
             try:
                 if plan[0] == "onnx":
-                    rows.append(bench_onnx(name, batches, threads, plan[1], plan[2]))
+                    rows.append(bench_onnx(name, batches, threads, plan[1], plan[2], failed))
                 else:
                     _, dev, prec, graphs = plan
                     small = [b for b in batches if b <= 32] if graphs else batches
-                    rows.append(bench_torch(name, small, dev, prec, graphs))
+                    rows.append(bench_torch(name, small, dev, prec, graphs, failed))
             except ModelError as e:
                 if str(e) not in failed:
                     failed.append(str(e))
                 continue
             except failures as e:  # (a backend this machine cannot run, or out of memory: the rest still time)
                 label = plan[2] if plan[0] == "onnx" else f"{torch_label(plan[1], plan[3])} {plan[2]}"
-                failed.append(f"{label} failed: {(str(e).strip().splitlines() or [type(e).__name__])[0]}")
+                why = "out of memory" if out_of_memory(e) else (str(e).strip().splitlines() or [type(e).__name__])[0]
+                failed.append(f"{label} failed: {why}")
             else:
                 log(f"{name}: {rows[-1].backend} {rows[-1].precision} done")
             gc.collect()  # free the last backend's session and threads (a failed one's too) before timing the next
