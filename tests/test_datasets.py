@@ -127,6 +127,21 @@ def test_a_csv_without_usable_rows_says_why(tmp_path):
         load_all([f"csv68={tmp_path / 'small.csv'}"], log=lambda line: None)
 
 
+def test_a_csv_row_with_a_field_too_many_is_skipped_not_shifted(tmp_path):
+    """A decimal comma (117,0 for 117.0) split one number in two: the row was read with every later
+    coordinate moved one place, and counted. A trailing comma (an empty last field) is fine."""
+    from facemark.training.datasets import load_csv68
+
+    write_image(tmp_path / "f.jpg")
+    values = [f"{v:.1f}" for v in np.linspace(10, 100, 136)]
+    split = values[:99] + ["117", "0"] + values[100:]
+    (tmp_path / "l.csv").write_text("\n".join(",".join(["f.jpg", *v]) for v in (values, split, values + [""])) + "\n")
+    skipped = []
+    got = load_csv68(tmp_path / "l.csv", skipped=skipped)
+    assert len(got) == 2 and all(np.allclose(g.landmarks.ravel(), np.linspace(10, 100, 136), atol=0.05) for g in got)
+    assert len(skipped) == 1 and "line 2" in skipped[0] and "138 fields, not 137" in skipped[0], skipped
+
+
 def test_eval_of_training_faces_only_says_which_split_they_are_in(tmp_path, face_image):
     """csv68 faces are all training faces: the default --split test finds none, and says where they are."""
     import cv2

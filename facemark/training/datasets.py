@@ -258,8 +258,11 @@ def load_csv68(path: str | Path, images: str | Path | None = None, skipped: list
         for n, row in enumerate(rows, start):
             if not any(v.strip() for v in row):
                 continue
-            if len(row) < 137:
-                _skip(skipped, f"{path} line {n}", ValueError(f"{len(row)} fields, not 137 (a name and 68 x, y pairs)"))
+            if len(row) == 138 and not row[137].strip():
+                row = row[:137]  # (a trailing comma)
+            if len(row) != 137:  # (one more: a decimal comma splits a number, and every later point moves)
+                _skip(skipped, f"{path} line {n}", ValueError(f"{len(row)} fields, not 137 (a name and 68 x, y pairs)"
+                                                              + (" (cut short?)" if len(row) < 137 else "")))
                 continue
             name = row[0]
             img = next((d / name for d in dirs if (d / name).is_file()), None)
