@@ -18,7 +18,7 @@ ort.set_default_logger_severity(3)  # (its warnings are not the user's: stderr c
 
 def is_device(device: object) -> bool:
     """cpu, cuda or cuda:N: the devices every command and the API take."""
-    return isinstance(device, str) and (device == "cpu" or re.fullmatch(r"cuda(:\d+)?", device) is not None)
+    return isinstance(device, str) and (device == "cpu" or re.fullmatch(r"cuda(:[0-9]+)?", device) is not None)
 
 
 def available_providers() -> list[str]:

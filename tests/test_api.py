@@ -550,3 +550,11 @@ def test_detect_files_refuses_boxes_with_a_turned_landmarker_before_writing(tmp_
         detect_files([str(tmp_path / "0.jpg"), str(tmp_path / "1.jpg")], FaceLandmarker(model="direct", turned=True),
                      out_dir=tmp_path / "o", boxes=boxes, workers=workers, resume=False, log=None)
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_devices_are_cpu_cuda_or_cuda_and_an_ascii_number():
+    """cuda:٣ (an Arabic-Indic three) passed the check, and torch refused it later with a traceback."""
+    from facemark.runtime import is_device
+
+    assert all(is_device(d) for d in ("cpu", "cuda", "cuda:0", "cuda:12"))
+    assert not any(is_device(d) for d in ("cuda:٣", "cuda:", "cuda:-1", "gpu", "CPU", "cuda:1 ", None))
