@@ -223,7 +223,7 @@ def check_output_file(path: Optional[Path], option: str, exts: tuple[str, ...] =
                     fail(f"{option} {path} exists and is not JSON; not overwritten: write it elsewhere")
             if own is not None and path.stat().st_size:
                 what, test = own
-                if path.suffix.lower() == ".json":
+                if path.suffix.lower() == ".json" or option == "--json":  # (a report named r.txt is still JSON)
                     try:
                         ours = test(json.loads(path.read_bytes()))
                     except ValueError:
@@ -232,9 +232,26 @@ def check_output_file(path: Optional[Path], option: str, exts: tuple[str, ...] =
                     ours = test(path)
                 if not ours:
                     fail(f"{option} {path} exists and is not {what}; not overwritten: write it elsewhere")
+        refuse_inside_data(path, option, inputs)
         _check_can_create(path.absolute().parent, option, path)
     except OSError as e:  # (paths go through os.path.realpath: a link loop is no RuntimeError here)
         fail(f"{option} {path} cannot be written: {e.strerror or e}")
+
+
+def refuse_inside_data(path: Optional[Path], option: str, data: List[str]) -> None:
+    """Nothing facemark writes goes into a ``--data`` folder: a report, pack, cache or run there
+    would sit among the labels, in every copy and listing of the dataset (and a shared dataset's
+    folder is often read-only to all but its owner)."""
+    if path is None:
+        return
+    target = Path(os.path.realpath(path))
+    for given in data:
+        kind, _, rest = given.partition("=")
+        if rest and kind.lower() in DATA_KINDS:
+            folder = Path(os.path.realpath(rest))
+            if folder.is_dir() and (folder == target or folder in target.parents):
+                fail(f"{option} {path} is inside the data folder of --data {given}: facemark writes nothing "
+                     f"into its data; write it elsewhere")
 
 
 def _streams_file(path: Path) -> str | None:
@@ -800,6 +817,7 @@ def calibrate(
     out_path = output_file(out_arg, "--out")
     check_output_file(out_path, "--out", (".json",), inputs=[*data, str(teacher)] + ([str(yunet)] if yunet else []),
                       own=("a facemark calibration", _calibration))
+    refuse_inside_data(cache, "--cache", data)
     cache = cache or default_cache()
     check_cache_folder(cache)
     shipped = Path(__file__).parent / "calibration.json"
@@ -840,6 +858,7 @@ def pack(
     out_path = output_file(out_arg, "--out")
     check_output_file(out_path, "--out", (".npz",), inputs=data + ([str(teacher)] if teacher else []),
                       own=("a facemark pack", _pack))
+    refuse_inside_data(cache, "--cache", data)
     cache = cache or default_cache()
     check_cache_folder(cache)
     if Path(os.path.realpath(cache)) in Path(os.path.realpath(out_path)).parents:
@@ -939,6 +958,8 @@ def train(
 
     with no_empty_folder(out_dir), ExitStack() as held:  # (a run that fails before its first file leaves no folder)
         check_cache_folder(out_dir, "--out")  # a run folder that cannot be written is said before any work
+        for option, given in (("--out", out_dir), ("--cache", cache), ("--teacher-cache", teacher_cache)):
+            refuse_inside_data(given, option, data)
         if data and pack_path is None:
             cache = cache or default_cache()
             check_cache_folder(cache)
@@ -1006,7 +1027,7 @@ def train(
                 raise
         if stopped and not (out_dir / "last.pt").is_file():
             drop_unsaved()
-            exit_interrupted("interrupted before the first epoch finished: nothing was saved")
+            exit_interrupted("interrupted before the first epoch finished: no epoch was saved")
         if stopped:
             exit_interrupted(f"interrupted: the last finished epoch is saved in {out_dir / 'last.pt'}; continue with --resume")
         try:

@@ -280,7 +280,7 @@ def test_ctrl_c_in_training_says_where_to_resume(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as e:
         cli.run(args)
     assert e.value.code == 130
-    assert capsys.readouterr().err.strip().splitlines()[-1] == "interrupted before the first epoch finished: nothing was saved"
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "interrupted before the first epoch finished: no epoch was saved"
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "last.pt").write_bytes(b"an epoch")
     with pytest.raises(SystemExit) as e:

@@ -326,7 +326,8 @@ class Trainer:
         self.epoch, self.best, self.history = ck["epoch"], ck["best"], ck["history"]
         self.seconds = float(ck.get("seconds") or 0.0)  # (runs saved before --time-budget have none)
         self.gen.set_state(ck["rng"].cpu())  # generator states are CPU byte tensors on every device
-        self.log(f"resumed from {path} at epoch {self.epoch} (best val NME {self.best * 100:.3f} %)")
+        best = f"best val NME {self.best * 100:.3f} %" if math.isfinite(self.best) else "no face held out"
+        self.log(f"resumed from {path} at epoch {self.epoch} ({best})")
         self._keep_distilling(ck["options"])
         self._keep_augmentation(ck["options"])
         self._keep_time_budget(ck["options"])
@@ -600,9 +601,14 @@ def build_model(family: str, cfg: dict) -> torch.nn.Module:
             raise ValueError(f"--arch {k}={v}: {k} is a number (default {d})")
     try:
         return create(family, **cfg)
-    except (TypeError, ValueError, RuntimeError) as e:
+    except (TypeError, ValueError, RuntimeError, MemoryError) as e:
         shown = " ".join(f"{k}={v}" for k, v in cfg.items() if k != "neighbors")
-        raise ValueError(f"--arch: the {family} model cannot be built with {shown}: {e}") from None
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]  # (torch's C++ errors carry their stack frames)
+        if isinstance(e, MemoryError) or "allocate" in why:
+            why = "not enough memory for a model that size"
+        elif "Overflow" in why:
+            why = "a size too large to be a number of channels"
+        raise ValueError(f"--arch: the {family} model cannot be built with {shown}: {why}") from None
 
 
 def _digest(*arrays) -> str:
@@ -700,6 +706,9 @@ def _hold_run_folder(folder: Path):
     return fd
 
 
+MAX_LR = 10.0  # an AdamW step moves each weight by about lr: far above 1 is never a learning rate
+
+
 def check_options(opts: TrainOptions) -> None:
     """``UsageError`` for options that cannot work, before any data is loaded."""
     from ..errors import UsageError
@@ -723,6 +732,9 @@ def check_options(opts: TrainOptions) -> None:
                              ("--time-budget", opts.time_budget, 0.0)):
         if value is not None and not (math.isfinite(value) and value > low):
             raise UsageError(f"{name} must be a positive number, not {value}")
+    if opts.lr is not None and opts.lr > MAX_LR:  # (3.5e38 is no float32: torch's traceback)
+        raise UsageError(f"--lr must be at most {MAX_LR:g} (AdamW's step per parameter; the default is 2e-3), "
+                         f"not {opts.lr:g}")
     if out.is_symlink() and not out.exists():
         raise UsageError(f"--out {opts.out} is a link to nothing")
     if not (math.isfinite(opts.distill) and opts.distill >= 0):
@@ -783,8 +795,13 @@ def make_trainer(pack: Pack, opts: TrainOptions, log=print) -> Trainer:
     """Check the options, then build the trainer (resuming if asked): ``UsageError`` if they cannot work."""
     from ..errors import UsageError
 
+    from ..errors import out_of_memory
+
     check_options(opts)
     try:
         return Trainer(pack, opts, log=log)
     except (RuntimeError, ValueError) as e:
+        if out_of_memory(e):  # (torch's words, with its C++ frames: the machine's limit, not a usage error)
+            raise MemoryError("not enough memory to set the run up (--batch, --teacher-views and the model's "
+                              "--arch size it)") from None
         raise UsageError(str(e)) from None
