@@ -502,7 +502,9 @@ def test_a_run_is_not_replaced_and_a_damaged_pack_is_refused(wflw_root, tmp_path
     z = dict(np.load(pack))
     for name, change, says in [("nan", lambda z: z["target98"].__setitem__((0, 0, 0), np.nan), "not a finite number"),
                                ("short", lambda z: z.__setitem__("weight", z["weight"][:-1]), "disagree in length"),
-                               ("held", lambda z: z.__setitem__("val", np.ones_like(z["val"])), "no training face")]:
+                               ("held", lambda z: z.__setitem__("val", np.ones_like(z["val"])), "no training face"),
+                               ("huge", lambda z: z["target98"].__setitem__((0, 0, 0), 1e30), "far outside its crop"),
+                               ("negative", lambda z: z["weight"].__setitem__(0, -1.0), "a weight is negative")]:
         bad = {k: v.copy() for k, v in z.items()}
         change(bad)
         np.savez(tmp_path / f"{name}.npz", **bad)

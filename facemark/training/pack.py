@@ -62,8 +62,12 @@ class Pack:
             raise ValueError("its targets, crop size or margin are not a pack's")
         if not (np.all(np.diff(self.offsets) >= 0) and self.offsets[0] == 0 and self.offsets[-1] <= len(self.jpeg)):
             raise ValueError("its crop offsets are damaged")
-        if not (np.isfinite(self.target98).all() and np.isfinite(self.weight).all() and (self.weight >= 0).all()):
+        if not (np.isfinite(self.target98).all() and np.isfinite(self.weight).all()):
             raise ValueError("a target or weight is not a finite number")
+        if (self.weight < 0).any():
+            raise ValueError("a weight is negative")
+        if np.abs(self.target98).max(initial=0.0) > 10:  # ([0, 1] across the crop: 1e30 trained to a loss of 1e32)
+            raise ValueError("a target lies far outside its crop (targets are 0 to 1 across it)")
         if not (self.weight[~self.val] > 0).any():
             raise ValueError("it has no training face with a weight above 0")
 
