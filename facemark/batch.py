@@ -24,6 +24,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from . import align
 from .annotate import STYLES, draw
 from .backends import ModelError
 from .boxes import BoxError, GivenBoxes, check_inside, read_boxes
@@ -53,6 +54,7 @@ class BatchSummary:
     faces: int = 0
     no_face: int = 0  # images processed with no face found
     shrunk_small: int = 0  # images searched shrunk that found no face, or only faces near the least it finds
+    looks_turned: int = 0  # images with a face that looks turned a quarter-turn or more (without --turned)
     written: int = 0  # images whose outputs were written (or printed)
     skipped: int = 0  # images already done by an earlier run (resume), or by an interrupted --redo
     out_dir: Path | None = None
@@ -191,6 +193,7 @@ class Outcome:
     faces: int = 0
     payload: object = None  # the JSON text (stdout) or the row (shards); None when written as a file
     shrunk_small: bool = False  # smaller faces may have gone unseen (see _shrunk_small)
+    looks_turned: bool = False  # a face looks turned sideways or upside down (see _looks_turned)
 
 
 def _stamp(path: Path, now: float | None = None) -> int | None:
@@ -350,7 +353,7 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
             break
         ready.append((k, im, name, image, read_at))
         dets.append(d)
-    for (k, im, name, image, read_at), fs in zip(ready, fl.landmarks_for([r[3] for r in ready], dets)):
+    for (k, im, name, image, read_at), fs, found in zip(ready, fl.landmarks_for([r[3] for r in ready], dets), dets):
         doc = document(_recorded(job, im), image.shape[1], image.shape[0], fl.model_name, fs)
         try:
             text = dumps(doc)
@@ -373,7 +376,8 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
         except StopRun as e:  # k = -1: writing cannot go on; reported after the images written
             outcomes.append(Outcome(-1, False, str(e)))
             break
-        outcomes.append(Outcome(k, True, faces=len(fs), payload=payload, shrunk_small=_shrunk_small(fl, image, fs)))
+        outcomes.append(Outcome(k, True, faces=len(fs), payload=payload, shrunk_small=_shrunk_small(fl, image, fs),
+                                looks_turned=_looks_turned(fl, found)))
     return sorted(outcomes, key=lambda o: (o.k < 0, o.k))
 
 
@@ -728,6 +732,7 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                                f"shards hold {shards.written} row(s) and stay valid; the same command continues")
 
         small_example: list[int] = []  # the first image the --min-face note is about
+        turned_example: list[int] = []  # and the --turned note
 
         def report(outcomes: list[Outcome], n: int) -> None:
             for o in outcomes:
@@ -742,6 +747,9 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                     s.shrunk_small += o.shrunk_small
                     if o.shrunk_small:  # (the first in input order: workers report chunks as they finish)
                         small_example[:] = sorted(small_example + [o.k])[:1]
+                    s.looks_turned += o.looks_turned
+                    if o.looks_turned:
+                        turned_example[:] = sorted(turned_example + [o.k])[:1]
                 else:
                     log(f"failed: {o.message}")
                     s.failures += 1
@@ -812,10 +820,26 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                 f"no face, or faces near the smallest it finds (1/16 of the long side), e.g. "
                 f"{plan.images[small_example[0]].path}: smaller ones there go unseen; --min-face 40 (pixels) finds "
                 f"them, more slowly")
+        if s.looks_turned:
+            log(f"note: {s.looks_turned} image(s) hold faces that look turned sideways or upside down, e.g. "
+                f"{plan.images[turned_example[0]].path}: points of faces turned a quarter-turn or more are "
+                f"unreliable; --turned reads them (four detector passes per image)")
         return s
     finally:
         if started is not None:  # (used or not: nothing left to do, or an error before the run)
             started.close()
+
+
+LOOKS_TURNED_DEG = 65.0  # roll past which the note suggests --turned (scripts/rotation_check.py's "said turned %")
+
+
+def _looks_turned(fl: FaceLandmarker, found: list) -> bool:
+    """Whether a face was found turned so far (by the detector's points) that its landmarks are
+    unreliable without --turned: sideways faces read at 14-18 % NME (the model card's rotation
+    table), and nothing in the output said so."""
+    if fl.turned:
+        return False
+    return any(d.kps is not None and abs(align.roll_degrees(d.kps)) > LOOKS_TURNED_DEG for d in found)
 
 
 def _shrunk_small(fl: FaceLandmarker, image: np.ndarray, faces: list) -> bool:

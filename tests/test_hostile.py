@@ -1886,6 +1886,26 @@ def test_a_linked_folder_is_not_followed_and_said(tmp_path, face, fm_here):
     assert r.returncode == 0 and "1 of 1 image(s) done" in r.stderr and "linked" not in r.stderr, r.stderr
 
 
+def test_faces_that_look_turned_are_said_with_a_pointer_to_turned(tmp_path, face_image, fm_here):
+    """A sideways photo (no EXIF orientation) gave confident, wrong points and no word; the
+    detector's own points show the turn, so the run says so once and names --turned. Upright
+    photos, and runs with --turned, say nothing of it."""
+    from facemark.align import roll_degrees
+
+    assert abs(roll_degrees([[0, 0], [10, 0], [5, 5], [2, 10], [8, 10]])) < 1  # upright: 0
+    assert roll_degrees([[0, 0], [0, 10], [-5, 5], [-10, 2], [-10, 8]]) == pytest.approx(90)  # mouth to the left
+    assert abs(roll_degrees([[10, 10], [0, 10], [5, 5], [8, 0], [2, 0]])) == pytest.approx(180)
+    cv2.imwrite(str(tmp_path / "up.jpg"), face_image)
+    cv2.imwrite(str(tmp_path / "side.jpg"), cv2.rotate(face_image, cv2.ROTATE_90_CLOCKWISE))
+    r = fm_here("detect", "up.jpg", "side.jpg", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 2, r.stderr
+    assert "note: 1 image(s) hold faces that look turned sideways or upside down, e.g. side.jpg" in r.stderr, r.stderr
+    assert "--turned reads them" in r.stderr
+    for args in (["up.jpg"], ["side.jpg", "--turned"]):
+        r = fm_here("detect", *args, *MODEL, cwd=tmp_path)
+        assert r.returncode == 0 and "look turned" not in r.stderr, (args, r.stderr)
+
+
 def test_folders_find_every_jpeg_name_and_leave_out_hidden_folders_and_mac_metadata(tmp_path, face, fm_here):
     """.jfif, .jpe and .j2k files were left out of a folder without a word, while a copied Mac
     folder's ``._IMG.jpg`` metadata files (and thumbnails in hidden folders) were taken as images
