@@ -818,6 +818,8 @@ def test_export_replaces_an_earlier_export_but_no_other_onnx_file(tiny_models, t
     r = run("export", pt, "--out", out, "--name", "notes")
     assert r.exit_code == 2 and "notes.onnx exists and is not a facemark model; not overwritten" in r.stderr, r.stderr
     assert (out / "notes.onnx").read_text() == "my notes" and not (out / "notes.pt").exists()
+    r = run("export", pt, "--out", out, "--name", "hourglass")  # (another family's name: every table would misname it)
+    assert r.exit_code == 2 and "this checkpoint is a direct model" in r.stderr and not (out / "hourglass.onnx").exists()
 
 
 @pytest.mark.parametrize("older", [True, False])

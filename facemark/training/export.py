@@ -197,6 +197,11 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path = "weights", n
     name = name or model.family
     if name.endswith((".onnx", ".pt")):  # --name x.onnx means x, not x.onnx.onnx
         name = name.rsplit(".", 1)[0]
+    from ..models import FAMILIES
+
+    if name in FAMILIES and name != model.family:  # (every table would then call a direct model "hourglass")
+        raise UsageError(f"--name {name}: this checkpoint is a {model.family} model; name it {model.family}, or "
+                         f"something of its own")
     for target in (out_dir / f"{name}.onnx", out_dir / f"{name}.pt"):
         if target.resolve() == checkpoint.resolve():
             raise UsageError(f"refusing to overwrite the checkpoint {checkpoint}: give another --out or --name")

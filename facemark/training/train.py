@@ -238,8 +238,8 @@ class Trainer:
                 z = np.load(path, allow_pickle=False)
                 z["key"]
             except Exception as e:  # noqa: BLE001 - a pack, a photo, a damaged file: not ours to replace
-                raise RuntimeError(f"--teacher-cache {path} is not a teacher-label cache ({type(e).__name__}); "
-                                   f"not overwritten: give another file name") from None
+                raise RuntimeError(f"--teacher-cache {path} is not a teacher-label cache, or a damaged one "
+                                   f"({type(e).__name__}); not overwritten: delete it, or give another file name") from None
             if str(z["key"]) == key:
                 self.log(f"teacher labels from {path} ({o.teacher_views} view{'s' if o.teacher_views > 1 else ''} per face)")
                 return {k: torch.from_numpy(z[k]).to(self.dev) for k in ("a", "t", "flip", "points")}
