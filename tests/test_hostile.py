@@ -1359,7 +1359,8 @@ def test_a_user_without_a_home_folder_can_run_every_command_but_the_cache_ones(t
     assert cli("--version").returncode == 0
     r = cli("detect", "a.jpg", *MODEL)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
-    r = cli("pack", "--data", f"300w={tmp_path}", "--teacher", tmp_path, "--out", tmp_path / "p.npz")
+    (tmp_path / "data").mkdir()
+    r = cli("pack", "--data", f"300w={tmp_path / 'data'}", "--teacher", tmp_path, "--out", tmp_path / "p.npz")
     assert r.returncode == 2 and "no home folder" in r.stderr and "--cache" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
     env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
