@@ -19,9 +19,10 @@ import sys as _sys
 
 if "torch" not in _sys.modules and not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & set(_os.environ):
     # PyTorch's CPU threads (GNU OpenMP) otherwise spin for milliseconds at each op's end waiting
-    # for the others: with other programs busy on the cores, a 10 ms forward pass took 0.1-1.4 s.
-    # A short spin, then sleep, keeps idle speed (sleeping at once, PASSIVE, cost 20-40 % idle):
-    # scripts/torch_contention.py. Read once, as torch loads its OpenMP: later is too late.
+    # for the others: with other programs busy on the cores, 4-16x fewer forward passes got done
+    # (the slowest tenth 0.13-1.4 s against 10-14 ms idle). A short spin, then sleep, keeps the idle
+    # speed, which sleeping at once (PASSIVE) did not always: scripts/torch_contention.py.
+    # Read once, as torch loads its OpenMP: later is too late.
     _os.environ["GOMP_SPINCOUNT"] = "1000"
 
 __version__ = "0.1.0"
