@@ -106,7 +106,8 @@ def quarter_turn_back(points: np.ndarray, turns: int, height: int, width: int) -
 def roll_degrees(kps: np.ndarray) -> float:
     """How far a face is turned in the picture, from a detector's five points (eyes, nose, mouth
     corners): the angle between the eyes-to-mouth direction and straight down, -180 to 180 (0:
-    upright). RetinaFace's points follow a face turned a quarter-turn, and often a half-turn."""
+    upright). RetinaFace's points turn with most faces turned a quarter-turn, and with about a
+    quarter of those turned a half-turn (scripts/rotation_check.py's "said turned %")."""
     p = np.asarray(kps, np.float64)
     down = (p[3] + p[4]) / 2 - (p[0] + p[1]) / 2
     return float((np.degrees(np.arctan2(down[1], down[0])) - 90 + 180) % 360 - 180)

@@ -837,7 +837,7 @@ def _looks_turned(fl: FaceLandmarker, found: list) -> bool:
     """Whether a face was found turned so far (by the detector's points) that its landmarks are
     unreliable without --turned: sideways faces read at 14-18 % NME (the model card's rotation
     table), and nothing in the output said so."""
-    if fl.turned:
+    if fl.turned or isinstance(fl.detector, GivenBoxes):  # (given boxes: their points set the crop; nothing searched)
         return False
     return any(d.kps is not None and abs(align.roll_degrees(d.kps)) > LOOKS_TURNED_DEG for d in found)
 

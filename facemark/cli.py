@@ -214,7 +214,7 @@ def check_output_file(path: Optional[Path], option: str, exts: tuple[str, ...] =
                 kind, _, rest = given.partition("=")
                 src = Path(os.path.realpath(rest if rest and kind.lower() in DATA_KINDS else given))
                 inside = src.is_dir() and src in target.parents and target.suffix.lower() in DATA_FILE_EXTS
-                if target == src or inside:  # (an earlier result kept in the data folder is not an input)
+                if target == src or inside:  # (a data folder's other files: refuse_inside_data below)
                     fail(f"{option} {path} is one of the inputs ({given}); not overwritten: write it elsewhere")
             if path.suffix.lower() == ".json" or option == "--json":
                 with open(path, "rb") as f:
@@ -247,7 +247,7 @@ def refuse_inside_data(path: Optional[Path], option: str, data: List[str]) -> No
     target = Path(os.path.realpath(path))
     for given in data:
         kind, _, rest = given.partition("=")
-        if rest and kind.lower() in DATA_KINDS:
+        if rest and kind.strip().lower() in DATA_KINDS:  # (as the loader reads it; a csv68 FILE's folder is not guarded)
             folder = Path(os.path.realpath(rest))
             if folder.is_dir() and (folder == target or folder in target.parents):
                 fail(f"{option} {path} is inside the data folder of --data {given}: facemark writes nothing "

@@ -9,8 +9,9 @@ except ImportError:  # (not on Windows)
     resource = None
 
 
-INSTALL_TORCH = ("pip install '.[torch]' in facemark's folder; without a GPU, the CPU build first "
-                 "(the README's Quickstart says how: PyPI's default is a multi-GB CUDA build)")
+INSTALL_TORCH = ("pip install '.[torch]' in facemark's folder; on a machine without a GPU, install the CPU "
+                 "build first, as the README's Quickstart says: PyPI's default torch for Linux is a multi-GB "
+                 "CUDA build")
 
 
 class FacemarkError(Exception):

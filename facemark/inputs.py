@@ -77,9 +77,9 @@ def is_drawing_name(name: str) -> bool:
 
 
 def _holds_images(folder: Path, look_at: int = 500) -> bool:
-    """Whether a hidden folder holds image files in its first ``look_at`` entries, two levels deep
-    (thumbnails: ``.thumbnails/normal/x.png``): only such folders are worth a note, not every
-    ``.git`` or ``.venv`` of a project tree, which is not walked through."""
+    """Whether a folder left out (hidden, or linked) holds image files in its first ``look_at``
+    entries, two levels deep (thumbnails: ``.thumbnails/normal/x.png``): only such folders are
+    worth a note, not every ``.git`` or ``.venv`` of a project tree, which is not walked through."""
     seen = 0
     level = [folder]
     for _ in range(2):
@@ -152,7 +152,7 @@ def walk_images(root: Path, problems: list[str], left_out: LeftOut | None = None
             below = Path(folder) / d
             if d.startswith(".") and _holds_images(below):
                 left_out.hidden.append(below)
-            elif not d.startswith(".") and os.path.islink(below) and _holds_images(below):
+            elif not d.startswith(".") and os.path.islink(below):  # (looked into by expand, if not searched)
                 left_out.linked.append(below)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for f in sorted(files):  # (one pass, each name's extension read once: folders of millions)
@@ -193,7 +193,15 @@ def expand(args: list[str], left_out: LeftOut | None = None) -> tuple[list[Input
             _expand_one(arg, add, problems, left_out)
         except OSError as e:  # (a folder on the way that cannot be searched, a name too long: that input's failure)
             problems.append(f"{arg}: {e.strerror or e}")
+    if left_out.linked:  # worth a note: links out of every folder searched (not a tree's own "latest"), to images
+        searched = [os.path.realpath(a) for a in args if os.path.isdir(a)]
+        left_out.linked = [p for p in left_out.linked
+                           if not any(_within(os.path.realpath(p), r) for r in searched) and _holds_images(p)]
     return found, problems
+
+
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def _expand_one(arg: str, add, problems: list[str], left_out: LeftOut) -> None:

@@ -1885,6 +1885,13 @@ def test_a_linked_folder_is_not_followed_and_said(tmp_path, face, fm_here):
     assert "note: 1 linked folder(s) not followed (symbolic links: in/photos); name one to search it" in r.stderr, r.stderr
     r = fm_here("detect", "in/photos", *MODEL, cwd=tmp_path)
     assert r.returncode == 0 and "1 of 1 image(s) done" in r.stderr and "linked" not in r.stderr, r.stderr
+    r = fm_here("detect", "in", "in/photos", *MODEL, cwd=tmp_path)  # (named too: searched, no note)
+    assert r.returncode == 0 and "2 of 2 image(s) done" in r.stderr and "linked" not in r.stderr, r.stderr
+    (tmp_path / "in" / "latest").symlink_to(tmp_path / "in" / "photos_2024", target_is_directory=True)
+    (tmp_path / "in" / "photos_2024").mkdir()
+    (tmp_path / "in" / "photos_2024" / "b.jpg").write_bytes(jpg)  # a tree's own "latest" link: searched anyway
+    r = fm_here("detect", "in", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0 and "(symbolic links: in/photos)" in r.stderr and "latest" not in r.stderr, r.stderr
 
 
 def test_faces_that_look_turned_are_said_with_a_pointer_to_turned(tmp_path, face_image, fm_here):
@@ -1902,8 +1909,9 @@ def test_faces_that_look_turned_are_said_with_a_pointer_to_turned(tmp_path, face
     assert r.returncode == 0 and len(r.stdout.splitlines()) == 2, r.stderr
     assert "note: 1 image(s) hold faces that look turned sideways or upside down, e.g. side.jpg" in r.stderr, r.stderr
     assert "--turned reads them" in r.stderr
-    for args in (["up.jpg"], ["side.jpg", "--turned"]):
-        r = fm_here("detect", *args, *MODEL, cwd=tmp_path)
+    fm_here("detect", "side.jpg", "--turned", "--out", "t", *MODEL, cwd=tmp_path)
+    for args in (["up.jpg"], ["side.jpg", "--turned"], ["side.jpg", "--boxes", "t/side.jpg.json"]):
+        r = fm_here("detect", *args, *MODEL, cwd=tmp_path)  # (given boxes: their own points set the crop)
         assert r.returncode == 0 and "look turned" not in r.stderr, (args, r.stderr)
 
 

@@ -108,10 +108,11 @@ def fit_frame(image: np.ndarray, width: int = 640, height: int = 480) -> np.ndar
     return frame
 
 
-def time_batches(row: Row, batches: list[int], one, said: list[str]) -> None:
+def time_batches(row: Row, batches: list[int], one, said: list[str]) -> bool:
     """Each batch size's timings into ``row`` (``one(b)``: the seconds of its calls). A batch too
     big for the memory ends the row there, said in ``said``: the smaller batches' figures stay
-    (a --batch 1,2048 that ran out of memory lost its batch-1 latency too)."""
+    (a --batch 1,2048 that ran out of memory lost its batch-1 latency too). True if it did end so:
+    the row's memory figure would then be the failed batch's, so it is left out."""
     for b in sorted(batches):
         try:
             times = one(b)
@@ -119,10 +120,11 @@ def time_batches(row: Row, batches: list[int], one, said: list[str]) -> None:
             if b == min(batches) or not out_of_memory(e):
                 raise
             said.append(f"{row.backend} {row.precision}: batch {b} and larger not timed: out of memory")
-            return
+            return True
         if b == 1:
             row.latency_ms, row.p90_ms = latency(times)
         row.throughput[b] = b / statistics.median(times)
+    return False
 
 
 def bench_onnx(name: str, batches: list[int], threads: int | None, providers: list[str], label: str,
@@ -136,9 +138,9 @@ def bench_onnx(name: str, batches: list[int], threads: int | None, providers: li
         x = rng.integers(0, 255, (b, m.size, m.size, 3), dtype=np.uint8)
         return time_calls(lambda: m(x), 60 if b == 1 else 10, 3 if b == 1 else 1)
 
-    time_batches(row, batches, one, said if said is not None else [])
+    cut = time_batches(row, batches, one, said if said is not None else [])
     after = rss_mb()
-    row.memory_mb = None if before is None or after is None else max(0.0, after - before)
+    row.memory_mb = None if before is None or after is None or cut else max(0.0, after - before)
     return row
 
 
@@ -174,13 +176,13 @@ def bench_torch(name: str, batches: list[int], device: str, precision: str, grap
         x = torch.from_numpy(rng.integers(0, 255, (b, m.size, m.size, 3), dtype=np.uint8)).to(m.device)
         return time_calls(lambda: m.run_tensor(x), 100 if b == 1 else 20, 10 if cuda else 2, sync)
 
-    time_batches(row, batches, one, said if said is not None else [])
+    cut = time_batches(row, batches, one, said if said is not None else [])
     if cuda:
-        row.memory_mb = torch.cuda.max_memory_allocated(device) / 1e6
+        row.memory_mb = None if cut else torch.cuda.max_memory_allocated(device) / 1e6
         row.note = torch.cuda.get_device_name(device)
     else:
         after = rss_mb()
-        row.memory_mb = None if before is None or after is None else max(0.0, after - before)
+        row.memory_mb = None if before is None or after is None or cut else max(0.0, after - before)
     return row
 
 
@@ -208,12 +210,12 @@ def backends_for(device: str) -> tuple[list[tuple], list[str]]:
         if _has_torch():
             plans.append(("torch", "cpu", "fp32", False))
         else:
-            skipped.append(f"torch-cpu: PyTorch is not installed ({INSTALL_TORCH})")
+            skipped.append(f"torch-cpu: PyTorch is not installed: {INSTALL_TORCH}")
         # onnxruntime last: its idle workers can slow a torch run that follows in the same process.
         plans.append(("onnx", ["CPUExecutionProvider"], "onnxruntime-cpu"))
         return plans, skipped
     if not _has_torch():
-        return [], [f"torch-cuda: PyTorch is not installed ({INSTALL_TORCH})"]
+        return [], [f"torch-cuda: PyTorch is not installed: {INSTALL_TORCH}"]
     import torch
 
     if not torch.cuda.is_available():

@@ -131,7 +131,7 @@ def plot_ced(results: list[EvalResult], path: str, limit: float = 0.10) -> np.nd
         c = colours[n % len(colours)]
         cv2.polylines(img, [pts], False, c, 2, cv2.LINE_AA)
         s = metrics.summary(r.errors)
-        flip = ", flip" if r.flip else ""
+        flip = ", --flip" if r.flip else ""
         labels.append((f"{r.model} ({r.mode}{flip}): NME {s['nme']:.2f}%, AUC10 {s['auc10']:.3f}", c))
     # The legend goes where it covers the least of the curves, on white: over them it was unreadable.
     lw = 16 + max(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0][0] for t, _ in labels) if labels else 0

@@ -793,9 +793,7 @@ def upscale_note(pack: Pack, size: int) -> str | None:
 
 def make_trainer(pack: Pack, opts: TrainOptions, log=print) -> Trainer:
     """Check the options, then build the trainer (resuming if asked): ``UsageError`` if they cannot work."""
-    from ..errors import UsageError
-
-    from ..errors import out_of_memory
+    from ..errors import UsageError, out_of_memory
 
     check_options(opts)
     try:
