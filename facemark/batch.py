@@ -38,7 +38,7 @@ from .inputs import (InputImage, LeftOut, collisions, expand, missing_roots, out
 from .landmarker import FaceLandmarker
 from .quiet import to_stderr
 from .results import SCHEMA, document, dumps
-from .shards import DEFAULT_SHARD_SIZE
+from .shards import DEFAULT_SHARD_SIZE, NotRegular, open_regular
 from .workers import (WorkerDied, WorkerNeverStarted, Workers, WorkersUnavailable, available_memory, cpu_cores,
                       run_workers, stop_asked, threads_each)
 
@@ -384,7 +384,7 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
 def _document(path: Path) -> dict | None:
     """The facemark document at ``path``, or None (not there, or some other file of that name)."""
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             doc = json.loads(f.read(1 << 24))
     except (OSError, ValueError, RecursionError):
         return None
@@ -398,10 +398,12 @@ def _written_by_facemark(path: Path) -> bool:
     holds nothing to lose: a power cut can leave one where a rename had reached the disk before
     the data."""
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             head = f.read(64)
             if not head.strip(b" \t\r\n\x00"):  # nothing but blanks or NULs (a power cut's leftover, on XFS)?
                 return not f.read(1 << 20).strip(b" \t\r\n\x00") and not f.read(1)
+    except NotRegular:  # (a FIFO of that name: another program's)
+        return False
     except OSError:
         return True
     return head.lstrip().startswith(b'{"schema": "facemark/')

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import stat
 import time
 import uuid
 from pathlib import Path
@@ -162,12 +163,29 @@ def write_parquet(table, path: str | Path) -> None:
         f.write(sink.getvalue().to_pybytes())
 
 
+class NotRegular(OSError):
+    """A FIFO, device or socket where an output is looked for."""
+
+
+def open_regular(path: str | Path):
+    """``path`` opened for reading (binary) if it is a regular file: a FIFO that has an output's
+    name in --out blocked a resume's open for ever. Not opened at all otherwise (``NotRegular``)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # (a FIFO's open returns at once, unread)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegular(f"{path} is not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _parquet_file(path: str | Path):
     """A Parquet file opened from its bytes read by Python (see ``write_parquet``)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         return pq.ParquetFile(pa.BufferReader(f.read()))
 
 
@@ -202,7 +220,7 @@ def _outcomes(path: Path) -> list[tuple[str, object, object]]:
             rows = parquet_outcomes(path)
         else:
             rows = []
-            with open(path, "rb") as f:
+            with open_regular(path) as f:
                 for line in f:
                     head, mark, faces = line.rstrip().partition(b', "faces": ')
                     if not (mark and faces.endswith(b"]}")):
@@ -472,7 +490,7 @@ def _newest(latest: dict[str, dict], rows: list[dict]) -> dict[str, dict]:
 def _begins_as_ours(p: Path) -> bool:
     """Whether a file starts as a facemark/v1 document does (one cut short still does)."""
     try:
-        with open(p, "rb") as f:
+        with open_regular(p) as f:
             head = f.read(64)
     except OSError:
         return False

@@ -754,7 +754,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
             pass
         except OSError as e:  # disk full or gone while writing: the temporaries are removed below
             raise VideoWriteError(f"cannot write {writing or 'the output'}: {e.strerror or e}; nothing was kept") from None
-        if done == 0:
+        if done == 0 and not reader_gone:  # (a reader that left before the first line saw none: no fault of the video)
             raise VideoError(f"{source}: no frame could be decoded")
         finished = []
         order = sorted(writers, key=lambda w: w is video_w)

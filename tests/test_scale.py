@@ -681,6 +681,33 @@ def test_an_input_dated_in_the_future_is_not_redone_on_every_resume(folder, tmp_
     assert r.returncode == 0 and f"{n} of {n} image(s) already done" in r.stderr and "0 more done" in r.stderr, r.stderr
 
 
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "parquet"])
+def test_a_fifo_with_an_outputs_name_in_out_is_never_opened(folder, tmp_path, fmt):
+    """A named pipe in --out where a result or shard is looked for blocked the resume for ever
+    (nobody writes to it): it is not opened. One in a result's place is another program's file,
+    not overwritten; a shard-named one is not facemark's shard."""
+    import shutil
+
+    src = tmp_path / "in"
+    shutil.copytree(folder / "in" / "b", src)
+    n = len(list(src.glob("*.jpg")))
+    run = [sys.executable, "-m", "facemark", "detect", str(src), "--out", str(tmp_path / "o"), "--format", fmt, *MODEL]
+    assert subprocess.run(run, capture_output=True, timeout=300).returncode == 0
+    if fmt == "json":
+        taken = sorted((tmp_path / "o").glob("*.json"))[0]
+        taken.unlink()
+        os.mkfifo(taken)
+    else:
+        os.mkfifo(tmp_path / "o" / f"part-20000101T000000.000000-zzzz-00000.{fmt}")
+    r = subprocess.run(run, capture_output=True, text=True, timeout=120)  # (it waited for ever)
+    if fmt == "json":
+        assert r.returncode == 1 and f"{n - 1} of {n} image(s) already done" in r.stderr, r.stderr
+        assert "is not a facemark result" in r.stderr and str(taken.name) in r.stderr, r.stderr
+    else:
+        assert r.returncode == 0 and f"{n} of {n} image(s) already done" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
 def test_read_skips_json_lines_that_are_not_facemark_rows(reference, tmp_path):
     import shutil
 

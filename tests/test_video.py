@@ -190,6 +190,42 @@ def test_a_fast_moving_face_is_followed_on_its_frame(small_face, moves, same_id,
     assert len(ids) == 1 or not same_id, ids
 
 
+def test_a_fast_move_seen_by_a_rough_window_check_is_read_from_good_keypoints(small_face, monkeypatch):
+    """A window check sees the face at ~48 px, where RetinaFace is sure of a face but can place its
+    keypoints badly (a rolled face given a level eye line: 44 % NME on a 300-W clip): a track it
+    re-seeds reads its points through keypoints looked for again with the face at a size the
+    detector reads well, so the points on that frame are those a detection of the frame gives."""
+    from facemark import FaceLandmarker
+
+    fl = FaceLandmarker(model="direct")
+    real = fl.find_faces
+
+    def rough_in_windows(image, as_is=False):  # the window's keypoints turned 60° about their centre
+        found = real(image, as_is)
+        if not as_is:
+            return found
+        out = []
+        for d in found:
+            c = d.kps.mean(0)
+            t = np.radians(60.0)
+            rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+            out.append(Detection(d.box, d.score, (d.kps - c) @ rot.T + c, d.template, d.seen_at, d.quarter_turns))
+        return out
+
+    monkeypatch.setattr(fl, "find_faces", rough_in_windows)
+    tr = Tracker(fl, detect_every=100)
+    x, side = 80, small_face.shape[1]
+    for i in range(8):
+        x += side // 3 if i == 5 else 0  # a fast move the window check sees: it re-seeds the track
+        frame = frame_with([(x, 100)], small_face, size=(640, 360))
+        tracks = tr.step(frame, i / 25.0)
+        truth = fl.detect(frame)[0].landmarks
+        iod = float(np.linalg.norm(truth[60] - truth[72]))
+        assert len(tracks) == 1
+        err = np.linalg.norm(tracks[0].smoothed - truth, axis=1).mean() / iod
+        assert err < 0.08, (i, err)
+
+
 def test_a_face_that_goes_is_not_reported_on_the_frame_it_went(small_face):
     """Only the face changes (no cut): the window check finds nothing there and the face is
     hidden on that very frame, not followed on empty background until the next detection."""
@@ -949,6 +985,18 @@ def test_a_pipe_nobody_reads_is_one_line_not_a_hang(tiny_models, tmp_path, small
     p = subprocess.run([sys.executable, "-m", "facemark", "video", str(clip), "--json", str(tmp_path / "lines"),
                         "--model", str(tiny_models["direct"])], capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "no process is reading" in p.stderr, p.stderr
+
+
+def test_a_reader_that_leaves_before_the_first_line_is_no_decoding_error(tiny_models, tmp_path, small_face):
+    """`facemark video clip --json - | true`: every frame decodes; the reader just went away."""
+    clip = tmp_path / "in.avi"
+    write_clip(clip, [frame_with([(40, 90)], small_face)] * 3, fourcc="MJPG")
+    r, w = os.pipe()
+    os.close(r)  # nobody will read: the first line's write finds the pipe broken
+    p = subprocess.run([sys.executable, "-m", "facemark", "video", str(clip), "--json", "-",
+                        "--model", str(tiny_models["direct"])], stdout=w, stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(w)
+    assert p.returncode == 0 and "decoded" not in p.stderr and "Traceback" not in p.stderr, p.stderr
 
 
 def test_frame_names_with_other_digits_sort_without_a_crash():
