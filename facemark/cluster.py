@@ -67,12 +67,15 @@ def _input_list(inputs) -> list[str]:
 
 
 def list_inputs(inputs: list[str], log: Callable[[str], None] = to_stderr,
-                unreadable: list[str] | None = None, failed: list | None = None) -> tuple[list[str], str]:
+                unreadable: list[str] | None = None, failed: list | None = None,
+                done: set[str] = frozenset()) -> tuple[list[str], str]:
     """Every image the run covers, as the path its row will carry: local files as absolute paths
     (what Ray reports, the same from any working folder), remote ones as full URIs. Also returns
     the inputs' URI scheme (``""`` for local): one run reads from one file system. Local links
     that lead nowhere and files that are not regular files are left out, said, and added to
-    ``unreadable``, and as (path, why) to ``failed``: they become rows with their error."""
+    ``unreadable``, and as (path, why) to ``failed``: they become rows with their error; except
+    those ``done`` already (their good row stays the newest: a run that never tried one must not
+    hide its result behind an error)."""
     inputs = _input_list(inputs)
     unreadable = [] if unreadable is None else unreadable
     schemes = {_scheme(a) for a in inputs}
@@ -96,6 +99,8 @@ def list_inputs(inputs: list[str], log: Callable[[str], None] = to_stderr,
         from .imageio import ImageError, check_regular_file
 
         for im in images:  # what Ray's listing or reading would fail on, ending the job: said and counted
+            if done and recorded_path(im.path) in done:
+                continue
             why = None
             if not os.path.exists(im.path):
                 why = f"{im.path}: a broken symbolic link (its target is missing, or it links to itself)"
@@ -421,12 +426,12 @@ def _run(ray, inputs: list[str], out: Path, address: str | None, model: str, dev
     """``run_ray`` once its folder is made (removed again, where still empty, after a usage error)."""
     unreadable: list[str] = []
     failed: list[tuple[str, str]] = []
-    paths, scheme = list_inputs(inputs, log, unreadable, failed)
+    done = done_paths(out, model_label(model, device))
+    paths, scheme = list_inputs(inputs, log, unreadable, failed, done)
     if failed:  # images Ray cannot be given are rows with their error too, as every bad file is
         write_error_rows(failed, out, model_label(model, device) or model)
     if not paths:  # (as without --ray: nothing to do is a usage error, each reason said above)
         raise UsageError("no images to process")
-    done = done_paths(out, model_label(model, device))
     todo = [p for p in paths if p not in done]
     summary = {"images": 0, "failed": len(unreadable), "faces": 0, "no_face": 0, "skipped": len(paths) - len(todo),
                "shards": [], "seconds": 0.0}

@@ -161,6 +161,30 @@ def test_files_ray_cannot_read_are_rows_with_their_error_not_a_failed_job(local_
     assert s["failed"] == 3 and sum(line.startswith("failed:") for line in said) == 3, said
 
 
+def test_a_file_ray_cannot_list_keeps_its_good_result_from_an_earlier_run(tmp_path, face_image):
+    """A name with a line break, done by a run without --ray: a --ray run into the same folder
+    wrote an error row for it before looking at what was done, and read() then gave the image
+    that error instead of its faces (the newest row wins)."""
+    import subprocess
+    import sys
+
+    import cv2
+
+    from facemark.results import read
+
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "new\nline.jpg"), face_image)
+    r = subprocess.run([sys.executable, "-m", "facemark", "detect", str(src), "--out", str(tmp_path / "o"),
+                        "--format", "parquet", "--model", "direct"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    said = []
+    s = cluster.run_ray([str(src)], str(tmp_path / "o"), model="direct", log=said.append)  # (all done: Ray never starts)
+    rows = read(tmp_path / "o")
+    assert len(rows) == 1 and rows[0]["error"] is None and len(rows[0]["faces"]) == 1, rows
+    assert s["skipped"] == 1 and s["failed"] == 0 and not any(line.startswith("failed:") for line in said), said
+
+
 def test_an_input_that_vanishes_while_ray_lists_it_is_one_line(local_ray, folder, tmp_path, monkeypatch):
     def vanished(*a, **k):
         raise FileNotFoundError(f"{folder / 'img00.jpg'}")  # what read_binary_files raises
