@@ -623,11 +623,11 @@ def video(
                       f"side, where faces under 1/16 of it go unseen; --min-face 40 (pixels) finds smaller ones, more slowly")
     except KeyboardInterrupt:  # a late second signal: the outputs are already complete
         s.interrupted = True
-    if s.interrupted and s.set_aside:
-        exit_interrupted(f"interrupted after {s.frames} frame(s): the output files that were there before are kept; "
-                         f"the frames processed so far are in {', '.join(plain(p) for p in s.set_aside)}")
+    if s.interrupted and s.set_aside:  # (never under the names asked for: those are for whole runs' outputs)
+        exit_interrupted(f"interrupted after {s.frames} frame(s): the frames processed so far are in "
+                         f"{', '.join(plain(p) for p in s.set_aside)}")
     if s.interrupted:
-        exit_interrupted(f"interrupted after {s.frames} frame(s): the output holds them")
+        exit_interrupted(f"interrupted after {s.frames} frame(s)")
     if s.cut_short and not s.interrupted:  # (said whatever the count: a cut Matroska file's is an estimate)
         lost = f"about {s.decode_errors} frame(s) of it are not there; " if s.decode_errors else ""
         err.print(f"[red]warning:[/] {plain(source)} ends before the data it announces (a download or copy that "

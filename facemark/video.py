@@ -405,8 +405,9 @@ def _is_stream(path: str) -> bool:
 
 
 def set_aside_name(path: Path) -> Path:
-    """Where an interrupted run's output goes when a complete one is at ``path``: NAME.partial.EXT,
-    or NAME.partial-2.EXT and on where that is taken. Never a file that is there: it may be the
+    """Where an interrupted run's output goes instead of ``path`` (which only a complete run's
+    output takes: a script or a rerun must be able to trust that name): NAME.partial.EXT, or
+    NAME.partial-2.EXT and on where that is taken. Never a file that is there: it may be the
     input (a clip named x.partial.mp4) or an earlier partial output."""
     p, n = path.with_name(f"{path.stem}.partial{path.suffix}"), 1
     while os.path.lexists(p):
@@ -549,7 +550,7 @@ class VideoSummary:
     audio_kept: bool | None  # None: nothing to keep (no --out, or no audio track)
     had_audio: bool | None = None  # None: the container does not say (not MP4/MOV/AVI)
     resized: int = 0  # frames of a folder fitted into the first frame's size
-    set_aside: tuple[str, ...] = ()  # interrupted: partial outputs written beside earlier complete ones
+    set_aside: tuple[str, ...] = ()  # interrupted: where the partial outputs went (NAME.partial.EXT)
     padded_to: tuple[int, int] | None = None  # the video's size, where an odd frame size was made even
     cut_short: bool = False  # the file ends before the data it announces (a stopped download)
     searched_shrunk: int = 0  # no face found in frames searched at half their size or less: the side searched
@@ -655,8 +656,9 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     """Track, smooth and draw landmarks on every frame of ``source``; write the annotated video
     and/or JSON lines atomically (renamed into place when done, temp files removed otherwise).
 
-    Ctrl-C or SIGTERM finishes the current frame and keeps what was done (``interrupted=True``); a
-    second one stops at once, still closing the outputs. ``keep_ignoring`` (the CLI, which exits
+    Ctrl-C or SIGTERM finishes the current frame and keeps what was done (``interrupted=True``)
+    under NAME.partial.EXT (``set_aside``), never the names asked for; a second one stops at
+    once, still closing the outputs. ``keep_ignoring`` (the CLI, which exits
     next) leaves further signals ignored after an interrupt, so a late one cannot cut the exit short. Raises ``UsageError``/``VideoError`` for requests that
     cannot work, before any frame is decoded.
     """
@@ -809,14 +811,15 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
 
 def _publish(writers: list, set_aside: list[str] | None) -> tuple[Path | None, tuple | None]:
     """Rename each finished output into place, taking it off ``writers`` (what is left there is
-    aborted by the caller). After an interrupt (``set_aside`` a list) an earlier complete output of
-    that name stays, and the new one goes beside it (its name added to ``set_aside``). Returns the
+    aborted by the caller). After an interrupt (``set_aside`` a list) each goes under its
+    ``set_aside_name`` instead (added to ``set_aside``): an output's own name is for a whole run's
+    output, and an earlier one there stays. Returns the
     video's path and the size it was padded to (None where not padded)."""
     video, padded = None, None
     try:
         while writers:
             w = writers[0]
-            if set_aside is not None and w.path is not None and os.path.lexists(w.path):
+            if set_aside is not None and w.path is not None:
                 w.path = set_aside_name(w.path)
                 set_aside.append(str(w.path))
             w.publish()

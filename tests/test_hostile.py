@@ -704,9 +704,10 @@ def test_video_signals_close_the_outputs_and_leave_nothing_hidden(tmp_path, face
     assert p.returncode == 130, stderr
     assert "Traceback" not in stderr and "interrupted" in stderr
     assert leftovers(tmp_path) == []
-    cap = cv2.VideoCapture(str(tmp_path / "o.avi"))
+    assert not (tmp_path / "o.avi").exists() and not (tmp_path / "o.jsonl").exists()  # (whole runs' names)
+    cap = cv2.VideoCapture(str(tmp_path / "o.partial.avi"))
     assert cap.isOpened() and cap.read()[0]
-    lines = (tmp_path / "o.jsonl").read_text().splitlines()
+    lines = (tmp_path / "o.partial.jsonl").read_text().splitlines()
     assert 0 < len(lines) < 2000 and all(strict_json(x)["frame"] == i for i, x in enumerate(lines))
 
 
