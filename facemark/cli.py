@@ -634,7 +634,8 @@ def video(
                   f"stopped?): {lost}wrote the {s.frames} frame(s) it holds")
         raise typer.Exit(1)
     if s.decode_errors:
-        held = " (the video shows the frame before each in its place)" if out_path is not None else ""
+        held = " (the video shows the frame before each in its place, the first good one for any before it)" \
+            if out_path is not None else ""
         err.print(f"[red]warning:[/] {s.decode_errors} frame(s) of {plain(source)} did not decode; wrote the {s.frames} "
                   f"that did{held}")
         raise typer.Exit(1)

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import FacemarkError, no_files_left
+from .errors import FacemarkError, no_files_left, out_of_memory
 from .quiet import quiet_stderr
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".j2k", ".pbm",
@@ -295,6 +295,14 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.nda
     return decode_image(data, str(path), limit)
 
 
+def _video_container(data: np.ndarray) -> bool:
+    """Whether the bytes start as a video file does: MP4/MOV (an ``ftyp`` box that is no HEIF
+    image's), AVI, Matroska/WebM."""
+    head = bytes(data[:12])
+    return (head[4:8] == b"ftyp" and head[8:12] not in HEIF_BRANDS) or (head[:4] == b"RIFF" and head[8:12] == b"AVI ") \
+        or head[:4] == b"\x1a\x45\xdf\xa3"
+
+
 def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: int | None = None) -> np.ndarray:
     """Encoded image bytes -> BGR uint8 as displayed (EXIF applied); ``ImageError`` naming
     ``name`` if they are empty, too many pixels (checked from the header first) or undecodable."""
@@ -328,7 +336,10 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
             else:
                 image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     except cv2.error as e:
-        msg = "too many pixels for OpenCV" if "pixel" in str(e).lower() else "OpenCV cannot decode it"
+        if out_of_memory(e):  # (the file is fine: this process could not hold its pixels, ulimit or a small machine)
+            msg = "not enough memory to decode it" + (f" ({size[0]}x{size[1]} pixels)" if size else "")
+        else:
+            msg = "too many pixels for OpenCV" if "pixel" in str(e).lower() else "OpenCV cannot decode it"
         raise ImageError(f"{name}: {msg}") from None
     if image is None:  # floating-point TIFFs and the like: IMREAD_COLOR will not make them 8-bit
         try:
@@ -363,6 +374,8 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
             raise ImageError(f"{name} is an AVIF image that did not decode (damaged or cut short)")
         raise ImageError(f"{name} is a HEIF image ({brand}: a phone's HEIC, or AVIF), which the installed OpenCV "
                          f"does not read; convert it to JPEG or PNG")
+    if image is None and _video_container(data):
+        raise ImageError(f"{name} is a video, not an image: facemark video reads it")
     if image is None:
         raise ImageError(f"{name} is not an image OpenCV can decode (damaged or not an image)")
     if image.shape[0] == 0 or image.shape[1] == 0:

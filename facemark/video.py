@@ -35,6 +35,11 @@ class VideoError(FacemarkError, ValueError):
     """Input that is not a readable video (or frames), or an output that cannot be written."""
 
 
+class VideoNotFound(VideoError, FileNotFoundError):
+    """A video, frame folder or picture that is not there: a ``FileNotFoundError`` as for
+    ``FaceLandmarker.detect``'s paths (and a ``VideoError``, as every bad input here)."""
+
+
 class VideoWriteError(VideoError):
     """The outputs could not be completed (a full disk, say): nothing was kept. Exit 1, not 2."""
 
@@ -257,7 +262,7 @@ def open_source(spec: str, fps: float | None = None) -> Source:
         if spec == "-":
             raise VideoError("-: a video is read from a file (or a camera's number), not from standard input; save "
                              "it to a file and name that")
-        raise VideoError(f"{spec}: no such file")
+        raise VideoNotFound(f"{spec}: no such file")
     if not p.is_file() or p.stat().st_size == 0:
         raise VideoError(f"{spec}: not a video file (empty or not a file)")
     try:  # a file we may not read is said so, not called "not a video"

@@ -188,6 +188,25 @@ def test_wrong_arguments_get_errors_that_name_them(fl, photo, tmp_path):
         FaceLandmarker(model="direct", detector=_Boxes({"box": [1, 2, 3, 4]})).detect(photo)
 
 
+def test_what_was_passed_instead_of_an_image_is_answered_with_how_to_pass_it(fl, photo, tmp_path):
+    """A list to detect (face-alignment's habit), a PIL image or a tensor got "must be a file path or
+    a numpy array" and nothing on what to do; a video that is not there was a ValueError, where the
+    README promises a FileNotFoundError for a path that does not exist."""
+    import torch
+
+    from facemark.video import process_video
+
+    with pytest.raises(TypeError, match="use detect_batch"):
+        fl.detect([photo, photo])
+    pil_like = type("Image", (), {"__module__": "PIL.Image"})()  # (PIL itself is not a dependency)
+    with pytest.raises(TypeError, match=r"not Image; convert it: cv2.cvtColor\(np.asarray"):
+        fl.detect(pil_like)
+    with pytest.raises(TypeError, match="RGB uint8 tensor"):
+        fl.detect(torch.zeros(8, 8, 3, dtype=torch.uint8))
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        process_video(str(tmp_path / "nope.mp4"), fl, json_path=tmp_path / "o.jsonl")
+
+
 def test_threads_sharing_a_landmarker_with_bare_boxes_make_one_keypoint_finder(photo, monkeypatch):
     """A detector of the caller's gives bare boxes; the RetinaFace that finds their keypoints is
     made on first use. Threads arriving together made one each (a second session, its memory)."""

@@ -1459,6 +1459,37 @@ def test_running_out_of_memory_is_one_line_not_a_bad_model(tmp_path, face, where
     assert len(lines) == 1 and "out of memory" in lines[0] and "not a valid" not in lines[0], r.stderr
 
 
+def test_an_image_too_big_for_the_memory_left_is_said_so_not_called_undecodable(tmp_path):
+    """A valid 14000x14000 PNG under ``ulimit -v``: OpenCV cannot allocate its pixels, and the file
+    was reported as one "OpenCV cannot decode" (a damaged file, by the words)."""
+    cv2.imwrite(str(tmp_path / "big.png"), np.zeros((14000, 14000), np.uint8))  # (214 KB; 588 MB as BGR)
+    code = ("import resource, sys\n"
+            "from facemark.imageio import ImageError, read_image\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[1]), resource.RLIM_INFINITY))\n"
+            "try:\n"
+            "    read_image('big.png')\n"
+            "except ImageError as e:\n"
+            "    print(e)\n")
+    import resource
+
+    used = subprocess.run([sys.executable, "-c", "import resource, facemark.imageio; "
+                           "print(open('/proc/self/statm').read().split()[0])"], capture_output=True, text=True)
+    pages = int(used.stdout.strip())  # (the interpreter's address space with OpenCV loaded, in pages)
+    limit = pages * resource.getpagesize() + 300 * 2**20  # room for the file, not for its pixels
+    r = subprocess.run([sys.executable, "-c", code, str(limit)], cwd=tmp_path, capture_output=True, text=True)
+    assert r.stdout.strip() == "big.png: not enough memory to decode it (14000x14000 pixels)", (r.stdout, r.stderr)
+
+
+def test_a_video_given_to_detect_is_said_to_be_one(tmp_path, face):
+    for ext, fourcc in ((".mp4", "mp4v"), (".avi", "MJPG")):
+        wr = cv2.VideoWriter(str(tmp_path / f"clip{ext}"), cv2.VideoWriter_fourcc(*fourcc), 25, (160, 120))
+        for _ in range(3):
+            wr.write(cv2.resize(face, (160, 120)))
+        wr.release()
+    r = CliRunner().invoke(app, ["detect", str(tmp_path / "clip.mp4"), str(tmp_path / "clip.avi"), *MODEL])
+    assert r.exit_code == 1 and r.stderr.count("is a video, not an image: facemark video reads it") == 2, r.stderr
+
+
 def test_a_file_name_with_an_emoji_code_is_named_as_it_is(tmp_path):
     """rich turned ':thumbs_up:' in a file name into an emoji in every message naming it."""
     (tmp_path / "a:thumbs_up:.jpg").write_bytes(b"not an image")
