@@ -291,7 +291,7 @@ def _connect(ray, address: str | None) -> None:
 
         try:
             with quiet_stderr():  # Ray logs every retry; the failure is one line below
-                ray.init(address=address, logging_level="ERROR")
+                ray.init(address=address, logging_level="ERROR", log_to_driver=False)  # (see below)
         except Exception as e:  # noqa: BLE001 - Ray raises many kinds here (connection, auth token, version)
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             first = f"{type(e).__name__}: {first}" if type(e).__name__ not in first else first
@@ -301,7 +301,10 @@ def _connect(ray, address: str | None) -> None:
         from .workers import cpu_cores
 
         cpus = cpu_cores()
-        ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level="ERROR")
+        # The actors' and raylet's own lines stay in Ray's session logs (/tmp/ray/session_latest/logs):
+        # a killed actor printed paragraphs in colour codes about retries that then succeeded;
+        # what fails the run is facemark's one line.
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
 
 
 def pool_size(ray, device: str, actors: int | None) -> tuple[int, float, float]:

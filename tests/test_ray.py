@@ -185,6 +185,17 @@ def test_a_file_ray_cannot_list_keeps_its_good_result_from_an_earlier_run(tmp_pa
     assert s["skipped"] == 1 and s["failed"] == 0 and not any(line.startswith("failed:") for line in said), said
 
 
+def test_ray_s_own_worker_lines_are_not_forwarded_to_the_terminal(monkeypatch):
+    """A killed actor's retries printed paragraphs of '(raylet) ... retries remaining' with colour
+    codes on facemark's stderr, though the run then finished: Ray's workers' lines stay in its logs."""
+    seen = []
+    fake = type("FakeRay", (), {"init": staticmethod(lambda **kw: seen.append(kw))})
+    monkeypatch.setattr(cluster, "_check_reachable", lambda address: None)
+    cluster._connect(fake, None)
+    cluster._connect(fake, "10.0.0.1:6379")
+    assert [kw.get("log_to_driver") for kw in seen] == [False, False], seen
+
+
 def test_an_input_that_vanishes_while_ray_lists_it_is_one_line(local_ray, folder, tmp_path, monkeypatch):
     def vanished(*a, **k):
         raise FileNotFoundError(f"{folder / 'img00.jpg'}")  # what read_binary_files raises
