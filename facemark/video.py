@@ -707,6 +707,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     set_aside: list[str] = []
     video_written: Path | None = None
     reader_gone = False
+    whole = False  # the source ran to its end (an interrupt then leaves the outputs under their own names)
     done = 0
     total = src.frames - src.empty if src.frames else src.frames  # (an AVI's empty chunks never come)
     start = time.perf_counter()
@@ -753,6 +754,8 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                     if stop["asked"]:
                         break
                     stop["armed"] = True
+                else:
+                    whole = True  # every frame done: a signal that lands as the outputs close cuts nothing
             finally:  # closing the outputs is not interrupted again (a signal that lands in here is caught below)
                 stop["armed"] = False
                 for sig in signals:
@@ -774,7 +777,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
             named = out_path if failed_video else lines_to
             if isinstance(text_w, AtomicTextWriter) and text_w in finished and video_w not in finished:
                 earlier = os.path.lexists(video_w.path)  # (the video's disk is full, say: the JSON lines are whole)
-                _publish(finished, set_aside if stop["asked"] else None)
+                _publish(finished, set_aside if stop["asked"] and not whole else None)
                 writers.remove(text_w)
                 raise VideoWriteError(f"cannot finish writing {named}: {e.strerror or e}; it was not kept" + (
                     f" (the {video_w.path} there is an earlier run's)" if earlier else "") +
@@ -783,7 +786,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                 raise VideoWriteError(f"cannot finish writing {named}: {e.strerror or e}; it was not kept (the JSON "
                                       f"lines went to {lines_to})") from None
             raise VideoWriteError(f"cannot finish writing {named}: {e.strerror or e}; nothing was kept") from None
-        video_written, padded_to = _publish(writers, set_aside if stop["asked"] else None)
+        video_written, padded_to = _publish(writers, set_aside if stop["asked"] and not whole else None)
     finally:
         for w in writers:  # not committed: an error, or no frame at all
             w.abort()
