@@ -335,8 +335,13 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
         if stop_asked():
             raise _Stopped
         if job.fmt in ("jsonl", "parquet") and utf8_name(_recorded(job, im)) is None:  # (a shard's readers need UTF-8)
-            failed(k, im, f"{shown_name(_recorded(job, im))}: its name is not valid UTF-8, which a shard row cannot hold "
-                          f"(pandas and pyarrow refuse the whole shard); rename it, or use --format json")
+            shown = shown_name(_recorded(job, im))
+            msg = (f"{shown}: its name is not valid UTF-8, which a shard row cannot hold (pandas and pyarrow refuse "
+                   f"the whole shard); rename it, or use --format json")
+            if os.path.lexists(shown):  # its row's path, \xNN written out, names another file: the row would hide that one's
+                outcomes.append(Outcome(k, False, f"{msg} (no error row: {shown}, spelled so, is another file)"))
+            else:
+                failed(k, im, msg)
             continue
         try:
             if isinstance(image, Exception):

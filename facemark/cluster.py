@@ -115,10 +115,12 @@ def list_inputs(inputs: list[str], log: Callable[[str], None] = to_stderr,
                 except ImageError as e:
                     why = str(e)
             if why is not None:
-                log(f"failed: {why}")
-                unreadable.append(str(im.path))
-                if failed is not None:
-                    failed.append((shown_name(os.path.abspath(im.path)), why))
+                shown = shown_name(os.path.abspath(im.path))
+                other = shown != os.path.abspath(im.path) and os.path.lexists(shown)  # (\xNN spelled out: another file's
+                log(f"failed: {why}" + (f" (no error row: {shown}, spelled so, is another file)" if other else ""))
+                unreadable.append(str(im.path))  # name, whose row the error would hide)
+                if failed is not None and not other:
+                    failed.append((shown, why))
         gone = set(unreadable)  # (recorded as runs without --ray record them: a rerun of either finds them)
         return [recorded_path(im.path) for im in images if str(im.path) not in gone], ""
     from pyarrow import fs as pafs

@@ -708,6 +708,26 @@ def test_a_fifo_with_an_outputs_name_in_out_is_never_opened(folder, tmp_path, fm
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_a_name_that_is_not_utf8_does_not_hide_the_file_its_escaped_spelling_names(tmp_path, face_image, fmt, fm_here):
+    """caf<E9>.jpg (Latin-1) cannot be a shard row's path, so its error row spelled it caf\\xe9.jpg:
+    a real file of that very name lost its good result to the error (the newest row wins), and was
+    done again on every rerun."""
+    src = tmp_path / "in"
+    src.mkdir()
+    data = cv2.imencode(".jpg", face_image)[1].tobytes()
+    (src / "caf\\xe9.jpg").write_bytes(data)  # (a backslash, an x, an e, a 9)
+    with open(os.fsencode(src) + b"/caf\xe9.jpg", "wb") as f:
+        f.write(data)
+    for run in range(2):
+        r = fm_here("detect", src, "--out", tmp_path / "o", "--format", fmt, *MODEL, cwd=tmp_path)
+        assert r.returncode == 1 and "no error row" in r.stderr, r.stderr
+        assert ("1 more done" in r.stderr or "1 of 2 image(s) done" in r.stderr) if run == 0 else "0 more done" in r.stderr, r.stderr
+    rows = read(tmp_path / "o")
+    assert len(rows) == 1 and rows[0]["path"].endswith("caf\\xe9.jpg") and rows[0]["error"] is None, rows
+    assert len(rows[0]["faces"]) == 1
+
+
 def test_read_skips_json_lines_that_are_not_facemark_rows(reference, tmp_path):
     import shutil
 
