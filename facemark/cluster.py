@@ -117,7 +117,8 @@ def list_inputs(inputs: list[str], log: Callable[[str], None] = to_stderr,
             if why is not None:
                 shown = shown_name(os.path.abspath(im.path))
                 other = shown != os.path.abspath(im.path) and os.path.lexists(shown)  # (\xNN spelled out: another file's
-                log(f"failed: {why}" + (f" (no error row: {shown}, spelled so, is another file)" if other else ""))
+                log(f"failed: {why}" + (f" (no error row written: its escaped spelling {shown} names another file, whose result it would "
+                                      f"replace)" if other else ""))
                 unreadable.append(str(im.path))  # name, whose row the error would hide)
                 if failed is not None and not other:
                     failed.append((shown, why))

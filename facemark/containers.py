@@ -183,6 +183,22 @@ def matroska_has_no_frames(path: Path) -> bool:
 
 STILL_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")  # JPEG, PNG, GIF, BMP, TIFF
 MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip")  # what an MP4/MOV file starts with
+# ftyp brands of files in MP4's box format that hold no video: HEIF/AVIF images (also AVC-coded),
+# a Canon CR3 raw, M4A/M4B audio.
+NOT_VIDEO_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis",
+                    b"avci", b"avcs", b"crx ", b"M4A ", b"M4B ", b"M4P "}
+
+
+def looks_like_video(head: bytes) -> bool:
+    """Whether a file's first bytes (64 are enough) are a video container's: MP4/MOV (its ftyp
+    box naming no image, raw or audio brand among its brands, or a box of the media first), AVI,
+    Matroska/WebM, MPEG program or elementary stream, FLV."""
+    if head[4:8] == b"ftyp":
+        size = int.from_bytes(head[:4], "big")
+        brands = [head[8:12]] + [head[i:i + 4] for i in range(16, min(size, len(head)) - 3, 4)]
+        return not any(b in NOT_VIDEO_BRANDS for b in brands)
+    return (head[4:8] in MP4_BOXES or head[:4] == b"RIFF" and head[8:12] == b"AVI " or head[:4] == MATROSKA_MAGIC
+            or head[:4] in (b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3") or head[:3] == b"FLV")
 DATA_BOXES = (b"mdat", b"moov", b"moof", b"mfra")  # media and index: a file that ends inside one is cut short
 
 

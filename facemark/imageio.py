@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .containers import looks_like_video
 from .errors import FacemarkError, no_files_left, out_of_memory
 from .quiet import quiet_stderr
 
@@ -295,14 +296,6 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.nda
     return decode_image(data, str(path), limit)
 
 
-def _video_container(data: np.ndarray) -> bool:
-    """Whether the bytes start as a video file does: MP4/MOV (an ``ftyp`` box that is no HEIF
-    image's), AVI, Matroska/WebM."""
-    head = bytes(data[:12])
-    return (head[4:8] == b"ftyp" and head[8:12] not in HEIF_BRANDS) or (head[:4] == b"RIFF" and head[8:12] == b"AVI ") \
-        or head[:4] == b"\x1a\x45\xdf\xa3"
-
-
 def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: int | None = None) -> np.ndarray:
     """Encoded image bytes -> BGR uint8 as displayed (EXIF applied); ``ImageError`` naming
     ``name`` if they are empty, too many pixels (checked from the header first) or undecodable."""
@@ -374,7 +367,7 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
             raise ImageError(f"{name} is an AVIF image that did not decode (damaged or cut short)")
         raise ImageError(f"{name} is a HEIF image ({brand}: a phone's HEIC, or AVIF), which the installed OpenCV "
                          f"does not read; convert it to JPEG or PNG")
-    if image is None and _video_container(data):
+    if image is None and looks_like_video(bytes(data[:64])):
         raise ImageError(f"{name} is a video, not an image: facemark video reads it")
     if image is None:
         raise ImageError(f"{name} is not an image OpenCV can decode (damaged or not an image)")

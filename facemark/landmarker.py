@@ -334,7 +334,7 @@ class FaceLandmarker:
                 raise ImageError(f"{name}: {e}") from None
         if not isinstance(image, np.ndarray):
             raise TypeError(f"{name} must be a file path or a numpy array (H, W, 3) BGR uint8, not "
-                            f"{type(image).__name__}{_convert_hint(image)}")
+                            f"{type(image).__name__}{_convert_hint(image, name)}")
         if image.dtype.kind == "u" and image.dtype.itemsize == 2 and not image.dtype.isnative:
             image = image.astype(np.uint16)  # big-endian 16-bit (from a FITS or PNM reader): the same values
         if image.dtype not in (np.uint8, np.uint16):
@@ -358,16 +358,18 @@ class FaceLandmarker:
         return as_bgr(image)
 
 
-def _convert_hint(image) -> str:
+def _convert_hint(image, name: str) -> str:
     """How to pass what was passed: a list to ``detect`` is many images; a PIL image or a tensor is
-    RGB (often), where facemark's arrays are BGR as OpenCV reads them."""
+    RGB (usually), where facemark's arrays are BGR as OpenCV reads them."""
     kind = type(image).__module__.split(".")[0]
-    if isinstance(image, (list, tuple)):
+    if isinstance(image, (list, tuple)) and name == "image":  # (not for a batch's own items: images[3])
         return "; for several images use detect_batch (or landmarks_batch)"
     if kind == "PIL":
         return "; convert it: cv2.cvtColor(np.asarray(img.convert('RGB')), cv2.COLOR_RGB2BGR)"
     if kind == "torch":
-        return "; convert an (H, W, 3) RGB uint8 tensor: cv2.cvtColor(t.cpu().numpy(), cv2.COLOR_RGB2BGR)"
+        return ("; convert it: a (3, H, W) RGB float tensor in 0..1 as cv2.cvtColor(t.permute(1, 2, 0).mul(255)"
+                ".round().byte().cpu().numpy(), cv2.COLOR_RGB2BGR); an (H, W, 3) RGB uint8 one as "
+                "cv2.cvtColor(t.cpu().numpy(), cv2.COLOR_RGB2BGR)")
     return ""
 
 

@@ -170,7 +170,8 @@ class NotRegular(OSError):
 def open_regular(path: str | Path):
     """``path`` opened for reading (binary) if it is a regular file: a FIFO that has an output's
     name in --out blocked a resume's open for ever. Not opened at all otherwise (``NotRegular``)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # (a FIFO's open returns at once, unread)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))  # (a FIFO's open
+    # returns at once, unread; Windows reads as text without O_BINARY)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise NotRegular(f"{path} is not a regular file")

@@ -345,12 +345,16 @@ class Tracker:
         """A window check's face with keypoints read again at the size the detector reads best:
         found at ~48 px, its keypoints can be rough (a face rolled 24° given a level eye line,
         scored 0.96; the points read through that crop were 44 % NME off, against 3.7 % from a full
-        detection of the same frame). The detector's own faces only (others keep theirs)."""
+        detection of the same frame). RetinaFace's faces only (others keep theirs), and only faces
+        found upright: a face found in a turned view (``--turned``) would be looked at upright,
+        where its keypoints come out as if it were upright."""
         det = self.landmarker.detector
-        if not hasattr(det, "keypoints_in"):
+        if not hasattr(det, "keypoints_in") or d.quarter_turns:
             return d
         kps = det.keypoints_in(image, d.box)
-        return d if kps is None else Detection(np.asarray(d.box, np.float64), d.score, kps, seen_at=None)
+        side = max(d.box[2] - d.box[0], d.box[3] - d.box[1], 1e-9)
+        return d if kps is None else Detection(np.asarray(d.box, np.float64), d.score, kps, d.template,
+                                               seen_at=det.BOX_NET / side)
 
     def _merge(self) -> None:
         """Two tracks on one face (a re-seed onto a neighbour's face, a detection counted twice):

@@ -144,15 +144,14 @@ STANDARD_RATES = (23.976, 24.0, 25.0, 29.97, 30.0, 48.0, 50.0, 59.94, 60.0, 100.
 
 def _video_bytes(path: Path) -> bool:
     """Whether a file starts as an MP4/MOV, AVI, Matroska/WebM, MPEG or FLV video does."""
-    from .containers import MATROSKA_MAGIC, MP4_BOXES
+    from .containers import looks_like_video
 
     try:
         with open(path, "rb") as f:
-            head = f.read(12)
+            head = f.read(64)
     except OSError:
         return False
-    return (head[4:8] in MP4_BOXES or head[:4] == b"RIFF" and head[8:12] == b"AVI " or head[:4] == MATROSKA_MAGIC
-            or head[:4] in (b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3") or head[:3] == b"FLV")
+    return looks_like_video(head)
 
 
 def _animated(path: Path) -> bool:
@@ -813,7 +812,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
         and getattr(det, "min_face", 0) is None and hasattr(det, "scale_for") \
         and det.scale_for(src.height, src.width) <= 0.5  # (small faces there go unseen: --min-face)
     shrunk = det.max_side if shrunk else 0
-    return VideoSummary(done, elapsed, tracker.next_id, lost, bool(stop["asked"]), audio, had,
+    return VideoSummary(done, elapsed, tracker.next_id, lost, bool(stop["asked"]) and not whole, audio, had,
                         src.resized, tuple(set_aside), padded_to, src.cut_short and not reader_gone, shrunk)
 
 

@@ -63,30 +63,31 @@ def main() -> None:
     samples = evenly([s for s in load_all([a.data]) if s.split == "test"], a.limit)
     fl = FaceLandmarker(model=a.model)
     m68 = labelmap.load()
-    tracked, detected, missed, worse, worst = [], [], 0, 0, (0.0, "")
+    tracked, detected, missed, worse, worst = [], [], [0, 0], 0, (0.0, "")
     for s in samples:
         tracker = Tracker(fl)
         for i, (frame, pts) in enumerate(clip(read_image(s.image), s.landmarks)):
             shown = tracker.step(frame, i / FPS)
             e_track = best_nme([tracker.landmarks68(tr) for tr in shown], pts)
             e_det = best_nme([labelmap.to68(f.landmarks, m68) for f in fl.detect(frame)], pts)
-            if e_track is None:
-                missed += 1
-                continue
-            tracked.append(e_track)
-            if e_det is not None:
-                detected.append(e_det)
+            for k, e, kept in ((0, e_track, tracked), (1, e_det, detected)):  # (each row over every frame it has a face on)
+                if e is None:
+                    missed[k] += 1
+                else:
+                    kept.append(e)
+            if e_track is not None and e_det is not None:
                 worse += e_track > e_det + 0.05
-            if e_track > worst[0]:
+            if e_track is not None and e_track > worst[0]:
                 worst = (e_track, f"{Path(s.image).name} frame {i}")
     t, d = 100 * np.array(tracked), 100 * np.array(detected)
     print(f"{len(samples)} clips of {FRAMES} frames ({WIDTH}x{HEIGHT}), model {a.model}; "
           f"{machine_info('cpu')['cpu']}, {len(os.sched_getaffinity(0))} cores")
-    print("                    NME %   FR@10 %   frames over 15 %   worst frame %")
+    print("                    NME %   FR@10 %   frames over 15 %   worst frame %   frames with no face")
     print(f"tracked (video)   {t.mean():7.2f}   {(t > 10).mean() * 100:7.2f}   {(t > 15).sum():16d}   {t.max():13.1f}"
-          f"   ({worst[1]})")
-    print(f"detected alone    {d.mean():7.2f}   {(d > 10).mean() * 100:7.2f}   {(d > 15).sum():16d}   {d.max():13.1f}")
-    print(f"frames with no tracked face: {missed}; frames over detection + 5: {worse}")
+          f"   {missed[0]:19d}   (worst: {worst[1]})")
+    print(f"detected alone    {d.mean():7.2f}   {(d > 10).mean() * 100:7.2f}   {(d > 15).sum():16d}   {d.max():13.1f}"
+          f"   {missed[1]:19d}")
+    print(f"frames where the tracked face is over 5 points worse than that frame's detection: {worse}")
 
 
 if __name__ == "__main__":

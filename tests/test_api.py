@@ -201,8 +201,11 @@ def test_what_was_passed_instead_of_an_image_is_answered_with_how_to_pass_it(fl,
     pil_like = type("Image", (), {"__module__": "PIL.Image"})()  # (PIL itself is not a dependency)
     with pytest.raises(TypeError, match=r"not Image; convert it: cv2.cvtColor\(np.asarray"):
         fl.detect(pil_like)
-    with pytest.raises(TypeError, match="RGB uint8 tensor"):
-        fl.detect(torch.zeros(8, 8, 3, dtype=torch.uint8))
+    with pytest.raises(TypeError, match=r"permute\(1, 2, 0\)"):
+        fl.detect(torch.zeros(3, 8, 8))
+    with pytest.raises(TypeError) as e:  # (a batch's item that is a list: no circular "use detect_batch")
+        fl.detect_batch([photo, [photo]])
+    assert "images[1]" in str(e.value) and "detect_batch" not in str(e.value)
     with pytest.raises(FileNotFoundError, match="no such file"):
         process_video(str(tmp_path / "nope.mp4"), fl, json_path=tmp_path / "o.jsonl")
 

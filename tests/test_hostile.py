@@ -1490,6 +1490,24 @@ def test_a_video_given_to_detect_is_said_to_be_one(tmp_path, face):
     assert r.exit_code == 1 and r.stderr.count("is a video, not an image: facemark video reads it") == 2, r.stderr
 
 
+def test_only_video_containers_are_called_videos():
+    """MP4's box format also holds HEIF images (whose first brand may be isom), Canon CR3 raws and
+    M4A audio: none of them is a video to hand to facemark video."""
+    import struct
+
+    from facemark.containers import looks_like_video
+
+    def ftyp(major, *compatible):
+        body = major + b"\0\0\0\0" + b"".join(compatible)
+        return struct.pack(">I", 8 + len(body)) + b"ftyp" + body + b"\0" * 16
+
+    assert looks_like_video(ftyp(b"isom", b"isom", b"mp41")) and looks_like_video(ftyp(b"qt  ", b"qt  "))
+    assert looks_like_video(b"\0\0\0\x08wide" + b"\0" * 56) and looks_like_video(b"RIFF\0\0\0\0AVI LIST")
+    for other in (ftyp(b"isom", b"mif1", b"heic"), ftyp(b"crx ", b"crx "), ftyp(b"M4A ", b"M4A ", b"isom"),
+                  ftyp(b"avci", b"avci"), b"\xff\xd8\xff\xe0" + b"\0" * 60, b"\x89PNG\r\n\x1a\n" + b"\0" * 56):
+        assert not looks_like_video(other), other[:24]
+
+
 def test_a_file_name_with_an_emoji_code_is_named_as_it_is(tmp_path):
     """rich turned ':thumbs_up:' in a file name into an emoji in every message naming it."""
     (tmp_path / "a:thumbs_up:.jpg").write_bytes(b"not an image")
