@@ -1414,11 +1414,11 @@ def test_a_second_signal_while_a_frame_is_written_keeps_both_outputs_in_step(tin
     monkeypatch.setattr(video.AtomicVideoWriter, "write", write)
     r = run("video", clip, "--out", tmp_path / "o.mp4", "--json", tmp_path / "o.jsonl", "--model", tiny_models["direct"])
     assert r.exit_code == 130, r.stderr
-    cap = cv2.VideoCapture(str(tmp_path / "o.mp4"))
+    cap = cv2.VideoCapture(str(tmp_path / "o.partial.mp4"))  # (an interrupted run's part)
     n = 0
     while cap.read()[0]:
         n += 1
-    assert n == len((tmp_path / "o.jsonl").read_text().splitlines()) == 6  # frame 5 finished in both, then the stop
+    assert n == len((tmp_path / "o.partial.jsonl").read_text().splitlines()) == 6  # frame 5 finished in both, then the stop
 
 
 def test_a_json_only_run_removes_what_a_killed_run_left(tiny_models, tmp_path, small_face):
