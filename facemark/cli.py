@@ -388,7 +388,7 @@ def detect(
     shard_size: int = typer.Option(DEFAULT_SHARD_SIZE, "--shard-size", help="With --format jsonl/parquet: images per shard file."),
     redo: bool = typer.Option(False, "--redo", help="With --out: recompute images whose outputs already exist (default: skip them)."),
     workers: str = typer.Option("auto", "--workers", help="Workers, each with its own models and a share of the cores: facemark and N-1 more processes; auto: one per core (at most 16, 64+ images each, as memory allows); on CUDA at most 8 (192+ images each: the detector is on the CPU), or 1 with onnxruntime-gpu."),
-    ray: Optional[str] = typer.Option(None, "--ray", help="Run on Ray: 'local' or a cluster address HOST:PORT (Parquet shards to --out)."),
+    ray: Optional[str] = typer.Option(None, "--ray", help="Run on Ray: 'local' (also --ray alone) or a cluster address HOST:PORT (Parquet shards to --out)."),
 ):
     """Find faces and their 98 landmarks; JSON (schema facemark/v1) to stdout or --out DIR.
 
@@ -425,6 +425,9 @@ def detect(
     if ray is not None:
         if not ray.strip():
             fail("--ray is an empty string: give 'local' or a cluster address HOST:PORT")
+        if ray not in ("local", "auto") and os.path.exists(ray):  # (`detect --ray photos/ --out o`)
+            fail(f"--ray took {ray} as the Ray cluster's address, and it is a file or folder here: put --ray after "
+                 f"the inputs (--ray alone is --ray local), or give the address: --ray HOST:PORT")
         if n_workers != "auto":
             fail("--workers does not apply to --ray: Ray sizes its own pool of actors from the cluster's CPUs")
         unsupported = [name for name, given in (("--annotate", annotate), ("--boxes", boxes is not None),
@@ -1087,11 +1090,24 @@ def exit_interrupted(message: str) -> NoReturn:
     raise typer.Exit(130)
 
 
+def _ray_alone(args: list[str]) -> list[str]:
+    """``--ray`` given no address (last, before another option, or before an input that is there:
+    ``detect --ray photos/``) is ``--ray local``: Click's options take a value or none, not either."""
+    out = []
+    for i, a in enumerate(args):
+        out.append(a)
+        if a == "--":
+            return out + args[i + 1:]
+        if a == "--ray" and (i + 1 == len(args) or args[i + 1].startswith("--") or os.path.exists(args[i + 1])):
+            out.append("local")
+    return out
+
+
 def run(argv: Optional[List[str]] = None) -> None:
     """The ``facemark`` entry point. Typer does the parsing; usage errors come out as one line
     (not a box), and an argument that starts with ``-`` but names an existing file gets advice
     instead of Click's "No such option"."""
-    args = sys.argv[1:] if argv is None else list(argv)
+    args = _ray_alone(sys.argv[1:] if argv is None else list(argv))
     if not args:
         args = ["--help"]
     for a in args:

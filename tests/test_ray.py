@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.ray  # (run in CI with the rest; -m ray selects them, -m "not ray" leaves them out)
 
 from facemark import cluster  # noqa: E402
 from facemark.batch import rows_for_bytes  # noqa: E402
@@ -272,6 +273,19 @@ def test_bad_options_stop_before_ray_starts(folder, tmp_path):
     with pytest.raises(UsageError, match="nonexistent: no such file"):  # one line, not that and "no images"
         cluster.run_ray([str(tmp_path / "nonexistent")], str(tmp_path / "out" / "deeper"), log=said.append)
     assert said == [] and not (tmp_path / "out").exists()
+
+
+def test_ray_alone_is_a_private_local_ray(folder, tmp_path, fm_here):
+    """``--ray [ADDRESS]``: given alone (last, before another option, or before the inputs) it is
+    ``--ray local``; it was "Option '--ray' requires an argument". (Refused here for --workers, which
+    shows how --ray was read without starting Ray.)"""
+    for args in (["detect", folder, "--out", tmp_path / "o", "--workers", 2, "--ray"],
+                 ["detect", folder, "--ray", "--out", tmp_path / "o", "--workers", 2],
+                 ["detect", "--ray", folder, "--out", tmp_path / "o", "--workers", 2]):
+        r = fm_here(*args, cwd=tmp_path)
+        assert r.returncode == 2 and "--workers does not apply to --ray" in r.stderr, (args, r.stderr)
+    r = fm_here("detect", folder, "--out", tmp_path / "o", f"--ray={folder}", cwd=tmp_path)
+    assert r.returncode == 2 and "put --ray after the inputs" in r.stderr, r.stderr
 
 
 def test_cli_ray_option_matches_the_single_process_run(folder, expected, tmp_path):
