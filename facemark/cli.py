@@ -1098,8 +1098,10 @@ def _ray_alone(args: list[str]) -> list[str]:
         out.append(a)
         if a == "--":
             return out + args[i + 1:]
-        if a == "--ray" and (i + 1 == len(args) or args[i + 1].startswith("--") or os.path.exists(args[i + 1])):
-            out.append("local")
+        nxt = args[i + 1] if i + 1 < len(args) else None
+        if a == "--ray" and (nxt is None or nxt.startswith("--") or (nxt not in ("local", "auto") and ":" not in nxt
+                                                                      and os.path.exists(nxt))):
+            out.append("local")  # (a folder named local, or HOST:PORT, stays the address)
     return out
 
 

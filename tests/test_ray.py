@@ -275,7 +275,7 @@ def test_bad_options_stop_before_ray_starts(folder, tmp_path):
     assert said == [] and not (tmp_path / "out").exists()
 
 
-def test_ray_alone_is_a_private_local_ray(folder, tmp_path, fm_here):
+def test_ray_alone_is_a_private_local_ray(folder, tmp_path, fm_here, monkeypatch):
     """``--ray [ADDRESS]``: given alone (last, before another option, or before the inputs) it is
     ``--ray local``; it was "Option '--ray' requires an argument". (Refused here for --workers, which
     shows how --ray was read without starting Ray.)"""
@@ -286,6 +286,13 @@ def test_ray_alone_is_a_private_local_ray(folder, tmp_path, fm_here):
         assert r.returncode == 2 and "--workers does not apply to --ray" in r.stderr, (args, r.stderr)
     r = fm_here("detect", folder, "--out", tmp_path / "o", f"--ray={folder}", cwd=tmp_path)
     assert r.returncode == 2 and "put --ray after the inputs" in r.stderr, r.stderr
+    from facemark.cli import _ray_alone
+
+    (tmp_path / "local").mkdir()  # a folder named local here: --ray local still names the private Ray
+    monkeypatch.chdir(tmp_path)
+    for args in (["detect", "in", "--ray", "local", "--out", "o"], ["detect", "in", "--ray", "10.0.0.1:6379"]):
+        assert _ray_alone(args) == args
+    assert _ray_alone(["detect", "--ray", str(folder)]) == ["detect", "--ray", "local", str(folder)]
 
 
 def test_cli_ray_option_matches_the_single_process_run(folder, expected, tmp_path):
