@@ -408,16 +408,23 @@ def _is_stream(path: str) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
 
 
+def set_aside_names(paths: list[Path]) -> list[Path]:
+    """``set_aside_name`` for all of one run's outputs with one suffix, the first free for every
+    one of them: a video and its JSON lines from one interrupted run pair up by name."""
+    n = 1
+    while True:
+        names = [p.with_name(f"{p.stem}.partial{'' if n == 1 else f'-{n}'}{p.suffix}") for p in paths]
+        if not any(os.path.lexists(q) for q in names):
+            return names
+        n += 1
+
+
 def set_aside_name(path: Path) -> Path:
     """Where an interrupted run's output goes instead of ``path`` (which only a complete run's
     output takes: a script or a rerun must be able to trust that name): NAME.partial.EXT, or
     NAME.partial-2.EXT and on where that is taken. Never a file that is there: it may be the
     input (a clip named x.partial.mp4) or an earlier partial output."""
-    p, n = path.with_name(f"{path.stem}.partial{path.suffix}"), 1
-    while os.path.lexists(p):
-        n += 1
-        p = path.with_name(f"{path.stem}.partial-{n}{path.suffix}")
-    return p
+    return set_aside_names([path])[0]
 
 
 def json_line(obj: dict) -> str:
@@ -662,8 +669,9 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
 
     Ctrl-C or SIGTERM finishes the current frame and keeps what was done (``interrupted=True``)
     under NAME.partial.EXT (``set_aside``), never the names asked for; a second one stops at
-    once, still closing the outputs. ``keep_ignoring`` (the CLI, which exits
-    next) leaves further signals ignored after an interrupt, so a late one cannot cut the exit short. Raises ``UsageError``/``VideoError`` for requests that
+    once, still closing the outputs. ``keep_ignoring`` (the CLI, which exits next) leaves signals
+    ignored once the frames are done (the outputs closed and renamed, the sound copied), so a late
+    one cannot cut that or the exit short. Raises ``UsageError``/``VideoError`` for requests that
     cannot work, before any frame is decoded.
     """
     import signal
@@ -794,8 +802,8 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                 q.rmdir()
             except OSError:
                 pass
-        if not (keep_ignoring and stop["asked"]):
-            for sig, handler in previous.items():
+        if not keep_ignoring:  # (the CLI: a signal while the outputs are finished, the sound copied or the
+            for sig, handler in previous.items():  # summary made would report a whole run as cut short)
                 signal.signal(sig, handler)
         src.close()
     elapsed = time.perf_counter() - start
@@ -819,16 +827,18 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
 def _publish(writers: list, set_aside: list[str] | None) -> tuple[Path | None, tuple | None]:
     """Rename each finished output into place, taking it off ``writers`` (what is left there is
     aborted by the caller). After an interrupt (``set_aside`` a list) each goes under its
-    ``set_aside_name`` instead (added to ``set_aside``): an output's own name is for a whole run's
+    ``set_aside_names`` name instead (added to ``set_aside``): an output's own name is for a whole run's
     output, and an earlier one there stays. Returns the
     video's path and the size it was padded to (None where not padded)."""
     video, padded = None, None
+    if set_aside is not None:
+        named = [w for w in writers if w.path is not None]
+        for w, part in zip(named, set_aside_names([Path(w.path) for w in named])):
+            w.path = part
+            set_aside.append(str(part))
     try:
         while writers:
             w = writers[0]
-            if set_aside is not None and w.path is not None:
-                w.path = set_aside_name(w.path)
-                set_aside.append(str(w.path))
             w.publish()
             if isinstance(w, AtomicVideoWriter):
                 video, padded = w.path, (w.size if any(w.pad) else None)

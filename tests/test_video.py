@@ -998,6 +998,14 @@ def test_an_interrupted_run_s_part_takes_the_first_free_name(tmp_path):
     (tmp_path / "o.partial-2.mp4").write_bytes(b"x")
     (tmp_path / "o.partial-3.mp4").symlink_to(tmp_path / "gone")  # a link to nothing is taken too
     assert set_aside_name(out) == tmp_path / "o.partial-4.mp4"
+    # One run's parts share one suffix, the first free for all: the video and its JSON lines pair up
+    # by name (with only o.partial.mp4 taken, the lines went to o.partial.jsonl beside o.partial-2.mp4).
+    from facemark.video import set_aside_names
+
+    (tmp_path / "o.partial-5.jsonl").write_bytes(b"x")
+    assert set_aside_names([out, tmp_path / "o.jsonl"]) == [tmp_path / "o.partial-4.mp4", tmp_path / "o.partial-4.jsonl"]
+    (tmp_path / "o.partial-4.jsonl").write_bytes(b"x")
+    assert set_aside_names([out, tmp_path / "o.jsonl"]) == [tmp_path / "o.partial-6.mp4", tmp_path / "o.partial-6.jsonl"]
 
 
 def test_a_pipe_nobody_reads_is_one_line_not_a_hang(tiny_models, tmp_path, small_face):
@@ -1419,6 +1427,26 @@ def test_a_second_signal_while_a_frame_is_written_keeps_both_outputs_in_step(tin
     while cap.read()[0]:
         n += 1
     assert n == len((tmp_path / "o.partial.jsonl").read_text().splitlines()) == 6  # frame 5 finished in both, then the stop
+
+
+def test_a_signal_after_every_frame_is_done_leaves_a_whole_run(tiny_models, tmp_path, small_face, monkeypatch):
+    """A Ctrl-C while the sound is looked for (the outputs already whole, under their own names)
+    ended the CLI with "interrupted before any frame was written", exit 130."""
+    import os
+
+    from facemark import video
+
+    clip = tmp_path / "in.mp4"
+    write_clip(clip, [frame_with([(40, 90)], small_face)] * 4)
+
+    def ctrl_c_then_no_sound(path):
+        os.kill(os.getpid(), signal.SIGINT)
+        return False
+
+    monkeypatch.setattr(video, "has_audio", ctrl_c_then_no_sound)
+    r = run("video", clip, "--out", tmp_path / "o.mp4", "--json", tmp_path / "o.jsonl", "--model", tiny_models["direct"])
+    assert r.exit_code == 0 and "interrupted" not in r.stderr, r.stderr
+    assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 4 and len(frames_of(tmp_path / "o.mp4")) == 4
 
 
 def test_a_json_only_run_removes_what_a_killed_run_left(tiny_models, tmp_path, small_face):
