@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple
 
+import cv2
 import numpy as np
 
 from . import align
@@ -29,7 +30,7 @@ from .annotate import STYLES, draw
 from .backends import ModelError
 from .boxes import BoxError, GivenBoxes, check_inside, read_boxes
 from .detector import RetinaFace, YuNet
-from .errors import OutputError, StopRun, UsageError, no_files_left
+from .errors import OutputError, StopRun, UsageError, no_files_left, out_of_memory
 from .icc import embedded, profile_of
 from .imageio import (IMAGE_EXTS, ImageError, atomic_write, bgra_as_shown, encode_image, read_image,
                       remove_stale_temps, too_long_name, write_whole)
@@ -275,14 +276,19 @@ def _write(job: Job, im: InputImage, name, image, fs, text: str | None, read_at:
                          f"({targets[-1].name}.json records it); not overwritten: give --out a folder of its own")
     drawn = None
     if job.annotate:  # encoded before anything is written: an image that cannot be encoded leaves no half pair
-        if targets[-1].suffix.lower() in (".png", ".webp") and im.path.suffix.lower() in (".png", ".webp", ".tif", ".tiff"):
-            bgra = bgra_as_shown(im.path, image)  # a transparent PNG stays transparent where nothing is drawn
-            image = image if bgra is None else bgra
         try:
+            if targets[-1].suffix.lower() in (".png", ".webp") and im.path.suffix.lower() in (".png", ".webp", ".tif", ".tiff"):
+                bgra = bgra_as_shown(im.path, image)  # a transparent PNG stays transparent where nothing is drawn
+                image = image if bgra is None else bgra
             drawn = embedded(encode_image(targets[-1].suffix, draw(image, fs, style=job.style, box=job.show_box,
                                                                  score=job.show_score)), profile_of(im.path))
         except ImageError as e:
             raise ImageError(f"{im.path}: cannot draw its annotated image: {e}") from None
+        except (MemoryError, cv2.error) as e:  # (this image's copy for drawing: the next, smaller ones still fit)
+            if not out_of_memory(e):
+                raise
+            raise ImageError(f"{im.path}: not enough memory to draw its annotated image ({image.shape[1]}x"
+                             f"{image.shape[0]} pixels); its JSON was not written either") from None
     def checked(data: bytes):
         """Written, then renamed into place only if the image is still the one that was read: one
         replaced meanwhile (a folder still being filled) would otherwise get the old image's points

@@ -1480,6 +1480,31 @@ def test_an_image_too_big_for_the_memory_left_is_said_so_not_called_undecodable(
     assert r.stdout.strip() == "big.png: not enough memory to decode it (14000x14000 pixels)", (r.stdout, r.stderr)
 
 
+def test_an_image_too_big_to_draw_is_one_failed_image_not_the_end_of_the_run(tmp_path, face, monkeypatch):
+    """--annotate copies each image to draw on it: numpy's MemoryError for one huge image ended the
+    whole run ("error: out of memory"), on every rerun, the images after it never done."""
+    import facemark.batch
+
+    for name in ("a.jpg", "m.jpg", "z.jpg"):
+        cv2.imwrite(str(tmp_path / name), face)
+    real = facemark.batch.draw
+
+    def draw(image, faces, **kw):
+        if image.shape[0] == face.shape[0] and draw.calls == 1:  # the second image: m.jpg
+            draw.calls += 1
+            raise MemoryError("Unable to allocate 561. MiB for an array with shape (14000, 14000, 3)")
+        draw.calls += 1
+        return real(image, faces, **kw)
+
+    draw.calls = 0
+    monkeypatch.setattr(facemark.batch, "draw", draw)
+    r = CliRunner().invoke(app, ["detect", str(tmp_path / "a.jpg"), str(tmp_path / "m.jpg"), str(tmp_path / "z.jpg"),
+                                 "--annotate", "--out", str(tmp_path / "o"), "--workers", "1", *MODEL])
+    assert r.exit_code == 1 and "m.jpg: not enough memory to draw its annotated image" in r.stderr, r.stderr
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a.jpg.annotated.jpg", "a.jpg.json",
+                                                                 "z.jpg.annotated.jpg", "z.jpg.json"]
+
+
 def test_a_video_given_to_detect_is_said_to_be_one(tmp_path, face):
     for ext, fourcc in ((".mp4", "mp4v"), (".avi", "MJPG")):
         wr = cv2.VideoWriter(str(tmp_path / f"clip{ext}"), cv2.VideoWriter_fourcc(*fourcc), 25, (160, 120))
