@@ -1091,17 +1091,23 @@ def exit_interrupted(message: str) -> NoReturn:
 
 
 def _ray_alone(args: list[str]) -> list[str]:
-    """``--ray`` given no address (last, before another option, or before an input that is there:
-    ``detect --ray photos/``) is ``--ray local``: Click's options take a value or none, not either."""
+    """``detect --ray`` given no address is ``--ray local``: Click's options take a value or none,
+    not either. An address is ``local``, ``auto`` or has a colon (HOST:PORT); a word that is none
+    of these (an input: ``detect --ray photos/``, a glob) is not taken as one. A ``--ray`` that is
+    another option's value (``--out --ray``) is left alone."""
+    if not args or args[0] != "detect" or "--ray" not in args:
+        return args
+    takes_value = {o for p in typer.main.get_command(app).commands["detect"].params
+                   if getattr(p, "param_type_name", "") == "option" and not getattr(p, "is_flag", False) for o in p.opts}
     out = []
     for i, a in enumerate(args):
         out.append(a)
         if a == "--":
             return out + args[i + 1:]
         nxt = args[i + 1] if i + 1 < len(args) else None
-        if a == "--ray" and (nxt is None or nxt.startswith("--") or (nxt not in ("local", "auto") and ":" not in nxt
-                                                                      and os.path.exists(nxt))):
-            out.append("local")  # (a folder named local, or HOST:PORT, stays the address)
+        if a == "--ray" and args[i - 1] not in takes_value and \
+                (nxt is None or nxt.startswith("-") or (nxt not in ("local", "auto") and ":" not in nxt)):
+            out.append("local")
     return out
 
 

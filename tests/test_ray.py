@@ -293,6 +293,10 @@ def test_ray_alone_is_a_private_local_ray(folder, tmp_path, fm_here, monkeypatch
     for args in (["detect", "in", "--ray", "local", "--out", "o"], ["detect", "in", "--ray", "10.0.0.1:6379"]):
         assert _ray_alone(args) == args
     assert _ray_alone(["detect", "--ray", str(folder)]) == ["detect", "--ray", "local", str(folder)]
+    # a glob or a mistyped input after it is no address either (those have a colon: HOST:PORT); a
+    # --ray that is another option's value is left alone
+    assert _ray_alone(["detect", "--ray", "in/*.jpg"]) == ["detect", "--ray", "local", "in/*.jpg"]
+    assert _ray_alone(["detect", "in", "--out", "--ray"]) == ["detect", "in", "--out", "--ray"]
 
 
 def test_cli_ray_option_matches_the_single_process_run(folder, expected, tmp_path):
