@@ -1092,9 +1092,9 @@ def exit_interrupted(message: str) -> NoReturn:
 
 def _ray_alone(args: list[str]) -> list[str]:
     """``detect --ray`` given no address is ``--ray local``: Click's options take a value or none,
-    not either. An address is ``local``, ``auto`` or has a colon (HOST:PORT); a word that is none
-    of these (an input: ``detect --ray photos/``, a glob) is not taken as one. A ``--ray`` that is
-    another option's value (``--out --ray``) is left alone."""
+    not either. An address is ``local``, ``auto`` or HOST:PORT; a file, folder or glob after it
+    (``detect --ray photos/``) is an input, not one (a port alone, ``6379``, is a wrong address, said
+    as such). A ``--ray`` that is another option's value (``--out --ray``) is left alone."""
     if not args or args[0] != "detect" or "--ray" not in args:
         return args
     takes_value = {o for p in typer.main.get_command(app).commands["detect"].params
@@ -1106,7 +1106,8 @@ def _ray_alone(args: list[str]) -> list[str]:
             return out + args[i + 1:]
         nxt = args[i + 1] if i + 1 < len(args) else None
         if a == "--ray" and args[i - 1] not in takes_value and \
-                (nxt is None or nxt.startswith("-") or (nxt not in ("local", "auto") and ":" not in nxt)):
+                (nxt is None or nxt.startswith("-") or (nxt not in ("local", "auto") and ":" not in nxt
+                                                        and (os.path.exists(nxt) or any(c in nxt for c in "*?[")))):
             out.append("local")
     return out
 

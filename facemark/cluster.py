@@ -255,7 +255,8 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
     hostport = address.split("://", 1)[-1].rstrip("/")
     host, sep, port = hostport.rpartition(":")
     if not sep or not port.isdigit() or not host:
-        raise UsageError(f"--ray {address!r}: give local, auto or HOST:PORT (the head's GCS port, 6379 by default)")
+        raise UsageError(f"--ray {address!r}: give local, auto or HOST:PORT (the head's GCS port, 6379 by default); "
+                         f"for a private local Ray put --ray after the inputs, or write --ray local")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as e:

@@ -293,9 +293,10 @@ def test_ray_alone_is_a_private_local_ray(folder, tmp_path, fm_here, monkeypatch
     for args in (["detect", "in", "--ray", "local", "--out", "o"], ["detect", "in", "--ray", "10.0.0.1:6379"]):
         assert _ray_alone(args) == args
     assert _ray_alone(["detect", "--ray", str(folder)]) == ["detect", "--ray", "local", str(folder)]
-    # a glob or a mistyped input after it is no address either (those have a colon: HOST:PORT); a
-    # --ray that is another option's value is left alone
+    # a glob after it is no address either; a word that is no file (a port alone) stays the address,
+    # refused as such; a --ray that is another option's value is left alone
     assert _ray_alone(["detect", "--ray", "in/*.jpg"]) == ["detect", "--ray", "local", "in/*.jpg"]
+    assert _ray_alone(["detect", "in", "--ray", "6379"]) == ["detect", "in", "--ray", "6379"]
     assert _ray_alone(["detect", "in", "--out", "--ray"]) == ["detect", "in", "--out", "--ray"]
 
 
