@@ -345,7 +345,8 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
             msg = (f"{shown}: its name is not valid UTF-8, which a shard row cannot hold (pandas and pyarrow refuse "
                    f"the whole shard); rename it, or use --format json")
             if os.path.lexists(shown):  # its row's path, \xNN written out, names another file: the row would hide that one's
-                outcomes.append(Outcome(k, False, f"{msg} (no error row written: its escaped spelling {shown} names another file, whose result it would replace)"))
+                outcomes.append(Outcome(k, False, f"{msg} (no error row written: its escaped spelling {shown} names "
+                                                  f"another file, whose result it would replace)"))
             else:
                 failed(k, im, msg)
             continue

@@ -116,10 +116,11 @@ def list_inputs(inputs: list[str], log: Callable[[str], None] = to_stderr,
                     why = str(e)
             if why is not None:
                 shown = shown_name(os.path.abspath(im.path))
-                other = shown != os.path.abspath(im.path) and os.path.lexists(shown)  # (\xNN spelled out: another file's
-                log(f"failed: {why}" + (f" (no error row written: its escaped spelling {shown} names another file, whose result it would "
-                                      f"replace)" if other else ""))
-                unreadable.append(str(im.path))  # name, whose row the error would hide)
+                # A name that is not UTF-8, \xNN spelled out, can be another file's name: no row that would hide its result.
+                other = shown != os.path.abspath(im.path) and os.path.lexists(shown)
+                log(f"failed: {why}" + (f" (no error row written: its escaped spelling {shown} names another file, "
+                                        f"whose result it would replace)" if other else ""))
+                unreadable.append(str(im.path))
                 if failed is not None and not other:
                     failed.append((shown, why))
         gone = set(unreadable)  # (recorded as runs without --ray record them: a rerun of either finds them)
