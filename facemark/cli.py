@@ -616,7 +616,9 @@ def video(
         if s.resized:
             err.print(f"note: {s.resized} frame(s) of another size were fitted into the first frame's size (scaled, "
                       f"shape kept, black around) for tracking and drawing; their JSON points are in their own pixels")
-        if not s.interrupted:  # (an interrupted run's count is in its one line below)
+        if s.reader_gone and not s.interrupted:  # (as `detect | head`: no error; but no "0 frames, 1 track")
+            err.print(f"facemark: stopped after {s.frames} frame(s): nothing reads the JSON lines any more")
+        elif not s.interrupted:  # (an interrupted run's count is in its one line below)
             went = [f"video in {plain(out_path)}"] if out_path is not None else []
             went += [f"JSON lines in {plain(json_path)}"] if json_path is not None and str(json_path) != "-" else []
             err.print(f"facemark: {s.frames} frame{'' if s.frames == 1 else 's'} in {s.seconds:.1f} s ({s.frames / s.seconds:.1f} fps), {s.tracks} face "

@@ -37,7 +37,18 @@ class VideoError(FacemarkError, ValueError):
 
 class VideoNotFound(VideoError, FileNotFoundError):
     """A video, frame folder or picture that is not there: a ``FileNotFoundError`` as for
-    ``FaceLandmarker.detect``'s paths (and a ``VideoError``, as every bad input here)."""
+    ``FaceLandmarker.detect``'s paths (and a ``VideoError``, as every bad input here), naming the
+    path in ``filename`` as open()'s own does."""
+
+    def __init__(self, message: str, filename: str | None = None):
+        super().__init__(message)
+        self.filename = filename
+
+    def __str__(self) -> str:  # (OSError's own, once filename is set: "[Errno None] None: 'x'")
+        return str(self.args[0])
+
+    def __reduce__(self):  # (from a worker process: the path too)
+        return type(self), (self.args[0], self.filename)
 
 
 class VideoWriteError(VideoError):
@@ -261,7 +272,7 @@ def open_source(spec: str, fps: float | None = None) -> Source:
         if spec == "-":
             raise VideoError("-: a video is read from a file (or a camera's number), not from standard input; save "
                              "it to a file and name that")
-        raise VideoNotFound(f"{spec}: no such file")
+        raise VideoNotFound(f"{spec}: no such file", spec)
     if not p.is_file() or p.stat().st_size == 0:
         raise VideoError(f"{spec}: not a video file (empty or not a file)")
     try:  # a file we may not read is said so, not called "not a video"
@@ -565,6 +576,7 @@ class VideoSummary:
     padded_to: tuple[int, int] | None = None  # the video's size, where an odd frame size was made even
     cut_short: bool = False  # the file ends before the data it announces (a stopped download)
     searched_shrunk: int = 0  # no face found in frames searched at half their size or less: the side searched
+    reader_gone: bool = False  # the only output was a pipe whose reader left (`| head`): the run stopped there
 
 
 def _checked_request(source: str | os.PathLike | int, fl, out_path: str | os.PathLike | None,
@@ -821,7 +833,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
         and det.scale_for(src.height, src.width) <= 0.5  # (small faces there go unseen: --min-face)
     shrunk = det.max_side if shrunk else 0
     return VideoSummary(done, elapsed, tracker.next_id, lost, bool(stop["asked"]) and not whole, audio, had,
-                        src.resized, tuple(set_aside), padded_to, src.cut_short and not reader_gone, shrunk)
+                        src.resized, tuple(set_aside), padded_to, src.cut_short and not reader_gone, shrunk, reader_gone)
 
 
 def _publish(writers: list, set_aside: list[str] | None) -> tuple[Path | None, tuple | None]:

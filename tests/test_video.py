@@ -1020,6 +1020,8 @@ def test_a_reader_that_leaves_before_the_first_line_is_no_decoding_error(tiny_mo
                         "--model", str(tiny_models["direct"])], stdout=w, stderr=subprocess.PIPE, text=True, timeout=120)
     os.close(w)
     assert p.returncode == 0 and "decoded" not in p.stderr and "Traceback" not in p.stderr, p.stderr
+    # (it said "0 frames in 0.0 s (0.0 fps), 1 face track(s)": the run stops where nobody reads)
+    assert "stopped after 0 frame(s): nothing reads the JSON lines" in p.stderr and "track" not in p.stderr, p.stderr
 
 
 def test_frame_names_with_other_digits_sort_without_a_crash():
