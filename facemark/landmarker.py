@@ -364,6 +364,8 @@ def _convert_hint(image, name: str) -> str:
     kind = type(image).__module__.split(".")[0]
     if isinstance(image, (list, tuple)) and name == "image":  # (not for a batch's own items: images[3])
         return "; for several images use detect_batch (or landmarks_batch)"
+    if isinstance(image, (list, tuple)):  # (a batch's item: a nested list, images grouped by the caller)
+        return "; a batch is one flat list of images (join the groups: [im for group in groups for im in group])"
     if kind == "PIL":
         return "; convert it: cv2.cvtColor(np.asarray(img.convert('RGB')), cv2.COLOR_RGB2BGR)"
     if kind == "torch":

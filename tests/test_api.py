@@ -206,6 +206,7 @@ def test_what_was_passed_instead_of_an_image_is_answered_with_how_to_pass_it(fl,
     with pytest.raises(TypeError) as e:  # (a batch's item that is a list: no circular "use detect_batch")
         fl.detect_batch([photo, [photo]])
     assert "images[1]" in str(e.value) and "detect_batch" not in str(e.value)
+    assert "one flat list of images" in str(e.value)  # (it said only "not list")
     with pytest.raises(FileNotFoundError, match="no such file") as missing:
         process_video(str(tmp_path / "nope.mp4"), fl, json_path=tmp_path / "o.jsonl")
     assert missing.value.filename == str(tmp_path / "nope.mp4")  # (as open()'s own error names it)
