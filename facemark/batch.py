@@ -25,7 +25,6 @@ from typing import Callable, NamedTuple
 import cv2
 import numpy as np
 
-from . import align
 from .annotate import STYLES, draw
 from .backends import ModelError
 from .boxes import BoxError, GivenBoxes, check_inside, read_boxes
@@ -36,7 +35,7 @@ from .imageio import (IMAGE_EXTS, ImageError, atomic_write, bgra_as_shown, encod
                       remove_stale_temps, too_long_name, write_whole)
 from .inputs import (InputImage, LeftOut, collisions, expand, missing_roots, output_names, recorded_path,
                      shown_name, utf8_name)
-from .landmarker import FaceLandmarker
+from .landmarker import FaceLandmarker, looks_turned, may_miss_small
 from .quiet import to_stderr
 from .results import SCHEMA, document, dumps
 from .shards import DEFAULT_SHARD_SIZE, NotRegular, open_regular
@@ -193,8 +192,8 @@ class Outcome:
     message: str = ""
     faces: int = 0
     payload: object = None  # the JSON text (stdout) or the row (shards); None when written as a file
-    shrunk_small: bool = False  # smaller faces may have gone unseen (see _shrunk_small)
-    looks_turned: bool = False  # a face looks turned sideways or upside down (see _looks_turned)
+    shrunk_small: bool = False  # smaller faces may have gone unseen (see may_miss_small)
+    looks_turned: bool = False  # a face looks turned sideways or upside down (see looks_turned)
 
 
 def _stamp(path: Path, now: float | None = None) -> int | None:
@@ -388,8 +387,8 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
         except StopRun as e:  # k = -1: writing cannot go on; reported after the images written
             outcomes.append(Outcome(-1, False, str(e)))
             break
-        outcomes.append(Outcome(k, True, faces=len(fs), payload=payload, shrunk_small=_shrunk_small(fl, image, fs),
-                                looks_turned=_looks_turned(fl, found)))
+        outcomes.append(Outcome(k, True, faces=len(fs), payload=payload, shrunk_small=may_miss_small(fl, image, fs),
+                                looks_turned=looks_turned(fl, found)))
     return sorted(outcomes, key=lambda o: (o.k < 0, o.k))
 
 
@@ -842,32 +841,6 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
     finally:
         if started is not None:  # (used or not: nothing left to do, or an error before the run)
             started.close()
-
-
-LOOKS_TURNED_DEG = 65.0  # roll past which the note suggests --turned (scripts/rotation_check.py's "said turned %")
-
-
-def _looks_turned(fl: FaceLandmarker, found: list) -> bool:
-    """Whether a face was found turned so far (by the detector's points) that its landmarks are
-    unreliable without --turned: sideways faces read at 14-18 % NME (the model card's rotation
-    table), and nothing in the output said so."""
-    if fl.turned or isinstance(fl.detector, GivenBoxes):  # (given boxes: their points set the crop; nothing searched)
-        return False
-    return any(d.kps is not None and abs(align.roll_degrees(d.kps)) > LOOKS_TURNED_DEG for d in found)
-
-
-def _shrunk_small(fl: FaceLandmarker, image: np.ndarray, faces: list) -> bool:
-    """Whether a photo searched at under half its size may hold faces too small to be found there:
-    none was found, or the smallest found is under 1.5 times the least size the search finds (a
-    group photo's faces are of a size: some just over the limit, others just under it)."""
-    det = fl.detector
-    if not isinstance(det, RetinaFace) or det.min_face is not None:  # (a --min-face of the user's sets the scale)
-        return False
-    scale = det.scale_for(*image.shape[:2])
-    if scale > 0.5 or min(image.shape[:2]) < det.NET_MIN_FACE / 2:  # (too thin to hold a face --min-face finds)
-        return False
-    sides = [max(f.box[2] - f.box[0], f.box[3] - f.box[1]) for f in faces]
-    return not sides or min(sides) < 1.5 * det.NET_MIN_FACE / scale
 
 
 def rows_for_bytes(fl: FaceLandmarker, items: list[tuple[str, bytes]]) -> list[dict]:

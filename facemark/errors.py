@@ -18,6 +18,11 @@ class FacemarkError(Exception):
     """Anything facemark reports as a message rather than a bug."""
 
 
+class FacemarkWarning(UserWarning):
+    """A note about an input whose results may mislead (a face that looks turned, a box with no
+    face around it): warned at the caller's line, so Python's filters decide how often."""
+
+
 class UsageError(FacemarkError, ValueError):
     """An argument or option that cannot work (the CLI exits 2 with its message)."""
 

@@ -17,6 +17,7 @@ from .backends import DEFAULT_MODEL, load_model, weights_label
 from .boxes import (OWN_POINTS_REACH, BoxError, GivenBoxes, check_box, check_inside, check_points, face_as_detection,
                     mirrored, spread_out)
 from .detector import Detection, RetinaFace, YuNet, merge_turns
+from .errors import FacemarkWarning
 from .imageio import MAX_PIXELS, ImageError, as_bgr, read_image
 from .layouts import FLIP98, five_points
 from .results import Face
@@ -145,14 +146,37 @@ class FaceLandmarker:
         images = _sequence(images, "images")
         return self._detect(images, [f"images[{k}]" for k in range(len(images))])
 
+    BATCH_BYTES = 256 << 20  # decoded images held at once by detect_batch (a list of 4000x3000 photos: 36 MB each)
+    BATCH_IMAGES = 32
+
     def _detect(self, images: list, names: list[str]) -> list[list[Face]]:
+        """In chunks of decoded images (``BATCH_BYTES``, ``BATCH_IMAGES``): a list of a thousand
+        paths held every photo decoded at once (36 GB of 12-megapixel ones)."""
         images = [_as_path(i) for i in images]  # (any os.PathLike, or bytes, as open() takes them)
-        imgs = [self._load(i, n) for i, n in zip(images, names)]  # errors name the argument as the caller wrote it
-        if isinstance(self.detector, GivenBoxes):
-            dets = [self._given(i, im, n) for i, im, n in zip(images, imgs, names)]
-        else:
-            dets = [self.find_faces(im) for im in imgs]
-        return self.landmarks_for(imgs, dets)
+        out: list[list[Face]] = []
+        turned = small = False
+        k = 0
+        while k < len(images):
+            imgs: list[np.ndarray] = []
+            while k < len(images) and len(imgs) < self.BATCH_IMAGES and sum(i.nbytes for i in imgs) < self.BATCH_BYTES:
+                imgs.append(self._load(images[k], names[k]))  # errors name the argument as the caller wrote it
+                k += 1
+            first = k - len(imgs)
+            if isinstance(self.detector, GivenBoxes):
+                dets = [self._given(images[first + j], im, names[first + j]) for j, im in enumerate(imgs)]
+            else:
+                dets = [self.find_faces(im) for im in imgs]
+            faces = self.landmarks_for(imgs, dets)
+            turned = turned or any(looks_turned(self, d) for d in dets)
+            small = small or any(may_miss_small(self, im, f) for im, f in zip(imgs, faces))
+            out += faces
+        if turned:
+            _note(TURNED)
+        if small:
+            _note(f"an image searched shrunk to {self.detector.max_side} px on the long side found no face, or only "
+                  f"faces near the least size found there: smaller ones go unseen; FaceLandmarker(min_face=40) "
+                  f"finds faces down to 40 px, more slowly")
+        return out
 
     def _given(self, source, image: np.ndarray, name: str) -> list[Detection]:
         """The given boxes of an image named by its path (its entry as spelled, by file name, or
@@ -440,18 +464,50 @@ def _realign(landmarks98: np.ndarray, previous: np.ndarray, size: int) -> np.nda
 # --turned: its faces-per-image and lowest-score columns).
 TURNED_MIN_SCORE = 0.9
 
-_BOX_ALONE = threading.Event()
+LOOKS_TURNED_DEG = 65.0  # roll past which a note suggests --turned (scripts/rotation_check.py's "said turned %")
+
+
+def looks_turned(fl: FaceLandmarker, found: list[Detection]) -> bool:
+    """Whether a face was found turned so far (by the detector's points) that its landmarks are
+    unreliable without ``turned``: sideways faces read at 14-18 % NME (the model card's rotation
+    table), and nothing in the output said so."""
+    if fl.turned or isinstance(fl.detector, GivenBoxes):  # (given boxes: their points set the crop; nothing searched)
+        return False
+    return any(d.kps is not None and abs(align.roll_degrees(d.kps)) > LOOKS_TURNED_DEG for d in found)
+
+
+def may_miss_small(fl: FaceLandmarker, image: np.ndarray, faces: list) -> bool:
+    """Whether a photo searched at under half its size may hold faces too small to be found there:
+    none was found, or the smallest found is under 1.5 times the least size the search finds (a
+    group photo's faces are of a size: some just over the limit, others just under it)."""
+    det = fl.detector
+    if not isinstance(det, RetinaFace) or det.min_face is not None:  # (a min_face of the user's sets the scale)
+        return False
+    scale = det.scale_for(*image.shape[:2])
+    if scale > 0.5 or min(image.shape[:2]) < det.NET_MIN_FACE / 2:  # (too thin to hold a face min_face finds)
+        return False
+    sides = [max(f.box[2] - f.box[0], f.box[3] - f.box[1]) for f in faces]
+    return not sides or min(sides) < 1.5 * det.NET_MIN_FACE / scale
+
+
+# Notes for callers of the Python API (the command line says its own, once per run). Each text is
+# fixed, so Python's filters show it once per line of the caller's code unless told otherwise
+# (``warnings.simplefilter("always")``): a loop over a million photos gets one line, not a million.
+BOX_ALONE = ("a given box had no face the detector could find around it: such a box is cropped from the box "
+             "alone, and its points may be far off (the README's Faces given as boxes)")
+TURNED = ("a face looks turned sideways or upside down (by the detector's eye line), and such faces' points are "
+          "unreliable: FaceLandmarker(turned=True) searches each quarter-turn and reads them upright")
+
+
+def _note(text: str) -> None:
+    warnings.warn(text, FacemarkWarning, stacklevel=_callers_level())
 
 
 def _box_alone(box) -> None:
-    """Said once per process: a given box around which the detector saw no face is cropped from
-    the box alone, and its points may be far off (from a tight box, 15.7 % NME against 3.7 %:
-    the README's Faces given as boxes). Silent, that looked like any other result."""
-    if not _BOX_ALONE.is_set():
-        _BOX_ALONE.set()
-        shown = ", ".join(f"{float(v):.0f}" for v in np.asarray(box).reshape(-1)[:4])
-        warnings.warn(f"a given box ([{shown}]) had no face the detector could find around it: such boxes are "
-                      f"cropped from the box alone, and their points may be far off (said once)", stacklevel=2)
+    """A given box around which the detector saw no face is cropped from the box alone, and its
+    points may be far off (from a tight box, 15.7 % NME against 3.7 %: the README's Faces given
+    as boxes). Silent, that looked like any other result."""
+    _note(BOX_ALONE)
 
 
 def _as_path(image):

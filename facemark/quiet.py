@@ -11,6 +11,8 @@ import warnings
 from contextlib import contextmanager
 from typing import Callable
 
+from .errors import FacemarkWarning
+
 STDERR_LOCK = threading.RLock()
 
 
@@ -67,6 +69,7 @@ def one_line_warnings(show: "Callable[[str], None] | None" = None) -> None:
     # facemark's own warnings are notes about an input: said, never raised, even under -W error
     # (one odd image must not end a run of a million).
     warnings.filterwarnings("default", category=UserWarning, module=r"facemark(\.|$)")
+    warnings.filterwarnings("default", category=FacemarkWarning)  # (warned at the caller's line: not facemark's)
 
 
 def to_stderr(line: str) -> None:

@@ -80,19 +80,67 @@ def test_a_bare_box_on_no_face_still_gives_points_on_the_box(fl):
     cropped again from its own points, but never led off the box by points read on no face."""
     import warnings
 
-    from facemark import landmarker
+    from facemark.errors import FacemarkWarning
 
     rng = np.random.default_rng(0)
     wall = cv2.GaussianBlur(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8), (0, 0), 4)
-    landmarker._BOX_ALONE.clear()  # (said once per process: maybe already, by an earlier test)
-    with pytest.warns(UserWarning, match=r"a given box \(\[120, 80, 240, 220\]\) had no face .* far off"):
+    with pytest.warns(FacemarkWarning, match=r"a given box had no face .* far off") as said:
         (got,) = fl.landmarks(wall, boxes=[[120, 80, 240, 220]])  # (it looked like any other result)
+    assert said[0].filename == __file__  # (the caller's line, not facemark's)
     centre = got.landmarks.mean(0)
     assert got.landmarks.shape == (98, 2) and np.isfinite(got.landmarks).all()
     assert 120 - 60 < centre[0] < 240 + 60 and 80 - 70 < centre[1] < 220 + 70
+    with warnings.catch_warnings(record=True) as said:  # Python's own rule: once per line of the caller's
+        warnings.simplefilter("default")
+        for box in ([100, 60, 220, 200], [110, 70, 230, 210]):
+            fl.landmarks(wall, boxes=[box])  # (not a line per box of a big boxes file)
+    assert len(said) == 1
+    with warnings.catch_warnings(record=True) as said:  # (it was once per process, whatever the filter)
+        warnings.simplefilter("always")
+        fl.landmarks(wall, boxes=[[100, 60, 220, 200]])
+        fl.landmarks(wall, boxes=[[110, 70, 230, 210]])
+    assert len(said) == 2
+
+
+def test_the_api_says_what_the_command_line_notes_say(fl, photo):
+    """A face turned sideways or upside down, or a big photo searched shrunk with no face found:
+    the command line ends with a note naming --turned or --min-face; the API returned confident
+    wrong points, or nothing, without a word."""
+    import warnings
+
+    from facemark.errors import FacemarkWarning
+
+    for k in (1, 2):
+        with pytest.warns(FacemarkWarning, match=r"turned sideways or upside down.*turned=True") as said:
+            assert len(fl.detect(np.ascontiguousarray(np.rot90(photo, k)))) == 1
+        assert said[0].filename == __file__
+    canvas = np.full((3000, 4000, 3), 120, np.uint8)
+    canvas[1000:1000 + photo.shape[0] // 4, 2000:2000 + photo.shape[1] // 4] = cv2.resize(photo, None, fx=0.25, fy=0.25)
+    with pytest.warns(FacemarkWarning, match=r"searched shrunk to 640 px .*FaceLandmarker\(min_face=40\)"):
+        fl.detect_batch([photo, canvas])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        fl.landmarks(wall, boxes=[[100, 60, 220, 200]])  # (once: not a line per box of a big boxes file)
+        assert len(fl.detect(photo)) == 1  # (upright, at its own size: nothing to say)
+        assert len(FaceLandmarker(model="direct", turned=True).detect(np.ascontiguousarray(np.rot90(photo, 2)))) == 1
+
+
+def test_a_long_list_of_paths_is_not_all_decoded_at_once(fl, photo, tmp_path, monkeypatch):
+    """detect_batch decoded every image before the first detection: a thousand 12-megapixel
+    photos were 36 GB. It works in chunks now, with the same results."""
+    paths = []
+    for k in range(7):
+        paths.append(tmp_path / f"p{k}.png")
+        cv2.imwrite(str(paths[-1]), np.roll(photo, 9 * k, axis=1))
+    whole = [fl.detect(p) for p in paths]
+    seen = []
+    real = FaceLandmarker.landmarks_for
+    monkeypatch.setattr(FaceLandmarker, "landmarks_for", lambda self, imgs, dets: seen.append(len(imgs)) or real(self, imgs, dets))
+    monkeypatch.setattr(FaceLandmarker, "BATCH_IMAGES", 3)
+    assert fl.detect_batch(paths) == whole and seen == [3, 3, 1]
+    monkeypatch.setattr(FaceLandmarker, "BATCH_IMAGES", 32)
+    monkeypatch.setattr(FaceLandmarker, "BATCH_BYTES", 2 * photo.nbytes)  # (a chunk ends once it holds this much)
+    seen.clear()
+    assert fl.detect_batch(paths) == whole and seen == [2, 2, 2, 1]
 
 
 class _Boxes:
