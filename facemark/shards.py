@@ -321,9 +321,9 @@ def _whole_shape(head: dict, text: bytes) -> bool:
         EXPONENT.sub(b"", text).translate(None, NUMBER_BYTES) == _skeleton(faces)
 
 
-def _jsonl_rows(path: Path, damaged) -> list:
-    """The lines of a JSON-lines shard; a line that is not JSON (a file cut short or overwritten
-    outside facemark) goes to ``damaged`` and the others are kept, unless none is JSON."""
+def _jsonl_rows(path: Path) -> tuple[list, int]:
+    """The lines of a JSON-lines shard that are JSON, and how many are not (a file cut short or
+    overwritten outside facemark): said by the caller once the file is known to be facemark's."""
     out, bad = [], 0
     with open(path, "rb") as f:
         for line in f:
@@ -334,9 +334,7 @@ def _jsonl_rows(path: Path, damaged) -> list:
                     bad += 1
     if bad and not out:
         raise ValueError("no line of it is JSON")
-    if bad:
-        damaged(f"{path}: {bad} damaged line(s) skipped, {len(out)} kept")
-    return out
+    return out, bad
 
 
 def _row_problem(r: dict, check_points: bool = True) -> str | None:
@@ -417,15 +415,17 @@ def _rows_of(path: Path, damaged=None) -> list[dict]:
     try:
         check_regular_file(path)  # a FIFO would block
         if path.suffix in (".jsonl", ".parquet"):
-            lines = _jsonl_rows(path, damaged or _warn) if path.suffix == ".jsonl" else read_shard(path)
+            lines, bad = _jsonl_rows(path) if path.suffix == ".jsonl" else (read_shard(path), 0)
             rows = [_from_document(r) if isinstance(r, dict) and "schema" in r and DOC_KEYS <= set(r) else r
                     for r in lines]
             if not rows and path.name.startswith(("part-", "ray-")):  # (facemark renames a shard into place with
                 raise DamagedOutput(f"{path}: an empty facemark shard (no rows; a run redoes its images)")  # rows)
             is_row = [isinstance(r, dict) and ROW_KEYS <= set(r) for r in rows]
             kept = [r for r, ok in zip(rows, is_row) if ok]
-            if rows and not kept:  # someone else's JSON lines
+            if rows and not kept:  # someone else's JSON lines (its damaged ones not said: it is not ours)
                 raise ValueError(_video_hint(rows) or "its lines are not facemark rows")
+            if bad:
+                (damaged or _warn)(f"{path}: {bad} damaged line(s) skipped, {len(kept)} kept")
             if len(kept) < len(rows):  # a line edited into something else: that line alone, as a resume redoes it
                 first = is_row.index(False)
                 (damaged or _warn)(f"{path}: {len(rows) - len(kept)} line(s) that are not facemark rows skipped, "

@@ -900,6 +900,12 @@ def test_read_keeps_what_a_damaged_shard_still_holds_says_so_and_lets_the_newest
     assert "part-00001.jsonl: 1 damaged line(s) skipped, 1 kept" in text and "part-00002.parquet" in text
     seen = []
     assert len(read(tmp_path, on_error=seen.append)) == 3 and len(seen) == 2  # a caller's handler instead
+    other = tmp_path / "other.jsonl"  # someone else's lines, one damaged: not facemark's, and said only so
+    other.write_text("garbage\n{}\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (it said "1 damaged line(s) skipped, 1 kept", then "not a facemark output")
+        with pytest.raises(ValueError, match="other.jsonl: not a facemark output"):
+            read(other)
 
 
 @pytest.mark.parametrize("delay", [0.4, 0.55, 0.7])
