@@ -36,8 +36,8 @@ class Face:
     def from_dict(cls, d: dict) -> "Face":
         """A face of a facemark output (``to_dict``'s, a document's or a shard row's) as a ``Face``."""
         try:
-            face = cls(np.asarray(d["box"], np.float64), float(d["score"]), np.asarray(d["landmarks"], np.float64),
-                       np.asarray(d["landmarks68"], np.float64))
+            face = cls(_numbers(d["box"], "box"), float(_numbers(d["score"], "score")),
+                       _numbers(d["landmarks"], "landmarks"), _numbers(d["landmarks68"], "landmarks68"))
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"not a face of a facemark output (box, score, landmarks, landmarks68): {e}") from None
         if face.box.shape != (4,) or face.landmarks.shape != (98, 2) or face.landmarks68.shape != (68, 2):
@@ -53,6 +53,18 @@ class Face:
 
         score = float(self.score) if decimals is None else round(float(self.score), max(4, decimals))
         return {"box": r(self.box), "score": score, "landmarks": r(self.landmarks), "landmarks68": r(self.landmarks68)}
+
+
+def _numbers(value, name: str) -> np.ndarray:
+    """Finite numbers, as facemark writes them: text, true/false and NaN became numbers or passed
+    (a NaN box failed later, in drawing or cropping)."""
+    a = np.asarray(value)
+    if a.dtype.kind not in "iuf":
+        raise ValueError(f"{name} holds {'true/false' if a.dtype.kind == 'b' else 'something other than numbers'}")
+    a = a.astype(np.float64)
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} holds a value that is not finite")
+    return a
 
 
 def document(image: str, width: int, height: int, model: str, faces: list[Face]) -> dict:

@@ -212,6 +212,11 @@ def test_saved_faces_come_back_as_faces_and_as_boxes(fl, photo, tmp_path):
     assert np.abs(again.landmarks - want.landmarks).mean() < 0.02 * np.linalg.norm(want.landmarks[60] - want.landmarks[72])
     with pytest.raises(ValueError, match="not a face of a facemark output"):
         Face.from_dict({"box": [1, 2, 3, 4]})
+    saved = face.to_dict()  # (each of these became a Face, to fail later in drawing or cropping)
+    for key, value, why in (("box", [1, 2, float("nan"), 4], "not finite"), ("box", [True, False, True, True], "true/false"),
+                            ("landmarks", [["1", "2"]] * 98, "other than numbers"), ("score", "0.9", "other than numbers")):
+        with pytest.raises(ValueError, match=f"{key} holds .*{why}"):
+            Face.from_dict({**saved, key: value})
 
 
 def test_wrong_arguments_get_errors_that_name_them(fl, photo, tmp_path):
