@@ -47,6 +47,9 @@ class Face:
     def to_dict(self, decimals: int | None = 2) -> dict:
         """JSON-ready: coordinates to ``decimals`` places (a hundredth of a pixel by default; None:
         as they are), the score to 4 places or more where ``decimals`` asks for more."""
+        if decimals is not None and (isinstance(decimals, bool) or not isinstance(decimals, (int, np.integer))
+                                     or decimals < 0):
+            raise ValueError(f"decimals: a whole number of places, 0 or more (or None), not {decimals!r}")
         def r(a):
             a = np.asarray(a, np.float64)
             return (a if decimals is None else np.round(a, decimals)).tolist()

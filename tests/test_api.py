@@ -217,6 +217,9 @@ def test_saved_faces_come_back_as_faces_and_as_boxes(fl, photo, tmp_path):
                             ("landmarks", [["1", "2"]] * 98, "other than numbers"), ("score", "0.9", "other than numbers")):
         with pytest.raises(ValueError, match=f"{key} holds .*{why}"):
             Face.from_dict({**saved, key: value})
+    for decimals in (-1, 1.5, True):  # (-1 rounded the box to tens; 1.5 was numpy's TypeError)
+        with pytest.raises(ValueError, match="decimals: a whole number"):
+            face.to_dict(decimals=decimals)
 
 
 def test_wrong_arguments_get_errors_that_name_them(fl, photo, tmp_path):
