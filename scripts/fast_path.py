@@ -86,7 +86,8 @@ def fp16_model(path: str, out: str) -> str:
     # those Casts and running every float op in fp16: onnxconverter-common does that properly.
     try:
         from onnxconverter_common import float16
-    except ImportError:
+    except ImportError:  # (not a facemark dependency)
+        print("(fp16 compute: not measured; pip install onnxconverter-common for it)")
         return ""
     try:  # facemark's graphs already hold fp16 weights behind Casts: convert all the compute anyway
         m16 = float16.convert_float_to_float16(m, keep_io_types=True, check_fp16_ready=False)
