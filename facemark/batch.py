@@ -35,7 +35,8 @@ from .imageio import (IMAGE_EXTS, ImageError, atomic_write, bgra_as_shown, encod
                       remove_stale_temps, too_long_name, write_whole)
 from .inputs import (InputImage, LeftOut, collisions, expand, missing_roots, output_names, recorded_path,
                      shown_name, utf8_name)
-from .landmarker import FaceLandmarker, looks_turned, may_miss_small
+from .landmarker import FaceLandmarker
+from .notes import looks_turned, may_miss_small
 from .quiet import to_stderr
 from .results import SCHEMA, document, dumps
 from .shards import DEFAULT_SHARD_SIZE, NotRegular, open_regular

@@ -1,4 +1,5 @@
-"""facemark's own exceptions: what a caller (or the CLI) can catch to report bad input in one line."""
+"""facemark's own exceptions (what a caller, or the CLI, can catch to report bad input in one
+line) and its warning about results that may mislead."""
 from __future__ import annotations
 
 import errno
@@ -20,7 +21,12 @@ class FacemarkError(Exception):
 
 class FacemarkWarning(UserWarning):
     """A note about an input whose results may mislead (a face that looks turned, a box with no
-    face around it): warned at the caller's line, so Python's filters decide how often."""
+    face around it): warned at the caller's line, so Python's filters decide how often. Its text
+    is fixed (Python shows a text once per line); ``detail`` says which (a box), where known."""
+
+    def __init__(self, text: str, detail: str = ""):
+        super().__init__(text)
+        self.detail = detail
 
 
 class UsageError(FacemarkError, ValueError):

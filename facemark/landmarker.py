@@ -17,9 +17,9 @@ from .backends import DEFAULT_MODEL, load_model, weights_label
 from .boxes import (OWN_POINTS_REACH, BoxError, GivenBoxes, check_box, check_inside, check_points, face_as_detection,
                     mirrored, spread_out)
 from .detector import Detection, RetinaFace, YuNet, merge_turns
-from .errors import FacemarkWarning
 from .imageio import MAX_PIXELS, ImageError, as_bgr, read_image
 from .layouts import FLIP98, five_points
+from .notes import BOX_ALONE, SHRUNK, TURNED, callers_level, looks_turned, may_miss_small, note
 from .results import Face
 from .runtime import is_device, max_threads, providers_for
 
@@ -79,6 +79,9 @@ class FaceLandmarker:
     >>> fl = FaceLandmarker(model="direct", device="cpu")
     >>> faces = fl.detect("photo.jpg")   # or a BGR numpy array
     """
+
+    BATCH_BYTES = 256 << 20  # decoded images detect_batch holds at once, about (4000x3000 photos: 36 MB each)
+    BATCH_IMAGES = 32  # and at most this many
 
     def __init__(self, model: str = DEFAULT_MODEL, device: str = "cpu", detector: str | object = "retinaface",
                  threshold: float = 0.6, min_face: float | None = None, batch_size: int = 32,
@@ -146,24 +149,27 @@ class FaceLandmarker:
         images = _sequence(images, "images")
         return self._detect(images, [f"images[{k}]" for k in range(len(images))])
 
-    BATCH_BYTES = 256 << 20  # decoded images held at once by detect_batch (a list of 4000x3000 photos: 36 MB each)
-    BATCH_IMAGES = 32
-
     def _detect(self, images: list, names: list[str]) -> list[list[Face]]:
         """In chunks of decoded images (``BATCH_BYTES``, ``BATCH_IMAGES``): a list of a thousand
-        paths held every photo decoded at once (36 GB of 12-megapixel ones)."""
-        images = [_as_path(i) for i in images]  # (any os.PathLike, or bytes, as open() takes them)
+        paths held every photo decoded at once (36 GB of 12-megapixel ones). What can be checked
+        without decoding (types, missing files, given boxes' entries) is checked for the whole
+        list first, so a typo at its end does not cost the work before it."""
+        images = [self._checked(i, n) for i, n in zip(images, names)]  # errors name the argument as the caller wrote it
+        entries = [self._entry(i, n) for i, n in zip(images, names)] if isinstance(self.detector, GivenBoxes) else None
         out: list[list[Face]] = []
         turned = small = False
         k = 0
         while k < len(images):
             imgs: list[np.ndarray] = []
-            while k < len(images) and len(imgs) < self.BATCH_IMAGES and sum(i.nbytes for i in imgs) < self.BATCH_BYTES:
-                imgs.append(self._load(images[k], names[k]))  # errors name the argument as the caller wrote it
+            held = 0
+            while k < len(images) and (not imgs or (len(imgs) < self.BATCH_IMAGES and held < self.BATCH_BYTES)):
+                imgs.append(self._decoded(images[k], names[k]))
+                held += imgs[-1].nbytes
                 k += 1
             first = k - len(imgs)
-            if isinstance(self.detector, GivenBoxes):
-                dets = [self._given(images[first + j], im, names[first + j]) for j, im in enumerate(imgs)]
+            if entries is not None:
+                dets = [check_inside(self.detector.boxes_of(entries[first + j]), im.shape[1], im.shape[0],
+                                     f"{names[first + j]}'s boxes") for j, im in enumerate(imgs)]
             else:
                 dets = [self.find_faces(im) for im in imgs]
             faces = self.landmarks_for(imgs, dets)
@@ -171,16 +177,14 @@ class FaceLandmarker:
             small = small or any(may_miss_small(self, im, f) for im, f in zip(imgs, faces))
             out += faces
         if turned:
-            _note(TURNED)
+            note(TURNED)
         if small:
-            _note(f"an image searched shrunk to {self.detector.max_side} px on the long side found no face, or only "
-                  f"faces near the least size found there: smaller ones go unseen; FaceLandmarker(min_face=40) "
-                  f"finds faces down to 40 px, more slowly")
+            note(SHRUNK.format(side=self.detector.max_side))
         return out
 
-    def _given(self, source, image: np.ndarray, name: str) -> list[Detection]:
-        """The given boxes of an image named by its path (its entry as spelled, by file name, or
-        the same file spelled another way); ``BoxError`` for an image without an entry."""
+    def _entry(self, source, name: str) -> int:
+        """The given boxes' entry of an image named by its path (as spelled, by file name, or the
+        same file spelled another way); ``BoxError`` for an image without one."""
         if not isinstance(source, (str, Path)):
             raise TypeError(f"{name}: given boxes (GivenBoxes) are found by the image's path; pass its path, or "
                             f"the array with its boxes to landmarks(image, boxes)")
@@ -188,7 +192,7 @@ class FaceLandmarker:
         if k is None:  # (a typo in a name is an error, as with --boxes, not "no faces")
             raise BoxError(f"{name}: {source} has no entry in {self.detector.source or 'the given boxes'}"
                            f"{self.detector.missing(str(source))}")
-        return check_inside(self.detector.boxes_of(k), image.shape[1], image.shape[0], f"{name}'s boxes")
+        return k
 
     def find_faces(self, image: np.ndarray, as_is: bool = False) -> list[Detection]:
         """The detector's faces in a BGR image (``as_is``: at the image's own size, where the
@@ -337,6 +341,12 @@ class FaceLandmarker:
     def _load(image, name: str = "image") -> np.ndarray:
         """A path or an array, checked here at the public boundary so that a bad one is a clear
         ``TypeError``/``ValueError``/``FileNotFoundError``, not an error from deep in OpenCV."""
+        return FaceLandmarker._decoded(FaceLandmarker._checked(image, name), name)
+
+    @staticmethod
+    def _checked(image, name: str = "image"):
+        """``_load``'s checks that need no decoding: a path that is there, or an array of a shape
+        and type facemark reads."""
         image = _as_path(image)
         if isinstance(image, (str, Path)):
             try:
@@ -350,12 +360,7 @@ class FaceLandmarker:
                                             f"read as a path; to pass an encoded image, decode it first: "
                                             f"cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)")
                 raise FileNotFoundError(f"{name}: no such file: {image}")
-            try:
-                return read_image(image)
-            except ImageError as e:  # (which of a batch's images: as its missing files are named)
-                if name == "image":
-                    raise
-                raise ImageError(f"{name}: {e}") from None
+            return image
         if not isinstance(image, np.ndarray):
             raise TypeError(f"{name} must be a file path or a numpy array (H, W, 3) BGR uint8, not "
                             f"{type(image).__name__}{_convert_hint(image, name)}")
@@ -371,6 +376,18 @@ class FaceLandmarker:
             raise ValueError(f"{name} has no pixels (shape {image.shape})")
         if image.shape[0] * image.shape[1] > MAX_PIXELS:
             raise ValueError(f"{name} has {image.shape[0] * image.shape[1]:,} pixels, over the {MAX_PIXELS:,}-pixel limit")
+        return image
+
+    @staticmethod
+    def _decoded(image, name: str) -> np.ndarray:
+        """A ``_checked`` path or array as the BGR uint8 image the detector reads."""
+        if isinstance(image, (str, Path)):
+            try:
+                return read_image(image)
+            except ImageError as e:  # (which of a batch's images: as its missing files are named)
+                if name == "image":
+                    raise
+                raise ImageError(f"{name}: {e}") from None
         colour = image[..., :-1] if image.ndim == 3 and image.shape[2] in (2, 4) else image  # (alpha may be 65535)
         top = int(colour.max()) if image.dtype == np.uint16 else 0
         if 0 < top < 4096:  # 8-bit values cast up, or a 10- or 12-bit camera's: told, not guessed as a file's are
@@ -378,7 +395,7 @@ class FaceLandmarker:
             scaled = f"{name}.astype(np.uint8)" if bits == 8 else f"({name} >> {bits - 8}).astype(np.uint8)"
             warnings.warn(f"{name} is uint16 but no value is over {(1 << bits) - 1}, so it reads as nearly black "
                           f"(uint16 spans 0..65535); if it holds {bits}-bit values, pass {scaled}",
-                          stacklevel=_callers_level())
+                          stacklevel=callers_level())
         return as_bgr(image)
 
 
@@ -388,7 +405,8 @@ def _convert_hint(image, name: str) -> str:
     kind = type(image).__module__.split(".")[0]
     if isinstance(image, (list, tuple)) and name == "image":  # (not for a batch's own items: images[3])
         return "; for several images use detect_batch (or landmarks_batch)"
-    if isinstance(image, (list, tuple)):  # (a batch's item: a nested list, images grouped by the caller)
+    if isinstance(image, (list, tuple)) and image and all(isinstance(i, (str, bytes, os.PathLike, np.ndarray))
+                                                          for i in image):  # (a batch's item: images grouped)
         return "; a batch is one flat list of images (join the groups: [im for group in groups for im in group])"
     if kind == "PIL":
         return "; convert it: cv2.cvtColor(np.asarray(img.convert('RGB')), cv2.COLOR_RGB2BGR)"
@@ -397,17 +415,6 @@ def _convert_hint(image, name: str) -> str:
                 ".round().byte().cpu().numpy(), cv2.COLOR_RGB2BGR); an (H, W, 3) RGB uint8 one as "
                 "cv2.cvtColor(t.cpu().numpy(), cv2.COLOR_RGB2BGR)")
     return ""
-
-
-def _callers_level() -> int:
-    """The ``stacklevel`` that points a warning at the first frame outside facemark (the caller's
-    line, however many facemark frames, comprehensions included, lie between)."""
-    import sys
-
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "facemark":
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 def flip_averaged(model, crops: np.ndarray) -> np.ndarray:
@@ -464,50 +471,12 @@ def _realign(landmarks98: np.ndarray, previous: np.ndarray, size: int) -> np.nda
 # --turned: its faces-per-image and lowest-score columns).
 TURNED_MIN_SCORE = 0.9
 
-LOOKS_TURNED_DEG = 65.0  # roll past which a note suggests --turned (scripts/rotation_check.py's "said turned %")
-
-
-def looks_turned(fl: FaceLandmarker, found: list[Detection]) -> bool:
-    """Whether a face was found turned so far (by the detector's points) that its landmarks are
-    unreliable without ``turned``: sideways faces read at 14-18 % NME (the model card's rotation
-    table), and nothing in the output said so."""
-    if fl.turned or isinstance(fl.detector, GivenBoxes):  # (given boxes: their points set the crop; nothing searched)
-        return False
-    return any(d.kps is not None and abs(align.roll_degrees(d.kps)) > LOOKS_TURNED_DEG for d in found)
-
-
-def may_miss_small(fl: FaceLandmarker, image: np.ndarray, faces: list) -> bool:
-    """Whether a photo searched at under half its size may hold faces too small to be found there:
-    none was found, or the smallest found is under 1.5 times the least size the search finds (a
-    group photo's faces are of a size: some just over the limit, others just under it)."""
-    det = fl.detector
-    if not isinstance(det, RetinaFace) or det.min_face is not None:  # (a min_face of the user's sets the scale)
-        return False
-    scale = det.scale_for(*image.shape[:2])
-    if scale > 0.5 or min(image.shape[:2]) < det.NET_MIN_FACE / 2:  # (too thin to hold a face min_face finds)
-        return False
-    sides = [max(f.box[2] - f.box[0], f.box[3] - f.box[1]) for f in faces]
-    return not sides or min(sides) < 1.5 * det.NET_MIN_FACE / scale
-
-
-# Notes for callers of the Python API (the command line says its own, once per run). Each text is
-# fixed, so Python's filters show it once per line of the caller's code unless told otherwise
-# (``warnings.simplefilter("always")``): a loop over a million photos gets one line, not a million.
-BOX_ALONE = ("a given box had no face the detector could find around it: such a box is cropped from the box "
-             "alone, and its points may be far off (the README's Faces given as boxes)")
-TURNED = ("a face looks turned sideways or upside down (by the detector's eye line), and such faces' points are "
-          "unreliable: FaceLandmarker(turned=True) searches each quarter-turn and reads them upright")
-
-
-def _note(text: str) -> None:
-    warnings.warn(text, FacemarkWarning, stacklevel=_callers_level())
-
-
 def _box_alone(box) -> None:
     """A given box around which the detector saw no face is cropped from the box alone, and its
     points may be far off (from a tight box, 15.7 % NME against 3.7 %: the README's Faces given
     as boxes). Silent, that looked like any other result."""
-    _note(BOX_ALONE)
+    shown = ", ".join(f"{float(v):.0f}" for v in np.asarray(box).reshape(-1)[:4])
+    note(BOX_ALONE, f"box [{shown}]")
 
 
 def _as_path(image):

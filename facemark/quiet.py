@@ -56,7 +56,8 @@ def one_line_warnings(show: "Callable[[str], None] | None" = None) -> None:
     ``STDERR_LOCK``), for command-line use: not two lines naming facemark's file and source line,
     which say nothing to someone who ran a command."""
     def showwarning(message, category, filename, lineno, file=None, line=None) -> None:
-        text = f"warning: {message}"
+        detail = getattr(message, "detail", "")
+        text = f"warning: {message}" + (f" (the first: {detail})" if detail else "")
         if show is not None:
             show(text)
             return

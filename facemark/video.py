@@ -43,12 +43,13 @@ class VideoNotFound(VideoError, FileNotFoundError):
     def __init__(self, message: str, filename: str | None = None):
         super().__init__(message)
         self.filename = filename
+        self.errno, self.strerror = errno.ENOENT, os.strerror(errno.ENOENT)
 
     def __str__(self) -> str:  # (OSError's own, once filename is set: "[Errno None] None: 'x'")
         return str(self.args[0])
 
     def __reduce__(self):  # (from a worker process: the path too)
-        return type(self), (self.args[0], self.filename)
+        return type(self), (self.args[0], self.filename), self.__dict__ or None
 
 
 class VideoWriteError(VideoError):

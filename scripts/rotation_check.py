@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from facemark import FaceLandmarker, align, labelmap  # noqa: E402
-from facemark.landmarker import LOOKS_TURNED_DEG  # noqa: E402
+from facemark.notes import LOOKS_TURNED_DEG  # noqa: E402
 from facemark.evaluation import metrics  # noqa: E402
 from facemark.imageio import read_image  # noqa: E402
 from facemark.training.datasets import load_all  # noqa: E402

@@ -13,6 +13,8 @@ import pytest
 
 from facemark import FaceLandmarker
 from facemark.batch import detect_files
+from facemark.boxes import BoxError, GivenBoxes
+from facemark.errors import FacemarkWarning
 from facemark.results import read
 
 
@@ -80,8 +82,6 @@ def test_a_bare_box_on_no_face_still_gives_points_on_the_box(fl):
     cropped again from its own points, but never led off the box by points read on no face."""
     import warnings
 
-    from facemark.errors import FacemarkWarning
-
     rng = np.random.default_rng(0)
     wall = cv2.GaussianBlur(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8), (0, 0), 4)
     with pytest.warns(FacemarkWarning, match=r"a given box had no face .* far off") as said:
@@ -107,8 +107,6 @@ def test_the_api_says_what_the_command_line_notes_say(fl, photo):
     the command line ends with a note naming --turned or --min-face; the API returned confident
     wrong points, or nothing, without a word."""
     import warnings
-
-    from facemark.errors import FacemarkWarning
 
     for k in (1, 2):
         with pytest.warns(FacemarkWarning, match=r"turned sideways or upside down.*turned=True") as said:
@@ -141,6 +139,18 @@ def test_a_long_list_of_paths_is_not_all_decoded_at_once(fl, photo, tmp_path, mo
     monkeypatch.setattr(FaceLandmarker, "BATCH_BYTES", 2 * photo.nbytes)  # (a chunk ends once it holds this much)
     seen.clear()
     assert fl.detect_batch(paths) == whole and seen == [2, 2, 2, 1]
+    monkeypatch.setattr(FaceLandmarker, "BATCH_BYTES", 0)  # (at least one image a chunk: it looped for ever)
+    seen.clear()
+    assert fl.detect_batch(paths[:3]) == whole[:3] and seen == [1, 1, 1]
+    seen.clear()  # a bad item at the end is found before any work (it came after every chunk before it)
+    for bad, error in ((tmp_path / "nope.jpg", FileNotFoundError), ([photo, photo], TypeError)):
+        with pytest.raises(error, match=r"images\[7\]"):
+            fl.detect_batch(paths + [bad])
+        assert seen == []
+    given = FaceLandmarker(model="direct", detector=GivenBoxes({str(p): [[20, 20, 120, 140]] for p in paths[:-1]}))
+    with pytest.raises(BoxError, match=r"images\[6\].*has no entry"):
+        given.detect_batch(paths)
+    assert seen == []
 
 
 class _Boxes:
@@ -193,7 +203,8 @@ def test_a_boxes_file_is_used_from_python_as_the_cli_uses_it(fl, photo, tmp_path
     with pytest.raises(TypeError, match="found by the image's path"):
         given.detect(photo)
     (tmp_path / "b2.json").write_text(json.dumps({"a.jpg": [[100.0, 20.0, 200.0, 140.0]]}))
-    detect_files([str(tmp_path / "a.jpg")], given, out_dir=tmp_path / "o3", boxes=tmp_path / "b2.json")
+    with pytest.warns(FacemarkWarning, match="a given box had no face"):  # (that box holds no face of the photo)
+        detect_files([str(tmp_path / "a.jpg")], given, out_dir=tmp_path / "o3", boxes=tmp_path / "b2.json")
     assert json.loads((tmp_path / "o3" / "a.jpg.json").read_text())["faces"][0]["box"] == [100.0, 20.0, 200.0, 140.0]
 
 
@@ -263,9 +274,14 @@ def test_what_was_passed_instead_of_an_image_is_answered_with_how_to_pass_it(fl,
         fl.detect_batch([photo, [photo]])
     assert "images[1]" in str(e.value) and "detect_batch" not in str(e.value)
     assert "one flat list of images" in str(e.value)  # (it said only "not list")
+    with pytest.raises(TypeError) as e:  # (a tuple of numbers is no group of images)
+        fl.detect_batch([photo, (480, 640)])
+    assert "images[1]" in str(e.value) and "flat list" not in str(e.value)
     with pytest.raises(FileNotFoundError, match="no such file") as missing:
         process_video(str(tmp_path / "nope.mp4"), fl, json_path=tmp_path / "o.jsonl")
     assert missing.value.filename == str(tmp_path / "nope.mp4")  # (as open()'s own error names it)
+    again = pickle.loads(pickle.dumps(missing.value))  # (from a worker process)
+    assert (str(again), again.filename, again.errno) == (str(missing.value), missing.value.filename, 2)
 
 
 def test_threads_sharing_a_landmarker_with_bare_boxes_make_one_keypoint_finder(photo, monkeypatch):

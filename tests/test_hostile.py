@@ -2276,3 +2276,18 @@ def test_redo_with_boxes_from_the_out_folder_is_refused(tmp_path, face):
     r = fm("detect", "a.jpg", "--boxes", "o", "--out", "o2", "--redo", *MODEL, cwd=tmp_path)
     assert r.returncode == 0, r.stderr  # (another --out: the boxes are read and used)
     assert len(json.loads((tmp_path / "o2" / "a.jpg.json").read_text())["faces"]) == 1
+
+
+def test_a_given_box_with_no_face_is_one_warning_line_naming_the_box(tmp_path):
+    """Said once per process, as one line naming the first such box, even under `python -W error`
+    (the note is a FacemarkWarning at the caller's line, which on the command line is not facemark's)."""
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        cv2.imwrite(str(tmp_path / f"w{k}.png"), cv2.GaussianBlur(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8), (0, 0), 4))
+    (tmp_path / "boxes.json").write_text(json.dumps({f"w{k}.png": [[120 + k, 80, 240, 220]] for k in range(3)}))
+    r = subprocess.run([sys.executable, "-W", "error", "-m", "facemark", "detect", "w0.png", "w1.png", "w2.png",
+                        "--boxes", "boxes.json", "--out", "o", *MODEL], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=180, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    said = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
+    assert len(said) == 1 and "a given box had no face" in said[0] and said[0].endswith("(the first: box [120, 80, 240, 220])")
