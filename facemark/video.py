@@ -151,6 +151,7 @@ MIN_RATE = 0.01  # fps: a container stating less (0.001 in a damaged header) is 
 UNTIMED_WAIT = 8  # frames without a known time held back for the next one (then timed at the stated rate)
 FIRST_FRAME_TRIES = 50  # frames read to find one that decodes (and sets the size) before giving up
 RATE_FRAMES = 48  # frames whose times check the rate the container states
+MAX_PLAUSIBLE_RATE = 240.0  # fps: a container stating more than this and its frames' own rate is believed less
 STANDARD_RATES = (23.976, 24.0, 25.0, 29.97, 30.0, 48.0, 50.0, 59.94, 60.0, 100.0, 119.88, 120.0)
 
 
@@ -187,8 +188,9 @@ def _codec_name(cap: cv2.VideoCapture) -> str:
 
 def frame_rate(stated: float, times_ms: list[float]) -> float:
     """The annotated video's rate: the container's, unless the frames' own spacing (the first
-    ones' mean step, of the steps near their median) is faster by over 5 %, or slower by over 1.5x.
-    Containers state 1000 fps for a browser's WebM (its clock's tick) and the average for a
+    ones' mean step, of the steps near their median) is faster by over 5 %, or slower by over 1.5x
+    than a stated rate over ``MAX_PLAUSIBLE_RATE``. Containers state 1000 fps for a browser's WebM
+    (its clock's tick) and the average for a
     variable-rate MP4 (30 for a screen recording at 60 fps with pauses, 23 for a phone's 30 fps
     that dropped to 15 in the dark): on a grid slower than the frames, each frame would wait for
     its place and the picture fall ever further behind the sound; filling a 1000 fps grid repeats
@@ -199,11 +201,14 @@ def frame_rate(stated: float, times_ms: list[float]) -> float:
     seen = None
     if len(steps) >= 4:  # the mean step near the median: pauses and bursts left out, a clock's jitter averaged
         mid = float(np.median(steps))
-        seen = 1000.0 / float(steps[(steps > mid / 2) & (steps < mid * 2)].mean())
+        seen = 1000.0 / float(steps[(steps > mid / 1.5) & (steps < mid * 1.5)].mean())  # (a halved rate: not near)
     rate = stated if stated and np.isfinite(stated) and MIN_RATE <= stated <= 1000 else None  # (--fps's range)
     near_seen = min(STANDARD_RATES, key=lambda r: abs(r - seen)) if seen is not None else None
     faster = seen is not None and rate is not None and rate / seen <= 1 / 1.05 and abs(near_seen - seen) <= 0.01 * near_seen
-    if seen is not None and (rate is None or faster or rate / seen >= 1.5):  # (faster: only a standard rate, not
+    # Slower: only from a rate no camera records at (a clock's tick); a plausible one may be an
+    # average over later, faster frames (a phone video whose first seconds were dark and slow).
+    slower = seen is not None and rate is not None and rate / seen >= 1.5 and rate > MAX_PLAUSIBLE_RATE
+    if seen is not None and (rate is None or faster or slower):  # (faster: only a standard rate, not
         rate = seen  # a clock's noise or a burst)
     rate = rate or 30.0
     near = min(STANDARD_RATES, key=lambda r: abs(r - rate))
@@ -359,7 +364,10 @@ class AtomicVideoWriter:
         self._held = (frame, t, index)
 
     def _place(self, frame: np.ndarray, t: float, index: int | None, after: float | None) -> None:
-        for _ in range(self.timeline.gap_before(t, after, index)):
+        gap = self.timeline.gap_before(t, after, index)
+        if gap is None:  # (so far behind its time that the picture would fall behind the sound: left out)
+            return
+        for _ in range(gap):
             self.write(frame if self._shown is None else self._shown)
         self.write(frame)
         self._shown = frame
@@ -862,6 +870,7 @@ def _publish(writers: list, set_aside: list[str] | None) -> tuple[Path | None, t
 
 
 MAX_FILL_SECONDS = 60.0  # a longer gap between two frames is taken as a jump in the timestamps, not filled
+MAX_LATE_SECONDS = 0.25  # frames coming faster than the video's rate wait at most this long for a place
 
 
 @dataclass
@@ -869,10 +878,12 @@ class Timeline:
     """Frames placed in a constant-rate annotated video by their times, so it keeps the source's
     length and its sound stays in step: a frame that did not decode, or a pause of a variable-rate
     source (a screen recording, a phone's), is filled by showing the frame before it again (the
-    first good one, for frames lost at the start). No frame is dropped: frames that come faster
-    than ``fps`` each get their own place, a little late, and the video catches up at the next
-    pause. Times that are wrong are not followed: one frame out of line with both neighbours (a
-    damaged timestamp) takes the next place; a jump of over MAX_FILL_SECONDS forward, or of over a
+    first good one, for frames lost at the start). Frames that come faster than ``fps`` each get
+    their own place, a little late, and the video catches up at the next pause; a frame that
+    would be later than ``MAX_LATE_SECONDS`` (a rate slower than the frames for good) is left out
+    of the video, so the picture never falls further behind the sound than that (the JSON lines
+    keep every frame). Times that are wrong are not followed: one frame out of line with both
+    neighbours (a damaged timestamp) takes the next place; a jump of over MAX_FILL_SECONDS forward, or of over a
     second back (a camera's clock, joined recordings), restarts the count from the next place."""
 
     fps: float
@@ -880,11 +891,12 @@ class Timeline:
     offset: int = 0  # places the timestamps are off by, after jumps
     prev: float | None = None  # time of the last frame placed by its time
 
-    def gap_before(self, t: float, after: float | None = None, index: int | None = None) -> int:
-        """How many times the frame before must be shown again before the frame of time ``t``;
-        ``after``: the next frame's time (None for the last frame, or unknown); ``index``: its
-        number in the file, which places the first frame (frames lost before it are filled), so
-        a stream whose first time is a frame or two in (an AVI's B-frames) gains no repeats."""
+    def gap_before(self, t: float, after: float | None = None, index: int | None = None) -> int | None:
+        """How many times the frame before must be shown again before the frame of time ``t``, or
+        None where it is left out (too late); ``after``: the next frame's time (None for the last
+        frame, or unknown); ``index``: its number in the file, which places the first frame (frames
+        lost before it are filled), so a stream whose first time is a frame or two in (an AVI's
+        B-frames) gains no repeats."""
         if self.last < 0 and index is not None:
             self.offset = int(round(t * self.fps)) - index
         place = int(round(t * self.fps)) - self.offset
@@ -897,6 +909,9 @@ class Timeline:
             if place - self.last - 1 > MAX_FILL_SECONDS * self.fps or place < self.last + 1 - self.fps:
                 self.offset += place - self.last - 1
                 place = self.last + 1
+            elif self.last + 1 - place > max(2, round(MAX_LATE_SECONDS * self.fps)):
+                self.prev = t  # (a time followed: the next frame's place counts from it)
+                return None
             self.prev = t
         gap = max(0, place - self.last - 1)
         self.last = max(place, self.last + 1)

@@ -775,7 +775,7 @@ def test_max_faces_gives_a_place_to_the_new_shots_face_at_a_cut(small_face):
     assert [t.id for t in tr.step(other, 5 / 25)] == [1]
 
 
-def test_the_timeline_fills_gaps_and_never_drops_a_frame():
+def test_the_timeline_fills_gaps_and_drops_a_frame_only_when_it_would_fall_behind():
     steady = Timeline(10.0)
     assert [steady.gap_before(i / 10) for i in range(5)] == [0] * 5
     lost = Timeline(10.0)
@@ -786,6 +786,11 @@ def test_the_timeline_fills_gaps_and_never_drops_a_frame():
     far = 2 * MAX_FILL_SECONDS
     assert places([0.0, 0.1, far, far + 0.1, far + 0.4]) == [0, 1, 2, 3, 6]  # a jump: counted on from there
     assert places([1e6, 1e6 + 0.2]) == [0, 2]  # a camera's clock: counted from its first frame
+    # A rate slower than the frames for good (judged on a phone video's slow first seconds): each
+    # frame got its own place, so 3 s at 30 fps played for 6 s at 15, ever further behind the sound.
+    behind = Timeline(15.0)
+    kept = [behind.gap_before(k / 30) for k in range(90)]
+    assert None in kept[:12] and 45 <= sum(g is not None for g in kept) <= 50 and behind.last <= 45 + 4
 
 
 def places(times, fps=10.0):
@@ -830,6 +835,12 @@ def test_the_video_rate_follows_the_frames_where_the_container_states_another():
     assert frame_rate(30.0, [1000 / 29.2 * k for k in range(48)]) == 30.0  # (a clock's drift: the container's)
     assert frame_rate(30.0, [1000 / 33 * k for k in range(48)]) == 30.0  # (faster, but no standard rate: a burst)
     assert frame_rate(12.5, []) == 12.5 and frame_rate(0.0, []) == 30.0
+    # A phone video whose first seconds were dark (15 fps), then 30: its stated average is kept (the
+    # first frames' 15 made a 12 s video play for 19 s); slower first frames win over a stated rate
+    # no camera records at only.
+    assert frame_rate(27.49, [1000 / 15 * k for k in range(48)]) == 27.49
+    # 30 fps falling to 15 within the first frames: the doubled steps are not averaged in (25 fps)
+    assert frame_rate(20.0, [1000 / 30 * k for k in range(30)] + [1000 + 1000 / 15 * k for k in range(18)]) == 30.0
 
 
 def test_one_damaged_timestamp_does_not_stretch_the_video(tiny_models, tmp_path, small_face):
