@@ -50,6 +50,19 @@ class Track:
 
 
 HIDDEN_HANDICAP = 0.3  # face widths; see Tracker._detect
+NEIGHBOUR_FRAMES = 2  # frames an untracked face near a track is remembered after it was last seen
+
+
+@dataclass
+class Neighbour:
+    """A face seen beside a track that ``max_faces`` leaves untracked: remembered (where it was,
+    how it moved) so that a check or detection that finds only it, while the tracked face is
+    hidden behind it, gives it to the neighbour, not to the track (the track took the face and
+    its id in front of the one followed, as two faces crossed)."""
+
+    box: np.ndarray
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    age: int = 0  # frames since it was last seen
 CHECK_HOLD = 10  # frames a raised window-check scale is kept before it is halved again
 
 
@@ -160,6 +173,7 @@ class Tracker:
     cut_shape: float = 0.5  # mean change of the thumbnails scaled to unit spread: a cut (unrelated pictures ~1.1)
     flat_spread: float = 4.0  # a thumbnail's spread (0-255) below which the picture is flat (black, a fade's end)
     tracks: list[Track] = field(default_factory=list)
+    neighbours: list[Neighbour] = field(default_factory=list)  # untracked faces near tracks (max_faces only)
     next_id: int = 0
     frames_since_detect: int = 0
     _thumb: np.ndarray | None = field(default=None, repr=False)
@@ -262,9 +276,11 @@ class Tracker:
         if keep:  # (a face that moved otherwise than its last motion, as in a shaking hand, is off its crop)
             pts = self.landmarker.settle([image] * len(keep), [mats[i] for i in keep], pts)
         followed = [self.tracks[i] for i in keep]
-        seen = self._assign([(tr.box,) for tr in followed], self._look_all(image, followed),
-                            led=[_moved(tr.box, tr.velocity) for tr in followed]) \
-            if check else [None] * len(followed)
+        if check:
+            found = self._look_all(image, followed)
+            seen = self._with_neighbours([(tr.box,) for tr in followed], found, [_moved(tr.box, tr.velocity) for tr in followed])
+        else:
+            seen = [None] * len(followed)
         alive, reseed, unsure = [], [], False
         for k, tr in enumerate(followed):
             try:
@@ -297,6 +313,35 @@ class Tracker:
         lost = len(alive) < len(self.tracks) or unsure
         self.tracks = alive
         return lost
+
+    def _with_neighbours(self, expected: list[tuple[np.ndarray, ...]], found: list[Detection], led: list[np.ndarray],
+                         handicap: list[float] | None = None) -> list[Detection | None]:
+        """``_assign`` for the tracks, with the untracked faces beside them (``max_faces``)
+        competing for the faces found: each is sought where its last motion takes it. What the
+        tracks leave is remembered as neighbours for the next frame (a face near a track only)."""
+        if not self.max_faces:
+            return self._assign(expected, found, handicap=handicap, led=led)
+        n = len(expected)
+        old = [nb for nb in self.neighbours if nb.age < NEIGHBOUR_FRAMES]
+        got = self._assign(expected + [(nb.box,) for nb in old], found,
+                           handicap=(handicap or [0.0] * n) + [0.0] * len(old),
+                           led=led + [_moved(nb.box, nb.velocity) for nb in old])
+        taken = {id(d) for d in got if d is not None}
+        kept = []
+        for nb, d in zip(old, got[n:]):
+            if d is None:
+                nb.age += 1
+            else:
+                box = np.asarray(d.box, np.float64)[:4]
+                nb.velocity = (box[:2] + box[2:] - nb.box[:2] - nb.box[2:]) / 2
+                nb.box, nb.age = box, 0
+            kept.append(nb)
+        tracked = [b for boxes in expected for b in boxes]
+        kept += [Neighbour(np.asarray(d.box, np.float64)[:4]) for d in found if id(d) not in taken
+                 and all(_offset(d.box, b) >= self.same_face for b in tracked)
+                 and any(_offset(d.box, b) < self.check_window for b in tracked)]
+        self.neighbours = kept
+        return got[:n]
 
     def _assign(self, expected: list[tuple[np.ndarray, ...]], found: list[Detection], reach: float = 1.0,
                 handicap: list[float] | None = None, led: list[np.ndarray] | None = None) -> list[Detection | None]:
@@ -435,8 +480,8 @@ class Tracker:
         # checks do: a fast face's followed box lags; a guess, see _assign), and, hidden, where a
         # detection last saw it.
         expected = [(tr.box,) + ((tr.seen_box,) if tr.unconfirmed and tr.seen_box is not None else ()) for tr in self.tracks]
-        matches = self._assign(expected, found, handicap=[HIDDEN_HANDICAP if tr.unconfirmed else 0.0 for tr in self.tracks],
-                               led=[_moved(tr.box, tr.velocity) for tr in self.tracks])
+        matches = self._with_neighbours(expected, found, [_moved(tr.box, tr.velocity) for tr in self.tracks],
+                                        handicap=[HIDDEN_HANDICAP if tr.unconfirmed else 0.0 for tr in self.tracks])
         for tr, match in zip(self.tracks, matches):
             if match is not None:
                 was_hidden = tr.unconfirmed >= 2  # (one miss is a blurred frame: the crop was still on the face)

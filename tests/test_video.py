@@ -148,6 +148,26 @@ def test_max_faces_gives_a_hidden_face_s_place_to_a_face_in_view(small_face):
     assert seen[10] == [] and all(s == seen[0] for s in seen[:10] + seen[11:]) and len(seen[0]) == 1, seen
 
 
+def test_max_faces_keeps_its_face_when_another_crosses_in_front_of_it(small_face):
+    """--max-faces 1, and an untracked face passing in front of the one followed, hiding its lower
+    half: a check that found only the face in front gave it the track, and the id jumped to it
+    while the followed face was still in view. The face beside it now competes for what is found."""
+    from facemark import FaceLandmarker
+
+    fl = FaceLandmarker(model="direct")
+    other = np.ascontiguousarray(small_face[:, ::-1])
+    tr = Tracker(fl, detect_every=10, max_faces=1)
+    tops = []
+    for i in range(50):
+        frame = frame_with([(40 + 6 * i, 100)], small_face)
+        x = 500 - 8 * i  # (enters from the right; crosses the followed face around frame 33)
+        if x < 480:
+            frame[160:290, max(0, x):min(480, x + 110)] = other[:, max(0, -x):min(110, 480 - x)]
+        tops += [(i, t.id, float(t.shown_box[1])) for t in tr.step(frame, i / 25.0)]
+    assert {k for k, _, _ in tops} >= set(range(25)) | set(range(42, 50)), tops  # (hidden a frame or two at most)
+    assert all(tid == 0 and top < 130 for _, tid, top in tops), [t for t in tops if t[1] or t[2] >= 130]
+
+
 def test_a_cut_to_black_drops_the_face_at_once_and_scores_are_fresh(small_face):
     """Between detections the model would follow a face that is no longer there (it draws a face
     in any crop); a cut is noticed on its frame, and a detection that misses a face hides it."""
