@@ -623,6 +623,10 @@ def video(
             went += [f"JSON lines in {plain(json_path)}"] if json_path is not None and str(json_path) != "-" else []
             err.print(f"facemark: {s.frames} frame{'' if s.frames == 1 else 's'} in {s.seconds:.1f} s ({s.frames / s.seconds:.1f} fps), {s.tracks} face "
                       f"track(s){'; ' + ', '.join(went) if went else ''}")
+        if s.turned_frames:
+            err.print(f"note: faces looked turned sideways or upside down in {s.turned_frames} of the frames searched "
+                      f"whole, and such faces' points are unreliable: --turned reads them (a recording whose rotation "
+                      f"was lost?)")
         if s.searched_shrunk:
             err.print(f"note: no face was found, and the frames were searched shrunk to {s.searched_shrunk} px on the long "
                       f"side, where faces under 1/16 of it go unseen; --min-face 40 (pixels) finds smaller ones, more slowly")

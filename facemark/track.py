@@ -12,6 +12,7 @@ from . import align, labelmap
 from .detector import Detection
 from .landmarker import FaceLandmarker, track_matrix
 from .layouts import IOD98, five_points
+from .notes import looks_turned
 from .smooth import POSE_BETA, POSE_MIN_CUTOFF, SHAPE_BETA, SHAPE_MIN_CUTOFF, FaceSmoother
 
 
@@ -174,6 +175,7 @@ class Tracker:
     flat_spread: float = 4.0  # a thumbnail's spread (0-255) below which the picture is flat (black, a fade's end)
     tracks: list[Track] = field(default_factory=list)
     neighbours: list[Neighbour] = field(default_factory=list)  # untracked faces near tracks (max_faces only)
+    turned_frames: int = 0  # whole-frame detections that found a face looking turned (notes.looks_turned)
     next_id: int = 0
     frames_since_detect: int = 0
     _thumb: np.ndarray | None = field(default=None, repr=False)
@@ -471,6 +473,7 @@ class Tracker:
         badly), and start tracks for detected faces that no track is near (``same_face``)."""
         fl = self.landmarker
         found: list[Detection] = fl.find_faces(image)
+        self.turned_frames += looks_turned(fl, found)  # (said at the end: --turned reads such faces)
         reseed = []
         # A hidden face's crop may have slid onto the face in front of it (the model draws a face in
         # any crop) and must not take that face's detection, and its id, from the track following

@@ -586,6 +586,7 @@ class VideoSummary:
     cut_short: bool = False  # the file ends before the data it announces (a stopped download)
     searched_shrunk: int = 0  # no face found in frames searched at half their size or less: the side searched
     reader_gone: bool = False  # the only output was a pipe whose reader left (`| head`): the run stopped there
+    turned_frames: int = 0  # detections that found a face looking turned sideways or upside down (no --turned)
 
 
 def _checked_request(source: str | os.PathLike | int, fl, out_path: str | os.PathLike | None,
@@ -842,7 +843,8 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
         and det.scale_for(src.height, src.width) <= 0.5  # (small faces there go unseen: --min-face)
     shrunk = det.max_side if shrunk else 0
     return VideoSummary(done, elapsed, tracker.next_id, lost, bool(stop["asked"]) and not whole, audio, had,
-                        src.resized, tuple(set_aside), padded_to, src.cut_short and not reader_gone, shrunk, reader_gone)
+                        src.resized, tuple(set_aside), padded_to, src.cut_short and not reader_gone, shrunk, reader_gone,
+                        tracker.turned_frames)
 
 
 def _publish(writers: list, set_aside: list[str] | None) -> tuple[Path | None, tuple | None]:

@@ -1989,3 +1989,14 @@ def test_turned_tracks_an_upside_down_face_as_the_upright_one(tmp_path, small_fa
     assert all(p is not None and np.linalg.norm(p - q, axis=1).mean() < 2.0 for p, q in zip(got["down"], want))
     plain = [np.linalg.norm(p - q, axis=1).mean() if p is not None else np.inf for p, q in zip(got["down_plain"], want)]
     assert np.median(plain) > 8.0  # (points far off, or the face lost)
+
+
+def test_a_sideways_clip_ends_with_a_note_naming_turned(tmp_path, small_face):
+    """`detect` ends with a note naming --turned where a face looks turned; `video` said nothing, and
+    its points on a sideways recording were unreliable."""
+    frames = [frame_with([(150 + 3 * i, 110)], small_face) for i in range(6)]
+    for name, clip_frames, says in (("up", frames, False), ("side", [np.ascontiguousarray(np.rot90(f)) for f in frames], True)):
+        clip = tmp_path / f"{name}.avi"
+        write_clip(clip, clip_frames, fourcc="MJPG")
+        r = run("video", clip, "--json", tmp_path / f"{name}.jsonl", "--model", "direct", "--detect-every", 2)
+        assert r.exit_code == 0 and ("--turned reads them" in r.stderr) == says, (name, r.stderr)
