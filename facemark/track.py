@@ -51,15 +51,15 @@ class Track:
 
 
 HIDDEN_HANDICAP = 0.3  # face widths; see Tracker._detect
-NEIGHBOUR_FRAMES = 2  # frames an untracked face near a track is remembered after it was last seen
+NEIGHBOUR_FRAMES = 1  # frames an untracked face near a track is remembered after it was last seen
 
 
 @dataclass
 class Neighbour:
     """A face seen beside a track that ``max_faces`` leaves untracked: remembered (where it was,
-    how it moved) so that a check or detection that finds only it, while the tracked face is
-    hidden behind it, gives it to the neighbour, not to the track (the track took the face and
-    its id in front of the one followed, as two faces crossed)."""
+    how it moved) so that a check or detection that finds only it, off the track, while the
+    tracked face is hidden behind it, does not move the track onto it (the track took the face
+    and its id in front of the one followed, as two faces crossed)."""
 
     box: np.ndarray
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))
@@ -176,6 +176,7 @@ class Tracker:
     tracks: list[Track] = field(default_factory=list)
     neighbours: list[Neighbour] = field(default_factory=list)  # untracked faces near tracks (max_faces only)
     turned_frames: int = 0  # whole-frame detections that found a face looking turned (notes.looks_turned)
+    _found: list = field(default_factory=list, repr=False)
     next_id: int = 0
     frames_since_detect: int = 0
     _thumb: np.ndarray | None = field(default=None, repr=False)
@@ -195,6 +196,7 @@ class Tracker:
         frame while a track is hidden, and instead of the checks when they would cost more; it
         only adds faces that no track covers."""
         self.frames_since_detect += 1
+        self._found = []  # every face the checks and detections find this frame (for the neighbours)
         before = {id(tr): tr.landmarks.mean(0) for tr in self.tracks}
         for tr in self.tracks:
             tr.pending = None
@@ -209,6 +211,7 @@ class Tracker:
             self._detect(image, cut)
             self.frames_since_detect = 0
         self._merge()
+        self._remember_neighbours()
         for tr in self.tracks:  # how far each face moved this frame: the next crop leads by it (not across a cut)
             tr.velocity = tr.landmarks.mean(0) - before[id(tr)] if id(tr) in before and not cut else np.zeros(2)
             if tr.check_px and not tr.unconfirmed:  # a closer look is for a while: blur or a hand also
@@ -280,7 +283,8 @@ class Tracker:
         followed = [self.tracks[i] for i in keep]
         if check:
             found = self._look_all(image, followed)
-            seen = self._with_neighbours([(tr.box,) for tr in followed], found, [_moved(tr.box, tr.velocity) for tr in followed])
+            seen = self._assign([(tr.box,) for tr in followed], found, led=[_moved(tr.box, tr.velocity) for tr in followed])
+            self._found += found
         else:
             seen = [None] * len(followed)
         alive, reseed, unsure = [], [], False
@@ -294,6 +298,11 @@ class Tracker:
                     unsure = True  # window cannot show (a tilted head): a full detection decides, from where
                     tr.pending = None if box is None else (box, pts[k], True)  # it was last seen, whether
                     alive.append(tr)  # the crop's points stand
+                    continue
+                if (box is None or self._off_track(tr, seen[k].box, box)) and self._neighbours_face(tr, seen[k]):
+                    unsure = True  # (not this face: a full detection decides)
+                    tr.pending = None if box is None else (box, pts[k], True)
+                    alive.append(tr)
                     continue
                 if box is None or self._off_track(tr, seen[k].box, box):
                     reseed.append((tr, seen[k]))  # moved faster than the crop could follow
@@ -316,34 +325,45 @@ class Tracker:
         self.tracks = alive
         return lost
 
-    def _with_neighbours(self, expected: list[tuple[np.ndarray, ...]], found: list[Detection], led: list[np.ndarray],
-                         handicap: list[float] | None = None) -> list[Detection | None]:
-        """``_assign`` for the tracks, with the untracked faces beside them (``max_faces``)
-        competing for the faces found: each is sought where its last motion takes it. What the
-        tracks leave is remembered as neighbours for the next frame (a face near a track only)."""
+    def _remember_neighbours(self) -> None:
+        """The faces found this frame that no track follows, remembered for ``NEIGHBOUR_FRAMES``
+        frames (where each was, how it moved), with ``max_faces`` only: there a face beside the
+        followed one has no track of its own to take its detections."""
         if not self.max_faces:
-            return self._assign(expected, found, handicap=handicap, led=led)
-        n = len(expected)
-        old = [nb for nb in self.neighbours if nb.age < NEIGHBOUR_FRAMES]
-        got = self._assign(expected + [(nb.box,) for nb in old], found,
-                           handicap=(handicap or [0.0] * n) + [0.0] * len(old),
-                           led=led + [_moved(nb.box, nb.velocity) for nb in old])
-        taken = {id(d) for d in got if d is not None}
+            return
+        ours = [b for tr in self.tracks for b in (tr.box, tr.seen_box) if b is not None]
+        free = [np.asarray(d.box, np.float64)[:4] for d in self._found]
+        free = [b for k, b in enumerate(free) if all(_offset(b, o) >= self.same_face for o in ours)
+                and all(_offset(b, f) > 0.25 for f in free[:k])]  # (one face seen by a check and a detection)
         kept = []
-        for nb, d in zip(old, got[n:]):
-            if d is None:
-                nb.age += 1
+        for nb in self.neighbours:
+            guess = _moved(nb.box, nb.velocity)
+            near = min(free, key=lambda b: _offset(b, guess), default=None)
+            if near is not None and _offset(near, guess) < 1.0:
+                nb.velocity = (near[:2] + near[2:] - nb.box[:2] - nb.box[2:]) / 2
+                nb.box, nb.age = near, 0
+                free = [b for b in free if b is not near]
             else:
-                box = np.asarray(d.box, np.float64)[:4]
-                nb.velocity = (box[:2] + box[2:] - nb.box[:2] - nb.box[2:]) / 2
-                nb.box, nb.age = box, 0
-            kept.append(nb)
-        tracked = [b for boxes in expected for b in boxes]
-        kept += [Neighbour(np.asarray(d.box, np.float64)[:4]) for d in found if id(d) not in taken
-                 and all(_offset(d.box, b) >= self.same_face for b in tracked)
-                 and any(_offset(d.box, b) < self.check_window for b in tracked)]
-        self.neighbours = kept
-        return got[:n]
+                nb.age += 1
+            if nb.age < NEIGHBOUR_FRAMES and all(_offset(nb.box, o) >= self.same_face for o in ours):
+                kept.append(nb)
+        self.neighbours = kept + [Neighbour(b) for b in free]
+
+    def _moved_off(self, tr: Track, det: Detection) -> bool:
+        """Whether a whole-frame detection puts ``tr``'s face elsewhere than its crop (or its
+        pending crop) does: a re-seed, unless it is a neighbour's face."""
+        try:
+            box = tr.pending[0] if tr.pending is not None else box_from_landmarks(tr.landmarks)
+        except ValueError:
+            return True
+        return self._off_track(tr, det.box, box)
+
+    def _neighbours_face(self, tr: Track, det: Detection) -> bool:
+        """Whether a face found off ``tr``'s track is the neighbour remembered there rather than
+        ``tr``'s face moved: nearer where the neighbour's motion takes it than the track is (a face
+        passing in front of the followed one, found alone while that one is hidden)."""
+        own = min(_offset(det.box, tr.box), _offset(det.box, _moved(tr.box, tr.velocity)))
+        return any(_offset(det.box, _moved(nb.box, nb.velocity)) < min(0.25, own / 2) for nb in self.neighbours)
 
     def _assign(self, expected: list[tuple[np.ndarray, ...]], found: list[Detection], reach: float = 1.0,
                 handicap: list[float] | None = None, led: list[np.ndarray] | None = None) -> list[Detection | None]:
@@ -483,9 +503,13 @@ class Tracker:
         # checks do: a fast face's followed box lags; a guess, see _assign), and, hidden, where a
         # detection last saw it.
         expected = [(tr.box,) + ((tr.seen_box,) if tr.unconfirmed and tr.seen_box is not None else ()) for tr in self.tracks]
-        matches = self._with_neighbours(expected, found, [_moved(tr.box, tr.velocity) for tr in self.tracks],
-                                        handicap=[HIDDEN_HANDICAP if tr.unconfirmed else 0.0 for tr in self.tracks])
-        for tr, match in zip(self.tracks, matches):
+        matches = self._assign(expected, found, handicap=[HIDDEN_HANDICAP if tr.unconfirmed else 0.0 for tr in self.tracks],
+                               led=[_moved(tr.box, tr.velocity) for tr in self.tracks])
+        self._found += found
+        for k, (tr, match) in enumerate(zip(self.tracks, matches)):
+            if match is not None and self.neighbours and not cut and tr.unconfirmed < 2 \
+                    and self._moved_off(tr, match) and self._neighbours_face(tr, match):
+                matches[k] = match = None  # (the face beside it, found while this one is hidden behind it)
             if match is not None:
                 was_hidden = tr.unconfirmed >= 2  # (one miss is a blurred frame: the crop was still on the face)
                 tr.unconfirmed, tr.score = 0, match.score  # the score of the detection that last saw it

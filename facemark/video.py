@@ -188,7 +188,7 @@ def _codec_name(cap: cv2.VideoCapture) -> str:
 
 def frame_rate(stated: float, times_ms: list[float]) -> float:
     """The annotated video's rate: the container's, unless the frames' own spacing (the first
-    ones' mean step, of the steps near their median) is faster by over 5 %, or slower by over 1.5x
+    ones' median step, two steps at a time) is faster by over 5 %, or slower by over 1.5x
     than a stated rate over ``MAX_PLAUSIBLE_RATE``. Containers state 1000 fps for a browser's WebM
     (its clock's tick) and the average for a
     variable-rate MP4 (30 for a screen recording at 60 fps with pauses, 23 for a phone's 30 fps
@@ -199,20 +199,29 @@ def frame_rate(stated: float, times_ms: list[float]) -> float:
     steps = np.diff([t for t in times_ms if t and np.isfinite(t)])
     steps = steps[(steps > 0) & (steps < 10_000)]
     seen = None
-    if len(steps) >= 4:  # the mean step near the median: pauses and bursts left out, a clock's jitter averaged
-        mid = float(np.median(steps))
-        seen = 1000.0 / float(steps[(steps > mid / 1.5) & (steps < mid * 1.5)].mean())  # (a halved rate: not near)
+    if len(steps) >= 4:  # the median of two steps together: pauses and a stretch at another rate left out,
+        # and a clock's jitter evened out (a 30 fps camera on a 60 Hz clock steps 17, 50, 17, 50 ms)
+        seen = 2000.0 / float(np.median(steps[:-1] + steps[1:]))
     rate = stated if stated and np.isfinite(stated) and MIN_RATE <= stated <= 1000 else None  # (--fps's range)
     near_seen = min(STANDARD_RATES, key=lambda r: abs(r - seen)) if seen is not None else None
     faster = seen is not None and rate is not None and rate / seen <= 1 / 1.05 and abs(near_seen - seen) <= 0.01 * near_seen
     # Slower: only from a rate no camera records at (a clock's tick); a plausible one may be an
     # average over later, faster frames (a phone video whose first seconds were dark and slow).
     slower = seen is not None and rate is not None and rate / seen >= 1.5 and rate > MAX_PLAUSIBLE_RATE
-    if seen is not None and (rate is None or faster or slower):  # (faster: only a standard rate, not
-        rate = seen  # a clock's noise or a burst)
+    measured = seen is not None and (rate is None or faster or slower)
+    if measured:  # (faster: only a standard rate, not a clock's noise or a burst)
+        rate = seen
     rate = rate or 30.0
     near = min(STANDARD_RATES, key=lambda r: abs(r - rate))
-    return near if abs(near - rate) <= 0.01 * near else min(rate, 1000.0)
+    if abs(near - rate) <= (0.02 if measured else 0.01) * near:  # (measured over a few dozen jittery steps)
+        return near
+    top = max(rate, seen or 0.0)
+    if seen is not None and abs(seen - rate) > 0.05 * rate and top < STANDARD_RATES[-1]:
+        # A variable rate, neither standard: an average kept over slower first frames (27.49 for a
+        # phone's dark 15 fps, then 30), or first frames that slowed down. The next standard rate
+        # up gives the faster stretch its frames (the slower one repeats some).
+        return next(r for r in STANDARD_RATES if r > top)
+    return min(rate, 1000.0)
 
 
 def frame_order(path: Path) -> tuple:
@@ -872,7 +881,7 @@ def _publish(writers: list, set_aside: list[str] | None) -> tuple[Path | None, t
 
 
 MAX_FILL_SECONDS = 60.0  # a longer gap between two frames is taken as a jump in the timestamps, not filled
-MAX_LATE_SECONDS = 0.25  # frames coming faster than the video's rate wait at most this long for a place
+MAX_LATE_SECONDS = 0.1  # frames coming faster than the video's rate wait at most this long (2 frames at least) for a place
 
 
 @dataclass
