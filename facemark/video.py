@@ -195,13 +195,17 @@ def frame_rate(stated: float, times_ms: list[float]) -> float:
     that dropped to 15 in the dark): on a grid slower than the frames, each frame would wait for
     its place and the picture fall ever further behind the sound; filling a 1000 fps grid repeats
     every frame 33 times. A rate within 1 % of a standard one is that one (an MP4 whose
-    last frame has no length averages 30.1: a repeated frame every 10 s)."""
+    last frame has no length averages 30.1: a repeated frame every 10 s); a measured one within
+    2 %, the higher of 29.97 and 30 (a repeated frame, never a dropped one)."""
     steps = np.diff([t for t in times_ms if t and np.isfinite(t)])
     steps = steps[(steps > 0) & (steps < 10_000)]
     seen = None
-    if len(steps) >= 4:  # the median of two steps together: pauses and a stretch at another rate left out,
-        # and a clock's jitter evened out (a 30 fps camera on a 60 Hz clock steps 17, 50, 17, 50 ms)
-        seen = 2000.0 / float(np.median(steps[:-1] + steps[1:]))
+    if len(steps) >= 4:  # two steps together, near their median, averaged: pauses and a stretch at another
+        # rate left out, a clock's jitter evened out (a 30 fps camera on a 60 Hz clock steps 17, 50,
+        # 17, 50 ms), and whole-millisecond times averaged (a WebM's 30 fps steps 33 or 34 ms)
+        pairs = steps[:-1] + steps[1:]
+        mid = float(np.median(pairs))
+        seen = 2000.0 / float(pairs[np.abs(pairs - mid) <= 0.2 * mid].mean())
     rate = stated if stated and np.isfinite(stated) and MIN_RATE <= stated <= 1000 else None  # (--fps's range)
     near_seen = min(STANDARD_RATES, key=lambda r: abs(r - seen)) if seen is not None else None
     faster = seen is not None and rate is not None and rate / seen <= 1 / 1.05 and abs(near_seen - seen) <= 0.01 * near_seen
@@ -212,15 +216,17 @@ def frame_rate(stated: float, times_ms: list[float]) -> float:
     if measured:  # (faster: only a standard rate, not a clock's noise or a burst)
         rate = seen
     rate = rate or 30.0
-    near = min(STANDARD_RATES, key=lambda r: abs(r - rate))
-    if abs(near - rate) <= (0.02 if measured else 0.01) * near:  # (measured over a few dozen jittery steps)
-        return near
-    top = max(rate, seen or 0.0)
-    if seen is not None and abs(seen - rate) > 0.05 * rate and top < STANDARD_RATES[-1]:
-        # A variable rate, neither standard: an average kept over slower first frames (27.49 for a
-        # phone's dark 15 fps, then 30), or first frames that slowed down. The next standard rate
-        # up gives the faster stretch its frames (the slower one repeats some).
-        return next(r for r in STANDARD_RATES if r > top)
+    near = [r for r in STANDARD_RATES if abs(r - rate) <= (0.02 if measured else 0.01) * r]
+    if near:  # (measured: of 29.97 and 30 the higher, so a frame is now and then repeated, never dropped)
+        return max(near) if measured else min(near, key=lambda r: abs(r - rate))
+    if seen is not None and rate < STANDARD_RATES[-1] and (seen > 1.01 * rate or seen < rate / 1.05):
+        # A stated rate that is no standard one, with first frames at another: slightly faster ones
+        # (29 stated over 30 fps frames) would each run later, and slower ones are the start of a
+        # variable-rate video stating its average (27.49 for a phone's dark 15 fps, then 30). The
+        # standard rate at or above the faster of the two keeps the frames; the slower repeat some.
+        up = next((r for r in STANDARD_RATES if r >= 0.99 * max(rate, seen)), None)
+        if up is not None:
+            return max(r for r in STANDARD_RATES if abs(r - up) <= 0.01 * up)  # (30, not 29.97)
     return min(rate, 1000.0)
 
 

@@ -844,7 +844,7 @@ def test_the_first_frame_is_placed_by_its_number_not_its_time():
 def test_the_video_rate_follows_the_frames_where_the_container_states_another():
     rng = np.random.default_rng(0)
     browser = list(np.round(np.cumsum(rng.normal(33.33, 3, 48))))  # a WebM on a 1 ms clock: '1000 fps'
-    assert frame_rate(1000.0, browser) == 29.97
+    assert frame_rate(1000.0, browser) == 30.0  # (measured near 29.97 and 30: the higher, which never drops a frame)
     screen = [1000 / 60 * k for k in range(40)] + [5000 + 1000 / 60 * k for k in range(8)]  # 60 fps with a pause
     assert frame_rate(30.17, screen) == 60.0  # (the container's average)
     assert frame_rate(30.1003, [1000 / 30 * k for k in range(48)]) == 30.0  # a last frame without length
@@ -858,13 +858,20 @@ def test_the_video_rate_follows_the_frames_where_the_container_states_another():
     # A phone video whose first seconds were dark (15 fps), then 30: not the first frames' 15 (a 12 s
     # video played for 19 s) but the next standard rate over its stated average; slower first
     # frames win over a stated rate no camera records at only.
-    assert frame_rate(27.49, [1000 / 15 * k for k in range(48)]) == 29.97
+    assert frame_rate(27.49, [1000 / 15 * k for k in range(48)]) == 30.0
     assert frame_rate(20.0, [1000 / 30 * k for k in range(30)] + [1000 + 1000 / 15 * k for k in range(18)]) == 30.0
     # A 30 fps camera on a 60 Hz clock (steps of 17 and 50 ms), stated 0 or 1000: 30, not 20 (nor NaN,
     # where no step lay near the median)
     for steps in ([17, 50], [50, 17], [16, 50], [20, 46.7]):
         t = list(np.cumsum([0.0] + steps * 24))
         assert frame_rate(0.0, t) in (29.97, 30.0) and frame_rate(1000.0, t) in (29.97, 30.0), steps
+    # Whole-millisecond times (WebM, Matroska): 60 fps steps 16 or 17 ms, and were read as 60.6 fps,
+    # no standard rate, so a stated 30 stood and half the frames were dropped
+    ms = lambda fps: [round(k * 1000 / fps) for k in range(1, 49)]  # noqa: E731
+    assert frame_rate(30.0, ms(60)) == 60.0 and frame_rate(60.0, ms(120)) == 120.0 and frame_rate(1000.0, ms(30)) == 30.0
+    # A stated rate that is no standard one, just under the frames' (29 over 30 fps): every frame ran late
+    assert frame_rate(29.0, [1000 / 30 * k for k in range(1, 49)]) == 30.0 and frame_rate(24.5, ms(25)) == 25.0
+    assert frame_rate(12.5, ms(12.5)) == 12.5 and frame_rate(23.976, ms(23.976)) == 23.976  # (as stated)
 
 
 def test_one_damaged_timestamp_does_not_stretch_the_video(tiny_models, tmp_path, small_face):
