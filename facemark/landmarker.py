@@ -471,6 +471,7 @@ def _realign(landmarks98: np.ndarray, previous: np.ndarray, size: int) -> np.nda
 # --turned: its faces-per-image and lowest-score columns).
 TURNED_MIN_SCORE = 0.9
 
+
 def _box_alone(box) -> None:
     """A given box around which the detector saw no face is cropped from the box alone, and its
     points may be far off (from a tight box, 15.7 % NME against 3.7 %: the README's Faces given

@@ -51,6 +51,7 @@ class Track:
 
 
 HIDDEN_HANDICAP = 0.3  # face widths; see Tracker._detect
+CHECK_HOLD = 10  # frames a raised window-check scale is kept before it is halved again
 NEIGHBOUR_FRAMES = 1  # frames an untracked face near a track is remembered after it was last seen
 
 
@@ -64,7 +65,6 @@ class Neighbour:
     box: np.ndarray
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))
     age: int = 0  # frames since it was last seen
-CHECK_HOLD = 10  # frames a raised window-check scale is kept before it is halved again
 
 
 def box_from_landmarks(landmarks98: np.ndarray) -> np.ndarray:
@@ -299,12 +299,13 @@ class Tracker:
                     tr.pending = None if box is None else (box, pts[k], True)  # it was last seen, whether
                     alive.append(tr)  # the crop's points stand
                     continue
-                if (box is None or self._off_track(tr, seen[k].box, box)) and self._neighbours_face(tr, seen[k]):
+                off = box is None or self._off_track(tr, seen[k].box, box)
+                if off and self._neighbours_face(tr, seen[k]):
                     unsure = True  # (not this face: a full detection decides)
                     tr.pending = None if box is None else (box, pts[k], True)
                     alive.append(tr)
                     continue
-                if box is None or self._off_track(tr, seen[k].box, box):
+                if off:
                     reseed.append((tr, seen[k]))  # moved faster than the crop could follow
                     alive.append(tr)
                     continue

@@ -188,7 +188,7 @@ def _codec_name(cap: cv2.VideoCapture) -> str:
 
 def frame_rate(stated: float, times_ms: list[float]) -> float:
     """The annotated video's rate: the container's, unless the frames' own spacing (the first
-    ones' median step, two steps at a time) is faster by over 5 %, or slower by over 1.5x
+    ones' steps two at a time, averaged near their median) is faster by over 5 %, or slower by over 1.5x
     than a stated rate over ``MAX_PLAUSIBLE_RATE``. Containers state 1000 fps for a browser's WebM
     (its clock's tick) and the average for a
     variable-rate MP4 (30 for a screen recording at 60 fps with pauses, 23 for a phone's 30 fps
