@@ -199,6 +199,8 @@ def looks_like_video(head: bytes) -> bool:
         return not any(b in NOT_VIDEO_BRANDS for b in brands)
     return (head[4:8] in MP4_BOXES or head[:4] == b"RIFF" and head[8:12] == b"AVI " or head[:4] == MATROSKA_MAGIC
             or head[:4] in (b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3") or head[:3] == b"FLV")
+
+
 DATA_BOXES = (b"mdat", b"moov", b"moof", b"mfra")  # media and index: a file that ends inside one is cut short
 
 

@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 
 from .align import letterbox, rescale
-from .containers import (avi_empty_frames, count_is_exact, cut_short, has_audio, matroska_has_no_frames,
-                         mp4_has_no_samples)
+from .containers import (avi_empty_frames, count_is_exact, cut_short, has_audio, looks_like_video,
+                         matroska_has_no_frames, mp4_has_no_samples)
 from .errors import FacemarkError
 from .imageio import (IMAGE_EXTS, ImageError, descriptor_named, make_temp, missing_folders, output_target, publish,
                       quiet_stderr, read_image, remove_stale_temps, standard_stream_file, too_long_name,
@@ -157,8 +157,6 @@ STANDARD_RATES = (23.976, 24.0, 25.0, 29.97, 30.0, 48.0, 50.0, 59.94, 60.0, 100.
 
 def _video_bytes(path: Path) -> bool:
     """Whether a file starts as an MP4/MOV, AVI, Matroska/WebM, MPEG or FLV video does."""
-    from .containers import looks_like_video
-
     try:
         with open(path, "rb") as f:
             head = f.read(64)
@@ -696,6 +694,21 @@ def _checked_request(source: str | os.PathLike | int, fl, out_path: str | os.Pat
     return source, out_path, json_path, stream
 
 
+def _replaceable(path: Path, video: bool) -> bool:
+    """Whether an existing output may be replaced by a whole run: a video (``--out``; whose, no
+    file says), or JSON lines of facemark's frames (``--json``): a notes file or a photo given by
+    mistake is another program's, or the user's, and was silently replaced."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    if video:
+        return looks_like_video(head)
+    try:
+        first = json.loads(head.split(b"\n", 1)[0])
+    except ValueError:
+        return False
+    return isinstance(first, dict) and {"frame", "faces"} <= set(first)
+
+
 def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | None = None,
                   json_path: str | os.PathLike | None = None, *,
                   detect_every: int = 10, smooth: str = "one-euro", max_faces: int = 0, fps: float | None = None,
@@ -731,6 +744,12 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     if json_path is not None and json_path.suffix.lower() in IMAGE_EXTS | set(FOURCC) | {".gif"}:
         src.close()  # (JSON lines under a picture's name: a frames folder's next run reads them as a broken frame)
         raise UsageError(f"--json {json_path}: that names an image or video; JSON lines go in a .jsonl file")
+    for p in outputs:
+        if os.path.isfile(p) and os.path.getsize(p) and not _replaceable(p, p is out_path):
+            src.close()
+            what = "a video" if p is out_path else "facemark's video JSON lines"
+            raise UsageError(f"{'--out' if p is out_path else '--json'} {p} exists and is not {what}; not "
+                             f"overwritten: write it elsewhere")
     tuned = {k: v for k, v in (("min_cutoff", min_cutoff), ("beta", beta)) if v is not None}  # else smooth.py's
     tracker = Tracker(fl, detect_every=detect_every, max_faces=max_faces, smooth=smooth == "one-euro", **tuned)
     stop = {"asked": 0, "armed": False}

@@ -537,8 +537,9 @@ def test_an_interrupted_rerun_keeps_the_earlier_complete_output(tiny_models, tmp
     wr.release()
     clip_bytes = clip.read_bytes()
     out, lines = tmp_path / "o.avi", tmp_path / "o.jsonl"
-    out.write_bytes(b"an earlier complete video")
-    lines.write_text("an earlier complete result\n")
+    write_clip(out, [frame] * 2, fourcc="MJPG")  # (an earlier run's: a video, and facemark's lines)
+    earlier_video = out.read_bytes()
+    lines.write_text('{"frame": 0, "time": 0.0, "faces": []}\n')
     (tmp_path / "o.partial.jsonl").write_text("an earlier part\n")
     p = subprocess.Popen([sys.executable, "-m", "facemark", "video", str(clip), "--out", str(out), "--json", str(lines),
                           "--model", str(tiny_models["direct"])], stderr=subprocess.PIPE, text=True,
@@ -547,7 +548,7 @@ def test_an_interrupted_rerun_keeps_the_earlier_complete_output(tiny_models, tmp
     p.send_signal(signal.SIGINT)
     _, stderr = p.communicate(timeout=60)
     assert p.returncode == 130 and "Traceback" not in stderr, stderr
-    assert out.read_bytes() == b"an earlier complete video" and lines.read_text() == "an earlier complete result\n"
+    assert out.read_bytes() == earlier_video and lines.read_text() == '{"frame": 0, "time": 0.0, "faces": []}\n'
     assert clip.read_bytes() == clip_bytes and (tmp_path / "o.partial.jsonl").read_text() == "an earlier part\n"
     part, part_lines = tmp_path / "o.partial-2.avi", tmp_path / "o.partial-2.jsonl"
     assert "o.partial-2.avi" in stderr and "o.partial-2.jsonl" in stderr, stderr
@@ -2011,3 +2012,20 @@ def test_a_sideways_clip_ends_with_a_note_naming_turned(tmp_path, small_face):
         write_clip(clip, clip_frames, fourcc="MJPG")
         r = run("video", clip, "--json", tmp_path / f"{name}.jsonl", "--model", "direct", "--detect-every", 2)
         assert r.exit_code == 0 and ("--turned reads them" in r.stderr) == says, (name, r.stderr)
+
+
+def test_an_existing_file_that_is_not_such_an_output_is_not_replaced(tmp_path, small_face):
+    """bench and eval refuse to write over a file that is not theirs; video replaced a notes file
+    given as --json, or a photo given as --out, silently. Its own outputs are still replaced."""
+    clip = tmp_path / "in.avi"
+    write_clip(clip, [frame_with([(40, 90)], small_face)] * 3, fourcc="MJPG")
+    notes, photo = tmp_path / "notes.jsonl", tmp_path / "photo.mp4"
+    notes.write_text("precious\n")
+    photo.write_bytes(cv2.imencode(".jpg", small_face)[1].tobytes())
+    for args, said in ((["--json", notes], "--json"), (["--out", photo], "--out")):
+        r = run("video", clip, *args, "--model", "direct")
+        assert r.exit_code == 2 and f"{said} " in r.stderr and "not overwritten" in r.stderr, r.stderr
+    assert notes.read_text() == "precious\n" and photo.read_bytes()[:2] == b"\xff\xd8"
+    for _ in range(2):  # (a rerun replaces its own)
+        r = run("video", clip, "--json", tmp_path / "o.jsonl", "--out", tmp_path / "o.mp4", "--model", "direct")
+        assert r.exit_code == 0, r.stderr
