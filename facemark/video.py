@@ -745,11 +745,17 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
         src.close()  # (JSON lines under a picture's name: a frames folder's next run reads them as a broken frame)
         raise UsageError(f"--json {json_path}: that names an image or video; JSON lines go in a .jsonl file")
     for p in outputs:
-        if os.path.isfile(p) and os.path.getsize(p) and not _replaceable(p, p is out_path):
+        option = "--out" if p is out_path else "--json"
+        try:
+            ours = not (os.path.isfile(p) and os.path.getsize(p)) or _replaceable(p, p is out_path)
+        except OSError as e:  # (one we may not read: not looked at, so not replaced)
+            src.close()
+            raise UsageError(f"{option} {p} exists and cannot be read ({e.strerror or e}); not overwritten: "
+                             f"write it elsewhere") from None
+        if not ours:
             src.close()
             what = "a video" if p is out_path else "facemark's video JSON lines"
-            raise UsageError(f"{'--out' if p is out_path else '--json'} {p} exists and is not {what}; not "
-                             f"overwritten: write it elsewhere")
+            raise UsageError(f"{option} {p} exists and is not {what}; not overwritten: write it elsewhere")
     tuned = {k: v for k, v in (("min_cutoff", min_cutoff), ("beta", beta)) if v is not None}  # else smooth.py's
     tracker = Tracker(fl, detect_every=detect_every, max_faces=max_faces, smooth=smooth == "one-euro", **tuned)
     stop = {"asked": 0, "armed": False}

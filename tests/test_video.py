@@ -2026,6 +2026,17 @@ def test_an_existing_file_that_is_not_such_an_output_is_not_replaced(tmp_path, s
         r = run("video", clip, *args, "--model", "direct")
         assert r.exit_code == 2 and f"{said} " in r.stderr and "not overwritten" in r.stderr, r.stderr
     assert notes.read_text() == "precious\n" and photo.read_bytes()[:2] == b"\xff\xd8"
+    from facemark import video as V
+
+    def unreadable(path, video):
+        raise PermissionError(13, "Permission denied")
+
+    real, V._replaceable = V._replaceable, unreadable  # (root reads any file: its refusal, simulated)
+    try:
+        r = run("video", clip, "--json", notes, "--model", "direct")
+    finally:
+        V._replaceable = real
+    assert r.exit_code == 2 and "cannot be read (Permission denied); not overwritten" in r.stderr, r.stderr
     for _ in range(2):  # (a rerun replaces its own)
         r = run("video", clip, "--json", tmp_path / "o.jsonl", "--out", tmp_path / "o.mp4", "--model", "direct")
         assert r.exit_code == 0, r.stderr
