@@ -31,7 +31,7 @@ from .boxes import BoxError, GivenBoxes, check_inside, read_boxes
 from .detector import RetinaFace, YuNet
 from .errors import OutputError, StopRun, UsageError, no_files_left, out_of_memory
 from .icc import embedded, profile_of
-from .imageio import (IMAGE_EXTS, ImageError, atomic_write, bgra_as_shown, encode_image, read_image,
+from .imageio import (IMAGE_EXTS, ImageError, atomic_write, bgra_as_shown, broken_link, encode_image, read_image,
                       remove_stale_temps, too_long_name, write_whole)
 from .inputs import (InputImage, LeftOut, collisions, expand, missing_roots, output_names, recorded_path,
                      shown_name, utf8_name)
@@ -710,8 +710,8 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
             try:
                 out_dir.mkdir(parents=True, exist_ok=True)
             except OSError as e:
-                if out_dir.is_symlink() and not out_dir.exists():  # ("File exists", said of a link to nowhere)
-                    raise UsageError(f"--out {out_dir} is a link to {os.readlink(out_dir)}, which does not exist") from None
+                if nowhere := broken_link(out_dir):  # ("File exists", said of a link to nowhere)
+                    raise UsageError(f"--out {out_dir} {nowhere}") from None
                 raise UsageError(f"--out {out_dir} cannot be made: {e.strerror or e}") from None
         redo = None
         if not resume and out_dir is not None:
@@ -832,8 +832,8 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
         if s.shrunk_small:
             log(f"note: {s.shrunk_small} image(s) searched shrunk to {fl.detector.max_side} px on the long side found "
                 f"no face, or faces near the smallest it finds (1/16 of the long side), e.g. "
-                f"{plan.images[small_example[0]].path}: smaller ones there go unseen; --min-face 40 (pixels) finds "
-                f"them, more slowly")
+                f"{plan.images[small_example[0]].path}: smaller ones there go unseen; --min-face 40 finds faces down to "
+                f"40 px (--min-face 20, the least, down to 20), more slowly")
         if s.looks_turned:
             log(f"note: {s.looks_turned} image(s) hold faces that look turned sideways or upside down, e.g. "
                 f"{plan.images[turned_example[0]].path}: points of faces turned a quarter-turn or more are "

@@ -32,7 +32,7 @@ def check_box(b, where: str = "box") -> np.ndarray:
     if any(isinstance(v, (list, tuple, np.ndarray)) for v in items):
         raise BoxError(f"{where} must be [x1, y1, x2, y2] (optionally a score), not {b!r}")
     if len(items) == 5 and not isinstance(items[4], numbers.Real) and all(isinstance(v, numbers.Real) for v in items[:4]):
-        raise BoxError(f"{where}'s score must be a number, not {items[4]!r}")
+        raise BoxError(f"the score of {where} must be a number, not {items[4]!r}")
     if any(not isinstance(v, numbers.Real) for v in items) or getattr(getattr(b, "dtype", None), "kind", "f") not in "iuf":
         raise BoxError(f"{where} must hold numbers only, not {b!r}")  # "12" is a typo or a wrong file, not 12
     try:
@@ -211,13 +211,18 @@ class GivenBoxes:
     def _read(cls, path: str | Path) -> "GivenBoxes":
         from .imageio import ImageError, check_regular_file
 
+        piped = None
         try:
-            if not Path(path).is_dir():
+            if _is_pipe(path):  # (--boxes <(jq ...) or /dev/stdin: read once, here)
+                piped = _read_pipe(path)
+            elif not Path(path).is_dir():
                 check_regular_file(Path(path), "a boxes file")  # a FIFO would block; also the 1 GiB limit
         except ImageError as e:
             raise ValueError(str(e)) from None
         try:
-            if Path(path).is_dir():  # an --out folder: its rows, newest first where an image is twice
+            if piped is not None:
+                data = json_or_lines(piped)
+            elif Path(path).is_dir():  # an --out folder: its rows, newest first where an image is twice
                 from .shards import iter_results
 
                 data = list(iter_results(path))
@@ -326,6 +331,29 @@ class GivenBoxes:
         if not isinstance(value, list):
             raise BoxError(f"boxes for {k!r} must be a list of [x1, y1, x2, y2], not {value!r}")
         return [_detection(b, f"box {j} of {k!r}") for j, b in enumerate(value)]
+
+
+def _is_pipe(path: str | os.PathLike) -> bool:
+    """A pipe from a program (``<(jq ...)``, ``/dev/stdin`` after ``|``): it has a writer, or had
+    one, so it ends. Not a named FIFO (``mkfifo``), which nobody may ever write to."""
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode) and os.path.basename(os.path.realpath(path)).startswith("pipe:[")
+    except (OSError, ValueError):
+        return False
+
+
+def _read_pipe(path: str | os.PathLike) -> bytes:
+    """A pipe's bytes, to their end, within the 1 GiB input limit."""
+    from .imageio import MAX_BYTES, ImageError
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_BYTES + 1)
+    except OSError as e:
+        raise ImageError(f"cannot read {path}: {e.strerror or e}") from None
+    if len(data) > MAX_BYTES:
+        raise ImageError(f"{path} holds over facemark's 1 GiB input limit")
+    return data
 
 
 def read_boxes(path: str | os.PathLike) -> GivenBoxes:

@@ -193,15 +193,15 @@ def check_output_file(path: Optional[Path], option: str, exts: tuple[str, ...] =
         return
     if str(path) == "-":
         fail(f"{option} -: give a file name (this option writes a file, not standard output)")
-    from .imageio import too_long_name
+    from .imageio import broken_link, too_long_name
 
     try:
         if clash := _streams_file(path):  # (renamed over, a redirected stdout's file loses what was printed into it)
             fail(f"{option} {path} {clash}")
         if long := too_long_name(path):
             fail(f"{option} {long}")
-        if path.is_symlink() and not path.exists():  # (found now, not after the measuring)
-            fail(f"{option} {path} is a link to {os.readlink(path)}, which does not exist")
+        if nowhere := broken_link(path):  # (found now, not after the measuring)
+            fail(f"{option} {path} {nowhere}")
         if path.is_dir():
             fail(f"{option} {path} is a directory: give a file name")
         if exts and path.suffix.lower() not in exts:
@@ -499,6 +499,12 @@ def _detect_files(plan, workers, out_dir: Optional[Path], annotate: bool, model:
             ("--shard-size needs --format jsonl or parquet", shard_size != DEFAULT_SHARD_SIZE and fmt == "json"),
             ("--draw, --no-box and --no-score need --annotate",
              (style != "contours" or not show_box or not show_score) and not annotate)]
+    searching = [name for name, given in (("--detector", detector != "retinaface"), ("--threshold", threshold != 0.6),
+                                          ("--min-face", min_face is not None)) if given]
+    if boxes is not None and searching:  # (a box's eyes, nose and mouth are looked for by RetinaFace, at its size)
+        names = " and ".join([", ".join(searching[:-1]), searching[-1]] if len(searching) > 1 else searching)
+        idle.append((f"{names} set{'s' if len(searching) == 1 else ''} how faces are searched for, and --boxes "
+                     f"gives them", True))
     for message, ignored in idle:
         if ignored:
             say(f"note: {message}; ignored here")
@@ -629,7 +635,8 @@ def video(
                       f"was lost?)")
         if s.searched_shrunk:
             err.print(f"note: no face was found, and the frames were searched shrunk to {s.searched_shrunk} px on the long "
-                      f"side, where faces under 1/16 of it go unseen; --min-face 40 (pixels) finds smaller ones, more slowly")
+                      f"side, where faces under 1/16 of it go unseen; --min-face 40 finds faces down to 40 px "
+                      f"(--min-face 20, the least, down to 20), more slowly")
     except KeyboardInterrupt:  # a late second signal: the outputs are already complete
         s.interrupted = True
     if s.interrupted and s.set_aside:  # (never under the names asked for: those are for whole runs' outputs)

@@ -818,6 +818,18 @@ def descriptor_named(path: str | os.PathLike) -> int | None:
     return None
 
 
+def broken_link(path: str | os.PathLike) -> str | None:
+    """How a symbolic link leads nowhere, to follow its path in a message (None: it is no such link)."""
+    if not (os.path.islink(path) and not os.path.exists(path)):
+        return None
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:  # (its target exists, as a link back: "does not exist" misled)
+            return "is a loop of symbolic links"
+    return f"is a link to {os.readlink(path)}, which does not exist"
+
+
 def too_long_name(path: str | os.PathLike) -> str | None:
     """Why ``path`` cannot be made, in a line that shows the path cut short: a part longer than its
     file system takes (255 bytes on most), or None. Said before the work: under a folder not made

@@ -128,9 +128,14 @@ class LeftOut:
         if self.drawings:
             said.append(f"note: left out {len(self.drawings)} file(s) named *.annotated.* (facemark's drawings, e.g. "
                         f"{shown_name(str(self.drawings[0]))}); name such a file to process it")
-        if self.duplicates:
-            left, kept = self.duplicates[0]
-            said.append(f"note: left out {len(self.duplicates)} name(s) of files already listed under another name "
+        repeats = [left for left, kept in self.duplicates if os.path.normpath(left) == os.path.normpath(kept)]
+        others = [(left, kept) for left, kept in self.duplicates if os.path.normpath(left) != os.path.normpath(kept)]
+        if repeats:
+            said.append(f"note: left out {len(repeats)} repeat(s) of names already listed (e.g. "
+                        f"{shown_name(str(repeats[0]))}); each file is done once")
+        if others:
+            left, kept = others[0]
+            said.append(f"note: left out {len(others)} name(s) of files already listed under another name "
                         f"(e.g. {shown_name(str(left))}, the same file as {shown_name(str(kept))}); each file is done once")
         return said
 
@@ -185,7 +190,7 @@ def expand(args: list[str], left_out: LeftOut | None = None) -> tuple[list[Input
         if key not in seen:
             seen[key] = path
             found.append(InputImage(path, root))
-        elif os.path.normpath(path) != os.path.normpath(seen[key]):
+        else:  # (said: a script that maps each input to a line of output is told it gets fewer)
             left_out.duplicates.append((path, seen[key]))
 
     for arg in args:

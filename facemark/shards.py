@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
-from .errors import FacemarkError
+from .errors import FacemarkError, UsageError
 
 DEFAULT_SHARD_SIZE = 10_000  # rows per shard file
 CLOCK_SLACK = 0.02  # s: the kernel stamps files from a coarse clock, which lags time.time() by up to a tick (1-10 ms)
@@ -47,13 +47,13 @@ def arrow_schema():
                       ("error", pa.string()), ("faces", pa.list_(face))])
 
 
-def require_pyarrow():
+def require_pyarrow(what: str = "--format parquet"):
     try:
         import pyarrow  # noqa: F401
     except ImportError:
         from .errors import UsageError
 
-        raise UsageError('--format parquet needs pyarrow: pip install pyarrow (or ".[parquet]" in facemark\'s folder)') from None
+        raise UsageError(f'{what} needs pyarrow: pip install pyarrow (or ".[parquet]" in facemark\'s folder)') from None
 
 
 def json_or_lines(data: bytes):
@@ -199,7 +199,7 @@ def read_parquet(path: str | Path, columns: list[str] | None = None):
 def read_shard(path: str | Path) -> list[dict]:
     path = Path(path)
     if path.suffix == ".parquet":
-        require_pyarrow()
+        require_pyarrow(f"{path}: reading Parquet results")
         return read_parquet(path).to_pylist()
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
@@ -443,7 +443,7 @@ def _rows_of(path: Path, damaged=None) -> list[dict]:
                 raise DamagedOutput(f"{path}: a damaged facemark output (a document lacks "
                                     f"{', '.join(sorted(DOC_KEYS - set(next(d for d in docs if not DOC_KEYS <= set(d)))))})")
             rows = [_from_document(d) for d in docs]
-    except DamagedOutput:
+    except (DamagedOutput, UsageError):  # (pyarrow missing: not a file that is not ours, nor an empty result)
         raise
     except (ImageError, OSError, ValueError, KeyError, TypeError, RecursionError) as e:
         raise NotAnOutput(f"{path}: not a facemark output ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
@@ -455,9 +455,10 @@ def iter_results(path: str | Path, on_error=None) -> Iterator[dict]:
     or a folder of them (recursively; where a newer file has the same image again, as after
     ``--redo``, its row wins). In a folder, files that are not facemark outputs are passed to
     ``on_error(message)`` and skipped (by default: skipped silently, except facemark's own
-    ``part-*`` shards, which warn); damaged lines of a JSON-lines shard are skipped and said the
+    ``part-*`` and ``ray-*`` shards, which warn); damaged lines of a JSON-lines shard are skipped and said the
     same way, its other lines kept. A single bad file raises ``ValueError`` naming it, a missing
-    path ``FileNotFoundError``."""
+    path ``FileNotFoundError``; a Parquet file where pyarrow is not installed, ``UsageError`` (a
+    ``ValueError``) saying how to install it, never a file taken for someone else's."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
@@ -470,10 +471,12 @@ def iter_results(path: str | Path, on_error=None) -> Iterator[dict]:
     for p in sorted(files, key=_written):  # the newest file's row of an image wins
         try:
             _newest(latest, _rows_of(p, on_error))
+        except UsageError:
+            raise
         except ValueError as e:
             if on_error:
                 on_error(str(e))
-            elif isinstance(e, DamagedOutput) or p.name.startswith("part-") and p.suffix in (".jsonl", ".parquet") \
+            elif isinstance(e, DamagedOutput) or p.name.startswith(("part-", "ray-")) and p.suffix in (".jsonl", ".parquet") \
                     or p.suffix == ".json" and _begins_as_ours(p):
                 _warn(str(e))  # one of facemark's own outputs, damaged: never dropped without a word
     yield from _one_per_file(latest).values()

@@ -2291,3 +2291,61 @@ def test_a_given_box_with_no_face_is_one_warning_line_naming_the_box(tmp_path):
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     said = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
     assert len(said) == 1 and "a given box had no face" in said[0] and said[0].endswith("(the first: box [120, 80, 240, 220])")
+
+
+def test_options_that_search_for_faces_are_said_to_be_ignored_with_boxes(tmp_path, face, fm_here):
+    """``--boxes`` with ``--detector yunet:missing.onnx``, ``--threshold`` or ``--min-face``: all
+    silently ignored (the model file never looked at), so a user believed they tuned the search."""
+    cv2.imwrite(str(tmp_path / "a.jpg"), face)
+    (tmp_path / "b.json").write_text(json.dumps({"a.jpg": [[177, 56, 273, 177]]}))
+    r = fm_here("detect", "a.jpg", "--boxes", "b.json", "--detector", "yunet:missing.onnx", "--threshold", "0.9",
+                cwd=tmp_path)
+    assert r.returncode == 0 and len(json.loads(r.stdout)["faces"]) == 1, r.stderr
+    assert "note: --detector and --threshold set how faces are searched for, and --boxes gives them; ignored here" \
+        in r.stderr, r.stderr
+    r = fm_here("detect", "a.jpg", "--boxes", "b.json", "--min-face", "30", cwd=tmp_path)
+    assert r.returncode == 0 and "note: --min-face sets how faces" in r.stderr, r.stderr
+    r = fm_here("detect", "a.jpg", "--boxes", "b.json", cwd=tmp_path)
+    assert r.returncode == 0 and "note:" not in r.stderr, r.stderr
+
+
+def test_an_input_named_twice_is_said_to_be_done_once(tmp_path, face, fm_here):
+    """``detect a.jpg ./a.jpg a.jpg`` printed one document and no note, while another spelling
+    (a link, an absolute path) was noted: a script mapping inputs to lines was not told."""
+    cv2.imwrite(str(tmp_path / "a.jpg"), face)
+    r = fm_here("detect", "a.jpg", "./a.jpg", "a.jpg", cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.count("\n") == 1, r.stderr
+    assert "note: left out 2 repeat(s) of names already listed (e.g. a.jpg); each file is done once" in r.stderr
+    assert "another name" not in r.stderr, r.stderr
+    r = fm_here("detect", "a.jpg", tmp_path / "a.jpg", cwd=tmp_path)
+    assert "note: left out 1 name(s) of files already listed under another name" in r.stderr
+    assert "repeat" not in r.stderr, r.stderr
+
+
+def test_an_output_that_is_a_loop_of_links_is_said_to_be_one(tmp_path, face, fm_here):
+    """``--out loopa`` where loopa -> loopb -> loopa said "a link to loopb, which does not exist"."""
+    cv2.imwrite(str(tmp_path / "a.jpg"), face)
+    os.symlink("loopb", tmp_path / "loopa")
+    os.symlink("loopa", tmp_path / "loopb")
+    r = fm_here("detect", "a.jpg", "--out", "loopa", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr == "error: --out loopa is a loop of symbolic links\n", r.stderr
+    r = fm_here("eval", "--data", "300w=nowhere", "--json", "loopb", cwd=tmp_path)
+    assert r.returncode == 2 and "--json loopb is a loop of symbolic links" in r.stderr, r.stderr
+    os.symlink("missing", tmp_path / "gone")
+    r = fm_here("detect", "a.jpg", "--out", "gone", cwd=tmp_path)
+    assert r.returncode == 2 and "--out gone is a link to missing, which does not exist" in r.stderr, r.stderr
+
+
+def test_boxes_from_a_program_s_pipe_are_read(tmp_path, face, fm_here):
+    """``--boxes <(jq ...)`` (or ``... | facemark detect --boxes /dev/stdin``) was refused as "not a
+    regular file"; a pipe from a program ends, unlike a named FIFO, which stays refused."""
+    cv2.imwrite(str(tmp_path / "a.jpg"), face)
+    read_end, write_end = os.pipe()
+    os.write(write_end, json.dumps({"a.jpg": [[177, 56, 273, 177]]}).encode())
+    os.close(write_end)
+    try:
+        r = fm_here("detect", "a.jpg", "--boxes", f"/dev/fd/{read_end}", cwd=tmp_path)
+    finally:
+        os.close(read_end)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["faces"][0]["box"] == [177, 56, 273, 177]

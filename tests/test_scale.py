@@ -1758,3 +1758,30 @@ def test_a_resumed_auto_run_counts_its_workers_from_the_images_left(monkeypatch,
     assert counted == [7, 2]  # (all listed, then the two new photos: one worker)
     assert set(threads) == {None}  # (that one worker has every core, not the share of one of two)
     assert len(list((tmp_path / "o").glob("*.json"))) == 7
+
+
+def test_a_damaged_ray_shard_warns_and_parquet_without_pyarrow_says_so(tmp_path, monkeypatch):
+    """A cut-short ``ray-*.parquet`` (a --ray run's shard) was dropped without a word (only
+    ``part-*`` shards warned); and without pyarrow, Parquet results read as "not a facemark
+    output", a folder of them as holding none, and ``read`` returned [] for a script to go on with."""
+    pa = pytest.importorskip("pyarrow")
+    from facemark import shards
+    from facemark.boxes import GivenBoxes
+    from facemark.errors import UsageError
+
+    out = tmp_path / "o"
+    out.mkdir()
+    for k, name in enumerate(("ray-1-00000.parquet", "ray-2-00001.parquet")):
+        rows = [shards.row(f"/x/{3 * k + i}.jpg", 64, 48, "direct") for i in range(3)]
+        shards.write_parquet(pa.Table.from_pylist(rows, schema=shards.arrow_schema()), out / name)
+    assert len(read(out)) == 6
+    cut = out / "ray-2-00001.parquet"
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    with pytest.warns(RuntimeWarning, match="ray-2-00001.parquet"):
+        assert sorted(r["path"] for r in read(out)) == [f"/x/{i}.jpg" for i in range(3)]
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # (its import now fails, as where it is not installed)
+    for path in (out, out / "ray-1-00000.parquet"):
+        with pytest.raises(UsageError, match="reading Parquet results needs pyarrow: pip install pyarrow"):
+            read(path)
+    with pytest.raises(ValueError, match="bad boxes file .*needs pyarrow"):
+        GivenBoxes.from_file(out)
