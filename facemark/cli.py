@@ -1094,6 +1094,10 @@ def _from_ctrl_c(e: BaseException) -> bool:
 
 
 _SAID_INTERRUPTED: list[bool] = []
+# Signals that reached this process's handler. A KeyboardInterrupt raised inside an import's
+# error handling can come out as another error, with no trace of it (a TypeError from within
+# ssl's "from _ssl import RAND_egd", seen): such an error after a signal is the signal's.
+_SIGNALLED: list[int] = []
 
 
 def exit_interrupted(message: str) -> NoReturn:
@@ -1140,11 +1144,15 @@ def run(argv: Optional[List[str]] = None) -> None:
     import signal
 
     def on_sigterm(signum, frame):  # a polite kill is Ctrl-C: finish the file at hand, leave nothing half-done
+        _SIGNALLED.append(signum)
         raise KeyboardInterrupt
 
     _SAID_INTERRUPTED.clear()
+    _SIGNALLED.clear()
     before_int = signal.getsignal(signal.SIGINT)  # (a command's end ignores both: the caller's come back after it)
     before = signal.signal(signal.SIGTERM, on_sigterm)
+    if before_int is signal.default_int_handler:  # (remembered: see _SIGNALLED)
+        signal.signal(signal.SIGINT, on_sigterm)
     try:
         _run_app(args)
     finally:
@@ -1235,7 +1243,7 @@ def _run_app(args: list[str]) -> None:
         if out_of_memory(e):  # onnxruntime's arena or a thread that could not start, mid-run
             _out_of_memory("a thread could not start (memory, or a limit on threads or processes)"
                            if "thread" in str(e) else "")
-        if type(e).__name__ != "Abort" and not _from_ctrl_c(e):
+        if type(e).__name__ != "Abort" and not _from_ctrl_c(e) and not _SIGNALLED:
             raise
         err.print("interrupted")
         raise SystemExit(130) from None

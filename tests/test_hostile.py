@@ -2349,3 +2349,25 @@ def test_boxes_from_a_program_s_pipe_are_read(tmp_path, face, fm_here):
         os.close(read_end)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["faces"][0]["box"] == [177, 56, 273, 177]
+
+
+def test_an_error_that_a_signal_turned_into_another_is_still_an_interruption(tmp_path, face, fm_here, monkeypatch):
+    """Ctrl-C while the models' libraries were imported: the KeyboardInterrupt came out of ssl's
+    ``from _ssl import RAND_egd`` as "TypeError: expected a message argument", no trace of the
+    signal in it, and the user got a traceback, exit 1 (the suite's start-up Ctrl-C test, once)."""
+    from facemark import cli
+
+    def interrupted_import(*args, **kwargs):
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            pass
+        raise TypeError("expected a message argument")  # (as CPython's import machinery left it)
+
+    cv2.imwrite(str(tmp_path / "a.jpg"), face)
+    monkeypatch.setattr(cli, "_landmarker", interrupted_import)
+    r = fm_here("detect", "a.jpg", cwd=tmp_path)
+    assert r.returncode == 130 and r.stderr.strip() == "interrupted", (r.returncode, r.stderr)
+    monkeypatch.setattr(cli, "_landmarker", lambda *a, **k: (_ for _ in ()).throw(TypeError("a bug")))
+    with pytest.raises(TypeError, match="a bug"):  # (without a signal, a bug stays a bug)
+        fm_here("detect", "a.jpg", cwd=tmp_path)
