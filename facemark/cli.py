@@ -141,10 +141,6 @@ def no_empty_folder(path: Path):
         raise
 
 
-DATA_KINDS = ("300w", "pts", "wflw", "csv68")
-DATA_FILE_EXTS = (".pts", ".txt", ".csv", ".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # what --data reads
-
-
 def output_file(value: Optional[str], option: str) -> Optional[Path]:
     """An output file option as typed: ``Path("results/")`` drops the slash, so ``--json results/``
     would quietly become a file named ``results``; a name ending in a separator is a folder."""
@@ -155,11 +151,6 @@ def output_file(value: Optional[str], option: str) -> Optional[Path]:
     if value.endswith(("/", os.sep)):
         fail(f"{option} {value} ends in '/', so it names a folder: give a file name")
     return Path(value)
-
-
-def _eval_report(doc) -> bool:
-    return isinstance(doc, dict) and bool(doc) and all(isinstance(v, dict) and {"mode", "subsets"} <= v.keys()
-                                                        for v in doc.values())
 
 
 def _bench_report(doc) -> bool:
@@ -182,112 +173,25 @@ def _pack(path: Path) -> bool:
 
 def check_output_file(path: Optional[Path], option: str, exts: tuple[str, ...] = (), inputs: List[str] = (),
                       own: "tuple[str, object] | None" = None) -> None:
-    """Before any work: an output file can be written where it is asked for, it is no folder,
-    its extension is one facemark can write, and it is none of the inputs (``inputs``: paths,
-    or ``KIND=PATH`` data whose folder is not written into). So an hour of measuring is never
-    lost at the last step, and no photo or label file is ever replaced by a result. ``own``:
-    (what, test) of the output: an existing file the test refuses (a JSON file of another kind,
-    facemark's own calibration under an eval report) is not replaced. Nothing is created here: a
-    later usage error leaves no folder behind."""
-    if path is None:
-        return
-    if str(path) == "-":
-        fail(f"{option} -: give a file name (this option writes a file, not standard output)")
-    from .imageio import broken_link, too_long_name
+    """``outputs.check_output_file``, its refusal one line and exit 2."""
+    from . import outputs
 
-    try:
-        if clash := _streams_file(path):  # (renamed over, a redirected stdout's file loses what was printed into it)
-            fail(f"{option} {path} {clash}")
-        if long := too_long_name(path):
-            fail(f"{option} {long}")
-        if nowhere := broken_link(path):  # (found now, not after the measuring)
-            fail(f"{option} {path} {nowhere}")
-        if path.is_dir():
-            fail(f"{option} {path} is a directory: give a file name")
-        if exts and path.suffix.lower() not in exts:
-            fail(f"{option} {path}: use one of {', '.join(exts)}")
-        if path.exists() and not Path(os.path.realpath(path)).is_file():
-            fail(f"{option} {path} exists and is not a regular file (a device or a pipe); give a file name")
-        if path.exists():
-            target = Path(os.path.realpath(path))
-            for given in inputs:
-                kind, _, rest = given.partition("=")
-                src = Path(os.path.realpath(rest if rest and kind.lower() in DATA_KINDS else given))
-                inside = src.is_dir() and src in target.parents and target.suffix.lower() in DATA_FILE_EXTS
-                if target == src or inside:  # (a data folder's other files: refuse_inside_data below)
-                    fail(f"{option} {path} is one of the inputs ({given}); not overwritten: write it elsewhere")
-            if path.suffix.lower() == ".json" or option == "--json":
-                with open(path, "rb") as f:
-                    head = f.read(4096).lstrip()
-                if head and head[:1] not in (b"{", b"["):
-                    fail(f"{option} {path} exists and is not JSON; not overwritten: write it elsewhere")
-            if own is not None and path.stat().st_size:
-                what, test = own
-                if path.suffix.lower() == ".json" or option == "--json":  # (a report named r.txt is still JSON)
-                    try:
-                        ours = test(json.loads(path.read_bytes()))
-                    except ValueError:
-                        ours = False
-                else:
-                    ours = test(path)
-                if not ours:
-                    fail(f"{option} {path} exists and is not {what}; not overwritten: write it elsewhere")
-        refuse_inside_data(path, option, inputs)
-        _check_can_create(path.absolute().parent, option, path)
-    except OSError as e:  # (paths go through os.path.realpath: a link loop is no RuntimeError here)
-        fail(f"{option} {path} cannot be written: {e.strerror or e}")
+    with usage_errors():
+        outputs.check_output_file(path, option, exts, inputs, own)
 
 
 def refuse_inside_data(path: Optional[Path], option: str, data: List[str]) -> None:
-    """Nothing facemark writes goes into a ``--data`` folder: a report, pack, cache or run there
-    would sit among the labels, in every copy and listing of the dataset (and a shared dataset's
-    folder is often read-only to all but its owner)."""
-    if path is None:
-        return
-    target = Path(os.path.realpath(path))
-    for given in data:
-        kind, _, rest = given.partition("=")
-        if rest and kind.strip().lower() in DATA_KINDS:  # (as the loader reads it; a csv68 FILE's folder is not guarded)
-            folder = Path(os.path.realpath(rest))
-            if folder.is_dir() and (folder == target or folder in target.parents):
-                fail(f"{option} {path} is inside the data folder of --data {given}: facemark writes nothing "
-                     f"into its data; write it elsewhere")
+    from . import outputs
 
-
-def _streams_file(path: Path) -> str | None:
-    """Why ``path`` cannot take a file written whole and renamed: it names an open descriptor, or
-    it is the file standard output or error goes to (what was printed there would be lost)."""
-    from .imageio import descriptor_named, standard_stream_file
-
-    if descriptor_named(path) is not None:
-        return "is an open descriptor (standard output, say), not a file name: give a file name"
-    if standard_stream_file(path) is not None:
-        return "is the file standard output or error goes to: give another file name"
-    return None
-
-
-def _check_can_create(folder: Path, option: str, given: Path) -> None:
-    """A file can be created in ``folder``, or, where it does not exist yet, in the nearest folder
-    above it (which facemark would make it in): proved with a temporary file, nothing left."""
-    import tempfile
-
-    where = folder
-    while not where.exists() and where != where.parent:
-        where = where.parent
-    if not where.is_dir():
-        fail(f"{option} {given}: {where} is not a folder")
-    with tempfile.NamedTemporaryFile(dir=where, prefix=".fm-", suffix=".tmp"):
-        pass
+    with usage_errors():
+        outputs.refuse_inside_data(path, option, data)
 
 
 def check_cache_folder(cache: Path, option: str = "--cache") -> None:
-    """Before any work: the cache is a folder (or can be made one) that facemark may write into."""
-    try:
-        if cache.exists() and not cache.is_dir():
-            fail(f"{option} {cache} is not a folder")
-        _check_can_create(cache.absolute(), option, cache)
-    except OSError as e:
-        fail(f"{option} {cache} cannot be written: {e.strerror or e}")
+    from . import outputs
+
+    with usage_errors():
+        outputs.check_cache_folder(cache, option)
 
 
 def write_result(path: Path, text: str, option: str) -> None:
@@ -740,16 +644,13 @@ def eval_cmd(
     from rich.table import Table
 
     from .errors import OutputError
-    from .evaluation.evaluate import check_limit, is_ced_plot, run_eval
+    from .evaluation.evaluate import check_eval_outputs, check_limit, run_eval
 
     with usage_errors():
         check_limit(limit)
     json_path, plot = output_file(json_arg, "--json"), output_file(plot_arg, "--plot")
-    check_output_file(json_path, "--json", inputs=data, own=("a facemark eval report", _eval_report))
-    if json_path and plot and os.path.realpath(json_path) == os.path.realpath(plot):
-        fail("--json and --plot name the same file")
-    check_output_file(plot, "--plot", (".png", ".jpg", ".jpeg", ".bmp", ".webp"), inputs=data,
-                      own=("a CED plot of facemark's", is_ced_plot))
+    with usage_errors():
+        check_eval_outputs(json_path, plot, data)
     with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:
         tasks = {}
 

@@ -654,3 +654,26 @@ def test_devices_are_cpu_cuda_or_cuda_and_an_ascii_number():
 
     assert all(is_device(d) for d in ("cpu", "cuda", "cuda:0", "cuda:12"))
     assert not any(is_device(d) for d in ("cuda:٣", "cuda:", "cuda:-1", "gpu", "CPU", "cuda:1 ", None))
+
+
+def test_run_eval_never_writes_over_its_inputs_or_other_files(tmp_path):
+    """``run_eval`` wrote its report over the csv68 file it read and its plot over a photo (the
+    command line refused both); and one ``"KIND=PATH"`` string was read a letter at a time."""
+    from facemark.errors import UsageError
+    from facemark.evaluation.evaluate import run_eval
+
+    csv = tmp_path / "labels.csv"
+    csv.write_text("not read: refused before\n")
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), np.full((8, 8, 3), 90, np.uint8))
+    (tmp_path / "set").mkdir()
+    cases = [(dict(json_path=csv), "json_path .*labels.csv is one of the inputs"),
+             (dict(plot=photo), "plot .*photo.png exists and is not a CED plot of facemark's"),
+             (dict(json_path=tmp_path / "r.png", plot=tmp_path / "r.png"), "json_path and plot name the same file"),
+             (dict(json_path=tmp_path / "set" / "r.json"), "inside the data folder")]
+    for kwargs, said in cases:
+        with pytest.raises(UsageError, match=said):
+            run_eval([f"csv68={csv}", f"300w={tmp_path / 'set'}"], ["direct"], **kwargs)
+    assert csv.read_text() == "not read: refused before\n" and cv2.imread(str(photo)).shape == (8, 8, 3)
+    with pytest.raises(ValueError, match="no .pts files with images under"):  # (the whole string: one KIND=PATH)
+        run_eval(f"300w={tmp_path / 'set'}", "direct")

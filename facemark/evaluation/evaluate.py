@@ -192,6 +192,21 @@ def check_limit(limit) -> None:
         raise UsageError(f"--limit must be at least 1, not {limit!r}")
 
 
+def check_eval_outputs(json_path, plot, data: list[str], names: tuple[str, str] = ("--json", "--plot")) -> None:
+    """Before any work: the report and the plot can be written, are none of the inputs and no
+    other file of the user's (``UsageError`` naming ``names``' option)."""
+    import os
+
+    from ..errors import UsageError
+    from ..outputs import check_output_file, eval_report
+
+    check_output_file(json_path, names[0], inputs=data, own=("a facemark eval report", eval_report))
+    if json_path and plot and os.path.realpath(json_path) == os.path.realpath(plot):
+        raise UsageError(f"{names[0]} and {names[1]} name the same file")
+    check_output_file(plot, names[1], (".png", ".jpg", ".jpeg", ".bmp", ".webp"), inputs=data,
+                      own=("a CED plot of facemark's", is_ced_plot))
+
+
 def run_eval(data: list[str], models: list[str], boxes: str = "detector", device: str = "cpu",
              detector: str = "retinaface", split: str = "test", limit: int | None = None, flip: bool = False,
              json_path=None, plot=None, progress=None, log=None) -> tuple[list[EvalResult], dict]:
@@ -200,10 +215,14 @@ def run_eval(data: list[str], models: list[str], boxes: str = "detector", device
 
     ``progress(model_name, done, total)`` is called as faces are measured."""
     import json
+    import os
 
     from ..errors import UsageError
     from ..training.datasets import load_all
 
+    data = [data] if isinstance(data, (str, os.PathLike)) else list(data)  # (one KIND=PATH, as run_bench takes it)
+    models = [models] if isinstance(models, (str, os.PathLike)) else list(models)
+    check_eval_outputs(json_path, plot, [os.fspath(d) for d in data], ("json_path", "plot"))
     if boxes not in ("detector", "gt"):
         raise UsageError("--boxes must be detector or gt")
     if split not in ("test", "train", "all"):
