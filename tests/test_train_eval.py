@@ -1549,3 +1549,20 @@ def test_eval_report_names_a_non_utf8_file_in_text_strict_readers_take(wflw_root
     report = by_name(json.loads(text), "tiny-direct")
     assert report["options"]["data"] == [f"wflw={tmp_path}/caf\\xe9-wflw"]
     assert all("caf\\xe9-wflw" in f["image"] for f in report["faces"]) and report["faces"]
+
+
+@pytest.mark.parametrize("family, arch, said", [
+    ("hourglass", {"size": 112}, "size must be a multiple of 32"),  # (it built, then failed in training's first step)
+    ("hourglass", {"depth": 6}, "size must be a multiple of 256"),
+    ("hourglass", {"width": 3}, "width must be 4 or more"),
+    ("hourglass", {"width": 1e6}, "width is a whole number"),
+    ("hybrid", {"widths": 1}, "widths is a list"),
+])
+def test_arch_values_that_build_but_cannot_run_are_refused_before_training(family, arch, said):
+    """``train --model hourglass --arch size=112`` printed its summary, then a traceback from the
+    first forward pass ("The size of tensor a (7) must match..."); the model is tried on one input now."""
+    from facemark.training.train import build_model
+
+    with pytest.raises(ValueError, match=said):
+        build_model(family, arch)
+    assert build_model("hourglass", {"size": 96, "width": 8}).training  # (a size its depth halves: built, to train)

@@ -31,6 +31,12 @@ class StackedHourglass(nn.Module):
 
     def __init__(self, num_points: int = 98, size: int = 128, stacks: int = 2, width: int = 96, depth: int = 3):
         super().__init__()
+        if width < 4:  # (the stem's first unit is width // 2 wide, and its middle half of that)
+            raise ValueError(f"width must be 4 or more, not {width}")
+        step = 2 ** (depth + 2)  # the stem halves the input twice, each of the depth levels once more
+        if depth < 1 or size % step:
+            raise ValueError(f"size must be a multiple of {step} (2 to the power depth + 2) for depth={depth}, "
+                             f"not {size}" if depth >= 1 else f"depth must be 1 or more, not {depth}")
         self.config = dict(num_points=num_points, size=size, stacks=stacks, width=width, depth=depth)
         self.size = size
         self.stem = nn.Sequential(

@@ -595,12 +595,19 @@ def build_model(family: str, cfg: dict) -> torch.nn.Module:
     from ..models import options
 
     defaults = options(family)
-    for k, v in cfg.items():  # text where the option is a number: said as such, not as Python's TypeError
+    for k, v in cfg.items():  # values of the wrong kind: said as such, not as Python's or torch's TypeError
         d = defaults.get(k)
         if isinstance(d, (int, float)) and not isinstance(d, bool) and isinstance(v, str):
             raise ValueError(f"--arch {k}={v}: {k} is a number (default {d})")
+        if isinstance(d, int) and not isinstance(d, bool) and isinstance(v, float):
+            raise ValueError(f"--arch {k}={v}: {k} is a whole number (default {d})")
+        if isinstance(d, (tuple, list)) and not isinstance(v, (tuple, list)):
+            raise ValueError(f"--arch {k}={v}: {k} is a list (default {k}={json.dumps(list(d), separators=(',', ':'))})")
     try:
-        return create(family, **cfg)
+        model = create(family, **cfg)
+        with torch.no_grad():  # (sizes that build but cannot run, e.g. an hourglass input its depth cannot halve:
+            model.eval()(torch.zeros(1, 3, model.size, model.size))  # said now, not as a traceback in training)
+        return model.train()
     except (TypeError, ValueError, RuntimeError, MemoryError) as e:
         shown = " ".join(f"{k}={v}" for k, v in cfg.items() if k != "neighbors")
         why = (str(e).strip().splitlines() or [type(e).__name__])[0]  # (torch's C++ errors carry their stack frames)
