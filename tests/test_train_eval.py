@@ -1566,3 +1566,17 @@ def test_arch_values_that_build_but_cannot_run_are_refused_before_training(famil
     with pytest.raises(ValueError, match=said):
         build_model(family, arch)
     assert build_model("hourglass", {"size": 96, "width": 8}).training  # (a size its depth halves: built, to train)
+
+
+def test_the_same_weights_saved_twice_are_the_same_bytes(tmp_path):
+    """An exported .pt held its temporary file's name (``.fm-...-9gwkr3f1/data.pkl``), so every
+    export of the same weights was another file, shown as another ``model@hash``, and a resumed
+    ``detect --out`` redid every image."""
+    from facemark.models import create
+    from facemark.training.export import _atomic_torch_save
+
+    state = {"model": create("direct", size=32, width_mult=0.25).state_dict(), "meta": {"family": "direct"}}
+    _atomic_torch_save(state, tmp_path / "a.pt")
+    _atomic_torch_save(state, tmp_path / "b.pt")
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+    assert torch.load(tmp_path / "a.pt")["meta"] == {"family": "direct"}

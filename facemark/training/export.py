@@ -54,7 +54,8 @@ def save_state(model: torch.nn.Module, path: str | Path, meta: dict | None = Non
 def _atomic_torch_save(obj, path: Path) -> None:
     def save(tmp: Path) -> None:
         try:
-            torch.save(obj, tmp)
+            with open(tmp, "wb") as f:  # (a path would name the archive's folder after the temporary file:
+                torch.save(obj, f)  # the same weights saved twice differed, and so did the model@hash they are shown as)
         except RuntimeError as e:  # torch's zip writer reports a failed write (a full disk) this way,
             if "inline_container" not in str(e) and "iostream error" not in str(e):  # (or its stream's, at the end)
                 raise
