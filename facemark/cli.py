@@ -906,7 +906,8 @@ def train(
             held.callback(trainer.release)  # (the run folder's lock: in-process callers train into it again)
         err.print(f"{model}{' ' + str(trainer.model.config) if model != 'hybrid' else ''} on {device}: "
                   f"{len(trainer.train_idx)} training faces, {len(trainer.val_idx)} held out"
-                  + (f", distilling {teacher_model}" if teacher_model and distill > 0 else ""))
+                  + (f", distilling {trainer.opts.teacher_model}" if trainer.opts.teacher_model and trainer.opts.distill > 0
+                     else ""))
         cols = [TextColumn("epoch {task.fields[epoch]}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                 TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn()]
         stopped = False

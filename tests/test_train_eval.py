@@ -221,6 +221,12 @@ def test_distillation_fine_tunes_a_student_from_a_teacher(tiny_models, wflw_root
     r = run(*plain, "--epochs", 3, "--resume")
     assert r.exit_code == 0, r.stderr
     assert "goes on doing so" in r.stderr and "teacher labels from" in r.stderr, r.stderr
+    assert f", distilling {tiny_models['hourglass']}" in r.stderr, r.stderr  # (the summary said no teacher)
+    # Another teacher: the run's views (3), not the default 8; its own labels, not the run's cache.
+    r = run(*plain, "--epochs", 4, "--resume", "--teacher-model", tiny_models["hybrid"])
+    assert r.exit_code == 0, r.stderr
+    assert f"it now distils from {tiny_models['hybrid']} (3 view(s) per face" in r.stderr, r.stderr
+    assert np.load(run_dir / "teacher.npz")["points"].shape[0] == n, r.stderr
     # A student of another family than --init is refused with one line.
     r = run("train", "--model", "hybrid", "--data", f"wflw={wflw_root}", "--epochs", 1, "--out", tmp_path / "x",
             "--cache", tmp_path / "c", "--init", tiny_models["direct.pt"])
@@ -1580,3 +1586,16 @@ def test_the_same_weights_saved_twice_are_the_same_bytes(tmp_path):
     _atomic_torch_save(state, tmp_path / "b.pt")
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
     assert torch.load(tmp_path / "a.pt")["meta"] == {"family": "direct"}
+
+
+def test_a_teacher_cache_that_cannot_be_written_is_said_before_labelling(tmp_path, tiny_models):
+    """A --teacher-cache in a read-only or missing place failed after minutes of labelling, naming
+    a temporary file; its folder is checked with the other outputs now."""
+    from facemark.errors import UsageError
+    from facemark.training.train import TrainOptions, check_options
+
+    (tmp_path / "a_file").write_text("x")
+    opts = TrainOptions("direct", tmp_path / "run", teacher_model=str(tiny_models["hourglass"]),
+                        teacher_cache=tmp_path / "a_file" / "t.npz")
+    with pytest.raises(UsageError, match="--teacher-cache .*t.npz: .*a_file is not a folder"):
+        check_options(opts)

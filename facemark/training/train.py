@@ -259,8 +259,12 @@ class Trainer:
             if s % (128 * 20) == 0:
                 self.log(f"teacher labels: {s + len(j)}/{n * v} views ({time.time() - start:.0f} s)")
         cache = {"a": a.cpu().numpy(), "t": t.cpu().numpy(), "flip": flip.cpu().numpy(), "points": points}
-        atomic_write(path, lambda tmp: np.savez(tmp, key=key, **cache), ".npz", tidy=True)
-        self.log(f"teacher labels: {n * v} views in {time.time() - start:.0f} s -> {path}")
+        try:
+            atomic_write(path, lambda tmp: np.savez(tmp, key=key, **cache), ".npz", tidy=True)
+            self.log(f"teacher labels: {n * v} views in {time.time() - start:.0f} s -> {path}")
+        except OSError as e:  # (a full disk: the labels are made and held; only their keeping is lost)
+            self.log(f"note: teacher labels: {n * v} views in {time.time() - start:.0f} s, not kept: cannot write "
+                     f"{path} ({e.strerror or e}); training goes on (a resume labels again)")
         return {k: torch.from_numpy(c).to(self.dev) for k, c in cache.items()}
 
     def _draw_views(self, idx: np.ndarray, rng: np.random.Generator):
@@ -396,17 +400,22 @@ class Trainer:
         teacher = saved.get("teacher_model")
         if teacher in (None, "None"):
             return
+        o, default = self.opts, TrainOptions(family=self.opts.family, out=self.opts.out)
+        cache = saved.get("teacher_cache")
+        kept = dict(  # what the user set on this command stays; the rest is the run's
+            teacher_views=int(saved.get("teacher_views", 8)) if o.teacher_views == default.teacher_views else o.teacher_views,
+            teacher_cache=(None if cache in (None, "None") else Path(cache)) if o.teacher_cache is None else o.teacher_cache,
+            distill=float(saved.get("distill", 1.0)) if o.distill == default.distill else o.distill)
         if self.opts.teacher_model is None and self.opts.distill != 0:  # (--distill 0: the user stops it)
-            o, default = self.opts, TrainOptions(family=self.opts.family, out=self.opts.out)
-            cache = saved.get("teacher_cache")
-            self.opts = replace(  # what the user set on this command stays; the rest is the run's
-                o, teacher_model=teacher,
-                teacher_views=int(saved.get("teacher_views", 8)) if o.teacher_views == default.teacher_views else o.teacher_views,
-                teacher_cache=(None if cache in (None, "None") else Path(cache)) if o.teacher_cache is None else o.teacher_cache,
-                distill=float(saved.get("distill", 1.0)) if o.distill == default.distill else o.distill)
+            self.opts = replace(o, teacher_model=teacher, **kept)
             self.log(f"note: the run was distilling from {teacher}, and goes on doing so (as it was started)")
-        elif str(self.opts.teacher_model) != teacher:
-            self.log(f"note: the run was distilling from {teacher}; it now distils from {self.opts.teacher_model}")
+        elif self.opts.teacher_model is not None and str(self.opts.teacher_model) != teacher:
+            # (another teacher: views and weight as the run's unless given; not the run's cache, which may
+            # be shared with other students of the first teacher: its own, unless given)
+            self.opts = replace(o, teacher_views=kept["teacher_views"], distill=kept["distill"])
+            where = self.opts.teacher_cache or self.opts.out / "teacher.npz"
+            self.log(f"note: the run was distilling from {teacher}; it now distils from {self.opts.teacher_model} "
+                     f"({self.opts.teacher_views} view(s) per face, labels kept in {where})")
 
     # --- steps ----------------------------------------------------------------------------
     def _lr(self, it: float, total: float, spent: float = 0.0) -> float:
@@ -749,6 +758,10 @@ def check_options(opts: TrainOptions) -> None:
     tc = opts.teacher_cache
     if tc is not None and ((Path(tc).exists() and not Path(tc).is_file()) or Path(tc).suffix != ".npz"):
         raise UsageError(f"--teacher-cache {tc}: give an .npz file name (it is made if missing)")
+    if tc is not None:  # (where it can be made: said now, not after minutes of labelling)
+        from ..outputs import check_output_file
+
+        check_output_file(Path(tc), "--teacher-cache")
     if opts.threads is not None and not 1 <= opts.threads <= max_threads():
         raise UsageError(f"--threads must be from 1 to {max_threads()} (four per core here), not {opts.threads}")
     if not is_device(opts.device):
