@@ -73,6 +73,12 @@ def missing_gpu(device: str) -> str | None:
     return None if index < n else f"--device {device}: this machine has {n} GPU{'s' if n != 1 else ''} (cuda:0 to cuda:{n - 1})"
 
 
+def weights_digest(path: str | Path) -> str:
+    """The first 16 hex digits of a weights file's SHA-256: what a measurement (an eval report's
+    entry) records, so a figure is shown only beside the weights it was measured on."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
 def weights_label(given: str, name: str, path: Path) -> str:
     """``name``, or ``name@`` the first 8 hex digits of the file's SHA-256 when ``given`` was a
     path to weights other than the shipped file of that name (see ``FaceLandmarker.model_name``).
@@ -246,7 +252,8 @@ def _standard_eval(entry) -> bool:
 def shipped_models() -> list[dict]:
     """One row per shipped model (``facemark models``): family, input size, parameters, GFLOPs,
     file size, and the NME / CPU time recorded in ``weights/eval.json`` and ``bench.json`` (with the
-    machine that time was measured on)."""
+    machine that time was measured on): the NME where the report's entry names these very weights
+    (by content), the time where its row's model has as many parameters."""
     import json
 
     def read(name: str) -> dict:
@@ -274,9 +281,13 @@ def shipped_models() -> list[dict]:
         except ModelError as e:
             rows.append({"name": name, "error": str(e)})
             continue
-        nme = _at(evals, m.name, "subsets", "all", "nme") if _standard_eval(evals.get(m.name)) else None
+        entry = evals.get(m.name)
+        # (an NME only beside the weights it measured: retrained weights exported under a shipped
+        # name showed the shipped model's; a time only beside a model of the size it timed)
+        same_weights = isinstance(entry, dict) and entry.get("weights") == weights_digest(m.path)
+        nme = _at(evals, m.name, "subsets", "all", "nme") if same_weights and _standard_eval(entry) else None
         cpu = next((r.get("latency_ms") for r in bench_rows if r.get("model") == m.name
-                    and r.get("backend") == "onnxruntime-cpu"), None)
+                    and r.get("backend") == "onnxruntime-cpu" and r.get("params") == m.meta.get("params")), None)
         nme = nme if isinstance(nme, (int, float)) else None
         cpu = cpu if isinstance(cpu, (int, float)) else None
         rows.append({"name": name, "family": m.family, "size": m.size, "params": m.meta.get("params", 0),

@@ -1893,6 +1893,11 @@ def test_a_damaged_file_that_comes_with_facemark_is_one_line(tmp_path):
     assert "calibration.json, which comes with facemark, is damaged" in r.stderr and "reinstall" in r.stderr
 
 
+def shipped_ms(name: str) -> float:
+    bench = json.loads((weights_dir() / "bench.json").read_text())
+    return next(r["latency_ms"] for r in bench["rows"] if r["model"] == name and r["backend"] == "onnxruntime-cpu")
+
+
 def test_models_shows_the_accuracy_figure_only_of_the_full_standard_eval(tmp_path, monkeypatch):
     """An eval written into weights/eval.json with --limit 3 --boxes gt was shown as the 554-face
     full-pipeline NME. Only a report of that run (all 554 faces, detector, no flip) is."""
@@ -1915,6 +1920,24 @@ def test_models_shows_the_accuracy_figure_only_of_the_full_standard_eval(tmp_pat
     on_gpu["direct"]["options"] = {**on_gpu["direct"].get("options", {}), "device": "cuda"}  # (torch's numerics)
     (tmp_path / "weights" / "eval.json").write_text(json.dumps(on_gpu))
     assert {r["name"]: r["nme"] for r in backends.shipped_models()}["direct"] is None
+    # Other weights exported under a shipped name (the README's retraining workflow): the shipped
+    # model's NME was shown beside them, and its time beside a model of another size.
+    (tmp_path / "weights" / "eval.json").unlink()
+    (tmp_path / "weights" / "eval.json").symlink_to(weights_dir() / "eval.json")
+    onnx = pytest.importorskip("onnx")
+    m = onnx.load(str(weights_dir() / "direct.onnx"))
+    init = max(m.graph.initializer, key=lambda t: len(t.raw_data))
+    init.raw_data = bytes([init.raw_data[0] ^ 0x55]) + init.raw_data[1:]  # (retrained: other weights, same model)
+    (tmp_path / "weights" / "direct.onnx").unlink()
+    onnx.save(m, str(tmp_path / "weights" / "direct.onnx"))
+    rows = {r["name"]: r for r in backends.shipped_models()}
+    assert rows["direct"]["nme"] is None and rows["direct"]["cpu_ms"] == shipped_ms("direct"), rows["direct"]
+    assert rows["hybrid"]["nme"] == shipped["hybrid"]["subsets"]["all"]["nme"]
+    meta = next(p for p in m.metadata_props if p.key == "facemark.meta")
+    meta.value = json.dumps({**json.loads(meta.value), "params": 1234})  # (a model of another size: another time)
+    (tmp_path / "weights" / "direct.onnx").unlink()
+    onnx.save(m, str(tmp_path / "weights" / "direct.onnx"))
+    assert {r["name"]: r for r in backends.shipped_models()}["direct"]["cpu_ms"] is None
 
 
 def test_a_writer_s_own_error_names_the_file_it_was_writing(tmp_path):

@@ -247,6 +247,9 @@ def run_eval(data: list[str], models: list[str], boxes: str = "detector", device
     if not any(r.table()["all"]["faces"] for r in results):
         raise UsageError(f"no face in --data could be measured: none of its {len(samples)} image(s) could be read, "
                          f"or their labels lie outside them (see the skipped lines)")
+    from ..backends import weights_digest
+
+    weights = {id(r): weights_digest(fl.model.path) for r, fl in zip(results, landmarkers)}  # (the file measured)
     report = {}
     for r in results:  # a name given twice (direct, and weights/direct.pt): direct, direct#2, in the tables and plot too
         k, key = 1, r.model
@@ -254,8 +257,9 @@ def run_eval(data: list[str], models: list[str], boxes: str = "detector", device
             k += 1
             key = f"{r.model}#{k}"
         r.model = key
-        report[key] = {"mode": r.mode, "options": {"data": [shown_name(d) for d in data], "split": split, "limit": limit,
-                                                   "flip": flip, "detector": shown_name(detector), "device": device},
+        report[key] = {"mode": r.mode, "weights": weights[id(r)],
+                       "options": {"data": [shown_name(d) for d in data], "split": split, "limit": limit,
+                                   "flip": flip, "detector": shown_name(detector), "device": device},
                        "subsets": r.table(), "faces": r.faces()}
     from ..errors import OutputError
     from ..imageio import atomic_write_bytes
