@@ -44,6 +44,14 @@ def weights_dir() -> Path:
 def resolve(model: str, suffix: str) -> Path:
     """A shipped model name (``hourglass``) or a path to an .onnx / .pt file."""
     p = Path(model)
+    run = p if p.is_dir() else p.parent
+    if (run / "last.pt").is_file() and (p == run or p.name == "last.pt"):  # (a training run's; best.pt is a model)
+        exported = next((run / f"model{x}" for x in (suffix, ".onnx", ".pt") if (run / f"model{x}").is_file()),
+                        run / "model.onnx")
+        raise ModelError(f"{model} is {'a training run' if p == run else 'a training state'}, not a model: give its "
+                         f"exported model ({exported})" if exported.is_file() else
+                         f"{model} is {'a training run' if p == run else 'a training state'}, not a model: "
+                         f"facemark export {run} --out DIR makes one")
     if p.suffix.lower() in (".onnx", ".pt"):
         if p.is_dir():
             raise ModelError(f"{model} is a directory, not a model file")
@@ -58,6 +66,8 @@ def resolve(model: str, suffix: str) -> Path:
             return other
         return p
     if model not in SHIPPED:
+        if p.is_dir():
+            raise ModelError(f"{model} is a folder: give a model file in it (.onnx or .pt), or one of {', '.join(SHIPPED)}")
         raise ModelError(f"unknown model {model!r}: use one of {', '.join(SHIPPED)} or a path to an .onnx/.pt file")
     p = weights_dir() / f"{model}{suffix}"
     if not p.is_file():

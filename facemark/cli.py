@@ -651,6 +651,9 @@ def eval_cmd(
     json_path, plot = output_file(json_arg, "--json"), output_file(plot_arg, "--plot")
     with usage_errors():
         check_eval_outputs(json_path, plot, data)
+    if boxes == "gt" and detector != "retinaface":
+        say("note: --detector finds the faces that --boxes detector measures; --boxes gt crops from the labels: "
+            "ignored here")
     with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:
         tasks = {}
 

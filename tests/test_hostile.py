@@ -2394,3 +2394,20 @@ def test_an_error_that_a_signal_turned_into_another_is_still_an_interruption(tmp
     monkeypatch.setattr(cli, "_landmarker", lambda *a, **k: (_ for _ in ()).throw(TypeError("a bug")))
     with pytest.raises(TypeError, match="a bug"):  # (without a signal, a bug stays a bug)
         fm_here("detect", "a.jpg", cwd=tmp_path)
+
+
+def test_a_training_run_given_as_a_model_says_what_to_give(tmp_path, face, fm_here):
+    """``--model runs/d1/last.pt`` said "not a valid facemark torch model (KeyError)" and
+    ``--model runs/d1`` "unknown model"; export says what a run folder holds, and so does every command."""
+    cv2.imwrite(str(tmp_path / "a.jpg"), face)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "last.pt").write_bytes(b"a training state")
+    r = fm_here("detect", "a.jpg", "--model", "run", cwd=tmp_path)
+    assert r.returncode == 2 and "run is a training run, not a model: facemark export run --out DIR makes one" \
+        in r.stderr, r.stderr
+    shutil.copy(weights_dir() / "direct.onnx", tmp_path / "run" / "model.onnx")
+    r = fm_here("detect", "a.jpg", "--model", "run/last.pt", cwd=tmp_path)
+    assert r.returncode == 2 and "run/last.pt is a training state, not a model: give its exported model " \
+        f"({Path('run', 'model.onnx')})" in r.stderr, r.stderr
+    r = fm_here("detect", "a.jpg", "--model", str(tmp_path), cwd=tmp_path)
+    assert r.returncode == 2 and "is a folder: give a model file in it" in r.stderr, r.stderr

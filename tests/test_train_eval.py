@@ -142,6 +142,11 @@ def test_full_pipeline_eval_on_300w_layout(tiny_models, face_image, tmp_path):
     assert np.isclose(np.mean([f["nme"] for f in rep["faces"]]), s["nme"])
     assert rep["options"] == {"data": [f"300w={root}"], "split": "test", "limit": None, "flip": False,
                               "detector": "retinaface", "device": "cpu"}  # (what the figures are of)
+    import hashlib  # (and which weights: `facemark models` shows an NME only beside the very weights measured)
+
+    assert rep["weights"] == hashlib.sha256(Path(tiny_models["direct"]).read_bytes()).hexdigest()[:16]
+    r = run("eval", "--data", f"300w={root}", "--model", tiny_models["direct"], "--json", out_json, "--boxes", "gt")
+    assert r.exit_code == 0 and by_name(json.loads(out_json.read_text()), "tiny-direct")["options"]["detector"] is None
     # --limit takes faces evenly over the data: every subset shows (the first N were all one
     # subset's), and --flip is said in the table's title, not only in the JSON's options.
     write_300w(root, synthetic_faces(face_image, 2, seed=5), "helen/testset")

@@ -259,7 +259,8 @@ def run_eval(data: list[str], models: list[str], boxes: str = "detector", device
         r.model = key
         report[key] = {"mode": r.mode, "weights": weights[id(r)],
                        "options": {"data": [shown_name(d) for d in data], "split": split, "limit": limit,
-                                   "flip": flip, "detector": shown_name(detector), "device": device},
+                                   "flip": flip, "device": device,
+                                   "detector": shown_name(detector) if boxes == "detector" else None},  # (gt: none ran)
                        "subsets": r.table(), "faces": r.faces()}
     from ..errors import OutputError
     from ..imageio import atomic_write_bytes
