@@ -1317,7 +1317,7 @@ def test_keypoints_in_other_units_are_refused_not_cropped_elsewhere(fl, face_ima
             fl.landmarks(corner, [Detection(near, 0.9, wrong)])
     tight = np.r_[kn.min(0), kn.max(0)]  # a box drawn tight around the points themselves: fine
     assert len(fl.landmarks(corner, [Detection(tight, 0.9, kn)])) == 1
-    with pytest.raises(ValueError, match="score must be a number, not None"):
+    with pytest.raises(ValueError, match="the score of .* must be a number, not None"):
         fl.landmarks(face_image, [Face(face.box, None, face.landmarks, face.landmarks68)])
 
 
@@ -1449,6 +1449,7 @@ def test_running_out_of_memory_is_one_line_not_a_bad_model(tmp_path, face, where
     cannot start), while running, or Python cannot start the reader thread: that was reported as
     "not a valid ONNX model" (the user's file blamed, exit 2), or as a traceback."""
     cv2.imwrite(str(tmp_path / "p.jpg"), face)
+    cv2.imwrite(str(tmp_path / "q.jpg"), face)
     code = ("import sys, onnxruntime as ort, concurrent.futures as cf\n"
             f"WORDS = {words!r}\n"
             "def no_memory(*a, **k):\n"
@@ -1457,7 +1458,7 @@ def test_running_out_of_memory_is_one_line_not_a_bad_model(tmp_path, face, where
                "run": "ort.InferenceSession.run = no_memory\n",
                "thread": "cf.ThreadPoolExecutor.submit = no_memory\n"}[where] +
             "from facemark.__main__ import main\n"
-            "sys.argv = ['facemark', 'detect', 'p.jpg', 'p.jpg', '--model', 'direct', '--workers', '1']\n"
+            "sys.argv = ['facemark', 'detect', 'p.jpg', 'q.jpg', '--model', 'direct', '--workers', '1']\n"
             "main()\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 1, r.stderr
