@@ -598,7 +598,8 @@ def bench(
         rows, skipped, info = B.run_bench(device, names, batches, threads, data, image, yunet, limit, status=err.status)
     table = Table(title=f"facemark bench on {info.get('gpu', info['cpu'])} ({info['cores']} cores)")
     cols = ["stage", "model", "backend", "prec", "b1 median ms", "b1 p90 ms"] + [f"faces/s b{b}" for b in batches if b > 1]
-    cols += ["params", "GFLOPs", "mem MB"] + (["NME %"] if data else [])
+    gpu_mb = any(r.memory_mb is not None for r in rows)  # (CUDA rows' peak allocation; the CPU has none)
+    cols += ["params", "GFLOPs"] + (["GPU MB"] if gpu_mb else []) + (["NME %"] if data else [])
     for c in cols:
         table.add_column(c, justify="left" if c in ("stage", "model", "backend", "prec") else "right")
     for r in rows:
@@ -606,7 +607,7 @@ def bench(
         cells = [r.stage, r.model, r.backend, r.precision, f(r.latency_ms, ".2f"), f(r.p90_ms, ".2f")]
         cells += [f(r.throughput.get(b), ",.0f") for b in batches if b > 1]
         cells += [f(r.params / 1e6 if r.params else None, ".2f") + ("M" if r.params else ""),
-                  f(r.flops / 1e9 if r.flops else None, ".3f"), f(r.memory_mb, ".0f")]
+                  f(r.flops / 1e9 if r.flops else None, ".3f")] + ([f(r.memory_mb, ".0f")] if gpu_mb else [])
         if data:
             cells.append(f(r.nme, ".2f"))
         table.add_row(*cells)

@@ -33,19 +33,12 @@ class Row:
     throughput: dict[int, float] = field(default_factory=dict)  # batch -> faces/s
     params: int | None = None
     flops: int | None = None
-    memory_mb: float | None = None
+    memory_mb: float | None = None  # peak GPU memory of a CUDA row (None on the CPU)
     nme: float | None = None
     missed: int | None = None  # of the --data faces the NME was measured on: the detector's misses (left out of it)
     note: str = ""
 
 
-def rss_mb() -> float | None:
-    """Resident memory of this process (Linux), for a rough per-backend footprint."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def time_calls(fn: Callable[[], object], runs: int, warmup: int, sync: Callable[[], None] = lambda: None,
@@ -129,7 +122,6 @@ def time_batches(row: Row, batches: list[int], one, said: list[str]) -> bool:
 
 def bench_onnx(name: str, batches: list[int], threads: int | None, providers: list[str], label: str,
                said: list[str] | None = None) -> Row:
-    before = rss_mb()
     m = OnnxModel(name, threads=threads, providers=providers)
     rng = np.random.default_rng(0)
     row = Row("landmarks", weights_label(str(name), m.name, m.path), label, "fp32", params=m.meta.get("params"),
@@ -138,10 +130,8 @@ def bench_onnx(name: str, batches: list[int], threads: int | None, providers: li
         x = rng.integers(0, 255, (b, m.size, m.size, 3), dtype=np.uint8)
         return time_calls(lambda: m(x), 60 if b == 1 else 10, 3 if b == 1 else 1)
 
-    cut = time_batches(row, batches, one, said if said is not None else [])
-    after = rss_mb()
-    row.memory_mb = None if before is None or after is None or cut else max(0.0, after - before)
-    return row
+    time_batches(row, batches, one, said if said is not None else [])
+    return row  # (no memory figure on the CPU: a process's growth across a row, memory reused, read 0 or 1 MB)
 
 
 def torch_label(device: str, graphs: bool) -> str:
@@ -171,18 +161,14 @@ def bench_torch(name: str, batches: list[int], device: str, precision: str, grap
               flops=m.meta.get("flops"))
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
-    before = rss_mb()
     def one(b: int) -> list[float]:
         x = torch.from_numpy(rng.integers(0, 255, (b, m.size, m.size, 3), dtype=np.uint8)).to(m.device)
         return time_calls(lambda: m.run_tensor(x), 100 if b == 1 else 20, 10 if cuda else 2, sync)
 
     cut = time_batches(row, batches, one, said if said is not None else [])
-    if cuda:
+    if cuda:  # (the GPU's peak allocation is the row's own; the CPU has no such figure)
         row.memory_mb = None if cut else torch.cuda.max_memory_allocated(device) / 1e6
         row.note = torch.cuda.get_device_name(device)
-    else:
-        after = rss_mb()
-        row.memory_mb = None if before is None or after is None or cut else max(0.0, after - before)
     return row
 
 
