@@ -266,6 +266,7 @@ def test_ctrl_c_in_training_says_where_to_resume(tmp_path, monkeypatch, capsys):
 
     class Interrupted:
         model = SimpleNamespace(config={})
+        opts = SimpleNamespace(teacher_model=None, distill=1.0)
         train_idx, val_idx = [0], [0]
 
         def fit(self, progress):
