@@ -227,8 +227,10 @@ def test_distillation_fine_tunes_a_student_from_a_teacher(tiny_models, wflw_root
     assert r.exit_code == 0, r.stderr
     assert "goes on doing so" in r.stderr and "teacher labels from" in r.stderr, r.stderr
     assert f", distilling {tiny_models['hourglass']}" in r.stderr, r.stderr  # (the summary said no teacher)
-    # Another teacher: the run's views (3), not the default 8; its own labels, not the run's cache.
-    r = run(*plain, "--epochs", 4, "--resume", "--teacher-model", tiny_models["hybrid"])
+    # Another teacher: the run's views (3), not the default 8 (the same teacher given again: the same).
+    r = run(*plain, "--epochs", 4, "--resume", "--teacher-model", tiny_models["hourglass"])
+    assert r.exit_code == 0 and "teacher labels from" in r.stderr and "labelling again" not in r.stderr, r.stderr
+    r = run(*plain, "--epochs", 5, "--resume", "--teacher-model", tiny_models["hybrid"])
     assert r.exit_code == 0, r.stderr
     assert f"it now distils from {tiny_models['hybrid']} (3 view(s) per face" in r.stderr, r.stderr
     assert np.load(run_dir / "teacher.npz")["points"].shape[0] == n, r.stderr
@@ -1563,11 +1565,12 @@ def test_eval_report_names_a_non_utf8_file_in_text_strict_readers_take(wflw_root
 
 
 @pytest.mark.parametrize("family, arch, said", [
-    ("hourglass", {"size": 112}, "size must be a multiple of 32"),  # (it built, then failed in training's first step)
-    ("hourglass", {"depth": 6}, "size must be a multiple of 256"),
+    ("hourglass", {"size": 112}, "cannot run on its 112px input .*a multiple of 32 runs"),  # (it built, then failed
+    ("hourglass", {"depth": 6}, "cannot run on its 128px input .*a multiple of 256 runs"),  # in training's first step)
     ("hourglass", {"width": 3}, "width must be 4 or more"),
     ("hourglass", {"width": 1e6}, "width is a whole number"),
-    ("hybrid", {"widths": 1}, "widths is a list"),
+    ("hybrid", {"widths": 1}, "widths is a list of one or more numbers"),
+    ("hybrid", {"widths": []}, "widths is a list of one or more numbers"),
 ])
 def test_arch_values_that_build_but_cannot_run_are_refused_before_training(family, arch, said):
     """``train --model hourglass --arch size=112`` printed its summary, then a traceback from the
@@ -1577,6 +1580,7 @@ def test_arch_values_that_build_but_cannot_run_are_refused_before_training(famil
     with pytest.raises(ValueError, match=said):
         build_model(family, arch)
     assert build_model("hourglass", {"size": 96, "width": 8}).training  # (a size its depth halves: built, to train)
+    assert build_model("hourglass", {"size": 65, "width": 8, "depth": 1}).training  # (rounded up and back: runs)
 
 
 def test_the_same_weights_saved_twice_are_the_same_bytes(tmp_path):
@@ -1593,7 +1597,7 @@ def test_the_same_weights_saved_twice_are_the_same_bytes(tmp_path):
     assert torch.load(tmp_path / "a.pt")["meta"] == {"family": "direct"}
 
 
-def test_a_teacher_cache_that_cannot_be_written_is_said_before_labelling(tmp_path, tiny_models):
+def test_a_teacher_cache_that_cannot_be_written_is_said_before_labelling(tmp_path, tiny_models, monkeypatch):
     """A --teacher-cache in a read-only or missing place failed after minutes of labelling, naming
     a temporary file; its folder is checked with the other outputs now."""
     from facemark.errors import UsageError
@@ -1604,3 +1608,14 @@ def test_a_teacher_cache_that_cannot_be_written_is_said_before_labelling(tmp_pat
                         teacher_cache=tmp_path / "a_file" / "t.npz")
     with pytest.raises(UsageError, match="--teacher-cache .*t.npz: .*a_file is not a folder"):
         check_options(opts)
+    # One that is there (shared, perhaps read-only to this user) is only read: its folder is not tried.
+    from facemark import outputs
+
+    def no_write(*a, **k):
+        raise AssertionError("an existing teacher cache's folder was tried for writing")
+
+    (tmp_path / "shared").mkdir()
+    np.savez(tmp_path / "shared" / "t.npz", key="x")
+    monkeypatch.setattr(outputs, "check_output_file", no_write)
+    check_options(TrainOptions("direct", tmp_path / "run", teacher_model=str(tiny_models["hourglass"]),
+                               teacher_cache=tmp_path / "shared" / "t.npz"))

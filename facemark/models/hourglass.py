@@ -33,10 +33,8 @@ class StackedHourglass(nn.Module):
         super().__init__()
         if width < 4:  # (the stem's first unit is width // 2 wide, and its middle half of that)
             raise ValueError(f"width must be 4 or more, not {width}")
-        step = 2 ** (depth + 2)  # the stem halves the input twice, each of the depth levels once more
-        if depth < 1 or size % step:
-            raise ValueError(f"size must be a multiple of {step} (2 to the power depth + 2) for depth={depth}, "
-                             f"not {size}" if depth >= 1 else f"depth must be 1 or more, not {depth}")
+        if depth < 1:
+            raise ValueError(f"depth must be 1 or more, not {depth}")
         self.config = dict(num_points=num_points, size=size, stacks=stacks, width=width, depth=depth)
         self.size = size
         self.stem = nn.Sequential(

@@ -409,7 +409,9 @@ class Trainer:
         if self.opts.teacher_model is None and self.opts.distill != 0:  # (--distill 0: the user stops it)
             self.opts = replace(o, teacher_model=teacher, **kept)
             self.log(f"note: the run was distilling from {teacher}, and goes on doing so (as it was started)")
-        elif self.opts.teacher_model is not None and str(self.opts.teacher_model) != teacher:
+        elif self.opts.teacher_model is not None and str(self.opts.teacher_model) == teacher:
+            self.opts = replace(o, **kept)  # (the same teacher given again: its views and cache as the run's)
+        elif self.opts.teacher_model is not None:
             # (another teacher: views and weight as the run's unless given; not the run's cache, which may
             # be shared with other students of the first teacher: its own, unless given)
             self.opts = replace(o, teacher_views=kept["teacher_views"], distill=kept["distill"])
@@ -610,21 +612,28 @@ def build_model(family: str, cfg: dict) -> torch.nn.Module:
             raise ValueError(f"--arch {k}={v}: {k} is a number (default {d})")
         if isinstance(d, int) and not isinstance(d, bool) and isinstance(v, float):
             raise ValueError(f"--arch {k}={v}: {k} is a whole number (default {d})")
-        if isinstance(d, (tuple, list)) and not isinstance(v, (tuple, list)):
-            raise ValueError(f"--arch {k}={v}: {k} is a list (default {k}={json.dumps(list(d), separators=(',', ':'))})")
+        if isinstance(d, (tuple, list)) and (not isinstance(v, (tuple, list)) or not v):
+            raise ValueError(f"--arch {k}={json.dumps(v)}: {k} is a list of one or more numbers (default "
+                             f"{k}={json.dumps(list(d), separators=(',', ':'))})")
+    shown = " ".join(f"{k}={v}" for k, v in cfg.items() if k != "neighbors")
     try:
         model = create(family, **cfg)
-        with torch.no_grad():  # (sizes that build but cannot run, e.g. an hourglass input its depth cannot halve:
-            model.eval()(torch.zeros(1, 3, model.size, model.size))  # said now, not as a traceback in training)
-        return model.train()
-    except (TypeError, ValueError, RuntimeError, MemoryError) as e:
-        shown = " ".join(f"{k}={v}" for k, v in cfg.items() if k != "neighbors")
+    except (TypeError, ValueError, RuntimeError, MemoryError, IndexError) as e:
         why = (str(e).strip().splitlines() or [type(e).__name__])[0]  # (torch's C++ errors carry their stack frames)
         if isinstance(e, MemoryError) or "allocate" in why:
             why = "not enough memory for a model that size"
         elif "Overflow" in why:
             why = "a size too large to be a number of channels"
         raise ValueError(f"--arch: the {family} model cannot be built with {shown}: {why}") from None
+    try:  # (sizes that build but cannot run, e.g. an hourglass input its levels cannot halve and double
+        with torch.no_grad():  # back: said now, not as a traceback from training's first step)
+            model.eval()(torch.zeros(1, 3, model.size, model.size))
+    except (RuntimeError, ValueError, MemoryError) as e:
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        hint = f"; a size that is a multiple of {2 ** (model.config['depth'] + 2)} runs" if family == "hourglass" else ""
+        raise ValueError(f"--arch: the {family} model built with {shown} cannot run on its {model.size}px input "
+                         f"({why}){hint}") from None
+    return model.train()
 
 
 def _digest(*arrays) -> str:
@@ -758,8 +767,8 @@ def check_options(opts: TrainOptions) -> None:
     tc = opts.teacher_cache
     if tc is not None and ((Path(tc).exists() and not Path(tc).is_file()) or Path(tc).suffix != ".npz"):
         raise UsageError(f"--teacher-cache {tc}: give an .npz file name (it is made if missing)")
-    if tc is not None:  # (where it can be made: said now, not after minutes of labelling)
-        from ..outputs import check_output_file
+    if tc is not None and not Path(tc).exists():  # (where it can be made: said now, not after minutes of
+        from ..outputs import check_output_file  # labelling; one there, shared read-only, is only read)
 
         check_output_file(Path(tc), "--teacher-cache")
     if opts.threads is not None and not 1 <= opts.threads <= max_threads():
