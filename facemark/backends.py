@@ -45,7 +45,9 @@ def resolve(model: str, suffix: str) -> Path:
     """A shipped model name (``hourglass``) or a path to an .onnx / .pt file."""
     p = Path(model)
     run = p if p.is_dir() else p.parent
-    if (run / "last.pt").is_file() and (p == run or p.name == "last.pt"):  # (a training run's; best.pt is a model)
+    is_run = (run / "last.pt").is_file() and ((run / "log.csv").is_file() or (run / "best.pt").is_file())
+    if is_run and (p == run or p.name == "last.pt"):  # (a training run's; its best.pt is a model, and so is
+        # an export named last: no log.csv or best.pt beside it)
         exported = next((run / f"model{x}" for x in (suffix, ".onnx", ".pt") if (run / f"model{x}").is_file()),
                         run / "model.onnx")
         raise ModelError(f"{model} is {'a training run' if p == run else 'a training state'}, not a model: give its "

@@ -592,7 +592,8 @@ def run_settings(fl: FaceLandmarker, fmt: str, annotate: bool, style: str, show_
     """What makes a run's outputs what they are: the weights, the detector and its settings, the
     format and the drawing. A --redo is continued only by a run with the same."""
     det = fl.spec.get("detector")
-    det = det.source if isinstance(det, GivenBoxes) else det if isinstance(det, str) else type(det).__name__
+    det = (f"piped boxes {det.piped}" if det.piped else det.source) if isinstance(det, GivenBoxes) \
+        else det if isinstance(det, str) else type(det).__name__
     import hashlib
 
     # (the weights by content: a shipped model keeps its name across upgrades of facemark, and a

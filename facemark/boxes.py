@@ -190,6 +190,7 @@ class GivenBoxes:
     boxes: dict[str, object]
     name: str = "boxes"
     source: str | None = None  # the file read (from_file): a run given the same file keeps these
+    piped: str | None = None  # read from a program's pipe: its bytes' digest (the pipe's name changes each run)
     _real: dict | None = field(default=None, init=False, repr=False)  # real path -> entry, built when needed
     _files: dict = field(default_factory=dict, init=False, repr=False)  # entry -> the files it names here
 
@@ -253,10 +254,17 @@ class GivenBoxes:
             data = out
         if not isinstance(data, dict):
             raise ValueError("boxes file must map image names to lists of [x1, y1, x2, y2]")
+        if piped is not None:
+            import hashlib
+
+            return cls({str(k): v for k, v in data.items()}, source=os.path.realpath(path),
+                       piped=hashlib.sha256(piped).hexdigest()[:16])
         return cls({str(k): v for k, v in data.items()}, source=os.path.realpath(path))
 
     def _base(self) -> str:
         """The folder a relative entry is also read from: the boxes file's (or --out folder's)."""
+        if self.piped is not None:  # (no folder: a pipe's name is /proc/PID/fd/pipe:[N])
+            return ""
         return self.source if self.source and os.path.isdir(self.source) else os.path.dirname(self.source or "")
 
     def entry(self, key: str, real: bool = True, image: str | None = None) -> str | None:

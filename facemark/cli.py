@@ -722,6 +722,9 @@ def models():
     where = f", measured on {machine} (facemark bench times yours)" if machine else ""
     out.print(f"NME: full pipeline (detector + model) on the 554-face 300-W common subset; CPU: onnxruntime, "
               f"batch 1{where}.", soft_wrap=True)  # (one line, the terminal wraps it: no break inside words when piped)
+    if any("error" not in m and m["nme"] is None for m in rows):
+        out.print("-: not measured for these very weights (retrained ones exported under a shipped name?); the "
+                  "README's Accuracy says how to measure them.", soft_wrap=True)
 
 
 # --- training side (needs torch: pip install ".[torch]") ----------------------------------------
@@ -988,6 +991,18 @@ except ImportError:  # pragma: no cover - older Typer releases use the click pac
     import click
 
 
+def _in_an_import(e: BaseException) -> bool:
+    """Whether an error came from within an import (its traceback passes through importlib): where
+    a signal's KeyboardInterrupt can come out as another error. Elsewhere, an error after a signal
+    is still a bug, and shown as one."""
+    tb = e.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        tb = tb.tb_next
+    return False
+
+
 def _from_ctrl_c(e: BaseException) -> bool:
     """An error that a Ctrl-C caused, e.g. onnxruntime's ImportError when its import is interrupted."""
     seen = set()
@@ -1002,7 +1017,7 @@ def _from_ctrl_c(e: BaseException) -> bool:
 _SAID_INTERRUPTED: list[bool] = []
 # Signals that reached this process's handler. A KeyboardInterrupt raised inside an import's
 # error handling can come out as another error, with no trace of it (a TypeError from within
-# ssl's "from _ssl import RAND_egd", seen): such an error after a signal is the signal's.
+# ssl's "from _ssl import RAND_egd", seen): such an error from an import, after a signal, is the signal's.
 _SIGNALLED: list[int] = []
 
 
@@ -1149,7 +1164,7 @@ def _run_app(args: list[str]) -> None:
         if out_of_memory(e):  # onnxruntime's arena or a thread that could not start, mid-run
             _out_of_memory("a thread could not start (memory, or a limit on threads or processes)"
                            if "thread" in str(e) else "")
-        if type(e).__name__ != "Abort" and not _from_ctrl_c(e) and not _SIGNALLED:
+        if type(e).__name__ != "Abort" and not _from_ctrl_c(e) and not (_SIGNALLED and _in_an_import(e)):
             raise
         err.print("interrupted")
         raise SystemExit(130) from None

@@ -185,13 +185,17 @@ def expand(args: list[str], left_out: LeftOut | None = None) -> tuple[list[Input
     seen: dict[str, Path] = {}
     left_out = left_out if left_out is not None else LeftOut()
 
-    def add(path: Path, root: Path) -> None:
+    named: set[str] = set()  # files named as such (not found in a folder or by a quoted pattern)
+
+    def add(path: Path, root: Path, given: bool = False) -> None:
         key = os.path.realpath(path)
         if key not in seen:
             seen[key] = path
             found.append(InputImage(path, root))
-        else:  # (said: a script that maps each input to a line of output is told it gets fewer)
-            left_out.duplicates.append((path, seen[key]))
+        elif os.path.normpath(path) != os.path.normpath(seen[key]) or (given and key in named):
+            left_out.duplicates.append((path, seen[key]))  # (a name typed twice, or another name of a file: said,
+        if given:  # so a script mapping inputs to output lines knows; a folder's file named too is no news)
+            named.add(key)
 
     for arg in args:
         try:
@@ -224,7 +228,7 @@ def _expand_one(arg: str, add, problems: list[str], left_out: LeftOut) -> None:
                 looped = e.errno == errno.ELOOP
             problems.append(f"{arg}: {'a loop of symbolic links' if looped else 'a broken symbolic link (its target is missing)'}")
         else:
-            add(p, p.parent)  # read_image says what is wrong if it is no regular image file
+            add(p, p.parent, True)  # read_image says what is wrong if it is no regular image file
     elif arg.startswith("file://"):
         problems.append(f"{arg}: a file URI; give its local path ({arg[len('file://'):] or '/'})")
     elif "://" in arg:  # (not a folder or file here)

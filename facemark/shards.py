@@ -457,8 +457,8 @@ def iter_results(path: str | Path, on_error=None) -> Iterator[dict]:
     ``on_error(message)`` and skipped (by default: skipped silently, except facemark's own
     ``part-*`` and ``ray-*`` shards, which warn); damaged lines of a JSON-lines shard are skipped and said the
     same way, its other lines kept. A single bad file raises ``ValueError`` naming it, a missing
-    path ``FileNotFoundError``; a Parquet file where pyarrow is not installed, ``UsageError`` (a
-    ``ValueError``) saying how to install it, never a file taken for someone else's."""
+    path ``FileNotFoundError``; a Parquet file named, or a facemark shard in a folder, where pyarrow
+    is not installed, ``UsageError`` (a ``ValueError``) saying how to install it."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
@@ -471,8 +471,11 @@ def iter_results(path: str | Path, on_error=None) -> Iterator[dict]:
     for p in sorted(files, key=_written):  # the newest file's row of an image wins
         try:
             _newest(latest, _rows_of(p, on_error))
-        except UsageError:
-            raise
+        except UsageError as e:  # (pyarrow missing: facemark's own shards cannot be left out; another
+            if p.name.startswith(("part-", "ray-")):  # program's .parquet is passed over, as unread)
+                raise
+            if on_error:
+                on_error(str(e))
         except ValueError as e:
             if on_error:
                 on_error(str(e))

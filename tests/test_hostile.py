@@ -1933,6 +1933,12 @@ def test_models_shows_the_accuracy_figure_only_of_the_full_standard_eval(tmp_pat
     onnx.save(m, str(tmp_path / "weights" / "direct.onnx"))
     rows = {r["name"]: r for r in backends.shipped_models()}
     assert rows["direct"]["nme"] is None and rows["direct"]["cpu_ms"] == shipped_ms("direct"), rows["direct"]
+    from typer.testing import CliRunner
+
+    from facemark.cli import app
+
+    said = CliRunner().invoke(app, ["models"]).stdout
+    assert "not measured for these very weights" in said, said
     assert rows["hybrid"]["nme"] == shipped["hybrid"]["subsets"]["all"]["nme"]
     meta = next(p for p in m.metadata_props if p.key == "facemark.meta")
     meta.value = json.dumps({**json.loads(meta.value), "params": 1234})  # (a model of another size: another time)
@@ -2373,28 +2379,58 @@ def test_boxes_from_a_program_s_pipe_are_read(tmp_path, face, fm_here):
         os.close(read_end)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["faces"][0]["box"] == [177, 56, 273, 177]
+    # A --redo continued with the same command: the pipe's name changes from run to run, its bytes do not.
+    from facemark import FaceLandmarker
+    from facemark.batch import _with_boxes, run_settings
+
+    settings = []
+    for _ in range(2):
+        read_end, write_end = os.pipe()
+        os.write(write_end, json.dumps({"a.jpg": [[177, 56, 273, 177]]}).encode())
+        os.close(write_end)
+        try:
+            fl = _with_boxes(FaceLandmarker(model="direct"), f"/dev/fd/{read_end}")
+        finally:
+            os.close(read_end)
+        settings.append(run_settings(fl, "json", False, "contours", True, True))
+    assert settings[0] == settings[1] and "piped boxes" in json.dumps(settings[0])
 
 
-def test_an_error_that_a_signal_turned_into_another_is_still_an_interruption(tmp_path, face, fm_here, monkeypatch):
+def test_an_error_that_a_signal_turned_into_another_is_still_an_interruption(tmp_path, face):
     """Ctrl-C while the models' libraries were imported: the KeyboardInterrupt came out of ssl's
     ``from _ssl import RAND_egd`` as "TypeError: expected a message argument", no trace of the
-    signal in it, and the user got a traceback, exit 1 (the suite's start-up Ctrl-C test, once)."""
-    from facemark import cli
-
-    def interrupted_import(*args, **kwargs):
-        try:
-            signal.raise_signal(signal.SIGINT)
-        except KeyboardInterrupt:
-            pass
-        raise TypeError("expected a message argument")  # (as CPython's import machinery left it)
-
+    signal in it, and the user got a traceback, exit 1 (the suite's start-up Ctrl-C test, once).
+    Outside an import, an error after a signal is still a bug's traceback."""
     cv2.imwrite(str(tmp_path / "a.jpg"), face)
-    monkeypatch.setattr(cli, "_landmarker", interrupted_import)
-    r = fm_here("detect", "a.jpg", cwd=tmp_path)
+    (tmp_path / "mangled.py").write_text(
+        "import signal\n"
+        "try:\n"
+        "    signal.raise_signal(signal.SIGINT)\n"
+        "except KeyboardInterrupt:\n"
+        "    pass\n"
+        "raise TypeError('expected a message argument')  # (as CPython's import machinery left it)\n")
+    code = ("import importlib, signal, sys\n"
+            "MODE = sys.argv[1]\n"
+            "sys.path.insert(0, '.')\n"
+            "from facemark import cli\n"
+            "def models_load(*a, **k):\n"
+            "    if MODE == 'import':\n"
+            "        importlib.import_module('mangled')\n"
+            "    try:\n"
+            "        signal.raise_signal(signal.SIGINT)\n"
+            "    except KeyboardInterrupt:\n"
+            "        pass\n"
+            "    raise TypeError('a bug')\n"
+            "cli._landmarker = models_load\n"
+            "from facemark.__main__ import main\n"
+            "sys.argv = ['facemark', 'detect', 'a.jpg']\n"
+            "main()\n")
+    r = subprocess.run([sys.executable, "-c", code, "import"], cwd=tmp_path, capture_output=True, text=True,
+                       preexec_fn=sigint_default, timeout=120)
     assert r.returncode == 130 and r.stderr.strip() == "interrupted", (r.returncode, r.stderr)
-    monkeypatch.setattr(cli, "_landmarker", lambda *a, **k: (_ for _ in ()).throw(TypeError("a bug")))
-    with pytest.raises(TypeError, match="a bug"):  # (without a signal, a bug stays a bug)
-        fm_here("detect", "a.jpg", cwd=tmp_path)
+    r = subprocess.run([sys.executable, "-c", code, "no import"], cwd=tmp_path, capture_output=True, text=True,
+                       preexec_fn=sigint_default, timeout=120)
+    assert r.returncode == 1 and "TypeError: a bug" in r.stderr and "Traceback" in r.stderr, r.stderr
 
 
 def test_a_training_run_given_as_a_model_says_what_to_give(tmp_path, face, fm_here):
@@ -2403,6 +2439,7 @@ def test_a_training_run_given_as_a_model_says_what_to_give(tmp_path, face, fm_he
     cv2.imwrite(str(tmp_path / "a.jpg"), face)
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "last.pt").write_bytes(b"a training state")
+    (tmp_path / "run" / "log.csv").write_text("epoch,loss\n")
     r = fm_here("detect", "a.jpg", "--model", "run", cwd=tmp_path)
     assert r.returncode == 2 and "run is a training run, not a model: facemark export run --out DIR makes one" \
         in r.stderr, r.stderr
@@ -2412,3 +2449,8 @@ def test_a_training_run_given_as_a_model_says_what_to_give(tmp_path, face, fm_he
         f"({Path('run', 'model.onnx')})" in r.stderr, r.stderr
     r = fm_here("detect", "a.jpg", "--model", str(tmp_path), cwd=tmp_path)
     assert r.returncode == 2 and "is a folder: give a model file in it" in r.stderr, r.stderr
+    (tmp_path / "ex").mkdir()  # (an export named last, beside no run's files: a model)
+    shutil.copy(weights_dir() / "direct.onnx", tmp_path / "ex" / "last.onnx")
+    (tmp_path / "ex" / "last.pt").write_bytes(b"its torch half")
+    r = fm_here("detect", "a.jpg", "--model", "ex/last.onnx", cwd=tmp_path)
+    assert r.returncode == 0 and len(json.loads(r.stdout)["faces"]) == 1, r.stderr

@@ -1785,3 +1785,8 @@ def test_a_damaged_ray_shard_warns_and_parquet_without_pyarrow_says_so(tmp_path,
             read(path)
     with pytest.raises(ValueError, match="bad boxes file .*needs pyarrow"):
         GivenBoxes.from_file(out)
+    mix = tmp_path / "mix"  # (another program's .parquet beside facemark's JSON lines: passed over, as before)
+    mix.mkdir()
+    (mix / "part-1-00000.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    (out / "ray-1-00000.parquet").rename(mix / "stats.parquet")
+    assert [r["path"] for r in read(mix)] == [rows[0]["path"]]

@@ -39,8 +39,6 @@ class Row:
     note: str = ""
 
 
-
-
 def time_calls(fn: Callable[[], object], runs: int, warmup: int, sync: Callable[[], None] = lambda: None,
                budget_s: float = 3.0) -> list[float]:
     """Seconds per call; stops early once ``budget_s`` is spent (at least 5 runs)."""
