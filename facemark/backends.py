@@ -50,10 +50,9 @@ def resolve(model: str, suffix: str) -> Path:
         # an export named last: no log.csv or best.pt beside it)
         exported = next((run / f"model{x}" for x in (suffix, ".onnx", ".pt") if (run / f"model{x}").is_file()),
                         run / "model.onnx")
-        raise ModelError(f"{model} is {'a training run' if p == run else 'a training state'}, not a model: give its "
-                         f"exported model ({exported})" if exported.is_file() else
-                         f"{model} is {'a training run' if p == run else 'a training state'}, not a model: "
-                         f"facemark export {run} --out DIR makes one")
+        what = "a training run" if p == run else "a training state"
+        raise ModelError(f"{model} is {what}, not a model: " + (f"give its exported model ({exported})" if exported.is_file()
+                                                                 else f"facemark export {run} --out DIR makes one"))
     if p.suffix.lower() in (".onnx", ".pt"):
         if p.is_dir():
             raise ModelError(f"{model} is a directory, not a model file")

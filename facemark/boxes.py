@@ -254,12 +254,10 @@ class GivenBoxes:
             data = out
         if not isinstance(data, dict):
             raise ValueError("boxes file must map image names to lists of [x1, y1, x2, y2]")
-        if piped is not None:
-            import hashlib
+        import hashlib
 
-            return cls({str(k): v for k, v in data.items()}, source=os.path.realpath(path),
-                       piped=hashlib.sha256(piped).hexdigest()[:16])
-        return cls({str(k): v for k, v in data.items()}, source=os.path.realpath(path))
+        return cls({str(k): v for k, v in data.items()}, source=os.path.realpath(path),
+                   piped=None if piped is None else hashlib.sha256(piped).hexdigest()[:16])
 
     def _base(self) -> str:
         """The folder a relative entry is also read from: the boxes file's (or --out folder's)."""

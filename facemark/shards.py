@@ -51,8 +51,6 @@ def require_pyarrow(what: str = "--format parquet"):
     try:
         import pyarrow  # noqa: F401
     except ImportError:
-        from .errors import UsageError
-
         raise UsageError(f'{what} needs pyarrow: pip install pyarrow (or ".[parquet]" in facemark\'s folder)') from None
 
 
