@@ -146,16 +146,10 @@ def _check_writable(out_dir: Path) -> None:
     """Prove a file can be created in ``--out`` (or, where it does not exist yet, in the folder
     that would hold it) before any image is read; the folder itself is made only once every
     option has been checked, so a usage error leaves nothing behind."""
-    import tempfile
+    from .outputs import check_can_create
 
     try:
-        where = out_dir.absolute()  # (the working folder may have been deleted under us)
-        while not where.exists() and where != where.parent:
-            where = where.parent
-        if not where.is_dir():
-            raise NotADirectoryError(f"{where} is not a directory")
-        with tempfile.NamedTemporaryFile(dir=where, prefix=".fm-", suffix=".tmp"):
-            pass
+        check_can_create(out_dir.absolute(), "--out", out_dir)  # (absolute: the working folder may have gone)
     except OSError as e:
         raise UsageError(f"--out {out_dir} cannot be written: {e.strerror or e}") from None
 

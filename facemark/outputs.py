@@ -78,7 +78,7 @@ def check_output_file(path: Path | None, option: str, exts: tuple[str, ...] = ()
                 if not ours:
                     raise UsageError(f"{option} {path} exists and is not {what}; not overwritten: write it elsewhere")
         refuse_inside_data(path, option, inputs)
-        _check_can_create(path.absolute().parent, option, path)
+        check_can_create(path.absolute().parent, option, path)
     except OSError as e:  # (paths go through os.path.realpath: a link loop is no RuntimeError here)
         raise UsageError(f"{option} {path} cannot be written: {e.strerror or e}") from None
 
@@ -111,7 +111,7 @@ def _streams_file(path: Path) -> str | None:
     return None
 
 
-def _check_can_create(folder: Path, option: str, given: Path) -> None:
+def check_can_create(folder: Path, option: str, given: Path) -> None:
     """A file can be created in ``folder``, or, where it does not exist yet, in the nearest folder
     above it (which facemark would make it in): proved with a temporary file, nothing left."""
     import tempfile
@@ -130,6 +130,6 @@ def check_cache_folder(cache: Path, option: str = "--cache") -> None:
     try:
         if cache.exists() and not cache.is_dir():
             raise UsageError(f"{option} {cache} is not a folder")
-        _check_can_create(cache.absolute(), option, cache)
+        check_can_create(cache.absolute(), option, cache)
     except OSError as e:
         raise UsageError(f"{option} {cache} cannot be written: {e.strerror or e}") from None
