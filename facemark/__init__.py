@@ -25,7 +25,7 @@ if "torch" not in _sys.modules and not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & s
     # Read once, as torch loads its OpenMP: later is too late.
     _os.environ["GOMP_SPINCOUNT"] = "1000"
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # (pyproject.toml reads it)
 DEFAULT_MODEL = "direct"  # the best accuracy per millisecond of a whole frame (README, Models)
 
 __all__ = ["FaceLandmarker", "Face", "Detection", "draw", "DEFAULT_MODEL", "__version__"]

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import facemark
+import pytest
 
 PKG = Path(facemark.__file__).parent
 INFERENCE = sorted(p.stem for p in PKG.glob("*.py") if p.stem not in ("__main__",))
@@ -94,3 +95,15 @@ def test_torch_threads_spin_briefly_unless_the_user_chose():
     assert spin("import facemark", GOMP_SPINCOUNT="300000") == "300000"
     assert spin("import facemark", OMP_WAIT_POLICY="ACTIVE") == "None"
     assert spin("import torch, facemark") == "None"
+
+
+def test_the_installed_version_is_the_package_s():
+    """pyproject.toml takes its version from facemark.__version__ (one place to change), so the
+    version pip records is the one ``facemark --version`` prints."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        installed = version("facemark")
+    except PackageNotFoundError:
+        pytest.skip("facemark is not installed (run from a checkout on PYTHONPATH)")
+    assert installed == facemark.__version__
