@@ -847,7 +847,7 @@ def _need_torch(command: str) -> None:
 
 @app.command()
 def train(
-    model: str = typer.Option("hourglass", "--model", help="hourglass | direct | hybrid"),
+    model: Optional[str] = typer.Option(None, "--model", help="hourglass | direct | hybrid (default hourglass; --resume: the run's)."),
     data: List[str] = typer.Option([], "--data", metavar="KIND=PATH", help="KIND=PATH (300w, wflw, csv68); repeat."),
     teacher: Optional[Path] = typer.Option(None, "--teacher", help="PFLD-GhostOne directory (68-point data)."),
     pack_path: Optional[Path] = typer.Option(None, "--pack", help="A pack from 'facemark pack' (skips --data)."),
@@ -877,7 +877,8 @@ def train(
     _need_torch("train")
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .training.train import RUN_FILES, TrainingFailed, TrainOptions, check_options, load_pack, make_trainer, parse_arch
+    from .training.train import (RUN_FILES, TrainingFailed, TrainOptions, check_options, load_pack, make_trainer, parse_arch,
+                                 run_family)
 
     from contextlib import ExitStack
 
@@ -890,6 +891,7 @@ def train(
             check_cache_folder(cache)
         with usage_errors():
             stated = tuple(k for k, v in (("epochs", epochs), ("batch", batch)) if v is not None)
+            model = model or (run_family(out_dir) if resume else None) or "hourglass"  # (a resume: the run's own)
             opts = TrainOptions(model, out_dir, epochs=60 if epochs is None else epochs, batch=32 if batch is None else batch,
                                 stated=stated, lr=lr, device=device, model=parse_arch(arch),
                                 resume=resume, max_minutes=max_minutes, time_budget=time_budget, threads=threads, compile=compile_model,

@@ -141,6 +141,7 @@ def main() -> None:
             print(f"{tag:<40}{sm['still']:>15.3f}{sm['moving']:>16.3f}{sm['all']:>13.3f}{sm['path']:>11.3f}{sm['lag']:>11.2f}")
         cmd = [sys.executable, "-m", "facemark", "video", str(clip), "--out", str(Path(d) / "out.mp4"),
                "--json", str(Path(d) / "out.jsonl"), "--model", a.model, "--detect-every", str(a.detect_every)]
+        cmd += [x for opt, v in (("--min-cutoff", a.min_cutoff), ("--beta", a.beta)) if v is not None for x in (opt, f"{v:g}")]
         p = subprocess.run(cmd, capture_output=True, text=True)
         m = re.search(r"(\d+) frames in ([\d.]+) s \(([\d.]+) fps\)", p.stderr)
         print("end to end:", f"{m.group(3)} fps ({m.group(1)} frames in {m.group(2)} s)" if m else p.stderr.strip())

@@ -1439,6 +1439,21 @@ def test_a_resume_without_arch_goes_on_with_the_run_s_model(wflw_root, tmp_path)
     assert r.exit_code == 2 and "holds a different model" in r.stderr, r.stderr
 
 
+
+def test_a_resume_without_model_goes_on_with_the_run_s_family(wflw_root, tmp_path):
+    """--model defaulted to hourglass, so resuming a direct run without repeating --model was
+    refused ('holds a different model ...; use a new --out': advice to give the run up)."""
+    run_dir = tmp_path / "run"
+    args = ["--data", f"wflw={wflw_root}", "--out", run_dir, "--cache", tmp_path / "cache", "--batch", 4]
+    r = run("train", "--model", "direct", *args, "--epochs", 1)
+    assert r.exit_code == 0, r.stderr
+    r = run("train", *args, "--resume", "--epochs", 2)
+    assert r.exit_code == 0 and "resumed from" in r.stderr, r.stderr
+    assert r.stderr.startswith("direct ") or "\ndirect " in r.stderr, r.stderr  # (the summary line names the family)
+    assert [row["epoch"] for row in json.loads((run_dir / "log.json").read_text())] == [1, 2]
+    r = run("train", "--model", "hourglass", *args, "--resume", "--epochs", 3, "--no-fuse-loss")
+    assert r.exit_code == 2 and "holds a direct run, not hourglass: resume it without --model" in r.stderr, r.stderr
+
 def test_a_disk_that_fills_before_the_first_last_pt_leaves_a_folder_a_new_run_can_use(wflw_root, tmp_path, monkeypatch):
     """best.pt was written, then last.pt failed on a full disk: the run said 'nothing was saved'
     in torch's words ('enforce fail at inline_container.cc'), and the best.pt it left made both a

@@ -311,9 +311,12 @@ class Trainer:
         except Exception as e:  # noqa: BLE001 - torch and pickle raise many kinds for a damaged file
             raise RuntimeError(f"{path} is not a training state facemark can resume ({type(e).__name__}); "
                                f"give a new --out, or delete that run to start again") from None
-        saved = create(ck["family"], **ck["config"]).config if ck["family"] == self.model.family else None
-        if saved != self.model.config:  # (defaults filled in: older runs lack newer keys such as pool)
-            raise RuntimeError(f"{path} holds a different model ({ck['family']} {ck['config']}); use a new --out")
+        if ck["family"] != self.model.family:
+            raise RuntimeError(f"{path} holds a {ck['family']} run, not {self.model.family}: resume it without --model "
+                               f"(or with --model {ck['family']}), or use a new --out")
+        if create(ck["family"], **ck["config"]).config != self.model.config:  # (defaults filled in: older runs lack newer keys)
+            raise RuntimeError(f"{path} holds a different model ({ck['family']} {ck['config']}): resume without --arch "
+                               f"to go on with it, or use a new --out")
         now, then = self.pack_id, ck["pack"]  # (runs saved before this check have none; before "set", no "set")
         if then is not None and any(then[k] != now[k] for k in then):
             if "res" in then and then["res"] != now["res"]:  # (the same faces cropped at another size)
@@ -584,6 +587,19 @@ class Trainer:
         onnx_path, pt_path = self.out / "model.onnx", self.out / "model.pt"
         export_pair(model, onnx_path, pt_path, meta)
         return onnx_path, pt_path
+
+
+def run_family(out: Path) -> str | None:
+    """The model family of the run in ``out`` (its last.pt), so ``--resume`` needs no ``--model``;
+    None without one (a damaged checkpoint is said when it is loaded)."""
+    path = Path(out) / "last.pt"
+    if not path.is_file():
+        return None
+    try:
+        family = torch.load(path, map_location="cpu", weights_only=False).get("family")
+    except Exception:  # noqa: BLE001 - torch and pickle raise many kinds for a damaged file
+        return None
+    return family if isinstance(family, str) else None
 
 
 def _saved_config(opts: TrainOptions) -> dict | None:
