@@ -52,7 +52,7 @@ class Track:
 
 HIDDEN_HANDICAP = 0.3  # face widths; see Tracker._detect
 CHECK_HOLD = 10  # frames a raised window-check scale is kept before it is halved again
-NEIGHBOUR_FRAMES = 1  # frames an untracked face near a track is remembered after it was last seen
+NEIGHBOUR_FRAMES = 4  # frames an untracked face near a track is remembered (moved on as it moved) after it was last seen
 
 
 @dataclass
@@ -332,9 +332,11 @@ class Tracker:
         followed one has no track of its own to take its detections."""
         if not self.max_faces:
             return
-        ours = [b for tr in self.tracks for b in (tr.box, tr.seen_box) if b is not None]
+        ours = [b for tr in self.tracks for b in ((tr.seen_box,) if self._hidden(tr) else (tr.box, tr.seen_box)) if b is not None]
         free = [np.asarray(d.box, np.float64)[:4] for d in self._found]
-        free = [b for k, b in enumerate(free) if all(_offset(b, o) >= self.same_face for o in ours)
+        # A face is a track's when it is that track's detection (a quarter face width, as one face seen
+        # twice); a face half in front of the followed one is within same_face of it, and still another.
+        free = [b for k, b in enumerate(free) if all(_offset(b, o) > 0.25 for o in ours)
                 and all(_offset(b, f) > 0.25 for f in free[:k])]  # (one face seen by a check and a detection)
         kept = []
         for nb in self.neighbours:
@@ -344,9 +346,9 @@ class Tracker:
                 nb.velocity = (near[:2] + near[2:] - nb.box[:2] - nb.box[2:]) / 2
                 nb.box, nb.age = near, 0
                 free = [b for b in free if b is not near]
-            else:
-                nb.age += 1
-            if nb.age < NEIGHBOUR_FRAMES and all(_offset(nb.box, o) >= self.same_face for o in ours):
+            else:  # (not seen: the detector can see two crossing faces as one for a few frames)
+                nb.box, nb.age = guess, nb.age + 1
+            if nb.age < NEIGHBOUR_FRAMES and all(_offset(nb.box, o) > 0.25 for o in ours):
                 kept.append(nb)
         self.neighbours = kept + [Neighbour(b) for b in free]
 
@@ -363,8 +365,22 @@ class Tracker:
         """Whether a face found off ``tr``'s track is the neighbour remembered there rather than
         ``tr``'s face moved: nearer where the neighbour's motion takes it than the track is (a face
         passing in front of the followed one, found alone while that one is hidden)."""
-        own = min(_offset(det.box, tr.box), _offset(det.box, _moved(tr.box, tr.velocity)))
-        return any(_offset(det.box, _moved(nb.box, nb.velocity)) < min(0.25, own / 2) for nb in self.neighbours)
+        if self._hidden(tr):  # (its crop may lie on the very face in front of it: where it was last seen counts)
+            own = _offset(det.box, tr.seen_box)
+        else:
+            own = min(_offset(det.box, tr.box), _offset(det.box, _moved(tr.box, tr.velocity)))
+        # (by centre only: a face half in front of another is boxed larger or smaller from frame to frame)
+        return any(float(np.linalg.norm(_shift(det.box, _moved(nb.box, nb.velocity)))) < min(0.25, own / 2)
+                   for nb in self.neighbours)
+
+    @staticmethod
+    def _hidden(tr: Track) -> bool:
+        """Missed by two detections in a row (one miss is a blurred frame): its crop follows guesses
+        on whatever hides it, so only where a detection last saw it says where the face is."""
+        return tr.unconfirmed >= 2 and tr.seen_box is not None
+
+    def _where(self, tr: Track) -> np.ndarray:
+        return tr.seen_box if self._hidden(tr) else tr.box
 
     def _assign(self, expected: list[tuple[np.ndarray, ...]], found: list[Detection], reach: float = 1.0,
                 handicap: list[float] | None = None, led: list[np.ndarray] | None = None) -> list[Detection | None]:
@@ -508,8 +524,8 @@ class Tracker:
                                led=[_moved(tr.box, tr.velocity) for tr in self.tracks])
         self._found += found
         for k, (tr, match) in enumerate(zip(self.tracks, matches)):
-            if match is not None and self.neighbours and not cut and tr.unconfirmed < 2 \
-                    and self._moved_off(tr, match) and self._neighbours_face(tr, match):
+            if match is not None and self.neighbours and not cut \
+                    and (self._hidden(tr) or self._moved_off(tr, match)) and self._neighbours_face(tr, match):
                 matches[k] = match = None  # (the face beside it, found while this one is hidden behind it)
             if match is not None:
                 was_hidden = tr.unconfirmed >= 2  # (one miss is a blurred frame: the crop was still on the face)
@@ -534,7 +550,8 @@ class Tracker:
         self._reseed(image, reseed)
         self.tracks = [tr for tr in self.tracks if tr.unconfirmed < self.max_unconfirmed]
         taken = {id(m) for m in matches if m is not None}
-        dets = [d for d in found if id(d) not in taken and all(_offset(d.box, tr.box) >= self.same_face for tr in self.tracks)]
+        dets = [d for d in found if id(d) not in taken and all(_offset(d.box, self._where(tr)) >= self.same_face
+                                                             for tr in self.tracks)]
         dets = sorted(dets, key=lambda d: -(d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
         if self.max_faces:  # a face missed twice in a row gives its place to a face in view (one miss
             # is a blurred frame: the face keeps its place and id; after a cut, one miss: another shot)
