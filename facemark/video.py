@@ -68,6 +68,7 @@ class Source:
     decode_errors: int = 0
     fixed_rate: bool = False  # --fps given: frame times are i / fps, whatever the file's timestamps say
     resized: int = 0  # frames of a folder whose size differs from the first frame's (fitted into it)
+    most_shrunk: float = 1.0  # the most such a frame was scaled down by (its side over the fitted side)
     scale: tuple[float, float] = (1.0, 1.0)  # the last frame's own size over the size it was scaled to
     shift: tuple[int, int] = (0, 0)  # where that scaled picture starts in the first frame's size
     image: str | None = None  # a folder's frames: the last frame's file (its JSON line names it)
@@ -88,6 +89,7 @@ class Source:
                 if frame.shape[:2] != (self.height, self.width):
                     self.resized += 1
                     frame, self.scale, self.shift = letterbox(frame, self.width, self.height)
+                    self.most_shrunk = max(self.most_shrunk, *self.scale)
                 yield i, i / self.fps, frame
             return
         cap = self._cap
@@ -600,6 +602,7 @@ class VideoSummary:
     searched_shrunk: int = 0  # no face found in frames searched at half their size or less: the side searched
     reader_gone: bool = False  # the only output was a pipe whose reader left (`| head`): the run stopped there
     turned_frames: int = 0  # detections that found a face looking turned sideways or upside down (no --turned)
+    most_shrunk: float = 1.0  # the most a folder's frame was scaled down by to fit the first frame's size
 
 
 def _checked_request(source: str | os.PathLike | int, fl, out_path: str | os.PathLike | None,
@@ -884,7 +887,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     shrunk = det.max_side if shrunk else 0
     return VideoSummary(done, elapsed, tracker.next_id, lost, bool(stop["asked"]) and not whole, audio, had,
                         src.resized, tuple(set_aside), padded_to, src.cut_short and not reader_gone, shrunk, reader_gone,
-                        tracker.turned_frames)
+                        tracker.turned_frames, src.most_shrunk)
 
 
 def _publish(writers: list, set_aside: list[str] | None) -> tuple[Path | None, tuple | None]:

@@ -1153,6 +1153,11 @@ def test_frames_of_another_size_are_fitted_and_said(tiny_models, tmp_path, small
     # In its own pixels, pixel centres at integers: x -> (x + 0.5) * 2 - 0.5.
     assert np.abs(pts[2] - (2 * pts[1] + 0.5)).max() < 0.3 and np.abs(box[2] - (2 * box[1] + 0.5)).max() < 1.0
     assert np.abs(pts[3] - pts[1]).max() < 1.0
+    assert "shrunk" not in r.stderr  # (twice the size: its faces are still found)
+    # A thumbnail first by name sets the size every later frame is shrunk to: said, not a silent "0 tracks".
+    cv2.imwrite(str(d / "a_thumb.png"), cv2.resize(frame, (48, 36), interpolation=cv2.INTER_AREA))
+    r = run("video", d, "--json", tmp_path / "g.jsonl", "--model", tiny_models["direct"])
+    assert r.exit_code == 0 and "warning: some frames were shrunk up to 20x to fit the first frame's size" in r.stderr, r.stderr
 
 
 def test_a_link_loop_among_globbed_frames_is_skipped(tiny_models, tmp_path, small_face):
