@@ -526,6 +526,9 @@ def video(
         if s.resized:
             err.print(f"note: {s.resized} frame(s) of another size were fitted into the first frame's size (scaled, "
                       f"shape kept, black around) for tracking and drawing; their JSON points are in their own pixels")
+        if s.rate_doubted is not None:
+            err.print(f"note: the file states {s.rate_doubted:g} fps (a damaged header?) and its frames' times are no "
+                      f"better: they are timed at {s.fps:g} fps (--fps sets the rate)")
         if s.most_shrunk >= 4:  # (a thumbnail first by name: every frame after it was searched at its size)
             err.print(f"warning: some frames were shrunk up to {s.most_shrunk:.0f}x to fit the first frame's size, "
                       f"so faces in them may be missed: the first frame (by name) sets the size; give frames of one size")

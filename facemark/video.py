@@ -75,6 +75,7 @@ class Source:
     count_exact: bool = True  # False: ``frames`` is the container's estimate (duration x rate), which may be high
     empty: int = 0  # an AVI's empty "dropped frame" chunks (a variable rate kept): counted frames that lose nothing
     cut_short: bool = False  # the file ends before the data it announces (see ``cut_short``)
+    rate_doubted: float | None = None  # the stated rate, where neither it nor the frames' times could be believed
 
     def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
         """(index, time in seconds, BGR frame) for every frame that decodes."""
@@ -331,10 +332,17 @@ def open_source(spec: str, fps: float | None = None) -> Source:
         if first is None:
             raise VideoError(f"{spec}: not a video OpenCV can decode (damaged, or not a video)")
         cap = cv2.VideoCapture(str(p))  # reopen: seeking back is unreliable on damaged files
-    f = fps or frame_rate(cap.get(cv2.CAP_PROP_FPS), times)
+    stated = cap.get(cv2.CAP_PROP_FPS)
+    f = fps or frame_rate(stated, times)
+    # A header stating no believable rate (0.005 fps: damaged) gives the frames' times too (200 s
+    # apart, which also turns the smoothing off): then they are timed at the rate the video gets.
+    steps = np.diff([t for t in times if t and np.isfinite(t)])
+    doubted = fps is None and not (stated and np.isfinite(stated) and MIN_RATE <= stated <= 1000) \
+        and int(((steps > 0) & (steps < 10_000)).sum()) < 4
     n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    return Source(spec, f, first.shape[1], first.shape[0], n if n > 0 else None, _cap=cap, fixed_rate=fps is not None,
-                  count_exact=count_is_exact(p), empty=avi_empty_frames(p), cut_short=cut_short(p))
+    return Source(spec, f, first.shape[1], first.shape[0], n if n > 0 else None, _cap=cap,
+                  fixed_rate=fps is not None or doubted, count_exact=count_is_exact(p), empty=avi_empty_frames(p),
+                  cut_short=cut_short(p), rate_doubted=float(stated) if doubted else None)
 
 
 class AtomicVideoWriter:
@@ -603,6 +611,8 @@ class VideoSummary:
     reader_gone: bool = False  # the only output was a pipe whose reader left (`| head`): the run stopped there
     turned_frames: int = 0  # detections that found a face looking turned sideways or upside down (no --turned)
     most_shrunk: float = 1.0  # the most a folder's frame was scaled down by to fit the first frame's size
+    rate_doubted: float | None = None  # the file's stated rate, not believed (nor its frames' times): timed at ``fps``
+    fps: float = 0.0  # the rate the frames were timed at
 
 
 def _checked_request(source: str | os.PathLike | int, fl, out_path: str | os.PathLike | None,
@@ -887,7 +897,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     shrunk = det.max_side if shrunk else 0
     return VideoSummary(done, elapsed, tracker.next_id, lost, bool(stop["asked"]) and not whole, audio, had,
                         src.resized, tuple(set_aside), padded_to, src.cut_short and not reader_gone, shrunk, reader_gone,
-                        tracker.turned_frames, src.most_shrunk)
+                        tracker.turned_frames, src.most_shrunk, src.rate_doubted, src.fps)
 
 
 def _publish(writers: list, set_aside: list[str] | None) -> tuple[Path | None, tuple | None]:

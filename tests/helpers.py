@@ -153,10 +153,10 @@ def patch_mkv(data: bytearray, duration_ms: float | None = None, block_time=None
 
 
 
-def write_avi(path, frames: list, fps: int) -> None:
+def write_avi(path, frames: list, fps: int, scale: int = 1) -> None:
     """An MJPEG AVI as FFmpeg's AVI writer lays out a variable-rate video: one chunk per frame
     time, empty (a "dropped frame") where ``frames`` holds None, and an ``idx1`` index. Written
-    by hand: OpenCV's writer makes no empty chunks."""
+    by hand: OpenCV's writer makes no empty chunks. Its rate is ``fps / scale`` frames a second."""
     first = next(f for f in frames if f is not None)
     h, w = first.shape[:2]
     chunks = [b"" if f is None else cv2.imencode(".jpg", f)[1].tobytes() for f in frames]
@@ -168,8 +168,8 @@ def write_avi(path, frames: list, fps: int) -> None:
         return chunk(b"LIST", kind + body)
 
     big = max(len(c) for c in chunks)
-    avih = struct.pack("<10I16x", 1_000_000 // fps, 0, 0, 0x10, len(frames), 0, 1, big, w, h)
-    strh = b"vidsMJPG" + struct.pack("<IHHIIIIIIiI4h", 0, 0, 0, 0, 1, fps, 0, len(frames), big, -1, 0, 0, 0, w, h)
+    avih = struct.pack("<10I16x", 1_000_000 * scale // fps, 0, 0, 0x10, len(frames), 0, 1, big, w, h)
+    strh = b"vidsMJPG" + struct.pack("<IHHIIIIIIiI4h", 0, 0, 0, 0, scale, fps, 0, len(frames), big, -1, 0, 0, 0, w, h)
     strf = struct.pack("<IiiHH4sIiiII", 40, w, h, 1, 24, b"MJPG", w * h * 3, 0, 0, 0, 0)
     hdrl = lst(b"hdrl", chunk(b"avih", avih) + lst(b"strl", chunk(b"strh", strh) + chunk(b"strf", strf)))
     movi, index, at = b"", b"", 4  # index offsets count from the "movi" word

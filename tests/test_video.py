@@ -722,6 +722,26 @@ def test_an_interrupted_run_still_counts_a_damaged_frame_beside_empty_chunks(tmp
     assert s.interrupted and s.frames == 15 and s.decode_errors == 1 and set(totals) == {20}
 
 
+
+def test_a_header_stating_no_believable_rate_times_the_frames_at_the_video_s_rate(tiny_models, tmp_path, small_face):
+    """An AVI whose header says 0.005 fps: the video was written at 30 fps, but the JSON lines said
+    the frames were 200 s apart (the file's times come from that header), and the smoothing, run
+    on those times, did nothing."""
+    clip = tmp_path / "slow.avi"
+    write_avi(clip, [frame_with([(40 + 2 * i, 90)], small_face) for i in range(12)], fps=5, scale=1000)
+    r = run("video", clip, "--json", tmp_path / "o.jsonl", "--out", tmp_path / "o.avi", "--model", tiny_models["direct"])
+    assert r.exit_code == 0, r.stderr
+    assert "note: the file states 0.005 fps (a damaged header?)" in r.stderr and "timed at 30 fps" in r.stderr, r.stderr
+    times = [json.loads(x)["time"] for x in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert len(times) == 12 and np.allclose(np.diff(times), 1 / 30, atol=1e-3), times
+    cap = cv2.VideoCapture(str(tmp_path / "o.avi"))
+    assert round(cap.get(cv2.CAP_PROP_FPS)) == 30 and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+    # A believable rate keeps the file's own times, without a note.
+    write_avi(clip, [frame_with([(40, 90)], small_face)] * 6, fps=25)
+    r = run("video", clip, "--json", tmp_path / "p.jsonl", "--model", tiny_models["direct"])
+    times = [json.loads(x)["time"] for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert r.exit_code == 0 and "damaged header" not in r.stderr and np.allclose(np.diff(times), 0.04, atol=1e-3)
+
 def test_frames_too_narrow_for_the_avi_writer_are_widened_not_a_crash(tmp_path):
     """OpenCV's MJPEG writer corrupts its memory on frames under 8 px wide: the process aborted
     (status 134, nothing said, a temporary file left). Such frames are widened by repeating the
