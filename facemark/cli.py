@@ -520,9 +520,10 @@ def video(
             what = "the audio track was" if s.had_audio else "audio, if any, was"
             err.print(f"note: {what} not kept (OpenCV writes video only; with ffmpeg on PATH it is copied)")
         if s.padded_to:
-            err.print(f"note: the video is {s.padded_to[0]}x{s.padded_to[1]}: encoders take even sizes (AVI's at "
-                      f"least 8 px wide, WebM's 16 pixels in all), so the frame's last column or row is repeated (the JSON points are in the "
-                      f"frame's own pixels)")
+            (w, h), (fw, fh) = s.padded_to, s.frame_size or s.padded_to
+            what = " and ".join(x for x, n in (("column", w - fw), ("row", h - fh)) if n)
+            err.print(f"note: the video is {w}x{h}, its frames {fw}x{fh}: {s.padded_why}, so each frame's last {what} "
+                      f"is repeated to fill it (the JSON points are in the frames' own pixels)")
         if s.resized:
             err.print(f"note: {s.resized} frame(s) of another size were fitted into the first frame's size (scaled, "
                       f"shape kept, black around) for tracking and drawing; their JSON points are in their own pixels")

@@ -352,9 +352,6 @@ class AtomicVideoWriter:
         ext = path.suffix.lower()
         if ext not in FOURCC:
             raise VideoError(f"--out {path}: use one of {', '.join(sorted(FOURCC))}")
-        if min(size) < 2:  # no encoder takes a frame one pixel wide or high
-            raise VideoError(f"--out {path}: the frames are {size[0]}x{size[1]} pixels; a video needs at least 2x2 "
-                             f"(the first frame sets the size)")
         path = output_target(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(path.parent)  # what a killed run left
@@ -365,8 +362,11 @@ class AtomicVideoWriter:
         # OpenCV's MJPEG writer (.avi) corrupts its memory on frames under 8 px wide (the process
         # aborts): those are widened to 16 the same way.
         pad = (size[0] % 2 if ext != ".avi" or size[0] >= 8 else 16 - size[0], size[1] % 2)
+        self.pad_why = "encoders take even sizes" if ext != ".avi" or size[0] >= 8 else \
+            "OpenCV's AVI writer takes frames 8 px wide or more"
         if ext == ".webm" and (size[0] + pad[0]) * (size[1] + pad[1]) < 16:  # (VP8 writes no frame under 16 pixels)
             pad = (max(pad[0], 4 - size[0]), max(pad[1], 4 - size[1]))
+            self.pad_why = "WebM's encoder takes frames of 16 pixels or more"
         self.pad = pad
         self.size = (size[0] + self.pad[0], size[1] + self.pad[1])
         with quiet_stderr():  # FFmpeg's notes on codec tags ("tag ... is not supported"): not the user's
@@ -605,7 +605,7 @@ class VideoSummary:
     had_audio: bool | None = None  # None: the container does not say (not MP4/MOV/AVI)
     resized: int = 0  # frames of a folder fitted into the first frame's size
     set_aside: tuple[str, ...] = ()  # interrupted: where the partial outputs went (NAME.partial.EXT)
-    padded_to: tuple[int, int] | None = None  # the video's size, where an odd frame size was made even
+    padded_to: tuple[int, int] | None = None  # the video's size, where the frames' size was padded for the encoder
     cut_short: bool = False  # the file ends before the data it announces (a stopped download)
     searched_shrunk: int = 0  # no face found in frames searched at half their size or less: the side searched
     reader_gone: bool = False  # the only output was a pipe whose reader left (`| head`): the run stopped there
@@ -613,6 +613,8 @@ class VideoSummary:
     most_shrunk: float = 1.0  # the most a folder's frame was scaled down by to fit the first frame's size
     rate_doubted: float | None = None  # the file's stated rate, not believed (nor its frames' times): timed at ``fps``
     fps: float = 0.0  # the rate the frames were timed at
+    padded_why: str = ""  # why the frames were padded to ``padded_to`` (from ``frame_size``)
+    frame_size: tuple[int, int] | None = None  # the frames' size, where they were padded
 
 
 def _checked_request(source: str | os.PathLike | int, fl, out_path: str | os.PathLike | None,
@@ -896,8 +898,9 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
         and det.scale_for(src.height, src.width) <= 0.5  # (small faces there go unseen: --min-face)
     shrunk = det.max_side if shrunk else 0
     return VideoSummary(done, elapsed, tracker.next_id, lost, bool(stop["asked"]) and not whole, audio, had,
-                        src.resized, tuple(set_aside), padded_to, src.cut_short and not reader_gone, shrunk, reader_gone,
-                        tracker.turned_frames, src.most_shrunk, src.rate_doubted, src.fps)
+                        src.resized, tuple(set_aside), padded_to and padded_to[0], src.cut_short and not reader_gone, shrunk, reader_gone,
+                        tracker.turned_frames, src.most_shrunk, src.rate_doubted, src.fps,
+                        padded_to[2] if padded_to else "", padded_to[1] if padded_to else None)
 
 
 def _publish(writers: list, set_aside: list[str] | None) -> tuple[Path | None, tuple | None]:
@@ -905,7 +908,7 @@ def _publish(writers: list, set_aside: list[str] | None) -> tuple[Path | None, t
     aborted by the caller). After an interrupt (``set_aside`` a list) each goes under its
     ``set_aside_names`` name instead (added to ``set_aside``): an output's own name is for a whole run's
     output, and an earlier one there stays. Returns the
-    video's path and the size it was padded to (None where not padded)."""
+    video's path and, where it was padded, (its size, the frames' size, why; else None)."""
     video, padded = None, None
     if set_aside is not None:
         named = [w for w in writers if w.path is not None]
@@ -917,7 +920,8 @@ def _publish(writers: list, set_aside: list[str] | None) -> tuple[Path | None, t
             w = writers[0]
             w.publish()
             if isinstance(w, AtomicVideoWriter):
-                video, padded = w.path, (w.size if any(w.pad) else None)
+                video = w.path
+                padded = (w.size, (w.size[0] - w.pad[0], w.size[1] - w.pad[1]), w.pad_why) if any(w.pad) else None
             writers.pop(0)
     except OSError as e:
         raise VideoWriteError(f"cannot rename {writers[0].path.name} into place: {e.strerror or e}") from None

@@ -742,6 +742,7 @@ def test_a_header_stating_no_believable_rate_times_the_frames_at_the_video_s_rat
     times = [json.loads(x)["time"] for x in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert r.exit_code == 0 and "damaged header" not in r.stderr and np.allclose(np.diff(times), 0.04, atol=1e-3)
 
+
 def test_frames_too_narrow_for_the_avi_writer_are_widened_not_a_crash(tmp_path):
     """OpenCV's MJPEG writer corrupts its memory on frames under 8 px wide: the process aborted
     (status 134, nothing said, a temporary file left). Such frames are widened by repeating the
@@ -752,7 +753,8 @@ def test_frames_too_narrow_for_the_avi_writer_are_widened_not_a_crash(tmp_path):
         cv2.imwrite(str(frames / f"{i}.png"), np.full((4, 4, 3), 60 * i, np.uint8))
     r = subprocess.run([sys.executable, "-m", "facemark", "video", str(frames), "--out", str(tmp_path / "o.avi"),
                         "--model", "direct"], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and "the video is 16x4" in r.stderr, (r.returncode, r.stderr)
+    assert r.returncode == 0 and "the video is 16x4, its frames 4x4: OpenCV's AVI writer takes frames 8 px wide or more, " \
+                                 "so each frame's last column is repeated" in r.stderr, (r.returncode, r.stderr)
     got = frames_of(tmp_path / "o.avi")
     assert len(got) == 4 and got[0].shape == (4, 16, 3) and not list(tmp_path.glob(".fm-*"))
     # VP8 writes no frame under 16 pixels: 2x2 frames to .webm failed as "cannot be read back (disk full?)"
@@ -763,6 +765,15 @@ def test_frames_too_narrow_for_the_avi_writer_are_widened_not_a_crash(tmp_path):
                             "--model", "direct"], capture_output=True, text=True, timeout=120)
         assert r.returncode == 0 and "the video is 4x4" in r.stderr, (r.returncode, r.stderr)
         assert len(frames_of(tmp_path / "o.webm")) == 4
+    # One pixel wide or high: padded as odd sizes are (the run stopped at "a video needs at least 2x2", no JSON either).
+    for i in range(4):
+        cv2.imwrite(str(frames / f"{i}.png"), np.full((1, 300, 3), 60 * i, np.uint8))
+    r = subprocess.run([sys.executable, "-m", "facemark", "video", str(frames), "--out", str(tmp_path / "o.mp4"),
+                        "--json", str(tmp_path / "o.jsonl"), "--model", "direct"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "the video is 300x2, its frames 300x1: encoders take even sizes, so each frame's " \
+                                 "last row is repeated" in r.stderr, (r.returncode, r.stderr)
+    assert [f.shape for f in frames_of(tmp_path / "o.mp4")] == [(2, 300, 3)] * 4
+    assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 4
 
 
 def test_video_takes_min_face_as_detect_does(tiny_models, tmp_path, monkeypatch):
