@@ -544,7 +544,10 @@ def video(
             err.print(f"note: faces looked turned sideways or upside down in {s.turned_frames} of the frames searched "
                       f"whole, and such faces' points are unreliable: --turned reads them (a recording whose rotation "
                       f"was lost?)")
-        if s.searched_shrunk:
+        if s.searched_shrunk == -1:
+            err.print("note: no face was found, and --min-face is larger than the frames: faces smaller than it go "
+                      "unseen; give the smallest face size you need, or leave it out")
+        elif s.searched_shrunk:
             err.print(f"note: no face was found, and the frames were searched shrunk to {s.searched_shrunk} px on the long "
                       f"side, where faces under 1/16 of it go unseen; --min-face 40 finds faces down to 40 px "
                       f"(--min-face 20, the least, down to 20), more slowly")
@@ -563,8 +566,10 @@ def video(
     if s.decode_errors:
         held = " (the video shows the frame before each in its place, the first good one for any before it)" \
             if out_path is not None else ""
-        err.print(f"[red]warning:[/] {s.decode_errors} frame(s) of {plain(source)} did not decode; wrote the {s.frames} "
-                  f"that did{held}")
+        which = f" ({', '.join(plain(n) for n in s.bad_files)}{', ...' if s.decode_errors > len(s.bad_files) else ''})" \
+            if s.bad_files else ""
+        err.print(f"[red]warning:[/] {s.decode_errors} frame(s) of {plain(source)}{which} did not decode; wrote the "
+                  f"{s.frames} that did{held}")
         raise typer.Exit(1)
 
 

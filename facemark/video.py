@@ -10,7 +10,7 @@ import shutil
 import stat
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -76,6 +76,7 @@ class Source:
     empty: int = 0  # an AVI's empty "dropped frame" chunks (a variable rate kept): counted frames that lose nothing
     cut_short: bool = False  # the file ends before the data it announces (see ``cut_short``)
     rate_doubted: float | None = None  # the stated rate, where neither it nor the frames' times could be believed
+    bad_files: list[str] = field(default_factory=list)  # a folder's frames that did not decode (the first few)
 
     def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
         """(index, time in seconds, BGR frame) for every frame that decodes."""
@@ -85,6 +86,8 @@ class Source:
                     frame = read_image(f)
                 except ImageError:
                     self.decode_errors += 1
+                    if len(self.bad_files) < 3:
+                        self.bad_files.append(f.name)
                     continue
                 self.scale, self.shift, self.image = (1.0, 1.0), (0, 0), str(f)
                 if frame.shape[:2] != (self.height, self.width):
@@ -269,11 +272,13 @@ def open_source(spec: str, fps: float | None = None) -> Source:
     elif any(c in spec for c in "*?[") and not p.exists():
         import glob
 
-        files = sorted((Path(x) for x in glob.glob(spec) if is_image_name(Path(x).name)), key=frame_order)
+        matched = glob.glob(spec)
+        files = sorted((Path(x) for x in matched if is_image_name(Path(x).name)), key=frame_order)
     if files is not None:
         if not files:
-            clips = sorted(x.name for x in p.iterdir() if x.suffix.lower() in {*FOURCC, ".mpg", ".mpeg", ".wmv", ".gif"}) \
-                if p.is_dir() else []
+            videos = {*FOURCC, ".mpg", ".mpeg", ".wmv", ".gif"}
+            clips = sorted(x.name for x in p.iterdir() if x.suffix.lower() in videos) if p.is_dir() else \
+                sorted(Path(x).name for x in matched if Path(x).suffix.lower() in videos) if not p.exists() else []
             if clips:  # (a folder is read as a video's frames; it cannot hold videos to run one by one)
                 raise VideoError(f"{spec}: no image frames found, but {len(clips)} video(s) ({clips[0]}"
                                  f"{', ...' if len(clips) > 1 else ''}): give one video file at a time")
@@ -608,6 +613,7 @@ class VideoSummary:
     padded_to: tuple[int, int] | None = None  # the video's size, where the frames' size was padded for the encoder
     cut_short: bool = False  # the file ends before the data it announces (a stopped download)
     searched_shrunk: int = 0  # no face found in frames searched at half their size or less: the side searched
+    # (-1: no face found, with a --min-face larger than the frames)
     reader_gone: bool = False  # the only output was a pipe whose reader left (`| head`): the run stopped there
     turned_frames: int = 0  # detections that found a face looking turned sideways or upside down (no --turned)
     most_shrunk: float = 1.0  # the most a folder's frame was scaled down by to fit the first frame's size
@@ -615,6 +621,7 @@ class VideoSummary:
     fps: float = 0.0  # the rate the frames were timed at
     padded_why: str = ""  # why the frames were padded to ``padded_to`` (from ``frame_size``)
     frame_size: tuple[int, int] | None = None  # the frames' size, where they were padded
+    bad_files: tuple[str, ...] = ()  # a folder's frames that did not decode (the first three)
 
 
 def _checked_request(source: str | os.PathLike | int, fl, out_path: str | os.PathLike | None,
@@ -897,10 +904,14 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
         and getattr(det, "min_face", 0) is None and hasattr(det, "scale_for") \
         and det.scale_for(src.height, src.width) <= 0.5  # (small faces there go unseen: --min-face)
     shrunk = det.max_side if shrunk else 0
+    big = getattr(det, "min_face", None)  # (--min-face over the frame's long side: only a face filling it is sought)
+    if tracker.next_id == 0 and done > 0 and not stop["asked"] and not reader_gone and big is not None \
+            and big > max(src.width, src.height):
+        shrunk = -1
     return VideoSummary(done, elapsed, tracker.next_id, lost, bool(stop["asked"]) and not whole, audio, had,
                         src.resized, tuple(set_aside), padded_to and padded_to[0], src.cut_short and not reader_gone, shrunk, reader_gone,
                         tracker.turned_frames, src.most_shrunk, src.rate_doubted, src.fps,
-                        padded_to[2] if padded_to else "", padded_to[1] if padded_to else None)
+                        padded_to[2] if padded_to else "", padded_to[1] if padded_to else None, tuple(src.bad_files))
 
 
 def _publish(writers: list, set_aside: list[str] | None) -> tuple[Path | None, tuple | None]:

@@ -776,6 +776,17 @@ def test_frames_too_narrow_for_the_avi_writer_are_widened_not_a_crash(tmp_path):
     assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 4
 
 
+
+def test_a_min_face_larger_than_the_frames_is_said_when_nothing_is_found(tmp_path, small_face):
+    """--min-face 100000 on 480x360 frames found nothing, silently ("0 face track(s)")."""
+    clip = tmp_path / "in.mp4"
+    write_clip(clip, [frame_with([(40, 90)], small_face)] * 4)
+    r = run("video", clip, "--json", tmp_path / "o.jsonl", "--min-face", 100000, "--model", "direct")
+    assert r.exit_code == 0 and "0 face track(s)" in r.stderr, r.stderr
+    assert "note: no face was found, and --min-face is larger than the frames" in r.stderr, r.stderr
+    r = run("video", clip, "--json", tmp_path / "p.jsonl", "--min-face", 40, "--model", "direct")
+    assert r.exit_code == 0 and "1 face track(s)" in r.stderr and "larger than the frames" not in r.stderr, r.stderr
+
 def test_video_takes_min_face_as_detect_does(tiny_models, tmp_path, monkeypatch):
     """Small faces in big frames (a 4K group shot) were never found: the frame is searched shrunk
     to 640 px, and video had no --min-face."""
@@ -1202,6 +1213,7 @@ def test_a_link_loop_among_globbed_frames_is_skipped(tiny_models, tmp_path, smal
     r = run("video", f"{d}/*.png", "--json", tmp_path / "o.jsonl", "--model", tiny_models["direct"])
     assert r.exit_code == 1 and "1 frame(s)" in r.stderr and "did not decode" in r.stderr, r.stderr  # (a traceback before)
     assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 3
+    assert "1 frame(s) of " in r.stderr and " (f9.png) did not decode" in r.stderr, r.stderr  # (which one: named)
 
 
 def test_the_frame_loop_counts_two_damaged_stretches_once_each():
@@ -1794,6 +1806,8 @@ def test_a_folder_of_videos_says_to_give_one_video(tmp_path, small_face):
     write_clip(d / "a.mp4", [frame_with([(40, 90)], small_face)] * 3)
     write_clip(d / "b.mp4", [frame_with([(40, 90)], small_face)] * 3)
     r = run("video", d, "--json", tmp_path / "o.jsonl")
+    assert r.exit_code == 2 and "no image frames found, but 2 video(s) (a.mp4, ...): give one video file" in r.stderr
+    r = run("video", f"{d}/*.mp4", "--json", tmp_path / "o.jsonl")  # (a quoted pattern: the same)
     assert r.exit_code == 2 and "no image frames found, but 2 video(s) (a.mp4, ...): give one video file" in r.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
