@@ -14,7 +14,8 @@ def main() -> None:
         os._exit(130)
 
     # Only where Ctrl-C would interrupt: in a script's background job (`cmd &`) it is ignored, and stays so.
-    catch = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) not in (signal.SIG_IGN, None)]
+    stops = [getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)]  # (errors.STOP_SIGNALS)
+    catch = [s for s in stops if signal.getsignal(s) not in (signal.SIG_IGN, None)]
     before = {s: signal.signal(s, early) for s in catch}
     from .cli import run
 

@@ -29,7 +29,7 @@ from .annotate import STYLES, draw
 from .backends import ModelError
 from .boxes import BoxError, GivenBoxes, check_inside, read_boxes
 from .detector import RetinaFace, YuNet
-from .errors import OutputError, StopRun, UsageError, no_files_left, out_of_memory
+from .errors import STOP_SIGNALS, OutputError, StopRun, UsageError, no_files_left, out_of_memory
 from .icc import embedded, profile_of
 from .imageio import (IMAGE_EXTS, ImageError, atomic_write, bgra_as_shown, broken_link, encode_image, read_image,
                       remove_stale_temps, too_long_name, write_whole)
@@ -544,7 +544,7 @@ def _one_signal_waits():
         yield
         return
     waiting: list[int] = []
-    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    before = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
     held = [sig for sig, h in before.items() if h not in (signal.SIG_IGN, None)]
 
     def restore() -> None:

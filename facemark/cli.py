@@ -98,7 +98,9 @@ def _ignore_signals() -> None:
     must not cut short what it is saying or writing."""
     import signal
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    from .errors import STOP_SIGNALS
+
+    for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
 
 
@@ -1037,7 +1039,10 @@ _SIGNALLED: list[int] = []
 
 def exit_interrupted(message: str) -> NoReturn:
     """Exit 130 with a line saying what state the outputs are in."""
-    err.print(message)
+    try:
+        err.print(message)
+    except OSError:  # (a closed terminal, SIGHUP's: the outputs are in that state all the same)
+        pass
     _SAID_INTERRUPTED.append(True)
     raise typer.Exit(130)
 
@@ -1088,9 +1093,15 @@ def run(argv: Optional[List[str]] = None) -> None:
     before = signal.signal(signal.SIGTERM, on_sigterm)
     if before_int is signal.default_int_handler:  # (remembered: see _SIGNALLED)
         signal.signal(signal.SIGINT, on_sigterm)
+    hup = getattr(signal, "SIGHUP", None)  # a closed terminal or dropped ssh: as a kill (under nohup: ignored still)
+    before_hup = signal.getsignal(hup) if hup is not None else None
+    if before_hup is signal.SIG_DFL:
+        signal.signal(hup, on_sigterm)
     try:
         _run_app(args)
     finally:
+        if before_hup is signal.SIG_DFL:
+            signal.signal(hup, before_hup)
         signal.signal(signal.SIGTERM, before)
         if before_int is not None:
             signal.signal(signal.SIGINT, before_int)

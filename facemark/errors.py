@@ -3,6 +3,7 @@ line) and its warning about results that may mislead."""
 from __future__ import annotations
 
 import errno
+import signal
 
 try:  # (imported now: with no file descriptors left, a later import fails too)
     import resource
@@ -39,6 +40,11 @@ class DamagedInstall(FacemarkError):
     def __init__(self, path: str, why: str):
         super().__init__(f"{path}, which comes with facemark, is damaged ({why}): reinstall facemark (in a "
                          f"checkout: git checkout {path})")
+
+
+# Signals that stop a run politely (the item at hand finished, complete outputs kept): Ctrl-C, a kill,
+# and a closed terminal or a dropped ssh session (SIGHUP; ``nohup`` ignores it, and it stays ignored).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 class StopRun(FacemarkError):

@@ -20,7 +20,7 @@ import numpy as np
 from .align import letterbox, rescale
 from .containers import (avi_empty_frames, count_is_exact, cut_short, has_audio, looks_like_video,
                          matroska_has_no_frames, mp4_has_no_samples)
-from .errors import FacemarkError
+from .errors import STOP_SIGNALS, FacemarkError
 from .imageio import (IMAGE_EXTS, ImageError, descriptor_named, make_temp, missing_folders, output_target, publish,
                       quiet_stderr, read_image, remove_stale_temps, standard_stream_file, too_long_name,
                       write_whole)
@@ -790,7 +790,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
 
     main_thread = threading.current_thread() is threading.main_thread()
     # A signal ignored when this began (a script's background job, ``cmd &``, ignores SIGINT) stays ignored.
-    signals = [sig for sig in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(sig) is not signal.SIG_IGN] \
+    signals = [sig for sig in STOP_SIGNALS if signal.getsignal(sig) is not signal.SIG_IGN] \
         if main_thread else []
     previous = {sig: signal.signal(sig, on_signal) for sig in signals}  # before any temp file exists
     writers: list = []

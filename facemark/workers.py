@@ -14,7 +14,7 @@ import threading
 from contextlib import contextmanager
 from typing import Callable
 
-from .errors import FacemarkError, no_files_left
+from .errors import STOP_SIGNALS, FacemarkError, no_files_left
 
 _STATE: dict = {}
 _HERE = threading.local()  # run_workers' thread in this process: how it learns the run is ending
@@ -150,7 +150,7 @@ def _die_with_parent(parent: int) -> None:
         threading.Thread(target=watch, daemon=True, name="facemark-parent-watch").start()
 
 
-_HELD = (signal.SIGINT, signal.SIGTERM)
+_HELD = STOP_SIGNALS
 
 
 @contextmanager
@@ -179,8 +179,8 @@ def _init(payload, parent: int, warm: tuple[str, ...] = ()) -> None:
     # The main process decides when to stop (and kills workers then): a Ctrl-C to the terminal's
     # process group, or a SIGTERM to it, must not kill a worker first. (Held since the process
     # started, ``_held_while_starting``; ignoring them drops any that came meanwhile.)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for sig in STOP_SIGNALS:  # (a closed terminal's SIGHUP reaches the whole process group too)
+        signal.signal(sig, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)
     from .quiet import one_line_warnings
@@ -259,7 +259,14 @@ def _quiet_tracker() -> None:
     if hasattr(signal, "pthread_sigmask"):
         from multiprocessing import resource_tracker
 
-        resource_tracker.ensure_running()  # (see _held_while_starting)
+        # It ignores Ctrl-C and SIGTERM itself, not a closed terminal's SIGHUP (to the whole process
+        # group: it died, was started again and printed KeyErrors). Blocked as it starts, it stays so.
+        hup = [signal.SIGHUP] if hasattr(signal, "SIGHUP") else []
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, hup)
+        try:
+            resource_tracker.ensure_running()  # (see _held_while_starting)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 class _Handover:

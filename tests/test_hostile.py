@@ -688,7 +688,8 @@ def wait_for_temp(folder: Path, timeout: float = 60) -> None:
     raise AssertionError("facemark video never started writing")
 
 
-@pytest.mark.parametrize("signals", [[signal.SIGTERM], [signal.SIGINT, signal.SIGINT], [signal.SIGTERM, signal.SIGTERM]])
+@pytest.mark.parametrize("signals", [[signal.SIGTERM], [signal.SIGINT, signal.SIGINT], [signal.SIGTERM, signal.SIGTERM],
+                                     [signal.SIGHUP]])  # (a closed terminal: as a kill)
 def test_video_signals_close_the_outputs_and_leave_nothing_hidden(tmp_path, face, signals):
     make_clip(tmp_path / "long.avi", face, 2000)
     p = subprocess.Popen([sys.executable, "-m", "facemark", "video", "long.avi", "--out", "o.avi", "--json", "o.jsonl",

@@ -109,6 +109,33 @@ def test_a_killed_run_resumes_with_the_same_command(folder, reference):
     assert "already done" not in r.stderr and "60 of 61 image(s) done" in r.stderr
 
 
+
+def test_a_closed_terminal_stops_a_run_with_workers_as_ctrl_c_does(folder, reference, tmp_path):
+    """A closed terminal or a dropped ssh session sends SIGHUP to the whole process group, workers
+    included: facemark died at once (exit -1, its temporary files left) and the workers with it.
+    Now it is a polite stop: complete outputs kept, nothing hidden left, and the same command
+    finishes the rest."""
+    out = tmp_path / "res"
+    cmd = [sys.executable, "-m", "facemark", "detect", "in", "--out", str(out), "--batch", "4", "--workers", "2", *MODEL]
+    p = subprocess.Popen(cmd, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)  # (its own process group, as a terminal's job)
+    try:
+        t0 = time.time()
+        while len(list(out.rglob("*.json"))) < 8:
+            assert p.poll() is None and time.time() - t0 < 120, "the run ended before the hangup"
+            time.sleep(0.02)
+        os.killpg(p.pid, signal.SIGHUP)
+        _, stderr = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    assert p.returncode == 130 and "Traceback" not in stderr and "interrupted" in stderr, (p.returncode, stderr)
+    assert not [q for q in out.rglob("*") if q.name.startswith(".")]
+    r = fm("detect", "in", "--out", out, "--batch", 4, *MODEL, cwd=folder)
+    assert "already done" in r.stderr, r.stderr
+    ref = {q.relative_to(reference).as_posix(): q.read_bytes() for q in reference.rglob("*.json")}
+    assert {q.relative_to(out).as_posix(): q.read_bytes() for q in out.rglob("*.json")} == ref
+
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
 def test_killed_sharded_run_resumes_and_yields_each_image_once(folder, reference, fmt):
     if fmt == "parquet":
