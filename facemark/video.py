@@ -342,8 +342,8 @@ def open_source(spec: str, fps: float | None = None) -> Source:
     # A header stating no believable rate (0.005 fps: damaged) gives the frames' times too (200 s
     # apart, which also turns the smoothing off): then they are timed at the rate the video gets.
     steps = np.diff([t for t in times if t and np.isfinite(t)])
-    doubted = fps is None and not (stated and np.isfinite(stated) and MIN_RATE <= stated <= 1000) \
-        and int(((steps > 0) & (steps < 10_000)).sum()) < 4
+    doubted = fps is None and bool(np.isfinite(stated)) and 0 < stated < MIN_RATE \
+        and int(((steps > 0) & (steps < 10_000)).sum()) < 4  # (over 1000 fps: the times may well be right)
     n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     return Source(spec, f, first.shape[1], first.shape[0], n if n > 0 else None, _cap=cap,
                   fixed_rate=fps is not None or doubted, count_exact=count_is_exact(p), empty=avi_empty_frames(p),
