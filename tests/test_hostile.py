@@ -1069,14 +1069,14 @@ def test_other_weights_under_a_shipped_name_are_not_taken_for_them(tmp_path, fac
     assert re.fullmatch(r"direct@[0-9a-f]{8}", json.loads((tmp_path / "o" / "a.jpg.json").read_text())["model"])
 
 
-def test_export_of_an_onnx_file_says_what_export_takes_and_a_face_prints_short(fl, tmp_path):
+def test_export_of_an_onnx_file_says_what_export_takes_and_a_face_prints_short(fl, tmp_path, fm_here):
     import facemark
 
-    r = fm("export", Path("weights/direct.onnx").resolve(), "--out", tmp_path / "o", cwd=tmp_path)
+    r = fm_here("export", Path("weights/direct.onnx").resolve(), "--out", tmp_path / "o", cwd=tmp_path)
     assert r.returncode == 2 and "is an ONNX model" in r.stderr and "--model" in r.stderr, r.stderr
     assert not (tmp_path / "o").exists()
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    r = fm("export", tmp_path / "junk.pt", "--out", tmp_path / "o", cwd=tmp_path)
+    r = fm_here("export", tmp_path / "junk.pt", "--out", tmp_path / "o", cwd=tmp_path)
     assert r.returncode == 2 and "KeyError" not in r.stderr and "best.pt" in r.stderr, r.stderr
     face = fl.detect(cv2.imread("examples/astronaut.jpg"))[0]
     assert re.fullmatch(r"Face\(box=\[[-\d., ]+\], score=\d\.\d{3}, landmarks=98 points\)", repr(face))
@@ -2235,12 +2235,11 @@ def test_cuda_with_the_detector_on_the_cpu_is_said(providers, said, monkeypatch,
     assert "note:" not in capsys.readouterr().err
 
 
-def test_bracketed_output_names_are_printed_as_they_are(tiny_models, tmp_path):
+def test_bracketed_output_names_are_printed_as_they_are(tiny_models, tmp_path, fm_here):
     """The "wrote ..." lines went through Rich's markup: 'exports[final]' came out as 'exports', and
     '[/]w' ended export in a traceback after its files were written."""
     for out in ("exports[final]", "[/]w"):
-        r = subprocess.run([sys.executable, "-m", "facemark", "export", str(tiny_models["direct.pt"]), "--out", out],
-                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        r = fm_here("export", tiny_models["direct.pt"], "--out", out, cwd=tmp_path)
         assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
         assert f"wrote {out}/direct.onnx and {out}/direct.pt" in r.stderr and (tmp_path / out / "direct.onnx").is_file()
 

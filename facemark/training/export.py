@@ -40,9 +40,15 @@ def count_flops(model: torch.nn.Module, size: int) -> int:
     return int(total)
 
 
+_FLOPS: dict[tuple, int] = {}  # (family, config, size) -> FLOPs: best.pt is saved at each better epoch
+
+
 def describe(model: torch.nn.Module) -> dict:
     """Size facts stored with every exported model (so the ONNX-only install can report them)."""
-    return {"params": int(sum(p.numel() for p in model.parameters())), "flops": count_flops(model, model.size)}
+    key = (model.family, repr(sorted(model.config.items())), model.size)
+    if key not in _FLOPS:  # (a forward pass: as long as a training step of a small model)
+        _FLOPS[key] = count_flops(model, model.size)
+    return {"params": int(sum(p.numel() for p in model.parameters())), "flops": _FLOPS[key]}
 
 
 def save_state(model: torch.nn.Module, path: str | Path, meta: dict | None = None, half: bool = True) -> None:
@@ -54,8 +60,13 @@ def save_state(model: torch.nn.Module, path: str | Path, meta: dict | None = Non
 def _atomic_torch_save(obj, path: Path) -> None:
     def save(tmp: Path) -> None:
         try:
-            with open(tmp, "wb") as f:  # (a path would name the archive's folder after the temporary file:
-                torch.save(obj, f)  # the same weights saved twice differed, and so did the model@hash they are shown as)
+            # (Not to a path: that names the archive's folder after the temporary file, so the same
+            # weights saved twice differed, and so did the model@hash they are shown as. Into memory,
+            # then one write: torch's many small writes to a file object took twice as long.)
+            data = io.BytesIO()
+            torch.save(obj, data)
+            with open(tmp, "wb") as f:
+                f.write(data.getbuffer())
         except RuntimeError as e:  # torch's zip writer reports a failed write (a full disk) this way,
             if "inline_container" not in str(e) and "iostream error" not in str(e):  # (or its stream's, at the end)
                 raise
