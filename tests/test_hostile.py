@@ -94,10 +94,10 @@ def corpus(tmp_path_factory, face):
     return src, good, bad
 
 
-def test_a_batch_of_bad_files_names_each_once_and_writes_the_rest(corpus):
+def test_a_batch_of_bad_files_names_each_once_and_writes_the_rest(corpus, fm_here):
     src, good, bad = corpus
     out = src.parent / "out"
-    r = fm("detect", "in", "--out", out, "--annotate", *MODEL, cwd=src.parent)
+    r = fm_here("detect", "in", "--out", out, "--annotate", *MODEL, cwd=src.parent)
     assert r.returncode == 1
     assert "Traceback" not in r.stderr and "libpng" not in r.stderr.lower()
     lines = r.stderr.strip().splitlines()
@@ -194,7 +194,7 @@ def test_a_16_bit_file_holding_8_bit_values_is_read_as_such_with_one_warning_lin
     assert read_image(tmp_path / "black16.png").max() == 0 and read_image(tmp_path / "dark.png").max() == 1
 
 
-def test_annotating_a_transparent_image_keeps_its_transparency(face, tmp_path):
+def test_annotating_a_transparent_image_keeps_its_transparency(face, tmp_path, fm_here):
     """The drawing of a PNG/WebP/TIFF with alpha keeps the alpha (it was dropped: the image was read
     as BGR); pixels the drawing does not touch keep theirs exactly, and their own colours."""
     from facemark.imageio import over_white
@@ -207,7 +207,7 @@ def test_annotating_a_transparent_image_keeps_its_transparency(face, tmp_path):
     cv2.imwrite(str(tmp_path / "t16.png"), bgra.astype(np.uint16) * 257)
     seen = over_white(face, bgra[..., 3])  # what the models see of t.png: an opaque copy gets the same drawing
     cv2.imwrite(str(tmp_path / "opaque.png"), seen)
-    r = fm("detect", "t.png", "t.tif", "t16.png", "opaque.png", "--out", "out", "--annotate", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", "t.png", "t.tif", "t16.png", "opaque.png", "--out", "out", "--annotate", *MODEL, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     opaque = cv2.imread(str(tmp_path / "out" / "opaque.png.annotated.png"), cv2.IMREAD_UNCHANGED)
     assert opaque.shape == face.shape
@@ -333,7 +333,7 @@ def test_the_pixel_limit_is_read_from_headers_beyond_the_first_64_kb(make, monke
         imageio.decode_image(make(30000, 30000), "big")
 
 
-def test_link_loops_and_second_names_in_a_folder(tmp_path, face):
+def test_link_loops_and_second_names_in_a_folder(tmp_path, face, fm_here):
     """A link loop in a scanned folder is one failed file, not a traceback that stops the run; a
     second name of a file already listed (a link to it) is left out with a note, not silently."""
     src = tmp_path / "in"
@@ -343,27 +343,27 @@ def test_link_loops_and_second_names_in_a_folder(tmp_path, face):
     os.symlink("a.jpg", src / "b.jpg")
     os.symlink("self.jpg", src / "self.jpg")
     os.symlink("../good.jpg", src / "best" / "g.jpg")
-    r = fm("detect", "in", "--out", "o", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", "in", "--out", "o", *MODEL, cwd=tmp_path)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert sum(ln.startswith("failed:") for ln in r.stderr.splitlines()) == 3, r.stderr
     assert "left out 1 name(s) of files already listed" in r.stderr and "best/g.jpg" in r.stderr
     assert [p.name for p in (tmp_path / "o").rglob("*.json")] == ["good.jpg.json"]
 
 
-def test_device_files_are_refused_not_read(tmp_path):
-    r = fm("detect", "/dev/zero", "/dev/null", *MODEL, cwd=tmp_path, timeout=60)
+def test_device_files_are_refused_not_read(tmp_path, fm_here):
+    r = fm_here("detect", "/dev/zero", "/dev/null", *MODEL, cwd=tmp_path)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.count("not a regular file") == 2
 
 
-def test_equal_names_from_different_places_never_collide(tmp_path, face):
+def test_equal_names_from_different_places_never_collide(tmp_path, face, fm_here):
     for rel in ("left/0001.jpg", "right/0001.jpg", "x/a.jpg", "x/a.png", "x/a.png.jpg", "deep/er/left/0001.jpg"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(tmp_path / rel), face)
     work = tmp_path / "work"
     work.mkdir()
     # relative, absolute and ../ spellings in one run
-    r = fm("detect", "../left", str(tmp_path / "right"), "../x", str(tmp_path / "deep"), "--out", "o", *MODEL, cwd=work)
+    r = fm_here("detect", "../left", str(tmp_path / "right"), "../x", str(tmp_path / "deep"), "--out", "o", *MODEL, cwd=work)
     assert r.returncode == 0, r.stderr
     written = sorted(p.relative_to(work / "o").as_posix() for p in (work / "o").rglob("*.json"))
     assert written == ["deep/er/left/0001.jpg.json", "left/0001.jpg.json", "right/0001.jpg.json",
@@ -385,13 +385,13 @@ BAD_BOXES = {
 }
 
 
-def test_one_bad_box_fails_only_its_image(tmp_path, face):
+def test_one_bad_box_fails_only_its_image(tmp_path, face, fm_here):
     names = ["fine.jpg", *BAD_BOXES]
     for n in names:
         cv2.imwrite(str(tmp_path / n), face)
     boxes = {"fine.jpg": [[20, 20, 180, 190]], **BAD_BOXES}
     (tmp_path / "boxes.json").write_text(json.dumps(boxes))  # NaN/Infinity as Python's json writes them
-    r = fm("detect", *names, "--boxes", "boxes.json", "--out", "o", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", *names, "--boxes", "boxes.json", "--out", "o", *MODEL, cwd=tmp_path)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     for n in BAD_BOXES:
         mentions = [ln for ln in r.stderr.splitlines() if n in ln]
@@ -443,11 +443,11 @@ def test_bad_options_are_one_line_and_exit_2(tmp_path, face, args, message, fm_h
     assert not (tmp_path / "o").exists()
 
 
-def test_a_file_named_like_an_option_gets_advice(tmp_path, face):
+def test_a_file_named_like_an_option_gets_advice(tmp_path, face, fm_here):
     cv2.imwrite(str(tmp_path / "-dash.jpg"), face)
-    r = fm("detect", "-dash.jpg", cwd=tmp_path)
+    r = fm_here("detect", "-dash.jpg", cwd=tmp_path)
     assert r.returncode == 2 and "./-dash.jpg" in r.stderr and "--" in r.stderr
-    r = fm("detect", *MODEL, "--", "-dash.jpg", cwd=tmp_path)
+    r = fm_here("detect", *MODEL, "--", "-dash.jpg", cwd=tmp_path)
     assert r.returncode == 0 and json.loads(r.stdout)["image"] == "-dash.jpg"
 
 
@@ -652,28 +652,28 @@ def make_clip(path: Path, face, frames: int, size=(320, 240)) -> None:
 
 
 @pytest.mark.parametrize("flag", ["--out", "--json"])
-def test_video_output_that_is_a_directory_fails_before_decoding(tmp_path, face, flag):
+def test_video_output_that_is_a_directory_fails_before_decoding(tmp_path, face, flag, fm_here):
     make_clip(tmp_path / "c.avi", face, 5)
     (tmp_path / "adir").mkdir()
-    r = fm("video", "c.avi", flag, "adir", *MODEL, cwd=tmp_path)
+    r = fm_here("video", "c.avi", flag, "adir", *MODEL, cwd=tmp_path)
     assert r.returncode == 2 and "adir is a directory" in r.stderr and "Traceback" not in r.stderr
     assert leftovers(tmp_path) == [] and list((tmp_path / "adir").iterdir()) == []
 
 
-def test_video_frame_folder_counts_a_bad_frame_once(tmp_path, face):
+def test_video_frame_folder_counts_a_bad_frame_once(tmp_path, face, fm_here):
     d = tmp_path / "frames"
     d.mkdir()
     for i in range(4):
         cv2.imwrite(str(d / f"{i:03d}.jpg"), face)
     (d / "002.jpg").write_bytes(b"garbage")
-    r = fm("video", "frames", "--json", "f.jsonl", *MODEL, cwd=tmp_path)
+    r = fm_here("video", "frames", "--json", "f.jsonl", *MODEL, cwd=tmp_path)
     assert r.returncode == 1 and "1 frame(s) of frames (002.jpg) did not decode" in r.stderr
     assert "audio" not in r.stderr  # a frame folder has no audio to lose
 
 
-def test_video_without_audio_says_nothing_about_audio(tmp_path, face):
+def test_video_without_audio_says_nothing_about_audio(tmp_path, face, fm_here):
     make_clip(tmp_path / "c.avi", face, 3)
-    r = fm("video", "c.avi", "--out", "o.avi", *MODEL, cwd=tmp_path)
+    r = fm_here("video", "c.avi", "--out", "o.avi", *MODEL, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "audio" not in r.stderr
 
@@ -718,10 +718,10 @@ def test_video_signals_close_the_outputs_and_leave_nothing_hidden(tmp_path, face
     (lambda p: os.mkfifo(p), "not a regular file"),
     (lambda p: p.mkdir(), "holds no facemark output"),  # (a folder of outputs gives boxes)
 ])
-def test_unusable_boxes_files_are_one_line(tmp_path, face, make, words):
+def test_unusable_boxes_files_are_one_line(tmp_path, face, make, words, fm_here):
     cv2.imwrite(str(tmp_path / "p.jpg"), face)
     make(tmp_path / "b.json")
-    r = fm("detect", "p.jpg", "--boxes", "b.json", *MODEL, cwd=tmp_path, timeout=60)
+    r = fm_here("detect", "p.jpg", "--boxes", "b.json", *MODEL, cwd=tmp_path)
     assert r.returncode == 2 and words in r.stderr and r.stderr.count("\n") == 1
 
 
@@ -779,11 +779,11 @@ def test_resume_redoes_other_models_and_failures_and_never_takes_the_boxes_file(
     assert len(rows) == 1 and rows[0]["error"] is None and len(rows[0]["faces"]) == 1
 
 
-def test_outputs_that_would_also_be_folders_are_refused_up_front(tmp_path, face):
+def test_outputs_that_would_also_be_folders_are_refused_up_front(tmp_path, face, fm_here):
     (tmp_path / "col" / "x.jpg.json").mkdir(parents=True)
     cv2.imwrite(str(tmp_path / "col" / "x.jpg"), face)
     cv2.imwrite(str(tmp_path / "col" / "x.jpg.json" / "inner.jpg"), face)
-    r = fm("detect", "col", "--out", "o", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", "col", "--out", "o", *MODEL, cwd=tmp_path)
     assert r.returncode == 2 and "also a folder" in r.stderr and not (tmp_path / "o").exists() or not list((tmp_path / "o").rglob("*.json"))
 
 
@@ -928,14 +928,14 @@ def test_ctrl_c_while_starting_up_is_one_line(tmp_path, face, delay):
     assert len(lines) == 1 and lines[0].startswith(("interrupted", "facemark: 1 of 1 image(s) done")), (p.returncode, stderr)
 
 
-def test_video_of_one_pixel_frames_is_padded_and_says_why(tmp_path, face):
+def test_video_of_one_pixel_frames_is_padded_and_says_why(tmp_path, face, fm_here):
     """A 1x1 first frame sets the size: the video is padded as odd sizes are (it was refused), and
     the frame after it, shrunk to one pixel, is warned of."""
     frames = tmp_path / "frames"
     frames.mkdir()
     cv2.imwrite(str(frames / "0000.png"), np.zeros((1, 1, 3), np.uint8))  # the first frame sets the size
     cv2.imwrite(str(frames / "0001.png"), face)
-    r = fm("video", "frames", "--out", "o.mp4", "--model", "direct", cwd=tmp_path)
+    r = fm_here("video", "frames", "--out", "o.mp4", "--model", "direct", cwd=tmp_path)
     assert r.returncode == 0 and "the video is 2x2, its frames 1x1" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert "warning: some frames were shrunk up to" in r.stderr, r.stderr
     assert (tmp_path / "o.mp4").is_file() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
@@ -1089,7 +1089,7 @@ def test_a_bad_single_image_is_named_as_the_caller_named_it(fl):
     assert str(e.value).startswith("image") and "images[0]" not in str(e.value)
 
 
-def test_a_copied_results_folder_keeps_the_runs_order_and_resume_survives_a_cut_shard(tmp_path, face):
+def test_a_copied_results_folder_keeps_the_runs_order_and_resume_survives_a_cut_shard(tmp_path, face, fm_here):
     from facemark.results import read
     from facemark.shards import row
 
@@ -1101,11 +1101,11 @@ def test_a_copied_results_folder_keeps_the_runs_order_and_resume_survives_a_cut_
     os.utime(new, (time.time() - 3600, time.time() - 3600))  # copied in the other order: file times lie
     assert read(out)[0]["width"] == 812
     cv2.imwrite(str(tmp_path / "a.jpg"), face)
-    assert fm("detect", "a.jpg", "--out", "o", "--format", "jsonl", "--model", "direct", "--workers", "1",
+    assert fm_here("detect", "a.jpg", "--out", "o", "--format", "jsonl", "--model", "direct", "--workers", "1",
               cwd=tmp_path).returncode == 0
     shard = next((tmp_path / "o").glob("part-*.jsonl"))
     shard.write_text(shard.read_text()[:-30])  # cut short outside facemark
-    r = fm("detect", "a.jpg", "--out", "o", "--format", "jsonl", "--model", "direct", "--workers", "1", cwd=tmp_path)
+    r = fm_here("detect", "a.jpg", "--out", "o", "--format", "jsonl", "--model", "direct", "--workers", "1", cwd=tmp_path)
     assert r.returncode == 0 and "Traceback" not in r.stderr and "1 of 1 image(s) done" in r.stderr, r.stderr
 
 
@@ -1141,23 +1141,23 @@ def test_a_write_that_fails_half_way_leaves_the_old_file_and_no_temporary(tmp_pa
     assert (tmp_path / "new.onnx").read_bytes() == b"whole"
 
 
-def test_an_input_over_a_gibibyte_is_refused_before_it_is_read(tmp_path):
+def test_an_input_over_a_gibibyte_is_refused_before_it_is_read(tmp_path, fm_here):
     """A sparse file: 1.1 GiB long, nothing on disk; refused from its size, never read."""
     big = tmp_path / "huge.jpg"
     with open(big, "wb") as f:
         f.truncate(int(1.1 * 2**30))
     cv2.imwrite(str(tmp_path / "ok.jpg"), np.zeros((40, 40, 3), np.uint8))
-    r = fm("detect", "huge.jpg", "ok.jpg", "--out", "o", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", "huge.jpg", "ok.jpg", "--out", "o", *MODEL, cwd=tmp_path)
     assert r.returncode == 1 and "over facemark's 1 GiB input limit" in r.stderr, r.stderr
     assert (tmp_path / "o" / "ok.jpg.json").is_file() and not (tmp_path / "o" / "huge.jpg.json").exists()
 
 
-def test_draw_options_change_the_drawing(face, tmp_path):
+def test_draw_options_change_the_drawing(face, tmp_path, fm_here):
     face = cv2.resize(face, (400, 400))  # (at 200 px the face's lines are a pixel or two: points and
     cv2.imwrite(str(tmp_path / "f.png"), face)  # contours can cover the same pixels)
     drawn = {}
     for name, opts in (("all", []), ("points", ["--draw", "points"]), ("noscore", ["--no-score"]), ("nobox", ["--no-box"])):
-        r = fm("detect", "f.png", "--out", name, "--annotate", *opts, *MODEL, cwd=tmp_path)
+        r = fm_here("detect", "f.png", "--out", name, "--annotate", *opts, *MODEL, cwd=tmp_path)
         assert r.returncode == 0, r.stderr
         drawn[name] = cv2.imread(str(tmp_path / name / "f.png.annotated.png")).astype(int)
     changed = {k: np.abs(v - face).sum(axis=2) > 0 for k, v in drawn.items()}
@@ -1203,18 +1203,18 @@ def test_a_big_photo_without_faces_gets_a_hint_about_min_face(tmp_path, fm_here)
     assert r.returncode == 0 and "note: --min-face 5 finds what --min-face 20 does" in r.stderr, r.stderr
 
 
-def test_boxes_from_facemarks_own_output_crop_from_its_points(tmp_path, face_image):
+def test_boxes_from_facemarks_own_output_crop_from_its_points(tmp_path, face_image, fm_here):
     """Fed back as --boxes, a face of facemark's output is cropped from its own eyes, nose and mouth
     (the tracker's crop), so the same model gives about the same points; a plain box (no points)
     gets the keypoints of the face found around it, so it gives about the same points too."""
     cv2.imwrite(str(tmp_path / "a.jpg"), face_image)
-    assert fm("detect", "a.jpg", "--out", "first", *MODEL, cwd=tmp_path).returncode == 0
+    assert fm_here("detect", "a.jpg", "--out", "first", *MODEL, cwd=tmp_path).returncode == 0
     first = json.loads((tmp_path / "first" / "a.jpg.json").read_text())["faces"][0]
     plain = {"a.jpg": [first["box"] + [first["score"]]]}
     (tmp_path / "plain.json").write_text(json.dumps(plain))
     runs = {}
     for name, boxes in (("points", "first"), ("box", "plain.json")):
-        r = fm("detect", "a.jpg", "--boxes", boxes, *MODEL, cwd=tmp_path)
+        r = fm_here("detect", "a.jpg", "--boxes", boxes, *MODEL, cwd=tmp_path)
         assert r.returncode == 0, r.stderr
         runs[name] = np.array(json.loads(r.stdout)["faces"][0]["landmarks"])
     want = np.array(first["landmarks"])
@@ -1241,7 +1241,7 @@ def test_publishing_an_output_never_changes_the_process_umask(tmp_path, monkeypa
         os.umask(old)
 
 
-def test_bad_keypoints_in_a_boxes_file_fail_that_image_alone(tmp_path, face_image):
+def test_bad_keypoints_in_a_boxes_file_fail_that_image_alone(tmp_path, face_image, fm_here):
     """A face whose "points" are not 5 numbers (text, 3 points) raised out of the run: a traceback,
     and nothing written for the other images. It is that image's error now, like a bad box."""
     for n in ("a.jpg", "b.jpg", "c.jpg"):
@@ -1250,13 +1250,13 @@ def test_bad_keypoints_in_a_boxes_file_fail_that_image_alone(tmp_path, face_imag
     boxes = {"a.jpg": [{"box": box, "points": [["x", "y"]] * 5}], "b.jpg": [{"box": box, "points": [[200, 200]] * 3}],
              "c.jpg": [box]}
     (tmp_path / "b.json").write_text(json.dumps(boxes))
-    r = fm("detect", "a.jpg", "b.jpg", "c.jpg", "--boxes", "b.json", "--out", "o", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", "a.jpg", "b.jpg", "c.jpg", "--boxes", "b.json", "--out", "o", *MODEL, cwd=tmp_path)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert "failed: box 0 of 'a.jpg': its points must be 5 (x, y) points" in r.stderr, r.stderr
     assert "not shape (3, 2)" in r.stderr and sorted(p.name for p in (tmp_path / "o").iterdir()) == ["c.jpg.json"]
 
 
-def test_a_face_cut_by_the_image_edge_goes_back_in_as_facemark_gave_it(fl, face_image, tmp_path):
+def test_a_face_cut_by_the_image_edge_goes_back_in_as_facemark_gave_it(fl, face_image, tmp_path, fm_here):
     """A face cut by the image's bottom edge has a detector box of what is seen, ending below the
     eyes, while its points go on past the edge: the centre of its five points lay below its box,
     and facemark refused its own output fed back (``boxes=faces``, ``--boxes OUT``), failing the
@@ -1283,12 +1283,12 @@ def test_a_face_cut_by_the_image_edge_goes_back_in_as_facemark_gave_it(fl, face_
         fl.landmarks(face_image, [corner])
     face_image = image
     cv2.imwrite(str(tmp_path / "p.jpg"), face_image)
-    assert fm("detect", tmp_path / "p.jpg", "--out", tmp_path / "o", *MODEL, cwd=tmp_path).returncode == 0
+    assert fm_here("detect", tmp_path / "p.jpg", "--out", tmp_path / "o", *MODEL, cwd=tmp_path).returncode == 0
     out = tmp_path / "o" / "p.jpg.json"
     doc = json.loads(out.read_text())
     doc["faces"][0]["box"] = np.round(cut.box, 2).tolist()  # (the output as such a face's would be)
     out.write_text(json.dumps(doc))
-    r = fm("detect", tmp_path / "p.jpg", "--boxes", tmp_path / "o", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", tmp_path / "p.jpg", "--boxes", tmp_path / "o", *MODEL, cwd=tmp_path)
     assert r.returncode == 0 and len(json.loads(r.stdout)["faces"]) == 1, r.stderr
     # Five points given with a box (a detector's): their middle must still lie inside it.
     from facemark import Detection
@@ -1380,7 +1380,7 @@ def test_a_user_without_a_home_folder_can_run_every_command_but_the_cache_ones(t
                           timeout=60).stdout.strip() == str(tmp_path / "xdg" / "facemark")
 
 
-def test_an_out_folder_through_a_link_loop_is_one_line(tmp_path):
+def test_an_out_folder_through_a_link_loop_is_one_line(tmp_path, fm_here):
     """A link loop does not 'exist', so the early check passed and making the folder failed later,
     outside the command's error handling: a traceback."""
     os.mkdir(tmp_path / "loop")
@@ -1388,7 +1388,7 @@ def test_an_out_folder_through_a_link_loop_is_one_line(tmp_path):
     os.symlink("a", tmp_path / "loop" / "b")
     cv2.imwrite(str(tmp_path / "p.jpg"), np.zeros((40, 40, 3), np.uint8))
     for fmt in ("json", "jsonl"):
-        r = fm("detect", "p.jpg", "--out", "loop/a", "--format", fmt, *MODEL, cwd=tmp_path)
+        r = fm_here("detect", "p.jpg", "--out", "loop/a", "--format", fmt, *MODEL, cwd=tmp_path)
         assert r.returncode == 2 and "Traceback" not in r.stderr and "loop/a" in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
@@ -1633,7 +1633,7 @@ def test_an_empty_folder_or_a_dash_says_what_was_given(tmp_path):
     assert r.returncode == 2 and "not from standard input" in r.stderr and r.stderr.count("\n") == 1, r.stderr
 
 
-def test_cut_short_is_said_only_of_files_that_stop_before_their_end(face, tmp_path):
+def test_cut_short_is_said_only_of_files_that_stop_before_their_end(face, tmp_path, fm_here):
     """A JPEG or PNG that does not decode is "cut short" only when its data stops before the end
     marker: one damaged inside, with bytes appended after its end (a trailer, a second file), is
     not; one cut among its headers is."""
@@ -1653,7 +1653,7 @@ def test_cut_short_is_said_only_of_files_that_stop_before_their_end(face, tmp_pa
     (tmp_path / "sof.jpg").write_bytes(jpg[:sof + 2] + b"\xff\x00" + jpg[sof + 4:])
     n = int.from_bytes(png[idat - 4:idat], "big") + 5_000_000
     (tmp_path / "length.png").write_bytes(png[:idat - 4] + n.to_bytes(4, "big") + png[idat:])
-    r = fm("detect", *sorted(p.name for p in tmp_path.iterdir()), *MODEL, cwd=tmp_path)
+    r = fm_here("detect", *sorted(p.name for p in tmp_path.iterdir()), *MODEL, cwd=tmp_path)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     for name in ("headers.jpg", "scan.jpg", "short.png"):
         assert f"{name} is cut short" in r.stderr, r.stderr
@@ -1661,7 +1661,7 @@ def test_cut_short_is_said_only_of_files_that_stop_before_their_end(face, tmp_pa
         assert f"{name} is not an image OpenCV can decode" in r.stderr, r.stderr
 
 
-def test_a_jpeg_missing_only_its_end_marker_is_read_whole(face, tmp_path):
+def test_a_jpeg_missing_only_its_end_marker_is_read_whole(face, tmp_path, fm_here):
     """All its data there, only the 2-byte end marker gone: viewers show it, OpenCV 5 refuses it,
     and facemark called it "cut short". One cut inside its data still is."""
     from facemark.imageio import read_image
@@ -1671,7 +1671,7 @@ def test_a_jpeg_missing_only_its_end_marker_is_read_whole(face, tmp_path):
     (tmp_path / "no_eoi.jpg").write_bytes(jpg[:-2])
     (tmp_path / "scan.jpg").write_bytes(jpg[:len(jpg) * 3 // 4])
     assert np.array_equal(read_image(tmp_path / "no_eoi.jpg"), read_image(tmp_path / "whole.jpg"))
-    r = fm("detect", "whole.jpg", "no_eoi.jpg", "scan.jpg", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", "whole.jpg", "no_eoi.jpg", "scan.jpg", *MODEL, cwd=tmp_path)
     assert r.returncode == 1 and "scan.jpg is cut short" in r.stderr and "no_eoi" not in r.stderr, r.stderr
     docs = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(docs) == 2 and docs[0]["faces"] == docs[1]["faces"]
@@ -1764,7 +1764,7 @@ def test_a_jpeg_damaged_inside_is_a_warning_not_a_silent_success(face, tmp_path,
     assert "Corrupt JPEG data" in warned[0] and "fine.jpg" not in r.stderr.replace("2 of 2", ""), r.stderr
 
 
-def test_a_jpeg_with_random_bytes_inside_is_a_warning_but_padding_before_its_end_is_not(face, face_image, tmp_path):
+def test_a_jpeg_with_random_bytes_inside_is_a_warning_but_padding_before_its_end_is_not(face, face_image, tmp_path, fm_here):
     """Random bytes in the middle make libjpeg skip thousands of "extraneous bytes" (half the rows
     garbage), which was taken for the few stray bytes some cameras write before the end marker."""
     jpg = cv2.imencode(".jpg", cv2.resize(face, (400, 400)), [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
@@ -1795,14 +1795,14 @@ def test_a_jpeg_with_random_bytes_inside_is_a_warning_but_padding_before_its_end
     (tmp_path / "between.jpg").write_bytes(jpg[:app0] + bytes(256) + jpg[app0:])
     names = ["noisy.jpg", "motion.jpg", "restarts.jpg", "few.jpg", "camera.jpg", "padded.jpg", "filled.jpg",
              "trailer.jpg", "mpf.jpg", "between.jpg"]
-    r = fm("detect", *names, "--out", "o", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", *names, "--out", "o", *MODEL, cwd=tmp_path)
     assert r.returncode == 0 and "10 of 10 image(s) done" in r.stderr, r.stderr
     warned = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
     assert sorted(w.split(":")[1].strip() for w in warned) == sorted(names[:4]), r.stderr
     assert all("its JPEG data is damaged" in w and "extraneous bytes" in w for w in warned), r.stderr
 
 
-def test_an_output_that_is_a_link_to_nowhere_makes_no_folders_where_it_points(tmp_path, face):
+def test_an_output_that_is_a_link_to_nowhere_makes_no_folders_where_it_points(tmp_path, face, fm_here):
     """``--out``/``--json`` naming a dangling link: refused in one line. Writing through it had made
     the folders it points into (as root: at the top of the file system), and a dangling --out
     folder link was 'cannot be made: File exists'."""
@@ -1817,31 +1817,31 @@ def test_an_output_that_is_a_link_to_nowhere_makes_no_folders_where_it_points(tm
     for args, words in ((["video", "v.avi", "--out", "v.mp4"], "v.mp4 is a link to"),
                         (["video", "v.avi", "--json", "v.jsonl"], "v.jsonl is a link to"),
                         (["detect", "p.jpg", "--out", "o"], "--out o is a link to")):
-        r = fm(*args, cwd=tmp_path)
+        r = fm_here(*args, cwd=tmp_path)
         assert r.returncode == 2, r.stderr
         assert r.stderr.count("\n") == 1 and words in r.stderr and "does not exist" in r.stderr, r.stderr
     assert not (tmp_path / "nowhere").exists()
 
 
-def test_a_link_loop_given_by_name_is_called_a_loop_not_broken(tmp_path, face):
+def test_a_link_loop_given_by_name_is_called_a_loop_not_broken(tmp_path, face, fm_here):
     cv2.imwrite(str(tmp_path / "a.jpg"), face)
     os.symlink("loop2.jpg", tmp_path / "loop1.jpg")
     os.symlink("loop1.jpg", tmp_path / "loop2.jpg")
     os.symlink("nothere.jpg", tmp_path / "gone.jpg")
-    r = fm("detect", "loop1.jpg", "gone.jpg", "a.jpg", cwd=tmp_path)
+    r = fm_here("detect", "loop1.jpg", "gone.jpg", "a.jpg", cwd=tmp_path)
     assert r.returncode == 1, r.stderr
     assert "loop1.jpg: a loop of symbolic links" in r.stderr
     assert "gone.jpg: a broken symbolic link (its target is missing)" in r.stderr
     assert len(r.stdout.splitlines()) == 1  # (a.jpg's document)
 
 
-def test_eval_names_a_bad_model_before_reading_the_data(tmp_path):
+def test_eval_names_a_bad_model_before_reading_the_data(tmp_path, fm_here):
     """A typo in --model was said only after every label row was read (and its skip notes
     printed): on real 300-W data, minutes later."""
     row = ",".join(["1.0"] * 136)
     (tmp_path / "lab.csv").write_text("name," + ",".join(f"c{i}" for i in range(136)) + "\n"
                                       + "".join(f"missing{i}.jpg,{row}\n" for i in range(3)))
-    r = fm("eval", "--data", "csv68=lab.csv", "--split", "all", "--model", "nope", cwd=tmp_path)
+    r = fm_here("eval", "--data", "csv68=lab.csv", "--split", "all", "--model", "nope", cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "unknown model 'nope'" in r.stderr, r.stderr
 
 
@@ -2103,15 +2103,15 @@ def test_phone_and_camera_formats_opencv_cannot_read_are_named_not_skipped_silen
         assert r.returncode == 1 and "an AVIF image that did not decode (damaged or cut short)" in r.stderr, r.stderr
 
 
-def test_a_photo_named_like_a_drawing_and_done_as_an_input_is_never_redrawn_over(tmp_path, face):
+def test_a_photo_named_like_a_drawing_and_done_as_an_input_is_never_redrawn_over(tmp_path, face, fm_here):
     """p.jpg.annotated.jpg named as an input was done (its output records it); a later run over the
     folder took it for p.jpg's drawing and replaced the photo with one."""
     cv2.imwrite(str(tmp_path / "p.jpg"), face)
     cv2.imwrite(str(tmp_path / "p.jpg.annotated.jpg"), cv2.flip(face, 1))
     photo = (tmp_path / "p.jpg.annotated.jpg").read_bytes()
-    r = fm("detect", "p.jpg.annotated.jpg", "--out", ".", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", "p.jpg.annotated.jpg", "--out", ".", *MODEL, cwd=tmp_path)
     assert r.returncode == 0 and (tmp_path / "p.jpg.annotated.jpg.json").is_file(), r.stderr
-    r = fm("detect", ".", "--annotate", "--out", ".", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", ".", "--annotate", "--out", ".", *MODEL, cwd=tmp_path)
     assert r.returncode == 1 and "is a photo an earlier run took as an input" in r.stderr, r.stderr
     assert (tmp_path / "p.jpg.annotated.jpg").read_bytes() == photo  # (p.jpg fails whole: no JSON without its drawing)
 
@@ -2282,13 +2282,13 @@ def test_a_model_under_a_name_that_is_not_utf8_loads_and_is_named_as_text(tiny_m
     assert label.startswith("odd\\xfe@") and label.encode("utf-8")
 
 
-def test_redo_with_boxes_from_the_out_folder_is_refused(tmp_path, face):
+def test_redo_with_boxes_from_the_out_folder_is_refused(tmp_path, face, fm_here):
     """`detect IMG --boxes o --out o --redo` replaced the very files its boxes were read from (a
     boxes file named on its own was already refused as one of the inputs)."""
     cv2.imwrite(str(tmp_path / "a.jpg"), face)
-    assert fm("detect", "a.jpg", "--out", "o", *MODEL, cwd=tmp_path).returncode == 0
+    assert fm_here("detect", "a.jpg", "--out", "o", *MODEL, cwd=tmp_path).returncode == 0
     before = (tmp_path / "o" / "a.jpg.json").read_bytes()
-    r = fm("detect", "a.jpg", "--boxes", "o", "--out", "o", "--redo", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", "a.jpg", "--boxes", "o", "--out", "o", "--redo", *MODEL, cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.strip() == ("error: --boxes o is --out's folder: the run would replace the "
                                                       "files the boxes are read from; give another --out")
     assert (tmp_path / "o" / "a.jpg.json").read_bytes() == before
@@ -2296,17 +2296,17 @@ def test_redo_with_boxes_from_the_out_folder_is_refused(tmp_path, face):
     # each rewrote the boxes' own file (the folder's files were not counted among the inputs).
     (tmp_path / "in" / "sub").mkdir(parents=True)
     cv2.imwrite(str(tmp_path / "in" / "sub" / "b.jpg"), face)
-    assert fm("detect", "in", "--out", "p", *MODEL, cwd=tmp_path).returncode == 0
+    assert fm_here("detect", "in", "--out", "p", *MODEL, cwd=tmp_path).returncode == 0
     kept = (tmp_path / "p" / "sub" / "b.jpg.json").read_bytes()
     for held, where in (("o", "--out's folder: the run would replace"),
                         ("p/sub", "inside --out's folder: the run's outputs can replace")):
         out = "o" if held == "o" else "p"
-        r = fm("detect", "a.jpg" if held == "o" else "in", "--boxes", held, "--out", out, "--model", "hybrid",
+        r = fm_here("detect", "a.jpg" if held == "o" else "in", "--boxes", held, "--out", out, "--model", "hybrid",
                cwd=tmp_path)
         assert r.returncode == 2 and f"--boxes {held} is {where} the files" in r.stderr, r.stderr
     assert (tmp_path / "o" / "a.jpg.json").read_bytes() == before
     assert (tmp_path / "p" / "sub" / "b.jpg.json").read_bytes() == kept
-    r = fm("detect", "a.jpg", "--boxes", "o", "--out", "o2", "--redo", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", "a.jpg", "--boxes", "o", "--out", "o2", "--redo", *MODEL, cwd=tmp_path)
     assert r.returncode == 0, r.stderr  # (another --out: the boxes are read and used)
     assert len(json.loads((tmp_path / "o2" / "a.jpg.json").read_text())["faces"]) == 1
 
