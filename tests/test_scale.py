@@ -87,13 +87,13 @@ def kill_when(p: subprocess.Popen, ready, timeout: float = 120) -> None:
     p.wait()
 
 
-def test_a_killed_run_resumes_with_the_same_command(folder, reference):
+def test_a_killed_run_resumes_with_the_same_command(folder, reference, fm_here):
     cmd = [sys.executable, "-m", "facemark", "detect", "in", "--out", "res", "--batch", "4", *MODEL]
     p = subprocess.Popen(cmd, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     kill_when(p, lambda: len(list((folder / "res").rglob("*.json"))) >= 12)
     before = {f: f.read_bytes() for f in (folder / "res").rglob("*.json")}
     assert 12 <= len(before) < 60
-    r = fm("detect", "in", "--out", "res", "--batch", 4, *MODEL, cwd=folder)
+    r = fm_here("detect", "in", "--out", "res", "--batch", 4, *MODEL, cwd=folder)
     assert r.returncode == 1 and "broken.jpg" in r.stderr  # the bad file is tried again, and named
     done = int(r.stderr.split(" of 61 image(s) already done")[0].rsplit(" ", 1)[1])
     assert done == len(before)
@@ -105,12 +105,12 @@ def test_a_killed_run_resumes_with_the_same_command(folder, reference):
     for rel in ref:
         assert (folder / "res" / rel).read_bytes() == (reference / rel).read_bytes()
     # --redo recomputes everything
-    r = fm("detect", "in", "--out", "res", "--batch", 4, "--redo", *MODEL, cwd=folder)
+    r = fm_here("detect", "in", "--out", "res", "--batch", 4, "--redo", *MODEL, cwd=folder)
     assert "already done" not in r.stderr and "60 of 61 image(s) done" in r.stderr
 
 
 
-def test_a_closed_terminal_stops_a_run_with_workers_as_ctrl_c_does(folder, reference, tmp_path):
+def test_a_closed_terminal_stops_a_run_with_workers_as_ctrl_c_does(folder, reference, tmp_path, fm_here):
     """A closed terminal or a dropped ssh session sends SIGHUP to the whole process group, workers
     included: facemark died at once (exit -1, its temporary files left) and the workers with it.
     Now it is a polite stop: complete outputs kept, nothing hidden left, and the same command
@@ -131,13 +131,13 @@ def test_a_closed_terminal_stops_a_run_with_workers_as_ctrl_c_does(folder, refer
             os.killpg(p.pid, signal.SIGKILL)
     assert p.returncode == 130 and "Traceback" not in stderr and "interrupted" in stderr, (p.returncode, stderr)
     assert not [q for q in out.rglob("*") if q.name.startswith(".")]
-    r = fm("detect", "in", "--out", out, "--batch", 4, *MODEL, cwd=folder)
+    r = fm_here("detect", "in", "--out", out, "--batch", 4, *MODEL, cwd=folder)
     assert "already done" in r.stderr, r.stderr
     ref = {q.relative_to(reference).as_posix(): q.read_bytes() for q in reference.rglob("*.json")}
     assert {q.relative_to(out).as_posix(): q.read_bytes() for q in out.rglob("*.json")} == ref
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
-def test_killed_sharded_run_resumes_and_yields_each_image_once(folder, reference, fmt):
+def test_killed_sharded_run_resumes_and_yields_each_image_once(folder, reference, fmt, fm_here):
     if fmt == "parquet":
         pytest.importorskip("pyarrow")
     out = folder / f"shards-{fmt}"
@@ -145,7 +145,7 @@ def test_killed_sharded_run_resumes_and_yields_each_image_once(folder, reference
            "--batch", "4", *MODEL]
     p = subprocess.Popen(cmd, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     kill_when(p, lambda: len(list(out.glob(f"part-*.{fmt}"))) >= 2)
-    r = fm(*cmd[3:], cwd=folder)
+    r = fm_here(*cmd[3:], cwd=folder)
     assert r.returncode == 1, r.stderr
     rows = read(out)
     paths = [row["path"] for row in rows]
@@ -451,9 +451,9 @@ def test_a_ctrl_c_reaching_workers_while_they_start_is_ignored(folder, tmp_path)
     assert len(list((tmp_path / "o").glob("*.json"))) == 30
 
 
-def test_workers_option_is_checked(folder):
+def test_workers_option_is_checked(folder, fm_here):
     for bad in ("0", "many", "-2"):
-        r = fm("detect", "in", "--out", "never", "--workers", bad, *MODEL, cwd=folder)
+        r = fm_here("detect", "in", "--out", "never", "--workers", bad, *MODEL, cwd=folder)
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--workers" in r.stderr
     assert not (folder / "never").exists()
 
@@ -1058,9 +1058,9 @@ def test_a_shard_is_closed_when_its_first_row_is_old_not_only_when_full(tmp_path
     assert len(slow.shards()) == 1 and len(read(tmp_path / "quick")) == 3
 
 
-def test_a_cut_short_document_of_facemarks_own_is_said_when_read(tmp_path, face_image):
+def test_a_cut_short_document_of_facemarks_own_is_said_when_read(tmp_path, face_image, fm_here):
     _photos(tmp_path / "in", face_image, 2, 4)
-    assert fm("detect", "in", "--out", "o", *MODEL, cwd=tmp_path).returncode == 0
+    assert fm_here("detect", "in", "--out", "o", *MODEL, cwd=tmp_path).returncode == 0
     doc = tmp_path / "o" / "00.jpg.json"
     doc.write_bytes(doc.read_bytes()[:100])
     with pytest.warns(RuntimeWarning, match="00.jpg.json"):
@@ -1320,25 +1320,25 @@ def test_a_resume_reads_each_rows_outcome_without_its_faces_and_only_whole_rows(
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
-def test_a_model_run_again_after_another_is_not_taken_as_done(tmp_path, face_image, fmt):
+def test_a_model_run_again_after_another_is_not_taken_as_done(tmp_path, face_image, fmt, fm_here):
     """Models A, B, then A again into one shard folder: the third run said "already done" (A's
     old rows), while read() gives the newest rows, B's. The newest row decides, as for read."""
     if fmt == "parquet":
         pytest.importorskip("pyarrow")
     _photos(tmp_path / "in", face_image, 2, 6)
     for model, done in (("direct", 0), ("hybrid", 0), ("direct", 0), ("direct", 2)):
-        r = fm("detect", "in", "--out", "o", "--format", fmt, "--model", model, cwd=tmp_path)
+        r = fm_here("detect", "in", "--out", "o", "--format", fmt, "--model", model, cwd=tmp_path)
         assert r.returncode == 0 and (f"{done} of 2 image(s) already done" in r.stderr) == bool(done), r.stderr
         assert {row["model"] for row in read(tmp_path / "o")} == {model}
 
 
-def test_a_file_where_an_output_folder_must_go_is_named(tmp_path, face_image):
+def test_a_file_where_an_output_folder_must_go_is_named(tmp_path, face_image, fm_here):
     """It said "cannot write o/sub/00.jpg.json: File exists", not which file was in the way."""
     _photos(tmp_path / "in" / "sub", face_image, 1, 7)
     _photos(tmp_path / "in", face_image, 1, 8)
     (tmp_path / "o").mkdir()
     (tmp_path / "o" / "sub").write_text("a file of the user's\n")
-    r = fm("detect", "in", "--out", "o", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", "in", "--out", "o", *MODEL, cwd=tmp_path)
     assert r.returncode == 1 and "1 of 2 image(s) done" in r.stderr, r.stderr
     assert f"{Path('o', 'sub')} is a file, not a folder" in r.stderr, r.stderr
     assert (tmp_path / "o" / "sub").read_text() == "a file of the user's\n"
@@ -1658,7 +1658,7 @@ def test_an_emptied_shard_is_said_not_dropped_silently(tmp_path):
     assert read(tmp_path / "notes.jsonl") == []
 
 
-def test_an_error_row_of_a_file_that_cannot_be_opened_names_it_as_its_path_does(tmp_path, face_image):
+def test_an_error_row_of_a_file_that_cannot_be_opened_names_it_as_its_path_does(tmp_path, face_image, fm_here):
     """'cannot read in/x.jpg: Too many levels of symbolic links' named the file as typed, while its
     row's path (and a decode error's text) is absolute."""
     src = tmp_path / "in"
@@ -1666,7 +1666,7 @@ def test_an_error_row_of_a_file_that_cannot_be_opened_names_it_as_its_path_does(
     cv2.imwrite(str(src / "a.jpg"), face_image)
     os.symlink("y.jpg", src / "x.jpg")
     os.symlink("x.jpg", src / "y.jpg")
-    r = fm("detect", "in", "--out", "o", "--format", "jsonl", *MODEL, cwd=tmp_path)
+    r = fm_here("detect", "in", "--out", "o", "--format", "jsonl", *MODEL, cwd=tmp_path)
     assert r.returncode == 1, r.stderr
     errors = [row for row in read(tmp_path / "o") if row["error"]]
     assert len(errors) == 2 and all(os.path.isabs(row["path"]) for row in errors)
