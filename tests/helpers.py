@@ -12,8 +12,10 @@ import numpy as np
 def sigint_default() -> None:
     """``preexec_fn`` for a subprocess a test interrupts with SIGINT. A shell starts background
     jobs (``pytest ... &``) with SIGINT ignored, and Python keeps an ignored SIGINT, so without
-    this the Ctrl-C tests fail whenever the suite itself runs in the background."""
+    this the Ctrl-C tests fail whenever the suite itself runs in the background. SIGHUP too: a
+    suite started under ``nohup`` (or by a runner that ignores it) passes the ignore on."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def jpeg_with_orientation(image: np.ndarray, orientation: int) -> bytes:

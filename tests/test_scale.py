@@ -118,7 +118,7 @@ def test_a_closed_terminal_stops_a_run_with_workers_as_ctrl_c_does(folder, refer
     out = tmp_path / "res"
     cmd = [sys.executable, "-m", "facemark", "detect", "in", "--out", str(out), "--batch", "4", "--workers", "2", *MODEL]
     p = subprocess.Popen(cmd, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                         start_new_session=True)  # (its own process group, as a terminal's job)
+                         start_new_session=True, preexec_fn=sigint_default)  # (its own process group, as a terminal's job)
     try:
         t0 = time.time()
         while len(list(out.rglob("*.json"))) < 8:
