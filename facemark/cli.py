@@ -533,7 +533,7 @@ def video(
             err.print(f"note: the file states {s.rate_doubted:g} fps (a damaged header?) and its frames' times are no "
                       f"better: they are timed at {s.fps:g} fps (--fps sets the rate)")
         if s.most_shrunk >= 4:  # (a thumbnail first by name: every frame after it was searched at its size)
-            err.print(f"warning: some frames were shrunk up to {s.most_shrunk:.0f}x to fit the first frame's size, "
+            err.print(f"[red]warning:[/] some frames were shrunk up to {s.most_shrunk:.0f}x to fit the first frame's size, "
                       f"so faces in them may be missed: the first frame (by name) sets the size; give frames of one size")
         if s.reader_gone and not s.interrupted:  # (as `detect | head`: no error; but no "0 frames, 1 track")
             err.print(f"facemark: stopped after {s.frames} frame(s): nothing reads the JSON lines any more")
@@ -547,8 +547,8 @@ def video(
                       f"whole, and such faces' points are unreliable: --turned reads them (a recording whose rotation "
                       f"was lost?)")
         if s.searched_shrunk == -1:
-            err.print("note: no face was found, and --min-face is larger than the frames: faces smaller than it go "
-                      "unseen; give the smallest face size you need, or leave it out")
+            err.print("note: no face was found, and --min-face is larger than the frames' short side: faces smaller "
+                      "than it go unseen; give the smallest face size you need, or leave it out")
         elif s.searched_shrunk:
             err.print(f"note: no face was found, and the frames were searched shrunk to {s.searched_shrunk} px on the long "
                       f"side, where faces under 1/16 of it go unseen; --min-face 40 finds faces down to 40 px "
@@ -1084,6 +1084,9 @@ def run(argv: Optional[List[str]] = None) -> None:
     import signal
 
     def on_sigterm(signum, frame):  # a polite kill is Ctrl-C: finish the file at hand, leave nothing half-done
+        from .errors import hung_up
+
+        hung_up(signum)  # (a closed terminal: its writes would fail)
         _SIGNALLED.append(signum)
         raise KeyboardInterrupt
 
@@ -1100,7 +1103,7 @@ def run(argv: Optional[List[str]] = None) -> None:
     try:
         _run_app(args)
     finally:
-        if before_hup is signal.SIG_DFL:
+        if before_hup is not None:  # (a caller's own handler too: a command's end ignores it)
             signal.signal(hup, before_hup)
         signal.signal(signal.SIGTERM, before)
         if before_int is not None:

@@ -47,6 +47,41 @@ class DamagedInstall(FacemarkError):
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
+def hung_up(signum: int) -> None:
+    """After SIGHUP: the terminal is gone, and a write to it fails (EIO), so the progress bar's
+    last redraw or the closing line would end the run as an error. Standard output and error
+    that are terminals point at /dev/null from here: what the run writes there is lost anyway."""
+    if signum != getattr(signal, "SIGHUP", None):
+        return
+    import os
+
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    for fd in (1, 2):
+        try:
+            if _a_terminal(fd):
+                os.dup2(null, fd)
+        except OSError:
+            pass
+    os.close(null)
+
+
+def _a_terminal(fd: int) -> bool:
+    """Whether ``fd`` is a terminal, one that hung up included (isatty says no to those: asking
+    a hung-up terminal for its settings fails with EIO, not ENOTTY)."""
+    try:
+        import termios
+
+        termios.tcgetattr(fd)
+        return True
+    except ImportError:
+        return False
+    except termios.error as e:
+        return bool(e.args) and e.args[0] == errno.EIO
+
+
 class StopRun(FacemarkError):
     """The run cannot go on, whatever the next input: it stops, and what it wrote is complete."""
 

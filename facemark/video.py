@@ -20,7 +20,7 @@ import numpy as np
 from .align import letterbox, rescale
 from .containers import (avi_empty_frames, count_is_exact, cut_short, has_audio, looks_like_video,
                          matroska_has_no_frames, mp4_has_no_samples)
-from .errors import STOP_SIGNALS, FacemarkError
+from .errors import STOP_SIGNALS, FacemarkError, hung_up
 from .imageio import (IMAGE_EXTS, ImageError, descriptor_named, make_temp, missing_folders, output_target, publish,
                       quiet_stderr, read_image, remove_stale_temps, standard_stream_file, too_long_name,
                       write_whole)
@@ -274,6 +274,9 @@ def open_source(spec: str, fps: float | None = None) -> Source:
 
         matched = glob.glob(spec)
         files = sorted((Path(x) for x in matched if is_image_name(Path(x).name)), key=frame_order)
+        videos = [x for x in matched if Path(x).suffix.lower() in {*FOURCC, ".mpg", ".mpeg", ".wmv", ".gif"}]
+        if not files and len(videos) == 1:  # (a pattern naming one video: that video)
+            files, spec, p = None, videos[0], Path(videos[0])
     if files is not None:
         if not files:
             videos = {*FOURCC, ".mpg", ".mpeg", ".wmv", ".gif"}
@@ -366,13 +369,15 @@ class AtomicVideoWriter:
         # The encoders drop an odd size's last column or row; repeating it instead keeps the whole picture.
         # OpenCV's MJPEG writer (.avi) corrupts its memory on frames under 8 px wide (the process
         # aborts): those are widened to 16 the same way.
-        pad = (size[0] % 2 if ext != ".avi" or size[0] >= 8 else 16 - size[0], size[1] % 2)
-        self.pad_why = "encoders take even sizes" if ext != ".avi" or size[0] >= 8 else \
-            "OpenCV's AVI writer takes frames 8 px wide or more"
+        narrow = ext == ".avi" and size[0] < 8
+        pad = (size[0] % 2 if not narrow else 16 - size[0], size[1] % 2)
+        why = ["OpenCV's AVI writer takes frames 8 px wide or more"] if narrow else []
+        if (size[0] % 2 and not narrow) or size[1] % 2:
+            why.append("encoders take even sizes")
         if ext == ".webm" and (size[0] + pad[0]) * (size[1] + pad[1]) < 16:  # (VP8 writes no frame under 16 pixels)
             pad = (max(pad[0], 4 - size[0]), max(pad[1], 4 - size[1]))
-            self.pad_why = "WebM's encoder takes frames of 16 pixels or more"
-        self.pad = pad
+            why = ["WebM's encoder takes frames of 16 pixels or more"]
+        self.pad, self.pad_why = pad, " and ".join(why)
         self.size = (size[0] + self.pad[0], size[1] + self.pad[1])
         with quiet_stderr():  # FFmpeg's notes on codec tags ("tag ... is not supported"): not the user's
             self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*FOURCC[ext]), fps, self.size)
@@ -783,6 +788,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     stop = {"asked": 0, "armed": False}
 
     def on_signal(signum, frame):  # first: finish the current frame; second: stop now; both keep the output
+        hung_up(signum)
         stop["asked"] += 1
         if stop["asked"] > 1 and stop["armed"]:  # raised once at most, and only where it is caught
             stop["armed"] = False
@@ -906,7 +912,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     shrunk = det.max_side if shrunk else 0
     big = getattr(det, "min_face", None)  # (--min-face over the frame's long side: only a face filling it is sought)
     if tracker.next_id == 0 and done > 0 and not stop["asked"] and not reader_gone and big is not None \
-            and big > max(src.width, src.height):
+            and big > min(src.width, src.height):
         shrunk = -1
     return VideoSummary(done, elapsed, tracker.next_id, lost, bool(stop["asked"]) and not whole, audio, had,
                         src.resized, tuple(set_aside), padded_to and padded_to[0], src.cut_short and not reader_gone, shrunk, reader_gone,

@@ -563,15 +563,18 @@ def test_a_command_run_in_process_gives_the_caller_its_signal_handlers_back(tmp_
               "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
               "mine = lambda s, f: None\n"
               "signal.signal(signal.SIGTERM, mine)\n"
+              "reload = lambda s, f: None\n"
+              "signal.signal(signal.SIGHUP, reload)\n"  # (a daemon's "reload": it was left ignored)
               "from facemark import cli\n"
               "try:\n"
               f"    cli.run(['detect', {str(EXAMPLE)!r}, '--out', {str(tmp_path / 'o')!r}])\n"
               "except SystemExit as e:\n"
               "    print('exit', e.code)\n"
-              "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler, signal.getsignal(signal.SIGTERM) is mine)\n")
+              "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler, signal.getsignal(signal.SIGTERM) is mine,\n"
+              "      signal.getsignal(signal.SIGHUP) is reload)\n")
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split()[-2:] == ["True", "True"], r.stdout + r.stderr
+    assert r.stdout.split()[-3:] == ["True", "True", "True"], r.stdout + r.stderr
     assert (tmp_path / "o").is_dir()
 
 

@@ -712,6 +712,69 @@ def test_video_signals_close_the_outputs_and_leave_nothing_hidden(tmp_path, face
     assert 0 < len(lines) < 2000 and all(strict_json(x)["frame"] == i for i, x in enumerate(lines))
 
 
+
+def in_a_terminal_that_closes(args: list, cwd: Path, ready) -> int:
+    """``python -m facemark ARGS`` on a pseudo-terminal (stdout and stderr both), which is closed
+    once ``ready()``: the kernel sends SIGHUP, and every later write to the terminal fails (EIO),
+    as when a terminal window is closed or an ssh session drops. Returns the exit code."""
+    import pty
+    import select
+
+    pid, master = pty.fork()
+    if pid == 0:  # (the child: SIGHUP and SIGINT at their defaults whatever the suite's were)
+        try:
+            signal.signal(signal.SIGHUP, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.chdir(cwd)
+            os.execv(sys.executable, [sys.executable, "-m", "facemark", *map(str, args)])
+        finally:
+            os._exit(127)
+    t0 = time.time()
+    try:
+        while not ready():
+            assert time.time() - t0 < 120, "the run never got going"
+            if select.select([master], [], [], 0.05)[0]:
+                try:
+                    os.read(master, 65536)  # (a terminal shows what it is given)
+                except OSError:
+                    break
+        time.sleep(0.3)
+    finally:
+        os.close(master)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    raise AssertionError("the run did not end after its terminal closed")
+
+
+@pytest.mark.parametrize("command", ["video", "detect"])
+def test_a_terminal_that_closes_mid_run_is_a_polite_stop(tmp_path, face, command):
+    """A closed terminal sends SIGHUP, and then its writes fail: the progress bar's last redraw
+    raised EIO, and the run ended with exit 1 (a traceback nobody could see) instead of the exit
+    130 of an interrupted run; its outputs were set aside all the same."""
+    if command == "video":
+        make_clip(tmp_path / "long.avi", face, 2000)
+        args = ["video", "long.avi", "--out", "o.avi", "--json", "o.jsonl", *MODEL]
+        ready = lambda: any(p.name.startswith(".fm-") for p in tmp_path.iterdir())  # noqa: E731
+    else:
+        (tmp_path / "in").mkdir()
+        for i in range(400):
+            cv2.imwrite(str(tmp_path / "in" / f"{i:03d}.jpg"), face)
+        args = ["detect", "in", "--out", "o", "--workers", "1", *MODEL]
+        ready = lambda: (tmp_path / "o").is_dir() and len(list((tmp_path / "o").iterdir())) >= 5  # noqa: E731
+    code = in_a_terminal_that_closes(args, tmp_path, ready)
+    assert code == 130, code
+    assert leftovers(tmp_path) == []
+    if command == "video":
+        assert (tmp_path / "o.partial.avi").is_file() and (tmp_path / "o.partial.jsonl").is_file()
+    else:
+        assert 5 <= len(list((tmp_path / "o").iterdir())) < 400
+
 # --- cases from a second, hostile review ----------------------------------------------------
 @pytest.mark.parametrize("make, words", [
     (lambda p: p.write_text("[" * 100000 + "]" * 100000), "nested too deeply"),

@@ -755,6 +755,12 @@ def test_frames_too_narrow_for_the_avi_writer_are_widened_not_a_crash(tmp_path):
                         "--model", "direct"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "the video is 16x4, its frames 4x4: OpenCV's AVI writer takes frames 8 px wide or more, " \
                                  "so each frame's last column is repeated" in r.stderr, (r.returncode, r.stderr)
+    for i in range(4):  # (narrow and of odd height: both reasons)
+        cv2.imwrite(str(frames / f"{i}.png"), np.full((5, 4, 3), 60 * i, np.uint8))
+    r = subprocess.run([sys.executable, "-m", "facemark", "video", str(frames), "--out", str(tmp_path / "o5.avi"),
+                        "--model", "direct"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "the video is 16x6, its frames 4x5: OpenCV's AVI writer takes frames 8 px wide or more " \
+                                 "and encoders take even sizes, so each frame's last column and row is repeated" in r.stderr, r.stderr
     got = frames_of(tmp_path / "o.avi")
     assert len(got) == 4 and got[0].shape == (4, 16, 3) and not list(tmp_path.glob(".fm-*"))
     # VP8 writes no frame under 16 pixels: 2x2 frames to .webm failed as "cannot be read back (disk full?)"
@@ -778,12 +784,14 @@ def test_frames_too_narrow_for_the_avi_writer_are_widened_not_a_crash(tmp_path):
 
 
 def test_a_min_face_larger_than_the_frames_is_said_when_nothing_is_found(tmp_path, small_face):
-    """--min-face 100000 on 480x360 frames found nothing, silently ("0 face track(s)")."""
+    """--min-face 100000 on 480x360 frames found nothing, silently ("0 face track(s)"); so did 400,
+    more than the frames' height."""
     clip = tmp_path / "in.mp4"
     write_clip(clip, [frame_with([(40, 90)], small_face)] * 4)
-    r = run("video", clip, "--json", tmp_path / "o.jsonl", "--min-face", 100000, "--model", "direct")
-    assert r.exit_code == 0 and "0 face track(s)" in r.stderr, r.stderr
-    assert "note: no face was found, and --min-face is larger than the frames" in r.stderr, r.stderr
+    for big in (100000, 400):
+        r = run("video", clip, "--json", tmp_path / "o.jsonl", "--min-face", big, "--model", "direct")
+        assert r.exit_code == 0 and "0 face track(s)" in r.stderr, r.stderr
+        assert "note: no face was found, and --min-face is larger than the frames' short side" in r.stderr, r.stderr
     r = run("video", clip, "--json", tmp_path / "p.jsonl", "--min-face", 40, "--model", "direct")
     assert r.exit_code == 0 and "1 face track(s)" in r.stderr and "larger than the frames" not in r.stderr, r.stderr
 
@@ -1809,6 +1817,8 @@ def test_a_folder_of_videos_says_to_give_one_video(tmp_path, small_face):
     assert r.exit_code == 2 and "no image frames found, but 2 video(s) (a.mp4, ...): give one video file" in r.stderr
     r = run("video", f"{d}/*.mp4", "--json", tmp_path / "o.jsonl")  # (a quoted pattern: the same)
     assert r.exit_code == 2 and "no image frames found, but 2 video(s) (a.mp4, ...): give one video file" in r.stderr
+    r = run("video", f"{d}/a*.mp4", "--json", tmp_path / "o.jsonl", "--model", "direct")  # (one video: that one)
+    assert r.exit_code == 0 and len((tmp_path / "o.jsonl").read_text().splitlines()) == 3, r.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
     r = run("video", empty, "--json", tmp_path / "o.jsonl")
