@@ -94,16 +94,19 @@ class FaceSmoother:
     all points, so it is precise) and the shape in the face's own frame. When the head moves the
     pose changes fast but the shape hardly does, so the shape can be smoothed hard without any lag
     on the motion, while the pose filter stays light and speed-adaptive. Expression changes move
-    the shape, whose filter opens with their speed.
+    the shape, whose filter opens with their speed, but not by much: a blink of four frames shows
+    about a quarter of its depth (``scripts/expression_check.py``). ``smooth_shape=False`` leaves
+    the shape as the model gives it (blinks and speech kept whole; ``--smooth pose``).
     """
 
     def __init__(self, reference: np.ndarray, min_cutoff: float = POSE_MIN_CUTOFF, beta: float = POSE_BETA,
-                 shape_min_cutoff: float = SHAPE_MIN_CUTOFF, shape_beta: float = SHAPE_BETA, predict: bool = True):
+                 shape_min_cutoff: float = SHAPE_MIN_CUTOFF, shape_beta: float = SHAPE_BETA, predict: bool = True,
+                 smooth_shape: bool = True):
         self.reference = np.asarray(reference, np.float64)
         self.pose = OneEuro(min_cutoff, beta, predict=predict)
         # Per-coordinate speed here: an expression moves some points (a mouth opening), which must
         # open their own cutoff without loosening the rest of the face.
-        self.shape = OneEuro(shape_min_cutoff, shape_beta, shared_speed=False)
+        self.shape = OneEuro(shape_min_cutoff, shape_beta, shared_speed=False) if smooth_shape else None
 
     def __call__(self, landmarks: np.ndarray, t: float, scale: float) -> np.ndarray:
         from . import align
@@ -112,10 +115,13 @@ class FaceSmoother:
             to_canon = align.umeyama(landmarks, self.reference)
         except align.DegeneratePoints:  # all points on one spot: nothing to smooth, start afresh next time
             self.pose.reset()
-            self.shape.reset()
+            if self.shape is not None:
+                self.shape.reset()
             return np.asarray(landmarks, np.float64).copy()
         to_image = align.invert(to_canon)
         control = self.pose(align.apply(to_image, _CONTROL), t, scale)
-        shape = self.shape(align.apply(to_canon, landmarks), t, 1.0)
+        shape = align.apply(to_canon, landmarks)
+        if self.shape is not None:
+            shape = self.shape(shape, t, 1.0)
         pose = align.umeyama(_CONTROL, control)
         return align.apply(pose, shape)

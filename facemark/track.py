@@ -160,6 +160,7 @@ class Tracker:
     detect_every: int = 10
     max_faces: int = 0  # 0: no limit
     smooth: bool = True
+    smooth_shape: bool = True  # False: the head's pose smoothed, the face's shape (blinks, speech) as the model gives it
     min_cutoff: float = POSE_MIN_CUTOFF  # see smooth.FaceSmoother
     beta: float = POSE_BETA
     shape_min_cutoff: float = SHAPE_MIN_CUTOFF
@@ -184,7 +185,8 @@ class Tracker:
     def _new_filter(self) -> FaceSmoother | None:
         if not self.smooth:
             return None
-        return FaceSmoother(align.TEMPLATES["mean98"], self.min_cutoff, self.beta, self.shape_min_cutoff, self.shape_beta)
+        return FaceSmoother(align.TEMPLATES["mean98"], self.min_cutoff, self.beta, self.shape_min_cutoff, self.shape_beta,
+                            smooth_shape=self.smooth_shape)
 
     def step(self, image: np.ndarray, t: float) -> list[Track]:
         """Landmarks for one frame at time ``t`` (seconds); returns the tracks the latest detection

@@ -678,8 +678,8 @@ def _checked_request(source: str | os.PathLike | int, fl, out_path: str | os.Pat
     json_path = Path(json_path) if json_path is not None and stream is None else None
     if stream == "-" and sys.stdout is None:  # (started with stdout closed: `>&-`)
         raise UsageError("standard output is closed: give --json FILE")
-    if smooth not in ("one-euro", "none"):
-        raise UsageError(f"--smooth must be one-euro or none, not {smooth!r}")
+    if smooth not in ("one-euro", "pose", "none"):
+        raise UsageError(f"--smooth must be one-euro, pose or none, not {smooth!r}")
 
     def whole(v) -> bool:
         return isinstance(v, numbers.Integral) and not isinstance(v, bool)
@@ -784,7 +784,8 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
             what = "a video" if p is out_path else "facemark's video JSON lines"
             raise UsageError(f"{option} {p} exists and is not {what}; not overwritten: write it elsewhere")
     tuned = {k: v for k, v in (("min_cutoff", min_cutoff), ("beta", beta)) if v is not None}  # else smooth.py's
-    tracker = Tracker(fl, detect_every=detect_every, max_faces=max_faces, smooth=smooth == "one-euro", **tuned)
+    tracker = Tracker(fl, detect_every=detect_every, max_faces=max_faces, smooth=smooth != "none",
+                      smooth_shape=smooth == "one-euro", **tuned)
     stop = {"asked": 0, "armed": False}
 
     def on_signal(signum, frame):  # first: finish the current frame; second: stop now; both keep the output

@@ -795,6 +795,15 @@ def test_a_min_face_larger_than_the_frames_is_said_when_nothing_is_found(tmp_pat
     r = run("video", clip, "--json", tmp_path / "p.jsonl", "--min-face", 40, "--model", "direct")
     assert r.exit_code == 0 and "1 face track(s)" in r.stderr and "larger than the frames" not in r.stderr, r.stderr
 
+
+def test_smooth_pose_is_taken_and_a_wrong_setting_lists_all_three(tmp_path, small_face):
+    clip = tmp_path / "in.mp4"
+    write_clip(clip, [frame_with([(40 + i, 90)], small_face) for i in range(6)])
+    r = run("video", clip, "--json", tmp_path / "o.jsonl", "--smooth", "pose", "--model", "direct")
+    assert r.exit_code == 0 and len((tmp_path / "o.jsonl").read_text().splitlines()) == 6, r.stderr
+    r = run("video", clip, "--json", tmp_path / "p.jsonl", "--smooth", "shape", "--model", "direct")
+    assert r.exit_code == 2 and "--smooth must be one-euro, pose or none, not 'shape'" in r.stderr, r.stderr
+
 def test_video_takes_min_face_as_detect_does(tiny_models, tmp_path, monkeypatch):
     """Small faces in big frames (a 4K group shot) were never found: the frame is searched shrunk
     to 640 px, and video had no --min-face."""
