@@ -727,13 +727,19 @@ def _replaceable(path: Path, video: bool) -> bool:
     mistake is another program's, or the user's, and was silently replaced."""
     with open(path, "rb") as f:
         head = f.read(1 << 16)
-    if video:
-        return looks_like_video(head)
-    try:
-        first = json.loads(head.split(b"\n", 1)[0])
-    except ValueError:
-        return False
-    return isinstance(first, dict) and {"frame", "faces"} <= set(first)
+        if video:
+            return looks_like_video(head)
+        f.seek(max(0, os.fstat(f.fileno()).st_size - (4 << 20)))  # (its last line: notes added after the frames)
+        last = f.read().rstrip(b"\n").rsplit(b"\n", 1)[-1]
+
+    def frame_line(line: bytes) -> bool:
+        try:
+            d = json.loads(line)
+        except ValueError:
+            return False
+        return isinstance(d, dict) and {"frame", "faces"} <= set(d)
+
+    return frame_line(head.split(b"\n", 1)[0]) and frame_line(last)
 
 
 def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | None = None,

@@ -2122,6 +2122,15 @@ def test_an_existing_file_that_is_not_such_an_output_is_not_replaced(tmp_path, s
         r = run("video", clip, *args, "--model", "direct")
         assert r.exit_code == 2 and f"{said} " in r.stderr and "not overwritten" in r.stderr, r.stderr
     assert notes.read_text() == "precious\n" and photo.read_bytes()[:2] == b"\xff\xd8"
+    # A frame line first, the user's notes after: only the first line was looked at, and it went.
+    r = run("video", clip, "--json", tmp_path / "own.jsonl", "--model", "direct")
+    assert r.exit_code == 0, r.stderr
+    kept = (tmp_path / "own.jsonl").read_text() + "my notes on this clip\n"
+    notes.write_text(kept)
+    r = run("video", clip, "--json", notes, "--model", "direct")
+    assert r.exit_code == 2 and "not overwritten" in r.stderr and notes.read_text() == kept, r.stderr
+    r = run("video", clip, "--json", tmp_path / "own.jsonl", "--model", "direct")  # (its own: replaced)
+    assert r.exit_code == 0, r.stderr
     from facemark import video as V
 
     def unreadable(path, video):
