@@ -910,8 +910,8 @@ def atomic_write(path: str | os.PathLike, write, suffix: str = ".tmp", tidy: boo
     if tidy:
         remove_stale_temps(path.parent)
     fd, tmp = make_temp(path.parent, suffix)
-    os.close(fd)
-    try:
+    try:  # (from here: a Ctrl-C at any point removes the temporary file)
+        os.close(fd)
         write(tmp)
         publish(tmp, path)
     except OSError as e:
