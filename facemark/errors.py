@@ -3,6 +3,7 @@ line) and its warning about results that may mislead."""
 from __future__ import annotations
 
 import errno
+import os
 import signal
 
 try:  # (imported now: with no file descriptors left, a later import fails too)
@@ -53,8 +54,6 @@ def hung_up(signum: int) -> None:
     that are terminals point at /dev/null from here: what the run writes there is lost anyway."""
     if signum != getattr(signal, "SIGHUP", None):
         return
-    import os
-
     try:
         null = os.open(os.devnull, os.O_WRONLY)
     except OSError:

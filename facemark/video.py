@@ -29,6 +29,7 @@ from .results import Face
 
 MAX_BAD_RUN = 250  # consecutive undecodable frames after which a file is taken to end there
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".webm": "VP80"}
+VIDEO_EXTS = {*FOURCC, ".mpg", ".mpeg", ".wmv", ".gif"}  # (videos a folder or pattern of frames may hold instead)
 
 
 class VideoError(FacemarkError, ValueError):
@@ -260,7 +261,7 @@ def open_source(spec: str, fps: float | None = None) -> Source:
         w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
         return Source(f"camera {spec}", f, w, h, None, _cap=cap)
     p = Path(spec)
-    files = None
+    files, videos = None, []  # (videos: what a pattern matched that is a video)
     if p.is_dir():
         try:
             files = sorted((x for x in p.iterdir() if x.is_file() and is_image_name(x.name) and not x.name.startswith(".")),
@@ -274,14 +275,13 @@ def open_source(spec: str, fps: float | None = None) -> Source:
 
         matched = glob.glob(spec)
         files = sorted((Path(x) for x in matched if is_image_name(Path(x).name)), key=frame_order)
-        videos = [x for x in matched if Path(x).suffix.lower() in {*FOURCC, ".mpg", ".mpeg", ".wmv", ".gif"}]
+        videos = [x for x in matched if Path(x).suffix.lower() in VIDEO_EXTS]
         if not files and len(videos) == 1:  # (a pattern naming one video: that video)
             files, spec, p = None, videos[0], Path(videos[0])
     if files is not None:
         if not files:
-            videos = {*FOURCC, ".mpg", ".mpeg", ".wmv", ".gif"}
-            clips = sorted(x.name for x in p.iterdir() if x.suffix.lower() in videos) if p.is_dir() else \
-                sorted(Path(x).name for x in matched if Path(x).suffix.lower() in videos) if not p.exists() else []
+            clips = sorted(x.name for x in p.iterdir() if x.suffix.lower() in VIDEO_EXTS) if p.is_dir() else \
+                sorted(Path(x).name for x in videos)
             if clips:  # (a folder is read as a video's frames; it cannot hold videos to run one by one)
                 raise VideoError(f"{spec}: no image frames found, but {len(clips)} video(s) ({clips[0]}"
                                  f"{', ...' if len(clips) > 1 else ''}): give one video file at a time")
