@@ -4,10 +4,12 @@
 """
 from __future__ import annotations
 
+import warnings
+
 import cv2
 import numpy as np
 
-from .imageio import as_bgr
+from .imageio import as_bgr, dim_uint16
 from .layouts import WFLW98_PARTS
 from .results import Face
 
@@ -37,6 +39,10 @@ def draw(image: np.ndarray, faces: list[Face], style: str = "contours", box: boo
                         "(H, W, 2) grey and alpha, as detect takes")
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise ValueError(f"image has no pixels (shape {image.shape})")
+    if said := dim_uint16(image):  # (drawn as nearly black, as detect reads it: told the same way)
+        from .notes import callers_level
+
+        warnings.warn(said, stacklevel=callers_level())
     if faces is None or isinstance(faces, (str, bytes, Face)) or not hasattr(faces, "__iter__"):
         raise TypeError(f"faces must be a list of Face objects (as FaceLandmarker returns them), not {type(faces).__name__}")
     faces = [Face.from_dict(f) if isinstance(f, dict) else f for f in faces]  # (saved faces: a row of read()'s)

@@ -43,6 +43,8 @@ def weights_dir() -> Path:
 
 def resolve(model: str, suffix: str) -> Path:
     """A shipped model name (``hourglass``) or a path to an .onnx / .pt file."""
+    if not str(model).strip():  # (Path("") is the current folder)
+        raise ModelError(f"the model is an empty string: use one of {', '.join(SHIPPED)} or a path to an .onnx/.pt file")
     p = Path(model)
     run = p if p.is_dir() else p.parent
     is_run = (run / "last.pt").is_file() and ((run / "log.csv").is_file() or (run / "best.pt").is_file())

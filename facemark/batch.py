@@ -29,7 +29,8 @@ from .annotate import STYLES, draw
 from .backends import ModelError
 from .boxes import BoxError, GivenBoxes, check_inside, read_boxes
 from .detector import RetinaFace, YuNet
-from .errors import STOP_SIGNALS, OutputError, StopRun, UsageError, hung_up, no_files_left, out_of_memory
+from .errors import (STOP_SIGNALS, MissingInput, OutputError, StopRun, UsageError, hung_up, no_files_left,
+                     out_of_memory)
 from .icc import embedded, profile_of
 from .imageio import (IMAGE_EXTS, ImageError, atomic_write, bgra_as_shown, broken_link, encode_image, read_image,
                       remove_stale_temps, too_long_name, write_whole)
@@ -55,6 +56,7 @@ class BatchSummary:
     faces: int = 0
     no_face: int = 0  # images processed with no face found
     shrunk_small: int = 0  # images searched shrunk that found no face, or only faces near the least it finds
+    under_min_face: int = 0  # images with no face whose short side is under --min-face (none could be found)
     looks_turned: int = 0  # images with a face that looks turned a quarter-turn or more (without --turned)
     written: int = 0  # images whose outputs were written (or printed)
     skipped: int = 0  # images already done by an earlier run (resume), or by an interrupted --redo
@@ -99,8 +101,12 @@ def plan_inputs(inputs: list[str], out_dir: Path | None = None, annotate: bool =
     images, problems = expand([str(a) for a in inputs], left_out)
     for line in left_out.notes():
         log(line)
-    if not images and len(problems) == 1:
-        raise UsageError(problems[0])  # the one reason, in one line
+    problems = list(dict.fromkeys(problems))  # (an input given twice is one problem: ``- -``)
+    if not images and problems and len(problems) >= len(set(map(str, inputs))):
+        for m in problems[:-1]:  # every input has its own reason: those lines, and no summary that
+            log(f"error: {m}")  # would guess at another (extensions, for files that are missing)
+        missing = all(p.endswith(": no such file or directory") for p in problems)
+        raise (MissingInput if missing else UsageError)(problems[-1])
     for m in problems:
         log(f"error: {m}")
     if not images:
@@ -188,6 +194,7 @@ class Outcome:
     faces: int = 0
     payload: object = None  # the JSON text (stdout) or the row (shards); None when written as a file
     shrunk_small: bool = False  # smaller faces may have gone unseen (see may_miss_small)
+    under_min_face: bool = False  # no face, and the image is smaller than min_face: none could be found
     looks_turned: bool = False  # a face looks turned sideways or upside down (see looks_turned)
 
 
@@ -383,8 +390,15 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
             outcomes.append(Outcome(-1, False, str(e)))
             break
         outcomes.append(Outcome(k, True, faces=len(fs), payload=payload, shrunk_small=may_miss_small(fl, image, fs),
-                                looks_turned=looks_turned(fl, found)))
+                                looks_turned=looks_turned(fl, found), under_min_face=not fs and _under_min_face(fl, image)))
     return sorted(outcomes, key=lambda o: (o.k < 0, o.k))
+
+
+def _under_min_face(fl: FaceLandmarker, image: np.ndarray) -> bool:
+    """Whether the image is smaller than the detector's ``min_face`` on its short side (a face of
+    that size cannot be in it, and the search shrank it below what the detector sees)."""
+    det = fl.detector
+    return isinstance(det, RetinaFace) and det.min_face is not None and det.min_face > min(image.shape[:2])
 
 
 def _document(path: Path) -> dict | None:
@@ -742,6 +756,7 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                                f"shards hold {shards.written} row(s) and stay valid; the same command continues")
 
         small_example: list[int] = []  # the first image the --min-face note is about
+        under_example: list[int] = []  # the first image smaller than --min-face with no face
         turned_example: list[int] = []  # and the --turned note
 
         def report(outcomes: list[Outcome], n: int) -> None:
@@ -755,6 +770,9 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                     s.faces += o.faces
                     s.no_face += o.faces == 0
                     s.shrunk_small += o.shrunk_small
+                    s.under_min_face += o.under_min_face
+                    if o.under_min_face:
+                        under_example[:] = sorted(under_example + [o.k])[:1]
                     if o.shrunk_small:  # (the first in input order: workers report chunks as they finish)
                         small_example[:] = sorted(small_example + [o.k])[:1]
                     s.looks_turned += o.looks_turned
@@ -830,6 +848,10 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                 f"no face, or faces near the smallest it finds (1/16 of the long side), e.g. "
                 f"{plan.images[small_example[0]].path}: smaller ones there go unseen; --min-face 40 finds faces down to "
                 f"40 px (--min-face 20, the least, down to 20), more slowly")
+        if s.under_min_face:
+            log(f"note: {s.under_min_face} image(s) smaller than --min-face ({fl.detector.min_face:g} px) on their short "
+                f"side found no face, e.g. {plan.images[under_example[0]].path}: --min-face is the smallest face to "
+                f"find, and no face that size fits in them; a smaller --min-face (or none) searches them")
         if s.looks_turned:
             log(f"note: {s.looks_turned} image(s) hold faces that look turned sideways or upside down, e.g. "
                 f"{plan.images[turned_example[0]].path}: points of faces turned a quarter-turn or more are "

@@ -1142,11 +1142,32 @@ def _plain_help(command: click.Command) -> click.Command:
     return command
 
 
+def _no_empty_paths(command: click.Command) -> click.Command:
+    """An empty string given for a path is a usage error: Typer makes it ``Path("")``, which is the
+    current folder (``--boxes ""`` read every output found below it)."""
+    for sub in getattr(command, "commands", {}).values():
+        _no_empty_paths(sub)
+    for param in command.params:
+        annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+        if annotation is not Path:
+            continue
+
+        def checked(ctx, value, _inner=param.process_value, _param=param):
+            if isinstance(value, str) and not value.strip():
+                name = _param.opts[0] if _param.param_type_name == "option" else _param.name.upper()
+                raise click.exceptions.UsageError(f"{name} is an empty string; name a file or folder (use . for this folder)", ctx)
+            return _inner(ctx, value)
+
+        param.process_value = checked
+    return command
+
+
 def _run_app(args: list[str]) -> None:
     from .errors import DamagedInstall
 
     try:
-        code = _plain_help(typer.main.get_command(app))(args=args, prog_name="facemark", standalone_mode=False)
+        command = _no_empty_paths(_plain_help(typer.main.get_command(app)))
+        code = command(args=args, prog_name="facemark", standalone_mode=False)
     except click.exceptions.NoSuchOption as e:
         # Click reads -photo.jpg as the flags -p -h -o...: the hint names the whole argument
         whole = next((a for a in args if a.startswith(e.option_name) and "=" not in a), e.option_name)

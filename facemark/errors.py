@@ -35,6 +35,11 @@ class UsageError(FacemarkError, ValueError):
     """An argument or option that cannot work (the CLI exits 2 with its message)."""
 
 
+class MissingInput(UsageError, FileNotFoundError):
+    """Every input named is missing: a usage error to the command line, ``FileNotFoundError`` to
+    the API (as for ``detect(path)``)."""
+
+
 class DamagedInstall(FacemarkError):
     """A file that comes with facemark (its calibration, the shipped measurements) cannot be read."""
 

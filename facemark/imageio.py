@@ -367,6 +367,10 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
             raise ImageError(f"{name} is an AVIF image that did not decode (damaged or cut short)")
         raise ImageError(f"{name} is a HEIF image ({brand}: a phone's HEIC, or AVIF), which the installed OpenCV "
                          f"does not read; convert it to JPEG or PNG")
+    if image is None and bytes(data[:4]) == b"8BPS":
+        raise ImageError(f"{name} is a Photoshop document (PSD), which facemark does not read; export it as JPEG or PNG")
+    if image is None and (bytes(data[:2]) == b"\xff\x0a" or bytes(data[:12]) == b"\x00\x00\x00\x0cJXL \r\n\x87\n"):
+        raise ImageError(f"{name} is a JPEG XL image, which the installed OpenCV does not read; convert it to JPEG or PNG")
     if image is None and looks_like_video(bytes(data[:64])):
         raise ImageError(f"{name} is a video, not an image: facemark video reads it")
     if image is None:
@@ -877,14 +881,34 @@ def standard_stream_file(path: str | os.PathLike) -> int | None:
     return None
 
 
+def dim_uint16(image: np.ndarray, name: str = "image") -> str | None:
+    """What to tell a caller whose uint16 array holds no value over 4095 (8-bit values cast up, a
+    10- or 12-bit camera's): it reads, and draws, as nearly black. None for any other array."""
+    if image.dtype != np.uint16:
+        return None
+    colour = image[..., :-1] if image.ndim == 3 and image.shape[2] in (2, 4) else image  # (alpha may be 65535)
+    top = int(colour.max())
+    if not 0 < top < 4096:
+        return None
+    bits = next(b for b in (8, 10, 12) if top < 1 << b)
+    scaled = f"{name}.astype(np.uint8)" if bits == 8 else f"({name} >> {bits - 8}).astype(np.uint8)"
+    return (f"{name} is uint16 but no value is over {(1 << bits) - 1}, so it reads as nearly black "
+            f"(uint16 spans 0..65535); if it holds {bits}-bit values, pass {scaled}")
+
+
 def output_target(path: str | os.PathLike) -> Path:
     """Where an atomic write to ``path`` really goes: through a symbolic link to its file (the link
-    stays); a device, FIFO or folder is refused rather than replaced by a regular file."""
+    stays); a device, FIFO or folder is refused rather than replaced by a regular file, and so is a
+    link to nothing (a dangling link at an output's name in ``--out`` wrote that image's result
+    wherever it pointed, outside ``--out``)."""
     path = Path(path)
     if path.is_symlink():
         target = Path(os.path.realpath(path))
-        if not target.parent.is_dir():  # (a dangling link: its folders are not made wherever it points)
+        if not target.parent.is_dir():  # (its folders are not made wherever it points)
             raise OSError(errno.ENOENT, f"{path} is a link to {target}, whose folder does not exist", str(path))
+        if not target.exists():
+            raise OSError(errno.ENOENT, f"{path} is a link to {target}, which does not exist: not written through "
+                                        f"(remove the link, or make {target.name} first)", str(path))
         path = target
     if path.exists() and not path.is_file():
         raise OSError(errno.EEXIST, f"{path} exists and is not a regular file (a folder or a device)", str(path))

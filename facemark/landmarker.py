@@ -17,7 +17,7 @@ from .backends import DEFAULT_MODEL, load_model, weights_label
 from .boxes import (OWN_POINTS_REACH, BoxError, GivenBoxes, check_box, check_inside, check_points, face_as_detection,
                     mirrored, spread_out)
 from .detector import Detection, RetinaFace, YuNet, merge_turns
-from .imageio import MAX_PIXELS, ImageError, as_bgr, read_image
+from .imageio import MAX_PIXELS, ImageError, as_bgr, dim_uint16, read_image
 from .layouts import FLIP98, five_points
 from .notes import BOX_ALONE, SHRUNK, TURNED, callers_level, looks_turned, may_miss_small, note
 from .results import Face
@@ -388,14 +388,8 @@ class FaceLandmarker:
                 if name == "image":
                     raise
                 raise ImageError(f"{name}: {e}") from None
-        colour = image[..., :-1] if image.ndim == 3 and image.shape[2] in (2, 4) else image  # (alpha may be 65535)
-        top = int(colour.max()) if image.dtype == np.uint16 else 0
-        if 0 < top < 4096:  # 8-bit values cast up, or a 10- or 12-bit camera's: told, not guessed as a file's are
-            bits = next(b for b in (8, 10, 12) if top < 1 << b)
-            scaled = f"{name}.astype(np.uint8)" if bits == 8 else f"({name} >> {bits - 8}).astype(np.uint8)"
-            warnings.warn(f"{name} is uint16 but no value is over {(1 << bits) - 1}, so it reads as nearly black "
-                          f"(uint16 spans 0..65535); if it holds {bits}-bit values, pass {scaled}",
-                          stacklevel=callers_level())
+        if said := dim_uint16(image, name):  # 8-bit values cast up, or a 10- or 12-bit camera's: told, not guessed as a file's are
+            warnings.warn(said, stacklevel=callers_level())
         return as_bgr(image)
 
 

@@ -457,6 +457,12 @@ def iter_results(path: str | Path, on_error=None) -> Iterator[dict]:
     same way, its other lines kept. A single bad file raises ``ValueError`` naming it, a missing
     path ``FileNotFoundError``; a Parquet file named, or a facemark shard in a folder, where pyarrow
     is not installed, ``UsageError`` (a ``ValueError``) saying how to install it."""
+    if isinstance(path, bytes):  # (as detect takes them)
+        path = os.fsdecode(path)
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"read(path): a file or folder path (str or os.PathLike), not {type(path).__name__}")
+    if not os.fspath(path).strip():  # (Path("") is the current folder: a run's results found by chance)
+        raise ValueError("read(path): the path is an empty string; name a file or folder (use . for this folder)")
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")

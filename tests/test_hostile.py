@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from facemark import FaceLandmarker
 from facemark.backends import weights_dir
 from facemark.layouts import five_points
 from facemark.cli import app
@@ -2513,3 +2514,102 @@ def test_a_training_run_given_as_a_model_says_what_to_give(tmp_path, face, fm_he
     (tmp_path / "ex" / "last.pt").write_bytes(b"its torch half")
     r = fm_here("detect", "a.jpg", "--model", "ex/last.onnx", cwd=tmp_path)
     assert r.returncode == 0 and len(json.loads(r.stdout)["faces"]) == 1, r.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (["detect", "p.jpg", "--boxes", ""], "--boxes is an empty string"),
+    (["detect", "p.jpg", "--boxes="], "--boxes is an empty string"),
+    (["export", " "], "CHECKPOINT is an empty string"),
+    (["train", "--pack", "", "--out", "run"], "--pack is an empty string"),
+])
+def test_an_empty_string_for_a_path_is_a_usage_error(tmp_path, face, fm_here, args, words):
+    """Typer turns "" into ``Path("")``, the current folder: ``--boxes ""`` read every facemark
+    output found below it and took a same-named image's boxes from an unrelated run (exit 0)."""
+    cv2.imwrite(str(tmp_path / "p.jpg"), face)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "p.jpg.json").write_text(json.dumps({"schema": "facemark/v1", "image": "p.jpg", "width": 200,
+                                                             "height": 200, "model": "direct", "faces": []}))
+    r = fm_here(*args, cwd=tmp_path)
+    assert r.returncode == 2 and r.stdout == "", (r.stdout, r.stderr)
+    assert r.stderr.count("\n") == 1 and words in r.stderr, r.stderr
+
+
+def test_an_empty_model_name_is_named_as_such(tmp_path, face, fm_here):
+    cv2.imwrite(str(tmp_path / "p.jpg"), face)
+    r = fm_here("detect", "p.jpg", "--model", "", cwd=tmp_path)
+    assert r.returncode == 2 and "the model is an empty string" in r.stderr, r.stderr
+    with pytest.raises(ValueError, match="empty string"):
+        FaceLandmarker(model="")
+
+
+def test_read_names_a_bad_path_argument(tmp_path):
+    from facemark.results import read
+
+    with pytest.raises(ValueError, match="empty string"):
+        read("")
+    with pytest.raises(TypeError, match="not NoneType"):
+        read(None)
+    with pytest.raises(FileNotFoundError):
+        read(os.fsencode(tmp_path / "nothing"))
+
+
+def test_a_dangling_link_at_an_outputs_name_is_not_written_through(tmp_path, face, fm_here):
+    """A link to nothing at an image's output name in --out: that image fails, named; writing
+    through it had put its result wherever the link pointed, outside --out."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    for n in ("a.jpg", "b.jpg"):
+        cv2.imwrite(str(tmp_path / "in" / n), face)
+    os.symlink(tmp_path / "elsewhere.json", tmp_path / "out" / "b.jpg.json")
+    r = fm_here("detect", "in", "--out", "out", cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    assert "failed: in/b.jpg:" in r.stderr and "which does not exist: not written through" in r.stderr, r.stderr
+    assert "1 of 2 image(s) done" in r.stderr
+    assert not (tmp_path / "elsewhere.json").exists() and (tmp_path / "out" / "a.jpg.json").is_file()
+
+
+def test_several_missing_inputs_are_one_line_each_and_nothing_more(tmp_path, fm_here):
+    r = fm_here("detect", "nope1.jpg", "nope2.jpg", cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.splitlines() == ["error: nope1.jpg: no such file or directory",
+                                     "error: nope2.jpg: no such file or directory"], r.stderr
+
+
+def test_missing_inputs_are_file_not_found_to_the_api(tmp_path):
+    from facemark.batch import detect_files
+
+    fl = FaceLandmarker(model="direct")
+    with pytest.raises(FileNotFoundError, match="nope.jpg: no such file"):
+        detect_files([str(tmp_path / "nope.jpg")], fl, out_dir=tmp_path / "out")
+
+
+def test_photoshop_and_jpeg_xl_files_are_named_as_formats_not_damage(tmp_path, face, fm_here):
+    (tmp_path / "x.psd").write_bytes(b"8BPS\x00\x01" + bytes(20))
+    (tmp_path / "x.jxl").write_bytes(b"\xff\x0a" + bytes(20))
+    (tmp_path / "y.jxl").write_bytes(b"\x00\x00\x00\x0cJXL \r\n\x87\n" + bytes(20))
+    cv2.imwrite(str(tmp_path / "p.jpg"), face)
+    r = fm_here("detect", "x.psd", "x.jxl", "y.jxl", "p.jpg", cwd=tmp_path)
+    assert r.returncode == 1 and "1 of 4 image(s) done" in r.stderr, r.stderr
+    assert "failed: x.psd is a Photoshop document (PSD)" in r.stderr, r.stderr
+    assert "failed: x.jxl is a JPEG XL image" in r.stderr and "failed: y.jxl is a JPEG XL image" in r.stderr
+    assert "damaged" not in r.stderr, r.stderr
+
+
+def test_a_min_face_larger_than_the_image_that_finds_nothing_says_so(tmp_path, face, fm_here):
+    cv2.imwrite(str(tmp_path / "p.jpg"), face)
+    r = fm_here("detect", "p.jpg", "--min-face", "400", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "note: 1 image(s) smaller than --min-face (400 px) on their short side found no face, e.g. p.jpg" \
+        in r.stderr, r.stderr
+    r = fm_here("detect", "p.jpg", "--min-face", "40", cwd=tmp_path)
+    assert "smaller than --min-face" not in r.stderr, r.stderr
+
+
+def test_drawing_a_uint16_image_of_8_bit_values_warns_as_detect_does(face):
+    from facemark import draw
+
+    with pytest.warns(UserWarning, match="uint16 but no value is over 255"):
+        draw(face.astype(np.uint16), [])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        draw(face.astype(np.uint16) * 257, [])
