@@ -1,9 +1,10 @@
 """``facemark detect --ray``: landmarks for millions of images on a Ray cluster (Ray Data).
 
-Ray reads the files (local paths, or any URI a pyarrow file system reads: ``s3://``, ``gs://``...),
-a pool of actors each holding one ``FaceLandmarker`` turns the bytes into result rows
-(``batch.rows_for_bytes``: a bad image is a row with its ``error``, never a failed job), and the
-driver writes the rows as Parquet shards (``facemark.shards.arrow_schema``) in ``out_dir``.
+Ray tasks read the files (local paths, or any URI a pyarrow file system reads: ``s3://``,
+``gs://``...), a pool of actors each holding one ``FaceLandmarker`` turns the bytes into result
+rows (``batch.rows_for_bytes``: a bad image, or a file that cannot be read, is a row with its
+``error``, never a failed job), and the driver writes the rows as Parquet shards
+(``facemark.shards.arrow_schema``) in ``out_dir``.
 
 Resumable: a shard is written under a temporary name and renamed, so every ``*.parquet`` in
 ``out_dir`` is complete; a second run skips the paths those shards hold and names its own shards
@@ -193,30 +194,77 @@ def write_shard(table, path: Path) -> None:
     atomic_write(path, lambda tmp: write_parquet(table, tmp))
 
 
+def read_files(batch):
+    """The read stage (Ray tasks): ``{"path"}`` -> ``{"path", "bytes", "error"}``. A file that
+    cannot be read (deleted after the run listed it, unreadable, a remote object gone) is its
+    error, carried to its row: with Ray Data's own reader it failed the whole job, every batch
+    in flight lost."""
+    import pyarrow as pa
+
+    paths = batch.column("path").to_pylist()
+    data, errors = [], []
+    for p in paths:
+        try:
+            data.append(_read(p))
+            errors.append(None)
+        except FileNotFoundError:
+            data.append(None)
+            errors.append(f"{p}: no such file (gone since the run listed it?)")
+        except OSError as e:  # (pyarrow's ArrowIOError is an OSError)
+            data.append(None)
+            errors.append(f"{p}: cannot read it: {e.strerror or e}")
+    return pa.table({"path": paths, "bytes": pa.array(data, pa.binary()), "error": pa.array(errors, pa.string())})
+
+
+_FILE_SYSTEMS: dict = {}  # scheme://bucket -> pyarrow file system, made once per read process
+
+
+def _read(path: str) -> bytes:
+    """A local file's or a URI's bytes."""
+    if "://" not in path:
+        with open(path, "rb") as f:
+            return f.read()
+    from pyarrow import fs as pafs
+
+    scheme, rest = path.split("://", 1)
+    key = f"{scheme}://{rest.split('/', 1)[0]}"
+    if key not in _FILE_SYSTEMS:
+        _FILE_SYSTEMS[key] = pafs.FileSystem.from_uri(path)[0]
+    try:  # (list_inputs writes a remote file as scheme:// and its path in that file system)
+        with _FILE_SYSTEMS[key].open_input_stream(rest) as f:
+            return f.readall()
+    except ValueError as e:  # (ArrowInvalid: a path pyarrow cannot take)
+        raise OSError(str(e)) from None
+
+
 class Landmarks:
     """The ``map_batches`` callable: one ``FaceLandmarker`` per actor, loaded once, then batches of
-    ``{"bytes", "path"}`` -> Arrow tables of result rows."""
+    ``{"path", "bytes", "error"}`` (``read_files``) -> Arrow tables of result rows."""
 
     def __init__(self, model: str, device: str, threshold: float, min_face: float | None,
-                 threads: int | None, scheme: str, crash: str | None = None):
+                 threads: int | None, crash: str | None = None):
         from .landmarker import FaceLandmarker
 
         self.fl = FaceLandmarker(model=model, device=device, threshold=threshold, min_face=min_face,
                                  threads=threads)
-        # Ray drops the scheme (s3://bucket/key -> bucket/key); rows keep the full URI.
-        self.prefix = f"{scheme}://" if scheme else ""
         self.crash = crash
 
     def __call__(self, batch):
         import pyarrow as pa
 
         from .batch import rows_for_bytes
-        from .shards import arrow_schema
+        from .shards import arrow_schema, row
 
-        paths = [self.prefix + p for p in batch.column("path").to_pylist()]
+        paths = batch.column("path").to_pylist()
         if self.crash:
             self._maybe_crash(paths)
-        rows = rows_for_bytes(self.fl, list(zip(paths, batch.column("bytes").to_pylist())))
+        errors = batch.column("error").to_pylist()
+        read = [k for k, e in enumerate(errors) if e is None]
+        data = batch.column("bytes").to_pylist()
+        rows: list = [row(p, None, None, self.fl.model_name, error=e) if e is not None else None
+                      for p, e in zip(paths, errors)]
+        for k, r in zip(read, rows_for_bytes(self.fl, [(paths[k], data[k]) for k in read])):
+            rows[k] = r
         return pa.Table.from_pylist(rows, schema=arrow_schema())
 
     def _maybe_crash(self, paths: list[str]) -> None:
@@ -289,6 +337,21 @@ def _init(ray, address: str | None) -> bool:
     return True
 
 
+def _shutdown(ray) -> None:
+    """``ray.shutdown()``, keeping this process's SIGTERM handler: Ray puts the default back, and a
+    polite kill between the last shard and the summary ended the process (143, no line)."""
+    import signal
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()
+    polite = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        ray.shutdown()
+    finally:
+        if main and polite is not None:
+            signal.signal(signal.SIGTERM, polite)
+
+
 def _connect(ray, address: str | None) -> None:
     if address:
         _check_reachable(address)
@@ -305,11 +368,20 @@ def _connect(ray, address: str | None) -> None:
     else:
         from .workers import cpu_cores
 
+        from .quiet import quiet_stderr
+
         cpus = cpu_cores()
         # The actors' and raylet's own lines stay in Ray's session logs (/tmp/ray/session_latest/logs):
         # a killed actor printed paragraphs in colour codes about retries that then succeeded;
         # what fails the run is facemark's one line.
-        ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        try:
+            with quiet_stderr():  # (a Ray that cannot start logs paragraphs: the failure is one line below)
+                ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level="ERROR",
+                         log_to_driver=False)
+        except Exception as e:  # noqa: BLE001 - Ray raises many kinds here (timeouts, dead raylets, limits)
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise RayRunError(f"cannot start a local Ray here: {type(e).__name__}: {first} (its logs: "
+                              f"/tmp/ray/session_latest/logs; too few open files allowed? `ulimit -n`)") from None
 
 
 def pool_size(ray, device: str, actors: int | None) -> tuple[int, float, float]:
@@ -329,11 +401,13 @@ def pool_size(ray, device: str, actors: int | None) -> tuple[int, float, float]:
     return n, min(1.0, budget / n), 0.0
 
 
-def dataset(ray, paths: list[str], scheme: str, options: dict, batch_size: int, n: int, cpus: float, gpus: float):
-    """read_binary_files -> a fixed pool of ``n`` ``Landmarks`` actors -> Arrow tables of rows."""
+def dataset(ray, paths: list[str], options: dict, batch_size: int, n: int, cpus: float, gpus: float):
+    """The paths -> ``read_files`` tasks -> a fixed pool of ``n`` ``Landmarks`` actors -> Arrow
+    tables of rows."""
     # Ray shows each GPU actor its own GPU as cuda:0.
     options = {**options, "device": "cpu" if options["device"] == "cpu" else "cuda"}
-    ds = ray.data.read_binary_files(paths, include_paths=True)
+    ds = ray.data.from_items([{"path": p} for p in paths]).map_batches(read_files, batch_size=batch_size,
+                                                                       batch_format="pyarrow")
     with warnings.catch_warnings():
         # Ray 2.60 has no named parameter for max_restarts / max_task_retries and warns that
         # **ray_remote_args goes in 2.64 (tests/test_ray.py notices the day they stop working).
@@ -341,7 +415,7 @@ def dataset(ray, paths: list[str], scheme: str, options: dict, batch_size: int, 
         return ds.map_batches(
             Landmarks, batch_size=batch_size, batch_format="pyarrow",
             fn_constructor_kwargs=dict(**options, threads=1,  # parallel across actors, not threads
-                                       scheme=scheme, crash=os.environ.get(CRASH_ENV) or None),
+                                       crash=os.environ.get(CRASH_ENV) or None),
             compute=ray.data.ActorPoolStrategy(size=n), num_cpus=cpus, num_gpus=gpus,
             # A dead actor is restarted and its batch retried, but not forever: Ray Data's default
             # (max_task_retries=-1) loops on an image that kills the process every time.
@@ -435,7 +509,7 @@ def _run(ray, inputs: list[str], out: Path, address: str | None, model: str, dev
     unreadable: list[str] = []
     failed: list[tuple[str, str]] = []
     done = done_paths(out, model_label(model, device))
-    paths, scheme = list_inputs(inputs, log, unreadable, failed, done)
+    paths, _ = list_inputs(inputs, log, unreadable, failed, done)
     if failed:  # images Ray cannot be given are rows with their error too, as every bad file is
         write_error_rows(failed, out, model_label(model, device) or model)
     if not paths:  # (as without --ray: nothing to do is a usage error, each reason said above)
@@ -454,13 +528,13 @@ def _run(ray, inputs: list[str], out: Path, address: str | None, model: str, dev
         n, cpus, gpus = pool_size(ray, device, actors)
         log(f"facemark: {len(todo)} image(s), {n} actor(s) ({cpus:g} CPU, {gpus:g} GPU each), shards in {out}")
         options = dict(model=model, device=device, threshold=threshold, min_face=min_face)
-        write_shards(dataset(ray, todo, scheme, options, batch_size, n, cpus, gpus), out, rows_per_shard, summary, log)
+        write_shards(dataset(ray, todo, options, batch_size, n, cpus, gpus), out, rows_per_shard, summary, log)
     except (ray.exceptions.RayError, OSError) as e:  # Ray has already logged its details; an OSError is an input
         lines = [x.strip() for x in str(e).splitlines() if x.strip()] or [type(e).__name__]  # gone while Ray listed them
         why = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
     finally:
         if started:
-            ray.shutdown()
+            _shutdown(ray)
     if why is not None:
         # Raised here, not in the except, then collected: the Ray error's frames hold the failed
         # pool's actors, which Ray restarts after the executor killed them and keeps (with their

@@ -206,6 +206,63 @@ def test_an_input_that_vanishes_while_ray_lists_it_is_one_line(local_ray, folder
         run(folder, tmp_path / "out")
 
 
+def test_a_file_deleted_after_the_listing_is_a_row_with_its_error(local_ray, folder, expected, tmp_path, monkeypatch):
+    """Files vanish mid-job in big datasets: Ray Data's own reader failed the whole job on one
+    (no shard written, a hundred lines of Ray tracebacks). Now it is that file's row, and the
+    rest finish."""
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(folder, src)
+    listed = cluster.list_inputs
+
+    def list_then_delete(*a, **k):
+        got = listed(*a, **k)
+        (src / "img03.jpg").unlink()
+        return got
+
+    monkeypatch.setattr(cluster, "list_inputs", list_then_delete)
+    said = []
+    s = run(src, tmp_path / "out", log=said.append)
+    rows = {Path(r["path"]).name: r for r in read(tmp_path / "out")}
+    assert len(rows) == GOOD + 2 and s["failed"] == 3, (s, sorted(rows))
+    assert "no such file" in rows["img03.jpg"]["error"], rows["img03.jpg"]
+    assert any(line.startswith("failed:") and "img03.jpg: no such file" in line for line in said), said
+    want = {Path(p).name: r for p, r in expected.items()}
+    for name, r in rows.items():
+        if name != "img03.jpg":
+            assert (r["error"] is None) == (want[name]["error"] is None) and len(r["faces"]) == len(want[name]["faces"])
+
+
+def test_a_local_ray_that_cannot_start_is_one_line():
+    """(``ulimit -n 12``: Ray's GCS never came up) a 64-line traceback through ray.init."""
+    def init(**kw):
+        raise RuntimeError("Timed out waiting for file /tmp/ray/session_x/gcs_server_port\nmore lines")
+
+    fake = type("FakeRay", (), {"init": staticmethod(init)})
+    with pytest.raises(cluster.RayRunError, match="cannot start a local Ray here: RuntimeError: Timed out") as e:
+        cluster._connect(fake, None)
+    assert "\n" not in str(e.value)
+
+
+def test_the_sigterm_handler_outlives_ray_s_shutdown():
+    """``ray.shutdown`` puts SIGTERM's default back: a polite kill between the last shard and the
+    summary ended the process with 143 and no line, not as Ctrl-C does."""
+    def shutdown():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    def polite(signum, frame):
+        raise KeyboardInterrupt
+
+    fake = type("FakeRay", (), {"shutdown": staticmethod(shutdown)})
+    before = signal.signal(signal.SIGTERM, polite)
+    try:
+        cluster._shutdown(fake)
+        assert signal.getsignal(signal.SIGTERM) is polite
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def test_image_that_always_kills_its_actor_stops_the_run(local_ray, folder, expected, tmp_path, monkeypatch):
     """Bounded retries: the run stops with a one-line error instead of looping, what it wrote is
     complete, and the same command (the crash gone) finishes the job with no image twice."""
