@@ -493,11 +493,12 @@ def _changed_after(path: Path, written_ns: int, now: float) -> bool:
 
 
 def done_already(plan: Plan, fmt: str, out_dir: Path | None, annotate: bool, model: str,
-                 since_ns: int = 0) -> set[int]:
+                 since_ns: int = 0, log: Callable[[str], None] | None = None) -> set[int]:
     """Images whose outputs are complete from an earlier run of the same command with the same
     model: files renamed into place, or error-free rows in a finished shard, written after the
     input last changed (and after ``since_ns``: an interrupted ``--redo``'s start). A half-written
-    output never exists, so never counts; a failed image is tried again."""
+    output never exists, so never counts; a failed image is tried again. A shard that cannot be
+    read at all is said through ``log``: its images are done again, and ``read`` warns of it."""
     if out_dir is None or not out_dir.is_dir():
         return set()
 
@@ -533,7 +534,13 @@ def done_already(plan: Plan, fmt: str, out_dir: Path | None, annotate: bool, mod
         return done
     from .shards import ShardWriter
 
-    written = ShardWriter(out_dir, fmt).done_paths(model)
+    writer = ShardWriter(out_dir, fmt)
+    written = writer.done_paths(model)
+    if writer.damaged and log is not None:
+        shown = ", ".join(p.name for p in writer.damaged[:3]) + (f" and {len(writer.damaged) - 3} more"
+                                                                  if len(writer.damaged) > 3 else "")
+        log(f"note: {len(writer.damaged)} shard(s) in {out_dir} cannot be read ({shown}: cut short, or not "
+            f"facemark's): whatever rows they held are done again; move them out of {out_dir} (read() warns of them)")
     when = {k: written.get(recorded_path(im.path)) for k, im in enumerate(plan.images)}
     # Rows of images spelled another way than now (through a link; as typed, by older versions)
     # are matched by the real file; only those rows pay for a realpath (a usual resume pays none).
@@ -733,7 +740,7 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
             for folder in {out_dir, *(out_dir / d for d in {os.path.dirname(n) for n in plan.names})}:  # (text: 10x faster)
                 remove_stale_temps(folder)
         if resume or redo:
-            skip = done_already(plan, fmt, out_dir, plan.annotate, fl.model_name, redo or 0)
+            skip = done_already(plan, fmt, out_dir, plan.annotate, fl.model_name, redo or 0, log)
         else:
             skip = set()
         s.skipped, s.redo_continued = len(skip), bool(redo)

@@ -106,9 +106,10 @@ class ShardWriter:
         one replaced while that run went on). So models A, B, then A again do A's rows again."""
         newest: dict[str, tuple[tuple, bool]] = {}
         theirs = sorted(self.out.glob("ray-*.parquet")) if self.fmt == "parquet" else []  # (a --ray run's rows)
+        self.damaged = []  # shards that could not be read at all (their images are done again)
         for p in self.shards() + theirs:
             written = _written(p)  # (time, name): the order read() picks the newest row by
-            for path, row_model, error in _outcomes(p):
+            for path, row_model, error in _outcomes(p, self.damaged):
                 if path not in newest or written >= newest[path][0]:
                     newest[path] = (written, not error and (model is None or row_model == model))
         return {path: written[0] for path, (written, ok) in newest.items() if ok}
@@ -209,11 +210,12 @@ def _from_document(doc: dict) -> dict:
             "error": None, "faces": doc["faces"]}
 
 
-def _outcomes(path: Path) -> list[tuple[str, object, object]]:
+def _outcomes(path: Path, damaged: list | None = None) -> list[tuple[str, object, object]]:
     """(path, model, error) of each whole row of a shard, its faces not decoded: what a resume
     reads of every row there is, millions of them (Parquet: three columns; JSON lines: the text
     before ``"faces"``, the rest only checked to be whole). A shard or line damaged outside
-    facemark gives nothing: its images are done again."""
+    facemark gives nothing: its images are done again (a shard that cannot be read at all is
+    added to ``damaged``)."""
     try:
         if path.suffix == ".parquet":
             rows = parquet_outcomes(path)
@@ -233,6 +235,8 @@ def _outcomes(path: Path) -> list[tuple[str, object, object]]:
                     if isinstance(r, dict) and (r.get("error") is not None or _whole_shape(r, faces)):
                         rows.append((r.get("path"), r.get("model"), r.get("error")))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):  # (pyarrow's errors are these kinds)
+        if damaged is not None:
+            damaged.append(path)
         return []
     return [r for r in rows if isinstance(r[0], str) and isinstance(r[1], str) and isinstance(r[2], (str, type(None)))]
 

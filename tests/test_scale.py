@@ -1034,6 +1034,19 @@ def test_a_parquet_run_counts_a_ray_run_s_rows_as_done(tmp_path, face_image, fm_
     assert r.returncode == 0 and "2 of 2 image(s) already done" in r.stderr, r.stderr
 
 
+def test_a_resume_names_a_shard_it_cannot_read(tmp_path, face_image, fm_here):
+    """A shard cut short (a copy that stopped) was passed over without a word: its images were
+    done again, and every later read() warned of the file."""
+    pytest.importorskip("pyarrow")
+    _photos(tmp_path / "in", face_image, 2, 3)
+    assert fm_here("detect", "in", "--out", "o", "--format", "parquet", *MODEL, cwd=tmp_path).returncode == 0
+    (shard,) = (tmp_path / "o").glob("part-*.parquet")
+    shard.write_bytes(shard.read_bytes()[:200])
+    r = fm_here("detect", "in", "--out", "o", "--format", "parquet", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0 and "2 of 2 image(s) done" in r.stderr, r.stderr
+    assert f"note: 1 shard(s) in o cannot be read ({shard.name}: cut short" in r.stderr, r.stderr
+
+
 def test_an_annotated_run_after_a_plain_one_into_shards_draws_the_images(tmp_path, face_image, fm_here):
     _photos(tmp_path / "in", face_image, 2, 3)
     assert fm_here("detect", "in", "--out", "o", "--format", "jsonl", *MODEL, cwd=tmp_path).returncode == 0
