@@ -69,7 +69,7 @@ def _input_list(inputs) -> list[str]:
 
 def list_inputs(inputs: list[str], log: Callable[[str], None] = to_stderr,
                 unreadable: list[str] | None = None, failed: list | None = None,
-                done: set[str] = frozenset()) -> tuple[list[str], str]:
+                done: set[str] = frozenset(), missing: list[str] | None = None) -> tuple[list[str], str]:
     """Every image the run covers, as the path its row will carry: local files as absolute paths
     (what Ray reports, the same from any working folder), remote ones as full URIs. Also returns
     the inputs' URI scheme (``""`` for local): one run reads from one file system. Local links
@@ -79,6 +79,7 @@ def list_inputs(inputs: list[str], log: Callable[[str], None] = to_stderr,
     hide its result behind an error)."""
     inputs = _input_list(inputs)
     unreadable = [] if unreadable is None else unreadable
+    missing = [] if missing is None else missing  # inputs that gave no image (each said), as without --ray
     schemes = {_scheme(a) for a in inputs}
     if len(schemes) > 1:
         raise UsageError("--ray reads from one file system per run: give local and "
@@ -96,7 +97,7 @@ def list_inputs(inputs: list[str], log: Callable[[str], None] = to_stderr,
             log(line)
         for m in problems:
             log(f"error: {m}")
-        unreadable += problems  # (an input that gave no image fails the run, as without --ray)
+        missing += problems  # (an input that gave no image fails the run, as without --ray)
         from .imageio import ImageError, check_regular_file
 
         for im in images:  # what Ray's listing or reading would fail on, ending the job: said and counted
@@ -142,10 +143,10 @@ def list_inputs(inputs: list[str], log: Callable[[str], None] = to_stderr,
                 found.append(f"{scheme}://{info.path}")
             else:
                 log(f"error: {uri}: no such file or folder")
-                unreadable.append(uri)
+                missing.append(uri)
         except (OSError, ValueError) as e:  # pyarrow: ArrowInvalid is a ValueError, ArrowIOError an OSError
             log(f"error: {uri}: {e}")
-            unreadable.append(uri)
+            missing.append(uri)
     return list(dict.fromkeys(found)), scheme
 
 
@@ -424,12 +425,15 @@ def dataset(ray, paths: list[str], options: dict, batch_size: int, n: int, cpus:
 
 def summary_line(summary: dict, unreadable: int, out: Path) -> str:
     """The run's last line, in the words of a run without Ray: done of all, faces, no face, failed."""
-    total = summary["images"] + unreadable
-    parts = [f"{total - summary['failed']} of {total} image(s) done", f"{summary['faces']} face(s)"]
+    total, missing = summary["images"] + unreadable, summary.get("missing", 0)
+    failed = summary["failed"] - missing
+    parts = [f"{total - failed} of {total} image(s) done", f"{summary['faces']} face(s)"]
     if summary["no_face"]:
         parts.append(f"{summary['no_face']} image(s) with no face")
-    if summary["failed"]:
-        parts.append(f"{summary['failed']} failed (named above)")
+    if failed:
+        parts.append(f"{failed} failed (named above)")
+    if missing:
+        parts.append(f"{missing} input(s) gave no image (named above)")
     return (f"facemark: {', '.join(parts)}; {len(summary['shards'])} shard(s) in {out} "
             f"({summary['seconds']:.1f} s)")
 
@@ -475,8 +479,9 @@ def run_ray(inputs: list[str], out_dir: str, address: str | None = None, model: 
     """Landmarks for every image in ``inputs`` with Ray Data; rows in Parquet shards in ``out_dir``
     (``ray-<run id>-NNNNN.parquet``). Images already in ``out_dir``'s shards are skipped.
 
-    Returns ``{"images", "failed", "faces", "no_face", "skipped", "shards", "seconds"}`` for this run
-    (``images``: rows written, failed ones included).
+    Returns ``{"images", "failed", "missing", "faces", "no_face", "skipped", "shards", "seconds"}`` for
+    this run (``images``: rows written, failed ones included; ``failed`` includes the ``missing``
+    inputs, which gave no image).
     ``address=None`` (or ``"local"``) uses (or starts) a local Ray; ``"HOST:6379"`` joins that cluster, whose
     nodes must all have facemark installed and see the inputs (shared or object storage)."""
     inputs = _input_list(inputs)
@@ -507,16 +512,17 @@ def _run(ray, inputs: list[str], out: Path, address: str | None, model: str, dev
          log: Callable[[str], None], t0: float) -> dict:
     """``run_ray`` once its folder is made (removed again, where still empty, after a usage error)."""
     unreadable: list[str] = []
+    missing: list[str] = []
     failed: list[tuple[str, str]] = []
     done = done_paths(out, model_label(model, device))
-    paths, _ = list_inputs(inputs, log, unreadable, failed, done)
+    paths, _ = list_inputs(inputs, log, unreadable, failed, done, missing)
     if failed:  # images Ray cannot be given are rows with their error too, as every bad file is
         write_error_rows(failed, out, model_label(model, device) or model)
     if not paths:  # (as without --ray: nothing to do is a usage error, each reason said above)
         raise UsageError("no images to process")
     todo = [p for p in paths if p not in done]
-    summary = {"images": 0, "failed": len(unreadable), "faces": 0, "no_face": 0, "skipped": len(paths) - len(todo),
-               "shards": [], "seconds": 0.0}
+    summary = {"images": 0, "failed": len(unreadable) + len(missing), "missing": len(missing), "faces": 0, "no_face": 0,
+               "skipped": len(paths) - len(todo), "shards": [], "seconds": 0.0}
     if summary["skipped"]:
         log(f"facemark: {summary['skipped']} image(s) already in {out}; skipped")
     if not todo:

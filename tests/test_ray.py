@@ -445,3 +445,15 @@ def test_the_resume_label_is_that_of_the_file_the_actors_load(tiny_models):
     assert cluster.model_label(onnx, "cpu") == weights_label(onnx, OnnxModel(onnx).name, Path(onnx))
     assert cluster.model_label(onnx, "cuda") == weights_label(onnx, load_state(pt)[1]["name"], pt)
     assert cluster.model_label("direct", "cuda") == "direct"
+
+
+def test_an_input_that_gave_no_image_is_counted_as_without_ray(folder, tmp_path):
+    """``detect small nonexist --ray`` said '30 of 34 image(s) done ... 4 failed', counting the
+    missing input as an image; without --ray: '30 of 33 ... 3 failed, 1 input(s) gave no image'."""
+    said, unreadable, missing = [], [], []
+    paths, _ = cluster.list_inputs([str(folder), str(tmp_path / "nonexist")], said.append, unreadable, None, set(), missing)
+    assert len(paths) == GOOD + 2 and not unreadable and len(missing) == 1, (said, unreadable, missing)
+    s = {"images": GOOD + 2, "failed": 2 + 1, "missing": 1, "faces": GOOD, "no_face": 0, "shards": ["x"], "seconds": 1.0}
+    line = cluster.summary_line(s, 0, tmp_path)
+    assert line.startswith(f"facemark: {GOOD} of {GOOD + 2} image(s) done, {GOOD} face(s), 2 failed (named above), "
+                           "1 input(s) gave no image (named above);"), line
