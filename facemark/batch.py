@@ -29,13 +29,12 @@ from .annotate import STYLES, draw
 from .backends import ModelError
 from .boxes import BoxError, GivenBoxes, check_inside, read_boxes
 from .detector import RetinaFace, YuNet
-from .errors import (STOP_SIGNALS, MissingInput, OutputError, StopRun, UsageError, hung_up, no_files_left,
-                     out_of_memory)
+from .errors import STOP_SIGNALS, OutputError, StopRun, UsageError, hung_up, no_files_left, out_of_memory
 from .icc import embedded, profile_of
 from .imageio import (IMAGE_EXTS, ImageError, atomic_write, bgra_as_shown, broken_link, encode_image, read_image,
                       remove_stale_temps, too_long_name, write_whole)
 from .inputs import (InputImage, LeftOut, collisions, expand, missing_roots, output_names, recorded_path,
-                     shown_name, utf8_name)
+                     refuse_when_each_failed, shown_name, utf8_name)
 from .landmarker import FaceLandmarker
 from .notes import looks_turned, may_miss_small
 from .quiet import to_stderr
@@ -101,12 +100,9 @@ def plan_inputs(inputs: list[str], out_dir: Path | None = None, annotate: bool =
     images, problems = expand([str(a) for a in inputs], left_out)
     for line in left_out.notes():
         log(line)
-    problems = list(dict.fromkeys(problems))  # (an input given twice is one problem: ``- -``)
-    if not images and problems and len(problems) >= len(set(map(str, inputs))):
-        for m in problems[:-1]:  # every input has its own reason: those lines, and no summary that
-            log(f"error: {m}")  # would guess at another (extensions, for files that are missing)
-        missing = all(p.endswith(": no such file or directory") for p in problems)
-        raise (MissingInput if missing else UsageError)(problems[-1])
+    if not images:
+        refuse_when_each_failed(problems, inputs, log)
+    problems = list(dict.fromkeys(problems))
     for m in problems:
         log(f"error: {m}")
     if not images:

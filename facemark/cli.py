@@ -1147,15 +1147,17 @@ def _no_empty_paths(command: click.Command) -> click.Command:
     current folder (``--boxes ""`` read every output found below it)."""
     for sub in getattr(command, "commands", {}).values():
         _no_empty_paths(sub)
+    click_path = getattr(click, "Path", None)  # (Typer before 0.2x: Click's own Path type; later: a type descriptor)
     for param in command.params:
         annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
-        if annotation is not Path:
+        if annotation is not Path and not (click_path and isinstance(getattr(param, "type", None), click_path)):
             continue
 
-        def checked(ctx, value, _inner=param.process_value, _param=param):
-            if isinstance(value, str) and not value.strip():
+        def checked(ctx: click.Context, value: object, _inner=param.process_value, _param=param) -> object:
+            given = value if isinstance(value, (tuple, list)) else (value,)
+            if any(isinstance(v, str) and not v.strip() for v in given):
                 name = _param.opts[0] if _param.param_type_name == "option" else _param.name.upper()
-                raise click.exceptions.UsageError(f"{name} is an empty string; name a file or folder (use . for this folder)", ctx)
+                raise click.exceptions.UsageError(f"{name} is an empty string: give a path", ctx)
             return _inner(ctx, value)
 
         param.process_value = checked

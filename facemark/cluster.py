@@ -16,14 +16,18 @@ import gc
 import os
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from . import DEFAULT_MODEL
 from .errors import FacemarkError, UsageError
 from .imageio import missing_folders, remove_empty
 from .inputs import in_hidden_folder, is_image_name
 from .quiet import to_stderr
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 CRASH_ENV = "FACEMARK_RAY_CRASH"  # tests only: "FLAGFILE:MARKER", see Landmarks._maybe_crash
 TASK_RETRIES = 3  # a batch whose actor dies is retried this often, then the run stops (never an endless loop)
@@ -86,15 +90,15 @@ def list_inputs(inputs: list[str], log: Callable[[str], None] = to_stderr,
                          f"{'/'.join(sorted(s for s in schemes if s))}:// inputs in separate runs")
     scheme = schemes.pop() if schemes else ""
     if not scheme:
-        from .inputs import LeftOut, expand, recorded_path, shown_name, utf8_name
+        from .inputs import LeftOut, expand, recorded_path, refuse_when_each_failed, shown_name, utf8_name
 
         local = [a[len("file://"):] if a.lower().startswith("file://") else a for a in inputs]
         left_out = LeftOut()
         images, problems = expand(local, left_out)
-        if not images and len(problems) == 1:
-            raise UsageError(problems[0])  # the one reason, in one line (as without --ray)
         for line in left_out.notes():  # (as without --ray)
             log(line)
+        if not images:
+            refuse_when_each_failed(problems, local, log)  # (each reason in one line, as without --ray)
         for m in problems:
             log(f"error: {m}")
         missing += problems  # (an input that gave no image fails the run, as without --ray)
@@ -195,7 +199,7 @@ def write_shard(table, path: Path) -> None:
     atomic_write(path, lambda tmp: write_parquet(table, tmp))
 
 
-def read_files(batch):
+def read_files(batch: "pa.Table") -> "pa.Table":
     """The read stage (Ray tasks): ``{"path"}`` -> ``{"path", "bytes", "error"}``. A file that
     cannot be read (deleted after the run listed it, unreadable, a remote object gone) is its
     error, carried to its row: with Ray Data's own reader it failed the whole job, every batch
@@ -211,9 +215,9 @@ def read_files(batch):
         except FileNotFoundError:
             data.append(None)
             errors.append(f"{p}: no such file (gone since the run listed it?)")
-        except OSError as e:  # (pyarrow's ArrowIOError is an OSError)
+        except (OSError, ValueError) as e:  # (pyarrow's ArrowIOError is an OSError, ArrowInvalid a ValueError)
             data.append(None)
-            errors.append(f"{p}: cannot read it: {e.strerror or e}")
+            errors.append(f"{p}: cannot read it: {getattr(e, 'strerror', None) or e}")
     return pa.table({"path": paths, "bytes": pa.array(data, pa.binary()), "error": pa.array(errors, pa.string())})
 
 
@@ -228,14 +232,13 @@ def _read(path: str) -> bytes:
     from pyarrow import fs as pafs
 
     scheme, rest = path.split("://", 1)
+    # (list_inputs writes a remote file as scheme:// and its path in that file system; the file
+    # system comes from the bucket alone: a key with a space or '?' is no URI pyarrow parses)
     key = f"{scheme}://{rest.split('/', 1)[0]}"
     if key not in _FILE_SYSTEMS:
-        _FILE_SYSTEMS[key] = pafs.FileSystem.from_uri(path)[0]
-    try:  # (list_inputs writes a remote file as scheme:// and its path in that file system)
-        with _FILE_SYSTEMS[key].open_input_stream(rest) as f:
-            return f.readall()
-    except ValueError as e:  # (ArrowInvalid: a path pyarrow cannot take)
-        raise OSError(str(e)) from None
+        _FILE_SYSTEMS[key] = pafs.FileSystem.from_uri(key)[0]
+    with _FILE_SYSTEMS[key].open_input_stream(rest) as f:
+        return f.readall()
 
 
 class Landmarks:
@@ -322,42 +325,40 @@ def _init(ray, address: str | None) -> bool:
     run should disconnect)."""
     if ray.is_initialized():
         return False
-    import signal
-    import threading
-
-    main = threading.current_thread() is threading.main_thread()
-    polite = signal.getsignal(signal.SIGTERM) if main else None
-    try:
+    with _keeping_sigterm():
         _connect(ray, address)
-    finally:
-        # Ray's core worker puts its crash handler on SIGTERM, which prints a native stack and
-        # kills the process: a scheduler's polite stop (SLURM, Kubernetes) read as a crash. The
-        # handler before it (the CLI's: stop as Ctrl-C does, exit 130) is put back.
-        if main and polite is not None:
-            signal.signal(signal.SIGTERM, polite)
     return True
 
 
 def _shutdown(ray) -> None:
-    """``ray.shutdown()``, keeping this process's SIGTERM handler: Ray puts the default back, and a
-    polite kill between the last shard and the summary ended the process (143, no line)."""
+    with _keeping_sigterm():
+        ray.shutdown()
+
+
+@contextmanager
+def _keeping_sigterm():
+    """This process's SIGTERM handler (the CLI's: stop as Ctrl-C does, exit 130) back after the
+    block. Ray's core worker puts its crash handler on SIGTERM when it starts (a scheduler's polite
+    stop, SLURM's or Kubernetes', read as a crash: a native stack, then death), and the default
+    back when it shuts down (a polite kill between the last shard and the summary: exit 143, no
+    line)."""
     import signal
     import threading
 
     main = threading.current_thread() is threading.main_thread()
     polite = signal.getsignal(signal.SIGTERM) if main else None
     try:
-        ray.shutdown()
+        yield
     finally:
         if main and polite is not None:
             signal.signal(signal.SIGTERM, polite)
 
 
 def _connect(ray, address: str | None) -> None:
+    from .quiet import quiet_stderr
+
     if address:
         _check_reachable(address)
-        from .quiet import quiet_stderr
-
         try:
             with quiet_stderr():  # Ray logs every retry; the failure is one line below
                 ray.init(address=address, logging_level="ERROR", log_to_driver=False)  # (see below)
@@ -369,8 +370,6 @@ def _connect(ray, address: str | None) -> None:
     else:
         from .workers import cpu_cores
 
-        from .quiet import quiet_stderr
-
         cpus = cpu_cores()
         # The actors' and raylet's own lines stay in Ray's session logs (/tmp/ray/session_latest/logs):
         # a killed actor printed paragraphs in colour codes about retries that then succeeded;
@@ -381,6 +380,11 @@ def _connect(ray, address: str | None) -> None:
                          log_to_driver=False)
         except Exception as e:  # noqa: BLE001 - Ray raises many kinds here (timeouts, dead raylets, limits)
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            try:  # (what did start, a GCS or a raylet, is stopped)
+                with quiet_stderr():
+                    ray.shutdown()
+            except Exception:  # noqa: BLE001,S110 - the failure to start is what is said
+                pass
             raise RayRunError(f"cannot start a local Ray here: {type(e).__name__}: {first} (its logs: "
                               f"/tmp/ray/session_latest/logs; too few open files allowed? `ulimit -n`)") from None
 
@@ -407,8 +411,10 @@ def dataset(ray, paths: list[str], options: dict, batch_size: int, n: int, cpus:
     tables of rows."""
     # Ray shows each GPU actor its own GPU as cuda:0.
     options = {**options, "device": "cpu" if options["device"] == "cpu" else "cuda"}
-    ds = ray.data.from_items([{"path": p} for p in paths]).map_batches(read_files, batch_size=batch_size,
-                                                                       batch_format="pyarrow")
+    import pyarrow as pa
+
+    ds = ray.data.from_arrow(pa.table({"path": paths})).map_batches(read_files, batch_size=batch_size,
+                                                                    batch_format="pyarrow")
     with warnings.catch_warnings():
         # Ray 2.60 has no named parameter for max_restarts / max_task_retries and warns that
         # **ray_remote_args goes in 2.64 (tests/test_ray.py notices the day they stop working).
@@ -535,8 +541,8 @@ def _run(ray, inputs: list[str], out: Path, address: str | None, model: str, dev
         log(f"facemark: {len(todo)} image(s), {n} actor(s) ({cpus:g} CPU, {gpus:g} GPU each), shards in {out}")
         options = dict(model=model, device=device, threshold=threshold, min_face=min_face)
         write_shards(dataset(ray, todo, options, batch_size, n, cpus, gpus), out, rows_per_shard, summary, log)
-    except (ray.exceptions.RayError, OSError) as e:  # Ray has already logged its details; an OSError is an input
-        lines = [x.strip() for x in str(e).splitlines() if x.strip()] or [type(e).__name__]  # gone while Ray listed them
+    except (ray.exceptions.RayError, OSError) as e:  # Ray has already logged its details; an OSError: the pipeline's
+        lines = [x.strip() for x in str(e).splitlines() if x.strip()] or [type(e).__name__]  # (a file is a row's error)
         why = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
     finally:
         if started:

@@ -14,6 +14,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Callable
 
 from .imageio import IMAGE_EXTS, UNREAD_PHOTO_EXTS
 
@@ -255,6 +256,22 @@ def _expand_one(arg: str, add, problems: list[str], left_out: LeftOut) -> None:
         problems.append("-: images are read from files, not from standard input; save it to a file and name that")
     else:
         problems.append(f"{arg}: no such file or directory")
+
+
+def refuse_when_each_failed(problems: list[str], inputs: list, log: Callable[[str], None]) -> None:
+    """Where no input gave an image and each has its own reason (``problems``, one per input):
+    every reason but the last through ``log``, the last raised, and no summary guessing at
+    another (extensions, for files that are missing). ``MissingInput`` (a ``FileNotFoundError``
+    to the API) when every input is a missing file. Otherwise returns (the caller goes on)."""
+    from .errors import MissingInput, UsageError
+
+    problems = list(dict.fromkeys(problems))  # (an input given twice is one problem: ``- -``)
+    if not problems or len(problems) < len(set(map(str, inputs))):
+        return
+    for m in problems[:-1]:
+        log(f"error: {m}")
+    missing = all(p.endswith(": no such file or directory") for p in problems)
+    raise (MissingInput if missing else UsageError)(problems[-1])
 
 
 def missing_roots(args: list[str]) -> list[str]:

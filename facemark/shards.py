@@ -95,6 +95,7 @@ class ShardWriter:
         self.run = run_name(prefix)
         self.next_index = 0
         self.written = 0
+        self.damaged: list[Path] = []  # shards done_paths could not read at all
 
     def shards(self) -> list[Path]:
         return sorted(self.out.glob(f"{self.prefix}-*.{self.fmt}"))
@@ -106,7 +107,7 @@ class ShardWriter:
         one replaced while that run went on). So models A, B, then A again do A's rows again."""
         newest: dict[str, tuple[tuple, bool]] = {}
         theirs = sorted(self.out.glob("ray-*.parquet")) if self.fmt == "parquet" else []  # (a --ray run's rows)
-        self.damaged = []  # shards that could not be read at all (their images are done again)
+        self.damaged = []  # (their images are done again)
         for p in self.shards() + theirs:
             written = _written(p)  # (time, name): the order read() picks the newest row by
             for path, row_model, error in _outcomes(p, self.damaged):

@@ -30,17 +30,23 @@ class OneEuro:
     far less noisy than each coordinate's own (which made the cutoff, and so the lag, flicker)."""
 
     def __init__(self, min_cutoff: float = 1.0, beta: float = 0.5, d_cutoff: float = 1.0, shared_speed: bool = True,
-                 predict: bool = False, noise_step: float | None = None):
+                 predict: bool = False, follow_turns: bool = False):
+        if follow_turns and not shared_speed:
+            raise ValueError("follow_turns reads one speed for all coordinates: it needs shared_speed")
         self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
         self.shared_speed = shared_speed
-        # With ``noise_step`` (shared speed only), the speed that opens the cutoff is also read
-        # from the size of each step, not only from the smoothed velocity: at a reversal (a head
-        # shaken, a hand-held camera) the smoothed velocity passes through zero while the face
-        # moves fast, which closed the cutoff just then (the points lagged the turn by up to 4 % of
-        # the eye distance, and a shaking clip came out worse than unsmoothed). Steps up to
-        # ``noise_step`` (in ``scale`` units per frame) are taken for noise.
-        self.noise_step = noise_step
-        self.step_speed = 0.0
+        # With ``follow_turns``, the speed that opens the cutoff is also read from how each input
+        # step goes on from the one before: at a turn (a head shaken, a hand-held camera) the
+        # smoothed velocity passes through zero while the face moves fast, which closed the cutoff
+        # just then (the points trailed each turn by several % of the eye distance, and a shaking
+        # clip came out worse than unsmoothed). Successive steps of a motion point the same way,
+        # also around a turn, so their product is positive; noise's steps alternate, and their
+        # product averages below zero at any noise level and frame rate: a still face is smoothed
+        # as before.
+        self.follow_turns = follow_turns
+        self.raw: np.ndarray | None = None  # the last input, and the step that led to it
+        self.raw_step: np.ndarray | None = None
+        self.going_on = 0.0  # smoothed product of successive steps, per second squared
         self.predict = predict  # blend towards x + velocity * dt: no lag on steady motion
         self.predict_speed = 0.3  # (units/s) speed at which prediction is half on: off when still
         self.x: np.ndarray | None = None
@@ -51,7 +57,8 @@ class OneEuro:
 
     def reset(self) -> None:
         self.x = self.dx = self.t = self.step = self.seen = None
-        self.step_speed = 0.0
+        self.raw = self.raw_step = None
+        self.going_on = 0.0
 
     def __call__(self, x: np.ndarray, t: float, scale: float = 1.0) -> np.ndarray:
         """Filter sample ``x`` taken at time ``t`` (seconds). ``scale`` is the size unit for the
@@ -65,16 +72,19 @@ class OneEuro:
             t = self.t + (given - seen if given > seen else self.step)
         if self.x is None or self.t is None or t <= self.t:  # the first sample, or the clock started again
             self.x, self.dx, self.t, self.step = x.copy(), np.zeros_like(x), t, None
-            self.step_speed = 0.0
+            self.raw, self.raw_step, self.going_on = x.copy(), None, 0.0
             return x.copy()
         dt = self.step = t - self.t
         dx = (x - self.x) / dt
         a_d = smoothing_factor(dt, self.d_cutoff)
         self.dx = a_d * dx + (1 - a_d) * self.dx
         speed = np.abs(self.dx).mean() if self.shared_speed else np.abs(self.dx)
-        if self.noise_step is not None and self.shared_speed:
-            self.step_speed = a_d * float(np.abs(dx).mean()) + (1 - a_d) * self.step_speed
-            speed = max(speed, self.step_speed - self.noise_step * scale / dt)
+        if self.follow_turns:
+            step = x - self.raw
+            if self.raw_step is not None:
+                self.going_on = a_d * float((step * self.raw_step).mean()) / dt ** 2 + (1 - a_d) * self.going_on
+            self.raw, self.raw_step = x.copy(), step
+            speed = max(speed, math.sqrt(max(self.going_on, 0.0)))
         cutoff = self.min_cutoff + self.beta * speed / scale
         a = smoothing_factor(dt, cutoff)
         if self.predict:
@@ -90,12 +100,12 @@ class OneEuro:
 
 # Tuned defaults (scripts/video_bench.py --sweep, and --shake 8 for a hand-held camera): the pose
 # filter light and speed-adaptive, the shape filter hard. Tracker and the CLI take them from here.
-# Beta 30 lagged the --shake 8 clip (path error 3.25 % against 2.01 % unsmoothed); 300 follows it
+# Beta 30 lagged the --shake 8 clip (path error 3.25 % against 2.01 % unsmoothed); 300 followed it
 # (0.47 %) but takes a wobble 2.4x the hourglass's on a still face for motion and smooths nothing
-# (tests/test_video.py); 100 is between (0.84 %, and that wobble smoothed).
+# (tests/test_video.py); 100 was between (0.84 %, and that wobble smoothed), and follows the shake
+# since the cutoff also opens with steps that go on (``follow_turns``; the README's video table).
 POSE_MIN_CUTOFF, POSE_BETA = 1.0, 100.0
 SHAPE_MIN_CUTOFF, SHAPE_BETA = 0.2, 2.0
-POSE_NOISE_STEP = 0.004  # share of the eye distance per frame a still face's pose moves by noise alone
 
 # Three canonical control points: their image positions pin down a similarity exactly.
 _CONTROL = np.array([[0.3, 0.35], [0.7, 0.35], [0.5, 0.75]])
@@ -117,7 +127,7 @@ class FaceSmoother:
                  shape_min_cutoff: float = SHAPE_MIN_CUTOFF, shape_beta: float = SHAPE_BETA, predict: bool = True,
                  smooth_shape: bool = True):
         self.reference = np.asarray(reference, np.float64)
-        self.pose = OneEuro(min_cutoff, beta, predict=predict, noise_step=POSE_NOISE_STEP)
+        self.pose = OneEuro(min_cutoff, beta, predict=predict, follow_turns=True)
         # Per-coordinate speed here: an expression moves some points (a mouth opening), which must
         # open their own cutoff without loosening the rest of the face.
         self.shape = OneEuro(shape_min_cutoff, shape_beta, shared_speed=False) if smooth_shape else None

@@ -2531,7 +2531,7 @@ def test_an_empty_string_for_a_path_is_a_usage_error(tmp_path, face, fm_here, ar
                                                              "height": 200, "model": "direct", "faces": []}))
     r = fm_here(*args, cwd=tmp_path)
     assert r.returncode == 2 and r.stdout == "", (r.stdout, r.stderr)
-    assert r.stderr.count("\n") == 1 and words in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and words + ": give a path" in r.stderr, r.stderr
 
 
 def test_an_empty_model_name_is_named_as_such(tmp_path, face, fm_here):

@@ -197,9 +197,11 @@ def test_ray_s_own_worker_lines_are_not_forwarded_to_the_terminal(monkeypatch):
     assert [kw.get("log_to_driver") for kw in seen] == [False, False], seen
 
 
-def test_an_input_that_vanishes_while_ray_lists_it_is_one_line(local_ray, folder, tmp_path, monkeypatch):
+def test_an_os_error_inside_the_pipeline_is_one_line(local_ray, folder, tmp_path, monkeypatch):
+    """(Ray Data's read_binary_files raised this for a file gone since the listing; facemark's own
+    read tasks make that a row now, but an OSError from elsewhere in the pipeline is one line.)"""
     def vanished(*a, **k):
-        raise FileNotFoundError(f"{folder / 'img00.jpg'}")  # what read_binary_files raises
+        raise FileNotFoundError(f"{folder / 'img00.jpg'}")
 
     monkeypatch.setattr(cluster, "dataset", vanished)
     with pytest.raises(cluster.RayRunError, match="img00.jpg.*run the same command again"):
@@ -234,15 +236,31 @@ def test_a_file_deleted_after_the_listing_is_a_row_with_its_error(local_ray, fol
             assert (r["error"] is None) == (want[name]["error"] is None) and len(r["faces"]) == len(want[name]["faces"])
 
 
+def test_remote_keys_that_are_no_uri_are_read_and_a_missing_one_is_its_error(tmp_path, monkeypatch):
+    """The read stage built each object's file system from its whole URI: a key with a space
+    (``s3://bucket/IMG 0001.jpg``) is no URI pyarrow parses, and that error ended the job. The
+    file system comes from the bucket; a stand-in for it here (a local folder, no network)."""
+    import pyarrow as pa
+    from pyarrow import fs as pafs
+
+    (tmp_path / "bucket").mkdir()
+    (tmp_path / "bucket" / "IMG 0001.jpg").write_bytes(b"jpeg bytes")
+    monkeypatch.setitem(cluster._FILE_SYSTEMS, "s3://bucket", pafs.SubTreeFileSystem(str(tmp_path), pafs.LocalFileSystem()))
+    got = cluster.read_files(pa.table({"path": ["s3://bucket/IMG 0001.jpg", "s3://bucket/gone?.jpg"]})).to_pylist()
+    assert got[0] == {"path": "s3://bucket/IMG 0001.jpg", "bytes": b"jpeg bytes", "error": None}, got
+    assert got[1]["bytes"] is None and got[1]["error"].startswith("s3://bucket/gone?.jpg: no such file"), got
+
+
 def test_a_local_ray_that_cannot_start_is_one_line():
     """(``ulimit -n 12``: Ray's GCS never came up) a 64-line traceback through ray.init."""
     def init(**kw):
         raise RuntimeError("Timed out waiting for file /tmp/ray/session_x/gcs_server_port\nmore lines")
 
-    fake = type("FakeRay", (), {"init": staticmethod(init)})
+    stopped = []
+    fake = type("FakeRay", (), {"init": staticmethod(init), "shutdown": staticmethod(lambda: stopped.append(1))})
     with pytest.raises(cluster.RayRunError, match="cannot start a local Ray here: RuntimeError: Timed out") as e:
         cluster._connect(fake, None)
-    assert "\n" not in str(e.value)
+    assert "\n" not in str(e.value) and stopped, "what did start is stopped"
 
 
 def test_the_sigterm_handler_outlives_ray_s_shutdown():
@@ -457,3 +475,11 @@ def test_an_input_that_gave_no_image_is_counted_as_without_ray(folder, tmp_path)
     line = cluster.summary_line(s, 0, tmp_path)
     assert line.startswith(f"facemark: {GOOD} of {GOOD + 2} image(s) done, {GOOD} face(s), 2 failed (named above), "
                            "1 input(s) gave no image (named above);"), line
+
+
+def test_missing_inputs_alone_are_one_line_each_and_file_not_found_as_without_ray(tmp_path):
+    said = []
+    with pytest.raises(FileNotFoundError, match="nope2.jpg: no such file"):
+        cluster.run_ray([str(tmp_path / "nope1.jpg"), str(tmp_path / "nope2.jpg")], str(tmp_path / "out"), log=said.append)
+    assert said == [f"error: {tmp_path / 'nope1.jpg'}: no such file or directory"], said
+    assert not (tmp_path / "out").exists()
