@@ -130,7 +130,7 @@ def test_a_shaking_face_is_followed_through_its_turns(hz, px):
     round many times a second. The smoothed velocity passes through zero at each turn while the
     face moves fast, which once closed the pose filter's cutoff just then: the points lagged each
     turn and came out further from the face than the noisy input (a helper's clip; the shaking clip
-    of scripts/video_bench.py). The step size keeps the cutoff open: nearer than the input."""
+    of scripts/video_bench.py). Steps that go on keep the cutoff open: nearer than the input."""
     mean = align.TEMPLATES["mean98"].astype(np.float64)
     base = (mean - mean.mean(0)) * (80 / np.linalg.norm(mean[60] - mean[72])) + [320.0, 240.0]
     rng = np.random.default_rng(0)
