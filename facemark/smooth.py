@@ -19,6 +19,7 @@ def smoothing_factor(dt: float, cutoff: np.ndarray | float) -> np.ndarray | floa
     return 1.0 / (1.0 + tau / dt)
 
 
+NOISE_STEP = 0.004  # share of ``scale`` per frame that a still face's steps may take by noise alone
 REWIND_SECONDS = 1.0  # times that go back further are a restart of the clock: the filter starts again
 
 
@@ -35,18 +36,22 @@ class OneEuro:
             raise ValueError("follow_turns reads one speed for all coordinates: it needs shared_speed")
         self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
         self.shared_speed = shared_speed
-        # With ``follow_turns``, the speed that opens the cutoff is also read from how each input
-        # step goes on from the one before: at a turn (a head shaken, a hand-held camera) the
-        # smoothed velocity passes through zero while the face moves fast, which closed the cutoff
-        # just then (the points trailed each turn by several % of the eye distance, and a shaking
-        # clip came out worse than unsmoothed). Successive steps of a motion point the same way,
-        # also around a turn, so their product is positive; noise's steps alternate, and their
-        # product averages below zero at any noise level and frame rate: a still face is smoothed
-        # as before.
+        # With ``follow_turns``, the speed that opens the cutoff is also read from the input's own
+        # steps: at a turn (a head shaken, a hand-held camera) the smoothed velocity passes through
+        # zero while the face moves fast, which closed the cutoff just then (the points trailed
+        # each turn by several % of the eye distance, and a shaking clip came out worse than
+        # unsmoothed). That speed is the lesser of two readings, each blind to a still face's
+        # noise in its own way: the steps' size beyond ``NOISE_STEP`` (noise of any kind smaller
+        # than that), and how each step goes on from the one before (their product: positive for
+        # motion, turns included; below zero on average for noise, however large, so a flickering
+        # or noisier face is smoothed as before). (The product alone followed a face that the
+        # model's points jumped onto, a smaller one crossing in front, fast enough that the
+        # tracker gave it the followed face's id: tests/test_video.py's --max-faces test.)
         self.follow_turns = follow_turns
         self.raw: np.ndarray | None = None  # the last input, and the step that led to it
         self.raw_step: np.ndarray | None = None
         self.going_on = 0.0  # smoothed product of successive steps, per second squared
+        self.step_size = 0.0
         self.predict = predict  # blend towards x + velocity * dt: no lag on steady motion
         self.predict_speed = 0.3  # (units/s) speed at which prediction is half on: off when still
         self.x: np.ndarray | None = None
@@ -72,7 +77,7 @@ class OneEuro:
             t = self.t + (given - seen if given > seen else self.step)
         if self.x is None or self.t is None or t <= self.t:  # the first sample, or the clock started again
             self.x, self.dx, self.t, self.step = x.copy(), np.zeros_like(x), t, None
-            self.raw, self.raw_step, self.going_on = x.copy(), None, 0.0
+            self.raw, self.raw_step, self.going_on, self.step_size = x.copy(), None, 0.0, 0.0
             return x.copy()
         dt = self.step = t - self.t
         dx = (x - self.x) / dt
@@ -84,7 +89,8 @@ class OneEuro:
             if self.raw_step is not None:
                 self.going_on = a_d * float((step * self.raw_step).mean()) / dt ** 2 + (1 - a_d) * self.going_on
             self.raw, self.raw_step = x.copy(), step
-            speed = max(speed, math.sqrt(max(self.going_on, 0.0)))
+            self.step_size = a_d * float(np.abs(step).mean()) / dt + (1 - a_d) * self.step_size
+            speed = max(speed, min(math.sqrt(max(self.going_on, 0.0)), self.step_size - NOISE_STEP * scale / dt))
         cutoff = self.min_cutoff + self.beta * speed / scale
         a = smoothing_factor(dt, cutoff)
         if self.predict:

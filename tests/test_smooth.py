@@ -154,3 +154,4 @@ def test_a_noisier_still_face_is_smoothed_as_much_at_any_frame_rate(fps):
     out = run(FaceSmoother(mean), noisy, fps=fps, scale=80.0)
     wobble = lambda pts: np.linalg.norm(np.diff(pts[20:].mean(1), axis=0), axis=1).mean()  # noqa: E731
     assert wobble(out) < 0.5 * wobble(noisy), (wobble(out), wobble(noisy))
+
