@@ -100,9 +100,9 @@ def plan_inputs(inputs: list[str], out_dir: Path | None = None, annotate: bool =
     images, problems = expand([str(a) for a in inputs], left_out)
     for line in left_out.notes():
         log(line)
+    problems = list(dict.fromkeys(problems))  # (an input given twice is one problem: ``- -``)
     if not images:
         refuse_when_each_failed(problems, inputs, log)
-    problems = list(dict.fromkeys(problems))
     for m in problems:
         log(f"error: {m}")
     if not images:

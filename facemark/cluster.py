@@ -215,7 +215,7 @@ def read_files(batch: "pa.Table") -> "pa.Table":
         except FileNotFoundError:
             data.append(None)
             errors.append(f"{p}: no such file (gone since the run listed it?)")
-        except (OSError, ValueError) as e:  # (pyarrow's ArrowIOError is an OSError, ArrowInvalid a ValueError)
+        except (OSError, pa.ArrowInvalid) as e:  # (pyarrow's ArrowIOError is an OSError; ArrowInvalid: a path it cannot take)
             data.append(None)
             errors.append(f"{p}: cannot read it: {getattr(e, 'strerror', None) or e}")
     return pa.table({"path": paths, "bytes": pa.array(data, pa.binary()), "error": pa.array(errors, pa.string())})
@@ -229,16 +229,20 @@ def _read(path: str) -> bytes:
     if "://" not in path:
         with open(path, "rb") as f:
             return f.read()
-    from pyarrow import fs as pafs
-
     scheme, rest = path.split("://", 1)
     # (list_inputs writes a remote file as scheme:// and its path in that file system; the file
     # system comes from the bucket alone: a key with a space or '?' is no URI pyarrow parses)
     key = f"{scheme}://{rest.split('/', 1)[0]}"
     if key not in _FILE_SYSTEMS:
-        _FILE_SYSTEMS[key] = pafs.FileSystem.from_uri(key)[0]
+        _FILE_SYSTEMS[key] = _file_system(key)
     with _FILE_SYSTEMS[key].open_input_stream(rest) as f:
         return f.readall()
+
+
+def _file_system(uri: str):
+    from pyarrow import fs as pafs
+
+    return pafs.FileSystem.from_uri(uri)[0]
 
 
 class Landmarks:
@@ -331,6 +335,7 @@ def _init(ray, address: str | None) -> bool:
 
 
 def _shutdown(ray) -> None:
+    """``ray.shutdown()``, this process's SIGTERM handler kept (see ``_keeping_sigterm``)."""
     with _keeping_sigterm():
         ray.shutdown()
 
@@ -411,10 +416,10 @@ def dataset(ray, paths: list[str], options: dict, batch_size: int, n: int, cpus:
     tables of rows."""
     # Ray shows each GPU actor its own GPU as cuda:0.
     options = {**options, "device": "cpu" if options["device"] == "cpu" else "cuda"}
-    import pyarrow as pa
-
-    ds = ray.data.from_arrow(pa.table({"path": paths})).map_batches(read_files, batch_size=batch_size,
-                                                                    batch_format="pyarrow")
+    # (from_items splits the paths into many blocks, so the reads run in several tasks: from_arrow
+    # of one table was one block, one task reading every file in turn)
+    ds = ray.data.from_items([{"path": p} for p in paths]).map_batches(read_files, batch_size=batch_size,
+                                                                       batch_format="pyarrow")
     with warnings.catch_warnings():
         # Ray 2.60 has no named parameter for max_restarts / max_task_retries and warns that
         # **ray_remote_args goes in 2.64 (tests/test_ray.py notices the day they stop working).

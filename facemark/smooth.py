@@ -19,7 +19,7 @@ def smoothing_factor(dt: float, cutoff: np.ndarray | float) -> np.ndarray | floa
     return 1.0 / (1.0 + tau / dt)
 
 
-NOISE_STEP = 0.004  # share of ``scale`` per frame that a still face's steps may take by noise alone
+NOISE_STEP = 0.004  # share of ``scale`` a coordinate's mean step may take by noise alone, per frame
 REWIND_SECONDS = 1.0  # times that go back further are a restart of the clock: the filter starts again
 
 
@@ -41,17 +41,20 @@ class OneEuro:
         # zero while the face moves fast, which closed the cutoff just then (the points trailed
         # each turn by several % of the eye distance, and a shaking clip came out worse than
         # unsmoothed). That speed is the lesser of two readings, each blind to a still face's
-        # noise in its own way: the steps' size beyond ``NOISE_STEP`` (noise of any kind smaller
-        # than that), and how each step goes on from the one before (their product: positive for
-        # motion, turns included; below zero on average for noise, however large, so a flickering
-        # or noisier face is smoothed as before). (The product alone followed a face that the
-        # model's points jumped onto, a smaller one crossing in front, fast enough that the
-        # tracker gave it the followed face's id: tests/test_video.py's --max-faces test.)
+        # noise in its own way: the coordinates' mean step beyond ``NOISE_STEP`` (noise of any
+        # kind smaller than that), and how each step goes on from the one before (their product:
+        # positive for motion, turns included; below zero on average for noise independent from
+        # frame to frame, however large, so a flickering or noisier face is smoothed as before).
+        # The product alone also followed small shakes at high frame rates, whose steps are under
+        # ``NOISE_STEP`` (the lesser reading does no better there than no smoothing), but it
+        # followed a face the model's points jumped onto, a smaller one crossing in front, fast
+        # enough that ``--max-faces 1`` gave it the followed id in more runs
+        # (scripts/max_faces_check.py: 6 of 15 kept against 9).
         self.follow_turns = follow_turns
         self.raw: np.ndarray | None = None  # the last input, and the step that led to it
         self.raw_step: np.ndarray | None = None
         self.going_on = 0.0  # smoothed product of successive steps, per second squared
-        self.step_size = 0.0
+        self.step_size = 0.0  # smoothed mean absolute step of a coordinate, per second
         self.predict = predict  # blend towards x + velocity * dt: no lag on steady motion
         self.predict_speed = 0.3  # (units/s) speed at which prediction is half on: off when still
         self.x: np.ndarray | None = None
@@ -63,7 +66,7 @@ class OneEuro:
     def reset(self) -> None:
         self.x = self.dx = self.t = self.step = self.seen = None
         self.raw = self.raw_step = None
-        self.going_on = 0.0
+        self.going_on = self.step_size = 0.0
 
     def __call__(self, x: np.ndarray, t: float, scale: float = 1.0) -> np.ndarray:
         """Filter sample ``x`` taken at time ``t`` (seconds). ``scale`` is the size unit for the
@@ -79,6 +82,7 @@ class OneEuro:
             self.x, self.dx, self.t, self.step = x.copy(), np.zeros_like(x), t, None
             self.raw, self.raw_step, self.going_on, self.step_size = x.copy(), None, 0.0, 0.0
             return x.copy()
+        last_dt = self.step
         dt = self.step = t - self.t
         dx = (x - self.x) / dt
         a_d = smoothing_factor(dt, self.d_cutoff)
@@ -86,8 +90,8 @@ class OneEuro:
         speed = np.abs(self.dx).mean() if self.shared_speed else np.abs(self.dx)
         if self.follow_turns:
             step = x - self.raw
-            if self.raw_step is not None:
-                self.going_on = a_d * float((step * self.raw_step).mean()) / dt ** 2 + (1 - a_d) * self.going_on
+            if self.raw_step is not None and last_dt:
+                self.going_on = a_d * float((step * self.raw_step).mean()) / (dt * last_dt) + (1 - a_d) * self.going_on
             self.raw, self.raw_step = x.copy(), step
             self.step_size = a_d * float(np.abs(step).mean()) / dt + (1 - a_d) * self.step_size
             speed = max(speed, min(math.sqrt(max(self.going_on, 0.0)), self.step_size - NOISE_STEP * scale / dt))

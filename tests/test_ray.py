@@ -245,8 +245,16 @@ def test_remote_keys_that_are_no_uri_are_read_and_a_missing_one_is_its_error(tmp
 
     (tmp_path / "bucket").mkdir()
     (tmp_path / "bucket" / "IMG 0001.jpg").write_bytes(b"jpeg bytes")
-    monkeypatch.setitem(cluster._FILE_SYSTEMS, "s3://bucket", pafs.SubTreeFileSystem(str(tmp_path), pafs.LocalFileSystem()))
+    stand_in, asked = pafs.SubTreeFileSystem(str(tmp_path), pafs.LocalFileSystem()), []
+
+    def file_system(uri):
+        asked.append(uri)
+        return stand_in
+
+    monkeypatch.setattr(cluster, "_FILE_SYSTEMS", {})
+    monkeypatch.setattr(cluster, "_file_system", file_system, raising=False)  # (the real one would call S3)
     got = cluster.read_files(pa.table({"path": ["s3://bucket/IMG 0001.jpg", "s3://bucket/gone?.jpg"]})).to_pylist()
+    assert asked == ["s3://bucket"], asked  # (one file system for the bucket, made once)
     assert got[0] == {"path": "s3://bucket/IMG 0001.jpg", "bytes": b"jpeg bytes", "error": None}, got
     assert got[1]["bytes"] is None and got[1]["error"].startswith("s3://bucket/gone?.jpg: no such file"), got
 

@@ -143,10 +143,11 @@ def test_a_shaking_face_is_followed_through_its_turns(hz, px):
 
 @pytest.mark.parametrize("fps", [30.0, 60.0, 240.0])
 def test_a_noisier_still_face_is_smoothed_as_much_at_any_frame_rate(fps):
-    """Turns are followed by steps that go on from one frame to the next, never by their size: a
-    first version took steps over a fixed size for motion, so a face whose place wobbled 0.8 % of
-    the eye distance a frame (a small or dark face, a noisier model) was smoothed 1.5x instead of
-    2.3x at 30 fps, and less still at higher frame rates (a reviewer's simulation)."""
+    """A still face's noise stays out of the turn reading through the product of successive steps
+    (below zero on average for noise), the steps' size being only a cap: a first version took
+    steps over a fixed size for motion, so a face whose place wobbled 0.8 % of the eye distance a
+    frame (a small or dark face, a noisier model) was smoothed far less, and less still at higher
+    frame rates."""
     mean = align.TEMPLATES["mean98"].astype(np.float64)
     base = (mean - mean.mean(0)) * (80 / np.linalg.norm(mean[60] - mean[72])) + [320.0, 240.0]
     rng = np.random.default_rng(0)
