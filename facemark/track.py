@@ -302,7 +302,9 @@ class Tracker:
                     alive.append(tr)  # the crop's points stand
                     continue
                 off = box is None or self._off_track(tr, seen[k].box, box)
-                if off and self._neighbours_face(tr, seen[k]):
+                # (also where the crop's points agree with it: they may have slid onto the face in
+                # front, and a check that found that face there confirmed the wrong one)
+                if self._neighbours_face(tr, seen[k]):
                     unsure = True  # (not this face: a full detection decides)
                     tr.pending = None if box is None else (box, pts[k], True)
                     alive.append(tr)

@@ -169,12 +169,16 @@ def test_max_faces_keeps_its_face_when_another_crosses_in_front_of_it(small_face
 
 
 
-@pytest.mark.parametrize("detect_every", [10, 5, 3])
-def test_max_faces_never_gives_the_followed_id_to_a_smaller_face_that_hides_it(small_face, face_image, detect_every):
+@pytest.mark.parametrize("detect_every, start", [(10, 0), (5, 0), (3, 0), (10, 4), (3, 4)])
+def test_max_faces_never_gives_the_followed_id_to_a_smaller_face_that_hides_it(small_face, face_image, detect_every,
+                                                                                start):
     """--max-faces 1, a small face passing in front of a bigger followed one and hiding it: the
     followed face's crop slid onto the face in front, the detector saw the two as one for a few
     frames, and the id went to the face in front (the followed face, back in view, was never
-    followed again). The face in front may get a track of its own once the followed one is gone."""
+    followed again). The face in front may get a track of its own once the followed one is gone.
+    Started 4 px further right, the crop's points slid onto the face in front while its window
+    check agreed with them, which was taken as the followed face confirmed (scripts/max_faces_check.py
+    runs more starts: not every one holds yet)."""
     from facemark import FaceLandmarker
 
     d = RetinaFace().detect(face_image)[0]
@@ -187,7 +191,7 @@ def test_max_faces_never_gives_the_followed_id_to_a_smaller_face_that_hides_it(s
     zero = []
     for i in range(100):
         frame = np.full((480, 640, 3), 100, np.uint8)
-        xa, xb = 20 + 3 * i, 560 - 5 * i  # (the small face crosses the big one around frames 50-60)
+        xa, xb = 20 + start + 3 * i, 560 - 5 * i  # (the small face crosses the big one around frames 50-60)
         frame[120:356, xa:xa + 200] = big
         if -110 < xb < 640:
             frame[170:300, max(0, xb):min(640, xb + 110)] = other[:, max(0, -xb):min(110, 640 - xb)]
