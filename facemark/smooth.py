@@ -49,7 +49,7 @@ class OneEuro:
         # ``NOISE_STEP`` (the lesser reading does no better there than no smoothing), but it
         # followed a face the model's points jumped onto, a smaller one crossing in front, fast
         # enough that ``--max-faces 1`` gave it the followed id in more runs
-        # (scripts/max_faces_check.py: 6 of 15 kept against 9).
+        # (scripts/max_faces_check.py, with the tracker of 2b18a3c: 8 of 15 kept against 11).
         self.follow_turns = follow_turns
         self.raw: np.ndarray | None = None  # the last input, and the step that led to it
         self.raw_step: np.ndarray | None = None
