@@ -749,8 +749,10 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
         todo = [(k, im, plan.names[k]) for k, im in enumerate(plan.images) if k not in skip]
         if workers is None:
             workers = auto_workers(len(todo), fl.spec.get("device", "cpu"), detector_kind(fl.detector))
-        size = chunk_size(len(todo), plan.batch_images, workers)
-        chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
+        chunks, i = [], 0
+        for n in chunk_sizes(len(todo), plan.batch_images, workers):
+            chunks.append(todo[i:i + n])
+            i += n
         if progress and skip:
             progress(len(skip))
 
@@ -938,12 +940,21 @@ def auto_workers(images: int, device: str = "cpu", detector: str = "retinaface")
     return max(1, min(cpu_cores(), rule.most, fits, images // rule.min_images))
 
 
-def chunk_size(images: int, batch_images: int, workers: int) -> int:
-    """Images per chunk: ``--batch``, but small enough that every worker gets many chunks, so
-    none sits idle at the end while another finishes a long last chunk."""
+TAIL_SHARE = 4  # a chunk is at most 1/TAIL_SHARE of a worker's share of the images left
+
+
+def chunk_sizes(images: int, batch_images: int, workers: int) -> list[int]:
+    """Images per chunk, in order: ``--batch`` (the model's batch), then smaller and smaller
+    towards the end. A worker holds up to two chunks ahead, so when the others run out of work
+    it may still have both to do: at equal sizes that kept one of 2 cores idle for 0.3-0.8 s of
+    a 5 s run (300 images). Shrinking with what is left makes the last chunks an image or two."""
     if workers <= 1:
-        return batch_images
-    return max(1, min(batch_images, math.ceil(images / (workers * 16))))
+        return [min(batch_images, images - i) for i in range(0, images, batch_images)]
+    sizes, left = [], images
+    while left > 0:
+        sizes.append(max(1, min(batch_images, math.ceil(left / (TAIL_SHARE * workers)))))
+        left -= sizes[-1]
+    return sizes
 
 
 def summary_line(s: BatchSummary) -> str:

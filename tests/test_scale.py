@@ -174,11 +174,21 @@ def test_auto_workers_one_per_core_when_there_is_enough_work(monkeypatch):
     assert batch.auto_workers(63) == 1
     monkeypatch.setattr(batch, "cpu_cores", lambda: 64)
     assert batch.auto_workers(10**6) == batch.AUTO_WORKERS["cpu"].most == 16  # (measured up to 16 cores)
-    # chunks: --batch, but many per worker so no worker idles at the end
-    assert batch.chunk_size(10**6, 16, 4) == 16
-    assert batch.chunk_size(300, 16, 2) == 10
-    assert batch.chunk_size(5, 16, 2) == 1
-    assert batch.chunk_size(300, 16, 1) == 16
+
+
+def test_chunks_shrink_towards_the_end_so_no_worker_waits_long_for_another():
+    """A worker holds two chunks ahead: the last ones must be small, or one core idles at the end."""
+    from facemark.batch import chunk_sizes
+
+    for images, batch_images, workers in ((300, 16, 2), (10**5, 16, 4), (1000, 32, 16), (40, 16, 2), (5, 16, 2)):
+        sizes = chunk_sizes(images, batch_images, workers)
+        assert sum(sizes) == images and all(1 <= n <= batch_images for n in sizes)
+        assert sizes == sorted(sizes, reverse=True)
+        if images >= 4 * workers * batch_images:
+            assert sizes[0] == batch_images  # (the model's batch while there is plenty left)
+        # what the others may still hold when one runs out: two chunks each, a small share of a chunk
+        assert sum(sizes[-2 * workers:]) <= max(2 * workers, batch_images // 2)
+    assert chunk_sizes(300, 16, 1) == [16] * 18 + [12]  # one worker: nothing waits on it
 
 
 def test_auto_workers_fit_in_memory(monkeypatch):
