@@ -43,7 +43,9 @@ def draw(image: np.ndarray, faces: list[Face], style: str = "contours", box: boo
         from .notes import callers_level
 
         warnings.warn(said, stacklevel=callers_level())
-    if faces is None or isinstance(faces, (str, bytes, Face)) or not hasattr(faces, "__iter__"):
+    if isinstance(faces, Face):
+        faces = [faces]  # one face on its own, as landmarks() takes one box
+    if faces is None or isinstance(faces, (str, bytes)) or not hasattr(faces, "__iter__"):
         raise TypeError(f"faces must be a list of Face objects (as FaceLandmarker returns them), not {type(faces).__name__}")
     faces = [Face.from_dict(f) if isinstance(f, dict) else f for f in faces]  # (saved faces: a row of read()'s)
     if any(not isinstance(f, Face) for f in faces):

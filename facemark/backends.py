@@ -71,6 +71,8 @@ def resolve(model: str, suffix: str) -> Path:
     if model not in SHIPPED:
         if p.is_dir():
             raise ModelError(f"{model} is a folder: give a model file in it (.onnx or .pt), or one of {', '.join(SHIPPED)}")
+        if p.is_file():  # (an image or a checkpoint of another tool: "unknown model" read as a name)
+            raise ModelError(f"{model} is not a model file: give an .onnx or .pt file, or one of {', '.join(SHIPPED)}")
         raise ModelError(f"unknown model {model!r}: use one of {', '.join(SHIPPED)} or a path to an .onnx/.pt file")
     p = weights_dir() / f"{model}{suffix}"
     if not p.is_file():

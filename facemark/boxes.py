@@ -20,6 +20,15 @@ class BoxError(FacemarkError, ValueError):
     """A given box that cannot be used (not four finite numbers with x2 > x1 and y2 > y1)."""
 
 
+def shown(b) -> str:
+    """A box as a message shows it: plain rounded numbers, not NumPy 2's ``np.float64(177.78346252441406)``."""
+    try:
+        arr = np.asarray(b, np.float64)
+    except (TypeError, ValueError, OverflowError):
+        return repr(b)
+    return repr(np.round(arr, 2).tolist()) if arr.ndim == 1 else repr(b)
+
+
 def check_box(b, where: str = "box") -> np.ndarray:
     """``[x1, y1, x2, y2]`` or ``[x1, y1, x2, y2, score]`` as five floats, or ``BoxError`` saying why."""
     if isinstance(b, Detection):
@@ -42,11 +51,11 @@ def check_box(b, where: str = "box") -> np.ndarray:
     if arr.ndim != 1 or arr.size not in (4, 5):
         raise BoxError(f"{where} must be [x1, y1, x2, y2] (optionally a score), not {b!r}")
     if not np.all(np.isfinite(arr)) or np.abs(arr[:4]).max() > 1e7:
-        raise BoxError(f"{where} has a non-finite or absurdly large number: {b!r}")
+        raise BoxError(f"{where} has a non-finite or absurdly large number: {shown(b)}")
     if arr[2] <= arr[0] or arr[3] <= arr[1]:
-        raise BoxError(f"{where} is empty or inverted (needs x2 > x1 and y2 > y1): {b!r}")
+        raise BoxError(f"{where} is empty or inverted (needs x2 > x1 and y2 > y1): {shown(b)}")
     if min(arr[2] - arr[0], arr[3] - arr[1]) < 1.0:
-        raise BoxError(f"{where} is smaller than a pixel, no face: {b!r}")
+        raise BoxError(f"{where} is smaller than a pixel, no face: {shown(b)}")
     return np.append(arr, 1.0) if arr.size == 4 else arr
 
 

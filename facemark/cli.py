@@ -253,6 +253,10 @@ def _landmarker(model: str, device: str, detector: str, boxes: Optional[Path], t
     from .landmarker import FaceLandmarker
 
     _check_landmarker_args(device, threshold, min_face)
+    if min_face is not None and isinstance(detector, str) and detector.startswith("yunet:") and not boxes:
+        from .landmarker import YUNET_MIN_FACE
+
+        fail(f"--min-face {YUNET_MIN_FACE}")
     if min_face is not None and min_face < 20 and detector == "retinaface" and not boxes:
         say(f"note: --min-face {min_face:g} finds what --min-face 20 does: the detector looks at up to twice the "
             f"image's size, where faces of 20 px are the least it finds")
@@ -284,7 +288,7 @@ def detect(
     boxes: Optional[Path] = typer.Option(None, "--boxes", help="Boxes per image (JSON, or facemark's outputs: a file or an --out folder): no face search; a bare box's eyes, nose and mouth are found around it."),
     min_face: Optional[float] = typer.Option(None, "--min-face", help="Smallest face to find, in pixels."),
     threshold: float = typer.Option(0.6, "--threshold", help="Detector score threshold."),
-    batch_images: int = typer.Option(16, "--batch", help="Images whose faces share one model batch."),
+    batch_images: int = typer.Option(16, "--batch", help="Images whose faces share one model batch (at most: with workers, fewer near the end of a run)."),
     flip: bool = typer.Option(False, "--flip", help="Also run mirrored crops and average (slower, steadier)."),
     turned: bool = typer.Option(False, "--turned", help="Also find faces turned sideways or upside down (photos without EXIF orientation): each image is searched four ways, a quarter-turn apart (four times the detector's time)."),
     style: str = typer.Option("contours", "--draw", help="With --annotate: contours (lines and points) | points | lines."),

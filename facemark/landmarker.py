@@ -24,6 +24,10 @@ from .results import Face
 from .runtime import is_device, max_threads, providers_for
 
 
+YUNET_MIN_FACE = ("applies to the retinaface detector only: YuNet runs each image at its model file's input size "
+                  "(640x640 for the usual file; the image's own size where the file takes any)")
+
+
 def make_detector(spec: str | object = "retinaface", threshold: float = 0.6, min_face: float | None = None,
                   threads: int | None = None, device: str = "cpu"):
     """``retinaface`` (default), ``yunet:PATH.onnx``, or any object with ``detect(image)``."""
@@ -33,6 +37,8 @@ def make_detector(spec: str | object = "retinaface", threshold: float = 0.6, min
         return RetinaFace(threshold=threshold, min_face=min_face, threads=threads, providers=tuple(providers_for(device)))
     if spec.startswith("yunet:"):
         path = spec.split(":", 1)[1]
+        if min_face is not None:  # (it did nothing: a face too small at the file's own size went unseen, unsaid)
+            raise ValueError(f"min_face {YUNET_MIN_FACE}")
         if not Path(path).is_file():
             raise FileNotFoundError(f"YuNet model not found: {path}")
         return YuNet(path, threshold=threshold).check()
@@ -122,6 +128,9 @@ class FaceLandmarker:
         self.map68 = labelmap.load()
         self._box_finder: RetinaFace | None = None  # keypoints for bare boxes when the detector is not RetinaFace
         self._finder_lock = threading.Lock()  # (threads sharing a landmarker make that one finder once)
+
+    def __repr__(self) -> str:  # (its settings, as they were given: what a log line or a notebook shows)
+        return f"FaceLandmarker({', '.join(f'{k}={v!r}' for k, v in self.spec.items())})"
 
     @property
     def model_name(self) -> str:
@@ -509,6 +518,11 @@ def _as_detections(boxes, name: str = "boxes") -> list[Detection]:
         boxes = [boxes]  # [x1, y1, x2, y2] on its own, as with a 1-D array
     if isinstance(boxes, (str, bytes, dict)) or not isinstance(boxes, Iterable):
         raise TypeError(f"{name} must be a list of [x1, y1, x2, y2] boxes, not {type(boxes).__name__}")
+    flat = (isinstance(boxes, np.ndarray) and boxes.ndim == 1 and boxes.size and boxes.dtype.kind in "iuf") or (
+        isinstance(boxes, (list, tuple)) and boxes and all(isinstance(v, numbers.Real) for v in boxes))
+    if flat:  # (each number would be taken for a box: "boxes[0] must be [x1, ...], not 0")
+        raise BoxError(f"{name} is {len(boxes)} numbers in a row: one box is [x1, y1, x2, y2] (optionally a score), "
+                       f"several are a list of those")
     out = []
     for j, b in enumerate(boxes):
         if isinstance(b, Detection) and b.kps is not None:

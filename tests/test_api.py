@@ -677,3 +677,42 @@ def test_run_eval_never_writes_over_its_inputs_or_other_files(tmp_path):
     assert csv.read_text() == "not read: refused before\n" and cv2.imread(str(photo)).shape == (8, 8, 3)
     with pytest.raises(ValueError, match="no .pts files with images under"):  # (the whole string: one KIND=PATH)
         run_eval(f"300w={tmp_path / 'set'}", "direct")
+
+
+def test_min_face_with_yunet_is_refused_not_ignored(fm_here, tmp_path):
+    """YuNet runs each image at its file's input size: min_face did nothing there, and a face too
+    small at that size went unseen without a word (a 60 px face on a 4000x3000 photo)."""
+    from tests.conftest import EXAMPLE
+
+    with pytest.raises(ValueError, match="min_face applies to the retinaface detector only"):
+        FaceLandmarker(detector=f"yunet:{tmp_path / 'y.onnx'}", min_face=40)
+    r = fm_here("detect", EXAMPLE, "--detector", f"yunet:{tmp_path / 'y.onnx'}", "--min-face", "40", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.startswith("error: --min-face applies to the retinaface detector only")
+    assert r.stderr.count("\n") == 1 and r.stdout == ""
+
+
+def test_a_flat_row_of_numbers_is_not_taken_for_boxes(fl, photo):
+    """[0, 0, 10] was read as three boxes: "boxes[0] must be [x1, y1, x2, y2] ..., not 0"."""
+    for flat in ([0, 0, 10], [1, 2, 3, 4, 5, 6], np.arange(8.0)):
+        with pytest.raises(BoxError, match=rf"^boxes is {len(flat)} numbers in a row: one box is \[x1, y1, x2, y2\]"):
+            fl.landmarks(photo, flat)
+    assert fl.landmarks(photo, np.zeros(0)) == [] and fl.landmarks(photo, []) == []
+    # A box's numbers as NumPy scalars are shown as plain numbers, not np.float64(177.78346252441406).
+    with pytest.raises(BoxError) as said:
+        fl.landmarks(photo, [[np.float64(10.123456), np.float64(5.0), np.float64(3.0), np.float64(50.0)]])
+    assert "np.float64" not in str(said.value) and "[10.12, 5.0, 3.0, 50.0]" in str(said.value)
+
+
+def test_a_landmarker_shows_its_settings_and_draw_takes_one_face(fl, photo, tmp_path):
+    from facemark import draw
+
+    assert repr(fl) == ("FaceLandmarker(model='direct', device='cpu', detector='retinaface', threshold=0.6, "
+                        "min_face=None, batch_size=32, threads=None, refine=0, flip=False, turned=False)")
+    face = fl.detect(photo)[0]
+    assert np.array_equal(draw(photo, face), draw(photo, [face]))
+    not_a_model = tmp_path / "photo.png"
+    cv2.imwrite(str(not_a_model), photo)
+    from facemark.backends import ModelError
+
+    with pytest.raises(ModelError, match=r"photo\.png is not a model file: give an \.onnx or \.pt file"):
+        FaceLandmarker(model=str(not_a_model))
