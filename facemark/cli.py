@@ -589,7 +589,7 @@ def bench(
     image: Optional[Path] = typer.Option(None, "--image", help="Photo fitted into the 640x480 timing frame (with a face: also times the whole pipeline)."),
     yunet: Optional[Path] = typer.Option(None, "--yunet", help="Also time YuNet from this ONNX file."),
     json_arg: Optional[str] = typer.Option(None, "--json", help="Write the full numbers here."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="With --data: N faces taken evenly over the test faces (each subset in proportion)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="With --data: N test faces at an even stride (each subset keeps about its share)."),
 ):
     """Speed (and with --data, accuracy) of the detector and every model/backend, as a table."""
     from rich.table import Table
@@ -655,7 +655,7 @@ def eval_cmd(
     json_arg: Optional[str] = typer.Option(None, "--json", help="Write all numbers here, each face's NME too."),
     plot_arg: Optional[str] = typer.Option(None, "--plot", help="Draw the CED curves into this PNG."),
     split: str = typer.Option("test", "--split", help="test | train | all"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Only N faces, taken evenly over the data (each subset in proportion: quick checks)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only N faces, at an even stride over the data (each subset keeps about its share: quick checks)."),
     flip: bool = typer.Option(False, "--flip", help="Flip test-time augmentation."),
 ):
     """NME, failure rate and AUC (at 8 % and 10 %) per subset, with detector misses."""
@@ -698,7 +698,8 @@ def eval_cmd(
         for col in ("subset", "faces", "missed", "NME %", "FR@8 %", "FR@10 %", "AUC@8", "AUC@10"):
             table.add_column(col, justify="right" if col != "subset" else "left")
         for sub, v in r.table().items():
-            table.add_row(sub, str(v["faces"]), str(v["missed"]), f"{v['nme']:.3f}", f"{v['fr8']:.2f}", f"{v['fr10']:.2f}",
+            nme = f"{v['nme']:.3f}" if math.isfinite(v["nme"]) else "-"  # (every face missed: no mean, as the JSON's null)
+            table.add_row(sub, str(v["faces"]), str(v["missed"]), nme, f"{v['fr8']:.2f}", f"{v['fr10']:.2f}",
                           f"{v['auc8']:.4f}", f"{v['auc10']:.4f}")
         out.print(table)
     out.print("NME: inter-ocular (outer eye corners), over faces found; FR/AUC count detector misses as failures."
@@ -922,10 +923,15 @@ def train(
                 say("note: --res sets the crops of a pack built from --data; --pack's are made already: ignored here")
             if pack_path is not None and data:
                 say("note: --pack is trained on as it is; --data (for a pack built on the fly) is ignored here")
+            building = [o for o, given in (("--teacher", teacher), ("--cache", cache)) if given is not None]
+            if pack_path is not None and building:  # (they build a pack from --data, as --res does)
+                say(f"note: {' and '.join(building)} {'serve' if len(building) > 1 else 'serves'} a pack built from "
+                    f"--data; --pack's are made already: ignored here")
             unused = [o for o, given in (("--teacher-views", teacher_views != 8), ("--distill", distill != 1.0),
                                          ("--teacher-cache", teacher_cache is not None)) if given]
             if unused and not teacher_model and not resume:  # (a resumed run keeps its own teacher, said below)
-                say(f"note: {', '.join(unused)} tune distillation, which --teacher-model turns on: ignored here")
+                say(f"note: {', '.join(unused)} {'tune' if len(unused) > 1 else 'tunes'} distillation, which "
+                    f"--teacher-model turns on: ignored here")
             if resume and not (out_dir / "last.pt").is_file():
                 say(f"note: nothing to resume in {out_dir} (no last.pt): starting from the beginning")
             pk = load_pack(pack_path, data, teacher, cache, res, log=say)
@@ -978,6 +984,9 @@ def train(
             exit_interrupted(f"interrupted: the last finished epoch is saved in {out_dir / 'last.pt'}; continue with --resume")
         try:
             onnx_path, pt_path = trainer.export_best()
+        except KeyboardInterrupt:  # (the export's temporary files are gone; the run itself is whole)
+            exit_interrupted(f"interrupted while exporting: the training is complete ({out_dir / 'best.pt'}); the same "
+                             f"command with --resume exports it")
         except TrainingFailed as e:
             fail(str(e), 1)
         except OSError as e:

@@ -431,7 +431,10 @@ def test_a_bad_label_or_image_is_skipped_and_named(tiny_models, face_image, tmp_
     assert r.exit_code == 0, r.stderr
     skipped = [line for line in r.stderr.splitlines() if line.startswith("skipped:")]
     assert len(skipped) == 3 and all(any(f.stem in line for line in skipped) for f in files[:3]), r.stderr
-    assert by_name(json.loads(out_json.read_text()), "tiny-direct")["subsets"]["all"]["faces"] == 2
+    entry = by_name(json.loads(out_json.read_text()), "tiny-direct")
+    assert entry["subsets"]["all"]["faces"] == 2
+    # The report says what was left out, as bench's does: damaged data is no clean 2-face run.
+    assert entry["skipped"] == [line.removeprefix("skipped: ") for line in skipped]
     assert "Traceback" not in r.stderr
 
 
@@ -905,6 +908,7 @@ def test_eval_and_bench_write_strict_json_and_say_when_nothing_was_measured(tiny
     assert rep["subsets"]["all"]["nme"] is None and rep["subsets"]["all"]["missed"] == 2
     assert [f["nme"] for f in rep["faces"]] == [None, None]  # (missed)
     assert "found none of the 2 labelled faces" in r.stderr, r.stderr
+    assert "nan" not in r.stdout.lower() and " - " in r.stdout  # (the table's NME as the JSON's: none, not "nan")
     r = run("bench", "--models", tiny_models["direct"], "--batch", 1, "--data", f"300w={root}", "--json", tmp_path / "b.json")
     assert r.exit_code == 0, r.stderr
     rows = [x for x in json.loads((tmp_path / "b.json").read_text(), **strict)["rows"] if x["stage"] == "landmarks"]
@@ -1342,10 +1346,13 @@ def test_options_a_run_does_not_use_are_said(wflw_root, tmp_path):
     pack = tmp_path / "p.npz"
     assert run("pack", "--data", f"wflw={wflw_root}", "--out", pack, "--cache", tmp_path / "c", "--res", 64).exit_code == 0
     r = run("train", "--model", "direct", "--pack", pack, "--data", f"wflw={wflw_root}", "--epochs", 1, "--batch", 4,
-            "--arch", "size=32", "--arch", "width_mult=0.25", "--teacher-views", 3, "--out", tmp_path / "r")
+            "--arch", "size=32", "--arch", "width_mult=0.25", "--teacher-views", 3, "--out", tmp_path / "r",
+            "--teacher", tmp_path / "no-teacher", "--cache", tmp_path / "no-cache")
     assert r.exit_code == 0, r.stderr
     assert "note: --pack is trained on as it is; --data" in r.stderr
-    assert "note: --teacher-views tune distillation, which --teacher-model turns on: ignored here" in r.stderr
+    assert "note: --teacher-views tunes distillation, which --teacher-model turns on: ignored here" in r.stderr
+    assert ("note: --teacher and --cache serve a pack built from --data; --pack's are made already: ignored here"
+            in " ".join(r.stderr.split())), r.stderr
     assert "enlarged" not in r.stderr  # (faces of 43 px for a 32 px input)
     # A model input larger than the pack's faces: trained on enlarged, blurred faces, without a word.
     r = run("train", "--model", "direct", "--pack", pack, "--epochs", 1, "--batch", 4, "--arch", "size=96",
@@ -1634,3 +1641,42 @@ def test_a_teacher_cache_that_cannot_be_written_is_said_before_labelling(tmp_pat
     monkeypatch.setattr(outputs, "check_output_file", no_write)
     check_options(TrainOptions("direct", tmp_path / "run", teacher_model=str(tiny_models["hourglass"]),
                                teacher_cache=tmp_path / "shared" / "t.npz"))
+
+
+def test_a_ctrl_c_during_the_export_says_the_training_is_complete(wflw_root, tmp_path, monkeypatch):
+    """Interrupted in the last step, the export: it said only "interrupted", with every epoch saved."""
+    from facemark.training import train as training
+
+    real = training.Trainer.export_best
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training.Trainer, "export_best", interrupted)
+    args = ("train", "--model", "hourglass", "--data", f"wflw={wflw_root}", "--epochs", 1, "--out", tmp_path / "r",
+            "--cache", tmp_path / "c", *TINY)
+    r = run(*args)
+    assert r.exit_code == 130 and not (tmp_path / "r" / "model.onnx").exists()
+    assert (f"interrupted while exporting: the training is complete ({tmp_path / 'r' / 'best.pt'}); the same command "
+            f"with --resume exports it") in " ".join(r.stderr.split()), r.stderr
+    monkeypatch.setattr(training.Trainer, "export_best", real)
+    r = run(*args, "--resume")
+    assert r.exit_code == 0 and (tmp_path / "r" / "model.onnx").is_file(), r.stderr
+
+
+def test_a_face_in_both_a_training_and_a_test_list_is_a_test_face(face_image, tmp_path):
+    """Counted once, it was kept as listed first, a training face: trained on, then measured by eval."""
+    from facemark.training.datasets import load_all
+
+    faces = synthetic_faces(face_image, 3, seed=8)
+    write_wflw(tmp_path, faces[:2], faces[2:])
+    lists = tmp_path / "WFLW_annotations" / "list_98pt_rect_attr_train_test"
+    test_line = (lists / "list_98pt_rect_attr_test.txt").read_text()
+    with open(lists / "list_98pt_rect_attr_train.txt", "a") as f:
+        f.write(test_line)
+    said = []
+    got = load_all([f"wflw={tmp_path}"], said.append)
+    assert sorted((s.image.name, s.split) for s in got) == [("test_0.jpg", "test"), ("train_0.jpg", "train"),
+                                                            ("train_1.jpg", "train")]
+    assert said == ["note: 1 face(s) given twice by --data are counted once (1 in both a training and a test list: "
+                    "as test faces)"]

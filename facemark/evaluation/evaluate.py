@@ -132,7 +132,8 @@ def plot_ced(results: list[EvalResult], path: str, limit: float = 0.10) -> np.nd
         cv2.polylines(img, [pts], False, c, 2, cv2.LINE_AA)
         s = metrics.summary(r.errors)
         flip = ", --flip" if r.flip else ""
-        labels.append((f"{r.model} ({r.mode}{flip}): NME {s['nme']:.2f}%, AUC10 {s['auc10']:.3f}", c))
+        nme = f"{s['nme']:.2f}%" if np.isfinite(s["nme"]) else "- (no face found)"
+        labels.append((f"{r.model} ({r.mode}{flip}): NME {nme}, AUC10 {s['auc10']:.3f}", c))
     # The legend goes where it covers the least of the curves, on white: over them it was unreadable.
     lw = 16 + max(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0][0] for t, _ in labels) if labels else 0
     lh = 10 + 20 * len(labels)
@@ -174,8 +175,9 @@ def is_ced_plot(path) -> bool:
 
 
 def evenly(samples: list, limit: int | None) -> list:
-    """``--limit N``: N faces spread over the whole list, so a quick check sees every subset in
-    proportion (the first N of the 554 test faces were all HELEN's, and the summary said "all")."""
+    """``--limit N``: N faces at an even stride over the whole list, so a quick check sees each
+    subset about in proportion (the first N of the 554 test faces were all HELEN's, and the summary
+    said "all"). Not rounded per subset: figures measured with ``--limit`` keep their faces."""
     if not limit or limit >= len(samples):
         return list(samples)
     return [samples[i * len(samples) // limit] for i in range(limit)]
@@ -234,7 +236,15 @@ def run_eval(data: list[str], models: list[str], boxes: str = "detector", device
             landmarkers.append(FaceLandmarker(model=name, device=device, detector=detector, threshold=0.3, flip=flip))
         except (ValueError, FileNotFoundError) as e:
             raise UsageError(str(e)) from None
-    every = load_all(data, log)
+    skipped: list[str] = []  # (in the report too: a report of damaged data must not pass for a clean run)
+
+    def noted(line: str) -> None:
+        if line.startswith("skipped: "):
+            skipped.append(line.removeprefix("skipped: "))
+        if log:
+            log(line)
+
+    every = load_all(data, noted)
     samples = [s for s in every if split == "all" or s.split == split]
     samples = evenly(samples, limit)
     if not samples:  # (csv68 faces, and 300-W folders outside testset/, are all training faces)
@@ -243,7 +253,7 @@ def run_eval(data: list[str], models: list[str], boxes: str = "detector", device
     results = []
     for name, fl in zip(models, landmarkers):
         tick = (lambda i, n, name=name: progress(name, i, n)) if progress else None
-        results.append(evaluate(fl, samples, boxes, tick, log if not results else None))
+        results.append(evaluate(fl, samples, boxes, tick, noted if not results else None))  # (each model skips the same)
     if not any(r.table()["all"]["faces"] for r in results):
         raise UsageError(f"no face in --data could be measured: none of its {len(samples)} image(s) could be read, "
                          f"or their labels lie outside them (see the skipped lines)")
@@ -261,7 +271,7 @@ def run_eval(data: list[str], models: list[str], boxes: str = "detector", device
                        "options": {"data": [shown_name(d) for d in data], "split": split, "limit": limit,
                                    "flip": flip, "device": device,
                                    "detector": shown_name(detector) if boxes == "detector" else None},  # (gt: none ran)
-                       "subsets": r.table(), "faces": r.faces()}
+                       "subsets": r.table(), "faces": r.faces(), "skipped": list(skipped)}
     from ..errors import OutputError
     from ..imageio import atomic_write_bytes
     from ..results import json_numbers

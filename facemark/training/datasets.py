@@ -312,12 +312,16 @@ def load_all(specs: list[str], log=None) -> list[Sample]:
             raise UsageError(str(e)) from None
     for line in skipped:
         (log or to_stderr)(f"skipped: {line}")
-    seen, unique = set(), []
+    seen, unique, moved = {}, [], 0
     for s in samples:  # --data d --data d/helen: each face once
         key = (os.path.realpath(s.image), s.landmarks.tobytes())
         if key not in seen:
-            seen.add(key)
+            seen[key] = len(unique)
             unique.append(s)
+        elif s.split == "test" and unique[seen[key]].split != "test":  # (in a train and a test list: a test
+            unique[seen[key]] = s  # face, never trained on, as eval measures it)
+            moved += 1
     if len(unique) < len(samples):
-        (log or to_stderr)(f"note: {len(samples) - len(unique)} face(s) given twice by --data are counted once")
+        (log or to_stderr)(f"note: {len(samples) - len(unique)} face(s) given twice by --data are counted once"
+                           + (f" ({moved} in both a training and a test list: as test faces)" if moved else ""))
     return unique
