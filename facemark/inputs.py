@@ -12,6 +12,7 @@ import errno
 import glob
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable
@@ -256,6 +257,33 @@ def _expand_one(arg: str, add, problems: list[str], left_out: LeftOut) -> None:
         problems.append("-: images are read from files, not from standard input; save it to a file and name that")
     else:
         problems.append(f"{arg}: no such file or directory")
+
+
+LONGEST_PATH = 4096  # bytes (Linux's PATH_MAX): a longer entry means the file is no list of paths
+
+
+def listed_inputs(source: str, stdin=None) -> list[str]:
+    """``--files-from``: the inputs a file lists (``-``: standard input), one per line as written
+    but for the line end (CRLF too), or one per NUL where it holds any (``find -print0``: names
+    with line breaks). Blank entries are skipped; bytes that are not UTF-8 keep the file's own
+    name. Raises ``UsageError`` for a list that cannot be read, or is no list of paths."""
+    from .errors import UsageError
+
+    where = "standard input" if source == "-" else source
+    if source != "-" and Path(source).suffix.lower() in IMAGE_EXTS:  # (a slip: the photo given as the list)
+        raise UsageError(f"--files-from {source} is an image: give a text file listing the inputs, one per line")
+    try:
+        data = (stdin if stdin is not None else sys.stdin.buffer).read() if source == "-" else Path(source).read_bytes()
+    except (OSError, AttributeError, ValueError) as e:  # (no such file, a folder; stdin closed)
+        raise UsageError(f"--files-from {where}: {getattr(e, 'strerror', None) or e}") from None
+    sep = b"\0" if b"\0" in data else b"\n"
+    entries = [e[:-1] if sep == b"\n" and e.endswith(b"\r") else e for e in data.split(sep)]
+    entries = [e for e in entries if e.strip()]
+    if any(len(e) > LONGEST_PATH for e in entries):
+        raise UsageError(f"--files-from {where} is not a list of paths (an entry of over {LONGEST_PATH} bytes)")
+    if not entries:
+        raise UsageError(f"--files-from {where} lists no inputs")
+    return [os.fsdecode(e) for e in entries]
 
 
 def refuse_when_each_failed(problems: list[str], inputs: list, log: Callable[[str], None]) -> None:

@@ -1840,3 +1840,31 @@ def test_a_damaged_ray_shard_warns_and_parquet_without_pyarrow_says_so(tmp_path,
     (mix / "part-1-00000.jsonl").write_text(json.dumps(rows[0]) + "\n")
     (out / "ray-1-00000.parquet").rename(mix / "stats.parquet")
     assert [r["path"] for r in read(mix)] == [rows[0]["path"]]
+
+
+def test_files_from_a_list_run_as_the_same_inputs_given_as_arguments(folder, reference, fm_here, monkeypatch, tmp_path):
+    """A manifest of a million images does not fit on a command line: --files-from FILE lists them,
+    one per line (CRLF and blank lines too) or per NUL (find -print0), - for standard input."""
+    import io
+
+    listed = sorted(str(p.relative_to(folder)) for p in (folder / "in").rglob("*.jpg"))
+    (folder / "list.txt").write_bytes(("\r\n".join(listed[:30]) + "\r\n\n").encode())
+    r = fm_here("detect", *listed[30:], "--files-from", "list.txt", "--out", "from-list", *MODEL, cwd=folder)
+    assert r.returncode == 1 and "broken.jpg" in r.stderr  # (the broken file, listed: said and skipped as ever)
+    got, want = by_path(read(folder / "from-list")), by_path(read(reference))
+    assert got.keys() == want.keys() and len(got) == 60
+    assert sorted(p.relative_to(folder / "from-list") for p in (folder / "from-list").rglob("*.json")) == \
+        sorted(p.relative_to(reference) for p in reference.rglob("*.json"))  # (the same output names)
+    for path, row in want.items():
+        assert row["faces"] == got[path]["faces"], path
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\0".join(s.encode() for s in listed[:3]) + b"\0")))
+    r = fm_here("detect", "--files-from", "-", "--format", "jsonl", "--out", tmp_path / "stdin", *MODEL, cwd=folder)
+    assert r.returncode == 0 and len(read(tmp_path / "stdin")) == 3, r.stderr
+    (folder / "empty.txt").write_text("\n\n")
+    for args, says in ((["--files-from", "nope.txt"], "error: --files-from nope.txt: No such file or directory"),
+                       (["--files-from", "empty.txt"], "error: --files-from empty.txt lists no inputs"),
+                       (["--files-from", listed[0]], f"error: --files-from {listed[0]} is an image: give a text file"),
+                       ([], "error: no inputs: name image files, folders or globs, or a list of them with --files-from")):
+        r = fm_here("detect", *args, "--out", tmp_path / "never", cwd=folder)
+        assert r.returncode == 2 and r.stderr.startswith(says) and r.stderr.count("\n") == 1, r.stderr
+    assert not (tmp_path / "never").exists()
