@@ -203,6 +203,9 @@ class GivenBoxes:
     _real: dict | None = field(default=None, init=False, repr=False)  # real path -> entry, built when needed
     _files: dict = field(default_factory=dict, init=False, repr=False)  # entry -> the files it names here
 
+    def __repr__(self) -> str:  # (the dataclass's printed every box: megabytes in a log line or a notebook)
+        return f"GivenBoxes({len(self.boxes)} image(s), source={self.source!r})"
+
     @classmethod
     def from_file(cls, path: str | Path) -> "GivenBoxes":
         """Read ``{"img.jpg": [[x1,y1,x2,y2(,score)], ...]}``, facemark/v1 result documents (a list,

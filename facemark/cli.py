@@ -281,7 +281,7 @@ def _landmarker(model: str, device: str, detector: str, boxes: Optional[Path], t
 def detect(
     inputs: Optional[List[str]] = typer.Argument(None, help="Image files, directories (recursive) or globs."),
     out_arg: Optional[str] = typer.Option(None, "--out", help="Write DIR/<path>.json per image (path below the inputs' common folder)."),
-    files_from: Optional[str] = typer.Option(None, "--files-from", metavar="FILE", help="Also the inputs FILE lists, one per line (or per NUL, as find -print0 writes); - reads standard input. For more than a command line holds."),
+    files_from: List[str] = typer.Option([], "--files-from", metavar="FILE", help="Also the inputs FILE lists, one per line (or per NUL, as find -print0 writes), relative ones from the current folder; - reads standard input; repeat for more lists. For more than a command line holds."),
     annotate: bool = typer.Option(False, "--annotate", help="Also write an annotated image beside each JSON."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="direct | hybrid | hourglass | PATH.onnx/.pt"),
     device: str = typer.Option("cpu", "--device", help="cpu (onnxruntime) | cuda (torch)"),
@@ -306,15 +306,18 @@ def detect(
     Exit codes: 0 all good, 1 some inputs failed (each named on stderr; the rest are written), or the disk filled up or a worker process was killed (what was written is complete), 2 usage error (nothing written), 130 Ctrl-C.
     """  # noqa: E501 - one line: the help keeps line breaks
     inputs = list(inputs or [])
-    if files_from is not None:
-        if not files_from.strip():
-            fail("--files-from is an empty string: give a file listing the inputs (- reads standard input)")
-        from .inputs import listed_inputs
+    if any(not f.strip() for f in files_from):
+        fail("--files-from is an empty string: give a file listing the inputs (- reads standard input)")
+    if files_from.count("-") > 1:
+        fail("--files-from - is given twice: standard input can be read once")
+    from .inputs import listed_inputs
 
-        with usage_errors():
-            inputs += listed_inputs(files_from)
+    with usage_errors():
+        for listing in files_from:  # (an empty list beside other inputs: a pipeline's "nothing new" is no error)
+            inputs += listed_inputs(listing)
     if not inputs:
-        fail("no inputs: name image files, folders or globs, or a list of them with --files-from FILE")
+        fail(f"--files-from {files_from[-1] if files_from[-1] != '-' else 'standard input'} lists no inputs"
+             if files_from else "no inputs: name image files, folders or globs, or a list of them with --files-from FILE")
     from .annotate import STYLES
     from .batch import auto_workers, plan_inputs
     from .imageio import IMAGE_EXTS

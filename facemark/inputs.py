@@ -260,30 +260,47 @@ def _expand_one(arg: str, add, problems: list[str], left_out: LeftOut) -> None:
 
 
 LONGEST_PATH = 4096  # bytes (Linux's PATH_MAX): a longer entry means the file is no list of paths
+SNIFFED = 1 << 16  # bytes of a list looked at before the rest is read (/dev/zero, a video given by mistake)
 
 
 def listed_inputs(source: str, stdin=None) -> list[str]:
     """``--files-from``: the inputs a file lists (``-``: standard input), one per line as written
     but for the line end (CRLF too), or one per NUL where it holds any (``find -print0``: names
-    with line breaks). Blank entries are skipped; bytes that are not UTF-8 keep the file's own
-    name. Raises ``UsageError`` for a list that cannot be read, or is no list of paths."""
+    with line breaks; NULs that only end the file are no separators). Blank entries are skipped;
+    bytes that are not UTF-8 keep the file's own name; a UTF-8 byte-order mark is dropped.
+    Raises ``UsageError`` for a list that cannot be read, or is no text list of paths (UTF-16,
+    whose NULs would split it into one-letter entries such as ``/``, or a binary file)."""
     from .errors import UsageError
 
     where = "standard input" if source == "-" else source
-    if source != "-" and Path(source).suffix.lower() in IMAGE_EXTS:  # (a slip: the photo given as the list)
-        raise UsageError(f"--files-from {source} is an image: give a text file listing the inputs, one per line")
     try:
-        data = (stdin if stdin is not None else sys.stdin.buffer).read() if source == "-" else Path(source).read_bytes()
+        if source != "-" and Path(source).suffix.lower() in IMAGE_EXTS and Path(source).is_file():
+            raise UsageError(f"--files-from {source} is an image: give a text file listing the inputs, one per line")
+        f = (stdin if stdin is not None else sys.stdin.buffer) if source == "-" else open(source, "rb")
+        try:
+            head = f.read(SNIFFED)
+            body = head.rstrip(b"\0")  # (NULs that end a list cut short are no separators)
+            if head and not body:
+                raise UsageError(f"--files-from {where} is not a text list of paths (it holds only NUL bytes)")
+            if body.startswith((b"\xff\xfe", b"\xfe\xff")) or body.count(b"\0") > len(body) / 4:
+                raise UsageError(f"--files-from {where} is UTF-16 or UTF-32 text (one NUL every few bytes): save "
+                                 f"it as UTF-8, one path per line")
+            if re.search(rb"[\x01-\x08\x0e-\x1f]", head):
+                raise UsageError(f"--files-from {where} is not a text list of paths (it holds binary bytes)")
+            data = head + f.read()
+        finally:
+            if f is not stdin and source != "-":
+                f.close()
+    except UsageError:
+        raise
     except (OSError, AttributeError, ValueError) as e:  # (no such file, a folder; stdin closed)
         raise UsageError(f"--files-from {where}: {getattr(e, 'strerror', None) or e}") from None
+    data = data.removeprefix(b"\xef\xbb\xbf").rstrip(b"\0")
     sep = b"\0" if b"\0" in data else b"\n"
     entries = [e[:-1] if sep == b"\n" and e.endswith(b"\r") else e for e in data.split(sep)]
-    entries = [e for e in entries if e.strip()]
     if any(len(e) > LONGEST_PATH for e in entries):
         raise UsageError(f"--files-from {where} is not a list of paths (an entry of over {LONGEST_PATH} bytes)")
-    if not entries:
-        raise UsageError(f"--files-from {where} lists no inputs")
-    return [os.fsdecode(e) for e in entries]
+    return [name for name in map(os.fsdecode, entries) if name.strip()]
 
 
 def refuse_when_each_failed(problems: list[str], inputs: list, log: Callable[[str], None]) -> None:

@@ -513,13 +513,13 @@ def _as_detections(boxes, name: str = "boxes") -> list[Detection]:
         boxes = [boxes]  # one face given on its own, as a bare box may be
     elif isinstance(boxes, np.ndarray) and boxes.ndim == 1 and boxes.size in (4, 5):
         boxes = [boxes]  # one box given on its own
-    elif isinstance(boxes, (list, tuple)) and len(boxes) in (4, 5) and all(
-            isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) for v in boxes):
-        boxes = [boxes]  # [x1, y1, x2, y2] on its own, as with a 1-D array
+    elif isinstance(boxes, (list, tuple)) and len(boxes) in (4, 5) and all(isinstance(v, numbers.Real) for v in boxes):
+        boxes = [boxes]  # [x1, y1, x2, y2] on its own, as with a 1-D array (a true/false in it: check_box says so)
     if isinstance(boxes, (str, bytes, dict)) or not isinstance(boxes, Iterable):
         raise TypeError(f"{name} must be a list of [x1, y1, x2, y2] boxes, not {type(boxes).__name__}")
     flat = (isinstance(boxes, np.ndarray) and boxes.ndim == 1 and boxes.size and boxes.dtype.kind in "iuf") or (
-        isinstance(boxes, (list, tuple)) and boxes and all(isinstance(v, numbers.Real) for v in boxes))
+        isinstance(boxes, (list, tuple)) and boxes and all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+                                                           for v in boxes))
     if flat:  # (each number would be taken for a box: "boxes[0] must be [x1, ...], not 0")
         raise BoxError(f"{name} is {len(boxes)} numbers in a row: one box is [x1, y1, x2, y2] (optionally a score), "
                        f"several are a list of those")

@@ -693,6 +693,8 @@ def test_min_face_with_yunet_is_refused_not_ignored(fm_here, tmp_path):
 
 def test_a_flat_row_of_numbers_is_not_taken_for_boxes(fl, photo):
     """[0, 0, 10] was read as three boxes: "boxes[0] must be [x1, y1, x2, y2] ..., not 0"."""
+    with pytest.raises(BoxError, match="must hold numbers, not true/false"):  # (not "4 numbers in a row")
+        fl.landmarks(photo, [True, 0, 10, 10])
     for flat in ([0, 0, 10], [1, 2, 3, 4, 5, 6], np.arange(8.0)):
         with pytest.raises(BoxError, match=rf"^boxes is {len(flat)} numbers in a row: one box is \[x1, y1, x2, y2\]"):
             fl.landmarks(photo, flat)
@@ -708,6 +710,8 @@ def test_a_landmarker_shows_its_settings_and_draw_takes_one_face(fl, photo, tmp_
 
     assert repr(fl) == ("FaceLandmarker(model='direct', device='cpu', detector='retinaface', threshold=0.6, "
                         "min_face=None, batch_size=32, threads=None, refine=0, flip=False, turned=False)")
+    many = GivenBoxes({f"img_{i}.jpg": [[0, 0, 10, 10]] for i in range(10000)}, source="boxes.json")
+    assert repr(many) == "GivenBoxes(10000 image(s), source='boxes.json')"  # (the dataclass's: every box)
     face = fl.detect(photo)[0]
     assert np.array_equal(draw(photo, face), draw(photo, [face]))
     not_a_model = tmp_path / "photo.png"

@@ -1860,10 +1860,24 @@ def test_files_from_a_list_run_as_the_same_inputs_given_as_arguments(folder, ref
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\0".join(s.encode() for s in listed[:3]) + b"\0")))
     r = fm_here("detect", "--files-from", "-", "--format", "jsonl", "--out", tmp_path / "stdin", *MODEL, cwd=folder)
     assert r.returncode == 0 and len(read(tmp_path / "stdin")) == 3, r.stderr
+    # Two lists, one with a UTF-8 byte-order mark and a line of a no-break space (blank), one that
+    # ends in NUL padding (a crash): each entry once; an empty list beside them is no error.
+    (folder / "bom.txt").write_bytes(b"\xef\xbb\xbf" + listed[3].encode() + b"\n\xc2\xa0\n")
+    (folder / "padded.txt").write_bytes(listed[4].encode() + b"\n\0\0\0")
     (folder / "empty.txt").write_text("\n\n")
+    r = fm_here("detect", "--files-from", "bom.txt", "--files-from", "padded.txt", "--files-from", "empty.txt",
+                "--format", "jsonl", "--out", tmp_path / "two", *MODEL, cwd=folder)
+    assert r.returncode == 0 and sorted(row["path"] for row in read(tmp_path / "two")) == \
+        sorted(str(folder / p) for p in listed[3:5]), r.stderr
+    # UTF-16 (PowerShell's >): its NULs made one-letter entries, "/" among them, and the run searched /.
+    (folder / "utf16.txt").write_bytes("\r\n".join(listed[:2]).encode("utf-16"))
+    (folder / "video.mp4").write_bytes(bytes(range(256)) * 64)
     for args, says in ((["--files-from", "nope.txt"], "error: --files-from nope.txt: No such file or directory"),
                        (["--files-from", "empty.txt"], "error: --files-from empty.txt lists no inputs"),
                        (["--files-from", listed[0]], f"error: --files-from {listed[0]} is an image: give a text file"),
+                       (["--files-from", "utf16.txt"], "error: --files-from utf16.txt is UTF-16 or UTF-32 text"),
+                       (["--files-from", "video.mp4"], "error: --files-from video.mp4 is not a text list of paths"),
+                       (["--files-from", "-", "--files-from", "-"], "error: --files-from - is given twice"),
                        ([], "error: no inputs: name image files, folders or globs, or a list of them with --files-from")):
         r = fm_here("detect", *args, "--out", tmp_path / "never", cwd=folder)
         assert r.returncode == 2 and r.stderr.startswith(says) and r.stderr.count("\n") == 1, r.stderr

@@ -1680,3 +1680,17 @@ def test_a_face_in_both_a_training_and_a_test_list_is_a_test_face(face_image, tm
                                                             ("train_1.jpg", "train")]
     assert said == ["note: 1 face(s) given twice by --data are counted once (1 in both a training and a test list: "
                     "as test faces)"]
+
+
+def test_run_eval_without_a_log_still_says_what_the_data_skipped(tiny_models, face_image, tmp_path, capfd):
+    """log=None from Python: the data loader's skipped lines go to stderr, as they always did."""
+    from facemark.evaluation.evaluate import run_eval
+
+    root = tmp_path / "300w"
+    write_300w(root, synthetic_faces(face_image, 3, seed=21), "lfpw/testset")
+    sorted((root / "lfpw" / "testset").glob("*.pts"))[0].write_text("not a pts file")
+    capfd.readouterr()
+    _, report = run_eval([f"300w={root}"], [str(tiny_models["direct"])], boxes="gt", log=None)
+    err = capfd.readouterr().err
+    assert err.startswith("skipped: ") and "face_0.pts" in err, err
+    assert [len(entry["skipped"]) for entry in report.values()] == [1]

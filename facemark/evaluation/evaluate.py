@@ -238,13 +238,15 @@ def run_eval(data: list[str], models: list[str], boxes: str = "detector", device
             raise UsageError(str(e)) from None
     skipped: list[str] = []  # (in the report too: a report of damaged data must not pass for a clean run)
 
-    def noted(line: str) -> None:
+    def noted(line: str, say=log) -> None:
         if line.startswith("skipped: "):
             skipped.append(line.removeprefix("skipped: "))
-        if log:
-            log(line)
+        if say:
+            say(line)
 
-    every = load_all(data, noted)
+    from ..quiet import to_stderr
+
+    every = load_all(data, lambda line: noted(line, log or to_stderr))  # (load_all's own default: stderr)
     samples = [s for s in every if split == "all" or s.split == split]
     samples = evenly(samples, limit)
     if not samples:  # (csv68 faces, and 300-W folders outside testset/, are all training faces)
