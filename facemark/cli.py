@@ -310,11 +310,14 @@ def detect(
         fail("--files-from is an empty string: give a file listing the inputs (- reads standard input)")
     if files_from.count("-") > 1:
         fail("--files-from - is given twice: standard input can be read once")
-    from .inputs import listed_inputs
+    from .inputs import beside_the_list, listed_inputs
 
     with usage_errors():
         for listing in files_from:  # (an empty list beside other inputs: a pipeline's "nothing new" is no error)
-            inputs += listed_inputs(listing)
+            entries = listed_inputs(listing)
+            if hint := beside_the_list(listing, entries):
+                say(hint)
+            inputs += entries
     if not inputs:
         fail(f"--files-from {files_from[-1] if files_from[-1] != '-' else 'standard input'} lists no inputs"
              if files_from else "no inputs: name image files, folders or globs, or a list of them with --files-from FILE")

@@ -303,6 +303,20 @@ def listed_inputs(source: str, stdin=None) -> list[str]:
     return [name for name in map(os.fsdecode, entries) if name.strip()]
 
 
+def beside_the_list(listing: str, entries: list[str], sample: int = 100) -> str | None:
+    """A note for a list whose relative entries name files beside it, not in the current folder
+    (where they are read from, as arguments are): each would only be "no such file". The first
+    ``sample`` entries are looked at (a million-line list: no million extra lookups)."""
+    if listing == "-":
+        return None
+    base = Path(listing).parent
+    for e in entries[:sample]:
+        if not os.path.isabs(e) and not os.path.lexists(e) and os.path.lexists(base / e):
+            return (f"note: --files-from {listing}: its entries are read from the current folder, as arguments are, "
+                    f"and {e} is not here but beside the list: run from {base}, or list absolute paths")
+    return None
+
+
 def refuse_when_each_failed(problems: list[str], inputs: list, log: Callable[[str], None]) -> None:
     """Where no input gave an image and each has its own reason (``problems``, one per input):
     every reason but the last through ``log``, the last raised, and no summary guessing at

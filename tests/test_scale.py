@@ -1881,4 +1881,11 @@ def test_files_from_a_list_run_as_the_same_inputs_given_as_arguments(folder, ref
                        ([], "error: no inputs: name image files, folders or globs, or a list of them with --files-from")):
         r = fm_here("detect", *args, "--out", tmp_path / "never", cwd=folder)
         assert r.returncode == 2 and r.stderr.startswith(says) and r.stderr.count("\n") == 1, r.stderr
+    # Entries written relative to the list's own folder: read from the current one, each was only
+    # "no such file"; a note says why.
+    (folder / "in" / "a" / "here.txt").write_text("001.jpg\n003.jpg\n")
+    r = fm_here("detect", "--files-from", "in/a/here.txt", "--out", tmp_path / "never", cwd=folder)
+    assert r.returncode == 2 and r.stderr.startswith(
+        "note: --files-from in/a/here.txt: its entries are read from the current folder, as arguments are, and "
+        "001.jpg is not here but beside the list: run from in/a, or list absolute paths"), r.stderr
     assert not (tmp_path / "never").exists()
