@@ -256,7 +256,8 @@ def _expand_one(arg: str, add, problems: list[str], left_out: LeftOut) -> None:
     elif arg == "-":
         problems.append("-: images are read from files, not from standard input; save it to a file and name that")
     else:
-        problems.append(f"{arg}: no such file or directory")
+        shown = repr(arg) if arg != arg.strip() else arg  # (a space at an end, from a list: seen, not guessed)
+        problems.append(f"{shown}: no such file or directory")
 
 
 LONGEST_PATH = 4096  # bytes (Linux's PATH_MAX): a longer entry means the file is no list of paths
