@@ -744,7 +744,14 @@ def models():
     table = Table(title="facemark models (weights/)")
     for col in ("name", "family", "input", "params", "GFLOPs", "ONNX MB", "NME % (300-W common)", "CPU ms/face"):
         table.add_column(col, justify="left" if col in ("name", "family") else "right")
-    rows = shipped_models()
+    import warnings
+
+    with warnings.catch_warnings(record=True) as said:  # (a damaged measurement file: said, and in the legend)
+        warnings.simplefilter("always")
+        rows = shipped_models()
+    damaged = [str(w.message).split(" is damaged")[0] for w in said if " is damaged" in str(w.message)]
+    for w in said:
+        say(f"warning: {w.message}")
     for m in rows:
         if "error" in m:
             table.add_row(m["name"], "missing", "", "", "", "", "", m["error"])
@@ -758,7 +765,10 @@ def models():
     where = f", measured on {machine} (facemark bench times yours)" if machine else ""
     out.print(f"NME: full pipeline (detector + model) on the 554-face 300-W common subset; CPU: onnxruntime, "
               f"batch 1{where}.", soft_wrap=True)  # (one line, the terminal wraps it: no break inside words when piped)
-    if any("error" not in m and m["nme"] is None for m in rows):
+    if damaged:
+        out.print(f"-: {' and '.join(damaged)} cannot be read (damaged: reinstall facemark to restore {'them' if len(damaged) > 1 else 'it'}).",
+                  soft_wrap=True)
+    elif any("error" not in m and m["nme"] is None for m in rows):
         out.print("-: not measured for these very weights (retrained ones exported under a shipped name?); the "
                   "README's Accuracy says how to measure them.", soft_wrap=True)
 
