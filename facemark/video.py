@@ -304,6 +304,9 @@ def open_source(spec: str, fps: float | None = None) -> Source:
                              "it to a file and name that")
         raise VideoNotFound(f"{spec}: no such file", spec)
     if not p.is_file() or p.stat().st_size == 0:
+        if stat.S_ISFIFO(p.stat().st_mode) or stat.S_ISSOCK(p.stat().st_mode):  # (`cat v.mp4 | facemark video /dev/stdin`)
+            raise VideoError(f"{spec}: a pipe: a video is read from a file (or a camera's number), which OpenCV reads "
+                             f"back and forth; save it to a file and name that")
         raise VideoError(f"{spec}: not a video file (empty or not a file)")
     try:  # a file we may not read is said so, not called "not a video"
         open(p, "rb").close()
@@ -344,9 +347,16 @@ def open_source(spec: str, fps: float | None = None) -> Source:
     f = fps or frame_rate(stated, times)
     # A header stating no believable rate (0.005 fps: damaged) gives the frames' times too (200 s
     # apart, which also turns the smoothing off): then they are timed at the rate the video gets.
+    # So does one stating over 1000 (an AVI's 1,000,000: its frames a microsecond apart, every JSON
+    # time 0.0, the smoothing all but still), unless the frames' own times say otherwise (a WebM
+    # states its clock's tick, 1000, with frames 33 ms apart: frame_rate reads those).
     steps = np.diff([t for t in times if t and np.isfinite(t)])
-    doubted = fps is None and bool(np.isfinite(stated)) and 0 < stated < MIN_RATE \
-        and int(((steps > 0) & (steps < 10_000)).sum()) < 4  # (over 1000 fps: the times may well be right)
+    timed = int(((steps > 0) & (steps < 10_000)).sum()) >= 4
+    doubted = fps is None and bool(np.isfinite(stated)) and (
+        (0 < stated < MIN_RATE and not timed)
+        or (stated > 1000 and (not timed or float(np.median(steps[steps > 0])) < 1.0)))
+    if doubted:
+        f = 30.0
     n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     return Source(spec, f, first.shape[1], first.shape[0], n if n > 0 else None, _cap=cap,
                   fixed_rate=fps is not None or doubted, count_exact=count_is_exact(p), empty=avi_empty_frames(p),

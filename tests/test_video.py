@@ -740,6 +740,14 @@ def test_a_header_stating_no_believable_rate_times_the_frames_at_the_video_s_rat
     assert len(times) == 12 and np.allclose(np.diff(times), 1 / 30, atol=1e-3), times
     cap = cv2.VideoCapture(str(tmp_path / "o.avi"))
     assert round(cap.get(cv2.CAP_PROP_FPS)) == 30 and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+    # A header stating over 1000 fps (1,000,000: every JSON time was 0.0, the video written at 1000
+    # fps, the smoothing all but still, no note): the same.
+    write_avi(clip, [frame_with([(40 + 2 * i, 90)], small_face) for i in range(12)], fps=1_000_000)
+    r = run("video", clip, "--json", tmp_path / "f.jsonl", "--out", tmp_path / "f.avi", "--model", tiny_models["direct"])
+    assert r.exit_code == 0 and "note: the file states 1e+06 fps (a damaged header?)" in r.stderr, r.stderr
+    times = [json.loads(x)["time"] for x in (tmp_path / "f.jsonl").read_text().splitlines()]
+    assert len(times) == 12 and np.allclose(np.diff(times), 1 / 30, atol=1e-3), times
+    assert round(cv2.VideoCapture(str(tmp_path / "f.avi")).get(cv2.CAP_PROP_FPS)) == 30
     # A believable rate keeps the file's own times, without a note.
     write_avi(clip, [frame_with([(40, 90)], small_face)] * 6, fps=25)
     r = run("video", clip, "--json", tmp_path / "p.jsonl", "--model", tiny_models["direct"])
@@ -1329,6 +1337,18 @@ def test_json_lines_to_a_closed_stdout_is_one_line(tiny_models, tmp_path, small_
                        preexec_fn=lambda: os.close(1))
     assert r.returncode == 2 and r.stderr.strip() == "error: standard output is closed: give --json FILE", r.stderr
     assert clip.read_bytes() == before
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/stdin"), reason="names standard input as /dev/stdin")
+def test_a_video_piped_in_as_dev_stdin_is_said_to_be_a_pipe(tmp_path, small_face):
+    """`cat v.mp4 | facemark video /dev/stdin` said "not a video file (empty or not a file)"."""
+    clip = tmp_path / "c.avi"
+    write_clip(clip, [frame_with([(60, 80)], small_face)] * 3, fourcc="MJPG")
+    r = subprocess.run([sys.executable, "-m", "facemark", "video", "/dev/stdin", "--json", "o.jsonl"],
+                       input=clip.read_bytes(), capture_output=True, timeout=120, cwd=tmp_path)  # (a pipe, as `cat |`)
+    r.stderr = r.stderr.decode()
+    assert r.returncode == 2 and r.stderr.startswith("error: /dev/stdin: a pipe: a video is read from a file"), r.stderr
+    assert r.stderr.count("\n") == 1 and not (tmp_path / "o.jsonl").exists()
 
 
 def test_a_second_signal_stops_a_run_whose_pipe_is_not_read(tiny_models, tmp_path, small_face):
