@@ -946,8 +946,9 @@ TAIL_SHARE = 4  # a chunk is at most 1/TAIL_SHARE of a worker's share of the ima
 def chunk_sizes(images: int, batch_images: int, workers: int) -> list[int]:
     """Images per chunk, in order: ``--batch`` (the model's batch), then smaller and smaller
     towards the end. A worker holds up to two chunks ahead, so when the others run out of work
-    it may still have both to do: at equal sizes that kept one of 2 cores idle for 0.3-0.8 s of
-    a 5 s run (300 images). Shrinking with what is left makes the last chunks an image or two."""
+    it may still have both to do: at equal sizes (10 images each for 300 images and 2 workers)
+    one core could idle while the other did up to 20 images. Shrinking with what is left makes
+    the last chunks an image or two."""
     if workers <= 1:
         return [min(batch_images, images - i) for i in range(0, images, batch_images)]
     sizes, left = [], images

@@ -172,6 +172,16 @@ def _video_bytes(path: Path) -> bool:
     return looks_like_video(head)
 
 
+def _is_avi(path: Path) -> bool:
+    """An AVI (RIFF) file, whose frames carry no times of their own: OpenCV times them from the header's rate."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    return head[:4] == b"RIFF" and head[8:12] == b"AVI "
+
+
 def _animated(path: Path) -> bool:
     """An animated GIF: a video (its frames and their delays), not one picture."""
     if path.suffix.lower() != ".gif":
@@ -347,14 +357,15 @@ def open_source(spec: str, fps: float | None = None) -> Source:
     f = fps or frame_rate(stated, times)
     # A header stating no believable rate (0.005 fps: damaged) gives the frames' times too (200 s
     # apart, which also turns the smoothing off): then they are timed at the rate the video gets.
-    # So does one stating over 1000 (an AVI's 1,000,000: its frames a microsecond apart, every JSON
-    # time 0.0, the smoothing all but still), unless the frames' own times say otherwise (a WebM
-    # states its clock's tick, 1000, with frames 33 ms apart: frame_rate reads those).
+    # So does an AVI stating over 1000 (1,000,000: its frames, timed from that header alone, a
+    # microsecond apart, every JSON time 0.0, the smoothing all but still). Other containers store
+    # each frame's time: a 5000 fps MKV's 0.2 ms steps are its own clock, and a WebM states its
+    # clock's tick, 1000, with frames 33 ms apart (frame_rate reads those).
     steps = np.diff([t for t in times if t and np.isfinite(t)])
     timed = int(((steps > 0) & (steps < 10_000)).sum()) >= 4
     doubted = fps is None and bool(np.isfinite(stated)) and (
         (0 < stated < MIN_RATE and not timed)
-        or (stated > 1000 and (not timed or float(np.median(steps[steps > 0])) < 1.0)))
+        or (stated > 1000 and _is_avi(p) and (not timed or float(np.median(steps[steps > 0])) < 1.0)))
     if doubted:
         f = 30.0
     n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))

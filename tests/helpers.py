@@ -206,3 +206,20 @@ def faststart(data: bytes) -> bytes:
             at = moov.find(kind, at + 4)
     rest = b"".join(v for k, v in boxes.items() if k not in (b"ftyp", b"moov"))
     return boxes.get(b"ftyp", b"") + bytes(moov) + rest
+
+
+def stuck_writing(pid: int, most: float) -> None:
+    """Wait until process ``pid`` blocks writing to a full pipe (Linux names the wait in
+    /proc/PID/wchan), or ``most`` seconds where that cannot be read."""
+    import time
+
+    until = time.monotonic() + most
+    while time.monotonic() < until:
+        try:
+            with open(f"/proc/{pid}/wchan") as f:
+                if "pipe_write" in f.read():
+                    time.sleep(0.2)  # (settled there, not passing through)
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)

@@ -20,7 +20,7 @@ from facemark.detector import Detection, RetinaFace
 from facemark.results import validate_frame
 from facemark.track import Tracker
 from facemark.video import MAX_FILL_SECONDS, Timeline, frame_rate, process_video
-from tests.helpers import faststart, landmarker_with, patch_mkv, sigint_default, write_avi
+from tests.helpers import faststart, landmarker_with, patch_mkv, sigint_default, stuck_writing, write_avi
 
 runner = CliRunner()
 
@@ -1359,7 +1359,7 @@ def test_a_second_signal_stops_a_run_whose_pipe_is_not_read(tiny_models, tmp_pat
     cmd = [sys.executable, "-m", "facemark", "video", str(clip), "--json", "-", "--model", str(tiny_models["direct"])]
     p = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=sigint_default)
     try:
-        time.sleep(5)  # started, and stuck on a full pipe
+        stuck_writing(p.pid, 5.0)  # started, and stuck on a full pipe
         assert p.poll() is None
         p.send_signal(signal.SIGINT)
         time.sleep(0.5)
