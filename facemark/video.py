@@ -162,23 +162,23 @@ MAX_PLAUSIBLE_RATE = 240.0  # fps: a container stating more than this and its fr
 STANDARD_RATES = (23.976, 24.0, 25.0, 29.97, 30.0, 48.0, 50.0, 59.94, 60.0, 100.0, 119.88, 120.0)
 
 
-def _video_bytes(path: Path) -> bool:
-    """Whether a file starts as an MP4/MOV, AVI, Matroska/WebM, MPEG or FLV video does."""
+def _head(path: Path, n: int = 64) -> bytes:
+    """A file's first ``n`` bytes (none where it cannot be read)."""
     try:
         with open(path, "rb") as f:
-            head = f.read(64)
+            return f.read(n)
     except OSError:
-        return False
-    return looks_like_video(head)
+        return b""
+
+
+def _video_bytes(path: Path) -> bool:
+    """Whether a file starts as an MP4/MOV, AVI, Matroska/WebM, MPEG or FLV video does."""
+    return looks_like_video(_head(path))
 
 
 def _is_avi(path: Path) -> bool:
     """An AVI (RIFF) file, whose frames carry no times of their own: OpenCV times them from the header's rate."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(12)
-    except OSError:
-        return False
+    head = _head(path, 12)
     return head[:4] == b"RIFF" and head[8:12] == b"AVI "
 
 
