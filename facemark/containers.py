@@ -5,6 +5,7 @@ asks these where OpenCV's reader cannot tell."""
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 from typing import Iterator
 
@@ -136,6 +137,25 @@ def avi_empty_frames(path: Path) -> int:
     ours = (f"{stream:02d}dc".encode(), f"{stream:02d}db".encode())
     return sum(1 for k in range(0, len(index) - 15, 16)  # entries: chunk id, flags, offset, size
                if index[k:k + 4] in ours and index[k + 12:k + 16] == b"\0\0\0\0")
+
+
+def avi_stated_rate(path: Path) -> float | None:
+    """The rate an AVI's first video stream header states (its rate over its scale); 0.0 where
+    either is 0 (no rate: OpenCV's FFmpeg then says 25 and times the frames at that, unsaid);
+    None for a file that is no AVI, or whose header cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if head[:4] != b"RIFF" or head[8:12] != b"AVI ":
+                return None
+            data = f.read(1 << 16)  # (the header list comes first)
+    except OSError:
+        return None
+    for k in _find_all(data, b"strh"):  # the chunk: fccType, handler, flags, priority, language, initial frames, scale, rate
+        if data[k + 8:k + 12] == b"vids" and len(data) >= k + 36:
+            scale, rate = struct.unpack("<II", data[k + 28:k + 36])
+            return rate / scale if rate and scale else 0.0
+    return None
 
 
 def _find_all(data: bytes, word: bytes) -> list[int]:

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from .align import letterbox, rescale
-from .containers import (avi_empty_frames, count_is_exact, cut_short, has_audio, looks_like_video,
+from .containers import (avi_empty_frames, avi_stated_rate, count_is_exact, cut_short, has_audio, looks_like_video,
                          matroska_has_no_frames, mp4_has_no_samples)
 from .errors import STOP_SIGNALS, FacemarkError, hung_up
 from .imageio import (IMAGE_EXTS, ImageError, descriptor_named, make_temp, missing_folders, output_target, publish,
@@ -174,12 +174,6 @@ def _head(path: Path, n: int = 64) -> bytes:
 def _video_bytes(path: Path) -> bool:
     """Whether a file starts as an MP4/MOV, AVI, Matroska/WebM, MPEG or FLV video does."""
     return looks_like_video(_head(path))
-
-
-def _is_avi(path: Path) -> bool:
-    """An AVI (RIFF) file, whose frames carry no times of their own: OpenCV times them from the header's rate."""
-    head = _head(path, 12)
-    return head[:4] == b"RIFF" and head[8:12] == b"AVI "
 
 
 def _animated(path: Path) -> bool:
@@ -358,20 +352,22 @@ def open_source(spec: str, fps: float | None = None) -> Source:
     # A header stating no believable rate (0.005 fps: damaged) gives the frames' times too (200 s
     # apart, which also turns the smoothing off): then they are timed at the rate the video gets.
     # So does an AVI stating over 1000 (1,000,000: its frames, timed from that header alone, a
-    # microsecond apart, every JSON time 0.0, the smoothing all but still). Other containers store
-    # each frame's time: a 5000 fps MKV's 0.2 ms steps are its own clock, and a WebM states its
-    # clock's tick, 1000, with frames 33 ms apart (frame_rate reads those).
+    # microsecond apart, every JSON time 0.0, the smoothing all but still), or no rate at all (0:
+    # OpenCV's FFmpeg says 25 and times the frames at that). Other containers store each frame's
+    # time: a 5000 fps MKV's 0.2 ms steps are its own clock, and a WebM states its clock's tick,
+    # 1000, with frames 33 ms apart (frame_rate reads those).
     steps = np.diff([t for t in times if t and np.isfinite(t)])
     timed = int(((steps > 0) & (steps < 10_000)).sum()) >= 4
-    doubted = fps is None and bool(np.isfinite(stated)) and (
+    avi_rate = avi_stated_rate(p)  # (None: no AVI; the frames' times are their own)
+    doubted = fps is None and (avi_rate == 0.0 or bool(np.isfinite(stated)) and (
         (0 < stated < MIN_RATE and not timed)
-        or (stated > 1000 and _is_avi(p) and (not timed or float(np.median(steps[steps > 0])) < 1.0)))
+        or (stated > 1000 and avi_rate is not None and (not timed or float(np.median(steps[steps > 0])) < 1.0))))
     if doubted:
         f = 30.0
     n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     return Source(spec, f, first.shape[1], first.shape[0], n if n > 0 else None, _cap=cap,
                   fixed_rate=fps is not None or doubted, count_exact=count_is_exact(p), empty=avi_empty_frames(p),
-                  cut_short=cut_short(p), rate_doubted=float(stated) if doubted else None)
+                  cut_short=cut_short(p), rate_doubted=(0.0 if avi_rate == 0.0 else float(stated)) if doubted else None)
 
 
 class AtomicVideoWriter:

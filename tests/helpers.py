@@ -170,7 +170,7 @@ def write_avi(path, frames: list, fps: int, scale: int = 1) -> None:
         return chunk(b"LIST", kind + body)
 
     big = max(len(c) for c in chunks)
-    avih = struct.pack("<10I16x", 1_000_000 * scale // fps, 0, 0, 0x10, len(frames), 0, 1, big, w, h)
+    avih = struct.pack("<10I16x", 1_000_000 * scale // fps if fps else 0, 0, 0, 0x10, len(frames), 0, 1, big, w, h)
     strh = b"vidsMJPG" + struct.pack("<IHHIIIIIIiI4h", 0, 0, 0, 0, scale, fps, 0, len(frames), big, -1, 0, 0, 0, w, h)
     strf = struct.pack("<IiiHH4sIiiII", 40, w, h, 1, 24, b"MJPG", w * h * 3, 0, 0, 0, 0)
     hdrl = lst(b"hdrl", chunk(b"avih", avih) + lst(b"strl", chunk(b"strh", strh) + chunk(b"strf", strf)))

@@ -748,6 +748,12 @@ def test_a_header_stating_no_believable_rate_times_the_frames_at_the_video_s_rat
     times = [json.loads(x)["time"] for x in (tmp_path / "f.jsonl").read_text().splitlines()]
     assert len(times) == 12 and np.allclose(np.diff(times), 1 / 30, atol=1e-3), times
     assert round(cv2.VideoCapture(str(tmp_path / "f.avi")).get(cv2.CAP_PROP_FPS)) == 30
+    # A header stating no rate (0): OpenCV's FFmpeg said 25 and timed the frames so, without a word.
+    write_avi(clip, [frame_with([(40 + 2 * i, 90)], small_face) for i in range(12)], fps=0)
+    r = run("video", clip, "--json", tmp_path / "z.jsonl", "--model", tiny_models["direct"])
+    assert r.exit_code == 0 and "note: the file states 0 fps (a damaged header?)" in r.stderr, r.stderr
+    times = [json.loads(x)["time"] for x in (tmp_path / "z.jsonl").read_text().splitlines()]
+    assert len(times) == 12 and np.allclose(np.diff(times), 1 / 30, atol=1e-3), times
     # A believable rate keeps the file's own times, without a note.
     write_avi(clip, [frame_with([(40, 90)], small_face)] * 6, fps=25)
     r = run("video", clip, "--json", tmp_path / "p.jsonl", "--model", tiny_models["direct"])
