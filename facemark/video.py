@@ -162,18 +162,14 @@ MAX_PLAUSIBLE_RATE = 240.0  # fps: a container stating more than this and its fr
 STANDARD_RATES = (23.976, 24.0, 25.0, 29.97, 30.0, 48.0, 50.0, 59.94, 60.0, 100.0, 119.88, 120.0)
 
 
-def _head(path: Path, n: int = 64) -> bytes:
-    """A file's first ``n`` bytes (none where it cannot be read)."""
-    try:
-        with open(path, "rb") as f:
-            return f.read(n)
-    except OSError:
-        return b""
-
-
 def _video_bytes(path: Path) -> bool:
     """Whether a file starts as an MP4/MOV, AVI, Matroska/WebM, MPEG or FLV video does."""
-    return looks_like_video(_head(path))
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return False
+    return looks_like_video(head)
 
 
 def _animated(path: Path) -> bool:
