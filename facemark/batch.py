@@ -662,10 +662,11 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                  boxes: Path | str | None = None, batch_images: int = 16, log: Callable[[str], None] = to_stderr,
                  progress: Callable[[int], None] | None = None, stdout=None, style: str = "contours",
                  show_box: bool = True, show_score: bool = True, fmt: str = "json", resume: bool = True,
-                 workers: "int | str | Workers" = 1, rows_per_shard: int = DEFAULT_SHARD_SIZE) -> BatchSummary:
+                 workers: "int | str | Workers" = 1, rows_per_shard: int = DEFAULT_SHARD_SIZE,
+                 format: str | None = None) -> BatchSummary:  # noqa: A002 - the CLI's --format, by its name
     """Landmarks for every image in ``inputs`` (files, directories, globs, or a ``Plan``).
 
-    ``fmt``: ``json`` writes ``OUT/<path>.json`` per image (and ``.annotated.<ext>``); ``jsonl`` and
+    ``format`` (or ``fmt``, its older name): ``json`` writes ``OUT/<path>.json`` per image (and ``.annotated.<ext>``); ``jsonl`` and
     ``parquet`` write shards of rows (``facemark.shards``); without ``out_dir`` one JSON document
     per line goes to ``stdout``. With ``resume`` (default) images whose outputs are already
     complete in ``out_dir`` are skipped, so an interrupted run continues where it stopped.
@@ -695,8 +696,12 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                             f"memory: FaceLandmarker(detector=GivenBoxes({{path: [[x1, y1, x2, y2], ...]}})))")
         if out_dir is None and isinstance(stdout, (io.BufferedIOBase, io.RawIOBase)):
             raise TypeError("stdout must be a text stream (io.StringIO, a file opened with 'w'), not a binary one")
+        if format is not None:
+            if fmt != "json" and fmt != format:
+                raise TypeError(f"format={format!r} and fmt={fmt!r} disagree: give one (fmt is format's older name)")
+            fmt = format
         if fmt not in ("json", "jsonl", "parquet"):
-            raise UsageError(f"fmt must be json, jsonl or parquet, not {fmt!r}")  # (the CLI says --format itself)
+            raise UsageError(f"format must be json, jsonl or parquet, not {fmt!r}")  # (the CLI says --format itself)
         if style not in STYLES:
             raise UsageError(f"style must be one of {', '.join(STYLES)}, not {style!r}")
         if isinstance(rows_per_shard, bool) or not isinstance(rows_per_shard, int) or rows_per_shard < 1:
@@ -718,7 +723,7 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
         plan = inputs if isinstance(inputs, Plan) else plan_inputs(inputs, out_dir, annotate, batch_images, log)
         out_dir = plan.out_dir
         if fmt != "json" and out_dir is None:
-            raise UsageError(f"fmt={fmt!r} writes shards: give out_dir")
+            raise UsageError(f"format={fmt!r} writes shards: give out_dir")
         if out_dir is not None:
             try:
                 out_dir.mkdir(parents=True, exist_ok=True)

@@ -323,8 +323,10 @@ def test_detect_files_checks_its_arguments_before_making_anything(fl, photo, tmp
         (dict(style="dots", annotate=True), ValueError, "style must be one of"),
         (dict(batch_images=2.5), TypeError, "batch_images must be an integer"),
         (dict(rows_per_shard=0, fmt="jsonl"), ValueError, "rows_per_shard must be a positive integer"),
-        (dict(fmt="csv"), ValueError, "fmt must be json, jsonl or parquet"),  # (keywords, not the CLI's options)
-        (dict(fmt="jsonl", out_dir=None), ValueError, "fmt='jsonl' writes shards: give out_dir"),
+        (dict(format="csv"), ValueError, "format must be json, jsonl or parquet"),  # (keywords, not the CLI's options)
+        (dict(fmt="csv"), ValueError, "format must be json, jsonl or parquet"),
+        (dict(format="jsonl", out_dir=None), ValueError, "format='jsonl' writes shards: give out_dir"),
+        (dict(format="jsonl", fmt="parquet"), TypeError, "disagree: give one"),
         (dict(workers=0), ValueError, "workers must be a positive integer"),
     ]
     for change, kind, words in bad:
@@ -334,6 +336,16 @@ def test_detect_files_checks_its_arguments_before_making_anything(fl, photo, tmp
         with pytest.raises(kind, match=words):
             detect_files(args.pop("inputs"), args.pop("fl"), **args)
         assert not out.exists(), change
+
+
+def test_detect_files_takes_format_as_the_command_names_it(fl, photo, tmp_path):
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "a.jpg"), photo)
+    s = detect_files([str(tmp_path / "a.jpg")], fl, out_dir=tmp_path / "out", format="jsonl")
+    assert s.written == 1
+    assert [p.suffix for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")] == [".jsonl"]
+    assert len(read(tmp_path / "out")) == 1
 
 
 def test_detect_files_reads_a_generator_and_keeps_stdout_for_results(fl, photo, tmp_path, capsys):
