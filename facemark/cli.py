@@ -493,7 +493,7 @@ def video(
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="direct | hybrid | hourglass | PATH"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda"),
     detect_every: int = typer.Option(10, "--detect-every", help="Run the detector every N frames (and when a face is lost)."),
-    smooth: str = typer.Option("one-euro", "--smooth", help="one-euro (head pose and face shape) | pose (the pose only: blinks and speech kept whole) | none"),
+    smooth: str = typer.Option("one-euro", "--smooth", help="one-euro (the head's pose, and the face's shape: its noise held down, blinks and speech let through) | pose (the pose only: the shape as the model reads it) | none"),
     max_faces: int = typer.Option(0, "--max-faces", help="Track at most K faces (the largest of new ones first; a "
                                   "tracked face keeps its place while in view); 0: all."),
     fps: Optional[float] = typer.Option(None, "--fps", help="Frame rate for frame folders (default 30) or to override."),

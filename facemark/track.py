@@ -38,6 +38,8 @@ class Track:
     # whatever hides it (a box that shrinks frame by frame), and the face coming back is sought
     # near where it was seen too.
     seen_box: np.ndarray | None = field(default=None, repr=False)
+    # The points the next crop is placed by: the smoother's, its shape smoothed hard (None: ``smoothed``).
+    steady: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def shown_box(self) -> np.ndarray:
@@ -221,9 +223,11 @@ class Tracker:
                 if tr.check_age >= CHECK_HOLD:
                     tr.check_px, tr.check_age = (tr.check_px / 2 if tr.check_px / 2 > self.check_px else 0.0), 0
             if tr.unconfirmed >= 2:  # hidden (not one blurred frame): its points may be drawn on whatever
-                tr.filter, tr.smoothed = self._new_filter(), tr.landmarks  # hides it, and must not drag the face's
+                # hides it, and must not drag the face's smoothing: it starts again
+                tr.filter, tr.smoothed, tr.steady = self._new_filter(), tr.landmarks, None
             else:
                 tr.smoothed = tr.filter(tr.landmarks, t, inter_ocular(tr.landmarks)) if tr.filter else tr.landmarks
+                tr.steady = tr.filter.steady if tr.filter else None
         # A track the last detection did not see is followed (it keeps its id if seen again on the
         # next frame) but not reported: the model draws a face in any crop, even an empty one.
         return [tr for tr in self.tracks if not tr.unconfirmed]
@@ -275,7 +279,7 @@ class Tracker:
             try:
                 # From the smoothed points (a steadier crop gives the model steadier input), moved on
                 # as far as the face moved last frame: a face in steady motion stays centred.
-                mats.append(track_matrix(tr.smoothed + tr.velocity, size))
+                mats.append(track_matrix((tr.smoothed if tr.steady is None else tr.steady) + tr.velocity, size))
             except ValueError:
                 mats.append(None)
         keep = [i for i, m in enumerate(mats) if m is not None]
@@ -425,8 +429,8 @@ class Tracker:
             return
         faces = self.landmarker.landmarks_for([image], [[d for _, d in pairs]])[0]
         for (tr, d), face in zip(pairs, faces):
-            tr.landmarks, tr.smoothed, tr.box, tr.score, tr.filter = \
-                face.landmarks, face.landmarks, face.box, face.score, self._new_filter()
+            tr.landmarks, tr.smoothed, tr.box, tr.score, tr.filter, tr.steady = \
+                face.landmarks, face.landmarks, face.box, face.score, self._new_filter(), None
             tr.bias, tr.seen_box = _bias(face), np.asarray(d.box, np.float64)[:4]
 
     def _closer(self, image: np.ndarray, d: Detection) -> Detection:

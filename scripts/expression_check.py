@@ -10,7 +10,8 @@ shut, shut, half) every 25 frames; then the inner lips open and close at 2.5 Hz 
 frame's points get jitter as a model's do: the whole face shifted a little (``--noise-pose``) and
 every point on its own (``--noise``). Printed per setting: the blink's depth as shown (% of the true
 one, mean over blinks), how many frames the shown eye opening trails the true one (best match of
-the two over the blinks), the lip opening's swing as shown (% of the true one), and the still face's
+the two over the blinks), how many frames after a blink the shown eyes take to be back within a
+tenth of its depth, the lip opening's swing as shown (% of the true one), and the still face's
 frame-to-frame jitter (% of the inter-ocular distance).
 """
 from __future__ import annotations
@@ -80,11 +81,17 @@ def measure(out: np.ndarray, eyes: np.ndarray, lips: np.ndarray, iod: float, fps
     blinks = slice(20, n_blink - 10)
     true, shown = eyes[blinks] - eyes[blinks].mean(), shown_eyes[blinks] - shown_eyes[blinks].mean()
     late = max(range(9), key=lambda k: float(np.dot(true[:len(true) - k], shown[k:])))
+    reopen = []  # frames after a blink's end until the shown eyes are within a tenth of its depth
+    for start in range(20, n_blink - 25, 25):
+        k, shut = 0, eyes[start - 1] - eyes[start + 1]
+        while start + 4 + k < start + 25 and abs(shown_eyes[start + 4 + k] - eyes[start + 4 + k]) > 0.1 * shut:
+            k += 1
+        reopen.append(k)
     talk = slice(n_blink + int(fps), None)  # (after a second of it: the filter has settled)
     swing = np.ptp(shown_lips[talk]) / np.ptp(lips[talk])
     still = out[2:20]  # (the first frames: the face still, nothing moving)
     jitter = np.linalg.norm(np.diff(still, axis=0), axis=2).mean() / iod
-    return {"blink": 100 * float(np.mean(depth)), "late": late, "speech": 100 * float(swing),
+    return {"blink": 100 * float(np.mean(depth)), "late": late, "reopen": float(np.mean(reopen)), "speech": 100 * float(swing),
             "jitter": 100 * float(jitter)}
 
 
@@ -97,10 +104,11 @@ def main() -> None:
     frames, eyes, lips, iod = sequences(a.fps, a.noise, a.noise_pose)
     print(f"{a.fps:g} fps, jitter {a.noise:g} % of the inter-ocular distance ({iod:.0f} px) per point and "
           f"{a.noise_pose:g} % of the face's place; a 4-frame blink every 25 frames, then speech at 2.5 Hz")
-    print(f"{'--smooth':<12}{'blink shown %':>15}{'eyes late (frames)':>20}{'speech shown %':>16}{'still jitter %':>16}")
+    print(f"{'--smooth':<12}{'blink shown %':>15}{'eyes late (frames)':>20}{'open again after (frames)':>27}"
+          f"{'speech shown %':>16}{'still jitter %':>16}")
     for setting in ("one-euro", "pose", "none"):
         m = measure(run(frames, a.fps, iod, setting), eyes, lips, iod, a.fps)
-        print(f"{setting:<12}{m['blink']:>15.0f}{m['late']:>20d}{m['speech']:>16.0f}{m['jitter']:>16.3f}")
+        print(f"{setting:<12}{m['blink']:>15.0f}{m['late']:>20d}{m['reopen']:>27.1f}{m['speech']:>16.0f}{m['jitter']:>16.3f}")
 
 
 if __name__ == "__main__":

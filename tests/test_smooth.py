@@ -96,32 +96,65 @@ def test_face_smoother_follows_motion_and_calms_a_still_face():
     assert lag_px < 0.5 * step
 
 
-def test_pose_only_smoothing_keeps_a_blink_whole_and_the_default_damps_it():
-    """The default smooths the face's shape hard: a blink of four frames shows about a quarter of
-    its depth (a helper measured 23 % on a real clip). ``smooth_shape=False`` (``--smooth pose``)
-    passes the shape through, so the blink is whole while the head's place is still smoothed."""
+def blinking_face(frames: int = 60, noise: float = 0.0, seed: int = 0) -> tuple[np.ndarray, list]:
+    """The mean face (eye distance 80 px), its eyes shut over frames 20-23 (half, shut, shut,
+    half), its head wobbling a little, and ``noise`` px on every point; and its eyelid pairs."""
     mean = align.TEMPLATES["mean98"].astype(np.float64)
     base = (mean - mean.mean(0)) * (80 / np.linalg.norm(mean[60] - mean[72])) + [320.0, 240.0]
     lids = [(61, 67), (62, 66), (63, 65), (69, 75), (70, 74), (71, 73)]
-    frames = []
-    for i in range(40):
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(frames):
         p = base.copy()
         shut = {20: 0.5, 21: 1.0, 22: 1.0, 23: 0.5}.get(i, 0.0)
         for up, lo in lids:
             gap = p[lo, 1] - p[up, 1]
             p[up, 1] += shut * gap / 2
             p[lo, 1] -= shut * gap / 2
-        frames.append(p + [0.3 * np.sin(i), 0.0])  # (the head wobbles a little: the pose filter's work)
+        out.append(p + [0.3 * np.sin(i), 0.0] + rng.normal(0, noise, p.shape))  # (the wobble: the pose filter's work)
+    return np.array(out), lids
 
-    def deepest(out):
-        opening = [np.mean([q[lo, 1] - q[up, 1] for up, lo in lids]) for q in out]
-        return 1 - min(opening[18:30]) / opening[10]
 
+def test_a_blink_shows_whole_and_the_eyes_open_again_at_once():
+    """The face's shape was smoothed by a One Euro filter, hard enough to calm a still face: a
+    four-frame blink showed at a quarter of its depth, two frames late, and the eyes took half a
+    second to be back within a tenth of it, two seconds to open fully (a helper's clip). Moves
+    beyond a still face's noise now pass (``ShapeFilter``): the blink shows nearly whole, on time,
+    while the still face's shape is smoothed as before. ``--smooth pose`` passes the shape as it is."""
+    mean = align.TEMPLATES["mean98"].astype(np.float64)
+    frames, lids = blinking_face(noise=0.16)  # (0.2 % of the eye distance: a model's noise on a still face)
+
+    def opening(out):
+        return np.array([np.mean([q[lo, 1] - q[up, 1] for up, lo in lids]) for q in out])
+
+    true = opening(blinking_face()[0])
     default = run(FaceSmoother(mean), frames, scale=80.0)
     pose = run(FaceSmoother(mean, smooth_shape=False), frames, scale=80.0)
-    assert deepest(pose) > 0.97 and deepest(default) < 0.5, (deepest(pose), deepest(default))
+    for out, least in ((default, 0.9), (pose, 0.97)):
+        shown = opening(out)
+        assert 1 - shown[18:30].min() / shown[10] > least, 1 - shown[18:30].min() / shown[10]
+        assert 20 <= int(np.argmin(shown[18:30])) + 18 <= 22  # (on time: shut on frames 21-22)
+        assert np.abs(shown[27:] - true[27:]).max() < 0.1 * true[10]  # open again 3 frames after
+    inner = lambda out: np.linalg.norm(np.diff(out[2:18] - out[2:18].mean(1, keepdims=True), axis=0), axis=2).mean()  # noqa: E731
+    assert inner(default) < 0.35 * inner(frames), (inner(default), inner(frames))  # (the shape's noise, held down)
+    assert inner(pose) > 0.7 * inner(frames)
     wobble = lambda out: np.std([q.mean(0)[0] for q in out[:18]])  # noqa: E731
-    assert wobble(pose) < 0.7 * wobble(np.array(frames)), (wobble(pose), wobble(np.array(frames)))
+    assert wobble(pose) < 0.7 * wobble(frames), (wobble(pose), wobble(frames))
+
+
+@pytest.mark.parametrize("noise", [0.16, 0.8])
+def test_a_noisier_face_s_shape_is_still_smoothed(noise):
+    """Moves beyond a band pass unsmoothed; the band widens with the face's own noise (read from
+    the median move of its points), so a face with five times a model's usual noise (small, dark)
+    is not passed through as if every frame were an expression."""
+    mean = align.TEMPLATES["mean98"].astype(np.float64)
+    rng = np.random.default_rng(3)
+    still = blinking_face(noise=0.0)[0][0]
+    noisy = still + rng.normal(0, noise, (120, 98, 2))
+    out = run(FaceSmoother(mean), noisy, scale=80.0)
+    shape = lambda pts: pts - pts.mean(1, keepdims=True)  # noqa: E731
+    err = lambda pts: np.linalg.norm(shape(pts[30:]) - shape(still[None]), axis=2).mean()  # noqa: E731
+    assert err(out) < 0.5 * err(noisy), (err(out), err(noisy))
 
 
 @pytest.mark.parametrize("hz, px", [(4.3, 8.0), (2.0, 25.0)])
