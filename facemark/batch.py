@@ -221,26 +221,54 @@ class _Stopped(Exception):
     """The run is ending (``stop_asked``): this chunk is left for the next run."""
 
 
-def _load(chunk: list) -> list:
-    """Read and decode one chunk (in a thread, ahead of the model): (k, im, name, image or error,
-    its change time before the read, ``_stamp``: its output is written only if that still holds)."""
-    out = []
-    for k, im, name in chunk:
+def _input_at(stream, images: list[InputImage]) -> Path | None:
+    """The input that ``stream`` writes into (``facemark detect a.jpg >> a.jpg``), if any: only a
+    regular file can be one, so a pipe or a terminal costs no look at the inputs."""
+    try:
+        st = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    for im in images:
+        try:
+            if os.path.samestat(st, os.stat(im.path)):
+                return im.path
+        except (OSError, ValueError):
+            pass
+    return None
+
+
+def _load(chunk: list) -> tuple[list, list]:
+    """Read and decode a chunk (in a thread, ahead of the model): (k, im, name, image or error, its
+    change time before the read, ``_stamp``: its output is written only if that still holds); and
+    the chunk's rest, left for the next batch once the decoded images hold ``BATCH_BYTES`` (as
+    ``detect_batch`` holds them): 16 photos of 12000x9000 held 5.2 GB a batch, and the reader's
+    next as much again."""
+    out, held = [], 0
+    for i, (k, im, name) in enumerate(chunk):
+        if held >= FaceLandmarker.BATCH_BYTES:
+            return out, chunk[i:]
         if stop_asked():
             raise _Stopped
         read_at = _stamp(im.path)
         try:
             out.append((k, im, name, read_image(im.path), read_at))
+            held += out[-1][3].nbytes
         except (ImageError, StopRun) as e:
             out.append((k, im, name, e, read_at))
         except MemoryError:
             out.append((k, im, name, ImageError(f"{im.path}: out of memory reading it"), read_at))
-    return out
+    return out, []
 
 
 def work_on_chunk(job: Job, fl: FaceLandmarker, chunk: list) -> list["Outcome"]:
-    """A chunk read, detected and written (or returned): what each worker process does."""
-    return _process(job, fl, _load(chunk))
+    """A chunk read, detected and written (or returned), a batch at a time: what each worker does."""
+    outcomes = []
+    while chunk:
+        loaded, chunk = _load(chunk)
+        outcomes += _process(job, fl, loaded)
+    return outcomes
 
 
 def _annotated_path(job: Job, im: InputImage, name) -> Path:
@@ -724,6 +752,9 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
         out_dir = plan.out_dir
         if fmt != "json" and out_dir is None:
             raise UsageError(f"format={fmt!r} writes shards: give out_dir")
+        if out_dir is None and (under := _input_at(stdout, plan.images)) is not None:
+            raise UsageError(f"standard output goes to {under}, one of the inputs: the results would be written into "
+                             f"it; send them to another file (or give --out)")
         if out_dir is not None:
             try:
                 out_dir.mkdir(parents=True, exist_ok=True)
@@ -809,12 +840,15 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                 progress(n)
 
         def in_process(chunks: list) -> None:
-            with ThreadPoolExecutor(1) as reader:  # decode the next chunk while the model runs this one
-                ahead = reader.submit(_load, chunks[0]) if chunks else None
-                for i, chunk in enumerate(chunks):
-                    loaded = ahead.result()
-                    ahead = reader.submit(_load, chunks[i + 1]) if i + 1 < len(chunks) else None
-                    report(_process(job, fl, loaded), len(chunk))
+            queue = list(chunks)
+            with ThreadPoolExecutor(1) as reader:  # decode the next batch while the model runs this one
+                ahead = reader.submit(_load, queue.pop(0)) if queue else None
+                while ahead is not None:
+                    loaded, rest = ahead.result()
+                    if rest:  # (the chunk's images past BATCH_BYTES: the next batch)
+                        queue.insert(0, rest)
+                    ahead = reader.submit(_load, queue.pop(0)) if queue else None
+                    report(_process(job, fl, loaded), len(loaded))
 
         try:
             if workers == 1 or len(chunks) < 2:

@@ -289,7 +289,7 @@ def detect(
     boxes: Optional[Path] = typer.Option(None, "--boxes", help="Boxes per image (JSON, or facemark's outputs: a file or an --out folder): no face search; a bare box's eyes, nose and mouth are found around it."),
     min_face: Optional[float] = typer.Option(None, "--min-face", help="Smallest face to find, in pixels."),
     threshold: float = typer.Option(0.6, "--threshold", help="Detector score threshold."),
-    batch_images: int = typer.Option(16, "--batch", help="Images whose faces share one model batch (at most: with workers, fewer near the end of a run)."),
+    batch_images: int = typer.Option(16, "--batch", help="Images whose faces share one model batch (at most: fewer where their decoded pixels pass 256 MB, and with workers near the end of a run)."),
     flip: bool = typer.Option(False, "--flip", help="Also run mirrored crops and average (slower, steadier)."),
     turned: bool = typer.Option(False, "--turned", help="Also find faces turned sideways or upside down (photos without EXIF orientation): each image is searched four ways, a quarter-turn apart (four times the detector's time)."),
     style: str = typer.Option("contours", "--draw", help="With --annotate: contours (lines and points) | points | lines."),

@@ -2621,3 +2621,21 @@ def test_drawing_a_uint16_image_of_8_bit_values_warns_as_detect_does(face):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         draw(face.astype(np.uint16) * 257, [])
+
+
+def test_standard_output_appended_to_an_input_is_refused_and_the_input_kept(tmp_path, face_image):
+    """``facemark detect a.jpg >> a.jpg`` appended the JSON to the photo (exit 0): inputs are never
+    written. The same to another file, or to a pipe, is fine."""
+    cv2.imwrite(str(tmp_path / "a.jpg"), face_image)
+    before = (tmp_path / "a.jpg").read_bytes()
+    env = {**os.environ, "COLUMNS": "200"}
+    for args in (["a.jpg"], ["."]):
+        with open(tmp_path / "a.jpg", "ab") as out:
+            r = subprocess.run([sys.executable, "-m", "facemark", "detect", *args], cwd=tmp_path, stdout=out,
+                               stderr=subprocess.PIPE, text=True, timeout=180, env=env)
+        assert r.returncode == 2 and "standard output goes to a.jpg, one of the inputs" in r.stderr, r.stderr
+        assert (tmp_path / "a.jpg").read_bytes() == before
+    with open(tmp_path / "r.json", "wb") as out:
+        r = subprocess.run([sys.executable, "-m", "facemark", "detect", "a.jpg"], cwd=tmp_path, stdout=out,
+                           stderr=subprocess.PIPE, text=True, timeout=180, env=env)
+    assert r.returncode == 0 and json.loads((tmp_path / "r.json").read_text())["faces"]

@@ -191,6 +191,37 @@ def test_chunks_shrink_towards_the_end_so_no_worker_waits_long_for_another():
     assert chunk_sizes(300, 16, 1) == [16] * 18 + [12]  # one worker: nothing waits on it
 
 
+def test_a_chunk_of_big_images_is_cut_where_their_pixels_pass_the_batch_budget(monkeypatch, tmp_path, face_image):
+    """16 photos of 12000x9000 px decoded were 5.2 GB a chunk (and the reader's next chunk as much
+    again): a chunk is cut into batches once its decoded images hold ``BATCH_BYTES``, in one
+    process and in each worker's, and each batch is written before the next is read."""
+    from facemark import batch
+    from facemark.batch import Job, detect_files, work_on_chunk
+    from facemark.inputs import InputImage
+    from facemark.landmarker import FaceLandmarker
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(5):
+        cv2.imwrite(str(src / f"{i}.jpg"), face_image)
+    fl = FaceLandmarker(model="direct")
+    batches = []
+    real = fl.landmarks_for
+    monkeypatch.setattr(fl, "landmarks_for", lambda images, dets: batches.append(len(images)) or real(images, dets))
+    assert detect_files([str(src)], fl, out_dir=tmp_path / "whole", log=None).written == 5
+    assert batches == [5]
+    monkeypatch.setattr(FaceLandmarker, "BATCH_BYTES", 2 * face_image.nbytes)  # two images a batch
+    batches.clear()
+    s = detect_files([str(src)], fl, out_dir=tmp_path / "cut", log=None)
+    assert s.written == 5 and batches == [2, 2, 1]
+    assert read(tmp_path / "cut") == read(tmp_path / "whole")
+    job = Job(tmp_path / "w", False, "json", None, "contours", True, True, frozenset())
+    chunk = [(k, InputImage(src / f"{k}.jpg", src), f"{k}.jpg") for k in range(5)]
+    batches.clear()
+    outcomes = work_on_chunk(job, fl, chunk)
+    assert [o.k for o in outcomes] == list(range(5)) and all(o.ok for o in outcomes) and batches == [2, 2, 1]
+
+
 def test_auto_workers_fit_in_memory(monkeypatch):
     """A container with 16 cores and 2 GiB free gets the workers that fit, not 16 that swap or get killed."""
     from facemark import batch
