@@ -453,6 +453,42 @@ def _written_by_facemark(path: Path) -> bool:
     return head.lstrip().startswith(b'{"schema": "facemark/')
 
 
+def _named_otherwise(plan: Plan, out_dir: Path, most: int = 200) -> tuple[Path, int] | None:
+    """(an output in ``out_dir``, the index of one of this run's images) where an earlier run wrote that image's
+    result under another name (``detect a --out o``, then ``detect a b --out o``: the common folder
+    moved up, so ``o/x.jpg.json`` became ``o/a/x.jpg.json``). Looks at ``most`` JSON files at most,
+    in ``out_dir`` and the folders in it."""
+    mine = {str(n) + ".json" for n in plan.names}
+    images: dict[str, int] | None = None
+    seen = 0
+    folders = [out_dir]
+    while folders and seen < most:
+        folder = folders.pop(0)
+        try:
+            entries = list(os.scandir(folder))[:most]
+        except OSError:
+            continue
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            if folder == out_dir and e.is_dir(follow_symlinks=False):
+                folders.append(Path(e.path))
+                continue
+            if not e.name.endswith(".json") or os.path.relpath(e.path, out_dir).replace(os.sep, "/") in mine:
+                continue
+            seen += 1
+            doc = _document(Path(e.path))
+            if doc is None or not isinstance(doc.get("image"), str):
+                continue
+            if images is None:
+                images = {os.path.abspath(im.path): k for k, im in enumerate(plan.images)}
+            if doc["image"] in images:
+                return Path(e.path), images[doc["image"]]
+            if seen >= most:
+                break
+    return None
+
+
 def _an_earlier_input(drawing: Path) -> bool:
     """Whether a file at a drawing's name was an input of an earlier run into this folder (named
     on the command line: a folder's search leaves such names out), which its own output beside it
@@ -755,6 +791,7 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
         if out_dir is None and (under := _input_at(stdout, plan.images)) is not None:
             raise UsageError(f"standard output goes to {under}, one of the inputs: the results would be written into "
                              f"it; send them to another file (or give --out)")
+        existed = out_dir is not None and out_dir.is_dir()
         if out_dir is not None:
             try:
                 out_dir.mkdir(parents=True, exist_ok=True)
@@ -783,6 +820,12 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
         job = Job(out_dir, plan.annotate, fmt if out_dir is not None else "stdout", str(boxes) if boxes else None,
                   style, show_box, show_score, frozenset(os.path.realpath(p) for p in protected))
         todo = [(k, im, plan.names[k]) for k, im in enumerate(plan.images) if k not in skip]
+        if fmt == "json" and resume and out_dir is not None and todo and not skip and existed:
+            if (found := _named_otherwise(plan, out_dir)) is not None:
+                there, k = found
+                log(f"note: {there} holds {plan.images[k].path}'s result from a run with other inputs (outputs are "
+                    f"named by each image's path below the folder common to all the inputs): this run does it again "
+                    f"as {out_dir / plan.names[k]}.json; to continue that run, give the same inputs")
         if workers is None:
             workers = auto_workers(len(todo), fl.spec.get("device", "cpu"), detector_kind(fl.detector))
         chunks, i = [], 0

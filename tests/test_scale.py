@@ -222,6 +222,28 @@ def test_a_chunk_of_big_images_is_cut_where_their_pixels_pass_the_batch_budget(m
     assert [o.k for o in outcomes] == list(range(5)) and all(o.ok for o in outcomes) and batches == [2, 2, 1]
 
 
+def test_a_run_that_renames_earlier_outputs_says_so(tmp_path, face_image):
+    """``detect a --out o`` then ``detect a b --out o``: the common folder moves up, ``o/x.jpg.json``
+    becomes ``o/a/x.jpg.json``, and a's images were done again in silence. A rerun with the same
+    inputs, or another folder's images into the same --out, says nothing."""
+    from facemark.batch import detect_files
+    from facemark.landmarker import FaceLandmarker
+
+    for d, n in (("a", "x.jpg"), ("b", "y.jpg"), ("c", "z.jpg")):
+        (tmp_path / d).mkdir()
+        cv2.imwrite(str(tmp_path / d / n), face_image)
+    fl, out = FaceLandmarker(model="direct"), tmp_path / "o"
+    said: list[str] = []
+    detect_files([str(tmp_path / "a")], fl, out_dir=out, log=said.append)
+    detect_files([str(tmp_path / "c")], fl, out_dir=out, log=said.append)  # (other images: not this note's case)
+    detect_files([str(tmp_path / "a")], fl, out_dir=out, log=said.append)
+    assert said == []
+    s = detect_files([str(tmp_path / "a"), str(tmp_path / "b")], fl, out_dir=out, log=said.append)
+    assert s.written == 2 and len(said) == 1, said
+    assert said[0].startswith(f"note: {out / 'x.jpg.json'} holds {tmp_path / 'a' / 'x.jpg'}'s result from a run with "
+                              f"other inputs") and f"again as {out / 'a' / 'x.jpg.json'}" in said[0]
+
+
 def test_auto_workers_fit_in_memory(monkeypatch):
     """A container with 16 cores and 2 GiB free gets the workers that fit, not 16 that swap or get killed."""
     from facemark import batch
