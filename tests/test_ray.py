@@ -36,7 +36,7 @@ def local_ray(_ray_at_the_end):
     """The module's shared Ray (2 CPUs), started by the first test that asks for it, and again
     after a test that needed none (each start costs seconds: such tests come last)."""
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # (not a cluster of `ray start`)
         ray.data.DataContext.get_current().enable_progress_bars = False
     return ray
 
