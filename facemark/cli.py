@@ -477,10 +477,15 @@ def _detect_on_ray(inputs, out_dir, address, model, device, threshold, min_face,
         fail("--ray writes Parquet shards: give --out DIR")
     from .cluster import run_ray
 
-    with usage_errors():  # a RayRunError (a FacemarkError) is one line and exit 1
-        s = run_ray(inputs, str(out_dir), None if address == "local" else address, model=model, device=device,
-                    threshold=threshold, min_face=min_face, batch_size=batch_images, rows_per_shard=shard_size,
-                    log=say)  # which says the summary
+    try:
+        with usage_errors():  # a RayRunError (a FacemarkError) is one line and exit 1
+            s = run_ray(inputs, str(out_dir), None if address == "local" else address, model=model, device=device,
+                        threshold=threshold, min_face=min_face, batch_size=batch_images, rows_per_shard=shard_size,
+                        log=say)  # which says the summary
+    except KeyboardInterrupt:
+        _ignore_signals()
+        exit_interrupted("interrupted: the shards written are complete, the rows done so far among them; the same "
+                         "command continues")
     if s["failed"]:
         raise typer.Exit(1)
 

@@ -459,19 +459,33 @@ def write_error_rows(failed: list[tuple[str, str]], out: Path, model: str) -> No
     write_shard(pa.Table.from_pylist(rows, schema=arrow_schema()), out / f"{run_name('ray')}-listing.parquet")
 
 
-def write_shards(ds, out: Path, rows_per_shard: int, summary: dict, log: Callable[[str], None] = to_stderr) -> None:
-    """The rows as ``ray-<run id>-NNNNN.parquet`` shards, each renamed into place when complete;
-    ``summary`` counts what is on disk so far (also when the run stops midway); each failed image
-    is named through ``log``."""
+SHARD_STEP = 64  # rows taken from the pipeline at a time (a shard closes on time, and a stopped run keeps what it took)
+
+
+def write_shards(ds, out: Path, rows_per_shard: int, summary: dict, log: Callable[[str], None] = to_stderr,
+                 max_seconds: float | None = None) -> None:
+    """The rows as ``ray-<run id>-NNNNN.parquet`` shards, each renamed into place when complete:
+    at ``rows_per_shard`` rows, once its first row is ``max_seconds`` old (``SHARD_SECONDS``, as
+    ``--format parquet`` closes its shards), and with the rows done so far when the run stops
+    (Ctrl-C, a Ray error): a stopped run kept only full shards, none before the first 10,000 rows.
+    ``summary`` counts what is on disk so far; each failed image is named through ``log``."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    from .shards import arrow_schema, run_name
+    from .shards import SHARD_SECONDS, arrow_schema, run_name
 
     schema = arrow_schema()
     run = run_name("ray")
-    for k, table in enumerate(ds.iter_batches(batch_size=rows_per_shard, batch_format="pyarrow")):
-        table = table.select(schema.names).cast(schema)
-        path = out / f"{run}-{k:05d}.parquet"
+    limit = SHARD_SECONDS if max_seconds is None else max_seconds
+    held: list = []  # tables of the shard being filled
+    opened = 0.0
+
+    def close(rows: int) -> None:
+        nonlocal held
+        whole = pa.concat_tables(held)
+        table, rest = whole.slice(0, rows), whole.slice(rows)
+        held = [rest] if len(rest) else []
+        path = out / f"{run}-{len(summary['shards']):05d}.parquet"
         write_shard(table, path)
         summary["images"] += len(table)
         summary["failed"] += len(table) - table.column("error").null_count
@@ -482,6 +496,29 @@ def write_shards(ds, out: Path, rows_per_shard: int, summary: dict, log: Callabl
         summary["faces"] += pc.sum(counts).as_py() or 0
         summary["no_face"] += pc.sum(pc.and_(pc.is_null(table.column("error")), pc.equal(counts, 0))).as_py() or 0
         summary["shards"].append(str(path))
+
+    def rows() -> int:
+        return sum(len(t) for t in held)
+
+    try:
+        for table in ds.iter_batches(batch_size=min(rows_per_shard, SHARD_STEP), batch_format="pyarrow"):
+            if not held:
+                opened = time.monotonic()
+            held.append(table.select(schema.names).cast(schema))
+            while rows() >= rows_per_shard:
+                close(rows_per_shard)
+                opened = time.monotonic()
+            if held and time.monotonic() - opened >= limit:
+                close(rows())
+    except BaseException:  # stopped (Ctrl-C, a Ray error): the rows done so far, as a complete shard
+        if rows():
+            try:
+                close(rows())
+            except OSError:  # (what stopped the run is what is said)
+                pass
+        raise
+    if rows():
+        close(rows())
 
 
 def run_ray(inputs: list[str], out_dir: str, address: str | None = None, model: str = DEFAULT_MODEL,

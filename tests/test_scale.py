@@ -1947,3 +1947,41 @@ def test_files_from_a_list_run_as_the_same_inputs_given_as_arguments(folder, ref
         "note: --files-from in/a/here.txt: its entries are read from the current folder, as arguments are, and "
         "001.jpg is not here but beside the list: run from in/a, or list absolute paths"), r.stderr
     assert not (tmp_path / "never").exists()
+
+
+def test_ray_shards_close_on_time_and_keep_the_rows_done_when_the_run_stops(tmp_path):
+    """``--ray`` wrote a shard only when it was full (10,000 rows by default): Ctrl-C or a Ray error
+    before that kept nothing, and a killed run lost up to a shard's hours. Now a shard also closes
+    once its first row is SHARD_SECONDS old, and a stopped run writes the rows done so far."""
+    pa = pytest.importorskip("pyarrow")
+    from facemark import cluster
+    from facemark.shards import arrow_schema, row
+
+    class Rows:  # (Ray Data's rows as write_shards takes them: whole batches of the size asked, or at the end
+        def __init__(self, done: int, stop: BaseException | None = None):  # what is left; ``done`` rows, then a stop)
+            self.done, self.stop, self.sizes = done, stop, []
+
+        def iter_batches(self, batch_size: int, batch_format: str):
+            left = self.done
+            while left >= batch_size or (left and self.stop is None):
+                n = min(batch_size, left)
+                left -= n
+                self.sizes.append(n)
+                yield pa.Table.from_pylist([row(f"{left + i}.jpg", 8, 8, "direct") for i in range(n)],
+                                           schema=arrow_schema())
+            if self.stop is not None:
+                raise self.stop
+
+    def summary() -> dict:
+        return {"images": 0, "failed": 0, "faces": 0, "no_face": 0, "shards": []}
+
+    s, rows = summary(), Rows(600, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        cluster.write_shards(rows, tmp_path / "stopped", 10000, s, log=[].append)
+    assert 300 <= s["images"] == sum(rows.sizes) == len(read(tmp_path / "stopped")) and len(s["shards"]) == 1
+    s, rows = summary(), Rows(600)
+    cluster.write_shards(rows, tmp_path / "timed", 10000, s, log=[].append, max_seconds=0.0)
+    assert len(s["shards"]) == len(rows.sizes) > 1 and len(read(tmp_path / "timed")) == 600
+    s, rows = summary(), Rows(1100)
+    cluster.write_shards(rows, tmp_path / "full", 500, s, log=[].append)
+    assert [len(read(p)) for p in s["shards"]] == [500, 500, 100]
