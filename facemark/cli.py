@@ -299,7 +299,7 @@ def detect(
     shard_size: int = typer.Option(DEFAULT_SHARD_SIZE, "--shard-size", help="With --format jsonl/parquet: images per shard file."),
     redo: bool = typer.Option(False, "--redo", help="With --out: recompute images whose outputs already exist (default: skip them)."),
     workers: str = typer.Option("auto", "--workers", help="Workers, each with its own models and a share of the cores: facemark and N-1 more processes; auto: one per core (at most 16, 64+ images each, as memory allows); on CUDA at most 8 (192+ images each: the detector is on the CPU), or 1 with onnxruntime-gpu."),
-    ray: Optional[str] = typer.Option(None, "--ray", help="Run on Ray: 'local' (also --ray alone) or a cluster address HOST:PORT (Parquet shards to --out)."),
+    ray: Optional[str] = typer.Option(None, "--ray", help="Run on Ray: 'local' (also --ray alone), 'auto' (the cluster `ray start` runs on this machine) or a cluster address HOST:PORT (Parquet shards to --out)."),
 ):
     """Find faces and their 98 landmarks; JSON (schema facemark/v1) to stdout or --out DIR.
 

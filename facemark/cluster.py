@@ -364,10 +364,17 @@ def _connect(ray, address: str | None) -> None:
 
     if address:
         _check_reachable(address)
+        said: list[bytes] = []
         try:
-            with quiet_stderr():  # Ray logs every retry; the failure is one line below
+            with quiet_stderr(said):  # Ray logs every retry; the failure is one line below
                 ray.init(address=address, logging_level="ERROR", log_to_driver=False)  # (see below)
         except Exception as e:  # noqa: BLE001 - Ray raises many kinds here (connection, auth token, version)
+            if b"InvalidAuthToken" in b"".join(said) or "InvalidAuthToken" in str(e):
+                # (Ray then raises a bare ConnectionError, the reason only in the lines it logged)
+                raise UsageError(f"cannot join the Ray cluster at {address}: it refused this machine's "
+                                 f"authentication token (InvalidAuthToken): the head and every machine that joins "
+                                 f"need the same RAY_AUTH_MODE and token (RAY_AUTH_TOKEN, or ~/.ray/auth_token; "
+                                 f"`ray get-auth-token` on the head prints its own)") from None
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             first = f"{type(e).__name__}: {first}" if type(e).__name__ not in first else first
             raise UsageError(f"cannot join the Ray cluster at {address}: {first} (is it a Ray head's GCS "

@@ -271,6 +271,21 @@ def test_a_local_ray_that_cannot_start_is_one_line():
     assert "\n" not in str(e.value) and stopped, "what did start is stopped"
 
 
+def test_a_cluster_that_refuses_the_auth_token_says_so(monkeypatch):
+    """Ray logs the reason (InvalidAuthToken) and raises a bare ConnectionError naming another
+    cause; its log is silenced, so the line blamed the address or the Ray version (a helper, with
+    the README's ``ray start --head`` and a token left by an earlier local run)."""
+    def init(**kw):
+        os.write(2, b"E core_worker: InvalidAuthToken: Authentication token is missing or incorrect\n")
+        raise ConnectionError("Failed to connect to Ray cluster at 192.0.2.2:6379")
+
+    monkeypatch.setattr(cluster, "_check_reachable", lambda address: None)
+    fake = type("FakeRay", (), {"init": staticmethod(init), "__version__": "2.60.0"})
+    with pytest.raises(UsageError, match="refused this machine's authentication token .* RAY_AUTH_MODE") as e:
+        cluster._connect(fake, "192.0.2.2:6379")
+    assert "\n" not in str(e.value)
+
+
 def test_the_sigterm_handler_outlives_ray_s_shutdown():
     """``ray.shutdown`` puts SIGTERM's default back: a polite kill between the last shard and the
     summary ended the process with 143 and no line, not as Ctrl-C does."""
