@@ -148,9 +148,11 @@ def validate(doc) -> list[str]:
 
 def validate_frame(rec) -> list[str]:
     """Problems with one ``facemark video --json`` line (empty list: valid)."""
-    if not isinstance(rec, dict) or set(rec) - {"image"} != {"frame", "time", "faces"}:
-        return ["a frame record has exactly frame, time, faces (and image, for a folder's frames)"]
+    if not isinstance(rec, dict) or set(rec) - {"image", "cut"} != {"frame", "time", "faces"}:
+        return ["a frame record has exactly frame, time, faces (and image, for a folder's frames; cut, at a cut)"]
     errors = [] if isinstance(rec.get("image", ""), str) else ["image must be the frame's file name"]
+    if rec.get("cut", True) is not True:
+        errors.append("cut is true where it is given (a frame that starts a new shot)")
     if not isinstance(rec["frame"], int) or isinstance(rec["frame"], bool) or rec["frame"] < 0:
         errors.append("frame must be a non-negative integer")
     if not _is_number(rec["time"]) or rec["time"] < 0:

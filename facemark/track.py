@@ -181,6 +181,7 @@ class Tracker:
     turned_frames: int = 0  # whole-frame detections that found a face looking turned (notes.looks_turned)
     _found: list = field(default_factory=list, repr=False)
     next_id: int = 0
+    cut: bool = False  # whether the last frame stepped was a scene cut (or a cut to black)
     frames_since_detect: int = 0
     _thumb: np.ndarray | None = field(default=None, repr=False)
 
@@ -204,7 +205,7 @@ class Tracker:
         before = {id(tr): tr.landmarks.mean(0) for tr in self.tracks}
         for tr in self.tracks:
             tr.pending = None
-        cut = self._cut(image)
+        cut = self.cut = self._cut(image)
         if cut:  # another shot: what the smoothers and the motion lead know belongs to the last one
             for tr in self.tracks:
                 tr.filter, tr.velocity = self._new_filter(), np.zeros(2)

@@ -603,17 +603,18 @@ def tracked_faces(tracks, tracker) -> list[Face]:
 
 
 def frame_record(index: int, t: float, tracks, faces: list[Face], scale: tuple[float, float] = (1.0, 1.0),
-                 shift: tuple[int, int] = (0, 0), image: str | None = None) -> dict:
+                 shift: tuple[int, int] = (0, 0), image: str | None = None, cut: bool = False) -> dict:
     """One JSON line for ``tracks`` and their ``faces``; ``shift`` and ``scale`` map points from
     where the frame was fitted into the tracked size back to its own pixels (``letterbox``);
-    ``image``: a folder's frame file, named in the line (which file a line is of, without sorting again)."""
+    ``image``: a folder's frame file, named in the line (which file a line is of, without sorting again);
+    ``cut``: the frame starts a new shot (``"cut": true`` in the line: ids may go on across it)."""
     s, o = np.asarray(scale, np.float64), np.asarray(shift, np.float64)
 
     def r(a):
         return np.round(rescale(np.reshape(a, (-1, 2)) - o, s), 2).reshape(np.shape(a)).tolist()
 
     return {"frame": index, "time": round(float(t), 4), **({"image": image} if image is not None else {}),
-            "faces": [{"id": tr.id, "box": r(f.box), "score": round(float(f.score), 4), "landmarks": r(f.landmarks),
+            **({"cut": True} if cut else {}), "faces": [{"id": tr.id, "box": r(f.box), "score": round(float(f.score), 4), "landmarks": r(f.landmarks),
                        "landmarks68": r(f.landmarks68)} for tr, f in zip(tracks, faces)]}
 
 
@@ -857,7 +858,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                         # Into a pipe whose reader stopped reading the write waits for ever: there a
                         # second signal stops the run at once (that line is cut; no file holds it).
                         stop["armed"] = isinstance(text_w, StreamLines)
-                        record = frame_record(i, t, tracks, faces, src.scale, src.shift, src.image)
+                        record = frame_record(i, t, tracks, faces, src.scale, src.shift, src.image, tracker.cut)
                         writing = lines_to
                         text_w.write_line(record)
                         writing = None

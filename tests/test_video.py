@@ -2175,3 +2175,24 @@ def test_an_existing_file_that_is_not_such_an_output_is_not_replaced(tmp_path, s
     for _ in range(2):  # (a rerun replaces its own)
         r = run("video", clip, "--json", tmp_path / "o.jsonl", "--out", tmp_path / "o.mp4", "--model", "direct")
         assert r.exit_code == 0, r.stderr
+
+
+def test_a_cut_is_marked_in_its_json_line(tmp_path, small_face):
+    """Ids go on across a cut where a face is found where one was (an interview's two cameras),
+    and nothing in the JSON said where the shots changed, so per-person results could not be split
+    by shot afterwards (a video user). The frame that starts a new shot says ``"cut": true``."""
+    from facemark import FaceLandmarker
+
+    other = cv2.flip(small_face, 1)
+    frames = [frame_with([(100, 100)], small_face) for _ in range(8)]
+    for _ in range(6):
+        frame = frame_with([(104, 100)], other)
+        frame[frame == 100] = 200  # a new background: the whole picture changes at once
+        frames.append(frame)
+    clip = tmp_path / "cut.avi"
+    write_avi(clip, frames, fps=25)
+    process_video(str(clip), FaceLandmarker(model="direct"), json_path=tmp_path / "o.jsonl", log=lambda m: None)
+    lines = [json.loads(x) for x in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert len(lines) == 14 and [r["frame"] for r in lines if r.get("cut")] == [8]
+    assert all(validate_frame(r) == [] for r in lines) and "cut" not in lines[0]
+    assert validate_frame({**lines[8], "cut": False}) == ["cut is true where it is given (a frame that starts a new shot)"]
