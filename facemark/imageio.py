@@ -266,7 +266,8 @@ def check_regular_file(path: Path, what: str = "an image") -> None:
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
+        nowhere = broken_link(path)  # (a folder's broken link was "no such file": said as it is)
+        raise ImageError(f"{path} {nowhere}" if nowhere else f"{path}: no such file") from None
     except OSError as e:
         raise ImageError(f"cannot read {path}: {e.strerror or e}") from None
     if stat.S_ISDIR(st.st_mode):

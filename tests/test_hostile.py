@@ -2639,3 +2639,14 @@ def test_standard_output_appended_to_an_input_is_refused_and_the_input_kept(tmp_
         r = subprocess.run([sys.executable, "-m", "facemark", "detect", "a.jpg"], cwd=tmp_path, stdout=out,
                            stderr=subprocess.PIPE, text=True, timeout=180, env=env)
     assert r.returncode == 0 and json.loads((tmp_path / "r.json").read_text())["faces"]
+
+
+def test_a_broken_link_found_in_a_folder_is_said_as_one(tmp_path, face_image):
+    """Named on the command line a broken link was "a link to ..., which does not exist"; found in
+    a folder it was "no such file", though the folder lists it."""
+    (tmp_path / "in").mkdir()
+    cv2.imwrite(str(tmp_path / "in" / "a.jpg"), face_image)
+    os.symlink(tmp_path / "gone.jpg", tmp_path / "in" / "b.jpg")
+    r = fm("detect", "in", "--out", "o", cwd=tmp_path)
+    assert r.returncode == 1 and f"failed: in/b.jpg is a link to {tmp_path / 'gone.jpg'}, which does not exist" in r.stderr
+    assert (tmp_path / "o" / "a.jpg.json").exists()
