@@ -111,8 +111,12 @@ def _paint(canvas: np.ndarray, faces: list[Face], style: str, box: bool, score: 
             cv2.rectangle(canvas, tuple(px(face.box[:2])), tuple(px(face.box[2:])), col((0, 255, 0)), t, cv2.LINE_AA, shift)
         label = f"#{ids[n]}" if ids is not None else (f"{face.score:.2f}" if score and face.score is not None else "")
         if label and (box or ids is not None):
-            cv2.putText(canvas, label, (int(face.box[0]), max(0, int(face.box[1]) - 4)), cv2.FONT_HERSHEY_SIMPLEX,
-                        max(0.4, side / 400), col((0, 255, 0)), t, cv2.LINE_AA)
+            scale = max(0.4, side / 400)
+            (_, high), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, t)
+            x, y = max(0, int(face.box[0])), int(face.box[1]) - 4
+            if y - high < 0:  # no room above the box (a face at the top edge): inside it, under its top
+                y = max(0, int(face.box[1])) + high + 4
+            cv2.putText(canvas, label, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, col((0, 255, 0)), t, cv2.LINE_AA)
         for part, idx in WFLW98_PARTS.items():
             colour = col(_COLOURS[part])
             if part != "pupils" and style in ("contours", "lines"):

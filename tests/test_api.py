@@ -732,3 +732,19 @@ def test_a_landmarker_shows_its_settings_and_draw_takes_one_face(fl, photo, tmp_
 
     with pytest.raises(ModelError, match=r"photo\.png is not a model file: give an \.onnx or \.pt file"):
         FaceLandmarker(model=str(not_a_model))
+
+
+def test_a_face_at_the_top_edge_keeps_its_score_label():
+    """The label sat above the box: for a face touching the image's top it was drawn off the image."""
+    from facemark import align, draw
+    from facemark.landmarker import Face
+
+    mean = align.TEMPLATES["mean98"].astype(np.float64) * 200 + [100.0, -20.0]
+    image = np.full((300, 400, 3), 30, np.uint8)
+    for top in (0.0, 120.0):
+        pts = mean + [0.0, top]
+        face = Face(np.array([100.0, top, 300.0, top + 200.0]), 0.97, pts, None)
+        shown, plain = draw(image, [face]), draw(image, [face], score=False)
+        label = np.argwhere(np.any(shown != plain, axis=2))
+        assert len(label) > 50, (top, len(label))  # (the digits of 0.97, in green)
+        assert label[:, 1].min() >= 100 and (label[:, 0].min() >= top or top > 0)
