@@ -342,6 +342,12 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
         except cv2.error:
             raw = None
         if raw is not None and raw.dtype.kind == "f" and raw.size and np.isfinite(raw).all():
+            top = _bright_end(raw)
+            if 1.0 < top < HDR_TOP:  # neither 0-1 nor 0-255: linear light (HDR), or nearly black read as 0-255
+                warnings.warn(f"{name}: its floating-point pixels run to about {top:.3g}, neither 0-1 nor 0-255: "
+                              f"read scaled so that its brightest are white (as 0-255 it was nearly black)",
+                              stacklevel=2)
+                raw = raw * np.float32(255.0 / top)
             image = as_bgr(raw)  # [0, 1] scaled to 0..255, else clipped
         elif raw is not None and raw.dtype.kind == "f" and raw.size:
             raise ImageError(f"{name}: some of its floating-point pixels are not numbers (NaN or infinite); "
@@ -655,13 +661,21 @@ def _turned_bgra(data: np.ndarray, shown: np.ndarray, over: bool,
     return found[0]
 
 
-def _unit_range(image: np.ndarray) -> bool:
-    """Whether float pixels are on a 0-1 scale rather than 0-255. Judged by the 99.9th percentile,
-    not the maximum: linear and HDR exports keep a few highlights above 1.0, and one of them must
-    not turn the whole image black."""
+HDR_TOP = 16.0  # float pixels whose bright end is over 1 and under this are scaled by it (see decode_image)
+
+
+def _bright_end(image: np.ndarray) -> float:
+    """The 99.9th percentile of a float image's finite pixels (0 for none), not the maximum: linear
+    and HDR exports keep a few highlights far above the rest."""
     sample = image[:: max(1, image.shape[0] // 256), :: max(1, image.shape[1] // 256)]
     finite = sample[np.isfinite(sample)]
-    return finite.size == 0 or float(np.quantile(finite, 0.999)) <= 1.0
+    return float(np.quantile(finite, 0.999)) if finite.size else 0.0
+
+
+def _unit_range(image: np.ndarray) -> bool:
+    """Whether float pixels are on a 0-1 scale rather than 0-255 (by ``_bright_end``: one highlight
+    above 1.0 must not turn the whole image black)."""
+    return _bright_end(image) <= 1.0
 
 
 def as_bgr(image: np.ndarray) -> np.ndarray:

@@ -1066,6 +1066,12 @@ def test_a_floating_point_tiff_is_read_as_displayed(tmp_path):
     back = read_image(tmp_path / "hdr.tiff").astype(int)
     assert np.abs(back - img)[3:, 3:].max() <= 1 and (back[:3, :3] == 255).all()
     assert np.abs(read_image_as_given(img.astype(np.float64)).astype(int) - img).max() == 0  # 0-255 floats stay
+    # Linear light running to 4 (neither 0-1 nor 0-255) read as 0-255 was black, and no face, unsaid:
+    # scaled by its bright end, with a warning (a hostile user's HDR TIFF).
+    assert cv2.imwrite(str(tmp_path / "linear.tiff"), img.astype(np.float32) / 255.0 * 4)
+    with pytest.warns(UserWarning, match="run to about 4, neither 0-1 nor 0-255: read scaled"):
+        back = read_image(tmp_path / "linear.tiff").astype(int)
+    assert np.abs(back - img).mean() < 2
 
 
 def test_one_flat_box_and_constructor_options_are_checked(fl):
