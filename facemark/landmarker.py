@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import cv2
 import numpy as np
 
 from . import align, labelmap
@@ -209,7 +210,52 @@ class FaceLandmarker:
         contract (boxes or ``Detection``s that overlap the image), so a wrong return is a clear
         error, not points in empty space or an ``AttributeError`` deep inside. With ``turned``,
         the image is searched four ways (``_turned``)."""
-        return self._turned(image, as_is) if self.turned else self._plain(image, as_is)
+        if self.turned:
+            return self._turned(image, as_is)
+        found = self._plain(image, as_is)
+        if as_is or not isinstance(self.detector, RetinaFace):  # (its scores: RetinaFace's scale)
+            return found
+        return [self._upright(image, d) if d.score < UPRIGHT_CHECK or looks_turned(self, [d]) else d for d in found]
+
+    def _upright(self, image: np.ndarray, d: Detection) -> Detection:
+        """``d``, or the same face read in the quarter-turn where it stands upright. RetinaFace
+        finds a turned face, scored lower, with keypoints placed as if it were upright (most upside
+        down), or turned but not on its features: its crop came out turned and every point wrong,
+        mostly unsaid (300-W test faces turned 180°: 101 % NME; ``scripts/rotation_check.py``). A
+        face scored under ``UPRIGHT_CHECK``, or whose keypoints look turned, is looked at again in
+        a window around it, turned each of four ways; a turn where the detector scores it at least
+        ``UPRIGHT_CHECK``, higher than as found, with its keypoints level (within ``UPRIGHT_ROLL``),
+        is the one it is read from. An upright face scored that low (a hard one) costs four small
+        detector passes and keeps its reading (a face turned 30° could score higher half a turn on,
+        and read from there was far off: hence the bar)."""
+        x1, y1, x2, y2 = np.asarray(d.box, np.float64)[:4]
+        side, cx, cy = max(x2 - x1, y2 - y1), (x1 + x2) / 2, (y1 + y2) / 2
+        h, w = image.shape[:2]
+        wx1, wy1 = int(max(0, cx - side)), int(max(0, cy - side))
+        window = image[wy1:int(min(h, cy + side)), wx1:int(min(w, cx + side))]
+        if window.size == 0:
+            return d
+        scale = min(1.0, UPRIGHT_WINDOW / max(window.shape[:2]))
+        if scale < 1.0:
+            size = (max(1, round(window.shape[1] * scale)), max(1, round(window.shape[0] * scale)))
+            window = cv2.resize(window, size, interpolation=cv2.INTER_AREA)
+        wh, ww = window.shape[:2]
+        best, best_score = None, d.score  # (a turn must beat the face as found, and as the window shows it)
+        for k in range(4):
+            view = np.ascontiguousarray(np.rot90(window, k)) if k else window
+            for e in self.detector.detect_as_is(view):
+                centre = align.quarter_turn_back(((e.box[:2] + e.box[2:]) / 2)[None], k, wh, ww)[0] / scale + [wx1, wy1]
+                level = e.kps is None or abs(align.roll_degrees(e.kps)) <= UPRIGHT_ROLL  # (standing in this turn)
+                if abs(centre[0] - cx) < side / 2 and abs(centre[1] - cy) < side / 2 and \
+                        (not k or (level and e.score >= UPRIGHT_CHECK)) and e.score > best_score:
+                    best, best_score = (k, e), e.score
+        if best is None or best[0] == 0:
+            return d
+        k, e = best
+        corners = align.quarter_turn_back(e.box.reshape(2, 2), k, wh, ww) / scale + [wx1, wy1]
+        kps = None if e.kps is None else align.quarter_turn_back(e.kps, k, wh, ww) / scale + [wx1, wy1]
+        return replace(e, box=np.concatenate([corners.min(0), corners.max(0)]), kps=kps, quarter_turns=k,
+                       seen_at=None if e.seen_at is None else e.seen_at * scale)
 
     def _plain(self, image: np.ndarray, as_is: bool) -> list[Detection]:
         det = self.detector
@@ -473,6 +519,13 @@ def _realign(landmarks98: np.ndarray, previous: np.ndarray, size: int) -> np.nda
 # turned a quarter or half way, scored over 0.99 in their upright turn (scripts/rotation_check.py
 # --turned: its faces-per-image and lowest-score columns).
 TURNED_MIN_SCORE = 0.9
+# RetinaFace scores upright faces over 0.999 on 300-W test photos, and most of them turned half
+# way under 0.99 (scripts/rotation_check.py's lowest-score column): a face scored under this is
+# looked at turned (``FaceLandmarker._upright``), in a window of at most this many pixels.
+UPRIGHT_CHECK = 0.99
+UPRIGHT_WINDOW = 256
+# A turn is read only where the face stands within this of upright in it, by its keypoints there.
+UPRIGHT_ROLL = 45.0
 
 
 def _box_alone(box) -> None:

@@ -26,7 +26,8 @@ def looks_turned(fl: "FaceLandmarker", found: list[Detection]) -> bool:
     table), and nothing in the output said so."""
     if fl.turned or isinstance(fl.detector, GivenBoxes):  # (given boxes: their points set the crop; nothing searched)
         return False
-    return any(d.kps is not None and abs(align.roll_degrees(d.kps)) > LOOKS_TURNED_DEG for d in found)
+    return any(d.kps is not None and not d.quarter_turns and abs(align.roll_degrees(d.kps)) > LOOKS_TURNED_DEG
+               for d in found)  # (one found again in the turn it stands upright in is read upright: FaceLandmarker._upright)
 
 
 def may_miss_small(fl: "FaceLandmarker", image: np.ndarray, faces: list) -> bool:

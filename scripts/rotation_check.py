@@ -7,7 +7,8 @@ model as shipped, NME against the rotated labels (inter-ocular, 68 points).
 
 A face the detector does not find counts as missed, not in the NME; FR is the share of found
 faces over 10 % NME. "said turned %": of the found faces, those whose detector points put them
-turned past 65° (without --turned, ``facemark detect`` then ends with a note naming --turned).
+turned past 65° and that were not found again upright (``FaceLandmarker._upright``): without
+--turned, ``facemark detect`` then ends with a note naming --turned.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from facemark import FaceLandmarker, align, labelmap  # noqa: E402
-from facemark.notes import LOOKS_TURNED_DEG  # noqa: E402
+from facemark.notes import looks_turned  # noqa: E402
 from facemark.evaluation import metrics  # noqa: E402
 from facemark.imageio import read_image  # noqa: E402
 from facemark.training.datasets import load_all  # noqa: E402
@@ -80,7 +81,7 @@ def main() -> None:
                 missed += 1
                 continue
             lowest = min(lowest, det.score)
-            said += det.kps is not None and abs(align.roll_degrees(det.kps)) > LOOKS_TURNED_DEG
+            said += looks_turned(fl, [det])
             pred = fl.landmarks_for([image], [[det]])[0][0].landmarks
             errs.append(metrics.nme(labelmap.to68(pred, m68)[None], pts[None])[0])
         e = np.array(errs)

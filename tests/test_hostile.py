@@ -2080,17 +2080,23 @@ def test_a_linked_folder_is_not_followed_and_said(tmp_path, face, fm_here):
     assert r.returncode == 0 and "(symbolic links: in/photos)" in r.stderr and "latest" not in r.stderr, r.stderr
 
 
-def test_faces_that_look_turned_are_said_with_a_pointer_to_turned(tmp_path, face_image, fm_here):
+def test_faces_that_look_turned_are_said_with_a_pointer_to_turned(tmp_path, face_image, fm_here, monkeypatch):
     """A sideways photo (no EXIF orientation) gave confident, wrong points and no word; the
     detector's own points show the turn, so the run says so once and names --turned. Upright
-    photos, and runs with --turned, say nothing of it."""
+    photos, and runs with --turned, say nothing of it. Such a face is now mostly found upright
+    in a second look (``FaceLandmarker._upright``), and said only where it is not: here, as if
+    that look had found nothing."""
     from facemark.align import roll_degrees
+    from facemark.landmarker import FaceLandmarker
 
     assert abs(roll_degrees([[0, 0], [10, 0], [5, 5], [2, 10], [8, 10]])) < 1  # upright: 0
     assert roll_degrees([[0, 0], [0, 10], [-5, 5], [-10, 2], [-10, 8]]) == pytest.approx(90)  # mouth to the left
     assert abs(roll_degrees([[10, 10], [0, 10], [5, 5], [8, 0], [2, 0]])) == pytest.approx(180)
     cv2.imwrite(str(tmp_path / "up.jpg"), face_image)
     cv2.imwrite(str(tmp_path / "side.jpg"), cv2.rotate(face_image, cv2.ROTATE_90_CLOCKWISE))
+    r = fm_here("detect", "up.jpg", "side.jpg", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0 and "look turned" not in r.stderr, r.stderr  # (found upright: nothing to say)
+    monkeypatch.setattr(FaceLandmarker, "_upright", lambda self, image, d: d)
     r = fm_here("detect", "up.jpg", "side.jpg", *MODEL, cwd=tmp_path)
     assert r.returncode == 0 and len(r.stdout.splitlines()) == 2, r.stderr
     assert "note: 1 image(s) hold faces that look turned sideways or upside down, e.g. side.jpg" in r.stderr, r.stderr

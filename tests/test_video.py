@@ -2110,7 +2110,10 @@ def test_video_out_dash_and_a_working_folder_gone_are_said_as_such(tiny_models, 
 
 def test_turned_tracks_an_upside_down_face_as_the_upright_one(tmp_path, small_face):
     """A clip filmed upside down (no rotation saved): --turned gives each frame the upright clip's
-    points, turned with it; without it they are far off."""
+    points, turned with it. Without it they were far off on every frame; a detection now looks
+    again at a face it scores low and reads it upright, so most frames are right, but the
+    tracker's window checks do not look turned, and a frame may miss the face: --turned is still
+    the way for a turned clip."""
     frames = [frame_with([(150 + 3 * i, 110)], small_face) for i in range(12)]
     clips = {"up": frames, "down": [np.ascontiguousarray(f[::-1, ::-1]) for f in frames]}
     got = {}
@@ -2126,12 +2129,16 @@ def test_turned_tracks_an_upside_down_face_as_the_upright_one(tmp_path, small_fa
     want = [np.array([w - 1, h - 1]) - p for p in got["up"]]
     assert all(p is not None and np.linalg.norm(p - q, axis=1).mean() < 2.0 for p, q in zip(got["down"], want))
     plain = [np.linalg.norm(p - q, axis=1).mean() if p is not None else np.inf for p, q in zip(got["down_plain"], want)]
-    assert np.median(plain) > 8.0  # (points far off, or the face lost)
+    assert np.median(plain) < 2.0 and np.isfinite(plain).sum() >= 8, plain
 
 
-def test_a_sideways_clip_ends_with_a_note_naming_turned(tmp_path, small_face):
+def test_a_sideways_clip_ends_with_a_note_naming_turned(tmp_path, small_face, monkeypatch):
     """`detect` ends with a note naming --turned where a face looks turned; `video` said nothing, and
-    its points on a sideways recording were unreliable."""
+    its points on a sideways recording were unreliable. (Such a face is now mostly found upright
+    at its detections, and said only where it is not: here, as if that look had found nothing.)"""
+    from facemark.landmarker import FaceLandmarker
+
+    monkeypatch.setattr(FaceLandmarker, "_upright", lambda self, image, d: d)
     frames = [frame_with([(150 + 3 * i, 110)], small_face) for i in range(6)]
     for name, clip_frames, says in (("up", frames, False), ("side", [np.ascontiguousarray(np.rot90(f)) for f in frames], True)):
         clip = tmp_path / f"{name}.avi"
