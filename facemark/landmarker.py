@@ -244,18 +244,13 @@ class FaceLandmarker:
         for k in range(4):
             view = np.ascontiguousarray(np.rot90(window, k)) if k else window
             for e in self.detector.detect_as_is(view):
-                centre = align.quarter_turn_back(((e.box[:2] + e.box[2:]) / 2)[None], k, wh, ww)[0] / scale + [wx1, wy1]
+                back = _turned_back(e, k, wh, ww, scale, (wx1, wy1))
+                fx, fy = (back.box[:2] + back.box[2:]) / 2
                 level = e.kps is None or abs(align.roll_degrees(e.kps)) <= UPRIGHT_ROLL  # (standing in this turn)
-                if abs(centre[0] - cx) < side / 2 and abs(centre[1] - cy) < side / 2 and \
+                if abs(fx - cx) < side / 2 and abs(fy - cy) < side / 2 and \
                         (not k or (level and e.score >= UPRIGHT_CHECK)) and e.score > best_score:
-                    best, best_score = (k, e), e.score
-        if best is None or best[0] == 0:
-            return d
-        k, e = best
-        corners = align.quarter_turn_back(e.box.reshape(2, 2), k, wh, ww) / scale + [wx1, wy1]
-        kps = None if e.kps is None else align.quarter_turn_back(e.kps, k, wh, ww) / scale + [wx1, wy1]
-        return replace(e, box=np.concatenate([corners.min(0), corners.max(0)]), kps=kps, quarter_turns=k,
-                       seen_at=None if e.seen_at is None else e.seen_at * scale)
+                    best, best_score = back, e.score
+        return d if best is None or not best.quarter_turns else best
 
     def _plain(self, image: np.ndarray, as_is: bool) -> list[Detection]:
         det = self.detector
@@ -284,9 +279,7 @@ class FaceLandmarker:
                 if k and d.score < least:
                     continue
                 d = self._with_keypoints(view, d) if k else d  # (a bare box: its keypoints found where it is upright)
-                corners = align.quarter_turn_back(d.box.reshape(2, 2), k, h, w)
-                found.append(replace(d, box=np.concatenate([corners.min(0), corners.max(0)]), quarter_turns=k,
-                                     kps=None if d.kps is None else align.quarter_turn_back(d.kps, k, h, w)))
+                found.append(_turned_back(d, k, h, w))
         return merge_turns(found, getattr(self.detector, "nms_iou", 0.4))
 
     def landmarks(self, image: str | Path | np.ndarray, boxes: Iterable) -> list[Face]:
@@ -519,6 +512,19 @@ def _realign(landmarks98: np.ndarray, previous: np.ndarray, size: int) -> np.nda
 # turned a quarter or half way, scored over 0.99 in their upright turn (scripts/rotation_check.py
 # --turned: its faces-per-image and lowest-score columns).
 TURNED_MIN_SCORE = 0.9
+def _turned_back(d: Detection, k: int, height: int, width: int, scale: float = 1.0,
+                 offset: tuple[float, float] = (0.0, 0.0)) -> Detection:
+    """A face found in ``np.rot90(view, k)`` (``height`` x ``width``), in the coordinates of the
+    image the view was cut from at ``offset`` and shrunk by ``scale``."""
+    def back(p):
+        return align.quarter_turn_back(p, k, height, width) / scale + np.asarray(offset, np.float64)
+
+    corners = back(d.box.reshape(2, 2))
+    return replace(d, box=np.concatenate([corners.min(0), corners.max(0)]), quarter_turns=k,
+                   kps=None if d.kps is None else back(d.kps),
+                   seen_at=None if d.seen_at is None else d.seen_at * scale)
+
+
 # RetinaFace scores upright faces over 0.999 on 300-W test photos, and most of them turned half
 # way under 0.99 (scripts/rotation_check.py's lowest-score column): a face scored under this is
 # looked at turned (``FaceLandmarker._upright``), in a window of at most this many pixels.
