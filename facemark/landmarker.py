@@ -215,7 +215,7 @@ class FaceLandmarker:
         found = self._plain(image, as_is)
         if as_is or not isinstance(self.detector, RetinaFace):  # (its scores: RetinaFace's scale)
             return found
-        return [self._upright(image, d) if d.score < UPRIGHT_CHECK or looks_turned(self, [d]) else d for d in found]
+        return [self._upright(image, d) if d.score < UPRIGHT_DOUBT or looks_turned(self, [d]) else d for d in found]
 
     def _upright(self, image: np.ndarray, d: Detection) -> Detection:
         """``d``, or the same face read in the quarter-turn where it stands upright. RetinaFace
@@ -227,7 +227,13 @@ class FaceLandmarker:
         ``UPRIGHT_CHECK``, higher than as found, with its keypoints level (within ``UPRIGHT_ROLL``),
         is the one it is read from. An upright face scored that low (a hard one) costs four small
         detector passes and keeps its reading (a face turned 30° could score higher half a turn on,
-        and read from there was far off: hence the bar)."""
+        and read from there was far off: hence the bar).
+
+        Upside down, a face can also score ``UPRIGHT_CHECK`` or more with level keypoints (most of
+        the 300-W test faces turned 180° that the look above left wrong); in the window, at
+        a size the network sees better, its keypoints then mostly come out upside down. So a face
+        scored between the two is first looked at as it stands in the window (one small pass), and
+        turned only where its keypoints there are not level."""
         x1, y1, x2, y2 = np.asarray(d.box, np.float64)[:4]
         side, cx, cy = max(x2 - x1, y2 - y1), (x1 + x2) / 2, (y1 + y2) / 2
         h, w = image.shape[:2]
@@ -241,15 +247,20 @@ class FaceLandmarker:
             window = cv2.resize(window, size, interpolation=cv2.INTER_AREA)
         wh, ww = window.shape[:2]
         best, best_score = None, d.score  # (a turn must beat the face as found, and as the window shows it)
+        doubt_only = d.score >= UPRIGHT_CHECK and not looks_turned(self, [d])
         for k in range(4):
             view = np.ascontiguousarray(np.rot90(window, k)) if k else window
+            stands = False
             for e in self.detector.detect_as_is(view):
                 back = _turned_back(e, k, wh, ww, scale, (wx1, wy1))
                 fx, fy = (back.box[:2] + back.box[2:]) / 2
                 level = e.kps is None or abs(align.roll_degrees(e.kps)) <= UPRIGHT_ROLL  # (standing in this turn)
-                if abs(fx - cx) < side / 2 and abs(fy - cy) < side / 2 and \
-                        (not k or (level and e.score >= UPRIGHT_CHECK)) and e.score > best_score:
-                    best, best_score = back, e.score
+                if abs(fx - cx) < side / 2 and abs(fy - cy) < side / 2:
+                    stands |= level
+                    if (not k or (level and e.score >= UPRIGHT_CHECK)) and e.score > best_score:
+                        best, best_score = back, e.score
+            if not k and doubt_only and stands:  # (scored well, and level seen closer: upright)
+                return d
         return d if best is None or not best.quarter_turns else best
 
     def _plain(self, image: np.ndarray, as_is: bool) -> list[Detection]:
@@ -529,6 +540,9 @@ def _turned_back(d: Detection, k: int, height: int, width: int, scale: float = 1
 # way under 0.99 (scripts/rotation_check.py's lowest-score column): a face scored under this is
 # looked at turned (``FaceLandmarker._upright``), in a window of at most this many pixels.
 UPRIGHT_CHECK = 0.99
+# Faces scored under this (and at least UPRIGHT_CHECK) are looked at once more as they stand in
+# the window (small faces on plain photos score so too: the cost is one pass at most 256 px).
+UPRIGHT_DOUBT = 0.999
 UPRIGHT_WINDOW = 256
 # A turn is read only where the face stands within this of upright in it, by its keypoints there.
 UPRIGHT_ROLL = 45.0
