@@ -30,7 +30,7 @@ from .backends import ModelError
 from .boxes import BoxError, GivenBoxes, check_inside, read_boxes
 from .detector import RetinaFace, YuNet
 from .errors import STOP_SIGNALS, OutputError, StopRun, UsageError, hung_up, no_files_left, out_of_memory
-from .icc import embedded, profile_of
+from .icc import embedded, has_mark, profile_of, with_mark
 from .imageio import (IMAGE_EXTS, ImageError, atomic_write, bgra_as_shown, broken_link, encode_image, read_image,
                       remove_stale_temps, too_long_name, write_whole)
 from .inputs import (InputImage, LeftOut, collisions, expand, missing_roots, output_names, recorded_path,
@@ -299,6 +299,9 @@ def _write(job: Job, im: InputImage, name, image, fs, text: str | None, read_at:
     if job.annotate and _an_earlier_input(targets[-1]):  # (named as an input once: its own output says so)
         raise ImageError(f"{im.path}: its drawing's name {targets[-1]} is a photo an earlier run took as an input "
                          f"({targets[-1].name}.json records it); not overwritten: give --out a folder of its own")
+    if job.annotate and not _ours_to_redraw(targets[-1], job, doc is not None):
+        raise ImageError(f"{im.path}: its drawing's name {targets[-1]} holds a file facemark did not draw (another "
+                         f"program's?); not overwritten: give --out a folder of its own")
     drawn = None
     if job.annotate:  # encoded before anything is written: an image that cannot be encoded leaves no half pair
         try:
@@ -307,6 +310,7 @@ def _write(job: Job, im: InputImage, name, image, fs, text: str | None, read_at:
                 image = image if bgra is None else bgra
             drawn = embedded(encode_image(targets[-1].suffix, draw(image, fs, style=job.style, box=job.show_box,
                                                                  score=job.show_score)), profile_of(im.path))
+            drawn = with_mark(drawn)
         except ImageError as e:
             raise ImageError(f"{im.path}: cannot draw its annotated image: {e}") from None
         except (MemoryError, cv2.error) as e:  # (this image's copy for drawing: the next, smaller ones still fit)
@@ -501,6 +505,23 @@ def _an_earlier_input(drawing: Path) -> bool:
         return isinstance(recorded, str) and os.path.samefile(recorded, drawing)
     except (OSError, ValueError):
         return False
+
+
+def _ours_to_redraw(drawing: Path, job: Job, beside_a_result: bool) -> bool:
+    """Whether a drawing may be written at ``drawing``: nothing there, or facemark's own drawing
+    (tagged so: ``icc.with_mark``), or an empty file (a power cut's leftover). Drawings of earlier
+    versions carry no tag: one beside this image's facemark result was drawn with it. WebP and
+    BMP drawings carry none either; beside shards (no result file per image) they are taken as
+    facemark's, as before."""
+    try:
+        st = os.stat(drawing)
+    except OSError:
+        return True
+    if not stat.S_ISREG(st.st_mode):
+        return False
+    if st.st_size == 0 or has_mark(drawing) or beside_a_result:
+        return True
+    return drawing.suffix.lower() in (".webp", ".bmp") and job.fmt != "json"
 
 
 def _another_image(recorded, im: InputImage) -> str | None:

@@ -1,10 +1,14 @@
-"""Colour profiles carried from a photo to its annotated copy.
+"""Colour profiles carried from a photo to its annotated copy, and facemark's mark on that copy.
 
 OpenCV reads pixels as stored and writes no ICC profile, so the drawing of a Display P3 or Adobe
 RGB photo (a phone's, a Mac's screenshot) showed its colours shifted. ``profile_of`` takes the
 profile out of a JPEG, PNG, WebP or TIFF; ``embedded`` puts it into a JPEG, PNG or WebP that
 OpenCV encoded. Only RGB profiles travel: the drawing is always RGB, and a CMYK or grey profile
 would tell viewers to read its pixels as something they are not.
+
+A drawing's name (``photo.jpg.annotated.jpg``) can hold a file of someone else's; ``with_mark``
+tags a JPEG or PNG drawing as facemark's (a JPEG comment, a PNG ``Software`` text chunk), so a
+later run replaces its own drawings and refuses the others (``has_mark``).
 """
 from __future__ import annotations
 
@@ -181,3 +185,47 @@ def _into_webp(encoded: bytes, profile: bytes) -> bytes:
     iccp = b"ICCP" + len(profile).to_bytes(4, "little") + profile + (b"\x00" if len(profile) & 1 else b"")
     chunks = vp8x + iccp + rest
     return b"RIFF" + (4 + len(chunks)).to_bytes(4, "little") + b"WEBP" + chunks
+
+
+_JPEG_MARK = b"facemark drawing"
+_PNG_MARK = b"Software\x00facemark"
+
+
+def with_mark(encoded: bytes) -> bytes:
+    """``encoded`` (a JPEG or PNG) tagged as facemark's drawing, right after its first header (a
+    profile put in later goes after it: the tag stays near the start); anything else unchanged."""
+    if encoded[:2] == b"\xff\xd8":
+        at = 2
+        if encoded[2:4] == b"\xff\xe0":  # (JFIF's APP0 must lead)
+            at += 2 + int.from_bytes(encoded[4:6], "big")
+        return encoded[:at] + b"\xff\xfe" + (len(_JPEG_MARK) + 2).to_bytes(2, "big") + _JPEG_MARK + encoded[at:]
+    if encoded[:8] == PNG_SIGNATURE and encoded[12:16] == b"IHDR":
+        at = 8 + 12 + int.from_bytes(encoded[8:12], "big")
+        return encoded[:at] + _png_chunk(b"tEXt", _PNG_MARK) + encoded[at:]
+    return encoded
+
+
+def has_mark(path: str | os.PathLike) -> bool:
+    """Whether the file at ``path`` is a JPEG or PNG that ``with_mark`` tagged (read: its headers,
+    up to the image data)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return False
+    if head[:2] == b"\xff\xd8":
+        at = 2
+        while at + 4 <= len(head) and head[at] == 0xFF and head[at + 1] not in (0xDA, 0xD9):
+            n = int.from_bytes(head[at + 2:at + 4], "big")
+            if head[at + 1] == 0xFE and head[at + 4:at + 2 + n] == _JPEG_MARK:
+                return True
+            at += 2 + n
+        return False
+    if head[:8] == PNG_SIGNATURE:
+        at = 8
+        while at + 8 <= len(head) and head[at + 4:at + 8] not in (b"IDAT", b"IEND"):
+            n = int.from_bytes(head[at:at + 4], "big")
+            if head[at + 4:at + 8] == b"tEXt" and head[at + 8:at + 8 + n] == _PNG_MARK:
+                return True
+            at += 12 + n
+    return False

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from facemark.icc import _into_png, embedded, profile_of
+from facemark.icc import _into_png, embedded, has_mark, profile_of, with_mark
 
 
 def profile(size: int = 600, space: bytes = b"RGB ") -> bytes:
@@ -114,3 +114,20 @@ def test_a_drawing_keeps_its_photos_profile(face, tmp_path, name):
     drawn = tmp_path / "o" / f"{name}.annotated{'.png' if ext == '.tif' else ext}"
     assert profile_of(drawn) == icc and cv2.imread(str(drawn)) is not None
     assert profile_of(tmp_path / "o" / "plain.jpg.annotated.jpg") is None
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png"])
+def test_a_drawings_mark_keeps_its_pixels_and_profile_and_is_found_again(tmp_path, ext):
+    """The tag that tells facemark's drawings from other files at their names: the image decodes
+    as before, a colour profile put in with it still reads, and an untagged file is not taken."""
+    image = np.random.default_rng(0).integers(0, 255, (50, 70, 3), np.uint8)
+    plain = cv2.imencode(ext, image)[1].tobytes()
+    icc = profile()
+    for data, tagged in ((plain, False), (with_mark(plain), True), (with_mark(embedded(plain, icc)), True)):
+        path = tmp_path / f"x{ext}"
+        path.write_bytes(data)
+        assert has_mark(path) is tagged
+        assert np.array_equal(cv2.imread(str(path)), cv2.imdecode(np.frombuffer(plain, np.uint8), cv2.IMREAD_COLOR))
+    assert profile_of(path) == icc
+    assert not has_mark(tmp_path / "missing.jpg")
+
