@@ -57,6 +57,7 @@ class BatchSummary:
     shrunk_small: int = 0  # images searched shrunk that found no face, or only faces near the least it finds
     under_min_face: int = 0  # images with no face whose short side is under --min-face (none could be found)
     looks_turned: int = 0  # images with a face that looks turned a quarter-turn or more (without --turned)
+    box_alone: int = 0  # images with a given box around which no face was found (cropped from the box alone)
     written: int = 0  # images whose outputs were written (or printed)
     skipped: int = 0  # images already done by an earlier run (resume), or by an interrupted --redo
     out_dir: Path | None = None
@@ -192,6 +193,7 @@ class Outcome:
     shrunk_small: bool = False  # smaller faces may have gone unseen (see may_miss_small)
     under_min_face: bool = False  # no face, and the image is smaller than min_face: none could be found
     looks_turned: bool = False  # a face looks turned sideways or upside down (see looks_turned)
+    box_alone: bool = False  # a given box had no face around it the detector could find (Face.found)
 
 
 def _stamp(path: Path, now: float | None = None) -> int | None:
@@ -418,7 +420,8 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
             outcomes.append(Outcome(-1, False, str(e)))
             break
         outcomes.append(Outcome(k, True, faces=len(fs), payload=payload, shrunk_small=may_miss_small(fl, image, fs),
-                                looks_turned=looks_turned(fl, found), under_min_face=not fs and _under_min_face(fl, image)))
+                                looks_turned=looks_turned(fl, found), under_min_face=not fs and _under_min_face(fl, image),
+                                box_alone=not all(f.found for f in fs)))
     return sorted(outcomes, key=lambda o: (o.k < 0, o.k))
 
 
@@ -863,6 +866,7 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
         small_example: list[int] = []  # the first image the --min-face note is about
         under_example: list[int] = []  # the first image smaller than --min-face with no face
         turned_example: list[int] = []  # and the --turned note
+        alone_example: list[int] = []  # and the note on given boxes with no face around them
 
         def report(outcomes: list[Outcome], n: int) -> None:
             for o in outcomes:
@@ -883,6 +887,9 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                     s.looks_turned += o.looks_turned
                     if o.looks_turned:
                         turned_example[:] = sorted(turned_example + [o.k])[:1]
+                    s.box_alone += o.box_alone
+                    if o.box_alone:
+                        alone_example[:] = sorted(alone_example + [o.k])[:1]
                 else:
                     log(f"failed: {o.message}")
                     s.failures += 1
@@ -960,6 +967,10 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
             log(f"note: {s.under_min_face} image(s) smaller than --min-face ({fl.detector.min_face:g} px) on their short "
                 f"side found no face, e.g. {plan.images[under_example[0]].path}: --min-face is the smallest face to "
                 f"find, and no face that size fits in them; a smaller --min-face (or none) searches them")
+        if s.box_alone:
+            log(f"note: {s.box_alone} image(s) have given boxes with no face the detector could find around them, "
+                f"e.g. {plan.images[alone_example[0]].path}: such a box is cropped from the box alone (its score "
+                f"is the one given), and its points may be far off")
         if s.looks_turned:
             log(f"note: {s.looks_turned} image(s) hold faces that look turned sideways or upside down, e.g. "
                 f"{plan.images[turned_example[0]].path}: points of faces turned a quarter-turn or more are "

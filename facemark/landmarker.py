@@ -335,7 +335,8 @@ class FaceLandmarker:
         k = 0
         for i, dets in enumerate(detections):
             for d in dets:
-                out[i].append(Face(np.asarray(d.box, np.float64), float(d.score), pts[k], labelmap.to68(pts[k], self.map68)))
+                out[i].append(Face(np.asarray(d.box, np.float64), float(d.score), pts[k], labelmap.to68(pts[k], self.map68),
+                                   found=not rough[k]))
                 k += 1
         return out
 

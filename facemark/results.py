@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -18,6 +18,9 @@ class Face:
     score: float
     landmarks: np.ndarray  # (98, 2) WFLW-98 order
     landmarks68: np.ndarray  # (68, 2) iBUG-68 order
+    # False for a given box around which the detector saw no face: cropped from the box alone, its
+    # points may be far off (not in the JSON; the command line names such images at the end).
+    found: bool = field(default=True, repr=False)
 
     def __repr__(self) -> str:  # print(faces) shows what each face is, not 166 points
         box = ", ".join(f"{v:.1f}" for v in np.asarray(self.box, np.float64).reshape(-1))

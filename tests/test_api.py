@@ -87,6 +87,11 @@ def test_a_bare_box_on_no_face_still_gives_points_on_the_box(fl):
     with pytest.warns(FacemarkWarning, match=r"a given box had no face .* far off") as said:
         (got,) = fl.landmarks(wall, boxes=[[120, 80, 240, 220]])  # (it looked like any other result)
     assert said[0].filename == __file__  # (the caller's line, not facemark's)
+    from tests.conftest import EXAMPLE
+
+    (face,) = fl.detect(EXAMPLE)
+    (boxed,) = fl.landmarks(EXAMPLE, boxes=[face.box])  # (a box on a face: found)
+    assert not got.found and face.found and boxed.found
     centre = got.landmarks.mean(0)
     assert got.landmarks.shape == (98, 2) and np.isfinite(got.landmarks).all()
     assert 120 - 60 < centre[0] < 240 + 60 and 80 - 70 < centre[1] < 220 + 70

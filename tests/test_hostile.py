@@ -2388,19 +2388,25 @@ def test_redo_with_boxes_from_the_out_folder_is_refused(tmp_path, face, fm_here)
     assert len(json.loads((tmp_path / "o2" / "a.jpg.json").read_text())["faces"]) == 1
 
 
-def test_a_given_box_with_no_face_is_one_warning_line_naming_the_box(tmp_path):
+def test_a_given_box_with_no_face_is_one_warning_line_naming_the_box(tmp_path, face):
     """Said once per process, as one line naming the first such box, even under `python -W error`
-    (the note is a FacemarkWarning at the caller's line, which on the command line is not facemark's)."""
+    (the note is a FacemarkWarning at the caller's line, which on the command line is not facemark's).
+    That line named no image, and the others went unsaid: the run ends with a note counting the
+    images and naming the first (a box on a real face is not among them)."""
     rng = np.random.default_rng(0)
     for k in range(3):
         cv2.imwrite(str(tmp_path / f"w{k}.png"), cv2.GaussianBlur(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8), (0, 0), 4))
-    (tmp_path / "boxes.json").write_text(json.dumps({f"w{k}.png": [[120 + k, 80, 240, 220]] for k in range(3)}))
-    r = subprocess.run([sys.executable, "-W", "error", "-m", "facemark", "detect", "w0.png", "w1.png", "w2.png",
+    cv2.imwrite(str(tmp_path / "a.jpg"), face)
+    boxes = {f"w{k}.png": [[120 + k, 80, 240, 220]] for k in range(3)}
+    (tmp_path / "boxes.json").write_text(json.dumps({**boxes, "a.jpg": [[71, 26, 106, 68]]}))  # (its face)
+    r = subprocess.run([sys.executable, "-W", "error", "-m", "facemark", "detect", "a.jpg", "w0.png", "w1.png", "w2.png",
                         "--boxes", "boxes.json", "--out", "o", *MODEL], cwd=tmp_path, capture_output=True, text=True,
                        timeout=180, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     said = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
     assert len(said) == 1 and "a given box had no face" in said[0] and said[0].endswith("(the first: box [120, 80, 240, 220])")
+    notes = [ln for ln in r.stderr.splitlines() if "given boxes with no face" in ln]
+    assert len(notes) == 1 and notes[0].startswith("note: 3 image(s)") and "e.g. w0.png:" in notes[0], r.stderr
 
 
 def test_options_that_search_for_faces_are_said_to_be_ignored_with_boxes(tmp_path, face, fm_here):
