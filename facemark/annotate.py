@@ -9,6 +9,7 @@ import warnings
 import cv2
 import numpy as np
 
+from .errors import FacemarkWarning
 from .imageio import as_bgr, dim_uint16
 from .layouts import WFLW98_PARTS
 from .results import Face
@@ -42,7 +43,7 @@ def draw(image: np.ndarray, faces: list[Face], style: str = "contours", box: boo
     if said := dim_uint16(image):  # (drawn as nearly black, as detect reads it: told the same way)
         from .notes import callers_level
 
-        warnings.warn(said, stacklevel=callers_level())
+        warnings.warn(FacemarkWarning(said), stacklevel=callers_level())
     if isinstance(faces, Face):
         faces = [faces]  # one face on its own, as landmarks() takes one box
     if faces is None or isinstance(faces, (str, bytes)) or not hasattr(faces, "__iter__"):

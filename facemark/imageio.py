@@ -27,6 +27,15 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".webp", ".tif",
 HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"}
 
 
+
+def _note(text: str) -> None:
+    """A note about an input (a file's damage or odd values) as a ``FacemarkWarning`` at the
+    caller's line: one category to filter, as the API's other notes."""
+    from .errors import FacemarkWarning
+    from .notes import callers_level
+
+    warnings.warn(FacemarkWarning(text), stacklevel=callers_level())
+
 def _opencv_reads(ext: str) -> bool:
     """Whether the installed OpenCV writes and reads ``ext`` back: GIF (its first frame) from 4.11
     on, AVIF where it was built with libavif. Folders only offer files that can be read."""
@@ -344,9 +353,8 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
         if raw is not None and raw.dtype.kind == "f" and raw.size and np.isfinite(raw).all():
             top = _bright_end(raw)
             if 1.0 < top < HDR_TOP:  # neither 0-1 nor 0-255: linear light (HDR), or nearly black read as 0-255
-                warnings.warn(f"{name}: its floating-point pixels run to about {top:.3g}, neither 0-1 nor 0-255: "
-                              f"read scaled so that its brightest are white (as 0-255 it was nearly black)",
-                              stacklevel=2)
+                _note(f"{name}: its floating-point pixels run to about {top:.3g}, neither 0-1 nor 0-255: "
+                      f"read scaled so that its brightest are white (as 0-255 it was nearly black)")
                 raw = raw * np.float32(255.0 / top)
             image = as_bgr(raw)  # [0, 1] scaled to 0..255, else clipped
         elif raw is not None and raw.dtype.kind == "f" and raw.size:
@@ -359,12 +367,12 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
     if image is None and said is not None and b"\xff\xd9" not in bytes(data[-64:]):
         image = _without_end_marker(data)
         if image is not None and _progressive(data):  # (one cut between its scans decodes whole, with less detail)
-            warnings.warn(f"{name}: a progressive JPEG without its end marker: it may have been cut short between "
-                          f"scans and show less detail than the whole file", stacklevel=2)
+            _note(f"{name}: a progressive JPEG without its end marker: it may have been cut short between "
+                  f"scans and show less detail than the whole file")
     damage = _damaged_jpeg(said[0], data) if image is not None and said else None
     if damage:
-        warnings.warn(f"{name}: its JPEG data is damaged ({damage}); the parts that did not decode are grey or "
-                      f"garbled, so its faces may be missed or their points off", stacklevel=2)
+        _note(f"{name}: its JPEG data is damaged ({damage}); the parts that did not decode are grey or "
+              f"garbled, so its faces may be missed or their points off")
     if image is None and _cut_short(data):
         raise ImageError(f"{name} is cut short: its data ends before the image does (a copy or download "
                          f"that stopped?)")
@@ -395,8 +403,8 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
                          f"(FACEMARK_MAX_PIXELS raises it)")
     if bytes(data[:4]) in (b"II*\x00", b"MM\x00*") and not _SAID.get("pages") and _tiff_pages(data) > 1:
         _SAID["pages"] = True  # (once per process: a folder of scanned documents is one line)
-        warnings.warn(f"{name} holds several pages (a multi-page TIFF): only its first is searched, as on any "
-                      f"other such file", stacklevel=2)
+        _note(f"{name} holds several pages (a multi-page TIFF): only its first is searched, as on any "
+              f"other such file")
     if kind:  # (IMREAD_COLOR gave the colours under the alpha, turned as EXIF says)
         image = _over_white(_turned_bgra(data, image, over=False, kind=kind), image)
     return image
@@ -557,9 +565,9 @@ def _fewer_bits_in_sixteen(data: np.ndarray, name: str, image: np.ndarray) -> np
         _SAID[said] = True
         guess = "" if bits == 8 else f", the least depth that holds its values, so brightened {1 << (bits - 8)}x"
         top = (1 << bits) - 1
-        warnings.warn(f"{name} is 16-bit but no value is {'' if deep.max() <= top else 'much '}over {top} (it would show "
-                      f"{'black' if bits == 8 else 'nearly black'}): read as {bits}-bit values{guess}, as any other "
-                      f"such file will be", stacklevel=2)
+        _note(f"{name} is 16-bit but no value is {'' if deep.max() <= top else 'much '}over {top} (it would show "
+              f"{'black' if bits == 8 else 'nearly black'}): read as {bits}-bit values{guess}, as any other "
+              f"such file will be")
     return np.minimum(deep >> (bits - 8), 255).astype(np.uint8)
 
 

@@ -29,6 +29,7 @@ from facemark import FaceLandmarker
 from facemark.backends import weights_dir
 from facemark.layouts import five_points
 from facemark.cli import app
+from facemark.errors import FacemarkWarning
 from facemark.results import validate
 from tests.helpers import sigint_default
 
@@ -2223,8 +2224,9 @@ def test_deep_or_short_scaled_pnm_and_jpeg_2000_files_are_read_at_their_depth(fa
     assert (read_image(tmp_path / "band.pgm") == 82).all()
     cast = np.round(face[..., ::-1]).astype(">u2").tobytes()  # 8-bit values under maxval 65535
     (tmp_path / "cast.ppm").write_bytes(b"P6 %d %d 65535\n" % (face.shape[1], face.shape[0]) + cast)
-    with pytest.warns(UserWarning, match="cast.ppm is 16-bit but no value is over 255"):
+    with pytest.warns(FacemarkWarning, match="cast.ppm is 16-bit but no value is over 255") as said:
         assert np.array_equal(read_image(tmp_path / "cast.ppm"), face)
+    assert said[0].filename == __file__  # (a FacemarkWarning at the caller's line, as the API's other notes)
     if cv2.haveImageWriter(".jp2"):
         assert cv2.imwrite(str(tmp_path / "twelve.jp2"), face.astype(np.uint16) << 4)  # (lossy: a few values over)
         with pytest.warns(UserWarning, match=r"twelve.jp2 is 16-bit but no value is (much )?over 4095 .* 12-bit"):
@@ -2284,7 +2286,7 @@ def test_a_multi_page_tiff_says_only_its_first_page_is_searched(face, tmp_path, 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read_image(tmp_path / "one.tif")
-    with pytest.warns(UserWarning, match=r"pages\.tif holds several pages \(a multi-page TIFF\): only its first is searched"):
+    with pytest.warns(FacemarkWarning, match=r"pages\.tif holds several pages \(a multi-page TIFF\): only its first is searched"):
         assert read_image(tmp_path / "pages.tif").max() == 0  # (page 1: black)
 
 

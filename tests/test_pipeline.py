@@ -7,6 +7,7 @@ import pytest
 
 from facemark import align
 from facemark.detector import Detection, RetinaFace
+from facemark.errors import FacemarkWarning
 from facemark.landmarker import FaceLandmarker, _seen_small
 from tests.helpers import landmarker_with
 from facemark.layouts import five_points
@@ -290,12 +291,12 @@ def test_a_uint16_image_holding_8_to_12_bit_values_is_warned_about(tiny_models, 
     """uint16 spans 0..65535, so 8-bit values cast up read as nearly black and no face is found:
     the caller is told why instead of getting an empty list and no hint."""
     fl = FaceLandmarker(model=str(tiny_models["direct"]))
-    with pytest.warns(UserWarning, match=r"astype\(np.uint8\)") as said:
+    with pytest.warns(FacemarkWarning, match=r"astype\(np.uint8\)") as said:  # (one category for the API's notes)
         fl.detect(face_image.astype(np.uint16))
     assert said[0].filename == __file__  # pointed at the caller's line, not facemark's
     bgra = cv2.cvtColor(face_image, cv2.COLOR_BGR2BGRA).astype(np.uint16)
     bgra[..., 3] = 65535  # an opaque alpha does not hide 8-bit colour values
-    with pytest.warns(UserWarning, match="no value is over 255") as said:
+    with pytest.warns(FacemarkWarning, match="no value is over 255") as said:
         fl.detect_batch([bgra])
     assert said[0].filename == __file__
     with pytest.warns(UserWarning, match=r"no value is over 1023.*10-bit values, pass \(image >> 2\)"):
