@@ -172,6 +172,31 @@ def _video_bytes(path: Path) -> bool:
     return looks_like_video(head)
 
 
+def _read_as_photo(p: Path) -> str | None:
+    """What reading a file that is no video as a photo says of it (a phone's HEIC: convert it),
+    for files of photo size (a damaged video of gigabytes is not read whole for that)."""
+    try:
+        if p.suffix.lower() in VIDEO_EXTS or p.stat().st_size > PHOTO_BYTES:
+            return None
+        read_image(p)
+    except ImageError as e:
+        return str(e)
+    except (OSError, MemoryError):
+        pass
+    return None
+
+
+PHOTO_BYTES = 256 << 20
+
+
+def _photo_said(said: str | None) -> str | None:
+    """``said`` (reading a file as a photo) where it tells more than "not an image": empty, cut
+    short, over the pixel limit, a format OpenCV does not read."""
+    if said is None or "is not an image OpenCV can decode" in said or " is a video" in said:
+        return None
+    return said
+
+
 def _animated(path: Path) -> bool:
     """An animated GIF: a video (its frames and their delays), not one picture."""
     if path.suffix.lower() != ".gif":
@@ -286,17 +311,19 @@ def open_source(spec: str, fps: float | None = None) -> Source:
                 raise VideoError(f"{spec}: no image frames found, but {len(clips)} video(s) ({clips[0]}"
                                  f"{', ...' if len(clips) > 1 else ''}): give one video file at a time")
             raise VideoError(f"{spec}: no image frames found")
-        first = None
+        first, said = None, None
         for f in files:
             try:
                 first = read_image(f)
                 break
-            except ImageError:
+            except ImageError as e:
+                said = said or str(e)
                 continue
         if first is not None:
             return Source(spec, fps or 30.0, first.shape[1], first.shape[0], len(files), _files=files)
         if files != [p] or not _video_bytes(p):  # (one file named like a picture that is a video: read as one below)
             raise VideoError(f"{spec}: none of the frames can be read" if files != [p] else
+                             _photo_said(said) or
                              f"{spec}: not an image OpenCV can decode, nor a video (damaged, or another kind of file)")
     if not p.exists():
         if spec == "-":
@@ -341,7 +368,7 @@ def open_source(spec: str, fps: float | None = None) -> Source:
                 "the file is damaged" if common else f"this OpenCV's FFmpeg may have no decoder for {codec} "
                                                      f"(convert it to H.264, say), or the file is damaged"))
         if first is None:
-            raise VideoError(f"{spec}: not a video OpenCV can decode (damaged, or not a video)")
+            raise VideoError(_photo_said(_read_as_photo(p)) or f"{spec}: not a video OpenCV can decode (damaged, or not a video)")
         cap = cv2.VideoCapture(str(p))  # reopen: seeking back is unreliable on damaged files
     stated = cap.get(cv2.CAP_PROP_FPS)
     f = fps or frame_rate(stated, times)

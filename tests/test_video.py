@@ -1121,6 +1121,19 @@ def test_inputs_we_may_not_read_are_said_so_as_input_errors(tiny_models, tmp_pat
     assert r.exit_code == 2 and "Permission denied" in r.stderr, r.stderr
 
 
+def test_a_bad_photo_given_to_video_is_said_as_detect_says_it(tiny_models, tmp_path, small_face):
+    """An empty or cut-short JPEG, or a phone's HEIC, given to `video` was "not an image OpenCV can
+    decode, nor a video" (or "not a video"), where `detect` says what is wrong with it."""
+    good = cv2.imencode(".jpg", frame_with([(40, 90)], small_face))[1].tobytes()
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "cut.jpg").write_bytes(good[: len(good) // 3])
+    (tmp_path / "phone.heic").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(4000))
+    for name, said in (("empty.jpg", "is empty"), ("cut.jpg", "is cut short"), ("phone.heic", "is a HEIF image")):
+        r = run("video", tmp_path / name, "--json", tmp_path / "o.jsonl", "--model", tiny_models["direct"])
+        assert r.exit_code == 2 and said in r.stderr and "Traceback" not in r.stderr, (name, r.stderr)
+    assert not (tmp_path / "o.jsonl").exists()
+
+
 def test_smoothing_settings_with_smoothing_off_are_said_to_do_nothing(tiny_models, tmp_path, small_face):
     clip = tmp_path / "in.avi"
     write_clip(clip, [frame_with([(40, 90)], small_face)] * 2, fourcc="MJPG")
