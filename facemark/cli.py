@@ -535,7 +535,7 @@ def video(
                 with usage_errors():
                     s = process_video(source, fl, out_path, json_path, detect_every=detect_every, smooth=smooth,
                                       max_faces=max_faces, fps=fps, min_cutoff=min_cutoff, beta=beta, log=say,
-                                      keep_ignoring=True, progress=lambda done, total, rate: bar.update(task, completed=done, total=total, rate=rate))
+                                      keep_ignoring=True, option_names=True, progress=lambda done, total, rate: bar.update(task, completed=done, total=total, rate=rate))
             except VideoError as e:
                 bar.stop()
                 fail(str(e), 1 if isinstance(e, VideoWriteError) else 2)

@@ -762,6 +762,17 @@ def _checked_request(source: str | os.PathLike | int, fl, out_path: str | os.Pat
     return source, out_path, json_path, stream
 
 
+ARGUMENTS = {"--out": "out_path", "--json": "json_path", "--detect-every": "detect_every", "--smooth": "smooth",
+             "--max-faces": "max_faces", "--fps": "fps", "--min-cutoff": "min_cutoff", "--beta": "beta"}
+
+
+def _as_arguments(message: str) -> str:
+    """A request's error in ``process_video``'s words: its arguments, not the command's options."""
+    if message.startswith("give --out VIDEO"):
+        return "give out_path (a video file) and/or json_path (a .jsonl file, or \"-\" for standard output)"
+    return re.sub(r"--[a-z][a-z-]*", lambda m: ARGUMENTS.get(m.group(0), m.group(0)), message)
+
+
 def _replaceable(path: Path, video: bool) -> bool:
     """Whether an existing output may be replaced by a whole run: a video (``--out``; whose, no
     file says), or JSON lines of facemark's frames (``--json``): a notes file or a photo given by
@@ -787,7 +798,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                   json_path: str | os.PathLike | None = None, *,
                   detect_every: int = 10, smooth: str = "one-euro", max_faces: int = 0, fps: float | None = None,
                   min_cutoff: float | None = None, beta: float | None = None, log=print, progress=None,
-                  keep_ignoring: bool = False) -> VideoSummary:
+                  keep_ignoring: bool = False, option_names: bool = False) -> VideoSummary:
     """Track, smooth and draw landmarks on every frame of ``source``; write the annotated video
     and/or JSON lines atomically (renamed into place when done, temp files removed otherwise).
 
@@ -796,7 +807,8 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     once, still closing the outputs. ``keep_ignoring`` (the CLI, which exits next) leaves signals
     ignored once the frames are done (the outputs closed and renamed, the sound copied), so a late
     one cannot cut that or the exit short. Raises ``UsageError``/``VideoError`` for requests that
-    cannot work, before any frame is decoded.
+    cannot work, before any frame is decoded; a wrong argument is named as such (``detect_every``),
+    or as the command line's option with ``option_names`` (``--detect-every``).
     """
     import signal
     import threading
@@ -806,8 +818,13 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     from .errors import UsageError
     from .track import Tracker
 
-    source, out_path, json_path, stream = _checked_request(source, fl, out_path, json_path, detect_every, smooth,
-                                                          max_faces, fps, min_cutoff, beta)
+    try:
+        source, out_path, json_path, stream = _checked_request(source, fl, out_path, json_path, detect_every, smooth,
+                                                              max_faces, fps, min_cutoff, beta)
+    except UsageError as e:
+        if option_names:
+            raise
+        raise UsageError(_as_arguments(str(e))) from None
     outputs = [p for p in (out_path, json_path) if p is not None]
     src = open_source(source, fps)
     frames = {os.path.realpath(f) for f in (src._files or [])}  # (realpath: a link loop among them is no crash)

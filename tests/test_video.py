@@ -1636,6 +1636,7 @@ def test_a_json_only_run_removes_what_a_killed_run_left(tiny_models, tmp_path, s
 
 
 def test_the_video_api_names_a_bad_argument(tiny_models, tmp_path, small_face):
+    """As its argument, a ValueError (it was the command's option: "--detect-every must be ...")."""
     from facemark import FaceLandmarker
     from facemark.errors import UsageError
     from facemark.video import process_video
@@ -1643,10 +1644,13 @@ def test_the_video_api_names_a_bad_argument(tiny_models, tmp_path, small_face):
     clip = tmp_path / "in.mp4"
     write_clip(clip, [frame_with([(40, 90)], small_face)] * 3)
     fl = FaceLandmarker(model=str(tiny_models["direct"]))
-    for kw, says in (({"max_faces": "2"}, "--max-faces"), ({"detect_every": 2.5}, "--detect-every"),
-                     ({"detect_every": True}, "--detect-every"), ({"fps": "30"}, "--fps")):
-        with pytest.raises(UsageError, match=says):
-            process_video(clip, fl, json_path=tmp_path / "o.jsonl", **kw)
+    for kw, says in (({"max_faces": "2"}, "max_faces must"), ({"detect_every": 2.5}, "detect_every must"),
+                     ({"detect_every": True}, "detect_every must"), ({"fps": "30"}, "fps must"),
+                     ({"smooth": "x"}, "smooth must"), ({"json_path": None}, "give out_path .* and/or json_path"),
+                     ({"out_path": tmp_path / "o.txt"}, r"out_path .*o\.txt: use one of")):
+        with pytest.raises(ValueError, match=says) as e:
+            process_video(clip, fl, **{"json_path": tmp_path / "o.jsonl", **kw})
+        assert isinstance(e.value, UsageError) and "--" not in str(e.value), str(e.value)
     s = process_video(str(clip).encode(), fl, json_path=tmp_path / "o.jsonl", log=lambda m: None)  # a bytes path works
     assert s.frames == 3
 
@@ -2216,3 +2220,19 @@ def test_a_cut_is_marked_in_its_json_line(tmp_path, small_face):
     assert len(lines) == 14 and [r["frame"] for r in lines if r.get("cut")] == [8]
     assert all(validate_frame(r) == [] for r in lines) and "cut" not in lines[0]
     assert validate_frame({**lines[8], "cut": False}) == ["cut is true where it is given (a frame that starts a new shot)"]
+
+
+def test_the_frame_loop_the_readme_shows_follows_one_face(face_image):
+    """README, Python API, "Frames of your own": Tracker.step and tracked_faces, one id, 98 points."""
+    from facemark import FaceLandmarker
+    from facemark.track import Tracker
+    from facemark.video import tracked_faces
+
+    tracker = Tracker(FaceLandmarker(model="direct"))
+    seen = []
+    for i in range(4):
+        tracks = tracker.step(face_image, i / 30)
+        faces = tracked_faces(tracks, tracker)
+        assert len(tracks) == len(faces) == 1 and faces[0].landmarks.shape == (98, 2)
+        seen.append(tracks[0].id)
+    assert len(set(seen)) == 1
