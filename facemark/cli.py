@@ -280,26 +280,26 @@ def _landmarker(model: str, device: str, detector: str, boxes: Optional[Path], t
 @app.command()
 def detect(
     inputs: Optional[List[str]] = typer.Argument(None, help="Image files, directories (recursive) or globs."),
-    out_arg: Optional[str] = typer.Option(None, "--out", help="Write DIR/<path>.json per image (path below the inputs' common folder)."),
+    out_arg: Optional[str] = typer.Option(None, "--out", metavar="DIR", help="Write DIR/<path>.json per image (path below the inputs' common folder)."),
     files_from: List[str] = typer.Option([], "--files-from", metavar="FILE", help="Also the inputs FILE lists, one per line (or per NUL, as find -print0 writes), relative ones from the current folder; - reads standard input; repeat for more lists. For more than a command line holds."),
     annotate: bool = typer.Option(False, "--annotate", help="Also write an annotated image beside each JSON."),
-    model: str = typer.Option(DEFAULT_MODEL, "--model", help="direct | hybrid | hourglass | PATH.onnx/.pt"),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", metavar="NAME|PATH", help="direct | hybrid | hourglass | PATH.onnx/.pt"),
     device: str = typer.Option("cpu", "--device", help="cpu (onnxruntime) | cuda (torch)"),
     detector: str = typer.Option("retinaface", "--detector", help="retinaface | yunet:PATH.onnx"),
-    boxes: Optional[Path] = typer.Option(None, "--boxes", help="Boxes per image (JSON, or facemark's outputs: a file or an --out folder): no face search; a bare box's eyes, nose and mouth are found around it."),
+    boxes: Optional[Path] = typer.Option(None, "--boxes", metavar="FILE|DIR", help="Boxes per image (JSON, or facemark's outputs: a file or an --out folder): no face search; a bare box's eyes, nose and mouth are found around it."),
     min_face: Optional[float] = typer.Option(None, "--min-face", help="Smallest face to find, in pixels."),
     threshold: float = typer.Option(0.6, "--threshold", help="Detector score threshold."),
     batch_images: int = typer.Option(16, "--batch", help="Images whose faces share one model batch (at most: fewer where their decoded pixels pass 256 MB, and with workers near the end of a run)."),
     flip: bool = typer.Option(False, "--flip", help="Also run mirrored crops and average (slower, steadier)."),
     turned: bool = typer.Option(False, "--turned", help="Also find faces turned sideways or upside down (photos without EXIF orientation): each image is searched four ways, a quarter-turn apart (four times the detector's time)."),
-    style: str = typer.Option("contours", "--draw", help="With --annotate: contours (lines and points) | points | lines."),
+    style: str = typer.Option("contours", "--draw", metavar="STYLE", help="With --annotate: contours (lines and points) | points | lines."),
     show_box: bool = typer.Option(True, "--box/--no-box", help="With --annotate: draw the face box."),
     show_score: bool = typer.Option(True, "--score/--no-score", help="With --annotate: label the box with its score."),
     fmt_arg: Optional[str] = typer.Option(None, "--format", help="With --out: json (a file per image; the default) | jsonl | parquet (shards of rows)."),
     shard_size: int = typer.Option(DEFAULT_SHARD_SIZE, "--shard-size", help="With --format jsonl/parquet: images per shard file."),
     redo: bool = typer.Option(False, "--redo", help="With --out: recompute images whose outputs already exist (default: skip them)."),
-    workers: str = typer.Option("auto", "--workers", help="Workers, each with its own models and a share of the cores: facemark and N-1 more processes; auto: one per core (at most 16, 64+ images each, as memory allows); on CUDA at most 8 (192+ images each: the detector is on the CPU), or 1 with onnxruntime-gpu."),
-    ray: Optional[str] = typer.Option(None, "--ray", help="Run on Ray: 'local' (also --ray alone), 'auto' (the cluster `ray start` runs on this machine) or a cluster address HOST:PORT (Parquet shards to --out)."),
+    workers: str = typer.Option("auto", "--workers", metavar="N|auto", help="Workers, each with its own models and a share of the cores: facemark and N-1 more processes; auto: one per core (at most 16, 64+ images each, as memory allows); on CUDA at most 8 (192+ images each: the detector is on the CPU), or 1 with onnxruntime-gpu."),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help="Run on Ray: 'local' (also --ray alone), 'auto' (the cluster `ray start` runs on this machine) or a cluster address HOST:PORT (Parquet shards to --out)."),
 ):
     """Find faces and their 98 landmarks; JSON (schema facemark/v1) to stdout or --out DIR.
 
@@ -493,13 +493,13 @@ def _detect_on_ray(inputs, out_dir, address, model, device, threshold, min_face,
 @app.command()
 def video(
     source: str = typer.Argument(..., help="Video file, folder or glob of frames, or a camera index."),
-    out_arg: Optional[str] = typer.Option(None, "--out", help="Annotated video (.mp4 .m4v .avi .mov .mkv .webm)."),
-    json_arg: Optional[str] = typer.Option(None, "--json", help="One JSON line per frame (.jsonl); - for stdout."),
-    model: str = typer.Option(DEFAULT_MODEL, "--model", help="direct | hybrid | hourglass | PATH"),
+    out_arg: Optional[str] = typer.Option(None, "--out", metavar="VIDEO", help="Annotated video (.mp4 .m4v .avi .mov .mkv .webm)."),
+    json_arg: Optional[str] = typer.Option(None, "--json", metavar="FILE", help="One JSON line per frame (.jsonl); - for stdout."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", metavar="NAME|PATH", help="direct | hybrid | hourglass | PATH"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda"),
     detect_every: int = typer.Option(10, "--detect-every", help="Run the detector every N frames (and when a face is lost)."),
     smooth: str = typer.Option("one-euro", "--smooth", help="one-euro (the head's pose, and the face's shape: its noise held down, blinks and speech let through) | pose (the pose only: the shape as the model reads it) | none"),
-    max_faces: int = typer.Option(0, "--max-faces", help="Track at most K faces (the largest of new ones first; a "
+    max_faces: int = typer.Option(0, "--max-faces", metavar="K", help="Track at most K faces (the largest of new ones first; a "
                                   "tracked face keeps its place while in view); 0: all."),
     fps: Optional[float] = typer.Option(None, "--fps", help="Frame rate for frame folders (default 30) or to override."),
     threshold: float = typer.Option(0.6, "--threshold", help="Detector score threshold."),
@@ -604,13 +604,13 @@ def video(
 @app.command()
 def bench(
     device: str = typer.Option("cpu", "--device", help="cpu (onnxruntime, torch) | cuda or cuda:N (torch fp32/bf16, graphs)"),
-    models_arg: str = typer.Option("hourglass,direct,hybrid", "--models", "--model", help="Comma-separated model names or paths."),
+    models_arg: str = typer.Option("hourglass,direct,hybrid", "--models", "--model", metavar="NAMES", help="Comma-separated model names or paths."),
     batch: str = typer.Option("", "--batch", help="Batch sizes, e.g. 1,32,256 (default 1,32 on CPU; 1,32,256 on CUDA)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for onnxruntime and torch."),
     data: List[str] = typer.Option([], "--data", metavar="KIND=PATH", help="KIND=PATH: also measure NME on its test split; repeat."),
     image: Optional[Path] = typer.Option(None, "--image", help="Photo fitted into the 640x480 timing frame (with a face: also times the whole pipeline)."),
     yunet: Optional[Path] = typer.Option(None, "--yunet", help="Also time YuNet from this ONNX file."),
-    json_arg: Optional[str] = typer.Option(None, "--json", help="Write the full numbers here."),
+    json_arg: Optional[str] = typer.Option(None, "--json", metavar="FILE", help="Write the full numbers here."),
     limit: Optional[int] = typer.Option(None, "--limit", help="With --data: N test faces at an even stride (each subset keeps about its share)."),
 ):
     """Speed (and with --data, accuracy) of the detector and every model/backend, as a table."""
@@ -674,7 +674,7 @@ def eval_cmd(
     boxes: str = typer.Option("detector", "--boxes", help="detector (full pipeline) | gt (landmark model alone)"),
     device: str = typer.Option("cpu", "--device", help="cpu (onnxruntime) | cuda (torch)"),
     detector: str = typer.Option("retinaface", "--detector", help="retinaface | yunet:PATH.onnx"),
-    json_arg: Optional[str] = typer.Option(None, "--json", help="Write all numbers here, each face's NME too."),
+    json_arg: Optional[str] = typer.Option(None, "--json", metavar="FILE", help="Write all numbers here, each face's NME too."),
     plot_arg: Optional[str] = typer.Option(None, "--plot", help="Draw the CED curves into this PNG."),
     split: str = typer.Option("test", "--split", help="test | train | all"),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only N faces, at an even stride over the data (each subset keeps about its share: quick checks)."),
@@ -784,7 +784,7 @@ def calibrate(
     data: List[str] = typer.Option(..., "--data", metavar="KIND=PATH", help="KIND=PATH with 68-point human labels (300w, csv68)."),
     teacher: Path = typer.Option(..., "--teacher", help="Directory with the PFLD-GhostOne ONNX files."),
     yunet: Optional[Path] = typer.Option(None, "--yunet", help="YuNet ONNX, to fit its keypoint template too."),
-    out_arg: str = typer.Option(str(Path(__file__).parent / "calibration.json"), "--out", help="Where to write."),
+    out_arg: str = typer.Option(str(Path(__file__).parent / "calibration.json"), "--out", metavar="FILE", help="Where to write."),
     cache: Optional[Path] = typer.Option(None, "--cache", help=f"Cache for detector/teacher outputs {CACHE_HELP}."),
 ):
     """Fit the 98->68 map, the canonical crop and the alignment templates (calibration.json)."""
@@ -820,7 +820,7 @@ FEW_CALIBRATION_FACES = 500  # under this a calibration is said to be noisy
 def pack(
     data: List[str] = typer.Option(..., "--data", metavar="KIND=PATH", help="KIND=PATH (300w, wflw, csv68); repeat."),
     teacher: Optional[Path] = typer.Option(None, "--teacher", help="PFLD-GhostOne directory (68-point data)."),
-    out_arg: str = typer.Option(..., "--out", help="The pack file (.npz) to write."),
+    out_arg: str = typer.Option(..., "--out", metavar="FILE", help="The pack file (.npz) to write."),
     res: int = typer.Option(192, "--res", help="Crop side in pixels (canonical square = res / 1.5)."),
     youtube_weight: float = typer.Option(0.5, "--csv68-weight", help="Loss weight of csv68 (noisier) faces."),
     quality: int = typer.Option(92, "--quality", help="JPEG quality of the stored crops."),
@@ -898,7 +898,7 @@ def _need_torch(command: str) -> None:
 
 @app.command()
 def train(
-    model: Optional[str] = typer.Option(None, "--model", help="hourglass | direct | hybrid (default hourglass; --resume: the run's)."),
+    model: Optional[str] = typer.Option(None, "--model", metavar="NAME", help="hourglass | direct | hybrid (default hourglass; --resume: the run's)."),
     data: List[str] = typer.Option([], "--data", metavar="KIND=PATH", help="KIND=PATH (300w, wflw, csv68); repeat."),
     teacher: Optional[Path] = typer.Option(None, "--teacher", help="PFLD-GhostOne directory (68-point data)."),
     pack_path: Optional[Path] = typer.Option(None, "--pack", help="A pack from 'facemark pack' (skips --data)."),
@@ -907,7 +907,7 @@ def train(
     batch: Optional[int] = typer.Option(None, "--batch", help="Faces per optimiser step. Default 32; --resume keeps the run's."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default 2e-3)."),
     arch: List[str] = typer.Option([], "--arch", metavar="KEY=VALUE", help="Model option KEY=VALUE, e.g. width=128, or pool=spatial and readout=8 (direct); repeat. With --init, only options that keep its weights fitting."),
-    out_arg: str = typer.Option(..., "--out", help="Run directory (log, checkpoints, exported model)."),
+    out_arg: str = typer.Option(..., "--out", metavar="DIR", help="Run directory (log, checkpoints, exported model)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop cleanly at the end of the first epoch that ends after this long (minutes)."),
     time_budget: Optional[float] = typer.Option(None, "--time-budget", metavar="MINUTES", help="End the learning-rate schedule when this much training time (steps and held-out checks; not start-up or teacher labelling) is spent; --epochs is then a cap. For a lent GPU's fixed time; kept by --resume."),
@@ -1033,7 +1033,7 @@ def train(
 @app.command("export")
 def export_cmd(
     checkpoint: Path = typer.Argument(..., help="A run's best.pt / model.pt (or a run directory)."),
-    out_arg: str = typer.Option(..., "--out", help="Directory for NAME.onnx and NAME.pt (weights/ ships them)."),
+    out_arg: str = typer.Option(..., "--out", metavar="DIR", help="Directory for NAME.onnx and NAME.pt (weights/ ships them)."),
     name: Optional[str] = typer.Option(None, "--name", help="Model name (default: its family)."),
 ):
     """Export a checkpoint to ONNX (decode included, fp16 storage) and a half-precision torch state."""
@@ -1167,9 +1167,10 @@ def _stdout_gone() -> None:
 
 
 def _plain_help(command: click.Command) -> click.Command:
-    """Help where a flag stands bare and an argument is named in capitals. Recent Typer prints
-    Python types beside them (``--annotate <bool>``, ``{inputs}... <list[str]>``), which reads as
-    if a flag took a value; value options keep their type (``--out <str>``)."""
+    """Help where a flag stands bare and an argument or value is named in capitals. Recent Typer
+    prints Python types beside them (``--annotate <bool>``, ``{inputs}... <list[str]>``, ``--out
+    <str>``), which reads as if a flag took a value and says nothing of what a value is: a value
+    is named as its option is (``--out OUT``), a whole number ``N``, any number ``NUMBER``."""
     for sub in getattr(command, "commands", {}).values():
         _plain_help(sub)
     for param in command.get_params(click.Context(command)):
@@ -1179,7 +1180,12 @@ def _plain_help(command: click.Command) -> click.Command:
                 bare = param.metavar + ("..." if param.nargs != 1 else "")
                 param._usage_display_name = (lambda b=bare: b) if param.required else (lambda b=bare: f"[{b}]")
         elif not getattr(param, "is_flag", False):
-            continue
+            if param.metavar is None and "--help" not in param.opts:
+                kind = param.bare_type() if callable(getattr(param, "bare_type", None)) else ""
+                kind = kind[5:-1] if kind.startswith("list[") else kind
+                long = max(param.opts, key=len).lstrip("-")
+                param.metavar = "N" if kind == "int" else "NUMBER" if kind == "float" else long.upper()
+            continue  # (its type column shows the metavar)
         elif param.metavar is None:
             param.metavar = ""
         if hasattr(param, "display_type_rich"):  # Typer >= 0.2x: the type column

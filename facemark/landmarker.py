@@ -41,6 +41,8 @@ def make_detector(spec: str | object = "retinaface", threshold: float = 0.6, min
         path = spec.split(":", 1)[1]
         if min_face is not None:  # (it did nothing: a face too small at the file's own size went unseen, unsaid)
             raise ValueError(f"min_face {YUNET_MIN_FACE}")
+        if not path:
+            raise ValueError("yunet: names no model file: use yunet:PATH.onnx (an OpenCV YuNet face detector)")
         if not Path(path).is_file():
             raise FileNotFoundError(f"YuNet model not found: {path}")
         return YuNet(path, threshold=threshold).check()

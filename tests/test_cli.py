@@ -153,6 +153,7 @@ def test_empty_blank_and_faceless_images(tiny_models, tmp_path):
     (["detect", "examples/astronaut.jpg", "--threshold", "2"], "threshold"),
     (["detect", "examples/astronaut.jpg", "--boxes", "nope.json"], "boxes file not found"),
     (["detect", "examples/astronaut.jpg", "--detector", "yunet:missing.onnx"], "YuNet model not found"),
+    (["detect", "examples/astronaut.jpg", "--detector", "yunet:"], "yunet: names no model file"),
 ])
 def test_usage_errors_exit_2_with_one_line(args, message, monkeypatch):
     from tests.conftest import ROOT
@@ -433,6 +434,10 @@ def test_help_shows_flags_bare(command):
                        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}, timeout=60)
     assert r.returncode == 0 and "--help" in r.stdout
     assert "<bool>" not in r.stdout and "list[str]" not in r.stdout.split("Options")[0]
+    assert not re.search(r"  <(str|int|float|path)> ", r.stdout)  # (a value is named: --out DIR, --batch N)
+    if command in ("detect", "video"):
+        out = next(line for line in r.stdout.splitlines() if line.strip("│ ").startswith("--out "))
+        assert out.split("--out", 1)[1].split()[0] == ("DIR" if command == "detect" else "VIDEO")
     flag = next(line for line in r.stdout.splitlines() if "--help" in line)
     assert flag.split("--help", 1)[1].split()[0] == "Show"
     usage = next(line for line in r.stdout.splitlines() if "Usage:" in line)
