@@ -1170,7 +1170,8 @@ def _plain_help(command: click.Command) -> click.Command:
     """Help where a flag stands bare and an argument or value is named in capitals. Recent Typer
     prints Python types beside them (``--annotate <bool>``, ``{inputs}... <list[str]>``, ``--out
     <str>``), which reads as if a flag took a value and says nothing of what a value is: a value
-    is named as its option is (``--out OUT``), a whole number ``N``, any number ``NUMBER``."""
+    is named as its option is (``--format FORMAT``) unless given a name (``--out DIR``), a whole
+    number ``N``, any number ``NUMBER``."""
     for sub in getattr(command, "commands", {}).values():
         _plain_help(sub)
     for param in command.get_params(click.Context(command)):

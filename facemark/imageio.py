@@ -27,7 +27,6 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".webp", ".tif",
 HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"}
 
 
-
 def _note(text: str) -> None:
     """A note about an input (a file's damage or odd values) as a ``FacemarkWarning`` at the
     caller's line: one category to filter, as the API's other notes."""
@@ -35,6 +34,7 @@ def _note(text: str) -> None:
     from .notes import callers_level
 
     warnings.warn(FacemarkWarning(text), stacklevel=callers_level())
+
 
 def _opencv_reads(ext: str) -> bool:
     """Whether the installed OpenCV writes and reads ``ext`` back: GIF (its first frame) from 4.11
