@@ -333,7 +333,10 @@ class GivenBoxes:
         """Why ``image`` has no entry, for its message: an entry of its file name that names
         another file, or nothing to add."""
         name = Path(image).name
-        return f" (its entry {name!r} is another file of that name)" if name in self.boxes else ""
+        if name in self.boxes:
+            return f" (its entry {name!r} is another file of that name)"
+        same = next((k for k in self.boxes if Path(k).name == name), None)  # (facemark's outputs: full paths)
+        return f" (its entry {same} is another file of that name)" if same is not None else ""
 
     def has(self, key: str, real: bool = True, image: str | None = None) -> bool:
         return self.entry(key, real, image) is not None

@@ -1922,6 +1922,9 @@ def test_a_boxes_entry_for_one_file_is_not_taken_for_another_of_that_name(tmp_pa
     assert r.returncode == 1 and "no entry in doc.jsonl (its entry 'a.jpg' is another file" in r.stderr, r.stderr
     r = fm_here("detect", "a.jpg", "--boxes", "doc.jsonl", cwd=tmp_path)  # (its own entry)
     assert r.returncode == 0 and len(json.loads(r.stdout)["faces"]) == 1, r.stderr
+    assert fm_here("detect", "a.jpg", "--out", "o", cwd=tmp_path).returncode == 0  # (an --out folder: full paths)
+    r = fm_here("detect", "sm/a.jpg", "--boxes", "o", cwd=tmp_path)
+    assert r.returncode == 1 and f"no entry in o (its entry {tmp_path / 'a.jpg'} is another file" in r.stderr, r.stderr
     os.link(tmp_path / "a.jpg", tmp_path / "sm" / "c.jpg")  # (a hard link: the same file under another name,
     (tmp_path / "c.json").write_text(json.dumps({"sm/../c.jpg": [], "c.jpg": [[177, 56, 273, 177]]}))
     shutil.copy(tmp_path / "a.jpg", tmp_path / "c.jpg")  # and a copy at the entry's name: another file)
