@@ -262,7 +262,9 @@ def frame_rate(stated: float, times_ms: list[float]) -> float:
 
 def frame_order(path: Path) -> tuple:
     """Frames in number order: frame2.png before frame10.png (text order puts 10, 11, 12 first)."""
-    parts = re.split(r"(\d+)", str(path), flags=re.ASCII)  # (ASCII digits: int() of '²' fails)
+    path = Path(path)
+    # The name without its extension: f1.jpg before f1.5.jpg (".jpg" sorted after ".").
+    parts = re.split(r"(\d+)", str(path.with_suffix("")), flags=re.ASCII)  # (ASCII digits: int() of '²' fails)
     # (letters in any case alike: IMG_4.JPG comes after img_1.png, as a file manager shows them)
     return [int(t) if i % 2 else t.casefold() for i, t in enumerate(parts)], str(path)
 

@@ -1191,6 +1191,8 @@ def test_frame_names_with_other_digits_sort_without_a_crash():
 
     names = ["f10.png", "f2.png", "x1\u00b22.png", "f1.png"]
     assert [p.name for p in sorted(map(Path, names), key=frame_order)] == ["f1.png", "f2.png", "f10.png", "x1\u00b22.png"]
+    names = ["f1.5.jpg", "f2.jpg", "f1.jpg", "f1.25.jpg"]  # (".jpg" sorted after "." put f1.5 before f1)
+    assert [p.name for p in sorted(map(Path, names), key=frame_order)] == ["f1.jpg", "f1.5.jpg", "f1.25.jpg", "f2.jpg"]
 
 
 def test_json_lines_into_a_pipe_or_device_given_by_name(tiny_models, tmp_path, small_face):
