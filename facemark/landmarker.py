@@ -253,16 +253,18 @@ class FaceLandmarker:
         doubt_only = d.score >= UPRIGHT_CHECK and not looks_turned(self, [d])
         for k in range(4):
             view = np.ascontiguousarray(np.rot90(window, k)) if k else window
-            stands = False
+            near, stands = False, False
             for e in self.detector.detect_as_is(view):
                 back = _turned_back(e, k, wh, ww, scale, (wx1, wy1))
                 fx, fy = (back.box[:2] + back.box[2:]) / 2
                 level = e.kps is None or abs(align.roll_degrees(e.kps)) <= UPRIGHT_ROLL  # (standing in this turn)
                 if abs(fx - cx) < side / 2 and abs(fy - cy) < side / 2:
-                    stands |= level
+                    near, stands = True, stands or level
                     if (not k or (level and e.score >= UPRIGHT_CHECK)) and e.score > best_score:
                         best, best_score = back, e.score
-            if not k and doubt_only and stands:  # (scored well, and level seen closer: upright)
+            # Scored well, and level seen closer (or not seen there at all: a face too small for
+            # the window, nothing to go on): as found, at one pass.
+            if not k and doubt_only and (stands or not near):
                 return d
         return d if best is None or not best.quarter_turns else best
 
