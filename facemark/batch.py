@@ -301,9 +301,8 @@ def _write(job: Job, im: InputImage, name, image, fs, text: str | None, read_at:
     if job.annotate and _an_earlier_input(targets[-1]):  # (named as an input once: its own output says so)
         raise ImageError(f"{im.path}: its drawing's name {targets[-1]} is a photo an earlier run took as an input "
                          f"({targets[-1].name}.json records it); not overwritten: give --out a folder of its own")
-    if job.annotate and not _ours_to_redraw(targets[-1], job, doc is not None):
-        raise ImageError(f"{im.path}: its drawing's name {targets[-1]} holds a file facemark did not draw (another "
-                         f"program's?); not overwritten: give --out a folder of its own")
+    if job.annotate and (refused := _not_ours_to_redraw(targets[-1], job, doc is not None)):
+        raise ImageError(f"{im.path}: its drawing's name {targets[-1]} {refused}; not overwritten")
     drawn = None
     if job.annotate:  # encoded before anything is written: an image that cannot be encoded leaves no half pair
         try:
@@ -510,21 +509,27 @@ def _an_earlier_input(drawing: Path) -> bool:
         return False
 
 
-def _ours_to_redraw(drawing: Path, job: Job, beside_a_result: bool) -> bool:
-    """Whether a drawing may be written at ``drawing``: nothing there, or facemark's own drawing
-    (tagged so: ``icc.with_mark``), or an empty file (a power cut's leftover). Drawings of earlier
-    versions carry no tag: one beside this image's facemark result was drawn with it. WebP and
-    BMP drawings carry none either; beside shards (no result file per image) they are taken as
-    facemark's, as before."""
+def _not_ours_to_redraw(drawing: Path, job: Job, beside_a_result: bool) -> str | None:
+    """Why no drawing may be written at ``drawing``, or None: nothing there, facemark's own
+    drawing (tagged so: ``icc.with_mark``), or an empty file (a power cut's leftover). A JPEG or
+    PNG there without the tag is someone's file, or a drawing of a version before the tag (which
+    cannot be told apart: a user's own copy of the photo may lie beside its result too). WebP and
+    BMP drawings carry no tag: beside shards (no result file per image) they are taken as
+    facemark's, as before; beside JSON results, when that image's result is facemark's."""
     try:
         st = os.stat(drawing)
-    except OSError:
-        return True
+    except OSError:  # (nothing there, or a link that leads nowhere: the link is replaced, nothing lost)
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        return "is a folder"
     if not stat.S_ISREG(st.st_mode):
-        return False
-    if st.st_size == 0 or has_mark(drawing) or beside_a_result:
-        return True
-    return drawing.suffix.lower() in (".webp", ".bmp") and job.fmt != "json"
+        return "is not a regular file"
+    if st.st_size == 0 or has_mark(drawing):
+        return None
+    if drawing.suffix.lower() in (".webp", ".bmp") and (job.fmt != "json" or beside_a_result):
+        return None
+    return ("holds a file that is not one of facemark's drawings (another program's or yours; facemark's "
+            "drawings from before 2026-12-02 carry no tag either: delete those to draw them again)")
 
 
 def _another_image(recorded, im: InputImage) -> str | None:
@@ -970,7 +975,7 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
         if s.box_alone:
             log(f"note: {s.box_alone} image(s) have given boxes with no face the detector could find around them, "
                 f"e.g. {plan.images[alone_example[0]].path}: such a box is cropped from the box alone (its score "
-                f"is the one given), and its points may be far off")
+                f"is the box's own, 1.0 unless the boxes file gives one), and its points may be far off")
         if s.looks_turned:
             log(f"note: {s.looks_turned} image(s) hold faces that look turned sideways or upside down, e.g. "
                 f"{plan.images[turned_example[0]].path}: points of faces turned a quarter-turn or more are "

@@ -1018,17 +1018,21 @@ def test_outputs_of_a_folder_moved_away_are_not_taken_by_another_with_the_same_n
 
 def test_another_programs_file_at_a_drawings_name_is_never_replaced(tmp_path, face_image, fm_here):
     """A photo of the user's at photo.jpg.annotated.jpg (left out as an input, by its name) was
-    replaced by the drawing without a word, though a file at the JSON's name was refused. Drawings
-    facemark made are replaced on --redo; so are untagged ones of earlier versions beside their
-    result, and empty leftovers."""
+    replaced by the drawing without a word, though a file at the JSON's name was refused; so was
+    one put there once the image had its JSON result. facemark's drawings carry a tag and are
+    replaced on --redo (beside shards too), and so are empty leftovers; a file without the tag is
+    refused, whatever lies beside it, and so is a folder."""
     photos = _photos(tmp_path / "in", face_image, 3, 5)
     theirs = tmp_path / "in" / f"{photos[0].name}.annotated.jpg"
     mine = cv2.imencode(".jpg", np.full((40, 60, 3), 90, np.uint8))[1].tobytes()
     theirs.write_bytes(mine)
     r = fm_here("detect", "in", "--out", "in", "--annotate", *MODEL, cwd=tmp_path)
     assert r.returncode == 1 and "2 of 3 image(s) done" in r.stderr, r.stderr
-    assert f"{theirs.relative_to(tmp_path)} holds a file facemark did not draw" in r.stderr, r.stderr
+    assert f"{theirs.relative_to(tmp_path)} holds a file that is not one of facemark's drawings" in r.stderr, r.stderr
     assert theirs.read_bytes() == mine and not (tmp_path / "in" / f"{photos[0].name}.json").exists()
+    assert fm_here("detect", "in", "--out", "in", *MODEL, cwd=tmp_path).returncode == 0  # (its JSON result now)
+    r = fm_here("detect", "in", "--out", "in", "--annotate", *MODEL, cwd=tmp_path)
+    assert r.returncode == 1 and "not one of facemark's drawings" in r.stderr and theirs.read_bytes() == mine, r.stderr
     ours = tmp_path / "in" / f"{photos[1].name}.annotated.jpg"
     (tmp_path / "p").mkdir()
     cv2.imwrite(str(tmp_path / "p" / "x.png"), cv2.imread(str(photos[2])))
@@ -1037,12 +1041,18 @@ def test_another_programs_file_at_a_drawings_name_is_never_replaced(tmp_path, fa
     for drawing, args in ((ours, ("in", "--out", "in")), (png, ("p", "--out", "o", "--format", "jsonl"))):
         before = drawing.stat().st_mtime_ns
         r = fm_here("detect", *args, "--annotate", "--redo", *MODEL, cwd=tmp_path)
-        assert drawing.stat().st_mtime_ns > before and f"{drawing.relative_to(tmp_path)} holds" not in r.stderr, r.stderr
-    untagged = cv2.imencode(".jpg", cv2.imread(str(ours)))[1].tobytes()  # (drawn by an earlier version)
-    for leftover in (untagged, b""):
-        ours.write_bytes(leftover)
-        r = fm_here("detect", "in", "--out", "in", "--annotate", "--redo", *MODEL, cwd=tmp_path)
-        assert f"{ours.relative_to(tmp_path)} holds" not in r.stderr and ours.read_bytes() not in (untagged, b""), r.stderr
+        assert drawing.stat().st_mtime_ns > before and f"{drawing.relative_to(tmp_path)} " not in r.stderr, r.stderr
+        untagged = cv2.imencode(drawing.suffix, cv2.imread(str(drawing)))[1].tobytes()  # (as drawn before the tag)
+        drawing.write_bytes(untagged)
+        r = fm_here("detect", *args, "--annotate", "--redo", *MODEL, cwd=tmp_path)
+        assert "delete those to draw them again" in r.stderr and drawing.read_bytes() == untagged, r.stderr
+        drawing.write_bytes(b"")  # (a power cut's leftover: drawn again)
+        r = fm_here("detect", *args, "--annotate", "--redo", *MODEL, cwd=tmp_path)
+        assert f"{drawing.relative_to(tmp_path)} " not in r.stderr and drawing.stat().st_size > 0, r.stderr
+    ours.unlink()
+    ours.mkdir()
+    r = fm_here("detect", "in", "--out", "in", "--annotate", "--redo", *MODEL, cwd=tmp_path)
+    assert f"{ours.relative_to(tmp_path)} is a folder; not overwritten" in r.stderr and ours.is_dir(), r.stderr
 
 
 def test_another_programs_file_at_an_output_name_is_never_replaced(tmp_path, face_image, fm_here):
