@@ -12,7 +12,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -674,10 +674,11 @@ class VideoSummary:
 
 def _checked_request(source: str | os.PathLike | int, fl, out_path: str | os.PathLike | None,
                      json_path: str | os.PathLike | None, detect_every: int, smooth: str, max_faces: int,
-                     fps: float | None, min_cutoff: float | None,
-                     beta: float | None) -> tuple[str, Path | None, Path | None, str | None]:
+                     fps: float | None, min_cutoff: float | None, beta: float | None,
+                     n: Callable[[str], str] = str) -> tuple[str, Path | None, Path | None, str | None]:
     """``process_video``'s arguments checked, each wrong one a ``UsageError`` in one line before
-    anything is opened: (source, video path, JSON path, JSON stream: "-", a pipe's name or None)."""
+    anything is opened: (source, video path, JSON path, JSON stream: "-", a pipe's name or None).
+    ``n`` names an option as the caller knows it (``_argument``: Python's names)."""
     import math
     import numbers
 
@@ -685,7 +686,7 @@ def _checked_request(source: str | os.PathLike | int, fl, out_path: str | os.Pat
     from .errors import UsageError
 
     if out_path is None and json_path is None:
-        raise UsageError("give --out VIDEO and/or --json FILE.jsonl (or --json - for stdout)")
+        raise UsageError(f"give {n('--out')} VIDEO and/or {n('--json')} FILE.jsonl (or {n('--json')} - for stdout)")
     if not callable(getattr(fl, "find_faces", None)):
         raise TypeError(f"fl must be a FaceLandmarker (FaceLandmarker(model=...)), not {type(fl).__name__}")
     if isinstance(getattr(fl, "detector", None), GivenBoxes):
@@ -703,8 +704,8 @@ def _checked_request(source: str | os.PathLike | int, fl, out_path: str | os.Pat
     # stderr goes to, is refused: renamed over, that file would lose what was written into it.
     stream = None
     if out_path is not None and str(out_path) == "-":
-        raise UsageError("--out -: the video is written to a file, not standard output; give a file name "
-                         "(--json - streams the JSON lines)")
+        raise UsageError(f"{n('--out')} -: the video is written to a file, not standard output; give a file name "
+                         f"({n('--json')} - streams the JSON lines)")
     for option, p in (("--json", json_path), ("--out", out_path)):
         if p is None:
             continue
@@ -716,32 +717,32 @@ def _checked_request(source: str | os.PathLike | int, fl, out_path: str | os.Pat
         elif fd is not None or standard_stream_file(p) is not None:
             where = "an open descriptor (standard output, say)" if fd is not None else \
                 "the file standard output or error goes to"
-            raise UsageError(f"{option} {p} is {where}: give a file name"
-                             + (" (or --json - for standard output)" if option == "--json" else ""))
+            raise UsageError(f"{n(option)} {p} is {where}: give a file name"
+                             + (f" (or {n('--json')} - for standard output)" if option == "--json" else ""))
     json_path = Path(json_path) if json_path is not None and stream is None else None
     if stream == "-" and sys.stdout is None:  # (started with stdout closed: `>&-`)
         raise UsageError("standard output is closed: give --json FILE")
     if smooth not in ("one-euro", "pose", "none"):
-        raise UsageError(f"--smooth must be one-euro, pose or none, not {smooth!r}")
+        raise UsageError(f"{n('--smooth')} must be one-euro, pose or none, not {smooth!r}")
 
     def whole(v) -> bool:
         return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
     if not whole(detect_every) or detect_every < 1:
-        raise UsageError(f"--detect-every must be a whole number, at least 1, not {detect_every!r}")
+        raise UsageError(f"{n('--detect-every')} must be a whole number, at least 1, not {detect_every!r}")
     if not whole(max_faces) or max_faces < 0:
-        raise UsageError(f"--max-faces must be a whole number, 0 (all) or more, not {max_faces!r}")
+        raise UsageError(f"{n('--max-faces')} must be a whole number, 0 (all) or more, not {max_faces!r}")
     for name, v in (("--fps", fps), ("--min-cutoff", min_cutoff), ("--beta", beta)):
         if v is not None and (not isinstance(v, numbers.Real) or isinstance(v, bool)):
-            raise UsageError(f"{name} must be a number, not {v!r}")
+            raise UsageError(f"{n(name)} must be a number, not {v!r}")
     if fps is not None and not (math.isfinite(fps) and MIN_RATE <= fps <= 1000):  # (VideoWriter refuses 0.001)
-        raise UsageError(f"--fps must be a number of frames per second from 0.01 to 1000, not {fps}")
+        raise UsageError(f"{n('--fps')} must be a number of frames per second from 0.01 to 1000, not {fps}")
     if fps is not None and fps < 0.1 and out_path is not None and Path(out_path).suffix.lower() == ".webm":
-        raise UsageError(f"--fps {fps:g} is too slow for a .webm video (its encoder needs 0.1 or more): use .mp4")
+        raise UsageError(f"{n('--fps')} {fps:g} is too slow for a .webm video (its encoder needs 0.1 or more): use .mp4")
     if min_cutoff is not None and not (math.isfinite(min_cutoff) and min_cutoff > 0):
-        raise UsageError(f"--min-cutoff must be a positive number of Hz, not {min_cutoff}")
+        raise UsageError(f"{n('--min-cutoff')} must be a positive number of Hz, not {min_cutoff}")
     if beta is not None and not (math.isfinite(beta) and beta >= 0):
-        raise UsageError(f"--beta must be 0 or a positive number, not {beta}")
+        raise UsageError(f"{n('--beta')} must be 0 or a positive number, not {beta}")
     outputs = [p for p in (out_path, json_path) if p is not None]
     try:  # a name too long for the file system, a folder we may not look into: one line, not a traceback
         for p in outputs:
@@ -756,11 +757,11 @@ def _checked_request(source: str | os.PathLike | int, fl, out_path: str | os.Pat
             if os.path.exists(p) and not os.path.isfile(p):  # /dev/null and the like: never replaced
                 raise UsageError(f"{p} is not a regular file (a device or the like): give a file name")
         if out_path is not None and json_path is not None and os.path.realpath(out_path) == os.path.realpath(json_path):
-            raise UsageError("--out and --json name the same file")
+            raise UsageError(f"{n('--out')} and {n('--json')} name the same file")
     except OSError as e:
         raise UsageError(f"{e.filename or p}: {e.strerror or e}") from None
     if out_path is not None and out_path.suffix.lower() not in FOURCC:
-        raise UsageError(f"--out {out_path}: use one of {', '.join(sorted(FOURCC))}")
+        raise UsageError(f"{n('--out')} {out_path}: use one of {', '.join(sorted(FOURCC))}")
     return source, out_path, json_path, stream
 
 
@@ -768,11 +769,9 @@ ARGUMENTS = {"--out": "out_path", "--json": "json_path", "--detect-every": "dete
              "--max-faces": "max_faces", "--fps": "fps", "--min-cutoff": "min_cutoff", "--beta": "beta"}
 
 
-def _as_arguments(message: str) -> str:
-    """A request's error in ``process_video``'s words: its arguments, not the command's options."""
-    if message.startswith("give --out VIDEO"):
-        return "give out_path (a video file) and/or json_path (a .jsonl file, or \"-\" for standard output)"
-    return re.sub(r"--[a-z][a-z-]*", lambda m: ARGUMENTS.get(m.group(0), m.group(0)), message)
+def _argument(option: str) -> str:
+    """The command line's option as ``process_video``'s argument (``--detect-every``: ``detect_every``)."""
+    return ARGUMENTS.get(option, option)
 
 
 def _replaceable(path: Path, video: bool) -> bool:
@@ -820,13 +819,9 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     from .errors import UsageError
     from .track import Tracker
 
-    try:
-        source, out_path, json_path, stream = _checked_request(source, fl, out_path, json_path, detect_every, smooth,
-                                                              max_faces, fps, min_cutoff, beta)
-    except UsageError as e:
-        if option_names:
-            raise
-        raise UsageError(_as_arguments(str(e))) from None
+    n = str if option_names else _argument
+    source, out_path, json_path, stream = _checked_request(source, fl, out_path, json_path, detect_every, smooth,
+                                                          max_faces, fps, min_cutoff, beta, n)
     outputs = [p for p in (out_path, json_path) if p is not None]
     src = open_source(source, fps)
     frames = {os.path.realpath(f) for f in (src._files or [])}  # (realpath: a link loop among them is no crash)
@@ -836,19 +831,19 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
             raise UsageError(f"refusing to overwrite {p}: it is one of the input frames")
     if json_path is not None and json_path.suffix.lower() in IMAGE_EXTS | set(FOURCC) | {".gif"}:
         src.close()  # (JSON lines under a picture's name: a frames folder's next run reads them as a broken frame)
-        raise UsageError(f"--json {json_path}: that names an image or video; JSON lines go in a .jsonl file")
+        raise UsageError(f"{n('--json')} {json_path}: that names an image or video; JSON lines go in a .jsonl file")
     for p in outputs:
         option = "--out" if p is out_path else "--json"
         try:
             ours = not (os.path.isfile(p) and os.path.getsize(p)) or _replaceable(p, p is out_path)
         except OSError as e:  # (one we may not read: not looked at, so not replaced)
             src.close()
-            raise UsageError(f"{option} {p} exists and cannot be read ({e.strerror or e}); not overwritten: "
+            raise UsageError(f"{n(option)} {p} exists and cannot be read ({e.strerror or e}); not overwritten: "
                              f"write it elsewhere") from None
         if not ours:
             src.close()
             what = "a video" if p is out_path else "facemark's video JSON lines"
-            raise UsageError(f"{option} {p} exists and is not {what}; not overwritten: write it elsewhere")
+            raise UsageError(f"{n(option)} {p} exists and is not {what}; not overwritten: write it elsewhere")
     tuned = {k: v for k, v in (("min_cutoff", min_cutoff), ("beta", beta)) if v is not None}  # else smooth.py's
     tracker = Tracker(fl, detect_every=detect_every, max_faces=max_faces, smooth=smooth != "none",
                       smooth_shape=smooth == "one-euro", **tuned)
