@@ -4,12 +4,10 @@
 """
 from __future__ import annotations
 
-import warnings
 
 import cv2
 import numpy as np
 
-from .errors import FacemarkWarning
 from .imageio import as_bgr, dim_uint16
 from .layouts import WFLW98_PARTS
 from .results import Face
@@ -41,9 +39,9 @@ def draw(image: np.ndarray, faces: list[Face], style: str = "contours", box: boo
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise ValueError(f"image has no pixels (shape {image.shape})")
     if said := dim_uint16(image):  # (drawn as nearly black, as detect reads it: told the same way)
-        from .notes import callers_level
+        from .notes import note
 
-        warnings.warn(FacemarkWarning(said), stacklevel=callers_level())
+        note(said)
     if isinstance(faces, Face):
         faces = [faces]  # one face on its own, as landmarks() takes one box
     if faces is None or isinstance(faces, (str, bytes)) or not hasattr(faces, "__iter__"):

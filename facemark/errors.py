@@ -23,8 +23,9 @@ class FacemarkError(Exception):
 
 class FacemarkWarning(UserWarning):
     """A note about an input whose results may mislead (a face that looks turned, a box with no
-    face around it): warned at the caller's line, so Python's filters decide how often. Its text
-    is fixed (Python shows a text once per line); ``detail`` says which (a box), where known."""
+    face around it, a damaged or odd image file): warned at the caller's line, so Python's filters
+    decide how often. A note about a kind of result has a fixed text (Python shows a text once
+    per line), ``detail`` saying which (a box); one about a file names the file in its text."""
 
     def __init__(self, text: str, detail: str = ""):
         super().__init__(text)

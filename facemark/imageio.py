@@ -10,7 +10,6 @@ import stat
 import struct
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 
 import cv2
@@ -28,12 +27,12 @@ HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"
 
 
 def _note(text: str) -> None:
-    """A note about an input (a file's damage or odd values) as a ``FacemarkWarning`` at the
-    caller's line: one category to filter, as the API's other notes."""
-    from .errors import FacemarkWarning
-    from .notes import callers_level
+    """A note about an input (a file's damage or odd values), as the API's other notes are
+    (``notes.note``: a ``FacemarkWarning`` at the caller's line). Imported here when used:
+    ``notes`` imports the detector, which reads images with this module."""
+    from .notes import note
 
-    warnings.warn(FacemarkWarning(text), stacklevel=callers_level())
+    note(text)
 
 
 def _opencv_reads(ext: str) -> bool:

@@ -5,7 +5,6 @@ import math
 import numbers
 import os
 import threading
-import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -18,10 +17,9 @@ from .backends import DEFAULT_MODEL, load_model, weights_label
 from .boxes import (OWN_POINTS_REACH, BoxError, GivenBoxes, check_box, check_inside, check_points, face_as_detection,
                     mirrored, spread_out)
 from .detector import Detection, RetinaFace, YuNet, merge_turns
-from .errors import FacemarkWarning
 from .imageio import MAX_PIXELS, ImageError, as_bgr, dim_uint16, read_image
 from .layouts import FLIP98, five_points
-from .notes import BOX_ALONE, SHRUNK, TURNED, callers_level, looks_turned, may_miss_small, note
+from .notes import BOX_ALONE, SHRUNK, TURNED, looks_turned, may_miss_small, note
 from .results import Face
 from .runtime import is_device, max_threads, providers_for
 
@@ -454,7 +452,7 @@ class FaceLandmarker:
                     raise
                 raise ImageError(f"{name}: {e}") from None
         if said := dim_uint16(image, name):  # 8-bit values cast up, or a 10- or 12-bit camera's: told, not guessed as a file's are
-            warnings.warn(FacemarkWarning(said), stacklevel=callers_level())
+            note(said)
         return as_bgr(image)
 
 

@@ -2418,7 +2418,7 @@ def test_options_that_search_for_faces_are_said_to_be_ignored_with_boxes(tmp_pat
     """``--boxes`` with ``--detector yunet:missing.onnx``, ``--threshold`` or ``--min-face``: all
     silently ignored (the model file never looked at), so a user believed they tuned the search."""
     cv2.imwrite(str(tmp_path / "a.jpg"), face)
-    (tmp_path / "b.json").write_text(json.dumps({"a.jpg": [[177, 56, 273, 177]]}))
+    (tmp_path / "b.json").write_text(json.dumps({"a.jpg": [[71, 26, 106, 68]]}))  # (its face)
     r = fm_here("detect", "a.jpg", "--boxes", "b.json", "--detector", "yunet:missing.onnx", "--threshold", "0.9",
                 cwd=tmp_path)
     assert r.returncode == 0 and len(json.loads(r.stdout)["faces"]) == 1, r.stderr
