@@ -192,8 +192,9 @@ _PNG_MARK = b"Software\x00facemark"
 
 
 def with_mark(encoded: bytes) -> bytes:
-    """``encoded`` (a JPEG or PNG) tagged as facemark's drawing, right after its first header (a
-    profile put in later goes after it: the tag stays near the start); anything else unchanged."""
+    """``encoded`` (a JPEG or PNG) tagged as facemark's drawing, right after its first header;
+    anything else unchanged. Put in last (after ``embedded``): a profile put in after it would go
+    before it, and one of over 64 KB would push it past what ``has_mark`` reads."""
     if encoded[:2] == b"\xff\xd8":
         at = 2
         if encoded[2:4] == b"\xff\xe0":  # (JFIF's APP0 must lead)
@@ -206,8 +207,8 @@ def with_mark(encoded: bytes) -> bytes:
 
 
 def has_mark(path: str | os.PathLike) -> bool:
-    """Whether the file at ``path`` is a JPEG or PNG that ``with_mark`` tagged (read: its headers,
-    up to the image data)."""
+    """Whether the file at ``path`` is a JPEG or PNG that ``with_mark`` tagged (read: its first
+    64 KB of headers, where ``with_mark`` puts the tag)."""
     try:
         with open(path, "rb") as f:
             head = f.read(1 << 16)

@@ -130,4 +130,3 @@ def test_a_drawings_mark_keeps_its_pixels_and_profile_and_is_found_again(tmp_pat
         assert np.array_equal(cv2.imread(str(path)), cv2.imdecode(np.frombuffer(plain, np.uint8), cv2.IMREAD_COLOR))
     assert profile_of(path) == icc
     assert not has_mark(tmp_path / "missing.jpg")
-
