@@ -172,9 +172,13 @@ def _video_bytes(path: Path) -> bool:
     return looks_like_video(head)
 
 
+PHOTO_BYTES = 256 << 20  # the most a file that is no video is read as a photo to say what it is
+
+
 def _read_as_photo(p: Path) -> str | None:
     """What reading a file that is no video as a photo says of it (a phone's HEIC: convert it),
-    for files of photo size (a damaged video of gigabytes is not read whole for that)."""
+    for files of photo size (a damaged video of gigabytes is not read whole for that). A photo
+    under another name decodes there (OpenCV's video reader opens it as one frame): None."""
     try:
         if p.suffix.lower() in VIDEO_EXTS or p.stat().st_size > PHOTO_BYTES:
             return None
@@ -184,9 +188,6 @@ def _read_as_photo(p: Path) -> str | None:
     except (OSError, MemoryError):
         pass
     return None
-
-
-PHOTO_BYTES = 256 << 20
 
 
 def _photo_said(said: str | None) -> str | None:
