@@ -287,7 +287,7 @@ def detect(
     device: str = typer.Option("cpu", "--device", help="cpu (onnxruntime) | cuda (torch)"),
     detector: str = typer.Option("retinaface", "--detector", help="retinaface | yunet:PATH.onnx"),
     boxes: Optional[Path] = typer.Option(None, "--boxes", metavar="FILE|DIR", help="Boxes per image (JSON, or facemark's outputs: a file or an --out folder): no face search; a bare box's eyes, nose and mouth are found around it."),
-    min_face: Optional[float] = typer.Option(None, "--min-face", help="Smallest face to find, in pixels."),
+    min_face: Optional[float] = typer.Option(None, "--min-face", metavar="PX", help="Smallest face to find, in pixels."),
     threshold: float = typer.Option(0.6, "--threshold", help="Detector score threshold."),
     batch_images: int = typer.Option(16, "--batch", help="Images whose faces share one model batch (at most: fewer where their decoded pixels pass 256 MB, and with workers near the end of a run)."),
     flip: bool = typer.Option(False, "--flip", help="Also run mirrored crops and average (slower, steadier)."),
@@ -503,7 +503,7 @@ def video(
                                   "tracked face keeps its place while in view); 0: all."),
     fps: Optional[float] = typer.Option(None, "--fps", help="Frame rate for frame folders (default 30) or to override."),
     threshold: float = typer.Option(0.6, "--threshold", help="Detector score threshold."),
-    min_face: Optional[float] = typer.Option(None, "--min-face", help="Smallest face to find, in pixels (frames are "
+    min_face: Optional[float] = typer.Option(None, "--min-face", metavar="PX", help="Smallest face to find, in pixels (frames are "
                                              "searched shrunk to 640 px: smaller faces need it)."),
     min_cutoff: Optional[float] = typer.Option(None, "--min-cutoff", help="One Euro (head pose): cutoff in Hz when still (default 1)."),
     beta: Optional[float] = typer.Option(None, "--beta", help="One Euro (head pose): how fast the cutoff opens with speed (default 100)."),
@@ -605,11 +605,11 @@ def video(
 def bench(
     device: str = typer.Option("cpu", "--device", help="cpu (onnxruntime, torch) | cuda or cuda:N (torch fp32/bf16, graphs)"),
     models_arg: str = typer.Option("hourglass,direct,hybrid", "--models", "--model", metavar="NAMES", help="Comma-separated model names or paths."),
-    batch: str = typer.Option("", "--batch", help="Batch sizes, e.g. 1,32,256 (default 1,32 on CPU; 1,32,256 on CUDA)."),
+    batch: str = typer.Option("", "--batch", metavar="SIZES", help="Batch sizes, e.g. 1,32,256 (default 1,32 on CPU; 1,32,256 on CUDA)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for onnxruntime and torch."),
     data: List[str] = typer.Option([], "--data", metavar="KIND=PATH", help="KIND=PATH: also measure NME on its test split; repeat."),
-    image: Optional[Path] = typer.Option(None, "--image", help="Photo fitted into the 640x480 timing frame (with a face: also times the whole pipeline)."),
-    yunet: Optional[Path] = typer.Option(None, "--yunet", help="Also time YuNet from this ONNX file."),
+    image: Optional[Path] = typer.Option(None, "--image", metavar="FILE", help="Photo fitted into the 640x480 timing frame (with a face: also times the whole pipeline)."),
+    yunet: Optional[Path] = typer.Option(None, "--yunet", metavar="FILE", help="Also time YuNet from this ONNX file."),
     json_arg: Optional[str] = typer.Option(None, "--json", metavar="FILE", help="Write the full numbers here."),
     limit: Optional[int] = typer.Option(None, "--limit", help="With --data: N test faces at an even stride (each subset keeps about its share)."),
 ):
@@ -671,12 +671,12 @@ def bench(
 def eval_cmd(
     data: List[str] = typer.Option(..., "--data", metavar="KIND=PATH", help="KIND=PATH (300w, wflw, csv68); repeat. --split picks the faces."),
     model: List[str] = typer.Option([DEFAULT_MODEL], "--model", "--models", metavar="NAME|PATH", help="Model name or path; repeat (or comma-separate) to compare."),
-    boxes: str = typer.Option("detector", "--boxes", help="detector (full pipeline) | gt (landmark model alone)"),
+    boxes: str = typer.Option("detector", "--boxes", metavar="detector|gt", help="detector (full pipeline) | gt (landmark model alone)"),
     device: str = typer.Option("cpu", "--device", help="cpu (onnxruntime) | cuda (torch)"),
     detector: str = typer.Option("retinaface", "--detector", help="retinaface | yunet:PATH.onnx"),
     json_arg: Optional[str] = typer.Option(None, "--json", metavar="FILE", help="Write all numbers here, each face's NME too."),
-    plot_arg: Optional[str] = typer.Option(None, "--plot", help="Draw the CED curves into this PNG."),
-    split: str = typer.Option("test", "--split", help="test | train | all"),
+    plot_arg: Optional[str] = typer.Option(None, "--plot", metavar="FILE", help="Draw the CED curves into this PNG."),
+    split: str = typer.Option("test", "--split", metavar="test|train|all", help="test | train | all"),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only N faces, at an even stride over the data (each subset keeps about its share: quick checks)."),
     flip: bool = typer.Option(False, "--flip", help="Flip test-time augmentation."),
 ):
@@ -782,10 +782,10 @@ def models():
 @app.command()
 def calibrate(
     data: List[str] = typer.Option(..., "--data", metavar="KIND=PATH", help="KIND=PATH with 68-point human labels (300w, csv68)."),
-    teacher: Path = typer.Option(..., "--teacher", help="Directory with the PFLD-GhostOne ONNX files."),
-    yunet: Optional[Path] = typer.Option(None, "--yunet", help="YuNet ONNX, to fit its keypoint template too."),
+    teacher: Path = typer.Option(..., "--teacher", metavar="DIR", help="Directory with the PFLD-GhostOne ONNX files."),
+    yunet: Optional[Path] = typer.Option(None, "--yunet", metavar="FILE", help="YuNet ONNX, to fit its keypoint template too."),
     out_arg: str = typer.Option(str(Path(__file__).parent / "calibration.json"), "--out", metavar="FILE", help="Where to write."),
-    cache: Optional[Path] = typer.Option(None, "--cache", help=f"Cache for detector/teacher outputs {CACHE_HELP}."),
+    cache: Optional[Path] = typer.Option(None, "--cache", metavar="DIR", help=f"Cache for detector/teacher outputs {CACHE_HELP}."),
 ):
     """Fit the 98->68 map, the canonical crop and the alignment templates (calibration.json)."""
     from .training import calibrate as cal
@@ -819,12 +819,12 @@ FEW_CALIBRATION_FACES = 500  # under this a calibration is said to be noisy
 @app.command()
 def pack(
     data: List[str] = typer.Option(..., "--data", metavar="KIND=PATH", help="KIND=PATH (300w, wflw, csv68); repeat."),
-    teacher: Optional[Path] = typer.Option(None, "--teacher", help="PFLD-GhostOne directory (68-point data)."),
+    teacher: Optional[Path] = typer.Option(None, "--teacher", metavar="DIR", help="PFLD-GhostOne directory (68-point data)."),
     out_arg: str = typer.Option(..., "--out", metavar="FILE", help="The pack file (.npz) to write."),
     res: int = typer.Option(192, "--res", help="Crop side in pixels (canonical square = res / 1.5)."),
     youtube_weight: float = typer.Option(0.5, "--csv68-weight", help="Loss weight of csv68 (noisier) faces."),
     quality: int = typer.Option(92, "--quality", help="JPEG quality of the stored crops."),
-    cache: Optional[Path] = typer.Option(None, "--cache", help=f"Cache of detector/teacher outputs, reused by later packs {CACHE_HELP}."),
+    cache: Optional[Path] = typer.Option(None, "--cache", metavar="DIR", help=f"Cache of detector/teacher outputs, reused by later packs {CACHE_HELP}."),
 ):
     """Build a compact training pack (pre-aligned JPEG crops + 98-point targets)."""
     from rich.progress import Progress
@@ -900,8 +900,8 @@ def _need_torch(command: str) -> None:
 def train(
     model: Optional[str] = typer.Option(None, "--model", metavar="NAME", help="hourglass | direct | hybrid (default hourglass; --resume: the run's)."),
     data: List[str] = typer.Option([], "--data", metavar="KIND=PATH", help="KIND=PATH (300w, wflw, csv68); repeat."),
-    teacher: Optional[Path] = typer.Option(None, "--teacher", help="PFLD-GhostOne directory (68-point data)."),
-    pack_path: Optional[Path] = typer.Option(None, "--pack", help="A pack from 'facemark pack' (skips --data)."),
+    teacher: Optional[Path] = typer.Option(None, "--teacher", metavar="DIR", help="PFLD-GhostOne directory (68-point data)."),
+    pack_path: Optional[Path] = typer.Option(None, "--pack", metavar="FILE", help="A pack from 'facemark pack' (skips --data)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda"),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Passes over the training faces (the cosine schedule's length; with --time-budget, a cap). Default 60; --resume keeps the run's."),
     batch: Optional[int] = typer.Option(None, "--batch", help="Faces per optimiser step. Default 32; --resume keeps the run's."),
@@ -913,14 +913,14 @@ def train(
     time_budget: Optional[float] = typer.Option(None, "--time-budget", metavar="MINUTES", help="End the learning-rate schedule when this much training time (steps and held-out checks; not start-up or teacher labelling) is spent; --epochs is then a cap. For a lent GPU's fixed time; kept by --resume."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: all cores)."),
     res: int = typer.Option(192, "--res", help="Pack crop side when building from --data."),
-    cache: Optional[Path] = typer.Option(None, "--cache", help=f"Cache of detector/teacher outputs when building from --data {CACHE_HELP}."),
+    cache: Optional[Path] = typer.Option(None, "--cache", metavar="DIR", help=f"Cache of detector/teacher outputs when building from --data {CACHE_HELP}."),
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model (CUDA)."),
     fuse_loss: bool = typer.Option(True, "--fuse-loss/--no-fuse-loss", help="Compile the heatmap loss (~30 s once)."),
-    teacher_model: Optional[str] = typer.Option(None, "--teacher-model", help="Distil from this model (e.g. hourglass, or a .pt) on augmented crops."),
+    teacher_model: Optional[str] = typer.Option(None, "--teacher-model", metavar="NAME|PATH", help="Distil from this model (e.g. hourglass, or a .pt) on augmented crops."),
     distill: float = typer.Option(1.0, "--distill", help="Weight of the teacher's loss (human labels keep weight 1)."),
     teacher_views: int = typer.Option(8, "--teacher-views", help="Augmented views per face the teacher labels once (cached). 1: the crop as it is, its labels moved with each batch's augmentation."),
-    teacher_cache: Optional[Path] = typer.Option(None, "--teacher-cache", help="Teacher label cache (default OUT/teacher.npz; share it between students)."),
-    init: Optional[str] = typer.Option(None, "--init", help="Start from these weights (a model name or .pt): fine-tune, grown into --arch options that add parameters (direct: pool=spatial, readout=8)."),
+    teacher_cache: Optional[Path] = typer.Option(None, "--teacher-cache", metavar="FILE", help="Teacher label cache (default OUT/teacher.npz; share it between students)."),
+    init: Optional[str] = typer.Option(None, "--init", metavar="NAME|PATH", help="Start from these weights (a model name or .pt): fine-tune, grown into --arch options that add parameters (direct: pool=spatial, readout=8)."),
     aug: List[str] = typer.Option([], "--aug", metavar="KEY=VALUE", help="Augmentation setting KEY=VALUE; repeat. Keys: rotate, p_wide_rotate, rotate_narrow, scale, shift, flip, colour, grey, blur, noise, occlude (defaults in facemark/training/augment.py)."),
 ):
     """Train a landmark model; exports the best checkpoint to OUT/model.onnx and OUT/model.pt."""
