@@ -3,6 +3,8 @@ align each face from its previous landmarks and confirm it with the detector on 
 around it; keep stable ids; smooth each track's points."""
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field
 
 import cv2
@@ -185,6 +187,22 @@ class Tracker:
     frames_since_detect: int = 0
     _thumb: np.ndarray | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        """The options checked as ``process_video`` checks them: a wrong one is a clear error, not
+        a tracker that never reports a face (``max_faces=-1``) or gives NaN points (``beta=nan``)."""
+        if not callable(getattr(self.landmarker, "find_faces", None)):
+            raise TypeError(f"landmarker must be a FaceLandmarker, not {type(self.landmarker).__name__}")
+        for name, least in (("detect_every", 1), ("max_faces", 0)):
+            v = getattr(self, name)
+            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < least:
+                raise ValueError(f"{name} must be a whole number, at least {least}, not {v!r}")
+        for name in ("min_cutoff", "beta", "shape_min_cutoff", "shape_beta"):
+            v = getattr(self, name)
+            if not isinstance(v, numbers.Real) or isinstance(v, bool) or not math.isfinite(v) or v < 0 or \
+                    (v == 0 and "cutoff" in name):
+                raise ValueError(f"{name} must be a finite number, {'over' if 'cutoff' in name else 'at least'} 0, "
+                                 f"not {v!r}")
+
     def _new_filter(self) -> FaceSmoother | None:
         if not self.smooth:
             return None
@@ -199,7 +217,14 @@ class Tracker:
         frames) and checked in a window around them; the detector runs on the whole frame every
         ``detect_every`` frames, at a cut, when a check lost a face, when there is none, on every
         frame while a track is hidden, and instead of the checks when they would cost more; it
-        only adds faces that no track covers."""
+        only adds faces that no track covers.
+
+        ``image`` is read as ``FaceLandmarker.detect`` reads it (a path; a BGR, grey, BGRA or
+        16-bit array); ``t`` must be a finite number (a frame index works, at the smoothing of a
+        1 fps clip; milliseconds turn the smoothing nearly off)."""
+        image = self.landmarker._load(image, "image")
+        if isinstance(t, bool) or not isinstance(t, numbers.Real) or not math.isfinite(t):
+            raise ValueError(f"t must be the frame's time in seconds, a finite number, not {t!r}")
         self.frames_since_detect += 1
         self._found = []  # every face the checks and detections find this frame (for the neighbours)
         before = {id(tr): tr.landmarks.mean(0) for tr in self.tracks}

@@ -2231,6 +2231,8 @@ def test_the_frame_loop_the_readme_shows_follows_one_face(face_image):
     from facemark.track import Tracker
     from facemark.video import tracked_faces
 
+    from facemark import draw
+
     tracker = Tracker(FaceLandmarker(model="direct"))
     seen = []
     for i in range(4):
@@ -2238,4 +2240,35 @@ def test_the_frame_loop_the_readme_shows_follows_one_face(face_image):
         faces = tracked_faces(tracks, tracker)
         assert len(tracks) == len(faces) == 1 and faces[0].landmarks.shape == (98, 2)
         seen.append(tracks[0].id)
-    assert len(set(seen)) == 1
+    assert len(set(seen)) == 1 and tracker.turned_frames == 0
+    labelled = draw(face_image, faces, ids=[tr.id for tr in tracks])
+    assert labelled.shape == face_image.shape and (labelled != draw(face_image, faces)).any()  # (the #0 label)
+
+
+def test_the_frame_loop_reads_frames_as_detect_does_and_checks_its_options(face_image):
+    """Tracker.step took any array as it came: a grey frame was warped into a three-channel buffer
+    (points read from memory never written: different on every run), a 16-bit one gave six faces,
+    BGRA an IndexError; NaN times and detect_every=0 were taken too."""
+    from facemark import FaceLandmarker
+    from facemark.track import Tracker
+    from facemark.video import tracked_faces
+
+    fl = FaceLandmarker(model="direct")
+    grey = cv2.cvtColor(face_image, cv2.COLOR_BGR2GRAY)
+    runs = {}
+    for name, frame in (("bgr", cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)), ("grey", grey), ("grey again", grey),
+                        ("16-bit", cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR).astype(np.uint16) * 257),
+                        ("bgra", cv2.cvtColor(grey, cv2.COLOR_GRAY2BGRA))):
+        tracker = Tracker(fl)
+        runs[name] = [f.landmarks for f in tracked_faces(tracker.step(frame, 0.0), tracker)]
+    for name, faces in runs.items():
+        assert len(faces) == 1 and np.abs(faces[0] - runs["bgr"][0]).max() < 1e-3, name
+    with pytest.raises(TypeError, match="image must be"):
+        Tracker(fl).step(face_image.astype(np.float32), 0.0)
+    with pytest.raises(ValueError, match="t must be the frame's time in seconds"):
+        Tracker(fl).step(face_image, float("nan"))
+    for kw in ({"detect_every": 0}, {"max_faces": -1}, {"beta": float("nan")}, {"min_cutoff": 0}):
+        with pytest.raises(ValueError, match=next(iter(kw))):
+            Tracker(fl, **kw)
+    with pytest.raises(TypeError, match="landmarker must be a FaceLandmarker"):
+        Tracker(None)
