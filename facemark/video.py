@@ -810,7 +810,9 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     ignored once the frames are done (the outputs closed and renamed, the sound copied), so a late
     one cannot cut that or the exit short. Raises ``UsageError``/``VideoError`` for requests that
     cannot work, before any frame is decoded; a wrong argument is named as such (``detect_every``),
-    or as the command line's option with ``option_names`` (``--detect-every``).
+    or as the command line's option with ``option_names`` (``--detect-every``). Faces that looked
+    turned are a ``FacemarkWarning`` at the caller's line (the command line, ``option_names``,
+    says so in its own note).
     """
     import signal
     import threading
@@ -977,6 +979,10 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     if tracker.next_id == 0 and done > 0 and not stop["asked"] and not reader_gone and big is not None \
             and big > min(src.width, src.height):
         shrunk = -1
+    if tracker.turned_frames and not option_names:  # (the command line says it in its own words at the end)
+        from .notes import TURNED, note
+
+        note(TURNED, f"in {tracker.turned_frames} of the frames searched whole")
     return VideoSummary(done, elapsed, tracker.next_id, lost, bool(stop["asked"]) and not whole, audio, had,
                         src.resized, tuple(set_aside), padded_to and padded_to[0], src.cut_short and not reader_gone, shrunk, reader_gone,
                         tracker.turned_frames, src.most_shrunk, src.rate_doubted, src.fps,

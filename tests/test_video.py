@@ -2272,3 +2272,23 @@ def test_the_frame_loop_reads_frames_as_detect_does_and_checks_its_options(face_
             Tracker(fl, **kw)
     with pytest.raises(TypeError, match="landmarker must be a FaceLandmarker"):
         Tracker(None)
+
+
+def test_the_video_api_warns_of_faces_that_looked_turned(tiny_models, tmp_path, small_face, monkeypatch):
+    """The command line ends with a note; process_video said nothing (only the summary's count)."""
+    import warnings
+
+    from facemark import FaceLandmarker, track
+    from facemark.errors import FacemarkWarning
+    from facemark.video import process_video
+
+    clip = tmp_path / "in.avi"
+    write_clip(clip, [frame_with([(40, 90)], small_face)] * 3, fourcc="MJPG")
+    fl = FaceLandmarker(model=str(tiny_models["direct"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert process_video(clip, fl, json_path=tmp_path / "a.jsonl", log=lambda m: None).turned_frames == 0
+    monkeypatch.setattr(track, "looks_turned", lambda fl, found: bool(found))  # (every face found looks turned)
+    with pytest.warns(FacemarkWarning, match="turned sideways or upside down") as said:
+        s = process_video(clip, fl, json_path=tmp_path / "b.jsonl", log=lambda m: None)
+    assert s.turned_frames > 0 and said[0].filename == __file__ and str(s.turned_frames) in said[0].message.detail
