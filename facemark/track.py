@@ -573,6 +573,9 @@ class Tracker:
                     if tr.pending[2]:  # but the window check could not see the face: look closer next time
                         tr.check_px, tr.check_age = min(4 * self.check_px, 2 * self._check_px(tr)), 0
                     continue
+                if tr.pending is not None:  # the crop went off the face: from the detection (keeping the last
+                    reseed.append((tr, match))  # frame's points instead froze them while the face moved on)
+                    continue
                 try:
                     off = self._off_track(tr, match.box, box_from_landmarks(tr.landmarks))
                 except ValueError:

@@ -2292,3 +2292,26 @@ def test_the_video_api_warns_of_faces_that_looked_turned(tiny_models, tmp_path, 
     with pytest.warns(FacemarkWarning, match="turned sideways or upside down") as said:
         s = process_video(clip, fl, json_path=tmp_path / "b.jsonl", log=lambda m: None)
     assert s.turned_frames > 0 and said[0].filename == __file__ and str(s.turned_frames) in said[0].message.detail
+
+
+def test_a_track_whose_crop_the_detection_disowns_is_not_frozen(face_image):
+    """A detection that put this frame's crop off the face, but last frame's points on it, left
+    the track at last frame's points: a sideways face moving 2 px a frame stood still for frames
+    (a helper's clip, where a window check had lost it). It is re-seeded from the detection."""
+    from facemark import FaceLandmarker
+    from facemark.track import Tracker
+
+    tracker = Tracker(FaceLandmarker(model="direct"), smooth=False)
+    frame = cv2.copyMakeBorder(face_image, 0, 0, 0, 40, cv2.BORDER_REPLICATE)
+    (tr,) = tracker.step(frame, 0.0)
+    before = tr.landmarks.copy()
+    shown = tracker._off_track
+
+    def crop_disowned(track, det_box, box):  # (off from this frame's crop, on last frame's points)
+        return track.pending is not None and box is track.pending[0] or shown(track, det_box, box)
+
+    tracker._off_track = crop_disowned
+    tr.pending = (tr.box + [3.0, 0, 3.0, 0], tr.landmarks + [3.0, 0], False)  # (this frame's crop, as followed)
+    tracker._detect(np.ascontiguousarray(np.roll(frame, 3, axis=1)))
+    moved = (tr.landmarks - before).mean(0)
+    assert 1.5 < moved[0] < 4.5 and abs(moved[1]) < 1.5, moved
