@@ -14,7 +14,7 @@ from . import align, labelmap
 from .detector import Detection
 from .landmarker import FaceLandmarker, track_matrix
 from .layouts import IOD98, five_points
-from .notes import looks_turned
+from .notes import LOOKS_TURNED_DEG, looks_turned
 from .smooth import POSE_BETA, POSE_MIN_CUTOFF, SHAPE_BETA, SHAPE_MIN_CUTOFF, FaceSmoother
 
 
@@ -69,6 +69,12 @@ class Neighbour:
     box: np.ndarray
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))
     age: int = 0  # frames since it was last seen
+
+
+def _turned(d: Detection) -> bool:
+    """Whether a detection's keypoints put its face turned past ``LOOKS_TURNED_DEG`` (and no upright
+    turn of it was found): a crop from them is worse than one a track's own points give."""
+    return d.kps is not None and not d.quarter_turns and abs(align.roll_degrees(d.kps)) > LOOKS_TURNED_DEG
 
 
 def box_from_landmarks(landmarks98: np.ndarray) -> np.ndarray:
@@ -339,11 +345,11 @@ class Tracker:
                     tr.pending = None if box is None else (box, pts[k], True)
                     alive.append(tr)
                     continue
-                if off:
-                    reseed.append((tr, seen[k]))  # moved faster than the crop could follow
-                    alive.append(tr)
+                if off and not (box is not None and _turned(seen[k])):  # (a turned face's keypoints would
+                    reseed.append((tr, seen[k]))  # set a worse crop than its own points: they stand)
+                    alive.append(tr)  # moved faster than the crop could follow
                     continue
-                else:
+                if not off:
                     tr.score = seen[k].score  # (the bias stays as seeded: a slow drift adds up past off_track)
                     tr.seen_box = np.asarray(seen[k].box, np.float64)[:4]
             if box is None:
@@ -572,6 +578,9 @@ class Tracker:
                     tr.box, tr.landmarks = tr.pending[0], tr.pending[1]  # the crop was right
                     if tr.pending[2]:  # but the window check could not see the face: look closer next time
                         tr.check_px, tr.check_age = min(4 * self.check_px, 2 * self._check_px(tr)), 0
+                    continue
+                if tr.pending is not None and _turned(match):  # (its keypoints, which would set the crop,
+                    tr.box, tr.landmarks = tr.pending[0], tr.pending[1]  # are unreliable: the crop's points stand)
                     continue
                 if tr.pending is not None:  # the crop went off the face: from the detection (keeping the last
                     reseed.append((tr, match))  # frame's points instead froze them while the face moved on)
