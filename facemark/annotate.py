@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -32,6 +33,12 @@ def draw(image: np.ndarray, faces: list[Face], style: str = "contours", box: boo
     lines; ``box``/``score`` toggle the face box and its score label (``ids`` label video tracks)."""
     if style not in STYLES:
         raise ValueError(f"style must be one of {', '.join(STYLES)}, not {style!r}")
+    for name, v in (("box", box), ("score", score), ("points", points)):
+        if not isinstance(v, (bool, np.bool_)) and not (name == "points" and v is None):  # ("no" was true)
+            raise TypeError(f"{name} must be True or False, not {v!r}")
+    if isinstance(image, (str, Path)):
+        raise TypeError("image must be an array: draw on the image you detected in (cv2.imread(path), or "
+                        "facemark.imageio.read_image(path) to read it as detect does)")
     if not isinstance(image, np.ndarray) or image.dtype not in (np.uint8, np.uint16) or image.ndim not in (2, 3) \
             or (image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4)):
         raise TypeError("image must be a uint8 (or uint16) array: (H, W, 3) BGR, (H, W, 4) BGRA, (H, W) grey or "

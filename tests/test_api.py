@@ -395,6 +395,11 @@ def test_draw_refuses_points_it_cannot_draw_and_big_endian_images_are_read(fl, p
     unscored = copy.deepcopy(face)
     unscored.score = None  # a Face of the caller's own, with no score: drawn without the label
     assert draw(photo, [unscored]).shape == photo.shape
+    for kw in ({"box": "no"}, {"score": 0}, {"points": "yes"}):  # ("no" drew the box, as true)
+        with pytest.raises(TypeError, match=f"{next(iter(kw))} must be True or False"):
+            draw(photo, [face], **kw)
+    with pytest.raises(TypeError, match="image must be an array: draw on the image"):
+        draw("examples/astronaut.jpg", [face])
 
 
 def test_the_video_tracker_holds_a_callers_detector_to_the_same_contract(photo):
