@@ -657,7 +657,9 @@ def bench(
             if any(r.stage == "pipeline" for r in rows) else ""
         out.print(f"detector timed on a {rows[0].note}; landmark rows time the model alone (batch of crops){piped}.")
     if data:
-        out.print("NME %: the full pipeline, measured with the backend facemark runs each model on for this device "
+        faces = next((r.nme_faces for r in rows if r.nme_faces), None)
+        on = f" on {faces} test faces of {', '.join(data)}" + (f" (--limit {limit})" if limit else "") if faces else ""
+        out.print(f"NME %: the full pipeline{on}, measured with the backend facemark runs each model on for this device "
                   "(onnxruntime fp32 on a CPU, torch for a .pt; torch bf16 on a GPU), shown on that backend's row only.")
     for s in skipped:
         say(s if s.startswith("note: ") else f"skipped: {s}")

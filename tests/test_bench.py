@@ -276,3 +276,18 @@ def test_a_batch_too_big_for_the_memory_keeps_the_smaller_batches_figures():
 
     with pytest.raises(RuntimeError):
         B.time_batches(B.Row("landmarks", "m", "torch-cpu", "fp32"), [1, 2], lambda b: broken(b) if b > 1 else [1.0], [])
+
+
+def test_the_nme_says_how_many_faces_it_was_measured_on(tiny_models, tmp_path, face_image):
+    """With --limit the NME column looked like the full figure (no count, no data named, in the
+    table or the JSON)."""
+    from tests.helpers import synthetic_faces, write_300w
+
+    write_300w(tmp_path / "set", synthetic_faces(face_image, 4), "lfpw/testset")
+    out = tmp_path / "b.json"
+    r = runner.invoke(app, ["bench", "--models", str(tiny_models["direct"]), "--batch", "1", "--limit", "3",
+                            "--data", f"300w={tmp_path / 'set'}", "--json", str(out)])
+    assert r.exit_code == 0, r.stderr
+    assert f"on 3 test faces of 300w={tmp_path / 'set'} (--limit 3)" in " ".join(r.stdout.split()), r.stdout
+    rows = [x for x in json.loads(out.read_text())["rows"] if x["nme"] is not None]
+    assert rows and all(x["nme_faces"] == 3 for x in rows)

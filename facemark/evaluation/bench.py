@@ -36,6 +36,7 @@ class Row:
     memory_mb: float | None = None  # peak GPU memory of a CUDA row (None on the CPU)
     nme: float | None = None
     missed: int | None = None  # of the --data faces the NME was measured on: the detector's misses (left out of it)
+    nme_faces: int | None = None  # the --data faces the NME was measured on (--limit takes fewer)
     note: str = ""
 
 
@@ -438,5 +439,5 @@ def run_bench(device: str = "cpu", models: list[str] = ("hourglass", "direct", "
                                f"face(s), left out of it (facemark eval counts them as failures)")
             for r in rows:
                 if r.stage == "landmarks" and r.model == fl.model_name and (r.backend.split("+")[0], r.precision) == ran_on(fl.model):
-                    r.nme, r.missed = measured["nme"], measured["missed"]
+                    r.nme, r.missed, r.nme_faces = measured["nme"], measured["missed"], measured["faces"]
     return rows, skipped, machine_info(device)
