@@ -797,6 +797,9 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
             raise UsageError(f"format must be json, jsonl or parquet, not {fmt!r}")  # (the CLI says --format itself)
         if style not in STYLES:
             raise UsageError(f"style must be one of {', '.join(STYLES)}, not {style!r}")
+        for name, v in (("show_box", show_box), ("show_score", show_score)):
+            if not isinstance(v, (bool, np.bool_)):  # (as draw checks them: said before any work)
+                raise TypeError(f"{name} must be True or False, not {v!r}")
         if isinstance(rows_per_shard, bool) or not isinstance(rows_per_shard, int) or rows_per_shard < 1:
             raise UsageError(f"rows_per_shard must be a positive integer, not {rows_per_shard!r}")
         if started is not None:

@@ -658,7 +658,8 @@ def bench(
         out.print(f"detector timed on a {rows[0].note}; landmark rows time the model alone (batch of crops){piped}.")
     if data:
         faces = next((r.nme_faces for r in rows if r.nme_faces), None)
-        on = f" on {faces} test faces of {', '.join(data)}" + (f" (--limit {limit})" if limit else "") if faces else ""
+        on = f" on {faces} test faces of {', '.join(data)}" + (f" (--limit {limit})" if limit else "") + \
+            " (any the detector missed left out, and said)" if faces else ""
         out.print(f"NME %: the full pipeline{on}, measured with the backend facemark runs each model on for this device "
                   "(onnxruntime fp32 on a CPU, torch for a .pt; torch bf16 on a GPU), shown on that backend's row only.")
     for s in skipped:

@@ -71,10 +71,17 @@ class Neighbour:
     age: int = 0  # frames since it was last seen
 
 
-def _turned(d: Detection) -> bool:
-    """Whether a detection's keypoints put its face turned past ``LOOKS_TURNED_DEG`` (and no upright
-    turn of it was found): a crop from them is worse than one a track's own points give."""
-    return d.kps is not None and not d.quarter_turns and abs(align.roll_degrees(d.kps)) > LOOKS_TURNED_DEG
+def _crop_stands(d: Detection, box: np.ndarray | None) -> bool:
+    """Whether a track's crop (its points' ``box``) stands where a detection ``d`` disagrees with
+    it: ``d``'s keypoints put the face turned past ``LOOKS_TURNED_DEG`` with no upright turn of it
+    found (such keypoints are often not on the features: re-seeded from them, single frames of a
+    face rolled 135° flashed wrong), and ``d`` still puts the face within ``TURNED_REACH`` face
+    widths of the crop. Further off, the crop has likely left the face: the detection re-seeds it."""
+    return box is not None and d.kps is not None and not d.quarter_turns \
+        and abs(align.roll_degrees(d.kps)) > LOOKS_TURNED_DEG and _offset(d.box, box) < TURNED_REACH
+
+
+TURNED_REACH = 0.5  # face widths
 
 
 def box_from_landmarks(landmarks98: np.ndarray) -> np.ndarray:
@@ -198,7 +205,7 @@ class Tracker:
         a tracker that never reports a face (``max_faces=-1``) or gives NaN points (``beta=nan``)."""
         if not callable(getattr(self.landmarker, "find_faces", None)):
             raise TypeError(f"landmarker must be a FaceLandmarker, not {type(self.landmarker).__name__}")
-        for name, least in (("detect_every", 1), ("max_faces", 0)):
+        for name, least in (("detect_every", 1), ("max_faces", 0), ("max_unconfirmed", 1)):
             v = getattr(self, name)
             if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < least:
                 raise ValueError(f"{name} must be a whole number, at least {least}, not {v!r}")
@@ -228,7 +235,7 @@ class Tracker:
         ``image`` is read as ``FaceLandmarker.detect`` reads it (a path; a BGR, grey, BGRA or
         16-bit array); ``t`` must be a finite number (a frame index works, at the smoothing of a
         1 fps clip; milliseconds turn the smoothing nearly off)."""
-        image = self.landmarker._load(image, "image")
+        image = FaceLandmarker._load(image, "image")
         if isinstance(t, bool) or not isinstance(t, numbers.Real) or not math.isfinite(t):
             raise ValueError(f"t must be the frame's time in seconds, a finite number, not {t!r}")
         self.frames_since_detect += 1
@@ -345,13 +352,12 @@ class Tracker:
                     tr.pending = None if box is None else (box, pts[k], True)
                     alive.append(tr)
                     continue
-                if off and not (box is not None and _turned(seen[k])):  # (a turned face's keypoints would
-                    reseed.append((tr, seen[k]))  # set a worse crop than its own points: they stand)
-                    alive.append(tr)  # moved faster than the crop could follow
+                if off and not _crop_stands(seen[k], box):
+                    reseed.append((tr, seen[k]))  # moved faster than the crop could follow
+                    alive.append(tr)
                     continue
-                if not off:
-                    tr.score = seen[k].score  # (the bias stays as seeded: a slow drift adds up past off_track)
-                    tr.seen_box = np.asarray(seen[k].box, np.float64)[:4]
+                tr.score = seen[k].score  # (the bias stays as seeded: a slow drift adds up past off_track)
+                tr.seen_box = np.asarray(seen[k].box, np.float64)[:4]
             if box is None:
                 continue
             jump = np.linalg.norm(pts[k] - tr.landmarks, axis=1).mean() / inter_ocular(tr.landmarks)
@@ -579,8 +585,9 @@ class Tracker:
                     if tr.pending[2]:  # but the window check could not see the face: look closer next time
                         tr.check_px, tr.check_age = min(4 * self.check_px, 2 * self._check_px(tr)), 0
                     continue
-                if tr.pending is not None and _turned(match):  # (its keypoints, which would set the crop,
-                    tr.box, tr.landmarks = tr.pending[0], tr.pending[1]  # are unreliable: the crop's points stand)
+                if tr.pending is not None and tr.pending[2] and _crop_stands(match, tr.pending[0]):
+                    tr.box, tr.landmarks = tr.pending[0], tr.pending[1]  # (the window check missed it, as it
+                    tr.check_px, tr.check_age = min(4 * self.check_px, 2 * self._check_px(tr)), 0  # may a turned face)
                     continue
                 if tr.pending is not None:  # the crop went off the face: from the detection (keeping the last
                     reseed.append((tr, match))  # frame's points instead froze them while the face moved on)

@@ -400,6 +400,10 @@ def test_draw_refuses_points_it_cannot_draw_and_big_endian_images_are_read(fl, p
             draw(photo, [face], **kw)
     with pytest.raises(TypeError, match="image must be an array: draw on the image"):
         draw("examples/astronaut.jpg", [face])
+    from tests.conftest import EXAMPLE
+
+    with pytest.raises(TypeError, match="show_box must be True or False"):  # (before any image is read)
+        detect_files([str(EXAMPLE)], fl, out_dir=None, show_box=0)
 
 
 def test_the_video_tracker_holds_a_callers_detector_to_the_same_contract(photo):

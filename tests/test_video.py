@@ -2317,25 +2317,44 @@ def test_a_track_whose_crop_the_detection_disowns_is_not_frozen(face_image):
     assert 1.5 < moved[0] < 4.5 and abs(moved[1]) < 1.5, moved
 
 
-def test_a_detection_that_looks_turned_does_not_reseed_a_followed_face(face_image):
+def test_a_detection_that_looks_turned_does_not_reseed_a_followed_face_it_agrees_with(face_image):
     """A face rolled past 90° is found with keypoints the crop cannot trust (not on its features,
     and no upright turn of it found): re-seeded from them, single frames of a helper's clips (a
-    face rolled 135°) came out at 66-71 % NME. The followed crop's points stand instead."""
+    face rolled 135°) came out at 66-71 % NME. Where the detection still puts the face near the
+    followed crop, the crop's points stand; a face width away, the crop has left the face and the
+    detection re-seeds it. Both where a window check missed the face (a full detection decides)
+    and where a window check found it."""
     from dataclasses import replace
 
     from facemark import FaceLandmarker
     from facemark.track import Tracker
 
-    tracker = Tracker(FaceLandmarker(model="direct"), smooth=False)
-    (tr,) = tracker.step(face_image, 0.0)
-    followed = (tr.box + [3.0, 0, 3.0, 0], tr.landmarks + [3.0, 0], False)
-    real = tracker.landmarker.find_faces
+    fl = FaceLandmarker(model="direct")
+    real = fl.find_faces
 
     def turned_kps(image, as_is=False):  # (the same faces, keypoints upside down about their centre)
         return [replace(d, kps=2 * d.kps.mean(0) - d.kps) for d in real(image, as_is)]
 
-    tracker.landmarker.find_faces = turned_kps
-    tracker._off_track = lambda track, det_box, box: True  # (the detection disowns the crop)
-    tr.pending = followed
-    tracker._detect(face_image)
-    assert np.array_equal(tr.landmarks, followed[1])
+    for shift, stands in ((3.0, True), (120.0, False)):
+        tracker = Tracker(fl, smooth=False)
+        (tr,) = tracker.step(face_image, 0.0)
+        followed = (tr.box + [shift, 0, shift, 0], tr.landmarks + [shift, 0], True)  # (a missed window check's)
+        fl.find_faces = turned_kps
+        try:
+            tracker._off_track = lambda track, det_box, box: True  # (the detection disowns the crop)
+            tr.pending = followed
+            tracker._detect(face_image)
+        finally:
+            fl.find_faces = real
+        assert np.array_equal(tr.landmarks, followed[1]) is stands, shift
+    # The window check's own decision: a turned face found near the followed crop confirms it.
+    tracker = Tracker(fl, smooth=False, detect_every=100)
+    (tr,) = tracker.step(face_image, 0.0)
+    tracker._look_all = lambda image, tracks: turned_kps(image)
+    tracker._off_track = lambda track, det_box, box: True
+    reseeded = []
+    tracker._reseed = lambda image, pairs: reseeded.extend(pairs)
+    tracker.step(face_image, 1 / 30)
+    assert not reseeded and tr.seen_box is not None
+
+

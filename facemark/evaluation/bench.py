@@ -36,7 +36,7 @@ class Row:
     memory_mb: float | None = None  # peak GPU memory of a CUDA row (None on the CPU)
     nme: float | None = None
     missed: int | None = None  # of the --data faces the NME was measured on: the detector's misses (left out of it)
-    nme_faces: int | None = None  # the --data faces the NME was measured on (--limit takes fewer)
+    nme_faces: int | None = None  # the --data faces measured (--limit takes fewer); the NME is over those found
     note: str = ""
 
 
