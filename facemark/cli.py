@@ -568,6 +568,11 @@ def video(
             went += [f"JSON lines in {plain(json_path)}"] if json_path is not None and str(json_path) != "-" else []
             err.print(f"facemark: {s.frames} frame{'' if s.frames == 1 else 's'} in {s.seconds:.1f} s ({s.frames / s.seconds:.1f} fps), {s.tracks} face "
                       f"track(s){'; ' + ', '.join(went) if went else ''}")
+        if any(s.left_out):
+            dirs, clips = s.left_out
+            what = " and ".join(x for x in (f"{dirs} subfolder(s)" if dirs else "", f"{clips} video file(s)" if clips else "") if x)
+            err.print(f"note: {what} in {plain(source)} are not frames and were left out (a folder's frames are its "
+                      f"own images, in name order{'; a video is given on its own' if clips else ''})")
         if s.turned_frames:
             err.print(f"note: faces looked turned sideways or upside down in {s.turned_frames} of the frames searched "
                       f"whole, and such faces' points are unreliable: --turned reads them (a recording whose rotation "

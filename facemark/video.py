@@ -78,6 +78,7 @@ class Source:
     cut_short: bool = False  # the file ends before the data it announces (see ``cut_short``)
     rate_doubted: float | None = None  # the stated rate, where neither it nor the frames' times could be believed
     bad_files: list[str] = field(default_factory=list)  # a folder's frames that did not decode (the first few)
+    left_out: tuple[int, int] = (0, 0)  # a frames folder's subfolders and video files (not frames): said, not read
 
     def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
         """(index, time in seconds, BGR frame) for every frame that decodes."""
@@ -290,10 +291,13 @@ def open_source(spec: str, fps: float | None = None) -> Source:
         return Source(f"camera {spec}", f, w, h, None, _cap=cap)
     p = Path(spec)
     files, videos = None, []  # (videos: what a pattern matched that is a video)
+    left_out = (0, 0)
     if p.is_dir():
         try:
-            files = sorted((x for x in p.iterdir() if x.is_file() and is_image_name(x.name) and not x.name.startswith(".")),
-                           key=frame_order)  # (a hidden file is no frame: an editor's or a viewer's)
+            entries = [x for x in p.iterdir() if not x.name.startswith(".")]  # (a hidden file is no frame: an editor's)
+            files = sorted((x for x in entries if x.is_file() and is_image_name(x.name)), key=frame_order)
+            left_out = (sum(x.is_dir() for x in entries),
+                        sum(x.is_file() and x.suffix.lower() in VIDEO_EXTS and not is_image_name(x.name) for x in entries))
         except OSError as e:  # (a folder we may not list: the input's fault, said as such)
             raise VideoError(f"{spec}: cannot list its frames: {e.strerror or e}") from None
     elif p.is_file() and p.suffix.lower() in IMAGE_EXTS and not _animated(p):
@@ -323,7 +327,7 @@ def open_source(spec: str, fps: float | None = None) -> Source:
                 said = said or str(e)
                 continue
         if first is not None:
-            return Source(spec, fps or 30.0, first.shape[1], first.shape[0], len(files), _files=files)
+            return Source(spec, fps or 30.0, first.shape[1], first.shape[0], len(files), _files=files, left_out=left_out)
         if files != [p] or not _video_bytes(p):  # (one file named like a picture that is a video: read as one below)
             raise VideoError(f"{spec}: none of the frames can be read" if files != [p] else
                              _photo_said(said) or
@@ -671,6 +675,7 @@ class VideoSummary:
     padded_why: str = ""  # why the frames were padded to ``padded_to`` (from ``frame_size``)
     frame_size: tuple[int, int] | None = None  # the frames' size, where they were padded
     bad_files: tuple[str, ...] = ()  # a folder's frames that did not decode (the first three)
+    left_out: tuple[int, int] = (0, 0)  # a frames folder's subfolders and video files: not frames, left out
 
 
 def _checked_request(source: str | os.PathLike | int, fl, out_path: str | os.PathLike | None,
@@ -986,7 +991,8 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     return VideoSummary(done, elapsed, tracker.next_id, lost, bool(stop["asked"]) and not whole, audio, had,
                         src.resized, tuple(set_aside), padded_to and padded_to[0], src.cut_short and not reader_gone, shrunk, reader_gone,
                         tracker.turned_frames, src.most_shrunk, src.rate_doubted, src.fps,
-                        padded_to[2] if padded_to else "", padded_to[1] if padded_to else None, tuple(src.bad_files))
+                        padded_to[2] if padded_to else "", padded_to[1] if padded_to else None, tuple(src.bad_files),
+                        src.left_out)
 
 
 def _publish(writers: list, set_aside: list[str] | None) -> tuple[Path | None, tuple | None]:

@@ -1999,6 +1999,13 @@ def test_a_folder_s_frames_play_in_number_order_whatever_their_case_and_lines_na
     assert [Path(ln["image"]).name for ln in lines] == ["img_1.png", "img_2.png", "IMG_4.JPG", "img_10.png"]
     assert [ln["frame"] for ln in lines] == [0, 1, 2, 3] and all(validate_frame(ln) == [] for ln in lines)
     assert validate_frame({**lines[0], "image": 3}) == ["image must be the frame's file name"]
+    assert "note:" not in r.stderr
+    (frames / "more").mkdir()  # (frames in a subfolder, and a clip beside the frames: skipped without a word)
+    cv2.imwrite(str(frames / "more" / "img_3.png"), frame_with([(40, 90)], small_face))
+    write_clip(frames / "take2.avi", [frame_with([(40, 90)], small_face)] * 2, fourcc="MJPG")
+    r = run("video", frames, "--json", tmp_path / "o.jsonl", "--model", tiny_models["direct"])
+    assert r.exit_code == 0 and len((tmp_path / "o.jsonl").read_text().splitlines()) == 4, r.stderr
+    assert "note: 1 subfolder(s) and 1 video file(s) in" in r.stderr and "are not frames and were left out" in r.stderr
 
 
 @pytest.mark.parametrize("step, apart", [(100, 200), (90, 200), (100, 180)])
