@@ -30,7 +30,7 @@ from .backends import ModelError
 from .boxes import BoxError, GivenBoxes, check_inside, read_boxes
 from .detector import RetinaFace, YuNet
 from .errors import STOP_SIGNALS, OutputError, StopRun, UsageError, hung_up, no_files_left, out_of_memory
-from .icc import embedded, has_mark, profile_of, with_mark
+from .icc import drawn_as, embedded, has_mark, profile_of, with_mark
 from .imageio import (IMAGE_EXTS, ImageError, atomic_write, bgra_as_shown, broken_link, encode_image, read_image,
                       remove_stale_temps, too_long_name, write_whole)
 from .inputs import (InputImage, LeftOut, collisions, expand, missing_roots, output_names, recorded_path,
@@ -311,7 +311,7 @@ def _write(job: Job, im: InputImage, name, image, fs, text: str | None, read_at:
                 image = image if bgra is None else bgra
             drawn = embedded(encode_image(targets[-1].suffix, draw(image, fs, style=job.style, box=job.show_box,
                                                                  score=job.show_score)), profile_of(im.path))
-            drawn = with_mark(drawn)
+            drawn = with_mark(drawn, drawing_style(job.style, job.show_box, job.show_score))
         except ImageError as e:
             raise ImageError(f"{im.path}: cannot draw its annotated image: {e}") from None
         except (MemoryError, cv2.error) as e:  # (this image's copy for drawing: the next, smaller ones still fit)
@@ -581,13 +581,20 @@ def _changed_after(path: Path, written_ns: int, now: float) -> bool:
     return stamp is None or stamp > written_ns
 
 
+def drawing_style(style: str, box: bool, score: bool) -> str:
+    """How a drawing is drawn, as its tag says it (``icc.with_mark``): a rerun that asks for
+    another style draws again."""
+    return f"{style}, {'box' if box else 'no box'}, {'score' if score else 'no score'}"
+
+
 def done_already(plan: Plan, fmt: str, out_dir: Path | None, annotate: bool, model: str,
-                 since_ns: int = 0, log: Callable[[str], None] | None = None) -> set[int]:
+                 since_ns: int = 0, log: Callable[[str], None] | None = None, drawing: str | None = None) -> set[int]:
     """Images whose outputs are complete from an earlier run of the same command with the same
     model: files renamed into place, or error-free rows in a finished shard, written after the
     input last changed (and after ``since_ns``: an interrupted ``--redo``'s start). A half-written
     output never exists, so never counts; a failed image is tried again. A shard that cannot be
-    read at all is said through ``log``: its images are done again, and ``read`` warns of it."""
+    read at all is said through ``log``: its images are done again, and ``read`` warns of it.
+    ``drawing`` (``drawing_style``): a drawing whose tag says another style is not done."""
     if out_dir is None or not out_dir.is_dir():
         return set()
 
@@ -608,6 +615,8 @@ def done_already(plan: Plan, fmt: str, out_dir: Path | None, annotate: bool, mod
             return False
         if st.st_size == 0:  # (a power cut after the rename, before the data reached the disk: drawn again)
             return False
+        if drawing is not None and drawn_as(_annotated_path(job, im, name)) not in (None, drawing):
+            return False  # (drawn in another style: --draw, --no-box or --no-score changed since)
         made = st.st_mtime_ns
         if json_ns is not None:  # (the JSON counts only if the image has not changed since: nor then since this)
             return made > since_ns and made >= json_ns
@@ -841,7 +850,8 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
             for folder in {out_dir, *(out_dir / d for d in {os.path.dirname(n) for n in plan.names})}:  # (text: 10x faster)
                 remove_stale_temps(folder)
         if resume or redo:
-            skip = done_already(plan, fmt, out_dir, plan.annotate, fl.model_name, redo or 0, log)
+            skip = done_already(plan, fmt, out_dir, plan.annotate, fl.model_name, redo or 0, log,
+                                drawing_style(style, show_box, show_score))
         else:
             skip = set()
         s.skipped, s.redo_continued = len(skip), bool(redo)

@@ -189,44 +189,64 @@ def _into_webp(encoded: bytes, profile: bytes) -> bytes:
 
 _JPEG_MARK = b"facemark drawing"
 _PNG_MARK = b"Software\x00facemark"
+_PNG_WHAT = b"Comment\x00facemark drawing: "
 
 
-def with_mark(encoded: bytes) -> bytes:
-    """``encoded`` (a JPEG or PNG) tagged as facemark's drawing, right after its first header;
-    anything else unchanged. Put in last (after ``embedded``): a profile put in after it would go
-    before it, and one of over 64 KB would push it past what ``has_mark`` reads."""
+def with_mark(encoded: bytes, what: str = "") -> bytes:
+    """``encoded`` (a JPEG or PNG) tagged as facemark's drawing, ``what`` saying how it was drawn,
+    right after its first header; anything else unchanged. Put in last (after ``embedded``): a
+    profile put in after it would go before it, and one of over 64 KB would push it past what
+    ``has_mark`` reads."""
+    said = what.encode("utf-8", "replace")
     if encoded[:2] == b"\xff\xd8":
         at = 2
         if encoded[2:4] == b"\xff\xe0":  # (JFIF's APP0 must lead)
             at += 2 + int.from_bytes(encoded[4:6], "big")
-        return encoded[:at] + b"\xff\xfe" + (len(_JPEG_MARK) + 2).to_bytes(2, "big") + _JPEG_MARK + encoded[at:]
+        body = _JPEG_MARK + (b": " + said if said else b"")
+        return encoded[:at] + b"\xff\xfe" + (len(body) + 2).to_bytes(2, "big") + body + encoded[at:]
     if encoded[:8] == PNG_SIGNATURE and encoded[12:16] == b"IHDR":
         at = 8 + 12 + int.from_bytes(encoded[8:12], "big")
-        return encoded[:at] + _png_chunk(b"tEXt", _PNG_MARK) + encoded[at:]
+        chunks = _png_chunk(b"tEXt", _PNG_MARK) + (_png_chunk(b"tEXt", _PNG_WHAT + said) if said else b"")
+        return encoded[:at] + chunks + encoded[at:]
     return encoded
+
+
+def _tags(path: str | os.PathLike, size: int) -> list[bytes]:
+    """The JPEG comments or PNG text chunks in the first ``size`` bytes of a file, before its image data."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(size)
+    except OSError:
+        return []
+    found = []
+    if head[:2] == b"\xff\xd8":
+        at = 2
+        while at + 4 <= len(head) and head[at] == 0xFF and head[at + 1] not in (0xDA, 0xD9):
+            n = int.from_bytes(head[at + 2:at + 4], "big")
+            if head[at + 1] == 0xFE:
+                found.append(head[at + 4:at + 2 + n])
+            at += 2 + n
+    elif head[:8] == PNG_SIGNATURE:
+        at = 8
+        while at + 8 <= len(head) and head[at + 4:at + 8] not in (b"IDAT", b"IEND"):
+            n = int.from_bytes(head[at:at + 4], "big")
+            if head[at + 4:at + 8] == b"tEXt":
+                found.append(head[at + 8:at + 8 + n])
+            at += 12 + n
+    return found
 
 
 def has_mark(path: str | os.PathLike) -> bool:
     """Whether the file at ``path`` is a JPEG or PNG that ``with_mark`` tagged (read: its first
     64 KB of headers, where ``with_mark`` puts the tag)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(1 << 16)
-    except OSError:
-        return False
-    if head[:2] == b"\xff\xd8":
-        at = 2
-        while at + 4 <= len(head) and head[at] == 0xFF and head[at + 1] not in (0xDA, 0xD9):
-            n = int.from_bytes(head[at + 2:at + 4], "big")
-            if head[at + 1] == 0xFE and head[at + 4:at + 2 + n] == _JPEG_MARK:
-                return True
-            at += 2 + n
-        return False
-    if head[:8] == PNG_SIGNATURE:
-        at = 8
-        while at + 8 <= len(head) and head[at + 4:at + 8] not in (b"IDAT", b"IEND"):
-            n = int.from_bytes(head[at:at + 4], "big")
-            if head[at + 4:at + 8] == b"tEXt" and head[at + 8:at + 8 + n] == _PNG_MARK:
-                return True
-            at += 12 + n
-    return False
+    return any(t == _PNG_MARK or t == _JPEG_MARK or t.startswith(_JPEG_MARK + b": ") for t in _tags(path, 1 << 16))
+
+
+def drawn_as(path: str | os.PathLike) -> str | None:
+    """How ``with_mark`` says the drawing at ``path`` was drawn, or None (not said, or no drawing
+    of facemark's). Reads its first 4 KB: called for every image a resumed run looks at."""
+    for t in _tags(path, 4096):
+        for prefix in (_JPEG_MARK + b": ", _PNG_WHAT):
+            if t.startswith(prefix):
+                return t[len(prefix):].decode("utf-8", "replace")
+    return None

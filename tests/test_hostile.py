@@ -1229,6 +1229,14 @@ def test_draw_options_change_the_drawing(face, tmp_path, fm_here):
         assert changed[k].sum() < changed["all"].sum(), k  # each leaves something out
         assert (changed[k] & ~changed["all"]).sum() < 0.01 * changed[k].sum(), k  # and adds nothing
     assert changed["nobox"].sum() < changed["noscore"].sum()  # no box: no score label either
+    # A rerun into one --out with another style drew nothing ("already done"): the drawing's tag
+    # says how it was drawn, and another style is drawn again; the same style is skipped.
+    for opts, again in ((["--draw", "points"], True), (["--draw", "points"], False), ([], True)):
+        before = (tmp_path / "all" / "f.png.annotated.png").read_bytes()
+        r = fm_here("detect", "f.png", "--out", "all", "--annotate", *opts, *MODEL, cwd=tmp_path)
+        after = (tmp_path / "all" / "f.png.annotated.png").read_bytes()
+        assert r.returncode == 0 and ("already done" not in r.stderr) is again and (after != before) is again, r.stderr
+    assert np.array_equal(cv2.imread(str(tmp_path / "all" / "f.png.annotated.png")).astype(int), drawn["all"])
 
 
 def test_a_big_photo_without_faces_gets_a_hint_about_min_face(tmp_path, fm_here):

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from facemark.icc import _into_png, embedded, has_mark, profile_of, with_mark
+from facemark.icc import _into_png, drawn_as, embedded, has_mark, profile_of, with_mark
 
 
 def profile(size: int = 600, space: bytes = b"RGB ") -> bytes:
@@ -130,3 +130,8 @@ def test_a_drawings_mark_keeps_its_pixels_and_profile_and_is_found_again(tmp_pat
         assert np.array_equal(cv2.imread(str(path)), cv2.imdecode(np.frombuffer(plain, np.uint8), cv2.IMREAD_COLOR))
     assert profile_of(path) == icc
     assert not has_mark(tmp_path / "missing.jpg")
+    path.write_bytes(with_mark(embedded(plain, icc), "points, no box, score"))
+    assert has_mark(path) and drawn_as(path) == "points, no box, score" and profile_of(path) == icc
+    assert np.array_equal(cv2.imread(str(path)), cv2.imdecode(np.frombuffer(plain, np.uint8), cv2.IMREAD_COLOR))
+    path.write_bytes(with_mark(plain))
+    assert has_mark(path) and drawn_as(path) is None  # (tagged before styles were said)
