@@ -52,15 +52,22 @@ def profile_of(path: str | os.PathLike) -> bytes | None:
     return None
 
 
+def _jpeg_segments(data: bytes):
+    """(marker, body) of a JPEG's header segments, up to its scan, in the ``data`` read of it."""
+    at = 2
+    while at + 4 <= len(data) and data[at] == 0xFF and data[at + 1] not in (0xDA, 0xD9):
+        n = int.from_bytes(data[at + 2:at + 4], "big")
+        yield data[at + 1], data[at + 4:at + 2 + n]
+        at += 2 + n
+
+
 def _from_jpeg(data: bytes) -> bytes | None:
     """APP2 ``ICC_PROFILE`` segments, joined in their sequence order (a profile over 64 KB is
     split); None unless parts 1 to their count are all there."""
-    parts, count, at = {}, 0, 2
-    while at + 4 <= len(data) and data[at] == 0xFF and data[at + 1] not in (0xDA, 0xD9):  # up to the scan
-        n = int.from_bytes(data[at + 2:at + 4], "big")
-        if data[at + 1] == 0xE2 and data[at + 4:at + 16] == _ICC_MARK and n >= 16:
-            parts[data[at + 16]], count = data[at + 18:at + 2 + n], data[at + 17]
-        at += 2 + n
+    parts, count = {}, 0
+    for marker, body in _jpeg_segments(data):
+        if marker == 0xE2 and body[:12] == _ICC_MARK and len(body) >= 14:
+            parts[body[12]], count = body[14:], body[13]
     if not parts or sorted(parts) != list(range(1, count + 1)):
         return None
     return b"".join(parts[k] for k in sorted(parts))
@@ -218,15 +225,10 @@ def _tags(path: str | os.PathLike, size: int) -> list[bytes]:
             head = f.read(size)
     except OSError:
         return []
-    found = []
     if head[:2] == b"\xff\xd8":
-        at = 2
-        while at + 4 <= len(head) and head[at] == 0xFF and head[at + 1] not in (0xDA, 0xD9):
-            n = int.from_bytes(head[at + 2:at + 4], "big")
-            if head[at + 1] == 0xFE:
-                found.append(head[at + 4:at + 2 + n])
-            at += 2 + n
-    elif head[:8] == PNG_SIGNATURE:
+        return [body for marker, body in _jpeg_segments(head) if marker == 0xFE]
+    found = []
+    if head[:8] == PNG_SIGNATURE:
         at = 8
         while at + 8 <= len(head) and head[at + 4:at + 8] not in (b"IDAT", b"IEND"):
             n = int.from_bytes(head[at:at + 4], "big")
