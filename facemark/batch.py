@@ -885,6 +885,7 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
         under_example: list[int] = []  # the first image smaller than --min-face with no face
         turned_example: list[int] = []  # and the --turned note
         alone_example: list[int] = []  # and the note on given boxes with no face around them
+        unfound: list[int] = [0]  # images with no face that no other note explains, and the first of them
 
         def report(outcomes: list[Outcome], n: int) -> None:
             for o in outcomes:
@@ -905,6 +906,9 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                     s.looks_turned += o.looks_turned
                     if o.looks_turned:
                         turned_example[:] = sorted(turned_example + [o.k])[:1]
+                    if o.faces == 0 and not (o.under_min_face or o.shrunk_small):
+                        unfound[1:] = sorted(unfound[1:] + [o.k])[:1]
+                        unfound[0] += 1
                     s.box_alone += o.box_alone
                     if o.box_alone:
                         alone_example[:] = sorted(alone_example + [o.k])[:1]
@@ -993,6 +997,11 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
             log(f"note: {s.looks_turned} image(s) hold faces that look turned sideways or upside down, e.g. "
                 f"{plan.images[turned_example[0]].path}: points of faces turned a quarter-turn or more are "
                 f"unreliable; --turned reads them (four detector passes per image)")
+        if unfound[0] and boxes is None and not getattr(fl, "turned", False):
+            # (RetinaFace misses 3-5 % of faces turned a quarter or half way: docs/DETECT.md; nothing said so)
+            log(f"note: {unfound[0]} image(s) with no face found, e.g. {plan.images[unfound[1]].path}: a face turned "
+                f"sideways or upside down (a photo without its EXIF orientation) may be found only with --turned "
+                f"(four detector passes per image)")
         return s
     finally:
         if started is not None:  # (used or not: nothing left to do, or an error before the run)

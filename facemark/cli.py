@@ -508,6 +508,9 @@ def video(
     min_cutoff: Optional[float] = typer.Option(None, "--min-cutoff", help="One Euro (head pose): cutoff in Hz when still (default 1)."),
     beta: Optional[float] = typer.Option(None, "--beta", help="One Euro (head pose): how fast the cutoff opens with speed (default 100)."),
     turned: bool = typer.Option(False, "--turned", help="Also find faces turned sideways or upside down (a recording without its rotation): every search looks four ways, a quarter-turn apart (four times the detector's time)."),
+    style: str = typer.Option("contours", "--draw", metavar="STYLE", help="With --out: contours (lines and points) | points | lines."),
+    show_box: bool = typer.Option(True, "--box/--no-box", help="With --out: draw each face's box."),
+    show_ids: bool = typer.Option(True, "--ids/--no-ids", help="With --out: label each face with its track's id (the JSON's \"id\")."),
 ):
     """Tracked, smoothed landmarks on video: an annotated video and/or per-frame JSON lines.
 
@@ -525,6 +528,8 @@ def video(
         fail("give --out VIDEO and/or --json FILE.jsonl")
     if smooth == "none" and (min_cutoff is not None or beta is not None):
         say("note: --min-cutoff and --beta tune the smoothing, which --smooth none turns off: they do nothing here")
+    if out_path is None and (style != "contours" or not show_box or not show_ids):
+        say("note: --draw, --no-box and --no-ids need --out (the annotated video); ignored here")
     fl = _landmarker(model, device, "retinaface", None, threshold, min_face, turned=turned)
     cols = [TextColumn("video"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]:.1f} fps"), TimeRemainingColumn()]
     s = None
@@ -535,7 +540,8 @@ def video(
                 with usage_errors():
                     s = process_video(source, fl, out_path, json_path, detect_every=detect_every, smooth=smooth,
                                       max_faces=max_faces, fps=fps, min_cutoff=min_cutoff, beta=beta, log=say,
-                                      keep_ignoring=True, option_names=True, progress=lambda done, total, rate: bar.update(task, completed=done, total=total, rate=rate))
+                                      keep_ignoring=True, option_names=True, style=style, show_box=show_box,
+                                      show_ids=show_ids, progress=lambda done, total, rate: bar.update(task, completed=done, total=total, rate=rate))
             except VideoError as e:
                 bar.stop()
                 fail(str(e), 1 if isinstance(e, VideoWriteError) else 2)
@@ -577,6 +583,9 @@ def video(
             err.print(f"note: faces looked turned sideways or upside down in {s.turned_frames} of the frames searched "
                       f"whole, and such faces' points are unreliable: --turned reads them (a recording whose rotation "
                       f"was lost?)")
+        if not s.tracks and s.frames and not s.searched_shrunk and not turned:
+            err.print("note: no face was found in any frame: faces turned sideways or upside down (a recording whose "
+                      "rotation was lost) may be found only with --turned")
         if s.searched_shrunk == -1:
             err.print("note: no face was found, and --min-face is larger than the frames' short side: faces smaller "
                       "than it go unseen; give the smallest face size you need, or leave it out")

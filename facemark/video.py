@@ -772,7 +772,8 @@ def _checked_request(source: str | os.PathLike | int, fl, out_path: str | os.Pat
 
 
 ARGUMENTS = {"--out": "out_path", "--json": "json_path", "--detect-every": "detect_every", "--smooth": "smooth",
-             "--max-faces": "max_faces", "--fps": "fps", "--min-cutoff": "min_cutoff", "--beta": "beta"}
+             "--max-faces": "max_faces", "--fps": "fps", "--min-cutoff": "min_cutoff", "--beta": "beta",
+             "--draw": "style", "--box": "show_box", "--ids": "show_ids"}
 
 
 def _argument(option: str) -> str:
@@ -805,7 +806,8 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                   json_path: str | os.PathLike | None = None, *,
                   detect_every: int = 10, smooth: str = "one-euro", max_faces: int = 0, fps: float | None = None,
                   min_cutoff: float | None = None, beta: float | None = None, log=print, progress=None,
-                  keep_ignoring: bool = False, option_names: bool = False) -> VideoSummary:
+                  keep_ignoring: bool = False, option_names: bool = False, style: str = "contours",
+                  show_box: bool = True, show_ids: bool = True) -> VideoSummary:
     """Track, smooth and draw landmarks on every frame of ``source``; write the annotated video
     and/or JSON lines atomically (renamed into place when done, temp files removed otherwise).
 
@@ -815,7 +817,9 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     ignored once the frames are done (the outputs closed and renamed, the sound copied), so a late
     one cannot cut that or the exit short. Raises ``UsageError``/``VideoError`` for requests that
     cannot work, before any frame is decoded; a wrong argument is named as such (``detect_every``),
-    or as the command line's option with ``option_names`` (``--detect-every``). Faces that looked
+    or as the command line's option with ``option_names`` (``--detect-every``). ``style``
+    and ``show_box`` draw the video as ``detect_files`` draws photos; ``show_ids`` labels each
+    face with its track's id (the JSON's ``id``). Faces that looked
     turned are a ``FacemarkWarning`` at the caller's line (the command line, ``option_names``,
     says so in its own note).
     """
@@ -823,11 +827,16 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     import threading
     import time
 
-    from .annotate import draw
+    from .annotate import STYLES, draw
     from .errors import UsageError
     from .track import Tracker
 
     n = str if option_names else _argument
+    if style not in STYLES:
+        raise UsageError(f"{n('--draw')} must be one of {', '.join(STYLES)}, not {style!r}")
+    for name, v in (("--box", show_box), ("--ids", show_ids)):
+        if not isinstance(v, (bool, np.bool_)):  # (as draw checks them: said before any frame is read)
+            raise TypeError(f"{n(name)} must be True or False, not {v!r}")
     source, out_path, json_path, stream = _checked_request(source, fl, out_path, json_path, detect_every, smooth,
                                                           max_faces, fps, min_cutoff, beta, n)
     outputs = [p for p in (out_path, json_path) if p is not None]
@@ -899,7 +908,8 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                     stop["armed"] = False  # one frame's outputs are written together: a second signal
                     faces = tracked_faces(tracks, tracker)  # (a second signal that lands here stops
                     if video_w is not None:  # the run after both outputs of this frame, not between them)
-                        drawn = draw(frame, faces, ids=[tr.id for tr in tracks])
+                        drawn = draw(frame, faces, style=style, box=show_box, score=False,
+                                     ids=[tr.id for tr in tracks] if show_ids else None)
                         writing = out_path
                         video_w.put(drawn, t, i)  # (placed by its time)
                         writing = None

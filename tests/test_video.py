@@ -2174,6 +2174,59 @@ def test_a_sideways_clip_ends_with_a_note_naming_turned(tmp_path, small_face, mo
         assert r.exit_code == 0 and ("--turned reads them" in r.stderr) == says, (name, r.stderr)
 
 
+def test_a_clip_with_no_face_found_ends_with_a_note_naming_turned(tmp_path, small_face):
+    """A recording whose rotation was lost can hold faces the upright search never finds; the run
+    said nothing of why it found none. Not said with --turned, nor when a frame had a face."""
+    for name, frames in (("wall", [np.full((240, 320, 3), 100 + i, np.uint8) for i in range(4)]),
+                         ("face", [frame_with([(150 + 3 * i, 110)], small_face) for i in range(4)])):
+        clip = tmp_path / f"{name}.avi"
+        write_clip(clip, frames, fourcc="MJPG")
+        for extra, says in (((), name == "wall"), (("--turned",), False)):
+            r = run("video", clip, "--json", tmp_path / f"{name}.jsonl", "--model", "direct", *extra)
+            assert r.exit_code == 0, r.stderr
+            assert ("no face was found in any frame" in r.stderr and "--turned" in r.stderr) == says, (name, extra, r.stderr)
+
+
+def test_the_video_is_drawn_as_asked(tmp_path, small_face):
+    """`detect --annotate` took --draw, --no-box and --no-score; `video --out` drew contours, boxes
+    and track ids, no way else. Now --draw, --box/--no-box and --ids/--no-ids (its label is the
+    track's id, not a score) set it; without --out they are said to do nothing."""
+    from facemark.errors import UsageError
+    from facemark.landmarker import FaceLandmarker
+    from facemark.video import process_video
+
+    fl = FaceLandmarker(model="direct")
+    clip = tmp_path / "in.avi"
+    write_clip(clip, [frame_with([(150 + 3 * i, 110)], small_face) for i in range(4)], fourcc="MJPG")
+
+    def inks(*extra):
+        out = tmp_path / f"out{len(list(tmp_path.glob('out*')))}.avi"
+        r = run("video", clip, "--out", out, "--model", "direct", *extra)
+        assert r.exit_code == 0 and "note" not in r.stderr, r.stderr
+        cap = cv2.VideoCapture(str(out))
+        ok, frame = cap.read()
+        cap.release()
+        assert ok
+        b, g, r_ = (frame[..., c].astype(int) for c in range(3))
+        green = int(((g > 200) & (r_ < 60) & (b < 60)).sum())  # the box and its label
+        lines = int(((b > 200) & (g > 150) & (g < 240) & (r_ < 60)).sum())  # the jaw contour's light blue
+        return green, lines
+
+    full, no_box, bare, points = inks(), inks("--no-box"), inks("--no-box", "--no-ids"), inks("--draw", "points")
+    assert full[0] > 2 * no_box[0] and no_box[0] > 5 * bare[0] + 5, (full, no_box, bare)  # the box, then the id label, gone
+    assert bare[1] > 0.8 * full[1] and points[1] < 0.7 * full[1], (full, bare, points)  # points: no lines
+    r = run("video", clip, "--json", tmp_path / "a.jsonl", "--no-box", "--model", "direct")
+    assert r.exit_code == 0 and "--draw, --no-box and --no-ids need --out" in r.stderr, r.stderr
+    r = run("video", clip, "--out", tmp_path / "b.avi", "--draw", "dots", "--model", "direct")
+    assert r.exit_code == 2 and "--draw must be one of contours, points, lines, not 'dots'" in r.stderr, r.stderr
+    assert not (tmp_path / "b.avi").exists()
+    with pytest.raises(UsageError, match="style must be one of"):
+        process_video(clip, fl, tmp_path / "c.avi", style="dots")
+    with pytest.raises(TypeError, match="show_ids must be True or False, not 'no'"):
+        process_video(clip, fl, tmp_path / "c.avi", show_ids="no")
+    assert not (tmp_path / "c.avi").exists()
+
+
 def test_an_existing_file_that_is_not_such_an_output_is_not_replaced(tmp_path, small_face):
     """bench and eval refuse to write over a file that is not theirs; video replaced a notes file
     given as --json, or a photo given as --out, silently. Its own outputs are still replaced."""
