@@ -19,6 +19,13 @@ from .errors import INSTALL_TORCH, FacemarkError, out_of_memory
 from .runtime import device_index, is_device, ort_session
 
 SHIPPED = ("direct", "hybrid", "hourglass")  # (the default first)
+# The weights this version of facemark ships, by the first 16 hex digits of their SHA-256
+# (tests/test_shipped.py holds the files to it). Other weights exported under a shipped name (the
+# README's Training writes them into weights/) are not the shipped model: their results carry
+# their digest (``direct@1a2b3c4d``), so a resumed run redoes what the shipped ones wrote.
+RELEASED = {"direct.onnx": "065ee051f8fd5f5a", "direct.pt": "ac9aec6cf4e1736f",
+            "hybrid.onnx": "be928256da2baeeb", "hybrid.pt": "6d2f6667debbd158",
+            "hourglass.onnx": "44e2aa815ea61b24", "hourglass.pt": "34aa2385e50c252a"}
 
 
 class ModelError(FacemarkError, ValueError):
@@ -95,18 +102,17 @@ def weights_digest(path: str | Path) -> str:
 
 
 def weights_label(given: str, name: str, path: Path) -> str:
-    """``name``, or ``name@`` the first 8 hex digits of the file's SHA-256 when ``given`` was a
-    path to weights other than the shipped file of that name (see ``FaceLandmarker.model_name``).
-    A name that is not UTF-8 text (an export's ``--name`` of odd bytes) has them as ``\\xNN``: it
-    goes into every output, and Parquet's strings must be UTF-8."""
+    """``name`` for the weights this version ships (``RELEASED``), by name or by path; other
+    weights get ``name@`` the first 8 hex digits of the file's SHA-256, also when exported under a
+    shipped name into weights/ (see ``FaceLandmarker.model_name``). ``given``: the model as asked
+    for (kept for callers; the file decides). A name that is not UTF-8 text (an export's
+    ``--name`` of odd bytes) has them as ``\\xNN``: it goes into every output, and Parquet's strings
+    must be UTF-8."""
     from .inputs import shown_name
 
     name = shown_name(name)
-    if given in SHIPPED:
-        return name
-    shipped = weights_dir() / f"{name}{path.suffix.lower()}"
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if name in SHIPPED and shipped.is_file() and hashlib.sha256(shipped.read_bytes()).hexdigest() == digest:
+    if name in SHIPPED and RELEASED.get(f"{name}{path.suffix.lower()}") == digest[:16]:
         return name
     return f"{name}@{digest[:8]}"
 

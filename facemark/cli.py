@@ -1059,8 +1059,17 @@ def export_cmd(
     from .training.export import export_checkpoint
 
     with usage_errors(), no_empty_folder(out_dir):
+        before = {p.name for p in out_dir.glob("*.*")} if out_dir.is_dir() else set()
         onnx_path, pt_path = export_checkpoint(checkpoint, out_dir, name)
-    err.print(f"wrote {plain(onnx_path)} and {plain(pt_path)}")
+    replaced = [p.name for p in (onnx_path, pt_path) if p.name in before]
+    err.print(f"wrote {plain(onnx_path)} and {plain(pt_path)}"
+              + (f" (replacing the {' and '.join(replaced)} there)" if replaced else ""))
+    from .backends import SHIPPED, weights_label
+
+    label = weights_label(str(onnx_path), onnx_path.stem, onnx_path)
+    if onnx_path.stem in SHIPPED and label != onnx_path.stem:  # (the README's retraining: over the shipped ones)
+        say(f"note: these are not the {onnx_path.stem} weights facemark ships: results of them say \"model\": "
+            f"\"{label}\", so a resumed run redoes what the shipped ones wrote (git checkout weights/ in a clone, or a reinstall, brings those back)")
 
 
 try:  # Typer >= 0.2x vendors its own Click (a separately installed click is another class tree)

@@ -160,9 +160,9 @@ def model_label(model: str, device: str = "cpu") -> str | None:
     machine cannot tell (a .pt without PyTorch here), and then resume goes by path only."""
     from .backends import SHIPPED, OnnxModel, resolve, runs_on_onnxruntime, weights_label
 
-    if model in SHIPPED:
-        return model
     path = resolve(model, ".onnx" if runs_on_onnxruntime(model, device) else ".pt")
+    if model in SHIPPED:  # (by its name: retrained weights exported over it carry their digest)
+        return weights_label(model, model, path)
     if path.suffix == ".onnx":
         return weights_label(model, OnnxModel(path).name, path)
     try:

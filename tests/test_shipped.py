@@ -129,3 +129,15 @@ def test_a_checkout_on_pythonpath_loads_its_own_weights(tmp_path):
     imported, weights = r.stdout.split("\n")[:2]
     assert Path(imported).parent == other / "facemark"
     assert Path(weights) == other / "weights"
+
+
+def test_the_released_digests_are_the_shipped_files():
+    """backends.RELEASED names the weights this version ships: results of any other weights, also
+    exported under a shipped name, carry their digest. Retrained weights shipped here must
+    update it (this test fails until they do)."""
+    from facemark.backends import RELEASED, weights_digest
+
+    for m in present:
+        for suffix in (".onnx", ".pt"):
+            assert weights_digest(weights_dir() / f"{m}{suffix}") == RELEASED[f"{m}{suffix}"], (m, suffix)
+

@@ -838,6 +838,42 @@ def test_export_replaces_an_earlier_export_but_no_other_onnx_file(tiny_models, t
     assert r.exit_code == 2 and "this checkpoint is a direct model" in r.stderr and not (out / "hourglass.onnx").exists()
 
 
+def test_weights_exported_over_a_shipped_name_are_not_taken_for_the_shipped_ones(tiny_models, tmp_path, monkeypatch):
+    """The README's retraining exports over weights/direct.onnx; results of the new weights still
+    said "model": "direct", so a resumed run counted the shipped model's outputs as done, and
+    nothing told the two apart. Now weights other than those this version ships carry their digest,
+    by name as by path (the Ray run's label too), and export says what it replaced."""
+    import re
+
+    from facemark import backends, cluster
+    from facemark.landmarker import FaceLandmarker
+
+    cv2.imwrite(str(tmp_path / "a.jpg"), cv2.imread("examples/astronaut.jpg"))
+    r = run("detect", tmp_path / "a.jpg", "--out", tmp_path / "o", "--model", "direct")
+    assert r.exit_code == 0 and json.loads((tmp_path / "o" / "a.jpg.json").read_text())["model"] == "direct"
+    assert cluster.model_label("direct") == FaceLandmarker(model="direct").model_name == "direct"
+    mine = tmp_path / "weights"
+    mine.mkdir()
+    for f in backends.weights_dir().iterdir():
+        (mine / f.name).symlink_to(f)
+    pt = tiny_models["direct"].with_suffix(".pt")
+    for p in ("direct.onnx", "direct.pt"):
+        (mine / p).unlink()
+    r = run("export", pt, "--out", mine, "--name", "direct")
+    assert r.exit_code == 0 and "replacing" not in r.stderr, r.stderr
+    r = run("export", pt, "--out", mine, "--name", "direct")  # (what the README's step does to weights/)
+    assert r.exit_code == 0 and "(replacing the direct.onnx and direct.pt there)" in r.stderr, r.stderr
+    label = re.search(r'results of them say "model": "(direct@[0-9a-f]{8})"', r.stderr)
+    assert label and "not the direct weights facemark ships" in r.stderr, r.stderr
+    monkeypatch.setattr(backends, "weights_dir", lambda: mine)
+    assert FaceLandmarker(model="direct").model_name == label[1] == cluster.model_label("direct")
+    r = run("detect", tmp_path / "a.jpg", "--out", tmp_path / "o", "--model", "direct")
+    assert r.exit_code == 0 and "already done" not in r.stderr, r.stderr
+    assert json.loads((tmp_path / "o" / "a.jpg.json").read_text())["model"] == label[1]
+    r = run("export", pt, "--out", tmp_path / "elsewhere", "--name", "direct")  # (not over anything: no note)
+    assert r.exit_code == 0 and "replacing" not in r.stderr and "ships" in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize("older", [True, False])
 def test_export_undoes_the_first_rename_when_the_second_fails(tiny_models, tmp_path, monkeypatch, older):
     """direct.pt cannot be replaced (here: another user's file in a sticky folder): the .onnx was

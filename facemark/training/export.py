@@ -175,8 +175,10 @@ def _facemark_onnx(path: Path) -> bool:
         return False
 
 
-def export_checkpoint(checkpoint: str | Path, out_dir: str | Path = "weights", name: str | None = None) -> tuple[Path, Path]:
-    """``facemark export``: a run's ``best.pt`` (or a run directory) -> ``OUT/NAME.onnx`` + ``NAME.pt``."""
+def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, name: str | None = None) -> tuple[Path, Path]:
+    """``facemark export``: a run's ``best.pt`` (or a run directory) -> ``OUT/NAME.onnx`` + ``NAME.pt``.
+    ``out_dir`` has no default: a relative ``weights`` made a folder wherever Python ran; the
+    package's own is ``facemark.backends.weights_dir()``."""
     from ..errors import FacemarkError, UsageError
 
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
