@@ -612,7 +612,7 @@ def _planes(raw: np.ndarray, kind: str, data) -> tuple[np.ndarray, np.ndarray, n
     """(colour, alpha, as read) of an ``IMREAD_UNCHANGED`` BGRA decoding, uint8: the file's own
     colours (for drawing on, and for laying over white), its alpha, and the colours OpenCV's
     ``IMREAD_COLOR`` gives (multiplied by alpha where the file or libtiff does so). None: no alpha
-    after all (not BGRA; a 32-bit BMP whose fourth bytes are all 0, shown opaque)."""
+    after all (not BGRA; an alpha of 0 everywhere, shown opaque)."""
     if raw is None or raw.ndim != 3 or raw.shape[2] != 4 or raw.dtype not in (np.uint8, np.uint16):
         return None
     stored, alpha = raw[..., :3], raw[..., 3]
@@ -622,8 +622,8 @@ def _planes(raw: np.ndarray, kind: str, data) -> tuple[np.ndarray, np.ndarray, n
     elif deep and alpha.max() > 255:
         alpha = alpha >> 8
     stored, alpha = stored.astype(np.uint8), alpha.astype(np.uint8)
-    if bytes(data[:2]) == b"BM" and not alpha.any():
-        return None
+    if not alpha.any():  # nothing shown at all: an unset alpha (a capture's, an export's; a 32-bit BMP's
+        return None      # fourth bytes), not an invisible picture: opaque, as for a BGRA array
     if kind == "straight":
         return stored, alpha, stored
     a = alpha.astype(np.uint16)[..., None]

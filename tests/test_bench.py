@@ -188,8 +188,8 @@ def test_a_pt_file_is_timed_on_onnxruntime_where_torch_is_missing(tiny_models, m
     assert len(torch_lines) == 1 and "the CPU build" in torch_lines[0], skipped
 
 
-@pytest.mark.parametrize("kwargs", [dict(batches=[0, -4]), dict(batches=[4]), dict(batches=[1, 2.5]),
-                                    dict(limit=0), dict(limit=-550), dict(limit=True)])
+@pytest.mark.parametrize("kwargs", [dict(batches=[0, -4]), dict(batches=[4]), dict(batches=[1, 2.5]), dict(batches="1,32"),
+                                    dict(batches=True), dict(limit=0), dict(limit=-550), dict(limit=True)])
 def test_the_api_checks_batches_and_limit_as_the_cli_does(kwargs):
     """run_bench(limit=-550) used to time all but 550 faces (a slice), batches=[0] a numpy error."""
     from facemark.errors import UsageError
@@ -201,6 +201,17 @@ def test_the_api_checks_batches_and_limit_as_the_cli_does(kwargs):
     if "limit" in kwargs:
         with pytest.raises(UsageError, match="--limit"):
             run_eval(["300w=/nowhere"], ["direct"], limit=kwargs["limit"])
+
+
+def test_the_api_takes_one_model_and_one_batch_size_as_they_are(monkeypatch):
+    """run_bench(models="direct") read the name letter by letter ("unknown model 'd'"), and
+    batches=1 raised a bare TypeError; run_eval already took one model as a string."""
+    from facemark.evaluation import bench as B
+
+    monkeypatch.setattr(B, "bench_detector", lambda *a, **k: B.Row("detector", "retinaface", "x", "fp32", 1.0, 1.0))
+    rows, _, _ = B.run_bench("cpu", "direct", 1)
+    assert {r.model for r in rows if r.stage == "landmarks"} == {"direct"}
+    assert {b for r in rows if r.stage == "landmarks" for b in r.throughput} == {1}
 
 
 def test_the_pipeline_row_of_a_pt_model_names_torch(tiny_models, tmp_path):

@@ -242,6 +242,11 @@ def test_a_face_under_transparent_pixels_is_not_found(face, tmp_path):
         assert len(got) == 1 and got[0].box[2] <= face.shape[1]
     pair[..., 3] = 0  # an array whose alpha is all 0 (a capture's unset byte) is opaque, not invisible
     assert len(fl.detect(pair)) == 2
+    cv2.imwrite(str(tmp_path / "unset.png"), pair)  # and so is such a file (it was laid over white: no face, no word)
+    assert np.array_equal(read_image(tmp_path / "unset.png"), pair[..., :3])
+    assert len(fl.detect(tmp_path / "unset.png")) == 2
+    (tmp_path / "unset.tif").write_bytes(rgba_tiff(pair, None))  # (a straight-alpha TIFF too)
+    assert np.array_equal(read_image(tmp_path / "unset.tif"), pair[..., :3])
     pair[..., 3] = 255
     cv2.imwrite(str(tmp_path / "opaque.png"), pair)
     assert np.array_equal(read_image(tmp_path / "opaque.png"), pair[..., :3])

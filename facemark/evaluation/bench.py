@@ -301,7 +301,9 @@ def check_batches(batches) -> list[int]:
 
     from ..errors import UsageError
 
-    batches = list(batches)
+    if isinstance(batches, (str, bytes)):  # (read letter by letter, "1,32" was a list of characters)
+        raise UsageError(f"--batch sizes must be whole numbers (a list, [1, 32]), not {batches!r}")
+    batches = [batches] if isinstance(batches, numbers.Integral) else list(batches)  # (one size: as --batch 1)
     if not all(isinstance(b, numbers.Integral) and not isinstance(b, bool) for b in batches):
         raise UsageError(f"--batch sizes must be whole numbers, not {batches!r}")
     if 1 not in batches or min(batches) < 1:
@@ -334,6 +336,9 @@ def run_bench(device: str = "cpu", models: list[str] = ("hourglass", "direct", "
     batches = check_batches(batches)
     check_limit(limit)
     from ..backends import SHIPPED, load_model, resolve
+
+    models = [models] if isinstance(models, (str, os.PathLike)) else list(models)  # (one model, as run_eval takes it)
+    models = [os.fspath(m) if isinstance(m, os.PathLike) else m for m in models]
 
     names, seen = [], set()
     for name in models:  # a typo or a damaged file is said before minutes of timing, not as one 'skipped' line after them
