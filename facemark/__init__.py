@@ -10,7 +10,8 @@
 
 Names: ``FaceLandmarker`` (``detect``, ``detect_batch``, ``landmarks``, ``landmarks_batch``),
 ``Face`` (one face's result), ``Detection`` (what a detector of your own returns: box, score and
-optionally 5 keypoints), ``draw``; ``facemark.results.read`` loads what the CLI wrote.
+optionally 5 keypoints), ``draw``, ``FacemarkWarning`` (what facemark warns with); ``facemark.results.read``
+loads what the CLI wrote. Modules load on first use (``facemark.track.Tracker`` after ``import facemark``).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ if "torch" not in _sys.modules and not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & s
 __version__ = "0.2.0"  # (pyproject.toml reads it)
 DEFAULT_MODEL = "direct"  # the best accuracy per millisecond of a whole frame (README, Models)
 
-__all__ = ["FaceLandmarker", "Face", "Detection", "draw", "DEFAULT_MODEL", "__version__"]
+__all__ = ["FaceLandmarker", "Face", "Detection", "draw", "FacemarkWarning", "DEFAULT_MODEL", "__version__"]
 
 
 def __dir__():
@@ -53,4 +54,16 @@ def __getattr__(name):
         from .detector import Detection
 
         return Detection
-    raise AttributeError(name)
+    if name == "FacemarkWarning":
+        from .errors import FacemarkWarning
+
+        return FacemarkWarning
+    # The modules the README names as ``facemark.track.Tracker``, ``facemark.results.read``: loaded
+    # on first use, as the names above, so ``import facemark`` alone reaches them.
+    if not name.startswith("_"):
+        import importlib
+        import importlib.util
+
+        if importlib.util.find_spec(f"{__name__}.{name}") is not None:
+            return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'facemark' has no attribute {name!r}")

@@ -51,6 +51,22 @@ def test_inference_path_is_the_top_level():
     assert not {"train", "losses", "augment", "pack", "evaluate", "bench"} & set(INFERENCE)
 
 
+def test_the_modules_the_readme_names_are_reached_from_import_facemark():
+    """``facemark.track.Tracker(fl)`` and ``facemark.results.validate`` as the README writes them
+    raised AttributeError after a bare ``import facemark`` (a submodule is an attribute only once
+    something imports it); ``facemark.FacemarkWarning`` was not there at all. A name that is no
+    module is still an AttributeError, and importing facemark still loads nothing heavy."""
+    r = run_py("import sys, facemark\n"
+               "heavy = [m for m in ('numpy', 'cv2', 'onnxruntime') if m in sys.modules]\n"
+               "print(facemark.track.Tracker.__name__, facemark.video.process_video.__name__, "
+               "facemark.results.validate.__name__, facemark.boxes.GivenBoxes.__name__, "
+               "facemark.FacemarkWarning.__name__, heavy)\n"
+               "try:\n    facemark.nosuch\nexcept AttributeError as e:\n    print(e)")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["Tracker process_video validate GivenBoxes FacemarkWarning []",
+                                     "module 'facemark' has no attribute 'nosuch'"], r.stdout
+
+
 def test_version_loads_no_model_runtime():
     r = run_py("import sys; sys.argv = ['facemark', '--version']\n"
                "from facemark.cli import app\n"
