@@ -232,6 +232,11 @@ class GivenBoxes:
                 check_regular_file(Path(path), "a boxes file")  # a FIFO would block; also the 1 GiB limit
         except ImageError as e:
             raise ValueError(str(e)) from None
+        from .imageio import IMAGE_EXTS
+
+        if piped is None and Path(path).suffix.lower() in IMAGE_EXTS and Path(path).is_file():
+            raise ValueError("that is an image: give a JSON file of boxes per image ({\"img.jpg\": [[x1, y1, x2, y2], "
+                             "...]}) or facemark's outputs")
         try:
             if piped is not None:
                 data = json_or_lines(piped)

@@ -862,6 +862,7 @@ def test_long_names_and_odd_characters(tmp_path, face):
 @pytest.mark.parametrize("args, words", [
     (["detect", ""], "empty string"),
     (["detect", "p.jpg", "--out", ""], "empty string"),
+    (["detect", "p.jpg", "--boxes", "p.jpg"], "bad boxes file p.jpg: that is an image: give a JSON file"),  # (was: 'utf-8' codec)
     (["video", "frames", "--json", "frames/000.jpg"], "one of the input frames"),
     (["video", "frames", "--json", "v.jsonl", "--fps", "nan"], "--fps must be"),
     (["video", "frames", "--out", "v.mp4", "--fps", "0.001"], "--fps must be a number of frames per second from 0.01"),
