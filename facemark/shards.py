@@ -426,7 +426,8 @@ def _rows_of(path: Path, damaged=None) -> list[dict]:
             is_row = [isinstance(r, dict) and ROW_KEYS <= set(r) for r in rows]
             kept = [r for r, ok in zip(rows, is_row) if ok]
             if rows and not kept:  # someone else's JSON lines (its damaged ones not said: it is not ours)
-                raise ValueError(_video_hint(rows) or "its lines are not facemark rows")
+                raise ValueError(_video_hint(rows) or ("its lines are not facemark rows" if path.suffix == ".jsonl" else
+                                                       f"its rows are not facemark rows (columns {', '.join(sorted(ROW_KEYS))} expected)"))
             if bad:
                 (damaged or _warn)(f"{path}: {bad} damaged line(s) skipped, {len(kept)} kept")
             if len(kept) < len(rows):  # a line edited into something else: that line alone, as a resume redoes it
@@ -441,7 +442,10 @@ def _rows_of(path: Path, damaged=None) -> list[dict]:
             if hint:
                 raise ValueError(hint)
             if not (docs and all(isinstance(d, dict) and d.get("schema") == "facemark/v1" for d in docs)):
-                raise ValueError("not a facemark/v1 document")
+                other = next((d["schema"] for d in docs if isinstance(d, dict) and isinstance(d.get("schema"), str)
+                              and d["schema"].startswith("facemark/") and d["schema"] != "facemark/v1"), None)
+                raise ValueError(f"a {other} document: this facemark reads facemark/v1 (a newer facemark wrote it?)"
+                                 if other else "not a facemark/v1 document")
             if not all(DOC_KEYS <= set(d) for d in docs):
                 raise DamagedOutput(f"{path}: a damaged facemark output (a document lacks "
                                     f"{', '.join(sorted(DOC_KEYS - set(next(d for d in docs if not DOC_KEYS <= set(d)))))})")
@@ -560,7 +564,9 @@ def _written(p: Path) -> tuple:
 def _warn(message: str) -> None:
     import warnings
 
-    warnings.warn(message, RuntimeWarning, stacklevel=4)
+    from .notes import callers_level
+
+    warnings.warn(message, RuntimeWarning, stacklevel=callers_level())  # (at the caller's line, however deep)
 
 
 def read(path: str | Path, on_error=None) -> list[dict]:
@@ -569,5 +575,7 @@ def read(path: str | Path, on_error=None) -> list[dict]:
     rows = list(iter_results(path, on_error))
     if not rows and Path(path).is_dir():
         _warn(f"{path} holds no facemark output (no JSON, JSON-lines or Parquet results in it or below)")
+    elif not rows:  # (facemark writes no empty shard: emptied, or another program's)
+        _warn(f"{path} holds no rows (an empty file)")
     return rows
 

@@ -831,6 +831,32 @@ def test_read_skips_json_lines_that_are_not_facemark_rows(reference, tmp_path):
         read(tmp_path / "out" / "other.jsonl")
 
 
+def test_read_says_what_it_cannot_use_at_the_callers_line(tmp_path, face_image, fm_here):
+    """An empty file named to read() gave [] without a word (in a folder it is said); a foreign
+    Parquet file was "its lines are not facemark rows", a newer schema's document "not a
+    facemark/v1 document"; and read's warnings pointed at facemark's own lines, not the caller's."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    with pytest.warns(RuntimeWarning, match="empty.jsonl holds no rows") as said:
+        assert read(tmp_path / "empty.jsonl") == []
+    assert said[0].filename == __file__
+    pq.write_table(pa.table({"name": ["a"], "score": [1.0]}), tmp_path / "theirs.parquet")
+    with pytest.raises(ValueError, match="its rows are not facemark rows"):
+        read(tmp_path / "theirs.parquet")
+    (tmp_path / "v2.json").write_text(json.dumps({"schema": "facemark/v2", "image": "a.jpg"}))
+    with pytest.raises(ValueError, match="a facemark/v2 document: this facemark reads facemark/v1"):
+        read(tmp_path / "v2.json")
+    _photos(tmp_path / "in", face_image, 2, 4)
+    assert fm_here("detect", "in", "--out", "o", "--format", "jsonl", *MODEL, cwd=tmp_path).returncode == 0
+    shard = next((tmp_path / "o").glob("part-*.jsonl"))
+    shard.write_bytes(shard.read_bytes() + b'{"cut short\n')
+    with pytest.warns(RuntimeWarning, match="1 damaged line") as said:
+        assert len(read(tmp_path / "o")) == 2
+    assert said[0].filename == __file__
+
+
 def test_read_checks_the_fields_of_rows_and_documents(tmp_path):
     """Rows edited or damaged outside facemark are said and skipped, not handed to the caller to
     fail on later (a 'faces' that is text, a face with 5 points, a width that is a string)."""
