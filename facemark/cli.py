@@ -879,8 +879,10 @@ def pack(
 
 def model_names(given: List[str]) -> List[str]:
     """``--model``/``--models`` as given, each a name, a path, or names separated by commas (a path
-    that exists is taken whole, commas and all); empty names dropped."""
-    return [m.strip() for item in given for m in ([item] if os.path.exists(item) else item.split(",")) if m.strip()]
+    that exists is taken whole, commas and all); empty names dropped, and a name given twice
+    measured once (the same name twice was minutes of the same work)."""
+    return list(dict.fromkeys(m.strip() for item in given for m in ([item] if os.path.exists(item) else item.split(","))
+                              if m.strip()))
 
 
 def _folder_option(value: str, holds: str, option: str = "--out") -> Path:

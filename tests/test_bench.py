@@ -302,3 +302,10 @@ def test_the_nme_says_how_many_faces_it_was_measured_on(tiny_models, tmp_path, f
     assert f"on 3 test faces of 300w={tmp_path / 'set'} (--limit 3)" in " ".join(r.stdout.split()), r.stdout
     rows = [x for x in json.loads(out.read_text())["rows"] if x["nme"] is not None]
     assert rows and all(x["nme_faces"] == 3 for x in rows)
+
+
+def test_a_model_named_twice_on_the_command_line_is_measured_once():
+    """eval --models direct,hybrid,direct measured direct twice (minutes), reported as direct#2."""
+    from facemark.cli import model_names
+
+    assert model_names(["direct,hybrid,direct", " direct", "hourglass,"]) == ["direct", "hybrid", "hourglass"]

@@ -896,6 +896,8 @@ def test_long_names_and_odd_characters(tmp_path, face):
     (["detect", "p.jpg", "--out", "-"], "without --out the JSON goes to standard output"),  # (it made a folder '-')
     (["detect", "p.jpg", "--out", "new/res.json"], "--out new/res.json looks like a file name, but --out is a folder"),
     (["export", "w.pt", "--out", "-"], "--out -: name a folder"),
+    (["train", "--model", "direct", "--pack", "p.jpg", "--out", "t", "--epochs", "0"], "--epochs must be at least 1, not 0"),
+    (["train", "--model", "direct", "--pack", "p.jpg", "--out", "t", "--batch", "0"], "--batch must be at least 1, not 0"),
 ])
 def test_more_bad_requests_are_one_line(tmp_path, face, args, words, fm_here):
     cv2.imwrite(str(tmp_path / "p.jpg"), face)

@@ -767,8 +767,9 @@ def check_options(opts: TrainOptions) -> None:
     if opts.resume and not (out / "last.pt").exists() and any((out / f).exists() for f in RUN_FILES):
         raise UsageError(f"--out {opts.out} holds a training run but no last.pt to continue from (only the "
                          f"last finished epoch is kept there): a new run would replace it; give another --out")
-    if opts.epochs < 1 or opts.batch < 1:
-        raise UsageError("--epochs and --batch must be at least 1")
+    for name, value in (("--epochs", opts.epochs), ("--batch", opts.batch)):
+        if value < 1:
+            raise UsageError(f"{name} must be at least 1, not {value}")
     for name, value, low in (("--lr", opts.lr, 0.0), ("--max-minutes", opts.max_minutes, 0.0),
                              ("--time-budget", opts.time_budget, 0.0)):
         if value is not None and not (math.isfinite(value) and value > low):
