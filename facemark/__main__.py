@@ -1,6 +1,6 @@
 """``facemark`` and ``python -m facemark``. A Ctrl-C (or SIGTERM) while the CLI is still being
-imported ends it with one line and exit 130, not an import traceback; after that, ``cli.run``
-handles signals."""
+imported ends it with one line and exit 130 (143), not an import traceback; after that,
+``cli.run`` handles signals."""
 import os
 import signal
 
@@ -11,7 +11,7 @@ def main() -> None:
             os.write(2, b"interrupted\n")
         except OSError:
             pass
-        os._exit(130)
+        os._exit(128 + int(signum))  # (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP: as errors.stop_code)
 
     # Only where Ctrl-C would interrupt: in a script's background job (`cmd &`) it is ignored, and stays so.
     stops = [getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)]  # (errors.STOP_SIGNALS)
@@ -29,7 +29,9 @@ def main() -> None:
         code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
         raise
     except KeyboardInterrupt:
-        code = 130
+        from .errors import stop_code
+
+        code = stop_code()
         raise
     finally:  # the work is done and reported: a late Ctrl-C must not turn it into a traceback
         for s in catch:

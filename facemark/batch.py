@@ -29,7 +29,7 @@ from .annotate import STYLES, draw
 from .backends import ModelError
 from .boxes import BoxError, GivenBoxes, check_inside, read_boxes
 from .detector import RetinaFace, YuNet
-from .errors import STOP_SIGNALS, OutputError, StopRun, UsageError, hung_up, no_files_left, out_of_memory
+from .errors import STOP_SIGNALS, OutputError, StopRun, UsageError, no_files_left, out_of_memory, stopped
 from .icc import drawn_as, embedded, has_mark, profile_of, with_mark
 from .imageio import (IMAGE_EXTS, ImageError, atomic_write, bgra_as_shown, broken_link, encode_image, read_image,
                       remove_stale_temps, too_long_name, write_whole)
@@ -671,7 +671,7 @@ def _one_signal_waits():
             signal.signal(sig, before[sig])
 
     def later(signum, frame):
-        hung_up(signum)  # (a closed terminal: the rest of the line is lost, not an error)
+        stopped(signum)  # (a closed terminal: the rest of the line is lost, not an error)
         if waiting:  # the second: the user insists, and it acts now as it would have (cutting the line)
             waiting.clear()
             restore()

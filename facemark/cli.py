@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from . import DEFAULT_MODEL, __version__
+from .errors import stop_code
 from .quiet import STDERR_LOCK
 from .shards import DEFAULT_SHARD_SIZE
 
@@ -213,9 +214,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version.")):
+    from .errors import SEEN
     from .quiet import one_line_warnings
 
     one_line_warnings(say)
+    if not _SIGNALLED:  # each command's exit status from its own signals (run() clears both; app() alone, this)
+        SEEN.clear()
 
 
 # --- inference side -----------------------------------------------------------------------------
@@ -303,7 +307,7 @@ def detect(
 ):
     """Find faces and their 98 landmarks; JSON (schema facemark/v1) to stdout or --out DIR.
 
-    Exit codes: 0 all good, 1 some inputs failed (each named on stderr; the rest are written), or the disk filled up or a worker process was killed (what was written is complete), 2 usage error (nothing written), 130 Ctrl-C.
+    Exit codes: 0 all good, 1 some inputs failed (each named on stderr; the rest are written), or the disk filled up or a worker process was killed (what was written is complete), 2 usage error (nothing written), 130 Ctrl-C (143 SIGTERM, 129 SIGHUP).
     """  # noqa: E501 - one line: the help keeps line breaks
     inputs = list(inputs or [])
     if any(not f.strip() for f in files_from):
@@ -517,7 +521,8 @@ def video(
     Exit codes: 0 done, 1 some frames did not decode or the file is cut
     short (the rest is written) or the outputs could not be completed (a
     full disk: nothing kept), 2 usage or unreadable input (nothing
-    written), 130 interrupted (what was done is written and playable).
+    written), 130 interrupted (143 by SIGTERM, 129 by SIGHUP; what was done is written and
+    playable).
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -1111,13 +1116,14 @@ _SIGNALLED: list[int] = []
 
 
 def exit_interrupted(message: str) -> NoReturn:
-    """Exit 130 with a line saying what state the outputs are in."""
+    """Exit 130 (143 after SIGTERM, 129 after SIGHUP: ``errors.stop_code``) with a line saying what
+    state the outputs are in."""
     try:
         err.print(message)
     except OSError:  # (a closed terminal, SIGHUP's: the outputs are in that state all the same)
         pass
     _SAID_INTERRUPTED.append(True)
-    raise typer.Exit(130)
+    raise typer.Exit(stop_code())
 
 
 def _ray_alone(args: list[str]) -> list[str]:
@@ -1157,14 +1163,17 @@ def run(argv: Optional[List[str]] = None) -> None:
     import signal
 
     def on_sigterm(signum, frame):  # a polite kill is Ctrl-C: finish the file at hand, leave nothing half-done
-        from .errors import hung_up
+        from .errors import stopped
 
-        hung_up(signum)  # (a closed terminal: its writes would fail)
+        stopped(signum)  # (its exit status; a closed terminal: its writes would fail)
         _SIGNALLED.append(signum)
         raise KeyboardInterrupt
 
+    from .errors import SEEN
+
     _SAID_INTERRUPTED.clear()
     _SIGNALLED.clear()
+    SEEN.clear()
     before_int = signal.getsignal(signal.SIGINT)  # (a command's end ignores both: the caller's come back after it)
     before = signal.signal(signal.SIGTERM, on_sigterm)
     if before_int is signal.default_int_handler:  # (remembered: see _SIGNALLED)
@@ -1274,7 +1283,7 @@ def _run_app(args: list[str]) -> None:
         fail_now(e.format_message())
     except KeyboardInterrupt:  # a second Ctrl-C / SIGTERM while a command was already winding down
         err.print("interrupted")
-        raise SystemExit(130) from None
+        raise SystemExit(stop_code()) from None
     except BrokenPipeError:  # output piped into head and the like: not an error of ours
         sys.stderr = open(os.devnull, "w")
         raise SystemExit(0) from None
@@ -1298,9 +1307,10 @@ def _run_app(args: list[str]) -> None:
         if type(e).__name__ != "Abort" and not _from_ctrl_c(e) and not (_SIGNALLED and _in_an_import(e)):
             raise
         err.print("interrupted")
-        raise SystemExit(130) from None
+        raise SystemExit(stop_code()) from None
     if code == 130 and not _SAID_INTERRUPTED:  # Typer turns a Ctrl-C outside our handlers into a silent 130
         err.print("interrupted")
+        code = stop_code()
     raise SystemExit(code if isinstance(code, int) else 0)
 
 

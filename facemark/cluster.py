@@ -342,7 +342,7 @@ def _shutdown(ray) -> None:
 
 @contextmanager
 def _keeping_sigterm():
-    """This process's SIGTERM handler (the CLI's: stop as Ctrl-C does, exit 130) back after the
+    """This process's SIGTERM handler (the CLI's: stop as Ctrl-C does, exit 143) back after the
     block. Ray's core worker puts its crash handler on SIGTERM when it starts (a scheduler's polite
     stop, SLURM's or Kubernetes', read as a crash: a native stack, then death), and the default
     back when it shuts down (a polite kill between the last shard and the summary: exit 143, no

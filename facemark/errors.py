@@ -54,6 +54,23 @@ class DamagedInstall(FacemarkError):
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
+SEEN: list[int] = []  # the stop signals facemark's handlers took this run, in order (cli.run clears it)
+
+
+def stopped(signum: int) -> None:
+    """What every stop handler does first: remember the signal (its exit status) and, after
+    SIGHUP, let go of the gone terminal (``hung_up``)."""
+    SEEN.append(signum)
+    hung_up(signum)
+
+
+def stop_code() -> int:
+    """The exit status of a run a signal stopped: 128 + the first signal's number, as a shell
+    reports a process that signal ended (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP); 130 where no
+    handler of facemark's saw one (Python's own KeyboardInterrupt is a Ctrl-C)."""
+    return 128 + int(SEEN[0]) if SEEN else 130
+
+
 def hung_up(signum: int) -> None:
     """After SIGHUP: the terminal is gone, and a write to it fails (EIO), so the progress bar's
     last redraw or the closing line would end the run as an error. Standard output and error

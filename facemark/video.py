@@ -20,7 +20,7 @@ import numpy as np
 from .align import letterbox, rescale
 from .containers import (avi_empty_frames, avi_stated_rate, count_is_exact, cut_short, has_audio, looks_like_video,
                          matroska_has_no_frames, mp4_has_no_samples)
-from .errors import STOP_SIGNALS, FacemarkError, hung_up
+from .errors import STOP_SIGNALS, FacemarkError, stopped
 from .imageio import (IMAGE_EXTS, ImageError, descriptor_named, make_temp, missing_folders, output_target, publish,
                       quiet_stderr, read_image, remove_stale_temps, standard_stream_file, too_long_name,
                       write_whole)
@@ -867,7 +867,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     stop = {"asked": 0, "armed": False}
 
     def on_signal(signum, frame):  # first: finish the current frame; second: stop now; both keep the output
-        hung_up(signum)
+        stopped(signum)
         stop["asked"] += 1
         if stop["asked"] > 1 and stop["armed"]:  # raised once at most, and only where it is caught
             stop["armed"] = False

@@ -540,7 +540,9 @@ def _end(pool, thread, ended, lock, state: dict, started: Workers | None) -> Non
                         os.write(2, b"interrupted: outputs written so far are complete\n")
                     except OSError:
                         pass
-                    os._exit(130)
+                    from .errors import stop_code
+
+                    os._exit(stop_code())
 
     def ask() -> None:
         with lock:

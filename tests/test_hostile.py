@@ -709,7 +709,7 @@ def test_video_signals_close_the_outputs_and_leave_nothing_hidden(tmp_path, face
         _, stderr = p.communicate(timeout=60)
     finally:
         p.kill()
-    assert p.returncode == 130, stderr
+    assert p.returncode == 128 + signals[0], stderr  # (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP: as a shell reports them)
     assert "Traceback" not in stderr and "interrupted" in stderr
     assert leftovers(tmp_path) == []
     assert not (tmp_path / "o.avi").exists() and not (tmp_path / "o.jsonl").exists()  # (whole runs' names)
@@ -765,13 +765,13 @@ def in_a_terminal_that_closes(args: list, cwd: Path, ready) -> int:
 
 def test_a_terminal_that_hangs_up_mid_run_is_a_polite_stop(tmp_path, face):
     """A terminal window closed (SIGHUP, then the terminal gone) with the progress bar drawn on
-    it: the run died at once (exit -1, its temporary files left). Now exit 130, the outputs set
+    it: the run died at once (exit -1, its temporary files left). Now exit 129, the outputs set
     aside as an interrupted run's. (That writes failing with EIO before the signal is handled end
     the run quietly too is not tested: a close alone races the two.)"""
     make_clip(tmp_path / "long.avi", face, 2000)
     args = ["video", "long.avi", "--out", "o.avi", "--json", "o.jsonl", *MODEL]
     code = in_a_terminal_that_closes(args, tmp_path, lambda: any(p.name.startswith(".fm-") for p in tmp_path.iterdir()))
-    assert code == 130, code
+    assert code == 128 + signal.SIGHUP, code  # (130 until 2026-12-02, as for every signal)
     assert leftovers(tmp_path) == []
     assert (tmp_path / "o.partial.avi").is_file() and (tmp_path / "o.partial.jsonl").is_file()
 

@@ -129,7 +129,7 @@ def test_a_closed_terminal_stops_a_run_with_workers_as_ctrl_c_does(folder, refer
     finally:
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
-    assert p.returncode == 130 and "Traceback" not in stderr and "interrupted" in stderr, (p.returncode, stderr)
+    assert p.returncode == 128 + signal.SIGHUP and "Traceback" not in stderr and "interrupted" in stderr, (p.returncode, stderr)
     assert not [q for q in out.rglob("*") if q.name.startswith(".")]
     r = fm_here("detect", "in", "--out", out, "--batch", 4, *MODEL, cwd=folder)
     assert "already done" in r.stderr, r.stderr
