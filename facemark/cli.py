@@ -314,14 +314,20 @@ def detect(
         fail("--files-from is an empty string: give a file listing the inputs (- reads standard input)")
     if files_from.count("-") > 1:
         fail("--files-from - is given twice: standard input can be read once")
-    from .inputs import beside_the_list, listed_inputs
+    from .inputs import beside_the_list, listed_inputs, our_drawings
 
+    drawings: list[str] = []
     with usage_errors():
         for listing in files_from:  # (an empty list beside other inputs: a pipeline's "nothing new" is no error)
             entries = listed_inputs(listing)
             if hint := beside_the_list(listing, entries):
                 say(hint)
-            inputs += entries
+            ours = our_drawings(entries)
+            drawings += ours
+            inputs += [e for e in entries if e not in ours] if ours else entries
+    if drawings:  # (a cron job's `find OUT -name '*.jpg'` over photos drawn into OUT: drawings of drawings, each run)
+        say(f"note: left out {len(drawings)} of facemark's own drawings the list(s) name, e.g. {drawings[0]} (name "
+            f"one as an argument to process it)")
     if not inputs:
         fail(f"--files-from {files_from[-1] if files_from[-1] != '-' else 'standard input'} lists no inputs"
              if files_from else "no inputs: name image files, folders or globs, or a list of them with --files-from FILE")

@@ -267,7 +267,7 @@ SNIFFED = 1 << 16  # bytes of a list looked at before the rest is read (/dev/zer
 def listed_inputs(source: str, stdin=None) -> list[str]:
     """``--files-from``: the inputs a file lists (``-``: standard input), one per line as written
     but for the line end (CRLF too), or one per NUL where it holds any (``find -print0``: names
-    with line breaks; NULs that only end the file are no separators). Blank entries are skipped;
+    with line breaks; several NULs that only end the file, a zero-filled end, are no separators). Blank entries are skipped;
     bytes that are not UTF-8 keep the file's own name; a UTF-8 byte-order mark is dropped.
     Raises ``UsageError`` for a list that cannot be read, or is no text list of paths (UTF-16,
     whose NULs would split it into one-letter entries such as ``/``, or a binary file)."""
@@ -296,12 +296,34 @@ def listed_inputs(source: str, stdin=None) -> list[str]:
         raise
     except (OSError, AttributeError, ValueError) as e:  # (no such file, a folder; stdin closed)
         raise UsageError(f"--files-from {where}: {getattr(e, 'strerror', None) or e}") from None
-    data = data.removeprefix(b"\xef\xbb\xbf").rstrip(b"\0")
-    sep = b"\0" if b"\0" in data else b"\n"
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    # One NUL ending it is find -print0's end of its last entry (with a single entry, its only
+    # NUL: a name with line breaks was split at them); more are a file's zero-filled end.
+    ended = data.endswith(b"\0") and not data.endswith(b"\0\0")
+    data = data.rstrip(b"\0")
+    sep = b"\0" if b"\0" in data or ended else b"\n"
     entries = [e[:-1] if sep == b"\n" and e.endswith(b"\r") else e for e in data.split(sep)]
     if any(len(e) > LONGEST_PATH for e in entries):
         raise UsageError(f"--files-from {where} is not a list of paths (an entry of over {LONGEST_PATH} bytes)")
     return [name for name in map(os.fsdecode, entries) if name.strip()]
+
+
+def our_drawings(entries: list[str]) -> set[str]:
+    """The entries that are facemark's own drawings: named ``*.annotated.*`` and tagged as
+    facemark's (``icc.drawn_as``; a user's file of such a name is processed). A list is often a
+    ``find`` over a folder that is also the output folder: its drawings were processed as photos,
+    and drawn again, each run."""
+    from .icc import drawn_as
+
+    out = set()
+    for e in entries:
+        if is_drawing_name(Path(e).name) and os.path.isfile(e):  # (a FIFO's open would wait for a writer)
+            try:
+                if drawn_as(e) is not None:
+                    out.add(e)
+            except OSError:  # (missing or unreadable: said as an input is)
+                pass
+    return out
 
 
 def beside_the_list(listing: str, entries: list[str], sample: int = 100) -> str | None:

@@ -2014,6 +2014,43 @@ def test_files_from_a_list_run_as_the_same_inputs_given_as_arguments(folder, ref
     assert not (tmp_path / "never").exists()
 
 
+def test_a_list_of_one_print0_entry_and_a_list_naming_facemarks_drawings(tmp_path, face_image, fm_here, monkeypatch):
+    """find -print0 with one hit ends its only entry in a NUL: the list was read by lines, and a
+    name with line breaks split at them. And a cron job's `find OUT -name '*.jpg' | facemark
+    detect --files-from - --out OUT --annotate`, photos and outputs in one folder, processed last
+    run's drawings as photos and drew them again (x.jpg.annotated.jpg.annotated.jpg, and on):
+    a list's drawings tagged as facemark's are left out, with a note; a user's file of such a
+    name, and a drawing named as an argument, are processed."""
+    import io
+
+    (tmp_path / "new\nline").mkdir()
+    cv2.imwrite(str(tmp_path / "new\nline" / "a\nb.jpg"), face_image)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("new\nline/a\nb.jpg".encode() + b"\0")))
+    r = fm_here("detect", "--files-from", "-", "--format", "jsonl", "--out", "one", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0 and [row["path"] for row in read(tmp_path / "one")] == [str(tmp_path / "new\nline" / "a\nb.jpg")]
+    cron = tmp_path / "cron"
+    cron.mkdir()
+    cv2.imwrite(str(cron / "img1.jpg"), face_image)
+    cv2.imwrite(str(cron / "mine.annotated.jpg"), face_image)  # (a user's photo of that name: no tag)
+
+    def listing() -> str:
+        return "\n".join(sorted(str(p) for p in cron.glob("*.jpg"))) + "\n"
+
+    (tmp_path / "l1.txt").write_text(listing())
+    r = fm_here("detect", "--files-from", "l1.txt", "--out", cron, "--annotate", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0 and "2 of 2 image(s) done" in r.stderr and "left out" not in r.stderr, r.stderr
+    (tmp_path / "l2.txt").write_text(listing())
+    r = fm_here("detect", "--files-from", "l2.txt", "--out", cron, "--annotate", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0 and "2 of 2 image(s) already done" in r.stderr, r.stderr
+    assert f"note: left out 2 of facemark's own drawings the list(s) name, e.g. {cron / 'img1.jpg.annotated.jpg'}" \
+        in r.stderr, r.stderr
+    assert sorted(p.name for p in cron.iterdir()) == ["img1.jpg", "img1.jpg.annotated.jpg", "img1.jpg.json",
+                                                      "mine.annotated.jpg", "mine.annotated.jpg.annotated.jpg",
+                                                      "mine.annotated.jpg.json"]
+    r = fm_here("detect", str(cron / "img1.jpg.annotated.jpg"), *MODEL, cwd=tmp_path)  # (named: processed)
+    assert r.returncode == 0 and "1 of 1 image(s) done" in r.stderr, r.stderr
+
+
 def test_ray_shards_close_on_time_and_keep_the_rows_done_when_the_run_stops(tmp_path):
     """``--ray`` wrote a shard only when it was full (10,000 rows by default): Ctrl-C or a Ray error
     before that kept nothing, and a killed run lost up to a shard's hours. Now a shard also closes
