@@ -75,6 +75,7 @@ class Plan:
     annotate: bool
     batch_images: int
     names: list = field(default_factory=list)
+    unwritable: OSError | None = None  # why --out (existing) cannot take a file: an error once something is to be written
 
 
 def plan_inputs(inputs: list[str], out_dir: Path | None = None, annotate: bool = False, batch_images: int = 16,
@@ -130,7 +131,12 @@ def plan_inputs(inputs: list[str], out_dir: Path | None = None, annotate: bool =
             raise UsageError(f"{images[a].path} and {images[b].path} would both write {out_dir / names[a]}.json "
                              f"({len(clash)} such clash(es)); run them with different --out folders")
         _output_dirs_clash(images, names, annotate)
-        _check_writable(out_dir)
+        try:
+            _check_writable(out_dir)
+        except OSError as e:  # (an existing --out may hold every output already: a rerun then has nothing to write)
+            if not out_dir.is_dir():
+                raise _cannot_write(out_dir, e) from None
+            return Plan(images, problems, out_dir, annotate, batch_images, names, unwritable=e)
     return Plan(images, problems, out_dir, annotate, batch_images, names)
 
 
@@ -148,13 +154,19 @@ def _output_dirs_clash(images: list[InputImage], names: list, annotate: bool) ->
 def _check_writable(out_dir: Path) -> None:
     """Prove a file can be created in ``--out`` (or, where it does not exist yet, in the folder
     that would hold it) before any image is read; the folder itself is made only once every
-    option has been checked, so a usage error leaves nothing behind."""
+    option has been checked, so a usage error leaves nothing behind. Raises the ``OSError``."""
     from .outputs import check_can_create
 
-    try:
-        check_can_create(out_dir.absolute(), "--out", out_dir)  # (absolute: the working folder may have gone)
-    except OSError as e:
-        raise UsageError(f"--out {out_dir} cannot be written: {e.strerror or e}") from None
+    check_can_create(out_dir.absolute(), "--out", out_dir)  # (absolute: the working folder may have gone)
+
+
+def _cannot_write(out_dir: Path, e: OSError) -> Exception:
+    """A full disk (or quota) is the disk's state, exit 1 (``OutputError``), as when it fills
+    mid-run; a read-only or forbidden folder is a usage error (another --out), exit 2."""
+    why = f"--out {out_dir} cannot be written: {e.strerror or e}"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return OutputError(f"{why}; nothing was written")
+    return UsageError(why)
 
 
 def _boxes_for(boxes: GivenBoxes, im: InputImage, name, source: Path | str | None, image) -> list:
@@ -756,7 +768,7 @@ def _redo_started(out_dir: Path, settings: dict, log: Callable[[str], None]) -> 
     try:
         atomic_write_bytes(mark, json.dumps({"settings": settings, "started_ns": started}).encode())
     except OSError as e:
-        raise UsageError(f"--out {out_dir} cannot be written: {e.strerror or e}") from None
+        raise _cannot_write(out_dir, e) from None
     return None
 
 
@@ -841,6 +853,8 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                     raise UsageError(f"--out {out_dir} {nowhere}") from None
                 raise UsageError(f"--out {out_dir} cannot be made: {e.strerror or e}") from None
         redo = None
+        if plan.unwritable is not None and not resume:  # (a --redo writes its mark first, and then every image)
+            raise _cannot_write(out_dir, plan.unwritable)
         if not resume and out_dir is not None:
             redo = _redo_started(out_dir, run_settings(fl, fmt, plan.annotate, style, show_box, show_score), log)
         shards = ShardWriter(out_dir, fmt, rows_per_shard) if fmt != "json" else None
@@ -862,6 +876,8 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
         job = Job(out_dir, plan.annotate, fmt if out_dir is not None else "stdout", str(boxes) if boxes else None,
                   style, show_box, show_score, frozenset(os.path.realpath(p) for p in protected))
         todo = [(k, im, plan.names[k]) for k, im in enumerate(plan.images) if k not in skip]
+        if plan.unwritable is not None and todo:  # (all done already: a rerun on a read-only or full disk says so)
+            raise _cannot_write(out_dir, plan.unwritable)
         if fmt == "json" and resume and out_dir is not None and todo and not skip and existed:
             if (found := _named_otherwise(plan, out_dir)) is not None:
                 there, k = found

@@ -2100,6 +2100,34 @@ def test_a_linked_folder_is_not_followed_and_said(tmp_path, face, fm_here):
     assert r.returncode == 0 and "(symbolic links: in/photos)" in r.stderr and "latest" not in r.stderr, r.stderr
 
 
+def test_a_rerun_with_nothing_left_to_do_needs_no_writable_output_folder(tmp_path, face_image, fm_here, monkeypatch):
+    """A finished run's --out on a disk remounted read-only (or full): the rerun refused with
+    "--out cannot be written", exit 2, though it had nothing to write. Now it says all is done,
+    exit 0; with work to do, read-only is a usage error (exit 2) and a full disk exit 1, as a disk
+    that fills mid-run is, both before anything is written."""
+    import errno
+
+    from facemark import outputs
+
+    for name in ("a.jpg", "b.jpg"):
+        cv2.imwrite(str(tmp_path / name), face_image)
+    assert fm_here("detect", "a.jpg", "--out", "o", *MODEL, cwd=tmp_path).returncode == 0
+    before = sorted(p.name for p in (tmp_path / "o").iterdir())
+    for code, exit_code in ((errno.EROFS, 2), (errno.ENOSPC, 1)):
+        def refuse(folder, option, given, code=code):
+            raise OSError(code, os.strerror(code))
+
+        monkeypatch.setattr(outputs, "check_can_create", refuse)
+        r = fm_here("detect", "a.jpg", "--out", "o", *MODEL, cwd=tmp_path)
+        assert r.returncode == 0 and "1 of 1 image(s) already done" in r.stderr, r.stderr
+        for extra in (["b.jpg"], ["--redo"]):
+            r = fm_here("detect", "a.jpg", *extra, "--out", "o", *MODEL, cwd=tmp_path)
+            assert r.returncode == exit_code and f"--out o cannot be written: {os.strerror(code)}" in r.stderr, r.stderr
+            assert sorted(p.name for p in (tmp_path / "o").iterdir()) == before
+        r = fm_here("detect", "a.jpg", "--out", "new", *MODEL, cwd=tmp_path)  # (no folder yet: nothing can be done)
+        assert r.returncode == exit_code and not (tmp_path / "new").exists(), r.stderr
+
+
 def test_images_with_no_face_found_end_with_a_note_naming_turned(tmp_path, face_image, fm_here):
     """3-5 % of faces turned a quarter or half way are not found at all without --turned (the
     model card's rotation table), and a run that found no face in a sideways photo said only
