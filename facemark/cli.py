@@ -539,6 +539,10 @@ def video(
         fail("give --out VIDEO and/or --json FILE.jsonl")
     if smooth == "none" and (min_cutoff is not None or beta is not None):
         say("note: --min-cutoff and --beta tune the smoothing, which --smooth none turns off: they do nothing here")
+    from .annotate import STYLES
+
+    if style not in STYLES:  # (before the note below: one line for one mistake)
+        fail(f"--draw must be one of {', '.join(STYLES)}, not {style!r}")
     if out_path is None and (style != "contours" or not show_box or not show_ids):
         say("note: --draw, --no-box and --no-ids need --out (the annotated video); ignored here")
     fl = _landmarker(model, device, "retinaface", None, threshold, min_face, turned=turned)
@@ -594,7 +598,7 @@ def video(
             err.print(f"note: faces looked turned sideways or upside down in {s.turned_frames} of the frames searched "
                       f"whole, and such faces' points are unreliable: --turned reads them (a recording whose rotation "
                       f"was lost?)")
-        if not s.tracks and s.frames and not s.searched_shrunk and not turned:
+        if s.unfound and not turned:
             err.print("note: no face was found in any frame: faces turned sideways or upside down (a recording whose "
                       "rotation was lost) may be found only with --turned")
         if s.searched_shrunk == -1:

@@ -676,6 +676,7 @@ class VideoSummary:
     frame_size: tuple[int, int] | None = None  # the frames' size, where they were padded
     bad_files: tuple[str, ...] = ()  # a folder's frames that did not decode (the first three)
     left_out: tuple[int, int] = (0, 0)  # a frames folder's subfolders and video files: not frames, left out
+    unfound: bool = False  # no face in any frame, at a size that could hold one, and no --min-face note for it
 
 
 def _checked_request(source: str | os.PathLike | int, fl, out_path: str | os.PathLike | None,
@@ -699,6 +700,7 @@ def _checked_request(source: str | os.PathLike | int, fl, out_path: str | os.Pat
         raise UsageError("video needs a face detector: boxes given per image file cannot follow a video's frames")
     if isinstance(source, bytes):
         source = os.fsdecode(source)
+    out_path, json_path = (os.fsdecode(p) if isinstance(p, bytes) else p for p in (out_path, json_path))  # (as detect takes them)
     if not isinstance(source, (str, os.PathLike, int)) or isinstance(source, bool):
         raise UsageError(f"source must be a path, a folder or glob of frames, or a camera index, not {type(source).__name__}")
     if not str(source).strip():
@@ -985,6 +987,8 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     missing = (src.frames - done - src.decode_errors) if src.frames and (src.count_exact or src.cut_short) \
         and not stop["asked"] and not reader_gone else 0
     lost = src.decode_errors + max(0, missing - src.empty)  # (OpenCV passes over empty chunks: they are "missing")
+    from .detector import RetinaFace
+
     det = fl.detector
     shrunk = tracker.next_id == 0 and done > 0 and not stop["asked"] and not reader_gone \
         and getattr(det, "min_face", 0) is None and hasattr(det, "scale_for") \
@@ -1002,7 +1006,8 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                         src.resized, tuple(set_aside), padded_to and padded_to[0], src.cut_short and not reader_gone, shrunk, reader_gone,
                         tracker.turned_frames, src.most_shrunk, src.rate_doubted, src.fps,
                         padded_to[2] if padded_to else "", padded_to[1] if padded_to else None, tuple(src.bad_files),
-                        src.left_out)
+                        src.left_out, unfound=tracker.next_id == 0 and done > 0 and not shrunk and not stop["asked"]
+                        and not reader_gone and min(src.width, src.height) >= RetinaFace.NET_MIN_FACE)
 
 
 def _publish(writers: list, set_aside: list[str] | None) -> tuple[Path | None, tuple | None]:

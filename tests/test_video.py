@@ -2209,7 +2209,8 @@ def test_a_clip_with_no_face_found_ends_with_a_note_naming_turned(tmp_path, smal
     """A recording whose rotation was lost can hold faces the upright search never finds; the run
     said nothing of why it found none. Not said with --turned, nor when a frame had a face."""
     for name, frames in (("wall", [np.full((240, 320, 3), 100 + i, np.uint8) for i in range(4)]),
-                         ("face", [frame_with([(150 + 3 * i, 110)], small_face) for i in range(4)])):
+                         ("face", [frame_with([(150 + 3 * i, 110)], small_face) for i in range(4)]),
+                         ("strip", [np.full((16, 320, 3), 100 + i, np.uint8) for i in range(4)])):  # (no face fits)
         clip = tmp_path / f"{name}.avi"
         write_clip(clip, frames, fourcc="MJPG")
         for extra, says in (((), name == "wall"), (("--turned",), False)):
@@ -2251,6 +2252,10 @@ def test_the_video_is_drawn_as_asked(tmp_path, small_face):
     r = run("video", clip, "--out", tmp_path / "b.avi", "--draw", "dots", "--model", "direct")
     assert r.exit_code == 2 and "--draw must be one of contours, points, lines, not 'dots'" in r.stderr, r.stderr
     assert not (tmp_path / "b.avi").exists()
+    r = run("video", clip, "--json", tmp_path / "b.jsonl", "--draw", "dots", "--model", "direct")  # (the error alone)
+    assert r.exit_code == 2 and r.stderr == "error: --draw must be one of contours, points, lines, not 'dots'\n", r.stderr
+    s = process_video(os.fsencode(clip), fl, json_path=os.fsencode(tmp_path / "bytes.jsonl"))  # (bytes paths, as detect's)
+    assert s.frames == 4 and (tmp_path / "bytes.jsonl").is_file()
     with pytest.raises(UsageError, match="style must be one of"):
         process_video(clip, fl, tmp_path / "c.avi", style="dots")
     with pytest.raises(TypeError, match="show_ids must be True or False, not 'no'"):
