@@ -98,6 +98,8 @@ def plan_inputs(inputs: list[str], out_dir: Path | None = None, annotate: bool =
         raise UsageError("--out is an empty string; name a folder (use . for this folder)")
     if not inputs:
         raise UsageError("no inputs: name image files, folders or globs")
+    if batch_images < 1:  # (before the inputs are listed: their notes are no use with the run refused)
+        raise UsageError("--batch must be at least 1")
     left_out = LeftOut()
     images, problems = expand([str(a) for a in inputs], left_out)
     for line in left_out.notes():
@@ -113,8 +115,6 @@ def plan_inputs(inputs: list[str], out_dir: Path | None = None, annotate: bool =
                          f"{', '.join(e for e in ('.jpg', '.png', '.webp', '.tif', '.bmp') if e in IMAGE_EXTS)} and others)")
     if annotate and out_dir is None:
         raise UsageError("--annotate writes images: give --out DIR")
-    if batch_images < 1:
-        raise UsageError("--batch must be at least 1")
     names = output_names(images, missing_roots([str(a) for a in inputs]))  # (the same names once they appear)
     if out_dir is not None:
         out_dir = Path(out_dir)

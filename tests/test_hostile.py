@@ -2128,6 +2128,16 @@ def test_a_rerun_with_nothing_left_to_do_needs_no_writable_output_folder(tmp_pat
         assert r.returncode == exit_code and not (tmp_path / "new").exists(), r.stderr
 
 
+def test_a_bad_batch_size_is_said_alone(tmp_path, face_image, fm_here):
+    """--batch 0 over a folder first printed the folder's notes (drawings left out), then the
+    usage error: two lines for one mistake, the first of no use."""
+    (tmp_path / "in").mkdir()
+    cv2.imwrite(str(tmp_path / "in" / "a.jpg"), face_image)
+    cv2.imwrite(str(tmp_path / "in" / "a.jpg.annotated.jpg"), face_image)
+    r = fm_here("detect", "in", "--batch", "0", *MODEL, cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr == "error: --batch must be at least 1\n", r.stderr
+
+
 def test_images_with_no_face_found_end_with_a_note_naming_turned(tmp_path, face_image, fm_here):
     """3-5 % of faces turned a quarter or half way are not found at all without --turned (the
     model card's rotation table), and a run that found no face in a sideways photo said only

@@ -191,7 +191,7 @@ def check_limit(limit) -> None:
     from ..errors import UsageError
 
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1):
-        raise UsageError(f"--limit must be at least 1, not {limit!r}")
+        raise UsageError(f"--limit must be a whole number, at least 1, not {limit!r}")
 
 
 def check_eval_outputs(json_path, plot, data: list[str], names: tuple[str, str] = ("--json", "--plot")) -> None:
