@@ -58,12 +58,15 @@ def __getattr__(name):
         from .errors import FacemarkWarning
 
         return FacemarkWarning
-    # The modules the README names as ``facemark.track.Tracker``, ``facemark.results.read``: loaded
-    # on first use, as the names above, so ``import facemark`` alone reaches them.
-    if not name.startswith("_"):
+    if name in _MODULES:  # (loaded on first use, as the names above)
         import importlib
-        import importlib.util
 
-        if importlib.util.find_spec(f"{__name__}.{name}") is not None:
-            return importlib.import_module(f"{__name__}.{name}")
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'facemark' has no attribute {name!r}")
+
+
+# The inference modules the README names as ``facemark.track.Tracker``, ``facemark.results.read``:
+# reached from ``import facemark`` alone. Not the torch ones (training, models, evaluation):
+# ``hasattr(facemark, "models")`` must not import torch.
+_MODULES = ("align", "annotate", "backends", "batch", "boxes", "cluster", "detector", "errors", "imageio",
+            "inputs", "landmarker", "layouts", "results", "runtime", "shards", "track", "video")

@@ -101,18 +101,17 @@ def weights_digest(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def weights_label(given: str, name: str, path: Path) -> str:
-    """``name`` for the weights this version ships (``RELEASED``), by name or by path; other
-    weights get ``name@`` the first 8 hex digits of the file's SHA-256, also when exported under a
-    shipped name into weights/ (see ``FaceLandmarker.model_name``). ``given``: the model as asked
-    for (kept for callers; the file decides). A name that is not UTF-8 text (an export's
-    ``--name`` of odd bytes) has them as ``\\xNN``: it goes into every output, and Parquet's strings
-    must be UTF-8."""
+def weights_label(name: str, path: Path) -> str:
+    """``name`` for the weights this version ships (``RELEASED``), asked for by name or by path;
+    other weights get ``name@`` the first 8 hex digits of the file's SHA-256, also when exported
+    under a shipped name into weights/ (see ``FaceLandmarker.model_name``). A name that is not
+    UTF-8 text (an export's ``--name`` of odd bytes) has them as ``\\xNN``: it goes into every
+    output, and Parquet's strings must be UTF-8."""
     from .inputs import shown_name
 
     name = shown_name(name)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if name in SHIPPED and RELEASED.get(f"{name}{path.suffix.lower()}") == digest[:16]:
+    digest = weights_digest(path)
+    if name in SHIPPED and RELEASED.get(f"{name}{Path(path).suffix.lower()}") == digest:
         return name
     return f"{name}@{digest[:8]}"
 

@@ -29,7 +29,7 @@ from .annotate import STYLES, draw
 from .backends import ModelError
 from .boxes import BoxError, GivenBoxes, check_inside, read_boxes
 from .detector import RetinaFace, YuNet
-from .errors import STOP_SIGNALS, OutputError, StopRun, UsageError, no_files_left, out_of_memory, stopped
+from .errors import SEEN, STOP_SIGNALS, OutputError, StopRun, UsageError, no_files_left, out_of_memory, stopped
 from .icc import drawn_as, embedded, has_mark, profile_of, with_mark
 from .imageio import (IMAGE_EXTS, ImageError, atomic_write, bgra_as_shown, broken_link, encode_image, read_image,
                       remove_stale_temps, too_long_name, write_whole)
@@ -135,7 +135,7 @@ def plan_inputs(inputs: list[str], out_dir: Path | None = None, annotate: bool =
             _check_writable(out_dir)
         except OSError as e:  # (an existing --out may hold every output already: a rerun then has nothing to write)
             if not out_dir.is_dir():
-                raise _cannot_write(out_dir, e) from None
+                raise cannot_write(out_dir, e) from None
             return Plan(images, problems, out_dir, annotate, batch_images, names, unwritable=e)
     return Plan(images, problems, out_dir, annotate, batch_images, names)
 
@@ -160,7 +160,7 @@ def _check_writable(out_dir: Path) -> None:
     check_can_create(out_dir.absolute(), "--out", out_dir)  # (absolute: the working folder may have gone)
 
 
-def _cannot_write(out_dir: Path, e: OSError) -> Exception:
+def cannot_write(out_dir: Path, e: OSError) -> Exception:
     """A full disk (or quota) is the disk's state, exit 1 (``OutputError``), as when it fills
     mid-run; a read-only or forbidden folder is a usage error (another --out), exit 2."""
     why = f"--out {out_dir} cannot be written: {e.strerror or e}"
@@ -768,7 +768,7 @@ def _redo_started(out_dir: Path, settings: dict, log: Callable[[str], None]) -> 
     try:
         atomic_write_bytes(mark, json.dumps({"settings": settings, "started_ns": started}).encode())
     except OSError as e:
-        raise _cannot_write(out_dir, e) from None
+        raise cannot_write(out_dir, e) from None
     return None
 
 
@@ -798,6 +798,7 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
     from .shards import ShardWriter
 
     started = workers if isinstance(workers, Workers) else None
+    SEEN.clear()  # (a signal an earlier run in this process took is not this run's exit status)
     try:
         stdout = stdout or sys.stdout
         log = log or (lambda line: None)  # log=None: quiet
@@ -854,7 +855,7 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                 raise UsageError(f"--out {out_dir} cannot be made: {e.strerror or e}") from None
         redo = None
         if plan.unwritable is not None and not resume:  # (a --redo writes its mark first, and then every image)
-            raise _cannot_write(out_dir, plan.unwritable)
+            raise cannot_write(out_dir, plan.unwritable)
         if not resume and out_dir is not None:
             redo = _redo_started(out_dir, run_settings(fl, fmt, plan.annotate, style, show_box, show_score), log)
         shards = ShardWriter(out_dir, fmt, rows_per_shard) if fmt != "json" else None
@@ -877,7 +878,7 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                   style, show_box, show_score, frozenset(os.path.realpath(p) for p in protected))
         todo = [(k, im, plan.names[k]) for k, im in enumerate(plan.images) if k not in skip]
         if plan.unwritable is not None and todo:  # (all done already: a rerun on a read-only or full disk says so)
-            raise _cannot_write(out_dir, plan.unwritable)
+            raise cannot_write(out_dir, plan.unwritable)
         if fmt == "json" and resume and out_dir is not None and todo and not skip and existed:
             if (found := _named_otherwise(plan, out_dir)) is not None:
                 there, k = found
@@ -1013,7 +1014,7 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
             log(f"note: {s.looks_turned} image(s) hold faces that look turned sideways or upside down, e.g. "
                 f"{plan.images[turned_example[0]].path}: points of faces turned a quarter-turn or more are "
                 f"unreliable; --turned reads them (four detector passes per image)")
-        if unfound[0] and boxes is None and not getattr(fl, "turned", False):
+        if unfound[0] and boxes is None and not getattr(fl, "turned", False) and not isinstance(fl.detector, GivenBoxes):
             # (RetinaFace misses 3-5 % of faces turned a quarter or half way: docs/DETECT.md; nothing said so)
             log(f"note: {unfound[0]} image(s) with no face found, e.g. {plan.images[unfound[1]].path}: a face turned "
                 f"sideways or upside down (a photo without its EXIF orientation) may be found only with --turned "

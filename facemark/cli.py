@@ -324,7 +324,8 @@ def detect(
                 say(hint)
             ours = our_drawings(entries)
             drawings += ours
-            inputs += [e for e in entries if e not in ours] if ours else entries
+            drop = set(ours)
+            inputs += [e for e in entries if e not in drop] if drop else entries
     if drawings:  # (a cron job's `find OUT -name '*.jpg'` over photos drawn into OUT: drawings of drawings, each run)
         say(f"note: left out {len(drawings)} of facemark's own drawings the list(s) name, e.g. {drawings[0]} (name "
             f"one as an argument to process it)")
@@ -395,6 +396,12 @@ def detect(
 
             require_pyarrow()  # says how to install it if it is missing
     resuming = not redo and _holds_anything(out_dir)
+    if plan.unwritable is not None and not resuming:  # (nothing done there to find: said before models load)
+        from .batch import cannot_write
+        from .errors import OutputError
+
+        e = cannot_write(out_dir, plan.unwritable)
+        fail(str(e), 1 if isinstance(e, OutputError) else 2)
     auto = n_workers == "auto"
     if auto:  # decided here, from the images listed: the landmarker is made for its share of the cores
         n_workers = auto_workers(len(plan.images), device, detector if boxes is None else "none")
@@ -1081,10 +1088,11 @@ def export_cmd(
     replaced = [p.name for p in (onnx_path, pt_path) if p.name in before]
     err.print(f"wrote {plain(onnx_path)} and {plain(pt_path)}"
               + (f" (replacing the {' and '.join(replaced)} there)" if replaced else ""))
-    from .backends import SHIPPED, weights_label
+    from .backends import SHIPPED, weights_dir, weights_label
 
-    label = weights_label(str(onnx_path), onnx_path.stem, onnx_path)
-    if onnx_path.stem in SHIPPED and label != onnx_path.stem:  # (the README's retraining: over the shipped ones)
+    into_package = os.path.realpath(out_dir) == os.path.realpath(weights_dir())
+    if into_package and onnx_path.stem in SHIPPED and (label := weights_label(onnx_path.stem, onnx_path)) != onnx_path.stem:
+        # (the README's retraining, over the shipped ones: what results will say, and how to undo it)
         say(f"note: these are not the {onnx_path.stem} weights facemark ships: results of them say \"model\": "
             f"\"{label}\", so a resumed run redoes what the shipped ones wrote (git checkout weights/ in a clone, or a reinstall, brings those back)")
 

@@ -54,7 +54,7 @@ class DamagedInstall(FacemarkError):
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
-SEEN: list[int] = []  # the stop signals facemark's handlers took this run, in order (cli.run clears it)
+SEEN: list[int] = []  # the stop signals facemark's handlers took this run, in order (cleared as a run starts)
 
 
 def stopped(signum: int) -> None:

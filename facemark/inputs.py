@@ -299,7 +299,7 @@ def listed_inputs(source: str, stdin=None) -> list[str]:
     data = data.removeprefix(b"\xef\xbb\xbf")
     # One NUL ending it is find -print0's end of its last entry (with a single entry, its only
     # NUL: a name with line breaks was split at them); more are a file's zero-filled end.
-    ended = data.endswith(b"\0") and not data.endswith(b"\0\0")
+    ended = data.endswith(b"\0") and not data.endswith((b"\0\0", b"\n\0"))  # (a line list's stray NUL: by lines)
     data = data.rstrip(b"\0")
     sep = b"\0" if b"\0" in data or ended else b"\n"
     entries = [e[:-1] if sep == b"\n" and e.endswith(b"\r") else e for e in data.split(sep)]
@@ -308,19 +308,19 @@ def listed_inputs(source: str, stdin=None) -> list[str]:
     return [name for name in map(os.fsdecode, entries) if name.strip()]
 
 
-def our_drawings(entries: list[str]) -> set[str]:
+def our_drawings(entries: list[str]) -> list[str]:
     """The entries that are facemark's own drawings: named ``*.annotated.*`` and tagged as
     facemark's (``icc.drawn_as``; a user's file of such a name is processed). A list is often a
     ``find`` over a folder that is also the output folder: its drawings were processed as photos,
     and drawn again, each run."""
     from .icc import drawn_as
 
-    out = set()
+    out = []  # (in the list's order: the note names the first)
     for e in entries:
         if is_drawing_name(Path(e).name) and os.path.isfile(e):  # (a FIFO's open would wait for a writer)
             try:
                 if drawn_as(e) is not None:
-                    out.add(e)
+                    out.append(e)
             except OSError:  # (missing or unreadable: said as an input is)
                 pass
     return out

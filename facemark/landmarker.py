@@ -136,12 +136,12 @@ class FaceLandmarker:
 
     @property
     def model_name(self) -> str:
-        """The name results carry. Shipped weights go by their name; a model file given by path
-        adds the start of its SHA-256 (``hourglass@1a2b3c4d``) unless it is the shipped file of that
-        name, so outputs of different weights exported under one name never pass for each other
-        (a resumed run skips only images done by the same weights)."""
+        """The name results carry. The weights this version ships go by their name; any others
+        (a file given by path, or retrained weights exported over a shipped name) add the start of
+        their SHA-256 (``hourglass@1a2b3c4d``), so outputs of different weights never pass for each
+        other (a resumed run skips only images done by the same weights)."""
         if getattr(self, "_model_name", None) is None:
-            self._model_name = weights_label(self.spec["model"], self.model.name, self.model.path)
+            self._model_name = weights_label(self.model.name, self.model.path)
         return self._model_name
 
     def __reduce__(self):

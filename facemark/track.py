@@ -200,7 +200,8 @@ class Tracker:
     cut_level: float = 20.0  # mean change (0-255) of a small brightness thumbnail: a cut, where a side is flat
     cut_shape: float = 0.5  # mean change of the thumbnails scaled to unit spread: a cut (unrelated pictures ~1.1)
     flat_spread: float = 4.0  # a thumbnail's spread (0-255) below which the picture is flat (black, a fade's end)
-    cut_pan: float = 8.0  # thumbnail px (of 32): the most a camera's motion moves the picture in a frame (a quarter of it)
+    cut_pan: float = 4.0  # thumbnail px (of 32): the most a camera's motion moves the picture in a frame (an eighth;
+    # a pan of 40 px a frame over 480 px frames is 2.7; 8, a quarter, passed jump cuts of a shot moved 40-120 px)
     tracks: list[Track] = field(default_factory=list)
     neighbours: list[Neighbour] = field(default_factory=list)  # untracked faces near tracks (max_faces only)
     turned_frames: int = 0  # whole-frame detections that found a face looking turned (notes.looks_turned)

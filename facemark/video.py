@@ -20,7 +20,7 @@ import numpy as np
 from .align import letterbox, rescale
 from .containers import (avi_empty_frames, avi_stated_rate, count_is_exact, cut_short, has_audio, looks_like_video,
                          matroska_has_no_frames, mp4_has_no_samples)
-from .errors import STOP_SIGNALS, FacemarkError, stopped
+from .errors import SEEN, STOP_SIGNALS, FacemarkError, stopped
 from .imageio import (IMAGE_EXTS, ImageError, descriptor_named, make_temp, missing_folders, output_target, publish,
                       quiet_stderr, read_image, remove_stale_temps, standard_stream_file, too_long_name,
                       write_whole)
@@ -834,6 +834,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     from .track import Tracker
 
     n = str if option_names else _argument
+    SEEN.clear()  # (a signal an earlier run in this process took is not this run's exit status)
     if style not in STYLES:
         raise UsageError(f"{n('--draw')} must be one of {', '.join(STYLES)}, not {style!r}")
     for name, v in (("--box", show_box), ("--ids", show_ids)):

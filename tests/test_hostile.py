@@ -2438,7 +2438,7 @@ def test_a_model_under_a_name_that_is_not_utf8_loads_and_is_named_as_text(tiny_m
                        cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["model"].startswith("tiny-direct@")
-    label = weights_label(str(odd / "m.onnx"), os.fsdecode(b"odd\xfe"), odd / "m.onnx")
+    label = weights_label(os.fsdecode(b"odd\xfe"), odd / "m.onnx")
     assert label.startswith("odd\\xfe@") and label.encode("utf-8")
 
 

@@ -483,8 +483,8 @@ def test_the_resume_label_is_that_of_the_file_the_actors_load(tiny_models):
 
     onnx = str(tiny_models["direct"])
     pt = Path(onnx).with_suffix(".pt")
-    assert cluster.model_label(onnx, "cpu") == weights_label(onnx, OnnxModel(onnx).name, Path(onnx))
-    assert cluster.model_label(onnx, "cuda") == weights_label(onnx, load_state(pt)[1]["name"], pt)
+    assert cluster.model_label(onnx, "cpu") == weights_label(OnnxModel(onnx).name, Path(onnx))
+    assert cluster.model_label(onnx, "cuda") == weights_label(load_state(pt)[1]["name"], pt)
     assert cluster.model_label("direct", "cuda") == "direct"
 
 

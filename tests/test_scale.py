@@ -2028,6 +2028,10 @@ def test_a_list_of_one_print0_entry_and_a_list_naming_facemarks_drawings(tmp_pat
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("new\nline/a\nb.jpg".encode() + b"\0")))
     r = fm_here("detect", "--files-from", "-", "--format", "jsonl", "--out", "one", *MODEL, cwd=tmp_path)
     assert r.returncode == 0 and [row["path"] for row in read(tmp_path / "one")] == [str(tmp_path / "new\nline" / "a\nb.jpg")]
+    from facemark.inputs import listed_inputs
+
+    (tmp_path / "stray.txt").write_bytes(b"a.jpg\nb.jpg\n\0")  # (a line list with a stray NUL at its end: by lines)
+    assert listed_inputs(str(tmp_path / "stray.txt")) == ["a.jpg", "b.jpg"]
     cron = tmp_path / "cron"
     cron.mkdir()
     cv2.imwrite(str(cron / "img1.jpg"), face_image)

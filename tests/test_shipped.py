@@ -137,6 +137,8 @@ def test_the_released_digests_are_the_shipped_files():
     update it (this test fails until they do)."""
     from facemark.backends import RELEASED, weights_digest
 
+    if not present:
+        pytest.skip("no weights/*.onnx in this checkout")
     for m in present:
         for suffix in (".onnx", ".pt"):
             assert weights_digest(weights_dir() / f"{m}{suffix}") == RELEASED[f"{m}{suffix}"], (m, suffix)

@@ -1594,9 +1594,13 @@ def test_a_pan_or_a_shaking_camera_is_no_cut_but_another_shot_still_is(small_fac
     tr._cut(np.ascontiguousarray(wide[:360, :480]))
     assert tr._cut(np.ascontiguousarray(scene(2)[:360, :480]))  # another shot of the same kind
     assert tr._cut(np.ascontiguousarray(wide[:360, 1500:1980]))  # the same place far along: a cut too
+    for jump in (90, 200):  # (the same picture moved over an eighth of the frame at once: a jump cut)
+        tr._thumb = None
+        tr._cut(np.ascontiguousarray(wide[:360, :480]))
+        assert tr._cut(np.ascontiguousarray(wide[:360, jump:jump + 480])), jump
+    pan40 = [wide[:360, x:x + 480] for x in range(0, 30 * 40, 40)]  # (a fast pan, 40 px a frame: still one shot)
     tr._thumb = None
-    tr._cut(np.ascontiguousarray(wide[:360, :480]))
-    assert tr._cut(np.ascontiguousarray(wide[:360, 200:680]))  # (over a quarter of the frame in one frame)
+    assert sum(tr._cut(np.ascontiguousarray(f)) for f in pan40) == 0
 
 
 def test_fps_overrides_the_file_s_timestamps(tiny_models, tmp_path, small_face):
