@@ -206,6 +206,7 @@ class Outcome:
     under_min_face: bool = False  # no face, and the image is smaller than min_face: none could be found
     looks_turned: bool = False  # a face looks turned sideways or upside down (see looks_turned)
     box_alone: bool = False  # a given box had no face around it the detector could find (Face.found)
+    small: bool = False  # no face in a small image searched at its own size (see _small_unfound)
 
 
 def _stamp(path: Path, now: float | None = None) -> int | None:
@@ -432,8 +433,19 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
             break
         outcomes.append(Outcome(k, True, faces=len(fs), payload=payload, shrunk_small=may_miss_small(fl, image, fs),
                                 looks_turned=looks_turned(fl, found), under_min_face=not fs and _under_min_face(fl, image),
-                                box_alone=not all(f.found for f in fs)))
+                                box_alone=not all(f.found for f in fs), small=not fs and _small_unfound(fl, image)))
     return sorted(outcomes, key=lambda o: (o.k < 0, o.k))
+
+
+SMALL_SIDE = 160  # px: an image under this on its short side, with no face found, may hold one too small to see
+
+
+def _small_unfound(fl: FaceLandmarker, image: np.ndarray) -> bool:
+    """Whether a small image (a thumbnail, a face crop) was searched at its own size: faces under
+    about NET_MIN_FACE px go unseen there (the example photo at 80 px: its 15-px face is found
+    only with min_face=20, which looks at it twice as large)."""
+    det = fl.detector
+    return isinstance(det, RetinaFace) and det.min_face is None and min(image.shape[:2]) < SMALL_SIDE
 
 
 def _under_min_face(fl: FaceLandmarker, image: np.ndarray) -> bool:
@@ -903,6 +915,7 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
         turned_example: list[int] = []  # and the --turned note
         alone_example: list[int] = []  # and the note on given boxes with no face around them
         unfound: list[int] = [0]  # images with no face that no other note explains, and the first of them
+        small: list[int] = [0]  # small images with no face (searched at their own size), and the first
 
         def report(outcomes: list[Outcome], n: int) -> None:
             for o in outcomes:
@@ -923,7 +936,10 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                     s.looks_turned += o.looks_turned
                     if o.looks_turned:
                         turned_example[:] = sorted(turned_example + [o.k])[:1]
-                    if o.faces == 0 and not (o.under_min_face or o.shrunk_small):
+                    if o.small:
+                        small[1:] = sorted(small[1:] + [o.k])[:1]
+                        small[0] += 1
+                    elif o.faces == 0 and not (o.under_min_face or o.shrunk_small):
                         unfound[1:] = sorted(unfound[1:] + [o.k])[:1]
                         unfound[0] += 1
                     s.box_alone += o.box_alone
@@ -1014,6 +1030,10 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
             log(f"note: {s.looks_turned} image(s) hold faces that look turned sideways or upside down, e.g. "
                 f"{plan.images[turned_example[0]].path}: points of faces turned a quarter-turn or more are "
                 f"unreliable; --turned reads them (four detector passes per image)")
+        if small[0]:
+            log(f"note: {small[0]} small image(s) (under {SMALL_SIDE} px on the short side) with no face found, e.g. "
+                f"{plan.images[small[1]].path}: faces under about {RetinaFace.NET_MIN_FACE:g} px may go unseen at "
+                f"such an image's own size; --min-face 20 looks at them twice as large")
         if unfound[0] and boxes is None and not getattr(fl, "turned", False) and not isinstance(fl.detector, GivenBoxes):
             # (RetinaFace misses 3-5 % of faces turned a quarter or half way: docs/DETECT.md; nothing said so)
             log(f"note: {unfound[0]} image(s) with no face found, e.g. {plan.images[unfound[1]].path}: a face turned "

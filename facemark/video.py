@@ -1008,7 +1008,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                         tracker.turned_frames, src.most_shrunk, src.rate_doubted, src.fps,
                         padded_to[2] if padded_to else "", padded_to[1] if padded_to else None, tuple(src.bad_files),
                         src.left_out, unfound=tracker.next_id == 0 and done > 0 and not shrunk and not stop["asked"]
-                        and not reader_gone and min(src.width, src.height) >= RetinaFace.NET_MIN_FACE)
+                        and not reader_gone and min(src.width, src.height) >= 4 * RetinaFace.NET_MIN_FACE)
 
 
 def _publish(writers: list, set_aside: list[str] | None) -> tuple[Path | None, tuple | None]:

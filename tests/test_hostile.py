@@ -2160,6 +2160,15 @@ def test_images_with_no_face_found_end_with_a_note_naming_turned(tmp_path, face_
     assert r.returncode == 0 and "1 image(s) with no face" in r.stderr and "--turned" not in r.stderr, r.stderr
     r = fm_here("detect", "tiny.jpg", "--min-face", "40", *MODEL, cwd=tmp_path)
     assert r.returncode == 0 and "smaller than --min-face" in r.stderr and "--turned" not in r.stderr, r.stderr
+    # A thumbnail (the example photo at 80 px: its face 15 px) is searched at its own size, where a
+    # face that small is not found: --min-face 20 finds it, and the note says that, not --turned.
+    cv2.imwrite(str(tmp_path / "thumb.jpg"), cv2.resize(face_image, (80, 80), interpolation=cv2.INTER_AREA))
+    r = fm_here("detect", "thumb.jpg", "wall.jpg", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0 and ("note: 1 small image(s) (under 160 px on the short side) with no face found, e.g. "
+                                  "thumb.jpg") in r.stderr and "--min-face 20 looks at them" in r.stderr, r.stderr
+    assert "1 image(s) with no face found, e.g. wall.jpg" in r.stderr, r.stderr
+    r = fm_here("detect", "thumb.jpg", "--min-face", "20", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0 and "1 face(s)" in r.stderr and "note" not in r.stderr, r.stderr
 
 
 def test_faces_that_look_turned_are_said_with_a_pointer_to_turned(tmp_path, face_image, fm_here, monkeypatch):
