@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from . import align, labelmap
-from .backends import DEFAULT_MODEL, load_model, weights_label
+from .backends import DEFAULT_MODEL, SHIPPED, load_model, weights_label
 from .boxes import (OWN_POINTS_REACH, BoxError, GivenBoxes, check_box, check_inside, check_points, face_as_detection,
                     mirrored, spread_out)
 from .detector import Detection, RetinaFace, YuNet, merge_turns
@@ -123,6 +123,10 @@ class FaceLandmarker:
                          batch_size=batch_size, threads=threads, refine=refine, flip=flip, turned=bool(turned))
         self.detector = make_detector(detector, threshold, min_face, threads, device)
         self.model = load_model(model, device=device, threads=threads)
+        self._files = {k: v for k, v in (("model", _absolute(str(model))),
+                                         ("detector", _absolute(detector) if isinstance(detector, str) else None)) if v}
+        if "model" in self._files:  # (its digest read while the relative path still names it)
+            self._model_name = weights_label(self.model.name, self.model.path)
         self.batch_size = batch_size
         self.refine = refine
         self.flip = flip  # also run each crop mirrored and average (twice the model time)
@@ -146,8 +150,10 @@ class FaceLandmarker:
 
     def __reduce__(self):
         """Pickled as the arguments it was made with (for multiprocessing, copy.deepcopy): the
-        receiver loads its own models; onnxruntime sessions cannot be pickled."""
-        return _rebuild, (self.spec,)
+        receiver loads its own models; onnxruntime sessions cannot be pickled. Files given by a
+        relative path go as the files they named when it was made (a copy made after a chdir, or
+        a worker started in another folder, found no model there)."""
+        return _rebuild, ({**self.spec, **getattr(self, "_files", {})},)
 
     # --- public API ------------------------------------------------------------------------
     def detect(self, image: str | Path | np.ndarray) -> list[Face]:
@@ -574,6 +580,15 @@ def _sequence(value, name: str) -> list:
     if isinstance(value, (str, bytes, os.PathLike, np.ndarray)) or not isinstance(value, Iterable):
         raise TypeError(f"{name} must be a list (one entry per image), not {type(value).__name__}")
     return list(value)
+
+
+def _absolute(given: str) -> str | None:
+    """A model file or ``yunet:PATH`` given by a relative path, as an absolute one (None: a name,
+    or already absolute)."""
+    prefix, path = ("yunet:", given[6:]) if given.startswith("yunet:") else ("", given)
+    if not path or os.path.isabs(path) or (not prefix and path in SHIPPED) or not os.path.exists(path):
+        return None
+    return prefix + os.path.abspath(path)
 
 
 def _rebuild(spec: dict) -> "FaceLandmarker":

@@ -632,8 +632,10 @@ def mux_audio(video: Path, source: str) -> bool:
 
 def tracked_faces(tracks, tracker) -> list[Face]:
     """The reported faces of one frame, made once for both the drawing and the JSON line (the
-    box fit and the 68-point map are per track and frame)."""
-    return [Face(tr.shown_box, tr.score, tr.smoothed, tracker.landmarks68(tr)) for tr in tracks]
+    box fit and the 68-point map are per track and frame). Copies: unsmoothed, ``smoothed`` is the
+    track's own array, and a caller's edit of a face changed where the next frame was followed."""
+    return [Face(np.array(tr.shown_box, np.float64), tr.score, np.array(tr.smoothed, np.float64),
+                 tracker.landmarks68(tr)) for tr in tracks]
 
 
 def frame_record(index: int, t: float, tracks, faces: list[Face], scale: tuple[float, float] = (1.0, 1.0),

@@ -46,6 +46,24 @@ def test_faces_compare_by_value_and_a_landmarker_pickles(fl, photo):
     assert own.detect(photo) == pickle.loads(pickle.dumps(own)).detect(photo) == copy.deepcopy(own).detect(photo)
 
 
+def test_a_landmarker_of_relative_paths_copies_after_a_chdir(tmp_path, monkeypatch, photo):
+    """FaceLandmarker(model="mdl/m.onnx"), then a chdir: copy.deepcopy (and a worker started in
+    another folder) looked for mdl/m.onnx there: "model file not found". Its repr keeps the path
+    as given."""
+    import shutil
+
+    from facemark.backends import weights_dir
+
+    (tmp_path / "mdl").mkdir()
+    shutil.copy(weights_dir() / "direct.onnx", tmp_path / "mdl" / "m.onnx")
+    monkeypatch.chdir(tmp_path)
+    mine = FaceLandmarker(model="mdl/m.onnx")
+    monkeypatch.chdir("/")
+    again = copy.deepcopy(mine)
+    assert again.model_name == mine.model_name and again.detect(photo) == mine.detect(photo)
+    assert "model='mdl/m.onnx'" in repr(mine)
+
+
 def test_a_detected_face_can_be_landmarked_again_from_its_points(fl, photo):
     """``landmarks(image, boxes=faces)`` crops from each face's 98 points (roll and eye line), as
     the video tracker does."""

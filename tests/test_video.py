@@ -1603,6 +1603,27 @@ def test_a_pan_or_a_shaking_camera_is_no_cut_but_another_shot_still_is(small_fac
     assert sum(tr._cut(np.ascontiguousarray(f)) for f in pan40) == 0
 
 
+def test_the_faces_of_a_frame_are_the_callers_to_change(small_face):
+    """Without smoothing, tracked_faces handed out the track's own points: a caller who moved a
+    face's points in place moved where the tracker followed it next."""
+    from facemark import FaceLandmarker
+    from facemark.video import tracked_faces
+
+    frames = [frame_with([(100 + 2 * i, 100)], small_face) for i in range(6)]
+    runs = []
+    for meddle in (False, True):
+        tr = Tracker(FaceLandmarker(model="direct"), smooth=False, detect_every=100)
+        seen = []
+        for i, f in enumerate(frames):
+            faces = tracked_faces(tr.step(f, i / 30), tr)
+            seen.append(faces[0].landmarks.copy())
+            if meddle:
+                faces[0].landmarks += 40
+                faces[0].box += 40
+        runs.append(np.array(seen))
+    assert np.array_equal(runs[0], runs[1])
+
+
 def test_fps_overrides_the_file_s_timestamps(tiny_models, tmp_path, small_face):
     clip = tmp_path / "fast.mp4"
     write_clip(clip, [frame_with([(40 + i, 90)], small_face) for i in range(6)], fps=240)
