@@ -24,7 +24,8 @@ class Face:
 
     def __repr__(self) -> str:  # print(faces) shows what each face is, not 166 points
         box = ", ".join(f"{v:.1f}" for v in np.asarray(self.box, np.float64).reshape(-1))
-        return f"Face(box=[{box}], score={float(self.score):.3f}, landmarks={len(self.landmarks)} points)"
+        score = "None" if self.score is None else f"{float(self.score):.3f}"  # (a Face made by hand may have none)
+        return f"Face(box=[{box}], score={score}, landmarks={len(self.landmarks)} points)"
 
     def __eq__(self, other) -> bool:  # the dataclass's own == would compare arrays element-wise and fail
         if not isinstance(other, Face):
