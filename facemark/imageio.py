@@ -30,9 +30,9 @@ def _note(text: str) -> None:
     """A note about an input (a file's damage or odd values), as the API's other notes are
     (``notes.note``: a ``FacemarkWarning`` at the caller's line). Imported here when used:
     ``notes`` imports the detector, which reads images with this module."""
-    from .notes import note
+    from .notes import note_of_a_file
 
-    note(text)
+    note_of_a_file(text)
 
 
 def _opencv_reads(ext: str) -> bool:
