@@ -34,7 +34,7 @@ from .icc import drawn_as, embedded, has_mark, profile_of, with_mark
 from .imageio import (IMAGE_EXTS, ImageError, atomic_write, bgra_as_shown, broken_link, encode_image, read_image,
                       remove_stale_temps, too_long_name, write_whole)
 from .inputs import (InputImage, LeftOut, collisions, expand, missing_roots, output_names, recorded_path,
-                     refuse_when_each_failed, shown_name, utf8_name)
+                     refuse_when_each_failed, shown_name, utf8_name, within)
 from .landmarker import FaceLandmarker
 from .notes import looks_turned, may_miss_small
 from .quiet import to_stderr
@@ -302,6 +302,11 @@ def _write(job: Job, im: InputImage, name, image, fs, text: str | None, read_at:
                              f"system ({len(os.fsencode(target.name))} bytes, 255 at most); rename the input")
         if os.path.realpath(target) in job.input_paths:
             raise ImageError(f"{im.path}: its output {target} is one of the inputs; not overwritten")
+        if target.is_symlink() and not within(os.path.realpath(target), os.path.realpath(job.out_dir)):
+            # (an empty file passes for a power cut's output: a link planted at the name to one
+            # outside --out, a config file emptied, was written through and replaced)
+            raise ImageError(f"{im.path}: its output {target} is a symbolic link out of --out (to "
+                             f"{os.path.realpath(target)}); not written through")
     there = text is not None and targets[0].exists()
     doc = _document(targets[0]) if there else None
     if there and doc is None and not _written_by_facemark(targets[0]):  # e.g. a photo service's sidecar

@@ -76,8 +76,8 @@ JPEG_SCAN = 16 << 20  # bytes searched for a JPEG's frame header (EXIF, MPF and 
 
 
 def header_size(data: "bytes | memoryview | np.ndarray") -> tuple[int, int] | None:
-    """(width, height) from a PNG, JPEG, BMP, GIF, WebP, TIFF or PNM header without decoding; None
-    if unknown. Given the whole file, a TIFF's directory (often at the end) and a JPEG's frame
+    """(width, height) from a PNG, JPEG, BMP, GIF, WebP, TIFF, JPEG 2000, AVIF or PNM header without
+    decoding; None if unknown. Given the whole file, a TIFF's directory (often at the end) and a JPEG's frame
     header behind large metadata are found too."""
     whole = memoryview(data).cast("B") if not isinstance(data, bytes) else data
     data = bytes(whole[:65536])
@@ -102,6 +102,18 @@ def header_size(data: "bytes | memoryview | np.ndarray") -> tuple[int, int] | No
         if kind == b"VP8 ":
             w, h = struct.unpack("<HH", data[26:30])
             return w & 0x3FFF, h & 0x3FFF
+    # JPEG 2000, in its JP2 box file (the image header box: height, width) or as a bare codestream
+    # (its SIZ marker: the grid's size less its offset). A 3 KB file may claim 32000x32000 pixels,
+    # which OpenCV decoded (26 s, 7 GB) before the pixel limit could refuse it.
+    if data[:12] == b"\x00\x00\x00\x0cjP  \r\n\x87\n" and (i := data.find(b"ihdr")) > 0 and len(data) >= i + 12:
+        h, w = struct.unpack(">II", data[i + 4:i + 12])
+        return w, h
+    if data[:4] == b"\xff\x4f\xff\x51" and len(data) >= 24:
+        xs, ys, xo, yo = struct.unpack(">IIII", data[8:24])
+        return max(0, xs - xo), max(0, ys - yo)
+    # AVIF (where OpenCV reads it): the image spatial extents property (width, height)
+    if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis") and (i := data.find(b"ispe")) > 0 and len(data) >= i + 16:
+        return struct.unpack(">II", data[i + 8:i + 16])
     if data[:1] == b"P" and data[1:2] in b"123456" and len(data) > 3:
         fields = data[2:256].split(b"#")[0].split()  # "P6 <w> <h> ..." (comments before the size are rare)
         if len(fields) >= 2 and fields[0].isdigit() and fields[1].isdigit():

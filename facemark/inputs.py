@@ -207,11 +207,12 @@ def expand(args: list[str], left_out: LeftOut | None = None) -> tuple[list[Input
     if left_out.linked:  # worth a note: links out of every folder searched (not a tree's own "latest"), to images
         searched = [os.path.realpath(a) for a in args if os.path.isdir(a)]
         left_out.linked = [p for p in left_out.linked
-                           if not any(_within(os.path.realpath(p), r) for r in searched) and _holds_images(p)]
+                           if not any(within(os.path.realpath(p), r) for r in searched) and _holds_images(p)]
     return found, problems
 
 
-def _within(path: str, folder: str) -> bool:
+def within(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or below it (both real paths)."""
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 

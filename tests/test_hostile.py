@@ -138,6 +138,30 @@ def test_only_formats_that_cannot_hold_so_many_pixels_call_a_huge_header_damaged
         decode_image(png, "big", max_pixels=200_000_000)
 
 
+def test_a_jpeg_2000_claiming_a_huge_size_is_refused_before_it_is_decoded(tmp_path, monkeypatch):
+    """JPEG 2000 had no header reader: a 3 KB file claiming 32000x32000 pixels was decoded by
+    OpenCV (26 s, 7 GB) before the pixel limit refused it. Its size is read from the header now,
+    in a JP2 file (its image header box) and in a bare codestream (its SIZ marker)."""
+    from facemark import imageio
+    from facemark.imageio import ImageError, decode_image, header_size
+
+    ok, jp2 = cv2.imencode(".jp2", np.full((64, 48, 3), 100, np.uint8))
+    if not ok:
+        pytest.skip("this OpenCV writes no JPEG 2000")
+    jp2 = bytearray(jp2.tobytes())
+    i, j = jp2.find(b"ihdr"), jp2.find(b"\xff\x4f\xff\x51")
+    assert header_size(bytes(jp2)) == (48, 64) == header_size(bytes(jp2[j:]))
+    jp2[i + 4:i + 12] = struct.pack(">II", 32000, 32000)
+    jp2[j + 8:j + 16] = struct.pack(">II", 32000, 32000)
+    def never(*args, **kwargs):
+        raise AssertionError("decoded before its size was checked")
+
+    monkeypatch.setattr(imageio.cv2, "imdecode", never)
+    for data in (bytes(jp2), bytes(jp2[j:])):
+        with pytest.raises(ImageError, match="32000x32000 pixels, over the 200,000,000-pixel limit"):
+            decode_image(data, "big.jp2", max_pixels=200_000_000)
+
+
 def test_each_line_on_stderr_is_one_write(monkeypatch):
     """Worker processes share stderr; print wrote a line and its newline apart (each straight out
     when unbuffered), and two workers' warnings came out glued on one line in CI."""
@@ -2128,6 +2152,24 @@ def test_a_rerun_with_nothing_left_to_do_needs_no_writable_output_folder(tmp_pat
         assert r.returncode == exit_code and not (tmp_path / "new").exists(), r.stderr
 
 
+def test_a_link_planted_at_an_output_name_to_a_file_outside_out_is_not_written_through(tmp_path, face_image, fm_here):
+    """An empty file passes for a power cut's output, so a link at an output's name to an empty
+    file outside --out (a config file emptied, mode 0600) was written through: replaced by JSON,
+    mode 0644. Such a link is refused, that image named; a link within --out is written through."""
+    cv2.imwrite(str(tmp_path / "a.jpg"), face_image)
+    cv2.imwrite(str(tmp_path / "b.jpg"), face_image)
+    (tmp_path / "victim").mkdir()
+    (tmp_path / "victim" / "config").write_bytes(b"")
+    (tmp_path / "out" / "keep").mkdir(parents=True)
+    (tmp_path / "out" / "a.jpg.json").symlink_to(tmp_path / "victim" / "config")
+    (tmp_path / "out" / "keep" / "b.json").write_bytes(b"")
+    (tmp_path / "out" / "b.jpg.json").symlink_to(tmp_path / "out" / "keep" / "b.json")
+    r = fm_here("detect", "a.jpg", "b.jpg", "--out", "out", *MODEL, cwd=tmp_path)
+    assert r.returncode == 1 and "a.jpg: its output out/a.jpg.json is a symbolic link out of --out" in r.stderr, r.stderr
+    assert (tmp_path / "victim" / "config").read_bytes() == b""
+    assert json.loads((tmp_path / "out" / "keep" / "b.json").read_text())["image"].endswith("b.jpg")
+
+
 def test_a_bad_batch_size_is_said_alone(tmp_path, face_image, fm_here):
     """--batch 0 over a folder first printed the folder's notes (drawings left out), then the
     usage error: two lines for one mistake, the first of no use."""
@@ -2681,7 +2723,7 @@ def test_a_dangling_link_at_an_outputs_name_is_not_written_through(tmp_path, fac
     os.symlink(tmp_path / "elsewhere.json", tmp_path / "out" / "b.jpg.json")
     r = fm_here("detect", "in", "--out", "out", cwd=tmp_path)
     assert r.returncode == 1, r.stderr
-    assert "failed: in/b.jpg:" in r.stderr and "which does not exist: not written through" in r.stderr, r.stderr
+    assert "failed: in/b.jpg:" in r.stderr and "is a symbolic link out of --out" in r.stderr, r.stderr
     assert "1 of 2 image(s) done" in r.stderr
     assert not (tmp_path / "elsewhere.json").exists() and (tmp_path / "out" / "a.jpg.json").is_file()
 
