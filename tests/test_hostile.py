@@ -141,7 +141,8 @@ def test_only_formats_that_cannot_hold_so_many_pixels_call_a_huge_header_damaged
 def test_a_jpeg_2000_claiming_a_huge_size_is_refused_before_it_is_decoded(tmp_path, monkeypatch):
     """JPEG 2000 had no header reader: a 3 KB file claiming 32000x32000 pixels was decoded by
     OpenCV (26 s, 7 GB) before the pixel limit refused it. Its size is read from the header now,
-    in a JP2 file (its image header box) and in a bare codestream (its SIZ marker)."""
+    in a JP2 file (its image header box) and in a bare codestream (its SIZ marker); an AVIF's from
+    its spatial extents property."""
     from facemark import imageio
     from facemark.imageio import ImageError, decode_image, header_size
 
@@ -156,10 +157,18 @@ def test_a_jpeg_2000_claiming_a_huge_size_is_refused_before_it_is_decoded(tmp_pa
     def never(*args, **kwargs):
         raise AssertionError("decoded before its size was checked")
 
+    claims = [bytes(jp2), bytes(jp2[j:])]
+    ok, avif = cv2.imencode(".avif", np.full((64, 48, 3), 100, np.uint8))  # (AVIF too, where OpenCV has it)
+    if ok:
+        avif = bytearray(avif.tobytes())
+        k = avif.find(b"ispe")
+        assert header_size(bytes(avif)) == (48, 64)
+        avif[k + 8:k + 16] = struct.pack(">II", 32000, 32000)
+        claims.append(bytes(avif))
     monkeypatch.setattr(imageio.cv2, "imdecode", never)
-    for data in (bytes(jp2), bytes(jp2[j:])):
+    for data in claims:
         with pytest.raises(ImageError, match="32000x32000 pixels, over the 200,000,000-pixel limit"):
-            decode_image(data, "big.jp2", max_pixels=200_000_000)
+            decode_image(data, "big", max_pixels=200_000_000)
 
 
 def test_each_line_on_stderr_is_one_write(monkeypatch):
