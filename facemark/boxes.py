@@ -15,6 +15,8 @@ from .detector import Detection
 from .errors import FacemarkError
 from .shards import json_or_lines
 
+MAX_BOXES = 10_000  # given boxes per image: more than the largest crowd photo's faces
+
 
 class BoxError(FacemarkError, ValueError):
     """A given box that cannot be used (not four finite numbers with x2 > x1 and y2 > y1)."""
@@ -271,6 +273,9 @@ class GivenBoxes:
             data = out
         if not isinstance(data, dict):
             raise ValueError("boxes file must map image names to lists of [x1, y1, x2, y2]")
+        crowded = next(((k, len(v)) for k, v in data.items() if isinstance(v, list) and len(v) > MAX_BOXES), None)
+        if crowded is not None:  # (6 million boxes for one image ran for hours at gigabytes: a file gone wrong)
+            raise ValueError(f"{crowded[0]} has {crowded[1]:,} boxes, over the {MAX_BOXES:,} one image may have")
         import hashlib
 
         return cls({str(k): v for k, v in data.items()}, source=os.path.realpath(path),

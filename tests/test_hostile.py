@@ -2179,6 +2179,20 @@ def test_a_link_planted_at_an_output_name_to_a_file_outside_out_is_not_written_t
     assert json.loads((tmp_path / "out" / "keep" / "b.json").read_text())["image"].endswith("b.jpg")
 
 
+def test_a_boxes_file_giving_one_image_too_many_boxes_is_refused(tmp_path, face_image, fm_here):
+    """Only the boxes file's size was limited (1 GiB): 6 million boxes for one image ran on for
+    hours at gigabytes. Over MAX_BOXES for an image, the file is refused, naming the image."""
+    from facemark.boxes import MAX_BOXES
+
+    cv2.imwrite(str(tmp_path / "a.jpg"), face_image)
+    (tmp_path / "many.json").write_text(json.dumps({"a.jpg": [[10, 10, 60, 60]] * (MAX_BOXES + 1)}))
+    r = fm_here("detect", "a.jpg", "--boxes", "many.json", *MODEL, cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr == (f"error: bad boxes file many.json: a.jpg has {MAX_BOXES + 1:,} boxes, "
+                                              f"over the {MAX_BOXES:,} one image may have\n"), r.stderr
+    (tmp_path / "ok.json").write_text(json.dumps({"a.jpg": [[10, 10, 60, 60]] * 3}))
+    assert fm_here("detect", "a.jpg", "--boxes", "ok.json", *MODEL, cwd=tmp_path).returncode == 0
+
+
 def test_a_bad_batch_size_is_said_alone(tmp_path, face_image, fm_here):
     """--batch 0 over a folder first printed the folder's notes (drawings left out), then the
     usage error: two lines for one mistake, the first of no use."""
