@@ -101,19 +101,21 @@ def weights_digest(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def weights_label(name: str, path: Path) -> str:
+def weights_label(name: str, path: Path, meta: dict | None = None) -> str:
     """``name`` for the weights this version ships (``RELEASED``), asked for by name or by path;
     other weights get ``name@`` the first 8 hex digits of the file's SHA-256, also when exported
-    under a shipped name into weights/ (see ``FaceLandmarker.model_name``). A name that is not
-    UTF-8 text (an export's ``--name`` of odd bytes) has them as ``\\xNN``: it goes into every
-    output, and Parquet's strings must be UTF-8."""
+    under a shipped name into weights/ (see ``FaceLandmarker.model_name``); a .pt exported with an
+    ONNX file (its ``meta``'s ``onnx_digest``) that file's, so one export is one label on the CPU
+    and on a GPU. A name that is not UTF-8 text (an export's ``--name`` of odd bytes) has them as
+    ``\\xNN``: it goes into every output, and Parquet's strings must be UTF-8."""
     from .inputs import shown_name
 
     name = shown_name(name)
     digest = weights_digest(path)
     if name in SHIPPED and RELEASED.get(f"{name}{Path(path).suffix.lower()}") == digest:
         return name
-    return f"{name}@{digest[:8]}"
+    paired = (meta or {}).get("onnx_digest") if Path(path).suffix.lower() == ".pt" else None
+    return f"{name}@{(paired if isinstance(paired, str) and len(paired) >= 8 else digest)[:8]}"
 
 
 class OnnxModel:

@@ -161,17 +161,15 @@ def model_label(model: str, device: str = "cpu") -> str | None:
     from .backends import SHIPPED, OnnxModel, resolve, runs_on_onnxruntime, weights_label
 
     path = resolve(model, ".onnx" if runs_on_onnxruntime(model, device) else ".pt")
-    if model in SHIPPED:  # (by its name: retrained weights exported over it carry their digest)
-        return weights_label(model, path)
-    if path.suffix == ".onnx":
-        return weights_label(OnnxModel(path).name, path)
+    if path.suffix == ".onnx":  # (a shipped one by its name: retrained weights exported over it carry their digest)
+        return weights_label(model if model in SHIPPED else OnnxModel(path).name, path)
     try:
         from .models import load_state
 
         _, meta = load_state(path)
     except ImportError:
         return None
-    return weights_label(meta.get("name", path.stem), path)
+    return weights_label(model if model in SHIPPED else meta.get("name", path.stem), path, meta)
 
 
 def done_paths(out_dir: Path, model: str | None = None) -> set[str]:

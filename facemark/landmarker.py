@@ -126,7 +126,7 @@ class FaceLandmarker:
         self._files = {k: v for k, v in (("model", _absolute(str(model))),
                                          ("detector", _absolute(detector) if isinstance(detector, str) else None)) if v}
         if "model" in self._files:  # (its digest read while the relative path still names it)
-            self._model_name = weights_label(self.model.name, self.model.path)
+            self._model_name = weights_label(self.model.name, self.model.path, getattr(self.model, "meta", None))
         self.batch_size = batch_size
         self.refine = refine
         self.flip = flip  # also run each crop mirrored and average (twice the model time)
@@ -145,7 +145,7 @@ class FaceLandmarker:
         their SHA-256 (``hourglass@1a2b3c4d``), so outputs of different weights never pass for each
         other (a resumed run skips only images done by the same weights)."""
         if getattr(self, "_model_name", None) is None:
-            self._model_name = weights_label(self.model.name, self.model.path)
+            self._model_name = weights_label(self.model.name, self.model.path, getattr(self.model, "meta", None))
         return self._model_name
 
     def __reduce__(self):

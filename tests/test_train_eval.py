@@ -874,6 +874,25 @@ def test_weights_exported_over_a_shipped_name_are_not_taken_for_the_shipped_ones
     assert r.exit_code == 0 and "replacing" not in r.stderr and "note" not in r.stderr, r.stderr
 
 
+def test_one_export_is_one_model_on_the_cpu_and_on_a_gpu(tiny_models, tmp_path):
+    """An export's .onnx (run on the CPU) and .pt (on a GPU, or named) are the same weights, but
+    results and bench rows named them by two digests (mymodel@6a8384e1 and mymodel@d8a8bf40), and a
+    resume on the other device redid every image. The .pt now carries its ONNX file's digest."""
+    from facemark import cluster
+    from facemark.landmarker import FaceLandmarker
+
+    pt = tiny_models["direct"].with_suffix(".pt")
+    assert run("export", pt, "--out", tmp_path / "w", "--name", "mine").exit_code == 0
+    onnx_name = FaceLandmarker(model=str(tmp_path / "w" / "mine.onnx")).model_name
+    pt_name = FaceLandmarker(model=str(tmp_path / "w" / "mine.pt")).model_name
+    assert onnx_name == pt_name and onnx_name.startswith("mine@"), (onnx_name, pt_name)
+    assert cluster.model_label(str(tmp_path / "w" / "mine.pt")) == pt_name
+    from facemark.backends import weights_digest
+
+    own = FaceLandmarker(model=str(pt)).model_name  # (a state saved without its ONNX: its own file's digest)
+    assert own == f"tiny-direct@{weights_digest(pt)[:8]}", own
+
+
 @pytest.mark.parametrize("older", [True, False])
 def test_export_undoes_the_first_rename_when_the_second_fails(tiny_models, tmp_path, monkeypatch, older):
     """direct.pt cannot be replaced (here: another user's file in a sticky folder): the .onnx was

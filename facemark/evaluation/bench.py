@@ -123,7 +123,7 @@ def bench_onnx(name: str, batches: list[int], threads: int | None, providers: li
                said: list[str] | None = None) -> Row:
     m = OnnxModel(name, threads=threads, providers=providers)
     rng = np.random.default_rng(0)
-    row = Row("landmarks", weights_label(m.name, m.path), label, "fp32", params=m.meta.get("params"),
+    row = Row("landmarks", weights_label(m.name, m.path, m.meta), label, "fp32", params=m.meta.get("params"),
               flops=m.meta.get("flops"))
     def one(b: int) -> list[float]:
         x = rng.integers(0, 255, (b, m.size, m.size, 3), dtype=np.uint8)
@@ -156,7 +156,7 @@ def bench_torch(name: str, batches: list[int], device: str, precision: str, grap
     rng = np.random.default_rng(0)
     cuda = device.startswith("cuda")
     sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
-    row = Row("landmarks", weights_label(m.name, m.path), torch_label(device, graphs), precision, params=m.meta.get("params"),
+    row = Row("landmarks", weights_label(m.name, m.path, m.meta), torch_label(device, graphs), precision, params=m.meta.get("params"),
               flops=m.meta.get("flops"))
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)

@@ -95,7 +95,11 @@ def export_pair(model: torch.nn.Module, onnx_path: Path, pt_path: Path, meta: di
     new_onnx, new_pt, old_onnx = tmps
     try:
         export_onnx(model, new_onnx, meta)
-        save_state(model, new_pt, meta)
+        from ..backends import weights_digest
+
+        # The .pt names the ONNX file it was exported with: both are the same weights, and results
+        # of either carry one label (``weights_label``), not one digest per file (CPU, GPU).
+        save_state(model, new_pt, {**meta, "onnx_digest": weights_digest(new_onnx)})
         had = onnx_path.is_file()
         if had:
             old_onnx.unlink()
