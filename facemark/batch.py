@@ -447,7 +447,7 @@ SMALL_SIDE = 160  # px: an image under this on its short side, with no face foun
 
 def _small_unfound(fl: FaceLandmarker, image: np.ndarray) -> bool:
     """Whether a small image (a thumbnail, a face crop) was searched at its own size: faces under
-    about NET_MIN_FACE px go unseen there (the example photo at 80 px: its 15-px face is found
+    about NET_MIN_FACE px go unseen there (the example photo at 80 px: its face is found
     only with min_face=20, which looks at it twice as large)."""
     det = fl.detector
     return isinstance(det, RetinaFace) and det.min_face is None and min(image.shape[:2]) < SMALL_SIDE

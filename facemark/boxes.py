@@ -274,7 +274,7 @@ class GivenBoxes:
         if not isinstance(data, dict):
             raise ValueError("boxes file must map image names to lists of [x1, y1, x2, y2]")
         crowded = next(((k, len(v)) for k, v in data.items() if isinstance(v, list) and len(v) > MAX_BOXES), None)
-        if crowded is not None:  # (6 million boxes for one image ran for hours at gigabytes: a file gone wrong)
+        if crowded is not None:  # (millions of boxes for one image: hours at gigabytes, a file gone wrong)
             raise ValueError(f"{crowded[0]} has {crowded[1]:,} boxes, over the {MAX_BOXES:,} one image may have")
         import hashlib
 

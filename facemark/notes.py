@@ -64,7 +64,7 @@ def note(text: str, detail: str = "") -> None:
 def note_of_a_file(text: str) -> None:
     """A note naming one file (its damage, its odd values), at the caller's line, kept in no
     warnings registry: Python keeps one entry per distinct text it has shown from a line, so a
-    service fed a million damaged uploads kept a million (about 850 bytes each). Each file's note
+    service fed a million damaged uploads kept a million. Each file's note
     is shown each time (Python's filters still decide: "ignore", "error")."""
     frame = sys._getframe(1)
     while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "facemark":

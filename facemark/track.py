@@ -314,9 +314,9 @@ class Tracker:
         if _shape_change(prev, thumb) <= self.cut_shape:
             return False
         # Nor where the camera moved: a pan or a hand-held shake over a detailed background moves
-        # the whole picture, and unaligned thumbnails differed like another shot's (a 20 px-a-frame
-        # pan of 480 px frames: a cut on 43 frames of 45). Aligned by the shift that matches them
-        # best, the same shot's thumbnails differ little (0.1-0.3), another shot's no less (0.44-1.1).
+        # the whole picture, and unaligned thumbnails differed like another shot's (a pan of a few
+        # % of the frame a frame was a cut frame after frame). Aligned by the shift that matches
+        # them best, the same shot's thumbnails differ little, another shot's as much as before.
         (dx, dy), _ = cv2.phaseCorrelate(prev, thumb)
         if not (abs(dx) <= self.cut_pan and abs(dy) <= self.cut_pan):
             return True
