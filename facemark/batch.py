@@ -32,11 +32,11 @@ from .detector import RetinaFace, YuNet
 from .errors import SEEN, STOP_SIGNALS, OutputError, StopRun, UsageError, no_files_left, out_of_memory, stopped
 from .icc import drawn_as, embedded, has_mark, profile_of, with_mark
 from .imageio import (IMAGE_EXTS, ImageError, atomic_write, bgra_as_shown, broken_link, encode_image, read_image,
-                      remove_stale_temps, too_long_name, write_whole)
+                      remove_stale_temps, too_long_name, within, write_whole)
 from .inputs import (InputImage, LeftOut, collisions, expand, missing_roots, output_names, recorded_path,
-                     refuse_when_each_failed, shown_name, utf8_name, within)
+                     refuse_when_each_failed, shown_name, utf8_name)
 from .landmarker import FaceLandmarker
-from .notes import looks_turned, may_miss_small
+from .notes import SMALL_SIDE, looks_turned, may_miss_small
 from .quiet import to_stderr
 from .results import SCHEMA, document, dumps
 from .shards import DEFAULT_SHARD_SIZE, NotRegular, open_regular
@@ -352,10 +352,10 @@ def _write(job: Job, im: InputImage, name, image, fs, text: str | None, read_at:
     current = targets[0]
     try:
         if text is not None:
-            atomic_write(current, checked((text + "\n").encode()))
+            atomic_write(current, checked((text + "\n").encode()), root=job.out_dir)
         if drawn is not None:
             current = targets[-1]
-            atomic_write(current, checked(drawn))
+            atomic_write(current, checked(drawn), root=job.out_dir)
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO):  # every later output fails the same
             raise OutputError(f"cannot write {current}: {e.strerror or e}") from None  # (the system's words, as for shards)
@@ -440,9 +440,6 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
                                 looks_turned=looks_turned(fl, found), under_min_face=not fs and _under_min_face(fl, image),
                                 box_alone=not all(f.found for f in fs), small=not fs and _small_unfound(fl, image)))
     return sorted(outcomes, key=lambda o: (o.k < 0, o.k))
-
-
-SMALL_SIDE = 160  # px: an image under this on its short side, with no face found, may hold one too small to see
 
 
 def _small_unfound(fl: FaceLandmarker, image: np.ndarray) -> bool:
@@ -783,7 +780,7 @@ def _redo_started(out_dir: Path, settings: dict, log: Callable[[str], None]) -> 
 
     started = time.time_ns() - int(CLOCK_SLACK * 1e9)  # (as shards' run names date their rows)
     try:
-        atomic_write_bytes(mark, json.dumps({"settings": settings, "started_ns": started}).encode())
+        atomic_write_bytes(mark, json.dumps({"settings": settings, "started_ns": started}).encode(), root=out_dir)
     except OSError as e:
         raise cannot_write(out_dir, e) from None
     return None

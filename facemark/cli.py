@@ -605,7 +605,10 @@ def video(
             err.print(f"note: faces looked turned sideways or upside down in {s.turned_frames} of the frames searched "
                       f"whole, and such faces' points are unreliable: --turned reads them (a recording whose rotation "
                       f"was lost?)")
-        if s.unfound and not turned:
+        if s.unfound == "small" and min_face is None:
+            err.print("note: no face was found in any frame, and the frames are small: faces under about 40 px may go "
+                      "unseen at their own size; --min-face 20 looks at them twice as large")
+        elif s.unfound == "any" and not turned:
             err.print("note: no face was found in any frame: faces turned sideways or upside down (a recording whose "
                       "rotation was lost) may be found only with --turned")
         if s.searched_shrunk == -1:

@@ -102,18 +102,25 @@ def header_size(data: "bytes | memoryview | np.ndarray") -> tuple[int, int] | No
         if kind == b"VP8 ":
             w, h = struct.unpack("<HH", data[26:30])
             return w & 0x3FFF, h & 0x3FFF
-    # JPEG 2000, in its JP2 box file (the image header box: height, width) or as a bare codestream
-    # (its SIZ marker: the grid's size less its offset). A 3 KB file may claim 32000x32000 pixels,
-    # which OpenCV decoded (26 s, 7 GB) before the pixel limit could refuse it.
-    if data[:12] == b"\x00\x00\x00\x0cjP  \r\n\x87\n" and (i := data.find(b"ihdr")) > 0 and len(data) >= i + 12:
-        h, w = struct.unpack(">II", data[i + 4:i + 12])
+    # JPEG 2000, as a JP2 file (its image header box: height, width) or a bare codestream (its SIZ
+    # marker: the grid's size less its offset); AVIF (where OpenCV reads it), by its largest image
+    # spatial extents property. A few KB may claim 32000x32000 pixels, which OpenCV decoded in full
+    # before the pixel limit could refuse them. Read by walking the boxes: an ``ihdr`` in an xml box
+    # before the real one, or padding past 64 KB, must not stand for the size.
+    if data[:12] == b"\x00\x00\x00\x0cjP  \r\n\x87\n":
+        head = _box(whole, _box(whole, (0, len(whole)), b"jp2h"), b"ihdr")
+        if head is None or head[1] - head[0] < 8:
+            return None
+        h, w = struct.unpack(">II", bytes(whole[head[0]:head[0] + 8]))
         return w, h
     if data[:4] == b"\xff\x4f\xff\x51" and len(data) >= 24:
         xs, ys, xo, yo = struct.unpack(">IIII", data[8:24])
         return max(0, xs - xo), max(0, ys - yo)
-    # AVIF (where OpenCV reads it): the image spatial extents property (width, height)
-    if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis") and (i := data.find(b"ispe")) > 0 and len(data) >= i + 16:
-        return struct.unpack(">II", data[i + 8:i + 16])
+    if data[4:8] == b"ftyp" and (data[8:12] in (b"avif", b"avis") or b"avif" in data[16:int.from_bytes(data[:4], "big")]):
+        ipco = _box(whole, _box(whole, _box(whole, (0, len(whole)), b"meta", full=True), b"iprp"), b"ipco")
+        sizes = [struct.unpack(">II", bytes(whole[a + 4:a + 12])) for t, a, b in _boxes(whole, ipco)
+                 if t == b"ispe" and b - a >= 12]  # (a full box: its version and flags, then width, height)
+        return max(sizes, key=lambda wh: wh[0] * wh[1]) if sizes else None
     if data[:1] == b"P" and data[1:2] in b"123456" and len(data) > 3:
         fields = data[2:256].split(b"#")[0].split()  # "P6 <w> <h> ..." (comments before the size are rare)
         if len(fields) >= 2 and fields[0].isdigit() and fields[1].isdigit():
@@ -139,6 +146,33 @@ def header_size(data: "bytes | memoryview | np.ndarray") -> tuple[int, int] | No
                 return w, h
             i += 2 + length
     return None
+
+
+def _boxes(data, span: "tuple[int, int] | None", most: int = 1000):
+    """(type, payload start, box end) of the boxes in ``span`` (start, end) of an ISO box file
+    (JP2, AVIF): a 32-bit size and a type, a size of 1 followed by a 64-bit one, 0 running to the
+    end; at most ``most`` of them (a crafted file's millions of empty boxes are no loop to follow)."""
+    if span is None:
+        return
+    at, end = span
+    for _ in range(most):
+        if at + 8 > end:
+            return
+        size, kind, head = int.from_bytes(data[at:at + 4], "big"), bytes(data[at + 4:at + 8]), 8
+        if size == 1 and at + 16 <= end:
+            size, head = int.from_bytes(data[at + 8:at + 16], "big"), 16
+        elif size == 0:
+            size = end - at
+        if size < head or at + size > end:
+            return
+        yield kind, at + head, at + size
+        at += size
+
+
+def _box(data, span: "tuple[int, int] | None", kind: bytes, full: bool = False) -> "tuple[int, int] | None":
+    """The span of the first ``kind`` box's payload within ``span``; ``full``: a full box, whose
+    version and flags come first."""
+    return next(((start + (4 if full else 0), stop) for t, start, stop in _boxes(data, span) if t == kind), None)
 
 
 def _tiff_tags(data: "bytes | memoryview | np.ndarray", wanted: tuple[int, ...], ifd: int | None = None
@@ -930,14 +964,23 @@ def dim_uint16(image: np.ndarray, name: str = "image") -> str | None:
             f"(uint16 spans 0..65535); if it holds {bits}-bit values, pass {scaled}")
 
 
-def output_target(path: str | os.PathLike) -> Path:
+def within(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or below it (both real paths)."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def output_target(path: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
     """Where an atomic write to ``path`` really goes: through a symbolic link to its file (the link
     stays); a device, FIFO or folder is refused rather than replaced by a regular file, and so is a
     link to nothing (a dangling link at an output's name in ``--out`` wrote that image's result
-    wherever it pointed, outside ``--out``)."""
+    wherever it pointed, outside ``--out``), and, given the ``root`` folder outputs belong in, a
+    link leading out of it (one planted at the name, to a file elsewhere, was written through)."""
     path = Path(path)
     if path.is_symlink():
         target = Path(os.path.realpath(path))
+        if root is not None and not within(str(target), os.path.realpath(root)):
+            raise OSError(errno.EPERM, f"{path} is a symbolic link out of {root} (to {target}): not written through",
+                          str(path))
         if not target.parent.is_dir():  # (its folders are not made wherever it points)
             raise OSError(errno.ENOENT, f"{path} is a link to {target}, whose folder does not exist", str(path))
         if not target.exists():
@@ -949,15 +992,16 @@ def output_target(path: str | os.PathLike) -> Path:
     return path
 
 
-def atomic_write(path: str | os.PathLike, write, suffix: str = ".tmp", tidy: bool = False) -> None:
+def atomic_write(path: str | os.PathLike, write, suffix: str = ".tmp", tidy: bool = False,
+                 root: str | os.PathLike | None = None) -> None:
     """``write(temporary path)`` in the same folder, then rename into place: a full disk, Ctrl-C
     or a crash never leaves a half-written file under the real name. The temporary file is named
     for its machine and process, so a killed run's leftover can be told apart and removed
     (``remove_stale_temps``): by the runs that write into a folder, or here with ``tidy`` (for a
     one-off file such as a pack or a cache; a listing of the folder per write would be too slow
     for the outputs of a million images). ``suffix``: what the writer needs the name to end in
-    (``np.savez`` adds ``.npz`` otherwise)."""
-    path = output_target(path)
+    (``np.savez`` adds ``.npz`` otherwise). ``root``: see ``output_target``."""
+    path = output_target(path, root)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):  # a file where a folder must go: say which ("File exists" did not)
@@ -1022,9 +1066,9 @@ def _plain_fd(stream) -> int | None:
         return None
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, root: str | os.PathLike | None = None) -> None:
     """Write to a temporary file in the same folder, then rename: never a half-written file."""
-    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), root=root)
 
 
 def encode_image(ext: str, image: np.ndarray) -> bytes:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from .imageio import IMAGE_EXTS, UNREAD_PHOTO_EXTS
+from .imageio import IMAGE_EXTS, UNREAD_PHOTO_EXTS, within
 
 
 def utf8_name(path: str) -> str | None:
@@ -209,11 +209,6 @@ def expand(args: list[str], left_out: LeftOut | None = None) -> tuple[list[Input
         left_out.linked = [p for p in left_out.linked
                            if not any(within(os.path.realpath(p), r) for r in searched) and _holds_images(p)]
     return found, problems
-
-
-def within(path: str, folder: str) -> bool:
-    """Whether ``path`` is ``folder`` or below it (both real paths)."""
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def _expand_one(arg: str, add, problems: list[str], left_out: LeftOut) -> None:

@@ -124,7 +124,8 @@ class FaceLandmarker:
         self.detector = make_detector(detector, threshold, min_face, threads, device)
         self.model = load_model(model, device=device, threads=threads)
         self._files = {k: v for k, v in (("model", _absolute(str(model))),
-                                         ("detector", _absolute(detector) if isinstance(detector, str) else None)) if v}
+                                         ("detector", _absolute(detector) if isinstance(detector, str)
+                                          and detector.startswith("yunet:") else None)) if v}
         if "model" in self._files:  # (its digest read while the relative path still names it)
             self._model_name = weights_label(self.model.name, self.model.path, getattr(self.model, "meta", None))
         self.batch_size = batch_size
@@ -588,7 +589,7 @@ def _absolute(given: str) -> str | None:
     prefix, path = ("yunet:", given[6:]) if given.startswith("yunet:") else ("", given)
     if not path or os.path.isabs(path) or (not prefix and path in SHIPPED) or not os.path.exists(path):
         return None
-    return prefix + os.path.abspath(path)
+    return prefix + os.path.join(os.getcwd(), path)  # (not abspath: "link/../m.onnx" is not "m.onnx" by text)
 
 
 def _rebuild(spec: dict) -> "FaceLandmarker":

@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 LOOKS_TURNED_DEG = 65.0  # roll past which a note suggests --turned (scripts/rotation_check.py's "said turned %")
 
 
+# An image (or video frame) under this on its short side, searched at its own size with no face
+# found, may hold one too small to see there (``min_face=20`` looks at it twice as large).
+SMALL_SIDE = int(4 * RetinaFace.NET_MIN_FACE)
+
+
 def looks_turned(fl: "FaceLandmarker", found: list[Detection]) -> bool:
     """Whether a face was found turned so far (by the detector's points) that its landmarks are
     unreliable without ``turned``: sideways faces read at 14-18 % NME (the model card's rotation
@@ -66,12 +71,7 @@ def note_of_a_file(text: str) -> None:
     warnings registry: Python keeps one entry per distinct text it has shown from a line, so a
     service fed a million damaged uploads kept a million. Each file's note
     is shown each time (Python's filters still decide: "ignore", "error")."""
-    frame = sys._getframe(1)
-    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "facemark":
-        frame = frame.f_back
-    if frame is None:  # (called from facemark alone: a thread facemark started)
-        warnings.warn(FacemarkWarning(text), stacklevel=2)
-        return
+    frame, _ = _callers_frame()
     g = frame.f_globals
     warnings.warn_explicit(FacemarkWarning(text), FacemarkWarning, frame.f_code.co_filename, frame.f_lineno,
                            module=g.get("__name__"), registry=None, module_globals=g)
@@ -82,7 +82,13 @@ def callers_level() -> int:
     line, however many facemark frames, comprehensions included, lie between). From a thread
     that facemark's caller started (a ThreadPoolExecutor's map of ``detect``), that frame is the
     thread library's: Python 3.11 cannot skip it."""
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "facemark":
+    return _callers_frame()[1]  # (1: callers_level's caller's own line, as warnings.warn counts)
+
+
+def _callers_frame():
+    """The first frame outside facemark, above the function that asks, and how many frames up it
+    is from there (a thread's stack ends in the threading library's frames: never all facemark's)."""
+    frame, level = sys._getframe(2), 1
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").split(".")[0] == "facemark":
         frame, level = frame.f_back, level + 1
-    return level
+    return frame, level

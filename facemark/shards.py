@@ -143,7 +143,7 @@ class ShardWriter:
 
                 write_parquet(pa.Table.from_pylist(rows, schema=arrow_schema()), tmp)
 
-        atomic_write(path, write)
+        atomic_write(path, write, root=self.out)
         self.written += len(self.rows)
         self.rows = []
         self.next_index += 1

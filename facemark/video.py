@@ -678,7 +678,8 @@ class VideoSummary:
     frame_size: tuple[int, int] | None = None  # the frames' size, where they were padded
     bad_files: tuple[str, ...] = ()  # a folder's frames that did not decode (the first three)
     left_out: tuple[int, int] = (0, 0)  # a frames folder's subfolders and video files: not frames, left out
-    unfound: bool = False  # no face in any frame, at a size that could hold one, and no --min-face note for it
+    unfound: str = ""  # no face in any frame, and no --min-face note for it: "small" frames (under
+    # notes.SMALL_SIDE: --min-face 20 may find them), else "any" (a lost rotation: --turned may)
 
 
 def _checked_request(source: str | os.PathLike | int, fl, out_path: str | os.PathLike | None,
@@ -990,7 +991,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     missing = (src.frames - done - src.decode_errors) if src.frames and (src.count_exact or src.cut_short) \
         and not stop["asked"] and not reader_gone else 0
     lost = src.decode_errors + max(0, missing - src.empty)  # (OpenCV passes over empty chunks: they are "missing")
-    from .detector import RetinaFace
+    from .notes import SMALL_SIDE
 
     det = fl.detector
     shrunk = tracker.next_id == 0 and done > 0 and not stop["asked"] and not reader_gone \
@@ -1009,8 +1010,8 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                         src.resized, tuple(set_aside), padded_to and padded_to[0], src.cut_short and not reader_gone, shrunk, reader_gone,
                         tracker.turned_frames, src.most_shrunk, src.rate_doubted, src.fps,
                         padded_to[2] if padded_to else "", padded_to[1] if padded_to else None, tuple(src.bad_files),
-                        src.left_out, unfound=tracker.next_id == 0 and done > 0 and not shrunk and not stop["asked"]
-                        and not reader_gone and min(src.width, src.height) >= 4 * RetinaFace.NET_MIN_FACE)
+                        src.left_out, unfound="" if tracker.next_id or not done or shrunk or stop["asked"] or reader_gone
+                        else "small" if min(src.width, src.height) < SMALL_SIDE else "any")
 
 
 def _publish(writers: list, set_aside: list[str] | None) -> tuple[Path | None, tuple | None]:

@@ -3,6 +3,7 @@ and pickle, a detector of the caller's held to its contract, notes on stderr."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import pickle
 import sys
@@ -37,8 +38,6 @@ def test_faces_compare_by_value_and_a_landmarker_pickles(fl, photo):
     moved = copy.deepcopy(twin)
     moved.landmarks = moved.landmarks + 1
     assert moved != twin
-    import dataclasses
-
     assert ", score=None, landmarks=98 points)" in repr(dataclasses.replace(twin, score=None))  # (it raised TypeError)
     again = pickle.loads(pickle.dumps(fl))  # e.g. sent to a multiprocessing pool
     assert again is not fl and again.spec == fl.spec
@@ -88,6 +87,15 @@ def test_a_landmarker_of_relative_paths_copies_after_a_chdir(tmp_path, monkeypat
     again = copy.deepcopy(mine)
     assert again.model_name == mine.model_name and again.detect(photo) == mine.detect(photo)
     assert "model='mdl/m.onnx'" in repr(mine)
+    # A folder named as the detector is no detector file (the default, "retinaface", became a path
+    # and no copy could be made); "link/../m.onnx" is the file through the link's folder, not m.onnx.
+    (tmp_path / "retinaface").mkdir()
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    shutil.copy(weights_dir() / "direct.onnx", tmp_path / "real" / "m.onnx")
+    (tmp_path / "link").symlink_to(tmp_path / "real" / "sub", target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    for made in (FaceLandmarker(model="direct"), FaceLandmarker(model="link/../m.onnx")):
+        assert copy.deepcopy(made).detect(photo) == made.detect(photo)
 
 
 def test_a_detected_face_can_be_landmarked_again_from_its_points(fl, photo):

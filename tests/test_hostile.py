@@ -157,7 +157,12 @@ def test_a_jpeg_2000_claiming_a_huge_size_is_refused_before_it_is_decoded(tmp_pa
     def never(*args, **kwargs):
         raise AssertionError("decoded before its size was checked")
 
-    claims = [bytes(jp2), bytes(jp2[j:])]
+    # A box of xml holding "ihdr" and 1x1 before the real header, and padding past 64 KB: the
+    # first match, or none, stood for the size.
+    xml = b"ihdr" + struct.pack(">II", 1, 1)
+    fake = struct.pack(">I", 8 + len(xml)) + b"xml " + xml
+    pad = struct.pack(">I", 8 + 70_000) + b"free" + bytes(70_000)
+    claims = [bytes(jp2), bytes(jp2[j:]), bytes(jp2[:12]) + fake + bytes(jp2[12:]), bytes(jp2[:12]) + pad + bytes(jp2[12:])]
     ok, avif = cv2.imencode(".avif", np.full((64, 48, 3), 100, np.uint8))  # (AVIF too, where OpenCV has it)
     if ok:
         avif = bytearray(avif.tobytes())
@@ -2177,6 +2182,11 @@ def test_a_link_planted_at_an_output_name_to_a_file_outside_out_is_not_written_t
     assert r.returncode == 1 and "a.jpg: its output out/a.jpg.json is a symbolic link out of --out" in r.stderr, r.stderr
     assert (tmp_path / "victim" / "config").read_bytes() == b""
     assert json.loads((tmp_path / "out" / "keep" / "b.json").read_text())["image"].endswith("b.jpg")
+    (tmp_path / "victim" / "mark").write_bytes(b"mine")  # (--redo's mark: a name of facemark's own in --out)
+    (tmp_path / "out" / ".facemark-redo").symlink_to(tmp_path / "victim" / "mark")
+    r = fm_here("detect", "b.jpg", "--out", "out", "--redo", *MODEL, cwd=tmp_path)
+    assert r.returncode == 2 and "is a symbolic link out of out" in r.stderr, r.stderr
+    assert (tmp_path / "victim" / "mark").read_bytes() == b"mine"
 
 
 def test_a_boxes_file_giving_one_image_too_many_boxes_is_refused(tmp_path, face_image, fm_here):

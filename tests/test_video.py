@@ -2235,13 +2235,14 @@ def test_a_clip_with_no_face_found_ends_with_a_note_naming_turned(tmp_path, smal
     said nothing of why it found none. Not said with --turned, nor when a frame had a face."""
     for name, frames in (("wall", [np.full((240, 320, 3), 100 + i, np.uint8) for i in range(4)]),
                          ("face", [frame_with([(150 + 3 * i, 110)], small_face) for i in range(4)]),
-                         ("strip", [np.full((16, 320, 3), 100 + i, np.uint8) for i in range(4)])):  # (no face fits)
+                         ("strip", [np.full((16, 320, 3), 100 + i, np.uint8) for i in range(4)])):  # (small frames: --min-face)
         clip = tmp_path / f"{name}.avi"
         write_clip(clip, frames, fourcc="MJPG")
         for extra, says in (((), name == "wall"), (("--turned",), False)):
             r = run("video", clip, "--json", tmp_path / f"{name}.jsonl", "--model", "direct", *extra)
             assert r.exit_code == 0, r.stderr
             assert ("no face was found in any frame" in r.stderr and "--turned" in r.stderr) == says, (name, extra, r.stderr)
+            assert ("--min-face 20 looks at them" in r.stderr) == (name == "strip"), (name, extra, r.stderr)
 
 
 def test_the_video_is_drawn_as_asked(tmp_path, small_face):
