@@ -1097,7 +1097,8 @@ def export_cmd(
     if into_package and onnx_path.stem in SHIPPED and (label := weights_label(onnx_path.stem, onnx_path)) != onnx_path.stem:
         # (the README's retraining, over the shipped ones: what results will say, and how to undo it)
         say(f"note: these are not the {onnx_path.stem} weights facemark ships: results of them say \"model\": "
-            f"\"{label}\", so a resumed run redoes what the shipped ones wrote (git checkout weights/ in a clone, or a reinstall, brings those back)")
+            f"\"{label}\", so a resumed run redoes what the shipped ones wrote (git checkout weights/ in a clone, "
+            f"or a reinstall, brings those back)")
 
 
 try:  # Typer >= 0.2x vendors its own Click (a separately installed click is another class tree)

@@ -263,8 +263,9 @@ SNIFFED = 1 << 16  # bytes of a list looked at before the rest is read (/dev/zer
 def listed_inputs(source: str, stdin=None) -> list[str]:
     """``--files-from``: the inputs a file lists (``-``: standard input), one per line as written
     but for the line end (CRLF too), or one per NUL where it holds any (``find -print0``: names
-    with line breaks; several NULs that only end the file, a zero-filled end, are no separators). Blank entries are skipped;
-    bytes that are not UTF-8 keep the file's own name; a UTF-8 byte-order mark is dropped.
+    with line breaks; several NULs that only end the file, a zero-filled end, are no separators).
+    Blank entries are skipped; bytes that are not UTF-8 keep the file's own name; a UTF-8
+    byte-order mark is dropped.
     Raises ``UsageError`` for a list that cannot be read, or is no text list of paths (UTF-16,
     whose NULs would split it into one-letter entries such as ``/``, or a binary file)."""
     from .errors import UsageError

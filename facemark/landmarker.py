@@ -127,7 +127,7 @@ class FaceLandmarker:
                                          ("detector", _absolute(detector) if isinstance(detector, str)
                                           and detector.startswith("yunet:") else None)) if v}
         if "model" in self._files:  # (its digest read while the relative path still names it)
-            self._model_name = weights_label(self.model.name, self.model.path, getattr(self.model, "meta", None))
+            self.model_name  # noqa: B018 - the property, cached now
         self.batch_size = batch_size
         self.refine = refine
         self.flip = flip  # also run each crop mirrored and average (twice the model time)

@@ -69,8 +69,8 @@ def note(text: str, detail: str = "") -> None:
 def note_of_a_file(text: str) -> None:
     """A note naming one file (its damage, its odd values), at the caller's line, kept in no
     warnings registry: Python keeps one entry per distinct text it has shown from a line, so a
-    service fed a million damaged uploads kept a million. Each file's note
-    is shown each time (Python's filters still decide: "ignore", "error")."""
+    service fed a million damaged uploads kept a million. Each file's note is shown each time
+    (Python's filters still decide: "ignore", "error")."""
     frame, _ = _callers_frame()
     g = frame.f_globals
     warnings.warn_explicit(FacemarkWarning(text), FacemarkWarning, frame.f_code.co_filename, frame.f_lineno,
