@@ -516,11 +516,11 @@ def disk_full_after(n: int, write, code: int = errno.ENOSPC):
     """``write`` that succeeds ``n`` times, then fails as a full disk does (or with ``code``)."""
     calls = {"n": 0}
 
-    def filling_disk(*args):
+    def filling_disk(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] > n:
             raise OSError(code, os.strerror(code))
-        write(*args)
+        write(*args, **kwargs)
 
     return filling_disk
 
