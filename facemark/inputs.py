@@ -307,20 +307,13 @@ def listed_inputs(source: str, stdin=None) -> list[str]:
 
 def our_drawings(entries: list[str]) -> list[str]:
     """The entries that are facemark's own drawings: named ``*.annotated.*`` and tagged as
-    facemark's (``icc.drawn_as``; a user's file of such a name is processed). A list is often a
-    ``find`` over a folder that is also the output folder: its drawings were processed as photos,
-    and drawn again, each run."""
-    from .icc import drawn_as
+    facemark's (``icc.has_mark``; a user's file of such a name is processed), in the list's order.
+    A list is often a ``find`` over a folder that is also the output folder: its drawings were
+    processed as photos, and drawn again, each run. (A FIFO's open would wait for a writer: files
+    only; one that cannot be read is said later, as an input.)"""
+    from .icc import has_mark
 
-    out = []  # (in the list's order: the note names the first)
-    for e in entries:
-        if is_drawing_name(Path(e).name) and os.path.isfile(e):  # (a FIFO's open would wait for a writer)
-            try:
-                if drawn_as(e) is not None:
-                    out.append(e)
-            except OSError:  # (missing or unreadable: said as an input is)
-                pass
-    return out
+    return [e for e in entries if is_drawing_name(Path(e).name) and os.path.isfile(e) and has_mark(e)]
 
 
 def beside_the_list(listing: str, entries: list[str], sample: int = 100) -> str | None:
