@@ -46,6 +46,8 @@ class Face:
             raise ValueError(f"not a face of a facemark output (box, score, landmarks, landmarks68): {e}") from None
         if face.box.shape != (4,) or face.landmarks.shape != (98, 2) or face.landmarks68.shape != (68, 2):
             raise ValueError("not a face of a facemark output: box (4), landmarks (98, 2) and landmarks68 (68, 2)")
+        if face.box[2] < face.box[0] or face.box[3] < face.box[1]:  # (as ``validate`` says: drawn or cropped, it was a face turned inside out)
+            raise ValueError("not a face of a facemark output: its box has x2 < x1 or y2 < y1")
         return face
 
     def to_dict(self, decimals: int | None = 2) -> dict:

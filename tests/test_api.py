@@ -288,6 +288,10 @@ def test_saved_faces_come_back_as_faces_and_as_boxes(fl, photo, tmp_path):
                             ("landmarks", [["1", "2"]] * 98, "other than numbers"), ("score", "0.9", "other than numbers")):
         with pytest.raises(ValueError, match=f"{key} holds .*{why}"):
             Face.from_dict({**saved, key: value})
+    x1, y1, x2, y2 = saved["box"]
+    for box in ([x2, y1, x1, y2], [x1, y2, x2, y1]):  # (validate() refused it; from_dict made a Face turned inside out)
+        with pytest.raises(ValueError, match="x2 < x1 or y2 < y1"):
+            Face.from_dict({**saved, "box": box})
     for decimals in (-1, 1.5, True):  # (-1 rounded the box to tens; 1.5 was numpy's TypeError)
         with pytest.raises(ValueError, match="decimals: a whole number"):
             face.to_dict(decimals=decimals)
