@@ -30,7 +30,9 @@ class Face:
     def __eq__(self, other) -> bool:  # the dataclass's own == would compare arrays element-wise and fail
         if not isinstance(other, Face):
             return NotImplemented
-        return float(self.score) == float(other.score) and all(
+        same_score = self.score == other.score if self.score is None or other.score is None \
+            else float(self.score) == float(other.score)  # (a Face made by hand may have no score, as its repr allows)
+        return same_score and all(
             np.array_equal(a, b) for a, b in ((self.box, other.box), (self.landmarks, other.landmarks),
                                                (self.landmarks68, other.landmarks68)))
 

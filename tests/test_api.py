@@ -38,7 +38,9 @@ def test_faces_compare_by_value_and_a_landmarker_pickles(fl, photo):
     moved = copy.deepcopy(twin)
     moved.landmarks = moved.landmarks + 1
     assert moved != twin
-    assert ", score=None, landmarks=98 points)" in repr(dataclasses.replace(twin, score=None))  # (it raised TypeError)
+    unscored = dataclasses.replace(twin, score=None)
+    assert ", score=None, landmarks=98 points)" in repr(unscored)  # (it raised TypeError)
+    assert unscored == copy.deepcopy(unscored) and unscored != twin and twin != unscored  # (== raised TypeError)
     again = pickle.loads(pickle.dumps(fl))  # e.g. sent to a multiprocessing pool
     assert again is not fl and again.spec == fl.spec
     assert again.detect(photo) == [twin]
