@@ -1004,12 +1004,18 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                         if e.files is None or not (isinstance(again, ModelError) or no_files_left("", again)):
                             raise
                         raise e.files from None
-        finally:
-            if shards is not None:
+        except BaseException:  # Ctrl-C, a dead worker: the rows done so far are kept if they can be,
+            if shards is not None:  # but a full disk now must not take the place of what stopped the run
                 try:
-                    shards.flush()  # the rows done so far: a complete shard, found by the next run
-                except OSError as e:
-                    raise shard_error(e) from None
+                    shards.flush()
+                except OSError:
+                    pass
+            raise
+        if shards is not None:
+            try:
+                shards.flush()  # the rows done so far: a complete shard, found by the next run
+            except OSError as e:
+                raise shard_error(e) from None
         if not resume and out_dir is not None:  # the --redo is complete: the next one starts over
             try:
                 (out_dir / REDO_MARK).unlink()

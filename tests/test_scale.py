@@ -1274,6 +1274,31 @@ def test_an_interrupted_redo_continues_with_the_same_command(folder, tmp_path, f
     assert [r["path"] for r in read_rows(out)] == sorted(str(p) for p in src.glob("*.jpg"))
 
 
+def test_ctrl_c_stays_ctrl_c_when_the_last_shard_cannot_be_written(folder, tmp_path, monkeypatch):
+    """Flushing the rows done so far on the way out of an interrupted run: a full disk then
+    replaced the Ctrl-C by an output error (exit 1, not 130, and the wrong line)."""
+    import errno
+    import shutil
+
+    from facemark import FaceLandmarker
+    from facemark.batch import detect_files
+    from facemark.shards import ShardWriter
+
+    src = tmp_path / "in"
+    shutil.copytree(folder / "in" / "b", src)
+
+    def full(self):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def stop(n):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ShardWriter, "flush", full)
+    with pytest.raises(KeyboardInterrupt):
+        detect_files([str(src)], FaceLandmarker(model="direct"), out_dir=tmp_path / "o", fmt="jsonl", batch_images=4,
+                     log=lambda m: None, progress=stop)
+
+
 def read_rows(out):
     from facemark.results import read
 
