@@ -10,23 +10,37 @@ centre). A crop of ``size`` pixels maps canonical ``u`` to pixel ``u * size - 0.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from importlib import resources
 
 import cv2
 import numpy as np
 
 
-
-def _load_templates() -> dict[str, np.ndarray]:
+@lru_cache(maxsize=1)
+def calibration() -> dict:
+    """``facemark/calibration.json``, read once for the templates here and the 98->68 map
+    (``labelmap.load``): ``{}`` before ``facemark calibrate`` has written one; a damaged file is
+    a ``DamagedInstall`` (one line, not an import's traceback)."""
     try:
-        text = resources.files("facemark").joinpath("calibration.json").read_text()
+        data = json.loads(resources.files("facemark").joinpath("calibration.json").read_text())
     except FileNotFoundError:
         return {}
+    except ValueError as e:
+        from .errors import DamagedInstall
+
+        raise DamagedInstall("facemark/calibration.json", f"{type(e).__name__}: {e}"[:120]) from None
+    return data if isinstance(data, dict) else {"templates": None}  # (not an object: said as damaged below)
+
+
+def _load_templates() -> dict[str, np.ndarray]:
+    data = calibration()
+    if not data:
+        return {}
     try:
-        data = json.loads(text)
         templates = {k: np.asarray(v, np.float64) for k, v in data["templates"].items()}
         templates["mean98"] = np.asarray(data["mean98"], np.float64).reshape(98, 2)  # the canonical mean shape
-    except (ValueError, KeyError, TypeError, AttributeError) as e:  # (one line, not an import's traceback)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         from .errors import DamagedInstall
 
         raise DamagedInstall("facemark/calibration.json", f"{type(e).__name__}: {e}"[:120]) from None
@@ -141,6 +155,9 @@ def from_box(box: np.ndarray, size: int, template: np.ndarray | None = None) -> 
     return compose(canonical_to_pixels(size), m)
 
 
+ANTIALIAS_BELOW = 0.35  # faces of ~300-W size (what the models trained on) stay untouched
+
+
 def warp(image: np.ndarray, m: np.ndarray, size: int, out: np.ndarray | None = None, border=0) -> np.ndarray:
     """Crop ``size`` x ``size`` pixels through image->crop matrix ``m`` (bilinear; ``border``
     outside the image, black by default).
@@ -154,9 +171,6 @@ def warp(image: np.ndarray, m: np.ndarray, size: int, out: np.ndarray | None = N
         image, m = _prefilter(image, m, size, s)
     return cv2.warpAffine(image, m, (size, size), dst=out, flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=border)
-
-
-ANTIALIAS_BELOW = 0.35  # faces of ~300-W size (what the models trained on) stay untouched
 
 
 def _prefilter(image: np.ndarray, m: np.ndarray, size: int, s: float) -> tuple[np.ndarray, np.ndarray]:

@@ -13,9 +13,7 @@ wherever they exist.
 """
 from __future__ import annotations
 
-import json
 from functools import lru_cache
-from importlib import resources
 
 import numpy as np
 
@@ -83,14 +81,11 @@ def fit(teacher98: np.ndarray, human68: np.ndarray, shrink: float = 0.05) -> np.
 @lru_cache(maxsize=1)
 def load() -> np.ndarray:
     """The shipped fitted map (68, 98), or the index map if none has been fitted."""
-    try:
-        data = json.loads(resources.files("facemark").joinpath("calibration.json").read_text())
-    except FileNotFoundError:
-        return index_map()
-    except ValueError as e:
-        from .errors import DamagedInstall
+    from .align import calibration
 
-        raise DamagedInstall("facemark/calibration.json", f"{type(e).__name__}: {e}"[:120]) from None
+    data = calibration()
+    if "labelmap" not in data:
+        return index_map()
     m = np.zeros((68, 98))
     try:
         for i, row in enumerate(data["labelmap"]):
@@ -104,9 +99,9 @@ def load() -> np.ndarray:
     return m
 
 
-def dump(m: np.ndarray, provenance: str) -> str:
-    rows = [[[int(j), round(float(m[i, j]), 5)] for j in np.flatnonzero(np.abs(m[i]) > 1e-6)] for i in range(68)]
-    return json.dumps({"provenance": provenance, "rows": rows}, indent=None)
+def rows(m: np.ndarray) -> list:
+    """The map as ``calibration.json`` keeps it: per iBUG point, its WFLW points and weights."""
+    return [[[int(j), round(float(m[i, j]), 5)] for j in np.flatnonzero(np.abs(m[i]) > 1e-6)] for i in range(68)]
 
 
 def to68(points98: np.ndarray, m: np.ndarray | None = None) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Landmark layouts: WFLW-98 and iBUG-68 part indices, mirror permutations, 98->68 map.
+"""Landmark layouts: WFLW-98 and iBUG-68 part indices, mirror permutations, the 98->68 index map
+(results go through the fitted map of ``labelmap``, which starts from it).
 
 Index conventions follow the public WFLW and 300-W releases. "Right"/"left" are the subject's,
 so the subject's right eye appears on the image's left.

@@ -68,7 +68,7 @@ def calibrate(human68: np.ndarray, teacher98: np.ndarray, det_kps: np.ndarray, d
     return {
         "templates": {k: np.round(v, 6).tolist() for k, v in templates.items()},
         "mean98": np.round(placed(mean), 6).tolist(),
-        "labelmap": json.loads(labelmap.dump(w, ""))["rows"],
+        "labelmap": labelmap.rows(w),
         "faces": int(len(fused)),
         "detector_found": int(found.sum()),
     }
