@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from importlib import resources
 from pathlib import Path
 
@@ -184,6 +185,7 @@ class TorchModel:
             self.predictor = self.predictor.to(memory_format=torch.channels_last)
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
         self._graphs: dict[int, tuple] = {}
+        self._graph_lock = threading.Lock()
         self._torch = torch
 
     def _forward(self, x):
@@ -195,13 +197,17 @@ class TorchModel:
         """Replay a captured CUDA graph for this batch size (launch overhead dominates small batches)."""
         torch = self._torch
         n = x.shape[0]
-        if n not in self._graphs:  # captured on the model's GPU, whichever is current
-            with torch.cuda.device(self.device):
-                self._graphs[n] = self._capture(x)
-        g, static_in, static_out = self._graphs[n]
-        static_in.copy_(x)
-        g.replay()
-        return static_out
+        # One replay at a time, each caller with its own copy of the output: threads sharing a
+        # landmarker read each other's points from the one output buffer, as did a caller keeping
+        # an earlier result past the next call.
+        with self._graph_lock:
+            if n not in self._graphs:  # captured on the model's GPU, whichever is current
+                with torch.cuda.device(self.device):
+                    self._graphs[n] = self._capture(x)
+            g, static_in, static_out = self._graphs[n]
+            static_in.copy_(x)
+            g.replay()
+            return static_out.clone()
 
     def _capture(self, x) -> tuple:
         torch = self._torch

@@ -74,7 +74,7 @@ def _error_line(message: str) -> None:
         err.print(f"[bold red]error:[/] {plain(message)}", soft_wrap=True)
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> NoReturn:
     """One clear line on stderr and the exit code: never a traceback for bad input."""
     _error_line(message)
     raise typer.Exit(code)
@@ -1345,12 +1345,12 @@ def _out_of_memory(detail: str) -> None:
     raise SystemExit(1) from None
 
 
-def fail_now(message: str) -> None:
+def fail_now(message: str) -> NoReturn:
     """``fail`` outside a command (while the arguments are parsed): Typer's Exit would not end it."""
     fail_now_code(message, 2)
 
 
-def fail_now_code(message: str, code: int) -> None:
+def fail_now_code(message: str, code: int) -> NoReturn:
     _error_line(message)
     raise SystemExit(code)
 

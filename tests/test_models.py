@@ -171,3 +171,20 @@ def test_direct_readout_grows_with_unchanged_outputs_then_reads_positions(tmp_pa
     for bad in (-1, 1.5, "8", True):
         with pytest.raises(ValueError, match="readout"):
             create("direct", size=32, readout=bad)
+
+
+def test_a_replayed_cuda_graph_hands_each_call_its_own_output(tiny_models):
+    """A replay wrote every batch's points into one output tensor and returned it: a result kept
+    past the next call (or a thread's, with threads sharing a landmarker) changed under its holder.
+    The graph is stood in for (capturing one needs a GPU): its replay writes twice its input."""
+    tm = TorchModel(tiny_models["direct.pt"], device="cpu", precision="fp32")
+    static_in, static_out = torch.zeros(2, 3), torch.zeros(2, 3)
+
+    class Graph:
+        def replay(self):
+            static_out.copy_(static_in * 2)
+
+    tm._graphs[2] = (Graph(), static_in, static_out)
+    first = tm._graphed(torch.ones(2, 3))
+    second = tm._graphed(torch.full((2, 3), 5.0))
+    assert torch.equal(first, torch.full((2, 3), 2.0)) and torch.equal(second, torch.full((2, 3), 10.0))
