@@ -333,9 +333,9 @@ def detect(
         fail(f"--files-from {files_from[-1] if files_from[-1] != '-' else 'standard input'} lists no inputs"
              if files_from else "no inputs: name image files, folders or globs, or a list of them with --files-from FILE")
     from .annotate import STYLES
-    from .batch import auto_workers, plan_inputs
+    from .batch import plan_inputs
     from .imageio import IMAGE_EXTS
-    from .workers import Workers, cpu_cores
+    from .workers import Workers, auto_workers, cpu_cores
 
     if out_arg is not None and not out_arg.strip():
         fail("--out is an empty string; name a folder (use . for this folder)")

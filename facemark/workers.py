@@ -7,12 +7,13 @@ spends a second importing OpenCV and onnxruntime and loading models.
 """
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
 import threading
 from contextlib import contextmanager
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from .errors import STOP_SIGNALS, FacemarkError, no_files_left
 
@@ -586,3 +587,62 @@ def _stop(pool) -> None:
         pool.shutdown(wait=True, cancel_futures=True)
     except Exception:  # noqa: BLE001 - a broken pool may complain on the way down; it is going anyway
         pass
+
+
+class WorkerRule(NamedTuple):
+    most: int  # workers at most
+    min_images: int  # images each, at least: a worker's start must pay off
+    memory: int  # bytes each: auto starts no more than free memory holds
+
+
+AUTO_WORKERS = {
+    # Measured with scripts/batch_bench.py up to 16 cores (a lent 16-core Xeon: 16 workers 1.25x the
+    # images/s of --workers 8); beyond it a count would be a guess, so more is --workers N. Start-up
+    # ~1 s on a busy 2-core machine (imports, sessions), where a 640x480 image costs ~40 ms in one
+    # process and gains ~7 ms with two workers. 361-425 MiB peak RSS measured (scripts/ray_bench.py).
+    "cpu": WorkerRule(16, 64, 512 * 2**20),
+    # CUDA workers start torch and CUDA: 32 images took 5.4 s with one, 11.2 s with 8 (1.1 s with one
+    # CPU worker) on the lent H200 machine, where 8 beat one at 1536 and 3072 images and 16 were
+    # slower than 8 at 3072; 192 images each is an estimate between those runs. Host memory for
+    # torch with CUDA: 2 GiB is a guard, not a measurement (GPU memory is not checked).
+    "cuda": WorkerRule(8, 192, 2 * 2**30),
+}
+
+
+def auto_workers(images: int, device: str = "cpu", detector: str = "retinaface") -> int:
+    """``--workers auto``: one single-threaded process per core on CPU, which keeps the cores
+    busier than one process whose onnxruntime threads wait for each other after every layer
+    (``scripts/batch_bench.py``), but no more processes than the images can keep busy or memory
+    can hold. On CUDA the detector still runs on the CPU (YuNet always; RetinaFace unless
+    onnxruntime has CUDA), and one process was held back by it, so the cores get workers there
+    too; with the detector on the GPU, or none (``detector="none"``: boxes given), one process."""
+    kind = "cpu" if device == "cpu" else "cuda"
+    if kind == "cuda":
+        from .runtime import available_providers
+
+        on_cpu = detector.startswith("yunet") or (detector == "retinaface" and
+                                                  "CUDAExecutionProvider" not in available_providers())
+        if not on_cpu:
+            return 1
+    rule = AUTO_WORKERS[kind]
+    memory = available_memory()
+    fits = memory // rule.memory if memory is not None else rule.most
+    return max(1, min(cpu_cores(), rule.most, fits, images // rule.min_images))
+
+
+TAIL_SHARE = 4  # a chunk is at most 1/TAIL_SHARE of a worker's share of the images left
+
+
+def chunk_sizes(images: int, batch_images: int, workers: int) -> list[int]:
+    """Images per chunk, in order: ``--batch`` (the model's batch), then smaller and smaller
+    towards the end. A worker holds up to two chunks ahead, so when the others run out of work
+    it may still have both to do: at equal sizes (10 images each for 300 images and 2 workers)
+    one core could idle while the other did up to 20 images. Shrinking with what is left makes
+    the last chunks an image or two."""
+    if workers <= 1:
+        return [min(batch_images, images - i) for i in range(0, images, batch_images)]
+    sizes, left = [], images
+    while left > 0:
+        sizes.append(max(1, min(batch_images, math.ceil(left / (TAIL_SHARE * workers)))))
+        left -= sizes[-1]
+    return sizes

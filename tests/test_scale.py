@@ -165,20 +165,20 @@ def test_killed_sharded_run_resumes_and_yields_each_image_once(folder, reference
 
 
 def test_auto_workers_one_per_core_when_there_is_enough_work(monkeypatch):
-    from facemark import batch
+    from facemark import workers
 
-    monkeypatch.setattr(batch, "cpu_cores", lambda: 4)
-    monkeypatch.setattr(batch, "available_memory", lambda: 64 * 2**30)
-    assert batch.auto_workers(1000) == 4
-    assert batch.auto_workers(150) == 2  # 64+ images per worker, or its start-up costs more than it gives
-    assert batch.auto_workers(63) == 1
-    monkeypatch.setattr(batch, "cpu_cores", lambda: 64)
-    assert batch.auto_workers(10**6) == batch.AUTO_WORKERS["cpu"].most == 16  # (measured up to 16 cores)
+    monkeypatch.setattr(workers, "cpu_cores", lambda: 4)
+    monkeypatch.setattr(workers, "available_memory", lambda: 64 * 2**30)
+    assert workers.auto_workers(1000) == 4
+    assert workers.auto_workers(150) == 2  # 64+ images per worker, or its start-up costs more than it gives
+    assert workers.auto_workers(63) == 1
+    monkeypatch.setattr(workers, "cpu_cores", lambda: 64)
+    assert workers.auto_workers(10**6) == workers.AUTO_WORKERS["cpu"].most == 16  # (measured up to 16 cores)
 
 
 def test_chunks_shrink_towards_the_end_so_no_worker_waits_long_for_another():
     """A worker holds two chunks ahead: the last ones must be small, or one core idles at the end."""
-    from facemark.batch import chunk_sizes
+    from facemark.workers import chunk_sizes
 
     for images, batch_images, workers in ((300, 16, 2), (10**5, 16, 4), (1000, 32, 16), (40, 16, 2), (5, 16, 2)):
         sizes = chunk_sizes(images, batch_images, workers)
@@ -195,7 +195,7 @@ def test_a_chunk_of_big_images_is_cut_where_their_pixels_pass_the_batch_budget(m
     """16 photos of 12000x9000 px decoded were 5.2 GB a chunk (and the reader's next chunk as much
     again): a chunk is cut into batches once its decoded images hold ``BATCH_BYTES``, in one
     process and in each worker's, and each batch is written before the next is read."""
-    from facemark import batch
+    from facemark import workers
     from facemark.batch import Job, detect_files, work_on_chunk
     from facemark.inputs import InputImage
     from facemark.landmarker import FaceLandmarker
@@ -246,38 +246,38 @@ def test_a_run_that_renames_earlier_outputs_says_so(tmp_path, face_image):
 
 def test_auto_workers_fit_in_memory(monkeypatch):
     """A container with 16 cores and 2 GiB free gets the workers that fit, not 16 that swap or get killed."""
-    from facemark import batch
+    from facemark import workers
 
-    monkeypatch.setattr(batch, "cpu_cores", lambda: 16)
-    monkeypatch.setattr(batch, "available_memory", lambda: 3 * batch.AUTO_WORKERS["cpu"].memory + 1)
-    assert batch.auto_workers(10**5) == 3
-    monkeypatch.setattr(batch, "available_memory", lambda: 100 * 2**20)
-    assert batch.auto_workers(10**5) == 1
-    monkeypatch.setattr(batch, "available_memory", lambda: None)  # (unknown: the cores decide)
-    assert batch.auto_workers(10**5) == 16
+    monkeypatch.setattr(workers, "cpu_cores", lambda: 16)
+    monkeypatch.setattr(workers, "available_memory", lambda: 3 * workers.AUTO_WORKERS["cpu"].memory + 1)
+    assert workers.auto_workers(10**5) == 3
+    monkeypatch.setattr(workers, "available_memory", lambda: 100 * 2**20)
+    assert workers.auto_workers(10**5) == 1
+    monkeypatch.setattr(workers, "available_memory", lambda: None)  # (unknown: the cores decide)
+    assert workers.auto_workers(10**5) == 16
 
 
 def test_auto_workers_on_cuda_share_the_cpu_detector(monkeypatch):
     """With the detector on the CPU (onnxruntime without CUDA), one CUDA process was held back by
     it: auto gives CUDA workers the cores too, once each has enough images to pay for its start;
     with onnxruntime's CUDA the GPU does both models, in one process."""
-    from facemark import batch, runtime
+    from facemark import runtime, workers
 
-    monkeypatch.setattr(batch, "cpu_cores", lambda: 16)
-    monkeypatch.setattr(batch, "available_memory", lambda: 128 * 2**30)
+    monkeypatch.setattr(workers, "cpu_cores", lambda: 16)
+    monkeypatch.setattr(workers, "available_memory", lambda: 128 * 2**30)
     monkeypatch.setattr(runtime, "available_providers", lambda: ["CPUExecutionProvider"])
-    assert batch.auto_workers(3072, device="cuda") == 8
-    assert batch.auto_workers(3072, device="cuda:1") == 8
-    assert batch.auto_workers(400, device="cuda") == 2
-    assert batch.auto_workers(191, device="cuda") == 1
-    monkeypatch.setattr(batch, "available_memory", lambda: 5 * 2**30)
-    assert batch.auto_workers(3072, device="cuda") == 2
+    assert workers.auto_workers(3072, device="cuda") == 8
+    assert workers.auto_workers(3072, device="cuda:1") == 8
+    assert workers.auto_workers(400, device="cuda") == 2
+    assert workers.auto_workers(191, device="cuda") == 1
+    monkeypatch.setattr(workers, "available_memory", lambda: 5 * 2**30)
+    assert workers.auto_workers(3072, device="cuda") == 2
     monkeypatch.setattr(runtime, "available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
-    assert batch.auto_workers(3072, device="cuda") == 1
-    assert batch.auto_workers(3072, device="cuda", detector="yunet:y.onnx") == 2  # (YuNet: OpenCV, on the CPU)
+    assert workers.auto_workers(3072, device="cuda") == 1
+    assert workers.auto_workers(3072, device="cuda", detector="yunet:y.onnx") == 2  # (YuNet: OpenCV, on the CPU)
     monkeypatch.setattr(runtime, "available_providers", lambda: ["CPUExecutionProvider"])
-    assert batch.auto_workers(3072, device="cuda", detector="none") == 1  # (boxes given: no detector to share)
-    assert batch.auto_workers(3072) == 10  # (5 GiB: the CPU is the CPU wherever onnxruntime has CUDA)
+    assert workers.auto_workers(3072, device="cuda", detector="none") == 1  # (boxes given: no detector to share)
+    assert workers.auto_workers(3072) == 10  # (5 GiB: the CPU is the CPU wherever onnxruntime has CUDA)
 
 
 def test_available_memory_reads_the_kernel_and_the_container(tmp_path):
@@ -316,16 +316,16 @@ def test_available_memory_reads_the_kernel_and_the_container(tmp_path):
 
 
 def test_auto_workers_are_used_and_match_one_process(folder, reference, monkeypatch, tmp_path):
-    from facemark import batch
+    from facemark import batch, workers
     from facemark.landmarker import FaceLandmarker
 
     used = []
     real = batch.run_workers
     monkeypatch.setattr(batch, "run_workers", lambda spec, job, work, chunks, n, report, **kw: (
         used.append(n), real(spec, job, work, chunks, n, report, **kw)))
-    monkeypatch.setattr(batch, "cpu_cores", lambda: 2)
-    monkeypatch.setattr(batch, "available_memory", lambda: None)  # (this machine's free memory does not decide)
-    monkeypatch.setitem(batch.AUTO_WORKERS, "cpu", batch.AUTO_WORKERS["cpu"]._replace(min_images=16))  # 61 images: two
+    monkeypatch.setattr(workers, "cpu_cores", lambda: 2)
+    monkeypatch.setattr(workers, "available_memory", lambda: None)  # (this machine's free memory does not decide)
+    monkeypatch.setitem(workers.AUTO_WORKERS, "cpu", workers.AUTO_WORKERS["cpu"]._replace(min_images=16))  # 61 images: two
     monkeypatch.chdir(folder)  # the reference ran here on "in": the same paths in the JSON
     lines = []
     s = batch.detect_files(["in"], FaceLandmarker(model="direct"), out_dir=tmp_path / "auto", workers="auto",
@@ -1932,7 +1932,7 @@ def test_a_resumed_auto_run_counts_its_workers_from_the_images_left(monkeypatch,
     left on CUDA would start 8 workers, each slow to start): the images left to do decide."""
     from typer.testing import CliRunner
 
-    from facemark import batch
+    from facemark import batch, workers
     from facemark.cli import app
 
     for i in range(5):
@@ -1942,10 +1942,11 @@ def test_a_resumed_auto_run_counts_its_workers_from_the_images_left(monkeypatch,
     for i in range(5, 7):
         cv2.imwrite(str(tmp_path / f"{i}.jpg"), face_image)
     counted, threads = [], []
-    real, process = batch.auto_workers, batch._process
-    monkeypatch.setattr(batch, "auto_workers", lambda images, *a, **k: (counted.append(images), real(images, *a, **k))[1])
+    real, process = workers.auto_workers, batch._process
+    for module in (workers, batch):  # (the command line counts them from every image; batch, from those left)
+        monkeypatch.setattr(module, "auto_workers", lambda images, *a, **k: (counted.append(images), real(images, *a, **k))[1])
     monkeypatch.setattr(batch, "_process", lambda job, fl, *a: (threads.append(fl.spec["threads"]), process(job, fl, *a))[1])
-    monkeypatch.setitem(batch.AUTO_WORKERS, "cpu", batch.AUTO_WORKERS["cpu"]._replace(min_images=3))  # (7 listed: 2)
+    monkeypatch.setitem(workers.AUTO_WORKERS, "cpu", workers.AUTO_WORKERS["cpu"]._replace(min_images=3))  # (7 listed: 2)
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
     assert counted == [7, 2]  # (all listed, then the two new photos: one worker)
