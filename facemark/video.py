@@ -20,7 +20,7 @@ import numpy as np
 from .align import letterbox, rescale
 from .containers import (avi_empty_frames, avi_stated_rate, count_is_exact, cut_short, has_audio, looks_like_video,
                          matroska_has_no_frames, mp4_has_no_samples)
-from .errors import SEEN, STOP_SIGNALS, FacemarkError, stopped
+from .errors import SEEN, STOP_SIGNALS, FacemarkError, UsageError, stopped
 from .imageio import (IMAGE_EXTS, ImageError, descriptor_named, make_temp, missing_folders, output_target, publish,
                       quiet_stderr, read_image, remove_stale_temps, standard_stream_file, too_long_name,
                       write_whole)
@@ -682,6 +682,29 @@ class VideoSummary:
     # notes.SMALL_SIDE: --min-face 20 may find them), else "any" (a lost rotation: --turned may)
 
 
+def _check_outputs(src, outputs: list[Path], out_path: Path | None, json_path: Path | None,
+                   n: Callable[[str], str]) -> None:
+    """Refuse outputs that would overwrite an input frame, a picture's name for JSON lines, or a
+    file facemark did not write."""
+    frames = {os.path.realpath(f) for f in (src._files or [])}  # (realpath: a link loop among them is no crash)
+    for p in outputs:
+        if os.path.realpath(p) in frames:
+            raise UsageError(f"refusing to overwrite {p}: it is one of the input frames")
+    if json_path is not None and json_path.suffix.lower() in IMAGE_EXTS | set(FOURCC) | {".gif"}:
+        # (JSON lines under a picture's name: a frames folder's next run reads them as a broken frame)
+        raise UsageError(f"{n('--json')} {json_path}: that names an image or video; JSON lines go in a .jsonl file")
+    for p in outputs:
+        option = "--out" if p is out_path else "--json"
+        try:
+            ours = not (os.path.isfile(p) and os.path.getsize(p)) or _replaceable(p, p is out_path)
+        except OSError as e:  # (one we may not read: not looked at, so not replaced)
+            raise UsageError(f"{n(option)} {p} exists and cannot be read ({e.strerror or e}); not overwritten: "
+                             f"write it elsewhere") from None
+        if not ours:
+            what = "a video" if p is out_path else "facemark's video JSON lines"
+            raise UsageError(f"{n(option)} {p} exists and is not {what}; not overwritten: write it elsewhere")
+
+
 def _checked_request(source: str | os.PathLike | int, fl, out_path: str | os.PathLike | None,
                      json_path: str | os.PathLike | None, detect_every: int, smooth: str, max_faces: int,
                      fps: float | None, min_cutoff: float | None, beta: float | None,
@@ -693,7 +716,6 @@ def _checked_request(source: str | os.PathLike | int, fl, out_path: str | os.Pat
     import numbers
 
     from .boxes import GivenBoxes
-    from .errors import UsageError
 
     if out_path is None and json_path is None:
         raise UsageError(f"give {n('--out')} VIDEO and/or {n('--json')} FILE.jsonl (or {n('--json')} - for stdout)")
@@ -833,7 +855,6 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     import time
 
     from .annotate import STYLES, draw
-    from .errors import UsageError
     from .track import Tracker
 
     n = str if option_names else _argument
@@ -847,26 +868,11 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                                                           max_faces, fps, min_cutoff, beta, n)
     outputs = [p for p in (out_path, json_path) if p is not None]
     src = open_source(source, fps)
-    frames = {os.path.realpath(f) for f in (src._files or [])}  # (realpath: a link loop among them is no crash)
-    for p in outputs:
-        if os.path.realpath(p) in frames:
-            src.close()
-            raise UsageError(f"refusing to overwrite {p}: it is one of the input frames")
-    if json_path is not None and json_path.suffix.lower() in IMAGE_EXTS | set(FOURCC) | {".gif"}:
-        src.close()  # (JSON lines under a picture's name: a frames folder's next run reads them as a broken frame)
-        raise UsageError(f"{n('--json')} {json_path}: that names an image or video; JSON lines go in a .jsonl file")
-    for p in outputs:
-        option = "--out" if p is out_path else "--json"
-        try:
-            ours = not (os.path.isfile(p) and os.path.getsize(p)) or _replaceable(p, p is out_path)
-        except OSError as e:  # (one we may not read: not looked at, so not replaced)
-            src.close()
-            raise UsageError(f"{n(option)} {p} exists and cannot be read ({e.strerror or e}); not overwritten: "
-                             f"write it elsewhere") from None
-        if not ours:
-            src.close()
-            what = "a video" if p is out_path else "facemark's video JSON lines"
-            raise UsageError(f"{n(option)} {p} exists and is not {what}; not overwritten: write it elsewhere")
+    try:
+        _check_outputs(src, outputs, out_path, json_path, n)
+    except BaseException:
+        src.close()
+        raise
     tuned = {k: v for k, v in (("min_cutoff", min_cutoff), ("beta", beta)) if v is not None}  # else smooth.py's
     tracker = Tracker(fl, detect_every=detect_every, max_faces=max_faces, smooth=smooth != "none",
                       smooth_shape=smooth == "one-euro", **tuned)
@@ -1006,12 +1012,16 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
         from .notes import TURNED, note
 
         note(TURNED, f"in {tracker.turned_frames} of the frames searched whole")
-    return VideoSummary(done, elapsed, tracker.next_id, lost, bool(stop["asked"]) and not whole, audio, had,
-                        src.resized, tuple(set_aside), padded_to and padded_to[0], src.cut_short and not reader_gone, shrunk, reader_gone,
-                        tracker.turned_frames, src.most_shrunk, src.rate_doubted, src.fps,
-                        padded_to[2] if padded_to else "", padded_to[1] if padded_to else None, tuple(src.bad_files),
-                        src.left_out, unfound="" if tracker.next_id or not done or shrunk or stop["asked"] or reader_gone
-                        else "small" if min(src.width, src.height) < SMALL_SIDE else "any")
+    unfound = "" if tracker.next_id or not done or shrunk or stop["asked"] or reader_gone \
+        else "small" if min(src.width, src.height) < SMALL_SIDE else "any"
+    return VideoSummary(
+        frames=done, seconds=elapsed, tracks=tracker.next_id, decode_errors=lost,
+        interrupted=bool(stop["asked"]) and not whole, audio_kept=audio, had_audio=had, resized=src.resized,
+        set_aside=tuple(set_aside), padded_to=padded_to and padded_to[0], cut_short=src.cut_short and not reader_gone,
+        searched_shrunk=shrunk, reader_gone=reader_gone, turned_frames=tracker.turned_frames,
+        most_shrunk=src.most_shrunk, rate_doubted=src.rate_doubted, fps=src.fps,
+        padded_why=padded_to[2] if padded_to else "", frame_size=padded_to[1] if padded_to else None,
+        bad_files=tuple(src.bad_files), left_out=src.left_out, unfound=unfound)
 
 
 def _publish(writers: list, set_aside: list[str] | None) -> tuple[Path | None, tuple | None]:
