@@ -441,6 +441,21 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
     return sorted(outcomes, key=lambda o: (o.k < 0, o.k))
 
 
+def unfound_hints(fl) -> str:
+    """What may find the faces of images where none was found, of what the run did not use:
+    RetinaFace misses 3-5 % of faces turned a quarter or half way (docs/DETECT.md), and faces
+    under about its least size at the scale searched (``RetinaFace.NET_MIN_FACE``)."""
+    hints = []
+    if not getattr(fl, "turned", False):
+        hints.append("a face turned sideways or upside down (a photo without its EXIF orientation) may be found only "
+                     "with --turned (four detector passes per image)")
+    det = fl.detector
+    if isinstance(det, RetinaFace) and det.min_face is None:
+        hints.append(f"one under about {det.NET_MIN_FACE:g} px, only with --min-face 20 (the image searched at twice "
+                     f"its size, more slowly)")
+    return "; ".join(hints)
+
+
 def _small_unfound(fl: FaceLandmarker, image: np.ndarray) -> bool:
     """Whether a small image (a thumbnail, a face crop) was searched at its own size: faces under
     about NET_MIN_FACE px go unseen there (the example photo at 80 px: its face is found
@@ -1041,11 +1056,8 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
             log(f"note: {small[0]} small image(s) (under {SMALL_SIDE} px on the short side) with no face found, e.g. "
                 f"{plan.images[small[1]].path}: faces under about {RetinaFace.NET_MIN_FACE:g} px may go unseen at "
                 f"such an image's own size; --min-face 20 looks at them twice as large")
-        if unfound[0] and boxes is None and not getattr(fl, "turned", False) and not isinstance(fl.detector, GivenBoxes):
-            # (RetinaFace misses 3-5 % of faces turned a quarter or half way: docs/DETECT.md; nothing said so)
-            log(f"note: {unfound[0]} image(s) with no face found, e.g. {plan.images[unfound[1]].path}: a face turned "
-                f"sideways or upside down (a photo without its EXIF orientation) may be found only with --turned "
-                f"(four detector passes per image)")
+        if unfound[0] and boxes is None and not isinstance(fl.detector, GivenBoxes) and (hints := unfound_hints(fl)):
+            log(f"note: {unfound[0]} image(s) with no face found, e.g. {plan.images[unfound[1]].path}: {hints}")
         return s
     finally:
         if started is not None:  # (used or not: nothing left to do, or an error before the run)

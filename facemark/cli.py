@@ -608,9 +608,12 @@ def video(
         if s.unfound == "small" and min_face is None:
             err.print("note: no face was found in any frame, and the frames are small: faces under about 40 px may go "
                       "unseen at their own size; --min-face 20 looks at them twice as large")
-        elif s.unfound == "any" and not turned:
-            err.print("note: no face was found in any frame: faces turned sideways or upside down (a recording whose "
-                      "rotation was lost) may be found only with --turned")
+        elif s.unfound == "any" and (not turned or min_face is None):
+            hints = (["faces turned sideways or upside down (a recording whose rotation was lost) may be found only "
+                      "with --turned"] if not turned else []) + \
+                (["faces under about 40 px, only with --min-face 20 (the frames searched at twice their size)"]
+                 if min_face is None else [])
+            err.print(f"note: no face was found in any frame: {'; '.join(hints)}")
         if s.searched_shrunk == -1:
             err.print("note: no face was found, and --min-face is larger than the frames' short side: faces smaller "
                       "than it go unseen; give the smallest face size you need, or leave it out")

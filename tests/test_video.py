@@ -2243,6 +2243,7 @@ def test_a_clip_with_no_face_found_ends_with_a_note_naming_turned(tmp_path, smal
             assert r.exit_code == 0, r.stderr
             assert ("no face was found in any frame" in r.stderr and "--turned" in r.stderr) == says, (name, extra, r.stderr)
             assert ("--min-face 20 looks at them" in r.stderr) == (name == "strip"), (name, extra, r.stderr)
+            assert ("faces under about 40 px, only with --min-face 20" in r.stderr) == (name == "wall"), r.stderr
 
 
 def test_the_video_is_drawn_as_asked(tmp_path, small_face):
