@@ -441,6 +441,38 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
     return sorted(outcomes, key=lambda o: (o.k < 0, o.k))
 
 
+def _end_notes(s: BatchSummary, first: dict[str, int], no_face: dict[str, int], plan: Plan, fl: FaceLandmarker,
+               boxes, log: Callable[[str], None]) -> None:
+    """What the results cannot say themselves, each note once, naming its first image."""
+    def path(note: str) -> str:
+        return str(plan.images[first[note]].path)
+
+    if s.shrunk_small:
+        log(f"note: {s.shrunk_small} image(s) searched shrunk to {fl.detector.max_side} px on the long side found "
+            f"no face, or faces near the smallest it finds (1/16 of the long side), e.g. {path('shrunk')}: smaller "
+            f"ones there go unseen; --min-face 40 finds faces down to 40 px (--min-face 20, the least, down to 20), "
+            f"more slowly")
+    if s.under_min_face:
+        log(f"note: {s.under_min_face} image(s) smaller than --min-face ({fl.detector.min_face:g} px) on their short "
+            f"side found no face, e.g. {path('under')}: --min-face is the smallest face to find, and no face that "
+            f"size fits in them; a smaller --min-face (or none) searches them")
+    if s.box_alone:
+        log(f"note: {s.box_alone} image(s) have given boxes with no face the detector could find around them, "
+            f"e.g. {path('alone')}: such a box is cropped from the box alone (its score is the box's own, 1.0 "
+            f"unless the boxes file gives one), and its points may be far off")
+    if s.looks_turned:
+        log(f"note: {s.looks_turned} image(s) hold faces that look turned sideways or upside down, e.g. "
+            f"{path('turned')}: points of faces turned a quarter-turn or more are unreliable; --turned reads them "
+            f"(four detector passes per image)")
+    if no_face["small"]:
+        log(f"note: {no_face['small']} small image(s) (under {SMALL_SIDE} px on the short side) with no face found, "
+            f"e.g. {path('small')}: faces under about {RetinaFace.NET_MIN_FACE:g} px may go unseen at such an "
+            f"image's own size; --min-face 20 looks at them twice as large")
+    if no_face["unexplained"] and boxes is None and not isinstance(fl.detector, GivenBoxes) \
+            and (hints := unfound_hints(fl)):
+        log(f"note: {no_face['unexplained']} image(s) with no face found, e.g. {path('unexplained')}: {hints}")
+
+
 def unfound_hints(fl) -> str:
     """What may find the faces of images where none was found, of what the run did not use:
     RetinaFace misses 3-5 % of faces turned a quarter or half way (docs/DETECT.md), and faces
@@ -926,12 +958,12 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
             return OutputError(f"cannot write a shard in {out_dir}: {e.strerror or e}; stopped. This run's complete "
                                f"shards hold {shards.written} row(s) and stay valid; the same command continues")
 
-        small_example: list[int] = []  # the first image the --min-face note is about
-        under_example: list[int] = []  # the first image smaller than --min-face with no face
-        turned_example: list[int] = []  # and the --turned note
-        alone_example: list[int] = []  # and the note on given boxes with no face around them
-        unfound: list[int] = [0]  # images with no face that no other note explains, and the first of them
-        small: list[int] = [0]  # small images with no face (searched at their own size), and the first
+        first: dict[str, int] = {}  # each end note's first image, in input order (workers report chunks as they finish)
+        no_face = {"small": 0, "unexplained": 0}  # images with no face: small ones (searched at their own size), and
+        # those no other note explains
+
+        def example(note: str, k: int) -> None:
+            first[note] = min(first.get(note, k), k)
 
         def report(outcomes: list[Outcome], n: int) -> None:
             for o in outcomes:
@@ -945,22 +977,17 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                     s.no_face += o.faces == 0
                     s.shrunk_small += o.shrunk_small
                     s.under_min_face += o.under_min_face
-                    if o.under_min_face:
-                        under_example[:] = sorted(under_example + [o.k])[:1]
-                    if o.shrunk_small:  # (the first in input order: workers report chunks as they finish)
-                        small_example[:] = sorted(small_example + [o.k])[:1]
                     s.looks_turned += o.looks_turned
-                    if o.looks_turned:
-                        turned_example[:] = sorted(turned_example + [o.k])[:1]
-                    if o.small:
-                        small[1:] = sorted(small[1:] + [o.k])[:1]
-                        small[0] += 1
-                    elif o.faces == 0 and not (o.under_min_face or o.shrunk_small):
-                        unfound[1:] = sorted(unfound[1:] + [o.k])[:1]
-                        unfound[0] += 1
                     s.box_alone += o.box_alone
-                    if o.box_alone:
-                        alone_example[:] = sorted(alone_example + [o.k])[:1]
+                    for note, hit in (("shrunk", o.shrunk_small), ("under", o.under_min_face),
+                                      ("turned", o.looks_turned), ("alone", o.box_alone)):
+                        if hit:
+                            example(note, o.k)
+                    kind = "small" if o.small else "unexplained" if o.faces == 0 and not (
+                        o.under_min_face or o.shrunk_small) else None
+                    if kind:
+                        no_face[kind] += 1
+                        example(kind, o.k)
                 else:
                     log(f"failed: {o.message}")
                     s.failures += 1
@@ -1035,29 +1062,7 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                 (out_dir / REDO_MARK).unlink()
             except OSError:
                 pass
-        if s.shrunk_small:
-            log(f"note: {s.shrunk_small} image(s) searched shrunk to {fl.detector.max_side} px on the long side found "
-                f"no face, or faces near the smallest it finds (1/16 of the long side), e.g. "
-                f"{plan.images[small_example[0]].path}: smaller ones there go unseen; --min-face 40 finds faces down to "
-                f"40 px (--min-face 20, the least, down to 20), more slowly")
-        if s.under_min_face:
-            log(f"note: {s.under_min_face} image(s) smaller than --min-face ({fl.detector.min_face:g} px) on their short "
-                f"side found no face, e.g. {plan.images[under_example[0]].path}: --min-face is the smallest face to "
-                f"find, and no face that size fits in them; a smaller --min-face (or none) searches them")
-        if s.box_alone:
-            log(f"note: {s.box_alone} image(s) have given boxes with no face the detector could find around them, "
-                f"e.g. {plan.images[alone_example[0]].path}: such a box is cropped from the box alone (its score "
-                f"is the box's own, 1.0 unless the boxes file gives one), and its points may be far off")
-        if s.looks_turned:
-            log(f"note: {s.looks_turned} image(s) hold faces that look turned sideways or upside down, e.g. "
-                f"{plan.images[turned_example[0]].path}: points of faces turned a quarter-turn or more are "
-                f"unreliable; --turned reads them (four detector passes per image)")
-        if small[0]:
-            log(f"note: {small[0]} small image(s) (under {SMALL_SIDE} px on the short side) with no face found, e.g. "
-                f"{plan.images[small[1]].path}: faces under about {RetinaFace.NET_MIN_FACE:g} px may go unseen at "
-                f"such an image's own size; --min-face 20 looks at them twice as large")
-        if unfound[0] and boxes is None and not isinstance(fl.detector, GivenBoxes) and (hints := unfound_hints(fl)):
-            log(f"note: {unfound[0]} image(s) with no face found, e.g. {plan.images[unfound[1]].path}: {hints}")
+        _end_notes(s, first, no_face, plan, fl, boxes, log)
         return s
     finally:
         if started is not None:  # (used or not: nothing left to do, or an error before the run)
