@@ -1,4 +1,6 @@
-"""Result objects and the ``facemark/v1`` JSON document."""
+"""Result objects and the ``facemark/v1`` JSON document (``document``, ``validate``). The other
+outputs' rows: ``facemark video``'s JSON lines are made by ``video.frame_record`` (checked by
+``validate_frame`` here), shard rows by ``shards.row``; ``read`` loads them all."""
 from __future__ import annotations
 
 import json
