@@ -334,22 +334,9 @@ def detect(
              if files_from else "no inputs: name image files, folders or globs, or a list of them with --files-from FILE")
     from .annotate import STYLES
     from .batch import plan_inputs
-    from .imageio import IMAGE_EXTS
     from .workers import Workers, auto_workers, cpu_cores
 
-    if out_arg is not None and not out_arg.strip():
-        fail("--out is an empty string; name a folder (use . for this folder)")
-    if out_arg == "-":  # (elsewhere '-' is standard output: here it would have been a folder named '-')
-        fail("--out -: without --out the JSON goes to standard output; --out names a folder (./- for one named '-')")
-    file_like = {".json", ".jsonl", ".parquet", ".csv", ".txt", ".npz", ".gif"} | IMAGE_EXTS
-    if out_arg is not None and Path(out_arg).suffix.lower() in file_like \
-            and not os.path.lexists(out_arg) and not out_arg.endswith(("/", os.sep)):
-        # (video's --out is a file: an easy slip, which made a folder of that name; x.json/ asks for one)
-        fail(f"--out {out_arg} looks like a file name, but --out is a folder: one output per image goes in it "
-             f"(--format jsonl or parquet writes shards there; --annotate's drawings too); without --out the JSON "
-             f"goes to standard output")
-    out_dir = Path(out_arg) if out_arg is not None else None
-
+    out_dir = _out_folder(out_arg)
     if style not in STYLES:
         fail(f"--draw must be one of {', '.join(STYLES)}, not {style!r}")
     fmt = "json" if fmt_arg is None else fmt_arg
@@ -361,21 +348,8 @@ def detect(
     if shard_size < 1:
         fail("--shard-size must be at least 1")
     if ray is not None:
-        if not ray.strip():
-            fail("--ray is an empty string: give 'local' or a cluster address HOST:PORT")
-        if ray not in ("local", "auto") and os.path.exists(ray):  # (`detect --ray photos/ --out o`)
-            fail(f"--ray took {ray} as the Ray cluster's address, and it is a file or folder here: put --ray after "
-                 f"the inputs (--ray alone is --ray local), or give the address: --ray HOST:PORT")
-        if n_workers != "auto":
-            fail("--workers does not apply to --ray: Ray sizes its own pool of actors from the cluster's CPUs")
-        unsupported = [name for name, given in (("--annotate", annotate), ("--boxes", boxes is not None),
-                                                ("--detector", detector != "retinaface"), ("--flip", flip),
-                                                ("--turned", turned),
-                                                ("--redo", redo), (f"--format {fmt}", fmt_arg in ("json", "jsonl")))
-                       if given]
-        if unsupported:
-            fail(f"--ray does not take {', '.join(unsupported)} (it writes Parquet rows with the default detector and "
-                 f"skips what OUT holds; run without --ray for those, or give a new --out to start over)")
+        _ray_refusals(ray, n_workers, annotate=annotate, boxes=boxes is not None, detector=detector != "retinaface",
+                      flip=flip, turned=turned, redo=redo, fmt=fmt, fmt_given=fmt_arg in ("json", "jsonl"))
         return _detect_on_ray(inputs, Path(out_arg) if out_arg else None, ray, model, device, threshold, min_face,
                               batch_images, shard_size)
     if turned and boxes is not None:
@@ -420,6 +394,43 @@ def detect(
     finally:
         if started is not None:
             started.close()
+
+
+def _out_folder(out_arg: Optional[str]) -> Optional[Path]:
+    """``detect --out``: a folder; the slips that would make one of a file's name are refused."""
+    from .imageio import IMAGE_EXTS
+
+    if out_arg is not None and not out_arg.strip():
+        fail("--out is an empty string; name a folder (use . for this folder)")
+    if out_arg == "-":  # (elsewhere '-' is standard output: here it would have been a folder named '-')
+        fail("--out -: without --out the JSON goes to standard output; --out names a folder (./- for one named '-')")
+    file_like = {".json", ".jsonl", ".parquet", ".csv", ".txt", ".npz", ".gif"} | IMAGE_EXTS
+    if out_arg is not None and Path(out_arg).suffix.lower() in file_like \
+            and not os.path.lexists(out_arg) and not out_arg.endswith(("/", os.sep)):
+        # (video's --out is a file: an easy slip, which made a folder of that name; x.json/ asks for one)
+        fail(f"--out {out_arg} looks like a file name, but --out is a folder: one output per image goes in it "
+             f"(--format jsonl or parquet writes shards there; --annotate's drawings too); without --out the JSON "
+             f"goes to standard output")
+    return Path(out_arg) if out_arg is not None else None
+
+
+def _ray_refusals(ray: str, n_workers, *, annotate: bool, boxes: bool, detector: bool, flip: bool, turned: bool,
+                  redo: bool, fmt: str, fmt_given: bool) -> None:
+    """What ``--ray`` cannot do, each said in one line (the flags: whether each option was given)."""
+    if not ray.strip():
+        fail("--ray is an empty string: give 'local' or a cluster address HOST:PORT")
+    if ray not in ("local", "auto") and os.path.exists(ray):  # (`detect --ray photos/ --out o`)
+        fail(f"--ray took {ray} as the Ray cluster's address, and it is a file or folder here: put --ray after "
+             f"the inputs (--ray alone is --ray local), or give the address: --ray HOST:PORT")
+    if n_workers != "auto":
+        fail("--workers does not apply to --ray: Ray sizes its own pool of actors from the cluster's CPUs")
+    unsupported = [name for name, given in (("--annotate", annotate), ("--boxes", boxes), ("--detector", detector),
+                                            ("--flip", flip), ("--turned", turned), ("--redo", redo),
+                                            (f"--format {fmt}", fmt_given))
+                   if given]
+    if unsupported:
+        fail(f"--ray does not take {', '.join(unsupported)} (it writes Parquet rows with the default detector and "
+             f"skips what OUT holds; run without --ray for those, or give a new --out to start over)")
 
 
 def _detect_files(plan, workers, out_dir: Optional[Path], annotate: bool, model: str, device: str, detector: str,
