@@ -227,21 +227,13 @@ class FaceLandmarker:
 
     def _upright(self, image: np.ndarray, d: Detection) -> Detection:
         """``d``, or the same face read in the quarter-turn where it stands upright. RetinaFace
-        finds a turned face, scored lower, with keypoints placed as if it were upright (most upside
-        down), or turned but not on its features: its crop came out turned and every point wrong,
-        mostly unsaid (300-W test faces turned 180°: 101 % NME; ``scripts/rotation_check.py``). A
-        face scored under ``UPRIGHT_CHECK``, or whose keypoints look turned, is looked at again in
-        a window around it, turned each of four ways; a turn where the detector scores it at least
-        ``UPRIGHT_CHECK``, higher than as found, with its keypoints level (within ``UPRIGHT_ROLL``),
-        is the one it is read from. An upright face scored that low (a hard one) costs four small
-        detector passes and keeps its reading (a face turned 30° could score higher half a turn on,
-        and read from there was far off: hence the bar).
-
-        Upside down, a face can also score ``UPRIGHT_CHECK`` or more with level keypoints (most of
-        the 300-W test faces turned 180° that the look above left wrong); in the window, at
-        a size the network sees better, its keypoints then mostly come out upside down. So a face
-        scored between the two is first looked at as it stands in the window (one small pass), and
-        turned only where its keypoints there are not level."""
+        finds turned faces, scored lower, with keypoints placed as if upright, so their crops and
+        points came out wrong, unsaid (300-W faces turned 180°: 101 % NME). A face scored under
+        ``UPRIGHT_CHECK``, or whose keypoints look turned, is looked at in a window around it,
+        turned four ways, and read from a turn scored at least ``UPRIGHT_CHECK`` (and higher than
+        as found) with level keypoints. A face scored under ``UPRIGHT_DOUBT`` is first looked at
+        as it stands in the window (one small pass): upside down, some score that well with level
+        keypoints in the whole image, not in the window. (Measured: the model card's Limitations.)"""
         x1, y1, x2, y2 = np.asarray(d.box, np.float64)[:4]
         side, cx, cy = max(x2 - x1, y2 - y1), (x1 + x2) / 2, (y1 + y2) / 2
         h, w = image.shape[:2]
@@ -536,9 +528,9 @@ def _realign(landmarks98: np.ndarray, previous: np.ndarray, size: int) -> np.nda
 # --turned: its faces-per-image and lowest-score columns).
 TURNED_MIN_SCORE = 0.9
 # A face found in a turned view stands upright there only in a box about as wide as tall or less
-# (RetinaFace's boxes of upright faces: 0.75 wide for 1 tall, the widest 1.12, on the 300-W test
-# faces; ``scripts/cut_faces.py``). Half a face cut off by the frame is found sideways in a box
-# 1.3-1.8 times as wide as tall, scored over 0.9, its points squeezed onto the visible half.
+# (RetinaFace's boxes of the 300-W test faces: median 0.74 wide for 1 tall, the widest 1.12). Half
+# a face cut off by the frame is found sideways in a wider box, scored over 0.9, its points
+# squeezed onto the visible half (``scripts/cut_faces.py``: the model card's Limitations).
 TURNED_MAX_WIDTH = 1.2
 
 
