@@ -1,6 +1,6 @@
 """How each model's error grows on damaged faces: the clean-data NME hides where they part.
 
-Each test face of 300-W is damaged one way (half a face cut off by the border, mouth and chin or
+Each test face of 300-W is damaged one way (part of a face cut off by the border, mouth and chin or
 one eye covered, overexposed, a JPEG at quality 5, turned 45°), detected once, and every model is
 run on the same detection, so the table compares models, not detections. NME in % of the outer
 eye corners on the 68 points; "> 8 %": faces above 8 % of that distance.
@@ -33,6 +33,9 @@ def damaged(image: np.ndarray, pts: np.ndarray, kind: str) -> tuple[np.ndarray, 
     if kind == "border cut":  # the left 30 % of the face outside the frame
         cut = int(max(0, round(x1 + 0.3 * w)))
         return out[:, cut:].copy(), pts - [cut, 0]
+    if kind == "top cut":  # the brows and eyes above the frame's top edge
+        cut = int(max(0, round(pts[36:48, 1].max() + 0.05 * w)))
+        return out[cut:].copy(), pts - [0, cut]
     if kind == "mouth covered":  # a filled box over the mouth and chin
         top = int(pts[48:68, 1].min() - 0.05 * w)
         cv2.rectangle(out, (int(x1), top), (int(x2), int(y2 + 0.05 * w)), (40, 90, 160), -1)
@@ -53,7 +56,7 @@ def damaged(image: np.ndarray, pts: np.ndarray, kind: str) -> tuple[np.ndarray, 
     raise ValueError(kind)
 
 
-KINDS = ["clean", "border cut", "mouth covered", "eye covered", "overexposed", "JPEG q5", "turned 45°"]
+KINDS = ["clean", "border cut", "top cut", "mouth covered", "eye covered", "overexposed", "JPEG q5", "turned 45°"]
 
 
 def main() -> None:
