@@ -18,14 +18,14 @@ import numpy as np
 
 
 @lru_cache(maxsize=1)
-def calibration() -> dict:
+def calibration() -> dict | None:
     """``facemark/calibration.json``, read once for the templates here and the 98->68 map
-    (``labelmap.load``): ``{}`` before ``facemark calibrate`` has written one; a damaged file is
+    (``labelmap.load``): None before ``facemark calibrate`` has written one; a damaged file is
     a ``DamagedInstall`` (one line, not an import's traceback)."""
     try:
         data = json.loads(resources.files("facemark").joinpath("calibration.json").read_text())
     except FileNotFoundError:
-        return {}
+        return None
     except ValueError as e:
         from .errors import DamagedInstall
 
@@ -35,7 +35,7 @@ def calibration() -> dict:
 
 def _load_templates() -> dict[str, np.ndarray]:
     data = calibration()
-    if not data:
+    if data is None:
         return {}
     try:
         templates = {k: np.asarray(v, np.float64) for k, v in data["templates"].items()}

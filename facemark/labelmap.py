@@ -84,7 +84,7 @@ def load() -> np.ndarray:
     from .align import calibration
 
     data = calibration()
-    if "labelmap" not in data:
+    if data is None:
         return index_map()
     m = np.zeros((68, 98))
     try:

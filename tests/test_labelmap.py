@@ -74,3 +74,23 @@ def test_the_shipped_map_gives_points_in_ibug_68_order():
     assert x[36] < x[39] < x[42] < x[45] and y[37] < y[41] and y[43] < y[47]  # eye corners; upper lids above lower
     assert x[48] < x[51] < x[54] and y[51] < y[57] and x[60] < x[64] and y[62] < y[66]  # mouth
     assert y[27] < y[36] and y[30] < y[51] and y[17:27].max() < y[36:48].min()  # top to bottom
+
+
+def test_a_calibration_file_missing_its_parts_is_a_damaged_install(monkeypatch):
+    """calibration.json is read once for the crop templates and the 98->68 map: a file that is
+    JSON but lacks either part must say the install is damaged, not fall back to the plain index
+    map (points in another layout, unsaid) or to no templates."""
+    import pytest
+
+    from facemark import align
+    from facemark.errors import DamagedInstall
+
+    whole = align.calibration()
+    for data in ({}, {k: v for k, v in whole.items() if k != "labelmap"}):
+        monkeypatch.setattr(align, "calibration", lambda d=data: d)
+        LM.load.cache_clear()
+        try:
+            with pytest.raises(DamagedInstall):
+                LM.load() if "templates" in data else align._load_templates()
+        finally:
+            LM.load.cache_clear()
