@@ -483,8 +483,9 @@ def unfound_hints(fl) -> str:
                      "with --turned (four detector passes per image)")
     det = fl.detector
     if isinstance(det, RetinaFace) and det.min_face is None:
-        hints.append(f"one under about {det.NET_MIN_FACE:g} px, only with --min-face 20 (the image searched at twice "
-                     f"its size, more slowly)")
+        hints.append(f"a face under about {det.NET_MIN_FACE:g} px in the image as searched (shrunk to "
+                     f"{det.max_side} px on its long side when larger) may be found only with --min-face 20 (the "
+                     f"image searched at twice its own size, more slowly)")
     return "; ".join(hints)
 
 

@@ -622,7 +622,8 @@ def video(
         elif s.unfound == "any" and (not turned or min_face is None):
             hints = (["faces turned sideways or upside down (a recording whose rotation was lost) may be found only "
                       "with --turned"] if not turned else []) + \
-                (["faces under about 40 px, only with --min-face 20 (the frames searched at twice their size)"]
+                (["faces under about 40 px in the frames as searched (shrunk to 640 px on the long side when "
+                  "larger) may be found only with --min-face 20 (the frames searched at twice their own size)"]
                  if min_face is None else [])
             err.print(f"note: no face was found in any frame: {'; '.join(hints)}")
         if s.searched_shrunk == -1:

@@ -66,7 +66,7 @@ def run(src: Path, out: Path, model: str, workers: str, fmt: str, pythonpath: st
 
 
 def auto_count(images: int, device: str) -> int:
-    """How many workers ``--workers auto`` takes for this run (the rule in facemark.batch, asked in a
+    """How many workers ``--workers auto`` takes for this run (the rule in facemark.workers, asked in a
     process of its own with this machine's cores, memory and onnxruntime), for the table's label."""
     code = f"from facemark.workers import auto_workers; print(auto_workers({images}, {device!r}))"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -2232,7 +2232,8 @@ def test_a_sideways_clip_ends_with_a_note_naming_turned(tmp_path, small_face, mo
 
 def test_a_clip_with_no_face_found_ends_with_a_note_naming_turned(tmp_path, small_face):
     """A recording whose rotation was lost can hold faces the upright search never finds; the run
-    said nothing of why it found none. Not said with --turned, nor when a frame had a face."""
+    said nothing of why it found none. --turned is not named with --turned (--min-face 20 alone
+    then), nor is anything said when a frame had a face."""
     for name, frames in (("wall", [np.full((240, 320, 3), 100 + i, np.uint8) for i in range(4)]),
                          ("face", [frame_with([(150 + 3 * i, 110)], small_face) for i in range(4)]),
                          ("strip", [np.full((16, 320, 3), 100 + i, np.uint8) for i in range(4)])):  # (small frames: --min-face)
@@ -2243,7 +2244,7 @@ def test_a_clip_with_no_face_found_ends_with_a_note_naming_turned(tmp_path, smal
             assert r.exit_code == 0, r.stderr
             assert ("no face was found in any frame" in r.stderr and "--turned" in r.stderr) == says, (name, extra, r.stderr)
             assert ("--min-face 20 looks at them" in r.stderr) == (name == "strip"), (name, extra, r.stderr)
-            assert ("faces under about 40 px, only with --min-face 20" in r.stderr) == (name == "wall"), r.stderr
+            assert ("faces under about 40 px in the frames as searched" in r.stderr) == (name == "wall"), r.stderr
 
 
 def test_the_video_is_drawn_as_asked(tmp_path, small_face):
