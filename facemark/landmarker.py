@@ -284,13 +284,12 @@ class FaceLandmarker:
         upright, where they are right, and the crop follows them (``scripts/rotation_check.py
         --turned``: faces turned 30-45° lose a little, since two turns see them well there)."""
         h, w = image.shape[:2]
-        retina = isinstance(self.detector, RetinaFace)  # (others score on other scales, and draw other boxes)
-        least = TURNED_MIN_SCORE if retina else 0.0
+        least = TURNED_MIN_SCORE if isinstance(self.detector, RetinaFace) else 0.0  # (others score on other scales)
         found = []
         for k in range(4):
             view = image if k == 0 else np.ascontiguousarray(np.rot90(image, k))
             for d in self._plain(view, as_is):
-                if k and (d.score < least or (retina and not stands_upright(d))):
+                if k and d.score < least:
                     continue
                 d = self._with_keypoints(view, d) if k else d  # (a bare box: its keypoints found where it is upright)
                 found.append(_turned_back(d, k, h, w))
@@ -527,16 +526,6 @@ def _realign(landmarks98: np.ndarray, previous: np.ndarray, size: int) -> np.nda
 # turned a quarter or half way, scored over 0.99 in their upright turn (scripts/rotation_check.py
 # --turned: its faces-per-image and lowest-score columns).
 TURNED_MIN_SCORE = 0.9
-# A face found in a turned view stands upright there only in a box about as wide as tall or less
-# (RetinaFace's boxes of the 300-W test faces: median 0.74 wide for 1 tall, the widest 1.12). Half
-# a face cut off by the frame is found sideways in a wider box, scored over 0.9, its points
-# squeezed onto the visible half (``scripts/cut_faces.py``: the model card's Limitations).
-TURNED_MAX_WIDTH = 1.2
-
-
-def stands_upright(d: Detection) -> bool:
-    """Whether a face's box is shaped as an upright face's is (``TURNED_MAX_WIDTH``)."""
-    return d.box[2] - d.box[0] <= TURNED_MAX_WIDTH * (d.box[3] - d.box[1])
 
 
 def _turned_back(d: Detection, k: int, height: int, width: int, scale: float = 1.0,

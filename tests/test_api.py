@@ -847,28 +847,24 @@ def test_a_face_turned_a_quarter_or_half_way_is_read_upright_by_default(fl, phot
     assert np.linalg.norm(back - upright.landmarks, axis=1).mean() < 0.06 * iod
 
 
-def test_turned_keeps_a_turned_view_s_face_only_in_an_upright_face_s_box_shape(monkeypatch):
-    """Half a face cut off by the frame is found sideways in a turned view, scored over 0.9 (above
-    the face found upright), in a box far wider than tall: --turned read it from there, its points
-    squeezed onto the visible half (300-W faces cut at their middle: NME 36-45 %). A turned view's
-    face in a box shaped as an upright face's is still read from that turn."""
-    from facemark.detector import Detection
-    from facemark.landmarker import FaceLandmarker
+@pytest.mark.parametrize("turns", [1, 2, 3])
+def test_turned_reads_a_face_cut_by_the_frame_in_a_photo_stored_turned(fl, photo, turns):
+    """--turned reads each face from the turn where it stands upright; with its brows cut off by
+    the frame, a face's box there is wider than tall. A rule that kept a turned view's face only
+    in an upright face's box shape (tried against half faces read sideways) lost these: read
+    sideways, or not found."""
+    from facemark import align
 
-    fl = FaceLandmarker(model="direct", turned=True)
-    kps = np.array([[40.0, 60], [60, 60], [50, 75], [42, 88], [58, 88]])
-    upright = Detection(np.array([20.0, 30, 80, 110]), 0.95, kps)
-
-    def plain(view, as_is, turned_box):
-        return [upright] if view is image else [turned_box] if view.shape[:2] == (100, 200) and view[99, 0, 0] else []
-
-    image = np.zeros((200, 100, 3), np.uint8)
-    image[0, 0] = 255  # (a mark telling the view turned once, where it lies at (99, 0), from the one turned three times)
-    for box, from_turn in ((np.array([20.0, 10, 180, 90]), False), (np.array([40.0, 10, 100, 90]), True)):
-        turned_box = Detection(box, 0.99, kps + [box[0] - 20, 0])
-        monkeypatch.setattr(fl, "_plain", lambda view, as_is, b=turned_box: plain(view, as_is, b))
-        found = fl.find_faces(image)
-        assert len(found) == 1 and (found[0].quarter_turns != 0) == from_turn, (box, found)
+    ref = fl.detect(photo)[0].landmarks
+    y1, y2 = ref[:, 1].min(), ref[:, 1].max()
+    cut = np.ascontiguousarray(photo[int(y1 + 0.2 * (y2 - y1)):])  # the brows above the frame's top edge
+    (want,) = fl.detect(cut)
+    iod = np.linalg.norm(want.landmarks[96] - want.landmarks[97])
+    faces = FaceLandmarker(model="direct", turned=True).detect(np.ascontiguousarray(np.rot90(cut, turns)))
+    assert faces, "no face found"
+    face = max(faces, key=lambda f: f.score)
+    back = align.quarter_turn_back(face.landmarks, turns, *cut.shape[:2])
+    assert np.linalg.norm(back - want.landmarks, axis=1).mean() < 0.06 * iod
 
 
 def test_upside_down_faces_scored_well_with_level_keypoints_are_read_upright(fl):
