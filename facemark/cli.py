@@ -855,6 +855,10 @@ def calibrate(
     check_cache_folder(cache)
     shipped = Path(__file__).parent / "calibration.json"
     replaces = out_path.exists() and os.path.realpath(out_path) == os.path.realpath(shipped)
+    if replaces and installed_package():
+        fail(f"--out {plain(out_path)} is the calibration of facemark as installed (not an editable install): "
+             f"rewriting it would change an installed package behind pip's back; give --out FILE and use it from a "
+             f"checkout (pip install -e .), as the README's Training says")
     try:
         shipped_faces = f"{json.loads(shipped.read_text())['faces']:,} faces"
     except (OSError, ValueError, KeyError, TypeError):
@@ -871,6 +875,11 @@ def calibrate(
 
 
 FEW_CALIBRATION_FACES = 500  # under this a calibration is said to be noisy
+
+
+def installed_package() -> bool:
+    """Whether this facemark runs from an installed copy (site-packages), not from a checkout."""
+    return any(part in ("site-packages", "dist-packages") for part in Path(__file__).resolve().parts)
 
 
 @app.command()

@@ -51,7 +51,7 @@ def require_pyarrow(what: str = "--format parquet"):
     try:
         import pyarrow  # noqa: F401
     except ImportError:
-        raise UsageError(f'{what} needs pyarrow: pip install pyarrow (or ".[parquet]" in facemark\'s folder)') from None
+        raise UsageError(f'{what} needs pyarrow: pip install pyarrow (facemark\'s [parquet] extra)') from None
 
 
 def json_or_lines(data: bytes):

@@ -2849,3 +2849,20 @@ def test_a_broken_link_found_in_a_folder_is_said_as_one(tmp_path, face_image):
     r = fm("detect", "in", "--out", "o", cwd=tmp_path)
     assert r.returncode == 1 and f"failed: in/b.jpg is a link to {tmp_path / 'gone.jpg'}, which does not exist" in r.stderr
     assert (tmp_path / "o" / "a.jpg.json").exists()
+
+
+def test_calibrate_does_not_rewrite_an_installed_package(tmp_path, fm_here, monkeypatch):
+    """calibrate's --out defaults to the calibration.json facemark reads: in a checkout (an editable
+    install) that is how retraining works, but in site-packages it rewrote an installed package
+    behind pip's back (its record's hashes no longer matched). There it is refused, unwritten."""
+    from facemark import cli
+
+    shipped = Path(cli.__file__).parent / "calibration.json"
+    before = shipped.read_bytes()
+    (tmp_path / "t").mkdir()
+    (tmp_path / "d").mkdir()
+    monkeypatch.setattr(cli, "installed_package", lambda: True)
+    r = fm_here("calibrate", "--data", f"300w={tmp_path / 'd'}", "--teacher", tmp_path / "t", "--cache", tmp_path / "c",
+                cwd=tmp_path)
+    assert r.returncode == 2 and "is the calibration of facemark as installed" in r.stderr, r.stderr
+    assert shipped.read_bytes() == before
