@@ -13,7 +13,7 @@ except ImportError:  # (not on Windows)
 
 
 INSTALL_TORCH = ("pip install 'torch>=2.2' 'onnx>=1.15' (facemark's [torch] extra); on a machine without a GPU, "
-                 "install the CPU build, as the README's Quickstart says: PyPI's default torch for Linux is a "
+                 "install the CPU build first, as the README's Quickstart says: PyPI's default torch for Linux is a "
                  "multi-GB CUDA build")
 
 
