@@ -86,18 +86,11 @@ class OneEuro(_Clocked):
         self.shared_speed = shared_speed
         # With ``follow_turns``, the speed that opens the cutoff is also read from the input's own
         # steps: at a turn (a head shaken, a hand-held camera) the smoothed velocity passes through
-        # zero while the face moves fast, which closed the cutoff just then (the points trailed
-        # each turn by several % of the eye distance, and a shaking clip came out worse than
-        # unsmoothed). That speed is the lesser of two readings, each blind to a still face's
-        # noise in its own way: the coordinates' mean step beyond ``NOISE_STEP`` (noise of any
-        # kind smaller than that), and how each step goes on from the one before (their product:
-        # positive for motion, turns included; below zero on average for noise independent from
-        # frame to frame, however large, so a flickering or noisier face is smoothed as before).
-        # The product alone also followed small shakes at high frame rates, whose steps are under
-        # ``NOISE_STEP`` (the lesser reading does no better there than no smoothing), but it
-        # followed a face the model's points jumped onto, a smaller one crossing in front, fast
-        # enough that ``--max-faces 1`` gave it the followed id in more runs
-        # (scripts/max_faces_check.py, with the tracker of 2b18a3c: 8 of 15 kept against 11).
+        # zero while the face moves fast, and the points trailed each turn. That speed is the
+        # lesser of two readings, each blind to a still face's noise: the coordinates' mean step
+        # beyond ``NOISE_STEP``, and how each step goes on from the one before (their product:
+        # positive for motion, below zero on average for independent noise). The product alone
+        # also followed a face the model's points jumped onto (docs/VIDEO.md has the measurements).
         self.follow_turns = follow_turns
         self.raw: np.ndarray | None = None  # the last input, and the step that led to it
         self.raw_step: np.ndarray | None = None
