@@ -855,10 +855,10 @@ def calibrate(
     check_cache_folder(cache)
     shipped = Path(__file__).parent / "calibration.json"
     replaces = out_path.exists() and os.path.realpath(out_path) == os.path.realpath(shipped)
-    if replaces and installed_package():
+    if os.path.realpath(out_path) == os.path.realpath(shipped) and installed_package():
         fail(f"--out {plain(out_path)} is the calibration of facemark as installed (not an editable install): "
-             f"rewriting it would change an installed package behind pip's back; give --out FILE and use it from a "
-             f"checkout (pip install -e .), as the README's Training says")
+             f"rewriting it would change an installed package behind pip's back; calibrate in a checkout of facemark "
+             f"installed with pip install -e . (the README's Training), where the calibration it writes is the one read")
     try:
         shipped_faces = f"{json.loads(shipped.read_text())['faces']:,} faces"
     except (OSError, ValueError, KeyError, TypeError):
@@ -878,8 +878,16 @@ FEW_CALIBRATION_FACES = 500  # under this a calibration is said to be noisy
 
 
 def installed_package() -> bool:
-    """Whether this facemark runs from an installed copy (site-packages), not from a checkout."""
-    return any(part in ("site-packages", "dist-packages") for part in Path(__file__).resolve().parts)
+    """Whether this facemark's files are an installed distribution's (pip's record of facemark
+    lists this very calibration.json), not a checkout's (an editable install records none of them)."""
+    from importlib import metadata
+
+    try:
+        files = metadata.distribution("facemark").files or []
+    except metadata.PackageNotFoundError:
+        return False
+    here = os.path.realpath(Path(__file__).parent / "calibration.json")
+    return any(f.name == "calibration.json" and os.path.realpath(f.locate()) == here for f in files)
 
 
 @app.command()

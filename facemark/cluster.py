@@ -43,7 +43,7 @@ def _require_ray():
         import ray
         import ray.data
     except ImportError:
-        raise UsageError('--ray needs Ray: pip install "ray[data]>=2.60,<2.64" pyarrow (facemark\'s [ray] extra)') from None
+        raise UsageError('--ray needs Ray: pip install "ray[data]>=2.60,<2.64" "pyarrow>=14" (facemark\'s [ray] extra)') from None
     import logging
 
     # Ray's own INFO/WARNING lines (start-up, execution plans, progress every 10 s) would bury

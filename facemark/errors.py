@@ -12,9 +12,9 @@ except ImportError:  # (not on Windows)
     resource = None
 
 
-INSTALL_TORCH = ("pip install 'torch>=2.2' 'onnx>=1.15' (facemark's [torch] extra); on a machine without a GPU, "
-                 "install the CPU build first, as the README's Quickstart says: PyPI's default torch for Linux is a "
-                 "multi-GB CUDA build")
+INSTALL_TORCH = ("on a machine without a GPU, install the CPU build first, as the README's Quickstart says "
+                 "(PyPI's default torch for Linux is a multi-GB CUDA build); then pip install 'torch>=2.2' "
+                 "'onnx>=1.15' (facemark's [torch] extra)")
 
 
 class FacemarkError(Exception):

@@ -2854,15 +2854,28 @@ def test_a_broken_link_found_in_a_folder_is_said_as_one(tmp_path, face_image):
 def test_calibrate_does_not_rewrite_an_installed_package(tmp_path, fm_here, monkeypatch):
     """calibrate's --out defaults to the calibration.json facemark reads: in a checkout (an editable
     install) that is how retraining works, but in site-packages it rewrote an installed package
-    behind pip's back (its record's hashes no longer matched). There it is refused, unwritten."""
+    behind pip's back (its record's hashes no longer matched). There it is refused before any work.
+    Installed means pip's record of facemark lists this very file (folder names lie both ways: a
+    checkout under a folder named site-packages, a pip install --target elsewhere)."""
+    from importlib import metadata
+
     from facemark import cli
+    from facemark.training import calibrate
 
     shipped = Path(cli.__file__).parent / "calibration.json"
-    before = shipped.read_bytes()
+
+    class Record:  # a distribution whose files are this checkout's, as a plain pip install's are
+        def __init__(self, names):
+            self.files = [type("F", (), {"name": Path(n).name, "locate": lambda self, n=n: Path(n)})() for n in names]
+
+    for names, installed in (([str(shipped)], True), ([str(tmp_path / "elsewhere" / "calibration.json")], False)):
+        monkeypatch.setattr(metadata, "distribution", lambda name, r=Record(names): r)
+        assert cli.installed_package() is installed
+    ran = []
+    monkeypatch.setattr(calibrate, "run", lambda *a, **k: ran.append(a))
+    monkeypatch.setattr(metadata, "distribution", lambda name: Record([str(shipped)]))
     (tmp_path / "t").mkdir()
     (tmp_path / "d").mkdir()
-    monkeypatch.setattr(cli, "installed_package", lambda: True)
     r = fm_here("calibrate", "--data", f"300w={tmp_path / 'd'}", "--teacher", tmp_path / "t", "--cache", tmp_path / "c",
                 cwd=tmp_path)
-    assert r.returncode == 2 and "is the calibration of facemark as installed" in r.stderr, r.stderr
-    assert shipped.read_bytes() == before
+    assert r.returncode == 2 and "is the calibration of facemark as installed" in r.stderr and not ran, r.stderr

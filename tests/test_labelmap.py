@@ -86,11 +86,12 @@ def test_a_calibration_file_missing_its_parts_is_a_damaged_install(monkeypatch):
     from facemark.errors import DamagedInstall
 
     whole = align.calibration()
-    for data in ({}, {k: v for k, v in whole.items() if k != "labelmap"}):
+    for data, read in (({}, align._load_templates), ({}, LM.load),
+                       ({k: v for k, v in whole.items() if k != "labelmap"}, LM.load)):
         monkeypatch.setattr(align, "calibration", lambda d=data: d)
         LM.load.cache_clear()
         try:
             with pytest.raises(DamagedInstall):
-                LM.load() if "templates" in data else align._load_templates()
+                read()
         finally:
             LM.load.cache_clear()

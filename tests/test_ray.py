@@ -336,7 +336,7 @@ def test_image_that_always_kills_its_actor_stops_the_run(local_ray, folder, expe
 
 def test_missing_ray_is_a_usage_error(monkeypatch, folder, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)
-    with pytest.raises(UsageError, match=r"pip install \"ray\[data\]>=2\.60,<2\.64\" pyarrow \(facemark's \[ray\] extra\)"):
+    with pytest.raises(UsageError, match=r"pip install \"ray\[data\]>=2\.60,<2\.64\" \"pyarrow>=14\" \(facemark's \[ray\] extra\)"):
         cluster.run_ray([str(folder)], str(tmp_path / "out"))
 
 
