@@ -15,14 +15,16 @@ def write_image(path, w=40, h=30):
 
 def test_pts_dir_is_one_based_and_splits_by_folder(tmp_path):
     pts = np.arange(136, dtype=float).reshape(68, 2) + 1.0  # 1-based on disk
-    for sub in ("afw", "helen/trainset", "helen/testset"):
+    for sub in ("afw", "helen/trainset", "helen/testset", "ibug"):
         write_image(tmp_path / sub / "img_1.jpg")
         D.write_pts(tmp_path / sub / "img_1.pts", pts - 1.0)
     (tmp_path / "afw" / "orphan.pts").write_text((tmp_path / "afw" / "img_1.pts").read_text())  # no image
     samples = D.load(f"300w={tmp_path}")
-    assert len(samples) == 3
+    assert len(samples) == 4
     by = {s.subset: s for s in samples}
     assert by["helen/testset"].split == "test" and by["afw"].split == "train"
+    # A full 300-W's ibug folder is its challenging test subset (it was packed and trained on).
+    assert by["ibug"].split == "test" and D.load(f"300w={tmp_path / 'ibug'}")[0].split == "test"
     assert np.allclose(by["afw"].landmarks, pts - 1.0)
     assert np.allclose(D.read_pts(tmp_path / "afw" / "img_1.pts"), pts - 1.0)
 

@@ -117,15 +117,16 @@ def _image_beside(pts: Path) -> Path | None:
 
 def load_pts_dir(root: str | Path, skipped: list[str] | None = None) -> list[Sample]:
     """All ``.pts`` files under ``root`` with their images. A ``testset`` or ``test`` folder at or
-    below ``root`` (``root`` itself included) makes the test split; the subset is the folder
-    relative to ``root``. A label file that cannot be read is added to ``skipped`` (with why),
-    not the end of the run."""
+    below ``root`` (``root`` itself included) makes the test split, and so does 300-W's ``ibug``
+    folder (its 135 challenging test faces: a full 300-W trained on them, never measured on
+    them); the subset is the folder relative to ``root``. A label file that cannot be read is
+    added to ``skipped`` (with why), not the end of the run."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"not a directory: {root}")
     real = Path(os.path.realpath(root))
     real_name = real.name  # (of '300w=.' too: Path('.').name is '')
-    root_is_test = real_name in ("testset", "test")  # --data 300w=.../helen/testset
+    root_is_test = real_name.lower() in TEST_FOLDERS  # --data 300w=.../helen/testset
     # A set's own folder named with its parent's (helen/testset): two such roots given side by
     # side stay two subsets, not one "testset".
     root_label = f"{real.parent.name}/{real_name}" if real_name in SPLIT_FOLDERS and real.parent.name else real_name
@@ -140,7 +141,8 @@ def load_pts_dir(root: str | Path, skipped: list[str] | None = None) -> list[Sam
         rel = "" if rel == "." else rel  # (the root itself: its own name below)
         if rel.split("/")[0] in SPLIT_FOLDERS:  # --data 300w=.../lfpw: lfpw/testset
             rel = f"{real_name}/{rel}"
-        split = "test" if root_is_test or {"testset", "test"} & set(pts.parent.relative_to(root).parts) else "train"
+        split = "test" if root_is_test or TEST_FOLDERS & {p.lower() for p in pts.parent.relative_to(root).parts} \
+            else "train"
         try:
             out.append(Sample(img, read_pts(pts), subset=rel or root_label, split=split))
         except (OSError, ValueError) as e:
@@ -156,6 +158,7 @@ def load_pts_dir(root: str | Path, skipped: list[str] | None = None) -> list[Sam
 
 
 SPLIT_FOLDERS = ("testset", "trainset", "test", "train")
+TEST_FOLDERS = {"testset", "test", "ibug"}  # (300-W's ibug: the challenging test subset)
 
 
 def _label_files(root: Path) -> list[Path]:
