@@ -1847,6 +1847,21 @@ def test_out_of_memory_for_threads_at_the_exit_is_still_one_line(tmp_path):
     assert r.returncode == 1 and r.stderr == "error: out of memory: not enough memory to load the model\n", r.stderr
 
 
+def test_a_thread_that_cannot_start_at_the_exit_does_not_hang_it(tmp_path):
+    """Under ``ulimit -v``, "out of memory" was said and then the process hung, signals ignored:
+    the exit's guard thread died starting, and ``Thread.start`` waits for a thread to say it has
+    started. Here no thread ever does; the exit must not wait for one."""
+    script = ("import threading, facemark.cli as cli, facemark.__main__ as entry\n"
+              "def run():\n"
+              "    threading.Thread.start = lambda self: threading.Event().wait()  # (a start that never returns)\n"
+              "    cli._error_line('out of memory')\n"
+              "    raise SystemExit(1)\n"
+              "cli.run = run\n"
+              "entry.main()\n")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert r.returncode == 1 and r.stderr == "error: out of memory\n", r.stderr
+
+
 def test_a_ctrl_c_inside_onnxruntimes_import_is_one_line(tmp_path):
     """A Ctrl-C during onnxruntime's import comes out as its ImportError ("initialization failed",
     caused by the KeyboardInterrupt), after which onnxruntime cannot be imported again. The CLI's
