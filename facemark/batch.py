@@ -404,12 +404,14 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
         except (ImageError, BoxError) as e:
             failed(k, im, str(e) if str(im.path) in str(e) else f"{im.path}: {e}")
             continue
-        except MemoryError:
-            failed(k, im, f"{im.path}: out of memory searching it")
-            continue
         except StopRun as e:  # k = -1: the images read before it are still done, then the run stops
             outcomes.append(Outcome(-1, False, str(e)))
             break
+        except Exception as e:  # noqa: BLE001 - memory is said in each library's words (OpenCV's cv2.error)
+            if not out_of_memory(e):
+                raise
+            failed(k, im, f"{im.path}: out of memory searching it")
+            continue
         ready.append((k, im, name, image, read_at))
         dets.append(d)
     for (k, im, name, image, read_at), fs, found in zip(ready, fl.landmarks_for([r[3] for r in ready], dets), dets):

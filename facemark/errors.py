@@ -122,8 +122,8 @@ def no_files_left(path, e: OSError) -> StopRun | None:
 
 
 OUT_OF_MEMORY = ("bad_alloc", "Failed to allocate", "Cannot allocate memory", "pthread_create failed",
-                 "can't start new thread", "can't allocate memory", "CUDA out of memory")
-# (onnxruntime's, Python's and torch's words when memory or threads run out)
+                 "can't start new thread", "can't allocate memory", "CUDA out of memory", "Insufficient memory")
+# (onnxruntime's, Python's, torch's and OpenCV's words when memory or threads run out)
 
 
 def out_of_memory(e: BaseException) -> bool:

@@ -2894,3 +2894,32 @@ def test_calibrate_does_not_rewrite_an_installed_package(tmp_path, fm_here, monk
     r = fm_here("calibrate", "--data", f"300w={tmp_path / 'd'}", "--teacher", tmp_path / "t", "--cache", tmp_path / "c",
                 cwd=tmp_path)
     assert r.returncode == 2 and "is the calibration of facemark as installed" in r.stderr and not ran, r.stderr
+
+
+def test_opencv_running_out_of_memory_on_one_photo_fails_that_photo_alone(tmp_path, face_image, monkeypatch):
+    """Under ``ulimit -v`` a big photo's search failed inside OpenCV (cv2.error "Insufficient
+    memory"), which ended the whole folder's run in a bare "out of memory", no image named, the
+    rest of its chunk undone; a MemoryError of the same search failed that photo alone."""
+    from facemark import FaceLandmarker
+    from facemark.batch import detect_files
+
+    for name in ("a.png", "big.png", "c.png"):
+        cv2.imwrite(str(tmp_path / name), face_image)
+    fl = FaceLandmarker(model="direct")
+    real = fl.find_faces
+
+    def find(image, *a, **k):  # (the second photo, big.png: in input order, one process)
+        find.calls.append(1)
+        if len(find.calls) == 2:
+            raise cv2.error("OpenCV(5.0.0) alloc.cpp:73: error: (-4:Insufficient memory) Failed to allocate "
+                            "432000000 bytes in function 'OutOfMemoryError'")
+        return real(image, *a, **k)
+
+    find.calls = []
+    monkeypatch.setattr(fl, "find_faces", find)
+    said = []
+    s = detect_files([str(tmp_path / n) for n in ("a.png", "big.png", "c.png")], fl, out_dir=tmp_path / "o",
+                     log=said.append)
+    assert (s.written, s.failures) == (2, 1), said
+    assert any("big.png: out of memory searching it" in x for x in said), said
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a.png.json", "c.png.json"]
