@@ -17,6 +17,10 @@ def main() -> None:
     stops = [getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)]  # (errors.STOP_SIGNALS)
     catch = [s for s in stops if signal.getsignal(s) not in (signal.SIG_IGN, None)]
     before = {s: signal.signal(s, early) for s in catch}
+    # NumPy's OpenBLAS allocates buffers per thread as it loads, and under a memory limit gave up
+    # in its own words (ending the run) where facemark had room: its matrices here are small, so
+    # one thread, unless the user says otherwise (the command's own process and its workers only).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from .cli import run
 
     for s, handler in before.items():

@@ -2923,3 +2923,19 @@ def test_opencv_running_out_of_memory_on_one_photo_fails_that_photo_alone(tmp_pa
     assert (s.written, s.failures) == (2, 1), said
     assert any("big.png: out of memory searching it" in x for x in said), said
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a.png.json", "c.png.json"]
+
+
+def test_the_command_line_runs_openblas_on_one_thread_unless_told(tmp_path):
+    """Under ``ulimit -v`` around 1 GB, NumPy's OpenBLAS gave up allocating its per-thread buffers
+    and ended runs in its own words, where facemark itself had room (its matrices are small)."""
+    script = ("import os, facemark.cli as cli, facemark.__main__ as entry\n"
+              "def run():  # (in a real run, the CLI's modules and NumPy are imported after the setting)\n"
+              "    print(os.environ.get('OPENBLAS_NUM_THREADS'))\n"
+              "cli.run = run\n"
+              "entry.main()\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert r.returncode == 0 and r.stdout == "1\n", r.stderr
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
+                       env={**env, "OPENBLAS_NUM_THREADS": "4"}, timeout=120)
+    assert r.returncode == 0 and r.stdout == "4\n", r.stderr
