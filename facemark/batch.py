@@ -1040,6 +1040,7 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
                     raise WorkerDied(f"{e}; {then} (--workers 1 uses less memory)") from None
                 except WorkersUnavailable as e:  # e.g. no /dev/shm in a sandbox: slower, not broken
                     log(f"note: no worker processes here ({e}); running in this one")
+                    workers = 1  # (a failure now is this process's: no other workers' outputs to speak of)
                     try:
                         if fl.spec.get("threads") is not None:  # (made for a share of the cores: all of them now)
                             fl = FaceLandmarker(**{**fl.spec, "threads": None})

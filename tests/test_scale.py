@@ -1925,6 +1925,11 @@ def test_workers_that_cannot_start_for_open_files_leave_the_run_to_this_process(
         with pytest.raises(expected):
             B.detect_files([str(src)], fl, out_dir=tmp_path / "o2", workers=2, batch_images=1, log=lambda m: None,
                            resume=False)
+    # A stop in that fallback is this one process's: no "other workers may have finished a few more".
+    monkeypatch.setattr(B, "_process", lambda *a, **k: [B.Outcome(-1, False, "cannot open in/0.jpg")])
+    with pytest.raises(StopRun) as stop:
+        B.detect_files([str(src)], fl, out_dir=tmp_path / "o3", workers=2, batch_images=1, log=lambda m: None)
+    assert "stopped after 0 image(s)" in str(stop.value) and "other workers" not in str(stop.value), stop.value
 
 
 def test_a_resumed_auto_run_counts_its_workers_from_the_images_left(monkeypatch, tmp_path, face_image):
