@@ -50,27 +50,21 @@ def _end_if_stuck(code: int) -> None:
     """End the process with ``code`` if its exit has not ended it within ``EXIT_GRACE_S``: an exit
     hook that waits forever (a worker pool's, on a worker it can no longer see, seen once after a
     Ctrl-C) left a process at 100 % CPU that ignored the signals above; only SIGKILL stopped it.
-    A timer signal, not a thread: with memory gone (``ulimit -v``) a thread that died starting left
-    ``Thread.start`` waiting for it forever, after "out of memory" was said."""
-    def guard(signum=None, frame=None) -> None:
+    A thread of the low-level kind: ``threading.Thread.start`` waits for its thread to say it has
+    started, and under ``ulimit -v`` one that died starting left the exit waiting forever."""
+    import _thread
+    import time
+
+    def guard() -> None:
+        time.sleep(EXIT_GRACE_S)
         try:
             os.write(2, b"facemark: the exit was stuck (in a library's clean-up); ended it\n")
         except OSError:
             pass
         os._exit(code)
 
-    if hasattr(signal, "setitimer"):
-        try:
-            signal.signal(signal.SIGALRM, guard)
-            signal.setitimer(signal.ITIMER_REAL, EXIT_GRACE_S)
-            return
-        except (ValueError, OSError):  # (not the main thread: a caller's own thread ran main())
-            pass
-    import _thread
-    import time
-
-    try:  # (the low-level start: it does not wait for the thread to say it started)
-        _thread.start_new_thread(lambda: (time.sleep(EXIT_GRACE_S), guard()), ())
+    try:
+        _thread.start_new_thread(guard, ())
     except (RuntimeError, MemoryError):  # no memory left for a thread (the run said so): exit without the guard
         pass
 

@@ -28,7 +28,8 @@ from .annotate import STYLES, draw
 from .backends import ModelError
 from .boxes import BoxError, GivenBoxes, check_inside, read_boxes
 from .detector import RetinaFace, YuNet
-from .errors import SEEN, STOP_SIGNALS, OutputError, StopRun, UsageError, no_files_left, out_of_memory, stopped
+from .errors import (SEEN, STOP_SIGNALS, OutputError, StopRun, UsageError, memory_ran_out, no_files_left,
+                     out_of_memory, stopped)
 from .icc import drawn_as, embedded, has_mark, profile_of, with_mark
 from .imageio import (IMAGE_EXTS, ImageError, atomic_write, bgra_as_shown, broken_link, encode_image, read_image,
                       remove_stale_temps, too_long_name, within, write_whole)
@@ -408,7 +409,7 @@ def _process(job: Job, fl: FaceLandmarker, loaded: list) -> list[Outcome]:
             outcomes.append(Outcome(-1, False, str(e)))
             break
         except Exception as e:  # noqa: BLE001 - memory is said in each library's words (OpenCV's cv2.error)
-            if not out_of_memory(e):
+            if not memory_ran_out(e):
                 raise
             failed(k, im, f"{im.path}: out of memory searching it")
             continue
@@ -1089,7 +1090,9 @@ def rows_for_bytes(fl: FaceLandmarker, items: list[tuple[str, bytes]]) -> list[d
         except (ImageError, BoxError) as e:
             rows[k] = row(path, None, None, fl.model_name, error=str(e))
             continue
-        except MemoryError:
+        except Exception as e:  # noqa: BLE001 - as _process: memory in any library's words is this image's
+            if not memory_ran_out(e):
+                raise
             rows[k] = row(path, None, None, fl.model_name, error=f"{path}: out of memory")
             continue
         loaded.append(image)

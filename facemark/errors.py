@@ -126,6 +126,12 @@ OUT_OF_MEMORY = ("bad_alloc", "Failed to allocate", "Cannot allocate memory", "p
 # (onnxruntime's, Python's, torch's and OpenCV's words when memory or threads run out)
 
 
+def memory_ran_out(e: BaseException) -> bool:
+    """``out_of_memory`` for memory alone (in any library's words), not threads: a photo whose
+    search ran out of memory fails alone, while threads that cannot start end the run."""
+    return out_of_memory(e) and not any(m in str(e) for m in ("pthread_create failed", "can't start new thread"))
+
+
 def out_of_memory(e: BaseException) -> bool:
     """Whether an error is the machine's (memory or threads ran out), not the model's or the input's.
     (Here, not beside the sessions: the CLI asks it while an interrupted import of onnxruntime

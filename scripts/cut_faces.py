@@ -20,7 +20,7 @@ import numpy as np
 from facemark import FaceLandmarker, labelmap
 from facemark.evaluation import metrics
 from facemark.imageio import read_image
-from facemark.training.datasets import load_all
+from facemark.training.datasets import common_subset, load_all
 from rotation_check import found, rotate  # (scripts/, beside this one)
 
 
@@ -43,7 +43,7 @@ def main() -> None:
     ap.add_argument("--edge", default="left", choices=["left", "top"])
     ap.add_argument("--turns", default="0", help="angles the cut picture is stored turned by (multiples of 90)")
     a = ap.parse_args()
-    samples = [s for s in load_all([a.data]) if s.split == "test"][: a.limit]
+    samples = common_subset(load_all([a.data]))[: a.limit]
     images = [read_image(s.image) for s in samples]
     m68 = labelmap.load()
     print(f"{len(samples)} test faces, model {a.model}, cut at the {a.edge} edge; "

@@ -31,7 +31,7 @@ def main() -> None:
     ap.add_argument("--scales", default="1.0,0.75,0.5")
     ap.add_argument("--big", default=None, help="face sizes F (px) for the big-face count")
     a = ap.parse_args()
-    samples = [s for s in datasets.load(a.data) if s.split == "test"][: a.limit]
+    samples = datasets.common_subset(datasets.load(a.data))[: a.limit]
     if a.big:
         return big_faces(samples, [int(v) for v in a.big.split(",")])
     sizes = [int(v) for v in a.sizes.split(",")]

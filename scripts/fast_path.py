@@ -27,7 +27,7 @@ from facemark.evaluation import metrics  # noqa: E402
 from facemark.evaluation.bench import latency, time_calls  # noqa: E402
 from facemark.runtime import ort_session  # noqa: E402
 from facemark.layouts import five_points  # noqa: E402
-from facemark.training.datasets import load_all  # noqa: E402
+from facemark.training.datasets import common_subset, load_all  # noqa: E402
 
 
 def ms(fn) -> float:
@@ -104,7 +104,7 @@ def main() -> None:
     ap.add_argument("--models", default="direct,hybrid")
     ap.add_argument("--faces", type=int, default=200, help="test faces for the accuracy column")
     a = ap.parse_args()
-    samples = [s for s in load_all([a.data]) if s.split == "test"][: a.faces]
+    samples = common_subset(load_all([a.data]))[: a.faces]
     calib_samples = [s for s in load_all([a.data]) if s.split == "train"][:64]
     tmp = tempfile.mkdtemp(prefix="facemark-fast-")
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")

@@ -34,7 +34,7 @@ from facemark.evaluation import metrics  # noqa: E402
 from facemark.evaluation.evaluate import match  # noqa: E402
 from facemark.imageio import read_image  # noqa: E402
 from facemark.landmarker import BOX_PASSES, FaceLandmarker, _near, _realign  # noqa: E402
-from facemark.training.datasets import load_all  # noqa: E402
+from facemark.training.datasets import common_subset, load_all  # noqa: E402
 
 
 def conventions(det: Detection, labels: np.ndarray) -> dict[str, np.ndarray]:
@@ -53,7 +53,7 @@ def main() -> None:
     ap.add_argument("--models", default="direct")
     ap.add_argument("--limit", type=int, default=0, help="only the first N test faces")
     a = ap.parse_args()
-    samples = [s for s in load_all(a.data) if s.split == "test"]
+    samples = common_subset(load_all(a.data))
     samples = samples[:a.limit] if a.limit else samples
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
     print(f"{len(samples)} test faces of {', '.join(a.data)}; {os.cpu_count()} cores ({cpu}); NME % (failures over 8 %)\n")

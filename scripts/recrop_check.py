@@ -80,7 +80,7 @@ def main() -> None:
     ap.add_argument("--model", action="append", help="repeatable (default: direct, hybrid, hourglass)")
     ap.add_argument("--every", type=int, default=2, help="canvas runs take every Nth face")
     a = ap.parse_args()
-    samples = [s for s in datasets.load(a.data) if s.split == "test"]
+    samples = datasets.common_subset(datasets.load(a.data))
     print(f"RECROP_SHIFT {RECROP_SHIFT}, SMALL_AT_INPUT {SMALL_AT_INPUT:g} px; {len(samples)} test faces")
     for model in a.model or ["direct", "hybrid", "hourglass"]:
         fl = FaceLandmarker(model=model)

@@ -18,7 +18,7 @@ import numpy as np
 from facemark import FaceLandmarker, labelmap
 from facemark.evaluation import metrics
 from facemark.imageio import read_image
-from facemark.training.datasets import load_all
+from facemark.training.datasets import common_subset, load_all
 from rotation_check import found, rotate  # (scripts/, beside this one)
 
 
@@ -65,7 +65,7 @@ def main() -> None:
     ap.add_argument("--models", default="direct,hybrid,hourglass")
     ap.add_argument("--limit", type=int, default=80, help="test faces, taken evenly over the test split")
     a = ap.parse_args()
-    test = [s for s in load_all([a.data]) if s.split == "test"]
+    test = common_subset(load_all([a.data]))
     samples = test[:: max(1, len(test) // a.limit)][: a.limit]
     names = a.models.split(",")
     models = {n: FaceLandmarker(model=n) for n in names}

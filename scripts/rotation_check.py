@@ -26,7 +26,7 @@ from facemark import FaceLandmarker, align, labelmap  # noqa: E402
 from facemark.notes import looks_turned  # noqa: E402
 from facemark.evaluation import metrics  # noqa: E402
 from facemark.imageio import read_image  # noqa: E402
-from facemark.training.datasets import load_all  # noqa: E402
+from facemark.training.datasets import common_subset, load_all  # noqa: E402
 
 
 def rotate(image: np.ndarray, pts: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +64,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=200, help="first N test faces")
     ap.add_argument("--turned", action="store_true", help="search each image four ways (facemark detect --turned)")
     a = ap.parse_args()
-    samples = [s for s in load_all([a.data]) if s.split == "test"][: a.limit]
+    samples = common_subset(load_all([a.data]))[: a.limit]
     fl = FaceLandmarker(model=a.model, turned=a.turned)
     m68 = labelmap.load()
     print(f"{len(samples)} test faces, model {a.model}{', turned=True' if a.turned else ''}; "

@@ -24,7 +24,7 @@ def eval_table(evals: dict) -> None:
         for s in subsets:
             m = r["subsets"].get(s)
             if m:
-                label = "**common (554)**" if s == "all" else s
+                label = (f"**common ({m['faces']})**" if m["faces"] == 554 else f"**all ({m['faces']})**") if s == "all" else s
                 print(f"| {name} | {label} | {m['faces']} | {m['missed']} | {m['nme']:.3f} | {m['fr8']:.2f} | "
                       f"{m['fr10']:.2f} | {m['auc8']:.4f} | {m['auc10']:.4f} |")
 

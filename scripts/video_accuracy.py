@@ -30,7 +30,7 @@ from facemark.evaluation.bench import machine_info  # noqa: E402
 from facemark.evaluation.evaluate import evenly  # noqa: E402
 from facemark.imageio import read_image  # noqa: E402
 from facemark.track import Tracker  # noqa: E402
-from facemark.training.datasets import load_all  # noqa: E402
+from facemark.training.datasets import common_subset, load_all  # noqa: E402
 
 FRAMES, WIDTH, HEIGHT, FPS = 45, 480, 360, 25.0
 
@@ -60,7 +60,7 @@ def main() -> None:
     ap.add_argument("--model", default="direct")
     ap.add_argument("--limit", type=int, default=60, help="test faces, taken evenly over the test set")
     a = ap.parse_args()
-    samples = evenly([s for s in load_all([a.data]) if s.split == "test"], a.limit)
+    samples = evenly(common_subset(load_all([a.data])), a.limit)
     fl = FaceLandmarker(model=a.model)
     m68 = labelmap.load()
     tracked, detected, missed, worse, worst = [], [], [0, 0], 0, (0.0, "")

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from facemark import FaceLandmarker  # noqa: E402
 from facemark.imageio import read_image  # noqa: E402
-from facemark.training.datasets import load_all  # noqa: E402
+from facemark.training.datasets import common_subset, load_all  # noqa: E402
 from facemark.video import process_video  # noqa: E402
 
 W, H = 640, 480
@@ -62,7 +62,7 @@ def main() -> None:
     ap.add_argument("--model", default="direct")
     ap.add_argument("--turned", action="store_true", help="facemark video --turned")
     a = ap.parse_args()
-    samples = [s for s in load_all([a.data]) if s.split == "test"][: a.faces]
+    samples = common_subset(load_all([a.data]))[: a.faces]
     fl = FaceLandmarker(model=a.model, turned=a.turned)
     print(f"{len(samples)} faces x {a.frames} frames per angle, model {a.model}{', turned' if a.turned else ''}; "
           f"{platform.processor() or platform.machine()}")

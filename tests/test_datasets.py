@@ -23,8 +23,14 @@ def test_pts_dir_is_one_based_and_splits_by_folder(tmp_path):
     assert len(samples) == 4
     by = {s.subset: s for s in samples}
     assert by["helen/testset"].split == "test" and by["afw"].split == "train"
-    # A full 300-W's ibug folder is its challenging test subset (it was packed and trained on).
+    # A full 300-W's ibug folder is its challenging test subset (it was packed and trained on); a
+    # download folder named ibug above the sets does not make them all test faces.
     assert by["ibug"].split == "test" and D.load(f"300w={tmp_path / 'ibug'}")[0].split == "test"
+    for sub in ("ibug/helen/trainset", "ibug/helen/testset"):
+        write_image(tmp_path / "dl" / sub / "img_1.jpg")
+        D.write_pts(tmp_path / "dl" / sub / "img_1.pts", pts - 1.0)
+    assert {s.subset: s.split for s in D.load(f"300w={tmp_path / 'dl'}")} == {
+        "ibug/helen/trainset": "train", "ibug/helen/testset": "test"}
     assert np.allclose(by["afw"].landmarks, pts - 1.0)
     assert np.allclose(D.read_pts(tmp_path / "afw" / "img_1.pts"), pts - 1.0)
 

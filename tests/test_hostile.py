@@ -1834,11 +1834,11 @@ def test_an_exit_that_waits_forever_ends_itself(tmp_path):
 def test_out_of_memory_for_threads_at_the_exit_is_still_one_line(tmp_path):
     """With memory so short (``ulimit -v``) that no thread can start, the run said "out of memory"
     in one line, then the exit's guard thread failed to start and printed a traceback."""
-    script = ("import threading, facemark.cli as cli, facemark.__main__ as entry\n"
+    script = ("import _thread, threading, facemark.cli as cli, facemark.__main__ as entry\n"
               "def run():\n"
-              "    def no_threads(self):\n"
+              "    def no_threads(*a):\n"
               "        raise RuntimeError(\"can't start new thread\")\n"
-              "    threading.Thread.start = no_threads\n"
+              "    threading.Thread.start = _thread.start_new_thread = no_threads\n"
               "    cli._error_line('out of memory: not enough memory to load the model')\n"
               "    raise SystemExit(1)\n"
               "cli.run = run\n"
@@ -2923,6 +2923,17 @@ def test_opencv_running_out_of_memory_on_one_photo_fails_that_photo_alone(tmp_pa
     assert (s.written, s.failures) == (2, 1), said
     assert any("big.png: out of memory searching it" in x for x in said), said
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a.png.json", "c.png.json"]
+    # The Ray path's rows the same (a bad file is a row with its error, never a failed job).
+    from facemark.batch import rows_for_bytes
+
+    find.calls.clear()
+    data = cv2.imencode(".png", face_image)[1].tobytes()
+    rows = rows_for_bytes(fl, [("a.png", data), ("big.png", data), ("c.png", data)])
+    assert [r["error"] for r in rows] == [None, "big.png: out of memory", None] and len(rows[2]["faces"]) == 1
+    # Threads that cannot start are not one photo's trouble: the run ends (the CLI says it in one line).
+    monkeypatch.setattr(fl, "find_faces", lambda image: (_ for _ in ()).throw(RuntimeError("can't start new thread")))
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        detect_files([str(tmp_path / "a.png")], fl, out_dir=tmp_path / "o2", log=said.append)
 
 
 def test_the_command_line_runs_openblas_on_one_thread_unless_told(tmp_path):

@@ -379,13 +379,13 @@ def run_bench(device: str = "cpu", models: list[str] = ("hourglass", "direct", "
     samples = []
     data = [data] if isinstance(data, str) else list(data or [])  # (--data may be repeated, as eval's)
     if data:  # read before any timing: a wrong --data is said at once, not minutes later
-        from ..training.datasets import load_all
+        from ..training.datasets import common_subset, load_all
 
         try:
             every = load_all(data, log=lambda m: skipped.append(m.removeprefix('skipped: ')))
         except (ValueError, OSError) as e:
             raise UsageError(str(e)) from None
-        samples = evenly([s for s in every if s.split == "test"], limit)
+        samples = evenly(common_subset(every), limit)
         if not samples:
             raise UsageError(f"no test faces in --data {' '.join(data)}" + (
                 f": its {len(every)} face(s) are all training faces (bench measures the test split; eval "

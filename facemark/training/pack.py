@@ -195,7 +195,7 @@ def build_pack(data: list[str], teacher: Path | None, cache: Path, res: int = 19
     samples = [s for s in every if s.split == "train"]
     if not samples:
         raise UsageError("no training faces in --data")
-    if len(samples) < len(every) and log:  # (a testset/test folder, or WFLW's test list: kept for eval)
+    if len(samples) < len(every) and log:  # (a testset/test folder, 300-W's ibug, or WFLW's test list: kept for eval)
         log(f"note: {len(every) - len(samples)} face(s) of --data's test split are left out of the pack "
             f"(facemark eval measures them)")
     needs_teacher = any(s.landmarks.shape[0] != 98 for s in samples)
