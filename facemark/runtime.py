@@ -31,6 +31,15 @@ def max_threads() -> int:
     return 4 * (os.cpu_count() or 1)
 
 
+def _quota_cores() -> int | None:
+    """The cores a container's CPU quota leaves this process, where fewer than it may run on."""
+    from .workers import cpu_cores
+
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    n = cpu_cores()
+    return n if n < allowed else None
+
+
 def device_index(device: str) -> int:
     """N of ``cuda:N`` (0 for ``cuda``)."""
     return int(device.partition(":")[2] or 0)
@@ -55,6 +64,8 @@ def ort_session(model: bytes | str | os.PathLike, providers: tuple | list | None
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         opts.intra_op_num_threads = threads
+    elif (quota := _quota_cores()) is not None:  # (onnxruntime counts the cores it may run on, not a
+        opts.intra_op_num_threads = quota  # container's CPU quota: docker --cpus 2 on 64 cores gave 64 threads)
     if providers is None:
         providers = ["CPUExecutionProvider"]
     if isinstance(model, os.PathLike):

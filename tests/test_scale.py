@@ -2122,3 +2122,22 @@ def test_ray_shards_close_on_time_and_keep_the_rows_done_when_the_run_stops(tmp_
     s, rows = summary(), Rows(1100)
     cluster.write_shards(rows, tmp_path / "full", 500, s, log=[].append)
     assert [len(read(p)) for p in s["shards"]] == [500, 500, 100]
+
+
+def test_onnxruntime_threads_follow_a_container_cpu_quota(monkeypatch):
+    """onnxruntime sizes its thread pool from the cores the process may run on, not a container's
+    CPU quota: one process under `docker --cpus 1` on a many-core host started a thread per host
+    core. Sessions made without a thread count take the quota where it is lower."""
+    import os
+
+    from facemark import runtime, workers
+    from facemark.detector import RetinaFace
+
+    allowed = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(workers, "_cgroup_cpus", lambda: 1)
+    if allowed > 1:
+        assert RetinaFace().session.get_session_options().intra_op_num_threads == 1
+    assert RetinaFace(threads=2).session.get_session_options().intra_op_num_threads == 2  # (asked for: as asked)
+    monkeypatch.setattr(workers, "_cgroup_cpus", lambda: None)
+    assert runtime._quota_cores() is None
+    assert RetinaFace().session.get_session_options().intra_op_num_threads == 0  # (onnxruntime's own count)
