@@ -1831,35 +1831,25 @@ def test_an_exit_that_waits_forever_ends_itself(tmp_path):
         p.wait()
 
 
-def test_out_of_memory_for_threads_at_the_exit_is_still_one_line(tmp_path):
+@pytest.mark.parametrize("start", [
+    "def no_threads(*a):\n        raise RuntimeError(\"can't start new thread\")\n"
+    "    threading.Thread.start = _thread.start_new_thread = no_threads",
+    "threading.Thread.start = lambda self: threading.Event().wait()  # (a start that never returns)"],
+    ids=["cannot-start", "never-says-started"])
+def test_the_exit_is_one_line_and_ends_when_no_thread_can_start(tmp_path, start):
     """With memory so short (``ulimit -v``) that no thread can start, the run said "out of memory"
-    in one line, then the exit's guard thread failed to start and printed a traceback."""
+    in one line, then the exit's guard thread failed to start and printed a traceback; or, where
+    the thread died starting, the process hung, signals ignored: ``Thread.start`` waits for its
+    thread to say it has started. The exit must neither print nor wait for the guard."""
     script = ("import _thread, threading, facemark.cli as cli, facemark.__main__ as entry\n"
               "def run():\n"
-              "    def no_threads(*a):\n"
-              "        raise RuntimeError(\"can't start new thread\")\n"
-              "    threading.Thread.start = _thread.start_new_thread = no_threads\n"
+              f"    {start}\n"
               "    cli._error_line('out of memory: not enough memory to load the model')\n"
               "    raise SystemExit(1)\n"
               "cli.run = run\n"
               "entry.main()\n")
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120)
-    assert r.returncode == 1 and r.stderr == "error: out of memory: not enough memory to load the model\n", r.stderr
-
-
-def test_a_thread_that_cannot_start_at_the_exit_does_not_hang_it(tmp_path):
-    """Under ``ulimit -v``, "out of memory" was said and then the process hung, signals ignored:
-    the exit's guard thread died starting, and ``Thread.start`` waits for a thread to say it has
-    started. Here no thread ever does; the exit must not wait for one."""
-    script = ("import threading, facemark.cli as cli, facemark.__main__ as entry\n"
-              "def run():\n"
-              "    threading.Thread.start = lambda self: threading.Event().wait()  # (a start that never returns)\n"
-              "    cli._error_line('out of memory')\n"
-              "    raise SystemExit(1)\n"
-              "cli.run = run\n"
-              "entry.main()\n")
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=60)
-    assert r.returncode == 1 and r.stderr == "error: out of memory\n", r.stderr
+    assert r.returncode == 1 and r.stderr == "error: out of memory: not enough memory to load the model\n", r.stderr
 
 
 def test_a_ctrl_c_inside_onnxruntimes_import_is_one_line(tmp_path):
