@@ -33,11 +33,10 @@ def max_threads() -> int:
 
 def _quota_cores() -> int | None:
     """The cores a container's CPU quota leaves this process, where fewer than it may run on."""
-    from .workers import cpu_cores
+    from .workers import allowed_cores, cpu_cores
 
-    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     n = cpu_cores()
-    return n if n < allowed else None
+    return n if n < allowed_cores() else None
 
 
 def device_index(device: str) -> int:

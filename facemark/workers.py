@@ -47,10 +47,15 @@ class WorkerNeverStarted(WorkerDied):
     again (no ``if __name__ == "__main__":``)."""
 
 
+def allowed_cores() -> int:
+    """Cores this process may run on: its CPU affinity (taskset, cpusets)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def cpu_cores() -> int:
     """Cores this process may use: its CPU affinity (taskset, cpusets), and a container's CPU quota
     (``docker --cpus``, Kubernetes limits), not the host's count."""
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    n = allowed_cores()
     quota = _cgroup_cpus()
     return max(1, min(n, quota) if quota else n)
 
