@@ -42,6 +42,7 @@ class Track:
     seen_box: np.ndarray | None = field(default=None, repr=False)
     # The points the next crop is placed by: the smoother's, its shape smoothed hard (None: ``smoothed``).
     steady: np.ndarray | None = field(default=None, repr=False)
+    last_box: np.ndarray | None = field(default=None, repr=False)  # ``box`` as this frame began (None: ``box``)
 
     @property
     def shown_box(self) -> np.ndarray:
@@ -57,6 +58,8 @@ class Track:
 HIDDEN_HANDICAP = 0.3  # face widths; see Tracker._detect
 CHECK_HOLD = 10  # frames a raised window-check scale is kept before it is halved again
 NEIGHBOUR_FRAMES = 4  # frames an untracked face near a track is remembered (moved on as it moved) after it was last seen
+NEIGHBOUR_REACH = 0.5  # face widths from where a neighbour was expected: farther, a face found is not it
+OVERLAP_HOLD = 3  # ... times this while it lies over a followed face
 
 
 @dataclass
@@ -66,9 +69,20 @@ class Neighbour:
     tracked face is hidden behind it, does not move the track onto it (the track took the face
     and its id in front of the one followed, as two faces crossed)."""
 
-    box: np.ndarray
+    box: np.ndarray  # where it is, or is expected (moved on by ``velocity`` while unseen)
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))
     age: int = 0  # frames since it was last seen
+    seen: np.ndarray | None = None  # the box where it was last seen (None: as ``box``)
+    moves: int = 0  # how many motions ``velocity`` averages
+
+    def saw(self, box: np.ndarray) -> None:
+        """Seen at ``box``: its motion per frame since it was last seen, averaged with the motions
+        before (a face half over another is boxed off-centre from frame to frame: one frame's
+        motion was 3 px where it moved 5, and it was not found where it was expected)."""
+        last = self.box if self.seen is None else self.seen
+        step = (box[:2] + box[2:] - last[:2] - last[2:]) / 2 / (self.age + 1)
+        self.velocity = step if not self.moves else (self.velocity * min(self.moves, 3) + step) / (min(self.moves, 3) + 1)
+        self.box, self.seen, self.age, self.moves = box, box, 0, self.moves + 1
 
 
 def _crop_stands(d: Detection, box: np.ndarray | None) -> bool:
@@ -253,7 +267,7 @@ class Tracker:
         self._found = []  # every face the checks and detections find this frame (for the neighbours)
         before = {id(tr): tr.landmarks.mean(0) for tr in self.tracks}
         for tr in self.tracks:
-            tr.pending = None
+            tr.pending, tr.last_box = None, tr.box
         cut = self.cut = self._cut(image)
         if cut:  # another shot: what the smoothers and the motion lead know belongs to the last one
             for tr in self.tracks:
@@ -402,34 +416,39 @@ class Tracker:
         followed one has no track of its own to take its detections."""
         if not self.max_faces:
             return
-        ours = [b for tr in self.tracks for b in ((tr.seen_box,) if self._hidden(tr) else (tr.box, tr.seen_box)) if b is not None]
+        ours = [b for tr in self.tracks if not self._hidden(tr) for b in (tr.box, tr.seen_box) if b is not None]
+        # Where a hidden face was last seen is only a guess of where it is: a face found there is
+        # the hidden one's unless a neighbour was expected nearer (the face in front of it, moving
+        # on; dropped there, the neighbour was forgotten, and the next detection of it went to the
+        # hidden face's track and id).
+        stale = [tr.seen_box for tr in self.tracks if self._hidden(tr)]
+        guesses = [_moved(nb.box, nb.velocity) for nb in self.neighbours]
         free = [np.asarray(d.box, np.float64)[:4] for d in self._found]
         # A face is a track's when it is that track's detection (a quarter face width, as one face seen
         # twice); a face half in front of the followed one is within same_face of it, and still another.
         free = [b for k, b in enumerate(free) if all(_offset(b, o) > 0.25 for o in ours)
+                and all(_offset(b, o) > min([0.25] + [_offset(b, g) for g in guesses]) for o in stale)
                 and all(_offset(b, f) > 0.25 for f in free[:k])]  # (one face seen by a check and a detection)
+        # Each neighbour takes the free face nearest where it was expected, nearest pairs first,
+        # within NEIGHBOUR_REACH (a face width let one take a part of the followed face found beside it).
+        pairs = sorted((_offset(b, g), i, j) for i, g in enumerate(guesses) for j, b in enumerate(free))
+        seen: dict[int, int] = {}
+        for d, i, j in pairs:
+            if d < NEIGHBOUR_REACH and i not in seen and j not in seen.values():
+                seen[i] = j
         kept = []
-        for nb in self.neighbours:
-            guess = _moved(nb.box, nb.velocity)
-            near = min(free, key=lambda b: _offset(b, guess), default=None)
-            if near is not None and _offset(near, guess) < 1.0:
-                nb.velocity = (near[:2] + near[2:] - nb.box[:2] - nb.box[2:]) / 2
-                nb.box, nb.age = near, 0
-                free = [b for b in free if b is not near]
+        for i, (nb, guess) in enumerate(zip(self.neighbours, guesses)):
+            if i in seen:
+                nb.saw(free[seen[i]])
             else:  # (not seen: the detector can see two crossing faces as one for a few frames)
                 nb.box, nb.age = guess, nb.age + 1
-            if nb.age < NEIGHBOUR_FRAMES and all(_offset(nb.box, o) > 0.25 for o in ours):
+            # Over a followed face, the detector may see the two as one for several frames (the one
+            # in front, or a blend of both): remembered longer there.
+            held = NEIGHBOUR_FRAMES * (OVERLAP_HOLD if any(np.linalg.norm(_shift(nb.box, o)) < 1.0
+                                                           for o in ours + stale) else 1)
+            if nb.age < held:  # (its guess may run over the followed face: it may be behind it, or in front)
                 kept.append(nb)
-        self.neighbours = kept + [Neighbour(b) for b in free]
-
-    def _moved_off(self, tr: Track, det: Detection) -> bool:
-        """Whether a whole-frame detection puts ``tr``'s face elsewhere than its crop (or its
-        pending crop) does: a re-seed, unless it is a neighbour's face."""
-        try:
-            box = tr.pending[0] if tr.pending is not None else box_from_landmarks(tr.landmarks)
-        except ValueError:
-            return True
-        return self._off_track(tr, det.box, box)
+        self.neighbours = kept + [Neighbour(b) for j, b in enumerate(free) if j not in seen.values()]
 
     def _neighbours_face(self, tr: Track, det: Detection) -> bool:
         """Whether a face found off ``tr``'s track is the neighbour remembered there rather than
@@ -437,8 +456,9 @@ class Tracker:
         passing in front of the followed one, found alone while that one is hidden)."""
         if self._hidden(tr):  # (its crop may lie on the very face in front of it: where it was last seen counts)
             own = _offset(det.box, tr.seen_box)
-        else:
-            own = min(_offset(det.box, tr.box), _offset(det.box, _moved(tr.box, tr.velocity)))
+        else:  # (from where it was as this frame began: its crop may have slid onto the face in front since)
+            was = tr.box if tr.last_box is None else tr.last_box
+            own = min(_offset(det.box, was), _offset(det.box, _moved(was, tr.velocity)))
         # (by centre only: a face half in front of another is boxed larger or smaller from frame to frame)
         return any(float(np.linalg.norm(_shift(det.box, _moved(nb.box, nb.velocity)))) < min(0.25, own / 2)
                    for nb in self.neighbours)
@@ -595,7 +615,7 @@ class Tracker:
         self._found += found
         for k, (tr, match) in enumerate(zip(self.tracks, matches)):
             if match is not None and self.neighbours and not cut \
-                    and (self._hidden(tr) or self._moved_off(tr, match)) and self._neighbours_face(tr, match):
+                    and self._neighbours_face(tr, match):
                 matches[k] = match = None  # (the face beside it, found while this one is hidden behind it)
             if match is not None:
                 was_hidden = tr.unconfirmed >= 2  # (one miss is a blurred frame: the crop was still on the face)

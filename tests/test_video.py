@@ -18,7 +18,7 @@ from facemark import align
 from facemark.cli import app
 from facemark.detector import Detection, RetinaFace
 from facemark.results import validate_frame
-from facemark.track import Tracker
+from facemark.track import Neighbour, Tracker
 from facemark.video import MAX_FILL_SECONDS, Timeline, frame_rate, process_video
 from tests.helpers import faststart, landmarker_with, patch_mkv, sigint_default, stuck_writing, write_avi
 
@@ -169,7 +169,7 @@ def test_max_faces_keeps_its_face_when_another_crosses_in_front_of_it(small_face
 
 
 
-@pytest.mark.parametrize("detect_every, start", [(10, 0), (5, 0), (3, 0), (10, 4), (3, 4)])
+@pytest.mark.parametrize("detect_every, start", [(10, 0), (5, 0), (3, 0), (10, 4), (3, 4), (10, 16), (5, 8), (3, 16)])
 def test_max_faces_never_gives_the_followed_id_to_a_smaller_face_that_hides_it(small_face, face_image, detect_every,
                                                                                 start):
     """--max-faces 1, a small face passing in front of a bigger followed one and hiding it: the
@@ -177,8 +177,24 @@ def test_max_faces_never_gives_the_followed_id_to_a_smaller_face_that_hides_it(s
     frames, and the id went to the face in front (the followed face, back in view, was never
     followed again). The face in front may get a track of its own once the followed one is gone.
     Started 4 px further right, the crop's points slid onto the face in front while its window
-    check agreed with them, which was taken as the followed face confirmed (scripts/max_faces_check.py
-    runs more starts: not every one holds yet)."""
+    check agreed with them, which was taken as the followed face confirmed. Which starts held
+    changed with OpenCV's version (5.1's warps differ from 5.0's by one grey level at a few pixels,
+    and the small face was found a frame less, so it was forgotten while over the followed one);
+    scripts/max_faces_check.py runs every start from 0 to 20 px."""
+    _crossing(face_image, small_face, detect_every, start)
+
+
+@pytest.mark.parametrize("speeds, size", [((2, 8), 1.0), ((4, 3), 1.0), ((3, 5), 1.3)])
+def test_max_faces_keeps_the_followed_id_through_crossings_at_other_speeds_and_sizes(small_face, face_image, speeds,
+                                                                                     size):
+    """The crossing above with the faces at other speeds (px a frame: followed, in front) and the
+    face in front 1.3 times as large: its guessed motion lagged (one frame's, from boxes off-centre
+    while it overlapped the followed face), and it was not found where it was expected."""
+    for detect_every in (10, 3):
+        _crossing(face_image, small_face, detect_every, 0, speeds, size)
+
+
+def _crossing(face_image, small_face, detect_every: int, start: int, speeds=(3, 5), size: float = 1.0) -> None:
     from facemark import FaceLandmarker
 
     d = RetinaFace().detect(face_image)[0]
@@ -187,17 +203,37 @@ def test_max_faces_never_gives_the_followed_id_to_a_smaller_face_that_hides_it(s
     big = cv2.resize(face_image[max(0, y1 - pad): y2 + pad, max(0, x1 - pad): x2 + pad], (200, 236),
                      interpolation=cv2.INTER_AREA)
     other = np.ascontiguousarray(small_face[:, ::-1])
+    if size != 1.0:
+        other = cv2.resize(other, (round(other.shape[1] * size), round(other.shape[0] * size)), interpolation=cv2.INTER_AREA)
+    oh, ow = other.shape[:2]
+    va, vb = speeds
     tr = Tracker(FaceLandmarker(model="direct"), detect_every=detect_every, max_faces=1)
     zero = []
-    for i in range(100):
+    frames = min(100, (420 - start) // va)  # (the followed face stays whole in the frame)
+    for i in range(frames):
         frame = np.full((480, 640, 3), 100, np.uint8)
-        xa, xb = 20 + start + 3 * i, 560 - 5 * i  # (the small face crosses the big one around frames 50-60)
+        xa, xb = 20 + start + va * i, 560 - vb * i  # (they cross around frames 50-60 at the first speeds)
         frame[120:356, xa:xa + 200] = big
-        if -110 < xb < 640:
-            frame[170:300, max(0, xb):min(640, xb + 110)] = other[:, max(0, -xb):min(110, 640 - xb)]
+        if -ow < xb < 640:
+            frame[235 - oh // 2:235 - oh // 2 + oh, max(0, xb):min(640, xb + ow)] = other[:, max(0, -xb):min(ow, 640 - xb)]
         zero += [(i, float(t.box[0] + t.box[2]) / 2 - (xa + 100)) for t in tr.step(frame, i / 25.0) if t.id == 0]
-    assert {i for i, _ in zero} >= set(range(45)), zero
+    crossing = (540 - start - 100 + ow // 2) // (va + vb)  # (the centres meet)
+    assert {i for i, _ in zero} >= set(range(crossing - 10)), zero
     assert all(abs(dx) < 60 for _, dx in zero), [z for z in zero if abs(z[1]) >= 60]  # (id 0 on the big face only)
+
+
+def test_a_neighbour_seen_again_after_unseen_frames_moves_as_it_moved_since_it_was_seen():
+    """A face beside the followed one, not found for two frames (crossing it), then found again:
+    its motion is its move since it was last seen over the frames between, averaged with the
+    motion before (it was the move from where it was guessed, and the next guess lagged)."""
+    nb = Neighbour(np.array([300.0, 100, 360, 160]))
+    nb.saw(np.array([295.0, 100, 355, 160]))  # 5 px left a frame
+    assert np.allclose(nb.velocity, [-5, 0])
+    for _ in range(2):  # unseen: moved on as it moved
+        nb.box, nb.age = nb.box + np.tile(nb.velocity, 2), nb.age + 1
+    nb.saw(np.array([277.0, 100, 337, 160]))  # 18 px in 3 frames: 6 a frame
+    assert np.allclose(nb.velocity, [-5.5, 0]) and nb.age == 0
+
 
 def test_a_cut_to_black_drops_the_face_at_once_and_scores_are_fresh(small_face):
     """Between detections the model would follow a face that is no longer there (it draws a face
