@@ -75,7 +75,9 @@ def ort_session(model: bytes | str | os.PathLike, providers: tuple | list | None
         with open(model, "rb") as f:
             model = f.read()
     try:
-        session = ort.InferenceSession(model, sess_options=opts, providers=list(providers))
+        # (no fallback: on a failure such as threads that cannot start, onnxruntime would print
+        # "EP Error" lines to stdout, into JSON written there, and retry the same providers)
+        session = ort.InferenceSession(model, sess_options=opts, providers=list(providers), enable_fallback=0)
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types
         if out_of_memory(e):
             shown = model if isinstance(model, str) else "the model"

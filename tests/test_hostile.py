@@ -1689,6 +1689,27 @@ def test_cuda_asked_for_and_not_started_is_said(monkeypatch):
         runtime.ort_session(b"model", ["CPUExecutionProvider"])
 
 
+def test_a_model_that_cannot_start_prints_nothing_to_stdout(monkeypatch, capsys):
+    """onnxruntime's Python layer met a failure to start a session (threads that cannot start,
+    under a process limit) with "EP Error" lines printed to stdout, where `detect -` writes its
+    JSON, and a retry of the same CPU provider; the error now reaches facemark at once."""
+    import onnxruntime.capi.onnxruntime_inference_collection as collection
+    from retinaface.weights import WEIGHTS
+
+    from facemark import runtime
+
+    tries = []
+
+    def cannot_start(*a, **k):
+        tries.append(1)
+        raise RuntimeError("pthread_create failed: Resource temporarily unavailable")
+
+    monkeypatch.setattr(collection.C, "InferenceSession", cannot_start)
+    with pytest.raises(MemoryError):  # (a resource that ran out: facemark says so in one line)
+        runtime.ort_session(WEIGHTS)
+    assert capsys.readouterr().out == "" and len(tries) == 1
+
+
 def test_onnxruntime_telemetry_is_off_unless_the_user_chose(tmp_path):
     """onnxruntime 1.29+ reports usage from Linux and warns on stderr when HOME is not writable;
     facemark turns it off, and a user's own setting wins."""
