@@ -412,8 +412,10 @@ class Tracker:
 
     def _remember_neighbours(self) -> None:
         """The faces found this frame that no track follows, remembered for ``NEIGHBOUR_FRAMES``
-        frames (where each was, how it moved), with ``max_faces`` only: there a face beside the
-        followed one has no track of its own to take its detections."""
+        frames after they were last seen (``OVERLAP_HOLD`` times that within a face width of a
+        followed face), where each was and how it moved, with ``max_faces`` only: there a face
+        beside the followed one has no track of its own to take its detections. A neighbour that
+        becomes a track is forgotten then (``_detect``)."""
         if not self.max_faces:
             return
         ours = [b for tr in self.tracks if not self._hidden(tr) for b in (tr.box, tr.seen_box) if b is not None]
@@ -451,9 +453,10 @@ class Tracker:
         self.neighbours = kept + [Neighbour(b) for j, b in enumerate(free) if j not in seen.values()]
 
     def _neighbours_face(self, tr: Track, det: Detection) -> bool:
-        """Whether a face found off ``tr``'s track is the neighbour remembered there rather than
-        ``tr``'s face moved: nearer where the neighbour's motion takes it than the track is (a face
-        passing in front of the followed one, found alone while that one is hidden)."""
+        """Whether a face found for ``tr`` is the neighbour remembered there rather than ``tr``'s
+        face: nearer where the neighbour's motion takes it than to where the track was as the frame
+        began (a face passing in front of the followed one, found alone while that one is hidden,
+        or where the followed face's crop slid onto it). Every whole-frame match is asked."""
         if self._hidden(tr):  # (its crop may lie on the very face in front of it: where it was last seen counts)
             own = _offset(det.box, tr.seen_box)
         else:  # (from where it was as this frame began: its crop may have slid onto the face in front since)
@@ -616,7 +619,7 @@ class Tracker:
         for k, (tr, match) in enumerate(zip(self.tracks, matches)):
             if match is not None and self.neighbours and not cut \
                     and self._neighbours_face(tr, match):
-                matches[k] = match = None  # (the face beside it, found while this one is hidden behind it)
+                matches[k] = match = None  # (the face beside it, found while this one is hidden behind it or its crop slid onto it)
             if match is not None:
                 was_hidden = tr.unconfirmed >= 2  # (one miss is a blurred frame: the crop was still on the face)
                 tr.unconfirmed, tr.score = 0, match.score  # the score of the detection that last saw it
@@ -661,6 +664,10 @@ class Tracker:
             self.tracks = [tr for tr in self.tracks if id(tr) not in gone]
         if not dets:
             return
+        # A face followed from now on is no neighbour: remembered as one, it was expected where the
+        # new track's own detections are, took them (_neighbours_face), and the id changed every few frames.
+        self.neighbours = [nb for nb in self.neighbours
+                           if all(_offset(d.box, _moved(nb.box, nb.velocity)) >= NEIGHBOUR_REACH for d in dets)]
         for face in fl.landmarks_for([image], [dets])[0]:
             self.tracks.append(Track(self.next_id, face.landmarks, face.landmarks, face.box, face.score, self._new_filter(),
                                      bias=_bias(face), seen_box=np.asarray(face.box, np.float64)[:4]))

@@ -222,6 +222,34 @@ def _crossing(face_image, small_face, detect_every: int, start: int, speeds=(3, 
     assert all(abs(dx) < 60 for _, dx in zero), [z for z in zero if abs(z[1]) >= 60]  # (id 0 on the big face only)
 
 
+@pytest.mark.parametrize("speed", [0, 3])
+def test_max_faces_a_face_that_takes_the_free_place_keeps_one_id(small_face, face_image, speed):
+    """--max-faces 1: the followed face leaves and the smaller face beside it, remembered as its
+    neighbour, is followed in its place. Remembered still, the neighbour was expected where the
+    new track's own detections were and took them: its id changed every few frames (a reviewer's
+    scene, found in this change's first version)."""
+    from facemark import FaceLandmarker
+
+    d = RetinaFace().detect(face_image)[0]
+    x1, y1, x2, y2 = d.box.astype(int)
+    pad = (x2 - x1) // 3
+    big = cv2.resize(face_image[max(0, y1 - pad): y2 + pad, max(0, x1 - pad): x2 + pad], (200, 236),
+                     interpolation=cv2.INTER_AREA)
+    other = cv2.resize(small_face, (110, 130), interpolation=cv2.INTER_AREA)
+    tr = Tracker(FaceLandmarker(model="direct"), detect_every=3, max_faces=1)
+    ids = []
+    for i in range(50):
+        frame = np.full((480, 640, 3), 100, np.uint8)
+        xa = 20 - 12 * max(0, i - 5)  # (the followed face leaves to the left from frame 5)
+        if xa > -200:
+            frame[120:356, max(0, xa):xa + 200] = big[:, max(0, -xa):]
+        xs = min(300 + speed * i, 520)
+        frame[170:300, xs:xs + 110] = other
+        ids.append([t.id for t in tr.step(frame, i / 25.0)])
+    assert all(r == [0] for r in ids[:10]), ids
+    assert all(r == [1] for r in ids[20:]), ids  # (one id, on every frame, once the place is free)
+
+
 def test_a_neighbour_seen_again_after_unseen_frames_moves_as_it_moved_since_it_was_seen():
     """A face beside the followed one, not found for two frames (crossing it), then found again:
     its motion is its move since it was last seen over the frames between, averaged with the
