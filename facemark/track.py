@@ -59,7 +59,8 @@ HIDDEN_HANDICAP = 0.3  # face widths; see Tracker._detect
 CHECK_HOLD = 10  # frames a raised window-check scale is kept before it is halved again
 NEIGHBOUR_FRAMES = 4  # frames an untracked face near a track is remembered (moved on as it moved) after it was last seen
 NEIGHBOUR_REACH = 0.5  # face widths from where a neighbour was expected: farther, a face found is not it
-OVERLAP_HOLD = 3  # ... times this while it lies over a followed face
+OVERLAP_HOLD = 3  # NEIGHBOUR_FRAMES times this while it is within a face width of a followed face
+SAME_DETECTION = 0.25  # face widths (``_offset``) within which two boxes are one face found twice
 
 
 @dataclass
@@ -72,17 +73,42 @@ class Neighbour:
     box: np.ndarray  # where it is, or is expected (moved on by ``velocity`` while unseen)
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))
     age: int = 0  # frames since it was last seen
-    seen: np.ndarray | None = None  # the box where it was last seen (None: as ``box``)
+    seen: np.ndarray | None = None  # the box where it was last seen (``box`` when made)
     moves: int = 0  # how many motions ``velocity`` averages
+
+    MOTIONS = 3  # its motion: the latest averaged with the mean of up to this many before
+
+    def __post_init__(self) -> None:
+        if self.seen is None:
+            self.seen = self.box
+
+    @property
+    def guess(self) -> np.ndarray:
+        """Where it is expected on the next frame."""
+        return _moved(self.box, self.velocity)
 
     def saw(self, box: np.ndarray) -> None:
         """Seen at ``box``: its motion per frame since it was last seen, averaged with the motions
         before (a face half over another is boxed off-centre from frame to frame: one frame's
         motion was 3 px where it moved 5, and it was not found where it was expected)."""
-        last = self.box if self.seen is None else self.seen
-        step = (box[:2] + box[2:] - last[:2] - last[2:]) / 2 / (self.age + 1)
-        self.velocity = step if not self.moves else (self.velocity * min(self.moves, 3) + step) / (min(self.moves, 3) + 1)
+        step = (box[:2] + box[2:] - self.seen[:2] - self.seen[2:]) / 2 / (self.age + 1)
+        k = min(self.moves, self.MOTIONS)
+        self.velocity = (self.velocity * k + step) / (k + 1)
         self.box, self.seen, self.age, self.moves = box, box, 0, self.moves + 1
+
+    def unseen(self) -> None:
+        """Not found this frame: moved on as it moved (the detector can see two crossing faces as one)."""
+        self.box, self.age = self.guess, self.age + 1
+
+
+def _nearest_pairs(expected: list[np.ndarray], found: list[np.ndarray], reach: float) -> dict[int, int]:
+    """Each expected box's found box (index to index), nearest pairs first, within ``reach`` face
+    widths (``_offset``), one to one."""
+    pairs: dict[int, int] = {}
+    for dist, i, j in sorted((_offset(b, e), i, j) for i, e in enumerate(expected) for j, b in enumerate(found)):
+        if dist < reach and i not in pairs and j not in pairs.values():
+            pairs[i] = j
+    return pairs
 
 
 def _crop_stands(d: Detection, box: np.ndarray | None) -> bool:
@@ -269,9 +295,10 @@ class Tracker:
         for tr in self.tracks:
             tr.pending, tr.last_box = None, tr.box
         cut = self.cut = self._cut(image)
-        if cut:  # another shot: what the smoothers and the motion lead know belongs to the last one
+        if cut:  # another shot: what the smoothers, the motion lead and the neighbours know belongs to the last one
             for tr in self.tracks:
                 tr.filter, tr.velocity = self._new_filter(), np.zeros(2)
+            self.neighbours = []
         full = cut or not self.tracks or any(tr.unconfirmed for tr in self.tracks) \
             or self.frames_since_detect >= self.detect_every or not self._checks_pay(image)
         lost = self._follow(image, check=not full) if self.tracks else False
@@ -424,33 +451,30 @@ class Tracker:
         # on; dropped there, the neighbour was forgotten, and the next detection of it went to the
         # hidden face's track and id).
         stale = [tr.seen_box for tr in self.tracks if self._hidden(tr)]
-        guesses = [_moved(nb.box, nb.velocity) for nb in self.neighbours]
-        free = [np.asarray(d.box, np.float64)[:4] for d in self._found]
-        # A face is a track's when it is that track's detection (a quarter face width, as one face seen
-        # twice); a face half in front of the followed one is within same_face of it, and still another.
-        free = [b for k, b in enumerate(free) if all(_offset(b, o) > 0.25 for o in ours)
-                and all(_offset(b, o) > min([0.25] + [_offset(b, g) for g in guesses]) for o in stale)
-                and all(_offset(b, f) > 0.25 for f in free[:k])]  # (one face seen by a check and a detection)
-        # Each neighbour takes the free face nearest where it was expected, nearest pairs first,
-        # within NEIGHBOUR_REACH (a face width let one take a part of the followed face found beside it).
-        pairs = sorted((_offset(b, g), i, j) for i, g in enumerate(guesses) for j, b in enumerate(free))
-        seen: dict[int, int] = {}
-        for d, i, j in pairs:
-            if d < NEIGHBOUR_REACH and i not in seen and j not in seen.values():
-                seen[i] = j
+        guesses = [nb.guess for nb in self.neighbours]
+        found = [np.asarray(d.box, np.float64)[:4] for d in self._found]
+        free = []
+        for k, b in enumerate(found):
+            # A face is a track's when it is that track's detection (one face found twice); a face
+            # half in front of the followed one is within same_face of it, and still another.
+            theirs = min([SAME_DETECTION] + [_offset(b, g) for g in guesses])
+            if all(_offset(b, o) > SAME_DETECTION for o in ours) and all(_offset(b, o) > theirs for o in stale) \
+                    and all(_offset(b, f) > SAME_DETECTION for f in found[:k]):  # (seen by a check and a detection)
+                free.append(b)
+        paired = _nearest_pairs(guesses, free, NEIGHBOUR_REACH)
         kept = []
-        for i, (nb, guess) in enumerate(zip(self.neighbours, guesses)):
-            if i in seen:
-                nb.saw(free[seen[i]])
-            else:  # (not seen: the detector can see two crossing faces as one for a few frames)
-                nb.box, nb.age = guess, nb.age + 1
-            # Over a followed face, the detector may see the two as one for several frames (the one
+        for i, nb in enumerate(self.neighbours):
+            if i in paired:
+                nb.saw(free[paired[i]])
+            else:
+                nb.unseen()
+            # Near a followed face, the detector may see the two as one for several frames (the one
             # in front, or a blend of both): remembered longer there.
-            held = NEIGHBOUR_FRAMES * (OVERLAP_HOLD if any(np.linalg.norm(_shift(nb.box, o)) < 1.0
-                                                           for o in ours + stale) else 1)
-            if nb.age < held:  # (its guess may run over the followed face: it may be behind it, or in front)
-                kept.append(nb)
-        self.neighbours = kept + [Neighbour(b) for j, b in enumerate(free) if j not in seen.values()]
+            near = any(np.linalg.norm(_shift(nb.box, o)) < 1.0 for o in ours + stale)
+            if nb.age < NEIGHBOUR_FRAMES * (OVERLAP_HOLD if near else 1):
+                kept.append(nb)  # (its guess may run over the followed face: it may be behind it, or in front)
+        taken = set(paired.values())
+        self.neighbours = kept + [Neighbour(b) for j, b in enumerate(free) if j not in taken]
 
     def _neighbours_face(self, tr: Track, det: Detection) -> bool:
         """Whether a face found for ``tr`` is the neighbour remembered there rather than ``tr``'s
@@ -463,8 +487,7 @@ class Tracker:
             was = tr.box if tr.last_box is None else tr.last_box
             own = min(_offset(det.box, was), _offset(det.box, _moved(was, tr.velocity)))
         # (by centre only: a face half in front of another is boxed larger or smaller from frame to frame)
-        return any(float(np.linalg.norm(_shift(det.box, _moved(nb.box, nb.velocity)))) < min(0.25, own / 2)
-                   for nb in self.neighbours)
+        return any(float(np.linalg.norm(_shift(det.box, nb.guess))) < min(0.25, own / 2) for nb in self.neighbours)
 
     @staticmethod
     def _hidden(tr: Track) -> bool:
@@ -538,7 +561,8 @@ class Tracker:
         the older id stays."""
         kept: list[Track] = []
         for tr in sorted(self.tracks, key=lambda tr: tr.id):
-            if not any(_offset(tr.box, other.box) < 0.25 for other in kept if not other.unconfirmed and not tr.unconfirmed):
+            if not any(_offset(tr.box, other.box) < SAME_DETECTION for other in kept
+                       if not other.unconfirmed and not tr.unconfirmed):
                 kept.append(tr)
         kept_ids = {id(tr) for tr in kept}  # (by identity: a Track holds arrays)
         self.tracks = [tr for tr in self.tracks if id(tr) in kept_ids]
@@ -553,7 +577,7 @@ class Tracker:
         found: list[Detection] = []
         for tr in tracks:
             for d in self._look(image, tr.box, tr.velocity, self._check_px(tr)):
-                if all(_offset(d.box, f.box) > 0.25 for f in found):
+                if all(_offset(d.box, f.box) > SAME_DETECTION for f in found):
                     found.append(d)
         return found
 
@@ -666,8 +690,7 @@ class Tracker:
             return
         # A face followed from now on is no neighbour: remembered as one, it was expected where the
         # new track's own detections are, took them (_neighbours_face), and the id changed every few frames.
-        self.neighbours = [nb for nb in self.neighbours
-                           if all(_offset(d.box, _moved(nb.box, nb.velocity)) >= NEIGHBOUR_REACH for d in dets)]
+        self.neighbours = [nb for nb in self.neighbours if all(_offset(d.box, nb.guess) >= NEIGHBOUR_REACH for d in dets)]
         for face in fl.landmarks_for([image], [dets])[0]:
             self.tracks.append(Track(self.next_id, face.landmarks, face.landmarks, face.box, face.score, self._new_filter(),
                                      bias=_bias(face), seen_box=np.asarray(face.box, np.float64)[:4]))

@@ -250,6 +250,25 @@ def test_max_faces_a_face_that_takes_the_free_place_keeps_one_id(small_face, fac
     assert all(r == [1] for r in ids[20:]), ids  # (one id, on every frame, once the place is free)
 
 
+def test_max_faces_forgets_the_last_shots_neighbours_at_a_cut(small_face):
+    """A face beside the followed one belongs to its shot: after a cut, a remembered neighbour
+    of the last shot was still expected (and could take a new face's detections) for frames."""
+    from facemark import FaceLandmarker
+
+    tr = Tracker(FaceLandmarker(model="direct"), detect_every=10, max_faces=1)
+    big = cv2.resize(small_face, None, fx=1.5, fy=1.5, interpolation=cv2.INTER_AREA)
+    for i in range(5):
+        frame = frame_with([(40, 100)], big, size=(640, 360))
+        x = 45 + big.shape[1]  # (beside it: within the followed face's window checks)
+        frame[120:120 + small_face.shape[0], x:x + small_face.shape[1]] = small_face
+        tr.step(frame, i / 25.0)
+    assert len(tr.neighbours) == 1  # (the face beside the followed one)
+    other = np.full((360, 640, 3), 30, np.uint8)  # another shot: a darker room, one face elsewhere
+    other[60:60 + big.shape[0], 300:300 + big.shape[1]] = big
+    tr.step(other, 5 / 25.0)
+    assert tr.cut and tr.neighbours == []
+
+
 def test_a_neighbour_seen_again_after_unseen_frames_moves_as_it_moved_since_it_was_seen():
     """A face beside the followed one, not found for two frames (crossing it), then found again:
     its motion is its move since it was last seen over the frames between, averaged with the
@@ -258,7 +277,8 @@ def test_a_neighbour_seen_again_after_unseen_frames_moves_as_it_moved_since_it_w
     nb.saw(np.array([295.0, 100, 355, 160]))  # 5 px left a frame
     assert np.allclose(nb.velocity, [-5, 0])
     for _ in range(2):  # unseen: moved on as it moved
-        nb.box, nb.age = nb.box + np.tile(nb.velocity, 2), nb.age + 1
+        nb.unseen()
+    assert np.allclose(nb.box, [285, 100, 345, 160]) and nb.age == 2
     nb.saw(np.array([277.0, 100, 337, 160]))  # 18 px in 3 frames: 6 a frame
     assert np.allclose(nb.velocity, [-5.5, 0]) and nb.age == 0
 
