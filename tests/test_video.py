@@ -180,10 +180,8 @@ def test_max_faces_never_gives_the_followed_id_to_a_smaller_face_that_hides_it(s
     check agreed with them, which was taken as the followed face confirmed. Which starts held
     changed with OpenCV's version (5.1's warps differ from 5.0's by one grey level at a few pixels,
     and the small face was found a frame less, so it was forgotten while over the followed one);
-    scripts/max_faces_check.py runs every start from 0 to 20 px. Hidden behind the face in front,
-    the followed face keeps its place, and its id is on it again once that face has passed (it was
-    dropped, and the face in front followed in its place for good)."""
-    _crossing(face_image, small_face, detect_every, start, back=True)
+    scripts/max_faces_check.py runs every start from 0 to 20 px."""
+    _crossing(face_image, small_face, detect_every, start)
 
 
 @pytest.mark.parametrize("speeds, size", [((2, 8), 1.0), ((4, 3), 1.0), ((3, 5), 1.3)])
@@ -196,8 +194,7 @@ def test_max_faces_keeps_the_followed_id_through_crossings_at_other_speeds_and_s
         _crossing(face_image, small_face, detect_every, 0, speeds, size)
 
 
-def _crossing(face_image, small_face, detect_every: int, start: int, speeds=(3, 5), size: float = 1.0,
-              back: bool = False) -> None:
+def _crossing(face_image, small_face, detect_every: int, start: int, speeds=(3, 5), size: float = 1.0) -> None:
     from facemark import FaceLandmarker
 
     d = RetinaFace().detect(face_image)[0]
@@ -223,8 +220,6 @@ def _crossing(face_image, small_face, detect_every: int, start: int, speeds=(3, 
     crossing = (540 - start - 100 + ow // 2) // (va + vb)  # (the centres meet)
     assert {i for i, _ in zero} >= set(range(crossing - 10)), zero
     assert all(abs(dx) < 60 for _, dx in zero), [z for z in zero if abs(z[1]) >= 60]  # (id 0 on the big face only)
-    if back:  # (the last frame: the face in front has passed it by over 150 px)
-        assert (xa + 100) - (xb + ow / 2) > 150 and zero[-1][0] == frames - 1 and abs(zero[-1][1]) < 30, zero[-5:]
 
 
 @pytest.mark.parametrize("speed", [0, 3])
