@@ -54,6 +54,24 @@ def keeps_id(fl: FaceLandmarker, big: np.ndarray, small: np.ndarray, detect_ever
     return {i for i, _ in zero} >= set(range(meet - 10)) and all(abs(dx) < 60 for _, dx in zero)
 
 
+def comes_back(fl: FaceLandmarker, big: np.ndarray, small: np.ndarray, detect_every: int, start: int,
+               speeds: tuple[int, int] = (3, 5)) -> bool:
+    """Whether id 0 is on the big face again (within 30 px of its centre) on the last frame, once
+    the small face has passed it by a face width and a half."""
+    tr = Tracker(fl, detect_every=detect_every, max_faces=1)
+    va, vb = speeds
+    sh, sw = small.shape[:2]
+    last = []
+    for i in range(min(100, (420 - start) // va)):
+        frame = np.full((480, 640, 3), 100, np.uint8)
+        xa, xb = 20 + start + va * i, 560 - vb * i
+        frame[120:356, xa:xa + 200] = big
+        if -sw < xb < 640:
+            frame[235 - sh // 2:235 - sh // 2 + sh, max(0, xb):min(640, xb + sw)] = small[:, max(0, -xb):min(sw, 640 - xb)]
+        last = [float(t.box[0] + t.box[2]) / 2 - (xa + 100) for t in tr.step(frame, i / 25.0) if t.id == 0]
+    return (xa + 100) - (xb + sw / 2) > 150 and len(last) == 1 and abs(last[0]) < 30
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--starts", default=",".join(map(str, range(21))), help="the big face's start offsets (px), comma-separated")
@@ -66,12 +84,14 @@ def main() -> None:
     fl = FaceLandmarker(model="direct")
     print("--detect-every | " + " | ".join(f"start +{s} px" for s in starts) + " | kept")
     print("|".join(["---"] * (len(starts) + 2)))
-    total = 0
+    total = back = 0
     for every in (10, 5, 3):
         kept = [keeps_id(fl, big, small, every, s, speeds) for s in starts]
         total += sum(kept)
         print(f"{every} | " + " | ".join("kept" if k else "handed over" for k in kept) + f" | {sum(kept)}/{len(kept)}")
+        back += sum(comes_back(fl, big, small, every, s, speeds) for s in starts)
     print(f"id kept in {total} of {3 * len(starts)} runs")
+    print(f"id 0 back on the followed face at the end in {back} of {3 * len(starts)} runs")
 
 
 if __name__ == "__main__":
