@@ -544,9 +544,10 @@ def video(
 
     Exit codes: 0 done, 1 some frames did not decode or the file is cut
     short (the rest is written) or the outputs could not be completed (a
-    full disk: nothing kept), 2 usage or unreadable input (nothing
-    written), 130 interrupted (143 by SIGTERM, 129 by SIGHUP; what was done is written and
-    playable).
+    full disk: nothing kept, or the JSON lines only if it filled while the
+    video was being finished), 2 usage or unreadable input (nothing
+    written), 130 interrupted (143 by SIGTERM, 129 by SIGHUP; what was done
+    is written, playable, to NAME.partial.EXT).
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
