@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -61,6 +62,7 @@ NEIGHBOUR_FRAMES = 4  # frames an untracked face near a track is remembered (mov
 NEIGHBOUR_REACH = 0.5  # face widths from where a neighbour was expected: farther, a face found is not it
 OVERLAP_HOLD = 3  # NEIGHBOUR_FRAMES times this while it is within a face width of a followed face
 SAME_DETECTION = 0.25  # face widths (``_offset``) within which two boxes are one face found twice
+PASSING = 0.02  # a neighbour moving this share of its box side a frame or more is passing, not standing
 
 
 @dataclass
@@ -99,6 +101,10 @@ class Neighbour:
     def unseen(self) -> None:
         """Not found this frame: moved on as it moved (the detector can see two crossing faces as one)."""
         self.box, self.age = self.guess, self.age + 1
+
+
+def _side(box: np.ndarray) -> float:
+    return float(max(box[2] - box[0], box[3] - box[1]))
 
 
 def _nearest_pairs(expected: list[np.ndarray], found: list[np.ndarray], reach: float) -> dict[int, int]:
@@ -489,6 +495,18 @@ class Tracker:
         # (by centre only: a face half in front of another is boxed larger or smaller from frame to frame)
         return any(float(np.linalg.norm(_shift(det.box, nb.guess))) < min(0.25, own / 2) for nb in self.neighbours)
 
+    def _behind(self, tr: Track) -> bool:
+        """Whether ``tr``'s face, missed by the last detection, may be behind a remembered
+        neighbour passing in front of it: one seen moving (a few sightings, at least PASSING of its
+        width a frame) and expected within a box side of where the face was last seen (by then
+        often seen in part: its box shrinks to what still shows). A neighbour standing beside a
+        face that left or was covered is no reason to hold its place (nothing was reported there
+        for 13 frames, and a face then stepping near the spot was given the departed face's id)."""
+        if not tr.unconfirmed or tr.seen_box is None:
+            return False
+        return any(nb.moves >= 2 and float(np.linalg.norm(nb.velocity)) >= PASSING * _side(nb.box)
+                   and np.linalg.norm(_shift(nb.guess, tr.seen_box)) < 1.0 for nb in self.neighbours)
+
     @staticmethod
     def _hidden(tr: Track) -> bool:
         """Missed by two detections in a row (one miss is a blurred frame): its crop follows guesses
@@ -499,7 +517,8 @@ class Tracker:
         return tr.seen_box if self._hidden(tr) else tr.box
 
     def _assign(self, expected: list[tuple[np.ndarray, ...]], found: list[Detection], reach: float = 1.0,
-                handicap: list[float] | None = None, led: list[np.ndarray] | None = None) -> list[Detection | None]:
+                handicap: list[float] | None = None, led: list[np.ndarray] | None = None,
+                veto: Callable[[int, Detection], bool] | None = None) -> list[Detection | None]:
         """Each track's detection, one to one, within ``reach`` face widths of any of the track's
         expected boxes: two tracks never take the same face, and a far face is no track's. The
         pairs are those of least distance in all (``handicap``, face widths per track, added to a
@@ -508,7 +527,9 @@ class Tracker:
         neighbour's face (two faces side by side in a shaking camera swapped ids every frame),
         while pairing all that can be paired chained far pairs through a face that had gone (a
         newcomer took a face's id, and that face a departed one's). UNPAIRED lies between those
-        two (measured: 1.03 to 1.65 in the cases of test_video). Ties go to the older track."""
+        two (measured: 1.03 to 1.65 in the cases of test_video). Ties go to the older track.
+        ``veto(i, face)``: a pair that may not be (a neighbour's face), so track ``i`` may take
+        another (its own face back in view, beside the one that hid it)."""
         if not expected or not found:
             return [None] * len(expected)
         n, m = len(expected), len(found)
@@ -520,6 +541,8 @@ class Tracker:
                               + ([_offset(d.box, g) + MOTION_DOUBT] if g is not None else [])) for d in found]
                          for boxes, g in zip(expected, guesses)])
         near = dist < reach  # (NaN: not near)
+        if veto is not None:
+            near &= np.array([[not veto(i, d) if near[i, j] else False for j, d in enumerate(found)] for i in range(n)])
         cost = np.full((n, m + n), UNREACHED)
         cost[:, :m] = np.where(near, dist + extra + TIE_STEP * np.arange(n)[:, None], UNREACHED)  # (a tie: the older)
         cost[np.arange(n), m + np.arange(n)] = UNPAIRED * reach  # each track's own "no face" (no handicap: that
@@ -637,13 +660,19 @@ class Tracker:
         # checks do: a fast face's followed box lags; a guess, see _assign), and, hidden, where a
         # detection last saw it.
         expected = [(tr.box,) + ((tr.seen_box,) if tr.unconfirmed and tr.seen_box is not None else ()) for tr in self.tracks]
+        # Not the face beside it, found while this one is hidden behind it or its crop slid onto it.
+        # A face behind one passing in front may take another face instead (its own, back in view
+        # beside the one in front); any other track goes without (another face beside it, farther,
+        # was taken for it).
+        behind = {id(tr) for tr in self.tracks if self._behind(tr)}
+        check = not cut and bool(self.neighbours)
+        veto = (lambda k, d: id(self.tracks[k]) in behind and self._neighbours_face(self.tracks[k], d)) if check else None
         matches = self._assign(expected, found, handicap=[HIDDEN_HANDICAP if tr.unconfirmed else 0.0 for tr in self.tracks],
-                               led=[_moved(tr.box, tr.velocity) for tr in self.tracks])
+                               led=[_moved(tr.box, tr.velocity) for tr in self.tracks], veto=veto)
         self._found += found
         for k, (tr, match) in enumerate(zip(self.tracks, matches)):
-            if match is not None and self.neighbours and not cut \
-                    and self._neighbours_face(tr, match):
-                matches[k] = match = None  # (the face beside it, found while this one is hidden behind it or its crop slid onto it)
+            if match is not None and check and self._neighbours_face(tr, match):
+                matches[k] = match = None
             if match is not None:
                 was_hidden = tr.unconfirmed >= 2  # (one miss is a blurred frame: the crop was still on the face)
                 tr.unconfirmed, tr.score = 0, match.score  # the score of the detection that last saw it
@@ -672,7 +701,12 @@ class Tracker:
             else:
                 tr.unconfirmed += 1
         self._reseed(image, reseed)
-        self.tracks = [tr for tr in self.tracks if tr.unconfirmed < self.max_unconfirmed]
+        # A face hidden behind a remembered neighbour (one passing in front of it) is kept longer,
+        # and keeps its place: it comes back when the one in front has passed (it was dropped
+        # and the face in front followed in its place, with max_faces 1 for good).
+        behind = {id(tr) for tr in self.tracks if self._behind(tr)}  # (with this frame's misses)
+        self.tracks = [tr for tr in self.tracks
+                       if tr.unconfirmed < self.max_unconfirmed * (OVERLAP_HOLD if id(tr) in behind else 1)]
         taken = {id(m) for m in matches if m is not None}
         dets = [d for d in found if id(d) not in taken and all(_offset(d.box, self._where(tr)) >= self.same_face
                                                              for tr in self.tracks)]
@@ -681,9 +715,10 @@ class Tracker:
             # is a blurred frame: the face keeps its place and id; after a cut, one miss: another shot)
             # longest-missed first
             misses = 1 if cut else 2
-            keep = [tr for tr in self.tracks if tr.unconfirmed < misses]
+            keep = [tr for tr in self.tracks if tr.unconfirmed < misses or id(tr) in behind]
             dets = dets[: max(0, self.max_faces - len(keep))]
-            gone = sorted((tr for tr in self.tracks if tr.unconfirmed >= misses), key=lambda tr: -tr.unconfirmed)
+            gone = sorted((tr for tr in self.tracks if tr.unconfirmed >= misses and id(tr) not in behind),
+                          key=lambda tr: -tr.unconfirmed)
             gone = {id(tr) for tr in gone[: max(0, len(self.tracks) + len(dets) - self.max_faces)]}
             self.tracks = [tr for tr in self.tracks if id(tr) not in gone]
         if not dets:
