@@ -77,7 +77,6 @@ class Neighbour:
     age: int = 0  # frames since it was last seen
     seen: np.ndarray | None = None  # the box where it was last seen (``box`` when made)
     moves: int = 0  # how many motions ``velocity`` averages
-    step: np.ndarray = field(default_factory=lambda: np.zeros(2))  # its latest motion alone (px a frame)
 
     MOTIONS = 3  # its motion: the latest averaged with the mean of up to this many before
 
@@ -94,16 +93,10 @@ class Neighbour:
         """Seen at ``box``: its motion per frame since it was last seen, averaged with the motions
         before (a face half over another is boxed off-centre from frame to frame: one frame's
         motion was 3 px where it moved 5, and it was not found where it was expected)."""
-        self.step = (box[:2] + box[2:] - self.seen[:2] - self.seen[2:]) / 2 / (self.age + 1)
+        step = (box[:2] + box[2:] - self.seen[:2] - self.seen[2:]) / 2 / (self.age + 1)
         k = min(self.moves, self.MOTIONS)
-        self.velocity = (self.velocity * k + self.step) / (k + 1)
+        self.velocity = (self.velocity * k + step) / (k + 1)
         self.box, self.seen, self.age, self.moves = box, box, 0, self.moves + 1
-
-    def passing(self) -> bool:
-        """Seen moving, on average and still at its latest sighting (one that stopped on a spot
-        held a hidden face's place for 6 more frames while its average motion died down)."""
-        least = PASSING * _side(self.box)
-        return self.moves >= 2 and min(float(np.linalg.norm(self.velocity)), float(np.linalg.norm(self.step))) >= least
 
     def unseen(self) -> None:
         """Not found this frame: moved on as it moved (the detector can see two crossing faces as one)."""
@@ -511,7 +504,8 @@ class Tracker:
         for 13 frames, and a face then stepping near the spot was given the departed face's id)."""
         if not tr.unconfirmed or tr.seen_box is None:
             return False
-        return any(nb.passing() and np.linalg.norm(_shift(nb.guess, tr.seen_box)) < 1.0 for nb in self.neighbours)
+        return any(nb.moves >= 2 and float(np.linalg.norm(nb.velocity)) >= PASSING * _side(nb.box)
+                   and np.linalg.norm(_shift(nb.guess, tr.seen_box)) < 1.0 for nb in self.neighbours)
 
     @staticmethod
     def _hidden(tr: Track) -> bool:

@@ -302,33 +302,6 @@ def test_max_faces_a_face_standing_beside_takes_the_place_of_one_that_left(small
     assert all(r == [1] for r in shown[12:]), shown  # (the face in view, from the second detection on)
 
 
-def test_max_faces_a_face_that_stops_over_the_followed_one_gets_its_place_soon(face_image):
-    """--max-faces 1: a face walks over the followed one and stops on its spot (the followed face
-    gone). While it passes, the followed face's place is held (it may come back); once it has
-    stopped, within a few frames it is the face followed (a reviewer's scene: its average motion
-    died down slowly, and the place was held 6 frames longer)."""
-    from facemark import FaceLandmarker
-
-    d = RetinaFace().detect(face_image)[0]
-    x1, y1, x2, y2 = d.box.astype(int)
-    pad = (x2 - x1) // 3
-    big = cv2.resize(face_image[max(0, y1 - pad): y2 + pad, max(0, x1 - pad): x2 + pad], (200, 236),
-                     interpolation=cv2.INTER_AREA)
-    other = np.ascontiguousarray(big[:, ::-1])
-    tr = Tracker(FaceLandmarker(model="direct"), detect_every=2, max_faces=1)
-    shown = []
-    for i in range(30):
-        frame = np.full((540, 960, 3), 100, np.uint8)
-        if i < 14:
-            frame[150:386, 100:300] = big
-        if i >= 2:
-            x = max(100, 250 - 10 * max(0, i - 4))  # (left 10 px a frame from frame 4, still from frame 19)
-            frame[150:386, x:x + 200] = other
-        shown.append([t.id for t in tr.step(frame, i / 25.0)])
-    assert all(r == [0] for r in shown[:8]), shown
-    assert all(r == [1] for r in shown[22:]), shown
-
-
 def test_a_neighbour_seen_again_after_unseen_frames_moves_as_it_moved_since_it_was_seen():
     """A face beside the followed one, not found for two frames (crossing it), then found again:
     its motion is its move since it was last seen over the frames between, averaged with the
