@@ -103,10 +103,6 @@ class Neighbour:
         self.box, self.age = self.guess, self.age + 1
 
 
-def _side(box: np.ndarray) -> float:
-    return float(max(box[2] - box[0], box[3] - box[1]))
-
-
 def _nearest_pairs(expected: list[np.ndarray], found: list[np.ndarray], reach: float) -> dict[int, int]:
     """Each expected box's found box (index to index), nearest pairs first, within ``reach`` face
     widths (``_offset``), one to one."""
@@ -144,15 +140,20 @@ def inter_ocular(landmarks98: np.ndarray) -> float:
     return float(np.linalg.norm(landmarks98[IOD98[0]] - landmarks98[IOD98[1]])) + 1e-6
 
 
+def _side(box: np.ndarray) -> float:
+    """A box's longer side (never 0: distances are measured in it)."""
+    return float(max(box[2] - box[0], box[3] - box[1], 1e-6))
+
+
 def _shift(det: np.ndarray, box: np.ndarray) -> np.ndarray:
     """Centre of ``det`` minus centre of ``box``, in widths of ``box``."""
-    side = max(box[2] - box[0], box[3] - box[1], 1e-6)
+    side = _side(box)
     return np.array([det[0] + det[2] - box[0] - box[2], det[1] + det[3] - box[1] - box[3]]) / (2 * side)
 
 
 def _resized(a: np.ndarray, b: np.ndarray) -> float:
     """How much larger or smaller box ``a`` is than ``b`` (|log| of the side ratio)."""
-    return float(abs(np.log(max(a[2] - a[0], a[3] - a[1], 1e-6) / max(b[2] - b[0], b[3] - b[1], 1e-6))))
+    return float(abs(np.log(_side(a) / _side(b))))
 
 
 def _offset(a: np.ndarray, b: np.ndarray) -> float:
