@@ -819,7 +819,18 @@ def _alive(pid: int) -> bool:
         return False
     except OSError:  # PermissionError: alive, someone else's
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A killed run whose parent died too stays a zombie until init reaps it: dead, though
+    ``kill(pid, 0)`` still finds it (its temp files were kept until then)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:  # (no /proc: macOS and the like; a process gone meanwhile is found by the next run)
+        return False
+    return stat[stat.rfind(b")") + 2:][:1] == b"Z"  # (the state follows the name, which may hold ")")
 
 
 def missing_folders(folder: Path) -> list[Path]:

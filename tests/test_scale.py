@@ -369,6 +369,28 @@ def test_workers_die_with_a_killed_main_process(tmp_path, face_image):
     assert b"leaked semaphore" not in p.stderr.read()
 
 
+def test_a_killed_run_left_unreaped_counts_as_dead(tmp_path):
+    """A run killed along with its parent stays a zombie until init reaps it; its temp file is
+    still a dead run's (kill(pid, 0) finds a zombie, so the next run kept the file)."""
+    from facemark.imageio import remove_stale_temps
+
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("no /proc here")
+    child = subprocess.Popen([sys.executable, "-c", "from facemark.imageio import make_temp; print(make_temp('.')[1])"],
+                             cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    left = tmp_path / Path(child.stdout.readline().strip()).name
+    child.stdout.close()
+    for _ in range(500):  # (exited, not yet waited for: a zombie)
+        if Path(f"/proc/{child.pid}/stat").read_bytes().rsplit(b")", 1)[1][1:2] == b"Z":
+            break
+        time.sleep(0.01)
+    try:
+        assert left.exists()
+        assert remove_stale_temps(tmp_path) == 1 and not left.exists()
+    finally:
+        child.wait()
+
+
 def test_a_rerun_removes_only_the_temporaries_of_dead_processes(tmp_path, face_image):
     from facemark.imageio import make_temp, remove_stale_temps
 
