@@ -20,7 +20,7 @@ from .errors import FacemarkError, no_files_left, out_of_memory
 from .quiet import quiet_stderr
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".j2k", ".pbm",
-              ".pgm", ".ppm", ".pnm"}
+              ".pgm", ".ppm", ".pnm", ".pfm"}
 
 
 HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"}
@@ -381,6 +381,8 @@ def decode_image(data: "bytes | np.ndarray", name: str = "image", max_pixels: in
                 image = over_white(*planes[:2]) if planes is not None and planes[1].min() < 255 \
                     else cv2.cvtColor(raw, cv2.COLOR_BGRA2BGR)
                 kind = None  # (done)
+            elif bytes(data[:3]) in (b"PF\n", b"Pf\n"):  # (PFM: floats, which IMREAD_COLOR cast to 0 and 1: black)
+                image = None  # (read below, as floating-point TIFFs are)
             else:
                 image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     except cv2.error as e:

@@ -1119,6 +1119,12 @@ def test_a_floating_point_tiff_is_read_as_displayed(tmp_path):
     with pytest.warns(UserWarning, match="run to about 4, neither 0-1 nor 0-255: read scaled"):
         back = read_image(tmp_path / "linear.tiff").astype(int)
     assert np.abs(back - img).mean() < 2
+    # PFM (floats too): IMREAD_COLOR cast 0-1 to 0 and 1, a black image and no face, unsaid
+    assert cv2.imwrite(str(tmp_path / "f.pfm"), img.astype(np.float32) / 255.0)
+    assert np.abs(read_image(tmp_path / "f.pfm").astype(int) - img).max() <= 1
+    assert cv2.imwrite(str(tmp_path / "g.pfm"), cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255.0)
+    grey = cv2.cvtColor(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    assert np.abs(read_image(tmp_path / "g.pfm").astype(int) - grey).max() <= 1
 
 
 def test_one_flat_box_and_constructor_options_are_checked(fl):
