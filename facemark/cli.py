@@ -608,6 +608,9 @@ def video(
             went += [f"JSON lines in {plain(json_path)}"] if json_path is not None and str(json_path) != "-" else []
             err.print(f"facemark: {s.frames} frame{'' if s.frames == 1 else 's'} in {s.seconds:.1f} s ({s.frames / s.seconds:.1f} fps), {s.tracks} face "
                       f"track(s){'; ' + ', '.join(went) if went else ''}")
+        if s.lines_stopped is not None:
+            err.print(f"note: nothing read the JSON lines after frame {s.lines_stopped} (the pipe's reader left): they stop "
+                      f"there, while the video has every frame")
         if any(s.left_out):
             dirs, clips = s.left_out
             what = " and ".join(x for x in (f"{dirs} subfolder(s)" if dirs else "", f"{clips} video file(s)" if clips else "") if x)

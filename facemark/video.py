@@ -670,6 +670,7 @@ class VideoSummary:
     searched_shrunk: int = 0  # no face found in frames searched at half their size or less: the side searched
     # (-1: no face found, with a --min-face larger than the frames)
     reader_gone: bool = False  # the only output was a pipe whose reader left (`| head`): the run stopped there
+    lines_stopped: int | None = None  # JSON lines' pipe reader left after this many frames; the video went on
     turned_frames: int = 0  # detections that found a face looking turned sideways or upside down (no --turned)
     most_shrunk: float = 1.0  # the most a folder's frame was scaled down by to fit the first frame's size
     rate_doubted: float | None = None  # the file's stated rate, not believed (nor its frames' times): timed at ``fps``
@@ -895,6 +896,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     set_aside: list[str] = []
     video_written: Path | None = None
     reader_gone = False
+    lines_stopped: int | None = None
     whole = False  # the source ran to its end (an interrupt then leaves the outputs under their own names)
     done = 0
     total = src.frames - src.empty if src.frames else src.frames  # (an AVI's empty chunks never come)
@@ -937,6 +939,8 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
                         if getattr(text_w, "closed", False) and len(writers) == 1:
                             reader_gone = True
                             break  # nobody reads the only output: stop
+                        if getattr(text_w, "closed", False) and lines_stopped is None:
+                            lines_stopped = done  # (the video goes on; the lines' reader is told at the end)
                     done += 1
                     if progress:
                         progress(done, total, done / max(1e-9, time.perf_counter() - start))
@@ -1018,7 +1022,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
         frames=done, seconds=elapsed, tracks=tracker.next_id, decode_errors=lost,
         interrupted=bool(stop["asked"]) and not whole, audio_kept=audio, had_audio=had, resized=src.resized,
         set_aside=tuple(set_aside), padded_to=padded_to and padded_to[0], cut_short=src.cut_short and not reader_gone,
-        searched_shrunk=shrunk, reader_gone=reader_gone, turned_frames=tracker.turned_frames,
+        searched_shrunk=shrunk, reader_gone=reader_gone, lines_stopped=lines_stopped, turned_frames=tracker.turned_frames,
         most_shrunk=src.most_shrunk, rate_doubted=src.rate_doubted, fps=src.fps,
         padded_why=padded_to[2] if padded_to else "", frame_size=padded_to[1] if padded_to else None,
         bad_files=tuple(src.bad_files), left_out=src.left_out, unfound=unfound)

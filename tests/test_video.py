@@ -2599,3 +2599,19 @@ def test_a_detection_that_looks_turned_does_not_reseed_a_followed_face_it_agrees
     assert not reseeded and tr.seen_box is not None
 
 
+
+
+def test_json_lines_whose_reader_leaves_while_the_video_is_written_are_said_to_stop(tiny_models, tmp_path, small_face):
+    """`facemark video clip --out o.mp4 --json - | head -3`: the video is finished, and the note
+    says the lines stopped (the run ended with a count as if the lines were whole)."""
+    clip = tmp_path / "in.avi"
+    write_clip(clip, [frame_with([(40, 90)], small_face)] * 3, fourcc="MJPG")
+    r, w = os.pipe()
+    os.close(r)  # the reader left before the first line
+    p = subprocess.run([sys.executable, "-m", "facemark", "video", str(clip), "--out", str(tmp_path / "o.mp4"),
+                        "--json", "-", "--model", str(tiny_models["direct"])], stdout=w, stderr=subprocess.PIPE,
+                       text=True, timeout=120)
+    os.close(w)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    assert "nothing read the JSON lines after frame 0" in p.stderr and "3 frames" in p.stderr, p.stderr
+    assert cv2.VideoCapture(str(tmp_path / "o.mp4")).get(cv2.CAP_PROP_FRAME_COUNT) == 3
