@@ -920,9 +920,45 @@ def test_an_upright_face_scored_under_sure_costs_one_small_pass_and_keeps_its_po
             Doubtful.windows += 1
             return [] if self.blind else super().detect_as_is(image)
 
-    (plain,) = fl.detect(photo)
-    for blind in (False, True):
-        Doubtful.windows, Doubtful.blind = 0, blind
-        (face,) = FaceLandmarker(model="direct", detector=Doubtful()).detect(photo)
-        assert Doubtful.windows == 1, blind
-        assert np.abs(face.landmarks - plain.landmarks).max() < 1e-6
+    big = cv2.resize(photo, None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR)  # (its face seen over RELOOK_SEEN)
+    for image in (photo, big):
+        (plain,) = fl.detect(image)
+        for blind in (False, True):
+            Doubtful.windows, Doubtful.blind = 0, blind
+            faces = FaceLandmarker(model="direct", detector=Doubtful()).detect(image)
+            if blind and image is big:  # seen big, and no turn of the window shows it: no face (below)
+                assert faces == [] and Doubtful.windows == 4
+                continue
+            assert Doubtful.windows == 1, blind
+            assert np.abs(faces[0].landmarks - plain.landmarks).max() < 1e-6
+
+
+def test_a_false_face_seen_big_that_its_window_does_not_show_is_dropped(fl, photo):
+    """A photo searched for small faces past 640 px: the detector saw the example photo's mission
+    patch as a face (0.66, upscaled to 2048 px, --min-face 40). Looked at again where it is 128
+    px, nothing is there: dropped. The real face, looked at so too, stays."""
+    from facemark import landmarker
+
+    big = cv2.resize(photo, (2048, 2048), interpolation=cv2.INTER_LINEAR)
+    searching = FaceLandmarker(model="direct", min_face=40)
+    (face,) = searching.detect(big)
+    assert face.score > 0.999 and 600 < face.box[0] < 800
+    with pytest.MonkeyPatch.context() as m:  # every face looked at again: the real one is seen there
+        m.setattr(landmarker, "UPRIGHT_DOUBT", 1.01)
+        for image, lm in ((big, searching), (big, fl), (cv2.resize(photo, None, fx=2, fy=2), fl)):
+            assert len(lm.detect(image)) == 1
+
+
+def test_only_a_whole_face_seen_big_is_judged_by_its_window():
+    from facemark.detector import Detection
+    from facemark.landmarker import RELOOK_SEEN, _relook_tells
+
+    def face(x1, y1, side, seen_at=1.0):
+        return Detection(np.array([x1, y1, x1 + side, y1 + side], float), 0.8, None, seen_at=seen_at), side
+
+    assert _relook_tells(*face(100, 100, 200), 640, 480)
+    assert not _relook_tells(*face(100, 100, 200, seen_at=0.5), 640, 480)  # seen at 100 px: as small in the window
+    assert not _relook_tells(*face(100, 100, 200, seen_at=None), 640, 480)  # (a caller's detector: unknown)
+    assert _relook_tells(*face(100, 100, RELOOK_SEEN), 640, 480)
+    for x1, y1 in ((0, 100), (100, 0), (440, 100), (100, 280), (-50, 100)):  # cut by the edge: half a face
+        assert not _relook_tells(*face(x1, y1, 200), 640, 480), (x1, y1)
