@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .align import apply, invert, rescale, warp
+from .align import apply, invert, quarter_turn_back, rescale, roll_degrees, warp
 from .runtime import ort_session
 
 
@@ -202,6 +202,14 @@ class RetinaFace:
         So the network looks at a window around the box, scaled so the box is BOX_NET px, and the
         detection that best matches the box gives the points. The threshold is low: the caller
         says a face is there."""
+        found = self.face_in(image, box, threshold)
+        return None if found is None else found[0].kps
+
+    def face_in(self, image: np.ndarray, box, threshold: float = 0.3, turn: int = 0) -> tuple[Detection, float] | None:
+        """``keypoints_in``'s face as a ``Detection`` in image coordinates, with its roll (degrees)
+        as the network saw it, the window turned ``turn`` quarter-turns (``np.rot90``) first: a
+        face turned in the photo is found there with points placed as if upright, and read right
+        only in the turn where it stands (``FaceLandmarker._with_keypoints``)."""
         x1, y1, x2, y2 = np.asarray(box, np.float64)[:4]
         side = max(x2 - x1, y2 - y1)
         if not (np.isfinite([x1, y1, x2, y2]).all() and side > 0):
@@ -211,9 +219,22 @@ class RetinaFace:
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
         m = np.array([[s, 0.0, n / 2 - s * cx], [0.0, s, n / 2 - s * cy]])  # box centre -> window centre
         window = warp(image, m, n, border=tuple(float(v) for v in self.MEAN_BGR))  # (the mean: zero at the network)
-        found = self._detect_at(window, 1.0, threshold)
-        k = best_match([apply(invert(m), d.box.reshape(2, 2)).reshape(4) for d in found], np.array([x1, y1, x2, y2]))
-        return None if k is None else apply(invert(m), found[k].kps)
+        view = np.ascontiguousarray(np.rot90(window, turn)) if turn % 4 else window
+        found = self._detect_at(view, 1.0, threshold)
+        back = invert(m)
+
+        def to_image(p: np.ndarray) -> np.ndarray:
+            return apply(back, quarter_turn_back(p, turn, n, n))
+
+        boxes = []
+        for d in found:
+            corners = to_image(d.box.reshape(2, 2))
+            boxes.append(np.concatenate([corners.min(0), corners.max(0)]))
+        k = best_match(boxes, np.array([x1, y1, x2, y2]))
+        if k is None:
+            return None
+        d = found[k]
+        return Detection(boxes[k], d.score, to_image(d.kps), quarter_turns=turn % 4), roll_degrees(d.kps)
 
     def detect_as_is(self, image: np.ndarray) -> list[Detection]:
         """Faces in a small image at its own size (no max_side or min_face rescaling): the video
