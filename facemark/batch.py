@@ -450,6 +450,7 @@ def _end_notes(s: BatchSummary, first: dict[str, int], no_face: dict[str, int], 
     def path(note: str) -> str:
         return str(plan.images[first[note]].path)
 
+    advised = bool(s.shrunk_small or s.looks_turned or no_face["small"])
     if s.shrunk_small:
         log(f"note: {s.shrunk_small} image(s) searched shrunk to {fl.detector.max_side} px on the long side found "
             f"no face, or faces near the smallest it finds (1/16 of the long side), e.g. {path('shrunk')}: smaller "
@@ -474,6 +475,10 @@ def _end_notes(s: BatchSummary, first: dict[str, int], no_face: dict[str, int], 
     if no_face["unexplained"] and boxes is None and not isinstance(fl.detector, GivenBoxes) \
             and (hints := unfound_hints(fl)):
         log(f"note: {no_face['unexplained']} image(s) with no face found, e.g. {path('unexplained')}: {hints}")
+        advised = True
+    if advised and plan.out_dir is not None:  # (a rerun with the option skipped them all, said only "already done")
+        log("note: rerun into the same --out with such an option and --redo: without it the images done here are "
+            "skipped")
 
 
 def unfound_hints(fl) -> str:

@@ -2276,6 +2276,12 @@ def test_images_with_no_face_found_end_with_a_note_naming_turned(tmp_path, face_
     assert r.returncode == 0 and "may be found only with --min-face 20" in r.stderr, r.stderr
     r = fm_here("detect", "far.png", "--min-face", "20", *MODEL, cwd=tmp_path)
     assert r.returncode == 0 and "1 face(s)" in r.stderr and "note" not in r.stderr, r.stderr
+    # Into an --out folder, a rerun with the option only said "already done (skipped)": the note
+    # says --redo (a helper followed the advice and got nothing new)
+    r = fm_here("detect", "far.png", "--out", "o", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0 and "note: rerun into the same --out with such an option and --redo" in r.stderr, r.stderr
+    r = fm_here("detect", "far.png", "--out", "o", "--min-face", "20", "--redo", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0 and "1 face(s)" in r.stderr and "note" not in r.stderr, r.stderr
     (tmp_path / "boxes.json").write_text('{"wall.jpg": []}')
     r = fm_here("detect", "wall.jpg", "--boxes", "boxes.json", *MODEL, cwd=tmp_path)
     assert r.returncode == 0 and "1 image(s) with no face" in r.stderr and "--turned" not in r.stderr, r.stderr
