@@ -903,7 +903,8 @@ def detect_files(inputs: "list[str] | Plan", fl: FaceLandmarker, out_dir: Path |
             raise UsageError(f"workers must be a positive integer, 'auto' or Workers, not {workers!r}")
         if boxes is not None and getattr(fl, "turned", False):
             raise UsageError("boxes given, and a landmarker made with turned=True, which searches each image turned "
-                             "four ways: given boxes are not searched for; use one of them")
+                             "four ways: given boxes are not searched for (a face turned in a box is read where it stands in the "
+                             "box's window, turned four ways); use one of them")
         has = fl.detector.source if isinstance(fl.detector, GivenBoxes) else None
         if boxes is not None and has != os.path.realpath(boxes):  # (the CLI's landmarker has read them already)
             fl = _with_boxes(fl, boxes)

@@ -354,7 +354,8 @@ def detect(
                               batch_images, shard_size)
     if turned and boxes is not None:
         fail("--turned searches each image four ways for faces, and --boxes gives the faces instead (their eyes, "
-             "nose and mouth are looked for upright): use one of them")
+             "nose and mouth are looked for around each box, in its window's four turns where a face there looks turned): "
+             "use one of them")
     if out_dir is None and sys.stdout is None:
         fail("standard output is closed: give --out DIR")
     if boxes is not None and out_dir is not None and os.path.isdir(boxes):  # (a boxes file is one of the inputs: never written)

@@ -113,7 +113,7 @@ class FaceLandmarker:
             raise TypeError(f"turned must be True or False, not {turned!r}")
         if turned and isinstance(detector, GivenBoxes):
             raise ValueError("turned=True searches each image turned four ways; given boxes are not searched for "
-                             "(their faces' eyes, nose and mouth are looked for upright)")
+                             "(a face turned in a box is read where it stands in the box's window, turned four ways)")
         if not isinstance(detector, (str, GivenBoxes)) and not callable(getattr(detector, "detect", None)):
             raise TypeError(f"detector must be 'retinaface', 'yunet:PATH.onnx' or an object with detect(image), "
                             f"not {type(detector).__name__}")
