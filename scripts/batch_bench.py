@@ -6,6 +6,7 @@ with a check that every setting gives the same landmarks as the first.
     python scripts/batch_bench.py --configs "1:json,auto:json,auto:jsonl,auto:parquet" --images 300
     python scripts/batch_bench.py --baseline-src /path/to/older/checkout   # the same run on older code
     python scripts/batch_bench.py --configs "1:json,1:json:cuda"             # a third field: --device
+    python scripts/batch_bench.py --baseline-src OLD --startup 5            # start-up apart from the work
 
 The photos are the example astronaut photo scaled to 220-440 px (its face 38-79 px wide as the
 detector boxes it), placed at random on a textured 640x480 background: one face each,
@@ -125,6 +126,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="folder for the images and outputs (default: temp)")
     ap.add_argument("--floor", action="store_true", help="also print the models' single-threaded time per image (the compute floor)")
     ap.add_argument("--detector-batches", default="", help="also time the RetinaFace graph alone at these batch sizes, e.g. 1,4,8")
+    ap.add_argument("--startup", type=int, default=0, help="also time each setting on one image this many times: "
+                    "its start-up, and the per-image time of the folder's run beyond it")
     a = ap.parse_args()
     if a.detector_batches:
         sys.path.insert(0, str(ROOT))
@@ -157,6 +160,17 @@ def main() -> None:
     for tree in {ROOT, *(Path(p) for p, *_ in settings if p)}:
         compileall.compile_dir(str(tree / "facemark"), quiet=1)
     walls: list[list[float]] = [[] for _ in settings]
+    starts: list[list[float]] = [[] for _ in settings]
+    one = work / "one"
+    if a.startup:
+        shutil.rmtree(one, ignore_errors=True)
+        one.mkdir()
+        shutil.copy(sorted(src.glob("*.jpg"))[0], one)
+    for _ in range(a.startup):
+        for i, (pythonpath, workers, fmt, device) in enumerate(settings):
+            out = work / "out-one"
+            shutil.rmtree(out, ignore_errors=True)
+            starts[i].append(run(one, out, a.model, workers, fmt, pythonpath, device))
     for _ in range(a.repeat):  # settings interleaved, so a drift of the machine hits all of them alike
         for i, (pythonpath, workers, fmt, device) in enumerate(settings):
             out = work / f"out-{workers}-{fmt}-{device.replace(':', '')}-{'base' if pythonpath else 'new'}"
@@ -188,6 +202,13 @@ def main() -> None:
     for label, best, median, diff, faces, paired in rows:
         print(f"| {label} | {best:.2f} | {a.images / best:.1f} | {rows[0][1] / best:.2f}x | {median:.2f} | "
               f"{rows[0][2] / median:.2f}x | {paired:.2f}x | {faces} | {diff:.4f} |")
+    if a.startup:
+        print(f"\nstart-up: each setting on one of these images, best of {a.startup}; beyond it, the best run's time "
+              f"less that, per image")
+        print("| setting | one image s | beyond start-up, ms per image |")
+        print("|---|--:|--:|")
+        for (label, best, *_), st in zip(rows, starts):
+            print(f"| {label} | {min(st):.2f} | {(best - min(st)) / max(1, a.images - 1) * 1000:.1f} |")
 
 
 if __name__ == "__main__":
