@@ -236,10 +236,11 @@ class RetinaFace:
         d = found[k]
         return Detection(boxes[k], d.score, to_image(d.kps), quarter_turns=turn % 4), roll_degrees(d.kps)
 
-    def detect_as_is(self, image: np.ndarray) -> list[Detection]:
+    def detect_as_is(self, image: np.ndarray, threshold: float | None = None) -> list[Detection]:
         """Faces in a small image at its own size (no max_side or min_face rescaling): the video
-        tracker's check windows, already sized so the face is easy to find."""
-        return self._detect_at(image, 1.0)
+        tracker's check windows, already sized so the face is easy to find. ``threshold``: other
+        than the detector's (the second look's lower one, ``FaceLandmarker._window_looks``)."""
+        return self._detect_at(image, 1.0, threshold)
 
     def _search(self, image: np.ndarray, scale: float) -> list[Detection]:
         """Faces of every size, each taken from a scale the network is good at. It finds faces of

@@ -650,7 +650,7 @@ class Tracker:
         the face there may be another person's, and a crop from the last shot's points fits it
         badly), and start tracks for detected faces that no track is near (``same_face``)."""
         fl = self.landmarker
-        found: list[Detection] = fl.find_faces(image)
+        found: list[Detection] = fl.find_faces(image, drop_unseen=False)  # (a face's frames before weigh it here)
         self.turned_frames += looks_turned(fl, found)  # (said at the end: --turned reads such faces)
         reseed = []
         # A hidden face's crop may have slid onto the face in front of it (the model draws a face in

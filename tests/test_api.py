@@ -144,6 +144,24 @@ def test_a_bare_box_of_a_turned_face_is_read_where_the_face_stands(fl, photo, tu
     assert got.found and np.linalg.norm(got.landmarks - ref.landmarks, axis=1).mean() < 0.01 * side
 
 
+def test_a_bare_box_level_as_it_stands_is_read_turned_only_by_a_clear_margin(photo):
+    """A blurred upright face scored 0.984 level in its box's window, 0.994 in a quarter-turn: it
+    was read from the turn, 80 % NME (a reviewer's photo). A turn must miss a quarter of what the
+    upright reading misses when that one is level."""
+    from dataclasses import replace
+
+    from facemark.detector import RetinaFace
+
+    class Blurred(RetinaFace):
+        def face_in(self, image, box, threshold=0.3, turn=0):
+            got = super().face_in(image, box, threshold, turn)
+            return None if got is None else (replace(got[0], score=0.984 if turn == 0 else 0.994), 17.9 if turn == 0 else -11.0)
+
+    (ref,) = FaceLandmarker(model="direct").detect(photo)
+    (got,) = FaceLandmarker(model="direct", detector=Blurred()).landmarks(photo, boxes=[ref.box])
+    assert np.linalg.norm(got.landmarks - ref.landmarks, axis=1).mean() < 0.02 * (ref.box[2] - ref.box[0])
+
+
 def test_a_bare_box_on_no_face_still_gives_points_on_the_box(fl):
     """No face to match (a wall, a drawing the detector does not see): the crop from the box,
     cropped again from its own points, but never led off the box by points read on no face."""
@@ -181,7 +199,7 @@ def test_the_api_says_what_the_command_line_notes_say(fl, photo, monkeypatch):
     said only where they are not: as if the upright search had found nothing.)"""
     import warnings
 
-    monkeypatch.setattr(FaceLandmarker, "_upright", lambda self, image, d: d)
+    monkeypatch.setattr(FaceLandmarker, "_upright", lambda self, image, d, *more: d)
     for k in (1, 2):
         with pytest.warns(FacemarkWarning, match=r"turned sideways or upside down.*turned=True") as said:
             assert len(fl.detect(np.ascontiguousarray(np.rot90(photo, k)))) == 1
@@ -924,25 +942,32 @@ def test_an_upright_face_scored_under_sure_costs_one_small_pass_and_keeps_its_po
 
     class Doubtful(RetinaFace):
         windows = 0
-        blind = False  # (the window shows no face: one too small for it, say)
+        window = "sure"  # "blind": the window shows no face (one too small for it, say); "dim": under the threshold
 
         def detect(self, image):
             return [replace(d, score=(UPRIGHT_CHECK + UPRIGHT_DOUBT) / 2) for d in super().detect(image)]
 
-        def detect_as_is(self, image):
+        def detect_as_is(self, image, threshold=None):
             Doubtful.windows += 1
-            return [] if self.blind else super().detect_as_is(image)
+            if self.window == "blind":
+                return []
+            least = self.threshold if threshold is None else threshold
+            if self.window == "sure":
+                return super().detect_as_is(image) if threshold is None else super().detect_as_is(image, threshold)
+            return [replace(e, score=0.45) for e in super().detect_as_is(image, 0.05)] if least <= 0.45 else []
 
     big = cv2.resize(photo, None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR)  # (its face seen over RELOOK_SEEN)
     for image in (photo, big):
         (plain,) = fl.detect(image)
-        for blind in (False, True):
-            Doubtful.windows, Doubtful.blind = 0, blind
+        for window in ("sure", "blind", "dim"):
+            Doubtful.windows, Doubtful.window = 0, window
             faces = FaceLandmarker(model="direct", detector=Doubtful()).detect(image)
-            if blind and image is big:  # seen big, and no turn of the window shows it: no face (below)
+            if window == "blind" and image is big:  # seen big, and no turn of the window shows it: no face (below)
                 assert faces == [] and Doubtful.windows == 4
                 continue
-            assert Doubtful.windows == 1, blind
+            # (dim: a real face partly covered, 0.66-0.94 in its photo, scored 0.45 in the window:
+            # it was dropped, and a video lost it in 18 of 20 frames)
+            assert Doubtful.windows == 1, window
             assert np.abs(faces[0].landmarks - plain.landmarks).max() < 1e-6
 
 

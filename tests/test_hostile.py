@@ -2314,7 +2314,7 @@ def test_faces_that_look_turned_are_said_with_a_pointer_to_turned(tmp_path, face
     cv2.imwrite(str(tmp_path / "side.jpg"), cv2.rotate(face_image, cv2.ROTATE_90_CLOCKWISE))
     r = fm_here("detect", "up.jpg", "side.jpg", *MODEL, cwd=tmp_path)
     assert r.returncode == 0 and "look turned" not in r.stderr, r.stderr  # (found upright: nothing to say)
-    monkeypatch.setattr(FaceLandmarker, "_upright", lambda self, image, d: d)
+    monkeypatch.setattr(FaceLandmarker, "_upright", lambda self, image, d, *more: d)
     r = fm_here("detect", "up.jpg", "side.jpg", *MODEL, cwd=tmp_path)
     assert r.returncode == 0 and len(r.stdout.splitlines()) == 2, r.stderr
     assert "note: 1 image(s) hold faces that look turned sideways or upside down, e.g. side.jpg" in r.stderr, r.stderr

@@ -383,8 +383,8 @@ def test_a_fast_move_seen_by_a_rough_window_check_is_read_from_good_keypoints(sm
     fl = FaceLandmarker(model="direct")
     real = fl.find_faces
 
-    def rough_in_windows(image, as_is=False):  # the window's keypoints turned 60° about their centre
-        found = real(image, as_is)
+    def rough_in_windows(image, as_is=False, **kw):  # the window's keypoints turned 60° about their centre
+        found = real(image, as_is, **kw)
         if not as_is:
             return found
         t = np.radians(60.0)
@@ -2338,7 +2338,7 @@ def test_a_sideways_clip_ends_with_a_note_naming_turned(tmp_path, small_face, mo
     at its detections, and said only where it is not: here, as if that look had found nothing.)"""
     from facemark.landmarker import FaceLandmarker
 
-    monkeypatch.setattr(FaceLandmarker, "_upright", lambda self, image, d: d)
+    monkeypatch.setattr(FaceLandmarker, "_upright", lambda self, image, d, *more: d)
     frames = [frame_with([(150 + 3 * i, 110)], small_face) for i in range(6)]
     for name, clip_frames, says in (("up", frames, False), ("side", [np.ascontiguousarray(np.rot90(f)) for f in frames], True)):
         clip = tmp_path / f"{name}.avi"
@@ -2573,8 +2573,8 @@ def test_a_detection_that_looks_turned_does_not_reseed_a_followed_face_it_agrees
     fl = FaceLandmarker(model="direct")
     real = fl.find_faces
 
-    def turned_kps(image, as_is=False):  # (the same faces, keypoints upside down about their centre)
-        return [replace(d, kps=2 * d.kps.mean(0) - d.kps) for d in real(image, as_is)]
+    def turned_kps(image, as_is=False, **kw):  # (the same faces, keypoints upside down about their centre)
+        return [replace(d, kps=2 * d.kps.mean(0) - d.kps) for d in real(image, as_is, **kw)]
 
     for shift, stands in ((3.0, True), (120.0, False)):
         tracker = Tracker(fl, smooth=False)
@@ -2615,3 +2615,26 @@ def test_json_lines_whose_reader_leaves_while_the_video_is_written_are_said_to_s
     assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
     assert "nothing read the JSON lines after frame 0" in p.stderr and "3 frames" in p.stderr, p.stderr
     assert cv2.VideoCapture(str(tmp_path / "o.mp4")).get(cv2.CAP_PROP_FRAME_COUNT) == 3
+
+
+def test_a_face_its_window_does_not_show_is_still_followed_in_a_video(face_image):
+    """Photos drop a face seen big that no turn of a window around it shows (a false face,
+    ``FaceLandmarker._relook_tells``); in a video the tracker weighs each detection against the
+    frames before, and a real face partly covered, dropped so, was gone from that frame."""
+    from dataclasses import replace
+
+    from facemark import FaceLandmarker
+    from facemark.detector import RetinaFace
+
+    class Covered(RetinaFace):  # scored under 0.999 in the frame, unseen in any window
+        def detect(self, image):
+            return [replace(d, score=0.95) for d in super().detect(image)]
+
+        def detect_as_is(self, image, threshold=None):
+            return []
+
+    frame = cv2.resize(face_image, None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR)  # (its face seen 150 px)
+    fl = FaceLandmarker(model="direct", detector=Covered())
+    assert fl.detect(frame) == []  # (a photo: dropped)
+    tr = Tracker(fl, detect_every=1)
+    assert all(len(tr.step(frame, i / 25.0)) == 1 for i in range(5))
