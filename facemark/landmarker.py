@@ -601,14 +601,15 @@ UPRIGHT_ROLL = 45.0
 # dropped when the window (where it is at most UPRIGHT_WINDOW / 2 px) shows no face near it in
 # any turn. Seen big, RetinaFace fires on smooth regions, hair, shirts and the gap between two
 # faces (a photo searched at --min-face 40 past 640 px: the example photo's mission patch at
-# 0.66); at 128 px it finds real faces again, scored 0.99 or more, while those boxes find nothing
-# (``scripts/relook_check.py``). Smaller faces are seen as small in the window, where less
+# 0.66); at 128 px it finds real faces again, while those boxes show nothing
+# (``scripts/relook_check.py``, docs/PERFORMANCE.md). Smaller faces are seen as small in the window, where less
 # around them can lose a real one, so they are kept.
 RELOOK_SEEN = UPRIGHT_WINDOW / 2
 # A face seen there at this score or more counts: real faces partly covered (an eye bar, half the
 # face) scored 0.45-0.49 in their window, found at 0.66-0.94 in the photo (a reviewer's 300-W
 # edits), while the mission patch scored under 0.07 there and a turned view's ear 0.27; at the
-# detector's 0.6 three times as many covered faces were lost (``scripts/relook_check.py --cover``).
+# detector's 0.6, 14 of 2,231 half-covered 300-W faces were lost, against 4 at this
+# (``scripts/relook_check.py --cover half``).
 # (NMS keeps the detector's own faces over its threshold the same, so the turns are read as before.)
 RELOOK_THRESHOLD = 0.3
 RELOOK_EDGE = 0.05  # of the box side: a face cut by the image's edge (half a face) is kept
