@@ -621,7 +621,12 @@ def video(
             err.print(f"note: faces looked turned sideways or upside down in {s.turned_frames} of the frames searched "
                       f"whole, and such faces' points are unreliable: --turned reads them (a recording whose rotation "
                       f"was lost?)")
-        if s.unfound == "small" and min_face is None:
+        if s.unfound == "tiny":
+            from .notes import LEAST_FACE
+
+            err.print(f"note: no face was found in any frame: the frames are under {LEAST_FACE} px on their short side, "
+                      f"too small to hold a face facemark finds")
+        elif s.unfound == "small" and min_face is None:
             err.print("note: no face was found in any frame, and the frames are small: faces under about 40 px may go "
                       "unseen at their own size; --min-face 20 looks at them twice as large")
         elif s.unfound == "any" and (not turned or min_face is None):

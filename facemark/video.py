@@ -679,8 +679,9 @@ class VideoSummary:
     frame_size: tuple[int, int] | None = None  # the frames' size, where they were padded
     bad_files: tuple[str, ...] = ()  # a folder's frames that did not decode (the first three)
     left_out: tuple[int, int] = (0, 0)  # a frames folder's subfolders and video files: not frames, left out
-    unfound: str = ""  # no face in any frame, and no --min-face note for it: "small" frames (under
-    # notes.SMALL_SIDE: --min-face 20 may find them), else "any" (a lost rotation: --turned may)
+    unfound: str = ""  # no face in any frame, and no --min-face note for it: "tiny" frames (under
+    # notes.LEAST_FACE: none fits), "small" ones (under notes.SMALL_SIDE: --min-face 20 may find
+    # them), else "any" (a lost rotation: --turned may)
 
 
 def _check_outputs(src, outputs: list[Path], out_path: Path | None, json_path: Path | None,
@@ -1001,7 +1002,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     missing = (src.frames - done - src.decode_errors) if src.frames and (src.count_exact or src.cut_short) \
         and not stop["asked"] and not reader_gone else 0
     lost = src.decode_errors + max(0, missing - src.empty)  # (OpenCV passes over empty chunks: they are "missing")
-    from .notes import SMALL_SIDE
+    from .notes import LEAST_FACE, SMALL_SIDE
 
     det = fl.detector
     shrunk = tracker.next_id == 0 and done > 0 and not stop["asked"] and not reader_gone \
@@ -1017,7 +1018,8 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
 
         note(TURNED, f"in {tracker.turned_frames} of the frames searched whole")
     unfound = "" if tracker.next_id or not done or shrunk or stop["asked"] or reader_gone \
-        else "small" if min(src.width, src.height) < SMALL_SIDE else "any"
+        else "tiny" if min(src.width, src.height) < LEAST_FACE else "small" if min(src.width, src.height) < SMALL_SIDE \
+        else "any"
     return VideoSummary(
         frames=done, seconds=elapsed, tracks=tracker.next_id, decode_errors=lost,
         interrupted=bool(stop["asked"]) and not whole, audio_kept=audio, had_audio=had, resized=src.resized,

@@ -2296,6 +2296,12 @@ def test_images_with_no_face_found_end_with_a_note_naming_turned(tmp_path, face_
     assert "1 image(s) with no face found, e.g. wall.jpg" in r.stderr, r.stderr
     r = fm_here("detect", "thumb.jpg", "--min-face", "20", *MODEL, cwd=tmp_path)
     assert r.returncode == 0 and "1 face(s)" in r.stderr and "note" not in r.stderr, r.stderr
+    # An image under 20 px holds no face facemark finds: it was told --min-face 20 would look closer
+    cv2.imwrite(str(tmp_path / "icon.png"), np.full((12, 16, 3), 128, np.uint8))
+    r = fm_here("detect", "icon.png", *MODEL, cwd=tmp_path)
+    assert r.returncode == 0 and ("note: 1 image(s) under 20 px on their short side found no face, e.g. icon.png: "
+                                  "no face facemark finds (20 px at the least) fits in them") in r.stderr, r.stderr
+    assert "--min-face" not in r.stderr and "--turned" not in r.stderr, r.stderr
 
 
 def test_faces_that_look_turned_are_said_with_a_pointer_to_turned(tmp_path, face_image, fm_here, monkeypatch):

@@ -2353,7 +2353,8 @@ def test_a_clip_with_no_face_found_ends_with_a_note_naming_turned(tmp_path, smal
     then), nor is anything said when a frame had a face."""
     for name, frames in (("wall", [np.full((240, 320, 3), 100 + i, np.uint8) for i in range(4)]),
                          ("face", [frame_with([(150 + 3 * i, 110)], small_face) for i in range(4)]),
-                         ("strip", [np.full((16, 320, 3), 100 + i, np.uint8) for i in range(4)])):  # (small frames: --min-face)
+                         ("strip", [np.full((32, 320, 3), 100 + i, np.uint8) for i in range(4)]),  # (small frames: --min-face)
+                         ("sliver", [np.full((16, 320, 3), 100 + i, np.uint8) for i in range(4)])):  # (no face fits)
         clip = tmp_path / f"{name}.avi"
         write_clip(clip, frames, fourcc="MJPG")
         for extra, says in (((), name == "wall"), (("--turned",), False)):
@@ -2362,6 +2363,8 @@ def test_a_clip_with_no_face_found_ends_with_a_note_naming_turned(tmp_path, smal
             assert ("no face was found in any frame" in r.stderr and "--turned" in r.stderr) == says, (name, extra, r.stderr)
             assert ("--min-face 20 looks at them" in r.stderr) == (name == "strip"), (name, extra, r.stderr)
             assert ("faces under about 40 px in the frames as searched" in r.stderr) == (name == "wall"), r.stderr
+            # (16 px frames were told --min-face 20 would look closer: no face it finds fits in them)
+            assert ("the frames are under 20 px on their short side" in r.stderr) == (name == "sliver"), r.stderr
 
 
 def test_the_video_is_drawn_as_asked(tmp_path, small_face):
