@@ -700,6 +700,9 @@ def bench(
     with usage_errors():
         batches = B.parse_batches(batch, device)
         rows, skipped, info = B.run_bench(device, names, batches, threads, data, image, yunet, limit, status=err.status)
+    if json_path and any(r.stage == "landmarks" for r in rows):  # (first: a reader of the table that quits, `| head`,
+        # ended the command before the report was written, with exit 0)
+        write_result(json_path, json.dumps(json_numbers(B.as_json(rows, skipped, info)), indent=1) + "\n", "--json")
     table = Table(title=f"facemark bench on {info.get('gpu', info['cpu'])} ({info['cores']} cores)")
     cols = ["stage", "model", "backend", "prec", "b1 median ms", "b1 p90 ms"] + [f"faces/s b{b}" for b in batches if b > 1]
     gpu_mb = any(r.memory_mb is not None for r in rows)  # (CUDA rows' peak allocation; the CPU has none)
@@ -730,8 +733,6 @@ def bench(
         say(s if s.startswith("note: ") else f"skipped: {s}")
     if not any(r.stage == "landmarks" for r in rows):
         fail("no landmark model could be timed (see the skipped lines above)")
-    if json_path:
-        write_result(json_path, json.dumps(json_numbers(B.as_json(rows, skipped, info)), indent=1) + "\n", "--json")
 
 
 @app.command("eval")

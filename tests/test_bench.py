@@ -309,3 +309,20 @@ def test_a_model_named_twice_on_the_command_line_is_measured_once():
     from facemark.cli import model_names
 
     assert model_names(["direct,hybrid,direct", " direct", "hourglass,"]) == ["direct", "hybrid", "hourglass"]
+
+
+def test_a_report_is_written_though_the_tables_reader_left(tiny_models, tmp_path):
+    """`facemark bench --json r.json | head -2`: the table's reader quit, which ended the command
+    before the report was written, with exit 0 (a hostile user's find)."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "r.json"
+    r, w = os.pipe()
+    os.close(r)  # (nobody reads the table)
+    p = subprocess.run([sys.executable, "-m", "facemark", "bench", "--models", str(tiny_models["direct"]), "--batch", "1",
+                        "--json", str(out)], stdout=w, stderr=subprocess.PIPE, text=True, timeout=300)
+    os.close(w)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    assert json.loads(out.read_text())["rows"], out.read_text()[:200]
