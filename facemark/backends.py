@@ -175,7 +175,7 @@ class TorchModel:
         except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
             raise ModelError(f"{path} is not a valid facemark torch model ({type(e).__name__})") from None
         self.path, self.meta, self.family, self.size, self.config = path, meta, net.family, net.size, net.config
-        self.name = meta.get("name", path.stem)
+        self.name = meta.get("name") or net.family  # (a run's best.pt has none: it was "best@...", no family)
         self.device = torch.device(device)
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
         if self.device.type == "cpu" and self.dtype == torch.float16:

@@ -166,10 +166,10 @@ def model_label(model: str, device: str = "cpu") -> str | None:
     try:
         from .models import load_state
 
-        _, meta = load_state(path)
+        net, meta = load_state(path)
     except ImportError:
         return None
-    return weights_label(model if model in SHIPPED else meta.get("name", path.stem), path, meta)
+    return weights_label(model if model in SHIPPED else meta.get("name") or net.family, path, meta)  # (as TorchModel)
 
 
 def done_paths(out_dir: Path, model: str | None = None) -> set[str]:

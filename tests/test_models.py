@@ -188,3 +188,15 @@ def test_a_replayed_cuda_graph_hands_each_call_its_own_output(tiny_models):
     first = tm._graphed(torch.ones(2, 3))
     second = tm._graphed(torch.full((2, 3), 5.0))
     assert torch.equal(first, torch.full((2, 3), 2.0)) and torch.equal(second, torch.full((2, 3), 10.0))
+
+
+def test_weights_saved_without_a_name_are_labelled_by_their_family(tmp_path):
+    """A training run's best.pt carries no name: its results said "best@<digest>", not the
+    family the README promises for retrained weights (a hostile user's find)."""
+    from facemark import FaceLandmarker
+    from facemark.models import create
+    from facemark.training.export import save_state
+
+    save_state(create("direct", size=32, width_mult=0.25).eval(), tmp_path / "best.pt", meta={"epoch": 1})
+    name = FaceLandmarker(model=str(tmp_path / "best.pt")).model_name
+    assert name.startswith("direct@") and len(name) == len("direct@") + 8, name
