@@ -42,6 +42,21 @@ def _reader_gone() -> None:
 
 out.on_broken_pipe = _reader_gone
 
+
+def _stderr_gone() -> None:
+    """Nobody reads stderr any more (`2>&1 | head`): the run goes on without its lines (its outputs
+    are files; rich exited 1 here, and a training run stopped between epochs, unsaid)."""
+    err.quiet = True
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, 2)  # (Python's own writes to stderr, warnings, go nowhere too)
+        os.close(fd)
+    except OSError:
+        pass
+
+
+err.on_broken_pipe = _stderr_gone
+
 CACHE_HELP = "(default: $FACEMARK_CACHE, else $XDG_CACHE_HOME/facemark, else ~/.cache/facemark)"
 
 

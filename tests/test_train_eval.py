@@ -1749,3 +1749,21 @@ def test_run_eval_without_a_log_still_says_what_the_data_skipped(tiny_models, fa
     err = capfd.readouterr().err
     assert err.startswith("skipped: ") and "face_0.pts" in err, err
     assert [len(entry["skipped"]) for entry in report.values()] == [1]
+
+
+def test_training_goes_on_when_nobody_reads_its_lines(wflw_root, tmp_path):
+    """`facemark train ... 2>&1 | head -2`: the reader left after two lines and the run stopped
+    between epochs with exit 1, unsaid, no model written (a hostile user's find). It goes on."""
+    import subprocess
+    import sys
+
+    pack = tmp_path / "p.npz"
+    assert run("pack", "--data", f"wflw={wflw_root}", "--out", pack, "--cache", tmp_path / "c", "--res", 64).exit_code == 0
+    r, w = os.pipe()
+    os.close(r)  # (nobody reads)
+    p = subprocess.run([sys.executable, "-m", "facemark", "train", "--pack", str(pack), "--out", str(tmp_path / "r"),
+                        "--model", "direct", "--epochs", "2", "--batch", "4", "--arch", "size=32", "--arch",
+                        "width_mult=0.25"], stdout=w, stderr=w, timeout=600)
+    os.close(w)
+    assert p.returncode == 0
+    assert (tmp_path / "r" / "model.onnx").is_file() and (tmp_path / "r" / "best.pt").is_file()
