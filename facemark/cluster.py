@@ -305,8 +305,12 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
     for minutes, logging as it goes."""
     import socket
 
-    if address == "auto":
-        return
+    saved = None
+    if address == "auto":  # (Ray's saved address of the cluster last started here: a stale one hung for minutes)
+        saved = _saved_address()
+        if saved is None:
+            return  # (none saved: Ray says at once that no cluster runs here)
+        address = saved
     hostport = address.split("://", 1)[-1].rstrip("/")
     host, sep, port = hostport.rpartition(":")
     if not sep or not port.isdigit() or not host:
@@ -316,8 +320,24 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as e:
         why = e.strerror or str(e) or type(e).__name__
+        if saved is not None:
+            raise UsageError(f"--ray auto: no Ray head answers at {hostport}, the cluster this machine last joined "
+                             f"(RAY_ADDRESS, or Ray's ray_current_cluster file) ({why}): run `ray start --head`, "
+                             f"or `ray stop` to forget it, or give --ray local") from None
         raise UsageError(f"no Ray head answers at {hostport} ({why}): run `ray start --head` there, "
                          f"or check the address") from None
+
+
+def _saved_address() -> str | None:
+    """The address ``ray.init("auto")`` would connect to (RAY_ADDRESS, else the file ``ray start``
+    leaves in Ray's temp folder), or None where there is none (or this Ray cannot tell)."""
+    try:
+        from ray._private.services import get_ray_address_from_environment
+
+        found = get_ray_address_from_environment("auto", None)
+    except Exception:  # noqa: BLE001 - none saved (ConnectionError), or a Ray without this private helper
+        return None
+    return found if isinstance(found, str) and found not in ("", "auto", "local") else None
 
 
 def _init(ray, address: str | None) -> bool:

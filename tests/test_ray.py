@@ -427,6 +427,25 @@ def test_an_address_nobody_answers_on_is_one_line(tmp_path, face_image):
         assert not (tmp_path / "o").exists()  # (it was made, and left empty)
 
 
+def test_auto_with_a_stale_saved_address_is_one_line(tmp_path, face_image):
+    """`--ray auto` where the cluster Ray saved (ray_current_cluster) is gone: it hung for minutes,
+    silent, and SIGTERM gave exit 15 (a helper's find). Checked as HOST:PORT is."""
+    import socket
+    import subprocess
+
+    cv2.imwrite(str(tmp_path / "a.jpg"), face_image)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "raytmp" / "ray").mkdir(parents=True)
+    (tmp_path / "raytmp" / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{port}")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_TMPDIR": str(tmp_path / "raytmp")}
+    r = subprocess.run([sys.executable, "-m", "facemark", "detect", "a.jpg", "--out", "o", "--ray", "auto"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 2 and f"--ray auto: no Ray head answers at 127.0.0.1:{port}" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
 def test_a_bad_address_is_said_before_the_inputs_are_listed(tmp_path):
     """The address was checked only after listing the inputs and reading OUT's shards: minutes
     on a big folder before a typo was said."""
