@@ -1751,6 +1751,25 @@ def test_run_eval_without_a_log_still_says_what_the_data_skipped(tiny_models, fa
     assert [len(entry["skipped"]) for entry in report.values()] == [1]
 
 
+def test_run_eval_takes_a_path_and_names_what_is_missing(tiny_models, face_image, tmp_path):
+    """A Path for one KIND=PATH raised "'PosixPath' object is not iterable"; no model blamed the data
+    ("none of its images could be read"); None raised a bare NoneType error (a hostile user's finds)."""
+    from pathlib import Path
+
+    from facemark.errors import UsageError
+    from facemark.evaluation.evaluate import run_eval
+
+    root = tmp_path / "300w"
+    write_300w(root, synthetic_faces(face_image, 2, seed=22), "lfpw/testset")
+    results, _ = run_eval(Path(f"300w={root}"), str(tiny_models["direct"]), boxes="gt")
+    assert len(results) == 1
+    with pytest.raises(UsageError, match="models names no model"):
+        run_eval(f"300w={root}", [])
+    for data, models in ((None, "direct"), (f"300w={root}", None)):
+        with pytest.raises(TypeError, match="run_eval needs data"):
+            run_eval(data, models)
+
+
 def test_training_goes_on_when_nobody_reads_its_lines(wflw_root, tmp_path):
     """`facemark train ... 2>&1 | head -2`: the reader left after two lines and the run stopped
     between epochs with exit 1, unsaid, no model written (a hostile user's find). It goes on."""

@@ -222,8 +222,12 @@ def run_eval(data: list[str], models: list[str], boxes: str = "detector", device
     from ..errors import UsageError
     from ..training.datasets import load_all
 
-    data = [data] if isinstance(data, (str, os.PathLike)) else list(data)  # (one KIND=PATH, as run_bench takes it)
-    models = [models] if isinstance(models, (str, os.PathLike)) else list(models)
+    if data is None or models is None:  # (a bare "'NoneType' object is not iterable" named neither)
+        raise TypeError("run_eval needs data (KIND=PATH, or a list of them) and models (names or paths), not None")
+    data = [os.fspath(data)] if isinstance(data, (str, os.PathLike)) else [os.fspath(d) for d in data]  # (one KIND=PATH,
+    models = [models] if isinstance(models, (str, os.PathLike)) else list(models)  # as run_bench takes it; a Path too)
+    if not models:  # (the data's images were read, then blamed: "none of its images could be read")
+        raise UsageError("models names no model")
     check_eval_outputs(json_path, plot, [os.fspath(d) for d in data], ("json_path", "plot"))
     if boxes not in ("detector", "gt"):
         raise UsageError("--boxes must be detector or gt")
