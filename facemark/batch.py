@@ -36,7 +36,7 @@ from .imageio import (IMAGE_EXTS, ImageError, atomic_write, bgra_as_shown, broke
 from .inputs import (InputImage, LeftOut, collisions, expand, missing_roots, output_names, recorded_path,
                      refuse_when_each_failed, shown_name, utf8_name)
 from .landmarker import FaceLandmarker
-from .notes import LEAST_FACE, SMALL_SIDE, looks_turned, may_miss_small
+from .notes import SMALL_SIDE, looks_turned, may_miss_small
 from .quiet import to_stderr
 from .results import SCHEMA, document, dumps
 from .shards import DEFAULT_SHARD_SIZE, NotRegular, open_regular
@@ -457,8 +457,8 @@ def _end_notes(s: BatchSummary, first: dict[str, int], no_face: dict[str, int], 
             f"ones there go unseen; --min-face 40 finds faces down to 40 px (--min-face 20, the least, down to 20), "
             f"more slowly")
     if s.under_min_face and fl.detector.min_face is None:  # (a few px: a thumbnail of a thumbnail, an icon)
-        log(f"note: {s.under_min_face} image(s) under {LEAST_FACE} px on their short side found no face, e.g. "
-            f"{path('under')}: no face facemark finds ({LEAST_FACE} px at the least) fits in them")
+        log(f"note: {s.under_min_face} image(s) under {RetinaFace.LEAST_FACE} px on their short side found no face, "
+            f"e.g. {path('under')}: no face facemark finds ({RetinaFace.LEAST_FACE} px at the least) fits in them")
     elif s.under_min_face:
         log(f"note: {s.under_min_face} image(s) smaller than --min-face ({fl.detector.min_face:g} px) on their short "
             f"side found no face, e.g. {path('under')}: --min-face is the smallest face to find, and no face that "
@@ -513,7 +513,7 @@ def _under_min_face(fl: FaceLandmarker, image: np.ndarray) -> bool:
     face it finds) on its short side: a face of that size cannot be in it (the search shrank it
     below what the detector sees; a 2x2 image was told --min-face 20 would look closer)."""
     det = fl.detector
-    return isinstance(det, RetinaFace) and (det.min_face or LEAST_FACE) > min(image.shape[:2])
+    return isinstance(det, RetinaFace) and (det.min_face or det.LEAST_FACE) > min(image.shape[:2])
 
 
 def _document(path: Path) -> dict | None:

@@ -269,6 +269,7 @@ def _landmarker(model: str, device: str, detector: str, boxes: Optional[Path], t
                 min_face: Optional[float], threads: Optional[int] = None, flip: bool = False, turned: bool = False):
     from .backends import ModelError
     from .boxes import read_boxes
+    from .detector import RetinaFace
     from .landmarker import FaceLandmarker
 
     _check_landmarker_args(device, threshold, min_face)
@@ -276,9 +277,9 @@ def _landmarker(model: str, device: str, detector: str, boxes: Optional[Path], t
         from .landmarker import YUNET_MIN_FACE
 
         fail(f"--min-face {YUNET_MIN_FACE}")
-    if min_face is not None and min_face < 20 and detector == "retinaface" and not boxes:
-        say(f"note: --min-face {min_face:g} finds what --min-face 20 does: the detector looks at up to twice the "
-            f"image's size, where faces of 20 px are the least it finds")
+    if min_face is not None and min_face < RetinaFace.LEAST_FACE and detector == "retinaface" and not boxes:
+        say(f"note: --min-face {min_face:g} finds what --min-face {RetinaFace.LEAST_FACE} does: the detector looks at up "
+            f"to twice the image's size, where faces of {RetinaFace.LEAST_FACE} px are the least it finds")
     with usage_errors():
         det = read_boxes(boxes) if boxes else detector
     try:
@@ -637,9 +638,9 @@ def video(
                       f"whole, and such faces' points are unreliable: --turned reads them (a recording whose rotation "
                       f"was lost?)")
         if s.unfound == "tiny":
-            from .notes import LEAST_FACE
+            from .detector import RetinaFace
 
-            err.print(f"note: no face was found in any frame: the frames are under {LEAST_FACE} px on their short side, "
+            err.print(f"note: no face was found in any frame: the frames are under {RetinaFace.LEAST_FACE} px on their short side, "
                       f"too small to hold a face facemark finds")
         elif s.unfound == "small" and min_face is None:
             err.print("note: no face was found in any frame, and the frames are small: faces under about 40 px may go "

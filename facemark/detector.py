@@ -146,6 +146,8 @@ class RetinaFace:
         self.__dict__.update(state, _session=None, _local=threading.local(), _lock=threading.Lock())
 
     NET_MIN_FACE = 40.0  # face size (px at the network input) found 99 % of the time (scripts/detector_scale.py)
+    MAX_UPSCALE = 2.0  # the most a --min-face search enlarges an image
+    LEAST_FACE = int(NET_MIN_FACE / MAX_UPSCALE)  # px: the least face found (--min-face 20); a smaller image holds none
     MEAN_BGR = np.array([104.0, 117.0, 123.0], np.float32)
 
     @property
@@ -176,7 +178,7 @@ class RetinaFace:
         long_side = max(height, width)
         scale = min(1.0, self.max_side / long_side)
         if self.min_face is not None:
-            scale = min(2.0, self.NET_MIN_FACE / float(self.min_face))
+            scale = min(self.MAX_UPSCALE, self.NET_MIN_FACE / float(self.min_face))
         return scale
 
     KEPT_BYTES = 256 << 20  # input buffers kept per thread (the largest input alone: 201 MB)

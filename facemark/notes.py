@@ -23,9 +23,6 @@ LOOKS_TURNED_DEG = 65.0  # roll past which a note suggests --turned (scripts/rot
 # An image (or video frame) under this on its short side, searched at its own size with no face
 # found, may hold one too small to see there (``min_face=20`` looks at it twice as large).
 SMALL_SIDE = int(4 * RetinaFace.NET_MIN_FACE)
-# The least face facemark finds, px (``min_face=20`` looks at an image twice as large): a smaller
-# image or frame holds none, and no option helps.
-LEAST_FACE = 20
 
 
 def looks_turned(fl: "FaceLandmarker", found: list[Detection]) -> bool:

@@ -680,7 +680,7 @@ class VideoSummary:
     bad_files: tuple[str, ...] = ()  # a folder's frames that did not decode (the first three)
     left_out: tuple[int, int] = (0, 0)  # a frames folder's subfolders and video files: not frames, left out
     unfound: str = ""  # no face in any frame, and no --min-face note for it: "tiny" frames (under
-    # notes.LEAST_FACE: none fits), "small" ones (under notes.SMALL_SIDE: --min-face 20 may find
+    # RetinaFace.LEAST_FACE: none fits), "small" ones (under notes.SMALL_SIDE: --min-face 20 may find
     # them), else "any" (a lost rotation: --turned may)
 
 
@@ -1002,7 +1002,8 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
     missing = (src.frames - done - src.decode_errors) if src.frames and (src.count_exact or src.cut_short) \
         and not stop["asked"] and not reader_gone else 0
     lost = src.decode_errors + max(0, missing - src.empty)  # (OpenCV passes over empty chunks: they are "missing")
-    from .notes import LEAST_FACE, SMALL_SIDE
+    from .detector import RetinaFace
+    from .notes import SMALL_SIDE
 
     det = fl.detector
     shrunk = tracker.next_id == 0 and done > 0 and not stop["asked"] and not reader_gone \
@@ -1018,7 +1019,7 @@ def process_video(source: str | os.PathLike, fl, out_path: str | os.PathLike | N
 
         note(TURNED, f"in {tracker.turned_frames} of the frames searched whole")
     unfound = "" if tracker.next_id or not done or shrunk or stop["asked"] or reader_gone \
-        else "tiny" if min(src.width, src.height) < LEAST_FACE else "small" if min(src.width, src.height) < SMALL_SIDE \
+        else "tiny" if min(src.width, src.height) < RetinaFace.LEAST_FACE else "small" if min(src.width, src.height) < SMALL_SIDE \
         else "any"
     return VideoSummary(
         frames=done, seconds=elapsed, tracks=tracker.next_id, decode_errors=lost,
